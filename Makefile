@@ -1,0 +1,52 @@
+# StreamLedger. The two commands a newcomer needs:
+#   make demo   set everything up, start Kafka + PostgreSQL, run the main job end to end
+#   make test   set everything up, run the checks and the whole test suite (what CI runs)
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STREAMLEDGER := $(VENV)/bin/streamledger
+
+.PHONY: setup demo test check lint typecheck unit infra-up infra-down infra-status infra-reset topics-apply bench format
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(STREAMLEDGER) demo
+
+test: setup check
+	$(PYTHON) -m pytest
+
+check: setup lint typecheck
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck:
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+unit: setup
+	$(PYTHON) -m pytest tests/unit
+
+infra-up: setup
+	$(STREAMLEDGER) infra up
+
+infra-down:
+	$(STREAMLEDGER) infra down
+
+infra-status:
+	$(STREAMLEDGER) infra status
+
+infra-reset:
+	$(STREAMLEDGER) infra reset
+
+topics-apply: setup
+	$(STREAMLEDGER) topics apply
+
+bench: setup
+	$(PYTHON) -m bench

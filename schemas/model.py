@@ -1,0 +1,293 @@
+"""The ledger's records as Python values: the contract of ``schemas/*.avsc`` in frozen dataclasses.
+
+This module is pure (no I/O, no clock) and is shared by the producers, the pure ledger core,
+the processor loop and the projections. ``schemas.codec`` turns these values into Avro
+single-object bytes and back; ``schemas.limits`` holds the documented character sets and
+lengths (checked by ``producers`` before sending and by the core before deciding).
+
+Money is always an ``int`` count of minor units inside the signed 64-bit range. Times are
+``int`` microseconds since the Unix epoch (Avro ``timestamp-micros``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+HASH_BYTES = 32
+GENESIS_HASH = bytes(HASH_BYTES)  # the prev_hash of a tenant's first event
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandHeader:
+    """Fields every command carries."""
+
+    tenant_id: str
+    idempotency_key: str
+    submitted_at_us: int
+    metadata: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs; bounded in limits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenAccount(CommandHeader):
+    account_id: str
+    currency: str
+    asset_scale: int
+    debits_must_not_exceed_credits: bool = False
+    credits_must_not_exceed_debits: bool = False
+    overdraft_limit: int | None = None  # with one flag: how far past it the account may go
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer(CommandHeader):
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    currency: str
+    pending: bool = False
+    pending_timeout_s: int | None = None  # only with pending; None = never expires
+    reverses: str | None = None  # the transfer_id of a posted transfer this one corrects
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostPending(CommandHeader):
+    transfer_id: str  # the pending transfer
+    amount: int | None = None  # None = the full pending amount; else a partial amount > 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoidPending(CommandHeader):
+    transfer_id: str  # the pending transfer
+
+
+Command = OpenAccount | Transfer | PostPending | VoidPending
+COMMAND_TYPES: tuple[type[OpenAccount | Transfer | PostPending | VoidPending], ...] = (
+    OpenAccount,
+    Transfer,
+    PostPending,
+    VoidPending,
+)
+
+
+# --------------------------------------------------------------------------- balances
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountBalance:
+    """An account's four counters after an event."""
+
+    account_id: str
+    currency: str
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventHeader:
+    """Fields every event carries. ``event_id`` is ``f"{tenant_id}:{sequence}"``."""
+
+    tenant_id: str
+    sequence: int  # gapless per tenant, starting at 1
+    event_id: str
+    idempotency_key: str | None  # None only for PendingExpired (caused by stream time)
+    effective_at_us: int  # the causing record's timestamp (never the wall clock)
+    balances: tuple[AccountBalance, ...]  # the touched accounts after the event
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountOpened(EventHeader):
+    account_id: str
+    currency: str
+    asset_scale: int
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
+    overdraft_limit: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferPosted(EventHeader):
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    currency: str
+    reverses: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferPending(EventHeader):
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    currency: str
+    expires_at_us: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingPosted(EventHeader):
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int  # posted now; the rest of the pending amount is released
+    pending_amount: int  # the amount that was reserved
+    currency: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingVoided(EventHeader):
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int  # released
+    currency: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingExpired(EventHeader):
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int  # released
+    currency: str
+
+
+Event = (
+    AccountOpened
+    | TransferPosted
+    | TransferPending
+    | PendingPosted
+    | PendingVoided
+    | PendingExpired
+)
+EVENT_TYPES: tuple[type[Event], ...] = (
+    AccountOpened,
+    TransferPosted,
+    TransferPending,
+    PendingPosted,
+    PendingVoided,
+    PendingExpired,
+)
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+class RejectReason(enum.Enum):
+    """Why a command was rejected, in precedence order: when several apply, the first wins."""
+
+    INVALID_COMMAND = "invalid_command"  # decodable, but breaks the contract's limits
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # same key, different payload
+    ACCOUNT_EXISTS = "account_exists"
+    TRANSFER_EXISTS = "transfer_exists"
+    UNKNOWN_ACCOUNT = "unknown_account"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    SAME_ACCOUNT = "same_account"
+    REVERSAL_TARGET_NOT_FOUND = "reversal_target_not_found"
+    REVERSAL_MISMATCH = "reversal_mismatch"
+    REVERSAL_EXCEEDS_ORIGINAL = "reversal_exceeds_original"
+    PENDING_NOT_FOUND = "pending_not_found"
+    PENDING_ALREADY_FINAL = "pending_already_final"
+    PENDING_EXPIRED = "pending_expired"
+    AMOUNT_EXCEEDS_PENDING = "amount_exceeds_pending"
+    INSUFFICIENT_FUNDS = "insufficient_funds"  # debits_must_not_exceed_credits (+ overdraft)
+    LIMIT_EXCEEDED = "limit_exceeded"  # credits_must_not_exceed_debits (+ overdraft)
+    OVERFLOW = "overflow"  # a counter would leave the signed 64-bit range
+
+
+class OutcomeStatus(enum.Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """The one outcome of a command, stored in ``ledger.outcomes`` under (tenant, key).
+
+    ``field_fingerprints`` holds a short hash per meaningful field, in the command's declared
+    field order, so a key reused with another payload can be rejected naming the first field
+    that differs. ``fingerprint`` is the SHA-256 over the command type and those field hashes.
+    """
+
+    tenant_id: str
+    idempotency_key: str
+    command_type: str  # "OpenAccount", "Transfer", "PostPending", "VoidPending"
+    fingerprint: bytes
+    field_fingerprints: tuple[tuple[str, bytes], ...]
+    status: OutcomeStatus
+    event_sequences: tuple[int, ...] = ()  # accepted: the events it caused
+    reason: RejectReason | None = None  # rejected: why
+    detail: str = ""  # rejected: human-readable, names the field or account
+    decided_at_us: int  # the command record's timestamp
+    expires_at_us: int | None = None  # idempotency retention; None = kept forever
+
+
+# --------------------------------------------------------------------------- state records
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountState:
+    """``ledger.balances`` record: an account's counters, limits and last changing sequence."""
+
+    tenant_id: str
+    account_id: str
+    currency: str
+    asset_scale: int
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
+    overdraft_limit: int | None
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    last_sequence: int
+
+
+class TransferStatus(enum.Enum):
+    PENDING = "pending"
+    POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferState:
+    """``ledger.balances`` record keyed by transfer: what the rules need to know of a transfer."""
+
+    tenant_id: str
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    currency: str
+    amount: int  # the amount as created (reserved, for a pending transfer)
+    status: TransferStatus
+    amount_posted: int  # posted so far
+    amount_reversed: int  # reversed so far by transfers that reference it
+    reverses: str | None
+    expires_at_us: int | None
+    last_sequence: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantHead:
+    """``ledger.balances`` record keyed by tenant: the tenant's last sequence and hash."""
+
+    tenant_id: str
+    last_sequence: int
+    last_hash: bytes = field(default=GENESIS_HASH)
+
+
+StateRecord = AccountState | TransferState | TenantHead

@@ -1,0 +1,3 @@
+"""StreamLedger: a multi-tenant, double-entry payment ledger on Apache Kafka."""
+
+__version__ = "0.1.0"

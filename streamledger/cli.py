@@ -1,0 +1,111 @@
+"""The ``streamledger`` command line.
+
+Each part of the system registers its own subcommands (``register(subparsers)`` in its
+``commands`` module); this module only parses the shared settings flags, builds the one
+``Settings`` object and turns any ``StreamLedgerError`` into a single line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeAlias
+
+from streamledger import __version__
+from streamledger.errors import StreamLedgerError
+from streamledger.settings import SETTING_SPECS, Settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+# Modules that contribute subcommands. Each has ``register(subparsers) -> None``; each
+# subparser sets ``handler=`` to a ``CommandHandler``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "infra.commands",
+    "producers.commands",
+    "processors.commands",
+    "projections.commands",
+)
+
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class CommandHandler(Protocol):
+    def __call__(self, arguments: argparse.Namespace, settings: Settings) -> int: ...
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line naming the argument, never a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"streamledger: error: {message}\n")
+
+
+def build_parser(register_commands: bool = True) -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="streamledger",
+        description="A multi-tenant, double-entry payment ledger on Apache Kafka.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamledger {__version__}")
+    settings_group = parser.add_argument_group(
+        "settings", "each flag overrides the STREAMLEDGER_<NAME> environment variable"
+    )
+    for spec in SETTING_SPECS:
+        settings_group.add_argument(
+            spec.flag,
+            dest=f"setting_{spec.field}",
+            metavar="VALUE",
+            default=None,
+            help=f"(env {spec.environment_variable})",
+        )
+    subparsers: Subparsers = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        parser_class=OneLineArgumentParser,
+    )
+    if register_commands:
+        for module_name in COMMAND_MODULES:
+            register = load_register(module_name)
+            if register is not None:
+                register(subparsers)
+    return parser
+
+
+def load_register(
+    module_name: str,
+) -> Callable[[Subparsers], None] | None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None  # that part of the system has no commands yet
+        raise
+    register: Callable[[Subparsers], None] = module.register
+    return register
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    handler: CommandHandler | None = getattr(arguments, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    flags = {spec.field: getattr(arguments, f"setting_{spec.field}") for spec in SETTING_SPECS}
+    try:
+        settings = load_settings(flags=flags)
+        return handler(arguments, settings)
+    except StreamLedgerError as exc:
+        print(f"streamledger: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("streamledger: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The one place that reads the environment.
+
+Every process builds one frozen ``Settings`` at start-up from, in rising precedence, the
+defaults below, ``STREAMLEDGER_*`` environment variables and command-line flags. A missing or
+malformed value raises ``SettingError`` naming both the variable and the flag, so the command
+line can print one line and exit. Settings are then passed down explicitly; nothing else reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamledger.errors import SettingError
+
+ENVIRONMENT_PREFIX = "STREAMLEDGER_"
+TOPIC_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
+HOST_PATTERN = re.compile(r"^[A-Za-z0-9.:_-]{1,253}$")
+PARTITIONS_MAX = 1024
+HEAP_MB_RANGE = (128, 16384)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Settings shared by every StreamLedger process.
+
+    Ports are loopback-only on the local stack. ``bootstrap_servers`` and ``database_url``
+    default to the local stack's addresses and may point anywhere else instead.
+    """
+
+    home: Path
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    postgres_port: int = 15432
+    bootstrap_servers: str = ""
+    database_url: str = ""
+    topic_prefix: str = ""
+    partitions: int = 12
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    kafka_version: str = "4.1.1"
+    kafka_heap_mb: int = 512
+    metrics_port: int = 9400
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def database_dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"postgresql://streamledger:streamledger@127.0.0.1:{self.postgres_port}/streamledger"
+
+    def topic(self, name: str) -> str:
+        """The full name of a ledger topic, e.g. ``topic("ledger.events")``."""
+        return f"{self.topic_prefix}{name}"
+
+
+# --- parsers: each takes the raw text and returns the value or raises ValueError(reason) ---
+
+
+def parse_port(text: str) -> int:
+    return parse_int_in_range(text, 1, 65535)
+
+
+def parse_int_in_range(text: str, minimum: int, maximum: int) -> int:
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{value} is outside {minimum}..{maximum}")
+    return value
+
+
+def parse_bootstrap_servers(text: str) -> str:
+    servers = [part.strip() for part in text.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("expected host:port[,host:port...]")
+    for server in servers:
+        host, separator, port = server.rpartition(":")
+        if not separator or not HOST_PATTERN.match(host):
+            raise ValueError(f"{server!r} is not host:port")
+        parse_port(port)
+    return ",".join(servers)
+
+
+def parse_database_url(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected a postgresql:// URL")
+    return text
+
+
+def parse_topic_prefix(text: str) -> str:
+    if not TOPIC_PREFIX_PATTERN.match(text):
+        raise ValueError("use at most 64 of A-Z a-z 0-9 . _ -")
+    return text
+
+
+def parse_kafka_version(text: str) -> str:
+    if not re.fullmatch(r"4\.\d+\.\d+", text):
+        raise ValueError("expected a Kafka 4.x version such as 4.1.1")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    field: str
+    parse: Callable[[str], object]
+
+    @property
+    def environment_variable(self) -> str:
+        return ENVIRONMENT_PREFIX + self.field.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+SETTING_SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec("home", lambda text: Path(text).expanduser().resolve()),
+    SettingSpec("kafka_port", parse_port),
+    SettingSpec("kafka_controller_port", parse_port),
+    SettingSpec("postgres_port", parse_port),
+    SettingSpec("bootstrap_servers", parse_bootstrap_servers),
+    SettingSpec("database_url", parse_database_url),
+    SettingSpec("topic_prefix", parse_topic_prefix),
+    SettingSpec("partitions", lambda text: parse_int_in_range(text, 1, PARTITIONS_MAX)),
+    SettingSpec("replication_factor", lambda text: parse_int_in_range(text, 1, 16)),
+    SettingSpec("min_insync_replicas", lambda text: parse_int_in_range(text, 1, 16)),
+    SettingSpec("kafka_version", parse_kafka_version),
+    SettingSpec("kafka_heap_mb", lambda text: parse_int_in_range(text, *HEAP_MB_RANGE)),
+    SettingSpec("metrics_port", parse_port),
+)
+
+
+def load_settings(
+    environment: Mapping[str, str] | None = None,
+    flags: Mapping[str, str | None] | None = None,
+    working_directory: Path | None = None,
+) -> Settings:
+    """Build the settings: defaults < environment < flags. Raises ``SettingError``.
+
+    ``flags`` maps field names to the raw text given on the command line (``None`` = not given).
+    """
+    source_environment = os.environ if environment is None else environment
+    given_flags = flags or {}
+    values: dict[str, object] = {}
+    for spec in SETTING_SPECS:
+        flag_text = given_flags.get(spec.field)
+        if flag_text is not None:
+            values[spec.field] = parse_one(spec, flag_text, source=spec.flag)
+        elif spec.environment_variable in source_environment:
+            raw = source_environment[spec.environment_variable]
+            values[spec.field] = parse_one(spec, raw, source=spec.environment_variable)
+    if "home" not in values:
+        values["home"] = ((working_directory or Path.cwd()) / ".streamledger").resolve()
+    settings = Settings(**values)  # type: ignore[arg-type]
+    check_consistency(settings)
+    return settings
+
+
+def parse_one(spec: SettingSpec, raw: str, *, source: str) -> object:
+    try:
+        return spec.parse(raw)
+    except ValueError as exc:
+        raise SettingError(
+            f"setting {spec.field} ({source}): {exc}"
+            f" [set {spec.environment_variable} or {spec.flag}]"
+        ) from None
+
+
+def check_consistency(settings: Settings) -> None:
+    ports = {
+        "kafka_port": settings.kafka_port,
+        "kafka_controller_port": settings.kafka_controller_port,
+        "postgres_port": settings.postgres_port,
+        "metrics_port": settings.metrics_port,
+    }
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            raise SettingError(f"setting {name}: port {port} is also {seen[port]}; choose another")
+        seen[port] = name
+    if settings.min_insync_replicas > settings.replication_factor:
+        raise SettingError(
+            "setting min_insync_replicas: must not exceed replication_factor"
+            f" ({settings.min_insync_replicas} > {settings.replication_factor})"
+        )
+
+
+def replace(settings: Settings, **changes: object) -> Settings:
+    """A copy of ``settings`` with some fields changed (tests and sub-processes use this)."""
+    changed = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+    check_consistency(changed)
+    return changed
+
+
+def environment_for(settings: Settings) -> dict[str, str]:
+    """The ``STREAMLEDGER_*`` variables that reproduce ``settings`` in a child process."""
+    result: dict[str, str] = {}
+    for spec in SETTING_SPECS:
+        value = getattr(settings, spec.field)
+        if value in ("", None):
+            continue
+        result[spec.environment_variable] = str(value)
+    return result
