@@ -1,0 +1,1 @@
+"""Processors: the pure ledger core and the exactly-once consume-decide-produce loop."""

@@ -1,0 +1,1 @@
+"""Producers: the SDK upstream systems use, the ``produce`` CLI and the load generator."""

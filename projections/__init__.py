@@ -1,0 +1,1 @@
+"""Projections: PostgreSQL schema, the exactly-once sink, queries and verification."""

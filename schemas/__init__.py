@@ -1,0 +1,1 @@
+"""The contract: Avro schemas (``*.avsc``), their Python values (``model``) and the codec."""
