@@ -1,0 +1,192 @@
+"""``streamledger produce`` and ``streamledger loadgen``: the thin sending edges.
+
+``produce`` reads JSON-line commands (``producers.jsonl``, ``docs/producing.md``) from a file or
+stdin, reports every bad line as ``line N: field: reason`` on stderr, sends the good ones, prints
+``sent=S failed=F`` and exits 1 if any line failed. ``loadgen`` sends ``producers.loadgen``'s
+seeded workload at a target rate (or as fast as possible) with a progress line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Final
+
+from producers.errors import CommandValidationError, ProducerError
+from producers.jsonl import command_from_line, command_to_line
+from producers.loadgen import LoadPlan, generate, opening_count, poison_records
+from producers.sdk import LedgerProducer, validate
+from schemas.codec import encode_command
+from schemas.model import Command
+from streamledger.cli import EXIT_FAILURE, EXIT_OK, Subparsers
+from streamledger.settings import Settings
+
+FLUSH_TIMEOUT_S: Final = 60.0
+PROGRESS_INTERVAL_S: Final = 0.5
+PROGRESS_BAR_WIDTH: Final = 30
+RATE_SLEEP_MIN_S: Final = 0.001
+LINE_LENGTH_MAX: Final = 1_048_576  # longer input lines are reported, not parsed
+
+
+def register(subparsers: Subparsers) -> None:
+    produce = subparsers.add_parser(
+        "produce", help="send JSON-line commands (file or stdin) to ledger.commands"
+    )
+    produce.add_argument("--file", type=Path, help="read this file instead of stdin")
+    produce.set_defaults(handler=run_produce)
+
+    loadgen = subparsers.add_parser("loadgen", help="send a seeded, reproducible workload")
+    loadgen.add_argument("--seed", type=int, default=1)
+    loadgen.add_argument("--tenants", type=int, default=4)
+    loadgen.add_argument("--accounts", type=int, default=10, help="accounts per tenant")
+    loadgen.add_argument("--commands", type=int, default=10_000, help="after the opening phase")
+    loadgen.add_argument("--rate", type=float, default=0.0, help="commands/s; 0 = max")
+    loadgen.add_argument("--start-us", type=int, default=None, help="first submitted_at_us")
+    loadgen.add_argument("--duplicate-share", type=float, default=0.05)
+    loadgen.add_argument("--key-reuse-share", type=float, default=0.02)
+    loadgen.add_argument("--overdraft-share", type=float, default=0.02)
+    loadgen.add_argument("--unknown-account-share", type=float, default=0.01)
+    loadgen.add_argument("--record", type=Path, help="write the commands sent here (JSONL)")
+    loadgen.add_argument("--poison", type=int, default=0, help="undecodable records to add")
+    loadgen.add_argument("--quiet", action="store_true", help="no progress line")
+    loadgen.set_defaults(handler=run_loadgen)
+
+
+# --------------------------------------------------------------------------- produce
+
+
+def parse_lines(
+    lines: Iterable[str], now_us: int, errors: IO[str]
+) -> Iterator[tuple[int, Command | None]]:
+    """Each command line's number and command, ``None`` for a bad line (reported on ``errors``)."""
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            if len(line) > LINE_LENGTH_MAX:
+                raise CommandValidationError("line", f"longer than {LINE_LENGTH_MAX} characters")
+            command = command_from_line(line, default_submitted_at_us=now_us)
+            validate(command)
+        except CommandValidationError as exc:
+            print(f"line {number}: {exc}", file=errors)
+            yield number, None
+            continue
+        yield number, command
+
+
+def run_produce(arguments: argparse.Namespace, settings: Settings) -> int:
+    now_us = time.time_ns() // 1_000
+    sent = failed = 0
+    with ExitStack() as stack:
+        source: IO[str] = (
+            stack.enter_context(arguments.file.open(encoding="utf-8"))
+            if arguments.file
+            else sys.stdin
+        )
+        producer = LedgerProducer(settings)
+        for _, command in parse_lines(source, now_us, sys.stderr):
+            if command is None:
+                failed += 1
+                continue
+            producer.send(command)
+            sent += 1
+        try:
+            producer.flush(FLUSH_TIMEOUT_S)
+        except ProducerError as exc:
+            print(f"delivery: {exc}", file=sys.stderr)
+        sent -= producer.failed
+        failed += producer.failed
+    print(f"sent={sent} failed={failed}")
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+# --------------------------------------------------------------------------- loadgen
+
+
+class Progress:
+    """A one-line progress bar with the send rate, redrawn at most every PROGRESS_INTERVAL_S."""
+
+    def __init__(self, total: int, stream: IO[str], enabled: bool) -> None:
+        self.total = max(total, 1)
+        self.stream = stream
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.drawn = 0.0
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not final and now - self.drawn < PROGRESS_INTERVAL_S):
+            return
+        self.drawn = now
+        rate = done / max(now - self.started, 1e-9)
+        filled = PROGRESS_BAR_WIDTH * min(done, self.total) // self.total
+        bar = "#" * filled + "." * (PROGRESS_BAR_WIDTH - filled)
+        end = "\n" if final else ""
+        self.stream.write(f"\r[{bar}] {done}/{self.total} {rate:,.0f} commands/s{end}")
+        self.stream.flush()
+
+
+def plan_from(arguments: argparse.Namespace) -> LoadPlan:
+    try:
+        return LoadPlan(
+            seed=arguments.seed,
+            tenants=arguments.tenants,
+            accounts_per_tenant=arguments.accounts,
+            commands=arguments.commands,
+            start_us=arguments.start_us or time.time_ns() // 1_000,
+            duplicate_share=arguments.duplicate_share,
+            key_reuse_share=arguments.key_reuse_share,
+            overdraft_share=arguments.overdraft_share,
+            unknown_account_share=arguments.unknown_account_share,
+        )
+    except ValueError as exc:
+        raise CommandValidationError("loadgen", str(exc)) from None
+
+
+def pace(sent: int, rate: float, started: float) -> None:
+    """Sleep until ``sent`` commands are due at ``rate`` per second (no-op when rate is 0)."""
+    if rate <= 0:
+        return
+    ahead_s = sent / rate - (time.monotonic() - started)
+    if ahead_s > RATE_SLEEP_MIN_S:
+        time.sleep(ahead_s)
+
+
+def run_loadgen(arguments: argparse.Namespace, settings: Settings) -> int:
+    plan = plan_from(arguments)
+    total = opening_count(plan) + plan.commands
+    progress = Progress(total + arguments.poison, sys.stderr, enabled=not arguments.quiet)
+    tenants = tuple(f"tenant-{index:04d}" for index in range(plan.tenants))
+    poison: list[tuple[bytes, bytes, str]] = []
+    poison_every = max(total // (arguments.poison + 1), 1)
+    with ExitStack() as stack:
+        record = (
+            stack.enter_context(arguments.record.open("w", encoding="utf-8"))
+            if arguments.record
+            else None
+        )
+        producer = LedgerProducer(settings)
+        started = time.monotonic()
+        for sent, generated in enumerate(generate(plan), start=1):
+            if arguments.poison and sent == 1:
+                sample = encode_command(generated.command)
+                poison = poison_records(plan.seed, arguments.poison, tenants, sample)
+            producer.send(generated.command)
+            if record is not None:
+                record.write(command_to_line(generated.command) + "\n")
+            if poison and sent % poison_every == 0:
+                key, value, _ = poison.pop()
+                producer.send_raw(key, value)
+            pace(sent, arguments.rate, started)
+            progress.update(sent)
+        for key, value, _ in poison:
+            producer.send_raw(key, value)
+        producer.flush(FLUSH_TIMEOUT_S)
+        progress.update(producer.sent, final=True)
+    print(f"sent={producer.sent} delivered={producer.delivered} failed={producer.failed}")
+    return EXIT_FAILURE if producer.failed else EXIT_OK

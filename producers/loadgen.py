@@ -1,0 +1,380 @@
+"""A seeded, reproducible ledger workload, and poison records for dead-letter tests.
+
+``generate(plan)`` is pure: the same ``LoadPlan`` (seed included) yields the same commands, in
+the same order, with the same timestamps. Each command comes with its *intent*, the outcome the
+workload means to provoke, so a run can be checked against the ledger afterwards:
+
+- ``open_account`` first, for every tenant: one unrestricted ``funding`` account and
+  ``accounts_per_tenant`` customer accounts that must not go into a net debit (some with an
+  overdraft limit), then a ``fund`` transfer from ``funding`` to each customer;
+- then ``commands`` more, drawn by share: ``transfer`` (posted), ``pending`` (with a long
+  timeout, or ``expiring`` with ``short_timeout_s`` so stream time expires it), ``post_pending``
+  (full or partial) and ``void_pending`` of open pending transfers, ``reversal`` of an earlier
+  posted transfer, ``duplicate`` (an earlier command again, byte for byte), ``key_reuse`` (an
+  earlier key with another amount), ``overdraft`` (more than the debit account can give) and
+  ``unknown_account``.
+
+The generator tracks what each customer can still give (posted and reserved), so ordinary
+transfers are meant to succeed and the failure intents are meant to fail. ``poison_records``
+makes undecodable records of three kinds (garbage, unknown fingerprint, truncated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from schemas.model import Command, OpenAccount, PostPending, Transfer, VoidPending
+
+FUNDING_ACCOUNT: Final = "funding"
+RECENT_COMMANDS_MAX: Final = 1_000  # earlier commands kept per tenant for duplicates/reversals
+OPEN_PENDING_MAX: Final = 1_000  # open pending transfers tracked per tenant
+INITIAL_FUNDS: Final = 1_000_000_000
+POISON_KINDS: Final = ("garbage", "unknown_fingerprint", "truncated")
+POISON_LENGTH_MAX: Final = 64
+VOID_SHARE_OF_FINISHED: Final = 0.25  # the rest of the finished pending transfers are posted
+FULL_SHARE_OF_POSTED: Final = 0.5  # the rest are posted partially
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadPlan:
+    """What to generate. Shares are fractions of the commands after the opening phase."""
+
+    seed: int = 1
+    tenants: int = 4
+    accounts_per_tenant: int = 10
+    commands: int = 10_000
+    start_us: int = 1_700_000_000_000_000
+    step_us: int = 1_000  # submitted_at_us grows by this per command
+    currencies: tuple[str, ...] = ("USD", "EUR")
+    amount_max: int = 10_000
+    overdraft_limit: int = 50_000  # given to every third customer account
+    pending_share: float = 0.15
+    expiring_share: float = 0.05
+    short_timeout_s: int = 1
+    long_timeout_s: int = 86_400
+    finish_pending_share: float = 0.15  # post or void an open pending transfer
+    reversal_share: float = 0.03
+    duplicate_share: float = 0.05
+    key_reuse_share: float = 0.02
+    overdraft_share: float = 0.02
+    unknown_account_share: float = 0.01
+
+    def __post_init__(self) -> None:
+        shares = (
+            self.pending_share + self.expiring_share + self.finish_pending_share
+            + self.reversal_share + self.duplicate_share + self.key_reuse_share
+            + self.overdraft_share + self.unknown_account_share
+        )  # fmt: skip
+        if not 0.0 <= shares <= 1.0:
+            raise ValueError(f"the shares add up to {shares:.3f}; they must stay within 0..1")
+        if self.tenants < 1 or self.accounts_per_tenant < 2 or self.commands < 0:
+            raise ValueError("need tenants >= 1, accounts_per_tenant >= 2, commands >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedCommand:
+    command: Command
+    intent: str
+
+
+@dataclass(slots=True)
+class TenantBook:
+    """What the generator knows of one tenant: accounts, what they can give, recent commands."""
+
+    tenant_id: str
+    currency: str
+    customers: list[str]
+    available: dict[str, int]  # posted credits - debits - reserved, plus overdraft
+    posted: deque[Transfer] = field(default_factory=lambda: deque(maxlen=RECENT_COMMANDS_MAX))
+    recent: deque[Command] = field(default_factory=lambda: deque(maxlen=RECENT_COMMANDS_MAX))
+    open_pending: dict[str, Transfer] = field(default_factory=dict)
+    counter: int = 0
+
+    def next_key(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}-{self.counter:08d}"
+
+
+class Generator:
+    """The state of one generation run; ``generate`` drives it."""
+
+    def __init__(self, plan: LoadPlan) -> None:
+        self.plan = plan
+        self.random = random.Random(plan.seed)  # noqa: S311 - a reproducible workload, not secrets
+        self.sequence = 0
+        self.books = [
+            TenantBook(
+                tenant_id=f"tenant-{index:04d}",
+                currency=plan.currencies[index % len(plan.currencies)],
+                customers=[f"acct-{number:04d}" for number in range(1, plan.accounts_per_tenant)],
+                available={},
+            )
+            for index in range(plan.tenants)
+        ]
+
+    def now_us(self) -> int:
+        self.sequence += 1
+        return self.plan.start_us + self.sequence * self.plan.step_us
+
+    def emit(self, book: TenantBook, command: Command, intent: str) -> GeneratedCommand:
+        book.recent.append(command)
+        return GeneratedCommand(command, intent)
+
+    # ------------------------------------------------------------------ opening phase
+
+    def opening(self) -> Iterator[GeneratedCommand]:
+        for book in self.books:
+            yield self.emit(
+                book, self.open_account(book, FUNDING_ACCOUNT, flagged=False), "open_account"
+            )
+            for position, account in enumerate(book.customers):
+                with_overdraft = position % 3 == 0
+                command = self.open_account(book, account, flagged=True, overdraft=with_overdraft)
+                book.available[account] = self.plan.overdraft_limit if with_overdraft else 0
+                yield self.emit(book, command, "open_account")
+        for book in self.books:
+            for account in book.customers:
+                yield self.emit(
+                    book, self.transfer(book, FUNDING_ACCOUNT, account, INITIAL_FUNDS), "fund"
+                )
+
+    def open_account(
+        self, book: TenantBook, account: str, *, flagged: bool, overdraft: bool = False
+    ) -> OpenAccount:
+        return OpenAccount(
+            tenant_id=book.tenant_id,
+            idempotency_key=book.next_key("open"),
+            submitted_at_us=self.now_us(),
+            account_id=account,
+            currency=book.currency,
+            asset_scale=2,
+            debits_must_not_exceed_credits=flagged,
+            overdraft_limit=self.plan.overdraft_limit if overdraft else None,
+        )
+
+    def transfer(
+        self,
+        book: TenantBook,
+        debit: str,
+        credit: str,
+        amount: int,
+        *,
+        pending: bool = False,
+        timeout_s: int | None = None,
+        reverses: str | None = None,
+    ) -> Transfer:
+        key = book.next_key("tr")
+        command = Transfer(
+            tenant_id=book.tenant_id,
+            idempotency_key=key,
+            submitted_at_us=self.now_us(),
+            transfer_id=key,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=amount,
+            currency=book.currency,
+            pending=pending,
+            pending_timeout_s=timeout_s,
+            reverses=reverses,
+        )
+        self.book_effect(book, command)
+        return command
+
+    def book_effect(self, book: TenantBook, command: Transfer) -> None:
+        if command.debit_account_id in book.available:
+            book.available[command.debit_account_id] -= command.amount
+        if command.credit_account_id in book.available and not command.pending:
+            book.available[command.credit_account_id] += command.amount
+        if not command.pending:
+            book.posted.append(command)
+
+    # ------------------------------------------------------------------ the mix
+
+    def mixed(self) -> Iterator[GeneratedCommand]:
+        plan = self.plan
+        choices = (
+            (plan.pending_share, self.pending),
+            (plan.expiring_share, self.expiring),
+            (plan.finish_pending_share, self.finish_pending),
+            (plan.reversal_share, self.reversal),
+            (plan.duplicate_share, self.duplicate),
+            (plan.key_reuse_share, self.key_reuse),
+            (plan.overdraft_share, self.overdraft),
+            (plan.unknown_account_share, self.unknown_account),
+        )
+        for _ in range(plan.commands):
+            book = self.random.choice(self.books)
+            draw = self.random.random()
+            for share, make in choices:
+                if draw < share:
+                    generated = make(book)
+                    break
+                draw -= share
+            else:
+                generated = None
+            yield generated or self.posted(book)
+
+    def pick_payer(self, book: TenantBook) -> tuple[str, str, int] | None:
+        """A customer that can give, another account, and an amount it can give."""
+        payer = self.random.choice(book.customers)
+        payee = self.random.choice([FUNDING_ACCOUNT, *book.customers])
+        amount = self.random.randint(1, self.plan.amount_max)
+        if payee == payer or book.available[payer] < amount:
+            return None
+        return payer, payee, amount
+
+    def posted(self, book: TenantBook) -> GeneratedCommand:
+        picked = self.pick_payer(book)
+        if picked is None:
+            account = self.random.choice(book.customers)
+            amount = self.random.randint(1, self.plan.amount_max)
+            return self.emit(
+                book, self.transfer(book, FUNDING_ACCOUNT, account, amount), "transfer"
+            )
+        return self.emit(book, self.transfer(book, *picked), "transfer")
+
+    def pending(self, book: TenantBook, *, timeout_s: int | None = None) -> GeneratedCommand | None:
+        picked = self.pick_payer(book)
+        if picked is None:
+            return None
+        expiring = timeout_s is not None
+        timeout = timeout_s if expiring else self.plan.long_timeout_s
+        command = self.transfer(book, *picked, pending=True, timeout_s=timeout)
+        if not expiring and len(book.open_pending) < OPEN_PENDING_MAX:
+            book.open_pending[command.transfer_id] = command
+        return self.emit(book, command, "expiring" if expiring else "pending")
+
+    def expiring(self, book: TenantBook) -> GeneratedCommand | None:
+        return self.pending(book, timeout_s=self.plan.short_timeout_s)
+
+    def finish_pending(self, book: TenantBook) -> GeneratedCommand | None:
+        if not book.open_pending:
+            return None
+        transfer_id = self.random.choice(sorted(book.open_pending))
+        original = book.open_pending.pop(transfer_id)
+        key = book.next_key("fin")
+        submitted_at_us = self.now_us()
+        if self.random.random() < VOID_SHARE_OF_FINISHED:
+            book.available[original.debit_account_id] += original.amount
+            void = VoidPending(
+                tenant_id=book.tenant_id,
+                idempotency_key=key,
+                submitted_at_us=submitted_at_us,
+                transfer_id=transfer_id,
+            )
+            return self.emit(book, void, "void_pending")
+        full = self.random.random() < FULL_SHARE_OF_POSTED
+        amount = None if full else self.random.randint(1, original.amount)
+        posted = original.amount if amount is None else amount
+        book.available[original.debit_account_id] += original.amount - posted
+        if original.credit_account_id in book.available:
+            book.available[original.credit_account_id] += posted
+        post = PostPending(
+            tenant_id=book.tenant_id,
+            idempotency_key=key,
+            submitted_at_us=submitted_at_us,
+            transfer_id=transfer_id,
+            amount=amount,
+        )
+        return self.emit(book, post, "post_pending")
+
+    def reversal(self, book: TenantBook) -> GeneratedCommand | None:
+        candidates = [t for t in book.posted if t.reverses is None]
+        if not candidates:
+            return None
+        original = self.random.choice(candidates)
+        payer = original.credit_account_id
+        if payer in book.available and book.available[payer] < original.amount:
+            return None
+        book.posted.remove(original)  # reversed once, in full
+        command = self.transfer(
+            book, payer, original.debit_account_id, original.amount, reverses=original.transfer_id
+        )
+        return self.emit(book, command, "reversal")
+
+    def duplicate(self, book: TenantBook) -> GeneratedCommand | None:
+        if not book.recent:
+            return None
+        return GeneratedCommand(self.random.choice(book.recent), "duplicate")
+
+    def key_reuse(self, book: TenantBook) -> GeneratedCommand | None:
+        transfers = [c for c in book.recent if isinstance(c, Transfer)]
+        if not transfers:
+            return None
+        original = self.random.choice(transfers)
+        changed = dataclasses.replace(
+            original,
+            amount=original.amount % self.plan.amount_max + 1,
+            submitted_at_us=self.now_us(),
+        )
+        return GeneratedCommand(changed, "key_reuse")
+
+    def overdraft(self, book: TenantBook) -> GeneratedCommand:
+        payer = self.random.choice(book.customers)
+        amount = max(book.available[payer], 0) + self.random.randint(1, self.plan.amount_max)
+        key = book.next_key("od")
+        command = Transfer(
+            tenant_id=book.tenant_id,
+            idempotency_key=key,
+            submitted_at_us=self.now_us(),
+            transfer_id=key,
+            debit_account_id=payer,
+            credit_account_id=FUNDING_ACCOUNT,
+            amount=amount,
+            currency=book.currency,
+        )
+        return self.emit(book, command, "overdraft")
+
+    def unknown_account(self, book: TenantBook) -> GeneratedCommand:
+        key = book.next_key("ua")
+        command = Transfer(
+            tenant_id=book.tenant_id,
+            idempotency_key=key,
+            submitted_at_us=self.now_us(),
+            transfer_id=key,
+            debit_account_id=FUNDING_ACCOUNT,
+            credit_account_id=f"ghost-{book.counter:08d}",
+            amount=self.random.randint(1, self.plan.amount_max),
+            currency=book.currency,
+        )
+        return self.emit(book, command, "unknown_account")
+
+
+def generate(plan: LoadPlan) -> Iterator[GeneratedCommand]:
+    """The workload of ``plan``: the opening phase, then ``plan.commands`` mixed commands."""
+    generator = Generator(plan)
+    yield from generator.opening()
+    yield from generator.mixed()
+
+
+def opening_count(plan: LoadPlan) -> int:
+    """How many commands the opening phase yields (accounts, then one funding per customer)."""
+    return plan.tenants * (2 * plan.accounts_per_tenant - 1)
+
+
+def poison_records(
+    seed: int, count: int, tenant_ids: tuple[str, ...], sample: bytes
+) -> list[tuple[bytes, bytes, str]]:
+    """``count`` undecodable records as (key, value, kind), kinds in turn from ``POISON_KINDS``.
+
+    ``sample`` is a valid encoded command: ``truncated`` cuts it, ``unknown_fingerprint``
+    keeps its body behind a fingerprint no schema has.
+    """
+    chooser = random.Random(seed)  # noqa: S311 - reproducible test input
+    records = []
+    for index in range(count):
+        kind = POISON_KINDS[index % len(POISON_KINDS)]
+        key = chooser.choice(tenant_ids).encode()
+        if kind == "garbage":
+            value = b"\x00" + chooser.randbytes(chooser.randint(1, POISON_LENGTH_MAX))
+        elif kind == "unknown_fingerprint":
+            value = b"\xc3\x01" + b"\xff" * 8 + sample[10:]
+        else:
+            value = sample[: chooser.randint(11, len(sample) - 1)]
+        records.append((key, value, kind))
+    return records

@@ -1,0 +1,89 @@
+"""Request/reply: send a command and wait for its outcome on ``ledger.outcomes``.
+
+The processor writes each command's outcome to the ``ledger.outcomes`` partition with the same
+number as the command's partition, keyed ``{tenant}/{idempotency_key}``. ``OutcomeWaiter``
+notes that partition's end offset, sends the command, waits for its delivery, then reads the
+partition from the noted offset (``read_committed``) until the outcome's key appears or the
+timeout runs out (``OutcomeTimeoutError``).
+
+A retried command whose outcome was written *before* the noted offset is answered only if the
+processor writes the outcome again for the duplicate; otherwise the wait times out. Use
+``request`` for interactive tools and tests, not on a high-throughput path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Final
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from producers.errors import OutcomeTimeoutError, ProducerError
+from producers.sdk import LedgerProducer
+from schemas.codec import decode_outcome
+from schemas.keys import command_key, outcome_key, partition_for
+from schemas.model import Command, Outcome
+from streamledger.settings import Settings
+
+OUTCOMES_TOPIC: Final = "ledger.outcomes"
+REPLY_POLL_S: Final = 0.1
+WATERMARK_TIMEOUT_S: Final = 10.0
+
+
+class OutcomeWaiter:
+    """Sends commands through ``producer`` and waits for their outcomes."""
+
+    def __init__(self, settings: Settings, producer: LedgerProducer) -> None:
+        self._producer = producer
+        self._topic = settings.topic(OUTCOMES_TOPIC)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"streamledger-replies-{os.getpid()}",  # assign() only, no commits
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": False,
+            }
+        )
+
+    def request(self, command: Command, *, timeout_s: float) -> Outcome:
+        """Send ``command`` and return its outcome, or raise ``OutcomeTimeoutError``."""
+        deadline = time.monotonic() + timeout_s
+        partition = partition_for(command_key(command.tenant_id), self._producer.partitions)
+        high = self._end_offset(partition, deadline)
+        delivery = self._producer.submit(command)
+        self._producer.flush(max(deadline - time.monotonic(), 0.0))
+        delivery.result(timeout=0)  # raises DeliveryError if the broker refused it
+        self._consumer.assign([TopicPartition(self._topic, partition, high)])
+        wanted = outcome_key(command.tenant_id, command.idempotency_key)
+        return self._read_until(wanted, deadline, timeout_s)
+
+    def _end_offset(self, partition: int, deadline: float) -> int:
+        """The partition's end offset; retries while leadership settles, up to ``deadline``."""
+        while True:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, partition), timeout=WATERMARK_TIMEOUT_S
+                )
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:  # e.g. leadership not settled after creation
+                    raise ProducerError(f"end offset of {self._topic}: {exc}") from exc
+                time.sleep(REPLY_POLL_S)
+            else:
+                end: int = high
+                return end
+
+    def _read_until(self, wanted: bytes, deadline: float, timeout_s: float) -> Outcome:
+        while (remaining := deadline - time.monotonic()) > 0:
+            message: Any = self._consumer.poll(min(REPLY_POLL_S, remaining))
+            if message is None:
+                continue
+            if message.error() is not None:
+                raise ProducerError(f"reading {self._topic}: {message.error()}")
+            if message.key() == wanted and message.value() is not None:
+                return decode_outcome(message.value())
+        raise OutcomeTimeoutError(f"no outcome for {wanted.decode()!r} within {timeout_s} s")
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,276 @@
+"""``LedgerProducer``: how an upstream system sends commands to ``ledger.commands``.
+
+    with LedgerProducer(settings) as producer:
+        producer.send(Transfer(tenant_id="acme", idempotency_key="order-17", ...))
+        future = producer.submit(command)          # a Future[DeliveryReport]
+        producer.flush(timeout_s=10)               # bounded; raises FlushTimeoutError
+
+What it guarantees:
+
+- **Validation first.** Every command is checked with ``schemas.limits.first_violation``;
+  a broken limit raises ``CommandValidationError`` naming the field, and nothing is sent.
+- **Placement.** Key = ``tenant_id`` (UTF-8); the partition is set explicitly with Kafka's Java
+  default partitioner (murmur2), so a tenant lands on the same partition whichever client or
+  language produced it. The partition count is read from the broker's metadata at start.
+- **Durability and order.** ``enable.idempotence=true`` and ``acks=all``: no duplicates from
+  internal retries, and a tenant's commands keep their order within the partition.
+- **Delivery per command.** ``send(..., on_delivery=callback)`` or ``submit()`` (a
+  ``concurrent.futures.Future``); callbacks run inside ``poll``/``flush`` on the caller's thread.
+  Without a callback, failures are counted and ``flush`` raises ``DeliveryError`` for them.
+- **Backpressure.** When librdkafka's local queue is full (``queue_records_max`` or
+  ``queue_kbytes_max``), ``send`` serves delivery reports (``poll``) and retries every
+  ``backpressure_poll_s`` until ``backpressure_timeout_s`` has passed, then raises
+  ``BackpressureTimeoutError``. It never blocks longer and never drops a command silently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Protocol, cast
+
+from confluent_kafka import Producer
+
+from producers.errors import (
+    BackpressureTimeoutError,
+    CommandValidationError,
+    DeliveryError,
+    FlushTimeoutError,
+    ProducerError,
+)
+from schemas.codec import encode_command
+from schemas.keys import command_key, partition_for
+from schemas.limits import first_violation
+from schemas.model import Command
+from streamledger.settings import Settings
+
+COMMANDS_TOPIC: Final = "ledger.commands"
+POLL_EVERY_RECORDS: Final = 1_000  # serve delivery reports this often while sending
+FAILURES_KEPT_MAX: Final = 100  # first failures remembered for the error message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProducerSettings:
+    """Named, finite limits of the SDK's producer (librdkafka property in brackets)."""
+
+    linger_ms: int = 5  # [linger.ms] wait this long to fill a batch
+    batch_bytes_max: int = 1_048_576  # [batch.size]
+    batch_records_max: int = 10_000  # [batch.num.messages]
+    queue_records_max: int = 500_000  # [queue.buffering.max.messages]
+    queue_kbytes_max: int = 1_048_576  # [queue.buffering.max.kbytes]
+    compression: str = "lz4"  # [compression.type]
+    delivery_timeout_ms: int = 120_000  # [delivery.timeout.ms] broker must ack by then
+    backpressure_timeout_s: float = 30.0  # how long send() waits for room in the queue
+    backpressure_poll_s: float = 0.05  # how long each wait for room polls
+    metadata_timeout_s: float = 10.0  # reading the topic's partition count at start
+
+    def client_config(self, bootstrap_servers: str) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": self.linger_ms,
+            "batch.size": self.batch_bytes_max,
+            "batch.num.messages": self.batch_records_max,
+            "queue.buffering.max.messages": self.queue_records_max,
+            "queue.buffering.max.kbytes": self.queue_kbytes_max,
+            "compression.type": self.compression,
+            "delivery.timeout.ms": self.delivery_timeout_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """Where a record landed, or why it did not."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: str | None = None
+
+
+DeliveryCallback = Callable[[DeliveryReport], None]
+
+
+class ProducerClient(Protocol):
+    """The part of ``confluent_kafka.Producer`` the SDK uses (tests swap in a fake)."""
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes, partition: int, on_delivery: Any
+    ) -> None: ...
+
+    def poll(self, timeout: float) -> int: ...
+
+    def flush(self, timeout: float) -> int: ...
+
+    def list_topics(self, topic: str, timeout: float) -> Any: ...
+
+
+def validate(command: Command) -> None:
+    """Raise ``CommandValidationError`` naming the first broken limit of ``command``."""
+    violation = first_violation(command)
+    if violation is not None:
+        raise CommandValidationError(*violation)
+
+
+def topic_partition_count(client: ProducerClient, topic: str, timeout_s: float) -> int:
+    """The partition count of ``topic`` from the broker; raises if the topic is missing."""
+    try:
+        metadata = client.list_topics(topic, timeout=timeout_s)
+    except Exception as exc:  # librdkafka raises KafkaException; translate whatever comes
+        raise ProducerError(f"cannot read metadata of topic {topic}: {exc}") from exc
+    description = metadata.topics.get(topic)
+    if description is None or description.error is not None or not description.partitions:
+        reason = "missing" if description is None else description.error or "no partitions"
+        raise ProducerError(f"topic {topic} is not usable: {reason}")
+    return len(description.partitions)
+
+
+class LedgerProducer:
+    """Validates, encodes and sends commands to ``ledger.commands``; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        producer_settings: ProducerSettings | None = None,
+        client: ProducerClient | None = None,
+        client_config_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.producer_settings = producer_settings or ProducerSettings()
+        self.topic = settings.topic(COMMANDS_TOPIC)
+        if client is None:
+            config = self.producer_settings.client_config(settings.kafka_bootstrap)
+            config.update(client_config_overrides or {})
+            client = cast(ProducerClient, Producer(config))
+        self._client: ProducerClient = client
+        self.partitions = topic_partition_count(
+            client, self.topic, self.producer_settings.metadata_timeout_s
+        )
+        self.sent = 0
+        self.delivered = 0
+        self.failed = 0
+        self.failures: list[str] = []
+        self._since_poll = 0
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, command: Command, *, on_delivery: DeliveryCallback | None = None) -> None:
+        """Validate, encode and queue ``command``; ``on_delivery`` gets its ``DeliveryReport``."""
+        validate(command)
+        key = command_key(command.tenant_id)
+        callback = self._on_delivery if on_delivery is None else self._wrap(on_delivery)
+        self._produce(key, encode_command(command), partition_for(key, self.partitions), callback)
+
+    def submit(self, command: Command) -> Future[DeliveryReport]:
+        """Like ``send`` but returns a future of the ``DeliveryReport`` (set in ``poll``/``flush``).
+
+        A failed delivery sets the future's exception to ``DeliveryError``.
+        """
+        future: Future[DeliveryReport] = Future()
+
+        def resolve(report: DeliveryReport) -> None:
+            if report.error is None:
+                future.set_result(report)
+            else:
+                future.set_exception(DeliveryError(report.error))
+
+        self.send(command, on_delivery=resolve)
+        return future
+
+    def send_raw(self, key: bytes, value: bytes, *, partition: int | None = None) -> None:
+        """Queue bytes as they are (no validation, no encoding): for poison-record tests only."""
+        target = partition_for(key, self.partitions) if partition is None else partition
+        self._produce(key, value, target, self._on_delivery)
+
+    def _produce(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
+        try:
+            self._client.produce(self.topic, value, key, partition, on_delivery=callback)
+        except BufferError:
+            self._produce_when_room(key, value, partition, callback)
+        self.sent += 1
+        self._since_poll += 1
+        if self._since_poll >= POLL_EVERY_RECORDS:
+            self._since_poll = 0
+            self._client.poll(0)
+
+    def _produce_when_room(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
+        """Backpressure: serve delivery reports until the queue has room, for a bounded time."""
+        limits = self.producer_settings
+        deadline = time.monotonic() + limits.backpressure_timeout_s
+        while True:
+            self._client.poll(limits.backpressure_poll_s)
+            try:
+                self._client.produce(self.topic, value, key, partition, on_delivery=callback)
+            except BufferError:
+                if time.monotonic() >= deadline:
+                    raise BackpressureTimeoutError(
+                        f"the local queue stayed full for {limits.backpressure_timeout_s} s"
+                        f" (queue_records_max={limits.queue_records_max}); is the broker up?"
+                    ) from None
+            else:
+                return
+
+    # ------------------------------------------------------------------ delivery
+
+    def _count(self, error: Any, message: Any) -> DeliveryReport:
+        if error is None:
+            self.delivered += 1
+            return DeliveryReport(message.topic(), message.partition(), message.offset())
+        self.failed += 1
+        return DeliveryReport(self.topic, message.partition(), -1, str(error))
+
+    def _on_delivery(self, error: Any, message: Any) -> None:
+        if error is None:  # the common case, kept cheap
+            self.delivered += 1
+            return
+        self._count(error, message)
+        if len(self.failures) < FAILURES_KEPT_MAX:
+            self.failures.append(str(error))
+
+    def _wrap(self, on_delivery: DeliveryCallback) -> Callable[[Any, Any], None]:
+        def deliver(error: Any, message: Any) -> None:
+            on_delivery(self._count(error, message))
+
+        return deliver
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Serve delivery reports; returns how many were served."""
+        return self._client.poll(timeout_s)
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.delivered - self.failed
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait at most ``timeout_s`` for every queued record's delivery report.
+
+        Raises ``FlushTimeoutError`` if some are still undelivered, ``DeliveryError`` if any
+        record without its own callback failed since the last flush.
+        """
+        remaining = self._client.flush(timeout_s)
+        if remaining > 0:
+            raise FlushTimeoutError(
+                f"{remaining} records undelivered after {timeout_s} s", undelivered=remaining
+            )
+        if self.failures:
+            failures, self.failures = self.failures, []
+            raise DeliveryError(f"{len(failures)} records failed, first: {failures[0]}")
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        self.flush(timeout_s)
+
+    def __enter__(self) -> LedgerProducer:
+        return self
+
+    def __exit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exception_type is None:
+            self.close()

@@ -1,0 +1,231 @@
+"""Hypothesis strategies for valid contract values (commands, events, outcomes, state records)."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from schemas import limits
+from schemas.model import (
+    HASH_BYTES,
+    INT64_MAX,
+    INT64_MIN,
+    AccountBalance,
+    AccountOpened,
+    AccountState,
+    Command,
+    Event,
+    OpenAccount,
+    Outcome,
+    OutcomeStatus,
+    PendingExpired,
+    PendingPosted,
+    PendingVoided,
+    PostPending,
+    RejectReason,
+    StateRecord,
+    TenantHead,
+    Transfer,
+    TransferPending,
+    TransferPosted,
+    TransferState,
+    TransferStatus,
+    VoidPending,
+)
+
+ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+tenant_ids = st.builds(
+    lambda first, rest: first + rest,
+    st.sampled_from(ALNUM),
+    st.text(ALNUM + "._-", max_size=limits.TENANT_ID_LENGTH_MAX - 1),
+)
+entity_ids = st.builds(
+    lambda first, rest: first + rest,
+    st.sampled_from(ALNUM),
+    st.text(ALNUM + "._:@-", max_size=40),
+)
+idempotency_keys = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+    min_size=1,
+    max_size=limits.IDEMPOTENCY_KEY_LENGTH_MAX,
+)
+currencies = st.from_regex(limits.CURRENCY_PATTERN, fullmatch=True)
+amounts = st.integers(limits.AMOUNT_MIN, limits.AMOUNT_MAX)
+timestamps = st.integers(limits.TIMESTAMP_US_MIN, limits.TIMESTAMP_US_MAX)
+metadata_values = st.dictionaries(
+    st.text(ALNUM + "._-", min_size=1, max_size=limits.METADATA_KEY_LENGTH_MAX),
+    st.text(
+        st.characters(blacklist_categories=("Cc", "Cs")),
+        max_size=limits.METADATA_VALUE_LENGTH_MAX,
+    ),
+    max_size=limits.METADATA_ENTRIES_MAX,
+).map(lambda mapping: tuple(sorted(mapping.items())))
+headers = st.fixed_dictionaries(
+    {
+        "tenant_id": tenant_ids,
+        "idempotency_key": idempotency_keys,
+        "submitted_at_us": timestamps,
+        "metadata": metadata_values,
+    }
+)
+
+
+@st.composite
+def open_accounts(draw: st.DrawFn) -> OpenAccount:
+    flag = draw(st.sampled_from(["none", "debits", "credits"]))
+    overdraft = draw(st.none() | st.integers(0, INT64_MAX)) if flag != "none" else None
+    return OpenAccount(
+        **draw(headers),
+        account_id=draw(entity_ids),
+        currency=draw(currencies),
+        asset_scale=draw(st.integers(limits.ASSET_SCALE_MIN, limits.ASSET_SCALE_MAX)),
+        debits_must_not_exceed_credits=flag == "debits",
+        credits_must_not_exceed_debits=flag == "credits",
+        overdraft_limit=overdraft,
+    )
+
+
+@st.composite
+def transfers(draw: st.DrawFn) -> Transfer:
+    pending = draw(st.booleans())
+    timeout = st.integers(limits.PENDING_TIMEOUT_S_MIN, limits.PENDING_TIMEOUT_S_MAX)
+    transfer_id = draw(entity_ids)
+    reverses = None if pending else draw(st.none() | entity_ids.filter(lambda i: i != transfer_id))
+    return Transfer(
+        **draw(headers),
+        transfer_id=transfer_id,
+        debit_account_id=draw(entity_ids),
+        credit_account_id=draw(entity_ids),
+        amount=draw(amounts),
+        currency=draw(currencies),
+        pending=pending,
+        pending_timeout_s=draw(st.none() | timeout) if pending else None,
+        reverses=reverses,
+    )
+
+
+post_pendings = st.builds(
+    lambda header, transfer_id, amount: PostPending(
+        **header, transfer_id=transfer_id, amount=amount
+    ),
+    headers,
+    entity_ids,
+    st.none() | amounts,
+)
+void_pendings = st.builds(
+    lambda header, transfer_id: VoidPending(**header, transfer_id=transfer_id), headers, entity_ids
+)
+
+
+commands: st.SearchStrategy[Command] = st.one_of(
+    open_accounts(), transfers(), post_pendings, void_pendings
+)
+
+int64 = st.integers(INT64_MIN, INT64_MAX)
+hashes = st.binary(min_size=HASH_BYTES, max_size=HASH_BYTES)
+balances = st.builds(
+    AccountBalance,
+    account_id=entity_ids,
+    currency=currencies,
+    debits_posted=int64,
+    credits_posted=int64,
+    debits_pending=int64,
+    credits_pending=int64,
+)
+event_headers = st.fixed_dictionaries(
+    {
+        "tenant_id": tenant_ids,
+        "sequence": st.integers(1, INT64_MAX),
+        "event_id": st.text(max_size=80),
+        "idempotency_key": st.none() | idempotency_keys,
+        "effective_at_us": timestamps,
+        "balances": st.lists(balances, max_size=3).map(tuple),
+        "prev_hash": hashes,
+        "hash": hashes,
+    }
+)
+movement = {
+    "transfer_id": entity_ids,
+    "debit_account_id": entity_ids,
+    "credit_account_id": entity_ids,
+    "amount": amounts,
+    "currency": currencies,
+}
+
+
+def _event(event_type: type[Event], **extra: st.SearchStrategy[object]) -> st.SearchStrategy[Event]:
+    return st.builds(
+        lambda header, body: event_type(**header, **body),
+        event_headers,
+        st.fixed_dictionaries(extra),
+    )
+
+
+events: st.SearchStrategy[Event] = st.one_of(
+    _event(
+        AccountOpened,
+        account_id=entity_ids,
+        currency=currencies,
+        asset_scale=st.integers(0, 18),
+        debits_must_not_exceed_credits=st.booleans(),
+        credits_must_not_exceed_debits=st.booleans(),
+        overdraft_limit=st.none() | int64,
+    ),
+    _event(TransferPosted, **movement, reverses=st.none() | entity_ids),
+    _event(TransferPending, **movement, expires_at_us=st.none() | timestamps),
+    _event(PendingPosted, **movement, pending_amount=amounts),
+    _event(PendingVoided, **movement),
+    _event(PendingExpired, **movement),
+)
+
+outcomes = st.builds(
+    Outcome,
+    tenant_id=tenant_ids,
+    idempotency_key=idempotency_keys,
+    command_type=st.sampled_from(["OpenAccount", "Transfer", "PostPending", "VoidPending"]),
+    fingerprint=hashes,
+    field_fingerprints=st.lists(
+        st.tuples(st.sampled_from(["amount", "currency"]), st.binary(max_size=8)), max_size=4
+    ).map(tuple),
+    status=st.sampled_from(OutcomeStatus),
+    event_sequences=st.lists(st.integers(1, INT64_MAX), max_size=3).map(tuple),
+    reason=st.none() | st.sampled_from(RejectReason),
+    detail=st.text(max_size=100),
+    decided_at_us=timestamps,
+    expires_at_us=st.none() | timestamps,
+)
+
+states: st.SearchStrategy[StateRecord] = st.one_of(
+    st.builds(
+        AccountState,
+        tenant_id=tenant_ids,
+        account_id=entity_ids,
+        currency=currencies,
+        asset_scale=st.integers(0, 18),
+        debits_must_not_exceed_credits=st.booleans(),
+        credits_must_not_exceed_debits=st.booleans(),
+        overdraft_limit=st.none() | int64,
+        debits_posted=int64,
+        credits_posted=int64,
+        debits_pending=int64,
+        credits_pending=int64,
+        last_sequence=st.integers(0, INT64_MAX),
+    ),
+    st.builds(
+        TransferState,
+        tenant_id=tenant_ids,
+        transfer_id=entity_ids,
+        debit_account_id=entity_ids,
+        credit_account_id=entity_ids,
+        currency=currencies,
+        amount=amounts,
+        status=st.sampled_from(TransferStatus),
+        amount_posted=st.integers(0, INT64_MAX),
+        amount_reversed=st.integers(0, INT64_MAX),
+        reverses=st.none() | entity_ids,
+        expires_at_us=st.none() | timestamps,
+        last_sequence=st.integers(0, INT64_MAX),
+    ),
+    st.builds(
+        TenantHead, tenant_id=tenant_ids, last_sequence=st.integers(0, INT64_MAX), last_hash=hashes
+    ),
+)

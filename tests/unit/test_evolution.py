@@ -1,0 +1,122 @@
+"""Every schema change is backward and forward compatible with the versions kept in history.
+
+For each earlier version and each top-level record: data written with the new schema is read
+with the old one (forward compatibility: old readers keep working) and data written with the old
+schema is read with the new one (backward compatibility), with the values checked field by field.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import codec
+from schemas.avro_schemas import (
+    CURRENT_VERSION,
+    history_versions,
+    load_all_versions,
+    without_logical_types,
+)
+from schemas.model import Outcome
+from tests.unit.contract_strategies import commands, events, outcomes, states
+
+VERSIONS = load_all_versions()
+CURRENT = VERSIONS[CURRENT_VERSION]
+FAMILIES = {
+    "CommandEnvelope": (codec.COMMANDS, commands),
+    "EventEnvelope": (codec.EVENTS, events),
+    "Outcome": (codec.OUTCOMES, outcomes),
+    "StateEnvelope": (codec.STATES, states),
+}
+
+
+def _avro_record(family: codec.RecordFamily, value: Any) -> dict[str, Any]:
+    branch = family.by_type[type(value)]
+    record = codec.to_avro(value, branch.field_names)
+    if family.envelope_field is None:
+        return record
+    return {family.envelope_field: (branch.full_name, record)}
+
+
+def _write(schema: Any, record: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    schemaless_writer(buffer, parse_schema(dict(schema)), record)
+    return buffer.getvalue()
+
+
+def _read(data: bytes, writer: Any, reader: Any) -> Any:
+    return schemaless_reader(
+        io.BytesIO(data),
+        parse_schema(without_logical_types(writer)),  # times stay int microseconds
+        parse_schema(without_logical_types(reader)),
+        return_record_name=True,
+        return_record_name_override=True,
+    )
+
+
+def _fields_of(record: dict[str, Any], envelope_field: str | None) -> dict[str, Any]:
+    return record if envelope_field is None else record[envelope_field][1]
+
+
+def test_history_is_kept() -> None:
+    assert history_versions(), "schemas/history/ must keep the previous contract version"
+
+
+@pytest.mark.parametrize("old_version", history_versions())
+@pytest.mark.parametrize("record_name", list(FAMILIES))
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_both_directions(old_version: str, record_name: str, data: st.DataObject) -> None:
+    family, strategy = FAMILIES[record_name]
+    old = VERSIONS[old_version][record_name].expanded
+    new = CURRENT[record_name].expanded
+    value = data.draw(strategy)
+    record = _avro_record(family, value)
+    new_fields = _fields_of(record, family.envelope_field)
+
+    # forward: new writer, old reader — the old reader sees its own fields, unchanged
+    seen_by_old = _fields_of(_read(_write(new, record), new, old), family.envelope_field)
+    assert seen_by_old == {name: new_fields[name] for name in seen_by_old}
+
+    # backward: old writer, new reader — fields the old version lacks take their defaults
+    old_record = _strip_to(old, record, family.envelope_field, seen_by_old)
+    seen_by_new = _fields_of(_read(_write(old, old_record), old, new), family.envelope_field)
+    for name, old_value in seen_by_old.items():
+        assert seen_by_new[name] == old_value
+    assert set(seen_by_new) == set(new_fields)
+
+
+def _strip_to(
+    old_schema: Any, record: dict[str, Any], envelope_field: str | None, fields: dict[str, Any]
+) -> dict[str, Any]:
+    if envelope_field is None:
+        return dict(fields)
+    return {envelope_field: (record[envelope_field][0], dict(fields))}
+
+
+def test_the_v1_1_change_resolves_through_the_codec() -> None:
+    """v1.0 outcomes (no expires_at_us) decode with the current reader; new ones carry it."""
+    old = VERSIONS["v1.0"]["Outcome"]
+    outcome_fields = {
+        "tenant_id": "acme",
+        "idempotency_key": "k",
+        "command_type": "Transfer",
+        "fingerprint": b"\x07" * 32,
+        "field_fingerprints": [{"field": "amount", "fingerprint": b"\x01\x02"}],
+        "status": "REJECTED",
+        "event_sequences": [],
+        "reason": "INSUFFICIENT_FUNDS",
+        "detail": "cash",
+        "decided_at_us": 5,
+    }
+    old_bytes = codec.MARKER + old.fingerprint + _write(old.expanded, outcome_fields)
+    decoded = codec.decode_outcome(old_bytes)
+    assert isinstance(decoded, Outcome)
+    assert decoded.expires_at_us is None
+    assert decoded.detail == "cash"
+    assert old.fingerprint != CURRENT["Outcome"].fingerprint

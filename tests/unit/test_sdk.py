@@ -1,0 +1,166 @@
+"""LedgerProducer against a fake client: validation, placement, delivery, backpressure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from producers.errors import (
+    BackpressureTimeoutError,
+    CommandValidationError,
+    DeliveryError,
+    FlushTimeoutError,
+    ProducerError,
+)
+from producers.sdk import LedgerProducer, ProducerSettings
+from schemas import codec
+from schemas.keys import partition_for
+from schemas.model import Transfer
+from streamledger.settings import Settings
+
+SETTINGS = Settings(home=Path("/nonexistent"), topic_prefix="test.")
+TRANSFER = Transfer(
+    tenant_id="acme",
+    idempotency_key="order-17",
+    submitted_at_us=1_700_000_000_000_000,
+    transfer_id="t-17",
+    debit_account_id="cash",
+    credit_account_id="sales",
+    amount=1250,
+    currency="USD",
+)
+
+
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+
+@dataclass
+class FakeClient:
+    partitions: int = 3
+    full_for: int = 0  # produce raises BufferError this many times
+    fail_with: str | None = None
+    keep_undelivered: bool = False
+    produced: list[tuple[str, bytes, bytes, int]] = field(default_factory=list)
+    pending: list[tuple[Any, FakeMessage]] = field(default_factory=list)
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes, partition: int, on_delivery: Any
+    ) -> None:
+        if self.full_for > 0:
+            self.full_for -= 1
+            raise BufferError("Local: Queue full")
+        self.produced.append((topic, key, value, partition))
+        self.pending.append((on_delivery, FakeMessage(topic, partition, len(self.produced) - 1)))
+
+    def poll(self, timeout: float) -> int:
+        served, self.pending = self.pending, []
+        for callback, message in served:
+            callback(self.fail_with, message)
+        return len(served)
+
+    def flush(self, timeout: float) -> int:
+        if self.keep_undelivered:
+            return len(self.pending)
+        self.poll(0)
+        return 0
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        partitions = {number: object() for number in range(self.partitions)}
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=partitions)})
+
+
+def make(client: FakeClient, **limits: Any) -> LedgerProducer:
+    return LedgerProducer(SETTINGS, client=client, producer_settings=ProducerSettings(**limits))
+
+
+def test_send_validates_encodes_keys_and_places() -> None:
+    client = FakeClient(partitions=7)
+    producer = make(client)
+    producer.send(TRANSFER)
+    producer.flush(1)
+    topic, key, value, partition = client.produced[0]
+    assert topic == "test.ledger.commands"
+    assert key == b"acme"
+    assert partition == partition_for(b"acme", 7)
+    assert codec.decode_command(value) == TRANSFER
+    assert producer.delivered == 1
+
+
+def test_invalid_command_raises_naming_the_field_and_sends_nothing() -> None:
+    client = FakeClient()
+    producer = make(client)
+    with pytest.raises(CommandValidationError, match="amount") as caught:
+        producer.send(replace(TRANSFER, amount=0))
+    assert caught.value.field == "amount"
+    assert client.produced == []
+
+
+def test_submit_future_resolves_on_delivery() -> None:
+    producer = make(FakeClient())
+    future = producer.submit(TRANSFER)
+    assert not future.done()
+    producer.poll(0)
+    assert future.result(timeout=0).partition == partition_for(b"acme", 3)
+
+
+def test_failed_delivery_reaches_the_future_and_the_flush() -> None:
+    client = FakeClient(fail_with="Broker: Not enough replicas")
+    producer = make(client)
+    future = producer.submit(TRANSFER)
+    producer.send(TRANSFER)
+    with pytest.raises(DeliveryError, match="1 records failed"):
+        producer.flush(1)
+    with pytest.raises(DeliveryError, match="replicas"):
+        future.result(timeout=0)
+    assert producer.failed == 2
+
+
+def test_backpressure_retries_then_succeeds() -> None:
+    client = FakeClient(full_for=3)
+    producer = make(client, backpressure_poll_s=0.0)
+    producer.send(TRANSFER)
+    assert len(client.produced) == 1
+
+
+def test_backpressure_gives_up_after_its_timeout() -> None:
+    client = FakeClient(full_for=10**9)
+    producer = make(client, backpressure_poll_s=0.0, backpressure_timeout_s=0.05)
+    with pytest.raises(BackpressureTimeoutError, match="queue stayed full"):
+        producer.send(TRANSFER)
+
+
+def test_flush_is_bounded() -> None:
+    producer = make(FakeClient(keep_undelivered=True))
+    producer.send(TRANSFER)
+    with pytest.raises(FlushTimeoutError) as caught:
+        producer.flush(0.01)
+    assert caught.value.undelivered == 1
+
+
+def test_missing_topic_is_an_error() -> None:
+    client = FakeClient()
+    client.list_topics = lambda topic, timeout: SimpleNamespace(topics={})  # type: ignore[method-assign]
+    with pytest.raises(ProducerError, match="not usable"):
+        make(client)
+
+
+def test_client_config_is_idempotent_and_acks_all() -> None:
+    config = ProducerSettings().client_config("127.0.0.1:1")
+    assert config["enable.idempotence"] is True
+    assert config["acks"] == "all"
+    assert {"linger.ms", "batch.size", "queue.buffering.max.messages"} <= set(config)
