@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "producers.commands",
     "processors.commands",
     "projections.commands",
+    "projections.query_commands",
 )
 
 

@@ -1,0 +1,252 @@
+"""Reads of the projection: current balance, balance as of a time, history, a transfer.
+
+Every read runs as the tenant-scoped reader role, inside one transaction that first sets
+``streamledger.tenant_id`` (``set_config(..., is_local => true)``, i.e. ``SET LOCAL``), so the
+row-level security policies of the view tables apply: a session can only ever see its tenant's
+rows, whatever the query. Readers name the live generation ``ledger.<table>``; a rebuild swaps a
+new generation in under that name atomically, so reads never stop.
+
+- current balance: the ``balances`` row (primary key lookup);
+- balance as of time T: the newest journal row of the account with ``effective_at <= T``,
+  ordered by (effective time, sequence, kind) — one backward index scan, no fold. An
+  account opened at or before T without any posting yet has zero balances; before it was opened
+  it has none (``None``);
+- history: journal rows newest first, before a cursor (keyset pagination on the primary key);
+- a transfer by id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import tuple_row
+from psycopg_pool import ConnectionPool
+
+from projections.batch import EPOCH
+from projections.settings import ProjectionSettings
+from projections.store import ProjectionDatabaseError
+from streamledger.errors import StreamLedgerError
+from streamledger.settings import Settings
+
+READER_ROLE = "streamledger_reader"
+READER_PASSWORD = "streamledger_reader"  # noqa: S105  the local stack's reader (infra/postgres_server.py)
+HISTORY_LIMIT_MAX = 1_000
+POOL_TIMEOUT_S = 30.0
+
+SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, true)"
+BALANCE_COLUMNS = (
+    "a.account_id, a.currency, a.normal_side, b.debits_posted, b.credits_posted,"
+    " b.debits_pending, b.credits_pending, b.available, b.last_sequence, b.updated_at"
+)
+SELECT_BALANCE = (
+    "SELECT " + BALANCE_COLUMNS + " FROM ledger.balances AS b"
+    " JOIN ledger.accounts AS a USING (tenant_id, account_id)"
+    " WHERE b.tenant_id = %s AND b.account_id = %s"
+)
+# One primary-key lookup of the account and one backward scan of entries_account_time_idx.
+SELECT_BALANCE_AS_OF = (
+    "SELECT a.account_id, a.currency, a.normal_side, coalesce(e.debits_posted_after, 0),"
+    " coalesce(e.credits_posted_after, 0), coalesce(e.debits_pending_after, 0),"
+    " coalesce(e.credits_pending_after, 0), NULL::numeric,"
+    " coalesce(e.sequence, a.opened_sequence), coalesce(e.effective_at, a.opened_at)"
+    " FROM ledger.accounts AS a LEFT JOIN LATERAL ("
+    "   SELECT debits_posted_after, credits_posted_after, debits_pending_after,"
+    "   credits_pending_after, sequence, effective_at FROM ledger.entries"
+    "   WHERE tenant_id = a.tenant_id AND account_id = a.account_id AND effective_at <= %s"
+    "   ORDER BY effective_at DESC, sequence DESC, kind DESC LIMIT 1) AS e ON true"
+    " WHERE a.tenant_id = %s AND a.account_id = %s AND a.opened_at <= %s"
+)
+# Newest first; the cursor is the (sequence, kind) of the last row seen: the primary key's
+# order, so each page is one backward index range scan.
+ENTRY_COLUMNS = (
+    "sequence, kind, side, transfer_id, event_type, currency, amount, debits_posted_after,"
+    " credits_posted_after, debits_pending_after, credits_pending_after, effective_at"
+)
+SELECT_HISTORY_FIRST = (
+    "SELECT " + ENTRY_COLUMNS + " FROM ledger.entries"
+    " WHERE tenant_id = %s AND account_id = %s"
+    " ORDER BY sequence DESC, kind DESC LIMIT %s"
+)
+SELECT_HISTORY_AFTER = (
+    "SELECT " + ENTRY_COLUMNS + " FROM ledger.entries"
+    " WHERE tenant_id = %s AND account_id = %s AND (sequence, kind) < (%s, %s)"
+    " ORDER BY sequence DESC, kind DESC LIMIT %s"
+)
+SELECT_TRANSFER = (
+    "SELECT transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
+    " status, amount_posted, amount_reversed, reverses, expires_at, created_sequence,"
+    " last_sequence, created_at, updated_at FROM ledger.transfers"
+    " WHERE tenant_id = %s AND transfer_id = %s"
+)
+CURSOR_SEPARATOR = ":"
+
+
+class QueryError(StreamLedgerError):
+    """A read was asked for something malformed (e.g. a limit out of range, a bad cursor)."""
+
+
+def to_microseconds(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """An account's four counters (now, or as of a time), with the event that left them."""
+
+    tenant_id: str
+    account_id: str
+    currency: str
+    normal_side: str
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    stored_available: Decimal | None  # the table's derived column (current balance only)
+    last_sequence: int  # the event that left these balances
+    effective_at: datetime  # that event's effective time
+
+    def counters(self) -> tuple[int, int, int, int]:
+        """(debits_posted, credits_posted, debits_pending, credits_pending)."""
+        return (self.debits_posted, self.credits_posted, self.debits_pending, self.credits_pending)
+
+    @property
+    def available(self) -> int:
+        """What the owner can use: posted on the normal side minus the other side's posted and
+        pending (``balances.available``, recomputed here so as-of balances have it too)."""
+        if self.normal_side == "credit":
+            return self.credits_posted - self.debits_posted - self.debits_pending
+        return self.debits_posted - self.credits_posted - self.credits_pending
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    sequence: int
+    kind: str
+    side: str
+    transfer_id: str
+    event_type: str
+    currency: str
+    amount: int
+    debits_posted_after: int
+    credits_posted_after: int
+    debits_pending_after: int
+    credits_pending_after: int
+    effective_at: datetime
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.sequence}{CURSOR_SEPARATOR}{self.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: tuple[Entry, ...]
+    next_cursor: str | None  # pass as ``after`` for the next (older) page; None = no more rows
+
+
+@dataclass(frozen=True, slots=True)
+class TransferView:
+    tenant_id: str
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    currency: str
+    amount: int
+    pending: bool
+    status: str
+    amount_posted: int
+    amount_reversed: int
+    reverses: str | None
+    expires_at: datetime | None
+    created_sequence: int
+    last_sequence: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def parse_cursor(cursor: str) -> tuple[int, str]:
+    sequence, separator, kind = cursor.partition(CURSOR_SEPARATOR)
+    if not separator or not sequence.isdigit() or kind not in ("pending", "posted", "released"):
+        raise QueryError(f"cursor {cursor!r}: expected SEQUENCE:KIND from a previous page")
+    return int(sequence), kind
+
+
+def reader_dsn(settings: Settings, reader_url: str | None = None) -> str:
+    """The reader role's DSN: given, or the app's DSN with the reader's credentials."""
+    if reader_url:
+        return reader_url
+    return make_conninfo(settings.database_dsn, user=READER_ROLE, password=READER_PASSWORD)
+
+
+class LedgerReader:
+    """Tenant-scoped reads through a bounded connection pool of the reader role."""
+
+    def __init__(self, dsn: str, projection: ProjectionSettings) -> None:
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=projection.pool_size_max,
+            timeout=POOL_TIMEOUT_S,
+            kwargs={
+                "autocommit": True,
+                "options": f"-c statement_timeout={projection.statement_timeout_ms}",
+                "application_name": "streamledger-reader",
+            },
+            open=False,
+        )
+        self.pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> LedgerReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def fetch(self, tenant_id: str, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """Run one read-only statement as ``tenant_id``; rows as tuples."""
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute(SET_TENANT, (tenant_id,))
+                with conn.cursor(row_factory=tuple_row) as cursor:
+                    return cursor.execute(statement, parameters).fetchall()
+        except psycopg.OperationalError as exc:
+            raise ProjectionDatabaseError(f"reading the ledger failed: {exc}") from exc
+
+    def balance(
+        self, tenant_id: str, account_id: str, *, as_of: datetime | None = None
+    ) -> Balance | None:
+        """The current balance, or the balance as of ``as_of``; None if there was no account."""
+        if as_of is None:
+            rows = self.fetch(tenant_id, SELECT_BALANCE, (tenant_id, account_id))
+        else:
+            parameters = (as_of, tenant_id, account_id, as_of)
+            rows = self.fetch(tenant_id, SELECT_BALANCE_AS_OF, parameters)
+        return Balance(tenant_id, *rows[0]) if rows else None
+
+    def history(
+        self, tenant_id: str, account_id: str, *, after: str | None = None, limit: int = 100
+    ) -> HistoryPage:
+        """Journal rows, newest first, older than the cursor ``after``."""
+        if not 1 <= limit <= HISTORY_LIMIT_MAX:
+            raise QueryError(f"limit: {limit} is outside 1..{HISTORY_LIMIT_MAX}")
+        if after is None:
+            rows = self.fetch(tenant_id, SELECT_HISTORY_FIRST, (tenant_id, account_id, limit))
+        else:
+            sequence, kind = parse_cursor(after)
+            parameters = (tenant_id, account_id, sequence, kind, limit)
+            rows = self.fetch(tenant_id, SELECT_HISTORY_AFTER, parameters)
+        entries = tuple(Entry(*row) for row in rows)
+        next_cursor = entries[-1].cursor if len(entries) == limit else None
+        return HistoryPage(entries, next_cursor)
+
+    def transfer(self, tenant_id: str, transfer_id: str) -> TransferView | None:
+        rows = self.fetch(tenant_id, SELECT_TRANSFER, (tenant_id, transfer_id))
+        return TransferView(tenant_id, *rows[0]) if rows else None

@@ -1,0 +1,211 @@
+"""The projection's subcommands: ``project``, ``verify``, ``balance``, ``history``, ``transfer``.
+
+``register(subparsers)`` adds them to the ``streamledger`` command line; ``main`` runs them on
+their own (``python -m projections.query_commands``) with the same settings flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import FrameType
+
+from prometheus_client import start_http_server
+
+from projections.batch import to_datetime
+from projections.metrics import ProjectionMetrics
+from projections.migrations import apply_migrations
+from projections.queries import Balance, LedgerReader, reader_dsn
+from projections.rebuild import rebuild
+from projections.settings import build_projection_settings
+from projections.sink import ProjectionSink
+from projections.store import LIVE_SCHEMA
+from projections.verify import verify
+from streamledger import cli
+from streamledger.cli import Subparsers
+from streamledger.errors import SettingError, StreamLedgerError
+from streamledger.settings import SETTING_SPECS, Settings, load_settings
+
+EXIT_OK = 0
+EXIT_DIFFERENCES = 1
+EXIT_NOT_FOUND = 3
+
+
+def register(subparsers: Subparsers) -> None:
+    project = subparsers.add_parser("project", help="project ledger.events into PostgreSQL")
+    project.add_argument("--rebuild", action="store_true", help="replay into a fresh schema, swap")
+    project.add_argument("--batch-records-max", type=int, default=None)
+    project.add_argument("--batch-interval-ms", type=int, default=None)
+    project.add_argument("--consumer-group", default=None)
+    project.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    project.set_defaults(handler=run_project)
+
+    check = subparsers.add_parser("verify", help="reconcile ledger.events with PostgreSQL")
+    check.set_defaults(handler=run_verify)
+
+    balance = subparsers.add_parser("balance", help="an account's balance (now or as of a time)")
+    add_read_arguments(balance, "account")
+    balance.add_argument("--as-of", default=None, help="ISO 8601 time or microseconds")
+    balance.set_defaults(handler=run_balance)
+
+    history = subparsers.add_parser("history", help="an account's journal, newest first")
+    add_read_arguments(history, "account")
+    history.add_argument("--after", default=None, help="the cursor printed by the last page")
+    history.add_argument("--limit", type=int, default=50)
+    history.set_defaults(handler=run_history)
+
+    transfer = subparsers.add_parser("transfer", help="a transfer by id")
+    add_read_arguments(transfer, "transfer_id")
+    transfer.set_defaults(handler=run_transfer)
+
+
+def add_read_arguments(parser: argparse.ArgumentParser, second: str) -> None:
+    parser.add_argument("tenant")
+    parser.add_argument(second)
+    parser.add_argument("--reader-url", default=None, help="the read role's postgresql:// URL")
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 (UTC when no offset is given) or integer microseconds since the epoch."""
+    if text.isdigit():
+        return to_datetime(int(text))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingError(f"--as-of: {text!r} is neither ISO 8601 nor microseconds") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
+    projection = build_projection_settings(
+        settings,
+        batch_records_max=arguments.batch_records_max,
+        batch_interval_ms=arguments.batch_interval_ms,
+        consumer_group=arguments.consumer_group,
+    )
+    metrics = ProjectionMetrics()
+    if not arguments.no_metrics:
+        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    stop = stop_on_signals()
+    if arguments.rebuild:
+        report = rebuild(settings, projection, metrics=metrics, stop=stop)
+        print(f"rebuilt {report.events} events into {report.generation} in {report.seconds:.1f} s;")
+        print(f"swapped in as {LIVE_SCHEMA}")
+        return EXIT_OK
+    apply_migrations(settings, schema=LIVE_SCHEMA)
+    sink = ProjectionSink(settings, projection, metrics=metrics)
+    try:
+        sink.run(stop)
+    finally:
+        sink.close()
+    return EXIT_OK
+
+
+def run_verify(arguments: argparse.Namespace, settings: Settings) -> int:
+    group = f"{settings.topic_prefix}streamledger-verify"
+    report = verify(settings, group=group)
+    for line in report.lines():
+        print(line)
+    print("verify: ok" if report.ok else "verify: DIFFERENCES FOUND")
+    return EXIT_OK if report.ok else EXIT_DIFFERENCES
+
+
+def open_reader(arguments: argparse.Namespace, settings: Settings) -> LedgerReader:
+    projection = build_projection_settings(settings, pool_size_max=1)
+    return LedgerReader(reader_dsn(settings, arguments.reader_url), projection)
+
+
+def describe_balance(balance: Balance) -> str:
+    return (
+        f"{balance.tenant_id}/{balance.account_id} {balance.currency}"
+        f" debits_posted={balance.debits_posted} credits_posted={balance.credits_posted}"
+        f" debits_pending={balance.debits_pending} credits_pending={balance.credits_pending}"
+        f" available={balance.available} ({balance.normal_side}-normal)"
+        f" as of sequence {balance.last_sequence} at {balance.effective_at.isoformat()}"
+    )
+
+
+def run_balance(arguments: argparse.Namespace, settings: Settings) -> int:
+    as_of = None if arguments.as_of is None else parse_time(arguments.as_of)
+    with open_reader(arguments, settings) as reader:
+        balance = reader.balance(arguments.tenant, arguments.account, as_of=as_of)
+    if balance is None:
+        print(f"no account {arguments.account!r} for tenant {arguments.tenant!r}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print(describe_balance(balance))
+    return EXIT_OK
+
+
+def run_history(arguments: argparse.Namespace, settings: Settings) -> int:
+    with open_reader(arguments, settings) as reader:
+        page = reader.history(
+            arguments.tenant, arguments.account, after=arguments.after, limit=arguments.limit
+        )
+    for entry in page.entries:
+        print(
+            f"{entry.sequence:>10} {entry.effective_at.isoformat()} {entry.event_type:<15}"
+            f" {entry.kind:<8} {entry.side:<6} {entry.amount:>20} {entry.currency}"
+            f" transfer={entry.transfer_id}"
+        )
+    print(f"next cursor: {page.next_cursor}" if page.next_cursor else "end of history")
+    return EXIT_OK
+
+
+def run_transfer(arguments: argparse.Namespace, settings: Settings) -> int:
+    with open_reader(arguments, settings) as reader:
+        view = reader.transfer(arguments.tenant, arguments.transfer_id)
+    if view is None:
+        print(
+            f"no transfer {arguments.transfer_id!r} for tenant {arguments.tenant!r}",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_FOUND
+    print(
+        f"{view.tenant_id}/{view.transfer_id} {view.status} {view.amount} {view.currency}"
+        f" debit={view.debit_account_id} credit={view.credit_account_id}"
+        f" posted={view.amount_posted} reversed={view.amount_reversed}"
+        f" reverses={view.reverses} pending={view.pending}"
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the projection's commands alone (``python -m projections.query_commands``), with the
+    shared settings flags, exactly as ``streamledger.cli.main`` runs them."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    parser = cli.build_parser(register_commands=False)
+    subparsers = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    register(subparsers)
+    arguments = parser.parse_args(argv)
+    handler: cli.CommandHandler | None = getattr(arguments, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return cli.EXIT_USAGE
+    flags = {spec.field: getattr(arguments, f"setting_{spec.field}") for spec in SETTING_SPECS}
+    try:
+        return handler(arguments, load_settings(flags=flags))
+    except StreamLedgerError as exc:
+        print(f"streamledger: error: {exc}", file=sys.stderr)
+        return cli.EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

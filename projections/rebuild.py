@@ -1,0 +1,180 @@
+"""``streamledger project --rebuild``: replay ledger.events into a fresh generation, then swap.
+
+Blue/green on schemas. Readers always name ``ledger.<table>``.
+
+1. create ``ledger_rebuild_<n>`` with the migrations (the same files as the live schema);
+2. replay ``ledger.events`` from the beginning into it (a sink that assigns every partition
+   itself, no consumer group) until it reaches the end offsets taken at the start;
+3. in ONE transaction: take the live projection's lock (so no live batch is half-way), lock the
+   live tables in the readers' lock order (no deadlock with a reader), rename
+   ``ledger`` → ``ledger_retired_<n>``, ``ledger_rebuild_<n>`` → ``ledger``, drop the retired
+   schema. Readers never see a missing schema: a query that resolved the old tables waits for the
+   commit and is then re-planned against the new ones. Dropping the retired generation in the
+   same transaction also invalidates every prepared plan that still pointed at it.
+
+A live projection keeps running through this: its next batch finds the new generation's offsets
+differ from its own position (``PositionMovedError``) and it re-seeks to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import psycopg
+from confluent_kafka import TopicPartition
+from psycopg import sql
+
+from projections.metrics import ProjectionMetrics
+from projections.migrations import apply_migrations
+from projections.settings import ProjectionSettings
+from projections.sink import ProjectionSink
+from projections.store import (
+    LIVE_SCHEMA,
+    LOCK_PROJECTION,
+    REBUILD_SCHEMA_PREFIX,
+    RETIRED_SCHEMA_PREFIX,
+    BatchTarget,
+    ProjectionDatabaseError,
+)
+from streamledger.errors import InfraError
+from streamledger.settings import Settings
+
+LOG = logging.getLogger(__name__)
+WATERMARK_TIMEOUT_S = 30
+SWAP_LOCK_TIMEOUT_MS = 5_000
+SWAP_ATTEMPTS_MAX = 10
+
+SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
+SCHEMA_EXISTS = "SELECT 1 FROM pg_namespace WHERE nspname = %s"
+RENAME_SCHEMA = "ALTER SCHEMA {old} RENAME TO {new}"
+DROP_SCHEMA = "DROP SCHEMA {schema} CASCADE"
+LOCK_TABLES = "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
+# The order every reader query takes its locks in (FROM order: balances before accounts before
+# entries); the swap takes them in that same order, all at once, so it can wait for a reader but
+# never deadlock with one.
+LIVE_TABLES_IN_LOCK_ORDER = (
+    "balances",
+    "accounts",
+    "entries",
+    "transfers",
+    "tenant_heads",
+    "projection_offsets",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    generation: str
+    events: int
+    seconds: float
+
+
+def rebuild(
+    settings: Settings,
+    projection: ProjectionSettings,
+    *,
+    metrics: ProjectionMetrics | None = None,
+    stop: threading.Event | None = None,
+) -> RebuildReport:
+    """Rebuild the projection from the log into a fresh schema and swap it in."""
+    started = time.monotonic()
+    generation = f"{REBUILD_SCHEMA_PREFIX}{time.time_ns() // 1000}"
+    apply_migrations(settings, schema=generation)
+    metrics = metrics or ProjectionMetrics()
+    sink = ProjectionSink(settings, projection, schema=generation, subscribe=False, metrics=metrics)
+    try:
+        events = replay(sink, projection, metrics, stop or threading.Event())
+        swap(sink.connection, generation, projection)
+    finally:
+        sink.close()
+    metrics.rebuild_progress.labels(generation).set(1.0)
+    return RebuildReport(generation, events, time.monotonic() - started)
+
+
+def end_offsets(sink: ProjectionSink) -> dict[int, int]:
+    ends: dict[int, int] = {}
+    for partition in sink.positions:
+        _, high = sink.consumer.get_watermark_offsets(
+            TopicPartition(sink.target.topic, partition), timeout=WATERMARK_TIMEOUT_S
+        )
+        ends[partition] = high
+    return ends
+
+
+def replay(
+    sink: ProjectionSink,
+    projection: ProjectionSettings,
+    metrics: ProjectionMetrics,
+    stop: threading.Event,
+) -> int:
+    """Run the sink until every partition reached the end offsets taken now."""
+    sink.start()
+    ends = end_offsets(sink)
+    total = max(sum(ends.values()), 1)
+    events = 0
+    idle_since = time.monotonic()
+    while not caught_up(sink, ends):
+        if stop.is_set():
+            raise InfraError("rebuild interrupted; the live projection was not touched")
+        outcome = sink.run_once()
+        events += outcome.events
+        if outcome.events:
+            idle_since = time.monotonic()
+        elif (time.monotonic() - idle_since) * 1000 > projection.rebuild_idle_ms_max:
+            raise InfraError(
+                f"rebuild stalled at {sink.positions} before the end offsets {ends} "
+                f"(rebuild_idle_ms_max={projection.rebuild_idle_ms_max})"
+            )
+        done = sum(min(sink.positions.get(p, 0), end) for p, end in ends.items())
+        metrics.rebuild_progress.labels(sink.target.schema).set(done / total)
+    return events
+
+
+def caught_up(sink: ProjectionSink, ends: dict[int, int]) -> bool:
+    """Every partition is written up to its end offset, or the consumer reported its end there
+    (read_committed: the last record may be a transaction marker the sink never sees)."""
+    for partition, end in ends.items():
+        reached = max(sink.positions.get(partition, 0), sink.end_reached.get(partition, -1))
+        if reached < end:
+            return False
+    return True
+
+
+def swap(conn: psycopg.Connection[object], generation: str, projection: ProjectionSettings) -> None:
+    """Make ``generation`` the live schema in one transaction (see the module docstring)."""
+    retired = RETIRED_SCHEMA_PREFIX + generation.removeprefix(REBUILD_SCHEMA_PREFIX)
+    live_lock = BatchTarget(LIVE_SCHEMA, projection.projection_name, "").lock_key
+    for attempt in range(1, SWAP_ATTEMPTS_MAX + 1):
+        try:
+            with conn.transaction():
+                conn.execute(SET_LOCK_TIMEOUT, (f"{SWAP_LOCK_TIMEOUT_MS}ms",))
+                conn.execute(LOCK_PROJECTION, (live_lock,))
+                if conn.execute(SCHEMA_EXISTS, (LIVE_SCHEMA,)).fetchone() is not None:
+                    lock_live_tables(conn)
+                    rename(conn, LIVE_SCHEMA, retired)
+                    rename(conn, generation, LIVE_SCHEMA)
+                    conn.execute(sql.SQL(DROP_SCHEMA).format(schema=sql.Identifier(retired)))
+                else:
+                    rename(conn, generation, LIVE_SCHEMA)
+            LOG.info("swapped %s in as %s (attempt %d)", generation, LIVE_SCHEMA, attempt)
+            return
+        except psycopg.errors.LockNotAvailable:
+            LOG.warning("swap attempt %d: readers held the live tables; retrying", attempt)
+    raise ProjectionDatabaseError(
+        f"could not take the live tables' locks in {SWAP_ATTEMPTS_MAX} attempts of "
+        f"{SWAP_LOCK_TIMEOUT_MS} ms; {generation} is built but not swapped in"
+    )
+
+
+def lock_live_tables(conn: psycopg.Connection[object]) -> None:
+    tables = sql.SQL(", ").join(
+        sql.Identifier(LIVE_SCHEMA, table) for table in LIVE_TABLES_IN_LOCK_ORDER
+    )
+    conn.execute(sql.SQL(LOCK_TABLES).format(tables=tables))
+
+
+def rename(conn: psycopg.Connection[object], old: str, new: str) -> None:
+    conn.execute(sql.SQL(RENAME_SCHEMA).format(old=sql.Identifier(old), new=sql.Identifier(new)))
