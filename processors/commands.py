@@ -1,0 +1,95 @@
+"""``streamledger process``: run one processor instance until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from processors.loop import Processor
+from processors.metrics import MetricsServer, ProcessorMetrics
+from processors.processor_settings import LIMITS, build_processor_settings
+from streamledger.settings import Settings
+
+if TYPE_CHECKING:
+    from streamledger.cli import Subparsers
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "process",
+        help="run the transactional ledger processor (one instance of the consumer group)",
+        description=(
+            "Consume ledger.commands, decide each command, and write events, outcomes, balances"
+            " and dead letters in one Kafka transaction per batch."
+        ),
+    )
+    parser.add_argument(
+        "--instance-id",
+        default="0",
+        help="stable id of this instance; its transactional.id derives from it (default 0)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        dest="process_metrics_port",
+        help="port of /metrics, /healthz, /readyz (default: the metrics_port setting; 0 = off)",
+    )
+    for name, default, minimum, maximum in LIMITS:
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=None,
+            dest=f"limit_{name}",
+            help=f"{minimum}..{maximum} (default {default})",
+        )
+    parser.set_defaults(handler=run_process)
+
+
+def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
+    processor_settings = build_processor_settings(
+        settings,
+        instance_id=arguments.instance_id,
+        metrics_port=arguments.process_metrics_port,
+        limits={name: getattr(arguments, f"limit_{name}") for name, _, _, _ in LIMITS},
+    )
+    metrics = ProcessorMetrics()
+    processor = Processor(processor_settings, metrics)
+    processor.check_topics()  # before any logging: a refusal is one line on stderr
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("streamledger.processor.kafka").setLevel(logging.WARNING)
+    stop = threading.Event()
+    install_stop_signals(stop)
+    server = None
+    if processor_settings.metrics_port:
+        server = MetricsServer(metrics, processor_settings.metrics_port)
+        server.start()
+    logging.getLogger("streamledger.processor").info(
+        "processor %s starting (group %s, transactional.id %s)",
+        processor_settings.instance_id,
+        processor_settings.group_id,
+        processor_settings.transactional_id,
+    )
+    try:
+        processor.run(stop)
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT ask the loop to finish its batch and leave the group."""
+
+    def request_stop(signal_number: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)

@@ -1,0 +1,354 @@
+"""The transactional processor loop: consume a batch → decode → decide → produce → commit.
+
+One group consumer and one transactional producer per process. Each batch of commands becomes
+exactly one Kafka transaction holding every output (events, outcomes, state records, outcome
+tombstones, dead letters) and the input offsets, so a batch's effects are all visible or none is.
+Outputs go to the input's partition number; a partition's state lives in memory, is rebuilt from
+the compacted topics when the partition is assigned (``processors.restore``) and dropped when it
+is revoked.
+
+Failure handling, all bounded:
+- abortable error → abort, drop the batch's staged state, seek back to the batch's first
+  offsets (= the committed offsets), retry; more than ``commit_retries_max`` in a row → exit;
+- fenced (another producer took our transactional id, or our group generation is gone) → drop
+  every partition's state, build a new producer, restore the assigned partitions, seek to the
+  committed offsets;
+- SIGTERM / SIGINT → the open batch finishes (or aborts), the consumer leaves the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+from confluent_kafka import (
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from processors import dead_letters
+from processors.kafka_clients import (
+    AbortableError,
+    FencedError,
+    check_partition_counts,
+    classify,
+    is_retriable,
+    new_consumer,
+    new_producer,
+)
+from processors.metrics import ProcessorMetrics
+from processors.partition_ledger import PartitionLedger, restore_ledger
+from processors.processor_settings import ProcessorSettings
+from processors.restore import admin_for, restore_consumer
+from schemas.codec import DecodeError, decode_command
+
+LOGGER = logging.getLogger("streamledger.processor")
+LAG_UPDATE_INTERVAL_S = 1.0
+PRODUCE_QUEUE_FULL_WAIT_S = 0.05
+PRODUCE_QUEUE_FULL_RETRIES_MAX = 200  # 10 s of a full local queue is an outage, not load
+
+
+class Processor:
+    """The loop and the state of the partitions this process owns."""
+
+    def __init__(self, processor_settings: ProcessorSettings, metrics: ProcessorMetrics) -> None:
+        self.settings = processor_settings
+        self.metrics = metrics
+        self.topics = processor_settings.topics
+        self.ledgers: dict[int, PartitionLedger] = {}
+        self.admin = admin_for(processor_settings)
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self._lag_updated_at = 0.0
+
+    # ------------------------------------------------------------------ the loop
+
+    def check_topics(self) -> None:
+        """Refuse to run unless every ledger topic has the same partition count."""
+        check_partition_counts(self.admin, self.topics.all(), self.settings.request_timeout_s)
+
+    def run(self, stop: threading.Event) -> None:
+        """Process batches until ``stop`` is set. Raises on an error it cannot handle.
+
+        Call ``check_topics`` first."""
+        self._start_clients()
+        timeout_s = self.settings.batch_interval_ms / 1000
+        aborts_in_a_row = 0
+        try:
+            while not stop.is_set():
+                messages = self._consumer().consume(self.settings.batch_records_max, timeout_s)
+                try:
+                    if messages:
+                        self._process_batch(messages)
+                    aborts_in_a_row = 0
+                except AbortableError as exc:
+                    aborts_in_a_row += 1
+                    if aborts_in_a_row > self.settings.commit_retries_max:
+                        raise
+                    self._abort_and_rewind(messages, exc)
+                except FencedError as exc:
+                    self._rebuild_after_fencing(exc)
+                self._update_lag()
+        finally:
+            self._close_clients(flush_timeout_s=self.settings.shutdown_timeout_s)
+
+    def _start_clients(self) -> None:
+        self.producer = new_producer(self.settings)  # fences our previous incarnation
+        self.consumer = new_consumer(self.settings)
+        self.consumer.subscribe(
+            [self.topics.commands],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _process_batch(self, messages: Sequence[Message]) -> None:
+        self._begin()
+        positions: dict[int, int] = {}
+        touched: set[int] = set()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                LOGGER.warning("consumer: %s", error.str())
+                continue
+            partition, offset = message.partition(), message.offset()
+            assert partition is not None and offset is not None  # set on every fetched record
+            if partition not in self.ledgers:
+                continue  # revoked or lost since it was fetched; its new owner reads it
+            positions[partition] = offset + 1
+            self._decide_one(message, partition, touched)
+        for partition in touched:
+            self._produce_outputs(partition, self.ledgers[partition])
+        self.metrics.commands_consumed.inc(len(messages))
+        self.metrics.batch_size.observe(len(messages))
+        # Commit order: (1) every output record of the batch was produced into the open
+        # transaction above; (2) the input positions join that same transaction; (3) commit
+        # makes outputs and positions visible together. A crash before (3) aborts all of it
+        # and the next owner re-reads the batch from the committed offsets.
+        started = time.perf_counter()
+        offsets = [TopicPartition(self.topics.commands, p, o) for p, o in positions.items()]
+        self._send_offsets(offsets)
+        self._commit()
+        self.metrics.commit_latency.observe(time.perf_counter() - started)
+        self.metrics.transactions.inc()
+        for partition in touched:
+            self.ledgers[partition].confirm()  # the staged state is now the committed state
+
+    def _decide_one(self, message: Message, partition: int, touched: set[int]) -> None:
+        value = message.value()
+        if value is None:
+            self._dead_letter(message, dead_letters.KIND_MISSING_VALUE, "the value is null")
+            return
+        try:
+            command = decode_command(value)
+        except DecodeError as exc:
+            self._dead_letter(message, exc.kind, str(exc))
+            return
+        _, timestamp_ms = message.timestamp()
+        self.ledgers[partition].decide(command, timestamp_ms * 1000)
+        touched.add(partition)
+
+    # ------------------------------------------------------------------ producing
+
+    def _produce_outputs(self, partition: int, ledger: PartitionLedger) -> None:
+        outputs = ledger.staged_outputs()
+        for topic, records in (
+            (self.topics.events, outputs.events),
+            (self.topics.outcomes, outputs.outcomes),
+            (self.topics.balances, outputs.states),
+        ):
+            for key, value in records:
+                self._produce(topic, key, value, partition)
+        outputs.count_into(self.metrics)
+
+    def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        producer = self._producer()
+        for _ in range(PRODUCE_QUEUE_FULL_RETRIES_MAX):
+            try:
+                producer.produce(topic, value, key, partition)
+                return
+            except BufferError:
+                producer.poll(PRODUCE_QUEUE_FULL_WAIT_S)  # let librdkafka drain its queue
+            except KafkaException as exc:
+                raise classify(exc, f"producing to {topic}") from exc
+        raise AbortableError(f"producer queue stayed full while producing to {topic}")
+
+    def _dead_letter(self, message: Message, kind: str, text: str) -> None:
+        _, timestamp_ms = message.timestamp()
+        partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None
+        headers = message.headers()
+        letter = dead_letters.dead_letter(
+            kind=kind,
+            message=text,
+            topic=self.topics.commands,
+            partition=partition,
+            offset=offset,
+            timestamp_ms=timestamp_ms,
+            key=message.key(),
+            value=message.value(),
+            original_headers=list(headers.items()) if isinstance(headers, dict) else headers,
+        )
+        try:
+            self._producer().produce(
+                self.topics.commands_dlq,
+                letter.value,
+                letter.key,
+                partition,
+                headers=list(letter.headers),
+                timestamp=letter.timestamp_ms,
+            )
+        except KafkaException as exc:
+            raise classify(exc, "producing a dead letter") from exc
+        self.metrics.dlq_records.labels(kind).inc()
+        LOGGER.warning(
+            "dead letter: %s[%d]@%d: %s: %s",
+            self.topics.commands,
+            partition,
+            offset,
+            kind,
+            text,
+        )
+
+    # ------------------------------------------------------------------ transactions
+
+    def _begin(self) -> None:
+        try:
+            self._producer().begin_transaction()
+        except KafkaException as exc:
+            raise classify(exc, "begin_transaction") from exc
+
+    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
+        metadata = self._consumer().consumer_group_metadata()
+        self._with_retries(
+            "send_offsets_to_transaction",
+            lambda: self._producer().send_offsets_to_transaction(
+                offsets, metadata, self.settings.request_timeout_s
+            ),
+        )
+
+    def _commit(self) -> None:
+        timeout_s = self.settings.transaction_timeout_ms / 1000
+        self._with_retries(
+            "commit_transaction", lambda: self._producer().commit_transaction(timeout_s)
+        )
+
+    def _with_retries(self, doing: str, call: object) -> None:
+        assert callable(call)
+        for attempt in range(self.settings.commit_retries_max + 1):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                if is_retriable(exc) and attempt < self.settings.commit_retries_max:
+                    LOGGER.warning("%s: retriable error, retrying: %s", doing, exc)
+                    continue  # librdkafka allows retrying the same call after a retriable error
+                raise classify(exc, doing) from exc
+
+    def _abort_and_rewind(self, messages: Sequence[Message], cause: Exception) -> None:
+        """Abort, forget the batch's staged state, seek back to the batch's first offsets."""
+        LOGGER.warning("aborting the transaction: %s", cause)
+        self.metrics.aborts.labels("abortable_error").inc()
+        try:
+            self._producer().abort_transaction(self.settings.transaction_timeout_ms / 1000)
+        except KafkaException as exc:
+            raise classify(exc, "abort_transaction") from exc
+        for ledger in self.ledgers.values():
+            ledger.rollback()
+        first: dict[int, int] = {}
+        for message in messages:
+            partition, offset = message.partition(), message.offset()
+            if message.error() is None and partition is not None and offset is not None:
+                first.setdefault(partition, offset)
+        for partition, offset in first.items():
+            try:
+                self._consumer().seek(TopicPartition(self.topics.commands, partition, offset))
+            except KafkaException as exc:  # no longer ours: the coming rebalance revokes it
+                LOGGER.warning("cannot rewind partition %d: %s", partition, exc)
+
+    def _rebuild_after_fencing(self, cause: Exception) -> None:
+        """Drop all state and both clients; the rejoin assigns and restores partitions afresh.
+
+        A fenced process cannot tell which of its partitions are still its own, so it leaves
+        the group (dropping every partition's state) and joins again as a new member."""
+        LOGGER.error("fenced, rebuilding the clients and the state: %s", cause)
+        self.metrics.producer_rebuilds.inc()
+        self.metrics.aborts.labels("fenced").inc()
+        self._close_clients(flush_timeout_s=0)
+        self._start_clients()
+
+    # ------------------------------------------------------------------ assignment
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._restore([tp.partition for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The loop never calls consume() with a transaction open, so nothing is in flight here.
+        for tp in partitions:
+            self.ledgers.pop(tp.partition, None)
+            with contextlib.suppress(KeyError):  # no lag was reported for it yet
+                self.metrics.consumer_lag.remove(str(tp.partition))
+        self._report_assignment()
+        LOGGER.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Our group membership expired (a long pause): another member may own them already.
+        LOGGER.warning("lost partitions %s", sorted(tp.partition for tp in partitions))
+        self._on_revoke(consumer, partitions)
+
+    def _restore(self, partitions: Iterable[int]) -> None:
+        self.metrics.ready = False
+        reader = restore_consumer(self.settings)
+        try:
+            for partition in sorted(partitions):
+                ledger, snapshot = restore_ledger(reader, self.admin, self.settings, partition)
+                self.ledgers[partition] = ledger
+                self.metrics.restore_duration.observe(snapshot.duration_s)
+                self.metrics.restore_records.inc(snapshot.records_read)
+        finally:
+            reader.close()
+        self._report_assignment()
+
+    def _report_assignment(self) -> None:
+        self.metrics.assigned_partitions.set(len(self.ledgers))
+        self.metrics.live_idempotency_keys.set(
+            sum(ledger.live_idempotency_keys() for ledger in self.ledgers.values())
+        )
+        self.metrics.ready = bool(self.ledgers)
+
+    # ------------------------------------------------------------------ upkeep
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if self.consumer is None or now - self._lag_updated_at < LAG_UPDATE_INTERVAL_S:
+            return
+        self._lag_updated_at = now
+        assigned = self.consumer.assignment()
+        for tp in self.consumer.position(assigned):
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if tp.offset >= 0 and high >= 0:
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+
+    def _close_clients(self, *, flush_timeout_s: float) -> None:
+        if self.producer is not None:
+            self.producer.flush(flush_timeout_s)
+            self.producer = None
+        if self.consumer is not None:
+            self.consumer.close()  # leaves the group: the partitions move at once
+            self.consumer = None
+        self.ledgers.clear()
+        self._report_assignment()
+
+    def _producer(self) -> Producer:
+        assert self.producer is not None
+        return self.producer
+
+    def _consumer(self) -> Consumer:
+        assert self.consumer is not None
+        return self.consumer

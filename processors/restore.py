@@ -1,0 +1,195 @@
+"""Reading a partition's state topics back from Kafka when the partition is assigned.
+
+Why the snapshot is consistent: the processor writes a batch's state records, outcomes, events
+and the input offsets in ONE transaction. The new owner must read every state topic up to a point
+that includes every transaction whose input offsets are committed, and nothing of a transaction
+that will abort. Kafka gives us that in three steps:
+
+1. Wait until, on every output partition we read, the last stable offset (LSO, read_committed)
+   equals the high watermark (read_uncommitted): no transaction of a previous owner is open
+   there any more. A killed owner's transaction is aborted by the coordinator after its
+   transaction timeout (or at once when the same instance restarts); one whose commit was in
+   flight finishes in milliseconds. Only the partition's owner writes these partitions, so once
+   they are equal they stay equal while we read. The wait is bounded by ``restore_timeout_s``.
+2. Read each compacted topic from its beginning to that end with ``read_committed``, through a
+   separate consumer with ``assign()`` (no group), keeping the latest value per key; a
+   tombstone removes its key.
+3. The group consumer then fetches the committed input offsets; librdkafka asks for *stable*
+   offsets under read_committed (KIP-447), so they match the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
+
+from processors.processor_settings import ProcessorSettings
+from streamledger.errors import StreamLedgerError
+
+LOGGER = logging.getLogger("streamledger.processor.restore")
+RESTORE_CONSUME_RECORDS_MAX = 10_000  # one consume() call while restoring
+RESTORE_POLL_S = 0.5
+STABLE_WAIT_POLL_S = 0.2
+RESTORE_FETCH_BYTES_MAX = 16 * 1024 * 1024
+EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+
+
+class RestoreError(StreamLedgerError):
+    """A partition's state could not be read back in time; the process must not go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSnapshot:
+    """The latest value per key of each state topic for one partition (tombstones removed)."""
+
+    partition: int
+    records: dict[str, dict[bytes, bytes]]  # topic -> key -> latest value
+    records_read: int
+    duration_s: float
+
+
+def admin_for(processor_settings: ProcessorSettings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": processor_settings.bootstrap_servers})
+
+
+def restore_consumer(processor_settings: ProcessorSettings) -> Consumer:
+    """A group-less reader: ``assign()`` only, never commits, read_committed."""
+    return Consumer(
+        {
+            "bootstrap.servers": processor_settings.bootstrap_servers,
+            "group.id": processor_settings.group_id + "-restore",  # required, never joined
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "max.partition.fetch.bytes": RESTORE_FETCH_BYTES_MAX,
+            "fetch.max.bytes": RESTORE_FETCH_BYTES_MAX * 4,
+        }
+    )
+
+
+def read_partition(
+    consumer: Consumer,
+    admin: AdminClient,
+    *,
+    topics: Sequence[str],
+    partition: int,
+    timeout_s: float,
+) -> PartitionSnapshot:
+    """Steps 1 and 2 above for one partition of ``topics``; raises ``RestoreError`` on timeout."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    partitions = [TopicPartition(topic, partition) for topic in topics]
+    ends = wait_until_stable(admin, partitions, deadline)
+    to_read = [tp for tp in partitions if ends[tp.topic][1] > ends[tp.topic][0]]
+    latest: dict[str, dict[bytes, bytes]] = {topic: {} for topic in topics}
+    records_read = 0
+    if to_read:
+        records_read = _read_to_end(consumer, to_read, ends, latest, deadline)
+    duration_s = time.monotonic() - started
+    LOGGER.info(
+        "restored partition %d: %d records in %.3f s (%s)",
+        partition,
+        records_read,
+        duration_s,
+        ", ".join(f"{topic}={len(values)} keys" for topic, values in latest.items()),
+    )
+    return PartitionSnapshot(partition, latest, records_read, duration_s)
+
+
+def wait_until_stable(
+    admin: AdminClient, partitions: list[TopicPartition], deadline: float
+) -> dict[str, tuple[int, int]]:
+    """Wait until LSO == high watermark on each partition; return topic -> (earliest, end)."""
+    while True:
+        earliest = _list_offsets(admin, partitions, EARLIEST, deadline)
+        committed = _list_offsets(admin, partitions, LATEST, deadline)
+        uncommitted = _list_offsets(
+            admin, partitions, LATEST, deadline, IsolationLevel.READ_UNCOMMITTED
+        )
+        if committed == uncommitted:
+            return {topic: (earliest[topic], committed[topic]) for topic in committed}
+        if time.monotonic() >= deadline:
+            open_topics = [t for t in committed if committed[t] != uncommitted[t]]
+            raise RestoreError(
+                f"partition {partitions[0].partition}: a previous owner's transaction is still"
+                f" open on {', '.join(open_topics)} after the restore timeout"
+                " [setting restore_timeout_s / --restore-timeout-s]"
+            )
+        time.sleep(STABLE_WAIT_POLL_S)
+
+
+def _list_offsets(
+    admin: AdminClient,
+    partitions: list[TopicPartition],
+    spec: OffsetSpec,
+    deadline: float,
+    isolation: IsolationLevel = IsolationLevel.READ_COMMITTED,
+) -> dict[str, int]:
+    remaining_s = max(1.0, deadline - time.monotonic())
+    request = {tp: spec for tp in partitions}
+    futures = admin.list_offsets(request, isolation_level=isolation, request_timeout=remaining_s)
+    try:
+        return {tp.topic: int(future.result().offset) for tp, future in futures.items()}
+    except KafkaException as exc:
+        raise RestoreError(f"cannot list offsets of {partitions}: {exc}") from exc
+
+
+def _read_to_end(
+    consumer: Consumer,
+    partitions: list[TopicPartition],
+    ends: dict[str, tuple[int, int]],
+    latest: dict[str, dict[bytes, bytes]],
+    deadline: float,
+) -> int:
+    consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions])
+    pending = {tp.topic for tp in partitions}
+    records_read = 0
+    try:
+        while pending:
+            if time.monotonic() >= deadline:
+                raise RestoreError(
+                    f"partition {partitions[0].partition}: {sorted(pending)} not read to their"
+                    " end within the restore timeout [setting restore_timeout_s]"
+                )
+            for message in consumer.consume(RESTORE_CONSUME_RECORDS_MAX, RESTORE_POLL_S):
+                topic, key, value = message.topic(), message.key(), message.value()
+                assert topic is not None
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        _mark_end(topic, message.offset() or 0, ends, pending)
+                        continue
+                    raise RestoreError(f"reading {topic}: {error.str()}")
+                records_read += 1
+                if key is None:
+                    raise RestoreError(f"{topic}: a record without a key at {message.offset()}")
+                values = latest[topic]
+                if value is None:
+                    values.pop(key, None)  # a tombstone removes its key
+                else:
+                    values[key] = value
+    finally:
+        consumer.unassign()
+    return records_read
+
+
+def _mark_end(topic: str, offset: int, ends: dict[str, tuple[int, int]], pending: set[str]) -> None:
+    # EOF is reported at the stable end we waited for; anything short of it is a bug.
+    if offset < ends[topic][1]:
+        raise RestoreError(f"{topic}: end of partition at {offset}, expected {ends[topic][1]}")
+    pending.discard(topic)

@@ -1,0 +1,189 @@
+"""An independent, deliberately simple fold of commands: what the topics must hold afterwards.
+
+Written from DESIGN.md's rules, NOT with ``processors.ledger``: plain dicts, one function per
+command type, no fingerprints (a command's payload is compared field by field instead). It covers
+what ``ledger_workload`` generates (no reversals, no pending timeouts, retention far away).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from schemas.model import Command, OpenAccount, PostPending, Transfer, VoidPending
+
+NOT_PAYLOAD = ("tenant_id", "idempotency_key", "submitted_at_us")
+
+
+@dataclass
+class Account:
+    currency: str
+    guarded: bool  # debits must not exceed credits
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+
+    def counters(self) -> tuple[int, int, int, int]:
+        return (self.debits_posted, self.credits_posted, self.debits_pending, self.credits_pending)
+
+
+@dataclass
+class Pending:
+    debit: str
+    credit: str
+    amount: int
+    status: str = "pending"
+
+
+@dataclass
+class ExpectedEvent:
+    tenant_id: str
+    sequence: int
+    kind: str
+    idempotency_key: str
+    amount: int | None
+    balances: dict[str, tuple[int, int, int, int]]
+
+
+@dataclass
+class ExpectedOutcome:
+    status: str  # "accepted" / "rejected"
+    reason: str | None
+    sequences: tuple[int, ...]
+
+
+@dataclass
+class Tenant:
+    accounts: dict[str, Account] = field(default_factory=dict)
+    pending: dict[str, Pending] = field(default_factory=dict)
+    transfers: set[str] = field(default_factory=set)
+    payloads: dict[str, tuple[str, dict[str, object]]] = field(default_factory=dict)
+    sequence: int = 0
+
+
+@dataclass
+class ReferenceLedger:
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    events: list[ExpectedEvent] = field(default_factory=list)
+    outcomes: dict[tuple[str, str], ExpectedOutcome] = field(default_factory=dict)
+
+    def fold(self, commands: list[Command]) -> ReferenceLedger:
+        for command in commands:
+            self.one(command)
+        return self
+
+    def one(self, command: Command) -> None:
+        tenant = self.tenants.setdefault(command.tenant_id, Tenant())
+        payload = (type(command).__name__, _payload(command))
+        stored = tenant.payloads.get(command.idempotency_key)
+        if stored is not None:
+            return  # duplicate (same payload) or key reuse (other payload): nothing written
+        tenant.payloads[command.idempotency_key] = payload
+        reason = _invalid(command) or _rejection(tenant, command)
+        key = (command.tenant_id, command.idempotency_key)
+        if reason is not None:
+            self.outcomes[key] = ExpectedOutcome("rejected", reason, ())
+            return
+        first = len(self.events)
+        _execute(self, tenant, command)
+        sequences = tuple(event.sequence for event in self.events[first:])
+        self.outcomes[key] = ExpectedOutcome("accepted", None, sequences)
+
+    def emit(
+        self, tenant: Tenant, command: Command, kind: str, amount: int | None, accounts: list[str]
+    ) -> None:
+        tenant.sequence += 1
+        balances = {name: tenant.accounts[name].counters() for name in accounts}
+        self.events.append(
+            ExpectedEvent(
+                command.tenant_id, tenant.sequence, kind, command.idempotency_key, amount, balances
+            )
+        )
+
+
+def _payload(command: Command) -> dict[str, object]:
+    return {
+        f.name: getattr(command, f.name)
+        for f in dataclasses.fields(command)
+        if f.name not in NOT_PAYLOAD
+    }
+
+
+def _invalid(command: Command) -> str | None:
+    if isinstance(command, Transfer) and command.amount <= 0:
+        return "invalid_command"
+    return None
+
+
+def _rejection(tenant: Tenant, command: Command) -> str | None:
+    if isinstance(command, OpenAccount):
+        return "account_exists" if command.account_id in tenant.accounts else None
+    if isinstance(command, Transfer):
+        return _transfer_rejection(tenant, command)
+    pending = tenant.pending.get(command.transfer_id)
+    if pending is None:
+        return "pending_not_found"
+    if pending.status != "pending":
+        return "pending_already_final"
+    if isinstance(command, PostPending) and (command.amount or 0) > pending.amount:
+        return "amount_exceeds_pending"
+    return None
+
+
+def _transfer_rejection(tenant: Tenant, command: Transfer) -> str | None:
+    if command.transfer_id in tenant.transfers:
+        return "transfer_exists"
+    debit = tenant.accounts.get(command.debit_account_id)
+    credit = tenant.accounts.get(command.credit_account_id)
+    if debit is None or credit is None:
+        return "unknown_account"
+    if debit.currency != command.currency or credit.currency != command.currency:
+        return "currency_mismatch"
+    if command.debit_account_id == command.credit_account_id:
+        return "same_account"
+    spent = debit.debits_posted + debit.debits_pending + command.amount
+    if debit.guarded and spent > debit.credits_posted:
+        return "insufficient_funds"
+    return None
+
+
+def _execute(ledger: ReferenceLedger, tenant: Tenant, command: Command) -> None:
+    if isinstance(command, OpenAccount):
+        tenant.accounts[command.account_id] = Account(
+            command.currency, command.debits_must_not_exceed_credits
+        )
+        ledger.emit(tenant, command, "AccountOpened", None, [command.account_id])
+    elif isinstance(command, Transfer):
+        tenant.transfers.add(command.transfer_id)
+        debit = tenant.accounts[command.debit_account_id]
+        credit = tenant.accounts[command.credit_account_id]
+        names = [command.debit_account_id, command.credit_account_id]
+        if command.pending:
+            debit.debits_pending += command.amount
+            credit.credits_pending += command.amount
+            tenant.pending[command.transfer_id] = Pending(names[0], names[1], command.amount)
+            ledger.emit(tenant, command, "TransferPending", command.amount, names)
+        else:
+            debit.debits_posted += command.amount
+            credit.credits_posted += command.amount
+            ledger.emit(tenant, command, "TransferPosted", command.amount, names)
+    else:
+        _finish(ledger, tenant, command)
+
+
+def _finish(ledger: ReferenceLedger, tenant: Tenant, command: PostPending | VoidPending) -> None:
+    pending = tenant.pending[command.transfer_id]
+    debit, credit = tenant.accounts[pending.debit], tenant.accounts[pending.credit]
+    debit.debits_pending -= pending.amount
+    credit.credits_pending -= pending.amount
+    names = [pending.debit, pending.credit]
+    if isinstance(command, PostPending):
+        posted = pending.amount if command.amount is None else command.amount
+        debit.debits_posted += posted
+        credit.credits_posted += posted
+        pending.status = "posted"
+        ledger.emit(tenant, command, "PendingPosted", posted, names)
+    else:
+        pending.status = "voided"
+        ledger.emit(tenant, command, "PendingVoided", pending.amount, names)

@@ -1,0 +1,75 @@
+"""The processor's limits are finite, validated, and name the setting when they are wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from processors.dead_letters import (
+    HEADER_ERROR_KIND,
+    HEADER_SOURCE_OFFSET,
+    ORIGINAL_HEADER_PREFIX,
+    dead_letter,
+)
+from processors.processor_settings import LIMITS, build_processor_settings
+from streamledger.errors import SettingError
+from streamledger.settings import Settings
+
+SETTINGS = Settings(home=Path("/nonexistent"), topic_prefix="p.")
+
+
+def test_defaults_are_the_declared_ones_and_ids_derive_from_prefix_and_instance() -> None:
+    processor_settings = build_processor_settings(SETTINGS, instance_id="7")
+    for name, default, _, _ in LIMITS:
+        assert getattr(processor_settings, name) == default
+    assert processor_settings.group_id == "p.streamledger-processor"
+    assert processor_settings.transactional_id == "p.streamledger-processor-7"
+    assert processor_settings.topics.commands == "p.ledger.commands"
+    assert processor_settings.metrics_port == SETTINGS.metrics_port
+
+
+@pytest.mark.parametrize(("name", "_default", "minimum", "maximum"), LIMITS)
+def test_each_limit_outside_its_range_is_refused_by_name(
+    name: str, _default: int, minimum: int, maximum: int
+) -> None:
+    for bad in (minimum - 1, maximum + 1):
+        with pytest.raises(SettingError, match=f"setting {name} "):
+            build_processor_settings(SETTINGS, instance_id="a", limits={name: bad})
+
+
+def test_bad_instance_id_and_port_are_refused_by_name() -> None:
+    with pytest.raises(SettingError, match="instance_id"):
+        build_processor_settings(SETTINGS, instance_id="a/b")
+    with pytest.raises(SettingError, match="metrics_port"):
+        build_processor_settings(SETTINGS, instance_id="a", metrics_port=70000)
+
+
+def test_poll_interval_must_cover_a_restore() -> None:
+    with pytest.raises(SettingError, match="max_poll_interval_ms"):
+        build_processor_settings(
+            SETTINGS,
+            instance_id="a",
+            limits={"restore_timeout_s": 100, "max_poll_interval_ms": 100_000},
+        )
+
+
+def test_a_dead_letter_keeps_the_bytes_and_says_why_and_where() -> None:
+    letter = dead_letter(
+        kind="truncated",
+        message="short\nbody",
+        topic="p.ledger.commands",
+        partition=2,
+        offset=41,
+        timestamp_ms=5,
+        key=b"k",
+        value=b"\xc3\x01",
+        original_headers=[("trace", b"x"), ("empty", None)],
+    )
+    headers = dict(letter.headers)
+    assert (letter.key, letter.value, letter.timestamp_ms) == (b"k", b"\xc3\x01", 5)
+    assert headers[HEADER_ERROR_KIND] == b"truncated"
+    assert headers[HEADER_SOURCE_OFFSET] == b"41"
+    assert headers["dlq.error.message"] == b"short body"
+    assert headers[ORIGINAL_HEADER_PREFIX + "trace"] == b"x"
+    assert headers[ORIGINAL_HEADER_PREFIX + "empty"] == b""
