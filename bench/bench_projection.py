@@ -11,21 +11,29 @@ cluster admin over the unix socket, dropped at the end).
 1. build valid events with the pure core (posted and pending transfers), produce them
    transactionally to ``ledger.events`` (3 partitions) — the pre-filled topic;
 2. projection: an in-process sink from offset 0 until every event is in PostgreSQL (events/s);
-3. COPY limit: the same rows (planned beforehand, not timed) COPY'd into a fresh generation of
-   the same tables in one transaction per table (rows/s → events/s);
+3. COPY limit: the same rows (planned beforehand, not timed) COPY'd with binary ``COPY`` into a
+   fresh generation of the same tables (same migrations), in one transaction (rows/s, events/s);
 4. reads: 8 threads read random current balances through the reader role while a second sink
    projects the same log into another generation; p50/p95/p99.
+
+The machine may be shared (other services, tests), so besides wall time it prints CPU time: this
+process's (user + system, all threads: decode, planning, librdkafka, psycopg) and the PostgreSQL
+backend's serving the writing connection (from ``/proc``, the server runs on this machine).
+Compare figures of the same run only.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
 import statistics
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
@@ -37,13 +45,54 @@ from projections.migrations import apply_migrations
 from projections.queries import LedgerReader, reader_dsn
 from projections.settings import ProjectionSettings
 from projections.sink import ProjectionSink
-from projections.store import LIVE_SCHEMA
+from projections.store import (
+    ACCOUNT_TYPES,
+    BALANCE_COLUMNS,
+    BALANCE_TYPES,
+    COPY_ACCOUNTS,
+    COPY_ENTRIES,
+    COPY_TRANSFERS,
+    ENTRY_TYPES,
+    LIVE_SCHEMA,
+    TRANSFER_TYPES,
+    BatchTarget,
+    copy_rows,
+)
 from schemas.model import Event, OpenAccount, Transfer
 from streamledger.settings import Settings, load_settings, replace
 from tests.system.projection_workload import produce_events
 
 READERS = 8
 BASE_TIME_US = 1_700_000_000_000_000
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Wall seconds, this process's CPU seconds and the writing backend's CPU seconds."""
+
+    wall_s: float
+    client_cpu_s: float
+    server_cpu_s: float
+
+    def describe(self, count: int, unit: str) -> str:
+        return (
+            f"{count} {unit} in {self.wall_s:.2f} s = {count / self.wall_s:,.0f} {unit}/s wall;"
+            f" CPU: client {self.client_cpu_s:.2f} s, server {self.server_cpu_s:.2f} s"
+            f" = {count / max(self.client_cpu_s + self.server_cpu_s, 1e-9):,.0f} {unit}/CPU-s"
+        )
+
+
+def process_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def backend_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a local PostgreSQL backend process."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
 
 
 def build_events(count: int, tenants: int, accounts: int, seed: int) -> list[Event]:
@@ -104,66 +153,60 @@ def admin(settings: Settings, statement: str, database: str) -> None:
         )
 
 
-def project(settings: Settings, projection: ProjectionSettings, schema: str, total: int) -> float:
+def project(settings: Settings, projection: ProjectionSettings, schema: str, total: int) -> Timing:
     sink = ProjectionSink(settings, projection, schema=schema, subscribe=False)
+    backend = sink.connection.info.backend_pid
     applied = 0
     sink.start()
-    started = time.perf_counter()
+    started, client_started = time.perf_counter(), process_cpu_s()
+    server_started = backend_cpu_s(backend)
     try:
         while applied < total:
             applied += sink.run_once().events
+        return Timing(
+            time.perf_counter() - started,
+            process_cpu_s() - client_started,
+            backend_cpu_s(backend) - server_started,
+        )
     finally:
-        elapsed = time.perf_counter() - started
         sink.close()
-    return elapsed
 
 
-def copy_limit(settings: Settings, events: list[Event]) -> float:
-    """Seconds to COPY the planned rows of every event into a fresh generation."""
-    schema = "ledger_copy_limit"
-    apply_migrations(settings, schema=schema)
+def copy_limit(settings: Settings, events: list[Event]) -> tuple[Timing, int]:
+    """Binary COPY of the planned rows of every event into a fresh generation of the same
+    tables, in one transaction: the timing and the number of rows."""
+    target = BatchTarget("ledger_copy_limit", "copy", "")
+    apply_migrations(settings, schema=target.schema)
     plan = plan_batch(events)
     transfers = [row.as_tuple() for row in fold_transfers({}, plan.transfer_events).values()]
-    tables: dict[str, tuple[str, Sequence[Sequence[object]]]] = {
-        "accounts": (
-            "tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,"
-            " credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at",
-            plan.accounts,
-        ),
-        "balances": (
-            "tenant_id, account_id, debits_posted, credits_posted, debits_pending,"
-            " credits_pending, last_sequence, updated_at, normal_side",
-            [(*row, "credit") for row in plan.balances.values()],
-        ),
-        "transfers": (
-            "tenant_id, transfer_id, debit_account_id, credit_account_id, currency,"
-            " amount, pending, status, amount_posted, amount_reversed, reverses,"
-            " expires_at, created_sequence, last_sequence, created_at, updated_at",
-            transfers,
-        ),
-        "entries": (
-            "tenant_id, account_id, sequence, kind, side, transfer_id, event_type,"
-            " currency, amount, debits_posted_after, credits_posted_after,"
-            " debits_pending_after, credits_pending_after, effective_at",
-            plan.entries,
-        ),
-    }
+    copy_balances = sql.SQL(
+        "COPY {schema}.balances (" + BALANCE_COLUMNS + ", normal_side) FROM STDIN (FORMAT BINARY)"
+    )
+    balances = [(*row, "credit") for row in plan.balances.values()]
+    tables: list[tuple[sql.Composed, Sequence[str], Sequence[Sequence[object]]]] = [
+        (target.compose(COPY_ACCOUNTS), ACCOUNT_TYPES, plan.accounts),
+        (target.compose(copy_balances), (*BALANCE_TYPES, "text"), balances),
+        (target.compose(COPY_TRANSFERS), TRANSFER_TYPES, transfers),
+        (target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries),
+    ]
     with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
-        started = time.perf_counter()
+        backend = conn.info.backend_pid
+        started, client_started = time.perf_counter(), process_cpu_s()
+        server_started = backend_cpu_s(backend)
         with conn.transaction():
-            for table, (columns, rows) in tables.items():
-                statement = sql.SQL("COPY {}.{} (" + columns + ") FROM STDIN").format(
-                    sql.Identifier(schema), sql.Identifier(table)
-                )
-                with conn.cursor() as cursor, cursor.copy(statement) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-        return time.perf_counter() - started
+            for statement, types, rows in tables:
+                copy_rows(conn, statement, types, rows)
+        timing = Timing(
+            time.perf_counter() - started,
+            process_cpu_s() - client_started,
+            backend_cpu_s(backend) - server_started,
+        )
+    return timing, sum(len(rows) for _, _, rows in tables)
 
 
 def read_latencies(
     settings: Settings, projection: ProjectionSettings, tenants: int, accounts: int, total: int
-) -> tuple[list[float], float]:
+) -> tuple[list[float], Timing]:
     latencies: list[float] = []
     stop = threading.Event()
     lock = threading.Lock()
@@ -185,12 +228,12 @@ def read_latencies(
         thread.start()
     try:
         apply_migrations(settings, schema="ledger_rewrite")
-        elapsed = project(settings, projection, "ledger_rewrite", total)
+        timing = project(settings, projection, "ledger_rewrite", total)
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-    return latencies, elapsed
+    return latencies, timing
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -226,22 +269,20 @@ def main() -> None:
             batch_records_max=arguments.batch_records_max,
             batch_interval_ms=200,
         )
-        projected_s = project(settings, projection, LIVE_SCHEMA, len(events))
-        copy_s = copy_limit(settings, events)
-        projection_rate = len(events) / projected_s
-        copy_rate = len(events) / copy_s
-        print(
-            f"projection: {len(events)} events in {projected_s:.2f} s"
-            f" = {projection_rate:,.0f} events/s"
-        )
-        print(f"raw COPY of the same rows: {copy_s:.2f} s = {copy_rate:,.0f} events/s")
-        print(f"projection / COPY = {projection_rate / copy_rate:.2f}")
-        latencies, rewrite_s = read_latencies(
+        projected = project(settings, projection, LIVE_SCHEMA, len(events))
+        copied, copied_rows = copy_limit(settings, events)
+        projection_rate = len(events) / projected.wall_s
+        copy_rate = len(events) / copied.wall_s
+        print(f"projection: {projected.describe(len(events), 'events')}")
+        print(f"raw COPY of the same rows: {copied.describe(copied_rows, 'rows')}")
+        print(f"raw COPY as events: {copy_rate:,.0f} events/s wall")
+        print(f"projection / raw COPY (wall, events/s) = {projection_rate / copy_rate:.2f}")
+        latencies, rewrite = read_latencies(
             settings, projection, arguments.tenants, arguments.accounts, len(events)
         )
         print(
             f"balance reads with {READERS} readers while projecting "
-            f"({len(events) / rewrite_s:,.0f} events/s meanwhile): {len(latencies)} reads, "
+            f"({len(events) / rewrite.wall_s:,.0f} events/s meanwhile): {len(latencies)} reads, "
             f"p50 {percentile(latencies, 0.50):.2f} ms, p95 {percentile(latencies, 0.95):.2f} ms, "
             f"p99 {percentile(latencies, 0.99):.2f} ms,"
             f" mean {statistics.fmean(latencies) * 1000:.2f} ms"

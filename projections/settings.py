@@ -34,7 +34,7 @@ class ProjectionSettings:
 
     projection_name: str = "ledger"
     consumer_group: str = "streamledger-projection"
-    batch_records_max: int = 5_000
+    batch_records_max: int = 10_000
     batch_interval_ms: int = 200
     poll_timeout_ms: int = 100
     pool_size_max: int = 8

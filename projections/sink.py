@@ -39,6 +39,7 @@ from projections.store import (
     BatchTarget,
     PositionMovedError,
     ProjectionDatabaseError,
+    prepare_session,
     read_offsets,
     write_batch,
 )
@@ -63,12 +64,14 @@ class BatchOutcome:
 def connect_writer(settings: Settings, projection: ProjectionSettings) -> psycopg.Connection[Any]:
     """The projection's own connection: autocommit, explicit transactions only."""
     try:
-        return psycopg.connect(
+        connection = psycopg.connect(
             settings.database_dsn,
             autocommit=True,
             options=f"-c statement_timeout={projection.statement_timeout_ms}",
             application_name="streamledger-projection",
         )
+        prepare_session(connection)
+        return connection
     except psycopg.Error as exc:
         raise ProjectionDatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
 

@@ -8,9 +8,17 @@
 2. locks the batch's tenants in ``tenant_heads`` and checks each tenant's first sequence is
    exactly the stored last sequence + 1 (a gap or a repeat is ``InvariantViolationError``);
 3. reads the transfers the batch finalizes or reverses, folds their new state (pure);
-4. writes entries with ``COPY``, accounts / balances / transfers / tenant heads with one
-   ``unnest`` statement each — no round trip per row;
+4. writes with binary ``COPY`` only — no round trip per row, no per-row parameter arrays:
+   accounts, the transfers the batch creates and the journal straight into their tables (a row
+   that already exists is a ``UniqueViolation``: a repeat, never overwritten); balances and the
+   transfers it changes into session-local staging tables, then one ``INSERT … ON CONFLICT`` /
+   ``UPDATE … FROM`` each, whose row count must equal the staged rows;
 5. stores the next offset of every partition in the batch.
+
+Foreign keys per row are gone from entries and transfers (migration 0002, decision 0007); this
+module proves the same facts once per batch: every account a batch touches is in its
+balances-after (``projections.batch``), and the balances upsert joins ``accounts`` and must
+write one row per staged balance, so a missing account fails the batch.
 
 All SQL lives in the constants below; the schema (``ledger`` or a rebuild generation) is the
 only identifier, composed with ``psycopg.sql``.
@@ -18,7 +26,7 @@ only identifier, composed with ``psycopg.sql``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,22 +79,43 @@ UPSERT_TENANT_HEADS = sql.SQL(
     " ON CONFLICT (tenant_id) DO UPDATE SET last_sequence = excluded.last_sequence,"
     " last_hash = excluded.last_hash, last_effective_at = excluded.last_effective_at"
 )
-INSERT_ACCOUNTS = sql.SQL(
-    "INSERT INTO {schema}.accounts (tenant_id, account_id, currency, asset_scale,"
-    " debits_must_not_exceed_credits, credits_must_not_exceed_debits, overdraft_limit,"
-    " opened_sequence, opened_at)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::smallint[], %s::boolean[],"
-    " %s::boolean[], %s::bigint[], %s::bigint[], %s::timestamptz[])"
+# Session-local staging tables (one set per writer connection, emptied at every commit).
+# Rows are COPY'd in, then merged into the schema's tables by one statement each.
+CREATE_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS balances_staging (tenant_id text NOT NULL,"
+    " account_id text NOT NULL, debits_posted bigint NOT NULL, credits_posted bigint NOT NULL,"
+    " debits_pending bigint NOT NULL, credits_pending bigint NOT NULL,"
+    " last_sequence bigint NOT NULL, updated_at timestamptz NOT NULL) ON COMMIT DELETE ROWS;"
+    " CREATE TEMPORARY TABLE IF NOT EXISTS transfers_staging (tenant_id text NOT NULL,"
+    " transfer_id text NOT NULL, status text NOT NULL, amount_posted bigint NOT NULL,"
+    " amount_reversed bigint NOT NULL, last_sequence bigint NOT NULL,"
+    " updated_at timestamptz NOT NULL) ON COMMIT DELETE ROWS"
 )
-# normal_side comes from the account (the foreign key insists they agree).
+STAGING_EXISTS = "SELECT to_regclass('pg_temp.transfers_staging') IS NOT NULL"
+ACCOUNT_COLUMNS = (
+    "tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,"
+    " credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at"
+)
+ACCOUNT_TYPES = ("text", "text", "text", "int2", "bool", "bool", "int8", "int8", "timestamptz")
+COPY_ACCOUNTS = sql.SQL(
+    "COPY {schema}.accounts (" + ACCOUNT_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
+)
+BALANCE_COLUMNS = (
+    "tenant_id, account_id, debits_posted, credits_posted, debits_pending, credits_pending,"
+    " last_sequence, updated_at"
+)
+BALANCE_TYPES = ("text", "text", "int8", "int8", "int8", "int8", "int8", "timestamptz")
+COPY_BALANCES_STAGING = sql.SQL(
+    "COPY pg_temp.balances_staging (" + BALANCE_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
+)
+# normal_side comes from the account (the foreign key insists they agree); the JOIN also makes
+# a balance of an account that was never opened write nothing, which the row count catches.
 UPSERT_BALANCES = sql.SQL(
     "INSERT INTO {schema}.balances (tenant_id, account_id, normal_side, debits_posted,"
     " credits_posted, debits_pending, credits_pending, last_sequence, updated_at)"
-    " SELECT u.tenant_id, u.account_id, a.normal_side, u.debits_posted, u.credits_posted,"
-    " u.debits_pending, u.credits_pending, u.last_sequence, u.updated_at"
-    " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],"
-    " %s::bigint[], %s::bigint[], %s::timestamptz[]) AS u(tenant_id, account_id, debits_posted,"
-    " credits_posted, debits_pending, credits_pending, last_sequence, updated_at)"
+    " SELECT s.tenant_id, s.account_id, a.normal_side, s.debits_posted, s.credits_posted,"
+    " s.debits_pending, s.credits_pending, s.last_sequence, s.updated_at"
+    " FROM pg_temp.balances_staging AS s"
     " JOIN {schema}.accounts AS a USING (tenant_id, account_id)"
     " ON CONFLICT (tenant_id, account_id) DO UPDATE SET"
     " debits_posted = excluded.debits_posted, credits_posted = excluded.credits_posted,"
@@ -94,30 +123,48 @@ UPSERT_BALANCES = sql.SQL(
     " last_sequence = excluded.last_sequence, updated_at = excluded.updated_at"
     " WHERE balances.last_sequence < excluded.last_sequence"
 )
-COPY_ENTRIES = sql.SQL(
-    "COPY {schema}.entries (tenant_id, account_id, sequence, kind, side, transfer_id,"
-    " event_type, currency, amount, debits_posted_after, credits_posted_after,"
-    " debits_pending_after, credits_pending_after, effective_at) FROM STDIN"
+ENTRY_COLUMNS = (
+    "tenant_id, account_id, sequence, kind, side, transfer_id, event_type, currency, amount,"
+    " debits_posted_after, credits_posted_after, debits_pending_after, credits_pending_after,"
+    " effective_at"
 )
+ENTRY_TYPES = (
+    *("text", "text", "int8", "text", "text", "text", "text", "text"),
+    *("int8", "int8", "int8", "int8", "int8", "timestamptz"),
+)
+COPY_ENTRIES = sql.SQL("COPY {schema}.entries (" + ENTRY_COLUMNS + ") FROM STDIN (FORMAT BINARY)")
 TRANSFER_COLUMNS = (
     "tenant_id, transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
     " status, amount_posted, amount_reversed, reverses, expires_at, created_sequence,"
     " last_sequence, created_at, updated_at"
+)
+TRANSFER_TYPES = (
+    *("text", "text", "text", "text", "text", "int8", "bool", "text", "int8", "int8", "text"),
+    *("timestamptz", "int8", "int8", "timestamptz", "timestamptz"),
 )
 SELECT_TRANSFERS_FOR_UPDATE = sql.SQL(
     "SELECT " + TRANSFER_COLUMNS + " FROM {schema}.transfers"
     " WHERE (tenant_id, transfer_id) IN"
     " (SELECT * FROM unnest(%s::text[], %s::text[])) FOR UPDATE"
 )
-UPSERT_TRANSFERS = sql.SQL(
-    "INSERT INTO {schema}.transfers (" + TRANSFER_COLUMNS + ")"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::bigint[], %s::boolean[], %s::text[], %s::bigint[], %s::bigint[], %s::text[],"
-    " %s::timestamptz[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[])"
-    " ON CONFLICT (tenant_id, transfer_id) DO UPDATE SET status = excluded.status,"
-    " amount_posted = excluded.amount_posted, amount_reversed = excluded.amount_reversed,"
-    " last_sequence = excluded.last_sequence, updated_at = excluded.updated_at"
-    " WHERE transfers.last_sequence < excluded.last_sequence"
+COPY_TRANSFERS = sql.SQL(
+    "COPY {schema}.transfers (" + TRANSFER_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
+)
+# What changes on a transfer after it was created: its status and amounts (a finalization or a
+# reversal). Everything else is immutable and not staged.
+TRANSFER_CHANGE_COLUMNS = (
+    "tenant_id, transfer_id, status, amount_posted, amount_reversed, last_sequence, updated_at"
+)
+TRANSFER_CHANGE_TYPES = ("text", "text", "text", "int8", "int8", "int8", "timestamptz")
+COPY_TRANSFERS_STAGING = sql.SQL(
+    "COPY pg_temp.transfers_staging (" + TRANSFER_CHANGE_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
+)
+UPDATE_TRANSFERS = sql.SQL(
+    "UPDATE {schema}.transfers AS t SET status = s.status, amount_posted = s.amount_posted,"
+    " amount_reversed = s.amount_reversed, last_sequence = s.last_sequence,"
+    " updated_at = s.updated_at FROM pg_temp.transfers_staging AS s"
+    " WHERE t.tenant_id = s.tenant_id AND t.transfer_id = s.transfer_id"
+    " AND t.last_sequence < s.last_sequence"
 )
 
 
@@ -233,27 +280,38 @@ def final_transfers(
     return fold_transfers(known, plan.transfer_events)
 
 
+def prepare_session(conn: psycopg.Connection[Any]) -> None:
+    """Create this connection's staging tables (once per session; idempotent)."""
+    row = conn.execute(STAGING_EXISTS).fetchone()
+    if row is None or not row[0]:
+        with conn.transaction():
+            conn.execute(CREATE_STAGING)
+
+
 def write_rows(
     conn: psycopg.Connection[Any],
     target: BatchTarget,
     plan: BatchPlan,
     transfers: Mapping[tuple[str, str], TransferRow],
 ) -> None:
-    # Order follows the foreign keys: accounts, balances, transfers, then the journal.
+    # Accounts before balances: the balances upsert joins accounts for their normal side.
     if plan.accounts:
-        conn.execute(target.compose(INSERT_ACCOUNTS), columns(plan.accounts, 9))
+        copy_rows(conn, target.compose(COPY_ACCOUNTS), ACCOUNT_TYPES, plan.accounts)
     if plan.balances:
-        balances = list(plan.balances.values())
-        cursor = conn.execute(target.compose(UPSERT_BALANCES), columns(balances, 8))
-        expect_rows("balances", cursor.rowcount, len(balances))
-    if transfers:
-        rows = [transfer.as_tuple() for transfer in transfers.values()]
-        cursor = conn.execute(target.compose(UPSERT_TRANSFERS), columns(rows, 16))
-        expect_rows("transfers", cursor.rowcount, len(rows))
+        balances = plan.balances.values()
+        copy_rows(conn, COPY_BALANCES_STAGING, BALANCE_TYPES, balances)
+        cursor = conn.execute(target.compose(UPSERT_BALANCES))
+        expect_rows("balances", cursor.rowcount, len(plan.balances))
+    created = [row for key, row in transfers.items() if key in plan.created_transfers]
+    changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
+    if created:
+        copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, map(astuple, created))
+    if changed:
+        copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
+        cursor = conn.execute(target.compose(UPDATE_TRANSFERS))
+        expect_rows("transfers", cursor.rowcount, len(changed))
     if plan.entries:
-        with conn.cursor() as cursor, cursor.copy(target.compose(COPY_ENTRIES)) as copy:
-            for entry in plan.entries:
-                copy.write_row(entry)
+        copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
     runs = [plan.tenant_runs[tenant] for tenant in sorted(plan.tenant_runs)]
     conn.execute(
         target.compose(UPSERT_TENANT_HEADS),
@@ -266,16 +324,40 @@ def write_rows(
     )
 
 
+def copy_rows(
+    conn: psycopg.Connection[Any],
+    statement: sql.SQL | sql.Composed,
+    types: Sequence[str],
+    rows: Iterable[Sequence[object]],
+) -> None:
+    """Binary ``COPY`` of ``rows`` (tuples in the statement's column order)."""
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def astuple(row: TransferRow) -> tuple[object, ...]:
+    return row.as_tuple()
+
+
+def change_tuple(row: TransferRow) -> tuple[object, ...]:
+    return (
+        row.tenant_id,
+        row.transfer_id,
+        row.status,
+        row.amount_posted,
+        row.amount_reversed,
+        row.last_sequence,
+        row.updated_at,
+    )
+
+
 def expect_rows(table: str, written: int, expected: int) -> None:
-    """An upsert that skipped a row met a newer sequence already there: corrupt state."""
+    """A merge that skipped a row met a newer sequence already there, or (balances) an account
+    that was never opened: corrupt state either way."""
     if written != expected:
         raise InvariantViolationError(
-            f"{table}: wrote {written} of {expected} rows; the table already holds newer sequences"
+            f"{table}: wrote {written} of {expected} rows; the table already holds newer "
+            "sequences or lacks the accounts they belong to"
         )
-
-
-def columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
-    """Rows to one list per column: the parameters of an ``unnest`` statement."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
