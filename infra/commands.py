@@ -1,0 +1,117 @@
+"""Subcommands: ``infra install | up | down | status | reset``, ``topics apply``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from infra import roundtrip, stack, topics
+from infra.kafka_admin import ADMIN_REQUEST_TIMEOUT_S
+from infra.service import ServiceReport
+from streamledger.cli import EXIT_FAILURE, EXIT_OK, Subparsers
+from streamledger.errors import SettingError
+from streamledger.settings import Settings
+
+TIMEOUT_S_MAX = 3600.0
+
+
+def register(subparsers: Subparsers) -> None:
+    infra = subparsers.add_parser("infra", help="the local Kafka + PostgreSQL stack")
+    infra_commands = infra.add_subparsers(dest="infra_command", metavar="ACTION", required=True)
+    for name, handler, help_text in (
+        ("install", run_install, "install Kafka jars (Maven) and PostgreSQL server binaries"),
+        ("up", run_up, "start Kafka and PostgreSQL, apply topics and migrations (idempotent)"),
+        ("down", run_down, "stop Kafka and PostgreSQL"),
+        ("status", run_status, "show each service and the topics"),
+        ("reset", run_reset, "stop the stack and delete its local data"),
+    ):
+        infra_commands.add_parser(name, help=help_text).set_defaults(handler=handler)
+
+    topics_parser = subparsers.add_parser("topics", help="the ledger topics, as code")
+    topics_commands = topics_parser.add_subparsers(
+        dest="topics_command", metavar="ACTION", required=True
+    )
+    apply_parser = topics_commands.add_parser(
+        "apply", help="create missing topics, correct config drift, refuse partition changes"
+    )
+    apply_parser.add_argument(
+        "--check", action="store_true", help="only report what apply would do; exit 1 on drift"
+    )
+    apply_parser.add_argument(
+        "--timeout-s",
+        default=str(ADMIN_REQUEST_TIMEOUT_S),
+        metavar="SECONDS",
+        help=f"how long to wait for the cluster (default {ADMIN_REQUEST_TIMEOUT_S:g})",
+    )
+    apply_parser.set_defaults(handler=run_topics_apply)
+
+    demo = subparsers.add_parser(
+        "demo", help="start the stack and prove a transactional produce/consume round trip"
+    )
+    demo.set_defaults(handler=run_demo)
+
+
+def print_services(reports: list[ServiceReport]) -> None:
+    for report in reports:
+        print(report.line())
+
+
+def run_install(arguments: argparse.Namespace, settings: Settings) -> int:
+    for line in stack.install(settings):
+        print(line)
+    return EXIT_OK
+
+
+def run_up(arguments: argparse.Namespace, settings: Settings) -> int:
+    started = time.monotonic()
+    print_services(stack.up(settings))
+    print(f"stack up in {time.monotonic() - started:.1f} s (home {settings.home})")
+    return EXIT_OK
+
+
+def run_down(arguments: argparse.Namespace, settings: Settings) -> int:
+    for line in stack.down(settings):
+        print(line)
+    return EXIT_OK
+
+
+def run_status(arguments: argparse.Namespace, settings: Settings) -> int:
+    for line in stack.status(settings).lines():
+        print(line)
+    return EXIT_OK
+
+
+def run_reset(arguments: argparse.Namespace, settings: Settings) -> int:
+    for line in stack.reset(settings):
+        print(line)
+    return EXIT_OK
+
+
+def parse_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= TIMEOUT_S_MAX:
+        raise SettingError(
+            f"--timeout-s: {text!r} is not a number of seconds in (0, {TIMEOUT_S_MAX:g}]"
+        )
+    return value
+
+
+def run_topics_apply(arguments: argparse.Namespace, settings: Settings) -> int:
+    timeout_s = parse_timeout(arguments.timeout_s)
+    if arguments.check:
+        report = topics.check(settings, timeout_s=timeout_s)
+    else:
+        report = topics.apply(settings, timeout_s=timeout_s)
+    for line in report.lines():
+        print(line)
+    return EXIT_FAILURE if arguments.check and not report.in_sync else EXIT_OK
+
+
+def run_demo(arguments: argparse.Namespace, settings: Settings) -> int:
+    print_services(stack.up(settings))
+    for line in roundtrip.prove_round_trip(settings).lines():
+        print(line)
+    return EXIT_OK

@@ -1,0 +1,106 @@
+"""Fixtures for the real local stack. System tests never mock Kafka or PostgreSQL and never skip.
+
+- ``stack_settings`` (session): the TEST stack, in ``.streamledger-test`` next to ``tests/``, on
+  its own ports (Kafka 29092/29093, PostgreSQL 25432, metrics 29400) so it runs beside a
+  developer's demo stack. It runs ``infra.stack.up`` (idempotent); at the end it stops only the
+  services this session started, because another test run may share the stack.
+- ``ledger_settings`` (function): the same stack with a unique topic prefix and 3 partitions, the
+  ledger topics applied, deleted again afterwards, so tests never see each other's records.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra import kafka_broker, postgres_server, stack, topics
+from infra.kafka_admin import admin_client
+from streamledger.errors import StreamLedgerError
+from streamledger.settings import Settings, environment_for, replace
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_HOME = REPO_ROOT / ".streamledger-test"
+TEST_PARTITIONS = 3
+TOPIC_DELETE_TIMEOUT_S = 30.0
+
+
+def shared_stack_settings() -> Settings:
+    return Settings(
+        home=TEST_HOME,
+        kafka_port=29092,
+        kafka_controller_port=29093,
+        postgres_port=25432,
+        metrics_port=29400,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    settings = shared_stack_settings()
+    kafka_was_running = kafka_broker.is_running(settings)
+    postgres_was_running = postgres_server.status(settings).running
+    try:
+        stack.up(settings)
+    except StreamLedgerError as exc:
+        pytest.fail(f"the local test stack did not start: {exc}", pytrace=False)
+    yield settings
+    if not kafka_was_running:
+        kafka_broker.stop(settings)
+    if not postgres_was_running:
+        postgres_server.stop(settings)
+
+
+@pytest.fixture
+def ledger_settings(stack_settings: Settings) -> Iterator[Settings]:
+    settings = replace(
+        stack_settings, topic_prefix=f"t{uuid.uuid4().hex[:8]}.", partitions=TEST_PARTITIONS
+    )
+    topics.apply(settings)
+    yield settings
+    delete_topics(settings, [*topics.ledger_topic_names(settings).all()])
+
+
+def delete_topics(settings: Settings, names: list[str]) -> None:
+    """Delete test topics (ignoring ones that were never created) so the test stack stays small."""
+    client = admin_client(settings)
+    existing = set(client.list_topics(timeout=TOPIC_DELETE_TIMEOUT_S).topics)
+    doomed = [name for name in names if name in existing]
+    if not doomed:
+        return
+    futures = client.delete_topics(doomed, operation_timeout=TOPIC_DELETE_TIMEOUT_S)
+    for future in futures.values():
+        future.result(timeout=TOPIC_DELETE_TIMEOUT_S)
+
+
+CLI_TIMEOUT_S = 300.0
+
+
+def run_streamledger(
+    arguments: list[str], settings: Settings | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``streamledger`` command line in a child process.
+
+    The child gets this environment minus any STREAMLEDGER_* variable, plus the ones that
+    reproduce ``settings``; its stdin is closed.
+    """
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("STREAMLEDGER_")
+    }
+    if settings is not None:
+        environment.update(environment_for(settings))
+    return subprocess.run(
+        [sys.executable, "-m", "streamledger.cli", *arguments],
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+        cwd=REPO_ROOT,
+    )

@@ -1,0 +1,128 @@
+"""Settings: defaults < STREAMLEDGER_* environment < flags; bad values name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamledger.errors import SettingError
+from streamledger.settings import (
+    Settings,
+    environment_for,
+    load_settings,
+    parse_bootstrap_servers,
+    parse_port,
+    replace,
+)
+
+WORKING_DIRECTORY = Path("/srv/ledger")
+
+
+def load(environment=None, **flags):
+    return load_settings(
+        environment=environment or {}, flags=flags, working_directory=WORKING_DIRECTORY
+    )
+
+
+def test_defaults_are_the_local_stack():
+    settings = load()
+    assert settings.home == WORKING_DIRECTORY / ".streamledger"
+    assert settings.kafka_bootstrap == "127.0.0.1:19092"
+    assert settings.database_dsn.endswith("@127.0.0.1:15432/streamledger")
+    assert (settings.partitions, settings.replication_factor, settings.min_insync_replicas) == (
+        12,
+        1,
+        1,
+    )
+    assert settings.kafka_version == "4.1.1"
+
+
+def test_environment_overrides_defaults_and_flags_override_environment():
+    environment = {"STREAMLEDGER_KAFKA_PORT": "20000", "STREAMLEDGER_PARTITIONS": "6"}
+    assert load(environment).kafka_port == 20000
+    settings = load(environment, kafka_port="21000")
+    assert settings.kafka_port == 21000
+    assert settings.partitions == 6
+
+
+def test_bootstrap_servers_replace_the_local_address():
+    settings = load(bootstrap_servers=" 10.0.0.1:9092 , 10.0.0.2:9092 ")
+    assert settings.kafka_bootstrap == "10.0.0.1:9092,10.0.0.2:9092"
+
+
+def test_topic_names_carry_the_prefix():
+    assert load(topic_prefix="t1.").topic("ledger.events") == "t1.ledger.events"
+
+
+@pytest.mark.parametrize(
+    ("flags", "environment", "fragments"),
+    [
+        ({"kafka_port": "abc"}, {}, ["kafka_port", "--kafka-port", "'abc' is not a whole number"]),
+        ({}, {"STREAMLEDGER_KAFKA_PORT": "70000"}, ["STREAMLEDGER_KAFKA_PORT", "outside 1..65535"]),
+        ({"partitions": "0"}, {}, ["partitions", "STREAMLEDGER_PARTITIONS"]),
+        ({"bootstrap_servers": "nohostport"}, {}, ["bootstrap_servers", "not host:port"]),
+        ({"database_url": "mysql://x"}, {}, ["database_url", "postgresql://"]),
+        ({"topic_prefix": "bad prefix!"}, {}, ["topic_prefix", "--topic-prefix"]),
+        ({"kafka_version": "3.9.0"}, {}, ["kafka_version", "Kafka 4.x"]),
+        ({"kafka_heap_mb": "64"}, {}, ["kafka_heap_mb", "outside 128..16384"]),
+    ],
+)
+def test_a_bad_value_names_the_setting_in_one_line(flags, environment, fragments):
+    with pytest.raises(SettingError) as raised:
+        load(environment, **flags)
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_two_services_on_one_port_is_refused():
+    with pytest.raises(SettingError, match="postgres_port: port 19092 is also kafka_port"):
+        load(postgres_port="19092")
+
+
+def test_min_insync_replicas_above_replication_factor_is_refused():
+    with pytest.raises(SettingError, match="min_insync_replicas"):
+        load(min_insync_replicas="2")
+    assert load(replication_factor="3", min_insync_replicas="2").min_insync_replicas == 2
+
+
+def test_replace_checks_consistency_too():
+    settings = load()
+    assert replace(settings, partitions=3).partitions == 3
+    with pytest.raises(SettingError):
+        replace(settings, postgres_port=settings.kafka_port)
+
+
+def test_environment_for_reproduces_the_settings_in_a_child():
+    settings = load(kafka_port="29092", topic_prefix="t0.", partitions="3")
+    assert load(environment_for(settings)) == settings
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        load().kafka_port = 1  # type: ignore[misc]
+
+
+@given(st.integers(min_value=1, max_value=65535))
+def test_every_valid_port_parses(port):
+    assert parse_port(f" {port} ") == port
+
+
+@given(st.integers().filter(lambda port: not 1 <= port <= 65535))
+def test_every_invalid_port_is_refused(port):
+    with pytest.raises(ValueError, match="outside"):
+        parse_port(str(port))
+
+
+def test_bootstrap_servers_need_a_port():
+    with pytest.raises(ValueError, match="not a whole number"):
+        parse_bootstrap_servers("host:port")
+
+
+def test_settings_can_be_built_directly_for_tests():
+    settings = Settings(home=Path("/tmp/x"), kafka_port=29092)
+    assert settings.kafka_bootstrap == "127.0.0.1:29092"
