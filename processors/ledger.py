@@ -67,7 +67,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from schemas.codec import event_canonical_bytes
+from schemas.codec import event_canonical_bytes, seal_event
 from schemas.limits import first_violation
 from schemas.model import (
     COMMAND_TYPES,
@@ -130,6 +130,7 @@ class Accepted:
     events: tuple[Event, ...]  # in sequence order: PendingExpired first, then the command's
     outcome: Outcome
     changes: StateChanges
+    encoded_events: tuple[bytes, ...] = ()  # encode_event(e) of each event, made while sealing
 
     @property
     def stored_outcome(self) -> Outcome | None:
@@ -141,6 +142,7 @@ class Rejected:
     events: tuple[Event, ...]  # only PendingExpired events caused by stream time
     outcome: Outcome
     changes: StateChanges | None  # None: a reply only, nothing stored
+    encoded_events: tuple[bytes, ...] = ()  # encode_event(e) of each event, made while sealing
 
     @property
     def stored_outcome(self) -> Outcome | None:
@@ -152,6 +154,7 @@ class Duplicate:
     outcome: Outcome  # the original outcome stored under the key
     events: tuple[Event, ...] = ()
     changes: None = None
+    encoded_events: tuple[bytes, ...] = ()
 
     @property
     def stored_outcome(self) -> Outcome | None:
@@ -203,9 +206,12 @@ LOW_CARDINALITY_FIELDS: Final = frozenset(
         "overdraft_limit",
         "pending",
         "pending_timeout_s",
+        # a tenant's accounts appear in transfer after transfer
+        "debit_account_id",
+        "credit_account_id",
     }
 )
-FIELD_FINGERPRINT_CACHE_SIZE_MAX: Final = 4_096
+FIELD_FINGERPRINT_CACHE_SIZE_MAX: Final = 65_536
 _field_fingerprint_cache: dict[tuple[str, type, object], tuple[str, bytes]] = {}
 
 
@@ -232,10 +238,12 @@ def command_fingerprint(command: Command) -> tuple[bytes, tuple[tuple[str, bytes
     submitted_at_us (a retry may be re-stamped); metadata is included.
     """
     pairs = []
+    cache = _field_fingerprint_cache
     for name in FINGERPRINT_FIELDS[type(command)]:
         value = getattr(command, name)
         if value is None or value == () or name in LOW_CARDINALITY_FIELDS:
-            pairs.append(_shared_field_fingerprint(name, value))
+            pair = cache.get((name, type(value), value))
+            pairs.append(pair if pair is not None else _shared_field_fingerprint(name, value))
         else:
             pairs.append(_field_fingerprint(name, value))
     joined = b"".join([digest for _, digest in pairs])
@@ -268,17 +276,20 @@ def event_hash(event: Event) -> bytes:
     return hashlib.sha256(event.prev_hash + event_canonical_bytes(event)).digest()
 
 
-def _seal(event_type: Callable[..., _E], fields: dict[str, Any]) -> _E:
-    """Build an event and set its hash.
+def _seal(event_type: Callable[..., _E], fields: dict[str, Any]) -> tuple[_E, bytes]:
+    """Build an event, set its hash, and return it with its ``encode_event`` bytes.
 
     The canonical bytes do not cover ``hash``, so the event is built once with a placeholder and
     the digest is written into it before the object leaves this function: the one place the
     core writes to a frozen record, and only to one nobody else has seen yet (half the cost of
-    building the event twice on the hot path).
+    building the event twice on the hot path). ``seal_event`` encodes it once: the canonical
+    bytes are the encoding without its last 32 bytes, so the hash and the record to produce come
+    from the same encode.
     """
     event = event_type(**fields, hash=HASH_PLACEHOLDER)
-    object.__setattr__(event, "hash", event_hash(event))
-    return event
+    digest, encoded = seal_event(event)
+    object.__setattr__(event, "hash", digest)
+    return event, encoded
 
 
 # --------------------------------------------------------------------------- expiry index
@@ -304,12 +315,13 @@ class _ExpiryIndex:
     so an abort simply clears it.
     """
 
-    __slots__ = ("committed", "staged")
+    __slots__ = ("committed", "pruned", "staged")
 
     def __init__(self, entries: Iterable[_ExpiryEntry] = ()) -> None:
         self.committed: list[_ExpiryEntry] = list(entries)
         heapq.heapify(self.committed)
         self.staged: list[_ExpiryEntry] = []
+        self.pruned: list[_ExpiryEntry] = []  # popped from committed in the open batch
 
     def push(self, entry: _ExpiryEntry) -> None:
         heapq.heappush(self.staged, entry)
@@ -326,15 +338,32 @@ class _ExpiryIndex:
         found.update(_heap_prefix(self.staged, until_us))
         return sorted(entry for entry in found if is_live(entry))
 
+    def prune(self, is_live: Callable[[_ExpiryEntry], bool]) -> None:
+        """Drop dead entries from the tops of both heaps, so ``any_due``/``due`` do not walk
+        over transfers the open batch already ended (O(1) when the top is live).
+
+        A dead staged entry stays dead (a transfer never returns to pending); a committed one
+        may come back to life if the batch aborts, so it is kept in ``pruned`` until then.
+        """
+        staged, committed = self.staged, self.committed
+        while staged and not is_live(staged[0]):
+            heapq.heappop(staged)
+        while committed and not is_live(committed[0]):
+            self.pruned.append(heapq.heappop(committed))
+
     def commit(self, is_live: Callable[[_ExpiryEntry], bool]) -> None:
         for entry in self.staged:
             heapq.heappush(self.committed, entry)
         self.staged.clear()
+        self.pruned.clear()
         while self.committed and not is_live(self.committed[0]):
             heapq.heappop(self.committed)
 
     def abort(self) -> None:
         self.staged.clear()
+        for entry in self.pruned:
+            heapq.heappush(self.committed, entry)
+        self.pruned.clear()
 
 
 # --------------------------------------------------------------------------- state
@@ -432,6 +461,8 @@ class LedgerState:
                     (outcome.expires_at_us, outcome.tenant_id, outcome.idempotency_key)
                 )
         self._stream_time_us = max(self._stream_time_us, changes.stream_time_us)
+        if changes.transfers:
+            self._pending_index.prune(self._pending_is_live)
 
     def forget_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Drop expired outcomes (their tombstones go to ledger.outcomes in the same batch)."""
@@ -494,7 +525,7 @@ class LedgerState:
 class _Draft:
     """The records one decision changes, read through to the state. Never shared."""
 
-    __slots__ = ("accounts", "events", "heads", "state", "transfers")
+    __slots__ = ("accounts", "encoded_events", "events", "heads", "state", "transfers")
 
     def __init__(self, state: LedgerState) -> None:
         self.state = state
@@ -502,6 +533,7 @@ class _Draft:
         self.transfers: dict[tuple[str, str], TransferState] = {}
         self.heads: dict[str, TenantHead] = {}
         self.events: list[Event] = []
+        self.encoded_events: list[bytes] = []
 
     def account(self, tenant_id: str, account_id: str) -> AccountState | None:
         key = (tenant_id, account_id)
@@ -520,7 +552,8 @@ class _Draft:
             return 1, GENESIS_HASH
         return head.last_sequence + 1, head.last_hash
 
-    def record(self, event: Event, *records: AccountState | TransferState) -> None:
+    def record(self, sealed: tuple[Event, bytes], *records: AccountState | TransferState) -> None:
+        event, encoded = sealed
         for record in records:
             if type(record) is AccountState:
                 self.accounts[(record.tenant_id, record.account_id)] = record
@@ -531,6 +564,7 @@ class _Draft:
             tenant_id=event.tenant_id, last_sequence=event.sequence, last_hash=event.hash
         )
         self.events.append(event)
+        self.encoded_events.append(encoded)
 
     def changes(self, outcome: Outcome | None, stream_time_us: int) -> StateChanges:
         return StateChanges(
@@ -679,13 +713,13 @@ def _release(
     link = draft.next_link(tenant_id)
     debit, credit = _move(debit, credit, posted=0, pending=-transfer.amount, sequence=link[0])
     event_type = PendingExpired if status is TransferStatus.EXPIRED else PendingVoided
-    event = _seal(
+    sealed = _seal(
         event_type,
         _header(tenant_id, link, idempotency_key, effective_at_us, (debit, credit))
         | _transfer_fields(transfer, transfer.amount),
     )
     new_transfer = _transfer_record(transfer, status=status, amount_posted=0, sequence=link[0])
-    draft.record(event, debit, credit, new_transfer)
+    draft.record(sealed, debit, credit, new_transfer)
 
 
 def _accounts_of(draft: _Draft, transfer: TransferState) -> tuple[AccountState, AccountState]:
@@ -902,7 +936,7 @@ def _open_account(draft: _Draft, command: OpenAccount, effective_at_us: int) -> 
         last_sequence=link[0],
     )
     header = _header(command.tenant_id, link, command.idempotency_key, effective_at_us, (account,))
-    event = _seal(
+    sealed = _seal(
         AccountOpened,
         header
         | {
@@ -914,7 +948,7 @@ def _open_account(draft: _Draft, command: OpenAccount, effective_at_us: int) -> 
             "overdraft_limit": command.overdraft_limit,
         },
     )
-    draft.record(event, account)
+    draft.record(sealed, account)
 
 
 def _create_transfer(draft: _Draft, command: Transfer, effective_at_us: int) -> None:
@@ -945,15 +979,17 @@ def _create_transfer(draft: _Draft, command: Transfer, effective_at_us: int) -> 
     fields = _header(tenant_id, link, command.idempotency_key, effective_at_us, (debit, credit))
     fields |= _transfer_fields(transfer, amount)
     if command.pending:
-        event: Event = _seal(TransferPending, fields | {"expires_at_us": expires_at_us})
+        sealed: tuple[Event, bytes] = _seal(
+            TransferPending, fields | {"expires_at_us": expires_at_us}
+        )
     else:
-        event = _seal(TransferPosted, fields | {"reverses": command.reverses})
+        sealed = _seal(TransferPosted, fields | {"reverses": command.reverses})
     records: list[AccountState | TransferState] = [debit, credit, transfer]
     if command.reverses is not None:
         original = draft.transfer(tenant_id, command.reverses)
         assert original is not None
         records.append(_reversed_by(original, amount, sequence))
-    draft.record(event, *records)
+    draft.record(sealed, *records)
 
 
 def _reversed_by(original: TransferState, amount: int, sequence: int) -> TransferState:
@@ -973,14 +1009,14 @@ def _post_pending(draft: _Draft, command: PostPending, effective_at_us: int) -> 
     fields = _header(
         command.tenant_id, link, command.idempotency_key, effective_at_us, (debit, credit)
     )
-    event = _seal(
+    sealed = _seal(
         PendingPosted,
         fields | _transfer_fields(transfer, amount) | {"pending_amount": transfer.amount},
     )
     posted = _transfer_record(
         transfer, status=TransferStatus.POSTED, amount_posted=amount, sequence=link[0]
     )
-    draft.record(event, debit, credit, posted)
+    draft.record(sealed, debit, credit, posted)
 
 
 def _execute(draft: _Draft, command: Command, effective_at_us: int) -> None:
@@ -1093,12 +1129,22 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
             state, command, fingerprint, record_timestamp_us, rejection=rejection
         )
         changes = draft.changes(outcome, stream_time_us)
-        return Rejected(events=tuple(draft.events), outcome=outcome, changes=changes)
+        return Rejected(
+            events=tuple(draft.events),
+            outcome=outcome,
+            changes=changes,
+            encoded_events=tuple(draft.encoded_events),
+        )
     _execute(draft, command, record_timestamp_us)
     sequences = tuple(event.sequence for event in draft.events[expired_count:])
     outcome = _new_outcome(state, command, fingerprint, record_timestamp_us, sequences=sequences)
     changes = draft.changes(outcome, stream_time_us)
-    return Accepted(events=tuple(draft.events), outcome=outcome, changes=changes)
+    return Accepted(
+        events=tuple(draft.events),
+        outcome=outcome,
+        changes=changes,
+        encoded_events=tuple(draft.encoded_events),
+    )
 
 
 def step(state: LedgerState, command: Command, record_timestamp_us: int) -> Decision:

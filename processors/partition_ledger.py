@@ -22,7 +22,6 @@ from processors.restore import PartitionSnapshot, read_partition
 from schemas.codec import (
     decode_outcome,
     decode_state,
-    encode_event,
     encode_outcome,
     encode_state,
 )
@@ -76,8 +75,9 @@ class PartitionLedger:
         """Decide one command and stage its state changes and output records."""
         decision = ledger.step(self.state, command, record_timestamp_us)
         outputs = self.outputs
-        for event in decision.events:
-            outputs.events.append((event_key(event.tenant_id, event.sequence), encode_event(event)))
+        # the core encoded each event while hashing it: produce those bytes (no second encode)
+        for event, encoded in zip(decision.events, decision.encoded_events, strict=True):
+            outputs.events.append((event_key(event.tenant_id, event.sequence), encoded))
             name = type(event).__name__
             outputs.events_by_type[name] = outputs.events_by_type.get(name, 0) + 1
         stored = decision.stored_outcome

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
 
+from fastavro import _write as fastavro_compiled_writer
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas.avro_schemas import (
@@ -116,6 +117,7 @@ class Branch:
     field_names: tuple[str, ...]
     wire: Any  # fastavro-parsed, self-contained
     prefix: bytes  # single-object header (+ union index byte for envelopes)
+    named: dict[str, Any]  # the named types of ``wire`` (what fastavro's writer looks up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +151,16 @@ def _build_family(
     for index, python_type in enumerate(python_types):
         full_name = f"{NAMESPACE}.{python_type.__name__}"
         prefix = header if envelope_field is None else header + _zigzag_byte(index)
+        wire = _branch_wire(full_name, named) if envelope_field else current.wire
         branches.append(
             Branch(
                 index=index,
                 full_name=full_name,
                 python_type=python_type,
                 field_names=tuple(item.name for item in fields(python_type)),
-                wire=_branch_wire(full_name, named) if envelope_field else current.wire,
+                wire=wire,
                 prefix=prefix,
+                named=dict(wire.get("__named_schemas", {})),
             )
         )
     return RecordFamily(
@@ -254,6 +258,43 @@ _CONVERSIONS: dict[type[Any], dict[str, _FieldConversion]] = {
 }
 
 
+def _generated(source: str, name: str, namespace: dict[str, Any]) -> Callable[[Any], Any]:
+    exec(compile(source, f"<codec {name}>", "exec"), namespace)  # noqa: S102 - our own source
+    function: Callable[[Any], Any] = namespace[name]
+    return function
+
+
+def _record_writer(python_type: type[Any], names: tuple[str, ...]) -> Callable[[Any], Any]:
+    """``value -> Avro dict`` for one model type, as one generated dict display.
+
+    The same result as ``to_avro`` without a per-field loop or lookup: this runs for every
+    record the processor writes. The source is built from the field names and conversions only.
+    """
+    conversions = _CONVERSIONS[python_type]
+    namespace: dict[str, Any] = {f"to_{name}": conversions[name][0] for name in conversions}
+    items = ", ".join(
+        f"{name!r}: to_{name}(value.{name})" if name in conversions else f"{name!r}: value.{name}"
+        for name in names
+    )
+    source = f"def write(value):\n    return {{{items}}}\n"
+    return _generated(source, "write", namespace)
+
+
+def _record_reader(python_type: type[Any], names: tuple[str, ...]) -> Callable[[Any], Any]:
+    """``Avro dict -> value`` for one model type (``from_avro`` without its loop)."""
+    conversions = _CONVERSIONS[python_type]
+    namespace: dict[str, Any] = {f"from_{name}": conversions[name][1] for name in conversions}
+    namespace["python_type"] = python_type
+    arguments = ", ".join(
+        f"{name}=from_{name}(record[{name!r}])"
+        if name in conversions
+        else f"{name}=record[{name!r}]"
+        for name in names
+    )
+    source = f"def read(record):\n    return python_type({arguments})\n"
+    return _generated(source, "read", namespace)
+
+
 def to_avro(value: Any, field_names: tuple[str, ...]) -> dict[str, Any]:
     """The Avro dict of a model value (field names are shared by the model and the schema)."""
     record = {name: getattr(value, name) for name in field_names}
@@ -269,20 +310,80 @@ def from_avro(python_type: type[RecordType], record: dict[str, Any]) -> RecordTy
     return python_type(**record)
 
 
+_RECORD_WRITERS: dict[type[Any], Callable[[Any], dict[str, Any]]] = {}
+_RECORD_READERS: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}
+for _family in (COMMANDS, EVENTS, OUTCOMES, STATES):
+    for _branch in _family.branches:
+        _RECORD_WRITERS[_branch.python_type] = _record_writer(
+            _branch.python_type, _branch.field_names
+        )
+        _RECORD_READERS[_branch.python_type] = _record_reader(
+            _branch.python_type, _branch.field_names
+        )
+
+
 # --------------------------------------------------------------------------- encode
+
+# fastavro's compiled ``schemaless_writer`` parses the (already parsed) schema again, builds an
+# options dict and copies its buffer into the file object on every call; its ``write_data`` does
+# the writing itself. We call that directly with a bytearray that already holds the header,
+# after checking at import that it writes the same bytes (else: the public function).
+_WRITE_OPTIONS: Final = {
+    "strict": False,
+    "strict_allow_default": False,
+    "disable_tuple_notation": False,
+}
+_write_data: Any = getattr(fastavro_compiled_writer, "write_data", None)
+
+
+def _write_body_public(buffer: bytearray, branch: Branch, record: dict[str, Any]) -> None:
+    stream = io.BytesIO()
+    schemaless_writer(stream, branch.wire, record)
+    buffer += stream.getvalue()
+
+
+def _write_body_direct(buffer: bytearray, branch: Branch, record: dict[str, Any]) -> None:
+    _write_data(buffer, record, branch.wire, branch.named, "", _WRITE_OPTIONS)
+
+
+def _direct_writer_agrees() -> bool:
+    if _write_data is None:
+        return False
+    probe = TenantHead(tenant_id="probe", last_sequence=1, last_hash=b"\x07" * 32)
+    branch = STATES.by_type[TenantHead]
+    record = to_avro(probe, branch.field_names)
+    direct, public = bytearray(), bytearray()
+    try:
+        _write_body_direct(direct, branch, record)
+    except Exception:  # noqa: BLE001 - any failure of the internal API means: do not use it
+        return False
+    _write_body_public(public, branch, record)
+    return direct == public
+
+
+_write_body: Callable[[bytearray, Branch, dict[str, Any]], None] = (
+    _write_body_direct if _direct_writer_agrees() else _write_body_public
+)
+
+
+def _encode_with(branch: Branch, record: dict[str, Any]) -> bytes:
+    buffer = bytearray(branch.prefix)
+    try:
+        _write_body(buffer, branch, record)
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+        raise EncodeError(f"{branch.python_type.__name__} does not fit its schema: {exc}") from exc
+    return bytes(buffer)
 
 
 def _encode(family: RecordFamily, value: Any) -> bytes:
     branch = family.by_type.get(type(value))
     if branch is None:
         raise EncodeError(f"{type(value).__name__} is not a {family.current.name} record")
-    buffer = io.BytesIO()
-    buffer.write(branch.prefix)
     try:
-        schemaless_writer(buffer, branch.wire, to_avro(value, branch.field_names))
+        record = _RECORD_WRITERS[branch.python_type](value)
     except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
         raise EncodeError(f"{branch.python_type.__name__} does not fit its schema: {exc}") from exc
-    return buffer.getvalue()
+    return _encode_with(branch, record)
 
 
 def encode_command(command: Command) -> bytes:
@@ -369,7 +470,7 @@ def _current_branch(family: RecordFamily, data: bytes) -> tuple[Branch, int]:
 
 def _to_model(branch: Branch, record: Any) -> Any:
     try:
-        return from_avro(branch.python_type, record)
+        return _RECORD_READERS[branch.python_type](record)
     except (ValueError, TypeError, KeyError) as exc:
         raise BodyInvalidError(f"{branch.full_name}: {type(exc).__name__}: {exc}") from exc
 
@@ -417,22 +518,21 @@ def decode_state(data: bytes) -> StateRecord:
 # --------------------------------------------------------------------------- canonical event bytes
 
 
-def _hash_form_wire(full_name: str) -> Any:
-    expanded = expand(full_name, _NAMED_TYPES)
-    expanded["fields"] = [
-        item for item in expanded["fields"] if item["name"] != HASH_FORM_OMITTED_FIELD
-    ]
-    return parse_schema(without_logical_types(expanded))
+_HASH_BYTES: Final = 32  # the Sha256 fixed: the last field of every event record
+_HASH_PLACEHOLDER: Final = bytes(_HASH_BYTES)
 
 
-_HASH_FORMS: dict[type[Any], tuple[bytes, Any, tuple[str, ...]]] = {
-    branch.python_type: (
-        bytes((branch.index << 1,)),
-        _hash_form_wire(branch.full_name),
-        tuple(name for name in branch.field_names if name != HASH_FORM_OMITTED_FIELD),
-    )
-    for branch in EVENTS.branches
-}
+def _encode_unhashed(event: Event) -> bytes:
+    """The event's single-object bytes with 32 zero bytes where its hash goes (the end)."""
+    branch = EVENTS.by_type.get(type(event))
+    if branch is None:
+        raise EncodeError(f"{type(event).__name__} is not an event")
+    try:
+        record = _RECORD_WRITERS[branch.python_type](event)
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+        raise EncodeError(f"{branch.python_type.__name__} does not fit its schema: {exc}") from exc
+    record[HASH_FORM_OMITTED_FIELD] = _HASH_PLACEHOLDER
+    return _encode_with(branch, record)
 
 
 def event_canonical_bytes(event: Event) -> bytes:
@@ -443,20 +543,26 @@ def event_canonical_bytes(event: Event) -> bytes:
     encoding of the event record with its ``hash`` field left out, all other fields in schema
     order. No maps occur in events, so the encoding is unique. The chain hash is
     ``SHA-256(prev_hash + event_canonical_bytes(event))`` (see ``event_chain_hash``).
+
+    ``hash`` is the last field of every event record and a fixed 32 bytes, so these are exactly
+    the event's single-object bytes between the 10-byte header and the final 32 bytes: one
+    encode gives both (``seal_event``).
     """
-    form = _HASH_FORMS.get(type(event))
-    if form is None:
-        raise EncodeError(f"{type(event).__name__} is not an event")
-    index_byte, wire, names = form
-    buffer = io.BytesIO()
-    buffer.write(index_byte)
-    try:
-        schemaless_writer(buffer, wire, to_avro(event, names))
-    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
-        raise EncodeError(f"{type(event).__name__} does not fit its schema: {exc}") from exc
-    return buffer.getvalue()
+    return _encode_unhashed(event)[HEADER_BYTES:-_HASH_BYTES]
 
 
 def event_chain_hash(event: Event) -> bytes:
     """``SHA-256(event.prev_hash + event_canonical_bytes(event))``: what ``event.hash`` must be."""
     return hashlib.sha256(event.prev_hash + event_canonical_bytes(event)).digest()
+
+
+def seal_event(event: Event) -> tuple[bytes, bytes]:
+    """``(hash, single-object bytes)`` of an event, from one encode; ``event.hash`` is ignored.
+
+    The bytes are what ``encode_event`` gives for the event carrying that hash: the ledger
+    core seals each new event with this and hands the bytes on, so no event is encoded twice.
+    """
+    unhashed = _encode_unhashed(event)
+    body = unhashed[:-_HASH_BYTES]
+    digest = hashlib.sha256(event.prev_hash + body[HEADER_BYTES:]).digest()
+    return digest, body + digest

@@ -219,6 +219,16 @@ def test_canonical_bytes_ignore_the_hash_only(event: Any, other_hash: bytes) -> 
     assert codec.event_canonical_bytes(moved) != canonical
 
 
+@EXAMPLES
+@given(events)
+def test_sealing_encodes_once_with_the_hash_last(event: Any) -> None:
+    digest, encoded = codec.seal_event(event)
+    assert digest == codec.event_chain_hash(event)
+    assert encoded == codec.encode_event(type(event)(**{**_fields(event), "hash": digest}))
+    assert encoded[codec.HEADER_BYTES : -32] == codec.event_canonical_bytes(event)
+    assert encoded[-32:] == digest
+
+
 def test_canonical_bytes_vector() -> None:
     """Pins the canonical form: the ledger core's hash chain depends on these exact bytes."""
     canonical = codec.event_canonical_bytes(EVENT)

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from processors import ledger
+from schemas.codec import encode_event
 from schemas.model import TenantHead, TransferStatus
 from streamledger.errors import InvariantViolationError
 from tests.unit.ledger_builders import (
@@ -38,6 +39,27 @@ def test_abort_puts_the_batch_back_and_commit_keeps_it() -> None:
     book.accept(transfer("t1", "cash", "sales", 5))
     book.state.commit()
     assert not book.state.has_staged_changes and book.state.staged_records() == ()
+
+
+def test_an_aborted_expiry_expires_again_after_the_rewind() -> None:
+    # the expiry index drops an ended transfer's entry mid-batch; an abort must bring it back
+    book = with_accounts("cash", "sales")
+    book.accept(transfer("p1", "cash", "sales", 5, pending=True, pending_timeout_s=1))
+    book.state.commit()
+    first = book.accept(open_account("a"), at_us=T0_US + 2 * SECOND_US)
+    assert [type(e).__name__ for e in first.events] == ["PendingExpired", "AccountOpened"]
+    book.accept(open_account("b"), at_us=T0_US + 3 * SECOND_US)  # nothing left to expire
+    book.state.abort()
+    again = book.accept(open_account("a"), at_us=T0_US + 2 * SECOND_US)
+    assert again.events == first.events
+    assert again.encoded_events == first.encoded_events
+
+
+def test_decisions_carry_their_events_encoded() -> None:
+    book = with_accounts("cash", "sales")
+    decision = book.accept(transfer("t1", "cash", "sales", 5))
+    assert decision.encoded_events == tuple(encode_event(e) for e in decision.events)
+    assert decision.encoded_events[0][-32:] == decision.events[0].hash
 
 
 def test_staged_records_hold_the_latest_version_once() -> None:

@@ -1,0 +1,141 @@
+"""The API's pure parts: strict bodies, limits, API key tokens, settings, the outcome cache and
+the idempotency judgement (same fingerprint → the original; another payload → 409 naming it)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from api.api_keys import is_token_shaped, new_api_key, token_digest
+from api.bodies import OpenAccountBody, TransferBody, check_limits, decode_body, to_command
+from api.gateway import check_same_command
+from api.outcomes import OutcomeCache, split_outcome_key
+from api.problems import ApiProblemError
+from api.settings import ApiSettings, build_api_settings
+from processors.ledger import command_fingerprint
+from schemas.model import Outcome, OutcomeStatus, Transfer
+from streamledger.errors import SettingError
+from streamledger.settings import Settings
+
+TRANSFER = (
+    b'{"transfer_id": "t-1", "debit_account_id": "a", "credit_account_id": "b",'
+    b' "amount": 5, "currency": "USD", "metadata": {"z": "1", "a": "2"}}'
+)
+
+
+def command(amount: int = 5, key: str = "k-1") -> Transfer:
+    body = decode_body(TransferBody, TRANSFER.replace(b'"amount": 5', b'"amount": %d' % amount))
+    made = to_command(body, tenant_id="acme", idempotency_key=key, submitted_at_us=1)
+    assert isinstance(made, Transfer)
+    return made
+
+
+def outcome_of(transfer: Transfer) -> Outcome:
+    fingerprint, fields = command_fingerprint(transfer)
+    return Outcome(
+        tenant_id=transfer.tenant_id,
+        idempotency_key=transfer.idempotency_key,
+        command_type="Transfer",
+        fingerprint=fingerprint,
+        field_fingerprints=fields,
+        status=OutcomeStatus.ACCEPTED,
+        event_sequences=(3,),
+        decided_at_us=10,
+    )
+
+
+def test_a_body_becomes_the_command_with_tenant_and_key_from_the_request() -> None:
+    made = command()
+    assert (made.tenant_id, made.idempotency_key, made.amount) == ("acme", "k-1", 5)
+    assert made.metadata == (("a", "2"), ("z", "1"))  # sorted, as the contract wants
+
+
+@pytest.mark.parametrize(
+    ("raw", "slug", "field"),
+    [
+        (TRANSFER.replace(b'"amount": 5', b'"amount": 5.0'), "invalid-body", "amount"),
+        (TRANSFER.replace(b'"amount": 5', b'"amount": "5"'), "invalid-body", "amount"),
+        (TRANSFER.replace(b'"amount": 5', b'"amount": "5.25"'), "invalid-body", "amount"),
+        (TRANSFER.replace(b'"amount": 5', b'"amount": true'), "invalid-body", "amount"),
+        (
+            TRANSFER.replace(b'"amount": 5', b'"amount": 5, "tenant_id": "x"'),
+            "invalid-body",
+            "tenant_id",
+        ),
+        (b'{"transfer_id": "t"}', "invalid-body", "debit_account_id"),
+        (b"not json", "malformed-json", None),
+        (b"", "malformed-json", None),
+        (b"1" * 5000, "invalid-body", None),  # valid JSON, but not an object
+        (TRANSFER.replace(b'"amount": 5', b'"amount": ' + b"9" * 5000), "invalid-body", "amount"),
+    ],
+)
+def test_malformed_bodies_are_refused_naming_the_member(
+    raw: bytes, slug: str, field: str | None
+) -> None:
+    with pytest.raises(ApiProblemError) as caught:
+        decode_body(TransferBody, raw)
+    assert caught.value.kind.slug == slug
+    assert caught.value.extensions.get("field") == field
+
+
+def test_limits_are_the_contracts() -> None:
+    with pytest.raises(ApiProblemError) as caught:
+        check_limits(command(amount=0))
+    assert caught.value.kind.status == 422 and caught.value.extensions == {"field": "amount"}
+    body = decode_body(
+        OpenAccountBody, b'{"account_id": "a/b", "currency": "USD", "asset_scale": 2}'
+    )
+    made = to_command(body, tenant_id="acme", idempotency_key="k", submitted_at_us=1)
+    with pytest.raises(ApiProblemError, match="account_id"):
+        check_limits(made)
+
+
+def test_same_payload_is_the_original_other_payload_is_409_naming_the_field() -> None:
+    stored = outcome_of(command())
+    check_same_command(stored, command())  # a retry: no error
+    with pytest.raises(ApiProblemError) as caught:
+        check_same_command(stored, command(amount=6))
+    assert caught.value.kind.status == 409 and caught.value.extensions["field"] == "amount"
+
+
+def test_api_keys_are_random_and_only_their_digest_is_kept() -> None:
+    first, second = new_api_key("acme"), new_api_key("acme")
+    assert first.token != second.token and is_token_shaped(first.token)
+    assert len(token_digest(first.token)) == 32
+    assert not is_token_shaped("Bearer " + first.token) and not is_token_shaped("slk_x")
+    with pytest.raises(SettingError, match="tenant"):
+        new_api_key("bad/tenant")
+
+
+def test_settings_name_the_bad_value(tmp_path: object) -> None:
+    shared = Settings(home=tmp_path)  # type: ignore[arg-type]
+    api = build_api_settings(shared, limits={"wait_timeout_ms": 10})
+    assert api.wait_timeout_s == 0.01 and "streamledger_reader" in api.reader_dsn
+    with pytest.raises(SettingError, match=r"--wait-timeout-ms"):
+        build_api_settings(shared, limits={"wait_timeout_ms": -1})
+    with pytest.raises(SettingError, match=r"--reader-url"):
+        build_api_settings(shared, reader_url="mysql://x")
+    with pytest.raises(SettingError, match=r"--host"):
+        ApiSettings(reader_dsn="postgresql://x", host="bad host")
+
+
+def test_the_outcome_cache_is_bounded_and_wakes_waiters() -> None:
+    async def scenario() -> None:
+        cache = OutcomeCache(entries_max=2)
+        first = outcome_of(command(key="k-1"))
+        waiting = cache.wait_for(("acme", "k-1"))
+        assert not waiting.done()
+        cache.put(first)
+        assert await asyncio.wait_for(waiting, 1) is first
+        stale = cache.wait_for(("acme", "k-1"), stale=first)
+        assert not stale.done()  # a stale entry is not an answer
+        cache.stop_waiting(("acme", "k-1"), stale)
+        cache.put(outcome_of(command(key="k-2")))
+        cache.put(outcome_of(command(key="k-3")))
+        assert len(cache) == 2 and cache.evicted == 1 and cache.get(("acme", "k-1")) is None
+        cache.forget(("acme", "k-3"))
+        assert cache.get(("acme", "k-3")) is None and cache.waiting == 0
+
+    asyncio.run(scenario())
+    assert split_outcome_key(b"acme/a/b") == ("acme", "a/b")
