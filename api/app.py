@@ -1,0 +1,502 @@
+"""The HTTP surface: Starlette routes over the gateway, the reader and the outcome cache.
+
+Every request is authenticated by its bearer API key (the tenant comes from the key, never from
+the body or the path); every error is an RFC 9457 problem (``api.problems``), including the
+framework's own 404/405 and anything unexpected. Handlers are thin: parse → call → render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.bodies import (
+    Body,
+    OpenAccountBody,
+    PostPendingBody,
+    TransferBody,
+    VoidPendingBody,
+    check_limits,
+    decode_body,
+    to_command,
+)
+from api.gateway import CommandGateway, Decided, now_us
+from api.metrics import ApiMetrics
+from api.openapi import build_openapi
+from api.outcomes import OutcomeCache, OutcomeFeed
+from api.problems import (
+    BODY_TOO_LARGE,
+    COMMAND_REJECTED,
+    INVALID_PARAMETER,
+    MISSING_IDEMPOTENCY_KEY,
+    NOT_FOUND,
+    PROBLEM_CONTENT_TYPE,
+    SERVICE_UNAVAILABLE,
+    UNAUTHORIZED,
+    UNSUPPORTED_MEDIA_TYPE,
+    ApiProblemError,
+    kind_for_status,
+)
+from api.reads import ApiReader
+from api.settings import ApiSettings
+from api.views import balance_view, command_path, history_view, outcome_view, transfer_view
+from projections.batch import to_datetime
+from schemas.limits import entity_id_problem, idempotency_key_problem
+from schemas.model import OutcomeStatus
+from streamledger.settings import Settings
+
+LOG = logging.getLogger("streamledger.api")
+JSON: Final = "application/json"
+BEARER_PREFIX: Final = "bearer "
+RESPOND_ASYNC: Final = "respond-async"
+DEFAULT_PAGE: Final = 100
+UNMATCHED_ROUTE: Final = "other"
+
+
+@dataclass
+class ApiServices:
+    """Everything a handler needs, built in the lifespan and closed with it."""
+
+    settings: Settings
+    api: ApiSettings
+    metrics: ApiMetrics
+    cache: OutcomeCache
+    reader: ApiReader | None = None
+    feed: OutcomeFeed | None = None
+    gateway: CommandGateway | None = None
+
+    def require_gateway(self) -> CommandGateway:
+        if self.gateway is None:
+            raise ApiProblemError(SERVICE_UNAVAILABLE, "the producer is not running")
+        return self.gateway
+
+    def require_reader(self) -> ApiReader:
+        if self.reader is None:
+            raise ApiProblemError(SERVICE_UNAVAILABLE, "the database pool is not open")
+        return self.reader
+
+
+def services_of(request: Request) -> ApiServices:
+    services: ApiServices = request.app.state.services
+    return services
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(msgspec.json.encode(content), status, headers, media_type=JSON)
+
+
+def problem_response(problem: ApiProblemError, instance: str | None = None) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if problem.kind is UNAUTHORIZED else None
+    return Response(
+        problem.body(instance), problem.kind.status, headers, media_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+async def on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiProblemError)
+    return problem_response(exc, request.url.path)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = kind_for_status(exc.status_code)
+    return problem_response(ApiProblemError(kind, str(exc.detail)), request.url.path)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    LOG.exception("unexpected error on %s %s", request.method, request.url.path)
+    problem = ApiProblemError(kind_for_status(500), "an unexpected error; it has been logged")
+    return problem_response(problem, request.url.path)
+
+
+# --------------------------------------------------------------------------- request parts
+
+
+async def tenant_of(request: Request) -> str:
+    """The tenant of the request's bearer API key, or 401."""
+    authorization = request.headers.get("authorization", "")
+    if not authorization.lower().startswith(BEARER_PREFIX):
+        raise ApiProblemError(UNAUTHORIZED, "send the API key as 'Authorization: Bearer <key>'")
+    token = authorization[len(BEARER_PREFIX) :].strip()
+    tenant_id = await services_of(request).require_reader().tenant_for_token(token)
+    if tenant_id is None:
+        raise ApiProblemError(UNAUTHORIZED, "the API key is unknown or revoked")
+    return tenant_id
+
+
+def idempotency_key_of(request: Request) -> str:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        raise ApiProblemError(
+            MISSING_IDEMPOTENCY_KEY, "send an Idempotency-Key header with every POST"
+        )
+    problem = idempotency_key_problem(key)
+    if problem is not None:
+        raise ApiProblemError(
+            INVALID_PARAMETER, f"Idempotency-Key: {problem}", field="Idempotency-Key"
+        )
+    return key
+
+
+async def body_of(request: Request, limit_bytes: int) -> bytes:
+    """The raw body, refused with 413 past ``limit_bytes`` (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+        raise ApiProblemError(
+            BODY_TOO_LARGE, f"the body is {declared} bytes; at most {limit_bytes}"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit_bytes:
+            raise ApiProblemError(BODY_TOO_LARGE, f"the body exceeds {limit_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if raw.strip() and content_type != JSON and not content_type.endswith("+json"):
+        raise ApiProblemError(
+            UNSUPPORTED_MEDIA_TYPE, f"Content-Type is {content_type or 'missing'}; send {JSON}"
+        )
+    return raw
+
+
+def path_id(request: Request, name: str) -> str:
+    value: str = request.path_params[name]
+    problem = entity_id_problem(value)
+    if problem is not None:
+        raise ApiProblemError(INVALID_PARAMETER, f"{name}: {problem}", field=name)
+    return value
+
+
+def parse_as_of(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    if text.isdigit() and len(text) <= 18:
+        return to_datetime(int(text))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiProblemError(
+            INVALID_PARAMETER,
+            f"as_of: {text[:64]!r} is neither RFC 3339 nor microseconds",
+            field="as_of",
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_limit(text: str | None, maximum: int) -> int:
+    if text is None:
+        return min(DEFAULT_PAGE, maximum)
+    if not text.isdigit() or not 1 <= int(text[:9]) <= maximum or len(text) > 9:
+        raise ApiProblemError(
+            INVALID_PARAMETER,
+            f"limit: {text[:32]!r} is not a whole number in 1..{maximum}",
+            field="limit",
+        )
+    return int(text)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def resource_path(body: Body, transfer_id: str | None) -> str | None:
+    if isinstance(body, OpenAccountBody):
+        return f"/v1/accounts/{body.account_id}/balance"
+    if isinstance(body, TransferBody):
+        return f"/v1/transfers/{body.transfer_id}"
+    return f"/v1/transfers/{transfer_id}"
+
+
+async def submit(
+    request: Request, body_type: type[Body], transfer_id: str | None = None
+) -> Response:
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    idempotency_key = idempotency_key_of(request)
+    body = decode_body(body_type, await body_of(request, services.api.body_bytes_max))
+    command = to_command(
+        body,
+        tenant_id=tenant_id,
+        idempotency_key=idempotency_key,
+        submitted_at_us=now_us(),
+        transfer_id=transfer_id,
+    )
+    check_limits(command)
+    wait = RESPOND_ASYNC not in request.headers.get("prefer", "").lower()
+    try:
+        result = await services.require_gateway().submit(command, wait=wait)
+    except ApiProblemError as refusal:
+        if refusal.kind.status == 409:
+            services.metrics.submits.labels("key_reused").inc()
+        raise
+    status_url = command_path(idempotency_key)
+    if not isinstance(result, Decided):
+        services.metrics.submits.labels("pending").inc()
+        headers = {"Location": status_url}
+        if not wait:
+            headers["Preference-Applied"] = RESPOND_ASYNC
+        return json_response(
+            {"status": "pending", "idempotency_key": idempotency_key, "status_url": status_url},
+            202,
+            headers,
+        )
+    outcome = result.outcome
+    replayed = {"Idempotent-Replayed": "true"} if result.duplicate else {}
+    services.metrics.submits.labels("duplicate" if result.duplicate else outcome.status.value).inc()
+    if outcome.status is OutcomeStatus.REJECTED:
+        assert outcome.reason is not None
+        problem = ApiProblemError(
+            COMMAND_REJECTED,
+            outcome.detail,
+            reason=outcome.reason.value,
+            idempotency_key=idempotency_key,
+            status_url=status_url,
+        )
+        response = problem_response(problem, request.url.path)
+        response.headers.update(replayed)
+        return response
+    view = outcome_view(outcome)
+    location = resource_path(body, transfer_id)
+    view["resource"] = location
+    view["status_url"] = status_url
+    return json_response(view, 201, {"Location": location or status_url, **replayed})
+
+
+async def open_account(request: Request) -> Response:
+    return await submit(request, OpenAccountBody)
+
+
+async def create_transfer(request: Request) -> Response:
+    return await submit(request, TransferBody)
+
+
+async def post_pending(request: Request) -> Response:
+    return await submit(request, PostPendingBody, path_id(request, "transfer_id"))
+
+
+async def void_pending(request: Request) -> Response:
+    return await submit(request, VoidPendingBody, path_id(request, "transfer_id"))
+
+
+# --------------------------------------------------------------------------- reads
+
+
+async def get_balance(request: Request) -> Response:
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    account_id = path_id(request, "account_id")
+    as_of = parse_as_of(request.query_params.get("as_of"))
+    balance = await services.require_reader().balance(tenant_id, account_id, as_of=as_of)
+    if balance is None:
+        detail = f"no account {account_id!r}" + (
+            "" if as_of is None else f" as of {as_of.isoformat()}"
+        )
+        raise ApiProblemError(NOT_FOUND, detail)
+    return json_response(balance_view(balance, as_of))
+
+
+async def get_entries(request: Request) -> Response:
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    account_id = path_id(request, "account_id")
+    limit = parse_limit(request.query_params.get("limit"), services.api.history_page_max)
+    after = request.query_params.get("after")
+    page = await services.require_reader().history(tenant_id, account_id, after=after, limit=limit)
+    return json_response(history_view(account_id, page, limit))
+
+
+async def get_transfer(request: Request) -> Response:
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    transfer_id = path_id(request, "transfer_id")
+    transfer = await services.require_reader().transfer(tenant_id, transfer_id)
+    if transfer is None:
+        raise ApiProblemError(NOT_FOUND, f"no transfer {transfer_id!r}")
+    return json_response(transfer_view(transfer))
+
+
+async def get_command(request: Request) -> Response:
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    key: str = request.path_params["idempotency_key"]
+    if idempotency_key_problem(key) is not None:
+        raise ApiProblemError(
+            INVALID_PARAMETER,
+            f"idempotency_key: {idempotency_key_problem(key)}",
+            field="idempotency_key",
+        )
+    outcome = services.cache.get((tenant_id, key))
+    if outcome is None:
+        raise ApiProblemError(NOT_FOUND, f"no outcome for idempotency key {key!r} (yet)")
+    return json_response(outcome_view(outcome))
+
+
+# --------------------------------------------------------------------------- operations
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    services = services_of(request)
+    reader, gateway, feed = services.reader, services.gateway, services.feed
+    checks = {
+        "database": reader is not None and await reader.ping(),
+        "producer": gateway is not None and gateway.ready,
+        "outcomes": feed is not None and feed.caught_up and feed.failure is None,
+    }
+    ready = all(checks.values())
+    return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    services = services_of(request)
+    services.metrics.outcomes_cached.set(len(services.cache))
+    services.metrics.outcomes_evicted.set(services.cache.evicted)
+    if services.gateway is not None:
+        services.metrics.submits_waiting.set(services.gateway.in_flight)
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    document: bytes = request.app.state.openapi
+    return Response(document, media_type=JSON)
+
+
+ROUTES: Final = [
+    Route("/v1/accounts", open_account, methods=["POST"]),
+    Route("/v1/transfers", create_transfer, methods=["POST"]),
+    Route("/v1/transfers/{transfer_id}/post", post_pending, methods=["POST"]),
+    Route("/v1/transfers/{transfer_id}/void", void_pending, methods=["POST"]),
+    Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
+    Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),
+    Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),
+    Route("/v1/commands/{idempotency_key:path}", get_command, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]
+
+
+# --------------------------------------------------------------------------- metrics middleware
+
+
+def route_template(scope: Scope) -> str:
+    for route in ROUTES:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route.path
+    return UNMATCHED_ROUTE
+
+
+class RequestMetrics:
+    """Counts and times every HTTP request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            seconds = time.perf_counter() - started
+            self.metrics.observe(scope["method"], route_template(scope), status, seconds)
+
+
+# --------------------------------------------------------------------------- the app
+
+
+Starter = Callable[[ApiServices], Awaitable[None]]
+
+
+async def start_services(services: ApiServices) -> None:
+    """Open the pool, start the outcome feed and the producer (the real backing services)."""
+    services.reader = ApiReader(services.api)
+    await services.reader.open()
+    services.feed = OutcomeFeed(services.settings, services.cache)
+    services.feed.start()
+    services.gateway = CommandGateway(services.settings, services.api, services.cache)
+    caught_up = await asyncio.to_thread(
+        services.feed.wait_caught_up, services.api.outcome_catch_up_timeout_s
+    )
+    if not caught_up:
+        LOG.warning("ledger.outcomes not read to its end yet; /readyz says so until it is")
+
+
+async def stop_services(services: ApiServices) -> None:
+    if services.gateway is not None:
+        await asyncio.to_thread(services.gateway.close)
+    if services.feed is not None:
+        await asyncio.to_thread(services.feed.stop)
+    if services.reader is not None:
+        await services.reader.close()
+
+
+def create_app(
+    settings: Settings, api: ApiSettings, *, start: Starter = start_services
+) -> Starlette:
+    services = ApiServices(
+        settings=settings,
+        api=api,
+        metrics=ApiMetrics(),
+        cache=OutcomeCache(entries_max=api.outcome_cache_entries_max),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await start(services)
+        try:
+            yield
+        finally:
+            await stop_services(services)
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestMetrics, metrics=services.metrics)],
+        exception_handlers={
+            ApiProblemError: on_problem,
+            HTTPException: on_http_exception,
+            Exception: on_unexpected,
+        },
+    )
+    app.state.services = services
+    app.state.openapi = msgspec.json.encode(build_openapi())
+    return app

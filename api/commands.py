@@ -1,0 +1,90 @@
+"""``streamledger api`` (serve the HTTP API) and ``streamledger tenants create-key|revoke-key``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING, Final
+
+import uvicorn
+
+from api.api_keys import create_api_key, revoke_api_key
+from api.app import create_app
+from api.settings import LIMITS, build_api_settings
+from streamledger.settings import Settings
+
+if TYPE_CHECKING:
+    from streamledger.cli import Subparsers
+
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+EXIT_OK: Final = 0
+EXIT_NOT_FOUND: Final = 1
+
+
+def register(subparsers: Subparsers) -> None:
+    serve = subparsers.add_parser(
+        "api",
+        help="serve the HTTP API (commands with idempotency keys, balance and history reads)",
+    )
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--reader-url", default=None, help="the read role's postgresql:// URL")
+    for name, default, minimum, maximum in LIMITS:
+        serve.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=None,
+            dest=f"limit_{name}",
+            help=f"{minimum}..{maximum} (default {default})",
+        )
+    serve.set_defaults(handler=run_api)
+
+    tenants = subparsers.add_parser("tenants", help="tenants' API keys")
+    commands = tenants.add_subparsers(dest="tenants_command", metavar="COMMAND", required=True)
+    create = commands.add_parser("create-key", help="make an API key for TENANT (shown once)")
+    create.add_argument("tenant")
+    create.set_defaults(handler=run_create_key)
+    revoke = commands.add_parser("revoke-key", help="revoke an API key by its key id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=run_revoke_key)
+
+
+def run_api(arguments: argparse.Namespace, settings: Settings) -> int:
+    api = build_api_settings(
+        settings,
+        host=arguments.host,
+        reader_url=arguments.reader_url,
+        limits={name: getattr(arguments, f"limit_{name}") for name, _, _, _ in LIMITS},
+    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("streamledger.kafka").setLevel(logging.WARNING)
+    config = uvicorn.Config(
+        create_app(settings, api),
+        host=api.host,
+        port=api.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+    return EXIT_OK
+
+
+def run_create_key(arguments: argparse.Namespace, settings: Settings) -> int:
+    key = create_api_key(settings, arguments.tenant)
+    print(f"tenant:  {key.tenant_id}")
+    print(f"key id:  {key.key_id}")
+    print(f"api key: {key.token}")
+    print("(shown once; only its SHA-256 digest is stored)", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_revoke_key(arguments: argparse.Namespace, settings: Settings) -> int:
+    if revoke_api_key(settings, arguments.key_id):
+        print(f"revoked {arguments.key_id}")
+        return EXIT_OK
+    print(f"no live key {arguments.key_id}", file=sys.stderr)
+    return EXIT_NOT_FOUND

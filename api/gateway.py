@@ -1,0 +1,180 @@
+"""Submitting a command from a request and waiting for its outcome, idempotently.
+
+``CommandGateway.submit(command, wait=...)`` decides in this order:
+
+1. **Known key.** The outcome cache (``api.outcomes``) holds a live outcome for (tenant, key):
+   same command type and fingerprint (``processors.ledger.command_fingerprint``, the pure
+   function the processor uses) → the original outcome, nothing is produced; otherwise →
+   ``idempotency-key-reused`` (409) naming the first differing field
+   (``processors.ledger.first_differing_field``), nothing is produced. This is needed, not just
+   fast: the processor writes no new outcome for a duplicate or a reused key (decision 0010).
+2. **New key.** Register a waiter for the key, produce the command with the SDK
+   (``LedgerProducer``, on one producer thread), wait for the broker's ack, then wait for the
+   outcome until ``wait_timeout_ms`` has passed → ``Decided(outcome)`` or ``Pending``. The
+   outcome that arrives is checked like in 1: two concurrent requests with one key and different
+   payloads both produce, the processor decides the first, and the other gets 409.
+
+An outcome whose idempotency retention has passed (``expires_at_us`` before now) counts as absent,
+as it does in the processor; the wait then ignores that stale entry.
+
+Threads: the event loop calls ``submit``; ``send`` runs on a one-thread executor (the SDK's
+counters are not thread-safe, and backpressure may block); a poll thread serves delivery reports,
+which resolve futures on the loop through ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from api.outcomes import OutcomeCache
+from api.problems import IDEMPOTENCY_KEY_REUSED, SERVICE_UNAVAILABLE, ApiProblemError
+from api.settings import ApiSettings
+from processors.ledger import command_fingerprint, first_differing_field
+from producers.errors import ProducerError
+from producers.sdk import DeliveryReport, LedgerProducer, ProducerSettings
+from schemas.model import Command, Outcome
+from streamledger.settings import Settings
+
+POLL_S: Final = 0.05
+FLUSH_TIMEOUT_S: Final = 10.0
+US_PER_S: Final = 1_000_000
+# Interactive latency over throughput: a request waits for its batch, so linger briefly.
+API_PRODUCER_SETTINGS: Final = ProducerSettings(
+    linger_ms=1, backpressure_timeout_s=2.0, delivery_timeout_ms=30_000
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    outcome: Outcome
+    duplicate: bool  # answered from an outcome stored before this request
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Sent and acknowledged by the broker; no outcome within the wait."""
+
+
+SubmitResult = Decided | Pending
+
+
+def now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+def is_live(outcome: Outcome, at_us: int) -> bool:
+    return outcome.expires_at_us is None or outcome.expires_at_us > at_us
+
+
+def check_same_command(outcome: Outcome, command: Command) -> None:
+    """Raise 409 if ``outcome`` was decided for another command than ``command``."""
+    fingerprint, _ = command_fingerprint(command)
+    if outcome.command_type == type(command).__name__ and outcome.fingerprint == fingerprint:
+        return
+    field = first_differing_field(outcome, command)
+    raise ApiProblemError(
+        IDEMPOTENCY_KEY_REUSED,
+        f"{field}: differs from the request first made with this idempotency key",
+        field=field,
+        idempotency_key=command.idempotency_key,
+    )
+
+
+class CommandGateway:
+    """Produces commands with the SDK and answers them from the outcome cache."""
+
+    def __init__(self, settings: Settings, api: ApiSettings, cache: OutcomeCache) -> None:
+        self.api = api
+        self.cache = cache
+        self.broker_error: str | None = None
+        self.in_flight = 0
+        self._producer = LedgerProducer(
+            settings,
+            producer_settings=API_PRODUCER_SETTINGS,
+            client_config_overrides={"error_cb": self._on_client_error},
+        )
+        self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="api-producer")
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="api-producer-poll", daemon=True)
+        self._poller.start()
+
+    @property
+    def ready(self) -> bool:
+        return self._poller.is_alive() and self.broker_error is None
+
+    def _on_client_error(self, error: Any) -> None:
+        # librdkafka reports broker trouble here; it retries by itself. Readiness shows it until
+        # the next successful delivery.
+        self.broker_error = str(error)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(POLL_S)
+
+    async def submit(self, command: Command, *, wait: bool) -> SubmitResult:
+        key = (command.tenant_id, command.idempotency_key)
+        stored = self.cache.get(key)
+        if stored is not None and is_live(stored, now_us()):
+            check_same_command(stored, command)
+            return Decided(stored, duplicate=True)
+        if self.in_flight >= self.api.submits_in_flight_max:
+            raise ApiProblemError(SERVICE_UNAVAILABLE, "too many commands waiting for outcomes")
+        self.in_flight += 1
+        future = self.cache.wait_for(key, stale=stored)
+        try:
+            deadline = asyncio.get_running_loop().time() + self.api.wait_timeout_s
+            await self._send(command, deadline)
+            if not wait:
+                return Pending()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.0))
+            except TimeoutError:
+                return Pending()
+        finally:
+            self.in_flight -= 1
+            self.cache.stop_waiting(key, future)
+        check_same_command(outcome, command)
+        return Decided(outcome, duplicate=False)
+
+    async def _send(self, command: Command, deadline: float) -> None:
+        """Produce ``command`` and wait for the broker's acknowledgement (bounded)."""
+        loop = asyncio.get_running_loop()
+        delivered: asyncio.Future[DeliveryReport] = loop.create_future()
+
+        def on_delivery(report: DeliveryReport) -> None:
+            loop.call_soon_threadsafe(_settle, delivered, report)
+
+        try:
+            await loop.run_in_executor(
+                self._sender, lambda: self._producer.send(command, on_delivery=on_delivery)
+            )
+            timeout_s = max(deadline - loop.time(), self.api.wait_timeout_s, 1.0)
+            report = await asyncio.wait_for(delivered, timeout_s)
+        except (ProducerError, TimeoutError) as exc:
+            raise ApiProblemError(
+                SERVICE_UNAVAILABLE, "the broker did not take the command"
+            ) from exc
+        if report.error is not None:
+            raise ApiProblemError(
+                SERVICE_UNAVAILABLE, f"the broker refused the command: {report.error}"
+            )
+        self.broker_error = None
+
+    def close(self) -> None:
+        self._sender.shutdown(wait=True)
+        with contextlib.suppress(ProducerError):
+            self._producer.flush(FLUSH_TIMEOUT_S)
+        self._stop.set()
+        self._poller.join()
+
+
+def _settle(future: asyncio.Future[DeliveryReport], report: DeliveryReport) -> None:
+    if not future.done():
+        future.set_result(report)

@@ -1,0 +1,141 @@
+"""The OpenAPI 3.1 document of the API, built once from the request body types.
+
+Request schemas come from the msgspec body types (``api.bodies``), so the document and the
+decoder cannot disagree; responses are described by shape, errors by the RFC 9457 schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from api.bodies import BODY_TYPES, OpenAccountBody, PostPendingBody, TransferBody, VoidPendingBody
+from api.problems import PROBLEM_CONTENT_TYPE, PROBLEM_KINDS
+
+REF: Final = "#/components/schemas/{name}"
+PROBLEM_SCHEMA: Final = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "enum": [k.type_uri for k in PROBLEM_KINDS]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "field": {"type": "string", "description": "the member or parameter at fault"},
+        "reason": {"type": "string", "description": "the ledger's RejectReason (422)"},
+        "idempotency_key": {"type": "string"},
+    },
+}
+IDEMPOTENCY_KEY_HEADER: Final = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "description": "1-255 visible ASCII characters, scoped to the tenant; a retry reuses it",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+PREFER_HEADER: Final = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": "respond-async: answer 202 once the broker has the command, without waiting",
+    "schema": {"type": "string"},
+}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    content = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": REF.format(name="Problem")}}}
+    return {
+        str(status): {"description": "problem details", "content": content} for status in statuses
+    }
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _submit(body: type[msgspec.Struct], summary: str, path_parameter: str | None) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [IDEMPOTENCY_KEY_HEADER, PREFER_HEADER]
+    if path_parameter is not None:
+        parameters.append(_path_parameter(path_parameter))
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "parameters": parameters,
+            "requestBody": {
+                "required": path_parameter is None,
+                "content": {
+                    "application/json": {"schema": {"$ref": REF.format(name=body.__name__)}}
+                },
+            },
+            "responses": {
+                "201": {"description": "accepted: the outcome (a retry returns the original)"},
+                "202": {"description": "sent; no outcome yet: poll the Location (status URL)"},
+                **_problems(400, 401, 409, 413, 415, 422, 503),
+            },
+        }
+    }
+
+
+def _read(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "parameters": parameters,
+            "responses": {"200": {"description": "found"}, **_problems(400, 401, 404, 503)},
+        }
+    }
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(BODY_TYPES, ref_template=REF)
+    components["Problem"] = PROBLEM_SCHEMA
+    account = _path_parameter("account_id")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "StreamLedger API", "version": "1"},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/v1/accounts": _submit(OpenAccountBody, "open an account", None),
+            "/v1/transfers": _submit(TransferBody, "create a posted or pending transfer", None),
+            "/v1/transfers/{transfer_id}/post": _submit(
+                PostPendingBody, "post a pending transfer (in full or in part)", "transfer_id"
+            ),
+            "/v1/transfers/{transfer_id}/void": _submit(
+                VoidPendingBody, "void a pending transfer", "transfer_id"
+            ),
+            "/v1/accounts/{account_id}/balance": _read(
+                "an account's balance, now or as of a time",
+                [account, _query("as_of", "RFC 3339 time or microseconds since the epoch")],
+            ),
+            "/v1/accounts/{account_id}/entries": _read(
+                "an account's journal, newest first (keyset pagination)",
+                [
+                    account,
+                    _query("limit", "page size"),
+                    _query("after", "next_cursor of the last page"),
+                ],
+            ),
+            "/v1/transfers/{transfer_id}": _read("a transfer", [_path_parameter("transfer_id")]),
+            "/v1/commands/{idempotency_key}": _read(
+                "the outcome of the command sent with this idempotency key",
+                [_path_parameter("idempotency_key")],
+            ),
+        },
+    }

@@ -1,0 +1,213 @@
+"""The outcome cache: every live outcome of ``ledger.outcomes`` this process has read, bounded.
+
+Why not ``producers.replies.OutcomeWaiter``: it reads a partition from the offset noted before
+sending, so it only sees outcomes written *after* the send. The processor writes nothing for a
+duplicate (the original outcome stands) and nothing for a key reused with another payload (it
+would overwrite the original in a compacted topic) — see decision 0010. A retry would then wait
+for an outcome that never comes. So the API reads ``ledger.outcomes`` itself:
+
+- ``OutcomeFeed`` is one thread with one group-less consumer assigned to every partition from
+  the beginning, ``read_committed``. It puts each outcome into the ``OutcomeCache`` and drops
+  the key on a tombstone (retention expiry). It is *caught up* once every partition has reported
+  its end once; until then ``/readyz`` says no, because a duplicate cannot be answered yet.
+- ``OutcomeCache`` maps (tenant, idempotency key) to the outcome, least recently written first,
+  at most ``entries_max`` (the oldest is evicted and counted). Waiters are futures on an asyncio
+  loop, resolved with ``call_soon_threadsafe`` when their key arrives.
+
+Thread safety: one lock guards the map and the waiters; the feed thread writes, the event loop
+reads and registers waiters. Nothing blocks under the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Final
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from schemas.codec import DecodeError, decode_outcome
+from schemas.keys import KEY_SEPARATOR
+from schemas.model import Outcome
+from streamledger.errors import TopicError
+from streamledger.settings import Settings
+
+LOG = logging.getLogger("streamledger.api.outcomes")
+OUTCOMES_TOPIC: Final = "ledger.outcomes"
+CONSUME_RECORDS_MAX: Final = 1_000
+CONSUME_TIMEOUT_S: Final = 0.05
+METADATA_TIMEOUT_S: Final = 10.0
+
+OutcomeKey = tuple[str, str]  # (tenant_id, idempotency_key)
+
+
+class OutcomeCache:
+    """Outcomes by (tenant, key), bounded; futures waiting for keys not seen yet."""
+
+    def __init__(self, *, entries_max: int) -> None:
+        assert entries_max > 0
+        self.entries_max = entries_max
+        self.evicted = 0
+        self._outcomes: OrderedDict[OutcomeKey, Outcome] = OrderedDict()
+        self._waiters: dict[OutcomeKey, list[asyncio.Future[Outcome]]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def get(self, key: OutcomeKey) -> Outcome | None:
+        with self._lock:
+            return self._outcomes.get(key)
+
+    def put(self, outcome: Outcome) -> None:
+        key = (outcome.tenant_id, outcome.idempotency_key)
+        with self._lock:
+            self._outcomes[key] = outcome
+            self._outcomes.move_to_end(key)
+            while len(self._outcomes) > self.entries_max:
+                self._outcomes.popitem(last=False)
+                self.evicted += 1
+            waiters = self._waiters.pop(key, [])
+        for future in waiters:
+            future.get_loop().call_soon_threadsafe(_resolve, future, outcome)
+
+    def forget(self, key: OutcomeKey) -> None:
+        with self._lock:
+            self._outcomes.pop(key, None)
+
+    def wait_for(self, key: OutcomeKey, *, stale: Outcome | None = None) -> asyncio.Future[Outcome]:
+        """A future of the key's outcome: done at once if one other than ``stale`` is cached,
+        else when the feed puts one. Call on the event loop."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            outcome = self._outcomes.get(key)
+            if outcome is None or outcome is stale:
+                outcome = None
+                self._waiters.setdefault(key, []).append(future)
+        if outcome is not None:
+            future.set_result(outcome)
+        return future
+
+    def stop_waiting(self, key: OutcomeKey, future: asyncio.Future[Outcome]) -> None:
+        with self._lock:
+            waiters = self._waiters.get(key)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[key]
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(len(futures) for futures in self._waiters.values())
+
+
+def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+def split_outcome_key(key: bytes) -> OutcomeKey:
+    tenant_id, _, idempotency_key = key.decode("utf-8").partition(KEY_SEPARATOR)
+    return tenant_id, idempotency_key
+
+
+class OutcomeFeed:
+    """One thread reading every partition of ``ledger.outcomes`` into an ``OutcomeCache``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        cache: OutcomeCache,
+        *,
+        on_record: Callable[[], None] | None = None,
+    ) -> None:
+        self.topic = settings.topic(OUTCOMES_TOPIC)
+        self.cache = cache
+        self.failure: str | None = None
+        self.records_read = 0
+        self._on_record = on_record
+        self._caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"streamledger-api-outcomes-{uuid.uuid4().hex}",  # assign() only
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+            logger=KAFKA_CLIENT_LOGGER,
+        )
+        self._thread = threading.Thread(target=self._run, name="api-outcome-feed", daemon=True)
+        self._at_end: set[int] = set()
+        self._partitions = 0
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up.is_set()
+
+    def start(self) -> None:
+        metadata = self._consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_S)
+        description = metadata.topics.get(self.topic)
+        if description is None or description.error is not None or not description.partitions:
+            raise_missing(self.topic, description)
+        self._partitions = len(description.partitions)
+        self._consumer.assign(
+            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self._partitions)]
+        )
+        self._thread.start()
+
+    def wait_caught_up(self, timeout_s: float) -> bool:
+        return self._caught_up.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._consumer.close()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for message in self._consumer.consume(CONSUME_RECORDS_MAX, CONSUME_TIMEOUT_S):
+                    self._take(message)
+        except Exception as exc:  # a feed that dies must say so through readiness, not vanish
+            self.failure = f"{type(exc).__name__}: {exc}"
+            LOG.exception("the outcome feed stopped")
+
+    def _take(self, message: Any) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                raise RuntimeError(f"reading {self.topic}: {error.str()}")
+            self._at_end.add(message.partition())
+            if len(self._at_end) == self._partitions:
+                self._caught_up.set()
+            return
+        key = split_outcome_key(message.key())
+        value = message.value()
+        if value is None:
+            self.cache.forget(key)
+        else:
+            try:
+                self.cache.put(decode_outcome(value))
+            except DecodeError as exc:
+                raise RuntimeError(
+                    f"undecodable outcome at {self.topic}[{message.partition()}]"
+                    f"@{message.offset()}: {exc}"
+                ) from exc
+        self.records_read += 1
+        if self._on_record is not None:
+            self._on_record()
+
+
+def raise_missing(topic: str, description: Any) -> None:
+    reason = "missing" if description is None else description.error or "no partitions"
+    raise TopicError(f"topic {topic} is not usable: {reason}")

@@ -1,0 +1,239 @@
+"""HTTP API benchmark: balance reads over HTTP beside the same query straight on PostgreSQL, and
+submit latency with wait-for-outcome.
+
+    .venv/bin/python -m bench.bench_api [--seconds 5] [--ingest-rate 0] [--submits 300]
+
+Uses the stack the settings point at (``STREAMLEDGER_*``; e.g. the test stack with
+``STREAMLEDGER_HOME=.streamledger-test STREAMLEDGER_KAFKA_PORT=29092
+STREAMLEDGER_POSTGRES_PORT=25432``), fresh topics and a fresh database, and runs the real
+processor, projection and ``streamledger api`` (uvicorn, uvloop, httptools) as child processes,
+exactly like ``tests/system/test_api.py``.
+
+1. open accounts for a few tenants over HTTP, then send ``--submits`` transfers one at a time,
+   each waiting for its outcome: submit latency p50/p99 (the processor's batch interval is 50 ms
+   in this harness, which dominates);
+2. optionally ingest ``--ingest-rate`` commands/s through the SDK in the background;
+3. for 8 and 32 concurrent clients: ``GET /v1/accounts/{id}/balance`` over HTTP (a minimal
+   asyncio HTTP/1.1 client, one keep-alive connection per client) for ``--seconds``, then the
+   same statement the API runs (``set_config`` + the balance SELECT in one round trip, reader
+   role, RLS) straight on PostgreSQL with the same concurrency: p50/p95/p99 and requests/s.
+
+The machine may be shared and has few cores: the load generator, the API, PostgreSQL, Kafka, the
+processor and the projection all run on it. Compare figures of the same run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import AsyncClientCursor
+
+from producers.sdk import LedgerProducer
+from projections.queries import SELECT_BALANCE, SET_TENANT, reader_dsn
+from schemas.model import Transfer
+from streamledger.settings import Settings, load_settings
+from tests.system.api_harness import ApiStack, running_api_stack
+
+TENANTS = ("bench-a", "bench-b", "bench-c", "bench-d")
+ACCOUNTS_PER_TENANT = 20
+CONCURRENCY = (8, 32)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def describe(name: str, latencies_s: list[float], seconds: float) -> str:
+    ms = [value * 1000 for value in latencies_s]
+    return (
+        f"{name:<34} n={len(ms):>7}  p50={percentile(ms, 0.50):6.2f} ms"
+        f"  p95={percentile(ms, 0.95):6.2f} ms  p99={percentile(ms, 0.99):6.2f} ms"
+        f"  mean={statistics.fmean(ms):6.2f} ms  {len(ms) / seconds:8.0f}/s"
+    )
+
+
+def account_ids() -> list[tuple[str, str]]:
+    return [(t, f"acct-{i}") for t in TENANTS for i in range(ACCOUNTS_PER_TENANT)]
+
+
+def set_up_and_submit(stack: ApiStack, submits: int) -> list[float]:
+    """Open the accounts, then time ``submits`` transfers sent one by one with wait."""
+    for tenant in TENANTS:
+        with stack.client(tenant) as client:
+            for _, account in account_ids()[:ACCOUNTS_PER_TENANT]:
+                body = {"account_id": account, "currency": "USD", "asset_scale": 2}
+                response = client.post(
+                    "/v1/accounts", json=body, headers={"Idempotency-Key": f"open-{account}"}
+                )
+                assert response.status_code == 201, response.text
+    rng = random.Random(7)
+    latencies: list[float] = []
+    clients = {tenant: stack.client(tenant) for tenant in TENANTS}
+    try:
+        for number in range(submits):
+            tenant = rng.choice(TENANTS)
+            debit, credit = rng.sample(range(ACCOUNTS_PER_TENANT), 2)
+            body = {
+                "transfer_id": f"s-{number}",
+                "debit_account_id": f"acct-{debit}",
+                "credit_account_id": f"acct-{credit}",
+                "amount": rng.randint(1, 1000),
+                "currency": "USD",
+            }
+            started = time.perf_counter()
+            response = clients[tenant].post(
+                "/v1/transfers", json=body, headers={"Idempotency-Key": f"s-{number}"}
+            )
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 201, response.text
+    finally:
+        for client in clients.values():
+            client.close()
+    return latencies
+
+
+def ingest(settings: Settings, rate: int, stop: threading.Event) -> int:
+    """Send ``rate`` transfers/s through the SDK until ``stop``; returns how many were sent."""
+    rng = random.Random(11)
+    sent = 0
+    started = time.monotonic()
+    with LedgerProducer(settings) as producer:
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate)
+            for _ in range(due - sent):
+                tenant = rng.choice(TENANTS)
+                debit, credit = rng.sample(range(ACCOUNTS_PER_TENANT), 2)
+                producer.send(
+                    Transfer(
+                        tenant_id=tenant,
+                        idempotency_key=f"ingest-{sent}",
+                        submitted_at_us=time.time_ns() // 1000,
+                        transfer_id=f"i-{sent}",
+                        debit_account_id=f"acct-{debit}",
+                        credit_account_id=f"acct-{credit}",
+                        amount=1,
+                        currency="USD",
+                    )
+                )
+                sent += 1
+            producer.poll(0.005)
+    return sent
+
+
+async def get_keep_alive(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    """One HTTP/1.1 GET on a kept-alive connection; returns the status. A minimal client (like
+    wrk) so the load generator's CPU does not crowd out the server on a small machine."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+async def http_reads(stack: ApiStack, clients: int, seconds: float) -> list[float]:
+    keys = account_ids()
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    requests = [
+        (
+            f"GET /v1/accounts/{account}/balance HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {stack.keys[tenant]}\r\n\r\n"
+        ).encode()
+        for tenant, account in keys
+    ]
+    deadline = time.perf_counter() + seconds
+    latencies: list[float] = []
+
+    async def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (started := time.perf_counter()) < deadline:
+                status = await get_keep_alive(reader, writer, rng.choice(requests))
+                latencies.append(time.perf_counter() - started)
+                assert status == 200, status
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker(seed) for seed in range(clients)))
+    return latencies
+
+
+async def database_reads(dsn: str, clients: int, seconds: float) -> list[float]:
+    keys = account_ids()
+    deadline = time.perf_counter() + seconds
+    latencies: list[float] = []
+    statement = SET_TENANT + "; " + SELECT_BALANCE
+
+    async def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            while (started := time.perf_counter()) < deadline:
+                tenant, account = rng.choice(keys)
+                cursor = AsyncClientCursor(conn)
+                await cursor.execute(statement, (tenant, tenant, account))
+                cursor.nextset()
+                rows = await cursor.fetchall()
+                latencies.append(time.perf_counter() - started)
+                assert rows, (tenant, account)
+
+    await asyncio.gather(*(worker(seed) for seed in range(clients)))
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per read measurement")
+    parser.add_argument("--submits", type=int, default=300)
+    parser.add_argument("--ingest-rate", type=int, default=0, help="background commands/s")
+    arguments = parser.parse_args()
+    logs = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    flags = ["--wait-timeout-ms=20000", "--pool-size-max=32"]
+    with running_api_stack(load_settings(), logs, TENANTS, flags) as stack:
+        print(f"stack up: topics {stack.settings.topic_prefix}*, logs in {logs}")
+        submit = set_up_and_submit(stack, arguments.submits)
+        print(describe("submit + wait for outcome (HTTP)", submit, sum(submit)))
+        stop = threading.Event()
+        ingested: list[int] = []
+        feeder = threading.Thread(
+            target=lambda: ingested.append(ingest(stack.settings, arguments.ingest_rate, stop))
+        )
+        if arguments.ingest_rate:
+            feeder.start()
+            print(f"ingesting {arguments.ingest_rate} commands/s in the background")
+        time.sleep(1.0)  # let the last accounts reach the projection
+        dsn = reader_dsn(stack.settings)
+        try:
+            for clients in CONCURRENCY:
+                over_http = asyncio.run(http_reads(stack, clients, arguments.seconds))
+                print(
+                    describe(f"balance over HTTP, {clients} clients", over_http, arguments.seconds)
+                )
+                direct = asyncio.run(database_reads(dsn, clients, arguments.seconds))
+                print(
+                    describe(f"balance on PostgreSQL, {clients} clients", direct, arguments.seconds)
+                )
+        finally:
+            stop.set()
+            if feeder.is_alive():
+                feeder.join()
+        if ingested:
+            print(f"ingested {ingested[0]} commands in the background")
+
+
+if __name__ == "__main__":
+    main()
