@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import kafka_broker, postgres_server, topics
+from infra import kafka_broker, postgres_server, prometheus_server, topics
 from infra.service import ServiceReport
 from projections.migrations import apply_migrations
 from streamledger.errors import InfraError, StreamLedgerError
@@ -87,6 +87,7 @@ def install(settings: Settings) -> list[str]:
     postgres_server.ensure_installed(settings)
     lines.append("postgresql  server binaries present")
     lines.append(f"compose     {ensure_compose_validator()}")
+    lines.append(f"prometheus  {prometheus_server.ensure_installed()}")
     return lines
 
 

@@ -1,54 +1,64 @@
-"""The processor's Prometheus metrics and its small HTTP endpoint.
+"""The processor's Prometheus metrics, on a registry of its own, and its HTTP endpoint.
 
-Names follow Prometheus conventions: the ``streamledger_processor_`` prefix, base units
-(seconds, records), ``_total`` on counters. Each ``ProcessorMetrics`` owns its own registry so
-two processors in one Python process (benchmarks, tests) never collide.
-
-The endpoint serves ``/metrics``, ``/healthz`` (the loop is alive) and ``/readyz`` (partitions
-are assigned and restored).
+Names follow ``docs/metrics.md``: the ``streamledger_processor_`` prefix, base units (seconds,
+records), ``_total`` on counters (prometheus_client appends it), histograms with buckets fit for
+millisecond latencies. Every label has a bounded set of values (event type, reject reason, DLQ
+kind, abort cause, outcome status, partition number); no tenant or account label, ever.
+Each ``ProcessorMetrics`` owns its registry so two processors in one Python process (benchmarks,
+tests) never collide. Known label values are created up front so every series exists at 0 from
+the first scrape (``increase()`` then sees the very first DLQ record or abort).
 """
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    Info,
+    ProcessCollector,
     generate_latest,
 )
 
+from processors import dead_letters
+from schemas import codec
+from schemas.model import EVENT_TYPES, OutcomeStatus, RejectReason
+from streamledger import __version__
+from streamledger.metrics_endpoint import MetricsEndpoint
+
 PREFIX = "streamledger_processor_"
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000)
-COMMIT_LATENCY_BUCKETS = (
-    0.001,
-    0.002,
-    0.005,
-    0.01,
-    0.02,
-    0.05,
-    0.1,
-    0.2,
-    0.5,
-    1.0,
-    2.0,
-    5.0,
-    10.0,
-)
+# 1 ms .. 10 s: a local commit is a few ms; seconds mean a struggling broker.
+COMMIT_DURATION_BUCKETS = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+)  # fmt: skip
 RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-HTTP_THREAD_JOIN_S = 5.0
+ABORT_CAUSES = ("abortable_error", "fenced")
+DLQ_KINDS = (
+    dead_letters.KIND_MISSING_VALUE,
+    codec.DecodeError.kind,
+    codec.WrongMarkerError.kind,
+    codec.TruncatedError.kind,
+    codec.UnknownFingerprintError.kind,
+    codec.UnexpectedRecordError.kind,
+    codec.BodyInvalidError.kind,
+)
 
 
 class ProcessorMetrics:
-    """All metrics of one processor instance, in their own registry."""
+    """All metrics of one processor instance, in their own registry.
+
+    ``ready`` (assigned and restored) is both the ``/readyz`` answer and the ``_ready`` gauge.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)  # process_start_time_seconds, CPU, memory, open fds
+        Info("streamledger_build", "StreamLedger version", registry=r).info(
+            {"version": __version__, "service": "processor"}
+        )
         self.commands_consumed = Counter(
             PREFIX + "commands_consumed", "Command records consumed", registry=r
         )
@@ -82,12 +92,14 @@ class ProcessorMetrics:
             registry=r,
         )
         self.commit_latency = Histogram(
-            PREFIX + "transaction_commit_latency_seconds",
+            PREFIX + "transaction_commit_duration_seconds",
             "From send_offsets_to_transaction to the end of commit_transaction",
-            buckets=COMMIT_LATENCY_BUCKETS,
+            buckets=COMMIT_DURATION_BUCKETS,
             registry=r,
         )
-        self.transactions = Counter(PREFIX + "transactions_committed", "Commits", registry=r)
+        self.transactions = Counter(
+            PREFIX + "transaction_commits", "Committed transactions (one per batch)", registry=r
+        )
         self.aborts = Counter(
             PREFIX + "transaction_aborts", "Aborted transactions, by cause", ["cause"], registry=r
         )
@@ -101,7 +113,7 @@ class ProcessorMetrics:
             registry=r,
         )
         self.restore_records = Counter(
-            PREFIX + "restore_records_read", "Records read while restoring state", registry=r
+            PREFIX + "restore_records", "Records read while restoring state", registry=r
         )
         self.assigned_partitions = Gauge(
             PREFIX + "assigned_partitions", "Partitions owned and restored", registry=r
@@ -115,58 +127,41 @@ class ProcessorMetrics:
         self.live_idempotency_keys = Gauge(
             PREFIX + "live_idempotency_keys", "Outcomes held in state", registry=r
         )
-        self.ready = False  # assigned and restored; read by /readyz
+        self._ready = Gauge(
+            PREFIX + "ready", "1 when partitions are assigned and restored", registry=r
+        )
+        self._is_ready = False
+        self._ready.set(0)
+        self._create_known_series()
+
+    def _create_known_series(self) -> None:
+        for event_type in EVENT_TYPES:
+            self.events_produced.labels(event_type.__name__)
+        for reason in RejectReason:
+            self.rejections.labels(reason.value)
+        for status in OutcomeStatus:
+            self.outcomes_produced.labels(status.value)
+        for kind in DLQ_KINDS:
+            self.dlq_records.labels(kind)
+        for cause in ABORT_CAUSES:
+            self.aborts.labels(cause)
+
+    @property
+    def ready(self) -> bool:
+        """Assigned and restored: read by ``/readyz``, exported as ``_ready``."""
+        return self._is_ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._is_ready = value
+        self._ready.set(1 if value else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
-    """``/metrics``, ``/healthz``, ``/readyz`` on 127.0.0.1:port, in a daemon thread."""
+class MetricsServer(MetricsEndpoint):
+    """The processor's ``/metrics``, ``/healthz``, ``/readyz`` on 127.0.0.1:port."""
 
     def __init__(self, metrics: ProcessorMetrics, port: int, host: str = "127.0.0.1") -> None:
-        handler = _handler_for(metrics)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=HTTP_THREAD_JOIN_S)
-
-
-def _handler_for(metrics: ProcessorMetrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._reply(200, metrics.render(), CONTENT_TYPE_LATEST)
-            elif self.path == "/healthz":
-                self._reply(200, b"ok\n", "text/plain")
-            elif self.path == "/readyz":
-                ready = metrics.ready
-                body = b"ready\n" if ready else b"not ready\n"
-                self._reply(200 if ready else 503, body, "text/plain")
-            else:
-                self._reply(404, b"not found\n", "text/plain")
-
-        def _reply(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # scrapes are not worth a log line each
-
-    return Handler
+        super().__init__(metrics.registry, lambda: metrics.ready, port, host=host)

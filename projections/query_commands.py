@@ -11,14 +11,13 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
 
-from prometheus_client import start_http_server
-
 from projections.batch import to_datetime
-from projections.metrics import ProjectionMetrics
+from projections.metrics import ProjectionMetrics, VerifyMetrics
 from projections.migrations import apply_migrations
 from projections.queries import Balance, LedgerReader, reader_dsn
 from projections.rebuild import rebuild
@@ -29,11 +28,13 @@ from projections.verify import verify
 from streamledger import cli
 from streamledger.cli import Subparsers
 from streamledger.errors import SettingError, StreamLedgerError
+from streamledger.metrics_endpoint import MetricsEndpoint
 from streamledger.settings import SETTING_SPECS, Settings, load_settings
 
 EXIT_OK = 0
 EXIT_DIFFERENCES = 1
 EXIT_NOT_FOUND = 3
+VERIFY_EVERY_S_MAX = 86_400
 
 
 def register(subparsers: Subparsers) -> None:
@@ -43,9 +44,17 @@ def register(subparsers: Subparsers) -> None:
     project.add_argument("--batch-interval-ms", type=int, default=None)
     project.add_argument("--consumer-group", default=None)
     project.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    add_metrics_port_argument(project)
     project.set_defaults(handler=run_project)
 
     check = subparsers.add_parser("verify", help="reconcile ledger.events with PostgreSQL")
+    check.add_argument(
+        "--every-s",
+        type=int,
+        default=0,
+        help="run again every this many seconds until SIGTERM (default 0: run once and exit)",
+    )
+    add_metrics_port_argument(check, default_text="off")
     check.set_defaults(handler=run_verify)
 
     balance = subparsers.add_parser("balance", help="an account's balance (now or as of a time)")
@@ -62,6 +71,26 @@ def register(subparsers: Subparsers) -> None:
     transfer = subparsers.add_parser("transfer", help="a transfer by id")
     add_read_arguments(transfer, "transfer_id")
     transfer.set_defaults(handler=run_transfer)
+
+
+def add_metrics_port_argument(
+    parser: argparse.ArgumentParser, default_text: str = "the metrics_port setting"
+) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        dest="service_metrics_port",
+        help=f"port of /metrics, /healthz, /readyz on 127.0.0.1 (default: {default_text})",
+    )
+
+
+def serve_metrics(port: int, metrics: ProjectionMetrics | VerifyMetrics) -> MetricsEndpoint:
+    if not 0 <= port <= 65535:
+        raise SettingError(f"--metrics-port: {port} is outside 0..65535")
+    endpoint = MetricsEndpoint(metrics.registry, lambda: metrics.ready, port)
+    endpoint.start()
+    return endpoint
 
 
 def add_read_arguments(parser: argparse.ArgumentParser, second: str) -> None:
@@ -101,7 +130,8 @@ def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
     )
     metrics = ProjectionMetrics()
     if not arguments.no_metrics:
-        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        port = arguments.service_metrics_port
+        serve_metrics(settings.metrics_port if port is None else port, metrics)
     stop = stop_on_signals()
     if arguments.rebuild:
         report = rebuild(settings, projection, metrics=metrics, stop=stop)
@@ -118,12 +148,53 @@ def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_verify(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Verify once (exit 1 on differences), or every ``--every-s`` seconds until SIGTERM.
+
+    With ``--metrics-port`` the results are served as ``streamledger_verify_*`` metrics for as
+    long as the command runs, so a periodic verifier is scraped like any other service."""
+    if not 0 <= arguments.every_s <= VERIFY_EVERY_S_MAX:
+        raise SettingError(f"--every-s: {arguments.every_s} is outside 0..{VERIFY_EVERY_S_MAX}")
+    metrics = VerifyMetrics()
+    endpoint = None
+    if arguments.service_metrics_port is not None:
+        endpoint = serve_metrics(arguments.service_metrics_port, metrics)
+    stop = stop_on_signals()
+    try:
+        ok = verify_once(settings, metrics, tolerate_errors=arguments.every_s > 0)
+        while arguments.every_s and not stop.wait(arguments.every_s):
+            ok = verify_once(settings, metrics, tolerate_errors=True)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+    return EXIT_OK if ok else EXIT_DIFFERENCES
+
+
+def verify_once(settings: Settings, metrics: VerifyMetrics, *, tolerate_errors: bool) -> bool:
+    """One run, printed and recorded. A periodic verifier outlives an outage (recorded as
+    ``result="error"``); a one-off run lets the error reach the command line."""
     group = f"{settings.topic_prefix}streamledger-verify"
-    report = verify(settings, group=group)
+    started = time.monotonic()
+    try:
+        report = verify(settings, group=group)
+    except StreamLedgerError as exc:
+        metrics.record(
+            result="error", differences=0, duration_s=time.monotonic() - started, now_s=time.time()
+        )
+        if not tolerate_errors:
+            raise
+        print(f"verify: error: {exc}", file=sys.stderr)
+        return False
+    differences = len(report.log_problems) + sum(len(a.problems) for a in report.audits.values())
+    metrics.record(
+        result="ok" if report.ok else "differences",
+        differences=differences,
+        duration_s=time.monotonic() - started,
+        now_s=time.time(),
+    )
     for line in report.lines():
         print(line)
-    print("verify: ok" if report.ok else "verify: DIFFERENCES FOUND")
-    return EXIT_OK if report.ok else EXIT_DIFFERENCES
+    print("verify: ok" if report.ok else "verify: DIFFERENCES FOUND", flush=True)
+    return report.ok
 
 
 def open_reader(arguments: argparse.Namespace, settings: Settings) -> LedgerReader:

@@ -159,12 +159,14 @@ class ProjectionSink:
             partition.offset = OFFSET_BEGINNING if offset is None else offset
             self.positions[partition.partition] = 0 if offset is None else offset
         consumer.assign(partitions)
+        self.metrics.set_assigned(len(self.positions))
         LOG.info("assigned %s at %s", self.target.topic, self.positions)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for partition in partitions:
             self.positions.pop(partition.partition, None)
         consumer.unassign()
+        self.metrics.set_assigned(len(self.positions))
 
     def reseek(self) -> None:
         """The stored offsets moved under us: continue from what PostgreSQL holds."""
@@ -258,6 +260,8 @@ class ProjectionSink:
             ) from exc
         except psycopg.OperationalError as exc:
             raise ProjectionDatabaseError(f"PostgreSQL failed during a batch: {exc}") from exc
+        if self.subscribe:  # the live projection: commit time minus each event's submit time
+            self.metrics.observe_freshness(events, time.time())
         schema = self.target.schema
         self.metrics.transaction_seconds.labels(schema).observe(time.perf_counter() - started)
         self.metrics.batch_size.labels(schema).observe(len(events))

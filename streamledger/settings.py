@@ -46,6 +46,7 @@ class Settings:
     kafka_version: str = "4.1.1"
     kafka_heap_mb: int = 512
     metrics_port: int = 9400
+    prometheus_port: int = 19090  # the local Prometheus server (infra/prometheus_server.py)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -137,6 +138,7 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("kafka_version", parse_kafka_version),
     SettingSpec("kafka_heap_mb", lambda text: parse_int_in_range(text, *HEAP_MB_RANGE)),
     SettingSpec("metrics_port", parse_port),
+    SettingSpec("prometheus_port", parse_port),
 )
 
 
@@ -182,6 +184,7 @@ def check_consistency(settings: Settings) -> None:
         "kafka_controller_port": settings.kafka_controller_port,
         "postgres_port": settings.postgres_port,
         "metrics_port": settings.metrics_port,
+        "prometheus_port": settings.prometheus_port,
     }
     seen: dict[int, str] = {}
     for name, port in ports.items():

@@ -42,7 +42,9 @@ TEST_LIMIT_FLAGS = (
 class ProcessorProcess:
     """One ``streamledger process`` child, with its output in a log file."""
 
-    def __init__(self, settings: Settings, instance_id: str, log_directory: Path) -> None:
+    def __init__(
+        self, settings: Settings, instance_id: str, log_directory: Path, metrics_port: int = 0
+    ) -> None:
         self.instance_id = instance_id
         self.log_path = log_directory / f"processor-{instance_id}-{uuid.uuid4().hex[:6]}.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
@@ -55,7 +57,7 @@ class ProcessorProcess:
                     "streamledger.cli",
                     "process",
                     f"--instance-id={instance_id}",
-                    "--metrics-port=0",
+                    f"--metrics-port={metrics_port}",
                     *TEST_LIMIT_FLAGS,
                 ],
                 env=environment,
