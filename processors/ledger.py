@@ -175,6 +175,9 @@ def _fingerprint_fields(command_type: type[Command]) -> tuple[str, ...]:
 FINGERPRINT_FIELDS: Final[dict[type[Command], tuple[str, ...]]] = {
     command_type: _fingerprint_fields(command_type) for command_type in COMMAND_TYPES
 }
+_FINGERPRINT_FIELDS_BY_NAME: Final[dict[str, tuple[str, ...]]] = {
+    command_type.__name__: names for command_type, names in FINGERPRINT_FIELDS.items()
+}
 
 
 def _encode_value(value: object) -> bytes:
@@ -212,43 +215,60 @@ LOW_CARDINALITY_FIELDS: Final = frozenset(
     }
 )
 FIELD_FINGERPRINT_CACHE_SIZE_MAX: Final = 65_536
-_field_fingerprint_cache: dict[tuple[str, type, object], tuple[str, bytes]] = {}
+_field_fingerprint_cache: dict[tuple[str, type, object], bytes] = {}
 
 
-def _field_fingerprint(name: str, value: object) -> tuple[str, bytes]:
+def _field_fingerprint(value: object) -> bytes:
     # SHA-256 truncated: as strong per bit as BLAKE2b and, with SHA-NI, faster to call.
-    return name, hashlib.sha256(_encode_value(value)).digest()[:FIELD_FINGERPRINT_BYTES]
+    return hashlib.sha256(_encode_value(value)).digest()[:FIELD_FINGERPRINT_BYTES]
 
 
-def _shared_field_fingerprint(name: str, value: object) -> tuple[str, bytes]:
-    """The cached pair for a repeating value (a pure function; the cache is bounded)."""
+def _shared_field_fingerprint(name: str, value: object) -> bytes:
+    """The cached digest of a repeating value (a pure function; the cache is bounded)."""
     key = (name, type(value), value)
-    pair = _field_fingerprint_cache.get(key)
-    if pair is None:
+    digest = _field_fingerprint_cache.get(key)
+    if digest is None:
         if len(_field_fingerprint_cache) >= FIELD_FINGERPRINT_CACHE_SIZE_MAX:
             _field_fingerprint_cache.clear()
-        pair = _field_fingerprint_cache[key] = _field_fingerprint(name, value)
-    return pair
+        digest = _field_fingerprint_cache[key] = _field_fingerprint(value)
+    return digest
 
 
-def command_fingerprint(command: Command) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
-    """(SHA-256 over type + field hashes, per-field 8-byte SHA-256 prefixes in declared order).
+def command_fingerprint(command: Command) -> tuple[bytes, bytes]:
+    """(SHA-256 over type + field hashes, the field hashes) of a command.
 
+    The field hashes are one 8-byte SHA-256 prefix per ``FINGERPRINT_FIELDS[type(command)]``
+    field, concatenated in that (declared) order: ``Outcome.field_fingerprints``.
     Fingerprinted: every field but tenant_id and idempotency_key (the key's scope) and
     submitted_at_us (a retry may be re-stamped); metadata is included.
     """
-    pairs = []
+    digests = []
     cache = _field_fingerprint_cache
     for name in FINGERPRINT_FIELDS[type(command)]:
         value = getattr(command, name)
         if value is None or value == () or name in LOW_CARDINALITY_FIELDS:
-            pair = cache.get((name, type(value), value))
-            pairs.append(pair if pair is not None else _shared_field_fingerprint(name, value))
+            digest = cache.get((name, type(value), value))
+            digests.append(digest if digest is not None else _shared_field_fingerprint(name, value))
         else:
-            pairs.append(_field_fingerprint(name, value))
-    joined = b"".join([digest for _, digest in pairs])
+            digests.append(_field_fingerprint(value))
+    joined = b"".join(digests)
     overall = hashlib.sha256(type(command).__name__.encode() + b"\0" + joined).digest()
-    return overall, tuple(pairs)
+    return overall, joined
+
+
+def field_fingerprint_pairs(
+    command_type: str, field_fingerprints: bytes
+) -> tuple[tuple[str, bytes], ...]:
+    """``Outcome.field_fingerprints`` as (field name, 8-byte hash) pairs, for reading."""
+    names = _FINGERPRINT_FIELDS_BY_NAME.get(command_type, ())
+    size = FIELD_FINGERPRINT_BYTES
+    return tuple(
+        (
+            names[index] if index < len(names) else f"#{index}",
+            field_fingerprints[start : start + size],
+        )
+        for index, start in enumerate(range(0, len(field_fingerprints), size))
+    )
 
 
 def first_differing_field(stored: Outcome, command: Command) -> str:
@@ -256,12 +276,16 @@ def first_differing_field(stored: Outcome, command: Command) -> str:
     if stored.command_type != type(command).__name__:
         return COMMAND_TYPE_FIELD
     _, field_fingerprints = command_fingerprint(command)
-    for old, new in zip(stored.field_fingerprints, field_fingerprints, strict=False):
-        if old != new:
-            return new[0]
-    longer = max(stored.field_fingerprints, field_fingerprints, key=len)
-    shorter = min(stored.field_fingerprints, field_fingerprints, key=len)
-    return longer[len(shorter)][0] if len(longer) > len(shorter) else COMMAND_TYPE_FIELD
+    old = stored.field_fingerprints
+    names = FINGERPRINT_FIELDS[type(command)]
+    size = FIELD_FINGERPRINT_BYTES
+    for index, start in enumerate(range(0, min(len(old), len(field_fingerprints)), size)):
+        if old[start : start + size] != field_fingerprints[start : start + size]:
+            return names[index]
+    shorter = min(len(old), len(field_fingerprints)) // size
+    if len(old) != len(field_fingerprints) and shorter < len(names):
+        return names[shorter]
+    return COMMAND_TYPE_FIELD
 
 
 # --------------------------------------------------------------------------- hashing
@@ -663,7 +687,7 @@ def _header(
         "event_id": f"{tenant_id}:{sequence}",
         "idempotency_key": idempotency_key,
         "effective_at_us": effective_at_us,
-        "balances": tuple(_balance(account) for account in accounts),
+        "balances": tuple([_balance(account) for account in accounts]),
         "prev_hash": prev_hash,
     }
 
@@ -671,8 +695,20 @@ def _header(
 def _transfer_record(
     transfer: TransferState, *, status: TransferStatus, amount_posted: int, sequence: int
 ) -> TransferState:
-    return dataclasses.replace(
-        transfer, status=status, amount_posted=amount_posted, last_sequence=sequence
+    # spelled out rather than dataclasses.replace: this runs for every pending transfer's end
+    return TransferState(
+        tenant_id=transfer.tenant_id,
+        transfer_id=transfer.transfer_id,
+        debit_account_id=transfer.debit_account_id,
+        credit_account_id=transfer.credit_account_id,
+        currency=transfer.currency,
+        amount=transfer.amount,
+        status=status,
+        amount_posted=amount_posted,
+        amount_reversed=transfer.amount_reversed,
+        reverses=transfer.reverses,
+        expires_at_us=transfer.expires_at_us,
+        last_sequence=sequence,
     )
 
 
@@ -1043,7 +1079,7 @@ def _execute(draft: _Draft, command: Command, effective_at_us: int) -> None:
 def _new_outcome(
     state: LedgerState,
     command: Command,
-    fingerprint: tuple[bytes, tuple[tuple[str, bytes], ...]],
+    fingerprint: tuple[bytes, bytes],
     decided_at_us: int,
     *,
     sequences: tuple[int, ...] = (),
@@ -1074,7 +1110,7 @@ def _against_stored(
     state: LedgerState,
     stored: Outcome,
     command: Command,
-    fingerprint: tuple[bytes, tuple[tuple[str, bytes], ...]],
+    fingerprint: tuple[bytes, bytes],
     *,
     violation: tuple[str, str] | None,
     record_timestamp_us: int,

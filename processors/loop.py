@@ -163,9 +163,22 @@ class Processor:
             (self.topics.outcomes, outputs.outcomes),
             (self.topics.balances, outputs.states),
         ):
-            for key, value in records:
-                self._produce(topic, key, value, partition)
+            self._produce_all(topic, records, partition)
         outputs.count_into(self.metrics)
+
+    def _produce_all(
+        self, topic: str, records: Sequence[tuple[bytes, bytes | None]], partition: int
+    ) -> None:
+        """Produce records in order; the per-record path is one call (this runs per output
+        record), and only a full local queue or an error takes the slow path."""
+        produce = self._producer().produce
+        for index, (key, value) in enumerate(records):
+            try:
+                produce(topic, value, key, partition)
+            except (BufferError, KafkaException):
+                for later_key, later_value in records[index:]:
+                    self._produce(topic, later_key, later_value, partition)
+                return
 
     def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
         producer = self._producer()

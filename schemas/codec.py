@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
 
+from fastavro import _read as fastavro_compiled_reader
 from fastavro import _write as fastavro_compiled_writer
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
@@ -229,10 +230,6 @@ FIELD_CONVERSIONS: dict[str, _FieldConversion] = {
     "balances": (
         _balances_to_avro,
         lambda value: tuple(AccountBalance(**item) for item in value),
-    ),
-    "field_fingerprints": (
-        lambda value: [{"field": name, "fingerprint": digest} for name, digest in value],
-        lambda value: tuple((item["field"], item["fingerprint"]) for item in value),
     ),
     "event_sequences": (list, tuple),
     "reason": (_enum_name, lambda value: None if value is None else RejectReason[value]),
@@ -432,11 +429,54 @@ def _writer_for(family: RecordFamily, data: bytes) -> TopLevelSchema:
     return writer
 
 
+# Likewise fastavro's compiled ``schemaless_reader`` runs ``parse_schema`` on the (already
+# parsed) schema on every call, which costs more than reading a command; its ``_read_data``
+# reads. The current schemas (no reader schema to resolve to) are read through it directly,
+# after checking at import that it gives what the public function gives.
+_READ_OPTIONS: Final = {
+    "return_record_name": True,
+    "return_record_name_override": True,
+    "handle_unicode_errors": "strict",
+    "return_named_type": False,
+    "return_named_type_override": False,
+}
+_read_data: Any = getattr(fastavro_compiled_reader, "_read_data", None)
+
+
+def _read_public(buffer: io.BytesIO, writer: Any, reader: Any) -> Any:
+    return schemaless_reader(
+        buffer, writer, reader, return_record_name=True, return_record_name_override=True
+    )
+
+
+def _read_direct(buffer: io.BytesIO, writer: Any, reader: Any) -> Any:
+    if reader is not None:
+        return _read_public(buffer, writer, reader)
+    named = {"writer": writer.get("__named_schemas", {}), "reader": {}}
+    return _read_data(buffer, writer, named, None, _READ_OPTIONS)
+
+
+def _direct_reader_agrees() -> bool:
+    if _read_data is None:
+        return False
+    probe = TenantHead(tenant_id="probe", last_sequence=1, last_hash=b"\x07" * 32)
+    branch = STATES.by_type[TenantHead]
+    body = _encode(STATES, probe)[len(branch.prefix) :]
+    try:
+        direct = _read_direct(io.BytesIO(body), branch.wire, None)
+    except Exception:  # noqa: BLE001 - any failure of the internal API means: do not use it
+        return False
+    return bool(direct == _read_public(io.BytesIO(body), branch.wire, None))
+
+
+_read_record: Callable[[io.BytesIO, Any, Any], Any] = (
+    _read_direct if _direct_reader_agrees() else _read_public
+)
+
+
 def _read(buffer: io.BytesIO, writer: Any, reader: Any, size: int, what: str) -> Any:
     try:
-        record = schemaless_reader(
-            buffer, writer, reader, return_record_name=True, return_record_name_override=True
-        )
+        record = _read_record(buffer, writer, reader)
     except (
         EOFError,
         StopIteration,

@@ -61,6 +61,8 @@ Violation = tuple[str, str]
 
 
 def _text(value: object, length_max: int, pattern: re.Pattern[str], charset: str) -> str | None:
+    if type(value) is str and 0 < len(value) <= length_max and pattern.fullmatch(value):
+        return None  # the common case, in one test
     if not isinstance(value, str):
         return f"must be a string, got {type(value).__name__}"
     if not 1 <= len(value) <= length_max:
@@ -76,6 +78,10 @@ def _integer(value: object, minimum: int, maximum: int) -> str | None:
     if not minimum <= value <= maximum:
         return f"{value} is outside {minimum}..{maximum}"
     return None
+
+
+def _boolean_problem(value: object) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
 
 
 def tenant_id_problem(value: object) -> str | None:
@@ -129,94 +135,103 @@ def metadata_problem(value: object) -> str | None:
     return None
 
 
+# Each check below returns at the first problem, in the documented field order, and evaluates
+# nothing after it: ``first_violation`` runs on every command the processor decides.
+
+
 def _header_violation(command: CommandHeader) -> Violation | None:
-    checks: tuple[tuple[str, str | None], ...] = (
-        ("tenant_id", tenant_id_problem(command.tenant_id)),
-        ("idempotency_key", idempotency_key_problem(command.idempotency_key)),
-        (
-            "submitted_at_us",
-            _integer(command.submitted_at_us, TIMESTAMP_US_MIN, TIMESTAMP_US_MAX),
-        ),
-        ("metadata", metadata_problem(command.metadata) if command.metadata else None),
-    )
-    return _first(checks)
-
-
-def _first(checks: tuple[tuple[str, str | None], ...]) -> Violation | None:
-    for field_name, problem in checks:
+    if (problem := tenant_id_problem(command.tenant_id)) is not None:
+        return "tenant_id", problem
+    if (problem := idempotency_key_problem(command.idempotency_key)) is not None:
+        return "idempotency_key", problem
+    submitted_at_us = command.submitted_at_us
+    if not (
+        type(submitted_at_us) is int and TIMESTAMP_US_MIN <= submitted_at_us <= TIMESTAMP_US_MAX
+    ):
+        problem = _integer(submitted_at_us, TIMESTAMP_US_MIN, TIMESTAMP_US_MAX)
         if problem is not None:
-            return field_name, problem
+            return "submitted_at_us", problem
+    if command.metadata and (problem := metadata_problem(command.metadata)) is not None:
+        return "metadata", problem
     return None
 
 
 def _open_account_violation(command: OpenAccount) -> Violation | None:
-    both_flags = command.debits_must_not_exceed_credits and command.credits_must_not_exceed_debits
-    flags = int(command.debits_must_not_exceed_credits) + int(
-        command.credits_must_not_exceed_debits
-    )
-    overdraft_problem = None
+    if (problem := entity_id_problem(command.account_id)) is not None:
+        return "account_id", problem
+    if (problem := currency_problem(command.currency)) is not None:
+        return "currency", problem
+    if (problem := _integer(command.asset_scale, ASSET_SCALE_MIN, ASSET_SCALE_MAX)) is not None:
+        return "asset_scale", problem
+    if command.debits_must_not_exceed_credits and command.credits_must_not_exceed_debits:
+        return (
+            "credits_must_not_exceed_debits",
+            "cannot be set together with debits_must_not_exceed_credits",
+        )
     if command.overdraft_limit is not None:
-        overdraft_problem = _integer(
-            command.overdraft_limit, OVERDRAFT_LIMIT_MIN, OVERDRAFT_LIMIT_MAX
+        problem = _integer(command.overdraft_limit, OVERDRAFT_LIMIT_MIN, OVERDRAFT_LIMIT_MAX)
+        flags = int(command.debits_must_not_exceed_credits) + int(
+            command.credits_must_not_exceed_debits
         )
-        if overdraft_problem is None and flags != 1:
-            overdraft_problem = "needs exactly one of the two balance flags"
-    return _first(
-        (
-            ("account_id", entity_id_problem(command.account_id)),
-            ("currency", currency_problem(command.currency)),
-            ("asset_scale", _integer(command.asset_scale, ASSET_SCALE_MIN, ASSET_SCALE_MAX)),
-            (
-                "credits_must_not_exceed_debits",
-                "cannot be set together with debits_must_not_exceed_credits"
-                if both_flags
-                else None,
-            ),
-            ("overdraft_limit", overdraft_problem),
-        )
-    )
+        if problem is None and flags != 1:
+            problem = "needs exactly one of the two balance flags"
+        if problem is not None:
+            return "overdraft_limit", problem
+    return None
 
 
 def _transfer_violation(command: Transfer) -> Violation | None:
-    timeout_problem = None
+    if (problem := entity_id_problem(command.transfer_id)) is not None:
+        return "transfer_id", problem
+    if (problem := entity_id_problem(command.debit_account_id)) is not None:
+        return "debit_account_id", problem
+    if (problem := entity_id_problem(command.credit_account_id)) is not None:
+        return "credit_account_id", problem
+    amount = command.amount
+    if not (type(amount) is int and AMOUNT_MIN <= amount <= AMOUNT_MAX):
+        problem = amount_problem(amount)
+        if problem is not None:
+            return "amount", problem
+    if (problem := currency_problem(command.currency)) is not None:
+        return "currency", problem
+    if (problem := _boolean_problem(command.pending)) is not None:
+        return "pending", problem
+    return _transfer_option_violation(command)
+
+
+def _transfer_option_violation(command: Transfer) -> Violation | None:
+    """The optional fields of a Transfer, after its required ones."""
     if command.pending_timeout_s is not None:
-        timeout_problem = (
+        problem = (
             _integer(command.pending_timeout_s, PENDING_TIMEOUT_S_MIN, PENDING_TIMEOUT_S_MAX)
             if command.pending
             else "only allowed with pending=true"
         )
-    reverses_problem = None
+        if problem is not None:
+            return "pending_timeout_s", problem
     if command.reverses is not None:
-        reverses_problem = entity_id_problem(command.reverses)
-        if reverses_problem is None and command.pending:
-            reverses_problem = "a reversal is posted at once, not pending"
-        elif reverses_problem is None and command.reverses == command.transfer_id:
-            reverses_problem = "a transfer cannot reverse itself"
-    return _first(
-        (
-            ("transfer_id", entity_id_problem(command.transfer_id)),
-            ("debit_account_id", entity_id_problem(command.debit_account_id)),
-            ("credit_account_id", entity_id_problem(command.credit_account_id)),
-            ("amount", amount_problem(command.amount)),
-            ("currency", currency_problem(command.currency)),
-            ("pending", None if isinstance(command.pending, bool) else "must be true or false"),
-            ("pending_timeout_s", timeout_problem),
-            ("reverses", reverses_problem),
-        )
-    )
+        problem = entity_id_problem(command.reverses)
+        if problem is None and command.pending:
+            problem = "a reversal is posted at once, not pending"
+        elif problem is None and command.reverses == command.transfer_id:
+            problem = "a transfer cannot reverse itself"
+        if problem is not None:
+            return "reverses", problem
+    return None
 
 
 def _post_pending_violation(command: PostPending) -> Violation | None:
-    return _first(
-        (
-            ("transfer_id", entity_id_problem(command.transfer_id)),
-            ("amount", None if command.amount is None else amount_problem(command.amount)),
-        )
-    )
+    if (problem := entity_id_problem(command.transfer_id)) is not None:
+        return "transfer_id", problem
+    if command.amount is not None and (problem := amount_problem(command.amount)) is not None:
+        return "amount", problem
+    return None
 
 
 def _void_pending_violation(command: VoidPending) -> Violation | None:
-    return _first((("transfer_id", entity_id_problem(command.transfer_id)),))
+    if (problem := entity_id_problem(command.transfer_id)) is not None:
+        return "transfer_id", problem
+    return None
 
 
 _BODY_CHECKS: dict[type[object], Callable[..., Violation | None]] = {

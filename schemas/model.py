@@ -217,16 +217,19 @@ class OutcomeStatus(enum.Enum):
 class Outcome:
     """The one outcome of a command, stored in ``ledger.outcomes`` under (tenant, key).
 
-    ``field_fingerprints`` holds a short hash per meaningful field, in the command's declared
-    field order, so a key reused with another payload can be rejected naming the first field
-    that differs. ``fingerprint`` is the SHA-256 over the command type and those field hashes.
+    ``field_fingerprints`` holds an 8-byte hash per meaningful field, concatenated in the
+    command type's declared field order (``processors.ledger.FINGERPRINT_FIELDS`` names them),
+    so a key reused with another payload can be rejected naming the first field that differs.
+    ``fingerprint`` is the SHA-256 over the command type and those field hashes. One ``bytes``
+    rather than a list of (name, hash) records: it is written with every outcome and read back
+    for every live key on restore, and the names follow from ``command_type``.
     """
 
     tenant_id: str
     idempotency_key: str
     command_type: str  # "OpenAccount", "Transfer", "PostPending", "VoidPending"
     fingerprint: bytes
-    field_fingerprints: tuple[tuple[str, bytes], ...]
+    field_fingerprints: bytes  # FIELD_FINGERPRINT_BYTES per fingerprinted field, in order
     status: OutcomeStatus
     event_sequences: tuple[int, ...] = ()  # accepted: the events it caused
     reason: RejectReason | None = None  # rejected: why

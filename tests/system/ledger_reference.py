@@ -2,7 +2,8 @@
 
 Written from DESIGN.md's rules, NOT with ``processors.ledger``: plain dicts, one function per
 command type, no fingerprints (a command's payload is compared field by field instead). It covers
-what ``ledger_workload`` generates (no reversals, no pending timeouts, retention far away).
+what ``ledger_workload`` and ``producers.loadgen`` without expiring pending transfers generate:
+overdraft limits and reversals, but no pending timeouts that pass and retention far away.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ NOT_PAYLOAD = ("tenant_id", "idempotency_key", "submitted_at_us")
 class Account:
     currency: str
     guarded: bool  # debits must not exceed credits
+    overdraft_limit: int = 0  # how far past its credits a guarded account may go
     debits_posted: int = 0
     credits_posted: int = 0
     debits_pending: int = 0
@@ -34,6 +36,16 @@ class Pending:
     credit: str
     amount: int
     status: str = "pending"
+
+
+@dataclass
+class Posted:
+    """A posted transfer, as far as reversals need it."""
+
+    debit: str
+    credit: str
+    amount: int
+    reversed: int = 0
 
 
 @dataclass
@@ -58,6 +70,7 @@ class Tenant:
     accounts: dict[str, Account] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
     transfers: set[str] = field(default_factory=set)
+    posted: dict[str, Posted] = field(default_factory=dict)
     payloads: dict[str, tuple[str, dict[str, object]]] = field(default_factory=dict)
     sequence: int = 0
 
@@ -142,16 +155,37 @@ def _transfer_rejection(tenant: Tenant, command: Transfer) -> str | None:
         return "currency_mismatch"
     if command.debit_account_id == command.credit_account_id:
         return "same_account"
+    if command.reverses is not None:
+        reason = _reversal_rejection(tenant, command)
+        if reason is not None:
+            return reason
     spent = debit.debits_posted + debit.debits_pending + command.amount
-    if debit.guarded and spent > debit.credits_posted:
+    if debit.guarded and spent > debit.credits_posted + debit.overdraft_limit:
         return "insufficient_funds"
+    return None
+
+
+def _reversal_rejection(tenant: Tenant, command: Transfer) -> str | None:
+    """A reversal moves money back along a posted transfer, never more than was posted."""
+    assert command.reverses is not None
+    if command.reverses not in tenant.transfers:
+        return "reversal_target_not_found"
+    original = tenant.posted.get(command.reverses)
+    if original is None:
+        return "reversal_mismatch"  # pending, voided: nothing posted to reverse
+    if (command.debit_account_id, command.credit_account_id) != (original.credit, original.debit):
+        return "reversal_mismatch"
+    if original.reversed + command.amount > original.amount:
+        return "reversal_exceeds_original"
     return None
 
 
 def _execute(ledger: ReferenceLedger, tenant: Tenant, command: Command) -> None:
     if isinstance(command, OpenAccount):
         tenant.accounts[command.account_id] = Account(
-            command.currency, command.debits_must_not_exceed_credits
+            command.currency,
+            command.debits_must_not_exceed_credits,
+            command.overdraft_limit or 0,
         )
         ledger.emit(tenant, command, "AccountOpened", None, [command.account_id])
     elif isinstance(command, Transfer):
@@ -167,6 +201,9 @@ def _execute(ledger: ReferenceLedger, tenant: Tenant, command: Command) -> None:
         else:
             debit.debits_posted += command.amount
             credit.credits_posted += command.amount
+            tenant.posted[command.transfer_id] = Posted(names[0], names[1], command.amount)
+            if command.reverses is not None:
+                tenant.posted[command.reverses].reversed += command.amount
             ledger.emit(tenant, command, "TransferPosted", command.amount, names)
     else:
         _finish(ledger, tenant, command)
@@ -183,6 +220,7 @@ def _finish(ledger: ReferenceLedger, tenant: Tenant, command: PostPending | Void
         debit.debits_posted += posted
         credit.credits_posted += posted
         pending.status = "posted"
+        tenant.posted[command.transfer_id] = Posted(names[0], names[1], posted)
         ledger.emit(tenant, command, "PendingPosted", posted, names)
     else:
         pending.status = "voided"

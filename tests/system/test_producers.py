@@ -190,7 +190,7 @@ def test_request_waits_for_the_outcome(ledger_settings: Settings) -> None:
             seen = codec.decode_command(message.value())
             outcome = Outcome(
                 tenant_id=seen.tenant_id, idempotency_key=seen.idempotency_key,
-                command_type="Transfer", fingerprint=GENESIS_HASH, field_fingerprints=(),
+                command_type="Transfer", fingerprint=GENESIS_HASH, field_fingerprints=b"",
                 status=OutcomeStatus.ACCEPTED, event_sequences=(1,), decided_at_us=1,
             )  # fmt: skip
             replier.produce(ledger_settings.topic("ledger.outcomes"), codec.encode_outcome(outcome),

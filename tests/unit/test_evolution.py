@@ -107,7 +107,7 @@ def test_the_v1_1_change_resolves_through_the_codec() -> None:
         "idempotency_key": "k",
         "command_type": "Transfer",
         "fingerprint": b"\x07" * 32,
-        "field_fingerprints": [{"field": "amount", "fingerprint": b"\x01\x02"}],
+        "field_fingerprints": b"\x01" * 8,
         "status": "REJECTED",
         "event_sequences": [],
         "reason": "INSUFFICIENT_FUNDS",
