@@ -67,7 +67,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from schemas.codec import event_canonical_bytes, seal_event
+from schemas.codec import decode_outcome, event_canonical_bytes, seal_event
 from schemas.limits import first_violation
 from schemas.model import (
     COMMAND_TYPES,
@@ -108,6 +108,10 @@ EXCLUDED_FROM_FINGERPRINT: Final = frozenset({"tenant_id", "idempotency_key", "s
 
 _E = TypeVar("_E", bound=Event)
 _ExpiryEntry = tuple[int, str, str]  # (expires_at_us, tenant_id, transfer_id or idempotency_key)
+# An outcome as ledger.outcomes stores it, not decoded yet: (tenant_id, idempotency_key,
+# decided_at_us, expires_at_us, encode_outcome bytes). ``restore`` keeps the bytes and decodes
+# them the first time a command with that key arrives, or the outcome expires or is exported.
+EncodedOutcome = tuple[str, str, int, int | None, bytes]
 _Rejection = tuple[RejectReason, str]
 
 
@@ -421,7 +425,8 @@ class LedgerState:
         self.idempotency_retention_us = idempotency_retention_s * US_PER_S
         self._accounts: dict[tuple[str, str], AccountState] = {}
         self._transfers: dict[tuple[str, str], TransferState] = {}
-        self._outcomes: dict[tuple[str, str], Outcome] = {}
+        # an outcome restored from ledger.outcomes stays bytes until first read (_stored_outcome)
+        self._outcomes: dict[tuple[str, str], Outcome | bytes] = {}
         self._heads: dict[str, TenantHead] = {}
         self._stream_time_us = 0
         self._batch_start_stream_time_us = 0
@@ -442,7 +447,20 @@ class LedgerState:
         return self._transfers.get((tenant_id, transfer_id))
 
     def outcome(self, tenant_id: str, idempotency_key: str) -> Outcome | None:
-        return self._outcomes.get((tenant_id, idempotency_key))
+        return self._stored_outcome((tenant_id, idempotency_key))
+
+    def _stored_outcome(self, key: tuple[str, str]) -> Outcome | None:
+        """The outcome under ``key``, decoding (once) one that restore kept as bytes. Replacing
+        the bytes by the equal decoded value is not a state change: no undo entry."""
+        stored = self._outcomes.get(key)
+        if stored is None or type(stored) is Outcome:
+            return stored
+        assert isinstance(stored, bytes)
+        outcome = decode_outcome(stored)
+        if (outcome.tenant_id, outcome.idempotency_key) != key:
+            raise InvariantViolationError(f"the outcome stored under {key} names another key")
+        self._outcomes[key] = outcome
+        return outcome
 
     def head(self, tenant_id: str) -> TenantHead | None:
         return self._heads.get(tenant_id)
@@ -540,7 +558,9 @@ class LedgerState:
 
     def _outcome_is_live(self, entry: _ExpiryEntry) -> bool:
         outcome = self._outcomes.get((entry[1], entry[2]))
-        return outcome is not None and outcome.expires_at_us == entry[0]
+        if type(outcome) is bytes:
+            return True  # restored, never replaced: its only index entry is restore's own
+        return outcome is not None and outcome.expires_at_us == entry[0]  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- decision draft
@@ -1140,7 +1160,7 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
             state, command, fingerprint, record_timestamp_us, rejection=_invalid(violation)
         )
         return Rejected(events=(), outcome=outcome, changes=None)
-    stored = state._outcomes.get((command.tenant_id, command.idempotency_key))
+    stored = state._stored_outcome((command.tenant_id, command.idempotency_key))
     if stored is not None and (
         stored.expires_at_us is None or stored.expires_at_us > stream_time_us
     ):
@@ -1360,7 +1380,12 @@ def expired_outcomes(
     entries = index.due(stream_time_us, state._outcome_is_live)
     if limit is not None:
         entries = entries[:limit]
-    return tuple(state._outcomes[(tenant_id, key)] for _, tenant_id, key in entries)
+    found = tuple(state._stored_outcome((tenant_id, key)) for _, tenant_id, key in entries)
+    assert all(
+        outcome is not None and outcome.expires_at_us == entry[0]
+        for outcome, entry in zip(found, entries, strict=True)
+    )
+    return found  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- export / restore
@@ -1375,7 +1400,8 @@ def export_records(state: LedgerState) -> Iterator[StateRecord]:
 
 def outcomes_of(state: LedgerState) -> Iterator[Outcome]:
     """Every stored outcome, as ledger.outcomes would hold them."""
-    yield from state._outcomes.values()
+    for stored in state._outcomes.values():
+        yield decode_outcome(stored) if type(stored) is bytes else stored  # type: ignore[misc]
 
 
 def restore(
@@ -1384,10 +1410,14 @@ def restore(
     events: Iterable[Event] = (),
     *,
     idempotency_retention_s: int = DEFAULT_IDEMPOTENCY_RETENTION_S,
+    encoded_outcomes: Iterable[EncodedOutcome] = (),
 ) -> LedgerState:
     """Rebuild a partition's state from ledger.balances records and ledger.outcomes values (in
     offset order: a later record of a key wins), then fold the ledger.events tail past each
-    tenant's head. Checks the invariants before returning a committed state."""
+    tenant's head. Checks the invariants before returning a committed state.
+
+    ``encoded_outcomes`` are more outcomes (after ``outcomes``), kept encoded until first use;
+    their times must be the ones inside the bytes (checked when they are decoded)."""
     state = LedgerState(idempotency_retention_s=idempotency_retention_s)
     for record in records:
         if isinstance(record, AccountState):
@@ -1396,18 +1426,28 @@ def restore(
             state._transfers[(record.tenant_id, record.transfer_id)] = record
         else:
             state._heads[record.tenant_id] = record
+    stream_time_us = 0
+    outcome_entries: dict[tuple[str, str], int | None] = {}
     for outcome in outcomes:
-        state._outcomes[(outcome.tenant_id, outcome.idempotency_key)] = outcome
-        state._stream_time_us = max(state._stream_time_us, outcome.decided_at_us)
+        key = (outcome.tenant_id, outcome.idempotency_key)
+        state._outcomes[key] = outcome
+        outcome_entries[key] = outcome.expires_at_us
+        stream_time_us = max(stream_time_us, outcome.decided_at_us)
+    for tenant_id, idempotency_key, decided_at_us, expires_at_us, value in encoded_outcomes:
+        key = (tenant_id, idempotency_key)
+        state._outcomes[key] = value
+        outcome_entries[key] = expires_at_us
+        stream_time_us = max(stream_time_us, decided_at_us)
+    state._stream_time_us = stream_time_us
     state._pending_index = _ExpiryIndex(
         (transfer.expires_at_us, transfer.tenant_id, transfer.transfer_id)
         for transfer in state._transfers.values()
         if transfer.status is TransferStatus.PENDING and transfer.expires_at_us is not None
     )
     state._outcome_index = _ExpiryIndex(
-        (outcome.expires_at_us, outcome.tenant_id, outcome.idempotency_key)
-        for outcome in state._outcomes.values()
-        if outcome.expires_at_us is not None
+        (expires_at_us, *key)
+        for key, expires_at_us in outcome_entries.items()
+        if expires_at_us is not None
     )
     for event in events:
         head = state._heads.get(event.tenant_id)

@@ -43,7 +43,7 @@ from processors.kafka_clients import (
     new_producer,
 )
 from processors.metrics import ProcessorMetrics
-from processors.partition_ledger import PartitionLedger, restore_ledger
+from processors.partition_ledger import OUTCOME_TIMES_HEADER, PartitionLedger, restore_ledger
 from processors.processor_settings import ProcessorSettings
 from processors.restore import admin_for, restore_consumer
 from schemas.codec import DecodeError, decode_command
@@ -158,13 +158,34 @@ class Processor:
 
     def _produce_outputs(self, partition: int, ledger: PartitionLedger) -> None:
         outputs = ledger.staged_outputs()
-        for topic, records in (
-            (self.topics.events, outputs.events),
-            (self.topics.outcomes, outputs.outcomes),
-            (self.topics.balances, outputs.states),
-        ):
-            self._produce_all(topic, records, partition)
+        self._produce_all(self.topics.events, outputs.events, partition)
+        self._produce_outcomes(outputs.outcomes, outputs.outcome_times, partition)
+        self._produce_all(self.topics.balances, outputs.states, partition)
         outputs.count_into(self.metrics)
+
+    def _produce_outcomes(
+        self,
+        records: Sequence[tuple[bytes, bytes | None]],
+        times: Sequence[bytes | None],
+        partition: int,
+    ) -> None:
+        """Outcomes carry their times in a header, so a restore need not decode them."""
+        topic, produce = self.topics.outcomes, self._producer().produce
+        for index, ((key, value), header) in enumerate(zip(records, times, strict=True)):
+            headers: list[tuple[str, str | bytes | None]] | None = (
+                None if header is None else [(OUTCOME_TIMES_HEADER, header)]
+            )
+            try:
+                produce(topic, value, key, partition, headers=headers)
+            except (BufferError, KafkaException):  # the slow path, for the rest of the batch
+                for (later_key, later_value), later in zip(
+                    records[index:], times[index:], strict=True
+                ):
+                    later_headers: list[tuple[str, str | bytes | None]] | None = (
+                        None if later is None else [(OUTCOME_TIMES_HEADER, later)]
+                    )
+                    self._produce(topic, later_key, later_value, partition, later_headers)
+                return
 
     def _produce_all(
         self, topic: str, records: Sequence[tuple[bytes, bytes | None]], partition: int
@@ -180,11 +201,18 @@ class Processor:
                     self._produce(topic, later_key, later_value, partition)
                 return
 
-    def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+    def _produce(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes | None,
+        partition: int,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
         producer = self._producer()
         for _ in range(PRODUCE_QUEUE_FULL_RETRIES_MAX):
             try:
-                producer.produce(topic, value, key, partition)
+                producer.produce(topic, value, key, partition, headers=headers)
                 return
             except BufferError:
                 producer.poll(PRODUCE_QUEUE_FULL_WAIT_S)  # let librdkafka drain its queue

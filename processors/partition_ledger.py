@@ -10,6 +10,8 @@ away by a restore).
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer
@@ -25,10 +27,16 @@ from schemas.codec import (
     encode_outcome,
     encode_state,
 )
-from schemas.keys import event_key, outcome_key, state_key
-from schemas.model import Command, OutcomeStatus, RejectReason
+from schemas.keys import KEY_SEPARATOR, event_key, outcome_key, state_key
+from schemas.model import Command, Outcome, OutcomeStatus, RejectReason
 
 Record = tuple[bytes, bytes | None]  # key, value (None = tombstone)
+# Every stored outcome carries its decided_at_us and expires_at_us in this header (two signed
+# 64-bit big-endian integers, INT64_MIN = kept forever), so a restore can index its expiry and
+# recover stream time without decoding it; it is decoded when a command with its key arrives.
+OUTCOME_TIMES_HEADER = "streamledger.outcome.times"
+_OUTCOME_TIMES = struct.Struct(">qq")
+_NEVER = -(2**63)
 
 
 @dataclass(slots=True)
@@ -37,6 +45,8 @@ class StagedOutputs:
 
     events: list[Record] = field(default_factory=list)
     outcomes: list[Record] = field(default_factory=list)
+    # OUTCOME_TIMES_HEADER per record of ``outcomes``, in order (None for a tombstone)
+    outcome_times: list[bytes | None] = field(default_factory=list)
     states: list[Record] = field(default_factory=list)
     events_by_type: dict[str, int] = field(default_factory=dict)
     accepted: int = 0
@@ -84,6 +94,7 @@ class PartitionLedger:
         if stored is not None:
             key = outcome_key(stored.tenant_id, stored.idempotency_key)
             outputs.outcomes.append((key, encode_outcome(stored)))
+            outputs.outcome_times.append(outcome_times(stored))
         if isinstance(decision, ledger.Duplicate):
             outputs.duplicates += 1
         elif isinstance(decision, ledger.Accepted):
@@ -104,6 +115,7 @@ class PartitionLedger:
         self.state.forget_outcomes(expired)
         for outcome in expired:
             outputs.outcomes.append((outcome_key(outcome.tenant_id, outcome.idempotency_key), None))
+            outputs.outcome_times.append(None)
         outputs.tombstones += len(expired)
         outputs.states = [(state_key(r), encode_state(r)) for r in self.state.staged_records()]
         return outputs
@@ -125,7 +137,8 @@ class PartitionLedger:
 def restore_ledger(
     reader: Consumer, admin: AdminClient, processor_settings: ProcessorSettings, partition: int
 ) -> tuple[PartitionLedger, PartitionSnapshot]:
-    """Read one partition's state topics and rebuild its ``LedgerState``."""
+    """Read one partition's state topics and rebuild its ``LedgerState``; outcomes that carry
+    ``OUTCOME_TIMES_HEADER`` stay encoded until first use, the others are decoded now."""
     topics = processor_settings.topics
     snapshot = read_partition(
         reader,
@@ -133,13 +146,41 @@ def restore_ledger(
         topics=(topics.balances, topics.outcomes),
         partition=partition,
         timeout_s=processor_settings.restore_timeout_s,
+        header_name=OUTCOME_TIMES_HEADER,
     )
     records = [decode_state(value) for value in snapshot.records[topics.balances].values()]
-    outcomes = [decode_outcome(value) for value in snapshot.records[topics.outcomes].values()]
+    values = snapshot.records[topics.outcomes]
+    times = snapshot.header_values[topics.outcomes]
+    decoded = [decode_outcome(value) for key, value in values.items() if key not in times]
     state = ledger.restore(
         records,
-        outcomes,
+        decoded,
         (),
         idempotency_retention_s=processor_settings.idempotency_retention_s,
+        encoded_outcomes=_encoded_outcomes(values, times),
     )
     return PartitionLedger(partition, state), snapshot
+
+
+def outcome_times(outcome: Outcome) -> bytes:
+    """The ``OUTCOME_TIMES_HEADER`` value of a stored outcome."""
+    expires_at_us = _NEVER if outcome.expires_at_us is None else outcome.expires_at_us
+    return _OUTCOME_TIMES.pack(outcome.decided_at_us, expires_at_us)
+
+
+def _encoded_outcomes(
+    values: dict[bytes, bytes], times: dict[bytes, bytes]
+) -> Iterator[ledger.EncodedOutcome]:
+    """(tenant, key, decided_at, expires_at, bytes) per outcome record with a times header; the
+    record key is ``outcome_key`` (the tenant id cannot contain the separator)."""
+    unpack = _OUTCOME_TIMES.unpack
+    for key, header in times.items():
+        tenant_id, idempotency_key = key.decode().split(KEY_SEPARATOR, 1)
+        decided_at_us, expires_at_us = unpack(header)
+        yield (
+            tenant_id,
+            idempotency_key,
+            decided_at_us,
+            None if expires_at_us == _NEVER else expires_at_us,
+            values[key],
+        )

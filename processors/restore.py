@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     IsolationLevel,
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
@@ -41,9 +41,17 @@ from streamledger.errors import StreamLedgerError
 
 LOGGER = logging.getLogger("streamledger.processor.restore")
 RESTORE_CONSUME_RECORDS_MAX = 10_000  # one consume() call while restoring
-RESTORE_POLL_S = 0.5
+# consume() waits for RESTORE_CONSUME_RECORDS_MAX records or this long, whichever comes first:
+# short, so the last (partial) batch and the end-of-partition events are not waited on.
+RESTORE_POLL_S = 0.02
 STABLE_WAIT_POLL_S = 0.2
 RESTORE_FETCH_BYTES_MAX = 16 * 1024 * 1024
+# librdkafka pauses fetching for fetch.queue.backoff.ms (default 1 s) once its local queue holds
+# queued.min.messages (default 100k); a restore drains the queue as fast as it fills, so keep
+# fetching and let the byte bound (queued.max.messages.kbytes) be the limit.
+RESTORE_QUEUED_RECORDS_MIN = 1_000_000
+RESTORE_QUEUE_BACKOFF_MS = 10
+RESTORE_FETCH_WAIT_MS_MAX = 20  # an empty fetch at a partition's end returns after this
 EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
@@ -54,10 +62,15 @@ class RestoreError(StreamLedgerError):
 
 @dataclass(frozen=True, slots=True)
 class PartitionSnapshot:
-    """The latest value per key of each state topic for one partition (tombstones removed)."""
+    """The latest value per key of each state topic for one partition (tombstones removed).
+
+    ``header_values`` holds, per topic and key, the value of the header named at
+    ``read_partition`` on that key's latest record, when the record carries it.
+    """
 
     partition: int
     records: dict[str, dict[bytes, bytes]]  # topic -> key -> latest value
+    header_values: dict[str, dict[bytes, bytes]]  # topic -> key -> the named header's value
     records_read: int
     duration_s: float
 
@@ -78,6 +91,9 @@ def restore_consumer(processor_settings: ProcessorSettings) -> Consumer:
             "enable.partition.eof": True,
             "max.partition.fetch.bytes": RESTORE_FETCH_BYTES_MAX,
             "fetch.max.bytes": RESTORE_FETCH_BYTES_MAX * 4,
+            "queued.min.messages": RESTORE_QUEUED_RECORDS_MIN,
+            "fetch.queue.backoff.ms": RESTORE_QUEUE_BACKOFF_MS,
+            "fetch.wait.max.ms": RESTORE_FETCH_WAIT_MS_MAX,
         }
     )
 
@@ -89,6 +105,7 @@ def read_partition(
     topics: Sequence[str],
     partition: int,
     timeout_s: float,
+    header_name: str | None = None,
 ) -> PartitionSnapshot:
     """Steps 1 and 2 above for one partition of ``topics``; raises ``RestoreError`` on timeout."""
     started = time.monotonic()
@@ -97,9 +114,12 @@ def read_partition(
     ends = wait_until_stable(admin, partitions, deadline)
     to_read = [tp for tp in partitions if ends[tp.topic][1] > ends[tp.topic][0]]
     latest: dict[str, dict[bytes, bytes]] = {topic: {} for topic in topics}
+    headers: dict[str, dict[bytes, bytes]] = {topic: {} for topic in topics}
     records_read = 0
     if to_read:
-        records_read = _read_to_end(consumer, to_read, ends, latest, deadline)
+        records_read = _read_to_end(
+            consumer, to_read, ends, _Latest(latest, headers, header_name), deadline
+        )
     duration_s = time.monotonic() - started
     LOGGER.info(
         "restored partition %d: %d records in %.3f s (%s)",
@@ -108,7 +128,7 @@ def read_partition(
         duration_s,
         ", ".join(f"{topic}={len(values)} keys" for topic, values in latest.items()),
     )
-    return PartitionSnapshot(partition, latest, records_read, duration_s)
+    return PartitionSnapshot(partition, latest, headers, records_read, duration_s)
 
 
 def wait_until_stable(
@@ -116,10 +136,16 @@ def wait_until_stable(
 ) -> dict[str, tuple[int, int]]:
     """Wait until LSO == high watermark on each partition; return topic -> (earliest, end)."""
     while True:
-        earliest = _list_offsets(admin, partitions, EARLIEST, deadline)
-        committed = _list_offsets(admin, partitions, LATEST, deadline)
-        uncommitted = _list_offsets(
-            admin, partitions, LATEST, deadline, IsolationLevel.READ_UNCOMMITTED
+        # the three requests are sent at once, then awaited: one round trip, not three
+        earliest, committed, uncommitted = _list_offsets(
+            admin,
+            partitions,
+            [
+                (EARLIEST, IsolationLevel.READ_COMMITTED),
+                (LATEST, IsolationLevel.READ_COMMITTED),
+                (LATEST, IsolationLevel.READ_UNCOMMITTED),
+            ],
+            deadline,
         )
         if committed == uncommitted:
             return {topic: (earliest[topic], committed[topic]) for topic in committed}
@@ -136,27 +162,45 @@ def wait_until_stable(
 def _list_offsets(
     admin: AdminClient,
     partitions: list[TopicPartition],
-    spec: OffsetSpec,
+    queries: list[tuple[OffsetSpec, IsolationLevel]],
     deadline: float,
-    isolation: IsolationLevel = IsolationLevel.READ_COMMITTED,
-) -> dict[str, int]:
+) -> list[dict[str, int]]:
     remaining_s = max(1.0, deadline - time.monotonic())
-    request = {tp: spec for tp in partitions}
-    futures = admin.list_offsets(request, isolation_level=isolation, request_timeout=remaining_s)
+    pending = [
+        admin.list_offsets(
+            {tp: spec for tp in partitions}, isolation_level=isolation, request_timeout=remaining_s
+        )
+        for spec, isolation in queries
+    ]
     try:
-        return {tp.topic: int(future.result().offset) for tp, future in futures.items()}
+        return [
+            {tp.topic: int(future.result().offset) for tp, future in futures.items()}
+            for futures in pending
+        ]
     except KafkaException as exc:
         raise RestoreError(f"cannot list offsets of {partitions}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Latest:
+    """Where ``_read_to_end`` keeps the latest value (and named header value) per key."""
+
+    values: dict[str, dict[bytes, bytes]]
+    header_values: dict[str, dict[bytes, bytes]]
+    header_name: str | None
 
 
 def _read_to_end(
     consumer: Consumer,
     partitions: list[TopicPartition],
     ends: dict[str, tuple[int, int]],
-    latest: dict[str, dict[bytes, bytes]],
+    latest: _Latest,
     deadline: float,
 ) -> int:
-    consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions])
+    # start at the earliest offsets listed above: no offset reset round trip per partition
+    consumer.assign(
+        [TopicPartition(tp.topic, tp.partition, ends[tp.topic][0]) for tp in partitions]
+    )
     pending = {tp.topic for tp in partitions}
     records_read = 0
     try:
@@ -166,26 +210,54 @@ def _read_to_end(
                     f"partition {partitions[0].partition}: {sorted(pending)} not read to their"
                     " end within the restore timeout [setting restore_timeout_s]"
                 )
-            for message in consumer.consume(RESTORE_CONSUME_RECORDS_MAX, RESTORE_POLL_S):
-                topic, key, value = message.topic(), message.key(), message.value()
-                assert topic is not None
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        _mark_end(topic, message.offset() or 0, ends, pending)
-                        continue
-                    raise RestoreError(f"reading {topic}: {error.str()}")
-                records_read += 1
-                if key is None:
-                    raise RestoreError(f"{topic}: a record without a key at {message.offset()}")
-                values = latest[topic]
-                if value is None:
-                    values.pop(key, None)  # a tombstone removes its key
-                else:
-                    values[key] = value
+            messages = consumer.consume(RESTORE_CONSUME_RECORDS_MAX, RESTORE_POLL_S)
+            records_read += _keep_latest(messages, ends, latest, pending)
     finally:
         consumer.unassign()
     return records_read
+
+
+def _keep_latest(
+    messages: list[Message], ends: dict[str, tuple[int, int]], latest: _Latest, pending: set[str]
+) -> int:
+    """Fold one consumed batch into ``latest``; the loop body runs per restored record."""
+    records_read = 0
+    header_name = latest.header_name
+    for message in messages:
+        error = message.error()
+        topic = message.topic()
+        assert topic is not None
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                _mark_end(topic, message.offset() or 0, ends, pending)
+                continue
+            raise RestoreError(f"reading {topic}: {error.str()}")
+        records_read += 1
+        key, value = message.key(), message.value()
+        if key is None:
+            raise RestoreError(f"{topic}: a record without a key at {message.offset()}")
+        header_values = latest.header_values[topic]
+        if value is None:
+            latest.values[topic].pop(key, None)  # a tombstone removes its key
+            header_values.pop(key, None)
+            continue
+        latest.values[topic][key] = value
+        if header_name is not None:
+            header = _header_value(message.headers(), header_name)
+            if header is None:
+                header_values.pop(key, None)
+            else:
+                header_values[key] = header
+    return records_read
+
+
+def _header_value(
+    headers: dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None, name: str
+) -> bytes | None:
+    for header, value in headers.items() if isinstance(headers, dict) else headers or ():
+        if header == name and isinstance(value, bytes):
+            return value
+    return None
 
 
 def _mark_end(topic: str, offset: int, ends: dict[str, tuple[int, int]], pending: set[str]) -> None:

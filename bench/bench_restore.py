@@ -1,0 +1,176 @@
+"""Restore time and memory per million live idempotency keys, on one partition.
+
+    python -m bench.bench_restore [--keys 200000] [--profile]
+
+1. fills partition 0 of a fresh ``ledger.outcomes`` with ``--keys`` outcomes (and
+   ``ledger.balances`` with one head per tenant) through a transactional producer, one
+   transaction per ``--batch`` records, each outcome with the record timestamp the processor
+   gives it (its ``decided_at``), so the topic looks like the processor wrote it;
+2. restores the partition as on assignment (``restore_ledger``), timing the Kafka read and the
+   rebuild of the state separately, and measuring the RSS growth;
+3. decides one duplicate against the restored state (the lazy path must still answer).
+
+Uses the shared settings (``STREAMLEDGER_*``) and a unique topic prefix, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import resource
+import time
+import uuid
+
+from confluent_kafka import Producer
+
+from bench.bench_processor import delete_topics
+from infra import topics
+from processors import ledger
+from processors.partition_ledger import OUTCOME_TIMES_HEADER, outcome_times, restore_ledger
+from processors.processor_settings import build_processor_settings
+from processors.restore import admin_for, restore_consumer
+from schemas.codec import encode_outcome, encode_state
+from schemas.keys import outcome_key, state_key
+from schemas.model import OutcomeStatus, TenantHead, Transfer
+from streamledger.settings import load_settings, replace
+
+KEYS_PER_MILLION = 1_000_000
+FILL_TIMEOUT_S = 600.0
+TENANTS = 200
+START_US = 1_700_000_000_000_000
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    settings = replace(load_settings(), topic_prefix=f"benchr{uuid.uuid4().hex[:6]}.", partitions=1)
+    topics.apply(settings)
+    processor_settings = build_processor_settings(
+        settings,
+        instance_id="bench-restore",
+        metrics_port=0,
+        limits={"idempotency_retention_s": 100 * 365 * 86_400},
+    )
+    try:
+        fill(
+            settings,
+            processor_settings.topics,
+            arguments.keys,
+            arguments.batch,
+            with_header=not arguments.without_header,
+        )
+        reader = restore_consumer(processor_settings)
+        admin = admin_for(processor_settings)
+        gc.collect()
+        rss_before = _rss_bytes()
+        profiler = cProfile.Profile() if arguments.profile else None
+        started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        partition_ledger, snapshot = restore_ledger(reader, admin, processor_settings, 0)
+        if profiler is not None:
+            profiler.disable()
+        elapsed = time.perf_counter() - started
+        rss_growth = _rss_bytes() - rss_before
+        reader.close()
+        check_duplicate(partition_ledger)
+    finally:
+        delete_topics(settings)
+    keys = partition_ledger.live_idempotency_keys()
+    assert keys == arguments.keys, (keys, arguments.keys)
+    read_s = snapshot.duration_s
+    print(f"live keys:           {keys:,} ({snapshot.records_read:,} records read)")
+    print(
+        f"restore:             {elapsed:.2f} s = {elapsed * KEYS_PER_MILLION / keys:.2f} s/M keys"
+    )
+    print(f"  read from Kafka:   {read_s:.2f} s = {read_s * KEYS_PER_MILLION / keys:.2f} s/M keys")
+    rebuild_s = elapsed - read_s
+    print(f"  rebuild state:     {rebuild_s:.2f} s = {rebuild_s * KEYS_PER_MILLION / keys:.2f} s/M")
+    print(
+        f"RSS growth:          {rss_growth * KEYS_PER_MILLION / keys / 2**20:,.0f} MiB per M keys"
+    )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS:            {peak_mb:,.0f} MiB (whole process)")
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--keys", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=5_000, help="records per transaction")
+    parser.add_argument("--profile", action="store_true", help="cProfile the restore")
+    parser.add_argument(
+        "--without-header",
+        action="store_true",
+        help="outcomes without their times header (as written before it): decoded at restore",
+    )
+    return parser.parse_args()
+
+
+def sample_outcome(index: int) -> tuple[bytes, bytes, int, bytes]:
+    """A realistic accepted Transfer outcome: key, value, timestamp in ms, times header."""
+    tenant_id = f"tenant-{index % TENANTS:04d}"
+    decided_at_us = START_US + index * 1_000
+    fields = len(ledger.FINGERPRINT_FIELDS[Transfer])
+    outcome = ledger.Outcome(
+        tenant_id=tenant_id,
+        idempotency_key=uuid.UUID(int=index).hex,
+        command_type=Transfer.__name__,
+        fingerprint=index.to_bytes(32, "big"),
+        field_fingerprints=index.to_bytes(8, "big") * fields,
+        status=OutcomeStatus.ACCEPTED,
+        event_sequences=(index // TENANTS + 1,),
+        decided_at_us=decided_at_us,
+        expires_at_us=decided_at_us + 100 * 365 * 86_400 * 1_000_000,
+    )
+    key = outcome_key(tenant_id, outcome.idempotency_key)
+    return key, encode_outcome(outcome), decided_at_us // 1000, outcome_times(outcome)
+
+
+def fill(settings: object, names: object, keys: int, batch: int, *, with_header: bool) -> None:
+    started = time.perf_counter()
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,  # type: ignore[attr-defined]
+            "transactional.id": f"bench-restore-{uuid.uuid4().hex[:6]}",
+            "linger.ms": 20,
+        }
+    )
+    producer.init_transactions(60)
+    outcomes_topic = names.outcomes  # type: ignore[attr-defined]
+    balances_topic = names.balances  # type: ignore[attr-defined]
+    for first in range(0, keys, batch):
+        producer.begin_transaction()
+        for index in range(first, min(first + batch, keys)):
+            key, value, timestamp_ms, times = sample_outcome(index)
+            headers = [(OUTCOME_TIMES_HEADER, times)] if with_header else None
+            producer.produce(outcomes_topic, value, key, 0, timestamp=timestamp_ms, headers=headers)
+        if first == 0:
+            for tenant in range(TENANTS):
+                head = TenantHead(tenant_id=f"tenant-{tenant:04d}", last_sequence=keys)
+                producer.produce(balances_topic, encode_state(head), state_key(head), 0)
+        producer.commit_transaction(FILL_TIMEOUT_S)
+    print(f"filled {keys:,} outcomes in {time.perf_counter() - started:.1f} s")
+
+
+def check_duplicate(partition_ledger: object) -> None:
+    """The restored state still answers a known key (decoded on demand if restore is lazy)."""
+    state = partition_ledger.state  # type: ignore[attr-defined]
+    _, value, _, _ = sample_outcome(7)
+    stored = state.outcome(f"tenant-{7 % TENANTS:04d}", uuid.UUID(int=7).hex)
+    assert stored is not None and stored.fingerprint == (7).to_bytes(32, "big"), stored
+    del value
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+if __name__ == "__main__":
+    main()
