@@ -3,7 +3,7 @@
 #   make test   set everything up, run the checks and the whole test suite (what CI runs)
 
 VENV := .venv
-PYTHON := $(VENV)/bin/python
+VENV_PYTHON := $(VENV)/bin/python
 STREAMLEDGER := $(VENV)/bin/streamledger
 
 .PHONY: setup demo test check lint typecheck unit infra-up infra-down infra-status infra-reset topics-apply bench format
@@ -15,7 +15,7 @@ demo: setup
 	$(STREAMLEDGER) demo
 
 test: setup check
-	$(PYTHON) -m pytest
+	$(VENV_PYTHON) -m pytest
 
 check: setup lint typecheck
 
@@ -31,7 +31,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 unit: setup
-	$(PYTHON) -m pytest tests/unit
+	$(VENV_PYTHON) -m pytest tests/unit
 
 infra-up: setup
 	$(STREAMLEDGER) infra up
@@ -49,4 +49,4 @@ topics-apply: setup
 	$(STREAMLEDGER) topics apply
 
 bench: setup
-	$(PYTHON) -m bench
+	$(VENV_PYTHON) -m bench

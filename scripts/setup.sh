@@ -12,6 +12,7 @@ fail() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 apt_install() {
   if [ "$(id -u)" != 0 ]; then fail "missing $*; install it (apt-get install $*) or run as root"; fi
+  command -v apt-get >/dev/null || fail "missing $*; install it with your package manager"
   say "installing $* with apt-get"
   if [ ! -f /var/lib/apt/periodic/streamledger-updated ] ; then
     apt-get update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/streamledger-updated
@@ -19,10 +20,21 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-PYTHON=${PYTHON:-python3}
-command -v "$PYTHON" >/dev/null || fail "python3 not found; StreamLedger needs Python 3.11+"
-"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
-  || fail "Python 3.11+ is required, found $("$PYTHON" --version 2>&1)"
+# The interpreter that builds .venv: STREAMLEDGER_SETUP_PYTHON, else the first Python 3.11+ found.
+find_python() {
+  for candidate in "${STREAMLEDGER_SETUP_PYTHON:-}" python3 python3.13 python3.12 python3.11 /usr/bin/python3; do
+    [ -n "$candidate" ] || continue
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    if "$candidate" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+if ! PYTHON=$(find_python); then
+  apt_install python3 python3-venv
+  PYTHON=$(find_python) || fail "no Python 3.11+ with venv found; install python3 (3.11+) and python3-venv"
+fi
 command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 command -v mvn >/dev/null || apt_install maven
 java_major=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')
