@@ -161,18 +161,35 @@ def passthrough(settings: Settings, processor_settings: ProcessorSettings, total
     return total / elapsed
 
 
-def run_processor(processor_settings: ProcessorSettings, total: int, *, profile: bool) -> float:
+def run_processor(
+    processor_settings: ProcessorSettings,
+    total: int,
+    *,
+    profile: bool,
+    timed_from: int = 0,
+    profiler: cProfile.Profile | None = None,
+    measure: Callable[[], float] | None = None,
+) -> float:
+    """The real processor in this process until ``total`` commands are consumed; commands/s
+    counted from the first consumed (or from the ``timed_from``-th) to the last."""
     metrics = ProcessorMetrics()
     processor = Processor(processor_settings, metrics)
     processor.check_topics()
     stop = threading.Event()
-    profiler = cProfile.Profile() if profile else None
+    printed = profiler is None and profile
+    profiler = profiler or (cProfile.Profile() if profile else None)
     errors: list[Exception] = []
     thread = threading.Thread(target=_run, args=(processor, stop, profiler, errors), daemon=True)
     thread.start()
     consumed = _counter(metrics.commands_consumed)
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    while consumed() == 0 and time.monotonic() < deadline and not errors:
+    if measure is not None:  # e.g. by the group's committed offsets (one batch may be all)
+        rate = measure()
+        stop.set()
+        thread.join(RUN_TIMEOUT_S)
+        assert not errors, errors
+        return rate
+    while consumed() <= timed_from and time.monotonic() < deadline and not errors:
         time.sleep(POLL_S)
     started, first = time.perf_counter(), consumed()
     while consumed() < total and time.monotonic() < deadline and not errors:
@@ -182,7 +199,7 @@ def run_processor(processor_settings: ProcessorSettings, total: int, *, profile:
     thread.join(RUN_TIMEOUT_S)
     assert not errors, errors
     assert consumed() == total, f"processor consumed {consumed()} of {total}"
-    if profiler is not None:
+    if profiler is not None and printed:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     return (total - first) / elapsed
 

@@ -172,10 +172,12 @@ def project(settings: Settings, projection: ProjectionSettings, schema: str, tot
         sink.close()
 
 
-def copy_limit(settings: Settings, events: list[Event]) -> tuple[Timing, int]:
+def copy_limit(
+    settings: Settings, events: list[Event], schema: str = "ledger_copy_limit"
+) -> tuple[Timing, int]:
     """Binary COPY of the planned rows of every event into a fresh generation of the same
     tables, in one transaction: the timing and the number of rows."""
-    target = BatchTarget("ledger_copy_limit", "copy", "")
+    target = BatchTarget(schema, "copy", "")
     apply_migrations(settings, schema=target.schema)
     plan = plan_batch(events)
     transfers = [row.as_tuple() for row in fold_transfers({}, plan.transfer_events).values()]

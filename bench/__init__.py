@@ -1,0 +1,1 @@
+"""StreamLedger's benchmarks: ``make bench`` / ``streamledger bench`` (see bench/README.md)."""

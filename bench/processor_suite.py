@@ -1,0 +1,277 @@
+"""Processor figures: StreamLedger vs the transactional pass-through on the same records, the
+raw producer, restore time, 1 vs 2 processor processes and their peak RSS, and a profile.
+
+Every repetition gets a fresh topic prefix (fresh topics, consumer groups, transactional ids):
+the workload's pre-encoded records are produced into it (timed: the raw producer figure), the
+pass-through copies them, then the processor processes them. The first repetition's output is
+checked against the core's fold (``bench.ledger_check``).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import pstats
+import subprocess
+import sys
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from bench import bench_processor, ledger_check
+from bench.results import BenchRun
+from bench.workloads import Workload, produce
+from infra import topics
+from processors.processor_settings import build_processor_settings
+from streamledger.settings import Settings, environment_for, replace
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROCESS_TIMEOUT_S = 900.0
+OFFSETS_POLL_S = 0.1
+PROCESS_EXIT_TIMEOUT_S = 60.0
+
+
+def fresh(settings: Settings, partitions: int) -> Settings:
+    scoped = replace(settings, topic_prefix=f"b{uuid.uuid4().hex[:8]}.", partitions=partitions)
+    topics.apply(scoped)
+    return scoped
+
+
+def processor_settings_for(settings: Settings, instance_id: str = "bench") -> object:
+    return build_processor_settings(settings, instance_id=instance_id, metrics_port=0)
+
+
+def run_workload(
+    run: BenchRun,
+    settings: Settings,
+    workload: Workload,
+    *,
+    repetitions: int,
+    partitions: int,
+    check: bool,
+    passthrough: bool,
+    restore: bool,
+    profiler: cProfile.Profile | None = None,
+) -> None:
+    name = workload.name
+    for repetition in range(repetitions):
+        scoped = fresh(settings, partitions)
+        processor_settings = processor_settings_for(scoped)
+        try:
+            rate = produce(
+                scoped.kafka_bootstrap, scoped.topic("ledger.commands"), workload.records
+            )
+            run.add("limits", f"raw producer ({name})", "records/s", rate)
+            total = len(workload.records)
+            if passthrough:
+                rate = bench_processor.passthrough(scoped, processor_settings, total)  # type: ignore[arg-type]
+                run.add("processor", f"pass-through EOS ({name})", "records/s", rate)
+            rate = bench_processor.run_processor(
+                processor_settings,  # type: ignore[arg-type]
+                total,
+                profile=False,
+                timed_from=workload.timed_from,
+                profiler=profiler if repetition == 0 else None,
+                measure=None
+                if workload.timed_from
+                else partial(
+                    _group_rate,
+                    scoped,
+                    f"{scoped.topic_prefix}streamledger-processor",
+                    total,
+                    partitions,
+                ),
+            )
+            figure = run.add("processor", f"StreamLedger EOS ({name})", "commands/s", rate)
+            if check and repetition == 0:
+                result = check_output(scoped, workload, partitions)
+                figure.correct = result.passed
+                print(f"  check StreamLedger ({name}): {result.summary()}", flush=True)
+            if restore:
+                seconds_per_million, bytes_per_key, keys = bench_processor.measure_restore(
+                    processor_settings  # type: ignore[arg-type]
+                )
+                run.add("restore", "restore time per million keys", "s", seconds_per_million)
+                run.add("restore", "state memory per million keys", "MiB",
+                        bytes_per_key * 1_000_000 / 2**20)  # fmt: skip
+                run.sizes["restore_keys"] = keys
+        finally:
+            bench_processor.delete_topics(scoped)
+
+
+def check_output(
+    settings: Settings, workload: Workload, partitions: int
+) -> ledger_check.CheckResult:
+    expected = ledger_check.expected_fold(workload.records)
+    events = ledger_check.read_values(
+        settings.kafka_bootstrap, settings.topic("ledger.events"), partitions
+    )
+    outcomes = ledger_check.read_values(
+        settings.kafka_bootstrap, settings.topic("ledger.outcomes"), partitions
+    )
+    return ledger_check.check(expected, events, outcomes)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def committed_total(consumer: Consumer, topic: str, partitions: int) -> int:
+    committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 10)
+    return sum(max(tp.offset, 0) for tp in committed)
+
+
+def wait_for_group(
+    settings: Settings,
+    group_id: str,
+    total: int,
+    partitions: int,
+    pids: list[int],
+    *,
+    timeout_s: float = PROCESS_TIMEOUT_S,
+    processes: list[subprocess.Popen[bytes]] | None = None,
+) -> tuple[float, dict[int, int]]:
+    """Commands/s of an engine in child processes, and the peak RSS (bytes) of each pid.
+
+    Timed from the first record on ``ledger.events`` (its high watermark moves when an open
+    transaction writes, before the commit: processing has begun) to the moment the group's
+    committed offsets cover every command (the last transaction is committed)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id})
+    topic = settings.topic("ledger.commands")
+    outputs = [TopicPartition(settings.topic("ledger.events"), p) for p in range(partitions)]
+    peaks = dict.fromkeys(pids, 0)
+    started: float | None = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for pid in pids:
+                peaks[pid] = max(peaks[pid], peak_rss_bytes(pid))
+            if started is None:
+                written = sum(consumer.get_watermark_offsets(tp, 5, False)[1] for tp in outputs)
+                if written > 0:
+                    started = time.perf_counter()
+            elif committed_total(consumer, topic, partitions) >= total:
+                return total / (time.perf_counter() - started), peaks
+            exited = [p.pid for p in processes or [] if p.poll() is not None]
+            if exited:
+                raise AssertionError(f"process {exited} exited before the end")
+            time.sleep(OFFSETS_POLL_S)
+    finally:
+        consumer.close()
+    raise AssertionError(f"group {group_id} did not reach {total} in {timeout_s} s")
+
+
+def _group_rate(settings: Settings, group_id: str, total: int, partitions: int) -> float:
+    return wait_for_group(settings, group_id, total, partitions, [])[0]
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM of a running process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+def spawn_processor(
+    settings: Settings, instance_id: str, log_directory: Path
+) -> subprocess.Popen[bytes]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
+    environment.update(environment_for(settings))
+    log_directory.mkdir(parents=True, exist_ok=True)
+    log = (log_directory / f"processor-{settings.topic_prefix}{instance_id}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamledger.cli", "process",
+         f"--instance-id={instance_id}", "--metrics-port=0"],
+        env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(PROCESS_EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(PROCESS_EXIT_TIMEOUT_S)
+
+
+def run_instances(
+    run: BenchRun,
+    settings: Settings,
+    workload: Workload,
+    *,
+    instances: int,
+    repetitions: int,
+    partitions: int,
+) -> None:
+    """``streamledger process`` x instances as child processes, measured by committed offsets."""
+    for _ in range(repetitions):
+        scoped = fresh(settings, partitions)
+        children: list[subprocess.Popen[bytes]] = []
+        try:
+            produce(scoped.kafka_bootstrap, scoped.topic("ledger.commands"), workload.records)
+            children = [
+                spawn_processor(scoped, f"i{number}", settings.home / "logs")
+                for number in range(instances)
+            ]
+            rate, peaks = wait_for_group(
+                scoped,
+                f"{scoped.topic_prefix}streamledger-processor",
+                len(workload.records),
+                partitions,
+                [child.pid for child in children],
+                processes=children,
+            )
+            run.add("scale", f"{instances} processor process(es) ({workload.name})",
+                    "commands/s", rate)  # fmt: skip
+            for peak in peaks.values():
+                run.add("memory", f"peak RSS: processor, {instances} instance(s)", "MiB",
+                        peak / 2**20)  # fmt: skip
+        finally:
+            for child in children:
+                stop_process(child)
+            bench_processor.delete_topics(scoped)
+
+
+# --------------------------------------------------------------------------- profile
+
+CATEGORIES = (
+    ("decode", ("decode",)),
+    ("encode", ("encode", "seal", "canonical", "to_avro", "schemaless_writer", "state_key")),
+    ("kafka calls", ("cimpl", "confluent_kafka", "Producer", "Consumer")),
+)
+
+
+def profile_categories(profiler: cProfile.Profile) -> dict[str, float]:
+    """Own time (tottime) of the profiled processor thread, grouped into decode / decide /
+    encode / Kafka calls / the rest (loop, metrics, bookkeeping)."""
+    stats = pstats.Stats(profiler)
+    totals: dict[str, float] = {"decode": 0.0, "decide": 0.0, "encode": 0.0, "kafka calls": 0.0,
+                                "other": 0.0}  # fmt: skip
+    for (path, _line, function), row in stats.stats.items():  # type: ignore[attr-defined]
+        own_s = row[2]
+        label = f"{path}:{function}"
+        category = "other"
+        for name, markers in CATEGORIES:
+            if any(marker in label for marker in markers):
+                category = name
+                break
+        else:
+            if any(part in path for part in ("processors/ledger.py", "schemas/limits.py",
+                                             "schemas/model.py", "hashlib", "heapq")):  # fmt: skip
+                category = "decide"
+        if "codec.py" in path and category == "other":
+            category = "encode"
+        if "sleep" in function or "wait" in function:
+            continue  # idle, not work
+        totals[category] += own_s
+    return totals

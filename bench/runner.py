@@ -1,0 +1,219 @@
+"""``make bench`` / ``streamledger bench``: every benchmark in one run, on a private stack.
+
+    python -m bench [--size small|full] [--repetitions 3] [--skip-peers] [--skip-latency]
+
+1. starts its own Kafka + PostgreSQL through ``infra.stack`` on its own home and ports
+   (``.streamledger-bench``, Kafka 43092/43093, PostgreSQL 43432), wiped first, stopped at the
+   end — it never touches the demo, test or anyone else's stack;
+2. builds the seeded workloads once (standard mix, hot tenant, all-duplicates replay);
+3. processor: StreamLedger vs the no-logic transactional pass-through vs the raw producer on the
+   same records, each run checked against the core's fold; restore; 1 vs 2 processes; a
+   profile of the loop (separate, untimed pass);
+4. peers: faust-streaming and Quix Streams on the same records, same check;
+5. projection vs raw COPY; end-to-end latency through ``streamledger run``;
+6. prints the table and writes ``bench/results/<timestamp>.json``.
+Each figure is the median of ``--repetitions`` runs with min and max; ratios are per
+repetition (same repetition index, measured back to back). The machine may be shared: compare
+figures of the same run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import latency_suite, processor_suite, projection_suite, workloads
+from bench.commands import add_arguments
+from bench.peers import runner as peers
+from bench.results import BenchRun
+from infra import stack
+from streamledger.settings import Settings, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_ENVIRONMENT = {
+    "STREAMLEDGER_HOME": str(REPO_ROOT / ".streamledger-bench"),
+    "STREAMLEDGER_KAFKA_PORT": "43092",
+    "STREAMLEDGER_KAFKA_CONTROLLER_PORT": "43093",
+    "STREAMLEDGER_POSTGRES_PORT": "43432",
+    "STREAMLEDGER_METRICS_PORT": "43400",
+    "STREAMLEDGER_PROMETHEUS_PORT": "43090",
+    "STREAMLEDGER_KAFKA_HEAP_MB": "1024",
+}
+SEED = 42
+PARTITIONS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    standard: int
+    tenants: int
+    hot_tenant: int
+    duplicates: int  # base workload; the replay doubles it, the second half is timed
+    peers: int
+    scale: int
+    profile: int
+    projection_events: int
+    latency_duration_s: float
+    latency_rates: tuple[int, ...] = (500, 2_000, 5_000)
+
+
+SIZES = {
+    "small": Size(
+        standard=20_000, tenants=50, hot_tenant=10_000, duplicates=10_000, peers=3_000,
+        scale=20_000, profile=10_000, projection_events=20_000, latency_duration_s=4.0,
+    ),
+    "full": Size(
+        standard=500_000, tenants=200, hot_tenant=100_000, duplicates=100_000, peers=20_000,
+        scale=200_000, profile=50_000, projection_events=200_000, latency_duration_s=12.0,
+    ),
+}  # fmt: skip
+
+
+def bench_settings() -> Settings:
+    return load_settings(environment=BENCH_ENVIRONMENT, working_directory=REPO_ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_bench(parser.parse_args(argv))
+
+
+def run_bench(arguments: argparse.Namespace) -> int:
+    size = SIZES[arguments.size]
+    settings = bench_settings()
+    run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
+    started = time.monotonic()
+    say(f"bench stack: {settings.home} (Kafka {settings.kafka_port}, PostgreSQL"
+        f" {settings.postgres_port}), wiped and started")  # fmt: skip
+    stack.reset(settings)
+    stack.up(settings)
+    try:
+        run_suites(run, settings, size, arguments)
+    finally:
+        if not arguments.keep_stack:
+            stack.down(settings)
+        run.elapsed_s = time.monotonic() - started
+    add_ratios(run)
+    print()
+    print(run.table())
+    for finding in run.findings:
+        print(f"finding: {finding}")
+    if run.profile:
+        total = sum(run.profile.values()) or 1.0
+        parts = ", ".join(f"{k} {v / total:.0%}" for k, v in run.profile.items())
+        print(f"processor loop profile (own CPU time): {parts}")
+    path = run.write()
+    say(f"{run.elapsed_s:.0f} s; results in {path}")
+    return 0
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def run_suites(
+    run: BenchRun, settings: Settings, size: Size, arguments: argparse.Namespace
+) -> None:
+    repetitions = arguments.repetitions
+    say("building workloads")
+    standard = workloads.standard(SEED, size.standard, size.tenants, PARTITIONS)
+    hot = workloads.hot_tenant(SEED, size.hot_tenant, size.tenants, PARTITIONS)
+    duplicates = workloads.duplicates(
+        workloads.standard(SEED + 1, size.duplicates, size.tenants, PARTITIONS)
+    )
+    run.sizes.update(
+        standard=len(standard.records), hot_tenant=len(hot.records),
+        duplicates_timed=duplicates.timed_count, partitions=PARTITIONS, tenants=size.tenants,
+    )  # fmt: skip
+    for workload, passthrough, restore in ((standard, True, True), (hot, True, False),
+                                           (duplicates, False, False)):  # fmt: skip
+        say(f"processor: {workload.name} ({len(workload.records)} records) x {repetitions}")
+        processor_suite.run_workload(
+            run, settings, workload, repetitions=repetitions, partitions=PARTITIONS,
+            check=True, passthrough=passthrough, restore=restore,
+        )  # fmt: skip
+    say("processor: profile (untimed pass)")
+    profiler = cProfile.Profile()
+    profiled = workloads.standard(SEED + 2, size.profile, size.tenants, PARTITIONS)
+    scratch = BenchRun(size="profile", seed=SEED, repetitions=1)
+    processor_suite.run_workload(
+        scratch, settings, profiled, repetitions=1, partitions=PARTITIONS, check=False,
+        passthrough=False, restore=False, profiler=profiler,
+    )  # fmt: skip
+    run.profile = processor_suite.profile_categories(profiler)
+    scale = (
+        standard
+        if size.scale == size.standard
+        else workloads.standard(SEED, size.scale, size.tenants, PARTITIONS)
+    )
+    for instances in (1, 2):
+        say(f"scale: {instances} processor process(es) x {repetitions}")
+        processor_suite.run_instances(
+            run, settings, scale, instances=instances, repetitions=repetitions,
+            partitions=PARTITIONS,
+        )  # fmt: skip
+    if not arguments.skip_peers:
+        run_peers(run, settings, size, standard, repetitions)
+    say(f"projection: {size.projection_events} events x {repetitions}")
+    projection_suite.run_projection(
+        run, settings, events=size.projection_events, tenants=size.tenants,
+        repetitions=repetitions, seed=SEED,
+    )  # fmt: skip
+    if not arguments.skip_latency:
+        say(f"latency: {size.latency_rates}/s x {size.latency_duration_s:g} s x {repetitions}")
+        latency_suite.run_latency(
+            run, settings, rates=size.latency_rates, duration_s=size.latency_duration_s,
+            repetitions=repetitions,
+        )  # fmt: skip
+
+
+def run_peers(
+    run: BenchRun, settings: Settings, size: Size, standard: workloads.Workload, repetitions: int
+) -> None:
+    if size.peers == size.standard:
+        workload = standard
+    else:
+        workload = workloads.standard(SEED, size.peers, size.tenants, PARTITIONS)
+        workload = workloads.Workload("peers", workload.records, seed=SEED)
+        say(f"processor: StreamLedger on the peers' workload x {repetitions}")
+        processor_suite.run_workload(
+            run, settings, workload, repetitions=repetitions, partitions=PARTITIONS,
+            check=True, passthrough=True, restore=False,
+        )  # fmt: skip
+    run.sizes["peers"] = len(workload.records)
+    for peer in peers.PEERS:
+        say(f"peer: {peer.label} on {workload.name} ({len(workload.records)}) x {repetitions}")
+        peers.run_peer(
+            run, settings, peer, workload, repetitions=repetitions, partitions=PARTITIONS
+        )
+
+
+def add_ratios(run: BenchRun) -> None:
+    """Per-repetition ratios of figures measured back to back in the same run."""
+    pairs = []
+    for workload in ("standard", "hot_tenant", "peers"):
+        ours = f"StreamLedger EOS ({workload})"
+        pairs.append(
+            (ours, f"pass-through EOS ({workload})", f"StreamLedger / pass-through ({workload})")
+        )
+        for peer in peers.PEERS:
+            pairs.append(
+                (ours, f"{peer.label} ({workload})", f"StreamLedger / {peer.label} ({workload})")
+            )
+    for numerator, denominator, name in pairs:
+        top, bottom = run.find("processor", numerator), run.find("processor", denominator)
+        if top is None or bottom is None or not top.values or not bottom.values:
+            continue
+        ratio = run.figure("ratio", name, "x")
+        ratio.values = [a / b for a, b in zip(top.values, bottom.values, strict=False) if b]
+        if bottom.correct is False:
+            ratio.note = "denominator INCORRECT"
+    projection = run.find("projection", "projection into PostgreSQL")
+    copy = run.find("limits", "raw binary COPY of the same rows")
+    if projection is not None and copy is not None and copy.values:
+        ratio = run.figure("ratio", "projection / raw COPY", "x")
+        ratio.values = [a / b for a, b in zip(projection.values, copy.values, strict=False)]
