@@ -1,4 +1,7 @@
-"""Subcommands: ``infra install | up | down | status | reset``, ``topics apply``, ``demo``."""
+"""Subcommands: ``infra install | up | down | status | reset | smoke``, ``topics apply``.
+
+(``streamledger demo``, the main job, lives in ``pipeline.commands``.)
+"""
 
 from __future__ import annotations
 
@@ -45,10 +48,10 @@ def register(subparsers: Subparsers) -> None:
     )
     apply_parser.set_defaults(handler=run_topics_apply)
 
-    demo = subparsers.add_parser(
-        "demo", help="start the stack and prove a transactional produce/consume round trip"
+    smoke = infra_commands.add_parser(
+        "smoke", help="start the stack and prove a transactional produce/consume round trip"
     )
-    demo.set_defaults(handler=run_demo)
+    smoke.set_defaults(handler=run_smoke)
 
 
 def print_services(reports: list[ServiceReport]) -> None:
@@ -110,7 +113,7 @@ def run_topics_apply(arguments: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILURE if arguments.check and not report.in_sync else EXIT_OK
 
 
-def run_demo(arguments: argparse.Namespace, settings: Settings) -> int:
+def run_smoke(arguments: argparse.Namespace, settings: Settings) -> int:
     print_services(stack.up(settings))
     for line in roundtrip.prove_round_trip(settings).lines():
         print(line)

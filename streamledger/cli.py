@@ -29,6 +29,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "processors.commands",
     "projections.commands",
     "projections.query_commands",
+    "api.commands",
+    "pipeline.commands",
+    "bench.commands",
 )
 
 

@@ -1,0 +1,1 @@
+"""The pipeline as one thing: ``streamledger run`` (supervisor), ``demo``, ``events tail``."""

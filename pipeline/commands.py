@@ -1,0 +1,154 @@
+"""Subcommands: ``run`` (the supervised pipeline), ``demo`` (the main job), ``events tail``.
+
+``run`` hook for other flags (``--with-prometheus`` and the like): add the flag in
+``register``, and in ``run_pipeline`` append a ``ChildSpec`` to ``specs`` before the
+``Supervisor`` is built; the supervisor restarts and stops it like any other child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from pipeline.demo import DemoSettings, run_demo
+from pipeline.events_tail import print_events
+from pipeline.status import StatusReporter, commands_lag_source, metrics_urls
+from pipeline.supervisor import RunSettings, Supervisor, plan_children, supervise
+from streamledger.cli import EXIT_OK, Subparsers
+from streamledger.settings import Settings
+
+
+def register(subparsers: Subparsers) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run the pipeline: N processors + M projections, supervised, with a status line",
+    )
+    run.add_argument("--processors", type=int, default=2, help="processor processes (default 2)")
+    run.add_argument("--projections", type=int, default=1, help="projection processes (1)")
+    run.add_argument("--status-interval-s", type=float, default=5.0, help="default 5")
+    run.add_argument("--shutdown-timeout-s", type=float, default=40.0, help="then SIGKILL")
+    run.add_argument(
+        "--processor-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra flag for each `streamledger process` (--processor-arg=--batch-records-max=500)",
+    )
+    run.add_argument(
+        "--projection-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra flag for each `streamledger project`",
+    )
+    run.set_defaults(handler=run_pipeline)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="the main job: stack up, pipeline, seeded workload, summary, verify (few minutes)",
+    )
+    defaults = DemoSettings()
+    demo.add_argument("--seed", type=int, default=defaults.seed)
+    demo.add_argument("--tenants", type=int, default=defaults.tenants)
+    demo.add_argument("--accounts", type=int, default=defaults.accounts_per_tenant)
+    demo.add_argument("--commands", type=int, default=defaults.commands, help="mixed commands")
+    demo.add_argument("--poison", type=int, default=defaults.poison)
+    demo.add_argument(
+        "--keep-running", action="store_true", help="keep the pipeline up after the report"
+    )
+    demo.set_defaults(handler=run_demo_command)
+
+    events = subparsers.add_parser("events", help="ledger.events for downstream subscribers")
+    events_commands = events.add_subparsers(dest="events_command", metavar="ACTION", required=True)
+    tail = events_commands.add_parser(
+        "tail", help="print committed events as JSON lines (read_committed, no consumer group)"
+    )
+    tail.add_argument("--tenant", default=None, help="only this tenant's events")
+    tail.add_argument("--from-beginning", action="store_true", help="from the first event")
+    tail.add_argument("--exit-at-end", action="store_true", help="stop at the end of the log")
+    tail.add_argument("--max-events", type=int, default=None, help="stop after this many")
+    tail.set_defaults(handler=run_events_tail)
+
+
+def stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT set the returned event (the caller finishes cleanly)."""
+    stop = threading.Event()
+
+    def request_stop(signal_number: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def run_pipeline(arguments: argparse.Namespace, settings: Settings) -> int:
+    run = RunSettings(
+        processors=arguments.processors,
+        projections=arguments.projections,
+        status_interval_s=arguments.status_interval_s,
+        shutdown_timeout_s=arguments.shutdown_timeout_s,
+        processor_arguments=tuple(arguments.processor_arg),
+        projection_arguments=tuple(arguments.projection_arg),
+    )
+    specs = plan_children(settings, run)
+    supervisor = Supervisor(settings, run, specs)
+    reporter = StatusReporter(supervisor, lag_source=commands_lag_source(settings))
+    stop = stop_on_signals()
+    print(f"pipeline: {run.processors} processors, {run.projections} projections", flush=True)
+    print(f"logs:     {settings.home / 'logs'}", flush=True)
+    for name, url in metrics_urls(supervisor):
+        print(f"metrics:  {name:<14} {url}", flush=True)
+    next_status = [0.0]
+
+    def tick() -> None:
+        now = supervisor.clock()
+        if now >= next_status[0]:
+            next_status[0] = now + run.status_interval_s
+            print(reporter.line(), flush=True)
+
+    lines = supervise(supervisor, stop, on_line=lambda line: print(line, flush=True), on_tick=tick)
+    print("stopping: sent SIGTERM to every process, so each committed or aborted its transaction")
+    for line in lines:
+        print(line, flush=True)
+    return EXIT_OK
+
+
+def run_demo_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    demo = DemoSettings(
+        seed=arguments.seed,
+        tenants=arguments.tenants,
+        accounts_per_tenant=arguments.accounts,
+        commands=arguments.commands,
+        poison=arguments.poison,
+        keep_running=arguments.keep_running,
+    )
+
+    def interrupt(signal_number: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return run_demo(settings, demo, sys.stdout, sys.stderr)
+
+
+def run_events_tail(arguments: argparse.Namespace, settings: Settings) -> int:
+    stop = stop_on_signals()
+    try:
+        print_events(
+            settings,
+            sys.stdout,
+            tenant=arguments.tenant,
+            from_beginning=arguments.from_beginning,
+            stop=stop,
+            exit_at_end=arguments.exit_at_end,
+            events_max=arguments.max_events,
+        )
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error. Point stdout at /dev/null so the
+        # interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK

@@ -1,0 +1,598 @@
+"""``streamledger demo``: the whole ledger end to end on this machine, in a few minutes.
+
+Steps (each announced, each bounded, each saying what it waits for):
+
+1. the local stack: Kafka + PostgreSQL up, topics and migrations applied (idempotent);
+2. the pipeline: ``Supervisor`` with 2 processors and 1 projection, in this process;
+3. a seeded ``producers.loadgen`` workload with a progress bar: a few tenants, thousands of
+   accounts, duplicates, key reuse, overdrafts, unknown accounts, reversals, pending transfers
+   that are posted, voided or expire, plus a few poison records for the DLQ;
+4. wait for the processors (their committed offsets reach the end of ``ledger.commands``), then
+   for the projection (PostgreSQL's tenant heads reach the last sequence in ``ledger.events``);
+5. the summary per tenant, the ``verify`` report, sample balances now and at a point in time, and
+   where to look next.
+
+Idempotency (decision): every run uses a fresh tenant namespace derived from the seed and a run
+number kept in ``{home}/demo/last_run`` (``run3-s7-tenant-0000``, …). The same seed therefore
+generates the same workload shape every time, while a second run never collides with the first
+one's idempotency keys (which would turn the whole run into absorbed duplicates). If the counter
+file is lost, a namespace already present in PostgreSQL is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import psycopg
+
+from infra import stack
+from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from pipeline.status import StatusReporter, commands_lag_source
+from pipeline.supervisor import RunSettings, Supervisor, plan_children, supervise
+from pipeline.topic_reader import (
+    Offsets,
+    committed_offsets,
+    end_offsets,
+    lag,
+    records_between,
+)
+from processors.processor_settings import GROUP_ID_SUFFIX
+from producers.commands import Progress
+from producers.loadgen import LoadPlan, generate, opening_count, poison_records
+from producers.sdk import LedgerProducer
+from projections.queries import LedgerReader, reader_dsn
+from projections.query_commands import describe_balance
+from projections.settings import build_projection_settings
+from projections.verify import verify
+from schemas.codec import decode_event, decode_outcome, encode_command
+from schemas.model import Command
+from streamledger.errors import InfraError
+from streamledger.settings import Settings
+
+FLUSH_TIMEOUT_S = 120.0
+WAIT_REPORT_INTERVAL_S = 3.0
+WAIT_POLL_S = 0.5
+STUCK_AFTER_S = 60.0  # no progress for this long: the wait fails, naming what it waited for
+RUN_NUMBER_FILE = "last_run"
+ASSET_SCALE = 2  # what loadgen opens accounts with
+SAMPLE_ACCOUNTS = ("funding", "acct-0001", "acct-0002")
+
+COUNT_ACCOUNTS = (
+    "SELECT tenant_id, count(*) FROM ledger.accounts WHERE tenant_id = ANY(%s) GROUP BY 1"
+)
+SUM_TRANSFERS = (
+    "SELECT tenant_id, currency, count(*), sum(amount_posted),"
+    " count(*) FILTER (WHERE status = 'posted'), count(*) FILTER (WHERE status = 'pending'),"
+    " count(*) FILTER (WHERE status = 'voided'), count(*) FILTER (WHERE status = 'expired'),"
+    " count(*) FILTER (WHERE reverses IS NOT NULL)"
+    " FROM ledger.transfers WHERE tenant_id = ANY(%s) GROUP BY 1, 2"
+)
+SELECT_HEADS = "SELECT tenant_id, last_sequence FROM ledger.tenant_heads WHERE tenant_id = ANY(%s)"
+NAMESPACE_TAKEN = "SELECT count(*) FROM ledger.tenant_heads WHERE starts_with(tenant_id, %s)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoSettings:
+    seed: int = 7
+    tenants: int = 4
+    accounts_per_tenant: int = 1_000
+    commands: int = 16_000  # after the opening phase (which is 2 x accounts per tenant)
+    poison: int = 6
+    processors: int = 2
+    projections: int = 1
+    catch_up_timeout_s: float = 600.0
+    keep_running: bool = False
+
+
+@dataclass(slots=True)
+class SentWorkload:
+    tenant_ids: list[str]
+    currencies: dict[str, str]
+    intents: dict[str, Counter[str]] = field(default_factory=dict)  # tenant -> intent -> count
+    poison: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    midpoint: datetime | None = None  # wall time halfway through sending
+    seconds: float = 0.0
+
+    @property
+    def commands(self) -> int:
+        return sum(sum(c.values()) for c in self.intents.values())
+
+
+@dataclass(slots=True)
+class LedgerResults:
+    """What the topics say about this run's tenants."""
+
+    outcomes: dict[str, Counter[str]] = field(default_factory=dict)  # tenant -> status/reason
+    heads: dict[str, int] = field(default_factory=dict)  # tenant -> last event sequence
+    event_types: dict[str, Counter[str]] = field(default_factory=dict)
+    dlq: dict[str, int] = field(default_factory=dict)  # tenant (record key) -> records
+    dlq_total: int = 0
+
+
+class Console:
+    """Step headers and timing on stdout; progress on stderr."""
+
+    def __init__(self, out: IO[str], err: IO[str]) -> None:
+        self.out, self.err = out, err
+        self.started = time.monotonic()
+
+    def step(self, text: str) -> None:
+        self.line(f"\n==> {text}  [{time.monotonic() - self.started:5.1f} s]")
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+# ------------------------------------------------------------------------------ namespace
+
+
+def next_namespace(settings: Settings, seed: int) -> str:
+    """``run<N>-s<seed>``: N from ``{home}/demo/last_run``, skipping namespaces already used."""
+    path = settings.home / "demo" / RUN_NUMBER_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text(encoding="utf-8").strip() if path.exists() else ""
+    number = int(text) if text.isdigit() else 0
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        while True:
+            number += 1
+            namespace = f"run{number}-s{seed}"
+            row = conn.execute(NAMESPACE_TAKEN, (namespace + "-",)).fetchone()
+            if row is None or row[0] == 0:
+                break
+    path.write_text(f"{number}\n", encoding="utf-8")
+    return namespace
+
+
+# ------------------------------------------------------------------------------ workload
+
+
+def send_workload(
+    settings: Settings, demo: DemoSettings, namespace: str, progress_stream: IO[str]
+) -> SentWorkload:
+    """Generate the seeded workload under ``namespace`` and send it, with a progress bar."""
+    plan = LoadPlan(
+        seed=demo.seed,
+        tenants=demo.tenants,
+        accounts_per_tenant=demo.accounts_per_tenant,
+        commands=demo.commands,
+        start_us=time.time_ns() // 1_000,
+    )
+    names = {f"tenant-{i:04d}": f"{namespace}-tenant-{i:04d}" for i in range(plan.tenants)}
+    sent = SentWorkload(
+        tenant_ids=list(names.values()),
+        currencies={
+            names[f"tenant-{i:04d}"]: plan.currencies[i % len(plan.currencies)]
+            for i in range(plan.tenants)
+        },
+    )
+    total = opening_count(plan) + plan.commands
+    progress = Progress(total + demo.poison, progress_stream, enabled=True)
+    poison_every = max(total // (demo.poison + 1), 1)
+    # librdkafka's retried warnings ("coordinator load in progress") would tear the bar apart:
+    # they go to the streamledger.kafka logger instead of stderr.
+    producer = LedgerProducer(settings, client_config_overrides={"logger": KAFKA_CLIENT_LOGGER})
+    started = time.monotonic()
+    poison_queue: list[tuple[bytes, bytes, str]] = []
+    for number, generated in enumerate(generate(plan), start=1):
+        command: Command = dataclasses.replace(
+            generated.command, tenant_id=names[generated.command.tenant_id]
+        )
+        if number == 1 and demo.poison:
+            sample = encode_command(command)
+            sent.poison = poison_records(demo.seed, demo.poison, tuple(sent.tenant_ids), sample)
+            poison_queue = list(sent.poison)
+        producer.send(command)
+        sent.intents.setdefault(command.tenant_id, Counter())[generated.intent] += 1
+        if poison_queue and number % poison_every == 0:
+            key, value, _ = poison_queue.pop(0)
+            producer.send_raw(key, value)
+        if number == total // 2:
+            sent.midpoint = datetime.now(UTC)
+        progress.update(producer.sent)
+    for key, value, _ in poison_queue:
+        producer.send_raw(key, value)
+    producer.flush(FLUSH_TIMEOUT_S)
+    progress.update(producer.sent, final=True)
+    sent.seconds = time.monotonic() - started
+    return sent
+
+
+# ------------------------------------------------------------------------------ waiting
+
+
+def wait_for(
+    console: Console,
+    what: str,
+    remaining: Callable[[], int],
+    *,
+    timeout_s: float,
+    unit: str,
+    healthy: Callable[[], str] | None = None,
+) -> float:
+    """Poll ``remaining()`` until 0, saying every few seconds what is left and how fast it goes."""
+    started = last_report = last_progress = time.monotonic()
+    left = remaining()
+    best = reported = left
+    while left > 0:
+        now = time.monotonic()
+        if now - started > timeout_s or now - last_progress > STUCK_AFTER_S:
+            raise InfraError(
+                f"gave up waiting for {what}: {left:,} {unit} left after {now - started:.0f} s"
+                " (see the logs under {home}/logs)"
+            )
+        if now - last_report >= WAIT_REPORT_INTERVAL_S:
+            rate = max(reported - left, 0) / max(now - last_report, 1e-9)
+            extra = f"; {healthy()}" if healthy is not None else ""
+            console.line(f"    waiting for {what}: {left:,} {unit} left ({rate:,.0f}/s){extra}")
+            last_report, reported = now, left
+        if left < best:
+            best, last_progress = left, now
+        time.sleep(WAIT_POLL_S)
+        left = remaining()
+    return time.monotonic() - started
+
+
+def read_results(
+    settings: Settings, sent: SentWorkload, before: dict[str, Offsets]
+) -> LedgerResults:
+    """This run's outcomes, events and dead letters: the topics from ``before`` to their end."""
+    mine = set(sent.tenant_ids)
+    results = LedgerResults()
+    for topic_name, handle in (
+        ("ledger.outcomes", _count_outcome),
+        ("ledger.events", _count_event),
+    ):
+        topic = settings.topic(topic_name)
+        for record in records_between(settings, topic, before[topic], end_offsets(settings, topic)):
+            if record.value is not None:
+                handle(results, mine, record.value)
+    dlq_topic = settings.topic("ledger.commands.dlq")
+    for record in records_between(
+        settings, dlq_topic, before[dlq_topic], end_offsets(settings, dlq_topic)
+    ):
+        tenant = record.key.decode("utf-8", errors="replace")
+        if tenant in mine:
+            results.dlq[tenant] = results.dlq.get(tenant, 0) + 1
+            results.dlq_total += 1
+    return results
+
+
+def _count_outcome(results: LedgerResults, mine: set[str], value: bytes) -> None:
+    outcome = decode_outcome(value)
+    if outcome.tenant_id in mine:
+        label = outcome.status.value if outcome.reason is None else outcome.reason.value
+        results.outcomes.setdefault(outcome.tenant_id, Counter())[label] += 1
+
+
+def _count_event(results: LedgerResults, mine: set[str], value: bytes) -> None:
+    event = decode_event(value)
+    if event.tenant_id in mine:
+        results.heads[event.tenant_id] = max(results.heads.get(event.tenant_id, 0), event.sequence)
+        results.event_types.setdefault(event.tenant_id, Counter())[type(event).__name__] += 1
+
+
+def projected_heads(settings: Settings, tenant_ids: list[str]) -> dict[str, int]:
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        rows: list[Any] = conn.execute(SELECT_HEADS, (tenant_ids,)).fetchall()
+    return {tenant: int(sequence) for tenant, sequence in rows}
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+def money(minor_units: int) -> str:
+    whole, fraction = divmod(abs(minor_units), 10**ASSET_SCALE)
+    sign = "-" if minor_units < 0 else ""
+    return f"{sign}{whole:,}.{fraction:0{ASSET_SCALE}d}"
+
+
+def summary_lines(settings: Settings, sent: SentWorkload, results: LedgerResults) -> list[str]:
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        accounts: dict[str, int] = dict(conn.execute(COUNT_ACCOUNTS, (sent.tenant_ids,)).fetchall())
+        transfers: list[Any] = conn.execute(SUM_TRANSFERS, (sent.tenant_ids,)).fetchall()
+    by_tenant = {row[0]: row for row in transfers}
+    header = (
+        f"{'tenant':<24} {'accounts':>8} {'transfers':>9} {'posted':>7} {'pending':>7}"
+        f" {'voided':>6} {'expired':>7} {'reversal':>8} {'volume posted':>22}"
+        f" {'rejected':>8} {'dups':>5} {'reuse':>5} {'dlq':>4}"
+    )
+    lines = [header, "-" * len(header)]
+    for tenant in sent.tenant_ids:
+        row = by_tenant.get(tenant)
+        _, currency, count, volume, posted, pending, voided, expired, reversals = row or (
+            tenant, sent.currencies[tenant], 0, 0, 0, 0, 0, 0, 0,
+        )  # fmt: skip
+        outcomes = results.outcomes.get(tenant, Counter())
+        rejected = sum(n for label, n in outcomes.items() if label != "accepted")
+        intents = sent.intents.get(tenant, Counter())
+        reuse = intents["key_reuse"]
+        absorbed = sum(intents.values()) - sum(outcomes.values()) - reuse
+        lines.append(
+            f"{tenant:<24} {accounts.get(tenant, 0):>8,} {count:>9,} {posted:>7,} {pending:>7,}"
+            f" {voided:>6,} {expired:>7,} {reversals:>8,} {money(int(volume or 0)):>18} {currency}"
+            f" {rejected:>8,} {absorbed:>5,} {reuse:>5,} {results.dlq.get(tenant, 0):>4}"
+        )
+    lines += [
+        "",
+        "rejections by reason (from ledger.outcomes), per tenant:",
+        f"  {'reason':<26} " + "  ".join(f"{t[-6:]:>6}" for t in sent.tenant_ids),
+    ]
+    reasons = sorted(
+        {label for c in results.outcomes.values() for label in c if label != "accepted"}
+    )
+    for reason in reasons:
+        counts = "  ".join(
+            f"{results.outcomes.get(t, Counter())[reason]:>6,}" for t in sent.tenant_ids
+        )
+        lines.append(f"  {reason:<26} {counts}")
+    lines.append(
+        f"  {'idempotency_key_reused':<26} "
+        + "  ".join(f"{sent.intents[t]['key_reuse']:>6,}" for t in sent.tenant_ids)
+        + "   (replies only: the key keeps its first outcome)"
+    )
+    return lines
+
+
+def verify_lines(settings: Settings, tenant_ids: list[str]) -> tuple[bool, list[str]]:
+    report = verify(settings, group=f"{settings.topic_prefix}streamledger-verify")
+    mine = set(tenant_ids)
+    lines = [f"  log: {problem}" for problem in report.log_problems]
+    others = ok_others = 0
+    for tenant_id in sorted(report.audits):
+        audit = report.audits[tenant_id]
+        if tenant_id not in mine:
+            others += 1
+            ok_others += not audit.problems
+            if audit.problems:
+                lines.append(f"  tenant {tenant_id}: {len(audit.problems)} difference(s)")
+            continue
+        state = "ok" if not audit.problems else f"{len(audit.problems)} difference(s)"
+        lines.append(
+            f"  tenant {tenant_id}: {audit.events:,} events, hash chain and balances"
+            f" re-folded, zero-sum per currency, PostgreSQL = log: {state}"
+        )
+        lines += [f"    - {problem}" for problem in audit.problems[:10]]
+    if others:
+        lines.append(f"  {ok_others} of {others} tenants of earlier runs: ok")
+    lines.append("verify: ok" if report.ok else "verify: DIFFERENCES FOUND")
+    return report.ok, lines
+
+
+def sample_balance_lines(settings: Settings, sent: SentWorkload) -> list[str]:
+    tenant = sent.tenant_ids[0]
+    lines: list[str] = []
+    with LedgerReader(
+        reader_dsn(settings), build_projection_settings(settings, pool_size_max=1)
+    ) as reader:
+        for account in SAMPLE_ACCOUNTS:
+            now = reader.balance(tenant, account)
+            if now is not None:
+                lines.append(f"  now:   {describe_balance(now)}")
+            if sent.midpoint is not None:
+                then = reader.balance(tenant, account, as_of=sent.midpoint)
+                if then is not None:
+                    lines.append(f"  as of: {describe_balance(then)}")
+    return lines
+
+
+def next_steps(settings: Settings, supervisor: Supervisor, sent: SentWorkload) -> list[str]:
+    tenant = sent.tenant_ids[0]
+    as_of = sent.midpoint.isoformat() if sent.midpoint else "2025-01-01T00:00:00"
+    lines = ["metrics (while `streamledger run` or `streamledger demo --keep-running` runs):"]
+    for child in supervisor.children:
+        if child.spec.metrics_url is not None:
+            lines.append(f"  {child.spec.name:<14} {child.spec.metrics_url}")
+    lines += [
+        f"logs:            {settings.home / 'logs'}",
+        "run the pipeline: streamledger run            (Ctrl-C stops it cleanly)",
+        f"a balance:        streamledger balance {tenant} acct-0001",
+        f"as of a time:     streamledger balance {tenant} acct-0001 --as-of {as_of}",
+        f"the journal:      streamledger history {tenant} acct-0001 --limit 10",
+        f"tail events:      streamledger events tail --tenant {tenant} --from-beginning",
+        "reconcile:        streamledger verify",
+        "another run:      make demo   (a fresh tenant namespace each time)",
+    ]
+    return lines
+
+
+# ------------------------------------------------------------------------------ the demo
+
+
+def run_demo(settings: Settings, demo: DemoSettings, out: IO[str], err: IO[str]) -> int:
+    """The whole demo; returns 0 when verify is clean and the DLQ holds exactly the poison."""
+    console = Console(out, err)
+    console.step("starting Kafka and PostgreSQL, applying topics and migrations")
+    for report in stack.up(settings):
+        console.line(f"    {report.line()}")
+    namespace = next_namespace(settings, demo.seed)
+    run = RunSettings(processors=demo.processors, projections=demo.projections)
+    supervisor = Supervisor(settings, run, plan_children(settings, run))
+    pipeline = PipelineThread(supervisor, console)
+    console.step(
+        f"starting the pipeline: {demo.processors} processors, {demo.projections} projection"
+        f" (logs in {settings.home / 'logs'})"
+    )
+    pipeline.start()
+    try:
+        return demo_steps(
+            settings,
+            demo,
+            namespace=namespace,
+            supervisor=supervisor,
+            console=console,
+            pipeline=pipeline,
+        )
+    except KeyboardInterrupt:
+        console.line("interrupted: stopping the pipeline")
+        return 130
+    finally:
+        console.step("stopping the pipeline (each process commits or aborts its transaction)")
+        for line in pipeline.stop(run.shutdown_timeout_s):
+            console.line(f"    {line}")
+        console.line(f"demo finished in {time.monotonic() - console.started:.1f} s")
+
+
+class PipelineThread:
+    """The supervisor, driven by one background thread (it starts, restarts and stops)."""
+
+    def __init__(self, supervisor: Supervisor, console: Console) -> None:
+        self.supervisor = supervisor
+        self.console = console
+        self.stop_requested = threading.Event()
+        self.stop_lines: list[str] = []
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self.drive, name="pipeline", daemon=True)
+
+    def drive(self) -> None:
+        try:
+            self.stop_lines = supervise(
+                self.supervisor,
+                self.stop_requested,
+                on_line=lambda line: self.console.line(f"    pipeline: {line}"),
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported by stop() on the main thread
+            self.failure = exc
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def health(self) -> str:
+        supervisor = self.supervisor
+        return (
+            f"{supervisor.running_count}/{len(supervisor.children)} pipeline processes up,"
+            f" {supervisor.restarts} restarts"
+        )
+
+    def stop(self, timeout_s: float) -> list[str]:
+        self.stop_requested.set()
+        self.thread.join(timeout_s + 10.0)
+        if self.failure is not None:
+            return [*self.stop_lines, f"the supervisor failed: {self.failure!r}"]
+        return self.stop_lines
+
+
+def demo_steps(
+    settings: Settings,
+    demo: DemoSettings,
+    *,
+    namespace: str,
+    supervisor: Supervisor,
+    console: Console,
+    pipeline: PipelineThread,
+) -> int:
+    topics = [settings.topic(name) for name in DEMO_TOPICS]
+    before = {topic: end_offsets(settings, topic) for topic in topics}
+    console.step(
+        f"sending the seeded workload (seed {demo.seed}, tenants {namespace}-tenant-*):"
+        f" {demo.tenants} tenants x {demo.accounts_per_tenant:,} accounts,"
+        f" {demo.commands:,} mixed commands, {demo.poison} poison records"
+    )
+    sent = send_workload(settings, demo, namespace, console.err)
+    console.line(
+        f"    sent {sent.commands:,} commands + {len(sent.poison)} poison records"
+        f" in {sent.seconds:.1f} s ({sent.commands / max(sent.seconds, 1e-9):,.0f}/s)"
+    )
+    wait_until_caught_up(settings, demo, console=console, pipeline=pipeline)
+    results = read_results(settings, sent, before)
+    waited = wait_for(
+        console,
+        "the projection (PostgreSQL tenant heads reaching ledger.events)",
+        lambda: events_left(settings, results.heads),
+        timeout_s=demo.catch_up_timeout_s,
+        unit="events",
+        healthy=pipeline.health,
+    )
+    console.line(f"    projection caught up ({waited:.1f} s after the processors)")
+    return report(
+        settings,
+        demo,
+        sent=sent,
+        results=results,
+        supervisor=supervisor,
+        console=console,
+        pipeline=pipeline,
+    )
+
+
+DEMO_TOPICS = ("ledger.events", "ledger.outcomes", "ledger.commands.dlq")
+
+
+def wait_until_caught_up(
+    settings: Settings,
+    demo: DemoSettings,
+    *,
+    console: Console,
+    pipeline: PipelineThread,
+) -> None:
+    console.step("waiting for the processors to decide every command")
+    commands_topic = settings.topic("ledger.commands")
+    commands_end = end_offsets(settings, commands_topic)
+    group = f"{settings.topic_prefix}{GROUP_ID_SUFFIX}"
+    waited = wait_for(
+        console,
+        "the processors (committed offsets reaching the end of ledger.commands)",
+        lambda: lag(committed_offsets(settings, group, commands_topic), commands_end),
+        timeout_s=demo.catch_up_timeout_s,
+        unit="commands",
+        healthy=pipeline.health,
+    )
+    console.line(f"    every command decided ({waited:.1f} s after the last one was sent)")
+
+
+def events_left(settings: Settings, heads: dict[str, int]) -> int:
+    projected = projected_heads(settings, list(heads))
+    return sum(max(head - projected.get(tenant, 0), 0) for tenant, head in heads.items())
+
+
+def report(
+    settings: Settings,
+    demo: DemoSettings,
+    *,
+    sent: SentWorkload,
+    results: LedgerResults,
+    supervisor: Supervisor,
+    console: Console,
+    pipeline: PipelineThread,
+) -> int:
+    console.step("summary per tenant (PostgreSQL projection + ledger.outcomes + DLQ)")
+    for line in summary_lines(settings, sent, results):
+        console.line(line)
+    dlq_ok = results.dlq_total == len(sent.poison)
+    console.line(
+        f"\nDLQ: {results.dlq_total} records for these tenants, {len(sent.poison)} poison sent"
+        f" ({', '.join(kind for _, _, kind in sent.poison)}): {'ok' if dlq_ok else 'MISMATCH'}"
+    )
+    console.step("verify: hash chains, balances re-folded from the log, zero-sum, PostgreSQL = log")
+    verified, lines = verify_lines(settings, sent.tenant_ids)
+    for line in lines:
+        console.line(line)
+    console.step(
+        "sample balances: now, and as of the moment half the workload had been sent"
+        f" ({sent.midpoint.isoformat() if sent.midpoint else '-'})"
+    )
+    for line in sample_balance_lines(settings, sent):
+        console.line(line)
+    console.step("where to look next")
+    for line in next_steps(settings, supervisor, sent):
+        console.line(f"    {line}")
+    if demo.keep_running:
+        keep_running(console, pipeline)
+    return 0 if verified and dlq_ok else 1
+
+
+def keep_running(console: Console, pipeline: PipelineThread) -> None:
+    reporter = StatusReporter(
+        pipeline.supervisor, lag_source=commands_lag_source(pipeline.supervisor.settings)
+    )
+    console.line("\nthe pipeline keeps running; Ctrl-C stops it")
+    while pipeline.thread.is_alive():
+        console.line(reporter.line())
+        time.sleep(pipeline.supervisor.run.status_interval_s)

@@ -1,0 +1,374 @@
+"""``streamledger run``'s engine: start the pipeline's processes, keep them up, stop them cleanly.
+
+The supervisor owns a fixed list of children (``ChildSpec``): by default N ``streamledger
+process`` instances (stable instance ids ``p0``, ``p1``, … so a restarted instance fences its own
+previous incarnation) and M ``streamledger project`` instances sharing one consumer group. Each
+child gets its own metrics port, consecutive from ``settings.metrics_port``, and writes its
+output to ``{home}/logs/<name>.log``.
+
+One pass of the loop (``supervise_once``), top to bottom:
+
+    reap children that exited → schedule a restart after the child's backoff
+    → start children whose restart time has come → write the state file
+
+Backoff: a child that crashes waits ``backoff_s_min``, doubling per consecutive crash up to
+``backoff_s_max``; a child that stayed up ``healthy_after_s`` starts from the minimum again.
+
+Shutdown (``stop``): SIGTERM every child at once, so each finishes its batch and commits or aborts
+its open transaction (the processor) or its database transaction (the projection); wait at most
+``shutdown_timeout_s``; SIGKILL what is left. Either way the ledger stays exactly-once: a killed
+processor's open transaction is aborted by the broker, a killed projection's by PostgreSQL.
+
+The state file ``{home}/run/pipeline.json`` names every child's pid, metrics port and log, so
+other tools (the chaos suite, a Prometheus config, an operator) can find them.
+
+Extension hook: ``Supervisor`` supervises any ``ChildSpec``; a command that wants another child
+(e.g. a Prometheus server for ``--with-prometheus``) appends its spec to ``plan_children(...)``'s
+list. Only children with ``role`` ``processor`` or ``projection`` are scraped for the status line.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamledger.errors import SettingError
+from streamledger.settings import Settings, environment_for
+
+LOG = logging.getLogger("streamledger.pipeline")
+
+PROCESSOR_ROLE = "processor"
+PROJECTION_ROLE = "projection"
+STATE_FILE_NAME = "pipeline.json"
+PROCESSES_MAX = 32  # per role; each is a Python process with its own Kafka clients
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSettings:
+    """The supervisor's limits: one frozen object, built once by the command."""
+
+    processors: int = 2
+    projections: int = 1
+    backoff_s_min: float = 0.5
+    backoff_s_max: float = 30.0
+    healthy_after_s: float = 30.0  # a child up this long restarts from backoff_s_min again
+    # The processor itself gives its last batch shutdown_timeout_s (30 s by default).
+    shutdown_timeout_s: float = 40.0
+    status_interval_s: float = 5.0
+    poll_interval_s: float = 0.2
+    processor_arguments: tuple[str, ...] = ()  # extra flags of `streamledger process`
+    projection_arguments: tuple[str, ...] = ()  # extra flags of `streamledger project`
+
+    def __post_init__(self) -> None:
+        for name, value, maximum in (
+            ("processors", self.processors, PROCESSES_MAX),
+            ("projections", self.projections, PROCESSES_MAX),
+        ):
+            if not 0 <= value <= maximum:
+                raise SettingError(f"setting {name} (--{name}): {value} is outside 0..{maximum}")
+        if not 0 < self.backoff_s_min <= self.backoff_s_max <= 3600:
+            raise SettingError("backoff: need 0 < backoff_s_min <= backoff_s_max <= 3600")
+        if not 0 < self.shutdown_timeout_s <= 3600:
+            raise SettingError(
+                f"shutdown_timeout_s: {self.shutdown_timeout_s} is outside (0, 3600]"
+            )
+        if not 0 < self.status_interval_s <= 3600:
+            raise SettingError(f"status_interval_s: {self.status_interval_s} is outside (0, 3600]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildSpec:
+    """One supervised process: how to start it and where it reports."""
+
+    name: str
+    role: str
+    argv: tuple[str, ...]
+    environment: dict[str, str]
+    log_path: Path
+    metrics_port: int | None = None
+
+    @property
+    def metrics_url(self) -> str | None:
+        if self.metrics_port is None:
+            return None
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+
+@dataclass(slots=True)
+class Child:
+    """A ``ChildSpec`` and what happened to it so far."""
+
+    spec: ChildSpec
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restart_at: float = 0.0  # monotonic time of the next start while not running
+    backoff_s: float = 0.0
+    starts: int = 0
+    crashes: list[int] = field(default_factory=list)  # exit codes of unexpected exits
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.running and self.process is not None else None
+
+
+def streamledger_argv(*arguments: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "streamledger.cli", *arguments)
+
+
+def child_environment(settings: Settings, metrics_port: int | None) -> dict[str, str]:
+    """This environment without STREAMLEDGER_*, plus the variables that reproduce ``settings``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
+    environment.update(environment_for(settings))
+    if metrics_port is not None:
+        environment["STREAMLEDGER_METRICS_PORT"] = str(metrics_port)
+    environment["PYTHONUNBUFFERED"] = "1"
+    return environment
+
+
+def logs_directory(settings: Settings) -> Path:
+    return settings.home / "logs"
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.home / "run" / f"{settings.topic_prefix}{STATE_FILE_NAME}"
+
+
+def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
+    """The default pipeline: processors first, then projections, on consecutive metrics ports."""
+    specs: list[ChildSpec] = []
+    logs = logs_directory(settings)
+    port = settings.metrics_port
+    for index in range(run.processors):
+        name = f"processor-{index}"
+        arguments = (
+            "process", f"--instance-id=p{index}", f"--metrics-port={port}",
+            *run.processor_arguments,
+        )  # fmt: skip
+        specs.append(
+            ChildSpec(
+                name=name,
+                role=PROCESSOR_ROLE,
+                argv=streamledger_argv(*arguments),
+                environment=child_environment(settings, port),
+                log_path=logs / f"{settings.topic_prefix}{name}.log",
+                metrics_port=port,
+            )
+        )
+        port += 1
+    for index in range(run.projections):
+        name = f"projection-{index}"
+        specs.append(
+            ChildSpec(
+                name=name,
+                role=PROJECTION_ROLE,
+                argv=streamledger_argv("project", *run.projection_arguments),
+                environment=child_environment(settings, port),
+                log_path=logs / f"{settings.topic_prefix}{name}.log",
+                metrics_port=port,
+            )
+        )
+        port += 1
+    if port - 1 > 65535:
+        raise SettingError(f"setting metrics_port: ports up to {port - 1} do not exist")
+    return specs
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervising thread dies (Linux only).
+
+    A supervisor that is itself ``kill -9``-ed must not leave processors running unsupervised.
+    """
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return
+    ctypes.CDLL(library, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Supervisor:
+    """Starts, restarts and stops ``children``. Not thread-safe: one thread drives it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        run: RunSettings,
+        specs: Sequence[ChildSpec],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise SettingError(f"child names must be unique: {names}")
+        self.settings = settings
+        self.run = run
+        self.children = [Child(spec) for spec in specs]
+        self.clock = clock
+        self.state_path = state_path(settings)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        logs_directory(self.settings).mkdir(parents=True, exist_ok=True)
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        for child in self.children:
+            self.spawn(child)
+        self.write_state()
+
+    def spawn(self, child: Child) -> None:
+        spec = child.spec
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with spec.log_path.open("ab") as log:
+            log.write(f"--- supervisor: starting {spec.name} ({' '.join(spec.argv)})\n".encode())
+            log.flush()
+            child.process = subprocess.Popen(
+                spec.argv,
+                env=spec.environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops them
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, before exec
+            )
+        child.started_at = self.clock()
+        child.starts += 1
+        LOG.info("started %s pid %s", spec.name, child.process.pid)
+
+    def supervise_once(self) -> list[str]:
+        """Reap exits, schedule and perform restarts; returns one line per thing that happened."""
+        now = self.clock()
+        happened: list[str] = []
+        changed = False
+        for child in self.children:
+            process = child.process
+            if process is not None and process.poll() is not None:
+                happened.append(self.schedule_restart(child, process.returncode, now))
+                child.process = None
+                changed = True
+            elif process is None and now >= child.restart_at:
+                self.spawn(child)
+                happened.append(f"restarted {child.spec.name} (start #{child.starts})")
+                changed = True
+        if changed:
+            self.write_state()
+        return happened
+
+    def schedule_restart(self, child: Child, code: int, now: float) -> str:
+        if now - child.started_at >= self.run.healthy_after_s:
+            child.backoff_s = 0.0
+        child.backoff_s = (
+            self.run.backoff_s_min
+            if child.backoff_s == 0.0
+            else min(child.backoff_s * 2, self.run.backoff_s_max)
+        )
+        child.restart_at = now + child.backoff_s
+        child.crashes.append(code)
+        return (
+            f"{child.spec.name} exited with {describe_exit(code)};"
+            f" restarting in {child.backoff_s:g} s (see {child.spec.log_path})"
+        )
+
+    def stop(self) -> list[str]:
+        """SIGTERM all, wait at most ``shutdown_timeout_s``, SIGKILL the rest; one line each."""
+        running = [child for child in self.children if child.running]
+        for child in running:
+            assert child.process is not None
+            child.process.send_signal(signal.SIGTERM)
+        deadline = self.clock() + self.run.shutdown_timeout_s
+        lines: list[str] = []
+        for child in running:
+            assert child.process is not None
+            try:
+                code = child.process.wait(timeout=max(deadline - self.clock(), 0.0))
+                lines.append(f"{child.spec.name} stopped ({describe_exit(code)})")
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+                lines.append(
+                    f"{child.spec.name} did not stop within {self.run.shutdown_timeout_s:g} s;"
+                    " killed (its open transaction is aborted by the broker or PostgreSQL)"
+                )
+        for child in self.children:
+            child.process = None
+        self.state_path.unlink(missing_ok=True)
+        return lines
+
+    @property
+    def restarts(self) -> int:
+        return sum(max(child.starts - 1, 0) for child in self.children)
+
+    @property
+    def running_count(self) -> int:
+        return sum(1 for child in self.children if child.running)
+
+    def write_state(self) -> None:
+        """Atomically rewrite the state file (a reader never sees half of it)."""
+        state = {
+            "supervisor_pid": os.getpid(),
+            "children": [
+                {
+                    "name": child.spec.name,
+                    "role": child.spec.role,
+                    "pid": child.pid,
+                    "metrics_port": child.spec.metrics_port,
+                    "log": str(child.spec.log_path),
+                    "starts": child.starts,
+                }
+                for child in self.children
+            ],
+        }
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(self.state_path)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def supervise(
+    supervisor: Supervisor,
+    stop: threading.Event,
+    *,
+    on_line: Callable[[str], None],
+    on_tick: Callable[[], None] | None = None,
+) -> list[str]:
+    """Run ``supervisor`` until ``stop`` is set, then stop the children; returns the stop lines.
+
+    ``on_line`` gets each restart notice; ``on_tick`` runs once per poll (the status line).
+    """
+    supervisor.start()
+    try:
+        while not stop.wait(supervisor.run.poll_interval_s):
+            for line in supervisor.supervise_once():
+                on_line(line)
+            if on_tick is not None:
+                on_tick()
+    finally:
+        lines = supervisor.stop()
+    return lines
+
+
+def read_state(path: Path) -> dict[str, object]:
+    """The state file as written by ``write_state`` (tools and tests read it)."""
+    loaded: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded

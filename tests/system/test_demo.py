@@ -1,0 +1,34 @@
+"""``streamledger demo`` end to end (small size), twice: the second run must work as well."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from streamledger.settings import Settings, replace
+from tests.conftest import run_streamledger
+from tests.system.free_ports import free_port_range
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+SMALL = ["--tenants=2", "--accounts=20", "--commands=400", "--poison=2"]
+
+
+def test_demo_runs_twice_with_a_fresh_namespace_and_a_clean_verify(
+    projection_settings: Settings,
+) -> None:
+    settings = replace(projection_settings, metrics_port=free_port_range(3))
+    namespaces = []
+    for _ in range(2):
+        result = run_streamledger(["demo", *SMALL], settings)
+        assert result.returncode == 0, result.stdout + result.stderr
+        output = result.stdout
+        assert "verify: ok" in output, output
+        assert re.search(r"DLQ: 2 records for these tenants, 2 poison sent .*: ok", output), output
+        assert "(exit code 0)" in output, output
+        assert "as of:" in output, output
+        found = re.search(r"tenants (run\d+-s7)-tenant-\*", output)
+        assert found is not None, output
+        namespaces.append(found.group(1))
+    assert namespaces[0] != namespaces[1]
