@@ -27,7 +27,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
-from projections.batch import EPOCH
+from projections.batch import EPOCH, TransferRow
 from projections.settings import ProjectionSettings
 from projections.store import ProjectionDatabaseError
 from streamledger.errors import StreamLedgerError
@@ -149,24 +149,8 @@ class HistoryPage:
     next_cursor: str | None  # pass as ``after`` for the next (older) page; None = no more rows
 
 
-@dataclass(frozen=True, slots=True)
-class TransferView:
-    tenant_id: str
-    transfer_id: str
-    debit_account_id: str
-    credit_account_id: str
-    currency: str
-    amount: int
-    pending: bool
-    status: str
-    amount_posted: int
-    amount_reversed: int
-    reverses: str | None
-    expires_at: datetime | None
-    created_sequence: int
-    last_sequence: int
-    created_at: datetime
-    updated_at: datetime
+# A transfer as read back: the same columns, in the same order, as the projection writes.
+TransferView = TransferRow
 
 
 def parse_cursor(cursor: str) -> tuple[int, str]:
