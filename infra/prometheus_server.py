@@ -57,9 +57,11 @@ PORT_HINT = "set STREAMLEDGER_PROMETHEUS_PORT or --prometheus-port"
 PROCESSOR_JOB = "streamledger-processor"
 PROJECTION_JOB = "streamledger-projection"
 VERIFY_JOB = "streamledger-verify"
-JOBS = (PROCESSOR_JOB, PROJECTION_JOB, VERIFY_JOB)
+API_JOB = "streamledger-api"
+JOBS = (PROCESSOR_JOB, PROJECTION_JOB, VERIFY_JOB, API_JOB)
 RUN_PROCESSORS = 2  # `streamledger run`'s default topology, for the stand-alone `start`
 RUN_PROJECTIONS = 1
+RUN_API_PORT = 8080  # `streamledger api`'s default port (api/settings.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +93,28 @@ class ScrapeTargets:
     processors: tuple[int, ...] = ()
     projections: tuple[int, ...] = ()
     verifiers: tuple[int, ...] = ()
+    apis: tuple[int, ...] = ()  # `streamledger api` serves /metrics on its own HTTP port
 
     def by_job(self) -> dict[str, tuple[int, ...]]:
         return {
             PROCESSOR_JOB: self.processors,
             PROJECTION_JOB: self.projections,
             VERIFY_JOB: self.verifiers,
+            API_JOB: self.apis,
         }
 
 
 def port_plan(
-    settings: Settings, *, processors: int, projections: int, verifiers: int = 0
+    settings: Settings,
+    *,
+    processors: int,
+    projections: int,
+    verifiers: int = 0,
+    api_port: int | None = None,
 ) -> ScrapeTargets:
     """``streamledger run``'s ports: processors from ``metrics_port`` on, consecutive, then the
-    projections, then a verifier (``verify --every-s``) if it runs one (``docs/metrics.md``)."""
+    projections, then a verifier (``verify --every-s``) if it runs one; the API, if it runs, on
+    its own ``api_port`` (``docs/metrics.md``)."""
     first = settings.metrics_port
     return ScrapeTargets(
         processors=tuple(range(first, first + processors)),
@@ -112,6 +122,7 @@ def port_plan(
         verifiers=tuple(
             range(first + processors + projections, first + processors + projections + verifiers)
         ),
+        apis=() if api_port is None else (api_port,),
     )
 
 
@@ -382,7 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if arguments == ["start"]:
         targets = port_plan(
-            settings, processors=RUN_PROCESSORS, projections=RUN_PROJECTIONS, verifiers=1
+            settings,
+            processors=RUN_PROCESSORS,
+            projections=RUN_PROJECTIONS,
+            verifiers=1,
+            api_port=RUN_API_PORT,
         )
         service = start_prometheus(settings, targets)
     else:

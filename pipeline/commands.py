@@ -1,13 +1,16 @@
 """Subcommands: ``run`` (the supervised pipeline), ``demo`` (the main job), ``events tail``.
 
-``run`` hook for other flags (``--with-prometheus`` and the like): add the flag in
-``register``, and in ``run_pipeline`` append a ``ChildSpec`` to ``specs`` before the
-``Supervisor`` is built; the supervisor restarts and stops it like any other child.
+``run``'s optional parts: ``--api`` (on by default; ``--no-api`` leaves it out) supervises
+``streamledger api`` on ``--api-port``; ``--with-prometheus`` starts the local Prometheus before
+the pipeline and stops it after, scraping every child; ``--with-verifier`` supervises a periodic
+``verify --every-s`` on the next metrics port — on by default with ``--with-prometheus`` (its
+gauges feed the ``StreamLedgerVerify*`` alerts), off otherwise, ``--no-verifier`` to leave it out.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -16,6 +19,7 @@ from types import FrameType
 
 from pipeline.demo import DemoSettings, run_demo
 from pipeline.events_tail import print_events
+from pipeline.local_prometheus import observed_by_prometheus, prometheus_url
 from pipeline.status import StatusReporter, commands_lag_source, metrics_urls
 from pipeline.supervisor import RunSettings, Supervisor, plan_children, supervise
 from streamledger.cli import EXIT_OK, Subparsers
@@ -45,6 +49,19 @@ def register(subparsers: Subparsers) -> None:
         metavar="FLAG",
         help="extra flag for each `streamledger project`",
     )
+    add_api_arguments(run, default_on=True)
+    run.add_argument(
+        "--with-prometheus",
+        action="store_true",
+        help="also run the local Prometheus (prometheus_port, 19090), stopped at exit",
+    )
+    run.add_argument(
+        "--with-verifier",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="supervise `verify --every-s` on the next metrics port (default: with Prometheus)",
+    )
+    run.add_argument("--verify-every-s", type=int, default=600, help="default 600")
     run.set_defaults(handler=run_pipeline)
 
     demo = subparsers.add_parser(
@@ -60,6 +77,7 @@ def register(subparsers: Subparsers) -> None:
     demo.add_argument(
         "--keep-running", action="store_true", help="keep the pipeline up after the report"
     )
+    add_api_arguments(demo, default_on=True)
     demo.set_defaults(handler=run_demo_command)
 
     events = subparsers.add_parser("events", help="ledger.events for downstream subscribers")
@@ -72,6 +90,16 @@ def register(subparsers: Subparsers) -> None:
     tail.add_argument("--exit-at-end", action="store_true", help="stop at the end of the log")
     tail.add_argument("--max-events", type=int, default=None, help="stop after this many")
     tail.set_defaults(handler=run_events_tail)
+
+
+def add_api_arguments(parser: argparse.ArgumentParser, *, default_on: bool) -> None:
+    parser.add_argument(
+        "--api",
+        action=argparse.BooleanOptionalAction,
+        default=default_on,
+        help="supervise `streamledger api` too (default on)",
+    )
+    parser.add_argument("--api-port", type=int, default=8080, help="the API's port (8080)")
 
 
 def stop_on_signals() -> threading.Event:
@@ -87,6 +115,9 @@ def stop_on_signals() -> threading.Event:
 
 
 def run_pipeline(arguments: argparse.Namespace, settings: Settings) -> int:
+    verifier = (
+        arguments.with_prometheus if arguments.with_verifier is None else arguments.with_verifier
+    )
     run = RunSettings(
         processors=arguments.processors,
         projections=arguments.projections,
@@ -94,15 +125,38 @@ def run_pipeline(arguments: argparse.Namespace, settings: Settings) -> int:
         shutdown_timeout_s=arguments.shutdown_timeout_s,
         processor_arguments=tuple(arguments.processor_arg),
         projection_arguments=tuple(arguments.projection_arg),
+        verifier=verifier,
+        verify_every_s=arguments.verify_every_s,
+        api=arguments.api,
+        api_port=arguments.api_port,
     )
     specs = plan_children(settings, run)
     supervisor = Supervisor(settings, run, specs)
     reporter = StatusReporter(supervisor, lag_source=commands_lag_source(settings))
     stop = stop_on_signals()
-    print(f"pipeline: {run.processors} processors, {run.projections} projections", flush=True)
+    with contextlib.ExitStack() as prometheus:
+        if arguments.with_prometheus:
+            report = prometheus.enter_context(observed_by_prometheus(settings, run))
+            print(f"prometheus: {prometheus_url(settings)}  ({report.detail})", flush=True)
+        supervise_with_status(supervisor, reporter, stop)
+    return EXIT_OK
+
+
+def supervise_with_status(
+    supervisor: Supervisor, reporter: StatusReporter, stop: threading.Event
+) -> None:
+    run, settings = supervisor.run, supervisor.settings
+    extras = [text for flag, text in ((run.verifier, "a verifier"), (run.api, "the API")) if flag]
+    print(
+        f"pipeline: {run.processors} processors, {run.projections} projections"
+        + "".join(f", {text}" for text in extras),
+        flush=True,
+    )
     print(f"logs:     {settings.home / 'logs'}", flush=True)
     for name, url in metrics_urls(supervisor):
         print(f"metrics:  {name:<14} {url}", flush=True)
+    if run.api:
+        print(f"api:      http://127.0.0.1:{run.api_port}/openapi.json", flush=True)
     next_status = [0.0]
 
     def tick() -> None:
@@ -115,7 +169,6 @@ def run_pipeline(arguments: argparse.Namespace, settings: Settings) -> int:
     print("stopping: sent SIGTERM to every process, so each committed or aborted its transaction")
     for line in lines:
         print(line, flush=True)
-    return EXIT_OK
 
 
 def run_demo_command(arguments: argparse.Namespace, settings: Settings) -> int:
@@ -126,6 +179,8 @@ def run_demo_command(arguments: argparse.Namespace, settings: Settings) -> int:
         commands=arguments.commands,
         poison=arguments.poison,
         keep_running=arguments.keep_running,
+        api=arguments.api,
+        api_port=arguments.api_port,
     )
 
     def interrupt(signal_number: int, frame: FrameType | None) -> None:

@@ -9,8 +9,13 @@ Steps (each announced, each bounded, each saying what it waits for):
    that are posted, voided or expire, plus a few poison records for the DLQ;
 4. wait for the processors (their committed offsets reach the end of ``ledger.commands``), then
    for the projection (PostgreSQL's tenant heads reach the last sequence in ``ledger.events``);
-5. the summary per tenant, the ``verify`` report, sample balances now and at a point in time, and
-   where to look next.
+5. the summary per tenant, the ``verify`` report, sample balances now and at a point in time;
+6. the HTTP API (supervised with the pipeline unless ``--no-api``): one GET against it with an
+   API key made for the first tenant, and curl-able examples; then where to look next.
+
+The local Prometheus (``infra/prometheus_server.py``) scrapes every child while the demo runs and
+is stopped with the pipeline at the end (``--keep-running`` keeps both up). It is optional: when it
+cannot start (not installed, port taken) the demo says so and goes on without it.
 
 Idempotency (decision): every run uses a fresh tenant namespace derived from the seed and a run
 number kept in ``{home}/demo/last_run`` (``run3-s7-tenant-0000``, …). The same seed therefore
@@ -22,8 +27,11 @@ file is lost, a namespace already present in PostgreSQL is skipped.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +40,10 @@ from typing import IO, Any
 
 import psycopg
 
-from infra import stack
+from api.api_keys import NewApiKey, create_api_key
+from infra import prometheus_server, stack
 from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from pipeline.local_prometheus import prometheus_url, scrape_targets
 from pipeline.status import StatusReporter, commands_lag_source
 from pipeline.supervisor import RunSettings, Supervisor, plan_children, supervise
 from pipeline.topic_reader import (
@@ -63,6 +73,9 @@ STUCK_AFTER_S = 60.0  # no progress for this long: the wait fails, naming what i
 RUN_NUMBER_FILE = "last_run"
 ASSET_SCALE = 2  # what loadgen opens accounts with
 SAMPLE_ACCOUNTS = ("funding", "acct-0001", "acct-0002")
+API_ACCOUNT = "acct-0001"
+API_READY_TIMEOUT_S = 30.0  # the API reads ledger.outcomes to its end before it is ready
+API_REQUEST_TIMEOUT_S = 5.0
 
 COUNT_ACCOUNTS = (
     "SELECT tenant_id, count(*) FROM ledger.accounts WHERE tenant_id = ANY(%s) GROUP BY 1"
@@ -89,6 +102,8 @@ class DemoSettings:
     projections: int = 1
     catch_up_timeout_s: float = 600.0
     keep_running: bool = False
+    api: bool = True  # supervise `streamledger api` and show it working
+    api_port: int = 8080
 
 
 @dataclass(slots=True)
@@ -383,22 +398,89 @@ def sample_balance_lines(settings: Settings, sent: SentWorkload) -> list[str]:
     return lines
 
 
-def next_steps(settings: Settings, supervisor: Supervisor, sent: SentWorkload) -> list[str]:
+def api_get(url: str, token: str, *, timeout_s: float = API_REQUEST_TIMEOUT_S) -> tuple[int, str]:
+    """``(status, body)`` of one GET; status 0 when nothing answered."""
+    # A loopback http:// URL this module builds itself.
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            return int(response.status), response.read().decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", errors="replace")
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(exc)
+
+
+def wait_for_api(base_url: str, token: str) -> tuple[int, str]:
+    """Poll ``/readyz`` for at most ``API_READY_TIMEOUT_S``; the last answer."""
+    deadline = time.monotonic() + API_READY_TIMEOUT_S
+    status, body = api_get(f"{base_url}/readyz", token)
+    while status != 200 and time.monotonic() < deadline:
+        time.sleep(WAIT_POLL_S)
+        status, body = api_get(f"{base_url}/readyz", token)
+    return status, body
+
+
+def api_lines(base_url: str, key: NewApiKey, sent: SentWorkload) -> tuple[bool, list[str]]:
+    """One real GET of a balance through the API, then curl-able examples for this tenant."""
+    status, body = wait_for_api(base_url, key.token)
+    if status != 200:
+        return False, [f"  the API at {base_url} is not ready: {status or 'no answer'} {body}"]
+    url = f"{base_url}/v1/accounts/{API_ACCOUNT}/balance"
+    status, body = api_get(url, key.token)
+    with_key = '-H "Authorization: Bearer $STREAMLEDGER_API_KEY"'
+    as_of = (sent.midpoint or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    transfer = json.dumps(
+        {
+            "transfer_id": "api-demo-1",
+            "debit_account_id": "funding",
+            "credit_account_id": API_ACCOUNT,
+            "amount": 1250,
+            "currency": sent.currencies[key.tenant_id],
+        }
+    )
+    lines = [
+        f"  GET {url}  ->  {status}",
+        f"  {body.strip()}",
+        "",
+        f"  try it (the key belongs to {key.tenant_id}; it is shown once, only its SHA-256 is",
+        "  stored; make more with `streamledger tenants create-key TENANT`):",
+        f"    export STREAMLEDGER_API_KEY={key.token}",
+        f"    curl -s {with_key} -X POST {base_url}/v1/transfers \\",
+        '         -H "Idempotency-Key: api-demo-1" -H "Content-Type: application/json" \\',
+        f"         -d '{transfer}'",
+        f"    curl -s {with_key} {url}",
+        f'    curl -s {with_key} "{url}?as_of={as_of}"',
+        f'    curl -s {with_key} "{base_url}/v1/accounts/{API_ACCOUNT}/entries?limit=5"',
+        f"    (the same POST again returns the original result; the OpenAPI document is at"
+        f" {base_url}/openapi.json)",
+    ]
+    return status == 200, lines
+
+
+def next_steps(
+    settings: Settings, supervisor: Supervisor, sent: SentWorkload, *, prometheus: bool
+) -> list[str]:
     tenant = sent.tenant_ids[0]
     as_of = sent.midpoint.isoformat() if sent.midpoint else "2025-01-01T00:00:00"
-    lines = ["metrics (while `streamledger run` or `streamledger demo --keep-running` runs):"]
+    lines = ["metrics (while the demo runs; `streamledger demo --keep-running` keeps it all up):"]
     for child in supervisor.children:
         if child.spec.metrics_url is not None:
             lines.append(f"  {child.spec.name:<14} {child.spec.metrics_url}")
+    if prometheus:
+        lines.append(
+            f"  {'prometheus':<14} {prometheus_url(settings)}/graph  (rules and alerts too)"
+        )
     lines += [
         f"logs:            {settings.home / 'logs'}",
-        "run the pipeline: streamledger run            (Ctrl-C stops it cleanly)",
+        "run the pipeline: streamledger run --with-prometheus   (API on :8080; Ctrl-C stops it)",
         f"a balance:        streamledger balance {tenant} acct-0001",
         f"as of a time:     streamledger balance {tenant} acct-0001 --as-of {as_of}",
         f"the journal:      streamledger history {tenant} acct-0001 --limit 10",
         f"tail events:      streamledger events tail --tenant {tenant} --from-beginning",
         "reconcile:        streamledger verify",
         "another run:      make demo   (a fresh tenant namespace each time)",
+        "stop the stack:   streamledger infra down",
     ]
     return lines
 
@@ -413,15 +495,23 @@ def run_demo(settings: Settings, demo: DemoSettings, out: IO[str], err: IO[str])
     for report in stack.up(settings):
         console.line(f"    {report.line()}")
     namespace = next_namespace(settings, demo.seed)
-    run = RunSettings(processors=demo.processors, projections=demo.projections)
+    run = RunSettings(
+        processors=demo.processors,
+        projections=demo.projections,
+        api=demo.api,
+        api_port=demo.api_port,
+    )
     supervisor = Supervisor(settings, run, plan_children(settings, run))
     pipeline = PipelineThread(supervisor, console)
+    prometheus = start_prometheus_for(settings, run, console)
     console.step(
         f"starting the pipeline: {demo.processors} processors, {demo.projections} projection"
-        f" (logs in {settings.home / 'logs'})"
+        + (f", the HTTP API on port {demo.api_port}" if demo.api else "")
+        + f" (logs in {settings.home / 'logs'})"
     )
     pipeline.start()
     try:
+        api_key = create_api_key(settings, f"{namespace}-tenant-0000") if demo.api else None
         return demo_steps(
             settings,
             demo,
@@ -429,6 +519,8 @@ def run_demo(settings: Settings, demo: DemoSettings, out: IO[str], err: IO[str])
             supervisor=supervisor,
             console=console,
             pipeline=pipeline,
+            api_key=api_key,
+            prometheus=prometheus,
         )
     except KeyboardInterrupt:
         console.line("interrupted: stopping the pipeline")
@@ -437,7 +529,25 @@ def run_demo(settings: Settings, demo: DemoSettings, out: IO[str], err: IO[str])
         console.step("stopping the pipeline (each process commits or aborts its transaction)")
         for line in pipeline.stop(run.shutdown_timeout_s):
             console.line(f"    {line}")
+        if prometheus:
+            prometheus_server.stop_prometheus(settings)
+            console.line(
+                f"    prometheus stopped (its data stays in {settings.home / 'prometheus'})"
+            )
         console.line(f"demo finished in {time.monotonic() - console.started:.1f} s")
+
+
+def start_prometheus_for(settings: Settings, run: RunSettings, console: Console) -> bool:
+    """The local Prometheus scraping this run's children; False (said, not fatal) if it fails."""
+    console.step("starting the local Prometheus (scrapes every pipeline process and the API)")
+    try:
+        report = prometheus_server.start_prometheus(settings, scrape_targets(settings, run))
+    except InfraError as exc:
+        console.line(f"    prometheus not started, the demo goes on without it: {exc}")
+        return False
+    console.line(f"    {report.line()}")
+    console.line(f"    prometheus: {prometheus_url(settings)}")
+    return True
 
 
 class PipelineThread:
@@ -487,6 +597,8 @@ def demo_steps(
     supervisor: Supervisor,
     console: Console,
     pipeline: PipelineThread,
+    api_key: NewApiKey | None,
+    prometheus: bool,
 ) -> int:
     topics = [settings.topic(name) for name in DEMO_TOPICS]
     before = {topic: end_offsets(settings, topic) for topic in topics}
@@ -519,6 +631,8 @@ def demo_steps(
         supervisor=supervisor,
         console=console,
         pipeline=pipeline,
+        api_key=api_key,
+        prometheus=prometheus,
     )
 
 
@@ -561,6 +675,8 @@ def report(
     supervisor: Supervisor,
     console: Console,
     pipeline: PipelineThread,
+    api_key: NewApiKey | None,
+    prometheus: bool,
 ) -> int:
     console.step("summary per tenant (PostgreSQL projection + ledger.outcomes + DLQ)")
     for line in summary_lines(settings, sent, results):
@@ -580,12 +696,19 @@ def report(
     )
     for line in sample_balance_lines(settings, sent):
         console.line(line)
+    api_ok = True
+    if api_key is not None:
+        console.step(f"the HTTP API: a GET with an API key for {api_key.tenant_id}")
+        base_url = f"http://127.0.0.1:{demo.api_port}"
+        api_ok, lines = api_lines(base_url, api_key, sent)
+        for line in lines:
+            console.line(line)
     console.step("where to look next")
-    for line in next_steps(settings, supervisor, sent):
+    for line in next_steps(settings, supervisor, sent, prometheus=prometheus):
         console.line(f"    {line}")
     if demo.keep_running:
         keep_running(console, pipeline)
-    return 0 if verified and dlq_ok else 1
+    return 0 if verified and dlq_ok and api_ok else 1
 
 
 def keep_running(console: Console, pipeline: PipelineThread) -> None:

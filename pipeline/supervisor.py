@@ -22,9 +22,12 @@ processor's open transaction is aborted by the broker, a killed projection's by 
 The state file ``{home}/run/pipeline.json`` names every child's pid, metrics port and log, so
 other tools (the chaos suite, a Prometheus config, an operator) can find them.
 
-Extension hook: ``Supervisor`` supervises any ``ChildSpec``; a command that wants another child
-(e.g. a Prometheus server for ``--with-prometheus``) appends its spec to ``plan_children(...)``'s
-list. Only children with ``role`` ``processor`` or ``projection`` are scraped for the status line.
+Optional children (``RunSettings``): a periodic verifier (``verify --every-s``) on the next
+metrics port, and the HTTP API (``streamledger api``) on ``api_port``, which serves its own
+``/metrics``. The local Prometheus is not a child: it is a detached server that
+``streamledger run --with-prometheus`` starts before and stops after the supervisor
+(``infra/prometheus_server.py``). Only children with ``role`` ``processor`` or ``projection``
+are scraped for the status line.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ LOG = logging.getLogger("streamledger.pipeline")
 
 PROCESSOR_ROLE = "processor"
 PROJECTION_ROLE = "projection"
+VERIFIER_ROLE = "verifier"
+API_ROLE = "api"
 STATE_FILE_NAME = "pipeline.json"
 PROCESSES_MAX = 32  # per role; each is a Python process with its own Kafka clients
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -70,6 +75,14 @@ class RunSettings:
     poll_interval_s: float = 0.2
     processor_arguments: tuple[str, ...] = ()  # extra flags of `streamledger process`
     projection_arguments: tuple[str, ...] = ()  # extra flags of `streamledger project`
+    verifier: bool = False  # `streamledger verify --every-s`, on the port after the projections
+    verify_every_s: int = 600
+    api: bool = False  # `streamledger api`, serving (and exporting /metrics) on api_port
+    api_port: int = 8080
+
+    @property
+    def verifiers(self) -> int:
+        return 1 if self.verifier else 0
 
     def __post_init__(self) -> None:
         for name, value, maximum in (
@@ -86,6 +99,12 @@ class RunSettings:
             )
         if not 0 < self.status_interval_s <= 3600:
             raise SettingError(f"status_interval_s: {self.status_interval_s} is outside (0, 3600]")
+        if not 1 <= self.verify_every_s <= 86_400:
+            raise SettingError(f"verify_every_s: {self.verify_every_s} is outside 1..86400")
+        if not 1 <= self.api_port <= 65_535:
+            raise SettingError(
+                f"setting api_port (--api-port): {self.api_port} is outside 1..65535"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,42 +169,50 @@ def state_path(settings: Settings) -> Path:
 
 
 def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
-    """The default pipeline: processors first, then projections, on consecutive metrics ports."""
-    specs: list[ChildSpec] = []
+    """The pipeline: processors, projections, then the verifier, on consecutive metrics ports
+    (``docs/metrics.md``); the API serves its ``/metrics`` on its own port, ``api_port``."""
     logs = logs_directory(settings)
     port = settings.metrics_port
+    planned: list[tuple[str, str, tuple[str, ...], int | None]] = []  # name, role, argv, port
     for index in range(run.processors):
-        name = f"processor-{index}"
         arguments = (
             "process", f"--instance-id=p{index}", f"--metrics-port={port}",
             *run.processor_arguments,
         )  # fmt: skip
-        specs.append(
-            ChildSpec(
-                name=name,
-                role=PROCESSOR_ROLE,
-                argv=streamledger_argv(*arguments),
-                environment=child_environment(settings, port),
-                log_path=logs / f"{settings.topic_prefix}{name}.log",
-                metrics_port=port,
-            )
-        )
+        planned.append((f"processor-{index}", PROCESSOR_ROLE, arguments, port))
         port += 1
     for index in range(run.projections):
-        name = f"projection-{index}"
-        specs.append(
-            ChildSpec(
-                name=name,
-                role=PROJECTION_ROLE,
-                argv=streamledger_argv("project", *run.projection_arguments),
-                environment=child_environment(settings, port),
-                log_path=logs / f"{settings.topic_prefix}{name}.log",
-                metrics_port=port,
-            )
-        )
+        arguments = ("project", *run.projection_arguments)
+        planned.append((f"projection-{index}", PROJECTION_ROLE, arguments, port))
+        port += 1
+    if run.verifier:
+        arguments = ("verify", f"--every-s={run.verify_every_s}", f"--metrics-port={port}")
+        planned.append(("verifier", VERIFIER_ROLE, arguments, port))
         port += 1
     if port - 1 > 65535:
         raise SettingError(f"setting metrics_port: ports up to {port - 1} do not exist")
+    specs = [
+        ChildSpec(
+            name=name,
+            role=role,
+            argv=streamledger_argv(*arguments),
+            environment=child_environment(settings, metrics_port),
+            log_path=logs / f"{settings.topic_prefix}{name}.log",
+            metrics_port=metrics_port,
+        )
+        for name, role, arguments, metrics_port in planned
+    ]
+    if run.api:
+        specs.append(
+            ChildSpec(
+                name="api",
+                role=API_ROLE,
+                argv=streamledger_argv("api", f"--port={run.api_port}"),
+                environment=child_environment(settings, None),
+                log_path=logs / f"{settings.topic_prefix}api.log",
+                metrics_port=run.api_port,
+            )
+        )
     return specs
 
 

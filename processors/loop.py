@@ -49,7 +49,10 @@ from processors.restore import admin_for, restore_consumer
 from schemas.codec import DecodeError, decode_command
 
 LOGGER = logging.getLogger("streamledger.processor")
-LAG_UPDATE_INTERVAL_S = 1.0
+# Consumer lag asks the broker for each assigned partition's high watermark (cached offsets stay
+# empty without statistics.interval.ms): at most once per interval, each query bounded.
+LAG_UPDATE_INTERVAL_S = 5.0
+LAG_QUERY_TIMEOUT_S = 1.0
 PRODUCE_QUEUE_FULL_WAIT_S = 0.05
 PRODUCE_QUEUE_FULL_RETRIES_MAX = 200  # 10 s of a full local queue is an outage, not load
 
@@ -370,10 +373,28 @@ class Processor:
         if self.consumer is None or now - self._lag_updated_at < LAG_UPDATE_INTERVAL_S:
             return
         self._lag_updated_at = now
-        assigned = self.consumer.assignment()
-        for tp in self.consumer.position(assigned):
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and high >= 0:
+        positions = self.consumer.position(self.consumer.assignment())
+        # Nothing consumed yet since the assignment (an idle partition): its committed offset
+        # is where the next transaction would start.
+        unknown = [tp for tp in positions if tp.offset < 0]
+        if unknown:
+            try:
+                committed = self.consumer.committed(unknown, timeout=LAG_QUERY_TIMEOUT_S)
+            except KafkaException as exc:  # monitoring only: try again next interval
+                LOGGER.debug("committed offsets for the lag: %s", exc)
+                committed = []
+            positions = [tp for tp in positions if tp.offset >= 0] + committed
+        for tp in positions:
+            if tp.offset < 0:  # no committed offset either: nothing to measure from
+                continue
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    tp, timeout=LAG_QUERY_TIMEOUT_S, cached=False
+                )
+            except KafkaException as exc:  # monitoring only: try again next interval
+                LOGGER.debug("high watermark of partition %s: %s", tp.partition, exc)
+                continue
+            if high >= 0:
                 self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
 
     def _close_clients(self, *, flush_timeout_s: float) -> None:

@@ -13,6 +13,11 @@ Commit order: PostgreSQL first, Kafka second. The database transaction is the so
 crash between the two leaves Kafka's offsets behind, which is harmless: on assignment this
 process seeks to the offsets stored in PostgreSQL, never to Kafka's.
 
+Lag: ``ledger.events`` is written in transactions, so the last records of a partition are commit
+markers the consumer never returns; ``high watermark - positions[p]`` would stay at the number of
+markers when caught up. The consumer therefore reports end-of-partition (``end_reached``, the
+offset past the markers) and the lag is measured from the larger of the two.
+
 Positions: ``positions[p]`` is the offset this process consumed partition ``p`` from, which the
 ``projection_offsets`` row must still hold when the batch commits. If it does not (a rebalance
 gave the partition to someone else who wrote, or a rebuild swapped a new generation in), the
@@ -127,7 +132,7 @@ class ProjectionSink:
         config = consumer_config(
             settings,
             group,
-            partition_eof=not subscribe,
+            partition_eof=True,  # the rebuild's stop condition and the lag (module docstring)
             session_timeout_ms=projection.session_timeout_ms,
         )
         self.consumer = Consumer(config)
@@ -158,6 +163,7 @@ class ProjectionSink:
             offset = stored.get(partition.partition)
             partition.offset = OFFSET_BEGINNING if offset is None else offset
             self.positions[partition.partition] = 0 if offset is None else offset
+            self.end_reached.pop(partition.partition, None)
         consumer.assign(partitions)
         self.metrics.set_assigned(len(self.positions))
         LOG.info("assigned %s at %s", self.target.topic, self.positions)
@@ -165,6 +171,7 @@ class ProjectionSink:
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for partition in partitions:
             self.positions.pop(partition.partition, None)
+            self.end_reached.pop(partition.partition, None)
         consumer.unassign()
         self.metrics.set_assigned(len(self.positions))
 
@@ -176,6 +183,7 @@ class ProjectionSink:
             offset = stored.get(partition, 0)
             self.consumer.seek(TopicPartition(self.target.topic, partition, offset))
             self.positions[partition] = offset
+            self.end_reached.pop(partition, None)
         LOG.warning("re-seeked %s to the stored offsets %s", self.target.topic, self.positions)
 
     # ----------------------------------------------------------------- the loop
@@ -276,12 +284,15 @@ class ProjectionSink:
             self.consumer.commit(offsets=offsets, asynchronous=True)
 
     def observe_lag(self) -> None:
+        """High watermark minus how far this consumer has read, past the commit markers once it
+        reported the end of the partition (0 when caught up)."""
         for partition, position in self.positions.items():
             _, high = self.consumer.get_watermark_offsets(
                 TopicPartition(self.target.topic, partition), cached=True
             )
             if high >= 0:
-                lag = max(high - position, 0)
+                read_up_to = max(position, self.end_reached.get(partition, -1))
+                lag = max(high - read_up_to, 0)
                 self.metrics.lag_records.labels(self.target.schema, str(partition)).set(lag)
 
     def close(self) -> None:

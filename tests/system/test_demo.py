@@ -8,6 +8,7 @@ import pytest
 
 from streamledger.settings import Settings, replace
 from tests.conftest import run_streamledger
+from tests.system.api_harness import free_port
 from tests.system.free_ports import free_port_range
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -18,16 +19,23 @@ SMALL = ["--tenants=2", "--accounts=20", "--commands=400", "--poison=2"]
 def test_demo_runs_twice_with_a_fresh_namespace_and_a_clean_verify(
     projection_settings: Settings,
 ) -> None:
-    settings = replace(projection_settings, metrics_port=free_port_range(3))
+    # 3 metrics ports for the pipeline, the fourth for the API; Prometheus on a port of its own.
+    base_port = free_port_range(4)
+    settings = replace(projection_settings, metrics_port=base_port, prometheus_port=free_port())
     namespaces = []
     for _ in range(2):
-        result = run_streamledger(["demo", *SMALL], settings)
+        result = run_streamledger(["demo", *SMALL, f"--api-port={base_port + 3}"], settings)
         assert result.returncode == 0, result.stdout + result.stderr
         output = result.stdout
         assert "verify: ok" in output, output
         assert re.search(r"DLQ: 2 records for these tenants, 2 poison sent .*: ok", output), output
         assert "(exit code 0)" in output, output
         assert "as of:" in output, output
+        assert f"prometheus: http://127.0.0.1:{settings.prometheus_port}" in output, output
+        assert re.search(
+            r"GET http://127\.0\.0\.1:\d+/v1/accounts/acct-0001/balance  ->  200", output
+        )
+        assert '"account_id":"acct-0001"' in output, output
         found = re.search(r"tenants (run\d+-s7)-tenant-\*", output)
         assert found is not None, output
         namespaces.append(found.group(1))

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from infra.prometheus_server import ScrapeTargets
+from pipeline.local_prometheus import scrape_targets
 from pipeline.status import COMMANDS_CONSUMED, CounterTotals, StatusReporter, sum_samples
 from pipeline.supervisor import ChildSpec, RunSettings, Supervisor, plan_children, read_state
 from streamledger.settings import Settings
@@ -91,6 +93,23 @@ def test_plan_children_gives_consecutive_metrics_ports(tmp_path: Path) -> None:
     ]
     assert "--instance-id=p1" in specs[1].argv
     assert specs[2].environment["STREAMLEDGER_METRICS_PORT"] == "9502"
+
+
+def test_the_verifier_and_the_api_are_where_prometheus_scrapes_them(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, metrics_port=9500)
+    run = RunSettings(processors=2, projections=1, verifier=True, api=True, api_port=8090)
+    specs = plan_children(settings, run)
+    assert [(s.name, s.role, s.metrics_port) for s in specs] == [
+        ("processor-0", "processor", 9500),
+        ("processor-1", "processor", 9501),
+        ("projection-0", "projection", 9502),
+        ("verifier", "verifier", 9503),
+        ("api", "api", 8090),
+    ]
+    assert "--every-s=600" in specs[3].argv and "--metrics-port=9503" in specs[3].argv
+    assert "--port=8090" in specs[4].argv
+    targets = scrape_targets(settings, run)
+    assert targets == ScrapeTargets((9500, 9501), (9502,), (9503,), (8090,))
 
 
 def test_counters_survive_a_child_restart() -> None:
