@@ -9,7 +9,8 @@ PostgreSQL refuses to run as root. When we are root, every server binary runs as
 directories are owned by it, and every parent of the data directory is made traversable for it.
 Otherwise everything runs as the current user.
 
-After a start the roles and the database are provisioned idempotently:
+After a start the roles and the database are provisioned idempotently, by
+``infra/postgres_provision.sql`` (the same script docker-compose.yml's PostgreSQL runs):
 
 - ``streamledger`` (LOGIN): the app role; owns the ``streamledger`` database and its schema;
 - ``streamledger_reader`` (LOGIN, NOBYPASSRLS, read-only by default): the tenant-scoped read
@@ -117,25 +118,12 @@ PG_CTL_STATUS_NOT_RUNNING = 3
 PG_CTL_STATUS_NO_DATA_DIRECTORY = 4
 POSTMASTER_PID_PORT_LINE = 3  # 0-based line of postmaster.pid holding the port
 
-SELECT_ROLE_EXISTS = "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s"
 SELECT_DATABASE_EXISTS = "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s"
-CREATE_ROLE = "CREATE ROLE {role} WITH LOGIN"
-# Run on every start so the roles converge to what the design says even if someone changed them.
-ALTER_APP_ROLE = (
-    "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-    " NOBYPASSRLS PASSWORD {password}"
-)
-ALTER_READER_ROLE = (
-    "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-    " NOBYPASSRLS PASSWORD {password}"
-)
-# Defence in depth: the reader's sessions are read-only unless it explicitly asks otherwise,
-# and grants (made by the migrations) give it nothing to write anyway.
-SET_READER_READ_ONLY = "ALTER ROLE {role} SET default_transaction_read_only = on"
-CREATE_DATABASE = "CREATE DATABASE {database} OWNER {owner} ENCODING 'UTF8' TEMPLATE template0"
-ALTER_DATABASE_OWNER = "ALTER DATABASE {database} OWNER TO {owner}"
-REVOKE_DATABASE_FROM_PUBLIC = "REVOKE ALL ON DATABASE {database} FROM PUBLIC"
-GRANT_CONNECT_TO_READER = "GRANT CONNECT ON DATABASE {database} TO {reader}"
+# Owned by the admin at first: the provisioning script below makes the app role its owner.
+CREATE_DATABASE = "CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0"
+# The roles, the database's owner and its grants: one script shared with docker-compose.yml's
+# PostgreSQL (mounted into /docker-entrypoint-initdb.d/), so the two stacks cannot drift.
+PROVISION_SQL_PATH = Path(__file__).with_name("postgres_provision.sql")
 
 
 @dataclass(frozen=True, slots=True)
@@ -651,13 +639,13 @@ def start_server(binaries: Path, paths: ClusterPaths) -> None:
 
 
 def provision(paths: ClusterPaths, port: int) -> None:
-    """Create or converge the app role, the reader role and the database (idempotent)."""
+    """Create the database when missing, then converge roles, owner and grants (idempotent)."""
+    script = PROVISION_SQL_PATH.read_bytes()
     try:
         with connect_admin(paths, port, "postgres") as connection:
-            provision_roles(connection)
-            provision_database(connection)
-        with connect_admin(paths, port, DATABASE_NAME) as connection:
-            provision_schema_access(connection)
+            create_database(connection)
+            with connection.transaction():
+                connection.execute(script)  # no parameters: several statements in one go
     except psycopg.Error as exc:
         raise InfraError(
             f"cannot provision roles and database on PostgreSQL port {port}: {exc}"
@@ -676,33 +664,10 @@ def connect_admin(paths: ClusterPaths, port: int, database: str) -> psycopg.Conn
     )
 
 
-def provision_roles(connection: psycopg.Connection[TupleRow]) -> None:
-    with connection.transaction():
-        for role, password, alter in (
-            (APP_ROLE, APP_PASSWORD, ALTER_APP_ROLE),
-            (READER_ROLE, READER_PASSWORD, ALTER_READER_ROLE),
-        ):
-            if connection.execute(SELECT_ROLE_EXISTS, (role,)).fetchone() is None:
-                connection.execute(sql.SQL(CREATE_ROLE).format(role=sql.Identifier(role)))
-            connection.execute(
-                sql.SQL(alter).format(role=sql.Identifier(role), password=sql.Literal(password))
-            )
-        connection.execute(sql.SQL(SET_READER_READ_ONLY).format(role=sql.Identifier(READER_ROLE)))
-
-
-def provision_database(connection: psycopg.Connection[TupleRow]) -> None:
-    names = {"database": sql.Identifier(DATABASE_NAME), "owner": sql.Identifier(APP_ROLE)}
+def create_database(connection: psycopg.Connection[TupleRow]) -> None:
     # CREATE DATABASE cannot run inside a transaction block: autocommit.
     if connection.execute(SELECT_DATABASE_EXISTS, (DATABASE_NAME,)).fetchone() is None:
-        connection.execute(sql.SQL(CREATE_DATABASE).format(**names))
-    connection.execute(sql.SQL(ALTER_DATABASE_OWNER).format(**names))
-
-
-def provision_schema_access(connection: psycopg.Connection[TupleRow]) -> None:
-    names = {"database": sql.Identifier(DATABASE_NAME), "reader": sql.Identifier(READER_ROLE)}
-    with connection.transaction():
-        connection.execute(sql.SQL(REVOKE_DATABASE_FROM_PUBLIC).format(**names))
-        connection.execute(sql.SQL(GRANT_CONNECT_TO_READER).format(**names))
+        connection.execute(sql.SQL(CREATE_DATABASE).format(database=sql.Identifier(DATABASE_NAME)))
 
 
 # --------------------------------------------------------------------------- reporting

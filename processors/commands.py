@@ -69,7 +69,9 @@ def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
     install_stop_signals(stop)
     server = None
     if processor_settings.metrics_port:
-        server = MetricsServer(metrics, processor_settings.metrics_port)
+        server = MetricsServer(
+            metrics, processor_settings.metrics_port, host=processor_settings.metrics_host
+        )
         server.start()
     logging.getLogger("streamledger.processor").info(
         "processor %s starting (group %s, transactional.id %s)",

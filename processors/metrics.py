@@ -25,7 +25,7 @@ from processors import dead_letters
 from schemas import codec
 from schemas.model import EVENT_TYPES, OutcomeStatus, RejectReason
 from streamledger import __version__
-from streamledger.metrics_endpoint import MetricsEndpoint
+from streamledger.metrics_endpoint import LISTEN_HOST, MetricsEndpoint
 
 PREFIX = "streamledger_processor_"
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000)
@@ -161,7 +161,7 @@ class ProcessorMetrics:
 
 
 class MetricsServer(MetricsEndpoint):
-    """The processor's ``/metrics``, ``/healthz``, ``/readyz`` on 127.0.0.1:port."""
+    """The processor's ``/metrics``, ``/healthz``, ``/readyz`` on host:port (default loopback)."""
 
-    def __init__(self, metrics: ProcessorMetrics, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, metrics: ProcessorMetrics, port: int, host: str = LISTEN_HOST) -> None:
         super().__init__(metrics.registry, lambda: metrics.ready, port, host=host)

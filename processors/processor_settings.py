@@ -1,7 +1,7 @@
 """The processor's limits: one frozen ``ProcessorSettings``, built once at start-up.
 
-Built from the shared ``Settings`` (addresses, topic prefix, metrics port) plus the flags of
-``streamledger process``. Every limit is finite and checked here; a bad one raises
+Built from the shared ``Settings`` (addresses, topic prefix, metrics host and port) plus the
+flags of ``streamledger process``. Every limit is finite and checked here; a bad one raises
 ``SettingError`` naming it, so the command line prints one line and exits before anything
 touched Kafka.
 """
@@ -43,6 +43,7 @@ class ProcessorSettings:
     topic_prefix: str
     instance_id: str
     metrics_port: int  # 0 = no HTTP endpoint
+    metrics_host: str = "127.0.0.1"  # the endpoint's address (Settings.metrics_host)
     batch_records_max: int = 5_000
     batch_interval_ms: int = 100
     transaction_timeout_ms: int = 10_000
@@ -113,5 +114,6 @@ def build_processor_settings(
         topic_prefix=settings.topic_prefix,
         instance_id=instance_id,
         metrics_port=port,
+        metrics_host=settings.metrics_host,
         **values,
     )

@@ -81,14 +81,19 @@ def add_metrics_port_argument(
         type=int,
         default=None,
         dest="service_metrics_port",
-        help=f"port of /metrics, /healthz, /readyz on 127.0.0.1 (default: {default_text})",
+        help=f"port of /metrics, /healthz, /readyz on metrics_host (default: {default_text})",
     )
 
 
-def serve_metrics(port: int, metrics: ProjectionMetrics | VerifyMetrics) -> MetricsEndpoint:
+def serve_metrics(
+    settings: Settings, port: int, metrics: ProjectionMetrics | VerifyMetrics
+) -> MetricsEndpoint:
+    """The endpoint on ``settings.metrics_host``:``port``, started."""
     if not 0 <= port <= 65535:
         raise SettingError(f"--metrics-port: {port} is outside 0..65535")
-    endpoint = MetricsEndpoint(metrics.registry, lambda: metrics.ready, port)
+    endpoint = MetricsEndpoint(
+        metrics.registry, lambda: metrics.ready, port, host=settings.metrics_host
+    )
     endpoint.start()
     return endpoint
 
@@ -131,7 +136,7 @@ def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
     metrics = ProjectionMetrics()
     if not arguments.no_metrics:
         port = arguments.service_metrics_port
-        serve_metrics(settings.metrics_port if port is None else port, metrics)
+        serve_metrics(settings, settings.metrics_port if port is None else port, metrics)
     stop = stop_on_signals()
     if arguments.rebuild:
         report = rebuild(settings, projection, metrics=metrics, stop=stop)
@@ -157,7 +162,7 @@ def run_verify(arguments: argparse.Namespace, settings: Settings) -> int:
     metrics = VerifyMetrics()
     endpoint = None
     if arguments.service_metrics_port is not None:
-        endpoint = serve_metrics(arguments.service_metrics_port, metrics)
+        endpoint = serve_metrics(settings, arguments.service_metrics_port, metrics)
     stop = stop_on_signals()
     try:
         ok = verify_once(settings, metrics, tolerate_errors=arguments.every_s > 0)

@@ -7,8 +7,10 @@
   restored; projection: partitions assigned and seeked to the offsets stored in PostgreSQL;
   verifier: a first run finished), else 503.
 
-Loopback only, in a daemon thread, one registry per service object so two services in one Python
-process (tests, benchmarks) never share a metric. See ``docs/metrics.md``.
+On ``host:port``: the services pass ``Settings.metrics_host`` (``STREAMLEDGER_METRICS_HOST``,
+``--metrics-host``), loopback by default and ``0.0.0.0`` in a container so Prometheus in another
+container can scrape it. In a daemon thread, one registry per service object so two services in
+one Python process (tests, benchmarks) never share a metric. See ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-LISTEN_HOST = "127.0.0.1"
+LISTEN_HOST = "127.0.0.1"  # the default of Settings.metrics_host
 HTTP_THREAD_JOIN_S = 5.0
 
 ReadinessCheck = Callable[[], bool]

@@ -46,6 +46,8 @@ class Settings:
     kafka_version: str = "4.1.1"
     kafka_heap_mb: int = 512
     metrics_port: int = 9400
+    # Where /metrics, /healthz, /readyz listen: loopback on a host, 0.0.0.0 in a container.
+    metrics_host: str = "127.0.0.1"
     prometheus_port: int = 19090  # the local Prometheus server (infra/prometheus_server.py)
 
     @property
@@ -90,6 +92,13 @@ def parse_bootstrap_servers(text: str) -> str:
             raise ValueError(f"{server!r} is not host:port")
         parse_port(port)
     return ",".join(servers)
+
+
+def parse_host(text: str) -> str:
+    host = text.strip()
+    if not HOST_PATTERN.match(host):
+        raise ValueError(f"{text!r} is not a host name or address")
+    return host
 
 
 def parse_database_url(text: str) -> str:
@@ -138,6 +147,7 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("kafka_version", parse_kafka_version),
     SettingSpec("kafka_heap_mb", lambda text: parse_int_in_range(text, *HEAP_MB_RANGE)),
     SettingSpec("metrics_port", parse_port),
+    SettingSpec("metrics_host", parse_host),
     SettingSpec("prometheus_port", parse_port),
 )
 

@@ -27,6 +27,12 @@ def test_defaults_are_the_declared_ones_and_ids_derive_from_prefix_and_instance(
     assert processor_settings.transactional_id == "p.streamledger-processor-7"
     assert processor_settings.topics.commands == "p.ledger.commands"
     assert processor_settings.metrics_port == SETTINGS.metrics_port
+    assert processor_settings.metrics_host == "127.0.0.1"
+
+
+def test_the_metrics_host_comes_from_the_shared_settings() -> None:
+    settings = Settings(home=Path("/nonexistent"), metrics_host="0.0.0.0")
+    assert build_processor_settings(settings, instance_id="0").metrics_host == "0.0.0.0"
 
 
 @pytest.mark.parametrize(("name", "_default", "minimum", "maximum"), LIMITS)

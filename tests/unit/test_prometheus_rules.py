@@ -4,7 +4,9 @@ the rules parse, every alert fires and stays silent on the synthetic series of
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 from infra import prometheus_server
@@ -36,6 +38,30 @@ def alert_names() -> list[str]:
 def test_the_compose_config_is_valid() -> None:
     result = promtool("check", "config", str(PROMETHEUS_DIRECTORY / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_config_is_valid_with_the_compose_targets(tmp_path: Path) -> None:
+    """What the compose Prometheus sees: infra/prometheus with targets-compose/ over targets/."""
+    mounted = tmp_path / "prometheus"
+    shutil.copytree(PROMETHEUS_DIRECTORY, mounted, ignore=shutil.ignore_patterns("targets*"))
+    shutil.copytree(PROMETHEUS_DIRECTORY / "targets-compose", mounted / "targets")
+    result = promtool("check", "config", str(mounted / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_targets_are_the_compose_services_for_every_job() -> None:
+    host = sorted(path.name for path in (PROMETHEUS_DIRECTORY / "targets").glob("*.json"))
+    compose_directory = PROMETHEUS_DIRECTORY / "targets-compose"
+    assert sorted(path.name for path in compose_directory.glob("*.json")) == host
+    expected = {
+        "streamledger-api.json": ["api:8080"],
+        "streamledger-processor.json": ["processor:9400"],
+        "streamledger-projection.json": ["projection:9400"],
+        "streamledger-verify.json": ["verifier:9400"],
+    }
+    for name, targets in expected.items():
+        groups = json.loads((compose_directory / name).read_text())
+        assert [target for group in groups for target in group["targets"]] == targets, name
 
 
 def test_the_local_config_is_valid(tmp_path: Path) -> None:

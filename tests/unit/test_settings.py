@@ -53,6 +53,15 @@ def test_bootstrap_servers_replace_the_local_address():
     assert settings.kafka_bootstrap == "10.0.0.1:9092,10.0.0.2:9092"
 
 
+def test_metrics_host_is_loopback_unless_a_container_asks_for_every_address():
+    assert load().metrics_host == "127.0.0.1"
+    assert load({"STREAMLEDGER_METRICS_HOST": "0.0.0.0"}).metrics_host == "0.0.0.0"
+    assert load({"STREAMLEDGER_METRICS_HOST": "0.0.0.0"}, metrics_host="::1").metrics_host == "::1"
+    settings = load(metrics_host=" 0.0.0.0 ")
+    assert settings.metrics_host == "0.0.0.0"
+    assert load(environment_for(settings)) == settings
+
+
 def test_topic_names_carry_the_prefix():
     assert load(topic_prefix="t1.").topic("ledger.events") == "t1.ledger.events"
 
@@ -68,6 +77,8 @@ def test_topic_names_carry_the_prefix():
         ({"topic_prefix": "bad prefix!"}, {}, ["topic_prefix", "--topic-prefix"]),
         ({"kafka_version": "3.9.0"}, {}, ["kafka_version", "Kafka 4.x"]),
         ({"kafka_heap_mb": "64"}, {}, ["kafka_heap_mb", "outside 128..16384"]),
+        ({"metrics_host": "bad host!"}, {}, ["metrics_host", "--metrics-host", "not a host"]),
+        ({}, {"STREAMLEDGER_METRICS_HOST": ""}, ["STREAMLEDGER_METRICS_HOST", "not a host"]),
     ],
 )
 def test_a_bad_value_names_the_setting_in_one_line(flags, environment, fragments):
