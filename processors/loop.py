@@ -19,6 +19,7 @@ Failure handling, all bounded:
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import threading
 import time
@@ -80,11 +81,13 @@ class Processor:
         """Process batches until ``stop`` is set. Raises on an error it cannot handle.
 
         Call ``check_topics`` first."""
+        self._arm_watchdog(self.settings.stall_timeout_s)
         self._start_clients()
         timeout_s = self.settings.batch_interval_ms / 1000
         aborts_in_a_row = 0
         try:
             while not stop.is_set():
+                self._arm_watchdog(self.settings.stall_timeout_s)
                 messages = self._consumer().consume(self.settings.batch_records_max, timeout_s)
                 try:
                     if messages:
@@ -99,7 +102,22 @@ class Processor:
                     self._rebuild_after_fencing(exc)
                 self._update_lag()
         finally:
+            self._arm_watchdog(self.settings.shutdown_timeout_s + self.settings.stall_timeout_s)
             self._close_clients(flush_timeout_s=self.settings.shutdown_timeout_s)
+            faulthandler.cancel_dump_traceback_later()
+
+    @staticmethod
+    def _arm_watchdog(timeout_s: int) -> None:
+        """Exit if the next step does not finish within ``timeout_s``.
+
+        Every client call here is bounded, but a librdkafka call that blocks past its own
+        timeout (seen once in the chaos suite after a broker restart) would stall the partitions
+        this member owns while its heartbeats keep them assigned. Then the only safe move is the
+        one the design already survives: crash. faulthandler's watchdog thread needs no GIL; it
+        prints every thread's stack to stderr (the log says where it hung) and exits with status
+        1, the supervisor restarts us, and the restart fences this incarnation and aborts its
+        open transaction."""
+        faulthandler.dump_traceback_later(timeout_s, exit=True)
 
     def _start_clients(self) -> None:
         self.producer = new_producer(self.settings)  # fences our previous incarnation
@@ -351,6 +369,7 @@ class Processor:
         reader = restore_consumer(self.settings)
         try:
             for partition in sorted(partitions):
+                self._arm_watchdog(self.settings.stall_timeout_s)  # each restore is bounded
                 ledger, snapshot = restore_ledger(reader, self.admin, self.settings, partition)
                 self.ledgers[partition] = ledger
                 self.metrics.restore_duration.observe(snapshot.duration_s)

@@ -31,6 +31,7 @@ LIMITS: tuple[tuple[str, int, int, int], ...] = (
     ("shutdown_timeout_s", 30, 1, 600),
     ("idempotency_retention_s", 30 * SECONDS_PER_DAY, 0, 100 * 365 * SECONDS_PER_DAY),
     ("request_timeout_s", 30, 1, 600),
+    ("stall_timeout_s", 300, 10, 7_200),
 )
 LIMIT_NAMES = tuple(name for name, _, _, _ in LIMITS)
 
@@ -55,6 +56,9 @@ class ProcessorSettings:
     shutdown_timeout_s: int = 30
     idempotency_retention_s: int = 30 * SECONDS_PER_DAY  # 0 = keep keys forever
     request_timeout_s: int = 30  # admin and offset look-ups
+    # The watchdog: a loop iteration (or one partition's restore) that takes longer than this
+    # is a hang in a client call we could not bound; the process dumps its stacks and exits.
+    stall_timeout_s: int = 300
 
     @property
     def group_id(self) -> str:
@@ -108,6 +112,16 @@ def build_processor_settings(
         raise SettingError(
             "setting max_poll_interval_ms (--max-poll-interval-ms): must exceed restore_timeout_s"
             " in ms, since restore runs between two polls"
+        )
+    # The slowest bounded step between two watchdog re-arms: one partition's restore, or a
+    # commit with all its retries, followed by an abort.
+    transaction_s = values["transaction_timeout_ms"] // 1000
+    commit_with_retries_s = (values["commit_retries_max"] + 1) * transaction_s
+    slowest_step_s = max(values["restore_timeout_s"], commit_with_retries_s) + transaction_s
+    if values["stall_timeout_s"] <= slowest_step_s:
+        raise SettingError(
+            "setting stall_timeout_s (--stall-timeout-s): must exceed the slowest bounded step,"
+            f" {slowest_step_s} s (a restore or a commit with its retries, then an abort)"
         )
     return ProcessorSettings(
         bootstrap_servers=settings.kafka_bootstrap,

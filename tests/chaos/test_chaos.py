@@ -76,6 +76,8 @@ PROCESSOR_FLAGS = (
     "--batch-records-max=500",
     "--batch-interval-ms=50",
     "--shutdown-timeout-s=15",
+    "--restore-timeout-s=30",
+    "--stall-timeout-s=90",  # a hung processor dumps its stacks and restarts within the catch-up
 )
 
 

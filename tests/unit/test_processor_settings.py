@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,31 @@ def test_a_dead_letter_keeps_the_bytes_and_says_why_and_where() -> None:
     assert headers["dlq.error.message"] == b"short body"
     assert headers[ORIGINAL_HEADER_PREFIX + "trace"] == b"x"
     assert headers[ORIGINAL_HEADER_PREFIX + "empty"] == b""
+
+
+def test_the_stall_timeout_must_exceed_the_slowest_bounded_step() -> None:
+    # restore 120 s vs commit with 5 retries at 10 s each = 60 s, then an abort of 10 s: 130 s.
+    with pytest.raises(SettingError, match="stall_timeout_s"):
+        build_processor_settings(SETTINGS, instance_id="a", limits={"stall_timeout_s": 130})
+    accepted = build_processor_settings(SETTINGS, instance_id="a", limits={"stall_timeout_s": 131})
+    assert accepted.stall_timeout_s == 131
+
+
+def test_the_watchdog_dumps_the_stacks_and_exits_a_stalled_process() -> None:
+    stalled = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time\n"
+            "from processors.loop import Processor\n"
+            "Processor._arm_watchdog(1)\n"
+            "time.sleep(30)\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert stalled.returncode == 1
+    assert "Timeout (0:00:01)!" in stalled.stderr
+    assert "time.sleep" in stalled.stderr or "<string>" in stalled.stderr
