@@ -141,18 +141,6 @@ def build_events(count: int, tenants: int, accounts: int, seed: int) -> list[Eve
     return events
 
 
-def admin(settings: Settings, statement: str, database: str) -> None:
-    arguments = postgres_server.admin_connection_arguments(settings)
-    with psycopg.connect(**arguments, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(
-            sql.SQL(statement).format(
-                database=sql.Identifier(database),
-                owner=sql.Identifier(postgres_server.APP_ROLE),
-                reader=sql.Identifier(postgres_server.READER_ROLE),
-            )
-        )
-
-
 def project(settings: Settings, projection: ProjectionSettings, schema: str, total: int) -> Timing:
     sink = ProjectionSink(settings, projection, schema=schema, subscribe=False)
     backend = sink.connection.info.backend_pid
@@ -253,8 +241,7 @@ def main() -> None:
     base = load_settings()
     settings = replace(base, topic_prefix=f"bench{uuid.uuid4().hex[:6]}.", partitions=3)
     database = f"sl_bench_{uuid.uuid4().hex[:8]}"
-    admin(settings, "CREATE DATABASE {database} OWNER {owner} TEMPLATE template0", database)
-    admin(settings, "GRANT CONNECT ON DATABASE {database} TO {reader}", database)
+    postgres_server.create_scratch_database(settings, database)
     url = f"postgresql://streamledger:streamledger@127.0.0.1:{settings.postgres_port}/{database}"
     settings = replace(settings, database_url=url)
     try:
@@ -290,7 +277,7 @@ def main() -> None:
             f" mean {statistics.fmean(latencies) * 1000:.2f} ms"
         )
     finally:
-        admin(settings, "DROP DATABASE IF EXISTS {database} WITH (FORCE)", database)
+        postgres_server.drop_scratch_database(settings, database)
 
 
 if __name__ == "__main__":

@@ -261,6 +261,38 @@ def admin_connection_arguments(settings: Settings) -> dict[str, str | int]:
     }
 
 
+SCRATCH_DATABASE_STATEMENTS = (
+    "CREATE DATABASE {database} OWNER {owner} ENCODING 'UTF8' TEMPLATE template0",
+    "GRANT CONNECT ON DATABASE {database} TO {reader}",
+)
+DROP_SCRATCH_DATABASE = "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+
+
+def create_scratch_database(settings: Settings, database: str) -> None:
+    """A fresh, empty database owned by the app role and readable by the reader role.
+
+    Tests and benchmarks use one per run so they never share tables with the live database."""
+    for statement in SCRATCH_DATABASE_STATEMENTS:
+        execute_as_admin(settings, statement, database)
+
+
+def drop_scratch_database(settings: Settings, database: str) -> None:
+    execute_as_admin(settings, DROP_SCRATCH_DATABASE, database)
+
+
+def execute_as_admin(settings: Settings, statement: str, database: str) -> None:
+    """Run one statement with ``{database}``, ``{owner}`` and ``{reader}`` as identifiers."""
+    arguments = admin_connection_arguments(settings)
+    with psycopg.connect(**arguments, autocommit=True) as connection:  # type: ignore[arg-type]
+        connection.execute(
+            sql.SQL(statement).format(
+                database=sql.Identifier(database),
+                owner=sql.Identifier(APP_ROLE),
+                reader=sql.Identifier(READER_ROLE),
+            )
+        )
+
+
 def reader_dsn(settings: Settings) -> str:
     """The DSN of the tenant-scoped read role on the local cluster."""
     return (

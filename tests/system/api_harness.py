@@ -21,12 +21,11 @@ from typing import Any
 import httpx
 
 from api.api_keys import create_api_key
-from infra import topics
+from infra import postgres_server, topics
 from projections.migrations import apply_migrations
 from projections.store import LIVE_SCHEMA
 from streamledger.settings import Settings, environment_for, replace
 from tests.conftest import delete_topics
-from tests.system.conftest import CREATE_DATABASE, DROP_DATABASE, GRANT_CONNECT, admin_execute
 from tests.system.processor_harness import ProcessorProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -95,8 +94,7 @@ def fresh_settings(stack_settings: Settings) -> Settings:
     )
     topics.apply(settings)
     database = f"sl_api_{uuid.uuid4().hex[:12]}"
-    admin_execute(settings, CREATE_DATABASE, database)
-    admin_execute(settings, GRANT_CONNECT, database)
+    postgres_server.create_scratch_database(settings, database)
     url = f"postgresql://streamledger:streamledger@127.0.0.1:{settings.postgres_port}/{database}"
     settings = replace(settings, database_url=url)
     apply_migrations(settings, schema=LIVE_SCHEMA)
@@ -106,7 +104,7 @@ def fresh_settings(stack_settings: Settings) -> Settings:
 def drop_fresh(settings: Settings) -> None:
     delete_topics(settings, [*topics.ledger_topic_names(settings).all()])
     database = settings.database_url.rsplit("/", 1)[1]
-    admin_execute(settings, DROP_DATABASE, database)
+    postgres_server.drop_scratch_database(settings, database)
 
 
 def wait_ready(stack: ApiStack, timeout_s: float) -> None:
