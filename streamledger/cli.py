@@ -73,23 +73,9 @@ def build_parser(register_commands: bool = True) -> argparse.ArgumentParser:
     )
     if register_commands:
         for module_name in COMMAND_MODULES:
-            register = load_register(module_name)
-            if register is not None:
-                register(subparsers)
+            register: Callable[[Subparsers], None] = importlib.import_module(module_name).register
+            register(subparsers)
     return parser
-
-
-def load_register(
-    module_name: str,
-) -> Callable[[Subparsers], None] | None:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None  # that part of the system has no commands yet
-        raise
-    register: Callable[[Subparsers], None] = module.register
-    return register
 
 
 def main(argv: Sequence[str] | None = None) -> int:
