@@ -61,6 +61,11 @@ def start_projection(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def assignments(log: Path) -> int:
+    """How many times a projection in ``log`` was assigned its partitions."""
+    return log.read_text().count("projections.sink assigned")
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(
     projection_settings: Settings, tmp_path: Path
@@ -85,13 +90,19 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(
         assert process.poll() is None, log.read_text()[-3000:]
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+    joined_before = assignments(log)
     process = start_projection(projection_settings, log)
     try:
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-        while event_count(projection_settings) < len(workload.events):
+        # The last killed round may already have written everything; the restarted projection
+        # must still have joined (and installed its SIGTERM handler) before it is stopped.
+        while (
+            event_count(projection_settings) < len(workload.events)
+            or assignments(log) == joined_before
+        ):
             assert process.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the restarted projection did not catch up"
-            time.sleep(0.5)
+            time.sleep(0.2)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
