@@ -7,50 +7,90 @@ Every command is a posted transfer that must succeed, so each tenant's next even
 known in advance. A poller reads ``tenant_heads`` every ``POLL_INTERVAL_S``; when a tenant's
 head reaches a sequence, every command up to it is visible, and its latency is now - due. The
 first ``WARMUP_S`` of each run are not counted.
+
+With ``breakdown=True`` each counted command is also timed per hop (``HOPS``):
+
+    due ──► acked (the SDK's delivery report: linger + the broker's append)
+        ──► event produced (the event record's timestamp: the processor decided it)
+        ──► event visible (a read_committed observer of ``ledger.events`` got it: committed)
+        ──► row visible (the poller saw the tenant head in PostgreSQL)
+
+The observer polls the broker every ``OBSERVER_FETCH_WAIT_MS`` and costs some CPU, so the
+headline figures are measured without it.
+
+Standalone, against whatever stack the ``STREAMLEDGER_*`` settings point at::
+
+    python -m bench.latency_suite --rates 500,2000 --duration-s 6 --breakdown \\
+        [--processor-arg=--batch-interval-ms=10] [--projection-arg=--batch-interval-ms=10]
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
 import os
+import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bench.bench_processor import delete_topics
 from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process
 from bench.results import BenchRun
 from infra import topics
-from producers.sdk import LedgerProducer, ProducerSettings
+from producers.sdk import DeliveryCallback, DeliveryReport, LedgerProducer, ProducerSettings
+from schemas.keys import KEY_SEPARATOR
 from schemas.model import OpenAccount, Transfer
-from streamledger.settings import Settings, environment_for, replace
+from streamledger.settings import Settings, environment_for, load_settings, replace
 
 TENANTS = 8
 CUSTOMERS = 4
 POLL_INTERVAL_S = 0.002
 WARMUP_S = 1.0
 READY_TIMEOUT_S = 180.0
+VISIBLE_TIMEOUT_S = 120.0
 PARTITIONS = 4
 HEADS = "SELECT tenant_id, last_sequence FROM ledger.tenant_heads WHERE tenant_id = ANY(%s)"
+PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+# The observer of ledger.events (breakdown only): a short broker wait so it sees a commit soon.
+OBSERVER_FETCH_WAIT_MS = 5
+OBSERVER_POLL_TIMEOUT_S = 0.05
+OBSERVER_BATCH_RECORDS_MAX = 1_000
+OBSERVER_ASSIGN_TIMEOUT_S = 30.0
+# The instants of one command's path, in order; a hop is the time between two neighbours.
+STAGES = ("due", "acked", "event_produced", "event_visible", "row_visible")
+HOPS = tuple(f"{start} → {end}" for start, end in itertools.pairwise(STAGES))
+DEFAULT_RATES = (500, 2_000)
+DEFAULT_DURATION_S = 6.0
 
 
 @contextmanager
-def pipeline(settings: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``streamledger run --processors 1 --projections 1`` on its own topic prefix."""
+def pipeline(
+    settings: Settings, log_path: Path, extra_arguments: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``streamledger run --processors 1 --projections 1`` on its own topic prefix.
+
+    The API (on by default, as a user starts it) gets a free port of its own, so a run never
+    collides with another stack's API on the default port."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
     environment.update(environment_for(settings))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamledger.cli", "run", "--processors=1",
-             "--projections=1", "--status-interval-s=60"],
+             "--projections=1", "--status-interval-s=60", f"--api-port={free_port()}",
+             *extra_arguments],
             env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
         )  # fmt: skip
@@ -60,12 +100,87 @@ def pipeline(settings: Settings, log_path: Path) -> Iterator[subprocess.Popen[by
             stop_process(process)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class HopTimes:
+    """Per counted (tenant, sequence): the instant (µs since the epoch) of each stage."""
+
+    instants: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, tenant: str, sequence: int, stage: str, instant_us: int) -> None:
+        with self.lock:
+            stages = self.instants.get((tenant, sequence))
+            if stages is not None and stage not in stages:
+                stages[stage] = instant_us
+
+    def hops_ms(self) -> dict[str, list[float]]:
+        """Each hop's durations over the commands whose every stage was seen."""
+        hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
+        with self.lock:
+            complete = [s for s in self.instants.values() if all(k in s for k in STAGES)]
+        for stages in complete:
+            for hop, (start, end) in zip(HOPS, itertools.pairwise(STAGES), strict=True):
+                hops[hop].append((stages[end] - stages[start]) / 1000)
+        return hops
+
+
+class EventObserver:
+    """Reads ``ledger.events`` read_committed from its end: when each event became visible."""
+
+    def __init__(self, settings: Settings, hop_times: HopTimes) -> None:
+        self.hop_times = hop_times
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"{settings.topic_prefix}latency-observer",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": OBSERVER_FETCH_WAIT_MS,
+            }
+        )
+        topic = settings.topic("ledger.events")
+        partitions = [TopicPartition(topic, p, OFFSET_END) for p in range(PARTITIONS)]
+        self.consumer.assign(partitions)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.observe, daemon=True)
+
+    def observe(self) -> None:
+        try:
+            while not self.stop.is_set():
+                records = self.consumer.consume(OBSERVER_BATCH_RECORDS_MAX, 0)
+                if not records:
+                    records = self.consumer.consume(1, OBSERVER_POLL_TIMEOUT_S)
+                seen_us = now_us()
+                for record in records:
+                    key = record.key()
+                    if record.error() is not None or key is None:
+                        continue
+                    tenant, sequence = key.decode().split(KEY_SEPARATOR, 1)
+                    _, produced_ms = record.timestamp()
+                    self.hop_times.note(tenant, int(sequence), "event_produced", produced_ms * 1000)
+                    self.hop_times.note(tenant, int(sequence), "event_visible", seen_us)
+        finally:
+            self.consumer.close()
+
+
 class Visibility:
     """Polls tenant heads; records latency for every (tenant, sequence) that became visible."""
 
-    def __init__(self, settings: Settings, tenants: list[str]) -> None:
+    def __init__(self, settings: Settings, tenants: list[str], hop_times: HopTimes) -> None:
         self.settings = settings
         self.tenants = tenants
+        self.hop_times = hop_times
         self.due_us: dict[tuple[str, int], int] = {}
         self.seen: dict[str, int] = dict.fromkeys(tenants, 0)
         self.latencies_ms: list[float] = []
@@ -77,13 +192,14 @@ class Visibility:
         with psycopg.connect(self.settings.database_dsn, autocommit=True) as conn:
             while not self.stop.is_set():
                 rows = conn.execute(HEADS, (self.tenants,)).fetchall()
-                now_us = time.time_ns() // 1000
+                seen_us = now_us()
                 with self.lock:
                     for tenant_id, head in rows:
                         for sequence in range(self.seen[tenant_id] + 1, head + 1):
                             due = self.due_us.pop((tenant_id, sequence), None)
                             if due is not None:
-                                self.latencies_ms.append((now_us - due) / 1000)
+                                self.latencies_ms.append((seen_us - due) / 1000)
+                                self.hop_times.note(tenant_id, sequence, "row_visible", seen_us)
                         self.seen[tenant_id] = max(self.seen[tenant_id], head)
                 time.sleep(POLL_INTERVAL_S)
 
@@ -97,17 +213,27 @@ class Visibility:
         raise AssertionError(f"not visible in {timeout_s} s: want {heads}, saw {self.seen}")
 
 
-def open_accounts(producer: LedgerProducer, tenants: list[str], now_us: int) -> dict[str, int]:
+def open_accounts(producer: LedgerProducer, tenants: list[str], opened_us: int) -> dict[str, int]:
     for tenant in tenants:
         names = ["funding"] + [f"c{n}" for n in range(CUSTOMERS)]
         for number, name in enumerate(names):
             producer.send(
                 OpenAccount(tenant_id=tenant, idempotency_key=f"open-{number}",
-                            submitted_at_us=now_us, account_id=name, currency="USD",
+                            submitted_at_us=opened_us, account_id=name, currency="USD",
                             asset_scale=2)
             )  # fmt: skip
     producer.flush(60)
     return dict.fromkeys(tenants, CUSTOMERS + 1)
+
+
+def delivery_timer(hop_times: HopTimes, tenant: str, sequence: int) -> DeliveryCallback:
+    """A delivery callback noting when the broker acknowledged (tenant, sequence)'s command."""
+
+    def on_delivery(report: DeliveryReport) -> None:
+        if report.error is None:
+            hop_times.note(tenant, sequence, "acked", now_us())
+
+    return on_delivery
 
 
 def offered(
@@ -120,23 +246,31 @@ def offered(
     tag: str,
 ) -> None:
     tenants = visibility.tenants
+    hop_times = visibility.hop_times
     total = int(rate * duration_s)
-    start_us = time.time_ns() // 1000 + 100_000
+    start_us = now_us() + 100_000
     warmup = int(rate * WARMUP_S)
     for index in range(total):
         due_us = start_us + index * 1_000_000 // rate
-        delay_s = (due_us - time.time_ns() // 1000) / 1e6
+        delay_s = (due_us - now_us()) / 1e6
         if delay_s > 0:
             time.sleep(delay_s)
         tenant = tenants[index % len(tenants)]
         heads[tenant] += 1
+        sequence = heads[tenant]
+        on_delivery: DeliveryCallback | None = None
         if index >= warmup:
             with visibility.lock:
-                visibility.due_us[(tenant, heads[tenant])] = due_us
+                visibility.due_us[(tenant, sequence)] = due_us
+            with hop_times.lock:
+                hop_times.instants[(tenant, sequence)] = {"due": due_us}
+            on_delivery = delivery_timer(hop_times, tenant, sequence)
+
         producer.send(
             Transfer(tenant_id=tenant, idempotency_key=f"{tag}-{index}", submitted_at_us=due_us,
                      transfer_id=f"{tag}-{index}", debit_account_id="funding",
-                     credit_account_id=f"c{index % CUSTOMERS}", amount=1, currency="USD")
+                     credit_account_id=f"c{index % CUSTOMERS}", amount=1, currency="USD"),
+            on_delivery=on_delivery,
         )  # fmt: skip
         producer.poll(0)
     producer.flush(60)
@@ -154,46 +288,126 @@ def run_latency(
     rates: tuple[int, ...],
     duration_s: float,
     repetitions: int,
+    breakdown: bool = False,
+    extra_arguments: Sequence[str] = (),
 ) -> None:
+    """``breakdown``: also time each hop and each child's CPU (see the module docstring)."""
     scoped = replace(settings, topic_prefix=f"l{uuid.uuid4().hex[:8]}.", partitions=PARTITIONS)
     topics.apply(scoped)
     tenants = [f"lat-{uuid.uuid4().hex[:6]}-{n}" for n in range(TENANTS)]
     log_path = settings.home / "logs" / f"bench-run-{scoped.topic_prefix}log"
+    hop_times = HopTimes()
+    observer = EventObserver(scoped, hop_times) if breakdown else None
     try:
-        with pipeline(scoped, log_path) as process:
-            visibility = Visibility(scoped, tenants)
+        with pipeline(scoped, log_path, extra_arguments) as process:
+            visibility = Visibility(scoped, tenants, hop_times)
             visibility.thread.start()
+            if observer is not None:
+                observer.thread.start()
             producer = LedgerProducer(scoped, producer_settings=ProducerSettings(linger_ms=1))
-            heads = open_accounts(producer, tenants, time.time_ns() // 1000)
+            heads = open_accounts(producer, tenants, now_us())
             visibility.wait_for(dict(heads), READY_TIMEOUT_S)
             for repetition in range(repetitions):
                 for rate in rates:
                     visibility.latencies_ms.clear()
+                    hop_times.instants.clear()
+                    children = pipeline_children(scoped)
+                    cpu_before = [cpu_seconds(pid) for _, pid in children]
                     offered(
                         producer, visibility, heads, rate=rate, duration_s=duration_s,
                         tag=f"r{repetition}-{rate}",
                     )  # fmt: skip
-                    visibility.wait_for(dict(heads), 120)
-                    measured = list(visibility.latencies_ms)
+                    visibility.wait_for(dict(heads), VISIBLE_TIMEOUT_S)
                     assert process.poll() is None, log_path.read_text()[-2000:]
-                    for name, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+                    for name, fraction in PERCENTILES:
                         run.add("latency", f"end-to-end {name} at {rate}/s", "ms",
-                                percentile(measured, fraction))  # fmt: skip
+                                percentile(visibility.latencies_ms, fraction))  # fmt: skip
+                    if observer is not None:
+                        add_hops(run, rate, hop_times.hops_ms())
+                        add_cpu(run, rate, int(rate * duration_s), children, cpu_before)
             record_pipeline_rss(run, scoped)
             visibility.stop.set()
             visibility.thread.join(10)
     finally:
+        if observer is not None:
+            observer.stop.set()
+            observer.thread.join(10)
         delete_topics(scoped)
 
 
-def record_pipeline_rss(run: BenchRun, settings: Settings) -> None:
+def add_cpu(
+    run: BenchRun,
+    rate: int,
+    commands: int,
+    children: list[tuple[str, int]],
+    cpu_before: list[float],
+) -> None:
+    """Each child's CPU time per offered command (its CPU over the phase / commands)."""
+    for (role, pid), before in zip(children, cpu_before, strict=True):
+        used_s = cpu_seconds(pid) - before
+        run.add("latency cpu", f"{role} CPU per command at {rate}/s", "µs",
+                used_s / commands * 1e6)  # fmt: skip
+
+
+def add_hops(run: BenchRun, rate: int, hops: dict[str, list[float]]) -> None:
+    for hop, durations in hops.items():
+        if not durations:
+            continue
+        run.add("latency hop", f"{hop} mean at {rate}/s", "ms", statistics.fmean(durations))
+        for name, fraction in PERCENTILES:
+            run.add("latency hop", f"{hop} {name} at {rate}/s", "ms",
+                    percentile(durations, fraction))  # fmt: skip
+
+
+def pipeline_children(settings: Settings) -> list[tuple[str, int]]:
+    """(role, pid) of every child ``streamledger run`` started, from its state file."""
     state_path = settings.home / "run" / f"{settings.topic_prefix}pipeline.json"
     try:
         state = json.loads(state_path.read_text())
     except (OSError, ValueError):
-        return
-    for child in state.get("children", []):
-        pid = child.get("pid")
-        if pid:
-            run.add("memory", f"peak RSS: {child.get('role', 'child')} under streamledger run",
-                    "MiB", peak_rss_bytes(int(pid)) / 2**20)  # fmt: skip
+        return []
+    children = [(str(c.get("role", "child")), c.get("pid")) for c in state.get("children", [])]
+    return [(role, int(pid)) for role, pid in children if pid]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the ")" of the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def record_pipeline_rss(run: BenchRun, settings: Settings) -> None:
+    for role, pid in pipeline_children(settings):
+        run.add("memory", f"peak RSS: {role} under streamledger run",
+                "MiB", peak_rss_bytes(pid) / 2**20)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency_suite", description=__doc__)
+    parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)),
+                        help="offered commands/s, comma-separated")  # fmt: skip
+    parser.add_argument("--duration-s", type=float, default=DEFAULT_DURATION_S)
+    parser.add_argument("--repetitions", type=int, default=1)
+    parser.add_argument("--breakdown", action="store_true", help="time each hop too")
+    parser.add_argument("--processor-arg", action="append", default=[])
+    parser.add_argument("--projection-arg", action="append", default=[])
+    arguments = parser.parse_args(argv)
+    rates = tuple(int(rate) for rate in arguments.rates.split(","))
+    extra = [f"--processor-arg={flag}" for flag in arguments.processor_arg] + [
+        f"--projection-arg={flag}" for flag in arguments.projection_arg
+    ]
+    run = BenchRun(size="latency", seed=0, repetitions=arguments.repetitions)
+    run_latency(
+        run, load_settings(), rates=rates, duration_s=arguments.duration_s,
+        repetitions=arguments.repetitions, breakdown=arguments.breakdown, extra_arguments=extra,
+    )  # fmt: skip
+    print(run.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

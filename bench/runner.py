@@ -62,7 +62,7 @@ class Size:
 
 SIZES = {
     "small": Size(
-        standard=20_000, tenants=50, hot_tenant=10_000, duplicates=10_000, peers=3_000,
+        standard=20_000, tenants=50, hot_tenant=10_000, duplicates=10_000, peers=12_000,
         scale=20_000, profile=10_000, projection_events=20_000, latency_duration_s=4.0,
     ),
     "full": Size(

@@ -6,7 +6,8 @@ Configured by ``BENCH_*`` environment variables (broker, topics, group, partitio
 consumes the commands; per command it calls the pure core, sends the events and the stored
 outcome to their topics on the input's partition, and writes the changed state records into a
 faust ``Table`` (its changelog is faust's state store). ``processing_guarantee="exactly_once"``:
-faust's transactional producers commit the outputs, the changelog and the offsets together.
+faust's transactional producers commit the outputs, the changelog and the offsets together, as
+often as StreamLedger's transactions (``BENCH_COMMIT_INTERVAL_S`` / ``BENCH_COMMIT_EVERY``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ app = faust.App(
     os.environ["BENCH_GROUP"],
     broker=f"kafka://{BOOTSTRAP}",
     processing_guarantee="exactly_once",
+    broker_commit_interval=float(os.environ["BENCH_COMMIT_INTERVAL_S"]),
+    broker_commit_every=int(os.environ["BENCH_COMMIT_EVERY"]),
     store="memory://",
     topic_partitions=PARTITIONS,
     topic_replication_factor=1,

@@ -22,11 +22,17 @@ from bench.bench_processor import delete_topics
 from bench.processor_suite import REPO_ROOT, fresh, stop_process, wait_for_group
 from bench.results import BenchRun
 from bench.workloads import Workload, produce
+from processors.processor_settings import LIMITS
 from streamledger.settings import Settings
 
 PEERS_DIRECTORY = Path(__file__).resolve().parent
 INSTALL_TIMEOUT_S = 900.0
 PEER_TIMEOUT_S = 900.0
+# The peers commit a transaction as often as StreamLedger's processor does by default (records
+# or milliseconds, whichever comes first), so no engine is timed with bigger transactions.
+_PROCESSOR_DEFAULTS = {name: default for name, default, _, _ in LIMITS}
+PEER_COMMIT_EVERY_RECORDS = _PROCESSOR_DEFAULTS["batch_records_max"]
+PEER_COMMIT_INTERVAL_S = _PROCESSOR_DEFAULTS["batch_interval_ms"] / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,7 @@ def run_peer(
         group = f"{scoped.topic_prefix}peer-{peer.name}"
         log_path = settings.home / "logs" / f"peer-{peer.name}-{scoped.topic_prefix}log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        (settings.home / "peers").mkdir(parents=True, exist_ok=True)
         process: subprocess.Popen[bytes] | None = None
         figure = run.figure("processor", f"{peer.label} ({workload.name})", "commands/s")
         try:
@@ -112,6 +119,8 @@ def run_peer(
                 "BENCH_COMMANDS_TOPIC": scoped.topic("ledger.commands"),
                 "BENCH_EVENTS_TOPIC": scoped.topic("ledger.events"),
                 "BENCH_OUTCOMES_TOPIC": scoped.topic("ledger.outcomes"),
+                "BENCH_COMMIT_EVERY": str(PEER_COMMIT_EVERY_RECORDS),
+                "BENCH_COMMIT_INTERVAL_S": str(PEER_COMMIT_INTERVAL_S),
                 "BENCH_STATE_DIR": str(
                     settings.home / "peers" / f"{peer.name}-{uuid.uuid4().hex[:6]}"
                 ),
