@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.bodies import (
@@ -406,10 +406,12 @@ ROUTES: Final = [
 
 
 def route_template(scope: Scope) -> str:
-    for route in ROUTES:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return route.path
+    """The template of the route that served the request. Starlette's router leaves the route
+    it matched in the scope, so routing is not done twice per request (it was ~10 % of a
+    balance read's CPU); a route that matched the path but not the method (405) is unmatched."""
+    route = scope.get("route")
+    if isinstance(route, Route) and (route.methods is None or scope["method"] in route.methods):
+        return route.path
     return UNMATCHED_ROUTE
 
 

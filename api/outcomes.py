@@ -31,6 +31,7 @@ from typing import Any, Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from processors.kafka_clients import take_batch
 from schemas.codec import DecodeError, decode_outcome
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import Outcome
@@ -176,7 +177,8 @@ class OutcomeFeed:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                for message in self._consumer.consume(CONSUME_RECORDS_MAX, CONSUME_TIMEOUT_S):
+                # No added wait: an outcome reaches its waiting submit as soon as it is fetched.
+                for message in take_batch(self._consumer, CONSUME_RECORDS_MAX, CONSUME_TIMEOUT_S):
                     self._take(message)
         except Exception as exc:  # a feed that dies must say so through readiness, not vanish
             self.failure = f"{type(exc).__name__}: {exc}"

@@ -16,7 +16,10 @@ exactly like ``tests/system/test_api.py``.
 3. for 8 and 32 concurrent clients: ``GET /v1/accounts/{id}/balance`` over HTTP (a minimal
    asyncio HTTP/1.1 client, one keep-alive connection per client) for ``--seconds``, then the
    same statement the API runs (``set_config`` + the balance SELECT in one round trip, reader
-   role, RLS) straight on PostgreSQL with the same concurrency: p50/p95/p99 and requests/s.
+   role, RLS) straight on PostgreSQL with the same concurrency: p50/p95/p99 and requests/s,
+   and the CPU per request of each side (this client; the API process and its PostgreSQL
+   backends, or the direct run's backends): with closed-loop clients on a small machine the
+   latency is mostly queueing for CPU, and this says whose.
 
 The machine may be shared and has few cores: the load generator, the API, PostgreSQL, Kafka, the
 processor and the projection all run on it. Compare figures of the same run only.
@@ -27,15 +30,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import resource
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psycopg
 from psycopg import AsyncClientCursor
 
+from api.reads import APPLICATION_NAME
+from bench.latency_suite import cpu_seconds
 from producers.sdk import LedgerProducer
 from projections.queries import SELECT_BALANCE, SET_TENANT, reader_dsn
 from schemas.model import Transfer
@@ -173,7 +181,11 @@ async def http_reads(stack: ApiStack, clients: int, seconds: float) -> list[floa
     return latencies
 
 
-async def database_reads(dsn: str, clients: int, seconds: float) -> list[float]:
+async def database_reads(
+    dsn: str, clients: int, seconds: float, backend_cpu_s: list[float] | None = None
+) -> list[float]:
+    """The API's read statement straight on PostgreSQL; ``backend_cpu_s`` gets the CPU time
+    the run's backends used (the server side of these reads)."""
     keys = account_ids()
     deadline = time.perf_counter() + seconds
     latencies: list[float] = []
@@ -182,6 +194,8 @@ async def database_reads(dsn: str, clients: int, seconds: float) -> list[float]:
     async def worker(seed: int) -> None:
         rng = random.Random(seed)
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            pid = conn.info.backend_pid
+            before = cpu_seconds(pid)
             while (started := time.perf_counter()) < deadline:
                 tenant, account = rng.choice(keys)
                 cursor = AsyncClientCursor(conn)
@@ -190,9 +204,50 @@ async def database_reads(dsn: str, clients: int, seconds: float) -> list[float]:
                 rows = await cursor.fetchall()
                 latencies.append(time.perf_counter() - started)
                 assert rows, (tenant, account)
+            if backend_cpu_s is not None:
+                backend_cpu_s.append(cpu_seconds(pid) - before)
 
     await asyncio.gather(*(worker(seed) for seed in range(clients)))
     return latencies
+
+
+def postgres_backends(dsn: str, application_name: str) -> list[int]:
+    """Pids of the PostgreSQL backends serving ``application_name`` in this database."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
+            (application_name,),
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(
+    name: str,
+    run: Callable[[], list[float]],
+    seconds: float,
+    server_pids: Callable[[], list[int]],
+    *,
+    extra_server_cpu_s: list[float] | None = None,
+) -> None:
+    """Run one measurement; print its latencies and the CPU per request of each side: this
+    client, and the server (``server_pids()``: the API and its PostgreSQL backends, asked
+    before and after since the pool may grow; plus what the run put into
+    ``extra_server_cpu_s``)."""
+    client_before = own_cpu_s()
+    servers_before = {pid: cpu_seconds(pid) for pid in server_pids()}
+    latencies = run()
+    requests = max(len(latencies), 1)
+    client_us = (own_cpu_s() - client_before) / requests * 1e6
+    servers_s = sum(cpu_seconds(pid) - servers_before.get(pid, 0.0) for pid in server_pids())
+    servers_us = (servers_s + sum(extra_server_cpu_s or [])) / requests * 1e6
+    print(describe(name, latencies, seconds))
+    print(f"{'':<34} CPU per request: client {client_us:5.0f} µs, server {servers_us:5.0f} µs")
 
 
 def main() -> None:
@@ -217,15 +272,23 @@ def main() -> None:
             print(f"ingesting {arguments.ingest_rate} commands/s in the background")
         time.sleep(1.0)  # let the last accounts reach the projection
         dsn = reader_dsn(stack.settings)
+        api_pid = stack.children[-1].process.pid
+        seconds = arguments.seconds
         try:
             for clients in CONCURRENCY:
-                over_http = asyncio.run(http_reads(stack, clients, arguments.seconds))
-                print(
-                    describe(f"balance over HTTP, {clients} clients", over_http, arguments.seconds)
+                measured(
+                    f"balance over HTTP, {clients} clients",
+                    partial(asyncio.run, http_reads(stack, clients, seconds)),
+                    seconds,
+                    lambda: [api_pid, *postgres_backends(dsn, APPLICATION_NAME)],
                 )
-                direct = asyncio.run(database_reads(dsn, clients, arguments.seconds))
-                print(
-                    describe(f"balance on PostgreSQL, {clients} clients", direct, arguments.seconds)
+                backend_cpu_s: list[float] = []
+                measured(
+                    f"balance on PostgreSQL, {clients} clients",
+                    partial(asyncio.run, database_reads(dsn, clients, seconds, backend_cpu_s)),
+                    seconds,
+                    list,
+                    extra_server_cpu_s=backend_cpu_s,
                 )
         finally:
             stop.set()

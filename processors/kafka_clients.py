@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from processors.processor_settings import ProcessorSettings
@@ -24,7 +25,14 @@ from streamledger.errors import StreamLedgerError, TopicError
 KAFKA_LOGGER = logging.getLogger("streamledger.processor.kafka")
 # A transaction of batch_records_max commands holds a few output records per command.
 PRODUCER_QUEUE_RECORDS_MAX = 1_000_000
-PRODUCER_LINGER_MS = 5  # a batch is flushed by commit anyway; this only groups sends
+# commit_transaction waits for lingering records, so a long linger adds to every commit; the
+# batch's records are produced in one burst and group into requests without it (decision 0017).
+PRODUCER_LINGER_MS = 1
+# The first retry of a transactional request that the coordinator answers with
+# CONCURRENT_TRANSACTIONS (AddOffsetsToTxn right after the previous commit, while its markers
+# are still being written). librdkafka's default of 100 ms made every transaction last at least
+# ~100 ms; later retries back off exponentially up to retry.backoff.max.ms (decision 0017).
+PRODUCER_RETRY_BACKOFF_MS = 5
 CONSUMER_FETCH_BYTES_MAX = 8 * 1024 * 1024
 COOPERATIVE = "cooperative-sticky"  # a rebalance moves (and restores) only moved partitions
 
@@ -84,9 +92,35 @@ def producer_config(processor_settings: ProcessorSettings) -> dict[str, object]:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": PRODUCER_LINGER_MS,
+        "retry.backoff.ms": PRODUCER_RETRY_BACKOFF_MS,
         "queue.buffering.max.messages": PRODUCER_QUEUE_RECORDS_MAX,
         "compression.type": "lz4",
     }
+
+
+class BatchSource(Protocol):
+    """The part of ``confluent_kafka.Consumer`` that ``take_batch`` uses (tests fake it)."""
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]: ...
+
+
+def take_batch(source: BatchSource, records_max: int, first_wait_s: float) -> list[Message]:
+    """Every record already fetched (at most ``records_max``) without waiting; when there is
+    none, the first to arrive within ``first_wait_s`` and the records fetched with it.
+
+    ``Consumer.consume(n, timeout)`` returns only once it has ``n`` records or the timeout has
+    passed, so asking for a full batch with a wait holds every record of a partial batch for
+    the whole timeout. Taken this way a batch is whatever arrived while the caller was busy
+    with the previous one: large under load, one record when idle, never an added wait
+    (decision 0017)."""
+    assert records_max >= 1
+    records = source.consume(records_max, 0)
+    if records:
+        return records
+    first = source.consume(1, first_wait_s)
+    if not first or records_max == 1:
+        return first
+    return first + source.consume(records_max - 1, 0)
 
 
 def new_consumer(processor_settings: ProcessorSettings) -> Consumer:

@@ -42,6 +42,7 @@ from processors.kafka_clients import (
     is_retriable,
     new_consumer,
     new_producer,
+    take_batch,
 )
 from processors.metrics import ProcessorMetrics
 from processors.partition_ledger import OUTCOME_TIMES_HEADER, PartitionLedger, restore_ledger
@@ -83,12 +84,16 @@ class Processor:
         Call ``check_topics`` first."""
         self._arm_watchdog(self.settings.stall_timeout_s)
         self._start_clients()
-        timeout_s = self.settings.batch_interval_ms / 1000
         aborts_in_a_row = 0
         try:
             while not stop.is_set():
                 self._arm_watchdog(self.settings.stall_timeout_s)
-                messages = self._consumer().consume(self.settings.batch_records_max, timeout_s)
+                # At the loop's own pace: whatever arrived during the last commit (decision 0017).
+                messages = take_batch(
+                    self._consumer(),
+                    self.settings.batch_records_max,
+                    self.settings.batch_interval_ms / 1000,
+                )
                 try:
                     if messages:
                         self._process_batch(messages)

@@ -46,6 +46,9 @@ class ProcessorSettings:
     metrics_port: int  # 0 = no HTTP endpoint
     metrics_host: str = "127.0.0.1"  # the endpoint's address (Settings.metrics_host)
     batch_records_max: int = 5_000
+    # The longest an idle loop waits for the first command of a batch. A batch is what was
+    # already fetched (``kafka_clients.take_batch``): this adds no wait to a command that
+    # arrives while the loop is busy or idle (decision 0017).
     batch_interval_ms: int = 100
     transaction_timeout_ms: int = 10_000
     restore_timeout_s: int = 120

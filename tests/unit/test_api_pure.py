@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from api.api_keys import is_token_shaped, new_api_key, token_digest
+from api.app import ROUTES, UNMATCHED_ROUTE, route_template
 from api.bodies import OpenAccountBody, TransferBody, check_limits, decode_body, to_command
 from api.gateway import check_same_command
 from api.outcomes import OutcomeCache, split_outcome_key
@@ -139,3 +140,11 @@ def test_the_outcome_cache_is_bounded_and_wakes_waiters() -> None:
 
     asyncio.run(scenario())
     assert split_outcome_key(b"acme/a/b") == ("acme", "a/b")
+
+
+def test_requests_are_counted_under_the_route_the_router_matched() -> None:
+    balance = next(route for route in ROUTES if route.path.endswith("/balance"))
+    assert route_template({"method": "GET", "route": balance}) == balance.path
+    # the path matched but not the method (405), or nothing matched (404): not a route's label
+    assert route_template({"method": "DELETE", "route": balance}) == UNMATCHED_ROUTE
+    assert route_template({"method": "GET"}) == UNMATCHED_ROUTE
