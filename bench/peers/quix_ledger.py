@@ -6,8 +6,8 @@ Configured by ``BENCH_*`` environment variables. A stateful ``apply`` calls the 
 command and stores the changed state records in Quix's state store (RocksDB, changelogged),
 then ``expand`` turns the decision into output records and ``to_topic`` routes each to the
 events or outcomes topic. ``processing_guarantee="exactly-once"``: Quix commits the outputs,
-the changelog and the offsets in one transaction per checkpoint, which comes as often as
-StreamLedger's transactions (``BENCH_COMMIT_INTERVAL_S`` / ``BENCH_COMMIT_EVERY``).
+the changelog and the offsets in one transaction per checkpoint: every ``BENCH_COMMIT_EVERY``
+records (StreamLedger's transaction size under a backlog) or its default 5 s, whichever first.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ def main() -> None:
         broker_address=os.environ["BENCH_BOOTSTRAP"],
         consumer_group=os.environ["BENCH_GROUP"],
         processing_guarantee="exactly-once",
-        commit_interval=float(os.environ["BENCH_COMMIT_INTERVAL_S"]),
         commit_every=int(os.environ["BENCH_COMMIT_EVERY"]),
         auto_offset_reset="earliest",
         state_dir=os.environ.get("BENCH_STATE_DIR", "/tmp/bench-quix"),
