@@ -1,7 +1,7 @@
 """Projection benchmark: events/s into PostgreSQL vs raw COPY of the same rows, and balance read
 latency with 8 concurrent readers while the projection writes.
 
-    .venv/bin/python -m bench.bench_projection [--events 200000] [--tenants 50]
+    .venv/bin/python -m bench.bench_projection [--events 200000] [--tenants 50] [--profile]
 
 Uses the stack the settings point at (``STREAMLEDGER_*``; e.g. the test stack with
 ``STREAMLEDGER_HOME=.streamledger-test STREAMLEDGER_KAFKA_PORT=29092
@@ -20,12 +20,19 @@ The machine may be shared (other services, tests), so besides wall time it print
 process's (user + system, all threads: decode, planning, librdkafka, psycopg) and the PostgreSQL
 backend's serving the writing connection (from ``/proc``, the server runs on this machine).
 Compare figures of the same run only.
+
+``--no-reads`` skips step 4. ``--profile`` runs step 2 under ``cProfile`` (every thread the
+sink starts gets its own profiler, merged at the end) and prints the functions with the most own
+time, in microseconds per event; step 4 is skipped. Profiling slows the client about twofold:
+compare its split, not its rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import random
 import resource
 import statistics
@@ -65,6 +72,7 @@ from tests.system.projection_workload import produce_events
 READERS = 8
 BASE_TIME_US = 1_700_000_000_000_000
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+PROFILE_FUNCTIONS_SHOWN = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +149,24 @@ def build_events(count: int, tenants: int, accounts: int, seed: int) -> list[Eve
     return events
 
 
-def project(settings: Settings, projection: ProjectionSettings, schema: str, total: int) -> Timing:
+def project(
+    settings: Settings,
+    projection: ProjectionSettings,
+    schema: str,
+    total: int,
+    *,
+    profiles: list[cProfile.Profile] | None = None,
+) -> Timing:
+    """Run a sink from offset 0 until ``total`` events are in PostgreSQL. With ``profiles``, the
+    calling thread and every thread started meanwhile run under their own ``cProfile``."""
     sink = ProjectionSink(settings, projection, schema=schema, subscribe=False)
     backend = sink.connection.info.backend_pid
     applied = 0
     sink.start()
     started, client_started = time.perf_counter(), process_cpu_s()
     server_started = backend_cpu_s(backend)
+    if profiles is not None:
+        start_profiling(profiles)
     try:
         while applied < total:
             applied += sink.run_once().events
@@ -157,7 +176,48 @@ def project(settings: Settings, projection: ProjectionSettings, schema: str, tot
             backend_cpu_s(backend) - server_started,
         )
     finally:
+        if profiles is not None:
+            stop_profiling(profiles)
         sink.close()
+
+
+def start_profiling(profiles: list[cProfile.Profile]) -> None:
+    """Profile this thread, and each thread started from now on from its first call."""
+
+    def profile_new_thread(*_: object) -> None:
+        profile = cProfile.Profile()
+        profiles.append(profile)
+        profile.enable()  # replaces this hook for the rest of the thread
+
+    threading.setprofile(profile_new_thread)
+    profile = cProfile.Profile()
+    profiles.append(profile)
+    profile.enable()
+
+
+def stop_profiling(profiles: list[cProfile.Profile]) -> None:
+    threading.setprofile(None)
+    for profile in profiles:
+        profile.disable()
+
+
+def print_profile(profiles: list[cProfile.Profile], events: int) -> None:
+    """Own time per event of the costliest functions, all profiled threads merged."""
+    stats = pstats.Stats(profiles[0])
+    for profile in profiles[1:]:
+        stats.add(profile)
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    table = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table untyped
+    rows = sorted(table.items(), key=lambda item: item[1][2], reverse=True)
+    print(f"profile ({len(profiles)} threads), own time per event:")
+    for (filename, line, function), (_, calls, own_s, cumulative_s, _) in rows[
+        :PROFILE_FUNCTIONS_SHOWN
+    ]:
+        where = f"{os.path.basename(filename)}:{line}({function})"
+        print(
+            f"  {own_s / events * 1e6:7.2f} us own {cumulative_s / events * 1e6:7.2f} us cum"
+            f"  {calls:>8} calls  {where}"
+        )
 
 
 def copy_limit(
@@ -237,6 +297,8 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=50)
     parser.add_argument("--accounts", type=int, default=20)
     parser.add_argument("--batch-records-max", type=int, default=10_000)
+    parser.add_argument("--profile", action="store_true", help="cProfile the projection pass")
+    parser.add_argument("--no-reads", action="store_true", help="skip step 4 (read latency)")
     arguments = parser.parse_args()
     base = load_settings()
     settings = replace(base, topic_prefix=f"bench{uuid.uuid4().hex[:6]}.", partitions=3)
@@ -258,7 +320,8 @@ def main() -> None:
             batch_records_max=arguments.batch_records_max,
             batch_interval_ms=200,
         )
-        projected = project(settings, projection, LIVE_SCHEMA, len(events))
+        profiles: list[cProfile.Profile] | None = [] if arguments.profile else None
+        projected = project(settings, projection, LIVE_SCHEMA, len(events), profiles=profiles)
         copied, copied_rows = copy_limit(settings, events)
         projection_rate = len(events) / projected.wall_s
         copy_rate = len(events) / copied.wall_s
@@ -266,6 +329,14 @@ def main() -> None:
         print(f"raw COPY of the same rows: {copied.describe(copied_rows, 'rows')}")
         print(f"raw COPY as events: {copy_rate:,.0f} events/s wall")
         print(f"projection / raw COPY (wall, events/s) = {projection_rate / copy_rate:.2f}")
+        print(
+            f"projection CPU per event: client {projected.client_cpu_s / len(events) * 1e6:.1f} us,"
+            f" server {projected.server_cpu_s / len(events) * 1e6:.1f} us"
+        )
+        if profiles is not None:
+            print_profile(profiles, len(events))
+        if profiles is not None or arguments.no_reads:
+            return
         latencies, rewrite = read_latencies(
             settings, projection, arguments.tenants, arguments.accounts, len(events)
         )

@@ -12,7 +12,7 @@ import uuid
 
 from bench import bench_projection
 from bench.results import BenchRun
-from infra import topics
+from infra import postgres_server, topics
 from projections.migrations import apply_migrations
 from projections.settings import ProjectionSettings
 from streamledger.settings import Settings, replace
@@ -26,10 +26,7 @@ def run_projection(
 ) -> None:
     scoped = replace(settings, topic_prefix=f"p{uuid.uuid4().hex[:8]}.", partitions=PARTITIONS)
     database = f"sl_bench_{uuid.uuid4().hex[:8]}"
-    bench_projection.admin(
-        scoped, "CREATE DATABASE {database} OWNER {owner} TEMPLATE template0", database
-    )
-    bench_projection.admin(scoped, "GRANT CONNECT ON DATABASE {database} TO {reader}", database)
+    postgres_server.create_scratch_database(scoped, database)
     url = f"postgresql://streamledger:streamledger@127.0.0.1:{scoped.postgres_port}/{database}"
     scoped = replace(scoped, database_url=url)
     try:
@@ -56,7 +53,7 @@ def run_projection(
             run.add("limits", "raw binary COPY of the same rows", "events/s",
                     len(built) / copied.wall_s)  # fmt: skip
     finally:
-        bench_projection.admin(scoped, "DROP DATABASE IF EXISTS {database} WITH (FORCE)", database)
+        postgres_server.drop_scratch_database(scoped, database)
         from bench.bench_processor import delete_topics
 
         delete_topics(scoped)

@@ -1,7 +1,9 @@
 """Pure planning of one projection batch: ledger events in, table rows out.
 
-No I/O here: the sink reads records, decodes them, hands the events to ``plan_batch`` and writes
-the rows the plan holds in one database transaction. Everything a batch must satisfy before it
+No I/O here: the sink reads records, decodes them into event records
+(``projections.event_records``: the Avro fields as a dict, no model objects), hands them to
+``plan_records`` and writes the rows the plan holds in one database transaction. ``plan_batch``
+does the same for model events (tests, the benchmark). Everything a batch must satisfy before it
 is written is asserted here and raised as ``InvariantViolationError``:
 
 - per tenant, the batch's sequences are consecutive (the sink checks the first one against the
@@ -16,22 +18,25 @@ Rows are plain tuples in the column order of the ``COPY``/``unnest`` statements 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-from schemas.model import (
-    AccountOpened,
-    Event,
-    PendingExpired,
-    PendingPosted,
-    PendingVoided,
-    TransferPending,
-    TransferPosted,
+from projections.event_records import (
+    AccountOpenedRecord,
+    EventRecord,
+    MoneyRecord,
+    PendingExpiredRecord,
+    PendingPostedRecord,
+    PendingVoidedRecord,
+    TransferPendingRecord,
+    TransferPostedRecord,
+    event_record,
 )
+from schemas.model import Event
 from streamledger.errors import InvariantViolationError
 
-MoneyEvent = TransferPosted | TransferPending | PendingPosted | PendingVoided | PendingExpired
-FinalizingEvent = PendingPosted | PendingVoided | PendingExpired
+FinalizingRecord = PendingPostedRecord | PendingVoidedRecord | PendingExpiredRecord
 
 STATUS_PENDING = "pending"
 STATUS_POSTED = "posted"
@@ -42,11 +47,12 @@ KIND_PENDING = "pending"  # the side's pending counter grew by amount
 KIND_POSTED = "posted"  # the side's posted counter grew by amount
 KIND_RELEASED = "released"  # the side's pending counter shrank by amount
 
-FINAL_STATUS: Mapping[type[Event], str] = {
-    PendingPosted: STATUS_POSTED,
-    PendingVoided: STATUS_VOIDED,
-    PendingExpired: STATUS_EXPIRED,
+FINAL_STATUS: Mapping[str, str] = {
+    "PendingPosted": STATUS_POSTED,
+    "PendingVoided": STATUS_VOIDED,
+    "PendingExpired": STATUS_EXPIRED,
 }
+CREATING_EVENT_TYPES = frozenset({"TransferPosted", "TransferPending"})
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -68,9 +74,9 @@ BalanceRow = tuple[str, str, int, int, int, int, int, datetime]
 EntryRow = tuple[str, str, int, str, str, str, str, str, int, int, int, int, int, datetime]
 
 
-@dataclass(frozen=True, slots=True)
-class TransferRow:
-    """A transfer's state in the column order of the ``transfers`` table."""
+class TransferRow(NamedTuple):
+    """A transfer's state in the column order of the ``transfers`` table (a tuple, so it is
+    ``COPY``'d as it is; one is built per transfer a batch creates)."""
 
     tenant_id: str
     transfer_id: str
@@ -94,29 +100,13 @@ class TransferRow:
         return (self.tenant_id, self.transfer_id)
 
     def as_tuple(self) -> tuple[object, ...]:
-        return (
-            self.tenant_id,
-            self.transfer_id,
-            self.debit_account_id,
-            self.credit_account_id,
-            self.currency,
-            self.amount,
-            self.pending,
-            self.status,
-            self.amount_posted,
-            self.amount_reversed,
-            self.reverses,
-            self.expires_at,
-            self.created_sequence,
-            self.last_sequence,
-            self.created_at,
-            self.updated_at,
-        )
+        return self
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TenantRun:
-    """The consecutive sequences one batch holds for one tenant."""
+    """The consecutive sequences one batch holds for one tenant (the last ones move as the
+    batch is planned)."""
 
     tenant_id: str
     first_sequence: int
@@ -135,7 +125,7 @@ class BatchPlan:
     accounts: list[AccountRow] = field(default_factory=list)
     balances: dict[tuple[str, str], BalanceRow] = field(default_factory=dict)
     entries: list[EntryRow] = field(default_factory=list)
-    transfer_events: list[MoneyEvent] = field(default_factory=list)
+    transfer_events: list[MoneyRecord] = field(default_factory=list)
     created_transfers: set[tuple[str, str]] = field(default_factory=set)
     event_count: int = 0
     last_effective_at_us: int = 0
@@ -143,135 +133,151 @@ class BatchPlan:
     def existing_transfer_keys(self) -> set[tuple[str, str]]:
         """Transfers this batch changes but did not create: their state must be read first."""
         keys: set[tuple[str, str]] = set()
-        for event in self.transfer_events:
-            if isinstance(event, TransferPosted):
-                if event.reverses is not None:
-                    keys.add((event.tenant_id, event.reverses))
-            elif not isinstance(event, TransferPending):
-                keys.add((event.tenant_id, event.transfer_id))
+        for record in self.transfer_events:
+            if record["event_type"] == "TransferPosted":
+                if record["reverses"] is not None:
+                    keys.add((record["tenant_id"], record["reverses"]))
+            elif record["event_type"] != "TransferPending":
+                keys.add((record["tenant_id"], record["transfer_id"]))
         return keys - self.created_transfers
 
 
 def plan_batch(events: Iterable[Event]) -> BatchPlan:
-    """The rows of a batch of events in log order. Raises ``InvariantViolationError``."""
+    """``plan_records`` of model events (tests and the benchmark hold events, not records)."""
+    return plan_records(event_record(event) for event in events)
+
+
+def plan_records(records: Iterable[EventRecord]) -> BatchPlan:
+    """The rows of a batch of event records in log order. Raises ``InvariantViolationError``."""
     plan = BatchPlan()
-    for event in events:
-        note_sequence(plan, event)
+    balances = plan.balances
+    for record in records:
+        tenant_id = record["tenant_id"]
+        sequence = record["sequence"]
+        effective_at_us = record["effective_at_us"]
+        note_sequence(plan, record)
         plan.event_count += 1
-        plan.last_effective_at_us = max(plan.last_effective_at_us, event.effective_at_us)
-        effective_at = to_datetime(event.effective_at_us)
-        for balance in event.balances:
-            plan.balances[(event.tenant_id, balance.account_id)] = (
-                event.tenant_id,
-                balance.account_id,
-                balance.debits_posted,
-                balance.credits_posted,
-                balance.debits_pending,
-                balance.credits_pending,
-                event.sequence,
+        plan.last_effective_at_us = max(plan.last_effective_at_us, effective_at_us)
+        effective_at = to_datetime(effective_at_us)
+        for balance in record["balances"]:
+            account_id = balance["account_id"]
+            balances[(tenant_id, account_id)] = (
+                tenant_id,
+                account_id,
+                balance["debits_posted"],
+                balance["credits_posted"],
+                balance["debits_pending"],
+                balance["credits_pending"],
+                sequence,
                 effective_at,
             )
-        if isinstance(event, AccountOpened):
-            plan.accounts.append(account_row(event, effective_at))
+        if record["event_type"] == "AccountOpened":
+            plan.accounts.append(account_row(record, effective_at))
             continue
-        plan.entries.extend(entry_rows(event, effective_at))
-        plan.transfer_events.append(event)
-        if isinstance(event, TransferPosted | TransferPending):
-            key = (event.tenant_id, event.transfer_id)
+        plan.entries.extend(entry_rows(record, effective_at))
+        plan.transfer_events.append(record)
+        if record["event_type"] in CREATING_EVENT_TYPES:
+            key = (tenant_id, record["transfer_id"])
             if key in plan.created_transfers:
                 raise InvariantViolationError(
-                    f"tenant {event.tenant_id!r}: transfer {event.transfer_id!r} created twice "
-                    f"in one batch (sequence {event.sequence})"
+                    f"tenant {tenant_id!r}: transfer {record['transfer_id']!r} created twice "
+                    f"in one batch (sequence {sequence})"
                 )
             plan.created_transfers.add(key)
     return plan
 
 
-def note_sequence(plan: BatchPlan, event: Event) -> None:
-    run = plan.tenant_runs.get(event.tenant_id)
-    if run is not None:
-        if event.sequence != run.last_sequence + 1:
-            raise InvariantViolationError(
-                f"tenant {event.tenant_id!r}: sequence {event.sequence} follows "
-                f"{run.last_sequence} in one batch (gap or repeat)"
-            )
-        if event.prev_hash != run.last_hash:
-            raise InvariantViolationError(
-                f"tenant {event.tenant_id!r}: sequence {event.sequence} does not chain onto "
-                f"sequence {run.last_sequence} (prev_hash differs)"
-            )
-        if event.effective_at_us < run.last_effective_at_us:
-            raise InvariantViolationError(
-                f"tenant {event.tenant_id!r}: sequence {event.sequence} goes back in time "
-                f"({event.effective_at_us} < {run.last_effective_at_us} us)"
-            )
-    plan.tenant_runs[event.tenant_id] = TenantRun(
-        tenant_id=event.tenant_id,
-        first_sequence=event.sequence if run is None else run.first_sequence,
-        first_effective_at_us=event.effective_at_us if run is None else run.first_effective_at_us,
-        first_prev_hash=event.prev_hash if run is None else run.first_prev_hash,
-        last_sequence=event.sequence,
-        last_hash=event.hash,
-        last_effective_at_us=event.effective_at_us,
-    )
+def note_sequence(plan: BatchPlan, record: EventRecord) -> None:
+    tenant_id, sequence = record["tenant_id"], record["sequence"]
+    run = plan.tenant_runs.get(tenant_id)
+    if run is None:
+        plan.tenant_runs[tenant_id] = TenantRun(
+            tenant_id=tenant_id,
+            first_sequence=sequence,
+            first_effective_at_us=record["effective_at_us"],
+            first_prev_hash=record["prev_hash"],
+            last_sequence=sequence,
+            last_hash=record["hash"],
+            last_effective_at_us=record["effective_at_us"],
+        )
+        return
+    if sequence != run.last_sequence + 1:
+        raise InvariantViolationError(
+            f"tenant {tenant_id!r}: sequence {sequence} follows "
+            f"{run.last_sequence} in one batch (gap or repeat)"
+        )
+    if record["prev_hash"] != run.last_hash:
+        raise InvariantViolationError(
+            f"tenant {tenant_id!r}: sequence {sequence} does not chain onto "
+            f"sequence {run.last_sequence} (prev_hash differs)"
+        )
+    if record["effective_at_us"] < run.last_effective_at_us:
+        raise InvariantViolationError(
+            f"tenant {tenant_id!r}: sequence {sequence} goes back in time "
+            f"({record['effective_at_us']} < {run.last_effective_at_us} us)"
+        )
+    run.last_sequence = sequence
+    run.last_hash = record["hash"]
+    run.last_effective_at_us = record["effective_at_us"]
 
 
-def account_row(event: AccountOpened, opened_at: datetime) -> AccountRow:
+def account_row(record: AccountOpenedRecord, opened_at: datetime) -> AccountRow:
     return (
-        event.tenant_id,
-        event.account_id,
-        event.currency,
-        event.asset_scale,
-        event.debits_must_not_exceed_credits,
-        event.credits_must_not_exceed_debits,
-        event.overdraft_limit,
-        event.sequence,
+        record["tenant_id"],
+        record["account_id"],
+        record["currency"],
+        record["asset_scale"],
+        record["debits_must_not_exceed_credits"],
+        record["credits_must_not_exceed_debits"],
+        record["overdraft_limit"],
+        record["sequence"],
         opened_at,
     )
 
 
-def postings(event: MoneyEvent) -> tuple[tuple[str, int], ...]:
+def postings(record: MoneyRecord) -> tuple[tuple[str, int], ...]:
     """(kind, amount) of each posting a money event makes on both of its accounts."""
-    if isinstance(event, TransferPosted):
-        return ((KIND_POSTED, event.amount),)
-    if isinstance(event, TransferPending):
-        return ((KIND_PENDING, event.amount),)
-    if isinstance(event, PendingPosted):
-        return ((KIND_POSTED, event.amount), (KIND_RELEASED, event.pending_amount))
-    return ((KIND_RELEASED, event.amount),)
+    if record["event_type"] == "TransferPosted":
+        return ((KIND_POSTED, record["amount"]),)
+    if record["event_type"] == "TransferPending":
+        return ((KIND_PENDING, record["amount"]),)
+    if record["event_type"] == "PendingPosted":
+        return ((KIND_POSTED, record["amount"]), (KIND_RELEASED, record["pending_amount"]))
+    return ((KIND_RELEASED, record["amount"]),)
 
 
-def entry_rows(event: MoneyEvent, effective_at: datetime) -> list[EntryRow]:
+def entry_rows(record: MoneyRecord, effective_at: datetime) -> list[EntryRow]:
     """The journal rows of a money event: per side and kind, with the balances after it."""
-    after = {balance.account_id: balance for balance in event.balances}
-    event_type = type(event).__name__
+    after = {balance["account_id"]: balance for balance in record["balances"]}
+    tenant_id, sequence = record["tenant_id"], record["sequence"]
+    kinds = postings(record)
     rows: list[EntryRow] = []
     for side, account_id in (
-        ("debit", event.debit_account_id),
-        ("credit", event.credit_account_id),
+        ("debit", record["debit_account_id"]),
+        ("credit", record["credit_account_id"]),
     ):
         balance = after.get(account_id)
         if balance is None:
             raise InvariantViolationError(
-                f"tenant {event.tenant_id!r}: event {event.sequence} has no balance after for "
+                f"tenant {tenant_id!r}: event {sequence} has no balance after for "
                 f"{side} account {account_id!r}"
             )
-        for kind, amount in postings(event):
+        for kind, amount in kinds:
             rows.append(
                 (
-                    event.tenant_id,
+                    tenant_id,
                     account_id,
-                    event.sequence,
+                    sequence,
                     kind,
                     side,
-                    event.transfer_id,
-                    event_type,
-                    event.currency,
+                    record["transfer_id"],
+                    record["event_type"],
+                    record["currency"],
                     amount,
-                    balance.debits_posted,
-                    balance.credits_posted,
-                    balance.debits_pending,
-                    balance.credits_pending,
+                    balance["debits_posted"],
+                    balance["credits_posted"],
+                    balance["debits_pending"],
+                    balance["credits_pending"],
                     effective_at,
                 )
             )
@@ -279,85 +285,101 @@ def entry_rows(event: MoneyEvent, effective_at: datetime) -> list[EntryRow]:
 
 
 def fold_transfers(
-    known: Mapping[tuple[str, str], TransferRow], events: Iterable[MoneyEvent]
+    known: Mapping[tuple[str, str], TransferRow], records: Iterable[MoneyRecord]
 ) -> dict[tuple[str, str], TransferRow]:
     """The final state of every transfer the events touch, starting from ``known`` (read from
     the table). Returns only touched transfers. Raises ``InvariantViolationError``."""
     state = dict(known)
     touched: dict[tuple[str, str], TransferRow] = {}
-    for event in events:
-        if isinstance(event, TransferPosted | TransferPending):
-            row = created_transfer(event)
+    for record in records:
+        if record["event_type"] == "TransferPosted" or record["event_type"] == "TransferPending":
+            row = created_transfer(record)
             if row.key in state:
                 raise InvariantViolationError(
-                    f"tenant {event.tenant_id!r}: transfer {event.transfer_id!r} already exists "
-                    f"(sequence {event.sequence})"
+                    f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} already "
+                    f"exists (sequence {record['sequence']})"
                 )
             state[row.key] = touched[row.key] = row
-            if isinstance(event, TransferPosted) and event.reverses is not None:
-                target = reversed_transfer(state, event, event.reverses)
+            if record["event_type"] == "TransferPosted" and record["reverses"] is not None:
+                target = reversed_transfer(state, record, record["reverses"])
                 state[target.key] = touched[target.key] = target
         else:
-            row = finalized_transfer(state, event)
+            row = finalized_transfer(state, record)
             state[row.key] = touched[row.key] = row
     return touched
 
 
-def created_transfer(event: TransferPosted | TransferPending) -> TransferRow:
-    posted = isinstance(event, TransferPosted)
-    at = to_datetime(event.effective_at_us)
-    expires_at_us = None if isinstance(event, TransferPosted) else event.expires_at_us
+def created_transfer(record: TransferPostedRecord | TransferPendingRecord) -> TransferRow:
+    at = to_datetime(record["effective_at_us"])
+    if record["event_type"] == "TransferPosted":
+        return TransferRow(
+            record["tenant_id"],
+            record["transfer_id"],
+            record["debit_account_id"],
+            record["credit_account_id"],
+            record["currency"],
+            record["amount"],
+            False,  # pending
+            STATUS_POSTED,
+            record["amount"],  # amount_posted
+            0,  # amount_reversed
+            record["reverses"],
+            None,  # expires_at
+            record["sequence"],  # created_sequence
+            record["sequence"],  # last_sequence
+            at,
+            at,
+        )
+    expires_at_us = record["expires_at_us"]
     return TransferRow(
-        tenant_id=event.tenant_id,
-        transfer_id=event.transfer_id,
-        debit_account_id=event.debit_account_id,
-        credit_account_id=event.credit_account_id,
-        currency=event.currency,
-        amount=event.amount,
-        pending=not posted,
-        status=STATUS_POSTED if posted else STATUS_PENDING,
-        amount_posted=event.amount if posted else 0,
-        amount_reversed=0,
-        reverses=event.reverses if isinstance(event, TransferPosted) else None,
-        expires_at=None if expires_at_us is None else to_datetime(expires_at_us),
-        created_sequence=event.sequence,
-        last_sequence=event.sequence,
-        created_at=at,
-        updated_at=at,
+        record["tenant_id"],
+        record["transfer_id"],
+        record["debit_account_id"],
+        record["credit_account_id"],
+        record["currency"],
+        record["amount"],
+        True,  # pending
+        STATUS_PENDING,
+        0,  # amount_posted
+        0,  # amount_reversed
+        None,  # reverses
+        None if expires_at_us is None else to_datetime(expires_at_us),
+        record["sequence"],  # created_sequence
+        record["sequence"],  # last_sequence
+        at,
+        at,
     )
 
 
 def reversed_transfer(
-    state: Mapping[tuple[str, str], TransferRow], event: TransferPosted, target_id: str
+    state: Mapping[tuple[str, str], TransferRow], record: TransferPostedRecord, target_id: str
 ) -> TransferRow:
-    target = state.get((event.tenant_id, target_id))
+    target = state.get((record["tenant_id"], target_id))
     if target is None or target.status != STATUS_POSTED:
         raise InvariantViolationError(
-            f"tenant {event.tenant_id!r}: transfer {event.transfer_id!r} (sequence "
-            f"{event.sequence}) reverses {target_id!r}, which is not a posted transfer here"
+            f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} (sequence "
+            f"{record['sequence']}) reverses {target_id!r}, which is not a posted transfer here"
         )
-    return replace(
-        target,
-        amount_reversed=target.amount_reversed + event.amount,
-        last_sequence=event.sequence,
-        updated_at=to_datetime(event.effective_at_us),
+    return target._replace(
+        amount_reversed=target.amount_reversed + record["amount"],
+        last_sequence=record["sequence"],
+        updated_at=to_datetime(record["effective_at_us"]),
     )
 
 
 def finalized_transfer(
-    state: Mapping[tuple[str, str], TransferRow], event: FinalizingEvent
+    state: Mapping[tuple[str, str], TransferRow], record: FinalizingRecord
 ) -> TransferRow:
-    current = state.get((event.tenant_id, event.transfer_id))
+    current = state.get((record["tenant_id"], record["transfer_id"]))
     if current is None or current.status != STATUS_PENDING:
         found = "missing" if current is None else current.status
         raise InvariantViolationError(
-            f"tenant {event.tenant_id!r}: {type(event).__name__} (sequence "
-            f"{event.sequence}) for transfer {event.transfer_id!r}, which is {found}"
+            f"tenant {record['tenant_id']!r}: {record['event_type']} (sequence "
+            f"{record['sequence']}) for transfer {record['transfer_id']!r}, which is {found}"
         )
-    return replace(
-        current,
-        status=FINAL_STATUS[type(event)],
-        amount_posted=event.amount if isinstance(event, PendingPosted) else 0,
-        last_sequence=event.sequence,
-        updated_at=to_datetime(event.effective_at_us),
+    return current._replace(
+        status=FINAL_STATUS[record["event_type"]],
+        amount_posted=record["amount"] if record["event_type"] == "PendingPosted" else 0,
+        last_sequence=record["sequence"],
+        updated_at=to_datetime(record["effective_at_us"]),
     )

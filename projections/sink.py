@@ -1,12 +1,25 @@
 """``streamledger project``: ledger.events → PostgreSQL, exactly once, in batches.
 
-The loop, top to bottom:
+The loop, top to bottom (one pass of ``run_once``):
 
-    consume up to batch_records_max records (waiting at most batch_interval_ms)
-    → decode (an undecodable event is corrupt state: stop)
-    → plan the rows (pure, ``projections.batch``)
-    → one DB transaction: check positions + tenant heads, write rows, store next offsets
-    → commit the same offsets to Kafka
+    take the batch the previous pass prepared (or prepare one now)
+    → hand it to the writer thread: one DB transaction: check positions + tenant heads,
+      write rows, store next offsets
+    → meanwhile, on this thread, prepare the next batch: consume up to batch_records_max
+      records (waiting at most batch_interval_ms) → decode (an undecodable event is corrupt
+      state: stop) → plan the rows (pure, ``projections.batch``)
+    → wait for the writer; on commit: commit the same offsets to Kafka
+
+Pipelining (decision 0016): at most one batch is prepared ahead of the one being written, and
+the writer thread touches nothing but the database connection; the consumer, every seek and
+every position belong to the calling thread. A prepared batch assumes the batch in flight will
+commit: it is tagged with the seek epoch it was consumed in, and every seek (assignment,
+revocation, re-seek) first waits for the write in flight and then moves to a new epoch, so a
+batch consumed before a seek is dropped, never written. Whatever the timing, a batch commits
+only if ``projection_offsets`` still holds the offsets it was consumed from (checked under the
+projection's lock in the same transaction), so a stale batch cannot write twice or skip.
+Between two passes nothing is in flight: the connection is idle and ``positions`` is what
+PostgreSQL holds.
 
 Commit order: PostgreSQL first, Kafka second. The database transaction is the source of truth
 (rows and offsets commit together); Kafka's committed offsets are only for lag monitoring. A
@@ -18,10 +31,12 @@ markers the consumer never returns; ``high watermark - positions[p]`` would stay
 markers when caught up. The consumer therefore reports end-of-partition (``end_reached``, the
 offset past the markers) and the lag is measured from the larger of the two.
 
-Positions: ``positions[p]`` is the offset this process consumed partition ``p`` from, which the
-``projection_offsets`` row must still hold when the batch commits. If it does not (a rebalance
-gave the partition to someone else who wrote, or a rebuild swapped a new generation in), the
-batch is dropped and every assigned partition is re-seeked to the stored offsets.
+Positions: ``positions[p]`` is the offset up to which this process has committed partition
+``p`` (what the ``projection_offsets`` row holds); ``prepared_positions[p]`` is where the next
+prepared batch starts (past the batch in flight). A batch's ``consumed_from`` must still be in
+the table when it commits. If it is not (a rebalance gave the partition to someone else who
+wrote, or a rebuild swapped a new generation in), the batch and the one prepared after it are
+dropped and every assigned partition is re-seeked to the stored offsets.
 """
 
 from __future__ import annotations
@@ -30,14 +45,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from projections.batch import plan_batch
-from projections.metrics import ProjectionMetrics
+from projections.batch import BatchPlan, plan_records
+from projections.event_records import EventRecord, decode_event_record
+from projections.metrics import US_PER_S, ProjectionMetrics
 from projections.settings import ProjectionSettings
 from projections.store import (
     LIVE_SCHEMA,
@@ -48,14 +65,41 @@ from projections.store import (
     read_offsets,
     write_batch,
 )
-from schemas.codec import DecodeError, decode_event
-from schemas.model import Event
+from schemas.codec import DecodeError
 from streamledger.errors import InfraError, InvariantViolationError
 from streamledger.settings import Settings
 
 LOG = logging.getLogger(__name__)
 EVENTS_TOPIC = "ledger.events"
 CONSUMER_CLOSE_TIMEOUT_S = 10
+WRITER_THREADS = 1  # one transaction at a time: batches of a partition commit in order
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch consumed, decoded and planned, not written yet.
+
+    ``consumed_from``/``next_offsets``: per partition, the first offset the batch covers (what the
+    table must hold) and the offset after its last record. ``ends_reached``: end-of-partition
+    offsets seen while consuming it, published once the batch is committed (the rebuild stops
+    on them). ``seek_epoch``: the sink's epoch when it was consumed.
+    """
+
+    seek_epoch: int
+    events: list[EventRecord]
+    consumed_from: dict[int, int]
+    next_offsets: dict[int, int]
+    ends_reached: dict[int, int]
+    plan: BatchPlan | None  # None when the batch holds no event
+
+
+@dataclass(slots=True)
+class InFlight:
+    """The batch the writer thread is writing and what it will answer."""
+
+    batch: PreparedBatch
+    plan: BatchPlan
+    written: Future[float]  # the transaction's seconds
 
 
 @dataclass(slots=True)
@@ -105,7 +149,8 @@ def consumer_config(
 
 
 class ProjectionSink:
-    """Projects ``ledger.events`` into one schema generation. Not thread-safe; one per process.
+    """Projects ``ledger.events`` into one schema generation. One per process; call it from one
+    thread (it starts its own writer thread).
 
     ``subscribe=True`` joins the consumer group (the live projection); ``False`` assigns every
     partition itself (a rebuild, which must see the whole log).
@@ -125,8 +170,13 @@ class ProjectionSink:
         self.target = BatchTarget(schema, projection.projection_name, settings.topic(EVENTS_TOPIC))
         self.subscribe = subscribe
         self.metrics = metrics or ProjectionMetrics()
-        self.positions: dict[int, int] = {}
+        self.positions: dict[int, int] = {}  # partition -> committed next offset
+        self.prepared_positions: dict[int, int] = {}  # partition -> next offset to prepare
         self.end_reached: dict[int, int] = {}  # partition -> offset of the last end-of-partition
+        self.seek_epoch = 0
+        self.prepared: PreparedBatch | None = None
+        self.in_flight: InFlight | None = None
+        self.settled = BatchOutcome()  # what the last write that finished committed
         self.connection = connect_writer(settings, projection)
         group = projection.consumer_group if subscribe else f"{projection.consumer_group}-{schema}"
         config = consumer_config(
@@ -137,6 +187,9 @@ class ProjectionSink:
         )
         self.consumer = Consumer(config)
         self.consumer_started = False
+        self.writer = ThreadPoolExecutor(
+            max_workers=WRITER_THREADS, thread_name_prefix="projection-writer"
+        )
 
     # ----------------------------------------------------------------- assignment
 
@@ -158,19 +211,22 @@ class ProjectionSink:
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Seek to the offsets stored in PostgreSQL, not to Kafka's committed offsets."""
-        stored = read_offsets(self.connection, self.target)
+        stored = self.stored_offsets()  # waits for the write in flight, then a new epoch
         for partition in partitions:
             offset = stored.get(partition.partition)
             partition.offset = OFFSET_BEGINNING if offset is None else offset
             self.positions[partition.partition] = 0 if offset is None else offset
+            self.prepared_positions[partition.partition] = self.positions[partition.partition]
             self.end_reached.pop(partition.partition, None)
         consumer.assign(partitions)
         self.metrics.set_assigned(len(self.positions))
         LOG.info("assigned %s at %s", self.target.topic, self.positions)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.begin_seek()
         for partition in partitions:
             self.positions.pop(partition.partition, None)
+            self.prepared_positions.pop(partition.partition, None)
             self.end_reached.pop(partition.partition, None)
         consumer.unassign()
         self.metrics.set_assigned(len(self.positions))
@@ -178,13 +234,25 @@ class ProjectionSink:
     def reseek(self) -> None:
         """The stored offsets moved under us: continue from what PostgreSQL holds."""
         self.metrics.position_resets.labels(self.target.schema).inc()
-        stored = read_offsets(self.connection, self.target)
+        stored = self.stored_offsets()
         for partition in list(self.positions):
             offset = stored.get(partition, 0)
             self.consumer.seek(TopicPartition(self.target.topic, partition, offset))
             self.positions[partition] = offset
+            self.prepared_positions[partition] = offset
             self.end_reached.pop(partition, None)
         LOG.warning("re-seeked %s to the stored offsets %s", self.target.topic, self.positions)
+
+    def begin_seek(self) -> None:
+        """Before any seek: let the write in flight finish, drop what was prepared after it."""
+        self.settle()
+        self.seek_epoch += 1
+        self.prepared = None
+
+    def stored_offsets(self) -> dict[int, int]:
+        self.begin_seek()
+        assert self.in_flight is None, "the writer connection is busy"
+        return read_offsets(self.connection, self.target)
 
     # ----------------------------------------------------------------- the loop
 
@@ -197,70 +265,85 @@ class ProjectionSink:
                 return
 
     def run_once(self) -> BatchOutcome:
-        """One batch: consume, decode, plan, write with offsets, commit offsets to Kafka."""
+        """Write one batch while the next one is consumed, decoded and planned; return what
+        was committed (nothing when the batch was dropped or empty)."""
+        assert self.in_flight is None, "run_once is not re-entrant"
+        batch = self.prepared if self.prepared is not None else self.prepare()
+        self.prepared = None
+        if batch.seek_epoch != self.seek_epoch:
+            LOG.info("dropped a batch prepared before a seek")  # consumed again from the table
+            return BatchOutcome()
+        if batch.plan is None:
+            self.end_reached.update(batch.ends_reached)
+            self.observe_lag()
+            return BatchOutcome()
+        self.in_flight = InFlight(batch, batch.plan, self.writer.submit(self.store, batch))
+        try:
+            prepared = self.prepare()  # overlaps the write; a rebalance in here settles it first
+        except BaseException:
+            self.settle()  # never leave a write running behind a failure
+            raise
+        if prepared.seek_epoch == self.seek_epoch:
+            self.prepared = prepared
+        self.settle()
+        outcome, self.settled = self.settled, BatchOutcome()
+        self.observe_lag()
+        return outcome
+
+    def prepare(self) -> PreparedBatch:
+        """Consume, decode and plan the next batch (this thread; no database)."""
         records = self.consumer.consume(
             num_messages=self.projection.batch_records_max,
             timeout=self.projection.batch_interval_ms / 1000,
         )
-        events, consumed_from, next_offsets = self.decode(records)
-        outcome = BatchOutcome()
-        if events:
-            try:
-                self.write(events, consumed_from, next_offsets)
-            except PositionMovedError as exc:
-                LOG.warning("%s", exc)
-                self.reseek()
-                return outcome
-            outcome = BatchOutcome(events=len(events), partitions=dict(next_offsets))
-        self.observe_lag()
-        return outcome
+        batch = self.decode(records)  # after consume: its rebalance callbacks have run
+        if batch.events:
+            batch.plan = plan_records(batch.events)
+            self.prepared_positions.update(batch.next_offsets)
+        return batch
 
-    def decode(
-        self, records: Sequence[Message]
-    ) -> tuple[list[Event], dict[int, int], dict[int, int]]:
-        events: list[Event] = []
-        consumed_from: dict[int, int] = {}
-        next_offsets: dict[int, int] = {}
+    def decode(self, records: Sequence[Message]) -> PreparedBatch:
+        batch = PreparedBatch(self.seek_epoch, [], {}, {}, {}, None)
         for record in records:
             error = record.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    self.note_end(record)
+                    self.note_end(record, batch)
                     continue
                 raise InfraError(f"consuming {self.target.topic}: {error}")
             partition, offset, value = record.partition(), record.offset(), record.value()
             if partition is None or offset is None or value is None:
                 raise InvariantViolationError(f"{self.target.topic}: a record without a value")
-            position = self.positions.get(partition)
-            if position is None or offset < next_offsets.get(partition, position):
+            position = self.prepared_positions.get(partition)
+            if position is None or offset < batch.next_offsets.get(partition, position):
                 continue  # fetched before a revoke or a seek; PostgreSQL decides, not us
             try:
-                events.append(decode_event(value))
+                batch.events.append(decode_event_record(value))
             except DecodeError as exc:
                 raise InvariantViolationError(
                     f"{self.target.topic}[{partition}]@{offset} is not a ledger event: {exc}"
                 ) from exc
-            consumed_from.setdefault(partition, position)
-            next_offsets[partition] = offset + 1
-        return events, consumed_from, next_offsets
+            batch.consumed_from.setdefault(partition, position)
+            batch.next_offsets[partition] = offset + 1
+        return batch
 
-    def note_end(self, record: Message) -> None:
+    def note_end(self, record: Message, batch: PreparedBatch) -> None:
         partition, offset = record.partition(), record.offset()
-        if partition is not None and offset is not None:
-            self.end_reached[partition] = offset
+        if partition is not None and offset is not None and partition in self.prepared_positions:
+            batch.ends_reached[partition] = offset
 
-    def write(
-        self, events: list[Event], consumed_from: dict[int, int], next_offsets: dict[int, int]
-    ) -> None:
-        plan = plan_batch(events)
+    def store(self, batch: PreparedBatch) -> float:
+        """The writer thread: one transaction, rows and offsets; its seconds. It reads only
+        its argument and writes only through the connection: no consumer, no positions."""
+        assert batch.plan is not None, "an empty batch is never written"
         started = time.perf_counter()
         try:
             write_batch(
                 self.connection,
                 self.target,
-                plan,
-                consumed_from=consumed_from,
-                next_offsets=next_offsets,
+                batch.plan,
+                consumed_from=batch.consumed_from,
+                next_offsets=batch.next_offsets,
             )
         except psycopg.errors.UniqueViolation as exc:
             raise InvariantViolationError(
@@ -268,19 +351,50 @@ class ProjectionSink:
             ) from exc
         except psycopg.OperationalError as exc:
             raise ProjectionDatabaseError(f"PostgreSQL failed during a batch: {exc}") from exc
-        if self.subscribe:  # the live projection: commit time minus each event's submit time
-            self.metrics.observe_freshness(events, time.time())
+        return time.perf_counter() - started
+
+    def settle(self) -> None:
+        """Wait for the write in flight (if any); record its outcome in ``settled``. A moved
+        position drops what was prepared after it and re-seeks; any other failure is raised."""
+        in_flight, self.in_flight = self.in_flight, None
+        if in_flight is None:
+            return
+        try:
+            seconds = in_flight.written.result()
+        except PositionMovedError as exc:
+            LOG.warning("%s", exc)
+            self.reseek()  # a new epoch: the batch prepared after this one is dropped
+            return
+        self.committed(in_flight.batch, in_flight.plan, seconds)
+
+    def committed(self, batch: PreparedBatch, plan: BatchPlan, seconds: float) -> None:
+        """After the DB commit: positions, metrics, then Kafka's offsets (lag monitoring)."""
+        for partition, offset in batch.next_offsets.items():
+            assert self.positions.get(partition, -1) == batch.consumed_from[partition], (
+                f"partition {partition} committed from {batch.consumed_from[partition]}, "
+                f"this process was at {self.positions.get(partition)}"
+            )
+            self.positions[partition] = offset
+        self.end_reached.update(batch.ends_reached)
+        self.settled = BatchOutcome(events=len(batch.events), partitions=dict(batch.next_offsets))
+        if self.subscribe:  # the live projection: commit time minus each event's effective time
+            committed_at_us = time.time() * US_PER_S
+            self.metrics.freshness_seconds.observe_many(
+                max(committed_at_us - record["effective_at_us"], 0.0) / US_PER_S
+                for record in batch.events
+            )
         schema = self.target.schema
-        self.metrics.transaction_seconds.labels(schema).observe(time.perf_counter() - started)
-        self.metrics.batch_size.labels(schema).observe(len(events))
-        self.metrics.events_applied.labels(schema).inc(len(events))
-        self.positions.update(next_offsets)
+        self.metrics.transaction_seconds.labels(schema).observe(seconds)
+        self.metrics.batch_size.labels(schema).observe(len(batch.events))
+        self.metrics.events_applied.labels(schema).inc(len(batch.events))
         if plan.last_effective_at_us:
             lag_s = time.time() - plan.last_effective_at_us / 1_000_000
             self.metrics.lag_seconds.labels(schema).set(max(lag_s, 0.0))
         if self.subscribe:
             # After the DB commit, for lag monitoring only (see the module docstring).
-            offsets = [TopicPartition(self.target.topic, p, o) for p, o in next_offsets.items()]
+            offsets = [
+                TopicPartition(self.target.topic, p, o) for p, o in batch.next_offsets.items()
+            ]
             self.consumer.commit(offsets=offsets, asynchronous=True)
 
     def observe_lag(self) -> None:
@@ -297,6 +411,7 @@ class ProjectionSink:
 
     def close(self) -> None:
         try:
+            self.writer.shutdown(wait=True)  # nothing is in flight between passes
             self.consumer.close()
         finally:
             self.connection.close()

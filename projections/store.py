@@ -305,7 +305,7 @@ def write_rows(
     created = [row for key, row in transfers.items() if key in plan.created_transfers]
     changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
     if created:
-        copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, map(astuple, created))
+        copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, created)
     if changed:
         copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
         cursor = conn.execute(target.compose(UPDATE_TRANSFERS))
@@ -335,10 +335,6 @@ def copy_rows(
         copy.set_types(types)
         for row in rows:
             copy.write_row(row)
-
-
-def astuple(row: TransferRow) -> tuple[object, ...]:
-    return row.as_tuple()
 
 
 def change_tuple(row: TransferRow) -> tuple[object, ...]:

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from projections.batch import fold_transfers, plan_batch
+from projections.event_records import event_record
 from projections.settings import ProjectionSettings
 from schemas.model import PendingPosted, TransferPosted
 from streamledger.errors import InvariantViolationError, SettingError
@@ -42,11 +43,15 @@ def test_a_transfer_is_finalized_once() -> None:
     events = generate(8, tenants=1, commands=300).events
     posted_pending = next(e for e in events if isinstance(e, PendingPosted))
     plan = plan_batch(events)
+    again = event_record(posted_pending)
+    assert again["event_type"] == "PendingPosted"
     with pytest.raises(InvariantViolationError, match="which is posted"):
-        fold_transfers({}, [*plan.transfer_events, posted_pending])
+        fold_transfers({}, [*plan.transfer_events, again])
     posted = next(e for e in events if isinstance(e, TransferPosted))
+    twice = event_record(posted)
+    assert twice["event_type"] == "TransferPosted"
     with pytest.raises(InvariantViolationError, match="already exists"):
-        fold_transfers({}, [*plan.transfer_events, posted])
+        fold_transfers({}, [*plan.transfer_events, twice])
 
 
 @pytest.mark.parametrize(
