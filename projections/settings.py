@@ -35,7 +35,7 @@ class ProjectionSettings:
     projection_name: str = "ledger"
     consumer_group: str = "streamledger-projection"
     batch_records_max: int = 10_000
-    batch_interval_ms: int = 200
+    batch_interval_ms: int = 20  # also the floor between database transactions (decision 0017)
     poll_timeout_ms: int = 100
     pool_size_max: int = 8
     statement_timeout_ms: int = 30_000
