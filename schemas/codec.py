@@ -23,6 +23,9 @@ Hot path: schemas are parsed once at import; an envelope (a record holding a uni
 command, event or state records) is written and read as its one-byte union index followed by the
 chosen record, which gives the same bytes as fastavro writing the envelope while skipping its
 union search (about 1 µs per record). Bytes from older versions take the general resolving path.
+Each record type has one generated encoder (model value → Avro dict → bytes, no per-field loop),
+and a decoder finds the branch of current bytes with one lookup of their first bytes (marker,
+fingerprint and union index together).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from schemas.model import (
     TenantHead,
     TransferState,
     TransferStatus,
+    record_builder,
 )
 from streamledger.errors import StreamLedgerError
 
@@ -119,6 +123,7 @@ class Branch:
     wire: Any  # fastavro-parsed, self-contained
     prefix: bytes  # single-object header (+ union index byte for envelopes)
     named: dict[str, Any]  # the named types of ``wire`` (what fastavro's writer looks up)
+    read_named: dict[str, Any]  # what fastavro's reader looks named types up in (no resolving)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,10 @@ class RecordFamily:
     branches: tuple[Branch, ...]
     by_type: Mapping[type[Any], Branch]
     by_name: Mapping[str, Branch]
+    # Bytes written under the current schema start with exactly one branch's ``prefix``:
+    # one slice and one lookup find it (anything else takes the checked general path).
+    prefix_bytes: int
+    by_prefix: Mapping[bytes, Branch]
 
 
 def _zigzag_byte(index: int) -> bytes:
@@ -162,14 +171,18 @@ def _build_family(
                 wire=wire,
                 prefix=prefix,
                 named=dict(wire.get("__named_schemas", {})),
+                read_named={"writer": wire.get("__named_schemas", {}), "reader": {}},
             )
         )
+    assert len({len(branch.prefix) for branch in branches}) == 1
     return RecordFamily(
         current=current,
         envelope_field=envelope_field,
         branches=tuple(branches),
         by_type={branch.python_type: branch for branch in branches},
         by_name={branch.full_name: branch for branch in branches},
+        prefix_bytes=len(branches[0].prefix),
+        by_prefix={branch.prefix: branch for branch in branches},
     )
 
 
@@ -220,7 +233,8 @@ def _balances_to_avro(balances: tuple[AccountBalance, ...]) -> list[dict[str, An
 
 
 def _enum_name(value: Any) -> Any:
-    return None if value is None else value.name
+    # ``_name_`` is the member's documented sunder attribute; ``.name`` is a property around it
+    return None if value is None else value._name_
 
 
 # Fields whose model value is not the Avro value: (to Avro, from Avro).
@@ -261,27 +275,11 @@ def _generated(source: str, name: str, namespace: dict[str, Any]) -> Callable[[A
     return function
 
 
-def _record_writer(python_type: type[Any], names: tuple[str, ...]) -> Callable[[Any], Any]:
-    """``value -> Avro dict`` for one model type, as one generated dict display.
-
-    The same result as ``to_avro`` without a per-field loop or lookup: this runs for every
-    record the processor writes. The source is built from the field names and conversions only.
-    """
-    conversions = _CONVERSIONS[python_type]
-    namespace: dict[str, Any] = {f"to_{name}": conversions[name][0] for name in conversions}
-    items = ", ".join(
-        f"{name!r}: to_{name}(value.{name})" if name in conversions else f"{name!r}: value.{name}"
-        for name in names
-    )
-    source = f"def write(value):\n    return {{{items}}}\n"
-    return _generated(source, "write", namespace)
-
-
 def _record_reader(python_type: type[Any], names: tuple[str, ...]) -> Callable[[Any], Any]:
     """``Avro dict -> value`` for one model type (``from_avro`` without its loop)."""
     conversions = _CONVERSIONS[python_type]
     namespace: dict[str, Any] = {f"from_{name}": conversions[name][1] for name in conversions}
-    namespace["python_type"] = python_type
+    namespace["python_type"] = record_builder(python_type)  # = python_type(**fields), cheaper
     arguments = ", ".join(
         f"{name}=from_{name}(record[{name!r}])"
         if name in conversions
@@ -307,13 +305,9 @@ def from_avro(python_type: type[RecordType], record: dict[str, Any]) -> RecordTy
     return python_type(**record)
 
 
-_RECORD_WRITERS: dict[type[Any], Callable[[Any], dict[str, Any]]] = {}
 _RECORD_READERS: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}
 for _family in (COMMANDS, EVENTS, OUTCOMES, STATES):
     for _branch in _family.branches:
-        _RECORD_WRITERS[_branch.python_type] = _record_writer(
-            _branch.python_type, _branch.field_names
-        )
         _RECORD_READERS[_branch.python_type] = _record_reader(
             _branch.python_type, _branch.field_names
         )
@@ -363,44 +357,123 @@ _write_body: Callable[[bytearray, Branch, dict[str, Any]], None] = (
 )
 
 
-def _encode_with(branch: Branch, record: dict[str, Any]) -> bytes:
-    buffer = bytearray(branch.prefix)
-    try:
-        _write_body(buffer, branch, record)
-    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
-        raise EncodeError(f"{branch.python_type.__name__} does not fit its schema: {exc}") from exc
-    return bytes(buffer)
+def _write_data_public(
+    buffer: bytearray, record: Any, wire: Any, _named: Any, _name: str, _options: Any
+) -> None:
+    """``write_data``'s signature over the public writer (when the direct one disagrees)."""
+    stream = io.BytesIO()
+    schemaless_writer(stream, wire, record)
+    buffer += stream.getvalue()
+
+
+_ENCODE_FAILURES: Final = (ValueError, TypeError, AttributeError, KeyError, OverflowError)
+
+
+def _record_encoder(
+    branch: Branch, *, placeholders: Mapping[str, bytes] | None = None
+) -> Callable[[Any], bytes]:
+    """``value -> single-object bytes`` for one model type, generated as one function.
+
+    The branch's prefix, then fastavro writing ``to_avro(value, ...)`` (as one dict display,
+    without a per-field loop or lookup), any failure as ``EncodeError``: this runs for every
+    event, outcome and state record the processor writes and every command the SDK sends.
+    The source is built from the field names and conversions only. ``placeholders`` writes
+    fixed bytes in place of some fields, and the function then returns the ``bytearray``
+    (``seal_event`` hashes it in place).
+    """
+    placeholders = placeholders or {}
+    conversions = _CONVERSIONS[branch.python_type]
+    namespace: dict[str, Any] = {f"to_{name}": conversions[name][0] for name in conversions}
+    namespace |= {
+        "prefix": branch.prefix,
+        "wire": branch.wire,
+        "named": branch.named,
+        "options": _WRITE_OPTIONS,
+        "write_data": _write_data if _write_body is _write_body_direct else _write_data_public,
+        "failures": _ENCODE_FAILURES,
+        "EncodeError": EncodeError,
+        "what": f"{branch.python_type.__name__} does not fit its schema",
+    }
+    namespace |= {f"placeholder_{name}": placeholders[name] for name in placeholders}
+
+    def item(name: str) -> str:
+        if name in placeholders:
+            return f"{name!r}: placeholder_{name}"
+        if name in conversions:
+            return f"{name!r}: to_{name}(value.{name})"
+        return f"{name!r}: value.{name}"
+
+    items = ", ".join(item(name) for name in branch.field_names)
+    source = (
+        "def encode(value):\n"
+        "    buffer = bytearray(prefix)\n"
+        "    try:\n"
+        f"        write_data(buffer, {{{items}}}, wire, named, '', options)\n"
+        "    except failures as exc:\n"
+        "        raise EncodeError(f'{what}: {exc}') from exc\n"
+        f"    return {'buffer' if placeholders else 'bytes(buffer)'}\n"
+    )
+    encoder: Callable[[Any], bytes] = _generated(source, "encode", namespace)
+    return encoder
+
+
+def _family_encoders(family: RecordFamily) -> dict[type[Any], Callable[[Any], bytes]]:
+    return {branch.python_type: _record_encoder(branch) for branch in family.branches}
+
+
+_COMMAND_ENCODERS: Final = _family_encoders(COMMANDS)
+_EVENT_ENCODERS: Final = _family_encoders(EVENTS)
+_OUTCOME_ENCODERS: Final = _family_encoders(OUTCOMES)
+_STATE_ENCODERS: Final = _family_encoders(STATES)
+_ENCODERS_BY_FAMILY: Final = {
+    id(COMMANDS): _COMMAND_ENCODERS,
+    id(EVENTS): _EVENT_ENCODERS,
+    id(OUTCOMES): _OUTCOME_ENCODERS,
+    id(STATES): _STATE_ENCODERS,
+}
+
+
+def _not_in_family(family: RecordFamily, value: Any) -> EncodeError:
+    return EncodeError(f"{type(value).__name__} is not a {family.current.name} record")
 
 
 def _encode(family: RecordFamily, value: Any) -> bytes:
-    branch = family.by_type.get(type(value))
-    if branch is None:
-        raise EncodeError(f"{type(value).__name__} is not a {family.current.name} record")
-    try:
-        record = _RECORD_WRITERS[branch.python_type](value)
-    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
-        raise EncodeError(f"{branch.python_type.__name__} does not fit its schema: {exc}") from exc
-    return _encode_with(branch, record)
+    encoder = _ENCODERS_BY_FAMILY[id(family)].get(type(value))
+    if encoder is None:
+        raise _not_in_family(family, value)
+    return encoder(value)
 
 
 def encode_command(command: Command) -> bytes:
     """Single-object bytes of a command (a ``CommandEnvelope``)."""
-    return _encode(COMMANDS, command)
+    encoder = _COMMAND_ENCODERS.get(type(command))
+    if encoder is None:
+        raise _not_in_family(COMMANDS, command)
+    return encoder(command)
 
 
 def encode_event(event: Event) -> bytes:
     """Single-object bytes of an event (an ``EventEnvelope``)."""
-    return _encode(EVENTS, event)
+    encoder = _EVENT_ENCODERS.get(type(event))
+    if encoder is None:
+        raise _not_in_family(EVENTS, event)
+    return encoder(event)
 
 
 def encode_outcome(outcome: Outcome) -> bytes:
     """Single-object bytes of an outcome."""
-    return _encode(OUTCOMES, outcome)
+    encoder = _OUTCOME_ENCODERS.get(type(outcome))
+    if encoder is None:
+        raise _not_in_family(OUTCOMES, outcome)
+    return encoder(outcome)
 
 
 def encode_state(state: StateRecord) -> bytes:
     """Single-object bytes of a ``ledger.balances`` record (a ``StateEnvelope``)."""
-    return _encode(STATES, state)
+    encoder = _STATE_ENCODERS.get(type(state))
+    if encoder is None:
+        raise _not_in_family(STATES, state)
+    return encoder(state)
 
 
 # --------------------------------------------------------------------------- decode
@@ -443,16 +516,18 @@ _READ_OPTIONS: Final = {
 _read_data: Any = getattr(fastavro_compiled_reader, "_read_data", None)
 
 
-def _read_public(buffer: io.BytesIO, writer: Any, reader: Any) -> Any:
+def _read_public(buffer: io.BytesIO, writer: Any, reader: Any, named: Any = None) -> Any:
     return schemaless_reader(
         buffer, writer, reader, return_record_name=True, return_record_name_override=True
     )
 
 
-def _read_direct(buffer: io.BytesIO, writer: Any, reader: Any) -> Any:
+def _read_direct(buffer: io.BytesIO, writer: Any, reader: Any, named: Any = None) -> Any:
+    """``named``: the writer's named types as ``Branch.read_named`` holds them (else built)."""
     if reader is not None:
         return _read_public(buffer, writer, reader)
-    named = {"writer": writer.get("__named_schemas", {}), "reader": {}}
+    if named is None:
+        named = {"writer": writer.get("__named_schemas", {}), "reader": {}}
     return _read_data(buffer, writer, named, None, _READ_OPTIONS)
 
 
@@ -469,14 +544,16 @@ def _direct_reader_agrees() -> bool:
     return bool(direct == _read_public(io.BytesIO(body), branch.wire, None))
 
 
-_read_record: Callable[[io.BytesIO, Any, Any], Any] = (
+_read_record: Callable[[io.BytesIO, Any, Any, Any], Any] = (
     _read_direct if _direct_reader_agrees() else _read_public
 )
 
 
-def _read(buffer: io.BytesIO, writer: Any, reader: Any, size: int, what: str) -> Any:
+def _read(
+    buffer: io.BytesIO, writer: Any, reader: Any, size: int, what: str, *, named: Any = None
+) -> Any:
     try:
-        record = _read_record(buffer, writer, reader)
+        record = _read_record(buffer, writer, reader, named)
     except (
         EOFError,
         StopIteration,
@@ -516,6 +593,15 @@ def _to_model(branch: Branch, record: Any) -> Any:
 
 
 def _decode(family: RecordFamily, data: bytes) -> Any:
+    prefix_bytes = family.prefix_bytes
+    branch = family.by_prefix.get(bytes(data[:prefix_bytes]))
+    if branch is not None:  # the current schema (marker, fingerprint, branch all checked)
+        buffer = io.BytesIO(data)
+        buffer.seek(prefix_bytes)
+        record = _read(
+            buffer, branch.wire, None, len(data), branch.full_name, named=branch.read_named
+        )
+        return _to_model(branch, record)
     writer = _writer_for(family, data)
     buffer = io.BytesIO(data)
     if writer is family.current:
@@ -562,17 +648,34 @@ _HASH_BYTES: Final = 32  # the Sha256 fixed: the last field of every event recor
 _HASH_PLACEHOLDER: Final = bytes(_HASH_BYTES)
 
 
-def _encode_unhashed(event: Event) -> bytes:
+def _hash_is_the_last_fixed_field(branch: Branch) -> bool:
+    last = branch.wire["fields"][-1]
+    last_type = last["type"]
+    if isinstance(last_type, str):  # a reference to a named type
+        last_type = branch.named[last_type]
+    return bool(
+        last["name"] == HASH_FORM_OMITTED_FIELD
+        and last_type["type"] == "fixed"
+        and last_type["size"] == _HASH_BYTES
+    )
+
+
+assert all(_hash_is_the_last_fixed_field(branch) for branch in EVENTS.branches)
+# An event's single-object bytes with 32 zero bytes where its hash goes (the end), writable.
+_EVENT_UNHASHED_ENCODERS: Final[dict[type[Any], Callable[[Any], bytearray]]] = {
+    branch.python_type: _record_encoder(  # type: ignore[misc]
+        branch, placeholders={HASH_FORM_OMITTED_FIELD: _HASH_PLACEHOLDER}
+    )
+    for branch in EVENTS.branches
+}
+
+
+def _encode_unhashed(event: Event) -> bytearray:
     """The event's single-object bytes with 32 zero bytes where its hash goes (the end)."""
-    branch = EVENTS.by_type.get(type(event))
-    if branch is None:
+    encoder = _EVENT_UNHASHED_ENCODERS.get(type(event))
+    if encoder is None:
         raise EncodeError(f"{type(event).__name__} is not an event")
-    try:
-        record = _RECORD_WRITERS[branch.python_type](event)
-    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
-        raise EncodeError(f"{branch.python_type.__name__} does not fit its schema: {exc}") from exc
-    record[HASH_FORM_OMITTED_FIELD] = _HASH_PLACEHOLDER
-    return _encode_with(branch, record)
+    return encoder(event)
 
 
 def event_canonical_bytes(event: Event) -> bytes:
@@ -588,7 +691,7 @@ def event_canonical_bytes(event: Event) -> bytes:
     the event's single-object bytes between the 10-byte header and the final 32 bytes: one
     encode gives both (``seal_event``).
     """
-    return _encode_unhashed(event)[HEADER_BYTES:-_HASH_BYTES]
+    return bytes(_encode_unhashed(event)[HEADER_BYTES:-_HASH_BYTES])
 
 
 def event_chain_hash(event: Event) -> bytes:
@@ -602,7 +705,10 @@ def seal_event(event: Event) -> tuple[bytes, bytes]:
     The bytes are what ``encode_event`` gives for the event carrying that hash: the ledger
     core seals each new event with this and hands the bytes on, so no event is encoded twice.
     """
-    unhashed = _encode_unhashed(event)
-    body = unhashed[:-_HASH_BYTES]
-    digest = hashlib.sha256(event.prev_hash + body[HEADER_BYTES:]).digest()
-    return digest, body + digest
+    buffer = _encode_unhashed(event)
+    chain = hashlib.sha256(event.prev_hash)
+    with memoryview(buffer) as canonical:  # hashed in place: no copy of the body
+        chain.update(canonical[HEADER_BYTES:-_HASH_BYTES])
+    digest = chain.digest()
+    buffer[-_HASH_BYTES:] = digest
+    return digest, bytes(buffer)

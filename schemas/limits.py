@@ -242,12 +242,152 @@ _BODY_CHECKS: dict[type[object], Callable[..., Violation | None]] = {
 }
 
 
-def first_violation(command: Command) -> Violation | None:
-    """The first limit ``command`` breaks as ``(field name, reason)``, or ``None`` if none.
-
-    Header fields are checked first, then the command's own fields in declared order.
-    """
+def reference_first_violation(command: Command) -> Violation | None:
+    """The checks above, field by field: the definition ``first_violation`` must agree with."""
     body_check = _BODY_CHECKS.get(type(command))
     if body_check is None:
         return ("command", f"{type(command).__name__} is not a command")
     return _header_violation(command) or body_check(command)
+
+
+# --------------------------------------------------------------------------- generated fast path
+#
+# Almost every command breaks no limit. For each command type, one generated boolean expression
+# says "certainly valid" from the same named limits without a call per field; when it says
+# anything else, ``reference_first_violation`` runs and finds the first problem. So the fast
+# path only has to be sound (True implies no violation), and a test checks it is, with
+# Hypothesis, on valid commands and on commands breaking every limit.
+
+# Tenant ids, account ids and currencies repeat from command to command: the ones found valid
+# are remembered (a bounded memo of a pure check), so a repeat costs a set lookup, not a regex.
+KNOWN_VALID_CACHE_SIZE_MAX: Final = 65_536
+
+
+class _KnownValid:
+    """Strings that passed one check; ``known(value)`` answers from the set or runs the check."""
+
+    __slots__ = ("check", "seen")
+
+    def __init__(self, check: Callable[[str], bool]) -> None:
+        self.check = check
+        self.seen: set[str] = set()
+
+    def known(self, value: str) -> bool:
+        if value in self.seen:
+            return True
+        if not self.check(value):
+            return False
+        if len(self.seen) >= KNOWN_VALID_CACHE_SIZE_MAX:
+            self.seen.clear()
+        self.seen.add(value)
+        return True
+
+
+_KNOWN_TENANT_IDS: Final = _KnownValid(lambda value: tenant_id_problem(value) is None)
+_KNOWN_ACCOUNT_IDS: Final = _KnownValid(lambda value: entity_id_problem(value) is None)
+_KNOWN_CURRENCIES: Final = _KnownValid(lambda value: currency_problem(value) is None)
+
+# One expression template per kind of field; ``{v}`` is the field's value (``known_*`` only
+# ever see an exact ``str``).
+_FAST_RULES: Final[dict[str, str]] = {
+    "tenant_id": "type({v}) is str and ({v} in KNOWN_TENANT_IDS or known_tenant_id({v}))",
+    "account_id": "type({v}) is str and ({v} in KNOWN_ACCOUNT_IDS or known_account_id({v}))",
+    "idempotency_key": "type({v}) is str and 0 < len({v}) <= IDEMPOTENCY_KEY_LENGTH_MAX"
+    " and IDEMPOTENCY_KEY_MATCH({v}) is not None",
+    "entity_id": "type({v}) is str and 0 < len({v}) <= ENTITY_ID_LENGTH_MAX"
+    " and ENTITY_ID_MATCH({v}) is not None",
+    "timestamp_us": "type({v}) is int and TIMESTAMP_US_MIN <= {v} <= TIMESTAMP_US_MAX",
+    "metadata": "(not {v} or metadata_problem({v}) is None)",
+    "currency": "type({v}) is str and ({v} in KNOWN_CURRENCIES or known_currency({v}))",
+    "amount": "type({v}) is int and AMOUNT_MIN <= {v} <= AMOUNT_MAX",
+    "optional_amount": "({v} is None or (type({v}) is int and AMOUNT_MIN <= {v} <= AMOUNT_MAX))",
+    "asset_scale": "type({v}) is int and ASSET_SCALE_MIN <= {v} <= ASSET_SCALE_MAX",
+    "false": "{v} is False",
+    "boolean": "({v} is True or {v} is False)",
+    "none": "{v} is None",
+    "pending_timeout_s": "({v} is None or (command.pending is True and type({v}) is int"
+    " and PENDING_TIMEOUT_S_MIN <= {v} <= PENDING_TIMEOUT_S_MAX))",
+}
+_HEADER_RULES: Final = (
+    ("tenant_id", "tenant_id"),
+    ("idempotency_key", "idempotency_key"),
+    ("submitted_at_us", "timestamp_us"),
+    ("metadata", "metadata"),
+)
+# The common shape of each type; anything else (flags, overdraft, reversals) takes the reference.
+_FAST_BODY_RULES: Final[dict[type[object], tuple[tuple[str, str], ...]]] = {
+    OpenAccount: (
+        ("account_id", "account_id"),
+        ("currency", "currency"),
+        ("asset_scale", "asset_scale"),
+        ("credits_must_not_exceed_debits", "false"),
+        ("overdraft_limit", "none"),
+    ),
+    Transfer: (
+        ("transfer_id", "entity_id"),
+        ("debit_account_id", "account_id"),
+        ("credit_account_id", "account_id"),
+        ("amount", "amount"),
+        ("currency", "currency"),
+        ("pending", "boolean"),
+        ("pending_timeout_s", "pending_timeout_s"),
+        ("reverses", "none"),
+    ),
+    PostPending: (("transfer_id", "entity_id"), ("amount", "optional_amount")),
+    VoidPending: (("transfer_id", "entity_id"),),
+}
+_FAST_NAMESPACE: Final[dict[str, object]] = {
+    "KNOWN_TENANT_IDS": _KNOWN_TENANT_IDS.seen,
+    "known_tenant_id": _KNOWN_TENANT_IDS.known,
+    "KNOWN_ACCOUNT_IDS": _KNOWN_ACCOUNT_IDS.seen,
+    "known_account_id": _KNOWN_ACCOUNT_IDS.known,
+    "KNOWN_CURRENCIES": _KNOWN_CURRENCIES.seen,
+    "known_currency": _KNOWN_CURRENCIES.known,
+    "IDEMPOTENCY_KEY_LENGTH_MAX": IDEMPOTENCY_KEY_LENGTH_MAX,
+    "IDEMPOTENCY_KEY_MATCH": IDEMPOTENCY_KEY_PATTERN.fullmatch,
+    "ENTITY_ID_LENGTH_MAX": ENTITY_ID_LENGTH_MAX,
+    "ENTITY_ID_MATCH": ENTITY_ID_PATTERN.fullmatch,
+    "TIMESTAMP_US_MIN": TIMESTAMP_US_MIN,
+    "TIMESTAMP_US_MAX": TIMESTAMP_US_MAX,
+    "metadata_problem": metadata_problem,
+    "AMOUNT_MIN": AMOUNT_MIN,
+    "AMOUNT_MAX": AMOUNT_MAX,
+    "ASSET_SCALE_MIN": ASSET_SCALE_MIN,
+    "ASSET_SCALE_MAX": ASSET_SCALE_MAX,
+    "PENDING_TIMEOUT_S_MIN": PENDING_TIMEOUT_S_MIN,
+    "PENDING_TIMEOUT_S_MAX": PENDING_TIMEOUT_S_MAX,
+}
+
+
+def fast_check_source(command_type: type[object]) -> str:
+    """The generated ``is_certainly_valid(command)`` of one command type (shown by tests)."""
+    rules = (*_HEADER_RULES, *_FAST_BODY_RULES[command_type])
+    conditions = "\n        and ".join(
+        _FAST_RULES[kind].format(v=f"command.{name}") for name, kind in rules
+    )
+    return f"def is_certainly_valid(command):\n    return (\n        {conditions}\n    )\n"
+
+
+def _fast_check(command_type: type[object]) -> Callable[[Command], bool]:
+    namespace = dict(_FAST_NAMESPACE)
+    source = fast_check_source(command_type)
+    exec(compile(source, f"<limits {command_type.__name__}>", "exec"), namespace)  # noqa: S102
+    check: Callable[[Command], bool] = namespace["is_certainly_valid"]  # type: ignore[assignment]
+    return check
+
+
+FAST_CHECKS: Final[dict[type[object], Callable[[Command], bool]]] = {
+    command_type: _fast_check(command_type) for command_type in _BODY_CHECKS
+}
+
+
+def first_violation(command: Command) -> Violation | None:
+    """The first limit ``command`` breaks as ``(field name, reason)``, or ``None`` if none.
+
+    Header fields are checked first, then the command's own fields in declared order
+    (``reference_first_violation``; a generated check answers first for valid commands).
+    """
+    fast_check = FAST_CHECKS.get(type(command))
+    if fast_check is not None and fast_check(command):
+        return None
+    return reference_first_violation(command)
