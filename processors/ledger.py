@@ -95,6 +95,8 @@ from schemas.model import (
     TransferState,
     TransferStatus,
     VoidPending,
+    direct_slot_init,
+    record_builder,
 )
 from streamledger.errors import InvariantViolationError
 
@@ -166,6 +168,27 @@ class Duplicate:
 
 
 Decision = Accepted | Rejected | Duplicate
+for _decision_type in (StateChanges, Accepted, Rejected, Duplicate):
+    direct_slot_init(_decision_type)
+
+# Builders of the records ``decide`` makes for every command: equal to calling the class with the
+# same keywords, a third cheaper (schemas.model.record_builder). The fold and restore, which are
+# not per command, call the classes.
+_new_account_state: Final = record_builder(AccountState)
+_new_account_balance: Final = record_builder(AccountBalance)
+_new_transfer_state: Final = record_builder(TransferState)
+_new_tenant_head: Final = record_builder(TenantHead)
+_new_outcome_record: Final = record_builder(Outcome)
+_new_state_changes: Final = record_builder(StateChanges)
+_new_accepted: Final = record_builder(Accepted)
+_new_account_opened: Final = record_builder(AccountOpened)
+_new_transfer_posted: Final = record_builder(TransferPosted)
+_new_transfer_pending: Final = record_builder(TransferPending)
+_new_pending_posted: Final = record_builder(PendingPosted)
+_RELEASE_BUILDERS: Final[dict[TransferStatus, Callable[..., PendingExpired | PendingVoided]]] = {
+    TransferStatus.EXPIRED: record_builder(PendingExpired),
+    TransferStatus.VOIDED: record_builder(PendingVoided),
+}
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -238,8 +261,8 @@ def _shared_field_fingerprint(name: str, value: object) -> bytes:
     return digest
 
 
-def command_fingerprint(command: Command) -> tuple[bytes, bytes]:
-    """(SHA-256 over type + field hashes, the field hashes) of a command.
+def reference_command_fingerprint(command: Command) -> tuple[bytes, bytes]:
+    """(SHA-256 over type + field hashes, the field hashes) of a command: the definition.
 
     The field hashes are one 8-byte SHA-256 prefix per ``FINGERPRINT_FIELDS[type(command)]``
     field, concatenated in that (declared) order: ``Outcome.field_fingerprints``.
@@ -258,6 +281,73 @@ def command_fingerprint(command: Command) -> tuple[bytes, bytes]:
     joined = b"".join(digests)
     overall = hashlib.sha256(type(command).__name__.encode() + b"\0" + joined).digest()
     return overall, joined
+
+
+def _other_field_fingerprint(name: str, value: object) -> bytes:
+    """A field hash as ``reference_command_fingerprint`` computes one that is not a string."""
+    if value is None or value == () or name in LOW_CARDINALITY_FIELDS:
+        return _shared_field_fingerprint(name, value)
+    return _field_fingerprint(value)
+
+
+def _string_field_fingerprint(value: str) -> bytes:
+    return hashlib.sha256(b"S" + value.encode("utf-8", "surrogatepass")).digest()[
+        :FIELD_FINGERPRINT_BYTES
+    ]
+
+
+def fingerprint_source(command_type: type[Command]) -> str:
+    """The generated fingerprint function of one command type (shown by tests).
+
+    ``reference_command_fingerprint`` without its per-field loop and ``getattr``: a string
+    that changes from command to command is hashed inline; every other value goes through
+    the reference's own choice of cache or hash, so the bytes are the same by construction.
+    """
+    digests = []
+    for name in FINGERPRINT_FIELDS[command_type]:
+        value = f"command.{name}"
+        if name in LOW_CARDINALITY_FIELDS:
+            cached = f"cache_get(({name!r}, type({value}), {value}))"
+            digests.append(f"{cached} or other({name!r}, {value})")
+        else:
+            digests.append(f"string({value}) if type({value}) is str else other({name!r}, {value})")
+    items = "".join(f"            {digest},\n" for digest in digests)
+    return (
+        "def fingerprint(command):\n"
+        f"    joined = b''.join((\n{items}    ))\n"
+        "    return sha256(type_prefix + joined).digest(), joined\n"
+    )
+
+
+def _generated_fingerprint(command_type: type[Command]) -> Callable[[Command], tuple[bytes, bytes]]:
+    namespace: dict[str, Any] = {
+        "cache_get": _field_fingerprint_cache.get,
+        "other": _other_field_fingerprint,
+        "string": _string_field_fingerprint,
+        "sha256": hashlib.sha256,
+        "type_prefix": command_type.__name__.encode() + b"\0",
+    }
+    source = fingerprint_source(command_type)
+    exec(compile(source, f"<fingerprint {command_type.__name__}>", "exec"), namespace)  # noqa: S102
+    function: Callable[[Command], tuple[bytes, bytes]] = namespace["fingerprint"]
+    return function
+
+
+_FINGERPRINTS: Final = {
+    command_type: _generated_fingerprint(command_type) for command_type in COMMAND_TYPES
+}
+
+
+def command_fingerprint(command: Command) -> tuple[bytes, bytes]:
+    """(SHA-256 over type + field hashes, the field hashes) of a command.
+
+    The field hashes are one 8-byte SHA-256 prefix per ``FINGERPRINT_FIELDS[type(command)]``
+    field, concatenated in that (declared) order: ``Outcome.field_fingerprints``.
+    Fingerprinted: every field but tenant_id and idempotency_key (the key's scope) and
+    submitted_at_us (a retry may be re-stamped); metadata is included. Generated per type
+    (``fingerprint_source``); ``reference_command_fingerprint`` is the definition.
+    """
+    return _FINGERPRINTS[type(command)](command)
 
 
 def field_fingerprint_pairs(
@@ -304,17 +394,18 @@ def event_hash(event: Event) -> bytes:
     return hashlib.sha256(event.prev_hash + event_canonical_bytes(event)).digest()
 
 
-def _seal(event_type: Callable[..., _E], fields: dict[str, Any]) -> tuple[_E, bytes]:
-    """Build an event, set its hash, and return it with its ``encode_event`` bytes.
+def _seal(event: _E) -> tuple[_E, bytes]:
+    """Set the hash of an event just built with ``hash=HASH_PLACEHOLDER``; return it with its
+    ``encode_event`` bytes.
 
     The canonical bytes do not cover ``hash``, so the event is built once with a placeholder and
-    the digest is written into it before the object leaves this function: the one place the
-    core writes to a frozen record, and only to one nobody else has seen yet (half the cost of
+    the digest is written into it before the object leaves the core: the one place the core
+    writes to a frozen record, and only to one nobody else has seen yet (half the cost of
     building the event twice on the hot path). ``seal_event`` encodes it once: the canonical
     bytes are the encoding without its last 32 bytes, so the hash and the record to produce come
     from the same encode.
     """
-    event = event_type(**fields, hash=HASH_PLACEHOLDER)
+    assert event.hash is HASH_PLACEHOLDER
     digest, encoded = seal_event(event)
     object.__setattr__(event, "hash", digest)
     return event, encoded
@@ -482,19 +573,26 @@ class LedgerState:
         """Write one decision's changes into the open batch (undone by ``abort``)."""
         if changes is None:
             return
+        undo, touched = self._undo.append, self._touched
+        accounts, transfers, heads = self._accounts, self._transfers, self._heads
         for account in changes.accounts:
-            self._put(self._accounts, (account.tenant_id, account.account_id), account)
-            self._touched[("account", account.tenant_id, account.account_id)] = None
+            key = (account.tenant_id, account.account_id)
+            undo((accounts, key, accounts.get(key)))  # what _put does, without the call
+            accounts[key] = account
+            touched[("account", *key)] = None
         for transfer in changes.transfers:
             key = (transfer.tenant_id, transfer.transfer_id)
-            is_new = key not in self._transfers
-            self._put(self._transfers, key, transfer)
-            self._touched[("transfer", transfer.tenant_id, transfer.transfer_id)] = None
-            if is_new and transfer.status is TransferStatus.PENDING and transfer.expires_at_us:
+            previous = transfers.get(key)
+            undo((transfers, key, previous))
+            transfers[key] = transfer
+            touched[("transfer", *key)] = None
+            is_pending = transfer.status is TransferStatus.PENDING
+            if previous is None and is_pending and transfer.expires_at_us:
                 self._pending_index.push((transfer.expires_at_us, *key))
         for head in changes.heads:
-            self._put(self._heads, head.tenant_id, head)
-            self._touched[("head", head.tenant_id, "")] = None
+            undo((heads, head.tenant_id, heads.get(head.tenant_id)))
+            heads[head.tenant_id] = head
+            touched[("head", head.tenant_id, "")] = None
         outcome = changes.outcome
         if outcome is not None:
             self._put(self._outcomes, (outcome.tenant_id, outcome.idempotency_key), outcome)
@@ -596,22 +694,23 @@ class _Draft:
             return 1, GENESIS_HASH
         return head.last_sequence + 1, head.last_hash
 
-    def record(self, sealed: tuple[Event, bytes], *records: AccountState | TransferState) -> None:
+    def put_account(self, account: AccountState) -> None:
+        self.accounts[(account.tenant_id, account.account_id)] = account
+
+    def put_transfer(self, transfer: TransferState) -> None:
+        self.transfers[(transfer.tenant_id, transfer.transfer_id)] = transfer
+
+    def record(self, sealed: tuple[Event, bytes]) -> None:
+        """A sealed event of this decision: it moves its tenant's head."""
         event, encoded = sealed
-        for record in records:
-            if type(record) is AccountState:
-                self.accounts[(record.tenant_id, record.account_id)] = record
-            else:
-                assert type(record) is TransferState
-                self.transfers[(record.tenant_id, record.transfer_id)] = record
-        self.heads[event.tenant_id] = TenantHead(
+        self.heads[event.tenant_id] = _new_tenant_head(
             tenant_id=event.tenant_id, last_sequence=event.sequence, last_hash=event.hash
         )
         self.events.append(event)
         self.encoded_events.append(encoded)
 
     def changes(self, outcome: Outcome | None, stream_time_us: int) -> StateChanges:
-        return StateChanges(
+        return _new_state_changes(
             accounts=tuple(self.accounts.values()),
             transfers=tuple(self.transfers.values()),
             heads=tuple(self.heads.values()),
@@ -680,7 +779,7 @@ def _with_counters(
     sequence: int,
 ) -> AccountState:
     # Built field by field: dataclasses.replace costs several times more on this hot path.
-    return AccountState(
+    return _new_account_state(
         tenant_id=account.tenant_id,
         account_id=account.account_id,
         currency=account.currency,
@@ -697,7 +796,7 @@ def _with_counters(
 
 
 def _balance(account: AccountState) -> AccountBalance:
-    return AccountBalance(
+    return _new_account_balance(
         account_id=account.account_id,
         currency=account.currency,
         debits_posted=account.debits_posted,
@@ -723,6 +822,7 @@ def _header(
         "effective_at_us": effective_at_us,
         "balances": tuple([_balance(account) for account in accounts]),
         "prev_hash": prev_hash,
+        "hash": HASH_PLACEHOLDER,
     }
 
 
@@ -730,7 +830,7 @@ def _transfer_record(
     transfer: TransferState, *, status: TransferStatus, amount_posted: int, sequence: int
 ) -> TransferState:
     # spelled out rather than dataclasses.replace: this runs for every pending transfer's end
-    return TransferState(
+    return _new_transfer_state(
         tenant_id=transfer.tenant_id,
         transfer_id=transfer.transfer_id,
         debit_account_id=transfer.debit_account_id,
@@ -782,14 +882,16 @@ def _release(
     debit, credit = _accounts_of(draft, transfer)
     link = draft.next_link(tenant_id)
     debit, credit = _move(debit, credit, posted=0, pending=-transfer.amount, sequence=link[0])
-    event_type = PendingExpired if status is TransferStatus.EXPIRED else PendingVoided
     sealed = _seal(
-        event_type,
-        _header(tenant_id, link, idempotency_key, effective_at_us, (debit, credit))
-        | _transfer_fields(transfer, transfer.amount),
+        _RELEASE_BUILDERS[status](
+            **_header(tenant_id, link, idempotency_key, effective_at_us, (debit, credit)),
+            **_transfer_fields(transfer, transfer.amount),
+        )
     )
-    new_transfer = _transfer_record(transfer, status=status, amount_posted=0, sequence=link[0])
-    draft.record(sealed, debit, credit, new_transfer)
+    draft.put_account(debit)
+    draft.put_account(credit)
+    draft.put_transfer(_transfer_record(transfer, status=status, amount_posted=0, sequence=link[0]))
+    draft.record(sealed)
 
 
 def _accounts_of(draft: _Draft, transfer: TransferState) -> tuple[AccountState, AccountState]:
@@ -843,17 +945,19 @@ def _transfer_violation(command: Transfer) -> tuple[str, str] | None:
     return None
 
 
-def _core_violation(command: Command) -> tuple[str, str] | None:
-    """The contract checks the rules below rely on, whatever schemas.limits checks."""
-    if isinstance(command, OpenAccount):
-        return _account_violation(command)
-    if isinstance(command, Transfer):
-        return _transfer_violation(command)
-    if isinstance(command, PostPending) and not (
-        command.amount is None or _is_amount(command.amount)
-    ):
-        return "amount", "must be None (the full amount) or an integer in [1, 2**63 - 1]"
-    return None
+def _post_pending_violation(command: PostPending) -> tuple[str, str] | None:
+    if command.amount is None or _is_amount(command.amount):
+        return None
+    return "amount", "must be None (the full amount) or an integer in [1, 2**63 - 1]"
+
+
+# The contract checks the rules below rely on, whatever schemas.limits checks (by exact type:
+# first_violation already rejects anything that is not exactly a command type).
+_CORE_CHECKS: Final[dict[type[Any], Callable[[Any], tuple[str, str] | None]]] = {
+    OpenAccount: _account_violation,
+    Transfer: _transfer_violation,
+    PostPending: _post_pending_violation,
+}
 
 
 def command_violation(command: Command) -> tuple[str, str] | None:
@@ -862,7 +966,11 @@ def command_violation(command: Command) -> tuple[str, str] | None:
     The core's own checks run after the contract's and repeat the few the rules rely on, so a
     change of the limits can never let an amount the rules cannot handle through.
     """
-    return first_violation(command) or _core_violation(command)
+    violation = first_violation(command)
+    if violation is not None:
+        return violation
+    core_check = _CORE_CHECKS.get(type(command))
+    return None if core_check is None else core_check(command)
 
 
 # --------------------------------------------------------------------------- rules
@@ -875,19 +983,14 @@ def _transfer_rejection(draft: _Draft, command: Transfer) -> _Rejection | None:
         return RejectReason.TRANSFER_EXISTS, f"transfer_id: {command.transfer_id!r} exists"
     debit = draft.account(tenant_id, command.debit_account_id)
     credit = draft.account(tenant_id, command.credit_account_id)
-    for field, account_id, account in (
-        ("debit_account_id", command.debit_account_id, debit),
-        ("credit_account_id", command.credit_account_id, credit),
-    ):
-        if account is None:
-            return RejectReason.UNKNOWN_ACCOUNT, f"{field}: no account {account_id!r}"
-    assert debit is not None and credit is not None
-    for field, account in (("debit_account_id", debit), ("credit_account_id", credit)):
-        if account.currency != command.currency:
-            return RejectReason.CURRENCY_MISMATCH, (
-                f"{field}: account {account.account_id!r} holds {account.currency}, "
-                f"the transfer is in {command.currency}"
-            )
+    if debit is None:
+        return _unknown_account("debit_account_id", command.debit_account_id)
+    if credit is None:
+        return _unknown_account("credit_account_id", command.credit_account_id)
+    if debit.currency != command.currency:
+        return _currency_mismatch("debit_account_id", debit, command.currency)
+    if credit.currency != command.currency:
+        return _currency_mismatch("credit_account_id", credit, command.currency)
     if command.debit_account_id == command.credit_account_id:
         return RejectReason.SAME_ACCOUNT, "credit_account_id: equals debit_account_id"
     if command.reverses is not None:
@@ -895,6 +998,17 @@ def _transfer_rejection(draft: _Draft, command: Transfer) -> _Rejection | None:
         if found is not None:
             return found
     return _funds_rejection(debit, credit, command)
+
+
+def _unknown_account(field: str, account_id: str) -> _Rejection:
+    return RejectReason.UNKNOWN_ACCOUNT, f"{field}: no account {account_id!r}"
+
+
+def _currency_mismatch(field: str, account: AccountState, currency: str) -> _Rejection:
+    return RejectReason.CURRENCY_MISMATCH, (
+        f"{field}: account {account.account_id!r} holds {account.currency}, "
+        f"the transfer is in {currency}"
+    )
 
 
 def _reversal_rejection(draft: _Draft, command: Transfer) -> _Rejection | None:
@@ -941,13 +1055,15 @@ def _funds_rejection(
         return RejectReason.LIMIT_EXCEEDED, (
             f"credit_account_id: account {credit.account_id!r} would exceed its debits"
         )
-    for field, account, total in (
-        ("debit_account_id", debit, debit_total),
-        ("credit_account_id", credit, credit_total),
-    ):
-        if total > INT64_MAX:
-            return RejectReason.OVERFLOW, f"{field}: account {account.account_id!r} would overflow"
+    if debit_total > INT64_MAX:
+        return _overflow("debit_account_id", debit)
+    if credit_total > INT64_MAX:
+        return _overflow("credit_account_id", credit)
     return None
+
+
+def _overflow(field: str, account: AccountState) -> _Rejection:
+    return RejectReason.OVERFLOW, f"{field}: account {account.account_id!r} would overflow"
 
 
 def _pending_rejection(draft: _Draft, command: PostPending | VoidPending) -> _Rejection | None:
@@ -991,7 +1107,7 @@ def _rule_rejection(draft: _Draft, command: Command, effective_at_us: int) -> _R
 
 def _open_account(draft: _Draft, command: OpenAccount, effective_at_us: int) -> None:
     link = draft.next_link(command.tenant_id)
-    account = AccountState(
+    account = _new_account_state(
         tenant_id=command.tenant_id,
         account_id=command.account_id,
         currency=command.currency,
@@ -1007,18 +1123,18 @@ def _open_account(draft: _Draft, command: OpenAccount, effective_at_us: int) -> 
     )
     header = _header(command.tenant_id, link, command.idempotency_key, effective_at_us, (account,))
     sealed = _seal(
-        AccountOpened,
-        header
-        | {
-            "account_id": command.account_id,
-            "currency": command.currency,
-            "asset_scale": command.asset_scale,
-            "debits_must_not_exceed_credits": command.debits_must_not_exceed_credits,
-            "credits_must_not_exceed_debits": command.credits_must_not_exceed_debits,
-            "overdraft_limit": command.overdraft_limit,
-        },
+        _new_account_opened(
+            **header,
+            account_id=command.account_id,
+            currency=command.currency,
+            asset_scale=command.asset_scale,
+            debits_must_not_exceed_credits=command.debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits=command.credits_must_not_exceed_debits,
+            overdraft_limit=command.overdraft_limit,
+        )
     )
-    draft.record(sealed, account)
+    draft.put_account(account)
+    draft.record(sealed)
 
 
 def _create_transfer(draft: _Draft, command: Transfer, effective_at_us: int) -> None:
@@ -1032,7 +1148,7 @@ def _create_transfer(draft: _Draft, command: Transfer, effective_at_us: int) -> 
     debit, credit = _move(debit, credit, posted=posted, pending=pending, sequence=sequence)
     timeout = command.pending_timeout_s
     expires_at_us = None if timeout is None else effective_at_us + timeout * US_PER_S
-    transfer = TransferState(
+    transfer = _new_transfer_state(
         tenant_id=tenant_id,
         transfer_id=command.transfer_id,
         debit_account_id=command.debit_account_id,
@@ -1046,20 +1162,21 @@ def _create_transfer(draft: _Draft, command: Transfer, effective_at_us: int) -> 
         expires_at_us=expires_at_us,
         last_sequence=sequence,
     )
-    fields = _header(tenant_id, link, command.idempotency_key, effective_at_us, (debit, credit))
-    fields |= _transfer_fields(transfer, amount)
-    if command.pending:
-        sealed: tuple[Event, bytes] = _seal(
-            TransferPending, fields | {"expires_at_us": expires_at_us}
-        )
-    else:
-        sealed = _seal(TransferPosted, fields | {"reverses": command.reverses})
-    records: list[AccountState | TransferState] = [debit, credit, transfer]
+    header = _header(tenant_id, link, command.idempotency_key, effective_at_us, (debit, credit))
+    fields = _transfer_fields(transfer, amount)
+    sealed: tuple[Event, bytes] = _seal(
+        _new_transfer_pending(**header, **fields, expires_at_us=expires_at_us)
+        if command.pending
+        else _new_transfer_posted(**header, **fields, reverses=command.reverses)
+    )
+    draft.put_account(debit)
+    draft.put_account(credit)
+    draft.put_transfer(transfer)
     if command.reverses is not None:
         original = draft.transfer(tenant_id, command.reverses)
         assert original is not None
-        records.append(_reversed_by(original, amount, sequence))
-    draft.record(sealed, *records)
+        draft.put_transfer(_reversed_by(original, amount, sequence))
+    draft.record(sealed)
 
 
 def _reversed_by(original: TransferState, amount: int, sequence: int) -> TransferState:
@@ -1080,13 +1197,18 @@ def _post_pending(draft: _Draft, command: PostPending, effective_at_us: int) -> 
         command.tenant_id, link, command.idempotency_key, effective_at_us, (debit, credit)
     )
     sealed = _seal(
-        PendingPosted,
-        fields | _transfer_fields(transfer, amount) | {"pending_amount": transfer.amount},
+        _new_pending_posted(
+            **fields, **_transfer_fields(transfer, amount), pending_amount=transfer.amount
+        )
     )
-    posted = _transfer_record(
-        transfer, status=TransferStatus.POSTED, amount_posted=amount, sequence=link[0]
+    draft.put_account(debit)
+    draft.put_account(credit)
+    draft.put_transfer(
+        _transfer_record(
+            transfer, status=TransferStatus.POSTED, amount_posted=amount, sequence=link[0]
+        )
     )
-    draft.record(sealed, debit, credit, posted)
+    draft.record(sealed)
 
 
 def _execute(draft: _Draft, command: Command, effective_at_us: int) -> None:
@@ -1121,7 +1243,7 @@ def _new_outcome(
 ) -> Outcome:
     retention_us = state.idempotency_retention_us
     expires_at_us = None if retention_us == 0 else min(decided_at_us + retention_us, INT64_MAX)
-    return Outcome(
+    return _new_outcome_record(
         tenant_id=command.tenant_id,
         idempotency_key=command.idempotency_key,
         command_type=type(command).__name__,
@@ -1209,7 +1331,7 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
     sequences = tuple(event.sequence for event in draft.events[expired_count:])
     outcome = _new_outcome(state, command, fingerprint, record_timestamp_us, sequences=sequences)
     changes = draft.changes(outcome, stream_time_us)
-    return Accepted(
+    return _new_accepted(
         events=tuple(draft.events),
         outcome=outcome,
         changes=changes,
