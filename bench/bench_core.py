@@ -8,6 +8,9 @@ Measures CPU time (``time.process_time``, so other processes on the machine add 
   ``step``, encode its events and stored outcome; per batch of ``--batch`` commands the changed
   state records and the commit) on the loadgen's standard mix, pre-encoded;
 * the pure core alone (``step`` + ``commit`` per batch) on the same decoded commands;
+* the same workload stage by stage, in µs per command: decode, validate (``first_violation``),
+  ``command_fingerprint``, encode of the stored outcomes and of the batches' state records (each
+  spread over all commands);
 * µs per stage on typical records (Transfer command, TransferPosted event, Outcome,
   AccountState), against fastavro's bare ``schemaless_writer``/``schemaless_reader`` on the same
   Avro dicts as the floor the codec adds to.
@@ -48,6 +51,7 @@ def main() -> None:
     core_s = best_of(arguments.rounds, lambda: run_core(decoded, arguments.batch))
     print(f"full path (decode+decide+encode): {len(records) / full_s:10,.0f} commands/s")
     print(f"pure core (step + commit):        {len(records) / core_s:10,.0f} commands/s")
+    print_workload_stages(records, decoded, arguments)
     print_stages(decoded)
     if arguments.profile:
         profiler = cProfile.Profile()
@@ -92,6 +96,35 @@ def run_core(commands: list[tuple[Command, int]], batch: int) -> None:
             step(state, command, timestamp_us)
         state.staged_records()
         state.commit()
+
+
+def print_workload_stages(
+    records: list[tuple[bytes, int]],
+    decoded: list[tuple[Command, int]],
+    arguments: argparse.Namespace,
+) -> None:
+    """µs per command of each stage of the full path, over the whole workload."""
+    state, outcomes, states = ledger.LedgerState(), [], []
+    for start in range(0, len(decoded), arguments.batch):
+        for command, timestamp_us in decoded[start : start + arguments.batch]:
+            stored = ledger.step(state, command, timestamp_us).stored_outcome
+            if stored is not None:
+                outcomes.append(stored)
+        states.extend(state.staged_records())
+        state.commit()
+    commands = [command for command, _ in decoded]
+    stages: list[tuple[str, Callable[[], object]]] = [
+        ("full path", lambda: run_full(records, arguments.batch)),
+        ("pure core", lambda: run_core(decoded, arguments.batch)),
+        ("decode command", lambda: [codec.decode_command(data) for data, _ in records]),
+        ("first_violation", lambda: [first_violation(command) for command in commands]),
+        ("command_fingerprint", lambda: [ledger.command_fingerprint(c) for c in commands]),
+        ("encode outcomes", lambda: [codec.encode_outcome(outcome) for outcome in outcomes]),
+        ("encode states", lambda: [codec.encode_state(record) for record in states]),
+    ]
+    print(f"{'stage (µs/command, CPU)':<28}{'':>8}")
+    for name, run in stages:
+        print(f"{name:<28}{best_of(arguments.rounds, run) / len(records) * 1e6:8.2f}")
 
 
 def microseconds(function: Callable[[], object], repeats: int = STAGE_REPEATS) -> float:

@@ -10,8 +10,12 @@ Uses the stack the settings point at (``STREAMLEDGER_*``; e.g. the test stack wi
    placement + produce), then ``flush``: commands/s end to end (every record acknowledged);
 2. baseline, same run: a raw ``confluent_kafka.Producer`` with the same client settings
    producing the already-encoded bytes of the same commands with the same keys and partitions;
-3. the codec's share: encode-only time for the same commands.
+3. the SDK's stages on the same commands, in CPU µs/command of the calling thread
+   (``time.thread_time``: other processes on the machine and librdkafka's own threads add
+   nothing): validate (``first_violation``), encode, key + partition, and the whole ``send``
+   loop next to the raw ``produce`` loop.
 Prints the figures and the SDK/raw ratio. Target: SDK >= 100k commands/s from one process.
+Wall-clock rates move with the machine's load; compare the CPU figures between runs.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka import Producer
 
@@ -28,6 +33,7 @@ from producers.loadgen import LoadPlan, generate
 from producers.sdk import LedgerProducer, ProducerSettings
 from schemas.codec import encode_command
 from schemas.keys import command_key, partition_for
+from schemas.limits import first_violation
 from schemas.model import Command
 from streamledger.settings import Settings, load_settings, replace
 
@@ -56,33 +62,64 @@ def main() -> None:
     )
     commands = [item.command for item in generate(plan)]
     try:
-        sdk_rate = bench_sdk(settings, commands)
-        raw_rate = bench_raw(settings, commands)
+        sdk_rate, sdk_send_us = bench_sdk(settings, commands)
+        raw_rate, raw_produce_us = bench_raw(settings, commands)
     finally:
         delete(settings)
-    started = time.perf_counter()
-    for command in commands:
-        encode_command(command)
-    encode_us = (time.perf_counter() - started) / len(commands) * 1e6
     print(f"commands            {len(commands):>12,}")
     print(f"SDK send+flush      {sdk_rate:>12,.0f} commands/s")
     print(f"raw produce+flush   {raw_rate:>12,.0f} records/s (same bytes, keys, partitions)")
     print(f"SDK / raw           {sdk_rate / raw_rate:>12.2f}")
-    print(f"encode only         {encode_us:>12.2f} µs/command")
+    print("CPU µs/command of the calling thread:")
+    print(f"  SDK send loop     {sdk_send_us:>12.2f}")
+    print(f"  raw produce loop  {raw_produce_us:>12.2f}")
+    for name, stage in stages(commands).items():
+        print(f"  {name:<18}{cpu_us_per_command(stage, len(commands)):>12.2f}")
 
 
-def bench_sdk(settings: Settings, commands: list[Command]) -> float:
+def stages(commands: list[Command]) -> dict[str, Callable[[], object]]:
+    """The SDK's per-command work, stage by stage, on the same commands."""
+
+    def validate() -> None:
+        for command in commands:
+            first_violation(command)
+
+    def encode() -> None:
+        for command in commands:
+            encode_command(command)
+
+    def key_and_partition() -> None:
+        for command in commands:
+            partition_for(command_key(command.tenant_id), BENCH_PARTITIONS)
+
+    return {"validate": validate, "encode": encode, "key + partition": key_and_partition}
+
+
+def cpu_us_per_command(run: Callable[[], object], count: int, rounds: int = 3) -> float:
+    """The least calling-thread CPU time of ``rounds`` runs, per command."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.thread_time()
+        run()
+        best = min(best, time.thread_time() - started)
+    return best / count * 1e6
+
+
+def bench_sdk(settings: Settings, commands: list[Command]) -> tuple[float, float]:
+    """(commands/s send+flush, calling-thread CPU µs per ``send``)."""
     producer = LedgerProducer(settings, producer_settings=ProducerSettings())
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     for command in commands:
         producer.send(command)
+    send_cpu_s = time.thread_time() - cpu_started
     producer.flush(FLUSH_TIMEOUT_S)
     elapsed = time.perf_counter() - started
     assert producer.delivered == len(commands), (producer.delivered, producer.failed)
-    return len(commands) / elapsed
+    return len(commands) / elapsed, send_cpu_s / len(commands) * 1e6
 
 
-def bench_raw(settings: Settings, commands: list[Command]) -> float:
+def bench_raw(settings: Settings, commands: list[Command]) -> tuple[float, float]:
+    """(records/s produce+flush, calling-thread CPU µs per ``produce``)."""
     prepared = []
     for command in commands:
         key = command_key(command.tenant_id)
@@ -90,7 +127,7 @@ def bench_raw(settings: Settings, commands: list[Command]) -> float:
     config = ProducerSettings().client_config(settings.kafka_bootstrap)
     producer = Producer(config)
     topic = settings.topic("ledger.commands")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     for index, (key, value, partition) in enumerate(prepared):
         while True:
             try:
@@ -100,10 +137,11 @@ def bench_raw(settings: Settings, commands: list[Command]) -> float:
                 producer.poll(0.05)
         if index % 1000 == 0:
             producer.poll(0)
+    produce_cpu_s = time.thread_time() - cpu_started
     remaining = producer.flush(FLUSH_TIMEOUT_S)
     elapsed = time.perf_counter() - started
     assert remaining == 0
-    return len(prepared) / elapsed
+    return len(prepared) / elapsed, produce_cpu_s / len(prepared) * 1e6
 
 
 def delete(settings: Settings) -> None:

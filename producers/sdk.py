@@ -16,7 +16,9 @@ What it guarantees:
   internal retries, and a tenant's commands keep their order within the partition.
 - **Delivery per command.** ``send(..., on_delivery=callback)`` or ``submit()`` (a
   ``concurrent.futures.Future``); callbacks run inside ``poll``/``flush`` on the caller's thread.
-  Without a callback, failures are counted and ``flush`` raises ``DeliveryError`` for them.
+  Without a callback, failures are counted and ``flush`` raises ``DeliveryError`` for them (that
+  default callback sits in the client's configuration, ``on_delivery``, so the common ``send``
+  hands librdkafka no per-record callback argument).
 - **Backpressure.** When librdkafka's local queue is full (``queue_records_max`` or
   ``queue_kbytes_max``), ``send`` serves delivery reports (``poll``) and retries every
   ``backpressure_poll_s`` until ``backpressure_timeout_s`` has passed, then raises
@@ -50,6 +52,8 @@ from streamledger.settings import Settings
 COMMANDS_TOPIC: Final = "ledger.commands"
 POLL_EVERY_RECORDS: Final = 1_000  # serve delivery reports this often while sending
 FAILURES_KEPT_MAX: Final = 100  # first failures remembered for the error message
+# confluent-kafka configuration properties that set the client's default delivery callback
+DELIVERY_CALLBACK_PROPERTIES: Final = frozenset({"on_delivery", "dr_cb", "dr_msg_cb"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,7 +103,7 @@ class ProducerClient(Protocol):
     """The part of ``confluent_kafka.Producer`` the SDK uses (tests swap in a fake)."""
 
     def produce(
-        self, topic: str, value: bytes, key: bytes, partition: int, on_delivery: Any
+        self, topic: str, value: bytes, key: bytes, partition: int, on_delivery: Any = ...
     ) -> None: ...
 
     def poll(self, timeout: float) -> int: ...
@@ -142,9 +146,15 @@ class LedgerProducer:
     ) -> None:
         self.producer_settings = producer_settings or ProducerSettings()
         self.topic = settings.topic(COMMANDS_TOPIC)
+        # True when the client itself calls ``_on_delivery`` for records sent without a callback
+        self._counts_by_default = False
         if client is None:
+            overrides = dict(client_config_overrides or {})
             config = self.producer_settings.client_config(settings.kafka_bootstrap)
-            config.update(client_config_overrides or {})
+            if not DELIVERY_CALLBACK_PROPERTIES & overrides.keys():
+                config["on_delivery"] = self._on_delivery
+                self._counts_by_default = True
+            config.update(overrides)
             client = cast(ProducerClient, Producer(config))
         self._client: ProducerClient = client
         self.partitions = topic_partition_count(
@@ -160,9 +170,14 @@ class LedgerProducer:
 
     def send(self, command: Command, *, on_delivery: DeliveryCallback | None = None) -> None:
         """Validate, encode and queue ``command``; ``on_delivery`` gets its ``DeliveryReport``."""
-        validate(command)
+        violation = first_violation(command)  # what ``validate`` does, one call less
+        if violation is not None:
+            raise CommandValidationError(*violation)
         key = command_key(command.tenant_id)
-        callback = self._on_delivery if on_delivery is None else self._wrap(on_delivery)
+        if on_delivery is not None:
+            callback: Any = self._wrap(on_delivery)
+        else:
+            callback = None if self._counts_by_default else self._on_delivery
         self._produce(key, encode_command(command), partition_for(key, self.partitions), callback)
 
     def submit(self, command: Command) -> Future[DeliveryReport]:
@@ -184,11 +199,15 @@ class LedgerProducer:
     def send_raw(self, key: bytes, value: bytes, *, partition: int | None = None) -> None:
         """Queue bytes as they are (no validation, no encoding): for poison-record tests only."""
         target = partition_for(key, self.partitions) if partition is None else partition
-        self._produce(key, value, target, self._on_delivery)
+        self._produce(key, value, target, None if self._counts_by_default else self._on_delivery)
 
     def _produce(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
+        """Queue one record; ``callback`` None: the client's default (``_on_delivery``)."""
         try:
-            self._client.produce(self.topic, value, key, partition, on_delivery=callback)
+            if callback is None:
+                self._client.produce(self.topic, value, key, partition)
+            else:
+                self._client.produce(self.topic, value, key, partition, on_delivery=callback)
         except BufferError:
             self._produce_when_room(key, value, partition, callback)
         self.sent += 1
@@ -204,7 +223,10 @@ class LedgerProducer:
         while True:
             self._client.poll(limits.backpressure_poll_s)
             try:
-                self._client.produce(self.topic, value, key, partition, on_delivery=callback)
+                if callback is None:
+                    self._client.produce(self.topic, value, key, partition)
+                else:
+                    self._client.produce(self.topic, value, key, partition, on_delivery=callback)
             except BufferError:
                 if time.monotonic() >= deadline:
                     raise BackpressureTimeoutError(

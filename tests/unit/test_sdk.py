@@ -164,3 +164,71 @@ def test_client_config_is_idempotent_and_acks_all() -> None:
     assert config["enable.idempotence"] is True
     assert config["acks"] == "all"
     assert {"linger.ms", "batch.size", "queue.buffering.max.messages"} <= set(config)
+
+
+@dataclass
+class ConfiguredClient(FakeClient):
+    """Stands in for ``confluent_kafka.Producer`` built by the SDK: the config's ``on_delivery``
+    serves records produced without a callback of their own."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    per_record_callbacks: int = 0
+
+    def produce(  # type: ignore[override]
+        self, topic: str, value: bytes, key: bytes, partition: int, on_delivery: Any = None
+    ) -> None:
+        if on_delivery is None:
+            on_delivery = self.config["on_delivery"]
+        else:
+            self.per_record_callbacks += 1
+        super().produce(topic, value, key, partition, on_delivery)
+
+
+def _built_by_the_sdk(
+    monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any] | None = None
+) -> tuple[LedgerProducer, list[ConfiguredClient]]:
+    built: list[ConfiguredClient] = []
+
+    def build(config: dict[str, Any]) -> ConfiguredClient:
+        built.append(ConfiguredClient(config=config))
+        return built[-1]
+
+    monkeypatch.setattr("producers.sdk.Producer", build)
+    return LedgerProducer(SETTINGS, client_config_overrides=overrides), built
+
+
+def test_default_delivery_callback_sits_in_the_client_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer, built = _built_by_the_sdk(monkeypatch)
+    client = built[0]
+    assert client.config["on_delivery"] == producer._on_delivery
+    producer.send(TRANSFER)
+    future = producer.submit(TRANSFER)
+    producer.flush(1)
+    assert producer.delivered == 2 and future.result(timeout=0).offset == 1
+    assert client.per_record_callbacks == 1  # only submit() hands one over
+
+
+def test_failures_of_config_delivered_records_reach_the_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer, built = _built_by_the_sdk(monkeypatch)
+    built[0].fail_with = "Broker: Not enough replicas"
+    producer.send(TRANSFER)
+    producer.send_raw(b"acme", b"poison")
+    with pytest.raises(DeliveryError, match="2 records failed"):
+        producer.flush(1)
+    assert producer.failed == 2
+
+
+def test_a_delivery_callback_in_the_overrides_keeps_per_record_counting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[Any] = []
+    producer, built = _built_by_the_sdk(
+        monkeypatch, {"on_delivery": lambda error, message: seen.append(error)}
+    )
+    producer.send(TRANSFER)
+    producer.flush(1)
+    assert built[0].per_record_callbacks == 1 and producer.delivered == 1 and seen == []
