@@ -30,7 +30,7 @@ from confluent_kafka.cimpl import NewTopic
 from infra import topics
 from infra.kafka_admin import admin_client
 from processors.kafka_clients import consumer_config, producer_config
-from processors.loop import Processor
+from processors.loop import Processor, tune_garbage_collection
 from processors.metrics import ProcessorMetrics
 from processors.partition_ledger import restore_ledger
 from processors.processor_settings import ProcessorSettings, build_processor_settings
@@ -173,6 +173,7 @@ def run_processor(
     """The real processor in this process until ``total`` commands are consumed; commands/s
     counted from the first consumed (or from the ``timed_from``-th) to the last."""
     metrics = ProcessorMetrics()
+    tune_garbage_collection()  # as `streamledger process` does
     processor = Processor(processor_settings, metrics)
     processor.check_topics()
     stop = threading.Event()

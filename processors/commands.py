@@ -10,7 +10,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from processors.loop import Processor
+from processors.loop import Processor, tune_garbage_collection
 from processors.metrics import MetricsServer, ProcessorMetrics
 from processors.processor_settings import LIMITS, build_processor_settings
 from streamledger.settings import Settings
@@ -61,6 +61,7 @@ def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
         limits={name: getattr(arguments, f"limit_{name}") for name, _, _, _ in LIMITS},
     )
     metrics = ProcessorMetrics()
+    tune_garbage_collection()
     processor = Processor(processor_settings, metrics)
     processor.check_topics()  # before any logging: a refusal is one line on stderr
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)

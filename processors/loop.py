@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import gc
 import logging
 import threading
 import time
@@ -57,6 +58,16 @@ LAG_UPDATE_INTERVAL_S = 5.0
 LAG_QUERY_TIMEOUT_S = 1.0
 PRODUCE_QUEUE_FULL_WAIT_S = 0.05
 PRODUCE_QUEUE_FULL_RETRIES_MAX = 200  # 10 s of a full local queue is an outage, not load
+# The processor allocates a few short-lived records per command and keeps a large live state:
+# with CPython's default youngest-generation threshold (700 allocations) the collector runs every
+# few commands and its older-generation passes walk the state. 10-15 % of the CPU per command
+# in bench/bench_core.py (same run: 6.6k → 7.2-7.5k commands/s on the full path).
+GC_THRESHOLDS = (50_000, 20, 100)  # (youngest, middle, oldest), see gc.set_threshold
+
+
+def tune_garbage_collection() -> None:
+    """Fewer collector passes for the processor's allocation pattern (process-wide)."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Processor:
