@@ -28,7 +28,9 @@ def register(subparsers: Subparsers) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", choices=SIZE_NAMES, default="full", help="default full")
+    parser.add_argument(
+        "--size", choices=SIZE_NAMES, default="small", help="default small (~10 min); full ~19 min"
+    )
     parser.add_argument("--repetitions", type=int, default=3, help="per figure (default 3)")
     parser.add_argument("--skip-peers", action="store_true", help="no faust / Quix runs")
     parser.add_argument("--skip-latency", action="store_true", help="no end-to-end latency")
