@@ -21,7 +21,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from schemas.model import Event
 from streamledger import __version__
 
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
@@ -168,11 +167,11 @@ class ProjectionMetrics:
         self.ready = partitions > 0
         self.ready_gauge.set(1 if self.ready else 0)
 
-    def observe_freshness(self, events: Iterable[Event], committed_at_s: float) -> None:
-        """One observation per event the live projection just committed."""
+    def observe_freshness(self, effective_at_us: Iterable[int], committed_at_s: float) -> None:
+        """One observation per event the live projection just committed (its effective time)."""
         committed_at_us = committed_at_s * US_PER_S
         self.freshness_seconds.observe_many(
-            max(committed_at_us - event.effective_at_us, 0.0) / US_PER_S for event in events
+            max(committed_at_us - effective, 0.0) / US_PER_S for effective in effective_at_us
         )
 
 

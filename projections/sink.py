@@ -54,7 +54,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from projections.batch import BatchPlan, plan_records
 from projections.event_records import EventRecord, decode_event_record
-from projections.metrics import US_PER_S, ProjectionMetrics
+from projections.metrics import ProjectionMetrics
 from projections.settings import ProjectionSettings
 from projections.store import (
     LIVE_SCHEMA,
@@ -71,7 +71,6 @@ from streamledger.settings import Settings
 
 LOG = logging.getLogger(__name__)
 EVENTS_TOPIC = "ledger.events"
-CONSUMER_CLOSE_TIMEOUT_S = 10
 WRITER_THREADS = 1  # one transaction at a time: batches of a partition commit in order
 
 
@@ -98,7 +97,6 @@ class InFlight:
     """The batch the writer thread is writing and what it will answer."""
 
     batch: PreparedBatch
-    plan: BatchPlan
     written: Future[float]  # the transaction's seconds
 
 
@@ -277,7 +275,7 @@ class ProjectionSink:
             self.end_reached.update(batch.ends_reached)
             self.observe_lag()
             return BatchOutcome()
-        self.in_flight = InFlight(batch, batch.plan, self.writer.submit(self.store, batch))
+        self.in_flight = InFlight(batch, self.writer.submit(self.store, batch))
         try:
             prepared = self.prepare()  # overlaps the write; a rebalance in here settles it first
         except BaseException:
@@ -365,10 +363,12 @@ class ProjectionSink:
             LOG.warning("%s", exc)
             self.reseek()  # a new epoch: the batch prepared after this one is dropped
             return
-        self.committed(in_flight.batch, in_flight.plan, seconds)
+        self.committed(in_flight.batch, seconds)
 
-    def committed(self, batch: PreparedBatch, plan: BatchPlan, seconds: float) -> None:
+    def committed(self, batch: PreparedBatch, seconds: float) -> None:
         """After the DB commit: positions, metrics, then Kafka's offsets (lag monitoring)."""
+        plan = batch.plan
+        assert plan is not None, "only a batch with events is written"
         for partition, offset in batch.next_offsets.items():
             assert self.positions.get(partition, -1) == batch.consumed_from[partition], (
                 f"partition {partition} committed from {batch.consumed_from[partition]}, "
@@ -378,10 +378,8 @@ class ProjectionSink:
         self.end_reached.update(batch.ends_reached)
         self.settled = BatchOutcome(events=len(batch.events), partitions=dict(batch.next_offsets))
         if self.subscribe:  # the live projection: commit time minus each event's effective time
-            committed_at_us = time.time() * US_PER_S
-            self.metrics.freshness_seconds.observe_many(
-                max(committed_at_us - record["effective_at_us"], 0.0) / US_PER_S
-                for record in batch.events
+            self.metrics.observe_freshness(
+                (record["effective_at_us"] for record in batch.events), time.time()
             )
         schema = self.target.schema
         self.metrics.transaction_seconds.labels(schema).observe(seconds)

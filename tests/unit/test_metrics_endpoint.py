@@ -6,7 +6,6 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -71,8 +70,8 @@ def test_freshness_is_one_observation_per_event_with_inclusive_bucket_bounds() -
     metrics = ProjectionMetrics()
     committed_at_s = 1_700_000_010.0
     ages_s = (0.0, 0.5, 1.0, 1.2, 400.0)
-    events = [SimpleNamespace(effective_at_us=int((committed_at_s - a) * US)) for a in ages_s]
-    metrics.observe_freshness(events, committed_at_s)  # type: ignore[arg-type]
+    effective_at_us = [int((committed_at_s - a) * US) for a in ages_s]
+    metrics.observe_freshness(effective_at_us, committed_at_s)
     found = samples(metrics.registry)
     name = "streamledger_projection_freshness_seconds"
 
