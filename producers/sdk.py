@@ -146,14 +146,15 @@ class LedgerProducer:
     ) -> None:
         self.producer_settings = producer_settings or ProducerSettings()
         self.topic = settings.topic(COMMANDS_TOPIC)
-        # True when the client itself calls ``_on_delivery`` for records sent without a callback
-        self._counts_by_default = False
+        # What a record sent without its own callback is queued with: None when the client itself
+        # calls ``_on_delivery`` for it (set in its configuration).
+        self._default_callback: Any = self._on_delivery
         if client is None:
             overrides = dict(client_config_overrides or {})
             config = self.producer_settings.client_config(settings.kafka_bootstrap)
             if not DELIVERY_CALLBACK_PROPERTIES & overrides.keys():
                 config["on_delivery"] = self._on_delivery
-                self._counts_by_default = True
+                self._default_callback = None
             config.update(overrides)
             client = cast(ProducerClient, Producer(config))
         self._client: ProducerClient = client
@@ -174,10 +175,7 @@ class LedgerProducer:
         if violation is not None:
             raise CommandValidationError(*violation)
         key = command_key(command.tenant_id)
-        if on_delivery is not None:
-            callback: Any = self._wrap(on_delivery)
-        else:
-            callback = None if self._counts_by_default else self._on_delivery
+        callback = self._default_callback if on_delivery is None else self._wrap(on_delivery)
         self._produce(key, encode_command(command), partition_for(key, self.partitions), callback)
 
     def submit(self, command: Command) -> Future[DeliveryReport]:
@@ -199,15 +197,12 @@ class LedgerProducer:
     def send_raw(self, key: bytes, value: bytes, *, partition: int | None = None) -> None:
         """Queue bytes as they are (no validation, no encoding): for poison-record tests only."""
         target = partition_for(key, self.partitions) if partition is None else partition
-        self._produce(key, value, target, None if self._counts_by_default else self._on_delivery)
+        self._produce(key, value, target, self._default_callback)
 
     def _produce(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
         """Queue one record; ``callback`` None: the client's default (``_on_delivery``)."""
         try:
-            if callback is None:
-                self._client.produce(self.topic, value, key, partition)
-            else:
-                self._client.produce(self.topic, value, key, partition, on_delivery=callback)
+            self._queue(key, value, partition, callback)
         except BufferError:
             self._produce_when_room(key, value, partition, callback)
         self.sent += 1
@@ -216,6 +211,12 @@ class LedgerProducer:
             self._since_poll = 0
             self._client.poll(0)
 
+    def _queue(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
+        if callback is None:
+            self._client.produce(self.topic, value, key, partition)
+        else:
+            self._client.produce(self.topic, value, key, partition, on_delivery=callback)
+
     def _produce_when_room(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
         """Backpressure: serve delivery reports until the queue has room, for a bounded time."""
         limits = self.producer_settings
@@ -223,10 +224,7 @@ class LedgerProducer:
         while True:
             self._client.poll(limits.backpressure_poll_s)
             try:
-                if callback is None:
-                    self._client.produce(self.topic, value, key, partition)
-                else:
-                    self._client.produce(self.topic, value, key, partition, on_delivery=callback)
+                self._queue(key, value, partition, callback)
             except BufferError:
                 if time.monotonic() >= deadline:
                     raise BackpressureTimeoutError(
