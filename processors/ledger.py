@@ -96,6 +96,7 @@ from schemas.model import (
     TransferStatus,
     VoidPending,
     direct_slot_init,
+    generated_function,
     record_builder,
 )
 from streamledger.errors import InvariantViolationError
@@ -328,8 +329,9 @@ def _generated_fingerprint(command_type: type[Command]) -> Callable[[Command], t
         "type_prefix": command_type.__name__.encode() + b"\0",
     }
     source = fingerprint_source(command_type)
-    exec(compile(source, f"<fingerprint {command_type.__name__}>", "exec"), namespace)  # noqa: S102
-    function: Callable[[Command], tuple[bytes, bytes]] = namespace["fingerprint"]
+    function: Callable[[Command], tuple[bytes, bytes]] = generated_function(
+        source, "fingerprint", namespace, f"fingerprint {command_type.__name__}"
+    )
     return function
 
 

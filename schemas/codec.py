@@ -65,6 +65,7 @@ from schemas.model import (
     TenantHead,
     TransferState,
     TransferStatus,
+    generated_function,
     record_builder,
 )
 from streamledger.errors import StreamLedgerError
@@ -269,12 +270,6 @@ _CONVERSIONS: dict[type[Any], dict[str, _FieldConversion]] = {
 }
 
 
-def _generated(source: str, name: str, namespace: dict[str, Any]) -> Callable[[Any], Any]:
-    exec(compile(source, f"<codec {name}>", "exec"), namespace)  # noqa: S102 - our own source
-    function: Callable[[Any], Any] = namespace[name]
-    return function
-
-
 def _record_reader(python_type: type[Any], names: tuple[str, ...]) -> Callable[[Any], Any]:
     """``Avro dict -> value`` for one model type (``from_avro`` without its loop)."""
     conversions = _CONVERSIONS[python_type]
@@ -287,7 +282,8 @@ def _record_reader(python_type: type[Any], names: tuple[str, ...]) -> Callable[[
         for name in names
     )
     source = f"def read(record):\n    return python_type({arguments})\n"
-    return _generated(source, "read", namespace)
+    reader: Callable[[Any], Any] = generated_function(source, "read", namespace, "codec read")
+    return reader
 
 
 def to_avro(value: Any, field_names: tuple[str, ...]) -> dict[str, Any]:
@@ -413,7 +409,9 @@ def _record_encoder(
         "        raise EncodeError(f'{what}: {exc}') from exc\n"
         f"    return {'buffer' if placeholders else 'bytes(buffer)'}\n"
     )
-    encoder: Callable[[Any], bytes] = _generated(source, "encode", namespace)
+    encoder: Callable[[Any], bytes] = generated_function(
+        source, "encode", namespace, "codec encode"
+    )
     return encoder
 
 

@@ -25,6 +25,7 @@ from schemas.model import (
     PostPending,
     Transfer,
     VoidPending,
+    generated_function,
 )
 
 # --- identifiers. None may contain "/", which separates the parts of record keys. ---
@@ -371,8 +372,9 @@ def fast_check_source(command_type: type[object]) -> str:
 def _fast_check(command_type: type[object]) -> Callable[[Command], bool]:
     namespace = dict(_FAST_NAMESPACE)
     source = fast_check_source(command_type)
-    exec(compile(source, f"<limits {command_type.__name__}>", "exec"), namespace)  # noqa: S102
-    check: Callable[[Command], bool] = namespace["is_certainly_valid"]  # type: ignore[assignment]
+    check: Callable[[Command], bool] = generated_function(
+        source, "is_certainly_valid", namespace, f"limits {command_type.__name__}"
+    )
     return check
 
 

@@ -335,6 +335,16 @@ def _slot_setter_source(
     return f"def {function_name}(self, *, {', '.join(signature)}):\n" + "".join(body), namespace
 
 
+def generated_function(
+    source: str, name: str, namespace: dict[str, Any], label: str
+) -> Callable[..., Any]:
+    """Run ``source`` (code this project generated from its own tables, never input) in
+    ``namespace`` and return its function ``name``; ``label`` names it in tracebacks."""
+    exec(compile(source, f"<{label}>", "exec"), namespace)  # noqa: S102 - our own source
+    function: Callable[..., Any] = namespace[name]
+    return function
+
+
 def direct_slot_init(record_type: type[_Record]) -> type[_Record]:
     """Give a frozen, slotted, keyword-only dataclass an equivalent but faster ``__init__``.
 
@@ -346,8 +356,9 @@ def direct_slot_init(record_type: type[_Record]) -> type[_Record]:
     defaults are supported, and no ``__post_init__``.
     """
     source, namespace = _slot_setter_source(record_type, "__init__", build=False)
-    exec(compile(source, f"<direct init {record_type.__name__}>", "exec"), namespace)  # noqa: S102
-    initializer: Callable[..., None] = namespace["__init__"]
+    initializer = generated_function(
+        source, "__init__", namespace, f"direct init {record_type.__name__}"
+    )
     initializer.__qualname__ = f"{record_type.__qualname__}.__init__"
     record_type.__init__ = initializer  # type: ignore[method-assign]
     return record_type
@@ -359,8 +370,9 @@ def record_builder(record_type: type[_Record]) -> Callable[..., _Record]:
     again than calling the class). For the few records the processor builds per command."""
     name = f"new_{record_type.__name__}"
     source, namespace = _slot_setter_source(record_type, name, build=True)
-    exec(compile(source, f"<builder {record_type.__name__}>", "exec"), namespace)  # noqa: S102
-    builder: Callable[..., _Record] = namespace[name]
+    builder: Callable[..., _Record] = generated_function(
+        source, name, namespace, f"builder {record_type.__name__}"
+    )
     return builder
 
 
