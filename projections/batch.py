@@ -3,13 +3,18 @@
 No I/O here: the sink reads records, decodes them into event records
 (``projections.event_records``: the Avro fields as a dict, no model objects), hands them to
 ``plan_records`` and writes the rows the plan holds in one database transaction. ``plan_batch``
-does the same for model events (tests, the benchmark). Everything a batch must satisfy before it
-is written is asserted here and raised as ``InvariantViolationError``:
+does the same for model events (tests, the benchmark).
 
-- per tenant, the batch's sequences are consecutive (the sink checks the first one against the
-  table's ``tenant_heads``);
-- every money event names both of its accounts in its balances-after;
-- a transfer only moves pending → posted | voided | expired, once, and is never created twice.
+A tenant's next record must continue its chain: on the tenant's own partition, sequence = the
+previous + 1, ``prev_hash`` = the previous hash, not effective before the previous event, and
+it must apply (a money event names both accounts in its balances-after; a transfer is created
+once and only moves pending → posted | voided | expired, once). The previous link is the one
+planned earlier in the batch, or the stored head (``head_problems``, checked by
+``projections.store`` inside the write transaction). A record that does not continue is not a
+crash: its tenant is **quarantined** at it (``Quarantine``), neither it nor any later record of
+that tenant is projected, and every other tenant goes on (decision 0019). Only an operator's
+release (``PlanContext.releases``) changes that, for records already in the log when it was
+given.
 
 Rows are plain tuples in the column order of the ``COPY``/``unnest`` statements in
 ``projections.store``, so no per-row object survives the batch.
@@ -17,7 +22,7 @@ Rows are plain tuples in the column order of the ``COPY``/``unnest`` statements 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -33,7 +38,8 @@ from projections.event_records import (
     TransferPostedRecord,
     event_record,
 )
-from schemas.model import Event
+from schemas.keys import command_key, partition_for
+from schemas.model import GENESIS_HASH, Event
 from streamledger.errors import InvariantViolationError
 
 FinalizingRecord = PendingPostedRecord | PendingVoidedRecord | PendingExpiredRecord
@@ -60,6 +66,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def to_datetime(microseconds: int) -> datetime:
     """Event times (int microseconds since the epoch) as the ``timestamptz`` columns hold them."""
     return EPOCH + timedelta(microseconds=microseconds)
+
+
+def to_microseconds(moment: datetime) -> int:
+    """A ``timestamptz`` value as event time (int microseconds since the epoch)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 # (tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,
@@ -103,12 +114,87 @@ class TransferRow(NamedTuple):
         return self
 
 
+class EventCannotApplyError(InvariantViolationError):
+    """One event of one tenant cannot apply (a transfer created twice, a finalization of a transfer
+    that is not pending, a money event without its balances-after). The projection quarantines
+    that tenant at that event instead of stopping; ``position`` is the event's place in the
+    records ``fold_transfers`` was given (set by it)."""
+
+    def __init__(self, tenant_id: str, sequence: int, message: str) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
+        self.sequence = sequence
+        self.position = -1
+
+
+REASON_WRONG_PARTITION = "wrong_partition"
+REASON_SEQUENCE_REPEAT = "sequence_repeat"
+REASON_SEQUENCE_GAP = "sequence_gap"
+REASON_CHAIN_BROKEN = "chain_broken"
+REASON_TIME_WENT_BACK = "time_went_back"
+REASON_FOLD_FAILED = "fold_failed"
+
+Location = tuple[int, int]  # (partition, offset) of a record in ledger.events
+NO_LOCATION: Location = (-1, -1)  # model events planned without a log (tests, the benchmark)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """The first record of a tenant that did not continue its chain, and why. From ``index`` (its
+    place in the batch) on, none of the tenant's records is projected."""
+
+    tenant_id: str
+    reason: str
+    detail: str
+    index: int
+    partition: int
+    offset: int
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """A tenant's projected head as ``tenant_heads`` holds it (``sequence`` 0: none yet)."""
+
+    sequence: int
+    hash: bytes
+    effective_at_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What a batch is planned against, beyond its own records.
+
+    ``partitions``: the events topic's partition count; a tenant's events belong on
+    ``partition_for(tenant)`` (``None``: not checked, for model events without a log).
+    ``held``: per tenant, the batch index from which its records are held back (0: quarantined
+    before this batch). ``releases``: per tenant, per partition, the offset before which an
+    operator released its records (``tenant_releases``; decision 0019).
+    """
+
+    partitions: int | None = None
+    held: Mapping[str, int] = field(default_factory=dict)
+    releases: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
+
+    def released(self, tenant_id: str, location: Location) -> bool:
+        partition, offset = location
+        before = self.releases.get(tenant_id, {}).get(partition)
+        return before is not None and offset < before
+
+    def home_partition(self, tenant_id: str) -> int | None:
+        if self.partitions is None:
+            return None
+        return partition_for(command_key(tenant_id), self.partitions)
+
+
 @dataclass(slots=True)
 class TenantRun:
     """The consecutive sequences one batch holds for one tenant (the last ones move as the
     batch is planned)."""
 
     tenant_id: str
+    first_index: int
+    first_location: Location
     first_sequence: int
     first_effective_at_us: int
     first_prev_hash: bytes
@@ -119,13 +205,26 @@ class TenantRun:
 
 @dataclass(slots=True)
 class BatchPlan:
-    """Everything one database transaction writes, except the transfers' final states."""
+    """Everything one database transaction writes, except the transfers' final states.
 
+    ``quarantines``: tenants whose chain broke inside this batch (``context.held`` holds the ones
+    known before it); ``held_events``: per tenant, records not projected because the tenant is
+    quarantined (the offending one included); ``excluded_events``: records an operator's release
+    took out of the ledger (on a partition that is not their tenant's)."""
+
+    context: PlanContext = field(default_factory=PlanContext)
+    tenants: set[str] = field(default_factory=set)  # every tenant the batch's records name
     tenant_runs: dict[str, TenantRun] = field(default_factory=dict)
+    quarantines: dict[str, Quarantine] = field(default_factory=dict)
+    held_events: dict[str, int] = field(default_factory=dict)
+    excluded_events: int = 0
     accounts: list[AccountRow] = field(default_factory=list)
+    opened_accounts: set[tuple[str, str]] = field(default_factory=set)
     balances: dict[tuple[str, str], BalanceRow] = field(default_factory=dict)
     entries: list[EntryRow] = field(default_factory=list)
     transfer_events: list[MoneyRecord] = field(default_factory=list)
+    transfer_indexes: list[int] = field(default_factory=list)  # batch index of each of those
+    transfer_locations: list[Location] = field(default_factory=list)  # and where it was read
     created_transfers: set[tuple[str, str]] = field(default_factory=set)
     event_count: int = 0
     last_effective_at_us: int = 0
@@ -147,76 +246,190 @@ def plan_batch(events: Iterable[Event]) -> BatchPlan:
     return plan_records(event_record(event) for event in events)
 
 
-def plan_records(records: Iterable[EventRecord]) -> BatchPlan:
-    """The rows of a batch of event records in log order. Raises ``InvariantViolationError``."""
-    plan = BatchPlan()
-    balances = plan.balances
-    for record in records:
+def plan_records(
+    records: Iterable[EventRecord],
+    locations: Sequence[Location] | None = None,
+    context: PlanContext | None = None,
+) -> BatchPlan:
+    """The rows of a batch of event records in log order (``locations[i]`` is where
+    ``records[i]`` was read; ``None``: model events without a log). A tenant whose next record
+    does not continue its chain is quarantined at that record: neither it nor any later record
+    of that tenant is planned; every other tenant is planned as usual."""
+    plan = BatchPlan(context=context or PlanContext())
+    held = plan.context.held
+    for index, record in enumerate(records):
         tenant_id = record["tenant_id"]
-        sequence = record["sequence"]
-        effective_at_us = record["effective_at_us"]
-        note_sequence(plan, record)
-        plan.event_count += 1
-        plan.last_effective_at_us = max(plan.last_effective_at_us, effective_at_us)
-        effective_at = to_datetime(effective_at_us)
-        for balance in record["balances"]:
-            account_id = balance["account_id"]
-            balances[(tenant_id, account_id)] = (
-                tenant_id,
-                account_id,
-                balance["debits_posted"],
-                balance["credits_posted"],
-                balance["debits_pending"],
-                balance["credits_pending"],
-                sequence,
-                effective_at,
-            )
-        if record["event_type"] == "AccountOpened":
-            plan.accounts.append(account_row(record, effective_at))
+        plan.tenants.add(tenant_id)
+        if tenant_id in plan.quarantines or index >= held.get(tenant_id, index + 1):
+            plan.held_events[tenant_id] = plan.held_events.get(tenant_id, 0) + 1
             continue
-        plan.entries.extend(entry_rows(record, effective_at))
-        plan.transfer_events.append(record)
-        if record["event_type"] in CREATING_EVENT_TYPES:
-            key = (tenant_id, record["transfer_id"])
-            if key in plan.created_transfers:
-                raise InvariantViolationError(
-                    f"tenant {tenant_id!r}: transfer {record['transfer_id']!r} created twice "
-                    f"in one batch (sequence {sequence})"
-                )
-            plan.created_transfers.add(key)
+        location = NO_LOCATION if locations is None else locations[index]
+        problem = chain_problem(plan, record, location)
+        if problem == EXCLUDED:
+            plan.excluded_events += 1
+            continue
+        if problem is None:
+            problem = add_rows(plan, record, index, location)
+        if problem is not None:
+            reason, detail = problem
+            plan.quarantines[tenant_id] = quarantine_at(record, index, location, reason, detail)
+            plan.held_events[tenant_id] = plan.held_events.get(tenant_id, 0) + 1
     return plan
 
 
-def note_sequence(plan: BatchPlan, record: EventRecord) -> None:
+def quarantine_at(
+    record: EventRecord, index: int, location: Location, reason: str, detail: str
+) -> Quarantine:
+    partition, offset = location
     tenant_id, sequence = record["tenant_id"], record["sequence"]
+    return Quarantine(tenant_id, reason, detail, index, partition, offset, sequence)
+
+
+Problem = tuple[str, str]  # (reason, detail)
+EXCLUDED: Problem = ("excluded", "released by an operator: not this tenant's partition")
+
+
+def chain_problem(plan: BatchPlan, record: EventRecord, location: Location) -> Problem | None:
+    """Why ``record`` does not continue its tenant's run in this batch (``EXCLUDED``: an
+    operator's release takes it out of the ledger), or ``None``."""
+    context, tenant_id = plan.context, record["tenant_id"]
+    home = context.home_partition(tenant_id)
+    if home is not None and location[0] != home:
+        if context.released(tenant_id, location):
+            return EXCLUDED
+        return (
+            REASON_WRONG_PARTITION,
+            f"sequence {record['sequence']} is on partition {location[0]}; "
+            f"tenant {tenant_id!r} belongs on partition {home}",
+        )
+    run = plan.tenant_runs.get(tenant_id)
+    if run is None:
+        return None
+    return continuation_problem(
+        record["sequence"],
+        record["prev_hash"],
+        record["effective_at_us"],
+        StoredHead(run.last_sequence, run.last_hash, run.last_effective_at_us),
+        released=context.released(tenant_id, location),
+    )
+
+
+def continuation_problem(
+    sequence: int,
+    prev_hash: bytes,
+    effective_at_us: int,
+    previous: StoredHead,
+    *,
+    released: bool,
+) -> Problem | None:
+    """Why (sequence, prev_hash, effective time) is not the next link after ``previous``, or
+    ``None``. A released record may go back in time (decision 0019)."""
+    last_sequence = previous.sequence
+    if sequence != last_sequence + 1:
+        reason = REASON_SEQUENCE_REPEAT if sequence <= last_sequence else REASON_SEQUENCE_GAP
+        kind = "repeats" if sequence <= last_sequence else "leaves a gap after"
+        return reason, f"sequence {sequence} {kind} the projected sequence {last_sequence}"
+    if prev_hash != previous.hash:
+        return (
+            REASON_CHAIN_BROKEN,
+            f"sequence {sequence}: prev_hash is not the hash of sequence {last_sequence}",
+        )
+    last_at_us = previous.effective_at_us
+    if last_at_us is not None and effective_at_us < last_at_us and not released:
+        return (
+            REASON_TIME_WENT_BACK,
+            f"sequence {sequence} is effective before sequence {last_sequence} "
+            f"({effective_at_us} < {last_at_us} us)",
+        )
+    return None
+
+
+def head_problems(plan: BatchPlan, heads: Mapping[str, StoredHead]) -> dict[str, Quarantine]:
+    """The tenants whose first record in ``plan`` does not continue their stored head."""
+    found: dict[str, Quarantine] = {}
+    for tenant_id, run in plan.tenant_runs.items():
+        head = heads.get(tenant_id, StoredHead(0, GENESIS_HASH, None))
+        problem = continuation_problem(
+            run.first_sequence,
+            run.first_prev_hash,
+            run.first_effective_at_us,
+            head,
+            released=plan.context.released(tenant_id, run.first_location),
+        )
+        if problem is not None:
+            reason, detail = problem
+            partition, offset = run.first_location
+            found[tenant_id] = Quarantine(
+                tenant_id, reason, detail, run.first_index, partition, offset, run.first_sequence
+            )
+    return found
+
+
+def add_rows(
+    plan: BatchPlan, record: EventRecord, index: int, location: Location
+) -> Problem | None:
+    """Plan the rows of one record that continues its chain, or say why it cannot apply."""
+    tenant_id, sequence = record["tenant_id"], record["sequence"]
+    effective_at_us = record["effective_at_us"]
+    effective_at = to_datetime(effective_at_us)
+    if record["event_type"] == "AccountOpened":
+        key = (tenant_id, record["account_id"])
+        if key in plan.opened_accounts:
+            return REASON_FOLD_FAILED, f"sequence {sequence} opens {key[1]!r} a second time"
+        plan.opened_accounts.add(key)
+        plan.accounts.append(account_row(record, effective_at))
+    else:
+        try:
+            entries = entry_rows(record, effective_at)
+        except EventCannotApplyError as exc:
+            return REASON_FOLD_FAILED, str(exc)
+        if record["event_type"] in CREATING_EVENT_TYPES:
+            key = (tenant_id, record["transfer_id"])
+            if key in plan.created_transfers:
+                return REASON_FOLD_FAILED, (
+                    f"transfer {record['transfer_id']!r} created twice (sequence {sequence})"
+                )
+            plan.created_transfers.add(key)
+        plan.entries.extend(entries)
+        plan.transfer_events.append(record)
+        plan.transfer_indexes.append(index)
+        plan.transfer_locations.append(location)
+    note_sequence(plan, record, index, location)
+    plan.event_count += 1
+    plan.last_effective_at_us = max(plan.last_effective_at_us, effective_at_us)
+    for balance in record["balances"]:
+        account_id = balance["account_id"]
+        plan.balances[(tenant_id, account_id)] = (
+            tenant_id,
+            account_id,
+            balance["debits_posted"],
+            balance["credits_posted"],
+            balance["debits_pending"],
+            balance["credits_pending"],
+            sequence,
+            effective_at,
+        )
+    return None
+
+
+def note_sequence(plan: BatchPlan, record: EventRecord, index: int, location: Location) -> None:
+    """Move the tenant's run to ``record`` (``chain_problem`` found it continues the run)."""
+    tenant_id = record["tenant_id"]
     run = plan.tenant_runs.get(tenant_id)
     if run is None:
         plan.tenant_runs[tenant_id] = TenantRun(
             tenant_id=tenant_id,
-            first_sequence=sequence,
+            first_index=index,
+            first_location=location,
+            first_sequence=record["sequence"],
             first_effective_at_us=record["effective_at_us"],
             first_prev_hash=record["prev_hash"],
-            last_sequence=sequence,
+            last_sequence=record["sequence"],
             last_hash=record["hash"],
             last_effective_at_us=record["effective_at_us"],
         )
         return
-    if sequence != run.last_sequence + 1:
-        raise InvariantViolationError(
-            f"tenant {tenant_id!r}: sequence {sequence} follows "
-            f"{run.last_sequence} in one batch (gap or repeat)"
-        )
-    if record["prev_hash"] != run.last_hash:
-        raise InvariantViolationError(
-            f"tenant {tenant_id!r}: sequence {sequence} does not chain onto "
-            f"sequence {run.last_sequence} (prev_hash differs)"
-        )
-    if record["effective_at_us"] < run.last_effective_at_us:
-        raise InvariantViolationError(
-            f"tenant {tenant_id!r}: sequence {sequence} goes back in time "
-            f"({record['effective_at_us']} < {run.last_effective_at_us} us)"
-        )
-    run.last_sequence = sequence
+    run.last_sequence = record["sequence"]
     run.last_hash = record["hash"]
     run.last_effective_at_us = record["effective_at_us"]
 
@@ -258,9 +471,11 @@ def entry_rows(record: MoneyRecord, effective_at: datetime) -> list[EntryRow]:
     ):
         balance = after.get(account_id)
         if balance is None:
-            raise InvariantViolationError(
+            raise EventCannotApplyError(
+                tenant_id,
+                sequence,
                 f"tenant {tenant_id!r}: event {sequence} has no balance after for "
-                f"{side} account {account_id!r}"
+                f"{side} account {account_id!r}",
             )
         for kind, amount in kinds:
             rows.append(
@@ -288,25 +503,43 @@ def fold_transfers(
     known: Mapping[tuple[str, str], TransferRow], records: Iterable[MoneyRecord]
 ) -> dict[tuple[str, str], TransferRow]:
     """The final state of every transfer the events touch, starting from ``known`` (read from
-    the table). Returns only touched transfers. Raises ``InvariantViolationError``."""
+    the table). Returns only touched transfers. Raises ``EventCannotApplyError`` naming the
+    first record that cannot apply (``position``: its place in ``records``)."""
     state = dict(known)
     touched: dict[tuple[str, str], TransferRow] = {}
-    for record in records:
-        if record["event_type"] == "TransferPosted" or record["event_type"] == "TransferPending":
-            row = created_transfer(record)
-            if row.key in state:
-                raise InvariantViolationError(
-                    f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} already "
-                    f"exists (sequence {record['sequence']})"
-                )
-            state[row.key] = touched[row.key] = row
-            if record["event_type"] == "TransferPosted" and record["reverses"] is not None:
-                target = reversed_transfer(state, record, record["reverses"])
-                state[target.key] = touched[target.key] = target
-        else:
-            row = finalized_transfer(state, record)
-            state[row.key] = touched[row.key] = row
+    for position, record in enumerate(records):
+        try:
+            fold_transfer(state, touched, record)
+        except EventCannotApplyError as exc:
+            exc.position = position
+            raise
     return touched
+
+
+def fold_transfer(
+    state: dict[tuple[str, str], TransferRow],
+    touched: dict[tuple[str, str], TransferRow],
+    record: MoneyRecord,
+) -> None:
+    if record["event_type"] == "TransferPosted" or record["event_type"] == "TransferPending":
+        row = created_transfer(record)
+        if row.key in state:
+            raise cannot_apply(
+                record,
+                f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} already "
+                f"exists (sequence {record['sequence']})",
+            )
+        state[row.key] = touched[row.key] = row
+        if record["event_type"] == "TransferPosted" and record["reverses"] is not None:
+            target = reversed_transfer(state, record, record["reverses"])
+            state[target.key] = touched[target.key] = target
+    else:
+        row = finalized_transfer(state, record)
+        state[row.key] = touched[row.key] = row
+
+
+def cannot_apply(record: EventRecord, message: str) -> EventCannotApplyError:
+    return EventCannotApplyError(record["tenant_id"], record["sequence"], message)
 
 
 def created_transfer(record: TransferPostedRecord | TransferPendingRecord) -> TransferRow:
@@ -356,9 +589,16 @@ def reversed_transfer(
 ) -> TransferRow:
     target = state.get((record["tenant_id"], target_id))
     if target is None or target.status != STATUS_POSTED:
-        raise InvariantViolationError(
+        raise cannot_apply(
+            record,
             f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} (sequence "
-            f"{record['sequence']}) reverses {target_id!r}, which is not a posted transfer here"
+            f"{record['sequence']}) reverses {target_id!r}, which is not a posted transfer here",
+        )
+    if target.amount_reversed + record["amount"] > target.amount_posted:
+        raise cannot_apply(
+            record,
+            f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} (sequence "
+            f"{record['sequence']}) reverses more of {target_id!r} than was posted",
         )
     return target._replace(
         amount_reversed=target.amount_reversed + record["amount"],
@@ -373,9 +613,17 @@ def finalized_transfer(
     current = state.get((record["tenant_id"], record["transfer_id"]))
     if current is None or current.status != STATUS_PENDING:
         found = "missing" if current is None else current.status
-        raise InvariantViolationError(
+        raise cannot_apply(
+            record,
             f"tenant {record['tenant_id']!r}: {record['event_type']} (sequence "
-            f"{record['sequence']}) for transfer {record['transfer_id']!r}, which is {found}"
+            f"{record['sequence']}) for transfer {record['transfer_id']!r}, which is {found}",
+        )
+    if record["event_type"] == "PendingPosted" and not 0 < record["amount"] <= current.amount:
+        raise cannot_apply(
+            record,
+            f"tenant {record['tenant_id']!r}: PendingPosted (sequence {record['sequence']}) "
+            f"posts {record['amount']} of the {current.amount} reserved by "
+            f"{record['transfer_id']!r}",
         )
     return current._replace(
         status=FINAL_STATUS[record["event_type"]],

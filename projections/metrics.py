@@ -91,11 +91,16 @@ class ProjectionMetrics:
     rebuild_progress: Gauge = field(init=False)
     assigned_partitions: Gauge = field(init=False)
     ready_gauge: Gauge = field(init=False)
+    quarantined_tenants: Gauge = field(init=False)
+    quarantines: Counter = field(init=False)
+    held_events: Counter = field(init=False)
+    excluded_events: Counter = field(init=False)
     ready: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         r = self.registry
         labels = ("schema",)
+        self.add_quarantine_metrics()
         ProcessCollector(registry=r)
         Info("streamledger_build", "StreamLedger version", registry=r).info(
             {"version": __version__, "service": "projection"}
@@ -158,6 +163,36 @@ class ProjectionMetrics:
         self.ready_gauge = Gauge(
             "streamledger_projection_ready",
             "1 when partitions are assigned and seeked to the stored offsets",
+            registry=r,
+        )
+
+    def add_quarantine_metrics(self) -> None:
+        """Tenants whose chain broke (decision 0019). A count, never a tenant label (docs/metrics.md
+        cardinality rule): which tenants is in ``quarantined_tenants`` and the log."""
+        r, labels = self.registry, ("schema",)
+        self.quarantined_tenants = Gauge(
+            "streamledger_projection_quarantined_tenants",
+            "Tenants quarantined in this schema: their events are held back (table"
+            " quarantined_tenants)",
+            labels,
+            registry=r,
+        )
+        self.quarantines = Counter(
+            "streamledger_projection_quarantines",
+            "Tenants this process quarantined (a record that does not continue its chain)",
+            labels,
+            registry=r,
+        )
+        self.held_events = Counter(
+            "streamledger_projection_held_events",
+            "Events read and not projected because their tenant is quarantined",
+            labels,
+            registry=r,
+        )
+        self.excluded_events = Counter(
+            "streamledger_projection_excluded_events",
+            "Events skipped by an operator's release (on a partition that is not their tenant's)",
+            labels,
             registry=r,
         )
 

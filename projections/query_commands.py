@@ -40,6 +40,14 @@ VERIFY_EVERY_S_MAX = 86_400
 def register(subparsers: Subparsers) -> None:
     project = subparsers.add_parser("project", help="project ledger.events into PostgreSQL")
     project.add_argument("--rebuild", action="store_true", help="replay into a fresh schema, swap")
+    project.add_argument(
+        "--release-tenant",
+        action="append",
+        default=[],
+        metavar="TENANT",
+        help="with --rebuild: release a quarantined tenant (docs/runbook.md"
+        "#streamledgertenantquarantined); repeatable",
+    )
     project.add_argument("--batch-records-max", type=int, default=None)
     project.add_argument("--batch-interval-ms", type=int, default=None)
     project.add_argument("--consumer-group", default=None)
@@ -137,11 +145,21 @@ def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
     if not arguments.no_metrics:
         port = arguments.service_metrics_port
         serve_metrics(settings, settings.metrics_port if port is None else port, metrics)
+    if arguments.release_tenant and not arguments.rebuild:
+        raise SettingError("--release-tenant takes effect in a rebuild: add --rebuild")
     stop = stop_on_signals()
     if arguments.rebuild:
-        report = rebuild(settings, projection, metrics=metrics, stop=stop)
+        report = rebuild(
+            settings,
+            projection,
+            metrics=metrics,
+            stop=stop,
+            release_tenants=arguments.release_tenant,
+        )
         print(f"rebuilt {report.events} events into {report.generation} in {report.seconds:.1f} s;")
         print(f"swapped in as {LIVE_SCHEMA}")
+        for line in report.quarantined:
+            print(line)
         return EXIT_OK
     apply_migrations(settings, schema=LIVE_SCHEMA)
     sink = ProjectionSink(settings, projection, metrics=metrics)

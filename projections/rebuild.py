@@ -14,6 +14,14 @@ Blue/green on schemas. Readers always name ``ledger.<table>``.
 
 A live projection keeps running through this: its next batch finds the new generation's offsets
 differ from its own position (``PositionMovedError``) and it re-seeks to them.
+
+Quarantines (decision 0019): a tenant whose log does not continue its chain is quarantined in the
+new generation as in the live one, and the rebuild completes for every other tenant. The live
+generation's operator releases (``tenant_releases``) are copied into the new generation before
+the replay; ``release_tenants`` adds one for each named tenant, which must be quarantined in the
+live generation: its records already in the log (up to each partition's end offset now) that are
+on a partition that is not its own are left out, and the ones on its own partition may go back
+in time. Whatever else is wrong with its chain quarantines it again, and the report says so.
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
 from projections.metrics import ProjectionMetrics
@@ -39,7 +48,7 @@ from projections.store import (
     BatchTarget,
     ProjectionDatabaseError,
 )
-from streamledger.errors import InfraError
+from streamledger.errors import InfraError, SettingError
 from streamledger.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -47,6 +56,27 @@ WATERMARK_TIMEOUT_S = 30
 SWAP_LOCK_TIMEOUT_MS = 5_000
 SWAP_ATTEMPTS_MAX = 10
 
+TABLE_EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
+COPY_RELEASES = (
+    "INSERT INTO {generation}.tenant_releases"
+    " (tenant_id, partition, before_offset, quarantine, released_at)"
+    " SELECT tenant_id, partition, before_offset, quarantine, released_at"
+    " FROM {live}.tenant_releases"
+)
+SELECT_LIVE_QUARANTINE = (
+    "SELECT reason || ': ' || detail || ' (' || topic || '[' || partition || ']@'"
+    " || record_offset || ')' FROM {live}.quarantined_tenants WHERE tenant_id = %s"
+)
+UPSERT_RELEASES = (
+    "INSERT INTO {generation}.tenant_releases (tenant_id, partition, before_offset, quarantine)"
+    " SELECT %s, p, o, %s FROM unnest(%s::integer[], %s::bigint[]) AS u(p, o)"
+    " ON CONFLICT (tenant_id, partition) DO UPDATE SET before_offset = excluded.before_offset,"
+    " quarantine = excluded.quarantine, released_at = excluded.released_at"
+)
+SELECT_QUARANTINED = (
+    "SELECT tenant_id, reason, detail, partition, record_offset, sequence"
+    " FROM {generation}.quarantined_tenants ORDER BY tenant_id"
+)
 SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 SCHEMA_EXISTS = "SELECT 1 FROM pg_namespace WHERE nspname = %s"
 RENAME_SCHEMA = "ALTER SCHEMA {old} RENAME TO {new}"
@@ -70,6 +100,7 @@ class RebuildReport:
     generation: str
     events: int
     seconds: float
+    quarantined: tuple[str, ...] = ()  # one line per tenant quarantined in the new generation
 
 
 def rebuild(
@@ -78,6 +109,7 @@ def rebuild(
     *,
     metrics: ProjectionMetrics | None = None,
     stop: threading.Event | None = None,
+    release_tenants: Sequence[str] = (),
 ) -> RebuildReport:
     """Rebuild the projection from the log into a fresh schema and swap it in."""
     started = time.monotonic()
@@ -86,12 +118,67 @@ def rebuild(
     metrics = metrics or ProjectionMetrics()
     sink = ProjectionSink(settings, projection, schema=generation, subscribe=False, metrics=metrics)
     try:
+        carry_releases(sink, release_tenants)  # before the sink reads them at assignment
         events = replay(sink, projection, metrics, stop or threading.Event())
+        quarantined = quarantined_lines(sink)
         swap(sink.connection, generation, projection)
     finally:
         sink.close()
     metrics.rebuild_progress.labels(generation).set(1.0)
-    return RebuildReport(generation, events, time.monotonic() - started)
+    return RebuildReport(generation, events, time.monotonic() - started, quarantined)
+
+
+def carry_releases(sink: ProjectionSink, release_tenants: Sequence[str]) -> None:
+    """Copy the live generation's releases into the new one, and release ``release_tenants``
+    for every record the log holds now (each must be quarantined in the live generation)."""
+    conn, generation = sink.connection, sql.Identifier(sink.target.schema)
+    live = sql.Identifier(LIVE_SCHEMA)
+    with conn.transaction():
+        row = conn.execute(TABLE_EXISTS, (f"{LIVE_SCHEMA}.tenant_releases",)).fetchone()
+        if row is None or not row[0]:
+            if release_tenants:
+                raise SettingError("--release-tenant: the live projection quarantines no tenant")
+            return
+        conn.execute(sql.SQL(COPY_RELEASES).format(generation=generation, live=live))
+        if not release_tenants:
+            return
+        ends = topic_end_offsets(sink.consumer, sink.target.topic)
+        for tenant_id in release_tenants:
+            quarantine = conn.execute(
+                sql.SQL(SELECT_LIVE_QUARANTINE).format(live=live), (tenant_id,)
+            ).fetchone()
+            if quarantine is None:
+                raise SettingError(f"--release-tenant: {tenant_id!r} is not quarantined")
+            partitions = sorted(ends)
+            conn.execute(
+                sql.SQL(UPSERT_RELEASES).format(generation=generation),
+                (tenant_id, quarantine[0], partitions, [ends[p] for p in partitions]),
+            )
+            LOG.warning("released %r up to the end offsets %s", tenant_id, ends)
+
+
+def topic_end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
+    """The high watermark of every partition of ``topic`` now."""
+    metadata = consumer.list_topics(topic, timeout=WATERMARK_TIMEOUT_S).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise InfraError(f"topic {topic} not found")
+    return {
+        partition: consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=WATERMARK_TIMEOUT_S
+        )[1]
+        for partition in sorted(metadata.partitions)
+    }
+
+
+def quarantined_lines(sink: ProjectionSink) -> tuple[str, ...]:
+    statement = sql.SQL(SELECT_QUARANTINED).format(generation=sql.Identifier(sink.target.schema))
+    with sink.connection.transaction():
+        rows = sink.connection.execute(statement).fetchall()
+    return tuple(
+        f"tenant {tenant} quarantined at {sink.target.topic}[{partition}]@{offset} "
+        f"(sequence {sequence}): {reason}: {detail}"
+        for tenant, reason, detail, partition, offset, sequence in rows
+    )
 
 
 def end_offsets(sink: ProjectionSink) -> dict[int, int]:

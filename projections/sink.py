@@ -21,6 +21,14 @@ projection's lock in the same transaction), so a stale batch cannot write twice 
 Between two passes nothing is in flight: the connection is idle and ``positions`` is what
 PostgreSQL holds.
 
+Quarantine (decision 0019): a tenant whose next event does not continue its chain (another
+tenant's partition, a repeated or missing sequence, a broken hash chain, an effective time before
+its previous event, an event that cannot apply) is quarantined at that event, in the same
+transaction: that event and the tenant's later ones are not projected, every other tenant's are,
+and the offsets move on. The sink plans each batch against the quarantines and operator releases
+it read at assignment (so a known quarantined tenant costs nothing); the write transaction checks
+again under the projection's lock and plans the batch once more if it finds a new one.
+
 Commit order: PostgreSQL first, Kafka second. The database transaction is the source of truth
 (rows and offsets commit together); Kafka's committed offsets are only for lag monitoring. A
 crash between the two leaves Kafka's offsets behind, which is harmless: on assignment this
@@ -44,15 +52,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from projections.batch import BatchPlan, plan_records
+from projections.batch import BatchPlan, Location, Quarantine, plan_records
 from projections.event_records import EventRecord, decode_event_record
 from projections.metrics import ProjectionMetrics
 from projections.settings import ProjectionSettings
@@ -61,8 +69,12 @@ from projections.store import (
     BatchTarget,
     PositionMovedError,
     ProjectionDatabaseError,
+    QuarantineState,
+    WrittenBatch,
     prepare_session,
+    quarantine_context,
     read_offsets,
+    read_quarantine_state,
     write_batch,
 )
 from schemas.codec import DecodeError
@@ -86,10 +98,18 @@ class PreparedBatch:
 
     seek_epoch: int
     events: list[EventRecord]
+    locations: list[Location]  # (partition, offset) of each event
     consumed_from: dict[int, int]
     next_offsets: dict[int, int]
     ends_reached: dict[int, int]
     plan: BatchPlan | None  # None when the batch holds no event
+
+    def replan(self, held: Mapping[str, int]) -> BatchPlan:
+        """The same records planned again, holding back each tenant in ``held`` from that batch
+        index on (the write transaction found new quarantines)."""
+        assert self.plan is not None, "only a planned batch is planned again"
+        context = replace(self.plan.context, held=dict(held))
+        return plan_records(self.events, self.locations, context)
 
 
 @dataclass(slots=True)
@@ -97,7 +117,7 @@ class InFlight:
     """The batch the writer thread is writing and what it will answer."""
 
     batch: PreparedBatch
-    written: Future[float]  # the transaction's seconds
+    written: Future[tuple[WrittenBatch, float]]  # what the transaction wrote, its seconds
 
 
 @dataclass(slots=True)
@@ -172,6 +192,8 @@ class ProjectionSink:
         self.prepared_positions: dict[int, int] = {}  # partition -> next offset to prepare
         self.end_reached: dict[int, int] = {}  # partition -> offset of the last end-of-partition
         self.seek_epoch = 0
+        self.partition_count: int | None = None  # of the events topic, read at start
+        self.quarantine = QuarantineState(frozenset(), {})  # as of the last seek or commit
         self.prepared: PreparedBatch | None = None
         self.in_flight: InFlight | None = None
         self.settled = BatchOutcome()  # what the last write that finished committed
@@ -195,15 +217,17 @@ class ProjectionSink:
         if self.consumer_started:
             return
         self.consumer_started = True
+        metadata = self.consumer.list_topics(self.target.topic, timeout=30)
+        topic = metadata.topics.get(self.target.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise InfraError(f"topic {self.target.topic} not found")
+        # A tenant's events belong on its partition of this many (schemas.keys.partition_for).
+        self.partition_count = len(topic.partitions)
         if self.subscribe:
             self.consumer.subscribe(
                 [self.target.topic], on_assign=self.on_assign, on_revoke=self.on_revoke
             )
             return
-        metadata = self.consumer.list_topics(self.target.topic, timeout=30)
-        topic = metadata.topics.get(self.target.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise InfraError(f"topic {self.target.topic} not found")
         partitions = [TopicPartition(self.target.topic, p) for p in sorted(topic.partitions)]
         self.on_assign(self.consumer, partitions)
 
@@ -248,8 +272,13 @@ class ProjectionSink:
         self.prepared = None
 
     def stored_offsets(self) -> dict[int, int]:
+        """The offsets stored in PostgreSQL, and (again) the quarantines and releases."""
         self.begin_seek()
         assert self.in_flight is None, "the writer connection is busy"
+        self.quarantine = read_quarantine_state(self.connection, self.target)
+        self.metrics.quarantined_tenants.labels(self.target.schema).set(
+            len(self.quarantine.tenants)
+        )
         return read_offsets(self.connection, self.target)
 
     # ----------------------------------------------------------------- the loop
@@ -296,12 +325,13 @@ class ProjectionSink:
         )
         batch = self.decode(records)  # after consume: its rebalance callbacks have run
         if batch.events:
-            batch.plan = plan_records(batch.events)
+            context = quarantine_context(self.quarantine, self.partition_count)
+            batch.plan = plan_records(batch.events, batch.locations, context)
             self.prepared_positions.update(batch.next_offsets)
         return batch
 
     def decode(self, records: Sequence[Message]) -> PreparedBatch:
-        batch = PreparedBatch(self.seek_epoch, [], {}, {}, {}, None)
+        batch = PreparedBatch(self.seek_epoch, [], [], {}, {}, {}, None)
         for record in records:
             error = record.error()
             if error is not None:
@@ -321,6 +351,7 @@ class ProjectionSink:
                 raise InvariantViolationError(
                     f"{self.target.topic}[{partition}]@{offset} is not a ledger event: {exc}"
                 ) from exc
+            batch.locations.append((partition, offset))
             batch.consumed_from.setdefault(partition, position)
             batch.next_offsets[partition] = offset + 1
         return batch
@@ -330,18 +361,20 @@ class ProjectionSink:
         if partition is not None and offset is not None and partition in self.prepared_positions:
             batch.ends_reached[partition] = offset
 
-    def store(self, batch: PreparedBatch) -> float:
-        """The writer thread: one transaction, rows and offsets; its seconds. It reads only
-        its argument and writes only through the connection: no consumer, no positions."""
+    def store(self, batch: PreparedBatch) -> tuple[WrittenBatch, float]:
+        """The writer thread: one transaction, rows and offsets; what it wrote and its seconds.
+        It reads only its argument and writes only through the connection: no consumer, no
+        positions."""
         assert batch.plan is not None, "an empty batch is never written"
         started = time.perf_counter()
         try:
-            write_batch(
+            written = write_batch(
                 self.connection,
                 self.target,
                 batch.plan,
                 consumed_from=batch.consumed_from,
                 next_offsets=batch.next_offsets,
+                replan=batch.replan,
             )
         except psycopg.errors.UniqueViolation as exc:
             raise InvariantViolationError(
@@ -349,7 +382,7 @@ class ProjectionSink:
             ) from exc
         except psycopg.OperationalError as exc:
             raise ProjectionDatabaseError(f"PostgreSQL failed during a batch: {exc}") from exc
-        return time.perf_counter() - started
+        return written, time.perf_counter() - started
 
     def settle(self) -> None:
         """Wait for the write in flight (if any); record its outcome in ``settled``. A moved
@@ -358,17 +391,17 @@ class ProjectionSink:
         if in_flight is None:
             return
         try:
-            seconds = in_flight.written.result()
+            written, seconds = in_flight.written.result()
         except PositionMovedError as exc:
             LOG.warning("%s", exc)
             self.reseek()  # a new epoch: the batch prepared after this one is dropped
             return
-        self.committed(in_flight.batch, seconds)
+        self.committed(in_flight.batch, written, seconds)
 
-    def committed(self, batch: PreparedBatch, seconds: float) -> None:
-        """After the DB commit: positions, metrics, then Kafka's offsets (lag monitoring)."""
-        plan = batch.plan
-        assert plan is not None, "only a batch with events is written"
+    def committed(self, batch: PreparedBatch, written: WrittenBatch, seconds: float) -> None:
+        """After the DB commit: positions, quarantines, metrics, then Kafka's offsets (lag
+        monitoring)."""
+        plan = written.plan
         for partition, offset in batch.next_offsets.items():
             assert self.positions.get(partition, -1) == batch.consumed_from[partition], (
                 f"partition {partition} committed from {batch.consumed_from[partition]}, "
@@ -377,6 +410,7 @@ class ProjectionSink:
             self.positions[partition] = offset
         self.end_reached.update(batch.ends_reached)
         self.settled = BatchOutcome(events=len(batch.events), partitions=dict(batch.next_offsets))
+        self.note_quarantines(written)
         if self.subscribe:  # the live projection: commit time minus each event's effective time
             self.metrics.observe_freshness(
                 (record["effective_at_us"] for record in batch.events), time.time()
@@ -384,7 +418,7 @@ class ProjectionSink:
         schema = self.target.schema
         self.metrics.transaction_seconds.labels(schema).observe(seconds)
         self.metrics.batch_size.labels(schema).observe(len(batch.events))
-        self.metrics.events_applied.labels(schema).inc(len(batch.events))
+        self.metrics.events_applied.labels(schema).inc(plan.event_count)
         if plan.last_effective_at_us:
             lag_s = time.time() - plan.last_effective_at_us / 1_000_000
             self.metrics.lag_seconds.labels(schema).set(max(lag_s, 0.0))
@@ -394,6 +428,24 @@ class ProjectionSink:
                 TopicPartition(self.target.topic, p, o) for p, o in batch.next_offsets.items()
             ]
             self.consumer.commit(offsets=offsets, asynchronous=True)
+
+    def note_quarantines(self, written: WrittenBatch) -> None:
+        """Remember the tenants the batch quarantined (later batches hold them back as they are
+        planned); count them and the records held back; log each new one."""
+        schema, plan = self.target.schema, written.plan
+        held = sum(plan.held_events.values())
+        if held:
+            self.metrics.held_events.labels(schema).inc(held)
+        if plan.excluded_events:
+            self.metrics.excluded_events.labels(schema).inc(plan.excluded_events)
+        if not written.quarantines:
+            return
+        tenants = self.quarantine.tenants | written.quarantines.keys()
+        self.quarantine = QuarantineState(frozenset(tenants), self.quarantine.releases)
+        self.metrics.quarantined_tenants.labels(schema).set(len(tenants))
+        self.metrics.quarantines.labels(schema).inc(len(written.quarantines))
+        for quarantine in written.quarantines.values():
+            LOG.error("%s", describe_quarantine(self.target, quarantine))
 
     def observe_lag(self) -> None:
         """High watermark minus how far this consumer has read, past the commit markers once it
@@ -413,3 +465,12 @@ class ProjectionSink:
             self.consumer.close()
         finally:
             self.connection.close()
+
+
+def describe_quarantine(target: BatchTarget, quarantine: Quarantine) -> str:
+    return (
+        f"projection {target.schema}: tenant {quarantine.tenant_id!r} quarantined at "
+        f"{target.topic}[{quarantine.partition}]@{quarantine.offset} (sequence "
+        f"{quarantine.sequence}): {quarantine.reason}: {quarantine.detail}; its events are "
+        "held back, every other tenant goes on (docs/runbook.md#streamledgertenantquarantined)"
+    )

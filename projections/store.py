@@ -5,15 +5,20 @@
 1. locks this projection's rows of ``projection_offsets`` and checks they still hold the
    positions the sink consumed from (another instance, or a rebuild swapped in, moved them:
    ``PositionMovedError``, the sink re-seeks; nothing is written);
-2. locks the batch's tenants in ``tenant_heads`` and checks each tenant's first sequence is
-   exactly the stored last sequence + 1 (a gap or a repeat is ``InvariantViolationError``);
+2. locks the batch's tenants in ``quarantined_tenants`` and ``tenant_heads`` and settles the
+   plan (``settle_plan``): a tenant quarantined before is held back whole; a tenant whose first
+   record does not continue its stored head (sequence, hash, time), or whose record cannot
+   apply to the transfers' state, is quarantined at that record and the batch is planned again
+   without it (pure, ``projections.batch``; decision 0019). Every other tenant is written;
 3. reads the transfers the batch finalizes or reverses, folds their new state (pure);
 4. writes with binary ``COPY`` only — no round trip per row, no per-row parameter arrays:
    accounts, the transfers the batch creates and the journal straight into their tables (a row
    that already exists is a ``UniqueViolation``: a repeat, never overwritten); balances and the
    transfers it changes into session-local staging tables, then one ``INSERT … ON CONFLICT`` /
    ``UPDATE … FROM`` each, whose row count must equal the staged rows;
-5. stores the next offset of every partition in the batch.
+5. records new quarantines and counts the records held back for quarantined tenants;
+6. stores the next offset of every partition in the batch, held records included: a quarantined
+   tenant never stops the projection.
 
 Foreign keys per row are gone from entries and transfers (migration 0002, decision 0007); this
 module proves the same facts once per batch: every account a batch touches is in its
@@ -26,15 +31,26 @@ only identifier, composed with ``psycopg.sql``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from projections.batch import BatchPlan, TransferRow, fold_transfers, to_datetime
-from schemas.model import GENESIS_HASH
+from projections.batch import (
+    REASON_FOLD_FAILED,
+    BatchPlan,
+    EventCannotApplyError,
+    PlanContext,
+    Quarantine,
+    StoredHead,
+    TransferRow,
+    fold_transfers,
+    head_problems,
+    to_datetime,
+    to_microseconds,
+)
 from streamledger.errors import InfraError, InvariantViolationError, StreamLedgerError
 
 LIVE_SCHEMA = "ledger"
@@ -78,6 +94,30 @@ UPSERT_TENANT_HEADS = sql.SQL(
     " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[], %s::timestamptz[])"
     " ON CONFLICT (tenant_id) DO UPDATE SET last_sequence = excluded.last_sequence,"
     " last_hash = excluded.last_hash, last_effective_at = excluded.last_effective_at"
+)
+SELECT_QUARANTINED_FOR_UPDATE = sql.SQL(
+    "SELECT tenant_id FROM {schema}.quarantined_tenants"
+    " WHERE tenant_id = ANY(%s::text[]) ORDER BY tenant_id FOR UPDATE"
+)
+INSERT_QUARANTINES = sql.SQL(
+    "INSERT INTO {schema}.quarantined_tenants (tenant_id, reason, detail, topic, partition,"
+    " record_offset, sequence, projected_sequence, held_events)"
+    " SELECT t, r, d, %s, p, o, s, h, n FROM unnest(%s::text[], %s::text[], %s::text[],"
+    " %s::integer[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])"
+    " AS u(t, r, d, p, o, s, h, n)"
+)
+COUNT_HELD_EVENTS = sql.SQL(
+    "UPDATE {schema}.quarantined_tenants AS q SET held_events = q.held_events + u.n,"
+    " last_seen_at = now() FROM unnest(%s::text[], %s::bigint[]) AS u(t, n) WHERE q.tenant_id = u.t"
+)
+SELECT_QUARANTINES = sql.SQL(
+    "SELECT tenant_id, reason, detail, topic, partition, record_offset, sequence,"
+    " projected_sequence, held_events, first_seen_at FROM {schema}.quarantined_tenants"
+    " ORDER BY tenant_id"
+)
+SELECT_RELEASES = sql.SQL(
+    "SELECT tenant_id, partition, before_offset FROM {schema}.tenant_releases"
+    " ORDER BY tenant_id, partition"
 )
 # Session-local staging tables (one set per writer connection, emptied at every commit).
 # Rows are COPY'd in, then merged into the schema's tables by one statement each.
@@ -193,6 +233,26 @@ def read_offsets(conn: psycopg.Connection[Any], target: BatchTarget) -> dict[int
     return {int(partition): int(offset) for partition, offset in rows}
 
 
+@dataclass(slots=True)
+class WrittenBatch:
+    """What a batch's transaction wrote: the plan as settled (quarantined tenants left out) and
+    the tenants it quarantined."""
+
+    plan: BatchPlan
+    quarantines: dict[str, Quarantine] = field(default_factory=dict)
+
+
+Replan = Callable[[Mapping[str, int]], BatchPlan]  # held-from indexes per tenant -> a new plan
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineState:
+    """A schema generation's quarantined tenants and operator releases (read at assignment)."""
+
+    tenants: frozenset[str]
+    releases: dict[str, dict[int, int]]  # tenant -> partition -> before offset
+
+
 def write_batch(
     conn: psycopg.Connection[Any],
     target: BatchTarget,
@@ -200,17 +260,20 @@ def write_batch(
     *,
     consumed_from: Mapping[int, int],
     next_offsets: Mapping[int, int],
-) -> None:
+    replan: Replan,
+) -> WrittenBatch:
     """Write one batch and its next offsets atomically (see the module docstring).
 
     ``consumed_from`` is, per partition of the batch, the offset the sink positioned itself at
-    (what the table must still hold); ``next_offsets`` is the offset after the batch's last record.
+    (what the table must still hold); ``next_offsets`` is the offset after the batch's last
+    record. ``replan(held)`` plans the same records again holding back each tenant in ``held``
+    from that batch index on.
     """
     with conn.transaction():
         check_positions(conn, target, consumed_from)
-        check_tenant_heads(conn, target, plan)
-        transfers = final_transfers(conn, target, plan)
-        write_rows(conn, target, plan, transfers)
+        written, heads, transfers = settle_plan(conn, target, plan, replan)
+        write_rows(conn, target, written.plan, transfers)
+        write_quarantines(conn, target, written, heads)
         partitions = sorted(next_offsets)
         conn.execute(
             target.compose(UPSERT_OFFSETS),
@@ -221,6 +284,7 @@ def write_batch(
                 [next_offsets[partition] for partition in partitions],
             ),
         )
+    return written
 
 
 def check_positions(
@@ -239,29 +303,116 @@ def check_positions(
             )
 
 
-def check_tenant_heads(conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan) -> None:
-    tenants = sorted(plan.tenant_runs)
-    rows = conn.execute(target.compose(SELECT_TENANT_HEADS), (tenants,)).fetchall()
-    stored = {str(tenant): (int(sequence), bytes(link), at) for tenant, sequence, link, at in rows}
-    for tenant_id in tenants:
-        run = plan.tenant_runs[tenant_id]
-        last, last_hash, last_at = stored.get(tenant_id, (0, GENESIS_HASH, None))
-        if run.first_sequence != last + 1:
-            kind = "repeat" if run.first_sequence <= last else "gap"
-            raise InvariantViolationError(
-                f"projection {target.schema}: tenant {tenant_id!r} continues at sequence "
-                f"{run.first_sequence} but the table's last sequence is {last} ({kind})"
-            )
-        if run.first_prev_hash != last_hash:
-            raise InvariantViolationError(
-                f"projection {target.schema}: tenant {tenant_id!r} sequence {run.first_sequence} "
-                f"does not chain onto the stored hash of sequence {last}"
-            )
-        if last_at is not None and to_datetime(run.first_effective_at_us) < last_at:
-            raise InvariantViolationError(
-                f"projection {target.schema}: tenant {tenant_id!r} sequence "
-                f"{run.first_sequence} is effective before sequence {last} ({last_at})"
-            )
+def settle_plan(
+    conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan, replan: Replan
+) -> tuple[WrittenBatch, dict[str, StoredHead], dict[tuple[str, str], TransferRow]]:
+    """Hold back the tenants quarantined before; quarantine those whose first record does not
+    continue the stored head or cannot apply; plan again until nothing new is found. Each
+    round quarantines at least one more tenant of the batch, so at most one round per tenant."""
+    tenants = sorted(plan.tenants)
+    stored = conn.execute(target.compose(SELECT_QUARANTINED_FOR_UPDATE), (tenants,)).fetchall()
+    heads = read_tenant_heads(conn, target, tenants)
+    held = {str(tenant): 0 for (tenant,) in stored}
+    found: dict[str, Quarantine] = {}
+    for _ in range(len(tenants) + 1):
+        planned_held = {t: i for t, i in plan.context.held.items() if t in plan.tenants}
+        if planned_held != held:
+            plan = replan(held)
+        new = head_problems(plan, heads)
+        if not new:
+            try:
+                transfers = final_transfers(conn, target, plan)
+            except EventCannotApplyError as exc:
+                new = {exc.tenant_id: fold_quarantine(plan, exc)}
+            else:
+                written = WrittenBatch(plan, {**plan.quarantines, **found})
+                return written, heads, transfers
+        found.update(new)
+        held.update({tenant: quarantine.index for tenant, quarantine in new.items()})
+    raise InvariantViolationError(
+        f"projection {target.schema}: quarantining did not settle in {len(tenants) + 1} rounds"
+    )
+
+
+def fold_quarantine(plan: BatchPlan, exc: EventCannotApplyError) -> Quarantine:
+    """The quarantine of the tenant whose transfer event ``exc`` names (found by the fold)."""
+    index = plan.transfer_indexes[exc.position]
+    partition, offset = plan.transfer_locations[exc.position]
+    record = plan.transfer_events[exc.position]
+    return Quarantine(
+        exc.tenant_id, REASON_FOLD_FAILED, str(exc), index, partition, offset, record["sequence"]
+    )
+
+
+def read_tenant_heads(
+    conn: psycopg.Connection[Any], target: BatchTarget, tenants: Sequence[str]
+) -> dict[str, StoredHead]:
+    rows = conn.execute(target.compose(SELECT_TENANT_HEADS), (list(tenants),)).fetchall()
+    return {
+        str(tenant): StoredHead(int(sequence), bytes(link), to_microseconds(at))
+        for tenant, sequence, link, at in rows
+    }
+
+
+def write_quarantines(
+    conn: psycopg.Connection[Any],
+    target: BatchTarget,
+    written: WrittenBatch,
+    heads: Mapping[str, StoredHead],
+) -> None:
+    """Record the batch's new quarantines and count the records held back for the others."""
+    plan, new = written.plan, written.quarantines
+    if new:
+        rows = [new[tenant] for tenant in sorted(new)]
+        conn.execute(
+            target.compose(INSERT_QUARANTINES),
+            (
+                target.topic,
+                [q.tenant_id for q in rows],
+                [q.reason for q in rows],
+                [q.detail for q in rows],
+                [q.partition for q in rows],
+                [q.offset for q in rows],
+                [q.sequence for q in rows],
+                [projected_sequence(plan, heads, q.tenant_id) for q in rows],
+                [plan.held_events.get(q.tenant_id, 0) for q in rows],
+            ),
+        )
+    older = sorted(tenant for tenant in plan.held_events if tenant not in new)
+    if older:
+        conn.execute(
+            target.compose(COUNT_HELD_EVENTS),
+            (older, [plan.held_events[tenant] for tenant in older]),
+        )
+
+
+def projected_sequence(plan: BatchPlan, heads: Mapping[str, StoredHead], tenant_id: str) -> int:
+    """The last sequence of ``tenant_id`` this batch leaves projected."""
+    run = plan.tenant_runs.get(tenant_id)
+    if run is not None:
+        return run.last_sequence
+    head = heads.get(tenant_id)
+    return 0 if head is None else head.sequence
+
+
+def read_quarantine_state(conn: psycopg.Connection[Any], target: BatchTarget) -> QuarantineState:
+    """The generation's quarantined tenants and releases (the sink plans batches against them;
+    the write transaction checks again)."""
+    with conn.transaction():
+        quarantined = conn.execute(target.compose(SELECT_QUARANTINES)).fetchall()
+        released = conn.execute(target.compose(SELECT_RELEASES)).fetchall()
+    releases: dict[str, dict[int, int]] = {}
+    for tenant, partition, before_offset in released:
+        releases.setdefault(str(tenant), {})[int(partition)] = int(before_offset)
+    return QuarantineState(frozenset(str(row[0]) for row in quarantined), releases)
+
+
+def quarantine_context(state: QuarantineState, partitions: int | None) -> PlanContext:
+    return PlanContext(
+        partitions=partitions,
+        held={tenant: 0 for tenant in state.tenants},
+        releases=state.releases,
+    )
 
 
 def final_transfers(

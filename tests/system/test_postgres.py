@@ -23,7 +23,12 @@ from projections import migrations
 from projections.migrations import MigrationError, apply_migrations
 from streamledger.settings import Settings
 
-ALL_MIGRATIONS = ["0001_ledger_schema", "0002_drop_per_row_foreign_keys", "0003_api_keys"]
+ALL_MIGRATIONS = [
+    "0001_ledger_schema",
+    "0002_drop_per_row_foreign_keys",
+    "0003_api_keys",
+    "0004_tenant_quarantine",
+]
 
 pytestmark = pytest.mark.system
 
