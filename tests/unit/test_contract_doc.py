@@ -226,6 +226,18 @@ def test_sections_for_routing_time_and_replies_exist() -> None:
 # --------------------------------------------------------------------------- schema fingerprints
 
 
+def schema_fingerprint_rows() -> str:
+    """The ``schema-fingerprints`` rows the current .avsc files give (shown when they differ)."""
+    lines = []
+    for name in TOP_LEVEL_RECORDS:
+        schema = inline_named_types(name, keep_logical_types=True)
+        java_long = crc64_avro(to_parsing_canonical_form(schema).encode())
+        signed = java_long - (1 << 64 if java_long >> 63 else 0)
+        header = java_long.to_bytes(8, "little").hex()
+        lines.append(f"{name:<17} {header:<28} {java_long:016x}{'':<15} {signed}")
+    return "\n".join(lines)
+
+
 def test_schema_fingerprint_table_is_the_crc64_of_the_canonical_form() -> None:
     rows = documented_fingerprints()
     assert set(rows) == set(TOP_LEVEL_RECORDS), "one row per top-level record"
@@ -234,7 +246,9 @@ def test_schema_fingerprint_table_is_the_crc64_of_the_canonical_form() -> None:
         canonical = to_parsing_canonical_form(
             inline_named_types(name, keep_logical_types=True)
         ).encode()
-        assert crc64_avro(canonical) == java_long, f"{name}: the Java long column"
+        assert crc64_avro(canonical) == java_long, (
+            f"{name}: the schema changed; the table should read:\n{schema_fingerprint_rows()}"
+        )
         assert java_long - (1 << 64 if java_long >> 63 else 0) == java_signed, name
         assert java_long.to_bytes(8, "little") == header, f"{name}: header = the long reversed"
         assert fastavro_fingerprint(canonical.decode(), "CRC-64-AVRO") == header.hex(), name
