@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 STREAMLEDGER := $(VENV)/bin/streamledger
 
-.PHONY: setup demo test check lint typecheck unit infra-up infra-down infra-status infra-reset topics-apply bench format
+.PHONY: setup demo test check lint typecheck unit infra-up infra-down infra-status infra-reset topics-apply bench format chaos
 
 setup:
 	@bash scripts/setup.sh
@@ -50,3 +50,12 @@ topics-apply: setup
 
 bench: setup
 	$(VENV_PYTHON) -m bench
+
+# Not in CI: CHAOS_ROUNDS seeded rounds of CHAOS_COMMANDS commands under kill -9s, broker and
+# PostgreSQL restarts, misrouted and back-dated records, on its own stack (.streamledger-chaos,
+# ports 33xxx; tests/chaos/rounds.py). More flags: CHAOS_ARGS="--seed 7 --faults kill,broker".
+CHAOS_ROUNDS ?= 20
+CHAOS_COMMANDS ?= 100000
+CHAOS_ARGS ?=
+chaos: setup
+	$(VENV_PYTHON) -m tests.chaos.rounds --rounds $(CHAOS_ROUNDS) --commands $(CHAOS_COMMANDS) $(CHAOS_ARGS)

@@ -3,18 +3,23 @@
 - ``stack_settings`` (session): the TEST stack, in ``.streamledger-test`` next to ``tests/``, on
   its own ports (Kafka 29092/29093, PostgreSQL 25432, metrics 29400) so it runs beside a
   developer's demo stack. It runs ``infra.stack.up`` (idempotent); at the end it stops only the
-  services this session started, because another test run may share the stack.
+  services this session started, because another test run may share the stack. Its home and
+  ports are settings (``TEST_STACK_VARIABLES``: ``STREAMLEDGER_TEST_HOME``,
+  ``STREAMLEDGER_TEST_KAFKA_PORT``, ...), so two test runs with different values share a machine;
+  ``api_port()`` is the port of the API that the chaos tests' ``streamledger run`` starts.
 - ``ledger_settings`` (function): the same stack with a unique topic prefix and 3 partitions, the
   ledger topics applied, deleted again afterwards, so tests never see each other's records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,19 +30,86 @@ from streamledger.errors import StreamLedgerError
 from streamledger.settings import Settings, environment_for, replace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TEST_HOME = REPO_ROOT / ".streamledger-test"
 TEST_PARTITIONS = 3
 TOPIC_DELETE_TIMEOUT_S = 30.0
+PORT_MIN = 1
+PORT_MAX = 65_535
+
+
+@dataclass(frozen=True, slots=True)
+class StackDefaults:
+    """Where a test stack lives when no variable says otherwise."""
+
+    home: Path
+    kafka_port: int
+    kafka_controller_port: int
+    postgres_port: int
+    metrics_port: int  # base of the consecutive metrics ports of a pipeline
+    api_port: int
+
+
+TEST_STACK_DEFAULTS = StackDefaults(
+    home=REPO_ROOT / ".streamledger-test",
+    kafka_port=29092,
+    kafka_controller_port=29093,
+    postgres_port=25432,
+    metrics_port=29400,
+    api_port=8080,
+)
+TEST_STACK_PREFIX = "STREAMLEDGER_TEST_"
+# field -> variable suffix: STREAMLEDGER_TEST_KAFKA_PORT, ... (the chaos run: STREAMLEDGER_CHAOS_*)
+TEST_STACK_VARIABLES = (
+    "HOME",
+    "KAFKA_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "POSTGRES_PORT",
+    "METRICS_PORT",
+    "API_PORT",
+)
+
+
+def stack_defaults_from(
+    prefix: str, defaults: StackDefaults, environment: Mapping[str, str] = os.environ
+) -> StackDefaults:
+    """``defaults`` with every ``{prefix}{VARIABLE}`` that is set; a bad value names the variable.
+
+    Only test code reads these (``STREAMLEDGER_*`` without ``TEST_`` configure the product), and
+    ``run_streamledger`` does not pass them on to the commands it starts.
+    """
+    values: dict[str, object] = {}
+    for suffix in TEST_STACK_VARIABLES:
+        name = prefix + suffix
+        text = environment.get(name, "").strip()
+        if not text:
+            continue
+        field = suffix.lower()
+        if field == "home":
+            values[field] = Path(text).expanduser().resolve()
+            continue
+        if not text.isascii() or not text.isdigit() or not PORT_MIN <= int(text) <= PORT_MAX:
+            raise ValueError(f"{name}={text!r}: expected a port number {PORT_MIN}..{PORT_MAX}")
+        values[field] = int(text)
+    return dataclasses.replace(defaults, **values)  # type: ignore[arg-type]
+
+
+def settings_of(defaults: StackDefaults) -> Settings:
+    return Settings(
+        home=defaults.home,
+        kafka_port=defaults.kafka_port,
+        kafka_controller_port=defaults.kafka_controller_port,
+        postgres_port=defaults.postgres_port,
+        metrics_port=defaults.metrics_port,
+    )
 
 
 def shared_stack_settings() -> Settings:
-    return Settings(
-        home=TEST_HOME,
-        kafka_port=29092,
-        kafka_controller_port=29093,
-        postgres_port=25432,
-        metrics_port=29400,
-    )
+    """The shared TEST stack: ``.streamledger-test``, 29092/29093, 25432, 29400 unless set."""
+    return settings_of(stack_defaults_from(TEST_STACK_PREFIX, TEST_STACK_DEFAULTS))
+
+
+def api_port() -> int:
+    """The API port of the chaos tests' ``streamledger run`` (STREAMLEDGER_TEST_API_PORT, 8080)."""
+    return stack_defaults_from(TEST_STACK_PREFIX, TEST_STACK_DEFAULTS).api_port
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ comes from one ``random.Random(seed)``; what it did is kept in ``actions`` for t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
@@ -88,26 +87,14 @@ class ChaosDriver:
             kafka_broker.start(self.broker_settings)  # whatever happened, leave it running
 
     def _kill_one(self, chance: random.Random, role: str) -> None:
-        """Kill a live child of ``role``; wait (bounded) while all of them are restarting."""
-        deadline = time.monotonic() + VICTIM_WAIT_S
-        while True:
-            children = [
-                child
-                for child in read_state(self.state_file)["children"]  # type: ignore[attr-defined]
-                if child["role"] == role and child["pid"] not in (None, *self.killed_pids)
-            ]
-            if children:
-                break
-            if time.monotonic() >= deadline:
-                self.actions.append(f"kill: no {role} came back within {VICTIM_WAIT_S:g} s")
-                return
-            time.sleep(0.1)
-        victim = chance.choice(children)
-        self.killed_pids.append(victim["pid"])
-        with contextlib.suppress(ProcessLookupError):  # it died on its own meanwhile
-            os.kill(victim["pid"], signal.SIGKILL)
-            self.killed[victim["role"]] = self.killed.get(victim["role"], 0) + 1
-        self.actions.append(f"kill -9 {victim['name']} (pid {victim['pid']})")
+        victim = kill_live_child(self.state_file, role, chance, self.killed_pids)
+        if victim is None:
+            self.actions.append(f"kill: no {role} came back within {VICTIM_WAIT_S:g} s")
+            return
+        name, pid, killed = victim
+        if killed:
+            self.killed[role] = self.killed.get(role, 0) + 1
+        self.actions.append(f"kill -9 {name} (pid {pid})")
 
     def _restart_broker(self, chance: random.Random) -> None:
         kafka_broker.stop(self.broker_settings)
@@ -116,3 +103,33 @@ class ChaosDriver:
         kafka_broker.start(self.broker_settings)
         self.broker_restarted += 1
         self.actions.append(f"broker restarted (down {down_s:.1f} s)")
+
+
+def kill_live_child(
+    state_file: Path, role: str, chance: random.Random, spared_pids: list[int]
+) -> tuple[str, int, bool] | None:
+    """``kill -9`` a live child of ``role`` of the supervisor that writes ``state_file``.
+
+    Waits (at most ``VICTIM_WAIT_S``) while all of them are restarting; ``None`` if none came
+    back. Returns (name, pid, killed): ``killed`` is False if it died on its own meanwhile.
+    The victim's pid joins ``spared_pids`` so a pid reaped late is never "killed" twice.
+    """
+    deadline = time.monotonic() + VICTIM_WAIT_S
+    while True:
+        children = [
+            child
+            for child in read_state(state_file)["children"]  # type: ignore[attr-defined]
+            if child["role"] == role and child["pid"] not in (None, *spared_pids)
+        ]
+        if children:
+            break
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+    victim = chance.choice(children)
+    spared_pids.append(victim["pid"])
+    try:
+        os.kill(victim["pid"], signal.SIGKILL)
+    except ProcessLookupError:  # it died on its own meanwhile
+        return victim["name"], victim["pid"], False
+    return victim["name"], victim["pid"], True

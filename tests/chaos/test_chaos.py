@@ -15,6 +15,8 @@ reference fold (``tests/system/ledger_reference.py``) must equal everything:
 
 Sizes: ``STREAMLEDGER_CHAOS_COMMANDS`` (default 1500 per seed; CI size) and
 ``STREAMLEDGER_CHAOS_KILLS`` (default 4); ``STREAMLEDGER_CHAOS_SEEDS=7,8`` replays given seeds.
+The API that ``streamledger run`` starts listens on ``STREAMLEDGER_TEST_API_PORT`` (8080).
+This is the CI-sized run; ``make chaos`` (``tests/chaos/rounds.py``) is the big one.
 Pending expiry is left out: when a short timeout passes depends on wall-clock record
 timestamps, which a fold of the commands cannot know.
 """
@@ -23,9 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -45,9 +44,10 @@ from producers.sdk import LedgerProducer
 from projections.verify import verify
 from schemas.codec import encode_command
 from schemas.model import Command
-from streamledger.settings import Settings, environment_for, replace
+from streamledger.settings import Settings, replace
 from tests.chaos.chaos_driver import ChaosDriver, ChaosPlan
-from tests.conftest import run_streamledger
+from tests.chaos.run_process import RunProcess
+from tests.conftest import api_port, run_streamledger
 from tests.system.free_ports import free_port_range
 from tests.system.ledger_reference import ReferenceLedger
 from tests.system.processor_harness import assert_outputs_match, read_topic
@@ -68,17 +68,7 @@ CHUNKS = 20
 CHUNK_PAUSE_S = 0.4  # commands keep arriving for about CHUNKS x CHUNK_PAUSE_S
 CHAOS_WINDOW_S = 10.0
 CATCH_UP_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 60.0
 POLL_S = 0.5
-PROCESSOR_FLAGS = (
-    "--session-timeout-ms=6000",
-    "--transaction-timeout-ms=10000",
-    "--batch-records-max=500",
-    "--batch-interval-ms=50",
-    "--shutdown-timeout-s=15",
-    "--restore-timeout-s=30",
-    "--stall-timeout-s=90",  # a hung processor dumps its stacks and restarts within the catch-up
-)
 
 
 def workload(seed: int) -> tuple[list[Command], list[tuple[bytes, bytes, str]]]:
@@ -143,42 +133,6 @@ class Feeder:
         assert not self.errors, self.errors
 
 
-class RunProcess:
-    """``streamledger run`` as a child process, output in a log file."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.log_path = log_path
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-        environment.update(environment_for(settings))
-        arguments = [
-            "run",
-            "--status-interval-s=2",
-            "--shutdown-timeout-s=30",
-            *(f"--processor-arg={flag}" for flag in PROCESSOR_FLAGS),
-        ]
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamledger.cli", *arguments],
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT_S)
-        return self.process.returncode
-
-
 def wait_until(
     what: str, remaining: Callable[[], int | bool], timeout_s: float, run: RunProcess
 ) -> None:
@@ -206,7 +160,7 @@ def test_chaos(
     settings = replace(projection_settings, home=tmp_path, metrics_port=free_port_range(3))
     commands, poison = workload(seed)
     reference = ReferenceLedger().fold(commands)
-    run = RunProcess(settings, tmp_path / "run.log")
+    run = RunProcess(settings, tmp_path / "run.log", api_port=api_port())
     driver = ChaosDriver(
         seed, ChaosPlan(KILLS, 1, CHAOS_WINDOW_S), state_path(settings), stack_settings
     )

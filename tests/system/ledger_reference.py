@@ -225,3 +225,24 @@ def _finish(ledger: ReferenceLedger, tenant: Tenant, command: PostPending | Void
     else:
         pending.status = "voided"
         ledger.emit(tenant, command, "PendingVoided", pending.amount, names)
+
+
+# --------------------------------------------------------------------------- pending expiry
+# (added for the chaos rounds, tests/chaos/rounds.py)
+
+
+def expire_pending(ledger: ReferenceLedger, tenant_id: str, transfer_id: str) -> None:
+    """A pending transfer's timeout passed: release its reservation, count its event.
+
+    When stream time passes a deadline depends on wall-clock record timestamps, so the fold
+    cannot place the ``PendingExpired`` event in the tenant's sequence: it is counted in
+    ``tenant.sequence`` but not listed in ``ledger.events``. Callers compare the expiries apart
+    (and only fold workloads where an expiry changes no other decision).
+    """
+    tenant = ledger.tenants[tenant_id]
+    pending = tenant.pending[transfer_id]
+    assert pending.status == "pending", f"{tenant_id}/{transfer_id} is {pending.status}"
+    tenant.accounts[pending.debit].debits_pending -= pending.amount
+    tenant.accounts[pending.credit].credits_pending -= pending.amount
+    pending.status = "expired"
+    tenant.sequence += 1

@@ -1,0 +1,59 @@
+"""``streamledger run`` as a child process for the chaos runs, with chaos-sized limits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from streamledger.settings import Settings, environment_for
+
+STOP_TIMEOUT_S = 60.0
+PROCESSOR_FLAGS = (  # short limits: a killed instance's partitions move within seconds
+    "--session-timeout-ms=6000",
+    "--transaction-timeout-ms=10000",
+    "--batch-records-max=500",
+    "--batch-interval-ms=50",
+    "--shutdown-timeout-s=15",
+    "--restore-timeout-s=30",
+    "--stall-timeout-s=90",  # a hung processor dumps its stacks and restarts within the catch-up
+)
+
+
+class RunProcess:
+    """``streamledger run`` as a child process, output in a log file."""
+
+    def __init__(self, settings: Settings, log_path: Path, *, api_port: int) -> None:
+        self.log_path = log_path
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
+        environment.update(environment_for(settings))
+        arguments = [
+            "run",
+            "--status-interval-s=2",
+            "--shutdown-timeout-s=30",
+            f"--api-port={api_port}",
+            *(f"--processor-arg={flag}" for flag in PROCESSOR_FLAGS),
+        ]
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streamledger.cli", *arguments],
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT_S)
+        return self.process.returncode
