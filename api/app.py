@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -53,17 +54,21 @@ from api.problems import (
     ApiProblemError,
     kind_for_status,
 )
+from api.readiness import BrokerProbe
 from api.reads import ApiReader
 from api.settings import ApiSettings
 from api.views import balance_view, command_path, history_view, outcome_view, transfer_view
-from projections.batch import to_datetime
+from projections.queries import QueryError, parse_cursor, parse_moment
 from schemas.limits import entity_id_problem, idempotency_key_problem
 from schemas.model import OutcomeStatus
-from streamledger.settings import Settings
+from streamledger.settings import Settings, parse_int_in_range
 
 LOG = logging.getLogger("streamledger.api")
 JSON: Final = "application/json"
-BEARER_PREFIX: Final = "bearer "
+# RFC 6750: "Bearer" 1*SP b64token. Trailing SP/HTAB are HTTP's optional whitespace around a
+# field value (RFC 9110 5.5), not part of the key: accepted. Anything else after the key — a
+# second word, a no-break space, a vertical tab — is a malformed header: 401 (decision 0021).
+BEARER_PATTERN: Final = re.compile(r"(?i:bearer) +([A-Za-z0-9._~+/-]+=*)[ \t]*")
 RESPOND_ASYNC: Final = "respond-async"
 DEFAULT_PAGE: Final = 100
 UNMATCHED_ROUTE: Final = "other"
@@ -80,6 +85,7 @@ class ApiServices:
     reader: ApiReader | None = None
     feed: OutcomeFeed | None = None
     gateway: CommandGateway | None = None
+    broker: BrokerProbe | None = None
 
     def require_gateway(self) -> CommandGateway:
         if self.gateway is None:
@@ -135,10 +141,10 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 async def tenant_of(request: Request) -> str:
     """The tenant of the request's bearer API key, or 401."""
-    authorization = request.headers.get("authorization", "")
-    if not authorization.lower().startswith(BEARER_PREFIX):
+    match = BEARER_PATTERN.fullmatch(request.headers.get("authorization", ""))
+    if match is None:
         raise ApiProblemError(UNAUTHORIZED, "send the API key as 'Authorization: Bearer <key>'")
-    token = authorization[len(BEARER_PREFIX) :].strip()
+    token = match.group(1)
     tenant_id = await services_of(request).require_reader().tenant_for_token(token)
     if tenant_id is None:
         raise ApiProblemError(UNAUTHORIZED, "the API key is unknown or revoked")
@@ -161,8 +167,8 @@ def idempotency_key_of(request: Request) -> str:
 
 async def body_of(request: Request, limit_bytes: int) -> bytes:
     """The raw body, refused with 413 past ``limit_bytes`` (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit_bytes:
         raise ApiProblemError(
             BODY_TOO_LARGE, f"the body is {declared} bytes; at most {limit_bytes}"
         )
@@ -190,32 +196,52 @@ def path_id(request: Request, name: str) -> str:
     return value
 
 
+def query_of(request: Request, *allowed: str) -> Mapping[str, str]:
+    """The query parameters, each at most once and each one this route takes: a typo such as
+    ``asof=`` is a 400 naming it, never silently the current balance."""
+    seen: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        shown = name[:64]
+        if name not in allowed:
+            takes = ", ".join(allowed) if allowed else "no query parameters"
+            raise ApiProblemError(
+                INVALID_PARAMETER,
+                f"{shown!r}: unknown query parameter (this route takes {takes})",
+                field=shown,
+            )
+        if name in seen:
+            raise ApiProblemError(INVALID_PARAMETER, f"{name}: given more than once", field=name)
+        seen[name] = value
+    return seen
+
+
 def parse_as_of(text: str | None) -> datetime | None:
+    """RFC 3339 (UTC without an offset) or microseconds since the epoch in ASCII digits."""
     if text is None:
         return None
-    if text.isdigit() and len(text) <= 18:
-        return to_datetime(int(text))
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiProblemError(
-            INVALID_PARAMETER,
-            f"as_of: {text[:64]!r} is neither RFC 3339 nor microseconds",
-            field="as_of",
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_moment(text, "as_of")
+    except QueryError as exc:
+        raise ApiProblemError(INVALID_PARAMETER, str(exc), field="as_of") from None
 
 
 def parse_limit(text: str | None, maximum: int) -> int:
     if text is None:
         return min(DEFAULT_PAGE, maximum)
-    if not text.isdigit() or not 1 <= int(text[:9]) <= maximum or len(text) > 9:
-        raise ApiProblemError(
-            INVALID_PARAMETER,
-            f"limit: {text[:32]!r} is not a whole number in 1..{maximum}",
-            field="limit",
-        )
-    return int(text)
+    try:
+        return parse_int_in_range(text, 1, maximum)
+    except ValueError as exc:
+        raise ApiProblemError(INVALID_PARAMETER, f"limit: {exc}", field="limit") from None
+
+
+def parse_after(text: str | None) -> str | None:
+    """The cursor of the previous page, checked before any database round trip."""
+    if text is not None:
+        try:
+            parse_cursor(text, "after")
+        except QueryError as exc:
+            raise ApiProblemError(INVALID_PARAMETER, str(exc), field="after") from None
+    return text
 
 
 # --------------------------------------------------------------------------- commands
@@ -234,6 +260,7 @@ async def submit(
 ) -> Response:
     services = services_of(request)
     tenant_id = await tenant_of(request)
+    query_of(request)
     idempotency_key = idempotency_key_of(request)
     body = decode_body(body_type, await body_of(request, services.api.body_bytes_max))
     command = to_command(
@@ -307,7 +334,7 @@ async def get_balance(request: Request) -> Response:
     services = services_of(request)
     tenant_id = await tenant_of(request)
     account_id = path_id(request, "account_id")
-    as_of = parse_as_of(request.query_params.get("as_of"))
+    as_of = parse_as_of(query_of(request, "as_of").get("as_of"))
     balance = await services.require_reader().balance(tenant_id, account_id, as_of=as_of)
     if balance is None:
         detail = f"no account {account_id!r}" + (
@@ -321,8 +348,9 @@ async def get_entries(request: Request) -> Response:
     services = services_of(request)
     tenant_id = await tenant_of(request)
     account_id = path_id(request, "account_id")
-    limit = parse_limit(request.query_params.get("limit"), services.api.history_page_max)
-    after = request.query_params.get("after")
+    query = query_of(request, "limit", "after")
+    limit = parse_limit(query.get("limit"), services.api.history_page_max)
+    after = parse_after(query.get("after"))
     page = await services.require_reader().history(tenant_id, account_id, after=after, limit=limit)
     return json_response(history_view(account_id, page, limit))
 
@@ -331,6 +359,7 @@ async def get_transfer(request: Request) -> Response:
     services = services_of(request)
     tenant_id = await tenant_of(request)
     transfer_id = path_id(request, "transfer_id")
+    query_of(request)
     transfer = await services.require_reader().transfer(tenant_id, transfer_id)
     if transfer is None:
         raise ApiProblemError(NOT_FOUND, f"no transfer {transfer_id!r}")
@@ -341,6 +370,7 @@ async def get_command(request: Request) -> Response:
     services = services_of(request)
     tenant_id = await tenant_of(request)
     key: str = request.path_params["idempotency_key"]
+    query_of(request)
     if idempotency_key_problem(key) is not None:
         raise ApiProblemError(
             INVALID_PARAMETER,
@@ -361,15 +391,54 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """200 when the database answers, the broker answers with a leader for every partition of
+    ``ledger.commands`` and the outcome feed has caught up — each asked now (bounded, briefly
+    cached: ``api.readiness``); else 503 with what is wrong under ``problems``."""
     services = services_of(request)
-    reader, gateway, feed = services.reader, services.gateway, services.feed
-    checks = {
-        "database": reader is not None and await reader.ping(),
-        "producer": gateway is not None and gateway.ready,
-        "outcomes": feed is not None and feed.caught_up and feed.failure is None,
-    }
-    ready = all(checks.values())
-    return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+    problems = await readiness_problems(services)
+    checks = {name: name not in problems for name in ("database", "producer", "outcomes")}
+    ready = not problems
+    body: dict[str, Any] = {"ready": ready, "checks": checks}
+    if problems:
+        body["problems"] = problems
+    return json_response(body, 200 if ready else 503)
+
+
+async def readiness_problems(services: ApiServices) -> dict[str, str]:
+    """What is not ready, by check name; the database and the broker are asked concurrently."""
+    database, producer = await asyncio.gather(
+        database_problem(services.reader, services.api.readiness_timeout_s),
+        broker_problem(services.gateway, services.broker),
+    )
+    problems = {"database": database, "producer": producer}
+    feed = services.feed
+    if feed is None or not feed.caught_up or feed.failure is not None:
+        problems["outcomes"] = outcome_feed_problem(feed)
+    return {name: problem for name, problem in problems.items() if problem is not None}
+
+
+async def database_problem(reader: ApiReader | None, timeout_s: float) -> str | None:
+    if reader is None:
+        return "the database pool is not open"
+    return await reader.ping(timeout_s)
+
+
+async def broker_problem(gateway: CommandGateway | None, broker: BrokerProbe | None) -> str | None:
+    if gateway is None or broker is None or not gateway.running:
+        return "the producer is not running"
+    result = await broker.check()
+    if result.ok:
+        return None
+    last_error = f" (last client error: {gateway.broker_error})" if gateway.broker_error else ""
+    return f"{result.problem}{last_error}"
+
+
+def outcome_feed_problem(feed: OutcomeFeed | None) -> str:
+    if feed is None:
+        return "the outcome feed is not running"
+    if feed.failure is not None:
+        return f"the outcome feed failed: {feed.failure}"
+    return "ledger.outcomes not read to its end yet"
 
 
 async def metrics(request: Request) -> Response:
@@ -455,6 +524,11 @@ async def start_services(services: ApiServices) -> None:
     services.feed = OutcomeFeed(services.settings, services.cache)
     services.feed.start()
     services.gateway = CommandGateway(services.settings, services.api, services.cache)
+    services.broker = BrokerProbe(
+        services.settings,
+        timeout_s=services.api.readiness_timeout_s,
+        cache_s=services.api.readiness_cache_s,
+    )
     caught_up = await asyncio.to_thread(
         services.feed.wait_caught_up, services.api.outcome_catch_up_timeout_s
     )

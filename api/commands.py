@@ -8,10 +8,13 @@ import sys
 from typing import TYPE_CHECKING, Final
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from api.api_keys import create_api_key, revoke_api_key
 from api.app import create_app
-from api.settings import LIMITS, build_api_settings
+from api.http_protocol import ProblemHttpToolsProtocol
+from api.settings import LIMITS, ApiSettings, build_api_settings
+from streamledger.cli import whole_number
 from streamledger.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,7 +35,7 @@ def register(subparsers: Subparsers) -> None:
     for name, default, minimum, maximum in LIMITS:
         serve.add_argument(
             "--" + name.replace("_", "-"),
-            type=int,
+            type=whole_number,
             default=None,
             dest=f"limit_{name}",
             help=f"{minimum}..{maximum} (default {default})",
@@ -58,19 +61,24 @@ def run_api(arguments: argparse.Namespace, settings: Settings) -> int:
     )
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("streamledger.kafka").setLevel(logging.WARNING)
-    config = uvicorn.Config(
-        create_app(settings, api),
+    uvicorn.Server(server_config(create_app(settings, api), api)).run()
+    return EXIT_OK
+
+
+def server_config(app: ASGIApp, api: ApiSettings, *, log_level: str = "info") -> uvicorn.Config:
+    """How ``streamledger api`` serves ``app`` (the tests serve it the same way): uvloop,
+    httptools with problem+json for requests its parser refuses (``api.http_protocol``)."""
+    return uvicorn.Config(
+        app,
         host=api.host,
         port=api.port,
         loop="uvloop",
-        http="httptools",
+        http=ProblemHttpToolsProtocol,
         lifespan="on",
         access_log=False,
-        log_level="info",
+        log_level=log_level,
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
-    return EXIT_OK
 
 
 def run_create_key(arguments: argparse.Namespace, settings: Settings) -> int:

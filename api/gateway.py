@@ -105,12 +105,14 @@ class CommandGateway:
         self._poller.start()
 
     @property
-    def ready(self) -> bool:
-        return self._poller.is_alive() and self.broker_error is None
+    def running(self) -> bool:
+        """The delivery-report thread is alive. Whether the broker answers NOW is
+        ``api.readiness.BrokerProbe``'s question, not this sticky error's."""
+        return self._poller.is_alive()
 
     def _on_client_error(self, error: Any) -> None:
-        # librdkafka reports broker trouble here; it retries by itself. Readiness shows it until
-        # the next successful delivery.
+        # librdkafka reports broker trouble here and retries by itself; /readyz shows the last
+        # error while its own probe of the broker fails.
         self.broker_error = str(error)
 
     def _poll(self) -> None:

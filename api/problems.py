@@ -38,6 +38,9 @@ class ProblemKind:
         return PROBLEM_BASE + self.slug
 
 
+MALFORMED_REQUEST: Final = ProblemKind(
+    "malformed-request", 400, "The request is not valid HTTP/1.1"
+)
 MALFORMED_JSON: Final = ProblemKind("malformed-json", 400, "The body is not valid JSON")
 INVALID_BODY: Final = ProblemKind("invalid-body", 400, "The body does not match the schema")
 INVALID_PARAMETER: Final = ProblemKind("invalid-parameter", 400, "A parameter is malformed")
@@ -64,6 +67,7 @@ SERVICE_UNAVAILABLE: Final = ProblemKind(
 
 PROBLEM_KINDS: Final = (
     MALFORMED_JSON,
+    MALFORMED_REQUEST,
     INVALID_BODY,
     INVALID_PARAMETER,
     MISSING_IDEMPOTENCY_KEY,

@@ -14,6 +14,7 @@ mode was no faster than those four here.)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from datetime import datetime
@@ -79,6 +80,7 @@ class ApiReader:
         self.keys = ApiKeyCache(
             ttl_s=api.api_key_cache_ttl_s, entries_max=api.api_key_cache_entries_max
         )
+        self._sweep: asyncio.Task[None] | None = None
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             api.reader_dsn,
             min_size=min(4, api.pool_size_max),
@@ -96,6 +98,8 @@ class ApiReader:
         await self.pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
 
     async def close(self) -> None:
+        if self._sweep is not None and not self._sweep.done():
+            self._sweep.cancel()
         await self.pool.close()
 
     async def _run(
@@ -119,14 +123,39 @@ class ApiReader:
         except psycopg.errors.QueryCanceled as exc:
             raise ApiProblemError(SERVICE_UNAVAILABLE, "the read took too long") from exc
         except psycopg.OperationalError as exc:
+            self.sweep()  # the other pooled connections are likely stale too (a restart)
             raise ApiProblemError(SERVICE_UNAVAILABLE, "the database is unreachable") from exc
 
-    async def ping(self) -> bool:
+    def sweep(self) -> asyncio.Task[None]:
+        """Check the pool's idle connections in the background (``AsyncConnectionPool.check``:
+        broken ones are discarded and replaced); one sweep at a time."""
+        if self._sweep is None or self._sweep.done():
+            self._sweep = asyncio.create_task(self.pool.check(), name="api-pool-sweep")
+        return self._sweep
+
+    async def ping(self, timeout_s: float) -> str | None:
+        """None if PostgreSQL answers now, else why not, within about twice ``timeout_s``.
+
+        A failed ping sweeps the pool and tries once more, so after a PostgreSQL restart the
+        stale connections are replaced at the first probe instead of failing one probe each."""
+        problem = await self._ping_once(timeout_s)
+        if problem is None:
+            return None
         try:
-            await self._run(None, PING, ())
-        except ApiProblemError:
-            return False
-        return True
+            await asyncio.wait_for(asyncio.shield(self.sweep()), timeout_s)
+        except TimeoutError:
+            return problem
+        return await self._ping_once(timeout_s)
+
+    async def _ping_once(self, timeout_s: float) -> str | None:
+        try:
+            async with asyncio.timeout(timeout_s), self.pool.connection(timeout_s) as conn:
+                await conn.execute(PING)
+        except (TimeoutError, PoolTimeout):
+            return f"no answer from the database within {timeout_s:g} s"
+        except psycopg.Error as exc:
+            return f"the database failed: {' '.join(str(exc).split())[:200]}"
+        return None
 
     async def tenant_for_token(self, token: str) -> str | None:
         """The tenant holding this API key, or None (malformed, unknown or revoked)."""

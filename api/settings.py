@@ -15,9 +15,8 @@ from typing import Final
 
 from projections.queries import reader_dsn
 from streamledger.errors import SettingError
-from streamledger.settings import HOST_PATTERN, Settings
+from streamledger.settings import Settings, host_problem
 
-HOST_TEXT_PATTERN: Final = HOST_PATTERN
 READER_URL_PATTERN: Final = re.compile(r"^postgres(ql)?://")
 
 # (name, default, minimum, maximum): each one a flag ``--name-with-dashes``.
@@ -34,6 +33,8 @@ LIMITS: Final[tuple[tuple[str, int, int, int], ...]] = (
     ("statement_timeout_ms", 2_000, 10, 600_000),
     ("history_page_max", 1_000, 1, 10_000),
     ("submits_in_flight_max", 10_000, 1, 1_000_000),
+    ("readiness_timeout_ms", 1_000, 100, 30_000),
+    ("readiness_cache_ms", 1_000, 0, 60_000),
 )
 
 
@@ -55,6 +56,8 @@ class ApiSettings:
     statement_timeout_ms: int = 2_000  # one read statement, then 503
     history_page_max: int = 1_000  # largest ``limit`` of an entries page
     submits_in_flight_max: int = 10_000  # POSTs waiting for outcomes at once, then 503
+    readiness_timeout_ms: int = 1_000  # one /readyz probe of the broker or the database
+    readiness_cache_ms: int = 1_000  # a probe's answer is reused this long (0 = every request)
 
     def __post_init__(self) -> None:
         for name, _, minimum, maximum in LIMITS:
@@ -67,16 +70,23 @@ class ApiSettings:
                 raise SettingError(
                     f"setting {name} ({flag(name)}): {value} is outside {minimum}..{maximum}"
                 )
-        if not HOST_TEXT_PATTERN.match(self.host):
-            raise SettingError(
-                f"setting host (--host): {self.host!r} is not a host name or address"
-            )
+        problem = host_problem(self.host)
+        if problem is not None:
+            raise SettingError(f"setting host (--host): {problem}")
         if not self.reader_dsn:
             raise SettingError("setting reader_url (--reader-url): empty")
 
     @property
     def wait_timeout_s(self) -> float:
         return self.wait_timeout_ms / 1000
+
+    @property
+    def readiness_timeout_s(self) -> float:
+        return self.readiness_timeout_ms / 1000
+
+    @property
+    def readiness_cache_s(self) -> float:
+        return self.readiness_cache_ms / 1000
 
 
 def flag(name: str) -> str:

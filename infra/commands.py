@@ -54,18 +54,35 @@ def register(subparsers: Subparsers) -> None:
     smoke.set_defaults(handler=run_smoke)
 
 
+def prepare_home(settings: Settings) -> None:
+    """Create the stack's home, or fail in one line naming the setting (``/proc/...``, a read-only
+    or full file system) before any service is touched."""
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        probe = settings.home / ".write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SettingError(
+            f"setting home: cannot use {settings.home}: {exc.strerror or exc}"
+            " [set STREAMLEDGER_HOME or --home]"
+        ) from None
+
+
 def print_services(reports: list[ServiceReport]) -> None:
     for report in reports:
         print(report.line())
 
 
 def run_install(arguments: argparse.Namespace, settings: Settings) -> int:
+    prepare_home(settings)
     for line in stack.install(settings):
         print(line)
     return EXIT_OK
 
 
 def run_up(arguments: argparse.Namespace, settings: Settings) -> int:
+    prepare_home(settings)
     started = time.monotonic()
     print_services(stack.up(settings))
     print(f"stack up in {time.monotonic() - started:.1f} s (home {settings.home})")
@@ -73,6 +90,7 @@ def run_up(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_down(arguments: argparse.Namespace, settings: Settings) -> int:
+    prepare_home(settings)
     for line in stack.down(settings):
         print(line)
     return EXIT_OK
@@ -85,6 +103,7 @@ def run_status(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_reset(arguments: argparse.Namespace, settings: Settings) -> int:
+    prepare_home(settings)
     for line in stack.reset(settings):
         print(line)
     return EXIT_OK
@@ -114,6 +133,7 @@ def run_topics_apply(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_smoke(arguments: argparse.Namespace, settings: Settings) -> int:
+    prepare_home(settings)
     print_services(stack.up(settings))
     for line in roundtrip.prove_round_trip(settings).lines():
         print(line)

@@ -9,6 +9,7 @@ seeded workload at a target rate (or as fast as possible) with a progress line o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,8 @@ from producers.loadgen import LoadPlan, generate, opening_count, poison_records
 from producers.sdk import LedgerProducer, validate
 from schemas.codec import encode_command
 from schemas.model import Command
-from streamledger.cli import EXIT_FAILURE, EXIT_OK, Subparsers
+from streamledger.cli import EXIT_FAILURE, EXIT_OK, Subparsers, whole_number
+from streamledger.errors import SettingError
 from streamledger.settings import Settings
 
 FLUSH_TIMEOUT_S: Final = 60.0
@@ -40,18 +42,24 @@ def register(subparsers: Subparsers) -> None:
     produce.set_defaults(handler=run_produce)
 
     loadgen = subparsers.add_parser("loadgen", help="send a seeded, reproducible workload")
-    loadgen.add_argument("--seed", type=int, default=1)
-    loadgen.add_argument("--tenants", type=int, default=4)
-    loadgen.add_argument("--accounts", type=int, default=10, help="accounts per tenant")
-    loadgen.add_argument("--commands", type=int, default=10_000, help="after the opening phase")
+    loadgen.add_argument("--seed", type=whole_number, default=1)
+    loadgen.add_argument("--tenants", type=whole_number, default=4)
+    loadgen.add_argument("--accounts", type=whole_number, default=10, help="accounts per tenant")
+    loadgen.add_argument(
+        "--commands", type=whole_number, default=10_000, help="after the opening phase"
+    )
     loadgen.add_argument("--rate", type=float, default=0.0, help="commands/s; 0 = max")
-    loadgen.add_argument("--start-us", type=int, default=None, help="first submitted_at_us")
+    loadgen.add_argument(
+        "--start-us", type=whole_number, default=None, help="first submitted_at_us"
+    )
     loadgen.add_argument("--duplicate-share", type=float, default=0.05)
     loadgen.add_argument("--key-reuse-share", type=float, default=0.02)
     loadgen.add_argument("--overdraft-share", type=float, default=0.02)
     loadgen.add_argument("--unknown-account-share", type=float, default=0.01)
     loadgen.add_argument("--record", type=Path, help="write the commands sent here (JSONL)")
-    loadgen.add_argument("--poison", type=int, default=0, help="undecodable records to add")
+    loadgen.add_argument(
+        "--poison", type=whole_number, default=0, help="undecodable records to add"
+    )
     loadgen.add_argument("--quiet", action="store_true", help="no progress line")
     loadgen.set_defaults(handler=run_loadgen)
 
@@ -60,16 +68,19 @@ def register(subparsers: Subparsers) -> None:
 
 
 def parse_lines(
-    lines: Iterable[str], now_us: int, errors: IO[str]
+    lines: Iterable[bytes | str], now_us: int, errors: IO[str]
 ) -> Iterator[tuple[int, Command | None]]:
-    """Each command line's number and command, ``None`` for a bad line (reported on ``errors``)."""
+    """Each command line's number and command, ``None`` for a bad line (reported on ``errors``).
+
+    Lines are read as bytes and decoded one by one, so a line that is not UTF-8 is one bad line
+    (reported like any other), not the end of the input."""
     for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
         try:
-            if len(line) > LINE_LENGTH_MAX:
+            if len(raw) > LINE_LENGTH_MAX:
                 raise CommandValidationError("line", f"longer than {LINE_LENGTH_MAX} characters")
+            line = decode_line(raw)
+            if not line or line.startswith("#"):
+                continue
             command = command_from_line(line, default_submitted_at_us=now_us)
             validate(command)
         except CommandValidationError as exc:
@@ -79,15 +90,36 @@ def parse_lines(
         yield number, command
 
 
+def decode_line(raw: bytes | str) -> str:
+    if isinstance(raw, str):
+        return raw.strip()
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise CommandValidationError(
+            "line", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+        ) from None
+
+
+def open_input(path: Path | None) -> IO[bytes]:
+    """The ``--file`` to read (binary), or stdin; ``SettingError`` naming the file if it cannot
+    be read — checked before anything connects to Kafka."""
+    if path is None:
+        return sys.stdin.buffer
+    try:
+        if path.is_dir():
+            raise SettingError(f"--file {path}: is a directory, not a file of JSON lines")
+        return path.open("rb")
+    except OSError as exc:
+        reason = exc.strerror or os.strerror(exc.errno or 0)
+        raise SettingError(f"--file {path}: {reason}") from None
+
+
 def run_produce(arguments: argparse.Namespace, settings: Settings) -> int:
     now_us = time.time_ns() // 1_000
     sent = failed = 0
     with ExitStack() as stack:
-        source: IO[str] = (
-            stack.enter_context(arguments.file.open(encoding="utf-8"))
-            if arguments.file
-            else sys.stdin
-        )
+        source = stack.enter_context(open_input(arguments.file))
         producer = LedgerProducer(settings)
         for _, command in parse_lines(source, now_us, sys.stderr):
             if command is None:

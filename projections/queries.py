@@ -17,17 +17,19 @@ new generation in under that name atomically, so reads never stop.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import tuple_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from projections.batch import EPOCH, TransferRow
+from projections.migrations import describe_dsn, first_line
 from projections.settings import ProjectionSettings
 from projections.store import ProjectionDatabaseError
 from streamledger.errors import StreamLedgerError
@@ -36,7 +38,12 @@ from streamledger.settings import Settings
 READER_ROLE = "streamledger_reader"
 READER_PASSWORD = "streamledger_reader"  # noqa: S105  the local stack's reader (infra/postgres_server.py)
 HISTORY_LIMIT_MAX = 1_000
-POOL_TIMEOUT_S = 30.0
+# A command-line read gives up on an unreachable PostgreSQL after this, naming the address.
+CONNECT_TIMEOUT_S = 5
+DATABASE_SETTING_HINT = (
+    "setting database_url: STREAMLEDGER_DATABASE_URL / --database-url, or --reader-url"
+)
+POOL_TIMEOUT_S = 10.0  # waiting for a free connection once the pool is open
 
 SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, true)"
 BALANCE_COLUMNS = (
@@ -84,6 +91,13 @@ SELECT_TRANSFER = (
     " WHERE tenant_id = %s AND transfer_id = %s"
 )
 CURSOR_SEPARATOR = ":"
+CURSOR_KINDS = ("pending", "posted", "released")
+SEQUENCE_MAX = 2**63 - 1  # the column is a bigint
+# Only ASCII digits are numbers: int() would also read "٣" (3) from other scripts.
+DIGITS_PATTERN = re.compile(r"[0-9]+")
+DIGITS_MAX = 19  # longer digit strings are out of range before int() reads them
+MOMENT_TEXT_LENGTH_MAX = 64
+MOMENT_MAX = datetime.max.replace(tzinfo=UTC)
 
 
 class QueryError(StreamLedgerError):
@@ -92,6 +106,34 @@ class QueryError(StreamLedgerError):
 
 def to_microseconds(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+MICROSECONDS_MAX = to_microseconds(MOMENT_MAX)  # 9999-12-31T23:59:59.999999Z
+
+
+def parse_moment(text: str, name: str) -> datetime:
+    """A point in time given as RFC 3339 / ISO 8601 (UTC when no offset is given) or as whole
+    microseconds since the epoch (ASCII digits), in UTC; ``QueryError`` naming ``name`` else.
+    Every instant from 0001-01-01 to 9999-12-31 UTC is accepted, nothing outside it."""
+    shown = repr(text[:MOMENT_TEXT_LENGTH_MAX])
+    if DIGITS_PATTERN.fullmatch(text):
+        if len(text) > DIGITS_MAX or int(text) > MICROSECONDS_MAX:
+            raise QueryError(
+                f"{name}: {shown} microseconds is after 9999-12-31 (at most {MICROSECONDS_MAX})"
+            )
+        return EPOCH + timedelta(microseconds=int(text))
+    if len(text) > MOMENT_TEXT_LENGTH_MAX or not text.isascii():
+        raise QueryError(f"{name}: {shown} is neither RFC 3339 nor microseconds (ASCII digits)")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(f"{name}: {shown} is neither RFC 3339 nor microseconds") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise QueryError(f"{name}: {shown} is outside 0001-01-01..9999-12-31 UTC") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +195,21 @@ class HistoryPage:
 TransferView = TransferRow
 
 
-def parse_cursor(cursor: str) -> tuple[int, str]:
+def parse_cursor(cursor: str, name: str = "after") -> tuple[int, str]:
+    """``SEQUENCE:KIND`` as printed by a previous page; ``QueryError`` naming ``name`` else."""
     sequence, separator, kind = cursor.partition(CURSOR_SEPARATOR)
-    if not separator or not sequence.isdigit() or kind not in ("pending", "posted", "released"):
-        raise QueryError(f"cursor {cursor!r}: expected SEQUENCE:KIND from a previous page")
-    return int(sequence), kind
+    if (
+        separator
+        and DIGITS_PATTERN.fullmatch(sequence)
+        and len(sequence) <= DIGITS_MAX
+        and int(sequence) <= SEQUENCE_MAX
+        and kind in CURSOR_KINDS
+    ):
+        return int(sequence), kind
+    raise QueryError(
+        f"{name}: cursor {cursor[:64]!r} is not SEQUENCE:KIND from a previous page"
+        f" (SEQUENCE in 0..{SEQUENCE_MAX} in ASCII digits, KIND one of {', '.join(CURSOR_KINDS)})"
+    )
 
 
 def reader_dsn(settings: Settings, reader_url: str | None = None) -> str:
@@ -167,10 +219,23 @@ def reader_dsn(settings: Settings, reader_url: str | None = None) -> str:
     return make_conninfo(settings.database_dsn, user=READER_ROLE, password=READER_PASSWORD)
 
 
+def check_reachable(dsn: str) -> None:
+    """One direct connection first, so an unreachable or refusing PostgreSQL is named at once
+    (within ``CONNECT_TIMEOUT_S``) with its reason, instead of after the pool's retries."""
+    try:
+        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+    except psycopg.Error as exc:
+        raise ProjectionDatabaseError(
+            f"cannot reach PostgreSQL at {describe_dsn(dsn)} as the reader role:"
+            f" {first_line(exc)} [{DATABASE_SETTING_HINT}]"
+        ) from exc
+
+
 class LedgerReader:
     """Tenant-scoped reads through a bounded connection pool of the reader role."""
 
     def __init__(self, dsn: str, projection: ProjectionSettings) -> None:
+        check_reachable(dsn)
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
             min_size=1,
@@ -178,12 +243,20 @@ class LedgerReader:
             timeout=POOL_TIMEOUT_S,
             kwargs={
                 "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT_S,
                 "options": f"-c statement_timeout={projection.statement_timeout_ms}",
                 "application_name": "streamledger-reader",
             },
             open=False,
         )
-        self.pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+        try:
+            self.pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise ProjectionDatabaseError(
+                f"cannot reach PostgreSQL at {describe_dsn(dsn)} as the reader role within"
+                f" {CONNECT_TIMEOUT_S} s [{DATABASE_SETTING_HINT}]"
+            ) from exc
 
     def close(self) -> None:
         self.pool.close()
@@ -201,7 +274,7 @@ class LedgerReader:
                 conn.execute(SET_TENANT, (tenant_id,))
                 with conn.cursor(row_factory=tuple_row) as cursor:
                     return cursor.execute(statement, parameters).fetchall()
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, PoolTimeout) as exc:
             raise ProjectionDatabaseError(f"reading the ledger failed: {exc}") from exc
 
     def balance(

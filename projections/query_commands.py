@@ -7,19 +7,29 @@ their own (``python -m projections.query_commands``) with the same settings flag
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import FrameType
 
-from projections.batch import to_datetime
+from confluent_kafka import KafkaException
+
+from infra.kafka_admin import broker_count, kafka_error_text
 from projections.metrics import ProjectionMetrics, VerifyMetrics
 from projections.migrations import apply_migrations
-from projections.queries import Balance, LedgerReader, reader_dsn
+from projections.queries import (
+    HISTORY_LIMIT_MAX,
+    Balance,
+    LedgerReader,
+    parse_cursor,
+    parse_moment,
+    reader_dsn,
+)
 from projections.rebuild import rebuild
 from projections.settings import build_projection_settings
 from projections.sink import ProjectionSink
@@ -27,14 +37,17 @@ from projections.store import LIVE_SCHEMA
 from projections.verify import verify
 from streamledger import cli
 from streamledger.cli import Subparsers
-from streamledger.errors import SettingError, StreamLedgerError
+from streamledger.errors import InfraError, PortInUseError, SettingError, StreamLedgerError
 from streamledger.metrics_endpoint import MetricsEndpoint
-from streamledger.settings import SETTING_SPECS, Settings, load_settings
+from streamledger.settings import SETTING_SPECS, Settings, load_settings, parse_int_in_range
 
 EXIT_OK = 0
 EXIT_DIFFERENCES = 1
 EXIT_NOT_FOUND = 3
 VERIFY_EVERY_S_MAX = 86_400
+# verify first asks the broker for its metadata, so an unreachable Kafka is named within this
+# instead of after the log reader's longer waits.
+KAFKA_REACHABLE_TIMEOUT_S = 5.0
 
 
 def register(subparsers: Subparsers) -> None:
@@ -48,8 +61,8 @@ def register(subparsers: Subparsers) -> None:
         help="with --rebuild: release a quarantined tenant (docs/runbook.md"
         "#streamledgertenantquarantined); repeatable",
     )
-    project.add_argument("--batch-records-max", type=int, default=None)
-    project.add_argument("--batch-interval-ms", type=int, default=None)
+    project.add_argument("--batch-records-max", type=cli.whole_number, default=None)
+    project.add_argument("--batch-interval-ms", type=cli.whole_number, default=None)
     project.add_argument("--consumer-group", default=None)
     project.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     add_metrics_port_argument(project)
@@ -58,7 +71,7 @@ def register(subparsers: Subparsers) -> None:
     check = subparsers.add_parser("verify", help="reconcile ledger.events with PostgreSQL")
     check.add_argument(
         "--every-s",
-        type=int,
+        type=cli.whole_number,
         default=0,
         help="run again every this many seconds until SIGTERM (default 0: run once and exit)",
     )
@@ -73,7 +86,7 @@ def register(subparsers: Subparsers) -> None:
     history = subparsers.add_parser("history", help="an account's journal, newest first")
     add_read_arguments(history, "account")
     history.add_argument("--after", default=None, help="the cursor printed by the last page")
-    history.add_argument("--limit", type=int, default=50)
+    history.add_argument("--limit", default="50", help=f"1..{HISTORY_LIMIT_MAX} (default 50)")
     history.set_defaults(handler=run_history)
 
     transfer = subparsers.add_parser("transfer", help="a transfer by id")
@@ -86,7 +99,7 @@ def add_metrics_port_argument(
 ) -> None:
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=cli.whole_number,
         default=None,
         dest="service_metrics_port",
         help=f"port of /metrics, /healthz, /readyz on metrics_host (default: {default_text})",
@@ -96,12 +109,24 @@ def add_metrics_port_argument(
 def serve_metrics(
     settings: Settings, port: int, metrics: ProjectionMetrics | VerifyMetrics
 ) -> MetricsEndpoint:
-    """The endpoint on ``settings.metrics_host``:``port``, started."""
+    """The endpoint on ``settings.metrics_host``:``port``, started; ``PortInUseError`` naming the
+    port and how to choose another when something (e.g. ``streamledger run``) holds it."""
     if not 0 <= port <= 65535:
         raise SettingError(f"--metrics-port: {port} is outside 0..65535")
-    endpoint = MetricsEndpoint(
-        metrics.registry, lambda: metrics.ready, port, host=settings.metrics_host
-    )
+    try:
+        endpoint = MetricsEndpoint(
+            metrics.registry, lambda: metrics.ready, port, host=settings.metrics_host
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise InfraError(
+                f"cannot serve metrics on {settings.metrics_host}:{port}: {exc.strerror}"
+            ) from exc
+        raise PortInUseError(
+            f"metrics port {settings.metrics_host}:{port} is in use (is `streamledger run`"
+            " running?); choose another with --metrics-port, or --no-metrics"
+            " [setting metrics_port: STREAMLEDGER_METRICS_PORT / --metrics-port]"
+        ) from exc
     endpoint.start()
     return endpoint
 
@@ -113,14 +138,15 @@ def add_read_arguments(parser: argparse.ArgumentParser, second: str) -> None:
 
 
 def parse_time(text: str) -> datetime:
-    """ISO 8601 (UTC when no offset is given) or integer microseconds since the epoch."""
-    if text.isdigit():
-        return to_datetime(int(text))
+    """ISO 8601 (UTC when no offset is given) or microseconds since the epoch (ASCII digits)."""
+    return parse_moment(text, "--as-of")
+
+
+def parse_limit(text: str) -> int:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise SettingError(f"--as-of: {text!r} is neither ISO 8601 nor microseconds") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_int_in_range(text, 1, HISTORY_LIMIT_MAX)
+    except ValueError as exc:
+        raise SettingError(f"--limit: {exc}") from None
 
 
 def stop_on_signals() -> threading.Event:
@@ -198,7 +224,11 @@ def verify_once(settings: Settings, metrics: VerifyMetrics, *, tolerate_errors: 
     group = f"{settings.topic_prefix}streamledger-verify"
     started = time.monotonic()
     try:
-        report = verify(settings, group=group)
+        broker_count(settings, timeout_s=KAFKA_REACHABLE_TIMEOUT_S)
+        try:
+            report = verify(settings, group=group)
+        except KafkaException as exc:
+            raise InfraError(f"verify: Kafka failed: {kafka_error_text(exc)}") from exc
     except StreamLedgerError as exc:
         metrics.record(
             result="error", differences=0, duration_s=time.monotonic() - started, now_s=time.time()
@@ -247,9 +277,12 @@ def run_balance(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_history(arguments: argparse.Namespace, settings: Settings) -> int:
+    limit = parse_limit(arguments.limit)
+    if arguments.after is not None:
+        parse_cursor(arguments.after, "--after")  # named here, before connecting
     with open_reader(arguments, settings) as reader:
         page = reader.history(
-            arguments.tenant, arguments.account, after=arguments.after, limit=arguments.limit
+            arguments.tenant, arguments.account, after=arguments.after, limit=limit
         )
     for entry in page.entries:
         print(

@@ -15,11 +15,12 @@ from typing import Protocol, TypeAlias
 
 from streamledger import __version__
 from streamledger.errors import StreamLedgerError
-from streamledger.settings import SETTING_SPECS, Settings, load_settings
+from streamledger.settings import SETTING_SPECS, Settings, load_settings, parse_int_in_range
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+WHOLE_NUMBER_MAX = 10**18
 
 # Modules that contribute subcommands. Each has ``register(subparsers) -> None``; each
 # subparser sets ``handler=`` to a ``CommandHandler``.
@@ -47,6 +48,15 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"streamledger: error: {message}\n")
+
+
+def whole_number(text: str) -> int:
+    """An argparse ``type``: ASCII digits only, so "--limit ٣" is refused rather than read as 3
+    (``int()`` reads every script's digits); ranges are checked where the value is used."""
+    try:
+        return parse_int_in_range(text, 0, WHOLE_NUMBER_MAX)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser(register_commands: bool = True) -> argparse.ArgumentParser:
@@ -92,9 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamLedgerError as exc:
         print(f"streamledger: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as exc:
+        # The last net for the file system and the network: one line, never a traceback. The
+        # parts map the failures they expect to their own errors first, naming the setting.
+        print(f"streamledger: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("streamledger: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ line can print one line and exit. Settings are then passed down explicitly; noth
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -20,7 +21,11 @@ from streamledger.errors import SettingError
 
 ENVIRONMENT_PREFIX = "STREAMLEDGER_"
 TOPIC_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
-HOST_PATTERN = re.compile(r"^[A-Za-z0-9.:_-]{1,253}$")
+HOST_LENGTH_MAX = 253
+# One label of a host name (RFC 1123, plus "_" which container names use).
+HOST_LABEL_PATTERN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+# Numbers are ASCII digits only: int() also reads other scripts' digits ("٣" is 3).
+WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,18}")
 PARTITIONS_MAX = 1024
 HEAP_MB_RANGE = (128, 16384)
 
@@ -73,10 +78,11 @@ def parse_port(text: str) -> int:
 
 
 def parse_int_in_range(text: str, minimum: int, maximum: int) -> int:
-    try:
-        value = int(text.strip(), 10)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
+    """A whole number of ASCII digits (surrounding blanks ignored) in ``minimum..maximum``."""
+    digits = text.strip()
+    if WHOLE_NUMBER_PATTERN.fullmatch(digits) is None:
+        raise ValueError(f"{text[:40]!r} is not a whole number (ASCII digits 0-9)")
+    value = int(digits)
     if not minimum <= value <= maximum:
         raise ValueError(f"{value} is outside {minimum}..{maximum}")
     return value
@@ -88,17 +94,75 @@ def parse_bootstrap_servers(text: str) -> str:
         raise ValueError("expected host:port[,host:port...]")
     for server in servers:
         host, separator, port = server.rpartition(":")
-        if not separator or not HOST_PATTERN.match(host):
-            raise ValueError(f"{server!r} is not host:port")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]  # [IPv6]:port
+        if not separator or host_problem(host) is not None:
+            raise ValueError(f"{server!r} is not host:port ({host_problem(host) or 'no port'})")
         parse_port(port)
     return ",".join(servers)
 
 
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is neither an IP address nor a host name, or None.
+
+    An IPv6 literal (it has a ":"), an IPv4 dotted quad (each part 0..255: ``999.1.1.1`` is
+    refused, not looked up as a name), or a host name of RFC 1123 labels whose last label is
+    not all digits (so ``10.1.1`` is not taken for a name either)."""
+    if not host or len(host) > HOST_LENGTH_MAX or not host.isascii():
+        return f"{host[:40]!r} is not a host name or IP address"
+    if ":" in host:
+        return None if is_ip_address(host) else f"{host!r} is not a valid IPv6 address"
+    labels = host.removesuffix(".").split(".")
+    if WHOLE_NUMBER_PATTERN.fullmatch(labels[-1]):
+        if is_ip_address(host):
+            return None
+        return f"{host!r} is not a valid IPv4 address (four numbers 0..255)"
+    if not all(HOST_LABEL_PATTERN.fullmatch(label) for label in labels):
+        return f"{host!r} is not a host name (labels of A-Z a-z 0-9 - _, at most 63 each)"
+    return None
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_host(text: str) -> str:
     host = text.strip()
-    if not HOST_PATTERN.match(host):
-        raise ValueError(f"{text!r} is not a host name or address")
+    problem = host_problem(host)
+    if problem is not None:
+        raise ValueError(problem)
     return host
+
+
+def parse_home(text: str) -> Path:
+    """The stack's home directory. Empty is an error, not the current directory; the path, or
+    else its nearest existing parent, must be a directory (``infra up`` creates the rest)."""
+    if not text.strip():
+        raise ValueError("empty; unset it to use ./.streamledger, or name a directory")
+    home = Path(text).expanduser().resolve()
+    problem = home_problem(home)
+    if problem is not None:
+        raise ValueError(problem)
+    return home
+
+
+def home_problem(home: Path) -> str | None:
+    """Why ``home`` cannot hold the stack (a file, or under a file), or None."""
+    try:
+        for candidate in (home, *home.parents):
+            if candidate.exists():
+                if candidate.is_dir():
+                    return None
+                if candidate == home:
+                    return f"{home} is a file, not a directory"
+                return f"{home} is under {candidate}, which is a file, not a directory"
+    except OSError as exc:
+        return f"{home}: {exc.strerror or exc}"
+    return None
 
 
 def parse_database_url(text: str) -> str:
@@ -134,7 +198,7 @@ class SettingSpec:
 
 
 SETTING_SPECS: tuple[SettingSpec, ...] = (
-    SettingSpec("home", lambda text: Path(text).expanduser().resolve()),
+    SettingSpec("home", parse_home),
     SettingSpec("kafka_port", parse_port),
     SettingSpec("kafka_controller_port", parse_port),
     SettingSpec("postgres_port", parse_port),
@@ -172,7 +236,14 @@ def load_settings(
             raw = source_environment[spec.environment_variable]
             values[spec.field] = parse_one(spec, raw, source=spec.environment_variable)
     if "home" not in values:
-        values["home"] = ((working_directory or Path.cwd()) / ".streamledger").resolve()
+        home = ((working_directory or Path.cwd()) / ".streamledger").resolve()
+        problem = home_problem(home)
+        if problem is not None:
+            raise SettingError(
+                f"setting home (default ./.streamledger): {problem}"
+                " [set STREAMLEDGER_HOME or --home]"
+            )
+        values["home"] = home
     settings = Settings(**values)  # type: ignore[arg-type]
     check_consistency(settings)
     return settings

@@ -4,15 +4,28 @@ the idempotency judgement (same fingerprint â†’ the original; another payload â†
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from api.api_keys import is_token_shaped, new_api_key, token_digest
-from api.app import ROUTES, UNMATCHED_ROUTE, route_template
+from api.app import (
+    BEARER_PATTERN,
+    ROUTES,
+    UNMATCHED_ROUTE,
+    parse_after,
+    parse_as_of,
+    parse_limit,
+    route_template,
+)
 from api.bodies import OpenAccountBody, TransferBody, check_limits, decode_body, to_command
 from api.gateway import check_same_command
+from api.http_protocol import malformed_request_body
 from api.outcomes import OutcomeCache, split_outcome_key
 from api.problems import ApiProblemError
+from api.readiness import topic_problem
 from api.settings import ApiSettings, build_api_settings
 from processors.ledger import command_fingerprint
 from schemas.model import Outcome, OutcomeStatus, Transfer
@@ -148,3 +161,127 @@ def test_requests_are_counted_under_the_route_the_router_matched() -> None:
     # the path matched but not the method (405), or nothing matched (404): not a route's label
     assert route_template({"method": "DELETE", "route": balance}) == UNMATCHED_ROUTE
     assert route_template({"method": "GET"}) == UNMATCHED_ROUTE
+
+
+# --------------------------------------------------------------------------- query parameters
+
+# Superscripts, Arabic-Indic and full-width digits, and what else int() would take.
+UNICODE_DIGITS = ["\u00b2", "\u00b9\u00b2\u00b3", "\u0663", "\u0661\u0662", "\uff13", "1_0", "+5"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("999999999999999999", "253402300800000000", "9" * 40, "-1", "", "x", "2024-13-01"),
+        *UNICODE_DIGITS,
+        *("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "\u0662\u0660-01-01"),
+    ],
+)
+def test_a_bad_as_of_is_a_400_naming_it(text: str) -> None:
+    with pytest.raises(ApiProblemError) as raised:
+        parse_as_of(text)
+    assert raised.value.kind.status == 400 and raised.value.extensions["field"] == "as_of"
+    assert raised.value.detail.startswith("as_of: ")
+
+
+def test_as_of_takes_microseconds_and_rfc_3339_in_utc() -> None:
+    assert parse_as_of("0") == datetime(1970, 1, 1, tzinfo=UTC)
+    assert parse_as_of("253402300799999999") == datetime.max.replace(tzinfo=UTC)
+    assert parse_as_of("2024-01-01T02:00:00+02:00") == datetime(2024, 1, 1, tzinfo=UTC)
+    assert parse_as_of("2024-01-01") == datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["0", "1001", "9" * 30, "", "-1", *UNICODE_DIGITS])
+def test_a_bad_limit_is_a_400_naming_it(text: str) -> None:
+    with pytest.raises(ApiProblemError) as raised:
+        parse_limit(text, 1_000)
+    assert raised.value.kind.status == 400 and raised.value.extensions["field"] == "limit"
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "\u00b2:posted",
+        "\u0663:posted",
+        "1",
+        ":posted",
+        "1:other",
+        "9223372036854775808:posted",
+        "9" * 30,
+    ],
+)
+def test_a_bad_cursor_is_a_400_naming_after(cursor: str) -> None:
+    with pytest.raises(ApiProblemError) as raised:
+        parse_after(cursor)
+    assert raised.value.extensions["field"] == "after"
+    assert parse_after("9223372036854775807:posted") == "9223372036854775807:posted"
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        ("Bearer KEY", True),
+        ("bearer KEY", True),
+        ("Bearer   KEY", True),
+        ("Bearer KEY \t ", True),  # HTTP's optional whitespace: not part of the key
+        ("Bearer KEY\xa0", False),  # a no-break space is not HTTP whitespace
+        ("Bearer KEY\x0b", False),
+        ("Bearer KEY other", False),
+        ("Bearer\tKEY", False),
+        ("BearerKEY", False),
+        ("Basic KEY", False),
+        ("Bearer ", False),
+    ],
+)
+def test_the_bearer_credential_syntax(header: str, accepted: bool) -> None:
+    match = BEARER_PATTERN.fullmatch(header.replace("KEY", "slk_0123456789abcdef_x-y"))
+    assert (match is not None) == accepted
+    if match is not None:
+        assert match.group(1) == "slk_0123456789abcdef_x-y"
+
+
+# --------------------------------------------------------------------------- readiness, parser
+
+
+class FakePartition:
+    def __init__(self, leader: int, error: object = None) -> None:
+        self.leader = leader
+        self.error = error
+
+
+class FakeTopic:
+    def __init__(self, partitions: dict[int, FakePartition], error: object = None) -> None:
+        self.partitions = partitions
+        self.error = error
+
+
+class FakeMetadata:
+    def __init__(self, topics: dict[str, FakeTopic]) -> None:
+        self.topics = topics
+
+
+def test_a_topic_is_usable_when_every_partition_has_a_leader() -> None:
+    led = {0: FakePartition(1), 1: FakePartition(1)}
+    assert topic_problem("c", FakeMetadata({"c": FakeTopic(led)})) is None
+    assert "missing" in (topic_problem("c", FakeMetadata({})) or "")
+    assert "no partitions" in (topic_problem("c", FakeMetadata({"c": FakeTopic({})})) or "")
+    leaderless = {0: FakePartition(1), 1: FakePartition(-1)}
+    assert "[1]" in (topic_problem("c", FakeMetadata({"c": FakeTopic(leaderless)})) or "")
+    broken = FakeMetadata({"c": FakeTopic(led, error="UNKNOWN_TOPIC")})
+    assert "UNKNOWN_TOPIC" in (topic_problem("c", broken) or "")
+
+
+def test_a_request_the_http_parser_refuses_is_a_problem() -> None:
+    problem = json.loads(malformed_request_body("Invalid method encountered"))
+    assert problem["status"] == 400 and problem["type"].endswith("/malformed-request")
+    assert problem["detail"].endswith("Invalid method encountered")
+
+
+def test_readiness_limits_are_settings() -> None:
+    api = build_api_settings(
+        Settings(home=Path("/tmp/x")),
+        limits={"readiness_timeout_ms": 250, "readiness_cache_ms": 0},
+    )
+    assert (api.readiness_timeout_s, api.readiness_cache_s) == (0.25, 0.0)
+    with pytest.raises(SettingError, match="readiness_timeout_ms"):
+        build_api_settings(Settings(home=Path("/tmp/x")), limits={"readiness_timeout_ms": 50})

@@ -12,8 +12,10 @@ from streamledger.errors import SettingError
 from streamledger.settings import (
     Settings,
     environment_for,
+    host_problem,
     load_settings,
     parse_bootstrap_servers,
+    parse_int_in_range,
     parse_port,
     replace,
 )
@@ -125,8 +127,70 @@ def test_every_valid_port_parses(port):
 
 @given(st.integers().filter(lambda port: not 1 <= port <= 65535))
 def test_every_invalid_port_is_refused(port):
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match=r"outside|not a whole number"):
         parse_port(str(port))
+
+
+@pytest.mark.parametrize(
+    "text", ["\u0663\u0660", "\uff13\uff10", "1_000", "+80", "\u00b2", "0x50", "8 0"]
+)
+def test_only_ascii_digits_are_numbers(text):
+    """int() reads other scripts' digits and underscores; a setting must not."""
+    with pytest.raises(ValueError, match="not a whole number"):
+        parse_int_in_range(text, 0, 10**9)
+
+
+@pytest.mark.parametrize(
+    ("host", "valid"),
+    [
+        ("127.0.0.1", True),
+        ("0.0.0.0", True),
+        ("::1", True),
+        ("fe80::1%eth0", True),
+        ("localhost", True),
+        ("kafka", True),
+        ("kafka_1", True),
+        ("broker-1.example.com", True),
+        ("example.com.", True),
+        ("999.1.1.1", False),
+        ("256.0.0.1", False),
+        ("10.1.1", False),
+        ("1.2.3.4.5", False),
+        ("01.1.1.1", False),
+        ("::zz", False),
+        ("-leading.example", False),
+        ("a..b", False),
+        ("bad host", False),
+        ("\u0663.\u0661.\u0661.\u0661", False),
+        ("x" * 64, False),
+        ("", False),
+    ],
+)
+def test_a_host_is_an_ip_literal_or_a_host_name(host, valid):
+    assert (host_problem(host) is None) == valid, host_problem(host)
+
+
+def test_bootstrap_servers_check_each_host():
+    assert parse_bootstrap_servers("[::1]:9092,kafka:9092") == "[::1]:9092,kafka:9092"
+    with pytest.raises(ValueError, match=r"999\.1\.1\.1"):
+        parse_bootstrap_servers("999.1.1.1:9092")
+
+
+def test_an_empty_home_is_an_error_not_the_current_directory():
+    with pytest.raises(SettingError, match=r"setting home \(STREAMLEDGER_HOME\): empty"):
+        load({"STREAMLEDGER_HOME": ""})
+    with pytest.raises(SettingError, match=r"setting home \(--home\): empty"):
+        load(home=" ")
+
+
+def test_a_home_that_is_or_is_under_a_file_is_refused(tmp_path):
+    file = tmp_path / "a-file"
+    file.write_text("")
+    with pytest.raises(SettingError, match="is a file, not a directory"):
+        load({"STREAMLEDGER_HOME": str(file)})
+    with pytest.raises(SettingError, match=f"is under {file}, which is a file"):
+        load(home=str(file / "below"))
+    assert load(home=str(tmp_path / "not-yet" / "home")).home == tmp_path / "not-yet" / "home"
 
 
 def test_bootstrap_servers_need_a_port():
