@@ -82,8 +82,8 @@ def best_of(rounds: int, run: Callable[[], object]) -> float:
 def run_full(records: list[tuple[bytes, int]], batch: int) -> None:
     partition = PartitionLedger(0, ledger.LedgerState())
     for start in range(0, len(records), batch):
-        for data, timestamp_us in records[start : start + batch]:
-            partition.decide(codec.decode_command(data), timestamp_us)
+        for offset, (data, timestamp_us) in enumerate(records[start : start + batch], start):
+            partition.decide(codec.decode_command(data), timestamp_us, offset)
         partition.staged_outputs()
         partition.confirm()
 

@@ -41,6 +41,9 @@ from streamledger.settings import Settings
 DAY_MS = 24 * 60 * 60 * 1000
 COMMANDS_RETENTION_MS = 7 * DAY_MS
 DLQ_RETENTION_MS = 30 * DAY_MS
+# A reply is read by the client waiting for it, seconds later; a day covers a client's retries
+# and an operator's look, and keeps the topic small (it holds one record per command).
+REPLIES_RETENTION_MS = DAY_MS
 # A record in a compacted topic stays uncompacted at least this long, so a projection or a
 # restoring processor that is days behind still reads every record, not only the latest per key.
 MIN_COMPACTION_LAG_MS = 7 * DAY_MS
@@ -63,13 +66,22 @@ class TopicDefinition:
 
 TOPIC_DEFINITIONS: tuple[TopicDefinition, ...] = (
     TopicDefinition(
-        "ledger.commands", {"cleanup.policy": "delete", "retention.ms": str(COMMANDS_RETENTION_MS)}
+        "ledger.commands",
+        {
+            "cleanup.policy": "delete",
+            "retention.ms": str(COMMANDS_RETENTION_MS),
+            # the broker, not each producer's clock, stamps command time (decision 0026)
+            "message.timestamp.type": "LogAppendTime",
+        },
     ),
     TopicDefinition("ledger.events", COMPACTED),
     TopicDefinition("ledger.outcomes", COMPACTED),
     TopicDefinition("ledger.balances", COMPACTED),
     TopicDefinition(
         "ledger.commands.dlq", {"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)}
+    ),
+    TopicDefinition(
+        "ledger.replies", {"cleanup.policy": "delete", "retention.ms": str(REPLIES_RETENTION_MS)}
     ),
 )
 
@@ -83,19 +95,33 @@ class LedgerTopicNames:
     outcomes: str
     balances: str
     commands_dlq: str
+    replies: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.commands, self.events, self.outcomes, self.balances, self.commands_dlq)
+        return (
+            self.commands,
+            self.events,
+            self.outcomes,
+            self.balances,
+            self.commands_dlq,
+            self.replies,
+        )
+
+    @classmethod
+    def with_prefix(cls, topic_prefix: str) -> LedgerTopicNames:
+        """The names under one prefix: the one place the ledger's topic names are spelled."""
+        return cls(
+            commands=f"{topic_prefix}ledger.commands",
+            events=f"{topic_prefix}ledger.events",
+            outcomes=f"{topic_prefix}ledger.outcomes",
+            balances=f"{topic_prefix}ledger.balances",
+            commands_dlq=f"{topic_prefix}ledger.commands.dlq",
+            replies=f"{topic_prefix}ledger.replies",
+        )
 
 
 def ledger_topic_names(settings: Settings) -> LedgerTopicNames:
-    return LedgerTopicNames(
-        commands=settings.topic("ledger.commands"),
-        events=settings.topic("ledger.events"),
-        outcomes=settings.topic("ledger.outcomes"),
-        balances=settings.topic("ledger.balances"),
-        commands_dlq=settings.topic("ledger.commands.dlq"),
-    )
+    return LedgerTopicNames.with_prefix(settings.topic_prefix)
 
 
 def declared_configs(definition: TopicDefinition, settings: Settings) -> dict[str, str]:

@@ -20,8 +20,13 @@ ORIGINAL_HEADER_PREFIX = "dlq.original."
 ERROR_MESSAGE_CHARS_MAX = 1_000  # a header is not a log file
 
 # The error kind is the codec's ``DecodeError.kind`` (wrong_marker, truncated,
-# unknown_fingerprint, unexpected_record, body_invalid), or this one:
+# unknown_fingerprint, unexpected_record, body_invalid), or one of these:
 KIND_MISSING_VALUE = "missing_value"  # a null value on the commands topic
+# A decodable command that is not its partition's to decide (decision 0026): deciding it would
+# fork its tenant's chain on another partition, so it is never decided and stores nothing.
+KIND_KEY_MISMATCH = "key_mismatch"  # the record key is not the body's tenant_id (UTF-8)
+KIND_WRONG_PARTITION = "wrong_partition"  # murmur2(tenant_id) % partitions names another one
+HEADER_EXPECTED_PARTITION = "dlq.expected.partition"  # with both routing kinds
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -47,8 +52,9 @@ def dead_letter(
     key: bytes | None,
     value: bytes | None,
     original_headers: Sequence[tuple[str, bytes | str | None]] | None,
+    expected_partition: int | None = None,
 ) -> DeadLetter:
-    """Build the DLQ record for one unreadable command record."""
+    """Build the DLQ record for one command record the processor does not decide."""
     headers: Headers = [
         (HEADER_ERROR_KIND, kind.encode()),
         (HEADER_ERROR_MESSAGE, _one_line(message)[:ERROR_MESSAGE_CHARS_MAX].encode()),
@@ -57,6 +63,8 @@ def dead_letter(
         (HEADER_SOURCE_OFFSET, str(offset).encode()),
         (HEADER_SOURCE_TIMESTAMP_MS, str(timestamp_ms).encode()),
     ]
+    if expected_partition is not None:
+        headers.append((HEADER_EXPECTED_PARTITION, str(expected_partition).encode()))
     for name, header_value in original_headers or ():
         headers.append((ORIGINAL_HEADER_PREFIX + name, _as_bytes(header_value)))
     return DeadLetter(key=key, value=value, timestamp_ms=timestamp_ms, headers=headers)

@@ -41,13 +41,19 @@ Exceptions are for bugs and corrupt state, never for bad input::
 
 Time
 ----
-*Stream time* is the highest timestamp among records that produced a stored outcome; replies
-(duplicates, key reuse) leave it alone, so stream time is a function of what is on the output
-topics and ``restore`` recovers it exactly (the newest outcome is never past retention). Before a
-stored decision, pending transfers whose ``expires_at_us <= stream time`` expire, in
-(expires_at_us, tenant_id, transfer_id) order. An outcome whose ``expires_at_us <= stream time``
-is treated as absent by ``decide`` whether or not its tombstone has been written, so where batch
-boundaries fall never changes a decision.
+*Stream time* is the highest timestamp among the partition's records that produced a stored
+outcome or were ticks; it never goes back. A command is effective at its record timestamp, but
+never before its tenant's last event (``TenantHead.last_effective_at_us``), so a tenant's
+effective times never decrease whatever producers' clocks do. Before a stored decision or a
+tick, pending transfers whose ``expires_at_us <= stream time`` expire, in (expires_at_us,
+tenant_id, transfer_id) order, each **effective at its own deadline** — never at the time of the
+record that happened to move stream time, so a tenant's events are a function of its own
+commands and their timestamps. Tick records (``decide_tick``) move stream time on a partition
+where nobody writes, so a deadline is met within a bounded delay. Replies (duplicates, key reuse)
+leave stream time alone. ``restore`` recovers stream time as the largest ``decided_at_us`` of the
+stored outcomes and ``last_effective_at_us`` of the heads. An outcome whose ``expires_at_us <=
+stream time`` is treated as absent by ``decide`` whether or not its tombstone has been written,
+so where batch boundaries fall never changes a decision.
 
 State and batches
 -----------------
@@ -168,8 +174,21 @@ class Duplicate:
         return None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ticked:
+    """A tick's effect: the ``PendingExpired`` events its timestamp caused, nothing stored."""
+
+    events: tuple[Event, ...]
+    changes: StateChanges
+    encoded_events: tuple[bytes, ...] = ()
+
+    @property
+    def stored_outcome(self) -> Outcome | None:
+        return None
+
+
 Decision = Accepted | Rejected | Duplicate
-for _decision_type in (StateChanges, Accepted, Rejected, Duplicate):
+for _decision_type in (StateChanges, Accepted, Rejected, Duplicate, Ticked):
     direct_slot_init(_decision_type)
 
 # Builders of the records ``decide`` makes for every command: equal to calling the class with the
@@ -696,6 +715,11 @@ class _Draft:
             return 1, GENESIS_HASH
         return head.last_sequence + 1, head.last_hash
 
+    def effective_floor_us(self, tenant_id: str) -> int:
+        """The effective time of the tenant's last event: no later event is effective earlier."""
+        head = self.heads.get(tenant_id) or self.state._heads.get(tenant_id)
+        return 0 if head is None else head.last_effective_at_us
+
     def put_account(self, account: AccountState) -> None:
         self.accounts[(account.tenant_id, account.account_id)] = account
 
@@ -706,7 +730,10 @@ class _Draft:
         """A sealed event of this decision: it moves its tenant's head."""
         event, encoded = sealed
         self.heads[event.tenant_id] = _new_tenant_head(
-            tenant_id=event.tenant_id, last_sequence=event.sequence, last_hash=event.hash
+            tenant_id=event.tenant_id,
+            last_sequence=event.sequence,
+            last_hash=event.hash,
+            last_effective_at_us=event.effective_at_us,
         )
         self.events.append(event)
         self.encoded_events.append(encoded)
@@ -852,11 +879,17 @@ def _transfer_record(
 
 
 def _expire_pendings(draft: _Draft, stream_time_us: int) -> None:
-    """Expire every live pending transfer with expires_at <= stream time, in index order."""
+    """Expire every live pending transfer with expires_at <= stream time, in index order.
+
+    An expiry is effective **at its deadline**, not at the time of the record that moved stream
+    time past it, so a tenant's history does not depend on when its partition neighbours (or
+    tick records) happen to arrive. Stream time only moves forward and every deadline up to it
+    has already fired, so a deadline is never before its tenant's last event; the ``max`` keeps
+    that true by construction (decision 0026)."""
     state = draft.state
     if not state._pending_index.any_due(stream_time_us):
         return
-    for _, tenant_id, transfer_id in state._pending_index.due(
+    for deadline_us, tenant_id, transfer_id in state._pending_index.due(
         stream_time_us, state._pending_is_live
     ):
         _release(
@@ -864,7 +897,7 @@ def _expire_pendings(draft: _Draft, stream_time_us: int) -> None:
             tenant_id,
             transfer_id,
             idempotency_key=None,
-            effective_at_us=stream_time_us,
+            effective_at_us=max(deadline_us, draft.effective_floor_us(tenant_id)),
             status=TransferStatus.EXPIRED,
         )
 
@@ -1313,15 +1346,16 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
     draft = _Draft(state)
     _expire_pendings(draft, stream_time_us)
     expired_count = len(draft.events)
+    # never before the tenant's last event (a producer whose clock is behind, or two producers
+    # of one tenant whose batches interleave): time is monotonic per tenant (decision 0026)
+    effective_at_us = max(record_timestamp_us, draft.effective_floor_us(command.tenant_id))
     rejection = (
         _invalid(violation)
         if violation is not None
-        else _rule_rejection(draft, command, record_timestamp_us)
+        else _rule_rejection(draft, command, effective_at_us)
     )
     if rejection is not None:
-        outcome = _new_outcome(
-            state, command, fingerprint, record_timestamp_us, rejection=rejection
-        )
+        outcome = _new_outcome(state, command, fingerprint, effective_at_us, rejection=rejection)
         changes = draft.changes(outcome, stream_time_us)
         return Rejected(
             events=tuple(draft.events),
@@ -1329,9 +1363,9 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
             changes=changes,
             encoded_events=tuple(draft.encoded_events),
         )
-    _execute(draft, command, record_timestamp_us)
+    _execute(draft, command, effective_at_us)
     sequences = tuple(event.sequence for event in draft.events[expired_count:])
-    outcome = _new_outcome(state, command, fingerprint, record_timestamp_us, sequences=sequences)
+    outcome = _new_outcome(state, command, fingerprint, effective_at_us, sequences=sequences)
     changes = draft.changes(outcome, stream_time_us)
     return _new_accepted(
         events=tuple(draft.events),
@@ -1346,6 +1380,38 @@ def step(state: LedgerState, command: Command, record_timestamp_us: int) -> Deci
     decision = decide(state, command, record_timestamp_us)
     state.stage(decision.changes)
     return decision
+
+
+def decide_tick(state: LedgerState, record_timestamp_us: int) -> Ticked:
+    """A tick record (no command, see ``processors.ticks``): stream time moves to its timestamp
+    and every pending transfer due by then expires, effective at its deadline. Reads ``state``.
+
+    Ticks are records of the command log, so a replay expires the same transfers at the same
+    point of the log: the log still decides everything."""
+    stream_time_us = max(state._stream_time_us, record_timestamp_us)
+    draft = _Draft(state)
+    _expire_pendings(draft, stream_time_us)
+    return Ticked(
+        events=tuple(draft.events),
+        changes=draft.changes(None, stream_time_us),
+        encoded_events=tuple(draft.encoded_events),
+    )
+
+
+def step_tick(state: LedgerState, record_timestamp_us: int) -> Ticked:
+    """Decide one tick and stage its changes into the open batch."""
+    decision = decide_tick(state, record_timestamp_us)
+    state.stage(decision.changes)
+    return decision
+
+
+def next_deadline_us(state: LedgerState) -> int | None:
+    """The earliest deadline of a live pending transfer (committed or staged), or None: when a
+    tick would expire something. Prunes ended transfers off the top of the index first."""
+    index = state._pending_index
+    index.prune(state._pending_is_live)
+    tops = [heap[0][0] for heap in (index.committed, index.staged) if heap]
+    return min(tops) if tops else None
 
 
 # --------------------------------------------------------------------------- the fold
@@ -1369,6 +1435,8 @@ def _check_link(state: LedgerState, event: Event) -> None:
         raise _fold_error(event, "prev_hash does not match the tenant's last hash")
     if event.hash != event_hash(event):
         raise _fold_error(event, "hash does not match the event's content")
+    if head is not None and event.effective_at_us < head.last_effective_at_us:
+        raise _fold_error(event, "effective before the tenant's previous event")
 
 
 def _fold_opened(state: LedgerState, event: AccountOpened) -> AccountState:
@@ -1491,7 +1559,12 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
         accounts, transfers = _fold_pending_end(state, event)
     if tuple(_balance(account) for account in accounts) != event.balances:
         raise _fold_error(event, "the balances it carries are not the fold's")
-    head = TenantHead(tenant_id=event.tenant_id, last_sequence=event.sequence, last_hash=event.hash)
+    head = TenantHead(
+        tenant_id=event.tenant_id,
+        last_sequence=event.sequence,
+        last_hash=event.hash,
+        last_effective_at_us=event.effective_at_us,
+    )
     state.stage(
         StateChanges(
             accounts=tuple(accounts),
@@ -1576,6 +1649,10 @@ def restore(
         state._outcomes[key] = value
         outcome_entries[key] = expires_at_us
         stream_time_us = max(stream_time_us, decided_at_us)
+    # every event is effective at or before the stream time that decided it; a tick that
+    # expired nothing is not remembered, and needs not be (a later record is at least as late)
+    for tenant_head in state._heads.values():
+        stream_time_us = max(stream_time_us, tenant_head.last_effective_at_us)
     state._stream_time_us = stream_time_us
     state._pending_index = _ExpiryIndex(
         (transfer.expires_at_us, transfer.tenant_id, transfer.transfer_id)

@@ -46,10 +46,17 @@ from processors.kafka_clients import (
     take_batch,
 )
 from processors.metrics import ProcessorMetrics
-from processors.partition_ledger import OUTCOME_TIMES_HEADER, PartitionLedger, restore_ledger
+from processors.partition_ledger import (
+    OUTCOME_TIMES_HEADER,
+    PartitionLedger,
+    ReplyHeaders,
+    restore_ledger,
+)
 from processors.processor_settings import ProcessorSettings
 from processors.restore import admin_for, restore_consumer
+from processors.ticks import TICK_KEY, TICK_VALUE, is_tick, partitions_to_tick
 from schemas.codec import DecodeError, decode_command
+from schemas.keys import partition_for
 
 LOGGER = logging.getLogger("streamledger.processor")
 # Consumer lag asks the broker for each assigned partition's high watermark (cached offsets stay
@@ -82,12 +89,16 @@ class Processor:
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self._lag_updated_at = 0.0
+        self.partition_count = 0  # of every ledger topic; set by check_topics
+        self._last_tick_us: dict[int, int] = {}
 
     # ------------------------------------------------------------------ the loop
 
     def check_topics(self) -> None:
         """Refuse to run unless every ledger topic has the same partition count."""
-        check_partition_counts(self.admin, self.topics.all(), self.settings.request_timeout_s)
+        self.partition_count = check_partition_counts(
+            self.admin, self.topics.all(), self.settings.request_timeout_s
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set. Raises on an error it cannot handle.
@@ -98,6 +109,7 @@ class Processor:
         aborts_in_a_row = 0
         try:
             while not stop.is_set():
+                self.metrics.loop_heartbeat()
                 self._arm_watchdog(self.settings.stall_timeout_s)
                 # At the loop's own pace: whatever arrived during the last commit (decision 0017).
                 messages = take_batch(
@@ -116,6 +128,7 @@ class Processor:
                     self._abort_and_rewind(messages, exc)
                 except FencedError as exc:
                     self._rebuild_after_fencing(exc)
+                self._tick_idle_partitions()
                 self._update_lag()
         finally:
             self._arm_watchdog(self.settings.shutdown_timeout_s + self.settings.stall_timeout_s)
@@ -178,17 +191,42 @@ class Processor:
             self.ledgers[partition].confirm()  # the staged state is now the committed state
 
     def _decide_one(self, message: Message, partition: int, touched: set[int]) -> None:
-        value = message.value()
+        value, key = message.value(), message.key()
+        _, timestamp_ms = message.timestamp()
         if value is None:
             self._dead_letter(message, dead_letters.KIND_MISSING_VALUE, "the value is null")
+            return
+        if is_tick(key, value):
+            self.ledgers[partition].tick(timestamp_ms * 1000)
+            touched.add(partition)
             return
         try:
             command = decode_command(value)
         except DecodeError as exc:
             self._dead_letter(message, exc.kind, str(exc))
             return
-        _, timestamp_ms = message.timestamp()
-        self.ledgers[partition].decide(command, timestamp_ms * 1000)
+        # Routing (decision 0026): only the partition murmur2 gives a tenant decides for it;
+        # anything else would start a second chain for the tenant on another partition.
+        expected = partition_for(command.tenant_id.encode(), self.partition_count)
+        if key != command.tenant_id.encode():
+            self._dead_letter(
+                message,
+                dead_letters.KIND_KEY_MISMATCH,
+                f"the record key {key!r} is not the command's tenant_id {command.tenant_id!r}",
+                expected_partition=expected,
+            )
+            return
+        if partition != expected:
+            self._dead_letter(
+                message,
+                dead_letters.KIND_WRONG_PARTITION,
+                f"tenant {command.tenant_id!r} belongs to partition {expected}, not {partition}",
+                expected_partition=expected,
+            )
+            return
+        offset = message.offset()
+        assert offset is not None
+        self.ledgers[partition].decide(command, timestamp_ms * 1000, offset)
         touched.add(partition)
 
     # ------------------------------------------------------------------ producing
@@ -196,31 +234,36 @@ class Processor:
     def _produce_outputs(self, partition: int, ledger: PartitionLedger) -> None:
         outputs = ledger.staged_outputs()
         self._produce_all(self.topics.events, outputs.events, partition)
-        self._produce_outcomes(outputs.outcomes, outputs.outcome_times, partition)
+        # outcomes carry their times in a header, so a restore need not decode them
+        outcome_headers: list[ReplyHeaders | None] = [
+            None if times is None else [(OUTCOME_TIMES_HEADER, times)]
+            for times in outputs.outcome_times
+        ]
+        self._produce_with_headers(
+            self.topics.outcomes, outputs.outcomes, outcome_headers, partition
+        )
         self._produce_all(self.topics.balances, outputs.states, partition)
+        self._produce_with_headers(
+            self.topics.replies, outputs.replies, outputs.reply_headers, partition
+        )
         outputs.count_into(self.metrics)
 
-    def _produce_outcomes(
+    def _produce_with_headers(
         self,
+        topic: str,
         records: Sequence[tuple[bytes, bytes | None]],
-        times: Sequence[bytes | None],
+        headers: Sequence[ReplyHeaders | None],
         partition: int,
     ) -> None:
-        """Outcomes carry their times in a header, so a restore need not decode them."""
-        topic, produce = self.topics.outcomes, self._producer().produce
-        for index, ((key, value), header) in enumerate(zip(records, times, strict=True)):
-            headers: list[tuple[str, str | bytes | None]] | None = (
-                None if header is None else [(OUTCOME_TIMES_HEADER, header)]
-            )
+        """Like ``_produce_all``, each record with its own headers."""
+        produce = self._producer().produce
+        for index, ((key, value), record_headers) in enumerate(zip(records, headers, strict=True)):
             try:
-                produce(topic, value, key, partition, headers=headers)
+                produce(topic, value, key, partition, headers=record_headers)
             except (BufferError, KafkaException):  # the slow path, for the rest of the batch
-                for (later_key, later_value), later in zip(
-                    records[index:], times[index:], strict=True
+                for (later_key, later_value), later_headers in zip(
+                    records[index:], headers[index:], strict=True
                 ):
-                    later_headers: list[tuple[str, str | bytes | None]] | None = (
-                        None if later is None else [(OUTCOME_TIMES_HEADER, later)]
-                    )
                     self._produce(topic, later_key, later_value, partition, later_headers)
                 return
 
@@ -257,7 +300,9 @@ class Processor:
                 raise classify(exc, f"producing to {topic}") from exc
         raise AbortableError(f"producer queue stayed full while producing to {topic}")
 
-    def _dead_letter(self, message: Message, kind: str, text: str) -> None:
+    def _dead_letter(
+        self, message: Message, kind: str, text: str, *, expected_partition: int | None = None
+    ) -> None:
         _, timestamp_ms = message.timestamp()
         partition, offset = message.partition(), message.offset()
         assert partition is not None and offset is not None
@@ -272,6 +317,7 @@ class Processor:
             key=message.key(),
             value=message.value(),
             original_headers=list(headers.items()) if isinstance(headers, dict) else headers,
+            expected_partition=expected_partition,
         )
         try:
             self._producer().produce(
@@ -386,6 +432,7 @@ class Processor:
         try:
             for partition in sorted(partitions):
                 self._arm_watchdog(self.settings.stall_timeout_s)  # each restore is bounded
+                self.metrics.loop_heartbeat()
                 ledger, snapshot = restore_ledger(reader, self.admin, self.settings, partition)
                 self.ledgers[partition] = ledger
                 self.metrics.restore_duration.observe(snapshot.duration_s)
@@ -402,6 +449,44 @@ class Processor:
         self.metrics.ready = bool(self.ledgers)
 
     # ------------------------------------------------------------------ upkeep
+
+    def _tick_idle_partitions(self) -> None:
+        """Append a tick record to each owned partition whose earliest pending deadline has
+        passed by the wall clock (``processors.ticks``): the tick, once read back like any
+        command record, expires what is due, so expiry needs no other tenant's traffic.
+
+        Its own short transaction between batches (nothing else is open here); a failure is
+        only logged: the next interval tries again, and the log stays the only input."""
+        if not self.ledgers or self.producer is None:
+            return
+        now_us = int(time.time() * 1_000_000)  # the shell may read the clock; the core never
+        due = partitions_to_tick(
+            {partition: ledger.next_deadline_us() for partition, ledger in self.ledgers.items()},
+            self._last_tick_us,
+            now_us=now_us,
+            interval_us=self.settings.expiry_tick_interval_ms * 1000,
+        )
+        if not due:
+            return
+        try:
+            self.producer.begin_transaction()
+            for partition in due:
+                self.producer.produce(
+                    self.topics.commands,
+                    TICK_VALUE,
+                    TICK_KEY,
+                    partition,
+                    timestamp=now_us // 1000,  # kept only if the topic is CreateTime
+                )
+            self.producer.commit_transaction(self.settings.transaction_timeout_ms / 1000)
+        except KafkaException as exc:
+            LOGGER.warning("tick records for partitions %s: %s", due, exc)
+            with contextlib.suppress(KafkaException):
+                self.producer.abort_transaction(self.settings.transaction_timeout_ms / 1000)
+            return
+        for partition in due:
+            self._last_tick_us[partition] = now_us
+        self.metrics.ticks.inc(len(due))
 
     def _update_lag(self) -> None:
         now = time.monotonic()

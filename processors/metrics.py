@@ -85,6 +85,11 @@ class ProcessorMetrics:
         self.tombstones = Counter(
             PREFIX + "outcome_tombstones", "Expired idempotency keys tombstoned", registry=r
         )
+        self.ticks = Counter(
+            PREFIX + "tick_records",
+            "Tick records appended to ledger.commands so pending transfers expire on time",
+            registry=r,
+        )
         self.batch_size = Histogram(
             PREFIX + "batch_size_records",
             "Command records per transaction",
@@ -130,6 +135,11 @@ class ProcessorMetrics:
         self._ready = Gauge(
             PREFIX + "ready", "1 when partitions are assigned and restored", registry=r
         )
+        self.loop_heartbeat_timestamp = Gauge(
+            PREFIX + "loop_heartbeat_timestamp_seconds",
+            "Unix time the loop last started an iteration or restored a partition (liveness)",
+            registry=r,
+        )
         self._is_ready = False
         self._ready.set(0)
         self._create_known_series()
@@ -145,6 +155,12 @@ class ProcessorMetrics:
             self.dlq_records.labels(kind)
         for cause in ABORT_CAUSES:
             self.aborts.labels(cause)
+
+    def loop_heartbeat(self) -> None:
+        """The loop is alive: called at least every ``batch_interval_ms`` and per restored
+        partition. ``streamledger run`` restarts a processor whose heartbeat stops moving for
+        its ``stall_timeout_s`` (decision 0023)."""
+        self.loop_heartbeat_timestamp.set_to_current_time()
 
     @property
     def ready(self) -> bool:

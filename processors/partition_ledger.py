@@ -37,6 +37,15 @@ Record = tuple[bytes, bytes | None]  # key, value (None = tombstone)
 OUTCOME_TIMES_HEADER = "streamledger.outcome.times"
 _OUTCOME_TIMES = struct.Struct(">qq")
 _NEVER = -(2**63)
+# Every decided command gets exactly one record on ledger.replies (decision 0027): key
+# ``{tenant}/{idempotency_key}``, value the encoded ``Outcome`` the client should act on, and
+# these headers (ASCII): the command record it answers, and what kind of answer it is.
+REPLY_TO_HEADER = "streamledger.reply.to"  # "{partition}:{offset}" of the command record
+REPLY_KIND_HEADER = "streamledger.reply.kind"
+REPLY_DECIDED = b"decided"  # decided now; the same outcome is stored in ledger.outcomes
+REPLY_DUPLICATE = b"duplicate"  # the original outcome stored under the key (nothing new)
+REPLY_NOT_STORED = b"not_stored"  # key reuse or an invalid tenant/key: a reply only
+ReplyHeaders = list[tuple[str, str | bytes | None]]
 
 
 @dataclass(slots=True)
@@ -48,6 +57,8 @@ class StagedOutputs:
     # OUTCOME_TIMES_HEADER per record of ``outcomes``, in order (None for a tombstone)
     outcome_times: list[bytes | None] = field(default_factory=list)
     states: list[Record] = field(default_factory=list)
+    replies: list[Record] = field(default_factory=list)
+    reply_headers: list[ReplyHeaders] = field(default_factory=list)  # per record of ``replies``
     events_by_type: dict[str, int] = field(default_factory=dict)
     accepted: int = 0
     rejections_by_reason: dict[str, int] = field(default_factory=dict)
@@ -81,20 +92,24 @@ class PartitionLedger:
         self.state = state
         self.outputs = StagedOutputs()
 
-    def decide(self, command: Command, record_timestamp_us: int) -> None:
-        """Decide one command and stage its state changes and output records."""
+    def decide(self, command: Command, record_timestamp_us: int, offset: int) -> None:
+        """Decide the command at ``offset`` and stage its state changes, output records and its
+        one reply."""
         decision = ledger.step(self.state, command, record_timestamp_us)
         outputs = self.outputs
-        # the core encoded each event while hashing it: produce those bytes (no second encode)
-        for event, encoded in zip(decision.events, decision.encoded_events, strict=True):
-            outputs.events.append((event_key(event.tenant_id, event.sequence), encoded))
-            name = type(event).__name__
-            outputs.events_by_type[name] = outputs.events_by_type.get(name, 0) + 1
+        self._stage_events(decision)
         stored = decision.stored_outcome
+        key = outcome_key(command.tenant_id, command.idempotency_key)
+        reply_to = f"{self.partition}:{offset}"
         if stored is not None:
-            key = outcome_key(stored.tenant_id, stored.idempotency_key)
-            outputs.outcomes.append((key, encode_outcome(stored)))
+            encoded = encode_outcome(stored)
+            outputs.outcomes.append((key, encoded))
             outputs.outcome_times.append(outcome_times(stored))
+            self._stage_reply(key, encoded, reply_to, REPLY_DECIDED)
+        elif isinstance(decision, ledger.Duplicate):
+            self._stage_reply(key, encode_outcome(decision.outcome), reply_to, REPLY_DUPLICATE)
+        else:
+            self._stage_reply(key, encode_outcome(decision.outcome), reply_to, REPLY_NOT_STORED)
         if isinstance(decision, ledger.Duplicate):
             outputs.duplicates += 1
         elif isinstance(decision, ledger.Accepted):
@@ -107,6 +122,28 @@ class PartitionLedger:
             )
             if reason is RejectReason.IDEMPOTENCY_KEY_REUSED:
                 outputs.key_reuse_conflicts += 1
+
+    def tick(self, record_timestamp_us: int) -> None:
+        """A tick record (``processors.ticks``): expire what is due by its timestamp."""
+        self._stage_events(ledger.step_tick(self.state, record_timestamp_us))
+
+    def next_deadline_us(self) -> int | None:
+        """The earliest deadline of a pending transfer of this partition, if any."""
+        return ledger.next_deadline_us(self.state)
+
+    def _stage_events(self, decision: ledger.Decision | ledger.Ticked) -> None:
+        outputs = self.outputs
+        # the core encoded each event while hashing it: produce those bytes (no second encode)
+        for event, encoded in zip(decision.events, decision.encoded_events, strict=True):
+            outputs.events.append((event_key(event.tenant_id, event.sequence), encoded))
+            name = type(event).__name__
+            outputs.events_by_type[name] = outputs.events_by_type.get(name, 0) + 1
+
+    def _stage_reply(self, key: bytes, value: bytes, reply_to: str, kind: bytes) -> None:
+        self.outputs.replies.append((key, value))
+        self.outputs.reply_headers.append(
+            [(REPLY_TO_HEADER, reply_to.encode()), (REPLY_KIND_HEADER, kind)]
+        )
 
     def staged_outputs(self) -> StagedOutputs:
         """Close the batch: add expired outcomes' tombstones and the changed state records."""

@@ -32,6 +32,7 @@ LIMITS: tuple[tuple[str, int, int, int], ...] = (
     ("idempotency_retention_s", 30 * SECONDS_PER_DAY, 0, 100 * 365 * SECONDS_PER_DAY),
     ("request_timeout_s", 30, 1, 600),
     ("stall_timeout_s", 300, 10, 7_200),
+    ("expiry_tick_interval_ms", 1_000, 100, 3_600_000),
 )
 LIMIT_NAMES = tuple(name for name, _, _, _ in LIMITS)
 
@@ -62,6 +63,10 @@ class ProcessorSettings:
     # The watchdog: a loop iteration (or one partition's restore) that takes longer than this
     # is a hang in a client call we could not bound; the process dumps its stacks and exits.
     stall_timeout_s: int = 300
+    # How often an owner appends a tick record to a partition whose earliest pending deadline
+    # has passed: a pending transfer expires within about this long after its deadline even
+    # when nobody writes to its partition (processors.ticks, decision 0026).
+    expiry_tick_interval_ms: int = 1_000
 
     @property
     def group_id(self) -> str:
@@ -78,13 +83,7 @@ class ProcessorSettings:
 
     @property
     def topics(self) -> LedgerTopicNames:
-        return LedgerTopicNames(
-            commands=self.topic("ledger.commands"),
-            events=self.topic("ledger.events"),
-            outcomes=self.topic("ledger.outcomes"),
-            balances=self.topic("ledger.balances"),
-            commands_dlq=self.topic("ledger.commands.dlq"),
-        )
+        return LedgerTopicNames.with_prefix(self.topic_prefix)
 
 
 def build_processor_settings(

@@ -289,11 +289,13 @@ class TransferState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TenantHead:
-    """``ledger.balances`` record keyed by tenant: the tenant's last sequence and hash."""
+    """``ledger.balances`` record keyed by tenant: the tenant's last sequence, hash and effective
+    time (the next event of the tenant is never effective earlier)."""
 
     tenant_id: str
     last_sequence: int
     last_hash: bytes = field(default=GENESIS_HASH)
+    last_effective_at_us: int = 0
 
 
 StateRecord = AccountState | TransferState | TenantHead

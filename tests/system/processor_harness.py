@@ -43,7 +43,12 @@ class ProcessorProcess:
     """One ``streamledger process`` child, with its output in a log file."""
 
     def __init__(
-        self, settings: Settings, instance_id: str, log_directory: Path, metrics_port: int = 0
+        self,
+        settings: Settings,
+        instance_id: str,
+        log_directory: Path,
+        metrics_port: int = 0,
+        extra_flags: tuple[str, ...] = (),
     ) -> None:
         self.instance_id = instance_id
         self.log_path = log_directory / f"processor-{instance_id}-{uuid.uuid4().hex[:6]}.log"
@@ -59,6 +64,7 @@ class ProcessorProcess:
                     f"--instance-id={instance_id}",
                     f"--metrics-port={metrics_port}",
                     *TEST_LIMIT_FLAGS,
+                    *extra_flags,
                 ],
                 env=environment,
                 stdin=subprocess.DEVNULL,
@@ -157,6 +163,7 @@ class TopicRecord:
     key: bytes
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    timestamp_ms: int = 0
 
 
 def read_topic(settings: Settings, topic: str) -> list[TopicRecord]:
@@ -183,6 +190,7 @@ def read_topic(settings: Settings, topic: str) -> list[TopicRecord]:
                         message.key() or b"",
                         message.value(),
                         _headers(message.headers()),
+                        message.timestamp()[1],
                     )
                 )
     finally:

@@ -58,7 +58,10 @@ def test_open_account_starts_the_tenant_chain() -> None:
     assert event.effective_at_us == book.now_us
     assert decision.outcome.event_sequences == (1,)
     assert book.state.head("acme") == ledger.TenantHead(
-        tenant_id="acme", last_sequence=1, last_hash=event.hash
+        tenant_id="acme",
+        last_sequence=1,
+        last_hash=event.hash,
+        last_effective_at_us=event.effective_at_us,
     )
 
 
@@ -302,19 +305,26 @@ def test_late_record_timestamp_does_not_turn_stream_time_back() -> None:
     created = book.accept(
         transfer("p1", "cash", "sales", 5, pending=True, pending_timeout_s=1), at_us=T0_US
     )
-    assert isinstance(created.events[0], TransferPending)
-    # created at T0 (its record time), so it is already due: the next stored decision expires it
-    decision = book.accept(open_account("w"), at_us=T0_US + 1)
-    assert isinstance(decision.events[0], PendingExpired)
-    assert decision.events[0].effective_at_us == T0_US + 100 * SECOND_US
+    (pending,) = created.events
+    assert isinstance(pending, TransferPending)
+    # a record stamped before the tenant's last event is effective with it, never before it
+    assert pending.effective_at_us == T0_US + 100 * SECOND_US
+    assert pending.expires_at_us == T0_US + 101 * SECOND_US
+    assert created.outcome.decided_at_us == T0_US + 100 * SECOND_US
     assert book.state.stream_time_us == T0_US + 100 * SECOND_US
+    decision = book.accept(open_account("w"), at_us=T0_US + 500 * SECOND_US)
+    expired, opened = decision.events
+    assert isinstance(expired, PendingExpired)
+    assert expired.effective_at_us == T0_US + 101 * SECOND_US  # its deadline
+    assert opened.effective_at_us == T0_US + 500 * SECOND_US
+    assert book.state.stream_time_us == T0_US + 500 * SECOND_US
 
 
 def test_expiry_order_is_by_expiry_then_tenant_then_transfer() -> None:
     book = Ledger()
     for tenant in ("b", "a"):
         for account_id in ("x", "y"):
-            book.accept(open_account(account_id, tenant=tenant))
+            book.accept(open_account(account_id, tenant=tenant), at_us=T0_US - SECOND_US)
     for tenant, transfer_id, timeout in (
         ("b", "t2", 5),
         ("a", "t9", 5),

@@ -16,8 +16,8 @@ RETENTION_S = 60
 
 def test_outcomes_restored_from_their_times_header_decide_like_the_originals() -> None:
     original = PartitionLedger(0, ledger.LedgerState(idempotency_retention_s=RETENTION_S))
-    original.decide(open_account("cash", key="k1"), T0_US)
-    original.decide(open_account("sales", key="k2"), T0_US + SECOND_US)
+    original.decide(open_account("cash", key="k1"), T0_US, 0)
+    original.decide(open_account("sales", key="k2"), T0_US + SECOND_US, 1)
     outputs = original.staged_outputs()
     original.confirm()
     assert len(outputs.outcome_times) == len(outputs.outcomes) == 2
@@ -41,7 +41,7 @@ def test_outcomes_restored_from_their_times_header_decide_like_the_originals() -
 
 def test_a_key_kept_forever_has_no_expiry_in_its_header() -> None:
     book = PartitionLedger(0, ledger.LedgerState(idempotency_retention_s=0))
-    book.decide(open_account("cash", key="k1"), T0_US)
+    book.decide(open_account("cash", key="k1"), T0_US, 0)
     stored = book.state.outcome("acme", "k1")
     assert stored is not None
     encoded = list(_encoded_outcomes({b"acme/k1": b"v"}, {b"acme/k1": outcome_times(stored)}))

@@ -23,7 +23,7 @@ def existing(settings, partitions=None, overrides=None):
     return result
 
 
-def test_the_five_ledger_topics_share_the_prefix():
+def test_the_six_ledger_topics_share_the_prefix():
     names = topics.ledger_topic_names(SETTINGS)
     assert names.all() == (
         "p.ledger.commands",
@@ -31,7 +31,17 @@ def test_the_five_ledger_topics_share_the_prefix():
         "p.ledger.outcomes",
         "p.ledger.balances",
         "p.ledger.commands.dlq",
+        "p.ledger.replies",
     )
+    assert names == topics.LedgerTopicNames.with_prefix("p.")
+
+
+def test_the_broker_stamps_command_time_and_replies_are_short_lived():
+    commands, *_, replies = topics.TOPIC_DEFINITIONS
+    assert commands.configs["message.timestamp.type"] == "LogAppendTime"
+    assert replies.name == "ledger.replies"
+    assert replies.configs["cleanup.policy"] == "delete"
+    assert int(replies.configs["retention.ms"]) <= topics.DAY_MS
 
 
 def test_compacted_topics_never_compact_fresh_records():
@@ -56,7 +66,7 @@ def test_a_matching_cluster_is_in_sync():
     report = topics.compare(SETTINGS, existing(SETTINGS), applied=True)
     assert report.in_sync
     assert not report.changed
-    assert report.lines() == ["topics: all 5 up to date, nothing to do"]
+    assert report.lines() == ["topics: all 6 up to date, nothing to do"]
 
 
 def test_extra_configs_on_the_broker_are_not_drift():
