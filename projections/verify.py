@@ -1,15 +1,29 @@
 """``streamledger verify``: reconcile the log with itself and with PostgreSQL, per tenant.
 
+This is deliberately the ledger's **second, independent implementation** of the chain rules
+(STYLE.md rule 13): it shares no checking code with the projection (``projections.batch``) or
+the processor, decodes with the codec's model (not the projection's record decoder) and folds
+the balances itself. Keep it that way: a rule changed in one place must be changed here by hand,
+so a bug in one is caught by the other.
+
 Reads ``ledger.events`` (read_committed) from the beginning to the end offsets taken at start and
 checks, per tenant:
 
-- gapless sequences: 1, 2, 3, … in log order, no gap, no repeat;
+- the partition: a tenant's events belong on ``murmur2(tenant) % partitions``, the partition of
+  its commands. An event anywhere else is a **fork** (e.g. a command produced to the wrong
+  partition and decided there as the start of a second chain); it is named with its partition,
+  offset and sequence, the event of the real chain it repeats, and whether it breaks the chain,
+  and is not folded. An operator's release (``tenant_releases``, ``project --rebuild
+  --release-tenant``) turns the forks it covers into notes;
+- gapless sequences: 1, 2, 3, … in log order, no gap, no repeat (a repeat names both places);
 - the hash chain: each ``prev_hash`` is the previous event's ``hash`` (``GENESIS_HASH`` first)
   and each ``hash`` is ``SHA-256(prev_hash + event_canonical_bytes(event))``;
+- time: no event is effective before its predecessor (released ones are notes);
 - the balances each event carries equal a fold of the events' amounts (so a re-hashed event with
   a changed amount is caught even at the end of the chain);
 - per currency, the sum of all account balances (posted and pending) is zero;
-- PostgreSQL's ``ledger.balances`` equal the fold (missing, extra or different rows).
+- PostgreSQL's ``ledger.balances`` equal the fold (missing, extra or different rows), and the
+  projection has quarantined no tenant (``ledger.quarantined_tenants``).
 
 The audit itself is pure (``TenantAudit.observe``); only ``read_log`` and ``read_database`` do I/O.
 """
@@ -18,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from array import array
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +44,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from projections.sink import EVENTS_TOPIC, consumer_config
 from projections.store import ProjectionDatabaseError
 from schemas.codec import DecodeError, decode_event, event_canonical_bytes
+from schemas.keys import command_key, partition_for
 from schemas.model import (
     GENESIS_HASH,
     AccountOpened,
@@ -49,37 +65,127 @@ SELECT_BALANCES = (
     "SELECT tenant_id, account_id, debits_posted, credits_posted, debits_pending,"
     " credits_pending FROM ledger.balances"
 )
+QUARANTINE_TABLES_EXIST = (
+    "SELECT to_regclass('ledger.quarantined_tenants') IS NOT NULL"
+    " AND to_regclass('ledger.tenant_releases') IS NOT NULL"
+)
+SELECT_QUARANTINES = (
+    "SELECT tenant_id, reason, detail, partition, record_offset, sequence"
+    " FROM ledger.quarantined_tenants"
+)
+SELECT_RELEASES = "SELECT tenant_id, partition, before_offset FROM ledger.tenant_releases"
 
 Counters = tuple[int, int, int, int]  # debits_posted, credits_posted, debits_pending, ...
 
 
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a record is in ``ledger.events``."""
+
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"partition {self.partition} offset {self.offset}"
+
+
 @dataclass(slots=True)
 class TenantAudit:
-    """Everything verify learns about one tenant from the log."""
+    """Everything verify learns about one tenant from the log.
+
+    ``home``: the tenant's partition (``None``: not known, every event is taken as on it).
+    ``places``: the offset on ``home`` of each sequence of the chain (index = sequence - 1), to
+    name the original of a repeat. ``released``: per partition, the offset before which an
+    operator released the tenant's records."""
 
     tenant_id: str
+    home: int | None = None
+    released: dict[int, int] = field(default_factory=dict)
     events: int = 0
     last_sequence: int = 0
     last_hash: bytes = GENESIS_HASH
+    last_effective_at_us: int | None = None
+    places: array[int] = field(default_factory=lambda: array("q"))
+    forks: list[tuple[Event, Place]] = field(default_factory=list)
     currencies: dict[str, str] = field(default_factory=dict)  # account -> currency
     balances: dict[str, Counters] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
-    def observe(self, event: Event, where: str) -> None:
+    def observe(self, event: Event, place: Place) -> None:
         self.events += 1
+        if self.home is not None and place.partition != self.home:
+            self.forks.append((event, place))  # judged once the whole chain is read
+            return
+        where = f"on {place}"
         if event.sequence != self.last_sequence + 1:
             kind = "repeat" if event.sequence <= self.last_sequence else "gap"
+            original = self.place_of(event.sequence) if kind == "repeat" else None
             self.problems.append(
-                f"sequence {kind}: {event.sequence} after {self.last_sequence} at {where}"
+                f"sequence {kind}: {event.sequence} after {self.last_sequence} {where}"
+                + ("" if original is None else f"; repeats sequence {event.sequence} ({original})")
             )
         if event.prev_hash != self.last_hash:
-            self.problems.append(f"hash chain broken: sequence {event.sequence} at {where}")
-        digest = hashlib.sha256(event.prev_hash + event_canonical_bytes(event)).digest()
-        if digest != event.hash:
-            self.problems.append(f"hash mismatch: sequence {event.sequence} at {where}")
+            self.problems.append(
+                f"hash chain broken: sequence {event.sequence} {where}: prev_hash is not the "
+                f"hash of sequence {self.last_sequence}"
+            )
+        self.check_hash(event, where)
+        self.check_time(event, place)
+        if event.sequence == len(self.places) + 1:
+            self.places.append(place.offset)
         self.last_sequence = max(self.last_sequence, event.sequence)
         self.last_hash = event.hash
         self.fold(event, where)
+
+    def check_hash(self, event: Event, where: str) -> bool:
+        digest = hashlib.sha256(event.prev_hash + event_canonical_bytes(event)).digest()
+        if digest != event.hash:
+            self.problems.append(f"hash mismatch: sequence {event.sequence} {where}")
+        return digest == event.hash
+
+    def check_time(self, event: Event, place: Place) -> None:
+        last = self.last_effective_at_us
+        if last is not None and event.effective_at_us < last:
+            message = (
+                f"time went back: sequence {event.sequence} on {place} is effective before "
+                f"sequence {self.last_sequence} ({event.effective_at_us} < {last} us)"
+            )
+            if self.is_released(place):
+                self.notes.append(f"{message}; released by an operator")
+            else:
+                self.problems.append(message)
+        self.last_effective_at_us = event.effective_at_us
+
+    def place_of(self, sequence: int) -> Place | None:
+        if self.home is None or not 0 < sequence <= len(self.places):
+            return None
+        return Place(self.home, self.places[sequence - 1])
+
+    def is_released(self, place: Place) -> bool:
+        before = self.released.get(place.partition)
+        return before is not None and place.offset < before
+
+    def judge_forks(self) -> None:
+        """Name each event found on another partition than the tenant's: the event of the real
+        chain it repeats, and that it breaks the chain (it is never folded)."""
+        for event, place in self.forks:
+            original = self.place_of(event.sequence)
+            repeats = (
+                f"repeats sequence {event.sequence} ({original})"
+                if original is not None
+                else f"follows no event of the chain (its last sequence is {self.last_sequence})"
+            )
+            start = " (a second chain from genesis)" if event.prev_hash == GENESIS_HASH else ""
+            message = (
+                f"fork: sequence {event.sequence} on {place} (the tenant's partition is "
+                f"{self.home}) {repeats}; chain broken{start}"
+            )
+            self.check_hash(event, f"on {place}")
+            if self.is_released(place):
+                self.notes.append(f"{message}; released by an operator, not folded")
+            else:
+                self.problems.append(message)
 
     def fold(self, event: Event, where: str) -> None:
         if isinstance(event, AccountOpened):
@@ -164,31 +270,53 @@ class VerifyReport:
                 f"last sequence {audit.last_sequence}: {state}"
             )
             for problem in audit.problems:
-                yield f"  - {problem}"
+                yield f"  - {tenant_id}: {problem}"
+            for note in audit.notes:
+                yield f"  . {tenant_id}: {note}"
 
 
 def verify(settings: Settings, *, group: str) -> VerifyReport:
     audits: dict[str, TenantAudit] = {}
     log_problems: list[str] = []
-    for where, value in read_log(settings, group=group):
+    quarantines, releases = read_operations(settings)
+    for record in read_log(settings, group=group):
+        place = Place(record.partition, record.offset)
         try:
-            event = decode_event(value)
+            event = decode_event(record.value)
         except DecodeError as exc:
-            log_problems.append(f"{where} is not a ledger event: {exc}")
+            log_problems.append(
+                f"{record.topic}[{place.partition}]@{place.offset} is not a ledger event: {exc}"
+            )
             continue
-        audit = audits.setdefault(event.tenant_id, TenantAudit(event.tenant_id))
-        audit.observe(event, where)
+        audit = audits.get(event.tenant_id)
+        if audit is None:
+            home = partition_for(command_key(event.tenant_id), record.partitions)
+            released = releases.get(event.tenant_id, {})
+            audit = audits[event.tenant_id] = TenantAudit(event.tenant_id, home, released)
+        audit.observe(event, place)
     stored = read_database(settings)
-    for tenant_id in sorted(set(stored) - set(audits)):
+    for tenant_id in sorted((set(stored) | set(quarantines)) - set(audits)):
         audits[tenant_id] = TenantAudit(tenant_id)
     for tenant_id, audit in audits.items():
+        audit.judge_forks()
         audit.check_sums()
         audit.check_database(stored.get(tenant_id, {}))
+        if tenant_id in quarantines:
+            audit.problems.append(f"the projection quarantined it: {quarantines[tenant_id]}")
     return VerifyReport(audits, tuple(log_problems))
 
 
-def read_log(settings: Settings, *, group: str) -> Iterator[tuple[str, bytes]]:
-    """(``topic[partition]@offset``, value) of every committed record up to the end offsets."""
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    topic: str
+    partitions: int  # of the topic
+    partition: int
+    offset: int
+    value: bytes
+
+
+def read_log(settings: Settings, *, group: str) -> Iterator[LogRecord]:
+    """Every committed record up to the end offsets taken at start."""
     topic = settings.topic(EVENTS_TOPIC)
     consumer = Consumer(consumer_config(settings, group, partition_eof=True))
     try:
@@ -200,14 +328,18 @@ def read_log(settings: Settings, *, group: str) -> Iterator[tuple[str, bytes]]:
             tp = TopicPartition(topic, partition)
             ends[partition] = consumer.get_watermark_offsets(tp, timeout=WATERMARK_TIMEOUT_S)[1]
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        yield from read_until(consumer, topic, ends)
+        for partition, offset, value in read_until(consumer, topic, ends):
+            yield LogRecord(topic, len(ends), partition, offset, value)
     finally:
         consumer.close()
 
 
-def read_until(consumer: Consumer, topic: str, ends: dict[int, int]) -> Iterator[tuple[str, bytes]]:
-    """Records until every partition reported its end at or past the end offsets taken at start
-    (read_committed: the position alone never passes a trailing transaction marker)."""
+def read_until(
+    consumer: Consumer, topic: str, ends: dict[int, int]
+) -> Iterator[tuple[int, int, bytes]]:
+    """(partition, offset, value) until every partition reported its end at or past the end
+    offsets taken at start (read_committed: the position alone never passes a trailing
+    transaction marker)."""
     pending = {partition for partition, end in ends.items() if end > 0}
     idle_since = time.monotonic()
     while pending:
@@ -228,19 +360,40 @@ def read_until(consumer: Consumer, topic: str, ends: dict[int, int]) -> Iterator
                 continue
             value = record.value()
             if value is not None and offset < ends[partition]:
-                yield f"{topic}[{partition}]@{offset}", value
+                yield partition, offset, value
 
 
 def read_database(settings: Settings) -> dict[str, dict[str, Counters]]:
     stored: dict[str, dict[str, Counters]] = defaultdict(dict)
+    for tenant_id, account_id, dp, cp, dq, cq in query(settings, SELECT_BALANCES):
+        stored[tenant_id][account_id] = (dp, cp, dq, cq)
+    return stored
+
+
+def read_operations(settings: Settings) -> tuple[dict[str, str], dict[str, dict[int, int]]]:
+    """The projection's quarantined tenants (tenant -> what and where) and the operators'
+    releases (tenant -> partition -> before offset); empty before migration 0004."""
+    if not query(settings, QUARANTINE_TABLES_EXIST)[0][0]:
+        return {}, {}
+    quarantines = {
+        str(tenant): f"{reason} at partition {partition} offset {offset} (sequence {sequence}):"
+        f" {detail}"
+        for tenant, reason, detail, partition, offset, sequence in query(
+            settings, SELECT_QUARANTINES
+        )
+    }
+    releases: dict[str, dict[int, int]] = defaultdict(dict)
+    for tenant, partition, before_offset in query(settings, SELECT_RELEASES):
+        releases[str(tenant)][int(partition)] = int(before_offset)
+    return quarantines, dict(releases)
+
+
+def query(settings: Settings, statement: str) -> list[Any]:
     try:
         with (
             psycopg.connect(settings.database_dsn, autocommit=True) as conn,
             conn.transaction(),
         ):
-            rows: list[Any] = conn.execute(SELECT_BALANCES).fetchall()
+            return conn.execute(statement).fetchall()
     except psycopg.OperationalError as exc:
         raise ProjectionDatabaseError(f"verify cannot read PostgreSQL: {exc}") from exc
-    for tenant_id, account_id, dp, cp, dq, cq in rows:
-        stored[tenant_id][account_id] = (dp, cp, dq, cq)
-    return stored
