@@ -6,6 +6,7 @@ problem — never a 500. Kafka and PostgreSQL are the real test stack.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from api.api_keys import create_api_key
 from api.app import create_app
+from api.commands import server_config
 from api.settings import build_api_settings
 from streamledger.settings import Settings
 from tests.system.api_harness import drop_fresh, free_port, fresh_settings
@@ -47,17 +49,15 @@ def client(stack_settings: Settings) -> Iterator[httpx.Client]:
                 "body_bytes_max": BODY_BYTES_MAX,
             },
         )
-        config = uvicorn.Config(
-            create_app(ledger, api), host="127.0.0.1", port=port, log_level="warning"
-        )
-        server = uvicorn.Server(config)
+        # Served exactly as `streamledger api` serves it (uvloop, httptools, problem+json 400s).
+        server = uvicorn.Server(server_config(create_app(ledger, api), api, log_level="warning"))
         thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
         thread.start()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
             time.sleep(0.05)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", "X-Test-Token": token}
         try:
             with httpx.Client(
                 base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
@@ -214,3 +214,173 @@ def test_malformed_read_parameters_are_never_500(
     ):
         response = client.get(url, params=params)
         assert response.status_code < 500, (url, params, response.text)
+
+
+# --------------------------------------------------------------------------- the table
+
+ACCOUNT = "/v1/accounts/acct-0001"
+# (method, path and query as sent on the wire, the parameter the problem must name)
+BAD_PARAMETERS: list[tuple[str, str, str]] = [
+    ("GET", f"{ACCOUNT}/balance?as_of=999999999999999999", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=253402300800000000", "as_of"),  # one past 9999-12-31
+    ("GET", f"{ACCOUNT}/balance?as_of=99999999999999999999999999", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=%C2%B2", "as_of"),  # superscript two
+    ("GET", f"{ACCOUNT}/balance?as_of=%C2%B9%C2%B2%C2%B3", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=%D9%A3%D9%A0", "as_of"),  # Arabic-Indic 30
+    ("GET", f"{ACCOUNT}/balance?as_of=%EF%BC%93", "as_of"),  # full-width 3
+    ("GET", f"{ACCOUNT}/balance?as_of=%FF", "as_of"),  # not UTF-8
+    ("GET", f"{ACCOUNT}/balance?as_of=-1", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=1_000", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=2024-13-01", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=0001-01-01T00:00:00%2B01:00", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=9999-12-31T23:59:59-01:00", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?as_of=1&as_of=2", "as_of"),
+    ("GET", f"{ACCOUNT}/balance?asof=1", "asof"),
+    ("GET", f"{ACCOUNT}/entries?limit=%C2%B2", "limit"),
+    ("GET", f"{ACCOUNT}/entries?limit=%D9%A3", "limit"),
+    ("GET", f"{ACCOUNT}/entries?limit=0", "limit"),
+    ("GET", f"{ACCOUNT}/entries?limit=-1", "limit"),
+    ("GET", f"{ACCOUNT}/entries?limit=1001", "limit"),
+    ("GET", f"{ACCOUNT}/entries?limit=99999999999999999999999999", "limit"),
+    ("GET", f"{ACCOUNT}/entries?limit=1e3", "limit"),
+    ("GET", f"{ACCOUNT}/entries?limit=", "limit"),
+    ("GET", f"{ACCOUNT}/entries?limit=1&limit=2", "limit"),
+    ("GET", f"{ACCOUNT}/entries?after=%C2%B2:posted", "after"),
+    ("GET", f"{ACCOUNT}/entries?after=%D9%A3:posted", "after"),
+    ("GET", f"{ACCOUNT}/entries?after=99999999999999999999:posted", "after"),
+    ("GET", f"{ACCOUNT}/entries?after=9223372036854775808:posted", "after"),  # > bigint
+    ("GET", f"{ACCOUNT}/entries?after=1:sideways", "after"),
+    ("GET", f"{ACCOUNT}/entries?after=1", "after"),
+    ("GET", f"{ACCOUNT}/entries?after=", "after"),
+    ("GET", f"{ACCOUNT}/entries?cursor=1:posted", "cursor"),
+    ("GET", "/v1/accounts/%C2%B2/balance", "account_id"),
+    ("GET", "/v1/accounts/a%00b/balance", "account_id"),
+    ("GET", "/v1/accounts/%FF/entries", "account_id"),
+    ("GET", "/v1/transfers/-t", "transfer_id"),
+    ("GET", "/v1/transfers/t-1?expand=1", "expand"),
+    ("GET", "/v1/commands/k%20y", "idempotency_key"),
+    ("GET", "/v1/commands/k-1?x=1", "x"),
+    ("POST", "/v1/transfers/%C2%B2/post", "transfer_id"),
+    ("POST", "/v1/transfers/t%00/void", "transfer_id"),
+    ("POST", "/v1/accounts?dry_run=1", "dry_run"),
+    ("POST", "/v1/transfers?amount=5", "amount"),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "parameter"), BAD_PARAMETERS)
+def test_every_bad_parameter_is_a_400_problem_naming_it(
+    client: httpx.Client, method: str, target: str, parameter: str
+) -> None:
+    port = client.base_url.port
+    assert port is not None
+    token = client.headers["X-Test-Token"]
+    status, headers, body = raw_exchange(
+        port,
+        f"{method} {target} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n"
+        "Idempotency-Key: table-1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\nConnection: close\r\n\r\n{}".encode("latin-1"),
+    )
+    assert status == 400, (target, body)
+    assert headers["content-type"] == "application/problem+json", (target, headers)
+    problem = json.loads(body)
+    assert problem["type"].endswith("/invalid-parameter"), (target, problem)
+    assert problem["field"] == parameter, (target, problem)
+    assert parameter in problem["detail"], (target, problem)
+
+
+# --------------------------------------------------------------------------- below the app
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection, as bytes (clients refuse to send most of these)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        received = b""
+        while (chunk := connection.recv(65_536)) and not complete(received + chunk):
+            received += chunk
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def complete(received: bytes) -> bool:
+    head, separator, body = received.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("request_text", "status", "slug"),
+    [
+        ("FOO /v1/transfers/t-1 HTTP/1.1\r\nHost: t\r\n\r\n", 400, "malformed-request"),
+        (
+            "POST /v1/transfers HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+            400,
+            "malformed-request",
+        ),
+        ("GET /v1/transfers/\x01 HTTP/1.1\r\nHost: t\r\n\r\n", 400, "malformed-request"),
+        ("GET /healthz HTTP/9.9\r\nHost: t\r\n\r\n", 400, "malformed-request"),
+        (
+            "PROPFIND /v1/transfers/t-1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            405,
+            "method-not-allowed",
+        ),
+        ("DELETE /v1/accounts HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 405, None),
+        ("GET /nowhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 404, "not-found"),
+    ],
+)
+def test_requests_the_http_parser_or_router_refuse_are_problems_too(
+    client: httpx.Client, request_text: str, status: int, slug: str | None
+) -> None:
+    """What uvicorn answers itself (unknown method, ``Content-Length: abc``) is problem+json as
+    well (``api.http_protocol``), like Starlette's own 404 and 405."""
+    port = client.base_url.port
+    assert port is not None
+    got_status, headers, body = raw_exchange(port, request_text.encode("latin-1"))
+    assert got_status == status, body
+    assert headers["content-type"] == "application/problem+json", headers
+    problem = json.loads(body)
+    assert problem["status"] == status
+    assert slug is None or problem["type"].endswith("/" + slug), problem
+
+
+@pytest.mark.parametrize(
+    ("credentials", "accepted"),
+    [
+        ("Bearer {token}", True),
+        ("bearer {token}", True),
+        ("Bearer   {token}", True),
+        ("Bearer {token}  ", True),  # trailing SP/HTAB: HTTP's optional whitespace (decision 0021)
+        ("Bearer {token}\t", True),
+        ("Bearer {token}\xa0", False),  # a no-break space is part of the value: not the key
+        ("Bearer {token} {token}", False),
+        ("Bearer {token}x", False),
+        ("Bearer\t{token}", False),
+        ("Token {token}", False),
+        ("{token}", False),
+    ],
+)
+def test_bearer_credentials_are_parsed_strictly_around_the_key(
+    client: httpx.Client, credentials: str, accepted: bool
+) -> None:
+    port = client.base_url.port
+    assert port is not None
+    value = credentials.format(token=client.headers["X-Test-Token"])
+    status, headers, body = raw_exchange(
+        port,
+        f"GET /v1/transfers/t-none HTTP/1.1\r\nHost: t\r\nAuthorization: {value}\r\n"
+        "Connection: close\r\n\r\n".encode("latin-1"),
+    )
+    assert headers["content-type"] == "application/problem+json"
+    assert status == (404 if accepted else 401), (credentials, body)
