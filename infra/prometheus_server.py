@@ -58,7 +58,8 @@ PROCESSOR_JOB = "streamledger-processor"
 PROJECTION_JOB = "streamledger-projection"
 VERIFY_JOB = "streamledger-verify"
 API_JOB = "streamledger-api"
-JOBS = (PROCESSOR_JOB, PROJECTION_JOB, VERIFY_JOB, API_JOB)
+SUPERVISOR_JOB = "streamledger-supervisor"  # `streamledger run` itself (stalls, restarts)
+JOBS = (PROCESSOR_JOB, PROJECTION_JOB, VERIFY_JOB, API_JOB, SUPERVISOR_JOB)
 RUN_PROCESSORS = 2  # `streamledger run`'s default topology, for the stand-alone `start`
 RUN_PROJECTIONS = 1
 RUN_API_PORT = 8080  # `streamledger api`'s default port (api/settings.py)
@@ -94,6 +95,7 @@ class ScrapeTargets:
     projections: tuple[int, ...] = ()
     verifiers: tuple[int, ...] = ()
     apis: tuple[int, ...] = ()  # `streamledger api` serves /metrics on its own HTTP port
+    supervisors: tuple[int, ...] = ()  # `streamledger run`: the port after the last child's
 
     def by_job(self) -> dict[str, tuple[int, ...]]:
         return {
@@ -101,6 +103,7 @@ class ScrapeTargets:
             PROJECTION_JOB: self.projections,
             VERIFY_JOB: self.verifiers,
             API_JOB: self.apis,
+            SUPERVISOR_JOB: self.supervisors,
         }
 
 
@@ -111,11 +114,13 @@ def port_plan(
     projections: int,
     verifiers: int = 0,
     api_port: int | None = None,
+    supervisor: bool = False,
 ) -> ScrapeTargets:
     """``streamledger run``'s ports: processors from ``metrics_port`` on, consecutive, then the
-    projections, then a verifier (``verify --every-s``) if it runs one; the API, if it runs, on
-    its own ``api_port`` (``docs/metrics.md``)."""
+    projections, then a verifier (``verify --every-s``) if it runs one, then the supervisor
+    itself; the API, if it runs, on its own ``api_port`` (``docs/metrics.md``)."""
     first = settings.metrics_port
+    after_children = first + processors + projections + verifiers
     return ScrapeTargets(
         processors=tuple(range(first, first + processors)),
         projections=tuple(range(first + processors, first + processors + projections)),
@@ -123,6 +128,7 @@ def port_plan(
             range(first + processors + projections, first + processors + projections + verifiers)
         ),
         apis=() if api_port is None else (api_port,),
+        supervisors=(after_children,) if supervisor else (),
     )
 
 
@@ -398,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             projections=RUN_PROJECTIONS,
             verifiers=1,
             api_port=RUN_API_PORT,
+            supervisor=True,
         )
         service = start_prometheus(settings, targets)
     else:

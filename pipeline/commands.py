@@ -5,6 +5,11 @@
 the pipeline and stops it after, scraping every child; ``--with-verifier`` supervises a periodic
 ``verify --every-s`` on the next metrics port — on by default with ``--with-prometheus`` (its
 gauges feed the ``StreamLedgerVerify*`` alerts), off otherwise, ``--no-verifier`` to leave it out.
+
+``run`` restarts a processor whose loop heartbeat stops moving for ``--stall-timeout-s``
+(decision 0023), serves its own ``/metrics`` on the port after the last child's, and waits for
+Kafka and PostgreSQL (it does not run them) before it starts a child, for
+``--dependency-wait-s-max`` (0 = as long as it takes; decision 0023).
 """
 
 from __future__ import annotations
@@ -15,14 +20,29 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 from pipeline.demo import DemoSettings, run_demo
+from pipeline.dependencies import DependencyWatch, standard_probes
 from pipeline.events_tail import print_events
 from pipeline.local_prometheus import observed_by_prometheus, prometheus_url
-from pipeline.status import StatusReporter, commands_lag_source, metrics_urls
-from pipeline.supervisor import RunSettings, Supervisor, plan_children, supervise
+from pipeline.status import (
+    StatusReporter,
+    commands_lag_source,
+    dead_letter_source,
+    metrics_urls,
+)
+from pipeline.supervisor import (
+    RunSettings,
+    Supervisor,
+    plan_children,
+    supervise,
+    supervisor_metrics_port,
+)
+from pipeline.supervisor_metrics import SupervisorMetrics
 from streamledger.cli import EXIT_OK, Subparsers
+from streamledger.metrics_endpoint import MetricsEndpoint
 from streamledger.settings import Settings
 
 
@@ -35,6 +55,25 @@ def register(subparsers: Subparsers) -> None:
     run.add_argument("--projections", type=int, default=1, help="projection processes (1)")
     run.add_argument("--status-interval-s", type=float, default=5.0, help="default 5")
     run.add_argument("--shutdown-timeout-s", type=float, default=40.0, help="then SIGKILL")
+    run_defaults = RunSettings()
+    run.add_argument(
+        "--stall-timeout-s",
+        type=float,
+        default=run_defaults.stall_timeout_s,
+        help="restart a processor whose loop heartbeat has not moved this long (default 180)",
+    )
+    run.add_argument(
+        "--stall-kill-after-s",
+        type=float,
+        default=run_defaults.stall_kill_after_s,
+        help="SIGKILL a stalled child this long after its SIGTERM (default 10)",
+    )
+    run.add_argument(
+        "--dependency-wait-s-max",
+        type=float,
+        default=run_defaults.dependency_wait_s_max,
+        help="give up when Kafka or PostgreSQL stays down this long (default 0 = wait forever)",
+    )
     run.add_argument(
         "--processor-arg",
         action="append",
@@ -129,17 +168,50 @@ def run_pipeline(arguments: argparse.Namespace, settings: Settings) -> int:
         verify_every_s=arguments.verify_every_s,
         api=arguments.api,
         api_port=arguments.api_port,
+        stall_timeout_s=arguments.stall_timeout_s,
+        stall_kill_after_s=arguments.stall_kill_after_s,
+        dependency_wait_s_max=arguments.dependency_wait_s_max,
     )
     specs = plan_children(settings, run)
-    supervisor = Supervisor(settings, run, specs)
-    reporter = StatusReporter(supervisor, lag_source=commands_lag_source(settings))
+    metrics = SupervisorMetrics(spec.name for spec in specs)
+    dependencies = DependencyWatch(
+        standard_probes(settings), probe_interval_s=run.dependency_probe_interval_s
+    )
+    supervisor = Supervisor(settings, run, specs, dependencies=dependencies, metrics=metrics)
+    reporter = StatusReporter(
+        supervisor,
+        lag_source=commands_lag_source(settings),
+        dlq_source=dead_letter_source(settings),
+    )
     stop = stop_on_signals()
-    with contextlib.ExitStack() as prometheus:
+    with contextlib.ExitStack() as resources:
+        resources.enter_context(serving_supervisor_metrics(settings, run, metrics))
         if arguments.with_prometheus:
-            report = prometheus.enter_context(observed_by_prometheus(settings, run))
+            report = resources.enter_context(observed_by_prometheus(settings, run))
             print(f"prometheus: {prometheus_url(settings)}  ({report.detail})", flush=True)
         supervise_with_status(supervisor, reporter, stop)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def serving_supervisor_metrics(
+    settings: Settings, run: RunSettings, metrics: SupervisorMetrics
+) -> Iterator[None]:
+    """The supervisor's ``/metrics`` for the run. A port that is taken costs the endpoint, not
+    the pipeline: one line says so and the run goes on."""
+    port = supervisor_metrics_port(settings, run)
+    try:
+        endpoint = MetricsEndpoint(metrics.registry, lambda: True, port, host=settings.metrics_host)
+    except OSError as exc:
+        print(f"metrics:  supervisor endpoint not served on port {port}: {exc}", flush=True)
+        yield
+        return
+    endpoint.start()
+    print(f"metrics:  {'supervisor':<14} http://127.0.0.1:{port}/metrics", flush=True)
+    try:
+        yield
+    finally:
+        endpoint.stop()
 
 
 def supervise_with_status(

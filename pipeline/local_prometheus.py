@@ -30,6 +30,7 @@ def scrape_targets(settings: Settings, run: RunSettings) -> ScrapeTargets:
         projections=run.projections,
         verifiers=run.verifiers,
         api_port=run.api_port if run.api else None,
+        supervisor=True,  # `streamledger run` serves its own /metrics after the children's
     )
 
 

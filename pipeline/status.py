@@ -6,25 +6,29 @@ process: all of it is new). Rates are the growth between two status lines over t
 them. Lag is a gauge: the sum over the children that answered. The processors' lag can
 instead come from ``lag_source`` (the group's committed offsets against the end of
 ``ledger.commands``, what ``streamledger run`` uses), which needs no child to answer.
+
+Counts an operator compares with a topic come from the topic, never from counters that restart
+with a process: the DLQ figure is the number of committed records in ``ledger.commands.dlq``,
+counted by reading it (``DeadLetterCount``; offsets alone would also count aborted records and
+transaction markers). The line also shows the supervisor's view: children up (running and not
+stalled), restarts, stalls, which child is being restarted after a stall, and which dependency
+(Kafka, PostgreSQL) children are waiting for.
 """
 
 from __future__ import annotations
 
+import math
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from pipeline.metrics_scrape import scrape
 from pipeline.supervisor import PROCESSOR_ROLE, PROJECTION_ROLE, Supervisor
-from pipeline.topic_reader import committed_offsets, end_offsets, lag
+from pipeline.topic_reader import Offsets, committed_offsets, end_offsets, lag, records_between
 from processors.processor_settings import GROUP_ID_SUFFIX
 from streamledger.errors import StreamLedgerError
 from streamledger.settings import Settings
 
-SCRAPE_TIMEOUT_S = 1.0
 LAG_TIMEOUT_S = 2.0  # the status line must not stall on a broker that is down
 COMMANDS_CONSUMED = "streamledger_processor_commands_consumed_total"
 EVENTS_PRODUCED = "streamledger_processor_events_produced_total"
@@ -36,23 +40,70 @@ COUNTERS = (COMMANDS_CONSUMED, EVENTS_PRODUCED, DLQ_RECORDS, EVENTS_PROJECTED)
 GAUGES = (PROCESSOR_LAG, PROJECTION_LAG)
 
 
-def scrape(url: str, *, timeout_s: float = SCRAPE_TIMEOUT_S) -> dict[str, float] | None:
-    """Sum of each sample name's values at ``url``; None if the child did not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback
-            text = response.read().decode("utf-8", errors="replace")
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    return sum_samples(text)
+@dataclass(frozen=True, slots=True)
+class DeadLetterTally:
+    """Committed records counted in the DLQ topic; ``complete`` once the count reached the end
+    offsets taken at the last read."""
+
+    records: int
+    complete: bool
 
 
-def sum_samples(text: str) -> dict[str, float]:
-    """Prometheus text → {sample name: sum over all label sets}."""
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
+DLQ_READ_TIMEOUT_S = 2.0  # the status line must not stall on a broker that is down
+DLQ_RECORDS_PER_READ_MAX = 100_000  # a huge DLQ is counted over several status lines
+
+
+class DeadLetterCount:
+    """The committed records of ``ledger.commands.dlq``, counted by reading the topic.
+
+    Incremental: each ``read`` consumes (``read_committed``) only what was appended since the
+    previous one, at most ``records_max`` records, bounded in time by ``timeout_s``. Records
+    removed by retention (30 days) before the first read are not counted; the count is of the
+    records this status line has seen in the topic."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        records_max: int = DLQ_RECORDS_PER_READ_MAX,
+        timeout_s: float = DLQ_READ_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
+        self.topic = settings.topic("ledger.commands.dlq")
+        self.records_max = records_max
+        self.timeout_s = timeout_s
+        self.positions: Offsets = {}
+        self.records = 0
+        self.counted_once = False
+
+    def read(self) -> DeadLetterTally | None:
+        """The count so far (None: nothing could be read yet, e.g. the broker is down)."""
+        try:
+            end = end_offsets(self.settings, self.topic, timeout_s=self.timeout_s)
+            complete = self._count_until(end)
+        except StreamLedgerError:
+            return DeadLetterTally(self.records, False) if self.counted_once else None
+        self.counted_once = True
+        return DeadLetterTally(self.records, complete)
+
+    def _count_until(self, end: Offsets) -> bool:
+        records = records_between(
+            self.settings, self.topic, self.positions, end, idle_s_max=self.timeout_s
+        )
+        read = 0
+        try:
+            for record in records:
+                self.positions[record.partition] = record.offset + 1
+                self.records += 1
+                read += 1
+                if read >= self.records_max:
+                    return False
+        finally:  # a generator: closing it closes its consumer at once
+            getattr(records, "close", lambda: None)()
+        # Aborted records and transaction markers up to the end offsets are not records.
+        for partition, last in end.items():
+            self.positions[partition] = max(self.positions.get(partition, 0), last)
+        return True
 
 
 @dataclass(slots=True)
@@ -85,6 +136,7 @@ class StatusSnapshot:
     dlq: float
     processor_lag: float | None  # None: no processor answered
     projection_lag: float | None
+    dlq_complete: bool = True  # False: the DLQ is still being counted (or could not be read)
 
 
 class StatusReporter:
@@ -97,10 +149,12 @@ class StatusReporter:
         scraper: Callable[[str], dict[str, float] | None] = scrape,
         clock: Callable[[], float] = time.monotonic,
         lag_source: Callable[[], int | None] | None = None,
+        dlq_source: Callable[[], DeadLetterTally | None] | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.scraper = scraper
         self.lag_source = lag_source
+        self.dlq_source = dlq_source  # None: the processors' DLQ counters (restart-proof sums)
         self.clock = clock
         self.counters = CounterTotals()
         self.previous: StatusSnapshot | None = None
@@ -122,14 +176,21 @@ class StatusReporter:
         if self.lag_source is not None:
             from_offsets = self.lag_source()
             processor_lag = processor_lag if from_offsets is None else float(from_offsets)
+        dlq, dlq_complete = self.counters.total(DLQ_RECORDS), True
+        if self.dlq_source is not None:
+            tally = self.dlq_source()
+            dlq, dlq_complete = (
+                (float("nan"), False) if tally is None else (float(tally.records), tally.complete)
+            )
         return StatusSnapshot(
             at=self.clock(),
             commands=self.counters.total(COMMANDS_CONSUMED),
             events=self.counters.total(EVENTS_PRODUCED),
             projected=self.counters.total(EVENTS_PROJECTED),
-            dlq=self.counters.total(DLQ_RECORDS),
+            dlq=dlq,
             processor_lag=processor_lag,
             projection_lag=sum(lags[PROJECTION_LAG]) if lags[PROJECTION_LAG] else None,
+            dlq_complete=dlq_complete,
         )
 
     def line(self) -> str:
@@ -165,11 +226,37 @@ def format_line(
             f"projected {per_second(lambda s: s.projected)}",
             f"| lag commands {lag_text(current.processor_lag)}",
             f"events {lag_text(current.projection_lag)}",
-            f"| dlq {current.dlq:,.0f}",
-            f"| up {supervisor.running_count}/{len(supervisor.children)}",
+            f"| dlq {dlq_text(current)}",
+            f"| up {supervisor.up_count}/{len(supervisor.children)}",
             f"restarts {supervisor.restarts}",
+            f"stalls {supervisor.stalls}",
+            *supervisor_notes(supervisor),
         ]
     )
+
+
+def dlq_text(snapshot: StatusSnapshot) -> str:
+    if math.isnan(snapshot.dlq):
+        return "?"
+    return f"{snapshot.dlq:,.0f}" + ("" if snapshot.dlq_complete else "+ (counting)")
+
+
+def supervisor_notes(supervisor: Supervisor) -> list[str]:
+    """``| stalled processor-1`` while a stalled child is being restarted; ``| waiting for kafka
+    42 s (processor-0)`` while children wait for a dependency."""
+    notes: list[str] = []
+    stalled = supervisor.stalled_names()
+    if stalled:
+        notes.append(f"| stalled {', '.join(stalled)}")
+    down = supervisor.dependencies.down() if supervisor.dependencies is not None else {}
+    now = supervisor.clock()
+    for dependency, children in supervisor.waiting().items():
+        known = down.get(dependency)
+        since = (
+            "" if known is None or known.down_since is None else f" {now - known.down_since:.0f} s"
+        )
+        notes.append(f"| waiting for {dependency}{since} ({', '.join(children)})")
+    return notes
 
 
 def metrics_urls(supervisor: Supervisor) -> Iterable[tuple[str, str]]:
@@ -194,3 +281,8 @@ def commands_lag_source(settings: Settings) -> Callable[[], int | None]:
             return None
 
     return read
+
+
+def dead_letter_source(settings: Settings) -> Callable[[], DeadLetterTally | None]:
+    """The DLQ figure of the status line: committed records of ``ledger.commands.dlq``."""
+    return DeadLetterCount(settings).read

@@ -9,7 +9,17 @@ output to ``{home}/logs/<name>.log``.
 One pass of the loop (``supervise_once``), top to bottom:
 
     reap children that exited → schedule a restart after the child's backoff
-    → start children whose restart time has come → write the state file
+    → start children whose restart time has come, once their dependencies answer
+    → every stall_check_interval_s: read each processor's loop heartbeat; restart a stalled one
+    → write the state file
+
+Stalls (decision 0023, ``pipeline/liveness.py``): a processor whose loop heartbeat has not moved
+for ``stall_timeout_s`` gets SIGTERM, then SIGKILL ``stall_kill_after_s`` later; it then restarts
+like a crashed child, and is counted in ``streamledger_supervisor_stalls_total``.
+
+Dependencies (decision 0023, ``pipeline/dependencies.py``): the supervisor does not run Kafka or
+PostgreSQL. A child is not started while one of its dependencies does not answer; the supervisor
+waits (``dependency_wait_s_max``, 0 = forever) and the status line says for what.
 
 Backoff: a child that crashes waits ``backoff_s_min``, doubling per consecutive crash up to
 ``backoff_s_max``; a child that stayed up ``healthy_after_s`` starts from the minimum again.
@@ -46,7 +56,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamledger.errors import SettingError
+from pipeline.dependencies import KAFKA, POSTGRESQL, DependencyWatch
+from pipeline.liveness import PROCESSOR_HEARTBEAT, Progress, is_stalled, observe, silent_s, started
+from pipeline.metrics_scrape import scrape
+from pipeline.supervisor_metrics import SupervisorMetrics
+from streamledger.errors import InfraError, SettingError
 from streamledger.settings import Settings, environment_for
 
 LOG = logging.getLogger("streamledger.pipeline")
@@ -58,6 +72,16 @@ API_ROLE = "api"
 STATE_FILE_NAME = "pipeline.json"
 PROCESSES_MAX = 32  # per role; each is a Python process with its own Kafka clients
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# What each role needs before it can start, and which heartbeat says it makes progress.
+ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    PROCESSOR_ROLE: (KAFKA,),
+    PROJECTION_ROLE: (KAFKA, POSTGRESQL),
+    VERIFIER_ROLE: (KAFKA, POSTGRESQL),
+    API_ROLE: (POSTGRESQL,),
+}
+ROLE_HEARTBEATS: dict[str, str] = {PROCESSOR_ROLE: PROCESSOR_HEARTBEAT}
+
+HeartbeatReader = Callable[[str, str], float | None]  # (metrics url, series) -> value or None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +103,14 @@ class RunSettings:
     verify_every_s: int = 600
     api: bool = False  # `streamledger api`, serving (and exporting /metrics) on api_port
     api_port: int = 8080
+    # Decision 0023: more than the processor's slowest bounded step by its own accounting
+    # (restore_timeout_s 120 s + a transaction), less than its own watchdog (300 s).
+    stall_timeout_s: float = 180.0
+    stall_check_interval_s: float = 5.0
+    stall_kill_after_s: float = 10.0  # SIGTERM, then SIGKILL this much later
+    # Decision 0023: 0 = wait for Kafka / PostgreSQL for as long as it takes, with a status line.
+    dependency_wait_s_max: float = 0.0
+    dependency_probe_interval_s: float = 2.0
 
     @property
     def verifiers(self) -> int:
@@ -105,6 +137,18 @@ class RunSettings:
             raise SettingError(
                 f"setting api_port (--api-port): {self.api_port} is outside 1..65535"
             )
+        for name, seconds, low, high in (
+            ("stall_timeout_s", self.stall_timeout_s, 1.0, 86_400.0),
+            ("stall_check_interval_s", self.stall_check_interval_s, 0.01, 600.0),
+            ("stall_kill_after_s", self.stall_kill_after_s, 0.0, 600.0),
+            ("dependency_wait_s_max", self.dependency_wait_s_max, 0.0, 86_400.0 * 30),
+            ("dependency_probe_interval_s", self.dependency_probe_interval_s, 0.01, 600.0),
+        ):
+            if not low <= seconds <= high:
+                option = "--" + name.replace("_", "-")
+                raise SettingError(
+                    f"setting {name} ({option}): {seconds:g} is outside {low:g}..{high:g}"
+                )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +180,15 @@ class Child:
     backoff_s: float = 0.0
     starts: int = 0
     crashes: list[int] = field(default_factory=list)  # exit codes of unexpected exits
+    progress: Progress = field(default_factory=lambda: started(0.0))
+    stalled_at: float | None = None  # set when the stall was detected and SIGTERM sent
+    kill_at: float | None = None  # SIGKILL then, if it is still running
+    stalls: int = 0
+    waiting_for: tuple[str, ...] = ()  # dependencies that kept it from starting
+
+    @property
+    def up(self) -> bool:
+        return self.running and self.stalled_at is None
 
     @property
     def running(self) -> bool:
@@ -216,6 +269,11 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
     return specs
 
 
+def supervisor_metrics_port(settings: Settings, run: RunSettings) -> int:
+    """The supervisor's own ``/metrics``: the port after the last planned child's."""
+    return settings.metrics_port + run.processors + run.projections + run.verifiers
+
+
 def die_with_parent() -> None:
     """In the child before exec: SIGTERM when the supervising thread dies (Linux only).
 
@@ -227,8 +285,17 @@ def die_with_parent() -> None:
     ctypes.CDLL(library, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def read_heartbeat(url: str, series: str) -> float | None:
+    """The child's heartbeat gauge, or None if it did not answer or does not export it."""
+    samples = scrape(url)
+    return None if samples is None else samples.get(series)
+
+
 class Supervisor:
-    """Starts, restarts and stops ``children``. Not thread-safe: one thread drives it."""
+    """Starts, restarts and stops ``children``. Not thread-safe: one thread drives it.
+
+    ``dependencies`` (None: start children without asking) says whether Kafka and PostgreSQL
+    answer; ``heartbeat_reader`` reads a child's heartbeat; ``metrics`` counts what happened."""
 
     def __init__(
         self,
@@ -237,6 +304,9 @@ class Supervisor:
         specs: Sequence[ChildSpec],
         *,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat_reader: HeartbeatReader = read_heartbeat,
+        dependencies: DependencyWatch | None = None,
+        metrics: SupervisorMetrics | None = None,
     ) -> None:
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
@@ -245,16 +315,23 @@ class Supervisor:
         self.run = run
         self.children = [Child(spec) for spec in specs]
         self.clock = clock
+        self.heartbeat_reader = heartbeat_reader
+        self.dependencies = dependencies
+        self.metrics = metrics if metrics is not None else SupervisorMetrics(names)
         self.state_path = state_path(settings)
+        self.next_stall_check = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self) -> list[str]:
+        """Start every child whose dependencies answer; the others wait (one line each)."""
         logs_directory(self.settings).mkdir(parents=True, exist_ok=True)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        for child in self.children:
-            self.spawn(child)
+        now = self.clock()
+        lines = [line for child in self.children if (line := self.start_when_ready(child, now))]
+        self.next_stall_check = now + self.run.stall_check_interval_s
         self.write_state()
+        return lines
 
     def spawn(self, child: Child) -> None:
         spec = child.spec
@@ -272,11 +349,54 @@ class Supervisor:
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, before exec
             )
         child.started_at = self.clock()
+        child.progress = started(child.started_at)
+        child.stalled_at = child.kill_at = None
         child.starts += 1
+        if child.starts > 1:
+            self.metrics.restarts.labels(spec.name).inc()
         LOG.info("started %s pid %s", spec.name, child.process.pid)
 
+    def start_when_ready(self, child: Child, now: float) -> str | None:
+        """Start ``child`` if its dependencies answer; else note what it waits for. Returns a
+        line when something an operator should see happened."""
+        needs = ROLE_DEPENDENCIES.get(child.spec.role, ())
+        missing = tuple(self.dependencies.missing(needs, now)) if self.dependencies else ()
+        if missing:
+            news = missing != child.waiting_for
+            child.waiting_for = missing
+            self.check_wait_bound(now)
+            return self.waiting_line(child) if news else None
+        waited, child.waiting_for = child.waiting_for, ()
+        self.spawn(child)
+        if waited:
+            return f"started {child.spec.name}: {', '.join(waited)} answers again"
+        return f"restarted {child.spec.name} (start #{child.starts})" if child.starts > 1 else None
+
+    def waiting_line(self, child: Child) -> str:
+        assert self.dependencies is not None
+        down = self.dependencies.down()
+        why = "; ".join(
+            f"{name}: {down[name].problem}" for name in child.waiting_for if name in down
+        )
+        return (
+            f"waiting for {', '.join(child.waiting_for)} before starting {child.spec.name} ({why})"
+        )
+
+    def check_wait_bound(self, now: float) -> None:
+        """Give up (``InfraError``) once a dependency stayed down ``dependency_wait_s_max``."""
+        if self.dependencies is None or self.run.dependency_wait_s_max <= 0:
+            return
+        for name, known in self.dependencies.down().items():
+            assert known.down_since is not None
+            if now - known.down_since >= self.run.dependency_wait_s_max:
+                raise InfraError(
+                    f"{name} did not answer for {self.run.dependency_wait_s_max:g} s"
+                    f" (dependency_wait_s_max): {known.problem}"
+                )
+
     def supervise_once(self) -> list[str]:
-        """Reap exits, schedule and perform restarts; returns one line per thing that happened."""
+        """Reap exits, schedule and perform restarts, restart stalled children; returns one line
+        per thing that happened."""
         now = self.clock()
         happened: list[str] = []
         changed = False
@@ -287,12 +407,54 @@ class Supervisor:
                 child.process = None
                 changed = True
             elif process is None and now >= child.restart_at:
-                self.spawn(child)
-                happened.append(f"restarted {child.spec.name} (start #{child.starts})")
-                changed = True
-        if changed:
+                line = self.start_when_ready(child, now)
+                happened.extend([line] if line else [])
+                changed = changed or child.process is not None
+        stalls = self.check_progress(now)
+        happened.extend(stalls)
+        self.update_gauges()
+        if changed or stalls:
             self.write_state()
         return happened
+
+    def check_progress(self, now: float) -> list[str]:
+        """SIGKILL what outlived its stall grace; every ``stall_check_interval_s``, read the
+        heartbeat of each running child that has one and restart the stalled ones."""
+        lines = [self.kill_stalled(child) for child in self.children if self.kill_due(child, now)]
+        if now < self.next_stall_check:
+            return lines
+        self.next_stall_check = now + self.run.stall_check_interval_s
+        for child in self.children:
+            series = ROLE_HEARTBEATS.get(child.spec.role)
+            url = child.spec.metrics_url
+            if series is None or url is None or not child.up:
+                continue
+            child.progress = observe(child.progress, self.heartbeat_reader(url, series), now)
+            if is_stalled(child.progress, self.clock(), self.run.stall_timeout_s):
+                lines.append(self.terminate_stalled(child, self.clock()))
+        return lines
+
+    def kill_due(self, child: Child, now: float) -> bool:
+        return child.kill_at is not None and now >= child.kill_at and child.running
+
+    def terminate_stalled(self, child: Child, now: float) -> str:
+        assert child.process is not None
+        child.process.send_signal(signal.SIGTERM)
+        child.stalled_at = now
+        child.kill_at = now + self.run.stall_kill_after_s
+        child.stalls += 1
+        self.metrics.stalls.labels(child.spec.name).inc()
+        return (
+            f"{child.spec.name} stalled: no heartbeat for {silent_s(child.progress, now):.0f} s"
+            f" (stall_timeout_s {self.run.stall_timeout_s:g}); sent SIGTERM, SIGKILL in"
+            f" {self.run.stall_kill_after_s:g} s (stacks, if any, in {child.spec.log_path})"
+        )
+
+    def kill_stalled(self, child: Child) -> str:
+        assert child.process is not None
+        child.process.kill()
+        child.kill_at = None
+        return f"{child.spec.name} ignored SIGTERM after its stall; sent SIGKILL"
 
     def schedule_restart(self, child: Child, code: int, now: float) -> str:
         if now - child.started_at >= self.run.healthy_after_s:
@@ -304,8 +466,10 @@ class Supervisor:
         )
         child.restart_at = now + child.backoff_s
         child.crashes.append(code)
+        after = " after its stall" if child.stalled_at is not None else ""
+        child.stalled_at = child.kill_at = None
         return (
-            f"{child.spec.name} exited with {describe_exit(code)};"
+            f"{child.spec.name} exited with {describe_exit(code)}{after};"
             f" restarting in {child.backoff_s:g} s (see {child.spec.log_path})"
         )
 
@@ -334,13 +498,49 @@ class Supervisor:
         self.state_path.unlink(missing_ok=True)
         return lines
 
+    # ------------------------------------------------------------------ what the status shows
+
     @property
     def restarts(self) -> int:
         return sum(max(child.starts - 1, 0) for child in self.children)
 
     @property
+    def stalls(self) -> int:
+        return sum(child.stalls for child in self.children)
+
+    @property
     def running_count(self) -> int:
         return sum(1 for child in self.children if child.running)
+
+    @property
+    def up_count(self) -> int:
+        """Running and not stalled: what the status line calls up."""
+        return sum(1 for child in self.children if child.up)
+
+    def stalled_names(self) -> list[str]:
+        return [child.spec.name for child in self.children if child.stalled_at is not None]
+
+    def waiting(self) -> dict[str, list[str]]:
+        """Dependency → the children not started because it does not answer."""
+        waiting: dict[str, list[str]] = {}
+        for child in self.children:
+            if child.process is None:
+                for name in child.waiting_for:
+                    waiting.setdefault(name, []).append(child.spec.name)
+        return waiting
+
+    def update_gauges(self) -> None:
+        self.metrics.children_up.set(self.up_count)
+        waiting = self.waiting()
+        for dependency in (KAFKA, POSTGRESQL):
+            self.metrics.waiting.labels(dependency).set(1 if dependency in waiting else 0)
+
+    def child_state(self, child: Child) -> str:
+        if child.stalled_at is not None:
+            return "stalled"
+        if child.running:
+            return "up"
+        return "waiting" if child.waiting_for else "restarting"
 
     def write_state(self) -> None:
         """Atomically rewrite the state file (a reader never sees half of it)."""
@@ -351,9 +551,11 @@ class Supervisor:
                     "name": child.spec.name,
                     "role": child.spec.role,
                     "pid": child.pid,
+                    "state": self.child_state(child),
                     "metrics_port": child.spec.metrics_port,
                     "log": str(child.spec.log_path),
                     "starts": child.starts,
+                    "stalls": child.stalls,
                 }
                 for child in self.children
             ],
@@ -381,10 +583,13 @@ def supervise(
 ) -> list[str]:
     """Run ``supervisor`` until ``stop`` is set, then stop the children; returns the stop lines.
 
-    ``on_line`` gets each restart notice; ``on_tick`` runs once per poll (the status line).
+    ``on_line`` gets each restart, stall and dependency notice; ``on_tick`` runs once per poll
+    (the status line). An ``InfraError`` (a dependency down longer than ``dependency_wait_s_max``)
+    stops the children, then propagates.
     """
-    supervisor.start()
     try:
+        for line in supervisor.start():
+            on_line(line)
         while not stop.wait(supervisor.run.poll_interval_s):
             for line in supervisor.supervise_once():
                 on_line(line)

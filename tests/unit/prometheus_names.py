@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from pipeline.supervisor_metrics import SupervisorMetrics
 from processors.metrics import ProcessorMetrics
 from projections.metrics import ProjectionMetrics, VerifyMetrics
 
@@ -56,9 +57,10 @@ def registry_series(registry: CollectorRegistry) -> set[str]:
 
 
 def exported_series() -> set[str]:
-    """Every series name processor, projection and verifier can export."""
+    """Every series name processor, projection, verifier and supervisor can export."""
     registries = (ProcessorMetrics().registry, ProjectionMetrics().registry)
     names = set().union(*(registry_series(r) for r in registries))
+    names |= registry_series(SupervisorMetrics(["processor-0"]).registry)
     return names | registry_series(VerifyMetrics().registry)
 
 
