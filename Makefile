@@ -53,7 +53,7 @@ bench: setup
 
 # Not in CI: CHAOS_ROUNDS seeded rounds of CHAOS_COMMANDS commands under kill -9s, broker and
 # PostgreSQL restarts, misrouted and back-dated records, on its own stack (.streamledger-chaos,
-# ports 33xxx; tests/chaos/rounds.py). More flags: CHAOS_ARGS="--seed 7 --faults kill,broker".
+# ports 33xxx; tests/chaos/rounds.py). More flags: CHAOS_ARGS="--seed 7 --faults kill,broker --verbose".
 CHAOS_ROUNDS ?= 20
 CHAOS_COMMANDS ?= 100000
 CHAOS_ARGS ?=

@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_round(settings, plan, options, api_port)
             results.append(result)
             print(round_line(number + 1, options.rounds, result), flush=True)
+            if options.verbose:
+                print(f"    faults: {'; '.join(result.actions)}", flush=True)
+                print(f"    read: {dict(result.findings.checked)}", flush=True)
     finally:
         if not options.keep_stack:
             if not kafka_was_running:
@@ -132,6 +135,7 @@ class Options:
     rate: int
     faults: frozenset[str]
     keep_stack: bool
+    verbose: bool = False
 
 
 def parse_arguments(argv: Sequence[str] | None) -> Options:
@@ -147,6 +151,9 @@ def parse_arguments(argv: Sequence[str] | None) -> Options:
         help=f"comma-separated fault kinds (default all: {','.join(FAULT_KINDS)})",
     )
     parser.add_argument("--keep-stack", action="store_true", help="leave the chaos stack up")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also print each round's faults and record counts"
+    )
     arguments = parser.parse_args(argv)
     faults = frozenset(kind for kind in arguments.faults.split(",") if kind)
     if not 1 <= arguments.rounds <= 1_000 or not 1_000 <= arguments.commands <= 10_000_000:
@@ -157,7 +164,7 @@ def parse_arguments(argv: Sequence[str] | None) -> Options:
         parser.error(f"unknown fault kinds {sorted(faults - set(FAULT_KINDS))}")
     return Options(
         arguments.rounds, arguments.commands, arguments.seed, arguments.kills, arguments.rate,
-        faults, arguments.keep_stack,
+        faults, arguments.keep_stack, arguments.verbose,
     )  # fmt: skip
 
 

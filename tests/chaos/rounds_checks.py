@@ -60,6 +60,7 @@ class Findings:
     violations: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     expired: int = 0  # PendingExpired events seen
+    checked: Counter[str] = field(default_factory=Counter)  # records read, per topic
 
     def violation(self, kind: str, example: str, count: int = 1) -> None:
         if count <= 0:
@@ -87,15 +88,21 @@ def check_round(
     findings = Findings()
     names = ledger_topic_names(settings)
     misrouted = {(m.tenant_id, m.idempotency_key) for m in workload.misrouted}
-    check_outcomes(findings, read_topic(settings, names.outcomes), reference, misrouted)
-    check_events(findings, read_topic(settings, names.events), workload, reference, misrouted)
-    check_balances_topic(findings, read_topic(settings, names.balances), reference)
+    outcomes, events = read_topic(settings, names.outcomes), read_topic(settings, names.events)
+    balances, dead = read_topic(settings, names.balances), read_topic(settings, names.commands_dlq)
+    findings.checked.update(
+        {"outcomes": len(outcomes), "events": len(events), "balances": len(balances),
+         "dead letters": len(dead)}
+    )  # fmt: skip
+    check_outcomes(findings, outcomes, reference, misrouted)
+    check_events(findings, events, workload, reference, misrouted)
+    check_balances_topic(findings, balances, reference)
     check_database(findings, settings, reference)
     report = verify(settings, group=f"{settings.topic_prefix}verify")
     if not report.ok:
         problems = [line for line in report.lines() if "ok" not in line.split(":")[-1]]
         findings.violation("verify", "; ".join(problems[:EXAMPLES_MAX]))
-    check_dead_letters(findings, read_topic(settings, names.commands_dlq), workload)
+    check_dead_letters(findings, dead, workload)
     return findings
 
 
