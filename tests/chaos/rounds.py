@@ -71,6 +71,7 @@ START_TIMEOUT_S: Final = 120.0  # `streamledger run` up, the API answering
 CATCH_UP_TIMEOUT_S: Final = 1_200.0
 EXPIRY_MARGIN_S: Final = 1.0
 POLL_S: Final = 1.0
+PIPELINE_CHILDREN: Final = ("processor-", "projection-")  # must stop with exit code 0 on SIGTERM
 
 
 @dataclass(slots=True)
@@ -213,9 +214,13 @@ def run_round(settings: Settings, plan: RoundPlan, options: Options, api_port: i
         result.findings.violation("round broke off", f"{type(exc).__name__}: {exc}")
     finally:
         code = run.stop()
-    stopped = run.log().split("stopping:")[-1]
-    if code != 0 or "(exit code 0)" not in stopped:
-        result.findings.violation("run stop", f"exit code {code}; see {log_path}")
+    unclean = [
+        line
+        for line in run.log().split("stopping:")[-1].splitlines()
+        if line.startswith(PIPELINE_CHILDREN) and "(exit code 0)" not in line
+    ]
+    if code != 0 or unclean:
+        result.findings.violation("run stop", f"exit code {code}, {unclean}; see {log_path}")
     if result.findings.total() == 0:
         delete_topics(fresh, [*topics.ledger_topic_names(fresh).all()])
         postgres_server.drop_scratch_database(settings, fresh.database_dsn.rsplit("/", 1)[1])
