@@ -8,6 +8,7 @@ framework's own 404/405 and anything unexpected. Handlers are thin: parse → ca
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -54,7 +55,7 @@ from api.problems import (
     ApiProblemError,
     kind_for_status,
 )
-from api.readiness import BrokerProbe
+from api.readiness import BrokerMetadata, CachedProbe
 from api.reads import ApiReader
 from api.settings import ApiSettings
 from api.views import balance_view, command_path, history_view, outcome_view, transfer_view
@@ -85,7 +86,8 @@ class ApiServices:
     reader: ApiReader | None = None
     feed: OutcomeFeed | None = None
     gateway: CommandGateway | None = None
-    broker: BrokerProbe | None = None
+    broker: CachedProbe | None = None  # readiness: the broker, asked now (api.readiness)
+    database: CachedProbe | None = None  # readiness: PostgreSQL, asked now
 
     def require_gateway(self) -> CommandGateway:
         if self.gateway is None:
@@ -407,8 +409,7 @@ async def readyz(request: Request) -> Response:
 async def readiness_problems(services: ApiServices) -> dict[str, str]:
     """What is not ready, by check name; the database and the broker are asked concurrently."""
     database, producer = await asyncio.gather(
-        database_problem(services.reader, services.api.readiness_timeout_s),
-        broker_problem(services.gateway, services.broker),
+        database_problem(services.database), broker_problem(services.gateway, services.broker)
     )
     problems = {"database": database, "producer": producer}
     feed = services.feed
@@ -417,13 +418,13 @@ async def readiness_problems(services: ApiServices) -> dict[str, str]:
     return {name: problem for name, problem in problems.items() if problem is not None}
 
 
-async def database_problem(reader: ApiReader | None, timeout_s: float) -> str | None:
-    if reader is None:
+async def database_problem(database: CachedProbe | None) -> str | None:
+    if database is None:
         return "the database pool is not open"
-    return await reader.ping(timeout_s)
+    return (await database.check()).problem
 
 
-async def broker_problem(gateway: CommandGateway | None, broker: BrokerProbe | None) -> str | None:
+async def broker_problem(gateway: CommandGateway | None, broker: CachedProbe | None) -> str | None:
     if gateway is None or broker is None or not gateway.running:
         return "the producer is not running"
     result = await broker.check()
@@ -521,12 +522,15 @@ async def start_services(services: ApiServices) -> None:
     """Open the pool, start the outcome feed and the producer (the real backing services)."""
     services.reader = ApiReader(services.api)
     await services.reader.open()
+    services.database = CachedProbe(
+        functools.partial(services.reader.ping, services.api.readiness_timeout_s),
+        cache_s=services.api.readiness_cache_s,
+    )
     services.feed = OutcomeFeed(services.settings, services.cache)
     services.feed.start()
     services.gateway = CommandGateway(services.settings, services.api, services.cache)
-    services.broker = BrokerProbe(
-        services.settings,
-        timeout_s=services.api.readiness_timeout_s,
+    services.broker = CachedProbe(
+        BrokerMetadata(services.settings, timeout_s=services.api.readiness_timeout_s).ask,
         cache_s=services.api.readiness_cache_s,
     )
     caught_up = await asyncio.to_thread(
@@ -557,11 +561,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await start(services)
         try:
+            await start(services)
             yield
         finally:
-            await stop_services(services)
+            await stop_services(services)  # also what a failed start had already opened
 
     app = Starlette(
         routes=ROUTES,

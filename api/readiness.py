@@ -7,10 +7,13 @@ by ``readiness_timeout_ms`` and kept for ``readiness_cache_ms`` so a burst of pr
 load balancers, Kubernetes) costs one request per interval (decision 0022):
 
 - **broker**: a metadata request for ``ledger.commands`` on an admin client of its own; ready
-  when the broker answers and every partition of the topic has a leader (``BrokerProbe``);
-- **database**: ``ApiReader.ping`` — ``SELECT 1`` through the pool; on failure the pool's idle
-  connections are checked (broken ones discarded and replaced) and the ping is tried once more,
-  so one restart costs no false "down" once PostgreSQL is back.
+  when the broker answers and every partition of the topic has a leader (``BrokerMetadata``);
+- **database**: ``ApiReader.ping`` — ``SELECT 1`` through the pool; if that fails, a direct
+  connection decides whether PostgreSQL is down or only the pool is stale (broken connections
+  after a restart, reconnection backing off after an outage), and a stale pool is replaced, so
+  the first check after PostgreSQL is back says so.
+
+Each is wrapped in a ``CachedProbe`` (single flight, answer kept ``cache_s``).
 
 ``topic_problem`` is the pure part: metadata in, the reason it is not usable (or None) out.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,6 +34,9 @@ from producers.sdk import COMMANDS_TOPIC
 from streamledger.settings import Settings
 
 NOT_CHECKED: Final = "not checked yet"
+# librdkafka refuses a connection set-up timeout under 1 s; the request itself is bounded by
+# the (possibly shorter) readiness timeout.
+CLIENT_SOCKET_TIMEOUT_S_MIN: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,26 +66,35 @@ def topic_problem(topic: str, metadata: Any) -> str | None:
     return None
 
 
-class BrokerProbe:
-    """Can a command be produced now? One bounded metadata request per ``cache_s`` at most."""
+class CachedProbe:
+    """One check of a dependency (``ask``: None when fine, else why not), asked at most once per
+    ``cache_s``; concurrent callers share the request in flight (single flight)."""
 
-    def __init__(self, settings: Settings, *, timeout_s: float, cache_s: float) -> None:
-        self.topic = settings.topic(COMMANDS_TOPIC)
-        self.timeout_s = timeout_s
+    def __init__(self, ask: Callable[[], Awaitable[str | None]], *, cache_s: float) -> None:
+        self.ask = ask
         self.cache_s = cache_s
-        self._client = admin_client(settings, timeout_s=timeout_s)
         self._lock = asyncio.Lock()
         self._last = ProbeResult(False, NOT_CHECKED, -math.inf)
 
     async def check(self) -> ProbeResult:
-        """The latest answer if younger than ``cache_s``, else a new one; concurrent callers
-        share one request (single flight)."""
         async with self._lock:
             if time.monotonic() - self._last.checked_at_s < self.cache_s:
                 return self._last
-            problem = await asyncio.to_thread(self._ask)
+            problem = await self.ask()
             self._last = ProbeResult(problem is None, problem, time.monotonic())
             return self._last
+
+
+class BrokerMetadata:
+    """Can a command be produced now? A metadata request for ``ledger.commands``, bounded."""
+
+    def __init__(self, settings: Settings, *, timeout_s: float) -> None:
+        self.topic = settings.topic(COMMANDS_TOPIC)
+        self.timeout_s = timeout_s
+        self._client = admin_client(settings, timeout_s=max(timeout_s, CLIENT_SOCKET_TIMEOUT_S_MIN))
+
+    async def ask(self) -> str | None:
+        return await asyncio.to_thread(self._ask)
 
     def _ask(self) -> str | None:
         try:

@@ -46,6 +46,11 @@ from projections.queries import (
 APPLICATION_NAME: Final = "streamledger-api"
 POOL_OPEN_TIMEOUT_S: Final = 30.0
 PING: Final = "SELECT 1"
+CONNECT_TIMEOUT_S: Final = 5  # libpq's connect_timeout of every connection the API opens
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 class ApiKeyCache:
@@ -81,14 +86,19 @@ class ApiReader:
             ttl_s=api.api_key_cache_ttl_s, entries_max=api.api_key_cache_entries_max
         )
         self._sweep: asyncio.Task[None] | None = None
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            api.reader_dsn,
-            min_size=min(4, api.pool_size_max),
-            max_size=api.pool_size_max,
-            timeout=api.pool_timeout_ms / 1000,
+        self._retired: set[asyncio.Task[None]] = set()  # old pools closing in the background
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        return AsyncConnectionPool(
+            self.api.reader_dsn,
+            min_size=min(4, self.api.pool_size_max),
+            max_size=self.api.pool_size_max,
+            timeout=self.api.pool_timeout_ms / 1000,
             kwargs={
                 "autocommit": True,
-                "options": f"-c statement_timeout={api.statement_timeout_ms}",
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "options": f"-c statement_timeout={self.api.statement_timeout_ms}",
                 "application_name": APPLICATION_NAME,
             },
             open=False,
@@ -101,6 +111,7 @@ class ApiReader:
         if self._sweep is not None and not self._sweep.done():
             self._sweep.cancel()
         await self.pool.close()
+        await asyncio.gather(*self._retired, return_exceptions=True)
 
     async def _run(
         self, tenant_id: str | None, statement: str, parameters: tuple[Any, ...]
@@ -134,17 +145,20 @@ class ApiReader:
         return self._sweep
 
     async def ping(self, timeout_s: float) -> str | None:
-        """None if PostgreSQL answers now, else why not, within about twice ``timeout_s``.
+        """None if PostgreSQL answers now, else why not; each step bounded by ``timeout_s``.
 
-        A failed ping sweeps the pool and tries once more, so after a PostgreSQL restart the
-        stale connections are replaced at the first probe instead of failing one probe each."""
+        Through the pool first. If that fails, one direct connection tells whether PostgreSQL
+        itself is down (that is the answer) or only the pool is stale: broken connections after
+        a restart, or reconnection attempts backing off (psycopg_pool doubles its wait after
+        each failure, so after a long outage it may not try again for minutes). Then the pool
+        is replaced by a fresh one (the old one closes in the background) and pinged again."""
         problem = await self._ping_once(timeout_s)
         if problem is None:
             return None
-        try:
-            await asyncio.wait_for(asyncio.shield(self.sweep()), timeout_s)
-        except TimeoutError:
-            return problem
+        direct = await self._ping_directly(timeout_s)
+        if direct is not None:
+            return direct
+        await self._replace_pool(timeout_s)
         return await self._ping_once(timeout_s)
 
     async def _ping_once(self, timeout_s: float) -> str | None:
@@ -154,8 +168,37 @@ class ApiReader:
         except (TimeoutError, PoolTimeout):
             return f"no answer from the database within {timeout_s:g} s"
         except psycopg.Error as exc:
-            return f"the database failed: {' '.join(str(exc).split())[:200]}"
+            return f"the database failed: {one_line(exc)}"
         return None
+
+    async def _ping_directly(self, timeout_s: float) -> str | None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                connection = await psycopg.AsyncConnection.connect(
+                    self.api.reader_dsn,
+                    autocommit=True,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    application_name=APPLICATION_NAME,
+                )
+                async with connection:
+                    await connection.execute(PING)
+        except TimeoutError:
+            return f"no answer from the database within {timeout_s:g} s"
+        except psycopg.Error as exc:
+            return f"the database is unreachable: {one_line(exc)}"
+        return None
+
+    async def _replace_pool(self, timeout_s: float) -> None:
+        fresh = self._new_pool()
+        try:
+            await fresh.open(wait=True, timeout=timeout_s)
+        except PoolTimeout:
+            await fresh.close()
+            return
+        stale, self.pool = self.pool, fresh
+        retiring = asyncio.create_task(stale.close(), name="api-pool-retire")
+        self._retired.add(retiring)
+        retiring.add_done_callback(self._retired.discard)
 
     async def tenant_for_token(self, token: str) -> str | None:
         """The tenant holding this API key, or None (malformed, unknown or revoked)."""

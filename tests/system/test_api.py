@@ -7,20 +7,28 @@ share one pipeline (started once for the module: start-up is the expensive part)
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from api.api_keys import create_api_key, revoke_api_key
+from api.app import create_app
+from api.commands import server_config
+from api.settings import build_api_settings
+from infra import kafka_broker, postgres_server, stack
 from streamledger.settings import Settings
-from tests.system.api_harness import ApiStack, running_api_stack
+from tests.system.api_harness import ApiStack, free_port, running_api_stack
 
 pytestmark = pytest.mark.system
 PROJECTED_TIMEOUT_S = 30.0
@@ -332,3 +340,100 @@ def test_operations_endpoints(api_stack: ApiStack) -> None:
         text = client.get("/metrics").text
         assert 'route="/v1/accounts/{account_id}/balance"' in text
         assert "streamledger_api_request_seconds_bucket" in text
+
+
+# --------------------------------------------------------------------------- readiness, by itself
+
+# An own stack (home, ports) so restarting its broker and PostgreSQL disturbs nobody; ports
+# below Linux's ephemeral range (see test_stack_lifecycle.py) and apart from that test's.
+READINESS_PORTS = {
+    "kafka_port": 31192,
+    "kafka_controller_port": 31193,
+    "postgres_port": 31532,
+    "metrics_port": 31500,
+}
+READINESS_FLAGS = {"readiness_timeout_ms": 500, "readiness_cache_ms": 200}
+READY_TIMEOUT_S = 60.0
+NOT_READY_TIMEOUT_S = 20.0
+OUTAGE_PROBES = 10  # /readyz asked this often while a service is down (the pool backs off)
+
+
+@pytest.fixture
+def own_stack() -> Iterator[Settings]:
+    home = Path(tempfile.mkdtemp(prefix="streamledger-readiness-"))
+    settings = Settings(home=home, partitions=2, **READINESS_PORTS)  # type: ignore[arg-type]
+    try:
+        stack.up(settings)
+        yield settings
+    finally:
+        stack.down(settings)  # whatever happened, leave nothing running
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def api_in_this_process(settings: Settings) -> Iterator[httpx.Client]:
+    api = build_api_settings(settings, limits={"port": free_port(), **READINESS_FLAGS})
+    server = uvicorn.Server(server_config(create_app(settings, api), api, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="api-readiness", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{api.port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def readiness(client: httpx.Client) -> tuple[int, dict[str, Any]]:
+    response = client.get("/readyz")
+    body: dict[str, Any] = response.json()
+    assert response.status_code == (200 if body["ready"] else 503)
+    return response.status_code, body
+
+
+def wait_readiness(client: httpx.Client, status: int, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got, body = readiness(client)
+        if got == status:
+            return body
+        assert time.monotonic() < deadline, f"/readyz not {status} in {timeout_s} s: {body}"
+        time.sleep(0.2)
+
+
+def test_readiness_follows_the_broker_and_postgresql_without_any_request(
+    own_stack: Settings,
+) -> None:
+    """Issue 14: after a broker restart /readyz stayed 503 until some POST succeeded; after a
+    PostgreSQL restart the first checks failed on stale pooled connections. Now both recover by
+    themselves: no POST, no read, only /readyz."""
+    with api_in_this_process(own_stack) as client:
+        wait_readiness(client, 200, READY_TIMEOUT_S)
+
+        kafka_broker.stop(own_stack)
+        down = wait_readiness(client, 503, NOT_READY_TIMEOUT_S)
+        assert down["checks"] == {"database": True, "producer": False, "outcomes": True}, down
+        assert "broker unreachable" in down["problems"]["producer"]
+        kafka_broker.start(own_stack)
+        wait_readiness(client, 200, READY_TIMEOUT_S)
+
+        # A quick restart: every pooled connection is stale, the first check must not say so.
+        postgres_server.stop(own_stack)
+        postgres_server.start(own_stack)
+        time.sleep(READINESS_FLAGS["readiness_cache_ms"] / 1000)
+        status, body = readiness(client)
+        assert status == 200, body
+
+        # A longer outage: not ready while it lasts, ready at the first check after it.
+        postgres_server.stop(own_stack)
+        down = wait_readiness(client, 503, NOT_READY_TIMEOUT_S)
+        assert down["checks"]["database"] is False and down["checks"]["producer"], down
+        for _ in range(OUTAGE_PROBES):
+            assert readiness(client)[0] == 503
+        postgres_server.start(own_stack)
+        status, body = readiness(client)
+        assert status == 200, body

@@ -25,7 +25,7 @@ from api.gateway import check_same_command
 from api.http_protocol import malformed_request_body
 from api.outcomes import OutcomeCache, split_outcome_key
 from api.problems import ApiProblemError
-from api.readiness import topic_problem
+from api.readiness import CachedProbe, topic_problem
 from api.settings import ApiSettings, build_api_settings
 from processors.ledger import command_fingerprint
 from schemas.model import Outcome, OutcomeStatus, Transfer
@@ -285,3 +285,22 @@ def test_readiness_limits_are_settings() -> None:
     assert (api.readiness_timeout_s, api.readiness_cache_s) == (0.25, 0.0)
     with pytest.raises(SettingError, match="readiness_timeout_ms"):
         build_api_settings(Settings(home=Path("/tmp/x")), limits={"readiness_timeout_ms": 50})
+
+
+def test_a_probe_is_asked_once_per_interval_and_once_for_concurrent_callers() -> None:
+    asked: list[int] = []
+
+    async def ask() -> str | None:
+        asked.append(1)
+        await asyncio.sleep(0.01)
+        return None if len(asked) > 1 else "down"
+
+    async def scenario() -> None:
+        probe = CachedProbe(ask, cache_s=60.0)
+        first = await asyncio.gather(*(probe.check() for _ in range(5)))
+        assert len(asked) == 1 and all(result.problem == "down" for result in first)
+        assert (await probe.check()).problem == "down"  # cached
+        uncached = CachedProbe(ask, cache_s=0.0)
+        assert (await uncached.check()).ok and len(asked) == 2
+
+    asyncio.run(scenario())
