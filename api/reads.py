@@ -1,15 +1,19 @@
-"""Tenant-scoped reads of the projection for the API: an async pool of the reader role.
+"""Tenant-scoped reads of the projection for the API: an async pool of the API's read role.
 
 The statements and row types are the projection's own (``projections.queries``): the API runs
-the same SQL, as the same ``streamledger_reader`` role, under the same row-level security. What
-differs is the I/O: an ``AsyncConnectionPool`` (no thread hop per request) and one network round
-trip per read: ``SELECT set_config('streamledger.tenant_id', $tenant, true); SELECT …`` is sent
-as ONE simple-protocol query (parameters bound client-side by psycopg's ``AsyncClientCursor``,
-which quotes them). PostgreSQL runs the statements of one simple query as one implicit
-transaction, so the ``is_local`` setting covers the read and is gone when it ends: a pooled
-connection never carries a tenant into the next request. (Measured on the local stack: about
-half the latency of BEGIN / set_config / SELECT / COMMIT as four round trips; psycopg's pipeline
-mode was no faster than those four here.)
+the same SQL under row-level security, as ``streamledger_api``, whose policies show only the
+tenant of the API key the request binds (decision 0024): the read sets
+``streamledger.api_key_sha256`` to the digest of the key that authenticated the request, and
+PostgreSQL itself maps it to the tenant; a tenant name set by the session does nothing for that
+role. (``streamledger.tenant_id`` is set too, for a ``--reader-url`` naming the operator's
+``streamledger_reader`` role.) What differs is the I/O: an ``AsyncConnectionPool`` (no thread hop
+per request) and one network round trip per read: ``SELECT set_config(…), set_config(…);
+SELECT …`` is sent as ONE simple-protocol query (parameters bound client-side by psycopg's
+``AsyncClientCursor``, which quotes them). PostgreSQL runs the statements of one simple query
+as one implicit transaction, so the ``is_local`` settings cover the read and are gone when it
+ends: a pooled connection never carries a tenant or a key into the next request. (Measured on
+the local stack: about half the latency of BEGIN / set_config / SELECT / COMMIT as four round
+trips; psycopg's pipeline mode was no faster than those four here.)
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ from projections.queries import (
     SELECT_HISTORY_AFTER,
     SELECT_HISTORY_FIRST,
     SELECT_TRANSFER,
-    SET_TENANT,
     Balance,
     Entry,
     HistoryPage,
@@ -47,6 +50,10 @@ APPLICATION_NAME: Final = "streamledger-api"
 POOL_OPEN_TIMEOUT_S: Final = 30.0
 PING: Final = "SELECT 1"
 CONNECT_TIMEOUT_S: Final = 5  # libpq's connect_timeout of every connection the API opens
+BIND_REQUEST: Final = (
+    "SELECT set_config('streamledger.tenant_id', %s, true),"
+    " set_config('streamledger.api_key_sha256', %s, true)"
+)
 
 
 def one_line(exc: BaseException) -> str:
@@ -86,6 +93,8 @@ class ApiReader:
             ttl_s=api.api_key_cache_ttl_s, entries_max=api.api_key_cache_entries_max
         )
         self._sweep: asyncio.Task[None] | None = None
+        # tenant → the digest of the key that last authenticated for it: what a read binds.
+        self._bound_digests: OrderedDict[str, bytes] = OrderedDict()
         self._retired: set[asyncio.Task[None]] = set()  # old pools closing in the background
         self.pool = self._new_pool()
 
@@ -123,8 +132,11 @@ class ApiReader:
                     cursor = conn.cursor(row_factory=tuple_row)
                     await cursor.execute(statement, parameters)
                     return await cursor.fetchall()
+                digest = self._digest_for(tenant_id)
                 scoped = AsyncClientCursor(conn, row_factory=tuple_row)
-                await scoped.execute(SET_TENANT + "; " + statement, (tenant_id, *parameters))
+                await scoped.execute(
+                    BIND_REQUEST + "; " + statement, (tenant_id, digest.hex(), *parameters)
+                )
                 assert scoped.nextset(), "the read's result set is missing"
                 return await scoped.fetchall()
         except PoolTimeout as exc:
@@ -200,6 +212,22 @@ class ApiReader:
         self._retired.add(retiring)
         retiring.add_done_callback(self._retired.discard)
 
+    def _remember_binding(self, tenant_id: str | None, digest: bytes) -> None:
+        if tenant_id is None:
+            return
+        self._bound_digests[tenant_id] = digest
+        self._bound_digests.move_to_end(tenant_id)
+        while len(self._bound_digests) > self.api.api_key_cache_entries_max:
+            self._bound_digests.popitem(last=False)
+
+    def _digest_for(self, tenant_id: str) -> bytes:
+        """The key digest a read of ``tenant_id`` binds: one that authenticated for it, always
+        in this same request (bounded; only a flood of other tenants in between evicts it)."""
+        digest = self._bound_digests.get(tenant_id)
+        if digest is None:
+            raise ApiProblemError(SERVICE_UNAVAILABLE, "the request's API key binding was lost")
+        return digest
+
     async def tenant_for_token(self, token: str) -> str | None:
         """The tenant holding this API key, or None (malformed, unknown or revoked)."""
         if not is_token_shaped(token):
@@ -207,11 +235,11 @@ class ApiReader:
         digest = token_digest(token)
         now_s = time.monotonic()
         found, tenant_id = self.keys.get(digest, now_s)
-        if found:
-            return tenant_id
-        rows = await self._run(None, SELECT_TENANT_FOR_KEY, (digest,))
-        tenant_id = rows[0][0] if rows else None
-        self.keys.put(digest, tenant_id, now_s)
+        if not found:
+            rows = await self._run(None, SELECT_TENANT_FOR_KEY, (digest,))
+            tenant_id = rows[0][0] if rows else None
+            self.keys.put(digest, tenant_id, now_s)
+        self._remember_binding(tenant_id, digest)
         return tenant_id
 
     async def balance(

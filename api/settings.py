@@ -13,11 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from projections.queries import reader_dsn
+from psycopg.conninfo import make_conninfo
+
 from streamledger.errors import SettingError
 from streamledger.settings import Settings, host_problem
 
 READER_URL_PATTERN: Final = re.compile(r"^postgres(ql)?://")
+# The API's read role on the local stack (infra/postgres_server.py API_ROLE, API_PASSWORD).
+API_ROLE: Final = "streamledger_api"
+API_PASSWORD: Final = "streamledger_api"  # noqa: S105
 
 # (name, default, minimum, maximum): each one a flag ``--name-with-dashes``.
 LIMITS: Final[tuple[tuple[str, int, int, int], ...]] = (
@@ -44,7 +48,7 @@ class ApiSettings:
 
     host: str = "127.0.0.1"
     port: int = 8080  # 0 = let the OS choose (tests)
-    reader_dsn: str  # the reader role's DSN (default: the app's database, the reader's login)
+    reader_dsn: str  # the read role's DSN (default: the app's database, streamledger_api's login)
     wait_timeout_ms: int = 5_000  # how long a POST waits for its outcome before 202
     body_bytes_max: int = 16_384  # larger request bodies get 413
     outcome_cache_entries_max: int = 250_000  # outcomes kept in memory (oldest evicted)
@@ -102,14 +106,17 @@ def build_api_settings(
 ) -> ApiSettings:
     """The API settings from the shared settings and flags (``None`` = the default).
 
-    The reader's DSN is ``--reader-url`` or the app's database with the reader role's login.
+    The read DSN is ``--reader-url`` or the app's database with the API role's login
+    (``streamledger_api``: it sees only the tenant of the bound API key, decision 0024).
     """
     if reader_url is not None and not READER_URL_PATTERN.match(reader_url):
         raise SettingError("setting reader_url (--reader-url): expected a postgresql:// URL")
     changes: dict[str, object] = {
         name: value for name, value in (limits or {}).items() if value is not None
     }
-    changes["reader_dsn"] = reader_dsn(settings, reader_url)
+    changes["reader_dsn"] = reader_url or make_conninfo(
+        settings.database_dsn, user=API_ROLE, password=API_PASSWORD
+    )
     if host is not None:
         changes["host"] = host
     unknown = set(changes) - {field.name for field in dataclasses.fields(ApiSettings)}

@@ -12,10 +12,17 @@
 -- infra/postgres_server.py; tests/unit/test_postgres_provision.py keeps them equal). Production
 -- points STREAMLEDGER_DATABASE_URL at its own server and its own secrets.
 --
---   streamledger         the app role: owns the database and the projection schemas;
---   streamledger_reader  the tenant-scoped read role that row-level security applies to
---                        (projections/migrations); its sessions are read-only by default, and
---                        the migrations grant it nothing to write anyway.
+--   streamledger         the app role: owns the database and the projection schemas; writes
+--                        every tenant's rows (the projection, with COPY), so it has BYPASSRLS:
+--                        row-level security is FORCEd on the tenant tables (migration 0005,
+--                        docs/decisions/0024-tenant-binding.md) and COPY FROM is refused on a
+--                        table whose policies apply to the session;
+--   streamledger_reader  the operator's tenant-scoped read role (`streamledger balance`, ...):
+--                        it sees the tenant it names with set_config('streamledger.tenant_id');
+--   streamledger_api     the HTTP API's read role: it sees only the tenant of the API key whose
+--                        SHA-256 the request binds (set_config('streamledger.api_key_sha256'));
+--                        naming a tenant does nothing for it.
+-- Both read roles' sessions are read-only by default; the migrations grant them nothing to write.
 
 DO $$
 BEGIN
@@ -25,16 +32,23 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'streamledger_reader') THEN
         CREATE ROLE streamledger_reader WITH LOGIN;
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'streamledger_api') THEN
+        CREATE ROLE streamledger_api WITH LOGIN;
+    END IF;
 END
 $$;
 
 -- Every run converges the attributes to the design, even if someone changed them by hand.
-ALTER ROLE streamledger WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+ALTER ROLE streamledger WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS
     PASSWORD 'streamledger';
 ALTER ROLE streamledger_reader WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
     NOBYPASSRLS PASSWORD 'streamledger_reader';
 ALTER ROLE streamledger_reader SET default_transaction_read_only = on;
+ALTER ROLE streamledger_api WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+    NOBYPASSRLS PASSWORD 'streamledger_api';
+ALTER ROLE streamledger_api SET default_transaction_read_only = on;
 
 ALTER DATABASE streamledger OWNER TO streamledger;
 REVOKE ALL ON DATABASE streamledger FROM PUBLIC;
 GRANT CONNECT ON DATABASE streamledger TO streamledger_reader;
+GRANT CONNECT ON DATABASE streamledger TO streamledger_api;

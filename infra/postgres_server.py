@@ -13,8 +13,13 @@ After a start the roles and the database are provisioned idempotently, by
 ``infra/postgres_provision.sql`` (the same script docker-compose.yml's PostgreSQL runs):
 
 - ``streamledger`` (LOGIN): the app role; owns the ``streamledger`` database and its schema;
-- ``streamledger_reader`` (LOGIN, NOBYPASSRLS, read-only by default): the tenant-scoped read
-  role that row-level security policies apply to (see ``projections/migrations``).
+- ``streamledger_reader`` (LOGIN, NOBYPASSRLS, read-only by default): the operator's
+  tenant-scoped read role that row-level security policies apply to (see
+  ``projections/migrations``); it names its tenant with ``set_config``;
+- ``streamledger_api`` (LOGIN, NOBYPASSRLS, read-only by default): the HTTP API's read role; it
+  sees only the tenant of the API key whose digest the request binds (decision 0024).
+The app role has BYPASSRLS: row-level security is FORCEd on the tenant tables and the projection
+writes every tenant with COPY.
 
 Both authenticate with SCRAM over TCP. Only the admin user ``postgres`` may connect over the
 unix socket (trust), and that socket is only reachable by the cluster's OS user (mode 0700).
@@ -73,6 +78,8 @@ APP_ROLE = "streamledger"
 APP_PASSWORD = "streamledger"  # noqa: S105
 READER_ROLE = "streamledger_reader"
 READER_PASSWORD = "streamledger_reader"  # noqa: S105
+API_ROLE = "streamledger_api"
+API_PASSWORD = "streamledger_api"  # noqa: S105
 DATABASE_NAME = "streamledger"
 
 # Limits, all finite.
@@ -106,11 +113,11 @@ SERVER_SETTINGS: tuple[tuple[str, str], ...] = (
 INCLUDED_CONFIG_NAME = "streamledger.conf"
 INCLUDE_LINE = f"include = '{INCLUDED_CONFIG_NAME}'"
 
-# Authentication: admin over the socket only; app and reader roles over TCP with SCRAM.
+# Authentication: admin over the socket only; app and read roles over TCP with SCRAM.
 PG_HBA = f"""# Written by StreamLedger (infra/postgres_server.py) on every start.
 # TYPE  DATABASE  USER  [ADDRESS]  METHOD
 local   all  {ADMIN_USER}  trust
-host    all  {APP_ROLE},{READER_ROLE}  {LISTEN_ADDRESS}/32  scram-sha-256
+host    all  {APP_ROLE},{READER_ROLE},{API_ROLE}  {LISTEN_ADDRESS}/32  scram-sha-256
 """
 
 PG_CTL_STATUS_RUNNING = 0
@@ -181,6 +188,7 @@ def start(settings: Settings) -> ServiceReport:
     if is_running(binaries, paths):
         check_running_port(paths, settings.postgres_port)
         provision(paths, settings.postgres_port)
+        refresh_authentication(paths, settings.postgres_port)
         return report(settings, running=True, detail="already running")
     check_port_free(settings.postgres_port)
     write_configuration(paths, settings.postgres_port)
@@ -264,12 +272,13 @@ def admin_connection_arguments(settings: Settings) -> dict[str, str | int]:
 SCRATCH_DATABASE_STATEMENTS = (
     "CREATE DATABASE {database} OWNER {owner} ENCODING 'UTF8' TEMPLATE template0",
     "GRANT CONNECT ON DATABASE {database} TO {reader}",
+    "GRANT CONNECT ON DATABASE {database} TO {api}",
 )
 DROP_SCRATCH_DATABASE = "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
 
 
 def create_scratch_database(settings: Settings, database: str) -> None:
-    """A fresh, empty database owned by the app role and readable by the reader role.
+    """A fresh, empty database owned by the app role and readable by the read roles.
 
     Tests and benchmarks use one per run so they never share tables with the live database."""
     for statement in SCRATCH_DATABASE_STATEMENTS:
@@ -281,7 +290,8 @@ def drop_scratch_database(settings: Settings, database: str) -> None:
 
 
 def execute_as_admin(settings: Settings, statement: str, database: str) -> None:
-    """Run one statement with ``{database}``, ``{owner}`` and ``{reader}`` as identifiers."""
+    """Run one statement with ``{database}``, ``{owner}``, ``{reader}`` and ``{api}`` as
+    identifiers."""
     arguments = admin_connection_arguments(settings)
     with psycopg.connect(**arguments, autocommit=True) as connection:  # type: ignore[arg-type]
         connection.execute(
@@ -289,6 +299,7 @@ def execute_as_admin(settings: Settings, statement: str, database: str) -> None:
                 database=sql.Identifier(database),
                 owner=sql.Identifier(APP_ROLE),
                 reader=sql.Identifier(READER_ROLE),
+                api=sql.Identifier(API_ROLE),
             )
         )
 
@@ -539,6 +550,23 @@ def write_configuration(paths: ClusterPaths, port: int) -> None:
     text = main_config.read_text(encoding="utf-8")
     if INCLUDE_LINE not in text.splitlines():
         write_owned(main_config, text.rstrip("\n") + f"\n\n{INCLUDE_LINE}\n")
+
+
+def refresh_authentication(paths: ClusterPaths, port: int) -> None:
+    """A running cluster whose pg_hba.conf predates a role gets the current one and reloads it
+    (no restart: open sessions are not touched)."""
+    hba = paths.data / "pg_hba.conf"
+    try:
+        if hba.read_text(encoding="utf-8") == PG_HBA:
+            return
+    except OSError:  # not ours to read: `infra up` as the cluster's owner rewrites it
+        return
+    write_owned(hba, PG_HBA)
+    try:
+        with connect_admin(paths, port, "postgres") as connection:
+            connection.execute("SELECT pg_catalog.pg_reload_conf()")
+    except psycopg.Error as exc:
+        raise InfraError(f"cannot reload pg_hba.conf on PostgreSQL port {port}: {exc}") from exc
 
 
 def write_owned(path: Path, text: str) -> None:

@@ -28,6 +28,7 @@ ALL_MIGRATIONS = [
     "0002_drop_per_row_foreign_keys",
     "0003_api_keys",
     "0004_tenant_quarantine",
+    "0005_force_row_level_security",
 ]
 
 pytestmark = pytest.mark.system
@@ -170,13 +171,15 @@ def test_roles_have_the_designed_attributes(stack_settings: Settings) -> None:
     with psycopg.connect(**postgres_server.admin_connection_arguments(stack_settings)) as admin:
         rows = admin.execute(
             "SELECT rolname, rolcanlogin, rolsuper, rolbypassrls, rolcreatedb FROM pg_roles"
-            " WHERE rolname IN ('streamledger', 'streamledger_reader') ORDER BY rolname"
+            " WHERE rolname IN ('streamledger', 'streamledger_reader', 'streamledger_api')"
+            " ORDER BY rolname"
         ).fetchall()
         owner = admin.execute(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'streamledger'"
         ).fetchone()
     assert rows == [
-        ("streamledger", True, False, False, False),
+        ("streamledger", True, False, True, False),  # BYPASSRLS: writes every tenant (0005)
+        ("streamledger_api", True, False, False, False),
         ("streamledger_reader", True, False, False, False),
     ]
     assert owner == ("streamledger",)
@@ -276,7 +279,7 @@ def test_every_tenant_table_has_row_level_security(stack_settings: Settings) -> 
         ).fetchall()
     protected = {str(name): (bool(rls), int(str(count))) for name, rls, count in rows}
     for table in TENANT_TABLES:
-        assert protected[table] == (True, 1), table
+        assert protected[table] == (True, 2), table  # reader: named tenant; API: bound key
     for table in OPERATIONAL_TABLES:
         assert protected[table] == (False, 0), table
     for table, first_column in primary_keys:

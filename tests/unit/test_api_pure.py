@@ -125,7 +125,7 @@ def test_api_keys_are_random_and_only_their_digest_is_kept() -> None:
 def test_settings_name_the_bad_value(tmp_path: object) -> None:
     shared = Settings(home=tmp_path)  # type: ignore[arg-type]
     api = build_api_settings(shared, limits={"wait_timeout_ms": 10})
-    assert api.wait_timeout_s == 0.01 and "streamledger_reader" in api.reader_dsn
+    assert api.wait_timeout_s == 0.01 and "streamledger_api" in api.reader_dsn
     with pytest.raises(SettingError, match=r"--wait-timeout-ms"):
         build_api_settings(shared, limits={"wait_timeout_ms": -1})
     with pytest.raises(SettingError, match=r"--reader-url"):
