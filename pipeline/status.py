@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from pipeline.dependencies import KAFKA
 from pipeline.metrics_scrape import scrape
 from pipeline.supervisor import PROCESSOR_ROLE, PROJECTION_ROLE, Supervisor
 from pipeline.topic_reader import Offsets, committed_offsets, end_offsets, lag, records_between
@@ -155,6 +156,7 @@ class StatusReporter:
         self.scraper = scraper
         self.lag_source = lag_source
         self.dlq_source = dlq_source  # None: the processors' DLQ counters (restart-proof sums)
+        self.last_dlq: DeadLetterTally | None = None
         self.clock = clock
         self.counters = CounterTotals()
         self.previous: StatusSnapshot | None = None
@@ -173,14 +175,22 @@ class StatusReporter:
                 if name in samples:
                     lags[name].append(samples[name])
         processor_lag = sum(lags[PROCESSOR_LAG]) if lags[PROCESSOR_LAG] else None
+        # While the supervisor knows Kafka is down, topic reads would only wait out their
+        # timeouts and delay the line: show what is known instead.
+        kafka_down = self.supervisor.dependencies is not None and (
+            KAFKA in self.supervisor.dependencies.down()
+        )
         if self.lag_source is not None:
-            from_offsets = self.lag_source()
+            from_offsets = None if kafka_down else self.lag_source()
             processor_lag = processor_lag if from_offsets is None else float(from_offsets)
         dlq, dlq_complete = self.counters.total(DLQ_RECORDS), True
         if self.dlq_source is not None:
-            tally = self.dlq_source()
+            tally = self.last_dlq if kafka_down else self.dlq_source()
+            self.last_dlq = tally
             dlq, dlq_complete = (
-                (float("nan"), False) if tally is None else (float(tally.records), tally.complete)
+                (float("nan"), False)
+                if tally is None
+                else (float(tally.records), tally.complete and not kafka_down)
             )
         return StatusSnapshot(
             at=self.clock(),

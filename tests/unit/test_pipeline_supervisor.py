@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -254,6 +255,10 @@ class FakeClock:
         return self.now
 
 
+def unread() -> NoReturn:
+    raise AssertionError("a topic was read while Kafka is known to be down")
+
+
 def test_children_wait_for_their_dependencies_and_start_when_they_answer(tmp_path: Path) -> None:
     kafka_problem: list[str | None] = ["Kafka at 127.0.0.1:1 did not answer"]
     probes = {KAFKA: lambda: kafka_problem[0], POSTGRESQL: lambda: None}
@@ -277,8 +282,12 @@ def test_children_wait_for_their_dependencies_and_start_when_they_answer(tmp_pat
         assert supervisor.waiting() == {KAFKA: ["processor-0"]}
         clock.now += 30
         assert supervisor.supervise_once() == []  # still down: said once, not every pass
-        reporter = StatusReporter(supervisor, scraper=lambda url: None)
-        assert "| waiting for kafka 30 s (processor-0)" in reporter.line()
+        reporter = StatusReporter(
+            supervisor, scraper=lambda url: None, lag_source=unread, dlq_source=unread
+        )
+        line = reporter.line()  # no topic read while Kafka is known down: no timeouts waited
+        assert "| lag commands ? events ? | dlq ? |" in line
+        assert "| waiting for kafka 30 s (processor-0)" in line
         waiting = supervisor.metrics.registry.get_sample_value(
             "streamledger_supervisor_waiting_for_dependency", {"dependency": "kafka"}
         )
