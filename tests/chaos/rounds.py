@@ -265,11 +265,13 @@ def drive(context: RoundContext, result: RoundResult) -> None:
     sweep = Feeder(settings, workload.sweep_records(settings.partitions), options.rate)
     sweep.start()
     sweep.join(START_TIMEOUT_S)
-    wait_for_catch_up(settings, context.reference, run)
+    try:
+        wait_for_catch_up(settings, context.reference, run)
+    except TimeoutError as exc:  # check anyway: the counts say what is missing
+        result.findings.violation("catch-up timed out", str(exc))
     findings = check_round(settings, workload, context.reference)
-    findings.violations.update(result.findings.violations)
-    for kind, examples in result.findings.examples.items():
-        findings.examples.setdefault(kind, examples)
+    for kind, count in result.findings.violations.items():
+        findings.violation(kind, "; ".join(result.findings.examples.get(kind, [])), count)
     result.findings = findings
 
 
@@ -320,7 +322,7 @@ def round_line(number: int, rounds: int, result: RoundResult) -> str:
         f" lost {findings.lost}, duplicated {findings.duplicated},"
         f" invariant violations {findings.total()} in {result.seconds:.0f} s"
     )
-    for kind, count in sorted(findings.violations.items()):
+    for kind, count in sorted(findings.details.items()):
         line += f"\n    {kind}: {count}, e.g. {'; '.join(findings.examples.get(kind, []))}"
     return line
 

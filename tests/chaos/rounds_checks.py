@@ -62,10 +62,28 @@ class Findings:
     expired: int = 0  # PendingExpired events seen
     checked: Counter[str] = field(default_factory=Counter)  # records read, per topic
 
+    details: Counter[str] = field(default_factory=Counter)  # every finding by kind, to print
+
     def violation(self, kind: str, example: str, count: int = 1) -> None:
-        if count <= 0:
-            return
-        self.violations[kind] += count
+        """An invariant that does not hold (other than a lost or duplicated record)."""
+        if count > 0:
+            self.violations[kind] += count
+            self._note(kind, example, count)
+
+    def lose(self, kind: str, example: str, count: int = 1) -> None:
+        """Something the fold has that the topics do not: an outcome or an event."""
+        if count > 0:
+            self.lost += count
+            self._note(f"lost: {kind}", example, count)
+
+    def duplicate(self, kind: str, example: str, count: int = 1) -> None:
+        """Something the topics hold more than once."""
+        if count > 0:
+            self.duplicated += count
+            self._note(f"duplicated: {kind}", example, count)
+
+    def _note(self, kind: str, example: str, count: int) -> None:
+        self.details[kind] += count
         kept = self.examples.setdefault(kind, [])
         if len(kept) < EXAMPLES_MAX:
             kept.append(example)
@@ -152,8 +170,8 @@ def check_outcomes(
     reference: ReferenceLedger,
     misrouted: set[tuple[str, str]],
 ) -> None:
-    per_key = Counter(record.key for record in records)
-    findings.duplicated += sum(count - 1 for count in per_key.values() if count > 1)
+    for key, count in Counter(record.key for record in records).items():
+        findings.duplicate("outcome", key.decode(errors="replace"), count - 1)
     found: dict[tuple[str, str], Outcome] = {}
     for record in records:
         if record.value is None:
@@ -164,8 +182,7 @@ def check_outcomes(
     for key, expected in reference.outcomes.items():
         stored = found.get(key)
         if stored is None:
-            findings.lost += 1
-            findings.violation("lost outcome", f"{key}")
+            findings.lose("outcome", f"{key}")
             continue
         reason = None if stored.reason is None else stored.reason.value
         seen = (stored.status.value, reason, len(stored.event_sequences))
@@ -216,8 +233,8 @@ def check_events(
 
 
 def check_chain(findings: Findings, tenant_id: str, events: list[Event]) -> None:
-    sequences = Counter(event.sequence for event in events)
-    findings.duplicated += sum(count - 1 for count in sequences.values() if count > 1)
+    for sequence, count in Counter(event.sequence for event in events).items():
+        findings.duplicate("event sequence", f"{tenant_id}#{sequence}", count - 1)
     if [e.sequence for e in events] != list(range(1, len(events) + 1)):
         findings.violation("sequence gap", f"{tenant_id}: {len(events)} events, not 1..n")
     previous_hash, previous_at_us = GENESIS_HASH, 0
@@ -248,13 +265,11 @@ def compare_command_events(
         if (tenant_id, key) in misrouted:
             findings.violation("misrouted decided", f"{tenant_id}: {kind} {key}", count)
         elif key in keys_wanted:
-            findings.duplicated += count
-            findings.violation("event repeated", f"{tenant_id}: {kind} {key} {amount}", count)
+            findings.duplicate("event", f"{tenant_id}: {kind} {key} {amount}", count)
         else:
             findings.violation("unexpected event", f"{tenant_id}: {kind} {key} {amount}", count)
     for (kind, key, amount), count in missing.items():
-        findings.lost += count
-        findings.violation("event missing", f"{tenant_id}: {kind} {key} {amount}", count)
+        findings.lose("event", f"{tenant_id}: {kind} {key} {amount}", count)
     if not extra and not missing:
         findings.violation("event order", f"{tenant_id}: the fold's events in another order")
 
