@@ -14,6 +14,8 @@ from api.api_keys import create_api_key, revoke_api_key
 from api.app import create_app
 from api.http_protocol import ProblemHttpToolsProtocol
 from api.settings import LIMITS, ApiSettings, build_api_settings
+from infra.kafka_admin import broker_count
+from projections.queries import check_reachable
 from streamledger.cli import whole_number
 from streamledger.settings import Settings
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_OK: Final = 0
 EXIT_NOT_FOUND: Final = 1
+DEPENDENCY_TIMEOUT_S: Final = 5.0  # the broker must answer a metadata request at start within
 
 
 def register(subparsers: Subparsers) -> None:
@@ -59,6 +62,10 @@ def run_api(arguments: argparse.Namespace, settings: Settings) -> int:
         reader_url=arguments.reader_url,
         limits={name: getattr(arguments, f"limit_{name}") for name, _, _, _ in LIMITS},
     )
+    # Bounded and named before uvicorn starts: an unreachable PostgreSQL or Kafka is one line
+    # (decision 0022), not a traceback from a failed lifespan.
+    check_reachable(api.reader_dsn)
+    broker_count(settings, timeout_s=DEPENDENCY_TIMEOUT_S)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("streamledger.kafka").setLevel(logging.WARNING)
     uvicorn.Server(server_config(create_app(settings, api), api)).run()

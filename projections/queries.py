@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -226,9 +226,16 @@ def check_reachable(dsn: str) -> None:
         psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
     except psycopg.Error as exc:
         raise ProjectionDatabaseError(
-            f"cannot reach PostgreSQL at {describe_dsn(dsn)} as the reader role:"
+            f"cannot reach PostgreSQL at {describe_dsn(dsn)} as {role_of(dsn)}:"
             f" {first_line(exc)} [{DATABASE_SETTING_HINT}]"
         ) from exc
+
+
+def role_of(dsn: str) -> str:
+    try:
+        return str(conninfo_to_dict(dsn).get("user", "the default role"))
+    except psycopg.ProgrammingError:
+        return "the configured role"
 
 
 class LedgerReader:

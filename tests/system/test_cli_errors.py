@@ -164,6 +164,18 @@ ERROR_TABLE: dict[str, Row] = {
         1,
         ("cannot reach PostgreSQL at 127.0.0.1:", "STREAMLEDGER_DATABASE_URL"),
     ),
+    "api with PostgreSQL unreachable": (
+        "--postgres-port {closed_port} api --port {closed_port}",
+        {},
+        1,
+        ("cannot reach PostgreSQL at 127.0.0.1:", "streamledger_api"),
+    ),
+    "api with Kafka unreachable": (
+        "--bootstrap-servers 127.0.0.1:{closed_port} api --port {closed_port}",
+        {},
+        1,
+        ("cannot reach Kafka at 127.0.0.1:", "within 5 s"),
+    ),
     "project --rebuild on a taken metrics port": (
         "project --rebuild --metrics-port {taken_port}",
         {},

@@ -201,3 +201,9 @@ def test_bootstrap_servers_need_a_port():
 def test_settings_can_be_built_directly_for_tests():
     settings = Settings(home=Path("/tmp/x"), kafka_port=29092)
     assert settings.kafka_bootstrap == "127.0.0.1:29092"
+
+
+def test_a_default_home_that_is_a_file_names_the_setting(tmp_path):
+    (tmp_path / ".streamledger").write_text("")
+    with pytest.raises(SettingError, match=r"setting home \(default ./.streamledger\)"):
+        load_settings(environment={}, flags={}, working_directory=tmp_path)
