@@ -1,14 +1,13 @@
-"""Request/reply: send a command and wait for its outcome on ``ledger.outcomes``.
+"""Request/reply: send a command and wait for its reply on ``ledger.replies``.
 
-The processor writes each command's outcome to the ``ledger.outcomes`` partition with the same
-number as the command's partition, keyed ``{tenant}/{idempotency_key}``. ``OutcomeWaiter``
-notes that partition's end offset, sends the command, waits for its delivery, then reads the
-partition from the noted offset (``read_committed``) until the outcome's key appears or the
-timeout runs out (``OutcomeTimeoutError``).
-
-A retried command whose outcome was written *before* the noted offset is answered only if the
-processor writes the outcome again for the duplicate; otherwise the wait times out. Use
-``request`` for interactive tools and tests, not on a high-throughput path.
+The processor writes exactly one reply per command it decides to the ``ledger.replies``
+partition with the same number as the command's partition, keyed ``{tenant}/{idempotency_key}``
+(docs/contract.md, "Replies"): the new outcome, the original outcome for a duplicate, or the
+reply-only rejection for a reused key or an invalid tenant/key. ``OutcomeWaiter`` notes that
+partition's end offset, sends the command, waits for its delivery, then reads the partition from
+the noted offset (``read_committed``) until the key appears or the timeout runs out
+(``OutcomeTimeoutError``). So a retry after a timeout gets its answer too. Use ``request`` for
+interactive tools and tests, not on a high-throughput path.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from schemas.keys import command_key, outcome_key, partition_for
 from schemas.model import Command, Outcome
 from streamledger.settings import Settings
 
-OUTCOMES_TOPIC: Final = "ledger.outcomes"
+REPLIES_TOPIC: Final = "ledger.replies"
 REPLY_POLL_S: Final = 0.1
 WATERMARK_TIMEOUT_S: Final = 10.0
 
@@ -36,7 +35,7 @@ class OutcomeWaiter:
 
     def __init__(self, settings: Settings, producer: LedgerProducer) -> None:
         self._producer = producer
-        self._topic = settings.topic(OUTCOMES_TOPIC)
+        self._topic = settings.topic(REPLIES_TOPIC)
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,

@@ -173,7 +173,7 @@ def test_loadgen_records_what_it_sent_and_adds_poison(
 
 
 def test_request_waits_for_the_outcome(ledger_settings: Settings) -> None:
-    """A stand-in processor answers on ledger.outcomes; the waiter returns that outcome."""
+    """A stand-in processor answers on ledger.replies; the waiter returns that outcome."""
     command = transfers(tenants=1, per_tenant=1)[0]
     stop = threading.Event()
 
@@ -193,7 +193,7 @@ def test_request_waits_for_the_outcome(ledger_settings: Settings) -> None:
                 command_type="Transfer", fingerprint=GENESIS_HASH, field_fingerprints=b"",
                 status=OutcomeStatus.ACCEPTED, event_sequences=(1,), decided_at_us=1,
             )  # fmt: skip
-            replier.produce(ledger_settings.topic("ledger.outcomes"), codec.encode_outcome(outcome),
+            replier.produce(ledger_settings.topic("ledger.replies"), codec.encode_outcome(outcome),
                             outcome_key(seen.tenant_id, seen.idempotency_key),
                             partition=message.partition())  # fmt: skip
             replier.flush(10)

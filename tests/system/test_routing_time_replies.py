@@ -21,6 +21,8 @@ from processors.partition_ledger import (
     REPLY_TO_HEADER,
 )
 from processors.ticks import TICK_KEY
+from producers.replies import OutcomeWaiter
+from producers.sdk import LedgerProducer
 from schemas.codec import decode_event, decode_outcome, encode_command
 from schemas.keys import command_key, partition_for
 from schemas.model import (
@@ -269,3 +271,29 @@ def test_a_pending_transfer_expires_at_its_deadline_on_an_idle_partition(
         assert ticks and all(r.value == b"" for r in ticks)
     finally:
         assert processor.stop() == 0, processor.log()
+
+
+def test_the_sdk_gets_an_answer_for_a_retry_and_for_a_reused_key(
+    ledger_settings: Settings, tmp_path: Path
+) -> None:
+    tenant = "sdk-replies"
+    produce_commands(
+        ledger_settings,
+        [open_account(tenant, "cash", "k1"), open_account(tenant, "sales", "k2")],
+    )
+    processor = ProcessorProcess(ledger_settings, "a", tmp_path)
+    try:
+        with LedgerProducer(ledger_settings) as producer:
+            waiter = OutcomeWaiter(ledger_settings, producer)
+            try:
+                first = waiter.request(transfer(tenant, "t1", "k3"), timeout_s=CONSUME_TIMEOUT_S)
+                retried = waiter.request(transfer(tenant, "t1", "k3"), timeout_s=CONSUME_TIMEOUT_S)
+                reused = waiter.request(transfer(tenant, "t2", "k3"), timeout_s=CONSUME_TIMEOUT_S)
+            finally:
+                waiter.close()
+    finally:
+        assert processor.stop() == 0, processor.log()
+    assert first.status is OutcomeStatus.ACCEPTED
+    assert retried == first  # a retry after a timeout reads the original answer
+    assert reused.reason is RejectReason.IDEMPOTENCY_KEY_REUSED
+    assert reused.detail.startswith("transfer_id: ")
