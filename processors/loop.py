@@ -54,9 +54,9 @@ from processors.partition_ledger import (
 )
 from processors.processor_settings import ProcessorSettings
 from processors.restore import admin_for, restore_consumer
+from processors.routing import misrouting
 from processors.ticks import TICK_KEY, TICK_VALUE, is_tick, partitions_to_tick
 from schemas.codec import DecodeError, decode_command
-from schemas.keys import partition_for
 
 LOGGER = logging.getLogger("streamledger.processor")
 # Consumer lag asks the broker for each assigned partition's high watermark (cached offsets stay
@@ -207,21 +207,10 @@ class Processor:
             return
         # Routing (decision 0026): only the partition murmur2 gives a tenant decides for it;
         # anything else would start a second chain for the tenant on another partition.
-        expected = partition_for(command.tenant_id.encode(), self.partition_count)
-        if key != command.tenant_id.encode():
+        wrong = misrouting(key, partition, command.tenant_id, self.partition_count)
+        if wrong is not None:
             self._dead_letter(
-                message,
-                dead_letters.KIND_KEY_MISMATCH,
-                f"the record key {key!r} is not the command's tenant_id {command.tenant_id!r}",
-                expected_partition=expected,
-            )
-            return
-        if partition != expected:
-            self._dead_letter(
-                message,
-                dead_letters.KIND_WRONG_PARTITION,
-                f"tenant {command.tenant_id!r} belongs to partition {expected}, not {partition}",
-                expected_partition=expected,
+                message, wrong.kind, wrong.message, expected_partition=wrong.expected_partition
             )
             return
         offset = message.offset()
