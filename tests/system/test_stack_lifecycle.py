@@ -137,7 +137,7 @@ def test_the_command_line_lifecycle_prints_addresses_and_logs(lifecycle_settings
 
     status = run_streamledger(["infra", "status"], settings)
     assert status.returncode == 0, status.stderr
-    assert "topics: all 5 up to date" in status.stdout
+    assert "topics: all 6 up to date" in status.stdout
 
     down = run_streamledger(["infra", "down"], settings)
     assert down.returncode == 0, down.stderr
