@@ -185,6 +185,16 @@ def restore_ledger(
         timeout_s=processor_settings.restore_timeout_s,
         header_name=OUTCOME_TIMES_HEADER,
     )
+    return ledger_from_snapshot(snapshot, processor_settings), snapshot
+
+
+def ledger_from_snapshot(
+    snapshot: PartitionSnapshot, processor_settings: ProcessorSettings
+) -> PartitionLedger:
+    """Rebuild one partition's ``LedgerState`` from its state topics as read back
+    (``read_partition`` with ``header_name=OUTCOME_TIMES_HEADER``): outcomes that carry the
+    header stay encoded until first use, the others are decoded now."""
+    topics = processor_settings.topics
     records = [decode_state(value) for value in snapshot.records[topics.balances].values()]
     values = snapshot.records[topics.outcomes]
     times = snapshot.header_values[topics.outcomes]
@@ -196,7 +206,7 @@ def restore_ledger(
         idempotency_retention_s=processor_settings.idempotency_retention_s,
         encoded_outcomes=_encoded_outcomes(values, times),
     )
-    return PartitionLedger(partition, state), snapshot
+    return PartitionLedger(snapshot.partition, state)
 
 
 def outcome_times(outcome: Outcome) -> bytes:
