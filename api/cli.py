@@ -16,11 +16,11 @@ from api.http_protocol import ProblemHttpToolsProtocol
 from api.settings import LIMITS, ApiSettings, build_api_settings
 from infra.kafka_admin import broker_count
 from projections.queries import check_reachable
-from streamledger.cli import whole_number
+from streamledger.cli_parser import whole_number
 from streamledger.settings import Settings
 
 if TYPE_CHECKING:
-    from streamledger.cli import Subparsers
+    from streamledger.cli_parser import Subparsers
 
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_OK: Final = 0

@@ -1,1 +1,1 @@
-"""StreamLedger's benchmarks: ``make bench`` / ``streamledger bench`` (see bench/README.md)."""
+"""StreamLedger's benchmarks: ``make bench`` / ``python -m bench`` (see bench/README.md)."""

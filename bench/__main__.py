@@ -1,7 +1,7 @@
-"""``python -m bench``: see ``bench.runner``."""
+"""``python -m bench``: see ``bench.cli`` and ``bench.runner``."""
 
 import sys
 
-from bench.runner import main
+from bench.cli import main
 
 sys.exit(main())

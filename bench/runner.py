@@ -1,4 +1,4 @@
-"""``make bench`` / ``streamledger bench``: every benchmark in one run, on a private stack.
+"""``make bench`` / ``python -m bench``: every benchmark in one run, on a private stack.
 
     python -m bench [--size small|full] [--repetitions 3] [--skip-peers] [--skip-latency]
 
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import latency_suite, processor_suite, projection_suite, workloads
-from bench.commands import add_arguments
 from bench.peers import runner as peers
 from bench.results import BenchRun
 from infra import stack
@@ -74,12 +73,6 @@ SIZES = {
 
 def bench_settings() -> Settings:
     return load_settings(environment=BENCH_ENVIRONMENT, working_directory=REPO_ROOT)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run_bench(parser.parse_args(argv))
 
 
 def run_bench(arguments: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """Subcommands: ``infra install | up | down | status | reset | smoke``, ``topics apply``.
 
-(``streamledger demo``, the main job, lives in ``pipeline.commands``.)
+(``streamledger demo``, the main job, lives in ``pipeline.cli``.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from infra import roundtrip, stack, topics
 from infra.kafka_admin import ADMIN_REQUEST_TIMEOUT_S
 from infra.service import ServiceReport
-from streamledger.cli import EXIT_FAILURE, EXIT_OK, Subparsers
+from streamledger.cli_parser import EXIT_FAILURE, EXIT_OK, Subparsers
 from streamledger.errors import SettingError
 from streamledger.settings import Settings
 

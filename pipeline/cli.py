@@ -41,7 +41,7 @@ from pipeline.supervisor import (
     supervisor_metrics_port,
 )
 from pipeline.supervisor_metrics import SupervisorMetrics
-from streamledger.cli import EXIT_OK, Subparsers
+from streamledger.cli_parser import EXIT_OK, Subparsers
 from streamledger.metrics_endpoint import MetricsEndpoint
 from streamledger.settings import Settings
 

@@ -54,11 +54,11 @@ from pipeline.topic_reader import (
     records_between,
 )
 from processors.processor_settings import GROUP_ID_SUFFIX
-from producers.commands import Progress
+from producers.cli import Progress
 from producers.loadgen import LoadPlan, generate, opening_count, poison_records
 from producers.sdk import LedgerProducer
 from projections.queries import LedgerReader, reader_dsn
-from projections.query_commands import describe_balance
+from projections.query_cli import describe_balance
 from projections.settings import build_projection_settings
 from projections.verify import verify
 from schemas.codec import decode_event, decode_outcome, encode_command

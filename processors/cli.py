@@ -16,7 +16,7 @@ from processors.processor_settings import LIMITS, build_processor_settings
 from streamledger.settings import Settings
 
 if TYPE_CHECKING:
-    from streamledger.cli import Subparsers
+    from streamledger.cli_parser import Subparsers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -23,7 +23,7 @@ from producers.loadgen import LoadPlan, generate, opening_count, poison_records
 from producers.sdk import LedgerProducer, validate
 from schemas.codec import encode_command
 from schemas.model import Command
-from streamledger.cli import EXIT_FAILURE, EXIT_OK, Subparsers, whole_number
+from streamledger.cli_parser import EXIT_FAILURE, EXIT_OK, Subparsers, whole_number
 from streamledger.errors import SettingError
 from streamledger.settings import Settings
 

@@ -14,7 +14,7 @@ from psycopg.conninfo import make_conninfo
 
 from infra import postgres_server
 from projections.migrations import DEFAULT_SCHEMA, apply_migrations
-from streamledger.cli import Subparsers
+from streamledger.cli_parser import Subparsers
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 

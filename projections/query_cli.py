@@ -1,7 +1,7 @@
 """The projection's subcommands: ``project``, ``verify``, ``balance``, ``history``, ``transfer``.
 
 ``register(subparsers)`` adds them to the ``streamledger`` command line; ``main`` runs them on
-their own (``python -m projections.query_commands``) with the same settings flags.
+their own (``python -m projections.query_cli``) with the same settings flags.
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ from projections.settings import build_projection_settings
 from projections.sink import ProjectionSink
 from projections.store import LIVE_SCHEMA
 from projections.verify import verify
-from streamledger import cli
-from streamledger.cli import Subparsers
+from streamledger.cli_parser import Subparsers, build_parser, run_parsed, whole_number
 from streamledger.errors import InfraError, PortInUseError, SettingError, StreamLedgerError
 from streamledger.metrics_endpoint import MetricsEndpoint
-from streamledger.settings import SETTING_SPECS, Settings, load_settings, parse_int_in_range
+from streamledger.settings import Settings, parse_int_in_range
 
 EXIT_OK = 0
 EXIT_DIFFERENCES = 1
@@ -61,8 +60,8 @@ def register(subparsers: Subparsers) -> None:
         help="with --rebuild: release a quarantined tenant (docs/runbook.md"
         "#streamledgertenantquarantined); repeatable",
     )
-    project.add_argument("--batch-records-max", type=cli.whole_number, default=None)
-    project.add_argument("--batch-interval-ms", type=cli.whole_number, default=None)
+    project.add_argument("--batch-records-max", type=whole_number, default=None)
+    project.add_argument("--batch-interval-ms", type=whole_number, default=None)
     project.add_argument("--consumer-group", default=None)
     project.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     add_metrics_port_argument(project)
@@ -71,7 +70,7 @@ def register(subparsers: Subparsers) -> None:
     check = subparsers.add_parser("verify", help="reconcile ledger.events with PostgreSQL")
     check.add_argument(
         "--every-s",
-        type=cli.whole_number,
+        type=whole_number,
         default=0,
         help="run again every this many seconds until SIGTERM (default 0: run once and exit)",
     )
@@ -99,7 +98,7 @@ def add_metrics_port_argument(
 ) -> None:
     parser.add_argument(
         "--metrics-port",
-        type=cli.whole_number,
+        type=whole_number,
         default=None,
         dest="service_metrics_port",
         help=f"port of /metrics, /healthz, /readyz on metrics_host (default: {default_text})",
@@ -313,25 +312,12 @@ def run_transfer(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the projection's commands alone (``python -m projections.query_commands``), with the
+    """Run the projection's commands alone (``python -m projections.query_cli``), with the
     shared settings flags, exactly as ``streamledger.cli.main`` runs them."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    parser = cli.build_parser(register_commands=False)
-    subparsers = next(
-        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-    )
+    parser, subparsers = build_parser()
     register(subparsers)
-    arguments = parser.parse_args(argv)
-    handler: cli.CommandHandler | None = getattr(arguments, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return cli.EXIT_USAGE
-    flags = {spec.field: getattr(arguments, f"setting_{spec.field}") for spec in SETTING_SPECS}
-    try:
-        return handler(arguments, load_settings(flags=flags))
-    except StreamLedgerError as exc:
-        print(f"streamledger: error: {exc}", file=sys.stderr)
-        return cli.EXIT_FAILURE
+    return run_parsed(parser, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

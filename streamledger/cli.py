@@ -1,120 +1,52 @@
 """The ``streamledger`` command line.
 
-Each part of the system registers its own subcommands (``register(subparsers)`` in its
-``commands`` module); this module only parses the shared settings flags, builds the one
+Each part of the system registers its own subcommands (``register(subparsers)`` in its ``cli``
+module); this module imports those modules directly (so mypy and the import contracts see every
+edge), and ``streamledger.cli_parser`` parses the shared settings flags, builds the one
 ``Settings`` object and turns any ``StreamLedgerError`` into a single line on stderr.
+
+The benchmarks are not a subcommand: the product does not depend on ``bench`` (it is not even
+installed with it); they run as ``python -m bench`` / ``make bench`` (decision 0029).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeAlias
 
-from streamledger import __version__
-from streamledger.errors import StreamLedgerError
-from streamledger.settings import SETTING_SPECS, Settings, load_settings, parse_int_in_range
+from api import cli as api_cli
+from infra import cli as infra_cli
+from pipeline import cli as pipeline_cli
+from processors import cli as processors_cli
+from producers import cli as producers_cli
+from projections import cli as projections_cli
+from projections import query_cli as projections_query_cli
+from streamledger.cli_parser import Subparsers, build_parser, run_parsed
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-WHOLE_NUMBER_MAX = 10**18
-
-# Modules that contribute subcommands. Each has ``register(subparsers) -> None``; each
-# subparser sets ``handler=`` to a ``CommandHandler``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "infra.commands",
-    "producers.commands",
-    "processors.commands",
-    "projections.commands",
-    "projections.query_commands",
-    "api.commands",
-    "pipeline.commands",
-    "bench.commands",
+# The parts that contribute subcommands, in the order ``--help`` lists them. Each sets
+# ``handler=`` (a ``streamledger.cli_parser.CommandHandler``) on its subparsers.
+COMMAND_REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
+    infra_cli.register,
+    producers_cli.register,
+    processors_cli.register,
+    projections_cli.register,
+    projections_query_cli.register,
+    api_cli.register,
+    pipeline_cli.register,
 )
 
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-class CommandHandler(Protocol):
-    def __call__(self, arguments: argparse.Namespace, settings: Settings) -> int: ...
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line naming the argument, never a traceback."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"streamledger: error: {message}\n")
-
-
-def whole_number(text: str) -> int:
-    """An argparse ``type``: ASCII digits only, so "--limit ٣" is refused rather than read as 3
-    (``int()`` reads every script's digits); ranges are checked where the value is used."""
-    try:
-        return parse_int_in_range(text, 0, WHOLE_NUMBER_MAX)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def build_parser(register_commands: bool = True) -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog="streamledger",
-        description="A multi-tenant, double-entry payment ledger on Apache Kafka.",
-    )
-    parser.add_argument("--version", action="version", version=f"streamledger {__version__}")
-    settings_group = parser.add_argument_group(
-        "settings", "each flag overrides the STREAMLEDGER_<NAME> environment variable"
-    )
-    for spec in SETTING_SPECS:
-        settings_group.add_argument(
-            spec.flag,
-            dest=f"setting_{spec.field}",
-            metavar="VALUE",
-            default=None,
-            help=f"(env {spec.environment_variable})",
-        )
-    subparsers: Subparsers = parser.add_subparsers(
-        dest="command",
-        metavar="COMMAND",
-        parser_class=OneLineArgumentParser,
-    )
-    if register_commands:
-        for module_name in COMMAND_MODULES:
-            register: Callable[[Subparsers], None] = importlib.import_module(module_name).register
-            register(subparsers)
+def build_full_parser() -> argparse.ArgumentParser:
+    parser, subparsers = build_parser()
+    for register in COMMAND_REGISTRARS:
+        register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    arguments = parser.parse_args(argv)
-    handler: CommandHandler | None = getattr(arguments, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    flags = {spec.field: getattr(arguments, f"setting_{spec.field}") for spec in SETTING_SPECS}
-    try:
-        settings = load_settings(flags=flags)
-        return handler(arguments, settings)
-    except StreamLedgerError as exc:
-        print(f"streamledger: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except OSError as exc:
-        # The last net for the file system and the network: one line, never a traceback. The
-        # parts map the failures they expect to their own errors first, naming the setting.
-        print(f"streamledger: error: {describe_os_error(exc)}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("streamledger: interrupted", file=sys.stderr)
-        return 130
-
-
-def describe_os_error(exc: OSError) -> str:
-    reason = exc.strerror or type(exc).__name__
-    return f"{reason}: {exc.filename}" if exc.filename else reason
+    parser = build_full_parser()
+    return run_parsed(parser, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

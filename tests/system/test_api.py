@@ -24,7 +24,7 @@ import uvicorn
 
 from api.api_keys import create_api_key, revoke_api_key
 from api.app import create_app
-from api.commands import server_config
+from api.cli import server_config
 from api.settings import build_api_settings
 from infra import kafka_broker, postgres_server, stack
 from streamledger.settings import Settings

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from api.api_keys import create_api_key
 from api.app import create_app
-from api.commands import server_config
+from api.cli import server_config
 from api.settings import build_api_settings
 from streamledger.settings import Settings
 from tests.system.api_harness import drop_fresh, free_port, fresh_settings

@@ -44,7 +44,7 @@ def start_projection(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "projections.query_commands",
+                "projections.query_cli",
                 "project",
                 "--no-metrics",
                 "--batch-records-max",
@@ -202,7 +202,7 @@ def test_rebuild_swaps_in_while_readers_keep_reading(projection_settings: Settin
 
 def run_verify_command(settings: Settings) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "projections.query_commands", "verify"],
+        [sys.executable, "-m", "projections.query_cli", "verify"],
         cwd=REPO_ROOT,
         env={**os.environ, **environment_for(settings)},
         capture_output=True,

@@ -195,7 +195,7 @@ def check_verify_names_the_forks(
     c_problems = "\n".join(report.audits[back_c.tenant_id].problems)
     assert f"time went back: sequence {back_c.sequence} on partition" in c_problems
     command = subprocess.run(
-        [sys.executable, "-m", "projections.query_commands", "verify"],
+        [sys.executable, "-m", "projections.query_cli", "verify"],
         cwd=REPO_ROOT,
         env={**os.environ, **environment_for(settings)},
         capture_output=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from producers.commands import parse_lines
+from producers.cli import parse_lines
 from producers.errors import CommandFormatError
 from producers.jsonl import command_from_line, command_to_line
 from producers.loadgen import LoadPlan, generate, opening_count, poison_records
