@@ -35,11 +35,11 @@ from processors.kafka_clients import take_batch
 from schemas.codec import DecodeError, decode_outcome
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import Outcome
+from schemas.topics import OUTCOMES_TOPIC
 from streamledger.errors import TopicError
 from streamledger.settings import Settings
 
 LOG = logging.getLogger("streamledger.api.outcomes")
-OUTCOMES_TOPIC: Final = "ledger.outcomes"
 CONSUME_RECORDS_MAX: Final = 1_000
 CONSUME_TIMEOUT_S: Final = 0.05
 METADATA_TIMEOUT_S: Final = 10.0

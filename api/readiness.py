@@ -30,7 +30,7 @@ from typing import Any, Final
 from confluent_kafka import KafkaException
 
 from infra.kafka_admin import admin_client, kafka_error_text
-from producers.sdk import COMMANDS_TOPIC
+from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings
 
 NOT_CHECKED: Final = "not checked yet"

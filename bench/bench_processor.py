@@ -38,6 +38,7 @@ from processors.restore import admin_for, restore_consumer
 from producers.loadgen import LoadPlan, generate
 from schemas.codec import encode_command
 from schemas.keys import command_key, partition_for
+from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings, load_settings, replace
 
 RUN_TIMEOUT_S = 900.0
@@ -101,7 +102,7 @@ def prefill(settings: Settings, commands: int, tenants: int) -> int:
         duplicate_share=0.10,
     )
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20})
-    topic = settings.topic("ledger.commands")
+    topic = settings.topic(COMMANDS_TOPIC)
     count = 0
     for generated in generate(plan):
         key = command_key(generated.command.tenant_id)
@@ -133,7 +134,7 @@ def passthrough(settings: Settings, processor_settings: ProcessorSettings, total
     producer_settings["transactional.id"] = f"{producer_settings['transactional.id']}-passthrough"
     producer = Producer(producer_settings)
     producer.init_transactions(60)
-    commands = settings.topic("ledger.commands")
+    commands = settings.topic(COMMANDS_TOPIC)
     consumer.subscribe([commands])
     done = 0
     started: float | None = None

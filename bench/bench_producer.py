@@ -35,6 +35,7 @@ from schemas.codec import encode_command
 from schemas.keys import command_key, partition_for
 from schemas.limits import first_violation
 from schemas.model import Command
+from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings, load_settings, replace
 
 FLUSH_TIMEOUT_S = 120.0
@@ -126,7 +127,7 @@ def bench_raw(settings: Settings, commands: list[Command]) -> tuple[float, float
         prepared.append((key, encode_command(command), partition_for(key, BENCH_PARTITIONS)))
     config = ProducerSettings().client_config(settings.kafka_bootstrap)
     producer = Producer(config)
-    topic = settings.topic("ledger.commands")
+    topic = settings.topic(COMMANDS_TOPIC)
     started, cpu_started = time.perf_counter(), time.thread_time()
     for index, (key, value, partition) in enumerate(prepared):
         while True:

@@ -52,6 +52,7 @@ from infra import topics
 from producers.sdk import DeliveryCallback, DeliveryReport, LedgerProducer, ProducerSettings
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import OpenAccount, Transfer
+from schemas.topics import EVENTS_TOPIC
 from streamledger.settings import Settings, environment_for, load_settings, replace
 
 TENANTS = 8
@@ -149,7 +150,7 @@ class EventObserver:
                 "fetch.wait.max.ms": OBSERVER_FETCH_WAIT_MS,
             }
         )
-        topic = settings.topic("ledger.events")
+        topic = settings.topic(EVENTS_TOPIC)
         partitions = [TopicPartition(topic, p, OFFSET_END) for p in range(PARTITIONS)]
         self.consumer.assign(partitions)
         self.stop = threading.Event()

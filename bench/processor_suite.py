@@ -26,6 +26,7 @@ from bench.results import BenchRun
 from bench.workloads import Workload, produce
 from infra import topics
 from processors.processor_settings import build_processor_settings
+from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC
 from streamledger.settings import Settings, environment_for, replace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,9 +62,7 @@ def run_workload(
         scoped = fresh(settings, partitions)
         processor_settings = processor_settings_for(scoped)
         try:
-            rate = produce(
-                scoped.kafka_bootstrap, scoped.topic("ledger.commands"), workload.records
-            )
+            rate = produce(scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), workload.records)
             run.add("limits", f"raw producer ({name})", "records/s", rate)
             total = len(workload.records)
             if passthrough:
@@ -107,10 +106,10 @@ def check_output(
 ) -> ledger_check.CheckResult:
     expected = ledger_check.expected_fold(workload.records)
     events = ledger_check.read_values(
-        settings.kafka_bootstrap, settings.topic("ledger.events"), partitions
+        settings.kafka_bootstrap, settings.topic(EVENTS_TOPIC), partitions
     )
     outcomes = ledger_check.read_values(
-        settings.kafka_bootstrap, settings.topic("ledger.outcomes"), partitions
+        settings.kafka_bootstrap, settings.topic(OUTCOMES_TOPIC), partitions
     )
     return ledger_check.check(expected, events, outcomes)
 
@@ -141,7 +140,7 @@ def wait_for_group(
     commands committed in between. An engine that commits everything in one transaction has no
     steady state to measure: that raises (give it a bigger workload or a shorter interval)."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id})
-    topic = settings.topic("ledger.commands")
+    topic = settings.topic(COMMANDS_TOPIC)
     peaks = dict.fromkeys(pids, 0)
     first: tuple[float, int] | None = None  # (when, committed) at the first commit seen
     deadline = time.monotonic() + timeout_s
@@ -225,7 +224,7 @@ def run_instances(
         scoped = fresh(settings, partitions)
         children: list[subprocess.Popen[bytes]] = []
         try:
-            produce(scoped.kafka_bootstrap, scoped.topic("ledger.commands"), workload.records)
+            produce(scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), workload.records)
             children = [
                 spawn_processor(scoped, f"i{number}", settings.home / "logs")
                 for number in range(instances)

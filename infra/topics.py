@@ -35,6 +35,15 @@ from infra.kafka_admin import (
     cluster_metadata,
     kafka_error_text,
 )
+from schemas.topics import (
+    BALANCES_TOPIC,
+    COMMANDS_DLQ_TOPIC,
+    COMMANDS_TOPIC,
+    EVENTS_TOPIC,
+    OUTCOMES_TOPIC,
+    REPLIES_TOPIC,
+    LedgerTopicNames,
+)
 from streamledger.errors import TopicError
 from streamledger.settings import Settings
 
@@ -66,7 +75,7 @@ class TopicDefinition:
 
 TOPIC_DEFINITIONS: tuple[TopicDefinition, ...] = (
     TopicDefinition(
-        "ledger.commands",
+        COMMANDS_TOPIC,
         {
             "cleanup.policy": "delete",
             "retention.ms": str(COMMANDS_RETENTION_MS),
@@ -74,50 +83,16 @@ TOPIC_DEFINITIONS: tuple[TopicDefinition, ...] = (
             "message.timestamp.type": "LogAppendTime",
         },
     ),
-    TopicDefinition("ledger.events", COMPACTED),
-    TopicDefinition("ledger.outcomes", COMPACTED),
-    TopicDefinition("ledger.balances", COMPACTED),
+    TopicDefinition(EVENTS_TOPIC, COMPACTED),
+    TopicDefinition(OUTCOMES_TOPIC, COMPACTED),
+    TopicDefinition(BALANCES_TOPIC, COMPACTED),
     TopicDefinition(
-        "ledger.commands.dlq", {"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)}
+        COMMANDS_DLQ_TOPIC, {"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)}
     ),
     TopicDefinition(
-        "ledger.replies", {"cleanup.policy": "delete", "retention.ms": str(REPLIES_RETENTION_MS)}
+        REPLIES_TOPIC, {"cleanup.policy": "delete", "retention.ms": str(REPLIES_RETENTION_MS)}
     ),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerTopicNames:
-    """The full (prefixed) names of the ledger topics, for producers, processors, projections."""
-
-    commands: str
-    events: str
-    outcomes: str
-    balances: str
-    commands_dlq: str
-    replies: str
-
-    def all(self) -> tuple[str, ...]:
-        return (
-            self.commands,
-            self.events,
-            self.outcomes,
-            self.balances,
-            self.commands_dlq,
-            self.replies,
-        )
-
-    @classmethod
-    def with_prefix(cls, topic_prefix: str) -> LedgerTopicNames:
-        """The names under one prefix: the one place the ledger's topic names are spelled."""
-        return cls(
-            commands=f"{topic_prefix}ledger.commands",
-            events=f"{topic_prefix}ledger.events",
-            outcomes=f"{topic_prefix}ledger.outcomes",
-            balances=f"{topic_prefix}ledger.balances",
-            commands_dlq=f"{topic_prefix}ledger.commands.dlq",
-            replies=f"{topic_prefix}ledger.replies",
-        )
 
 
 def ledger_topic_names(settings: Settings) -> LedgerTopicNames:

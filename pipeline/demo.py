@@ -63,6 +63,7 @@ from projections.settings import build_projection_settings
 from projections.verify import verify
 from schemas.codec import decode_event, decode_outcome, encode_command
 from schemas.model import Command
+from schemas.topics import COMMANDS_DLQ_TOPIC, COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 
@@ -262,14 +263,14 @@ def read_results(
     mine = set(sent.tenant_ids)
     results = LedgerResults()
     for topic_name, handle in (
-        ("ledger.outcomes", _count_outcome),
-        ("ledger.events", _count_event),
+        (OUTCOMES_TOPIC, _count_outcome),
+        (EVENTS_TOPIC, _count_event),
     ):
         topic = settings.topic(topic_name)
         for record in records_between(settings, topic, before[topic], end_offsets(settings, topic)):
             if record.value is not None:
                 handle(results, mine, record.value)
-    dlq_topic = settings.topic("ledger.commands.dlq")
+    dlq_topic = settings.topic(COMMANDS_DLQ_TOPIC)
     for record in records_between(
         settings, dlq_topic, before[dlq_topic], end_offsets(settings, dlq_topic)
     ):
@@ -636,7 +637,7 @@ def demo_steps(
     )
 
 
-DEMO_TOPICS = ("ledger.events", "ledger.outcomes", "ledger.commands.dlq")
+DEMO_TOPICS = (EVENTS_TOPIC, OUTCOMES_TOPIC, COMMANDS_DLQ_TOPIC)
 
 
 def wait_until_caught_up(
@@ -647,7 +648,7 @@ def wait_until_caught_up(
     pipeline: PipelineThread,
 ) -> None:
     console.step("waiting for the processors to decide every command")
-    commands_topic = settings.topic("ledger.commands")
+    commands_topic = settings.topic(COMMANDS_TOPIC)
     commands_end = end_offsets(settings, commands_topic)
     group = f"{settings.topic_prefix}{GROUP_ID_SUFFIX}"
     waited = wait_for(

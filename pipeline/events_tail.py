@@ -26,10 +26,10 @@ from infra.kafka_admin import KAFKA_CLIENT_LOGGER
 from schemas.codec import decode_event
 from schemas.keys import command_key, partition_for
 from schemas.model import Event
+from schemas.topics import EVENTS_TOPIC
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 
-EVENTS_TOPIC = "ledger.events"
 METADATA_TIMEOUT_S = 30.0
 POLL_TIMEOUT_S = 0.5
 CONSUME_BATCH_MAX = 1_000

@@ -27,6 +27,7 @@ from pipeline.metrics_scrape import scrape
 from pipeline.supervisor import PROCESSOR_ROLE, PROJECTION_ROLE, Supervisor
 from pipeline.topic_reader import Offsets, committed_offsets, end_offsets, lag, records_between
 from processors.processor_settings import GROUP_ID_SUFFIX
+from schemas.topics import COMMANDS_DLQ_TOPIC, COMMANDS_TOPIC
 from streamledger.errors import StreamLedgerError
 from streamledger.settings import Settings
 
@@ -70,7 +71,7 @@ class DeadLetterCount:
         timeout_s: float = DLQ_READ_TIMEOUT_S,
     ) -> None:
         self.settings = settings
-        self.topic = settings.topic("ledger.commands.dlq")
+        self.topic = settings.topic(COMMANDS_DLQ_TOPIC)
         self.records_max = records_max
         self.timeout_s = timeout_s
         self.positions: Offsets = {}
@@ -278,7 +279,7 @@ def metrics_urls(supervisor: Supervisor) -> Iterable[tuple[str, str]]:
 def commands_lag_source(settings: Settings) -> Callable[[], int | None]:
     """Records the processor group has not committed yet on ``ledger.commands`` (None: unknown,
     e.g. while the broker restarts; the status line then shows ``?``)."""
-    topic = settings.topic("ledger.commands")
+    topic = settings.topic(COMMANDS_TOPIC)
     group = f"{settings.topic_prefix}{GROUP_ID_SUFFIX}"
 
     def read() -> int | None:

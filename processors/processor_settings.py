@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from infra.topics import LedgerTopicNames
+from schemas.topics import LedgerTopicNames
 from streamledger.errors import SettingError
 from streamledger.settings import Settings
 

@@ -23,9 +23,9 @@ from producers.sdk import LedgerProducer
 from schemas.codec import decode_outcome
 from schemas.keys import command_key, outcome_key, partition_for
 from schemas.model import Command, Outcome
+from schemas.topics import REPLIES_TOPIC
 from streamledger.settings import Settings
 
-REPLIES_TOPIC: Final = "ledger.replies"
 REPLY_POLL_S: Final = 0.1
 WATERMARK_TIMEOUT_S: Final = 10.0
 

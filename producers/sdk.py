@@ -47,9 +47,9 @@ from schemas.codec import encode_command
 from schemas.keys import command_key, partition_for
 from schemas.limits import first_violation
 from schemas.model import Command
+from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings
 
-COMMANDS_TOPIC: Final = "ledger.commands"
 POLL_EVERY_RECORDS: Final = 1_000  # serve delivery reports this often while sending
 FAILURES_KEPT_MAX: Final = 100  # first failures remembered for the error message
 # confluent-kafka configuration properties that set the client's default delivery callback

@@ -78,11 +78,11 @@ from projections.store import (
     write_batch,
 )
 from schemas.codec import DecodeError
+from schemas.topics import EVENTS_TOPIC
 from streamledger.errors import InfraError, InvariantViolationError
 from streamledger.settings import Settings
 
 LOG = logging.getLogger(__name__)
-EVENTS_TOPIC = "ledger.events"
 WRITER_THREADS = 1  # one transaction at a time: batches of a partition commit in order
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from projections.sink import EVENTS_TOPIC, consumer_config
+from projections.sink import consumer_config
 from projections.store import ProjectionDatabaseError
 from schemas.codec import DecodeError, decode_event, event_canonical_bytes
 from schemas.keys import command_key, partition_for
@@ -53,6 +53,7 @@ from schemas.model import (
     TransferPending,
     TransferPosted,
 )
+from schemas.topics import EVENTS_TOPIC
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 

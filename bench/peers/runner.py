@@ -23,6 +23,7 @@ from bench.processor_suite import REPO_ROOT, fresh, stop_process, wait_for_group
 from bench.results import BenchRun
 from bench.workloads import Workload, produce
 from processors.processor_settings import LIMITS
+from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC
 from streamledger.settings import Settings
 
 PEERS_DIRECTORY = Path(__file__).resolve().parent
@@ -109,15 +110,15 @@ def run_peer(
         process: subprocess.Popen[bytes] | None = None
         figure = run.figure("processor", f"{peer.label} ({workload.name})", "commands/s")
         try:
-            produce(scoped.kafka_bootstrap, scoped.topic("ledger.commands"), workload.records)
+            produce(scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), workload.records)
             environment = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")},
                 "BENCH_BOOTSTRAP": scoped.kafka_bootstrap,
                 "BENCH_PARTITIONS": str(partitions),
                 "BENCH_GROUP": group,
-                "BENCH_COMMANDS_TOPIC": scoped.topic("ledger.commands"),
-                "BENCH_EVENTS_TOPIC": scoped.topic("ledger.events"),
-                "BENCH_OUTCOMES_TOPIC": scoped.topic("ledger.outcomes"),
+                "BENCH_COMMANDS_TOPIC": scoped.topic(COMMANDS_TOPIC),
+                "BENCH_EVENTS_TOPIC": scoped.topic(EVENTS_TOPIC),
+                "BENCH_OUTCOMES_TOPIC": scoped.topic(OUTCOMES_TOPIC),
                 "BENCH_COMMIT_EVERY": str(PEER_COMMIT_EVERY_RECORDS),
                 "BENCH_STATE_DIR": str(
                     settings.home / "peers" / f"{peer.name}-{uuid.uuid4().hex[:6]}"
@@ -145,10 +146,10 @@ def run_peer(
             run.add("memory", f"peak RSS: {peer.label}", "MiB", peaks[process.pid] / 2**20)
             stop_process(process)
             events = ledger_check.read_values(
-                scoped.kafka_bootstrap, scoped.topic("ledger.events"), partitions
+                scoped.kafka_bootstrap, scoped.topic(EVENTS_TOPIC), partitions
             )
             outcomes = ledger_check.read_values(
-                scoped.kafka_bootstrap, scoped.topic("ledger.outcomes"), partitions
+                scoped.kafka_bootstrap, scoped.topic(OUTCOMES_TOPIC), partitions
             )
             result = ledger_check.check(expected, events, outcomes)
             print(f"  check {peer.label} ({workload.name}) #{repetition + 1}: {result.summary()}",
