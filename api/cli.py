@@ -14,7 +14,7 @@ from api.api_keys import create_api_key, revoke_api_key
 from api.app import create_app
 from api.http_protocol import ProblemHttpToolsProtocol
 from api.settings import LIMITS, ApiSettings, build_api_settings
-from infra.kafka_admin import broker_count
+from kafka_adapter.admin import broker_count
 from projections.queries import check_reachable
 from streamledger.cli_parser import whole_number
 from streamledger.settings import Settings

@@ -30,8 +30,8 @@ from typing import Any, Final
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER
-from processors.kafka_clients import take_batch
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.batches import take_batch
 from schemas.codec import DecodeError, decode_outcome
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import Outcome

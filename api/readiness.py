@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaException
 
-from infra.kafka_admin import admin_client, kafka_error_text
+from kafka_adapter.admin import admin_client, kafka_error_text
 from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings
 

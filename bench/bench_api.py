@@ -48,7 +48,7 @@ from producers.sdk import LedgerProducer
 from projections.queries import SELECT_BALANCE, SET_TENANT, reader_dsn
 from schemas.model import Transfer
 from streamledger.settings import Settings, load_settings
-from tests.system.api_harness import ApiStack, running_api_stack
+from workloads.api_stack import ApiStack, running_api_stack
 
 TENANTS = ("bench-a", "bench-b", "bench-c", "bench-d")
 ACCOUNTS_PER_TENANT = 20

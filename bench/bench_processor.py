@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.cimpl import NewTopic
 
 from infra import topics
-from infra.kafka_admin import admin_client
+from kafka_adapter.admin import admin_client
 from processors.kafka_clients import consumer_config, producer_config
 from processors.loop import Processor, tune_garbage_collection
 from processors.metrics import ProcessorMetrics

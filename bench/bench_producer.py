@@ -28,7 +28,7 @@ from collections.abc import Callable
 from confluent_kafka import Producer
 
 from infra import topics
-from infra.kafka_admin import admin_client
+from kafka_adapter.admin import admin_client
 from producers.loadgen import LoadPlan, generate
 from producers.sdk import LedgerProducer, ProducerSettings
 from schemas.codec import encode_command

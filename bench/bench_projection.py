@@ -67,7 +67,7 @@ from projections.store import (
 )
 from schemas.model import Event, OpenAccount, Transfer
 from streamledger.settings import Settings, load_settings, replace
-from tests.system.projection_workload import produce_events
+from workloads.projection_events import produce_events
 
 READERS = 8
 BASE_TIME_US = 1_700_000_000_000_000

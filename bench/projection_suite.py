@@ -16,7 +16,7 @@ from infra import postgres_server, topics
 from projections.migrations import apply_migrations
 from projections.settings import ProjectionSettings
 from streamledger.settings import Settings, replace
-from tests.system.projection_workload import produce_events
+from workloads.projection_events import produce_events
 
 PARTITIONS = 3
 

@@ -9,8 +9,8 @@ import argparse
 import time
 
 from infra import roundtrip, stack, topics
-from infra.kafka_admin import ADMIN_REQUEST_TIMEOUT_S
 from infra.service import ServiceReport
+from kafka_adapter.admin import ADMIN_REQUEST_TIMEOUT_S
 from streamledger.cli_parser import EXIT_FAILURE, EXIT_OK, Subparsers
 from streamledger.errors import SettingError
 from streamledger.settings import Settings

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from infra.kafka_admin import broker_count
 from infra.service import ServiceReport
+from kafka_adapter.admin import broker_count
 from streamledger.errors import InfraError, PortInUseError
 from streamledger.settings import Settings
 

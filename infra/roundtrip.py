@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.cimpl import NewTopic  # not declared exported by confluent_kafka.admin
 
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER, admin_client, kafka_error_text
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, admin_client, kafka_error_text
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 

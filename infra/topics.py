@@ -29,7 +29,7 @@ from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, Config
 from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
-from infra.kafka_admin import (
+from kafka_adapter.admin import (
     ADMIN_REQUEST_TIMEOUT_S,
     admin_client,
     cluster_metadata,

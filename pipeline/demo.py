@@ -42,7 +42,7 @@ import psycopg
 
 from api.api_keys import NewApiKey, create_api_key
 from infra import prometheus_server, stack
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from pipeline.local_prometheus import prometheus_url, scrape_targets
 from pipeline.status import StatusReporter, commands_lag_source
 from pipeline.supervisor import RunSettings, Supervisor, plan_children, supervise

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from infra.kafka_admin import broker_count
+from kafka_adapter.admin import broker_count
 from streamledger.errors import StreamLedgerError
 from streamledger.settings import Settings
 

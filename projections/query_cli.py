@@ -19,7 +19,7 @@ from types import FrameType
 
 from confluent_kafka import KafkaException
 
-from infra.kafka_admin import broker_count, kafka_error_text
+from kafka_adapter.admin import broker_count, kafka_error_text
 from projections.metrics import ProjectionMetrics, VerifyMetrics
 from projections.migrations import apply_migrations
 from projections.queries import (

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 
 from api import cli as api_cli
 from infra import cli as infra_cli
+from infra import database_cli as infra_database_cli
 from pipeline import cli as pipeline_cli
 from processors import cli as processors_cli
 from producers import cli as producers_cli
-from projections import cli as projections_cli
 from projections import query_cli as projections_query_cli
 from streamledger.cli_parser import Subparsers, build_parser, run_parsed
 
@@ -30,7 +30,7 @@ COMMAND_REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     infra_cli.register,
     producers_cli.register,
     processors_cli.register,
-    projections_cli.register,
+    infra_database_cli.register,
     projections_query_cli.register,
     api_cli.register,
     pipeline_cli.register,

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from infra import kafka_broker, postgres_server, stack, topics
-from infra.kafka_admin import admin_client
 from streamledger.errors import StreamLedgerError
 from streamledger.settings import Settings, environment_for, replace
+from workloads.topics import delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_PARTITIONS = 3
@@ -136,18 +136,6 @@ def ledger_settings(stack_settings: Settings) -> Iterator[Settings]:
     topics.apply(settings)
     yield settings
     delete_topics(settings, [*topics.ledger_topic_names(settings).all()])
-
-
-def delete_topics(settings: Settings, names: list[str]) -> None:
-    """Delete test topics (ignoring ones that were never created) so the test stack stays small."""
-    client = admin_client(settings)
-    existing = set(client.list_topics(timeout=TOPIC_DELETE_TIMEOUT_S).topics)
-    doomed = [name for name in names if name in existing]
-    if not doomed:
-        return
-    futures = client.delete_topics(doomed, operation_timeout=TOPIC_DELETE_TIMEOUT_S)
-    for future in futures.values():
-        future.result(timeout=TOPIC_DELETE_TIMEOUT_S)
 
 
 CLI_TIMEOUT_S = 300.0

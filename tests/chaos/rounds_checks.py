@@ -25,8 +25,8 @@ from typing import Final
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER
 from infra.topics import ledger_topic_names
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from processors.dead_letters import HEADER_ERROR_KIND
 from projections.verify import verify
 from schemas.codec import decode_event, decode_outcome, decode_state

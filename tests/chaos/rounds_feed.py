@@ -16,7 +16,7 @@ from typing import Final
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from streamledger.settings import Settings
 from tests.chaos.rounds_workload import BACKDATE_MS, Outgoing
 

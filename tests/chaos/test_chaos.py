@@ -34,7 +34,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from pipeline.demo import projected_heads
 from pipeline.supervisor import state_path
 from pipeline.topic_reader import committed_offsets, end_offsets, lag

@@ -7,7 +7,7 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer
 
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from streamledger.settings import Settings
 
 OPERATION_TIMEOUT_S = 30.0

@@ -13,7 +13,7 @@ from projections.settings import ProjectionSettings
 from projections.sink import ProjectionSink
 from projections.store import LIVE_SCHEMA
 from streamledger.settings import Settings
-from tests.system.projection_workload import ExpectedLedger
+from workloads.projection_events import ExpectedLedger
 
 CATCH_UP_TIMEOUT_S = 120.0
 

@@ -28,7 +28,7 @@ from api.cli import server_config
 from api.settings import build_api_settings
 from infra import kafka_broker, postgres_server, stack
 from streamledger.settings import Settings
-from tests.system.api_harness import ApiStack, free_port, running_api_stack
+from workloads.api_stack import ApiStack, free_port, running_api_stack
 
 pytestmark = pytest.mark.system
 PROJECTED_TIMEOUT_S = 30.0

@@ -24,7 +24,7 @@ from api.app import create_app
 from api.cli import server_config
 from api.settings import build_api_settings
 from streamledger.settings import Settings
-from tests.system.api_harness import drop_fresh, free_port, fresh_settings
+from workloads.api_stack import drop_fresh, free_port, fresh_settings
 
 pytestmark = pytest.mark.system
 WAIT_TIMEOUT_MS = 300

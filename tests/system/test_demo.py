@@ -8,8 +8,8 @@ import pytest
 
 from streamledger.settings import Settings, replace
 from tests.conftest import run_streamledger
-from tests.system.api_harness import free_port
 from tests.system.free_ports import free_port_range
+from workloads.api_stack import free_port
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.cimpl import NewPartitions
 
-from infra.kafka_admin import admin_client
 from infra.topics import ledger_topic_names
+from kafka_adapter.admin import admin_client
 from processors import dead_letters
 from schemas.codec import decode_outcome, encode_command
 from schemas.keys import command_key, partition_for

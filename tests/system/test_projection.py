@@ -16,7 +16,7 @@ from tests.system.projection_checks import (
     project_until_caught_up,
     projection_for,
 )
-from tests.system.projection_workload import generate, produce_events
+from workloads.projection_events import generate, produce_events
 
 pytestmark = pytest.mark.system
 SEED = 20240611

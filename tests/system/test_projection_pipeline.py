@@ -18,7 +18,7 @@ from projections.sink import ProjectionSink
 from projections.store import LIVE_SCHEMA, read_offsets
 from streamledger.settings import Settings
 from tests.system.projection_checks import assert_matches_model, event_count, projection_for
-from tests.system.projection_workload import generate, produce_events
+from workloads.projection_events import generate, produce_events
 
 pytestmark = pytest.mark.system
 SEED = 16_016

@@ -31,7 +31,7 @@ from schemas.keys import command_key, event_key, partition_for
 from schemas.model import AccountOpened, Event
 from streamledger.settings import Settings, environment_for
 from tests.system.projection_checks import projection_for
-from tests.system.projection_workload import Workload, generate
+from workloads.projection_events import Workload, generate
 
 pytestmark = pytest.mark.system
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from infra.topics import ledger_topic_names
 from processors import dead_letters
 from processors.partition_ledger import (

@@ -12,8 +12,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra import stack
-from infra.kafka_admin import KAFKA_CLIENT_LOGGER
 from infra.topics import ledger_topic_names
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from streamledger.settings import Settings
 from tests.conftest import run_streamledger
 

@@ -11,7 +11,7 @@ from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from infra import topics
-from infra.kafka_admin import admin_client
+from kafka_adapter.admin import admin_client
 from streamledger.errors import TopicError
 from streamledger.settings import replace
 from tests.conftest import delete_topics, run_streamledger

@@ -19,7 +19,7 @@ from projections.settings import ProjectionSettings
 from schemas.keys import command_key, partition_for
 from schemas.model import PendingPosted, TransferPosted
 from streamledger.errors import InvariantViolationError, SettingError
-from tests.system.projection_workload import generate
+from workloads.projection_events import generate
 
 
 def test_a_workload_plans_one_journal_row_per_posting() -> None:

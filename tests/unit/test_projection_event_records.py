@@ -15,8 +15,8 @@ from projections.batch import plan_batch, plan_records
 from projections.event_records import decode_event_record, event_record, model_event
 from schemas import codec
 from schemas.model import EVENT_TYPES, Event
-from tests.system.projection_workload import generate
 from tests.unit.contract_strategies import events
+from workloads.projection_events import generate
 
 WORKLOAD_SEED = 16_001
 

@@ -13,7 +13,7 @@ from projections.batch import Location, PlanContext, plan_records
 from projections.event_records import EventRecord, event_record
 from schemas.keys import command_key, partition_for
 from schemas.model import Event
-from tests.system.projection_workload import generate
+from workloads.projection_events import generate
 
 PARTITIONS = 12
 WORKLOAD = generate(13, tenants=4, commands=160)

@@ -25,8 +25,8 @@ from infra import postgres_server, topics
 from projections.migrations import apply_migrations
 from projections.store import LIVE_SCHEMA
 from streamledger.settings import Settings, environment_for, replace
-from tests.conftest import delete_topics
-from tests.system.processor_harness import ProcessorProcess
+from workloads.processor_process import ProcessorProcess
+from workloads.topics import delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 STARTUP_TIMEOUT_S = 60.0

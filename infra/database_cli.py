@@ -1,4 +1,4 @@
-"""``streamledger db ...``: the projections' database from the command line.
+"""``streamledger db ...``: the projections' database on the local stack, from the command line.
 
 - ``db migrate``  apply pending schema migrations (idempotent; prints what it applied);
 - ``db psql``     open psql on the database as the app role, or with ``--tenant`` as the
