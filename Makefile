@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 STREAMLEDGER := $(VENV)/bin/streamledger
 
-.PHONY: setup demo test check lint typecheck unit infra-up infra-down infra-status infra-reset topics-apply bench format chaos
+.PHONY: setup demo test check lint typecheck imports unit infra-up infra-down infra-status infra-reset topics-apply bench format chaos
 
 setup:
 	@bash scripts/setup.sh
@@ -17,7 +17,7 @@ demo: setup
 test: setup check
 	$(VENV_PYTHON) -m pytest
 
-check: setup lint typecheck
+check: setup lint typecheck imports
 
 lint:
 	$(VENV)/bin/ruff check .
@@ -25,6 +25,10 @@ lint:
 
 typecheck:
 	$(VENV)/bin/mypy
+
+# The layer map (README "Layout") as import-linter contracts in pyproject.toml.
+imports:
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(VENV)/bin/ruff format .

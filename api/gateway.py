@@ -43,7 +43,6 @@ from streamledger.settings import Settings
 
 POLL_S: Final = 0.05
 FLUSH_TIMEOUT_S: Final = 10.0
-US_PER_S: Final = 1_000_000
 # Interactive latency over throughput: a request waits for its batch, so linger briefly.
 API_PRODUCER_SETTINGS: Final = ProducerSettings(
     linger_ms=1, backpressure_timeout_s=2.0, delivery_timeout_ms=30_000

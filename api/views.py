@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from projections.batch import to_datetime
 from projections.queries import Balance, Entry, HistoryPage, TransferView
+from schemas.event_time import to_datetime
 from schemas.model import Outcome
 
 
