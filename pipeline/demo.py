@@ -44,7 +44,7 @@ from api.api_keys import NewApiKey, create_api_key
 from infra import prometheus_server, stack
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from pipeline.local_prometheus import prometheus_url, scrape_targets
-from pipeline.status import StatusReporter, commands_lag_source
+from pipeline.status import StatusReporter, commands_lag_source, dead_letter_source
 from pipeline.supervisor import RunSettings, Supervisor, plan_children, supervise
 from pipeline.topic_reader import (
     Offsets,
@@ -713,8 +713,11 @@ def report(
 
 
 def keep_running(console: Console, pipeline: PipelineThread) -> None:
+    settings = pipeline.supervisor.settings
     reporter = StatusReporter(
-        pipeline.supervisor, lag_source=commands_lag_source(pipeline.supervisor.settings)
+        pipeline.supervisor,
+        lag_source=commands_lag_source(settings),
+        dlq_source=dead_letter_source(settings),  # counted from the topic, like `run`
     )
     console.line("\nthe pipeline keeps running; Ctrl-C stops it")
     while pipeline.thread.is_alive():
