@@ -3,12 +3,11 @@
 Every error response is ``application/problem+json``: ``type`` (a stable URI naming the kind,
 relative to ``PROBLEM_BASE``), ``title`` (the kind in words), ``status``, ``detail`` (what was
 wrong with *this* request, naming the field) and extension members (``field``, ``reason``,
-``idempotency_key``) where they help a client act on it::
+``idempotency_key``) where they help a client act on it.
 
-    StreamLedgerError
-    └── ApiProblemError    an HTTP error response as a value: raised in a handler, rendered by
-                           the app's exception handler; never a 500 for bad input. No
-                           subclasses: its ``kind`` says which problem it is.
+``ApiProblemError`` (in the tree drawn in ``streamledger.errors``) is an HTTP error response as a
+value: raised in a handler, rendered by the app's exception handler; never a 500 for bad input.
+No subclasses: its ``kind`` says which problem it is.
 
 Outages (Kafka or PostgreSQL unreachable) are mapped to ``ApiProblemError(SERVICE_UNAVAILABLE)`` at
 the adapter with ``raise ... from exc``.

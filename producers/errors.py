@@ -1,13 +1,11 @@
-"""The producers' exceptions, all under ``StreamLedgerError``::
+"""The producers' exceptions (their place in the tree: ``streamledger.errors``).
 
-StreamLedgerError
-├── CommandValidationError     a command breaks the contract; ``field`` and ``reason`` say how
-│   └── CommandFormatError     a JSON line is not a command (missing, unknown or mistyped field)
-└── ProducerError              the broker or the local queue failed us
-    ├── BackpressureTimeoutError  the local queue stayed full for backpressure_timeout_s
-    ├── FlushTimeoutError      records still undelivered when flush's timeout ran out
-    ├── DeliveryError          the broker refused or timed out a record
-    └── OutcomeTimeoutError    no outcome for a command arrived in time (request/reply)
+- ``CommandValidationError``: a command breaks the contract; ``field`` and ``reason`` say how;
+  ``CommandFormatError``: a JSON line is not a command (missing, unknown or mistyped field).
+- ``ProducerError``: the broker or the local queue failed us. ``BackpressureTimeoutError``: the
+  local queue stayed full for backpressure_timeout_s; ``FlushTimeoutError``: records still
+  undelivered when flush's timeout ran out; ``DeliveryError``: the broker refused or timed out a
+  record; ``OutcomeTimeoutError``: no outcome for a command arrived in time (request/reply).
 """
 
 from __future__ import annotations

@@ -10,11 +10,9 @@ Every transaction first takes a transaction-scoped advisory lock, so two process
 at once (``infra up`` and a test run) apply each file exactly once; the loser waits at most
 ``LOCK_TIMEOUT_MS``.
 
-Errors::
-
-    StreamLedgerError
-    ├── InfraError       the database cannot be reached (names host, port and database)
-    └── MigrationError   a migration is malformed, failed, or the recorded history disagrees
+Errors (the tree: ``streamledger.errors``): ``InfraError`` when the database cannot be reached
+(names host, port and database); ``MigrationError`` when a migration is malformed, failed, or
+the recorded history disagrees.
 """
 
 from __future__ import annotations

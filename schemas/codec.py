@@ -8,16 +8,16 @@ server is needed.
 The decoder looks the fingerprint up among every known contract version (``schemas/`` and
 ``schemas/history/*``) and resolves the writer schema to the current reader schema, so bytes
 written by an earlier version still decode. Anything else raises a ``DecodeError`` subclass that
-says what is wrong (its ``kind`` is a short stable word for DLQ headers)::
+says what is wrong (its ``kind`` is a short stable word for DLQ headers; the whole exception
+tree is drawn in ``streamledger.errors``):
 
-    StreamLedgerError
-    ├── DecodeError                 bytes that are not a record we can read
-    │   ├── WrongMarkerError        the first two bytes are not C3 01
-    │   ├── TruncatedError          fewer bytes than the header or the body needs
-    │   ├── UnknownFingerprintError no known schema has this fingerprint
-    │   ├── UnexpectedRecordError   a known schema, but another record (an event on commands)
-    │   └── BodyInvalidError        the body does not decode under the writer schema
-    └── EncodeError                 a value that does not fit its schema (a bug upstream)
+- ``WrongMarkerError``: the first two bytes are not C3 01;
+- ``TruncatedError``: fewer bytes than the header or the body needs;
+- ``UnknownFingerprintError``: no known schema has this fingerprint;
+- ``UnexpectedRecordError``: a known schema, but another record (an event on commands);
+- ``BodyInvalidError``: the body does not decode under the writer schema.
+
+``EncodeError`` (not a ``DecodeError``) is a value that does not fit its schema: a bug upstream.
 
 Hot path: schemas are parsed once at import; an envelope (a record holding a union of the
 command, event or state records) is written and read as its one-byte union index followed by the
