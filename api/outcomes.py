@@ -36,7 +36,7 @@ from schemas.codec import DecodeError, decode_outcome
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import Outcome
 from schemas.topics import OUTCOMES_TOPIC
-from streamledger.errors import TopicError
+from streamledger.errors import InfraError, InvariantViolationError, TopicError
 from streamledger.settings import Settings
 
 LOG = logging.getLogger("streamledger.api.outcomes")
@@ -188,7 +188,7 @@ class OutcomeFeed:
         error = message.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
-                raise RuntimeError(f"reading {self.topic}: {error.str()}")
+                raise InfraError(f"reading {self.topic}: {error.str()}")
             self._at_end.add(message.partition())
             if len(self._at_end) == self._partitions:
                 self._caught_up.set()
@@ -201,7 +201,7 @@ class OutcomeFeed:
             try:
                 self.cache.put(decode_outcome(value))
             except DecodeError as exc:
-                raise RuntimeError(
+                raise InvariantViolationError(
                     f"undecodable outcome at {self.topic}[{message.partition()}]"
                     f"@{message.offset()}: {exc}"
                 ) from exc
