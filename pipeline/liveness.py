@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROCESSOR_HEARTBEAT = "streamledger_processor_loop_heartbeat_timestamp_seconds"
+PROJECTION_HEARTBEAT = "streamledger_projection_loop_heartbeat_timestamp_seconds"
 
 
 @dataclass(frozen=True, slots=True)

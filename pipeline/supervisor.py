@@ -57,7 +57,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.dependencies import KAFKA, POSTGRESQL, DependencyWatch
-from pipeline.liveness import PROCESSOR_HEARTBEAT, Progress, is_stalled, observe, silent_s, started
+from pipeline.liveness import (
+    PROCESSOR_HEARTBEAT,
+    PROJECTION_HEARTBEAT,
+    Progress,
+    is_stalled,
+    observe,
+    silent_s,
+    started,
+)
 from pipeline.metrics_scrape import scrape
 from pipeline.supervisor_metrics import SupervisorMetrics
 from streamledger.errors import InfraError, SettingError
@@ -79,7 +87,10 @@ ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     VERIFIER_ROLE: (KAFKA, POSTGRESQL),
     API_ROLE: (POSTGRESQL,),
 }
-ROLE_HEARTBEATS: dict[str, str] = {PROCESSOR_ROLE: PROCESSOR_HEARTBEAT}
+ROLE_HEARTBEATS: dict[str, str] = {
+    PROCESSOR_ROLE: PROCESSOR_HEARTBEAT,
+    PROJECTION_ROLE: PROJECTION_HEARTBEAT,
+}
 
 HeartbeatReader = Callable[[str, str], float | None]  # (metrics url, series) -> value or None
 

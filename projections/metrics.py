@@ -91,6 +91,7 @@ class ProjectionMetrics:
     rebuild_progress: Gauge = field(init=False)
     assigned_partitions: Gauge = field(init=False)
     ready_gauge: Gauge = field(init=False)
+    loop_heartbeat_timestamp: Gauge = field(init=False)
     quarantined_tenants: Gauge = field(init=False)
     quarantines: Counter = field(init=False)
     held_events: Counter = field(init=False)
@@ -160,6 +161,11 @@ class ProjectionMetrics:
             "ledger.events partitions assigned and seeked to the offsets stored in PostgreSQL",
             registry=r,
         )
+        self.loop_heartbeat_timestamp = Gauge(
+            "streamledger_projection_loop_heartbeat_timestamp_seconds",
+            "Unix time the projection loop last started a pass (liveness)",
+            registry=r,
+        )
         self.ready_gauge = Gauge(
             "streamledger_projection_ready",
             "1 when partitions are assigned and seeked to the stored offsets",
@@ -195,6 +201,12 @@ class ProjectionMetrics:
             labels,
             registry=r,
         )
+
+    def loop_heartbeat(self) -> None:
+        """The loop is alive: called at the start of every pass (each pass is bounded by the
+        batch interval when idle). ``streamledger run`` restarts a projection whose heartbeat
+        stops moving for its ``stall_timeout_s`` (decision 0023)."""
+        self.loop_heartbeat_timestamp.set_to_current_time()
 
     def set_assigned(self, partitions: int) -> None:
         """Called after every assignment change: ready = at least one partition to project."""

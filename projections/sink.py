@@ -287,6 +287,7 @@ class ProjectionSink:
         """Project until ``stop`` is set (or ``until()`` is true after a pass)."""
         self.start()
         while not stop.is_set():
+            self.metrics.loop_heartbeat()
             self.run_once()
             if until is not None and until():
                 return
