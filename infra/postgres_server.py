@@ -51,7 +51,7 @@ from infra.service import ServiceReport
 from streamledger.errors import InfraError, PortInUseError
 from streamledger.settings import Settings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("streamledger.infra.postgres")
 
 SERVICE_NAME = "postgresql"
 LISTEN_ADDRESS = "127.0.0.1"

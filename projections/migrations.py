@@ -200,7 +200,7 @@ def check_history(applied: Iterable[AppliedMigration], migrations: Sequence[Migr
             raise MigrationError(
                 f"migration {label} changed after it was applied (checksum"
                 f" {migration.checksum[:12]}… ≠ recorded {record.checksum[:12]}…);"
-                " restore the file and add a new migration instead"
+                " put the file back as it was and add a new migration instead"
             )
     if not applied_versions:
         return

@@ -51,7 +51,7 @@ from projections.store import (
 from streamledger.errors import InfraError, SettingError
 from streamledger.settings import Settings
 
-LOG = logging.getLogger(__name__)
+LOG = logging.getLogger("streamledger.projection.rebuild")
 WATERMARK_TIMEOUT_S = 30
 SWAP_LOCK_TIMEOUT_MS = 5_000
 SWAP_ATTEMPTS_MAX = 10
