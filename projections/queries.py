@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,10 +28,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from projections.batch import EPOCH, TransferRow
+from projections.batch import TransferRow
 from projections.migrations import describe_dsn, first_line
 from projections.settings import ProjectionSettings
 from projections.store import ProjectionDatabaseError
+from schemas.event_time import to_datetime, to_microseconds
 from streamledger.errors import StreamLedgerError
 from streamledger.settings import Settings
 
@@ -104,10 +105,6 @@ class QueryError(StreamLedgerError):
     """A read was asked for something malformed (e.g. a limit out of range, a bad cursor)."""
 
 
-def to_microseconds(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
 MICROSECONDS_MAX = to_microseconds(MOMENT_MAX)  # 9999-12-31T23:59:59.999999Z
 
 
@@ -121,7 +118,7 @@ def parse_moment(text: str, name: str) -> datetime:
             raise QueryError(
                 f"{name}: {shown} microseconds is after 9999-12-31 (at most {MICROSECONDS_MAX})"
             )
-        return EPOCH + timedelta(microseconds=int(text))
+        return to_datetime(int(text))
     if len(text) > MOMENT_TEXT_LENGTH_MAX or not text.isascii():
         raise QueryError(f"{name}: {shown} is neither RFC 3339 nor microseconds (ASCII digits)")
     try:
