@@ -1,8 +1,9 @@
 """The processor's Kafka clients, their configuration, and Kafka errors in the project's terms.
 
 One group consumer (read_committed, manual commits through the producer's transaction) and one
-transactional producer per process. librdkafka's errors are sorted here into the three cases the
-loop acts on::
+transactional producer per process, behind ``KafkaTransport`` (the loop's ``CommandTransport``,
+``processors.transport``). librdkafka's errors are sorted here into the three cases the loop acts
+on, and never leave this module as anything else::
 
     StreamLedgerError
     └── ProcessorKafkaError        an error the loop cannot handle by itself (exit non-zero)
@@ -13,13 +14,33 @@ loop acts on::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from processors.processor_settings import ProcessorSettings
+from processors.restore import (
+    PartitionSnapshot,
+    admin_for,
+    read_partition,
+    restore_consumer,
+)
+from processors.transport import (
+    AssignmentCallback,
+    CommandRecord,
+    Headers,
+    OutputRecord,
+    StateReader,
+)
 from streamledger.errors import StreamLedgerError, TopicError
 
 KAFKA_LOGGER = logging.getLogger("streamledger.processor.kafka")
@@ -34,6 +55,9 @@ PRODUCER_LINGER_MS = 1
 # ~100 ms; later retries back off exponentially up to retry.backoff.max.ms (decision 0017).
 PRODUCER_RETRY_BACKOFF_MS = 5
 CONSUMER_FETCH_BYTES_MAX = 8 * 1024 * 1024
+PRODUCE_QUEUE_FULL_WAIT_S = 0.05
+PRODUCE_QUEUE_FULL_RETRIES_MAX = 200  # 10 s of a full local queue is an outage, not load
+LAG_QUERY_TIMEOUT_S = 1.0  # each watermark or committed-offset query of consumer_lag
 COOPERATIVE = "cooperative-sticky"  # a rebalance moves (and restores) only moved partitions
 
 
@@ -137,6 +161,23 @@ def new_producer(processor_settings: ProcessorSettings) -> Producer:
     return producer
 
 
+def new_tick_producer(processor_settings: ProcessorSettings) -> Producer:
+    """A plain idempotent producer for tick records (``processors.ticks``).
+
+    Not the transactional one: a transaction's commit marker takes an offset of its own, and a
+    marker after the last record of ``ledger.commands`` would leave the committed input offset
+    one short of the partition's end for good (lag that never drains, a demo that never sees
+    "consumed"). A tick needs no atomicity with anything."""
+    return Producer(
+        {
+            "bootstrap.servers": processor_settings.bootstrap_servers,
+            "enable.idempotence": True,
+            "linger.ms": 0,
+        },
+        logger=KAFKA_LOGGER,
+    )
+
+
 def check_partition_counts(admin: AdminClient, topics: tuple[str, ...], timeout_s: float) -> int:
     """The common partition count of ``topics``; ``TopicError`` naming them otherwise.
 
@@ -167,3 +208,228 @@ def check_partition_counts(admin: AdminClient, topics: tuple[str, ...], timeout_
     count = distinct.pop()
     assert count is not None
     return count
+
+
+class KafkaTransport:
+    """The loop's ``CommandTransport`` over confluent-kafka (one instance per processor)."""
+
+    def __init__(self, processor_settings: ProcessorSettings) -> None:
+        self.settings = processor_settings
+        self.topic = processor_settings.topics.commands
+        self.admin = admin_for(processor_settings)
+        self.producer: Producer | None = None
+        self.consumer: Consumer | None = None
+
+    def partition_count(self, topics: Sequence[str]) -> int:
+        return check_partition_counts(self.admin, tuple(topics), self.settings.request_timeout_s)
+
+    def start(
+        self,
+        on_assign: AssignmentCallback,
+        on_revoke: AssignmentCallback,
+        on_lost: AssignmentCallback,
+    ) -> None:
+        self.producer = new_producer(self.settings)  # fences our previous incarnation
+        self.consumer = new_consumer(self.settings)
+        self.consumer.subscribe(
+            [self.topic],
+            on_assign=_partitions_of(on_assign),
+            on_revoke=_partitions_of(on_revoke),
+            on_lost=_partitions_of(on_lost),
+        )
+
+    def take_batch(self, records_max: int, first_wait_s: float) -> Sequence[CommandRecord]:
+        return take_batch(self._consumer(), records_max, first_wait_s)
+
+    def seek(self, partition: int, offset: int) -> None:
+        try:
+            self._consumer().seek(TopicPartition(self.topic, partition, offset))
+        except KafkaException as exc:
+            raise classify(exc, f"seeking partition {partition}") from exc
+
+    def begin(self) -> None:
+        try:
+            self._producer().begin_transaction()
+        except KafkaException as exc:
+            raise classify(exc, "begin_transaction") from exc
+
+    def produce_all(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[OutputRecord],
+        headers: Sequence[Headers | None] | None = None,
+    ) -> None:
+        # The per-record path is one call (this runs per output record); only a full local
+        # queue or an error takes the slow path, for the rest of the list.
+        produce = self._producer().produce
+        if headers is None:
+            for index, (key, value) in enumerate(records):
+                try:
+                    produce(topic, value, key, partition)
+                except (BufferError, KafkaException):
+                    self._produce_slowly(topic, partition, records[index:], None)
+                    return
+            return
+        for index, ((key, value), record_headers) in enumerate(zip(records, headers, strict=True)):
+            try:
+                produce(topic, value, key, partition, headers=record_headers)
+            except (BufferError, KafkaException):
+                self._produce_slowly(topic, partition, records[index:], headers[index:])
+                return
+
+    def _produce_slowly(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[OutputRecord],
+        headers: Sequence[Headers | None] | None,
+    ) -> None:
+        for index, (key, value) in enumerate(records):
+            record_headers = None if headers is None else headers[index]
+            self.produce(topic, partition, key, value, headers=record_headers)
+
+    def produce(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        headers: Headers | None = None,
+        timestamp_ms: int = 0,
+    ) -> None:
+        producer = self._producer()
+        for _ in range(PRODUCE_QUEUE_FULL_RETRIES_MAX):
+            try:
+                producer.produce(
+                    topic, value, key, partition, headers=headers, timestamp=timestamp_ms
+                )
+                return
+            except BufferError:
+                producer.poll(PRODUCE_QUEUE_FULL_WAIT_S)  # let librdkafka drain its queue
+            except KafkaException as exc:
+                raise classify(exc, f"producing to {topic}") from exc
+        raise AbortableError(f"producer queue stayed full while producing to {topic}")
+
+    def send_offsets(self, positions: Mapping[int, int]) -> None:
+        offsets = [TopicPartition(self.topic, p, offset) for p, offset in positions.items()]
+        metadata = self._consumer().consumer_group_metadata()
+        producer = self._producer()
+        self._with_retries(
+            "send_offsets_to_transaction",
+            lambda: producer.send_offsets_to_transaction(
+                offsets, metadata, self.settings.request_timeout_s
+            ),
+        )
+
+    def commit(self) -> None:
+        producer = self._producer()
+        timeout_s = self.settings.transaction_timeout_ms / 1000
+        self._with_retries("commit_transaction", lambda: producer.commit_transaction(timeout_s))
+
+    def _with_retries(self, doing: str, call: Callable[[], None]) -> None:
+        for attempt in range(self.settings.commit_retries_max + 1):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                if is_retriable(exc) and attempt < self.settings.commit_retries_max:
+                    KAFKA_LOGGER.warning("%s: retriable error, retrying: %s", doing, exc)
+                    continue  # librdkafka allows retrying the same call after a retriable error
+                raise classify(exc, doing) from exc
+
+    def abort(self) -> None:
+        try:
+            self._producer().abort_transaction(self.settings.transaction_timeout_ms / 1000)
+        except KafkaException as exc:
+            raise classify(exc, "abort_transaction") from exc
+
+    def state_reader(self) -> StateReader:
+        return KafkaStateReader(restore_consumer(self.settings), self.admin, self.settings)
+
+    def consumer_lag(self) -> dict[int, int]:
+        if self.consumer is None:
+            return {}
+        consumer = self.consumer
+        try:
+            positions = consumer.position(consumer.assignment())
+            # Nothing consumed yet since the assignment (an idle partition): its committed
+            # offset is where the next transaction would start.
+            unknown = [tp for tp in positions if tp.offset < 0]
+            if unknown:
+                committed = consumer.committed(unknown, timeout=LAG_QUERY_TIMEOUT_S)
+                positions = [tp for tp in positions if tp.offset >= 0] + committed
+        except KafkaException as exc:  # monitoring only: try again next interval
+            KAFKA_LOGGER.debug("positions for the lag: %s", exc)
+            return {}
+        lag: dict[int, int] = {}
+        for tp in positions:
+            if tp.offset < 0:  # no committed offset either: nothing to measure from
+                continue
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    tp, timeout=LAG_QUERY_TIMEOUT_S, cached=False
+                )
+            except KafkaException as exc:  # monitoring only: try again next interval
+                KAFKA_LOGGER.debug("high watermark of partition %s: %s", tp.partition, exc)
+                continue
+            if high >= 0:
+                lag[tp.partition] = max(0, high - tp.offset)
+        return lag
+
+    def close(self, *, flush_timeout_s: float) -> None:
+        if self.producer is not None:
+            try:
+                self.producer.flush(flush_timeout_s)
+            except KafkaException as exc:  # a fenced producer raises its fatal error here
+                KAFKA_LOGGER.warning("closing the producer: %s", exc)
+            self.producer = None
+        if self.consumer is not None:
+            self.consumer.close()  # leaves the group: the partitions move at once
+            self.consumer = None
+
+    def _producer(self) -> Producer:
+        assert self.producer is not None, "start() first"
+        return self.producer
+
+    def _consumer(self) -> Consumer:
+        assert self.consumer is not None, "start() first"
+        return self.consumer
+
+
+class KafkaStateReader:
+    """A group-less read_committed consumer for restores (``processors.restore``)."""
+
+    def __init__(
+        self, reader: Consumer, admin: AdminClient, processor_settings: ProcessorSettings
+    ) -> None:
+        self.reader = reader
+        self.admin = admin
+        self.timeout_s = processor_settings.restore_timeout_s
+
+    def read_partition(
+        self, topics: Sequence[str], partition: int, *, header_name: str | None
+    ) -> PartitionSnapshot:
+        return read_partition(
+            self.reader,
+            self.admin,
+            topics=topics,
+            partition=partition,
+            timeout_s=self.timeout_s,
+            header_name=header_name,
+        )
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _partitions_of(
+    callback: AssignmentCallback,
+) -> Callable[[Consumer, list[TopicPartition]], None]:
+    """A confluent-kafka rebalance callback calling ``callback`` with partition numbers."""
+
+    def rebalanced(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        callback([tp.partition for tp in partitions])
+
+    return rebalanced

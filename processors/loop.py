@@ -14,6 +14,12 @@ Failure handling, all bounded:
   every partition's state, build a new producer, restore the assigned partitions, seek to the
   committed offsets;
 - SIGTERM / SIGINT → the open batch finishes (or aborts), the consumer leaves the group.
+
+Kafka is reached only through a ``CommandTransport`` (``processors.transport``, decision 0031):
+``KafkaTransport`` in production, ``MemoryTransport`` in the loop's unit tests. Offsets only move
+forward: sending a partition's input position at or below the one this owner last committed
+there would decide committed commands a second time, and stops the process
+(``InvariantViolationError``).
 """
 
 from __future__ import annotations
@@ -26,45 +32,31 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
-from confluent_kafka import (
-    Consumer,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
-
 from processors import dead_letters
 from processors.kafka_clients import (
     AbortableError,
     FencedError,
-    check_partition_counts,
-    classify,
-    is_retriable,
-    new_consumer,
-    new_producer,
-    take_batch,
+    KafkaTransport,
+    ProcessorKafkaError,
 )
 from processors.metrics import ProcessorMetrics
 from processors.partition_ledger import (
     OUTCOME_TIMES_HEADER,
     PartitionLedger,
     ReplyHeaders,
-    restore_ledger,
+    ledger_from_snapshot,
 )
 from processors.processor_settings import ProcessorSettings
-from processors.restore import admin_for, restore_consumer
 from processors.routing import misrouting
 from processors.ticks import TICK_KEY, TICK_VALUE, is_tick, partitions_to_tick
+from processors.transport import CommandRecord, CommandTransport
 from schemas.codec import DecodeError, decode_command
+from streamledger.errors import InvariantViolationError
 
 LOGGER = logging.getLogger("streamledger.processor")
 # Consumer lag asks the broker for each assigned partition's high watermark (cached offsets stay
 # empty without statistics.interval.ms): at most once per interval, each query bounded.
 LAG_UPDATE_INTERVAL_S = 5.0
-LAG_QUERY_TIMEOUT_S = 1.0
-PRODUCE_QUEUE_FULL_WAIT_S = 0.05
-PRODUCE_QUEUE_FULL_RETRIES_MAX = 200  # 10 s of a full local queue is an outage, not load
 # The processor allocates a few short-lived records per command and keeps a large live state:
 # with CPython's default youngest-generation threshold (700 allocations) the collector runs every
 # few commands and its older-generation passes walk the state. 10-15 % of the CPU per command
@@ -80,14 +72,20 @@ def tune_garbage_collection() -> None:
 class Processor:
     """The loop and the state of the partitions this process owns."""
 
-    def __init__(self, processor_settings: ProcessorSettings, metrics: ProcessorMetrics) -> None:
+    def __init__(
+        self,
+        processor_settings: ProcessorSettings,
+        metrics: ProcessorMetrics,
+        transport: CommandTransport | None = None,
+    ) -> None:
         self.settings = processor_settings
         self.metrics = metrics
         self.topics = processor_settings.topics
+        self.transport = KafkaTransport(processor_settings) if transport is None else transport
         self.ledgers: dict[int, PartitionLedger] = {}
-        self.admin = admin_for(processor_settings)
-        self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
+        # per owned partition, the input position this owner last committed (offsets only move
+        # forward); dropped with the partition
+        self.committed_positions: dict[int, int] = {}
         self._lag_updated_at = 0.0
         self.partition_count = 0  # of every ledger topic; set by check_topics
         self._last_tick_us: dict[int, int] = {}
@@ -96,9 +94,7 @@ class Processor:
 
     def check_topics(self) -> None:
         """Refuse to run unless every ledger topic has the same partition count."""
-        self.partition_count = check_partition_counts(
-            self.admin, self.topics.all(), self.settings.request_timeout_s
-        )
+        self.partition_count = self.transport.partition_count(self.topics.all())
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set. Raises on an error it cannot handle.
@@ -112,10 +108,8 @@ class Processor:
                 self.metrics.loop_heartbeat()
                 self._arm_watchdog(self.settings.stall_timeout_s)
                 # At the loop's own pace: whatever arrived during the last commit (decision 0017).
-                messages = take_batch(
-                    self._consumer(),
-                    self.settings.batch_records_max,
-                    self.settings.batch_interval_ms / 1000,
+                messages = self.transport.take_batch(
+                    self.settings.batch_records_max, self.settings.batch_interval_ms / 1000
                 )
                 try:
                     if messages:
@@ -149,17 +143,11 @@ class Processor:
         faulthandler.dump_traceback_later(timeout_s, exit=True)
 
     def _start_clients(self) -> None:
-        self.producer = new_producer(self.settings)  # fences our previous incarnation
-        self.consumer = new_consumer(self.settings)
-        self.consumer.subscribe(
-            [self.topics.commands],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        # a new producer fences our previous incarnation; the new member joins the group
+        self.transport.start(self._on_assign, self._on_revoke, self._on_lost)
 
-    def _process_batch(self, messages: Sequence[Message]) -> None:
-        self._begin()
+    def _process_batch(self, messages: Sequence[CommandRecord]) -> None:
+        self.transport.begin()
         positions: dict[int, int] = {}
         touched: set[int] = set()
         for message in messages:
@@ -178,19 +166,33 @@ class Processor:
         self.metrics.commands_consumed.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
         # Commit order: (1) every output record of the batch was produced into the open
-        # transaction above; (2) the input positions join that same transaction; (3) commit
-        # makes outputs and positions visible together. A crash before (3) aborts all of it
-        # and the next owner re-reads the batch from the committed offsets.
+        # transaction above; (2) the input positions join that same transaction, each past the
+        # last one committed; (3) commit makes outputs and positions visible together. A crash
+        # before (3) aborts all of it and the next owner re-reads the batch from the committed
+        # offsets.
         started = time.perf_counter()
-        offsets = [TopicPartition(self.topics.commands, p, o) for p, o in positions.items()]
-        self._send_offsets(offsets)
-        self._commit()
+        self._check_offsets_move_forward(positions)
+        self.transport.send_offsets(positions)
+        self.transport.commit()
+        self.committed_positions.update(positions)
         self.metrics.commit_latency.observe(time.perf_counter() - started)
         self.metrics.transactions.inc()
         for partition in touched:
             self.ledgers[partition].confirm()  # the staged state is now the committed state
 
-    def _decide_one(self, message: Message, partition: int, touched: set[int]) -> None:
+    def _check_offsets_move_forward(self, positions: dict[int, int]) -> None:
+        """Stop before committing a position at or below the last one committed: the batch
+        would hold commands whose outputs are committed already (like Quix Streams'
+        ``InvalidStoredOffset``)."""
+        for partition, position in positions.items():
+            last = self.committed_positions.get(partition)
+            if last is not None and position <= last:
+                raise InvariantViolationError(
+                    f"{self.topics.commands}[{partition}]: offset {position} would be committed"
+                    f" after offset {last}; offsets only move forward"
+                )
+
+    def _decide_one(self, message: CommandRecord, partition: int, touched: set[int]) -> None:
         value, key = message.value(), message.key()
         _, timestamp_ms = message.timestamp()
         if value is None:
@@ -221,76 +223,22 @@ class Processor:
     # ------------------------------------------------------------------ producing
 
     def _produce_outputs(self, partition: int, ledger: PartitionLedger) -> None:
+        """One ``produce_all`` per topic: the per-record loop is the transport's."""
         outputs = ledger.staged_outputs()
-        self._produce_all(self.topics.events, outputs.events, partition)
+        produce_all = self.transport.produce_all
+        produce_all(self.topics.events, partition, outputs.events)
         # outcomes carry their times in a header, so a restore need not decode them
         outcome_headers: list[ReplyHeaders | None] = [
             None if times is None else [(OUTCOME_TIMES_HEADER, times)]
             for times in outputs.outcome_times
         ]
-        self._produce_with_headers(
-            self.topics.outcomes, outputs.outcomes, outcome_headers, partition
-        )
-        self._produce_all(self.topics.balances, outputs.states, partition)
-        self._produce_with_headers(
-            self.topics.replies, outputs.replies, outputs.reply_headers, partition
-        )
+        produce_all(self.topics.outcomes, partition, outputs.outcomes, outcome_headers)
+        produce_all(self.topics.balances, partition, outputs.states)
+        produce_all(self.topics.replies, partition, outputs.replies, outputs.reply_headers)
         outputs.count_into(self.metrics)
 
-    def _produce_with_headers(
-        self,
-        topic: str,
-        records: Sequence[tuple[bytes, bytes | None]],
-        headers: Sequence[ReplyHeaders | None],
-        partition: int,
-    ) -> None:
-        """Like ``_produce_all``, each record with its own headers."""
-        produce = self._producer().produce
-        for index, ((key, value), record_headers) in enumerate(zip(records, headers, strict=True)):
-            try:
-                produce(topic, value, key, partition, headers=record_headers)
-            except (BufferError, KafkaException):  # the slow path, for the rest of the batch
-                for (later_key, later_value), later_headers in zip(
-                    records[index:], headers[index:], strict=True
-                ):
-                    self._produce(topic, later_key, later_value, partition, later_headers)
-                return
-
-    def _produce_all(
-        self, topic: str, records: Sequence[tuple[bytes, bytes | None]], partition: int
-    ) -> None:
-        """Produce records in order; the per-record path is one call (this runs per output
-        record), and only a full local queue or an error takes the slow path."""
-        produce = self._producer().produce
-        for index, (key, value) in enumerate(records):
-            try:
-                produce(topic, value, key, partition)
-            except (BufferError, KafkaException):
-                for later_key, later_value in records[index:]:
-                    self._produce(topic, later_key, later_value, partition)
-                return
-
-    def _produce(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes | None,
-        partition: int,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
-    ) -> None:
-        producer = self._producer()
-        for _ in range(PRODUCE_QUEUE_FULL_RETRIES_MAX):
-            try:
-                producer.produce(topic, value, key, partition, headers=headers)
-                return
-            except BufferError:
-                producer.poll(PRODUCE_QUEUE_FULL_WAIT_S)  # let librdkafka drain its queue
-            except KafkaException as exc:
-                raise classify(exc, f"producing to {topic}") from exc
-        raise AbortableError(f"producer queue stayed full while producing to {topic}")
-
     def _dead_letter(
-        self, message: Message, kind: str, text: str, *, expected_partition: int | None = None
+        self, message: CommandRecord, kind: str, text: str, *, expected_partition: int | None = None
     ) -> None:
         _, timestamp_ms = message.timestamp()
         partition, offset = message.partition(), message.offset()
@@ -308,17 +256,14 @@ class Processor:
             original_headers=list(headers.items()) if isinstance(headers, dict) else headers,
             expected_partition=expected_partition,
         )
-        try:
-            self._producer().produce(
-                self.topics.commands_dlq,
-                letter.value,
-                letter.key,
-                partition,
-                headers=list(letter.headers),
-                timestamp=letter.timestamp_ms,
-            )
-        except KafkaException as exc:
-            raise classify(exc, "producing a dead letter") from exc
+        self.transport.produce(
+            self.topics.commands_dlq,
+            partition,
+            letter.key,
+            letter.value,
+            headers=list(letter.headers),
+            timestamp_ms=letter.timestamp_ms,
+        )
         self.metrics.dlq_records.labels(kind).inc()
         LOGGER.warning(
             "dead letter: %s[%d]@%d: %s: %s",
@@ -329,49 +274,13 @@ class Processor:
             text,
         )
 
-    # ------------------------------------------------------------------ transactions
+    # ------------------------------------------------------------------ failures
 
-    def _begin(self) -> None:
-        try:
-            self._producer().begin_transaction()
-        except KafkaException as exc:
-            raise classify(exc, "begin_transaction") from exc
-
-    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
-        metadata = self._consumer().consumer_group_metadata()
-        self._with_retries(
-            "send_offsets_to_transaction",
-            lambda: self._producer().send_offsets_to_transaction(
-                offsets, metadata, self.settings.request_timeout_s
-            ),
-        )
-
-    def _commit(self) -> None:
-        timeout_s = self.settings.transaction_timeout_ms / 1000
-        self._with_retries(
-            "commit_transaction", lambda: self._producer().commit_transaction(timeout_s)
-        )
-
-    def _with_retries(self, doing: str, call: object) -> None:
-        assert callable(call)
-        for attempt in range(self.settings.commit_retries_max + 1):
-            try:
-                call()
-                return
-            except KafkaException as exc:
-                if is_retriable(exc) and attempt < self.settings.commit_retries_max:
-                    LOGGER.warning("%s: retriable error, retrying: %s", doing, exc)
-                    continue  # librdkafka allows retrying the same call after a retriable error
-                raise classify(exc, doing) from exc
-
-    def _abort_and_rewind(self, messages: Sequence[Message], cause: Exception) -> None:
+    def _abort_and_rewind(self, messages: Sequence[CommandRecord], cause: Exception) -> None:
         """Abort, forget the batch's staged state, seek back to the batch's first offsets."""
         LOGGER.warning("aborting the transaction: %s", cause)
         self.metrics.aborts.labels("abortable_error").inc()
-        try:
-            self._producer().abort_transaction(self.settings.transaction_timeout_ms / 1000)
-        except KafkaException as exc:
-            raise classify(exc, "abort_transaction") from exc
+        self.transport.abort()
         for ledger in self.ledgers.values():
             ledger.rollback()
         first: dict[int, int] = {}
@@ -381,8 +290,8 @@ class Processor:
                 first.setdefault(partition, offset)
         for partition, offset in first.items():
             try:
-                self._consumer().seek(TopicPartition(self.topics.commands, partition, offset))
-            except KafkaException as exc:  # no longer ours: the coming rebalance revokes it
+                self.transport.seek(partition, offset)
+            except ProcessorKafkaError as exc:  # no longer ours: the coming rebalance revokes it
                 LOGGER.warning("cannot rewind partition %d: %s", partition, exc)
 
     def _rebuild_after_fencing(self, cause: Exception) -> None:
@@ -398,32 +307,37 @@ class Processor:
 
     # ------------------------------------------------------------------ assignment
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._restore([tp.partition for tp in partitions])
+    def _on_assign(self, partitions: list[int]) -> None:
+        self._restore(partitions)
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # The loop never calls consume() with a transaction open, so nothing is in flight here.
-        for tp in partitions:
-            self.ledgers.pop(tp.partition, None)
+    def _on_revoke(self, partitions: list[int]) -> None:
+        # The transport runs this only inside take_batch, so no transaction is open here.
+        for partition in partitions:
+            self.ledgers.pop(partition, None)
+            self.committed_positions.pop(partition, None)
             with contextlib.suppress(KeyError):  # no lag was reported for it yet
-                self.metrics.consumer_lag.remove(str(tp.partition))
+                self.metrics.consumer_lag.remove(str(partition))
         self._report_assignment()
-        LOGGER.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
+        LOGGER.info("revoked partitions %s", sorted(partitions))
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, partitions: list[int]) -> None:
         # Our group membership expired (a long pause): another member may own them already.
-        LOGGER.warning("lost partitions %s", sorted(tp.partition for tp in partitions))
-        self._on_revoke(consumer, partitions)
+        LOGGER.warning("lost partitions %s", sorted(partitions))
+        self._on_revoke(partitions)
 
     def _restore(self, partitions: Iterable[int]) -> None:
         self.metrics.ready = False
-        reader = restore_consumer(self.settings)
+        reader = self.transport.state_reader()
         try:
             for partition in sorted(partitions):
                 self._arm_watchdog(self.settings.stall_timeout_s)  # each restore is bounded
                 self.metrics.loop_heartbeat()
-                ledger, snapshot = restore_ledger(reader, self.admin, self.settings, partition)
-                self.ledgers[partition] = ledger
+                snapshot = reader.read_partition(
+                    (self.topics.balances, self.topics.outcomes),
+                    partition,
+                    header_name=OUTCOME_TIMES_HEADER,
+                )
+                self.ledgers[partition] = ledger_from_snapshot(snapshot, self.settings)
                 self.metrics.restore_duration.observe(snapshot.duration_s)
                 self.metrics.restore_records.inc(snapshot.records_read)
         finally:
@@ -446,7 +360,7 @@ class Processor:
 
         Its own short transaction between batches (nothing else is open here); a failure is
         only logged: the next interval tries again, and the log stays the only input."""
-        if not self.ledgers or self.producer is None:
+        if not self.ledgers:
             return
         now_us = int(time.time() * 1_000_000)  # the shell may read the clock; the core never
         due = partitions_to_tick(
@@ -458,20 +372,20 @@ class Processor:
         if not due:
             return
         try:
-            self.producer.begin_transaction()
+            self.transport.begin()
             for partition in due:
-                self.producer.produce(
+                self.transport.produce(
                     self.topics.commands,
-                    TICK_VALUE,
-                    TICK_KEY,
                     partition,
-                    timestamp=now_us // 1000,  # kept only if the topic is CreateTime
+                    TICK_KEY,
+                    TICK_VALUE,
+                    timestamp_ms=now_us // 1000,  # kept only if the topic is CreateTime
                 )
-            self.producer.commit_transaction(self.settings.transaction_timeout_ms / 1000)
-        except KafkaException as exc:
+            self.transport.commit()
+        except ProcessorKafkaError as exc:
             LOGGER.warning("tick records for partitions %s: %s", due, exc)
-            with contextlib.suppress(KafkaException):
-                self.producer.abort_transaction(self.settings.transaction_timeout_ms / 1000)
+            with contextlib.suppress(ProcessorKafkaError):
+                self.transport.abort()
             return
         for partition in due:
             self._last_tick_us[partition] = now_us
@@ -479,47 +393,14 @@ class Processor:
 
     def _update_lag(self) -> None:
         now = time.monotonic()
-        if self.consumer is None or now - self._lag_updated_at < LAG_UPDATE_INTERVAL_S:
+        if now - self._lag_updated_at < LAG_UPDATE_INTERVAL_S:
             return
         self._lag_updated_at = now
-        positions = self.consumer.position(self.consumer.assignment())
-        # Nothing consumed yet since the assignment (an idle partition): its committed offset
-        # is where the next transaction would start.
-        unknown = [tp for tp in positions if tp.offset < 0]
-        if unknown:
-            try:
-                committed = self.consumer.committed(unknown, timeout=LAG_QUERY_TIMEOUT_S)
-            except KafkaException as exc:  # monitoring only: try again next interval
-                LOGGER.debug("committed offsets for the lag: %s", exc)
-                committed = []
-            positions = [tp for tp in positions if tp.offset >= 0] + committed
-        for tp in positions:
-            if tp.offset < 0:  # no committed offset either: nothing to measure from
-                continue
-            try:
-                _, high = self.consumer.get_watermark_offsets(
-                    tp, timeout=LAG_QUERY_TIMEOUT_S, cached=False
-                )
-            except KafkaException as exc:  # monitoring only: try again next interval
-                LOGGER.debug("high watermark of partition %s: %s", tp.partition, exc)
-                continue
-            if high >= 0:
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+        for partition, lag in self.transport.consumer_lag().items():
+            self.metrics.consumer_lag.labels(str(partition)).set(lag)
 
     def _close_clients(self, *, flush_timeout_s: float) -> None:
-        if self.producer is not None:
-            self.producer.flush(flush_timeout_s)
-            self.producer = None
-        if self.consumer is not None:
-            self.consumer.close()  # leaves the group: the partitions move at once
-            self.consumer = None
+        self.transport.close(flush_timeout_s=flush_timeout_s)
         self.ledgers.clear()
+        self.committed_positions.clear()
         self._report_assignment()
-
-    def _producer(self) -> Producer:
-        assert self.producer is not None
-        return self.producer
-
-    def _consumer(self) -> Consumer:
-        assert self.consumer is not None
-        return self.consumer
