@@ -3,10 +3,10 @@
 ``CommandGateway.submit(command, wait=...)`` decides in this order:
 
 1. **Known key.** The outcome cache (``api.outcomes``) holds a live outcome for (tenant, key):
-   same command type and fingerprint (``processors.ledger.command_fingerprint``, the pure
+   same command type and fingerprint (``ledger.command_fingerprint``, the pure
    function the processor uses) → the original outcome, nothing is produced; otherwise →
    ``idempotency-key-reused`` (409) naming the first differing field
-   (``processors.ledger.first_differing_field``), nothing is produced. This is needed, not just
+   (``ledger.first_differing_field``), nothing is produced. This is needed, not just
    fast: the processor writes no new outcome for a duplicate or a reused key (decision 0010).
 2. **New key.** Register a waiter for the key, produce the command with the SDK
    (``LedgerProducer``, on one producer thread), wait for the broker's ack, then wait for the
@@ -35,7 +35,7 @@ from typing import Any, Final
 from api.outcomes import OutcomeCache
 from api.problems import IDEMPOTENCY_KEY_REUSED, SERVICE_UNAVAILABLE, ApiProblemError
 from api.settings import ApiSettings
-from processors.ledger import command_fingerprint, first_differing_field
+from ledger import command_fingerprint, first_differing_field
 from producers.errors import ProducerError
 from producers.sdk import DeliveryReport, LedgerProducer, ProducerSettings
 from schemas.model import Command, Outcome

@@ -29,8 +29,8 @@ from collections.abc import Callable
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from processors import ledger
-from processors.partition_ledger import PartitionLedger
+import ledger
+from processors.partition_ledger import WIRE_FORMAT, PartitionLedger
 from producers.loadgen import LoadPlan, generate
 from schemas import codec
 from schemas.limits import first_violation
@@ -80,7 +80,7 @@ def best_of(rounds: int, run: Callable[[], object]) -> float:
 
 
 def run_full(records: list[tuple[bytes, int]], batch: int) -> None:
-    partition = PartitionLedger(0, ledger.LedgerState())
+    partition = PartitionLedger(0, ledger.LedgerState(wire_format=WIRE_FORMAT))
     for start in range(0, len(records), batch):
         for offset, (data, timestamp_us) in enumerate(records[start : start + batch], start):
             partition.decide(codec.decode_command(data), timestamp_us, offset)
@@ -89,7 +89,7 @@ def run_full(records: list[tuple[bytes, int]], batch: int) -> None:
 
 
 def run_core(commands: list[tuple[Command, int]], batch: int) -> None:
-    state = ledger.LedgerState()
+    state = ledger.LedgerState(wire_format=WIRE_FORMAT)
     step = ledger.step
     for start in range(0, len(commands), batch):
         for command, timestamp_us in commands[start : start + batch]:
@@ -104,7 +104,11 @@ def print_workload_stages(
     arguments: argparse.Namespace,
 ) -> None:
     """µs per command of each stage of the full path, over the whole workload."""
-    state, outcomes, states = ledger.LedgerState(), [], []
+    state, outcomes, states = (
+        ledger.LedgerState(wire_format=WIRE_FORMAT),
+        [],
+        [],
+    )
     for start in range(0, len(decoded), arguments.batch):
         for command, timestamp_us in decoded[start : start + arguments.batch]:
             stored = ledger.step(state, command, timestamp_us).stored_outcome
@@ -141,7 +145,7 @@ def typical_records(
     commands: list[tuple[Command, int]],
 ) -> tuple[Command, Event, Outcome, StateRecord]:
     """A Transfer, the TransferPosted it caused, its outcome and its debit account's state."""
-    state = ledger.LedgerState()
+    state = ledger.LedgerState(wire_format=WIRE_FORMAT)
     found: tuple[Command, Event, Outcome, StateRecord] | None = None
     for command, timestamp_us in commands:
         decision = ledger.step(state, command, timestamp_us)

@@ -46,7 +46,8 @@ import psycopg
 from psycopg import sql
 
 from infra import postgres_server, topics
-from processors.ledger import Accepted, LedgerState, step
+from ledger import Accepted, LedgerState, step
+from processors.partition_ledger import WIRE_FORMAT
 from projections.batch import fold_transfers, plan_batch
 from projections.migrations import apply_migrations
 from projections.queries import LedgerReader, reader_dsn
@@ -105,7 +106,7 @@ def backend_cpu_s(pid: int) -> float:
 
 def build_events(count: int, tenants: int, accounts: int, seed: int) -> list[Event]:
     rng = random.Random(seed)
-    state = LedgerState(idempotency_retention_s=0)
+    state = LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=0)
     events: list[Event] = []
     clock = BASE_TIME_US
     counter = 0

@@ -25,15 +25,15 @@ import uuid
 
 from confluent_kafka import Producer
 
+import ledger
 from bench.bench_processor import delete_topics
 from infra import topics
-from processors import ledger
 from processors.partition_ledger import OUTCOME_TIMES_HEADER, outcome_times, restore_ledger
 from processors.processor_settings import build_processor_settings
 from processors.restore import admin_for, restore_consumer
 from schemas.codec import encode_outcome, encode_state
 from schemas.keys import outcome_key, state_key
-from schemas.model import OutcomeStatus, TenantHead, Transfer
+from schemas.model import Outcome, OutcomeStatus, TenantHead, Transfer
 from streamledger.settings import load_settings, replace
 
 KEYS_PER_MILLION = 1_000_000
@@ -114,7 +114,7 @@ def sample_outcome(index: int) -> tuple[bytes, bytes, int, bytes]:
     tenant_id = f"tenant-{index % TENANTS:04d}"
     decided_at_us = START_US + index * 1_000
     fields = len(ledger.FINGERPRINT_FIELDS[Transfer])
-    outcome = ledger.Outcome(
+    outcome = Outcome(
         tenant_id=tenant_id,
         idempotency_key=uuid.UUID(int=index).hex,
         command_type=Transfer.__name__,

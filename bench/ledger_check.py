@@ -1,6 +1,6 @@
 """The one correctness check every engine's output must pass (StreamLedger and the peers).
 
-Expected: the commands folded through the pure core (``processors.ledger.step``), one
+Expected: the commands folded through the pure core (``ledger.step``), one
 ``LedgerState`` per input partition, in partition order, at each record's timestamp — the same
 function every engine calls, so the check isolates the engine: lost, repeated or reordered
 input shows up here. Found: the records on the engine's events and outcomes topics.
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+import ledger
 from bench.workloads import Record
-from processors import ledger
+from processors.partition_ledger import WIRE_FORMAT
 from schemas.codec import decode_event, decode_outcome
 
 READ_TIMEOUT_S = 300.0
@@ -53,7 +54,7 @@ def expected_fold(records: list[Record]) -> Expected:
     states: dict[int, ledger.LedgerState] = {}
     expected = Expected()
     for index, record in enumerate(records):
-        state = states.setdefault(record.partition, ledger.LedgerState())
+        state = states.setdefault(record.partition, ledger.LedgerState(wire_format=WIRE_FORMAT))
         decision = ledger.step(state, record.command, record.timestamp_ms * 1000)
         if index % FOLD_BATCH_RECORDS == 0:  # batch boundaries never change a decision
             for each in states.values():

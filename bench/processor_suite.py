@@ -272,7 +272,7 @@ def profile_categories(profiler: cProfile.Profile) -> dict[str, float]:
                 category = name
                 break
         else:
-            if any(part in path for part in ("processors/ledger.py", "schemas/limits.py",
+            if any(part in path for part in ("/ledger/", "schemas/limits.py",
                                              "schemas/model.py", "hashlib", "heapq")):  # fmt: skip
                 category = "decide"
         if "codec.py" in path and category == "other":

@@ -1,11 +1,14 @@
 """One partition's ledger as the loop sees it: the pure core plus the bytes to produce.
 
-``PartitionLedger`` is the thin adapter between ``processors.ledger`` (pure decisions over a
-``LedgerState``) and the transactional loop: it encodes each decision's events and stored outcome
-as the decision is made, and at the end of a batch adds the outcome tombstones that stream time
-expired and the latest version of every state record the batch changed (one record per key per
-batch: ``ledger.balances`` is compacted, so intermediate versions would only be read and thrown
-away by a restore).
+``PartitionLedger`` is the thin adapter between the pure core ``ledger`` (decisions over a
+``LedgerState``) and the transactional loop. The bytes live here, not in the core: ``WIRE_FORMAT``
+gives each state the codec's one-pass event sealer (hash and encoding from one encode) and its
+outcome decoder (outcomes restored from ``ledger.outcomes`` stay encoded until a command with
+their key arrives, they expire or are exported). It produces each decision's event bytes (made
+by the sealer), encodes its stored outcome as the decision is made, and at the end of a batch
+adds the outcome tombstones that stream time expired and the latest version of every state
+record the batch changed (one record per key per batch: ``ledger.balances`` is compacted, so
+intermediate versions would only be read and thrown away by a restore).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from processors import ledger
+import ledger
 from processors.metrics import ProcessorMetrics
 from processors.processor_settings import ProcessorSettings
 from processors.restore import PartitionSnapshot, read_partition
@@ -26,10 +29,13 @@ from schemas.codec import (
     decode_state,
     encode_outcome,
     encode_state,
+    seal_event,
 )
 from schemas.keys import KEY_SEPARATOR, event_key, outcome_key, state_key
 from schemas.model import Command, Outcome, OutcomeStatus, RejectReason
 
+# The codec as the core sees it: the core never imports schemas.codec (decision 0028).
+WIRE_FORMAT = ledger.WireFormat(seal=seal_event, decode_outcome=decode_outcome)
 Record = tuple[bytes, bytes | None]  # key, value (None = tombstone)
 # Every stored outcome carries its decided_at_us and expires_at_us in this header (two signed
 # 64-bit big-endian integers, INT64_MIN = kept forever), so a restore can index its expiry and
@@ -203,6 +209,7 @@ def ledger_from_snapshot(
         records,
         decoded,
         (),
+        wire_format=WIRE_FORMAT,
         idempotency_retention_s=processor_settings.idempotency_retention_s,
         encoded_outcomes=_encoded_outcomes(values, times),
     )

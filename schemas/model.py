@@ -221,7 +221,7 @@ class Outcome:
     """The one outcome of a command, stored in ``ledger.outcomes`` under (tenant, key).
 
     ``field_fingerprints`` holds an 8-byte hash per meaningful field, concatenated in the
-    command type's declared field order (``processors.ledger.FINGERPRINT_FIELDS`` names them),
+    command type's declared field order (``ledger.FINGERPRINT_FIELDS`` names them),
     so a key reused with another payload can be rejected naming the first field that differs.
     ``fingerprint`` is the SHA-256 over the command type and those field hashes. One ``bytes``
     rather than a list of (name, hash) records: it is written with every outcome and read back

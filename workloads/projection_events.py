@@ -2,7 +2,7 @@
 
 ``generate(seed, ...)`` builds valid commands for several tenants (accounts without limits, so
 nothing is rejected for funds; posted, pending, partial and full posts, voids, expiries and
-reversals), runs them through the pure core (``processors.ledger.step``) to get the real events,
+reversals), runs them through the pure core (``ledger.step``) to get the real events,
 and folds the *commands* in a deliberately simple model of its own (``ExpectedLedger``): the
 expected balances, transfer states and per-account balance timeline. The projection must agree
 with the model; the core is only used to produce the events.
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
 
-from processors.ledger import Accepted, LedgerState, step
+from ledger import Accepted, LedgerState, step
+from processors.partition_ledger import WIRE_FORMAT
 from schemas.codec import encode_event
 from schemas.keys import command_key, event_key, partition_for
 from schemas.model import Command, Event, OpenAccount, PostPending, Transfer, VoidPending
@@ -118,7 +119,7 @@ def generate(
     rng = random.Random(seed)
     scripts = [TenantScript(f"tenant-{seed}-{index}") for index in range(tenants)]
     expected = ExpectedLedger()
-    state = LedgerState(idempotency_retention_s=0)
+    state = LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=0)
     plan: list[tuple[Command, int]] = []
     events: list[Event] = []
 

@@ -10,7 +10,8 @@ that re-delivers a record after a crash would rebuild from its store, not from a
 
 from __future__ import annotations
 
-from processors import ledger
+import ledger
+from processors.partition_ledger import WIRE_FORMAT
 from schemas.codec import decode_command, encode_event, encode_outcome, encode_state
 from schemas.keys import command_key, outcome_key, state_key
 
@@ -26,7 +27,7 @@ class PeerLedger:
     ) -> tuple[list[Output], list[Output], list[Output]]:
         state = self.states.get(partition)
         if state is None:
-            state = self.states[partition] = ledger.LedgerState()
+            state = self.states[partition] = ledger.LedgerState(wire_format=WIRE_FORMAT)
         command = decode_command(value)
         decision = ledger.step(state, command, timestamp_ms * 1000)
         key = command_key(command.tenant_id)

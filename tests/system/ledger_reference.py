@@ -1,6 +1,6 @@
 """An independent, deliberately simple fold of commands: what the topics must hold afterwards.
 
-Written from DESIGN.md's rules, NOT with ``processors.ledger``: plain dicts, one function per
+Written from DESIGN.md's rules, NOT with ``ledger``: plain dicts, one function per
 command type, no fingerprints (a command's payload is compared field by field instead). It covers
 what ``ledger_workload`` and ``producers.loadgen`` without expiring pending transfers generate:
 overdraft limits and reversals, but no pending timeouts that pass and retention far away.

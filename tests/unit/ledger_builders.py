@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors import ledger
+import ledger
+from processors.partition_ledger import WIRE_FORMAT
 from schemas.model import (
     AccountState,
     Command,
@@ -88,7 +89,9 @@ class Ledger:
     events: list[Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.state = ledger.LedgerState(idempotency_retention_s=self.retention_s)
+        self.state = ledger.LedgerState(
+            wire_format=WIRE_FORMAT, idempotency_retention_s=self.retention_s
+        )
 
     def run(self, command: Command, *, at_us: int | None = None) -> ledger.Decision:
         self.now_us = self.now_us + 1 if at_us is None else at_us

@@ -27,7 +27,7 @@ from api.outcomes import OutcomeCache, split_outcome_key
 from api.problems import ApiProblemError
 from api.readiness import CachedProbe, topic_problem
 from api.settings import ApiSettings, build_api_settings
-from processors.ledger import command_fingerprint
+from ledger import command_fingerprint
 from schemas.model import Outcome, OutcomeStatus, Transfer
 from streamledger.errors import SettingError
 from streamledger.settings import Settings

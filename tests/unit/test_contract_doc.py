@@ -25,8 +25,10 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint as fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from processors import dead_letters, ledger
-from processors.partition_ledger import OUTCOME_TIMES_HEADER, outcome_times
+import ledger
+from ledger.fingerprints import _encode_value as encode_field_value
+from processors import dead_letters
+from processors.partition_ledger import OUTCOME_TIMES_HEADER, WIRE_FORMAT, outcome_times
 from schemas import codec
 from schemas.avro_schemas import CURRENT_VERSION, TOP_LEVEL_RECORDS
 from schemas.keys import murmur2, partition_for
@@ -300,7 +302,9 @@ def test_event_record_hash_is_sha256_of_prev_hash_and_canonical_bytes() -> None:
 
 
 def replay_example_log() -> list[ledger.Decision]:
-    state = ledger.LedgerState(idempotency_retention_s=ledger.DEFAULT_IDEMPOTENCY_RETENTION_S)
+    state = ledger.LedgerState(
+        wire_format=WIRE_FORMAT, idempotency_retention_s=ledger.DEFAULT_IDEMPOTENCY_RETENTION_S
+    )
     assert state.idempotency_retention_us == RETENTION_US, "the documented default retention"
     return [
         ledger.step(state, example_command(index), line["record_timestamp_ms"] * US_PER_MS)
@@ -341,7 +345,7 @@ def test_tagged_encoding_examples() -> None:
         value = as_tuples(json.loads(written))
         expected = bytes.fromhex("".join(encoded.split()))
         assert tagged_encoding(value) == expected, written
-        assert ledger._encode_value(value) == expected, f"{written}: the ledger's encoding"
+        assert encode_field_value(value) == expected, f"{written}: the ledger's encoding"
 
 
 def test_fingerprinted_fields_table_is_the_ledgers() -> None:

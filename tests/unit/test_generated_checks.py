@@ -3,7 +3,7 @@
 - ``schemas.limits.first_violation`` (a generated "certainly valid" check per command type, then
   the reference) equals ``reference_first_violation`` on valid commands and on commands breaking
   every limit, and the generated check is sound (it never passes a command with a violation);
-- ``processors.ledger.command_fingerprint`` (generated per type) equals
+- ``ledger.command_fingerprint`` (generated per type) equals
   ``reference_command_fingerprint``, and both equal fingerprints pinned before the change;
 - ``schemas.model``'s direct slot ``__init__`` and ``record_builder`` give the same records as
   the dataclass contract says (fields, defaults, frozen, required keywords).
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors import ledger
+import ledger
 from schemas import limits
 from schemas.model import (
     INT64_MAX,

@@ -14,8 +14,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors import ledger
-from processors.partition_ledger import PartitionLedger
+import ledger
+from processors.partition_ledger import WIRE_FORMAT, PartitionLedger
 from processors.routing import misrouting
 from projections.batch import PlanContext, plan_records
 from projections.event_records import event_record
@@ -71,7 +71,10 @@ def command_of(operation: str, tenant: str, account: str, amount: int, number: i
 def test_hostile_records_never_fork_a_chain_and_every_command_gets_one_reply(
     drawn: list[tuple[str, str | None, int | None, int, str, str, int]],
 ) -> None:
-    partitions = {p: PartitionLedger(p, ledger.LedgerState()) for p in range(PARTITIONS)}
+    partitions = {
+        p: PartitionLedger(p, ledger.LedgerState(wire_format=WIRE_FORMAT))
+        for p in range(PARTITIONS)
+    }
     now_us, decided, dead_letters = T0_US, 0, 0
     for number, (tenant, key_tenant, partition, step_s, operation, account, amount) in enumerate(
         drawn

@@ -12,9 +12,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors import ledger
+import ledger
+from processors.partition_ledger import WIRE_FORMAT
 from schemas.codec import encode_outcome, event_canonical_bytes
-from schemas.model import INT64_MAX, Command, Event, OpenAccount, PostPending, Transfer, VoidPending
+from schemas.model import (
+    INT64_MAX,
+    AccountState,
+    Command,
+    Event,
+    OpenAccount,
+    PostPending,
+    RejectReason,
+    Transfer,
+    VoidPending,
+)
 from tests.unit.ledger_builders import (
     SECOND_US,
     T0_US,
@@ -153,7 +164,7 @@ def build(history: History) -> list[tuple[Command, int]]:
 
 
 def run(commands: list[tuple[Command, int]]) -> tuple[ledger.LedgerState, list[ledger.Decision]]:
-    state = ledger.LedgerState(idempotency_retention_s=5)
+    state = ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=5)
     decisions = [ledger.step(state, command, timestamp) for command, timestamp in commands]
     state.commit()
     return state, decisions
@@ -165,7 +176,7 @@ def events_of(decisions: list[ledger.Decision]) -> list[Event]:
 
 def assert_within_flags_and_limits(state: ledger.LedgerState) -> None:
     for account in ledger.export_records(state):
-        if not isinstance(account, ledger.AccountState):
+        if not isinstance(account, AccountState):
             continue
         overdraft = account.overdraft_limit or 0
         if account.debits_must_not_exceed_credits:
@@ -181,7 +192,7 @@ def assert_within_flags_and_limits(state: ledger.LedgerState) -> None:
 @PROPERTY_SETTINGS
 @given(histories)
 def test_random_histories_conserve_money_and_respect_limits(history: History) -> None:
-    state = ledger.LedgerState(idempotency_retention_s=5)
+    state = ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=5)
     events: list[Event] = []
     for command, timestamp in build(history):
         before = list(ledger.export_records(state))
@@ -193,7 +204,7 @@ def test_random_histories_conserve_money_and_respect_limits(history: History) ->
         assert_within_flags_and_limits(state)
     state.commit()
     ledger.assert_invariants(state)
-    folded = ledger.LedgerState()
+    folded = ledger.LedgerState(wire_format=WIRE_FORMAT)
     for event in events:
         ledger.apply(folded, event)
     assert list(ledger.export_records(folded)) == list(ledger.export_records(state))
@@ -206,7 +217,7 @@ def test_replay_in_other_batches_with_aborts_gives_identical_events(
 ) -> None:
     commands = build(history)
     _, straight = run(commands)
-    state = ledger.LedgerState(idempotency_retention_s=5)
+    state = ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=5)
     events: list[Event] = []
     position, batch = 0, 0
     while position < len(commands):
@@ -239,6 +250,7 @@ def test_replay_across_a_restore_gives_identical_decisions(history: History, cut
     restored = ledger.restore(
         list(ledger.export_records(first)),
         list(ledger.outcomes_of(first)),
+        wire_format=WIRE_FORMAT,
         idempotency_retention_s=5,
     )
     decided += [ledger.step(restored, command, timestamp) for command, timestamp in tail]
@@ -257,6 +269,7 @@ def test_replay_across_a_lazy_restore_gives_identical_decisions(history: History
     restored = ledger.restore(
         list(ledger.export_records(first)),
         (),
+        wire_format=WIRE_FORMAT,
         idempotency_retention_s=5,
         encoded_outcomes=[
             (o.tenant_id, o.idempotency_key, o.decided_at_us, o.expires_at_us, encode_outcome(o))
@@ -321,12 +334,12 @@ def test_the_reuse_table_covers_every_fingerprinted_field() -> None:
 def test_key_reuse_with_one_differing_field_names_exactly_that_field(
     base: Command, name: str, value: object
 ) -> None:
-    state = ledger.LedgerState()
+    state = ledger.LedgerState(wire_format=WIRE_FORMAT)
     ledger.step(state, base, T0_US)
     changed = dataclasses.replace(base, **{name: value})  # type: ignore[arg-type]
     decision = ledger.step(state, changed, T0_US + 1)
     assert isinstance(decision, ledger.Rejected), decision
-    assert decision.outcome.reason is ledger.RejectReason.IDEMPOTENCY_KEY_REUSED
+    assert decision.outcome.reason is RejectReason.IDEMPOTENCY_KEY_REUSED
     assert decision.outcome.detail.split(":", 1)[0] == name
     assert isinstance(ledger.step(state, base, T0_US + 2), ledger.Duplicate)
 

@@ -7,16 +7,19 @@ import dataclasses
 
 import pytest
 
-from processors import ledger
+import ledger
+from schemas.codec import event_chain_hash
 from schemas.model import (
     GENESIS_HASH,
     INT64_MAX,
     AccountOpened,
+    Command,
     OutcomeStatus,
     PendingExpired,
     PendingPosted,
     PendingVoided,
     RejectReason,
+    TenantHead,
     TransferPending,
     TransferPosted,
     TransferStatus,
@@ -33,7 +36,7 @@ from tests.unit.ledger_builders import (
 )
 
 
-def rejected(book: Ledger, command: ledger.Command, **kwargs: int) -> tuple[RejectReason, str]:
+def rejected(book: Ledger, command: Command, **kwargs: int) -> tuple[RejectReason, str]:
     decision = book.run(command, **kwargs)
     assert isinstance(decision, ledger.Rejected), decision
     assert decision.outcome.status is OutcomeStatus.REJECTED
@@ -54,10 +57,10 @@ def test_open_account_starts_the_tenant_chain() -> None:
     (event,) = decision.events
     assert isinstance(event, AccountOpened)
     assert (event.sequence, event.event_id, event.prev_hash) == (1, "acme:1", GENESIS_HASH)
-    assert event.hash == ledger.event_hash(event)
+    assert event.hash == event_chain_hash(event)
     assert event.effective_at_us == book.now_us
     assert decision.outcome.event_sequences == (1,)
-    assert book.state.head("acme") == ledger.TenantHead(
+    assert book.state.head("acme") == TenantHead(
         tenant_id="acme",
         last_sequence=1,
         last_hash=event.hash,
@@ -115,7 +118,7 @@ def test_invalid_scope_field_is_a_reply_only() -> None:
         (post_pending("t", 0), "amount"),
     ],
 )
-def test_contract_violations_the_rules_rely_on(command: ledger.Command, field: str) -> None:
+def test_contract_violations_the_rules_rely_on(command: Command, field: str) -> None:
     reason, detail = rejected(Ledger(), command)
     assert (reason, field_of(detail)) == (RejectReason.INVALID_COMMAND, field)
 
@@ -501,7 +504,7 @@ def precedence_book() -> Ledger:
         (transfer("t12", "sales", "big", 200), RejectReason.OVERFLOW),
     ],
 )
-def test_the_first_applicable_reason_wins(command: ledger.Command, reason: RejectReason) -> None:
+def test_the_first_applicable_reason_wins(command: Command, reason: RejectReason) -> None:
     assert rejected(precedence_book(), command)[0] is reason
 
 

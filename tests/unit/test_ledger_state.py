@@ -7,9 +7,10 @@ import dataclasses
 
 import pytest
 
-from processors import ledger
-from schemas.codec import encode_event
-from schemas.model import TenantHead, TransferStatus
+import ledger
+from processors.partition_ledger import WIRE_FORMAT
+from schemas.codec import encode_event, event_chain_hash
+from schemas.model import AccountState, TenantHead, TransferState, TransferStatus
 from streamledger.errors import InvariantViolationError
 from tests.unit.ledger_builders import (
     SECOND_US,
@@ -68,7 +69,7 @@ def test_staged_records_hold_the_latest_version_once() -> None:
     book.accept(transfer("t1", "cash", "sales", 5))
     book.accept(transfer("t2", "cash", "sales", 7))
     records = book.state.staged_records()
-    accounts = [r for r in records if isinstance(r, ledger.AccountState)]
+    accounts = [r for r in records if isinstance(r, AccountState)]
     assert sorted((a.account_id, a.last_sequence) for a in accounts) == [("cash", 4), ("sales", 4)]
     heads = [r for r in records if isinstance(r, TenantHead)]
     assert [h.last_sequence for h in heads] == [4]
@@ -107,13 +108,14 @@ def test_retention_zero_keeps_keys_forever() -> None:
     assert decision.outcome.expires_at_us is None
     assert ledger.expired_outcomes(book.state, 2**62) == ()
     with pytest.raises(ValueError, match="idempotency_retention_s"):
-        ledger.LedgerState(idempotency_retention_s=-1)
+        ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=-1)
 
 
 def restored(book: Ledger) -> ledger.LedgerState:
     return ledger.restore(
         list(ledger.export_records(book.state)),
         list(ledger.outcomes_of(book.state)),
+        wire_format=WIRE_FORMAT,
         idempotency_retention_s=book.retention_s,
     )
 
@@ -140,7 +142,7 @@ def test_restore_folds_the_events_tail_past_the_heads() -> None:
     records = list(ledger.export_records(book.state))
     outcomes = list(ledger.outcomes_of(book.state))
     book.accept(transfer("t1", "cash", "sales", 5))
-    state = ledger.restore(records, outcomes, book.events)
+    state = ledger.restore(records, outcomes, book.events, wire_format=WIRE_FORMAT)
     assert state.account("acme", "cash") == book.account("cash")
     assert state.head("acme") == book.state.head("acme")
 
@@ -150,29 +152,27 @@ def test_restore_refuses_records_that_do_not_add_up() -> None:
     book.accept(transfer("t1", "cash", "sales", 5))
     records = [
         dataclasses.replace(r, credits_posted=4)
-        if isinstance(r, ledger.AccountState) and r.account_id == "sales"
+        if isinstance(r, AccountState) and r.account_id == "sales"
         else r
         for r in ledger.export_records(book.state)
     ]
     with pytest.raises(InvariantViolationError, match="sum"):
-        ledger.restore(records, [])
+        ledger.restore(records, [], wire_format=WIRE_FORMAT)
 
 
 def test_restore_refuses_pending_counters_without_their_transfer() -> None:
     book = with_accounts("cash", "sales")
     book.accept(transfer("p1", "cash", "sales", 5, pending=True))
-    records = [
-        r for r in ledger.export_records(book.state) if not isinstance(r, ledger.TransferState)
-    ]
+    records = [r for r in ledger.export_records(book.state) if not isinstance(r, TransferState)]
     with pytest.raises(InvariantViolationError, match="pending"):
-        ledger.restore(records, [])
+        ledger.restore(records, [], wire_format=WIRE_FORMAT)
 
 
 # --------------------------------------------------------------------------- the fold
 
 
 def folded(book: Ledger) -> ledger.LedgerState:
-    state = ledger.LedgerState()
+    state = ledger.LedgerState(wire_format=WIRE_FORMAT)
     for event in book.events:
         ledger.apply(state, event)
     return state
@@ -213,6 +213,6 @@ def test_fold_rejects_balances_that_are_not_the_folds() -> None:
     event = book.events[-1]
     wrong = dataclasses.replace(event.balances[0], debits_posted=6)
     forged = dataclasses.replace(event, balances=(wrong, event.balances[1]))
-    book.events[-1] = dataclasses.replace(forged, hash=ledger.event_hash(forged))
+    book.events[-1] = dataclasses.replace(forged, hash=event_chain_hash(forged))
     with pytest.raises(InvariantViolationError, match="balances"):
         folded(book)

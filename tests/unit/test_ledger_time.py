@@ -14,7 +14,8 @@ import random
 
 from hypothesis import given
 
-from processors import ledger
+import ledger
+from processors.partition_ledger import WIRE_FORMAT
 from schemas.codec import encode_event
 from schemas.model import Command, Event, PendingExpired, TransferPending
 from tests.unit.ledger_builders import SECOND_US, T0_US, Ledger, open_account, transfer
@@ -50,7 +51,7 @@ def with_ticks(records: list[tuple[Command, int]], seed: int) -> list[Record]:
 
 
 def run_records(records: list[Record], state: ledger.LedgerState | None = None) -> list[Event]:
-    state = state or ledger.LedgerState(idempotency_retention_s=5)
+    state = state or ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=5)
     events: list[Event] = []
     for command, timestamp_us in records:
         decision = (
@@ -108,11 +109,12 @@ def test_ticks_replay_and_restore_byte_identically(history: History) -> None:
     straight = run_records(records)
     assert [encode_event(e) for e in run_records(records)] == [encode_event(e) for e in straight]
     half = len(records) // 2
-    first = ledger.LedgerState(idempotency_retention_s=5)
+    first = ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=5)
     before = run_records(records[:half], first)
     restored = ledger.restore(
         list(ledger.export_records(first)),
         list(ledger.outcomes_of(first)),
+        wire_format=WIRE_FORMAT,
         idempotency_retention_s=5,
     )
     after = run_records(records[half:], restored)

@@ -3,8 +3,9 @@ a restore from those headers keeps the outcomes encoded yet decides exactly as a
 
 from __future__ import annotations
 
-from processors import ledger
+import ledger
 from processors.partition_ledger import (
+    WIRE_FORMAT,
     PartitionLedger,
     _encoded_outcomes,
     outcome_times,
@@ -15,7 +16,9 @@ RETENTION_S = 60
 
 
 def test_outcomes_restored_from_their_times_header_decide_like_the_originals() -> None:
-    original = PartitionLedger(0, ledger.LedgerState(idempotency_retention_s=RETENTION_S))
+    original = PartitionLedger(
+        0, ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=RETENTION_S)
+    )
     original.decide(open_account("cash", key="k1"), T0_US, 0)
     original.decide(open_account("sales", key="k2"), T0_US + SECOND_US, 1)
     outputs = original.staged_outputs()
@@ -28,6 +31,7 @@ def test_outcomes_restored_from_their_times_header_decide_like_the_originals() -
     state = ledger.restore(
         list(ledger.export_records(original.state)),
         (),
+        wire_format=WIRE_FORMAT,
         idempotency_retention_s=RETENTION_S,
         encoded_outcomes=_encoded_outcomes(values, times),
     )
@@ -40,7 +44,9 @@ def test_outcomes_restored_from_their_times_header_decide_like_the_originals() -
 
 
 def test_a_key_kept_forever_has_no_expiry_in_its_header() -> None:
-    book = PartitionLedger(0, ledger.LedgerState(idempotency_retention_s=0))
+    book = PartitionLedger(
+        0, ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=0)
+    )
     book.decide(open_account("cash", key="k1"), T0_US, 0)
     stored = book.state.outcome("acme", "k1")
     assert stored is not None

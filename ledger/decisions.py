@@ -1,0 +1,102 @@
+"""What ``decide`` returns: decisions as values, and the state changes they carry.
+
+``decide(state, command, record_timestamp_us)`` returns exactly one of
+
+* ``Accepted(events, outcome, changes)`` — the command's events (preceded by any
+  ``PendingExpired`` events stream time caused) and an accepted outcome to store;
+* ``Rejected(events, outcome, changes)`` — a business rejection: ``outcome.reason`` is one
+  ``RejectReason`` (the first that applies, in the enum's precedence order) and
+  ``outcome.detail`` starts with the field it concerns (``"debit_account_id: ..."``). A rejection
+  decided on the rules is stored under its key like an acceptance (a retry gets the same
+  rejection). Two rejections are *replies only* (``changes is None``, nothing stored, stream time
+  unchanged): ``IDEMPOTENCY_KEY_REUSED`` (the key already holds another command's outcome, which
+  must not be overwritten) and ``INVALID_COMMAND`` on the scope fields ``tenant_id`` /
+  ``idempotency_key`` or on a key that already holds an outcome;
+* ``Duplicate(outcome)`` — the key holds a live outcome with the same fingerprint: the original
+  outcome stands, no event, no change.
+
+``decide_tick`` returns ``Ticked``: the ``PendingExpired`` events a tick record's timestamp
+caused. Each decision also carries ``encoded_events``: the bytes of each event, made by the
+state's ``WireFormat`` while the event was hashed (the core never encodes on its own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.model import (
+    AccountState,
+    Event,
+    Outcome,
+    RejectReason,
+    TenantHead,
+    TransferState,
+    direct_slot_init,
+)
+
+Rejection = tuple[RejectReason, str]  # (reason, detail starting with the field it concerns)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateChanges:
+    """What one stored decision changes: the new versions of the records, and stream time."""
+
+    accounts: tuple[AccountState, ...]
+    transfers: tuple[TransferState, ...]
+    heads: tuple[TenantHead, ...]
+    outcome: Outcome | None
+    stream_time_us: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    events: tuple[Event, ...]  # in sequence order: PendingExpired first, then the command's
+    outcome: Outcome
+    changes: StateChanges
+    encoded_events: tuple[bytes, ...] = ()  # the bytes of each event, made while sealing
+
+    @property
+    def stored_outcome(self) -> Outcome | None:
+        return self.changes.outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejected:
+    events: tuple[Event, ...]  # only PendingExpired events caused by stream time
+    outcome: Outcome
+    changes: StateChanges | None  # None: a reply only, nothing stored
+    encoded_events: tuple[bytes, ...] = ()  # the bytes of each event, made while sealing
+
+    @property
+    def stored_outcome(self) -> Outcome | None:
+        return None if self.changes is None else self.changes.outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Duplicate:
+    outcome: Outcome  # the original outcome stored under the key
+    events: tuple[Event, ...] = ()
+    changes: None = None
+    encoded_events: tuple[bytes, ...] = ()
+
+    @property
+    def stored_outcome(self) -> Outcome | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ticked:
+    """A tick's effect: the ``PendingExpired`` events its timestamp caused, nothing stored."""
+
+    events: tuple[Event, ...]
+    changes: StateChanges
+    encoded_events: tuple[bytes, ...] = ()
+
+    @property
+    def stored_outcome(self) -> Outcome | None:
+        return None
+
+
+Decision = Accepted | Rejected | Duplicate
+for _decision_type in (StateChanges, Accepted, Rejected, Duplicate, Ticked):
+    direct_slot_init(_decision_type)

@@ -1,0 +1,125 @@
+"""A decision's draft: the records one decision changes, read through to the state.
+
+``decide`` never writes to the ``LedgerState``; it builds its events and new records here and
+returns them as ``StateChanges``, which ``LedgerState.stage`` writes if the caller so chooses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ledger.decisions import StateChanges
+from ledger.effects import balance_of
+from ledger.state import LedgerState
+from schemas.model import (
+    GENESIS_HASH,
+    HASH_BYTES,
+    AccountState,
+    Event,
+    Outcome,
+    TenantHead,
+    TransferState,
+    record_builder,
+)
+
+HASH_PLACEHOLDER: Final = bytes(HASH_BYTES)  # ``hash`` of an event being built (never hashed)
+# Builders of the records ``decide`` makes for every command: equal to calling the class with the
+# same keywords, a third cheaper (schemas.model.record_builder). The fold and restore, which are
+# not per command, call the classes.
+_new_tenant_head: Final = record_builder(TenantHead)
+_new_state_changes: Final = record_builder(StateChanges)
+
+
+class Draft:
+    """The records one decision changes, read through to the state. Never shared."""
+
+    __slots__ = ("accounts", "encoded_events", "events", "heads", "seal", "state", "transfers")
+
+    def __init__(self, state: LedgerState) -> None:
+        self.state = state
+        self.seal = state.wire_format.seal
+        self.accounts: dict[tuple[str, str], AccountState] = {}
+        self.transfers: dict[tuple[str, str], TransferState] = {}
+        self.heads: dict[str, TenantHead] = {}
+        self.events: list[Event] = []
+        self.encoded_events: list[bytes] = []
+
+    def account(self, tenant_id: str, account_id: str) -> AccountState | None:
+        key = (tenant_id, account_id)
+        found = self.accounts.get(key)
+        return found if found is not None else self.state._accounts.get(key)
+
+    def transfer(self, tenant_id: str, transfer_id: str) -> TransferState | None:
+        key = (tenant_id, transfer_id)
+        found = self.transfers.get(key)
+        return found if found is not None else self.state._transfers.get(key)
+
+    def next_link(self, tenant_id: str) -> tuple[int, bytes]:
+        """(the tenant's next sequence, the hash it chains from)."""
+        head = self.heads.get(tenant_id) or self.state._heads.get(tenant_id)
+        if head is None:
+            return 1, GENESIS_HASH
+        return head.last_sequence + 1, head.last_hash
+
+    def effective_floor_us(self, tenant_id: str) -> int:
+        """The effective time of the tenant's last event: no later event is effective earlier."""
+        head = self.heads.get(tenant_id) or self.state._heads.get(tenant_id)
+        return 0 if head is None else head.last_effective_at_us
+
+    def put_account(self, account: AccountState) -> None:
+        self.accounts[(account.tenant_id, account.account_id)] = account
+
+    def put_transfer(self, transfer: TransferState) -> None:
+        self.transfers[(transfer.tenant_id, transfer.transfer_id)] = transfer
+
+    def record(self, event: Event) -> None:
+        """Seal an event of this decision, built with ``hash=HASH_PLACEHOLDER``: set its hash,
+        keep its bytes, and move its tenant's head.
+
+        The canonical bytes do not cover ``hash``, so the event is built once with a placeholder
+        and the digest is written into it before the object leaves the core: the one place the
+        core writes to a frozen record, and only to one nobody else has seen yet (half the cost
+        of building the event twice on the hot path). The state's ``WireFormat.seal`` hashes
+        and encodes it in one pass, so no event is encoded twice.
+        """
+        assert event.hash is HASH_PLACEHOLDER
+        digest, encoded = self.seal(event)
+        object.__setattr__(event, "hash", digest)
+        self.heads[event.tenant_id] = _new_tenant_head(
+            tenant_id=event.tenant_id,
+            last_sequence=event.sequence,
+            last_hash=digest,
+            last_effective_at_us=event.effective_at_us,
+        )
+        self.events.append(event)
+        self.encoded_events.append(encoded)
+
+    def changes(self, outcome: Outcome | None, stream_time_us: int) -> StateChanges:
+        return _new_state_changes(
+            accounts=tuple(self.accounts.values()),
+            transfers=tuple(self.transfers.values()),
+            heads=tuple(self.heads.values()),
+            outcome=outcome,
+            stream_time_us=stream_time_us,
+        )
+
+
+def event_header(
+    tenant_id: str,
+    link: tuple[int, bytes],
+    idempotency_key: str | None,
+    effective_at_us: int,
+    accounts: tuple[AccountState, ...],
+) -> dict[str, Any]:
+    """The fields every event has, for the event at ``link`` (its sequence, its prev_hash)."""
+    sequence, prev_hash = link
+    return {
+        "tenant_id": tenant_id,
+        "sequence": sequence,
+        "event_id": f"{tenant_id}:{sequence}",
+        "idempotency_key": idempotency_key,
+        "effective_at_us": effective_at_us,
+        "balances": tuple([balance_of(account) for account in accounts]),
+        "prev_hash": prev_hash,
+        "hash": HASH_PLACEHOLDER,
+    }

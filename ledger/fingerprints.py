@@ -1,0 +1,222 @@
+"""Command fingerprints: what makes a retry "the same command" under an idempotency key.
+
+``reference_command_fingerprint`` is the definition (docs/contract.md): one 8-byte SHA-256 prefix
+per fingerprinted field, in declared order, and a SHA-256 over the type name and those. The hot
+path calls ``command_fingerprint``: per command type a function generated from
+``fingerprint_source`` (no per-field loop, no ``getattr``), equal to the reference by construction
+and by test (tests/unit/test_generated_checks.py). The generated source is registered with
+``linecache`` under its file name, so a traceback through it shows the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import linecache
+from collections.abc import Callable
+from typing import Any, Final
+
+from schemas.model import COMMAND_TYPES, Command, Outcome
+
+FIELD_FINGERPRINT_BYTES: Final = 8
+COMMAND_TYPE_FIELD: Final = "command_type"  # named when a key is reused for another command type
+EXCLUDED_FROM_FINGERPRINT: Final = frozenset({"tenant_id", "idempotency_key", "submitted_at_us"})
+Fingerprint = tuple[bytes, bytes]  # (overall SHA-256, the concatenated field hashes)
+
+
+def _fingerprint_fields(command_type: type[Command]) -> tuple[str, ...]:
+    names = (field.name for field in dataclasses.fields(command_type))
+    return tuple(name for name in names if name not in EXCLUDED_FROM_FINGERPRINT)
+
+
+FINGERPRINT_FIELDS: Final[dict[type[Command], tuple[str, ...]]] = {
+    command_type: _fingerprint_fields(command_type) for command_type in COMMAND_TYPES
+}
+_FINGERPRINT_FIELDS_BY_NAME: Final[dict[str, tuple[str, ...]]] = {
+    command_type.__name__: names for command_type, names in FINGERPRINT_FIELDS.items()
+}
+
+
+def _encode_value(value: object) -> bytes:
+    """An unambiguous byte encoding of a command field value (type tag + content)."""
+    if type(value) is str:
+        return b"S" + value.encode("utf-8", "surrogatepass")
+    if value is None:
+        return b"N"
+    if value is True:
+        return b"T"
+    if value is False:
+        return b"F"
+    if type(value) is int:
+        return b"I%d" % value
+    if type(value) is tuple:
+        parts = [_encode_value(item) for item in value]
+        return b"L" + b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+    return b"R" + repr(value).encode("utf-8", "surrogatepass")  # a decoder bug; still stable
+
+
+# Fields whose values repeat across commands: their (name, hash) pairs are computed once and
+# shared by every outcome holding them (speed, and memory per million stored keys).
+LOW_CARDINALITY_FIELDS: Final = frozenset(
+    {
+        "currency",
+        "asset_scale",
+        "debits_must_not_exceed_credits",
+        "credits_must_not_exceed_debits",
+        "overdraft_limit",
+        "pending",
+        "pending_timeout_s",
+        # a tenant's accounts appear in transfer after transfer
+        "debit_account_id",
+        "credit_account_id",
+    }
+)
+FIELD_FINGERPRINT_CACHE_SIZE_MAX: Final = 65_536
+_field_fingerprint_cache: dict[tuple[str, type, object], bytes] = {}
+
+
+def _field_fingerprint(value: object) -> bytes:
+    # SHA-256 truncated: as strong per bit as BLAKE2b and, with SHA-NI, faster to call.
+    return hashlib.sha256(_encode_value(value)).digest()[:FIELD_FINGERPRINT_BYTES]
+
+
+def _shared_field_fingerprint(name: str, value: object) -> bytes:
+    """The cached digest of a repeating value (a pure function; the cache is bounded)."""
+    key = (name, type(value), value)
+    digest = _field_fingerprint_cache.get(key)
+    if digest is None:
+        if len(_field_fingerprint_cache) >= FIELD_FINGERPRINT_CACHE_SIZE_MAX:
+            _field_fingerprint_cache.clear()
+        digest = _field_fingerprint_cache[key] = _field_fingerprint(value)
+    return digest
+
+
+def reference_command_fingerprint(command: Command) -> tuple[bytes, bytes]:
+    """(SHA-256 over type + field hashes, the field hashes) of a command: the definition.
+
+    The field hashes are one 8-byte SHA-256 prefix per ``FINGERPRINT_FIELDS[type(command)]``
+    field, concatenated in that (declared) order: ``Outcome.field_fingerprints``.
+    Fingerprinted: every field but tenant_id and idempotency_key (the key's scope) and
+    submitted_at_us (a retry may be re-stamped); metadata is included.
+    """
+    digests = []
+    cache = _field_fingerprint_cache
+    for name in FINGERPRINT_FIELDS[type(command)]:
+        value = getattr(command, name)
+        if value is None or value == () or name in LOW_CARDINALITY_FIELDS:
+            digest = cache.get((name, type(value), value))
+            digests.append(digest if digest is not None else _shared_field_fingerprint(name, value))
+        else:
+            digests.append(_field_fingerprint(value))
+    joined = b"".join(digests)
+    overall = hashlib.sha256(type(command).__name__.encode() + b"\0" + joined).digest()
+    return overall, joined
+
+
+def _other_field_fingerprint(name: str, value: object) -> bytes:
+    """A field hash as ``reference_command_fingerprint`` computes one that is not a string."""
+    if value is None or value == () or name in LOW_CARDINALITY_FIELDS:
+        return _shared_field_fingerprint(name, value)
+    return _field_fingerprint(value)
+
+
+def _string_field_fingerprint(value: str) -> bytes:
+    return hashlib.sha256(b"S" + value.encode("utf-8", "surrogatepass")).digest()[
+        :FIELD_FINGERPRINT_BYTES
+    ]
+
+
+def fingerprint_source(command_type: type[Command]) -> str:
+    """The generated fingerprint function of one command type (shown by tests).
+
+    ``reference_command_fingerprint`` without its per-field loop and ``getattr``: a string
+    that changes from command to command is hashed inline; every other value goes through
+    the reference's own choice of cache or hash, so the bytes are the same by construction.
+    """
+    digests = []
+    for name in FINGERPRINT_FIELDS[command_type]:
+        value = f"command.{name}"
+        if name in LOW_CARDINALITY_FIELDS:
+            cached = f"cache_get(({name!r}, type({value}), {value}))"
+            digests.append(f"{cached} or other({name!r}, {value})")
+        else:
+            digests.append(f"string({value}) if type({value}) is str else other({name!r}, {value})")
+    items = "".join(f"            {digest},\n" for digest in digests)
+    return (
+        "def fingerprint(command):\n"
+        f"    joined = b''.join((\n{items}    ))\n"
+        "    return sha256(type_prefix + joined).digest(), joined\n"
+    )
+
+
+def generated_filename(command_type: type[Command]) -> str:
+    """The file name a generated fingerprint function's code and tracebacks carry."""
+    return f"<ledger.fingerprints {command_type.__name__}>"
+
+
+def _generated_fingerprint(command_type: type[Command]) -> Callable[[Command], Fingerprint]:
+    """Compile ``fingerprint_source(command_type)`` (this module's own tables, never input) and
+    register the source with ``linecache``, so tracebacks and debuggers show its lines."""
+    namespace: dict[str, Any] = {
+        "cache_get": _field_fingerprint_cache.get,
+        "other": _other_field_fingerprint,
+        "string": _string_field_fingerprint,
+        "sha256": hashlib.sha256,
+        "type_prefix": command_type.__name__.encode() + b"\0",
+    }
+    source = fingerprint_source(command_type)
+    filename = generated_filename(command_type)
+    # (size, mtime None, lines, name): an entry ``linecache.checkcache`` keeps, as for doctests
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own source
+    function: Callable[[Command], Fingerprint] = namespace["fingerprint"]
+    return function
+
+
+_FINGERPRINTS: Final = {
+    command_type: _generated_fingerprint(command_type) for command_type in COMMAND_TYPES
+}
+
+
+def command_fingerprint(command: Command) -> tuple[bytes, bytes]:
+    """(SHA-256 over type + field hashes, the field hashes) of a command.
+
+    The field hashes are one 8-byte SHA-256 prefix per ``FINGERPRINT_FIELDS[type(command)]``
+    field, concatenated in that (declared) order: ``Outcome.field_fingerprints``.
+    Fingerprinted: every field but tenant_id and idempotency_key (the key's scope) and
+    submitted_at_us (a retry may be re-stamped); metadata is included. Generated per type
+    (``fingerprint_source``); ``reference_command_fingerprint`` is the definition.
+    """
+    return _FINGERPRINTS[type(command)](command)
+
+
+def field_fingerprint_pairs(
+    command_type: str, field_fingerprints: bytes
+) -> tuple[tuple[str, bytes], ...]:
+    """``Outcome.field_fingerprints`` as (field name, 8-byte hash) pairs, for reading."""
+    names = _FINGERPRINT_FIELDS_BY_NAME.get(command_type, ())
+    size = FIELD_FINGERPRINT_BYTES
+    return tuple(
+        (
+            names[index] if index < len(names) else f"#{index}",
+            field_fingerprints[start : start + size],
+        )
+        for index, start in enumerate(range(0, len(field_fingerprints), size))
+    )
+
+
+def first_differing_field(stored: Outcome, command: Command) -> str:
+    """The first fingerprinted field in which ``command`` differs from the stored command."""
+    if stored.command_type != type(command).__name__:
+        return COMMAND_TYPE_FIELD
+    _, field_fingerprints = command_fingerprint(command)
+    old = stored.field_fingerprints
+    names = FINGERPRINT_FIELDS[type(command)]
+    size = FIELD_FINGERPRINT_BYTES
+    for index, start in enumerate(range(0, min(len(old), len(field_fingerprints)), size)):
+        if old[start : start + size] != field_fingerprints[start : start + size]:
+            return names[index]
+    shorter = min(len(old), len(field_fingerprints)) // size
+    if len(old) != len(field_fingerprints) and shorter < len(names):
+        return names[shorter]
+    return COMMAND_TYPE_FIELD

@@ -1,0 +1,61 @@
+"""The full invariant check of a partition's state (O(state)), run after every restore.
+
+Exceptions are for bugs and corrupt state, never for bad input::
+
+    StreamLedgerError (streamledger.errors)
+    └── InvariantViolationError   debits != credits in an event, a counter outside int64, a gap
+                                  or a broken link in a tenant's sequence/hash chain, an event the
+                                  fold cannot apply, restored records that do not add up.
+                                  The loop must stop; it never catches and skips this.
+"""
+
+from __future__ import annotations
+
+from ledger.effects import check_counters
+from ledger.state import LedgerState
+from schemas.model import TransferStatus
+from streamledger.errors import InvariantViolationError
+
+
+def assert_invariants(state: LedgerState) -> None:
+    """Full check (O(state)): per tenant and currency debits equal credits (posted and pending),
+    counters within int64, pending counters equal the open pending transfers, and no record
+    newer than its tenant's head. Raises InvariantViolationError."""
+    sums: dict[tuple[str, str], list[int]] = {}
+    for account in state._accounts.values():
+        check_counters(account)
+        _check_not_after_head(state, account.tenant_id, account.last_sequence, account.account_id)
+        total = sums.setdefault((account.tenant_id, account.currency), [0, 0, 0, 0])
+        total[0] += account.debits_posted - account.credits_posted
+        total[1] += account.debits_pending - account.credits_pending
+    for (tenant_id, currency), (posted, pending) in (
+        (key, value[:2]) for key, value in sums.items()
+    ):
+        if posted or pending:
+            raise InvariantViolationError(
+                f"tenant {tenant_id} {currency}: balances sum to {posted} posted, {pending} pending"
+            )
+    reserved: dict[tuple[str, str], list[int]] = {}
+    for transfer in state._transfers.values():
+        _check_not_after_head(
+            state, transfer.tenant_id, transfer.last_sequence, transfer.transfer_id
+        )
+        if transfer.status is TransferStatus.PENDING:
+            reserved.setdefault((transfer.tenant_id, transfer.debit_account_id), [0, 0])[0] += (
+                transfer.amount
+            )
+            reserved.setdefault((transfer.tenant_id, transfer.credit_account_id), [0, 0])[1] += (
+                transfer.amount
+            )
+    for key, account in state._accounts.items():
+        debits, credits = reserved.get(key, (0, 0))
+        if (account.debits_pending, account.credits_pending) != (debits, credits):
+            raise InvariantViolationError(
+                f"account {key[0]}/{key[1]}: pending counters differ from its pending transfers"
+            )
+
+
+def _check_not_after_head(state: LedgerState, tenant_id: str, sequence: int, name: str) -> None:
+    head = state._heads.get(tenant_id)
+    if head is None or sequence > head.last_sequence:
+        raise InvariantViolationError(f"{tenant_id}/{name}: sequence {sequence} is past the head")

@@ -1,0 +1,224 @@
+"""The rules per command type: contract checks the rules rely on, and business rejections.
+
+Each function returns the first rule a command breaks as ``(RejectReason, detail)``, in
+``RejectReason``'s precedence order, or None; the detail starts with the field it concerns.
+Rejections are values: nothing here raises on input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from ledger.decisions import Rejection
+from ledger.draft import Draft
+from schemas.event_time import US_PER_S
+from schemas.limits import first_violation
+from schemas.model import (
+    INT64_MAX,
+    AccountState,
+    Command,
+    OpenAccount,
+    PostPending,
+    RejectReason,
+    Transfer,
+    TransferStatus,
+    VoidPending,
+)
+
+SCOPE_FIELDS: Final = frozenset({"tenant_id", "idempotency_key"})
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_amount(value: object) -> bool:
+    return type(value) is int and 0 < value <= INT64_MAX
+
+
+def _account_violation(command: OpenAccount) -> tuple[str, str] | None:
+    if command.debits_must_not_exceed_credits and command.credits_must_not_exceed_debits:
+        return "credits_must_not_exceed_debits", "an account takes at most one balance flag"
+    limit = command.overdraft_limit
+    if limit is None:
+        return None
+    if not (command.debits_must_not_exceed_credits or command.credits_must_not_exceed_debits):
+        return "overdraft_limit", "needs one of the two balance flags"
+    if type(limit) is not int or not 0 <= limit <= INT64_MAX:
+        return "overdraft_limit", "must be an integer in [0, 2**63 - 1]"
+    return None
+
+
+def _transfer_violation(command: Transfer) -> tuple[str, str] | None:
+    if not _is_amount(command.amount):
+        return "amount", "must be an integer of minor units in [1, 2**63 - 1]"
+    timeout = command.pending_timeout_s
+    if timeout is not None and not command.pending:
+        return "pending_timeout_s", "only a pending transfer has a timeout"
+    if timeout is not None and not _is_amount(timeout):
+        return "pending_timeout_s", "must be a positive integer of seconds"
+    if command.reverses is not None and command.pending:
+        return "reverses", "a reversal is posted at once, never pending"
+    return None
+
+
+def _post_pending_violation(command: PostPending) -> tuple[str, str] | None:
+    if command.amount is None or _is_amount(command.amount):
+        return None
+    return "amount", "must be None (the full amount) or an integer in [1, 2**63 - 1]"
+
+
+# The contract checks the rules below rely on, whatever schemas.limits checks (by exact type:
+# first_violation already rejects anything that is not exactly a command type).
+_CORE_CHECKS: Final[dict[type[Any], Callable[[Any], tuple[str, str] | None]]] = {
+    OpenAccount: _account_violation,
+    Transfer: _transfer_violation,
+    PostPending: _post_pending_violation,
+}
+
+
+def command_violation(command: Command) -> tuple[str, str] | None:
+    """(field, reason) of the first contract violation (schemas.limits), or None.
+
+    The core's own checks run after the contract's and repeat the few the rules rely on, so a
+    change of the limits can never let an amount the rules cannot handle through.
+    """
+    violation = first_violation(command)
+    if violation is not None:
+        return violation
+    core_check = _CORE_CHECKS.get(type(command))
+    return None if core_check is None else core_check(command)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _transfer_rejection(draft: Draft, command: Transfer) -> Rejection | None:
+    """The first rule a Transfer breaks, in RejectReason order."""
+    tenant_id = command.tenant_id
+    if draft.transfer(tenant_id, command.transfer_id) is not None:
+        return RejectReason.TRANSFER_EXISTS, f"transfer_id: {command.transfer_id!r} exists"
+    debit = draft.account(tenant_id, command.debit_account_id)
+    credit = draft.account(tenant_id, command.credit_account_id)
+    if debit is None:
+        return _unknown_account("debit_account_id", command.debit_account_id)
+    if credit is None:
+        return _unknown_account("credit_account_id", command.credit_account_id)
+    if debit.currency != command.currency:
+        return _currency_mismatch("debit_account_id", debit, command.currency)
+    if credit.currency != command.currency:
+        return _currency_mismatch("credit_account_id", credit, command.currency)
+    if command.debit_account_id == command.credit_account_id:
+        return RejectReason.SAME_ACCOUNT, "credit_account_id: equals debit_account_id"
+    if command.reverses is not None:
+        found = _reversal_rejection(draft, command)
+        if found is not None:
+            return found
+    return _funds_rejection(debit, credit, command)
+
+
+def _unknown_account(field: str, account_id: str) -> Rejection:
+    return RejectReason.UNKNOWN_ACCOUNT, f"{field}: no account {account_id!r}"
+
+
+def _currency_mismatch(field: str, account: AccountState, currency: str) -> Rejection:
+    return RejectReason.CURRENCY_MISMATCH, (
+        f"{field}: account {account.account_id!r} holds {account.currency}, "
+        f"the transfer is in {currency}"
+    )
+
+
+def _reversal_rejection(draft: Draft, command: Transfer) -> Rejection | None:
+    assert command.reverses is not None
+    original = draft.transfer(command.tenant_id, command.reverses)
+    if original is None:
+        return RejectReason.REVERSAL_TARGET_NOT_FOUND, f"reverses: no transfer {command.reverses!r}"
+    if original.status is not TransferStatus.POSTED:
+        return RejectReason.REVERSAL_MISMATCH, (
+            f"reverses: transfer {original.transfer_id!r} is {original.status.value}, not posted"
+        )
+    if (command.debit_account_id, command.credit_account_id) != (
+        original.credit_account_id,
+        original.debit_account_id,
+    ):
+        return RejectReason.REVERSAL_MISMATCH, (
+            f"reverses: a reversal of {original.transfer_id!r} debits "
+            f"{original.credit_account_id!r} and credits {original.debit_account_id!r}"
+        )
+    if original.amount_reversed + command.amount > original.amount_posted:
+        return RejectReason.REVERSAL_EXCEEDS_ORIGINAL, (
+            f"amount: {original.transfer_id!r} has "
+            f"{original.amount_posted - original.amount_reversed} left to reverse"
+        )
+    return None
+
+
+def _funds_rejection(
+    debit: AccountState, credit: AccountState, command: Transfer
+) -> Rejection | None:
+    """Flags and overdraft limits (pending counts against them), then int64 overflow."""
+    amount = command.amount
+    debit_total = debit.debits_posted + debit.debits_pending + amount
+    credit_total = credit.credits_posted + credit.credits_pending + amount
+    if debit.debits_must_not_exceed_credits and debit_total > debit.credits_posted + (
+        debit.overdraft_limit or 0
+    ):
+        return RejectReason.INSUFFICIENT_FUNDS, (
+            f"debit_account_id: account {debit.account_id!r} would exceed its credits"
+        )
+    if credit.credits_must_not_exceed_debits and credit_total > credit.debits_posted + (
+        credit.overdraft_limit or 0
+    ):
+        return RejectReason.LIMIT_EXCEEDED, (
+            f"credit_account_id: account {credit.account_id!r} would exceed its debits"
+        )
+    if debit_total > INT64_MAX:
+        return _overflow("debit_account_id", debit)
+    if credit_total > INT64_MAX:
+        return _overflow("credit_account_id", credit)
+    return None
+
+
+def _overflow(field: str, account: AccountState) -> Rejection:
+    return RejectReason.OVERFLOW, f"{field}: account {account.account_id!r} would overflow"
+
+
+def _pending_rejection(draft: Draft, command: PostPending | VoidPending) -> Rejection | None:
+    transfer = draft.transfer(command.tenant_id, command.transfer_id)
+    if transfer is None:
+        return RejectReason.PENDING_NOT_FOUND, f"transfer_id: no transfer {command.transfer_id!r}"
+    if transfer.status is TransferStatus.EXPIRED:
+        return RejectReason.PENDING_EXPIRED, f"transfer_id: {command.transfer_id!r} has expired"
+    if transfer.status is not TransferStatus.PENDING:
+        return RejectReason.PENDING_ALREADY_FINAL, (
+            f"transfer_id: {command.transfer_id!r} is already {transfer.status.value}"
+        )
+    amount = command.amount if isinstance(command, PostPending) else None
+    if amount is not None and amount > transfer.amount:
+        return RejectReason.AMOUNT_EXCEEDS_PENDING, (
+            f"amount: {amount} exceeds the pending amount {transfer.amount}"
+        )
+    return None
+
+
+def rule_rejection(draft: Draft, command: Command, effective_at_us: int) -> Rejection | None:
+    if isinstance(command, OpenAccount):
+        if draft.account(command.tenant_id, command.account_id) is not None:
+            return RejectReason.ACCOUNT_EXISTS, f"account_id: {command.account_id!r} exists"
+        return None
+    if isinstance(command, Transfer):
+        found = _transfer_rejection(draft, command)
+        timeout = command.pending_timeout_s
+        if (
+            found is None
+            and timeout is not None
+            and effective_at_us + timeout * US_PER_S > INT64_MAX
+        ):
+            return RejectReason.OVERFLOW, "pending_timeout_s: the expiry time would overflow"
+        return found
+    return _pending_rejection(draft, command)
+
+
+def invalid(violation: tuple[str, str]) -> Rejection:
+    """The ``INVALID_COMMAND`` rejection of a contract violation (field, reason)."""
+    return RejectReason.INVALID_COMMAND, f"{violation[0]}: {violation[1]}"

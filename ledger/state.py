@@ -1,0 +1,234 @@
+"""The state of one partition: records by key, expiry indexes, stream time, an undo log.
+
+``LedgerState`` is the one mutable object of the core: plain dicts of frozen model records
+(``AccountState``, ``TransferState``, ``TenantHead``, ``Outcome``) plus an undo log. ``stage``
+writes a decision's changes and remembers the previous values; ``abort`` puts them back (cost:
+the batch's size), ``commit`` forgets them. Reads are one dict lookup, which is what the hot loop
+needs. ``decide`` only reads; everything it would change sits in a small per-decision draft
+(``ledger.draft``); staging a decision or folding an event (``ledger.fold.apply``) is the only
+thing that changes a state.
+
+Bytes are not the core's business. The partition adapter hands each state a ``WireFormat``: how
+an event is sealed (hashed and encoded in one pass, ``schemas.codec.seal_event``) and how a stored
+outcome is decoded. An outcome ``restore`` was given encoded stays an opaque ``bytes`` value
+here until a decision replaces it or it expires; reading it decodes a copy and never writes it
+back, so a read is a read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ledger.decisions import StateChanges
+from ledger.expiry import ExpiryEntry, ExpiryIndex
+from schemas.event_time import US_PER_S
+from schemas.model import (
+    AccountState,
+    Event,
+    Outcome,
+    StateRecord,
+    TenantHead,
+    TransferState,
+    TransferStatus,
+)
+from streamledger.errors import InvariantViolationError
+
+DEFAULT_IDEMPOTENCY_RETENTION_S: Final = 30 * 86_400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireFormat:
+    """How this partition's events and outcomes are bytes; supplied by the partition adapter
+    (``processors.partition_ledger.WIRE_FORMAT``), never imported by the core.
+
+    ``seal(event)`` -> ``(hash, encoded bytes)`` from one encode, ignoring ``event.hash``: the
+    hash is SHA-256(prev_hash || the event's canonical bytes) and the bytes are the record to
+    produce for the event carrying that hash. ``decode_outcome(bytes)`` -> the stored outcome.
+    """
+
+    seal: Callable[[Event], tuple[bytes, bytes]]
+    decode_outcome: Callable[[bytes], Outcome]
+
+
+class LedgerState:
+    """The state of one partition: records by key, expiry indexes, stream time, an undo log.
+
+    Keys start with the tenant: accounts and transfers by (tenant_id, id), outcomes by
+    (tenant_id, idempotency_key), heads by tenant_id. Records are frozen; the dicts change only
+    through ``stage``/``apply``/``forget_outcomes`` (undoable) and ``abort``/``commit``.
+    """
+
+    __slots__ = (
+        "_accounts",
+        "_batch_start_stream_time_us",
+        "_heads",
+        "_outcome_index",
+        "_outcomes",
+        "_pending_index",
+        "_stream_time_us",
+        "_touched",
+        "_transfers",
+        "_undo",
+        "idempotency_retention_us",
+        "wire_format",
+    )
+
+    def __init__(
+        self,
+        *,
+        wire_format: WireFormat,
+        idempotency_retention_s: int = DEFAULT_IDEMPOTENCY_RETENTION_S,
+    ) -> None:
+        if type(idempotency_retention_s) is not int or idempotency_retention_s < 0:
+            raise ValueError("idempotency_retention_s must be an int >= 0 (0 = forever)")
+        self.wire_format = wire_format
+        self.idempotency_retention_us = idempotency_retention_s * US_PER_S
+        self._accounts: dict[tuple[str, str], AccountState] = {}
+        self._transfers: dict[tuple[str, str], TransferState] = {}
+        # an outcome restored encoded stays bytes until replaced or forgotten (``outcome``)
+        self._outcomes: dict[tuple[str, str], Outcome | bytes] = {}
+        self._heads: dict[str, TenantHead] = {}
+        self._stream_time_us = 0
+        self._batch_start_stream_time_us = 0
+        self._pending_index = ExpiryIndex()
+        self._outcome_index = ExpiryIndex()
+        self._undo: list[tuple[dict[Any, Any], Any, Any]] = []
+        self._touched: dict[tuple[str, str, str], None] = {}
+
+    # ---- reads
+    @property
+    def stream_time_us(self) -> int:
+        return self._stream_time_us
+
+    def account(self, tenant_id: str, account_id: str) -> AccountState | None:
+        return self._accounts.get((tenant_id, account_id))
+
+    def transfer(self, tenant_id: str, transfer_id: str) -> TransferState | None:
+        return self._transfers.get((tenant_id, transfer_id))
+
+    def outcome(self, tenant_id: str, idempotency_key: str) -> Outcome | None:
+        """The outcome stored under the key; one restore kept encoded is decoded (a copy: the
+        state keeps the bytes, so reading never changes it)."""
+        stored = self._outcomes.get((tenant_id, idempotency_key))
+        if stored is None or type(stored) is Outcome:
+            return stored
+        assert isinstance(stored, bytes)
+        outcome = self.wire_format.decode_outcome(stored)
+        if (outcome.tenant_id, outcome.idempotency_key) != (tenant_id, idempotency_key):
+            raise InvariantViolationError(
+                f"the outcome stored under {(tenant_id, idempotency_key)} names another key"
+            )
+        return outcome
+
+    def head(self, tenant_id: str) -> TenantHead | None:
+        return self._heads.get(tenant_id)
+
+    @property
+    def outcome_count(self) -> int:
+        return len(self._outcomes)
+
+    @property
+    def has_staged_changes(self) -> bool:
+        return bool(self._undo) or self._stream_time_us != self._batch_start_stream_time_us
+
+    # ---- staged writes
+    def _put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._undo.append((table, key, table.get(key)))
+        table[key] = value
+
+    def stage(self, changes: StateChanges | None) -> None:
+        """Write one decision's changes into the open batch (undone by ``abort``)."""
+        if changes is None:
+            return
+        undo, touched = self._undo.append, self._touched
+        accounts, transfers, heads = self._accounts, self._transfers, self._heads
+        for account in changes.accounts:
+            key = (account.tenant_id, account.account_id)
+            undo((accounts, key, accounts.get(key)))  # what _put does, without the call
+            accounts[key] = account
+            touched[("account", *key)] = None
+        for transfer in changes.transfers:
+            key = (transfer.tenant_id, transfer.transfer_id)
+            previous = transfers.get(key)
+            undo((transfers, key, previous))
+            transfers[key] = transfer
+            touched[("transfer", *key)] = None
+            is_pending = transfer.status is TransferStatus.PENDING
+            if previous is None and is_pending and transfer.expires_at_us:
+                self._pending_index.push((transfer.expires_at_us, *key))
+        for head in changes.heads:
+            undo((heads, head.tenant_id, heads.get(head.tenant_id)))
+            heads[head.tenant_id] = head
+            touched[("head", head.tenant_id, "")] = None
+        outcome = changes.outcome
+        if outcome is not None:
+            self._put(self._outcomes, (outcome.tenant_id, outcome.idempotency_key), outcome)
+            if outcome.expires_at_us is not None:
+                self._outcome_index.push(
+                    (outcome.expires_at_us, outcome.tenant_id, outcome.idempotency_key)
+                )
+        self._stream_time_us = max(self._stream_time_us, changes.stream_time_us)
+        if changes.transfers:
+            self._pending_index.prune(self._pending_is_live)
+
+    def forget_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        """Drop expired outcomes (their tombstones go to ledger.outcomes in the same batch).
+
+        ``outcomes`` come from ``expired_outcomes`` of this batch: an outcome still held as
+        bytes was never replaced since restore, so it is the one that expired."""
+        for outcome in outcomes:
+            key = (outcome.tenant_id, outcome.idempotency_key)
+            stored = self._outcomes.get(key)
+            if stored is outcome or type(stored) is bytes:
+                self._undo.append((self._outcomes, key, stored))
+                del self._outcomes[key]
+
+    def staged_records(self) -> tuple[StateRecord, ...]:
+        """The current version of every record the open batch changed (for ledger.balances)."""
+        records: list[StateRecord] = []
+        for kind, tenant_id, name in self._touched:
+            if kind == "account":
+                records.append(self._accounts[(tenant_id, name)])
+            elif kind == "transfer":
+                records.append(self._transfers[(tenant_id, name)])
+            else:
+                records.append(self._heads[tenant_id])
+        return tuple(records)
+
+    def commit(self) -> None:
+        """The batch's transaction committed: its changes become the base."""
+        self._undo.clear()
+        self._touched.clear()
+        self._batch_start_stream_time_us = self._stream_time_us
+        self._pending_index.commit(self._pending_is_live)
+        self._outcome_index.commit(self._outcome_is_live)
+
+    def abort(self) -> None:
+        """The batch's transaction aborted: put every staged change back."""
+        for table, key, previous in reversed(self._undo):
+            if previous is None:
+                del table[key]
+            else:
+                table[key] = previous
+        self._undo.clear()
+        self._touched.clear()
+        self._stream_time_us = self._batch_start_stream_time_us
+        self._pending_index.abort()
+        self._outcome_index.abort()
+
+    # ---- expiry liveness
+    def _pending_is_live(self, entry: ExpiryEntry) -> bool:
+        transfer = self._transfers.get((entry[1], entry[2]))
+        return (
+            transfer is not None
+            and transfer.status is TransferStatus.PENDING
+            and transfer.expires_at_us == entry[0]
+        )
+
+    def _outcome_is_live(self, entry: ExpiryEntry) -> bool:
+        outcome = self._outcomes.get((entry[1], entry[2]))
+        if type(outcome) is bytes:
+            return True  # restored, never replaced: its only index entry is restore's own
+        return outcome is not None and outcome.expires_at_us == entry[0]  # type: ignore[union-attr]
