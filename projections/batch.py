@@ -27,6 +27,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from ledger.effects import (
+    CREATED_STATUS,
+    amount_posted_after,
+    next_status,
+    reversed_total,
+    reversible,
+)
+from ledger.effects import (
+    postings as event_postings,
+)
 from projections.event_records import (
     AccountOpenedRecord,
     EventRecord,
@@ -39,26 +49,14 @@ from projections.event_records import (
     event_record,
 )
 from schemas.keys import command_key, partition_for
-from schemas.model import GENESIS_HASH, Event
+from schemas.model import GENESIS_HASH, Event, TransferStatus
 from streamledger.errors import InvariantViolationError
 
 FinalizingRecord = PendingPostedRecord | PendingVoidedRecord | PendingExpiredRecord
 
-STATUS_PENDING = "pending"
-STATUS_POSTED = "posted"
-STATUS_VOIDED = "voided"
-STATUS_EXPIRED = "expired"
-
-KIND_PENDING = "pending"  # the side's pending counter grew by amount
-KIND_POSTED = "posted"  # the side's posted counter grew by amount
-KIND_RELEASED = "released"  # the side's pending counter shrank by amount
-
-FINAL_STATUS: Mapping[str, str] = {
-    "PendingPosted": STATUS_POSTED,
-    "PendingVoided": STATUS_VOIDED,
-    "PendingExpired": STATUS_EXPIRED,
-}
-CREATING_EVENT_TYPES = frozenset({"TransferPosted", "TransferPending"})
+# What each event does to balances and to its transfer's status is ledger.effects (the core's
+# fold uses the same definition); rows hold TransferStatus / PostingKind values as text.
+CREATING_EVENT_TYPES = frozenset(CREATED_STATUS)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -449,14 +447,13 @@ def account_row(record: AccountOpenedRecord, opened_at: datetime) -> AccountRow:
 
 
 def postings(record: MoneyRecord) -> tuple[tuple[str, int], ...]:
-    """(kind, amount) of each posting a money event makes on both of its accounts."""
-    if record["event_type"] == "TransferPosted":
-        return ((KIND_POSTED, record["amount"]),)
-    if record["event_type"] == "TransferPending":
-        return ((KIND_PENDING, record["amount"]),)
-    if record["event_type"] == "PendingPosted":
-        return ((KIND_POSTED, record["amount"]), (KIND_RELEASED, record["pending_amount"]))
-    return ((KIND_RELEASED, record["amount"]),)
+    """(kind, amount) of each posting a money event makes on both of its accounts
+    (``ledger.effects.postings``; the kind as the ``entries.kind`` column holds it)."""
+    pending_amount = record["pending_amount"] if record["event_type"] == "PendingPosted" else None
+    return tuple(
+        (kind.value, amount)
+        for kind, amount in event_postings(record["event_type"], record["amount"], pending_amount)
+    )
 
 
 def entry_rows(record: MoneyRecord, effective_at: datetime) -> list[EntryRow]:
@@ -544,26 +541,9 @@ def cannot_apply(record: EventRecord, message: str) -> EventCannotApplyError:
 
 def created_transfer(record: TransferPostedRecord | TransferPendingRecord) -> TransferRow:
     at = to_datetime(record["effective_at_us"])
-    if record["event_type"] == "TransferPosted":
-        return TransferRow(
-            record["tenant_id"],
-            record["transfer_id"],
-            record["debit_account_id"],
-            record["credit_account_id"],
-            record["currency"],
-            record["amount"],
-            False,  # pending
-            STATUS_POSTED,
-            record["amount"],  # amount_posted
-            0,  # amount_reversed
-            record["reverses"],
-            None,  # expires_at
-            record["sequence"],  # created_sequence
-            record["sequence"],  # last_sequence
-            at,
-            at,
-        )
-    expires_at_us = record["expires_at_us"]
+    event_type = record["event_type"]
+    status = CREATED_STATUS[event_type]
+    expires_at_us = record["expires_at_us"] if record["event_type"] == "TransferPending" else None
     return TransferRow(
         record["tenant_id"],
         record["transfer_id"],
@@ -571,11 +551,11 @@ def created_transfer(record: TransferPostedRecord | TransferPendingRecord) -> Tr
         record["credit_account_id"],
         record["currency"],
         record["amount"],
-        True,  # pending
-        STATUS_PENDING,
-        0,  # amount_posted
+        status is TransferStatus.PENDING,  # pending
+        status.value,
+        amount_posted_after(event_type, record["amount"]),  # amount_posted
         0,  # amount_reversed
-        None,  # reverses
+        record["reverses"] if record["event_type"] == "TransferPosted" else None,
         None if expires_at_us is None else to_datetime(expires_at_us),
         record["sequence"],  # created_sequence
         record["sequence"],  # last_sequence
@@ -588,20 +568,21 @@ def reversed_transfer(
     state: Mapping[tuple[str, str], TransferRow], record: TransferPostedRecord, target_id: str
 ) -> TransferRow:
     target = state.get((record["tenant_id"], target_id))
-    if target is None or target.status != STATUS_POSTED:
+    if target is None or not reversible(TransferStatus(target.status)):
         raise cannot_apply(
             record,
             f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} (sequence "
             f"{record['sequence']}) reverses {target_id!r}, which is not a posted transfer here",
         )
-    if target.amount_reversed + record["amount"] > target.amount_posted:
+    total = reversed_total(target.amount_posted, target.amount_reversed, record["amount"])
+    if total is None:
         raise cannot_apply(
             record,
             f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} (sequence "
             f"{record['sequence']}) reverses more of {target_id!r} than was posted",
         )
     return target._replace(
-        amount_reversed=target.amount_reversed + record["amount"],
+        amount_reversed=total,
         last_sequence=record["sequence"],
         updated_at=to_datetime(record["effective_at_us"]),
     )
@@ -611,7 +592,12 @@ def finalized_transfer(
     state: Mapping[tuple[str, str], TransferRow], record: FinalizingRecord
 ) -> TransferRow:
     current = state.get((record["tenant_id"], record["transfer_id"]))
-    if current is None or current.status != STATUS_PENDING:
+    status = (
+        None
+        if current is None
+        else next_status(record["event_type"], TransferStatus(current.status))
+    )
+    if current is None or status is None:
         found = "missing" if current is None else current.status
         raise cannot_apply(
             record,
@@ -626,8 +612,8 @@ def finalized_transfer(
             f"{record['transfer_id']!r}",
         )
     return current._replace(
-        status=FINAL_STATUS[record["event_type"]],
-        amount_posted=record["amount"] if record["event_type"] == "PendingPosted" else 0,
+        status=status.value,
+        amount_posted=amount_posted_after(record["event_type"], record["amount"]),
         last_sequence=record["sequence"],
         updated_at=to_datetime(record["effective_at_us"]),
     )
