@@ -57,6 +57,12 @@ from api.problems import (
 )
 from api.readiness import BrokerMetadata, CachedProbe
 from api.reads import ApiReader
+from api.reports import (
+    STATEMENT_PARAMETERS,
+    TRIAL_BALANCE_PARAMETERS,
+    statement_response,
+    trial_balance_response,
+)
 from api.settings import ApiSettings
 from api.views import balance_view, command_path, history_view, outcome_view, transfer_view
 from projections.queries import QueryError, parse_cursor, parse_moment
@@ -385,6 +391,21 @@ async def get_command(request: Request) -> Response:
     return json_response(outcome_view(outcome))
 
 
+async def get_trial_balance(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    query = query_of(request, *TRIAL_BALANCE_PARAMETERS)
+    reader = services_of(request).require_reader()
+    return await trial_balance_response(reader, tenant_id, query)
+
+
+async def get_statement(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    account_id = path_id(request, "account_id")
+    query = query_of(request, *STATEMENT_PARAMETERS)
+    reader = services_of(request).require_reader()
+    return await statement_response(reader, tenant_id, account_id, query)
+
+
 # --------------------------------------------------------------------------- operations
 
 
@@ -464,6 +485,8 @@ ROUTES: Final = [
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
     Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),
     Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),
+    Route("/v1/accounts/{account_id}/statement", get_statement, methods=["GET"]),
+    Route("/v1/trial-balance", get_trial_balance, methods=["GET"]),
     Route("/v1/commands/{idempotency_key:path}", get_command, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),

@@ -242,6 +242,10 @@ class ApiReader:
         self._remember_binding(tenant_id, digest)
         return tenant_id
 
+    async def read(self, tenant_id: str, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """One read-only statement as ``tenant_id`` (the report steps of ``api.reports``)."""
+        return await self._run(tenant_id, statement, parameters)
+
     async def balance(
         self, tenant_id: str, account_id: str, *, as_of: datetime | None
     ) -> Balance | None:

@@ -81,6 +81,8 @@ BalanceRow = tuple[str, str, int, int, int, int, int, datetime]
 #  debits_posted_after, credits_posted_after, debits_pending_after, credits_pending_after,
 #  effective_at)
 EntryRow = tuple[str, str, int, str, str, str, str, str, int, int, int, int, int, datetime]
+# (tenant_id, sequence, hash, effective_at): one link of a tenant's hash chain per event
+ChainRow = tuple[str, int, bytes, datetime]
 
 
 class TransferRow(NamedTuple):
@@ -220,6 +222,7 @@ class BatchPlan:
     opened_accounts: set[tuple[str, str]] = field(default_factory=set)
     balances: dict[tuple[str, str], BalanceRow] = field(default_factory=dict)
     entries: list[EntryRow] = field(default_factory=list)
+    chain: list[ChainRow] = field(default_factory=list)
     transfer_events: list[MoneyRecord] = field(default_factory=list)
     transfer_indexes: list[int] = field(default_factory=list)  # batch index of each of those
     transfer_locations: list[Location] = field(default_factory=list)  # and where it was read
@@ -393,6 +396,7 @@ def add_rows(
         plan.transfer_indexes.append(index)
         plan.transfer_locations.append(location)
     note_sequence(plan, record, index, location)
+    plan.chain.append((tenant_id, sequence, record["hash"], effective_at))
     plan.event_count += 1
     plan.last_effective_at_us = max(plan.last_effective_at_us, effective_at_us)
     for balance in record["balances"]:

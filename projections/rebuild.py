@@ -91,6 +91,7 @@ LIVE_TABLES_IN_LOCK_ORDER = (
     "entries",
     "transfers",
     "tenant_heads",
+    "event_chain",
     "projection_offsets",
 )
 

@@ -173,6 +173,10 @@ ENTRY_TYPES = (
     *("int8", "int8", "int8", "int8", "int8", "timestamptz"),
 )
 COPY_ENTRIES = sql.SQL("COPY {schema}.entries (" + ENTRY_COLUMNS + ") FROM STDIN (FORMAT BINARY)")
+CHAIN_TYPES = ("text", "int8", "bytea", "timestamptz")
+COPY_CHAIN = sql.SQL(
+    "COPY {schema}.event_chain (tenant_id, sequence, hash, effective_at) FROM STDIN (FORMAT BINARY)"
+)
 TRANSFER_COLUMNS = (
     "tenant_id, transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
     " status, amount_posted, amount_reversed, reverses, expires_at, created_sequence,"
@@ -463,6 +467,8 @@ def write_rows(
         expect_rows("transfers", cursor.rowcount, len(changed))
     if plan.entries:
         copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
+    if plan.chain:
+        copy_rows(conn, target.compose(COPY_CHAIN), CHAIN_TYPES, plan.chain)
     runs = [plan.tenant_runs[tenant] for tenant in sorted(plan.tenant_runs)]
     conn.execute(
         target.compose(UPSERT_TENANT_HEADS),

@@ -37,6 +37,8 @@ if ! PYTHON=$(find_python); then
 fi
 command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 command -v mvn >/dev/null || apt_install maven
+# pdftotext/pdftoppm: the statement PDF tests read the rendered pages back (issue 19)
+command -v pdftotext >/dev/null || apt_install poppler-utils
 java_major=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')
 [ "${java_major%%.*}" -ge 17 ] 2>/dev/null || fail "JDK 17+ is required, found ${java_major:-none}"
 

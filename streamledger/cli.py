@@ -22,6 +22,7 @@ from pipeline import cli as pipeline_cli
 from processors import cli as processors_cli
 from producers import cli as producers_cli
 from projections import query_cli as projections_query_cli
+from projections import report_cli as projections_report_cli
 from streamledger.cli_parser import Subparsers, build_parser, run_parsed
 
 # The parts that contribute subcommands, in the order ``--help`` lists them. Each sets
@@ -32,6 +33,7 @@ COMMAND_REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     processors_cli.register,
     infra_database_cli.register,
     projections_query_cli.register,
+    projections_report_cli.register,
     api_cli.register,
     pipeline_cli.register,
 )
