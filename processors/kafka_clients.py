@@ -34,6 +34,7 @@ from processors.restore import (
     read_partition,
     restore_consumer,
 )
+from processors.ticks import TICK_KEY, TICK_VALUE
 from processors.transport import (
     AssignmentCallback,
     CommandRecord,
@@ -219,6 +220,7 @@ class KafkaTransport:
         self.admin = admin_for(processor_settings)
         self.producer: Producer | None = None
         self.consumer: Consumer | None = None
+        self.tick_producer: Producer | None = None  # created on the first tick
 
     def partition_count(self, topics: Sequence[str]) -> int:
         return check_partition_counts(self.admin, tuple(topics), self.settings.request_timeout_s)
@@ -378,7 +380,24 @@ class KafkaTransport:
                 lag[tp.partition] = max(0, high - tp.offset)
         return lag
 
+    def append_ticks(self, partitions: Sequence[int], timestamp_ms: int) -> None:
+        if self.tick_producer is None:
+            self.tick_producer = new_tick_producer(self.settings)
+        try:
+            for partition in partitions:
+                self.tick_producer.produce(
+                    self.topic, TICK_VALUE, TICK_KEY, partition, timestamp=timestamp_ms
+                )
+        except (BufferError, KafkaException) as exc:
+            raise ProcessorKafkaError(f"producing tick records: {exc}") from exc
+        undelivered = self.tick_producer.flush(self.settings.request_timeout_s)
+        if undelivered:
+            raise ProcessorKafkaError(f"{undelivered} tick records not delivered in time")
+
     def close(self, *, flush_timeout_s: float) -> None:
+        if self.tick_producer is not None:
+            self.tick_producer.flush(flush_timeout_s)
+            self.tick_producer = None
         if self.producer is not None:
             try:
                 self.producer.flush(flush_timeout_s)

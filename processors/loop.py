@@ -48,7 +48,7 @@ from processors.partition_ledger import (
 )
 from processors.processor_settings import ProcessorSettings
 from processors.routing import misrouting
-from processors.ticks import TICK_KEY, TICK_VALUE, is_tick, partitions_to_tick
+from processors.ticks import is_tick, partitions_to_tick
 from processors.transport import CommandRecord, CommandTransport
 from schemas.codec import DecodeError, decode_command
 from streamledger.errors import InvariantViolationError
@@ -358,8 +358,9 @@ class Processor:
         passed by the wall clock (``processors.ticks``): the tick, once read back like any
         command record, expires what is due, so expiry needs no other tenant's traffic.
 
-        Its own short transaction between batches (nothing else is open here); a failure is
-        only logged: the next interval tries again, and the log stays the only input."""
+        Written outside any transaction (``CommandTransport.append_ticks``), between batches; a
+        failure is only logged: the next interval tries again, and the log stays the only
+        input."""
         if not self.ledgers:
             return
         now_us = int(time.time() * 1_000_000)  # the shell may read the clock; the core never
@@ -372,20 +373,10 @@ class Processor:
         if not due:
             return
         try:
-            self.transport.begin()
-            for partition in due:
-                self.transport.produce(
-                    self.topics.commands,
-                    partition,
-                    TICK_KEY,
-                    TICK_VALUE,
-                    timestamp_ms=now_us // 1000,  # kept only if the topic is CreateTime
-                )
-            self.transport.commit()
+            # the timestamp is kept only if the topic is CreateTime (ours is LogAppendTime)
+            self.transport.append_ticks(due, now_us // 1000)
         except ProcessorKafkaError as exc:
             LOGGER.warning("tick records for partitions %s: %s", due, exc)
-            with contextlib.suppress(ProcessorKafkaError):
-                self.transport.abort()
             return
         for partition in due:
             self._last_tick_us[partition] = now_us

@@ -30,6 +30,7 @@ from typing import Literal
 from processors.kafka_clients import AbortableError, FencedError, ProcessorKafkaError
 from processors.processor_settings import ProcessorSettings
 from processors.restore import PartitionSnapshot, RestoreError
+from processors.ticks import TICK_KEY, TICK_VALUE
 from processors.transport import (
     AssignmentCallback,
     CommandRecord,
@@ -39,7 +40,7 @@ from processors.transport import (
 )
 from streamledger.errors import TopicError
 
-Operation = Literal["begin", "produce", "send_offsets", "commit", "abort"]
+Operation = Literal["begin", "produce", "send_offsets", "commit", "abort", "append_ticks"]
 CREATE_TIME = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME
 
 
@@ -442,6 +443,15 @@ class MemoryTransport:
 
     def send_offsets(self, positions: Mapping[int, int]) -> None:
         self._open_transaction("send_offsets").offsets.update(positions)
+
+    def append_ticks(self, partitions: Sequence[int], timestamp_ms: int) -> None:
+        error = self.broker.check_fault("append_ticks")
+        if error is not None:
+            raise error
+        for partition in partitions:
+            self.broker.append(
+                self.topic, partition, TICK_KEY, TICK_VALUE, timestamp_ms=timestamp_ms
+            )
 
     def commit(self) -> None:
         transaction = self._open_transaction("commit")

@@ -117,6 +117,13 @@ class CommandTransport(Protocol):
         """Add the next offset to read per commands partition to the open transaction."""
         ...
 
+    def append_ticks(self, partitions: Sequence[int], timestamp_ms: int) -> None:
+        """Append a tick record (``processors.ticks``) to each of ``partitions`` of the commands
+        topic **outside any transaction** (a plain idempotent producer), and wait for them: a
+        transaction's commit marker would sit after the last command record and keep the
+        committed input offset one short of the partition's end for good."""
+        ...
+
     def commit(self) -> None: ...
 
     def abort(self) -> None: ...
