@@ -23,8 +23,8 @@ from projections.reports import AccountStatement, Counters, StatementEntry
 PAGE_WIDTH, PAGE_HEIGHT = A4
 MARGIN = 40.0
 LINE_HEIGHT = 12.0
-ROWS_FIRST_PAGE = 38  # the header and balances take the top of page 1
-ROWS_PER_PAGE = 56
+ROWS_FIRST_PAGE = 48  # the header and balances take the top of page 1
+ROWS_PER_PAGE = 56  # leaves room for the totals and the footer
 FONT = "Helvetica"
 FONT_BOLD = "Helvetica-Bold"
 FONT_SIZE = 8
@@ -35,12 +35,12 @@ COLUMNS = (
     ("Seq", 168.0, False),
     ("Event", 200.0, False),
     ("Transfer", 268.0, False),
-    ("Kind", 352.0, False),
-    ("Debit", 440.0, True),
-    ("Credit", 500.0, True),
-    ("Balance after", PAGE_WIDTH - MARGIN, True),
+    ("Kind", 364.0, False),
+    ("Debit", 445.0, True),
+    ("Credit", 502.0, True),
+    ("Balance", PAGE_WIDTH - MARGIN, True),
 )
-TRANSFER_CHARACTERS_MAX = 16  # longer transfer ids are shortened with "..." to fit the column
+TRANSFER_CHARACTERS_MAX = 20  # longer transfer ids are shortened with "..." to fit the column
 
 
 def page_rows(entries: Sequence[StatementEntry]) -> list[Sequence[StatementEntry]]:
@@ -95,6 +95,10 @@ def draw_header(canvas: Canvas, statement: AccountStatement, top: float) -> floa
         f" to {iso_time(statement.period_to)} (exclusive)",
         f"Opening balance: {balance_line(statement, statement.opening)}",
         f"Closing balance: {balance_line(statement, statement.closing)}",
+        f"Entries in period: {statement.totals.entries}. Balance: the posted balance after the"
+        " entry's event.",
+        "Kind: posted; pending (funds reserved); released (a reservation posted, voided or"
+        " expired).",
     )
     y = top - 2 * LINE_HEIGHT
     for line in lines:
@@ -145,7 +149,7 @@ def draw_totals(canvas: Canvas, statement: AccountStatement, top: float) -> None
     canvas.setFont(FONT_BOLD, FONT_SIZE)
     y = top - 2
     for label, debits, credits in (
-        (f"Total posted ({totals.entries} entries)", totals.debits_posted, totals.credits_posted),
+        ("Total posted", totals.debits_posted, totals.credits_posted),
         ("Total reserved (pending)", totals.debits_pending, totals.credits_pending),
         ("Total released", totals.debits_released, totals.credits_released),
     ):
