@@ -200,7 +200,8 @@ def run_processor(
     stop.set()
     thread.join(RUN_TIMEOUT_S)
     assert not errors, errors
-    assert consumed() == total, f"processor consumed {consumed()} of {total}"
+    # >=: the processor appends tick records when pending deadlines pass (decision 0026)
+    assert consumed() >= total, f"processor consumed {consumed()} of {total}"
     if profiler is not None and printed:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     return (total - first) / elapsed
