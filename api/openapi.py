@@ -132,6 +132,25 @@ def build_openapi() -> dict[str, Any]:
                     _query("after", "next_cursor of the last page"),
                 ],
             ),
+            "/v1/accounts/{account_id}/statement": _read(
+                "an account's statement for [from, to): balances, entries, last event's hash",
+                [
+                    account,
+                    {
+                        **_query("from", "RFC 3339 time or microseconds (inclusive)"),
+                        "required": True,
+                    },
+                    {**_query("to", "RFC 3339 time or microseconds (exclusive)"), "required": True},
+                    _query("format", "json (default), csv or pdf"),
+                ],
+            ),
+            "/v1/trial-balance": _read(
+                "every account's balance and per-currency totals as of a time (inclusive)",
+                [
+                    _query("as_of", "RFC 3339 time or microseconds (default: now)"),
+                    _query("format", "json (default) or csv"),
+                ],
+            ),
             "/v1/transfers/{transfer_id}": _read("a transfer", [_path_parameter("transfer_id")]),
             "/v1/commands/{idempotency_key}": _read(
                 "the outcome of the command sent with this idempotency key",
