@@ -85,7 +85,7 @@ def run_full(records: list[tuple[bytes, int]], batch: int) -> None:
         for offset, (data, timestamp_us) in enumerate(records[start : start + batch], start):
             partition.decide(codec.decode_command(data), timestamp_us, offset)
         partition.staged_outputs()
-        partition.confirm()
+        partition.commit()
 
 
 def run_core(commands: list[tuple[Command, int]], batch: int) -> None:

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
 
 from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Message,
     Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
 
+from kafka_adapter.batches import take_batch
 from processors.processor_settings import ProcessorSettings
 from processors.restore import (
     PartitionSnapshot,
@@ -121,31 +120,6 @@ def producer_config(processor_settings: ProcessorSettings) -> dict[str, object]:
         "queue.buffering.max.messages": PRODUCER_QUEUE_RECORDS_MAX,
         "compression.type": "lz4",
     }
-
-
-class BatchSource(Protocol):
-    """The part of ``confluent_kafka.Consumer`` that ``take_batch`` uses (tests fake it)."""
-
-    def consume(self, num_messages: int, timeout: float) -> list[Message]: ...
-
-
-def take_batch(source: BatchSource, records_max: int, first_wait_s: float) -> list[Message]:
-    """Every record already fetched (at most ``records_max``) without waiting; when there is
-    none, the first to arrive within ``first_wait_s`` and the records fetched with it.
-
-    ``Consumer.consume(n, timeout)`` returns only once it has ``n`` records or the timeout has
-    passed, so asking for a full batch with a wait holds every record of a partial batch for
-    the whole timeout. Taken this way a batch is whatever arrived while the caller was busy
-    with the previous one: large under load, one record when idle, never an added wait
-    (decision 0017)."""
-    assert records_max >= 1
-    records = source.consume(records_max, 0)
-    if records:
-        return records
-    first = source.consume(1, first_wait_s)
-    if not first or records_max == 1:
-        return first
-    return first + source.consume(records_max - 1, 0)
 
 
 def new_consumer(processor_settings: ProcessorSettings) -> Consumer:

@@ -178,7 +178,7 @@ class Processor:
         self.metrics.commit_latency.observe(time.perf_counter() - started)
         self.metrics.transactions.inc()
         for partition in touched:
-            self.ledgers[partition].confirm()  # the staged state is now the committed state
+            self.ledgers[partition].commit()  # the staged state is now the committed state
 
     def _check_offsets_move_forward(self, positions: dict[int, int]) -> None:
         """Stop before committing a position at or below the last one committed: the batch
@@ -282,7 +282,7 @@ class Processor:
         self.metrics.aborts.labels("abortable_error").inc()
         self.transport.abort()
         for ledger in self.ledgers.values():
-            ledger.rollback()
+            ledger.abort()
         first: dict[int, int] = {}
         for message in messages:
             partition, offset = message.partition(), message.offset()

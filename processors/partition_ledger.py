@@ -163,12 +163,12 @@ class PartitionLedger:
         outputs.states = [(state_key(r), encode_state(r)) for r in self.state.staged_records()]
         return outputs
 
-    def confirm(self) -> None:
+    def commit(self) -> None:
         """The batch's transaction committed."""
         self.state.commit()
         self.outputs = StagedOutputs()
 
-    def rollback(self) -> None:
+    def abort(self) -> None:
         """The batch's transaction aborted: back to the last committed state."""
         self.state.abort()
         self.outputs = StagedOutputs()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 from ledger.effects import (
@@ -48,6 +48,7 @@ from projections.event_records import (
     TransferPostedRecord,
     event_record,
 )
+from schemas.event_time import to_datetime
 from schemas.keys import command_key, partition_for
 from schemas.model import GENESIS_HASH, Event, TransferStatus
 from streamledger.errors import InvariantViolationError
@@ -57,19 +58,6 @@ FinalizingRecord = PendingPostedRecord | PendingVoidedRecord | PendingExpiredRec
 # What each event does to balances and to its transfer's status is ledger.effects (the core's
 # fold uses the same definition); rows hold TransferStatus / PostingKind values as text.
 CREATING_EVENT_TYPES = frozenset(CREATED_STATUS)
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_datetime(microseconds: int) -> datetime:
-    """Event times (int microseconds since the epoch) as the ``timestamptz`` columns hold them."""
-    return EPOCH + timedelta(microseconds=microseconds)
-
-
-def to_microseconds(moment: datetime) -> int:
-    """A ``timestamptz`` value as event time (int microseconds since the epoch)."""
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
 
 # (tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,
 #  credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at)

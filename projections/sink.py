@@ -82,7 +82,7 @@ from schemas.topics import EVENTS_TOPIC
 from streamledger.errors import InfraError, InvariantViolationError
 from streamledger.settings import Settings
 
-LOG = logging.getLogger(__name__)
+LOG = logging.getLogger("streamledger.projection")
 WRITER_THREADS = 1  # one transaction at a time: batches of a partition commit in order
 
 

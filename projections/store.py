@@ -48,9 +48,8 @@ from projections.batch import (
     TransferRow,
     fold_transfers,
     head_problems,
-    to_datetime,
-    to_microseconds,
 )
+from schemas.event_time import to_datetime, to_microseconds
 from streamledger.errors import InfraError, InvariantViolationError, StreamLedgerError
 
 LIVE_SCHEMA = "ledger"

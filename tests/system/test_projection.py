@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from projections.batch import to_datetime
 from projections.queries import LedgerReader, reader_dsn
+from schemas.event_time import to_datetime
 from streamledger.settings import Settings
 from tests.system.projection_checks import (
     assert_matches_model,

@@ -46,7 +46,7 @@ def test_a_batch_prepared_before_a_moved_position_is_dropped(
         assert has_prepared(first)  # the next batch waits, prepared ahead
         second = sink_for(projection_settings)  # takes over from the stored offsets
         catch_up(second, projection_settings, half)
-        with caplog.at_level(logging.WARNING, logger="projections.sink"):
+        with caplog.at_level(logging.WARNING, logger="streamledger.projection"):
             assert first.run_once().events == 0  # its write met the moved position
         assert "re-seeked" in caplog.text
         assert not has_prepared(first)  # what it prepared after that write is gone

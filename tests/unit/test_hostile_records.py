@@ -97,7 +97,7 @@ def test_hostile_records_never_fork_a_chain_and_every_command_gets_one_reply(
             assert value is not None
             events.append(decode_event(value))
             locations.append((partition, offset))
-        adapter.confirm()
+        adapter.commit()
     assert replies == decided and decided + dead_letters == len(drawn)
     latest: dict[str, tuple[int, int]] = {}  # tenant -> (sequence, effective time)
     for event, (partition, _) in zip(events, locations, strict=True):

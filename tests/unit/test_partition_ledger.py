@@ -22,7 +22,7 @@ def test_outcomes_restored_from_their_times_header_decide_like_the_originals() -
     original.decide(open_account("cash", key="k1"), T0_US, 0)
     original.decide(open_account("sales", key="k2"), T0_US + SECOND_US, 1)
     outputs = original.staged_outputs()
-    original.confirm()
+    original.commit()
     assert len(outputs.outcome_times) == len(outputs.outcomes) == 2
     values = {key: value for key, value in outputs.outcomes if value is not None}
     times = {

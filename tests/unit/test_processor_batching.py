@@ -8,7 +8,8 @@ from typing import Any, cast
 
 from confluent_kafka import Message
 
-from processors.kafka_clients import producer_config, take_batch
+from kafka_adapter.batches import take_batch
+from processors.kafka_clients import producer_config
 from processors.processor_settings import build_processor_settings
 from streamledger.settings import Settings
 
