@@ -7,8 +7,7 @@ Rejections are values: nothing here raises on input.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from ledger.decisions import Rejection
 from ledger.draft import Draft
@@ -32,62 +31,13 @@ SCOPE_FIELDS: Final = frozenset({"tenant_id", "idempotency_key"})
 # --------------------------------------------------------------------------- validation
 
 
-def _is_amount(value: object) -> bool:
-    return type(value) is int and 0 < value <= INT64_MAX
-
-
-def _account_violation(command: OpenAccount) -> tuple[str, str] | None:
-    if command.debits_must_not_exceed_credits and command.credits_must_not_exceed_debits:
-        return "credits_must_not_exceed_debits", "an account takes at most one balance flag"
-    limit = command.overdraft_limit
-    if limit is None:
-        return None
-    if not (command.debits_must_not_exceed_credits or command.credits_must_not_exceed_debits):
-        return "overdraft_limit", "needs one of the two balance flags"
-    if type(limit) is not int or not 0 <= limit <= INT64_MAX:
-        return "overdraft_limit", "must be an integer in [0, 2**63 - 1]"
-    return None
-
-
-def _transfer_violation(command: Transfer) -> tuple[str, str] | None:
-    if not _is_amount(command.amount):
-        return "amount", "must be an integer of minor units in [1, 2**63 - 1]"
-    timeout = command.pending_timeout_s
-    if timeout is not None and not command.pending:
-        return "pending_timeout_s", "only a pending transfer has a timeout"
-    if timeout is not None and not _is_amount(timeout):
-        return "pending_timeout_s", "must be a positive integer of seconds"
-    if command.reverses is not None and command.pending:
-        return "reverses", "a reversal is posted at once, never pending"
-    return None
-
-
-def _post_pending_violation(command: PostPending) -> tuple[str, str] | None:
-    if command.amount is None or _is_amount(command.amount):
-        return None
-    return "amount", "must be None (the full amount) or an integer in [1, 2**63 - 1]"
-
-
-# The contract checks the rules below rely on, whatever schemas.limits checks (by exact type:
-# first_violation already rejects anything that is not exactly a command type).
-_CORE_CHECKS: Final[dict[type[Any], Callable[[Any], tuple[str, str] | None]]] = {
-    OpenAccount: _account_violation,
-    Transfer: _transfer_violation,
-    PostPending: _post_pending_violation,
-}
-
-
 def command_violation(command: Command) -> tuple[str, str] | None:
-    """(field, reason) of the first contract violation (schemas.limits), or None.
-
-    The core's own checks run after the contract's and repeat the few the rules rely on, so a
-    change of the limits can never let an amount the rules cannot handle through.
-    """
-    violation = first_violation(command)
-    if violation is not None:
-        return violation
-    core_check = _CORE_CHECKS.get(type(command))
-    return None if core_check is None else core_check(command)
+    """(field, reason) of the first contract violation, or None: the contract's one check
+    (``schemas.limits.first_violation``, which the SDK runs too). The rules below rely on what
+    it guarantees: amounts and overdraft limits in range, at most one balance flag, a timeout
+    only on a pending transfer, a reversal never pending; the execution's counter checks
+    (``InvariantViolationError``) stop the process if that ever stops being true."""
+    return first_violation(command)
 
 
 # --------------------------------------------------------------------------- rules

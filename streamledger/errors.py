@@ -17,7 +17,10 @@ module). ``tests/unit/test_errors_tree.py`` checks this drawing against
     │   └── ProjectionDatabaseError   [projections.store] PostgreSQL failed or was unreachable
     ├── TopicError                    topic definitions and the broker disagree (drift, counts)
     ├── InvariantViolationError       corrupt state: the process stops, never logs and skips
-    │   └── EventCannotApplyError     [projections.batch] an event that cannot apply to the view
+    │   ├── EventCannotApplyError     [projections.batch] an event that cannot apply to the view
+    │   ├── OutOfBalanceError         [projections.reports] a trial balance that does not net to 0
+    │   ├── StatementMismatchError    [projections.reports] entries that do not add up
+    │   └── ChainIncompleteError      [projections.reports] rows without their chain links
     ├── SchemaLoadError               [schemas.avro_schemas] an .avsc file is missing or malformed
     ├── DecodeError                   [schemas.codec] bytes that are not a record we can read
     │   ├── WrongMarkerError          [schemas.codec] not our wire format's first byte

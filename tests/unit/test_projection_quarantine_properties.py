@@ -53,14 +53,20 @@ def test_only_corrupted_tenants_stop_each_at_its_first_bad_record(
     records: list[EventRecord] = []
     locations: list[Location] = []
     first_bad: dict[str, int] = {}
+    gapped_first: set[str] = set()  # tenants whose sequence 1 was moved to 2
     for index, event in enumerate(WORKLOAD.events):
         placed, partition = (
             corrupt(event, bad[index]) if index in bad else (event, home(event.tenant_id))
         )
         # A tenant's first record (sequence 1 here) is checked against the stored head at write
-        # time, not by the plan; only its partition is checked while planning.
+        # time, not by the plan; only its partition is checked while planning. A first record
+        # moved to sequence 2 makes the tenant's real sequence 2 a repeat within the batch.
         if index in bad and (bad[index] == "wrong_partition" or event.sequence > 1):
             first_bad.setdefault(event.tenant_id, len(records))
+        elif event.tenant_id in gapped_first and event.sequence == 2:
+            first_bad.setdefault(event.tenant_id, len(records))
+        if index in bad and bad[index] == "gap" and event.sequence == 1:
+            gapped_first.add(event.tenant_id)
         records.append(event_record(placed))
         locations.append((partition, index))
     plan = plan_records(records, locations, PlanContext(partitions=PARTITIONS))
