@@ -59,6 +59,15 @@ class ProcessorMetrics:
         Info("streamledger_build", "StreamLedger version", registry=r).info(
             {"version": __version__, "service": "processor"}
         )
+        self._declare_decision_metrics(r)
+        self._declare_transaction_metrics(r)
+        self._declare_state_metrics(r)
+        self._is_ready = False
+        self._ready.set(0)
+        self._create_known_series()
+
+    def _declare_decision_metrics(self, r: CollectorRegistry) -> None:
+        """What the loop read and decided, and what it wrote."""
         self.commands_consumed = Counter(
             PREFIX + "commands_consumed", "Command records consumed", registry=r
         )
@@ -90,6 +99,9 @@ class ProcessorMetrics:
             "Tick records appended to ledger.commands so pending transfers expire on time",
             registry=r,
         )
+
+    def _declare_transaction_metrics(self, r: CollectorRegistry) -> None:
+        """Transactions: their size, commit latency, aborts and fencing."""
         self.batch_size = Histogram(
             PREFIX + "batch_size_records",
             "Command records per transaction",
@@ -111,6 +123,9 @@ class ProcessorMetrics:
         self.producer_rebuilds = Counter(
             PREFIX + "producer_rebuilds", "Fatal producer errors (fenced) rebuilt", registry=r
         )
+
+    def _declare_state_metrics(self, r: CollectorRegistry) -> None:
+        """The partitions' state: restores, assignment, lag, liveness and readiness."""
         self.restore_duration = Histogram(
             PREFIX + "restore_duration_seconds",
             "Time to rebuild one partition's state on assignment",
@@ -140,9 +155,6 @@ class ProcessorMetrics:
             "Unix time the loop last started an iteration or restored a partition (liveness)",
             registry=r,
         )
-        self._is_ready = False
-        self._ready.set(0)
-        self._create_known_series()
 
     def _create_known_series(self) -> None:
         for event_type in EVENT_TYPES:

@@ -132,6 +132,11 @@ class ProjectionMetrics:
             FRESHNESS_SECONDS_BUCKETS,
             r,
         )
+        self.add_position_metrics()
+
+    def add_position_metrics(self) -> None:
+        """Where the projection stands: lag, seeks, rebuilds, assignment, liveness, readiness."""
+        r, labels = self.registry, ("schema",)
         self.lag_records = Gauge(
             "streamledger_projection_consumer_lag_records",
             "Records in ledger.events after the projected position",
