@@ -13,10 +13,11 @@ from starlette.types import ASGIApp
 from api.api_keys import create_api_key, revoke_api_key
 from api.app import create_app
 from api.http_protocol import ProblemHttpToolsProtocol
-from api.settings import LIMITS, ApiSettings, build_api_settings
+from api.settings import ApiSettings, build_api_settings
 from kafka_adapter.admin import broker_count
 from projections.queries import check_reachable
-from streamledger.cli_parser import whole_number
+from streamledger.cli_parser import add_declared_arguments, given_settings
+from streamledger.setting_fields import declarations
 from streamledger.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_OK: Final = 0
 EXIT_NOT_FOUND: Final = 1
+DEST_PREFIX: Final = "api_"  # the flags' namespace entries: api_<setting name>
 DEPENDENCY_TIMEOUT_S: Final = 5.0  # the broker must answer a metadata request at start within
 
 
@@ -33,34 +35,33 @@ def register(subparsers: Subparsers) -> None:
         "api",
         help="serve the HTTP API (commands with idempotency keys, balance and history reads)",
     )
-    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--reader-url", default=None, help="the read role's postgresql:// URL")
-    for name, default, minimum, maximum in LIMITS:
-        serve.add_argument(
-            "--" + name.replace("_", "-"),
-            type=whole_number,
-            default=None,
-            dest=f"limit_{name}",
-            help=f"{minimum}..{maximum} (default {default})",
-        )
+    add_declared_arguments(serve, ApiSettings, dest_prefix=DEST_PREFIX)
+    serve.add_argument(
+        "--reader-url",
+        default=None,
+        help="the read role's postgresql:// URL (default: the database_url setting with the"
+        " streamledger_api login)",
+    )
     serve.set_defaults(handler=run_api)
 
     tenants = subparsers.add_parser("tenants", help="tenants' API keys")
     commands = tenants.add_subparsers(dest="tenants_command", metavar="COMMAND", required=True)
     create = commands.add_parser("create-key", help="make an API key for TENANT (shown once)")
-    create.add_argument("tenant")
+    create.add_argument("tenant", help="the tenant id the key is for")
     create.set_defaults(handler=run_create_key)
     revoke = commands.add_parser("revoke-key", help="revoke an API key by its key id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key id printed by create-key")
     revoke.set_defaults(handler=run_revoke_key)
 
 
 def run_api(arguments: argparse.Namespace, settings: Settings) -> int:
+    given = given_settings(arguments, declarations(ApiSettings), dest_prefix=DEST_PREFIX)
+    host = given.pop("host")
     api = build_api_settings(
         settings,
-        host=arguments.host,
+        host=None if host is None else str(host),
         reader_url=arguments.reader_url,
-        limits={name: getattr(arguments, f"limit_{name}") for name, _, _, _ in LIMITS},
+        limits={name: value for name, value in given.items() if isinstance(value, int)},
     )
     # Bounded and named before uvicorn starts: an unreachable PostgreSQL or Kafka is one line
     # (decision 0022), not a traceback from a failed lifespan.

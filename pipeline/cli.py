@@ -41,9 +41,33 @@ from pipeline.supervisor import (
     supervisor_metrics_port,
 )
 from pipeline.supervisor_metrics import SupervisorMetrics
-from streamledger.cli_parser import EXIT_OK, Subparsers
+from streamledger.cli_parser import (
+    EXIT_OK,
+    Subparsers,
+    add_declared_arguments,
+    given_settings,
+    whole_number,
+)
 from streamledger.metrics_endpoint import MetricsEndpoint
+from streamledger.setting_fields import (
+    Declaration,
+    build_declared,
+    declaration_of,
+    declarations,
+)
 from streamledger.settings import Settings
+
+RUN_PREFIX = "run_"  # the flags' namespace entries: run_<setting name>
+RUN_LEFT_OUT = ("api_port",)  # added by add_api_arguments, shared with `demo`
+
+
+def run_declarations() -> tuple[Declaration, ...]:
+    """The settings of ``RunSettings`` that ``run`` adds as flags of their own."""
+    return tuple(
+        declaration
+        for declaration in declarations(RunSettings)
+        if declaration.name not in RUN_LEFT_OUT
+    )
 
 
 def register(subparsers: Subparsers) -> None:
@@ -51,29 +75,7 @@ def register(subparsers: Subparsers) -> None:
         "run",
         help="run the pipeline: N processors + M projections, supervised, with a status line",
     )
-    run.add_argument("--processors", type=int, default=2, help="processor processes (default 2)")
-    run.add_argument("--projections", type=int, default=1, help="projection processes (1)")
-    run.add_argument("--status-interval-s", type=float, default=5.0, help="default 5")
-    run.add_argument("--shutdown-timeout-s", type=float, default=40.0, help="then SIGKILL")
-    run_defaults = RunSettings()
-    run.add_argument(
-        "--stall-timeout-s",
-        type=float,
-        default=run_defaults.stall_timeout_s,
-        help="restart a processor whose loop heartbeat has not moved this long (default 180)",
-    )
-    run.add_argument(
-        "--stall-kill-after-s",
-        type=float,
-        default=run_defaults.stall_kill_after_s,
-        help="SIGKILL a stalled child this long after its SIGTERM (default 10)",
-    )
-    run.add_argument(
-        "--dependency-wait-s-max",
-        type=float,
-        default=run_defaults.dependency_wait_s_max,
-        help="give up when Kafka or PostgreSQL stays down this long (default 0 = wait forever)",
-    )
+    add_declared_arguments(run, RunSettings, dest_prefix=RUN_PREFIX, leave_out=RUN_LEFT_OUT)
     run.add_argument(
         "--processor-arg",
         action="append",
@@ -100,7 +102,6 @@ def register(subparsers: Subparsers) -> None:
         default=None,
         help="supervise `verify --every-s` on the next metrics port (default: with Prometheus)",
     )
-    run.add_argument("--verify-every-s", type=int, default=600, help="default 600")
     run.set_defaults(handler=run_pipeline)
 
     demo = subparsers.add_parser(
@@ -108,11 +109,20 @@ def register(subparsers: Subparsers) -> None:
         help="the main job: stack up, pipeline, seeded workload, summary, verify (few minutes)",
     )
     defaults = DemoSettings()
-    demo.add_argument("--seed", type=int, default=defaults.seed)
-    demo.add_argument("--tenants", type=int, default=defaults.tenants)
-    demo.add_argument("--accounts", type=int, default=defaults.accounts_per_tenant)
-    demo.add_argument("--commands", type=int, default=defaults.commands, help="mixed commands")
-    demo.add_argument("--poison", type=int, default=defaults.poison)
+    for flag, default, text in (
+        ("--seed", defaults.seed, "seed of the workload: the same seed sends the same commands"),
+        ("--tenants", defaults.tenants, "tenants in the workload"),
+        ("--accounts", defaults.accounts_per_tenant, "accounts per tenant"),
+        ("--commands", defaults.commands, "mixed commands after the opening phase"),
+        ("--poison", defaults.poison, "undecodable records sent, for the dead-letter topic"),
+    ):
+        demo.add_argument(
+            flag,
+            type=whole_number,
+            default=default,
+            metavar="N",
+            help=f"{text} (default {default})",
+        )
     demo.add_argument(
         "--keep-running", action="store_true", help="keep the pipeline up after the report"
     )
@@ -127,7 +137,13 @@ def register(subparsers: Subparsers) -> None:
     tail.add_argument("--tenant", default=None, help="only this tenant's events")
     tail.add_argument("--from-beginning", action="store_true", help="from the first event")
     tail.add_argument("--exit-at-end", action="store_true", help="stop at the end of the log")
-    tail.add_argument("--max-events", type=int, default=None, help="stop after this many")
+    tail.add_argument(
+        "--max-events",
+        type=whole_number,
+        default=None,
+        metavar="N",
+        help="stop after this many events (default: no limit)",
+    )
     tail.set_defaults(handler=run_events_tail)
 
 
@@ -138,7 +154,14 @@ def add_api_arguments(parser: argparse.ArgumentParser, *, default_on: bool) -> N
         default=default_on,
         help="supervise `streamledger api` too (default on)",
     )
-    parser.add_argument("--api-port", type=int, default=8080, help="the API's port (8080)")
+    api_port = declaration_of(RunSettings, "api_port")
+    parser.add_argument(
+        api_port.flag,
+        type=whole_number,
+        default=api_port.default,
+        metavar="N",
+        help=api_port.help_text(),
+    )
 
 
 def stop_on_signals() -> threading.Event:
@@ -157,20 +180,14 @@ def run_pipeline(arguments: argparse.Namespace, settings: Settings) -> int:
     verifier = (
         arguments.with_prometheus if arguments.with_verifier is None else arguments.with_verifier
     )
-    run = RunSettings(
-        processors=arguments.processors,
-        projections=arguments.projections,
-        status_interval_s=arguments.status_interval_s,
-        shutdown_timeout_s=arguments.shutdown_timeout_s,
+    run = build_declared(
+        RunSettings,
+        given_settings(arguments, run_declarations(), dest_prefix=RUN_PREFIX),
         processor_arguments=tuple(arguments.processor_arg),
         projection_arguments=tuple(arguments.projection_arg),
         verifier=verifier,
-        verify_every_s=arguments.verify_every_s,
         api=arguments.api,
         api_port=arguments.api_port,
-        stall_timeout_s=arguments.stall_timeout_s,
-        stall_kill_after_s=arguments.stall_kill_after_s,
-        dependency_wait_s_max=arguments.dependency_wait_s_max,
     )
     specs = plan_children(settings, run)
     metrics = SupervisorMetrics(spec.name for spec in specs)

@@ -69,6 +69,7 @@ from pipeline.liveness import (
 from pipeline.metrics_scrape import scrape
 from pipeline.supervisor_metrics import SupervisorMetrics
 from streamledger.errors import InfraError, SettingError
+from streamledger.setting_fields import check_declared, decimal_limit, limit
 from streamledger.settings import Settings, environment_for
 
 LOG = logging.getLogger("streamledger.pipeline")
@@ -97,69 +98,96 @@ HeartbeatReader = Callable[[str, str], float | None]  # (metrics url, series) ->
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunSettings:
-    """The supervisor's limits: one frozen object, built once by the command."""
+    """The supervisor's limits: one frozen object, built once by the command. Each limit is
+    declared once on its field: the flag of ``streamledger run``, its help and the check derive
+    from it (decision 0035); ``__post_init__`` checks every value, however the object is built."""
 
-    processors: int = 2
-    projections: int = 1
-    backoff_s_min: float = 0.5
-    backoff_s_max: float = 30.0
-    healthy_after_s: float = 30.0  # a child up this long restarts from backoff_s_min again
+    processors: int = field(
+        default=2, metadata=limit(0, PROCESSES_MAX, "processes", "processor processes")
+    )
+    projections: int = field(
+        default=1, metadata=limit(0, PROCESSES_MAX, "processes", "projection processes")
+    )
+    backoff_s_min: float = field(
+        default=0.5,
+        metadata=decimal_limit(0.01, 3_600.0, "s", "a crashed child's first restart delay"),
+    )
+    backoff_s_max: float = field(
+        default=30.0,
+        metadata=decimal_limit(
+            0.01, 3_600.0, "s", "the restart delay doubles per crash up to this"
+        ),
+    )
+    healthy_after_s: float = field(
+        default=30.0,
+        metadata=decimal_limit(
+            0.01, 86_400.0, "s", "a child up this long restarts from backoff_s_min again"
+        ),
+    )
     # The processor itself gives its last batch shutdown_timeout_s (30 s by default).
-    shutdown_timeout_s: float = 40.0
-    status_interval_s: float = 5.0
-    poll_interval_s: float = 0.2
+    shutdown_timeout_s: float = field(
+        default=40.0,
+        metadata=decimal_limit(0.01, 3_600.0, "s", "after SIGTERM, SIGKILL what is left then"),
+    )
+    status_interval_s: float = field(
+        default=5.0, metadata=decimal_limit(0.01, 3_600.0, "s", "how often the status line prints")
+    )
+    poll_interval_s: float = field(
+        default=0.2,
+        metadata=decimal_limit(0.01, 60.0, "s", "how often the supervisor looks at its children"),
+    )
     processor_arguments: tuple[str, ...] = ()  # extra flags of `streamledger process`
     projection_arguments: tuple[str, ...] = ()  # extra flags of `streamledger project`
     verifier: bool = False  # `streamledger verify --every-s`, on the port after the projections
-    verify_every_s: int = 600
+    verify_every_s: int = field(
+        default=600, metadata=limit(1, 86_400, "s", "the supervised verifier runs this often")
+    )
     api: bool = False  # `streamledger api`, serving (and exporting /metrics) on api_port
-    api_port: int = 8080
+    api_port: int = field(
+        default=8080, metadata=limit(1, 65_535, "port", "the supervised API's port")
+    )
     # Decision 0023: more than the processor's slowest bounded step by its own accounting
     # (restore_timeout_s 120 s + a transaction), less than its own watchdog (300 s).
-    stall_timeout_s: float = 180.0
-    stall_check_interval_s: float = 5.0
-    stall_kill_after_s: float = 10.0  # SIGTERM, then SIGKILL this much later
+    stall_timeout_s: float = field(
+        default=180.0,
+        metadata=decimal_limit(
+            1.0, 86_400.0, "s", "restart a processor whose loop heartbeat stood still this long"
+        ),
+    )
+    stall_check_interval_s: float = field(
+        default=5.0,
+        metadata=decimal_limit(0.01, 600.0, "s", "how often the heartbeats are read"),
+    )
+    stall_kill_after_s: float = field(
+        default=10.0,
+        metadata=decimal_limit(0.0, 600.0, "s", "SIGKILL a stalled child this long after SIGTERM"),
+    )
     # Decision 0023: 0 = wait for Kafka / PostgreSQL for as long as it takes, with a status line.
-    dependency_wait_s_max: float = 0.0
-    dependency_probe_interval_s: float = 2.0
+    dependency_wait_s_max: float = field(
+        default=0.0,
+        metadata=decimal_limit(
+            0.0,
+            86_400.0 * 30,
+            "s",
+            "give up when Kafka or PostgreSQL stays down this long (0 = wait forever)",
+        ),
+    )
+    dependency_probe_interval_s: float = field(
+        default=2.0,
+        metadata=decimal_limit(0.01, 600.0, "s", "how often a missing dependency is asked"),
+    )
 
     @property
     def verifiers(self) -> int:
         return 1 if self.verifier else 0
 
     def __post_init__(self) -> None:
-        for name, value, maximum in (
-            ("processors", self.processors, PROCESSES_MAX),
-            ("projections", self.projections, PROCESSES_MAX),
-        ):
-            if not 0 <= value <= maximum:
-                raise SettingError(f"setting {name} (--{name}): {value} is outside 0..{maximum}")
-        if not 0 < self.backoff_s_min <= self.backoff_s_max <= 3600:
-            raise SettingError("backoff: need 0 < backoff_s_min <= backoff_s_max <= 3600")
-        if not 0 < self.shutdown_timeout_s <= 3600:
+        check_declared(self)
+        if self.backoff_s_min > self.backoff_s_max:
             raise SettingError(
-                f"shutdown_timeout_s: {self.shutdown_timeout_s} is outside (0, 3600]"
+                "setting backoff_s_min (--backoff-s-min): must not exceed backoff_s_max"
+                f" ({self.backoff_s_min:g} > {self.backoff_s_max:g})"
             )
-        if not 0 < self.status_interval_s <= 3600:
-            raise SettingError(f"status_interval_s: {self.status_interval_s} is outside (0, 3600]")
-        if not 1 <= self.verify_every_s <= 86_400:
-            raise SettingError(f"verify_every_s: {self.verify_every_s} is outside 1..86400")
-        if not 1 <= self.api_port <= 65_535:
-            raise SettingError(
-                f"setting api_port (--api-port): {self.api_port} is outside 1..65535"
-            )
-        for name, seconds, low, high in (
-            ("stall_timeout_s", self.stall_timeout_s, 1.0, 86_400.0),
-            ("stall_check_interval_s", self.stall_check_interval_s, 0.01, 600.0),
-            ("stall_kill_after_s", self.stall_kill_after_s, 0.0, 600.0),
-            ("dependency_wait_s_max", self.dependency_wait_s_max, 0.0, 86_400.0 * 30),
-            ("dependency_probe_interval_s", self.dependency_probe_interval_s, 0.01, 600.0),
-        ):
-            if not low <= seconds <= high:
-                option = "--" + name.replace("_", "-")
-                raise SettingError(
-                    f"setting {name} ({option}): {seconds:g} is outside {low:g}..{high:g}"
-                )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,13 +12,20 @@ from typing import TYPE_CHECKING
 
 from processors.loop import Processor, tune_garbage_collection
 from processors.metrics import MetricsServer, ProcessorMetrics
-from processors.processor_settings import LIMITS, build_processor_settings
+from processors.processor_settings import (
+    DEFAULT_INSTANCE_ID,
+    ProcessorSettings,
+    build_processor_settings,
+)
+from streamledger.cli_parser import add_declared_arguments, given_settings
+from streamledger.setting_fields import declarations
 from streamledger.settings import Settings
 
 if TYPE_CHECKING:
     from streamledger.cli_parser import Subparsers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DEST_PREFIX = "process_"  # the flags' namespace entries: process_<setting name>
 
 
 def register(subparsers: Subparsers) -> None:
@@ -30,35 +37,19 @@ def register(subparsers: Subparsers) -> None:
             " and dead letters in one Kafka transaction per batch."
         ),
     )
-    parser.add_argument(
-        "--instance-id",
-        default="0",
-        help="stable id of this instance; its transactional.id derives from it (default 0)",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        dest="process_metrics_port",
-        help="port of /metrics, /healthz, /readyz (default: the metrics_port setting; 0 = off)",
-    )
-    for name, default, minimum, maximum in LIMITS:
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=int,
-            default=None,
-            dest=f"limit_{name}",
-            help=f"{minimum}..{maximum} (default {default})",
-        )
+    add_declared_arguments(parser, ProcessorSettings, dest_prefix=DEST_PREFIX)
     parser.set_defaults(handler=run_process)
 
 
 def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
+    given = given_settings(arguments, declarations(ProcessorSettings), dest_prefix=DEST_PREFIX)
+    instance_id = given.pop("instance_id")
+    metrics_port = given.pop("metrics_port")
     processor_settings = build_processor_settings(
         settings,
-        instance_id=arguments.instance_id,
-        metrics_port=arguments.process_metrics_port,
-        limits={name: getattr(arguments, f"limit_{name}") for name, _, _, _ in LIMITS},
+        instance_id=DEFAULT_INSTANCE_ID if instance_id is None else str(instance_id),
+        metrics_port=metrics_port if isinstance(metrics_port, int) else None,
+        limits={name: value for name, value in given.items() if isinstance(value, int)},
     )
     metrics = ProcessorMetrics()
     tune_garbage_collection()

@@ -1,72 +1,149 @@
 """The processor's limits: one frozen ``ProcessorSettings``, built once at start-up.
 
 Built from the shared ``Settings`` (addresses, topic prefix, metrics host and port) plus the
-flags of ``streamledger process``. Every limit is finite and checked here; a bad one raises
-``SettingError`` naming it, so the command line prints one line and exits before anything
-touched Kafka.
+flags of ``streamledger process``, which derive from the fields' declarations (decision 0035).
+Every limit is finite and checked when the object is built, however it is built; a bad one
+raises ``SettingError`` naming it and its flag, so the command line prints one line and exits
+before anything touched Kafka.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from schemas.topics import LedgerTopicNames
 from streamledger.errors import SettingError
+from streamledger.setting_fields import (
+    Declaration,
+    build_declared,
+    check_declared,
+    declarations,
+    limit,
+    text_setting,
+)
 from streamledger.settings import Settings
 
 INSTANCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SECONDS_PER_DAY = 86_400
 GROUP_ID_SUFFIX = "streamledger-processor"
+DEFAULT_INSTANCE_ID = "0"
 
-# (name, default, minimum, maximum): the processor's named limits, all finite.
-LIMITS: tuple[tuple[str, int, int, int], ...] = (
-    ("batch_records_max", 5_000, 1, 100_000),
-    ("batch_interval_ms", 100, 1, 60_000),
-    ("transaction_timeout_ms", 10_000, 1_000, 900_000),
-    ("restore_timeout_s", 120, 1, 3_600),
-    ("commit_retries_max", 5, 0, 100),
-    ("session_timeout_ms", 10_000, 1_000, 300_000),
-    ("max_poll_interval_ms", 600_000, 10_000, 3_600_000),
-    ("shutdown_timeout_s", 30, 1, 600),
-    ("idempotency_retention_s", 30 * SECONDS_PER_DAY, 0, 100 * 365 * SECONDS_PER_DAY),
-    ("request_timeout_s", 30, 1, 600),
-    ("stall_timeout_s", 300, 10, 7_200),
-    ("expiry_tick_interval_ms", 1_000, 100, 3_600_000),
-)
-LIMIT_NAMES = tuple(name for name, _, _, _ in LIMITS)
+
+def parse_instance_id(text: str) -> str:
+    if not INSTANCE_ID_PATTERN.match(text):
+        raise ValueError(f"{text!r} must be 1-64 of A-Z a-z 0-9 . _ -")
+    return text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessorSettings:
-    """Everything ``streamledger process`` needs, validated; passed down explicitly."""
+    """Everything ``streamledger process`` needs, validated; passed down explicitly.
 
+    Each limit is declared once, on its field (``streamledger.setting_fields``): the flag of
+    ``streamledger process``, its help and its check derive from it. ``__post_init__`` checks
+    every value and how they relate, so an object built directly is checked too."""
+
+    # From the shared ``Settings`` (validated there).
     bootstrap_servers: str
     topic_prefix: str
-    instance_id: str
-    metrics_port: int  # 0 = no HTTP endpoint
     metrics_host: str = "127.0.0.1"  # the endpoint's address (Settings.metrics_host)
-    batch_records_max: int = 5_000
-    # The longest an idle loop waits for the first command of a batch. A batch is what was
-    # already fetched (``kafka_clients.take_batch``): this adds no wait to a command that
-    # arrives while the loop is busy or idle (decision 0017).
-    batch_interval_ms: int = 100
-    transaction_timeout_ms: int = 10_000
-    restore_timeout_s: int = 120
-    commit_retries_max: int = 5
-    session_timeout_ms: int = 10_000
+    instance_id: str = field(
+        metadata=text_setting(
+            parse_instance_id,
+            "stable id of this instance; its transactional.id derives from it (default 0)",
+        )
+    )
+    metrics_port: int = field(
+        metadata=limit(
+            0,
+            65535,
+            "port",
+            "port of /metrics, /healthz, /readyz (default: the metrics_port setting; 0 = off)",
+        )
+    )
+    batch_records_max: int = field(
+        default=5_000, metadata=limit(1, 100_000, "records", "commands in one Kafka transaction")
+    )
+    # A batch is what was already fetched (``kafka_clients.take_batch``): this adds no wait to a
+    # command that arrives while the loop is busy or idle (decision 0017).
+    batch_interval_ms: int = field(
+        default=100,
+        metadata=limit(
+            1, 60_000, "ms", "the longest an idle loop waits for the first command of a batch"
+        ),
+    )
+    transaction_timeout_ms: int = field(
+        default=10_000,
+        metadata=limit(
+            1_000, 900_000, "ms", "the broker aborts a transaction left open longer than this"
+        ),
+    )
+    restore_timeout_s: int = field(
+        default=120,
+        metadata=limit(1, 3_600, "s", "restoring one partition's state must finish within this"),
+    )
+    commit_retries_max: int = field(
+        default=5,
+        metadata=limit(0, 100, "retries", "retries of a commit that timed out, then abort"),
+    )
+    session_timeout_ms: int = field(
+        default=10_000,
+        metadata=limit(
+            1_000, 300_000, "ms", "a silent instance leaves the group after this (Kafka session)"
+        ),
+    )
     # Restore runs inside the assignment callback, so a poll may be that far apart.
-    max_poll_interval_ms: int = 600_000
-    shutdown_timeout_s: int = 30
-    idempotency_retention_s: int = 30 * SECONDS_PER_DAY  # 0 = keep keys forever
-    request_timeout_s: int = 30  # admin and offset look-ups
+    max_poll_interval_ms: int = field(
+        default=600_000,
+        metadata=limit(
+            10_000,
+            3_600_000,
+            "ms",
+            "the longest between two polls (must exceed restore_timeout_s: restore runs there)",
+        ),
+    )
+    shutdown_timeout_s: int = field(
+        default=30,
+        metadata=limit(1, 600, "s", "on SIGTERM: finish the batch and leave within this"),
+    )
+    idempotency_retention_s: int = field(
+        default=30 * SECONDS_PER_DAY,
+        metadata=limit(
+            0,
+            100 * 365 * SECONDS_PER_DAY,
+            "s",
+            "how long an idempotency key is remembered (0 = forever)",
+        ),
+    )
+    request_timeout_s: int = field(
+        default=30, metadata=limit(1, 600, "s", "one admin or offset look-up")
+    )
     # The watchdog: a loop iteration (or one partition's restore) that takes longer than this
     # is a hang in a client call we could not bound; the process dumps its stacks and exits.
-    stall_timeout_s: int = 300
-    # How often an owner appends a tick record to a partition whose earliest pending deadline
-    # has passed: a pending transfer expires within about this long after its deadline even
-    # when nobody writes to its partition (processors.ticks, decision 0026).
-    expiry_tick_interval_ms: int = 1_000
+    stall_timeout_s: int = field(
+        default=300,
+        metadata=limit(
+            10,
+            7_200,
+            "s",
+            "watchdog: dump the stacks and exit when one loop step takes longer than this",
+        ),
+    )
+    # An owner appends a tick record to a partition whose earliest pending deadline has
+    # passed: a pending transfer expires within about this long after its deadline even when
+    # nobody writes to its partition (processors.ticks, decision 0026).
+    expiry_tick_interval_ms: int = field(
+        default=1_000,
+        metadata=limit(
+            100, 3_600_000, "ms", "how often a partition with an expired deadline gets a tick"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        check_declared(self)
+        check_relations(self)
 
     @property
     def group_id(self) -> str:
@@ -86,50 +163,50 @@ class ProcessorSettings:
         return LedgerTopicNames.with_prefix(self.topic_prefix)
 
 
-def build_processor_settings(
-    settings: Settings,
-    *,
-    instance_id: str,
-    metrics_port: int | None = None,
-    limits: dict[str, int | None] | None = None,
-) -> ProcessorSettings:
-    """Validate the flags of ``streamledger process`` against the shared settings."""
-    if not INSTANCE_ID_PATTERN.match(instance_id):
-        raise SettingError(
-            f"setting instance_id (--instance-id): {instance_id!r}"
-            " must be 1-64 of A-Z a-z 0-9 . _ -"
-        )
-    port = settings.metrics_port if metrics_port is None else metrics_port
-    if not 0 <= port <= 65535:
-        raise SettingError(f"setting metrics_port (--metrics-port): {port} is outside 0..65535")
-    values: dict[str, int] = {}
-    for name, default, minimum, maximum in LIMITS:
-        given = (limits or {}).get(name)
-        value = default if given is None else given
-        if not minimum <= value <= maximum:
-            flag = "--" + name.replace("_", "-")
-            raise SettingError(f"setting {name} ({flag}): {value} is outside {minimum}..{maximum}")
-        values[name] = value
-    if values["max_poll_interval_ms"] <= values["restore_timeout_s"] * 1000:
+def check_relations(settings: ProcessorSettings) -> None:
+    """The limits that depend on each other."""
+    if settings.max_poll_interval_ms <= settings.restore_timeout_s * 1000:
         raise SettingError(
             "setting max_poll_interval_ms (--max-poll-interval-ms): must exceed restore_timeout_s"
             " in ms, since restore runs between two polls"
         )
     # The slowest bounded step between two watchdog re-arms: one partition's restore, or a
     # commit with all its retries, followed by an abort.
-    transaction_s = values["transaction_timeout_ms"] // 1000
-    commit_with_retries_s = (values["commit_retries_max"] + 1) * transaction_s
-    slowest_step_s = max(values["restore_timeout_s"], commit_with_retries_s) + transaction_s
-    if values["stall_timeout_s"] <= slowest_step_s:
+    transaction_s = settings.transaction_timeout_ms // 1000
+    commit_with_retries_s = (settings.commit_retries_max + 1) * transaction_s
+    slowest_step_s = max(settings.restore_timeout_s, commit_with_retries_s) + transaction_s
+    if settings.stall_timeout_s <= slowest_step_s:
         raise SettingError(
             "setting stall_timeout_s (--stall-timeout-s): must exceed the slowest bounded step,"
             f" {slowest_step_s} s (a restore or a commit with its retries, then an abort)"
         )
-    return ProcessorSettings(
+
+
+def build_processor_settings(
+    settings: Settings,
+    *,
+    instance_id: str = DEFAULT_INSTANCE_ID,
+    metrics_port: int | None = None,
+    limits: Mapping[str, int | None] | None = None,
+) -> ProcessorSettings:
+    """The settings of ``streamledger process``: the shared settings, the instance id, the
+    metrics port (``None`` = the shared ``metrics_port``) and the limits given by name
+    (``None`` = the default). Raises ``SettingError`` naming the setting and its flag."""
+    return build_declared(
+        ProcessorSettings,
+        limits or {},
         bootstrap_servers=settings.kafka_bootstrap,
         topic_prefix=settings.topic_prefix,
-        instance_id=instance_id,
-        metrics_port=port,
         metrics_host=settings.metrics_host,
-        **values,
+        instance_id=instance_id,
+        metrics_port=settings.metrics_port if metrics_port is None else metrics_port,
     )
+
+
+# The limits with a default (every flag of ``streamledger process`` but --instance-id and
+# --metrics-port, whose defaults come from elsewhere).
+LIMITS: tuple[Declaration, ...] = tuple(
+    declaration
+    for declaration in declarations(ProcessorSettings)
+    if declaration.has_default and declaration.is_limit
+)

@@ -31,19 +31,28 @@ from projections.queries import (
     reader_dsn,
 )
 from projections.rebuild import rebuild
-from projections.settings import build_projection_settings
+from projections.settings import ProjectionSettings, build_projection_settings
 from projections.sink import ProjectionSink
 from projections.store import LIVE_SCHEMA
 from projections.verify import verify
-from streamledger.cli_parser import Subparsers, build_parser, run_parsed, whole_number
+from streamledger.cli_parser import (
+    Subparsers,
+    add_declared_arguments,
+    build_parser,
+    given_settings,
+    run_parsed,
+    whole_number,
+)
 from streamledger.errors import InfraError, PortInUseError, SettingError, StreamLedgerError
 from streamledger.metrics_endpoint import MetricsEndpoint
+from streamledger.setting_fields import declarations
 from streamledger.settings import Settings, parse_int_in_range
 
 EXIT_OK = 0
 EXIT_DIFFERENCES = 1
 EXIT_NOT_FOUND = 3
 VERIFY_EVERY_S_MAX = 86_400
+PROJECT_PREFIX = "project_"  # the flags' namespace entries: project_<setting name>
 # verify first asks the broker for its metadata, so an unreachable Kafka is named within this
 # instead of after the log reader's longer waits.
 KAFKA_REACHABLE_TIMEOUT_S = 5.0
@@ -60,9 +69,9 @@ def register(subparsers: Subparsers) -> None:
         help="with --rebuild: release a quarantined tenant (docs/runbook.md"
         "#streamledgertenantquarantined); repeatable",
     )
-    project.add_argument("--batch-records-max", type=whole_number, default=None)
-    project.add_argument("--batch-interval-ms", type=whole_number, default=None)
-    project.add_argument("--consumer-group", default=None)
+    add_declared_arguments(
+        project, ProjectionSettings, dest_prefix=PROJECT_PREFIX, leave_out=("projection_name",)
+    )
     project.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     add_metrics_port_argument(project)
     project.set_defaults(handler=run_project)
@@ -131,8 +140,8 @@ def serve_metrics(
 
 
 def add_read_arguments(parser: argparse.ArgumentParser, second: str) -> None:
-    parser.add_argument("tenant")
-    parser.add_argument(second)
+    parser.add_argument("tenant", help="the tenant id")
+    parser.add_argument(second, help=f"the {second.replace('_', ' ')}")
     parser.add_argument("--reader-url", default=None, help="the read role's postgresql:// URL")
 
 
@@ -160,11 +169,12 @@ def stop_on_signals() -> threading.Event:
 
 
 def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
+    given = given_settings(arguments, declarations(ProjectionSettings), dest_prefix=PROJECT_PREFIX)
+    consumer_group = given.pop("consumer_group")
     projection = build_projection_settings(
         settings,
-        batch_records_max=arguments.batch_records_max,
-        batch_interval_ms=arguments.batch_interval_ms,
-        consumer_group=arguments.consumer_group,
+        consumer_group=None if consumer_group is None else str(consumer_group),
+        limits=given,
     )
     metrics = ProjectionMetrics()
     if not arguments.no_metrics:

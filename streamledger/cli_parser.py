@@ -1,20 +1,32 @@
 """What every part's ``cli`` module shares: exit codes, the parser with the settings flags,
 argument types, and running a parsed subcommand.
 
-This module sits low in the layers (it imports only ``streamledger.settings`` and
-``streamledger.errors``), so each part's ``cli`` module can use it while ``streamledger.cli``,
-the top, imports those modules directly.
+Every settings flag derives from its declaration (``streamledger.setting_fields``, decision
+0035): ``add_declared_arguments`` adds a settings class's flags with their help text (what, unit,
+bounds, default), ``given_settings`` reads back the ones given; the ranges are checked when the
+settings object is built, so a bad value is ``setting NAME (--flag): VALUE is outside MIN..MAX``.
+
+This module sits low in the layers (it imports only ``streamledger.settings``,
+``streamledger.setting_fields`` and ``streamledger.errors``), so each part's ``cli`` module can
+use it while ``streamledger.cli``, the top, imports those modules directly.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Collection
 from typing import Protocol, TypeAlias
 
 from streamledger import __version__
 from streamledger.errors import StreamLedgerError
-from streamledger.settings import SETTING_SPECS, Settings, load_settings, parse_int_in_range
+from streamledger.setting_fields import (
+    Declaration,
+    declarations,
+    parse_decimal,
+    parse_int_in_range,
+)
+from streamledger.settings import SETTING_SPECS, Settings, load_settings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -45,6 +57,65 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def decimal_number(text: str) -> float:
+    """An argparse ``type``: ASCII digits with an optional fraction ("0.5"); no sign, exponent,
+    "nan" or "inf" (``float()`` takes all of those, and every script's digits)."""
+    try:
+        return parse_decimal(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def argument_type(declaration: Declaration) -> Callable[[str], object]:
+    """How a flag's text is read: the number's form only, for limits (the range is checked
+    when the settings are built, naming the setting); as given, for text settings."""
+    if not declaration.is_limit:
+        return str
+    return decimal_number if declaration.decimal else whole_number
+
+
+def add_declared_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    settings_class: type,
+    *,
+    dest_prefix: str,
+    leave_out: Collection[str] = (),
+) -> tuple[Declaration, ...]:
+    """One flag per declared setting of ``settings_class`` (default ``None`` = not given, stored
+    as ``dest_prefix + name``); returns the declarations it added."""
+    added = tuple(
+        declaration
+        for declaration in declarations(settings_class)
+        if declaration.name not in leave_out
+    )
+    for declaration in added:
+        parser.add_argument(
+            declaration.flag,
+            type=argument_type(declaration),
+            default=None,
+            dest=dest_prefix + declaration.name,
+            metavar=metavar(declaration),
+            help=declaration.help_text(),
+        )
+    return added
+
+
+def metavar(declaration: Declaration) -> str:
+    if not declaration.is_limit:
+        return "TEXT"
+    return "SECONDS" if declaration.unit == "s" and declaration.decimal else "N"
+
+
+def given_settings(
+    arguments: argparse.Namespace, added: tuple[Declaration, ...], *, dest_prefix: str
+) -> dict[str, object | None]:
+    """The values of ``add_declared_arguments``'s flags by setting name (``None`` = not given)."""
+    return {
+        declaration.name: getattr(arguments, dest_prefix + declaration.name)
+        for declaration in added
+    }
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, Subparsers]:
     """The ``streamledger`` parser with the shared settings flags and no subcommand yet."""
     parser = OneLineArgumentParser(
@@ -56,12 +127,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subparsers]:
         "settings", "each flag overrides the STREAMLEDGER_<NAME> environment variable"
     )
     for spec in SETTING_SPECS:
+        # Read as text: ``load_settings`` parses flags and variables alike, naming the source.
         settings_group.add_argument(
             spec.flag,
-            dest=f"setting_{spec.field}",
+            dest=f"setting_{spec.name}",
             metavar="VALUE",
             default=None,
-            help=f"(env {spec.environment_variable})",
+            help=spec.help_text(),
         )
     subparsers: Subparsers = parser.add_subparsers(
         dest="command",
@@ -78,7 +150,7 @@ def run_parsed(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    flags = {spec.field: getattr(arguments, f"setting_{spec.field}") for spec in SETTING_SPECS}
+    flags = {spec.name: getattr(arguments, f"setting_{spec.name}") for spec in SETTING_SPECS}
     try:
         settings = load_settings(flags=flags)
         return handler(arguments, settings)

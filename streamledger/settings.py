@@ -13,61 +13,29 @@ import dataclasses
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamledger.errors import SettingError
+from streamledger.setting_fields import (
+    WHOLE_NUMBER_PATTERN,
+    Declaration,
+    check_declared,
+    declarations,
+    limit,
+    text_setting,
+)
+from streamledger.setting_fields import parse_int_in_range as parse_whole_number_in_range
 
-ENVIRONMENT_PREFIX = "STREAMLEDGER_"
 TOPIC_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
 HOST_LENGTH_MAX = 253
 # One label of a host name (RFC 1123, plus "_" which container names use).
 HOST_LABEL_PATTERN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-# Numbers are ASCII digits only: int() also reads other scripts' digits ("٣" is 3).
-WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,18}")
 PARTITIONS_MAX = 1024
+# Callers that read a bounded number from text (``--limit``, ports) keep importing it from here.
+parse_int_in_range = parse_whole_number_in_range
 HEAP_MB_RANGE = (128, 16384)
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Settings shared by every StreamLedger process.
-
-    Ports are loopback-only on the local stack. ``bootstrap_servers`` and ``database_url``
-    default to the local stack's addresses and may point anywhere else instead.
-    """
-
-    home: Path
-    kafka_port: int = 19092
-    kafka_controller_port: int = 19093
-    postgres_port: int = 15432
-    bootstrap_servers: str = ""
-    database_url: str = ""
-    topic_prefix: str = ""
-    partitions: int = 12
-    replication_factor: int = 1
-    min_insync_replicas: int = 1
-    kafka_version: str = "4.1.1"
-    kafka_heap_mb: int = 512
-    metrics_port: int = 9400
-    # Where /metrics, /healthz, /readyz listen: loopback on a host, 0.0.0.0 in a container.
-    metrics_host: str = "127.0.0.1"
-    prometheus_port: int = 19090  # the local Prometheus server (infra/prometheus_server.py)
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
-
-    @property
-    def database_dsn(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"postgresql://streamledger:streamledger@127.0.0.1:{self.postgres_port}/streamledger"
-
-    def topic(self, name: str) -> str:
-        """The full name of a ledger topic, e.g. ``topic("ledger.events")``."""
-        return f"{self.topic_prefix}{name}"
 
 
 # --- parsers: each takes the raw text and returns the value or raises ValueError(reason) ---
@@ -75,17 +43,6 @@ class Settings:
 
 def parse_port(text: str) -> int:
     return parse_int_in_range(text, 1, 65535)
-
-
-def parse_int_in_range(text: str, minimum: int, maximum: int) -> int:
-    """A whole number of ASCII digits (surrounding blanks ignored) in ``minimum..maximum``."""
-    digits = text.strip()
-    if WHOLE_NUMBER_PATTERN.fullmatch(digits) is None:
-        raise ValueError(f"{text[:40]!r} is not a whole number (ASCII digits 0-9)")
-    value = int(digits)
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{value} is outside {minimum}..{maximum}")
-    return value
 
 
 def parse_bootstrap_servers(text: str) -> str:
@@ -184,36 +141,135 @@ def parse_kafka_version(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class SettingSpec:
-    field: str
-    parse: Callable[[str], object]
+class Settings:
+    """Settings shared by every StreamLedger process, each declared once on its field
+    (``streamledger.setting_fields``): flag, ``STREAMLEDGER_*`` variable, help and check.
+
+    Ports are loopback-only on the local stack. ``bootstrap_servers`` and ``database_url``
+    default to the local stack's addresses and may point anywhere else instead. Building one
+    directly (tests) validates every value and the ports' consistency too; only ``home``'s file
+    system check is left to ``load_settings``, which reads it from the outside.
+    """
+
+    home: Path = field(
+        metadata=text_setting(
+            parse_home,
+            "the stack's home directory: data, logs, run files (default ./.streamledger)",
+            environment=True,
+            checked_on_build=False,
+        )
+    )
+    kafka_port: int = field(
+        default=19092, metadata=limit(1, 65535, "port", "the local Kafka broker", environment=True)
+    )
+    kafka_controller_port: int = field(
+        default=19093,
+        metadata=limit(1, 65535, "port", "the local Kafka controller", environment=True),
+    )
+    postgres_port: int = field(
+        default=15432,
+        metadata=limit(1, 65535, "port", "the local PostgreSQL server", environment=True),
+    )
+    bootstrap_servers: str = field(
+        default="",
+        metadata=text_setting(
+            parse_bootstrap_servers,
+            "Kafka to use, host:port[,host:port...] (default: the local broker)",
+            environment=True,
+        ),
+    )
+    database_url: str = field(
+        default="",
+        metadata=text_setting(
+            parse_database_url,
+            "PostgreSQL to use, a postgresql:// URL (default: the local server)",
+            environment=True,
+        ),
+    )
+    topic_prefix: str = field(
+        default="",
+        metadata=text_setting(
+            parse_topic_prefix,
+            "prefix of every topic and consumer group: at most 64 of A-Z a-z 0-9 . _ -",
+            environment=True,
+        ),
+    )
+    partitions: int = field(
+        default=12,
+        metadata=limit(
+            1, PARTITIONS_MAX, "partitions", "partitions of each ledger topic", environment=True
+        ),
+    )
+    replication_factor: int = field(
+        default=1,
+        metadata=limit(1, 16, "brokers", "copies of each topic partition", environment=True),
+    )
+    min_insync_replicas: int = field(
+        default=1,
+        metadata=limit(
+            1,
+            16,
+            "brokers",
+            "copies a write needs before it counts (<= replication_factor)",
+            environment=True,
+        ),
+    )
+    kafka_version: str = field(
+        default="4.1.1",
+        metadata=text_setting(
+            parse_kafka_version, "the Kafka 4.x release the local stack runs", environment=True
+        ),
+    )
+    kafka_heap_mb: int = field(
+        default=512,
+        metadata=limit(*HEAP_MB_RANGE, "MiB", "the local broker's JVM heap", environment=True),
+    )
+    metrics_port: int = field(
+        default=9400,
+        metadata=limit(
+            1,
+            65535,
+            "port",
+            "the first port of /metrics, /healthz, /readyz (the pipeline counts up from it)",
+            environment=True,
+        ),
+    )
+    # Where /metrics, /healthz, /readyz listen: loopback on a host, 0.0.0.0 in a container.
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata=text_setting(
+            parse_host,
+            "address /metrics, /healthz, /readyz listen on (0.0.0.0 in a container)",
+            environment=True,
+        ),
+    )
+    # The local Prometheus server (infra/prometheus_server.py).
+    prometheus_port: int = field(
+        default=19090,
+        metadata=limit(1, 65535, "port", "the local Prometheus server", environment=True),
+    )
+
+    def __post_init__(self) -> None:
+        check_declared(self)
+        check_consistency(self)
 
     @property
-    def environment_variable(self) -> str:
-        return ENVIRONMENT_PREFIX + self.field.upper()
+    def kafka_bootstrap(self) -> str:
+        return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
 
     @property
-    def flag(self) -> str:
-        return "--" + self.field.replace("_", "-")
+    def database_dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"postgresql://streamledger:streamledger@127.0.0.1:{self.postgres_port}/streamledger"
+
+    def topic(self, name: str) -> str:
+        """The full name of a ledger topic, e.g. ``topic("ledger.events")``."""
+        return f"{self.topic_prefix}{name}"
 
 
-SETTING_SPECS: tuple[SettingSpec, ...] = (
-    SettingSpec("home", parse_home),
-    SettingSpec("kafka_port", parse_port),
-    SettingSpec("kafka_controller_port", parse_port),
-    SettingSpec("postgres_port", parse_port),
-    SettingSpec("bootstrap_servers", parse_bootstrap_servers),
-    SettingSpec("database_url", parse_database_url),
-    SettingSpec("topic_prefix", parse_topic_prefix),
-    SettingSpec("partitions", lambda text: parse_int_in_range(text, 1, PARTITIONS_MAX)),
-    SettingSpec("replication_factor", lambda text: parse_int_in_range(text, 1, 16)),
-    SettingSpec("min_insync_replicas", lambda text: parse_int_in_range(text, 1, 16)),
-    SettingSpec("kafka_version", parse_kafka_version),
-    SettingSpec("kafka_heap_mb", lambda text: parse_int_in_range(text, *HEAP_MB_RANGE)),
-    SettingSpec("metrics_port", parse_port),
-    SettingSpec("metrics_host", parse_host),
-    SettingSpec("prometheus_port", parse_port),
-)
+# Every shared setting, in the order ``--help`` lists them.
+SETTING_SPECS: tuple[Declaration, ...] = declarations(Settings)
 
 
 def load_settings(
@@ -229,12 +285,12 @@ def load_settings(
     given_flags = flags or {}
     values: dict[str, object] = {}
     for spec in SETTING_SPECS:
-        flag_text = given_flags.get(spec.field)
+        flag_text = given_flags.get(spec.name)
         if flag_text is not None:
-            values[spec.field] = parse_one(spec, flag_text, source=spec.flag)
+            values[spec.name] = parse_one(spec, flag_text, source=spec.flag)
         elif spec.environment_variable in source_environment:
             raw = source_environment[spec.environment_variable]
-            values[spec.field] = parse_one(spec, raw, source=spec.environment_variable)
+            values[spec.name] = parse_one(spec, raw, source=spec.environment_variable)
     if "home" not in values:
         home = ((working_directory or Path.cwd()) / ".streamledger").resolve()
         problem = home_problem(home)
@@ -249,12 +305,12 @@ def load_settings(
     return settings
 
 
-def parse_one(spec: SettingSpec, raw: str, *, source: str) -> object:
+def parse_one(spec: Declaration, raw: str, *, source: str) -> object:
     try:
-        return spec.parse(raw)
+        return spec.parse_text(raw)
     except ValueError as exc:
         raise SettingError(
-            f"setting {spec.field} ({source}): {exc}"
+            f"setting {spec.name} ({source}): {exc}"
             f" [set {spec.environment_variable} or {spec.flag}]"
         ) from None
 
@@ -280,17 +336,16 @@ def check_consistency(settings: Settings) -> None:
 
 
 def replace(settings: Settings, **changes: object) -> Settings:
-    """A copy of ``settings`` with some fields changed (tests and sub-processes use this)."""
-    changed = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
-    check_consistency(changed)
-    return changed
+    """A copy of ``settings`` with some fields changed (tests and sub-processes use this); it is
+    validated like any other ``Settings`` (``__post_init__``)."""
+    return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
 
 
 def environment_for(settings: Settings) -> dict[str, str]:
     """The ``STREAMLEDGER_*`` variables that reproduce ``settings`` in a child process."""
     result: dict[str, str] = {}
     for spec in SETTING_SPECS:
-        value = getattr(settings, spec.field)
+        value = getattr(settings, spec.name)
         if value in ("", None):
             continue
         result[spec.environment_variable] = str(value)

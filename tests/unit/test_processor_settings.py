@@ -16,6 +16,7 @@ from processors.dead_letters import (
 )
 from processors.processor_settings import LIMITS, build_processor_settings
 from streamledger.errors import SettingError
+from streamledger.setting_fields import Declaration
 from streamledger.settings import Settings
 
 SETTINGS = Settings(home=Path("/nonexistent"), topic_prefix="p.")
@@ -23,8 +24,8 @@ SETTINGS = Settings(home=Path("/nonexistent"), topic_prefix="p.")
 
 def test_defaults_are_the_declared_ones_and_ids_derive_from_prefix_and_instance() -> None:
     processor_settings = build_processor_settings(SETTINGS, instance_id="7")
-    for name, default, _, _ in LIMITS:
-        assert getattr(processor_settings, name) == default
+    for limit in LIMITS:
+        assert getattr(processor_settings, limit.name) == limit.default
     assert processor_settings.group_id == "p.streamledger-processor"
     assert processor_settings.transactional_id == "p.streamledger-processor-7"
     assert processor_settings.topics.commands == "p.ledger.commands"
@@ -37,13 +38,15 @@ def test_the_metrics_host_comes_from_the_shared_settings() -> None:
     assert build_processor_settings(settings, instance_id="0").metrics_host == "0.0.0.0"
 
 
-@pytest.mark.parametrize(("name", "_default", "minimum", "maximum"), LIMITS)
-def test_each_limit_outside_its_range_is_refused_by_name(
-    name: str, _default: int, minimum: int, maximum: int
-) -> None:
-    for bad in (minimum - 1, maximum + 1):
-        with pytest.raises(SettingError, match=f"setting {name} "):
-            build_processor_settings(SETTINGS, instance_id="a", limits={name: bad})
+@pytest.mark.parametrize("limit", LIMITS, ids=lambda limit: limit.name)
+def test_each_limit_outside_its_range_is_refused_by_name(limit: Declaration) -> None:
+    assert limit.minimum is not None and limit.maximum is not None
+    flag = "--" + limit.name.replace("_", "-")
+    for bad in (int(limit.minimum) - 1, int(limit.maximum) + 1):
+        expected = f"setting {limit.name} ({flag}): {bad} is outside {limit.bounds()}"
+        with pytest.raises(SettingError) as raised:
+            build_processor_settings(SETTINGS, instance_id="a", limits={limit.name: bad})
+        assert str(raised.value) == expected
 
 
 def test_bad_instance_id_and_port_are_refused_by_name() -> None:
