@@ -44,7 +44,7 @@ def register(subparsers: Subparsers) -> None:
         "--timeout-s",
         default=str(ADMIN_REQUEST_TIMEOUT_S),
         metavar="SECONDS",
-        help=f"how long to wait for the cluster (default {ADMIN_REQUEST_TIMEOUT_S:g})",
+        help=f"how long to wait for the cluster, in s (default {ADMIN_REQUEST_TIMEOUT_S:g})",
     )
     apply_parser.set_defaults(handler=run_topics_apply)
 

@@ -23,8 +23,17 @@ from producers.loadgen import LoadPlan, generate, opening_count, poison_records
 from producers.sdk import LedgerProducer, validate
 from schemas.codec import encode_command
 from schemas.model import Command
-from streamledger.cli_parser import EXIT_FAILURE, EXIT_OK, Subparsers, whole_number
+from streamledger.cli_parser import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Subparsers,
+    add_declared_arguments,
+    decimal_number,
+    given_settings,
+    whole_number,
+)
 from streamledger.errors import SettingError
+from streamledger.setting_fields import build_declared, declarations
 from streamledger.settings import Settings
 
 FLUSH_TIMEOUT_S: Final = 60.0
@@ -32,6 +41,7 @@ PROGRESS_INTERVAL_S: Final = 0.5
 PROGRESS_BAR_WIDTH: Final = 30
 RATE_SLEEP_MIN_S: Final = 0.001
 LINE_LENGTH_MAX: Final = 1_048_576  # longer input lines are reported, not parsed
+LOADGEN_PREFIX: Final = "plan_"  # the flags' namespace entries: plan_<LoadPlan field>
 
 
 def register(subparsers: Subparsers) -> None:
@@ -42,23 +52,21 @@ def register(subparsers: Subparsers) -> None:
     produce.set_defaults(handler=run_produce)
 
     loadgen = subparsers.add_parser("loadgen", help="send a seeded, reproducible workload")
-    loadgen.add_argument("--seed", type=whole_number, default=1)
-    loadgen.add_argument("--tenants", type=whole_number, default=4)
-    loadgen.add_argument("--accounts", type=whole_number, default=10, help="accounts per tenant")
+    add_declared_arguments(loadgen, LoadPlan, dest_prefix=LOADGEN_PREFIX)
     loadgen.add_argument(
-        "--commands", type=whole_number, default=10_000, help="after the opening phase"
+        "--rate",
+        type=decimal_number,
+        default=0.0,
+        metavar="PER_S",
+        help="target send rate in commands/s (default 0 = as fast as possible)",
     )
-    loadgen.add_argument("--rate", type=float, default=0.0, help="commands/s; 0 = max")
-    loadgen.add_argument(
-        "--start-us", type=whole_number, default=None, help="first submitted_at_us"
-    )
-    loadgen.add_argument("--duplicate-share", type=float, default=0.05)
-    loadgen.add_argument("--key-reuse-share", type=float, default=0.02)
-    loadgen.add_argument("--overdraft-share", type=float, default=0.02)
-    loadgen.add_argument("--unknown-account-share", type=float, default=0.01)
     loadgen.add_argument("--record", type=Path, help="write the commands sent here (JSONL)")
     loadgen.add_argument(
-        "--poison", type=whole_number, default=0, help="undecodable records to add"
+        "--poison",
+        type=whole_number,
+        default=0,
+        metavar="N",
+        help="undecodable records to add, for the dead-letter topic (default 0)",
     )
     loadgen.add_argument("--quiet", action="store_true", help="no progress line")
     loadgen.set_defaults(handler=run_loadgen)
@@ -164,18 +172,12 @@ class Progress:
 
 
 def plan_from(arguments: argparse.Namespace) -> LoadPlan:
+    """The plan of the flags given; the first command's time is now unless --start-us says."""
+    given = given_settings(arguments, declarations(LoadPlan), dest_prefix=LOADGEN_PREFIX)
+    if given["start_us"] is None:
+        given["start_us"] = time.time_ns() // 1_000
     try:
-        return LoadPlan(
-            seed=arguments.seed,
-            tenants=arguments.tenants,
-            accounts_per_tenant=arguments.accounts,
-            commands=arguments.commands,
-            start_us=arguments.start_us or time.time_ns() // 1_000,
-            duplicate_share=arguments.duplicate_share,
-            key_reuse_share=arguments.key_reuse_share,
-            overdraft_share=arguments.overdraft_share,
-            unknown_account_share=arguments.unknown_account_share,
-        )
+        return build_declared(LoadPlan, given)
     except ValueError as exc:
         raise CommandValidationError("loadgen", str(exc)) from None
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from schemas.model import Command, OpenAccount, PostPending, Transfer, VoidPending
+from streamledger.setting_fields import Declaration, check_declared, decimal_limit, limit
 
 FUNDING_ACCOUNT: Final = "funding"
 RECENT_COMMANDS_MAX: Final = 1_000  # earlier commands kept per tenant for duplicates/reversals
@@ -38,33 +39,104 @@ POISON_KINDS: Final = ("garbage", "unknown_fingerprint", "truncated")
 POISON_LENGTH_MAX: Final = 64
 VOID_SHARE_OF_FINISHED: Final = 0.25  # the rest of the finished pending transfers are posted
 FULL_SHARE_OF_POSTED: Final = 0.5  # the rest are posted partially
+# Bounds of a plan: generous, finite.
+SEED_MAX: Final = 10**18 - 1
+TENANTS_MAX: Final = 100_000
+ACCOUNTS_PER_TENANT_MAX: Final = 10_000_000
+COMMANDS_MAX: Final = 10**12
+TIME_US_MAX: Final = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+AMOUNT_MAX: Final = 10**15
+
+
+def share(help_text: str) -> dict[str, Declaration]:
+    """A fraction of the commands after the opening phase."""
+    return decimal_limit(0.0, 1.0, "fraction of the commands", help_text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoadPlan:
-    """What to generate. Shares are fractions of the commands after the opening phase."""
+    """What to generate. Shares are fractions of the commands after the opening phase.
 
-    seed: int = 1
-    tenants: int = 4
-    accounts_per_tenant: int = 10
-    commands: int = 10_000
-    start_us: int = 1_700_000_000_000_000
-    step_us: int = 1_000  # submitted_at_us grows by this per command
+    Each number is declared once on its field: ``loadgen``'s flag, its help and the check derive
+    from it (``streamledger.setting_fields``, decision 0035)."""
+
+    seed: int = field(
+        default=1, metadata=limit(0, SEED_MAX, "seed", "the same seed sends the same commands")
+    )
+    tenants: int = field(
+        default=4, metadata=limit(1, TENANTS_MAX, "tenants", "tenants in the workload")
+    )
+    accounts_per_tenant: int = field(
+        default=10,
+        metadata=limit(
+            2,
+            ACCOUNTS_PER_TENANT_MAX,
+            "accounts",
+            "customer accounts per tenant",
+            flag="--accounts",
+        ),
+    )
+    commands: int = field(
+        default=10_000,
+        metadata=limit(0, COMMANDS_MAX, "commands", "mixed commands after the opening phase"),
+    )
+    start_us: int = field(
+        default=1_700_000_000_000_000,
+        metadata=limit(
+            0,
+            TIME_US_MAX,
+            "us since the epoch",
+            "submitted_at_us of the first command",
+            default_text="now (loadgen), 1700000000000000 (a plan built in code)",
+        ),
+    )
+    step_us: int = field(
+        default=1_000, metadata=limit(0, 3_600_000_000, "us", "submitted_at_us grows by this")
+    )
     currencies: tuple[str, ...] = ("USD", "EUR")
-    amount_max: int = 10_000
-    overdraft_limit: int = 50_000  # given to every third customer account
-    pending_share: float = 0.15
-    expiring_share: float = 0.05
-    short_timeout_s: int = 1
-    long_timeout_s: int = 86_400
-    finish_pending_share: float = 0.15  # post or void an open pending transfer
-    reversal_share: float = 0.03
-    duplicate_share: float = 0.05
-    key_reuse_share: float = 0.02
-    overdraft_share: float = 0.02
-    unknown_account_share: float = 0.01
+    amount_max: int = field(
+        default=10_000, metadata=limit(1, AMOUNT_MAX, "minor units", "largest transfer amount")
+    )
+    overdraft_limit: int = field(
+        default=50_000,
+        metadata=limit(
+            0, AMOUNT_MAX, "minor units", "overdraft given to every third customer account"
+        ),
+    )
+    pending_share: float = field(
+        default=0.15, metadata=share("pending transfers with a long timeout")
+    )
+    expiring_share: float = field(
+        default=0.05, metadata=share("pending transfers that expire after short_timeout_s")
+    )
+    short_timeout_s: int = field(
+        default=1, metadata=limit(1, 86_400, "s", "timeout of an expiring pending transfer")
+    )
+    long_timeout_s: int = field(
+        default=86_400,
+        metadata=limit(1, 31_536_000, "s", "timeout of the other pending transfers"),
+    )
+    finish_pending_share: float = field(
+        default=0.15, metadata=share("post or void an open pending transfer")
+    )
+    reversal_share: float = field(
+        default=0.03, metadata=share("reversals of an earlier posted transfer")
+    )
+    duplicate_share: float = field(
+        default=0.05, metadata=share("an earlier command again, byte for byte")
+    )
+    key_reuse_share: float = field(
+        default=0.02, metadata=share("an earlier idempotency key with another amount")
+    )
+    overdraft_share: float = field(
+        default=0.02, metadata=share("more than the debit account can give")
+    )
+    unknown_account_share: float = field(
+        default=0.01, metadata=share("transfers naming an account that does not exist")
+    )
 
     def __post_init__(self) -> None:
+        check_declared(self)
         shares = (
             self.pending_share + self.expiring_share + self.finish_pending_share
             + self.reversal_share + self.duplicate_share + self.key_reuse_share
@@ -72,8 +144,6 @@ class LoadPlan:
         )  # fmt: skip
         if not 0.0 <= shares <= 1.0:
             raise ValueError(f"the shares add up to {shares:.3f}; they must stay within 0..1")
-        if self.tenants < 1 or self.accounts_per_tenant < 2 or self.commands < 0:
-            raise ValueError("need tenants >= 1, accounts_per_tenant >= 2, commands >= 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,12 @@ def register(subparsers: Subparsers) -> None:
     )
     trial.add_argument("tenant")
     trial.add_argument("--as-of", default=None, help="ISO 8601 time or microseconds (default now)")
-    trial.add_argument("--format", choices=(FORMAT_JSON, FORMAT_CSV), default=FORMAT_JSON)
+    trial.add_argument(
+        "--format",
+        choices=(FORMAT_JSON, FORMAT_CSV),
+        default=FORMAT_JSON,
+        help=f"output format (default {FORMAT_JSON})",
+    )
     add_common_arguments(trial)
     trial.set_defaults(handler=run_trial_balance)
 
@@ -55,7 +60,10 @@ def register(subparsers: Subparsers) -> None:
     statement.add_argument("--from", dest="period_from", required=True, help="ISO 8601 or us")
     statement.add_argument("--to", dest="period_to", required=True, help="ISO 8601 or us")
     statement.add_argument(
-        "--format", choices=(FORMAT_JSON, FORMAT_CSV, FORMAT_PDF), default=FORMAT_JSON
+        "--format",
+        choices=(FORMAT_JSON, FORMAT_CSV, FORMAT_PDF),
+        default=FORMAT_JSON,
+        help=f"output format (default {FORMAT_JSON})",
     )
     add_common_arguments(statement)
     statement.set_defaults(handler=run_statement)

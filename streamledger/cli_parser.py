@@ -103,7 +103,9 @@ def add_declared_arguments(
 def metavar(declaration: Declaration) -> str:
     if not declaration.is_limit:
         return "TEXT"
-    return "SECONDS" if declaration.unit == "s" and declaration.decimal else "N"
+    if not declaration.decimal:
+        return "N"
+    return "SECONDS" if declaration.unit == "s" else "NUMBER"
 
 
 def given_settings(

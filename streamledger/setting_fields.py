@@ -58,6 +58,7 @@ class Declaration:
     checked_on_build: bool = True  # text settings: run ``parse`` on a value built directly
     environment: bool = False  # backed by STREAMLEDGER_<NAME>
     flag_name: str = ""  # when the flag is not --<name-with-dashes> (kept for compatibility)
+    default_text: str = ""  # shown in --help instead of the field's default (e.g. "now")
     name: str = ""
     default: object = None
     has_default: bool = False
@@ -81,7 +82,9 @@ class Declaration:
             details.append(f"{self.unit}, {self.bounds()}" if self.unit else self.bounds())
         elif self.unit:
             details.append(self.unit)
-        if self.has_default and self.default not in ("", None):
+        if self.default_text:
+            details.append(f"default {self.default_text}")
+        elif self.has_default and self.default not in ("", None):
             details.append(f"default {self.shown(self.default)}")
         if self.environment:
             details.append(f"env {self.environment_variable}")
@@ -140,6 +143,7 @@ def limit(
     *,
     environment: bool = False,
     flag: str = "",
+    default_text: str = "",
 ) -> dict[str, Declaration]:
     """A whole-number setting in ``minimum..maximum``: a field's ``metadata``."""
     declaration = Declaration(
@@ -149,6 +153,7 @@ def limit(
         maximum=maximum,
         environment=environment,
         flag_name=flag,
+        default_text=default_text,
     )
     return {METADATA_KEY: declaration}
 
