@@ -27,8 +27,17 @@ def register(subparsers: Subparsers) -> None:
         ("down", run_down, "stop Kafka and PostgreSQL"),
         ("status", run_status, "show each service and the topics"),
         ("reset", run_reset, "stop the stack and delete its local data"),
+        ("promote", run_promote, "fence the PostgreSQL primary and promote the hot standby"),
     ):
-        infra_commands.add_parser(name, help=help_text).set_defaults(handler=handler)
+        parser = infra_commands.add_parser(name, help=help_text)
+        parser.set_defaults(handler=handler)
+        if name == "up":
+            parser.add_argument(
+                "--postgres-standby",
+                action="store_true",
+                help="also start a PostgreSQL hot standby (streaming replication) on"
+                " postgres_standby_port (decision 0037)",
+            )
 
     topics_parser = subparsers.add_parser("topics", help="the ledger topics, as code")
     topics_commands = topics_parser.add_subparsers(
@@ -84,7 +93,7 @@ def run_install(arguments: argparse.Namespace, settings: Settings) -> int:
 def run_up(arguments: argparse.Namespace, settings: Settings) -> int:
     prepare_home(settings)
     started = time.monotonic()
-    print_services(stack.up(settings))
+    print_services(stack.up(settings, with_standby=arguments.postgres_standby))
     print(f"stack up in {time.monotonic() - started:.1f} s (home {settings.home})")
     return EXIT_OK
 
@@ -98,6 +107,13 @@ def run_down(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def run_status(arguments: argparse.Namespace, settings: Settings) -> int:
     for line in stack.status(settings).lines():
+        print(line)
+    return EXIT_OK
+
+
+def run_promote(arguments: argparse.Namespace, settings: Settings) -> int:
+    prepare_home(settings)
+    for line in stack.promote(settings):
         print(line)
     return EXIT_OK
 

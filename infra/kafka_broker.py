@@ -12,6 +12,13 @@ caller, listens on 127.0.0.1 only, and keeps everything else under ``{home}``::
     {home}/logs/kafka.log            the broker log
     {home}/logs/kafka.out            the JVM's own stdout/stderr (crashes before log4j starts)
 
+With ``brokers`` > 1 (``STREAMLEDGER_BROKERS`` / ``--brokers``) the same code runs a cluster of
+combined broker+controller nodes with one KRaft quorum of all of them (decision 0036). Node ``i``
+(1-based) listens on ``kafka_port + 2(i-1)`` for clients and ``kafka_controller_port + 2(i-1)``
+for the quorum, and keeps its files under ``{home}/kafka-cluster/node-<i>/`` (logs
+``{home}/logs/kafka-<i>.log``); the cluster id all nodes are formatted with is
+``{home}/kafka-cluster/cluster.id``.
+
 Readiness is an AdminClient metadata request that succeeds, not a TCP probe.
 """
 
@@ -19,9 +26,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -34,9 +43,9 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from infra.service import ServiceReport
-from kafka_adapter.admin import broker_count
-from streamledger.errors import InfraError, PortInUseError
-from streamledger.settings import Settings
+from kafka_adapter.admin import admin_client, broker_count, cluster_metadata
+from streamledger.errors import InfraError, PortInUseError, SettingError
+from streamledger.settings import KAFKA_NODE_PORT_STRIDE, Settings, replace
 
 MAVEN_TIMEOUT_S = 900.0  # a cold ~/.m2 downloads ~45 MB of jars plus Maven's own plugins
 FORMAT_TIMEOUT_S = 120.0
@@ -53,6 +62,18 @@ TOOL_HEAP_MB = 256  # StorageTool is a short-lived JVM
 # The log cleaner's dedupe buffer defaults to 128 MiB of heap; a local broker has 512 MiB in all.
 CLEANER_DEDUPE_BUFFER_BYTES = 32 * 1024 * 1024
 INTERNAL_TOPIC_PARTITIONS = 10  # __consumer_offsets / __transaction_state: 50 by default
+# Node i (1-based) uses the base ports + PORT_STRIDE * (i - 1): 19092, 19094, 19096 for clients
+# and 19093, 19095, 19097 for the quorum by default, the layout of docker-compose.cluster.yml.
+PORT_STRIDE = KAFKA_NODE_PORT_STRIDE
+INTERNAL_TOPIC_REPLICATION_MAX = 3  # __consumer_offsets / __transaction_state copies
+INTERNAL_TOPIC_MIN_INSYNC_MAX = 2
+# How fast a kill -9'd node is noticed: the controller fences a broker whose heartbeats stop for
+# BROKER_SESSION_TIMEOUT_MS (Kafka's default 9000) and moves its leaderships and ISR places; a
+# lower value fails over sooner but fences a live node starved of CPU on a loaded 2-core machine.
+BROKER_SESSION_TIMEOUT_MS = 6000
+BROKER_HEARTBEAT_INTERVAL_MS = 1000
+CLUSTER_DIRECTORY_NAME = "kafka-cluster"
+QUORUM_STATE_FILE = Path("__cluster_metadata-0") / "quorum-state"
 
 KAFKA_PORT_HINT = "setting kafka_port: STREAMLEDGER_KAFKA_PORT / --kafka-port"
 CONTROLLER_PORT_HINT = (
@@ -60,6 +81,7 @@ CONTROLLER_PORT_HINT = (
 )
 POM_PATH = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 MAIN_CLASS = "kafka.Kafka"
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +99,77 @@ class KafkaPaths:
     format_log: Path
 
     @classmethod
-    def of(cls, settings: Settings) -> KafkaPaths:
-        directory = settings.home / "kafka"
+    def of(cls, settings: Settings, node_id: int = 1) -> KafkaPaths:
+        """Node ``node_id``'s files: ``{home}/kafka`` for a single broker, else
+        ``{home}/kafka-cluster/node-<id>`` with the cluster id shared by every node."""
         logs = settings.home / "logs"
+        if settings.brokers == 1:
+            directory = settings.home / "kafka"
+            cluster_id, name = directory / "cluster.id", "kafka"
+        else:
+            cluster = settings.home / CLUSTER_DIRECTORY_NAME
+            directory = cluster / f"node-{node_id}"
+            cluster_id, name = cluster / "cluster.id", f"kafka-{node_id}"
         return cls(
             directory=directory,
             data=directory / "data",
             properties=directory / "server.properties",
             log4j_config=directory / "log4j2.xml",
-            cluster_id=directory / "cluster.id",
+            cluster_id=cluster_id,
             pid=directory / "broker.pid",
-            log=logs / "kafka.log",
-            console_log=logs / "kafka.out",
-            format_log=logs / "kafka-format.log",
+            log=logs / f"{name}.log",
+            console_log=logs / f"{name}.out",
+            format_log=logs / f"{name}-format.log",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaNode:
+    """One node of the local cluster (broker and controller in one JVM)."""
+
+    node_id: int  # KRaft node.id, 1-based
+    client_port: int
+    controller_port: int
+    paths: KafkaPaths
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def controller_address(self) -> str:
+        return f"127.0.0.1:{self.controller_port}"
+
+
+def node_of(settings: Settings, node_id: int) -> KafkaNode:
+    if not 1 <= node_id <= settings.brokers:
+        raise InfraError(f"node {node_id} is not one of nodes 1..{settings.brokers}")
+    offset = PORT_STRIDE * (node_id - 1)
+    return KafkaNode(
+        node_id=node_id,
+        client_port=settings.kafka_port + offset,
+        controller_port=settings.kafka_controller_port + offset,
+        paths=KafkaPaths.of(settings, node_id),
+    )
+
+
+def cluster_nodes(settings: Settings) -> tuple[KafkaNode, ...]:
+    """Every node of the local cluster; ``SettingError`` when two of their ports coincide."""
+    nodes = tuple(node_of(settings, node_id) for node_id in range(1, settings.brokers + 1))
+    ports = [port for node in nodes for port in (node.client_port, node.controller_port)]
+    if len(set(ports)) != len(ports) or max(ports) > MAX_PORT:
+        raise SettingError(
+            f"setting kafka_controller_port: {settings.brokers} nodes use ports"
+            f" {settings.kafka_port}+{PORT_STRIDE}i and {settings.kafka_controller_port}+"
+            f"{PORT_STRIDE}i, which must all differ and stay <= {MAX_PORT}"
+            " (e.g. the controller port = the Kafka port + 1)"
+        )
+    return nodes
+
+
+def bootstrap_addresses(settings: Settings) -> str:
+    """Every local node's client address, so a client starting while one node is down connects."""
+    return ",".join(node.address for node in cluster_nodes(settings))
 
 
 # --- installation ---------------------------------------------------------------------------
@@ -190,17 +269,18 @@ def run_logged(command: list[str], log_path: Path, timeout_s: float, doing: str)
 # --- rendering --------------------------------------------------------------------------------
 
 
-def server_properties(settings: Settings, paths: KafkaPaths) -> str:
-    host = "127.0.0.1"
+def server_properties(settings: Settings, paths: KafkaPaths, node_id: int = 1) -> str:
+    nodes = cluster_nodes(settings)
+    node = nodes[node_id - 1]
+    voters = ",".join(f"{other.node_id}@{other.controller_address}" for other in nodes)
+    internal_replicas = min(settings.brokers, INTERNAL_TOPIC_REPLICATION_MAX)
+    internal_min_insync = str(min(internal_replicas, INTERNAL_TOPIC_MIN_INSYNC_MAX))
     lines = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{host}:{settings.kafka_controller_port}",
-        "listeners": (
-            f"PLAINTEXT://{host}:{settings.kafka_port},CONTROLLER://{host}:"
-            f"{settings.kafka_controller_port}"
-        ),
-        "advertised.listeners": f"PLAINTEXT://{host}:{settings.kafka_port}",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+        "advertised.listeners": f"PLAINTEXT://{node.address}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -210,19 +290,23 @@ def server_properties(settings: Settings, paths: KafkaPaths) -> str:
         "num.partitions": str(settings.partitions),
         "default.replication.factor": str(settings.replication_factor),
         "min.insync.replicas": str(settings.min_insync_replicas),
-        # Internal topics on one node: consumer groups and transactions need these to work.
-        "offsets.topic.replication.factor": "1",
+        # Never elect a replica that may miss acknowledged writes (Kafka's default, stated).
+        "unclean.leader.election.enable": "false",
+        # Internal topics: consumer groups and transactions need these on every cluster size.
+        "offsets.topic.replication.factor": str(internal_replicas),
         "offsets.topic.num.partitions": str(INTERNAL_TOPIC_PARTITIONS),
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(internal_replicas),
+        "transaction.state.log.min.isr": internal_min_insync,
         "transaction.state.log.num.partitions": str(INTERNAL_TOPIC_PARTITIONS),
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": str(internal_replicas),
+        "share.coordinator.state.topic.min.isr": internal_min_insync,
         "group.initial.rebalance.delay.ms": "0",
         "log.cleaner.dedupe.buffer.size": str(CLEANER_DEDUPE_BUFFER_BYTES),
         # Two cores: Kafka's defaults (3 network, 8 I/O threads) only add context switches.
         "num.network.threads": "2",
         "num.io.threads": "4",
+        "broker.session.timeout.ms": str(BROKER_SESSION_TIMEOUT_MS),
+        "broker.heartbeat.interval.ms": str(BROKER_HEARTBEAT_INTERVAL_MS),
     }
     body = "".join(f"{key}={value}\n" for key, value in lines.items())
     return (
@@ -285,11 +369,11 @@ def java_command(settings: Settings, paths: KafkaPaths, heap_mb: int, *arguments
     ]
 
 
-def prepare(settings: Settings, paths: KafkaPaths) -> None:
+def prepare(settings: Settings, paths: KafkaPaths, node_id: int = 1) -> None:
     """Render the configuration and format the storage the first time."""
     paths.directory.mkdir(parents=True, exist_ok=True)
     paths.log.parent.mkdir(parents=True, exist_ok=True)
-    paths.properties.write_text(server_properties(settings, paths))
+    paths.properties.write_text(server_properties(settings, paths, node_id))
     paths.log4j_config.write_text(log4j_config(paths))
     if (paths.data / "meta.properties").is_file():
         return
@@ -357,25 +441,29 @@ def is_alive(process: BrokerProcess) -> bool:
 
 def read_process(paths: KafkaPaths) -> BrokerProcess | None:
     """The process named by the pid file ("<pid> <start ticks>"), alive or not."""
+    return read_process_file(paths.pid, paths.properties)
+
+
+def read_process_file(pid_file: Path, properties: Path) -> BrokerProcess | None:
     try:
-        parts = [int(part) for part in paths.pid.read_text().split()]
+        parts = [int(part) for part in pid_file.read_text().split()]
     except (FileNotFoundError, ValueError):
         return None
     if len(parts) == 2:
         return BrokerProcess(parts[0], parts[1])
-    if len(parts) == 1 and is_broker_command_line(parts[0], paths):
+    if len(parts) == 1 and is_broker_command_line(parts[0], properties):
         # A pid file of an earlier StreamLedger: identify the process by its command line.
         ticks = start_ticks_of(parts[0])
         return BrokerProcess(parts[0], ticks) if ticks is not None else None
     return None
 
 
-def is_broker_command_line(pid: int, paths: KafkaPaths) -> bool:
+def is_broker_command_line(pid: int, properties: Path) -> bool:
     try:
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return MAIN_CLASS.encode() in arguments and str(paths.properties).encode() in arguments
+    return MAIN_CLASS.encode() in arguments and str(properties).encode() in arguments
 
 
 def running_process(paths: KafkaPaths) -> BrokerProcess | None:
@@ -384,7 +472,8 @@ def running_process(paths: KafkaPaths) -> BrokerProcess | None:
 
 
 def is_running(settings: Settings) -> bool:
-    return running_process(KafkaPaths.of(settings)) is not None
+    """True when every node of the configured cluster runs."""
+    return all(running_process(node.paths) is not None for node in cluster_nodes(settings))
 
 
 def check_port_free(port: int, hint: str) -> None:
@@ -404,9 +493,12 @@ def check_port_free(port: int, hint: str) -> None:
 
 
 def check_ports_free(settings: Settings) -> None:
-    """``PortInUseError`` naming the port and its setting when another program holds one."""
-    check_port_free(settings.kafka_port, KAFKA_PORT_HINT)
-    check_port_free(settings.kafka_controller_port, CONTROLLER_PORT_HINT)
+    """``PortInUseError`` naming the port and its setting when another program holds one of the
+    ports of a node that is not running."""
+    for node in cluster_nodes(settings):
+        if running_process(node.paths) is None:
+            check_port_free(node.client_port, KAFKA_PORT_HINT)
+            check_port_free(node.controller_port, CONTROLLER_PORT_HINT)
 
 
 def spawn_detached(command: list[str], paths: KafkaPaths) -> BrokerProcess:
@@ -440,18 +532,26 @@ def spawn_detached(command: list[str], paths: KafkaPaths) -> BrokerProcess:
     return process
 
 
-def wait_until_ready(settings: Settings, paths: KafkaPaths, process: BrokerProcess) -> None:
+def node_settings(settings: Settings, node: KafkaNode) -> Settings:
+    """``settings`` whose bootstrap is this one node: admin requests that ask only it."""
+    return replace(settings, bootstrap_servers=node.address)
+
+
+def wait_until_ready(settings: Settings, node: KafkaNode, process: BrokerProcess) -> None:
+    """Until the node answers a metadata request that lists every broker of the cluster."""
     deadline = time.monotonic() + START_TIMEOUT_S
+    asking = node_settings(settings, node)
     while time.monotonic() < deadline:
         if not is_alive(process):
-            raise start_failure(paths, "the broker exited during start-up")
+            raise start_failure(node.paths, "the broker exited during start-up")
         try:
-            broker_count(settings, timeout_s=READINESS_REQUEST_TIMEOUT_S)
+            brokers = broker_count(asking, timeout_s=READINESS_REQUEST_TIMEOUT_S)
         except InfraError:
-            time.sleep(READINESS_POLL_INTERVAL_S)
-            continue
-        return
-    raise start_failure(paths, f"the broker did not answer within {START_TIMEOUT_S:g} s")
+            brokers = 0
+        if brokers >= settings.brokers:
+            return
+        time.sleep(READINESS_POLL_INTERVAL_S)
+    raise start_failure(node.paths, f"the broker did not answer within {START_TIMEOUT_S:g} s")
 
 
 def start_failure(paths: KafkaPaths, what: str) -> InfraError:
@@ -477,55 +577,119 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 # --- the service interface -------------------------------------------------------------------
 
 
-def report(settings: Settings, paths: KafkaPaths, running: bool, detail: str) -> ServiceReport:
+def report(node: KafkaNode, name: str, running: bool, detail: str) -> ServiceReport:
     return ServiceReport(
-        name="kafka",
+        name=name,
         running=running,
-        address=f"127.0.0.1:{settings.kafka_port}",
-        log_path=paths.log,
-        data_path=paths.data,
+        address=node.address,
+        log_path=node.paths.log,
+        data_path=node.paths.data,
         detail=detail,
     )
 
 
+def service_name(settings: Settings, node: KafkaNode) -> str:
+    return "kafka" if settings.brokers == 1 else f"kafka-{node.node_id}"
+
+
 def start(settings: Settings) -> ServiceReport:
-    """Start the broker unless it already runs; return once an admin request succeeds."""
-    paths = KafkaPaths.of(settings)
-    process = running_process(paths)
-    if process is not None:
-        wait_until_ready(settings, paths, process)
-        return report(settings, paths, True, f"already running, pid {process.pid}")
-    ensure_installed(settings)
-    check_ports_free(settings)
-    started = time.monotonic()
-    prepare(settings, paths)
-    command = java_command(
-        settings, paths, settings.kafka_heap_mb, MAIN_CLASS, str(paths.properties)
-    )
-    process = spawn_detached(command, paths)
+    """Start every node that is not running; return once each answers with the whole cluster.
+
+    The nodes start side by side: a KRaft quorum elects a leader only once a majority of its
+    voters runs, so no node is ready before the others are started."""
+    nodes = cluster_nodes(settings)
+    running = {node.node_id: running_process(node.paths) for node in nodes}
+    missing = [node for node in nodes if running[node.node_id] is None]
+    if missing:
+        ensure_installed(settings)
+        check_ports_free(settings)
+    began = time.monotonic()
+    started: list[tuple[KafkaNode, BrokerProcess]] = []
     try:
-        wait_until_ready(settings, paths, process)
+        for node in missing:
+            prepare(settings, node.paths, node.node_id)
+        for node in missing:
+            command = java_command(
+                settings, node.paths, settings.kafka_heap_mb, MAIN_CLASS, str(node.paths.properties)
+            )
+            started.append((node, spawn_detached(command, node.paths)))
+        for node in nodes:
+            process = running[node.node_id] or dict(started)[node]
+            wait_until_ready(settings, node, process)
     except InfraError:
-        stop(settings)
+        for node, _ in started:
+            stop_node(node)
         raise
-    elapsed = time.monotonic() - started
-    detail = f"started in {elapsed:.1f} s, Kafka {settings.kafka_version}, pid {process.pid}"
-    return report(settings, paths, True, detail)
+    return start_report(settings, nodes, [node for node, _ in started], time.monotonic() - began)
+
+
+def start_report(
+    settings: Settings, nodes: tuple[KafkaNode, ...], started: list[KafkaNode], elapsed_s: float
+) -> ServiceReport:
+    version = f"Kafka {settings.kafka_version}"
+    if not started:
+        detail = "already running"
+    elif len(nodes) == 1:
+        process = running_process(nodes[0].paths)
+        pid = process.pid if process is not None else "?"
+        detail = f"started in {elapsed_s:.1f} s, {version}, pid {pid}"
+    else:
+        names = ", ".join(str(node.node_id) for node in started)
+        detail = f"nodes {names} started in {elapsed_s:.1f} s, {version}, {len(nodes)} brokers"
+    summary = report(nodes[0], "kafka", True, detail)
+    if len(nodes) == 1:
+        return summary
+    return dataclasses.replace(summary, address=bootstrap_addresses(settings))
 
 
 def stop(settings: Settings) -> None:
+    """Stop every node of the configured cluster, and any other node this home still runs."""
+    for node in cluster_nodes(settings):
+        stop_node(node)
+    for pid_file in sorted((settings.home / CLUSTER_DIRECTORY_NAME).glob("node-*/broker.pid")):
+        stop_process_of(pid_file.parent, pid_file)
+    single = settings.home / "kafka" / "broker.pid"
+    if single.is_file():
+        stop_process_of(single.parent, single)
+
+
+def stop_process_of(directory: Path, pid_file: Path) -> None:
+    """Stop a node found by its pid file (a home that ran another cluster size before)."""
+    process = read_process_file(pid_file, directory / "server.properties")
+    if process is not None and is_alive(process):
+        stop_process(process)
+    pid_file.unlink(missing_ok=True)
+
+
+def stop_node(node: KafkaNode) -> None:
     """SIGTERM (controlled shutdown), wait a bounded time, then SIGKILL."""
-    paths = KafkaPaths.of(settings)
-    process = running_process(paths)
+    process = running_process(node.paths)
     if process is not None:
-        signal_process(process, signal.SIGTERM)
-        if not wait_for_exit(process, STOP_TIMEOUT_S):
-            signal_process(process, signal.SIGKILL)
-            if not wait_for_exit(process, KILL_TIMEOUT_S):
-                raise InfraError(
-                    f"Kafka broker pid {process.pid} survived SIGKILL for {KILL_TIMEOUT_S:g} s"
-                )
-    paths.pid.unlink(missing_ok=True)
+        stop_process(process)
+    node.paths.pid.unlink(missing_ok=True)
+
+
+def stop_process(process: BrokerProcess) -> None:
+    signal_process(process, signal.SIGTERM)
+    if not wait_for_exit(process, STOP_TIMEOUT_S):
+        signal_process(process, signal.SIGKILL)
+        if not wait_for_exit(process, KILL_TIMEOUT_S):
+            raise InfraError(
+                f"Kafka broker pid {process.pid} survived SIGKILL for {KILL_TIMEOUT_S:g} s"
+            )
+
+
+def kill_node(settings: Settings, node_id: int) -> BrokerProcess | None:
+    """``kill -9`` one node (fault tests); its pid file stays, like after a crash."""
+    process = running_process(node_of(settings, node_id).paths)
+    if process is None:
+        return None
+    signal_process(process, signal.SIGKILL)
+    if not wait_for_exit(process, KILL_TIMEOUT_S):
+        raise InfraError(
+            f"Kafka broker pid {process.pid} survived SIGKILL for {KILL_TIMEOUT_S:g} s"
+        )
+    return process
 
 
 def signal_process(process: BrokerProcess, signal_number: signal.Signals) -> None:
@@ -543,22 +707,118 @@ def wait_for_exit(process: BrokerProcess, timeout_s: float) -> bool:
 
 
 def status(settings: Settings) -> ServiceReport:
-    paths = KafkaPaths.of(settings)
-    process = running_process(paths)
-    if process is None:
-        return report(settings, paths, False, "")
+    """The first node's state (the whole broker on a single-node stack)."""
+    return node_statuses(settings)[0]
+
+
+def node_statuses(settings: Settings) -> list[ServiceReport]:
+    """One report per node: pid, whether it answers admin requests, how many brokers it sees."""
+    reports = []
+    for node in cluster_nodes(settings):
+        name = service_name(settings, node)
+        process = running_process(node.paths)
+        if process is None:
+            reports.append(report(node, name, False, ""))
+            continue
+        try:
+            brokers = broker_count(
+                node_settings(settings, node), timeout_s=STATUS_REQUEST_TIMEOUT_S
+            )
+        except InfraError:
+            reports.append(report(node, name, True, f"pid {process.pid}, not answering"))
+            continue
+        detail = f"pid {process.pid}, {brokers} broker{'s' if brokers != 1 else ''} seen"
+        reports.append(report(node, name, True, f"{detail}, Kafka {settings.kafka_version}"))
+    return reports
+
+
+# --- cluster health ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterHealth:
+    """What ``infra status`` says about a cluster of more than one node."""
+
+    controller_leader: int | None  # node id of the active controller, None when unknown
+    leader_epoch: int
+    partitions: int
+    under_replicated: int  # fewer in-sync replicas than replicas
+    offline: int  # no leader at all
+    leaders: dict[int, int]  # node id -> partitions it leads
+
+    def line(self) -> str:
+        leader = (
+            f"node {self.controller_leader} (epoch {self.leader_epoch})"
+            if self.controller_leader is not None
+            else "unknown"
+        )
+        led = ", ".join(f"node {node}: {count}" for node, count in sorted(self.leaders.items()))
+        return (
+            f"kafka cluster: controller leader {leader}; {self.partitions} partitions,"
+            f" {self.under_replicated} under-replicated, {self.offline} offline;"
+            f" leaders {led or 'none'}"
+        )
+
+
+def quorum_state(node: KafkaNode) -> tuple[int, int] | None:
+    """(leader id, epoch) as this node last recorded it in its KRaft quorum-state file."""
     try:
-        brokers = broker_count(settings, timeout_s=STATUS_REQUEST_TIMEOUT_S)
-    except InfraError:
-        return report(settings, paths, True, f"pid {process.pid}, not answering admin requests")
-    detail = f"pid {process.pid}, {brokers} broker, Kafka {settings.kafka_version}"
-    return report(settings, paths, True, detail)
+        state = json.loads((node.paths.data / QUORUM_STATE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    leader, epoch = state.get("leaderId", -1), state.get("leaderEpoch", -1)
+    if not isinstance(leader, int) or not isinstance(epoch, int) or leader < 0:
+        return None
+    return leader, epoch
+
+
+def controller_leader(settings: Settings) -> tuple[int, int] | None:
+    """The active controller (leader id, epoch): the newest epoch any running node recorded.
+
+    Kafka's DescribeCluster names a random broker as "controller" under KRaft, so the quorum's
+    own state file is the cheap, exact source on this machine."""
+    states = [
+        state
+        for node in cluster_nodes(settings)
+        if running_process(node.paths) is not None
+        for state in [quorum_state(node)]
+        if state is not None
+    ]
+    return max(states, key=lambda state: state[1]) if states else None
+
+
+def cluster_health(
+    settings: Settings, timeout_s: float = STATUS_REQUEST_TIMEOUT_S
+) -> ClusterHealth:
+    """Controller leader, partition leaders and replication state of every topic."""
+    metadata = cluster_metadata(admin_client(settings, timeout_s=timeout_s), settings, timeout_s)
+    partitions = under_replicated = offline = 0
+    leaders: dict[int, int] = {}
+    for topic in metadata.topics.values():
+        for partition in topic.partitions.values():
+            partitions += 1
+            if partition.leader < 0:
+                offline += 1
+            else:
+                leaders[partition.leader] = leaders.get(partition.leader, 0) + 1
+            if len(partition.isrs) < len(partition.replicas):
+                under_replicated += 1
+    leader = controller_leader(settings)
+    return ClusterHealth(
+        controller_leader=leader[0] if leader is not None else None,
+        leader_epoch=leader[1] if leader is not None else -1,
+        partitions=partitions,
+        under_replicated=under_replicated,
+        offline=offline,
+        leaders=leaders,
+    )
 
 
 def reset(settings: Settings) -> None:
-    """Stop the broker and delete its data, configuration and logs (the jar cache stays)."""
+    """Stop the nodes and delete their data, configuration and logs (the jar cache stays)."""
     stop(settings)
+    shutil.rmtree(settings.home / "kafka", ignore_errors=True)
+    shutil.rmtree(settings.home / CLUSTER_DIRECTORY_NAME, ignore_errors=True)
     paths = KafkaPaths.of(settings)
-    shutil.rmtree(paths.directory, ignore_errors=True)
     for log in paths.log.parent.glob("kafka*"):
         log.unlink(missing_ok=True)

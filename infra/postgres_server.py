@@ -109,7 +109,16 @@ SERVER_SETTINGS: tuple[tuple[str, str], ...] = (
     ("logging_collector", "off"),  # stderr goes to pg_ctl's -l file
     ("log_line_prefix", "%m [%p] %q%u@%d "),
     ("log_min_duration_statement", "1000"),
+    # Physical replication to the hot standby (infra/postgres_standby.py, decision 0037). The
+    # standby's slot keeps WAL for it; a standby gone for good stops holding WAL past this bound.
+    ("wal_level", "replica"),
+    ("max_slot_wal_keep_size", "1GB"),
+    ("hot_standby", "on"),
+    ("hot_standby_feedback", "on"),  # API reads on the standby are not cancelled by vacuum
 )
+# ``infra promote`` writes this into the old primary's data directory; such a cluster is never
+# started again (two writable primaries would split the ledger).
+FENCE_FILE_NAME = "streamledger.fenced"
 INCLUDED_CONFIG_NAME = "streamledger.conf"
 INCLUDE_LINE = f"include = '{INCLUDED_CONFIG_NAME}'"
 
@@ -117,6 +126,7 @@ INCLUDE_LINE = f"include = '{INCLUDED_CONFIG_NAME}'"
 PG_HBA = f"""# Written by StreamLedger (infra/postgres_server.py) on every start.
 # TYPE  DATABASE  USER  [ADDRESS]  METHOD
 local   all  {ADMIN_USER}  trust
+local   replication  {ADMIN_USER}  trust
 host    all  {APP_ROLE},{READER_ROLE},{API_ROLE}  {LISTEN_ADDRESS}/32  scram-sha-256
 """
 
@@ -181,6 +191,7 @@ def start(settings: Settings) -> ServiceReport:
     binaries = require_binaries()
     paths = ClusterPaths.of(settings)
     prepare_directories(paths)
+    check_not_fenced(paths)
     initialized = False
     if not (paths.data / "PG_VERSION").exists():
         initialize_cluster(binaries, paths)
@@ -199,10 +210,24 @@ def start(settings: Settings) -> ServiceReport:
     return report(settings, running=True, detail=f"{action} in {elapsed_s:.1f} s")
 
 
+def check_not_fenced(paths: ClusterPaths) -> None:
+    fence = paths.data / FENCE_FILE_NAME
+    if fence.is_file():
+        raise InfraError(
+            f"{paths.data} was replaced by the promoted standby ({fence.read_text().strip()});"
+            f" it is never started again: move it away or delete {paths.root} to build a new"
+            " primary (docs/availability.md)"
+        )
+
+
 def stop(settings: Settings) -> None:
     """Stop the local cluster (fast shutdown: open transactions roll back). No-op when stopped."""
+    stop_cluster(ClusterPaths.of(settings))
+
+
+def stop_cluster(paths: ClusterPaths, mode: str = "fast") -> None:
+    """``pg_ctl stop -m mode`` of the cluster in ``paths``; no-op when stopped."""
     binaries = find_binaries()
-    paths = ClusterPaths.of(settings)
     if binaries is None or not (paths.data / "PG_VERSION").exists():
         return
     if not is_running(binaries, paths):
@@ -213,7 +238,7 @@ def stop(settings: Settings) -> None:
         "-D",
         str(paths.data),
         "-m",
-        "fast",
+        mode,
         "-w",
         "-t",
         str(STOP_TIMEOUT_S),
@@ -234,6 +259,8 @@ def status(settings: Settings) -> ServiceReport:
         return report(settings, running=False, detail="server binaries not installed")
     if not (paths.data / "PG_VERSION").exists():
         return report(settings, running=False, detail="not initialized")
+    if (paths.data / FENCE_FILE_NAME).is_file():
+        return report(settings, running=False, detail="fenced: replaced by the promoted standby")
     version = (paths.data / "PG_VERSION").read_text(encoding="ascii").strip()
     if not is_running(binaries, paths):
         return report(settings, running=False, detail=f"PostgreSQL {version}")
@@ -251,8 +278,11 @@ def status(settings: Settings) -> ServiceReport:
 
 def reset(settings: Settings) -> None:
     """Stop the cluster, then delete its data (the log file is kept for post-mortems)."""
-    stop(settings)
-    paths = ClusterPaths.of(settings)
+    reset_cluster(ClusterPaths.of(settings))
+
+
+def reset_cluster(paths: ClusterPaths) -> None:
+    stop_cluster(paths)
     if paths.root.exists():
         shutil.rmtree(paths.root)
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import kafka_broker, postgres_server, prometheus_server, topics
+from infra import kafka_broker, postgres_server, postgres_standby, prometheus_server, topics
 from infra.service import ServiceReport
 from projections.migrations import apply_migrations
 from streamledger.errors import InfraError, StreamLedgerError
@@ -39,9 +39,10 @@ class StackStatus:
     services: list[ServiceReport]
     topics: topics.TopicReport | None  # None when Kafka cannot be asked
     topics_problem: str = ""
+    cluster: list[str] = dataclasses.field(default_factory=list)  # a multi-node Kafka's health
 
     def lines(self) -> list[str]:
-        result = [service.line() for service in self.services]
+        result = [service.line() for service in self.services] + self.cluster
         if self.topics is not None:
             result += self.topics.lines()
         elif self.topics_problem:
@@ -126,15 +127,51 @@ def run_apt(command: list[str]) -> None:
 # --- lifecycle --------------------------------------------------------------------------------
 
 
-def up(settings: Settings) -> list[ServiceReport]:
-    """Start Kafka and PostgreSQL (each unless running), apply the topics and the migrations."""
+def up(settings: Settings, *, with_standby: bool = False) -> list[ServiceReport]:
+    """Start Kafka and PostgreSQL (each unless running), apply the topics and the migrations;
+    with ``with_standby`` (or a standby made earlier) start the hot standby as well."""
     with stack_lock(settings):
+        if postgres_standby_promoted(settings):
+            return up_after_promotion(settings)
         kafka, postgres = start_services(settings)
         topic_report = topics.apply(settings)
         applied = apply_migrations(settings)
+        standby = []
+        if with_standby or wants_standby(settings):
+            standby = [postgres_standby.start(settings)]  # after the migrations: it copies them
     topics_detail = "topics: " + topics_summary(topic_report)
     migrations_detail = "migrations: " + (", ".join(applied) if applied else "up to date")
-    return [with_detail(kafka, topics_detail), with_detail(postgres, migrations_detail)]
+    return [with_detail(kafka, topics_detail), with_detail(postgres, migrations_detail), *standby]
+
+
+def wants_standby(settings: Settings) -> bool:
+    return bool(settings.postgres_standby_port) and postgres_standby.is_created(settings)
+
+
+def postgres_standby_promoted(settings: Settings) -> bool:
+    """The old primary was fenced by ``infra promote``: the standby is the primary now."""
+    primary = postgres_server.ClusterPaths.of(settings)
+    return (primary.data / postgres_server.FENCE_FILE_NAME).is_file()
+
+
+def up_after_promotion(settings: Settings) -> list[ServiceReport]:
+    """Kafka and the promoted standby (the primary now); the fenced old primary stays down."""
+    kafka = kafka_broker.start(settings)
+    topic_report = topics.apply(settings)
+    promoted = postgres_standby.start(settings)
+    applied = apply_migrations(settings)
+    migrations_detail = "migrations: " + (", ".join(applied) if applied else "up to date")
+    return [
+        with_detail(kafka, "topics: " + topics_summary(topic_report)),
+        with_detail(promoted, migrations_detail),
+        postgres_server.status(settings),
+    ]
+
+
+def promote(settings: Settings) -> list[str]:
+    """Fence the primary and promote the standby (docs/availability.md, the runbook)."""
+    with stack_lock(settings):
+        return postgres_standby.promote(settings)
 
 
 def start_services(settings: Settings) -> tuple[ServiceReport, ServiceReport]:
@@ -183,7 +220,12 @@ def down(settings: Settings) -> list[str]:
     """Stop both services (each a no-op when stopped); one line per service."""
     with stack_lock(settings):
         return stop_each(
-            [("kafka", kafka_broker.stop), ("postgresql", postgres_server.stop)], settings
+            [
+                ("kafka", kafka_broker.stop),
+                ("pg-standby", postgres_standby.stop),
+                ("postgresql", postgres_server.stop),
+            ],
+            settings,
         )
 
 
@@ -205,21 +247,40 @@ def stop_each(
 
 
 def status(settings: Settings) -> StackStatus:
-    services = [kafka_broker.status(settings), postgres_server.status(settings)]
-    if not services[0].running:
+    nodes = kafka_broker.node_statuses(settings)
+    services = [*nodes, postgres_server.status(settings)]
+    if postgres_standby.is_created(settings) and settings.postgres_standby_port:
+        services.append(postgres_standby.status(settings))
+    if not any(node.running for node in nodes):
         return StackStatus(services, None, "Kafka is not running")
+    cluster = cluster_lines(settings)
     try:
-        return StackStatus(services, topics.check(settings))
+        return StackStatus(services, topics.check(settings), cluster=cluster)
     except StreamLedgerError as exc:
-        return StackStatus(services, None, str(exc))
+        return StackStatus(services, None, str(exc), cluster=cluster)
+
+
+def cluster_lines(settings: Settings) -> list[str]:
+    """The controller leader and the replication state, for a cluster of more than one node."""
+    if settings.brokers == 1:
+        return []
+    try:
+        return [kafka_broker.cluster_health(settings).line()]
+    except StreamLedgerError as exc:
+        return [f"kafka cluster: unknown ({exc})"]
 
 
 def reset(settings: Settings) -> list[str]:
     """Stop both services and delete their data under ``{home}`` (the jar cache stays)."""
     with stack_lock(settings):
         kafka_broker.reset(settings)
+        postgres_standby.reset(settings)
         postgres_server.reset(settings)
-    removed = [kafka_broker.KafkaPaths.of(settings).directory, postgres_data(settings)]
+    removed = [
+        kafka_broker.KafkaPaths.of(settings).directory,
+        postgres_standby.standby_paths(settings).root,
+        postgres_data(settings),
+    ]
     return [f"removed {path}" for path in removed]
 
 

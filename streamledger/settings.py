@@ -36,6 +36,9 @@ PARTITIONS_MAX = 1024
 # Callers that read a bounded number from text (``--limit``, ports) keep importing it from here.
 parse_int_in_range = parse_whole_number_in_range
 HEAP_MB_RANGE = (128, 16384)
+BROKERS_MAX = 5  # a local cluster on one machine; production runs its own
+KAFKA_NODE_PORT_STRIDE = 2  # node i's ports: the base ports + 2(i-1)
+REPLICATION_FACTOR_FOR_CLUSTER_MAX = 3
 
 
 # --- parsers: each takes the raw text and returns the value or raises ValueError(reason) ---
@@ -248,6 +251,27 @@ class Settings:
         default=19090,
         metadata=limit(1, 65535, "port", "the local Prometheus server", environment=True),
     )
+    # The local Kafka cluster's size (infra/kafka_broker.py, decision 0036): node i listens on
+    # kafka_port + 2(i-1) and kafka_controller_port + 2(i-1). Given without a replication factor,
+    # it also sets replication_factor = min(brokers, 3) and min_insync_replicas = that - 1 (>= 1).
+    brokers: int = field(
+        default=1,
+        metadata=limit(
+            1,
+            BROKERS_MAX,
+            "nodes",
+            "Kafka nodes of the local stack, each broker and controller (3: RF 3, min ISR 2)",
+            environment=True,
+        ),
+    )
+    # The local PostgreSQL hot standby (infra/postgres_standby.py, decision 0037). With one, the
+    # local DSN names both servers and asks for the writable one, so a promotion needs no change.
+    postgres_standby_port: int = field(
+        default=0,
+        metadata=limit(
+            0, 65535, "port", "the local PostgreSQL hot standby (0 = none)", environment=True
+        ),
+    )
 
     def __post_init__(self) -> None:
         check_declared(self)
@@ -255,13 +279,29 @@ class Settings:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        return ",".join(
+            f"127.0.0.1:{self.kafka_port + KAFKA_NODE_PORT_STRIDE * node}"
+            for node in range(self.brokers)
+        )
 
     @property
     def database_dsn(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"postgresql://streamledger:streamledger@127.0.0.1:{self.postgres_port}/streamledger"
+        if not self.postgres_standby_port:
+            return (
+                f"postgresql://streamledger:streamledger@127.0.0.1:{self.postgres_port}"
+                "/streamledger"
+            )
+        # Both servers; libpq connects to the one that accepts writes, so after `infra promote`
+        # a reconnect finds the promoted standby (decision 0037).
+        return (
+            f"postgresql://streamledger:streamledger@127.0.0.1:{self.postgres_port},"
+            f"127.0.0.1:{self.postgres_standby_port}/streamledger"
+            "?target_session_attrs=read-write"
+        )
 
     def topic(self, name: str) -> str:
         """The full name of a ledger topic, e.g. ``topic("ledger.events")``."""
@@ -300,9 +340,23 @@ def load_settings(
                 " [set STREAMLEDGER_HOME or --home]"
             )
         values["home"] = home
+    values.update(replication_for_brokers(values))
     settings = Settings(**values)  # type: ignore[arg-type]
     check_consistency(settings)
     return settings
+
+
+def replication_for_brokers(values: Mapping[str, object]) -> dict[str, int]:
+    """A cluster size given without a replication factor implies one: every partition on up to
+    three nodes, and a write counts once all but one of them have it (decision 0036)."""
+    brokers = values.get("brokers")
+    if not isinstance(brokers, int) or "replication_factor" in values:
+        return {}
+    replication_factor = min(brokers, REPLICATION_FACTOR_FOR_CLUSTER_MAX)
+    derived = {"replication_factor": replication_factor}
+    if "min_insync_replicas" not in values:
+        derived["min_insync_replicas"] = max(1, min(replication_factor - 1, 2))
+    return derived
 
 
 def parse_one(spec: Declaration, raw: str, *, source: str) -> object:
@@ -323,6 +377,8 @@ def check_consistency(settings: Settings) -> None:
         "metrics_port": settings.metrics_port,
         "prometheus_port": settings.prometheus_port,
     }
+    if settings.postgres_standby_port:
+        ports["postgres_standby_port"] = settings.postgres_standby_port
     seen: dict[int, str] = {}
     for name, port in ports.items():
         if port in seen:
