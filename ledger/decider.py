@@ -25,13 +25,9 @@ so where batch boundaries fall never changes a decision.
 
 from __future__ import annotations
 
-from typing import Final
-
+from ledger._generated_records import new_accepted, new_duplicate, new_rejected, new_ticked
 from ledger.decisions import (
-    Accepted,
     Decision,
-    Duplicate,
-    Rejected,
     Rejection,
     Ticked,
 )
@@ -40,17 +36,14 @@ from ledger.execution import execute, expire_pendings
 from ledger.fingerprints import Fingerprint, command_fingerprint, first_differing_field
 from ledger.rules import SCOPE_FIELDS, command_violation, invalid, rule_rejection
 from ledger.state import LedgerState
+from schemas._generated_records import new_outcome
 from schemas.model import (
     INT64_MAX,
     Command,
     Outcome,
     OutcomeStatus,
     RejectReason,
-    record_builder,
 )
-
-_new_outcome_record: Final = record_builder(Outcome)
-_new_accepted: Final = record_builder(Accepted)
 
 
 def _new_outcome(
@@ -64,7 +57,7 @@ def _new_outcome(
 ) -> Outcome:
     retention_us = state.idempotency_retention_us
     expires_at_us = None if retention_us == 0 else min(decided_at_us + retention_us, INT64_MAX)
-    return _new_outcome_record(
+    return new_outcome(
         tenant_id=command.tenant_id,
         idempotency_key=command.idempotency_key,
         command_type=type(command).__name__,
@@ -90,7 +83,7 @@ def _against_stored(
 ) -> Decision:
     """The key holds a live outcome: a duplicate, or a reply-only rejection."""
     if stored.fingerprint == fingerprint[0] and stored.command_type == type(command).__name__:
-        return Duplicate(outcome=stored)
+        return new_duplicate(outcome=stored)
     if violation is not None:
         rejection = invalid(violation)
     else:
@@ -100,7 +93,7 @@ def _against_stored(
             (f"{field}: differs from the command first decided under this idempotency key"),
         )
     outcome = _new_outcome(state, command, fingerprint, record_timestamp_us, rejection=rejection)
-    return Rejected(events=(), outcome=outcome, changes=None)
+    return new_rejected(events=(), outcome=outcome, changes=None)
 
 
 def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> Decision:
@@ -112,7 +105,7 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
         outcome = _new_outcome(
             state, command, fingerprint, record_timestamp_us, rejection=invalid(violation)
         )
-        return Rejected(events=(), outcome=outcome, changes=None)
+        return new_rejected(events=(), outcome=outcome, changes=None)
     stored = state.outcome(command.tenant_id, command.idempotency_key)
     if stored is not None and (
         stored.expires_at_us is None or stored.expires_at_us > stream_time_us
@@ -139,7 +132,7 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
     if rejection is not None:
         outcome = _new_outcome(state, command, fingerprint, effective_at_us, rejection=rejection)
         changes = draft.changes(outcome, stream_time_us)
-        return Rejected(
+        return new_rejected(
             events=tuple(draft.events),
             outcome=outcome,
             changes=changes,
@@ -149,7 +142,7 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
     sequences = tuple(event.sequence for event in draft.events[expired_count:])
     outcome = _new_outcome(state, command, fingerprint, effective_at_us, sequences=sequences)
     changes = draft.changes(outcome, stream_time_us)
-    return _new_accepted(
+    return new_accepted(
         events=tuple(draft.events),
         outcome=outcome,
         changes=changes,
@@ -173,7 +166,7 @@ def decide_tick(state: LedgerState, record_timestamp_us: int) -> Ticked:
     stream_time_us = max(state._stream_time_us, record_timestamp_us)
     draft = Draft(state)
     expire_pendings(draft, stream_time_us)
-    return Ticked(
+    return new_ticked(
         events=tuple(draft.events),
         changes=draft.changes(None, stream_time_us),
         encoded_events=tuple(draft.encoded_events),

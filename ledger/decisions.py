@@ -31,7 +31,6 @@ from schemas.model import (
     RejectReason,
     TenantHead,
     TransferState,
-    direct_slot_init,
 )
 
 Rejection = tuple[RejectReason, str]  # (reason, detail starting with the field it concerns)
@@ -98,5 +97,3 @@ class Ticked:
 
 
 Decision = Accepted | Rejected | Duplicate
-for _decision_type in (StateChanges, Accepted, Rejected, Duplicate, Ticked):
-    direct_slot_init(_decision_type)

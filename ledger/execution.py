@@ -7,7 +7,6 @@ Every function here runs after the rules accepted the command, so a failed assum
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Final
 
 from ledger.draft import Draft, event_header
@@ -19,14 +18,22 @@ from ledger.effects import (
     reversed_by,
     with_status,
 )
+from schemas._generated_records import (
+    new_account_opened,
+    new_account_state,
+    new_pending_expired,
+    new_pending_posted,
+    new_pending_voided,
+    new_transfer_pending,
+    new_transfer_posted,
+    new_transfer_state,
+)
 from schemas.event_time import US_PER_S
 from schemas.model import (
-    AccountOpened,
     AccountState,
     Command,
     OpenAccount,
     PendingExpired,
-    PendingPosted,
     PendingVoided,
     PostPending,
     Transfer,
@@ -34,22 +41,11 @@ from schemas.model import (
     TransferPosted,
     TransferState,
     TransferStatus,
-    record_builder,
 )
 from streamledger.errors import InvariantViolationError
 
-# Builders of the records made for every command: equal to calling the class with the same
-# keywords, a third cheaper (schemas.model.record_builder).
-_new_account_state: Final = record_builder(AccountState)
-_new_transfer_state: Final = record_builder(TransferState)
-_new_account_opened: Final = record_builder(AccountOpened)
-_new_transfer_posted: Final = record_builder(TransferPosted)
-_new_transfer_pending: Final = record_builder(TransferPending)
-_new_pending_posted: Final = record_builder(PendingPosted)
-_RELEASE_BUILDERS: Final[dict[TransferStatus, Callable[..., PendingExpired | PendingVoided]]] = {
-    TransferStatus.EXPIRED: record_builder(PendingExpired),
-    TransferStatus.VOIDED: record_builder(PendingVoided),
-}
+# Records made for every command are built with the typed builders (``new_*``, decision 0034):
+# the classes' own keywords, checked by mypy, at about half the cost of calling the class.
 _RELEASE_EVENT_TYPES: Final = {
     TransferStatus.EXPIRED: PendingExpired.__name__,
     TransferStatus.VOIDED: PendingVoided.__name__,
@@ -97,9 +93,12 @@ def _release(
     event_type = _RELEASE_EVENT_TYPES[status]
     posted, pending = counter_changes(event_type, transfer.amount)
     debit, credit = move_counters(debit, credit, posted=posted, pending=pending, sequence=link[0])
-    event = _RELEASE_BUILDERS[status](
-        **event_header(tenant_id, link, idempotency_key, effective_at_us, (debit, credit)),
-        **_transfer_fields(transfer, transfer.amount),
+    header = event_header(tenant_id, link, idempotency_key, effective_at_us, (debit, credit))
+    fields = _transfer_fields(transfer, transfer.amount)
+    event: PendingExpired | PendingVoided = (
+        new_pending_expired(**header, **fields)
+        if status is TransferStatus.EXPIRED
+        else new_pending_voided(**header, **fields)
     )
     draft.put_account(debit)
     draft.put_account(credit)
@@ -131,7 +130,7 @@ def _transfer_fields(transfer: TransferState, amount: int) -> dict[str, Any]:
 
 def _open_account(draft: Draft, command: OpenAccount, effective_at_us: int) -> None:
     link = draft.next_link(command.tenant_id)
-    account = _new_account_state(
+    account = new_account_state(
         tenant_id=command.tenant_id,
         account_id=command.account_id,
         currency=command.currency,
@@ -148,7 +147,7 @@ def _open_account(draft: Draft, command: OpenAccount, effective_at_us: int) -> N
     header = event_header(
         command.tenant_id, link, command.idempotency_key, effective_at_us, (account,)
     )
-    event = _new_account_opened(
+    event = new_account_opened(
         **header,
         account_id=command.account_id,
         currency=command.currency,
@@ -173,7 +172,7 @@ def _create_transfer(draft: Draft, command: Transfer, effective_at_us: int) -> N
     debit, credit = move_counters(debit, credit, posted=posted, pending=pending, sequence=sequence)
     timeout = command.pending_timeout_s
     expires_at_us = None if timeout is None else effective_at_us + timeout * US_PER_S
-    transfer = _new_transfer_state(
+    transfer = new_transfer_state(
         tenant_id=tenant_id,
         transfer_id=command.transfer_id,
         debit_account_id=command.debit_account_id,
@@ -192,9 +191,9 @@ def _create_transfer(draft: Draft, command: Transfer, effective_at_us: int) -> N
     )
     fields = _transfer_fields(transfer, amount)
     event: TransferPending | TransferPosted = (
-        _new_transfer_pending(**header, **fields, expires_at_us=expires_at_us)
+        new_transfer_pending(**header, **fields, expires_at_us=expires_at_us)
         if command.pending
-        else _new_transfer_posted(**header, **fields, reverses=command.reverses)
+        else new_transfer_posted(**header, **fields, reverses=command.reverses)
     )
     draft.put_account(debit)
     draft.put_account(credit)
@@ -217,7 +216,7 @@ def _post_pending(draft: Draft, command: PostPending, effective_at_us: int) -> N
     fields = event_header(
         command.tenant_id, link, command.idempotency_key, effective_at_us, (debit, credit)
     )
-    event = _new_pending_posted(
+    event = new_pending_posted(
         **fields, **_transfer_fields(transfer, amount), pending_amount=transfer.amount
     )
     draft.put_account(debit)

@@ -4,18 +4,19 @@
 per fingerprinted field, in declared order, and a SHA-256 over the type name and those. The hot
 path calls ``command_fingerprint``: per command type a function generated from
 ``fingerprint_source`` (no per-field loop, no ``getattr``), equal to the reference by construction
-and by test (tests/unit/test_generated_checks.py). The generated source is registered with
-``linecache`` under its file name, so a traceback through it shows the line.
+and by test (tests/unit/test_generated_checks.py). It is compiled by
+``schemas.generated_code``: registered with ``linecache`` (a traceback through it shows the
+line) and printed by ``streamledger debug generated ledger.fingerprints.<Type>``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import linecache
 from collections.abc import Callable
 from typing import Any, Final
 
+from schemas.generated_code import compile_generated
 from schemas.model import COMMAND_TYPES, Command, Outcome
 
 FIELD_FINGERPRINT_BYTES: Final = 8
@@ -149,14 +150,14 @@ def fingerprint_source(command_type: type[Command]) -> str:
     )
 
 
-def generated_filename(command_type: type[Command]) -> str:
-    """The file name a generated fingerprint function's code and tracebacks carry."""
-    return f"<ledger.fingerprints {command_type.__name__}>"
+def generated_name(command_type: type[Command]) -> str:
+    """The name of a generated fingerprint function (``streamledger debug generated NAME``)."""
+    return f"ledger.fingerprints.{command_type.__name__}"
 
 
 def _generated_fingerprint(command_type: type[Command]) -> Callable[[Command], Fingerprint]:
-    """Compile ``fingerprint_source(command_type)`` (this module's own tables, never input) and
-    register the source with ``linecache``, so tracebacks and debuggers show its lines."""
+    """Compile ``fingerprint_source(command_type)`` (this module's own tables, never input);
+    its source is registered with ``linecache``, so tracebacks and debuggers show its lines."""
     namespace: dict[str, Any] = {
         "cache_get": _field_fingerprint_cache.get,
         "other": _other_field_fingerprint,
@@ -164,12 +165,9 @@ def _generated_fingerprint(command_type: type[Command]) -> Callable[[Command], F
         "sha256": hashlib.sha256,
         "type_prefix": command_type.__name__.encode() + b"\0",
     }
-    source = fingerprint_source(command_type)
-    filename = generated_filename(command_type)
-    # (size, mtime None, lines, name): an entry ``linecache.checkcache`` keeps, as for doctests
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own source
-    function: Callable[[Command], Fingerprint] = namespace["fingerprint"]
+    function: Callable[[Command], Fingerprint] = compile_generated(
+        fingerprint_source(command_type), "fingerprint", namespace, generated_name(command_type)
+    )
     return function
 
 

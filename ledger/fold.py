@@ -8,7 +8,7 @@ the balances the event carries are the fold's. A failure is an ``InvariantViolat
 
 from __future__ import annotations
 
-from ledger.decisions import StateChanges
+from ledger._generated_records import new_state_changes
 from ledger.effects import (
     amount_posted_after,
     balance_of,
@@ -20,6 +20,7 @@ from ledger.effects import (
     with_status,
 )
 from ledger.state import LedgerState
+from schemas._generated_records import new_account_state, new_tenant_head, new_transfer_state
 from schemas.model import (
     GENESIS_HASH,
     INT64_MAX,
@@ -29,7 +30,6 @@ from schemas.model import (
     PendingExpired,
     PendingPosted,
     PendingVoided,
-    TenantHead,
     TransferPending,
     TransferPosted,
     TransferState,
@@ -64,7 +64,7 @@ def _check_link(state: LedgerState, event: Event) -> None:
 def _fold_opened(state: LedgerState, event: AccountOpened) -> AccountState:
     if state.account(event.tenant_id, event.account_id) is not None:
         raise _fold_error(event, f"account {event.account_id!r} opened twice")
-    return AccountState(
+    return new_account_state(
         tenant_id=event.tenant_id,
         account_id=event.account_id,
         currency=event.currency,
@@ -114,7 +114,7 @@ def _fold_new_transfer(
         raise _fold_error(event, f"transfer {event.transfer_id!r} created twice")
     accounts = _moved(event, _fold_accounts(state, event))
     reverses = None if isinstance(event, TransferPending) else event.reverses
-    transfer = TransferState(
+    transfer = new_transfer_state(
         tenant_id=event.tenant_id,
         transfer_id=event.transfer_id,
         debit_account_id=event.debit_account_id,
@@ -183,14 +183,14 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
         accounts, transfers = _fold_pending_end(state, event)
     if tuple(balance_of(account) for account in accounts) != event.balances:
         raise _fold_error(event, "the balances it carries are not the fold's")
-    head = TenantHead(
+    head = new_tenant_head(
         tenant_id=event.tenant_id,
         last_sequence=event.sequence,
         last_hash=event.hash,
         last_effective_at_us=event.effective_at_us,
     )
     state.stage(
-        StateChanges(
+        new_state_changes(
             accounts=tuple(accounts),
             transfers=tuple(transfers),
             heads=(head,),

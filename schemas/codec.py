@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
@@ -40,6 +41,7 @@ from fastavro import _read as fastavro_compiled_reader
 from fastavro import _write as fastavro_compiled_writer
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from schemas._generated_records import BUILDERS, new_account_balance
 from schemas.avro_schemas import (
     CURRENT_VERSION,
     FINGERPRINT_BYTES,
@@ -51,6 +53,7 @@ from schemas.avro_schemas import (
     read_named_types,
     without_logical_types,
 )
+from schemas.generated_code import compile_generated
 from schemas.model import (
     COMMAND_TYPES,
     EVENT_TYPES,
@@ -65,8 +68,6 @@ from schemas.model import (
     TenantHead,
     TransferState,
     TransferStatus,
-    generated_function,
-    record_builder,
 )
 from streamledger.errors import StreamLedgerError
 
@@ -244,7 +245,7 @@ FIELD_CONVERSIONS: dict[str, _FieldConversion] = {
     "metadata": (dict, lambda value: tuple(sorted(value.items()))),
     "balances": (
         _balances_to_avro,
-        lambda value: tuple(AccountBalance(**item) for item in value),
+        lambda value: tuple(new_account_balance(**item) for item in value),
     ),
     "event_sequences": (list, tuple),
     "reason": (_enum_name, lambda value: None if value is None else RejectReason[value]),
@@ -274,7 +275,7 @@ def _record_reader(python_type: type[Any], names: tuple[str, ...]) -> Callable[[
     """``Avro dict -> value`` for one model type (``from_avro`` without its loop)."""
     conversions = _CONVERSIONS[python_type]
     namespace: dict[str, Any] = {f"from_{name}": conversions[name][1] for name in conversions}
-    namespace["python_type"] = record_builder(python_type)  # = python_type(**fields), cheaper
+    namespace["python_type"] = BUILDERS[python_type]  # = python_type(**fields), cheaper
     arguments = ", ".join(
         f"{name}=from_{name}(record[{name!r}])"
         if name in conversions
@@ -282,7 +283,9 @@ def _record_reader(python_type: type[Any], names: tuple[str, ...]) -> Callable[[
         for name in names
     )
     source = f"def read(record):\n    return python_type({arguments})\n"
-    reader: Callable[[Any], Any] = generated_function(source, "read", namespace, "codec read")
+    reader: Callable[[Any], Any] = compile_generated(
+        source, "read", namespace, f"schemas.codec.read.{python_type.__name__}"
+    )
     return reader
 
 
@@ -298,7 +301,8 @@ def from_avro(python_type: type[RecordType], record: dict[str, Any]) -> RecordTy
     """The model value of an Avro dict read under the current schema."""
     for name, (_, from_wire) in _CONVERSIONS[python_type].items():
         record[name] = from_wire(record[name])
-    return python_type(**record)
+    result: RecordType = BUILDERS[python_type](**record)
+    return result
 
 
 _RECORD_READERS: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}
@@ -307,6 +311,44 @@ for _family in (COMMANDS, EVENTS, OUTCOMES, STATES):
         _RECORD_READERS[_branch.python_type] = _record_reader(
             _branch.python_type, _branch.field_names
         )
+
+
+# --------------------------------------------------------------------------- fastavro internals
+#
+# The hot path calls two private functions of fastavro's compiled modules (``_write.write_data``,
+# ``_read._read_data``), checked at import against the public writer and reader on a probe
+# record. When one is missing or disagrees (a fastavro upgrade), the codec uses the public
+# function instead: the same bytes, about 1-2 µs slower per record. That fallback is never
+# silent: it is logged once per internal (a warning on ``streamledger.codec``) and counted:
+# ``fastavro_fallback_total()`` (0 on the fast path), the value of a metric
+# ``streamledger_codec_fastavro_fallback_total`` (decision 0034).
+
+LOGGER: Final = logging.getLogger("streamledger.codec")
+_FASTAVRO_FALLBACKS: dict[str, str] = {}  # internal function -> why the public one is used
+
+
+def _fastavro_internal_usable(internal: str, problem: str | None) -> bool:
+    """True when ``problem`` is None; else log the fallback (once per internal) and count it."""
+    if problem is None:
+        return True
+    if internal not in _FASTAVRO_FALLBACKS:
+        LOGGER.warning(
+            "fastavro %s: %s; the codec uses the public function instead (same bytes, slower)",
+            internal,
+            problem,
+        )
+    _FASTAVRO_FALLBACKS[internal] = problem
+    return False
+
+
+def fastavro_fallback_total() -> int:
+    """How many fastavro internals the codec fell back from (0 when the fast path is in use)."""
+    return len(_FASTAVRO_FALLBACKS)
+
+
+def fastavro_fallbacks() -> dict[str, str]:
+    """Each fastavro internal the codec does not use, with the reason."""
+    return dict(_FASTAVRO_FALLBACKS)
 
 
 # --------------------------------------------------------------------------- encode
@@ -333,23 +375,27 @@ def _write_body_direct(buffer: bytearray, branch: Branch, record: dict[str, Any]
     _write_data(buffer, record, branch.wire, branch.named, "", _WRITE_OPTIONS)
 
 
-def _direct_writer_agrees() -> bool:
+def _direct_writer_problem() -> str | None:
+    """Why fastavro's internal ``write_data`` cannot be used (None: it writes what the public
+    writer writes, on a probe record)."""
     if _write_data is None:
-        return False
+        return "fastavro._write has no write_data"
     probe = TenantHead(tenant_id="probe", last_sequence=1, last_hash=b"\x07" * 32)
     branch = STATES.by_type[TenantHead]
     record = to_avro(probe, branch.field_names)
     direct, public = bytearray(), bytearray()
     try:
         _write_body_direct(direct, branch, record)
-    except Exception:  # noqa: BLE001 - any failure of the internal API means: do not use it
-        return False
+    except Exception as exc:  # noqa: BLE001 - any failure of the internal API means: do not use it
+        return f"write_data raised {type(exc).__name__}: {exc}"
     _write_body_public(public, branch, record)
-    return direct == public
+    return None if direct == public else "write_data wrote other bytes than schemaless_writer"
 
 
 _write_body: Callable[[bytearray, Branch, dict[str, Any]], None] = (
-    _write_body_direct if _direct_writer_agrees() else _write_body_public
+    _write_body_direct
+    if _fastavro_internal_usable("write_data", _direct_writer_problem())
+    else _write_body_public
 )
 
 
@@ -366,7 +412,7 @@ _ENCODE_FAILURES: Final = (ValueError, TypeError, AttributeError, KeyError, Over
 
 
 def _record_encoder(
-    branch: Branch, *, placeholders: Mapping[str, bytes] | None = None
+    branch: Branch, *, placeholders: Mapping[str, bytes] | None = None, kind: str = "encode"
 ) -> Callable[[Any], bytes]:
     """``value -> single-object bytes`` for one model type, generated as one function.
 
@@ -409,8 +455,8 @@ def _record_encoder(
         "        raise EncodeError(f'{what}: {exc}') from exc\n"
         f"    return {'buffer' if placeholders else 'bytes(buffer)'}\n"
     )
-    encoder: Callable[[Any], bytes] = generated_function(
-        source, "encode", namespace, "codec encode"
+    encoder: Callable[[Any], bytes] = compile_generated(
+        source, "encode", namespace, f"schemas.codec.{kind}.{branch.python_type.__name__}"
     )
     return encoder
 
@@ -529,21 +575,26 @@ def _read_direct(buffer: io.BytesIO, writer: Any, reader: Any, named: Any = None
     return _read_data(buffer, writer, named, None, _READ_OPTIONS)
 
 
-def _direct_reader_agrees() -> bool:
+def _direct_reader_problem() -> str | None:
+    """Why fastavro's internal ``_read_data`` cannot be used (None: it reads what the public
+    reader reads, on a probe record)."""
     if _read_data is None:
-        return False
+        return "fastavro._read has no _read_data"
     probe = TenantHead(tenant_id="probe", last_sequence=1, last_hash=b"\x07" * 32)
     branch = STATES.by_type[TenantHead]
     body = _encode(STATES, probe)[len(branch.prefix) :]
     try:
         direct = _read_direct(io.BytesIO(body), branch.wire, None)
-    except Exception:  # noqa: BLE001 - any failure of the internal API means: do not use it
-        return False
-    return bool(direct == _read_public(io.BytesIO(body), branch.wire, None))
+    except Exception as exc:  # noqa: BLE001 - any failure of the internal API means: do not use it
+        return f"_read_data raised {type(exc).__name__}: {exc}"
+    public = _read_public(io.BytesIO(body), branch.wire, None)
+    return None if direct == public else "_read_data read another value than schemaless_reader"
 
 
 _read_record: Callable[[io.BytesIO, Any, Any, Any], Any] = (
-    _read_direct if _direct_reader_agrees() else _read_public
+    _read_direct
+    if _fastavro_internal_usable("_read_data", _direct_reader_problem())
+    else _read_public
 )
 
 
@@ -662,7 +713,7 @@ assert all(_hash_is_the_last_fixed_field(branch) for branch in EVENTS.branches)
 # An event's single-object bytes with 32 zero bytes where its hash goes (the end), writable.
 _EVENT_UNHASHED_ENCODERS: Final[dict[type[Any], Callable[[Any], bytearray]]] = {
     branch.python_type: _record_encoder(  # type: ignore[misc]
-        branch, placeholders={HASH_FORM_OMITTED_FIELD: _HASH_PLACEHOLDER}
+        branch, placeholders={HASH_FORM_OMITTED_FIELD: _HASH_PLACEHOLDER}, kind="encode_unhashed"
     )
     for branch in EVENTS.branches
 }

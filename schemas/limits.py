@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
+from schemas.generated_code import compile_generated
 from schemas.model import (
     INT64_MAX,
     Command,
@@ -25,7 +26,6 @@ from schemas.model import (
     PostPending,
     Transfer,
     VoidPending,
-    generated_function,
 )
 
 # --- identifiers. None may contain "/", which separates the parts of record keys. ---
@@ -372,8 +372,11 @@ def fast_check_source(command_type: type[object]) -> str:
 def _fast_check(command_type: type[object]) -> Callable[[Command], bool]:
     namespace = dict(_FAST_NAMESPACE)
     source = fast_check_source(command_type)
-    check: Callable[[Command], bool] = generated_function(
-        source, "is_certainly_valid", namespace, f"limits {command_type.__name__}"
+    check: Callable[[Command], bool] = compile_generated(
+        source,
+        "is_certainly_valid",
+        namespace,
+        f"schemas.limits.is_certainly_valid.{command_type.__name__}",
     )
     return check
 

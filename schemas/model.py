@@ -11,11 +11,10 @@ Money is always an ``int`` count of minor units inside the signed 64-bit range. 
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -303,86 +302,18 @@ StateRecord = AccountState | TransferState | TenantHead
 
 # --------------------------------------------------------------------------- construction speed
 
-_Record = TypeVar("_Record")
 
+def slot_setter(record_type: type[Any], name: str) -> Callable[[Any, Any], None]:
+    """The ``__set__`` of the slot that stores ``name`` (declared by the class or a base).
 
-def _slot_setter_source(
-    record_type: type[Any], function_name: str, *, build: bool
-) -> tuple[str, dict[str, Any]]:
-    """Source of a keyword-only function that stores each field through its slot's descriptor
-    (``member.__set__(self, value)``), with the dataclass's own parameters and defaults.
-    ``build``: the function makes the record (``object.__new__``) and returns it; otherwise it
-    is an ``__init__``."""
-    assert dataclasses.is_dataclass(record_type)
-    assert record_type.__dataclass_params__.frozen  # type: ignore[attr-defined]
-    assert "__slots__" in record_type.__dict__
-    assert not hasattr(record_type, "__post_init__")
-    namespace: dict[str, Any] = {"new": object.__new__, "record_type": record_type}
-    signature, body = [], []
-    for parameter in dataclasses.fields(record_type):
-        assert parameter.kw_only and parameter.init
-        assert parameter.default_factory is dataclasses.MISSING
-        name = parameter.name
-        namespace[f"set_{name}"] = _slot_of(record_type, name).__set__
-        if parameter.default is dataclasses.MISSING:
-            signature.append(name)
-        else:
-            namespace[f"default_{name}"] = parameter.default
-            signature.append(f"{name}=default_{name}")
-        body.append(f"    set_{name}(self, {name})\n")
-    assert body, f"{record_type.__name__} has no fields"
-    if build:
-        head = f"def {function_name}(*, {', '.join(signature)}):\n    self = new(record_type)\n"
-        return head + "".join(body) + "    return self\n", namespace
-    return f"def {function_name}(self, *, {', '.join(signature)}):\n" + "".join(body), namespace
-
-
-def generated_function(
-    source: str, name: str, namespace: dict[str, Any], label: str
-) -> Callable[..., Any]:
-    """Run ``source`` (code this project generated from its own tables, never input) in
-    ``namespace`` and return its function ``name``; ``label`` names it in tracebacks."""
-    exec(compile(source, f"<{label}>", "exec"), namespace)  # noqa: S102 - our own source
-    function: Callable[..., Any] = namespace[name]
-    return function
-
-
-def direct_slot_init(record_type: type[_Record]) -> type[_Record]:
-    """Give a frozen, slotted, keyword-only dataclass an equivalent but faster ``__init__``.
-
-    The generated ``__init__`` of a frozen dataclass stores each field with
-    ``object.__setattr__(self, name, value)``, a generic attribute lookup per field. Storing
-    through each slot's own descriptor skips that lookup and builds the record about 1.5x
-    faster; the processor builds several records per command. Same parameters, defaults and
-    stored values; the class stays frozen (its ``__setattr__`` still raises). Only plain
-    defaults are supported, and no ``__post_init__``.
+    The typed builders (``schemas._generated_records``, written by
+    scripts/generate_record_code.py) store each field of a new record through it, which skips
+    the frozen dataclass's ``object.__setattr__`` per field (decision 0034).
     """
-    source, namespace = _slot_setter_source(record_type, "__init__", build=False)
-    initializer = generated_function(
-        source, "__init__", namespace, f"direct init {record_type.__name__}"
-    )
-    initializer.__qualname__ = f"{record_type.__qualname__}.__init__"
-    record_type.__init__ = initializer  # type: ignore[method-assign]
-    return record_type
-
-
-def record_builder(record_type: type[_Record]) -> Callable[..., _Record]:
-    """A function that builds ``record_type`` from the same keyword arguments, equal to
-    ``record_type(**fields)``, without going through ``type.__call__`` (about a third cheaper
-    again than calling the class). For the few records the processor builds per command."""
-    name = f"new_{record_type.__name__}"
-    source, namespace = _slot_setter_source(record_type, name, build=True)
-    builder: Callable[..., _Record] = generated_function(
-        source, name, namespace, f"builder {record_type.__name__}"
-    )
-    return builder
-
-
-def _slot_of(record_type: type[Any], name: str) -> Any:
-    """The member descriptor that stores ``name`` (declared by the class or a base)."""
     for owner in record_type.__mro__:
         if name in owner.__dict__.get("__slots__", ()):
-            return owner.__dict__[name]
+            setter: Callable[[Any, Any], None] = owner.__dict__[name].__set__
+            return setter
     raise AssertionError(f"{record_type.__name__}.{name} is not a slot")
 
 
@@ -395,5 +326,3 @@ RECORD_TYPES: tuple[type[Any], ...] = (
     TransferState,
     TenantHead,
 )
-for _record_type in RECORD_TYPES:
-    direct_slot_init(_record_type)

@@ -5,8 +5,9 @@
   every limit, and the generated check is sound (it never passes a command with a violation);
 - ``ledger.command_fingerprint`` (generated per type) equals
   ``reference_command_fingerprint``, and both equal fingerprints pinned before the change;
-- ``schemas.model``'s direct slot ``__init__`` and ``record_builder`` give the same records as
-  the dataclass contract says (fields, defaults, frozen, required keywords).
+- the typed builders (``schemas._generated_records``, ``ledger._generated_records``, written by
+  scripts/generate_record_code.py) give the same records as calling the classes (fields,
+  defaults, frozen, required keywords).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ledger
+from ledger._generated_records import BUILDERS as DECISION_BUILDERS
 from schemas import limits
+from schemas._generated_records import BUILDERS, new_post_pending, new_tenant_head
 from schemas.model import (
     INT64_MAX,
     RECORD_TYPES,
@@ -29,7 +32,6 @@ from schemas.model import (
     TenantHead,
     Transfer,
     VoidPending,
-    record_builder,
 )
 from tests.unit.contract_strategies import commands, events, outcomes, states
 
@@ -259,9 +261,9 @@ def _fields_of(record: Any) -> dict[str, Any]:
 
 @EXAMPLES
 @given(st.one_of(commands, events, outcomes, states))
-def test_builders_and_direct_init_store_every_field(record: Any) -> None:
+def test_builders_store_every_field(record: Any) -> None:
     values = _fields_of(record)
-    built = record_builder(type(record))(**values)
+    built = BUILDERS[type(record)](**values)
     called = type(record)(**values)
     assert type(built) is type(record) is type(called)
     assert _fields_of(built) == _fields_of(called) == values
@@ -278,7 +280,7 @@ def test_records_stay_frozen_and_keyword_only(record_type: type[Any]) -> None:
     with pytest.raises(TypeError, match="required keyword-only"):
         record_type()
     with pytest.raises(TypeError, match="required keyword-only"):
-        record_builder(record_type)()
+        BUILDERS[record_type]()
     with pytest.raises(TypeError):
         record_type(*([None] * len(required)))
     head = TenantHead(tenant_id="t", last_sequence=1)
@@ -287,10 +289,22 @@ def test_records_stay_frozen_and_keyword_only(record_type: type[Any]) -> None:
 
 
 def test_defaults_are_the_declared_ones() -> None:
-    for build in (TenantHead, record_builder(TenantHead)):
+    for build in (TenantHead, new_tenant_head):
         head = build(tenant_id="t", last_sequence=1)
         assert head.last_hash == bytes(32)
-    post = record_builder(PostPending)(
-        tenant_id="a", idempotency_key="k", submitted_at_us=0, transfer_id="t"
-    )
+    post = new_post_pending(tenant_id="a", idempotency_key="k", submitted_at_us=0, transfer_id="t")
     assert post.amount is None and post.metadata == ()
+
+
+def test_every_record_and_decision_type_has_a_builder() -> None:
+    assert set(BUILDERS) == set(RECORD_TYPES)
+    for decision_type, build in DECISION_BUILDERS.items():
+        required = [
+            field.name
+            for field in dataclasses.fields(decision_type)
+            if field.default is dataclasses.MISSING
+        ]
+        with pytest.raises(TypeError, match="required keyword-only"):
+            build()
+        values = {name: () for name in required}
+        assert _fields_of(build(**values)) == _fields_of(decision_type(**values))
