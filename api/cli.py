@@ -17,7 +17,6 @@ from api.settings import ApiSettings, build_api_settings
 from kafka_adapter.admin import broker_count
 from projections.queries import check_reachable
 from streamledger.cli_parser import add_declared_arguments, given_settings
-from streamledger.setting_fields import declarations
 from streamledger.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run_api(arguments: argparse.Namespace, settings: Settings) -> int:
-    given = given_settings(arguments, declarations(ApiSettings), dest_prefix=DEST_PREFIX)
+    given = given_settings(arguments, ApiSettings, dest_prefix=DEST_PREFIX)
     host = given.pop("host")
     api = build_api_settings(
         settings,

@@ -49,25 +49,11 @@ from streamledger.cli_parser import (
     whole_number,
 )
 from streamledger.metrics_endpoint import MetricsEndpoint
-from streamledger.setting_fields import (
-    Declaration,
-    build_declared,
-    declaration_of,
-    declarations,
-)
+from streamledger.setting_fields import build_declared, declaration_of
 from streamledger.settings import Settings
 
 RUN_PREFIX = "run_"  # the flags' namespace entries: run_<setting name>
 RUN_LEFT_OUT = ("api_port",)  # added by add_api_arguments, shared with `demo`
-
-
-def run_declarations() -> tuple[Declaration, ...]:
-    """The settings of ``RunSettings`` that ``run`` adds as flags of their own."""
-    return tuple(
-        declaration
-        for declaration in declarations(RunSettings)
-        if declaration.name not in RUN_LEFT_OUT
-    )
 
 
 def register(subparsers: Subparsers) -> None:
@@ -182,7 +168,7 @@ def run_pipeline(arguments: argparse.Namespace, settings: Settings) -> int:
     )
     run = build_declared(
         RunSettings,
-        given_settings(arguments, run_declarations(), dest_prefix=RUN_PREFIX),
+        given_settings(arguments, RunSettings, dest_prefix=RUN_PREFIX, leave_out=RUN_LEFT_OUT),
         processor_arguments=tuple(arguments.processor_arg),
         projection_arguments=tuple(arguments.projection_arg),
         verifier=verifier,

@@ -18,7 +18,6 @@ from processors.processor_settings import (
     build_processor_settings,
 )
 from streamledger.cli_parser import add_declared_arguments, given_settings
-from streamledger.setting_fields import declarations
 from streamledger.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
-    given = given_settings(arguments, declarations(ProcessorSettings), dest_prefix=DEST_PREFIX)
+    given = given_settings(arguments, ProcessorSettings, dest_prefix=DEST_PREFIX)
     instance_id = given.pop("instance_id")
     metrics_port = given.pop("metrics_port")
     processor_settings = build_processor_settings(

@@ -33,7 +33,7 @@ from streamledger.cli_parser import (
     whole_number,
 )
 from streamledger.errors import SettingError
-from streamledger.setting_fields import build_declared, declarations
+from streamledger.setting_fields import build_declared
 from streamledger.settings import Settings
 
 FLUSH_TIMEOUT_S: Final = 60.0
@@ -173,7 +173,7 @@ class Progress:
 
 def plan_from(arguments: argparse.Namespace) -> LoadPlan:
     """The plan of the flags given; the first command's time is now unless --start-us says."""
-    given = given_settings(arguments, declarations(LoadPlan), dest_prefix=LOADGEN_PREFIX)
+    given = given_settings(arguments, LoadPlan, dest_prefix=LOADGEN_PREFIX)
     if given["start_us"] is None:
         given["start_us"] = time.time_ns() // 1_000
     try:

@@ -45,7 +45,6 @@ from streamledger.cli_parser import (
 )
 from streamledger.errors import InfraError, PortInUseError, SettingError, StreamLedgerError
 from streamledger.metrics_endpoint import MetricsEndpoint
-from streamledger.setting_fields import declarations
 from streamledger.settings import Settings, parse_int_in_range
 
 EXIT_OK = 0
@@ -53,6 +52,7 @@ EXIT_DIFFERENCES = 1
 EXIT_NOT_FOUND = 3
 VERIFY_EVERY_S_MAX = 86_400
 PROJECT_PREFIX = "project_"  # the flags' namespace entries: project_<setting name>
+PROJECT_LEFT_OUT = ("projection_name",)  # one projection today: not a flag
 # verify first asks the broker for its metadata, so an unreachable Kafka is named within this
 # instead of after the log reader's longer waits.
 KAFKA_REACHABLE_TIMEOUT_S = 5.0
@@ -70,7 +70,7 @@ def register(subparsers: Subparsers) -> None:
         "#streamledgertenantquarantined); repeatable",
     )
     add_declared_arguments(
-        project, ProjectionSettings, dest_prefix=PROJECT_PREFIX, leave_out=("projection_name",)
+        project, ProjectionSettings, dest_prefix=PROJECT_PREFIX, leave_out=PROJECT_LEFT_OUT
     )
     project.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     add_metrics_port_argument(project)
@@ -169,7 +169,9 @@ def stop_on_signals() -> threading.Event:
 
 
 def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
-    given = given_settings(arguments, declarations(ProjectionSettings), dest_prefix=PROJECT_PREFIX)
+    given = given_settings(
+        arguments, ProjectionSettings, dest_prefix=PROJECT_PREFIX, leave_out=PROJECT_LEFT_OUT
+    )
     consumer_group = given.pop("consumer_group")
     projection = build_projection_settings(
         settings,

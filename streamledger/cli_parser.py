@@ -83,11 +83,7 @@ def add_declared_arguments(
 ) -> tuple[Declaration, ...]:
     """One flag per declared setting of ``settings_class`` (default ``None`` = not given, stored
     as ``dest_prefix + name``); returns the declarations it added."""
-    added = tuple(
-        declaration
-        for declaration in declarations(settings_class)
-        if declaration.name not in leave_out
-    )
+    added = flagged(settings_class, leave_out)
     for declaration in added:
         parser.add_argument(
             declaration.flag,
@@ -108,13 +104,28 @@ def metavar(declaration: Declaration) -> str:
     return "SECONDS" if declaration.unit == "s" else "NUMBER"
 
 
+def flagged(settings_class: type, leave_out: Collection[str]) -> tuple[Declaration, ...]:
+    return tuple(
+        declaration
+        for declaration in declarations(settings_class)
+        if declaration.name not in leave_out
+    )
+
+
 def given_settings(
-    arguments: argparse.Namespace, added: tuple[Declaration, ...], *, dest_prefix: str
+    arguments: argparse.Namespace,
+    settings: type | tuple[Declaration, ...],
+    *,
+    dest_prefix: str,
+    leave_out: Collection[str] = (),
 ) -> dict[str, object | None]:
-    """The values of ``add_declared_arguments``'s flags by setting name (``None`` = not given)."""
+    """The values of ``add_declared_arguments``'s flags (same class, prefix and ``leave_out``;
+    or the declarations it returned) by setting name, ``None`` for a flag not given."""
+    added = settings if isinstance(settings, tuple) else flagged(settings, leave_out)
     return {
         declaration.name: getattr(arguments, dest_prefix + declaration.name)
         for declaration in added
+        if declaration.name not in leave_out
     }
 
 
