@@ -32,7 +32,7 @@ PEER_TIMEOUT_S = 900.0
 # Under a backlog (the bench's pre-filled topic) StreamLedger's processor commits one transaction
 # per ``batch_records_max`` records; the peers commit at least that often (their own checkpoint
 # interval stays at its default), so no engine is timed with bigger transactions.
-PEER_COMMIT_EVERY_RECORDS = {name: default for name, default, _, _ in LIMITS}["batch_records_max"]
+PEER_COMMIT_EVERY_RECORDS = {limit.name: limit.default for limit in LIMITS}["batch_records_max"]
 
 
 @dataclass(frozen=True, slots=True)
