@@ -5,6 +5,9 @@ defaults below, ``STREAMLEDGER_*`` environment variables and command-line flags.
 malformed value raises ``SettingError`` naming both the variable and the flag, so the command
 line can print one line and exit. Settings are then passed down explicitly; nothing else reads
 ``os.environ``.
+
+Each setting is declared once, on its field of ``Settings`` (``streamledger.setting_fields``,
+decision 0035): its flag, help text, variable, parser and check derive from that declaration.
 """
 
 from __future__ import annotations
@@ -265,7 +268,7 @@ class Settings:
         ),
     )
     # The local PostgreSQL hot standby (infra/postgres_standby.py, decision 0037). With one, the
-    # local DSN names both servers and asks for the writable one, so a promotion needs no change.
+    # local DSN names both servers and asks for the primary, so a promotion needs no change.
     postgres_standby_port: int = field(
         default=0,
         metadata=limit(
@@ -295,12 +298,13 @@ class Settings:
                 f"postgresql://streamledger:streamledger@127.0.0.1:{self.postgres_port}"
                 "/streamledger"
             )
-        # Both servers; libpq connects to the one that accepts writes, so after `infra promote`
+        # Both servers; libpq connects to the one not in recovery (the primary; "read-write" would
+        # refuse the read roles, which are read-only by default), so after `infra promote`
         # a reconnect finds the promoted standby (decision 0037).
         return (
             f"postgresql://streamledger:streamledger@127.0.0.1:{self.postgres_port},"
             f"127.0.0.1:{self.postgres_standby_port}/streamledger"
-            "?target_session_attrs=read-write"
+            "?target_session_attrs=primary"
         )
 
     def topic(self, name: str) -> str:
