@@ -55,6 +55,7 @@ STATUS_REQUEST_TIMEOUT_S = 3.0
 READINESS_POLL_INTERVAL_S = 0.2
 STOP_TIMEOUT_S = 30.0  # controlled shutdown of one node flushes logs; then SIGKILL
 KILL_TIMEOUT_S = 10.0
+PORT_RELEASE_TIMEOUT_S = 15.0  # a cluster node restarted right after a kill -9
 LOG_TAIL_LINES = 5
 LOG_FILE_SIZE_MAX = "50 MB"
 LOG_FILES_KEPT_MAX = 3
@@ -492,13 +493,26 @@ def check_port_free(port: int, hint: str) -> None:
             ) from None
 
 
-def check_ports_free(settings: Settings) -> None:
+def check_ports_free(settings: Settings, *, wait_s: float = 0.0) -> None:
     """``PortInUseError`` naming the port and its setting when another program holds one of the
-    ports of a node that is not running."""
+    ports of a node that is not running, still after ``wait_s`` (a node killed a moment ago may
+    hold its sockets while the kernel tears its memory down)."""
+    deadline = time.monotonic() + wait_s
     for node in cluster_nodes(settings):
-        if running_process(node.paths) is None:
-            check_port_free(node.client_port, KAFKA_PORT_HINT)
-            check_port_free(node.controller_port, CONTROLLER_PORT_HINT)
+        if running_process(node.paths) is not None:
+            continue
+        for port, hint in (
+            (node.client_port, KAFKA_PORT_HINT),
+            (node.controller_port, CONTROLLER_PORT_HINT),
+        ):
+            while True:
+                try:
+                    check_port_free(port, hint)
+                    break
+                except PortInUseError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(READINESS_POLL_INTERVAL_S)
 
 
 def spawn_detached(command: list[str], paths: KafkaPaths) -> BrokerProcess:
@@ -602,7 +616,7 @@ def start(settings: Settings) -> ServiceReport:
     missing = [node for node in nodes if running[node.node_id] is None]
     if missing:
         ensure_installed(settings)
-        check_ports_free(settings)
+        check_ports_free(settings, wait_s=PORT_RELEASE_TIMEOUT_S if len(nodes) > 1 else 0.0)
     began = time.monotonic()
     started: list[tuple[KafkaNode, BrokerProcess]] = []
     try:

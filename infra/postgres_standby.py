@@ -13,7 +13,7 @@ It then listens on ``settings.postgres_standby_port`` and serves read-only queri
 ``promote`` is the runbook step after the primary is lost (decision 0037): fence the old
 primary (stop it if it still runs, and mark its data directory so ``infra up`` never starts it
 again beside the new one), then ``pg_ctl promote`` the standby. Processes that use the local DSN
-name both servers with ``target_session_attrs=read-write``, so their next connection reaches the
+name both servers with ``target_session_attrs=primary``, so their next connection reaches the
 promoted standby; the projection resumes from the offsets stored in it.
 
 Errors: ``InfraError``.

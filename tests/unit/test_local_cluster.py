@@ -93,13 +93,13 @@ def test_brokers_alone_imply_replication_factor_three_and_min_isr_two():
     assert (single.brokers, single.replication_factor, single.min_insync_replicas) == (1, 1, 1)
 
 
-def test_with_a_standby_the_local_dsn_names_both_servers_and_asks_for_the_writable_one():
+def test_with_a_standby_the_local_dsn_names_both_servers_and_asks_for_the_primary():
     without = Settings(home=HOME, postgres_port=36432)
     assert conninfo_to_dict(without.database_dsn)["port"] == "36432"
     settings = Settings(home=HOME, postgres_port=36432, postgres_standby_port=36433)
     parts = conninfo_to_dict(settings.database_dsn)
     assert (parts["host"], parts["port"]) == ("127.0.0.1,127.0.0.1", "36432,36433")
-    assert parts["target_session_attrs"] == "read-write"
+    assert parts["target_session_attrs"] == "primary"
 
 
 def test_the_standby_port_may_not_be_another_port():
