@@ -61,9 +61,9 @@ def test_only_corrupted_tenants_stop_each_at_its_first_bad_record(
         # A tenant's first record (sequence 1 here) is checked against the stored head at write
         # time, not by the plan; only its partition is checked while planning. A first record
         # moved to sequence 2 makes the tenant's real sequence 2 a repeat within the batch.
-        if index in bad and (bad[index] == "wrong_partition" or event.sequence > 1):
-            first_bad.setdefault(event.tenant_id, len(records))
-        elif event.tenant_id in gapped_first and event.sequence == 2:
+        planned_bad = index in bad and (bad[index] == "wrong_partition" or event.sequence > 1)
+        repeated = event.tenant_id in gapped_first and event.sequence == 2
+        if planned_bad or repeated:
             first_bad.setdefault(event.tenant_id, len(records))
         if index in bad and bad[index] == "gap" and event.sequence == 1:
             gapped_first.add(event.tenant_id)
