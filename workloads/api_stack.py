@@ -28,7 +28,7 @@ from streamledger.settings import Settings, environment_for, replace
 from workloads.processor_process import ProcessorProcess
 from workloads.topics import delete_topics
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 20.0
 PARTITIONS = 3

@@ -32,12 +32,12 @@ from streamledger.settings import Settings, environment_for, replace
 from tests.system.ledger_reference import ReferenceLedger
 from tests.system.ledger_workload import workload
 from tests.system.processor_harness import (
-    REPO_ROOT,
     ProcessorProcess,
     produce_commands,
     produce_raw,
     wait_until_consumed,
 )
+from workloads.processor_process import REPO_ROOT
 
 pytestmark = pytest.mark.system
 CONSUME_TIMEOUT_S = 60.0
