@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -24,10 +24,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import webhooks
 from api.bodies import (
     Body,
     OpenAccountBody,
@@ -37,6 +38,14 @@ from api.bodies import (
     check_limits,
     decode_body,
     to_command,
+)
+from api.event_stream import MEDIA_TYPE as EVENT_STREAM_MEDIA_TYPE
+from api.event_stream import (
+    STREAM_PARAMETERS,
+    StreamCount,
+    check_stream_room,
+    event_stream,
+    start_after,
 )
 from api.gateway import CommandGateway, Decided, now_us
 from api.metrics import ApiMetrics
@@ -94,6 +103,7 @@ class ApiServices:
     gateway: CommandGateway | None = None
     broker: CachedProbe | None = None  # readiness: the broker, asked now (api.readiness)
     database: CachedProbe | None = None  # readiness: PostgreSQL, asked now
+    streams: StreamCount = field(default_factory=StreamCount)  # open /v1/events/stream
 
     def require_gateway(self) -> CommandGateway:
         if self.gateway is None:
@@ -406,6 +416,60 @@ async def get_statement(request: Request) -> Response:
     return await statement_response(reader, tenant_id, account_id, query)
 
 
+# --------------------------------------------------------------------------- notifications
+
+
+async def create_webhook_endpoint(request: Request) -> Response:
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    query_of(request)
+    raw = await body_of(request, services.api.body_bytes_max)
+    return await webhooks.create_endpoint(services.require_reader(), tenant_id, raw)
+
+
+async def list_webhook_endpoints(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    query_of(request)
+    return await webhooks.list_endpoints(services_of(request).require_reader(), tenant_id)
+
+
+async def delete_webhook_endpoint(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    query_of(request)
+    reader = services_of(request).require_reader()
+    return await webhooks.delete_endpoint(reader, tenant_id, request.path_params["endpoint_id"])
+
+
+async def list_dead_letters(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    query = query_of(request, *webhooks.DEAD_LETTER_PARAMETERS)
+    reader = services_of(request).require_reader()
+    endpoint_id = request.path_params["endpoint_id"]
+    return await webhooks.list_dead_letters(reader, tenant_id, endpoint_id, query)
+
+
+async def replay_dead_letters(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    query_of(request)
+    reader = services_of(request).require_reader()
+    endpoint_id = request.path_params["endpoint_id"]
+    return await webhooks.replay_dead_letters(reader, tenant_id, endpoint_id)
+
+
+async def stream_events(request: Request) -> Response:
+    """Server-Sent Events of the key's tenant, resumable (``api.event_stream``)."""
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    after = start_after(request.headers, query_of(request, *STREAM_PARAMETERS))
+    reader = services.require_reader()
+    check_stream_room(services.streams)
+    return StreamingResponse(
+        event_stream(reader, tenant_id, after, services.streams),
+        media_type=EVENT_STREAM_MEDIA_TYPE,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
 # --------------------------------------------------------------------------- operations
 
 
@@ -488,6 +552,16 @@ ROUTES: Final = [
     Route("/v1/accounts/{account_id}/statement", get_statement, methods=["GET"]),
     Route("/v1/trial-balance", get_trial_balance, methods=["GET"]),
     Route("/v1/commands/{idempotency_key:path}", get_command, methods=["GET"]),
+    Route("/v1/webhook-endpoints", create_webhook_endpoint, methods=["POST"]),
+    Route("/v1/webhook-endpoints", list_webhook_endpoints, methods=["GET"]),
+    Route("/v1/webhook-endpoints/{endpoint_id}", delete_webhook_endpoint, methods=["DELETE"]),
+    Route("/v1/webhook-endpoints/{endpoint_id}/dead-letters", list_dead_letters, methods=["GET"]),
+    Route(
+        "/v1/webhook-endpoints/{endpoint_id}/dead-letters/replay",
+        replay_dead_letters,
+        methods=["POST"],
+    ),
+    Route("/v1/events/stream", stream_events, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
@@ -543,7 +617,7 @@ Starter = Callable[[ApiServices], Awaitable[None]]
 
 async def start_services(services: ApiServices) -> None:
     """Open the pool, start the outcome feed and the producer (the real backing services)."""
-    services.reader = ApiReader(services.api)
+    services.reader = ApiReader(services.api, registry=services.metrics.registry)
     await services.reader.open()
     services.database = CachedProbe(
         functools.partial(services.reader.ping, services.api.readiness_timeout_s),

@@ -25,12 +25,14 @@ from datetime import datetime
 from typing import Any, Final
 
 import psycopg
+from prometheus_client import CollectorRegistry
 from psycopg import AsyncClientCursor
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.api_keys import SELECT_TENANT_FOR_KEY, is_token_shaped, token_digest
 from api.problems import INVALID_PARAMETER, SERVICE_UNAVAILABLE, ApiProblemError
+from api.read_routing import ReadFrom, Route, StandbyReads
 from api.settings import ApiSettings
 from projections.queries import (
     SELECT_BALANCE,
@@ -50,6 +52,7 @@ APPLICATION_NAME: Final = "streamledger-api"
 POOL_OPEN_TIMEOUT_S: Final = 30.0
 PING: Final = "SELECT 1"
 CONNECT_TIMEOUT_S: Final = 5  # libpq's connect_timeout of every connection the API opens
+SET_READ_WRITE: Final = "SET TRANSACTION READ WRITE"
 BIND_REQUEST: Final = (
     "SELECT set_config('streamledger.tenant_id', %s, true),"
     " set_config('streamledger.api_key_sha256', %s, true)"
@@ -87,7 +90,7 @@ class ApiKeyCache:
 class ApiReader:
     """The API's reads: API key → tenant, and the projection's queries as that tenant."""
 
-    def __init__(self, api: ApiSettings) -> None:
+    def __init__(self, api: ApiSettings, *, registry: CollectorRegistry | None = None) -> None:
         self.api = api
         self.keys = ApiKeyCache(
             ttl_s=api.api_key_cache_ttl_s, entries_max=api.api_key_cache_entries_max
@@ -97,10 +100,23 @@ class ApiReader:
         self._bound_digests: OrderedDict[str, bytes] = OrderedDict()
         self._retired: set[asyncio.Task[None]] = set()  # old pools closing in the background
         self.pool = self._new_pool()
+        # Reads from the hot standby while it is fresh enough (api/read_routing.py, decision 0037).
+        self.standby: StandbyReads | None = None
+        if api.read_from != ReadFrom.PRIMARY:
+            self.standby = StandbyReads(
+                read_from=api.read_from,
+                staleness_max_s=api.standby_staleness_max_s,
+                primary_dsn=api.reader_dsn,
+                standby_dsn=api.standby_reader_dsn,
+                pool=self._new_pool(api.standby_reader_dsn),
+                registry=registry,
+            )
 
-    def _new_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+    def _new_pool(
+        self, dsn: str | None = None
+    ) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         return AsyncConnectionPool(
-            self.api.reader_dsn,
+            dsn or self.api.reader_dsn,
             min_size=min(4, self.api.pool_size_max),
             max_size=self.api.pool_size_max,
             timeout=self.api.pool_timeout_ms / 1000,
@@ -115,10 +131,14 @@ class ApiReader:
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
+        if self.standby is not None:
+            await self.standby.open()
 
     async def close(self) -> None:
         if self._sweep is not None and not self._sweep.done():
             self._sweep.cancel()
+        if self.standby is not None:
+            await self.standby.close()
         await self.pool.close()
         await asyncio.gather(*self._retired, return_exceptions=True)
 
@@ -127,7 +147,7 @@ class ApiReader:
     ) -> list[Any]:
         """One statement, the tenant set first in the same implicit transaction; one round trip."""
         try:
-            async with self.pool.connection() as conn:
+            async with self._read_pool().connection() as conn:
                 if tenant_id is None:
                     cursor = conn.cursor(row_factory=tuple_row)
                     await cursor.execute(statement, parameters)
@@ -148,6 +168,25 @@ class ApiReader:
         except psycopg.OperationalError as exc:
             self.sweep()  # the other pooled connections are likely stale too (a restart)
             raise ApiProblemError(SERVICE_UNAVAILABLE, "the database is unreachable") from exc
+
+    def _read_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        """The primary's pool, or the standby's while it is fresh enough; 503 when it is not and
+        reads may not fall back (``read_from`` = standby)."""
+        if self.standby is None:
+            return self.pool
+        route = self.standby.route()
+        if route is Route.STANDBY:
+            return self.standby.pool
+        if route is Route.UNAVAILABLE:
+            view = self.standby.view
+            behind = f"{view.staleness_s:.1f} s" if view is not None and view.reachable else "?"
+            raise ApiProblemError(
+                SERVICE_UNAVAILABLE,
+                f"the standby is {behind} behind the primary, more than the"
+                f" {self.standby.staleness_max_s:g} s reads may be"
+                " [setting standby_staleness_max_ms]",
+            )
+        return self.pool
 
     def sweep(self) -> asyncio.Task[None]:
         """Check the pool's idle connections in the background (``AsyncConnectionPool.check``:
@@ -245,6 +284,28 @@ class ApiReader:
     async def read(self, tenant_id: str, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
         """One read-only statement as ``tenant_id`` (the report steps of ``api.reports``)."""
         return await self._run(tenant_id, statement, parameters)
+
+    async def write(self, tenant_id: str, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """One statement as ``tenant_id`` in a READ WRITE transaction (the role's sessions are
+        read-only by default). The role has no write grants: ``statement`` calls one of the
+        SECURITY DEFINER functions that take the tenant from the bound key (migration 0007)."""
+        digest = self._digest_for(tenant_id)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute(SET_READ_WRITE)
+                cursor = AsyncClientCursor(conn, row_factory=tuple_row)
+                await cursor.execute(BIND_REQUEST, (tenant_id, digest.hex()))
+                await cursor.execute(statement, parameters)
+                return await cursor.fetchall()
+        except PoolTimeout as exc:
+            raise ApiProblemError(
+                SERVICE_UNAVAILABLE, "no database connection free in time"
+            ) from exc
+        except psycopg.errors.QueryCanceled as exc:
+            raise ApiProblemError(SERVICE_UNAVAILABLE, "the write took too long") from exc
+        except psycopg.OperationalError as exc:
+            self.sweep()
+            raise ApiProblemError(SERVICE_UNAVAILABLE, "the database is unreachable") from exc
 
     async def balance(
         self, tenant_id: str, account_id: str, *, as_of: datetime | None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 PROCESSOR_HEARTBEAT = "streamledger_processor_loop_heartbeat_timestamp_seconds"
 PROJECTION_HEARTBEAT = "streamledger_projection_loop_heartbeat_timestamp_seconds"
+NOTIFY_HEARTBEAT = "streamledger_notify_loop_heartbeat_timestamp_seconds"
 
 
 @dataclass(frozen=True, slots=True)

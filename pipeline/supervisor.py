@@ -33,11 +33,12 @@ The state file ``{home}/run/pipeline.json`` names every child's pid, metrics por
 other tools (the chaos suite, a Prometheus config, an operator) can find them.
 
 Optional children (``RunSettings``): a periodic verifier (``verify --every-s``) on the next
-metrics port, and the HTTP API (``streamledger api``) on ``api_port``, which serves its own
-``/metrics``. The local Prometheus is not a child: it is a detached server that
-``streamledger run --with-prometheus`` starts before and stops after the supervisor
-(``infra/prometheus_server.py``). Only children with ``role`` ``processor`` or ``projection``
-are scraped for the status line.
+metrics port, ``notifiers`` webhook dispatchers (``streamledger notify``, heartbeat-checked like
+the processors and projections) on the ports after it, and the HTTP API (``streamledger
+api``) on ``api_port``, which serves its own ``/metrics``. The local Prometheus is not a
+child: it is a detached server that ``streamledger run --with-prometheus`` starts before and
+stops after the supervisor (``infra/prometheus_server.py``). Only children with ``role``
+``processor`` or ``projection`` are scraped for the status line.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from pathlib import Path
 
 from pipeline.dependencies import KAFKA, POSTGRESQL, DependencyWatch
 from pipeline.liveness import (
+    NOTIFY_HEARTBEAT,
     PROCESSOR_HEARTBEAT,
     PROJECTION_HEARTBEAT,
     Progress,
@@ -78,6 +80,7 @@ PROCESSOR_ROLE = "processor"
 PROJECTION_ROLE = "projection"
 VERIFIER_ROLE = "verifier"
 API_ROLE = "api"
+NOTIFY_ROLE = "notify"
 STATE_FILE_NAME = "pipeline.json"
 PROCESSES_MAX = 32  # per role; each is a Python process with its own Kafka clients
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -87,10 +90,12 @@ ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     PROJECTION_ROLE: (KAFKA, POSTGRESQL),
     VERIFIER_ROLE: (KAFKA, POSTGRESQL),
     API_ROLE: (POSTGRESQL,),
+    NOTIFY_ROLE: (KAFKA, POSTGRESQL),
 }
 ROLE_HEARTBEATS: dict[str, str] = {
     PROCESSOR_ROLE: PROCESSOR_HEARTBEAT,
     PROJECTION_ROLE: PROJECTION_HEARTBEAT,
+    NOTIFY_ROLE: NOTIFY_HEARTBEAT,
 }
 
 HeartbeatReader = Callable[[str, str], float | None]  # (metrics url, series) -> value or None
@@ -141,6 +146,11 @@ class RunSettings:
     verifier: bool = False  # `streamledger verify --every-s`, on the port after the projections
     verify_every_s: int = field(
         default=600, metadata=limit(1, 86_400, "s", "the supervised verifier runs this often")
+    )
+    # `streamledger notify` (webhook dispatchers, one consumer group), after the verifier.
+    notifiers: int = field(
+        default=0,
+        metadata=limit(0, PROCESSES_MAX, "processes", "webhook dispatcher processes (notify)"),
     )
     api: bool = False  # `streamledger api`, serving (and exporting /metrics) on api_port
     api_port: int = field(
@@ -281,6 +291,10 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
         arguments = ("verify", f"--every-s={run.verify_every_s}", f"--metrics-port={port}")
         planned.append(("verifier", VERIFIER_ROLE, arguments, port))
         port += 1
+    for index in range(run.notifiers):
+        arguments = ("notify",)  # its metrics port comes from STREAMLEDGER_METRICS_PORT
+        planned.append((f"notify-{index}", NOTIFY_ROLE, arguments, port))
+        port += 1
     if port - 1 > 65535:
         raise SettingError(f"setting metrics_port: ports up to {port - 1} do not exist")
     specs = [
@@ -310,7 +324,7 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
 
 def supervisor_metrics_port(settings: Settings, run: RunSettings) -> int:
     """The supervisor's own ``/metrics``: the port after the last planned child's."""
-    return settings.metrics_port + run.processors + run.projections + run.verifiers
+    return settings.metrics_port + run.processors + run.projections + run.verifiers + run.notifiers
 
 
 def die_with_parent() -> None:

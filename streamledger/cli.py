@@ -20,6 +20,7 @@ import ledger
 from api import cli as api_cli
 from infra import cli as infra_cli
 from infra import database_cli as infra_database_cli
+from notifications import cli as notifications_cli
 from pipeline import cli as pipeline_cli
 from processors import cli as processors_cli
 from producers import cli as producers_cli
@@ -75,6 +76,7 @@ COMMAND_REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     projections_query_cli.register,
     projections_report_cli.register,
     api_cli.register,
+    notifications_cli.register,
     pipeline_cli.register,
     register_debug,
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from notifications.metrics import NotifyMetrics
 from pipeline.supervisor_metrics import SupervisorMetrics
 from processors.metrics import ProcessorMetrics
 from projections.metrics import ProjectionMetrics, VerifyMetrics
@@ -57,8 +58,12 @@ def registry_series(registry: CollectorRegistry) -> set[str]:
 
 
 def exported_series() -> set[str]:
-    """Every series name processor, projection, verifier and supervisor can export."""
-    registries = (ProcessorMetrics().registry, ProjectionMetrics().registry)
+    """Every series name processor, projection, verifier, dispatcher and supervisor can export."""
+    registries = (
+        ProcessorMetrics().registry,
+        ProjectionMetrics().registry,
+        NotifyMetrics().registry,
+    )
     names = set().union(*(registry_series(r) for r in registries))
     names |= registry_series(SupervisorMetrics(["processor-0"]).registry)
     return names | registry_series(VerifyMetrics().registry)

@@ -1,0 +1,73 @@
+"""What a receiver gets: an event of the ledger as a JSON body, and the types one subscribes to.
+
+The body of a delivery is one JSON object::
+
+    {"id": "acme:3", "type": "TransferPosted", "tenant_id": "acme", "sequence": 3,
+     "effective_at_us": 1700000000200000, "data": {...the event's fields...}}
+
+``id`` is the event id (``{tenant}:{sequence}``): the same for every attempt and every replay of
+the delivery, so a receiver deduplicates by it; ``sequence`` orders a tenant's events (gapless
+in the ledger; an endpoint sees the subsequence of the types it subscribed to). ``data`` holds
+the event's contract fields (``docs/contract.md``), bytes as hex. The body's bytes are what is
+signed (``notifications.signing``); a receiver must verify the raw bytes, not a re-encoding.
+Pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Final
+
+from schemas.model import EVENT_TYPES, Event
+
+SUBSCRIBABLE_EVENT_TYPES: Final = tuple(event_type.__name__ for event_type in EVENT_TYPES)
+ALL_EVENT_TYPES: Final = "*"
+EVENT_TYPES_PER_ENDPOINT_MAX: Final = len(SUBSCRIBABLE_EVENT_TYPES) + 1
+
+
+def event_type_name(event: Event) -> str:
+    return type(event).__name__
+
+
+def event_types_problem(event_types: list[str]) -> str | None:
+    """Why a subscription's list of event types is not acceptable, or None."""
+    if not event_types:
+        return 'give at least one event type (or "*" for all)'
+    if len(event_types) > EVENT_TYPES_PER_ENDPOINT_MAX:
+        return f"at most {EVENT_TYPES_PER_ENDPOINT_MAX} event types"
+    if len(set(event_types)) != len(event_types):
+        return "an event type is listed twice"
+    for name in event_types:
+        if name != ALL_EVENT_TYPES and name not in SUBSCRIBABLE_EVENT_TYPES:
+            known = ", ".join(SUBSCRIBABLE_EVENT_TYPES)
+            return f'{name[:64]!r} is not an event type (one of {known}, or "*")'
+    return None
+
+
+def subscribes_to(event_types: tuple[str, ...], type_name: str) -> bool:
+    return ALL_EVENT_TYPES in event_types or type_name in event_types
+
+
+def event_body(event: Event) -> bytes:
+    """The delivery body of ``event`` (compact JSON, keys in a fixed order, UTF-8)."""
+    fields = dataclasses.asdict(event)
+    for header in ("tenant_id", "sequence", "event_id", "effective_at_us"):
+        fields.pop(header)
+    document: dict[str, Any] = {
+        "id": event.event_id,
+        "type": event_type_name(event),
+        "tenant_id": event.tenant_id,
+        "sequence": event.sequence,
+        "effective_at_us": event.effective_at_us,
+        "data": fields,
+    }
+    return json.dumps(
+        document, default=json_default, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+def json_default(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
