@@ -65,7 +65,7 @@ chaos: setup
 	$(VENV_PYTHON) -m tests.chaos.rounds --rounds $(CHAOS_ROUNDS) --commands $(CHAOS_COMMANDS) $(CHAOS_ARGS)
 
 # Not in CI: three Kafka nodes (RF 3, min ISR 2) and a PostgreSQL hot standby on their own stack
-# (.streamledger-ha, ports 36xxx; tests/chaos/ha.py). Under a steady load through `streamledger
+# (.streamledger-ha, ports 26xxx; tests/chaos/ha.py). Under a steady load through `streamledger
 # run`: kill -9 the active controller's node, then the node leading the most partitions, then the
 # PostgreSQL primary (and promote the standby); nothing lost or duplicated, chains gapless, verify
 # clean, and each fault's unavailability window printed. More: CHAOS_HA_ARGS="--rate 400 --keep-stack".

@@ -41,6 +41,12 @@ def register(subparsers: Subparsers) -> None:
         help="the read role's postgresql:// URL (default: the database_url setting with the"
         " streamledger_api login)",
     )
+    serve.add_argument(
+        "--standby-reader-url",
+        default=None,
+        help="the read role's postgresql:// URL on the hot standby, for --read-from standby*"
+        " (default: the local standby at postgres_standby_port with the streamledger_api login)",
+    )
     serve.set_defaults(handler=run_api)
 
     tenants = subparsers.add_parser("tenants", help="tenants' API keys")
@@ -55,12 +61,14 @@ def register(subparsers: Subparsers) -> None:
 
 def run_api(arguments: argparse.Namespace, settings: Settings) -> int:
     given = given_settings(arguments, ApiSettings, dest_prefix=DEST_PREFIX)
-    host = given.pop("host")
+    host, read_from = given.pop("host"), given.pop("read_from")
     api = build_api_settings(
         settings,
         host=None if host is None else str(host),
         reader_url=arguments.reader_url,
         limits={name: value for name, value in given.items() if isinstance(value, int)},
+        read_from=None if read_from is None else str(read_from),
+        standby_reader_url=arguments.standby_reader_url,
     )
     # Bounded and named before uvicorn starts: an unreachable PostgreSQL or Kafka is one line
     # (decision 0022), not a traceback from a failed lifespan.

@@ -15,6 +15,7 @@ from typing import Final
 
 from psycopg.conninfo import make_conninfo
 
+from api.read_routing import ReadFrom, parse_read_from
 from streamledger.errors import SettingError
 from streamledger.setting_fields import (
     Declaration,
@@ -93,11 +94,38 @@ class ApiSettings:
         default=1_000,
         metadata=limit(0, 60_000, "ms", "a probe's answer is reused this long (0 = never)"),
     )
+    # Reads from the PostgreSQL hot standby (api/read_routing.py, decision 0037).
+    read_from: str = field(
+        default="primary",
+        metadata=text_setting(
+            parse_read_from,
+            "where reads go: primary, standby (503 when too stale) or standby-with-fallback"
+            " (the primary when too stale)",
+        ),
+    )
+    standby_staleness_max_ms: int = field(
+        default=5_000,
+        metadata=limit(
+            100, 600_000, "ms", "a standby staler than this serves no read (503 or the primary)"
+        ),
+    )
+    # The read role's DSN on the standby (default: the local standby, streamledger_api's login).
+    standby_reader_dsn: str = ""
 
     def __post_init__(self) -> None:
         check_declared(self)
         if not self.reader_dsn:
             raise SettingError("setting reader_url (--reader-url): empty")
+        if self.read_from != ReadFrom.PRIMARY and not self.standby_reader_dsn:
+            raise SettingError(
+                f"setting read_from (--read-from): {self.read_from} needs a standby: set"
+                " STREAMLEDGER_POSTGRES_STANDBY_PORT (or --postgres-standby-port) or"
+                " --standby-reader-url"
+            )
+
+    @property
+    def standby_staleness_max_s(self) -> float:
+        return self.standby_staleness_max_ms / 1000
 
     @property
     def wait_timeout_s(self) -> float:
@@ -118,6 +146,8 @@ def build_api_settings(
     host: str | None = None,
     reader_url: str | None = None,
     limits: Mapping[str, int | None] | None = None,
+    read_from: str | None = None,
+    standby_reader_url: str | None = None,
 ) -> ApiSettings:
     """The API settings from the shared settings and flags (``None`` = the default).
 
@@ -129,7 +159,27 @@ def build_api_settings(
     reader_dsn = reader_url or make_conninfo(
         settings.database_dsn, user=API_ROLE, password=API_PASSWORD
     )
-    return build_declared(ApiSettings, {"host": host, **(limits or {})}, reader_dsn=reader_dsn)
+    if standby_reader_url is not None and not READER_URL_PATTERN.match(standby_reader_url):
+        raise SettingError(
+            "setting standby_reader_url (--standby-reader-url): expected a postgresql:// URL"
+        )
+    return build_declared(
+        ApiSettings,
+        {"host": host, "read_from": read_from, **(limits or {})},
+        reader_dsn=reader_dsn,
+        standby_reader_dsn=standby_reader_url or local_standby_dsn(settings),
+    )
+
+
+def local_standby_dsn(settings: Settings) -> str:
+    """The API role on the local hot standby, or "" when the stack has none."""
+    if settings.database_url or not settings.postgres_standby_port:
+        return ""
+    return make_conninfo(
+        f"postgresql://127.0.0.1:{settings.postgres_standby_port}/streamledger",
+        user=API_ROLE,
+        password=API_PASSWORD,
+    )
 
 
 # The limits (every declared setting but --host), each a flag ``--name-with-dashes``.

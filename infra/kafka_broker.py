@@ -55,6 +55,7 @@ STATUS_REQUEST_TIMEOUT_S = 3.0
 READINESS_POLL_INTERVAL_S = 0.2
 STOP_TIMEOUT_S = 30.0  # controlled shutdown of one node flushes logs; then SIGKILL
 KILL_TIMEOUT_S = 10.0
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 PORT_RELEASE_TIMEOUT_S = 15.0  # a cluster node restarted right after a kill -9
 LOG_TAIL_LINES = 5
 LOG_FILE_SIZE_MAX = "50 MB"
@@ -166,6 +167,39 @@ def cluster_nodes(settings: Settings) -> tuple[KafkaNode, ...]:
             " (e.g. the controller port = the Kafka port + 1)"
         )
     return nodes
+
+
+def ephemeral_port_range() -> tuple[int, int] | None:
+    """The kernel's range for the local ports of outgoing connections, or None if unknown."""
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def check_outside_ephemeral_range(nodes: tuple[KafkaNode, ...]) -> None:
+    """Refuse cluster ports inside the kernel's ephemeral range.
+
+    A client reconnecting on loopback to a node that is down is given a local port from that
+    range; when it is the node's own port the connection meets itself (a TCP simultaneous open)
+    and holds the port, so the node cannot start again. Seen in ``make chaos-ha`` with 36094."""
+    span = ephemeral_port_range()
+    if span is None or len(nodes) == 1:
+        return
+    inside = [
+        port
+        for node in nodes
+        for port in (node.client_port, node.controller_port)
+        if span[0] <= port <= span[1]
+    ]
+    if inside:
+        raise SettingError(
+            f"setting kafka_port: ports {inside} of the {len(nodes)}-node cluster are inside the"
+            f" kernel's ephemeral range {span[0]}-{span[1]} ({EPHEMERAL_RANGE_FILE}): a client"
+            " reconnecting to a stopped node can take its port; choose ports below"
+            f" {span[0]} (decision 0036)"
+        )
 
 
 def bootstrap_addresses(settings: Settings) -> str:
@@ -615,6 +649,7 @@ def start(settings: Settings) -> ServiceReport:
     running = {node.node_id: running_process(node.paths) for node in nodes}
     missing = [node for node in nodes if running[node.node_id] is None]
     if missing:
+        check_outside_ephemeral_range(nodes)
         ensure_installed(settings)
         check_ports_free(settings, wait_s=PORT_RELEASE_TIMEOUT_S if len(nodes) > 1 else 0.0)
     began = time.monotonic()

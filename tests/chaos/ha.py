@@ -1,8 +1,9 @@
 """``make chaos-ha``: kill -9 Kafka nodes and the PostgreSQL primary under load; lose nothing.
 
 Not part of CI. On a stack of its own (three Kafka nodes, RF 3, min ISR 2, a PostgreSQL hot
-standby; ``.streamledger-ha``, Kafka 36092-36097, PostgreSQL 36432/36433, metrics 36400.., API
-36080, each changed by ``STREAMLEDGER_HA_HOME``, ``STREAMLEDGER_HA_KAFKA_PORT``, ...), one run:
+standby; ``.streamledger-ha``, Kafka 26092-26097, PostgreSQL 26432/26433, metrics 26400.., API
+26080 — below the kernel's ephemeral range, see decision 0036 — each changed by
+``STREAMLEDGER_HA_HOME``, ``STREAMLEDGER_HA_KAFKA_PORT``, ...), one run:
 
 1. fresh topics and a fresh database; ``streamledger run`` (processors, projection, API); a
    steady seeded feed (``tests/chaos/rounds_workload``) at ``--rate`` commands/s;
@@ -56,11 +57,11 @@ from tests.system.ledger_reference import ReferenceLedger
 HA_PREFIX: Final = "STREAMLEDGER_HA_"
 HA_DEFAULTS: Final = StackDefaults(
     home=REPO_ROOT / ".streamledger-ha",
-    kafka_port=36092,
-    kafka_controller_port=36093,
-    postgres_port=36432,
-    metrics_port=36400,
-    api_port=36080,
+    kafka_port=26092,
+    kafka_controller_port=26093,
+    postgres_port=26432,
+    metrics_port=26400,
+    api_port=26080,
 )
 BROKERS: Final = 3
 KAFKA_HEAP_MB: Final = 384  # three nodes: ~0.5 GiB resident each (decision 0036)

@@ -150,3 +150,13 @@ def test_a_fenced_primary_is_never_started_again(tmp_path):
 def test_promotion_needs_a_standby_port():
     with pytest.raises(InfraError, match="STREAMLEDGER_POSTGRES_STANDBY_PORT"):
         postgres_standby.require_port(Settings(home=HOME))
+
+
+def test_cluster_ports_inside_the_ephemeral_range_are_refused(monkeypatch):
+    monkeypatch.setattr(kafka_broker, "ephemeral_port_range", lambda: (32768, 60999))
+    with pytest.raises(SettingError, match="ephemeral range 32768-60999"):
+        kafka_broker.check_outside_ephemeral_range(kafka_broker.cluster_nodes(cluster()))
+    low = cluster(kafka_port=26092, kafka_controller_port=26093)
+    kafka_broker.check_outside_ephemeral_range(kafka_broker.cluster_nodes(low))
+    single = Settings(home=HOME, kafka_port=33092, kafka_controller_port=33093)
+    kafka_broker.check_outside_ephemeral_range(kafka_broker.cluster_nodes(single))
