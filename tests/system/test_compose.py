@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from streamledger.settings import Settings
+from infra import kafka_broker
+from streamledger.settings import Settings, load_settings
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.system
@@ -201,3 +202,33 @@ def test_prometheus_scrapes_the_compose_services_where_they_serve_metrics(servic
             assert services[service]["command"][-2:] == ["--port", port]
         else:
             assert services[service]["environment"]["STREAMLEDGER_METRICS_PORT"] == port
+
+
+def test_the_cluster_file_describes_the_local_availability_topology():
+    """docker-compose.cluster.yml and `infra up --brokers 3 --postgres-standby` are one shape
+    (decisions 0036, 0037): three combined nodes on the local cluster's host ports, RF 3 and min
+    ISR 2 as --brokers 3 derives them, and a PostgreSQL primary with a streaming standby."""
+    cluster = compose_model(REPO_ROOT / "infra/compose/docker-compose.cluster.yml")["services"]
+    local = load_settings(environment={"STREAMLEDGER_BROKERS": "3"}, working_directory=REPO_ROOT)
+    nodes = kafka_broker.cluster_nodes(local)
+    kafka = [cluster[f"kafka-{node.node_id}"] for node in nodes]
+    published = [published_port(service["ports"][0]) for service in kafka]
+    assert published == [node.client_port for node in nodes]
+    for service in kafka:
+        environment = service["environment"]
+        assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert len(environment["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == len(nodes)
+        assert environment["KAFKA_DEFAULT_REPLICATION_FACTOR"] == str(local.replication_factor)
+        assert environment["KAFKA_MIN_INSYNC_REPLICAS"] == str(local.min_insync_replicas)
+        assert environment["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+    standby = cluster["postgres-standby"]
+    assert "--slot=streamledger_standby" in " ".join(standby["command"])
+    assert standby["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert [published_port(port) for port in cluster["postgres"]["ports"]] == [local.postgres_port]
+
+
+def published_port(port: str | dict[str, Any]) -> int:
+    """The host port of a resolved ``ports`` entry ("127.0.0.1:19092:19092" or a mapping)."""
+    if isinstance(port, str):
+        return int(port.split(":")[-2])
+    return int(port["published"])
