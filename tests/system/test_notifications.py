@@ -18,17 +18,21 @@ import httpx
 import pytest
 
 from notifications.signing import signature_problem
-from streamledger.settings import Settings
+from streamledger.settings import Settings, replace
 from tests.conftest import run_streamledger
-from tests.system.webhook_receivers import Receiver, start_receiver, stop_receiver
+from tests.system.webhook_receivers import (
+    Receiver,
+    free_port_in_range,
+    start_receiver,
+    stop_receiver,
+)
 from workloads.api_stack import ApiStack, ChildProcess, running_api_stack
 
 pytestmark = pytest.mark.system
 
-TENANTS = ("acme", "globex", "initech", "hooli", "umbrella")
+TENANTS = ("acme", "globex", "initech", "hooli", "umbrella", "soylent")
 DELIVERY_TIMEOUT_S = 60.0
 DISPATCHER_FLAGS = (
-    "--no-metrics",
     "--endpoint-failures-max=3",
     "--backoff-base-ms=20",
     "--backoff-max-ms=100",
@@ -68,13 +72,39 @@ def receiver(started: list[Receiver], mode: str = "ok") -> Receiver:
     return started[-1]
 
 
-def dispatcher(stack: ApiStack, log_directory: Path, *flags: str) -> ChildProcess:
-    name = f"notify-{uuid.uuid4().hex[:6]}.log"
-    child = ChildProcess(
-        stack.settings, ["notify", *DISPATCHER_FLAGS, *flags], log_directory / name
-    )
-    stack.children.append(child)
-    return child
+class Dispatchers:
+    """``streamledger notify`` children of one test, stopped when it ends (one consumer group:
+    a dispatcher left from another test would share the partitions)."""
+
+    def __init__(self, stack: ApiStack, log_directory: Path) -> None:
+        self.stack = stack
+        self.log_directory = log_directory
+        self.started: list[ChildProcess] = []
+
+    def start(self, *flags: str, metrics_port: int | None = None) -> ChildProcess:
+        name = f"notify-{uuid.uuid4().hex[:6]}.log"
+        settings = self.stack.settings
+        metrics = ["--no-metrics"] if metrics_port is None else []
+        if metrics_port is not None:
+            settings = replace(settings, metrics_port=metrics_port)
+        arguments = ["notify", *metrics, *DISPATCHER_FLAGS, *flags]
+        child = ChildProcess(settings, arguments, self.log_directory / name)
+        self.started.append(child)
+        return child
+
+    def logs(self) -> str:
+        return "\n".join(child.log() for child in self.started)
+
+    def stop(self) -> None:
+        for child in self.started:
+            child.stop()
+
+
+@pytest.fixture
+def dispatchers(stack: ApiStack, tmp_path: Path) -> Iterator[Dispatchers]:
+    started = Dispatchers(stack, tmp_path)
+    yield started
+    started.stop()
 
 
 def subscribe(
@@ -150,7 +180,7 @@ def dead_letters_when(client: httpx.Client, path: str, count: int) -> list[Any] 
 
 
 def test_deliveries_arrive_signed_in_order_and_bad_receivers_delay_no_one(
-    stack: ApiStack, clients: dict[str, httpx.Client], receivers: list[Receiver], tmp_path: Path
+    clients: dict[str, httpx.Client], receivers: list[Receiver], dispatchers: Dispatchers
 ) -> None:
     good, failing, hanging, closing, other = (
         receiver(receivers, mode) for mode in ("ok", "fail", "hang", "close", "ok")
@@ -164,7 +194,7 @@ def test_deliveries_arrive_signed_in_order_and_bad_receivers_delay_no_one(
     assert [item["id"] for item in globex.get("/v1/webhook-endpoints").json()["endpoints"]] == [
         globex_endpoint["id"]
     ]
-    child = dispatcher(stack, tmp_path)
+    child = dispatchers.start()
     open_accounts(acme)
     open_accounts(globex)
     transfers(acme, 10)
@@ -223,30 +253,59 @@ def test_deliveries_arrive_signed_in_order_and_bad_receivers_delay_no_one(
     assert endpoint_view(acme, failing_endpoint["id"])["enabled"] is True
 
     verified = run_streamledger(
-        ["webhooks", "verify", "acme", good_endpoint["id"], "5"], stack.settings
+        ["webhooks", "verify", "acme", good_endpoint["id"], "5"], dispatchers.stack.settings
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "signature ok" in verified.stdout
 
 
 def test_kill_9_of_the_dispatcher_loses_no_delivery_and_dedup_gives_each_once_in_order(
-    stack: ApiStack, clients: dict[str, httpx.Client], receivers: list[Receiver], tmp_path: Path
+    clients: dict[str, httpx.Client], receivers: list[Receiver], dispatchers: Dispatchers
 ) -> None:
     sink = receiver(receivers)
     sink.delay_s = 0.02
     initech = clients["initech"]
     subscribe(initech, sink.url)
-    child = dispatcher(stack, tmp_path)
+    child = dispatchers.start()
     open_accounts(initech)
     transfers(initech, 40)
     sink.wait_for(8, DELIVERY_TIMEOUT_S)
     child.process.kill()
     child.process.wait(timeout=10)
-    dispatcher(stack, tmp_path)
+    dispatchers.start()
     items = sink.wait_for(42, DELIVERY_TIMEOUT_S * 2)
     assert first_occurrences(items) == list(range(1, 43))
     by_id = {item.delivery_id for item in items}
     assert by_id == {f"initech:{sequence}" for sequence in range(1, 43)}
+
+
+def test_a_full_queue_spills_to_postgresql_and_the_order_holds(
+    clients: dict[str, httpx.Client], receivers: list[Receiver], dispatchers: Dispatchers
+) -> None:
+    """Two deliveries fit in the endpoint's memory; the rest wait in PostgreSQL and are read
+    back in sequence order, behind the queued ones, while newer events keep spilling."""
+    slow = receiver(receivers)
+    slow.delay_s = 0.1
+    soylent = clients["soylent"]
+    endpoint = subscribe(soylent, slow.url, ["TransferPosted"])
+    metrics_port = free_port_in_range()
+    dispatchers.start("--queue-deliveries-max=2", "--stored-page-max=3", metrics_port=metrics_port)
+    open_accounts(soylent)
+    transfers(soylent, 25)
+    items = slow.wait_for(25, DELIVERY_TIMEOUT_S)
+    assert first_occurrences(items) == list(range(3, 28))
+    assert all(item.document["type"] == "TransferPosted" for item in items)
+    assert endpoint_view(soylent, endpoint["id"])["enabled"] is True
+    path = f"/v1/webhook-endpoints/{endpoint['id']}/dead-letters"
+    # Nothing left pending once the last 2xx is recorded: every spilled delivery was sent.
+    wait_until(lambda: soylent.get(path).json()["dead_letters"] == [], 10, "no pending rows")
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    spilled = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith('streamledger_notify_deliveries_total{outcome="spilled"}')
+    )
+    assert spilled > 0, "the queue never filled: the spill path was not exercised"
 
 
 def sse_events(response: httpx.Response, count: int) -> list[dict[str, Any]]:

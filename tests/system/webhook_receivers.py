@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -115,6 +116,18 @@ def start_receiver(mode: str = "ok") -> Receiver:
         receiver.server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return receiver
+    raise AssertionError(f"no free port in {PORT_FIRST}..{PORT_LAST}")
+
+
+def free_port_in_range() -> int:
+    """A port of 37000-37999 free now (for a dispatcher's /metrics)."""
+    for port in range(PORT_LAST, PORT_FIRST - 1, -1):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     raise AssertionError(f"no free port in {PORT_FIRST}..{PORT_LAST}")
 
 
