@@ -12,13 +12,18 @@ import msgspec
 
 from api.bodies import BODY_TYPES, OpenAccountBody, PostPendingBody, TransferBody, VoidPendingBody
 from api.problems import PROBLEM_CONTENT_TYPE, PROBLEM_KINDS
+from api.webhooks import TOO_MANY_ENDPOINTS, WebhookEndpointBody
 
 REF: Final = "#/components/schemas/{name}"
 PROBLEM_SCHEMA: Final = {
     "type": "object",
     "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string", "format": "uri", "enum": [k.type_uri for k in PROBLEM_KINDS]},
+        "type": {
+            "type": "string",
+            "format": "uri",
+            "enum": [k.type_uri for k in (*PROBLEM_KINDS, TOO_MANY_ENDPOINTS)],
+        },
         "title": {"type": "string"},
         "status": {"type": "integer"},
         "detail": {"type": "string"},
@@ -100,8 +105,68 @@ def _query(name: str, description: str) -> dict[str, Any]:
     }
 
 
+def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "security": [{"bearer": []}], "responses": responses, **extra}
+
+
+def _notification_paths() -> dict[str, Any]:
+    """The webhook endpoints and the live stream (``api.webhooks``, ``api.event_stream``)."""
+    endpoint = _path_parameter("endpoint_id")
+    body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": REF.format(name="WebhookEndpointBody")}}
+        },
+    }
+    stream = {"text/event-stream": {"schema": {"type": "string"}}}
+    last_event_id = {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "resume after this tenant sequence",
+        "schema": {"type": "string"},
+    }
+    return {
+        "/v1/webhook-endpoints": {
+            "post": _operation(
+                "subscribe a URL to event types; the answer holds the secret (shown once)",
+                {"201": {"description": "created"}, **_problems(400, 401, 409, 413, 415, 503)},
+                requestBody=body,
+            ),
+            "get": _operation("the tenant's webhook endpoints", {"200": {"description": "listed"}}),
+        },
+        "/v1/webhook-endpoints/{endpoint_id}": {
+            "delete": _operation(
+                "unsubscribe",
+                {"204": {"description": "deleted"}, **_problems(400, 401, 404, 503)},
+                parameters=[endpoint],
+            )
+        },
+        "/v1/webhook-endpoints/{endpoint_id}/dead-letters": _read(
+            "deliveries that failed for good (and replayed ones still pending), in order",
+            [endpoint, _query("after", "sequence of the last page"), _query("limit", "page size")],
+        ),
+        "/v1/webhook-endpoints/{endpoint_id}/dead-letters/replay": {
+            "post": _operation(
+                "enable the endpoint again and deliver its dead letters, in order",
+                {"202": {"description": "queued"}, **_problems(400, 401, 404, 503)},
+                parameters=[endpoint],
+            )
+        },
+        "/v1/events/stream": {
+            "get": _operation(
+                "the tenant's events as Server-Sent Events (id = tenant sequence), resumable",
+                {"200": {"description": "a stream", "content": stream}, **_problems(400, 401)},
+                parameters=[last_event_id, _query("after", "resume after this sequence")],
+            )
+        },
+    }
+
+
 def build_openapi() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(BODY_TYPES, ref_template=REF)
+    _, components = msgspec.json.schema_components(
+        (*BODY_TYPES, WebhookEndpointBody), ref_template=REF
+    )
     components["Problem"] = PROBLEM_SCHEMA
     account = _path_parameter("account_id")
     return {
@@ -156,5 +221,6 @@ def build_openapi() -> dict[str, Any]:
                 "the outcome of the command sent with this idempotency key",
                 [_path_parameter("idempotency_key")],
             ),
+            **_notification_paths(),
         },
     }
