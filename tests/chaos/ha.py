@@ -70,6 +70,7 @@ START_TIMEOUT_S: Final = 180.0
 RECOVERY_TIMEOUT_S: Final = 180.0  # a restarted node back in every ISR
 POLL_S: Final = 0.5
 WARM_UP_S: Final = 15.0  # steady load before the first fault
+FAULTS: Final = ("controller", "leaders", "postgres")  # in this order
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class Options:
     settle_s: float
     detect_s: float
     keep_stack: bool
+    faults: tuple[str, ...] = FAULTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,16 @@ def parse_arguments(argv: Sequence[str] | None) -> Options:
         "--detect-s", type=float, default=2.0, help="primary lost -> promote (an operator/probe)"
     )
     parser.add_argument("--keep-stack", action="store_true", help="leave the HA stack up")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help="which of controller (kill -9 the active controller's node), leaders (then the node"
+        " leading the most partitions), postgres (the primary, then promote); default all",
+    )
     arguments = parser.parse_args(argv)
+    faults = tuple(fault for fault in FAULTS if fault in arguments.faults.split(","))
+    if not faults or set(arguments.faults.split(",")) - set(FAULTS):
+        parser.error(f"--faults: a comma-separated subset of {','.join(FAULTS)}")
     if not 1_000 <= arguments.commands <= 10_000_000 or not 10 <= arguments.rate <= 100_000:
         parser.error("need 1000 <= --commands <= 10000000 and 10 <= --rate <= 100000")
     if not 0 <= arguments.down_s <= 600 or not 0 <= arguments.settle_s <= 600:
@@ -135,7 +146,7 @@ def parse_arguments(argv: Sequence[str] | None) -> Options:
         parser.error("need --detect-s in 0..600")
     return Options(
         arguments.commands, arguments.rate, arguments.seed, arguments.down_s,
-        arguments.settle_s, arguments.detect_s, arguments.keep_stack,
+        arguments.settle_s, arguments.detect_s, arguments.keep_stack, faults,
     )  # fmt: skip
 
 
@@ -225,7 +236,7 @@ def under_load(context: HaRun) -> tuple[Findings, list[FaultWindow], list[Window
     probe.start()
     feeder.start()
     fed_until = time.monotonic() + window_s
-    windows = inject_faults(settings, options)
+    windows = inject_faults(settings, options, probe)
     if windows and windows[-1].ended_s > fed_until:
         print("  note: the feed ended before the last fault's window; raise --commands", flush=True)
     feeder.join(window_s * 3 + START_TIMEOUT_S)
@@ -247,16 +258,26 @@ def under_load(context: HaRun) -> tuple[Findings, list[FaultWindow], list[Window
     return checked, windows, figures
 
 
-def inject_faults(settings: Settings, options: Options) -> list[FaultWindow]:
+def inject_faults(settings: Settings, options: Options, probe: Probe) -> list[FaultWindow]:
+    """The chosen faults in order; each window's figures printed as soon as it closes."""
     time.sleep(WARM_UP_S)
-    leader = kafka_broker.controller_leader(settings)
-    first = leader[0] if leader is not None else 1
-    windows = [kill_node(settings, options, first, "the active controller")]
-    health = kafka_broker.cluster_health(settings)
-    others = {node: count for node, count in health.leaders.items() if node != first}
-    second = max(others, key=lambda node: others[node]) if others else (first % BROKERS) + 1
-    windows.append(kill_node(settings, options, second, "the node leading the most partitions"))
-    windows.append(kill_primary(settings, options))
+    windows: list[FaultWindow] = []
+    killed = 0
+    for fault in options.faults:
+        if fault == "controller":
+            leader = kafka_broker.controller_leader(settings)
+            killed = leader[0] if leader is not None else 1
+            window = kill_node(settings, options, killed, "the active controller")
+        elif fault == "leaders":
+            health = kafka_broker.cluster_health(settings)
+            others = {node: count for node, count in health.leaders.items() if node != killed}
+            target = max(others, key=lambda node: others[node]) if others else 1
+            window = kill_node(settings, options, target, "the node leading the most partitions")
+        else:
+            window = kill_primary(settings, options)
+        windows.append(window)
+        figures = window_figures(list(probe.samples), window.started_s, window.ended_s)
+        print(f"  {window.name}: {window.note}\n      {figures.line()}", flush=True)
     return windows
 
 
