@@ -7,6 +7,7 @@ without a gap; another tenant's key sees nothing of it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from notifications.signing import signature_problem
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.system
 
 TENANTS = ("acme", "globex", "initech", "hooli", "umbrella", "soylent")
 DELIVERY_TIMEOUT_S = 60.0
+BIND_KEY = "SELECT set_config('streamledger.api_key_sha256', %s, true)"
 DISPATCHER_FLAGS = (
     "--endpoint-failures-max=3",
     "--backoff-base-ms=20",
@@ -356,3 +359,55 @@ def test_the_live_stream_resumes_without_gaps_and_shows_only_the_keys_tenant(
     assert [event["sequence"] for event in theirs] == [1, 2, 3]
     with stack.client() as anonymous:
         assert anonymous.get("/v1/events/stream").status_code == 401
+
+
+def test_endpoints_are_checked_isolated_per_tenant_and_their_secrets_unreadable(
+    stack: ApiStack, clients: dict[str, httpx.Client]
+) -> None:
+    """Bad input is a 400 naming the member; another tenant's key can neither see, delete nor
+    replay an endpoint; the API's database role cannot read a secret or write around the
+    functions, even with a key bound (decision 0038)."""
+    acme, globex = clients["acme"], clients["globex"]
+    for body, member in (
+        ({"url": "ftp://x.example/", "event_types": ["*"]}, "url"),
+        ({"url": "https://x.example/", "event_types": ["transfer.posted"]}, "event_types"),
+        ({"url": "https://x.example/", "event_types": []}, "event_types"),
+    ):
+        refused = acme.post("/v1/webhook-endpoints", json=body)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["field"] == member
+    unknown_member = acme.post(
+        "/v1/webhook-endpoints", json={"url": "https://x.example/", "event_types": ["*"], "x": 1}
+    )
+    assert unknown_member.status_code == 400
+    mine = subscribe(acme, "https://acme.example/hooks")
+    path = f"/v1/webhook-endpoints/{mine['id']}"
+    assert globex.delete(path).status_code == 404
+    assert globex.post(f"{path}/dead-letters/replay").status_code == 404
+    listed = globex.get("/v1/webhook-endpoints").json()["endpoints"]
+    assert mine["id"] not in {endpoint["id"] for endpoint in listed}
+    assert "secret" not in endpoint_view(acme, mine["id"])
+    assert acme.delete("/v1/webhook-endpoints/not-an-id").status_code == 400
+
+    digest = hashlib.sha256(stack.keys["acme"].encode()).hexdigest()
+    url = stack.settings.database_url.replace(
+        "streamledger:streamledger@", "streamledger_api:streamledger_api@"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in (
+            "SELECT secret FROM streamledger_notify.webhook_endpoints",
+            "UPDATE streamledger_notify.webhook_endpoints SET enabled = false",
+            "SELECT streamledger_notify.bound_tenant()",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute("SET TRANSACTION READ WRITE")
+                conn.execute(BIND_KEY, (digest,))
+                conn.execute(statement)
+        with conn.transaction():
+            conn.execute(BIND_KEY, (digest,))
+            rows = conn.execute(
+                "SELECT DISTINCT tenant_id FROM streamledger_notify.webhook_endpoints"
+            ).fetchall()
+        assert rows == [("acme",)]
+    assert acme.delete(path).status_code == 204
+    assert acme.delete(path).status_code == 404
