@@ -6,6 +6,7 @@ loop heartbeat). A child that does not answer within ``timeout_s`` reads as ``No
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 
@@ -15,13 +16,15 @@ SCRAPE_TIMEOUT_S = 1.0
 
 
 def scrape(url: str, *, timeout_s: float = SCRAPE_TIMEOUT_S) -> dict[str, float] | None:
-    """Sum of each sample name's values at ``url``; None if the child did not answer."""
+    """Sum of each sample name's values at ``url``; None if the child did not answer, or
+    answered something that is not whole Prometheus text (a child killed mid-answer sends a
+    short body: ``http.client.IncompleteRead``). Never raises: the supervisor calls it."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback
             text = response.read().decode("utf-8", errors="replace")
-    except (urllib.error.URLError, OSError, ValueError):
+        return sum_samples(text)
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
         return None
-    return sum_samples(text)
 
 
 def sum_samples(text: str) -> dict[str, float]:
