@@ -10,7 +10,7 @@ catch-up, ``rounds_checks`` counts what differs from the independent fold
 status is 1 if anything was lost, duplicated or violated.
 
 The chaos stack has its own home and ports, so it never disturbs the shared test stack:
-``.streamledger-chaos``, Kafka 33092/33093, PostgreSQL 33432, metrics 33400-33402, API 33080,
+``.streamledger-chaos``, Kafka 24092/24093, PostgreSQL 24432, metrics 24400-24402, API 24080,
 each changed by ``STREAMLEDGER_CHAOS_HOME``, ``STREAMLEDGER_CHAOS_KAFKA_PORT``, ... (the names of
 ``tests/conftest.py``'s ``TEST_STACK_VARIABLES``). All traffic stays on 127.0.0.1. Every wait is
 bounded; a round that does not catch up in time is reported and the next one starts.
@@ -55,11 +55,11 @@ from tests.system.ledger_reference import ReferenceLedger, expire_pending
 CHAOS_PREFIX: Final = "STREAMLEDGER_CHAOS_"
 CHAOS_DEFAULTS: Final = StackDefaults(
     home=REPO_ROOT / ".streamledger-chaos",
-    kafka_port=33092,
-    kafka_controller_port=33093,
-    postgres_port=33432,
-    metrics_port=33400,
-    api_port=33080,
+    kafka_port=24092,
+    kafka_controller_port=24093,
+    postgres_port=24432,
+    metrics_port=24400,
+    api_port=24080,
 )
 ROUNDS_DEFAULT: Final = 20
 COMMANDS_DEFAULT: Final = 100_000

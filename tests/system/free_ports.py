@@ -1,7 +1,7 @@
 """Free local ports for the metrics endpoints of pipeline processes started by tests.
 
 The ports are searched in ``STREAMLEDGER_TEST_FREE_PORTS`` (``MIN-MAX``, default
-``31000-65000``), so two test runs on one machine can be given ranges that do not meet.
+``10000-15000``), so two test runs on one machine can be given ranges that do not meet.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import socket
 
 FREE_PORTS_VARIABLE = "STREAMLEDGER_TEST_FREE_PORTS"
-FREE_PORTS_DEFAULT = (31_000, 65_000)
+FREE_PORTS_DEFAULT = (10_000, 15_000)
 PROCESS_SPREAD = 5_000  # different test processes start their search at different places
 
 
@@ -21,7 +21,7 @@ def free_port_bounds(text: str | None = None) -> tuple[int, int]:
         return FREE_PORTS_DEFAULT
     low, separator, high = text.strip().partition("-")
     if not (separator and low.isdigit() and high.isdigit() and 1 <= int(low) < int(high) <= 65_535):
-        raise ValueError(f"{FREE_PORTS_VARIABLE}={text!r}: expected MIN-MAX, e.g. 31000-65000")
+        raise ValueError(f"{FREE_PORTS_VARIABLE}={text!r}: expected MIN-MAX, e.g. 10000-15000")
     return int(low), int(high)
 
 

@@ -347,10 +347,10 @@ def test_operations_endpoints(api_stack: ApiStack) -> None:
 # An own stack (home, ports) so restarting its broker and PostgreSQL disturbs nobody; ports
 # below Linux's ephemeral range (see test_stack_lifecycle.py) and apart from that test's.
 READINESS_PORTS = {
-    "kafka_port": 31192,
-    "kafka_controller_port": 31193,
-    "postgres_port": 31532,
-    "metrics_port": 31500,
+    "kafka_port": 23192,
+    "kafka_controller_port": 23193,
+    "postgres_port": 23532,
+    "metrics_port": 23500,
 }
 READINESS_FLAGS = {"readiness_timeout_ms": 500, "readiness_cache_ms": 200}
 READY_TIMEOUT_S = 60.0
