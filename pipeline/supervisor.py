@@ -34,10 +34,10 @@ other tools (the chaos suite, a Prometheus config, an operator) can find them.
 
 Optional children (``RunSettings``): a periodic verifier (``verify --every-s``) on the next
 metrics port, ``notifiers`` webhook dispatchers (``streamledger notify``, heartbeat-checked like
-the processors and projections) on the ports after it, and the HTTP API (``streamledger
-api``) on ``api_port``, which serves its own ``/metrics``. The local Prometheus is not a
-child: it is a detached server that ``streamledger run --with-prometheus`` starts before and
-stops after the supervisor (``infra/prometheus_server.py``). Only children with ``role``
+the processors and projections) on the ports after the supervisor's own, and the HTTP API
+(``streamledger api``) on ``api_port``, which serves its own ``/metrics``. The local Prometheus
+is not a child: it is a detached server that ``streamledger run --with-prometheus`` starts
+before and stops after the supervisor (``infra/prometheus_server.py``). Only children with ``role``
 ``processor`` or ``projection`` are scraped for the status line.
 """
 
@@ -147,7 +147,8 @@ class RunSettings:
     verify_every_s: int = field(
         default=600, metadata=limit(1, 86_400, "s", "the supervised verifier runs this often")
     )
-    # `streamledger notify` (webhook dispatchers, one consumer group), after the verifier.
+    # `streamledger notify` (webhook dispatchers, one consumer group), on the ports after the
+    # supervisor's own, so the port plan of the other jobs (infra/prometheus_server.py) holds.
     notifiers: int = field(
         default=0,
         metadata=limit(0, PROCESSES_MAX, "processes", "webhook dispatcher processes (notify)"),
@@ -291,6 +292,7 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
         arguments = ("verify", f"--every-s={run.verify_every_s}", f"--metrics-port={port}")
         planned.append(("verifier", VERIFIER_ROLE, arguments, port))
         port += 1
+    port += 1  # the supervisor's own /metrics (``supervisor_metrics_port``)
     for index in range(run.notifiers):
         arguments = ("notify",)  # its metrics port comes from STREAMLEDGER_METRICS_PORT
         planned.append((f"notify-{index}", NOTIFY_ROLE, arguments, port))
@@ -324,7 +326,7 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
 
 def supervisor_metrics_port(settings: Settings, run: RunSettings) -> int:
     """The supervisor's own ``/metrics``: the port after the last planned child's."""
-    return settings.metrics_port + run.processors + run.projections + run.verifiers + run.notifiers
+    return settings.metrics_port + run.processors + run.projections + run.verifiers
 
 
 def die_with_parent() -> None:

@@ -200,7 +200,7 @@ def test_the_receiver_snippet_in_the_docs_agrees_with_the_signer() -> None:
     assert verify(new_secret(), header, BODY, 1_700_000_100) is False
 
 
-def test_streamledger_run_supervises_dispatchers_after_the_verifier_with_a_heartbeat() -> None:
+def test_streamledger_run_supervises_dispatchers_after_the_supervisor_with_a_heartbeat() -> None:
     from pathlib import Path
 
     from pipeline.liveness import NOTIFY_HEARTBEAT
@@ -219,12 +219,12 @@ def test_streamledger_run_supervises_dispatchers_after_the_verifier_with_a_heart
     specs = plan_children(settings, run)
     notify = [spec for spec in specs if spec.role == NOTIFY_ROLE]
     assert [(spec.name, spec.metrics_port) for spec in notify] == [
-        ("notify-0", 9404),
-        ("notify-1", 9405),
+        ("notify-0", 9405),
+        ("notify-1", 9406),
     ]
     assert notify[0].argv[-1] == "notify"
-    assert notify[0].environment["STREAMLEDGER_METRICS_PORT"] == "9404"
-    assert supervisor_metrics_port(settings, run) == 9406
+    assert notify[0].environment["STREAMLEDGER_METRICS_PORT"] == "9405"
+    assert supervisor_metrics_port(settings, run) == 9404  # where it was without dispatchers
     assert ROLE_HEARTBEATS[NOTIFY_ROLE] == NOTIFY_HEARTBEAT
     assert ROLE_DEPENDENCIES[NOTIFY_ROLE] == ("kafka", "postgresql")
     assert not [s for s in plan_children(settings, RunSettings()) if s.role == NOTIFY_ROLE]
