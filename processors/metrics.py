@@ -59,6 +59,12 @@ class ProcessorMetrics:
         Info("streamledger_build", "StreamLedger version", registry=r).info(
             {"version": __version__, "service": "processor"}
         )
+        # 0 while the codec runs on fastavro's fast internals (decision 0034)
+        Gauge(
+            "streamledger_codec_fastavro_fallbacks",
+            "fastavro internals the codec fell back from to the public (slower) API",
+            registry=r,
+        ).set_function(lambda: float(codec.fastavro_fallback_total()))
         self._declare_decision_metrics(r)
         self._declare_transaction_metrics(r)
         self._declare_state_metrics(r)
