@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import random
 import threading
 import time
@@ -212,7 +213,8 @@ class Dispatcher:
     def replayed(self, endpoint: Endpoint, worker: EndpointWorker, started: float) -> bool:
         """The tenant replayed its dead letters (the endpoint is enabled again), and not merely
         read as enabled just before this dispatcher disabled it."""
-        disabled_at = self.disabled_at.get(endpoint.key, started)
+        # Disabled before this process started (no entry): any enabled row is a replay.
+        disabled_at = self.disabled_at.get(endpoint.key, -math.inf)
         return endpoint.enabled and not worker.enabled and disabled_at < started
 
     async def start_worker(self, endpoint: Endpoint) -> None:

@@ -32,7 +32,7 @@ from workloads.api_stack import ApiStack, ChildProcess, running_api_stack
 
 pytestmark = pytest.mark.system
 
-TENANTS = ("acme", "globex", "initech", "hooli", "umbrella", "soylent")
+TENANTS = ("acme", "globex", "initech", "hooli", "umbrella", "soylent", "stark")
 DELIVERY_TIMEOUT_S = 60.0
 BIND_KEY = "SELECT set_config('streamledger.api_key_sha256', %s, true)"
 DISPATCHER_FLAGS = (
@@ -309,6 +309,32 @@ def test_a_full_queue_spills_to_postgresql_and_the_order_holds(
         if line.startswith('streamledger_notify_deliveries_total{outcome="spilled"}')
     )
     assert spilled > 0, "the queue never filled: the spill path was not exercised"
+
+
+def test_a_replay_after_a_dispatcher_restart_delivers_the_dead_letters_in_order(
+    clients: dict[str, httpx.Client], receivers: list[Receiver], dispatchers: Dispatchers
+) -> None:
+    """The endpoint was disabled by a dispatcher that is gone; the next one sees the tenant's
+    replay and delivers every dead letter, then what comes after, in order."""
+    flaky = receiver(receivers, "fail")
+    stark = clients["stark"]
+    endpoint = subscribe(stark, flaky.url)
+    first = dispatchers.start()
+    open_accounts(stark)
+    transfers(stark, 3)
+    wait_until(lambda: disabled_view(stark, endpoint["id"]), DELIVERY_TIMEOUT_S, "disabled")
+    path = f"/v1/webhook-endpoints/{endpoint['id']}/dead-letters"
+    wait_until(lambda: dead_letters_when(stark, path, 5), DELIVERY_TIMEOUT_S, "5 dead letters")
+    first.stop()
+    second = dispatchers.start()
+    # Its first endpoint refresh precedes its first poll, hence its partition assignment:
+    # from then on it holds the endpoint as disabled, and only the replay can enable it.
+    wait_until(lambda: "assigned partitions" in second.log(), 30, "the second dispatcher")
+    flaky.mode = "ok"
+    assert stark.post(f"{path}/replay").json()["queued"] == 5
+    transfers(stark, 2)
+    wait_until(lambda: len(flaky.answered()) >= 7, DELIVERY_TIMEOUT_S, "the replay")
+    assert first_occurrences(flaky.answered()) == list(range(1, 8))
 
 
 def sse_events(response: httpx.Response, count: int) -> list[dict[str, Any]]:
