@@ -29,6 +29,8 @@ ALL_MIGRATIONS = [
     "0003_api_keys",
     "0004_tenant_quarantine",
     "0005_force_row_level_security",
+    "0006_event_chain",
+    "0007_webhooks",
 ]
 
 pytestmark = pytest.mark.system
