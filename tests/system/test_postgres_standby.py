@@ -11,16 +11,23 @@ is fenced and never started again.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
+from psycopg_pool import AsyncConnectionPool
 
+from api.read_routing import STANDBY_CHECK_INTERVAL_S, Route, StandbyReads
+from api.settings import build_api_settings
 from infra import postgres_server, postgres_standby, stack
+from infra.postgres_server import ClusterPaths
 from projections.migrations import apply_migrations
 from projections.store import LIVE_SCHEMA, UPSERT_OFFSETS, BatchTarget, read_offsets
 from streamledger.errors import InfraError
@@ -121,3 +128,48 @@ def test_promotion_after_a_kill_keeps_the_offsets_and_fences_the_old_primary(pai
     with pytest.raises(InfraError, match="replaced by the promoted standby"):
         postgres_server.start(pair)
     assert postgres_standby.promote(pair) == ["pg-standby  already promoted: it is the primary"]
+
+
+def admin(settings: Settings, *, standby: bool) -> psycopg.Connection[Any]:
+    paths = postgres_standby.standby_paths(settings) if standby else ClusterPaths.of(settings)
+    port = settings.postgres_standby_port if standby else settings.postgres_port
+    return postgres_server.connect_admin(paths, port, "postgres")
+
+
+async def looked(reads: StandbyReads, looks: int = 3) -> Route:
+    for _ in range(looks):
+        await reads.look()
+        await asyncio.sleep(STANDBY_CHECK_INTERVAL_S)
+    return reads.route()
+
+
+def test_api_reads_leave_a_standby_that_falls_behind_and_come_back(pair):
+    """Replay paused on the standby while the primary writes: the standby's staleness passes the
+    bound, reads answer 503 (``standby``) or go to the primary (``standby-with-fallback``), and
+    come back once it has caught up (api/read_routing.py)."""
+    api = build_api_settings(pair, read_from="standby", limits={"standby_staleness_max_ms": 1000})
+
+    async def scenario(read_from: str) -> list[Route]:
+        reads = StandbyReads(
+            read_from=read_from,
+            staleness_max_s=api.standby_staleness_max_s,
+            primary_dsn=api.reader_dsn,
+            standby_dsn=api.standby_reader_dsn,
+            pool=AsyncConnectionPool(api.standby_reader_dsn, open=False),
+            registry=CollectorRegistry(),
+        )
+        routes = [await looked(reads)]
+        with admin(pair, standby=True) as standby:
+            standby.execute("SELECT pg_wal_replay_pause()")
+            store_offsets(pair, {0: 1})  # the primary moves on
+            await asyncio.sleep(1.5)
+            routes.append(await looked(reads))
+            standby.execute("SELECT pg_wal_replay_resume()")
+        wait_until_replayed(pair)
+        routes.append(await looked(reads))
+        await reads.close()
+        return routes
+
+    assert asyncio.run(scenario("standby")) == [Route.STANDBY, Route.UNAVAILABLE, Route.STANDBY]
+    fallback = asyncio.run(scenario("standby-with-fallback"))
+    assert fallback == [Route.STANDBY, Route.PRIMARY, Route.STANDBY]
