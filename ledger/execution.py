@@ -36,6 +36,7 @@ from schemas.model import (
     PendingExpired,
     PendingVoided,
     PostPending,
+    PostTransaction,
     Transfer,
     TransferPending,
     TransferPosted,
@@ -240,6 +241,8 @@ def execute(draft: Draft, command: Command, effective_at_us: int) -> None:
         _create_transfer(draft, command, effective_at_us)
     elif isinstance(command, PostPending):
         _post_pending(draft, command, effective_at_us)
+    elif isinstance(command, PostTransaction):
+        raise InvariantViolationError("PostTransaction is not executed by the core yet")
     else:
         _release(
             draft,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from schemas.generated_code import compile_generated
-from schemas.model import COMMAND_TYPES, Command, Outcome
+from schemas.model import COMMAND_TYPES, Command, Outcome, Posting, PostTransaction
 
 FIELD_FINGERPRINT_BYTES: Final = 8
 COMMAND_TYPE_FIELD: Final = "command_type"  # named when a key is reused for another command type
@@ -36,6 +36,10 @@ FINGERPRINT_FIELDS: Final[dict[type[Command], tuple[str, ...]]] = {
 _FINGERPRINT_FIELDS_BY_NAME: Final[dict[str, tuple[str, ...]]] = {
     command_type.__name__: names for command_type, names in FINGERPRINT_FIELDS.items()
 }
+# A PostTransaction's field hashes go on after its own fields: per posting, in order, one per
+# posting field (``postings[2].amount``), so a reused key names the posting field that differs.
+POSTINGS_FIELD: Final = "postings"
+POSTING_FIELDS: Final = ("debit_account_id", "credit_account_id", "amount", "currency")
 
 
 def _encode_value(value: object) -> bytes:
@@ -53,6 +57,10 @@ def _encode_value(value: object) -> bytes:
     if type(value) is tuple:
         parts = [_encode_value(item) for item in value]
         return b"L" + b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+    if type(value) is Posting:  # the list of its four fields, in declared order
+        return _encode_value(
+            (value.debit_account_id, value.credit_account_id, value.amount, value.currency)
+        )
     return b"R" + repr(value).encode("utf-8", "surrogatepass")  # a decoder bug; still stable
 
 
@@ -109,9 +117,25 @@ def reference_command_fingerprint(command: Command) -> tuple[bytes, bytes]:
             digests.append(digest if digest is not None else _shared_field_fingerprint(name, value))
         else:
             digests.append(_field_fingerprint(value))
+    if type(command) is PostTransaction:
+        digests.append(_posting_field_fingerprints(command.postings))
     joined = b"".join(digests)
     overall = hashlib.sha256(type(command).__name__.encode() + b"\0" + joined).digest()
     return overall, joined
+
+
+def _posting_field_fingerprints(postings: tuple[Posting, ...]) -> bytes:
+    """Per posting, in order, the field hashes of its debit and credit account, amount and
+    currency (the same hashes a Transfer's fields of those names get)."""
+    digests = []
+    for posting in postings:
+        for name in POSTING_FIELDS:
+            value = getattr(posting, name)
+            if name in LOW_CARDINALITY_FIELDS:
+                digests.append(_shared_field_fingerprint(name, value))
+            else:
+                digests.append(_field_fingerprint(value))
+    return b"".join(digests)
 
 
 def _other_field_fingerprint(name: str, value: object) -> bytes:
@@ -142,6 +166,8 @@ def fingerprint_source(command_type: type[Command]) -> str:
             digests.append(f"{cached} or other({name!r}, {value})")
         else:
             digests.append(f"string({value}) if type({value}) is str else other({name!r}, {value})")
+    if command_type is PostTransaction:
+        digests.append("posting_digests(command.postings)")
     items = "".join(f"            {digest},\n" for digest in digests)
     return (
         "def fingerprint(command):\n"
@@ -162,6 +188,7 @@ def _generated_fingerprint(command_type: type[Command]) -> Callable[[Command], F
         "cache_get": _field_fingerprint_cache.get,
         "other": _other_field_fingerprint,
         "string": _string_field_fingerprint,
+        "posting_digests": _posting_field_fingerprints,
         "sha256": hashlib.sha256,
         "type_prefix": command_type.__name__.encode() + b"\0",
     }
@@ -192,14 +219,27 @@ def field_fingerprint_pairs(
     command_type: str, field_fingerprints: bytes
 ) -> tuple[tuple[str, bytes], ...]:
     """``Outcome.field_fingerprints`` as (field name, 8-byte hash) pairs, for reading."""
-    names = _FINGERPRINT_FIELDS_BY_NAME.get(command_type, ())
     size = FIELD_FINGERPRINT_BYTES
+    names = _field_names(command_type, len(field_fingerprints) // size)
     return tuple(
         (
             names[index] if index < len(names) else f"#{index}",
             field_fingerprints[start : start + size],
         )
         for index, start in enumerate(range(0, len(field_fingerprints), size))
+    )
+
+
+def _field_names(command_type: str, count: int) -> tuple[str, ...]:
+    """The names of ``count`` field hashes of a command type (with a transaction's postings)."""
+    names = _FINGERPRINT_FIELDS_BY_NAME.get(command_type, ())
+    if command_type != PostTransaction.__name__ or count <= len(names):
+        return names
+    posting_count = (count - len(names)) // len(POSTING_FIELDS)
+    return names + tuple(
+        f"{POSTINGS_FIELD}[{index}].{name}"
+        for index in range(posting_count)
+        for name in POSTING_FIELDS
     )
 
 
@@ -212,9 +252,27 @@ def first_differing_field(stored: Outcome, command: Command) -> str:
     names = FINGERPRINT_FIELDS[type(command)]
     size = FIELD_FINGERPRINT_BYTES
     for index, start in enumerate(range(0, min(len(old), len(field_fingerprints)), size)):
+        if index >= len(names):
+            break
         if old[start : start + size] != field_fingerprints[start : start + size]:
+            if names[index] == POSTINGS_FIELD:
+                return _first_differing_posting_field(old, field_fingerprints, len(names))
             return names[index]
     shorter = min(len(old), len(field_fingerprints)) // size
     if len(old) != len(field_fingerprints) and shorter < len(names):
         return names[shorter]
     return COMMAND_TYPE_FIELD
+
+
+def _first_differing_posting_field(old: bytes, new: bytes, fixed_fields: int) -> str:
+    """``postings[i].<field>`` of the first posting field hash that differs, or
+    ``postings[i]`` for the first posting only one of the two transactions has."""
+    size = FIELD_FINGERPRINT_BYTES
+    start = fixed_fields * size
+    old_postings, new_postings = old[start:], new[start:]
+    for offset in range(0, min(len(old_postings), len(new_postings)), size):
+        if old_postings[offset : offset + size] != new_postings[offset : offset + size]:
+            index, field = divmod(offset // size, len(POSTING_FIELDS))
+            return f"{POSTINGS_FIELD}[{index}].{POSTING_FIELDS[field]}"
+    shorter = min(len(old_postings), len(new_postings)) // size // len(POSTING_FIELDS)
+    return f"{POSTINGS_FIELD}[{shorter}]"

@@ -179,8 +179,10 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
         transfers: list[TransferState] = []
     elif isinstance(event, TransferPosted | TransferPending):
         accounts, transfers = _fold_new_transfer(state, event)
-    else:
+    elif isinstance(event, PendingPosted | PendingVoided | PendingExpired):
         accounts, transfers = _fold_pending_end(state, event)
+    else:
+        raise _fold_error(event, "multi-leg transactions are not folded by this core yet")
     if tuple(balance_of(account) for account in accounts) != event.balances:
         raise _fold_error(event, "the balances it carries are not the fold's")
     head = new_tenant_head(

@@ -24,6 +24,7 @@ from schemas.model import (
     TransferStatus,
     VoidPending,
 )
+from streamledger.errors import InvariantViolationError
 
 SCOPE_FIELDS: Final = frozenset({"tenant_id", "idempotency_key"})
 
@@ -166,7 +167,9 @@ def rule_rejection(draft: Draft, command: Command, effective_at_us: int) -> Reje
         ):
             return RejectReason.OVERFLOW, "pending_timeout_s: the expiry time would overflow"
         return found
-    return _pending_rejection(draft, command)
+    if isinstance(command, PostPending | VoidPending):
+        return _pending_rejection(draft, command)
+    raise InvariantViolationError(f"{type(command).__name__} is not decided by the rules yet")
 
 
 def invalid(violation: tuple[str, str]) -> Rejection:

@@ -14,7 +14,16 @@ from ledger.expiry import ExpiryIndex
 from ledger.fold import apply
 from ledger.invariants import assert_invariants
 from ledger.state import DEFAULT_IDEMPOTENCY_RETENTION_S, LedgerState, WireFormat
-from schemas.model import AccountState, Event, Outcome, StateRecord, TransferState, TransferStatus
+from schemas.model import (
+    AccountState,
+    Event,
+    Outcome,
+    StateRecord,
+    TenantHead,
+    TransferState,
+    TransferStatus,
+)
+from streamledger.errors import InvariantViolationError
 
 # An outcome as ledger.outcomes stores it, not decoded: (tenant_id, idempotency_key,
 # decided_at_us, expires_at_us, the encoded outcome). The times must be the ones inside the
@@ -58,8 +67,13 @@ def restore(
             state._accounts[(record.tenant_id, record.account_id)] = record
         elif isinstance(record, TransferState):
             state._transfers[(record.tenant_id, record.transfer_id)] = record
-        else:
+        elif isinstance(record, TenantHead):
             state._heads[record.tenant_id] = record
+        else:
+            raise InvariantViolationError(
+                f"{record.tenant_id}/transaction/{record.transaction_id}: multi-leg "
+                "transactions are not restored by this core yet"
+            )
     outcome_entries, stream_time_us = _restore_outcomes(state, outcomes, encoded_outcomes)
     # every event is effective at or before the stream time that decided it; a tick that
     # expired nothing is not remembered, and needs not be (a later record is at least as late)

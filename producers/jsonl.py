@@ -20,7 +20,7 @@ from dataclasses import MISSING, fields
 from typing import Any, Final
 
 from producers.errors import CommandFormatError
-from schemas.model import COMMAND_TYPES, Command
+from schemas.model import COMMAND_TYPES, Command, Posting
 
 TYPE_MEMBER: Final = "type"
 SUBMITTED_AT_MEMBER: Final = "submitted_at_us"
@@ -30,6 +30,14 @@ INTEGER_FIELDS: Final = frozenset(
 BOOLEAN_FIELDS: Final = frozenset(
     {"pending", "debits_must_not_exceed_credits", "credits_must_not_exceed_debits"}
 )
+POSTINGS_MEMBER: Final = "postings"  # PostTransaction: an array of posting objects
+POSTING_MEMBERS: Final = {
+    "debit_account_id": str,
+    "credit_account_id": str,
+    "amount": int,
+    "currency": str,
+}
+JSON_KINDS: Final = {str: "string", int: "integer"}
 COMMANDS_BY_NAME: Final = {command_type.__name__: command_type for command_type in COMMAND_TYPES}
 
 
@@ -41,7 +49,30 @@ def _field_table(command_type: type[Any]) -> dict[str, bool]:
 FIELD_TABLES: Final = {name: _field_table(kind) for name, kind in COMMANDS_BY_NAME.items()}
 
 
+def _postings(value: Any) -> tuple[Posting, ...]:
+    """``[{"debit_account_id": ..., "credit_account_id": ..., "amount": ..., "currency": ...}]``
+    as postings; a problem names ``postings[<index>].<member>`` (limits are checked later)."""
+    if not isinstance(value, list):
+        raise CommandFormatError(POSTINGS_MEMBER, "must be an array of posting objects")
+    postings = []
+    for index, item in enumerate(value):
+        where = f"{POSTINGS_MEMBER}[{index}]"
+        if not isinstance(item, dict) or set(item) != set(POSTING_MEMBERS):
+            members = ", ".join(POSTING_MEMBERS)
+            raise CommandFormatError(where, f"must be an object with exactly {members}")
+        for member, kind in POSTING_MEMBERS.items():
+            if not isinstance(item[member], kind) or isinstance(item[member], bool):
+                raise CommandFormatError(
+                    f"{where}.{member}",
+                    f"must be a JSON {JSON_KINDS[kind]}, got {json.dumps(item[member])}",
+                )
+        postings.append(Posting(**item))
+    return tuple(postings)
+
+
 def _check_member(name: str, value: Any) -> Any:
+    if name == POSTINGS_MEMBER:
+        return _postings(value)
     if name == "metadata":
         if not isinstance(value, dict) or not all(
             isinstance(key, str) and isinstance(text, str) for key, text in value.items()
@@ -99,7 +130,14 @@ def command_to_object(command: Command) -> dict[str, Any]:
     document: dict[str, Any] = {TYPE_MEMBER: type(command).__name__}
     for item in fields(command):
         value = getattr(command, item.name)
-        document[item.name] = dict(value) if item.name == "metadata" else value
+        if item.name == "metadata":
+            value = dict(value)
+        elif item.name == POSTINGS_MEMBER:
+            value = [
+                {member: getattr(posting, member) for member in POSTING_MEMBERS}
+                for posting in value
+            ]
+        document[item.name] = value
     return document
 
 

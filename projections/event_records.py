@@ -31,7 +31,7 @@ from schemas.codec import (
     decode_event,
     encode_event,
 )
-from schemas.model import EVENT_TYPES, AccountBalance, AccountOpened, Event
+from schemas.model import EVENT_TYPES, AccountBalance, AccountOpened, Event, Posting
 
 
 class BalanceRecord(TypedDict):
@@ -108,6 +108,9 @@ EventRecord = AccountOpenedRecord | MoneyRecord
 
 EVENT_TYPE_FIELD: Final = "event_type"
 BALANCES_FIELD: Final = "balances"
+# a multi-leg transaction event's (schemas v1.3): arrays, read as lists like ``balances``
+POSTINGS_FIELD: Final = "postings"
+PENDING_AMOUNTS_FIELD: Final = "pending_amounts"
 EVENT_TYPES_BY_NAME: Final = {event_type.__name__: event_type for event_type in EVENT_TYPES}
 
 # The envelope's union branches in index order; checked against the codec at import.
@@ -160,6 +163,18 @@ def event_record(event: Event) -> EventRecord:
         }
         for balance in event.balances
     ]
+    if POSTINGS_FIELD in record:
+        record[POSTINGS_FIELD] = [
+            {
+                "debit_account_id": posting.debit_account_id,
+                "credit_account_id": posting.credit_account_id,
+                "amount": posting.amount,
+                "currency": posting.currency,
+            }
+            for posting in record[POSTINGS_FIELD]
+        ]
+    if PENDING_AMOUNTS_FIELD in record:
+        record[PENDING_AMOUNTS_FIELD] = list(record[PENDING_AMOUNTS_FIELD])
     record[EVENT_TYPE_FIELD] = type(event).__name__
     return cast(EventRecord, record)
 
@@ -169,6 +184,10 @@ def model_event(record: EventRecord) -> Event:
     fields: dict[str, Any] = dict(record)
     event_type = EVENT_TYPES_BY_NAME[fields.pop(EVENT_TYPE_FIELD)]
     fields[BALANCES_FIELD] = tuple(AccountBalance(**item) for item in record[BALANCES_FIELD])
+    if POSTINGS_FIELD in fields:
+        fields[POSTINGS_FIELD] = tuple(Posting(**item) for item in fields[POSTINGS_FIELD])
+    if PENDING_AMOUNTS_FIELD in fields:
+        fields[PENDING_AMOUNTS_FIELD] = tuple(fields[PENDING_AMOUNTS_FIELD])
     event: Event = event_type(**fields)
     return event
 

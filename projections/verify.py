@@ -50,6 +50,11 @@ from schemas.model import (
     AccountOpened,
     Event,
     PendingPosted,
+    TransactionPending,
+    TransactionPendingExpired,
+    TransactionPendingPosted,
+    TransactionPendingVoided,
+    TransactionPosted,
     TransferPending,
     TransferPosted,
 )
@@ -194,18 +199,17 @@ class TenantAudit:
             self.balances[event.account_id] = (0, 0, 0, 0)
             expected = {event.account_id: (0, 0, 0, 0)}
         else:
-            posted, pending = movement(event)
-            debit = self.balances.get(event.debit_account_id, (0, 0, 0, 0))
-            credit = self.balances.get(event.credit_account_id, (0, 0, 0, 0))
-            expected = {
-                event.debit_account_id: (debit[0] + posted, debit[1], debit[2] + pending, debit[3]),
-                event.credit_account_id: (
+            expected = {}
+            for debit_id, credit_id, posted, pending in movements(event):
+                debit = expected.get(debit_id) or self.balances.get(debit_id, (0, 0, 0, 0))
+                expected[debit_id] = (debit[0] + posted, debit[1], debit[2] + pending, debit[3])
+                credit = expected.get(credit_id) or self.balances.get(credit_id, (0, 0, 0, 0))
+                expected[credit_id] = (
                     credit[0],
                     credit[1] + posted,
                     credit[2],
                     credit[3] + pending,
-                ),
-            }
+                )
         carried = {
             b.account_id: (b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending)
             for b in event.balances
@@ -239,16 +243,29 @@ class TenantAudit:
                 )
 
 
-def movement(event: Event) -> tuple[int, int]:
-    """(posted, pending) change an event makes on both of its accounts' own side."""
+def movements(event: Event) -> list[tuple[str, str, int, int]]:
+    """(debit account, credit account, posted change, pending change) of each posting of a money
+    event, in order: a transfer event has one, a transaction event one per posting."""
     if isinstance(event, TransferPosted):
-        return event.amount, 0
+        return [(event.debit_account_id, event.credit_account_id, event.amount, 0)]
     if isinstance(event, TransferPending):
-        return 0, event.amount
+        return [(event.debit_account_id, event.credit_account_id, 0, event.amount)]
     if isinstance(event, PendingPosted):
-        return event.amount, -event.pending_amount
+        change = (event.amount, -event.pending_amount)
+        return [(event.debit_account_id, event.credit_account_id, *change)]
+    if isinstance(event, TransactionPosted):
+        return [(p.debit_account_id, p.credit_account_id, p.amount, 0) for p in event.postings]
+    if isinstance(event, TransactionPending):
+        return [(p.debit_account_id, p.credit_account_id, 0, p.amount) for p in event.postings]
+    if isinstance(event, TransactionPendingPosted):
+        return [
+            (p.debit_account_id, p.credit_account_id, p.amount, -reserved)
+            for p, reserved in zip(event.postings, event.pending_amounts, strict=True)
+        ]
     assert not isinstance(event, AccountOpened)
-    return 0, -event.amount
+    if isinstance(event, TransactionPendingVoided | TransactionPendingExpired):
+        return [(p.debit_account_id, p.credit_account_id, 0, -p.amount) for p in event.postings]
+    return [(event.debit_account_id, event.credit_account_id, 0, -event.amount)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,17 @@ from schemas.model import (
     PendingExpired,
     PendingPosted,
     PendingVoided,
+    Posting,
     PostPending,
+    PostTransaction,
     RejectReason,
     TenantHead,
+    TransactionPending,
+    TransactionPendingExpired,
+    TransactionPendingPosted,
+    TransactionPendingVoided,
+    TransactionPosted,
+    TransactionState,
     Transfer,
     TransferPending,
     TransferPosted,
@@ -71,6 +79,19 @@ _SET_VOID_PENDING_IDEMPOTENCY_KEY: Final = slot_setter(VoidPending, "idempotency
 _SET_VOID_PENDING_SUBMITTED_AT_US: Final = slot_setter(VoidPending, "submitted_at_us")
 _SET_VOID_PENDING_METADATA: Final = slot_setter(VoidPending, "metadata")
 _SET_VOID_PENDING_TRANSFER_ID: Final = slot_setter(VoidPending, "transfer_id")
+_SET_POST_TRANSACTION_TENANT_ID: Final = slot_setter(PostTransaction, "tenant_id")
+_SET_POST_TRANSACTION_IDEMPOTENCY_KEY: Final = slot_setter(PostTransaction, "idempotency_key")
+_SET_POST_TRANSACTION_SUBMITTED_AT_US: Final = slot_setter(PostTransaction, "submitted_at_us")
+_SET_POST_TRANSACTION_METADATA: Final = slot_setter(PostTransaction, "metadata")
+_SET_POST_TRANSACTION_TRANSACTION_ID: Final = slot_setter(PostTransaction, "transaction_id")
+_SET_POST_TRANSACTION_POSTINGS: Final = slot_setter(PostTransaction, "postings")
+_SET_POST_TRANSACTION_PENDING: Final = slot_setter(PostTransaction, "pending")
+_SET_POST_TRANSACTION_PENDING_TIMEOUT_S: Final = slot_setter(PostTransaction, "pending_timeout_s")
+_SET_POST_TRANSACTION_REVERSES: Final = slot_setter(PostTransaction, "reverses")
+_SET_POSTING_DEBIT_ACCOUNT_ID: Final = slot_setter(Posting, "debit_account_id")
+_SET_POSTING_CREDIT_ACCOUNT_ID: Final = slot_setter(Posting, "credit_account_id")
+_SET_POSTING_AMOUNT: Final = slot_setter(Posting, "amount")
+_SET_POSTING_CURRENCY: Final = slot_setter(Posting, "currency")
 _SET_ACCOUNT_BALANCE_ACCOUNT_ID: Final = slot_setter(AccountBalance, "account_id")
 _SET_ACCOUNT_BALANCE_CURRENCY: Final = slot_setter(AccountBalance, "currency")
 _SET_ACCOUNT_BALANCE_DEBITS_POSTED: Final = slot_setter(AccountBalance, "debits_posted")
@@ -163,6 +184,99 @@ _SET_PENDING_EXPIRED_DEBIT_ACCOUNT_ID: Final = slot_setter(PendingExpired, "debi
 _SET_PENDING_EXPIRED_CREDIT_ACCOUNT_ID: Final = slot_setter(PendingExpired, "credit_account_id")
 _SET_PENDING_EXPIRED_AMOUNT: Final = slot_setter(PendingExpired, "amount")
 _SET_PENDING_EXPIRED_CURRENCY: Final = slot_setter(PendingExpired, "currency")
+_SET_TRANSACTION_POSTED_TENANT_ID: Final = slot_setter(TransactionPosted, "tenant_id")
+_SET_TRANSACTION_POSTED_SEQUENCE: Final = slot_setter(TransactionPosted, "sequence")
+_SET_TRANSACTION_POSTED_EVENT_ID: Final = slot_setter(TransactionPosted, "event_id")
+_SET_TRANSACTION_POSTED_IDEMPOTENCY_KEY: Final = slot_setter(TransactionPosted, "idempotency_key")
+_SET_TRANSACTION_POSTED_EFFECTIVE_AT_US: Final = slot_setter(TransactionPosted, "effective_at_us")
+_SET_TRANSACTION_POSTED_BALANCES: Final = slot_setter(TransactionPosted, "balances")
+_SET_TRANSACTION_POSTED_PREV_HASH: Final = slot_setter(TransactionPosted, "prev_hash")
+_SET_TRANSACTION_POSTED_HASH: Final = slot_setter(TransactionPosted, "hash")
+_SET_TRANSACTION_POSTED_TRANSACTION_ID: Final = slot_setter(TransactionPosted, "transaction_id")
+_SET_TRANSACTION_POSTED_POSTINGS: Final = slot_setter(TransactionPosted, "postings")
+_SET_TRANSACTION_POSTED_REVERSES: Final = slot_setter(TransactionPosted, "reverses")
+_SET_TRANSACTION_PENDING_TENANT_ID: Final = slot_setter(TransactionPending, "tenant_id")
+_SET_TRANSACTION_PENDING_SEQUENCE: Final = slot_setter(TransactionPending, "sequence")
+_SET_TRANSACTION_PENDING_EVENT_ID: Final = slot_setter(TransactionPending, "event_id")
+_SET_TRANSACTION_PENDING_IDEMPOTENCY_KEY: Final = slot_setter(TransactionPending, "idempotency_key")
+_SET_TRANSACTION_PENDING_EFFECTIVE_AT_US: Final = slot_setter(TransactionPending, "effective_at_us")
+_SET_TRANSACTION_PENDING_BALANCES: Final = slot_setter(TransactionPending, "balances")
+_SET_TRANSACTION_PENDING_PREV_HASH: Final = slot_setter(TransactionPending, "prev_hash")
+_SET_TRANSACTION_PENDING_HASH: Final = slot_setter(TransactionPending, "hash")
+_SET_TRANSACTION_PENDING_TRANSACTION_ID: Final = slot_setter(TransactionPending, "transaction_id")
+_SET_TRANSACTION_PENDING_POSTINGS: Final = slot_setter(TransactionPending, "postings")
+_SET_TRANSACTION_PENDING_EXPIRES_AT_US: Final = slot_setter(TransactionPending, "expires_at_us")
+_SET_TRANSACTION_PENDING_POSTED_TENANT_ID: Final = slot_setter(
+    TransactionPendingPosted, "tenant_id"
+)
+_SET_TRANSACTION_PENDING_POSTED_SEQUENCE: Final = slot_setter(TransactionPendingPosted, "sequence")
+_SET_TRANSACTION_PENDING_POSTED_EVENT_ID: Final = slot_setter(TransactionPendingPosted, "event_id")
+_SET_TRANSACTION_PENDING_POSTED_IDEMPOTENCY_KEY: Final = slot_setter(
+    TransactionPendingPosted, "idempotency_key"
+)
+_SET_TRANSACTION_PENDING_POSTED_EFFECTIVE_AT_US: Final = slot_setter(
+    TransactionPendingPosted, "effective_at_us"
+)
+_SET_TRANSACTION_PENDING_POSTED_BALANCES: Final = slot_setter(TransactionPendingPosted, "balances")
+_SET_TRANSACTION_PENDING_POSTED_PREV_HASH: Final = slot_setter(
+    TransactionPendingPosted, "prev_hash"
+)
+_SET_TRANSACTION_PENDING_POSTED_HASH: Final = slot_setter(TransactionPendingPosted, "hash")
+_SET_TRANSACTION_PENDING_POSTED_TRANSACTION_ID: Final = slot_setter(
+    TransactionPendingPosted, "transaction_id"
+)
+_SET_TRANSACTION_PENDING_POSTED_POSTINGS: Final = slot_setter(TransactionPendingPosted, "postings")
+_SET_TRANSACTION_PENDING_POSTED_PENDING_AMOUNTS: Final = slot_setter(
+    TransactionPendingPosted, "pending_amounts"
+)
+_SET_TRANSACTION_PENDING_VOIDED_TENANT_ID: Final = slot_setter(
+    TransactionPendingVoided, "tenant_id"
+)
+_SET_TRANSACTION_PENDING_VOIDED_SEQUENCE: Final = slot_setter(TransactionPendingVoided, "sequence")
+_SET_TRANSACTION_PENDING_VOIDED_EVENT_ID: Final = slot_setter(TransactionPendingVoided, "event_id")
+_SET_TRANSACTION_PENDING_VOIDED_IDEMPOTENCY_KEY: Final = slot_setter(
+    TransactionPendingVoided, "idempotency_key"
+)
+_SET_TRANSACTION_PENDING_VOIDED_EFFECTIVE_AT_US: Final = slot_setter(
+    TransactionPendingVoided, "effective_at_us"
+)
+_SET_TRANSACTION_PENDING_VOIDED_BALANCES: Final = slot_setter(TransactionPendingVoided, "balances")
+_SET_TRANSACTION_PENDING_VOIDED_PREV_HASH: Final = slot_setter(
+    TransactionPendingVoided, "prev_hash"
+)
+_SET_TRANSACTION_PENDING_VOIDED_HASH: Final = slot_setter(TransactionPendingVoided, "hash")
+_SET_TRANSACTION_PENDING_VOIDED_TRANSACTION_ID: Final = slot_setter(
+    TransactionPendingVoided, "transaction_id"
+)
+_SET_TRANSACTION_PENDING_VOIDED_POSTINGS: Final = slot_setter(TransactionPendingVoided, "postings")
+_SET_TRANSACTION_PENDING_EXPIRED_TENANT_ID: Final = slot_setter(
+    TransactionPendingExpired, "tenant_id"
+)
+_SET_TRANSACTION_PENDING_EXPIRED_SEQUENCE: Final = slot_setter(
+    TransactionPendingExpired, "sequence"
+)
+_SET_TRANSACTION_PENDING_EXPIRED_EVENT_ID: Final = slot_setter(
+    TransactionPendingExpired, "event_id"
+)
+_SET_TRANSACTION_PENDING_EXPIRED_IDEMPOTENCY_KEY: Final = slot_setter(
+    TransactionPendingExpired, "idempotency_key"
+)
+_SET_TRANSACTION_PENDING_EXPIRED_EFFECTIVE_AT_US: Final = slot_setter(
+    TransactionPendingExpired, "effective_at_us"
+)
+_SET_TRANSACTION_PENDING_EXPIRED_BALANCES: Final = slot_setter(
+    TransactionPendingExpired, "balances"
+)
+_SET_TRANSACTION_PENDING_EXPIRED_PREV_HASH: Final = slot_setter(
+    TransactionPendingExpired, "prev_hash"
+)
+_SET_TRANSACTION_PENDING_EXPIRED_HASH: Final = slot_setter(TransactionPendingExpired, "hash")
+_SET_TRANSACTION_PENDING_EXPIRED_TRANSACTION_ID: Final = slot_setter(
+    TransactionPendingExpired, "transaction_id"
+)
+_SET_TRANSACTION_PENDING_EXPIRED_POSTINGS: Final = slot_setter(
+    TransactionPendingExpired, "postings"
+)
 _SET_OUTCOME_TENANT_ID: Final = slot_setter(Outcome, "tenant_id")
 _SET_OUTCOME_IDEMPOTENCY_KEY: Final = slot_setter(Outcome, "idempotency_key")
 _SET_OUTCOME_COMMAND_TYPE: Final = slot_setter(Outcome, "command_type")
@@ -206,6 +320,15 @@ _SET_TENANT_HEAD_TENANT_ID: Final = slot_setter(TenantHead, "tenant_id")
 _SET_TENANT_HEAD_LAST_SEQUENCE: Final = slot_setter(TenantHead, "last_sequence")
 _SET_TENANT_HEAD_LAST_HASH: Final = slot_setter(TenantHead, "last_hash")
 _SET_TENANT_HEAD_LAST_EFFECTIVE_AT_US: Final = slot_setter(TenantHead, "last_effective_at_us")
+_SET_TRANSACTION_STATE_TENANT_ID: Final = slot_setter(TransactionState, "tenant_id")
+_SET_TRANSACTION_STATE_TRANSACTION_ID: Final = slot_setter(TransactionState, "transaction_id")
+_SET_TRANSACTION_STATE_POSTINGS: Final = slot_setter(TransactionState, "postings")
+_SET_TRANSACTION_STATE_STATUS: Final = slot_setter(TransactionState, "status")
+_SET_TRANSACTION_STATE_AMOUNTS_POSTED: Final = slot_setter(TransactionState, "amounts_posted")
+_SET_TRANSACTION_STATE_AMOUNTS_REVERSED: Final = slot_setter(TransactionState, "amounts_reversed")
+_SET_TRANSACTION_STATE_REVERSES: Final = slot_setter(TransactionState, "reverses")
+_SET_TRANSACTION_STATE_EXPIRES_AT_US: Final = slot_setter(TransactionState, "expires_at_us")
+_SET_TRANSACTION_STATE_LAST_SEQUENCE: Final = slot_setter(TransactionState, "last_sequence")
 
 
 def new_open_account(
@@ -303,6 +426,48 @@ def new_void_pending(
     _SET_VOID_PENDING_SUBMITTED_AT_US(record, submitted_at_us)
     _SET_VOID_PENDING_METADATA(record, metadata)
     _SET_VOID_PENDING_TRANSFER_ID(record, transfer_id)
+    return record
+
+
+def new_post_transaction(
+    *,
+    tenant_id: str,
+    idempotency_key: str,
+    submitted_at_us: int,
+    metadata: tuple[tuple[str, str], ...] = (),
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+    pending: bool = False,
+    pending_timeout_s: int | None = None,
+    reverses: str | None = None,
+) -> PostTransaction:
+    """``PostTransaction(...)`` with the same keywords, without ``type.__call__``."""
+    record: PostTransaction = _NEW(PostTransaction)
+    _SET_POST_TRANSACTION_TENANT_ID(record, tenant_id)
+    _SET_POST_TRANSACTION_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_POST_TRANSACTION_SUBMITTED_AT_US(record, submitted_at_us)
+    _SET_POST_TRANSACTION_METADATA(record, metadata)
+    _SET_POST_TRANSACTION_TRANSACTION_ID(record, transaction_id)
+    _SET_POST_TRANSACTION_POSTINGS(record, postings)
+    _SET_POST_TRANSACTION_PENDING(record, pending)
+    _SET_POST_TRANSACTION_PENDING_TIMEOUT_S(record, pending_timeout_s)
+    _SET_POST_TRANSACTION_REVERSES(record, reverses)
+    return record
+
+
+def new_posting(
+    *,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount: int,
+    currency: str,
+) -> Posting:
+    """``Posting(...)`` with the same keywords, without ``type.__call__``."""
+    record: Posting = _NEW(Posting)
+    _SET_POSTING_DEBIT_ACCOUNT_ID(record, debit_account_id)
+    _SET_POSTING_CREDIT_ACCOUNT_ID(record, credit_account_id)
+    _SET_POSTING_AMOUNT(record, amount)
+    _SET_POSTING_CURRENCY(record, currency)
     return record
 
 
@@ -538,6 +703,152 @@ def new_pending_expired(
     return record
 
 
+def new_transaction_posted(
+    *,
+    tenant_id: str,
+    sequence: int,
+    event_id: str,
+    idempotency_key: str | None,
+    effective_at_us: int,
+    balances: tuple[AccountBalance, ...],
+    prev_hash: bytes,
+    hash: bytes,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+    reverses: str | None,
+) -> TransactionPosted:
+    """``TransactionPosted(...)`` with the same keywords, without ``type.__call__``."""
+    record: TransactionPosted = _NEW(TransactionPosted)
+    _SET_TRANSACTION_POSTED_TENANT_ID(record, tenant_id)
+    _SET_TRANSACTION_POSTED_SEQUENCE(record, sequence)
+    _SET_TRANSACTION_POSTED_EVENT_ID(record, event_id)
+    _SET_TRANSACTION_POSTED_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_TRANSACTION_POSTED_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_TRANSACTION_POSTED_BALANCES(record, balances)
+    _SET_TRANSACTION_POSTED_PREV_HASH(record, prev_hash)
+    _SET_TRANSACTION_POSTED_HASH(record, hash)
+    _SET_TRANSACTION_POSTED_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_POSTED_POSTINGS(record, postings)
+    _SET_TRANSACTION_POSTED_REVERSES(record, reverses)
+    return record
+
+
+def new_transaction_pending(
+    *,
+    tenant_id: str,
+    sequence: int,
+    event_id: str,
+    idempotency_key: str | None,
+    effective_at_us: int,
+    balances: tuple[AccountBalance, ...],
+    prev_hash: bytes,
+    hash: bytes,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+    expires_at_us: int | None,
+) -> TransactionPending:
+    """``TransactionPending(...)`` with the same keywords, without ``type.__call__``."""
+    record: TransactionPending = _NEW(TransactionPending)
+    _SET_TRANSACTION_PENDING_TENANT_ID(record, tenant_id)
+    _SET_TRANSACTION_PENDING_SEQUENCE(record, sequence)
+    _SET_TRANSACTION_PENDING_EVENT_ID(record, event_id)
+    _SET_TRANSACTION_PENDING_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_TRANSACTION_PENDING_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_TRANSACTION_PENDING_BALANCES(record, balances)
+    _SET_TRANSACTION_PENDING_PREV_HASH(record, prev_hash)
+    _SET_TRANSACTION_PENDING_HASH(record, hash)
+    _SET_TRANSACTION_PENDING_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_PENDING_POSTINGS(record, postings)
+    _SET_TRANSACTION_PENDING_EXPIRES_AT_US(record, expires_at_us)
+    return record
+
+
+def new_transaction_pending_posted(
+    *,
+    tenant_id: str,
+    sequence: int,
+    event_id: str,
+    idempotency_key: str | None,
+    effective_at_us: int,
+    balances: tuple[AccountBalance, ...],
+    prev_hash: bytes,
+    hash: bytes,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+    pending_amounts: tuple[int, ...],
+) -> TransactionPendingPosted:
+    """``TransactionPendingPosted(...)`` with the same keywords, without ``type.__call__``."""
+    record: TransactionPendingPosted = _NEW(TransactionPendingPosted)
+    _SET_TRANSACTION_PENDING_POSTED_TENANT_ID(record, tenant_id)
+    _SET_TRANSACTION_PENDING_POSTED_SEQUENCE(record, sequence)
+    _SET_TRANSACTION_PENDING_POSTED_EVENT_ID(record, event_id)
+    _SET_TRANSACTION_PENDING_POSTED_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_TRANSACTION_PENDING_POSTED_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_TRANSACTION_PENDING_POSTED_BALANCES(record, balances)
+    _SET_TRANSACTION_PENDING_POSTED_PREV_HASH(record, prev_hash)
+    _SET_TRANSACTION_PENDING_POSTED_HASH(record, hash)
+    _SET_TRANSACTION_PENDING_POSTED_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_PENDING_POSTED_POSTINGS(record, postings)
+    _SET_TRANSACTION_PENDING_POSTED_PENDING_AMOUNTS(record, pending_amounts)
+    return record
+
+
+def new_transaction_pending_voided(
+    *,
+    tenant_id: str,
+    sequence: int,
+    event_id: str,
+    idempotency_key: str | None,
+    effective_at_us: int,
+    balances: tuple[AccountBalance, ...],
+    prev_hash: bytes,
+    hash: bytes,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+) -> TransactionPendingVoided:
+    """``TransactionPendingVoided(...)`` with the same keywords, without ``type.__call__``."""
+    record: TransactionPendingVoided = _NEW(TransactionPendingVoided)
+    _SET_TRANSACTION_PENDING_VOIDED_TENANT_ID(record, tenant_id)
+    _SET_TRANSACTION_PENDING_VOIDED_SEQUENCE(record, sequence)
+    _SET_TRANSACTION_PENDING_VOIDED_EVENT_ID(record, event_id)
+    _SET_TRANSACTION_PENDING_VOIDED_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_TRANSACTION_PENDING_VOIDED_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_TRANSACTION_PENDING_VOIDED_BALANCES(record, balances)
+    _SET_TRANSACTION_PENDING_VOIDED_PREV_HASH(record, prev_hash)
+    _SET_TRANSACTION_PENDING_VOIDED_HASH(record, hash)
+    _SET_TRANSACTION_PENDING_VOIDED_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_PENDING_VOIDED_POSTINGS(record, postings)
+    return record
+
+
+def new_transaction_pending_expired(
+    *,
+    tenant_id: str,
+    sequence: int,
+    event_id: str,
+    idempotency_key: str | None,
+    effective_at_us: int,
+    balances: tuple[AccountBalance, ...],
+    prev_hash: bytes,
+    hash: bytes,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+) -> TransactionPendingExpired:
+    """``TransactionPendingExpired(...)`` with the same keywords, without ``type.__call__``."""
+    record: TransactionPendingExpired = _NEW(TransactionPendingExpired)
+    _SET_TRANSACTION_PENDING_EXPIRED_TENANT_ID(record, tenant_id)
+    _SET_TRANSACTION_PENDING_EXPIRED_SEQUENCE(record, sequence)
+    _SET_TRANSACTION_PENDING_EXPIRED_EVENT_ID(record, event_id)
+    _SET_TRANSACTION_PENDING_EXPIRED_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_TRANSACTION_PENDING_EXPIRED_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_TRANSACTION_PENDING_EXPIRED_BALANCES(record, balances)
+    _SET_TRANSACTION_PENDING_EXPIRED_PREV_HASH(record, prev_hash)
+    _SET_TRANSACTION_PENDING_EXPIRED_HASH(record, hash)
+    _SET_TRANSACTION_PENDING_EXPIRED_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_PENDING_EXPIRED_POSTINGS(record, postings)
+    return record
+
+
 def new_outcome(
     *,
     tenant_id: str,
@@ -648,12 +959,40 @@ def new_tenant_head(
     return record
 
 
+def new_transaction_state(
+    *,
+    tenant_id: str,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+    status: TransferStatus,
+    amounts_posted: tuple[int, ...],
+    amounts_reversed: tuple[int, ...],
+    reverses: str | None,
+    expires_at_us: int | None,
+    last_sequence: int,
+) -> TransactionState:
+    """``TransactionState(...)`` with the same keywords, without ``type.__call__``."""
+    record: TransactionState = _NEW(TransactionState)
+    _SET_TRANSACTION_STATE_TENANT_ID(record, tenant_id)
+    _SET_TRANSACTION_STATE_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_STATE_POSTINGS(record, postings)
+    _SET_TRANSACTION_STATE_STATUS(record, status)
+    _SET_TRANSACTION_STATE_AMOUNTS_POSTED(record, amounts_posted)
+    _SET_TRANSACTION_STATE_AMOUNTS_REVERSED(record, amounts_reversed)
+    _SET_TRANSACTION_STATE_REVERSES(record, reverses)
+    _SET_TRANSACTION_STATE_EXPIRES_AT_US(record, expires_at_us)
+    _SET_TRANSACTION_STATE_LAST_SEQUENCE(record, last_sequence)
+    return record
+
+
 # Record type -> its builder (for callers that pick the type at run time: the codec).
 BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {
     OpenAccount: new_open_account,
     Transfer: new_transfer,
     PostPending: new_post_pending,
     VoidPending: new_void_pending,
+    PostTransaction: new_post_transaction,
+    Posting: new_posting,
     AccountBalance: new_account_balance,
     AccountOpened: new_account_opened,
     TransferPosted: new_transfer_posted,
@@ -661,8 +1000,14 @@ BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {
     PendingPosted: new_pending_posted,
     PendingVoided: new_pending_voided,
     PendingExpired: new_pending_expired,
+    TransactionPosted: new_transaction_posted,
+    TransactionPending: new_transaction_pending,
+    TransactionPendingPosted: new_transaction_pending_posted,
+    TransactionPendingVoided: new_transaction_pending_voided,
+    TransactionPendingExpired: new_transaction_pending_expired,
     Outcome: new_outcome,
     AccountState: new_account_state,
     TransferState: new_transfer_state,
     TenantHead: new_tenant_head,
+    TransactionState: new_transaction_state,
 }

@@ -44,7 +44,7 @@ from fastavro import _read as fastavro_compiled_reader
 from fastavro import _write as fastavro_compiled_writer
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas._generated_records import BUILDERS, new_account_balance
+from schemas._generated_records import BUILDERS, new_account_balance, new_posting
 from schemas.avro_schemas import (
     CURRENT_VERSION,
     FINGERPRINT_BYTES,
@@ -66,9 +66,11 @@ from schemas.model import (
     Event,
     Outcome,
     OutcomeStatus,
+    Posting,
     RejectReason,
     StateRecord,
     TenantHead,
+    TransactionState,
     TransferState,
     TransferStatus,
 )
@@ -77,7 +79,12 @@ from streamledger.errors import StreamLedgerError
 MARKER: Final = b"\xc3\x01"
 HEADER_BYTES: Final = len(MARKER) + FINGERPRINT_BYTES
 UNION_INDEX_MAX: Final = 63  # a zig-zag varint below 128 is one byte: indexes 0..63
-STATE_TYPES: tuple[type[StateRecord], ...] = (AccountState, TransferState, TenantHead)
+STATE_TYPES: tuple[type[StateRecord], ...] = (
+    AccountState,
+    TransferState,
+    TenantHead,
+    TransactionState,
+)
 HASH_FORM_OMITTED_FIELD: Final = "hash"
 
 
@@ -237,6 +244,18 @@ def _balances_to_avro(balances: tuple[AccountBalance, ...]) -> list[dict[str, An
     ]
 
 
+def _postings_to_avro(postings: tuple[Posting, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "debit_account_id": posting.debit_account_id,
+            "credit_account_id": posting.credit_account_id,
+            "amount": posting.amount,
+            "currency": posting.currency,
+        }
+        for posting in postings
+    ]
+
+
 def _enum_name(value: Any) -> Any:
     # ``_name_`` is the member's documented sunder attribute; ``.name`` is a property around it
     return None if value is None else value._name_
@@ -251,11 +270,19 @@ FIELD_CONVERSIONS: dict[str, _FieldConversion] = {
         lambda value: tuple(new_account_balance(**item) for item in value),
     ),
     "event_sequences": (list, tuple),
+    "postings": (
+        _postings_to_avro,
+        lambda value: tuple(new_posting(**item) for item in value),
+    ),
+    "pending_amounts": (list, tuple),
+    "amounts_posted": (list, tuple),
+    "amounts_reversed": (list, tuple),
     "reason": (_enum_name, lambda value: None if value is None else RejectReason[value]),
 }
 TYPE_SPECIFIC_CONVERSIONS: dict[tuple[type[Any], str], _FieldConversion] = {
     (Outcome, "status"): (_enum_name, lambda value: OutcomeStatus[value]),
     (TransferState, "status"): (_enum_name, lambda value: TransferStatus[value]),
+    (TransactionState, "status"): (_enum_name, lambda value: TransferStatus[value]),
 }
 
 
@@ -734,8 +761,8 @@ def event_canonical_bytes(event: Event) -> bytes:
     """The bytes an event's hash covers: deterministic, independent of ``event.hash``.
 
     Definition (``streamledger.v1``): the one-byte zig-zag union index of the event's type in
-    ``EventEnvelope`` (0 = AccountOpened … 5 = PendingExpired), followed by the Avro binary
-    encoding of the event record with its ``hash`` field left out, all other fields in schema
+    ``EventEnvelope`` (0 = AccountOpened … 10 = TransactionPendingExpired), followed by the Avro
+    binary encoding of the event record with its ``hash`` field left out, all other fields in schema
     order. No maps occur in events, so the encoding is unique. The chain hash is
     ``SHA-256(prev_hash + event_canonical_bytes(event))`` (see ``event_chain_hash``).
 

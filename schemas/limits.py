@@ -23,7 +23,9 @@ from schemas.model import (
     Command,
     CommandHeader,
     OpenAccount,
+    Posting,
     PostPending,
+    PostTransaction,
     Transfer,
     VoidPending,
 )
@@ -44,6 +46,8 @@ AMOUNT_MIN: Final = 1
 AMOUNT_MAX: Final = INT64_MAX
 OVERDRAFT_LIMIT_MIN: Final = 0
 OVERDRAFT_LIMIT_MAX: Final = INT64_MAX
+POSTINGS_MIN: Final = 1  # a PostTransaction's postings
+POSTINGS_MAX: Final = 64  # bounds one event's size and one decision's work (issue 16)
 
 # --- time ---
 PENDING_TIMEOUT_S_MIN: Final = 1
@@ -235,11 +239,71 @@ def _void_pending_violation(command: VoidPending) -> Violation | None:
     return None
 
 
+def _posting_violation(index: int, posting: object) -> Violation | None:
+    """One posting's fields in declared order, named ``postings[index].<field>``."""
+    if not isinstance(posting, Posting):
+        return f"postings[{index}]", f"must be a Posting, got {type(posting).__name__}"
+    checks = (
+        ("debit_account_id", entity_id_problem(posting.debit_account_id)),
+        ("credit_account_id", entity_id_problem(posting.credit_account_id)),
+        ("amount", amount_problem(posting.amount)),
+        ("currency", currency_problem(posting.currency)),
+    )
+    for name, problem in checks:
+        if problem is not None:
+            return f"postings[{index}].{name}", problem
+    return None
+
+
+def postings_violation(postings: object) -> Violation | None:
+    """The first limit a list of postings breaks: its length, then each posting in order."""
+    if not isinstance(postings, tuple):
+        return "postings", f"must be a tuple of postings, got {type(postings).__name__}"
+    if not POSTINGS_MIN <= len(postings) <= POSTINGS_MAX:
+        return "postings", f"{len(postings)} postings; {POSTINGS_MIN}..{POSTINGS_MAX} allowed"
+    for index, posting in enumerate(postings):
+        if (violation := _posting_violation(index, posting)) is not None:
+            return violation
+    return None
+
+
+def _post_transaction_violation(command: PostTransaction) -> Violation | None:
+    if (problem := entity_id_problem(command.transaction_id)) is not None:
+        return "transaction_id", problem
+    if (violation := postings_violation(command.postings)) is not None:
+        return violation
+    if (problem := _boolean_problem(command.pending)) is not None:
+        return "pending", problem
+    return _transaction_option_violation(command)
+
+
+def _transaction_option_violation(command: PostTransaction) -> Violation | None:
+    """The optional fields of a PostTransaction, after its required ones (as for a Transfer)."""
+    if command.pending_timeout_s is not None:
+        problem = (
+            _integer(command.pending_timeout_s, PENDING_TIMEOUT_S_MIN, PENDING_TIMEOUT_S_MAX)
+            if command.pending
+            else "only allowed with pending=true"
+        )
+        if problem is not None:
+            return "pending_timeout_s", problem
+    if command.reverses is not None:
+        problem = entity_id_problem(command.reverses)
+        if problem is None and command.pending:
+            problem = "a reversal is posted at once, not pending"
+        elif problem is None and command.reverses == command.transaction_id:
+            problem = "a transaction cannot reverse itself"
+        if problem is not None:
+            return "reverses", problem
+    return None
+
+
 _BODY_CHECKS: dict[type[object], Callable[..., Violation | None]] = {
     OpenAccount: _open_account_violation,
     Transfer: _transfer_violation,
     PostPending: _post_pending_violation,
     VoidPending: _void_pending_violation,
+    PostTransaction: _post_transaction_violation,
 }
 
 
@@ -308,6 +372,7 @@ _FAST_RULES: Final[dict[str, str]] = {
     "none": "{v} is None",
     "pending_timeout_s": "({v} is None or (command.pending is True and type({v}) is int"
     " and PENDING_TIMEOUT_S_MIN <= {v} <= PENDING_TIMEOUT_S_MAX))",
+    "postings": "postings_certainly_valid({v})",
 }
 _HEADER_RULES: Final = (
     ("tenant_id", "tenant_id"),
@@ -336,7 +401,39 @@ _FAST_BODY_RULES: Final[dict[type[object], tuple[tuple[str, str], ...]]] = {
     ),
     PostPending: (("transfer_id", "entity_id"), ("amount", "optional_amount")),
     VoidPending: (("transfer_id", "entity_id"),),
+    PostTransaction: (
+        ("transaction_id", "entity_id"),
+        ("postings", "postings"),
+        ("pending", "boolean"),
+        ("pending_timeout_s", "pending_timeout_s"),
+        ("reverses", "none"),
+    ),
 }
+
+
+def _postings_certainly_valid(postings: object) -> bool:
+    """A PostTransaction's postings break no limit (the fast path's one loop)."""
+    if type(postings) is not tuple or not POSTINGS_MIN <= len(postings) <= POSTINGS_MAX:
+        return False
+    for posting in postings:
+        if type(posting) is not Posting:
+            return False
+        debit, credit = posting.debit_account_id, posting.credit_account_id
+        amount, currency = posting.amount, posting.currency
+        if not (
+            type(debit) is str
+            and _KNOWN_ACCOUNT_IDS.known(debit)
+            and type(credit) is str
+            and _KNOWN_ACCOUNT_IDS.known(credit)
+            and type(amount) is int
+            and AMOUNT_MIN <= amount <= AMOUNT_MAX
+            and type(currency) is str
+            and _KNOWN_CURRENCIES.known(currency)
+        ):
+            return False
+    return True
+
+
 _FAST_NAMESPACE: Final[dict[str, object]] = {
     "KNOWN_TENANT_IDS": _KNOWN_TENANT_IDS.seen,
     "known_tenant_id": _KNOWN_TENANT_IDS.known,
@@ -357,6 +454,7 @@ _FAST_NAMESPACE: Final[dict[str, object]] = {
     "ASSET_SCALE_MAX": ASSET_SCALE_MAX,
     "PENDING_TIMEOUT_S_MIN": PENDING_TIMEOUT_S_MIN,
     "PENDING_TIMEOUT_S_MAX": PENDING_TIMEOUT_S_MAX,
+    "postings_certainly_valid": _postings_certainly_valid,
 }
 
 

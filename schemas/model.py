@@ -68,12 +68,34 @@ class VoidPending(CommandHeader):
     transfer_id: str  # the pending transfer
 
 
-Command = OpenAccount | Transfer | PostPending | VoidPending
-COMMAND_TYPES: tuple[type[OpenAccount | Transfer | PostPending | VoidPending], ...] = (
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Posting:
+    """One leg of a transaction: ``amount`` from the debit account to the credit account."""
+
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostTransaction(CommandHeader):
+    """Several postings, all or nothing, in one event (schemas v1.3, issue 16)."""
+
+    transaction_id: str  # unique in the tenant among transfer and transaction ids
+    postings: tuple[Posting, ...]  # 1..postings_max, in order
+    pending: bool = False
+    pending_timeout_s: int | None = None  # only with pending; None = never expires
+    reverses: str | None = None  # the transaction_id of a posted transaction this one corrects
+
+
+Command = OpenAccount | Transfer | PostPending | VoidPending | PostTransaction
+COMMAND_TYPES: tuple[type[Command], ...] = (
     OpenAccount,
     Transfer,
     PostPending,
     VoidPending,
+    PostTransaction,
 )
 
 
@@ -167,6 +189,39 @@ class PendingExpired(EventHeader):
     currency: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionPosted(EventHeader):
+    transaction_id: str
+    postings: tuple[Posting, ...]  # every posting, in command order: moved
+    reverses: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionPending(EventHeader):
+    transaction_id: str
+    postings: tuple[Posting, ...]  # every posting, in command order: reserved
+    expires_at_us: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionPendingPosted(EventHeader):
+    transaction_id: str
+    postings: tuple[Posting, ...]  # every posting: the amount posted now
+    pending_amounts: tuple[int, ...]  # per posting: the amount that was reserved (released)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionPendingVoided(EventHeader):
+    transaction_id: str
+    postings: tuple[Posting, ...]  # every posting: the amount released
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionPendingExpired(EventHeader):
+    transaction_id: str
+    postings: tuple[Posting, ...]  # every posting: the amount released
+
+
 Event = (
     AccountOpened
     | TransferPosted
@@ -174,6 +229,11 @@ Event = (
     | PendingPosted
     | PendingVoided
     | PendingExpired
+    | TransactionPosted
+    | TransactionPending
+    | TransactionPendingPosted
+    | TransactionPendingVoided
+    | TransactionPendingExpired
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
     AccountOpened,
@@ -182,6 +242,11 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PendingPosted,
     PendingVoided,
     PendingExpired,
+    TransactionPosted,
+    TransactionPending,
+    TransactionPendingPosted,
+    TransactionPendingVoided,
+    TransactionPendingExpired,
 )
 
 
@@ -229,7 +294,7 @@ class Outcome:
 
     tenant_id: str
     idempotency_key: str
-    command_type: str  # "OpenAccount", "Transfer", "PostPending", "VoidPending"
+    command_type: str  # the command's type name: "OpenAccount", "Transfer", ...
     fingerprint: bytes
     field_fingerprints: bytes  # FIELD_FINGERPRINT_BYTES per fingerprinted field, in order
     status: OutcomeStatus
@@ -287,6 +352,21 @@ class TransferState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionState:
+    """``ledger.balances`` record keyed by transaction: its postings and their lifecycle."""
+
+    tenant_id: str
+    transaction_id: str
+    postings: tuple[Posting, ...]  # as created (reserved, for a pending transaction)
+    status: TransferStatus  # of every posting together
+    amounts_posted: tuple[int, ...]  # per posting, posted so far
+    amounts_reversed: tuple[int, ...]  # per posting, reversed so far
+    reverses: str | None
+    expires_at_us: int | None
+    last_sequence: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TenantHead:
     """``ledger.balances`` record keyed by tenant: the tenant's last sequence, hash and effective
     time (the next event of the tenant is never effective earlier)."""
@@ -297,7 +377,7 @@ class TenantHead:
     last_effective_at_us: int = 0
 
 
-StateRecord = AccountState | TransferState | TenantHead
+StateRecord = AccountState | TransferState | TenantHead | TransactionState
 
 
 # --------------------------------------------------------------------------- construction speed
@@ -319,10 +399,12 @@ def slot_setter(record_type: type[Any], name: str) -> Callable[[Any, Any], None]
 
 RECORD_TYPES: tuple[type[Any], ...] = (
     *COMMAND_TYPES,
+    Posting,
     AccountBalance,
     *EVENT_TYPES,
     Outcome,
     AccountState,
     TransferState,
     TenantHead,
+    TransactionState,
 )

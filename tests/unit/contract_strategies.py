@@ -20,10 +20,18 @@ from schemas.model import (
     PendingExpired,
     PendingPosted,
     PendingVoided,
+    Posting,
     PostPending,
+    PostTransaction,
     RejectReason,
     StateRecord,
     TenantHead,
+    TransactionPending,
+    TransactionPendingExpired,
+    TransactionPendingPosted,
+    TransactionPendingVoided,
+    TransactionPosted,
+    TransactionState,
     Transfer,
     TransferPending,
     TransferPosted,
@@ -116,8 +124,36 @@ void_pendings = st.builds(
 )
 
 
+postings = st.builds(
+    Posting,
+    debit_account_id=entity_ids,
+    credit_account_id=entity_ids,
+    amount=amounts,
+    currency=currencies,
+)
+posting_lists = st.lists(postings, min_size=limits.POSTINGS_MIN, max_size=5).map(tuple)
+
+
+@st.composite
+def post_transactions(draw: st.DrawFn) -> PostTransaction:
+    pending = draw(st.booleans())
+    timeout = st.integers(limits.PENDING_TIMEOUT_S_MIN, limits.PENDING_TIMEOUT_S_MAX)
+    transaction_id = draw(entity_ids)
+    reverses = (
+        None if pending else draw(st.none() | entity_ids.filter(lambda i: i != transaction_id))
+    )
+    return PostTransaction(
+        **draw(headers),
+        transaction_id=transaction_id,
+        postings=draw(posting_lists),
+        pending=pending,
+        pending_timeout_s=draw(st.none() | timeout) if pending else None,
+        reverses=reverses,
+    )
+
+
 commands: st.SearchStrategy[Command] = st.one_of(
-    open_accounts(), transfers(), post_pendings, void_pendings
+    open_accounts(), transfers(), post_pendings, void_pendings, post_transactions()
 )
 
 int64 = st.integers(INT64_MIN, INT64_MAX)
@@ -175,13 +211,35 @@ events: st.SearchStrategy[Event] = st.one_of(
     _event(PendingPosted, **movement, pending_amount=amounts),
     _event(PendingVoided, **movement),
     _event(PendingExpired, **movement),
+    _event(
+        TransactionPosted,
+        transaction_id=entity_ids,
+        postings=posting_lists,
+        reverses=st.none() | entity_ids,
+    ),
+    _event(
+        TransactionPending,
+        transaction_id=entity_ids,
+        postings=posting_lists,
+        expires_at_us=st.none() | timestamps,
+    ),
+    _event(
+        TransactionPendingPosted,
+        transaction_id=entity_ids,
+        postings=posting_lists,
+        pending_amounts=st.lists(amounts, max_size=5).map(tuple),
+    ),
+    _event(TransactionPendingVoided, transaction_id=entity_ids, postings=posting_lists),
+    _event(TransactionPendingExpired, transaction_id=entity_ids, postings=posting_lists),
 )
 
 outcomes = st.builds(
     Outcome,
     tenant_id=tenant_ids,
     idempotency_key=idempotency_keys,
-    command_type=st.sampled_from(["OpenAccount", "Transfer", "PostPending", "VoidPending"]),
+    command_type=st.sampled_from(
+        ["OpenAccount", "Transfer", "PostPending", "VoidPending", "PostTransaction"]
+    ),
     fingerprint=hashes,
     field_fingerprints=st.lists(st.binary(min_size=8, max_size=8), max_size=9).map(b"".join),
     status=st.sampled_from(OutcomeStatus),
@@ -225,5 +283,17 @@ states: st.SearchStrategy[StateRecord] = st.one_of(
     ),
     st.builds(
         TenantHead, tenant_id=tenant_ids, last_sequence=st.integers(0, INT64_MAX), last_hash=hashes
+    ),
+    st.builds(
+        TransactionState,
+        tenant_id=tenant_ids,
+        transaction_id=entity_ids,
+        postings=posting_lists,
+        status=st.sampled_from(TransferStatus),
+        amounts_posted=st.lists(st.integers(0, INT64_MAX), max_size=5).map(tuple),
+        amounts_reversed=st.lists(st.integers(0, INT64_MAX), max_size=5).map(tuple),
+        reverses=st.none() | entity_ids,
+        expires_at_us=st.none() | timestamps,
+        last_sequence=st.integers(0, INT64_MAX),
     ),
 )

@@ -168,7 +168,7 @@ def test_trailing_bytes_are_invalid() -> None:
 
 def test_bad_union_index_is_invalid() -> None:
     encoded = bytearray(codec.encode_command(TRANSFER))
-    encoded[codec.HEADER_BYTES] = 0x08  # branch 4 of 4
+    encoded[codec.HEADER_BYTES] = len(codec.COMMANDS.branches) << 1  # one past the last branch
     with pytest.raises(codec.BodyInvalidError, match="union branch"):
         codec.decode_command(bytes(encoded))
 

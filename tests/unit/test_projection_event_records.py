@@ -19,6 +19,11 @@ from tests.unit.contract_strategies import events
 from workloads.projection_events import generate
 
 WORKLOAD_SEED = 16_001
+# issue 16: the core does not decide PostTransaction yet, so no workload has these events
+# (Hypothesis below covers them)
+NOT_IN_A_WORKLOAD_YET = frozenset(
+    event_type for event_type in EVENT_TYPES if event_type.__name__.startswith("Transaction")
+)
 
 
 def assert_reads_like_the_codec(event: Event) -> None:
@@ -32,7 +37,7 @@ def assert_reads_like_the_codec(event: Event) -> None:
 
 def test_every_event_type_of_a_workload_reads_like_the_codec() -> None:
     workload = generate(WORKLOAD_SEED, tenants=3, commands=1_500)
-    assert {type(event) for event in workload.events} == set(EVENT_TYPES)
+    assert {type(event) for event in workload.events} == set(EVENT_TYPES) - NOT_IN_A_WORKLOAD_YET
     for event in workload.events:
         assert_reads_like_the_codec(event)
 
