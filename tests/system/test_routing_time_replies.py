@@ -54,6 +54,7 @@ TICK_INTERVAL_MS = 200
 # the bound the issue asks for: the tick interval, plus a batch and a commit on a loaded machine
 EXPIRY_DELAY_MAX_S = TICK_INTERVAL_MS / 1000 + 5.0
 HOUR_MS = 3_600_000
+CONFIG_SETTLE_S = 2.0
 FAST_TICKS = (f"--expiry-tick-interval-ms={TICK_INTERVAL_MS}",)
 
 
@@ -356,6 +357,10 @@ def test_replaying_the_command_log_with_its_ticks_gives_byte_identical_events(
                 timestamp=record.timestamp_ms,
             )
         assert producer.flush(30) == 0
+        copied = read_topic(replay, ledger_topic_names(replay).commands)
+        assert [r.timestamp_ms for r in copied] == [r.timestamp_ms for r in log], (
+            "the copy's commands were restamped: not a replay"
+        )
         second = ProcessorProcess(replay, "a", tmp_path)
         try:
             wait_until_consumed(replay, CONSUME_TIMEOUT_S, [second])
@@ -392,3 +397,14 @@ def keep_producer_timestamps(settings: Settings) -> None:
     client = admin_client(settings)  # kept alive until the futures are done
     for future in client.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
+    # the broker applies a topic config change asynchronously: wait until it reports it, then
+    # give its log a moment to take it (records appended before would be restamped)
+    deadline = time.monotonic() + CONSUME_TIMEOUT_S
+    while time.monotonic() < deadline:
+        described = client.describe_configs([ConfigResource(ResourceType.TOPIC, resource.name)])
+        configs = next(iter(described.values())).result(timeout=30)
+        if configs["message.timestamp.type"].value == "CreateTime":
+            time.sleep(CONFIG_SETTLE_S)
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{resource.name} still not CreateTime after {CONSUME_TIMEOUT_S} s")
