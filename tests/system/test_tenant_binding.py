@@ -43,7 +43,10 @@ def migrated_database(stack_settings: Settings) -> Iterator[Settings]:
     database = f"sl_test_{uuid.uuid4().hex[:12]}"
     postgres_server.create_scratch_database(stack_settings, database)
     try:
-        url = make_conninfo(stack_settings.database_dsn, dbname=database)
+        url = (
+            f"postgresql://{postgres_server.APP_ROLE}:{postgres_server.APP_PASSWORD}"
+            f"@127.0.0.1:{stack_settings.postgres_port}/{database}"
+        )
         settings = replace(stack_settings, database_url=url)
         apply_migrations(settings)
         yield settings
