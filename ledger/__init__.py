@@ -28,6 +28,7 @@ The modules, by job (read them in this order):
 ``ledger.rules``           contract checks the rules rely on, rejections per command type
 ``ledger.draft``           a decision's draft: the records it changes, its sealed events
 ``ledger.execution``       the events an accepted command (or stream time) causes
+``ledger.transactions``    multi-leg transactions: rules, events, fold (decision 0040)
 ``ledger.decider``         ``decide``/``step``, ``decide_tick``/``step_tick``, time
 ``ledger.fold``            ``apply``: fold a logged event into a state, verifying it
 ``ledger.invariants``      ``assert_invariants``: the full check after a restore

@@ -22,6 +22,7 @@ from schemas.model import (
     Event,
     Outcome,
     TenantHead,
+    TransactionState,
     TransferState,
     slot_setter,
 )
@@ -32,6 +33,7 @@ _SET_STATE_CHANGES_TRANSFERS: Final = slot_setter(StateChanges, "transfers")
 _SET_STATE_CHANGES_HEADS: Final = slot_setter(StateChanges, "heads")
 _SET_STATE_CHANGES_OUTCOME: Final = slot_setter(StateChanges, "outcome")
 _SET_STATE_CHANGES_STREAM_TIME_US: Final = slot_setter(StateChanges, "stream_time_us")
+_SET_STATE_CHANGES_TRANSACTIONS: Final = slot_setter(StateChanges, "transactions")
 _SET_ACCEPTED_EVENTS: Final = slot_setter(Accepted, "events")
 _SET_ACCEPTED_OUTCOME: Final = slot_setter(Accepted, "outcome")
 _SET_ACCEPTED_CHANGES: Final = slot_setter(Accepted, "changes")
@@ -56,6 +58,7 @@ def new_state_changes(
     heads: tuple[TenantHead, ...],
     outcome: Outcome | None,
     stream_time_us: int,
+    transactions: tuple[TransactionState, ...] = (),
 ) -> StateChanges:
     """``StateChanges(...)`` with the same keywords, without ``type.__call__``."""
     record: StateChanges = _NEW(StateChanges)
@@ -64,6 +67,7 @@ def new_state_changes(
     _SET_STATE_CHANGES_HEADS(record, heads)
     _SET_STATE_CHANGES_OUTCOME(record, outcome)
     _SET_STATE_CHANGES_STREAM_TIME_US(record, stream_time_us)
+    _SET_STATE_CHANGES_TRANSACTIONS(record, transactions)
     return record
 
 

@@ -42,14 +42,8 @@ from schemas.model import (
     Command,
     Outcome,
     OutcomeStatus,
-    PostTransaction,
     RejectReason,
 )
-
-# Multi-leg transactions (issue 16) are in the contract (schemas v1.3) before the core decides
-# them: until then such a command gets a reply-only INVALID_COMMAND, never stored, so the same
-# key is decided for real once the core supports it.
-UNSUPPORTED_COMMAND_TYPES: tuple[type[Command], ...] = (PostTransaction,)
 
 
 def _new_outcome(
@@ -102,15 +96,6 @@ def _against_stored(
     return new_rejected(events=(), outcome=outcome, changes=None)
 
 
-def _unsupported(
-    state: LedgerState, command: Command, fingerprint: Fingerprint, record_timestamp_us: int
-) -> Decision:
-    """A reply-only rejection of a command type this core does not decide yet (not stored)."""
-    rejection = invalid(("command_type", f"{type(command).__name__} is not supported yet"))
-    outcome = _new_outcome(state, command, fingerprint, record_timestamp_us, rejection=rejection)
-    return new_rejected(events=(), outcome=outcome, changes=None)
-
-
 def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> Decision:
     """Decide one command at the given record timestamp. Reads ``state``, never changes it."""
     stream_time_us = max(state._stream_time_us, record_timestamp_us)
@@ -121,8 +106,6 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
             state, command, fingerprint, record_timestamp_us, rejection=invalid(violation)
         )
         return new_rejected(events=(), outcome=outcome, changes=None)
-    if isinstance(command, UNSUPPORTED_COMMAND_TYPES):
-        return _unsupported(state, command, fingerprint, record_timestamp_us)
     stored = state.outcome(command.tenant_id, command.idempotency_key)
     if stored is not None and (
         stored.expires_at_us is None or stored.expires_at_us > stream_time_us

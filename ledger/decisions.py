@@ -30,6 +30,7 @@ from schemas.model import (
     Outcome,
     RejectReason,
     TenantHead,
+    TransactionState,
     TransferState,
 )
 
@@ -45,6 +46,7 @@ class StateChanges:
     heads: tuple[TenantHead, ...]
     outcome: Outcome | None
     stream_time_us: int
+    transactions: tuple[TransactionState, ...] = ()  # multi-leg transactions (issue 16)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,7 @@ from schemas.model import (
     Event,
     Outcome,
     TenantHead,
+    TransactionState,
     TransferState,
 )
 
@@ -31,13 +32,23 @@ HASH_PLACEHOLDER: Final = bytes(HASH_BYTES)  # ``hash`` of an event being built 
 class Draft:
     """The records one decision changes, read through to the state. Never shared."""
 
-    __slots__ = ("accounts", "encoded_events", "events", "heads", "seal", "state", "transfers")
+    __slots__ = (
+        "accounts",
+        "encoded_events",
+        "events",
+        "heads",
+        "seal",
+        "state",
+        "transactions",
+        "transfers",
+    )
 
     def __init__(self, state: LedgerState) -> None:
         self.state = state
         self.seal = state.wire_format.seal
         self.accounts: dict[tuple[str, str], AccountState] = {}
         self.transfers: dict[tuple[str, str], TransferState] = {}
+        self.transactions: dict[tuple[str, str], TransactionState] = {}
         self.heads: dict[str, TenantHead] = {}
         self.events: list[Event] = []
         self.encoded_events: list[bytes] = []
@@ -51,6 +62,18 @@ class Draft:
         key = (tenant_id, transfer_id)
         found = self.transfers.get(key)
         return found if found is not None else self.state._transfers.get(key)
+
+    def transaction(self, tenant_id: str, transaction_id: str) -> TransactionState | None:
+        key = (tenant_id, transaction_id)
+        found = self.transactions.get(key)
+        return found if found is not None else self.state._transactions.get(key)
+
+    def id_taken(self, tenant_id: str, transfer_or_transaction_id: str) -> bool:
+        """Whether a transfer or a transaction has this id (they share one namespace)."""
+        return (
+            self.transfer(tenant_id, transfer_or_transaction_id) is not None
+            or self.transaction(tenant_id, transfer_or_transaction_id) is not None
+        )
 
     def next_link(self, tenant_id: str) -> tuple[int, bytes]:
         """(the tenant's next sequence, the hash it chains from)."""
@@ -69,6 +92,9 @@ class Draft:
 
     def put_transfer(self, transfer: TransferState) -> None:
         self.transfers[(transfer.tenant_id, transfer.transfer_id)] = transfer
+
+    def put_transaction(self, transaction: TransactionState) -> None:
+        self.transactions[(transaction.tenant_id, transaction.transaction_id)] = transaction
 
     def record(self, event: Event) -> None:
         """Seal an event of this decision, built with ``hash=HASH_PLACEHOLDER``: set its hash,
@@ -99,6 +125,7 @@ class Draft:
             heads=tuple(self.heads.values()),
             outcome=outcome,
             stream_time_us=stream_time_us,
+            transactions=tuple(self.transactions.values()),
         )
 
 

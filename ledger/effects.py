@@ -32,15 +32,18 @@ from typing import Final
 from schemas._generated_records import (
     new_account_balance,
     new_account_state,
+    new_transaction_state,
     new_transfer_state,
 )
 from schemas.model import (
     INT64_MAX,
     AccountBalance,
     AccountState,
+    TransactionState,
     TransferState,
     TransferStatus,
 )
+from schemas.model import Posting as ModelPosting  # ``Posting`` here is (kind, amount)
 from streamledger.errors import InvariantViolationError
 
 
@@ -241,3 +244,161 @@ def reversed_by(original: TransferState, amount: int, sequence: int) -> Transfer
     if total is None:
         raise InvariantViolationError(f"transfer {original.transfer_id}: reversed beyond posted")
     return dataclasses.replace(original, amount_reversed=total, last_sequence=sequence)
+
+
+# --------------------------------------------------------------------------- multi-leg transactions
+# A transaction event does, to each posting's two accounts, what the transfer event of the same
+# meaning does to its two (issue 16, decision 0040): the table above, applied posting by posting.
+
+TRANSACTION_MEANING: Final[Mapping[str, str]] = {
+    "TransactionPosted": "TransferPosted",
+    "TransactionPending": "TransferPending",
+    "TransactionPendingPosted": "PendingPosted",
+    "TransactionPendingVoided": "PendingVoided",
+    "TransactionPendingExpired": "PendingExpired",
+}
+TRANSACTION_EVENT_TYPES: Final = frozenset(TRANSACTION_MEANING)
+# (debit account id, credit account id, added to both posted counters, added to both pending)
+Movement = tuple[str, str, int, int]
+
+
+def posting_movements(
+    event_type: str, postings: tuple[ModelPosting, ...], pending_amounts: tuple[int, ...] = ()
+) -> tuple[Movement, ...]:
+    """What a transaction event does, posting by posting, in order (``counter_changes`` of the
+    transfer event of the same meaning; ``pending_amounts``: a TransactionPendingPosted's)."""
+    meaning = TRANSACTION_MEANING[event_type]
+    reserved: tuple[int | None, ...] = pending_amounts or (None,) * len(postings)
+    return tuple(
+        (
+            posting.debit_account_id,
+            posting.credit_account_id,
+            *counter_changes(meaning, posting.amount, pending_amount),
+        )
+        for posting, pending_amount in zip(postings, reserved, strict=True)
+    )
+
+
+def touched_account_ids(postings: tuple[ModelPosting, ...]) -> tuple[str, ...]:
+    """Every account the postings touch, once, in first-touched order (posting 0's debit
+    account, its credit account, then each later posting's new ones): the order of a
+    transaction event's ``balances``."""
+    touched: dict[str, None] = {}
+    for posting in postings:
+        touched[posting.debit_account_id] = None
+        touched[posting.credit_account_id] = None
+    return tuple(touched)
+
+
+def move_postings(
+    accounts: Mapping[str, AccountState], movements: tuple[Movement, ...], *, sequence: int
+) -> dict[str, AccountState]:
+    """``accounts`` (every touched one, by id, in first-touched order) after all ``movements``,
+    counters checked once at the end: a transaction is one change, not N. Per currency the
+    movements add as much to debits as to credits (asserted)."""
+    counters = {
+        account_id: [
+            account.debits_posted,
+            account.credits_posted,
+            account.debits_pending,
+            account.credits_pending,
+        ]
+        for account_id, account in accounts.items()
+    }
+    for debit_id, credit_id, posted, pending in movements:
+        debit, credit = counters[debit_id], counters[credit_id]
+        debit[0] += posted
+        debit[2] += pending
+        credit[1] += posted
+        credit[3] += pending
+    moved = {
+        account_id: _with_counters(
+            account,
+            debits_posted=counters[account_id][0],
+            credits_posted=counters[account_id][1],
+            debits_pending=counters[account_id][2],
+            credits_pending=counters[account_id][3],
+            sequence=sequence,
+        )
+        for account_id, account in accounts.items()
+    }
+    for account in moved.values():
+        check_counters(account)
+    check_zero_sum(accounts, moved)
+    return moved
+
+
+def check_zero_sum(before: Mapping[str, AccountState], after: Mapping[str, AccountState]) -> None:
+    """Per currency, a transaction adds as much to debits as to credits, posted and pending:
+    true of every posting by construction, asserted for the whole transaction."""
+    sums: dict[str, list[int]] = {}
+    for account_id, old in before.items():
+        new = after[account_id]
+        total = sums.setdefault(old.currency, [0, 0])
+        total[0] += (new.debits_posted - old.debits_posted) - (
+            new.credits_posted - old.credits_posted
+        )
+        total[1] += (new.debits_pending - old.debits_pending) - (
+            new.credits_pending - old.credits_pending
+        )
+    for currency, (posted, pending) in sums.items():
+        if posted or pending:
+            raise InvariantViolationError(
+                f"a transaction moves {posted} posted, {pending} pending net in {currency}"
+            )
+
+
+def transaction_status_after(
+    event_type: str, current: TransferStatus | None
+) -> TransferStatus | None:
+    """``next_status`` of a transaction: as the transfer event of the same meaning."""
+    return next_status(TRANSACTION_MEANING[event_type], current)
+
+
+def amounts_posted_after(event_type: str, postings: tuple[ModelPosting, ...]) -> tuple[int, ...]:
+    """Per posting, what a creating or ending transaction event posts (``amount_posted_after``)."""
+    meaning = TRANSACTION_MEANING[event_type]
+    return tuple(amount_posted_after(meaning, posting.amount) for posting in postings)
+
+
+def transaction_with(
+    transaction: TransactionState,
+    *,
+    sequence: int,
+    status: TransferStatus | None = None,
+    amounts_posted: tuple[int, ...] | None = None,
+    amounts_reversed: tuple[int, ...] | None = None,
+) -> TransactionState:
+    """``transaction`` with a new status, posted or reversed amounts, changed at ``sequence``."""
+    return new_transaction_state(
+        tenant_id=transaction.tenant_id,
+        transaction_id=transaction.transaction_id,
+        postings=transaction.postings,
+        status=transaction.status if status is None else status,
+        amounts_posted=transaction.amounts_posted if amounts_posted is None else amounts_posted,
+        amounts_reversed=(
+            transaction.amounts_reversed if amounts_reversed is None else amounts_reversed
+        ),
+        reverses=transaction.reverses,
+        expires_at_us=transaction.expires_at_us,
+        last_sequence=sequence,
+    )
+
+
+def transaction_reversed_by(
+    original: TransactionState, postings: tuple[ModelPosting, ...], sequence: int
+) -> TransactionState:
+    """``original`` after a reversal whose posting ``i`` reverses its posting ``i``."""
+    totals = tuple(
+        reversed_total(posted, already, posting.amount)
+        for posted, already, posting in zip(
+            original.amounts_posted, original.amounts_reversed, postings, strict=True
+        )
+    )
+    if any(total is None for total in totals):
+        raise InvariantViolationError(
+            f"transaction {original.transaction_id}: reversed beyond posted"
+        )
+    return transaction_with(
+        original, sequence=sequence, amounts_reversed=tuple(t or 0 for t in totals)
+    )

@@ -18,6 +18,11 @@ from ledger.effects import (
     reversed_by,
     with_status,
 )
+from ledger.transactions import (
+    execute_transaction,
+    post_pending_transaction,
+    release_transaction,
+)
 from schemas._generated_records import (
     new_account_opened,
     new_account_state,
@@ -42,6 +47,7 @@ from schemas.model import (
     TransferPosted,
     TransferState,
     TransferStatus,
+    VoidPending,
 )
 from streamledger.errors import InvariantViolationError
 
@@ -67,7 +73,8 @@ def expire_pendings(draft: Draft, stream_time_us: int) -> None:
     for deadline_us, tenant_id, transfer_id in state._pending_index.due(
         stream_time_us, state._pending_is_live
     ):
-        _release(
+        release = _release if draft.transfer(tenant_id, transfer_id) else release_transaction
+        release(
             draft,
             tenant_id,
             transfer_id,
@@ -239,10 +246,12 @@ def execute(draft: Draft, command: Command, effective_at_us: int) -> None:
         _open_account(draft, command, effective_at_us)
     elif isinstance(command, Transfer):
         _create_transfer(draft, command, effective_at_us)
+    elif isinstance(command, PostTransaction):
+        execute_transaction(draft, command, effective_at_us)
+    elif draft.transfer(command.tenant_id, command.transfer_id) is None:
+        _end_pending_transaction(draft, command, effective_at_us)
     elif isinstance(command, PostPending):
         _post_pending(draft, command, effective_at_us)
-    elif isinstance(command, PostTransaction):
-        raise InvariantViolationError("PostTransaction is not executed by the core yet")
     else:
         _release(
             draft,
@@ -252,3 +261,20 @@ def execute(draft: Draft, command: Command, effective_at_us: int) -> None:
             effective_at_us=effective_at_us,
             status=TransferStatus.VOIDED,
         )
+
+
+def _end_pending_transaction(
+    draft: Draft, command: PostPending | VoidPending, effective_at_us: int
+) -> None:
+    """PostPending/VoidPending naming a pending transaction (one id namespace, decision 0041)."""
+    if isinstance(command, PostPending):
+        post_pending_transaction(draft, command, effective_at_us)
+        return
+    release_transaction(
+        draft,
+        command.tenant_id,
+        command.transfer_id,
+        idempotency_key=command.idempotency_key,
+        effective_at_us=effective_at_us,
+        status=TransferStatus.VOIDED,
+    )

@@ -20,6 +20,7 @@ from ledger.effects import (
     with_status,
 )
 from ledger.state import LedgerState
+from ledger.transactions import fold_transaction
 from schemas._generated_records import new_account_state, new_tenant_head, new_transfer_state
 from schemas.model import (
     GENESIS_HASH,
@@ -30,6 +31,7 @@ from schemas.model import (
     PendingExpired,
     PendingPosted,
     PendingVoided,
+    TransactionState,
     TransferPending,
     TransferPosted,
     TransferState,
@@ -174,6 +176,7 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
     """Fold one event into ``state`` (staged, like a decision: ``commit``/``abort`` end it) and
     return it. Raises ``InvariantViolationError`` if the event does not continue the state."""
     _check_link(state, event)
+    transactions: list[TransactionState] = []
     if isinstance(event, AccountOpened):
         accounts: list[AccountState] = [_fold_opened(state, event)]
         transfers: list[TransferState] = []
@@ -182,7 +185,8 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
     elif isinstance(event, PendingPosted | PendingVoided | PendingExpired):
         accounts, transfers = _fold_pending_end(state, event)
     else:
-        raise _fold_error(event, "multi-leg transactions are not folded by this core yet")
+        accounts, transactions = fold_transaction(state, event)
+        transfers = []
     if tuple(balance_of(account) for account in accounts) != event.balances:
         raise _fold_error(event, "the balances it carries are not the fold's")
     head = new_tenant_head(
@@ -198,6 +202,7 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
             heads=(head,),
             outcome=None,
             stream_time_us=max(state.stream_time_us, event.effective_at_us),
+            transactions=tuple(transactions),
         )
     )
     return state

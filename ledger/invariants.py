@@ -47,6 +47,7 @@ def assert_invariants(state: LedgerState) -> None:
             reserved.setdefault((transfer.tenant_id, transfer.credit_account_id), [0, 0])[1] += (
                 transfer.amount
             )
+    _reserve_pending_transactions(state, reserved)
     for key, account in state._accounts.items():
         debits, credits = reserved.get(key, (0, 0))
         if (account.debits_pending, account.credits_pending) != (debits, credits):
@@ -59,3 +60,23 @@ def _check_not_after_head(state: LedgerState, tenant_id: str, sequence: int, nam
     head = state._heads.get(tenant_id)
     if head is None or sequence > head.last_sequence:
         raise InvariantViolationError(f"{tenant_id}/{name}: sequence {sequence} is past the head")
+
+
+def _reserve_pending_transactions(
+    state: LedgerState, reserved: dict[tuple[str, str], list[int]]
+) -> None:
+    """Add every pending transaction's postings to ``reserved`` (debits, credits per account),
+    and check no transaction is newer than its tenant's head."""
+    for transaction in state._transactions.values():
+        tenant_id = transaction.tenant_id
+        _check_not_after_head(
+            state, tenant_id, transaction.last_sequence, transaction.transaction_id
+        )
+        if transaction.status is TransferStatus.PENDING:
+            for posting in transaction.postings:
+                reserved.setdefault((tenant_id, posting.debit_account_id), [0, 0])[0] += (
+                    posting.amount
+                )
+                reserved.setdefault((tenant_id, posting.credit_account_id), [0, 0])[1] += (
+                    posting.amount
+                )

@@ -11,6 +11,7 @@ from typing import Final
 
 from ledger.decisions import Rejection
 from ledger.draft import Draft
+from ledger.transactions import pending_transaction_rejection, transaction_rejection
 from schemas.event_time import US_PER_S
 from schemas.limits import first_violation
 from schemas.model import (
@@ -24,7 +25,6 @@ from schemas.model import (
     TransferStatus,
     VoidPending,
 )
-from streamledger.errors import InvariantViolationError
 
 SCOPE_FIELDS: Final = frozenset({"tenant_id", "idempotency_key"})
 
@@ -47,7 +47,7 @@ def command_violation(command: Command) -> tuple[str, str] | None:
 def _transfer_rejection(draft: Draft, command: Transfer) -> Rejection | None:
     """The first rule a Transfer breaks, in RejectReason order."""
     tenant_id = command.tenant_id
-    if draft.transfer(tenant_id, command.transfer_id) is not None:
+    if draft.id_taken(tenant_id, command.transfer_id):  # a transfer's or a transaction's
         return RejectReason.TRANSFER_EXISTS, f"transfer_id: {command.transfer_id!r} exists"
     debit = draft.account(tenant_id, command.debit_account_id)
     credit = draft.account(tenant_id, command.credit_account_id)
@@ -136,6 +136,9 @@ def _overflow(field: str, account: AccountState) -> Rejection:
 
 def _pending_rejection(draft: Draft, command: PostPending | VoidPending) -> Rejection | None:
     transfer = draft.transfer(command.tenant_id, command.transfer_id)
+    transaction = None if transfer else draft.transaction(command.tenant_id, command.transfer_id)
+    if transaction is not None:
+        return pending_transaction_rejection(command, transaction)
     if transfer is None:
         return RejectReason.PENDING_NOT_FOUND, f"transfer_id: no transfer {command.transfer_id!r}"
     if transfer.status is TransferStatus.EXPIRED:
@@ -169,7 +172,7 @@ def rule_rejection(draft: Draft, command: Command, effective_at_us: int) -> Reje
         return found
     if isinstance(command, PostPending | VoidPending):
         return _pending_rejection(draft, command)
-    raise InvariantViolationError(f"{type(command).__name__} is not decided by the rules yet")
+    return transaction_rejection(draft, command, effective_at_us)
 
 
 def invalid(violation: tuple[str, str]) -> Rejection:

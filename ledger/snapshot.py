@@ -23,7 +23,6 @@ from schemas.model import (
     TransferState,
     TransferStatus,
 )
-from streamledger.errors import InvariantViolationError
 
 # An outcome as ledger.outcomes stores it, not decoded: (tenant_id, idempotency_key,
 # decided_at_us, expires_at_us, the encoded outcome). The times must be the ones inside the
@@ -36,6 +35,7 @@ def export_records(state: LedgerState) -> Iterator[StateRecord]:
     yield from state._heads.values()
     yield from state._accounts.values()
     yield from state._transfers.values()
+    yield from state._transactions.values()
 
 
 def outcomes_of(state: LedgerState) -> Iterator[Outcome]:
@@ -70,10 +70,7 @@ def restore(
         elif isinstance(record, TenantHead):
             state._heads[record.tenant_id] = record
         else:
-            raise InvariantViolationError(
-                f"{record.tenant_id}/transaction/{record.transaction_id}: multi-leg "
-                "transactions are not restored by this core yet"
-            )
+            state._transactions[(record.tenant_id, record.transaction_id)] = record
     outcome_entries, stream_time_us = _restore_outcomes(state, outcomes, encoded_outcomes)
     # every event is effective at or before the stream time that decided it; a tick that
     # expired nothing is not remembered, and needs not be (a later record is at least as late)
@@ -81,9 +78,19 @@ def restore(
         stream_time_us = max(stream_time_us, tenant_head.last_effective_at_us)
     state._stream_time_us = stream_time_us
     state._pending_index = ExpiryIndex(
-        (transfer.expires_at_us, transfer.tenant_id, transfer.transfer_id)
-        for transfer in state._transfers.values()
-        if transfer.status is TransferStatus.PENDING and transfer.expires_at_us is not None
+        [
+            *(
+                (transfer.expires_at_us, transfer.tenant_id, transfer.transfer_id)
+                for transfer in state._transfers.values()
+                if transfer.status is TransferStatus.PENDING and transfer.expires_at_us is not None
+            ),
+            *(
+                (transaction.expires_at_us, transaction.tenant_id, transaction.transaction_id)
+                for transaction in state._transactions.values()
+                if transaction.status is TransferStatus.PENDING
+                and transaction.expires_at_us is not None
+            ),
+        ]
     )
     state._outcome_index = ExpiryIndex(
         (expires_at_us, *key)

@@ -30,6 +30,7 @@ from schemas.model import (
     Outcome,
     StateRecord,
     TenantHead,
+    TransactionState,
     TransferState,
     TransferStatus,
 )
@@ -69,6 +70,7 @@ class LedgerState:
         "_pending_index",
         "_stream_time_us",
         "_touched",
+        "_transactions",
         "_transfers",
         "_undo",
         "idempotency_retention_us",
@@ -87,6 +89,8 @@ class LedgerState:
         self.idempotency_retention_us = idempotency_retention_s * US_PER_S
         self._accounts: dict[tuple[str, str], AccountState] = {}
         self._transfers: dict[tuple[str, str], TransferState] = {}
+        # multi-leg transactions; their ids share the tenant's namespace with transfer ids
+        self._transactions: dict[tuple[str, str], TransactionState] = {}
         # an outcome restored encoded stays bytes until replaced or forgotten (``outcome``)
         self._outcomes: dict[tuple[str, str], Outcome | bytes] = {}
         self._heads: dict[str, TenantHead] = {}
@@ -107,6 +111,9 @@ class LedgerState:
 
     def transfer(self, tenant_id: str, transfer_id: str) -> TransferState | None:
         return self._transfers.get((tenant_id, transfer_id))
+
+    def transaction(self, tenant_id: str, transaction_id: str) -> TransactionState | None:
+        return self._transactions.get((tenant_id, transaction_id))
 
     def outcome(self, tenant_id: str, idempotency_key: str) -> Outcome | None:
         """The outcome stored under the key; one restore kept encoded is decoded (a copy: the
@@ -158,6 +165,8 @@ class LedgerState:
             is_pending = transfer.status is TransferStatus.PENDING
             if previous is None and is_pending and transfer.expires_at_us:
                 self._pending_index.push((transfer.expires_at_us, *key))
+        if changes.transactions:
+            self._stage_transactions(changes.transactions)
         for head in changes.heads:
             undo((heads, head.tenant_id, heads.get(head.tenant_id)))
             heads[head.tenant_id] = head
@@ -170,8 +179,21 @@ class LedgerState:
                     (outcome.expires_at_us, outcome.tenant_id, outcome.idempotency_key)
                 )
         self._stream_time_us = max(self._stream_time_us, changes.stream_time_us)
-        if changes.transfers:
+        if changes.transfers or changes.transactions:
             self._pending_index.prune(self._pending_is_live)
+
+    def _stage_transactions(self, transactions: tuple[TransactionState, ...]) -> None:
+        """``stage`` for transaction records: undoable, touched, a new pending one indexed."""
+        table = self._transactions
+        for transaction in transactions:
+            key = (transaction.tenant_id, transaction.transaction_id)
+            previous = table.get(key)
+            self._undo.append((table, key, previous))
+            table[key] = transaction
+            self._touched[("transaction", *key)] = None
+            is_pending = transaction.status is TransferStatus.PENDING
+            if previous is None and is_pending and transaction.expires_at_us:
+                self._pending_index.push((transaction.expires_at_us, *key))
 
     def forget_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Drop expired outcomes (their tombstones go to ledger.outcomes in the same batch).
@@ -193,6 +215,8 @@ class LedgerState:
                 records.append(self._accounts[(tenant_id, name)])
             elif kind == "transfer":
                 records.append(self._transfers[(tenant_id, name)])
+            elif kind == "transaction":
+                records.append(self._transactions[(tenant_id, name)])
             else:
                 records.append(self._heads[tenant_id])
         return tuple(records)
@@ -220,7 +244,11 @@ class LedgerState:
 
     # ---- expiry liveness
     def _pending_is_live(self, entry: ExpiryEntry) -> bool:
-        transfer = self._transfers.get((entry[1], entry[2]))
+        transfer: TransferState | TransactionState | None = self._transfers.get(
+            (entry[1], entry[2])
+        )
+        if transfer is None:  # the index holds pending transactions too (one id namespace)
+            transfer = self._transactions.get((entry[1], entry[2]))
         return (
             transfer is not None
             and transfer.status is TransferStatus.PENDING

@@ -1,7 +1,7 @@
 """Multi-leg transactions in the contract (schemas v1.3, issue 16 phase 1): the command and its
 events on the wire, the limits naming ``postings[i].<field>``, the fingerprint covering every
-posting, key reuse naming the first differing posting field, and the core's reply-only answer
-until it decides transactions."""
+posting, key reuse naming the first differing posting field, one stored event per
+transaction."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from schemas.model import (
     OutcomeStatus,
     Posting,
     PostTransaction,
-    RejectReason,
     TransactionPendingPosted,
     TransactionState,
     TransferStatus,
@@ -194,11 +193,8 @@ def test_json_lines_round_trip_a_transaction() -> None:
     assert command_from_line(line, default_submitted_at_us=0) == FX
 
 
-def test_the_core_answers_reply_only_until_it_decides_transactions() -> None:
+def test_the_core_decides_a_transaction_as_one_stored_event() -> None:
     book = with_accounts("card", "merchant", "platform", "network")
-    decision = book.run(PAYMENT)
-    assert isinstance(decision, ledger.Rejected)
-    assert decision.changes is None  # nothing stored: the key is decided for real later
-    assert decision.outcome.reason is RejectReason.INVALID_COMMAND
-    assert decision.outcome.detail == "command_type: PostTransaction is not supported yet"
-    assert book.state.outcome("acme", PAYMENT.idempotency_key) is None
+    decision = book.accept(PAYMENT)
+    assert len(decision.events) == 1 and decision.changes.outcome is not None
+    assert book.state.outcome("acme", PAYMENT.idempotency_key) == decision.outcome
