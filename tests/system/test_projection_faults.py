@@ -63,7 +63,7 @@ def start_projection(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 def assignments(log: Path) -> int:
     """How many times a projection in ``log`` was assigned its partitions."""
-    return log.read_text().count("projections.sink assigned")
+    return log.read_text().count("streamledger.projection assigned")
 
 
 @pytest.mark.slow
