@@ -147,8 +147,23 @@ def wait_until_stable(
             ],
             deadline,
         )
-        if committed == uncommitted:
+        unknown = [
+            topic
+            for offsets in (earliest, committed, uncommitted)
+            for topic, offset in offsets.items()
+            if offset < 0
+        ]
+        # A listing can come back without a real offset (-1) while leadership moves after a
+        # broker failure: that is "not known yet", never "empty" — reading nothing would start
+        # the partition's tenants over at sequence 1 (a fork, seen in make chaos-ha).
+        if not unknown and committed == uncommitted:
             return {topic: (earliest[topic], committed[topic]) for topic in committed}
+        if time.monotonic() >= deadline and unknown:
+            raise RestoreError(
+                f"partition {partitions[0].partition}: no offsets known for"
+                f" {', '.join(sorted(set(unknown)))} within the restore timeout"
+                " [setting restore_timeout_s / --restore-timeout-s]"
+            )
         if time.monotonic() >= deadline:
             open_topics = [t for t in committed if committed[t] != uncommitted[t]]
             raise RestoreError(

@@ -1,0 +1,56 @@
+"""A restore never takes an unknown offset (-1, while leadership moves) for an empty partition:
+reading nothing would start the partition's tenants over at sequence 1 (make chaos-ha saw it)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from processors.restore import RestoreError, wait_until_stable
+
+
+@dataclass
+class Listed:
+    offset: int
+
+
+class FlakyAdmin:
+    """Answers every listing with -1 for ``unknown_rounds`` rounds of three, then real offsets."""
+
+    def __init__(self, unknown_rounds: int, earliest: int = 0, end: int = 40) -> None:
+        self.calls = 0
+        self.unknown_rounds = unknown_rounds
+        self.earliest, self.end = earliest, end
+
+    def list_offsets(self, requested: dict[TopicPartition, Any], **_: Any) -> dict[Any, Any]:
+        self.calls += 1
+        unknown = (self.calls - 1) // 3 < self.unknown_rounds
+        first_of_three = self.calls % 3 == 1  # the EARLIEST query comes first in each round
+        offset = -1 if unknown else (self.earliest if first_of_three else self.end)
+        futures: dict[Any, Any] = {}
+        for partition in requested:
+            future: Future[Listed] = Future()
+            future.set_result(Listed(offset))
+            futures[partition] = future
+        return futures
+
+
+PARTITIONS = [TopicPartition("t.ledger.balances", 2), TopicPartition("t.ledger.outcomes", 2)]
+
+
+def test_unknown_offsets_are_waited_out_not_read_as_empty() -> None:
+    admin = FlakyAdmin(unknown_rounds=2)
+    ends = wait_until_stable(admin, PARTITIONS, time.monotonic() + 30)  # type: ignore[arg-type]
+    assert ends == {"t.ledger.balances": (0, 40), "t.ledger.outcomes": (0, 40)}
+    assert admin.calls == 9  # two unknown rounds, then the real one
+
+
+def test_offsets_still_unknown_at_the_deadline_stop_the_restore() -> None:
+    admin = FlakyAdmin(unknown_rounds=1_000_000)
+    with pytest.raises(RestoreError, match="no offsets known"):
+        wait_until_stable(admin, PARTITIONS, time.monotonic() + 0.5)  # type: ignore[arg-type]
