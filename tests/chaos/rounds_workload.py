@@ -118,15 +118,20 @@ def build(plan: RoundPlan) -> RoundWorkload:
     )
     workload = RoundWorkload()
     currencies: dict[str, str] = {}  # tenant -> its one currency (loadgen: one per tenant)
+    opened: dict[str, set[str]] = {}  # tenant -> accounts opened so far
     for number, generated in enumerate(generate(load)):
         command = dataclasses.replace(
             generated.command, tenant_id=prefix + generated.command.tenant_id
         )
         if isinstance(command, OpenAccount):
             currencies[command.tenant_id] = command.currency
+            opened.setdefault(command.tenant_id, set()).add(command.account_id)
         workload.duplicates += generated.intent == "duplicate"
         _append(workload, command, plan.partitions)
-        if "expiry" in plan.faults and chance.random() < EXPIRING_SHARE:
+        # an expiring transfer only once both its accounts are open: before that it would be
+        # rejected (unknown_account) and never pending, in the ledger and in the fold alike
+        funded = {FUNDING_ACCOUNT, FIRST_CUSTOMER} <= opened.get(command.tenant_id, set())
+        if "expiry" in plan.faults and funded and chance.random() < EXPIRING_SHARE:
             expiring = _expiring(chance, command, currencies[command.tenant_id], number)
             workload.expiring.setdefault(command.tenant_id, []).append(expiring.transfer_id)
             _append(workload, expiring, plan.partitions)
