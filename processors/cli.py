@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import os
 import signal
 import sys
 import threading
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from processors.loop import Processor, tune_garbage_collection
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DEST_PREFIX = "process_"  # the flags' namespace entries: process_<setting name>
+# SIGTERM was honoured, but the last batch did not finish within shutdown_timeout_s (a Kafka
+# client call that hangs past its own timeout): the process left like a kill -9 would, which
+# the design survives (its open transaction is aborted), with every thread's stack in its log.
+EXIT_SHUTDOWN_ABANDONED = 4
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 def register(subparsers: Subparsers) -> None:
@@ -41,6 +47,8 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
+    # before any thread exists (librdkafka's included), so every thread inherits the mask
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     given = given_settings(arguments, ProcessorSettings, dest_prefix=DEST_PREFIX)
     instance_id = given.pop("instance_id")
     metrics_port = given.pop("metrics_port")
@@ -56,8 +64,8 @@ def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
     processor.check_topics()  # before any logging: a refusal is one line on stderr
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("streamledger.processor.kafka").setLevel(logging.WARNING)
-    stop = threading.Event()
-    install_stop_signals(stop)
+    stop, finished = threading.Event(), threading.Event()
+    install_stop_signals(stop, finished, shutdown_timeout_s=processor_settings.shutdown_timeout_s)
     server = None
     if processor_settings.metrics_port:
         server = MetricsServer(
@@ -73,16 +81,41 @@ def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
     try:
         processor.run(stop)
     finally:
+        finished.set()
         if server is not None:
             server.stop()
     return 0
 
 
-def install_stop_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT ask the loop to finish its batch and leave the group."""
+def install_stop_signals(
+    stop: threading.Event, finished: threading.Event, *, shutdown_timeout_s: float
+) -> None:
+    """SIGTERM and SIGINT ask the loop to finish its batch and leave the group, within
+    ``shutdown_timeout_s``.
 
-    def request_stop(signal_number: int, frame: FrameType | None) -> None:
+    Python runs a signal handler only once the main thread is back in the interpreter, so a
+    librdkafka call that hangs past its own timeout (librdkafka #5456: seen in
+    ``send_offsets_to_transaction`` after a broker restart) made the process deaf to SIGTERM
+    until the supervisor killed it. So the signals are blocked everywhere (``run_process``) and
+    taken by a thread of their own with ``sigwait``; if the loop has not finished in time, that
+    thread logs every thread's stack and ends the process with ``EXIT_SHUTDOWN_ABANDONED``."""
+
+    def wait_for_signal() -> None:
+        received = signal.sigwait(STOP_SIGNALS)
+        logging.getLogger("streamledger.processor").info(
+            "%s: finishing the open batch (at most %s s)",
+            signal.Signals(received).name,
+            shutdown_timeout_s,
+        )
         stop.set()
+        if finished.wait(shutdown_timeout_s):
+            return
+        logging.getLogger("streamledger.processor").error(
+            "the loop did not finish within shutdown_timeout_s (%s s): leaving without it, as a"
+            " kill -9 would; its transaction is aborted. Stacks follow.",
+            shutdown_timeout_s,
+        )
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(EXIT_SHUTDOWN_ABANDONED)
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    threading.Thread(target=wait_for_signal, name="stop-signals", daemon=True).start()

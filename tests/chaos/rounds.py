@@ -48,7 +48,7 @@ from tests.chaos.rounds_workload import (
     RoundWorkload,
     build,
 )
-from tests.chaos.run_process import RunProcess
+from tests.chaos.run_process import RunProcess, stopped_cleanly
 from tests.conftest import REPO_ROOT, StackDefaults, delete_topics, settings_of, stack_defaults_from
 from tests.system.ledger_reference import ReferenceLedger, expire_pending
 
@@ -217,7 +217,7 @@ def run_round(settings: Settings, plan: RoundPlan, options: Options, api_port: i
     unclean = [
         line
         for line in run.log().split("stopping:")[-1].splitlines()
-        if line.startswith(PIPELINE_CHILDREN) and "(exit code 0)" not in line
+        if line.startswith(PIPELINE_CHILDREN) and not stopped_cleanly(line)
     ]
     if code != 0 or unclean:
         result.findings.violation("run stop", f"exit code {code}, {unclean}; see {log_path}")

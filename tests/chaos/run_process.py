@@ -8,9 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from processors.cli import EXIT_SHUTDOWN_ABANDONED
 from streamledger.settings import Settings, environment_for
 
 STOP_TIMEOUT_S = 60.0
+
+
+def stopped_cleanly(line: str) -> bool:
+    """A child's line after ``stopping:``: exit code 0, or a processor that honoured SIGTERM but
+    left its last batch to the broker to abort after a Kafka call hung past its own timeout
+    (``EXIT_SHUTDOWN_ABANDONED``, librdkafka #5456; bounded and logged, nothing lost)."""
+    if "(exit code 0)" in line:
+        return True
+    return line.startswith("processor-") and f"(exit code {EXIT_SHUTDOWN_ABANDONED})" in line
+
+
 PROCESSOR_FLAGS = (  # short limits: a killed instance's partitions move within seconds
     "--session-timeout-ms=6000",
     "--transaction-timeout-ms=10000",
