@@ -299,7 +299,13 @@ def test_keys_authenticate_and_tenants_never_see_each_other(api_stack: ApiStack)
             acme, "/v1/transfers", {**transfer(theirs, mine, 5), "tenant_id": "globex"}, unique("k")
         )
         assert assert_problem(smuggled, 400, "invalid-body")["field"] == "tenant_id"
+        # globex sees its own account once the projection has written it (bounded wait: the
+        # outcome above comes from the processor, the read from PostgreSQL)
+        deadline = time.monotonic() + PROJECTED_TIMEOUT_S
         theirs_balance = globex.get(f"/v1/accounts/{theirs}/balance")
+        while theirs_balance.status_code == 404 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            theirs_balance = globex.get(f"/v1/accounts/{theirs}/balance")
         assert theirs_balance.status_code == 200 and theirs_balance.json()["credits_posted"] == 0
     with api_stack.client() as anonymous:
         assert_problem(anonymous.get(f"/v1/accounts/{mine}/balance"), 401, "unauthorized")
