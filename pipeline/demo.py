@@ -211,6 +211,9 @@ def send_workload(
             key, value, _ = poison_queue.pop(0)
             producer.send_raw(key, value)
         if number == total // 2:
+            # the broker stamps command time (LogAppendTime): once the first half is
+            # acknowledged, every one of its events is effective at or before this moment
+            producer.flush(FLUSH_TIMEOUT_S)
             sent.midpoint = datetime.now(UTC)
         progress.update(producer.sent)
     for key, value, _ in poison_queue:
