@@ -23,12 +23,24 @@ What it guarantees:
   ``queue_kbytes_max``), ``send`` serves delivery reports (``poll``) and retries every
   ``backpressure_poll_s`` until ``backpressure_timeout_s`` has passed, then raises
   ``BackpressureTimeoutError``. It never blocks longer and never drops a command silently.
+
+Commands are the contract's frozen dataclasses (``schemas.model``), built by the caller and
+sent as values. ``post_transaction(...)`` builds a multi-leg ``PostTransaction`` from plain
+Python values (postings as ``Posting`` or ``(debit, credit, amount, currency)`` tuples,
+metadata as a mapping) and checks it like ``send`` does::
+
+    fee_split = post_transaction(
+        tenant_id="acme", idempotency_key="pay-17", transaction_id="pay-17",
+        postings=[("card", "merchant", 9710, "USD"), ("card", "platform", 260, "USD"),
+                  ("card", "network", 30, "USD")],
+    )
+    producer.send(fee_split)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
@@ -46,7 +58,7 @@ from producers.errors import (
 from schemas.codec import encode_command
 from schemas.keys import command_key, partition_for
 from schemas.limits import first_violation
-from schemas.model import Command
+from schemas.model import Command, Posting, PostTransaction
 from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings
 
@@ -118,6 +130,54 @@ def validate(command: Command) -> None:
     violation = first_violation(command)
     if violation is not None:
         raise CommandValidationError(*violation)
+
+
+PostingLeg = Posting | tuple[str, str, int, str]  # (debit, credit, amount, currency)
+
+
+def as_posting(leg: PostingLeg) -> Posting:
+    """A ``Posting`` as it is, or one from a ``(debit, credit, amount, currency)`` tuple."""
+    if isinstance(leg, Posting):
+        return leg
+    debit_account_id, credit_account_id, amount, currency = leg
+    return Posting(
+        debit_account_id=debit_account_id,
+        credit_account_id=credit_account_id,
+        amount=amount,
+        currency=currency,
+    )
+
+
+def post_transaction(
+    *,
+    tenant_id: str,
+    idempotency_key: str,
+    transaction_id: str,
+    postings: Iterable[PostingLeg],
+    submitted_at_us: int | None = None,
+    pending: bool = False,
+    pending_timeout_s: int | None = None,
+    reverses: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> PostTransaction:
+    """A checked multi-leg ``PostTransaction`` (all postings or none; ``docs/producing.md``).
+
+    ``submitted_at_us`` defaults to now (the processor stamps the broker's time anyway);
+    ``metadata`` is sorted into the contract's pairs (an FX rate: ``fx_rate``, ``fx_pair``).
+    Raises ``CommandValidationError`` naming the field, e.g. ``postings[3].amount``."""
+    command = PostTransaction(
+        tenant_id=tenant_id,
+        idempotency_key=idempotency_key,
+        submitted_at_us=time.time_ns() // 1_000 if submitted_at_us is None else submitted_at_us,
+        metadata=tuple(sorted((metadata or {}).items())),
+        transaction_id=transaction_id,
+        postings=tuple(as_posting(leg) for leg in postings),
+        pending=pending,
+        pending_timeout_s=pending_timeout_s,
+        reverses=reverses,
+    )
+    validate(command)
+    return command
 
 
 def topic_partition_count(client: ProducerClient, topic: str, timeout_s: float) -> int:

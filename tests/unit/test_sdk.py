@@ -16,10 +16,10 @@ from producers.errors import (
     FlushTimeoutError,
     ProducerError,
 )
-from producers.sdk import LedgerProducer, ProducerSettings
+from producers.sdk import LedgerProducer, ProducerSettings, post_transaction
 from schemas import codec
 from schemas.keys import partition_for
-from schemas.model import Transfer
+from schemas.model import Posting, PostTransaction, Transfer
 from streamledger.settings import Settings
 
 SETTINGS = Settings(home=Path("/nonexistent"), topic_prefix="test.")
@@ -232,3 +232,54 @@ def test_a_delivery_callback_in_the_overrides_keeps_per_record_counting(
     producer.send(TRANSFER)
     producer.flush(1)
     assert built[0].per_record_callbacks == 1 and producer.delivered == 1 and seen == []
+
+
+FEE_SPLIT_LEGS = [
+    ("card", "merchant", 9710, "USD"),
+    ("card", "platform", 260, "USD"),
+    ("card", "network", 30, "USD"),
+]
+
+
+def test_post_transaction_builds_a_checked_multi_leg_command_that_sends_like_a_transfer() -> None:
+    command = post_transaction(
+        tenant_id="acme",
+        idempotency_key="pay-17",
+        transaction_id="pay-17",
+        postings=[
+            *FEE_SPLIT_LEGS[:2],
+            Posting(
+                debit_account_id="card", credit_account_id="network", amount=30, currency="USD"
+            ),
+        ],
+        submitted_at_us=1_700_000_000_000_000,
+        metadata={"order": "A-17", "channel": "web"},
+    )
+    assert isinstance(command, PostTransaction)
+    assert [posting.amount for posting in command.postings] == [9710, 260, 30]
+    assert command.metadata == (("channel", "web"), ("order", "A-17"))
+    client = FakeClient(partitions=7)
+    producer = make(client)
+    producer.send(command)
+    producer.flush(1)
+    _, key, value, partition = client.produced[0]
+    assert (key, partition) == (b"acme", partition_for(b"acme", 7))
+    assert codec.decode_command(value) == command
+
+
+def test_post_transaction_names_the_failing_posting_and_defaults_the_time() -> None:
+    legs = [*FEE_SPLIT_LEGS, ("card", "tax", 0, "USD")]
+    with pytest.raises(CommandValidationError) as caught:
+        post_transaction(
+            tenant_id="acme", idempotency_key="pay-18", transaction_id="pay-18", postings=legs
+        )
+    assert caught.value.field == "postings[3].amount"
+    with pytest.raises(CommandValidationError) as empty:
+        post_transaction(
+            tenant_id="acme", idempotency_key="pay-19", transaction_id="pay-19", postings=[]
+        )
+    assert empty.value.field == "postings"
+    command = post_transaction(
+        tenant_id="acme", idempotency_key="pay-20", transaction_id="pay-20", postings=FEE_SPLIT_LEGS
+    )
+    assert command.submitted_at_us > 1_700_000_000_000_000
