@@ -25,11 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ledger.effects import (
     CREATED_STATUS,
+    FINAL_STATUS,
     TRANSACTION_EVENT_TYPES,
+    TRANSACTION_MEANING,
     amount_posted_after,
     next_status,
     reversed_total,
@@ -45,6 +47,7 @@ from projections.event_records import (
     PendingExpiredRecord,
     PendingPostedRecord,
     PendingVoidedRecord,
+    TransactionEventRecord,
     TransferPendingRecord,
     TransferPostedRecord,
     event_record,
@@ -72,6 +75,29 @@ BalanceRow = tuple[str, str, int, int, int, int, int, datetime]
 EntryRow = tuple[str, str, int, str, str, str, str, str, int, int, int, int, int, datetime]
 # (tenant_id, sequence, hash, effective_at): one link of a tenant's hash chain per event
 ChainRow = tuple[str, int, bytes, datetime]
+# (tenant_id, transaction_id, status, last_sequence, updated_at): a transaction created before
+# the batch that the batch ends (posted, voided or expired)
+TransactionChangeRow = tuple[str, str, str, int, datetime]
+
+# A multi-leg transaction's posting i is projected as the transfer ``{transaction_id}/{i}``
+# (decision 0042): no real id contains "/" (schemas.limits.ENTITY_ID_PATTERN).
+POSTING_ID_SEPARATOR = "/"
+# The fields every event has, copied onto each posting of a transaction event.
+HEADER_FIELDS = (
+    "tenant_id",
+    "sequence",
+    "event_id",
+    "idempotency_key",
+    "effective_at_us",
+    "balances",
+    "prev_hash",
+    "hash",
+)
+
+
+def posting_transfer_id(transaction_id: str, index: int) -> str:
+    """The id of the ``transfers`` row of a transaction's posting ``index`` (from 0)."""
+    return f"{transaction_id}{POSTING_ID_SEPARATOR}{index}"
 
 
 class TransferRow(NamedTuple):
@@ -103,6 +129,24 @@ class TransferRow(NamedTuple):
         return self
 
 
+class TransactionRow(NamedTuple):
+    """A transaction in the column order of the ``transactions`` table (migration 0008); its
+    postings are the transfers ``posting_transfer_id(transaction_id, i)``."""
+
+    tenant_id: str
+    transaction_id: str
+    posting_count: int
+    currencies: list[str]  # each currency once, in first-posting order
+    pending: bool
+    status: str
+    reverses: str | None
+    expires_at: datetime | None
+    created_sequence: int
+    last_sequence: int
+    created_at: datetime
+    updated_at: datetime
+
+
 class EventCannotApplyError(InvariantViolationError):
     """One event of one tenant cannot apply (a transfer created twice, a finalization of a transfer
     that is not pending, a money event without its balances-after). The projection quarantines
@@ -122,12 +166,6 @@ REASON_SEQUENCE_GAP = "sequence_gap"
 REASON_CHAIN_BROKEN = "chain_broken"
 REASON_TIME_WENT_BACK = "time_went_back"
 REASON_FOLD_FAILED = "fold_failed"
-# Multi-leg transaction events (issue 16) are decided by the core but not projected yet: the
-# tenant is quarantined at the first one (visible, releasable) instead of the planner failing.
-NOT_PROJECTED_YET = (
-    "sequence {sequence} is a multi-leg transaction event, which this projection does not "
-    "project yet (issue 16 phase 3)"
-)
 
 Location = tuple[int, int]  # (partition, offset) of a record in ledger.events
 NO_LOCATION: Location = (-1, -1)  # model events planned without a log (tests, the benchmark)
@@ -222,6 +260,9 @@ class BatchPlan:
     transfer_indexes: list[int] = field(default_factory=list)  # batch index of each of those
     transfer_locations: list[Location] = field(default_factory=list)  # and where it was read
     created_transfers: set[tuple[str, str]] = field(default_factory=set)
+    # transactions the batch creates (as the batch leaves them) and ends (created before it)
+    transactions: dict[tuple[str, str], TransactionRow] = field(default_factory=dict)
+    transaction_changes: dict[tuple[str, str], TransactionChangeRow] = field(default_factory=dict)
     event_count: int = 0
     last_effective_at_us: int = 0
 
@@ -368,8 +409,6 @@ def add_rows(
     tenant_id, sequence = record["tenant_id"], record["sequence"]
     effective_at_us = record["effective_at_us"]
     effective_at = to_datetime(effective_at_us)
-    if record["event_type"] in TRANSACTION_EVENT_TYPES:
-        return REASON_FOLD_FAILED, NOT_PROJECTED_YET.format(sequence=sequence)
     if record["event_type"] == "AccountOpened":
         key = (tenant_id, record["account_id"])
         if key in plan.opened_accounts:
@@ -378,20 +417,24 @@ def add_rows(
         plan.accounts.append(account_row(record, effective_at))
     else:
         try:
-            entries = entry_rows(record, effective_at)
+            if record["event_type"] in TRANSACTION_EVENT_TYPES:
+                transaction = cast(TransactionEventRecord, record)
+                money = posting_records(transaction)
+                entries = transaction_entry_rows(transaction, money, effective_at)
+            else:
+                money = [cast(MoneyRecord, record)]
+                entries = entry_rows(money[0], effective_at)
         except EventCannotApplyError as exc:
             return REASON_FOLD_FAILED, str(exc)
-        if record["event_type"] in CREATING_EVENT_TYPES:
-            key = (tenant_id, record["transfer_id"])
-            if key in plan.created_transfers:
-                return REASON_FOLD_FAILED, (
-                    f"transfer {record['transfer_id']!r} created twice (sequence {sequence})"
-                )
-            plan.created_transfers.add(key)
+        problem = note_created_transfers(plan, money)
+        if problem is None and record["event_type"] in TRANSACTION_EVENT_TYPES:
+            problem = note_transaction(plan, cast(TransactionEventRecord, record), effective_at)
+        if problem is not None:
+            return problem
         plan.entries.extend(entries)
-        plan.transfer_events.append(record)
-        plan.transfer_indexes.append(index)
-        plan.transfer_locations.append(location)
+        plan.transfer_events.extend(money)
+        plan.transfer_indexes.extend([index] * len(money))
+        plan.transfer_locations.extend([location] * len(money))
     note_sequence(plan, record, index, location)
     plan.chain.append((tenant_id, sequence, record["hash"], effective_at))
     plan.event_count += 1
@@ -409,6 +452,130 @@ def add_rows(
             effective_at,
         )
     return None
+
+
+def note_created_transfers(plan: BatchPlan, records: Sequence[MoneyRecord]) -> Problem | None:
+    """Remember the transfers ``records`` create (a transaction's postings included), or say
+    which one the batch already created."""
+    created = [
+        (record["tenant_id"], record["transfer_id"])
+        for record in records
+        if record["event_type"] in CREATING_EVENT_TYPES
+    ]
+    for key in created:
+        if key in plan.created_transfers:
+            return REASON_FOLD_FAILED, (
+                f"transfer {key[1]!r} created twice (sequence {records[0]['sequence']})"
+            )
+    plan.created_transfers.update(created)
+    return None
+
+
+def note_transaction(
+    plan: BatchPlan, record: TransactionEventRecord, effective_at: datetime
+) -> Problem | None:
+    """The ``transactions`` row a transaction event creates, or the change of one it ends (the
+    fold of its postings' transfer rows checks that the change can apply)."""
+    key = (record["tenant_id"], record["transaction_id"])
+    meaning = TRANSACTION_MEANING[record["event_type"]]
+    if meaning in CREATING_EVENT_TYPES:
+        if key in plan.transactions:
+            return REASON_FOLD_FAILED, (
+                f"transaction {key[1]!r} created twice (sequence {record['sequence']})"
+            )
+        plan.transactions[key] = created_transaction(record, effective_at)
+        return None
+    status = FINAL_STATUS[meaning].value
+    created = plan.transactions.get(key)
+    if created is not None:
+        plan.transactions[key] = created._replace(
+            status=status, last_sequence=record["sequence"], updated_at=effective_at
+        )
+    else:
+        plan.transaction_changes[key] = (*key, status, record["sequence"], effective_at)
+    return None
+
+
+def created_transaction(record: TransactionEventRecord, at: datetime) -> TransactionRow:
+    status = CREATED_STATUS[TRANSACTION_MEANING[record["event_type"]]]
+    expires_at_us = (
+        record["expires_at_us"] if record["event_type"] == "TransactionPending" else None
+    )
+    currencies = dict.fromkeys(posting["currency"] for posting in record["postings"])
+    return TransactionRow(
+        record["tenant_id"],
+        record["transaction_id"],
+        len(record["postings"]),
+        list(currencies),
+        status is TransferStatus.PENDING,  # pending
+        status.value,
+        record["reverses"] if record["event_type"] == "TransactionPosted" else None,
+        None if expires_at_us is None else to_datetime(expires_at_us),
+        record["sequence"],  # created_sequence
+        record["sequence"],  # last_sequence
+        at,
+        at,
+    )
+
+
+def posting_records(record: TransactionEventRecord) -> list[MoneyRecord]:
+    """Each posting of a transaction event as the transfer event of the same meaning
+    (``ledger.effects.TRANSACTION_MEANING``) of the transfer ``{transaction_id}/{i}``: a
+    reversal's posting i reverses the original's posting i, a pending posting's reservation is
+    ``pending_amounts[i]``. Raises ``EventCannotApplyError`` for an event with no postings or
+    with pending amounts that do not match them."""
+    tenant_id, sequence = record["tenant_id"], record["sequence"]
+    record_postings = record["postings"]
+    meaning = TRANSACTION_MEANING[record["event_type"]]
+    pending_amounts = (
+        record["pending_amounts"] if record["event_type"] == "TransactionPendingPosted" else None
+    )
+    if not record_postings or (
+        pending_amounts is not None and len(pending_amounts) != len(record_postings)
+    ):
+        raise EventCannotApplyError(
+            tenant_id,
+            sequence,
+            f"tenant {tenant_id!r}: {record['event_type']} (sequence {sequence}) of "
+            f"{record['transaction_id']!r} has {len(record_postings)} postings"
+            + ("" if pending_amounts is None else f" and {len(pending_amounts)} pending amounts"),
+        )
+    header: dict[str, Any] = {name: record[name] for name in HEADER_FIELDS}  # type: ignore[literal-required]
+    reverses = record["reverses"] if record["event_type"] == "TransactionPosted" else None
+    expires_at_us = (
+        record["expires_at_us"] if record["event_type"] == "TransactionPending" else None
+    )
+    records: list[MoneyRecord] = []
+    for index, posting in enumerate(record_postings):
+        fields = {
+            **header,
+            "event_type": meaning,
+            "transfer_id": posting_transfer_id(record["transaction_id"], index),
+            "debit_account_id": posting["debit_account_id"],
+            "credit_account_id": posting["credit_account_id"],
+            "amount": posting["amount"],
+            "currency": posting["currency"],
+        }
+        if meaning == "TransferPosted":
+            fields["reverses"] = None if reverses is None else posting_transfer_id(reverses, index)
+        elif meaning == "TransferPending":
+            fields["expires_at_us"] = expires_at_us
+        elif meaning == "PendingPosted":
+            assert pending_amounts is not None
+            fields["pending_amount"] = pending_amounts[index]
+        records.append(cast(MoneyRecord, fields))
+    return records
+
+
+def transaction_entry_rows(
+    record: TransactionEventRecord, posting_transfers: Sequence[MoneyRecord], effective_at: datetime
+) -> list[EntryRow]:
+    """The journal rows of a transaction event: its postings' rows under its own event type."""
+    return [
+        row
+        for posting_transfer in posting_transfers
+        for row in entry_rows(posting_transfer, effective_at, event_type=record["event_type"])
+    ]
 
 
 def note_sequence(plan: BatchPlan, record: EventRecord, index: int, location: Location) -> None:
@@ -457,8 +624,11 @@ def postings(record: MoneyRecord) -> tuple[tuple[str, int], ...]:
     )
 
 
-def entry_rows(record: MoneyRecord, effective_at: datetime) -> list[EntryRow]:
-    """The journal rows of a money event: per side and kind, with the balances after it."""
+def entry_rows(
+    record: MoneyRecord, effective_at: datetime, *, event_type: str | None = None
+) -> list[EntryRow]:
+    """The journal rows of a money event: per side and kind, with the balances after it
+    (``event_type``: the transaction event a posting's record stands for)."""
     after = {balance["account_id"]: balance for balance in record["balances"]}
     tenant_id, sequence = record["tenant_id"], record["sequence"]
     kinds = postings(record)
@@ -484,7 +654,7 @@ def entry_rows(record: MoneyRecord, effective_at: datetime) -> list[EntryRow]:
                     kind,
                     side,
                     record["transfer_id"],
-                    record["event_type"],
+                    event_type or record["event_type"],
                     record["currency"],
                     amount,
                     balance["debits_posted"],

@@ -104,7 +104,53 @@ MoneyRecord = (
     | PendingVoidedRecord
     | PendingExpiredRecord
 )
-EventRecord = AccountOpenedRecord | MoneyRecord
+
+
+class PostingRecord(TypedDict):
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    currency: str
+
+
+class TransactionRecord(EventHeaderRecord):
+    """What every multi-leg transaction event carries (schemas v1.3)."""
+
+    transaction_id: str
+    postings: list[PostingRecord]
+
+
+class TransactionPostedRecord(TransactionRecord):
+    event_type: Literal["TransactionPosted"]
+    reverses: str | None
+
+
+class TransactionPendingRecord(TransactionRecord):
+    event_type: Literal["TransactionPending"]
+    expires_at_us: int | None
+
+
+class TransactionPendingPostedRecord(TransactionRecord):
+    event_type: Literal["TransactionPendingPosted"]
+    pending_amounts: list[int]
+
+
+class TransactionPendingVoidedRecord(TransactionRecord):
+    event_type: Literal["TransactionPendingVoided"]
+
+
+class TransactionPendingExpiredRecord(TransactionRecord):
+    event_type: Literal["TransactionPendingExpired"]
+
+
+TransactionEventRecord = (
+    TransactionPostedRecord
+    | TransactionPendingRecord
+    | TransactionPendingPostedRecord
+    | TransactionPendingVoidedRecord
+    | TransactionPendingExpiredRecord
+)
+EventRecord = AccountOpenedRecord | MoneyRecord | TransactionEventRecord
 
 EVENT_TYPE_FIELD: Final = "event_type"
 BALANCES_FIELD: Final = "balances"

@@ -202,6 +202,26 @@ TRANSFER_CHANGE_TYPES = ("text", "text", "text", "int8", "int8", "int8", "timest
 COPY_TRANSFERS_STAGING = sql.SQL(
     "COPY pg_temp.transfers_staging (" + TRANSFER_CHANGE_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
 )
+TRANSACTION_COLUMNS = (
+    "tenant_id, transaction_id, posting_count, currencies, pending, status, reverses,"
+    " expires_at, created_sequence, last_sequence, created_at, updated_at"
+)
+TRANSACTION_TYPES = (
+    *("text", "text", "int4", "text[]", "bool", "text", "text", "timestamptz"),
+    *("int8", "int8", "timestamptz", "timestamptz"),
+)
+COPY_TRANSACTIONS = sql.SQL(
+    "COPY {schema}.transactions (" + TRANSACTION_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
+)
+# A transaction created before the batch and ended by it: at most one per batch and transaction
+# (its postings' transfer rows were checked by the fold), so array parameters, no staging.
+UPDATE_TRANSACTIONS = sql.SQL(
+    "UPDATE {schema}.transactions AS t SET status = u.status, last_sequence = u.last_sequence,"
+    " updated_at = u.updated_at FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[],"
+    " %s::timestamptz[]) AS u(tenant_id, transaction_id, status, last_sequence, updated_at)"
+    " WHERE t.tenant_id = u.tenant_id AND t.transaction_id = u.transaction_id"
+    " AND t.last_sequence < u.last_sequence"
+)
 UPDATE_TRANSFERS = sql.SQL(
     "UPDATE {schema}.transfers AS t SET status = s.status, amount_posted = s.amount_posted,"
     " amount_reversed = s.amount_reversed, last_sequence = s.last_sequence,"
@@ -464,6 +484,7 @@ def write_rows(
         copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
         cursor = conn.execute(target.compose(UPDATE_TRANSFERS))
         expect_rows("transfers", cursor.rowcount, len(changed))
+    write_transactions(conn, target, plan)
     if plan.entries:
         copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
     if plan.chain:
@@ -478,6 +499,21 @@ def write_rows(
             [to_datetime(run.last_effective_at_us) for run in runs],
         ),
     )
+
+
+def write_transactions(conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan) -> None:
+    """The ``transactions`` rows the batch creates (in creation order: a reversal after the
+    transaction it reverses) and the ends of those created before it."""
+    if plan.transactions:
+        rows = plan.transactions.values()
+        copy_rows(conn, target.compose(COPY_TRANSACTIONS), TRANSACTION_TYPES, rows)
+    if plan.transaction_changes:
+        changes = list(plan.transaction_changes.values())
+        cursor = conn.execute(
+            target.compose(UPDATE_TRANSACTIONS),
+            tuple(list(column) for column in zip(*changes, strict=True)),
+        )
+        expect_rows("transactions", cursor.rowcount, len(changes))
 
 
 def copy_rows(

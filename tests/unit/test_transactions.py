@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 import ledger
 from processors.partition_ledger import WIRE_FORMAT
-from projections.batch import REASON_FOLD_FAILED, plan_batch
 from schemas.codec import event_canonical_bytes
 from schemas.model import (
     AccountState,
@@ -373,20 +372,3 @@ def test_replay_and_restore_mid_stream_give_identical_bytes(
     ]
     pending = [r for r in ledger.export_records(restored) if isinstance(r, TransactionState)]
     assert all(r.status in TransferStatus for r in pending)
-
-
-def test_the_projection_quarantines_a_transaction_event_until_it_projects_them() -> None:
-    """Issue 16 phase 3 is not done: the planner must hold the tenant back at its first
-    transaction event (a visible, releasable quarantine), never fail the batch, and go on
-    with other tenants."""
-    book = funded("a")
-    book.accept(open_account("b"))
-    book.accept(transaction("t", posting("a", "b", 5)))
-    other = Ledger()
-    other.accept(open_account("z", tenant="other"))
-    plan = plan_batch([*book.events, *other.events])
-    quarantine = plan.quarantines["acme"]
-    assert quarantine.reason == REASON_FOLD_FAILED
-    assert quarantine.sequence == book.events[-1].sequence
-    assert "not project yet" in quarantine.detail
-    assert "other" not in plan.quarantines and plan.event_count == len(book.events)
