@@ -10,7 +10,7 @@ topic                  key (UTF-8)                                          comp
 ``ledger.events``      ``{tenant}/{sequence:020d}``                         every event
 ``ledger.outcomes``    ``{tenant}/{idempotency_key}``                       one per key
 ``ledger.balances``    ``{tenant}/account/{id}``, ``{tenant}/transfer/{id}``,  the latest state
-                       ``{tenant}/head``
+                       ``{tenant}/transaction/{id}``, ``{tenant}/head``
 =====================  ===================================================  ==================
 
 The events key is zero-padded so keys sort like sequences. ``partition_for`` places a key like
@@ -24,7 +24,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Final
 
-from schemas.model import AccountState, StateRecord, TenantHead, TransferState
+from schemas.model import AccountState, StateRecord, TenantHead, TransactionState, TransferState
 
 KEY_SEPARATOR: Final = "/"
 SEQUENCE_DIGITS: Final = 20
@@ -57,6 +57,10 @@ def transfer_state_key(tenant_id: str, transfer_id: str) -> bytes:
     return f"{tenant_id}{KEY_SEPARATOR}transfer{KEY_SEPARATOR}{transfer_id}".encode()
 
 
+def transaction_state_key(tenant_id: str, transaction_id: str) -> bytes:
+    return f"{tenant_id}{KEY_SEPARATOR}transaction{KEY_SEPARATOR}{transaction_id}".encode()
+
+
 def tenant_head_key(tenant_id: str) -> bytes:
     return f"{tenant_id}{KEY_SEPARATOR}head".encode()
 
@@ -67,6 +71,8 @@ def state_key(state: StateRecord) -> bytes:
         return account_state_key(state.tenant_id, state.account_id)
     if isinstance(state, TransferState):
         return transfer_state_key(state.tenant_id, state.transfer_id)
+    if isinstance(state, TransactionState):
+        return transaction_state_key(state.tenant_id, state.transaction_id)
     assert isinstance(state, TenantHead)
     return tenant_head_key(state.tenant_id)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from schemas import keys
-from schemas.model import AccountState, TenantHead, TransferState, TransferStatus
+from schemas.model import (
+    AccountState,
+    Posting,
+    TenantHead,
+    TransactionState,
+    TransferState,
+    TransferStatus,
+)
 
 # Apache Kafka clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java, testMurmur2
 JAVA_MURMUR2_VECTORS = {
@@ -41,6 +48,7 @@ def test_keys_start_with_the_tenant_and_split_back() -> None:
         keys.outcome_key("acme", "k/with/slashes"),
         keys.account_state_key("acme", "cash"),
         keys.transfer_state_key("acme", "t-1"),
+        keys.transaction_state_key("acme", "tx-1"),
         keys.tenant_head_key("acme"),
     ]
     assert all(keys.tenant_of_key(key) == "acme" for key in built)
@@ -64,3 +72,10 @@ def test_state_keys() -> None:
     assert keys.state_key(head) == b"t/head"
     assert keys.state_key(account) == b"t/account/a"
     assert keys.state_key(transfer) == b"t/transfer/x"
+    posting = Posting(debit_account_id="a", credit_account_id="b", amount=1, currency="USD")
+    transaction = TransactionState(
+        tenant_id="t", transaction_id="y", postings=(posting,), status=TransferStatus.POSTED,
+        amounts_posted=(1,), amounts_reversed=(0,), reverses=None, expires_at_us=None,
+        last_sequence=3,
+    )  # fmt: skip
+    assert keys.state_key(transaction) == b"t/transaction/y"
