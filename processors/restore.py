@@ -54,6 +54,21 @@ RESTORE_QUEUE_BACKOFF_MS = 10
 RESTORE_FETCH_WAIT_MS_MAX = 20  # an empty fetch at a partition's end returns after this
 EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+UNKNOWN_OFFSET = -1  # what a listing answers while the partition's leadership moves
+# listing errors of a leader that has just lost (or not yet won) the partition after a broker
+# failure: librdkafka does not flag every one retriable (FENCED_LEADER_EPOCH stopped a restore
+# in make chaos-ha)
+LEADERSHIP_MOVING_ERRORS = frozenset(
+    {
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+    }
+)
 
 
 class RestoreError(StreamLedgerError):
@@ -193,7 +208,17 @@ def _list_offsets(
             for futures in pending
         ]
     except KafkaException as exc:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is not None and _is_leadership_moving(error) and time.monotonic() < deadline:
+            # asked a leader that has just lost the partition: not known yet, ask again
+            LOGGER.info("listing offsets of %s: %s; asking again", partitions, error)
+            return [{tp.topic: UNKNOWN_OFFSET for tp in partitions} for _ in queries]
         raise RestoreError(f"cannot list offsets of {partitions}: {exc}") from exc
+
+
+def _is_leadership_moving(error: KafkaError) -> bool:
+    """True for a listing error that a broker failover causes and the next try does not."""
+    return error.retriable() or error.code() in LEADERSHIP_MOVING_ERRORS
 
 
 @dataclass(frozen=True, slots=True)

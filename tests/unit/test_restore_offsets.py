@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from processors.restore import RestoreError, wait_until_stable
 
@@ -53,4 +53,46 @@ def test_unknown_offsets_are_waited_out_not_read_as_empty() -> None:
 def test_offsets_still_unknown_at_the_deadline_stop_the_restore() -> None:
     admin = FlakyAdmin(unknown_rounds=1_000_000)
     with pytest.raises(RestoreError, match="no offsets known"):
+        wait_until_stable(admin, PARTITIONS, time.monotonic() + 0.5)  # type: ignore[arg-type]
+
+
+class FailingAdmin(FlakyAdmin):
+    """Fails the first ``failing_calls`` listings with ``code``, then answers like FlakyAdmin."""
+
+    def __init__(self, failing_calls: int, code: int) -> None:
+        super().__init__(unknown_rounds=0)
+        self.failing_calls, self.code, self.failed = failing_calls, code, 0
+
+    def list_offsets(self, requested: dict[TopicPartition, Any], **options: Any) -> dict[Any, Any]:
+        if self.failed >= self.failing_calls:
+            return super().list_offsets(requested, **options)
+        self.failed += 1
+        futures: dict[Any, Any] = {}
+        for partition in requested:
+            future: Future[Listed] = Future()
+            future.set_exception(KafkaException(KafkaError(self.code)))
+            futures[partition] = future
+        return futures
+
+
+def test_a_listing_refused_while_leadership_moves_is_asked_again() -> None:
+    # FENCED_LEADER_EPOCH is what the old leader answered in make chaos-ha; librdkafka does not
+    # flag it retriable, and the processor exited instead of asking the new leader
+    admin = FailingAdmin(failing_calls=3, code=KafkaError.FENCED_LEADER_EPOCH)
+    ends = wait_until_stable(admin, PARTITIONS, time.monotonic() + 30)  # type: ignore[arg-type]
+    assert ends == {"t.ledger.balances": (0, 40), "t.ledger.outcomes": (0, 40)}
+    assert admin.failed == 3
+
+
+def test_a_listing_error_that_is_not_a_failover_stops_the_restore_at_once() -> None:
+    admin = FailingAdmin(failing_calls=1, code=KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    started = time.monotonic()
+    with pytest.raises(RestoreError, match="cannot list offsets"):
+        wait_until_stable(admin, PARTITIONS, started + 30)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5
+
+
+def test_a_failover_error_that_outlasts_the_deadline_stops_the_restore() -> None:
+    admin = FailingAdmin(failing_calls=1_000_000, code=KafkaError.NOT_LEADER_FOR_PARTITION)
+    with pytest.raises(RestoreError):
         wait_until_stable(admin, PARTITIONS, time.monotonic() + 0.5)  # type: ignore[arg-type]
