@@ -39,13 +39,16 @@ from projections.queries import (
     SELECT_BALANCE_AS_OF,
     SELECT_HISTORY_AFTER,
     SELECT_HISTORY_FIRST,
+    SELECT_TRANSACTION,
     SELECT_TRANSFER,
     Balance,
     Entry,
     HistoryPage,
     QueryError,
+    TransactionView,
     TransferView,
     parse_cursor,
+    transaction_from_rows,
 )
 
 APPLICATION_NAME: Final = "streamledger-api"
@@ -324,10 +327,10 @@ class ApiReader:
             rows = await self._run(tenant_id, SELECT_HISTORY_FIRST, (tenant_id, account_id, limit))
         else:
             try:
-                sequence, kind = parse_cursor(after)
+                sequence, kind, transfer_id = parse_cursor(after)
             except QueryError as exc:
                 raise ApiProblemError(INVALID_PARAMETER, str(exc), field="after") from exc
-            parameters = (tenant_id, account_id, sequence, kind, limit)
+            parameters = (tenant_id, account_id, sequence, kind, transfer_id, limit)
             rows = await self._run(tenant_id, SELECT_HISTORY_AFTER, parameters)
         entries = tuple(Entry(*row) for row in rows)
         return HistoryPage(entries, entries[-1].cursor if len(entries) == limit else None)
@@ -335,3 +338,7 @@ class ApiReader:
     async def transfer(self, tenant_id: str, transfer_id: str) -> TransferView | None:
         rows = await self._run(tenant_id, SELECT_TRANSFER, (tenant_id, transfer_id))
         return TransferView(tenant_id, *rows[0]) if rows else None
+
+    async def transaction(self, tenant_id: str, transaction_id: str) -> TransactionView | None:
+        rows = await self._run(tenant_id, SELECT_TRANSACTION, (tenant_id, transaction_id))
+        return transaction_from_rows(tenant_id, rows)

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from projections.queries import Balance, Entry, HistoryPage, TransferView
+from projections.queries import Balance, Entry, HistoryPage, TransactionView, TransferView
 from schemas.event_time import to_datetime
 from schemas.model import Outcome
 
@@ -79,6 +79,34 @@ def history_view(account_id: str, page: HistoryPage, limit: int) -> dict[str, An
         "entries": [entry_view(entry) for entry in page.entries],
         "next_cursor": page.next_cursor,
         "next": next_url,
+    }
+
+
+def transaction_view(transaction: TransactionView) -> dict[str, Any]:
+    """A multi-leg transaction and its postings (index from 0, command order)."""
+    return {
+        "transaction_id": transaction.transaction_id,
+        "pending": transaction.pending,
+        "status": transaction.status,
+        "currencies": list(transaction.currencies),
+        "reverses": transaction.reverses,
+        "expires_at": transaction.expires_at,
+        "created_sequence": transaction.created_sequence,
+        "last_sequence": transaction.last_sequence,
+        "created_at": transaction.created_at,
+        "updated_at": transaction.updated_at,
+        "postings": [
+            {
+                "index": posting.index,
+                "debit_account_id": posting.debit_account_id,
+                "credit_account_id": posting.credit_account_id,
+                "currency": posting.currency,
+                "amount": posting.amount,
+                "amount_posted": posting.amount_posted,
+                "amount_reversed": posting.amount_reversed,
+            }
+            for posting in transaction.postings
+        ],
     }
 
 

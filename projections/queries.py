@@ -12,7 +12,8 @@ new generation in under that name atomically, so reads never stop.
   account opened at or before T without any posting yet has zero balances; before it was opened
   it has none (``None``);
 - history: journal rows newest first, before a cursor (keyset pagination on the primary key);
-- a transfer by id.
+- a transfer by id;
+- a multi-leg transaction by id, with its postings (the transfers ``{transaction_id}/{i}``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from projections.migrations import describe_dsn, first_line
 from projections.settings import ProjectionSettings
 from projections.store import ProjectionDatabaseError
 from schemas.event_time import to_datetime, to_microseconds
-from streamledger.errors import StreamLedgerError
+from streamledger.errors import InvariantViolationError, StreamLedgerError
 from streamledger.settings import Settings
 
 READER_ROLE = "streamledger_reader"
@@ -66,11 +67,13 @@ SELECT_BALANCE_AS_OF = (
     "   SELECT debits_posted_after, credits_posted_after, debits_pending_after,"
     "   credits_pending_after, sequence, effective_at FROM ledger.entries"
     "   WHERE tenant_id = a.tenant_id AND account_id = a.account_id AND effective_at <= %s"
-    "   ORDER BY effective_at DESC, sequence DESC, kind DESC LIMIT 1) AS e ON true"
+    "   ORDER BY effective_at DESC, sequence DESC, kind DESC, transfer_id DESC LIMIT 1) AS e"
+    " ON true"
     " WHERE a.tenant_id = %s AND a.account_id = %s AND a.opened_at <= %s"
 )
-# Newest first; the cursor is the (sequence, kind) of the last row seen: the primary key's
-# order, so each page is one backward index range scan.
+# Newest first; the cursor is the (sequence, kind, transfer_id) of the last row seen: the
+# primary key's order (migration 0008: a transaction event has one row per posting side, so
+# (sequence, kind) alone is not unique), so each page is one backward index range scan.
 ENTRY_COLUMNS = (
     "sequence, kind, side, transfer_id, event_type, currency, amount, debits_posted_after,"
     " credits_posted_after, debits_pending_after, credits_pending_after, effective_at"
@@ -78,12 +81,12 @@ ENTRY_COLUMNS = (
 SELECT_HISTORY_FIRST = (
     "SELECT " + ENTRY_COLUMNS + " FROM ledger.entries"
     " WHERE tenant_id = %s AND account_id = %s"
-    " ORDER BY sequence DESC, kind DESC LIMIT %s"
+    " ORDER BY sequence DESC, kind DESC, transfer_id DESC LIMIT %s"
 )
 SELECT_HISTORY_AFTER = (
     "SELECT " + ENTRY_COLUMNS + " FROM ledger.entries"
-    " WHERE tenant_id = %s AND account_id = %s AND (sequence, kind) < (%s, %s)"
-    " ORDER BY sequence DESC, kind DESC LIMIT %s"
+    " WHERE tenant_id = %s AND account_id = %s AND (sequence, kind, transfer_id) < (%s, %s, %s)"
+    " ORDER BY sequence DESC, kind DESC, transfer_id DESC LIMIT %s"
 )
 SELECT_TRANSFER = (
     "SELECT transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
@@ -91,8 +94,23 @@ SELECT_TRANSFER = (
     " last_sequence, created_at, updated_at FROM ledger.transfers"
     " WHERE tenant_id = %s AND transfer_id = %s"
 )
+# A transaction and its postings in one statement: primary-key lookups of the transaction and
+# of each posting's transfer row ``{transaction_id}/{i}`` (decision 0042), in posting order.
+SELECT_TRANSACTION = (
+    "SELECT x.transaction_id, x.posting_count, x.currencies, x.pending, x.status, x.reverses,"
+    " x.expires_at, x.created_sequence, x.last_sequence, x.created_at, x.updated_at,"
+    " p.posting_index, t.debit_account_id, t.credit_account_id, t.currency, t.amount,"
+    " t.amount_posted, t.amount_reversed"
+    " FROM ledger.transactions AS x"
+    " CROSS JOIN LATERAL generate_series(0, x.posting_count - 1) AS p(posting_index)"
+    " JOIN ledger.transfers AS t ON t.tenant_id = x.tenant_id"
+    " AND t.transfer_id = x.transaction_id || '/' || p.posting_index"
+    " WHERE x.tenant_id = %s AND x.transaction_id = %s ORDER BY p.posting_index"
+)
+TRANSACTION_COLUMNS_COUNT = 11  # the transaction's columns before each posting's
 CURSOR_SEPARATOR = ":"
 CURSOR_KINDS = ("pending", "posted", "released")
+CURSOR_TRANSFER_ID_LENGTH_MAX = 255  # the column's limit
 SEQUENCE_MAX = 2**63 - 1  # the column is a bigint
 # Only ASCII digits are numbers: int() would also read "٣" (3) from other scripts.
 DIGITS_PATTERN = re.compile(r"[0-9]+")
@@ -179,7 +197,7 @@ class Entry:
 
     @property
     def cursor(self) -> str:
-        return f"{self.sequence}{CURSOR_SEPARATOR}{self.kind}"
+        return CURSOR_SEPARATOR.join((str(self.sequence), self.kind, self.transfer_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,19 +210,86 @@ class HistoryPage:
 TransferView = TransferRow
 
 
-def parse_cursor(cursor: str, name: str = "after") -> tuple[int, str]:
-    """``SEQUENCE:KIND`` as printed by a previous page; ``QueryError`` naming ``name`` else."""
-    sequence, separator, kind = cursor.partition(CURSOR_SEPARATOR)
+@dataclass(frozen=True, slots=True)
+class PostingView:
+    """One posting of a transaction as read back (its transfer row ``{transaction_id}/{i}``)."""
+
+    index: int
+    debit_account_id: str
+    credit_account_id: str
+    currency: str
+    amount: int  # as created (reserved, when pending)
+    amount_posted: int
+    amount_reversed: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionView:
+    """A multi-leg transaction as read back: the ``transactions`` row and its postings."""
+
+    tenant_id: str
+    transaction_id: str
+    posting_count: int
+    currencies: tuple[str, ...]
+    pending: bool
+    status: str
+    reverses: str | None
+    expires_at: datetime | None
+    created_sequence: int
+    last_sequence: int
+    created_at: datetime
+    updated_at: datetime
+    postings: tuple[PostingView, ...]
+
+
+def transaction_from_rows(tenant_id: str, rows: list[Any]) -> TransactionView | None:
+    """The transaction in ``SELECT_TRANSACTION``'s rows (one per posting), or None (no rows).
+    A transaction without every one of its postings is corrupt state."""
+    if not rows:
+        return None
+    (transaction_id, posting_count, currencies, pending, status, reverses, expires_at) = rows[0][:7]
+    created_sequence, last_sequence, created_at, updated_at = rows[0][7:TRANSACTION_COLUMNS_COUNT]
+    postings = tuple(PostingView(*row[TRANSACTION_COLUMNS_COUNT:]) for row in rows)
+    if [posting.index for posting in postings] != list(range(posting_count)):
+        raise InvariantViolationError(
+            f"transaction {tenant_id}/{transaction_id}: {posting_count} postings, "
+            f"{len(postings)} posting transfer rows"
+        )
+    return TransactionView(
+        tenant_id,
+        transaction_id,
+        posting_count,
+        tuple(currencies),
+        pending,
+        status,
+        reverses,
+        expires_at,
+        created_sequence,
+        last_sequence,
+        created_at,
+        updated_at,
+        postings,
+    )
+
+
+def parse_cursor(cursor: str, name: str = "after") -> tuple[int, str, str]:
+    """``SEQUENCE:KIND:TRANSFER_ID`` as printed by a previous page, as (sequence, kind,
+    transfer_id); ``QueryError`` naming ``name`` else. A cursor of an older page
+    (``SEQUENCE:KIND``) reads as transfer_id ``""``: the rows before every row of that
+    (sequence, kind), which is what it meant when those were unique."""
+    sequence, separator, rest = cursor.partition(CURSOR_SEPARATOR)
+    kind, _, transfer_id = rest.partition(CURSOR_SEPARATOR)
     if (
         separator
         and DIGITS_PATTERN.fullmatch(sequence)
         and len(sequence) <= DIGITS_MAX
         and int(sequence) <= SEQUENCE_MAX
         and kind in CURSOR_KINDS
+        and len(transfer_id) <= CURSOR_TRANSFER_ID_LENGTH_MAX
     ):
-        return int(sequence), kind
+        return int(sequence), kind, transfer_id
     raise QueryError(
-        f"{name}: cursor {cursor[:64]!r} is not SEQUENCE:KIND from a previous page"
+        f"{name}: cursor {cursor[:64]!r} is not SEQUENCE:KIND:TRANSFER_ID from a previous page"
         f" (SEQUENCE in 0..{SEQUENCE_MAX} in ASCII digits, KIND one of {', '.join(CURSOR_KINDS)})"
     )
 
@@ -301,8 +386,8 @@ class LedgerReader:
         if after is None:
             rows = self.fetch(tenant_id, SELECT_HISTORY_FIRST, (tenant_id, account_id, limit))
         else:
-            sequence, kind = parse_cursor(after)
-            parameters = (tenant_id, account_id, sequence, kind, limit)
+            sequence, kind, transfer_id = parse_cursor(after)
+            parameters = (tenant_id, account_id, sequence, kind, transfer_id, limit)
             rows = self.fetch(tenant_id, SELECT_HISTORY_AFTER, parameters)
         entries = tuple(Entry(*row) for row in rows)
         next_cursor = entries[-1].cursor if len(entries) == limit else None
@@ -311,3 +396,7 @@ class LedgerReader:
     def transfer(self, tenant_id: str, transfer_id: str) -> TransferView | None:
         rows = self.fetch(tenant_id, SELECT_TRANSFER, (tenant_id, transfer_id))
         return TransferView(tenant_id, *rows[0]) if rows else None
+
+    def transaction(self, tenant_id: str, transaction_id: str) -> TransactionView | None:
+        rows = self.fetch(tenant_id, SELECT_TRANSACTION, (tenant_id, transaction_id))
+        return transaction_from_rows(tenant_id, rows)
