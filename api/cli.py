@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from typing import TYPE_CHECKING, Final
 
@@ -76,8 +77,25 @@ def run_api(arguments: argparse.Namespace, settings: Settings) -> int:
     broker_count(settings, timeout_s=DEPENDENCY_TIMEOUT_S)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("streamledger.kafka").setLevel(logging.WARNING)
+    keep_clean_exit_after_uvicorn()
     uvicorn.Server(server_config(create_app(settings, api), api)).run()
     return EXIT_OK
+
+
+def keep_clean_exit_after_uvicorn() -> None:
+    """Let a SIGTERM/SIGINT that uvicorn has handled end the process with exit code 0.
+
+    uvicorn shuts down gracefully on the signal, then restores the handlers it found and raises
+    the signal again; with the default handlers the process died "by signal SIGTERM" after a
+    clean shutdown, which the supervisor (and an SRE) reads as a crash. With these handlers in
+    place before uvicorn starts, the re-raised signal is a no-op and ``run_api`` returns.
+    """
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, _signal_already_handled)
+
+
+def _signal_already_handled(signal_number: int, frame: object) -> None:
+    """uvicorn's own handler has already stopped the server: nothing is left to do."""
 
 
 def server_config(app: ASGIApp, api: ApiSettings, *, log_level: str = "info") -> uvicorn.Config:
