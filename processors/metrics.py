@@ -33,6 +33,9 @@ BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_
 COMMIT_DURATION_BUCKETS = (
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 )  # fmt: skip
+# 1 (a transfer-shaped transaction) .. 64 (schemas.limits.POSTINGS_MAX): fee splits are 2-4,
+# payouts tens; the top bucket is the limit, so nothing lands in +Inf.
+LEDGER_TRANSACTION_POSTINGS_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 64)
 RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 ABORT_CAUSES = ("abortable_error", "fenced")
 DLQ_KINDS = (
@@ -103,6 +106,13 @@ class ProcessorMetrics:
         self.ticks = Counter(
             PREFIX + "tick_records",
             "Tick records appended to ledger.commands so pending transfers expire on time",
+            registry=r,
+        )
+        # "ledger transaction": a PostTransaction (issue 16), not the Kafka transaction below
+        self.ledger_transaction_postings = Histogram(
+            PREFIX + "ledger_transaction_postings",
+            "Postings per accepted multi-leg transaction (PostTransaction command)",
+            buckets=LEDGER_TRANSACTION_POSTINGS_BUCKETS,
             registry=r,
         )
 

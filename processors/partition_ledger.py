@@ -32,7 +32,7 @@ from schemas.codec import (
     seal_event,
 )
 from schemas.keys import KEY_SEPARATOR, event_key, outcome_key, state_key
-from schemas.model import Command, Outcome, OutcomeStatus, RejectReason
+from schemas.model import Command, Outcome, OutcomeStatus, PostTransaction, RejectReason
 
 # The codec as the core sees it: the core never imports schemas.codec (decision 0028).
 WIRE_FORMAT = ledger.WireFormat(seal=seal_event, decode_outcome=decode_outcome)
@@ -67,6 +67,8 @@ class StagedOutputs:
     reply_headers: list[ReplyHeaders] = field(default_factory=list)  # per record of ``replies``
     events_by_type: dict[str, int] = field(default_factory=dict)
     accepted: int = 0
+    # postings of each accepted PostTransaction, for the postings-per-transaction histogram
+    transaction_postings: list[int] = field(default_factory=list)
     rejections_by_reason: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     key_reuse_conflicts: int = 0
@@ -88,6 +90,8 @@ class StagedOutputs:
             metrics.key_reuse_conflicts.inc(self.key_reuse_conflicts)
         if self.tombstones:
             metrics.tombstones.inc(self.tombstones)
+        for postings in self.transaction_postings:
+            metrics.ledger_transaction_postings.observe(postings)
 
 
 class PartitionLedger:
@@ -120,6 +124,8 @@ class PartitionLedger:
             outputs.duplicates += 1
         elif isinstance(decision, ledger.Accepted):
             outputs.accepted += 1
+            if isinstance(command, PostTransaction):
+                outputs.transaction_postings.append(len(command.postings))
         else:
             reason = decision.outcome.reason
             assert reason is not None

@@ -3,13 +3,19 @@ a restore from those headers keeps the outcomes encoded yet decides exactly as a
 
 from __future__ import annotations
 
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
 import ledger
+from processors.metrics import ProcessorMetrics
 from processors.partition_ledger import (
     WIRE_FORMAT,
     PartitionLedger,
     _encoded_outcomes,
     outcome_times,
 )
+from schemas.keys import transaction_state_key
+from schemas.model import Posting, PostTransaction
 from tests.unit.ledger_builders import SECOND_US, T0_US, open_account
 
 RETENTION_S = 60
@@ -52,3 +58,42 @@ def test_a_key_kept_forever_has_no_expiry_in_its_header() -> None:
     assert stored is not None
     encoded = list(_encoded_outcomes({b"acme/k1": b"v"}, {b"acme/k1": outcome_times(stored)}))
     assert encoded == [("acme", "k1", T0_US, None, b"v")]
+
+
+def payment(key: str, *amounts: int, payer: str = "card") -> PostTransaction:
+    postings = tuple(
+        Posting(debit_account_id=payer, credit_account_id=f"seller-{n}", amount=a, currency="USD")
+        for n, a in enumerate(amounts)
+    )
+    return PostTransaction(
+        tenant_id="acme",
+        idempotency_key=key,
+        submitted_at_us=T0_US,
+        transaction_id=key,
+        postings=postings,
+    )
+
+
+def test_accepted_transactions_feed_the_postings_histogram_and_stage_their_state() -> None:
+    book = PartitionLedger(0, ledger.LedgerState(wire_format=WIRE_FORMAT))
+    accounts = ("card", "seller-0", "seller-1", "seller-2")
+    for offset, account in enumerate(accounts):
+        book.decide(open_account(account), T0_US, offset)
+    book.decide(open_account("wallet", debits_must_not_exceed_credits=True), T0_US, 4)
+    book.decide(payment("pay-1", 9710, 260, 30), T0_US, 5)  # accepted: 3 postings
+    book.decide(payment("pay-1", 9710, 260, 30), T0_US, 6)  # a duplicate: not again
+    book.decide(payment("pay-2", 5, 5, payer="wallet"), T0_US, 7)  # rejected: no funds
+    outputs = book.staged_outputs()
+    assert transaction_state_key("acme", "pay-1") in {key for key, _ in outputs.states}
+    metrics = ProcessorMetrics()
+    outputs.count_into(metrics)
+    name = "streamledger_processor_ledger_transaction_postings"
+    found = {
+        (sample.name, sample.labels.get("le")): sample.value
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for sample in family.samples
+        if sample.name.startswith(name)
+    }
+    assert found[(name + "_count", None)] == 1 and found[(name + "_sum", None)] == 3
+    assert found[(name + "_bucket", "2.0")] == 0 and found[(name + "_bucket", "3.0")] == 1
+    assert found[(name + "_bucket", "64.0")] == found[(name + "_bucket", "+Inf")] == 1
