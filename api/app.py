@@ -73,7 +73,14 @@ from api.reports import (
     trial_balance_response,
 )
 from api.settings import ApiSettings
-from api.views import balance_view, command_path, history_view, outcome_view, transfer_view
+from api.views import (
+    balance_view,
+    command_path,
+    history_view,
+    outcome_view,
+    transaction_view,
+    transfer_view,
+)
 from projections.queries import QueryError, parse_cursor, parse_moment
 from schemas.limits import entity_id_problem, idempotency_key_problem
 from schemas.model import OutcomeStatus
@@ -384,6 +391,17 @@ async def get_transfer(request: Request) -> Response:
     return json_response(transfer_view(transfer))
 
 
+async def get_transaction(request: Request) -> Response:
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    transaction_id = path_id(request, "transaction_id")
+    query_of(request)
+    transaction = await services.require_reader().transaction(tenant_id, transaction_id)
+    if transaction is None:
+        raise ApiProblemError(NOT_FOUND, f"no transaction {transaction_id!r}")
+    return json_response(transaction_view(transaction))
+
+
 async def get_command(request: Request) -> Response:
     services = services_of(request)
     tenant_id = await tenant_of(request)
@@ -549,6 +567,7 @@ ROUTES: Final = [
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
     Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),
     Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),
+    Route("/v1/transactions/{transaction_id}", get_transaction, methods=["GET"]),
     Route("/v1/accounts/{account_id}/statement", get_statement, methods=["GET"]),
     Route("/v1/trial-balance", get_trial_balance, methods=["GET"]),
     Route("/v1/commands/{idempotency_key:path}", get_command, methods=["GET"]),

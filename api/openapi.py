@@ -217,6 +217,9 @@ def build_openapi() -> dict[str, Any]:
                 ],
             ),
             "/v1/transfers/{transfer_id}": _read("a transfer", [_path_parameter("transfer_id")]),
+            "/v1/transactions/{transaction_id}": _read(
+                "a multi-leg transaction and its postings", [_path_parameter("transaction_id")]
+            ),
             "/v1/commands/{idempotency_key}": _read(
                 "the outcome of the command sent with this idempotency key",
                 [_path_parameter("idempotency_key")],

@@ -36,9 +36,19 @@ CONSUME_BATCH_MAX = 1_000
 
 
 def event_to_json(event: Event, *, partition: int | None = None, offset: int | None = None) -> str:
-    """One JSON line: the event's type, its fields (bytes as hex) and where it was read."""
+    """One JSON line: the event's type, its fields (bytes as hex) and where it was read. A
+    multi-leg transaction event also says how many postings it has and what they move per
+    currency (``posting_count``, ``amounts_by_currency``), so a 50-posting payout reads at a
+    glance."""
     fields: dict[str, Any] = {"type": type(event).__name__}
     fields.update(dataclasses.asdict(event))
+    postings = getattr(event, "postings", None)
+    if postings is not None:
+        amounts: dict[str, int] = {}
+        for posting in postings:
+            amounts[posting.currency] = amounts.get(posting.currency, 0) + posting.amount
+        fields["posting_count"] = len(postings)
+        fields["amounts_by_currency"] = amounts
     if partition is not None:
         fields["partition"] = partition
         fields["offset"] = offset

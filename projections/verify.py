@@ -23,7 +23,10 @@ checks, per tenant:
   a changed amount is caught even at the end of the chain);
 - per currency, the sum of all account balances (posted and pending) is zero;
 - PostgreSQL's ``ledger.balances`` equal the fold (missing, extra or different rows), and the
-  projection has quarantined no tenant (``ledger.quarantined_tenants``).
+  projection has quarantined no tenant (``ledger.quarantined_tenants``);
+- PostgreSQL's ``ledger.transactions`` (migration 0008) hold one row per multi-leg transaction
+  of the log with its posting count, pending flag, reversed transaction, status and the
+  sequences that created and last changed it, folded here from the transaction events.
 
 The audit itself is pure (``TenantAudit.observe``); only ``read_log`` and ``read_database`` do I/O.
 """
@@ -80,8 +83,24 @@ SELECT_QUARANTINES = (
     " FROM ledger.quarantined_tenants"
 )
 SELECT_RELEASES = "SELECT tenant_id, partition, before_offset FROM ledger.tenant_releases"
+TRANSACTIONS_TABLE_EXISTS = "SELECT to_regclass('ledger.transactions') IS NOT NULL"
+SELECT_TRANSACTIONS = (
+    "SELECT tenant_id, transaction_id, posting_count, pending, reverses, status,"
+    " created_sequence, last_sequence FROM ledger.transactions"
+)
 
 Counters = tuple[int, int, int, int]  # debits_posted, credits_posted, debits_pending, ...
+# a transaction as the log leaves it: (posting_count, pending, reverses, status,
+# created_sequence, last_sequence), the columns of ``SELECT_TRANSACTIONS`` after the ids
+TransactionFacts = tuple[int, bool, str | None, str, int, int]
+# the status each transaction event leaves (written here again, not taken from ledger.effects)
+TRANSACTION_STATUS_AFTER = {
+    "TransactionPosted": "posted",
+    "TransactionPending": "pending",
+    "TransactionPendingPosted": "posted",
+    "TransactionPendingVoided": "voided",
+    "TransactionPendingExpired": "expired",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +134,7 @@ class TenantAudit:
     forks: list[tuple[Event, Place]] = field(default_factory=list)
     currencies: dict[str, str] = field(default_factory=dict)  # account -> currency
     balances: dict[str, Counters] = field(default_factory=dict)
+    transactions: dict[str, TransactionFacts] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -143,6 +163,7 @@ class TenantAudit:
         self.last_sequence = max(self.last_sequence, event.sequence)
         self.last_hash = event.hash
         self.fold(event, where)
+        self.fold_transaction(event, where)
 
     def check_hash(self, event: Event, where: str) -> bool:
         digest = hashlib.sha256(event.prev_hash + event_canonical_bytes(event)).digest()
@@ -221,6 +242,47 @@ class TenantAudit:
                     f"{account_id!r} carries {carried.get(account_id)}, the fold gives {counters}"
                 )
             self.balances[account_id] = counters
+
+    def fold_transaction(self, event: Event, where: str) -> None:
+        """The transaction row a transaction event creates or ends."""
+        status = TRANSACTION_STATUS_AFTER.get(type(event).__name__)
+        if status is None:
+            return
+        transaction_id: str = getattr(event, "transaction_id")  # noqa: B009 - any of five types
+        known = self.transactions.get(transaction_id)
+        if isinstance(event, TransactionPosted | TransactionPending):
+            if known is not None:
+                self.problems.append(
+                    f"transaction {transaction_id!r} created again at sequence {event.sequence}"
+                    f" {where}"
+                )
+            reverses = event.reverses if isinstance(event, TransactionPosted) else None
+            pending = isinstance(event, TransactionPending)
+            self.transactions[transaction_id] = (
+                len(event.postings),
+                pending,
+                reverses,
+                status,
+                event.sequence,
+                event.sequence,
+            )
+        elif known is None or known[3] != "pending":
+            self.problems.append(
+                f"sequence {event.sequence} {where} ends transaction {transaction_id!r}, which is"
+                f" {'missing' if known is None else known[3]}"
+            )
+        else:
+            self.transactions[transaction_id] = (*known[:3], status, known[4], event.sequence)
+
+    def check_transactions(self, stored: dict[str, TransactionFacts]) -> None:
+        for transaction_id in sorted(set(stored) | set(self.transactions)):
+            want, got = self.transactions.get(transaction_id), stored.get(transaction_id)
+            if want != got:
+                self.problems.append(
+                    f"PostgreSQL transaction {transaction_id!r} is {got} (posting_count, pending,"
+                    f" reverses, status, created_sequence, last_sequence), the log's fold gives"
+                    f" {want}"
+                )
 
     def check_sums(self) -> None:
         sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -313,12 +375,17 @@ def verify(settings: Settings, *, group: str) -> VerifyReport:
             audit = audits[event.tenant_id] = TenantAudit(event.tenant_id, home, released)
         audit.observe(event, place)
     stored = read_database(settings)
-    for tenant_id in sorted((set(stored) | set(quarantines)) - set(audits)):
+    transactions = read_transactions(settings)
+    for tenant_id in sorted(
+        (set(stored) | set(quarantines) | set(transactions or {})) - set(audits)
+    ):
         audits[tenant_id] = TenantAudit(tenant_id)
     for tenant_id, audit in audits.items():
         audit.judge_forks()
         audit.check_sums()
         audit.check_database(stored.get(tenant_id, {}))
+        if transactions is not None:
+            audit.check_transactions(transactions.get(tenant_id, {}))
         if tenant_id in quarantines:
             audit.problems.append(f"the projection quarantined it: {quarantines[tenant_id]}")
     return VerifyReport(audits, tuple(log_problems))
@@ -385,6 +452,17 @@ def read_database(settings: Settings) -> dict[str, dict[str, Counters]]:
     stored: dict[str, dict[str, Counters]] = defaultdict(dict)
     for tenant_id, account_id, dp, cp, dq, cq in query(settings, SELECT_BALANCES):
         stored[tenant_id][account_id] = (dp, cp, dq, cq)
+    return stored
+
+
+def read_transactions(settings: Settings) -> dict[str, dict[str, TransactionFacts]] | None:
+    """Per tenant, the ``transactions`` rows (None before migration 0008: nothing to check)."""
+    if not query(settings, TRANSACTIONS_TABLE_EXISTS)[0][0]:
+        return None
+    stored: dict[str, dict[str, TransactionFacts]] = defaultdict(dict)
+    for tenant_id, transaction_id, *facts in query(settings, SELECT_TRANSACTIONS):
+        count, pending, reverses, status, created, last = facts
+        stored[tenant_id][transaction_id] = (count, pending, reverses, status, created, last)
     return stored
 
 

@@ -22,6 +22,7 @@ import pytest
 from infra.topics import ledger_topic_names
 from projections.queries import LedgerReader, reader_dsn
 from projections.settings import ProjectionSettings
+from projections.verify import verify
 from schemas.codec import decode_event, decode_outcome
 from schemas.event_time import to_datetime
 from schemas.model import (
@@ -275,6 +276,10 @@ def test_payout_fx_pending_and_a_rejected_transaction_end_to_end(
                 break
         assert len(seen) == len(set(seen))
         assert len([s for s in seen if s[0] == payout.sequence]) == SELLERS
+
+    report = verify(settings, group=f"{settings.topic_prefix}verify")
+    assert report.ok, "\n".join(report.lines())
+    assert list(report.audits[TENANT].transactions) == ["payout-1", "fx-1", "hold"]
 
 
 def test_kill_9_while_multi_leg_batches_are_in_flight(

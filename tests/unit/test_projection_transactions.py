@@ -7,9 +7,11 @@ its tenant."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
 
 import ledger
+from pipeline.events_tail import event_to_json
 from projections.batch import (
     REASON_FOLD_FAILED,
     BatchPlan,
@@ -19,6 +21,7 @@ from projections.batch import (
     plan_batch,
     posting_transfer_id,
 )
+from projections.verify import Place, TenantAudit
 from schemas.model import Event, Posting, PostTransaction, TransactionPosted
 from tests.unit.ledger_builders import (
     SECOND_US,
@@ -225,3 +228,46 @@ def test_a_transaction_created_twice_in_a_batch_is_a_fold_failure() -> None:
     plan = plan_batch([*book.events, repeated])
     assert plan.quarantines["acme"].reason == REASON_FOLD_FAILED
     assert "created twice" in plan.quarantines["acme"].detail
+
+
+def test_verify_folds_transaction_rows_and_names_a_difference() -> None:
+    book = funded("a", amount=1_000)
+    book.accept(open_account("b"))
+    book.accept(transaction("sale", posting("a", "b", 300), posting("a", "b", 50)))
+    book.accept(transaction("hold", posting("a", "b", 5), pending=True))
+    book.accept(void_pending("hold"))
+    audit = TenantAudit("acme")
+    for offset, event in enumerate(book.events):
+        audit.fold_transaction(event, f"on {Place(0, offset)}")
+    assert not audit.problems
+    last = book.events[-1].sequence
+    assert audit.transactions == {
+        "sale": (2, False, None, "posted", last - 2, last - 2),
+        "hold": (1, True, None, "voided", last - 1, last),
+    }
+    audit.check_transactions(dict(audit.transactions))
+    assert not audit.problems
+    audit.check_transactions({"sale": audit.transactions["sale"]})
+    (problem,) = audit.problems
+    assert problem.startswith("PostgreSQL transaction 'hold' is None")
+
+
+def test_events_tail_says_how_many_postings_and_what_they_move_per_currency() -> None:
+    book = Ledger()
+    for account_id, currency in (
+        ("c_eur", "EUR"),
+        ("l_eur", "EUR"),
+        ("l_usd", "USD"),
+        ("c_usd", "USD"),
+    ):
+        book.accept(open_account(account_id, currency=currency))
+    book.accept(
+        transaction(
+            "fx", posting("c_eur", "l_eur", 100, "EUR"), posting("l_usd", "c_usd", 108, "USD")
+        )
+    )
+    line = json.loads(event_to_json(book.events[-1], partition=1, offset=9))
+    assert line["type"] == "TransactionPosted" and line["posting_count"] == 2
+    assert line["amounts_by_currency"] == {"EUR": 100, "USD": 108}
+    assert line["postings"][1]["credit_account_id"] == "c_usd"
+    assert "posting_count" not in json.loads(event_to_json(book.events[0]))
