@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from kafka_adapter.batches import take_batch
+from kafka_adapter.security import API_PRINCIPAL, client_config
 from schemas.codec import DecodeError, decode_outcome
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import Outcome
@@ -137,7 +138,7 @@ class OutcomeFeed:
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **client_config(settings, API_PRINCIPAL),
                 "group.id": f"streamledger-api-outcomes-{uuid.uuid4().hex}",  # assign() only
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

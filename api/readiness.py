@@ -30,6 +30,7 @@ from typing import Any, Final
 from confluent_kafka import KafkaException
 
 from kafka_adapter.admin import admin_client, kafka_error_text
+from kafka_adapter.security import API_PRINCIPAL
 from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings
 
@@ -91,7 +92,9 @@ class BrokerMetadata:
     def __init__(self, settings: Settings, *, timeout_s: float) -> None:
         self.topic = settings.topic(COMMANDS_TOPIC)
         self.timeout_s = timeout_s
-        self._client = admin_client(settings, timeout_s=max(timeout_s, CLIENT_SOCKET_TIMEOUT_S_MIN))
+        self._client = admin_client(
+            settings, timeout_s=max(timeout_s, CLIENT_SOCKET_TIMEOUT_S_MIN), principal=API_PRINCIPAL
+        )
 
     async def ask(self) -> str | None:
         return await asyncio.to_thread(self._ask)

@@ -44,6 +44,15 @@ from xml.sax.saxutils import quoteattr
 
 from infra.service import ServiceReport
 from kafka_adapter.admin import admin_client, broker_count, cluster_metadata
+from kafka_adapter.security import (
+    ADMIN_PRINCIPAL,
+    CONTROLLER_PRINCIPAL,
+    SCRAM_ITERATIONS,
+    SCRAM_MECHANISM,
+    credentials_directory,
+    ensure_password,
+    is_scram,
+)
 from streamledger.errors import InfraError, PortInUseError, SettingError
 from streamledger.settings import KAFKA_NODE_PORT_STRIDE, Settings, replace
 
@@ -343,11 +352,78 @@ def server_properties(settings: Settings, paths: KafkaPaths, node_id: int = 1) -
         "broker.session.timeout.ms": str(BROKER_SESSION_TIMEOUT_MS),
         "broker.heartbeat.interval.ms": str(BROKER_HEARTBEAT_INTERVAL_MS),
     }
+    if is_scram(settings):
+        lines.update(sasl_properties(settings, node))
     body = "".join(f"{key}={value}\n" for key, value in lines.items())
     return (
         "# Rendered by streamledger (infra/kafka_broker.py) at every start; edits are lost.\n"
         + body
     )
+
+
+def sasl_properties(settings: Settings, node: KafkaNode) -> dict[str, str]:
+    """SASL/SCRAM-SHA-512 on the client listener, the StandardAuthorizer (decision 0062).
+
+    The client listener (also the inter-broker one) takes SCRAM-SHA-512; the brokers talk to
+    each other as ``admin``, whose SCRAM credentials the storage is formatted with. KRaft cannot
+    use SCRAM on the controller listener (the credentials live in the metadata log the quorum
+    is still electing a leader for), so the quorum authenticates with SASL/PLAIN as
+    ``controller``, whose password is in this file only. Both are super users; every other
+    principal has only the ACLs ``infra.principals`` grants, and none is everyone's default."""
+    admin_password = ensure_password(settings.home, ADMIN_PRINCIPAL)
+    controller_password = ensure_password(settings.home, CONTROLLER_PRINCIPAL)
+    scram_login = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required"
+        f' username="{ADMIN_PRINCIPAL}" password="{admin_password}";'
+    )
+    plain_login = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required"
+        f' username="{CONTROLLER_PRINCIPAL}" password="{controller_password}"'
+        f' user_{CONTROLLER_PRINCIPAL}="{controller_password}";'
+    )
+    return {
+        "listeners": f"SASL_PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+        "advertised.listeners": f"SASL_PLAINTEXT://{node.address}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        "listener.name.sasl_plaintext.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram_login,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": plain_login,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN_PRINCIPAL};User:{CONTROLLER_PRINCIPAL}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def scram_format_arguments(settings: Settings) -> list[str]:
+    """``--add-scram`` for the admin principal: the brokers need it before any can answer."""
+    if not is_scram(settings):
+        return []
+    password = ensure_password(settings.home, ADMIN_PRINCIPAL)
+    credential = f"{SCRAM_MECHANISM}=[name={ADMIN_PRINCIPAL},iterations={SCRAM_ITERATIONS},"
+    return ["--add-scram", f"{credential}password={password}]"]
+
+
+def security_marker(paths: KafkaPaths) -> Path:
+    """Written at format time: the security the storage was formatted for."""
+    return paths.directory / "kafka-security"
+
+
+def check_formatted_security(settings: Settings, paths: KafkaPaths) -> None:
+    """A storage formatted for one security mode is not started in the other: the admin's
+    SCRAM credentials exist only when it was formatted with them."""
+    marker = security_marker(paths)
+    formatted = marker.read_text().strip() if marker.is_file() else "plaintext"
+    if formatted != settings.kafka_security:
+        raise SettingError(
+            f"setting kafka_security: the Kafka storage in {paths.directory} was formatted for"
+            f" {formatted}, not {settings.kafka_security}; use --kafka-security {formatted}, or"
+            " `infra reset` it first [STREAMLEDGER_KAFKA_SECURITY / --kafka-security]"
+        )
 
 
 def log4j_config(paths: KafkaPaths) -> str:
@@ -408,7 +484,13 @@ def prepare(settings: Settings, paths: KafkaPaths, node_id: int = 1) -> None:
     """Render the configuration and format the storage the first time."""
     paths.directory.mkdir(parents=True, exist_ok=True)
     paths.log.parent.mkdir(parents=True, exist_ok=True)
-    paths.properties.write_text(server_properties(settings, paths, node_id))
+    if (paths.data / "meta.properties").is_file():
+        check_formatted_security(settings, paths)
+    # The file holds the SASL passwords under scram: readable by this user only.
+    descriptor = os.open(paths.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as properties:
+        properties.write(server_properties(settings, paths, node_id))
     paths.log4j_config.write_text(log4j_config(paths))
     if (paths.data / "meta.properties").is_file():
         return
@@ -422,8 +504,10 @@ def prepare(settings: Settings, paths: KafkaPaths, node_id: int = 1) -> None:
         cluster_id(paths),
         "--config",
         str(paths.properties),
+        *scram_format_arguments(settings),
     )
     run_logged(command, paths.format_log, FORMAT_TIMEOUT_S, "formatting the Kafka storage")
+    security_marker(paths).write_text(settings.kafka_security + "\n")
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -868,6 +952,8 @@ def reset(settings: Settings) -> None:
     stop(settings)
     shutil.rmtree(settings.home / "kafka", ignore_errors=True)
     shutil.rmtree(settings.home / CLUSTER_DIRECTORY_NAME, ignore_errors=True)
+    # The credentials of a reset stack are gone from its metadata; their files go too.
+    shutil.rmtree(credentials_directory(settings.home), ignore_errors=True)
     paths = KafkaPaths.of(settings)
     for log in paths.log.parent.glob("kafka*"):
         log.unlink(missing_ok=True)

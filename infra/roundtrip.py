@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.cimpl import NewTopic  # not declared exported by confluent_kafka.admin
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, admin_client, kafka_error_text
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 
@@ -110,7 +111,7 @@ def produce_in_transactions(
 ) -> None:
     producer = Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "transactional.id": f"streamledger-roundtrip-{run_id}",
             "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
         },
@@ -138,7 +139,7 @@ def read_until(
     """Read from the start as a group member until the committed value arrives."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": group,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",

@@ -20,8 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import kafka_broker, postgres_server, postgres_standby, prometheus_server, topics
+from infra import (
+    kafka_broker,
+    postgres_server,
+    postgres_standby,
+    principals,
+    prometheus_server,
+    topics,
+)
 from infra.service import ServiceReport
+from kafka_adapter.security import is_scram
 from projections.migrations import apply_migrations
 from streamledger.errors import InfraError, StreamLedgerError
 from streamledger.settings import Settings
@@ -135,11 +143,12 @@ def up(settings: Settings, *, with_standby: bool = False) -> list[ServiceReport]
             return up_after_promotion(settings)
         kafka, postgres = start_services(settings)
         topic_report = topics.apply(settings)
+        principal_lines = principals.create_services(settings) if is_scram(settings) else []
         applied = apply_migrations(settings)
         standby = []
         if with_standby or wants_standby(settings):
             standby = [postgres_standby.start(settings)]  # after the migrations: it copies them
-    topics_detail = "topics: " + topics_summary(topic_report)
+    topics_detail = "; ".join(["topics: " + topics_summary(topic_report), *principal_lines])
     migrations_detail = "migrations: " + (", ".join(applied) if applied else "up to date")
     return [with_detail(kafka, topics_detail), with_detail(postgres, migrations_detail), *standby]
 

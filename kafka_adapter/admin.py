@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._metadata import ClusterMetadata
 
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 
@@ -30,11 +31,17 @@ BOOTSTRAP_SETTING_HINT = (
 )
 
 
-def admin_client(settings: Settings, *, timeout_s: float = ADMIN_REQUEST_TIMEOUT_S) -> AdminClient:
+def admin_client(
+    settings: Settings,
+    *,
+    timeout_s: float = ADMIN_REQUEST_TIMEOUT_S,
+    principal: str = ADMIN_PRINCIPAL,
+) -> AdminClient:
+    """An admin client as ``principal`` (infra's requests: the stack's super user)."""
     timeout_ms = max(1, int(timeout_s * 1000))
     return AdminClient(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, principal),
             "socket.timeout.ms": timeout_ms,
             "socket.connection.setup.timeout.ms": timeout_ms,
             # Fail fast between retries of a refused connection instead of backing off for seconds.

@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from kafka_adapter.batches import take_batch
+from kafka_adapter.security import DISPATCHER_PRINCIPAL, client_config
 from notifications.delivery import EndpointWorker
 from notifications.metrics import NotifyMetrics
 from notifications.payloads import event_body, event_type_name, subscribes_to
@@ -141,7 +142,7 @@ class Dispatcher:
     def new_consumer(self) -> Consumer:
         return Consumer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
+                **client_config(self.settings, DISPATCHER_PRINCIPAL),
                 "group.id": self.notify.consumer_group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

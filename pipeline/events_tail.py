@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from schemas.codec import decode_event
 from schemas.keys import command_key, partition_for
 from schemas.model import Event
@@ -42,6 +43,7 @@ def event_to_json(event: Event, *, partition: int | None = None, offset: int | N
     glance."""
     fields: dict[str, Any] = {"type": type(event).__name__}
     fields.update(dataclasses.asdict(event))
+    fields["metadata"] = dict(event.metadata)  # since schemas v1.4: an object, not pairs
     postings = getattr(event, "postings", None)
     if postings is not None:
         amounts: dict[str, int] = {}
@@ -64,7 +66,8 @@ def json_default(value: object) -> object:
 def tail_consumer(settings: Settings) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            # an operator's tool: the stack's admin, unless --kafka-principal names another
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": f"streamledger-tail-{uuid.uuid4().hex[:12]}",  # never joined/committed
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

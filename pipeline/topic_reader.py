@@ -15,6 +15,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 
@@ -41,7 +42,8 @@ class TopicRecord:
 def offsets_consumer(settings: Settings, group: str | None = None) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            # an operator's tool: the stack's admin, unless --kafka-principal names another
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": group or f"streamledger-reader-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

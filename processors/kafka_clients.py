@@ -94,7 +94,7 @@ def is_retriable(exc: KafkaException) -> bool:
 
 def consumer_config(processor_settings: ProcessorSettings) -> dict[str, object]:
     return {
-        "bootstrap.servers": processor_settings.bootstrap_servers,
+        **processor_settings.kafka_connection,
         "group.id": processor_settings.group_id,
         "client.id": processor_settings.transactional_id,
         "isolation.level": "read_committed",
@@ -111,7 +111,7 @@ def consumer_config(processor_settings: ProcessorSettings) -> dict[str, object]:
 
 def producer_config(processor_settings: ProcessorSettings) -> dict[str, object]:
     return {
-        "bootstrap.servers": processor_settings.bootstrap_servers,
+        **processor_settings.kafka_connection,
         "transactional.id": processor_settings.transactional_id,
         "transaction.timeout.ms": processor_settings.transaction_timeout_ms,
         "enable.idempotence": True,
@@ -146,7 +146,7 @@ def new_tick_producer(processor_settings: ProcessorSettings) -> Producer:
     "consumed"). A tick needs no atomicity with anything."""
     return Producer(
         {
-            "bootstrap.servers": processor_settings.bootstrap_servers,
+            **processor_settings.kafka_connection,
             "enable.idempotence": True,
             "linger.ms": 0,
         },

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kafka_adapter.security import PROCESSOR_PRINCIPAL, security_config
 from schemas.topics import LedgerTopicNames
 from streamledger.errors import SettingError
 from streamledger.setting_fields import (
@@ -48,6 +49,8 @@ class ProcessorSettings:
     # From the shared ``Settings`` (validated there).
     bootstrap_servers: str
     topic_prefix: str
+    # SASL properties of the processor's principal (kafka_adapter.security; empty: plaintext).
+    kafka_security: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     metrics_host: str = "127.0.0.1"  # the endpoint's address (Settings.metrics_host)
     instance_id: str = field(
         metadata=text_setting(
@@ -159,6 +162,11 @@ class ProcessorSettings:
         return f"{self.topic_prefix}{name}"
 
     @property
+    def kafka_connection(self) -> dict[str, str]:
+        """The connection part of each client's configuration: servers and security."""
+        return {"bootstrap.servers": self.bootstrap_servers, **dict(self.kafka_security)}
+
+    @property
     def topics(self) -> LedgerTopicNames:
         return LedgerTopicNames.with_prefix(self.topic_prefix)
 
@@ -196,6 +204,7 @@ def build_processor_settings(
         ProcessorSettings,
         limits or {},
         bootstrap_servers=settings.kafka_bootstrap,
+        kafka_security=tuple(security_config(settings, PROCESSOR_PRINCIPAL).items()),
         topic_prefix=settings.topic_prefix,
         metrics_host=settings.metrics_host,
         instance_id=instance_id,

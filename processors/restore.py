@@ -91,14 +91,14 @@ class PartitionSnapshot:
 
 
 def admin_for(processor_settings: ProcessorSettings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": processor_settings.bootstrap_servers})
+    return AdminClient({**processor_settings.kafka_connection})
 
 
 def restore_consumer(processor_settings: ProcessorSettings) -> Consumer:
     """A group-less reader: ``assign()`` only, never commits, read_committed."""
     return Consumer(
         {
-            "bootstrap.servers": processor_settings.bootstrap_servers,
+            **processor_settings.kafka_connection,
             "group.id": processor_settings.group_id + "-restore",  # required, never joined
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

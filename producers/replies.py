@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from kafka_adapter.security import PRODUCER_PRINCIPAL, client_config
 from producers.errors import OutcomeTimeoutError, ProducerError
 from producers.sdk import LedgerProducer
 from schemas.codec import decode_outcome
@@ -38,7 +39,7 @@ class OutcomeWaiter:
         self._topic = settings.topic(REPLIES_TOPIC)
         self._consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **client_config(settings, PRODUCER_PRINCIPAL),
                 "group.id": f"streamledger-replies-{os.getpid()}",  # assign() only, no commits
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

@@ -48,6 +48,7 @@ from typing import Any, Final, Protocol, cast
 
 from confluent_kafka import Producer
 
+from kafka_adapter.security import PRODUCER_PRINCIPAL, security_config
 from producers.errors import (
     BackpressureTimeoutError,
     CommandValidationError,
@@ -212,6 +213,7 @@ class LedgerProducer:
         if client is None:
             overrides = dict(client_config_overrides or {})
             config = self.producer_settings.client_config(settings.kafka_bootstrap)
+            config.update(security_config(settings, PRODUCER_PRINCIPAL))
             if not DELIVERY_CALLBACK_PROPERTIES & overrides.keys():
                 config["on_delivery"] = self._on_delivery
                 self._default_callback = None

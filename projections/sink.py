@@ -60,6 +60,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from kafka_adapter.security import PROJECTION_PRINCIPAL, client_config
 from projections.batch import BatchPlan, Location, Quarantine, plan_records
 from projections.event_records import EventRecord, decode_event_record
 from projections.metrics import ProjectionMetrics
@@ -155,7 +156,7 @@ def consumer_config(
     return {
         "enable.partition.eof": partition_eof,
         "session.timeout.ms": session_timeout_ms,
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings, PROJECTION_PRINCIPAL),
         "group.id": group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -20,6 +20,7 @@ import ledger
 from api import cli as api_cli
 from infra import cli as infra_cli
 from infra import database_cli as infra_database_cli
+from infra import principals_cli as infra_principals_cli
 from notifications import cli as notifications_cli
 from pipeline import cli as pipeline_cli
 from processors import cli as processors_cli
@@ -73,6 +74,7 @@ COMMAND_REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     producers_cli.register,
     processors_cli.register,
     infra_database_cli.register,
+    infra_principals_cli.register,
     projections_query_cli.register,
     projections_report_cli.register,
     api_cli.register,

@@ -14,6 +14,7 @@ module). ``tests/unit/test_errors_tree.py`` checks this drawing against
     ├── SettingError                  a setting or CLI argument is missing or malformed (names it)
     ├── InfraError                    a service could not be installed, started or reached
     │   ├── PortInUseError            a port we need is taken by something else (names the setting)
+    │   ├── NotAuthorizedError        [kafka_adapter.security] Kafka refused a principal (names it)
     │   └── ProjectionDatabaseError   [projections.store] PostgreSQL failed or was unreachable
     ├── TopicError                    topic definitions and the broker disagree (drift, counts)
     ├── InvariantViolationError       corrupt state: the process stops, never logs and skips

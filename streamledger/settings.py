@@ -42,6 +42,13 @@ HEAP_MB_RANGE = (128, 16384)
 BROKERS_MAX = 5  # a local cluster on one machine; production runs its own
 KAFKA_NODE_PORT_STRIDE = 2  # node i's ports: the base ports + 2(i-1)
 REPLICATION_FACTOR_FOR_CLUSTER_MAX = 3
+# How clients authenticate to Kafka (decision 0062): no authentication, or SASL/SCRAM-SHA-512
+# with an ACL per service principal.
+KAFKA_SECURITY_PLAINTEXT = "plaintext"
+KAFKA_SECURITY_SCRAM = "scram"
+KAFKA_SECURITY_MODES = (KAFKA_SECURITY_PLAINTEXT, KAFKA_SECURITY_SCRAM)
+# A Kafka principal's user name: it is also a file name under the stack home.
+PRINCIPAL_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 # --- parsers: each takes the raw text and returns the value or raises ValueError(reason) ---
@@ -137,6 +144,19 @@ def parse_database_url(text: str) -> str:
 def parse_topic_prefix(text: str) -> str:
     if not TOPIC_PREFIX_PATTERN.match(text):
         raise ValueError("use at most 64 of A-Z a-z 0-9 . _ -")
+    return text
+
+
+def parse_kafka_security(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in KAFKA_SECURITY_MODES:
+        raise ValueError(f"{text[:40]!r} is not one of {', '.join(KAFKA_SECURITY_MODES)}")
+    return mode
+
+
+def parse_principal_name(text: str) -> str:
+    if PRINCIPAL_NAME_PATTERN.fullmatch(text) is None:
+        raise ValueError(f"{text[:40]!r} is not 1-64 of a-z 0-9 . _ - (starting a-z 0-9)")
     return text
 
 
@@ -273,6 +293,26 @@ class Settings:
         default=0,
         metadata=limit(
             0, 65535, "port", "the local PostgreSQL hot standby (0 = none)", environment=True
+        ),
+    )
+
+    # How every client of this process authenticates (kafka_adapter.security, decision 0062).
+    kafka_security: str = field(
+        default=KAFKA_SECURITY_PLAINTEXT,
+        metadata=text_setting(
+            parse_kafka_security,
+            "Kafka client security: plaintext, or scram (SASL/SCRAM-SHA-512 + ACLs; the local"
+            " stack is formatted with it)",
+            environment=True,
+        ),
+    )
+    kafka_principal: str = field(
+        default="",
+        metadata=text_setting(
+            parse_principal_name,
+            "the Kafka principal to authenticate as under scram (default: the service's own;"
+            " its password is read from {home}/kafka-principals)",
+            environment=True,
         ),
     )
 

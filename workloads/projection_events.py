@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
 
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from ledger import Accepted, LedgerState, step
 from processors.partition_ledger import WIRE_FORMAT
 from schemas.codec import encode_event
@@ -300,7 +301,7 @@ def produce_events(settings: Settings, events: Sequence[Event], *, transactional
     """Produce events to ledger.events in Kafka transactions, like the processor does."""
     producer = Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "transactional.id": transactional_id,
             "linger.ms": 5,
             "compression.type": "lz4",
