@@ -17,6 +17,7 @@ from schemas.model import (
     GENESIS_HASH,
     HASH_BYTES,
     AccountState,
+    CommandHeader,
     Event,
     Outcome,
     TenantHead,
@@ -132,19 +133,23 @@ class Draft:
 def event_header(
     tenant_id: str,
     link: tuple[int, bytes],
-    idempotency_key: str | None,
+    cause: CommandHeader | None,
     effective_at_us: int,
     accounts: tuple[AccountState, ...],
 ) -> dict[str, Any]:
-    """The fields every event has, for the event at ``link`` (its sequence, its prev_hash)."""
+    """The fields every event has, for the event at ``link`` (its sequence, its prev_hash).
+
+    ``cause`` is the command the event answers (``None`` for an expiry, caused by time): the
+    event carries its idempotency key and, since schemas v1.4, its metadata (decision 0055)."""
     sequence, prev_hash = link
     return {
         "tenant_id": tenant_id,
         "sequence": sequence,
         "event_id": f"{tenant_id}:{sequence}",
-        "idempotency_key": idempotency_key,
+        "idempotency_key": None if cause is None else cause.idempotency_key,
         "effective_at_us": effective_at_us,
         "balances": tuple([balance_of(account) for account in accounts]),
         "prev_hash": prev_hash,
         "hash": HASH_PLACEHOLDER,
+        "metadata": () if cause is None else cause.metadata,
     }

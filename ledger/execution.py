@@ -78,7 +78,7 @@ def expire_pendings(draft: Draft, stream_time_us: int) -> None:
             draft,
             tenant_id,
             transfer_id,
-            idempotency_key=None,
+            cause=None,
             effective_at_us=max(deadline_us, draft.effective_floor_us(tenant_id)),
             status=TransferStatus.EXPIRED,
         )
@@ -89,11 +89,13 @@ def _release(
     tenant_id: str,
     transfer_id: str,
     *,
-    idempotency_key: str | None,
+    cause: VoidPending | None,
     effective_at_us: int,
     status: TransferStatus,
 ) -> None:
-    """Void or expire a pending transfer: give its reservation back on both accounts."""
+    """Void or expire a pending transfer: give its reservation back on both accounts.
+
+    ``cause``: the ``VoidPending``, or ``None`` for an expiry (caused by time)."""
     transfer = draft.transfer(tenant_id, transfer_id)
     assert transfer is not None and transfer.status is TransferStatus.PENDING
     debit, credit = _accounts_of(draft, transfer)
@@ -101,7 +103,7 @@ def _release(
     event_type = _RELEASE_EVENT_TYPES[status]
     posted, pending = counter_changes(event_type, transfer.amount)
     debit, credit = move_counters(debit, credit, posted=posted, pending=pending, sequence=link[0])
-    header = event_header(tenant_id, link, idempotency_key, effective_at_us, (debit, credit))
+    header = event_header(tenant_id, link, cause, effective_at_us, (debit, credit))
     fields = _transfer_fields(transfer, transfer.amount)
     event: PendingExpired | PendingVoided = (
         new_pending_expired(**header, **fields)
@@ -152,9 +154,7 @@ def _open_account(draft: Draft, command: OpenAccount, effective_at_us: int) -> N
         credits_pending=0,
         last_sequence=link[0],
     )
-    header = event_header(
-        command.tenant_id, link, command.idempotency_key, effective_at_us, (account,)
-    )
+    header = event_header(command.tenant_id, link, command, effective_at_us, (account,))
     event = new_account_opened(
         **header,
         account_id=command.account_id,
@@ -194,9 +194,7 @@ def _create_transfer(draft: Draft, command: Transfer, effective_at_us: int) -> N
         expires_at_us=expires_at_us,
         last_sequence=sequence,
     )
-    header = event_header(
-        tenant_id, link, command.idempotency_key, effective_at_us, (debit, credit)
-    )
+    header = event_header(tenant_id, link, command, effective_at_us, (debit, credit))
     fields = _transfer_fields(transfer, amount)
     event: TransferPending | TransferPosted = (
         new_transfer_pending(**header, **fields, expires_at_us=expires_at_us)
@@ -221,9 +219,7 @@ def _post_pending(draft: Draft, command: PostPending, effective_at_us: int) -> N
     link = draft.next_link(command.tenant_id)
     posted, pending = counter_changes("PendingPosted", amount, transfer.amount)
     debit, credit = move_counters(debit, credit, posted=posted, pending=pending, sequence=link[0])
-    fields = event_header(
-        command.tenant_id, link, command.idempotency_key, effective_at_us, (debit, credit)
-    )
+    fields = event_header(command.tenant_id, link, command, effective_at_us, (debit, credit))
     event = new_pending_posted(
         **fields, **_transfer_fields(transfer, amount), pending_amount=transfer.amount
     )
@@ -257,7 +253,7 @@ def execute(draft: Draft, command: Command, effective_at_us: int) -> None:
             draft,
             command.tenant_id,
             command.transfer_id,
-            idempotency_key=command.idempotency_key,
+            cause=command,
             effective_at_us=effective_at_us,
             status=TransferStatus.VOIDED,
         )
@@ -274,7 +270,7 @@ def _end_pending_transaction(
         draft,
         command.tenant_id,
         command.transfer_id,
-        idempotency_key=command.idempotency_key,
+        cause=command,
         effective_at_us=effective_at_us,
         status=TransferStatus.VOIDED,
     )

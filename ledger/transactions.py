@@ -261,9 +261,7 @@ def execute_transaction(draft: Draft, command: PostTransaction, effective_at_us:
         expires_at_us=expires_at_us,
         last_sequence=sequence,
     )
-    header = event_header(
-        tenant_id, link, command.idempotency_key, effective_at_us, tuple(moved.values())
-    )
+    header = event_header(tenant_id, link, command, effective_at_us, tuple(moved.values()))
     for account in moved.values():
         draft.put_account(account)
     draft.put_transaction(transaction)
@@ -299,9 +297,7 @@ def post_pending_transaction(draft: Draft, command: PostPending, effective_at_us
     accounts = _touched_accounts(draft, command.tenant_id, postings)
     movements = posting_movements(event_type, postings, reserved)
     moved = move_postings(accounts, movements, sequence=link[0])
-    header = event_header(
-        command.tenant_id, link, command.idempotency_key, effective_at_us, tuple(moved.values())
-    )
+    header = event_header(command.tenant_id, link, command, effective_at_us, tuple(moved.values()))
     for account in moved.values():
         draft.put_account(account)
     draft.put_transaction(
@@ -327,11 +323,13 @@ def release_transaction(
     tenant_id: str,
     transaction_id: str,
     *,
-    idempotency_key: str | None,
+    cause: VoidPending | None,
     effective_at_us: int,
     status: TransferStatus,
 ) -> None:
-    """Void or expire a pending transaction: give every posting's reservation back."""
+    """Void or expire a pending transaction: give every posting's reservation back.
+
+    ``cause``: the ``VoidPending``, or ``None`` for an expiry (caused by time)."""
     transaction = draft.transaction(tenant_id, transaction_id)
     assert transaction is not None and transaction.status is TransferStatus.PENDING
     event_type = (
@@ -343,7 +341,7 @@ def release_transaction(
     accounts = _touched_accounts(draft, tenant_id, transaction.postings)
     movements = posting_movements(event_type, transaction.postings)
     moved = move_postings(accounts, movements, sequence=link[0])
-    header = event_header(tenant_id, link, idempotency_key, effective_at_us, tuple(moved.values()))
+    header = event_header(tenant_id, link, cause, effective_at_us, tuple(moved.values()))
     for account in moved.values():
         draft.put_account(account)
     draft.put_transaction(

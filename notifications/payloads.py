@@ -52,6 +52,7 @@ def subscribes_to(event_types: tuple[str, ...], type_name: str) -> bool:
 def event_body(event: Event) -> bytes:
     """The delivery body of ``event`` (compact JSON, keys in a fixed order, UTF-8)."""
     fields = dataclasses.asdict(event)
+    fields["metadata"] = dict(event.metadata)  # since schemas v1.4: an object, not pairs
     for header in ("tenant_id", "sequence", "event_id", "effective_at_us"):
         fields.pop(header)
     document: dict[str, Any] = {

@@ -52,6 +52,7 @@ class EventHeaderRecord(TypedDict):
     balances: list[BalanceRecord]
     prev_hash: bytes
     hash: bytes
+    metadata: dict[str, str]  # since schemas v1.4: the causing command's metadata
 
 
 class AccountOpenedRecord(EventHeaderRecord):
@@ -157,6 +158,8 @@ BALANCES_FIELD: Final = "balances"
 # a multi-leg transaction event's (schemas v1.3): arrays, read as lists like ``balances``
 POSTINGS_FIELD: Final = "postings"
 PENDING_AMOUNTS_FIELD: Final = "pending_amounts"
+# every event's since schemas v1.4: a map, read as a dict (the model holds sorted pairs)
+METADATA_FIELD: Final = "metadata"
 EVENT_TYPES_BY_NAME: Final = {event_type.__name__: event_type for event_type in EVENT_TYPES}
 
 # The envelope's union branches in index order; checked against the codec at import.
@@ -221,6 +224,7 @@ def event_record(event: Event) -> EventRecord:
         ]
     if PENDING_AMOUNTS_FIELD in record:
         record[PENDING_AMOUNTS_FIELD] = list(record[PENDING_AMOUNTS_FIELD])
+    record[METADATA_FIELD] = dict(event.metadata)
     record[EVENT_TYPE_FIELD] = type(event).__name__
     return cast(EventRecord, record)
 
@@ -234,6 +238,7 @@ def model_event(record: EventRecord) -> Event:
         fields[POSTINGS_FIELD] = tuple(Posting(**item) for item in fields[POSTINGS_FIELD])
     if PENDING_AMOUNTS_FIELD in fields:
         fields[PENDING_AMOUNTS_FIELD] = tuple(fields[PENDING_AMOUNTS_FIELD])
+    fields[METADATA_FIELD] = tuple(sorted(record[METADATA_FIELD].items()))
     event: Event = event_type(**fields)
     return event
 

@@ -17,7 +17,9 @@ checks, per tenant:
   --release-tenant``) turns the forks it covers into notes;
 - gapless sequences: 1, 2, 3, … in log order, no gap, no repeat (a repeat names both places);
 - the hash chain: each ``prev_hash`` is the previous event's ``hash`` (``GENESIS_HASH`` first)
-  and each ``hash`` is ``SHA-256(prev_hash + event_canonical_bytes(event))``;
+  and each ``hash`` is ``SHA-256(prev_hash + canonical bytes)``, the canonical bytes taken from
+  the record **as written** (``record_canonical_bytes``), never re-encoded: an event written
+  before schemas v1.4 has no ``metadata`` in its bytes (decision 0055);
 - time: no event is effective before its predecessor (released ones are notes);
 - the balances each event carries equal a fold of the events' amounts (so a re-hashed event with
   a changed amount is caught even at the end of the chain);
@@ -46,7 +48,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from projections.sink import consumer_config
 from projections.store import ProjectionDatabaseError
-from schemas.codec import DecodeError, decode_event, event_canonical_bytes
+from schemas.codec import DecodeError, decode_event, record_canonical_bytes
 from schemas.keys import command_key, partition_for
 from schemas.model import (
     GENESIS_HASH,
@@ -131,17 +133,18 @@ class TenantAudit:
     last_hash: bytes = GENESIS_HASH
     last_effective_at_us: int | None = None
     places: array[int] = field(default_factory=lambda: array("q"))
-    forks: list[tuple[Event, Place]] = field(default_factory=list)
+    forks: list[tuple[Event, Place, bytes]] = field(default_factory=list)  # + canonical bytes
     currencies: dict[str, str] = field(default_factory=dict)  # account -> currency
     balances: dict[str, Counters] = field(default_factory=dict)
     transactions: dict[str, TransactionFacts] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def observe(self, event: Event, place: Place) -> None:
+    def observe(self, event: Event, place: Place, canonical: bytes) -> None:
+        """One event of the log, with the canonical bytes of its record as written."""
         self.events += 1
         if self.home is not None and place.partition != self.home:
-            self.forks.append((event, place))  # judged once the whole chain is read
+            self.forks.append((event, place, canonical))  # judged once the whole chain is read
             return
         where = f"on {place}"
         if event.sequence != self.last_sequence + 1:
@@ -156,7 +159,7 @@ class TenantAudit:
                 f"hash chain broken: sequence {event.sequence} {where}: prev_hash is not the "
                 f"hash of sequence {self.last_sequence}"
             )
-        self.check_hash(event, where)
+        self.check_hash(event, canonical, where)
         self.check_time(event, place)
         if event.sequence == len(self.places) + 1:
             self.places.append(place.offset)
@@ -165,8 +168,8 @@ class TenantAudit:
         self.fold(event, where)
         self.fold_transaction(event, where)
 
-    def check_hash(self, event: Event, where: str) -> bool:
-        digest = hashlib.sha256(event.prev_hash + event_canonical_bytes(event)).digest()
+    def check_hash(self, event: Event, canonical: bytes, where: str) -> bool:
+        digest = hashlib.sha256(event.prev_hash + canonical).digest()
         if digest != event.hash:
             self.problems.append(f"hash mismatch: sequence {event.sequence} {where}")
         return digest == event.hash
@@ -196,7 +199,7 @@ class TenantAudit:
     def judge_forks(self) -> None:
         """Name each event found on another partition than the tenant's: the event of the real
         chain it repeats, and that it breaks the chain (it is never folded)."""
-        for event, place in self.forks:
+        for event, place, canonical in self.forks:
             original = self.place_of(event.sequence)
             repeats = (
                 f"repeats sequence {event.sequence} ({original})"
@@ -208,7 +211,7 @@ class TenantAudit:
                 f"fork: sequence {event.sequence} on {place} (the tenant's partition is "
                 f"{self.home}) {repeats}; chain broken{start}"
             )
-            self.check_hash(event, f"on {place}")
+            self.check_hash(event, canonical, f"on {place}")
             if self.is_released(place):
                 self.notes.append(f"{message}; released by an operator, not folded")
             else:
@@ -373,7 +376,7 @@ def verify(settings: Settings, *, group: str) -> VerifyReport:
             home = partition_for(command_key(event.tenant_id), record.partitions)
             released = releases.get(event.tenant_id, {})
             audit = audits[event.tenant_id] = TenantAudit(event.tenant_id, home, released)
-        audit.observe(event, place)
+        audit.observe(event, place, record_canonical_bytes(record.value))
     stored = read_database(settings)
     transactions = read_transactions(settings)
     for tenant_id in sorted(

@@ -106,6 +106,7 @@ _SET_ACCOUNT_OPENED_EFFECTIVE_AT_US: Final = slot_setter(AccountOpened, "effecti
 _SET_ACCOUNT_OPENED_BALANCES: Final = slot_setter(AccountOpened, "balances")
 _SET_ACCOUNT_OPENED_PREV_HASH: Final = slot_setter(AccountOpened, "prev_hash")
 _SET_ACCOUNT_OPENED_HASH: Final = slot_setter(AccountOpened, "hash")
+_SET_ACCOUNT_OPENED_METADATA: Final = slot_setter(AccountOpened, "metadata")
 _SET_ACCOUNT_OPENED_ACCOUNT_ID: Final = slot_setter(AccountOpened, "account_id")
 _SET_ACCOUNT_OPENED_CURRENCY: Final = slot_setter(AccountOpened, "currency")
 _SET_ACCOUNT_OPENED_ASSET_SCALE: Final = slot_setter(AccountOpened, "asset_scale")
@@ -124,6 +125,7 @@ _SET_TRANSFER_POSTED_EFFECTIVE_AT_US: Final = slot_setter(TransferPosted, "effec
 _SET_TRANSFER_POSTED_BALANCES: Final = slot_setter(TransferPosted, "balances")
 _SET_TRANSFER_POSTED_PREV_HASH: Final = slot_setter(TransferPosted, "prev_hash")
 _SET_TRANSFER_POSTED_HASH: Final = slot_setter(TransferPosted, "hash")
+_SET_TRANSFER_POSTED_METADATA: Final = slot_setter(TransferPosted, "metadata")
 _SET_TRANSFER_POSTED_TRANSFER_ID: Final = slot_setter(TransferPosted, "transfer_id")
 _SET_TRANSFER_POSTED_DEBIT_ACCOUNT_ID: Final = slot_setter(TransferPosted, "debit_account_id")
 _SET_TRANSFER_POSTED_CREDIT_ACCOUNT_ID: Final = slot_setter(TransferPosted, "credit_account_id")
@@ -138,6 +140,7 @@ _SET_TRANSFER_PENDING_EFFECTIVE_AT_US: Final = slot_setter(TransferPending, "eff
 _SET_TRANSFER_PENDING_BALANCES: Final = slot_setter(TransferPending, "balances")
 _SET_TRANSFER_PENDING_PREV_HASH: Final = slot_setter(TransferPending, "prev_hash")
 _SET_TRANSFER_PENDING_HASH: Final = slot_setter(TransferPending, "hash")
+_SET_TRANSFER_PENDING_METADATA: Final = slot_setter(TransferPending, "metadata")
 _SET_TRANSFER_PENDING_TRANSFER_ID: Final = slot_setter(TransferPending, "transfer_id")
 _SET_TRANSFER_PENDING_DEBIT_ACCOUNT_ID: Final = slot_setter(TransferPending, "debit_account_id")
 _SET_TRANSFER_PENDING_CREDIT_ACCOUNT_ID: Final = slot_setter(TransferPending, "credit_account_id")
@@ -152,6 +155,7 @@ _SET_PENDING_POSTED_EFFECTIVE_AT_US: Final = slot_setter(PendingPosted, "effecti
 _SET_PENDING_POSTED_BALANCES: Final = slot_setter(PendingPosted, "balances")
 _SET_PENDING_POSTED_PREV_HASH: Final = slot_setter(PendingPosted, "prev_hash")
 _SET_PENDING_POSTED_HASH: Final = slot_setter(PendingPosted, "hash")
+_SET_PENDING_POSTED_METADATA: Final = slot_setter(PendingPosted, "metadata")
 _SET_PENDING_POSTED_TRANSFER_ID: Final = slot_setter(PendingPosted, "transfer_id")
 _SET_PENDING_POSTED_DEBIT_ACCOUNT_ID: Final = slot_setter(PendingPosted, "debit_account_id")
 _SET_PENDING_POSTED_CREDIT_ACCOUNT_ID: Final = slot_setter(PendingPosted, "credit_account_id")
@@ -166,6 +170,7 @@ _SET_PENDING_VOIDED_EFFECTIVE_AT_US: Final = slot_setter(PendingVoided, "effecti
 _SET_PENDING_VOIDED_BALANCES: Final = slot_setter(PendingVoided, "balances")
 _SET_PENDING_VOIDED_PREV_HASH: Final = slot_setter(PendingVoided, "prev_hash")
 _SET_PENDING_VOIDED_HASH: Final = slot_setter(PendingVoided, "hash")
+_SET_PENDING_VOIDED_METADATA: Final = slot_setter(PendingVoided, "metadata")
 _SET_PENDING_VOIDED_TRANSFER_ID: Final = slot_setter(PendingVoided, "transfer_id")
 _SET_PENDING_VOIDED_DEBIT_ACCOUNT_ID: Final = slot_setter(PendingVoided, "debit_account_id")
 _SET_PENDING_VOIDED_CREDIT_ACCOUNT_ID: Final = slot_setter(PendingVoided, "credit_account_id")
@@ -179,6 +184,7 @@ _SET_PENDING_EXPIRED_EFFECTIVE_AT_US: Final = slot_setter(PendingExpired, "effec
 _SET_PENDING_EXPIRED_BALANCES: Final = slot_setter(PendingExpired, "balances")
 _SET_PENDING_EXPIRED_PREV_HASH: Final = slot_setter(PendingExpired, "prev_hash")
 _SET_PENDING_EXPIRED_HASH: Final = slot_setter(PendingExpired, "hash")
+_SET_PENDING_EXPIRED_METADATA: Final = slot_setter(PendingExpired, "metadata")
 _SET_PENDING_EXPIRED_TRANSFER_ID: Final = slot_setter(PendingExpired, "transfer_id")
 _SET_PENDING_EXPIRED_DEBIT_ACCOUNT_ID: Final = slot_setter(PendingExpired, "debit_account_id")
 _SET_PENDING_EXPIRED_CREDIT_ACCOUNT_ID: Final = slot_setter(PendingExpired, "credit_account_id")
@@ -192,6 +198,7 @@ _SET_TRANSACTION_POSTED_EFFECTIVE_AT_US: Final = slot_setter(TransactionPosted, 
 _SET_TRANSACTION_POSTED_BALANCES: Final = slot_setter(TransactionPosted, "balances")
 _SET_TRANSACTION_POSTED_PREV_HASH: Final = slot_setter(TransactionPosted, "prev_hash")
 _SET_TRANSACTION_POSTED_HASH: Final = slot_setter(TransactionPosted, "hash")
+_SET_TRANSACTION_POSTED_METADATA: Final = slot_setter(TransactionPosted, "metadata")
 _SET_TRANSACTION_POSTED_TRANSACTION_ID: Final = slot_setter(TransactionPosted, "transaction_id")
 _SET_TRANSACTION_POSTED_POSTINGS: Final = slot_setter(TransactionPosted, "postings")
 _SET_TRANSACTION_POSTED_REVERSES: Final = slot_setter(TransactionPosted, "reverses")
@@ -203,6 +210,7 @@ _SET_TRANSACTION_PENDING_EFFECTIVE_AT_US: Final = slot_setter(TransactionPending
 _SET_TRANSACTION_PENDING_BALANCES: Final = slot_setter(TransactionPending, "balances")
 _SET_TRANSACTION_PENDING_PREV_HASH: Final = slot_setter(TransactionPending, "prev_hash")
 _SET_TRANSACTION_PENDING_HASH: Final = slot_setter(TransactionPending, "hash")
+_SET_TRANSACTION_PENDING_METADATA: Final = slot_setter(TransactionPending, "metadata")
 _SET_TRANSACTION_PENDING_TRANSACTION_ID: Final = slot_setter(TransactionPending, "transaction_id")
 _SET_TRANSACTION_PENDING_POSTINGS: Final = slot_setter(TransactionPending, "postings")
 _SET_TRANSACTION_PENDING_EXPIRES_AT_US: Final = slot_setter(TransactionPending, "expires_at_us")
@@ -222,6 +230,7 @@ _SET_TRANSACTION_PENDING_POSTED_PREV_HASH: Final = slot_setter(
     TransactionPendingPosted, "prev_hash"
 )
 _SET_TRANSACTION_PENDING_POSTED_HASH: Final = slot_setter(TransactionPendingPosted, "hash")
+_SET_TRANSACTION_PENDING_POSTED_METADATA: Final = slot_setter(TransactionPendingPosted, "metadata")
 _SET_TRANSACTION_PENDING_POSTED_TRANSACTION_ID: Final = slot_setter(
     TransactionPendingPosted, "transaction_id"
 )
@@ -245,6 +254,7 @@ _SET_TRANSACTION_PENDING_VOIDED_PREV_HASH: Final = slot_setter(
     TransactionPendingVoided, "prev_hash"
 )
 _SET_TRANSACTION_PENDING_VOIDED_HASH: Final = slot_setter(TransactionPendingVoided, "hash")
+_SET_TRANSACTION_PENDING_VOIDED_METADATA: Final = slot_setter(TransactionPendingVoided, "metadata")
 _SET_TRANSACTION_PENDING_VOIDED_TRANSACTION_ID: Final = slot_setter(
     TransactionPendingVoided, "transaction_id"
 )
@@ -271,6 +281,9 @@ _SET_TRANSACTION_PENDING_EXPIRED_PREV_HASH: Final = slot_setter(
     TransactionPendingExpired, "prev_hash"
 )
 _SET_TRANSACTION_PENDING_EXPIRED_HASH: Final = slot_setter(TransactionPendingExpired, "hash")
+_SET_TRANSACTION_PENDING_EXPIRED_METADATA: Final = slot_setter(
+    TransactionPendingExpired, "metadata"
+)
 _SET_TRANSACTION_PENDING_EXPIRED_TRANSACTION_ID: Final = slot_setter(
     TransactionPendingExpired, "transaction_id"
 )
@@ -501,6 +514,7 @@ def new_account_opened(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     account_id: str,
     currency: str,
     asset_scale: int,
@@ -518,6 +532,7 @@ def new_account_opened(
     _SET_ACCOUNT_OPENED_BALANCES(record, balances)
     _SET_ACCOUNT_OPENED_PREV_HASH(record, prev_hash)
     _SET_ACCOUNT_OPENED_HASH(record, hash)
+    _SET_ACCOUNT_OPENED_METADATA(record, metadata)
     _SET_ACCOUNT_OPENED_ACCOUNT_ID(record, account_id)
     _SET_ACCOUNT_OPENED_CURRENCY(record, currency)
     _SET_ACCOUNT_OPENED_ASSET_SCALE(record, asset_scale)
@@ -537,6 +552,7 @@ def new_transfer_posted(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -554,6 +570,7 @@ def new_transfer_posted(
     _SET_TRANSFER_POSTED_BALANCES(record, balances)
     _SET_TRANSFER_POSTED_PREV_HASH(record, prev_hash)
     _SET_TRANSFER_POSTED_HASH(record, hash)
+    _SET_TRANSFER_POSTED_METADATA(record, metadata)
     _SET_TRANSFER_POSTED_TRANSFER_ID(record, transfer_id)
     _SET_TRANSFER_POSTED_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_TRANSFER_POSTED_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -573,6 +590,7 @@ def new_transfer_pending(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -590,6 +608,7 @@ def new_transfer_pending(
     _SET_TRANSFER_PENDING_BALANCES(record, balances)
     _SET_TRANSFER_PENDING_PREV_HASH(record, prev_hash)
     _SET_TRANSFER_PENDING_HASH(record, hash)
+    _SET_TRANSFER_PENDING_METADATA(record, metadata)
     _SET_TRANSFER_PENDING_TRANSFER_ID(record, transfer_id)
     _SET_TRANSFER_PENDING_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_TRANSFER_PENDING_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -609,6 +628,7 @@ def new_pending_posted(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -626,6 +646,7 @@ def new_pending_posted(
     _SET_PENDING_POSTED_BALANCES(record, balances)
     _SET_PENDING_POSTED_PREV_HASH(record, prev_hash)
     _SET_PENDING_POSTED_HASH(record, hash)
+    _SET_PENDING_POSTED_METADATA(record, metadata)
     _SET_PENDING_POSTED_TRANSFER_ID(record, transfer_id)
     _SET_PENDING_POSTED_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_PENDING_POSTED_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -645,6 +666,7 @@ def new_pending_voided(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -661,6 +683,7 @@ def new_pending_voided(
     _SET_PENDING_VOIDED_BALANCES(record, balances)
     _SET_PENDING_VOIDED_PREV_HASH(record, prev_hash)
     _SET_PENDING_VOIDED_HASH(record, hash)
+    _SET_PENDING_VOIDED_METADATA(record, metadata)
     _SET_PENDING_VOIDED_TRANSFER_ID(record, transfer_id)
     _SET_PENDING_VOIDED_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_PENDING_VOIDED_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -679,6 +702,7 @@ def new_pending_expired(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -695,6 +719,7 @@ def new_pending_expired(
     _SET_PENDING_EXPIRED_BALANCES(record, balances)
     _SET_PENDING_EXPIRED_PREV_HASH(record, prev_hash)
     _SET_PENDING_EXPIRED_HASH(record, hash)
+    _SET_PENDING_EXPIRED_METADATA(record, metadata)
     _SET_PENDING_EXPIRED_TRANSFER_ID(record, transfer_id)
     _SET_PENDING_EXPIRED_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_PENDING_EXPIRED_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -713,6 +738,7 @@ def new_transaction_posted(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transaction_id: str,
     postings: tuple[Posting, ...],
     reverses: str | None,
@@ -727,6 +753,7 @@ def new_transaction_posted(
     _SET_TRANSACTION_POSTED_BALANCES(record, balances)
     _SET_TRANSACTION_POSTED_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_POSTED_HASH(record, hash)
+    _SET_TRANSACTION_POSTED_METADATA(record, metadata)
     _SET_TRANSACTION_POSTED_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_POSTED_POSTINGS(record, postings)
     _SET_TRANSACTION_POSTED_REVERSES(record, reverses)
@@ -743,6 +770,7 @@ def new_transaction_pending(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transaction_id: str,
     postings: tuple[Posting, ...],
     expires_at_us: int | None,
@@ -757,6 +785,7 @@ def new_transaction_pending(
     _SET_TRANSACTION_PENDING_BALANCES(record, balances)
     _SET_TRANSACTION_PENDING_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_PENDING_HASH(record, hash)
+    _SET_TRANSACTION_PENDING_METADATA(record, metadata)
     _SET_TRANSACTION_PENDING_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_PENDING_POSTINGS(record, postings)
     _SET_TRANSACTION_PENDING_EXPIRES_AT_US(record, expires_at_us)
@@ -773,6 +802,7 @@ def new_transaction_pending_posted(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transaction_id: str,
     postings: tuple[Posting, ...],
     pending_amounts: tuple[int, ...],
@@ -787,6 +817,7 @@ def new_transaction_pending_posted(
     _SET_TRANSACTION_PENDING_POSTED_BALANCES(record, balances)
     _SET_TRANSACTION_PENDING_POSTED_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_PENDING_POSTED_HASH(record, hash)
+    _SET_TRANSACTION_PENDING_POSTED_METADATA(record, metadata)
     _SET_TRANSACTION_PENDING_POSTED_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_PENDING_POSTED_POSTINGS(record, postings)
     _SET_TRANSACTION_PENDING_POSTED_PENDING_AMOUNTS(record, pending_amounts)
@@ -803,6 +834,7 @@ def new_transaction_pending_voided(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transaction_id: str,
     postings: tuple[Posting, ...],
 ) -> TransactionPendingVoided:
@@ -816,6 +848,7 @@ def new_transaction_pending_voided(
     _SET_TRANSACTION_PENDING_VOIDED_BALANCES(record, balances)
     _SET_TRANSACTION_PENDING_VOIDED_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_PENDING_VOIDED_HASH(record, hash)
+    _SET_TRANSACTION_PENDING_VOIDED_METADATA(record, metadata)
     _SET_TRANSACTION_PENDING_VOIDED_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_PENDING_VOIDED_POSTINGS(record, postings)
     return record
@@ -831,6 +864,7 @@ def new_transaction_pending_expired(
     balances: tuple[AccountBalance, ...],
     prev_hash: bytes,
     hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
     transaction_id: str,
     postings: tuple[Posting, ...],
 ) -> TransactionPendingExpired:
@@ -844,6 +878,7 @@ def new_transaction_pending_expired(
     _SET_TRANSACTION_PENDING_EXPIRED_BALANCES(record, balances)
     _SET_TRANSACTION_PENDING_EXPIRED_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_PENDING_EXPIRED_HASH(record, hash)
+    _SET_TRANSACTION_PENDING_EXPIRED_METADATA(record, metadata)
     _SET_TRANSACTION_PENDING_EXPIRED_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_PENDING_EXPIRED_POSTINGS(record, postings)
     return record

@@ -763,14 +763,28 @@ def event_canonical_bytes(event: Event) -> bytes:
     Definition (``streamledger.v1``): the one-byte zig-zag union index of the event's type in
     ``EventEnvelope`` (0 = AccountOpened … 10 = TransactionPendingExpired), followed by the Avro
     binary encoding of the event record with its ``hash`` field left out, all other fields in schema
-    order. No maps occur in events, so the encoding is unique. The chain hash is
-    ``SHA-256(prev_hash + event_canonical_bytes(event))`` (see ``event_chain_hash``).
+    order. The one map (``metadata``, since v1.4) is written sorted by key in one block, so the
+    encoding is unique. The chain hash is ``SHA-256(prev_hash + event_canonical_bytes(event))``
+    (see ``event_chain_hash``).
 
     ``hash`` is the last field of every event record and a fixed 32 bytes, so these are exactly
     the event's single-object bytes between the 10-byte header and the final 32 bytes: one
-    encode gives both (``seal_event``).
+    encode gives both (``seal_event``). This re-encodes under the **current** contract: for an
+    event read from the log, which an earlier version may have written (v1.0 to v1.3 bytes have
+    no ``metadata``), hash the bytes as written instead (``record_canonical_bytes``).
     """
     return bytes(_encode_unhashed(event)[HEADER_BYTES:-_HASH_BYTES])
+
+
+def record_canonical_bytes(data: bytes) -> bytes:
+    """The canonical bytes of an event record **as written**, whatever its contract version.
+
+    Every version's event records end with the 32-byte ``hash``, so the bytes the hash covers are
+    the single-object bytes between the 10-byte header and the last 32 bytes (docs/contract.md,
+    "Canonical bytes and the hash chain"). A verifier hashes these, never a re-encoding of the
+    decoded value: an event written before v1.4 decodes with ``metadata=()``, and encoding that
+    now would add the empty map's byte (decision 0055). ``data`` must be a decodable event."""
+    return bytes(data[HEADER_BYTES:-_HASH_BYTES])
 
 
 def event_chain_hash(event: Event) -> bytes:

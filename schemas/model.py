@@ -129,6 +129,9 @@ class EventHeader:
     balances: tuple[AccountBalance, ...]  # the touched accounts after the event
     prev_hash: bytes
     hash: bytes
+    # Since v1.4 (decision 0055): the causing command's metadata, sorted (key, value) pairs; ()
+    # for an expiry and for events written before v1.4. In Avro, the last field before ``hash``.
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

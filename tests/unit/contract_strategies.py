@@ -177,6 +177,7 @@ event_headers = st.fixed_dictionaries(
         "balances": st.lists(balances, max_size=3).map(tuple),
         "prev_hash": hashes,
         "hash": hashes,
+        "metadata": metadata_values,  # since v1.4
     }
 )
 movement = {

@@ -257,12 +257,34 @@ def test_canonical_bytes_vector() -> None:
             "c413"
             "06555344"
             "00"  # amount 1250, "USD", reverses null
+            "00"  # metadata (since v1.4): an empty map
         )
     )
     assert (
         codec.event_chain_hash(EVENT)
         == __import__("hashlib").sha256(GENESIS_HASH + canonical).digest()
     )
+
+
+def test_canonical_bytes_vector_with_metadata() -> None:
+    """Since v1.4 the causing command's metadata is the last field before ``hash``: a map
+    written sorted by key, in one block, covered by the hash."""
+    tagged = TransferPosted(
+        **{**_fields(EVENT), "metadata": (("channel", "web"), ("order", "A-17"))}
+    )
+    metadata = (
+        "04"  # a block of 2 entries
+        "0e6368616e6e656c"  # "channel"
+        "06776562"  # "web"
+        "0a6f72646572"  # "order"
+        "08412d3137"  # "A-17"
+        "00"  # end of the map
+    )
+    canonical = codec.event_canonical_bytes(tagged)
+    assert canonical.hex() == codec.event_canonical_bytes(EVENT)[:-1].hex() + metadata
+    encoded = codec.encode_event(tagged)
+    assert codec.record_canonical_bytes(encoded) == canonical
+    assert codec.decode_event(encoded) == tagged
 
 
 def test_history_versions_are_loaded() -> None:

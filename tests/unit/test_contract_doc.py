@@ -114,9 +114,11 @@ def example_command(index: int) -> Command:
 # --------------------------------------------------------------------------- an outsider's tools
 
 
-def inline_named_types(name: str, *, keep_logical_types: bool) -> dict[str, Any]:
+def inline_named_types(
+    name: str, *, keep_logical_types: bool, directory: Path = SCHEMA_DIRECTORY
+) -> dict[str, Any]:
     """The schema of a top-level record from the .avsc files, named types inlined at first use."""
-    files = {path.stem: json.loads(path.read_text()) for path in SCHEMA_DIRECTORY.glob("*.avsc")}
+    files = {path.stem: json.loads(path.read_text()) for path in directory.glob("*.avsc")}
     defined: set[str] = set()
 
     def inline(node: Any) -> Any:
@@ -210,6 +212,7 @@ def test_every_example_block_is_there() -> None:
         "event-record",
         "event-hash-input",
         "event-hash",
+        "event-record-v1-3",
         "outcome-times-header",
         "tagged-encoding-examples",
         "fingerprint-fields",
@@ -299,6 +302,38 @@ def test_event_record_hash_is_sha256_of_prev_hash_and_canonical_bytes() -> None:
     assert hash_input == event["prev_hash"] + data[HEADER_BYTES:-HASH_BYTES]
     digest = hashlib.sha256(hash_input).digest()
     assert digest == hex_block("event-hash") == data[-HASH_BYTES:] == event["hash"]
+
+
+def test_a_v1_3_event_record_still_decodes_and_verifies() -> None:
+    """The page's v1.3 record of event 3: no metadata bytes, v1.3's fingerprint; its hash is
+    SHA-256(prev_hash || the bytes as written), and the v1.4 reader decodes it, metadata empty."""
+    data = hex_block("event-record-v1-3")
+    schema = inline_named_types(
+        "EventEnvelope", keep_logical_types=True, directory=SCHEMA_DIRECTORY / "history" / "v1.3"
+    )
+    java_long = crc64_avro(to_parsing_canonical_form(schema).encode())
+    assert data[2:HEADER_BYTES] == java_long.to_bytes(8, "little"), "the v1.3 fingerprint"
+    stream = io.BytesIO(data[HEADER_BYTES:])
+    writer = parse_schema(
+        inline_named_types(
+            "EventEnvelope",
+            keep_logical_types=False,
+            directory=SCHEMA_DIRECTORY / "history" / "v1.3",
+        )
+    )
+    branch, event = schemaless_reader(stream, writer, None, return_record_name=True)["event"]
+    assert stream.read() == b""
+    assert branch == f"{NAMESPACE}.TransferPosted" and "metadata" not in event
+    digest = hashlib.sha256(event["prev_hash"] + data[HEADER_BYTES:-HASH_BYTES]).digest()
+    assert digest == data[-HASH_BYTES:] == event["hash"]
+    decoded = codec.decode_event(data)
+    assert decoded.metadata == () and decoded.hash == digest
+    assert codec.record_canonical_bytes(data) == data[HEADER_BYTES:-HASH_BYTES]
+    current = avro_decode("EventEnvelope", hex_block("event-record"))["event"][1]
+    assert current["metadata"] == example_log()[EXAMPLE_TRANSFER_INDEX]["command"]["metadata"]
+    assert {key: event[key] for key in ("transfer_id", "amount", "balances")} == {
+        key: current[key] for key in ("transfer_id", "amount", "balances")
+    }
 
 
 def replay_example_log() -> list[ledger.Decision]:

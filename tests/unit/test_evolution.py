@@ -7,6 +7,7 @@ schema is read with the new one (backward compatibility), with the values checke
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
@@ -142,9 +143,8 @@ def test_the_v1_1_change_resolves_through_the_codec() -> None:
 
 V1_2_FAMILIES: dict[str, tuple[codec.RecordFamily, Any, Any, Any]] = {
     "CommandEnvelope": (codec.COMMANDS, commands, codec.encode_command, codec.decode_command),
-    "EventEnvelope": (codec.EVENTS, events, codec.encode_event, codec.decode_event),
     "StateEnvelope": (codec.STATES, states, codec.encode_state, codec.decode_state),
-}
+}  # events: since v1.4 they carry metadata, see the test after this one
 
 
 @pytest.mark.parametrize("record_name", list(V1_2_FAMILIES))
@@ -153,9 +153,8 @@ V1_2_FAMILIES: dict[str, tuple[codec.RecordFamily, Any, Any, Any]] = {
 def test_v1_3_appends_branches_so_v1_2_bytes_are_unchanged(
     record_name: str, data: st.DataObject
 ) -> None:
-    """A record of a type v1.2 knows has the same body under v1.3 (its union index did not
-    move), so v1.2 bytes decode through the codec to the same value, and an event's canonical
-    bytes, hence its hash, are the same under both versions."""
+    """A command or state record of a type v1.2 knows has the same body under v1.3 and v1.4 (its
+    union index did not move), so v1.2 bytes decode through the codec to the same value."""
     family, strategy, encode, decode = V1_2_FAMILIES[record_name]
     old = VERSIONS["v1.2"][record_name]
     value = data.draw(strategy)
@@ -166,3 +165,38 @@ def test_v1_3_appends_branches_so_v1_2_bytes_are_unchanged(
     old_bytes = codec.MARKER + old.fingerprint + _write(old.expanded, _avro_record(family, value))
     assert old_bytes[codec.HEADER_BYTES :] == body
     assert decode(old_bytes) == value
+
+
+@pytest.mark.parametrize("old_version", ["v1.2", "v1.3"])
+@settings(max_examples=60, deadline=None)
+@given(event=events)
+def test_v1_4_older_events_decode_without_metadata_and_keep_their_hash(
+    old_version: str, event: Any
+) -> None:
+    """v1.4 adds ``metadata`` (default empty) before ``hash`` in every event record. An event
+    written by an earlier version decodes to the same value with ``metadata=()``; its hash still
+    covers its bytes **as written** (``record_canonical_bytes``), which is what a verifier
+    hashes; written now, the same value has one more byte, the empty map, before its hash."""
+    old = VERSIONS[old_version]["EventEnvelope"]
+    if not _has_branch(old.expanded, codec.EVENTS, type(event)):
+        return
+    event = dataclasses.replace(event, metadata=())
+    record = _avro_record(codec.EVENTS, event)
+    old_bytes = codec.MARKER + old.fingerprint + _write(old.expanded, record)
+    assert codec.decode_event(old_bytes) == event
+    assert codec.record_canonical_bytes(old_bytes) == old_bytes[codec.HEADER_BYTES : -32]
+    assert old_bytes[-32:] == event.hash
+    current = codec.encode_event(event)
+    assert codec.record_canonical_bytes(current) == codec.event_canonical_bytes(event)
+    assert codec.event_canonical_bytes(event) == codec.record_canonical_bytes(old_bytes) + b"\x00"
+
+
+@settings(max_examples=60, deadline=None)
+@given(event=events)
+def test_v1_4_metadata_is_in_the_canonical_bytes(event: Any) -> None:
+    """The metadata an event carries is covered by its hash: other metadata, other bytes."""
+    changed = dict(event.metadata)
+    changed["zzz"] = changed.get("zzz", "") + "!"
+    other = dataclasses.replace(event, metadata=tuple(sorted(changed.items())))
+    assert codec.event_canonical_bytes(other) != codec.event_canonical_bytes(event)
+    assert codec.decode_event(codec.encode_event(other)).metadata == other.metadata
