@@ -12,7 +12,14 @@ workload means to provoke, so a run can be checked against the ledger afterwards
   (full or partial) and ``void_pending`` of open pending transfers, ``reversal`` of an earlier
   posted transfer, ``duplicate`` (an earlier command again, byte for byte), ``key_reuse`` (an
   earlier key with another amount), ``overdraft`` (more than the debit account can give) and
-  ``unknown_account``.
+  ``unknown_account``;
+- multi-leg transactions (issue 16), 0 by default (decision 0045): ``fee_split`` (a customer pays
+  a merchant, the platform 2.6 % and the card network 0.3 % in one 3-posting transaction),
+  ``payout`` (``funding`` pays 10 to 50 sellers in one transaction) and ``fx`` (a customer's
+  money converted into another currency through the tenant's liquidity accounts, the rate in
+  ``metadata``: ``fx_rate``, ``fx_pair``). When a share is above 0 the opening phase also opens
+  the accounts they need (``platform``, ``network``; ``seller-NNNN``; ``fx-liquidity-CUR`` and
+  ``wallet-CUR``), after the funding transfers.
 
 The generator tracks what each customer can still give (posted and reserved), so ordinary
 transfers are meant to succeed and the failure intents are meant to fail. ``poison_records``
@@ -26,9 +33,18 @@ import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
 from typing import Final
 
-from schemas.model import Command, OpenAccount, PostPending, Transfer, VoidPending
+from schemas.model import (
+    Command,
+    OpenAccount,
+    Posting,
+    PostPending,
+    PostTransaction,
+    Transfer,
+    VoidPending,
+)
 from streamledger.setting_fields import Declaration, check_declared, decimal_limit, limit
 
 FUNDING_ACCOUNT: Final = "funding"
@@ -46,6 +62,19 @@ ACCOUNTS_PER_TENANT_MAX: Final = 10_000_000
 COMMANDS_MAX: Final = 10**12
 TIME_US_MAX: Final = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 AMOUNT_MAX: Final = 10**15
+# Multi-leg transactions (decision 0045).
+PLATFORM_ACCOUNT: Final = "platform"
+NETWORK_ACCOUNT: Final = "network"
+PLATFORM_FEE_PER_MILLE: Final = 26  # 2.6 % of a fee-split payment
+NETWORK_FEE_PER_MILLE: Final = 3  # 0.3 %
+FEE_SPLIT_AMOUNT_MIN: Final = 3  # merchant, platform and network each get at least 1
+PAYOUT_SELLERS_MIN: Final = 10
+PAYOUT_SELLERS_MAX: Final = 50  # below schemas.limits.POSTINGS_MAX (64)
+# Reference units of each currency per US dollar; an unlisted currency counts as 1. Each FX
+# conversion moves its rate by up to FX_RATE_JITTER either way (seeded).
+FX_UNITS_PER_USD: Final = {"USD": "1", "EUR": "0.92", "GBP": "0.79", "CHF": "0.88", "JPY": "150"}
+FX_RATE_JITTER: Final = 0.005
+FX_RATE_PLACES: Final = Decimal("0.000001")
 
 
 def share(help_text: str) -> dict[str, Declaration]:
@@ -134,6 +163,20 @@ class LoadPlan:
     unknown_account_share: float = field(
         default=0.01, metadata=share("transfers naming an account that does not exist")
     )
+    fee_split_share: float = field(
+        default=0.0,
+        metadata=share("3-posting transactions: merchant, platform fee, network fee"),
+    )
+    payout_share: float = field(
+        default=0.0,
+        metadata=share(
+            f"transactions paying {PAYOUT_SELLERS_MIN} to {PAYOUT_SELLERS_MAX} sellers at once"
+        ),
+    )
+    fx_share: float = field(
+        default=0.0,
+        metadata=share("FX conversions through liquidity accounts (needs two currencies)"),
+    )
 
     def __post_init__(self) -> None:
         check_declared(self)
@@ -141,9 +184,43 @@ class LoadPlan:
             self.pending_share + self.expiring_share + self.finish_pending_share
             + self.reversal_share + self.duplicate_share + self.key_reuse_share
             + self.overdraft_share + self.unknown_account_share
+            + self.fee_split_share + self.payout_share + self.fx_share
         )  # fmt: skip
         if not 0.0 <= shares <= 1.0:
             raise ValueError(f"the shares add up to {shares:.3f}; they must stay within 0..1")
+        if self.fx_share > 0 and len(set(self.currencies)) < 2:
+            raise ValueError("fx_share needs at least two currencies")
+
+    def transaction_accounts(self, currency: str) -> tuple[str, ...]:
+        """The accounts a tenant of ``currency`` needs for the multi-leg shares above 0."""
+        accounts: list[str] = []
+        if self.fee_split_share > 0:
+            accounts += [PLATFORM_ACCOUNT, NETWORK_ACCOUNT]
+        if self.payout_share > 0:
+            accounts += seller_accounts()
+        if self.fx_share > 0:
+            other = fx_quote_currency(self.currencies, currency)
+            accounts += [liquidity_account(currency), liquidity_account(other), wallet(other)]
+        return tuple(accounts)
+
+
+def seller_accounts() -> list[str]:
+    return [f"seller-{number:04d}" for number in range(1, PAYOUT_SELLERS_MAX + 1)]
+
+
+def liquidity_account(currency: str) -> str:
+    return f"fx-liquidity-{currency.lower()}"
+
+
+def wallet(currency: str) -> str:
+    """A customer's account in another currency, credited by FX conversions."""
+    return f"wallet-{currency.lower()}"
+
+
+def fx_quote_currency(currencies: tuple[str, ...], base: str) -> str:
+    """The currency a tenant of ``base`` converts into: the next distinct one in the plan."""
+    distinct = list(dict.fromkeys(currencies))
+    return distinct[(distinct.index(base) + 1) % len(distinct)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,16 +289,27 @@ class Generator:
                 yield self.emit(
                     book, self.transfer(book, FUNDING_ACCOUNT, account, INITIAL_FUNDS), "fund"
                 )
+        for book in self.books:
+            for account in self.plan.transaction_accounts(book.currency):
+                currency = account_currency(account, book.currency)
+                command = self.open_account(book, account, flagged=False, currency=currency)
+                yield self.emit(book, command, "open_account")
 
     def open_account(
-        self, book: TenantBook, account: str, *, flagged: bool, overdraft: bool = False
+        self,
+        book: TenantBook,
+        account: str,
+        *,
+        flagged: bool,
+        overdraft: bool = False,
+        currency: str | None = None,
     ) -> OpenAccount:
         return OpenAccount(
             tenant_id=book.tenant_id,
             idempotency_key=book.next_key("open"),
             submitted_at_us=self.now_us(),
             account_id=account,
-            currency=book.currency,
+            currency=currency or book.currency,
             asset_scale=2,
             debits_must_not_exceed_credits=flagged,
             overdraft_limit=self.plan.overdraft_limit if overdraft else None,
@@ -276,6 +364,9 @@ class Generator:
             (plan.key_reuse_share, self.key_reuse),
             (plan.overdraft_share, self.overdraft),
             (plan.unknown_account_share, self.unknown_account),
+            (plan.fee_split_share, self.fee_split),
+            (plan.payout_share, self.payout),
+            (plan.fx_share, self.fx),
         )
         for _ in range(plan.commands):
             book = self.random.choice(self.books)
@@ -414,6 +505,101 @@ class Generator:
         )
         return self.emit(book, command, "unknown_account")
 
+    # ------------------------------------------------------------------ multi-leg transactions
+
+    def transaction(
+        self,
+        book: TenantBook,
+        postings: list[Posting],
+        *,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> PostTransaction:
+        key = book.next_key("tx")
+        return PostTransaction(
+            tenant_id=book.tenant_id,
+            idempotency_key=key,
+            submitted_at_us=self.now_us(),
+            metadata=metadata,
+            transaction_id=key,
+            postings=tuple(postings),
+        )
+
+    def fee_split(self, book: TenantBook) -> GeneratedCommand | None:
+        """A customer pays a merchant; the platform and the card network take their fees."""
+        payer = self.random.choice(book.customers)
+        merchant = self.random.choice([FUNDING_ACCOUNT, *book.customers])
+        amount = self.random.randint(
+            FEE_SPLIT_AMOUNT_MIN, max(FEE_SPLIT_AMOUNT_MIN, self.plan.amount_max)
+        )
+        if merchant == payer or book.available[payer] < amount:
+            return None
+        platform_fee = max(1, amount * PLATFORM_FEE_PER_MILLE // 1000)
+        network_fee = max(1, amount * NETWORK_FEE_PER_MILLE // 1000)
+        to_merchant = amount - platform_fee - network_fee
+        legs = (
+            (merchant, to_merchant),
+            (PLATFORM_ACCOUNT, platform_fee),
+            (NETWORK_ACCOUNT, network_fee),
+        )
+        postings = [posting(payer, credit, part, book.currency) for credit, part in legs]
+        book.available[payer] -= amount
+        if merchant in book.available:
+            book.available[merchant] += to_merchant
+        return self.emit(book, self.transaction(book, postings), "fee_split")
+
+    def payout(self, book: TenantBook) -> GeneratedCommand:
+        """``funding`` pays 10 to 50 sellers in one transaction (never refused: funding is
+        unrestricted, sellers only receive)."""
+        count = self.random.randint(PAYOUT_SELLERS_MIN, PAYOUT_SELLERS_MAX)
+        sellers = self.random.sample(seller_accounts(), count)
+        amount_max = self.plan.amount_max
+        postings = [
+            posting(FUNDING_ACCOUNT, seller, self.random.randint(1, amount_max), book.currency)
+            for seller in sellers
+        ]
+        return self.emit(book, self.transaction(book, postings), "payout")
+
+    def fx(self, book: TenantBook) -> GeneratedCommand | None:
+        """A customer converts into another currency: ``customer → fx-liquidity-base`` and
+        ``fx-liquidity-quote → wallet-quote``, the rate in metadata."""
+        payer = self.random.choice(book.customers)
+        amount = self.random.randint(1, self.plan.amount_max)
+        base = book.currency
+        quote = fx_quote_currency(self.plan.currencies, base)
+        rate = fx_rate(base, quote, self.random.uniform(-FX_RATE_JITTER, FX_RATE_JITTER))
+        converted = int((Decimal(amount) * rate).to_integral_value(rounding=ROUND_DOWN))
+        if book.available[payer] < amount or converted < 1:
+            return None
+        postings = [
+            posting(payer, liquidity_account(base), amount, base),
+            posting(liquidity_account(quote), wallet(quote), converted, quote),
+        ]
+        book.available[payer] -= amount
+        metadata = (("fx_pair", f"{base}/{quote}"), ("fx_rate", str(rate)))
+        return self.emit(book, self.transaction(book, postings, metadata=metadata), "fx")
+
+
+def posting(debit: str, credit: str, amount: int, currency: str) -> Posting:
+    return Posting(
+        debit_account_id=debit, credit_account_id=credit, amount=amount, currency=currency
+    )
+
+
+def account_currency(account: str, tenant_currency: str) -> str:
+    """The currency of a multi-leg account: the wallet and liquidity of the quote currency are
+    named after it; every other account is in the tenant's currency."""
+    for prefix in ("wallet-", "fx-liquidity-"):
+        if account.startswith(prefix):
+            return account.removeprefix(prefix).upper()
+    return tenant_currency
+
+
+def fx_rate(base: str, quote: str, jitter: float) -> Decimal:
+    """Units of ``quote`` per unit of ``base`` from the reference table, moved by ``jitter``
+    (a fraction), to FX_RATE_PLACES."""
+    reference = Decimal(FX_UNITS_PER_USD.get(quote, "1")) / Decimal(FX_UNITS_PER_USD.get(base, "1"))
+    return (reference * (1 + Decimal(repr(jitter)))).quantize(FX_RATE_PLACES)
+
 
 def generate(plan: LoadPlan) -> Iterator[GeneratedCommand]:
     """The workload of ``plan``: the opening phase, then ``plan.commands`` mixed commands."""
@@ -423,8 +609,11 @@ def generate(plan: LoadPlan) -> Iterator[GeneratedCommand]:
 
 
 def opening_count(plan: LoadPlan) -> int:
-    """How many commands the opening phase yields (accounts, then one funding per customer)."""
-    return plan.tenants * (2 * plan.accounts_per_tenant - 1)
+    """How many commands the opening phase yields (accounts, then one funding per customer, then
+    the accounts of the multi-leg shares above 0)."""
+    currencies = [plan.currencies[index % len(plan.currencies)] for index in range(plan.tenants)]
+    extra = sum(len(plan.transaction_accounts(currency)) for currency in currencies)
+    return plan.tenants * (2 * plan.accounts_per_tenant - 1) + extra
 
 
 def poison_records(
