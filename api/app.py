@@ -33,6 +33,7 @@ from api.bodies import (
     Body,
     OpenAccountBody,
     PostPendingBody,
+    TransactionBody,
     TransferBody,
     VoidPendingBody,
     check_limits,
@@ -72,6 +73,7 @@ from api.reports import (
     statement_response,
     trial_balance_response,
 )
+from api.searches import search_accounts, search_transfers
 from api.settings import ApiSettings
 from api.views import (
     balance_view,
@@ -277,6 +279,8 @@ def resource_path(body: Body, transfer_id: str | None) -> str | None:
         return f"/v1/accounts/{body.account_id}/balance"
     if isinstance(body, TransferBody):
         return f"/v1/transfers/{body.transfer_id}"
+    if isinstance(body, TransactionBody):
+        return f"/v1/transactions/{body.transaction_id}"
     return f"/v1/transfers/{transfer_id}"
 
 
@@ -344,6 +348,10 @@ async def create_transfer(request: Request) -> Response:
     return await submit(request, TransferBody)
 
 
+async def create_transaction(request: Request) -> Response:
+    return await submit(request, TransactionBody)
+
+
 async def post_pending(request: Request) -> Response:
     return await submit(request, PostPendingBody, path_id(request, "transfer_id"))
 
@@ -378,6 +386,20 @@ async def get_entries(request: Request) -> Response:
     after = parse_after(query.get("after"))
     page = await services.require_reader().history(tenant_id, account_id, after=after, limit=limit)
     return json_response(history_view(account_id, page, limit))
+
+
+async def list_transfers(request: Request) -> Response:
+    """``GET /v1/transfers?metadata[k]=v&from&to&account&status&limit&after`` (decision 0056)."""
+    tenant_id = await tenant_of(request)
+    reader = services_of(request).require_reader()
+    return await search_transfers(reader, tenant_id, request.query_params.multi_items())
+
+
+async def list_accounts(request: Request) -> Response:
+    """``GET /v1/accounts?metadata[k]=v&currency&limit&after`` (decision 0056)."""
+    tenant_id = await tenant_of(request)
+    reader = services_of(request).require_reader()
+    return await search_accounts(reader, tenant_id, request.query_params.multi_items())
 
 
 async def get_transfer(request: Request) -> Response:
@@ -562,8 +584,11 @@ async def openapi(request: Request) -> Response:
 ROUTES: Final = [
     Route("/v1/accounts", open_account, methods=["POST"]),
     Route("/v1/transfers", create_transfer, methods=["POST"]),
+    Route("/v1/transactions", create_transaction, methods=["POST"]),
     Route("/v1/transfers/{transfer_id}/post", post_pending, methods=["POST"]),
     Route("/v1/transfers/{transfer_id}/void", void_pending, methods=["POST"]),
+    Route("/v1/accounts", list_accounts, methods=["GET"]),
+    Route("/v1/transfers", list_transfers, methods=["GET"]),
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
     Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),
     Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),

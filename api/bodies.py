@@ -17,7 +17,15 @@ import msgspec
 
 from api.problems import INVALID_BODY, INVALID_COMMAND, MALFORMED_JSON, ApiProblemError
 from schemas.limits import first_violation
-from schemas.model import Command, OpenAccount, PostPending, Transfer, VoidPending
+from schemas.model import (
+    Command,
+    OpenAccount,
+    Posting,
+    PostPending,
+    PostTransaction,
+    Transfer,
+    VoidPending,
+)
 
 FIELD_IN_MESSAGE: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 UNKNOWN_FIELD: Final = re.compile(r"unknown field `(?P<name>[^`]*)`")
@@ -63,12 +71,35 @@ class VoidPendingBody(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict[str, str] = {}
 
 
-Body = OpenAccountBody | TransferBody | PostPendingBody | VoidPendingBody
+class PostingBody(msgspec.Struct, forbid_unknown_fields=True):
+    """One posting of ``POST /v1/transactions``: ``amount`` from the debit to the credit account."""
+
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    currency: str
+
+
+class TransactionBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/transactions``: 1..64 postings, all or nothing (a problem names
+    ``postings[3].amount``). A pending one is posted or voided through
+    ``/v1/transfers/{transaction_id}/post`` and ``/void`` (one id namespace, decision 0041)."""
+
+    transaction_id: str
+    postings: list[PostingBody]
+    pending: bool = False
+    pending_timeout_s: int | None = None
+    reverses: str | None = None
+    metadata: dict[str, str] = {}
+
+
+Body = OpenAccountBody | TransferBody | PostPendingBody | VoidPendingBody | TransactionBody
 BODY_TYPES: Final[tuple[type[Body], ...]] = (
     OpenAccountBody,
     TransferBody,
     PostPendingBody,
     VoidPendingBody,
+    TransactionBody,
 )
 _DECODERS: Final[dict[type[Body], msgspec.json.Decoder[Any]]] = {
     body_type: msgspec.json.Decoder(body_type) for body_type in BODY_TYPES
@@ -146,6 +177,8 @@ def to_command(
             pending_timeout_s=body.pending_timeout_s,
             reverses=body.reverses,
         )
+    elif isinstance(body, TransactionBody):
+        command = _transaction(body, header)
     elif isinstance(body, PostPendingBody):
         assert transfer_id is not None
         command = PostPending(**header, transfer_id=transfer_id, amount=body.amount)  # type: ignore[arg-type]
@@ -153,6 +186,26 @@ def to_command(
         assert transfer_id is not None
         command = VoidPending(**header, transfer_id=transfer_id)  # type: ignore[arg-type]
     return command
+
+
+def _transaction(body: TransactionBody, header: dict[str, Any]) -> PostTransaction:
+    postings = tuple(
+        Posting(
+            debit_account_id=posting.debit_account_id,
+            credit_account_id=posting.credit_account_id,
+            amount=posting.amount,
+            currency=posting.currency,
+        )
+        for posting in body.postings
+    )
+    return PostTransaction(
+        **header,
+        transaction_id=body.transaction_id,
+        postings=postings,
+        pending=body.pending,
+        pending_timeout_s=body.pending_timeout_s,
+        reverses=body.reverses,
+    )
 
 
 def check_limits(command: Command) -> None:

@@ -10,7 +10,14 @@ from typing import Any, Final
 
 import msgspec
 
-from api.bodies import BODY_TYPES, OpenAccountBody, PostPendingBody, TransferBody, VoidPendingBody
+from api.bodies import (
+    BODY_TYPES,
+    OpenAccountBody,
+    PostPendingBody,
+    TransactionBody,
+    TransferBody,
+    VoidPendingBody,
+)
 from api.problems import PROBLEM_CONTENT_TYPE, PROBLEM_KINDS
 from api.webhooks import TOO_MANY_ENDPOINTS, WebhookEndpointBody
 
@@ -179,6 +186,11 @@ def build_openapi() -> dict[str, Any]:
         "paths": {
             "/v1/accounts": _submit(OpenAccountBody, "open an account", None),
             "/v1/transfers": _submit(TransferBody, "create a posted or pending transfer", None),
+            "/v1/transactions": _submit(
+                TransactionBody,
+                "post a multi-leg transaction: 1..64 postings, all or nothing (fees, payouts, FX)",
+                None,
+            ),
             "/v1/transfers/{transfer_id}/post": _submit(
                 PostPendingBody, "post a pending transfer (in full or in part)", "transfer_id"
             ),
