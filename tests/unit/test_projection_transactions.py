@@ -10,8 +10,12 @@ import dataclasses
 import json
 from collections import defaultdict
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 import ledger
 from pipeline.events_tail import event_to_json
+from processors.partition_ledger import WIRE_FORMAT
 from projections.batch import (
     REASON_FOLD_FAILED,
     BatchPlan,
@@ -22,7 +26,14 @@ from projections.batch import (
     posting_transfer_id,
 )
 from projections.verify import Place, TenantAudit
-from schemas.model import Event, Posting, PostTransaction, TransactionPosted
+from schemas.model import (
+    AccountState,
+    Event,
+    Posting,
+    PostTransaction,
+    TransactionPosted,
+    TransactionState,
+)
 from tests.unit.ledger_builders import (
     SECOND_US,
     T0_US,
@@ -33,6 +44,8 @@ from tests.unit.ledger_builders import (
     void_pending,
     with_accounts,
 )
+from tests.unit.test_transactions import EXAMPLES, operations
+from tests.unit.test_transactions import _history as transaction_history
 
 
 def posting(debit: str, credit: str, amount: int, currency: str = "USD") -> Posting:
@@ -271,3 +284,48 @@ def test_events_tail_says_how_many_postings_and_what_they_move_per_currency() ->
     assert line["amounts_by_currency"] == {"EUR": 100, "USD": 108}
     assert line["postings"][1]["credit_account_id"] == "c_usd"
     assert "posting_count" not in json.loads(event_to_json(book.events[0]))
+
+
+@EXAMPLES
+@given(operations, st.integers(0, 20))
+def test_the_planner_agrees_with_the_core_on_random_transactions_across_two_batches(
+    ops: list[tuple[tuple[Posting, ...], str]], cut: int
+) -> None:
+    """Random multi-leg histories (posted, pending, post, void; some rejected) decided by the
+    core, planned in two batches split anywhere: every transaction's status and per-posting
+    posted amounts, and every balance, are the core's; each journal adds up to its balance."""
+    state = ledger.LedgerState(wire_format=WIRE_FORMAT)
+    events: list[Event] = []
+    for command, timestamp in transaction_history(ops):
+        events.extend(ledger.step(state, command, timestamp).events)
+    state.commit()
+    first, second = plan_batch(events[:cut]), plan_batch(events[cut:])
+    assert not first.quarantines and not second.quarantines
+    known = planned_transfers(first)
+    transfers = known | fold_transfers(known, second.transfer_events)
+    statuses = {key: row.status for key, row in first.transactions.items()}
+    statuses |= {key: change[2] for key, change in second.transaction_changes.items()}
+    statuses |= {key: row.status for key, row in second.transactions.items()}
+    core = [r for r in ledger.export_records(state) if isinstance(r, TransactionState)]
+    assert statuses == {(r.tenant_id, r.transaction_id): r.status.value for r in core}
+    for record in core:
+        posted = [
+            transfers[(record.tenant_id, posting_transfer_id(record.transaction_id, index))]
+            for index in range(len(record.postings))
+        ]
+        assert tuple(row.amount_posted for row in posted) == record.amounts_posted
+        assert {row.status for row in posted} == {record.status.value}
+    balances = first.balances | second.balances
+    accounts = {
+        (r.tenant_id, r.account_id): [
+            r.debits_posted,
+            r.credits_posted,
+            r.debits_pending,
+            r.credits_pending,
+        ]
+        for r in ledger.export_records(state)
+        if isinstance(r, AccountState)
+    }
+    sums = journal_sums(first.entries + second.entries)
+    for key, row in balances.items():
+        assert list(row[2:6]) == accounts[key] == sums.get(key[1], [0, 0, 0, 0])
