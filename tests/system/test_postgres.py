@@ -31,11 +31,12 @@ ALL_MIGRATIONS = [
     "0005_force_row_level_security",
     "0006_event_chain",
     "0007_webhooks",
+    "0008_multi_leg_transactions",
 ]
 
 pytestmark = pytest.mark.system
 
-TENANT_TABLES = ("accounts", "balances", "transfers", "entries", "tenant_heads")
+TENANT_TABLES = ("accounts", "balances", "transfers", "entries", "tenant_heads", "transactions")
 OPERATIONAL_TABLES = ("projection_offsets", "schema_migrations")
 SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, false)"
 AT = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -62,6 +63,11 @@ INSERT_ENTRY = (
     " currency, amount, debits_posted_after, credits_posted_after, debits_pending_after,"
     " credits_pending_after, effective_at)"
     " VALUES (%s, %s, 3, 'posted', %s, 't1', 'TransferPosted', 'EUR', 100, %s, %s, 0, 0, %s)"
+)
+INSERT_TRANSACTION = (
+    "INSERT INTO transactions (tenant_id, transaction_id, posting_count, currencies, pending,"
+    " status, created_sequence, last_sequence, created_at, updated_at)"
+    " VALUES (%s, 'x1', 1, '{EUR}', false, 'posted', 4, 4, %s, %s)"
 )
 INSERT_TENANT_HEAD = (
     "INSERT INTO tenant_heads (tenant_id, last_sequence, last_hash, last_effective_at)"
@@ -140,6 +146,7 @@ def insert_tenant_rows(connection: psycopg.Connection[tuple[object, ...]], tenan
     connection.execute(INSERT_TRANSFER, (tenant, AT, AT))
     connection.execute(INSERT_ENTRY, (tenant, "cash", "debit", 100, 0, AT))
     connection.execute(INSERT_ENTRY, (tenant, "wallet", "credit", 0, 100, AT))
+    connection.execute(INSERT_TRANSACTION, (tenant, AT, AT))
     connection.execute(INSERT_TENANT_HEAD, (tenant, HASH, AT))
 
 

@@ -1,6 +1,6 @@
 """Row-level security on the real PostgreSQL after migration 0005 (decision 0024).
 
-- FORCE ROW LEVEL SECURITY is on for the five tenant tables; the app role (owner, the
+- FORCE ROW LEVEL SECURITY is on for the tenant tables; the app role (owner, the
   projection) keeps writing every tenant, with COPY, because it has BYPASSRLS;
 - the API's read role ``streamledger_api`` sees only the tenant of the API key whose digest the
   transaction binds: naming another tenant with ``set_config`` (or binding a made-up, malformed
