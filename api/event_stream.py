@@ -36,6 +36,7 @@ STREAMS_MAX: Final = 1_000  # concurrent streams per API process
 PAGE_EVENTS_MAX: Final = 500  # events read per statement
 RECONNECT_MS: Final = 1_000  # the SSE retry: field
 SEQUENCE_DIGITS_MAX: Final = 18
+TRANSACTION_EVENT_PREFIX: Final = "Transaction"  # the multi-leg event types (issue 16)
 
 SELECT_EVENTS: Final = """
 SELECT c.sequence, c.hash, c.effective_at, a.account_id, a.currency,
@@ -46,7 +47,7 @@ FROM ledger.event_chain AS c
 LEFT JOIN ledger.accounts AS a ON a.tenant_id = c.tenant_id AND a.opened_sequence = c.sequence
 LEFT JOIN ledger.entries AS e ON e.tenant_id = c.tenant_id AND e.sequence = c.sequence
 WHERE c.tenant_id = %s AND c.sequence > %s AND c.sequence <= %s
-ORDER BY c.sequence, e.side DESC, e.kind
+ORDER BY c.sequence, e.side DESC, e.kind, e.transfer_id
 """
 
 
@@ -98,10 +99,14 @@ def events_of(rows: list[Any]) -> list[StreamedEvent]:
 def add_entry(event: StreamedEvent, entry: tuple[Any, ...]) -> None:
     event_type, transfer_id, account_id, kind, side, amount, currency = entry[:7]
     event.type = event_type
-    event.data.setdefault("transfer_id", transfer_id)
+    if event_type.startswith(TRANSACTION_EVENT_PREFIX):  # postings' rows: {transaction_id}/{i}
+        event.data.setdefault("transaction_id", transfer_id.rpartition("/")[0])
+    else:
+        event.data.setdefault("transfer_id", transfer_id)
     event.data.setdefault("entries", []).append(
         {
             "account_id": account_id,
+            "transfer_id": transfer_id,  # a multi-leg transaction's: {transaction_id}/{i}
             "side": side,
             "kind": kind,
             "amount": amount,

@@ -72,7 +72,7 @@ LATEST_ROW = (
     "SELECT " + AFTER_COLUMNS + ", sequence FROM ledger.entries"
     " WHERE tenant_id = a.tenant_id AND account_id = a.account_id"
     " AND effective_at {bound} %s AND sequence <= %s"
-    " ORDER BY effective_at DESC, sequence DESC, kind DESC LIMIT 1"
+    " ORDER BY effective_at DESC, sequence DESC, kind DESC, transfer_id DESC LIMIT 1"
 )
 SELECT_STATEMENT_ACCOUNT = (
     "SELECT a.currency, a.asset_scale, a.normal_side, a.opened_at, a.opened_sequence,"
@@ -88,7 +88,7 @@ SELECT_STATEMENT_ENTRIES = (
     "SELECT sequence, kind, side, transfer_id, event_type, amount, " + AFTER_COLUMNS + ","
     " effective_at FROM ledger.entries"
     " WHERE tenant_id = %s AND account_id = %s AND effective_at >= %s AND effective_at < %s"
-    " AND sequence <= %s ORDER BY effective_at, sequence, kind LIMIT %s"
+    " AND sequence <= %s ORDER BY effective_at, sequence, kind, transfer_id LIMIT %s"
 )
 SELECT_TRIAL_BALANCE = (
     "SELECT a.account_id, a.currency, a.asset_scale, a.normal_side,"

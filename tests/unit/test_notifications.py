@@ -228,3 +228,23 @@ def test_streamledger_run_supervises_dispatchers_after_the_supervisor_with_a_hea
     assert ROLE_HEARTBEATS[NOTIFY_ROLE] == NOTIFY_HEARTBEAT
     assert ROLE_DEPENDENCIES[NOTIFY_ROLE] == ("kafka", "postgresql")
     assert not [s for s in plan_children(settings, RunSettings()) if s.role == NOTIFY_ROLE]
+
+
+def test_a_multi_leg_event_streams_its_transaction_id_and_every_posting_side() -> None:
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    head = (3, b"\x03" * 32, moment, None, None, "TransactionPosted")
+    rows = [
+        (*head, "pay/0", "seller-a", "posted", "credit", 7, "USD", 0, 7, 0, 0),
+        (*head, "pay/1", "seller-b", "posted", "credit", 3, "USD", 0, 3, 0, 0),
+        (*head, "pay/0", "pool", "posted", "debit", 7, "USD", 10, 0, 0, 0),
+        (*head, "pay/1", "pool", "posted", "debit", 3, "USD", 10, 0, 0, 0),
+    ]
+    (event,) = events_of(rows)
+    assert event.type == "TransactionPosted" and event.data["transaction_id"] == "pay"
+    assert "transfer_id" not in event.data
+    assert [(e["transfer_id"], e["account_id"]) for e in event.data["entries"]] == [
+        ("pay/0", "seller-a"),
+        ("pay/1", "seller-b"),
+        ("pay/0", "pool"),
+        ("pay/1", "pool"),
+    ]
