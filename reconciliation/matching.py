@@ -1,0 +1,554 @@
+"""The matcher's pure core: statement lines and ledger movements in, final states out.
+
+Per tenant and bank-mirror account, every statement line and every ledger movement on the account
+ends in exactly one ``ReconciliationResult``: ``matched``, ``mismatched`` (the reference matches,
+the amount or direction does not) or ``unmatched`` (its window closed without a partner). The
+rules, tried in this order when an item arrives (decision 0054):
+
+1. **external reference**: a movement's ``metadata[external_ref_key]`` equals one of the line's
+   references (EndToEndId, AcctSvcrRef, NtryRef);
+2. **amount and date**: same amount, same direction, dates at most ``date_window_days`` apart
+   (the nearest date wins, then the earliest on its topic);
+3. **sum**: one item equals the sum of 2..``sum_items_max`` items of the other side within the
+   window, searched among the ``sum_candidates_max`` nearest (bounded, first found wins).
+
+A line closes (``unmatched``, ``no_ledger_movement``) once the tenant's ledger time has passed its
+booking date + the window; a movement on a mirror account closes (``unmatched``,
+``not_on_statement``) once the account's statements cover its date + the window. An account
+becomes a mirror account with its first imported statement; movements of other accounts are kept
+``movement_retention_days`` (ledger time) in case a first statement arrives, then forgotten.
+
+Direction: a statement line's ``direction`` is the bank's; a movement's is translated to it — a
+debit of the mirror account (an asset) is money in, a ``credit`` on the statement (decision 0053).
+No clock, no I/O: time is the ledger's effective time and the input records' timestamps, order
+is each item's offset on its topic, so the same inputs give the same results.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from reconciliation.statement import Direction, Statement, StatementLine
+from schemas.model import (
+    Event,
+    PendingPosted,
+    Posting,
+    TransactionPendingPosted,
+    TransactionPosted,
+    TransferPosted,
+)
+from streamledger.errors import InvariantViolationError
+
+MICROSECONDS_PER_DAY: Final = 86_400_000_000
+DEFAULT_EXTERNAL_REFERENCE_KEY: Final = "external_ref"
+
+
+class ReconciliationState(enum.Enum):
+    MATCHED = "matched"
+    UNMATCHED = "unmatched"
+    MISMATCHED = "mismatched"
+
+
+class MatchRule(enum.Enum):
+    EXTERNAL_REFERENCE = "external_reference"
+    AMOUNT_AND_DATE = "amount_and_date"
+    SUM = "sum"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchingRules:
+    """The named, finite limits of matching (one per matcher, from its settings)."""
+
+    date_window_days: int = 2
+    sum_items_max: int = 4  # items on the "many" side of a sum match
+    sum_candidates_max: int = 16  # nearest candidates searched for a sum (2^16 subsets at most)
+    open_items_max: int = 1_000_000  # open lines + movements per partition; more stops the matcher
+    movement_retention_days: int = 7  # movements of accounts without statements, ledger time
+    external_reference_key: str = DEFAULT_EXTERNAL_REFERENCE_KEY
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.date_window_days <= 366
+        assert 2 <= self.sum_items_max <= 8
+        assert self.sum_items_max <= self.sum_candidates_max <= 24
+        assert self.open_items_max > 0 and self.movement_retention_days >= self.date_window_days
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Movement:
+    """One posting of a posted ledger event on one account, in the statement's terms."""
+
+    tenant_id: str
+    account_id: str
+    movement_id: str  # "{event_id}#{posting index}"
+    amount: int
+    direction: Direction  # credit = the mirror account was debited (money into the bank)
+    date_days: int
+    external_reference: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconciliationResult:
+    """One ``ledger.reconciliation`` record (schema ``ReconciliationResult``)."""
+
+    tenant_id: str
+    account_id: str
+    state: ReconciliationState
+    rule: MatchRule | None
+    reason: str
+    line_ids: tuple[str, ...]
+    movement_ids: tuple[str, ...]
+    line_amount: int  # signed: credit > 0
+    movement_amount: int  # signed, statement side: credit (mirror debited) > 0
+    decided_at_us: int
+
+
+def movements_of(event: Event, reference_key: str) -> tuple[Movement, ...]:
+    """The movements a ledger event makes: one per posting and account; none for events that
+    reserve or release (pending, voided, expired) or open accounts."""
+    postings: tuple[Posting, ...]
+    if isinstance(event, TransferPosted | PendingPosted):
+        postings = (
+            Posting(
+                debit_account_id=event.debit_account_id,
+                credit_account_id=event.credit_account_id,
+                amount=event.amount,
+                currency=event.currency,
+            ),
+        )
+    elif isinstance(event, TransactionPosted | TransactionPendingPosted):
+        postings = event.postings
+    else:
+        return ()
+    # metadata is on events from contract v1.4 on (decision 0055); older events have none
+    metadata = dict(getattr(event, "metadata", ()))
+    reference = metadata.get(reference_key) or None
+    date_days = event.effective_at_us // MICROSECONDS_PER_DAY
+    movements = []
+    for index, posting in enumerate(postings):
+        if posting.amount == 0:
+            continue
+        for account_id, direction in (
+            (posting.debit_account_id, Direction.CREDIT),
+            (posting.credit_account_id, Direction.DEBIT),
+        ):
+            movements.append(
+                Movement(
+                    tenant_id=event.tenant_id,
+                    account_id=account_id,
+                    movement_id=f"{event.event_id}#{index}",
+                    amount=posting.amount,
+                    direction=direction,
+                    date_days=date_days,
+                    external_reference=reference,
+                )
+            )
+    return tuple(movements)
+
+
+# --------------------------------------------------------------------------- the two sides
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Item:
+    """A line or a movement, as the rules see it."""
+
+    item_id: str
+    amount: int
+    direction: Direction
+    date_days: int
+    order: int  # the item's offset on its topic: ties go to the earliest
+    references: tuple[str, ...]
+    # the payer's end-to-end reference (a line's EndToEndId, a movement's external reference):
+    # two items that both have one, and different ones, are different payments, never fuzzy-matched
+    end_to_end: str | None
+
+    def may_pair(self, other: Item) -> bool:
+        return self.end_to_end is None or other.end_to_end in (None, self.end_to_end)
+
+    def signed_amount(self) -> int:
+        return self.amount if self.direction is Direction.CREDIT else -self.amount
+
+
+@dataclass(slots=True)
+class Side:
+    """The open items of one side of one account, indexed for the rules."""
+
+    items: dict[str, Item] = field(default_factory=dict)
+    by_amount: dict[tuple[Direction, int], dict[str, None]] = field(default_factory=dict)
+    by_reference: dict[str, str] = field(default_factory=dict)
+
+    def add(self, item: Item) -> None:
+        assert item.item_id not in self.items, item
+        self.items[item.item_id] = item
+        self.by_amount.setdefault((item.direction, item.amount), {})[item.item_id] = None
+        for reference in item.references:
+            self.by_reference.setdefault(reference, item.item_id)
+
+    def remove(self, item_id: str) -> Item:
+        item = self.items.pop(item_id)
+        same_amount = self.by_amount[(item.direction, item.amount)]
+        del same_amount[item_id]
+        if not same_amount:
+            del self.by_amount[(item.direction, item.amount)]
+        for reference in item.references:
+            if self.by_reference.get(reference) == item_id:
+                del self.by_reference[reference]
+        return item
+
+    def within(self, item: Item, window_days: int) -> Iterator[Item]:
+        for other in self.items.values():
+            if (
+                other.direction is item.direction
+                and abs(other.date_days - item.date_days) <= window_days
+                and other.may_pair(item)
+            ):
+                yield other
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Match:
+    rule: MatchRule
+    state: ReconciliationState
+    reason: str
+    partners: tuple[Item, ...]  # on the other side
+    companions: tuple[Item, ...] = ()  # on the new item's own side (many-to-one)
+
+
+def find_match(new: Item, own: Side, other: Side, rules: MatchingRules) -> Match | None:
+    """The first rule that pairs ``new`` with open items, or None. Pure and deterministic."""
+    for reference in new.references:
+        partner_id = other.by_reference.get(reference)
+        if partner_id is not None:
+            return _reference_match(new, other.items[partner_id])
+    window = rules.date_window_days
+    same = other.by_amount.get((new.direction, new.amount), {})
+    near = [
+        other.items[item_id]
+        for item_id in same
+        if abs(other.items[item_id].date_days - new.date_days) <= window
+        and new.may_pair(other.items[item_id])
+    ]
+    if near:
+        best = min(near, key=lambda item: (abs(item.date_days - new.date_days), item.order))
+        return Match(
+            rule=MatchRule.AMOUNT_AND_DATE,
+            state=ReconciliationState.MATCHED,
+            reason="matched",
+            partners=(best,),
+        )
+    return _sum_match(new, own, other, rules)
+
+
+def _reference_match(new: Item, partner: Item) -> Match:
+    if partner.amount == new.amount and partner.direction is new.direction:
+        state, reason = ReconciliationState.MATCHED, "matched"
+    elif partner.direction is not new.direction:
+        state, reason = ReconciliationState.MISMATCHED, "direction_differs"
+    else:
+        state, reason = ReconciliationState.MISMATCHED, "amount_differs"
+    return Match(rule=MatchRule.EXTERNAL_REFERENCE, state=state, reason=reason, partners=(partner,))
+
+
+def _nearest(candidates: Iterator[Item], center: Item, count: int) -> list[Item]:
+    ranked = sorted(
+        candidates, key=lambda item: (abs(item.date_days - center.date_days), item.order)
+    )
+    return ranked[:count]
+
+
+def _sum_match(new: Item, own: Side, other: Side, rules: MatchingRules) -> Match | None:
+    window, limit = rules.date_window_days, rules.sum_candidates_max
+    # one (new) to many (other side)
+    smaller = (item for item in other.within(new, window) if item.amount < new.amount)
+    found = subset_with_sum(_nearest(smaller, new, limit), new.amount, 2, rules.sum_items_max)
+    if found is not None:
+        return Match(
+            rule=MatchRule.SUM, state=ReconciliationState.MATCHED, reason="matched", partners=found
+        )
+    # many (new and companions of its own side) to one (other side)
+    larger = (item for item in other.within(new, window) if item.amount > new.amount)
+    for target in _nearest(larger, new, limit):
+        companions = (
+            item
+            for item in own.within(target, window)
+            if item.item_id != new.item_id
+            and item.amount < target.amount - new.amount + 1
+            and item.may_pair(new)
+        )
+        rest = subset_with_sum(
+            _nearest(companions, target, limit - 1),
+            target.amount - new.amount,
+            1,
+            rules.sum_items_max - 1,
+        )
+        if rest is not None:
+            return Match(
+                rule=MatchRule.SUM,
+                state=ReconciliationState.MATCHED,
+                reason="matched",
+                partners=(target,),
+                companions=rest,
+            )
+    return None
+
+
+def subset_with_sum(
+    candidates: list[Item], total: int, size_min: int, size_max: int
+) -> tuple[Item, ...] | None:
+    """The first subset (in candidate order, smallest size first) of ``size_min..size_max`` items
+    whose amounts add up to ``total``; bounded by the caller's candidate count."""
+    for size in range(size_min, size_max + 1):
+        found = _subset_of_size(candidates, 0, size, total)
+        if found is not None:
+            return found
+    return None
+
+
+def _subset_of_size(
+    candidates: list[Item], start: int, size: int, total: int
+) -> tuple[Item, ...] | None:
+    if size == 0:
+        return () if total == 0 else None
+    for index in range(start, len(candidates) - size + 1):
+        item = candidates[index]
+        if item.amount > total:
+            continue
+        rest = _subset_of_size(candidates, index + 1, size - 1, total - item.amount)
+        if rest is not None:
+            return (item, *rest)
+    return None
+
+
+# --------------------------------------------------------------------------- the state
+
+
+@dataclass(slots=True)
+class AccountBook:
+    """What is open on one bank-mirror account (or one that may become one)."""
+
+    tenant_id: str
+    account_id: str
+    lines: Side = field(default_factory=Side)
+    movements: Side = field(default_factory=Side)
+    mirror: bool = False  # a statement was imported for it
+    statements_through_days: int | None = None  # the last day the statements cover
+
+
+class Reconciler:
+    """The open items of the partitions one matcher owns, and the rules that close them.
+
+    ``add_*`` return the results their input decides, in the order decided. ``restoring=True``
+    rebuilds the state after a restart from the inputs and the results already written: items
+    already decided are skipped, nothing is decided again (the results topic holds them).
+    """
+
+    def __init__(self, rules: MatchingRules) -> None:
+        self.rules = rules
+        self.books: dict[tuple[str, str], AccountBook] = {}
+        self.ledger_days: dict[str, int] = {}  # per tenant: the day of its latest event
+        self.seen_line_ids: set[str] = set()
+        self.decided_line_ids: set[str] = set()  # restore only
+        self.decided_movement_ids: set[tuple[str, str, str]] = set()  # restore only
+        self.open_items = 0
+
+    def book(self, tenant_id: str, account_id: str) -> AccountBook:
+        key = (tenant_id, account_id)
+        book = self.books.get(key)
+        if book is None:
+            book = self.books[key] = AccountBook(tenant_id=tenant_id, account_id=account_id)
+        return book
+
+    def remember_decided(self, result: ReconciliationResult) -> None:
+        """Restore: ``result`` was written before the restart."""
+        self.decided_line_ids.update(result.line_ids)
+        self.decided_movement_ids.update(
+            (result.tenant_id, result.account_id, movement_id)
+            for movement_id in result.movement_ids
+        )
+
+    def add_statement(
+        self, statement: Statement, at_us: int, *, restoring: bool = False
+    ) -> list[ReconciliationResult]:
+        book = self.book(statement.tenant_id, statement.account_id)
+        book.mirror = True
+        through = statement.to_date_days
+        if through is None or (
+            book.statements_through_days is not None and through <= book.statements_through_days
+        ):
+            return []
+        book.statements_through_days = through
+        return [] if restoring else self._close_movements(book, at_us)
+
+    def add_line(
+        self, line: StatementLine, offset: int, at_us: int, *, restoring: bool = False
+    ) -> list[ReconciliationResult]:
+        if line.line_id in self.seen_line_ids:
+            return []  # the same line from an overlapping or re-imported statement
+        self.seen_line_ids.add(line.line_id)
+        book = self.book(line.tenant_id, line.account_id)
+        book.mirror = True
+        item = Item(
+            item_id=line.line_id,
+            amount=line.amount,
+            direction=line.direction,
+            date_days=line.booking_date_days,
+            order=offset,
+            references=line.references(),
+            end_to_end=line.end_to_end_reference,
+        )
+        if restoring:
+            if line.line_id not in self.decided_line_ids:
+                self._open(book.lines, item)
+            return []
+        match = find_match(item, book.lines, book.movements, self.rules)
+        if match is None:
+            self._open(book.lines, item)
+            return self._close_lines(book, at_us) if self._line_closed(book, item) else []
+        return [self._decide(book, match, new_line=item, at_us=at_us)]
+
+    def add_movement(
+        self, movement: Movement, offset: int, at_us: int, *, restoring: bool = False
+    ) -> list[ReconciliationResult]:
+        book = self.book(movement.tenant_id, movement.account_id)
+        item = Item(
+            item_id=movement.movement_id,
+            amount=movement.amount,
+            direction=movement.direction,
+            date_days=movement.date_days,
+            order=offset,
+            references=()
+            if movement.external_reference is None
+            else (movement.external_reference,),
+            end_to_end=movement.external_reference,
+        )
+        if restoring:
+            key = (movement.tenant_id, movement.account_id, movement.movement_id)
+            if key not in self.decided_movement_ids:
+                self._open(book.movements, item)
+            return []
+        match = find_match(item, book.movements, book.lines, self.rules)
+        if match is not None:
+            return [self._decide(book, match, new_movement=item, at_us=at_us)]
+        self._open(book.movements, item)
+        through = book.statements_through_days
+        if through is not None and through >= item.date_days + self.rules.date_window_days:
+            return [self._unmatched(book, item, is_line=False, at_us=at_us)]
+        return []
+
+    def advance_ledger_time(
+        self, tenant_id: str, effective_at_us: int, at_us: int, *, restoring: bool = False
+    ) -> list[ReconciliationResult]:
+        """The tenant's ledger reached ``effective_at_us``: close the lines whose window ended,
+        forget old movements of accounts without statements (once per new day)."""
+        day = effective_at_us // MICROSECONDS_PER_DAY
+        if day <= self.ledger_days.get(tenant_id, day - 1):
+            return []
+        self.ledger_days[tenant_id] = day
+        results: list[ReconciliationResult] = []
+        for book in self.books.values():
+            if book.tenant_id != tenant_id:
+                continue
+            if not book.mirror:
+                self._forget_old_movements(book, day)
+            elif not restoring:
+                results.extend(self._close_lines(book, at_us))
+        return results
+
+    # ----------------------------------------------------------------------- internals
+
+    def _open(self, side: Side, item: Item) -> None:
+        if self.open_items >= self.rules.open_items_max:
+            raise InvariantViolationError(
+                f"open_items_max ({self.rules.open_items_max}) open items: the matcher stops"
+                " rather than drop one (raise the limit or look at what never matches)"
+            )
+        side.add(item)
+        self.open_items += 1
+
+    def _remove(self, side: Side, item_id: str) -> Item:
+        self.open_items -= 1
+        return side.remove(item_id)
+
+    def _line_closed(self, book: AccountBook, line: Item) -> bool:
+        ledger_day = self.ledger_days.get(book.tenant_id)
+        return ledger_day is not None and ledger_day > line.date_days + self.rules.date_window_days
+
+    def _close_lines(self, book: AccountBook, at_us: int) -> list[ReconciliationResult]:
+        closed = [line for line in book.lines.items.values() if self._line_closed(book, line)]
+        closed.sort(key=lambda line: line.order)
+        return [self._unmatched(book, line, is_line=True, at_us=at_us) for line in closed]
+
+    def _close_movements(self, book: AccountBook, at_us: int) -> list[ReconciliationResult]:
+        through = book.statements_through_days
+        assert through is not None
+        closed = [
+            movement
+            for movement in book.movements.items.values()
+            if through >= movement.date_days + self.rules.date_window_days
+        ]
+        closed.sort(key=lambda movement: movement.order)
+        return [self._unmatched(book, item, is_line=False, at_us=at_us) for item in closed]
+
+    def _forget_old_movements(self, book: AccountBook, ledger_day: int) -> None:
+        horizon = ledger_day - self.rules.movement_retention_days
+        for movement in [
+            item for item in book.movements.items.values() if item.date_days < horizon
+        ]:
+            self._remove(book.movements, movement.item_id)
+
+    def _unmatched(
+        self, book: AccountBook, item: Item, *, is_line: bool, at_us: int
+    ) -> ReconciliationResult:
+        self._remove(book.lines if is_line else book.movements, item.item_id)
+        return ReconciliationResult(
+            tenant_id=book.tenant_id,
+            account_id=book.account_id,
+            state=ReconciliationState.UNMATCHED,
+            rule=None,
+            reason="no_ledger_movement" if is_line else "not_on_statement",
+            line_ids=(item.item_id,) if is_line else (),
+            movement_ids=() if is_line else (item.item_id,),
+            line_amount=item.signed_amount() if is_line else 0,
+            movement_amount=0 if is_line else item.signed_amount(),
+            decided_at_us=at_us,
+        )
+
+    def _decide(
+        self,
+        book: AccountBook,
+        match: Match,
+        *,
+        at_us: int,
+        new_line: Item | None = None,
+        new_movement: Item | None = None,
+    ) -> ReconciliationResult:
+        if new_line is not None:
+            lines = (new_line, *match.companions)
+            movements = match.partners
+            for companion in match.companions:
+                self._remove(book.lines, companion.item_id)
+            for partner in movements:
+                self._remove(book.movements, partner.item_id)
+        else:
+            assert new_movement is not None
+            movements = (new_movement, *match.companions)
+            lines = match.partners
+            for companion in match.companions:
+                self._remove(book.movements, companion.item_id)
+            for partner in lines:
+                self._remove(book.lines, partner.item_id)
+        return ReconciliationResult(
+            tenant_id=book.tenant_id,
+            account_id=book.account_id,
+            state=match.state,
+            rule=match.rule,
+            reason=match.reason,
+            line_ids=tuple(sorted(item.item_id for item in lines)),
+            movement_ids=tuple(sorted(item.item_id for item in movements)),
+            line_amount=sum(item.signed_amount() for item in lines),
+            movement_amount=sum(item.signed_amount() for item in movements),
+            decided_at_us=at_us,
+        )

@@ -1,0 +1,227 @@
+"""The reconciliation records on Kafka: Avro single-object encoding, contract version v1.0.
+
+Same wire format as the ledger's records (``C3 01`` + the 8-byte little-endian CRC-64-AVRO
+fingerprint of the writer schema's Parsing Canonical Form + the Avro binary body), but a contract
+of its own (decision 0052): the ``.avsc`` files in ``reconciliation/avro/`` (namespace
+``streamledger.reconciliation.v1``), versioned apart from the ledger's ``schemas/`` so the two
+evolve without touching each other's history. Each top-level record is one self-contained file;
+the fingerprint says which record a value is, so ``ledger.statements`` carries two kinds
+(``Statement`` and ``StatementLine``) with no envelope.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import to_parsing_canonical_form
+
+from reconciliation.matching import (
+    MatchRule,
+    ReconciliationResult,
+    ReconciliationState,
+)
+from reconciliation.statement import (
+    Balance,
+    Direction,
+    Statement,
+    StatementFormat,
+    StatementLine,
+)
+from schemas.avro_schemas import fingerprint_bytes, without_logical_types
+from schemas.codec import (
+    HEADER_BYTES,
+    MARKER,
+    BodyInvalidError,
+    TruncatedError,
+    UnknownFingerprintError,
+    WrongMarkerError,
+)
+
+RECONCILIATION_CONTRACT_VERSION: Final = "v1.0"
+AVRO_DIRECTORY: Final = Path(__file__).resolve().parent / "avro"
+TOP_LEVEL_RECORDS: Final = ("Statement", "StatementLine", "ReconciliationResult")
+ReconciliationRecord = Statement | StatementLine | ReconciliationResult
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSchema:
+    name: str
+    canonical_form: str
+    header: bytes  # marker + fingerprint
+    wire: Any  # fastavro-parsed, logical types stripped (days and microseconds stay ints)
+
+
+def _load(name: str) -> RecordSchema:
+    definition = json.loads((AVRO_DIRECTORY / f"{name}.avsc").read_text(encoding="utf-8"))
+    canonical_form = to_parsing_canonical_form(definition)
+    return RecordSchema(
+        name=name,
+        canonical_form=canonical_form,
+        header=MARKER + fingerprint_bytes(canonical_form),
+        wire=parse_schema(without_logical_types(definition)),
+    )
+
+
+SCHEMAS: Final = {name: _load(name) for name in TOP_LEVEL_RECORDS}
+BY_HEADER: Final = {schema.header: schema for schema in SCHEMAS.values()}
+
+
+def encode(record: ReconciliationRecord) -> bytes:
+    schema = SCHEMAS[type(record).__name__]
+    buffer = io.BytesIO()
+    buffer.write(schema.header)
+    schemaless_writer(buffer, schema.wire, _to_avro(record))
+    return buffer.getvalue()
+
+
+def decode(value: bytes) -> ReconciliationRecord:
+    """A record of ``ledger.statements`` or ``ledger.reconciliation``; ``DecodeError`` else."""
+    if len(value) < HEADER_BYTES:
+        raise TruncatedError(f"{len(value)} bytes, a record needs at least {HEADER_BYTES}")
+    if value[:2] != MARKER:
+        raise WrongMarkerError(f"first bytes {value[:2].hex()}, expected {MARKER.hex()}")
+    schema = BY_HEADER.get(value[:HEADER_BYTES])
+    if schema is None:
+        raise UnknownFingerprintError(f"fingerprint {value[2:HEADER_BYTES].hex()}")
+    try:
+        body = schemaless_reader(io.BytesIO(value[HEADER_BYTES:]), schema.wire, None)
+    except (ValueError, EOFError, KeyError, IndexError, TypeError) as exc:
+        raise BodyInvalidError(f"{schema.name}: {exc}") from exc
+    assert isinstance(body, dict)
+    return _from_avro(schema.name, body)
+
+
+def _balance_to_avro(balance: Balance | None) -> dict[str, int] | None:
+    return None if balance is None else {"amount": balance.amount, "date": balance.date_days}
+
+
+def _balance_from_avro(value: Mapping[str, int] | None) -> Balance | None:
+    return None if value is None else Balance(amount=value["amount"], date_days=value["date"])
+
+
+def _to_avro(record: ReconciliationRecord) -> dict[str, Any]:
+    if isinstance(record, StatementLine):
+        return _line_to_avro(record)
+    if isinstance(record, Statement):
+        return _statement_to_avro(record)
+    return {
+        "tenant_id": record.tenant_id,
+        "account_id": record.account_id,
+        "state": record.state.value,
+        "rule": None if record.rule is None else record.rule.value,
+        "reason": record.reason,
+        "line_ids": list(record.line_ids),
+        "movement_ids": list(record.movement_ids),
+        "line_amount": record.line_amount,
+        "movement_amount": record.movement_amount,
+        "decided_at_us": record.decided_at_us,
+    }
+
+
+def _line_to_avro(line: StatementLine) -> dict[str, Any]:
+    return {
+        "tenant_id": line.tenant_id,
+        "account_id": line.account_id,
+        "line_id": line.line_id,
+        "file_sha256": line.file_sha256,
+        "statement_id": line.statement_id,
+        "line_number": line.line_number,
+        "amount": line.amount,
+        "currency": line.currency,
+        "direction": line.direction.value,
+        "reversal": line.reversal,
+        "booking_date": line.booking_date_days,
+        "value_date": line.value_date_days,
+        "bank_reference": line.bank_reference,
+        "entry_reference": line.entry_reference,
+        "end_to_end_reference": line.end_to_end_reference,
+        "counterparty_name": line.counterparty_name,
+        "counterparty_account": line.counterparty_account,
+        "remittance_information": line.remittance_information,
+    }
+
+
+def _statement_to_avro(statement: Statement) -> dict[str, Any]:
+    return {
+        "tenant_id": statement.tenant_id,
+        "account_id": statement.account_id,
+        "file_sha256": statement.file_sha256,
+        "format": statement.format.name.lower(),
+        "statement_id": statement.statement_id,
+        "currency": statement.currency,
+        "opening_balance": _balance_to_avro(statement.opening_balance),
+        "closing_balance": _balance_to_avro(statement.closing_balance),
+        "from_date": statement.from_date_days,
+        "to_date": statement.to_date_days,
+        "line_count": statement.line_count,
+        "new_line_count": statement.new_line_count,
+        "entries_not_booked": statement.entries_not_booked,
+        "imported_at_us": statement.imported_at_us,
+    }
+
+
+def _from_avro(name: str, body: dict[str, Any]) -> ReconciliationRecord:
+    if name == "StatementLine":
+        return StatementLine(
+            **{key: body[key] for key in _LINE_SAME_NAMES},
+            direction=Direction(body["direction"]),
+            booking_date_days=body["booking_date"],
+            value_date_days=body["value_date"],
+        )
+    if name == "Statement":
+        return Statement(
+            **{key: body[key] for key in _STATEMENT_SAME_NAMES},
+            format=StatementFormat[body["format"].upper()],
+            opening_balance=_balance_from_avro(body["opening_balance"]),
+            closing_balance=_balance_from_avro(body["closing_balance"]),
+            from_date_days=body["from_date"],
+            to_date_days=body["to_date"],
+        )
+    return ReconciliationResult(
+        tenant_id=body["tenant_id"],
+        account_id=body["account_id"],
+        state=ReconciliationState(body["state"]),
+        rule=None if body["rule"] is None else MatchRule(body["rule"]),
+        reason=body["reason"],
+        line_ids=tuple(body["line_ids"]),
+        movement_ids=tuple(body["movement_ids"]),
+        line_amount=body["line_amount"],
+        movement_amount=body["movement_amount"],
+        decided_at_us=body["decided_at_us"],
+    )
+
+
+_LINE_SAME_NAMES: Final = (
+    "tenant_id",
+    "account_id",
+    "line_id",
+    "file_sha256",
+    "statement_id",
+    "line_number",
+    "amount",
+    "currency",
+    "reversal",
+    "bank_reference",
+    "entry_reference",
+    "end_to_end_reference",
+    "counterparty_name",
+    "counterparty_account",
+    "remittance_information",
+)
+_STATEMENT_SAME_NAMES: Final = (
+    "tenant_id",
+    "account_id",
+    "file_sha256",
+    "statement_id",
+    "currency",
+    "line_count",
+    "new_line_count",
+    "entries_not_booked",
+    "imported_at_us",
+)
