@@ -16,6 +16,7 @@ import random
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
@@ -42,6 +43,7 @@ from schemas.model import (
 from streamledger.settings import Settings
 from tests.system.processor_harness import produce_commands, read_topic, wait_until_consumed
 from tests.system.projection_checks import project_until_caught_up, projection_for
+from workloads.api_stack import running_api_stack
 from workloads.processor_process import ProcessorProcess
 
 pytestmark = pytest.mark.system
@@ -53,6 +55,8 @@ KILL_ROUNDS = 3
 KILL_TRANSACTIONS = 120
 RESTORED = "restored partition"  # the processor's log line once a partition is ready
 STARTUP_TIMEOUT_S = 60.0
+PROJECTED_TIMEOUT_S = 60.0
+OTHER_TENANT = "multileg-other"
 
 
 def command_header(key: str) -> dict[str, object]:
@@ -370,3 +374,61 @@ def test_kill_9_while_multi_leg_batches_are_in_flight(
     for transaction_id, count, transfers, entries in rows:
         assert count == len(by_id[transaction_id].postings) == transfers
         assert entries == 2 * count
+
+
+def get_when_projected(client: httpx.Client, path: str) -> httpx.Response:
+    """GET ``path`` until it is no longer 404 (the projection trails the log; bounded)."""
+    deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+    while True:
+        response = client.get(path)
+        if response.status_code != 404:
+            return response
+        assert time.monotonic() < deadline, f"{path} not projected: {response.text}"
+        time.sleep(0.1)
+
+
+def test_get_transaction_through_the_api(stack_settings: Settings, tmp_path: Path) -> None:
+    """``GET /v1/transactions/{id}``: the tenant from the key (row-level security as the API's
+    role), every posting in order, a 404 problem for an unknown id or another tenant's."""
+    flags = ["--api-key-cache-ttl-s=0"]
+    with running_api_stack(stack_settings, tmp_path, (TENANT, OTHER_TENANT), flags) as stack:
+        produce_commands(
+            stack.settings,
+            [
+                open_account("world_usd"),
+                open_account("world_eur", "EUR"),
+                open_account("customer_eur", "EUR"),
+                open_account("fx_liquidity_eur", "EUR"),
+                open_account("fx_liquidity_usd"),
+                open_account("customer_usd"),
+                fund("customer_eur", 50_000, "EUR"),
+                post_transaction(
+                    "fx-1",
+                    posting("customer_eur", "fx_liquidity_eur", 10_000, "EUR"),
+                    posting("fx_liquidity_usd", "customer_usd", 10_837, "USD"),
+                ),
+            ],
+        )
+        with stack.client(TENANT) as client, stack.client(OTHER_TENANT) as other:
+            response = get_when_projected(client, "/v1/transactions/fx-1")
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert (body["transaction_id"], body["status"], body["pending"]) == (
+                "fx-1",
+                "posted",
+                False,
+            )
+            assert body["currencies"] == ["EUR", "USD"]
+            assert [
+                (p["index"], p["debit_account_id"], p["amount"], p["amount_posted"])
+                for p in body["postings"]
+            ] == [(0, "customer_eur", 10_000, 10_000), (1, "fx_liquidity_usd", 10_837, 10_837)]
+            for response in (
+                client.get("/v1/transactions/no-such"),
+                other.get("/v1/transactions/fx-1"),
+            ):
+                assert response.status_code == 404, response.text
+                assert response.headers["content-type"] == "application/problem+json"
+            assert client.get("/v1/transactions/bad%20id").status_code == 400
+            paths = client.get("/openapi.json").json()["paths"]
+            assert "get" in paths["/v1/transactions/{transaction_id}"]
