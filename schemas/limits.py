@@ -201,11 +201,15 @@ def _transfer_violation(command: Transfer) -> Violation | None:
         return "currency", problem
     if (problem := _boolean_problem(command.pending)) is not None:
         return "pending", problem
-    return _transfer_option_violation(command)
+    return _option_violation(command, command.transfer_id, "transfer")
 
 
-def _transfer_option_violation(command: Transfer) -> Violation | None:
-    """The optional fields of a Transfer, after its required ones."""
+def _option_violation(
+    command: Transfer | PostTransaction, own_id: str, noun: str
+) -> Violation | None:
+    """The optional fields a Transfer and a PostTransaction share (``pending_timeout_s``,
+    ``reverses``), after their required ones; ``own_id`` is the command's transfer or
+    transaction id, which it cannot reverse (``noun`` names it in the problem)."""
     if command.pending_timeout_s is not None:
         problem = (
             _integer(command.pending_timeout_s, PENDING_TIMEOUT_S_MIN, PENDING_TIMEOUT_S_MAX)
@@ -218,8 +222,8 @@ def _transfer_option_violation(command: Transfer) -> Violation | None:
         problem = entity_id_problem(command.reverses)
         if problem is None and command.pending:
             problem = "a reversal is posted at once, not pending"
-        elif problem is None and command.reverses == command.transfer_id:
-            problem = "a transfer cannot reverse itself"
+        elif problem is None and command.reverses == own_id:
+            problem = f"a {noun} cannot reverse itself"
         if problem is not None:
             return "reverses", problem
     return None
@@ -274,28 +278,7 @@ def _post_transaction_violation(command: PostTransaction) -> Violation | None:
         return violation
     if (problem := _boolean_problem(command.pending)) is not None:
         return "pending", problem
-    return _transaction_option_violation(command)
-
-
-def _transaction_option_violation(command: PostTransaction) -> Violation | None:
-    """The optional fields of a PostTransaction, after its required ones (as for a Transfer)."""
-    if command.pending_timeout_s is not None:
-        problem = (
-            _integer(command.pending_timeout_s, PENDING_TIMEOUT_S_MIN, PENDING_TIMEOUT_S_MAX)
-            if command.pending
-            else "only allowed with pending=true"
-        )
-        if problem is not None:
-            return "pending_timeout_s", problem
-    if command.reverses is not None:
-        problem = entity_id_problem(command.reverses)
-        if problem is None and command.pending:
-            problem = "a reversal is posted at once, not pending"
-        elif problem is None and command.reverses == command.transaction_id:
-            problem = "a transaction cannot reverse itself"
-        if problem is not None:
-            return "reverses", problem
-    return None
+    return _option_violation(command, command.transaction_id, "transaction")
 
 
 _BODY_CHECKS: dict[type[object], Callable[..., Violation | None]] = {

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 
 from schemas.limits import first_violation
-from schemas.model import INT64_MAX, OpenAccount, PostPending, Transfer, VoidPending
+from schemas.model import (
+    INT64_MAX,
+    OpenAccount,
+    Posting,
+    PostPending,
+    PostTransaction,
+    Transfer,
+    VoidPending,
+)
 from tests.unit.contract_strategies import commands
 
 TRANSFER = Transfer(
@@ -115,3 +123,24 @@ def test_header_is_checked_before_the_body() -> None:
 
 def test_not_a_command() -> None:
     assert first_violation("nope") == ("command", "str is not a command")  # type: ignore[arg-type]
+
+
+def test_transfers_and_transactions_share_their_option_rules_word_for_word() -> None:
+    posting = Posting(debit_account_id="cash", credit_account_id="sales", amount=1, currency="USD")
+    transaction = PostTransaction(
+        tenant_id="acme",
+        idempotency_key="tx-1",
+        submitted_at_us=0,
+        transaction_id="tx-1",
+        postings=(posting,),
+    )
+    for command, noun in ((TRANSFER, "transfer"), (transaction, "transaction")):
+        own_id = "t-17" if noun == "transfer" else "tx-1"
+        cases: list[tuple[dict[str, Any], tuple[str, str] | None]] = [
+            ({"reverses": own_id}, ("reverses", f"a {noun} cannot reverse itself")),
+            ({"reverses": "x", "pending": True}, ("reverses", "a reversal is posted at once, not pending")),  # noqa: E501
+            ({"pending_timeout_s": 60}, ("pending_timeout_s", "only allowed with pending=true")),
+            ({"pending_timeout_s": 60, "pending": True}, None),
+        ]  # fmt: skip
+        for changes, expected in cases:
+            assert first_violation(dataclasses.replace(command, **changes)) == expected, changes
