@@ -157,17 +157,28 @@ def stored_principals(home: Path) -> list[str]:
 # --- errors -----------------------------------------------------------------------------------
 
 
-def is_authorization_failure(error: KafkaError | None) -> bool:
-    return error is not None and error.code() in AUTHORIZATION_FAILURES
+def is_authorization_failure(error: object) -> bool:
+    """True for a ``KafkaError`` that says the broker refused the principal."""
+    return isinstance(error, KafkaError) and error.code() in AUTHORIZATION_FAILURES
 
 
-def not_authorized(
-    settings: Settings, principal: str, doing: str, error: KafkaError
-) -> NotAuthorizedError:
-    """One line: who was refused what, and why (no traceback, no librdkafka noise)."""
-    name = principal_of(settings, principal) if is_scram(settings) else "ANONYMOUS"
+def principal_label(settings: Settings, service_principal: str) -> str:
+    """How the broker knows this process: ``User:<name>``, or ``User:ANONYMOUS`` (plaintext)."""
+    name = principal_of(settings, service_principal) if is_scram(settings) else "ANONYMOUS"
+    return f"User:{name}"
+
+
+def label_of_config(config: dict[str, str]) -> str:
+    """The principal of a client configuration made by ``client_config``/``security_config``."""
+    return f"User:{config.get('sasl.username', 'ANONYMOUS')}"
+
+
+def refused(label: str, doing: str, error: object) -> NotAuthorizedError | None:
+    """``NotAuthorizedError`` when ``error`` is the broker refusing principal ``label``
+    ``doing`` something (one line: who, what, why; never librdkafka's text alone), else None."""
+    if not isinstance(error, KafkaError) or not is_authorization_failure(error):
+        return None
     return NotAuthorizedError(
-        f"Kafka refused principal User:{name} {doing}: {error.name()}"
-        f" ({' '.join(str(error.str()).split())}); grant it with `streamledger principals"
+        f"Kafka refused {label} {doing}: {error.name()}; grant it with `streamledger principals"
         f" create` or run as another principal [{SECURITY_SETTING_HINT}]"
     )

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
-from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config, principal_label, refused
 from schemas.codec import decode_event
 from schemas.keys import command_key, partition_for
 from schemas.model import Event
@@ -78,9 +78,12 @@ def tail_consumer(settings: Settings) -> Consumer:
 
 
 def partitions_to_read(
-    consumer: Consumer, topic: str, tenant: str | None, from_beginning: bool
+    consumer: Consumer, topic: str, tenant: str | None, from_beginning: bool, *, principal: str
 ) -> list[TopicPartition]:
     metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
+    refusal = refused(principal, f"reading {topic}", getattr(metadata, "error", None))
+    if refusal is not None:
+        raise refusal
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise InfraError(f"topic {topic} not found; run `streamledger infra up`")
     numbers = sorted(metadata.partitions)
@@ -102,7 +105,8 @@ def tail_events(
     topic = settings.topic(EVENTS_TOPIC)
     consumer = tail_consumer(settings)
     try:
-        partitions = partitions_to_read(consumer, topic, tenant, from_beginning)
+        label = principal_label(settings, ADMIN_PRINCIPAL)
+        partitions = partitions_to_read(consumer, topic, tenant, from_beginning, principal=label)
         consumer.assign(partitions)
         not_at_end = {partition.partition for partition in partitions}
         while not stop.is_set() and not (exit_at_end and not not_at_end):
@@ -110,7 +114,8 @@ def tail_events(
                 error = record.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
-                        raise InfraError(f"reading {topic}: {error}")
+                        refusal = refused(label, f"reading {topic}", error)
+                        raise refusal or InfraError(f"reading {topic}: {error}")
                     not_at_end.discard(record.partition())
                     continue
                 value = record.value()

@@ -26,6 +26,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from kafka_adapter.batches import take_batch
+from kafka_adapter.security import label_of_config, refused
 from processors.processor_settings import ProcessorSettings
 from processors.restore import (
     PartitionSnapshot,
@@ -154,7 +155,9 @@ def new_tick_producer(processor_settings: ProcessorSettings) -> Producer:
     )
 
 
-def check_partition_counts(admin: AdminClient, topics: tuple[str, ...], timeout_s: float) -> int:
+def check_partition_counts(
+    admin: AdminClient, topics: tuple[str, ...], timeout_s: float, *, principal: str = "User:?"
+) -> int:
     """The common partition count of ``topics``; ``TopicError`` naming them otherwise.
 
     Outputs go to the input's partition number, so every ledger topic must have as many
@@ -170,6 +173,10 @@ def check_partition_counts(admin: AdminClient, topics: tuple[str, ...], timeout_
         else None
         for topic in topics
     }
+    for topic, description in metadata.topics.items():
+        refusal = refused(principal, f"access to topic {topic}", description.error)
+        if topic in topics and refusal is not None:
+            raise refusal
     missing = [topic for topic, count in counts.items() if count is None]
     if missing:
         raise TopicError(
@@ -198,7 +205,12 @@ class KafkaTransport:
         self.tick_producer: Producer | None = None  # created on the first tick
 
     def partition_count(self, topics: Sequence[str]) -> int:
-        return check_partition_counts(self.admin, tuple(topics), self.settings.request_timeout_s)
+        return check_partition_counts(
+            self.admin,
+            tuple(topics),
+            self.settings.request_timeout_s,
+            principal=label_of_config(self.settings.kafka_connection),
+        )
 
     def start(
         self,

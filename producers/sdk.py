@@ -48,7 +48,13 @@ from typing import Any, Final, Protocol, cast
 
 from confluent_kafka import Producer
 
-from kafka_adapter.security import PRODUCER_PRINCIPAL, security_config
+from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import (
+    PRODUCER_PRINCIPAL,
+    principal_label,
+    refused,
+    security_config,
+)
 from producers.errors import (
     BackpressureTimeoutError,
     CommandValidationError,
@@ -181,13 +187,22 @@ def post_transaction(
     return command
 
 
-def topic_partition_count(client: ProducerClient, topic: str, timeout_s: float) -> int:
-    """The partition count of ``topic`` from the broker; raises if the topic is missing."""
+def topic_partition_count(
+    client: ProducerClient, topic: str, timeout_s: float, *, principal: str = "this principal"
+) -> int:
+    """The partition count of ``topic`` from the broker; raises if the topic is missing, or
+    ``NotAuthorizedError`` naming ``principal`` when the broker refuses to describe it."""
     try:
         metadata = client.list_topics(topic, timeout=timeout_s)
     except Exception as exc:  # librdkafka raises KafkaException; translate whatever comes
-        raise ProducerError(f"cannot read metadata of topic {topic}: {exc}") from exc
+        cause = exc.args[0] if exc.args else None
+        raise refused(principal, f"access to topic {topic}", cause) or ProducerError(
+            f"cannot read metadata of topic {topic}: {exc}"
+        ) from exc
     description = metadata.topics.get(topic)
+    refusal = refused(principal, f"access to topic {topic}", getattr(description, "error", None))
+    if refusal is not None:
+        raise refusal
     if description is None or description.error is not None or not description.partitions:
         reason = "missing" if description is None else description.error or "no partitions"
         raise ProducerError(f"topic {topic} is not usable: {reason}")
@@ -218,10 +233,13 @@ class LedgerProducer:
                 config["on_delivery"] = self._on_delivery
                 self._default_callback = None
             config.update(overrides)
-            client = cast(ProducerClient, Producer(config))
+            client = cast(ProducerClient, Producer(config, logger=KAFKA_CLIENT_LOGGER))
         self._client: ProducerClient = client
         self.partitions = topic_partition_count(
-            client, self.topic, self.producer_settings.metadata_timeout_s
+            client,
+            self.topic,
+            self.producer_settings.metadata_timeout_s,
+            principal=principal_label(settings, PRODUCER_PRINCIPAL),
         )
         self.sent = 0
         self.delivered = 0

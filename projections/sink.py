@@ -60,7 +60,12 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from kafka_adapter.security import PROJECTION_PRINCIPAL, client_config
+from kafka_adapter.security import (
+    PROJECTION_PRINCIPAL,
+    client_config,
+    principal_label,
+    refused,
+)
 from projections.batch import BatchPlan, Location, Quarantine, plan_records
 from projections.event_records import EventRecord, decode_event_record
 from projections.metrics import ProjectionMetrics
@@ -340,7 +345,9 @@ class ProjectionSink:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self.note_end(record, batch)
                     continue
-                raise InfraError(f"consuming {self.target.topic}: {error}")
+                label = principal_label(self.settings, PROJECTION_PRINCIPAL)
+                doing = f"consuming {self.target.topic} (group {self.projection.consumer_group})"
+                raise refused(label, doing, error) or InfraError(f"{doing}: {error}")
             partition, offset, value = record.partition(), record.offset(), record.value()
             if partition is None or offset is None or value is None:
                 raise InvariantViolationError(f"{self.target.topic}: a record without a value")
