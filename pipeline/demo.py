@@ -6,7 +6,8 @@ Steps (each announced, each bounded, each saying what it waits for):
 2. the pipeline: ``Supervisor`` with 2 processors and 1 projection, in this process;
 3. a seeded ``producers.loadgen`` workload with a progress bar: a few tenants, thousands of
    accounts, duplicates, key reuse, overdrafts, unknown accounts, reversals, pending transfers
-   that are posted, voided or expire, plus a few poison records for the DLQ;
+   that are posted, voided or expire, multi-leg transactions (fee splits, payouts, FX;
+   ``FEE_SPLIT_SHARE`` …), plus a few poison records for the DLQ;
 4. wait for the processors (their committed offsets reach the end of ``ledger.commands``), then
    for the projection (PostgreSQL's tenant heads reach the last sequence in ``ledger.events``);
 5. the summary per tenant, the ``verify`` report, sample balances now and at a point in time;
@@ -73,6 +74,11 @@ WAIT_POLL_S = 0.5
 STUCK_AFTER_S = 60.0  # no progress for this long: the wait fails, naming what it waited for
 RUN_NUMBER_FILE = "last_run"
 ASSET_SCALE = 2  # what loadgen opens accounts with
+# Multi-leg transactions in the demo's workload (off in loadgen's default mix, decision 0045):
+# shares of the commands that are fee splits, payouts and FX conversions.
+FEE_SPLIT_SHARE = 0.05
+PAYOUT_SHARE = 0.005
+FX_SHARE = 0.02
 SAMPLE_ACCOUNTS = ("funding", "acct-0001", "acct-0002")
 API_ACCOUNT = "acct-0001"
 API_READY_TIMEOUT_S = 30.0  # the API reads ledger.outcomes to its end before it is ready
@@ -81,12 +87,24 @@ API_REQUEST_TIMEOUT_S = 5.0
 COUNT_ACCOUNTS = (
     "SELECT tenant_id, count(*) FROM ledger.accounts WHERE tenant_id = ANY(%s) GROUP BY 1"
 )
+# Transfers only: a transaction's postings are transfers rows with id {transaction_id}/{index}
+# (migration 0008; no real id contains "/"), counted by the multi-leg lines below.
 SUM_TRANSFERS = (
     "SELECT tenant_id, currency, count(*), sum(amount_posted),"
     " count(*) FILTER (WHERE status = 'posted'), count(*) FILTER (WHERE status = 'pending'),"
     " count(*) FILTER (WHERE status = 'voided'), count(*) FILTER (WHERE status = 'expired'),"
     " count(*) FILTER (WHERE reverses IS NOT NULL)"
-    " FROM ledger.transfers WHERE tenant_id = ANY(%s) GROUP BY 1, 2"
+    " FROM ledger.transfers WHERE tenant_id = ANY(%s) AND strpos(transfer_id, '/') = 0"
+    " GROUP BY 1, 2"
+)
+SUM_TRANSACTIONS = (
+    "SELECT tenant_id, count(*), sum(posting_count), count(*) FILTER (WHERE status = 'posted'),"
+    " count(*) FILTER (WHERE cardinality(currencies) > 1)"
+    " FROM ledger.transactions WHERE tenant_id = ANY(%s) GROUP BY 1"
+)
+SUM_POSTINGS = (
+    "SELECT tenant_id, currency, sum(amount_posted) FROM ledger.transfers"
+    " WHERE tenant_id = ANY(%s) AND strpos(transfer_id, '/') > 0 GROUP BY 1, 2 ORDER BY 1, 2"
 )
 SELECT_HEADS = "SELECT tenant_id, last_sequence FROM ledger.tenant_heads WHERE tenant_id = ANY(%s)"
 NAMESPACE_TAKEN = "SELECT count(*) FROM ledger.tenant_heads WHERE starts_with(tenant_id, %s)"
@@ -180,6 +198,9 @@ def send_workload(
         accounts_per_tenant=demo.accounts_per_tenant,
         commands=demo.commands,
         start_us=time.time_ns() // 1_000,
+        fee_split_share=FEE_SPLIT_SHARE,
+        payout_share=PAYOUT_SHARE,
+        fx_share=FX_SHARE,
     )
     names = {f"tenant-{i:04d}": f"{namespace}-tenant-{i:04d}" for i in range(plan.tenants)}
     sent = SentWorkload(
@@ -357,6 +378,29 @@ def summary_lines(settings: Settings, sent: SentWorkload, results: LedgerResults
         + "  ".join(f"{sent.intents[t]['key_reuse']:>6,}" for t in sent.tenant_ids)
         + "   (replies only: the key keeps its first outcome)"
     )
+    return lines
+
+
+def multi_leg_lines(settings: Settings, sent: SentWorkload) -> list[str]:
+    """Multi-leg volume per tenant: transactions and postings in ``ledger.transactions``, the
+    amount their postings moved per currency, and what the workload sent of each kind."""
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        rows: list[Any] = conn.execute(SUM_TRANSACTIONS, (sent.tenant_ids,)).fetchall()
+        volumes: list[Any] = conn.execute(SUM_POSTINGS, (sent.tenant_ids,)).fetchall()
+    by_tenant = {row[0]: row for row in rows}
+    moved: dict[str, list[str]] = {}
+    for tenant, currency, volume in volumes:
+        moved.setdefault(tenant, []).append(f"{money(int(volume or 0))} {currency}")
+    lines = ["", "multi-leg transactions (ledger.transactions), per tenant:"]
+    for tenant in sent.tenant_ids:
+        _, count, postings, posted, fx = by_tenant.get(tenant) or (tenant, 0, 0, 0, 0)
+        intents = sent.intents.get(tenant, Counter())
+        sent_kinds = ", ".join(f"{intents[kind]} {kind}" for kind in ("fee_split", "payout", "fx"))
+        lines.append(
+            f"  {tenant:<24} {count:>6,} transactions ({posted:,} posted, {fx:,} FX),"
+            f" {int(postings or 0):>7,} postings, volume posted"
+            f" {' + '.join(moved.get(tenant, [])) or '0'}   (sent: {sent_kinds})"
+        )
     return lines
 
 
@@ -683,7 +727,7 @@ def report(
     prometheus: bool,
 ) -> int:
     console.step("summary per tenant (PostgreSQL projection + ledger.outcomes + DLQ)")
-    for line in summary_lines(settings, sent, results):
+    for line in summary_lines(settings, sent, results) + multi_leg_lines(settings, sent):
         console.line(line)
     dlq_ok = results.dlq_total == len(sent.poison)
     console.line(

@@ -36,6 +36,8 @@ def test_demo_runs_twice_with_a_fresh_namespace_and_a_clean_verify(
             r"GET http://127\.0\.0\.1:\d+/v1/accounts/acct-0001/balance  ->  200", output
         )
         assert '"account_id":"acct-0001"' in output, output
+        assert "multi-leg transactions (ledger.transactions), per tenant:" in output, output
+        assert re.search(r" [1-9][\d,]* transactions \(", output), output  # fee splits and more
         found = re.search(r"tenants (run\d+-s7)-tenant-\*", output)
         assert found is not None, output
         namespaces.append(found.group(1))
