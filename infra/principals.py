@@ -361,6 +361,8 @@ class PrincipalListing:
     def lines(self) -> list[str]:
         state = "scram-sha-512" if self.has_credentials else "no credentials"
         head = f"{self.name:<16} {state}"
+        if self.name == CONTROLLER_PRINCIPAL:
+            return [f"{self.name:<16} sasl/plain on the controller listener only, super user"]
         if self.name in RESERVED_PRINCIPALS:
             return [f"{head}, super user"]
         if not self.grants:

@@ -229,11 +229,12 @@ class LedgerProducer:
             overrides = dict(client_config_overrides or {})
             config = self.producer_settings.client_config(settings.kafka_bootstrap)
             config.update(security_config(settings, PRODUCER_PRINCIPAL))
+            config["logger"] = KAFKA_CLIENT_LOGGER  # librdkafka's lines off stderr
             if not DELIVERY_CALLBACK_PROPERTIES & overrides.keys():
                 config["on_delivery"] = self._on_delivery
                 self._default_callback = None
             config.update(overrides)
-            client = cast(ProducerClient, Producer(config, logger=KAFKA_CLIENT_LOGGER))
+            client = cast(ProducerClient, Producer(config))
         self._client: ProducerClient = client
         self.partitions = topic_partition_count(
             client,
