@@ -27,6 +27,7 @@ from processors import cli as processors_cli
 from producers import cli as producers_cli
 from projections import query_cli as projections_query_cli
 from projections import report_cli as projections_report_cli
+from reconciliation import cli as reconciliation_cli
 from schemas import codec, limits
 from schemas.generated_code import generated_names, generated_source
 from streamledger.cli_parser import EXIT_FAILURE, EXIT_OK, Subparsers, build_parser, run_parsed
@@ -79,6 +80,7 @@ COMMAND_REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     projections_report_cli.register,
     api_cli.register,
     notifications_cli.register,
+    reconciliation_cli.register,
     pipeline_cli.register,
     register_debug,
 )

@@ -1,0 +1,115 @@
+"""``streamledger statements import`` and ``streamledger reconcile`` (issue 20)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from reconciliation.importer import ImportStatus, import_statement
+from reconciliation.matcher import Matcher
+from reconciliation.matcher_settings import MatcherSettings
+from reconciliation.statement import StatementFormat
+from streamledger.cli_parser import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_declared_arguments,
+    given_settings,
+)
+from streamledger.errors import SettingError
+from streamledger.setting_fields import build_declared
+from streamledger.settings import Settings
+
+if TYPE_CHECKING:
+    from streamledger.cli_parser import Subparsers
+
+DEST_PREFIX: Final = "reconcile_"
+FORMATS_BY_SUFFIX: Final = {".xml": StatementFormat.CAMT053, ".csv": StatementFormat.CSV}
+FORMATS_BY_NAME: Final = {"camt053": StatementFormat.CAMT053, "csv": StatementFormat.CSV}
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(subparsers: Subparsers) -> None:
+    statements = subparsers.add_parser("statements", help="bank statements (reconciliation)")
+    parts = statements.add_subparsers(dest="statements_command", metavar="ACTION", required=True)
+    importing = parts.add_parser(
+        "import",
+        help="import a bank statement file onto ledger.statements (once; all or nothing)",
+        description=(
+            "Parse a camt.053 or CSV statement (docs/reconciliation.md) for a bank-mirror account"
+            " and write each booked line as a StatementLine record. The same file twice imports"
+            " nothing; a malformed file is refused whole, naming the element or line."
+        ),
+    )
+    importing.add_argument("file", type=Path, metavar="FILE")
+    importing.add_argument("--tenant", required=True, help="the tenant")
+    importing.add_argument("--account", required=True, help="the ledger's bank-mirror account")
+    importing.add_argument(
+        "--format",
+        choices=sorted(FORMATS_BY_NAME),
+        help="the file's format (default: from its suffix, .xml = camt053, .csv = csv)",
+    )
+    importing.add_argument(
+        "--bank-account", help="the IBAN or id of the statement to take from a multi-account file"
+    )
+    importing.set_defaults(handler=run_import)
+    reconcile = subparsers.add_parser(
+        "reconcile",
+        help="run the reconciliation matcher (statement lines against ledger movements)",
+        description=(
+            "Consume ledger.statements and ledger.events, match lines with movements on each"
+            " bank-mirror account, and write every final state to ledger.reconciliation in one"
+            " Kafka transaction per batch with the input offsets."
+        ),
+    )
+    add_declared_arguments(reconcile, MatcherSettings, dest_prefix=DEST_PREFIX)
+    reconcile.set_defaults(handler=run_reconcile)
+
+
+def statement_format(arguments: argparse.Namespace) -> StatementFormat:
+    if arguments.format is not None:
+        return FORMATS_BY_NAME[arguments.format]
+    found = FORMATS_BY_SUFFIX.get(arguments.file.suffix.lower())
+    if found is None:
+        raise SettingError(f"{arguments.file}: unknown suffix, give --format camt053 or csv")
+    return found
+
+
+def run_import(arguments: argparse.Namespace, settings: Settings) -> int:
+    content = arguments.file.read_bytes()
+    report = import_statement(
+        settings,
+        tenant_id=arguments.tenant,
+        account_id=arguments.account,
+        content=content,
+        statement_format=statement_format(arguments),
+        bank_account=arguments.bank_account,
+        imported_at_us=time.time_ns() // 1000,
+    )
+    if report.status is ImportStatus.REJECTED:
+        sys.stderr.write(f"streamledger: {arguments.file}: {report.summary()}\n")
+        return EXIT_FAILURE
+    sys.stdout.write(f"{arguments.file}: {report.summary()}\n")
+    return EXIT_OK
+
+
+def run_reconcile(arguments: argparse.Namespace, settings: Settings) -> int:
+    given = given_settings(arguments, MatcherSettings, dest_prefix=DEST_PREFIX)
+    matcher_settings = build_declared(MatcherSettings, given)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    stop = threading.Event()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda number, frame: stop.set())
+    matcher = Matcher(settings, matcher_settings)
+    logging.getLogger("streamledger.reconciler").info(
+        "matcher %s starting (group %s)",
+        matcher_settings.instance_id,
+        matcher_settings.group_id(settings.topic_prefix),
+    )
+    matcher.run(stop)
+    return EXIT_OK

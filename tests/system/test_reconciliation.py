@@ -1,0 +1,251 @@
+"""Reconciliation against the real broker (issue 20): a camt.053 file imported for a bank-mirror
+account whose ledger has matching transfers, the matcher run as a real child process; matches
+and unmatched items checked, a second import is idempotent, a malformed file imports nothing,
+and a restarted matcher decides nothing twice."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciliation.matching import MatchRule, ReconciliationResult, ReconciliationState
+from reconciliation.partition_reader import read_partition
+from reconciliation.records import decode
+from reconciliation.statement import Statement, StatementLine
+from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
+from schemas.keys import command_key, partition_for
+from schemas.model import Command, OpenAccount, Transfer
+from streamledger.settings import Settings, environment_for
+from tests.conftest import REPO_ROOT, run_streamledger
+from tests.system.processor_harness import produce_commands, wait_until_consumed
+from workloads.processor_process import ProcessorProcess
+from workloads.topics import delete_topics
+
+pytestmark = pytest.mark.system
+
+CONSUME_TIMEOUT_S = 120.0
+RESULTS_TIMEOUT_S = 120.0
+READ_TIMEOUT_S = 60.0
+EXIT_TIMEOUT_S = 30.0
+GOLDEN = REPO_ROOT / "tests" / "unit" / "statement_files" / "camt053_single_eur.xml"
+
+
+@pytest.fixture
+def reconciliation_settings(ledger_settings: Settings) -> Iterator[Settings]:
+    yield ledger_settings
+    delete_topics(
+        ledger_settings,
+        [ledger_settings.topic(STATEMENTS_TOPIC), ledger_settings.topic(RECONCILIATION_TOPIC)],
+    )
+
+
+class MatcherProcess:
+    """One ``streamledger reconcile`` child, its output in a log file."""
+
+    def __init__(self, settings: Settings, log_directory: Path) -> None:
+        self.log_path = log_directory / f"matcher-{uuid.uuid4().hex[:6]}.log"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
+        environment.update(environment_for(settings))
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streamledger.cli",
+                    "reconcile",
+                    "--date-window-days=1",
+                    "--batch-wait-ms=50",
+                ],
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=EXIT_TIMEOUT_S)
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def ledger_commands(tenant: str) -> list[Command]:
+    at = time.time_ns() // 1000
+
+    def header(key: str) -> dict[str, object]:
+        return {"tenant_id": tenant, "idempotency_key": key, "submitted_at_us": at}
+
+    def transfer(key: str, debit: str, credit: str, amount: int, reference: str = "") -> Transfer:
+        return Transfer(
+            **header(key),
+            transfer_id=key,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=amount,
+            currency="EUR",
+            metadata=(("external_ref", reference),) if reference else (),
+        )
+
+    opens = [
+        OpenAccount(**header(f"open-{name}"), account_id=name, currency="EUR", asset_scale=2)
+        for name in ("bank", "globex", "initech", "customers")
+    ]
+    return [
+        *opens,
+        transfer("t1", "bank", "globex", 150_000, "INV-2026-0042"),  # the payer's reference
+        transfer("t2", "initech", "bank", 40_025),  # a payment out of the bank
+        transfer("t3", "bank", "customers", 6_000),  # two top-ups the bank booked as one
+        transfer("t4", "bank", "customers", 4_000),
+        transfer("t5", "bank", "customers", 99_999),  # not on the statement
+    ]
+
+
+def statement_file(directory: Path) -> Path:
+    """The golden camt.053 file, dated today, with a third entry of 100.00 (= t3 + t4) and an
+    old credit nobody booked; the statement covers today and tomorrow."""
+    today = datetime.datetime.now(tz=datetime.UTC).date()
+    text = GOLDEN.read_text(encoding="utf-8")
+    text = text.replace("<RvslInd>true</RvslInd>", "").replace(">19.25<", ">100.00<")
+    text = text.replace(
+        '<Amt Ccy="EUR">100.00</Amt>\n        <CdtDbtInd>DBIT</CdtDbtInd>',
+        '<Amt Ccy="EUR">100.00</Amt>\n        <CdtDbtInd>CRDT</CdtDbtInd>',
+    )
+    old = (today - datetime.timedelta(days=3)).isoformat()
+    pending = "<Sts><Cd>PDNG</Cd></Sts>\n        <BookgDt><Dt>2026-12-04</Dt>"
+    assert pending in text
+    text = text.replace(pending, f"<Sts><Cd>BOOK</Cd></Sts>\n        <BookgDt><Dt>{old}</Dt>")
+    before, after = (
+        ">77.00</Amt>\n        <CdtDbtInd>DBIT<",
+        ">77.77</Amt>\n        <CdtDbtInd>CRDT<",
+    )
+    assert before in text
+    text = text.replace(before, after)
+    text = text.replace("2026-12-04T23:59:59", f"{today + datetime.timedelta(days=1)}T23:59:59")
+    text = text.replace("2026-12-04", today.isoformat()).replace("2026-12-05", today.isoformat())
+    path = directory / "statement.xml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_records(settings: Settings, topic: str, tenant: str) -> list[object]:
+    partition = partition_for(command_key(tenant), settings.partitions)
+    connection = {"bootstrap.servers": settings.kafka_bootstrap}
+    records = read_partition(connection, settings.topic(topic), partition, timeout_s=READ_TIMEOUT_S)
+    return [decode(record.value) for record in records if record.value is not None]
+
+
+def wait_for_results(
+    settings: Settings, tenant: str, count: int, matcher: MatcherProcess
+) -> list[ReconciliationResult]:
+    deadline = time.monotonic() + RESULTS_TIMEOUT_S
+    while True:
+        results = [
+            r
+            for r in read_records(settings, RECONCILIATION_TOPIC, tenant)
+            if isinstance(r, ReconciliationResult) and r.tenant_id == tenant
+        ]
+        if len(results) >= count:
+            return results
+        assert matcher.process.poll() is None, f"matcher died:\n{matcher.log()}"
+        assert time.monotonic() < deadline, f"{len(results)} results:\n{matcher.log()}"
+        time.sleep(0.5)
+
+
+def test_statement_import_and_matching_on_the_real_broker(
+    reconciliation_settings: Settings, tmp_path: Path
+) -> None:
+    settings = reconciliation_settings
+    tenant = f"acme{uuid.uuid4().hex[:6]}"
+    produce_commands(settings, ledger_commands(tenant))
+    processor = ProcessorProcess(settings, "a", tmp_path)
+    try:
+        wait_until_consumed(settings, CONSUME_TIMEOUT_S, [processor])
+    finally:
+        assert processor.stop() == 0, processor.log()
+    path = statement_file(tmp_path)
+    imported = run_streamledger(
+        ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert "imported: 4 lines in the file, 4 new" in imported.stdout
+
+    # the same file again: nothing new; a malformed one: refused whole, nothing written
+    again = run_streamledger(
+        ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
+    )
+    assert again.returncode == 0, again.stderr
+    assert "already_imported" in again.stdout
+    broken = tmp_path / "broken.xml"
+    broken.write_text(path.read_text().replace(">400.25<", ">400.255<"), encoding="utf-8")
+    refused = run_streamledger(
+        ["statements", "import", str(broken), "--tenant", tenant, "--account", "bank"], settings
+    )
+    assert refused.returncode == 1
+    assert "Stmt/Ntry[2]/Amt" in refused.stderr and "nothing imported" in refused.stderr
+    unknown = run_streamledger(
+        ["statements", "import", str(path), "--tenant", tenant, "--account", "nope"], settings
+    )
+    assert unknown.returncode == 1 and "no account 'nope'" in unknown.stderr
+    records = read_records(settings, STATEMENTS_TOPIC, tenant)
+    assert [type(r).__name__ for r in records] == ["StatementLine"] * 4 + ["Statement"]
+    lines = [r for r in records if isinstance(r, StatementLine)]
+    assert [line.amount for line in lines] == [150_000, 40_025, 10_000, 7_777]
+    (statement,) = [r for r in records if isinstance(r, Statement)]
+    assert statement.closing_balance is not None and statement.new_line_count == 4
+
+    matcher = MatcherProcess(settings, tmp_path)
+    try:
+        results = wait_for_results(settings, tenant, 5, matcher)
+    finally:
+        assert matcher.stop() == 0, matcher.log()
+    by_line = {line_id: r for r in results for line_id in r.line_ids}
+    first, second, third, fourth = (line.line_id for line in lines)
+    assert by_line[first].state is ReconciliationState.MATCHED
+    assert by_line[first].rule in (MatchRule.EXTERNAL_REFERENCE, MatchRule.AMOUNT_AND_DATE)
+    assert (by_line[second].rule, by_line[second].line_amount) == (
+        MatchRule.AMOUNT_AND_DATE,
+        -40_025,
+    )
+    assert (by_line[third].rule, len(by_line[third].movement_ids)) == (MatchRule.SUM, 2)
+    assert (by_line[fourth].state, by_line[fourth].reason) == (
+        ReconciliationState.UNMATCHED,
+        "no_ledger_movement",
+    )
+    (not_on_statement,) = [r for r in results if r.reason == "not_on_statement"]
+    assert not_on_statement.movement_amount == 99_999
+    assert len(results) == 5
+
+    # a restarted matcher rebuilds its open items and decides nothing a second time
+    restarted = MatcherProcess(settings, tmp_path)
+    try:
+        deadline = time.monotonic() + RESULTS_TIMEOUT_S
+        while "restored" not in restarted.log():
+            assert restarted.process.poll() is None, restarted.log()
+            assert time.monotonic() < deadline, restarted.log()
+            time.sleep(0.2)
+        time.sleep(2.0)
+    finally:
+        assert restarted.stop() == 0, restarted.log()
+    again_results = (
+        wait_for_results(settings, tenant, 5, restarted)
+        if False
+        else [
+            r
+            for r in read_records(settings, RECONCILIATION_TOPIC, tenant)
+            if isinstance(r, ReconciliationResult)
+        ]
+    )
+    assert len(again_results) == 5
