@@ -12,6 +12,10 @@ Order: the queue's deliveries come before any spilled one (once an endpoint spil
 after goes to PostgreSQL until the worker has read the stored ones back), and stored pending
 deliveries are read back in sequence order. So a receiver sees an endpoint's events in
 sequence order, each at least once (again only when a 2xx was not recorded before a crash).
+
+After a 2xx the worker hands the delivery to the dispatcher's ``DeliveredRecorder`` and goes on:
+delivered rows are written in batches, one transaction each, and a delivery's offset is
+released only once its row is committed (``notifications.recording``, decision 0065).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable
 import httpx
 
 from notifications.metrics import NotifyMetrics
+from notifications.recording import DeliveredRecorder
 from notifications.retries import retry_delay_s
 from notifications.routing import PositionBook
 from notifications.settings import NotifySettings
@@ -61,6 +66,7 @@ class EndpointWorker:
         settings: NotifySettings,
         store: DeliveryStore,
         positions: PositionBook,
+        recorder: DeliveredRecorder,
         metrics: NotifyMetrics,
         rng: random.Random,
         owns: Callable[[str], bool] = lambda tenant_id: True,
@@ -71,6 +77,7 @@ class EndpointWorker:
         self.settings = settings
         self.store = store
         self.positions = positions
+        self.recorder = recorder
         self.metrics = metrics
         self.rng = rng
         self.owns = owns  # stored deliveries are read back by the owner of the tenant's partition
@@ -165,13 +172,17 @@ class EndpointWorker:
             header = signature_header(self.endpoint.secret, signed_at_s, delivery.body)
             problem = await self.post(delivery, header)
             if problem is None:
-                attempt = Attempt(STATUS_DELIVERED, signed_at_s, header, failures + 1)
-                await self.record(delivery, attempt)
-                self.metrics.deliveries.labels("delivered").inc()
                 self.metrics.latency.observe(
                     max(self.clock() - delivery.committed_at_us / 1_000_000, 0.0)
                 )
-                self.finish(delivery)
+                self.metrics.deliveries.labels("delivered").inc()
+                self.pop(delivery)
+                self.delivered_through = max(self.delivered_through, delivery.sequence)
+                # The row is written in the recorder's next batch, and only then is the
+                # delivery's offset released (decision 0065): the worker goes on meanwhile.
+                attempt = Attempt(STATUS_DELIVERED, signed_at_s, header, failures + 1)
+                self.recorder.add(delivery, attempt)
+                await self.recorder.room()
                 return
             failures += 1
             if failures >= self.settings.endpoint_failures_max:
@@ -184,11 +195,6 @@ class EndpointWorker:
                 random_fraction=self.rng.random(),
             )
             await asyncio.sleep(delay_s)
-
-    def finish(self, delivery: Delivery) -> None:
-        self.pop(delivery)
-        self.release(delivery)
-        self.delivered_through = max(self.delivered_through, delivery.sequence)
 
     async def post(self, delivery: Delivery, header: str) -> str | None:
         """One HTTP attempt: None on a 2xx, else what went wrong (one line)."""
@@ -214,16 +220,6 @@ class EndpointWorker:
         if 200 <= status < 300:
             return None
         return f"HTTP {status}"
-
-    async def record(self, delivery: Delivery, attempt: Attempt) -> None:
-        """Store the outcome; PostgreSQL down means wait and try again (the position waits)."""
-        while True:
-            try:
-                await self.store.store([(delivery, attempt)])
-                return
-            except InfraError as exc:
-                LOG.warning("storing a delivery failed (%s); retrying", exc)
-                await asyncio.sleep(STORE_RETRY_S)
 
     async def disable(
         self, delivery: Delivery, problem: str, failures: int, signed_at_s: int, header: str

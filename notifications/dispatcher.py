@@ -36,6 +36,7 @@ from kafka_adapter.security import DISPATCHER_PRINCIPAL, client_config
 from notifications.delivery import EndpointWorker
 from notifications.metrics import NotifyMetrics
 from notifications.payloads import event_body, event_type_name, subscribes_to
+from notifications.recording import DeliveredRecorder
 from notifications.routing import PositionBook, Route, route
 from notifications.settings import NotifySettings
 from notifications.store import (
@@ -57,6 +58,7 @@ LOG = logging.getLogger("streamledger.notify")
 METADATA_TIMEOUT_S = 30.0
 STORE_RETRY_S = 1.0
 WORKER_STOP_TIMEOUT_S = 5.0
+RECORD_DRAIN_TIMEOUT_S = 5.0  # at shutdown: rows not written by then are delivered again
 
 
 @dataclass(slots=True)
@@ -95,6 +97,9 @@ class Dispatcher:
         self.topic = settings.topic(EVENTS_TOPIC)
         self.store = DeliveryStore(settings.database_dsn, pool_size_max=notify.pool_size_max)
         self.positions = PositionBook()
+        self.recorder = DeliveredRecorder(
+            self.store, self.positions, metrics, batch_rows_max=notify.record_batch_rows_max
+        )
         self.rng = random.Random(seed)  # noqa: S311  jitter, not secrets
         self.workers: dict[tuple[str, str], EndpointWorker] = {}
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -110,19 +115,25 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         await self.store.open()
         consumer = self.new_consumer()
+        recording = asyncio.create_task(self.recorder.run(), name="webhook-recorder")
         try:
             self.assignment = Assignment(partition_count=self.partition_count(consumer))
             consumer.subscribe(
                 [self.topic], on_assign=self.on_assign, on_revoke=self.on_drop, on_lost=self.on_drop
             )
-            await self.loop(consumer, stop)
+            await self.loop(consumer, stop, recording)
         finally:
-            await self.shut_down(consumer)
+            await self.shut_down(consumer, recording)
 
-    async def loop(self, consumer: Consumer, stop: asyncio.Event) -> None:
+    async def loop(
+        self, consumer: Consumer, stop: asyncio.Event, recording: asyncio.Task[None]
+    ) -> None:
         next_refresh = next_commit = 0.0
         poll_s = self.notify.poll_timeout_ms / 1000
         while not stop.is_set():
+            if recording.done():
+                recording.result()  # the recorder only ends by a bug: crash loudly with it
+                raise AssertionError("the delivered-row recorder stopped")
             self.metrics.loop_heartbeat()
             if time.monotonic() >= next_refresh:
                 await self.refresh_endpoints()
@@ -235,6 +246,7 @@ class Dispatcher:
             settings=self.notify,
             store=self.store,
             positions=self.positions,
+            recorder=self.recorder,
             metrics=self.metrics,
             rng=random.Random(self.rng.random()),  # noqa: S311  jitter, not secrets
             owns=self.assignment.owns,
@@ -350,16 +362,26 @@ class Dispatcher:
         backlogs = [len(worker.queue) for worker in self.workers.values()]
         self.metrics.backlog.set(sum(backlogs))
         self.metrics.backlog_largest.set(max(backlogs, default=0))
+        self.metrics.record_waiting.set(self.recorder.rows_waiting())
         self.metrics.endpoints.set(len(self.workers))
         self.metrics.endpoints_disabled.set(
             sum(1 for worker in self.workers.values() if not worker.enabled)
         )
         self.metrics.ready = bool(self.assignment.owned)
 
-    async def shut_down(self, consumer: Consumer) -> None:
+    async def shut_down(self, consumer: Consumer, recording: asyncio.Task[None]) -> None:
+        """Stop posting, write the delivered rows (bounded), commit, then close: a position
+        committed here passes only deliveries whose rows are written (decision 0065)."""
         try:
+            for task in self.tasks.values():
+                task.cancel()
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            if not recording.done() and not await self.recorder.drain(RECORD_DRAIN_TIMEOUT_S):
+                LOG.warning("delivered rows not written at shutdown: delivered again later")
             await self.commit(consumer)
         finally:
+            recording.cancel()
+            await asyncio.gather(recording, return_exceptions=True)
             for key in list(self.workers):
                 await self.stop_worker(key)
             await asyncio.to_thread(consumer.close)

@@ -19,6 +19,8 @@ ATTEMPT_RESULTS = ("2xx", "3xx", "4xx", "5xx", "timeout", "connection")
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 )  # fmt: skip
+# 1 .. 5,000 rows: a batch is what completed while the previous one was written.
+RECORD_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000)
 
 
 class NotifyMetrics:
@@ -64,6 +66,22 @@ class NotifyMetrics:
         self.endpoints_disabled = Gauge(
             PREFIX + "endpoints_disabled",
             "Endpoints disabled after too many failures (their deliveries are dead letters)",
+            registry=r,
+        )
+        self.record_batches = Counter(
+            PREFIX + "record_batches",
+            "Transactions that wrote delivered rows (one per batch, decision 0065)",
+            registry=r,
+        )
+        self.record_batch_rows = Histogram(
+            PREFIX + "record_batch_rows",
+            "Delivered rows written per transaction",
+            buckets=RECORD_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.record_waiting = Gauge(
+            PREFIX + "record_waiting_rows",
+            "Delivered rows answered 2xx and not yet committed to PostgreSQL",
             registry=r,
         )
         self.heartbeat = Gauge(

@@ -78,6 +78,12 @@ class NotifySettings:
         default=100,
         metadata=limit(1, 10_000, "deliveries", "spilled deliveries read back at a time"),
     )
+    record_batch_rows_max: int = field(
+        default=1_000,
+        metadata=limit(
+            1, 100_000, "rows", "delivered rows waiting for their batch's transaction at most"
+        ),
+    )
     pool_size_max: int = field(
         default=8, metadata=limit(1, 64, "connections", "connections to PostgreSQL")
     )

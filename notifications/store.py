@@ -55,11 +55,22 @@ LIMIT %s
 SELECT_CHANGES_VERSION: Final = (
     "SELECT version FROM streamledger_notify.endpoint_changes WHERE singleton"
 )
-UPSERT_DELIVERY: Final = """
+# A batch of deliveries in one statement (array parameters, one row per element). Rows of an
+# endpoint deleted meanwhile are left out by the join (its deliveries were deleted with it);
+# a key appears once per batch (``batch_columns``), as ON CONFLICT DO UPDATE requires.
+UPSERT_DELIVERIES: Final = """
 INSERT INTO streamledger_notify.webhook_deliveries
     (tenant_id, endpoint_id, sequence, delivery_id, event_type, status, body, event_committed_at,
      signed_at_s, signature, attempts, last_error)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT r.tenant_id, r.endpoint_id, r.sequence, r.delivery_id, r.event_type, r.status, r.body,
+       r.event_committed_at, r.signed_at_s, r.signature, r.attempts, r.last_error
+FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+            %s::bytea[], %s::timestamptz[], %s::bigint[], %s::text[], %s::integer[], %s::text[])
+    AS r (tenant_id, endpoint_id, sequence, delivery_id, event_type, status, body,
+          event_committed_at, signed_at_s, signature, attempts, last_error)
+JOIN streamledger_notify.webhook_endpoints AS e
+    ON e.tenant_id = r.tenant_id AND e.endpoint_id = r.endpoint_id
+ORDER BY r.tenant_id, r.endpoint_id, r.sequence
 ON CONFLICT (tenant_id, endpoint_id, sequence) DO UPDATE SET
     status = EXCLUDED.status, signed_at_s = EXCLUDED.signed_at_s,
     signature = EXCLUDED.signature, attempts = EXCLUDED.attempts,
@@ -171,6 +182,14 @@ def delivery_row(delivery: Delivery, attempt: Attempt) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def batch_columns(rows: Sequence[tuple[Delivery, Attempt]]) -> tuple[list[Any], ...]:
+    """``UPSERT_DELIVERIES``'s parameters: one list per column, a key once (the last row for
+    it wins, as consecutive upserts would)."""
+    latest = {(d.tenant_id, d.endpoint_id, d.sequence): (d, a) for d, a in rows}
+    table = [delivery_row(delivery, attempt) for delivery, attempt in latest.values()]
+    return tuple(list(column) for column in zip(*table, strict=True))
+
+
 def to_microseconds(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
@@ -223,13 +242,13 @@ class DeliveryStore:
         ]
 
     async def store(self, rows: Sequence[tuple[Delivery, Attempt]]) -> None:
-        """Upsert deliveries in one transaction (a batch of spilled or dead ones, or one)."""
+        """Upsert deliveries in one statement, one transaction: a batch of delivered rows
+        (``notifications.recording``), of spilled or of dead ones."""
         if not rows:
             return
         try:
             async with self.pool.connection() as conn, conn.transaction():
-                cursor = conn.cursor()
-                await cursor.executemany(UPSERT_DELIVERY, [delivery_row(*row) for row in rows])
+                await conn.execute(UPSERT_DELIVERIES, batch_columns(rows))
         except psycopg.Error as exc:
             raise InfraError(f"storing deliveries failed: {' '.join(str(exc).split())}") from exc
 
