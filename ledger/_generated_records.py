@@ -20,6 +20,8 @@ from ledger.decisions import (
 from schemas.model import (
     AccountState,
     Event,
+    MonitorState,
+    Notification,
     Outcome,
     TenantHead,
     TransactionState,
@@ -34,21 +36,27 @@ _SET_STATE_CHANGES_HEADS: Final = slot_setter(StateChanges, "heads")
 _SET_STATE_CHANGES_OUTCOME: Final = slot_setter(StateChanges, "outcome")
 _SET_STATE_CHANGES_STREAM_TIME_US: Final = slot_setter(StateChanges, "stream_time_us")
 _SET_STATE_CHANGES_TRANSACTIONS: Final = slot_setter(StateChanges, "transactions")
+_SET_STATE_CHANGES_MONITORS: Final = slot_setter(StateChanges, "monitors")
+_SET_STATE_CHANGES_DELETED_MONITORS: Final = slot_setter(StateChanges, "deleted_monitors")
 _SET_ACCEPTED_EVENTS: Final = slot_setter(Accepted, "events")
 _SET_ACCEPTED_OUTCOME: Final = slot_setter(Accepted, "outcome")
 _SET_ACCEPTED_CHANGES: Final = slot_setter(Accepted, "changes")
 _SET_ACCEPTED_ENCODED_EVENTS: Final = slot_setter(Accepted, "encoded_events")
+_SET_ACCEPTED_NOTIFICATIONS: Final = slot_setter(Accepted, "notifications")
 _SET_REJECTED_EVENTS: Final = slot_setter(Rejected, "events")
 _SET_REJECTED_OUTCOME: Final = slot_setter(Rejected, "outcome")
 _SET_REJECTED_CHANGES: Final = slot_setter(Rejected, "changes")
 _SET_REJECTED_ENCODED_EVENTS: Final = slot_setter(Rejected, "encoded_events")
+_SET_REJECTED_NOTIFICATIONS: Final = slot_setter(Rejected, "notifications")
 _SET_DUPLICATE_OUTCOME: Final = slot_setter(Duplicate, "outcome")
 _SET_DUPLICATE_EVENTS: Final = slot_setter(Duplicate, "events")
 _SET_DUPLICATE_CHANGES: Final = slot_setter(Duplicate, "changes")
 _SET_DUPLICATE_ENCODED_EVENTS: Final = slot_setter(Duplicate, "encoded_events")
+_SET_DUPLICATE_NOTIFICATIONS: Final = slot_setter(Duplicate, "notifications")
 _SET_TICKED_EVENTS: Final = slot_setter(Ticked, "events")
 _SET_TICKED_CHANGES: Final = slot_setter(Ticked, "changes")
 _SET_TICKED_ENCODED_EVENTS: Final = slot_setter(Ticked, "encoded_events")
+_SET_TICKED_NOTIFICATIONS: Final = slot_setter(Ticked, "notifications")
 
 
 def new_state_changes(
@@ -59,6 +67,8 @@ def new_state_changes(
     outcome: Outcome | None,
     stream_time_us: int,
     transactions: tuple[TransactionState, ...] = (),
+    monitors: tuple[MonitorState, ...] = (),
+    deleted_monitors: tuple[tuple[str, str], ...] = (),
 ) -> StateChanges:
     """``StateChanges(...)`` with the same keywords, without ``type.__call__``."""
     record: StateChanges = _NEW(StateChanges)
@@ -68,6 +78,8 @@ def new_state_changes(
     _SET_STATE_CHANGES_OUTCOME(record, outcome)
     _SET_STATE_CHANGES_STREAM_TIME_US(record, stream_time_us)
     _SET_STATE_CHANGES_TRANSACTIONS(record, transactions)
+    _SET_STATE_CHANGES_MONITORS(record, monitors)
+    _SET_STATE_CHANGES_DELETED_MONITORS(record, deleted_monitors)
     return record
 
 
@@ -77,6 +89,7 @@ def new_accepted(
     outcome: Outcome,
     changes: StateChanges,
     encoded_events: tuple[bytes, ...] = (),
+    notifications: tuple[Notification, ...] = (),
 ) -> Accepted:
     """``Accepted(...)`` with the same keywords, without ``type.__call__``."""
     record: Accepted = _NEW(Accepted)
@@ -84,6 +97,7 @@ def new_accepted(
     _SET_ACCEPTED_OUTCOME(record, outcome)
     _SET_ACCEPTED_CHANGES(record, changes)
     _SET_ACCEPTED_ENCODED_EVENTS(record, encoded_events)
+    _SET_ACCEPTED_NOTIFICATIONS(record, notifications)
     return record
 
 
@@ -93,6 +107,7 @@ def new_rejected(
     outcome: Outcome,
     changes: StateChanges | None,
     encoded_events: tuple[bytes, ...] = (),
+    notifications: tuple[Notification, ...] = (),
 ) -> Rejected:
     """``Rejected(...)`` with the same keywords, without ``type.__call__``."""
     record: Rejected = _NEW(Rejected)
@@ -100,6 +115,7 @@ def new_rejected(
     _SET_REJECTED_OUTCOME(record, outcome)
     _SET_REJECTED_CHANGES(record, changes)
     _SET_REJECTED_ENCODED_EVENTS(record, encoded_events)
+    _SET_REJECTED_NOTIFICATIONS(record, notifications)
     return record
 
 
@@ -109,6 +125,7 @@ def new_duplicate(
     events: tuple[Event, ...] = (),
     changes: None = None,
     encoded_events: tuple[bytes, ...] = (),
+    notifications: tuple[Notification, ...] = (),
 ) -> Duplicate:
     """``Duplicate(...)`` with the same keywords, without ``type.__call__``."""
     record: Duplicate = _NEW(Duplicate)
@@ -116,6 +133,7 @@ def new_duplicate(
     _SET_DUPLICATE_EVENTS(record, events)
     _SET_DUPLICATE_CHANGES(record, changes)
     _SET_DUPLICATE_ENCODED_EVENTS(record, encoded_events)
+    _SET_DUPLICATE_NOTIFICATIONS(record, notifications)
     return record
 
 
@@ -124,12 +142,14 @@ def new_ticked(
     events: tuple[Event, ...],
     changes: StateChanges,
     encoded_events: tuple[bytes, ...] = (),
+    notifications: tuple[Notification, ...] = (),
 ) -> Ticked:
     """``Ticked(...)`` with the same keywords, without ``type.__call__``."""
     record: Ticked = _NEW(Ticked)
     _SET_TICKED_EVENTS(record, events)
     _SET_TICKED_CHANGES(record, changes)
     _SET_TICKED_ENCODED_EVENTS(record, encoded_events)
+    _SET_TICKED_NOTIFICATIONS(record, notifications)
     return record
 
 

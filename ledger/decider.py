@@ -34,12 +34,21 @@ from ledger.decisions import (
 from ledger.draft import Draft
 from ledger.execution import execute, expire_pendings
 from ledger.fingerprints import Fingerprint, command_fingerprint, first_differing_field
+from ledger.monitor_steps import (
+    MonitorChanges,
+    execute_monitor_command,
+    merged,
+    watch,
+    with_monitor_changes,
+)
 from ledger.rules import SCOPE_FIELDS, command_violation, invalid, rule_rejection
 from ledger.state import LedgerState
 from schemas._generated_records import new_outcome
 from schemas.model import (
     INT64_MAX,
     Command,
+    CreateMonitor,
+    DeleteMonitor,
     Outcome,
     OutcomeStatus,
     RejectReason,
@@ -131,23 +140,34 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
     )
     if rejection is not None:
         outcome = _new_outcome(state, command, fingerprint, effective_at_us, rejection=rejection)
-        changes = draft.changes(outcome, stream_time_us)
+        watched = watch(state, draft.events)  # the expiries' edges
         return new_rejected(
             events=tuple(draft.events),
             outcome=outcome,
-            changes=changes,
+            changes=with_monitor_changes(draft.changes(outcome, stream_time_us), watched),
             encoded_events=tuple(draft.encoded_events),
+            notifications=watched.notifications,
         )
-    execute(draft, command, effective_at_us)
+    watched = _execute(draft, command, effective_at_us)
     sequences = tuple(event.sequence for event in draft.events[expired_count:])
     outcome = _new_outcome(state, command, fingerprint, effective_at_us, sequences=sequences)
-    changes = draft.changes(outcome, stream_time_us)
     return new_accepted(
         events=tuple(draft.events),
         outcome=outcome,
-        changes=changes,
+        changes=with_monitor_changes(draft.changes(outcome, stream_time_us), watched),
         encoded_events=tuple(draft.encoded_events),
+        notifications=watched.notifications,
     )
+
+
+def _execute(draft: Draft, command: Command, effective_at_us: int) -> MonitorChanges:
+    """Build the accepted command's event into ``draft``; return what the decision's events
+    (expiries first, then the command's) do to balance monitors, in sequence order."""
+    if isinstance(command, CreateMonitor | DeleteMonitor):
+        expiries = watch(draft.state, draft.events)
+        return merged(expiries, execute_monitor_command(draft, command, effective_at_us))
+    execute(draft, command, effective_at_us)
+    return watch(draft.state, draft.events)
 
 
 def step(state: LedgerState, command: Command, record_timestamp_us: int) -> Decision:
@@ -166,10 +186,12 @@ def decide_tick(state: LedgerState, record_timestamp_us: int) -> Ticked:
     stream_time_us = max(state._stream_time_us, record_timestamp_us)
     draft = Draft(state)
     expire_pendings(draft, stream_time_us)
+    watched = watch(state, draft.events)
     return new_ticked(
         events=tuple(draft.events),
-        changes=draft.changes(None, stream_time_us),
+        changes=with_monitor_changes(draft.changes(None, stream_time_us), watched),
         encoded_events=tuple(draft.encoded_events),
+        notifications=watched.notifications,
     )
 
 

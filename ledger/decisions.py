@@ -15,6 +15,9 @@
 * ``Duplicate(outcome)`` — the key holds a live outcome with the same fingerprint: the original
   outcome stands, no event, no change.
 
+Each decision carries the ``notifications`` of balance monitors its events caused
+(``ledger.monitor_steps``, decision 0058), for ``ledger.notifications``.
+
 ``decide_tick`` returns ``Ticked``: the ``PendingExpired`` events a tick record's timestamp
 caused. Each decision also carries ``encoded_events``: the bytes of each event, made by the
 state's ``WireFormat`` while the event was hashed (the core never encodes on its own).
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 from schemas.model import (
     AccountState,
     Event,
+    MonitorState,
+    Notification,
     Outcome,
     RejectReason,
     TenantHead,
@@ -47,6 +52,8 @@ class StateChanges:
     outcome: Outcome | None
     stream_time_us: int
     transactions: tuple[TransactionState, ...] = ()  # multi-leg transactions (issue 16)
+    monitors: tuple[MonitorState, ...] = ()  # new versions of balance monitors (decision 0058)
+    deleted_monitors: tuple[tuple[str, str], ...] = ()  # (tenant_id, monitor_id), tombstoned
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +62,7 @@ class Accepted:
     outcome: Outcome
     changes: StateChanges
     encoded_events: tuple[bytes, ...] = ()  # the bytes of each event, made while sealing
+    notifications: tuple[Notification, ...] = ()  # monitor edges, in sequence order
 
     @property
     def stored_outcome(self) -> Outcome | None:
@@ -67,6 +75,7 @@ class Rejected:
     outcome: Outcome
     changes: StateChanges | None  # None: a reply only, nothing stored
     encoded_events: tuple[bytes, ...] = ()  # the bytes of each event, made while sealing
+    notifications: tuple[Notification, ...] = ()  # monitor edges, in sequence order
 
     @property
     def stored_outcome(self) -> Outcome | None:
@@ -79,6 +88,7 @@ class Duplicate:
     events: tuple[Event, ...] = ()
     changes: None = None
     encoded_events: tuple[bytes, ...] = ()
+    notifications: tuple[Notification, ...] = ()
 
     @property
     def stored_outcome(self) -> Outcome | None:
@@ -92,6 +102,7 @@ class Ticked:
     events: tuple[Event, ...]
     changes: StateChanges
     encoded_events: tuple[bytes, ...] = ()
+    notifications: tuple[Notification, ...] = ()  # monitor edges the expiries caused
 
     @property
     def stored_outcome(self) -> Outcome | None:

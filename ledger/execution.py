@@ -37,6 +37,8 @@ from schemas.event_time import US_PER_S
 from schemas.model import (
     AccountState,
     Command,
+    CreateMonitor,
+    DeleteMonitor,
     OpenAccount,
     PendingExpired,
     PendingVoided,
@@ -237,7 +239,9 @@ def _post_pending(draft: Draft, command: PostPending, effective_at_us: int) -> N
 
 
 def execute(draft: Draft, command: Command, effective_at_us: int) -> None:
-    """Build the events of an accepted command into ``draft``."""
+    """Build the events of an accepted command into ``draft`` (monitor commands:
+    ``ledger.monitor_steps``)."""
+    assert not isinstance(command, CreateMonitor | DeleteMonitor)
     if isinstance(command, OpenAccount):
         _open_account(draft, command, effective_at_us)
     elif isinstance(command, Transfer):

@@ -19,6 +19,7 @@ from ledger.effects import (
     reversible,
     with_status,
 )
+from ledger.monitor_steps import fold_monitor_event, watch
 from ledger.state import LedgerState
 from ledger.transactions import fold_transaction
 from schemas._generated_records import new_account_state, new_tenant_head, new_transfer_state
@@ -28,6 +29,8 @@ from schemas.model import (
     AccountOpened,
     AccountState,
     Event,
+    MonitorCreated,
+    MonitorDeleted,
     PendingExpired,
     PendingPosted,
     PendingVoided,
@@ -177,9 +180,12 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
     return it. Raises ``InvariantViolationError`` if the event does not continue the state."""
     _check_link(state, event)
     transactions: list[TransactionState] = []
-    if isinstance(event, AccountOpened):
-        accounts: list[AccountState] = [_fold_opened(state, event)]
-        transfers: list[TransferState] = []
+    accounts: list[AccountState] = []
+    transfers: list[TransferState] = []
+    if isinstance(event, MonitorCreated | MonitorDeleted):
+        monitor_changes = fold_monitor_event(state, event)
+    elif isinstance(event, AccountOpened):
+        accounts = [_fold_opened(state, event)]
     elif isinstance(event, TransferPosted | TransferPending):
         accounts, transfers = _fold_new_transfer(state, event)
     elif isinstance(event, PendingPosted | PendingVoided | PendingExpired):
@@ -187,8 +193,10 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
     else:
         accounts, transactions = fold_transaction(state, event)
         transfers = []
-    if tuple(balance_of(account) for account in accounts) != event.balances:
-        raise _fold_error(event, "the balances it carries are not the fold's")
+    if not isinstance(event, MonitorCreated | MonitorDeleted):
+        if tuple(balance_of(account) for account in accounts) != event.balances:
+            raise _fold_error(event, "the balances it carries are not the fold's")
+        monitor_changes = watch(state, (event,))  # the edges (their notifications are logged)
     head = new_tenant_head(
         tenant_id=event.tenant_id,
         last_sequence=event.sequence,
@@ -203,6 +211,8 @@ def apply(state: LedgerState, event: Event) -> LedgerState:
             outcome=None,
             stream_time_us=max(state.stream_time_us, event.effective_at_us),
             transactions=tuple(transactions),
+            monitors=monitor_changes.monitors,
+            deleted_monitors=monitor_changes.deleted,
         )
     )
     return state

@@ -48,6 +48,7 @@ def assert_invariants(state: LedgerState) -> None:
                 transfer.amount
             )
     _reserve_pending_transactions(state, reserved)
+    _check_monitors(state)
     for key, account in state._accounts.items():
         debits, credits = reserved.get(key, (0, 0))
         if (account.debits_pending, account.credits_pending) != (debits, credits):
@@ -80,3 +81,20 @@ def _reserve_pending_transactions(
                 reserved.setdefault((tenant_id, posting.credit_account_id), [0, 0])[1] += (
                     posting.amount
                 )
+
+
+def _check_monitors(state: LedgerState) -> None:
+    """Every monitor watches an existing account of its tenant, is no newer than its head, and
+    the per-account index and per-tenant counts agree with the monitors."""
+    counts: dict[str, int] = {}
+    for (tenant_id, monitor_id), monitor in state._monitors.items():
+        if state._accounts.get((tenant_id, monitor.account_id)) is None:
+            raise InvariantViolationError(f"{tenant_id}/{monitor_id}: its account does not exist")
+        _check_not_after_head(state, tenant_id, monitor.last_sequence, monitor_id)
+        if monitor_id not in state._account_monitors.get((tenant_id, monitor.account_id), ()):
+            raise InvariantViolationError(f"{tenant_id}/{monitor_id}: missing from its index")
+        counts[tenant_id] = counts.get(tenant_id, 0) + 1
+    indexed = sum(len(ids) for ids in state._account_monitors.values())
+    live_counts = {tenant: count for tenant, count in state._tenant_monitor_counts.items() if count}
+    if indexed != len(state._monitors) or live_counts != counts:
+        raise InvariantViolationError("the monitor indexes do not match the monitors")

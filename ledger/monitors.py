@@ -20,11 +20,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
-from schemas.model import INT64_MAX, AccountBalance
-
-INT64_MIN: Final = -INT64_MAX - 1
+from schemas.limits import MONITOR_FIELDS, MONITOR_OPERATORS
+from schemas.model import INT64_MAX, INT64_MIN, AccountBalance
 
 
 class MonitorField(enum.Enum):
@@ -49,8 +47,9 @@ class MonitorOperator(enum.Enum):
     EQUAL = "=="
 
 
-MONITOR_FIELD_NAMES: Final[tuple[str, ...]] = tuple(field.value for field in MonitorField)
-MONITOR_OPERATOR_NAMES: Final[tuple[str, ...]] = tuple(op.value for op in MonitorOperator)
+# the contract's strings (``schemas.limits``) are exactly these enums' values
+assert tuple(field.value for field in MonitorField) == MONITOR_FIELDS
+assert tuple(operator.value for operator in MonitorOperator) == MONITOR_OPERATORS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,9 +166,3 @@ def notification_id(tenant_id: str, sequence: int, monitor_id: str) -> str:
     """``{tenant}:{sequence}:{monitor_id}``: the event that caused the edge, and the monitor.
     One event moves each account once, so a monitor has at most one edge per sequence."""
     return f"{tenant_id}:{sequence}:{monitor_id}"
-
-
-def notification_key(tenant_id: str, sequence: int, monitor_id: str) -> str:
-    """The ``ledger.notifications`` record key: unique (compaction never removes one), sorted
-    by sequence like the events key."""
-    return f"{tenant_id}/{sequence:020d}/{monitor_id}"

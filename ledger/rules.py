@@ -11,6 +11,7 @@ from typing import Final
 
 from ledger.decisions import Rejection
 from ledger.draft import Draft
+from ledger.monitor_steps import monitor_rejection
 from ledger.transactions import pending_transaction_rejection, transaction_rejection
 from schemas.event_time import US_PER_S
 from schemas.limits import first_violation
@@ -18,6 +19,8 @@ from schemas.model import (
     INT64_MAX,
     AccountState,
     Command,
+    CreateMonitor,
+    DeleteMonitor,
     OpenAccount,
     PostPending,
     RejectReason,
@@ -172,6 +175,8 @@ def rule_rejection(draft: Draft, command: Command, effective_at_us: int) -> Reje
         return found
     if isinstance(command, PostPending | VoidPending):
         return _pending_rejection(draft, command)
+    if isinstance(command, CreateMonitor | DeleteMonitor):
+        return monitor_rejection(draft, command)
     return transaction_rejection(draft, command, effective_at_us)
 
 

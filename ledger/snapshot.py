@@ -17,6 +17,7 @@ from ledger.state import DEFAULT_IDEMPOTENCY_RETENTION_S, LedgerState, WireForma
 from schemas.model import (
     AccountState,
     Event,
+    MonitorState,
     Outcome,
     StateRecord,
     TenantHead,
@@ -36,6 +37,7 @@ def export_records(state: LedgerState) -> Iterator[StateRecord]:
     yield from state._accounts.values()
     yield from state._transfers.values()
     yield from state._transactions.values()
+    yield from state._monitors.values()
 
 
 def outcomes_of(state: LedgerState) -> Iterator[Outcome]:
@@ -69,8 +71,11 @@ def restore(
             state._transfers[(record.tenant_id, record.transfer_id)] = record
         elif isinstance(record, TenantHead):
             state._heads[record.tenant_id] = record
+        elif isinstance(record, MonitorState):
+            state._monitors[(record.tenant_id, record.monitor_id)] = record
         else:
             state._transactions[(record.tenant_id, record.transaction_id)] = record
+    _index_monitors(state)
     outcome_entries, stream_time_us = _restore_outcomes(state, outcomes, encoded_outcomes)
     # every event is effective at or before the stream time that decided it; a tick that
     # expired nothing is not remembered, and needs not be (a later record is at least as late)
@@ -104,6 +109,23 @@ def restore(
     state.commit()
     assert_invariants(state)
     return state
+
+
+def _index_monitors(state: LedgerState) -> None:
+    """Each account's monitor ids in creation order (``created_sequence``: the order the live
+    state appended them in, so a restored owner evaluates them in the same order) and the
+    count per tenant."""
+    ordered = sorted(
+        state._monitors.values(), key=lambda monitor: (monitor.tenant_id, monitor.created_sequence)
+    )
+    for monitor in ordered:
+        account_key = (monitor.tenant_id, monitor.account_id)
+        state._account_monitors[account_key] = (
+            *state._account_monitors.get(account_key, ()),
+            monitor.monitor_id,
+        )
+        counts = state._tenant_monitor_counts
+        counts[monitor.tenant_id] = counts.get(monitor.tenant_id, 0) + 1
 
 
 def _restore_outcomes(

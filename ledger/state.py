@@ -27,6 +27,7 @@ from schemas.event_time import US_PER_S
 from schemas.model import (
     AccountState,
     Event,
+    MonitorState,
     Outcome,
     StateRecord,
     TenantHead,
@@ -62,13 +63,16 @@ class LedgerState:
     """
 
     __slots__ = (
+        "_account_monitors",
         "_accounts",
         "_batch_start_stream_time_us",
         "_heads",
+        "_monitors",
         "_outcome_index",
         "_outcomes",
         "_pending_index",
         "_stream_time_us",
+        "_tenant_monitor_counts",
         "_touched",
         "_transactions",
         "_transfers",
@@ -94,6 +98,12 @@ class LedgerState:
         # an outcome restored encoded stays bytes until replaced or forgotten (``outcome``)
         self._outcomes: dict[tuple[str, str], Outcome | bytes] = {}
         self._heads: dict[str, TenantHead] = {}
+        # balance monitors (decision 0058) by (tenant_id, monitor_id); per account, their ids in
+        # creation order (the order ``ledger.monitor_steps.watch`` evaluates them in); per tenant,
+        # how many (``MONITORS_PER_TENANT_MAX``)
+        self._monitors: dict[tuple[str, str], MonitorState] = {}
+        self._account_monitors: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._tenant_monitor_counts: dict[str, int] = {}
         self._stream_time_us = 0
         self._batch_start_stream_time_us = 0
         self._pending_index = ExpiryIndex()
@@ -132,6 +142,16 @@ class LedgerState:
     def head(self, tenant_id: str) -> TenantHead | None:
         return self._heads.get(tenant_id)
 
+    def monitor(self, tenant_id: str, monitor_id: str) -> MonitorState | None:
+        return self._monitors.get((tenant_id, monitor_id))
+
+    def account_monitor_ids(self, tenant_id: str, account_id: str) -> tuple[str, ...]:
+        """The ids of the account's monitors, in creation order."""
+        return self._account_monitors.get((tenant_id, account_id), ())
+
+    def tenant_monitor_count(self, tenant_id: str) -> int:
+        return self._tenant_monitor_counts.get(tenant_id, 0)
+
     @property
     def outcome_count(self) -> int:
         return len(self._outcomes)
@@ -167,6 +187,8 @@ class LedgerState:
                 self._pending_index.push((transfer.expires_at_us, *key))
         if changes.transactions:
             self._stage_transactions(changes.transactions)
+        if changes.monitors or changes.deleted_monitors:
+            self._stage_monitors(changes.monitors, changes.deleted_monitors)
         for head in changes.heads:
             undo((heads, head.tenant_id, heads.get(head.tenant_id)))
             heads[head.tenant_id] = head
@@ -195,6 +217,35 @@ class LedgerState:
             if previous is None and is_pending and transaction.expires_at_us:
                 self._pending_index.push((transaction.expires_at_us, *key))
 
+    def _stage_monitors(
+        self, monitors: tuple[MonitorState, ...], deleted: tuple[tuple[str, str], ...]
+    ) -> None:
+        """``stage`` for monitors: new versions, then deletions; the indexes follow, undoably."""
+        table = self._monitors
+        for monitor in monitors:
+            key = (monitor.tenant_id, monitor.monitor_id)
+            previous = table.get(key)
+            self._put(table, key, monitor)
+            self._touched[("monitor", *key)] = None
+            if previous is None:
+                self._index_monitor(monitor, added=True)
+        for key in deleted:
+            previous = table.get(key)
+            assert previous is not None, f"deleting monitor {key}, which does not exist"
+            self._undo.append((table, key, previous))
+            del table[key]
+            self._touched[("monitor", *key)] = None
+            self._index_monitor(previous, added=False)
+
+    def _index_monitor(self, monitor: MonitorState, *, added: bool) -> None:
+        tenant_id, monitor_id = monitor.tenant_id, monitor.monitor_id
+        account_key = (tenant_id, monitor.account_id)
+        ids = self._account_monitors.get(account_key, ())
+        ids = (*ids, monitor_id) if added else tuple(i for i in ids if i != monitor_id)
+        self._put(self._account_monitors, account_key, ids)
+        count = self._tenant_monitor_counts.get(tenant_id, 0) + (1 if added else -1)
+        self._put(self._tenant_monitor_counts, tenant_id, count)
+
     def forget_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Drop expired outcomes (their tombstones go to ledger.outcomes in the same batch).
 
@@ -217,9 +268,22 @@ class LedgerState:
                 records.append(self._transfers[(tenant_id, name)])
             elif kind == "transaction":
                 records.append(self._transactions[(tenant_id, name)])
+            elif kind == "monitor":
+                monitor = self._monitors.get((tenant_id, name))
+                if monitor is not None:  # else deleted: ``staged_deleted_monitors``
+                    records.append(monitor)
             else:
                 records.append(self._heads[tenant_id])
         return tuple(records)
+
+    def staged_deleted_monitors(self) -> tuple[tuple[str, str], ...]:
+        """(tenant_id, monitor_id) of each monitor the open batch deleted: the tombstones of
+        ``{tenant}/monitor/{monitor_id}`` in ledger.balances."""
+        return tuple(
+            (tenant_id, name)
+            for kind, tenant_id, name in self._touched
+            if kind == "monitor" and (tenant_id, name) not in self._monitors
+        )
 
     def commit(self) -> None:
         """The batch's transaction committed: its changes become the base."""
@@ -231,7 +295,8 @@ class LedgerState:
 
     def abort(self) -> None:
         """The batch's transaction aborted: put every staged change back."""
-        for table, key, previous in reversed(self._undo):
+        # a reversed copy, not reversed(): mypyc (decision 0048) fails on reversed() of this list
+        for table, key, previous in self._undo[::-1]:
             if previous is None:
                 del table[key]
             else:

@@ -54,6 +54,8 @@ from schemas.model import (
     GENESIS_HASH,
     AccountOpened,
     Event,
+    MonitorCreated,
+    MonitorDeleted,
     PendingPosted,
     TransactionPending,
     TransactionPendingExpired,
@@ -310,7 +312,10 @@ class TenantAudit:
 
 def movements(event: Event) -> list[tuple[str, str, int, int]]:
     """(debit account, credit account, posted change, pending change) of each posting of a money
-    event, in order: a transfer event has one, a transaction event one per posting."""
+    event, in order: a transfer event has one, a transaction event one per posting; a monitor
+    event (v1.5) none: it moves no money."""
+    if isinstance(event, MonitorCreated | MonitorDeleted):
+        return []
     if isinstance(event, TransferPosted):
         return [(event.debit_account_id, event.credit_account_id, event.amount, 0)]
     if isinstance(event, TransferPending):

@@ -15,6 +15,13 @@ from schemas.model import (
     AccountBalance,
     AccountOpened,
     AccountState,
+    CreateMonitor,
+    DeleteMonitor,
+    MonitorCleared,
+    MonitorCreated,
+    MonitorDeleted,
+    MonitorState,
+    MonitorTriggered,
     OpenAccount,
     Outcome,
     OutcomeStatus,
@@ -88,6 +95,20 @@ _SET_POST_TRANSACTION_POSTINGS: Final = slot_setter(PostTransaction, "postings")
 _SET_POST_TRANSACTION_PENDING: Final = slot_setter(PostTransaction, "pending")
 _SET_POST_TRANSACTION_PENDING_TIMEOUT_S: Final = slot_setter(PostTransaction, "pending_timeout_s")
 _SET_POST_TRANSACTION_REVERSES: Final = slot_setter(PostTransaction, "reverses")
+_SET_CREATE_MONITOR_TENANT_ID: Final = slot_setter(CreateMonitor, "tenant_id")
+_SET_CREATE_MONITOR_IDEMPOTENCY_KEY: Final = slot_setter(CreateMonitor, "idempotency_key")
+_SET_CREATE_MONITOR_SUBMITTED_AT_US: Final = slot_setter(CreateMonitor, "submitted_at_us")
+_SET_CREATE_MONITOR_METADATA: Final = slot_setter(CreateMonitor, "metadata")
+_SET_CREATE_MONITOR_MONITOR_ID: Final = slot_setter(CreateMonitor, "monitor_id")
+_SET_CREATE_MONITOR_ACCOUNT_ID: Final = slot_setter(CreateMonitor, "account_id")
+_SET_CREATE_MONITOR_FIELD: Final = slot_setter(CreateMonitor, "field")
+_SET_CREATE_MONITOR_OPERATOR: Final = slot_setter(CreateMonitor, "operator")
+_SET_CREATE_MONITOR_THRESHOLD: Final = slot_setter(CreateMonitor, "threshold")
+_SET_DELETE_MONITOR_TENANT_ID: Final = slot_setter(DeleteMonitor, "tenant_id")
+_SET_DELETE_MONITOR_IDEMPOTENCY_KEY: Final = slot_setter(DeleteMonitor, "idempotency_key")
+_SET_DELETE_MONITOR_SUBMITTED_AT_US: Final = slot_setter(DeleteMonitor, "submitted_at_us")
+_SET_DELETE_MONITOR_METADATA: Final = slot_setter(DeleteMonitor, "metadata")
+_SET_DELETE_MONITOR_MONITOR_ID: Final = slot_setter(DeleteMonitor, "monitor_id")
 _SET_POSTING_DEBIT_ACCOUNT_ID: Final = slot_setter(Posting, "debit_account_id")
 _SET_POSTING_CREDIT_ACCOUNT_ID: Final = slot_setter(Posting, "credit_account_id")
 _SET_POSTING_AMOUNT: Final = slot_setter(Posting, "amount")
@@ -290,6 +311,32 @@ _SET_TRANSACTION_PENDING_EXPIRED_TRANSACTION_ID: Final = slot_setter(
 _SET_TRANSACTION_PENDING_EXPIRED_POSTINGS: Final = slot_setter(
     TransactionPendingExpired, "postings"
 )
+_SET_MONITOR_CREATED_TENANT_ID: Final = slot_setter(MonitorCreated, "tenant_id")
+_SET_MONITOR_CREATED_SEQUENCE: Final = slot_setter(MonitorCreated, "sequence")
+_SET_MONITOR_CREATED_EVENT_ID: Final = slot_setter(MonitorCreated, "event_id")
+_SET_MONITOR_CREATED_IDEMPOTENCY_KEY: Final = slot_setter(MonitorCreated, "idempotency_key")
+_SET_MONITOR_CREATED_EFFECTIVE_AT_US: Final = slot_setter(MonitorCreated, "effective_at_us")
+_SET_MONITOR_CREATED_BALANCES: Final = slot_setter(MonitorCreated, "balances")
+_SET_MONITOR_CREATED_PREV_HASH: Final = slot_setter(MonitorCreated, "prev_hash")
+_SET_MONITOR_CREATED_HASH: Final = slot_setter(MonitorCreated, "hash")
+_SET_MONITOR_CREATED_METADATA: Final = slot_setter(MonitorCreated, "metadata")
+_SET_MONITOR_CREATED_MONITOR_ID: Final = slot_setter(MonitorCreated, "monitor_id")
+_SET_MONITOR_CREATED_ACCOUNT_ID: Final = slot_setter(MonitorCreated, "account_id")
+_SET_MONITOR_CREATED_FIELD: Final = slot_setter(MonitorCreated, "field")
+_SET_MONITOR_CREATED_OPERATOR: Final = slot_setter(MonitorCreated, "operator")
+_SET_MONITOR_CREATED_THRESHOLD: Final = slot_setter(MonitorCreated, "threshold")
+_SET_MONITOR_CREATED_HOLDS: Final = slot_setter(MonitorCreated, "holds")
+_SET_MONITOR_DELETED_TENANT_ID: Final = slot_setter(MonitorDeleted, "tenant_id")
+_SET_MONITOR_DELETED_SEQUENCE: Final = slot_setter(MonitorDeleted, "sequence")
+_SET_MONITOR_DELETED_EVENT_ID: Final = slot_setter(MonitorDeleted, "event_id")
+_SET_MONITOR_DELETED_IDEMPOTENCY_KEY: Final = slot_setter(MonitorDeleted, "idempotency_key")
+_SET_MONITOR_DELETED_EFFECTIVE_AT_US: Final = slot_setter(MonitorDeleted, "effective_at_us")
+_SET_MONITOR_DELETED_BALANCES: Final = slot_setter(MonitorDeleted, "balances")
+_SET_MONITOR_DELETED_PREV_HASH: Final = slot_setter(MonitorDeleted, "prev_hash")
+_SET_MONITOR_DELETED_HASH: Final = slot_setter(MonitorDeleted, "hash")
+_SET_MONITOR_DELETED_METADATA: Final = slot_setter(MonitorDeleted, "metadata")
+_SET_MONITOR_DELETED_MONITOR_ID: Final = slot_setter(MonitorDeleted, "monitor_id")
+_SET_MONITOR_DELETED_ACCOUNT_ID: Final = slot_setter(MonitorDeleted, "account_id")
 _SET_OUTCOME_TENANT_ID: Final = slot_setter(Outcome, "tenant_id")
 _SET_OUTCOME_IDEMPOTENCY_KEY: Final = slot_setter(Outcome, "idempotency_key")
 _SET_OUTCOME_COMMAND_TYPE: Final = slot_setter(Outcome, "command_type")
@@ -342,6 +389,42 @@ _SET_TRANSACTION_STATE_AMOUNTS_REVERSED: Final = slot_setter(TransactionState, "
 _SET_TRANSACTION_STATE_REVERSES: Final = slot_setter(TransactionState, "reverses")
 _SET_TRANSACTION_STATE_EXPIRES_AT_US: Final = slot_setter(TransactionState, "expires_at_us")
 _SET_TRANSACTION_STATE_LAST_SEQUENCE: Final = slot_setter(TransactionState, "last_sequence")
+_SET_MONITOR_STATE_TENANT_ID: Final = slot_setter(MonitorState, "tenant_id")
+_SET_MONITOR_STATE_MONITOR_ID: Final = slot_setter(MonitorState, "monitor_id")
+_SET_MONITOR_STATE_ACCOUNT_ID: Final = slot_setter(MonitorState, "account_id")
+_SET_MONITOR_STATE_FIELD: Final = slot_setter(MonitorState, "field")
+_SET_MONITOR_STATE_OPERATOR: Final = slot_setter(MonitorState, "operator")
+_SET_MONITOR_STATE_THRESHOLD: Final = slot_setter(MonitorState, "threshold")
+_SET_MONITOR_STATE_METADATA: Final = slot_setter(MonitorState, "metadata")
+_SET_MONITOR_STATE_HOLDS: Final = slot_setter(MonitorState, "holds")
+_SET_MONITOR_STATE_CREATED_SEQUENCE: Final = slot_setter(MonitorState, "created_sequence")
+_SET_MONITOR_STATE_LAST_SEQUENCE: Final = slot_setter(MonitorState, "last_sequence")
+_SET_MONITOR_TRIGGERED_TENANT_ID: Final = slot_setter(MonitorTriggered, "tenant_id")
+_SET_MONITOR_TRIGGERED_NOTIFICATION_ID: Final = slot_setter(MonitorTriggered, "notification_id")
+_SET_MONITOR_TRIGGERED_MONITOR_ID: Final = slot_setter(MonitorTriggered, "monitor_id")
+_SET_MONITOR_TRIGGERED_ACCOUNT_ID: Final = slot_setter(MonitorTriggered, "account_id")
+_SET_MONITOR_TRIGGERED_CURRENCY: Final = slot_setter(MonitorTriggered, "currency")
+_SET_MONITOR_TRIGGERED_FIELD: Final = slot_setter(MonitorTriggered, "field")
+_SET_MONITOR_TRIGGERED_OPERATOR: Final = slot_setter(MonitorTriggered, "operator")
+_SET_MONITOR_TRIGGERED_THRESHOLD: Final = slot_setter(MonitorTriggered, "threshold")
+_SET_MONITOR_TRIGGERED_VALUE: Final = slot_setter(MonitorTriggered, "value")
+_SET_MONITOR_TRIGGERED_SEQUENCE: Final = slot_setter(MonitorTriggered, "sequence")
+_SET_MONITOR_TRIGGERED_EVENT_HASH: Final = slot_setter(MonitorTriggered, "event_hash")
+_SET_MONITOR_TRIGGERED_EFFECTIVE_AT_US: Final = slot_setter(MonitorTriggered, "effective_at_us")
+_SET_MONITOR_TRIGGERED_METADATA: Final = slot_setter(MonitorTriggered, "metadata")
+_SET_MONITOR_CLEARED_TENANT_ID: Final = slot_setter(MonitorCleared, "tenant_id")
+_SET_MONITOR_CLEARED_NOTIFICATION_ID: Final = slot_setter(MonitorCleared, "notification_id")
+_SET_MONITOR_CLEARED_MONITOR_ID: Final = slot_setter(MonitorCleared, "monitor_id")
+_SET_MONITOR_CLEARED_ACCOUNT_ID: Final = slot_setter(MonitorCleared, "account_id")
+_SET_MONITOR_CLEARED_CURRENCY: Final = slot_setter(MonitorCleared, "currency")
+_SET_MONITOR_CLEARED_FIELD: Final = slot_setter(MonitorCleared, "field")
+_SET_MONITOR_CLEARED_OPERATOR: Final = slot_setter(MonitorCleared, "operator")
+_SET_MONITOR_CLEARED_THRESHOLD: Final = slot_setter(MonitorCleared, "threshold")
+_SET_MONITOR_CLEARED_VALUE: Final = slot_setter(MonitorCleared, "value")
+_SET_MONITOR_CLEARED_SEQUENCE: Final = slot_setter(MonitorCleared, "sequence")
+_SET_MONITOR_CLEARED_EVENT_HASH: Final = slot_setter(MonitorCleared, "event_hash")
+_SET_MONITOR_CLEARED_EFFECTIVE_AT_US: Final = slot_setter(MonitorCleared, "effective_at_us")
+_SET_MONITOR_CLEARED_METADATA: Final = slot_setter(MonitorCleared, "metadata")
 
 
 def new_open_account(
@@ -465,6 +548,50 @@ def new_post_transaction(
     _SET_POST_TRANSACTION_PENDING(record, pending)
     _SET_POST_TRANSACTION_PENDING_TIMEOUT_S(record, pending_timeout_s)
     _SET_POST_TRANSACTION_REVERSES(record, reverses)
+    return record
+
+
+def new_create_monitor(
+    *,
+    tenant_id: str,
+    idempotency_key: str,
+    submitted_at_us: int,
+    metadata: tuple[tuple[str, str], ...] = (),
+    monitor_id: str,
+    account_id: str,
+    field: str,
+    operator: str,
+    threshold: int,
+) -> CreateMonitor:
+    """``CreateMonitor(...)`` with the same keywords, without ``type.__call__``."""
+    record: CreateMonitor = _NEW(CreateMonitor)
+    _SET_CREATE_MONITOR_TENANT_ID(record, tenant_id)
+    _SET_CREATE_MONITOR_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_CREATE_MONITOR_SUBMITTED_AT_US(record, submitted_at_us)
+    _SET_CREATE_MONITOR_METADATA(record, metadata)
+    _SET_CREATE_MONITOR_MONITOR_ID(record, monitor_id)
+    _SET_CREATE_MONITOR_ACCOUNT_ID(record, account_id)
+    _SET_CREATE_MONITOR_FIELD(record, field)
+    _SET_CREATE_MONITOR_OPERATOR(record, operator)
+    _SET_CREATE_MONITOR_THRESHOLD(record, threshold)
+    return record
+
+
+def new_delete_monitor(
+    *,
+    tenant_id: str,
+    idempotency_key: str,
+    submitted_at_us: int,
+    metadata: tuple[tuple[str, str], ...] = (),
+    monitor_id: str,
+) -> DeleteMonitor:
+    """``DeleteMonitor(...)`` with the same keywords, without ``type.__call__``."""
+    record: DeleteMonitor = _NEW(DeleteMonitor)
+    _SET_DELETE_MONITOR_TENANT_ID(record, tenant_id)
+    _SET_DELETE_MONITOR_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_DELETE_MONITOR_SUBMITTED_AT_US(record, submitted_at_us)
+    _SET_DELETE_MONITOR_METADATA(record, metadata)
+    _SET_DELETE_MONITOR_MONITOR_ID(record, monitor_id)
     return record
 
 
@@ -884,6 +1011,74 @@ def new_transaction_pending_expired(
     return record
 
 
+def new_monitor_created(
+    *,
+    tenant_id: str,
+    sequence: int,
+    event_id: str,
+    idempotency_key: str | None,
+    effective_at_us: int,
+    balances: tuple[AccountBalance, ...],
+    prev_hash: bytes,
+    hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
+    monitor_id: str,
+    account_id: str,
+    field: str,
+    operator: str,
+    threshold: int,
+    holds: bool,
+) -> MonitorCreated:
+    """``MonitorCreated(...)`` with the same keywords, without ``type.__call__``."""
+    record: MonitorCreated = _NEW(MonitorCreated)
+    _SET_MONITOR_CREATED_TENANT_ID(record, tenant_id)
+    _SET_MONITOR_CREATED_SEQUENCE(record, sequence)
+    _SET_MONITOR_CREATED_EVENT_ID(record, event_id)
+    _SET_MONITOR_CREATED_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_MONITOR_CREATED_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_MONITOR_CREATED_BALANCES(record, balances)
+    _SET_MONITOR_CREATED_PREV_HASH(record, prev_hash)
+    _SET_MONITOR_CREATED_HASH(record, hash)
+    _SET_MONITOR_CREATED_METADATA(record, metadata)
+    _SET_MONITOR_CREATED_MONITOR_ID(record, monitor_id)
+    _SET_MONITOR_CREATED_ACCOUNT_ID(record, account_id)
+    _SET_MONITOR_CREATED_FIELD(record, field)
+    _SET_MONITOR_CREATED_OPERATOR(record, operator)
+    _SET_MONITOR_CREATED_THRESHOLD(record, threshold)
+    _SET_MONITOR_CREATED_HOLDS(record, holds)
+    return record
+
+
+def new_monitor_deleted(
+    *,
+    tenant_id: str,
+    sequence: int,
+    event_id: str,
+    idempotency_key: str | None,
+    effective_at_us: int,
+    balances: tuple[AccountBalance, ...],
+    prev_hash: bytes,
+    hash: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
+    monitor_id: str,
+    account_id: str,
+) -> MonitorDeleted:
+    """``MonitorDeleted(...)`` with the same keywords, without ``type.__call__``."""
+    record: MonitorDeleted = _NEW(MonitorDeleted)
+    _SET_MONITOR_DELETED_TENANT_ID(record, tenant_id)
+    _SET_MONITOR_DELETED_SEQUENCE(record, sequence)
+    _SET_MONITOR_DELETED_EVENT_ID(record, event_id)
+    _SET_MONITOR_DELETED_IDEMPOTENCY_KEY(record, idempotency_key)
+    _SET_MONITOR_DELETED_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_MONITOR_DELETED_BALANCES(record, balances)
+    _SET_MONITOR_DELETED_PREV_HASH(record, prev_hash)
+    _SET_MONITOR_DELETED_HASH(record, hash)
+    _SET_MONITOR_DELETED_METADATA(record, metadata)
+    _SET_MONITOR_DELETED_MONITOR_ID(record, monitor_id)
+    _SET_MONITOR_DELETED_ACCOUNT_ID(record, account_id)
+    return record
+
+
 def new_outcome(
     *,
     tenant_id: str,
@@ -1020,6 +1215,102 @@ def new_transaction_state(
     return record
 
 
+def new_monitor_state(
+    *,
+    tenant_id: str,
+    monitor_id: str,
+    account_id: str,
+    field: str,
+    operator: str,
+    threshold: int,
+    metadata: tuple[tuple[str, str], ...] = (),
+    holds: bool,
+    created_sequence: int,
+    last_sequence: int,
+) -> MonitorState:
+    """``MonitorState(...)`` with the same keywords, without ``type.__call__``."""
+    record: MonitorState = _NEW(MonitorState)
+    _SET_MONITOR_STATE_TENANT_ID(record, tenant_id)
+    _SET_MONITOR_STATE_MONITOR_ID(record, monitor_id)
+    _SET_MONITOR_STATE_ACCOUNT_ID(record, account_id)
+    _SET_MONITOR_STATE_FIELD(record, field)
+    _SET_MONITOR_STATE_OPERATOR(record, operator)
+    _SET_MONITOR_STATE_THRESHOLD(record, threshold)
+    _SET_MONITOR_STATE_METADATA(record, metadata)
+    _SET_MONITOR_STATE_HOLDS(record, holds)
+    _SET_MONITOR_STATE_CREATED_SEQUENCE(record, created_sequence)
+    _SET_MONITOR_STATE_LAST_SEQUENCE(record, last_sequence)
+    return record
+
+
+def new_monitor_triggered(
+    *,
+    tenant_id: str,
+    notification_id: str,
+    monitor_id: str,
+    account_id: str,
+    currency: str,
+    field: str,
+    operator: str,
+    threshold: int,
+    value: int,
+    sequence: int,
+    event_hash: bytes,
+    effective_at_us: int,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> MonitorTriggered:
+    """``MonitorTriggered(...)`` with the same keywords, without ``type.__call__``."""
+    record: MonitorTriggered = _NEW(MonitorTriggered)
+    _SET_MONITOR_TRIGGERED_TENANT_ID(record, tenant_id)
+    _SET_MONITOR_TRIGGERED_NOTIFICATION_ID(record, notification_id)
+    _SET_MONITOR_TRIGGERED_MONITOR_ID(record, monitor_id)
+    _SET_MONITOR_TRIGGERED_ACCOUNT_ID(record, account_id)
+    _SET_MONITOR_TRIGGERED_CURRENCY(record, currency)
+    _SET_MONITOR_TRIGGERED_FIELD(record, field)
+    _SET_MONITOR_TRIGGERED_OPERATOR(record, operator)
+    _SET_MONITOR_TRIGGERED_THRESHOLD(record, threshold)
+    _SET_MONITOR_TRIGGERED_VALUE(record, value)
+    _SET_MONITOR_TRIGGERED_SEQUENCE(record, sequence)
+    _SET_MONITOR_TRIGGERED_EVENT_HASH(record, event_hash)
+    _SET_MONITOR_TRIGGERED_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_MONITOR_TRIGGERED_METADATA(record, metadata)
+    return record
+
+
+def new_monitor_cleared(
+    *,
+    tenant_id: str,
+    notification_id: str,
+    monitor_id: str,
+    account_id: str,
+    currency: str,
+    field: str,
+    operator: str,
+    threshold: int,
+    value: int,
+    sequence: int,
+    event_hash: bytes,
+    effective_at_us: int,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> MonitorCleared:
+    """``MonitorCleared(...)`` with the same keywords, without ``type.__call__``."""
+    record: MonitorCleared = _NEW(MonitorCleared)
+    _SET_MONITOR_CLEARED_TENANT_ID(record, tenant_id)
+    _SET_MONITOR_CLEARED_NOTIFICATION_ID(record, notification_id)
+    _SET_MONITOR_CLEARED_MONITOR_ID(record, monitor_id)
+    _SET_MONITOR_CLEARED_ACCOUNT_ID(record, account_id)
+    _SET_MONITOR_CLEARED_CURRENCY(record, currency)
+    _SET_MONITOR_CLEARED_FIELD(record, field)
+    _SET_MONITOR_CLEARED_OPERATOR(record, operator)
+    _SET_MONITOR_CLEARED_THRESHOLD(record, threshold)
+    _SET_MONITOR_CLEARED_VALUE(record, value)
+    _SET_MONITOR_CLEARED_SEQUENCE(record, sequence)
+    _SET_MONITOR_CLEARED_EVENT_HASH(record, event_hash)
+    _SET_MONITOR_CLEARED_EFFECTIVE_AT_US(record, effective_at_us)
+    _SET_MONITOR_CLEARED_METADATA(record, metadata)
+    return record
+
+
 # Record type -> its builder (for callers that pick the type at run time: the codec).
 BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {
     OpenAccount: new_open_account,
@@ -1027,6 +1318,8 @@ BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {
     PostPending: new_post_pending,
     VoidPending: new_void_pending,
     PostTransaction: new_post_transaction,
+    CreateMonitor: new_create_monitor,
+    DeleteMonitor: new_delete_monitor,
     Posting: new_posting,
     AccountBalance: new_account_balance,
     AccountOpened: new_account_opened,
@@ -1040,9 +1333,14 @@ BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {
     TransactionPendingPosted: new_transaction_pending_posted,
     TransactionPendingVoided: new_transaction_pending_voided,
     TransactionPendingExpired: new_transaction_pending_expired,
+    MonitorCreated: new_monitor_created,
+    MonitorDeleted: new_monitor_deleted,
     Outcome: new_outcome,
     AccountState: new_account_state,
     TransferState: new_transfer_state,
     TenantHead: new_tenant_head,
     TransactionState: new_transaction_state,
+    MonitorState: new_monitor_state,
+    MonitorTriggered: new_monitor_triggered,
+    MonitorCleared: new_monitor_cleared,
 }

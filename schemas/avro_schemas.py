@@ -34,12 +34,13 @@ from streamledger.errors import StreamLedgerError
 NAMESPACE = "streamledger.v1"
 SCHEMA_DIRECTORY = Path(__file__).resolve().parent
 HISTORY_DIRECTORY = SCHEMA_DIRECTORY / "history"
-CURRENT_VERSION = "v1.4"
+CURRENT_VERSION = "v1.5"
 TOP_LEVEL_RECORDS: tuple[str, ...] = (
     "CommandEnvelope",
     "EventEnvelope",
     "Outcome",
     "StateEnvelope",
+    "NotificationEnvelope",  # since v1.5 (ledger.notifications)
 )
 
 # CRC-64-AVRO, as defined by the Avro specification ("Schema Fingerprints").
@@ -143,10 +144,13 @@ def without_logical_types(node: Any) -> Any:
 
 
 def load_version(directory: Path, version: str) -> dict[str, TopLevelSchema]:
-    """The four top-level schemas of the contract version stored in ``directory``."""
+    """The top-level schemas of the contract version stored in ``directory`` (a version
+    before v1.5 has no ``NotificationEnvelope``)."""
     named = read_named_types(directory)
     loaded: dict[str, TopLevelSchema] = {}
     for record in TOP_LEVEL_RECORDS:
+        if f"{NAMESPACE}.{record}" not in named:
+            continue
         expanded = expand(f"{NAMESPACE}.{record}", named)
         wire_json = without_logical_types(expanded)
         canonical_form = to_parsing_canonical_form(expanded)

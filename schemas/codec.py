@@ -60,10 +60,13 @@ from schemas.generated_code import compile_generated
 from schemas.model import (
     COMMAND_TYPES,
     EVENT_TYPES,
+    NOTIFICATION_TYPES,
     AccountBalance,
     AccountState,
     Command,
     Event,
+    MonitorState,
+    Notification,
     Outcome,
     OutcomeStatus,
     Posting,
@@ -84,6 +87,7 @@ STATE_TYPES: tuple[type[StateRecord], ...] = (
     TransferState,
     TenantHead,
     TransactionState,
+    MonitorState,
 )
 HASH_FORM_OMITTED_FIELD: Final = "hash"
 
@@ -205,6 +209,9 @@ COMMANDS = _build_family(_CURRENT["CommandEnvelope"], "command", COMMAND_TYPES, 
 EVENTS = _build_family(_CURRENT["EventEnvelope"], "event", EVENT_TYPES, _NAMED_TYPES)
 OUTCOMES = _build_family(_CURRENT["Outcome"], None, (Outcome,), _NAMED_TYPES)
 STATES = _build_family(_CURRENT["StateEnvelope"], "state", STATE_TYPES, _NAMED_TYPES)
+NOTIFICATIONS = _build_family(
+    _CURRENT["NotificationEnvelope"], "notification", NOTIFICATION_TYPES, _NAMED_TYPES
+)
 
 # Every known writer schema by fingerprint, current and historical (the current one wins a tie).
 KNOWN_WRITERS: dict[bytes, TopLevelSchema] = {}
@@ -296,7 +303,7 @@ def _conversions_for(python_type: type[Any], names: tuple[str, ...]) -> dict[str
 
 _CONVERSIONS: dict[type[Any], dict[str, _FieldConversion]] = {
     branch.python_type: _conversions_for(branch.python_type, branch.field_names)
-    for family in (COMMANDS, EVENTS, OUTCOMES, STATES)
+    for family in (COMMANDS, EVENTS, OUTCOMES, STATES, NOTIFICATIONS)
     for branch in family.branches
 }
 
@@ -336,7 +343,7 @@ def from_avro(python_type: type[RecordType], record: dict[str, Any]) -> RecordTy
 
 
 _RECORD_READERS: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}
-for _family in (COMMANDS, EVENTS, OUTCOMES, STATES):
+for _family in (COMMANDS, EVENTS, OUTCOMES, STATES, NOTIFICATIONS):
     for _branch in _family.branches:
         _RECORD_READERS[_branch.python_type] = _record_reader(
             _branch.python_type, _branch.field_names
@@ -499,7 +506,9 @@ _COMMAND_ENCODERS: Final = _family_encoders(COMMANDS)
 _EVENT_ENCODERS: Final = _family_encoders(EVENTS)
 _OUTCOME_ENCODERS: Final = _family_encoders(OUTCOMES)
 _STATE_ENCODERS: Final = _family_encoders(STATES)
+_NOTIFICATION_ENCODERS: Final = _family_encoders(NOTIFICATIONS)
 _ENCODERS_BY_FAMILY: Final = {
+    id(NOTIFICATIONS): _NOTIFICATION_ENCODERS,
     id(COMMANDS): _COMMAND_ENCODERS,
     id(EVENTS): _EVENT_ENCODERS,
     id(OUTCOMES): _OUTCOME_ENCODERS,
@@ -548,6 +557,14 @@ def encode_state(state: StateRecord) -> bytes:
     if encoder is None:
         raise _not_in_family(STATES, state)
     return encoder(state)
+
+
+def encode_notification(notification: Notification) -> bytes:
+    """Single-object bytes of a ``ledger.notifications`` record (a ``NotificationEnvelope``)."""
+    encoder = _NOTIFICATION_ENCODERS.get(type(notification))
+    if encoder is None:
+        raise _not_in_family(NOTIFICATIONS, notification)
+    return encoder(notification)
 
 
 # --------------------------------------------------------------------------- decode
@@ -717,6 +734,12 @@ def decode_outcome(data: bytes) -> Outcome:
 def decode_state(data: bytes) -> StateRecord:
     """The ``ledger.balances`` record in single-object bytes; raises a ``DecodeError`` subclass."""
     result: StateRecord = _decode(STATES, data)
+    return result
+
+
+def decode_notification(data: bytes) -> Notification:
+    """The notification in single-object bytes; raises a ``DecodeError`` subclass."""
+    result: Notification = _decode(NOTIFICATIONS, data)
     return result
 
 

@@ -10,7 +10,9 @@ topic                  key (UTF-8)                                          comp
 ``ledger.events``      ``{tenant}/{sequence:020d}``                         every event
 ``ledger.outcomes``    ``{tenant}/{idempotency_key}``                       one per key
 ``ledger.balances``    ``{tenant}/account/{id}``, ``{tenant}/transfer/{id}``,  the latest state
-                       ``{tenant}/transaction/{id}``, ``{tenant}/head``
+                       ``{tenant}/transaction/{id}``, ``{tenant}/head``,
+                       ``{tenant}/monitor/{id}`` (a tombstone once deleted)
+``ledger.notifications`` ``{tenant}/{sequence:020d}/{monitor_id}``         every notification
 =====================  ===================================================  ==================
 
 The events key is zero-padded so keys sort like sequences. ``partition_for`` places a key like
@@ -24,7 +26,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Final
 
-from schemas.model import AccountState, StateRecord, TenantHead, TransactionState, TransferState
+from schemas.model import (
+    AccountState,
+    MonitorState,
+    Notification,
+    StateRecord,
+    TenantHead,
+    TransactionState,
+    TransferState,
+)
 
 KEY_SEPARATOR: Final = "/"
 SEQUENCE_DIGITS: Final = 20
@@ -61,6 +71,19 @@ def transaction_state_key(tenant_id: str, transaction_id: str) -> bytes:
     return f"{tenant_id}{KEY_SEPARATOR}transaction{KEY_SEPARATOR}{transaction_id}".encode()
 
 
+def monitor_state_key(tenant_id: str, monitor_id: str) -> bytes:
+    return f"{tenant_id}{KEY_SEPARATOR}monitor{KEY_SEPARATOR}{monitor_id}".encode()
+
+
+def notification_key(notification: Notification) -> bytes:
+    """``{tenant}/{sequence:020d}/{monitor_id}``: unique per notification (a monitor has at
+    most one edge per event), so compaction keeps every one; sorts by sequence."""
+    return (
+        f"{notification.tenant_id}{KEY_SEPARATOR}{notification.sequence:0{SEQUENCE_DIGITS}d}"
+        f"{KEY_SEPARATOR}{notification.monitor_id}"
+    ).encode()
+
+
 def tenant_head_key(tenant_id: str) -> bytes:
     return f"{tenant_id}{KEY_SEPARATOR}head".encode()
 
@@ -73,6 +96,8 @@ def state_key(state: StateRecord) -> bytes:
         return transfer_state_key(state.tenant_id, state.transfer_id)
     if isinstance(state, TransactionState):
         return transaction_state_key(state.tenant_id, state.transaction_id)
+    if isinstance(state, MonitorState):
+        return monitor_state_key(state.tenant_id, state.monitor_id)
     assert isinstance(state, TenantHead)
     return tenant_head_key(state.tenant_id)
 

@@ -22,6 +22,8 @@ from schemas.model import (
     INT64_MAX,
     Command,
     CommandHeader,
+    CreateMonitor,
+    DeleteMonitor,
     OpenAccount,
     Posting,
     PostPending,
@@ -54,6 +56,25 @@ PENDING_TIMEOUT_S_MIN: Final = 1
 PENDING_TIMEOUT_S_MAX: Final = 366 * 24 * 3600  # a pending transfer expires within a year
 TIMESTAMP_US_MIN: Final = 0
 TIMESTAMP_US_MAX: Final = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+
+# --- balance monitors (decision 0058) ---
+# the contract's strings for a monitor's field and operator (``ledger.monitors`` has them as
+# enums; a test checks the two agree)
+MONITOR_FIELDS: Final = (
+    "debits_posted",
+    "credits_posted",
+    "debits_pending",
+    "credits_pending",
+    "posted",
+    "pending",
+    "available",
+)
+MONITOR_OPERATORS: Final = ("<", "<=", ">", ">=", "==")
+MONITOR_THRESHOLD_MIN: Final = -INT64_MAX - 1
+MONITOR_THRESHOLD_MAX: Final = INT64_MAX
+# bound the comparisons one event causes (16 per touched account) and a tenant's processor memory
+MONITORS_PER_ACCOUNT_MAX: Final = 16
+MONITORS_PER_TENANT_MAX: Final = 1_000
 
 # --- metadata ---
 METADATA_ENTRIES_MAX: Final = 16
@@ -243,6 +264,27 @@ def _void_pending_violation(command: VoidPending) -> Violation | None:
     return None
 
 
+def _create_monitor_violation(command: CreateMonitor) -> Violation | None:
+    if (problem := entity_id_problem(command.monitor_id)) is not None:
+        return "monitor_id", problem
+    if (problem := entity_id_problem(command.account_id)) is not None:
+        return "account_id", problem
+    if command.field not in MONITOR_FIELDS:
+        return "field", f"{command.field!r} is not one of {', '.join(MONITOR_FIELDS)}"
+    if command.operator not in MONITOR_OPERATORS:
+        return "operator", f"{command.operator!r} is not one of {' '.join(MONITOR_OPERATORS)}"
+    problem = _integer(command.threshold, MONITOR_THRESHOLD_MIN, MONITOR_THRESHOLD_MAX)
+    if problem is not None:
+        return "threshold", problem
+    return None
+
+
+def _delete_monitor_violation(command: DeleteMonitor) -> Violation | None:
+    if (problem := entity_id_problem(command.monitor_id)) is not None:
+        return "monitor_id", problem
+    return None
+
+
 def _posting_violation(index: int, posting: object) -> Violation | None:
     """One posting's fields in declared order, named ``postings[index].<field>``."""
     if not isinstance(posting, Posting):
@@ -287,6 +329,8 @@ _BODY_CHECKS: dict[type[object], Callable[..., Violation | None]] = {
     PostPending: _post_pending_violation,
     VoidPending: _void_pending_violation,
     PostTransaction: _post_transaction_violation,
+    CreateMonitor: _create_monitor_violation,
+    DeleteMonitor: _delete_monitor_violation,
 }
 
 
@@ -356,6 +400,10 @@ _FAST_RULES: Final[dict[str, str]] = {
     "pending_timeout_s": "({v} is None or (command.pending is True and type({v}) is int"
     " and PENDING_TIMEOUT_S_MIN <= {v} <= PENDING_TIMEOUT_S_MAX))",
     "postings": "postings_certainly_valid({v})",
+    "monitor_field": "{v} in MONITOR_FIELDS",
+    "monitor_operator": "{v} in MONITOR_OPERATORS",
+    "monitor_threshold": "type({v}) is int"
+    " and MONITOR_THRESHOLD_MIN <= {v} <= MONITOR_THRESHOLD_MAX",
 }
 _HEADER_RULES: Final = (
     ("tenant_id", "tenant_id"),
@@ -391,6 +439,14 @@ _FAST_BODY_RULES: Final[dict[type[object], tuple[tuple[str, str], ...]]] = {
         ("pending_timeout_s", "pending_timeout_s"),
         ("reverses", "none"),
     ),
+    CreateMonitor: (
+        ("monitor_id", "entity_id"),
+        ("account_id", "account_id"),
+        ("field", "monitor_field"),
+        ("operator", "monitor_operator"),
+        ("threshold", "monitor_threshold"),
+    ),
+    DeleteMonitor: (("monitor_id", "entity_id"),),
 }
 
 
@@ -438,6 +494,10 @@ _FAST_NAMESPACE: Final[dict[str, object]] = {
     "PENDING_TIMEOUT_S_MIN": PENDING_TIMEOUT_S_MIN,
     "PENDING_TIMEOUT_S_MAX": PENDING_TIMEOUT_S_MAX,
     "postings_certainly_valid": _postings_certainly_valid,
+    "MONITOR_FIELDS": MONITOR_FIELDS,
+    "MONITOR_OPERATORS": MONITOR_OPERATORS,
+    "MONITOR_THRESHOLD_MIN": MONITOR_THRESHOLD_MIN,
+    "MONITOR_THRESHOLD_MAX": MONITOR_THRESHOLD_MAX,
 }
 
 

@@ -89,13 +89,40 @@ class PostTransaction(CommandHeader):
     reverses: str | None = None  # the transaction_id of a posted transaction this one corrects
 
 
-Command = OpenAccount | Transfer | PostPending | VoidPending | PostTransaction
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateMonitor(CommandHeader):
+    """A balance monitor on one account (schemas v1.5, decision 0058); ``metadata`` is the
+    monitor's."""
+
+    monitor_id: str  # unique among the tenant's live monitors
+    account_id: str
+    field: str  # one of limits.MONITOR_FIELDS
+    operator: str  # one of limits.MONITOR_OPERATORS
+    threshold: int  # minor units, may be negative
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteMonitor(CommandHeader):
+    monitor_id: str
+
+
+Command = (
+    OpenAccount
+    | Transfer
+    | PostPending
+    | VoidPending
+    | PostTransaction
+    | CreateMonitor
+    | DeleteMonitor
+)
 COMMAND_TYPES: tuple[type[Command], ...] = (
     OpenAccount,
     Transfer,
     PostPending,
     VoidPending,
     PostTransaction,
+    CreateMonitor,
+    DeleteMonitor,
 )
 
 
@@ -225,6 +252,25 @@ class TransactionPendingExpired(EventHeader):
     postings: tuple[Posting, ...]  # every posting: the amount released
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorCreated(EventHeader):
+    """``balances``: the monitored account's counters (unchanged); ``holds``: the condition on
+    them at creation (true also emits a ``MonitorTriggered``)."""
+
+    monitor_id: str
+    account_id: str
+    field: str
+    operator: str
+    threshold: int
+    holds: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorDeleted(EventHeader):
+    monitor_id: str
+    account_id: str
+
+
 Event = (
     AccountOpened
     | TransferPosted
@@ -237,6 +283,8 @@ Event = (
     | TransactionPendingPosted
     | TransactionPendingVoided
     | TransactionPendingExpired
+    | MonitorCreated
+    | MonitorDeleted
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
     AccountOpened,
@@ -250,6 +298,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     TransactionPendingPosted,
     TransactionPendingVoided,
     TransactionPendingExpired,
+    MonitorCreated,
+    MonitorDeleted,
 )
 
 
@@ -276,6 +326,10 @@ class RejectReason(enum.Enum):
     INSUFFICIENT_FUNDS = "insufficient_funds"  # debits_must_not_exceed_credits (+ overdraft)
     LIMIT_EXCEEDED = "limit_exceeded"  # credits_must_not_exceed_debits (+ overdraft)
     OVERFLOW = "overflow"  # a counter would leave the signed 64-bit range
+    # since v1.5, monitor commands only (decision 0058)
+    MONITOR_EXISTS = "monitor_exists"
+    MONITOR_NOT_FOUND = "monitor_not_found"
+    MONITOR_LIMIT_REACHED = "monitor_limit_reached"  # per account or per tenant
 
 
 class OutcomeStatus(enum.Enum):
@@ -380,7 +434,61 @@ class TenantHead:
     last_effective_at_us: int = 0
 
 
-StateRecord = AccountState | TransferState | TenantHead | TransactionState
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorState:
+    """``ledger.balances`` record keyed by monitor (v1.5): its condition and whether it holds
+    after the last event evaluated (the edge detector's memory); a tombstone once deleted."""
+
+    tenant_id: str
+    monitor_id: str
+    account_id: str
+    field: str
+    operator: str
+    threshold: int
+    metadata: tuple[tuple[str, str], ...] = ()
+    holds: bool
+    created_sequence: int
+    last_sequence: int  # the creation or the last edge
+
+
+StateRecord = AccountState | TransferState | TenantHead | TransactionState | MonitorState
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotificationHeader:
+    """A ``ledger.notifications`` record (v1.5, decision 0058): one edge of one monitor, caused
+    by the event ``sequence`` (its hash ``event_hash``)."""
+
+    tenant_id: str
+    notification_id: str  # f"{tenant_id}:{sequence}:{monitor_id}"
+    monitor_id: str
+    account_id: str
+    currency: str
+    field: str
+    operator: str
+    threshold: int
+    value: int  # the field after the event, saturated to the signed 64-bit range
+    sequence: int
+    event_hash: bytes
+    effective_at_us: int
+    metadata: tuple[tuple[str, str], ...] = ()  # the monitor's
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorTriggered(NotificationHeader):
+    """The monitor's condition became true."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorCleared(NotificationHeader):
+    """The monitor's condition became false."""
+
+
+Notification = MonitorTriggered | MonitorCleared
+NOTIFICATION_TYPES: tuple[type[Notification], ...] = (MonitorTriggered, MonitorCleared)
 
 
 # --------------------------------------------------------------------------- construction speed
@@ -410,4 +518,6 @@ RECORD_TYPES: tuple[type[Any], ...] = (
     TransferState,
     TenantHead,
     TransactionState,
+    MonitorState,
+    *NOTIFICATION_TYPES,
 )

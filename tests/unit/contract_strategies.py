@@ -13,7 +13,15 @@ from schemas.model import (
     AccountOpened,
     AccountState,
     Command,
+    CreateMonitor,
+    DeleteMonitor,
     Event,
+    MonitorCleared,
+    MonitorCreated,
+    MonitorDeleted,
+    MonitorState,
+    MonitorTriggered,
+    Notification,
     OpenAccount,
     Outcome,
     OutcomeStatus,
@@ -152,8 +160,36 @@ def post_transactions(draw: st.DrawFn) -> PostTransaction:
     )
 
 
+monitor_fields = st.sampled_from(limits.MONITOR_FIELDS)
+monitor_operators = st.sampled_from(limits.MONITOR_OPERATORS)
+create_monitors = st.builds(
+    CreateMonitor,
+    tenant_id=tenant_ids,
+    idempotency_key=idempotency_keys,
+    submitted_at_us=timestamps,
+    metadata=metadata_values,
+    monitor_id=entity_ids,
+    account_id=entity_ids,
+    field=monitor_fields,
+    operator=monitor_operators,
+    threshold=st.integers(limits.MONITOR_THRESHOLD_MIN, limits.MONITOR_THRESHOLD_MAX),
+)
+delete_monitors = st.builds(
+    DeleteMonitor,
+    tenant_id=tenant_ids,
+    idempotency_key=idempotency_keys,
+    submitted_at_us=timestamps,
+    metadata=metadata_values,
+    monitor_id=entity_ids,
+)
 commands: st.SearchStrategy[Command] = st.one_of(
-    open_accounts(), transfers(), post_pendings, void_pendings, post_transactions()
+    open_accounts(),
+    transfers(),
+    post_pendings,
+    void_pendings,
+    post_transactions(),
+    create_monitors,
+    delete_monitors,
 )
 
 int64 = st.integers(INT64_MIN, INT64_MAX)
@@ -232,6 +268,16 @@ events: st.SearchStrategy[Event] = st.one_of(
     ),
     _event(TransactionPendingVoided, transaction_id=entity_ids, postings=posting_lists),
     _event(TransactionPendingExpired, transaction_id=entity_ids, postings=posting_lists),
+    _event(
+        MonitorCreated,
+        monitor_id=entity_ids,
+        account_id=entity_ids,
+        field=monitor_fields,
+        operator=monitor_operators,
+        threshold=int64,
+        holds=st.booleans(),
+    ),
+    _event(MonitorDeleted, monitor_id=entity_ids, account_id=entity_ids),
 )
 
 outcomes = st.builds(
@@ -239,7 +285,15 @@ outcomes = st.builds(
     tenant_id=tenant_ids,
     idempotency_key=idempotency_keys,
     command_type=st.sampled_from(
-        ["OpenAccount", "Transfer", "PostPending", "VoidPending", "PostTransaction"]
+        [
+            "OpenAccount",
+            "Transfer",
+            "PostPending",
+            "VoidPending",
+            "PostTransaction",
+            "CreateMonitor",
+            "DeleteMonitor",
+        ]
     ),
     fingerprint=hashes,
     field_fingerprints=st.lists(st.binary(min_size=8, max_size=8), max_size=9).map(b"".join),
@@ -297,4 +351,41 @@ states: st.SearchStrategy[StateRecord] = st.one_of(
         expires_at_us=st.none() | timestamps,
         last_sequence=st.integers(0, INT64_MAX),
     ),
+    st.builds(
+        MonitorState,
+        tenant_id=tenant_ids,
+        monitor_id=entity_ids,
+        account_id=entity_ids,
+        field=monitor_fields,
+        operator=monitor_operators,
+        threshold=int64,
+        metadata=metadata_values,
+        holds=st.booleans(),
+        created_sequence=st.integers(1, INT64_MAX),
+        last_sequence=st.integers(1, INT64_MAX),
+    ),
+)
+
+
+def _notification(kind: type[Notification]) -> st.SearchStrategy[Notification]:
+    return st.builds(
+        kind,
+        tenant_id=tenant_ids,
+        notification_id=st.text(max_size=80),
+        monitor_id=entity_ids,
+        account_id=entity_ids,
+        currency=currencies,
+        field=monitor_fields,
+        operator=monitor_operators,
+        threshold=int64,
+        value=int64,
+        sequence=st.integers(1, INT64_MAX),
+        event_hash=hashes,
+        effective_at_us=timestamps,
+        metadata=metadata_values,
+    )
+
+
+notifications: st.SearchStrategy[Notification] = st.one_of(
+    _notification(MonitorTriggered), _notification(MonitorCleared)
 )

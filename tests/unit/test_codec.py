@@ -20,7 +20,7 @@ from schemas.model import (
     Transfer,
     TransferPosted,
 )
-from tests.unit.contract_strategies import commands, events, outcomes, states
+from tests.unit.contract_strategies import commands, events, notifications, outcomes, states
 
 VECTORS = Path(__file__).parent / "vectors" / "schema_fingerprints.json"
 EXAMPLES = settings(max_examples=200, deadline=None)
@@ -77,6 +77,12 @@ def test_states_round_trip(state: Any) -> None:
     assert codec.decode_state(codec.encode_state(state)) == state
 
 
+@EXAMPLES
+@given(notifications)
+def test_notifications_round_trip(notification: Any) -> None:
+    assert codec.decode_notification(codec.encode_notification(notification)) == notification
+
+
 def _plain_fastavro_bytes(family: codec.RecordFamily, value: Any) -> bytes:
     """What fastavro writes for the whole top-level record, with the single-object header."""
     branch = family.by_type[type(value)]
@@ -98,6 +104,7 @@ def test_bytes_equal_fastavro_writing_the_whole_envelope(data: st.DataObject) ->
                 (codec.EVENTS, events),
                 (codec.OUTCOMES, outcomes),
                 (codec.STATES, states),
+                (codec.NOTIFICATIONS, notifications),
             ]
         )
     )

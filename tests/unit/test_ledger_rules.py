@@ -444,6 +444,9 @@ def test_reasons_are_in_the_documented_precedence_order() -> None:
         "insufficient_funds",
         "limit_exceeded",
         "overflow",
+        "monitor_exists",  # since v1.5, monitor commands only (decision 0058)
+        "monitor_not_found",
+        "monitor_limit_reached",
     ]
 
 
