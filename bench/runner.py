@@ -8,7 +8,8 @@
 2. builds the seeded workloads once (standard mix, hot tenant, all-duplicates replay);
 3. processor: StreamLedger vs the no-logic transactional pass-through vs the raw producer on the
    same records, each run checked against the core's fold; restore; 1 vs 2 processes; a
-   profile of the loop (separate, untimed pass);
+   profile of the loop (separate, untimed pass); multi-leg: postings/s of 10-posting
+   transactions beside two-account transfers/s (``bench.multileg_suite``);
 4. peers: faust-streaming and Quix Streams on the same records, same check;
 5. projection vs raw COPY; end-to-end latency through ``streamledger run``;
 6. prints the table and writes ``bench/results/<timestamp>.json``.
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import latency_suite, processor_suite, projection_suite, workloads
+from bench import latency_suite, multileg_suite, processor_suite, projection_suite, workloads
 from bench.peers import runner as peers
 from bench.results import BenchRun
 from infra import stack
@@ -129,6 +130,11 @@ def run_suites(
             run, settings, workload, repetitions=repetitions, partitions=PARTITIONS,
             check=True, passthrough=passthrough, restore=restore,
         )  # fmt: skip
+    say(f"multi-leg: transfers vs transactions of {multileg_suite.POSTINGS_PER_TRANSACTION}"
+        f" postings x {repetitions}")  # fmt: skip
+    multileg_suite.run_multileg(
+        run, settings, size=arguments.size, repetitions=repetitions, partitions=PARTITIONS
+    )
     say("processor: profile (untimed pass)")
     profiler = cProfile.Profile()
     profiled = workloads.standard(SEED + 2, size.profile, size.tenants, PARTITIONS)

@@ -1,0 +1,193 @@
+"""Multi-leg figures (issue 16 §5): postings/s of 10-posting transactions beside the two-account
+transfers/s of the same run, on the same accounts, processor and settings.
+
+    python -m bench.multileg_suite [--size small|full] [--repetitions 3]
+
+Two workloads, the same seed-built opening phase (every tenant's accounts), then ``count``
+commands each:
+
+* ``multi-leg transfers``: posted ``Transfer`` commands, each between two random accounts;
+* ``multi-leg transactions``: posted ``PostTransaction`` commands of ``POSTINGS_PER_TRANSACTION``
+  postings, each posting between two random accounts of the tenant (up to 20 accounts touched).
+
+Each repetition processes one then the other on fresh topics, timed like the standard mix
+(``processor_suite.run_workload``: steady state by the group's committed offsets, from its first
+committed transaction — which holds the opening phase — to the last; the first repetition's
+output is checked against the core's fold). Figures: transfers/s, postings/s (transactions/s
+times postings per transaction), and their per-repetition ratio (target ≥ 3: one transaction
+amortises the per-command cost — decode, idempotency, hash-chain link, event, outcome, reply —
+over ten postings).
+
+On its own (``python -m``) it runs against whatever stack the ``STREAMLEDGER_*`` settings point
+at, with unique topic prefixes deleted at the end; ``make bench`` runs it on the bench stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+from collections.abc import Iterator
+from typing import Final
+
+from bench import processor_suite
+from bench.results import BenchRun
+from bench.workloads import Workload, encode, recent_start_us
+from schemas.model import Command, OpenAccount, Posting, PostTransaction, Transfer
+from streamledger.settings import Settings, load_settings
+
+POSTINGS_PER_TRANSACTION: Final = 10
+ACCOUNTS_PER_TENANT: Final = 20
+AMOUNT_MAX: Final = 10_000
+CURRENCY: Final = "USD"
+STEP_US: Final = 1_000
+TRANSFERS: Final = "multi-leg transfers"
+TRANSACTIONS: Final = "multi-leg transactions"
+GROUP: Final = "multi-leg"
+TRANSFERS_FIGURE: Final = "transfers/s (two-account transfers)"
+POSTINGS_FIGURE: Final = f"postings/s ({POSTINGS_PER_TRANSACTION}-posting transactions)"
+RATIO_FIGURE: Final = "postings/s / transfers/s (target >= 3)"
+# per workload, after the opening; several processor batches (batch_records_max 5,000) each
+COMMANDS_BY_SIZE: Final = {"small": 20_000, "full": 100_000}
+TENANTS_BY_SIZE: Final = {"small": 50, "full": 200}
+SEED: Final = 46
+PARTITIONS: Final = 4
+
+
+def account_ids() -> list[str]:
+    return [f"acct-{number:04d}" for number in range(ACCOUNTS_PER_TENANT)]
+
+
+def opening(tenants: list[str], start_us: int) -> list[Command]:
+    """Every tenant's accounts, unrestricted (every command after them is accepted)."""
+    return [
+        OpenAccount(
+            tenant_id=tenant,
+            idempotency_key=f"open-{account}",
+            submitted_at_us=start_us + index * STEP_US,
+            account_id=account,
+            currency=CURRENCY,
+            asset_scale=2,
+        )
+        for index, (tenant, account) in enumerate(
+            (tenant, account) for tenant in tenants for account in account_ids()
+        )
+    ]
+
+
+def random_pair(chooser: random.Random) -> tuple[str, str]:
+    debit, credit = chooser.sample(account_ids(), 2)
+    return debit, credit
+
+
+def transfers(tenants: list[str], count: int, start_us: int, seed: int) -> Iterator[Command]:
+    chooser = random.Random(seed)  # a reproducible workload
+    for number in range(count):
+        debit, credit = random_pair(chooser)
+        key = f"tr-{number:08d}"
+        yield Transfer(
+            tenant_id=chooser.choice(tenants),
+            idempotency_key=key,
+            submitted_at_us=start_us + number * STEP_US,
+            transfer_id=key,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=chooser.randint(1, AMOUNT_MAX),
+            currency=CURRENCY,
+        )
+
+
+def transactions(tenants: list[str], count: int, start_us: int, seed: int) -> Iterator[Command]:
+    chooser = random.Random(seed)  # a reproducible workload
+    for number in range(count):
+        postings = []
+        for _ in range(POSTINGS_PER_TRANSACTION):
+            debit, credit = random_pair(chooser)
+            amount = chooser.randint(1, AMOUNT_MAX)
+            postings.append(
+                Posting(
+                    debit_account_id=debit,
+                    credit_account_id=credit,
+                    amount=amount,
+                    currency=CURRENCY,
+                )
+            )
+        key = f"tx-{number:08d}"
+        yield PostTransaction(
+            tenant_id=chooser.choice(tenants),
+            idempotency_key=key,
+            submitted_at_us=start_us + number * STEP_US,
+            transaction_id=key,
+            postings=tuple(postings),
+        )
+
+
+def build_workloads(
+    count: int, tenant_count: int, seed: int, partitions: int = PARTITIONS
+) -> tuple[Workload, Workload]:
+    """The transfers and the transactions workload, on the same opening phase."""
+    tenants = [f"tenant-{index:04d}" for index in range(tenant_count)]
+    start_us = recent_start_us(count + tenant_count * ACCOUNTS_PER_TENANT)
+    opened = opening(tenants, start_us)
+    after_us = start_us + len(opened) * STEP_US
+    built = []
+    for name, commands in (
+        (TRANSFERS, transfers(tenants, count, after_us, seed)),
+        (TRANSACTIONS, transactions(tenants, count, after_us, seed)),
+    ):
+        records = encode([*opened, *commands], partitions)
+        built.append(Workload(name, records, seed=seed))
+    return built[0], built[1]
+
+
+def run_multileg(
+    run: BenchRun, settings: Settings, *, size: str, repetitions: int, partitions: int = PARTITIONS
+) -> None:
+    """Transfers then transactions, back to back per repetition; the derived figures."""
+    count, tenants = COMMANDS_BY_SIZE[size], TENANTS_BY_SIZE[size]
+    transfer_workload, transaction_workload = build_workloads(count, tenants, SEED, partitions)
+    run.sizes.update(multileg_commands=count, multileg_postings=POSTINGS_PER_TRANSACTION)
+    for repetition in range(repetitions):
+        for workload in (transfer_workload, transaction_workload):
+            processor_suite.run_workload(
+                run, settings, workload, repetitions=1, partitions=partitions,
+                check=repetition == 0, passthrough=False, restore=False,
+            )  # fmt: skip
+        transfers_per_s = _last(run, TRANSFERS)
+        postings_per_s = _last(run, TRANSACTIONS) * POSTINGS_PER_TRANSACTION
+        run.add(GROUP, TRANSFERS_FIGURE, "transfers/s", transfers_per_s)
+        run.add(GROUP, POSTINGS_FIGURE, "postings/s", postings_per_s)
+        run.add("ratio", RATIO_FIGURE, "x", postings_per_s / transfers_per_s)
+    for name, workload_name in ((TRANSFERS_FIGURE, TRANSFERS), (POSTINGS_FIGURE, TRANSACTIONS)):
+        figure = run.find(GROUP, name)
+        checked = run.find("processor", f"StreamLedger EOS ({workload_name})")
+        if figure is not None and checked is not None:
+            figure.correct = checked.correct
+
+
+def _last(run: BenchRun, workload_name: str) -> float:
+    figure = run.find("processor", f"StreamLedger EOS ({workload_name})")
+    assert figure is not None and figure.values, f"no figure for {workload_name}"
+    return figure.values[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.multileg_suite",
+        description="postings/s of 10-posting transactions vs transfers/s, same run",
+    )
+    parser.add_argument("--size", choices=tuple(COMMANDS_BY_SIZE), default="small")
+    parser.add_argument("--repetitions", type=int, default=3)
+    arguments = parser.parse_args(argv)
+    run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
+    run_multileg(run, load_settings(), size=arguments.size, repetitions=arguments.repetitions)
+    print(run.table())
+    ratio = run.find("ratio", RATIO_FIGURE)
+    if ratio is not None and ratio.values:
+        print(f"postings/s over transfers/s: median {statistics.median(ratio.values):.2f}")
+    print(f"results: {run.write()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
