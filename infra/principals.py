@@ -11,7 +11,10 @@ docs/security.md, the broker and the tests all read the same rows:
 - api: write ``ledger.commands`` (idempotent); read ``ledger.outcomes``; its assign-only groups
   (``streamledger-api-*``);
 - dispatcher: read ``ledger.events``; group ``streamledger-notify*``;
-- reconciler: read ``ledger.events``; write ``ledger.commands``; group ``streamledger-reconcil*``;
+- reconciler: read ``ledger.events``, ``ledger.balances``, ``ledger.statements``; write
+  ``ledger.statements``, ``ledger.reconciliation``; group and transactional ids
+  ``streamledger-reconciler*``; the importer's transactional ids
+  ``streamledger-statements-import/*``;
 - upstream: write ``ledger.commands`` (idempotent) only; with ``read_replies`` also read
   ``ledger.replies`` with the assign-only groups ``streamledger-replies-*``;
 - subscriber: read the topics it is granted, with its own group prefix.
@@ -107,6 +110,10 @@ SERVICE_PRINCIPALS: Final[Mapping[str, str]] = {
     PRODUCER_PRINCIPAL: ROLE_UPSTREAM,
 }
 RESERVED_PRINCIPALS: Final = frozenset({ADMIN_PRINCIPAL, CONTROLLER_PRINCIPAL})
+# The reconciliation's own topics (reconciliation.topics; named here so infra does not import
+# that package): bank statements imported, and the matcher's results.
+STATEMENTS_TOPIC: Final = "ledger.statements"
+RECONCILIATION_TOPIC: Final = "ledger.reconciliation"
 # What a subscriber may be granted: the ledger's output topics, never the commands.
 SUBSCRIBABLE_TOPICS: Final = (EVENTS_TOPIC, OUTCOMES_TOPIC, BALANCES_TOPIC, REPLIES_TOPIC)
 
@@ -208,9 +215,11 @@ def grants_for(spec: PrincipalSpec, topic_prefix: str) -> tuple[Grant, ...]:
         return (topic(READ, EVENTS_TOPIC), group("streamledger-notify"))
     if spec.role == ROLE_RECONCILER:
         return (
-            topic(READ, EVENTS_TOPIC),
-            topic(WRITE, COMMANDS_TOPIC),
-            group("streamledger-reconcil"),
+            *(topic(READ, name) for name in (EVENTS_TOPIC, BALANCES_TOPIC, STATEMENTS_TOPIC)),
+            *(topic(WRITE, name) for name in (STATEMENTS_TOPIC, RECONCILIATION_TOPIC)),
+            group("streamledger-reconciler"),
+            Grant(TRANSACTIONAL_ID, topic_prefix + "streamledger-reconciler-", PREFIXED, WRITE),
+            Grant(TRANSACTIONAL_ID, "streamledger-statements-import/", PREFIXED, WRITE),
         )
     return client_grants(spec, topic_prefix)
 

@@ -24,9 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from infra import kafka_broker, postgres_server, stack, topics
+from infra import kafka_broker, postgres_server, principals, stack, topics
+from kafka_adapter.security import is_scram
 from streamledger.errors import StreamLedgerError
-from streamledger.settings import Settings, environment_for, replace
+from streamledger.settings import (
+    KAFKA_SECURITY_PLAINTEXT,
+    Settings,
+    environment_for,
+    parse_kafka_security,
+    replace,
+)
 from workloads.topics import delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +99,19 @@ def stack_defaults_from(
     return dataclasses.replace(defaults, **values)  # type: ignore[arg-type]
 
 
+# The test stacks' Kafka security (decision 0062): plaintext unless this says scram; a stack
+# keeps the security it was formatted with, so a scram run needs a home of its own.
+TEST_KAFKA_SECURITY_VARIABLE = TEST_STACK_PREFIX + "KAFKA_SECURITY"
+
+
+def kafka_security_of_test_stacks(environment: Mapping[str, str] = os.environ) -> str:
+    text = environment.get(TEST_KAFKA_SECURITY_VARIABLE, "").strip() or KAFKA_SECURITY_PLAINTEXT
+    try:
+        return parse_kafka_security(text)
+    except ValueError as exc:
+        raise ValueError(f"{TEST_KAFKA_SECURITY_VARIABLE}: {exc}") from None
+
+
 def settings_of(defaults: StackDefaults) -> Settings:
     return Settings(
         home=defaults.home,
@@ -99,6 +119,7 @@ def settings_of(defaults: StackDefaults) -> Settings:
         kafka_controller_port=defaults.kafka_controller_port,
         postgres_port=defaults.postgres_port,
         metrics_port=defaults.metrics_port,
+        kafka_security=kafka_security_of_test_stacks(),
     )
 
 
@@ -134,6 +155,8 @@ def ledger_settings(stack_settings: Settings) -> Iterator[Settings]:
         stack_settings, topic_prefix=f"t{uuid.uuid4().hex[:8]}.", partitions=TEST_PARTITIONS
     )
     topics.apply(settings)
+    if is_scram(settings):  # the service principals' ACLs name this test's topics
+        principals.create_services(settings)
     yield settings
     delete_topics(settings, [*topics.ledger_topic_names(settings).all()])
 

@@ -8,6 +8,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaException, Message, Producer
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.settings import Settings
 
 OPERATION_TIMEOUT_S = 30.0
@@ -18,7 +19,7 @@ POLL_TIMEOUT_S = 0.5
 def transactional_producer(settings: Settings) -> Producer:
     producer = Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "transactional.id": f"test-{uuid.uuid4().hex}",
             "transaction.timeout.ms": 60_000,
         },
@@ -31,7 +32,7 @@ def transactional_producer(settings: Settings) -> Producer:
 def group_consumer(settings: Settings, topic: str, *, isolation_level: str) -> Consumer:
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": f"test-{uuid.uuid4().hex}",
             "isolation.level": isolation_level,
             "auto.offset.reset": "earliest",

@@ -14,6 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from infra.topics import ledger_topic_names
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from schemas.codec import decode_event, decode_outcome, decode_state, encode_command
 from schemas.keys import command_key, partition_for
 from schemas.model import GENESIS_HASH, AccountState, Command, Event, Outcome, TenantHead
@@ -29,7 +30,7 @@ def produce_commands(settings: Settings, commands: list[Command]) -> None:
     """Write commands to ledger.commands, each on its tenant's partition, in order."""
     topic = ledger_topic_names(settings).commands
     producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True},
+        {**client_config(settings, ADMIN_PRINCIPAL), "enable.idempotence": True},
         logger=KAFKA_CLIENT_LOGGER,
     )
     for command in commands:
@@ -42,7 +43,7 @@ def produce_commands(settings: Settings, commands: list[Command]) -> None:
 
 
 def produce_raw(settings: Settings, partition: int, key: bytes, value: bytes) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(client_config(settings, ADMIN_PRINCIPAL))
     producer.produce(
         ledger_topic_names(settings).commands,
         value,
@@ -132,7 +133,7 @@ def _headers(
 def _consumer(settings: Settings, group_id: str) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": group_id,
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

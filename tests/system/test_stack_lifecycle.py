@@ -14,8 +14,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from infra import stack
 from infra.topics import ledger_topic_names
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.settings import Settings
-from tests.conftest import run_streamledger
+from tests.conftest import kafka_security_of_test_stacks, run_streamledger
 
 pytestmark = pytest.mark.system
 
@@ -39,6 +40,7 @@ def lifecycle_settings():
         postgres_port=31432,
         metrics_port=31400,
         partitions=2,
+        kafka_security=kafka_security_of_test_stacks(),
     )
     try:
         yield settings
@@ -48,7 +50,7 @@ def lifecycle_settings():
 
 
 def write_record(settings, value):
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap}, logger=KAFKA_CLIENT_LOGGER)
+    producer = Producer(client_config(settings, ADMIN_PRINCIPAL), logger=KAFKA_CLIENT_LOGGER)
     producer.produce(ledger_topic_names(settings).commands, value=value, partition=0)
     assert producer.flush(TIMEOUT_S) == 0
 
@@ -57,7 +59,7 @@ def read_partition_zero(settings):
     """Every value in partition 0 of ledger.commands, read without a group."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": "lifecycle-reader",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
