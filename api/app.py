@@ -73,6 +73,7 @@ from api.reports import (
     statement_response,
     trial_balance_response,
 )
+from api.searches import search_accounts, search_transfers
 from api.settings import ApiSettings
 from api.views import (
     balance_view,
@@ -387,6 +388,20 @@ async def get_entries(request: Request) -> Response:
     return json_response(history_view(account_id, page, limit))
 
 
+async def list_transfers(request: Request) -> Response:
+    """``GET /v1/transfers?metadata[k]=v&from&to&account&status&limit&after`` (decision 0056)."""
+    tenant_id = await tenant_of(request)
+    reader = services_of(request).require_reader()
+    return await search_transfers(reader, tenant_id, request.query_params.multi_items())
+
+
+async def list_accounts(request: Request) -> Response:
+    """``GET /v1/accounts?metadata[k]=v&currency&limit&after`` (decision 0056)."""
+    tenant_id = await tenant_of(request)
+    reader = services_of(request).require_reader()
+    return await search_accounts(reader, tenant_id, request.query_params.multi_items())
+
+
 async def get_transfer(request: Request) -> Response:
     services = services_of(request)
     tenant_id = await tenant_of(request)
@@ -572,6 +587,8 @@ ROUTES: Final = [
     Route("/v1/transactions", create_transaction, methods=["POST"]),
     Route("/v1/transfers/{transfer_id}/post", post_pending, methods=["POST"]),
     Route("/v1/transfers/{transfer_id}/void", void_pending, methods=["POST"]),
+    Route("/v1/accounts", list_accounts, methods=["GET"]),
+    Route("/v1/transfers", list_transfers, methods=["GET"]),
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
     Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),
     Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),

@@ -127,4 +127,5 @@ def transfer_view(transfer: TransferView) -> dict[str, Any]:
         "last_sequence": transfer.last_sequence,
         "created_at": transfer.created_at,
         "updated_at": transfer.updated_at,
+        "metadata": transfer.metadata,
     }

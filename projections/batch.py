@@ -64,8 +64,8 @@ FinalizingRecord = PendingPostedRecord | PendingVoidedRecord | PendingExpiredRec
 CREATING_EVENT_TYPES = frozenset(CREATED_STATUS)
 
 # (tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,
-#  credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at)
-AccountRow = tuple[str, str, str, int, bool, bool, int | None, int, datetime]
+#  credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at, metadata)
+AccountRow = tuple[str, str, str, int, bool, bool, int | None, int, datetime, dict[str, str]]
 # (tenant_id, account_id, debits_posted, credits_posted, debits_pending, credits_pending,
 #  last_sequence, updated_at)
 BalanceRow = tuple[str, str, int, int, int, int, int, datetime]
@@ -75,6 +75,9 @@ BalanceRow = tuple[str, str, int, int, int, int, int, datetime]
 EntryRow = tuple[str, str, int, str, str, str, str, str, int, int, int, int, int, datetime]
 # (tenant_id, sequence, hash, effective_at): one link of a tenant's hash chain per event
 ChainRow = tuple[str, int, bytes, datetime]
+# (tenant_id, key, value, created/opened sequence, transfer/account id): one metadata entry of a
+# transfer or an account as its search index holds it (migration 0009)
+MetadataRow = tuple[str, str, str, int, str]
 # (tenant_id, transaction_id, status, last_sequence, updated_at): a transaction created before
 # the batch that the batch ends (posted, voided or expired)
 TransactionChangeRow = tuple[str, str, str, int, datetime]
@@ -92,6 +95,7 @@ HEADER_FIELDS = (
     "balances",
     "prev_hash",
     "hash",
+    "metadata",  # since schemas v1.4: a posting's transfer row carries its transaction's
 )
 
 
@@ -120,6 +124,7 @@ class TransferRow(NamedTuple):
     last_sequence: int
     created_at: datetime
     updated_at: datetime
+    metadata: dict[str, str]  # the creating command's (migration 0009); never changes
 
     @property
     def key(self) -> tuple[str, str]:
@@ -145,6 +150,7 @@ class TransactionRow(NamedTuple):
     last_sequence: int
     created_at: datetime
     updated_at: datetime
+    metadata: dict[str, str]  # the PostTransaction's (migration 0009)
 
 
 class EventCannotApplyError(InvariantViolationError):
@@ -256,6 +262,8 @@ class BatchPlan:
     balances: dict[tuple[str, str], BalanceRow] = field(default_factory=dict)
     entries: list[EntryRow] = field(default_factory=list)
     chain: list[ChainRow] = field(default_factory=list)
+    account_metadata: list[MetadataRow] = field(default_factory=list)
+    transfer_metadata: list[MetadataRow] = field(default_factory=list)
     transfer_events: list[MoneyRecord] = field(default_factory=list)
     transfer_indexes: list[int] = field(default_factory=list)  # batch index of each of those
     transfer_locations: list[Location] = field(default_factory=list)  # and where it was read
@@ -415,6 +423,7 @@ def add_rows(
             return REASON_FOLD_FAILED, f"sequence {sequence} opens {key[1]!r} a second time"
         plan.opened_accounts.add(key)
         plan.accounts.append(account_row(record, effective_at))
+        plan.account_metadata += metadata_rows(record, record["account_id"])
     else:
         try:
             if record["event_type"] in TRANSACTION_EVENT_TYPES:
@@ -432,6 +441,9 @@ def add_rows(
         if problem is not None:
             return problem
         plan.entries.extend(entries)
+        for created in money:
+            if created["event_type"] in CREATING_EVENT_TYPES:
+                plan.transfer_metadata += metadata_rows(created, created["transfer_id"])
         plan.transfer_events.extend(money)
         plan.transfer_indexes.extend([index] * len(money))
         plan.transfer_locations.extend([location] * len(money))
@@ -469,6 +481,14 @@ def note_created_transfers(plan: BatchPlan, records: Sequence[MoneyRecord]) -> P
             )
     plan.created_transfers.update(created)
     return None
+
+
+def metadata_rows(record: EventRecord, owner_id: str) -> list[MetadataRow]:
+    """The search index rows of what ``record`` creates (an account or a transfer)."""
+    tenant_id, sequence = record["tenant_id"], record["sequence"]
+    return [
+        (tenant_id, key, value, sequence, owner_id) for key, value in record["metadata"].items()
+    ]
 
 
 def note_transaction(
@@ -515,6 +535,7 @@ def created_transaction(record: TransactionEventRecord, at: datetime) -> Transac
         record["sequence"],  # last_sequence
         at,
         at,
+        record["metadata"],
     )
 
 
@@ -611,6 +632,7 @@ def account_row(record: AccountOpenedRecord, opened_at: datetime) -> AccountRow:
         record["overdraft_limit"],
         record["sequence"],
         opened_at,
+        record["metadata"],
     )
 
 
@@ -732,6 +754,7 @@ def created_transfer(record: TransferPostedRecord | TransferPendingRecord) -> Tr
         record["sequence"],  # last_sequence
         at,
         at,
+        record["metadata"],
     )
 
 

@@ -91,7 +91,7 @@ SELECT_HISTORY_AFTER = (
 SELECT_TRANSFER = (
     "SELECT transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
     " status, amount_posted, amount_reversed, reverses, expires_at, created_sequence,"
-    " last_sequence, created_at, updated_at FROM ledger.transfers"
+    " last_sequence, created_at, updated_at, metadata FROM ledger.transfers"
     " WHERE tenant_id = %s AND transfer_id = %s"
 )
 # A transaction and its postings in one statement: primary-key lookups of the transaction and

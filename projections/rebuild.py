@@ -87,8 +87,10 @@ LOCK_TABLES = "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
 # never deadlock with one.
 LIVE_TABLES_IN_LOCK_ORDER = (
     "balances",
+    "account_metadata",  # a metadata search reads it before accounts (migration 0009)
     "accounts",
     "entries",
+    "transfer_metadata",  # and this one before transfers
     "transfers",
     "tenant_heads",
     "event_chain",

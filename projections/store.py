@@ -133,9 +133,11 @@ CREATE_STAGING = (
 STAGING_EXISTS = "SELECT to_regclass('pg_temp.transfers_staging') IS NOT NULL"
 ACCOUNT_COLUMNS = (
     "tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,"
-    " credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at"
+    " credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at, metadata"
 )
-ACCOUNT_TYPES = ("text", "text", "text", "int2", "bool", "bool", "int8", "int8", "timestamptz")
+ACCOUNT_TYPES = (
+    *("text", "text", "text", "int2", "bool", "bool", "int8", "int8", "timestamptz", "jsonb"),
+)
 COPY_ACCOUNTS = sql.SQL(
     "COPY {schema}.accounts (" + ACCOUNT_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
 )
@@ -173,17 +175,26 @@ ENTRY_TYPES = (
 )
 COPY_ENTRIES = sql.SQL("COPY {schema}.entries (" + ENTRY_COLUMNS + ") FROM STDIN (FORMAT BINARY)")
 CHAIN_TYPES = ("text", "int8", "bytea", "timestamptz")
+METADATA_TYPES = ("text", "text", "text", "int8", "text")
+COPY_TRANSFER_METADATA = sql.SQL(
+    "COPY {schema}.transfer_metadata (tenant_id, key, value, created_sequence, transfer_id)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+COPY_ACCOUNT_METADATA = sql.SQL(
+    "COPY {schema}.account_metadata (tenant_id, key, value, opened_sequence, account_id)"
+    " FROM STDIN (FORMAT BINARY)"
+)
 COPY_CHAIN = sql.SQL(
     "COPY {schema}.event_chain (tenant_id, sequence, hash, effective_at) FROM STDIN (FORMAT BINARY)"
 )
 TRANSFER_COLUMNS = (
     "tenant_id, transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
     " status, amount_posted, amount_reversed, reverses, expires_at, created_sequence,"
-    " last_sequence, created_at, updated_at"
+    " last_sequence, created_at, updated_at, metadata"
 )
 TRANSFER_TYPES = (
     *("text", "text", "text", "text", "text", "int8", "bool", "text", "int8", "int8", "text"),
-    *("timestamptz", "int8", "int8", "timestamptz", "timestamptz"),
+    *("timestamptz", "int8", "int8", "timestamptz", "timestamptz", "jsonb"),
 )
 SELECT_TRANSFERS_FOR_UPDATE = sql.SQL(
     "SELECT " + TRANSFER_COLUMNS + " FROM {schema}.transfers"
@@ -204,11 +215,11 @@ COPY_TRANSFERS_STAGING = sql.SQL(
 )
 TRANSACTION_COLUMNS = (
     "tenant_id, transaction_id, posting_count, currencies, pending, status, reverses,"
-    " expires_at, created_sequence, last_sequence, created_at, updated_at"
+    " expires_at, created_sequence, last_sequence, created_at, updated_at, metadata"
 )
 TRANSACTION_TYPES = (
     *("text", "text", "int4", "text[]", "bool", "text", "text", "timestamptz"),
-    *("int8", "int8", "timestamptz", "timestamptz"),
+    *("int8", "int8", "timestamptz", "timestamptz", "jsonb"),
 )
 COPY_TRANSACTIONS = sql.SQL(
     "COPY {schema}.transactions (" + TRANSACTION_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
@@ -489,6 +500,12 @@ def write_rows(
         copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
     if plan.chain:
         copy_rows(conn, target.compose(COPY_CHAIN), CHAIN_TYPES, plan.chain)
+    if plan.account_metadata:
+        statement = target.compose(COPY_ACCOUNT_METADATA)
+        copy_rows(conn, statement, METADATA_TYPES, plan.account_metadata)
+    if plan.transfer_metadata:
+        statement = target.compose(COPY_TRANSFER_METADATA)
+        copy_rows(conn, statement, METADATA_TYPES, plan.transfer_metadata)
     runs = [plan.tenant_runs[tenant] for tenant in sorted(plan.tenant_runs)]
     conn.execute(
         target.compose(UPSERT_TENANT_HEADS),

@@ -32,11 +32,15 @@ ALL_MIGRATIONS = [
     "0006_event_chain",
     "0007_webhooks",
     "0008_multi_leg_transactions",
+    "0009_metadata",
 ]
 
 pytestmark = pytest.mark.system
 
-TENANT_TABLES = ("accounts", "balances", "transfers", "entries", "tenant_heads", "transactions")
+TENANT_TABLES = (
+    *("accounts", "balances", "transfers", "entries", "tenant_heads", "transactions"),
+    *("transfer_metadata", "account_metadata"),  # migration 0009
+)
 OPERATIONAL_TABLES = ("projection_offsets", "schema_migrations")
 SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, false)"
 AT = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -68,6 +72,14 @@ INSERT_TRANSACTION = (
     "INSERT INTO transactions (tenant_id, transaction_id, posting_count, currencies, pending,"
     " status, created_sequence, last_sequence, created_at, updated_at)"
     " VALUES (%s, 'x1', 1, '{EUR}', false, 'posted', 4, 4, %s, %s)"
+)
+INSERT_TRANSFER_METADATA = (
+    "INSERT INTO transfer_metadata (tenant_id, key, value, created_sequence, transfer_id)"
+    " VALUES (%s, 'order_id', 'A-17', 3, 't1')"
+)
+INSERT_ACCOUNT_METADATA = (
+    "INSERT INTO account_metadata (tenant_id, key, value, opened_sequence, account_id)"
+    " VALUES (%s, 'team', 'treasury', 1, 'cash')"
 )
 INSERT_TENANT_HEAD = (
     "INSERT INTO tenant_heads (tenant_id, last_sequence, last_hash, last_effective_at)"
@@ -147,6 +159,8 @@ def insert_tenant_rows(connection: psycopg.Connection[tuple[object, ...]], tenan
     connection.execute(INSERT_ENTRY, (tenant, "cash", "debit", 100, 0, AT))
     connection.execute(INSERT_ENTRY, (tenant, "wallet", "credit", 0, 100, AT))
     connection.execute(INSERT_TRANSACTION, (tenant, AT, AT))
+    connection.execute(INSERT_TRANSFER_METADATA, (tenant,))
+    connection.execute(INSERT_ACCOUNT_METADATA, (tenant,))
     connection.execute(INSERT_TENANT_HEAD, (tenant, HASH, AT))
 
 

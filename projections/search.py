@@ -1,0 +1,327 @@
+"""Metadata search of transfers and accounts (issue 19 §3, decision 0056): parsing and SQL.
+
+Pure: query parameters in, a frozen search (or ``QueryError`` naming the parameter) out, and the
+statement with its parameters for it; the API (``api.searches``) and tests run the statement as
+the tenant, so row-level security applies as to every read.
+
+``GET /v1/transfers`` takes ``metadata[<key>]=<value>`` (each key once, at most
+``METADATA_FILTERS_MAX``; all must match), ``from`` / ``to`` (creation time in ``[from, to)``:
+``to`` is the point in time, "as the ledger stood then"), ``account`` (debit or credit side),
+``status``, ``limit`` (1..``SEARCH_PAGE_MAX``, default ``SEARCH_PAGE_DEFAULT``) and ``after``
+(the ``next_cursor`` of the previous page). ``GET /v1/accounts`` takes ``metadata[<key>]``,
+``currency``, ``limit`` and ``after``. Newest first; keyset pagination on (creation sequence,
+id), which is unique per tenant and follows ``transfers_created_idx`` / ``accounts_opened_idx``.
+
+Every filter is one fixed SQL fragment, added only when its parameter is given, so each
+statement is one the planner sees whole (no ``$1 IS NULL OR ...``, which defeats indexes). A
+metadata search walks the ``transfer_metadata`` / ``account_metadata`` index of its first
+(key, value) pair (migration 0009): under row-level security PostgreSQL uses only LEAKPROOF
+conditions as index conditions, and ``jsonb @>`` is not one (decision 0056 has the figures).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from projections.queries import QueryError, parse_moment
+from schemas.limits import (
+    CURRENCY_PATTERN,
+    METADATA_ENTRIES_MAX,
+    METADATA_KEY_LENGTH_MAX,
+    METADATA_KEY_PATTERN,
+    METADATA_VALUE_FORBIDDEN,
+    METADATA_VALUE_LENGTH_MAX,
+    entity_id_problem,
+)
+from schemas.model import TransferStatus
+
+SEARCH_PAGE_DEFAULT: Final = 100
+SEARCH_PAGE_MAX: Final = 1_000  # rows per page: bounds one statement's work and one response
+METADATA_FILTERS_MAX: Final = METADATA_ENTRIES_MAX  # a command carries at most this many keys
+PARAMETER_SHOWN_MAX: Final = 64  # characters of a bad parameter name echoed back
+METADATA_PARAMETER: Final = re.compile(r"metadata\[(.*)\]", re.DOTALL)
+CURSOR_PATTERN: Final = re.compile(r"([0-9]{1,19}):(.+)", re.DOTALL)
+SEQUENCE_MAX: Final = 2**63 - 1
+TRANSFER_PARAMETERS: Final = ("from", "to", "account", "status", "limit", "after")
+ACCOUNT_PARAMETERS: Final = ("currency", "limit", "after")
+STATUSES: Final = tuple(status.value for status in TransferStatus)
+
+TRANSFER_COLUMNS: Final = (
+    "transfer_id, debit_account_id, credit_account_id, currency, amount, pending, status,"
+    " amount_posted, amount_reversed, reverses, expires_at, created_sequence, last_sequence,"
+    " created_at, updated_at, metadata"
+)
+ACCOUNT_COLUMNS: Final = (
+    "account_id, currency, asset_scale, normal_side, debits_must_not_exceed_credits,"
+    " credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at, metadata"
+)
+# One fragment per filter; each takes the parameters listed with it, in order. The searched
+# table is ``t`` (transfers) or ``a`` (accounts); ``m`` is its metadata index (migration 0009).
+FROM_FILTER: Final = " AND t.created_at >= %s"
+TO_FILTER: Final = " AND t.created_at < %s"
+ACCOUNT_FILTER: Final = " AND (t.debit_account_id = %s OR t.credit_account_id = %s)"
+STATUS_FILTER: Final = " AND t.status = %s"
+CURRENCY_FILTER: Final = " AND a.currency = %s"
+# Every filter pair but the first: checked on the row's own JSONB (a filter, not an index
+# condition: the first pair already narrowed the rows to its matches).
+MORE_METADATA_FILTER: Final = " AND {table}.metadata @> %s::jsonb"
+AFTER: Final = " AND ({keyset}) < (%s, %s)"
+ORDER: Final = " ORDER BY {descending} LIMIT %s"
+# Without a metadata filter: the table in creation order (transfers_created_idx,
+# accounts_opened_idx). With one: its first (key, value) pair's range of the metadata index,
+# newest first, each entry joined to its row by primary key. The index conditions are text and
+# bigint comparisons, which PostgreSQL may use under row-level security (they are LEAKPROOF;
+# ``jsonb @>`` is not, so no JSONB index is ever used by these reads: decision 0056).
+TRANSFERS_ALL: Final = "SELECT {columns} FROM ledger.transfers AS t WHERE t.tenant_id = %s"
+TRANSFERS_BY_METADATA: Final = (
+    "SELECT {columns} FROM ledger.transfer_metadata AS m"
+    " JOIN ledger.transfers AS t ON t.tenant_id = m.tenant_id AND t.transfer_id = m.transfer_id"
+    " WHERE m.tenant_id = %s AND m.key = %s AND m.value = %s"
+)
+ACCOUNTS_ALL: Final = "SELECT {columns} FROM ledger.accounts AS a WHERE a.tenant_id = %s"
+ACCOUNTS_BY_METADATA: Final = (
+    "SELECT {columns} FROM ledger.account_metadata AS m"
+    " JOIN ledger.accounts AS a ON a.tenant_id = m.tenant_id AND a.account_id = m.account_id"
+    " WHERE m.tenant_id = %s AND m.key = %s AND m.value = %s"
+)
+
+
+def qualified(columns: str, table: str) -> str:
+    return ", ".join(f"{table}.{name.strip()}" for name in columns.split(","))
+
+
+def keyset(table: str, sequence: str, identifier: str) -> tuple[str, str]:
+    """(the keyset columns, the descending order over them) of ``table``."""
+    return (
+        f"{table}.{sequence}, {table}.{identifier}",
+        f"{table}.{sequence} DESC, {table}.{identifier} DESC",
+    )
+
+
+def searched(
+    tenant_id: str,
+    metadata: tuple[tuple[str, str], ...],
+    table: str,
+    statements: tuple[str, str],
+    columns: str,
+) -> tuple[str, list[Any]]:
+    """The statement's start: every row of the tenant, or the first metadata pair's matches
+    (then the other pairs as a filter on ``table``'s JSONB)."""
+    everything, by_metadata = statements
+    if not metadata:
+        return everything.format(columns=qualified(columns, table)), [tenant_id]
+    (key, value), rest = metadata[0], metadata[1:]
+    text = by_metadata.format(columns=qualified(columns, table))
+    parameters: list[Any] = [tenant_id, key, value]
+    if rest:
+        text += MORE_METADATA_FILTER.format(table=table)
+        parameters.append(metadata_json(rest))
+    return text, parameters
+
+
+Cursor = tuple[int, str]  # (creation sequence, id) of the last row of the previous page
+Statement = tuple[str, tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSearch:
+    metadata: tuple[tuple[str, str], ...] = ()  # sorted by key; all must match
+    created_from: datetime | None = None  # created at or after
+    created_to: datetime | None = None  # created before: the point in time
+    account: str | None = None  # on either side
+    status: str | None = None
+    limit: int = SEARCH_PAGE_DEFAULT
+    after: Cursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSearch:
+    metadata: tuple[tuple[str, str], ...] = ()
+    currency: str | None = None
+    limit: int = SEARCH_PAGE_DEFAULT
+    after: Cursor | None = None
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def split_parameters(
+    items: Sequence[tuple[str, str]], allowed: tuple[str, ...]
+) -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
+    """(metadata filters sorted by key, the other parameters by name); ``QueryError`` naming the
+    first parameter that is unknown, repeated or malformed."""
+    metadata: dict[str, str] = {}
+    plain: dict[str, str] = {}
+    for name, value in items:
+        shown = name[:PARAMETER_SHOWN_MAX]
+        found = METADATA_PARAMETER.fullmatch(name)
+        if found is not None:
+            key = found.group(1)
+            check_metadata_filter(shown, key, value)
+            if key in metadata:
+                raise QueryError(f"{shown}: given more than once")
+            metadata[key] = value
+            if len(metadata) > METADATA_FILTERS_MAX:
+                raise QueryError(f"{shown}: at most {METADATA_FILTERS_MAX} metadata filters")
+        elif name in allowed:
+            if name in plain:
+                raise QueryError(f"{name}: given more than once")
+            plain[name] = value
+        else:
+            takes = ", ".join(("metadata[<key>]", *allowed))
+            raise QueryError(f"{shown}: unknown query parameter (this search takes {takes})")
+    return tuple(sorted(metadata.items())), plain
+
+
+def check_metadata_filter(shown: str, key: str, value: str) -> None:
+    """A filter no command's metadata could ever match is a mistake: say so, naming it."""
+    if not 0 < len(key) <= METADATA_KEY_LENGTH_MAX or not METADATA_KEY_PATTERN.fullmatch(key):
+        raise QueryError(
+            f"{shown}: the key must be 1-{METADATA_KEY_LENGTH_MAX} of A-Z a-z 0-9 . _ -"
+        )
+    if len(value) > METADATA_VALUE_LENGTH_MAX:
+        raise QueryError(f"{shown}: the value is longer than {METADATA_VALUE_LENGTH_MAX}")
+    if METADATA_VALUE_FORBIDDEN.search(value) is not None:
+        raise QueryError(f"{shown}: the value contains a control character")
+
+
+def parse_limit(text: str | None) -> int:
+    if text is None:
+        return SEARCH_PAGE_DEFAULT
+    digits = text.isascii() and text.isdigit() and len(text) <= len(str(SEARCH_PAGE_MAX))
+    if not digits or not 1 <= int(text) <= SEARCH_PAGE_MAX:
+        raise QueryError(f"limit: {text[:16]!r} is not a whole number in 1..{SEARCH_PAGE_MAX}")
+    return int(text)
+
+
+def parse_search_cursor(text: str | None) -> Cursor | None:
+    """``"<sequence>:<id>"`` as a page's ``next_cursor`` gives it."""
+    if text is None:
+        return None
+    found = CURSOR_PATTERN.fullmatch(text)
+    if found is None or int(found.group(1)) > SEQUENCE_MAX or not id_shaped(found.group(2)):
+        raise QueryError(f"after: {text[:PARAMETER_SHOWN_MAX]!r} is not a cursor of this list")
+    return int(found.group(1)), found.group(2)
+
+
+def id_shaped(text: str) -> bool:
+    """An account or transfer id, or a transaction posting's transfer id ``{id}/{index}``."""
+    if entity_id_problem(text) is None:
+        return True
+    head, separator, index = text.rpartition("/")
+    return bool(separator) and index.isascii() and index.isdigit() and not entity_id_problem(head)
+
+
+def parse_id(parameters: dict[str, str], name: str) -> str | None:
+    value = parameters.get(name)
+    if value is not None and entity_id_problem(value) is not None:
+        raise QueryError(f"{name}: {entity_id_problem(value)}")
+    return value
+
+
+def parse_time(parameters: dict[str, str], name: str) -> datetime | None:
+    value = parameters.get(name)
+    return None if value is None else parse_moment(value, name)
+
+
+def parse_transfer_search(items: Sequence[tuple[str, str]]) -> TransferSearch:
+    metadata, parameters = split_parameters(items, TRANSFER_PARAMETERS)
+    status = parameters.get("status")
+    if status is not None and status not in STATUSES:
+        raise QueryError(f"status: {status[:16]!r} is not one of {', '.join(STATUSES)}")
+    created_from, created_to = parse_time(parameters, "from"), parse_time(parameters, "to")
+    if created_from is not None and created_to is not None and created_to < created_from:
+        raise QueryError("to: before from")
+    return TransferSearch(
+        metadata=metadata,
+        created_from=created_from,
+        created_to=created_to,
+        account=parse_id(parameters, "account"),
+        status=status,
+        limit=parse_limit(parameters.get("limit")),
+        after=parse_search_cursor(parameters.get("after")),
+    )
+
+
+def parse_account_search(items: Sequence[tuple[str, str]]) -> AccountSearch:
+    metadata, parameters = split_parameters(items, ACCOUNT_PARAMETERS)
+    currency = parameters.get("currency")
+    if currency is not None and CURRENCY_PATTERN.fullmatch(currency) is None:
+        raise QueryError(f"currency: {currency[:16]!r} is not 3-12 of A-Z 0-9 (e.g. USD)")
+    return AccountSearch(
+        metadata=metadata,
+        currency=currency,
+        limit=parse_limit(parameters.get("limit")),
+        after=parse_search_cursor(parameters.get("after")),
+    )
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def metadata_json(metadata: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps(dict(metadata), separators=(",", ":"), sort_keys=True)
+
+
+def transfer_statement(tenant_id: str, search: TransferSearch) -> Statement:
+    statements = (TRANSFERS_ALL, TRANSFERS_BY_METADATA)
+    text, parameters = searched(tenant_id, search.metadata, "t", statements, TRANSFER_COLUMNS)
+    for fragment, value in (
+        (FROM_FILTER, search.created_from),
+        (TO_FILTER, search.created_to),
+        (STATUS_FILTER, search.status),
+    ):
+        if value is not None:
+            text += fragment
+            parameters.append(value)
+    if search.account is not None:
+        text += ACCOUNT_FILTER
+        parameters += [search.account, search.account]
+    columns, descending = keyset("m" if search.metadata else "t", "created_sequence", "transfer_id")
+    if search.after is not None:
+        text += AFTER.format(keyset=columns)
+        parameters += [*search.after]
+    return text + ORDER.format(descending=descending), (*parameters, search.limit)
+
+
+def account_statement(tenant_id: str, search: AccountSearch) -> Statement:
+    statements = (ACCOUNTS_ALL, ACCOUNTS_BY_METADATA)
+    text, parameters = searched(tenant_id, search.metadata, "a", statements, ACCOUNT_COLUMNS)
+    if search.currency is not None:
+        text += CURRENCY_FILTER
+        parameters.append(search.currency)
+    columns, descending = keyset("m" if search.metadata else "a", "opened_sequence", "account_id")
+    if search.after is not None:
+        text += AFTER.format(keyset=columns)
+        parameters += [*search.after]
+    return text + ORDER.format(descending=descending), (*parameters, search.limit)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """Rows as dicts (column name → value), and the cursor of the next page (``None``: none)."""
+
+    rows: tuple[dict[str, Any], ...]
+    next_cursor: str | None
+
+
+def page_of(rows: Sequence[Sequence[Any]], columns: str, limit: int) -> SearchPage:
+    """The page of ``rows`` read with ``columns``; a full page has a next cursor (its last row's
+    creation sequence and id: columns 0 and the ``*_sequence`` one)."""
+    names = [name.strip() for name in columns.split(",")]
+    found = tuple(dict(zip(names, row, strict=True)) for row in rows)
+    next_cursor = None
+    if found and len(found) == limit:
+        last = found[-1]
+        sequence = last.get("created_sequence", last.get("opened_sequence"))
+        identifier = last.get("transfer_id", last.get("account_id"))
+        next_cursor = f"{sequence}:{identifier}"
+    return SearchPage(found, next_cursor)
