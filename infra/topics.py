@@ -40,6 +40,7 @@ from schemas.topics import (
     COMMANDS_DLQ_TOPIC,
     COMMANDS_TOPIC,
     EVENTS_TOPIC,
+    NOTIFICATIONS_TOPIC,
     OUTCOMES_TOPIC,
     REPLIES_TOPIC,
     LedgerTopicNames,
@@ -92,6 +93,9 @@ TOPIC_DEFINITIONS: tuple[TopicDefinition, ...] = (
     TopicDefinition(
         REPLIES_TOPIC, {"cleanup.policy": "delete", "retention.ms": str(REPLIES_RETENTION_MS)}
     ),
+    # balance monitors' notifications (decision 0058): every key is unique, so compaction keeps
+    # every one; a replay rewrites identical bytes under the same key
+    TopicDefinition(NOTIFICATIONS_TOPIC, COMPACTED),
 )
 
 

@@ -235,6 +235,8 @@ class Processor:
         produce_all(self.topics.outcomes, partition, outputs.outcomes, outcome_headers)
         produce_all(self.topics.balances, partition, outputs.states)
         produce_all(self.topics.replies, partition, outputs.replies, outputs.reply_headers)
+        if outputs.notifications:
+            produce_all(self.topics.notifications, partition, outputs.notifications)
         outputs.count_into(self.metrics)
 
     def _dead_letter(

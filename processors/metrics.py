@@ -23,7 +23,7 @@ from prometheus_client import (
 
 from processors import dead_letters
 from schemas import codec
-from schemas.model import EVENT_TYPES, OutcomeStatus, RejectReason
+from schemas.model import EVENT_TYPES, NOTIFICATION_TYPES, OutcomeStatus, RejectReason
 from streamledger import __version__
 from streamledger.metrics_endpoint import LISTEN_HOST, MetricsEndpoint
 
@@ -82,6 +82,12 @@ class ProcessorMetrics:
         )
         self.events_produced = Counter(
             PREFIX + "events_produced", "Events produced, by type", ["type"], registry=r
+        )
+        self.notifications_produced = Counter(
+            PREFIX + "notifications_produced",
+            "Balance monitor notifications produced, by kind",
+            ["kind"],
+            registry=r,
         )
         self.outcomes_produced = Counter(
             PREFIX + "outcomes_produced", "Outcomes produced, by status", ["status"], registry=r
@@ -175,6 +181,8 @@ class ProcessorMetrics:
     def _create_known_series(self) -> None:
         for event_type in EVENT_TYPES:
             self.events_produced.labels(event_type.__name__)
+        for notification_type in NOTIFICATION_TYPES:
+            self.notifications_produced.labels(notification_type.__name__)
         for reason in RejectReason:
             self.rejections.labels(reason.value)
         for status in OutcomeStatus:

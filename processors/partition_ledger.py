@@ -27,11 +27,19 @@ from processors.restore import PartitionSnapshot, read_partition
 from schemas.codec import (
     decode_outcome,
     decode_state,
+    encode_notification,
     encode_outcome,
     encode_state,
     seal_event,
 )
-from schemas.keys import KEY_SEPARATOR, event_key, outcome_key, state_key
+from schemas.keys import (
+    KEY_SEPARATOR,
+    event_key,
+    monitor_state_key,
+    notification_key,
+    outcome_key,
+    state_key,
+)
 from schemas.model import Command, Outcome, OutcomeStatus, PostTransaction, RejectReason
 
 # The codec as the core sees it: the core never imports schemas.codec (decision 0028).
@@ -65,6 +73,9 @@ class StagedOutputs:
     states: list[Record] = field(default_factory=list)
     replies: list[Record] = field(default_factory=list)
     reply_headers: list[ReplyHeaders] = field(default_factory=list)  # per record of ``replies``
+    # balance monitors' edges (decision 0058), in sequence order, for ledger.notifications
+    notifications: list[Record] = field(default_factory=list)
+    notifications_by_type: dict[str, int] = field(default_factory=dict)
     events_by_type: dict[str, int] = field(default_factory=dict)
     accepted: int = 0
     # postings of each accepted PostTransaction, for the postings-per-transaction histogram
@@ -77,6 +88,8 @@ class StagedOutputs:
     def count_into(self, metrics: ProcessorMetrics) -> None:
         for event_type, count in self.events_by_type.items():
             metrics.events_produced.labels(event_type).inc(count)
+        for kind, count in self.notifications_by_type.items():
+            metrics.notifications_produced.labels(kind).inc(count)
         for reason, count in self.rejections_by_reason.items():
             metrics.rejections.labels(reason).inc(count)
         if self.accepted:
@@ -150,6 +163,13 @@ class PartitionLedger:
             outputs.events.append((event_key(event.tenant_id, event.sequence), encoded))
             name = type(event).__name__
             outputs.events_by_type[name] = outputs.events_by_type.get(name, 0) + 1
+        # each notification after the events that caused it, in the same transaction
+        for notification in decision.notifications:
+            outputs.notifications.append(
+                (notification_key(notification), encode_notification(notification))
+            )
+            kind = type(notification).__name__
+            outputs.notifications_by_type[kind] = outputs.notifications_by_type.get(kind, 0) + 1
 
     def _stage_reply(self, key: bytes, value: bytes, reply_to: str, kind: bytes) -> None:
         self.outputs.replies.append((key, value))
@@ -167,6 +187,10 @@ class PartitionLedger:
             outputs.outcome_times.append(None)
         outputs.tombstones += len(expired)
         outputs.states = [(state_key(r), encode_state(r)) for r in self.state.staged_records()]
+        outputs.states.extend(  # a deleted monitor's tombstone
+            (monitor_state_key(tenant_id, monitor_id), None)
+            for tenant_id, monitor_id in self.state.staged_deleted_monitors()
+        )
         return outputs
 
     def commit(self) -> None:

@@ -16,6 +16,7 @@ OUTCOMES_TOPIC: Final = "ledger.outcomes"
 BALANCES_TOPIC: Final = "ledger.balances"
 COMMANDS_DLQ_TOPIC: Final = "ledger.commands.dlq"
 REPLIES_TOPIC: Final = "ledger.replies"
+NOTIFICATIONS_TOPIC: Final = "ledger.notifications"  # balance monitors' edges (since v1.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class LedgerTopicNames:
     balances: str
     commands_dlq: str
     replies: str
+    notifications: str
 
     def all(self) -> tuple[str, ...]:
         return (
@@ -37,6 +39,7 @@ class LedgerTopicNames:
             self.balances,
             self.commands_dlq,
             self.replies,
+            self.notifications,
         )
 
     @classmethod
@@ -49,4 +52,5 @@ class LedgerTopicNames:
             balances=f"{topic_prefix}{BALANCES_TOPIC}",
             commands_dlq=f"{topic_prefix}{COMMANDS_DLQ_TOPIC}",
             replies=f"{topic_prefix}{REPLIES_TOPIC}",
+            notifications=f"{topic_prefix}{NOTIFICATIONS_TOPIC}",
         )

@@ -23,9 +23,9 @@ from processors.memory_transport import MemoryBroker, MemoryTransport
 from processors.metrics import PREFIX as METRICS_PREFIX
 from processors.metrics import ProcessorMetrics
 from processors.processor_settings import ProcessorSettings, build_processor_settings
-from schemas.codec import decode_event, encode_command
+from schemas.codec import decode_event, decode_notification, encode_command
 from schemas.keys import command_key, partition_for
-from schemas.model import Command, PendingExpired
+from schemas.model import Command, CreateMonitor, MonitorCleared, MonitorTriggered, PendingExpired
 from schemas.topics import LedgerTopicNames
 from streamledger.errors import InvariantViolationError
 from streamledger.settings import Settings
@@ -34,11 +34,33 @@ from tests.unit.ledger_builders import T0_US, open_account, transfer
 PARTITIONS = 3
 PREFIX = "loop."
 TOPICS = LedgerTopicNames.with_prefix(PREFIX)
-OUTPUT_TOPICS = (TOPICS.events, TOPICS.outcomes, TOPICS.balances, TOPICS.replies)
+OUTPUT_TOPICS = (
+    TOPICS.events,
+    TOPICS.outcomes,
+    TOPICS.balances,
+    TOPICS.replies,
+    TOPICS.notifications,
+)
 TENANTS = ("acme", "bolt", "cove", "dune", "echo", "fern")
 BATCH_RECORDS_MAX = 4  # many small transactions
 IDLE_TAKES_MAX = 3  # the loop stops after this many empty batches in a row
 T0_MS = T0_US // 1000
+
+
+def monitor(
+    monitor_id: str, account_id: str, operator: str, threshold: int, tenant: str
+) -> Command:
+    """A balance monitor on the account's net posted balance (decision 0058)."""
+    return CreateMonitor(
+        tenant_id=tenant,
+        idempotency_key=f"monitor-{monitor_id}",
+        submitted_at_us=T0_US,
+        monitor_id=monitor_id,
+        account_id=account_id,
+        field="posted",
+        operator=operator,
+        threshold=threshold,
+    )
 
 
 def workload() -> list[Command]:
@@ -47,10 +69,13 @@ def workload() -> list[Command]:
         commands += [
             open_account("cash", tenant=tenant),
             open_account("sales", tenant=tenant),
-            transfer("t1", "cash", "sales", 100, tenant=tenant),
+            monitor("sales-high", "sales", ">=", 50, tenant),  # 0: not yet
+            transfer("t1", "cash", "sales", 100, tenant=tenant),  # 100: triggered
+            monitor("cash-negative", "cash", "<", 0, tenant),  # -100: triggered at creation
             transfer("t1", "cash", "sales", 100, tenant=tenant),  # a duplicate
             transfer("t2", "cash", "nowhere", 5, tenant=tenant),  # rejected
-            transfer("t3", "sales", "cash", 40, tenant=tenant),
+            transfer("t3", "sales", "cash", 40, tenant=tenant),  # 60 and -60: no edge
+            transfer("t4", "sales", "cash", 20, tenant=tenant),  # 40: cleared
         ]
     return commands
 
@@ -143,6 +168,28 @@ def test_a_clean_run_answers_every_command_once_and_commits_every_input(clean: R
     assert len(dead_letters) == 2  # the poison record and the misrouted one
     assert clean.everything_committed()
     assert clean.counted("transaction_commits") > len(workload()) / BATCH_RECORDS_MAX
+
+
+def test_monitors_notify_once_per_edge_in_the_batch_transaction(clean: Run) -> None:
+    """Three edges per tenant, each once, keyed by (sequence, monitor); every faulty run below
+    must produce the same notification bytes (exactly once across aborts, fencing, restore)."""
+    found = [
+        (type(note).__name__, note.tenant_id, note.monitor_id, note.sequence, note.value)
+        for records in clean.outputs()[TOPICS.notifications]
+        for _key, value, _headers in records
+        for note in [decode_notification(value or b"")]
+    ]
+    expected = [
+        (kind, tenant, monitor_id, sequence, value)
+        for tenant in TENANTS
+        for kind, monitor_id, sequence, value in (
+            (MonitorTriggered.__name__, "sales-high", 4, 100),
+            (MonitorTriggered.__name__, "cash-negative", 5, -100),
+            (MonitorCleared.__name__, "sales-high", 7, 40),
+        )
+    ]
+    assert sorted(found) == sorted(expected)
+    assert clean.counted("notifications_produced", {"kind": "MonitorTriggered"}) == 2 * len(TENANTS)
 
 
 def test_an_abortable_error_mid_batch_aborts_rolls_back_and_retries_the_batch(clean: Run) -> None:

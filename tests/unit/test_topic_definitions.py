@@ -23,7 +23,7 @@ def existing(settings, partitions=None, overrides=None):
     return result
 
 
-def test_the_six_ledger_topics_share_the_prefix():
+def test_the_seven_ledger_topics_share_the_prefix():
     names = topics.ledger_topic_names(SETTINGS)
     assert names.all() == (
         "p.ledger.commands",
@@ -32,12 +32,13 @@ def test_the_six_ledger_topics_share_the_prefix():
         "p.ledger.balances",
         "p.ledger.commands.dlq",
         "p.ledger.replies",
+        "p.ledger.notifications",
     )
     assert names == topics.LedgerTopicNames.with_prefix("p.")
 
 
 def test_the_broker_stamps_command_time_and_replies_are_short_lived():
-    commands, *_, replies = topics.TOPIC_DEFINITIONS
+    commands, *_, replies, _notifications = topics.TOPIC_DEFINITIONS
     assert commands.configs["message.timestamp.type"] == "LogAppendTime"
     assert replies.name == "ledger.replies"
     assert replies.configs["cleanup.policy"] == "delete"
@@ -48,6 +49,13 @@ def test_compacted_topics_never_compact_fresh_records():
     for definition in topics.TOPIC_DEFINITIONS[1:4]:
         assert definition.configs["cleanup.policy"] == "compact"
         assert int(definition.configs["min.compaction.lag.ms"]) >= 7 * topics.DAY_MS
+
+
+def test_notifications_are_compacted_by_their_unique_key():
+    *_, notifications = topics.TOPIC_DEFINITIONS
+    assert notifications.name == "ledger.notifications"
+    assert notifications.configs["cleanup.policy"] == "compact"
+    assert int(notifications.configs["min.compaction.lag.ms"]) >= 7 * topics.DAY_MS
 
 
 def test_min_insync_replicas_comes_from_the_settings():
@@ -66,7 +74,7 @@ def test_a_matching_cluster_is_in_sync():
     report = topics.compare(SETTINGS, existing(SETTINGS), applied=True)
     assert report.in_sync
     assert not report.changed
-    assert report.lines() == ["topics: all 6 up to date, nothing to do"]
+    assert report.lines() == ["topics: all 7 up to date, nothing to do"]
 
 
 def test_extra_configs_on_the_broker_are_not_drift():
