@@ -62,6 +62,8 @@ FinalizingRecord = PendingPostedRecord | PendingVoidedRecord | PendingExpiredRec
 # What each event does to balances and to its transfer's status is ledger.effects (the core's
 # fold uses the same definition); rows hold TransferStatus / PostingKind values as text.
 CREATING_EVENT_TYPES = frozenset(CREATED_STATUS)
+# events of balance monitors (schemas v1.5): in the chain, no journal, transfer or balance change
+MONITOR_EVENT_TYPES = frozenset({"MonitorCreated", "MonitorDeleted"})
 
 # (tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,
 #  credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at, metadata)
@@ -417,7 +419,9 @@ def add_rows(
     tenant_id, sequence = record["tenant_id"], record["sequence"]
     effective_at_us = record["effective_at_us"]
     effective_at = to_datetime(effective_at_us)
-    if record["event_type"] == "AccountOpened":
+    if record["event_type"] in MONITOR_EVENT_TYPES:
+        pass  # a balance monitor (decision 0058) moves no money: no rows, its chain link only
+    elif record["event_type"] == "AccountOpened":
         key = (tenant_id, record["account_id"])
         if key in plan.opened_accounts:
             return REASON_FOLD_FAILED, f"sequence {sequence} opens {key[1]!r} a second time"
