@@ -24,12 +24,9 @@ from schemas.model import COMMAND_TYPES, Command, Posting
 
 TYPE_MEMBER: Final = "type"
 SUBMITTED_AT_MEMBER: Final = "submitted_at_us"
-INTEGER_FIELDS: Final = frozenset(
-    {"submitted_at_us", "asset_scale", "overdraft_limit", "amount", "pending_timeout_s"}
-)
-BOOLEAN_FIELDS: Final = frozenset(
-    {"pending", "debits_must_not_exceed_credits", "credits_must_not_exceed_debits"}
-)
+# The model's annotations are strings (``from __future__ import annotations``).
+INTEGER_TYPES: Final = frozenset({"int", "int | None"})
+BOOLEAN_TYPES: Final = frozenset({"bool"})
 POSTINGS_MEMBER: Final = "postings"  # PostTransaction: an array of posting objects
 POSTING_MEMBERS: Final = {
     "debit_account_id": str,
@@ -39,6 +36,25 @@ POSTING_MEMBERS: Final = {
 }
 JSON_KINDS: Final = {str: "string", int: "integer"}
 COMMANDS_BY_NAME: Final = {command_type.__name__: command_type for command_type in COMMAND_TYPES}
+
+
+def _fields_typed(types: frozenset[str]) -> frozenset[str]:
+    """The names of the command fields declared with one of ``types``, over every command type
+    (so a command added to the contract is read with its integers and booleans checked)."""
+    names = frozenset(
+        item.name
+        for command_type in COMMAND_TYPES
+        for item in fields(command_type)
+        if str(item.type) in types
+    )
+    for command_type in COMMAND_TYPES:  # one name, one JSON kind, in every command
+        for item in fields(command_type):
+            assert item.name not in names or str(item.type) in types, item
+    return names
+
+
+INTEGER_FIELDS: Final = _fields_typed(INTEGER_TYPES)
+BOOLEAN_FIELDS: Final = _fields_typed(BOOLEAN_TYPES)
 
 
 def _field_table(command_type: type[Any]) -> dict[str, bool]:
