@@ -5,12 +5,13 @@ function of the role and the topic prefix (``grants_for``), so the table in
 docs/security.md, the broker and the tests all read the same rows:
 
 - processor: read ``ledger.commands`` and its own outputs (restore); write ``ledger.events``,
-  ``outcomes``, ``balances``, ``replies``, ``commands.dlq`` and ``ledger.commands`` (expiry
-  ticks); its groups and transactional ids (prefix ``streamledger-processor``);
+  ``outcomes``, ``balances``, ``notifications``, ``replies``, ``commands.dlq`` and
+  ``ledger.commands`` (expiry ticks); its groups and transactional ids (prefix
+  ``streamledger-processor``);
 - projection: read ``ledger.events``; groups ``streamledger-projection*``, ``streamledger-verify*``;
 - api: write ``ledger.commands`` (idempotent); read ``ledger.outcomes``; its assign-only groups
   (``streamledger-api-*``);
-- dispatcher: read ``ledger.events``; group ``streamledger-notify*``;
+- dispatcher: read ``ledger.events``, ``ledger.notifications``; group ``streamledger-notify*``;
 - reconciler: read ``ledger.events``, ``ledger.balances``, ``ledger.statements``; write
   ``ledger.statements``, ``ledger.reconciliation``; group and transactional ids
   ``streamledger-reconciler*``; the importer's transactional ids
@@ -78,6 +79,7 @@ from schemas.topics import (
     COMMANDS_DLQ_TOPIC,
     COMMANDS_TOPIC,
     EVENTS_TOPIC,
+    NOTIFICATIONS_TOPIC,
     OUTCOMES_TOPIC,
     REPLIES_TOPIC,
 )
@@ -115,7 +117,9 @@ RESERVED_PRINCIPALS: Final = frozenset({ADMIN_PRINCIPAL, CONTROLLER_PRINCIPAL})
 STATEMENTS_TOPIC: Final = "ledger.statements"
 RECONCILIATION_TOPIC: Final = "ledger.reconciliation"
 # What a subscriber may be granted: the ledger's output topics, never the commands.
-SUBSCRIBABLE_TOPICS: Final = (EVENTS_TOPIC, OUTCOMES_TOPIC, BALANCES_TOPIC, REPLIES_TOPIC)
+SUBSCRIBABLE_TOPICS: Final = (
+    *(EVENTS_TOPIC, OUTCOMES_TOPIC, BALANCES_TOPIC, NOTIFICATIONS_TOPIC, REPLIES_TOPIC),
+)
 
 # Broker client quotas of an upstream principal (decision 0063): bytes/s it may produce and the
 # share of one broker thread's time its requests may use (100 = one thread).
@@ -190,10 +194,13 @@ def grants_for(spec: PrincipalSpec, topic_prefix: str) -> tuple[Grant, ...]:
         return Grant(GROUP, (topic_prefix if prefixed_by_stack else "") + name, PREFIXED, READ)
 
     if spec.role == ROLE_PROCESSOR:
-        outputs = (EVENTS_TOPIC, OUTCOMES_TOPIC, BALANCES_TOPIC, REPLIES_TOPIC, COMMANDS_DLQ_TOPIC)
+        outputs = (
+            *(EVENTS_TOPIC, OUTCOMES_TOPIC, BALANCES_TOPIC, NOTIFICATIONS_TOPIC),
+            *(REPLIES_TOPIC, COMMANDS_DLQ_TOPIC),
+        )
+        restored = (EVENTS_TOPIC, OUTCOMES_TOPIC, BALANCES_TOPIC, NOTIFICATIONS_TOPIC)
         return (
-            *(topic(READ, name) for name in (COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC)),
-            topic(READ, BALANCES_TOPIC),
+            *(topic(READ, name) for name in (COMMANDS_TOPIC, *restored)),
             *(topic(WRITE, name) for name in outputs),
             topic(WRITE, COMMANDS_TOPIC),  # expiry ticks (processors.ticks)
             group("streamledger-processor"),
@@ -212,7 +219,11 @@ def grants_for(spec: PrincipalSpec, topic_prefix: str) -> tuple[Grant, ...]:
             group("streamledger-api-", prefixed_by_stack=False),
         )
     if spec.role == ROLE_DISPATCHER:
-        return (topic(READ, EVENTS_TOPIC), group("streamledger-notify"))
+        return (
+            topic(READ, EVENTS_TOPIC),
+            topic(READ, NOTIFICATIONS_TOPIC),
+            group("streamledger-notify"),
+        )
     if spec.role == ROLE_RECONCILER:
         return (
             *(topic(READ, name) for name in (EVENTS_TOPIC, BALANCES_TOPIC, STATEMENTS_TOPIC)),
@@ -320,10 +331,14 @@ def create(settings: Settings, spec: PrincipalSpec) -> tuple[Grant, ...]:
     return grants
 
 
-def create_services(settings: Settings) -> list[str]:
-    """The stack's service principals (``infra up`` under scram); one line for all."""
+def create_services(settings: Settings) -> None:
+    """The stack's service principals with their ACLs on the settings' topics (``topics.apply``
+    under scram, so every topic prefix gets its grants)."""
     for name, role in SERVICE_PRINCIPALS.items():
         create(settings, PrincipalSpec(name, role, read_replies=role == ROLE_UPSTREAM))
+
+
+def service_lines() -> list[str]:
     return [f"principals: {', '.join(SERVICE_PRINCIPALS)}"]
 
 

@@ -143,7 +143,7 @@ def up(settings: Settings, *, with_standby: bool = False) -> list[ServiceReport]
             return up_after_promotion(settings)
         kafka, postgres = start_services(settings)
         topic_report = topics.apply(settings)
-        principal_lines = principals.create_services(settings) if is_scram(settings) else []
+        principal_lines = principals.service_lines() if is_scram(settings) else []
         applied = apply_migrations(settings)
         standby = []
         if with_standby or wants_standby(settings):

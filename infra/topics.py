@@ -29,12 +29,14 @@ from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, Config
 from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
+from infra import principals
 from kafka_adapter.admin import (
     ADMIN_REQUEST_TIMEOUT_S,
     admin_client,
     cluster_metadata,
     kafka_error_text,
 )
+from kafka_adapter.security import is_scram
 from schemas.topics import (
     BALANCES_TOPIC,
     COMMANDS_DLQ_TOPIC,
@@ -321,7 +323,9 @@ def check(settings: Settings, *, timeout_s: float = ADMIN_REQUEST_TIMEOUT_S) -> 
 
 
 def apply(settings: Settings, *, timeout_s: float = ADMIN_REQUEST_TIMEOUT_S) -> TopicReport:
-    """Create missing topics and correct config drift; refuse partition-count drift."""
+    """Create missing topics and correct config drift; refuse partition-count drift. Under
+    ``kafka_security=scram`` also (re)create the service principals with their ACLs on these
+    topics (decision 0063): a topic prefix's topics and their grants are applied together."""
     client = admin_client(settings, timeout_s=timeout_s)
     report = compare(settings, describe_existing(client, settings, timeout_s), applied=True)
     refuse_partition_drift(report)
@@ -331,6 +335,8 @@ def apply(settings: Settings, *, timeout_s: float = ADMIN_REQUEST_TIMEOUT_S) -> 
         correct_configs(client, report.config_drift, timeout_s)
     if report.changed:
         wait_until_visible(client, settings, timeout_s)
+    if is_scram(settings):
+        principals.create_services(settings)
     return report
 
 

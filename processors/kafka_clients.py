@@ -179,8 +179,11 @@ def check_partition_counts(
             raise refusal
     missing = [topic for topic, count in counts.items() if count is None]
     if missing:
+        # A listing of every topic leaves out the ones the principal may not describe.
+        unseen = "" if principal.endswith(":ANONYMOUS") else f", or {principal} may not see them"
         raise TopicError(
-            f"refusing to run: missing topics {', '.join(missing)} (run: streamledger topics apply)"
+            f"refusing to run: missing topics {', '.join(missing)} (run: streamledger topics apply"
+            f"{unseen})"
         )
     distinct = {count for count in counts.values()}
     if len(distinct) != 1:

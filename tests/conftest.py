@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import kafka_broker, postgres_server, principals, stack, topics
-from kafka_adapter.security import is_scram
+from infra import kafka_broker, postgres_server, stack, topics
 from streamledger.errors import StreamLedgerError
 from streamledger.settings import (
     KAFKA_SECURITY_PLAINTEXT,
@@ -154,9 +153,7 @@ def ledger_settings(stack_settings: Settings) -> Iterator[Settings]:
     settings = replace(
         stack_settings, topic_prefix=f"t{uuid.uuid4().hex[:8]}.", partitions=TEST_PARTITIONS
     )
-    topics.apply(settings)
-    if is_scram(settings):  # the service principals' ACLs name this test's topics
-        principals.create_services(settings)
+    topics.apply(settings)  # under scram also the service principals' ACLs on these topics
     yield settings
     delete_topics(settings, [*topics.ledger_topic_names(settings).all()])
 

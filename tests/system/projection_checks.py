@@ -20,7 +20,8 @@ CATCH_UP_TIMEOUT_S = 120.0
 
 def projection_for(settings: Settings, **changes: Any) -> ProjectionSettings:
     values: dict[str, Any] = {
-        "consumer_group": f"{settings.topic_prefix}projection",
+        # the projection principal's groups under --kafka-security scram (decision 0063)
+        "consumer_group": f"{settings.topic_prefix}streamledger-projection",
         "batch_records_max": 500,
         "batch_interval_ms": 100,
     }
