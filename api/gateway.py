@@ -35,6 +35,7 @@ from typing import Any, Final
 from api.outcomes import OutcomeCache
 from api.problems import IDEMPOTENCY_KEY_REUSED, SERVICE_UNAVAILABLE, ApiProblemError
 from api.settings import ApiSettings
+from kafka_adapter.security import API_PRINCIPAL
 from ledger import command_fingerprint, first_differing_field
 from producers.errors import ProducerError
 from producers.sdk import DeliveryReport, LedgerProducer, ProducerSettings
@@ -97,6 +98,7 @@ class CommandGateway:
             settings,
             producer_settings=API_PRODUCER_SETTINGS,
             client_config_overrides={"error_cb": self._on_client_error},
+            principal=API_PRINCIPAL,  # the API's own Kafka principal (decision 0063)
         )
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="api-producer")
         self._stop = threading.Event()

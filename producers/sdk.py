@@ -219,7 +219,10 @@ class LedgerProducer:
         producer_settings: ProducerSettings | None = None,
         client: ProducerClient | None = None,
         client_config_overrides: Mapping[str, Any] | None = None,
+        principal: str = PRODUCER_PRINCIPAL,
     ) -> None:
+        """``principal``: the Kafka principal under ``kafka_security=scram`` (the stack's
+        upstream ``producer`` unless the caller is another service or the settings name one)."""
         self.producer_settings = producer_settings or ProducerSettings()
         self.topic = settings.topic(COMMANDS_TOPIC)
         # What a record sent without its own callback is queued with: None when the client itself
@@ -228,7 +231,7 @@ class LedgerProducer:
         if client is None:
             overrides = dict(client_config_overrides or {})
             config = self.producer_settings.client_config(settings.kafka_bootstrap)
-            config.update(security_config(settings, PRODUCER_PRINCIPAL))
+            config.update(security_config(settings, principal))
             config["logger"] = KAFKA_CLIENT_LOGGER  # librdkafka's lines off stderr
             if not DELIVERY_CALLBACK_PROPERTIES & overrides.keys():
                 config["on_delivery"] = self._on_delivery
@@ -240,7 +243,7 @@ class LedgerProducer:
             client,
             self.topic,
             self.producer_settings.metadata_timeout_s,
-            principal=principal_label(settings, PRODUCER_PRINCIPAL),
+            principal=principal_label(settings, principal),
         )
         self.sent = 0
         self.delivered = 0
