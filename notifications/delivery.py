@@ -27,8 +27,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import httpx
-
 from notifications.metrics import NotifyMetrics
 from notifications.recording import DeliveredRecorder
 from notifications.retries import retry_delay_s
@@ -48,6 +46,7 @@ from notifications.store import (
     DeliveryStore,
     Endpoint,
 )
+from notifications.transport import EndpointConnection
 from streamledger import __version__
 from streamledger.errors import InfraError
 
@@ -91,11 +90,11 @@ class EndpointWorker:
         self.queue: deque[Delivery] = deque()
         self.stored: deque[Delivery] = deque()
         self.wake = asyncio.Event()
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.delivery_timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
+        self.connection = EndpointConnection(
+            endpoint.url,
+            connect_timeout_s=settings.connect_timeout_s,
+            timeout_s=settings.delivery_timeout_s,
+            user_agent=USER_AGENT,
         )
 
     # ------------------------------------------------------------------ the dispatcher's side
@@ -117,7 +116,7 @@ class EndpointWorker:
         for delivery in self.queue:
             self.release(delivery)
         self.queue.clear()
-        await self.client.aclose()
+        self.connection.close()
 
     # ------------------------------------------------------------------ the worker's loop
 
@@ -198,28 +197,16 @@ class EndpointWorker:
 
     async def post(self, delivery: Delivery, header: str) -> str | None:
         """One HTTP attempt: None on a 2xx, else what went wrong (one line)."""
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: header,
-            DELIVERY_ID_HEADER: delivery.delivery_id,
-            EVENT_TYPE_HEADER: delivery.event_type,
-        }
-        try:
-            # Streamed and never read: a receiver's body cannot fill our memory.
-            async with self.client.stream(
-                "POST", self.endpoint.url, content=delivery.body, headers=headers
-            ) as response:
-                status = response.status_code
-        except httpx.TimeoutException as exc:
-            self.metrics.attempts.labels("timeout").inc()
-            return f"no answer within the timeout ({type(exc).__name__})"
-        except httpx.HTTPError as exc:
-            self.metrics.attempts.labels("connection").inc()
-            return f"connection failed: {type(exc).__name__}: {str(exc)[:200]}"
-        self.metrics.attempts.labels(f"{min(max(status // 100, 2), 5)}xx").inc()
-        if 200 <= status < 300:
-            return None
-        return f"HTTP {status}"
+        headers = (
+            ("Content-Type", "application/json"),
+            (SIGNATURE_HEADER, header),
+            (DELIVERY_ID_HEADER, delivery.delivery_id),
+            (EVENT_TYPE_HEADER, delivery.event_type),
+        )
+        # One connection of its own (decision 0066); the answer's body is never kept.
+        answer = await self.connection.post(delivery.body, headers)
+        self.metrics.attempts.labels(answer.result).inc()
+        return answer.problem
 
     async def disable(
         self, delivery: Delivery, problem: str, failures: int, signed_at_s: int, header: str

@@ -1,0 +1,104 @@
+"""The dispatcher's HTTP/1.1 client (decision 0066) against a real ``http.server`` on 127.0.0.1:
+a 2xx, a non-2xx, a redirect not followed, keep-alive reuse, a receiver that closed the idle
+connection, a large answer body, a hanging receiver (timeout) and a refused connection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from notifications.transport import RESPONSE_BODY_BYTES_MAX, Answer, EndpointConnection
+
+BODY = b'{"id":"acme:1"}'
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    peers: list[int] = []
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client closed a connection it stopped reading: what it should do
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        Handler.peers.append(self.client_address[1])
+        if self.path == "/hang":
+            time.sleep(1.0)
+        status = {"/ok": 204, "/fail": 500, "/moved": 302, "/big": 200}.get(self.path, 204)
+        payload = b"x" * (RESPONSE_BODY_BYTES_MAX * 2) if self.path == "/big" else b""
+        self.send_response(status)
+        if self.path == "/moved":
+            self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+        if self.path == "/close":
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def base_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Handler.peers = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def post_all(url: str, count: int = 1, *, timeout_s: float = 5.0) -> list[Answer]:
+    async def scenario() -> list[Answer]:
+        connection = EndpointConnection(
+            url, connect_timeout_s=1.0, timeout_s=timeout_s, user_agent="test"
+        )
+        answers = [await connection.post(BODY, [("X-Test", "1")]) for _ in range(count)]
+        connection.close()
+        return answers
+
+    return asyncio.run(scenario())
+
+
+def test_a_2xx_is_delivered_and_the_connection_is_kept(base_url: str) -> None:
+    answers = post_all(f"{base_url}/ok", 3)
+    assert all(answer == Answer(204, "2xx", None) for answer in answers)
+    assert len(set(Handler.peers)) == 1  # one connection for the three requests
+
+
+def test_a_500_and_a_redirect_are_failures_and_the_redirect_is_not_followed(
+    base_url: str,
+) -> None:
+    assert post_all(f"{base_url}/fail") == [Answer(500, "5xx", "HTTP 500")]
+    assert post_all(f"{base_url}/moved") == [Answer(302, "3xx", "HTTP 302")]
+    assert len(Handler.peers) == 2
+
+
+def test_connection_close_and_a_large_body_open_a_new_connection_next_time(
+    base_url: str,
+) -> None:
+    assert [a.status for a in post_all(f"{base_url}/close", 2)] == [204, 204]
+    assert [a.status for a in post_all(f"{base_url}/big", 2)] == [200, 200]
+    assert len(set(Handler.peers)) == 4
+
+
+def test_a_hanging_receiver_times_out_and_a_closed_port_fails_to_connect(base_url: str) -> None:
+    [answer] = post_all(f"{base_url}/hang", timeout_s=0.2)
+    assert answer.result == "timeout" and not answer.delivered
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: refused
+        [refused] = post_all(f"http://127.0.0.1:{port}/ok")
+    assert refused.result == "connection" and refused.problem is not None
