@@ -19,6 +19,8 @@ from api.problems import INVALID_BODY, INVALID_COMMAND, MALFORMED_JSON, ApiProbl
 from schemas.limits import first_violation
 from schemas.model import (
     Command,
+    CreateMonitor,
+    DeleteMonitor,
     OpenAccount,
     Posting,
     PostPending,
@@ -93,18 +95,47 @@ class TransactionBody(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict[str, str] = {}
 
 
-Body = OpenAccountBody | TransferBody | PostPendingBody | VoidPendingBody | TransactionBody
+class MonitorBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/monitors``: a balance monitor (decision 0058); ``field`` is one of
+    debits_posted, credits_posted, debits_pending, credits_pending, posted, pending, available;
+    ``operator`` one of <, <=, >, >=, ==; ``threshold`` in minor units (may be negative)."""
+
+    monitor_id: str
+    account_id: str
+    field: str
+    operator: str
+    threshold: int
+    metadata: dict[str, str] = {}
+
+
+class DeleteMonitorBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``DELETE /v1/monitors/{monitor_id}``: no body needed."""
+
+    metadata: dict[str, str] = {}
+
+
+Body = (
+    OpenAccountBody
+    | TransferBody
+    | PostPendingBody
+    | VoidPendingBody
+    | TransactionBody
+    | MonitorBody
+    | DeleteMonitorBody
+)
 BODY_TYPES: Final[tuple[type[Body], ...]] = (
     OpenAccountBody,
     TransferBody,
     PostPendingBody,
     VoidPendingBody,
     TransactionBody,
+    MonitorBody,
+    DeleteMonitorBody,
 )
 _DECODERS: Final[dict[type[Body], msgspec.json.Decoder[Any]]] = {
     body_type: msgspec.json.Decoder(body_type) for body_type in BODY_TYPES
 }
-EMPTY_BODY_ALLOWED: Final = frozenset({PostPendingBody, VoidPendingBody})
+EMPTY_BODY_ALLOWED: Final = frozenset({PostPendingBody, VoidPendingBody, DeleteMonitorBody})
 
 
 def decode_body(body_type: type[Body], raw: bytes) -> Body:
@@ -179,6 +210,18 @@ def to_command(
         )
     elif isinstance(body, TransactionBody):
         command = _transaction(body, header)
+    elif isinstance(body, MonitorBody):
+        command = CreateMonitor(
+            **header,  # type: ignore[arg-type]
+            monitor_id=body.monitor_id,
+            account_id=body.account_id,
+            field=body.field,
+            operator=body.operator,
+            threshold=body.threshold,
+        )
+    elif isinstance(body, DeleteMonitorBody):
+        assert transfer_id is not None  # the monitor id from the path
+        command = DeleteMonitor(**header, monitor_id=transfer_id)  # type: ignore[arg-type]
     elif isinstance(body, PostPendingBody):
         assert transfer_id is not None
         command = PostPending(**header, transfer_id=transfer_id, amount=body.amount)  # type: ignore[arg-type]

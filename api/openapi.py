@@ -12,6 +12,8 @@ import msgspec
 
 from api.bodies import (
     BODY_TYPES,
+    DeleteMonitorBody,
+    MonitorBody,
     OpenAccountBody,
     PostPendingBody,
     TransactionBody,
@@ -237,5 +239,21 @@ def build_openapi() -> dict[str, Any]:
                 [_path_parameter("idempotency_key")],
             ),
             **_notification_paths(),
+            "/v1/monitors": _submit(
+                MonitorBody,
+                "create a balance monitor: MonitorTriggered/MonitorCleared on ledger.notifications"
+                " when its condition becomes true/false (decision 0058)",
+                None,
+            ),
+            "/v1/monitors/{monitor_id}": {
+                "delete": {
+                    **_submit(DeleteMonitorBody, "delete a balance monitor", "monitor_id")["post"],
+                    "responses": {
+                        "200": {"description": "deleted: the outcome (a retry returns it again)"},
+                        "202": {"description": "sent; no outcome yet: poll the Location"},
+                        **_problems(400, 401, 409, 413, 415, 422, 503),
+                    },
+                }
+            },
         },
     }
