@@ -68,8 +68,10 @@ from api.problems import (
 from api.readiness import BrokerMetadata, CachedProbe
 from api.reads import ApiReader
 from api.reports import (
+    BALANCE_HISTORY_PARAMETERS,
     STATEMENT_PARAMETERS,
     TRIAL_BALANCE_PARAMETERS,
+    balance_history_response,
     statement_response,
     trial_balance_response,
 )
@@ -456,6 +458,14 @@ async def get_statement(request: Request) -> Response:
     return await statement_response(reader, tenant_id, account_id, query)
 
 
+async def get_balance_history(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    account_id = path_id(request, "account_id")
+    query = query_of(request, *BALANCE_HISTORY_PARAMETERS)
+    reader = services_of(request).require_reader()
+    return await balance_history_response(reader, tenant_id, account_id, query)
+
+
 # --------------------------------------------------------------------------- notifications
 
 
@@ -594,6 +604,7 @@ ROUTES: Final = [
     Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),
     Route("/v1/transactions/{transaction_id}", get_transaction, methods=["GET"]),
     Route("/v1/accounts/{account_id}/statement", get_statement, methods=["GET"]),
+    Route("/v1/accounts/{account_id}/balance-history", get_balance_history, methods=["GET"]),
     Route("/v1/trial-balance", get_trial_balance, methods=["GET"]),
     Route("/v1/commands/{idempotency_key:path}", get_command, methods=["GET"]),
     Route("/v1/webhook-endpoints", create_webhook_endpoint, methods=["POST"]),

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from api.problems import INVALID_PARAMETER, NOT_FOUND, ApiProblemError, ProblemKind
 from api.reads import ApiReader
+from projections.balance_history import balance_history_document, balance_history_steps
 from projections.queries import QueryError, parse_moment
 from projections.report_formats import (
     FORMAT_CSV,
@@ -47,6 +48,7 @@ from streamledger.errors import InvariantViolationError
 LOG = logging.getLogger("streamledger.api.reports")
 TRIAL_BALANCE_PARAMETERS: Final = ("as_of", "format")
 STATEMENT_PARAMETERS: Final = ("from", "to", "format")
+BALANCE_HISTORY_PARAMETERS: Final = ("from", "to", "interval")
 MEDIA_TYPES: Final = {
     FORMAT_JSON: "application/json",
     FORMAT_CSV: "text/csv; charset=utf-8",
@@ -147,3 +149,18 @@ async def statement_response(
     else:
         content = msgspec.json.encode(statement_document(statement))
     return rendered(content, chosen, f"statement-{account_id}")
+
+
+async def balance_history_response(
+    reader: ApiReader, tenant_id: str, account_id: str, query: Mapping[str, str]
+) -> Response:
+    """The closing balance of ``account_id`` per hour or day of ``[from, to)`` (decision 0057)."""
+    period = (required_moment(query, "from"), required_moment(query, "to"))
+    interval = query.get("interval")
+    if interval is None:
+        raise ApiProblemError(INVALID_PARAMETER, "interval: required (1h or 1d)", field="interval")
+    steps = balance_history_steps(tenant_id, account_id, period, interval)
+    history = await run_report_async(steps, reader, tenant_id)
+    if history is None:
+        raise ApiProblemError(NOT_FOUND, f"no account {account_id!r} before {query['to']}")
+    return rendered(msgspec.json.encode(balance_history_document(history)), FORMAT_JSON, "")

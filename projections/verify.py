@@ -28,7 +28,10 @@ checks, per tenant:
   projection has quarantined no tenant (``ledger.quarantined_tenants``);
 - PostgreSQL's ``ledger.transactions`` (migration 0008) hold one row per multi-leg transaction
   of the log with its posting count, pending flag, reversed transaction, status and the
-  sequences that created and last changed it, folded here from the transaction events.
+  sequences that created and last changed it, folded here from the transaction events;
+- PostgreSQL's ``ledger.event_chain`` (migration 0006: what every report names as its last
+  event) holds exactly the log's chain: one row per sequence 1..last with the log's hash and
+  effective time, none missing, none extra (decision 0057).
 
 The audit itself is pure (``TenantAudit.observe``); only ``read_log`` and ``read_database`` do I/O.
 """
@@ -36,11 +39,13 @@ The audit itself is pure (``TenantAudit.observe``); only ``read_log`` and ``read
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from array import array
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -49,9 +54,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from projections.sink import consumer_config
 from projections.store import ProjectionDatabaseError
 from schemas.codec import DecodeError, decode_event, record_canonical_bytes
+from schemas.event_time import to_microseconds
 from schemas.keys import command_key, partition_for
 from schemas.model import (
     GENESIS_HASH,
+    HASH_BYTES,
     AccountOpened,
     Event,
     MonitorCreated,
@@ -88,6 +95,13 @@ SELECT_QUARANTINES = (
 )
 SELECT_RELEASES = "SELECT tenant_id, partition, before_offset FROM ledger.tenant_releases"
 TRANSACTIONS_TABLE_EXISTS = "SELECT to_regclass('ledger.transactions') IS NOT NULL"
+EVENT_CHAIN_TABLE_EXISTS = "SELECT to_regclass('ledger.event_chain') IS NOT NULL"
+SELECT_EVENT_CHAIN = (
+    "SELECT tenant_id, sequence, hash, effective_at FROM ledger.event_chain"
+    " ORDER BY tenant_id, sequence"
+)
+EVENT_CHAIN_FETCH_ROWS = 10_000  # rows per round trip of the streamed read
+CHAIN_DIFFERENCES_NAMED_MAX = 5  # per tenant; the rest are counted
 SELECT_TRANSACTIONS = (
     "SELECT tenant_id, transaction_id, posting_count, pending, reverses, status,"
     " created_sequence, last_sequence FROM ledger.transactions"
@@ -135,6 +149,9 @@ class TenantAudit:
     last_hash: bytes = GENESIS_HASH
     last_effective_at_us: int | None = None
     places: array[int] = field(default_factory=lambda: array("q"))
+    # the chain's hash (32 bytes each) and effective time per sequence, for event_chain
+    chain_hashes: bytearray = field(default_factory=bytearray)
+    chain_times: array[int] = field(default_factory=lambda: array("q"))
     forks: list[tuple[Event, Place, bytes]] = field(default_factory=list)  # + canonical bytes
     currencies: dict[str, str] = field(default_factory=dict)  # account -> currency
     balances: dict[str, Counters] = field(default_factory=dict)
@@ -165,6 +182,8 @@ class TenantAudit:
         self.check_time(event, place)
         if event.sequence == len(self.places) + 1:
             self.places.append(place.offset)
+            self.chain_hashes += event.hash
+            self.chain_times.append(event.effective_at_us)
         self.last_sequence = max(self.last_sequence, event.sequence)
         self.last_hash = event.hash
         self.fold(event, where)
@@ -301,6 +320,31 @@ class TenantAudit:
                     f"{currency}: balances sum to {posted} posted, {pending} pending (not zero)"
                 )
 
+    def check_event_chain(self, stored: Iterable[tuple[int, bytes, datetime]]) -> None:
+        """PostgreSQL's links of this tenant (in sequence order) against the log's chain."""
+        differences: list[str] = []
+        found = 0
+        for sequence, digest, effective_at in stored:
+            index = sequence - 1
+            if not 0 <= index < len(self.chain_times):
+                differences.append(f"holds sequence {sequence}, the log's chain has no such event")
+                continue
+            found += 1
+            at_us = to_microseconds(effective_at)
+            logged = bytes(self.chain_hashes[index * HASH_BYTES : (index + 1) * HASH_BYTES])
+            if bytes(digest) != logged or at_us != self.chain_times[index]:
+                differences.append(
+                    f"sequence {sequence} holds hash {bytes(digest).hex()[:16]}… at {at_us} us,"
+                    f" the log {logged.hex()[:16]}… at {self.chain_times[index]} us"
+                )
+        if found < len(self.chain_times):
+            differences.append(f"lacks {len(self.chain_times) - found} of the log's links")
+        for difference in differences[:CHAIN_DIFFERENCES_NAMED_MAX]:
+            self.problems.append(f"PostgreSQL event_chain {difference}")
+        if len(differences) > CHAIN_DIFFERENCES_NAMED_MAX:
+            more = len(differences) - CHAIN_DIFFERENCES_NAMED_MAX
+            self.problems.append(f"PostgreSQL event_chain: {more} more differences")
+
     def check_database(self, stored: dict[str, Counters]) -> None:
         for account_id in sorted(set(stored) | set(self.balances)):
             want, got = self.balances.get(account_id), stored.get(account_id)
@@ -384,6 +428,7 @@ def verify(settings: Settings, *, group: str) -> VerifyReport:
         audit.observe(event, place, record_canonical_bytes(record.value))
     stored = read_database(settings)
     transactions = read_transactions(settings)
+    check_event_chains(settings, audits)
     for tenant_id in sorted(
         (set(stored) | set(quarantines) | set(transactions or {})) - set(audits)
     ):
@@ -454,6 +499,34 @@ def read_until(
             value = record.value()
             if value is not None and offset < ends[partition]:
                 yield partition, offset, value
+
+
+def check_event_chains(settings: Settings, audits: dict[str, TenantAudit]) -> None:
+    """Stream ``event_chain`` tenant by tenant into each audit (a tenant only PostgreSQL knows
+    gets an audit of its own: its links are all extra); nothing before migration 0006."""
+    if not query(settings, EVENT_CHAIN_TABLE_EXISTS)[0][0]:
+        return
+    checked: set[str] = set()
+    for tenant_id, links in itertools.groupby(read_event_chain(settings), key=lambda row: row[0]):
+        audit = audits.setdefault(tenant_id, TenantAudit(tenant_id))
+        audit.check_event_chain((row[1], row[2], row[3]) for row in links)
+        checked.add(tenant_id)
+    for tenant_id in sorted(set(audits) - checked):
+        audits[tenant_id].check_event_chain(())
+
+
+def read_event_chain(settings: Settings) -> Iterator[tuple[str, int, bytes, datetime]]:
+    """Every link, ordered by tenant and sequence, through a server-side cursor."""
+    try:
+        with (
+            psycopg.connect(settings.database_dsn) as conn,
+            conn.cursor(name="verify_event_chain") as cursor,
+        ):
+            cursor.itersize = EVENT_CHAIN_FETCH_ROWS
+            cursor.execute(SELECT_EVENT_CHAIN)
+            yield from cursor
+    except psycopg.OperationalError as exc:
+        raise ProjectionDatabaseError(f"verify cannot read PostgreSQL: {exc}") from exc
 
 
 def read_database(settings: Settings) -> dict[str, dict[str, Counters]]:
