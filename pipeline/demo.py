@@ -44,6 +44,7 @@ import psycopg
 from api.api_keys import NewApiKey, create_api_key
 from infra import prometheus_server, stack
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from pipeline.demo_webhooks import webhook_lines
 from pipeline.local_prometheus import prometheus_url, scrape_targets
 from pipeline.status import StatusReporter, commands_lag_source, dead_letter_source
 from pipeline.supervisor import RunSettings, Supervisor, plan_children, supervise
@@ -548,6 +549,7 @@ def run_demo(settings: Settings, demo: DemoSettings, out: IO[str], err: IO[str])
         projections=demo.projections,
         api=demo.api,
         api_port=demo.api_port,
+        notifiers=1 if demo.api else 0,  # the webhook step subscribes through the API
     )
     supervisor = Supervisor(settings, run, plan_children(settings, run))
     pipeline = PipelineThread(supervisor, console)
@@ -751,6 +753,17 @@ def report(
         api_ok, lines = api_lines(base_url, api_key, sent)
         for line in lines:
             console.line(line)
+        console.step(
+            "webhooks: a local receiver subscribed through the API gets the next transfers,"
+            " signed (balance monitors are not on the ledger yet: event subscriptions only)"
+        )
+        webhooks_ok, lines = webhook_lines(
+            base_url, api_key.token, currency=sent.currencies[api_key.tenant_id],
+            debit="funding", credit=API_ACCOUNT,
+        )  # fmt: skip
+        for line in lines:
+            console.line(line)
+        api_ok = api_ok and webhooks_ok
     console.step("where to look next")
     for line in next_steps(settings, supervisor, sent, prometheus=prometheus):
         console.line(f"    {line}")

@@ -19,8 +19,9 @@ SMALL = ["--tenants=2", "--accounts=20", "--commands=400", "--poison=2"]
 def test_demo_runs_twice_with_a_fresh_namespace_and_a_clean_verify(
     projection_settings: Settings,
 ) -> None:
-    # 3 metrics ports for the pipeline, the fourth for the API; Prometheus on a port of its own.
-    base_port = free_port_range(4)
+    # 3 metrics ports for the pipeline, the fourth for the API, the fifth for the webhook
+    # dispatcher (after the supervisor's own, which the demo does not serve); Prometheus apart.
+    base_port = free_port_range(5)
     settings = replace(projection_settings, metrics_port=base_port, prometheus_port=free_port())
     namespaces = []
     for _ in range(2):
@@ -38,6 +39,8 @@ def test_demo_runs_twice_with_a_fresh_namespace_and_a_clean_verify(
         assert '"account_id":"acct-0001"' in output, output
         assert "multi-leg transactions (ledger.transactions), per tenant:" in output, output
         assert re.search(r" [1-9][\d,]* transactions \(", output), output  # fee splits and more
+        assert "3 of 3 deliveries received, signatures checked:" in output, output
+        assert len(re.findall(r"  TransferPosted  sequence \d+ .* signature: ok", output)) == 3
         found = re.search(r"tenants (run\d+-s7)-tenant-\*", output)
         assert found is not None, output
         namespaces.append(found.group(1))
