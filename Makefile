@@ -14,8 +14,16 @@ setup:
 demo: setup
 	$(STREAMLEDGER) demo
 
+# The core's unit and property tests run twice: compiled (mypyc, with the whole suite) and as the
+# Python sources; test_native_core compares the two's bytes on one workload (decision 0048).
+CORE_TESTS := tests/unit/test_native_core.py tests/unit/test_ledger_properties.py \
+	tests/unit/test_ledger_rules.py tests/unit/test_ledger_state.py tests/unit/test_ledger_time.py \
+	tests/unit/test_transactions.py tests/unit/test_generated_checks.py \
+	tests/unit/test_partition_ledger.py
+
 test: setup check
 	$(VENV_PYTHON) -m pytest
+	STREAMLEDGER_PURE_PYTHON=1 $(VENV_PYTHON) -m pytest $(CORE_TESTS)
 
 check: setup lint typecheck imports
 

@@ -1,0 +1,141 @@
+"""The compiled core (mypyc, decision 0048) and the Python sources: same decisions, same bytes.
+
+``make test`` runs the whole suite compiled and the core's unit and property tests again with
+``STREAMLEDGER_PURE_PYTHON=1`` (Makefile ``CORE_TESTS``). This module checks that each run really
+uses the implementation it names, and compares the two directly: one process holds one
+implementation of a module, so each runs in a child process over the same seeded workload (the
+loadgen's standard mix through the partition adapter: decode, step, seal and encode, one aborted
+and redone batch, duplicates replayed, restore from the exported records, the invariants) and
+prints the SHA-256 of every byte it produced.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from streamledger import native
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHILD_TIMEOUT_S = 300
+WORKLOAD = """
+import hashlib, json, sys
+import ledger
+from processors.partition_ledger import WIRE_FORMAT, PartitionLedger
+from producers.loadgen import LoadPlan, generate
+from schemas import codec
+from streamledger import native
+
+SEED, COMMANDS, BATCH = 11, 3_000, 400
+commands = [g.command for g in generate(LoadPlan(seed=SEED, tenants=12, commands=COMMANDS))]
+records = [(codec.encode_command(c), c.submitted_at_us // 1000 * 1000) for c in commands]
+replayed = records + records[:600]  # the first 600 again: duplicates
+digest, counts = hashlib.sha256(), {"events": 0, "outcomes": 0, "states": 0, "replies": 0}
+partition = PartitionLedger(0, ledger.LedgerState(wire_format=WIRE_FORMAT))
+
+def run_batch(start):
+    for offset, (data, timestamp_us) in enumerate(replayed[start : start + BATCH], start):
+        partition.decide(codec.decode_command(data), timestamp_us, offset)
+    return partition.staged_outputs()
+
+for number, start in enumerate(range(0, len(replayed), BATCH)):
+    if number == 2:  # abort one batch and decide it again
+        run_batch(start)
+        partition.abort()
+    outputs = run_batch(start)
+    for name in counts:
+        for key, value in getattr(outputs, name):
+            digest.update(key + b"=" + (value or b"<tombstone>") + b";")
+            counts[name] += 1
+    partition.commit()
+state = partition.state
+ledger.assert_invariants(state)
+exported = [codec.encode_state(record) for record in ledger.export_records(state)]
+outcomes = [codec.encode_outcome(outcome) for outcome in ledger.outcomes_of(state)]
+restored = ledger.restore(
+    [codec.decode_state(data) for data in exported],
+    [codec.decode_outcome(data) for data in outcomes],
+    (),
+    wire_format=WIRE_FORMAT,
+)
+ledger.assert_invariants(restored)
+again = [codec.encode_state(record) for record in ledger.export_records(restored)]
+assert sorted(again) == sorted(exported), "restore changed the state records"
+digest.update(b"".join(sorted(exported)) + b"".join(sorted(outcomes)))
+print(json.dumps({"sha256": digest.hexdigest(), "counts": counts,
+                  "compiled": list(native.compiled_modules())}))
+"""
+
+
+def run_workload(*, pure_python: bool) -> dict[str, object]:
+    environment = {**os.environ, native.PURE_PYTHON_VARIABLE: "1" if pure_python else "0"}
+    completed = subprocess.run(
+        [sys.executable, "-c", WORKLOAD],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    result: dict[str, object] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def built_modules() -> list[str]:
+    """The modules the native build of this checkout compiled (the build must exist: make
+    setup builds it, and a missing or stale build is an error, never a skip)."""
+    manifest = native.read_manifest(native.build_directory(REPO_ROOT))
+    assert manifest.problems(REPO_ROOT) == [], "stale native build: run make setup"
+    return sorted(manifest.compiled)
+
+
+def test_compiled_and_pure_python_produce_identical_bytes() -> None:
+    compiled = run_workload(pure_python=False)
+    pure = run_workload(pure_python=True)
+    assert compiled["compiled"] == built_modules()
+    assert pure["compiled"] == []
+    assert compiled["counts"] == pure["counts"]
+    assert compiled["sha256"] == pure["sha256"]
+
+
+def test_this_process_runs_the_implementation_the_switch_selects() -> None:
+    for name in built_modules():
+        importlib.import_module(name)
+    if os.environ.get(native.PURE_PYTHON_VARIABLE) == "1":
+        assert native.compiled_modules() == ()
+    else:
+        assert list(native.compiled_modules()) == built_modules()
+
+
+def test_a_bad_switch_value_fails_the_import_and_names_it() -> None:
+    environment = {**os.environ, native.PURE_PYTHON_VARIABLE: "yes"}
+    completed = subprocess.run(
+        [sys.executable, "-c", "import ledger"],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert "STREAMLEDGER_PURE_PYTHON='yes'" in completed.stderr
+
+
+def test_an_edited_source_makes_the_build_stale(tmp_path: Path) -> None:
+    """The loader's check, on a copy: a build whose recorded inputs differ is refused."""
+    manifest = native.read_manifest(native.build_directory(REPO_ROOT))
+    copy = tmp_path / "checkout"
+    for source in manifest.inputs:
+        target = copy / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((REPO_ROOT / source).read_bytes())
+    assert manifest.problems(copy) == []
+    (copy / "ledger" / "state.py").write_text("# edited\n", encoding="utf-8")
+    assert manifest.problems(copy) == ["ledger/state.py changed since the build"]
