@@ -172,6 +172,21 @@ def _notification_paths() -> dict[str, Any]:
     }
 
 
+METADATA_FILTERS: Final = {
+    "name": "metadata",
+    "in": "query",
+    "required": False,
+    "style": "deepObject",
+    "explode": True,
+    "description": "metadata[<key>]=<value>, up to 16; every one must match",
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+PAGE_PARAMETERS: Final = (
+    {**_query("limit", "page size, 1..1000 (default 100)")},
+    {**_query("after", "next_cursor of the last page")},
+)
+
+
 def build_openapi() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         (*BODY_TYPES, WebhookEndpointBody), ref_template=REF
@@ -186,8 +201,30 @@ def build_openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
-            "/v1/accounts": _submit(OpenAccountBody, "open an account", None),
-            "/v1/transfers": _submit(TransferBody, "create a posted or pending transfer", None),
+            "/v1/accounts": {
+                **_submit(OpenAccountBody, "open an account", None),
+                **_read(
+                    "search accounts by metadata, newest first (keyset pagination, decision 0056)",
+                    [METADATA_FILTERS, _query("currency", "asset code"), *PAGE_PARAMETERS],
+                ),
+            },
+            "/v1/transfers": {
+                **_submit(TransferBody, "create a posted or pending transfer", None),
+                **_read(
+                    "search transfers (a transaction's postings too) by metadata, creation time"
+                    " [from, to), account and status, newest first (decision 0056)",
+                    [
+                        METADATA_FILTERS,
+                        _query("from", "created at or after: RFC 3339 or microseconds"),
+                        _query(
+                            "to", "created before (the point in time): RFC 3339 or microseconds"
+                        ),
+                        _query("account", "an account on either side"),
+                        _query("status", "pending, posted, voided or expired"),
+                        *PAGE_PARAMETERS,
+                    ],
+                ),
+            },
             "/v1/transactions": _submit(
                 TransactionBody,
                 "post a multi-leg transaction: 1..64 postings, all or nothing (fees, payouts, FX)",
@@ -221,6 +258,16 @@ def build_openapi() -> dict[str, Any]:
                     },
                     {**_query("to", "RFC 3339 time or microseconds (exclusive)"), "required": True},
                     _query("format", "json (default), csv or pdf"),
+                ],
+            ),
+            "/v1/accounts/{account_id}/balance-history": _read(
+                "the closing balance per hour or UTC day of [from, to), each with the last"
+                " event's (sequence, hash) (decision 0057)",
+                [
+                    account,
+                    {**_query("from", "a whole hour (1h) or UTC day (1d)"), "required": True},
+                    {**_query("to", "a whole hour (1h) or UTC day (1d)"), "required": True},
+                    {**_query("interval", "1h or 1d"), "required": True},
                 ],
             ),
             "/v1/trial-balance": _read(

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from api.app import ROUTES
+from api.openapi import build_openapi
 from api.problems import ApiProblemError
 from api.reports import balance_history_response
 
@@ -72,3 +74,14 @@ def test_a_series_renders_every_bucket() -> None:
     assert second["last_event"]["hash"] == "02" * 32
     assert second["start"].startswith("2026-03-29T00:00:00")
     assert reader.reads[1][1][2] == "86400 seconds"  # UTC days, whatever the session's zone
+
+
+def test_the_routes_and_their_openapi_entries_exist() -> None:
+    paths = build_openapi()["paths"]
+    for path in ("/v1/transfers", "/v1/accounts", "/v1/accounts/{account_id}/balance-history"):
+        assert any(
+            route.path == path and "GET" in (route.methods or set())  # type: ignore[attr-defined]
+            for route in ROUTES
+        ), path
+        assert "get" in paths[path], path
+    assert "post" in paths["/v1/transfers"] and "post" in paths["/v1/accounts"]
