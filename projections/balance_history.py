@@ -15,12 +15,15 @@ other reports (``projections.reports``), so the CLI and the API run them with th
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from projections.queries import QueryError
+from projections.report_formats import decimal_text, iso_time
 from projections.reports import (
     AFTER_COLUMNS,
     ChainIncompleteError,
@@ -183,3 +186,41 @@ def balance_history_document(history: BalanceHistory) -> dict[str, Any]:
             for bucket in history.buckets
         ],
     }
+
+
+CSV_HEADER: Final = (
+    "bucket_start", "bucket_end", "currency", "posted", "pending", "available", "debits_posted",
+    "credits_posted", "debits_pending", "credits_pending", "account_sequence",
+    "last_event_sequence", "last_event_hash",
+)  # fmt: skip
+
+
+def balance_history_csv(history: BalanceHistory) -> str:
+    """One row per bucket: amounts as decimals by the asset scale, ISO 8601 UTC times."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    scale, side = history.asset_scale, history.normal_side
+    for bucket in history.buckets:
+        closing = bucket.closing
+        amounts = (
+            closing.posted(side),
+            closing.pending(side),
+            closing.available(side),
+            closing.debits_posted,
+            closing.credits_posted,
+            closing.debits_pending,
+            closing.credits_pending,
+        )
+        writer.writerow(
+            [
+                iso_time(bucket.start),
+                iso_time(bucket.end),
+                history.currency,
+                *(decimal_text(amount, scale) for amount in amounts),
+                "" if bucket.account_sequence is None else bucket.account_sequence,
+                bucket.last_event.sequence,
+                bucket.last_event.hash.hex(),
+            ]
+        )
+    return buffer.getvalue()

@@ -2,9 +2,11 @@
 
 ``streamledger trial-balance TENANT [--as-of T] [--format json|csv]`` and
 ``streamledger statement TENANT ACCOUNT --from T --to T [--format json|csv|pdf] [--output F]``
-read as the operator's reader role (like ``balance``) and print the report to stdout, or write it
-to ``--output``. A PDF is never written to a terminal. Bad input is one line naming the flag; a
-trial balance that does not net to zero is one line and exit status 1, never a table.
+and ``streamledger balance-history TENANT ACCOUNT --from T --to T --interval 1h|1d
+[--format json|csv]`` (decision 0057) read as the operator's reader role (like ``balance``) and
+print the report to stdout, or write it to ``--output``. A PDF is never written to a terminal. Bad
+input is one line naming the flag; a trial balance that does not net to zero is one line and exit
+status 1, never a table.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from pathlib import Path
 
 import msgspec
 
-from projections.queries import LedgerReader, parse_moment, reader_dsn
+from projections.balance_history import (
+    INTERVALS,
+    balance_history_csv,
+    balance_history_document,
+    balance_history_steps,
+)
+from projections.queries import LedgerReader, QueryError, parse_moment, reader_dsn
 from projections.report_formats import (
     FORMAT_CSV,
     FORMAT_JSON,
@@ -67,6 +75,23 @@ def register(subparsers: Subparsers) -> None:
     )
     add_common_arguments(statement)
     statement.set_defaults(handler=run_statement)
+
+    history = subparsers.add_parser(
+        "balance-history", help="an account's closing balance per hour or UTC day of [--from, --to)"
+    )
+    history.add_argument("tenant")
+    history.add_argument("account")
+    history.add_argument("--from", dest="period_from", required=True, help="a whole hour/day")
+    history.add_argument("--to", dest="period_to", required=True, help="a whole hour/day")
+    history.add_argument("--interval", choices=tuple(INTERVALS), required=True)
+    history.add_argument(
+        "--format",
+        choices=(FORMAT_JSON, FORMAT_CSV),
+        default=FORMAT_JSON,
+        help=f"output format (default {FORMAT_JSON})",
+    )
+    add_common_arguments(history)
+    history.set_defaults(handler=run_balance_history)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,4 +150,28 @@ def run_statement(arguments: argparse.Namespace, settings: Settings) -> int:
         emit(arguments, statement_csv(statement).encode())
     else:
         emit(arguments, msgspec.json.encode(statement_document(statement)) + b"\n")
+    return EXIT_OK
+
+
+def run_balance_history(arguments: argparse.Namespace, settings: Settings) -> int:
+    period = (
+        parse_moment(arguments.period_from, "--from"),
+        parse_moment(arguments.period_to, "--to"),
+    )
+    tenant, account = arguments.tenant, arguments.account
+    try:
+        steps = balance_history_steps(tenant, account, period, arguments.interval)
+        with open_reader(arguments, settings) as reader:
+            history = run_report(
+                steps, lambda sql, parameters: reader.fetch(tenant, sql, parameters)
+            )
+    except QueryError as exc:  # names the parameter: the flag of the same name
+        raise SettingError(f"--{exc}") from None
+    if history is None:
+        print(f"no account {account!r} for tenant {tenant!r} before --to", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if arguments.format == FORMAT_CSV:
+        emit(arguments, balance_history_csv(history).encode())
+    else:
+        emit(arguments, msgspec.json.encode(balance_history_document(history)) + b"\n")
     return EXIT_OK

@@ -11,6 +11,8 @@ Another tenant sees no such account.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ from projections.balance_history import (
     check_period,
 )
 from projections.queries import LedgerReader, QueryError, reader_dsn
+from projections.report_formats import decimal_text
 from projections.reports import run_report
 from schemas.event_time import to_microseconds
 from schemas.model import (
@@ -38,6 +41,7 @@ from schemas.model import (
     VoidPending,
 )
 from streamledger.settings import Settings
+from tests.conftest import run_streamledger
 from tests.system.projection_checks import project_until_caught_up, projection_for
 from tests.system.report_reference import ReferenceLedger
 from workloads.projection_events import produce_events
@@ -172,6 +176,36 @@ def test_every_bucket_equals_an_independent_fold(projection_settings: Settings) 
         )
         assert read_history(reader, first, ACCOUNTS[3], (T0 - DAY, T0), "1d") is None
         assert read_history(reader, first, "nobody", (T0, period_to), "1d") is None
+        daily = read_history(reader, first, ACCOUNTS[0], (T0, period_to), "1d")
+    assert daily is not None
+    check_the_command_line(projection_settings, daily)
+
+
+def check_the_command_line(settings: Settings, daily: BalanceHistory) -> None:
+    """``streamledger balance-history`` prints the same buckets as CSV; bad flags are one line."""
+    tenant, account = daily.tenant_id, daily.account_id
+    period = ["--from", daily.period_from.isoformat(), "--to", daily.period_to.isoformat()]
+    result = run_streamledger(
+        ["balance-history", tenant, account, *period, "--interval", "1d", "--format", "csv"],
+        settings,
+    )
+    assert result.returncode == 0, result.stderr
+    header, *rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert header[:4] == ["bucket_start", "bucket_end", "currency", "posted"]
+    assert len(rows) == len(daily.buckets)
+    for row, bucket in zip(rows, daily.buckets, strict=True):
+        assert row[3] == decimal_text(bucket.closing.posted(daily.normal_side), 2)
+        assert (int(row[11]), row[12]) == (bucket.last_event.sequence, bucket.last_event.hash.hex())
+    misaligned = ["--from", (daily.period_from + HOUR).isoformat(), "--to", period[3]]
+    for arguments, named in (
+        (["balance-history", tenant, account, *period, "--interval", "2h"], "--interval"),
+        (["balance-history", tenant, account, *misaligned, "--interval", "1d"], "--from"),
+        (["balance-history", tenant, account, "--to", period[3], "--interval", "1d"], "--from"),
+    ):
+        failed = run_streamledger(arguments, settings)
+        assert failed.returncode != 0, arguments
+        lines = failed.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0], (arguments, failed.stderr)
 
 
 @pytest.mark.parametrize(
