@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra import stack
-from infra.topics import ledger_topic_names
+from infra.topics import TOPIC_DEFINITIONS, ledger_topic_names
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.settings import Settings
@@ -139,7 +139,7 @@ def test_the_command_line_lifecycle_prints_addresses_and_logs(lifecycle_settings
 
     status = run_streamledger(["infra", "status"], settings)
     assert status.returncode == 0, status.stderr
-    assert "topics: all 6 up to date" in status.stdout
+    assert f"topics: all {len(TOPIC_DEFINITIONS)} up to date" in status.stdout
 
     down = run_streamledger(["infra", "down"], settings)
     assert down.returncode == 0, down.stderr
