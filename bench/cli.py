@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repetitions", type=int, default=3, help="per figure (default 3)")
     parser.add_argument("--skip-peers", action="store_true", help="no faust / Quix runs")
     parser.add_argument("--skip-latency", action="store_true", help="no end-to-end latency")
+    parser.add_argument("--skip-notify", action="store_true", help="no webhook delivery suite")
     parser.add_argument("--keep-stack", action="store_true", help="leave the bench stack up")
 
 

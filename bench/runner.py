@@ -12,6 +12,8 @@
    transactions beside two-account transfers/s (``bench.multileg_suite``);
 4. peers: faust-streaming and Quix Streams on the same records, same check;
 5. projection vs raw COPY; end-to-end latency through ``streamledger run``;
+   webhook delivery through ``streamledger notify``: latency at 1,000/s, saturation, the
+   receiver's raw rate as the baseline (``bench.notify_suite``);
 6. prints the table and writes ``bench/results/<timestamp>.json``.
 Each figure is the median of ``--repetitions`` runs with min and max; ratios are per
 repetition (same repetition index, measured back to back). The machine may be shared: compare
@@ -26,7 +28,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import latency_suite, multileg_suite, processor_suite, projection_suite, workloads
+from bench import (
+    latency_suite,
+    multileg_suite,
+    notify_suite,
+    processor_suite,
+    projection_suite,
+    workloads,
+)
 from bench.peers import runner as peers
 from bench.results import BenchRun
 from infra import stack
@@ -167,6 +176,14 @@ def run_suites(
         latency_suite.run_latency(
             run, settings, rates=size.latency_rates, duration_s=size.latency_duration_s,
             repetitions=repetitions,
+        )  # fmt: skip
+    if not arguments.skip_notify:
+        shape = notify_suite.SIZES[arguments.size]
+        say(f"webhooks: {shape.rates}/s x {shape.duration_s:g} s, backlogs of {shape.backlog:,}"
+            f" x {repetitions}")  # fmt: skip
+        notify_suite.run_notify(
+            run, settings, rates=shape.rates, duration_s=shape.duration_s,
+            backlog=shape.backlog, repetitions=repetitions,
         )  # fmt: skip
 
 
