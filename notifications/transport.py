@@ -57,13 +57,21 @@ class EndpointConnection:
     """The connection of one endpoint's worker (not shared: one task uses it at a time)."""
 
     def __init__(
-        self, url: str, *, connect_timeout_s: float, timeout_s: float, user_agent: str
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float,
+        timeout_s: float,
+        user_agent: str,
+        tls: ssl.SSLContext | None = None,  # https: default, the system's trusted CAs
     ) -> None:
         parts = urlsplit(url)
         assert parts.scheme in DEFAULT_PORTS and parts.hostname, f"not an endpoint URL: {url}"
         self.host = parts.hostname
         self.port = parts.port or DEFAULT_PORTS[parts.scheme]
-        self.tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self.tls = None
+        if parts.scheme == "https":
+            self.tls = tls if tls is not None else ssl.create_default_context()
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.host_header = parts.netloc.rsplit("@", 1)[-1]
         self.connect_timeout_s = connect_timeout_s
