@@ -236,6 +236,8 @@ class Matcher:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "range",  # co-partitioned inputs together
+                "session.timeout.ms": self.matcher_settings.session_timeout_ms,
+                "heartbeat.interval.ms": max(100, self.matcher_settings.session_timeout_ms // 5),
             },
             logger=KAFKA_CLIENT_LOGGER,
         )

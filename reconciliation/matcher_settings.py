@@ -68,6 +68,10 @@ class MatcherSettings:
         default=60_000,
         metadata=limit(1_000, 900_000, "ms", "the broker aborts a transaction after"),
     )
+    session_timeout_ms: int = field(
+        default=10_000,
+        metadata=limit(1_000, 300_000, "ms", "a silent (killed) matcher's partitions move after"),
+    )
     restore_timeout_s: int = field(
         default=300, metadata=limit(1, 3_600, "s", "longest rebuild of a partition's open items")
     )

@@ -349,8 +349,9 @@ class Reconciler:
         self.rules = rules
         self.books: dict[tuple[str, str], AccountBook] = {}
         self.ledger_days: dict[str, int] = {}  # per tenant: the day of its latest event
-        self.seen_line_ids: set[str] = set()
-        self.decided_line_ids: set[str] = set()  # restore only
+        # line ids are unique within a tenant (they start with the account id): keyed by tenant
+        self.seen_line_ids: set[tuple[str, str]] = set()
+        self.decided_line_ids: set[tuple[str, str]] = set()  # restore only
         self.decided_movement_ids: set[tuple[str, str, str]] = set()  # restore only
         self.open_items = 0
 
@@ -363,7 +364,7 @@ class Reconciler:
 
     def remember_decided(self, result: ReconciliationResult) -> None:
         """Restore: ``result`` was written before the restart."""
-        self.decided_line_ids.update(result.line_ids)
+        self.decided_line_ids.update((result.tenant_id, line_id) for line_id in result.line_ids)
         self.decided_movement_ids.update(
             (result.tenant_id, result.account_id, movement_id)
             for movement_id in result.movement_ids
@@ -385,9 +386,10 @@ class Reconciler:
     def add_line(
         self, line: StatementLine, offset: int, at_us: int, *, restoring: bool = False
     ) -> list[ReconciliationResult]:
-        if line.line_id in self.seen_line_ids:
+        identity = (line.tenant_id, line.line_id)
+        if identity in self.seen_line_ids:
             return []  # the same line from an overlapping or re-imported statement
-        self.seen_line_ids.add(line.line_id)
+        self.seen_line_ids.add(identity)
         book = self.book(line.tenant_id, line.account_id)
         book.mirror = True
         item = Item(
@@ -400,7 +402,7 @@ class Reconciler:
             end_to_end=line.end_to_end_reference,
         )
         if restoring:
-            if line.line_id not in self.decided_line_ids:
+            if identity not in self.decided_line_ids:
                 self._open(book.lines, item)
             return []
         match = find_match(item, book.lines, book.movements, self.rules)

@@ -9,8 +9,9 @@ UTF-8, comma-separated, RFC 4180 quoting, one header row naming the columns (any
   ``reversal`` (``true``/``false``), ``counterparty_name``, ``counterparty_account``,
   ``remittance_information``.
 
-Every row is a booked line; the file states no balances. The first bad row refuses the file,
-naming its line number (the header is line 1).
+Every row is a booked line; the file states no balances, and covers the days from its first to
+its last booking date. The first bad row refuses the file, naming its line number (the header is
+line 1).
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def parse(content: bytes, account: AccountTerms) -> ParsedStatement | StatementR
         currency=account.currency,
         opening_balance=None,
         closing_balance=None,
-        from_date_days=None,
-        to_date_days=None,
+        # the file covers the days from its first to its last booking date
+        from_date_days=min((line.booking_date_days for line in lines), default=None),
+        to_date_days=max((line.booking_date_days for line in lines), default=None),
         lines=tuple(lines),
         entries_not_booked=0,
     )

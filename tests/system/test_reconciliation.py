@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,7 @@ CONSUME_TIMEOUT_S = 120.0
 RESULTS_TIMEOUT_S = 120.0
 READ_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 30.0
+DEFAULT_FLAGS = ("--date-window-days=1", "--batch-wait-ms=50")
 GOLDEN = REPO_ROOT / "tests" / "unit" / "statement_files" / "camt053_single_eur.xml"
 
 
@@ -51,7 +53,9 @@ def reconciliation_settings(ledger_settings: Settings) -> Iterator[Settings]:
 class MatcherProcess:
     """One ``streamledger reconcile`` child, its output in a log file."""
 
-    def __init__(self, settings: Settings, log_directory: Path) -> None:
+    def __init__(
+        self, settings: Settings, log_directory: Path, flags: tuple[str, ...] = DEFAULT_FLAGS
+    ) -> None:
         self.log_path = log_directory / f"matcher-{uuid.uuid4().hex[:6]}.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
         environment.update(environment_for(settings))
@@ -62,8 +66,7 @@ class MatcherProcess:
                     "-m",
                     "streamledger.cli",
                     "reconcile",
-                    "--date-window-days=1",
-                    "--batch-wait-ms=50",
+                    *flags,
                 ],
                 env=environment,
                 stdin=subprocess.DEVNULL,
@@ -71,6 +74,11 @@ class MatcherProcess:
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
             )
+
+    def kill(self) -> None:
+        """``kill -9``: no clean-up of any kind."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=EXIT_TIMEOUT_S)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -249,3 +257,136 @@ def test_statement_import_and_matching_on_the_real_broker(
         ]
     )
     assert len(again_results) == 5
+
+
+KILL_TRANSFERS = 120  # per tenant
+KILL_MISSING = 10  # transfers not on the statement
+KILL_EXTRA = 5  # statement lines the ledger never booked (dated 5 days ago)
+KILL_FLAGS = (
+    "--date-window-days=0",
+    "--batch-wait-ms=20",
+    "--batch-records-max=1",
+    "--session-timeout-ms=6000",
+)
+
+
+def kill_workload(tenant: str) -> tuple[list[Command], bytes]:
+    """Transfers into the bank with amounts no sum of others can equal, and the CSV statement
+    the bank sends: all but ``KILL_MISSING`` of them, and ``KILL_EXTRA`` lines of its own."""
+    at = time.time_ns() // 1000
+    commands: list[Command] = [
+        OpenAccount(
+            tenant_id=tenant,
+            idempotency_key=f"open-{name}",
+            submitted_at_us=at,
+            account_id=name,
+            currency="EUR",
+            asset_scale=2,
+        )
+        for name in ("bank", "customers")
+    ]
+    amounts = [1_000_000 + index for index in range(KILL_TRANSFERS)]
+    commands += [
+        Transfer(
+            tenant_id=tenant,
+            idempotency_key=f"t{index}",
+            submitted_at_us=at,
+            transfer_id=f"t{index}",
+            debit_account_id="bank",
+            credit_account_id="customers",
+            amount=amount,
+            currency="EUR",
+        )
+        for index, amount in enumerate(amounts)
+    ]
+    today = datetime.datetime.now(tz=datetime.UTC).date()
+    old = today - datetime.timedelta(days=5)
+    rows = ["booking_date,amount,direction,currency"]
+    rows += [f"{today},{amount / 100:.2f},credit,EUR" for amount in amounts[KILL_MISSING:]]
+    rows += [f"{old},{index + 1}.00,credit,EUR" for index in range(KILL_EXTRA)]
+    return commands, ("\n".join(rows) + "\n").encode()
+
+
+def tenants_on_one_partition(settings: Settings, prefix: str, count: int) -> list[str]:
+    """``count`` new tenants that share a partition (and so one matcher state): what they have
+    in common (account ids, identical statements) must not mix."""
+    by_partition: dict[int, list[str]] = {}
+    while True:
+        tenant = f"{prefix}{uuid.uuid4().hex[:8]}"
+        same = by_partition.setdefault(partition_for(command_key(tenant), settings.partitions), [])
+        same.append(tenant)
+        if len(same) == count:
+            return same
+
+
+def all_results(settings: Settings, tenants: list[str]) -> list[ReconciliationResult]:
+    return [
+        record
+        for tenant in tenants
+        for record in read_records(settings, RECONCILIATION_TOPIC, tenant)
+        if isinstance(record, ReconciliationResult) and record.tenant_id == tenant
+    ]
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_matcher_mid_run_leaves_each_item_in_exactly_one_state(
+    reconciliation_settings: Settings, tmp_path: Path
+) -> None:
+    settings = reconciliation_settings
+    tenants = tenants_on_one_partition(settings, "kill", 2)
+    workloads = {tenant: kill_workload(tenant) for tenant in tenants}
+    produce_commands(settings, [c for commands, _ in workloads.values() for c in commands])
+    processor = ProcessorProcess(settings, "a", tmp_path)
+    try:
+        wait_until_consumed(settings, CONSUME_TIMEOUT_S, [processor])
+    finally:
+        assert processor.stop() == 0, processor.log()
+    for tenant, (_, statement) in workloads.items():
+        path = tmp_path / f"{tenant}.csv"
+        path.write_bytes(statement)
+        imported = run_streamledger(
+            ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
+        )
+        assert imported.returncode == 0, imported.stderr
+    per_tenant = KILL_TRANSFERS + KILL_EXTRA  # matched + not on statement + no movement
+    expected = per_tenant * len(tenants)
+
+    first = MatcherProcess(settings, tmp_path, KILL_FLAGS)
+    deadline = time.monotonic() + RESULTS_TIMEOUT_S
+    while not all_results(settings, tenants):
+        assert first.process.poll() is None, first.log()
+        assert time.monotonic() < deadline, first.log()
+        time.sleep(0.05)
+    first.kill()
+    written_before = len(all_results(settings, tenants))
+    assert written_before < expected, "the matcher finished before the kill: make batches smaller"
+
+    second = MatcherProcess(settings, tmp_path, KILL_FLAGS)
+    try:
+        deadline = time.monotonic() + RESULTS_TIMEOUT_S
+        while len(results := all_results(settings, tenants)) < expected:
+            assert second.process.poll() is None, second.log()
+            assert time.monotonic() < deadline, (
+                f"{len(results)} of {expected}:"
+                f" {Counter((r.tenant_id, r.state.value, r.reason) for r in results)}\n"
+                f"{second.log()}\n{first.log()}"
+            )
+            time.sleep(0.5)
+        time.sleep(2.0)  # anything decided twice would show up now
+    finally:
+        assert second.stop() == 0, second.log()
+    results = all_results(settings, tenants)
+    assert len(results) == expected
+    for tenant in tenants:
+        mine = [r for r in results if r.tenant_id == tenant]
+        line_ids = [line_id for r in mine for line_id in r.line_ids]
+        movement_ids = [movement_id for r in mine for movement_id in r.movement_ids]
+        assert len(line_ids) == len(set(line_ids)) == KILL_TRANSFERS - KILL_MISSING + KILL_EXTRA
+        assert len(movement_ids) == len(set(movement_ids)) == KILL_TRANSFERS
+        states = Counter((r.state.value, r.reason) for r in mine)
+        assert states == {
+            ("matched", "matched"): KILL_TRANSFERS - KILL_MISSING,
+            ("unmatched", "not_on_statement"): KILL_MISSING,
+            ("unmatched", "no_ledger_movement"): KILL_EXTRA,
+        }
+        assert all(r.line_amount == r.movement_amount for r in mine if r.state.value == "matched")

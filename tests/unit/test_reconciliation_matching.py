@@ -306,3 +306,13 @@ def test_unmatched_and_mismatched_are_exactly_the_perturbations(
     decided_movements = [item for result in results for item in result.movement_ids]
     assert sorted(decided_lines) == sorted(item.line_id for item in lines)  # each exactly once
     assert sorted(decided_movements) == sorted(item.movement_id for item in movements)
+
+
+def test_two_tenants_with_the_same_line_ids_are_two_sets_of_lines() -> None:
+    reconciler = Reconciler(MatchingRules())
+    other = replace(line("l1", 100), tenant_id="globex")
+    assert reconciler.add_line(line("l1", 100), 0, AT) == []
+    assert reconciler.add_line(other, 1, AT) == []
+    assert reconciler.open_items == 2
+    (result,) = reconciler.add_movement(replace(movement("e:1#0", 100), tenant_id="globex"), 0, AT)
+    assert (result.tenant_id, result.line_ids) == ("globex", ("l1",))
