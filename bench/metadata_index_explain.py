@@ -1,6 +1,6 @@
 """EXPLAIN ANALYZE of metadata search over a few 100k transfers, per index variant (decision 0056).
 
-    .venv/bin/python -m bench.metadata_index_explain [--rows 300000] [--keep]
+    .venv/bin/python -m bench.metadata_index_explain [--rows 300000] [--keep] [--api-only]
 
 Makes a scratch database on the PostgreSQL the settings point at (``STREAMLEDGER_*``),
 migrates it, fills ``ledger.transfers`` with ``--rows`` transfers of one tenant plus a quarter as
@@ -141,7 +141,7 @@ def report(*columns: str | float) -> None:
     print(f"{label:<24} {size:>8} {role:<15} {milliseconds:9.3f} ms  {name:<40} {plan}")
 
 
-def run(settings: Settings, rows: int) -> None:
+def run(settings: Settings, rows: int, *, api_only: bool) -> None:
     fill(settings, rows)
     reader = make_conninfo(
         settings.database_dsn,
@@ -153,6 +153,8 @@ def run(settings: Settings, rows: int) -> None:
     for name, search in queries(rows).items():
         milliseconds, plan = measure(reader, *transfer_statement(TENANT, search))
         report("api: transfer_metadata", size, "reader (RLS)", milliseconds, name, plan)
+    if api_only:
+        return
     for variant, create in VARIANTS.items():
         with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
             conn.execute(DROP_METADATA_INDEX)
@@ -174,6 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--keep", action="store_true", help="do not drop the scratch database")
+    parser.add_argument("--api-only", action="store_true", help="only the API's statement")
     arguments = parser.parse_args()
     stack = load_settings()  # the stack the settings point at (STREAMLEDGER_*), like bench_reports
     database = f"sl_bench_{uuid.uuid4().hex[:12]}"
@@ -185,7 +188,7 @@ def main() -> None:
     settings = replace(stack, database_url=url)
     try:
         apply_migrations(settings)
-        run(settings, arguments.rows)
+        run(settings, arguments.rows, api_only=arguments.api_only)
     finally:
         if not arguments.keep:
             postgres_server.drop_scratch_database(stack, database)
