@@ -15,7 +15,7 @@ docs/security.md, the broker and the tests all read the same rows:
 - reconciler: read ``ledger.events``, ``ledger.balances``, ``ledger.statements``; write
   ``ledger.statements``, ``ledger.reconciliation``; group and transactional ids
   ``streamledger-reconciler*``; the importer's transactional ids
-  ``streamledger-statements-import/*``;
+  ``streamledger-statements-import/*``; its assign-only readers' groups ``streamledger-reader-*``;
 - upstream: write ``ledger.commands`` (idempotent) only; with ``read_replies`` also read
   ``ledger.replies`` with the assign-only groups ``streamledger-replies-*``;
 - subscriber: read the topics it is granted, with its own group prefix.
@@ -229,6 +229,7 @@ def grants_for(spec: PrincipalSpec, topic_prefix: str) -> tuple[Grant, ...]:
             *(topic(READ, name) for name in (EVENTS_TOPIC, BALANCES_TOPIC, STATEMENTS_TOPIC)),
             *(topic(WRITE, name) for name in (STATEMENTS_TOPIC, RECONCILIATION_TOPIC)),
             group("streamledger-reconciler"),
+            group("streamledger-reader-", prefixed_by_stack=False),  # its assign-only readers
             Grant(TRANSACTIONAL_ID, topic_prefix + "streamledger-reconciler-", PREFIXED, WRITE),
             Grant(TRANSACTIONAL_ID, "streamledger-statements-import/", PREFIXED, WRITE),
         )
