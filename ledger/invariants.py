@@ -12,6 +12,7 @@ Exceptions are for bugs and corrupt state, never for bad input::
 from __future__ import annotations
 
 from ledger.effects import check_counters
+from ledger.monitors import monitor_watch_entry
 from ledger.state import LedgerState
 from schemas.model import TransferStatus
 from streamledger.errors import InvariantViolationError
@@ -91,7 +92,8 @@ def _check_monitors(state: LedgerState) -> None:
         if state._accounts.get((tenant_id, monitor.account_id)) is None:
             raise InvariantViolationError(f"{tenant_id}/{monitor_id}: its account does not exist")
         _check_not_after_head(state, tenant_id, monitor.last_sequence, monitor_id)
-        if monitor_id not in state._account_monitors.get((tenant_id, monitor.account_id), ()):
+        entry = monitor_watch_entry(monitor)
+        if entry not in state._account_monitors.get((tenant_id, monitor.account_id), ()):
             raise InvariantViolationError(f"{tenant_id}/{monitor_id}: missing from its index")
         counts[tenant_id] = counts.get(tenant_id, 0) + 1
     indexed = sum(len(ids) for ids in state._account_monitors.values())

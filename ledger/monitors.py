@@ -20,9 +20,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from schemas.limits import MONITOR_FIELDS, MONITOR_OPERATORS
-from schemas.model import INT64_MAX, INT64_MIN, AccountBalance
+from schemas.model import INT64_MAX, INT64_MIN, AccountBalance, MonitorState
 
 
 class MonitorField(enum.Enum):
@@ -155,6 +156,78 @@ def crossings(
         if holds != monitor.holds:
             found.append(Crossing(monitor_id=monitor.monitor_id, holds=holds, value=value))
     return tuple(found)
+
+
+# --------------------------------------------------------------------------- the hot path
+#
+# ``watch`` runs for every account of every event that has monitors: up to 16 comparisons per
+# account. A monitor is kept there as a ``WatchEntry`` of small ints (its field's and operator's
+# index in the enums' order), the account's seven field values are computed once per event, and
+# ``holds_at`` compares: no enum lookup or object per comparison. ``field_value`` and
+# ``condition_holds`` above stay the definition; tests compare the two with Hypothesis.
+
+# (monitor_id, field index, operator index, threshold, holds): ``holds`` is the monitor's flag as
+# committed or staged (``LedgerState`` keeps it equal to the MonitorState's)
+WatchEntry = tuple[str, int, int, int, bool]
+_FIELD_INDEX: Final[dict[str, int]] = {field.value: i for i, field in enumerate(MonitorField)}
+_OPERATOR_INDEX: Final[dict[str, int]] = {op.value: i for i, op in enumerate(MonitorOperator)}
+
+
+def watch_entry(
+    monitor_id: str, field: str, operator: str, threshold: int, *, holds: bool
+) -> WatchEntry:
+    """A monitor as the hot path compares it (``KeyError`` for a field or operator outside
+    the contract, which its limits reject before)."""
+    return (monitor_id, _FIELD_INDEX[field], _OPERATOR_INDEX[operator], threshold, holds)
+
+
+def monitor_watch_entry(monitor: MonitorState) -> WatchEntry:
+    """``watch_entry`` of a monitor's state record."""
+    return watch_entry(
+        monitor.monitor_id,
+        monitor.field,
+        monitor.operator,
+        monitor.threshold,
+        holds=monitor.holds,
+    )
+
+
+def field_values(
+    balance: AccountBalance, *, credit_normal: bool
+) -> tuple[int, int, int, int, int, int, int]:
+    """Every field's exact value, in ``MonitorField`` order (``field_value`` of each)."""
+    debits_posted, credits_posted = balance.debits_posted, balance.credits_posted
+    debits_pending, credits_pending = balance.debits_pending, balance.credits_pending
+    if credit_normal:
+        posted = credits_posted - debits_posted
+        pending = credits_pending - debits_pending
+        available = posted - debits_pending
+    else:
+        posted = debits_posted - credits_posted
+        pending = debits_pending - credits_pending
+        available = posted - credits_pending
+    return (
+        debits_posted,
+        credits_posted,
+        debits_pending,
+        credits_pending,
+        posted,
+        pending,
+        available,
+    )
+
+
+def holds_at(operator_index: int, value: int, threshold: int) -> bool:
+    """``condition_holds`` by the operator's index in ``MonitorOperator`` order."""
+    if operator_index == 0:
+        return value < threshold
+    if operator_index == 1:
+        return value <= threshold
+    if operator_index == 2:
+        return value > threshold
+    if operator_index == 3:
+        return value >= threshold
+    return value == threshold
 
 
 def saturated(value: int) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from ledger.expiry import ExpiryIndex
 from ledger.fold import apply
 from ledger.invariants import assert_invariants
+from ledger.monitors import monitor_watch_entry
 from ledger.state import DEFAULT_IDEMPOTENCY_RETENTION_S, LedgerState, WireFormat
 from schemas.model import (
     AccountState,
@@ -120,9 +121,10 @@ def _index_monitors(state: LedgerState) -> None:
     )
     for monitor in ordered:
         account_key = (monitor.tenant_id, monitor.account_id)
+        entry = monitor_watch_entry(monitor)
         state._account_monitors[account_key] = (
             *state._account_monitors.get(account_key, ()),
-            monitor.monitor_id,
+            entry,
         )
         counts = state._tenant_monitor_counts
         counts[monitor.tenant_id] = counts.get(monitor.tenant_id, 0) + 1

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from ledger.decisions import StateChanges
 from ledger.expiry import ExpiryEntry, ExpiryIndex
+from ledger.monitors import WatchEntry, monitor_watch_entry
 from schemas.event_time import US_PER_S
 from schemas.model import (
     AccountState,
@@ -102,7 +103,7 @@ class LedgerState:
         # creation order (the order ``ledger.monitor_steps.watch`` evaluates them in); per tenant,
         # how many (``MONITORS_PER_TENANT_MAX``)
         self._monitors: dict[tuple[str, str], MonitorState] = {}
-        self._account_monitors: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._account_monitors: dict[tuple[str, str], tuple[WatchEntry, ...]] = {}
         self._tenant_monitor_counts: dict[str, int] = {}
         self._stream_time_us = 0
         self._batch_start_stream_time_us = 0
@@ -147,6 +148,10 @@ class LedgerState:
 
     def account_monitor_ids(self, tenant_id: str, account_id: str) -> tuple[str, ...]:
         """The ids of the account's monitors, in creation order."""
+        return tuple(entry[0] for entry in self.account_watch_entries(tenant_id, account_id))
+
+    def account_watch_entries(self, tenant_id: str, account_id: str) -> tuple[WatchEntry, ...]:
+        """The account's monitors as the hot path compares them, in creation order."""
         return self._account_monitors.get((tenant_id, account_id), ())
 
     def tenant_monitor_count(self, tenant_id: str) -> int:
@@ -229,6 +234,8 @@ class LedgerState:
             self._touched[("monitor", *key)] = None
             if previous is None:
                 self._index_monitor(monitor, added=True)
+            elif previous.holds != monitor.holds:
+                self._reflag_monitor(monitor)
         for key in deleted:
             previous = table.get(key)
             assert previous is not None, f"deleting monitor {key}, which does not exist"
@@ -238,13 +245,26 @@ class LedgerState:
             self._index_monitor(previous, added=False)
 
     def _index_monitor(self, monitor: MonitorState, *, added: bool) -> None:
+        """Add (at the end: creation order) or remove the monitor's watch entry; count it."""
         tenant_id, monitor_id = monitor.tenant_id, monitor.monitor_id
         account_key = (tenant_id, monitor.account_id)
-        ids = self._account_monitors.get(account_key, ())
-        ids = (*ids, monitor_id) if added else tuple(i for i in ids if i != monitor_id)
-        self._put(self._account_monitors, account_key, ids)
+        entries = self._account_monitors.get(account_key, ())
+        if added:
+            entries = (*entries, monitor_watch_entry(monitor))
+        else:
+            entries = tuple(entry for entry in entries if entry[0] != monitor_id)
+        self._put(self._account_monitors, account_key, entries)
         count = self._tenant_monitor_counts.get(tenant_id, 0) + (1 if added else -1)
         self._put(self._tenant_monitor_counts, tenant_id, count)
+
+    def _reflag_monitor(self, monitor: MonitorState) -> None:
+        """The monitor's watch entry with its new ``holds``, in place (creation order stays)."""
+        account_key = (monitor.tenant_id, monitor.account_id)
+        entries = tuple(
+            monitor_watch_entry(monitor) if entry[0] == monitor.monitor_id else entry
+            for entry in self._account_monitors[account_key]
+        )
+        self._put(self._account_monitors, account_key, entries)
 
     def forget_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Drop expired outcomes (their tombstones go to ledger.outcomes in the same batch).

@@ -17,10 +17,13 @@ from ledger.monitors import (
     crossings,
     evaluate,
     field_value,
+    field_values,
+    holds_at,
     is_credit_normal,
     notification_id,
     parse_condition,
     saturated,
+    watch_entry,
 )
 from schemas.limits import MONITOR_FIELDS, MONITOR_OPERATORS
 from schemas.model import INT64_MAX, INT64_MIN, AccountBalance
@@ -235,3 +238,19 @@ def test_no_change_no_crossing(monitor_count: int, balance: AccountBalance) -> N
         holds, _ = evaluate(condition, balance, credit_normal=True)
         monitors.append(WatchedMonitor(monitor_id=f"m{index}", condition=condition, holds=holds))
     assert crossings(monitors, balance, credit_normal=True) == ()
+
+
+@EXAMPLES
+@given(condition=conditions, credit_normal=st.booleans(), balance=balances)
+def test_the_hot_path_agrees_with_the_definition(
+    condition: MonitorCondition, credit_normal: bool, balance: AccountBalance
+) -> None:
+    """``field_values``/``holds_at`` over a ``watch_entry`` (what ``watch`` runs) give what
+    ``field_value``/``condition_holds`` define."""
+    entry = watch_entry(
+        "m", condition.field.value, condition.operator.value, condition.threshold, holds=False
+    )
+    _, field_index, operator_index, threshold, _ = entry
+    value = field_values(balance, credit_normal=credit_normal)[field_index]
+    assert value == field_value(condition.field, balance, credit_normal=credit_normal)
+    assert holds_at(operator_index, value, threshold) == condition_holds(condition, value)
