@@ -29,8 +29,17 @@ if TYPE_CHECKING:
     from streamledger.cli_parser import Subparsers
 
 DEST_PREFIX: Final = "reconcile_"
-FORMATS_BY_SUFFIX: Final = {".xml": StatementFormat.CAMT053, ".csv": StatementFormat.CSV}
-FORMATS_BY_NAME: Final = {"camt053": StatementFormat.CAMT053, "csv": StatementFormat.CSV}
+FORMATS_BY_SUFFIX: Final = {
+    ".xml": StatementFormat.CAMT053,
+    ".csv": StatementFormat.CSV,
+    ".bai": StatementFormat.BAI2,
+    ".bai2": StatementFormat.BAI2,
+}
+FORMATS_BY_NAME: Final = {
+    "camt053": StatementFormat.CAMT053,
+    "csv": StatementFormat.CSV,
+    "bai2": StatementFormat.BAI2,
+}
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -41,9 +50,9 @@ def register(subparsers: Subparsers) -> None:
         "import",
         help="import a bank statement file onto ledger.statements (once; all or nothing)",
         description=(
-            "Parse a camt.053 or CSV statement (docs/reconciliation.md) for a bank-mirror account"
-            " and write each booked line as a StatementLine record. The same file twice imports"
-            " nothing; a malformed file is refused whole, naming the element or line."
+            "Parse a camt.053, BAI2 or CSV statement (docs/reconciliation.md) for a bank-mirror"
+            " account and write each booked line as a StatementLine record. The same file twice"
+            " imports nothing; a malformed file is refused whole, naming the element or line."
         ),
     )
     importing.add_argument("file", type=Path, metavar="FILE")
@@ -52,10 +61,11 @@ def register(subparsers: Subparsers) -> None:
     importing.add_argument(
         "--format",
         choices=sorted(FORMATS_BY_NAME),
-        help="the file's format (default: from its suffix, .xml = camt053, .csv = csv)",
+        help="the file's format (default from its suffix: .xml camt053, .csv csv, .bai/.bai2 bai2)",
     )
     importing.add_argument(
-        "--bank-account", help="the IBAN or id of the statement to take from a multi-account file"
+        "--bank-account",
+        help="the IBAN / account number of the statement to take from a multi-account file",
     )
     importing.set_defaults(handler=run_import)
     reconcile = subparsers.add_parser(
@@ -76,7 +86,7 @@ def statement_format(arguments: argparse.Namespace) -> StatementFormat:
         return FORMATS_BY_NAME[arguments.format]
     found = FORMATS_BY_SUFFIX.get(arguments.file.suffix.lower())
     if found is None:
-        raise SettingError(f"{arguments.file}: unknown suffix, give --format camt053 or csv")
+        raise SettingError(f"{arguments.file}: unknown suffix, give --format camt053, bai2 or csv")
     return found
 
 

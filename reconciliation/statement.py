@@ -30,6 +30,7 @@ class Direction(enum.Enum):
 class StatementFormat(enum.Enum):
     CAMT053 = "camt.053"
     CSV = "csv"
+    BAI2 = "bai2"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
