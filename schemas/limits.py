@@ -189,6 +189,9 @@ def _open_account_violation(command: OpenAccount) -> Violation | None:
         return "currency", problem
     if (problem := _integer(command.asset_scale, ASSET_SCALE_MIN, ASSET_SCALE_MAX)) is not None:
         return "asset_scale", problem
+    for flag in ("debits_must_not_exceed_credits", "credits_must_not_exceed_debits"):
+        if (problem := _boolean_problem(getattr(command, flag))) is not None:
+            return flag, problem
     if command.debits_must_not_exceed_credits and command.credits_must_not_exceed_debits:
         return (
             "credits_must_not_exceed_debits",

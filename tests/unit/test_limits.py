@@ -92,6 +92,12 @@ def test_transfer_violations_name_the_field(changes: dict[str, Any], field: str)
         ({"overdraft_limit": 10}, "overdraft_limit"),
         ({"overdraft_limit": -1, "debits_must_not_exceed_credits": True}, "overdraft_limit"),
         ({"currency": "1AB"}, "currency"),
+        # not a boolean (Hypothesis found the check crashing on int(""))
+        (
+            {"debits_must_not_exceed_credits": "", "overdraft_limit": 0},
+            "debits_must_not_exceed_credits",
+        ),
+        ({"credits_must_not_exceed_debits": None}, "credits_must_not_exceed_debits"),
     ],
 )
 def test_open_account_violations(changes: dict[str, Any], field: str) -> None:
