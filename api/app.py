@@ -31,6 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import webhooks
 from api.bodies import (
     Body,
+    DeleteMonitorBody,
+    MonitorBody,
     OpenAccountBody,
     PostPendingBody,
     TransactionBody,
@@ -283,6 +285,8 @@ def resource_path(body: Body, transfer_id: str | None) -> str | None:
         return f"/v1/transfers/{body.transfer_id}"
     if isinstance(body, TransactionBody):
         return f"/v1/transactions/{body.transaction_id}"
+    if isinstance(body, MonitorBody | DeleteMonitorBody):
+        return None  # no read of monitors yet (decision 0058): the status URL is the resource
     return f"/v1/transfers/{transfer_id}"
 
 
@@ -339,7 +343,8 @@ async def submit(
     location = resource_path(body, transfer_id)
     view["resource"] = location
     view["status_url"] = status_url
-    return json_response(view, 201, {"Location": location or status_url, **replayed})
+    status = 200 if isinstance(body, DeleteMonitorBody) else 201  # a DELETE creates nothing
+    return json_response(view, status, {"Location": location or status_url, **replayed})
 
 
 async def open_account(request: Request) -> Response:
@@ -352,6 +357,14 @@ async def create_transfer(request: Request) -> Response:
 
 async def create_transaction(request: Request) -> Response:
     return await submit(request, TransactionBody)
+
+
+async def create_monitor(request: Request) -> Response:
+    return await submit(request, MonitorBody)
+
+
+async def delete_monitor(request: Request) -> Response:
+    return await submit(request, DeleteMonitorBody, path_id(request, "monitor_id"))
 
 
 async def post_pending(request: Request) -> Response:
@@ -597,6 +610,8 @@ ROUTES: Final = [
     Route("/v1/transactions", create_transaction, methods=["POST"]),
     Route("/v1/transfers/{transfer_id}/post", post_pending, methods=["POST"]),
     Route("/v1/transfers/{transfer_id}/void", void_pending, methods=["POST"]),
+    Route("/v1/monitors", create_monitor, methods=["POST"]),
+    Route("/v1/monitors/{monitor_id}", delete_monitor, methods=["DELETE"]),
     Route("/v1/accounts", list_accounts, methods=["GET"]),
     Route("/v1/transfers", list_transfers, methods=["GET"]),
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from api.app import ROUTES, resource_path
 from api.bodies import DeleteMonitorBody, MonitorBody, check_limits, decode_body, to_command
 from api.openapi import build_openapi
 from api.problems import ApiProblemError
@@ -87,3 +88,10 @@ def test_the_openapi_entries_exist() -> None:
     assert reference.endswith("/MonitorBody")
     delete = paths["/v1/monitors/{monitor_id}"]["delete"]
     assert "200" in delete["responses"] and not delete["requestBody"]["required"]
+
+
+def test_the_routes_exist_and_answer_with_the_status_url() -> None:
+    methods = {(route.path, method) for route in ROUTES for method in (route.methods or set())}
+    assert ("/v1/monitors", "POST") in methods
+    assert ("/v1/monitors/{monitor_id}", "DELETE") in methods
+    assert resource_path(decode_body(MonitorBody, raw_body()), None) is None
