@@ -3,6 +3,7 @@ and the live stream's grouping and resume point."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from api.event_stream import events_of, sse_message, start_after
 from api.problems import ApiProblemError
 from api.webhooks import url_problem
-from notifications.payloads import event_body, event_types_problem, subscribes_to
+from notifications.payloads import event_body, event_types_problem, json_default, subscribes_to
 from notifications.retries import retry_delay_s
 from notifications.routing import PositionBook, Route, route
 from notifications.signing import (
@@ -23,7 +24,8 @@ from notifications.signing import (
     signature_header,
     signature_problem,
 )
-from schemas.model import AccountBalance, TransferPosted
+from schemas.model import AccountBalance, Event, TransferPosted
+from tests.unit import contract_strategies
 
 SECRET = "whsec_" + "A" * 43
 BODY = b'{"id":"acme:3","type":"TransferPosted"}'
@@ -248,3 +250,21 @@ def test_a_multi_leg_event_streams_its_transaction_id_and_every_posting_side() -
         ("pay/0", "pool"),
         ("pay/1", "pool"),
     ]
+
+
+@given(contract_strategies.events)
+def test_the_body_is_the_json_of_the_events_fields_as_asdict_gives_them(event: Event) -> None:
+    fields = dataclasses.asdict(event)
+    fields["metadata"] = dict(event.metadata)
+    for header in ("tenant_id", "sequence", "event_id", "effective_at_us"):
+        fields.pop(header)
+    expected = {
+        "id": event.event_id,
+        "type": type(event).__name__,
+        "tenant_id": event.tenant_id,
+        "sequence": event.sequence,
+        "effective_at_us": event.effective_at_us,
+        "data": fields,
+    }
+    encoded = json.dumps(expected, default=json_default, separators=(",", ":"), ensure_ascii=False)
+    assert event_body(event) == encoded.encode("utf-8")
