@@ -91,19 +91,28 @@ def transaction_rejection(
 
 
 def _account_rejection(draft: Draft, command: PostTransaction) -> Rejection | None:
-    """UNKNOWN_ACCOUNT, then CURRENCY_MISMATCH, then SAME_ACCOUNT: each over every posting."""
+    """UNKNOWN_ACCOUNT, then CURRENCY_MISMATCH, then SAME_ACCOUNT: each over every posting.
+
+    Each distinct account is looked up once (a payout names its source in every posting)."""
     tenant_id = command.tenant_id
-    sides = ("debit_account_id", "credit_account_id")
+    found: dict[str, AccountState | None] = {}
     for index, posting in enumerate(command.postings):
-        for side in sides:
-            account_id = getattr(posting, side)
-            if draft.account(tenant_id, account_id) is None:
+        for side, account_id in (
+            ("debit_account_id", posting.debit_account_id),
+            ("credit_account_id", posting.credit_account_id),
+        ):
+            if account_id not in found:
+                found[account_id] = draft.account(tenant_id, account_id)
+            if found[account_id] is None:
                 return RejectReason.UNKNOWN_ACCOUNT, (
                     f"postings[{index}].{side}: no account {account_id!r}"
                 )
     for index, posting in enumerate(command.postings):
-        for side in sides:
-            account = draft.account(tenant_id, getattr(posting, side))
+        for side, account_id in (
+            ("debit_account_id", posting.debit_account_id),
+            ("credit_account_id", posting.credit_account_id),
+        ):
+            account = found[account_id]
             assert account is not None
             if account.currency != posting.currency:
                 return RejectReason.CURRENCY_MISMATCH, (
