@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from reconciliation.amounts import date_days
 from reconciliation.importer import ImportStatus, import_statement
 from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
+from reconciliation.report import render
+from reconciliation.report_reading import load_report
 from reconciliation.statement import StatementFormat
 from streamledger.cli_parser import (
     EXIT_FAILURE,
@@ -77,6 +80,18 @@ def register(subparsers: Subparsers) -> None:
             " Kafka transaction per batch with the input offsets."
         ),
     )
+    reconcile.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "report"),
+        default="run",
+        help="run the matcher (default), or print a report of one account (--tenant, --account)",
+    )
+    report = reconcile.add_argument_group("report")
+    report.add_argument("--tenant", help="report: the tenant")
+    report.add_argument("--account", help="report: the bank-mirror account")
+    report.add_argument("--from", dest="from_date", help="report: first booking date, YYYY-MM-DD")
+    report.add_argument("--to", dest="to_date", help="report: last booking date, YYYY-MM-DD")
     add_declared_arguments(reconcile, MatcherSettings, dest_prefix=DEST_PREFIX)
     reconcile.set_defaults(handler=run_reconcile)
 
@@ -108,7 +123,32 @@ def run_import(arguments: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def report_day(text: str | None, flag: str) -> int | None:
+    if text is None:
+        return None
+    days = date_days(text)
+    if isinstance(days, str):
+        raise SettingError(f"{flag}: {days}")
+    return days
+
+
+def run_report(arguments: argparse.Namespace, settings: Settings) -> int:
+    if not arguments.tenant or not arguments.account:
+        raise SettingError("reconcile report needs --tenant and --account")
+    report = load_report(
+        settings,
+        tenant_id=arguments.tenant,
+        account_id=arguments.account,
+        from_days=report_day(arguments.from_date, "--from"),
+        to_days=report_day(arguments.to_date, "--to"),
+    )
+    sys.stdout.write(render(report))
+    return EXIT_OK
+
+
 def run_reconcile(arguments: argparse.Namespace, settings: Settings) -> int:
+    if arguments.action == "report":
+        return run_report(arguments, settings)
     given = given_settings(arguments, MatcherSettings, dest_prefix=DEST_PREFIX)
     matcher_settings = build_declared(MatcherSettings, given)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)

@@ -235,6 +235,21 @@ def test_statement_import_and_matching_on_the_real_broker(
     (not_on_statement,) = [r for r in results if r.reason == "not_on_statement"]
     assert not_on_statement.movement_amount == 99_999
     assert len(results) == 5
+    report = run_streamledger(
+        ["reconcile", "report", "--tenant", tenant, "--account", "bank"], settings
+    )
+    assert report.returncode == 0, report.stderr
+    for expected_row in (
+        "statement lines: 4",
+        "  matched: 3",
+        "  unmatched: 1",
+        "  open: 0",
+        "  matched: 4",  # movements: t1, t2, t3 + t4
+        # the statement's closing 11080.50 against the ledger's 1500.00 - 400.25 + 100.00 +
+        # 999.99 (the opening 10000.00 was never booked in this ledger)
+        "statement 1108050, ledger 219974, difference 888076 (minor units)",
+    ):
+        assert expected_row in report.stdout, report.stdout
 
     # a restarted matcher rebuilds its open items and decides nothing a second time
     restarted = MatcherProcess(settings, tmp_path)

@@ -316,3 +316,61 @@ def test_two_tenants_with_the_same_line_ids_are_two_sets_of_lines() -> None:
     assert reconciler.open_items == 2
     (result,) = reconciler.add_movement(replace(movement("e:1#0", 100), tenant_id="globex"), 0, AT)
     assert (result.tenant_id, result.line_ids) == ("globex", ("l1",))
+
+
+def test_report_counts_lines_movements_and_checks_the_closing_balance() -> None:
+    from reconciliation.report import LedgerBalancePoint, render, summarize
+    from reconciliation.statement import Balance
+
+    matched = ReconciliationResult(
+        tenant_id="acme",
+        account_id="bank",
+        state=ReconciliationState.MATCHED,
+        rule=MatchRule.SUM,
+        reason="matched",
+        line_ids=("l1",),
+        movement_ids=("a", "b"),
+        line_amount=30,
+        movement_amount=30,
+        decided_at_us=AT,
+    )
+    mismatched = replace(
+        matched,
+        state=ReconciliationState.MISMATCHED,
+        rule=MatchRule.EXTERNAL_REFERENCE,
+        reason="amount_differs",
+        line_ids=("l2",),
+        movement_ids=("c",),
+        movement_amount=25,
+    )
+    not_on_statement = replace(
+        matched,
+        state=ReconciliationState.UNMATCHED,
+        rule=None,
+        reason="not_on_statement",
+        line_ids=(),
+        movement_ids=("d",),
+        line_amount=0,
+        movement_amount=9,
+    )
+    closing = replace(statement(DAY), closing_balance=Balance(amount=500, date_days=DAY))
+    report = summarize(
+        tenant_id="acme",
+        account_id="bank",
+        from_days=DAY,
+        to_days=DAY,
+        statements=[closing],
+        lines=[line("l1", 30), line("l2", 30), line("l3", 4), line("old", 4, day=DAY - 1)],
+        results=[matched, mismatched, not_on_statement],
+        ledger_balances=[
+            LedgerBalancePoint(effective_at_us=AT, balance=100),
+            LedgerBalancePoint(effective_at_us=AT + MICROSECONDS_PER_DAY - 1, balance=420),
+            LedgerBalancePoint(effective_at_us=AT + MICROSECONDS_PER_DAY, balance=999),
+        ],
+    )
+    assert report.lines == 3
+    assert report.lines_by_state == {"matched": 1, "mismatched": 1, "open": 1}
+    assert report.movements_by_state == {"matched": 2, "mismatched": 1, "unmatched": 1}
+    assert report.mismatch_difference == 5
+    assert report.balance_check is not None and report.balance_check.difference == 80
+    assert "difference 80 (minor units)" in render(report)
