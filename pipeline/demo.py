@@ -12,7 +12,10 @@ Steps (each announced, each bounded, each saying what it waits for):
    for the projection (PostgreSQL's tenant heads reach the last sequence in ``ledger.events``);
 5. the summary per tenant, the ``verify`` report, sample balances now and at a point in time;
 6. the HTTP API (supervised with the pipeline unless ``--no-api``): one GET against it with an
-   API key made for the first tenant, and curl-able examples; then where to look next.
+   API key made for the first tenant, and curl-able examples; then webhooks: a local receiver
+   subscribed through the API gets three transfers posted through it, each delivery printed
+   with its signature checked (``pipeline/demo_webhooks.py``; a dispatcher is supervised with
+   the API); then where to look next.
 
 The local Prometheus (``infra/prometheus_server.py``) scrapes every child while the demo runs and
 is stopped with the pipeline at the end (``--keep-running`` keeps both up). It is optional: when it
