@@ -90,11 +90,14 @@ LIVE_TABLES_IN_LOCK_ORDER = (
     "account_metadata",  # a metadata search reads it before accounts (migration 0009)
     "accounts",
     "entries",
+    "transactions",  # a transaction's read joins its postings' transfers after it (0008)
     "transfer_metadata",  # and this one before transfers
     "transfers",
     "tenant_heads",
     "event_chain",
     "projection_offsets",
+    "quarantined_tenants",  # written under the projection's lock, read by verify alone
+    "tenant_releases",
 )
 
 

@@ -21,6 +21,7 @@ from psycopg import sql
 from infra import postgres_server
 from projections import migrations
 from projections.migrations import MigrationError, apply_migrations
+from projections.rebuild import LIVE_TABLES_IN_LOCK_ORDER
 from streamledger.settings import Settings
 
 ALL_MIGRATIONS = [
@@ -282,6 +283,21 @@ def test_money_columns_are_never_floating_point(stack_settings: Settings) -> Non
             " WHERE table_schema = 'ledger' AND data_type IN ('real', 'double precision', 'money')"
         ).fetchall()
     assert floats == []
+
+
+def test_a_rebuild_swap_locks_every_live_table(stack_settings: Settings) -> None:
+    """The swap drops the retired schema: a table it did not lock first (in the readers' order)
+    is locked by the DROP in another order, and a reader of it can deadlock with the swap."""
+    apply_migrations(stack_settings)
+    with psycopg.connect(stack_settings.database_dsn, autocommit=True) as connection:
+        tables = {
+            name
+            for (name,) in connection.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'ledger' AND c.relkind = 'r'"
+            ).fetchall()
+        }
+    assert tables - {"schema_migrations"} <= set(LIVE_TABLES_IN_LOCK_ORDER)
 
 
 def test_every_tenant_table_has_row_level_security(stack_settings: Settings) -> None:
