@@ -74,7 +74,7 @@ def parse(
     except UnicodeDecodeError as exc:
         return StatementRejected(location=f"byte {exc.start}", reason="not ASCII")
     try:
-        blocks = _read_file(_records(text), account)
+        blocks = _read_file(_records(text))
         chosen = _choose(blocks, bank_account)
         return _statement(chosen, account)
     except Rejection as rejection:
@@ -114,14 +114,14 @@ def _fields(rest: str) -> list[str]:
     return rest.split(",") if rest else []
 
 
-def _read_file(records: list[Record], account: AccountTerms) -> list[AccountBlock]:
+def _read_file(records: list[Record]) -> list[AccountBlock]:
     if not records or records[0].code != "01":
         raise Rejection("line 1", "a BAI2 file starts with a 01 file header")
     if len(records[0].fields) < 8 or records[0].fields[7] != "2":
         raise Rejection(records[0].location, "only BAI version 2 is read (field 9 must be 2)")
     position, blocks, file_total, groups = 1, [], 0, 0
     while position < len(records) and records[position].code == "02":
-        position, group_blocks, group_total = _read_group(records, position, account)
+        position, group_blocks, group_total = _read_group(records, position)
         blocks += group_blocks
         file_total += group_total
         groups += 1
@@ -136,9 +136,7 @@ def _read_file(records: list[Record], account: AccountTerms) -> list[AccountBloc
     return blocks
 
 
-def _read_group(
-    records: list[Record], position: int, account: AccountTerms
-) -> tuple[int, list[AccountBlock], int]:
+def _read_group(records: list[Record], position: int) -> tuple[int, list[AccountBlock], int]:
     header = records[position]
     if len(header.fields) < 4:
         raise Rejection(header.location, "a 02 group header needs an as-of date (field 5)")
@@ -146,7 +144,7 @@ def _read_group(
     group_currency = header.fields[5] if len(header.fields) > 5 and header.fields[5] else ""
     start, position, blocks = position, position + 1, []
     while position < len(records) and records[position].code == "03":
-        block, position = _read_account(records, position, as_of, group_currency, account)
+        block, position = _read_account(records, position, as_of, group_currency)
         blocks.append(block)
     trailer = _expect(records, position, "98")
     group_total = sum(block.control_total for block in blocks)
@@ -158,7 +156,7 @@ def _read_group(
 
 
 def _read_account(
-    records: list[Record], position: int, as_of: int, group_currency: str, account: AccountTerms
+    records: list[Record], position: int, as_of: int, group_currency: str
 ) -> tuple[AccountBlock, int]:
     identifier = records[position]
     if not identifier.fields or not identifier.fields[0]:
@@ -172,7 +170,7 @@ def _read_account(
     _read_summaries(identifier, block)
     start, position = position, position + 1
     while position < len(records) and records[position].code == "16":
-        block.lines.append(_detail(records[position], block, len(block.lines) + 1, account))
+        block.lines.append(_detail(records[position], block, len(block.lines) + 1))
         position += 1
     trailer = _expect(records, position, "49")
     _check_number(trailer, 0, block.control_total, "account control total")
@@ -194,9 +192,7 @@ def _read_summaries(identifier: Record, block: AccountBlock) -> None:
         block.control_total += amount
 
 
-def _detail(
-    record: Record, block: AccountBlock, line_number: int, account: AccountTerms
-) -> ParsedLine:
+def _detail(record: Record, block: AccountBlock, line_number: int) -> ParsedLine:
     if len(record.fields) < 3:
         raise Rejection(
             record.location, "a 16 record needs a type code, an amount and a funds type"
