@@ -11,6 +11,7 @@ How the loop uses it (one partition, one batch at a time)::
     for command, timestamp_us in batch:
         decision = step(state, command, timestamp_us)     # decide + stage, never raises on input
         produce(decision.encoded_events); produce(decision.stored_outcome); reply(decision.outcome)
+        produce(decision.notifications)                    # ledger.notifications (decision 0058)
     tombstones = expired_outcomes(state, state.stream_time_us)
     state.forget_outcomes(tombstones)
     produce(state.staged_records())                        # ledger.balances
@@ -29,6 +30,9 @@ The modules, by job (read them in this order):
 ``ledger.draft``           a decision's draft: the records it changes, its sealed events
 ``ledger.execution``       the events an accepted command (or stream time) causes
 ``ledger.transactions``    multi-leg transactions: rules, events, fold (decision 0040)
+``ledger.monitors``        balance monitors: fields, operators, the comparison (decision 0058)
+``ledger.monitor_steps``   monitor commands' rules and events; ``watch``: the edges a
+                           decision's events cause (notifications, the ``holds`` flags)
 ``ledger.decider``         ``decide``/``step``, ``decide_tick``/``step_tick``, time
 ``ledger.fold``            ``apply``: fold a logged event into a state, verifying it
 ``ledger.invariants``      ``assert_invariants``: the full check after a restore
