@@ -15,6 +15,7 @@ from reconciliation.amounts import date_days
 from reconciliation.importer import ImportStatus, import_statement
 from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
+from reconciliation.metrics import ReconcilerMetrics
 from reconciliation.report import render
 from reconciliation.report_reading import load_report
 from reconciliation.statement import StatementFormat
@@ -25,6 +26,7 @@ from streamledger.cli_parser import (
     given_settings,
 )
 from streamledger.errors import SettingError
+from streamledger.metrics_endpoint import MetricsEndpoint
 from streamledger.setting_fields import build_declared
 from streamledger.settings import Settings
 
@@ -155,11 +157,25 @@ def run_reconcile(arguments: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda number, frame: stop.set())
-    matcher = Matcher(settings, matcher_settings)
+    metrics = ReconcilerMetrics()
+    endpoint = None
+    if matcher_settings.metrics_port:
+        endpoint = MetricsEndpoint(
+            metrics.registry,
+            lambda: metrics.is_ready,
+            matcher_settings.metrics_port,
+            host=settings.metrics_host,
+        )
+        endpoint.start()
+    matcher = Matcher(settings, matcher_settings, metrics)
     logging.getLogger("streamledger.reconciler").info(
         "matcher %s starting (group %s)",
         matcher_settings.instance_id,
         matcher_settings.group_id(settings.topic_prefix),
     )
-    matcher.run(stop)
+    try:
+        matcher.run(stop)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
     return EXIT_OK

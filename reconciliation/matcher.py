@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Final
 
@@ -33,6 +34,7 @@ from reconciliation.matching import (
     ReconciliationResult,
     movements_of,
 )
+from reconciliation.metrics import ReconcilerMetrics
 from reconciliation.partition_reader import PartitionRecord, read_partition
 from reconciliation.records import decode, encode
 from reconciliation.statement import Statement, StatementLine
@@ -46,11 +48,19 @@ from streamledger.settings import Settings
 LOGGER = logging.getLogger("streamledger.reconciler")
 OFFSET_UNSET: Final = 0  # a partition without a committed offset starts at its beginning
 KAFKA_TIMEOUT_S: Final = 30.0
+METRICS_INTERVAL_S: Final = 1.0  # open items are counted at most this often (a scan)
 
 
 class Matcher:
-    def __init__(self, settings: Settings, matcher_settings: MatcherSettings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        matcher_settings: MatcherSettings,
+        metrics: ReconcilerMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = ReconcilerMetrics() if metrics is None else metrics
+        self._metrics_observed_at = 0.0
         self.matcher_settings = matcher_settings
         self.connection = client_config(settings, RECONCILER_PRINCIPAL)
         self.statements_topic = settings.topic(STATEMENTS_TOPIC)
@@ -113,6 +123,10 @@ class Matcher:
             self._abort_and_rebuild(exc)
             return
         self.results_written += len(results)
+        self.metrics.committed([result for _, result in results])
+        if time.monotonic() - self._metrics_observed_at >= METRICS_INTERVAL_S:
+            self._metrics_observed_at = time.monotonic()
+            self.metrics.observe(list(self.reconcilers.values()))
 
     def _apply(
         self,
@@ -150,7 +164,10 @@ class Matcher:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
+        self.metrics.set_ready(False)
         consumer.assign(self._restore(numbers))  # from the committed offsets, state rebuilt
+        self.metrics.set_ready(True)
+        self.metrics.observe(list(self.reconcilers.values()))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

@@ -32,6 +32,10 @@ class MatcherSettings:
             parse_name, "stable id of this matcher; its transactional.id derives from it"
         ),
     )
+    metrics_port: int = field(
+        default=0,
+        metadata=limit(0, 65_535, "port", "serve /metrics, /healthz, /readyz here (0: none)"),
+    )
     date_window_days: int = field(
         default=DEFAULT_RULES.date_window_days,
         metadata=limit(0, 366, "days", "how far apart a line's and a movement's dates may be"),

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reconciliation.matching import MatchRule, ReconciliationResult, ReconciliationState
@@ -27,6 +28,7 @@ from schemas.keys import command_key, partition_for
 from schemas.model import Command, OpenAccount, Transfer
 from streamledger.settings import Settings, environment_for
 from tests.conftest import REPO_ROOT, run_streamledger
+from tests.system.free_ports import free_port_range
 from tests.system.processor_harness import produce_commands, wait_until_consumed
 from workloads.processor_process import ProcessorProcess
 from workloads.topics import delete_topics
@@ -214,9 +216,19 @@ def test_statement_import_and_matching_on_the_real_broker(
     (statement,) = [r for r in records if isinstance(r, Statement)]
     assert statement.closing_balance is not None and statement.new_line_count == 4
 
-    matcher = MatcherProcess(settings, tmp_path)
+    metrics_port = free_port_range(1)
+    matcher = MatcherProcess(settings, tmp_path, (*DEFAULT_FLAGS, f"--metrics-port={metrics_port}"))
     try:
         results = wait_for_results(settings, tenant, 5, matcher)
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        for sample in (
+            'streamledger_reconciliation_results_total{reason="matched",state="matched"} 3.0',
+            "streamledger_reconciliation_results_total"
+            '{reason="not_on_statement",state="unmatched"} 1.0',
+            "streamledger_reconciliation_ready 1.0",
+        ):
+            assert sample in scraped, scraped
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=10).status_code == 200
     finally:
         assert matcher.stop() == 0, matcher.log()
     by_line = {line_id: r for r in results for line_id in r.line_ids}

@@ -1,0 +1,69 @@
+"""The matcher's metrics (``streamledger reconcile --metrics-port``), in their own registry.
+
+- ``streamledger_reconciliation_results_total{state,reason}``: results written (committed);
+- ``streamledger_reconciliation_open_items{side}``: lines and mirror-account movements still open;
+- ``streamledger_reconciliation_oldest_open_line_booking_timestamp_seconds``: the booking date
+  (00:00 UTC) of the oldest open line, 0 when none: ``time() - this`` is the age an alert
+  compares with a named limit (an unmatched line is one whose window closed; an old *open* line
+  means the ledger stopped moving for its tenant);
+- ``streamledger_reconciliation_batches_total``, ``streamledger_reconciliation_ready``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from reconciliation.matching import MICROSECONDS_PER_DAY, Reconciler, ReconciliationResult
+
+PREFIX: Final = "streamledger_reconciliation_"
+SECONDS_PER_DAY: Final = MICROSECONDS_PER_DAY // 1_000_000
+
+
+class ReconcilerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.results = Counter(
+            PREFIX + "results", "Results committed, by state and reason", ["state", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self.batches = Counter(PREFIX + "batches", "Transactions committed", registry=r)
+        self.open_items = Gauge(
+            PREFIX + "open_items", "Items not decided yet, by side (line, movement)", ["side"],
+            registry=r,
+        )  # fmt: skip
+        self.oldest_open_line = Gauge(
+            PREFIX + "oldest_open_line_booking_timestamp_seconds",
+            "Booking date (00:00 UTC, Unix seconds) of the oldest open statement line; 0: none",
+            registry=r,
+        )
+        self.ready = Gauge(
+            PREFIX + "ready", "1 once the assigned partitions are restored", registry=r
+        )
+
+    def set_ready(self, ready: bool) -> None:
+        self.is_ready = ready
+        self.ready.set(1 if ready else 0)
+
+    def committed(self, results: list[ReconciliationResult]) -> None:
+        self.batches.inc()
+        for result in results:
+            self.results.labels(result.state.value, result.reason).inc()
+
+    def observe(self, reconcilers: list[Reconciler]) -> None:
+        """Open items over every owned partition (mirror accounts only): O(open books)."""
+        lines = movements = 0
+        oldest: int | None = None
+        for reconciler in reconcilers:
+            for book in reconciler.books.values():
+                if not book.mirror:
+                    continue
+                lines += len(book.lines.items)
+                movements += len(book.movements.items)
+                for item in book.lines.items.values():
+                    oldest = item.date_days if oldest is None else min(oldest, item.date_days)
+        self.open_items.labels("line").set(lines)
+        self.open_items.labels("movement").set(movements)
+        self.oldest_open_line.set(0 if oldest is None else oldest * SECONDS_PER_DAY)
