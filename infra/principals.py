@@ -18,7 +18,8 @@ docs/security.md, the broker and the tests all read the same rows:
   ``streamledger-statements-import/*``; its assign-only readers' groups ``streamledger-reader-*``;
 - upstream: write ``ledger.commands`` (idempotent) only; with ``read_replies`` also read
   ``ledger.replies`` with the assign-only groups ``streamledger-replies-*``;
-- subscriber: read the topics it is granted, with its own group prefix.
+- subscriber: read the topics it is granted, with its own group prefix and the assign-only
+  groups of ``events tail`` (``streamledger-tail-*``).
 
 Topic names carry the stack's topic prefix; groups and transactional ids of the services too
 (the API's and the replies reader's assign-only groups do not, so theirs are matched as they are).
@@ -249,6 +250,9 @@ def client_grants(spec: PrincipalSpec, topic_prefix: str) -> tuple[Grant, ...]:
     return (
         *(Grant(TOPIC, topic_prefix + name, LITERAL, READ) for name in spec.read_topics),
         Grant(GROUP, group_prefix, PREFIXED, READ),
+        # ``streamledger events tail`` (assign only, never commits): a group the coordinator
+        # is asked about all the same
+        Grant(GROUP, "streamledger-tail-", PREFIXED, READ),
     )
 
 

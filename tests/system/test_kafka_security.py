@@ -9,6 +9,8 @@ test stack is plaintext and is not touched. Proven here:
 - an upstream principal (``principals create --role upstream --read-replies``) writes
   ``ledger.commands`` and reads ``ledger.replies`` but can neither read nor write
   ``ledger.events``; revoked, it cannot connect at all;
+- a subscriber granted ``ledger.events`` reads it (``events tail``) and nothing else, and writes
+  nothing;
 - the service principals the stack creates run the pipeline end to end: the processor as
   ``processor`` and the projection as ``projection`` turn one command into one event and one
   account row in PostgreSQL.
@@ -41,7 +43,7 @@ from kafka_adapter.security import (
 )
 from producers.sdk import LedgerProducer
 from schemas.model import OpenAccount
-from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, REPLIES_TOPIC
+from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC, REPLIES_TOPIC
 from streamledger.settings import KAFKA_SECURITY_SCRAM, Settings, environment_for, replace
 from tests.conftest import REPO_ROOT, run_streamledger
 
@@ -55,6 +57,7 @@ CLIENT_TIMEOUT_S = 20.0
 PIPELINE_TIMEOUT_S = 90.0
 POLL_INTERVAL_S = 0.5
 STOP_TIMEOUT_S = 30.0
+TAIL_GROUP_PREFIX = "streamledger-tail-"  # a subscriber's assign-only groups (events tail)
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +174,23 @@ def test_an_upstream_principal_writes_commands_but_cannot_read_or_write_events(
     assert name in produced.stderr
 
 
+def test_a_subscriber_reads_what_it_is_granted_and_writes_nothing(sasl_settings: Settings) -> None:
+    name = f"warehouse-{uuid.uuid4().hex[:6]}"
+    created = run_streamledger(
+        ["principals", "create", name, "--role", "subscriber", "--read", EVENTS_TOPIC],
+        sasl_settings,
+    )
+    assert created.returncode == 0, created.stderr
+    settings = as_principal(sasl_settings, name)
+    tail = run_streamledger(["events", "tail", "--from-beginning", "--exit-at-end"], settings)
+    assert tail.returncode == 0, tail.stderr
+    assert read_error(settings, name, EVENTS_TOPIC, TAIL_GROUP_PREFIX) is None
+    refused = read_error(settings, name, OUTCOMES_TOPIC, TAIL_GROUP_PREFIX)
+    assert refused == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert write_error(settings, name, COMMANDS_TOPIC) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert write_error(settings, name, EVENTS_TOPIC) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
 def open_account(tenant: str) -> OpenAccount:
     return OpenAccount(
         tenant_id=tenant,
@@ -196,12 +216,15 @@ def write_error(settings: Settings, principal: str, topic: str) -> int | None:
     return None if error is None else error.code()
 
 
-def read_error(settings: Settings, principal: str, topic: str) -> int | None:
-    """The error code a consumer of ``topic`` as ``principal`` gets (None: it read the end)."""
+def read_error(
+    settings: Settings, principal: str, topic: str, group_prefix: str = "streamledger-replies-"
+) -> int | None:
+    """The error code an assign-only consumer of ``topic`` as ``principal`` gets, with a group
+    of ``group_prefix`` (None: it read to the end)."""
     consumer = Consumer(
         {
             **client_config(settings, principal),
-            "group.id": f"streamledger-replies-{uuid.uuid4().hex[:8]}",
+            "group.id": f"{group_prefix}{uuid.uuid4().hex[:8]}",
             "enable.partition.eof": True,
             "enable.auto.commit": False,
         }
