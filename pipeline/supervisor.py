@@ -70,6 +70,7 @@ from pipeline.liveness import (
 )
 from pipeline.metrics_scrape import scrape
 from pipeline.supervisor_metrics import SupervisorMetrics
+from reconciliation.metrics import HEARTBEAT_SERIES as RECONCILE_HEARTBEAT
 from streamledger.errors import InfraError, SettingError
 from streamledger.setting_fields import check_declared, decimal_limit, limit
 from streamledger.settings import Settings, environment_for
@@ -81,6 +82,7 @@ PROJECTION_ROLE = "projection"
 VERIFIER_ROLE = "verifier"
 API_ROLE = "api"
 NOTIFY_ROLE = "notify"
+RECONCILE_ROLE = "reconcile"
 STATE_FILE_NAME = "pipeline.json"
 PROCESSES_MAX = 32  # per role; each is a Python process with its own Kafka clients
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -91,11 +93,13 @@ ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     VERIFIER_ROLE: (KAFKA, POSTGRESQL),
     API_ROLE: (POSTGRESQL,),
     NOTIFY_ROLE: (KAFKA, POSTGRESQL),
+    RECONCILE_ROLE: (KAFKA,),
 }
 ROLE_HEARTBEATS: dict[str, str] = {
     PROCESSOR_ROLE: PROCESSOR_HEARTBEAT,
     PROJECTION_ROLE: PROJECTION_HEARTBEAT,
     NOTIFY_ROLE: NOTIFY_HEARTBEAT,
+    RECONCILE_ROLE: RECONCILE_HEARTBEAT,
 }
 
 HeartbeatReader = Callable[[str, str], float | None]  # (metrics url, series) -> value or None
@@ -152,6 +156,11 @@ class RunSettings:
     notifiers: int = field(
         default=0,
         metadata=limit(0, PROCESSES_MAX, "processes", "webhook dispatcher processes (notify)"),
+    )
+    # `streamledger reconcile` (reconciliation matchers, one consumer group), after the notifiers
+    reconcilers: int = field(
+        default=0,
+        metadata=limit(0, PROCESSES_MAX, "processes", "reconciliation matchers (reconcile)"),
     )
     api: bool = False  # `streamledger api`, serving (and exporting /metrics) on api_port
     api_port: int = field(
@@ -296,6 +305,10 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
     for index in range(run.notifiers):
         arguments = ("notify",)  # its metrics port comes from STREAMLEDGER_METRICS_PORT
         planned.append((f"notify-{index}", NOTIFY_ROLE, arguments, port))
+        port += 1
+    for index in range(run.reconcilers):
+        arguments = ("reconcile", f"--instance-id=r{index}", f"--metrics-port={port}")
+        planned.append((f"reconcile-{index}", RECONCILE_ROLE, arguments, port))
         port += 1
     if port - 1 > 65535:
         raise SettingError(f"setting metrics_port: ports up to {port - 1} do not exist")

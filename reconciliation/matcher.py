@@ -78,6 +78,7 @@ class Matcher:
         self._start_clients()
         try:
             while not stop.is_set():
+                self.metrics.heartbeat()
                 messages = self.consumer.consume(
                     self.matcher_settings.batch_records_max,
                     self.matcher_settings.batch_wait_ms / 1000,

@@ -76,8 +76,10 @@ class MatcherSettings:
         default=10_000,
         metadata=limit(1_000, 300_000, "ms", "a silent (killed) matcher's partitions move after"),
     )
+    # below `streamledger run`'s stall_timeout_s (180 s): the loop's heartbeat stands still while
+    # an assignment is restored
     restore_timeout_s: int = field(
-        default=300, metadata=limit(1, 3_600, "s", "longest rebuild of a partition's open items")
+        default=120, metadata=limit(1, 3_600, "s", "longest rebuild of a partition's open items")
     )
 
     def __post_init__(self) -> None:

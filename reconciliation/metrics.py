@@ -6,11 +6,13 @@
   (00:00 UTC) of the oldest open line, 0 when none: ``time() - this`` is the age an alert
   compares with a named limit (an unmatched line is one whose window closed; an old *open* line
   means the ledger stopped moving for its tenant);
-- ``streamledger_reconciliation_batches_total``, ``streamledger_reconciliation_ready``.
+- ``streamledger_reconciliation_batches_total``, ``streamledger_reconciliation_ready``,
+  ``streamledger_reconciliation_loop_heartbeat_timestamp_seconds`` (the supervisor's stall check).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -18,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from reconciliation.matching import MICROSECONDS_PER_DAY, Reconciler, ReconciliationResult
 
 PREFIX: Final = "streamledger_reconciliation_"
+# what `streamledger run` reads to restart a matcher whose loop stood still (pipeline.supervisor)
+HEARTBEAT_SERIES: Final = PREFIX + "loop_heartbeat_timestamp_seconds"
 SECONDS_PER_DAY: Final = MICROSECONDS_PER_DAY // 1_000_000
 
 
@@ -42,6 +46,13 @@ class ReconcilerMetrics:
         self.ready = Gauge(
             PREFIX + "ready", "1 once the assigned partitions are restored", registry=r
         )
+        self.is_ready = False
+        self.loop_heartbeat = Gauge(
+            HEARTBEAT_SERIES, "The matcher loop's last iteration (Unix seconds)", registry=r
+        )
+
+    def heartbeat(self) -> None:
+        self.loop_heartbeat.set(time.time())
 
     def set_ready(self, ready: bool) -> None:
         self.is_ready = ready

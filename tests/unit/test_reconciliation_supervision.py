@@ -1,0 +1,40 @@
+"""`streamledger run --reconcilers N` plans the reconciliation matchers (issue 20): after the
+notifiers, each with its own instance id and metrics port, needing Kafka, heartbeat-checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.supervisor import (
+    RECONCILE_ROLE,
+    ROLE_DEPENDENCIES,
+    ROLE_HEARTBEATS,
+    RunSettings,
+    plan_children,
+)
+from reconciliation.metrics import HEARTBEAT_SERIES, ReconcilerMetrics
+from streamledger.settings import Settings
+
+
+def test_reconcilers_take_the_ports_after_the_notifiers(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, metrics_port=9500)
+    specs = plan_children(
+        settings, RunSettings(processors=1, projections=1, notifiers=1, reconcilers=2)
+    )
+    planned = [(spec.name, spec.role, spec.metrics_port) for spec in specs]
+    assert planned[-3:] == [
+        ("notify-0", "notify", 9503),  # 9502 is the supervisor's own
+        ("reconcile-0", RECONCILE_ROLE, 9504),
+        ("reconcile-1", RECONCILE_ROLE, 9505),
+    ]
+    assert "--instance-id=r1" in specs[-1].argv and "--metrics-port=9505" in specs[-1].argv
+    assert ROLE_DEPENDENCIES[RECONCILE_ROLE] == ("kafka",)
+    assert ROLE_HEARTBEATS[RECONCILE_ROLE] == HEARTBEAT_SERIES
+
+
+def test_the_heartbeat_is_exported() -> None:
+    metrics = ReconcilerMetrics()
+    metrics.heartbeat()
+    value = metrics.registry.get_sample_value(HEARTBEAT_SERIES)
+    assert value is not None and value > 0
+    assert metrics.is_ready is False
