@@ -32,6 +32,7 @@ import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from projections.store import LIVE_SCHEMA
 from streamledger.settings import Settings
 
@@ -158,7 +159,7 @@ class Probe:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
+                **client_config(self.settings, ADMIN_PRINCIPAL),
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "socket.timeout.ms": int(LOOK_TIMEOUT_S * 1000),

@@ -27,6 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from infra.topics import ledger_topic_names
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.dead_letters import HEADER_ERROR_KIND
 from projections.verify import verify
 from schemas.codec import decode_event, decode_outcome, decode_state
@@ -128,7 +129,7 @@ def read_topic(settings: Settings, topic: str) -> list[Record]:
     """Every committed record of every partition of ``topic``, in offset order per partition."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": f"chaos-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

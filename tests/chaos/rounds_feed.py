@@ -17,6 +17,7 @@ from typing import Final
 from confluent_kafka import KafkaError, Message, Producer
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.settings import Settings
 from tests.chaos.rounds_workload import BACKDATE_MS, Outgoing
 
@@ -51,7 +52,7 @@ class Feeder:
         try:
             producer = Producer(
                 {
-                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    **client_config(self.settings, ADMIN_PRINCIPAL),
                     "enable.idempotence": True,
                     "linger.ms": 5,
                     "message.timeout.ms": DELIVERY_TIMEOUT_MS,

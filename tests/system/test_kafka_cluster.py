@@ -23,6 +23,7 @@ from confluent_kafka.admin import NewTopic
 
 from infra import kafka_broker, stack
 from kafka_adapter.admin import admin_client
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.settings import Settings
 from tests.system.free_ports import free_port_range
 
@@ -75,7 +76,7 @@ def produce(settings: Settings, first: int, count: int) -> list[int]:
 
     producer = Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "acks": "all",
             "enable.idempotence": True,
             "message.timeout.ms": int(TIMEOUT_S * 1000),
@@ -90,7 +91,7 @@ def produce(settings: Settings, first: int, count: int) -> list[int]:
 def consume_all(settings: Settings, expected: int) -> list[int]:
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": f"cluster-test-{time.monotonic_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

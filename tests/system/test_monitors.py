@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Producer
 
 from infra.topics import ledger_topic_names
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from schemas.codec import decode_event, decode_notification
 from schemas.keys import notification_key
 from schemas.model import (
@@ -210,7 +211,7 @@ def replay_notifications(
     replay = replace(settings, topic_prefix=f"r{uuid.uuid4().hex[:8]}.")
     create_replay_topics(replay)
     try:
-        producer = Producer({"bootstrap.servers": replay.kafka_bootstrap})
+        producer = Producer({**client_config(replay, ADMIN_PRINCIPAL)})
         for record in log:
             producer.produce(
                 ledger_topic_names(replay).commands,

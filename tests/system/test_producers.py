@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Message, Producer
 
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from producers.jsonl import command_from_line
 from producers.replies import OutcomeWaiter
 from producers.sdk import LedgerProducer
@@ -31,7 +32,7 @@ def read_all(settings: Settings, topic: str, count: int) -> list[Message]:
     """Exactly ``count`` records of ``topic`` from the beginning (fails on timeout)."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, ADMIN_PRINCIPAL),
             "group.id": f"test-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -101,7 +102,7 @@ def test_produce_reads_back_decoded_on_the_tenants_partition(ledger_settings: Se
 def test_placement_matches_the_java_partitioner_not_librdkafkas_default(
     ledger_settings: Settings,
 ) -> None:
-    plain = Producer({"bootstrap.servers": ledger_settings.kafka_bootstrap,
+    plain = Producer({**client_config(ledger_settings, ADMIN_PRINCIPAL),
                       "partitioner": "murmur2_random"})  # fmt: skip
     topic = ledger_settings.topic("ledger.commands")
     tenants = [f"tenant-{index}" for index in range(12)]
@@ -178,11 +179,11 @@ def test_request_waits_for_the_outcome(ledger_settings: Settings) -> None:
     stop = threading.Event()
 
     def answer() -> None:
-        consumer = Consumer({"bootstrap.servers": ledger_settings.kafka_bootstrap,
+        consumer = Consumer({**client_config(ledger_settings, ADMIN_PRINCIPAL),
                              "group.id": f"test-{uuid.uuid4().hex}",
                              "auto.offset.reset": "earliest"})  # fmt: skip
         consumer.subscribe([ledger_settings.topic("ledger.commands")])
-        replier = Producer({"bootstrap.servers": ledger_settings.kafka_bootstrap})
+        replier = Producer({**client_config(ledger_settings, ADMIN_PRINCIPAL)})
         while not stop.is_set():
             message = consumer.poll(0.2)
             if message is None or message.error() is not None:

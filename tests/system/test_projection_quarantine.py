@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from projections.rebuild import rebuild
 from projections.sink import ProjectionSink
 from projections.verify import verify
@@ -49,7 +50,7 @@ SELECT_QUARANTINED = (
 def produce_at(settings: Settings, placed: Sequence[tuple[Event, int]], name: str) -> None:
     """Write events to ledger.events on the given partitions, in one Kafka transaction."""
     producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "transactional.id": f"{name}-{SEED}"}
+        {**client_config(settings, ADMIN_PRINCIPAL), "transactional.id": f"{name}-{SEED}"}
     )
     producer.init_transactions(30)
     producer.begin_transaction()

@@ -15,6 +15,7 @@ from confluent_kafka.cimpl import NewTopic
 from infra import topics
 from infra.topics import ledger_topic_names
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, admin_client
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors import dead_letters
 from processors.partition_ledger import (
     REPLY_DECIDED,
@@ -102,7 +103,7 @@ def produce_at(
     timestamp_ms: int | None = None,
 ) -> None:
     """One record with a chosen key, partition and producer timestamp (a misbehaving client)."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap}, logger=KAFKA_CLIENT_LOGGER)
+    producer = Producer({**client_config(settings, ADMIN_PRINCIPAL)}, logger=KAFKA_CLIENT_LOGGER)
     record_key = command_key(command.tenant_id) if key is None else key
     extra: dict[str, int] = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
     producer.produce(
@@ -345,7 +346,7 @@ def test_replaying_the_command_log_with_its_ticks_gives_byte_identical_events(
     replay = replace(ledger_settings, topic_prefix=f"r{uuid.uuid4().hex[:8]}.")
     create_replay_topics(replay)
     try:
-        producer = Producer({"bootstrap.servers": replay.kafka_bootstrap})
+        producer = Producer({**client_config(replay, ADMIN_PRINCIPAL)})
         for record in log:
             producer.produce(
                 ledger_topic_names(replay).commands,
