@@ -3,11 +3,11 @@
 Not part of CI (``make test`` runs the CI-sized ``tests/chaos/test_chaos.py``). Per round, on
 fresh topics and a fresh database of the chaos stack: ``streamledger run`` (2 processors, 1
 projection, the API); a rate-limited feed of ``rounds_workload`` (>= 100k commands by default,
->= 10 % duplicate retries, expiring pending transfers, poison, misrouted and back-dated
-records); meanwhile ``rounds_faults`` kills processes, the broker and PostgreSQL. Then, after
-catch-up, ``rounds_checks`` counts what differs from the independent fold
-(``tests/system/ledger_reference.py``). One summary line per round, one total line; the exit
-status is 1 if anything was lost, duplicated or violated.
+>= 10 % duplicate retries, fee splits, payouts and FX transactions, expiring pending
+transfers, poison, misrouted and back-dated records); meanwhile ``rounds_faults`` kills
+processes, the broker and PostgreSQL. Then, after catch-up, ``rounds_checks`` counts what
+differs from the independent fold (``tests/system/ledger_reference.py``). One summary line per
+round, one total line; the exit status is 1 if anything was lost, duplicated or violated.
 
 The chaos stack has its own home and ports, so it never disturbs the shared test stack:
 ``.streamledger-chaos``, Kafka 24092/24093, PostgreSQL 24432, metrics 24400-24402, API 24080,
@@ -79,6 +79,8 @@ class RoundResult:
     seed: int
     commands: int = 0
     duplicate_share: float = 0.0
+    transactions: int = 0  # multi-leg transactions sent, and their postings
+    postings: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     findings: Findings = field(default_factory=Findings)
     seconds: float = 0.0
@@ -200,6 +202,7 @@ def run_round(settings: Settings, plan: RoundPlan, options: Options, api_port: i
     workload, reference = fold(plan)
     result.commands = workload.sent_commands()
     result.duplicate_share = workload.duplicate_share()
+    result.transactions, result.postings = workload.transactions, workload.postings
     result.faults.update(
         {"misrouted": len(workload.misrouted), "back-dated": workload.backdated,
          "poison": len(workload.poison)}
@@ -317,7 +320,8 @@ def round_line(number: int, rounds: int, result: RoundResult) -> str:
     faults = ", ".join(f"{name} {count}" for name, count in sorted(result.faults.items()))
     line = (
         f"round {number}/{rounds} seed {result.seed}: {result.commands:,} commands"
-        f" ({result.duplicate_share:.1%} duplicate retries), {result.kills()} kills,"
+        f" ({result.duplicate_share:.1%} duplicate retries, {result.transactions:,} multi-leg"
+        f" with {result.postings:,} postings), {result.kills()} kills,"
         f" faults {sum(result.faults.values())} ({faults}), expired {findings.expired},"
         f" lost {findings.lost}, duplicated {findings.duplicated},"
         f" invariant violations {findings.total()} in {result.seconds:.0f} s"

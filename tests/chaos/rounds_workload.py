@@ -3,7 +3,10 @@
 A round sends, in this order per tenant (one idempotent producer keeps it):
 
 - ``producers.loadgen``'s workload with ``duplicate_share`` raised so at least
-  ``DUPLICATE_SHARE_MIN`` of all commands are exact duplicate retries (same key, same bytes);
+  ``DUPLICATE_SHARE_MIN`` of all commands are exact duplicate retries (same key, same bytes),
+  and multi-leg transactions (issue 16, decision 0067): ``FEE_SPLIT_SHARE`` fee splits,
+  ``PAYOUT_SHARE`` payouts to 10-50 sellers and ``FX_SHARE`` FX conversions through liquidity
+  accounts, decided by the same fold and checked by the same invariants;
 - expiring pending transfers (fault kind ``expiry``): ``funding`` -> a customer, with
   ``EXPIRING_TIMEOUT_S``, never posted or voided. ``funding`` is unguarded and a credit pending
   never limits a guarded account, so whether one has expired yet changes no other decision:
@@ -30,11 +33,14 @@ from typing import Final
 from producers.loadgen import FUNDING_ACCOUNT, LoadPlan, generate, poison_records
 from schemas.codec import encode_command
 from schemas.keys import command_key, partition_for
-from schemas.model import Command, OpenAccount, Transfer
+from schemas.model import Command, OpenAccount, PostTransaction, Transfer
 
 FAULT_KINDS: Final = ("kill", "broker", "postgres", "api", "expiry", "misrouted", "backdated")
 DUPLICATE_SHARE_MIN: Final = 0.10
 DUPLICATE_SHARE: Final = 0.12  # of the mixed commands; the opening phase has none
+FEE_SPLIT_SHARE: Final = 0.04  # multi-leg transactions, of the mixed commands (decision 0067)
+PAYOUT_SHARE: Final = 0.01
+FX_SHARE: Final = 0.04
 EXPIRING_SHARE: Final = 0.01  # expiring pending transfers, of the commands
 EXPIRING_TIMEOUT_S: Final = 2
 EXPIRING_AMOUNT_MAX: Final = 1_000
@@ -56,6 +62,9 @@ class RoundPlan:
     accounts_per_tenant: int = 40
     partitions: int = 3
     faults: frozenset[str] = frozenset(FAULT_KINDS)
+    fee_split_share: float = FEE_SPLIT_SHARE
+    payout_share: float = PAYOUT_SHARE
+    fx_share: float = FX_SHARE
 
     def __post_init__(self) -> None:
         unknown = self.faults - set(FAULT_KINDS)
@@ -93,6 +102,8 @@ class RoundWorkload:
     poison: list[tuple[bytes, bytes, str]] = field(default_factory=list)
     duplicates: int = 0
     backdated: int = 0
+    transactions: int = 0  # multi-leg PostTransaction commands (duplicates not counted)
+    postings: int = 0  # their postings
 
     def sent_commands(self) -> int:
         return len(self.commands) + len(self.sweep) + len(self.misrouted)
@@ -115,18 +126,26 @@ def build(plan: RoundPlan) -> RoundWorkload:
         start_us=START_US,
         expiring_share=0.0,  # the round's own expiring transfers are below
         duplicate_share=DUPLICATE_SHARE,
+        fee_split_share=plan.fee_split_share,
+        payout_share=plan.payout_share,
+        fx_share=plan.fx_share,
     )
     workload = RoundWorkload()
-    currencies: dict[str, str] = {}  # tenant -> its one currency (loadgen: one per tenant)
+    currencies: dict[str, str] = {}  # tenant -> its funding account's currency (loadgen: the
+    # tenant's currency; FX wallets and liquidity accounts of another currency come later)
     opened: dict[str, set[str]] = {}  # tenant -> accounts opened so far
     for number, generated in enumerate(generate(load)):
         command = dataclasses.replace(
             generated.command, tenant_id=prefix + generated.command.tenant_id
         )
         if isinstance(command, OpenAccount):
-            currencies[command.tenant_id] = command.currency
+            if command.account_id == FUNDING_ACCOUNT:
+                currencies[command.tenant_id] = command.currency
             opened.setdefault(command.tenant_id, set()).add(command.account_id)
         workload.duplicates += generated.intent == "duplicate"
+        if isinstance(command, PostTransaction) and generated.intent != "duplicate":
+            workload.transactions += 1
+            workload.postings += len(command.postings)
         _append(workload, command, plan.partitions)
         # an expiring transfer only once both its accounts are open: before that it would be
         # rejected (unknown_account) and never pending, in the ledger and in the fold alike

@@ -13,7 +13,7 @@ import pytest
 
 from producers.loadgen import FUNDING_ACCOUNT
 from schemas.keys import command_key, partition_for
-from schemas.model import GENESIS_HASH, Transfer
+from schemas.model import GENESIS_HASH, PostTransaction, Transfer
 from tests.chaos.rounds import fold, parse_arguments
 from tests.chaos.rounds_checks import (
     Findings,
@@ -75,6 +75,27 @@ def test_expiring_transfers_change_no_other_decision(workload: RoundWorkload) ->
     _, reference = fold(PLAN)
     for tenant in reference.tenants.values():
         assert all(tenant.pending[t].status == "expired" for t in expiring if t in tenant.pending)
+
+
+def test_multi_leg_transactions_are_in_the_round_and_decided_by_the_fold(
+    workload: RoundWorkload,
+) -> None:
+    """Fee splits, payouts and FX by default (decision 0067): most accepted, the sweep and the
+    expiring transfers still in the tenant's own currency (FX opens accounts in another)."""
+    transactions = [c for c in workload.commands if isinstance(c, PostTransaction)]
+    assert workload.transactions >= 0.05 * PLAN.commands
+    assert workload.postings > 3 * workload.transactions
+    assert any(len({p.currency for p in c.postings}) == 2 for c in transactions)  # FX
+    assert any(len(c.postings) >= 10 for c in transactions)  # payouts
+    _, reference = fold(PLAN)
+    outcomes = [reference.outcomes[(c.tenant_id, c.idempotency_key)] for c in transactions]
+    accepted = sum(outcome.status == "accepted" for outcome in outcomes)
+    assert accepted >= 0.9 * len(outcomes), {o.reason for o in outcomes}
+    for command in workload.sweep:
+        assert reference.outcomes[(command.tenant_id, command.idempotency_key)].reason is None
+        tenant = reference.tenants[command.tenant_id]
+        assert isinstance(command, Transfer)
+        assert tenant.accounts[FUNDING_ACCOUNT].currency == command.currency
 
 
 def test_duplicates_and_backdated_records_are_there(workload: RoundWorkload) -> None:
