@@ -83,6 +83,7 @@ from api.views import (
     balance_view,
     command_path,
     history_view,
+    monitors_view,
     outcome_view,
     transaction_view,
     transfer_view,
@@ -439,6 +440,14 @@ async def get_transaction(request: Request) -> Response:
     return json_response(transaction_view(transaction))
 
 
+async def list_monitors(request: Request) -> Response:
+    """``GET /v1/monitors``: the tenant's live balance monitors (decision 0058)."""
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    query_of(request)
+    return json_response(monitors_view(await services.require_reader().monitors(tenant_id)))
+
+
 async def get_command(request: Request) -> Response:
     services = services_of(request)
     tenant_id = await tenant_of(request)
@@ -611,6 +620,7 @@ ROUTES: Final = [
     Route("/v1/transfers/{transfer_id}/post", post_pending, methods=["POST"]),
     Route("/v1/transfers/{transfer_id}/void", void_pending, methods=["POST"]),
     Route("/v1/monitors", create_monitor, methods=["POST"]),
+    Route("/v1/monitors", list_monitors, methods=["GET"]),
     Route("/v1/monitors/{monitor_id}", delete_monitor, methods=["DELETE"]),
     Route("/v1/accounts", list_accounts, methods=["GET"]),
     Route("/v1/transfers", list_transfers, methods=["GET"]),

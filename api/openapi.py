@@ -286,12 +286,15 @@ def build_openapi() -> dict[str, Any]:
                 [_path_parameter("idempotency_key")],
             ),
             **_notification_paths(),
-            "/v1/monitors": _submit(
-                MonitorBody,
-                "create a balance monitor: MonitorTriggered/MonitorCleared on ledger.notifications"
-                " when its condition becomes true/false (decision 0058)",
-                None,
-            ),
+            "/v1/monitors": {
+                **_submit(
+                    MonitorBody,
+                    "create a balance monitor: MonitorTriggered/MonitorCleared on"
+                    " ledger.notifications when its condition becomes true/false (decision 0058)",
+                    None,
+                ),
+                **_read("the tenant's live balance monitors and whether each holds now", []),
+            },
             "/v1/monitors/{monitor_id}": {
                 "delete": {
                     **_submit(DeleteMonitorBody, "delete a balance monitor", "monitor_id")["post"],

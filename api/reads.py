@@ -39,14 +39,17 @@ from projections.queries import (
     SELECT_BALANCE_AS_OF,
     SELECT_HISTORY_AFTER,
     SELECT_HISTORY_FIRST,
+    SELECT_MONITORS,
     SELECT_TRANSACTION,
     SELECT_TRANSFER,
     Balance,
     Entry,
     HistoryPage,
+    MonitorView,
     QueryError,
     TransactionView,
     TransferView,
+    monitor_from_row,
     parse_cursor,
     transaction_from_rows,
 )
@@ -338,6 +341,12 @@ class ApiReader:
     async def transfer(self, tenant_id: str, transfer_id: str) -> TransferView | None:
         rows = await self._run(tenant_id, SELECT_TRANSFER, (tenant_id, transfer_id))
         return TransferView(tenant_id, *rows[0]) if rows else None
+
+    async def monitors(self, tenant_id: str) -> tuple[MonitorView, ...]:
+        """The tenant's live balance monitors, in creation order (at most
+        ``monitors_per_tenant_max``: no paging)."""
+        rows = await self._run(tenant_id, SELECT_MONITORS, (tenant_id,))
+        return tuple(monitor_from_row(row) for row in rows)
 
     async def transaction(self, tenant_id: str, transaction_id: str) -> TransactionView | None:
         rows = await self._run(tenant_id, SELECT_TRANSACTION, (tenant_id, transaction_id))

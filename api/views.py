@@ -10,7 +10,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from projections.queries import Balance, Entry, HistoryPage, TransactionView, TransferView
+from projections.queries import (
+    Balance,
+    Entry,
+    HistoryPage,
+    MonitorView,
+    TransactionView,
+    TransferView,
+)
 from schemas.event_time import to_datetime
 from schemas.model import Outcome
 
@@ -79,6 +86,30 @@ def history_view(account_id: str, page: HistoryPage, limit: int) -> dict[str, An
         "entries": [entry_view(entry) for entry in page.entries],
         "next_cursor": page.next_cursor,
         "next": next_url,
+    }
+
+
+def monitors_view(monitors: tuple[MonitorView, ...]) -> dict[str, Any]:
+    """``GET /v1/monitors``: each monitor, its condition and whether it holds now (on the
+    projected balance as of ``balance_sequence``; the edges are on ledger.notifications)."""
+    return {
+        "monitors": [
+            {
+                "monitor_id": monitor.monitor_id,
+                "account_id": monitor.account_id,
+                "currency": monitor.currency,
+                "field": monitor.field,
+                "operator": monitor.operator,
+                "threshold": monitor.threshold,
+                "metadata": monitor.metadata,
+                "created_sequence": monitor.created_sequence,
+                "created_at": monitor.created_at,
+                "value": monitor.value,
+                "holds": monitor.holds,
+                "balance_sequence": monitor.balance_sequence,
+            }
+            for monitor in monitors
+        ]
     }
 
 

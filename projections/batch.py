@@ -44,6 +44,7 @@ from projections.event_records import (
     AccountOpenedRecord,
     EventRecord,
     MoneyRecord,
+    MonitorEventRecord,
     PendingExpiredRecord,
     PendingPostedRecord,
     PendingVoidedRecord,
@@ -65,6 +66,9 @@ CREATING_EVENT_TYPES = frozenset(CREATED_STATUS)
 # events of balance monitors (schemas v1.5): in the chain, no journal, transfer or balance change
 MONITOR_EVENT_TYPES = frozenset({"MonitorCreated", "MonitorDeleted"})
 
+# (tenant_id, monitor_id, account_id, field, operator, threshold, metadata, created_sequence,
+#  created_at): a live balance monitor (migration 0010)
+MonitorRow = tuple[str, str, str, str, str, int, dict[str, str], int, datetime]
 # (tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,
 #  credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at, metadata)
 AccountRow = tuple[str, str, str, int, bool, bool, int | None, int, datetime, dict[str, str]]
@@ -273,6 +277,10 @@ class BatchPlan:
     # transactions the batch creates (as the batch leaves them) and ends (created before it)
     transactions: dict[tuple[str, str], TransactionRow] = field(default_factory=dict)
     transaction_changes: dict[tuple[str, str], TransactionChangeRow] = field(default_factory=dict)
+    # balance monitors the batch creates (as the batch leaves them), and deletes of monitors
+    # created before it (migration 0010): deleted first, so an id used again is inserted anew
+    monitors: dict[tuple[str, str], MonitorRow] = field(default_factory=dict)
+    deleted_monitors: set[tuple[str, str]] = field(default_factory=set)
     event_count: int = 0
     last_effective_at_us: int = 0
 
@@ -420,7 +428,8 @@ def add_rows(
     effective_at_us = record["effective_at_us"]
     effective_at = to_datetime(effective_at_us)
     if record["event_type"] in MONITOR_EVENT_TYPES:
-        pass  # a balance monitor (decision 0058) moves no money: no rows, its chain link only
+        # moves no money: no journal, no transfer
+        note_monitor(plan, cast(MonitorEventRecord, record), effective_at)
     elif record["event_type"] == "AccountOpened":
         key = (tenant_id, record["account_id"])
         if key in plan.opened_accounts:
@@ -468,6 +477,26 @@ def add_rows(
             effective_at,
         )
     return None
+
+
+def note_monitor(plan: BatchPlan, record: MonitorEventRecord, effective_at: datetime) -> None:
+    """The ``monitors`` row a ``MonitorCreated`` inserts, or the one a ``MonitorDeleted``
+    removes (from the batch's own creations, else from the table)."""
+    key = (record["tenant_id"], record["monitor_id"])
+    if record["event_type"] == "MonitorDeleted":
+        if plan.monitors.pop(key, None) is None:
+            plan.deleted_monitors.add(key)
+        return
+    plan.monitors[key] = (
+        *key,
+        record["account_id"],
+        record["field"],
+        record["operator"],
+        record["threshold"],
+        record["metadata"],
+        record["sequence"],
+        effective_at,
+    )
 
 
 def note_created_transfers(plan: BatchPlan, records: Sequence[MoneyRecord]) -> Problem | None:

@@ -151,7 +151,28 @@ TransactionEventRecord = (
     | TransactionPendingVoidedRecord
     | TransactionPendingExpiredRecord
 )
-EventRecord = AccountOpenedRecord | MoneyRecord | TransactionEventRecord
+
+
+class MonitorCreatedRecord(EventHeaderRecord):
+    """A balance monitor created (schemas v1.5, decision 0058): no money moves."""
+
+    event_type: Literal["MonitorCreated"]
+    monitor_id: str
+    account_id: str
+    field: str
+    operator: str
+    threshold: int
+    holds: bool
+
+
+class MonitorDeletedRecord(EventHeaderRecord):
+    event_type: Literal["MonitorDeleted"]
+    monitor_id: str
+    account_id: str
+
+
+MonitorEventRecord = MonitorCreatedRecord | MonitorDeletedRecord
+EventRecord = AccountOpenedRecord | MoneyRecord | TransactionEventRecord | MonitorEventRecord
 
 EVENT_TYPE_FIELD: Final = "event_type"
 BALANCES_FIELD: Final = "balances"

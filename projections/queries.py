@@ -29,11 +29,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ledger.monitors import evaluate, is_credit_normal, parse_condition
 from projections.batch import TransferRow
 from projections.migrations import describe_dsn, first_line
 from projections.settings import ProjectionSettings
 from projections.store import ProjectionDatabaseError
 from schemas.event_time import to_datetime, to_microseconds
+from schemas.model import AccountBalance
 from streamledger.errors import InvariantViolationError, StreamLedgerError
 from streamledger.settings import Settings
 
@@ -108,6 +110,18 @@ SELECT_TRANSACTION = (
     " WHERE x.tenant_id = %s AND x.transaction_id = %s ORDER BY p.posting_index"
 )
 TRANSACTION_COLUMNS_COUNT = 11  # the transaction's columns before each posting's
+# A tenant's balance monitors (migration 0010, at most monitors_per_tenant_max) with their
+# account's counters, in creation order; FROM in the lock order (balances, accounts, monitors).
+SELECT_MONITORS = (
+    "SELECT m.monitor_id, m.account_id, a.currency, m.field, m.operator, m.threshold,"
+    " m.metadata, m.created_sequence, m.created_at, a.debits_must_not_exceed_credits,"
+    " a.credits_must_not_exceed_debits, b.debits_posted, b.credits_posted, b.debits_pending,"
+    " b.credits_pending, b.last_sequence"
+    " FROM ledger.balances AS b"
+    " JOIN ledger.accounts AS a ON a.tenant_id = b.tenant_id AND a.account_id = b.account_id"
+    " JOIN ledger.monitors AS m ON m.tenant_id = b.tenant_id AND m.account_id = b.account_id"
+    " WHERE b.tenant_id = %s ORDER BY m.created_sequence, m.monitor_id"
+)
 CURSOR_SEPARATOR = ":"
 CURSOR_KINDS = ("pending", "posted", "released")
 CURSOR_TRANSFER_ID_LENGTH_MAX = 255  # the column's limit
@@ -240,6 +254,60 @@ class TransactionView:
     created_at: datetime
     updated_at: datetime
     postings: tuple[PostingView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorView:
+    """A live balance monitor and whether its condition holds on the projected balance (the
+    ledger's own definition, ``ledger.monitors``; as of the balance's ``balance_sequence``)."""
+
+    monitor_id: str
+    account_id: str
+    currency: str
+    field: str
+    operator: str
+    threshold: int
+    metadata: dict[str, str]
+    created_sequence: int
+    created_at: datetime
+    value: int
+    holds: bool
+    balance_sequence: int
+
+
+def monitor_from_row(row: Any) -> MonitorView:
+    """A ``SELECT_MONITORS`` row, evaluated."""
+    (monitor_id, account_id, currency, field, operator, threshold, metadata) = row[:7]
+    (created_sequence, created_at, debits_flag, credits_flag) = row[7:11]
+    debits_posted, credits_posted, debits_pending, credits_pending, balance_sequence = row[11:]
+    balance = AccountBalance(
+        account_id=account_id,
+        currency=currency,
+        debits_posted=debits_posted,
+        credits_posted=credits_posted,
+        debits_pending=debits_pending,
+        credits_pending=credits_pending,
+    )
+    credit_normal = is_credit_normal(
+        debits_must_not_exceed_credits=debits_flag, credits_must_not_exceed_debits=credits_flag
+    )
+    holds, value = evaluate(
+        parse_condition(field, operator, threshold), balance, credit_normal=credit_normal
+    )
+    return MonitorView(
+        monitor_id,
+        account_id,
+        currency,
+        field,
+        operator,
+        threshold,
+        metadata,
+        created_sequence,
+        created_at,
+        value,
+        holds,
+        balance_sequence,
+    )
 
 
 def transaction_from_rows(tenant_id: str, rows: list[Any]) -> TransactionView | None:

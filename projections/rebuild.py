@@ -91,6 +91,7 @@ LIVE_TABLES_IN_LOCK_ORDER = (
     "accounts",
     "entries",
     "transactions",  # a transaction's read joins its postings' transfers after it (0008)
+    "monitors",  # read after balances and accounts, joined to them (0010)
     "transfer_metadata",  # and this one before transfers
     "transfers",
     "tenant_heads",

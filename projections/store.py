@@ -224,6 +224,20 @@ TRANSACTION_TYPES = (
 COPY_TRANSACTIONS = sql.SQL(
     "COPY {schema}.transactions (" + TRANSACTION_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
 )
+# Balance monitors (migration 0010): deletes of monitors created before the batch first, then
+# the batch's creations (an id used again after a delete is a new row).
+MONITOR_COLUMNS = (
+    "tenant_id, monitor_id, account_id, field, operator, threshold, metadata, created_sequence,"
+    " created_at"
+)
+MONITOR_TYPES = ("text", "text", "text", "text", "text", "int8", "jsonb", "int8", "timestamptz")
+COPY_MONITORS = sql.SQL(
+    "COPY {schema}.monitors (" + MONITOR_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
+)
+DELETE_MONITORS = sql.SQL(
+    "DELETE FROM {schema}.monitors AS m USING unnest(%s::text[], %s::text[])"
+    " AS d(tenant_id, monitor_id) WHERE m.tenant_id = d.tenant_id AND m.monitor_id = d.monitor_id"
+)
 # A transaction created before the batch and ended by it: at most one per batch and transaction
 # (its postings' transfer rows were checked by the fold), so array parameters, no staging.
 UPDATE_TRANSACTIONS = sql.SQL(
@@ -496,6 +510,7 @@ def write_rows(
         cursor = conn.execute(target.compose(UPDATE_TRANSFERS))
         expect_rows("transfers", cursor.rowcount, len(changed))
     write_transactions(conn, target, plan)
+    write_monitors(conn, target, plan)
     if plan.entries:
         copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
     if plan.chain:
@@ -531,6 +546,19 @@ def write_transactions(conn: psycopg.Connection[Any], target: BatchTarget, plan:
             tuple(list(column) for column in zip(*changes, strict=True)),
         )
         expect_rows("transactions", cursor.rowcount, len(changes))
+
+
+def write_monitors(conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan) -> None:
+    """The monitors the batch deletes (created before it), then the ones it creates."""
+    if plan.deleted_monitors:
+        keys = sorted(plan.deleted_monitors)
+        cursor = conn.execute(
+            target.compose(DELETE_MONITORS),
+            ([tenant for tenant, _ in keys], [monitor for _, monitor in keys]),
+        )
+        expect_rows("monitors", cursor.rowcount, len(keys))
+    if plan.monitors:
+        copy_rows(conn, target.compose(COPY_MONITORS), MONITOR_TYPES, plan.monitors.values())
 
 
 def copy_rows(

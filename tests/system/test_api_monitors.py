@@ -2,7 +2,8 @@
 in front of the real processor and projection, the real broker and a fresh database.
 
 ``POST /v1/monitors`` and ``DELETE /v1/monitors/{id}`` go through the command path like
-transfers (idempotency key, tenant from the API key, the processor's outcome); transfers that
+transfers (idempotency key, tenant from the API key, the processor's outcome), and
+``GET /v1/monitors`` lists the projected ones with whether they hold now; transfers that
 cross the threshold give one notification per edge on ``ledger.notifications``; the projection
 takes the monitor events in its stride (balances still read, no quarantine); rule and limit
 rejections are 422s naming the field."""
@@ -74,6 +75,19 @@ def notifications_of(settings: Settings, monitor_id: str, count: int) -> list[No
         time.sleep(0.2)
 
 
+def projected_monitors(client: httpx.Client, sequence: int) -> list[dict[str, Any]]:
+    """``GET /v1/monitors`` once the projection has applied event ``sequence`` (bounded)."""
+    deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+    while True:
+        response = client.get("/v1/monitors")
+        assert response.status_code == 200, response.text
+        monitors: list[dict[str, Any]] = response.json()["monitors"]
+        if any(monitor["balance_sequence"] >= sequence for monitor in monitors):
+            return monitors
+        assert time.monotonic() < deadline, f"not projected: {response.text}"
+        time.sleep(0.1)
+
+
 def test_monitors_through_the_api_notify_once_per_edge(api_stack: ApiStack) -> None:
     with api_stack.client(TENANT) as client:
         cash, alice, monitor_id = unique("cash"), unique("alice"), unique("low")
@@ -115,6 +129,16 @@ def test_monitors_through_the_api_notify_once_per_edge(api_stack: ApiStack) -> N
             (MonitorTriggered, sequences[2], 3000),
         ]
         assert notes[0].metadata == (("owner", "treasury"),)
+        listed = projected_monitors(client, sequences[2])
+        (mine,) = [m for m in listed if m["monitor_id"] == monitor_id]
+        assert (mine["account_id"], mine["field"], mine["operator"], mine["threshold"]) == (
+            alice,
+            "available",
+            "<",
+            5000,
+        )
+        assert (mine["value"], mine["holds"], mine["created_sequence"]) == (3000, True, created_at)
+        assert mine["metadata"] == {"owner": "treasury"} and mine["currency"] == "USD"
 
         deleted = client.delete(
             f"/v1/monitors/{monitor_id}", headers={"Idempotency-Key": key + "d"}
@@ -132,6 +156,9 @@ def test_monitors_through_the_api_notify_once_per_edge(api_stack: ApiStack) -> N
             assert time.monotonic() < deadline, balance.text
             time.sleep(0.1)
         assert balance.json()["credits_posted"] == 8000
+        after = client.get("/v1/monitors")
+        assert after.status_code == 200, after.text
+        assert monitor_id not in [m["monitor_id"] for m in after.json()["monitors"]]
 
 
 def test_monitor_rules_and_limits_are_422s_naming_the_field(api_stack: ApiStack) -> None:

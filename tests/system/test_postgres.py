@@ -34,6 +34,7 @@ ALL_MIGRATIONS = [
     "0007_webhooks",
     "0008_multi_leg_transactions",
     "0009_metadata",
+    "0010_monitors",
 ]
 
 pytestmark = pytest.mark.system
@@ -41,6 +42,7 @@ pytestmark = pytest.mark.system
 TENANT_TABLES = (
     *("accounts", "balances", "transfers", "entries", "tenant_heads", "transactions"),
     *("transfer_metadata", "account_metadata"),  # migration 0009
+    "monitors",  # migration 0010
 )
 OPERATIONAL_TABLES = ("projection_offsets", "schema_migrations")
 SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, false)"
@@ -81,6 +83,10 @@ INSERT_TRANSFER_METADATA = (
 INSERT_ACCOUNT_METADATA = (
     "INSERT INTO account_metadata (tenant_id, key, value, opened_sequence, account_id)"
     " VALUES (%s, 'team', 'treasury', 1, 'cash')"
+)
+INSERT_MONITOR = (
+    "INSERT INTO monitors (tenant_id, monitor_id, account_id, field, operator, threshold,"
+    " created_sequence, created_at) VALUES (%s, 'low', 'wallet', 'available', '<', 50, 3, %s)"
 )
 INSERT_TENANT_HEAD = (
     "INSERT INTO tenant_heads (tenant_id, last_sequence, last_hash, last_effective_at)"
@@ -162,6 +168,7 @@ def insert_tenant_rows(connection: psycopg.Connection[tuple[object, ...]], tenan
     connection.execute(INSERT_TRANSACTION, (tenant, AT, AT))
     connection.execute(INSERT_TRANSFER_METADATA, (tenant,))
     connection.execute(INSERT_ACCOUNT_METADATA, (tenant,))
+    connection.execute(INSERT_MONITOR, (tenant, AT))
     connection.execute(INSERT_TENANT_HEAD, (tenant, HASH, AT))
 
 

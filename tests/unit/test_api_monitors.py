@@ -86,6 +86,7 @@ def test_the_openapi_entries_exist() -> None:
     create = paths["/v1/monitors"]["post"]
     reference = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert reference.endswith("/MonitorBody")
+    assert "200" in paths["/v1/monitors"]["get"]["responses"]
     delete = paths["/v1/monitors/{monitor_id}"]["delete"]
     assert "200" in delete["responses"] and not delete["requestBody"]["required"]
 
