@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from reconciliation.amounts import date_days
-from reconciliation.importer import ImportStatus, import_statement
+from reconciliation.importer import ImportStatus, import_statement, request_manual_match
 from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
+from reconciliation.matching import ManualMatch
 from reconciliation.metrics import ReconcilerMetrics
 from reconciliation.report import render
 from reconciliation.report_reading import load_report
@@ -73,6 +74,23 @@ def register(subparsers: Subparsers) -> None:
         help="the IBAN / account number of the statement to take from a multi-account file",
     )
     importing.set_defaults(handler=run_import)
+    matching = parts.add_parser(
+        "match",
+        help="match open statement lines with open ledger movements by hand (an audited record)",
+        description=(
+            "Write a ManualMatch record to ledger.statements; the matcher decides the items as"
+            " matched (rule manual) if every one is still open, else logs and counts the refusal."
+        ),
+    )
+    matching.add_argument("--tenant", required=True, help="the tenant")
+    matching.add_argument("--account", required=True, help="the bank-mirror account")
+    matching.add_argument("--line", action="append", required=True, help="a line id (repeat)")
+    matching.add_argument(
+        "--movement", action="append", required=True, help="a movement id {tenant}:{seq}#{n}"
+    )
+    matching.add_argument("--actor", required=True, help="who matches them")
+    matching.add_argument("--note", default="", help="why")
+    matching.set_defaults(handler=run_manual_match)
     reconcile = subparsers.add_parser(
         "reconcile",
         help="run the reconciliation matcher (statement lines against ledger movements)",
@@ -105,6 +123,24 @@ def statement_format(arguments: argparse.Namespace) -> StatementFormat:
     if found is None:
         raise SettingError(f"{arguments.file}: unknown suffix, give --format camt053, bai2 or csv")
     return found
+
+
+def run_manual_match(arguments: argparse.Namespace, settings: Settings) -> int:
+    request = ManualMatch(
+        tenant_id=arguments.tenant,
+        account_id=arguments.account,
+        line_ids=tuple(arguments.line),
+        movement_ids=tuple(arguments.movement),
+        actor=arguments.actor,
+        note=arguments.note,
+        requested_at_us=time.time_ns() // 1000,
+    )
+    request_manual_match(settings, request)
+    sys.stdout.write(
+        f"manual match of {len(request.line_ids)} lines and {len(request.movement_ids)}"
+        " movements written; the matcher decides it (see ledger.reconciliation)\n"
+    )
+    return EXIT_OK
 
 
 def run_import(arguments: argparse.Namespace, settings: Settings) -> int:

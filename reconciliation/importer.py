@@ -24,6 +24,7 @@ from confluent_kafka import KafkaException, Producer
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, kafka_error_text
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
 from reconciliation import bai2, camt053, statement_csv
+from reconciliation.matching import ManualMatch
 from reconciliation.partition_reader import read_partition
 from reconciliation.records import decode, encode
 from reconciliation.statement import (
@@ -234,3 +235,24 @@ def _write(
         raise InfraError(
             f"writing the statement: {kafka_error_text(exc)}; nothing imported"
         ) from exc
+
+
+def request_manual_match(settings: Settings, request: ManualMatch) -> None:
+    """Write a ``ManualMatch`` record to the tenant's partition of ``ledger.statements``: the
+    matcher decides it in order with the lines before it (refused if an item is not open)."""
+    partitions = ensure_topics(settings)
+    partition = partition_for(command_key(request.tenant_id), partitions)
+    producer = Producer(
+        {
+            **client_config(settings, RECONCILER_PRINCIPAL),
+            "enable.idempotence": True,
+            "acks": "all",
+        },
+        logger=KAFKA_CLIENT_LOGGER,
+    )
+    key = command_key(request.tenant_id)
+    producer.produce(
+        settings.topic(STATEMENTS_TOPIC), value=encode(request), key=key, partition=partition
+    )
+    if producer.flush(IMPORT_TIMEOUT_S) != 0:
+        raise InfraError(f"the manual match was not acknowledged within {IMPORT_TIMEOUT_S:g} s")

@@ -30,6 +30,7 @@ from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, kafka_error_text
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
 from reconciliation.matcher_settings import MatcherSettings
 from reconciliation.matching import (
+    ManualMatch,
     Reconciler,
     ReconciliationResult,
     movements_of,
@@ -159,6 +160,16 @@ class Matcher:
             return reconciler.add_line(record, offset, at_us, restoring=restoring)
         if isinstance(record, Statement):
             return reconciler.add_statement(record, at_us, restoring=restoring)
+        if isinstance(record, ManualMatch):
+            manual = reconciler.add_manual_match(record, at_us, restoring=restoring)
+            if isinstance(manual, str):
+                LOGGER.warning(
+                    "%s[%d]@%d: manual match by %s refused: %s",
+                    topic, partition, offset, record.actor, manual,
+                )  # fmt: skip
+                self.metrics.manual_refused.inc()
+                return []
+            return manual
         raise InvariantViolationError(f"{topic}[{partition}]@{offset}: a {type(record).__name__}")
 
     # ----------------------------------------------------------------------- state

@@ -56,6 +56,7 @@ class MatchRule(enum.Enum):
     EXTERNAL_REFERENCE = "external_reference"
     AMOUNT_AND_DATE = "amount_and_date"
     SUM = "sum"
+    MANUAL = "manual"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +104,19 @@ class ReconciliationResult:
     line_amount: int  # signed: credit > 0
     movement_amount: int  # signed, statement side: credit (mirror debited) > 0
     decided_at_us: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManualMatch:
+    """A ``ledger.statements`` record: open lines and open movements matched by a person."""
+
+    tenant_id: str
+    account_id: str
+    line_ids: tuple[str, ...]
+    movement_ids: tuple[str, ...]
+    actor: str
+    note: str
+    requested_at_us: int
 
 
 def movements_of(event: Event, reference_key: str) -> tuple[Movement, ...]:
@@ -439,6 +453,42 @@ class Reconciler:
         if through is not None and through >= item.date_days + self.rules.date_window_days:
             return [self._unmatched(book, item, is_line=False, at_us=at_us)]
         return []
+
+    def add_manual_match(
+        self, request: ManualMatch, at_us: int, *, restoring: bool = False
+    ) -> list[ReconciliationResult] | str:
+        """The result, or why the request is refused (a value: an item not open, or nothing to
+        match). Restoring, nothing: a manual match that was decided is in the results."""
+        if restoring:
+            return []
+        book = self.books.get((request.tenant_id, request.account_id))
+        if book is None or not request.line_ids or not request.movement_ids:
+            return "a manual match needs open lines and open movements of a known account"
+        if len(set(request.line_ids)) != len(request.line_ids) or len(
+            set(request.movement_ids)
+        ) != len(request.movement_ids):
+            return "an item is named twice"
+        missing = [item for item in request.line_ids if item not in book.lines.items] + [
+            item for item in request.movement_ids if item not in book.movements.items
+        ]
+        if missing:
+            return f"not open: {', '.join(sorted(missing))}"
+        lines = tuple(self._remove(book.lines, item) for item in request.line_ids)
+        movements = tuple(self._remove(book.movements, item) for item in request.movement_ids)
+        return [
+            ReconciliationResult(
+                tenant_id=book.tenant_id,
+                account_id=book.account_id,
+                state=ReconciliationState.MATCHED,
+                rule=MatchRule.MANUAL,
+                reason="manual",
+                line_ids=tuple(sorted(item.item_id for item in lines)),
+                movement_ids=tuple(sorted(item.item_id for item in movements)),
+                line_amount=sum(item.signed_amount() for item in lines),
+                movement_amount=sum(item.signed_amount() for item in movements),
+                decided_at_us=at_us,
+            )
+        ]
 
     def advance_ledger_time(
         self, tenant_id: str, effective_at_us: int, at_us: int, *, restoring: bool = False

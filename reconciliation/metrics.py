@@ -34,6 +34,11 @@ class ReconcilerMetrics:
             registry=r,
         )  # fmt: skip
         self.batches = Counter(PREFIX + "batches", "Transactions committed", registry=r)
+        self.manual_refused = Counter(
+            PREFIX + "manual_refused",
+            "Manual matches refused (an item not open, or named twice): see the matcher's log",
+            registry=r,
+        )
         self.open_items = Gauge(
             PREFIX + "open_items", "Items not decided yet, by side (line, movement)", ["side"],
             registry=r,

@@ -5,8 +5,8 @@ fingerprint of the writer schema's Parsing Canonical Form + the Avro binary body
 of its own (decision 0052): the ``.avsc`` files in ``reconciliation/avro/`` (namespace
 ``streamledger.reconciliation.v1``), versioned apart from the ledger's ``schemas/`` so the two
 evolve without touching each other's history. Each top-level record is one self-contained file;
-the fingerprint says which record a value is, so ``ledger.statements`` carries two kinds
-(``Statement`` and ``StatementLine``) with no envelope.
+the fingerprint says which record a value is, so ``ledger.statements`` carries three kinds
+(``Statement``, ``StatementLine``, ``ManualMatch``) with no envelope.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 
 from reconciliation.matching import (
+    ManualMatch,
     MatchRule,
     ReconciliationResult,
     ReconciliationState,
@@ -45,8 +46,8 @@ from schemas.codec import (
 
 RECONCILIATION_CONTRACT_VERSION: Final = "v1.0"
 AVRO_DIRECTORY: Final = Path(__file__).resolve().parent / "avro"
-TOP_LEVEL_RECORDS: Final = ("Statement", "StatementLine", "ReconciliationResult")
-ReconciliationRecord = Statement | StatementLine | ReconciliationResult
+TOP_LEVEL_RECORDS: Final = ("Statement", "StatementLine", "ManualMatch", "ReconciliationResult")
+ReconciliationRecord = Statement | StatementLine | ManualMatch | ReconciliationResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,16 @@ def _to_avro(record: ReconciliationRecord) -> dict[str, Any]:
         return _line_to_avro(record)
     if isinstance(record, Statement):
         return _statement_to_avro(record)
+    if isinstance(record, ManualMatch):
+        return {
+            "tenant_id": record.tenant_id,
+            "account_id": record.account_id,
+            "line_ids": list(record.line_ids),
+            "movement_ids": list(record.movement_ids),
+            "actor": record.actor,
+            "note": record.note,
+            "requested_at_us": record.requested_at_us,
+        }
     return {
         "tenant_id": record.tenant_id,
         "account_id": record.account_id,
@@ -182,6 +193,16 @@ def _from_avro(name: str, body: dict[str, Any]) -> ReconciliationRecord:
             closing_balance=_balance_from_avro(body["closing_balance"]),
             from_date_days=body["from_date"],
             to_date_days=body["to_date"],
+        )
+    if name == "ManualMatch":
+        return ManualMatch(
+            tenant_id=body["tenant_id"],
+            account_id=body["account_id"],
+            line_ids=tuple(body["line_ids"]),
+            movement_ids=tuple(body["movement_ids"]),
+            actor=body["actor"],
+            note=body["note"],
+            requested_at_us=body["requested_at_us"],
         )
     return ReconciliationResult(
         tenant_id=body["tenant_id"],

@@ -374,3 +374,33 @@ def test_report_counts_lines_movements_and_checks_the_closing_balance() -> None:
     assert report.mismatch_difference == 5
     assert report.balance_check is not None and report.balance_check.difference == 80
     assert "difference 80 (minor units)" in render(report)
+
+
+def test_a_manual_match_decides_open_items_and_is_refused_otherwise() -> None:
+    from reconciliation.matching import ManualMatch
+
+    reconciler = Reconciler(MatchingRules())
+    reconciler.add_statement(statement(DAY - 10), AT)
+    reconciler.add_line(line("l1", 100), 0, AT)
+    reconciler.add_movement(movement("e:1#0", 97), 0, AT)  # the bank took a fee of 3
+    request = ManualMatch(
+        tenant_id="acme",
+        account_id="bank",
+        line_ids=("l1",),
+        movement_ids=("e:1#0",),
+        actor="alice",
+        note="fee deducted by the bank",
+        requested_at_us=AT,
+    )
+    assert reconciler.add_manual_match(request, AT, restoring=True) == []
+    (result,) = reconciler.add_manual_match(request, AT + 1)  # type: ignore[misc]
+    assert (result.state, result.rule, result.reason) == (
+        ReconciliationState.MATCHED,
+        MatchRule.MANUAL,
+        "manual",
+    )
+    assert (result.line_amount, result.movement_amount, result.decided_at_us) == (100, 97, AT + 1)
+    assert reconciler.open_items == 0
+    refused = reconciler.add_manual_match(request, AT + 2)
+    assert isinstance(refused, str) and "e:1#0" in refused and "l1" in refused
+    assert decode(encode(request)) == request
