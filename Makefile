@@ -19,7 +19,7 @@ demo: setup
 CORE_TESTS := tests/unit/test_native_core.py tests/unit/test_ledger_properties.py \
 	tests/unit/test_ledger_rules.py tests/unit/test_ledger_state.py tests/unit/test_ledger_time.py \
 	tests/unit/test_transactions.py tests/unit/test_generated_checks.py \
-	tests/unit/test_partition_ledger.py
+	tests/unit/test_partition_ledger.py tests/unit/test_monitors.py
 
 test: setup check
 	$(VENV_PYTHON) -m pytest
