@@ -26,15 +26,12 @@ library and reads the manifest lazily, on the first import of a module it lists.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import importlib.util
-import json
 import os
 import sys
 import sysconfig
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
@@ -68,18 +65,30 @@ def build_directory(project_root: Path = PROJECT_ROOT) -> Path:
 
 
 def source_digest(path: Path) -> str:
+    import hashlib  # noqa: PLC0415 - not at start-up: only when the core is first imported
+
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
 class NativeManifest:
     """What one build compiled (module name -> binary) and what it was compiled from (source
-    path -> SHA-256: the compiled modules and every project module they import)."""
+    path -> SHA-256: the compiled modules and every project module they import). A plain class,
+    not a dataclass: this module is imported at every interpreter start-up."""
 
-    directory: Path
-    shared_library: str  # file of mypyc's group library, imported by each module's binary
-    compiled: dict[str, str]
-    inputs: dict[str, str]
+    __slots__ = ("compiled", "directory", "inputs", "shared_library")
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        shared_library: str,
+        compiled: dict[str, str],
+        inputs: dict[str, str],
+    ) -> None:
+        self.directory = directory
+        self.shared_library = shared_library  # mypyc's group library, imported by each binary
+        self.compiled = compiled
+        self.inputs = inputs
 
     def binary_of(self, module_name: str) -> Path:
         if module_name == SHARED_LIBRARY_MODULE:
@@ -103,6 +112,8 @@ class NativeManifest:
 
 
 def read_manifest(directory: Path) -> NativeManifest:
+    import json  # noqa: PLC0415 - not at start-up: only when the core is first imported
+
     data = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
     if data.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"manifest format {data.get('format')!r}, expected {MANIFEST_FORMAT}")
