@@ -420,6 +420,7 @@ _FAST_BODY_RULES: Final[dict[type[object], tuple[tuple[str, str], ...]]] = {
         ("account_id", "account_id"),
         ("currency", "currency"),
         ("asset_scale", "asset_scale"),
+        ("debits_must_not_exceed_credits", "boolean"),
         ("credits_must_not_exceed_debits", "false"),
         ("overdraft_limit", "none"),
     ),
