@@ -83,7 +83,12 @@ def register(subparsers: Subparsers) -> None:
     history.add_argument("account")
     history.add_argument("--from", dest="period_from", required=True, help="a whole hour/day")
     history.add_argument("--to", dest="period_to", required=True, help="a whole hour/day")
-    history.add_argument("--interval", choices=tuple(INTERVALS), required=True)
+    history.add_argument(
+        "--interval",
+        choices=tuple(INTERVALS),
+        required=True,
+        help="bucket length: 1h (whole hours) or 1d (whole UTC days)",
+    )
     history.add_argument(
         "--format",
         choices=(FORMAT_JSON, FORMAT_CSV),
