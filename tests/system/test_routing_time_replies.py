@@ -12,10 +12,10 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.cimpl import NewTopic
 
-from infra import topics
+from infra import principals, topics
 from infra.topics import ledger_topic_names
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, admin_client
-from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config, is_scram
 from processors import dead_letters
 from processors.partition_ledger import (
     REPLY_DECIDED,
@@ -405,3 +405,5 @@ def create_replay_topics(settings: Settings) -> None:
     client = admin_client(settings)  # kept alive until the futures are done
     for future in client.create_topics(declared).values():
         future.result(timeout=30)
+    if is_scram(settings):  # what topics.apply grants the service principals on these topics
+        principals.create_services(settings)
