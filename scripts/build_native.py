@@ -65,6 +65,8 @@ COMPILED_MODULES: Final = (
     "ledger/fingerprints.py",
     "ledger/fold.py",
     "ledger/invariants.py",
+    "ledger/monitor_steps.py",
+    "ledger/monitors.py",
     "ledger/rules.py",
     "ledger/snapshot.py",
     "ledger/state.py",

@@ -2,11 +2,11 @@
 # Install everything StreamLedger needs on this machine, idempotently:
 #   1. checks Python >= 3.11, a JDK >= 17 and Maven (installs JDK/Maven with apt-get when missing and root);
 #   2. a virtualenv in .venv with the exact pins of constraints.txt (pip cache: ~/.cache/pip);
-#   3. `streamledger infra install`: Kafka jars from Maven Central (cache: ~/.m2 and
-#      ~/.cache/streamledger) and PostgreSQL server binaries (apt-get when missing and root);
-#   4. the pure core compiled with mypyc into build/native/ (scripts/build_native.py, decision
+#   3. the pure core compiled with mypyc into build/native/ (scripts/build_native.py, decision
 #      0048): skipped when its sources are unchanged since the last build; a failed build stops
-#      the setup. STREAMLEDGER_PURE_PYTHON=1 runs the Python sources instead.
+#      the setup. STREAMLEDGER_PURE_PYTHON=1 runs the Python sources instead;
+#   4. `streamledger infra install`: Kafka jars from Maven Central (cache: ~/.m2 and
+#      ~/.cache/streamledger) and PostgreSQL server binaries (apt-get when missing and root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,8 +57,9 @@ else
   say ".venv is up to date"
 fi
 
-.venv/bin/streamledger infra install
-
-# a C compiler is needed for the compiled core (mypyc)
+# Before anything imports the core (the CLI below does): a build left stale by a pull would
+# refuse to load. A C compiler is needed for the compiled core (mypyc).
 command -v cc >/dev/null || command -v gcc >/dev/null || apt_install gcc libc6-dev
 .venv/bin/python scripts/build_native.py
+
+.venv/bin/streamledger infra install
