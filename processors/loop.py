@@ -149,6 +149,7 @@ class Processor:
     def _process_batch(self, messages: Sequence[CommandRecord]) -> None:
         self.transport.begin()
         positions: dict[int, int] = {}
+        consumed: dict[int, int] = {}
         touched: set[int] = set()
         for message in messages:
             error = message.error()
@@ -160,10 +161,13 @@ class Processor:
             if partition not in self.ledgers:
                 continue  # revoked or lost since it was fetched; its new owner reads it
             positions[partition] = offset + 1
+            consumed[partition] = consumed.get(partition, 0) + 1
             self._decide_one(message, partition, touched)
         for partition in touched:
             self._produce_outputs(partition, self.ledgers[partition])
         self.metrics.commands_consumed.inc(len(messages))
+        for partition, count in consumed.items():
+            self.metrics.partition_commands_consumed.labels(str(partition)).inc(count)
         self.metrics.batch_size.observe(len(messages))
         # Commit order: (1) every output record of the batch was produced into the open
         # transaction above; (2) the input positions join that same transaction, each past the

@@ -80,6 +80,15 @@ class ProcessorMetrics:
         self.commands_consumed = Counter(
             PREFIX + "commands_consumed", "Command records consumed", registry=r
         )
+        # Tenant volume without a tenant label: a tenant's commands all land on one partition
+        # (murmur2 of the tenant id), so a busy tenant is a busy partition; ``partition`` is
+        # bounded by the topic's partition count (docs/metrics.md, decision 0069).
+        self.partition_commands_consumed = Counter(
+            PREFIX + "partition_commands_consumed",
+            "Command records consumed, by ledger.commands partition (each tenant lives on one)",
+            ["partition"],
+            registry=r,
+        )
         self.events_produced = Counter(
             PREFIX + "events_produced", "Events produced, by type", ["type"], registry=r
         )

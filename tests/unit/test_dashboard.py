@@ -28,6 +28,7 @@ REQUIRED_SERIES = {
     "dead letters": "streamledger:dlq_records:increase5m",
     "aborts": "streamledger_processor_transaction_aborts_total",
     "restore time": "streamledger_processor_restore_duration_seconds_bucket",
+    "tenant volume": "streamledger_processor_partition_commands_consumed_total",
 }
 
 

@@ -170,6 +170,18 @@ def test_a_clean_run_answers_every_command_once_and_commits_every_input(clean: R
     assert clean.counted("transaction_commits") > len(workload()) / BATCH_RECORDS_MAX
 
 
+def test_commands_are_counted_per_partition_for_the_tenant_volume_panel(clean: Run) -> None:
+    """Per partition (bounded), never per tenant: the partitions' counts add up to the total,
+    and each partition's count is its share of the commands topic."""
+    per_partition = {
+        p: clean.counted("partition_commands_consumed", {"partition": str(p)})
+        for p in range(PARTITIONS)
+    }
+    assert sum(per_partition.values()) == clean.counted("commands_consumed") > 0
+    for p, count in per_partition.items():
+        assert count == len(clean.broker.logs[TOPICS.commands][p])
+
+
 def test_monitors_notify_once_per_edge_in_the_batch_transaction(clean: Run) -> None:
     """Three edges per tenant, each once, keyed by (sequence, monitor); every faulty run below
     must produce the same notification bytes (exactly once across aborts, fencing, restore)."""
