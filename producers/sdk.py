@@ -35,6 +35,14 @@ metadata as a mapping) and checks it like ``send`` does::
                   ("card", "network", 30, "USD")],
     )
     producer.send(fee_split)
+
+``create_monitor(...)``/``delete_monitor(...)`` build the balance-monitor commands the same way
+(decision 0058; the monitor notifies through ``ledger.notifications`` and webhooks)::
+
+    producer.send(create_monitor(
+        tenant_id="acme", idempotency_key="low-cash-1", monitor_id="low-cash",
+        account_id="cash", field="available", operator="<", threshold=5_000,
+    ))
 """
 
 from __future__ import annotations
@@ -65,7 +73,7 @@ from producers.errors import (
 from schemas.codec import encode_command
 from schemas.keys import command_key, partition_for
 from schemas.limits import first_violation
-from schemas.model import Command, Posting, PostTransaction
+from schemas.model import Command, CreateMonitor, DeleteMonitor, Posting, PostTransaction
 from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings
 
@@ -182,6 +190,55 @@ def post_transaction(
         pending=pending,
         pending_timeout_s=pending_timeout_s,
         reverses=reverses,
+    )
+    validate(command)
+    return command
+
+
+def create_monitor(
+    *,
+    tenant_id: str,
+    idempotency_key: str,
+    monitor_id: str,
+    account_id: str,
+    field: str,
+    operator: str,
+    threshold: int,
+    submitted_at_us: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> CreateMonitor:
+    """A checked ``CreateMonitor``: ``field`` one of ``schemas.limits.MONITOR_FIELDS`` (e.g.
+    ``available``), ``operator`` one of ``MONITOR_OPERATORS`` (``<``, ``<=``, ``>``, ``>=``,
+    ``==``), ``threshold`` in minor units; ``metadata`` is the monitor's. Raises
+    ``CommandValidationError`` naming the field."""
+    command = CreateMonitor(
+        tenant_id=tenant_id,
+        idempotency_key=idempotency_key,
+        submitted_at_us=time.time_ns() // 1_000 if submitted_at_us is None else submitted_at_us,
+        metadata=tuple(sorted((metadata or {}).items())),
+        monitor_id=monitor_id,
+        account_id=account_id,
+        field=field,
+        operator=operator,
+        threshold=threshold,
+    )
+    validate(command)
+    return command
+
+
+def delete_monitor(
+    *,
+    tenant_id: str,
+    idempotency_key: str,
+    monitor_id: str,
+    submitted_at_us: int | None = None,
+) -> DeleteMonitor:
+    """A checked ``DeleteMonitor``."""
+    command = DeleteMonitor(
+        tenant_id=tenant_id,
+        idempotency_key=idempotency_key,
+        submitted_at_us=time.time_ns() // 1_000 if submitted_at_us is None else submitted_at_us,
+        monitor_id=monitor_id,
     )
     validate(command)
     return command
