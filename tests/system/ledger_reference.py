@@ -133,7 +133,7 @@ class ReferenceLedger:
         if stored is not None:
             return  # duplicate (same payload) or key reuse (other payload): nothing written
         tenant.payloads[command.idempotency_key] = payload
-        found = _invalid(tenant, command) or _rejection(tenant, command)
+        found = _invalid(command) or _rejection(tenant, command)
         key = (command.tenant_id, command.idempotency_key)
         if found is not None:
             reason, named = found if isinstance(found, tuple) else (found, None)
@@ -167,7 +167,7 @@ def _payload(command: Command) -> dict[str, object]:
 Found = str | tuple[str, str] | None  # a reason, or a reason and the field its detail names
 
 
-def _invalid(tenant: Tenant, command: Command) -> Found:
+def _invalid(command: Command) -> Found:
     if isinstance(command, Transfer) and command.amount <= 0:
         return "invalid_command"
     if isinstance(command, PostTransaction):
