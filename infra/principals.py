@@ -463,9 +463,28 @@ def set_quotas(settings: Settings, principal: str, quota: Quota) -> None:
     """The broker's client quotas of ``principal``, with Kafka's ``kafka-configs`` tool (the
     Admin API's ``AlterClientQuotas`` is not in confluent-kafka). Local stack only: it needs
     the stack's Kafka jars."""
+    run_config_command(
+        settings, principal, f"setting the quotas of {principal}", "--alter", "--add-config",
+        quota.text(),
+    )  # fmt: skip
+
+
+def describe_quotas(settings: Settings, principal: str) -> str:
+    """What the broker holds as ``principal``'s client quotas: ``kafka-configs``' own line,
+    e.g. "Quota configs for user-principal 'bank-a' are producer_byte_rate=1048576.0, ..."."""
+    output = run_config_command(
+        settings, principal, f"reading the quotas of {principal}", "--describe"
+    )
+    lines = [line for line in output.splitlines() if line.startswith("Quota configs for")]
+    return lines[-1].strip() if lines else ""
+
+
+def run_config_command(settings: Settings, principal: str, doing: str, *action: str) -> str:
+    """``kafka-configs`` on ``principal``'s user entity, authenticated as admin; its output."""
     require_scram(settings)
     kafka_broker.ensure_installed(settings)
     paths = kafka_broker.KafkaPaths.of(settings)
+    log = settings.home / "logs" / "kafka-quotas.log"
     with tempfile.TemporaryDirectory(prefix="streamledger-quota-") as directory:
         command_config = Path(directory) / "admin.properties"
         write_client_properties(settings, command_config)
@@ -474,22 +493,13 @@ def set_quotas(settings: Settings, principal: str, quota: Quota) -> None:
             paths,
             QUOTA_TOOL_HEAP_MB,
             "kafka.admin.ConfigCommand",
-            "--bootstrap-server",
-            settings.kafka_bootstrap,
-            "--command-config",
-            str(command_config),
-            "--alter",
-            "--entity-type",
-            "users",
-            "--entity-name",
-            principal,
-            "--add-config",
-            quota.text(),
+            *("--bootstrap-server", settings.kafka_bootstrap),
+            *("--command-config", str(command_config)),
+            *("--entity-type", "users", "--entity-name", principal),
+            *action,
         )
-        log = settings.home / "logs" / "kafka-quotas.log"
-        kafka_broker.run_logged(
-            command, log, QUOTA_TOOL_TIMEOUT_S, f"setting quotas of {principal}"
-        )
+        kafka_broker.run_logged(command, log, QUOTA_TOOL_TIMEOUT_S, doing)
+    return log.read_text(errors="replace")
 
 
 def write_client_properties(settings: Settings, path: Path) -> None:

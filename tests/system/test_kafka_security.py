@@ -145,6 +145,8 @@ def test_an_upstream_principal_writes_commands_but_cannot_read_or_write_events(
     assert created.returncode == 0, created.stderr
     assert f"write topic {COMMANDS_TOPIC}" in created.stdout
     assert "quota producer_byte_rate=1048576,request_percentage=50" in created.stdout
+    held = principals.describe_quotas(sasl_settings, name)  # what the broker holds
+    assert "producer_byte_rate=1048576.0" in held and "request_percentage=50.0" in held, held
     settings = as_principal(sasl_settings, name)
 
     with LedgerProducer(settings) as producer:
