@@ -417,6 +417,7 @@ class KafkaStateReader:
     ) -> None:
         self.reader = reader
         self.admin = admin
+        self.processor_settings = processor_settings
         self.timeout_s = processor_settings.restore_timeout_s
 
     def read_partition(
@@ -429,7 +430,13 @@ class KafkaStateReader:
             partition=partition,
             timeout_s=self.timeout_s,
             header_name=header_name,
+            renew_admin=self._renew_admin,
         )
+
+    def _renew_admin(self) -> AdminClient:
+        """A new admin client (fresh metadata) after a listing refused while leadership moved."""
+        self.admin = admin_for(self.processor_settings)
+        return self.admin
 
     def close(self) -> None:
         self.reader.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -54,7 +54,7 @@ RESTORE_QUEUE_BACKOFF_MS = 10
 RESTORE_FETCH_WAIT_MS_MAX = 20  # an empty fetch at a partition's end returns after this
 EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-UNKNOWN_OFFSET = -1  # what a listing answers while the partition's leadership moves
+LEADERSHIP_RETRY_S = 1.0  # a refused listing is asked again (by a new admin client) after this
 # listing errors of a leader that has just lost (or not yet won) the partition after a broker
 # failure: librdkafka does not flag every one retriable (FENCED_LEADER_EPOCH stopped a restore
 # in make chaos-ha)
@@ -121,12 +121,13 @@ def read_partition(
     partition: int,
     timeout_s: float,
     header_name: str | None = None,
+    renew_admin: Callable[[], AdminClient] | None = None,
 ) -> PartitionSnapshot:
     """Steps 1 and 2 above for one partition of ``topics``; raises ``RestoreError`` on timeout."""
     started = time.monotonic()
     deadline = started + timeout_s
     partitions = [TopicPartition(topic, partition) for topic in topics]
-    ends = wait_until_stable(admin, partitions, deadline)
+    ends = wait_until_stable(admin, partitions, deadline, renew_admin)
     to_read = [tp for tp in partitions if ends[tp.topic][1] > ends[tp.topic][0]]
     latest: dict[str, dict[bytes, bytes]] = {topic: {} for topic in topics}
     headers: dict[str, dict[bytes, bytes]] = {topic: {} for topic in topics}
@@ -147,12 +148,20 @@ def read_partition(
 
 
 def wait_until_stable(
-    admin: AdminClient, partitions: list[TopicPartition], deadline: float
+    admin: AdminClient,
+    partitions: list[TopicPartition],
+    deadline: float,
+    renew_admin: Callable[[], AdminClient] | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """Wait until LSO == high watermark on each partition; return topic -> (earliest, end)."""
+    """Wait until LSO == high watermark on each partition; return topic -> (earliest, end).
+
+    A listing refused while leadership moves is asked again (until ``deadline``) through a new
+    admin client from ``renew_admin``: the old one can keep a stale leader epoch and be refused
+    ``FENCED_LEADER_EPOCH`` until the deadline (seen in the chaos test).
+    """
     while True:
         # the three requests are sent at once, then awaited: one round trip, not three
-        earliest, committed, uncommitted = _list_offsets(
+        listed = _list_offsets(
             admin,
             partitions,
             [
@@ -162,6 +171,12 @@ def wait_until_stable(
             ],
             deadline,
         )
+        if listed is None:
+            time.sleep(LEADERSHIP_RETRY_S)
+            if renew_admin is not None:
+                admin = renew_admin()
+            continue
+        earliest, committed, uncommitted = listed
         unknown = [
             topic
             for offsets in (earliest, committed, uncommitted)
@@ -194,7 +209,9 @@ def _list_offsets(
     partitions: list[TopicPartition],
     queries: list[tuple[OffsetSpec, IsolationLevel]],
     deadline: float,
-) -> list[dict[str, int]]:
+) -> list[dict[str, int]] | None:
+    """The offsets per query, or None when the listing was refused because the partition's
+    leadership is moving and ``deadline`` has not passed (ask again)."""
     remaining_s = max(1.0, deadline - time.monotonic())
     pending = [
         admin.list_offsets(
@@ -212,7 +229,7 @@ def _list_offsets(
         if error is not None and _is_leadership_moving(error) and time.monotonic() < deadline:
             # asked a leader that has just lost the partition: not known yet, ask again
             LOGGER.info("listing offsets of %s: %s; asking again", partitions, error)
-            return [{tp.topic: UNKNOWN_OFFSET for tp in partitions} for _ in queries]
+            return None
         raise RestoreError(f"cannot list offsets of {partitions}: {exc}") from exc
 
 

@@ -96,3 +96,24 @@ def test_a_failover_error_that_outlasts_the_deadline_stops_the_restore() -> None
     admin = FailingAdmin(failing_calls=1_000_000, code=KafkaError.NOT_LEADER_FOR_PARTITION)
     with pytest.raises(RestoreError):
         wait_until_stable(admin, PARTITIONS, time.monotonic() + 0.5)  # type: ignore[arg-type]
+
+
+def test_a_refused_listing_is_asked_again_through_a_renewed_admin_client() -> None:
+    # the chaos test saw one admin client refused FENCED_LEADER_EPOCH for the whole restore
+    # timeout (its leader epoch stayed stale); a new client has fresh metadata
+    stale = FailingAdmin(failing_calls=1_000_000, code=KafkaError.FENCED_LEADER_EPOCH)
+    fresh = FlakyAdmin(unknown_rounds=0)
+    renewed: list[FlakyAdmin] = []
+
+    def renew() -> Any:
+        renewed.append(fresh)
+        return fresh
+
+    ends = wait_until_stable(
+        stale,  # type: ignore[arg-type]
+        PARTITIONS,
+        time.monotonic() + 30,
+        renew,
+    )
+    assert ends == {"t.ledger.balances": (0, 40), "t.ledger.outcomes": (0, 40)}
+    assert renewed == [fresh] and stale.failed == 3
