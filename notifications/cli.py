@@ -36,8 +36,9 @@ def register(subparsers: Subparsers) -> None:
         "notify",
         help="deliver ledger events to tenants' webhook endpoints (signed, in order, retried)",
         description=(
-            "Read ledger.events (read_committed, its own consumer group) and POST each event to"
-            " the endpoints of its tenant that subscribed to its type, in sequence order, signed"
+            "Read ledger.events and ledger.notifications (read_committed, its own consumer"
+            " group) and POST each event (balance-monitor notification) to the endpoints of its"
+            " tenant that subscribed to its type (kind), in sequence order, signed"
             " (StreamLedger-Signature); committed only after a 2xx."
         ),
     )

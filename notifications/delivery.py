@@ -86,7 +86,8 @@ class EndpointWorker:
         self.spilling = endpoint.has_pending  # stored pending deliveries come first
         self.spill_writes = 0  # spills decided by the dispatcher but not yet stored
         self.routed_through = endpoint.routed_through
-        self.delivered_through = 0
+        self.notified_through = endpoint.notified_through
+        self.notified_ids = endpoint.notified_ids
         self.queue: deque[Delivery] = deque()
         self.stored: deque[Delivery] = deque()
         self.wake = asyncio.Event()
@@ -101,9 +102,23 @@ class EndpointWorker:
 
     def enqueue(self, delivery: Delivery) -> None:
         assert delivery.partition is not None and delivery.offset is not None
-        self.positions.hold(delivery.partition, delivery.offset)
+        self.positions.hold((delivery.source, delivery.partition), delivery.offset)
         self.queue.append(delivery)
         self.wake.set()
+
+    def takes_notification(self, sequence: int, notification_id: str) -> bool:
+        """True once per notification: not stored before a restart, not routed already
+        (several monitors may fire on one event, so the sequence alone does not say)."""
+        if sequence < self.notified_through:
+            return False
+        if sequence == self.notified_through:
+            if self.notified_ids is None or notification_id in self.notified_ids:
+                return False
+            self.notified_ids = self.notified_ids | {notification_id}
+            return True
+        self.notified_through = sequence
+        self.notified_ids = frozenset((notification_id,))
+        return True
 
     def re_enable(self, endpoint: Endpoint) -> None:
         """The tenant replayed its dead letters: they were made pending, deliver them first."""
@@ -143,9 +158,8 @@ class EndpointWorker:
     async def read_back_stored(self) -> bool:
         """Read the next page of stored pending deliveries; False if PostgreSQL failed."""
         try:
-            page = await self.store.pending(
-                self.endpoint, self.delivered_through, self.settings.stored_page_max
-            )
+            in_flight = self.recorder.in_flight(self.endpoint.tenant_id, self.endpoint.endpoint_id)
+            page = await self.store.pending(self.endpoint, in_flight, self.settings.stored_page_max)
         except InfraError as exc:
             LOG.warning("reading stored deliveries back failed (%s); retrying", exc)
             await asyncio.sleep(STORE_RETRY_S)
@@ -161,7 +175,7 @@ class EndpointWorker:
 
     def release(self, delivery: Delivery) -> None:
         if delivery.partition is not None and delivery.offset is not None:
-            self.positions.release(delivery.partition, delivery.offset)
+            self.positions.release((delivery.source, delivery.partition), delivery.offset)
 
     async def deliver(self, delivery: Delivery) -> None:
         """Attempt until a 2xx, or disable the endpoint after too many failures."""
@@ -176,7 +190,6 @@ class EndpointWorker:
                 )
                 self.metrics.deliveries.labels("delivered").inc()
                 self.pop(delivery)
-                self.delivered_through = max(self.delivered_through, delivery.sequence)
                 # The row is written in the recorder's next batch, and only then is the
                 # delivery's offset released (decision 0065): the worker goes on meanwhile.
                 attempt = Attempt(STATUS_DELIVERED, signed_at_s, header, failures + 1)

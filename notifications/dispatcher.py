@@ -1,19 +1,27 @@
-"""``streamledger notify``: read ``ledger.events`` and feed each endpoint's worker.
+"""``streamledger notify``: read ``ledger.events`` and ``ledger.notifications`` and feed each
+endpoint's worker.
 
 One loop, top to bottom (an asyncio task; the workers are tasks beside it)::
 
     every endpoints_refresh_ms: read the endpoints → start, re-enable or stop workers
-    → take a batch of ledger.events (read_committed, in a thread: the workers keep delivering)
+    → take a batch of ledger.events and ledger.notifications (balance monitors' edges;
+      read_committed, in a thread: the workers keep delivering)
     → apply partition assignment changes
-    → route each event to the endpoints of its tenant that subscribed to its type:
+    → route each event (notification) to the endpoints of its tenant that subscribed to its
+      type (kind):
       the endpoint's queue (held in the position book), or PostgreSQL (spilled when the queue
       is full, dead when the endpoint is disabled), stored before the loop goes on
-    → every commit_interval_ms: commit, per partition, the smallest offset some queued delivery
-      still holds (``notifications.routing.PositionBook``)
+    → every commit_interval_ms: commit, per topic and partition, the smallest offset some
+      queued delivery still holds (``notifications.routing.PositionBook``)
 
 Its own consumer group (``streamledger-notify`` after the topic prefix); a fresh group starts at
 the beginning of the log (endpoints skip what precedes their creation), so nothing committed
 between an endpoint's creation and the dispatcher's first start is missed.
+
+A notification is delivered like an event (signed, at least once, its offset committed only
+after its 2xx and its row), with its notification id ``{tenant}:{sequence}:{monitor_id}`` as the
+delivery id; several monitors may fire on one event, so an endpoint's restart point for
+notifications is its highest stored sequence *and* the ids stored at it (decision 0068).
 """
 
 from __future__ import annotations
@@ -35,11 +43,19 @@ from kafka_adapter.batches import take_batch
 from kafka_adapter.security import DISPATCHER_PRINCIPAL, client_config
 from notifications.delivery import EndpointWorker
 from notifications.metrics import NotifyMetrics
-from notifications.payloads import event_body, event_type_name, subscribes_to
+from notifications.payloads import (
+    event_body,
+    event_type_name,
+    notification_body,
+    notification_kind,
+    subscribes_to,
+)
 from notifications.recording import DeliveredRecorder
-from notifications.routing import PositionBook, Route, route
+from notifications.routing import PartitionKey, PositionBook, Route, route
 from notifications.settings import NotifySettings
 from notifications.store import (
+    SOURCE_EVENT,
+    SOURCE_NOTIFICATION,
     STATUS_DEAD,
     STATUS_PENDING,
     Attempt,
@@ -47,10 +63,10 @@ from notifications.store import (
     DeliveryStore,
     Endpoint,
 )
-from schemas.codec import decode_event
+from schemas.codec import decode_event, decode_notification
 from schemas.keys import command_key, partition_for
-from schemas.model import Event
-from schemas.topics import EVENTS_TOPIC
+from schemas.model import Event, Notification
+from schemas.topics import EVENTS_TOPIC, NOTIFICATIONS_TOPIC
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 
@@ -63,25 +79,28 @@ RECORD_DRAIN_TIMEOUT_S = 5.0  # at shutdown: rows not written by then are delive
 
 @dataclass(slots=True)
 class Assignment:
-    """Partitions of ``ledger.events`` this dispatcher owns; changed by the consumer's
-    callbacks (in the polling thread), read by the loop and the workers."""
+    """Partitions of ``ledger.events`` this dispatcher owns (``owned``; stored deliveries are
+    read back by the owner of the tenant's events partition) and the partitions of both topics
+    it lost; changed by the consumer's callbacks (in the polling thread), read by the loop and
+    the workers."""
 
     partition_count: int
     owned: set[int] = field(default_factory=set)
-    dropped: list[int] = field(default_factory=list)
+    dropped: list[PartitionKey] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def owns(self, tenant_id: str) -> bool:
         return partition_for(command_key(tenant_id), self.partition_count) in self.owned
 
-    def take_dropped(self) -> list[int]:
+    def take_dropped(self) -> list[PartitionKey]:
         with self.lock:
             dropped, self.dropped = self.dropped, []
         return dropped
 
 
 class Dispatcher:
-    """The consumer of ``ledger.events`` and the endpoints' workers."""
+    """The consumer of ``ledger.events`` and ``ledger.notifications``, and the endpoints'
+    workers."""
 
     def __init__(
         self,
@@ -95,6 +114,9 @@ class Dispatcher:
         self.notify = notify
         self.metrics = metrics
         self.topic = settings.topic(EVENTS_TOPIC)
+        self.notifications_topic = settings.topic(NOTIFICATIONS_TOPIC)
+        self.topics = {SOURCE_EVENT: self.topic, SOURCE_NOTIFICATION: self.notifications_topic}
+        self.sources = {topic: source for source, topic in self.topics.items()}
         self.store = DeliveryStore(settings.database_dsn, pool_size_max=notify.pool_size_max)
         self.positions = PositionBook()
         self.recorder = DeliveredRecorder(
@@ -118,8 +140,12 @@ class Dispatcher:
         recording = asyncio.create_task(self.recorder.run(), name="webhook-recorder")
         try:
             self.assignment = Assignment(partition_count=self.partition_count(consumer))
+            self.partition_count(consumer, self.notifications_topic)  # it exists
             consumer.subscribe(
-                [self.topic], on_assign=self.on_assign, on_revoke=self.on_drop, on_lost=self.on_drop
+                list(self.topics.values()),
+                on_assign=self.on_assign,
+                on_revoke=self.on_drop,
+                on_lost=self.on_drop,
             )
             await self.loop(consumer, stop, recording)
         finally:
@@ -164,26 +190,29 @@ class Dispatcher:
             logger=KAFKA_CLIENT_LOGGER,
         )
 
-    def partition_count(self, consumer: Consumer) -> int:
+    def partition_count(self, consumer: Consumer, name: str | None = None) -> int:
+        name = self.topic if name is None else name
         try:
-            metadata = consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_S)
+            metadata = consumer.list_topics(name, timeout=METADATA_TIMEOUT_S)
         except KafkaException as exc:
-            raise InfraError(f"reading {self.topic}'s metadata failed: {exc}") from exc
-        topic = metadata.topics.get(self.topic)
+            raise InfraError(f"reading {name}'s metadata failed: {exc}") from exc
+        topic = metadata.topics.get(name)
         if topic is None or topic.error is not None or not topic.partitions:
-            raise InfraError(f"topic {self.topic} not found; run `streamledger infra up`")
+            raise InfraError(f"topic {name} not found; run `streamledger infra up`")
         return len(topic.partitions)
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         with self.assignment.lock:
-            self.assignment.owned.update(partition.partition for partition in partitions)
-        LOG.info("assigned partitions %s", sorted(p.partition for p in partitions))
+            self.assignment.owned.update(p.partition for p in partitions if p.topic == self.topic)
+        LOG.info("assigned partitions %s", sorted((p.topic, p.partition) for p in partitions))
 
     def on_drop(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         with self.assignment.lock:
             for partition in partitions:
-                self.assignment.owned.discard(partition.partition)
-                self.assignment.dropped.append(partition.partition)
+                if partition.topic == self.topic:
+                    self.assignment.owned.discard(partition.partition)
+                source = self.sources.get(partition.topic, SOURCE_EVENT)
+                self.assignment.dropped.append((source, partition.partition))
 
     # ------------------------------------------------------------------ endpoints
 
@@ -234,13 +263,13 @@ class Dispatcher:
         tenant's last one read so far (the consumer has passed the earlier ones); that start is
         stored, so a restart does not deliver older events to it."""
         head = self.tenant_heads.get(endpoint.tenant_id, 0)
-        if head > endpoint.routed_through:
+        if head > min(endpoint.routed_through, endpoint.notified_through):
             try:
                 await self.store.advance_start(endpoint, head)
             except InfraError as exc:
                 LOG.warning("storing an endpoint's start failed (%s); next refresh", exc)
                 return
-            endpoint = dataclasses.replace(endpoint, routed_through=head)
+            endpoint = advanced(endpoint, head)
         worker = EndpointWorker(
             endpoint,
             settings=self.notify,
@@ -277,15 +306,19 @@ class Dispatcher:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise InfraError(f"reading {self.topic}: {error}")
+                raise InfraError(f"reading {record.topic()}: {error}")
+            source = self.sources.get(record.topic() or "", SOURCE_EVENT)
             partition, offset = record.partition() or 0, record.offset() or 0
-            self.positions.read(partition, offset)
+            self.positions.read((source, partition), offset)
             value = record.value()
             if value is None:
                 continue
-            event = decode_event(value)
             _, timestamp_ms = record.timestamp()
-            self.route_event(event, (timestamp_ms * 1000, partition, offset), stored, spilled)
+            read = (timestamp_ms * 1000, partition, offset)
+            if source == SOURCE_NOTIFICATION:
+                self.route_notification(decode_notification(value), read, stored, spilled)
+            else:
+                self.route_event(decode_event(value), read, stored, spilled)
         await self.store_until_done(stored)
         for worker in spilled:
             worker.spill_writes -= 1
@@ -317,21 +350,56 @@ class Dispatcher:
                 event.tenant_id, endpoint.endpoint_id, event.sequence, event.event_id,
                 type_name, body, committed_at_us, partition, offset,
             )  # fmt: skip
-            where = route(
-                enabled=worker.enabled,
-                spilling=worker.spilling,
-                queued=len(worker.queue),
-                queue_max=self.notify.queue_deliveries_max,
-            )
-            if where is Route.QUEUE:
-                worker.enqueue(delivery)
-            elif where is Route.SPILL:
-                worker.spilling = True
-                worker.spill_writes += 1
-                spilled.append(worker)
-                stored.append((delivery, Attempt(STATUS_PENDING)))
-            else:
-                stored.append((delivery, Attempt(STATUS_DEAD, last_error="endpoint disabled")))
+            self.hand_over(worker, delivery, stored, spilled)
+
+    def route_notification(
+        self,
+        notification: Notification,
+        read: tuple[int, int, int],  # the record's timestamp (µs), partition and offset
+        stored: list[tuple[Delivery, Attempt]],
+        spilled: list[EndpointWorker],
+    ) -> None:
+        """A balance monitor's edge to each endpoint of its tenant subscribed to its kind, once
+        per endpoint (its id is the delivery id; several may share the causing sequence)."""
+        committed_at_us, partition, offset = read
+        kind = notification_kind(notification)
+        body: bytes | None = None
+        for worker in self.by_tenant.get(notification.tenant_id, ()):
+            if not subscribes_to(worker.endpoint.event_types, kind):
+                continue
+            if not worker.takes_notification(notification.sequence, notification.notification_id):
+                continue  # stored before a restart, or routed already
+            body = body if body is not None else notification_body(notification)
+            delivery = Delivery(
+                notification.tenant_id, worker.endpoint.endpoint_id, notification.sequence,
+                notification.notification_id, kind, body, committed_at_us, partition, offset,
+                source=SOURCE_NOTIFICATION,
+            )  # fmt: skip
+            self.hand_over(worker, delivery, stored, spilled)
+
+    def hand_over(
+        self,
+        worker: EndpointWorker,
+        delivery: Delivery,
+        stored: list[tuple[Delivery, Attempt]],
+        spilled: list[EndpointWorker],
+    ) -> None:
+        """To the endpoint's queue, or to be stored: spilled (pending) or dead."""
+        where = route(
+            enabled=worker.enabled,
+            spilling=worker.spilling,
+            queued=len(worker.queue),
+            queue_max=self.notify.queue_deliveries_max,
+        )
+        if where is Route.QUEUE:
+            worker.enqueue(delivery)
+        elif where is Route.SPILL:
+            worker.spilling = True
+            worker.spill_writes += 1
+            spilled.append(worker)
+            stored.append((delivery, Attempt(STATUS_PENDING)))
+        else:
+            stored.append((delivery, Attempt(STATUS_DEAD, last_error="endpoint disabled")))
 
     async def store_until_done(self, rows: list[tuple[Delivery, Attempt]]) -> None:
         """Spilled and dead deliveries must be stored before their offsets may be committed."""
@@ -350,7 +418,11 @@ class Dispatcher:
         moved = self.positions.to_commit()
         if not moved:
             return
-        offsets = [TopicPartition(self.topic, p, offset) for p, offset in moved.items()]
+        offsets = [
+            TopicPartition(self.topics[key[0]], key[1], offset)
+            for key, offset in moved.items()
+            if isinstance(key, tuple)
+        ]
         try:
             await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
         except KafkaException as exc:
@@ -386,3 +458,11 @@ class Dispatcher:
                 await self.stop_worker(key)
             await asyncio.to_thread(consumer.close)
             await self.store.close()
+
+
+def advanced(endpoint: Endpoint, head: int) -> Endpoint:
+    """``endpoint`` starting after the tenant's sequence ``head`` (for events and for the
+    notifications they caused), unless it was further already."""
+    if head > endpoint.notified_through:
+        endpoint = dataclasses.replace(endpoint, notified_through=head, notified_ids=None)
+    return dataclasses.replace(endpoint, routed_through=max(endpoint.routed_through, head))

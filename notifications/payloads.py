@@ -19,10 +19,16 @@ import dataclasses
 import json
 from typing import Any, Final
 
-from schemas.model import EVENT_TYPES, Event
+from schemas.model import EVENT_TYPES, Event, MonitorTriggered, Notification
 
-SUBSCRIBABLE_EVENT_TYPES: Final = tuple(event_type.__name__ for event_type in EVENT_TYPES)
-ALL_EVENT_TYPES: Final = "*"
+MONITOR_TRIGGERED: Final = "monitor.triggered"  # balance monitors' notifications (decision 0068)
+MONITOR_CLEARED: Final = "monitor.cleared"
+NOTIFICATION_KINDS: Final = (MONITOR_TRIGGERED, MONITOR_CLEARED)
+SUBSCRIBABLE_EVENT_TYPES: Final = (
+    *(event_type.__name__ for event_type in EVENT_TYPES),
+    *NOTIFICATION_KINDS,
+)
+ALL_EVENT_TYPES: Final = "*"  # every event type and every notification kind
 EVENT_TYPES_PER_ENDPOINT_MAX: Final = len(SUBSCRIBABLE_EVENT_TYPES) + 1
 
 
@@ -41,7 +47,9 @@ def event_types_problem(event_types: list[str]) -> str | None:
     for name in event_types:
         if name != ALL_EVENT_TYPES and name not in SUBSCRIBABLE_EVENT_TYPES:
             known = ", ".join(SUBSCRIBABLE_EVENT_TYPES)
-            return f'{name[:64]!r} is not an event type (one of {known}, or "*")'
+            return (
+                f'{name[:64]!r} is not an event type or notification kind (one of {known}, or "*")'
+            )
     return None
 
 
@@ -83,6 +91,32 @@ def event_body(event: Event) -> bytes:
         "tenant_id": event.tenant_id,
         "sequence": event.sequence,
         "effective_at_us": event.effective_at_us,
+        "data": fields,
+    }
+    return json.dumps(
+        document, default=json_default, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+def notification_kind(notification: Notification) -> str:
+    return MONITOR_TRIGGERED if isinstance(notification, MonitorTriggered) else MONITOR_CLEARED
+
+
+def notification_body(notification: Notification) -> bytes:
+    """The delivery body of a balance-monitor notification: the event body's shape, ``id`` the
+    notification id (``{tenant}:{sequence}:{monitor_id}``), ``type`` its kind, ``sequence`` the
+    causing event's; ``data`` the notification's contract fields (``docs/contract.md``)."""
+    fields = plain(notification)
+    assert isinstance(fields, dict)
+    fields["metadata"] = dict(notification.metadata)
+    for header in ("tenant_id", "sequence", "notification_id", "effective_at_us"):
+        fields.pop(header)
+    document: dict[str, Any] = {
+        "id": notification.notification_id,
+        "type": notification_kind(notification),
+        "tenant_id": notification.tenant_id,
+        "sequence": notification.sequence,
+        "effective_at_us": notification.effective_at_us,
         "data": fields,
     }
     return json.dumps(

@@ -7,7 +7,7 @@ whatever completed during the previous write (group commit, no timer, no added w
 
 Commit order, per delivery:
 
-    2xx received → handed to the recorder (the worker moves on; ``delivered_through`` moves)
+    2xx received → handed to the recorder (the worker moves on)
     → its row committed in the batch's transaction
     → its offset released in the ``PositionBook``
     → a later ``commit`` of the consumer may pass it
@@ -74,6 +74,15 @@ class DeliveredRecorder:
             self.has_room.clear()
             await self.has_room.wait()
 
+    def in_flight(self, tenant_id: str, endpoint_id: str) -> list[str]:
+        """The delivery ids of the endpoint handed over but not written yet: still ``pending``
+        in PostgreSQL if they were read back from there, yet answered already."""
+        return [
+            delivery.delivery_id
+            for delivery, _ in (*self.writing, *self.waiting)
+            if delivery.endpoint_id == endpoint_id and delivery.tenant_id == tenant_id
+        ]
+
     def rows_waiting(self) -> int:
         return len(self.waiting) + len(self.writing)
 
@@ -90,7 +99,7 @@ class DeliveredRecorder:
             await self.write(self.writing)
             for delivery, _ in self.writing:
                 if delivery.partition is not None and delivery.offset is not None:
-                    self.positions.release(delivery.partition, delivery.offset)
+                    self.positions.release((delivery.source, delivery.partition), delivery.offset)
             self.metrics.record_batches.inc()
             self.metrics.record_batch_rows.observe(len(self.writing))
             self.writing = []

@@ -1,6 +1,7 @@
 """Which endpoint gets which event, and how far the dispatcher may commit. Pure.
 
-``PositionBook`` keeps, per partition of ``ledger.events``, the next offset read and the offsets
+``PositionBook`` keeps, per partition (of ``ledger.events`` or ``ledger.notifications``: the
+dispatcher keys them ``(source, partition)``), the next offset read and the offsets
 of events some in-memory delivery still holds (queued or being retried). The position committed
 to Kafka is the smallest held offset, or the next offset read when nothing is held: committed
 only after every delivery of every earlier event was answered 2xx or stored in PostgreSQL
@@ -15,6 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+
+PartitionKey = int | tuple[str, int]  # the dispatcher's: (delivery source, partition number)
 
 
 class Route(Enum):
@@ -43,20 +46,20 @@ class PositionBook:
     """Commit positions per partition; see the module docstring."""
 
     def __init__(self) -> None:
-        self._partitions: dict[int, PartitionPosition] = {}
-        self._committed: dict[int, int] = {}
+        self._partitions: dict[PartitionKey, PartitionPosition] = {}
+        self._committed: dict[PartitionKey, int] = {}
 
-    def read(self, partition: int, offset: int) -> None:
+    def read(self, partition: PartitionKey, offset: int) -> None:
         position = self._partitions.setdefault(partition, PartitionPosition())
         assert position.next_offset is None or offset >= position.next_offset, (
             f"offsets of partition {partition} went back: {offset} < {position.next_offset}"
         )
         position.next_offset = offset + 1
 
-    def hold(self, partition: int, offset: int) -> None:
+    def hold(self, partition: PartitionKey, offset: int) -> None:
         self._partitions.setdefault(partition, PartitionPosition()).held[offset] += 1
 
-    def release(self, partition: int, offset: int) -> None:
+    def release(self, partition: PartitionKey, offset: int) -> None:
         position = self._partitions.get(partition)
         if position is None or position.held[offset] <= 0:
             return  # the partition was revoked meanwhile: its book is gone
@@ -64,7 +67,7 @@ class PositionBook:
         if position.held[offset] == 0:
             del position.held[offset]
 
-    def forget(self, partitions: Iterable[int]) -> None:
+    def forget(self, partitions: Iterable[PartitionKey]) -> None:
         for partition in partitions:
             self._partitions.pop(partition, None)
             self._committed.pop(partition, None)
@@ -72,9 +75,9 @@ class PositionBook:
     def held_total(self) -> int:
         return sum(sum(position.held.values()) for position in self._partitions.values())
 
-    def to_commit(self) -> dict[int, int]:
+    def to_commit(self) -> dict[PartitionKey, int]:
         """Positions that moved since the last ``committed``: partition -> next offset."""
-        moved: dict[int, int] = {}
+        moved: dict[PartitionKey, int] = {}
         for partition, position in self._partitions.items():
             if position.next_offset is None:
                 continue
@@ -83,7 +86,7 @@ class PositionBook:
                 moved[partition] = target
         return moved
 
-    def committed(self, positions: dict[int, int]) -> None:
+    def committed(self, positions: dict[PartitionKey, int]) -> None:
         for partition, offset in positions.items():
             if partition in self._partitions:
                 self._committed[partition] = offset

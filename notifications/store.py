@@ -1,4 +1,6 @@
-"""Webhook endpoints and deliveries in PostgreSQL (schema ``streamledger_notify``, migration 0007).
+"""Webhook endpoints and deliveries in PostgreSQL (schema ``streamledger_notify``, migrations
+0007 and 0011: a delivery is keyed by its delivery id, its ``source`` is an event or a
+balance-monitor notification, decision 0068).
 
 Two sides, two roles:
 
@@ -37,18 +39,31 @@ STATUS_PENDING: Final = "pending"
 STATUS_DELIVERED: Final = "delivered"
 STATUS_DEAD: Final = "dead"
 
+SOURCE_EVENT: Final = "event"  # a record of ledger.events
+SOURCE_NOTIFICATION: Final = "notification"  # a record of ledger.notifications (monitors)
+
 # ------------------------------------------------------------------ the dispatcher (app role)
 
 SELECT_ENDPOINTS: Final = """
 SELECT e.tenant_id, e.endpoint_id, e.url, e.event_types, e.secret, e.enabled,
        GREATEST(e.starts_after, COALESCE((
            SELECT max(d.sequence) FROM streamledger_notify.webhook_deliveries AS d
-           WHERE d.tenant_id = e.tenant_id AND d.endpoint_id = e.endpoint_id), 0)),
+           WHERE d.tenant_id = e.tenant_id AND d.endpoint_id = e.endpoint_id
+             AND d.source = 'event'), 0)),
+       GREATEST(e.starts_after, COALESCE(n.sequence, 0)),
+       CASE WHEN n.sequence > e.starts_after THEN (
+           SELECT array_agg(d.delivery_id) FROM streamledger_notify.webhook_deliveries AS d
+           WHERE d.tenant_id = e.tenant_id AND d.endpoint_id = e.endpoint_id
+             AND d.source = 'notification' AND d.sequence = n.sequence) END,
        EXISTS (
            SELECT FROM streamledger_notify.webhook_deliveries AS d
            WHERE d.tenant_id = e.tenant_id AND d.endpoint_id = e.endpoint_id
              AND d.status = 'pending')
 FROM streamledger_notify.webhook_endpoints AS e
+CROSS JOIN LATERAL (
+    SELECT max(d.sequence) AS sequence FROM streamledger_notify.webhook_deliveries AS d
+    WHERE d.tenant_id = e.tenant_id AND d.endpoint_id = e.endpoint_id
+      AND d.source = 'notification') AS n
 ORDER BY e.tenant_id, e.endpoint_id
 LIMIT %s
 """
@@ -61,26 +76,28 @@ SELECT_CHANGES_VERSION: Final = (
 UPSERT_DELIVERIES: Final = """
 INSERT INTO streamledger_notify.webhook_deliveries
     (tenant_id, endpoint_id, sequence, delivery_id, event_type, status, body, event_committed_at,
-     signed_at_s, signature, attempts, last_error)
+     signed_at_s, signature, attempts, last_error, source)
 SELECT r.tenant_id, r.endpoint_id, r.sequence, r.delivery_id, r.event_type, r.status, r.body,
-       r.event_committed_at, r.signed_at_s, r.signature, r.attempts, r.last_error
+       r.event_committed_at, r.signed_at_s, r.signature, r.attempts, r.last_error, r.source
 FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],
-            %s::bytea[], %s::timestamptz[], %s::bigint[], %s::text[], %s::integer[], %s::text[])
+            %s::bytea[], %s::timestamptz[], %s::bigint[], %s::text[], %s::integer[], %s::text[],
+            %s::text[])
     AS r (tenant_id, endpoint_id, sequence, delivery_id, event_type, status, body,
-          event_committed_at, signed_at_s, signature, attempts, last_error)
+          event_committed_at, signed_at_s, signature, attempts, last_error, source)
 JOIN streamledger_notify.webhook_endpoints AS e
     ON e.tenant_id = r.tenant_id AND e.endpoint_id = r.endpoint_id
-ORDER BY r.tenant_id, r.endpoint_id, r.sequence
-ON CONFLICT (tenant_id, endpoint_id, sequence) DO UPDATE SET
+ORDER BY r.tenant_id, r.endpoint_id, r.sequence, r.delivery_id COLLATE "C"
+ON CONFLICT (tenant_id, endpoint_id, delivery_id) DO UPDATE SET
     status = EXCLUDED.status, signed_at_s = EXCLUDED.signed_at_s,
     signature = EXCLUDED.signature, attempts = EXCLUDED.attempts,
     last_error = EXCLUDED.last_error, updated_at = pg_catalog.now()
 """
 SELECT_PENDING: Final = """
-SELECT sequence, delivery_id, event_type, body, event_committed_at
+SELECT sequence, delivery_id, event_type, body, event_committed_at, source
 FROM streamledger_notify.webhook_deliveries
-WHERE tenant_id = %s AND endpoint_id = %s AND status = 'pending' AND sequence > %s
-ORDER BY sequence
+WHERE tenant_id = %s AND endpoint_id = %s AND status = 'pending'
+  AND NOT (delivery_id = ANY (%s::text[]))
+ORDER BY sequence, delivery_id COLLATE "C"
 LIMIT %s
 """
 DISABLE_ENDPOINT: Final = """
@@ -101,7 +118,7 @@ SELECT_STORED_DELIVERY: Final = """
 SELECT d.body, d.signature, d.status, e.secret
 FROM streamledger_notify.webhook_deliveries AS d
 JOIN streamledger_notify.webhook_endpoints AS e USING (tenant_id, endpoint_id)
-WHERE d.tenant_id = %s AND d.endpoint_id = %s AND d.sequence = %s
+WHERE d.tenant_id = %s AND d.endpoint_id = %s AND d.sequence = %s AND d.source = 'event'
 """
 
 # ------------------------------------------------------------------ the API (streamledger_api)
@@ -137,7 +154,11 @@ class Endpoint:
     event_types: tuple[str, ...]
     secret: str
     enabled: bool
-    routed_through: int  # the highest sequence already stored for it (or its start)
+    routed_through: int  # the highest event sequence already stored for it (or its start)
+    notified_through: int  # the highest notification sequence stored for it (or its start)
+    # The notifications stored at ``notified_through`` (several monitors may fire on one
+    # event); None: all of them (``notified_through`` is the endpoint's start).
+    notified_ids: frozenset[str] | None
     has_pending: bool  # stored deliveries wait (spilled, or dead letters being replayed)
 
     @property
@@ -159,6 +180,7 @@ class Delivery:
     committed_at_us: int  # the event record's Kafka timestamp: latency is measured from it
     partition: int | None = None
     offset: int | None = None
+    source: str = SOURCE_EVENT  # or SOURCE_NOTIFICATION: the topic it was read from
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,14 +200,14 @@ def delivery_row(delivery: Delivery, attempt: Attempt) -> tuple[Any, ...]:
     return (
         delivery.tenant_id, delivery.endpoint_id, delivery.sequence, delivery.delivery_id,
         delivery.event_type, attempt.status, delivery.body, committed_at, attempt.signed_at_s,
-        attempt.signature, attempt.attempts, error,
+        attempt.signature, attempt.attempts, error, delivery.source,
     )  # fmt: skip
 
 
 def batch_columns(rows: Sequence[tuple[Delivery, Attempt]]) -> tuple[list[Any], ...]:
     """``UPSERT_DELIVERIES``'s parameters: one list per column, a key once (the last row for
     it wins, as consecutive upserts would)."""
-    latest = {(d.tenant_id, d.endpoint_id, d.sequence): (d, a) for d, a in rows}
+    latest = {(d.tenant_id, d.endpoint_id, d.delivery_id): (d, a) for d, a in rows}
     table = [delivery_row(delivery, attempt) for delivery, attempt in latest.values()]
     return tuple(list(column) for column in zip(*table, strict=True))
 
@@ -237,9 +259,12 @@ class DeliveryStore:
     async def endpoints(self, limit: int) -> list[Endpoint]:
         rows = await self._execute(SELECT_ENDPOINTS, (limit,))
         return [
-            Endpoint(row[0], row[1], row[2], tuple(row[3]), row[4], row[5], row[6], row[7])
+            Endpoint(
+                row[0], row[1], row[2], tuple(row[3]), row[4], row[5], row[6], row[7],
+                None if row[8] is None else frozenset(row[8]), row[9],
+            )
             for row in rows
-        ]
+        ]  # fmt: skip
 
     async def store(self, rows: Sequence[tuple[Delivery, Attempt]]) -> None:
         """Upsert deliveries in one statement, one transaction: a batch of delivered rows
@@ -252,15 +277,19 @@ class DeliveryStore:
         except psycopg.Error as exc:
             raise InfraError(f"storing deliveries failed: {' '.join(str(exc).split())}") from exc
 
-    async def pending(self, endpoint: Endpoint, after: int, limit: int) -> list[Delivery]:
-        """Stored pending deliveries of ``endpoint`` after sequence ``after``, in order."""
+    async def pending(
+        self, endpoint: Endpoint, in_flight: Sequence[str], limit: int
+    ) -> list[Delivery]:
+        """Stored pending deliveries of ``endpoint`` in order (sequence, then delivery id: an
+        event before its notifications), but for ``in_flight``: the delivery ids answered 2xx
+        whose delivered rows are not written yet."""
         rows = await self._execute(
-            SELECT_PENDING, (endpoint.tenant_id, endpoint.endpoint_id, after, limit)
+            SELECT_PENDING, (endpoint.tenant_id, endpoint.endpoint_id, list(in_flight), limit)
         )
         return [
             Delivery(
                 endpoint.tenant_id, endpoint.endpoint_id, row[0], row[1], row[2], bytes(row[3]),
-                to_microseconds(row[4]),
+                to_microseconds(row[4]), source=row[5],
             )
             for row in rows
         ]  # fmt: skip

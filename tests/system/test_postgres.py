@@ -35,6 +35,7 @@ ALL_MIGRATIONS = [
     "0008_multi_leg_transactions",
     "0009_metadata",
     "0010_monitors",
+    "0011_webhook_delivery_ids",
 ]
 
 pytestmark = pytest.mark.system
