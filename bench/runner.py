@@ -11,7 +11,8 @@
    profile of the loop (separate, untimed pass); multi-leg: postings/s of 10-posting
    transactions beside two-account transfers/s (``bench.multileg_suite``);
 4. peers: faust-streaming and Quix Streams on the same records, same check;
-5. projection vs raw COPY; end-to-end latency through ``streamledger run``;
+5. projection vs raw COPY; reports and metadata search on a filled scratch database, with
+   the issue 19 targets (``bench.reports_suite``); end-to-end latency through ``streamledger run``;
    webhook delivery through ``streamledger notify``: latency at 1,000/s, saturation, the
    receiver's raw rate as the baseline (``bench.notify_suite``);
 6. prints the table and writes ``bench/results/<timestamp>.json``.
@@ -34,6 +35,7 @@ from bench import (
     notify_suite,
     processor_suite,
     projection_suite,
+    reports_suite,
     workloads,
 )
 from bench.peers import runner as peers
@@ -171,6 +173,8 @@ def run_suites(
         run, settings, events=size.projection_events, tenants=size.tenants,
         repetitions=repetitions, seed=SEED,
     )  # fmt: skip
+    say(f"reports: statement, trial balance, metadata search on filled rows ({arguments.size})")
+    reports_suite.run_reports(run, settings, size_name=arguments.size, say=say)
     if not arguments.skip_latency:
         say(f"latency: {size.latency_rates}/s x {size.latency_duration_s:g} s x {repetitions}")
         latency_suite.run_latency(

@@ -1,0 +1,318 @@
+"""Reports and search at the issue's sizes (issue 19 §5): statement, trial balance, metadata lookup.
+
+    .venv/bin/python -m bench.reports_suite [--size small|full] [--repeats 200]
+
+Producing millions of events through Kafka would take longer than the rest of ``make bench``,
+so this suite fills a scratch database (on the stack the settings point at; the bench stack
+in ``make bench``) that the projection's own migrations create, with rows the projection would
+have written, made server-side by ``INSERT ... SELECT`` over ``generate_series`` (no round
+trips), each tenant self-consistent:
+
+- ``statement``: accounts ``source`` and ``hot``; transfer ``n`` (sequence ``n + 2``) moves
+  ``100 + n % 7`` from ``source`` to ``hot``, spread evenly over ``STATEMENT_DAYS`` days; a
+  journal row per side with the counters after it (a running sum), the transfers, every event's
+  chain link (sequences 1.. with no gap) and the tenant head;
+- ``trial``: ``accounts`` accounts in two currencies (parity of the number); transfer ``i``
+  moves ``1 + i % 1000`` from account ``i % A`` to ``(i + 2) % A`` (same currency), spread over
+  ``TRIAL_DAYS`` days; journal rows with counters after (window sums per account), the
+  transfers, the chain and the head, so every trial balance nets to zero;
+- ``search``: ``transfers`` transfers between 100 accounts, each with an ``order_id``
+  (unique) and one in ten with a ``channel``, and their ``transfer_metadata`` rows (what
+  ``projections.batch`` writes). The search reads these two tables only, so this tenant has no
+  journal or chain rows.
+
+Then it times the product's own read code through ``LedgerReader`` (the read role, row-level
+security, like the API): ``statement_steps`` over a random 1-day window of ``hot``,
+``trial_balance_steps`` as of a random past instant, and ``transfer_statement`` for a random
+``order_id`` (and a ``channel`` page of 100, newest first). Each is printed with its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from bench.bench_projection import percentile
+from bench.results import BenchRun
+from infra import postgres_server
+from projections.migrations import apply_migrations
+from projections.queries import LedgerReader, reader_dsn
+from projections.reports import run_report, statement_steps, trial_balance_steps
+from projections.search import TRANSFER_COLUMNS, TransferSearch, page_of, transfer_statement
+from projections.settings import ProjectionSettings
+from streamledger.settings import Settings, load_settings, replace
+
+STATEMENT_TENANT = "bench-statement"
+TRIAL_TENANT = "bench-trial"
+SEARCH_TENANT = "bench-search"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+STATEMENT_DAYS = 365  # 1M entries: ~2,700 per day
+TRIAL_DAYS = 30
+TRIAL_TRANSFERS_PER_ACCOUNT = 3
+SEARCH_ACCOUNTS = 100
+SEARCH_PAGE = 100
+TARGET_STATEMENT_P99_MS = 50.0
+TARGET_TRIAL_BALANCE_S = 2.0
+TARGET_SEARCH_P99_MS = 10.0
+Fetch = Callable[[str, tuple[object, ...]], list[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportsSize:
+    statement_entries: int  # journal rows of the statement's account
+    trial_accounts: int
+    search_transfers: int
+    repeats: int  # statements and searches timed
+    trial_repeats: int
+
+
+SIZES = {
+    "small": ReportsSize(20_000, 2_000, 100_000, 100, 5),
+    "full": ReportsSize(1_000_000, 100_000, 10_000_000, 200, 5),
+}
+
+ENTRY_COLUMNS = (
+    "tenant_id, account_id, sequence, kind, side, transfer_id, event_type, currency, amount,"
+    " debits_posted_after, credits_posted_after, debits_pending_after, credits_pending_after,"
+    " effective_at"
+)
+TRANSFER_INSERT = (
+    "INSERT INTO ledger.transfers (tenant_id, transfer_id, debit_account_id, credit_account_id,"
+    " currency, amount, pending, status, amount_posted, created_sequence, last_sequence,"
+    " created_at, updated_at, metadata)"
+)
+ACCOUNT_INSERT = (
+    "INSERT INTO ledger.accounts (tenant_id, account_id, currency, asset_scale,"
+    " debits_must_not_exceed_credits, credits_must_not_exceed_debits, opened_sequence,"
+    " opened_at)"
+)
+# The opening events are at T0; transfer n (1..N) at T0 + n * spacing, sequence n + opened.
+STATEMENT_FILL = (
+    ACCOUNT_INSERT + " VALUES (%(tenant)s, 'source', 'USD', 2, false, false, 1, %(t0)s),"
+    " (%(tenant)s, 'hot', 'USD', 2, false, false, 2, %(t0)s)",
+    TRANSFER_INSERT + " SELECT %(tenant)s, 't-' || lpad(n::text, 10, '0'), 'source', 'hot',"
+    " 'USD', 100 + n %% 7, false, 'posted', 100 + n %% 7, n + 2, n + 2,"
+    " %(t0)s + n * %(spacing)s, %(t0)s + n * %(spacing)s, '{}'::jsonb"
+    " FROM generate_series(1, %(count)s) AS n",
+    "INSERT INTO ledger.entries (" + ENTRY_COLUMNS + ")"
+    " SELECT %(tenant)s, v.account, s.n + 2, 'posted', v.side, 't-' || lpad(s.n::text, 10, '0'),"
+    " 'TransferPosted', 'USD', s.amount, CASE v.side WHEN 'debit' THEN s.running ELSE 0 END,"
+    " CASE v.side WHEN 'credit' THEN s.running ELSE 0 END, 0, 0, %(t0)s + s.n * %(spacing)s"
+    " FROM (SELECT n, 100 + n %% 7 AS amount, sum(100 + n %% 7) OVER (ORDER BY n) AS running"
+    "       FROM generate_series(1, %(count)s) AS n) AS s"
+    " CROSS JOIN (VALUES ('hot', 'credit'), ('source', 'debit')) AS v(account, side)"
+    " ORDER BY v.account, s.n",
+)
+TRIAL_FILL = (
+    ACCOUNT_INSERT + " SELECT %(tenant)s, 'a' || lpad(k::text, 7, '0'),"
+    " CASE k %% 2 WHEN 0 THEN 'USD' ELSE 'EUR' END, 2, false, false, k + 1, %(t0)s"
+    " FROM generate_series(0, %(accounts)s - 1) AS k",
+    TRANSFER_INSERT + " SELECT %(tenant)s, 't-' || lpad(i::text, 10, '0'),"
+    " 'a' || lpad((i %% %(accounts)s)::text, 7, '0'),"
+    " 'a' || lpad(((i + 2) %% %(accounts)s)::text, 7, '0'),"
+    " CASE i %% 2 WHEN 0 THEN 'USD' ELSE 'EUR' END, 1 + i %% 1000, false, 'posted',"
+    " 1 + i %% 1000, %(accounts)s + 1 + i, %(accounts)s + 1 + i,"
+    " %(t1)s + i * %(spacing)s, %(t1)s + i * %(spacing)s, '{}'::jsonb"
+    " FROM generate_series(0, %(count)s - 1) AS i",
+    "INSERT INTO ledger.entries (" + ENTRY_COLUMNS + ")"
+    " SELECT %(tenant)s, account, %(accounts)s + 1 + i, 'posted', side,"
+    " 't-' || lpad(i::text, 10, '0'), 'TransferPosted', currency, amount,"
+    " sum(CASE side WHEN 'debit' THEN amount ELSE 0 END)"
+    "   OVER (PARTITION BY account ORDER BY i),"
+    " sum(CASE side WHEN 'credit' THEN amount ELSE 0 END)"
+    "   OVER (PARTITION BY account ORDER BY i),"
+    " 0, 0, %(t1)s + i * %(spacing)s"
+    " FROM (SELECT i, 1 + i %% 1000 AS amount, CASE i %% 2 WHEN 0 THEN 'USD' ELSE 'EUR' END"
+    "       AS currency FROM generate_series(0, %(count)s - 1) AS i) AS t"
+    " CROSS JOIN LATERAL (VALUES ('a' || lpad((i %% %(accounts)s)::text, 7, '0'), 'debit'),"
+    "   ('a' || lpad(((i + 2) %% %(accounts)s)::text, 7, '0'), 'credit')) AS v(account, side)"
+    " ORDER BY account, i",
+)
+# One link per event 1..last, effective at its event's instant; the head names the last.
+CHAIN_FILL = (
+    "INSERT INTO ledger.event_chain (tenant_id, sequence, hash, effective_at)"
+    " SELECT %(tenant)s, s, sha256(convert_to(%(tenant)s || s, 'UTF8')),"
+    " CASE WHEN s <= %(opened)s THEN %(t0)s ELSE %(t1)s + (s - %(opened)s - %(shift)s)"
+    "   * %(spacing)s END"
+    " FROM generate_series(1, %(last)s) AS s",
+    "INSERT INTO ledger.tenant_heads (tenant_id, last_sequence, last_hash, last_effective_at)"
+    " SELECT tenant_id, sequence, hash, effective_at FROM ledger.event_chain"
+    " WHERE tenant_id = %(tenant)s ORDER BY sequence DESC LIMIT 1",
+)
+SEARCH_FILL = (
+    ACCOUNT_INSERT + " SELECT %(tenant)s, 'm' || k, 'USD', 2, false, false, k + 1, %(t0)s"
+    " FROM generate_series(0, %(accounts)s - 1) AS k",
+    TRANSFER_INSERT + " SELECT %(tenant)s, 'p-' || lpad(n::text, 10, '0'),"
+    " 'm' || (n %% %(accounts)s), 'm' || ((n + 1) %% %(accounts)s), 'USD', 100, false,"
+    " 'posted', 100, n + %(accounts)s, n + %(accounts)s, %(t0)s + n * %(spacing)s,"
+    " %(t0)s + n * %(spacing)s, jsonb_strip_nulls(jsonb_build_object("
+    "   'order_id', 'O-' || lpad(n::text, 10, '0'),"
+    "   'channel', CASE WHEN n %% 10 = 0 THEN (ARRAY['web', 'app', 'pos'])[1 + n / 10 %% 3] END))"
+    " FROM generate_series(1, %(count)s) AS n",
+    "INSERT INTO ledger.transfer_metadata (tenant_id, key, value, created_sequence, transfer_id)"
+    " SELECT t.tenant_id, e.key, e.value, t.created_sequence, t.transfer_id"
+    " FROM ledger.transfers AS t, jsonb_each_text(t.metadata) AS e"
+    " WHERE t.tenant_id = %(tenant)s ORDER BY e.key, e.value, t.created_sequence",
+)
+
+
+def fill(settings: Settings, size: ReportsSize, say: Callable[[str], None]) -> None:
+    """The three tenants' rows, then VACUUM ANALYZE (what autovacuum would do in production)."""
+    statement_spacing = timedelta(days=STATEMENT_DAYS) / size.statement_entries
+    trial_transfers = size.trial_accounts * TRIAL_TRANSFERS_PER_ACCOUNT
+    trial_spacing = timedelta(days=TRIAL_DAYS) / trial_transfers
+    statement = {"tenant": STATEMENT_TENANT, "t0": T0, "t1": T0, "spacing": statement_spacing,
+                 "count": size.statement_entries}  # fmt: skip
+    trial = {"tenant": TRIAL_TENANT, "t0": T0, "t1": T0 + timedelta(days=1),
+             "spacing": trial_spacing, "count": trial_transfers,
+             "accounts": size.trial_accounts}  # fmt: skip
+    search = {"tenant": SEARCH_TENANT, "t0": T0, "spacing": timedelta(seconds=1),
+              "count": size.search_transfers, "accounts": SEARCH_ACCOUNTS}  # fmt: skip
+    chains = (
+        {**statement, "opened": 2, "shift": 0, "last": size.statement_entries + 2},
+        {**trial, "opened": size.trial_accounts, "shift": 1,
+         "last": size.trial_accounts + trial_transfers},
+    )  # fmt: skip
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        for label, statements, parameters in (
+            ("statement", STATEMENT_FILL, statement),
+            ("trial", TRIAL_FILL, trial),
+            ("statement chain", CHAIN_FILL, chains[0]),
+            ("trial chain", CHAIN_FILL, chains[1]),
+            ("search", SEARCH_FILL, search),
+        ):
+            started = time.monotonic()
+            for text in statements:
+                conn.execute(text, parameters)  # type: ignore[arg-type]
+            say(f"reports: filled {label} in {time.monotonic() - started:.0f} s")
+        for table in ("accounts", "transfers", "entries", "event_chain", "transfer_metadata"):
+            conn.execute(f"VACUUM ANALYZE ledger.{table}")
+
+
+def timed(action: Callable[..., object], *arguments: object) -> float:
+    started = time.perf_counter()
+    action(*arguments)
+    return time.perf_counter() - started
+
+
+def measure(run: BenchRun, settings: Settings, size: ReportsSize, rng: random.Random) -> None:
+    projection = ProjectionSettings(consumer_group="unused", batch_records_max=1_000)
+    statement_s: list[float] = []
+    trial_s: list[float] = []
+    order_s: list[float] = []
+    channel_s: list[float] = []
+    with LedgerReader(reader_dsn(settings), projection) as reader:
+
+        def fetcher(tenant: str) -> Fetch:
+            return lambda statement, parameters: reader.fetch(tenant, statement, parameters)
+
+        last_day = STATEMENT_DAYS - 1
+        warm_up(reader, fetcher)
+        for _ in range(size.repeats):
+            start = T0 + timedelta(seconds=rng.uniform(0, last_day * 86_400))
+            steps = statement_steps(STATEMENT_TENANT, "hot", start, start + timedelta(days=1))
+            statement_s.append(timed(run_report, steps, fetcher(STATEMENT_TENANT)))
+        for _ in range(size.trial_repeats):
+            as_of = T0 + timedelta(days=1 + rng.uniform(0, TRIAL_DAYS))
+            steps_tb = trial_balance_steps(TRIAL_TENANT, as_of)
+            trial_s.append(timed(run_report, steps_tb, fetcher(TRIAL_TENANT)))
+        for _ in range(size.repeats):
+            order = f"O-{rng.randint(1, size.search_transfers):010d}"
+            search = TransferSearch(metadata=(("order_id", order),))
+            order_s.append(timed(search_page, reader, search))
+            channel = TransferSearch(metadata=(("channel", rng.choice(("web", "app", "pos"))),))
+            channel_s.append(timed(search_page, reader, channel))
+    load = os.getloadavg()[0]
+    figures = (
+        (f"statement, 1-day window of a {size.statement_entries:,}-entry account, p99",
+         statement_s, "ms", TARGET_STATEMENT_P99_MS),
+        (f"trial balance of {size.trial_accounts:,} accounts as of a past instant, max",
+         trial_s, "s", TARGET_TRIAL_BALANCE_S),
+        (f"metadata lookup (order_id) over {size.search_transfers:,} transfers, p99",
+         order_s, "ms", TARGET_SEARCH_P99_MS),
+        (f"metadata page of {SEARCH_PAGE} (channel, 1/30 of rows) over"
+         f" {size.search_transfers:,} transfers, p99", channel_s, "ms", None),
+    )  # fmt: skip
+    for name, samples, unit, target in figures:
+        value = max(samples) if unit == "s" else percentile(samples, 0.99)
+        figure = run.add("reports", name, unit, value)
+        median = percentile(samples, 0.5) / (1000 if unit == "s" else 1)
+        figure.note = f"p50 {median:.3g} {unit}; load {load:.1f}"
+        if target is not None:
+            verdict = "met" if value <= target else f"MISSED x{value / target:.1f}"
+            figure.note = f"target <= {target:g} {unit}: {verdict}; {figure.note}"
+
+
+def warm_up(reader: LedgerReader, fetcher: Callable[[str], Fetch]) -> None:
+    """One untimed run of each read: the pool's connections and the plans' first lookups."""
+    statement = statement_steps(STATEMENT_TENANT, "hot", T0, T0 + timedelta(days=1))
+    run_report(statement, fetcher(STATEMENT_TENANT))
+    trial = trial_balance_steps(TRIAL_TENANT, T0 + timedelta(days=2))
+    run_report(trial, fetcher(TRIAL_TENANT))
+    search_page(reader, TransferSearch(metadata=(("order_id", "O-0000000001"),)))
+
+
+def search_page(reader: LedgerReader, search: TransferSearch) -> int:
+    rows = reader.fetch(SEARCH_TENANT, *transfer_statement(SEARCH_TENANT, search))
+    page = page_of(rows, TRANSFER_COLUMNS, search.limit)
+    if not page.rows:
+        raise AssertionError(f"the search {search} found nothing: the fill is wrong")
+    return len(page.rows)
+
+
+def run_reports(
+    run: BenchRun,
+    stack_settings: Settings,
+    *,
+    size_name: str,
+    say: Callable[[str], None],
+    size: ReportsSize | None = None,
+) -> None:
+    """Fill a scratch database on the stack's PostgreSQL, measure, drop it. ``size`` (tests)
+    replaces the named size."""
+    size = size or SIZES[size_name]
+    database = f"sl_bench_reports_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_scratch_database(stack_settings, database)
+    url = (
+        f"postgresql://{postgres_server.APP_ROLE}:{postgres_server.APP_PASSWORD}"
+        f"@127.0.0.1:{stack_settings.postgres_port}/{database}"
+    )
+    settings = replace(stack_settings, database_url=url)
+    try:
+        apply_migrations(settings)
+        fill(settings, size, say)
+        run.sizes.update(
+            reports_statement_entries=size.statement_entries,
+            reports_trial_accounts=size.trial_accounts,
+            reports_search_transfers=size.search_transfers,
+        )
+        measure(run, settings, size, random.Random(19))
+    finally:
+        postgres_server.drop_scratch_database(stack_settings, database)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--size", choices=tuple(SIZES), default="small")
+    arguments = parser.parse_args()
+    run = BenchRun(size=arguments.size, seed=19, repetitions=1)
+    started = time.monotonic()
+    run_reports(
+        run, load_settings(), size_name=arguments.size,
+        say=lambda text: print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True),
+    )  # fmt: skip
+    print(run.table())
+    print(f"{time.monotonic() - started:.0f} s, load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
