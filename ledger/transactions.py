@@ -180,7 +180,7 @@ def net_funds_rejection(
         credited[credit_id] = credited.get(credit_id, 0) + posting.amount
         first_debit.setdefault(debit_id, index)
         first_credit.setdefault(credit_id, index)
-    failures: list[tuple[int, int, Rejection]] = []
+    failures: list[tuple[int, int, int, Rejection]] = []
     for account_id, account in accounts.items():
         debits, credits = debited.get(account_id, 0), credited.get(account_id, 0)
         debit_total = account.debits_posted + account.debits_pending + debits
@@ -197,9 +197,10 @@ def net_funds_rejection(
             failures.append(_failure(3, first_debit[account_id], "debit", account))
         if credit_total > INT64_MAX:
             failures.append(_failure(3, first_credit[account_id], "credit", account))
-    return min(failures)[2] if failures else None
+    return min(failures)[3] if failures else None
 
 
+SIDE_ORDER: Final = {"debit": 0, "credit": 1}  # one posting failing on both sides names its debit
 _NET_FAILURES = {
     1: (RejectReason.INSUFFICIENT_FUNDS, "would exceed its credits"),
     2: (RejectReason.LIMIT_EXCEEDED, "would exceed its debits"),
@@ -207,10 +208,14 @@ _NET_FAILURES = {
 }
 
 
-def _failure(rank: int, index: int, side: str, account: AccountState) -> tuple[int, int, Rejection]:
+def _failure(
+    rank: int, index: int, side: str, account: AccountState
+) -> tuple[int, int, int, Rejection]:
+    """(reason rank, posting index, side: debit before credit, the rejection): the smallest is
+    the one named (never a comparison of detail strings)."""
     reason, what = _NET_FAILURES[rank]
     detail = f"postings[{index}].{side}_account_id: account {account.account_id!r} {what}"
-    return rank, index, (reason, detail)
+    return rank, index, SIDE_ORDER[side], (reason, detail)
 
 
 def pending_transaction_rejection(

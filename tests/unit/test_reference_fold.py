@@ -298,7 +298,8 @@ def expire_due(reference: ReferenceLedger, due: list[str]) -> None:
     for transfer_id in due:
         transfer = tenant.pending.get(transfer_id)
         transaction = tenant.transactions.get(transfer_id)
-        status = (transfer or transaction).status if (transfer or transaction) else None
+        found = transfer if transfer is not None else transaction
+        status = None if found is None else found.status
         if status == "pending":
             expire_pending(reference, TENANT, transfer_id)
 
@@ -325,11 +326,7 @@ def check_outcome(reference: ReferenceLedger, command: Command, decision: ledger
     if expected.named is None:
         return
     named = outcome.detail.split(":", 1)[0]
-    if expected.reason == "overflow":  # the side of a tie: see the xfail test below
-        named, wanted = named.split(".")[0], expected.named.split(".")[0]
-        assert named == wanted, where
-    else:
-        assert named == expected.named, where
+    assert named == expected.named, where
 
 
 def check_events(reference: ReferenceLedger, events: list[Event]) -> None:
@@ -427,14 +424,6 @@ def test_the_mix_reaches_every_transaction_rule() -> None:
     } <= kinds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug (reported, issue 16): ledger.transactions.net_funds_rejection picks among "
-        "failures of one posting by comparing detail strings, so 'credit' wins over 'debit'; "
-        "contract.md says debit side before credit side"
-    ),
-)
 def test_an_overflow_on_both_sides_of_one_posting_names_the_debit_side() -> None:
     core, reference = Ledger(), ReferenceLedger()
     huge = Posting(
