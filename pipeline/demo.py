@@ -13,9 +13,10 @@ Steps (each announced, each bounded, each saying what it waits for):
 5. the summary per tenant, the ``verify`` report, sample balances now and at a point in time;
 6. the HTTP API (supervised with the pipeline unless ``--no-api``): one GET against it with an
    API key made for the first tenant, and curl-able examples; then webhooks: a local receiver
-   subscribed through the API gets three transfers posted through it, each delivery printed
-   with its signature checked (``pipeline/demo_webhooks.py``; a dispatcher is supervised with
-   the API); then where to look next.
+   subscribed through the API, a low-balance monitor set on a busy account, three transfers
+   posted through it; each transfer and each of the monitor's notifications (triggered, then
+   cleared) printed with its signature checked (``pipeline/demo_webhooks.py``; a dispatcher is
+   supervised with the API); then where to look next.
 
 The local Prometheus (``infra/prometheus_server.py``) scrapes every child while the demo runs and
 is stopped with the pipeline at the end (``--keep-running`` keeps both up). It is optional: when it
@@ -757,8 +758,8 @@ def report(
         for line in lines:
             console.line(line)
         console.step(
-            "webhooks: a local receiver subscribed through the API gets the next transfers,"
-            " signed (balance monitors are not on the ledger yet: event subscriptions only)"
+            "webhooks: a local receiver subscribed through the API gets the next transfers and"
+            f" a low-balance monitor's notifications on {API_ACCOUNT}, signed"
         )
         webhooks_ok, lines = webhook_lines(
             base_url, api_key.token, currency=sent.currencies[api_key.tenant_id],

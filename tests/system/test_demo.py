@@ -41,6 +41,9 @@ def test_demo_runs_twice_with_a_fresh_namespace_and_a_clean_verify(
         assert re.search(r" [1-9][\d,]* transactions \(", output), output  # fee splits and more
         assert "3 of 3 deliveries received, signatures checked:" in output, output
         assert len(re.findall(r"  TransferPosted  sequence \d+ .* signature: ok", output)) == 3
+        assert "2 of 2 monitor notifications received, signatures checked:" in output, output
+        for kind in ("monitor.triggered", "monitor.cleared"):  # the low-balance monitor's
+            assert len(re.findall(rf"  {kind}  sequence \d+ .* signature: ok", output)) == 1
         found = re.search(r"tenants (run\d+-s7)-tenant-\*", output)
         assert found is not None, output
         namespaces.append(found.group(1))
