@@ -55,7 +55,11 @@ def register(subparsers: Subparsers) -> None:
     )
     verify.add_argument("tenant", help="the tenant id")
     verify.add_argument("endpoint_id", help="the endpoint id (we_...)")
-    verify.add_argument("sequence", type=int, help="the event's tenant sequence")
+    verify.add_argument(
+        "delivery",
+        help="the event's tenant sequence, or a delivery id (a monitor notification's:"
+        " TENANT:SEQUENCE:MONITOR_ID)",
+    )
     verify.set_defaults(handler=run_verify)
 
 
@@ -93,7 +97,10 @@ async def serve(dispatcher: Dispatcher) -> None:
 
 
 def run_verify(arguments: argparse.Namespace, settings: Settings) -> int:
-    key = (arguments.tenant, arguments.endpoint_id, arguments.sequence)
+    delivery = str(arguments.delivery)
+    # An event's delivery id is {tenant}:{sequence} (decision 0038), a notification's its id.
+    delivery_id = f"{arguments.tenant}:{delivery}" if delivery.isdigit() else delivery
+    key = (arguments.tenant, arguments.endpoint_id, delivery_id)
     try:
         with psycopg.connect(settings.database_dsn, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             row = conn.execute(SELECT_STORED_DELIVERY, key).fetchone()
@@ -101,12 +108,12 @@ def run_verify(arguments: argparse.Namespace, settings: Settings) -> int:
         raise InfraError(f"reading the delivery failed: {' '.join(str(exc).split())}") from exc
     if row is None:
         raise InfraError(
-            f"no stored delivery of event {arguments.sequence} to endpoint"
+            f"no stored delivery {delivery_id} to endpoint"
             f" {arguments.endpoint_id} of tenant {arguments.tenant}"
         )
     body, header, status, secret = bytes(row[0]), row[1], row[2], row[3]
     if header is None:
-        print(f"delivery {arguments.sequence} ({status}) was never sent: nothing to verify")
+        print(f"delivery {delivery_id} ({status}) was never sent: nothing to verify")
         return EXIT_BAD_SIGNATURE
     problem = signature_problem(secret, header, body, now_s=0, tolerance_s=0)
     if problem is not None:

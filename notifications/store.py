@@ -118,7 +118,7 @@ SELECT_STORED_DELIVERY: Final = """
 SELECT d.body, d.signature, d.status, e.secret
 FROM streamledger_notify.webhook_deliveries AS d
 JOIN streamledger_notify.webhook_endpoints AS e USING (tenant_id, endpoint_id)
-WHERE d.tenant_id = %s AND d.endpoint_id = %s AND d.sequence = %s AND d.source = 'event'
+WHERE d.tenant_id = %s AND d.endpoint_id = %s AND d.delivery_id = %s
 """
 
 # ------------------------------------------------------------------ the API (streamledger_api)

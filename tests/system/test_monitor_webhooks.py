@@ -23,6 +23,7 @@ import pytest
 
 from notifications.signing import signature_problem
 from streamledger.settings import Settings
+from tests.conftest import run_streamledger
 from tests.system.test_api_monitors import accepted_sequence, post, unique
 from tests.system.test_notifications import Dispatchers, subscribe
 from tests.system.webhook_receivers import Received, Receiver, handler_for, stop_receiver
@@ -178,5 +179,10 @@ def test_monitor_edges_are_delivered_once_signed_in_order_and_only_to_their_tena
                 ]
             )
             assert other.snapshot() == []
+        checked = run_streamledger(
+            ["webhooks", "verify", "wayne", endpoint["id"], items[0].delivery_id], stack.settings
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "signature ok" in checked.stdout
     finally:
         dispatchers.stop()
