@@ -5,7 +5,7 @@ subscribed to ``monitor.triggered``/``monitor.cleared`` gets each edge exactly o
 tenant's order, signed, with the notification id as the delivery id (two monitors firing on one
 event are two deliveries); a dispatcher of a fresh consumer group reads the whole log again and
 delivers only the new edge (the stored rows are its restart point); another tenant's endpoint
-gets nothing."""
+gets nothing; spilled notifications that share a sequence are read back each once, in order."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from workloads.api_stack import ApiStack, running_api_stack
 
 pytestmark = pytest.mark.system
 
-TENANTS = ("wayne", "tyrell")
+TENANTS = ("wayne", "tyrell", "cyberdyne")
 API_FLAGS = ["--wait-timeout-ms=20000", "--api-key-cache-ttl-s=0"]
 DELIVERY_TIMEOUT_S = 60.0
 QUIET_S = 2.0  # after the expected deliveries: long enough for a wrong extra one to show
@@ -104,6 +104,29 @@ def edges(items: list[Received]) -> list[tuple[str, int, str, int]]:
     ]
 
 
+def open_and_fund(client: httpx.Client, amount: int) -> tuple[str, str]:
+    """Two accounts, ``cash`` and a checked ``alice`` holding ``amount``."""
+    cash, alice = unique("cash"), unique("alice")
+    for account_id, flags in ((cash, {}), (alice, {"debits_must_not_exceed_credits": True})):
+        body = {"account_id": account_id, "currency": "USD", "asset_scale": 2, **flags}
+        assert post(client, "/v1/accounts", body, unique("open")).status_code == 201
+    move(client, cash, alice, amount)
+    return cash, alice
+
+
+def create_low_balance_monitor(client: httpx.Client, account_id: str, threshold: int) -> str:
+    monitor_id = unique("low")
+    monitor = {
+        "monitor_id": monitor_id,
+        "account_id": account_id,
+        "field": "available",
+        "operator": "<",
+        "threshold": threshold,
+    }
+    accepted_sequence(post(client, "/v1/monitors", monitor, unique("m")))
+    return monitor_id
+
+
 def both(
     kind: str, sequence: int, monitors: tuple[str, str], value: int
 ) -> list[tuple[str, int, str, int]]:
@@ -121,24 +144,9 @@ def test_monitor_edges_are_delivered_once_signed_in_order_and_only_to_their_tena
             endpoint = subscribe(wayne, sink.url, MONITOR_KINDS)
             subscribe(tyrell, other.url, ["*"])
             dispatchers.start()
-            cash, alice = unique("cash"), unique("alice")
-            for account_id, flags in (
-                (cash, {}),
-                (alice, {"debits_must_not_exceed_credits": True}),
-            ):
-                body = {"account_id": account_id, "currency": "USD", "asset_scale": 2, **flags}
-                assert post(wayne, "/v1/accounts", body, unique("open")).status_code == 201
-            move(wayne, cash, alice, 8000)
-            low, very_low = unique("low"), unique("very-low")
-            for monitor_id, threshold in ((low, 5000), (very_low, 3000)):
-                monitor = {
-                    "monitor_id": monitor_id,
-                    "account_id": alice,
-                    "field": "available",
-                    "operator": "<",
-                    "threshold": threshold,
-                }
-                accepted_sequence(post(wayne, "/v1/monitors", monitor, unique("m")))
+            cash, alice = open_and_fund(wayne, 8000)
+            low = create_low_balance_monitor(wayne, alice, 5000)
+            very_low = create_low_balance_monitor(wayne, alice, 3000)
             move(wayne, alice, cash, 1000)  # 7000: no edge
             fell = move(wayne, alice, cash, 5000)  # 2000: both trigger
             move(wayne, alice, cash, 500)  # 1500: still below, no edge
@@ -184,5 +192,39 @@ def test_monitor_edges_are_delivered_once_signed_in_order_and_only_to_their_tena
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "signature ok" in checked.stdout
+    finally:
+        dispatchers.stop()
+
+
+def test_spilled_notifications_sharing_a_sequence_are_read_back_each_once_in_order(
+    stack: ApiStack, receivers: list[Receiver], tmp_path: Path
+) -> None:
+    """One delivery fits in the endpoint's memory, one stored row per page: three monitors fire
+    on one event and clear on another; the stored ones are read back by (sequence, id), each
+    exactly once (no crash here), the triggered before the cleared."""
+    slow = start_receiver(receivers)
+    slow.delay_s = 0.2
+    dispatchers = Dispatchers(stack, tmp_path)
+    try:
+        with stack.client("cyberdyne") as client:
+            endpoint = subscribe(client, slow.url, MONITOR_KINDS)
+            dispatchers.start("--queue-deliveries-max=1", "--stored-page-max=1")
+            cash, alice = open_and_fund(client, 8000)
+            monitors = [
+                create_low_balance_monitor(client, alice, threshold)
+                for threshold in (5000, 4000, 3000)
+            ]
+            fell = move(client, alice, cash, 6000)  # 2000: all three trigger
+            rose = move(client, cash, alice, 6000)  # 8000: all three clear
+            items = verified(slow.wait_for(6, DELIVERY_TIMEOUT_S), endpoint["secret"])
+            time.sleep(QUIET_S)
+            items = slow.snapshot()
+            assert len(items) == 6, edges(items)
+            assert sorted(edges(items)[:3]) == sorted(
+                ("monitor.triggered", fell, monitor_id, 2000) for monitor_id in monitors
+            )
+            assert sorted(edges(items)[3:]) == sorted(
+                ("monitor.cleared", rose, monitor_id, 8000) for monitor_id in monitors
+            )
     finally:
         dispatchers.stop()
