@@ -15,7 +15,10 @@ SIZE_NAMES = ("small", "full")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--size", choices=SIZE_NAMES, default="small", help="default small (~10 min); full ~19 min"
+        "--size",
+        choices=SIZE_NAMES,
+        default="small",
+        help="default small (~10 min); full ~31 min (12 of them: reports fill)",
     )
     parser.add_argument("--repetitions", type=int, default=3, help="per figure (default 3)")
     parser.add_argument("--skip-peers", action="store_true", help="no faust / Quix runs")
