@@ -2,9 +2,10 @@
 
 Per seed: ``streamledger run`` (2 processors, 1 projection) on fresh topics and a fresh database;
 a feeder thread sends ``producers.loadgen``'s workload (duplicates, key reuse, overdrafts,
-unknown accounts, reversals, pending transfers posted and voided) plus poison records; meanwhile
-the chaos driver ``kill -9``s random processor and projection processes at random times and
-restarts the (shared, session-wide) test broker once. Then, after catch-up, an independent
+unknown accounts, reversals, pending transfers posted and voided, fee splits, payouts and FX
+transactions) plus poison records; meanwhile the chaos driver ``kill -9``s random processor
+and projection processes at random times and restarts the (shared, session-wide) test broker
+once. Then, after catch-up, an independent
 reference fold (``tests/system/ledger_reference.py``) must equal everything:
 
 - every command has exactly one outcome, as the fold decides it;
@@ -69,6 +70,9 @@ CHUNK_PAUSE_S = 0.4  # commands keep arriving for about CHUNKS x CHUNK_PAUSE_S
 CHAOS_WINDOW_S = 10.0
 CATCH_UP_TIMEOUT_S = 180.0
 POLL_S = 0.5
+FEE_SPLIT_SHARE = 0.03  # multi-leg transactions (issue 16, decision 0067)
+PAYOUT_SHARE = 0.01
+FX_SHARE = 0.03
 
 
 def workload(seed: int) -> tuple[list[Command], list[tuple[bytes, bytes, str]]]:
@@ -79,6 +83,9 @@ def workload(seed: int) -> tuple[list[Command], list[tuple[bytes, bytes, str]]]:
         commands=COMMANDS,
         start_us=1_700_000_000_000_000,
         expiring_share=0.0,  # see the module docstring
+        fee_split_share=FEE_SPLIT_SHARE,
+        payout_share=PAYOUT_SHARE,
+        fx_share=FX_SHARE,
     )
     prefix = f"chaos{seed}-"
     commands = [
