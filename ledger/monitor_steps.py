@@ -132,18 +132,7 @@ def execute_monitor_command(
         holds=holds,
     )
     draft.record(event)
-    monitor = new_monitor_state(
-        tenant_id=tenant_id,
-        monitor_id=command.monitor_id,
-        account_id=command.account_id,
-        field=command.field,
-        operator=command.operator,
-        threshold=command.threshold,
-        metadata=command.metadata,
-        holds=holds,
-        created_sequence=event.sequence,
-        last_sequence=event.sequence,
-    )
+    monitor = _created_monitor(event)
     # creation is an edge when the condition already holds (decision 0058)
     notifications = (_notification(monitor, event, account.currency, value),) if holds else ()
     return MonitorChanges(monitors=(monitor,), notifications=notifications)
@@ -311,16 +300,20 @@ def fold_monitor_event(
         raise InvariantViolationError(
             f"event {event.event_id}: the monitor exists, or holds is not its condition"
         )
-    monitor = new_monitor_state(
-        tenant_id=tenant_id,
+    return MonitorChanges(monitors=(_created_monitor(event),))
+
+
+def _created_monitor(event: MonitorCreated) -> MonitorState:
+    """The state a ``MonitorCreated`` leaves: the same when decided and when folded."""
+    return new_monitor_state(
+        tenant_id=event.tenant_id,
         monitor_id=event.monitor_id,
         account_id=event.account_id,
         field=event.field,
         operator=event.operator,
         threshold=event.threshold,
         metadata=event.metadata,
-        holds=holds,
+        holds=event.holds,
         created_sequence=event.sequence,
         last_sequence=event.sequence,
     )
-    return MonitorChanges(monitors=(monitor,))
