@@ -19,7 +19,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -208,27 +208,36 @@ def wait_for_deliveries(receiver: DemoReceiver) -> list[Received]:
 
 def checked_lines(received: list[Received], secret: str) -> tuple[bool, list[str]]:
     """One line per delivery: id, type, sequence, transfer, and its signature's check."""
-    lines = []
-    ok = True
-    for item in received:
-        problem = signature_problem(
-            secret, item.headers.get(SIGNATURE_HEADER.lower(), ""), item.body,
-            now_s=int(time.time()),
-        )  # fmt: skip
-        ok = ok and problem is None
-        document = json.loads(item.body)
-        data = document.get("data", {})
-        lines.append(
-            f"    {item.headers.get(DELIVERY_ID_HEADER.lower())}"
-            f"  {item.headers.get(EVENT_TYPE_HEADER.lower())}  sequence {document['sequence']}"
+
+    def describe(item: Received, document: dict[str, Any], data: dict[str, Any]) -> str:
+        return (
+            f"{item.headers.get(EVENT_TYPE_HEADER.lower())}  sequence {document['sequence']}"
             f"  transfer {data.get('transfer_id')}  amount {data.get('amount')}"
-            f"  signature: {'ok' if problem is None else 'BAD: ' + problem}"
         )
-    return ok, lines
+
+    return signed_lines(received, secret, describe)
 
 
 def notification_lines(received: list[Received], secret: str) -> tuple[bool, list[str]]:
     """One line per monitor notification: id, kind, causing sequence, value, signature."""
+
+    def describe(item: Received, document: dict[str, Any], data: dict[str, Any]) -> str:
+        return (
+            f"{kind_of(item)}  sequence {document['sequence']}  {data.get('account_id')}"
+            f" {data.get('field')} {data.get('value')} {data.get('operator')}"
+            f" {data.get('threshold')}"
+        )
+
+    return signed_lines(received, secret, describe)
+
+
+def signed_lines(
+    received: list[Received],
+    secret: str,
+    describe: Callable[[Received, dict[str, Any], dict[str, Any]], str],
+) -> tuple[bool, list[str]]:
+    """One line per delivery (its id, ``describe``'s text, its signature's check) and whether
+    every signature verified."""
     lines = []
     ok = True
     for item in received:
@@ -238,11 +247,9 @@ def notification_lines(received: list[Received], secret: str) -> tuple[bool, lis
         )  # fmt: skip
         ok = ok and problem is None
         document = json.loads(item.body)
-        data = document.get("data", {})
+        text = describe(item, document, document.get("data", {}))
         lines.append(
-            f"    {item.headers.get(DELIVERY_ID_HEADER.lower())}  {kind_of(item)}"
-            f"  sequence {document['sequence']}  {data.get('account_id')} {data.get('field')}"
-            f" {data.get('value')} {data.get('operator')} {data.get('threshold')}"
+            f"    {item.headers.get(DELIVERY_ID_HEADER.lower())}  {text}"
             f"  signature: {'ok' if problem is None else 'BAD: ' + problem}"
         )
     return ok, lines
