@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size",
         choices=SIZE_NAMES,
         default="small",
-        help="default small (~10 min); full ~31 min (12 of them: reports fill)",
+        help="default small (~10 min); full ~25-31 min (6-12: reports fill)",
     )
     parser.add_argument("--repetitions", type=int, default=3, help="per figure (default 3)")
     parser.add_argument("--skip-peers", action="store_true", help="no faust / Quix runs")

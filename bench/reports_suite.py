@@ -248,7 +248,7 @@ def measure(run: BenchRun, settings: Settings, size: ReportsSize, rng: random.Ra
         median = percentile(samples, 0.5) / (1000 if unit == "s" else 1)
         figure.note = f"p50 {median:.3g} {unit}; load {load:.1f}"
         if target is not None:
-            verdict = "met" if value <= target else f"MISSED x{value / target:.1f}"
+            verdict = "met" if value <= target else f"MISSED by {value / target - 1:.0%}"
             figure.note = f"target <= {target:g} {unit}: {verdict}; {figure.note}"
 
 
