@@ -75,6 +75,7 @@ class ReportsSize:
 
 
 SIZES = {
+    "tiny": ReportsSize(3_000, 300, 5_000, 5, 2),  # tests/system/test_bench_reports.py
     "small": ReportsSize(20_000, 2_000, 100_000, 100, 5),
     "full": ReportsSize(1_000_000, 100_000, 10_000_000, 200, 5),
 }

@@ -1,28 +1,45 @@
-"""``bench.reports_suite`` at a tiny size on the test stack: the fill is consistent (the
+"""``python -m bench.reports_suite --size tiny`` on the test stack: the fill is consistent (the
 statement's opening + entries = closing, every trial balance nets to zero, each searched
-``order_id`` is found, all checked by the product's own code) and every figure is measured."""
+``order_id`` is found, all checked by the product's own code, or the suite stops) and every
+figure is measured. Run as the bench runs, in a process of its own: tests do not import bench
+(the layers, decision 0029)."""
 
 from __future__ import annotations
 
-from bench import reports_suite
-from bench.results import BenchRun
-from streamledger.settings import Settings
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-TINY = reports_suite.ReportsSize(
-    statement_entries=3_000, trial_accounts=300, search_transfers=5_000, repeats=5, trial_repeats=2
-)
+from streamledger.settings import Settings, environment_for
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+SUITE_TIMEOUT_S = 600.0
 
 
 def test_the_reports_bench_fills_consistent_rows_and_times_the_real_reads(
     stack_settings: Settings,
 ) -> None:
-    run = BenchRun(size="tiny", seed=19, repetitions=1)
-    said: list[str] = []
-    reports_suite.run_reports(run, stack_settings, size_name="small", say=said.append, size=TINY)
-    figures = [figure for figure in run.figures if figure.group == "reports"]
-    assert len(figures) == 4
-    assert all(len(figure.values) == 1 and figure.values[0] > 0 for figure in figures)
-    assert all("load" in figure.note for figure in figures)
-    assert [figure.note.startswith("target") for figure in figures] == [True, True, True, False]
-    assert run.sizes["reports_search_transfers"] == TINY.search_transfers
-    assert len(said) == 5  # one line per filled part
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
+    environment.update(environment_for(stack_settings))
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.reports_suite", "--size", "tiny"],
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=SUITE_TIMEOUT_S,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in finished.stdout.splitlines()
+        if line.startswith("| reports |")
+    ]
+    assert len(rows) == 4, finished.stdout
+    for _group, name, cell, _unit, count, check in rows:
+        assert count == "1" and float(cell.split()[0].replace(",", "")) > 0, name
+        assert "load" in check, name
+    assert [row[5].startswith("target") for row in rows] == [True, True, True, False]
+    assert finished.stdout.count("reports: filled ") == 5, finished.stdout  # one per filled part
