@@ -15,6 +15,7 @@ from notifications.metrics import NotifyMetrics
 from notifications.recording import DeliveredRecorder
 from notifications.routing import PositionBook
 from notifications.store import (
+    SOURCE_EVENT,
     STATUS_DELIVERED,
     STATUS_PENDING,
     Attempt,
@@ -22,6 +23,9 @@ from notifications.store import (
     batch_columns,
 )
 from streamledger.errors import InfraError
+
+
+PARTITION = (SOURCE_EVENT, 0)  # the position book's key: (delivery source, partition)
 
 
 def delivery(sequence: int, offset: int) -> Delivery:
@@ -53,7 +57,7 @@ class StandInStore:
 
     def held(self, item: Delivery) -> bool:
         assert item.offset is not None
-        return item.offset in self.positions._partitions[0].held
+        return item.offset in self.positions._partitions[PARTITION].held
 
 
 def recorder_with(store: StandInStore, positions: PositionBook) -> DeliveredRecorder:
@@ -73,14 +77,14 @@ def test_offsets_are_released_only_after_their_batch_is_written() -> None:
         task = asyncio.create_task(recorder.run())
         store.gate.clear()  # the database is slow: rows accumulate
         for offset in range(5):
-            positions.read(0, offset)
-            positions.hold(0, offset)
+            positions.read(PARTITION, offset)
+            positions.hold(PARTITION, offset)
             recorder.add(delivery(offset + 1, offset), Attempt(STATUS_DELIVERED))
         await asyncio.sleep(0.01)
-        assert positions.to_commit() == {0: 0}  # all held: nothing written yet
+        assert positions.to_commit() == {PARTITION: 0}  # all held: nothing written yet
         store.gate.set()
         assert await recorder.drain(5.0)
-        assert positions.to_commit() == {0: 5}
+        assert positions.to_commit() == {PARTITION: 5}
         assert store.released_before_write == []
         assert [sequence for batch in store.batches for sequence in batch] == [1, 2, 3, 4, 5]
         assert len(store.batches) <= 2  # grouped, not one write per row
@@ -99,11 +103,11 @@ def test_a_failed_write_is_retried_and_holds_the_position_meanwhile(
         store = StandInStore(positions, failures=1)
         recorder = recorder_with(store, positions)
         task = asyncio.create_task(recorder.run())
-        positions.read(0, 0)
-        positions.hold(0, 0)
+        positions.read(PARTITION, 0)
+        positions.hold(PARTITION, 0)
         recorder.add(delivery(1, 0), Attempt(STATUS_DELIVERED))
         assert await recorder.drain(5.0)
-        assert store.batches == [[1]] and positions.to_commit() == {0: 1}
+        assert store.batches == [[1]] and positions.to_commit() == {PARTITION: 1}
         task.cancel()
 
     asyncio.run(scenario())
@@ -115,8 +119,8 @@ def test_a_full_buffer_makes_a_worker_wait_for_room() -> None:
         store = StandInStore(positions)
         recorder = recorder_with(store, positions)
         for offset in range(3):
-            positions.read(0, offset)
-            positions.hold(0, offset)
+            positions.read(PARTITION, offset)
+            positions.hold(PARTITION, offset)
             recorder.add(delivery(offset + 1, offset), Attempt(STATUS_DELIVERED))
         waiting = asyncio.create_task(recorder.room())
         await asyncio.sleep(0.01)
@@ -133,7 +137,7 @@ def test_batch_columns_hold_each_key_once_the_last_row_winning() -> None:
     pending = (delivery(1, 0), Attempt(STATUS_PENDING))
     delivered = (delivery(1, 0), Attempt(STATUS_DELIVERED, 1_700_000_000, "t=1,v1=ab", 1))
     columns = batch_columns([pending, (delivery(2, 1), Attempt(STATUS_PENDING)), delivered])
-    assert len(columns) == 12
+    assert len(columns) == 13  # with the delivery's source (migration 0011)
     assert columns[2] == [1, 2]  # sequence
     assert columns[5] == [STATUS_DELIVERED, STATUS_PENDING]  # status
     assert all(len(column) == 2 for column in columns)

@@ -63,6 +63,9 @@ def base_url() -> Iterator[str]:
     server.server_close()
 
 
+CLOSE_CALLBACKS_S = 0.05
+
+
 def post_all(
     url: str, count: int = 1, *, timeout_s: float = 5.0, tls: ssl.SSLContext | None = None
 ) -> list[Answer]:
@@ -72,6 +75,9 @@ def post_all(
         )
         answers = [await connection.post(BODY, [("X-Test", "1")]) for _ in range(count)]
         connection.close()
+        # a closed transport lets its socket go in a callback of the loop: let the loop run it
+        # before asyncio.run ends it (else the garbage collector closes the socket, warning)
+        await asyncio.sleep(CLOSE_CALLBACKS_S)
         return answers
 
     return asyncio.run(scenario())
