@@ -24,7 +24,6 @@ from notifications.store import (
 )
 from streamledger.errors import InfraError
 
-
 PARTITION = (SOURCE_EVENT, 0)  # the position book's key: (delivery source, partition)
 
 
