@@ -1,9 +1,18 @@
 """The one correctness check every engine's output must pass (StreamLedger and the peers).
 
-Expected: the commands folded through the pure core (``ledger.step``), one
-``LedgerState`` per input partition, in partition order, at each record's timestamp — the same
-function every engine calls, so the check isolates the engine: lost, repeated or reordered
-input shows up here. Found: the records on the engine's events and outcomes topics.
+Expected: the command records as the engine read them from its input topic, folded through the
+pure core (``ledger.step``, and ``ledger.step_tick`` for the processor's tick records), one
+``LedgerState`` per input partition, in offset order, at each record's **broker** timestamp —
+the same function every engine calls, so the check isolates the engine: lost, repeated or
+reordered input shows up here. Found: the records on the engine's events and outcomes topics.
+
+Why read the input back instead of folding the planned records: ``ledger.commands`` is a
+``LogAppendTime`` topic, so the time every engine decides with is the broker's arrival stamp,
+not the producer's planned timestamp; a pending transfer with a short timeout expires at another
+point of a pre-filled topic than the plan says. And the processor appends tick records to the
+same topic while it runs (``processors.ticks``), which expire pending transfers too. So the
+fold reads the input partitions up to the engine group's committed offsets (what the engine
+decided and committed), ticks included, with their timestamps.
 
 A run passes when every stored outcome appears exactly once and equals the fold's (status,
 reason, event sequences), and every event (tenant, sequence) appears exactly once with the
@@ -20,9 +29,9 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 import ledger
-from bench.workloads import Record
 from processors.partition_ledger import WIRE_FORMAT
-from schemas.codec import decode_event, decode_outcome
+from processors.ticks import is_tick
+from schemas.codec import DecodeError, decode_command, decode_event, decode_outcome
 
 READ_TIMEOUT_S = 300.0
 EVIDENCE_MAX = 5
@@ -50,39 +59,104 @@ class CheckResult:
         return text + ("; " + "; ".join(self.evidence) if self.evidence else "")
 
 
-def expected_fold(records: list[Record]) -> Expected:
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One record of the engine's input topic as the broker stored it."""
+
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int  # the broker's (LogAppendTime): what the engine decided with
+
+
+def expected_fold(records: list[InputRecord]) -> Expected:
+    """The core's fold of the input records (``read_input``), per partition in offset order."""
     states: dict[int, ledger.LedgerState] = {}
     expected = Expected()
     for index, record in enumerate(records):
         state = states.setdefault(record.partition, ledger.LedgerState(wire_format=WIRE_FORMAT))
-        decision = ledger.step(state, record.command, record.timestamp_ms * 1000)
+        decision = _step(state, record)
         if index % FOLD_BATCH_RECORDS == 0:  # batch boundaries never change a decision
             for each in states.values():
                 each.commit()
+        if decision is not None:
+            _record(decision, expected)
+    return expected
+
+
+def _step(state: ledger.LedgerState, record: InputRecord) -> ledger.Decision | ledger.Ticked | None:
+    """What the processor's loop does with one input record (``processors.loop``); None for a
+    record it dead-letters (the bench's workloads have none)."""
+    timestamp_us = record.timestamp_ms * 1000
+    if record.value is None:
+        return None
+    if is_tick(record.key, record.value):
+        return ledger.step_tick(state, timestamp_us)
+    try:
+        command = decode_command(record.value)
+    except DecodeError:
+        return None
+    return ledger.step(state, command, timestamp_us)
+
+
+def _record(decision: ledger.Decision | ledger.Ticked, expected: Expected) -> None:
+    if not isinstance(decision, ledger.Ticked):
         stored = decision.stored_outcome
         if stored is not None:
             reason = None if stored.reason is None else stored.reason.value
             key = (stored.tenant_id, stored.idempotency_key)
             expected.outcomes[key] = (stored.status.value, reason, stored.event_sequences)
-        for event in decision.events:
-            expected.events[(event.tenant_id, event.sequence)] = (
-                type(event).__name__,
-                event.idempotency_key,
-            )
-    return expected
+    for event in decision.events:
+        expected.events[(event.tenant_id, event.sequence)] = (
+            type(event).__name__,
+            event.idempotency_key,
+        )
+
+
+def read_input(bootstrap: str, topic: str, partitions: int, group_id: str) -> list[InputRecord]:
+    """The records of ``topic`` below ``group_id``'s committed offset of each partition (what
+    the engine decided and committed), in offset order per partition, broker timestamps."""
+    ends = committed_offsets(bootstrap, topic, partitions, group_id)
+    pending = {partition for partition, end in ends.items() if end > 0}
+    consumer = _reader(bootstrap)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
+    records: list[InputRecord] = []
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    try:
+        while pending:
+            assert time.monotonic() < deadline, f"{topic}: partitions {pending} not read in time"
+            for message in consumer.consume(10_000, 0.5):
+                partition, offset = message.partition() or 0, message.offset() or 0
+                error = message.error()
+                if error is not None:
+                    assert error.code() == KafkaError._PARTITION_EOF, error.str()
+                    pending.discard(partition)
+                    continue
+                if offset >= ends[partition]:
+                    pending.discard(partition)
+                    continue
+                _, timestamp_ms = message.timestamp()
+                records.append(InputRecord(partition, message.key(), message.value(), timestamp_ms))
+    finally:
+        consumer.close()
+    return records
+
+
+def committed_offsets(bootstrap: str, topic: str, partitions: int, group_id: str) -> dict[int, int]:
+    """``group_id``'s committed position per partition of ``topic`` (0 where none)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
+    try:
+        committed = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=30
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: max(tp.offset, 0) for tp in committed}
 
 
 def read_values(bootstrap: str, topic: str, partitions: int) -> list[bytes | None]:
     """Every committed value of every partition of ``topic`` (read_committed)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-check-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = _reader(bootstrap)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     pending = set(range(partitions))
     values: list[bytes | None] = []
@@ -100,6 +174,18 @@ def read_values(bootstrap: str, topic: str, partitions: int) -> list[bytes | Non
     finally:
         consumer.close()
     return values
+
+
+def _reader(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-check-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
 
 
 def check(

@@ -5,10 +5,16 @@ Every repetition gets a fresh topic prefix (fresh topics, consumer groups, trans
 the workload's pre-encoded records are produced into it (timed: the raw producer figure), the
 pass-through copies them, then the processor processes them. The first repetition's output is
 checked against the core's fold (``bench.ledger_check``).
+
+On its own, against the stack the ``STREAMLEDGER_*`` settings name (fresh topic prefixes,
+deleted afterwards), the processor workloads only, with the loop profile:
+
+    python -m bench.processor_suite [--size tiny|small] [--repetitions 1] [--workloads standard]
 """
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import os
 import pstats
@@ -21,18 +27,22 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import bench_processor, ledger_check
+from bench import bench_processor, ledger_check, workloads
 from bench.results import BenchRun
 from bench.workloads import Workload, produce
 from infra import topics
 from processors.processor_settings import build_processor_settings
 from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC
-from streamledger.settings import Settings, environment_for, replace
+from streamledger.settings import Settings, environment_for, load_settings, replace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROCESS_TIMEOUT_S = 900.0
 OFFSETS_POLL_S = 0.05
 PROCESS_EXIT_TIMEOUT_S = 60.0
+# standalone sizes: (commands, tenants) of the standard mix; the runner's ``small`` is the same
+STANDALONE_SIZES = {"tiny": (3_000, 10), "small": (20_000, 50)}
+STANDALONE_SEED = 42  # the runner's
+STANDALONE_PARTITIONS = 4
 
 
 def fresh(settings: Settings, partitions: int) -> Settings:
@@ -104,7 +114,15 @@ def run_workload(
 def check_output(
     settings: Settings, workload: Workload, partitions: int
 ) -> ledger_check.CheckResult:
-    expected = ledger_check.expected_fold(workload.records)
+    # the input as the processor read it: broker timestamps, its tick records (ledger_check)
+    records = ledger_check.read_input(
+        settings.kafka_bootstrap,
+        settings.topic(COMMANDS_TOPIC),
+        partitions,
+        f"{settings.topic_prefix}streamledger-processor",
+    )
+    assert len(records) >= len(workload.records), "the processor committed too few commands"
+    expected = ledger_check.expected_fold(records)
     events = ledger_check.read_values(
         settings.kafka_bootstrap, settings.topic(EVENTS_TOPIC), partitions
     )
@@ -281,3 +299,45 @@ def profile_categories(profiler: cProfile.Profile) -> dict[str, float]:
             continue  # idle, not work
         totals[category] += own_s
     return totals
+
+
+# --------------------------------------------------------------------------- standalone
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the processor workloads on their own")
+    parser.add_argument("--size", choices=sorted(STANDALONE_SIZES), default="tiny")
+    parser.add_argument("--repetitions", type=int, default=1)
+    parser.add_argument("--workloads", default="standard,hot_tenant,duplicates")
+    arguments = parser.parse_args(argv)
+    commands, tenants = STANDALONE_SIZES[arguments.size]
+    seed, partitions = STANDALONE_SEED, STANDALONE_PARTITIONS
+    builders = {
+        "standard": lambda: workloads.standard(seed, commands, tenants, partitions),
+        "hot_tenant": lambda: workloads.hot_tenant(seed, commands // 2, tenants, partitions),
+        "duplicates": lambda: workloads.duplicates(
+            workloads.standard(seed + 1, commands // 2, tenants, partitions)
+        ),
+    }
+    settings = load_settings()
+    run = BenchRun(size=arguments.size, seed=seed, repetitions=arguments.repetitions)
+    profiler = cProfile.Profile()
+    for name in arguments.workloads.split(","):
+        workload = builders[name]()
+        standard = name == "standard"
+        run_workload(
+            run, settings, workload, repetitions=arguments.repetitions, partitions=partitions,
+            check=True, passthrough=standard, restore=standard,
+            profiler=profiler if standard else None,
+        )  # fmt: skip
+    print(run.table())
+    totals = profile_categories(profiler)
+    total = sum(totals.values()) or 1.0
+    print("processor loop profile (own CPU time):",
+          ", ".join(f"{k} {v / total:.0%}" for k, v in totals.items()))  # fmt: skip
+    checks = [f for f in run.figures if f.correct is False]
+    return 1 if checks else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

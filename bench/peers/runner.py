@@ -100,7 +100,6 @@ def run_peer(
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
         run.findings.append(f"{peer.label}: could not be installed: {exc}")
         return
-    expected = ledger_check.expected_fold(workload.records)
     for repetition in range(repetitions):
         scoped = fresh(settings, partitions)
         group = f"{scoped.topic_prefix}peer-{peer.name}"
@@ -151,7 +150,11 @@ def run_peer(
             outcomes = ledger_check.read_values(
                 scoped.kafka_bootstrap, scoped.topic(OUTCOMES_TOPIC), partitions
             )
-            result = ledger_check.check(expected, events, outcomes)
+            # the input as the peer read it, broker timestamps (ledger_check): per repetition
+            records = ledger_check.read_input(
+                scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), partitions, group
+            )
+            result = ledger_check.check(ledger_check.expected_fold(records), events, outcomes)
             print(f"  check {peer.label} ({workload.name}) #{repetition + 1}: {result.summary()}",
                   flush=True)  # fmt: skip
             figure.correct = result.passed if figure.correct in (None, True) else False
