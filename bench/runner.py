@@ -9,7 +9,8 @@
 3. processor: StreamLedger vs the no-logic transactional pass-through vs the raw producer on the
    same records, each run checked against the core's fold; restore; 1 vs 2 processes; a
    profile of the loop (separate, untimed pass); multi-leg: postings/s of 10-posting
-   transactions beside two-account transfers/s (``bench.multileg_suite``);
+   transactions beside two-account transfers/s (``bench.multileg_suite``); commands/s with
+   1,000 balance monitors on the hot accounts against none (``bench.monitor_suite``);
 4. peers: faust-streaming and Quix Streams on the same records, same check;
 5. projection vs raw COPY; reports and metadata search on a filled scratch database, with
    the issue 19 targets (``bench.reports_suite``); end-to-end latency through ``streamledger run``;
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from bench import (
     latency_suite,
+    monitor_suite,
     multileg_suite,
     notify_suite,
     processor_suite,
@@ -144,6 +146,10 @@ def run_suites(
     say(f"multi-leg: transfers vs transactions of {multileg_suite.POSTINGS_PER_TRANSACTION}"
         f" postings x {repetitions}")  # fmt: skip
     multileg_suite.run_multileg(
+        run, settings, size=arguments.size, repetitions=repetitions, partitions=PARTITIONS
+    )
+    say(f"monitors: {monitor_suite.MONITORS:,} monitors on hot accounts vs none x {repetitions}")
+    monitor_suite.run_monitors(
         run, settings, size=arguments.size, repetitions=repetitions, partitions=PARTITIONS
     )
     say("processor: profile (untimed pass)")

@@ -1,0 +1,186 @@
+"""Monitor figures (issue 18, benchmark): the processor's commands/s with 1,000 balance monitors
+on the hot accounts against none, the same transfers in the same run.
+
+    python -m bench.monitor_suite [--size small|full] [--repetitions 3]
+
+Both workloads open the same accounts (``TENANTS`` tenants x ``ACCOUNTS_PER_TENANT``), then carry
+the same posted transfers: each debits one of its tenant's ``HOT_ACCOUNTS_PER_TENANT`` hot
+accounts and credits another of the tenant's accounts, so every transfer touches at least one
+watched account. The ``with monitors`` workload creates ``MONITORS`` monitors after the openings,
+spread evenly over the hot accounts (15 or 16 each, under ``monitors_per_account_max``): every field
+and operator of the contract, one in ``NEAR_EVERY`` with a threshold the random walk of the
+balances crosses (so edges are decided and ``ledger.notifications`` gets records), the others
+with thresholds no balance of this workload reaches (the common case: a low-balance alarm that
+does not fire). The monitors are evaluated on every event that touches their account — the cost
+this figure measures.
+
+Each repetition processes both on fresh topics (alternating which goes first), timed like the
+standard mix (``processor_suite.run_workload``); the first repetition's output is checked against
+the core's fold. The ratio (target ≥ 0.9) is per repetition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+from collections.abc import Iterator
+from typing import Final
+
+from bench import processor_suite
+from bench.results import BenchRun
+from bench.workloads import Workload, encode, recent_start_us
+from schemas.limits import MONITOR_FIELDS, MONITOR_OPERATORS, MONITORS_PER_ACCOUNT_MAX
+from schemas.model import Command, CreateMonitor, OpenAccount, Transfer
+from streamledger.settings import Settings, load_settings
+
+TENANTS: Final = 8
+ACCOUNTS_PER_TENANT: Final = 20
+HOT_ACCOUNTS_PER_TENANT: Final = 8
+MONITORS: Final = 1_000
+NEAR_EVERY: Final = 10  # one monitor in ten has a threshold the balances cross
+AMOUNT_MAX: Final = 10_000
+NEAR_THRESHOLD_MAX: Final = 5 * AMOUNT_MAX  # |threshold| of a crossing monitor
+FAR_THRESHOLD: Final = 10**15  # beyond any balance of this workload
+CURRENCY: Final = "USD"
+STEP_US: Final = 1_000
+SEED: Final = 47
+PARTITIONS: Final = 4
+WITHOUT: Final = "monitors: none"
+WITH: Final = f"monitors: {MONITORS:,} on hot accounts"
+RATIO_FIGURE: Final = "commands/s with monitors / without (target >= 0.9)"
+COMMANDS_BY_SIZE: Final = {"small": 20_000, "full": 100_000}
+
+assert MONITORS <= TENANTS * HOT_ACCOUNTS_PER_TENANT * MONITORS_PER_ACCOUNT_MAX
+
+
+def tenant_ids() -> list[str]:
+    return [f"tenant-{index:04d}" for index in range(TENANTS)]
+
+
+def account_ids() -> list[str]:
+    return [f"acct-{number:04d}" for number in range(ACCOUNTS_PER_TENANT)]
+
+
+def opening(start_us: int) -> list[Command]:
+    return [
+        OpenAccount(
+            tenant_id=tenant,
+            idempotency_key=f"open-{account}",
+            submitted_at_us=start_us + index * STEP_US,
+            account_id=account,
+            currency=CURRENCY,
+            asset_scale=2,
+        )
+        for index, (tenant, account) in enumerate(
+            (tenant, account) for tenant in tenant_ids() for account in account_ids()
+        )
+    ]
+
+
+def monitors(start_us: int, seed: int) -> list[Command]:
+    """``MONITORS`` monitors round-robin over every tenant's hot accounts."""
+    chooser = random.Random(seed)
+    hot = [(tenant, account) for tenant in tenant_ids()
+           for account in account_ids()[:HOT_ACCOUNTS_PER_TENANT]]  # fmt: skip
+    created: list[Command] = []
+    for number in range(MONITORS):
+        tenant, account = hot[number % len(hot)]
+        operator = MONITOR_OPERATORS[number % len(MONITOR_OPERATORS)]
+        key = f"monitor-{number:05d}"
+        created.append(
+            CreateMonitor(
+                tenant_id=tenant,
+                idempotency_key=key,
+                submitted_at_us=start_us + number * STEP_US,
+                monitor_id=key,
+                account_id=account,
+                field=MONITOR_FIELDS[number % len(MONITOR_FIELDS)],
+                operator=operator,
+                threshold=_threshold(chooser, operator, near=number % NEAR_EVERY == 0),
+            )
+        )
+    return created
+
+
+def _threshold(chooser: random.Random, operator: str, *, near: bool) -> int:
+    if near:
+        return chooser.randint(-NEAR_THRESHOLD_MAX, NEAR_THRESHOLD_MAX)
+    # never true: below any balance for "<"/"<=", above any for the others
+    return -FAR_THRESHOLD if operator in ("<", "<=") else FAR_THRESHOLD
+
+
+def transfers(count: int, start_us: int, seed: int) -> Iterator[Command]:
+    chooser = random.Random(seed)  # a reproducible workload
+    tenants, accounts = tenant_ids(), account_ids()
+    for number in range(count):
+        debit = chooser.choice(accounts[:HOT_ACCOUNTS_PER_TENANT])
+        credit = chooser.choice([account for account in accounts if account != debit])
+        key = f"tr-{number:08d}"
+        yield Transfer(
+            tenant_id=chooser.choice(tenants),
+            idempotency_key=key,
+            submitted_at_us=start_us + number * STEP_US,
+            transfer_id=key,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=chooser.randint(1, AMOUNT_MAX),
+            currency=CURRENCY,
+        )
+
+
+def build_workloads(count: int, seed: int, partitions: int = PARTITIONS) -> tuple[Workload, ...]:
+    """Without and with monitors: the same openings and transfers."""
+    start_us = recent_start_us(count + TENANTS * ACCOUNTS_PER_TENANT + MONITORS)
+    opened = opening(start_us)
+    watched = monitors(start_us + len(opened) * STEP_US, seed)
+    after_us = start_us + (len(opened) + len(watched)) * STEP_US
+    moved = list(transfers(count, after_us, seed))
+    return (
+        Workload(WITHOUT, encode([*opened, *moved], partitions), seed=seed),
+        Workload(WITH, encode([*opened, *watched, *moved], partitions), seed=seed),
+    )
+
+
+def run_monitors(
+    run: BenchRun, settings: Settings, *, size: str, repetitions: int, partitions: int = PARTITIONS
+) -> None:
+    """Both workloads per repetition, alternating which goes first; the ratio per repetition."""
+    without, watched = build_workloads(COMMANDS_BY_SIZE[size], SEED, partitions)
+    run.sizes.update(monitor_transfers=COMMANDS_BY_SIZE[size], monitors=MONITORS)
+    for repetition in range(repetitions):
+        order = (without, watched) if repetition % 2 == 0 else (watched, without)
+        for workload in order:
+            processor_suite.run_workload(
+                run, settings, workload, repetitions=1, partitions=partitions,
+                check=repetition == 0, passthrough=False, restore=False,
+            )  # fmt: skip
+        run.add("ratio", RATIO_FIGURE, "x", _last(run, WITH) / _last(run, WITHOUT))
+
+
+def _last(run: BenchRun, workload_name: str) -> float:
+    figure = run.find("processor", f"StreamLedger EOS ({workload_name})")
+    assert figure is not None and figure.values, f"no figure for {workload_name}"
+    return figure.values[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.monitor_suite",
+        description="processor commands/s with 1,000 monitors on hot accounts vs none, same run",
+    )
+    parser.add_argument("--size", choices=tuple(COMMANDS_BY_SIZE), default="small")
+    parser.add_argument("--repetitions", type=int, default=3)
+    arguments = parser.parse_args(argv)
+    run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
+    run_monitors(run, load_settings(), size=arguments.size, repetitions=arguments.repetitions)
+    print(run.table())
+    ratio = run.find("ratio", RATIO_FIGURE)
+    if ratio is not None and ratio.values:
+        print(f"with monitors over without: median {statistics.median(ratio.values):.2f}")
+    print(f"results: {run.write()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
