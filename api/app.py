@@ -69,6 +69,7 @@ from api.problems import (
 )
 from api.readiness import BrokerMetadata, CachedProbe
 from api.reads import ApiReader
+from api.reconciliation import list_results
 from api.reports import (
     BALANCE_HISTORY_PARAMETERS,
     STATEMENT_PARAMETERS,
@@ -411,6 +412,13 @@ async def list_transfers(request: Request) -> Response:
     return await search_transfers(reader, tenant_id, request.query_params.multi_items())
 
 
+async def list_reconciliation(request: Request) -> Response:
+    """``GET /v1/reconciliation?account&state&limit&after`` (decision 0074)."""
+    tenant_id = await tenant_of(request)
+    reader = services_of(request).require_reader()
+    return await list_results(reader, tenant_id, request.query_params.multi_items())
+
+
 async def list_accounts(request: Request) -> Response:
     """``GET /v1/accounts?metadata[k]=v&currency&limit&after`` (decision 0056)."""
     tenant_id = await tenant_of(request)
@@ -624,6 +632,7 @@ ROUTES: Final = [
     Route("/v1/monitors/{monitor_id}", delete_monitor, methods=["DELETE"]),
     Route("/v1/accounts", list_accounts, methods=["GET"]),
     Route("/v1/transfers", list_transfers, methods=["GET"]),
+    Route("/v1/reconciliation", list_reconciliation, methods=["GET"]),
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
     Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),
     Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),

@@ -286,6 +286,15 @@ def build_openapi() -> dict[str, Any]:
                 [_path_parameter("idempotency_key")],
             ),
             **_notification_paths(),
+            "/v1/reconciliation": _read(
+                "the tenant's reconciliation results (matched, mismatched, unmatched) in the"
+                " order the matcher decided them (keyset pagination, decision 0074)",
+                [
+                    _query("account", "the bank-mirror account"),
+                    _query("state", "matched, mismatched or unmatched"),
+                    *PAGE_PARAMETERS,
+                ],
+            ),
             "/v1/monitors": {
                 **_submit(
                     MonitorBody,

@@ -94,6 +94,9 @@ LIVE_TABLES_IN_LOCK_ORDER = (
     "monitors",  # read after balances and accounts, joined to them (0010)
     "transfer_metadata",  # and this one before transfers
     "transfers",
+    "statements",  # the reconciliation projection's (0012), read alone
+    "statement_lines",
+    "reconciliation_results",
     "tenant_heads",
     "event_chain",
     "projection_offsets",

@@ -17,6 +17,7 @@ from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
 from reconciliation.matching import ManualMatch
 from reconciliation.metrics import ReconcilerMetrics
+from reconciliation.projection import ReconciliationProjection
 from reconciliation.report import render
 from reconciliation.report_reading import load_report
 from reconciliation.statement import StatementFormat
@@ -103,9 +104,12 @@ def register(subparsers: Subparsers) -> None:
     reconcile.add_argument(
         "action",
         nargs="?",
-        choices=("run", "report"),
+        choices=("run", "report", "project"),
         default="run",
-        help="run the matcher (default), or print a report of one account (--tenant, --account)",
+        help=(
+            "run the matcher (default), print a report of one account (--tenant, --account), or"
+            " project statements and results into PostgreSQL (decision 0074)"
+        ),
     )
     report = reconcile.add_argument_group("report")
     report.add_argument("--tenant", help="report: the tenant")
@@ -193,6 +197,8 @@ def run_reconcile(arguments: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda number, frame: stop.set())
+    if arguments.action == "project":
+        return run_projection(settings, matcher_settings, stop)
     metrics = ReconcilerMetrics()
     endpoint = None
     if matcher_settings.metrics_port:
@@ -214,4 +220,19 @@ def run_reconcile(arguments: argparse.Namespace, settings: Settings) -> int:
     finally:
         if endpoint is not None:
             endpoint.stop()
+    return EXIT_OK
+
+
+def run_projection(
+    settings: Settings, matcher_settings: MatcherSettings, stop: threading.Event
+) -> int:
+    """The PostgreSQL projection of the reconciliation topics; its batches are bounded by the
+    matcher's ``--batch-records-max`` and ``--batch-wait-ms``."""
+    projection = ReconciliationProjection(
+        settings,
+        batch_records_max=matcher_settings.batch_records_max,
+        batch_wait_ms=matcher_settings.batch_wait_ms,
+    )
+    logging.getLogger("streamledger.reconciliation.projection").info("projection starting")
+    projection.run(stop)
     return EXIT_OK

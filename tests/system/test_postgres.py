@@ -36,6 +36,7 @@ ALL_MIGRATIONS = [
     "0009_metadata",
     "0010_monitors",
     "0011_webhook_delivery_ids",
+    "0012_reconciliation",
 ]
 
 pytestmark = pytest.mark.system
@@ -44,6 +45,7 @@ TENANT_TABLES = (
     *("accounts", "balances", "transfers", "entries", "tenant_heads", "transactions"),
     *("transfer_metadata", "account_metadata"),  # migration 0009
     "monitors",  # migration 0010
+    *("statements", "statement_lines", "reconciliation_results"),  # migration 0012
 )
 OPERATIONAL_TABLES = ("projection_offsets", "schema_migrations")
 SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, false)"
@@ -88,6 +90,23 @@ INSERT_ACCOUNT_METADATA = (
 INSERT_MONITOR = (
     "INSERT INTO monitors (tenant_id, monitor_id, account_id, field, operator, threshold,"
     " created_sequence, created_at) VALUES (%s, 'low', 'wallet', 'available', '<', 50, 3, %s)"
+)
+INSERT_STATEMENT = (
+    "INSERT INTO statements (tenant_id, account_id, file_sha256, format, currency, line_count,"
+    " new_line_count, entries_not_booked, imported_at, record_partition, record_offset)"
+    " VALUES (%s, 'cash', repeat('a', 64), 'csv', 'EUR', 1, 1, 0, %s, 0, 1)"
+)
+INSERT_STATEMENT_LINE = (
+    "INSERT INTO statement_lines (tenant_id, account_id, line_id, file_sha256, line_number,"
+    " amount, currency, direction, reversal, booking_date, record_partition, record_offset)"
+    " VALUES (%s, 'cash', 'cash/ref/B1', repeat('a', 64), 1, 100, 'EUR', 'credit', false,"
+    " '2024-01-02', 0, 0)"
+)
+INSERT_RECONCILIATION_RESULT = (
+    "INSERT INTO reconciliation_results (tenant_id, account_id, record_partition, record_offset,"
+    " state, rule, reason, line_ids, movement_ids, line_amount, movement_amount, decided_at)"
+    " VALUES (%s, 'cash', 0, 0, 'matched', 'sum', 'matched', '{cash/ref/B1}', '{x:3#0}', 100,"
+    " 100, %s)"
 )
 INSERT_TENANT_HEAD = (
     "INSERT INTO tenant_heads (tenant_id, last_sequence, last_hash, last_effective_at)"
@@ -171,6 +190,9 @@ def insert_tenant_rows(connection: psycopg.Connection[tuple[object, ...]], tenan
     connection.execute(INSERT_ACCOUNT_METADATA, (tenant,))
     connection.execute(INSERT_MONITOR, (tenant, AT))
     connection.execute(INSERT_TENANT_HEAD, (tenant, HASH, AT))
+    connection.execute(INSERT_STATEMENT, (tenant, AT))
+    connection.execute(INSERT_STATEMENT_LINE, (tenant,))
+    connection.execute(INSERT_RECONCILIATION_RESULT, (tenant, AT))
 
 
 def tenants_visible(connection: psycopg.Connection[tuple[object, ...]], query: str) -> set[str]:

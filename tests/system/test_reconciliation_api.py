@@ -1,0 +1,176 @@
+"""Reconciliation in PostgreSQL and through the HTTP API (issue 20 §3, decisions 0074-0075): a
+real ``streamledger api`` with the processor and projection, the matcher and the reconciliation
+projection as child processes, on fresh topics and a fresh database.
+
+A camt.053 statement is imported (the command line, and ``POST /v1/statements``), matched, and
+projected; ``GET /v1/reconciliation`` lists the results by account and state, pages through
+the keyset cursor, refuses a bad parameter with a 400 naming it, and shows another tenant
+nothing; a restarted projection writes no row twice."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
+from streamledger.settings import Settings
+from tests.conftest import run_streamledger
+from tests.system.processor_harness import produce_commands, wait_until_consumed
+from tests.system.test_reconciliation import (
+    MatcherProcess,
+    ledger_commands,
+    statement_file,
+)
+from workloads.api_stack import ApiStack, ChildProcess, running_api_stack
+from workloads.processor_process import ProcessorProcess
+from workloads.topics import delete_topics
+
+pytestmark = pytest.mark.system
+API_FLAGS = ["--api-key-cache-ttl-s=0"]
+CONSUME_TIMEOUT_S = 120.0
+PROJECTED_TIMEOUT_S = 120.0
+RESULTS = 5  # t1, t2, t3+t4 matched; t5 not on the statement; the 77.77 line not in the ledger
+LINES = 4
+COUNT_ROWS = (
+    "SELECT (SELECT count(*) FROM ledger.statements WHERE tenant_id = %(t)s),"
+    " (SELECT count(*) FROM ledger.statement_lines WHERE tenant_id = %(t)s),"
+    " (SELECT count(*) FROM ledger.reconciliation_results WHERE tenant_id = %(t)s)"
+)
+
+
+@pytest.fixture
+def tenants() -> tuple[str, str]:
+    return f"recon{uuid.uuid4().hex[:6]}", f"other{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def api_stack(
+    stack_settings: Settings, tmp_path: Path, tenants: tuple[str, str]
+) -> Iterator[ApiStack]:
+    with running_api_stack(stack_settings, tmp_path, tenants, API_FLAGS) as stack:
+        try:
+            yield stack
+        finally:
+            delete_topics(
+                stack.settings,
+                [
+                    stack.settings.topic(STATEMENTS_TOPIC),
+                    stack.settings.topic(RECONCILIATION_TOPIC),
+                ],
+            )
+
+
+def processed_ledger(stack: ApiStack, tenant: str) -> None:
+    produce_commands(stack.settings, ledger_commands(tenant))
+    processor = stack.children[0]
+    assert isinstance(processor, ProcessorProcess)
+    wait_until_consumed(stack.settings, CONSUME_TIMEOUT_S, [processor])
+
+
+def projection_child(stack: ApiStack, log_directory: Path) -> ChildProcess:
+    name = f"reconciliation-projection-{uuid.uuid4().hex[:6]}.log"
+    child = ChildProcess(
+        stack.settings, ["reconcile", "project", "--batch-wait-ms=50"], log_directory / name
+    )
+    stack.children.append(child)
+    return child
+
+
+def row_counts(settings: Settings, tenant: str) -> tuple[int, int, int]:
+    with psycopg.connect(settings.database_dsn) as connection:
+        row = connection.execute(COUNT_ROWS, {"t": tenant}).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def wait_for_rows(stack: ApiStack, tenant: str, expected: tuple[int, int, int]) -> None:
+    deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+    while (counts := row_counts(stack.settings, tenant)) != expected:
+        assert time.monotonic() < deadline, f"{counts} != {expected}:\n{stack.logs()}"
+        time.sleep(0.3)
+
+
+def all_pages(client: httpx.Client, query: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    url: str | None = f"/v1/reconciliation?{query}"
+    for _ in range(RESULTS + 2):
+        if url is None:
+            return found
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found.extend(page["data"])
+        url = page["next"]
+    raise AssertionError(f"more pages than results: {found}")
+
+
+def check_listing(stack: ApiStack, tenant: str, other: str) -> None:
+    with stack.client(tenant) as client:
+        everything = all_pages(client, "account=bank&limit=2")
+        assert len(everything) == RESULTS
+        assert len({row["result_id"] for row in everything}) == RESULTS
+        states = Counter((row["state"], row["reason"]) for row in everything)
+        assert states == {
+            ("matched", "matched"): 3,
+            ("unmatched", "not_on_statement"): 1,
+            ("unmatched", "no_ledger_movement"): 1,
+        }
+        (sum_match,) = [row for row in everything if row["rule"] == "sum"]
+        assert (len(sum_match["movement_ids"]), sum_match["difference"]) == (2, 0)
+        unmatched = all_pages(client, "account=bank&state=unmatched")
+        assert sorted(row["reason"] for row in unmatched) == [
+            "no_ledger_movement",
+            "not_on_statement",
+        ]
+        (missing,) = [row for row in unmatched if row["reason"] == "no_ledger_movement"]
+        assert (missing["line_amount"], missing["movement_ids"]) == (7_777, [])
+        assert all_pages(client, "account=nobody") == []
+        for query, field in (
+            ("state=open", "state"),
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("after=x", "after"),
+            ("acount=bank", "acount"),
+            ("account=bank&account=cash", "account"),
+        ):
+            response = client.get(f"/v1/reconciliation?{query}")
+            assert response.status_code == 400, (query, response.text)
+            assert response.json()["field"] == field, (query, response.text)
+    with stack.client(other) as client:
+        assert all_pages(client, "account=bank") == []
+    with stack.client() as anonymous:
+        assert anonymous.get("/v1/reconciliation").status_code == 401
+
+
+def test_results_in_postgresql_and_through_the_api(
+    api_stack: ApiStack, tenants: tuple[str, str], tmp_path: Path
+) -> None:
+    stack, (tenant, other) = api_stack, tenants
+    processed_ledger(stack, tenant)
+    path = statement_file(tmp_path)
+    imported = run_streamledger(
+        ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"],
+        stack.settings,
+    )
+    assert imported.returncode == 0, imported.stderr
+    matcher = MatcherProcess(stack.settings, tmp_path)
+    stack.children.append(matcher)
+    projection = projection_child(stack, tmp_path)
+    wait_for_rows(stack, tenant, (1, LINES, RESULTS))
+    check_listing(stack, tenant, other)
+
+    # a restarted projection starts at its stored offsets: no row twice, none lost
+    projection.stop()
+    assert projection.process.returncode == 0, projection.log()
+    projection_child(stack, tmp_path)
+    time.sleep(2.0)
+    assert row_counts(stack.settings, tenant) == (1, LINES, RESULTS)
+    assert matcher.stop() == 0, matcher.log()
