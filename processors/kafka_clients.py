@@ -20,6 +20,7 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
+    Message,
     Producer,
     TopicPartition,
 )
@@ -58,7 +59,7 @@ PRODUCER_RETRY_BACKOFF_MS = 5
 CONSUMER_FETCH_BYTES_MAX = 8 * 1024 * 1024
 PRODUCE_QUEUE_FULL_WAIT_S = 0.05
 PRODUCE_QUEUE_FULL_RETRIES_MAX = 200  # 10 s of a full local queue is an outage, not load
-LAG_QUERY_TIMEOUT_S = 1.0  # each watermark or committed-offset query of consumer_lag
+LAG_QUERY_TIMEOUT_S = 1.0  # the committed-offset query of consumer_lag (idle partitions)
 COOPERATIVE = "cooperative-sticky"  # a rebalance moves (and restores) only moved partitions
 TICK_FLUSH_TIMEOUT_S = 1.0  # the most a tick (or a shutdown) waits for its delivery
 
@@ -341,6 +342,13 @@ class KafkaTransport:
         return KafkaStateReader(restore_consumer(self.settings), self.admin, self.settings)
 
     def consumer_lag(self) -> dict[int, int]:
+        """High watermark - position per assigned partition, from what the client knows.
+
+        The high watermark is librdkafka's cached one, which every fetch response updates (also
+        for a partition with nothing new): asking the broker instead (``cached=False``) queues
+        a ListOffsets request behind the consumer's long-polling fetch on the same connection,
+        ~0.15-0.5 s per partition, and that stalled the loop every ``LAG_UPDATE_INTERVAL_S``
+        (1.8 s of a 7.8 s bench run, bench/README.md 2026-12-06)."""
         if self.consumer is None:
             return {}
         consumer = self.consumer
@@ -360,13 +368,11 @@ class KafkaTransport:
             if tp.offset < 0:  # no committed offset either: nothing to measure from
                 continue
             try:
-                _, high = consumer.get_watermark_offsets(
-                    tp, timeout=LAG_QUERY_TIMEOUT_S, cached=False
-                )
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException as exc:  # monitoring only: try again next interval
                 KAFKA_LOGGER.debug("high watermark of partition %s: %s", tp.partition, exc)
                 continue
-            if high >= 0:
+            if high >= 0:  # not fetched yet: unknown until the first fetch response
                 lag[tp.partition] = max(0, high - tp.offset)
         return lag
 
@@ -374,15 +380,23 @@ class KafkaTransport:
         if self.tick_producer is None:
             self.tick_producer = new_tick_producer(self.settings)
         try:
+            self.tick_producer.poll(0)  # serve earlier delivery reports first
+            undelivered = len(self.tick_producer)
             for partition in partitions:
                 self.tick_producer.produce(
-                    self.topic, TICK_VALUE, TICK_KEY, partition, timestamp=timestamp_ms
+                    self.topic,
+                    TICK_VALUE,
+                    TICK_KEY,
+                    partition,
+                    timestamp=timestamp_ms,
+                    on_delivery=_tick_delivered,
                 )
         except (BufferError, KafkaException) as exc:
             raise ProcessorKafkaError(f"producing tick records: {exc}") from exc
-        # Bounded short: the loop (and a SIGTERM) must not wait on an unreachable broker for a
-        # tick. Undelivered ticks stay queued and go out when it is back; one more is harmless.
-        undelivered = self.tick_producer.flush(TICK_FLUSH_TIMEOUT_S)
+        # Not waited for: the loop (and a SIGTERM) must not wait on the broker for a tick. A
+        # flush here cost a round trip (~0.1 s) each expiry_tick_interval_ms while deadlines
+        # passed (bench/README.md 2026-12-06). Undelivered ticks stay queued and go out when
+        # the broker answers; one more is harmless.
         if undelivered:
             KAFKA_LOGGER.warning("%d tick records not delivered yet (still queued)", undelivered)
 
@@ -440,6 +454,11 @@ class KafkaStateReader:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def _tick_delivered(error: KafkaError | None, message: Message) -> None:
+    if error is not None:  # the next interval appends another tick
+        KAFKA_LOGGER.warning("tick record to partition %s: %s", message.partition(), error.str())
 
 
 def _partitions_of(

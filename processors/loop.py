@@ -54,8 +54,7 @@ from schemas.codec import DecodeError, decode_command
 from streamledger.errors import InvariantViolationError
 
 LOGGER = logging.getLogger("streamledger.processor")
-# Consumer lag asks the broker for each assigned partition's high watermark (cached offsets stay
-# empty without statistics.interval.ms): at most once per interval, each query bounded.
+# Consumer lag from the client's cached high watermarks (``KafkaTransport.consumer_lag``).
 LAG_UPDATE_INTERVAL_S = 5.0
 # The processor allocates a few short-lived records per command and keeps a large live state:
 # with CPython's default youngest-generation threshold (700 allocations) the collector runs every
