@@ -69,7 +69,7 @@ from api.problems import (
 )
 from api.readiness import BrokerMetadata, CachedProbe
 from api.reads import ApiReader
-from api.reconciliation import list_results
+from api.reconciliation import IMPORT_PARAMETERS, import_statement_file, list_results
 from api.reports import (
     BALANCE_HISTORY_PARAMETERS,
     STATEMENT_PARAMETERS,
@@ -419,6 +419,16 @@ async def list_reconciliation(request: Request) -> Response:
     return await list_results(reader, tenant_id, request.query_params.multi_items())
 
 
+async def post_statement(request: Request) -> Response:
+    """``POST /v1/statements?account&format&bank_account``: a statement file (decision 0075)."""
+    tenant_id = await tenant_of(request)
+    query = query_of(request, *IMPORT_PARAMETERS)
+    settings = services_of(request).settings
+    return await import_statement_file(
+        settings, tenant_id, query, request.headers, request.stream()
+    )
+
+
 async def list_accounts(request: Request) -> Response:
     """``GET /v1/accounts?metadata[k]=v&currency&limit&after`` (decision 0056)."""
     tenant_id = await tenant_of(request)
@@ -633,6 +643,7 @@ ROUTES: Final = [
     Route("/v1/accounts", list_accounts, methods=["GET"]),
     Route("/v1/transfers", list_transfers, methods=["GET"]),
     Route("/v1/reconciliation", list_reconciliation, methods=["GET"]),
+    Route("/v1/statements", post_statement, methods=["POST"]),
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
     Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),
     Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),

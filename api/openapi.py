@@ -286,6 +286,29 @@ def build_openapi() -> dict[str, Any]:
                 [_path_parameter("idempotency_key")],
             ),
             **_notification_paths(),
+            "/v1/statements": {
+                "post": _operation(
+                    "import a bank statement file (camt.053, BAI2, CSV) for a bank-mirror"
+                    " account: once per file, all or nothing (decision 0075)",
+                    {
+                        "201": {"description": "imported: lines_in_file, lines_new, file_sha256"},
+                        "200": {"description": "already_imported: this file was imported before"},
+                        **_problems(400, 401, 413, 415, 503),
+                    },
+                    parameters=[
+                        {**_query("account", "the ledger's bank-mirror account"), "required": True},
+                        _query("format", "camt053, bai2 or csv (default from the Content-Type)"),
+                        _query("bank_account", "the account to take from a multi-account file"),
+                    ],
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            media: {"schema": {"type": "string"}}
+                            for media in ("application/xml", "text/csv", "application/octet-stream")
+                        },
+                    },
+                )
+            },
             "/v1/reconciliation": _read(
                 "the tenant's reconciliation results (matched, mismatched, unmatched) in the"
                 " order the matcher decided them (keyset pagination, decision 0074)",

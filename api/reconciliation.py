@@ -1,22 +1,43 @@
-"""The reconciliation endpoints (issue 20): ``GET /v1/reconciliation``.
+"""The reconciliation endpoints (issue 20): ``GET /v1/reconciliation``, ``POST /v1/statements``.
 
 Parsing and SQL are ``reconciliation.result_search`` (pure); this module runs the statement with
 the API's reader, under the request's API key binding (decision 0024: another tenant's rows are
 never seen, whatever the filter), and renders a page. A bad parameter is a one-line 400 problem
 naming it. The rows are the reconciliation projection's (migration 0012, decision 0074).
+
+``POST /v1/statements?account=A[&format=camt053|bai2|csv][&bank_account=IBAN]`` imports the body,
+a statement file, for the API key's tenant through the command line's importer
+(``reconciliation.importer``, decision 0052): once per file (its SHA-256 is its idempotency key:
+a retry answers 200 ``already_imported``), all or nothing (a malformed file is a 400 whose
+``field`` names the element or line, nothing written). Decision 0075.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlencode
 
 import msgspec
 from starlette.responses import Response
 
-from api.problems import INVALID_PARAMETER, ApiProblemError
+from api.problems import (
+    BODY_TOO_LARGE,
+    INVALID_BODY,
+    INVALID_PARAMETER,
+    SERVICE_UNAVAILABLE,
+    UNSUPPORTED_MEDIA_TYPE,
+    ApiProblemError,
+)
 from api.reads import ApiReader
+from reconciliation.importer import (
+    STATEMENT_BYTES_MAX,
+    ImportReport,
+    ImportStatus,
+    import_statement,
+)
 from reconciliation.result_search import (
     ResultPage,
     SearchProblem,
@@ -24,9 +45,29 @@ from reconciliation.result_search import (
     result_page,
     result_statement,
 )
+from reconciliation.statement import StatementFormat
+from schemas.limits import entity_id_problem
+from streamledger.errors import InfraError
+from streamledger.settings import Settings
 
 JSON: Final = "application/json"
 RECONCILIATION_PATH: Final = "/v1/reconciliation"
+IMPORT_PARAMETERS: Final = ("account", "format", "bank_account")
+FORMATS: Final = {
+    "camt053": StatementFormat.CAMT053,
+    "bai2": StatementFormat.BAI2,
+    "csv": StatementFormat.CSV,
+}
+# the format of a body sent without ``format=`` (BAI2 has no media type of its own)
+FORMATS_BY_MEDIA_TYPE: Final = {
+    "application/xml": StatementFormat.CAMT053,
+    "text/xml": StatementFormat.CAMT053,
+    "text/csv": StatementFormat.CSV,
+}
+BANK_ACCOUNT_LENGTH_MAX: Final = 64
+# imports run on threads (Kafka reads and a transaction each); more at once are refused with 503
+STATEMENT_IMPORTS_MAX: Final = 2
+_imports = asyncio.BoundedSemaphore(STATEMENT_IMPORTS_MAX)
 
 
 def page_document(items: Sequence[tuple[str, str]], page: ResultPage, limit: int) -> dict[str, Any]:
@@ -49,3 +90,110 @@ async def list_results(
     rows = await reader.read(tenant_id, *result_statement(tenant_id, search))
     document = page_document(items, result_page(rows, search.limit), search.limit)
     return Response(msgspec.json.encode(document), 200, media_type=JSON)
+
+
+def import_parameters(
+    query: Mapping[str, str], media_type: str
+) -> tuple[str, StatementFormat, str | None]:
+    """(account, format, bank account) of an import, or a 400 naming the parameter."""
+    account = query.get("account")
+    if account is None:
+        raise ApiProblemError(INVALID_PARAMETER, "account: required", field="account")
+    if (problem := entity_id_problem(account)) is not None:
+        raise ApiProblemError(INVALID_PARAMETER, f"account: {problem}", field="account")
+    named = query.get("format")
+    if named is not None and named not in FORMATS:
+        raise ApiProblemError(
+            INVALID_PARAMETER,
+            f"format: {named[:16]!r} is not one of {', '.join(FORMATS)}",
+            field="format",
+        )
+    statement_format = FORMATS[named] if named else FORMATS_BY_MEDIA_TYPE.get(media_type)
+    if statement_format is None:
+        raise ApiProblemError(
+            UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Type is {media_type or 'missing'}: give format=camt053, bai2 or csv, or send"
+            f" {' or '.join(FORMATS_BY_MEDIA_TYPE)}",
+            field="format",
+        )
+    bank_account = query.get("bank_account")
+    if bank_account is not None and not (
+        0 < len(bank_account) <= BANK_ACCOUNT_LENGTH_MAX and bank_account.isprintable()
+    ):
+        raise ApiProblemError(
+            INVALID_PARAMETER,
+            f"bank_account: 1-{BANK_ACCOUNT_LENGTH_MAX} printable characters",
+            field="bank_account",
+        )
+    return account, statement_format, bank_account
+
+
+async def statement_body(chunks: Any, declared_length: str) -> bytes:
+    """The statement file, refused with 413 past the importer's ``STATEMENT_BYTES_MAX``."""
+    declared = declared_length.isascii() and declared_length.isdigit()
+    if declared and int(declared_length) > STATEMENT_BYTES_MAX:
+        raise ApiProblemError(
+            BODY_TOO_LARGE, f"the body is {declared_length} bytes; at most {STATEMENT_BYTES_MAX}"
+        )
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > STATEMENT_BYTES_MAX:
+            raise ApiProblemError(BODY_TOO_LARGE, f"the body exceeds {STATEMENT_BYTES_MAX} bytes")
+        parts.append(chunk)
+    content = b"".join(parts)
+    if not content.strip():
+        raise ApiProblemError(INVALID_BODY, "the body is empty: send the statement file")
+    return content
+
+
+def import_response(report: ImportReport) -> Response:
+    rejected = report.rejected
+    if rejected is not None:
+        kind, field = (
+            (INVALID_PARAMETER, "account")
+            if rejected.location == "account"
+            else (INVALID_BODY, rejected.location)
+        )
+        raise ApiProblemError(kind, report.summary(), field=field)
+    document = {
+        "status": report.status.value,
+        "file_sha256": report.file_sha256,
+        "lines_in_file": report.lines_in_file,
+        "lines_new": report.lines_new,
+    }
+    status = 201 if report.status is ImportStatus.IMPORTED else 200
+    return Response(msgspec.json.encode(document), status, media_type=JSON)
+
+
+async def import_statement_file(
+    settings: Settings,
+    tenant_id: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    chunks: Any,
+) -> Response:
+    """Import the body for ``tenant_id``: 201 imported, 200 already imported, 400 refused."""
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    account, statement_format, bank_account = import_parameters(query, media_type)
+    if _imports.locked():
+        raise ApiProblemError(
+            SERVICE_UNAVAILABLE, f"{STATEMENT_IMPORTS_MAX} imports in flight: retry shortly"
+        )
+    async with _imports:
+        content = await statement_body(chunks, headers.get("content-length", ""))
+        try:
+            report = await asyncio.to_thread(
+                import_statement,
+                settings,
+                tenant_id=tenant_id,
+                account_id=account,
+                content=content,
+                statement_format=statement_format,
+                bank_account=bank_account,
+                imported_at_us=time.time_ns() // 1000,
+            )
+        except InfraError as exc:
+            raise ApiProblemError(SERVICE_UNAVAILABLE, f"the import failed: {exc}") from exc
+    return import_response(report)

@@ -20,13 +20,14 @@ import httpx
 import psycopg
 import pytest
 
+from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
 from streamledger.settings import Settings
-from tests.conftest import run_streamledger
 from tests.system.processor_harness import produce_commands, wait_until_consumed
 from tests.system.test_reconciliation import (
     MatcherProcess,
     ledger_commands,
+    read_records,
     statement_file,
 )
 from workloads.api_stack import ApiStack, ChildProcess, running_api_stack
@@ -150,17 +151,56 @@ def check_listing(stack: ApiStack, tenant: str, other: str) -> None:
         assert anonymous.get("/v1/reconciliation").status_code == 401
 
 
+def post_statement(
+    client: httpx.Client, query: str, body: bytes, media_type: str = "application/xml"
+) -> httpx.Response:
+    return client.post(
+        f"/v1/statements?{query}", content=body, headers={"Content-Type": media_type}
+    )
+
+
+def check_import(stack: ApiStack, tenant: str, other: str, path: Path) -> None:
+    """POST /v1/statements: once, all or nothing, 400s naming the element or parameter."""
+    content = path.read_bytes()
+    broken = content.replace(b">400.25<", b">400.255<")
+    with stack.client(tenant) as client:
+        for query, body, media_type, status, field in (
+            ("account=bank", broken, "application/xml", 400, "Stmt/Ntry[2]/Amt"),
+            ("account=nope", content, "application/xml", 400, "account"),
+            ("format=camt053", content, "application/xml", 400, "account"),
+            ("account=bank&format=mt940", content, "application/xml", 400, "format"),
+            ("account=bank", content, "application/octet-stream", 415, "format"),
+            ("account=bank&acount=x", content, "application/xml", 400, "acount"),
+            ("account=bank&format=csv", content, "text/plain", 400, "line 1"),
+        ):
+            response = post_statement(client, query, body, media_type)
+            assert response.status_code == status, (query, response.text)
+            assert response.json()["field"] == field, (query, response.text)
+        assert "nothing imported" in post_statement(client, "account=bank", broken).text
+        assert read_records(stack.settings, STATEMENTS_TOPIC, tenant) == []
+        first = post_statement(client, "account=bank&format=camt053", content, "text/plain")
+        assert first.status_code == 201, first.text
+        assert first.json()["status"] == "imported"
+        assert (first.json()["lines_in_file"], first.json()["lines_new"]) == (LINES, LINES)
+        again = post_statement(client, "account=bank", content)
+        assert again.status_code == 200, again.text
+        assert again.json() == {**first.json(), "status": "already_imported", "lines_new": 0}
+    with stack.client(other) as client:  # the key's tenant has no account "bank"
+        refused = post_statement(client, "account=bank", content)
+        assert (refused.status_code, refused.json()["field"]) == (400, "account"), refused.text
+    with stack.client() as anonymous:
+        assert post_statement(anonymous, "account=bank", content).status_code == 401
+    records = read_records(stack.settings, STATEMENTS_TOPIC, tenant)
+    assert [type(r) for r in records] == [StatementLine] * LINES + [Statement]
+
+
 def test_results_in_postgresql_and_through_the_api(
     api_stack: ApiStack, tenants: tuple[str, str], tmp_path: Path
 ) -> None:
     stack, (tenant, other) = api_stack, tenants
     processed_ledger(stack, tenant)
     path = statement_file(tmp_path)
-    imported = run_streamledger(
-        ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"],
-        stack.settings,
-    )
-    assert imported.returncode == 0, imported.stderr
+    check_import(stack, tenant, other, path)
     matcher = MatcherProcess(stack.settings, tmp_path)
     stack.children.append(matcher)
     projection = projection_child(stack, tmp_path)
