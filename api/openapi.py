@@ -185,6 +185,15 @@ PAGE_PARAMETERS: Final = (
     {**_query("limit", "page size, 1..1000 (default 100)")},
     {**_query("after", "next_cursor of the last page")},
 )
+# GET /v1/transfers and GET /v1/transactions (decisions 0056, 0077)
+MOVEMENT_SEARCH_PARAMETERS: Final = [
+    METADATA_FILTERS,
+    _query("from", "created at or after: RFC 3339 or microseconds"),
+    _query("to", "created before (the point in time): RFC 3339 or microseconds"),
+    _query("account", "an account on either side"),
+    _query("status", "pending, posted, voided or expired"),
+    *PAGE_PARAMETERS,
+]
 
 
 def build_openapi() -> dict[str, Any]:
@@ -213,23 +222,22 @@ def build_openapi() -> dict[str, Any]:
                 **_read(
                     "search transfers (a transaction's postings too) by metadata, creation time"
                     " [from, to), account and status, newest first (decision 0056)",
-                    [
-                        METADATA_FILTERS,
-                        _query("from", "created at or after: RFC 3339 or microseconds"),
-                        _query(
-                            "to", "created before (the point in time): RFC 3339 or microseconds"
-                        ),
-                        _query("account", "an account on either side"),
-                        _query("status", "pending, posted, voided or expired"),
-                        *PAGE_PARAMETERS,
-                    ],
+                    MOVEMENT_SEARCH_PARAMETERS,
                 ),
             },
-            "/v1/transactions": _submit(
-                TransactionBody,
-                "post a multi-leg transaction: 1..64 postings, all or nothing (fees, payouts, FX)",
-                None,
-            ),
+            "/v1/transactions": {
+                **_submit(
+                    TransactionBody,
+                    "post a multi-leg transaction: 1..64 postings, all or nothing (fees, payouts,"
+                    " FX)",
+                    None,
+                ),
+                **_read(
+                    "search multi-leg transactions by metadata, creation time [from, to), account"
+                    " (either side of any posting) and status, newest first (decision 0077)",
+                    MOVEMENT_SEARCH_PARAMETERS,
+                ),
+            },
             "/v1/transfers/{transfer_id}/post": _submit(
                 PostPendingBody, "post a pending transfer (in full or in part)", "transfer_id"
             ),

@@ -1,4 +1,5 @@
-"""The search endpoints: ``GET /v1/transfers`` and ``GET /v1/accounts`` (issue 19 §3).
+"""The search endpoints: ``GET /v1/transfers``, ``GET /v1/transactions`` and ``GET /v1/accounts``
+(issue 19 §3, decisions 0056 and 0077).
 
 Parsing and SQL are ``projections.search`` (pure); this module runs the statement with the API's
 reader, under the request's API key binding (decision 0024: another tenant's rows are never
@@ -21,18 +22,22 @@ from api.reads import ApiReader
 from projections.queries import QueryError
 from projections.search import (
     ACCOUNT_COLUMNS,
+    TRANSACTION_COLUMNS,
     TRANSFER_COLUMNS,
     SearchPage,
     account_statement,
     page_of,
     parse_account_search,
+    parse_transaction_search,
     parse_transfer_search,
+    transaction_statement,
     transfer_statement,
 )
 
 JSON: Final = "application/json"
 TRANSFERS_PATH: Final = "/v1/transfers"
 ACCOUNTS_PATH: Final = "/v1/accounts"
+TRANSACTIONS_PATH: Final = "/v1/transactions"
 
 
 def parsed(parse: Any, items: Sequence[tuple[str, str]]) -> Any:
@@ -62,6 +67,18 @@ async def search_transfers(
     rows = await reader.read(tenant_id, *transfer_statement(tenant_id, search))
     page = page_of(rows, TRANSFER_COLUMNS, search.limit)
     document = page_document(TRANSFERS_PATH, items, page, search.limit)
+    return Response(msgspec.json.encode(document), 200, media_type=JSON)
+
+
+async def search_transactions(
+    reader: ApiReader, tenant_id: str, items: Sequence[tuple[str, str]]
+) -> Response:
+    """Multi-leg transactions of the tenant matching every filter, newest first (decision
+    0077)."""
+    search = parsed(parse_transaction_search, items)
+    rows = await reader.read(tenant_id, *transaction_statement(tenant_id, search))
+    page = page_of(rows, TRANSACTION_COLUMNS, search.limit)
+    document = page_document(TRANSACTIONS_PATH, items, page, search.limit)
     return Response(msgspec.json.encode(document), 200, media_type=JSON)
 
 

@@ -270,6 +270,7 @@ class BatchPlan:
     chain: list[ChainRow] = field(default_factory=list)
     account_metadata: list[MetadataRow] = field(default_factory=list)
     transfer_metadata: list[MetadataRow] = field(default_factory=list)
+    transaction_metadata: list[MetadataRow] = field(default_factory=list)  # migration 0013
     transfer_events: list[MoneyRecord] = field(default_factory=list)
     transfer_indexes: list[int] = field(default_factory=list)  # batch index of each of those
     transfer_locations: list[Location] = field(default_factory=list)  # and where it was read
@@ -517,7 +518,8 @@ def note_created_transfers(plan: BatchPlan, records: Sequence[MoneyRecord]) -> P
 
 
 def metadata_rows(record: EventRecord, owner_id: str) -> list[MetadataRow]:
-    """The search index rows of what ``record`` creates (an account or a transfer)."""
+    """The search index rows of what ``record`` creates (an account, a transfer or a
+    transaction)."""
     tenant_id, sequence = record["tenant_id"], record["sequence"]
     return [
         (tenant_id, key, value, sequence, owner_id) for key, value in record["metadata"].items()
@@ -537,6 +539,7 @@ def note_transaction(
                 f"transaction {key[1]!r} created twice (sequence {record['sequence']})"
             )
         plan.transactions[key] = created_transaction(record, effective_at)
+        plan.transaction_metadata += metadata_rows(record, record["transaction_id"])
         return None
     status = FINAL_STATUS[meaning].value
     created = plan.transactions.get(key)

@@ -90,6 +90,7 @@ LIVE_TABLES_IN_LOCK_ORDER = (
     "account_metadata",  # a metadata search reads it before accounts (migration 0009)
     "accounts",
     "entries",
+    "transaction_metadata",  # a transaction search reads it before transactions (0013)
     "transactions",  # a transaction's read joins its postings' transfers after it (0008)
     "monitors",  # read after balances and accounts, joined to them (0010)
     "transfer_metadata",  # and this one before transfers

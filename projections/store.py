@@ -180,6 +180,10 @@ COPY_TRANSFER_METADATA = sql.SQL(
     "COPY {schema}.transfer_metadata (tenant_id, key, value, created_sequence, transfer_id)"
     " FROM STDIN (FORMAT BINARY)"
 )
+COPY_TRANSACTION_METADATA = sql.SQL(
+    "COPY {schema}.transaction_metadata (tenant_id, key, value, created_sequence, transaction_id)"
+    " FROM STDIN (FORMAT BINARY)"
+)
 COPY_ACCOUNT_METADATA = sql.SQL(
     "COPY {schema}.account_metadata (tenant_id, key, value, opened_sequence, account_id)"
     " FROM STDIN (FORMAT BINARY)"
@@ -521,6 +525,9 @@ def write_rows(
     if plan.transfer_metadata:
         statement = target.compose(COPY_TRANSFER_METADATA)
         copy_rows(conn, statement, METADATA_TYPES, plan.transfer_metadata)
+    if plan.transaction_metadata:
+        statement = target.compose(COPY_TRANSACTION_METADATA)
+        copy_rows(conn, statement, METADATA_TYPES, plan.transaction_metadata)
     runs = [plan.tenant_runs[tenant] for tenant in sorted(plan.tenant_runs)]
     conn.execute(
         target.compose(UPSERT_TENANT_HEADS),

@@ -37,6 +37,7 @@ ALL_MIGRATIONS = [
     "0010_monitors",
     "0011_webhook_delivery_ids",
     "0012_reconciliation",
+    "0013_transaction_metadata",
 ]
 
 pytestmark = pytest.mark.system
@@ -46,6 +47,7 @@ TENANT_TABLES = (
     *("transfer_metadata", "account_metadata"),  # migration 0009
     "monitors",  # migration 0010
     *("statements", "statement_lines", "reconciliation_results"),  # migration 0012
+    "transaction_metadata",  # migration 0013
 )
 OPERATIONAL_TABLES = ("projection_offsets", "schema_migrations")
 SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, false)"
@@ -82,6 +84,10 @@ INSERT_TRANSACTION = (
 INSERT_TRANSFER_METADATA = (
     "INSERT INTO transfer_metadata (tenant_id, key, value, created_sequence, transfer_id)"
     " VALUES (%s, 'order_id', 'A-17', 3, 't1')"
+)
+INSERT_TRANSACTION_METADATA = (
+    "INSERT INTO transaction_metadata (tenant_id, key, value, created_sequence, transaction_id)"
+    " VALUES (%s, 'order_id', 'B-2', 4, 'x1')"
 )
 INSERT_ACCOUNT_METADATA = (
     "INSERT INTO account_metadata (tenant_id, key, value, opened_sequence, account_id)"
@@ -188,6 +194,7 @@ def insert_tenant_rows(connection: psycopg.Connection[tuple[object, ...]], tenan
     connection.execute(INSERT_TRANSACTION, (tenant, AT, AT))
     connection.execute(INSERT_TRANSFER_METADATA, (tenant,))
     connection.execute(INSERT_ACCOUNT_METADATA, (tenant,))
+    connection.execute(INSERT_TRANSACTION_METADATA, (tenant,))
     connection.execute(INSERT_MONITOR, (tenant, AT))
     connection.execute(INSERT_TENANT_HEAD, (tenant, HASH, AT))
     connection.execute(INSERT_STATEMENT, (tenant, AT))

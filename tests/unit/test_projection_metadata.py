@@ -51,6 +51,7 @@ def test_created_rows_carry_their_metadata_and_index_every_entry() -> None:
         ("acme", "order_id", "B-2", 5, "x-1/0"),
         ("acme", "order_id", "B-2", 5, "x-1/1"),
     ]  # the PostPending's own metadata indexes nothing: a transfer's is its creation's
+    assert plan.transaction_metadata == [("acme", "order_id", "B-2", 5, "x-1")]  # 0013
     (transaction,) = plan.transactions.values()
     assert transaction.metadata == {"order_id": "B-2"}
     transfers = fold_transfers({}, plan.transfer_events)
