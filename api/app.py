@@ -78,7 +78,7 @@ from api.reports import (
     statement_response,
     trial_balance_response,
 )
-from api.searches import search_accounts, search_transfers
+from api.searches import search_accounts, search_transactions, search_transfers
 from api.settings import ApiSettings
 from api.views import (
     balance_view,
@@ -412,6 +412,13 @@ async def list_transfers(request: Request) -> Response:
     return await search_transfers(reader, tenant_id, request.query_params.multi_items())
 
 
+async def list_transactions(request: Request) -> Response:
+    """``GET /v1/transactions?metadata[k]=v&from&to&account&status&limit&after`` (0077)."""
+    tenant_id = await tenant_of(request)
+    reader = services_of(request).require_reader()
+    return await search_transactions(reader, tenant_id, request.query_params.multi_items())
+
+
 async def list_reconciliation(request: Request) -> Response:
     """``GET /v1/reconciliation?account&state&limit&after`` (decision 0074)."""
     tenant_id = await tenant_of(request)
@@ -644,6 +651,7 @@ ROUTES: Final = [
     Route("/v1/transfers", list_transfers, methods=["GET"]),
     Route("/v1/reconciliation", list_reconciliation, methods=["GET"]),
     Route("/v1/statements", post_statement, methods=["POST"]),
+    Route("/v1/transactions", list_transactions, methods=["GET"]),
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
     Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),
     Route("/v1/transfers/{transfer_id}", get_transfer, methods=["GET"]),
