@@ -2,10 +2,13 @@
 
 - ``streamledger_reconciliation_results_total{state,reason}``: results written (committed);
 - ``streamledger_reconciliation_open_items{side}``: lines and mirror-account movements still open;
-- ``streamledger_reconciliation_oldest_open_line_booking_timestamp_seconds``: the booking date
-  (00:00 UTC) of the oldest open line, 0 when none: ``time() - this`` is the age an alert
-  compares with a named limit (an unmatched line is one whose window closed; an old *open* line
-  means the ledger stopped moving for its tenant);
+- ``streamledger_reconciliation_oldest_open_item_date_timestamp_seconds{side}``: the date
+  (00:00 UTC) of the oldest open line (its booking date) and of the oldest open mirror-account
+  movement (its ledger date), 0 when none: ``time() - this`` is the age the alert
+  ``StreamLedgerReconciliationItemOpenTooLong`` compares with its named age (decision 0076). An
+  item is open until its window closes; one open long past it means the other side stopped
+  arriving: an old line, the tenant's ledger stopped moving; an old movement, no statement
+  covers its date (the bank's feed is missing);
 - ``streamledger_reconciliation_batches_total``, ``streamledger_reconciliation_ready``,
   ``streamledger_reconciliation_loop_heartbeat_timestamp_seconds`` (the supervisor's stall check).
 """
@@ -43,9 +46,11 @@ class ReconcilerMetrics:
             PREFIX + "open_items", "Items not decided yet, by side (line, movement)", ["side"],
             registry=r,
         )  # fmt: skip
-        self.oldest_open_line = Gauge(
-            PREFIX + "oldest_open_line_booking_timestamp_seconds",
-            "Booking date (00:00 UTC, Unix seconds) of the oldest open statement line; 0: none",
+        self.oldest_open_item = Gauge(
+            PREFIX + "oldest_open_item_date_timestamp_seconds",
+            "Date (00:00 UTC, Unix seconds) of the oldest open item, by side (line: booking"
+            " date, movement: ledger date); 0: none",
+            ["side"],
             registry=r,
         )
         self.ready = Gauge(
@@ -70,16 +75,16 @@ class ReconcilerMetrics:
 
     def observe(self, reconcilers: list[Reconciler]) -> None:
         """Open items over every owned partition (mirror accounts only): O(open books)."""
-        lines = movements = 0
-        oldest: int | None = None
+        counts = {"line": 0, "movement": 0}
+        oldest: dict[str, int] = {}
         for reconciler in reconcilers:
             for book in reconciler.books.values():
                 if not book.mirror:
                     continue
-                lines += len(book.lines.items)
-                movements += len(book.movements.items)
-                for item in book.lines.items.values():
-                    oldest = item.date_days if oldest is None else min(oldest, item.date_days)
-        self.open_items.labels("line").set(lines)
-        self.open_items.labels("movement").set(movements)
-        self.oldest_open_line.set(0 if oldest is None else oldest * SECONDS_PER_DAY)
+                for side, items in (("line", book.lines.items), ("movement", book.movements.items)):
+                    counts[side] += len(items)
+                    for item in items.values():
+                        oldest[side] = min(oldest.get(side, item.date_days), item.date_days)
+        for side, count in counts.items():
+            self.open_items.labels(side).set(count)
+            self.oldest_open_item.labels(side).set(oldest.get(side, 0) * SECONDS_PER_DAY)

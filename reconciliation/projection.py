@@ -208,7 +208,7 @@ class ReconciliationProjection:
         consumer = Consumer(
             {
                 **client_config(self.settings, RECONCILER_PRINCIPAL),
-                "group.id": f"{self.settings.topic_prefix}streamledger-reconciliation-projection",
+                "group.id": f"{self.settings.topic_prefix}streamledger-reconciler-projection",
                 "enable.auto.commit": False,  # the offsets live in PostgreSQL
                 "isolation.level": "read_committed",
             },
@@ -238,7 +238,7 @@ class ReconciliationProjection:
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                application_name="streamledger-reconciliation-projection",
+                application_name="streamledger-reconciler-projection",
             )
         except psycopg.Error as exc:
             raise InfraError(f"cannot connect to PostgreSQL: {exc}") from exc

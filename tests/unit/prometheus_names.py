@@ -14,6 +14,7 @@ from notifications.metrics import NotifyMetrics
 from pipeline.supervisor_metrics import SupervisorMetrics
 from processors.metrics import ProcessorMetrics
 from projections.metrics import ProjectionMetrics, VerifyMetrics
+from reconciliation.metrics import ReconcilerMetrics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PROMETHEUS_DIRECTORY = REPO_ROOT / "infra" / "prometheus"
@@ -58,11 +59,13 @@ def registry_series(registry: CollectorRegistry) -> set[str]:
 
 
 def exported_series() -> set[str]:
-    """Every series name processor, projection, verifier, dispatcher and supervisor can export."""
+    """Every series name processor, projection, verifier, dispatcher, matcher and supervisor
+    can export."""
     registries = (
         ProcessorMetrics().registry,
         ProjectionMetrics().registry,
         NotifyMetrics().registry,
+        ReconcilerMetrics().registry,
     )
     names = set().union(*(registry_series(r) for r in registries))
     names |= registry_series(SupervisorMetrics(["processor-0"]).registry)
