@@ -31,7 +31,12 @@ checks, per tenant:
   sequences that created and last changed it, folded here from the transaction events;
 - PostgreSQL's ``ledger.event_chain`` (migration 0006: what every report names as its last
   event) holds exactly the log's chain: one row per sequence 1..last with the log's hash and
-  effective time, none missing, none extra (decision 0057).
+  effective time, none missing, none extra (decision 0057);
+- PostgreSQL's metadata search indexes ``account_metadata``, ``transfer_metadata`` (migration
+  0009) and ``transaction_metadata`` (0013) hold exactly one row per metadata entry of what the
+  log creates — an account, a transfer, a transaction and each of its postings
+  ``{transaction_id}/{i}`` — with the creating event's sequence, none missing, none extra
+  (decision 0078): a search answers from these rows alone.
 
 The audit itself is pure (``TenantAudit.observe``); only ``read_log`` and ``read_database`` do I/O.
 """
@@ -50,6 +55,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from psycopg import sql
 
 from projections.sink import consumer_config
 from projections.store import ProjectionDatabaseError
@@ -102,6 +108,23 @@ SELECT_EVENT_CHAIN = (
 )
 EVENT_CHAIN_FETCH_ROWS = 10_000  # rows per round trip of the streamed read
 CHAIN_DIFFERENCES_NAMED_MAX = 5  # per tenant; the rest are counted
+# The metadata search indexes (decisions 0056, 0077): (table, owner id column, creating sequence
+# column). Each is read ordered by tenant and owner through a server-side cursor.
+METADATA_INDEXES = (
+    ("account_metadata", "account_id", "opened_sequence"),
+    ("transfer_metadata", "transfer_id", "created_sequence"),
+    ("transaction_metadata", "transaction_id", "created_sequence"),
+)
+METADATA_TABLE_EXISTS = "SELECT to_regclass({table}) IS NOT NULL"
+SELECT_METADATA = (
+    "SELECT tenant_id, {owner}, {sequence}, key, value FROM ledger.{table}"
+    " ORDER BY tenant_id, {owner}"
+)
+METADATA_DIFFERENCES_NAMED_MAX = 5  # per tenant and table; the rest are counted
+METADATA_SHOWN_MAX = 120  # characters of a metadata map quoted in a difference
+# A transaction's posting i is the transfer "{transaction_id}/{i}" (decision 0042), written here
+# again, not taken from projections.batch.
+POSTING_ID_SEPARATOR = "/"
 SELECT_TRANSACTIONS = (
     "SELECT tenant_id, transaction_id, posting_count, pending, reverses, status,"
     " created_sequence, last_sequence FROM ledger.transactions"
@@ -111,6 +134,9 @@ Counters = tuple[int, int, int, int]  # debits_posted, credits_posted, debits_pe
 # a transaction as the log leaves it: (posting_count, pending, reverses, status,
 # created_sequence, last_sequence), the columns of ``SELECT_TRANSACTIONS`` after the ids
 TransactionFacts = tuple[int, bool, str | None, str, int, int]
+Entries = tuple[tuple[str, str], ...]  # metadata (key, value) pairs, sorted by key
+# what an index holds for one owner: (the creating sequences its rows name, its entries)
+IndexedMetadata = tuple[tuple[int, ...], Entries]
 # the status each transaction event leaves (written here again, not taken from ledger.effects)
 TRANSACTION_STATUS_AFTER = {
     "TransactionPosted": "posted",
@@ -156,6 +182,9 @@ class TenantAudit:
     currencies: dict[str, str] = field(default_factory=dict)  # account -> currency
     balances: dict[str, Counters] = field(default_factory=dict)
     transactions: dict[str, TransactionFacts] = field(default_factory=dict)
+    # per metadata index table: owner id -> (creating sequence, metadata entries) of what the log
+    # creates with metadata (one entries tuple per event, shared by a transaction's postings)
+    metadata: dict[str, dict[str, tuple[int, Entries]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -188,6 +217,7 @@ class TenantAudit:
         self.last_hash = event.hash
         self.fold(event, where)
         self.fold_transaction(event, where)
+        self.index_metadata(event)
 
     def check_hash(self, event: Event, canonical: bytes, where: str) -> bool:
         digest = hashlib.sha256(event.prev_hash + canonical).digest()
@@ -298,6 +328,55 @@ class TenantAudit:
         else:
             self.transactions[transaction_id] = (*known[:3], status, known[4], event.sequence)
 
+    def index_metadata(self, event: Event) -> None:
+        """The metadata index rows the event's creations must have (none for an event that ends
+        or expires something: its own metadata stays in the log)."""
+        entries: Entries = tuple(sorted(event.metadata))
+        if not entries:
+            return
+        created: list[tuple[str, str]] = []
+        if isinstance(event, AccountOpened):
+            created.append(("account_metadata", event.account_id))
+        elif isinstance(event, TransferPosted | TransferPending):
+            created.append(("transfer_metadata", event.transfer_id))
+        elif isinstance(event, TransactionPosted | TransactionPending):
+            created.append(("transaction_metadata", event.transaction_id))
+            created += [
+                ("transfer_metadata", f"{event.transaction_id}{POSTING_ID_SEPARATOR}{index}")
+                for index in range(len(event.postings))
+            ]
+        for table, owner_id in created:
+            self.metadata.setdefault(table, {})[owner_id] = (event.sequence, entries)
+
+    def check_metadata(self, table: str, stored: Iterable[tuple[str, IndexedMetadata]]) -> None:
+        """PostgreSQL's index rows of this tenant in ``table``, per owner, against the log."""
+        expected = self.metadata.get(table, {})
+        differences: list[str] = []
+        seen: set[str] = set()
+        for owner_id, (sequences, entries) in stored:
+            seen.add(owner_id)
+            want = expected.get(owner_id)
+            at = ", ".join(map(str, sequences))
+            if want is None:
+                differences.append(
+                    f"holds {shown(entries)} of {owner_id!r} at sequence {at},"
+                    " the log creates it with no metadata or not at all"
+                )
+            elif (sequences, entries) != ((want[0],), want[1]):
+                differences.append(
+                    f"holds {shown(entries)} of {owner_id!r} at sequence {at},"
+                    f" the log {shown(want[1])} at {want[0]}"
+                )
+        missing = sorted(set(expected) - seen)
+        if missing:
+            names = ", ".join(map(repr, missing[:METADATA_DIFFERENCES_NAMED_MAX]))
+            differences.append(f"lacks the rows of {len(missing)} the log gives metadata: {names}")
+        for difference in differences[:METADATA_DIFFERENCES_NAMED_MAX]:
+            self.problems.append(f"PostgreSQL {table} {difference}")
+        if len(differences) > METADATA_DIFFERENCES_NAMED_MAX:
+            more = len(differences) - METADATA_DIFFERENCES_NAMED_MAX
+            self.problems.append(f"PostgreSQL {table}: {more} more differences")
+
     def check_transactions(self, stored: dict[str, TransactionFacts]) -> None:
         for transaction_id in sorted(set(stored) | set(self.transactions)):
             want, got = self.transactions.get(transaction_id), stored.get(transaction_id)
@@ -352,6 +431,11 @@ class TenantAudit:
                 self.problems.append(
                     f"PostgreSQL balance of {account_id!r} is {got}, the log's fold gives {want}"
                 )
+
+
+def shown(entries: Entries) -> str:
+    text = repr(dict(entries))
+    return text if len(text) <= METADATA_SHOWN_MAX else text[: METADATA_SHOWN_MAX - 1] + "…"
 
 
 def movements(event: Event) -> list[tuple[str, str, int, int]]:
@@ -429,6 +513,7 @@ def verify(settings: Settings, *, group: str) -> VerifyReport:
     stored = read_database(settings)
     transactions = read_transactions(settings)
     check_event_chains(settings, audits)
+    check_metadata_indexes(settings, audits)
     for tenant_id in sorted(
         (set(stored) | set(quarantines) | set(transactions or {})) - set(audits)
     ):
@@ -515,6 +600,54 @@ def check_event_chains(settings: Settings, audits: dict[str, TenantAudit]) -> No
         audits[tenant_id].check_event_chain(())
 
 
+def check_metadata_indexes(settings: Settings, audits: dict[str, TenantAudit]) -> None:
+    """Stream each metadata index tenant by tenant into each audit (a tenant only PostgreSQL
+    knows gets an audit of its own: its rows are all extra); a table its migration has not made
+    yet is not checked."""
+    for table, owner, sequence in METADATA_INDEXES:
+        exists = sql.SQL(METADATA_TABLE_EXISTS).format(table=sql.Literal(f"ledger.{table}"))
+        if not query(settings, exists)[0][0]:
+            continue
+        statement = sql.SQL(SELECT_METADATA).format(
+            table=sql.Identifier(table),
+            owner=sql.Identifier(owner),
+            sequence=sql.Identifier(sequence),
+        )
+        checked: set[str] = set()
+        rows = read_streamed(settings, statement, f"verify_{table}")
+        for tenant_id, tenant_rows in itertools.groupby(rows, key=lambda row: row[0]):
+            audit = audits.setdefault(tenant_id, TenantAudit(tenant_id))
+            audit.check_metadata(table, indexed_by_owner(tenant_rows))
+            checked.add(tenant_id)
+        for tenant_id in sorted(set(audits) - checked):
+            audits[tenant_id].check_metadata(table, ())
+
+
+def indexed_by_owner(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[str, IndexedMetadata]]:
+    """(owner id, (its rows' distinct sequences, its entries sorted by key)) of rows ordered by
+    owner."""
+    for owner_id, owner_rows in itertools.groupby(rows, key=lambda row: row[1]):
+        found = list(owner_rows)
+        sequences = tuple(sorted({int(row[2]) for row in found}))
+        yield str(owner_id), (sequences, tuple(sorted((row[3], row[4]) for row in found)))
+
+
+def read_streamed(
+    settings: Settings, statement: sql.Composed, cursor_name: str
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``statement`` through a server-side cursor."""
+    try:
+        with (
+            psycopg.connect(settings.database_dsn) as conn,
+            conn.cursor(name=cursor_name) as cursor,
+        ):
+            cursor.itersize = EVENT_CHAIN_FETCH_ROWS
+            cursor.execute(statement)
+            yield from cursor
+    except psycopg.OperationalError as exc:
+        raise ProjectionDatabaseError(f"verify cannot read PostgreSQL: {exc}") from exc
+
+
 def read_event_chain(settings: Settings) -> Iterator[tuple[str, int, bytes, datetime]]:
     """Every link, ordered by tenant and sequence, through a server-side cursor."""
     try:
@@ -565,7 +698,7 @@ def read_operations(settings: Settings) -> tuple[dict[str, str], dict[str, dict[
     return quarantines, dict(releases)
 
 
-def query(settings: Settings, statement: str) -> list[Any]:
+def query(settings: Settings, statement: str | sql.Composed) -> list[Any]:
     try:
         with (
             psycopg.connect(settings.database_dsn, autocommit=True) as conn,
