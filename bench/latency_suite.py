@@ -53,7 +53,7 @@ from producers.sdk import DeliveryCallback, DeliveryReport, LedgerProducer, Prod
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import OpenAccount, Transfer
 from schemas.topics import EVENTS_TOPIC
-from streamledger.settings import Settings, environment_for, load_settings, replace
+from streamledger.settings import Settings, child_environment, load_settings, replace
 
 TENANTS = 8
 CUSTOMERS = 4
@@ -84,8 +84,7 @@ def pipeline(
 
     The API (on by default, as a user starts it) gets a free port of its own, so a run never
     collides with another stack's API on the default port."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-    environment.update(environment_for(settings))
+    environment = child_environment(settings)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -67,7 +67,7 @@ from schemas.codec import encode_event
 from schemas.keys import command_key, event_key, partition_for
 from schemas.model import Event
 from schemas.topics import EVENTS_TOPIC
-from streamledger.settings import Settings, environment_for, load_settings
+from streamledger.settings import Settings, child_environment, load_settings
 from workloads.api_stack import drop_fresh, fresh_settings
 from workloads.projection_events import produce_events
 
@@ -188,8 +188,7 @@ class Dispatcher:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, *flags: str) -> None:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-        environment.update(environment_for(self.settings))
+        environment = child_environment(self.settings)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

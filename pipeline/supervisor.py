@@ -73,7 +73,7 @@ from pipeline.supervisor_metrics import SupervisorMetrics
 from reconciliation.metrics import HEARTBEAT_SERIES as RECONCILE_HEARTBEAT
 from streamledger.errors import InfraError, SettingError
 from streamledger.setting_fields import check_declared, decimal_limit, limit
-from streamledger.settings import Settings, environment_for
+from streamledger.settings import Settings, child_environment
 
 LOG = logging.getLogger("streamledger.pipeline")
 
@@ -262,10 +262,9 @@ def streamledger_argv(*arguments: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "streamledger.cli", *arguments)
 
 
-def child_environment(settings: Settings, metrics_port: int | None) -> dict[str, str]:
-    """This environment without STREAMLEDGER_*, plus the variables that reproduce ``settings``."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-    environment.update(environment_for(settings))
+def service_environment(settings: Settings, metrics_port: int | None) -> dict[str, str]:
+    """A service's environment: ``child_environment`` plus its metrics port, unbuffered output."""
+    environment = child_environment(settings)
     if metrics_port is not None:
         environment["STREAMLEDGER_METRICS_PORT"] = str(metrics_port)
     environment["PYTHONUNBUFFERED"] = "1"
@@ -317,7 +316,7 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
             name=name,
             role=role,
             argv=streamledger_argv(*arguments),
-            environment=child_environment(settings, metrics_port),
+            environment=service_environment(settings, metrics_port),
             log_path=logs / f"{settings.topic_prefix}{name}.log",
             metrics_port=metrics_port,
         )
@@ -329,7 +328,7 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
                 name="api",
                 role=API_ROLE,
                 argv=streamledger_argv("api", f"--port={run.api_port}"),
-                environment=child_environment(settings, None),
+                environment=service_environment(settings, None),
                 log_path=logs / f"{settings.topic_prefix}api.log",
                 metrics_port=run.api_port,
             )

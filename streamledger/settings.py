@@ -19,9 +19,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from streamledger.errors import SettingError
+from streamledger.native import PURE_PYTHON_VARIABLE
 from streamledger.setting_fields import (
+    ENVIRONMENT_PREFIX,
     WHOLE_NUMBER_PATTERN,
     Declaration,
     check_declared,
@@ -439,6 +442,25 @@ def replace(settings: Settings, **changes: object) -> Settings:
     """A copy of ``settings`` with some fields changed (tests and sub-processes use this); it is
     validated like any other ``Settings`` (``__post_init__``)."""
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+
+
+# STREAMLEDGER_* variables that are not settings but a choice for every process of a run: a child
+# keeps them (a child that ran the compiled core under a pure-Python parent would be a silent mix)
+INHERITED_VARIABLES: Final = (PURE_PYTHON_VARIABLE,)
+
+
+def child_environment(settings: Settings | None) -> dict[str, str]:
+    """The environment of a child process that must see exactly ``settings``: this process's
+    environment without its ``STREAMLEDGER_*`` variables (settings, test switches), except the
+    ``INHERITED_VARIABLES``, plus the variables that reproduce ``settings`` (none for None)."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(ENVIRONMENT_PREFIX) or key in INHERITED_VARIABLES
+    }
+    if settings is not None:
+        environment.update(environment_for(settings))
+    return environment
 
 
 def environment_for(settings: Settings) -> dict[str, str]:

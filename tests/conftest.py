@@ -29,7 +29,7 @@ from streamledger.errors import StreamLedgerError
 from streamledger.settings import (
     KAFKA_SECURITY_PLAINTEXT,
     Settings,
-    environment_for,
+    child_environment,
     parse_kafka_security,
     replace,
 )
@@ -169,11 +169,7 @@ def run_streamledger(
     The child gets this environment minus any STREAMLEDGER_* variable, plus the ones that
     reproduce ``settings``; its stdin is closed.
     """
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("STREAMLEDGER_")
-    }
-    if settings is not None:
-        environment.update(environment_for(settings))
+    environment = child_environment(settings)
     return subprocess.run(
         [sys.executable, "-m", "streamledger.cli", *arguments],
         env=environment,

@@ -6,7 +6,6 @@ Everything is bounded: each wait has a timeout and fails with the children's log
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from api.api_keys import create_api_key
 from infra import postgres_server, topics
 from projections.migrations import apply_migrations
 from projections.store import LIVE_SCHEMA
-from streamledger.settings import Settings, environment_for, replace
+from streamledger.settings import Settings, child_environment, replace
 from workloads.processor_process import ProcessorProcess
 from workloads.topics import delete_topics
 
@@ -47,8 +46,7 @@ class ChildProcess:
 
     def __init__(self, settings: Settings, arguments: list[str], log_path: Path) -> None:
         self.log_path = log_path
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-        environment.update(environment_for(settings))
+        environment = child_environment(settings)
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streamledger.cli", *arguments],

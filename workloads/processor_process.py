@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from streamledger.settings import Settings, environment_for
+from streamledger.settings import Settings, child_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROCESS_EXIT_TIMEOUT_S = 30.0
@@ -37,8 +36,7 @@ class ProcessorProcess:
     ) -> None:
         self.instance_id = instance_id
         self.log_path = log_directory / f"processor-{instance_id}-{uuid.uuid4().hex[:6]}.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-        environment.update(environment_for(settings))
+        environment = child_environment(settings)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [

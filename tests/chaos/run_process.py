@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from processors.cli import EXIT_SHUTDOWN_ABANDONED
-from streamledger.settings import Settings, environment_for
+from streamledger.settings import Settings, child_environment
 
 STOP_TIMEOUT_S = 60.0
 
@@ -39,8 +38,7 @@ class RunProcess:
 
     def __init__(self, settings: Settings, log_path: Path, *, api_port: int) -> None:
         self.log_path = log_path
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-        environment.update(environment_for(settings))
+        environment = child_environment(settings)
         arguments = [
             "run",
             "--status-interval-s=2",

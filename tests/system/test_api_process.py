@@ -7,7 +7,6 @@ like a crash.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import time
 
 import httpx
 
-from streamledger.settings import Settings, environment_for
+from streamledger.settings import Settings, child_environment
 from tests.system.free_ports import free_port_range
 
 READY_TIMEOUT_S = 60.0
@@ -24,8 +23,7 @@ STOP_TIMEOUT_S = 30.0
 
 def test_sigterm_ends_the_api_with_exit_code_0(ledger_settings: Settings) -> None:
     port = free_port_range(1)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-    environment.update(environment_for(ledger_settings))
+    environment = child_environment(ledger_settings)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamledger.cli", "api", f"--port={port}"],
         env=environment,

@@ -6,12 +6,11 @@ figure is measured. Run as the bench runs, in a process of its own: tests do not
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from streamledger.settings import Settings, environment_for
+from streamledger.settings import Settings, child_environment
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SUITE_TIMEOUT_S = 600.0
@@ -20,8 +19,7 @@ SUITE_TIMEOUT_S = 600.0
 def test_the_reports_bench_fills_consistent_rows_and_times_the_real_reads(
     stack_settings: Settings,
 ) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-    environment.update(environment_for(stack_settings))
+    environment = child_environment(stack_settings)
     finished = subprocess.run(
         [sys.executable, "-m", "bench.reports_suite", "--size", "tiny"],
         cwd=REPOSITORY,

@@ -3,7 +3,6 @@ what is wrong, a non-zero exit, never a traceback — the table below walks them
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from streamledger.settings import environment_for
+from streamledger.settings import child_environment, environment_for
 from tests.conftest import REPO_ROOT, run_streamledger
 
 pytestmark = pytest.mark.system
@@ -207,13 +206,11 @@ def places(tmp_path_factory):
 
 def run_cli_row(arguments, environment):
     """The real command line in a child, with exactly the STREAMLEDGER_* variables given."""
-    child_environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("STREAMLEDGER_")
-    }
-    child_environment.update(environment)
+    child = child_environment(None)
+    child.update(environment)
     return subprocess.run(
         [sys.executable, "-m", "streamledger.cli", *arguments],
-        env=child_environment,
+        env=child,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

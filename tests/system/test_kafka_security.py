@@ -19,7 +19,6 @@ test stack is plaintext and is not touched. Proven here:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -44,7 +43,12 @@ from kafka_adapter.security import (
 from producers.sdk import LedgerProducer
 from schemas.model import OpenAccount
 from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC, REPLIES_TOPIC
-from streamledger.settings import KAFKA_SECURITY_SCRAM, Settings, environment_for, replace
+from streamledger.settings import (
+    KAFKA_SECURITY_SCRAM,
+    Settings,
+    child_environment,
+    replace,
+)
 from tests.conftest import REPO_ROOT, run_streamledger
 
 KAFKA_PORT = 21640
@@ -253,10 +257,7 @@ def read_error(
 
 
 def start_service(settings: Settings, arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("STREAMLEDGER_")
-    }
-    environment.update(environment_for(settings))
+    environment = child_environment(settings)
     with log.open("wb") as output:
         return subprocess.Popen(
             [sys.executable, "-m", "streamledger.cli", *arguments],

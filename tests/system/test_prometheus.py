@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -28,7 +27,7 @@ from infra import prometheus_server
 from infra.prometheus_server import ScrapeTargets
 from schemas.keys import command_key, partition_for
 from schemas.model import Command
-from streamledger.settings import Settings, environment_for, replace
+from streamledger.settings import Settings, child_environment, replace
 from tests.system.ledger_reference import ReferenceLedger
 from tests.system.ledger_workload import workload
 from tests.system.processor_harness import (
@@ -118,8 +117,7 @@ class ProjectionProcess:
 
     def __init__(self, settings: Settings, metrics_port: int, log_path: Path) -> None:
         self.log_path = log_path
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-        environment.update(environment_for(settings))
+        environment = child_environment(settings)
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streamledger.cli", "project", "--batch-interval-ms=50",

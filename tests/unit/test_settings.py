@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from streamledger.errors import SettingError
 from streamledger.settings import (
     Settings,
+    child_environment,
     environment_for,
     host_problem,
     load_settings,
@@ -113,6 +114,22 @@ def test_replace_checks_consistency_too():
 def test_environment_for_reproduces_the_settings_in_a_child():
     settings = load(kafka_port="29092", topic_prefix="t0.", partitions="3")
     assert load(environment_for(settings)) == settings
+
+
+def test_a_child_sees_exactly_the_settings_and_keeps_the_core_choice(monkeypatch):
+    monkeypatch.setenv("STREAMLEDGER_KAFKA_PORT", "20000")  # the parent's: not the child's
+    monkeypatch.setenv("STREAMLEDGER_TEST_HOME", "/tmp/elsewhere")  # a test switch: dropped
+    monkeypatch.setenv("STREAMLEDGER_PURE_PYTHON", "1")  # which core runs: every process alike
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    settings = load(kafka_port="29092", topic_prefix="t0.")
+    environment = child_environment(settings)
+    assert environment["STREAMLEDGER_KAFKA_PORT"] == "29092"
+    assert "STREAMLEDGER_TEST_HOME" not in environment
+    assert environment["STREAMLEDGER_PURE_PYTHON"] == "1"
+    assert environment["LANG"] == "C.UTF-8"
+    assert load(environment) == settings
+    bare = child_environment(None)
+    assert [key for key in bare if key.startswith("STREAMLEDGER_")] == ["STREAMLEDGER_PURE_PYTHON"]
 
 
 def test_settings_are_frozen():
