@@ -25,12 +25,13 @@ import uuid
 from functools import partial
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
 
 from bench import bench_processor, ledger_check, workloads
 from bench.results import BenchRun
 from bench.workloads import Workload, produce
 from infra import topics
+from kafka_adapter.admin import admin_client
 from processors.processor_settings import build_processor_settings
 from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC
 from streamledger.settings import Settings, environment_for, load_settings, replace
@@ -39,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROCESS_TIMEOUT_S = 900.0
 OFFSETS_POLL_S = 0.05
 PROCESS_EXIT_TIMEOUT_S = 60.0
+SETTLE_TIMEOUT_S = 120.0  # N processes joining one group on an idle topic
 # standalone sizes: (commands, tenants) of the standard mix; the runner's ``small`` is the same
 STANDALONE_SIZES = {"tiny": (3_000, 10), "small": (20_000, 50)}
 STANDALONE_SEED = 42  # the runner's
@@ -241,15 +243,20 @@ def run_instances(
     for _ in range(repetitions):
         scoped = fresh(settings, partitions)
         children: list[subprocess.Popen[bytes]] = []
+        group = f"{scoped.topic_prefix}streamledger-processor"
         try:
-            produce(scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), workload.records)
             children = [
                 spawn_processor(scoped, f"i{number}", settings.home / "logs")
                 for number in range(instances)
             ]
+            # every instance in the group with its share before the records arrive: the figure
+            # is the steady state of N processes, not the first member's batches while the
+            # others join (a cooperative rebalance waits for two polls of each busy member)
+            wait_until_settled(scoped, group, instances, partitions, children)
+            produce(scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), workload.records)
             rate, peaks = wait_for_group(
                 scoped,
-                f"{scoped.topic_prefix}streamledger-processor",
+                group,
                 len(workload.records),
                 partitions,
                 [child.pid for child in children],
@@ -264,6 +271,35 @@ def run_instances(
             for child in children:
                 stop_process(child)
             bench_processor.delete_topics(scoped)
+
+
+def wait_until_settled(
+    settings: Settings,
+    group_id: str,
+    instances: int,
+    partitions: int,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """Until ``group_id`` is stable with ``instances`` members holding all ``partitions``."""
+    admin = admin_client(settings)
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    seen = "nothing"
+    while time.monotonic() < deadline:
+        exited = [p.pid for p in processes if p.poll() is not None]
+        if exited:
+            raise AssertionError(f"process {exited} exited before the group settled")
+        description = admin.describe_consumer_groups([group_id])[group_id].result(timeout=30)
+        held = sum(len(m.assignment.topic_partitions) for m in description.members)
+        seen = f"{description.state}, {len(description.members)} members, {held} partitions"
+        if (
+            description.state == ConsumerGroupState.STABLE
+            and len(description.members) == instances
+            and held == partitions
+            and all(m.assignment.topic_partitions for m in description.members)
+        ):
+            return
+        time.sleep(OFFSETS_POLL_S)
+    raise AssertionError(f"group {group_id} not settled in {SETTLE_TIMEOUT_S} s: {seen}")
 
 
 # --------------------------------------------------------------------------- profile
