@@ -16,7 +16,10 @@ Steps (each announced, each bounded, each saying what it waits for):
    subscribed through the API, a low-balance monitor set on a busy account, three transfers
    posted through it; each transfer and each of the monitor's notifications (triggered, then
    cleared) printed with its signature checked (``pipeline/demo_webhooks.py``; a dispatcher is
-   supervised with the API); then where to look next.
+   supervised with the API);
+7. reconciliation: a synthetic camt.053 statement of the first tenant's ``funding`` account with
+   known perturbations (missing, wrong-amount and extra entries), imported, matched, and its
+   summary with the balance check (``pipeline/demo_reconciliation.py``); then where to look next.
 
 The local Prometheus (``infra/prometheus_server.py``) scrapes every child while the demo runs and
 is stopped with the pipeline at the end (``--keep-running`` keeps both up). It is optional: when it
@@ -48,6 +51,7 @@ import psycopg
 from api.api_keys import NewApiKey, create_api_key
 from infra import prometheus_server, stack
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from pipeline.demo_reconciliation import reconciliation_lines
 from pipeline.demo_webhooks import webhook_lines
 from pipeline.local_prometheus import prometheus_url, scrape_targets
 from pipeline.status import StatusReporter, commands_lag_source, dead_letter_source
@@ -532,6 +536,7 @@ def next_steps(
         f"the journal:      streamledger history {tenant} acct-0001 --limit 10",
         f"tail events:      streamledger events tail --tenant {tenant} --from-beginning",
         "reconcile:        streamledger verify",
+        f"bank statements:  streamledger reconcile report --tenant {tenant} --account funding",
         "another run:      make demo   (a fresh tenant namespace each time)",
         "stop the stack:   streamledger infra down",
     ]
@@ -768,12 +773,19 @@ def report(
         for line in lines:
             console.line(line)
         api_ok = api_ok and webhooks_ok
+    console.step(
+        f"reconciliation: a synthetic bank statement of {sent.tenant_ids[0]}'s funding account,"
+        " imported (camt.053), matched against the ledger, summarized"
+    )
+    reconciled, lines = reconciliation_lines(settings, sent.tenant_ids[0], seed=demo.seed)
+    for line in lines:
+        console.line(line)
     console.step("where to look next")
     for line in next_steps(settings, supervisor, sent, prometheus=prometheus):
         console.line(f"    {line}")
     if demo.keep_running:
         keep_running(console, pipeline)
-    return 0 if verified and dlq_ok and api_ok else 1
+    return 0 if verified and dlq_ok and api_ok and reconciled else 1
 
 
 def keep_running(console: Console, pipeline: PipelineThread) -> None:

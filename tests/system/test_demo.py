@@ -44,6 +44,10 @@ def test_demo_runs_twice_with_a_fresh_namespace_and_a_clean_verify(
         assert "2 of 2 monitor notifications received, signatures checked:" in output, output
         for kind in ("monitor.triggered", "monitor.cleared"):  # the low-balance monitor's
             assert len(re.findall(rf"  {kind}  sequence \d+ .* signature: ok", output)) == 1
+        # the synthetic statement: imported, matched, exactly its perturbations found
+        assert re.search(r"imported: \d+ lines in the file, \d+ new", output), output
+        assert re.search(r"expected from the perturbations: .*: ok$", output, re.M), output
+        assert "balance check at the end of" in output, output
         found = re.search(r"tenants (run\d+-s7)-tenant-\*", output)
         assert found is not None, output
         namespaces.append(found.group(1))

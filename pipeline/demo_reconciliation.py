@@ -1,0 +1,177 @@
+"""The demo's reconciliation (issue 20 §4): a synthetic camt.053 statement of a tenant's
+``funding`` account, imported, matched, and the summary of ``streamledger reconcile report``.
+
+The statement is the bank's view of the account's movements in ``ledger.events``
+(``reconciliation.synthetic_statement``, seeded by the demo's seed): a few movements missing,
+two booked with a wrong amount, three entries the ledger never booked. It is imported with the
+importer of ``streamledger statements import`` (decision 0052) and matched by a matcher run in
+this process with a date window of 0 days, so every item is decided as soon as the statement is
+read (the pipeline's own matchers, under ``run --reconcilers``, keep the 2-day default). The
+demo checks that the summary finds exactly the perturbations and that the balance check's
+difference is their net amount.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
+from reconciliation.importer import ImportStatus, account_terms, import_statement
+from reconciliation.matcher import Matcher
+from reconciliation.matcher_settings import MatcherSettings
+from reconciliation.matching import DEFAULT_EXTERNAL_REFERENCE_KEY, Movement, movements_of
+from reconciliation.metrics import ReconcilerMetrics
+from reconciliation.partition_reader import read_partition
+from reconciliation.report import ReconciliationReport, render
+from reconciliation.report_reading import load_report
+from reconciliation.statement import StatementFormat, StatementRejected
+from reconciliation.synthetic_statement import Expected, synthetic_camt053
+from reconciliation.topics import ensure_topics
+from schemas.codec import decode_event
+from schemas.keys import command_key, partition_for
+from schemas.topics import EVENTS_TOPIC
+from streamledger.settings import Settings
+
+MIRROR_ACCOUNT: Final = "funding"  # loadgen's account every customer is funded from
+DEMO_IBAN: Final = "DE00STREAMLEDGERDEMO0000"
+READ_TIMEOUT_S: Final = 120.0
+MATCHED_TIMEOUT_S: Final = 180.0  # the matcher restores its partitions, then decides
+POLL_S: Final = 2.0
+STOP_TIMEOUT_S: Final = 30.0
+
+
+@dataclass
+class MatcherThread:
+    """The demo's matcher: ``streamledger reconcile`` with a 0-day window, in a thread."""
+
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+        matcher_settings = MatcherSettings(instance_id="demo", date_window_days=0, batch_wait_ms=50)
+        self.matcher = Matcher(self.settings, matcher_settings, ReconcilerMetrics())
+        self.thread = threading.Thread(target=self._run, name="demo-matcher", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.matcher.run(self.stop)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the step, never lost
+            self.failure = exc
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(STOP_TIMEOUT_S)
+
+
+def mirror_movements(settings: Settings, tenant_id: str) -> list[Movement]:
+    """The posted movements of the tenant's ``funding`` account, in log order."""
+    partition = partition_for(command_key(tenant_id), ensure_topics(settings))
+    connection = client_config(settings, RECONCILER_PRINCIPAL)
+    prefix = f"{tenant_id}/".encode()
+    found: list[Movement] = []
+    for record in read_partition(
+        connection, settings.topic(EVENTS_TOPIC), partition, timeout_s=READ_TIMEOUT_S
+    ):
+        if record.value is None or record.key is None or not record.key.startswith(prefix):
+            continue
+        event = decode_event(record.value)
+        found += [
+            movement
+            for movement in movements_of(event, DEFAULT_EXTERNAL_REFERENCE_KEY)
+            if movement.account_id == MIRROR_ACCOUNT
+        ]
+    return found
+
+
+def decided(report: ReconciliationReport, movements: int) -> bool:
+    return (
+        report.lines_by_state.get("open", 0) == 0
+        and sum(report.movements_by_state.values()) >= movements
+    )
+
+
+def expected_lines(report: ReconciliationReport, expected: Expected) -> tuple[bool, list[str]]:
+    found = (
+        report.lines,
+        report.lines_by_state.get("matched", 0),
+        report.lines_by_state.get("unmatched", 0),
+        report.movements_by_state.get("matched", 0),
+        report.movements_by_state.get("unmatched", 0),
+        None if report.balance_check is None else report.balance_check.difference,
+    )
+    wanted = (
+        expected.lines,
+        expected.lines_matched,
+        expected.lines_unmatched,
+        expected.movements_matched,
+        expected.movements_unmatched,
+        expected.balance_difference,
+    )
+    ok = found == wanted
+    return ok, [
+        f"    expected from the perturbations: {expected.lines} lines, {expected.lines_matched}"
+        f" matched, {expected.lines_unmatched} lines and {expected.movements_unmatched}"
+        f" movements unmatched, balance difference {expected.balance_difference}:"
+        f" {'ok' if ok else f'MISMATCH (found {found})'}"
+    ]
+
+
+def reconciliation_lines(
+    settings: Settings, tenant_id: str, *, seed: int
+) -> tuple[bool, list[str]]:
+    """Import, match and summarize; (ok, the lines to print)."""
+    movements = mirror_movements(settings, tenant_id)
+    if not movements:
+        return False, [f"    {tenant_id}/{MIRROR_ACCOUNT} has no posted movement to reconcile"]
+    partition = partition_for(command_key(tenant_id), ensure_topics(settings))
+    connection = client_config(settings, RECONCILER_PRINCIPAL)
+    terms = account_terms(settings, connection, tenant_id, MIRROR_ACCOUNT, partition)
+    assert not isinstance(terms, StatementRejected), terms
+    synthetic = synthetic_camt053(
+        movements, iban=DEMO_IBAN, currency=terms.currency, asset_scale=terms.asset_scale,
+        rng=random.Random(seed),  # noqa: S311 - a reproducible workload, not secrets
+    )  # fmt: skip
+    imported = import_statement(
+        settings, tenant_id=tenant_id, account_id=MIRROR_ACCOUNT, content=synthetic.content,
+        statement_format=StatementFormat.CAMT053, bank_account=None,
+        imported_at_us=time.time_ns() // 1000,
+    )  # fmt: skip
+    lines = [
+        f"    statement of {len(movements)} ledger movements on {tenant_id}/{MIRROR_ACCOUNT}:"
+        f" {imported.summary()}"
+    ]
+    if imported.status is not ImportStatus.IMPORTED:
+        return False, lines
+    matcher = MatcherThread(settings)
+    matcher.thread.start()
+    try:
+        report = wait_decided(settings, tenant_id, len(movements), matcher)
+    finally:
+        matcher.close()
+    if report is None:
+        return False, [*lines, "    the matcher did not decide every item in time"]
+    ok, expected = expected_lines(report, synthetic.expected)
+    summary = [f"    {row}" for row in render(report).splitlines()]
+    command = f"streamledger reconcile report --tenant {tenant_id} --account {MIRROR_ACCOUNT}"
+    return ok, [*lines, *summary, *expected, f"    the same summary: {command}"]
+
+
+def wait_decided(
+    settings: Settings, tenant_id: str, movements: int, matcher: MatcherThread
+) -> ReconciliationReport | None:
+    deadline = time.monotonic() + MATCHED_TIMEOUT_S
+    while time.monotonic() < deadline and matcher.failure is None:
+        report = load_report(
+            settings, tenant_id=tenant_id, account_id=MIRROR_ACCOUNT, from_days=None, to_days=None
+        )
+        if decided(report, movements):
+            return report
+        time.sleep(POLL_S)
+    if matcher.failure is not None:
+        raise matcher.failure
+    return None

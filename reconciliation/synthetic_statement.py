@@ -1,0 +1,157 @@
+"""A synthetic camt.053 bank statement for a bank-mirror account, from its ledger movements, with
+known perturbations (issue 20 §4; ``make demo``). Pure: movements and a seeded ``random.Random``
+in, the file's bytes and what reconciliation must find out.
+
+The bank's view of the movements: one booked entry per movement, same amount, direction and
+date, except
+
+- ``missing``: a share of the movements the bank never booked (→ ``not_on_statement``);
+- ``mismatched``: movements the bank booked one minor unit higher, a day earlier (→ the line
+  ``no_ledger_movement`` and the movement ``not_on_statement``: with no reference to tie them,
+  a different amount is a different payment);
+- ``extra``: entries the ledger never booked, a day before the first movement
+  (→ ``no_ledger_movement``).
+
+Opening balance 0, closing balance the sum of the entries (bank side: credit > 0), so the
+balance check's difference is exactly the perturbations' net amount. Dates are the movements'
+own; a matcher with a date window of 0 days decides every item as soon as the statement is read.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+from xml.sax.saxutils import escape
+
+from reconciliation.amounts import iso_date
+from reconciliation.matching import Movement
+from reconciliation.statement import Direction
+
+CAMT_NAMESPACE: Final = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"
+MISSING_SHARE_DEFAULT: Final = 0.05
+MISMATCHED_DEFAULT: Final = 2
+EXTRA_DEFAULT: Final = 3
+EXTRA_AMOUNT_MAX: Final = 99_999  # minor units of an extra entry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expected:
+    """What matching the statement against the ledger must report."""
+
+    lines: int
+    lines_matched: int
+    lines_unmatched: int
+    movements_matched: int
+    movements_unmatched: int
+    balance_difference: int  # statement closing - ledger balance, minor units
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyntheticStatement:
+    content: bytes
+    expected: Expected
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    amount: int  # > 0
+    direction: Direction
+    day: int
+
+
+def signed(entry: Entry) -> int:
+    return entry.amount if entry.direction is Direction.CREDIT else -entry.amount
+
+
+def synthetic_camt053(
+    movements: Sequence[Movement],
+    *,
+    iban: str,
+    currency: str,
+    asset_scale: int,
+    rng: random.Random,
+    missing_share: float = MISSING_SHARE_DEFAULT,
+    mismatched: int = MISMATCHED_DEFAULT,
+    extra: int = EXTRA_DEFAULT,
+) -> SyntheticStatement:
+    """The statement of ``movements`` (one account's, in log order) with the perturbations above."""
+    assert movements and 0 <= missing_share < 1 and mismatched >= 0 and extra >= 0
+    order = list(range(len(movements)))
+    rng.shuffle(order)
+    missing_count = min(int(len(movements) * missing_share), len(movements) - mismatched)
+    missing = set(order[:missing_count])
+    altered = set(order[missing_count : missing_count + mismatched])
+    first_day = min(movement.date_days for movement in movements)
+    entries: list[Entry] = []
+    for index, movement in enumerate(movements):
+        if index in missing:
+            continue
+        if index in altered:
+            entries.append(Entry(amount=movement.amount + 1, direction=movement.direction,
+                                 day=movement.date_days - 1))  # fmt: skip
+        else:
+            entries.append(Entry(amount=movement.amount, direction=movement.direction,
+                                 day=movement.date_days))  # fmt: skip
+    entries += [
+        Entry(
+            amount=rng.randint(1, EXTRA_AMOUNT_MAX), direction=Direction.CREDIT, day=first_day - 1
+        )
+        for _ in range(extra)
+    ]
+    ledger_balance = sum(m.amount if m.direction is Direction.CREDIT else -m.amount
+                         for m in movements)  # fmt: skip
+    closing = sum(signed(entry) for entry in entries)
+    kept = len(movements) - missing_count - len(altered)
+    expected = Expected(
+        lines=len(entries),
+        lines_matched=kept,
+        lines_unmatched=len(altered) + extra,
+        movements_matched=kept,
+        movements_unmatched=missing_count + len(altered),
+        balance_difference=closing - ledger_balance,
+    )
+    document = camt053_document(entries, iban=iban, currency=currency, asset_scale=asset_scale)
+    return SyntheticStatement(content=document.encode("utf-8"), expected=expected)
+
+
+def decimal_text(amount: int, asset_scale: int) -> str:
+    whole, fraction = divmod(abs(amount), 10**asset_scale)
+    return f"{whole}.{fraction:0{asset_scale}d}" if asset_scale else str(whole)
+
+
+def balance_element(code: str, amount: int, day: int, currency: str, asset_scale: int) -> str:
+    return (
+        f"<Bal><Tp><CdOrPrtry><Cd>{code}</Cd></CdOrPrtry></Tp>"
+        f'<Amt Ccy="{currency}">{decimal_text(amount, asset_scale)}</Amt>'
+        f"<CdtDbtInd>{'CRDT' if amount >= 0 else 'DBIT'}</CdtDbtInd>"
+        f"<Dt><Dt>{iso_date(day)}</Dt></Dt></Bal>"
+    )
+
+
+def camt053_document(entries: list[Entry], *, iban: str, currency: str, asset_scale: int) -> str:
+    first = min(entry.day for entry in entries)
+    last = max(entry.day for entry in entries)
+    rows = [
+        f"<Ntry><NtryRef>{number}</NtryRef>"
+        f'<Amt Ccy="{currency}">{decimal_text(entry.amount, asset_scale)}</Amt>'
+        f"<CdtDbtInd>{'CRDT' if entry.direction is Direction.CREDIT else 'DBIT'}</CdtDbtInd>"
+        f"<Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>{iso_date(entry.day)}</Dt></BookgDt>"
+        f"<AcctSvcrRef>SYN-{iso_date(entry.day)}-{number:06d}</AcctSvcrRef></Ntry>"
+        for number, entry in enumerate(entries, start=1)
+    ]
+    closing = sum(signed(entry) for entry in entries)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<Document xmlns="{CAMT_NAMESPACE}"><BkToCstmrStmt>'
+        f"<GrpHdr><MsgId>SYN-{iso_date(last)}</MsgId></GrpHdr>"
+        f"<Stmt><Id>SYN-{escape(iban)}-{iso_date(last)}</Id>"
+        f"<FrToDt><FrDtTm>{iso_date(first)}T00:00:00Z</FrDtTm>"
+        f"<ToDtTm>{iso_date(last)}T23:59:59Z</ToDtTm></FrToDt>"
+        f"<Acct><Id><IBAN>{escape(iban)}</IBAN></Id><Ccy>{currency}</Ccy></Acct>"
+        + balance_element("OPBD", 0, first, currency, asset_scale)
+        + balance_element("CLBD", closing, last, currency, asset_scale)
+        + "".join(rows)
+        + "</Stmt></BkToCstmrStmt></Document>\n"
+    )
