@@ -34,7 +34,10 @@ other tools (the chaos suite, a Prometheus config, an operator) can find them.
 
 Optional children (``RunSettings``): a periodic verifier (``verify --every-s``) on the next
 metrics port, ``notifiers`` webhook dispatchers (``streamledger notify``, heartbeat-checked like
-the processors and projections) on the ports after the supervisor's own, and the HTTP API
+the processors and projections) on the ports after the supervisor's own, ``reconcilers``
+matchers (``streamledger reconcile``) after them, with one reconciliation projection
+(``streamledger reconcile project``, decision 0074) on the next port when there are any, and the
+HTTP API
 (``streamledger api``) on ``api_port``, which serves its own ``/metrics``. The local Prometheus
 is not a child: it is a detached server that ``streamledger run --with-prometheus`` starts
 before and stops after the supervisor (``infra/prometheus_server.py``). Only children with ``role``
@@ -71,6 +74,7 @@ from pipeline.liveness import (
 from pipeline.metrics_scrape import scrape
 from pipeline.supervisor_metrics import SupervisorMetrics
 from reconciliation.metrics import HEARTBEAT_SERIES as RECONCILE_HEARTBEAT
+from reconciliation.metrics import PROJECTION_HEARTBEAT_SERIES as RECONCILE_PROJECTION_HEARTBEAT
 from streamledger.errors import InfraError, SettingError
 from streamledger.setting_fields import check_declared, decimal_limit, limit
 from streamledger.settings import Settings, child_environment
@@ -83,6 +87,7 @@ VERIFIER_ROLE = "verifier"
 API_ROLE = "api"
 NOTIFY_ROLE = "notify"
 RECONCILE_ROLE = "reconcile"
+RECONCILE_PROJECTION_ROLE = "reconcile-projection"
 STATE_FILE_NAME = "pipeline.json"
 PROCESSES_MAX = 32  # per role; each is a Python process with its own Kafka clients
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -94,12 +99,14 @@ ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     API_ROLE: (POSTGRESQL,),
     NOTIFY_ROLE: (KAFKA, POSTGRESQL),
     RECONCILE_ROLE: (KAFKA,),
+    RECONCILE_PROJECTION_ROLE: (KAFKA, POSTGRESQL),
 }
 ROLE_HEARTBEATS: dict[str, str] = {
     PROCESSOR_ROLE: PROCESSOR_HEARTBEAT,
     PROJECTION_ROLE: PROJECTION_HEARTBEAT,
     NOTIFY_ROLE: NOTIFY_HEARTBEAT,
     RECONCILE_ROLE: RECONCILE_HEARTBEAT,
+    RECONCILE_PROJECTION_ROLE: RECONCILE_PROJECTION_HEARTBEAT,
 }
 
 HeartbeatReader = Callable[[str, str], float | None]  # (metrics url, series) -> value or None
@@ -308,6 +315,10 @@ def plan_children(settings: Settings, run: RunSettings) -> list[ChildSpec]:
     for index in range(run.reconcilers):
         arguments = ("reconcile", f"--instance-id=r{index}", f"--metrics-port={port}")
         planned.append((f"reconcile-{index}", RECONCILE_ROLE, arguments, port))
+        port += 1
+    if run.reconcilers:  # one writer of the reconciliation tables (decision 0074)
+        arguments = ("reconcile", "project", f"--metrics-port={port}")
+        planned.append(("reconcile-projection", RECONCILE_PROJECTION_ROLE, arguments, port))
         port += 1
     if port - 1 > 65535:
         raise SettingError(f"setting metrics_port: ports up to {port - 1} do not exist")

@@ -16,7 +16,7 @@ from reconciliation.importer import ImportStatus, import_statement, request_manu
 from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
 from reconciliation.matching import ManualMatch
-from reconciliation.metrics import ReconcilerMetrics
+from reconciliation.metrics import ReconcilerMetrics, ReconciliationProjectionMetrics
 from reconciliation.projection import ReconciliationProjection
 from reconciliation.report import render
 from reconciliation.report_reading import load_report
@@ -227,12 +227,27 @@ def run_projection(
     settings: Settings, matcher_settings: MatcherSettings, stop: threading.Event
 ) -> int:
     """The PostgreSQL projection of the reconciliation topics; its batches are bounded by the
-    matcher's ``--batch-records-max`` and ``--batch-wait-ms``."""
+    matcher's ``--batch-records-max`` and ``--batch-wait-ms``, its metrics on ``--metrics-port``."""
+    metrics = ReconciliationProjectionMetrics()
+    endpoint = None
+    if matcher_settings.metrics_port:
+        endpoint = MetricsEndpoint(
+            metrics.registry,
+            lambda: metrics.is_ready,
+            matcher_settings.metrics_port,
+            host=settings.metrics_host,
+        )
+        endpoint.start()
     projection = ReconciliationProjection(
         settings,
         batch_records_max=matcher_settings.batch_records_max,
         batch_wait_ms=matcher_settings.batch_wait_ms,
+        metrics=metrics,
     )
     logging.getLogger("streamledger.reconciliation.projection").info("projection starting")
-    projection.run(stop)
+    try:
+        projection.run(stop)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
     return EXIT_OK

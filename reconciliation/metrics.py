@@ -11,6 +11,11 @@
   covers its date (the bank's feed is missing);
 - ``streamledger_reconciliation_batches_total``, ``streamledger_reconciliation_ready``,
   ``streamledger_reconciliation_loop_heartbeat_timestamp_seconds`` (the supervisor's stall check).
+
+The reconciliation projection's (``streamledger reconcile project``, decision 0074), in a registry
+of its own: ``streamledger_reconciliation_projection_rows_total{table}``, ``…_batches_total``,
+``…_seeks_total`` (its stored offsets moved: a rebuild, or a second instance), ``…_ready`` and
+``…_loop_heartbeat_timestamp_seconds``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ PREFIX: Final = "streamledger_reconciliation_"
 # what `streamledger run` reads to restart a matcher whose loop stood still (pipeline.supervisor)
 HEARTBEAT_SERIES: Final = PREFIX + "loop_heartbeat_timestamp_seconds"
 SECONDS_PER_DAY: Final = MICROSECONDS_PER_DAY // 1_000_000
+PROJECTION_PREFIX: Final = PREFIX + "projection_"
+PROJECTION_HEARTBEAT_SERIES: Final = PROJECTION_PREFIX + "loop_heartbeat_timestamp_seconds"
 
 
 class ReconcilerMetrics:
@@ -88,3 +95,37 @@ class ReconcilerMetrics:
         for side, count in counts.items():
             self.open_items.labels(side).set(count)
             self.oldest_open_item.labels(side).set(oldest.get(side, 0) * SECONDS_PER_DAY)
+
+
+class ReconciliationProjectionMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.rows = Counter(
+            PROJECTION_PREFIX + "rows", "Rows written, by table", ["table"], registry=r
+        )
+        self.batches = Counter(PROJECTION_PREFIX + "batches", "Transactions committed", registry=r)
+        self.seeks = Counter(
+            PROJECTION_PREFIX + "seeks",
+            "Times the stored offsets moved under it and it sought to them (a rebuild)",
+            registry=r,
+        )
+        self.ready = Gauge(
+            PROJECTION_PREFIX + "ready", "1 once its partitions are assigned", registry=r
+        )
+        self.is_ready = False
+        self.loop_heartbeat = Gauge(
+            PROJECTION_HEARTBEAT_SERIES, "The loop's last iteration (Unix seconds)", registry=r
+        )
+
+    def heartbeat(self) -> None:
+        self.loop_heartbeat.set(time.time())
+
+    def set_ready(self) -> None:
+        self.is_ready = True
+        self.ready.set(1)
+
+    def committed(self, rows_by_table: dict[str, int]) -> None:
+        self.batches.inc()
+        for table, count in rows_by_table.items():
+            self.rows.labels(table).inc(count)

@@ -33,6 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
 from reconciliation.matching import ManualMatch, ReconciliationResult
+from reconciliation.metrics import ReconciliationProjectionMetrics
 from reconciliation.records import decode
 from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC, ensure_topics
@@ -98,6 +99,13 @@ class BatchRows:
 
     def count(self) -> int:
         return len(self.statements) + len(self.lines) + len(self.results)
+
+    def by_table(self) -> dict[str, int]:
+        return {
+            "statements": len(self.statements),
+            "statement_lines": len(self.lines),
+            "reconciliation_results": len(self.results),
+        }
 
 
 def timestamp(microseconds: int) -> datetime.datetime:
@@ -194,8 +202,16 @@ def rows_of(records: Iterable[tuple[bytes, int, int]]) -> BatchRows:
 class ReconciliationProjection:
     """The loop: see the module docstring."""
 
-    def __init__(self, settings: Settings, *, batch_records_max: int, batch_wait_ms: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        batch_records_max: int,
+        batch_wait_ms: int,
+        metrics: ReconciliationProjectionMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = ReconciliationProjectionMetrics() if metrics is None else metrics
         self.batch_records_max = batch_records_max
         self.batch_wait_s = batch_wait_ms / 1000
         self.topics = (settings.topic(STATEMENTS_TOPIC), settings.topic(RECONCILIATION_TOPIC))
@@ -217,8 +233,10 @@ class ReconciliationProjection:
         try:
             with self._connect() as connection:
                 self._seek(consumer, self._stored(connection))
+                self.metrics.set_ready()
                 checked_at = time.monotonic()
                 while not stop.is_set():
+                    self.metrics.heartbeat()
                     messages = consumer.consume(self.batch_records_max, self.batch_wait_s)
                     moved = bool(messages) and not self.write_batch(connection, messages)
                     if not messages and time.monotonic() - checked_at > OFFSET_CHECK_INTERVAL_S:
@@ -227,6 +245,7 @@ class ReconciliationProjection:
                         moved = any(stored.get(p, 0) != o for p, o in self.positions.items())
                     if moved:
                         LOGGER.warning("stored offsets moved: seeking to what PostgreSQL holds")
+                        self.metrics.seeks.inc()
                         self._seek(consumer, self._stored(connection))
         finally:
             consumer.close()
@@ -290,6 +309,7 @@ class ReconciliationProjection:
         if written:
             self.positions.update(next_offsets)
             self.rows_written += rows.count()
+            self.metrics.committed(rows.by_table())
         return written
 
     def _transaction(

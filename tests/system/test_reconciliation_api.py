@@ -23,6 +23,7 @@ import pytest
 from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
 from streamledger.settings import Settings
+from tests.system.free_ports import free_port_range
 from tests.system.processor_harness import produce_commands, wait_until_consumed
 from tests.system.test_reconciliation import (
     MatcherProcess,
@@ -76,10 +77,15 @@ def processed_ledger(stack: ApiStack, tenant: str) -> None:
     wait_until_consumed(stack.settings, CONSUME_TIMEOUT_S, [processor])
 
 
-def projection_child(stack: ApiStack, log_directory: Path) -> ChildProcess:
+def projection_child(
+    stack: ApiStack, log_directory: Path, metrics_port: int | None = None
+) -> ChildProcess:
     name = f"reconciliation-projection-{uuid.uuid4().hex[:6]}.log"
+    flags = [] if metrics_port is None else [f"--metrics-port={metrics_port}"]
     child = ChildProcess(
-        stack.settings, ["reconcile", "project", "--batch-wait-ms=50"], log_directory / name
+        stack.settings,
+        ["reconcile", "project", "--batch-wait-ms=50", *flags],
+        log_directory / name,
     )
     stack.children.append(child)
     return child
@@ -203,8 +209,16 @@ def test_results_in_postgresql_and_through_the_api(
     check_import(stack, tenant, other, path)
     matcher = MatcherProcess(stack.settings, tmp_path)
     stack.children.append(matcher)
-    projection = projection_child(stack, tmp_path)
+    metrics_port = free_port_range(1)
+    projection = projection_child(stack, tmp_path, metrics_port)
     wait_for_rows(stack, tenant, (1, LINES, RESULTS))
+    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    for sample in (
+        'streamledger_reconciliation_projection_rows_total{table="statement_lines"} 4.0',
+        'streamledger_reconciliation_projection_rows_total{table="reconciliation_results"} 5.0',
+        "streamledger_reconciliation_projection_ready 1.0",
+    ):
+        assert sample in scraped, scraped
     check_listing(stack, tenant, other)
 
     # a restarted projection starts at its stored offsets: no row twice, none lost
