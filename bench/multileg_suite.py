@@ -20,17 +20,30 @@ over ten postings).
 
 On its own (``python -m``) it runs against whatever stack the ``STREAMLEDGER_*`` settings point
 at, with unique topic prefixes deleted at the end; ``make bench`` runs it on the bench stack.
+
+``--in-process`` measures the same two workloads without Kafka, in CPU time (so the machine's
+load adds little): ``IN_PROCESS_COMMANDS`` commands each after their tenants' openings
+(``IN_PROCESS_TENANTS`` tenants), folded like the processor does (``bench.bench_core.run_full``:
+decode, ``ledger.step``, outcome/reply/state encoding, batches of ``IN_PROCESS_BATCH``), the
+least CPU time of ``--rounds`` rounds, transfers and transactions alternating; it prints µs
+per command (openings counted in both) and postings per CPU-second over transfers per
+CPU-second. ``--profile`` adds a cProfile of the transactions' fold (pure Python is the one
+that shows the core's functions: ``STREAMLEDGER_PURE_PYTHON=1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import random
 import statistics
+import time
 from collections.abc import Iterator
 from typing import Final
 
 from bench import processor_suite
+from bench.bench_core import run_full
 from bench.results import BenchRun
 from bench.workloads import Workload, encode, recent_start_us
 from schemas.model import Command, OpenAccount, Posting, PostTransaction, Transfer
@@ -52,6 +65,10 @@ COMMANDS_BY_SIZE: Final = {"small": 20_000, "full": 100_000}
 TENANTS_BY_SIZE: Final = {"small": 50, "full": 200}
 SEED: Final = 46
 PARTITIONS: Final = 4
+IN_PROCESS_COMMANDS: Final = 4_000  # per workload, after the openings
+IN_PROCESS_TENANTS: Final = 20
+IN_PROCESS_BATCH: Final = 500
+PROFILE_LINES: Final = 30
 
 
 def account_ids() -> list[str]:
@@ -171,6 +188,28 @@ def _last(run: BenchRun, workload_name: str) -> float:
     return figure.values[-1]
 
 
+def in_process(rounds: int, *, profile: bool) -> None:
+    """µs of CPU per command of each workload folded in this process, and the ratio."""
+    workloads = build_workloads(IN_PROCESS_COMMANDS, IN_PROCESS_TENANTS, SEED)
+    records = [[(r.value, r.timestamp_ms * 1000) for r in w.records] for w in workloads]
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for index, workload_records in enumerate(records):
+            started = time.process_time()
+            run_full(workload_records, IN_PROCESS_BATCH)
+            best[index] = min(best[index], time.process_time() - started)
+    per_command_us = [cpu_s / len(r) * 1e6 for cpu_s, r in zip(best, records, strict=True)]
+    for workload, microseconds in zip(workloads, per_command_us, strict=True):
+        print(f"{workload.name}: {microseconds:.1f} µs CPU per command ({len(workload.records)})")
+    ratio = POSTINGS_PER_TRANSACTION * per_command_us[0] / per_command_us[1]
+    print(f"a transaction costs {per_command_us[1] / per_command_us[0]:.2f} transfers; ", end="")
+    print(f"postings per CPU-second over transfers per CPU-second: {ratio:.2f}")
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(run_full, records[1], IN_PROCESS_BATCH)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(PROFILE_LINES)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.multileg_suite",
@@ -178,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--size", choices=tuple(COMMANDS_BY_SIZE), default="small")
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--in-process", action="store_true", help="CPU time, no Kafka")
+    parser.add_argument("--rounds", type=int, default=5, help="with --in-process")
+    parser.add_argument("--profile", action="store_true", help="with --in-process")
     arguments = parser.parse_args(argv)
+    if arguments.in_process:
+        in_process(arguments.rounds, profile=arguments.profile)
+        return 0
     run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
     run_multileg(run, load_settings(), size=arguments.size, repetitions=arguments.repetitions)
     print(run.table())

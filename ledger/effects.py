@@ -268,6 +268,20 @@ def posting_movements(
     """What a transaction event does, posting by posting, in order (``counter_changes`` of the
     transfer event of the same meaning; ``pending_amounts``: a TransactionPendingPosted's)."""
     meaning = TRANSACTION_MEANING[event_type]
+    if not pending_amounts and meaning in _LINEAR_MEANINGS:
+        # one posting kind, of the posting's amount: ``counter_changes`` is linear in it
+        posted, pending = _LINEAR_MEANINGS[meaning]
+        return tuple(
+            [
+                (
+                    posting.debit_account_id,
+                    posting.credit_account_id,
+                    posted * posting.amount,
+                    pending * posting.amount,
+                )
+                for posting in postings
+            ]
+        )
     reserved: tuple[int | None, ...] = pending_amounts or (None,) * len(postings)
     return tuple(
         (
@@ -277,6 +291,13 @@ def posting_movements(
         )
         for posting, pending_amount in zip(postings, reserved, strict=True)
     )
+
+
+# The meanings whose postings are one kind of the event's amount: (posted, pending) per unit.
+_LINEAR_MEANINGS: Final[Mapping[str, tuple[int, int]]] = {
+    meaning: counter_changes(meaning, 1)
+    for meaning in ("TransferPosted", "TransferPending", "PendingVoided", "PendingExpired")
+}
 
 
 def touched_account_ids(postings: tuple[ModelPosting, ...]) -> tuple[str, ...]:
@@ -296,51 +317,51 @@ def move_postings(
     """``accounts`` (every touched one, by id, in first-touched order) after all ``movements``,
     counters checked once at the end: a transaction is one change, not N. Per currency the
     movements add as much to debits as to credits (asserted)."""
-    counters = {
-        account_id: [
+    counters: dict[str, list[int]] = {}
+    for account_id, account in accounts.items():
+        counters[account_id] = [
             account.debits_posted,
             account.credits_posted,
             account.debits_pending,
             account.credits_pending,
         ]
-        for account_id, account in accounts.items()
-    }
     for debit_id, credit_id, posted, pending in movements:
         debit, credit = counters[debit_id], counters[credit_id]
         debit[0] += posted
         debit[2] += pending
         credit[1] += posted
         credit[3] += pending
-    moved = {
-        account_id: _with_counters(
+    moved: dict[str, AccountState] = {}
+    net: dict[str, list[int]] = {}  # per currency: debits minus credits added, posted, pending
+    for account_id, account in accounts.items():
+        debits_posted, credits_posted, debits_pending, credits_pending = counters[account_id]
+        new = _with_counters(
             account,
-            debits_posted=counters[account_id][0],
-            credits_posted=counters[account_id][1],
-            debits_pending=counters[account_id][2],
-            credits_pending=counters[account_id][3],
+            debits_posted=debits_posted,
+            credits_posted=credits_posted,
+            debits_pending=debits_pending,
+            credits_pending=credits_pending,
             sequence=sequence,
         )
-        for account_id, account in accounts.items()
-    }
-    for account in moved.values():
-        check_counters(account)
-    check_zero_sum(accounts, moved)
+        check_counters(new)
+        moved[account_id] = new
+        total = net.get(account.currency)
+        if total is None:
+            total = net[account.currency] = [0, 0]
+        total[0] += (debits_posted - account.debits_posted) - (
+            credits_posted - account.credits_posted
+        )
+        total[1] += (debits_pending - account.debits_pending) - (
+            credits_pending - account.credits_pending
+        )
+    _check_net_zero(net)
     return moved
 
 
-def check_zero_sum(before: Mapping[str, AccountState], after: Mapping[str, AccountState]) -> None:
+def _check_net_zero(sums: dict[str, list[int]]) -> None:
     """Per currency, a transaction adds as much to debits as to credits, posted and pending:
-    true of every posting by construction, asserted for the whole transaction."""
-    sums: dict[str, list[int]] = {}
-    for account_id, old in before.items():
-        new = after[account_id]
-        total = sums.setdefault(old.currency, [0, 0])
-        total[0] += (new.debits_posted - old.debits_posted) - (
-            new.credits_posted - old.credits_posted
-        )
-        total[1] += (new.debits_pending - old.debits_pending) - (
-            new.credits_pending - old.credits_pending
-        )
+    true of every posting by construction, asserted for the whole transaction (``sums``: per
+    currency, debits minus credits added to the posted and to the pending counters)."""
     for currency, (posted, pending) in sums.items():
         if posted or pending:
             raise InvariantViolationError(

@@ -138,54 +138,53 @@ def _posting_field_fingerprints(postings: tuple[Posting, ...]) -> bytes:
     return b"".join(digests)
 
 
-def _fast_posting_field_fingerprints(postings: tuple[Posting, ...]) -> bytes:
-    """``_posting_field_fingerprints`` for the hot path: the cache looked up inline, the
-    amount hashed inline (the same bytes; the property test compares it with the reference)."""
-    cache_get = _field_fingerprint_cache.get
+# A string of a posting (an account id, a currency) -> (its field hash, its length-prefixed
+# ``_encode_value`` bytes): a field hash does not depend on the field's name, so a debit and a
+# credit account share one entry. The same bounded-cache rule as ``_field_fingerprint_cache``.
+_posting_string_cache: dict[str, tuple[bytes, bytes]] = {}
+
+
+def _posting_string(value: str) -> tuple[bytes, bytes]:
+    """(``_field_fingerprint(value)``, ``_encode_value(value)`` with its 4-byte length)."""
+    found = _posting_string_cache.get(value)
+    if found is not None:
+        return found
+    encoded = b"S" + value.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(encoded).digest()[:FIELD_FINGERPRINT_BYTES]
+    if len(_posting_string_cache) >= FIELD_FINGERPRINT_CACHE_SIZE_MAX:
+        _posting_string_cache.clear()
+    found = _posting_string_cache[value] = (digest, len(encoded).to_bytes(4, "big") + encoded)
+    return found
+
+
+def _postings_fingerprints(postings: tuple[Posting, ...]) -> tuple[bytes, bytes]:
+    """(the field hash of ``postings``, the per-posting field hashes) in one pass: what
+    ``_field_fingerprint(postings)`` and ``_posting_field_fingerprints(postings)`` give (the
+    property test compares them with the reference), for the hot path of a multi-leg
+    transaction. A posting whose fields do not have their declared types takes the definition.
+    """
     sha256 = hashlib.sha256
+    size = FIELD_FINGERPRINT_BYTES
+    parts: list[bytes] = [b"L"]  # the postings field: the list of each posting's list
     digests: list[bytes] = []
-    append = digests.append
     for posting in postings:
-        debit, credit = posting.debit_account_id, posting.credit_account_id
-        amount, currency = posting.amount, posting.currency
-        append(
-            cache_get(("debit_account_id", type(debit), debit))
-            or _shared_field_fingerprint("debit_account_id", debit)
+        if not _plain_posting(posting):
+            return (
+                _other_field_fingerprint(POSTINGS_FIELD, postings),
+                _posting_field_fingerprints(postings),
+            )
+        debit = _posting_string(posting.debit_account_id)
+        credit = _posting_string(posting.credit_account_id)
+        currency = _posting_string(posting.currency)
+        amount = b"I%d" % posting.amount
+        amount_digest = sha256(amount).digest()[:size]
+        encoded = b"".join(
+            (b"L", debit[1], credit[1], len(amount).to_bytes(4, "big"), amount, currency[1])
         )
-        append(
-            cache_get(("credit_account_id", type(credit), credit))
-            or _shared_field_fingerprint("credit_account_id", credit)
-        )
-        if type(amount) is int:
-            append(sha256(b"I%d" % amount).digest()[:FIELD_FINGERPRINT_BYTES])
-        else:
-            append(_field_fingerprint(amount))
-        append(
-            cache_get(("currency", type(currency), currency))
-            or _shared_field_fingerprint("currency", currency)
-        )
-    return b"".join(digests)
-
-
-def _posting_encoding(posting: Posting) -> bytes:
-    """``_encode_value(posting)`` without the recursion: the list of its four fields."""
-    debit = b"S" + posting.debit_account_id.encode("utf-8", "surrogatepass")
-    credit = b"S" + posting.credit_account_id.encode("utf-8", "surrogatepass")
-    amount = b"I%d" % posting.amount
-    currency = b"S" + posting.currency.encode("utf-8", "surrogatepass")
-    return b"".join(
-        (
-            b"L",
-            len(debit).to_bytes(4, "big"),
-            debit,
-            len(credit).to_bytes(4, "big"),
-            credit,
-            len(amount).to_bytes(4, "big"),
-            amount,
-            len(currency).to_bytes(4, "big"),
-            currency,
-        )
-    )
+        parts.append(len(encoded).to_bytes(4, "big"))
+        parts.append(encoded)
+        digests.extend((debit[0], credit[0], amount_digest, currency[0]))
+    return sha256(b"".join(parts)).digest()[:size], b"".join(digests)
 
 
 def _plain_posting(posting: object) -> bool:
@@ -197,16 +196,6 @@ def _plain_posting(posting: object) -> bool:
         and type(posting.amount) is int
         and type(posting.currency) is str
     )
-
-
-def _postings_field_fingerprint(postings: tuple[Posting, ...]) -> bytes:
-    """The field hash of ``PostTransaction.postings`` (a tuple of postings), equal to
-    ``_field_fingerprint(postings)`` — the hot path of a multi-leg transaction's fingerprint."""
-    if not all(map(_plain_posting, postings)):
-        return _other_field_fingerprint(POSTINGS_FIELD, postings)  # what the definition does
-    parts = [_posting_encoding(posting) for posting in postings]
-    encoded = b"L" + b"".join(len(part).to_bytes(4, "big") + part for part in parts)
-    return hashlib.sha256(encoded).digest()[:FIELD_FINGERPRINT_BYTES]
 
 
 def _other_field_fingerprint(name: str, value: object) -> bytes:
@@ -233,17 +222,20 @@ def fingerprint_source(command_type: type[Command]) -> str:
     for name in FINGERPRINT_FIELDS[command_type]:
         value = f"command.{name}"
         if command_type is PostTransaction and name == POSTINGS_FIELD:
-            digests.append(f"postings_digest({value})")
+            digests.append("postings_digests[0]")
         elif name in LOW_CARDINALITY_FIELDS:
             cached = f"cache_get(({name!r}, type({value}), {value}))"
             digests.append(f"{cached} or other({name!r}, {value})")
         else:
             digests.append(f"string({value}) if type({value}) is str else other({name!r}, {value})")
-    if command_type is PostTransaction:
-        digests.append("posting_digests(command.postings)")
+    first = ""
+    if command_type is PostTransaction:  # both from one pass over the postings
+        first = "    postings_digests = postings_fingerprints(command.postings)\n"
+        digests.append("postings_digests[1]")
     items = "".join(f"            {digest},\n" for digest in digests)
     return (
         "def fingerprint(command):\n"
+        f"{first}"
         f"    joined = b''.join((\n{items}    ))\n"
         "    return sha256(type_prefix + joined).digest(), joined\n"
     )
@@ -261,8 +253,7 @@ def _generated_fingerprint(command_type: type[Command]) -> Callable[[Command], F
         "cache_get": _field_fingerprint_cache.get,
         "other": _other_field_fingerprint,
         "string": _string_field_fingerprint,
-        "posting_digests": _fast_posting_field_fingerprints,
-        "postings_digest": _postings_field_fingerprint,
+        "postings_fingerprints": _postings_fingerprints,
         "sha256": hashlib.sha256,
         "type_prefix": command_type.__name__.encode() + b"\0",
     }

@@ -17,7 +17,7 @@ transfer event of the same meaning, posting by posting). The rules (decision 004
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 from ledger.decisions import Rejection
 from ledger.draft import Draft, event_header
@@ -75,51 +75,68 @@ def transaction_rejection(
     tenant_id = command.tenant_id
     if draft.id_taken(tenant_id, command.transaction_id):
         return RejectReason.TRANSFER_EXISTS, f"transaction_id: {command.transaction_id!r} exists"
-    found = _account_rejection(draft, command)
+    accounts = _touched_or_missing(draft, command)
+    found = _account_rejection(accounts, command)
     if found is not None:
         return found
     if command.reverses is not None:
         found = _reversal_rejection(draft, command)
         if found is not None:
             return found
-    accounts = _touched_accounts(draft, tenant_id, command.postings)
-    found = net_funds_rejection(accounts, command.postings, pending=command.pending)
+    # every account exists (UNKNOWN_ACCOUNT is checked): ``accounts`` is ``_touched_accounts``
+    existing = cast(dict[str, AccountState], accounts)
+    found = net_funds_rejection(existing, command.postings, pending=command.pending)
     timeout = command.pending_timeout_s
     if found is None and timeout is not None and effective_at_us + timeout * US_PER_S > INT64_MAX:
         return RejectReason.OVERFLOW, "pending_timeout_s: the expiry time would overflow"
     return found
 
 
-def _account_rejection(draft: Draft, command: PostTransaction) -> Rejection | None:
-    """UNKNOWN_ACCOUNT, then CURRENCY_MISMATCH, then SAME_ACCOUNT: each over every posting.
-
-    Each distinct account is looked up once (a payout names its source in every posting)."""
+def _touched_or_missing(draft: Draft, command: PostTransaction) -> dict[str, AccountState | None]:
+    """Every account the postings name, in first-touched order (``touched_account_ids``), each
+    looked up once (a payout names its source in every posting); None: no such account."""
     tenant_id = command.tenant_id
     found: dict[str, AccountState | None] = {}
-    for index, posting in enumerate(command.postings):
-        for side, account_id in (
-            ("debit_account_id", posting.debit_account_id),
-            ("credit_account_id", posting.credit_account_id),
-        ):
-            if account_id not in found:
-                found[account_id] = draft.account(tenant_id, account_id)
-            if found[account_id] is None:
-                return RejectReason.UNKNOWN_ACCOUNT, (
-                    f"postings[{index}].{side}: no account {account_id!r}"
-                )
-    for index, posting in enumerate(command.postings):
-        for side, account_id in (
-            ("debit_account_id", posting.debit_account_id),
-            ("credit_account_id", posting.credit_account_id),
-        ):
-            account = found[account_id]
-            assert account is not None
-            if account.currency != posting.currency:
-                return RejectReason.CURRENCY_MISMATCH, (
-                    f"postings[{index}].{side}: account {account.account_id!r} holds "
-                    f"{account.currency}, the posting is in {posting.currency}"
-                )
-    for index, posting in enumerate(command.postings):
+    for posting in command.postings:
+        debit_id, credit_id = posting.debit_account_id, posting.credit_account_id
+        if debit_id not in found:
+            found[debit_id] = draft.account(tenant_id, debit_id)
+        if credit_id not in found:
+            found[credit_id] = draft.account(tenant_id, credit_id)
+    return found
+
+
+def _account_rejection(
+    found: dict[str, AccountState | None], command: PostTransaction
+) -> Rejection | None:
+    """UNKNOWN_ACCOUNT, then CURRENCY_MISMATCH, then SAME_ACCOUNT: each over every posting
+    (``found``: ``_touched_or_missing``)."""
+    postings = command.postings
+    if None in found.values():
+        for index, posting in enumerate(postings):
+            for side, account_id in (
+                ("debit_account_id", posting.debit_account_id),
+                ("credit_account_id", posting.credit_account_id),
+            ):
+                if found[account_id] is None:
+                    return RejectReason.UNKNOWN_ACCOUNT, (
+                        f"postings[{index}].{side}: no account {account_id!r}"
+                    )
+    for index, posting in enumerate(postings):
+        currency = posting.currency
+        debit, credit = found[posting.debit_account_id], found[posting.credit_account_id]
+        assert debit is not None and credit is not None
+        if debit.currency != currency or credit.currency != currency:
+            side, account = (
+                ("debit_account_id", debit)
+                if debit.currency != currency
+                else ("credit_account_id", credit)
+            )
+            return RejectReason.CURRENCY_MISMATCH, (
+                f"postings[{index}].{side}: account {account.account_id!r} holds "
+                f"{account.currency}, the posting is in {currency}"
+            )
+    for index, posting in enumerate(postings):
         if posting.debit_account_id == posting.credit_account_id:
             return RejectReason.SAME_ACCOUNT, (
                 f"postings[{index}].credit_account_id: equals debit_account_id"
@@ -170,33 +187,40 @@ def net_funds_rejection(
     transaction (net). As for a transfer, pending debits count against a flag and pending
     credits do not help; a posted transaction's own credits do. Reasons in RejectReason order,
     within one the lowest posting index (the account's first debit or credit)."""
-    debited: dict[str, int] = {}
-    credited: dict[str, int] = {}
-    first_debit: dict[str, int] = {}
-    first_credit: dict[str, int] = {}
+    # account id -> [debited, credited, first debiting posting, first crediting posting]
+    moved: dict[str, list[int]] = {}
     for index, posting in enumerate(postings):
-        debit_id, credit_id = posting.debit_account_id, posting.credit_account_id
-        debited[debit_id] = debited.get(debit_id, 0) + posting.amount
-        credited[credit_id] = credited.get(credit_id, 0) + posting.amount
-        first_debit.setdefault(debit_id, index)
-        first_credit.setdefault(credit_id, index)
+        amount = posting.amount
+        debit = moved.get(posting.debit_account_id)
+        if debit is None:
+            debit = moved[posting.debit_account_id] = [0, 0, index, -1]
+        elif debit[2] < 0:
+            debit[2] = index
+        debit[0] += amount
+        credit = moved.get(posting.credit_account_id)
+        if credit is None:
+            credit = moved[posting.credit_account_id] = [0, 0, -1, index]
+        elif credit[3] < 0:
+            credit[3] = index
+        credit[1] += amount
     failures: list[tuple[int, int, int, Rejection]] = []
+    own = 0 if pending else 1  # a posted transaction's own credits/debits count
     for account_id, account in accounts.items():
-        debits, credits = debited.get(account_id, 0), credited.get(account_id, 0)
+        debits, credits, first_debit, first_credit = moved.get(account_id) or (0, 0, -1, -1)
         debit_total = account.debits_posted + account.debits_pending + debits
         credit_total = account.credits_posted + account.credits_pending + credits
-        limit = account.overdraft_limit or 0
-        own = 0 if pending else 1  # a posted transaction's own credits/debits count
-        funds = account.credits_posted + own * credits + limit
-        if debits and account.debits_must_not_exceed_credits and debit_total > funds:
-            failures.append(_failure(1, first_debit[account_id], "debit", account))
-        room = account.debits_posted + own * debits + limit
-        if credits and account.credits_must_not_exceed_debits and credit_total > room:
-            failures.append(_failure(2, first_credit[account_id], "credit", account))
+        if debits and account.debits_must_not_exceed_credits:
+            funds = account.credits_posted + own * credits + (account.overdraft_limit or 0)
+            if debit_total > funds:
+                failures.append(_failure(1, first_debit, "debit", account))
+        if credits and account.credits_must_not_exceed_debits:
+            room = account.debits_posted + own * debits + (account.overdraft_limit or 0)
+            if credit_total > room:
+                failures.append(_failure(2, first_credit, "credit", account))
         if debit_total > INT64_MAX:
-            failures.append(_failure(3, first_debit[account_id], "debit", account))
+            failures.append(_failure(3, first_debit, "debit", account))
         if credit_total > INT64_MAX:
-            failures.append(_failure(3, first_credit[account_id], "credit", account))
+            failures.append(_failure(3, first_credit, "credit", account))
     return min(failures)[3] if failures else None
 
 
