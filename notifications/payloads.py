@@ -59,22 +59,27 @@ def subscribes_to(event_types: tuple[str, ...], type_name: str) -> bool:
 
 def plain(value: object) -> object:
     """``value`` with its dataclasses as dicts (field order) and tuples as lists: what
-    ``dataclasses.asdict`` gives JSON, without its deep copies (a body took ~60 µs instead of
-    ~80 µs on the bench machine). Same JSON bytes, checked by a property test."""
+    ``dataclasses.asdict`` gives JSON, without its deep copies. Same JSON bytes, checked by a
+    property test. Leaves (strings, integers, bytes, ...) and known dataclasses are told by
+    their exact type first: ``dataclasses.is_dataclass`` on every leaf had been most of a
+    body's cost (~250 µs of a delivery's ~450 µs of dispatcher CPU)."""
+    kind = type(value)
+    if kind in LEAF_TYPES:
+        return value
+    names = FIELD_NAMES.get(kind)
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
     if isinstance(value, tuple | list):
         return [plain(item) for item in value]
     if isinstance(value, dict):
         return {key: plain(item) for key, item in value.items()}
-    names = FIELD_NAMES.get(type(value))
-    if names is None:
-        if not dataclasses.is_dataclass(value) or isinstance(value, type):
-            return value
-        names = FIELD_NAMES.setdefault(
-            type(value), tuple(f.name for f in dataclasses.fields(value))
-        )
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    names = FIELD_NAMES.setdefault(kind, tuple(f.name for f in dataclasses.fields(value)))
     return {name: plain(getattr(value, name)) for name in names}
 
 
+LEAF_TYPES: Final = frozenset({str, int, bool, float, bytes, type(None)})
 FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names, in order
 
 
