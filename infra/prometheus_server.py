@@ -59,7 +59,9 @@ PROJECTION_JOB = "streamledger-projection"
 VERIFY_JOB = "streamledger-verify"
 API_JOB = "streamledger-api"
 SUPERVISOR_JOB = "streamledger-supervisor"  # `streamledger run` itself (stalls, restarts)
-JOBS = (PROCESSOR_JOB, PROJECTION_JOB, VERIFY_JOB, API_JOB, SUPERVISOR_JOB)
+# `streamledger reconcile` matchers and the reconciliation projection (issue 20, decision 0076)
+RECONCILE_JOB = "streamledger-reconcile"
+JOBS = (PROCESSOR_JOB, PROJECTION_JOB, VERIFY_JOB, API_JOB, SUPERVISOR_JOB, RECONCILE_JOB)
 RUN_PROCESSORS = 2  # `streamledger run`'s default topology, for the stand-alone `start`
 RUN_PROJECTIONS = 1
 RUN_API_PORT = 8080  # `streamledger api`'s default port (api/settings.py)
@@ -96,6 +98,7 @@ class ScrapeTargets:
     verifiers: tuple[int, ...] = ()
     apis: tuple[int, ...] = ()  # `streamledger api` serves /metrics on its own HTTP port
     supervisors: tuple[int, ...] = ()  # `streamledger run`: the port after the last child's
+    reconcilers: tuple[int, ...] = ()  # after the supervisor's and the webhook dispatchers'
 
     def by_job(self) -> dict[str, tuple[int, ...]]:
         return {
@@ -104,6 +107,7 @@ class ScrapeTargets:
             VERIFY_JOB: self.verifiers,
             API_JOB: self.apis,
             SUPERVISOR_JOB: self.supervisors,
+            RECONCILE_JOB: self.reconcilers,
         }
 
 
@@ -115,12 +119,18 @@ def port_plan(
     verifiers: int = 0,
     api_port: int | None = None,
     supervisor: bool = False,
+    notifiers: int = 0,
+    reconcilers: int = 0,
 ) -> ScrapeTargets:
     """``streamledger run``'s ports: processors from ``metrics_port`` on, consecutive, then the
     projections, then a verifier (``verify --every-s``) if it runs one, then the supervisor
-    itself; the API, if it runs, on its own ``api_port`` (``docs/metrics.md``)."""
+    itself, then the webhook dispatchers (not scraped yet), then the reconciliation matchers and,
+    with any, the reconciliation projection; the API, if it runs, on its own ``api_port``
+    (``docs/metrics.md``)."""
     first = settings.metrics_port
     after_children = first + processors + projections + verifiers
+    reconcile_first = after_children + 1 + notifiers
+    reconcile_processes = reconcilers + 1 if reconcilers else 0  # + the projection
     return ScrapeTargets(
         processors=tuple(range(first, first + processors)),
         projections=tuple(range(first + processors, first + processors + projections)),
@@ -129,6 +139,7 @@ def port_plan(
         ),
         apis=() if api_port is None else (api_port,),
         supervisors=(after_children,) if supervisor else (),
+        reconcilers=tuple(range(reconcile_first, reconcile_first + reconcile_processes)),
     )
 
 

@@ -31,6 +31,8 @@ def scrape_targets(settings: Settings, run: RunSettings) -> ScrapeTargets:
         verifiers=run.verifiers,
         api_port=run.api_port if run.api else None,
         supervisor=True,  # `streamledger run` serves its own /metrics after the children's
+        notifiers=run.notifiers,
+        reconcilers=run.reconcilers,
     )
 
 

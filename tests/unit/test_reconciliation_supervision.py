@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.local_prometheus import scrape_targets
 from pipeline.supervisor import (
     RECONCILE_PROJECTION_ROLE,
     RECONCILE_ROLE,
@@ -40,7 +41,11 @@ def test_reconcilers_take_the_ports_after_the_notifiers(tmp_path: Path) -> None:
     assert ROLE_DEPENDENCIES[RECONCILE_PROJECTION_ROLE] == ("kafka", "postgresql")
     assert ROLE_HEARTBEATS[RECONCILE_ROLE] == HEARTBEAT_SERIES
     assert ROLE_HEARTBEATS[RECONCILE_PROJECTION_ROLE] == PROJECTION_HEARTBEAT_SERIES
+    run = RunSettings(processors=1, projections=1, notifiers=1, reconcilers=2)
+    scraped = scrape_targets(settings, run).by_job()["streamledger-reconcile"]
+    assert scraped == (9504, 9505, 9506)  # the local Prometheus scrapes what was planned
     without = plan_children(settings, RunSettings(processors=1, projections=1))
+    assert scrape_targets(settings, RunSettings(processors=1)).reconcilers == ()
     assert RECONCILE_PROJECTION_ROLE not in {spec.role for spec in without}
 
 
