@@ -311,6 +311,13 @@ CATEGORIES = (
 )
 
 
+# the core as cProfile names it: its sources, its generated code, and (mypyc, build/native) its
+# compiled functions, which are builtins named "<built-in method ledger.decider.step>" with path
+# "~": without those the compiled core counted as "other" (bench/README.md 2026-12-06)
+DECIDE_MARKERS = ("/ledger/", "method ledger.", "<generated ledger.", "schemas/limits.py",
+                  "schemas.limits", "schemas/model.py", "hashlib", "heapq")  # fmt: skip
+
+
 def profile_categories(profiler: cProfile.Profile) -> dict[str, float]:
     """Own time (tottime) of the profiled processor thread, grouped into decode / decide /
     encode / Kafka calls / the rest (loop, metrics, bookkeeping)."""
@@ -326,8 +333,7 @@ def profile_categories(profiler: cProfile.Profile) -> dict[str, float]:
                 category = name
                 break
         else:
-            if any(part in path for part in ("/ledger/", "schemas/limits.py",
-                                             "schemas/model.py", "hashlib", "heapq")):  # fmt: skip
+            if any(part in label for part in DECIDE_MARKERS):
                 category = "decide"
         if "codec.py" in path and category == "other":
             category = "encode"
