@@ -78,6 +78,7 @@ def synthetic_camt053(
 ) -> SyntheticStatement:
     """The statement of ``movements`` (one account's, in log order) with the perturbations above."""
     assert movements and 0 <= missing_share < 1 and mismatched >= 0 and extra >= 0
+    mismatched = min(mismatched, len(movements))
     order = list(range(len(movements)))
     rng.shuffle(order)
     missing_count = min(int(len(movements) * missing_share), len(movements) - mismatched)
@@ -112,7 +113,11 @@ def synthetic_camt053(
         movements_unmatched=missing_count + len(altered),
         balance_difference=closing - ledger_balance,
     )
-    document = camt053_document(entries, iban=iban, currency=currency, asset_scale=asset_scale)
+    # the period covers every movement's day, also when all of a day's entries are perturbed
+    days = [entry.day for entry in entries] + [movement.date_days for movement in movements]
+    document = camt053_document(
+        entries, (min(days), max(days)), iban=iban, currency=currency, asset_scale=asset_scale
+    )
     return SyntheticStatement(content=document.encode("utf-8"), expected=expected)
 
 
@@ -130,9 +135,10 @@ def balance_element(code: str, amount: int, day: int, currency: str, asset_scale
     )
 
 
-def camt053_document(entries: list[Entry], *, iban: str, currency: str, asset_scale: int) -> str:
-    first = min(entry.day for entry in entries)
-    last = max(entry.day for entry in entries)
+def camt053_document(
+    entries: list[Entry], period: tuple[int, int], *, iban: str, currency: str, asset_scale: int
+) -> str:
+    first, last = period
     rows = [
         f"<Ntry><NtryRef>{number}</NtryRef>"
         f'<Amt Ccy="{currency}">{decimal_text(entry.amount, asset_scale)}</Amt>'
