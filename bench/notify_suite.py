@@ -2,7 +2,7 @@
 
 Against a fresh topic prefix and a fresh, migrated scratch database on the stack the settings
 point at, one tenant, one endpoint subscribed to every event type, one receiver
-(``http.server`` in a thread of this process, answering 204 at once, on 127.0.0.1 in
+(``bench.webhook_receiver`` in a process of its own, answering 204 at once, on 127.0.0.1 in
 ``PORT_FIRST..PORT_LAST``). Events are built by the pure core and produced straight into
 ``ledger.events`` (no processor: the dispatcher is what is measured).
 
@@ -34,16 +34,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
+import json
 import os
 import subprocess
 import sys
-import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -53,6 +52,7 @@ from confluent_kafka import Producer
 from bench.bench_projection import backend_cpu_s, build_events
 from bench.processor_suite import REPO_ROOT, stop_process
 from bench.results import BenchRun
+from bench.webhook_receiver import ARRIVALS_PATH
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from notifications.payloads import event_body
 from notifications.signing import (
@@ -60,7 +60,6 @@ from notifications.signing import (
     SIGNATURE_HEADER,
     new_secret,
     signature_header,
-    signature_problem,
 )
 from notifications.transport import EndpointConnection
 from schemas.codec import encode_event
@@ -78,7 +77,8 @@ WARMUP_S = 1.0
 ARRIVAL_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 120.0
 BASELINE_REQUESTS = 2_000
-SIGNATURE_SAMPLE_EVERY = 100  # the receiver checks every 100th signature (HMAC costs CPU)
+ARRIVALS_POLL_S = 0.05
+CONTROL_TIMEOUT_S = 10.0
 PRODUCE_POLL_S = 0.0005
 DEFAULT_RATES = (250, 1_000)
 DEFAULT_DURATION_S = 8.0
@@ -107,76 +107,54 @@ PERCENTILES = (("p50", 0.50), ("p99", 0.99))
 
 @dataclass
 class Arrivals:
-    """What the receiver got: the first arrival instant (time.time()) per delivery id."""
+    """What the receiver got, mirrored from its process (``bench.webhook_receiver``): the first
+    arrival instant (``time.time()``) per delivery id, and the counters."""
 
     secret: str
+    control_url: str = ""
     first_at: dict[str, float] = field(default_factory=dict)
     requests: int = 0
     bad_signatures: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def note(self, delivery_id: str, header: str, body: bytes) -> None:
-        at = time.time()
-        with self.lock:
-            self.requests += 1
-            self.first_at.setdefault(delivery_id, at)
-            check = self.requests % SIGNATURE_SAMPLE_EVERY == 0
-        if check and signature_problem(self.secret, header, body, now_s=int(at)) is not None:
-            with self.lock:
-                self.bad_signatures += 1
+    def refresh(self) -> None:
+        """Take the arrivals the receiver noted since the last refresh."""
+        query = f"{self.control_url}?from={len(self.first_at)}"
+        with urllib.request.urlopen(query, timeout=CONTROL_TIMEOUT_S) as answer:
+            state = json.load(answer)
+        self.first_at.update((delivery_id, at) for delivery_id, at in state["arrivals"])
+        self.requests = state["requests"]
+        self.bad_signatures = state["bad_signatures"]
 
     def wait_for(self, delivery_ids: Sequence[str], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                if all(delivery_id in self.first_at for delivery_id in delivery_ids):
-                    return True
-            time.sleep(0.05)
-        return False
-
-
-def handler_for(arrivals: Arrivals) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # one small answer per request: no 40 ms ACK waits
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            arrivals.note(
-                self.headers.get(DELIVERY_ID_HEADER, ""),
-                self.headers.get(SIGNATURE_HEADER, ""),
-                body,
-            )
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    return Handler
+        while True:
+            self.refresh()
+            if all(delivery_id in self.first_at for delivery_id in delivery_ids):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(ARRIVALS_POLL_S)
 
 
 @contextmanager
 def running_receiver(arrivals: Arrivals) -> Iterator[str]:
-    """A receiver on the first free port of the range; yields its URL."""
-    for port in range(PORT_FIRST, PORT_LAST + 1):
-        try:
-            server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(arrivals))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                continue
-            raise
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{port}/hooks"
-        finally:
-            server.shutdown()
-            server.server_close()
-        return
-    raise RuntimeError(f"no free port in {PORT_FIRST}..{PORT_LAST}")
+    """``bench.webhook_receiver`` in a child process on a free port of the range; yields the
+    URL the endpoint posts to (and points ``arrivals`` at its control path)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.webhook_receiver", f"--port-first={PORT_FIRST}",
+         f"--port-last={PORT_LAST}", f"--secret={arrivals.secret}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().decode().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the webhook receiver did not start (exit {process.wait()})")
+        base = url.rsplit("/", 1)[0]
+        arrivals.control_url = f"{base}{ARRIVALS_PATH}"
+        yield url
+    finally:
+        stop_process(process)
 
 
 @dataclass

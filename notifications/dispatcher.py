@@ -120,7 +120,11 @@ class Dispatcher:
         self.store = DeliveryStore(settings.database_dsn, pool_size_max=notify.pool_size_max)
         self.positions = PositionBook()
         self.recorder = DeliveredRecorder(
-            self.store, self.positions, metrics, batch_rows_max=notify.record_batch_rows_max
+            self.store,
+            self.positions,
+            metrics,
+            batch_rows_max=notify.record_batch_rows_max,
+            linger_s=notify.record_linger_s,
         )
         self.rng = random.Random(seed)  # noqa: S311  jitter, not secrets
         self.workers: dict[tuple[str, str], EndpointWorker] = {}

@@ -84,6 +84,12 @@ class NotifySettings:
             1, 100_000, "rows", "delivered rows waiting for their batch's transaction at most"
         ),
     )
+    record_linger_ms: int = field(
+        default=20,
+        metadata=limit(
+            0, 1_000, "ms", "a batch of delivered rows gathers this long after its first row"
+        ),
+    )
     pool_size_max: int = field(
         default=8, metadata=limit(1, 64, "connections", "connections to PostgreSQL")
     )
@@ -94,6 +100,10 @@ class NotifySettings:
 
     def __post_init__(self) -> None:
         check_declared(self)
+
+    @property
+    def record_linger_s(self) -> float:
+        return self.record_linger_ms / 1000
 
     @property
     def delivery_timeout_s(self) -> float:

@@ -59,12 +59,15 @@ class StandInStore:
         return item.offset in self.positions._partitions[PARTITION].held
 
 
-def recorder_with(store: StandInStore, positions: PositionBook) -> DeliveredRecorder:
+def recorder_with(
+    store: StandInStore, positions: PositionBook, *, linger_s: float = 0.0
+) -> DeliveredRecorder:
     return DeliveredRecorder(
         store,  # type: ignore[arg-type]  # the stand-in has DeliveryStore.store only
         positions,
         NotifyMetrics(),
         batch_rows_max=3,
+        linger_s=linger_s,
     )
 
 
@@ -127,6 +130,44 @@ def test_a_full_buffer_makes_a_worker_wait_for_room() -> None:
         task = asyncio.create_task(recorder.run())
         await asyncio.wait_for(waiting, 5.0)
         assert await recorder.drain(5.0)
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_trickle_of_rows_lingers_into_one_batch() -> None:
+    async def scenario() -> None:
+        positions = PositionBook()
+        store = StandInStore(positions)
+        recorder = recorder_with(store, positions, linger_s=0.5)
+        task = asyncio.create_task(recorder.run())
+        for offset in range(2):  # two rows a little apart, fewer than a full batch
+            positions.read(PARTITION, offset)
+            positions.hold(PARTITION, offset)
+            recorder.add(delivery(offset + 1, offset), Attempt(STATUS_DELIVERED))
+            await asyncio.sleep(0.05)
+        assert store.batches == []  # still lingering: nothing written, nothing released
+        assert positions.to_commit().get(PARTITION, 0) == 0  # no offset passed
+        assert await recorder.drain(5.0)
+        assert store.batches == [[1, 2]] and positions.to_commit() == {PARTITION: 2}
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_full_batch_ends_the_linger_at_once() -> None:
+    async def scenario() -> None:
+        positions = PositionBook()
+        store = StandInStore(positions)
+        recorder = recorder_with(store, positions, linger_s=60.0)
+        task = asyncio.create_task(recorder.run())
+        for offset in range(3):  # batch_rows_max rows
+            positions.read(PARTITION, offset)
+            positions.hold(PARTITION, offset)
+            recorder.add(delivery(offset + 1, offset), Attempt(STATUS_DELIVERED))
+            await asyncio.sleep(0)
+        assert await recorder.drain(5.0)  # long before the minute's linger
+        assert store.batches == [[1, 2, 3]]
         task.cancel()
 
     asyncio.run(scenario())
