@@ -9,6 +9,7 @@ nothing; a restarted projection writes no row twice."""
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections import Counter
@@ -23,10 +24,16 @@ import pytest
 from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
 from streamledger.settings import Settings
+from tests.conftest import run_streamledger
 from tests.system.free_ports import free_port_range
 from tests.system.processor_harness import produce_commands, wait_until_consumed
 from tests.system.test_reconciliation import (
+    KILL_EXTRA,
+    KILL_MISSING,
+    KILL_TRANSFERS,
     MatcherProcess,
+    all_results,
+    kill_workload,
     ledger_commands,
     read_records,
     statement_file,
@@ -228,3 +235,85 @@ def test_results_in_postgresql_and_through_the_api(
     time.sleep(2.0)
     assert row_counts(stack.settings, tenant) == (1, LINES, RESULTS)
     assert matcher.stop() == 0, matcher.log()
+
+
+KILL_RESULTS = KILL_TRANSFERS + KILL_EXTRA  # matched, not on the statement, no ledger movement
+KILL_LINES = KILL_TRANSFERS - KILL_MISSING + KILL_EXTRA
+
+
+@pytest.fixture
+def database_settings(projection_settings: Settings) -> Iterator[Settings]:
+    """Fresh topics and a fresh database; the reconciliation topics deleted afterwards."""
+    yield projection_settings
+    delete_topics(
+        projection_settings,
+        [projection_settings.topic(name) for name in (STATEMENTS_TOPIC, RECONCILIATION_TOPIC)],
+    )
+
+
+def test_a_killed_projection_writes_each_row_once(
+    database_settings: Settings, tmp_path: Path
+) -> None:
+    """``kill -9`` of the reconciliation projection mid-run (one record per transaction), then a
+    restart: every line and result is in PostgreSQL exactly once (decision 0074)."""
+    settings = database_settings
+    tenant = f"killp{uuid.uuid4().hex[:6]}"
+    commands, statement = kill_workload(tenant)
+    produce_commands(settings, commands)
+    processor = ProcessorProcess(settings, "a", tmp_path)
+    try:
+        wait_until_consumed(settings, CONSUME_TIMEOUT_S, [processor])
+    finally:
+        assert processor.stop() == 0, processor.log()
+    path = tmp_path / "statement.csv"
+    path.write_bytes(statement)
+    imported = run_streamledger(
+        ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
+    )
+    assert imported.returncode == 0, imported.stderr
+    matcher = MatcherProcess(settings, tmp_path, ("--date-window-days=0", "--batch-wait-ms=20"))
+    try:
+        deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+        while len(all_results(settings, [tenant])) < KILL_RESULTS:
+            assert matcher.process.poll() is None, matcher.log()
+            assert time.monotonic() < deadline, matcher.log()
+            time.sleep(0.5)
+    finally:
+        assert matcher.stop() == 0, matcher.log()
+    flags = ["reconcile", "project", "--batch-records-max=1", "--batch-wait-ms=1"]
+    first = ChildProcess(settings, flags, tmp_path / "projection-1.log")
+    try:
+        deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+        while row_counts(settings, tenant)[2] < 5:
+            assert first.process.poll() is None, first.log()
+            assert time.monotonic() < deadline, first.log()
+            time.sleep(0.05)
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=30)
+    assert row_counts(settings, tenant) != (1, KILL_LINES, KILL_RESULTS), "finished before"
+    second = ChildProcess(settings, flags, tmp_path / "projection-2.log")
+    try:
+        deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+        while row_counts(settings, tenant) != (1, KILL_LINES, KILL_RESULTS):
+            assert second.process.poll() is None, second.log()
+            assert time.monotonic() < deadline, (row_counts(settings, tenant), second.log())
+            time.sleep(0.2)
+        time.sleep(1.0)  # anything written twice would show (or stop the projection) now
+        assert second.process.poll() is None, second.log()
+    finally:
+        second.stop()
+    assert row_counts(settings, tenant) == (1, KILL_LINES, KILL_RESULTS)
+    with psycopg.connect(settings.database_dsn) as connection:
+        states = connection.execute(
+            "SELECT state, reason, count(*) FROM ledger.reconciliation_results"
+            " WHERE tenant_id = %s GROUP BY 1, 2",
+            (tenant,),
+        ).fetchall()
+    assert Counter({(state, reason): count for state, reason, count in states}) == Counter(
+        {
+            ("matched", "matched"): KILL_TRANSFERS - KILL_MISSING,
+            ("unmatched", "not_on_statement"): KILL_MISSING,
+            ("unmatched", "no_ledger_movement"): KILL_EXTRA,
+        }
+    )
