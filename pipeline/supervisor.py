@@ -90,6 +90,16 @@ RECONCILE_ROLE = "reconcile"
 RECONCILE_PROJECTION_ROLE = "reconcile-projection"
 STATE_FILE_NAME = "pipeline.json"
 PROCESSES_MAX = 32  # per role; each is a Python process with its own Kafka clients
+AUTO = "auto"
+
+
+def usable_cores() -> int:
+    """``--processors auto``: the cores this process may run on (its CPU affinity, so a
+    container's or taskset's limit counts), at most ``PROCESSES_MAX``. One processor per core:
+    each is one Python process, busy on one core at a time (decision 0080)."""
+    return max(1, min(len(os.sched_getaffinity(0)), PROCESSES_MAX))
+
+
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # What each role needs before it can start, and which heartbeat says it makes progress.
 ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
@@ -119,7 +129,14 @@ class RunSettings:
     from it (decision 0035); ``__post_init__`` checks every value, however the object is built."""
 
     processors: int = field(
-        default=2, metadata=limit(0, PROCESSES_MAX, "processes", "processor processes")
+        default=2,
+        metadata=limit(
+            0,
+            PROCESSES_MAX,
+            "processes",
+            "processor processes; auto: one per usable core",
+            named_values=((AUTO, usable_cores),),
+        ),
     )
     projections: int = field(
         default=1, metadata=limit(0, PROCESSES_MAX, "processes", "projection processes")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Protocol, TypeAlias
 
 from streamledger import __version__
@@ -71,7 +72,15 @@ def argument_type(declaration: Declaration) -> Callable[[str], object]:
     when the settings are built, naming the setting); as given, for text settings."""
     if not declaration.is_limit:
         return str
+    if declaration.named_values:
+        return partial(named_or_whole_number, declaration)
     return decimal_number if declaration.decimal else whole_number
+
+
+def named_or_whole_number(declaration: Declaration, text: str) -> int:
+    """An argparse ``type`` for a limit with ``named_values``: a word of them, or digits."""
+    value = declaration.named_value(text)
+    return whole_number(text) if value is None else value
 
 
 def add_declared_arguments(
@@ -99,6 +108,8 @@ def add_declared_arguments(
 def metavar(declaration: Declaration) -> str:
     if not declaration.is_limit:
         return "TEXT"
+    if declaration.named_values:
+        return "|".join(("N", *(word for word, _ in declaration.named_values)))
     if not declaration.decimal:
         return "N"
     return "SECONDS" if declaration.unit == "s" else "NUMBER"

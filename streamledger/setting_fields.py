@@ -59,6 +59,8 @@ class Declaration:
     environment: bool = False  # backed by STREAMLEDGER_<NAME>
     flag_name: str = ""  # when the flag is not --<name-with-dashes> (kept for compatibility)
     default_text: str = ""  # shown in --help instead of the field's default (e.g. "now")
+    # limits: words that stand for a number worked out when read, e.g. ("auto", usable_cores)
+    named_values: tuple[tuple[str, Callable[[], int]], ...] = ()
     name: str = ""
     default: object = None
     has_default: bool = False
@@ -80,6 +82,7 @@ class Declaration:
         details: list[str] = []
         if self.is_limit:
             details.append(f"{self.unit}, {self.bounds()}" if self.unit else self.bounds())
+            details.extend(f"or {word}" for word, _ in self.named_values)
         elif self.unit:
             details.append(self.unit)
         if self.default_text:
@@ -99,7 +102,8 @@ class Declaration:
     def parse_text(self, text: str) -> object:
         """The value written as ``text`` (a flag or a variable); ``ValueError`` says why not."""
         if self.is_limit:
-            value = parse_decimal(text) if self.decimal else parse_whole_number(text)
+            named = self.named_value(text)
+            value: float = named if named is not None else self.parse_number(text)
             problem = self.problem(value)
             if problem is not None:
                 raise ValueError(problem)
@@ -107,6 +111,17 @@ class Declaration:
         if self.parse is None:
             return text
         return self.parse(text)
+
+    def parse_number(self, text: str) -> float:
+        return parse_decimal(text) if self.decimal else parse_whole_number(text)
+
+    def named_value(self, text: str) -> int | None:
+        """The number a word of ``named_values`` stands for (worked out now), or None."""
+        word = text.strip()
+        for name, value_of in self.named_values:
+            if word == name:
+                return value_of()
+        return None
 
     def problem(self, value: object) -> str | None:
         """Why ``value`` is not a valid value of this setting, or None."""
@@ -144,8 +159,10 @@ def limit(
     environment: bool = False,
     flag: str = "",
     default_text: str = "",
+    named_values: tuple[tuple[str, Callable[[], int]], ...] = (),
 ) -> dict[str, Declaration]:
-    """A whole-number setting in ``minimum..maximum``: a field's ``metadata``."""
+    """A whole-number setting in ``minimum..maximum``: a field's ``metadata``; ``named_values``
+    are words that may stand for a number (worked out when read, then range-checked)."""
     declaration = Declaration(
         help=help,
         unit=unit,
@@ -154,6 +171,7 @@ def limit(
         environment=environment,
         flag_name=flag,
         default_text=default_text,
+        named_values=named_values,
     )
     return {METADATA_KEY: declaration}
 

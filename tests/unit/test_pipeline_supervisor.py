@@ -342,3 +342,27 @@ def test_the_dlq_figure_comes_from_the_dlq_source_not_the_counters(tmp_path: Pat
     assert "| dlq 5 |" in reporter.line()
     assert "| dlq 7+ (counting) |" in reporter.line()
     assert "| dlq ? |" in reporter.line()
+
+
+def test_processors_auto_is_one_per_usable_core_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from pipeline.supervisor import PROCESSES_MAX
+    from streamledger.cli_parser import add_declared_arguments
+    from streamledger.setting_fields import declaration_of
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_declared_arguments(parser, RunSettings, dest_prefix="run_")
+
+    def processors(text: str) -> int:
+        value = parser.parse_args(["--processors", text]).run_processors
+        return RunSettings(processors=value).processors
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert processors("auto") == 3  # the affinity, not os.cpu_count
+    assert processors("5") == 5
+    assert declaration_of(RunSettings, "processors").parse_text(" auto ") == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(PROCESSES_MAX + 8)))
+    assert processors("auto") == PROCESSES_MAX
+    with pytest.raises(argparse.ArgumentError, match="'many' is not a whole number"):
+        processors("many")
