@@ -19,26 +19,18 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
-from reconciliation.importer import ImportStatus, account_terms, import_statement
+from reconciliation.importer import ImportStatus, import_statement, terms_of
 from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
-from reconciliation.matching import DEFAULT_EXTERNAL_REFERENCE_KEY, Movement, movements_of
 from reconciliation.metrics import ReconcilerMetrics
-from reconciliation.partition_reader import read_partition
 from reconciliation.report import ReconciliationReport, render
-from reconciliation.report_reading import load_report
+from reconciliation.report_reading import account_movements, load_report
 from reconciliation.statement import StatementFormat, StatementRejected
 from reconciliation.synthetic_statement import Expected, synthetic_camt053
-from reconciliation.topics import ensure_topics
-from schemas.codec import decode_event
-from schemas.keys import command_key, partition_for
-from schemas.topics import EVENTS_TOPIC
 from streamledger.settings import Settings
 
 MIRROR_ACCOUNT: Final = "funding"  # loadgen's account every customer is funded from
 DEMO_IBAN: Final = "DE00STREAMLEDGERDEMO0000"
-READ_TIMEOUT_S: Final = 120.0
 MATCHED_TIMEOUT_S: Final = 180.0  # the matcher restores its partitions, then decides
 POLL_S: Final = 2.0
 STOP_TIMEOUT_S: Final = 30.0
@@ -66,26 +58,6 @@ class MatcherThread:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(STOP_TIMEOUT_S)
-
-
-def mirror_movements(settings: Settings, tenant_id: str) -> list[Movement]:
-    """The posted movements of the tenant's ``funding`` account, in log order."""
-    partition = partition_for(command_key(tenant_id), ensure_topics(settings))
-    connection = client_config(settings, RECONCILER_PRINCIPAL)
-    prefix = f"{tenant_id}/".encode()
-    found: list[Movement] = []
-    for record in read_partition(
-        connection, settings.topic(EVENTS_TOPIC), partition, timeout_s=READ_TIMEOUT_S
-    ):
-        if record.value is None or record.key is None or not record.key.startswith(prefix):
-            continue
-        event = decode_event(record.value)
-        found += [
-            movement
-            for movement in movements_of(event, DEFAULT_EXTERNAL_REFERENCE_KEY)
-            if movement.account_id == MIRROR_ACCOUNT
-        ]
-    return found
 
 
 def decided(report: ReconciliationReport, movements: int) -> bool:
@@ -125,12 +97,10 @@ def reconciliation_lines(
     settings: Settings, tenant_id: str, *, seed: int
 ) -> tuple[bool, list[str]]:
     """Import, match and summarize; (ok, the lines to print)."""
-    movements = mirror_movements(settings, tenant_id)
+    movements = account_movements(settings, tenant_id=tenant_id, account_id=MIRROR_ACCOUNT)
     if not movements:
         return False, [f"    {tenant_id}/{MIRROR_ACCOUNT} has no posted movement to reconcile"]
-    partition = partition_for(command_key(tenant_id), ensure_topics(settings))
-    connection = client_config(settings, RECONCILER_PRINCIPAL)
-    terms = account_terms(settings, connection, tenant_id, MIRROR_ACCOUNT, partition)
+    terms = terms_of(settings, tenant_id, MIRROR_ACCOUNT)
     assert not isinstance(terms, StatementRejected), terms
     synthetic = synthetic_camt053(
         movements, iban=DEMO_IBAN, currency=terms.currency, asset_scale=terms.asset_scale,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import signal
 import sys
 import threading
@@ -12,15 +13,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from reconciliation.amounts import date_days
-from reconciliation.importer import ImportStatus, import_statement, request_manual_match
+from reconciliation.importer import (
+    ImportStatus,
+    import_statement,
+    request_manual_match,
+    terms_of,
+)
 from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
 from reconciliation.matching import ManualMatch
 from reconciliation.metrics import ReconcilerMetrics, ReconciliationProjectionMetrics
 from reconciliation.projection import ReconciliationProjection
 from reconciliation.report import render
-from reconciliation.report_reading import load_report
-from reconciliation.statement import StatementFormat
+from reconciliation.report_reading import account_movements, load_report
+from reconciliation.statement import StatementFormat, StatementRejected
+from reconciliation.synthetic_statement import (
+    EXTRA_DEFAULT,
+    MISMATCHED_DEFAULT,
+    MISSING_SHARE_DEFAULT,
+    synthetic_camt053,
+)
 from streamledger.cli_parser import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -48,6 +60,8 @@ FORMATS_BY_NAME: Final = {
     "bai2": StatementFormat.BAI2,
 }
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SYNTHETIC_IBAN: Final = "DE00STREAMLEDGERSYNTHETIC"
+PERTURBATIONS_MAX: Final = 10_000  # wrong-amount or extra entries asked for
 
 
 def register(subparsers: Subparsers) -> None:
@@ -92,6 +106,7 @@ def register(subparsers: Subparsers) -> None:
     matching.add_argument("--actor", required=True, help="who matches them")
     matching.add_argument("--note", default="", help="why")
     matching.set_defaults(handler=run_manual_match)
+    register_synthesize(parts)
     reconcile = subparsers.add_parser(
         "reconcile",
         help="run the reconciliation matcher (statement lines against ledger movements)",
@@ -250,4 +265,76 @@ def run_projection(
     finally:
         if endpoint is not None:
             endpoint.stop()
+    return EXIT_OK
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not in [0, 1)")
+    return value
+
+
+def perturbations(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) <= PERTURBATIONS_MAX):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number in 0..{PERTURBATIONS_MAX}"
+        )
+    return int(text)
+
+
+def register_synthesize(parts: Subparsers) -> None:
+    synthesize = parts.add_parser(
+        "synthesize",
+        help="write a synthetic camt.053 statement of an account's ledger movements (load, demo)",
+        description=(
+            "The bank's view of the account's posted movements on ledger.events, with seeded"
+            " perturbations: a share missing, some booked one minor unit higher a day early,"
+            " some the ledger never booked. Opening balance 0, closing = the entries. Import it"
+            " with `statements import`; `reconcile report` must show what this prints."
+        ),
+    )
+    synthesize.add_argument("--tenant", required=True, help="the tenant")
+    synthesize.add_argument("--account", required=True, help="the ledger's bank-mirror account")
+    synthesize.add_argument("--output", type=Path, required=True, help="the file to write")
+    synthesize.add_argument("--seed", type=int, default=20, help="the perturbations' seed")
+    synthesize.add_argument(
+        "--missing-share", type=share, default=MISSING_SHARE_DEFAULT,
+        help="share of the movements the bank never booked",
+    )  # fmt: skip
+    synthesize.add_argument(
+        "--mismatched", type=perturbations, default=MISMATCHED_DEFAULT,
+        help="movements booked one minor unit higher, a day early",
+    )  # fmt: skip
+    synthesize.add_argument(
+        "--extra", type=perturbations, default=EXTRA_DEFAULT,
+        help="entries the ledger never booked",
+    )  # fmt: skip
+    synthesize.set_defaults(handler=run_synthesize)
+
+
+def run_synthesize(arguments: argparse.Namespace, settings: Settings) -> int:
+    movements = account_movements(
+        settings, tenant_id=arguments.tenant, account_id=arguments.account
+    )
+    if not movements:
+        raise SettingError(f"{arguments.tenant}/{arguments.account} has no posted movement")
+    # the account's terms, as the importer reads them: the amounts are its minor units
+    terms = terms_of(settings, arguments.tenant, arguments.account)
+    if isinstance(terms, StatementRejected):
+        raise SettingError(terms.message())
+    synthetic = synthetic_camt053(
+        movements, iban=SYNTHETIC_IBAN, currency=terms.currency, asset_scale=terms.asset_scale,
+        rng=random.Random(arguments.seed),  # noqa: S311 - a reproducible workload, not secrets
+        missing_share=arguments.missing_share, mismatched=arguments.mismatched,
+        extra=arguments.extra,
+    )  # fmt: skip
+    arguments.output.write_bytes(synthetic.content)
+    expected = synthetic.expected
+    sys.stdout.write(
+        f"{arguments.output}: {expected.lines} entries from {len(movements)} movements;"
+        f" reconciliation must find {expected.lines_matched} matched,"
+        f" {expected.lines_unmatched} lines and {expected.movements_unmatched} movements"
+        f" unmatched, a balance difference of {expected.balance_difference}\n"
+    )
     return EXIT_OK

@@ -141,6 +141,15 @@ def import_statement(
     )
 
 
+def terms_of(
+    settings: Settings, tenant_id: str, account_id: str
+) -> AccountTerms | StatementRejected:
+    """``account_terms`` on the tenant's partition, with the reconciler's connection."""
+    partition = partition_for(command_key(tenant_id), ensure_topics(settings))
+    connection = client_config(settings, RECONCILER_PRINCIPAL)
+    return account_terms(settings, connection, tenant_id, account_id, partition)
+
+
 def account_terms(
     settings: Settings,
     connection: dict[str, str],

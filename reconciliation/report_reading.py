@@ -1,13 +1,19 @@
 """Reading what ``streamledger reconcile report`` summarizes: the tenant's partition of
 ``ledger.statements``, ``ledger.reconciliation`` and ``ledger.events`` (read_committed, to their
-ends now), filtered to one account."""
+ends now), filtered to one account; and an account's movements (``account_movements``), which
+``streamledger statements synthesize`` and the demo turn into a synthetic statement."""
 
 from __future__ import annotations
 
 from typing import Final
 
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
-from reconciliation.matching import ReconciliationResult
+from reconciliation.matching import (
+    DEFAULT_EXTERNAL_REFERENCE_KEY,
+    Movement,
+    ReconciliationResult,
+    movements_of,
+)
 from reconciliation.partition_reader import read_partition
 from reconciliation.records import decode
 from reconciliation.report import LedgerBalancePoint, ReconciliationReport, summarize
@@ -91,3 +97,29 @@ def _ledger_balances(
                     )
                 )
     return points
+
+
+def account_movements(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    account_id: str,
+    reference_key: str = DEFAULT_EXTERNAL_REFERENCE_KEY,
+) -> list[Movement]:
+    """The posted movements of one account on ``ledger.events``, in log order (what the matcher
+    sees of it)."""
+    partition = partition_for(command_key(tenant_id), ensure_topics(settings))
+    connection = client_config(settings, RECONCILER_PRINCIPAL)
+    prefix = f"{tenant_id}/".encode()
+    found: list[Movement] = []
+    for record in read_partition(
+        connection, settings.topic(EVENTS_TOPIC), partition, timeout_s=READ_TIMEOUT_S
+    ):
+        if record.value is None or record.key is None or not record.key.startswith(prefix):
+            continue
+        found += [
+            movement
+            for movement in movements_of(decode_event(record.value), reference_key)
+            if movement.account_id == account_id
+        ]
+    return found

@@ -317,3 +317,62 @@ def test_a_killed_projection_writes_each_row_once(
             ("unmatched", "no_ledger_movement"): KILL_EXTRA,
         }
     )
+
+
+def test_a_synthesized_statement_is_reconciled_to_its_perturbations(
+    database_settings: Settings, tmp_path: Path
+) -> None:
+    """``statements synthesize`` writes the bank's view of an account's movements with seeded
+    perturbations; imported and matched, ``reconcile report`` shows exactly them."""
+    settings = database_settings
+    tenant = f"synth{uuid.uuid4().hex[:6]}"
+    produce_commands(settings, ledger_commands(tenant))  # 5 movements on "bank"
+    processor = ProcessorProcess(settings, "a", tmp_path)
+    try:
+        wait_until_consumed(settings, CONSUME_TIMEOUT_S, [processor])
+    finally:
+        assert processor.stop() == 0, processor.log()
+    path = tmp_path / "synthetic.xml"
+    synthesized = run_streamledger(
+        ["statements", "synthesize", "--tenant", tenant, "--account", "bank",
+         "--output", str(path), "--seed", "3", "--missing-share", "0.2", "--mismatched", "1",
+         "--extra", "2"],
+        settings,
+    )  # fmt: skip
+    assert synthesized.returncode == 0, synthesized.stderr
+    assert "6 entries from 5 movements; reconciliation must find 3 matched, 3 lines and 2" in (
+        synthesized.stdout
+    ), synthesized.stdout
+    difference = synthesized.stdout.rsplit("balance difference of ", 1)[1].strip()
+    imported = run_streamledger(
+        ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
+    )
+    assert imported.returncode == 0 and "6 new" in imported.stdout, imported.stderr
+    matcher = MatcherProcess(settings, tmp_path, ("--date-window-days=0", "--batch-wait-ms=20"))
+    try:
+        deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+        # 3 matches, 3 lines and 2 movements unmatched
+        while len(all_results(settings, [tenant])) < 8:
+            assert matcher.process.poll() is None, matcher.log()
+            assert time.monotonic() < deadline, matcher.log()
+            time.sleep(0.5)
+    finally:
+        assert matcher.stop() == 0, matcher.log()
+    report = run_streamledger(
+        ["reconcile", "report", "--tenant", tenant, "--account", "bank"], settings
+    )
+    assert report.returncode == 0, report.stderr
+    rows = report.stdout.splitlines()
+    lines_at = rows.index("statement lines: 6")
+    assert rows[lines_at + 1 : lines_at + 5] == [
+        "  matched: 3",
+        "  mismatched: 0",
+        "  unmatched: 3",
+        "  open: 0",
+    ], report.stdout
+    assert rows[lines_at + 6 : lines_at + 9] == [
+        "  matched: 3",
+        "  mismatched: 0",
+        "  unmatched: 2",
+    ], report.stdout
+    assert f"difference {difference} (minor units)" in report.stdout, report.stdout
