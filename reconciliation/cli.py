@@ -300,15 +300,16 @@ def register_synthesize(parts: Subparsers) -> None:
     synthesize.add_argument("--seed", type=int, default=20, help="the perturbations' seed")
     synthesize.add_argument(
         "--missing-share", type=share, default=MISSING_SHARE_DEFAULT,
-        help="share of the movements the bank never booked",
+        help="fraction of the movements the bank never booked, 0..0.99"
+        f" (default {MISSING_SHARE_DEFAULT})",
     )  # fmt: skip
     synthesize.add_argument(
         "--mismatched", type=perturbations, default=MISMATCHED_DEFAULT,
-        help="movements booked one minor unit higher, a day early",
+        help=f"movements booked one minor unit higher, a day early, 0..{PERTURBATIONS_MAX}",
     )  # fmt: skip
     synthesize.add_argument(
         "--extra", type=perturbations, default=EXTRA_DEFAULT,
-        help="entries the ledger never booked",
+        help=f"entries the ledger never booked, 0..{PERTURBATIONS_MAX}",
     )  # fmt: skip
     synthesize.set_defaults(handler=run_synthesize)
 
