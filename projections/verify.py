@@ -36,7 +36,10 @@ checks, per tenant:
   0009) and ``transaction_metadata`` (0013) hold exactly one row per metadata entry of what the
   log creates — an account, a transfer, a transaction and each of its postings
   ``{transaction_id}/{i}`` — with the creating event's sequence, none missing, none extra
-  (decision 0078): a search answers from these rows alone.
+  (decision 0078): a search answers from these rows alone;
+- ``ledger.notifications`` holds exactly the balance-monitor notifications the log causes
+  (``projections.verify_notifications``: each recomputed from the events, none missing, none
+  extra, every field equal).
 
 The audit itself is pure (``TenantAudit.observe``); only ``read_log`` and ``read_database`` do I/O.
 """
@@ -59,7 +62,8 @@ from psycopg import sql
 
 from projections.sink import consumer_config
 from projections.store import ProjectionDatabaseError
-from schemas.codec import DecodeError, decode_event, record_canonical_bytes
+from projections.verify_notifications import NotificationAudit
+from schemas.codec import DecodeError, decode_event, decode_notification, record_canonical_bytes
 from schemas.event_time import to_microseconds
 from schemas.keys import command_key, partition_for
 from schemas.model import (
@@ -69,6 +73,7 @@ from schemas.model import (
     Event,
     MonitorCreated,
     MonitorDeleted,
+    Notification,
     PendingPosted,
     TransactionPending,
     TransactionPendingExpired,
@@ -78,7 +83,7 @@ from schemas.model import (
     TransferPending,
     TransferPosted,
 )
-from schemas.topics import EVENTS_TOPIC
+from schemas.topics import EVENTS_TOPIC, NOTIFICATIONS_TOPIC
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
 
@@ -187,6 +192,7 @@ class TenantAudit:
     metadata: dict[str, dict[str, tuple[int, Entries]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    notifications: NotificationAudit | None = None  # made with the first event of the chain
 
     def observe(self, event: Event, place: Place, canonical: bytes) -> None:
         """One event of the log, with the canonical bytes of its record as written."""
@@ -218,6 +224,9 @@ class TenantAudit:
         self.fold(event, where)
         self.fold_transaction(event, where)
         self.index_metadata(event)
+        if self.notifications is None:
+            self.notifications = NotificationAudit(self.tenant_id)
+        self.notifications.observe(event)
 
     def check_hash(self, event: Event, canonical: bytes, where: str) -> bool:
         digest = hashlib.sha256(event.prev_hash + canonical).digest()
@@ -518,7 +527,13 @@ def verify(settings: Settings, *, group: str) -> VerifyReport:
         (set(stored) | set(quarantines) | set(transactions or {})) - set(audits)
     ):
         audits[tenant_id] = TenantAudit(tenant_id)
+    written = read_notifications(settings, group=group, problems=log_problems)
+    for tenant_id in sorted(set(written) - set(audits)):
+        audits[tenant_id] = TenantAudit(tenant_id)
     for tenant_id, audit in audits.items():
+        notifications = audit.notifications or NotificationAudit(tenant_id)
+        notifications.compare(written.get(tenant_id, ()))
+        audit.problems.extend(notifications.problems)
         audit.judge_forks()
         audit.check_sums()
         audit.check_database(stored.get(tenant_id, {}))
@@ -538,13 +553,37 @@ class LogRecord:
     value: bytes
 
 
-def read_log(settings: Settings, *, group: str) -> Iterator[LogRecord]:
-    """Every committed record up to the end offsets taken at start."""
-    topic = settings.topic(EVENTS_TOPIC)
+def read_notifications(
+    settings: Settings, *, group: str, problems: list[str]
+) -> dict[str, list[Notification]]:
+    """``ledger.notifications`` per tenant (none on a stack from before schemas v1.5); a record
+    that is not a notification is a problem of the log."""
+    written: dict[str, list[Notification]] = defaultdict(list)
+    records = read_log(settings, group=group, topic_name=NOTIFICATIONS_TOPIC, required=False)
+    for record in records:
+        try:
+            notification = decode_notification(record.value)
+        except DecodeError as exc:
+            problems.append(
+                f"{record.topic}[{record.partition}]@{record.offset} is not a notification: {exc}"
+            )
+            continue
+        written[notification.tenant_id].append(notification)
+    return written
+
+
+def read_log(
+    settings: Settings, *, group: str, topic_name: str = EVENTS_TOPIC, required: bool = True
+) -> Iterator[LogRecord]:
+    """Every committed record up to the end offsets taken at start (nothing from a topic that
+    does not exist and is not ``required``)."""
+    topic = settings.topic(topic_name)
     consumer = Consumer(consumer_config(settings, group, partition_eof=True))
     try:
         metadata = consumer.list_topics(topic, timeout=WATERMARK_TIMEOUT_S).topics.get(topic)
         if metadata is None or metadata.error is not None:
+            if not required:
+                return
             raise InfraError(f"topic {topic} not found")
         ends = {}
         for partition in sorted(metadata.partitions):
