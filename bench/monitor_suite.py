@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 from collections.abc import Iterator
 from typing import Final
 
@@ -178,9 +177,7 @@ def cpu_ratio(without: Workload, watched: Workload) -> float:
 
 
 def _last(run: BenchRun, workload_name: str) -> float:
-    figure = run.find("processor", f"StreamLedger EOS ({workload_name})")
-    assert figure is not None and figure.values, f"no figure for {workload_name}"
-    return figure.values[-1]
+    return run.last("processor", f"StreamLedger EOS ({workload_name})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
     run_monitors(run, load_settings(), size=arguments.size, repetitions=arguments.repetitions)
-    print(run.table())
-    ratio = run.find("ratio", RATIO_FIGURE)
-    if ratio is not None and ratio.values:
-        print(f"with monitors over without: median {statistics.median(ratio.values):.2f}")
-    print(f"results: {run.write()}")
+    run.report(RATIO_FIGURE, "with monitors over without")
     return 0
 
 

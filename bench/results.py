@@ -91,6 +91,20 @@ class BenchRun:
     def find(self, group: str, name: str) -> Figure | None:
         return next((f for f in self.figures if (f.group, f.name) == (group, name)), None)
 
+    def last(self, group: str, name: str) -> float:
+        """The latest value of a figure that must exist (a suite's own, just measured)."""
+        figure = self.find(group, name)
+        assert figure is not None and figure.values, f"no figure {group}/{name}"
+        return figure.values[-1]
+
+    def report(self, ratio_name: str, ratio_label: str) -> None:
+        """A suite run on its own: the table, the median of its ratio figure, the results file."""
+        print(self.table())
+        ratio = self.find("ratio", ratio_name)
+        if ratio is not None and ratio.values:
+            print(f"{ratio_label}: median {statistics.median(ratio.values):.2f}")
+        print(f"results: {self.write()}")
+
     def table(self) -> str:
         """A Markdown table: the same text goes to the terminal and into bench/README.md."""
         lines = [
