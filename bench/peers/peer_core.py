@@ -11,11 +11,21 @@ that re-delivers a record after a crash would rebuild from its store, not from a
 from __future__ import annotations
 
 import ledger
-from processors.partition_ledger import WIRE_FORMAT
-from schemas.codec import decode_command, encode_event, encode_outcome, encode_state
+from schemas.codec import (
+    decode_command,
+    decode_outcome,
+    encode_event,
+    encode_outcome,
+    encode_state,
+    seal_event,
+)
 from schemas.keys import command_key, outcome_key, state_key
 
 Output = tuple[bytes, bytes]
+# processors.partition_ledger.WIRE_FORMAT, built here: importing the processor's adapter needs
+# confluent-kafka and prometheus-client, which the peers' virtualenvs do not have (both peers
+# failed to start in the make bench of 2026-12-06 05:27)
+WIRE_FORMAT = ledger.WireFormat(seal=seal_event, decode_outcome=decode_outcome)
 
 
 class PeerLedger:
