@@ -158,10 +158,13 @@ def _write_balances(buffer: bytearray, event: TransactionPosted) -> None:
         raise NotPlainError("balances: not a tuple")
     if balances:
         write_long(buffer, len(balances))
-        encoded = _encoded_string
+        cached = _encoded_strings.get  # inline: the call is most of a cached string's cost
         for balance in balances:
-            buffer += encoded(balance.account_id)
-            buffer += encoded(balance.currency)
+            account_id, currency = balance.account_id, balance.currency
+            if type(account_id) is not str or type(currency) is not str:
+                raise NotPlainError(f"balance of {account_id!r}: not str")
+            buffer += cached(account_id) or _encoded_string(account_id)
+            buffer += cached(currency) or _encoded_string(currency)
             write_longs(
                 buffer,
                 (
@@ -184,12 +187,16 @@ def write_postings(buffer: bytearray, postings: tuple[Posting, ...]) -> None:
         raise NotPlainError("postings: not a tuple")
     if postings:
         write_long(buffer, len(postings))
-        encoded = _encoded_string
+        cached = _encoded_strings.get  # inline: the call is most of a cached string's cost
         for posting in postings:
-            buffer += encoded(posting.debit_account_id)
-            buffer += encoded(posting.credit_account_id)
+            debit, credit = posting.debit_account_id, posting.credit_account_id
+            currency = posting.currency
+            if type(debit) is not str or type(credit) is not str or type(currency) is not str:
+                raise NotPlainError(f"posting {debit!r} -> {credit!r}: not str")
+            buffer += cached(debit) or _encoded_string(debit)
+            buffer += cached(credit) or _encoded_string(credit)
             write_long(buffer, posting.amount)
-            buffer += encoded(posting.currency)
+            buffer += cached(currency) or _encoded_string(currency)
     buffer += _EMPTY_BLOCKS
 
 
