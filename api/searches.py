@@ -25,11 +25,16 @@ from projections.search import (
     TRANSACTION_COLUMNS,
     TRANSFER_COLUMNS,
     SearchPage,
+    SequenceBounds,
+    TransactionSearch,
+    TransferSearch,
     account_statement,
+    bounds_statement,
     page_of,
     parse_account_search,
     parse_transaction_search,
     parse_transfer_search,
+    sequence_bounds,
     transaction_statement,
     transfer_statement,
 )
@@ -59,12 +64,24 @@ def page_document(
     return {"data": list(page.rows), "next_cursor": page.next_cursor, "next": next_url}
 
 
+async def period_bounds(
+    reader: ApiReader, tenant_id: str, search: TransferSearch | TransactionSearch
+) -> SequenceBounds | None:
+    """The creation sequences of the search's period (``from``/``to``), read first so the page's
+    scan starts and stops there (decision 0077); None without a period."""
+    statement = bounds_statement(tenant_id, search)
+    if statement is None:
+        return None
+    return sequence_bounds(await reader.read(tenant_id, *statement))
+
+
 async def search_transfers(
     reader: ApiReader, tenant_id: str, items: Sequence[tuple[str, str]]
 ) -> Response:
     """Transfers of the tenant matching every filter, newest first (decision 0056)."""
     search = parsed(parse_transfer_search, items)
-    rows = await reader.read(tenant_id, *transfer_statement(tenant_id, search))
+    bounds = await period_bounds(reader, tenant_id, search)
+    rows = await reader.read(tenant_id, *transfer_statement(tenant_id, search, bounds))
     page = page_of(rows, TRANSFER_COLUMNS, search.limit)
     document = page_document(TRANSFERS_PATH, items, page, search.limit)
     return Response(msgspec.json.encode(document), 200, media_type=JSON)
@@ -76,7 +93,8 @@ async def search_transactions(
     """Multi-leg transactions of the tenant matching every filter, newest first (decision
     0077)."""
     search = parsed(parse_transaction_search, items)
-    rows = await reader.read(tenant_id, *transaction_statement(tenant_id, search))
+    bounds = await period_bounds(reader, tenant_id, search)
+    rows = await reader.read(tenant_id, *transaction_statement(tenant_id, search, bounds))
     page = page_of(rows, TRANSACTION_COLUMNS, search.limit)
     document = page_document(TRANSACTIONS_PATH, items, page, search.limit)
     return Response(msgspec.json.encode(document), 200, media_type=JSON)

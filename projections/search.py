@@ -95,6 +95,31 @@ TRANSACTION_ACCOUNT_FILTER: Final = (
     " ON p.tenant_id = x.tenant_id AND p.transfer_id = posting.transfer_id"
     " WHERE p.debit_account_id = %s OR p.credit_account_id = %s)"
 )
+# The creation-time bounds again as bounds on the keyset's sequence (decision 0077): a tenant's
+# events never go back in time (a log where they do is quarantined, decision 0019), so "created
+# before T" is "created before the first event at or after T", one probe of
+# event_chain_time_idx. A search with ``from`` or ``to`` first reads these two sequences
+# (``bounds_statement``: one more round trip of ~0.1 ms), then passes them as constants: a
+# range of the metadata index's sequence column (and of the *_created_idx), so a point in time
+# starts the scan there instead of walking every newer entry, and the planner sees the real
+# range. (Inside the search's statement, a subquery in a condition is not LEAKPROOF and stays a
+# filter under row-level security, and a joined one-row relation loses the index's order.) The
+# created_at filters stay: they define the result; these only narrow the scan. A chain that
+# lacks its first links (a generation migrated after its events, decision 0032) could name a
+# later event for ``from``: its bound is used only when the chain starts at 1 (the bound for
+# ``to`` can only be looser).
+FIRST_SEQUENCE_AT_OR_AFTER: Final = (
+    "(SELECT c.sequence FROM ledger.event_chain AS c WHERE c.tenant_id = %s"
+    " AND c.effective_at >= %s ORDER BY c.effective_at, c.sequence LIMIT 1)"
+)
+SEQUENCE_LOW: Final = (
+    "(SELECT CASE WHEN min(f.sequence) = 1 THEN coalesce("
+    + FIRST_SEQUENCE_AT_OR_AFTER
+    + f", {SEQUENCE_MAX}) ELSE 0 END FROM ledger.event_chain AS f WHERE f.tenant_id = %s)"
+)
+SEQUENCE_HIGH: Final = "coalesce(" + FIRST_SEQUENCE_AT_OR_AFTER + f", {SEQUENCE_MAX})"
+SELECT_SEQUENCE_BOUNDS: Final = "SELECT {low}, {high}"
+SEQUENCE_BOUNDED: Final = " AND {table}.created_sequence >= %s AND {table}.created_sequence < %s"
 # Every filter pair but the first: checked on the row's own JSONB (a filter, not an index
 # condition: the first pair already narrowed the rows to its matches).
 MORE_METADATA_FILTER: Final = " AND {table}.metadata @> %s::jsonb"
@@ -326,9 +351,49 @@ def metadata_json(metadata: tuple[tuple[str, str], ...]) -> str:
     return json.dumps(dict(metadata), separators=(",", ":"), sort_keys=True)
 
 
-def transfer_statement(tenant_id: str, search: TransferSearch) -> Statement:
+SequenceBounds = tuple[int, int]  # created_sequence in [low, high)
+
+
+def bounds_statement(
+    tenant_id: str, search: TransferSearch | TransactionSearch
+) -> Statement | None:
+    """The statement reading the creation-sequence bounds of ``search``'s period (one row:
+    low, high), or None without ``from`` and ``to``."""
+    if search.created_from is None and search.created_to is None:
+        return None
+    low, high, parameters = "0", str(SEQUENCE_MAX), []
+    if search.created_from is not None:
+        low = SEQUENCE_LOW
+        parameters += [tenant_id, search.created_from, tenant_id]
+    if search.created_to is not None:
+        high = SEQUENCE_HIGH
+        parameters += [tenant_id, search.created_to]
+    return SELECT_SEQUENCE_BOUNDS.format(low=low, high=high), tuple(parameters)
+
+
+def sequence_bounds(rows: Sequence[Sequence[Any]]) -> SequenceBounds:
+    ((low, high),) = rows
+    return int(low), int(high)
+
+
+def bounded(
+    text: str, parameters: list[Any], table: str, bounds: SequenceBounds | None
+) -> tuple[str, list[Any]]:
+    if bounds is None:
+        return text, parameters
+    return text + SEQUENCE_BOUNDED.format(table=table), [*parameters, *bounds]
+
+
+def transfer_statement(
+    tenant_id: str, search: TransferSearch, bounds: SequenceBounds | None = None
+) -> Statement:
+    """The page's statement; ``bounds`` (from ``bounds_statement``) narrow the scan to the
+    period's sequences (the result is the same without them)."""
     statements = (TRANSFERS_ALL, TRANSFERS_BY_METADATA)
-    text, parameters = searched(tenant_id, search.metadata, "t", statements, TRANSFER_COLUMNS)
+    keyed = "m" if search.metadata else "t"
+    text, parameters = bounded(
+        *searched(tenant_id, search.metadata, "t", statements, TRANSFER_COLUMNS), keyed, bounds
+    )
     for fragment, value in (
         (FROM_FILTER, search.created_from),
         (TO_FILTER, search.created_to),
@@ -340,16 +405,21 @@ def transfer_statement(tenant_id: str, search: TransferSearch) -> Statement:
     if search.account is not None:
         text += ACCOUNT_FILTER
         parameters += [search.account, search.account]
-    columns, descending = keyset("m" if search.metadata else "t", "created_sequence", "transfer_id")
+    columns, descending = keyset(keyed, "created_sequence", "transfer_id")
     if search.after is not None:
         text += AFTER.format(keyset=columns)
         parameters += [*search.after]
     return text + ORDER.format(descending=descending), (*parameters, search.limit)
 
 
-def transaction_statement(tenant_id: str, search: TransactionSearch) -> Statement:
+def transaction_statement(
+    tenant_id: str, search: TransactionSearch, bounds: SequenceBounds | None = None
+) -> Statement:
+    """Like ``transfer_statement``, of transactions."""
     statements = (TRANSACTIONS_ALL, TRANSACTIONS_BY_METADATA)
-    text, parameters = searched(tenant_id, search.metadata, "x", statements, TRANSACTION_COLUMNS)
+    keyed = "m" if search.metadata else "x"
+    start = searched(tenant_id, search.metadata, "x", statements, TRANSACTION_COLUMNS)
+    text, parameters = bounded(*start, keyed, bounds)
     for fragment, value in (
         (TRANSACTION_FROM_FILTER, search.created_from),
         (TRANSACTION_TO_FILTER, search.created_to),
@@ -361,9 +431,7 @@ def transaction_statement(tenant_id: str, search: TransactionSearch) -> Statemen
     if search.account is not None:
         text += TRANSACTION_ACCOUNT_FILTER
         parameters += [search.account, search.account]
-    columns, descending = keyset(
-        "m" if search.metadata else "x", "created_sequence", "transaction_id"
-    )
+    columns, descending = keyset(keyed, "created_sequence", "transaction_id")
     if search.after is not None:
         text += AFTER.format(keyset=columns)
         parameters += [*search.after]

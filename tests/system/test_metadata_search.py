@@ -32,8 +32,10 @@ from projections.search import (
     AccountSearch,
     TransferSearch,
     account_statement,
+    bounds_statement,
     page_of,
     parse_search_cursor,
+    sequence_bounds,
     transfer_statement,
 )
 from schemas.event_time import to_datetime
@@ -260,8 +262,10 @@ class Projected:
     def pages(self, tenant: str, search: TransferSearch) -> list[str]:
         """Every page of ``search`` as the tenant, following the cursor; the ids in order."""
         found: list[str] = []
+        period = bounds_statement(tenant, search)  # as the API reads it (decision 0077)
+        bounds = None if period is None else sequence_bounds(self.reader.fetch(tenant, *period))
         for _ in range(PAGES_MAX):
-            statement, parameters = transfer_statement(tenant, search)
+            statement, parameters = transfer_statement(tenant, search, bounds)
             rows = self.reader.fetch(tenant, statement, parameters)
             page = page_of(rows, TRANSFER_COLUMNS, search.limit)
             found += [row["transfer_id"] for row in page.rows]

@@ -19,8 +19,10 @@ from projections.queries import QueryError
 from projections.search import (
     TRANSACTION_COLUMNS,
     TransactionSearch,
+    bounds_statement,
     page_of,
     parse_transaction_search,
+    sequence_bounds,
     transaction_statement,
 )
 
@@ -83,12 +85,30 @@ def test_the_statement_has_one_fragment_per_given_filter() -> None:
     assert "x.status" not in where
     assert "i < x.posting_count" in where  # account: on any posting
     assert "(m.created_sequence, m.transaction_id) < (%s, %s)" in where
+    assert "created_sequence >=" not in where  # no bounds given
     assert parameters == (
         "acme",
         *("channel", "web", '{"order_id":"A-17"}'),
         datetime(2026, 1, 2, tzinfo=UTC),
         *("cash", "cash", 9, "x-3", 100),
     )
+    # with the period's sequence bounds: a range of the index right after its (key, value)
+    bounded, bounded_parameters = transaction_statement("acme", search, (3, 40))
+    assert "m.value = %s AND x.metadata @> %s::jsonb AND m.created_sequence >= %s" in bounded
+    assert " AND m.created_sequence < %s AND x.created_at < %s" in bounded
+    assert bounded_parameters[:6] == ("acme", "channel", "web", '{"order_id":"A-17"}', 3, 40)
+
+
+def test_the_period_bounds_statement() -> None:
+    assert bounds_statement("acme", TransactionSearch()) is None
+    moment = datetime(2026, 1, 2, tzinfo=UTC)
+    to_only = bounds_statement("acme", TransactionSearch(created_to=moment))
+    assert to_only is not None and to_only[0].startswith("SELECT 0, coalesce((SELECT c.sequence")
+    assert to_only[1] == ("acme", moment)
+    both = bounds_statement("acme", TransactionSearch(created_from=moment, created_to=moment))
+    assert both is not None and both[0].startswith("SELECT (SELECT CASE WHEN min(f.sequence) = 1")
+    assert both[1] == ("acme", moment, "acme", "acme", moment)
+    assert sequence_bounds([(4, 9)]) == (4, 9)
     plain, plain_parameters = transaction_statement("acme", TransactionSearch(limit=5))
     assert "metadata" not in plain.split("FROM", 1)[1] and plain_parameters == ("acme", 5)
     assert plain.endswith("ORDER BY x.created_sequence DESC, x.transaction_id DESC LIMIT %s")
@@ -117,6 +137,8 @@ class RecordingReader:
 
     async def read(self, tenant_id: str, statement: str, parameters: tuple[Any, ...]) -> Any:
         self.statements.append((tenant_id, statement, parameters))
+        if statement.startswith("SELECT 0, ") or statement.startswith("SELECT (SELECT CASE"):
+            return [(0, 2**63 - 1)]  # the period's sequence bounds (decision 0077)
         return self.rows
 
 
