@@ -211,6 +211,7 @@ def test_malformed_read_parameters_are_never_500(
         (f"/v1/accounts/{segment}/entries", {"after": query, "limit": query}),
         (f"/v1/transfers/{segment}", {}),
         (f"/v1/commands/{segment}", {}),
+        ("/v1/transactions", {"from": query, "to": query, "after": query, "account": query}),
     ):
         response = client.get(url, params=params)
         assert response.status_code < 500, (url, params, response.text)
@@ -265,6 +266,14 @@ BAD_PARAMETERS: list[tuple[str, str, str]] = [
     ("POST", "/v1/transfers/t%00/void", "transfer_id"),
     ("POST", "/v1/accounts?dry_run=1", "dry_run"),
     ("POST", "/v1/transfers?amount=5", "amount"),
+    ("GET", "/v1/transactions?status=done", "status"),  # the transaction search (0077)
+    ("GET", "/v1/transactions?limit=0", "limit"),
+    ("GET", "/v1/transactions?to=soon", "to"),
+    ("GET", "/v1/transactions?from=2026-01-02&to=2026-01-01", "to"),
+    ("GET", "/v1/transactions?after=x", "after"),
+    ("GET", "/v1/transactions?account=%C2%B2", "account"),
+    ("GET", "/v1/transactions?metadata%5Ba%20b%5D=1", "metadata[a b]"),
+    ("GET", "/v1/transactions?currency=USD", "currency"),
 ]
 
 
