@@ -6,7 +6,6 @@ and a restarted matcher decides nothing twice."""
 from __future__ import annotations
 
 import datetime
-import os
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
 from schemas.keys import command_key, partition_for
 from schemas.model import Command, OpenAccount, Transfer
-from streamledger.settings import Settings, environment_for
+from streamledger.settings import Settings, child_environment
 from tests.conftest import REPO_ROOT, run_streamledger
 from tests.system.free_ports import free_port_range
 from tests.system.processor_harness import produce_commands, wait_until_consumed
@@ -59,8 +58,7 @@ class MatcherProcess:
         self, settings: Settings, log_directory: Path, flags: tuple[str, ...] = DEFAULT_FLAGS
     ) -> None:
         self.log_path = log_directory / f"matcher-{uuid.uuid4().hex[:6]}.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
-        environment.update(environment_for(settings))
+        environment = child_environment(settings)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
