@@ -25,7 +25,6 @@ from ledger.effects import (
     amounts_posted_after,
     move_postings,
     posting_movements,
-    touched_account_ids,
     transaction_reversed_by,
     transaction_status_after,
     transaction_with,
@@ -264,14 +263,19 @@ def pending_transaction_rejection(
 def _touched_accounts(
     draft: Draft, tenant_id: str, postings: tuple[Posting, ...]
 ) -> dict[str, AccountState]:
-    accounts = {}
-    for account_id in touched_account_ids(postings):
-        account = draft.account(tenant_id, account_id)
-        if account is None:
-            raise InvariantViolationError(
-                f"{tenant_id}/{account_id}: a posting's account is missing"
-            )
-        accounts[account_id] = account
+    """Every account the postings touch, by id, in first-touched order (``touched_account_ids``),
+    each looked up once; all exist (the rules checked it, the fold checks it)."""
+    accounts: dict[str, AccountState] = {}
+    for posting in postings:
+        for account_id in (posting.debit_account_id, posting.credit_account_id):
+            if account_id in accounts:
+                continue
+            account = draft.account(tenant_id, account_id)
+            if account is None:
+                raise InvariantViolationError(
+                    f"{tenant_id}/{account_id}: a posting's account is missing"
+                )
+            accounts[account_id] = account
     return accounts
 
 
