@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Final
 
 from schemas.model import Posting, TransactionPosted, TransactionState, TransferStatus
+from streamledger.errors import StreamLedgerError
 
 INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
@@ -37,10 +38,10 @@ _SECOND_BRANCH: Final = b"\x02"  # union branch index 1, zig-zag
 _EMPTY_BLOCKS: Final = b"\x00"
 
 
-class NotPlainError(Exception):
+class NotPlainError(StreamLedgerError):
     """A value the hand-written writer does not take: the generic writer decides.
 
-    Internal to the codec (never raised out of it), so not part of the project's error tree."""
+    Internal to the codec: it never leaves ``schemas.codec``, which catches it and falls back."""
 
 
 def write_long(buffer: bytearray, value: int) -> None:

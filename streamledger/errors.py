@@ -30,6 +30,7 @@ module). ``tests/unit/test_errors_tree.py`` checks this drawing against
     │   ├── UnexpectedRecordError     [schemas.codec] a valid record of another kind
     │   └── BodyInvalidError          [schemas.codec] the body breaks its schema
     ├── EncodeError                   [schemas.codec] a value that its schema cannot write
+    ├── NotPlainError                 [schemas.avro_writers] left to fastavro (never leaves codec)
     ├── CommandValidationError        [producers.errors] a command that breaks the contract
     │   └── CommandFormatError        [producers.errors] a JSON line that is not a command
     ├── ProducerError                 [producers.errors] sending commands failed
