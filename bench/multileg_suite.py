@@ -37,7 +37,6 @@ import argparse
 import cProfile
 import pstats
 import random
-import statistics
 import time
 from collections.abc import Iterator
 from typing import Final
@@ -183,9 +182,7 @@ def run_multileg(
 
 
 def _last(run: BenchRun, workload_name: str) -> float:
-    figure = run.find("processor", f"StreamLedger EOS ({workload_name})")
-    assert figure is not None and figure.values, f"no figure for {workload_name}"
-    return figure.values[-1]
+    return run.last("processor", f"StreamLedger EOS ({workload_name})")
 
 
 def in_process(rounds: int, *, profile: bool) -> None:
@@ -226,11 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
     run_multileg(run, load_settings(), size=arguments.size, repetitions=arguments.repetitions)
-    print(run.table())
-    ratio = run.find("ratio", RATIO_FIGURE)
-    if ratio is not None and ratio.values:
-        print(f"postings/s over transfers/s: median {statistics.median(ratio.values):.2f}")
-    print(f"results: {run.write()}")
+    run.report(RATIO_FIGURE, "postings/s over transfers/s")
     return 0
 
 
