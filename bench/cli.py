@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-peers", action="store_true", help="no faust / Quix runs")
     parser.add_argument("--skip-latency", action="store_true", help="no end-to-end latency")
     parser.add_argument("--skip-notify", action="store_true", help="no webhook delivery suite")
+    parser.add_argument(
+        "--skip-reconciliation",
+        action="store_true",
+        help="no reconciliation suite (small ~1.5 min per repetition, full ~10)",
+    )
     parser.add_argument("--keep-stack", action="store_true", help="leave the bench stack up")
 
 

@@ -15,7 +15,10 @@
 5. projection vs raw COPY; reports and metadata search on a filled scratch database, with
    the issue 19 targets (``bench.reports_suite``); end-to-end latency through ``streamledger run``;
    webhook delivery through ``streamledger notify``: latency at 1,000/s, saturation, the
-   receiver's raw rate as the baseline (``bench.notify_suite``);
+   receiver's raw rate as the baseline (``bench.notify_suite``); reconciliation: statement
+   lines matched/s by ``streamledger reconcile`` against a 50k (small) / 1M (full) movement
+   ledger, the raw read of its inputs as the baseline, memory per open item
+   (``bench.reconciliation_suite``);
 6. prints the table and writes ``bench/results/<timestamp>.json``.
 Each figure is the median of ``--repetitions`` runs with min and max; ratios are per
 repetition (same repetition index, measured back to back). The machine may be shared: compare
@@ -37,6 +40,7 @@ from bench import (
     notify_suite,
     processor_suite,
     projection_suite,
+    reconciliation_suite,
     reports_suite,
     workloads,
 )
@@ -187,6 +191,13 @@ def run_suites(
             run, settings, rates=size.latency_rates, duration_s=size.latency_duration_s,
             repetitions=repetitions,
         )  # fmt: skip
+    if not arguments.skip_reconciliation:
+        shape_of = reconciliation_suite.SIZES[arguments.size]
+        say(f"reconciliation: {shape_of.movements:,} mirror movements, statement lines matched"
+            f" x {repetitions}")  # fmt: skip
+        reconciliation_suite.run_reconciliation(
+            run, settings, size=arguments.size, repetitions=repetitions, say=say
+        )
     if not arguments.skip_notify:
         shape = notify_suite.SIZES[arguments.size]
         say(f"webhooks: {shape.rates}/s x {shape.duration_s:g} s, backlogs of {shape.backlog:,}"

@@ -27,7 +27,7 @@ is each item's offset on its topic, so the same inputs give the same results.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -193,11 +193,14 @@ class Side:
     items: dict[str, Item] = field(default_factory=dict)
     by_amount: dict[tuple[Direction, int], dict[str, None]] = field(default_factory=dict)
     by_reference: dict[str, str] = field(default_factory=dict)
+    # date_days -> item ids in arrival order: the date-window rules read only the window's days
+    by_day: dict[int, dict[str, None]] = field(default_factory=dict)
 
     def add(self, item: Item) -> None:
         assert item.item_id not in self.items, item
         self.items[item.item_id] = item
         self.by_amount.setdefault((item.direction, item.amount), {})[item.item_id] = None
+        self.by_day.setdefault(item.date_days, {})[item.item_id] = None
         for reference in item.references:
             self.by_reference.setdefault(reference, item.item_id)
 
@@ -207,19 +210,28 @@ class Side:
         del same_amount[item_id]
         if not same_amount:
             del self.by_amount[(item.direction, item.amount)]
+        same_day = self.by_day[item.date_days]
+        del same_day[item_id]
+        if not same_day:
+            del self.by_day[item.date_days]
         for reference in item.references:
             if self.by_reference.get(reference) == item_id:
                 del self.by_reference[reference]
         return item
 
     def within(self, item: Item, window_days: int) -> Iterator[Item]:
-        for other in self.items.values():
-            if (
-                other.direction is item.direction
-                and abs(other.date_days - item.date_days) <= window_days
-                and other.may_pair(item)
-            ):
-                yield other
+        """The open items of ``item``'s direction dated within the window that may pair with it,
+        in no particular order across days (every caller ranks them by distance, then offset; a
+        day's items stay in arrival order, so ties rank as before)."""
+        first, last = item.date_days - window_days, item.date_days + window_days
+        days: Iterable[int] = range(first, last + 1)
+        if len(self.by_day) <= last - first:  # fewer open days than the window has: scan those
+            days = [day for day in self.by_day if first <= day <= last]
+        for day in days:
+            for item_id in self.by_day.get(day, ()):
+                other = self.items[item_id]
+                if other.direction is item.direction and other.may_pair(item):
+                    yield other
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,6 +286,8 @@ def _nearest(candidates: Iterator[Item], center: Item, count: int) -> list[Item]
 
 
 def _sum_match(new: Item, own: Side, other: Side, rules: MatchingRules) -> Match | None:
+    if not other.items:
+        return None  # both shapes need open items on the other side (most arrivals: none)
     window, limit = rules.date_window_days, rules.sum_candidates_max
     # one (new) to many (other side)
     smaller = (item for item in other.within(new, window) if item.amount < new.amount)

@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 
 from reconciliation.matching import (
     MICROSECONDS_PER_DAY,
+    Item,
     MatchingRules,
     MatchRule,
     Movement,
     Reconciler,
     ReconciliationResult,
     ReconciliationState,
+    Side,
     movements_of,
 )
 from reconciliation.records import decode, encode
@@ -404,3 +406,56 @@ def test_a_manual_match_decides_open_items_and_is_refused_otherwise() -> None:
     refused = reconciler.add_manual_match(request, AT + 2)
     assert isinstance(refused, str) and "e:1#0" in refused and "l1" in refused
     assert decode(encode(request)) == request
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 12), st.integers(1, 5), st.booleans(), st.sampled_from(["", "a"])),
+        max_size=40,
+    ),
+    st.integers(0, 12),
+    st.integers(0, 4),
+    st.sampled_from(["", "a", "b"]),
+)
+def test_the_day_index_finds_what_a_scan_of_every_open_item_finds(
+    items: list[tuple[int, int, bool, str]], day: int, window: int, end_to_end: str
+) -> None:
+    """``Side.within`` reads only the window's days; it yields what the plain definition (every
+    open item of the direction, dated within the window, that may pair) yields, each day's in
+    arrival order; removed items are gone from the index too."""
+    side = Side()
+    for number, (date_days, amount, credit, reference) in enumerate(items):
+        item = Item(
+            item_id=f"i{number}",
+            amount=amount,
+            date_days=date_days,
+            order=number,
+            direction=Direction.CREDIT if credit else Direction.DEBIT,
+            references=(),
+            end_to_end=reference or None,
+        )
+        side.add(item)
+    for number in range(0, len(items), 3):
+        side.remove(f"i{number}")
+    probe = Item(
+        item_id="probe",
+        amount=1,
+        direction=Direction.CREDIT,
+        date_days=day,
+        order=0,
+        references=(),
+        end_to_end=end_to_end or None,
+    )
+    expected = [
+        item
+        for item in side.items.values()
+        if item.direction is probe.direction
+        and abs(item.date_days - probe.date_days) <= window
+        and item.may_pair(probe)
+    ]
+    found = list(side.within(probe, window))
+    assert sorted(found, key=lambda item: item.order) == expected
+    for date_days in {item.date_days for item in found}:
+        same_day = [item for item in found if item.date_days == date_days]
+        assert same_day == sorted(same_day, key=lambda item: item.order)
+    assert sum(len(ids) for ids in side.by_day.values()) == len(side.items)
