@@ -330,6 +330,9 @@ class RejectReason(enum.Enum):
     MONITOR_EXISTS = "monitor_exists"
     MONITOR_NOT_FOUND = "monitor_not_found"
     MONITOR_LIMIT_REACHED = "monitor_limit_reached"  # per account or per tenant
+    # since v1.6: the tenant is over its command rate in the processor (decision 0083); a reply
+    # only (never stored), decided after idempotency and before the business rules
+    RATE_LIMITED = "rate_limited"
 
 
 class OutcomeStatus(enum.Enum):

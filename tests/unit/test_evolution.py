@@ -23,7 +23,7 @@ from schemas.avro_schemas import (
     load_all_versions,
     without_logical_types,
 )
-from schemas.model import Outcome
+from schemas.model import Outcome, OutcomeStatus, RejectReason
 from tests.unit.contract_strategies import commands, events, notifications, outcomes, states
 
 VERSIONS = load_all_versions()
@@ -86,7 +86,10 @@ def test_both_directions(old_version: str, record_name: str, data: st.DataObject
         _assert_unknown_to_old_readers(new, old, record)
         return
     if isinstance(value, Outcome) and not _has_symbol(old, value):
-        _assert_unknown_to_old_readers(new, old, record)
+        if _reason_default(old) is None:
+            _assert_unknown_to_old_readers(new, old, record)
+        else:
+            _assert_read_as_default(new, old, record, _reason_default(old))
         return
 
     # forward: new writer, old reader — the old reader sees its own fields, unchanged
@@ -117,6 +120,25 @@ def _has_symbol(outcome_schema: Any, outcome: Outcome) -> bool:
     reason_type = next(f["type"] for f in outcome_schema["fields"] if f["name"] == "reason")
     enum = next(branch for branch in reason_type if isinstance(branch, dict))
     return outcome.reason.name in enum["symbols"]
+
+
+def _reason_default(outcome_schema: Any) -> str | None:
+    """The reader default of the version's ``RejectReason`` (since v1.5), if any."""
+    reason_type = next(f["type"] for f in outcome_schema["fields"] if f["name"] == "reason")
+    enum = next(branch for branch in reason_type if isinstance(branch, dict))
+    default: str | None = enum.get("default")
+    return default
+
+
+def _assert_read_as_default(new: Any, old: Any, record: dict[str, Any], default: str) -> None:
+    """A reason appended after ``old`` when ``old`` has a reader default (v1.5 on): the old
+    reader reads the outcome, every field as written but the reason, which it takes for its
+    default (``RATE_LIMITED`` under v1.5 is ``INVALID_COMMAND``, decision 0083)."""
+    seen_by_old = _read(_write(new, record), new, old)
+    assert seen_by_old["reason"] == default
+    assert {name: v for name, v in seen_by_old.items() if name != "reason"} == {
+        name: record[name] for name in seen_by_old if name != "reason"
+    }
 
 
 def _assert_unknown_to_old_readers(new: Any, old: Any, record: dict[str, Any]) -> None:
@@ -217,3 +239,30 @@ def test_v1_4_metadata_is_in_the_canonical_bytes(event: Any) -> None:
     other = dataclasses.replace(event, metadata=tuple(sorted(changed.items())))
     assert codec.event_canonical_bytes(other) != codec.event_canonical_bytes(event)
     assert codec.decode_event(codec.encode_event(other)).metadata == other.metadata
+
+
+@pytest.mark.parametrize("old_version", ["v1.5"])
+def test_v1_6_rate_limited_reads_as_invalid_command_in_v1_5(old_version: str) -> None:
+    """v1.6 appends ``RATE_LIMITED``; v1.5 added a reader default for exactly this, so a v1.5
+    reader (SDK, API, verify) reads such a reply as ``INVALID_COMMAND`` instead of failing,
+    and v1.0-v1.4 readers, which have no default, fail on it (decision 0083)."""
+    rate_limited = Outcome(
+        tenant_id="acme",
+        idempotency_key="k",
+        command_type="Transfer",
+        fingerprint=b"\x07" * 32,
+        field_fingerprints=b"\x01" * 8,
+        status=OutcomeStatus.REJECTED,
+        event_sequences=(),
+        reason=RejectReason.RATE_LIMITED,
+        detail="tenant_id: rate limited: tenant over 1 commands/s (burst 1); retry after 1000 ms",
+        decided_at_us=5,
+        expires_at_us=None,
+    )
+    record = _avro_record(codec.OUTCOMES, rate_limited)
+    new = CURRENT["Outcome"].expanded
+    _assert_read_as_default(
+        new, VERSIONS[old_version]["Outcome"].expanded, record, "INVALID_COMMAND"
+    )
+    _assert_unknown_to_old_readers(new, VERSIONS["v1.4"]["Outcome"].expanded, record)
+    assert codec.decode_outcome(codec.encode_outcome(rate_limited)) == rate_limited
