@@ -72,7 +72,7 @@ from reconciliation.matching import (
 )
 from reconciliation.records import decode, encode
 from reconciliation.statement import Direction, Statement, StatementFormat, StatementLine
-from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC, ensure_topics
+from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
 from schemas.codec import encode_event
 from schemas.keys import command_key, event_key, partition_for
 from schemas.model import Event, OpenAccount, Transfer
@@ -291,15 +291,12 @@ def build_workload(shape: Shape, seed: int, partitions: int = PARTITIONS) -> Wor
 
 def fresh(settings: Settings, partitions: int) -> Settings:
     scoped = replace(settings, topic_prefix=f"r{uuid.uuid4().hex[:8]}.", partitions=partitions)
-    topics.apply(scoped)
-    ensure_topics(scoped)
+    topics.apply(scoped)  # the reconciliation topics too
     return scoped
 
 
 def drop(settings: Settings) -> None:
-    names = [*topics.ledger_topic_names(settings).all()]
-    names += [settings.topic(STATEMENTS_TOPIC), settings.topic(RECONCILIATION_TOPIC)]
-    delete_topics(settings, names)
+    delete_topics(settings, [*topics.declared_topic_names(settings)])
 
 
 def produce(settings: Settings, workload: Workload) -> None:

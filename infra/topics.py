@@ -37,6 +37,7 @@ from kafka_adapter.admin import (
     kafka_error_text,
 )
 from kafka_adapter.security import is_scram
+from reconciliation.topics import KEPT_FOREVER, RECONCILIATION_TOPIC, STATEMENTS_TOPIC
 from schemas.topics import (
     BALANCES_TOPIC,
     COMMANDS_DLQ_TOPIC,
@@ -92,6 +93,10 @@ TOPIC_DEFINITIONS: tuple[TopicDefinition, ...] = (
     TopicDefinition(
         COMMANDS_DLQ_TOPIC, {"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)}
     ),
+    # bank statements and the matcher's results (issue 20, decision 0081): the audit trail of
+    # what the bank said and what reconciliation decided, kept forever, never compacted
+    TopicDefinition(STATEMENTS_TOPIC, KEPT_FOREVER),
+    TopicDefinition(RECONCILIATION_TOPIC, KEPT_FOREVER),
     TopicDefinition(
         REPLIES_TOPIC, {"cleanup.policy": "delete", "retention.ms": str(REPLIES_RETENTION_MS)}
     ),
@@ -103,6 +108,12 @@ TOPIC_DEFINITIONS: tuple[TopicDefinition, ...] = (
 
 def ledger_topic_names(settings: Settings) -> LedgerTopicNames:
     return LedgerTopicNames.with_prefix(settings.topic_prefix)
+
+
+def declared_topic_names(settings: Settings) -> tuple[str, ...]:
+    """Every topic ``apply`` creates under the settings' prefix (the ledger's and the
+    reconciliation's), in definition order: what a scratch prefix deletes when done."""
+    return tuple(settings.topic(definition.name) for definition in TOPIC_DEFINITIONS)
 
 
 def declared_configs(definition: TopicDefinition, settings: Settings) -> dict[str, str]:

@@ -155,7 +155,7 @@ def ledger_settings(stack_settings: Settings) -> Iterator[Settings]:
     )
     topics.apply(settings)  # under scram also the service principals' ACLs on these topics
     yield settings
-    delete_topics(settings, [*topics.ledger_topic_names(settings).all()])
+    delete_topics(settings, [*topics.declared_topic_names(settings)])
 
 
 CLI_TIMEOUT_S = 300.0

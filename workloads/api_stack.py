@@ -100,7 +100,7 @@ def fresh_settings(stack_settings: Settings) -> Settings:
 
 
 def drop_fresh(settings: Settings) -> None:
-    delete_topics(settings, [*topics.ledger_topic_names(settings).all()])
+    delete_topics(settings, [*topics.declared_topic_names(settings)])
     database = settings.database_url.rsplit("/", 1)[1]
     postgres_server.drop_scratch_database(settings, database)
 

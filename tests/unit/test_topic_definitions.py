@@ -66,7 +66,8 @@ def test_min_insync_replicas_comes_from_the_settings():
 
 def test_nothing_existing_means_everything_missing():
     report = topics.compare(SETTINGS, {}, applied=True)
-    assert report.missing == topics.ledger_topic_names(SETTINGS).all()
+    assert report.missing == topics.declared_topic_names(SETTINGS)
+    assert set(topics.ledger_topic_names(SETTINGS).all()) < set(report.missing)
     assert report.changed
 
 
@@ -74,7 +75,7 @@ def test_a_matching_cluster_is_in_sync():
     report = topics.compare(SETTINGS, existing(SETTINGS), applied=True)
     assert report.in_sync
     assert not report.changed
-    assert report.lines() == ["topics: all 7 up to date, nothing to do"]
+    assert report.lines() == ["topics: all 9 up to date, nothing to do"]
 
 
 def test_extra_configs_on_the_broker_are_not_drift():
@@ -124,3 +125,13 @@ def test_cluster_ids_are_kafka_shaped():
         cluster_id = kafka_broker.new_cluster_id()
         assert len(cluster_id) == 22
         assert not cluster_id.startswith("-")
+
+
+def test_the_reconciliation_topics_are_applied_with_the_ledger_and_kept_forever():
+    """``streamledger topics apply`` creates them (decision 0081) with the configs the matcher's
+    own ``ensure_topics`` uses, so topics it created before are in sync."""
+    names = topics.declared_topic_names(SETTINGS)
+    assert "p.ledger.statements" in names and "p.ledger.reconciliation" in names
+    for definition in topics.TOPIC_DEFINITIONS:
+        if definition.name in ("ledger.statements", "ledger.reconciliation"):
+            assert definition.configs == {"cleanup.policy": "delete", "retention.ms": "-1"}
