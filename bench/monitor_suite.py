@@ -52,7 +52,7 @@ WITH: Final = f"monitors: {MONITORS:,} on hot accounts"
 RATIO_FIGURE: Final = "commands/s with monitors / without (target >= 0.9)"
 # several processor batches (batch_records_max 5,000) per partition: fewer make the steady-state
 # window a batch or two and the wall-clock ratio noise
-COMMANDS_BY_SIZE: Final = {"small": 60_000, "full": 200_000}
+COMMANDS_BY_SIZE: Final = {"small": 40_000, "full": 200_000}
 CPU_BATCH: Final = 5_000
 CPU_RATIO_FIGURE: Final = "in-process CPU: commands/s with monitors / without"
 
