@@ -58,7 +58,9 @@ def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
         metrics_port=metrics_port if isinstance(metrics_port, int) else None,
         limits={name: value for name, value in given.items() if isinstance(value, int)},
     )
-    metrics = ProcessorMetrics()
+    metrics = ProcessorMetrics(
+        rate_limited_tenant_labels_max=processor_settings.rate_limited_tenant_labels_max
+    )
     tune_garbage_collection()
     processor = Processor(processor_settings, metrics)
     processor.check_topics()  # before any logging: a refusal is one line on stderr

@@ -3,7 +3,9 @@
 Names follow ``docs/metrics.md``: the ``streamledger_processor_`` prefix, base units (seconds,
 records), ``_total`` on counters (prometheus_client appends it), histograms with buckets fit for
 millisecond latencies. Every label has a bounded set of values (event type, reject reason, DLQ
-kind, abort cause, outcome status, partition number); no tenant or account label, ever.
+kind, abort cause, outcome status, partition number); no account label, ever, and one tenant
+label, on the rate-limited counter only, bounded by ``rate_limited_tenant_labels_max`` (the
+first N tenants seen get a series, later ones count under ``_other``, decision 0083).
 Each ``ProcessorMetrics`` owns its registry so two processors in one Python process (benchmarks,
 tests) never collide. Known label values are created up front so every series exists at 0 from
 the first scrape (``increase()`` then sees the very first DLQ record or abort).
@@ -38,6 +40,9 @@ COMMIT_DURATION_BUCKETS = (
 LEDGER_TRANSACTION_POSTINGS_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 64)
 RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 ABORT_CAUSES = ("abortable_error", "fenced")
+# The tenant label of rate-limited commands beyond the bounded set: no tenant id starts with
+# "_" (schemas.limits.TENANT_ID_PATTERN), so it never collides with a tenant's own series.
+RATE_LIMITED_OTHER_TENANTS = "_other"
 DLQ_KINDS = (
     dead_letters.KIND_MISSING_VALUE,
     codec.DecodeError.kind,
@@ -55,9 +60,11 @@ class ProcessorMetrics:
     ``ready`` (assigned and restored) is both the ``/readyz`` answer and the ``_ready`` gauge.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, rate_limited_tenant_labels_max: int = 50) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.rate_limited_tenant_labels_max = rate_limited_tenant_labels_max
+        self._rate_limited_tenants: set[str] = set()
         ProcessCollector(registry=r)  # process_start_time_seconds, CPU, memory, open fds
         Info("streamledger_build", "StreamLedger version", registry=r).info(
             {"version": __version__, "service": "processor"}
@@ -110,6 +117,12 @@ class ProcessorMetrics:
         self.key_reuse_conflicts = Counter(
             PREFIX + "key_reuse_conflicts",
             "Commands rejected because their idempotency key was used with another payload",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            PREFIX + "rate_limited_commands",
+            "Commands rejected rate_limited (a reply only), per tenant (bounded; then 'other')",
+            ["tenant"],
             registry=r,
         )
         self.dlq_records = Counter(
@@ -200,6 +213,17 @@ class ProcessorMetrics:
             self.dlq_records.labels(kind)
         for cause in ABORT_CAUSES:
             self.aborts.labels(cause)
+
+    def count_rate_limited(self, tenant_id: str, count: int) -> None:
+        """``count`` more rate-limited commands of ``tenant_id``: its own series while fewer
+        than ``rate_limited_tenant_labels_max`` tenants have one, else ``other``."""
+        tenants = self._rate_limited_tenants
+        if tenant_id not in tenants:
+            if len(tenants) >= self.rate_limited_tenant_labels_max:
+                self.rate_limited.labels(RATE_LIMITED_OTHER_TENANTS).inc(count)
+                return
+            tenants.add(tenant_id)
+        self.rate_limited.labels(tenant_id).inc(count)
 
     def loop_heartbeat(self) -> None:
         """The loop is alive: called at least every ``batch_interval_ms`` and per restored

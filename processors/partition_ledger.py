@@ -24,6 +24,7 @@ import ledger
 from processors.metrics import ProcessorMetrics
 from processors.processor_settings import ProcessorSettings
 from processors.restore import PartitionSnapshot, read_partition
+from processors.tenant_quotas import RateLimited, TenantQuotas, rate_limited_detail
 from schemas.codec import (
     decode_outcome,
     decode_state,
@@ -40,7 +41,14 @@ from schemas.keys import (
     outcome_key,
     state_key,
 )
-from schemas.model import Command, Outcome, OutcomeStatus, PostTransaction, RejectReason
+from schemas.model import (
+    INT64_MAX,
+    Command,
+    Outcome,
+    OutcomeStatus,
+    PostTransaction,
+    RejectReason,
+)
 
 # The codec as the core sees it: the core never imports schemas.codec (decision 0028).
 WIRE_FORMAT = ledger.WireFormat(seal=seal_event, decode_outcome=decode_outcome)
@@ -58,7 +66,11 @@ REPLY_TO_HEADER = "streamledger.reply.to"  # "{partition}:{offset}" of the comma
 REPLY_KIND_HEADER = "streamledger.reply.kind"
 REPLY_DECIDED = b"decided"  # decided now; the same outcome is stored in ledger.outcomes
 REPLY_DUPLICATE = b"duplicate"  # the original outcome stored under the key (nothing new)
-REPLY_NOT_STORED = b"not_stored"  # key reuse or an invalid tenant/key: a reply only
+REPLY_NOT_STORED = b"not_stored"  # key reuse, an invalid tenant/key, rate limited: a reply only
+# On a RATE_LIMITED reply only (decision 0083): ms of record time until the tenant's bucket
+# holds a token again, decimal ASCII.
+REPLY_RETRY_AFTER_HEADER = "streamledger.reply.retry_after_ms"
+SCOPE_FIELDS = ("tenant_id", "idempotency_key")  # a violation of these is never stored
 ReplyHeaders = list[tuple[str, str | bytes | None]]
 
 
@@ -84,6 +96,7 @@ class StagedOutputs:
     duplicates: int = 0
     key_reuse_conflicts: int = 0
     tombstones: int = 0
+    rate_limited_by_tenant: dict[str, int] = field(default_factory=dict)
 
     def count_into(self, metrics: ProcessorMetrics) -> None:
         for event_type, count in self.events_by_type.items():
@@ -105,25 +118,37 @@ class StagedOutputs:
             metrics.tombstones.inc(self.tombstones)
         for postings in self.transaction_postings:
             metrics.ledger_transaction_postings.observe(postings)
+        for tenant_id, count in self.rate_limited_by_tenant.items():
+            metrics.count_rate_limited(tenant_id, count)
 
 
 class PartitionLedger:
     """The committed state of one partition plus the open batch's staged outputs."""
 
-    def __init__(self, partition: int, state: ledger.LedgerState) -> None:
+    def __init__(
+        self, partition: int, state: ledger.LedgerState, quotas: TenantQuotas | None = None
+    ) -> None:
         self.partition = partition
         self.state = state
         self.outputs = StagedOutputs()
+        self.quotas = quotas  # per-tenant token buckets (decision 0083); None = off
 
     def decide(self, command: Command, record_timestamp_us: int, offset: int) -> None:
         """Decide the command at ``offset`` and stage its state changes, output records and its
-        one reply."""
+        one reply. With quotas on, a command that would be decided fresh first takes a token
+        of its tenant's bucket; without one it gets a RATE_LIMITED reply and nothing else."""
+        key = outcome_key(command.tenant_id, command.idempotency_key)
+        reply_to = f"{self.partition}:{offset}"
+        quotas = self.quotas
+        if quotas is not None and self._decided_fresh(command, record_timestamp_us):
+            verdict = quotas.take(command.tenant_id, record_timestamp_us)
+            if isinstance(verdict, RateLimited):
+                self._stage_rate_limited(command, record_timestamp_us, verdict, key, reply_to)
+                return
         decision = ledger.step(self.state, command, record_timestamp_us)
         outputs = self.outputs
         self._stage_events(decision)
         stored = decision.stored_outcome
-        key = outcome_key(command.tenant_id, command.idempotency_key)
-        reply_to = f"{self.partition}:{offset}"
         if stored is not None:
             encoded = encode_outcome(stored)
             outputs.outcomes.append((key, encoded))
@@ -147,6 +172,57 @@ class PartitionLedger:
             )
             if reason is RejectReason.IDEMPOTENCY_KEY_REUSED:
                 outputs.key_reuse_conflicts += 1
+
+    def _decided_fresh(self, command: Command, record_timestamp_us: int) -> bool:
+        """Whether the core would decide and store ``command`` now (precedence 2 of the
+        contract's rules): its key holds no live outcome and its scope fields are valid.
+        Duplicates, key reuse and invalid scope fields are replies that take no token."""
+        state = self.state
+        stored = state.outcome(command.tenant_id, command.idempotency_key)
+        if stored is not None:
+            stream_time_us = max(state.stream_time_us, record_timestamp_us)
+            if stored.expires_at_us is None or stored.expires_at_us > stream_time_us:
+                return False
+        violation = ledger.command_violation(command)
+        return violation is None or violation[0] not in SCOPE_FIELDS
+
+    def _stage_rate_limited(
+        self,
+        command: Command,
+        record_timestamp_us: int,
+        verdict: RateLimited,
+        key: bytes,
+        reply_to: str,
+    ) -> None:
+        """A RATE_LIMITED reply (kind not_stored, with the retry-after header): no outcome, no
+        event, no sequence, stream time unchanged; the key stays free for the retry."""
+        assert self.quotas is not None
+        fingerprint, field_fingerprints = ledger.command_fingerprint(command)
+        retention_us = self.state.idempotency_retention_us
+        outcome = Outcome(
+            tenant_id=command.tenant_id,
+            idempotency_key=command.idempotency_key,
+            command_type=type(command).__name__,
+            fingerprint=fingerprint,
+            field_fingerprints=field_fingerprints,
+            status=OutcomeStatus.REJECTED,
+            event_sequences=(),
+            reason=RejectReason.RATE_LIMITED,
+            detail=rate_limited_detail(self.quotas.limits, verdict.retry_after_ms),
+            decided_at_us=record_timestamp_us,
+            expires_at_us=(
+                None if retention_us == 0 else min(record_timestamp_us + retention_us, INT64_MAX)
+            ),
+        )
+        self._stage_reply(key, encode_outcome(outcome), reply_to, REPLY_NOT_STORED)
+        self.outputs.reply_headers[-1].append(
+            (REPLY_RETRY_AFTER_HEADER, str(verdict.retry_after_ms).encode())
+        )
+        outputs = self.outputs
+        reason = RejectReason.RATE_LIMITED.value
+        outputs.rejections_by_reason[reason] = outputs.rejections_by_reason.get(reason, 0) + 1
+        tenants = outputs.rate_limited_by_tenant
+        tenants[command.tenant_id] = tenants.get(command.tenant_id, 0) + 1
 
     def tick(self, record_timestamp_us: int) -> None:
         """A tick record (``processors.ticks``): expire what is due by its timestamp."""
@@ -196,11 +272,15 @@ class PartitionLedger:
     def commit(self) -> None:
         """The batch's transaction committed."""
         self.state.commit()
+        if self.quotas is not None:
+            self.quotas.commit()
         self.outputs = StagedOutputs()
 
     def abort(self) -> None:
         """The batch's transaction aborted: back to the last committed state."""
         self.state.abort()
+        if self.quotas is not None:
+            self.quotas.abort()
         self.outputs = StagedOutputs()
 
     def live_idempotency_keys(self) -> int:
@@ -243,7 +323,10 @@ def ledger_from_snapshot(
         idempotency_retention_s=processor_settings.idempotency_retention_s,
         encoded_outcomes=_encoded_outcomes(values, times),
     )
-    return PartitionLedger(snapshot.partition, state)
+    limits = processor_settings.tenant_quota_limits
+    # the buckets start full after every restore: at most one extra burst (decision 0083)
+    quotas = None if limits is None else TenantQuotas(limits)
+    return PartitionLedger(snapshot.partition, state, quotas)
 
 
 def outcome_times(outcome: Outcome) -> bytes:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kafka_adapter.security import PROCESSOR_PRINCIPAL, security_config
+from processors.tenant_quotas import QuotaLimits
 from schemas.topics import LedgerTopicNames
 from streamledger.errors import SettingError
 from streamledger.setting_fields import (
@@ -143,10 +144,47 @@ class ProcessorSettings:
             100, 3_600_000, "ms", "how often a partition with an expired deadline gets a tick"
         ),
     )
+    # Per-tenant token bucket (issue 21 §4, decision 0083): a command that would be decided
+    # fresh takes a token of its tenant's bucket, refilled by record time; with none left it is
+    # rejected RATE_LIMITED (a reply only, with its retry-after). Off by default: load tests and
+    # benchmarks preload one tenant far faster than any tenant's contract would allow.
+    tenant_commands_per_second: int = field(
+        default=0,
+        metadata=limit(
+            0,
+            1_000_000,
+            "commands/s",
+            "per-tenant command rate before commands are rejected rate_limited (0 = off)",
+        ),
+    )
+    tenant_command_burst: int = field(
+        default=1_000,
+        metadata=limit(
+            1,
+            10_000_000,
+            "commands",
+            "commands a tenant may send at once above its rate (its bucket's size)",
+        ),
+    )
+    # The rate-limited counter has a tenant label: the first this many tenants get their own
+    # series, every later one is counted under "other" (bounded cardinality).
+    rate_limited_tenant_labels_max: int = field(
+        default=50,
+        metadata=limit(
+            0, 10_000, "tenants", "tenants with their own series of the rate-limited counter"
+        ),
+    )
 
     def __post_init__(self) -> None:
         check_declared(self)
         check_relations(self)
+
+    @property
+    def tenant_quota_limits(self) -> QuotaLimits | None:
+        """The per-tenant bucket's limits, or None when rate limiting is off."""
+        if self.tenant_commands_per_second == 0:
+            return None
+        return QuotaLimits(self.tenant_commands_per_second, self.tenant_command_burst)
 
     @property
     def group_id(self) -> str:

@@ -447,6 +447,7 @@ def test_reasons_are_in_the_documented_precedence_order() -> None:
         "monitor_exists",  # since v1.5, monitor commands only (decision 0058)
         "monitor_not_found",
         "monitor_limit_reached",
+        "rate_limited",  # since v1.6: appended, checked by the processor before the rules (0083)
     ]
 
 
