@@ -8,12 +8,18 @@ partition's end offset, sends the command, waits for its delivery, then reads th
 the noted offset (``read_committed``) until the key appears or the timeout runs out
 (``OutcomeTimeoutError``). So a retry after a timeout gets its answer too. Use ``request`` for
 interactive tools and tests, not on a high-throughput path.
+
+``request_reply`` returns the whole reply: the outcome, its kind (``decided``, ``duplicate``,
+``not_stored``) and, for a ``RATE_LIMITED`` reply (contract v1.6, decision 0083), the
+``retry_after_ms`` the processor computed: send the same command with the same key after that
+long and it is decided normally (the key was not used up).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -29,6 +35,31 @@ from streamledger.settings import Settings
 
 REPLY_POLL_S: Final = 0.1
 WATERMARK_TIMEOUT_S: Final = 10.0
+# The reply headers of the contract (docs/contract.md, "Replies"), as the processor writes them
+# (processors.partition_ledger; a unit test checks the two agree).
+REPLY_KIND_HEADER: Final = "streamledger.reply.kind"
+REPLY_RETRY_AFTER_HEADER: Final = "streamledger.reply.retry_after_ms"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A command's one reply: its outcome, what kind of answer it is, and for a rate-limited
+    command (``RejectReason.RATE_LIMITED``) the ms of record time before a retry is admitted."""
+
+    outcome: Outcome
+    kind: str  # decided | duplicate | not_stored
+    retry_after_ms: int | None = None
+
+
+def reply_of(value: bytes, headers: list[tuple[str, bytes | None]] | None) -> Reply:
+    """The ``Reply`` of a record of ``ledger.replies`` (its value and headers)."""
+    found = {name: (header or b"").decode("ascii") for name, header in headers or ()}
+    retry_after = found.get(REPLY_RETRY_AFTER_HEADER)
+    return Reply(
+        outcome=decode_outcome(value),
+        kind=found.get(REPLY_KIND_HEADER, ""),
+        retry_after_ms=None if retry_after is None else int(retry_after),
+    )
 
 
 class OutcomeWaiter:
@@ -49,6 +80,11 @@ class OutcomeWaiter:
 
     def request(self, command: Command, *, timeout_s: float) -> Outcome:
         """Send ``command`` and return its outcome, or raise ``OutcomeTimeoutError``."""
+        return self.request_reply(command, timeout_s=timeout_s).outcome
+
+    def request_reply(self, command: Command, *, timeout_s: float) -> Reply:
+        """Send ``command`` and return its reply (outcome, kind, retry-after), or raise
+        ``OutcomeTimeoutError``."""
         deadline = time.monotonic() + timeout_s
         partition = partition_for(command_key(command.tenant_id), self._producer.partitions)
         high = self._end_offset(partition, deadline)
@@ -74,7 +110,7 @@ class OutcomeWaiter:
                 end: int = high
                 return end
 
-    def _read_until(self, wanted: bytes, deadline: float, timeout_s: float) -> Outcome:
+    def _read_until(self, wanted: bytes, deadline: float, timeout_s: float) -> Reply:
         while (remaining := deadline - time.monotonic()) > 0:
             message: Any = self._consumer.poll(min(REPLY_POLL_S, remaining))
             if message is None:
@@ -82,7 +118,7 @@ class OutcomeWaiter:
             if message.error() is not None:
                 raise ProducerError(f"reading {self._topic}: {message.error()}")
             if message.key() == wanted and message.value() is not None:
-                return decode_outcome(message.value())
+                return reply_of(message.value(), message.headers())
         raise OutcomeTimeoutError(f"no outcome for {wanted.decode()!r} within {timeout_s} s")
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from processors.partition_ledger import (
     StagedOutputs,
 )
 from processors.tenant_quotas import QuotaLimits, TenantQuotas
+from producers import replies
 from schemas.codec import decode_outcome
 from schemas.model import Outcome, OutcomeStatus, RejectReason
 from tests.unit.ledger_builders import SECOND_US, T0_US, open_account
@@ -134,3 +135,21 @@ def test_the_counter_has_a_bounded_tenant_label() -> None:
         if sample.name == "streamledger_processor_rate_limited_commands_total"
     }
     assert found == {"t1": 2.0, "t2": 1.0, RATE_LIMITED_OTHER_TENANTS: 2.0}
+
+
+def test_the_sdk_reads_the_retry_after_from_the_reply() -> None:
+    """``producers.replies.reply_of`` (what ``OutcomeWaiter.request_reply`` returns) reads the
+    headers the processor writes: the SDK and the processor agree on the contract's names."""
+    assert replies.REPLY_KIND_HEADER == REPLY_KIND_HEADER
+    assert replies.REPLY_RETRY_AFTER_HEADER == REPLY_RETRY_AFTER_HEADER
+    book = _book(QuotaLimits(commands_per_second=4, burst=1))
+    book.decide(open_account("a", key="k1"), T0_US, 0)
+    book.decide(open_account("b", key="k2"), T0_US, 1)
+    outputs = _close(book)
+    first, limited = (
+        replies.reply_of(value or b"", headers)
+        for (_, value), headers in zip(outputs.replies, outputs.reply_headers, strict=True)
+    )
+    assert (first.kind, first.retry_after_ms) == ("decided", None)
+    assert (limited.kind, limited.retry_after_ms) == ("not_stored", 250)
+    assert limited.outcome.reason is RejectReason.RATE_LIMITED
