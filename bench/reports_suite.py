@@ -30,6 +30,7 @@ security, like the API): ``statement_steps`` over a random 1-day window of ``hot
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import time
@@ -218,6 +219,10 @@ def measure(run: BenchRun, settings: Settings, size: ReportsSize, rng: random.Ra
 
         last_day = STATEMENT_DAYS - 1
         warm_up(reader, fetcher)
+        # As `streamledger api` does at start (api.cli.freeze_start_up_objects, decision 0078):
+        # a full collection of the start-up objects would otherwise land in the timed reads.
+        gc.collect()
+        gc.freeze()
         for _ in range(size.repeats):
             start = T0 + timedelta(seconds=rng.uniform(0, last_day * 86_400))
             steps = statement_steps(STATEMENT_TENANT, "hot", start, start + timedelta(days=1))
