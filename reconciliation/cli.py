@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from reconciliation.amounts import date_days
+from reconciliation.amounts import date_days, iso_date
 from reconciliation.importer import (
     ImportStatus,
     import_statement,
@@ -31,6 +31,8 @@ from reconciliation.synthetic_statement import (
     EXTRA_DEFAULT,
     MISMATCHED_DEFAULT,
     MISSING_SHARE_DEFAULT,
+    Expected,
+    synthetic_bai2,
     synthetic_camt053,
 )
 from streamledger.cli_parser import (
@@ -61,6 +63,8 @@ FORMATS_BY_NAME: Final = {
 }
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SYNTHETIC_IBAN: Final = "DE00STREAMLEDGERSYNTHETIC"
+SYNTHETIC_BAI2_ACCOUNT: Final = "4000000001"
+SYNTHETIC_FORMATS: Final = ("camt053", "bai2")
 PERTURBATIONS_MAX: Final = 10_000  # wrong-amount or extra entries asked for
 
 
@@ -286,14 +290,20 @@ def perturbations(text: str) -> int:
 def register_synthesize(parts: Subparsers) -> None:
     synthesize = parts.add_parser(
         "synthesize",
-        help="write a synthetic camt.053 statement of an account's ledger movements (load, demo)",
+        help="write a synthetic camt.053 or BAI2 statement of an account's ledger movements",
         description=(
             "The bank's view of the account's posted movements on ledger.events, with seeded"
             " perturbations: a share missing, some booked one minor unit higher a day early,"
             " some the ledger never booked. Opening balance 0, closing = the entries. Import it"
-            " with `statements import`; `reconcile report` must show what this prints."
+            " with `statements import`; `reconcile report` must show what this prints. BAI2"
+            " books one day per file: --format bai2 writes OUTPUT's name + -YYYY-MM-DD per day"
+            " of the period (import them in day order)."
         ),
     )
+    synthesize.add_argument(
+        "--format", choices=SYNTHETIC_FORMATS, default="camt053",
+        help="camt053 (one file, default) or bai2 (one file per day)",
+    )  # fmt: skip
     synthesize.add_argument("--tenant", required=True, help="the tenant")
     synthesize.add_argument("--account", required=True, help="the ledger's bank-mirror account")
     synthesize.add_argument("--output", type=Path, required=True, help="the file to write")
@@ -324,18 +334,41 @@ def run_synthesize(arguments: argparse.Namespace, settings: Settings) -> int:
     terms = terms_of(settings, arguments.tenant, arguments.account)
     if isinstance(terms, StatementRejected):
         raise SettingError(terms.message())
+    rng = random.Random(arguments.seed)  # noqa: S311 - a reproducible workload, not secrets
+    missing_share, mismatched, extra = (
+        arguments.missing_share, arguments.mismatched, arguments.extra
+    )  # fmt: skip
+    if arguments.format == "bai2":
+        files = synthetic_bai2(
+            movements, bank_account=SYNTHETIC_BAI2_ACCOUNT, currency=terms.currency, rng=rng,
+            missing_share=missing_share, mismatched=mismatched, extra=extra,
+        )  # fmt: skip
+        written = []
+        for day, content in files.files:
+            path = bai2_path(arguments.output, day)
+            path.write_bytes(content)
+            written.append(str(path))
+        sys.stdout.write("".join(f"{path}\n" for path in written))
+        write_expected(f"{len(written)} BAI2 files", files.expected, len(movements))
+        return EXIT_OK
     synthetic = synthetic_camt053(
         movements, iban=SYNTHETIC_IBAN, currency=terms.currency, asset_scale=terms.asset_scale,
-        rng=random.Random(arguments.seed),  # noqa: S311 - a reproducible workload, not secrets
-        missing_share=arguments.missing_share, mismatched=arguments.mismatched,
-        extra=arguments.extra,
+        rng=rng, missing_share=missing_share, mismatched=mismatched, extra=extra,
     )  # fmt: skip
     arguments.output.write_bytes(synthetic.content)
-    expected = synthetic.expected
+    write_expected(str(arguments.output), synthetic.expected, len(movements))
+    return EXIT_OK
+
+
+def bai2_path(output: Path, day: int) -> Path:
+    """OUTPUT's name + -YYYY-MM-DD, its suffix (.bai when it has none): sorts in day order."""
+    return output.with_name(f"{output.stem}-{iso_date(day)}{output.suffix or '.bai'}")
+
+
+def write_expected(written: str, expected: Expected, movements: int) -> None:
     sys.stdout.write(
-        f"{arguments.output}: {expected.lines} entries from {len(movements)} movements;"
+        f"{written}: {expected.lines} entries from {movements} movements;"
         f" reconciliation must find {expected.lines_matched} matched,"
         f" {expected.lines_unmatched} lines and {expected.movements_unmatched} movements"
         f" unmatched, a balance difference of {expected.balance_difference}\n"
     )
-    return EXIT_OK

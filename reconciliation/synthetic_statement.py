@@ -1,6 +1,6 @@
-"""A synthetic camt.053 bank statement for a bank-mirror account, from its ledger movements, with
-known perturbations (issue 20 §4; ``make demo``). Pure: movements and a seeded ``random.Random``
-in, the file's bytes and what reconciliation must find out.
+"""A synthetic camt.053 or BAI2 bank statement for a bank-mirror account, from its ledger
+movements, with known perturbations (issue 20 §4; ``make demo``). Pure: movements and a seeded
+``random.Random`` in, the file's bytes and what reconciliation must find out.
 
 The bank's view of the movements: one booked entry per movement, same amount, direction and
 date, except
@@ -11,6 +11,9 @@ date, except
   a different amount is a different payment);
 - ``extra``: entries the ledger never booked, a day before the first movement
   (→ ``no_ledger_movement``).
+
+BAI2 has one booking date per file (its group's as-of date): ``synthetic_bai2`` writes one file
+per day of the period, each with the running opening (010) and closing (015) ledger balances.
 
 Opening balance 0, closing balance the sum of the entries (bank side: credit > 0), so the
 balance check's difference is exactly the perturbations' net amount. Dates are the movements'
@@ -34,6 +37,10 @@ MISSING_SHARE_DEFAULT: Final = 0.05
 MISMATCHED_DEFAULT: Final = 2
 EXTRA_DEFAULT: Final = 3
 EXTRA_AMOUNT_MAX: Final = 99_999  # minor units of an extra entry
+BAI2_SENDER: Final = "SYNBANK"
+BAI2_RECEIVER: Final = "STREAMLEDGER"
+BAI2_CREDIT_CODE: Final = "399"  # miscellaneous credit
+BAI2_DEBIT_CODE: Final = "699"  # miscellaneous debit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +58,14 @@ class Expected:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyntheticStatement:
     content: bytes
+    expected: Expected
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyntheticFiles:
+    """A statement that takes several files (BAI2: one per as-of day), in day order."""
+
+    files: tuple[tuple[int, bytes], ...]  # (booking day, content)
     expected: Expected
 
 
@@ -77,6 +92,27 @@ def synthetic_camt053(
     extra: int = EXTRA_DEFAULT,
 ) -> SyntheticStatement:
     """The statement of ``movements`` (one account's, in log order) with the perturbations above."""
+    entries, expected = perturbed_entries(
+        movements, rng=rng, missing_share=missing_share, mismatched=mismatched, extra=extra
+    )
+    # the period covers every movement's day, also when all of a day's entries are perturbed
+    days = [entry.day for entry in entries] + [movement.date_days for movement in movements]
+    document = camt053_document(
+        entries, (min(days), max(days)), iban=iban, currency=currency, asset_scale=asset_scale
+    )
+    return SyntheticStatement(content=document.encode("utf-8"), expected=expected)
+
+
+def perturbed_entries(
+    movements: Sequence[Movement],
+    *,
+    rng: random.Random,
+    missing_share: float,
+    mismatched: int,
+    extra: int,
+) -> tuple[list[Entry], Expected]:
+    """The bank's entries of ``movements`` with the perturbations, and what matching must find
+    (the same for every file format)."""
     assert movements and 0 <= missing_share < 1 and mismatched >= 0 and extra >= 0
     mismatched = min(mismatched, len(movements))
     order = list(range(len(movements)))
@@ -113,12 +149,75 @@ def synthetic_camt053(
         movements_unmatched=missing_count + len(altered),
         balance_difference=closing - ledger_balance,
     )
-    # the period covers every movement's day, also when all of a day's entries are perturbed
-    days = [entry.day for entry in entries] + [movement.date_days for movement in movements]
-    document = camt053_document(
-        entries, (min(days), max(days)), iban=iban, currency=currency, asset_scale=asset_scale
+    return entries, expected
+
+
+def synthetic_bai2(
+    movements: Sequence[Movement],
+    *,
+    bank_account: str,
+    currency: str,
+    rng: random.Random,
+    missing_share: float = MISSING_SHARE_DEFAULT,
+    mismatched: int = MISMATCHED_DEFAULT,
+    extra: int = EXTRA_DEFAULT,
+) -> SyntheticFiles:
+    """The BAI2 files of ``movements``: the same entries and expectations as the camt.053 one
+    (same seed, same perturbations), one file per day from the first entry's to the last
+    movement's; amounts in the account's minor units (BAI2's implied decimals)."""
+    entries, expected = perturbed_entries(
+        movements, rng=rng, missing_share=missing_share, mismatched=mismatched, extra=extra
     )
-    return SyntheticStatement(content=document.encode("utf-8"), expected=expected)
+    by_day: dict[int, list[Entry]] = {}
+    for entry in entries:
+        by_day.setdefault(entry.day, []).append(entry)
+    days = [entry.day for entry in entries] + [movement.date_days for movement in movements]
+    files: list[tuple[int, bytes]] = []
+    opening = 0
+    for day in range(min(days), max(days) + 1):
+        todays = by_day.get(day, [])
+        closing = opening + sum(signed(entry) for entry in todays)
+        document = bai2_document(
+            todays, day, bank_account=bank_account, currency=currency, balances=(opening, closing)
+        )
+        files.append((day, document.encode("ascii")))
+        opening = closing
+    return SyntheticFiles(files=tuple(files), expected=expected)
+
+
+def bai2_date(day: int) -> str:
+    return iso_date(day).replace("-", "")[2:]  # YYMMDD
+
+
+def bai2_document(
+    entries: list[Entry], day: int, *, bank_account: str, currency: str, balances: tuple[int, int]
+) -> str:
+    """One BAI2 file: one group (as-of ``day``), one account, its details; every control total
+    and record count as the parser checks them."""
+    opening, closing = balances
+    as_of = bai2_date(day)
+    details = [
+        f"16,{BAI2_CREDIT_CODE if entry.direction is Direction.CREDIT else BAI2_DEBIT_CODE},"
+        f"{entry.amount},Z,SYN{as_of}{number:06d},,SYNTHETIC ENTRY/"
+        for number, entry in enumerate(entries, start=1)
+    ]
+    account_total = opening + closing + sum(entry.amount for entry in entries)
+    account = [
+        f"03,{bank_account},{currency},010,{opening},,,015,{closing},,/",
+        *details,
+        f"49,{account_total},{len(details) + 2}/",
+    ]
+    group = [
+        f"02,{BAI2_RECEIVER},{BAI2_SENDER},1,{as_of},2359,{currency},2/",
+        *account,
+        f"98,{account_total},1,{len(account) + 2}/",
+    ]
+    records = [
+        f"01,{BAI2_SENDER},{BAI2_RECEIVER},{as_of},2359,{day},80,,2/",
+        *group,
+        f"99,{account_total},1,{len(group) + 2}/",
+    ]
+    return "\n".join(records) + "\n"
 
 
 def decimal_text(amount: int, asset_scale: int) -> str:

@@ -319,11 +319,13 @@ def test_a_killed_projection_writes_each_row_once(
     )
 
 
+@pytest.mark.parametrize("statement_format", ["camt053", "bai2"])
 def test_a_synthesized_statement_is_reconciled_to_its_perturbations(
-    database_settings: Settings, tmp_path: Path
+    database_settings: Settings, tmp_path: Path, statement_format: str
 ) -> None:
     """``statements synthesize`` writes the bank's view of an account's movements with seeded
-    perturbations; imported and matched, ``reconcile report`` shows exactly them."""
+    perturbations (camt.053: one file; BAI2: one file per day); imported and matched,
+    ``reconcile report`` shows exactly them."""
     settings = database_settings
     tenant = f"synth{uuid.uuid4().hex[:6]}"
     produce_commands(settings, ledger_commands(tenant))  # 5 movements on "bank"
@@ -332,11 +334,11 @@ def test_a_synthesized_statement_is_reconciled_to_its_perturbations(
         wait_until_consumed(settings, CONSUME_TIMEOUT_S, [processor])
     finally:
         assert processor.stop() == 0, processor.log()
-    path = tmp_path / "synthetic.xml"
+    path = tmp_path / ("synthetic.xml" if statement_format == "camt053" else "synthetic.bai")
     synthesized = run_streamledger(
         ["statements", "synthesize", "--tenant", tenant, "--account", "bank",
          "--output", str(path), "--seed", "3", "--missing-share", "0.2", "--mismatched", "1",
-         "--extra", "2"],
+         "--extra", "2", "--format", statement_format],
         settings,
     )  # fmt: skip
     assert synthesized.returncode == 0, synthesized.stderr
@@ -344,10 +346,17 @@ def test_a_synthesized_statement_is_reconciled_to_its_perturbations(
         synthesized.stdout
     ), synthesized.stdout
     difference = synthesized.stdout.rsplit("balance difference of ", 1)[1].strip()
-    imported = run_streamledger(
-        ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
-    )
-    assert imported.returncode == 0 and "6 new" in imported.stdout, imported.stderr
+    files = [path] if statement_format == "camt053" else sorted(tmp_path.glob("synthetic-*.bai"))
+    if statement_format == "bai2":  # the files' paths, one a line, then the expectations
+        assert [str(file) for file in files] == synthesized.stdout.splitlines()[: len(files)]
+    new_lines = 0
+    for file in files:  # BAI2: in day order
+        imported = run_streamledger(
+            ["statements", "import", str(file), "--tenant", tenant, "--account", "bank"], settings
+        )
+        assert imported.returncode == 0, imported.stderr
+        new_lines += int(imported.stdout.split(" new")[0].rsplit(maxsplit=1)[-1])
+    assert new_lines == 6
     matcher = MatcherProcess(settings, tmp_path, ("--date-window-days=0", "--batch-wait-ms=20"))
     try:
         deadline = time.monotonic() + PROJECTED_TIMEOUT_S

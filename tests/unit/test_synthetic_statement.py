@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciliation import camt053
+from reconciliation import bai2, camt053
 from reconciliation.matching import MICROSECONDS_PER_DAY, MatchingRules, Movement, Reconciler
 from reconciliation.report import LedgerBalancePoint, summarize
 from reconciliation.statement import (
@@ -21,7 +22,7 @@ from reconciliation.statement import (
     file_sha256,
     statement_lines,
 )
-from reconciliation.synthetic_statement import synthetic_camt053
+from reconciliation.synthetic_statement import synthetic_bai2, synthetic_camt053
 
 DAY = 20_400
 ACCOUNT = AccountTerms(tenant_id="acme", account_id="funding", currency="EUR", asset_scale=2)
@@ -93,3 +94,62 @@ def test_matching_finds_exactly_the_perturbations(
     )
     assert report.balance_check is not None
     assert report.balance_check.difference == expected.balance_difference
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    amounts=st.lists(st.integers(1, 10**9), min_size=1, max_size=40, unique=True),
+    seed=st.integers(0, 2**32),
+    mismatched=st.integers(0, 3),
+)
+def test_the_bai2_files_parse_day_by_day_and_match_to_exactly_the_perturbations(
+    amounts: list[int], seed: int, mismatched: int
+) -> None:
+    """One BAI2 file per day (BAI2 books a file's lines on its as-of date), every one accepted by
+    the real parser, balances chained from 0; matched with a 0-day window, the same perturbations
+    as the camt.053 of the same seed."""
+    ledger = [
+        replace(movement, date_days=DAY + index % 3)
+        for index, movement in enumerate(movements(amounts))
+    ]
+    synthetic = synthetic_bai2(
+        ledger, bank_account="4000000001", currency="EUR", rng=random.Random(seed),
+        missing_share=0.1, mismatched=mismatched, extra=2,
+    )  # fmt: skip
+    camt = synthetic_camt053(
+        ledger, iban="DE00SYNTHETIC", currency="EUR", asset_scale=2, rng=random.Random(seed),
+        missing_share=0.1, mismatched=mismatched, extra=2,
+    )  # fmt: skip
+    assert synthetic.expected == camt.expected
+    days = [day for day, _ in synthetic.files]
+    assert days == list(range(days[0], days[-1] + 1))
+    reconciler = Reconciler(MatchingRules(date_window_days=0, movement_retention_days=0))
+    at = DAY * MICROSECONDS_PER_DAY
+    results = [
+        result
+        for offset, movement in enumerate(ledger)
+        for result in reconciler.add_movement(movement, offset, at)
+    ]
+    opening, line_count = 0, 0
+    for day, content in synthetic.files:
+        parsed = bai2.parse(content, ACCOUNT)
+        assert isinstance(parsed, ParsedStatement), parsed
+        assert parsed.from_date_days == parsed.to_date_days == day
+        assert parsed.opening_balance is not None and parsed.closing_balance is not None
+        assert parsed.opening_balance.amount == opening
+        opening = parsed.closing_balance.amount
+        lines = statement_lines(ACCOUNT, parsed, file_sha256(content))
+        for line in lines:
+            results += reconciler.add_line(line, line_count, at)
+            line_count += 1
+    results += reconciler.advance_ledger_time("acme", (DAY + 4) * MICROSECONDS_PER_DAY, at)
+    balance = sum(m.amount if m.direction is Direction.CREDIT else -m.amount for m in ledger)
+    expected = synthetic.expected
+    assert opening - balance == expected.balance_difference
+    assert line_count == expected.lines
+    lines_by_state = Counter(r.state.value for r in results for _ in r.line_ids)
+    assert (
+        lines_by_state
+        == Counter({"matched": expected.lines_matched, "unmatched": expected.lines_unmatched})
+        - Counter()
+    )
