@@ -202,7 +202,7 @@ def test_a_flooding_tenant_is_rate_limited_and_its_neighbour_is_not(
     assert len(quiet_outcomes) == 4 * QUIET_COMMANDS
     assert all(outcome.status is OutcomeStatus.ACCEPTED for outcome in quiet_outcomes)
     retried = f"{flooder}/{retry_reply.outcome.idempotency_key}".encode()
-    _assert_the_flood_was_limited(settings, found, flooder, retried)
+    admitted = _assert_the_flood_was_limited(settings, found, flooder, retried)
     assert f'rate_limited_commands_total{{tenant="{flooder}"}}' in scraped
     assert 'tenant="quiet"' not in scraped
     assert retry_reply.outcome.status is OutcomeStatus.ACCEPTED and retry_reply.kind == "decided"
@@ -213,12 +213,14 @@ def test_a_flooding_tenant_is_rate_limited_and_its_neighbour_is_not(
         f"\n  alone                          {p99_ms(found, 'alone'):8.1f} ms"
         f"\n  flood, rate limit {RATE_PER_S}/s burst {BURST}  {p99_ms(found, 'limited'):8.1f} ms"
         f"\n  flood, no rate limit           {p99_ms(found, 'unlimited'):8.1f} ms"
+        f"\nflood with the limit: {admitted} admitted, the rest rate_limited"
     )
 
 
 def _assert_the_flood_was_limited(
     settings: Settings, found: dict[bytes, Answer], flooder: str, retried: bytes
-) -> None:
+) -> int:
+    """Check the flood's answers; return how many of its commands were admitted."""
     flood_answers = [a for k, a in found.items() if k.startswith(f"{flooder}/limited-".encode())]
     assert len(flood_answers) == FLOOD_CHUNKS * FLOOD_CHUNK_COMMANDS
     limited = [a for a in flood_answers if a.outcome.reason is RejectReason.RATE_LIMITED]
@@ -237,6 +239,7 @@ def _assert_the_flood_was_limited(
     # replies only: the keys stay free (the one retried later was decided then)
     assert {a.reply.key for a in limited} & stored == {retried}
     assert all(a.reply.key in stored for a in admitted)
+    return len(admitted)
 
 
 def _retry_a_rate_limited_command(
