@@ -147,6 +147,9 @@ def json_response(
 
 def problem_response(problem: ApiProblemError, instance: str | None = None) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if problem.kind is UNAUTHORIZED else None
+    retry_after_ms = problem.extensions.get("retry_after_ms")
+    if isinstance(retry_after_ms, int):  # a RATE_LIMITED reply (decision 0083): whole seconds
+        headers = {"Retry-After": str(-(-retry_after_ms // 1000))}
     return Response(
         problem.body(instance), problem.kind.status, headers, media_type=PROBLEM_CONTENT_TYPE
     )

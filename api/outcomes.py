@@ -14,6 +14,12 @@ for an outcome that never comes. So the API reads ``ledger.outcomes`` itself:
   at most ``entries_max`` (the oldest is evicted and counted). Waiters are futures on an asyncio
   loop, resolved with ``call_soon_threadsafe`` when their key arrives.
 
+The feed also reads ``ledger.replies`` from its end, for one kind of answer only: a
+``RATE_LIMITED`` reply (decision 0083), which is never stored in ``ledger.outcomes``. It fails the
+key's waiters with a ``rate-limited`` problem (429 with ``Retry-After``) and caches nothing, so a
+retry with the same key is sent and decided normally. Every other reply is skipped by its
+``streamledger.reply.kind`` header without decoding it.
+
 Thread safety: one lock guards the map and the waiters; the feed thread writes, the event loop
 reads and registers waiters. Nothing blocks under the lock.
 """
@@ -28,15 +34,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
+from api.problems import RATE_LIMITED, ApiProblemError
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from kafka_adapter.batches import take_batch
 from kafka_adapter.security import API_PRINCIPAL, client_config
 from schemas.codec import DecodeError, decode_outcome
 from schemas.keys import KEY_SEPARATOR
-from schemas.model import Outcome
-from schemas.topics import OUTCOMES_TOPIC
+from schemas.model import Outcome, RejectReason
+from schemas.topics import OUTCOMES_TOPIC, REPLIES_TOPIC
 from streamledger.errors import InfraError, InvariantViolationError, TopicError
 from streamledger.settings import Settings
 
@@ -44,6 +51,11 @@ LOG = logging.getLogger("streamledger.api.outcomes")
 CONSUME_RECORDS_MAX: Final = 1_000
 CONSUME_TIMEOUT_S: Final = 0.05
 METADATA_TIMEOUT_S: Final = 10.0
+# The reply headers of the contract (docs/contract.md, "Replies"): only not_stored replies can be
+# RATE_LIMITED, and only those carry the retry-after.
+REPLY_KIND_HEADER: Final = "streamledger.reply.kind"
+REPLY_NOT_STORED: Final = b"not_stored"
+REPLY_RETRY_AFTER_HEADER: Final = "streamledger.reply.retry_after_ms"
 
 OutcomeKey = tuple[str, str]  # (tenant_id, idempotency_key)
 
@@ -77,6 +89,14 @@ class OutcomeCache:
             waiters = self._waiters.pop(key, [])
         for future in waiters:
             future.get_loop().call_soon_threadsafe(_resolve, future, outcome)
+
+    def refuse(self, key: OutcomeKey, problem: ApiProblemError) -> None:
+        """Fail the key's current waiters with ``problem`` (a reply that is not an outcome: the
+        key stays free, nothing is cached)."""
+        with self._lock:
+            waiters = self._waiters.pop(key, [])
+        for future in waiters:
+            future.get_loop().call_soon_threadsafe(_refuse, future, problem)
 
     def forget(self, key: OutcomeKey) -> None:
         with self._lock:
@@ -114,6 +134,32 @@ def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
         future.set_result(outcome)
 
 
+def _refuse(future: asyncio.Future[Outcome], problem: ApiProblemError) -> None:
+    if not future.done():
+        future.set_exception(problem)
+
+
+def rate_limited_problem(
+    value: bytes, headers: list[tuple[str, bytes]] | None
+) -> ApiProblemError | None:
+    """The 429 of a ``RATE_LIMITED`` reply on ``ledger.replies``, or None for any other reply
+    (decoded only when its kind is ``not_stored`` and it carries a retry-after)."""
+    found = dict(headers or ())
+    retry_after = found.get(REPLY_RETRY_AFTER_HEADER)
+    if found.get(REPLY_KIND_HEADER) != REPLY_NOT_STORED or retry_after is None:
+        return None
+    outcome = decode_outcome(value)
+    if outcome.reason is not RejectReason.RATE_LIMITED:
+        return None
+    return ApiProblemError(
+        RATE_LIMITED,
+        outcome.detail,
+        reason=outcome.reason.value,
+        retry_after_ms=int(retry_after),
+        idempotency_key=outcome.idempotency_key,
+    )
+
+
 def split_outcome_key(key: bytes) -> OutcomeKey:
     tenant_id, _, idempotency_key = key.decode("utf-8").partition(KEY_SEPARATOR)
     return tenant_id, idempotency_key
@@ -130,6 +176,7 @@ class OutcomeFeed:
         on_record: Callable[[], None] | None = None,
     ) -> None:
         self.topic = settings.topic(OUTCOMES_TOPIC)
+        self.replies_topic = settings.topic(REPLIES_TOPIC)
         self.cache = cache
         self.failure: str | None = None
         self.records_read = 0
@@ -161,8 +208,12 @@ class OutcomeFeed:
         if description is None or description.error is not None or not description.partitions:
             raise_missing(self.topic, description)
         self._partitions = len(description.partitions)
+        # the outcomes from the beginning (the cache); the replies from their end: only replies
+        # to commands sent from now on can answer a waiter (same partition count, checked by
+        # the processor at its start)
         self._consumer.assign(
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self._partitions)]
+            + [TopicPartition(self.replies_topic, p, OFFSET_END) for p in range(self._partitions)]
         )
         self._thread.start()
 
@@ -189,13 +240,20 @@ class OutcomeFeed:
         error = message.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
-                raise InfraError(f"reading {self.topic}: {error.str()}")
+                raise InfraError(f"reading {message.topic()}: {error.str()}")
+            if message.topic() != self.topic:
+                return  # the end of a replies partition: nothing to catch up with there
             self._at_end.add(message.partition())
             if len(self._at_end) == self._partitions:
                 self._caught_up.set()
             return
         key = split_outcome_key(message.key())
         value = message.value()
+        if message.topic() == self.replies_topic:
+            problem = None if value is None else rate_limited_problem(value, message.headers())
+            if problem is not None:
+                self.cache.refuse(key, problem)
+            return
         if value is None:
             self.cache.forget(key)
         else:

@@ -60,6 +60,9 @@ INVALID_COMMAND: Final = ProblemKind(
     "invalid-command", 422, "The command breaks a limit of the contract"
 )
 COMMAND_REJECTED: Final = ProblemKind("command-rejected", 422, "The ledger rejected the command")
+# The processor's per-tenant rate limit answered RATE_LIMITED (decision 0083): nothing was
+# stored under the key; the response carries Retry-After (seconds) and retry_after_ms.
+RATE_LIMITED: Final = ProblemKind("rate-limited", 429, "The tenant is over its command rate")
 SERVICE_UNAVAILABLE: Final = ProblemKind(
     "service-unavailable", 503, "A backing service is unavailable"
 )
@@ -78,6 +81,7 @@ PROBLEM_KINDS: Final = (
     UNSUPPORTED_MEDIA_TYPE,
     INVALID_COMMAND,
     COMMAND_REJECTED,
+    RATE_LIMITED,
     SERVICE_UNAVAILABLE,
 )
 _BY_STATUS: Final = {kind.status: kind for kind in reversed(PROBLEM_KINDS)}

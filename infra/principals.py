@@ -217,6 +217,7 @@ def grants_for(spec: PrincipalSpec, topic_prefix: str) -> tuple[Grant, ...]:
         return (
             topic(WRITE, COMMANDS_TOPIC),
             topic(READ, OUTCOMES_TOPIC),
+            topic(READ, REPLIES_TOPIC),  # RATE_LIMITED replies -> 429 (decision 0083)
             group("streamledger-api-", prefixed_by_stack=False),
         )
     if spec.role == ROLE_DISPATCHER:

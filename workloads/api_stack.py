@@ -122,7 +122,12 @@ def wait_ready(stack: ApiStack, timeout_s: float) -> None:
 
 @contextmanager
 def running_api_stack(
-    stack_settings: Settings, log_directory: Path, tenants: tuple[str, ...], api_flags: list[str]
+    stack_settings: Settings,
+    log_directory: Path,
+    tenants: tuple[str, ...],
+    api_flags: list[str],
+    *,
+    processor_flags: tuple[str, ...] = (),
 ) -> Iterator[ApiStack]:
     settings = fresh_settings(stack_settings)
     port = free_port()
@@ -130,7 +135,9 @@ def running_api_stack(
     try:
         for tenant in tenants:
             stack.keys[tenant] = create_api_key(settings, tenant).token
-        processor = ProcessorProcess(settings, f"api-{uuid.uuid4().hex[:6]}", log_directory)
+        processor = ProcessorProcess(
+            settings, f"api-{uuid.uuid4().hex[:6]}", log_directory, extra_flags=processor_flags
+        )
         stack.children.append(processor)
         stack.children.append(
             ChildProcess(

@@ -9,6 +9,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import ledger
+from api.app import problem_response
+from api.outcomes import rate_limited_problem
+from api.problems import RATE_LIMITED
 from processors.metrics import RATE_LIMITED_OTHER_TENANTS, ProcessorMetrics
 from processors.partition_ledger import (
     REPLY_KIND_HEADER,
@@ -153,3 +156,23 @@ def test_the_sdk_reads_the_retry_after_from_the_reply() -> None:
     assert (first.kind, first.retry_after_ms) == ("decided", None)
     assert (limited.kind, limited.retry_after_ms) == ("not_stored", 250)
     assert limited.outcome.reason is RejectReason.RATE_LIMITED
+
+
+def test_the_api_turns_a_rate_limited_reply_into_a_429_with_retry_after() -> None:
+    """``api.outcomes.rate_limited_problem`` reads the reply the processor stages (and skips
+    every other reply); the problem response carries ``Retry-After`` in whole seconds."""
+    book = _book(QuotaLimits(commands_per_second=1, burst=1))
+    book.decide(open_account("a", key="k1"), T0_US, 0)
+    book.decide(open_account("b", key="k2"), T0_US + 1_000, 1)
+    outputs = _close(book)
+    (_, decided), (_, limited) = outputs.replies
+    decided_headers, limited_headers = (
+        [(name, bytes(value or b"")) for name, value in headers]
+        for headers in outputs.reply_headers
+    )
+    assert rate_limited_problem(decided or b"", decided_headers) is None
+    problem = rate_limited_problem(limited or b"", limited_headers)
+    assert problem is not None and problem.kind is RATE_LIMITED and problem.kind.status == 429
+    assert problem.extensions["retry_after_ms"] == 999
+    assert problem.extensions["reason"] == "rate_limited"
+    assert problem_response(problem).headers["Retry-After"] == "1"

@@ -1,0 +1,58 @@
+"""Issue 21 §4 at the HTTP API: a command the processor's per-tenant rate limit answers
+RATE_LIMITED is a 429 with ``Retry-After`` (never a wait that runs out), nothing is stored under
+its key, and the same request after the retry-after is decided normally (decision 0083)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from streamledger.settings import Settings
+from workloads.api_stack import ApiStack, running_api_stack
+
+pytestmark = pytest.mark.system
+API_FLAGS = ["--wait-timeout-ms=20000", "--api-key-cache-ttl-s=0"]
+# one command a second, two at once: the third request in a row is over the limit
+PROCESSOR_FLAGS = ("--tenant-commands-per-second=1", "--tenant-command-burst=2")
+
+
+@pytest.fixture(scope="module")
+def api_stack(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiStack]:
+    logs = tmp_path_factory.mktemp("api-rate-limit")
+    with running_api_stack(
+        stack_settings, Path(logs), ("acme",), API_FLAGS, processor_flags=PROCESSOR_FLAGS
+    ) as stack:
+        yield stack
+
+
+def open_account(client: httpx.Client, account_id: str) -> httpx.Response:
+    body: dict[str, Any] = {"account_id": account_id, "currency": "USD", "asset_scale": 2}
+    return client.post("/v1/accounts", json=body, headers={"Idempotency-Key": f"open-{account_id}"})
+
+
+def test_over_the_rate_is_a_429_with_retry_after_and_the_retry_is_decided(
+    api_stack: ApiStack,
+) -> None:
+    with api_stack.client("acme") as client:
+        responses = [open_account(client, f"a{n}") for n in range(4)]
+        statuses = [response.status_code for response in responses]
+        assert statuses[:2] == [201, 201], [r.text for r in responses]
+        limited = next(r for r in responses if r.status_code == 429)
+        problem = limited.json()
+        assert problem["type"].endswith("/rate-limited")
+        assert problem["reason"] == "rate_limited"
+        assert problem["detail"].startswith("tenant_id: rate limited: tenant over 1 commands/s")
+        retry_after_ms = problem["retry_after_ms"]
+        assert 1 <= retry_after_ms <= 1_000
+        assert limited.headers["Retry-After"] == str(-(-retry_after_ms // 1000))
+        time.sleep(retry_after_ms / 1000 + 0.1)
+        retried = open_account(client, f"a{responses.index(limited)}")  # same body, same key
+        assert retried.status_code == 201, retried.text
+        assert "Idempotent-Replayed" not in retried.headers  # decided now: nothing was stored
