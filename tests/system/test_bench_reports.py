@@ -37,7 +37,11 @@ def test_the_reports_bench_fills_consistent_rows_and_times_the_real_reads(
     ]
     assert len(rows) == 4, finished.stdout
     for _group, name, cell, _unit, count, check in rows:
-        assert count == "1" and float(cell.split()[0].replace(",", "")) > 0, name
+        # the cell has two decimals (a tiny trial balance can print 0.00 s); the median in the
+        # check column has three significant digits
+        median = float(check.split("p50 ", 1)[1].split()[0])
+        assert count == "1" and float(cell.split()[0].replace(",", "")) >= 0, name
+        assert median > 0, name
         assert "load" in check, name
     assert [row[5].startswith("target") for row in rows] == [True, True, True, False]
     assert finished.stdout.count("reports: filled ") == 5, finished.stdout  # one per filled part
