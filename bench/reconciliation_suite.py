@@ -18,16 +18,21 @@ mirror movement close, so each of them ends in exactly one result.
 
 Per repetition, on fresh topics (``fresh``: unique prefix, deleted at the end):
 
-1. the encoded events and statement records are produced (idempotent producer, lz4) before
-   anything reads them: the matcher starts on a backlog;
-2. **baseline**: a plain ``read_committed`` consumer reads both input topics from their start to
-   their end (no decoding), records/s from its first to its last record;
-3. **the matcher as a user runs it**: a ``streamledger reconcile`` child process (default
-   settings); a consumer on ``ledger.reconciliation`` waits until every line and every mirror
-   movement is in a result. Lines/s = lines decided / (last result's timestamp - first
-   result's timestamp): the span from the first to the last result, the matcher's start-up and
-   group join outside it. Also its input records/s over the same span and its peak RSS (VmHWM).
-   The check: every line and every mirror movement in exactly one result.
+1. each tenant's opening statement header (an empty statement of the day before the first
+   movement: the account was reconciled before) is produced, **the matcher as a user runs it**
+   (a ``streamledger reconcile`` child process, default settings) is started, and the bench waits
+   until its group has committed those headers: every account is a mirror account before any
+   event arrives (otherwise, on a backlog, the events may run more than
+   ``movement_retention_days`` ahead of the first statement and their movements be forgotten);
+2. the encoded events and statement records are produced (idempotent producer, lz4) at once,
+   faster than the matcher reads: it works through a backlog; a consumer on
+   ``ledger.reconciliation`` waits until every line and every mirror movement is in a result.
+   Lines/s = lines decided / (last result's timestamp - first result's timestamp): the span
+   from the first to the last result, the matcher's start-up and group join outside it. Also
+   its input records/s over the same span and its peak RSS (VmHWM).
+   The check: every line and every mirror movement in exactly one result;
+3. **baseline**: a plain ``read_committed`` consumer reads both input topics from their start to
+   their end (no decoding), records/s from its first to its last record.
 
 **Memory per open item** (``open_item_bytes``), in this process: a ``Reconciler`` (the matcher's
 core, default rules) is given ``OPEN_ITEMS`` movements of one mirror account and, separately,
@@ -73,7 +78,7 @@ from reconciliation.matching import (
 from reconciliation.records import decode, encode
 from reconciliation.statement import Direction, Statement, StatementFormat, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
-from schemas.codec import encode_event
+from schemas.codec import decode_event, encode_event
 from schemas.keys import command_key, event_key, partition_for
 from schemas.model import Event, OpenAccount, Transfer
 from schemas.topics import EVENTS_TOPIC
@@ -109,8 +114,11 @@ ITEMS_PER_DAY: Final = 1_000  # open items of one account dated the same day (me
 PRODUCE_LINGER_MS: Final = 5
 KAFKA_TIMEOUT_S: Final = 30.0
 POLL_S: Final = 0.5
+OPENING_TIMEOUT_S: Final = 120.0  # the matcher's start, group join and first batch
 RESULTS_TIMEOUT_S: Final = 900.0  # the whole full-size backlog, with room
 GROUP: Final = "reconciliation"
+IN_PROCESS_RECORDS_MAX: Final = 200_000  # of the workload, in arrival order (~100k lines)
+CORE_FIGURE: Final = "matcher work in process (decode, rules, result encoding), no Kafka"
 LINES_FIGURE: Final = "statement lines matched/s (target >= 20k)"
 INPUT_FIGURE: Final = "matcher input records/s (events + statement records)"
 RAW_FIGURE: Final = "raw read of ledger.events + ledger.statements"
@@ -123,11 +131,13 @@ class InputRecord:
     partition: int
     key: bytes
     value: bytes
+    arrives_day: int  # events on their day; a statement the morning after the day it covers
 
 
 @dataclass(slots=True)
 class Workload:
     records: list[InputRecord]  # events first, then statements (both in time order)
+    opening: list[InputRecord]  # each tenant's first statement header, produced before the rest
     lines: int
     mirror_movements: int
     events: int
@@ -212,6 +222,11 @@ def statement_header(tenant: str, first_day: int, last_day: int, lines: int) -> 
     )  # fmt: skip
 
 
+def _to(statement: Statement) -> int:
+    assert statement.to_date_days is not None
+    return statement.to_date_days
+
+
 def _sha(tenant: str, day: int) -> str:
     return hashlib.sha256(f"{tenant}/{day}".encode()).hexdigest()
 
@@ -269,6 +284,7 @@ def build_workload(shape: Shape, seed: int, partitions: int = PARTITIONS) -> Wor
             partition_for(command_key(event.tenant_id), partitions),
             event_key(event.tenant_id, event.sequence),
             encode_event(event),
+            event.effective_at_us // MICROSECONDS_PER_DAY,
         )
         for event in events
     ]
@@ -278,12 +294,16 @@ def build_workload(shape: Shape, seed: int, partitions: int = PARTITIONS) -> Wor
             partition_for(command_key(record.tenant_id), partitions),
             command_key(record.tenant_id),
             encode(record),
+            1 + (record.booking_date_days if isinstance(record, StatementLine) else _to(record)),
         )
         for record in statements
     ]
     lines = sum(1 for record in statements if isinstance(record, StatementLine))
     movements = sum(1 for _ in mirror_movements(events))
-    return Workload(records, lines=lines, mirror_movements=movements, events=len(events))
+    # build_statements puts each tenant's opening header first
+    first, after = len(events), len(events) + shape.tenants
+    opening, backlog = records[first:after], records[:first] + records[after:]
+    return Workload(backlog, opening, lines=lines, mirror_movements=movements, events=len(events))
 
 
 # --------------------------------------------------------------------------- the runs
@@ -299,7 +319,7 @@ def drop(settings: Settings) -> None:
     delete_topics(settings, [*topics.declared_topic_names(settings)])
 
 
-def produce(settings: Settings, workload: Workload) -> None:
+def produce(settings: Settings, records: list[InputRecord]) -> None:
     producer = Producer(
         {
             **client_config(settings, ADMIN_PRINCIPAL),
@@ -309,7 +329,7 @@ def produce(settings: Settings, workload: Workload) -> None:
             "compression.type": "lz4",
         }
     )
-    for record in workload.records:
+    for record in records:
         while True:
             try:
                 producer.produce(settings.topic(record.topic), key=record.key,
@@ -415,11 +435,32 @@ def count(
     outcome.last_ms = max(outcome.last_ms, at_ms)
 
 
+def wait_for_openings(
+    settings: Settings, count: int, alive: Callable[[], bool], timeout_s: float
+) -> None:
+    """Until the matcher's group has committed the ``count`` opening headers: every account is
+    a mirror account before the first event (as in a deployment that imported statements
+    before), so no movement is kept only ``movement_retention_days`` whatever the fetch order."""
+    consumer = consumer_for(settings, f"{settings.topic_prefix}streamledger-reconciler")
+    wanted = [TopicPartition(settings.topic(STATEMENTS_TOPIC), partition)
+              for partition in range(settings.partitions)]  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            assert alive(), "the matcher exited"
+            assert time.monotonic() < deadline, "the matcher did not read the openings"
+            found = consumer.committed(wanted, timeout=KAFKA_TIMEOUT_S)
+            if sum(max(tp.offset, 0) for tp in found) >= count:
+                return
+            time.sleep(POLL_S)
+    finally:
+        consumer.close()
+
+
 def run_once(run: BenchRun, settings: Settings, workload: Workload) -> None:
     scoped = fresh(settings, PARTITIONS)
     try:
-        produce(scoped, workload)
-        raw = raw_read_rate(scoped, len(workload.records))
+        produce(scoped, workload.opening)
         log_path = REPO_ROOT / ".bench-logs" / f"matcher-{scoped.topic_prefix}log"
         matcher = spawn_matcher(scoped, log_path)
         peak = 0
@@ -430,9 +471,12 @@ def run_once(run: BenchRun, settings: Settings, workload: Workload) -> None:
                 peak = max(peak, peak_rss_bytes(matcher.pid))
                 return matcher.poll() is None
 
+            wait_for_openings(scoped, len(workload.opening), alive, OPENING_TIMEOUT_S)
+            produce(scoped, workload.records)  # faster than the matcher: a backlog at once
             outcome = collect_results(scoped, workload, alive)
         finally:
             stop_process(matcher)
+        raw = raw_read_rate(scoped, len(workload.records) + len(workload.opening))
     finally:
         drop(scoped)
     span_s = max(outcome.last_ms - outcome.first_ms, 1) / 1000
@@ -451,6 +495,45 @@ def run_once(run: BenchRun, settings: Settings, workload: Workload) -> None:
     if not correct:
         run.findings.append(f"reconciliation: {outcome} for {workload.lines} lines,"
                             f" {workload.mirror_movements} mirror movements")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- in process
+
+
+def core_lines_per_cpu_s(workload: Workload, records_max: int) -> float:
+    """Statement lines per CPU-second of the matcher's own work without Kafka: what
+    ``Matcher._apply`` does per input record (decode, movements, the rules, ledger time) and the
+    encoding of every result, on the first ``records_max`` records in arrival order (a day's
+    statement the next morning, before that day's events), one ``Reconciler`` per partition."""
+    arrival = sorted(
+        workload.records,
+        key=lambda record: (record.arrives_day, record.topic != STATEMENTS_TOPIC),
+    )[:records_max]
+    reconcilers = [Reconciler(MatchingRules()) for _ in range(PARTITIONS)]
+    offsets: dict[tuple[str, int], int] = {}
+    lines = 0
+    started = time.process_time()
+    for record in arrival:
+        position = (record.topic, record.partition)
+        offset = offsets[position] = offsets.get(position, -1) + 1
+        reconciler = reconcilers[record.partition]
+        if record.topic == EVENTS_TOPIC:
+            event = decode_event(record.value)
+            results = []
+            for movement in movements_of(event, "external_ref"):
+                results += reconciler.add_movement(movement, offset, 0)
+            results += reconciler.advance_ledger_time(event.tenant_id, event.effective_at_us, 0)
+        else:
+            decoded = decode(record.value)
+            if isinstance(decoded, StatementLine):
+                lines += 1
+                results = reconciler.add_line(decoded, offset, 0)
+            else:
+                assert isinstance(decoded, Statement)
+                results = reconciler.add_statement(decoded, 0)
+        for result in results:
+            encode(result)
+    return lines / (time.process_time() - started)
 
 
 # --------------------------------------------------------------------------- memory
@@ -511,6 +594,8 @@ def run_reconciliation(
     )
     for _ in range(repetitions):
         run_once(run, settings, workload)
+        lines_per_cpu_s = core_lines_per_cpu_s(workload, IN_PROCESS_RECORDS_MAX)
+        run.add(GROUP, CORE_FIGURE, "lines/CPU-s", lines_per_cpu_s)
     movement_bytes, line_bytes = open_item_bytes(OPEN_ITEMS)
     run.add("memory", "matcher state per open movement (tracemalloc)", "bytes", movement_bytes)
     run.add("memory", "matcher state per open line (tracemalloc)", "bytes", line_bytes)
