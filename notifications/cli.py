@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -79,8 +80,13 @@ def run_notify(arguments: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("streamledger.notify").info(
         "dispatcher starting (group %s)", notify.consumer_group
     )
+    dispatcher = Dispatcher(settings, notify, metrics)
+    # the start-up objects (modules, settings, clients) out of the cyclic collector's reach:
+    # a full collection then walks only what deliveries made (as the API does, decision 0078)
+    gc.collect()
+    gc.freeze()
     try:
-        asyncio.run(serve(Dispatcher(settings, notify, metrics)))
+        asyncio.run(serve(dispatcher))
     finally:
         if server is not None:
             server.stop()
