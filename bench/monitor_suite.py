@@ -28,15 +28,15 @@ import random
 from collections.abc import Iterator
 from typing import Final
 
-from bench import bench_core, processor_suite
+from bench import bench_core, multileg_suite, processor_suite
 from bench.results import BenchRun
 from bench.workloads import Workload, encode, recent_start_us
 from schemas.limits import MONITOR_FIELDS, MONITOR_OPERATORS, MONITORS_PER_ACCOUNT_MAX
-from schemas.model import Command, CreateMonitor, OpenAccount, Transfer
+from schemas.model import Command, CreateMonitor, Transfer
 from streamledger.settings import Settings, load_settings
 
 TENANTS: Final = 8
-ACCOUNTS_PER_TENANT: Final = 20
+ACCOUNTS_PER_TENANT: Final = multileg_suite.ACCOUNTS_PER_TENANT
 HOT_ACCOUNTS_PER_TENANT: Final = 8
 MONITORS: Final = 1_000
 NEAR_EVERY: Final = 10  # one monitor in ten has a threshold the balances cross
@@ -64,23 +64,11 @@ def tenant_ids() -> list[str]:
 
 
 def account_ids() -> list[str]:
-    return [f"acct-{number:04d}" for number in range(ACCOUNTS_PER_TENANT)]
+    return multileg_suite.account_ids()  # the same 20 accounts per tenant, opened the same way
 
 
 def opening(start_us: int) -> list[Command]:
-    return [
-        OpenAccount(
-            tenant_id=tenant,
-            idempotency_key=f"open-{account}",
-            submitted_at_us=start_us + index * STEP_US,
-            account_id=account,
-            currency=CURRENCY,
-            asset_scale=2,
-        )
-        for index, (tenant, account) in enumerate(
-            (tenant, account) for tenant in tenant_ids() for account in account_ids()
-        )
-    ]
+    return multileg_suite.opening(tenant_ids(), start_us)
 
 
 def monitors(start_us: int, seed: int) -> list[Command]:
