@@ -32,7 +32,7 @@ from bench import bench_core, multileg_suite, processor_suite
 from bench.results import BenchRun
 from bench.workloads import Workload, encode, recent_start_us
 from schemas.limits import MONITOR_FIELDS, MONITOR_OPERATORS, MONITORS_PER_ACCOUNT_MAX
-from schemas.model import Command, CreateMonitor, Transfer
+from schemas.model import Command, CreateMonitor
 from streamledger.settings import Settings, load_settings
 
 TENANTS: Final = 8
@@ -103,23 +103,15 @@ def _threshold(chooser: random.Random, operator: str, *, near: bool) -> int:
     return -FAR_THRESHOLD if operator in ("<", "<=") else FAR_THRESHOLD
 
 
+def hot_pair(chooser: random.Random) -> tuple[str, str]:
+    """A hot account to debit and another of the tenant's accounts to credit."""
+    accounts = account_ids()
+    debit = chooser.choice(accounts[:HOT_ACCOUNTS_PER_TENANT])
+    return debit, chooser.choice([account for account in accounts if account != debit])
+
+
 def transfers(count: int, start_us: int, seed: int) -> Iterator[Command]:
-    chooser = random.Random(seed)  # a reproducible workload
-    tenants, accounts = tenant_ids(), account_ids()
-    for number in range(count):
-        debit = chooser.choice(accounts[:HOT_ACCOUNTS_PER_TENANT])
-        credit = chooser.choice([account for account in accounts if account != debit])
-        key = f"tr-{number:08d}"
-        yield Transfer(
-            tenant_id=chooser.choice(tenants),
-            idempotency_key=key,
-            submitted_at_us=start_us + number * STEP_US,
-            transfer_id=key,
-            debit_account_id=debit,
-            credit_account_id=credit,
-            amount=chooser.randint(1, AMOUNT_MAX),
-            currency=CURRENCY,
-        )
+    return multileg_suite.transfers(tenant_ids(), count, start_us, seed, pair=hot_pair)
 
 
 def build_workloads(count: int, seed: int, partitions: int = PARTITIONS) -> tuple[Workload, ...]:

@@ -38,7 +38,7 @@ import cProfile
 import pstats
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from bench import processor_suite
@@ -96,10 +96,17 @@ def random_pair(chooser: random.Random) -> tuple[str, str]:
     return debit, credit
 
 
-def transfers(tenants: list[str], count: int, start_us: int, seed: int) -> Iterator[Command]:
+def transfers(
+    tenants: list[str],
+    count: int,
+    start_us: int,
+    seed: int,
+    pair: Callable[[random.Random], tuple[str, str]] = random_pair,
+) -> Iterator[Command]:
+    """Posted transfers between the accounts ``pair`` draws (by default two random ones)."""
     chooser = random.Random(seed)  # a reproducible workload
     for number in range(count):
-        debit, credit = random_pair(chooser)
+        debit, credit = pair(chooser)
         key = f"tr-{number:08d}"
         yield Transfer(
             tenant_id=chooser.choice(tenants),
