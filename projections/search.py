@@ -384,58 +384,73 @@ def bounded(
     return text + SEQUENCE_BOUNDED.format(table=table), [*parameters, *bounds]
 
 
-def transfer_statement(
-    tenant_id: str, search: TransferSearch, bounds: SequenceBounds | None = None
+@dataclass(frozen=True, slots=True)
+class MovementShape:
+    """What differs between the transfer and the transaction search: their statements, the
+    table alias, columns, filters and the id of the keyset."""
+
+    statements: tuple[str, str]  # (all, by metadata)
+    alias: str
+    columns: str
+    from_filter: str
+    to_filter: str
+    status_filter: str
+    account_filter: str
+    identifier: str
+
+
+def movement_statement(
+    tenant_id: str,
+    search: TransferSearch | TransactionSearch,
+    bounds: SequenceBounds | None,
+    shape: MovementShape,
 ) -> Statement:
     """The page's statement; ``bounds`` (from ``bounds_statement``) narrow the scan to the
     period's sequences (the result is the same without them)."""
-    statements = (TRANSFERS_ALL, TRANSFERS_BY_METADATA)
-    keyed = "m" if search.metadata else "t"
-    text, parameters = bounded(
-        *searched(tenant_id, search.metadata, "t", statements, TRANSFER_COLUMNS), keyed, bounds
-    )
+    keyed = "m" if search.metadata else shape.alias
+    start = searched(tenant_id, search.metadata, shape.alias, shape.statements, shape.columns)
+    text, parameters = bounded(*start, keyed, bounds)
     for fragment, value in (
-        (FROM_FILTER, search.created_from),
-        (TO_FILTER, search.created_to),
-        (STATUS_FILTER, search.status),
+        (shape.from_filter, search.created_from),
+        (shape.to_filter, search.created_to),
+        (shape.status_filter, search.status),
     ):
         if value is not None:
             text += fragment
             parameters.append(value)
     if search.account is not None:
-        text += ACCOUNT_FILTER
+        text += shape.account_filter
         parameters += [search.account, search.account]
-    columns, descending = keyset(keyed, "created_sequence", "transfer_id")
+    columns, descending = keyset(keyed, "created_sequence", shape.identifier)
     if search.after is not None:
         text += AFTER.format(keyset=columns)
         parameters += [*search.after]
     return text + ORDER.format(descending=descending), (*parameters, search.limit)
+
+
+TRANSFER_SHAPE: Final = MovementShape(
+    statements=(TRANSFERS_ALL, TRANSFERS_BY_METADATA), alias="t", columns=TRANSFER_COLUMNS,
+    from_filter=FROM_FILTER, to_filter=TO_FILTER, status_filter=STATUS_FILTER,
+    account_filter=ACCOUNT_FILTER, identifier="transfer_id",
+)  # fmt: skip
+TRANSACTION_SHAPE: Final = MovementShape(
+    statements=(TRANSACTIONS_ALL, TRANSACTIONS_BY_METADATA), alias="x",
+    columns=TRANSACTION_COLUMNS, from_filter=TRANSACTION_FROM_FILTER,
+    to_filter=TRANSACTION_TO_FILTER, status_filter=TRANSACTION_STATUS_FILTER,
+    account_filter=TRANSACTION_ACCOUNT_FILTER, identifier="transaction_id",
+)  # fmt: skip
+
+
+def transfer_statement(
+    tenant_id: str, search: TransferSearch, bounds: SequenceBounds | None = None
+) -> Statement:
+    return movement_statement(tenant_id, search, bounds, TRANSFER_SHAPE)
 
 
 def transaction_statement(
     tenant_id: str, search: TransactionSearch, bounds: SequenceBounds | None = None
 ) -> Statement:
-    """Like ``transfer_statement``, of transactions."""
-    statements = (TRANSACTIONS_ALL, TRANSACTIONS_BY_METADATA)
-    keyed = "m" if search.metadata else "x"
-    start = searched(tenant_id, search.metadata, "x", statements, TRANSACTION_COLUMNS)
-    text, parameters = bounded(*start, keyed, bounds)
-    for fragment, value in (
-        (TRANSACTION_FROM_FILTER, search.created_from),
-        (TRANSACTION_TO_FILTER, search.created_to),
-        (TRANSACTION_STATUS_FILTER, search.status),
-    ):
-        if value is not None:
-            text += fragment
-            parameters.append(value)
-    if search.account is not None:
-        text += TRANSACTION_ACCOUNT_FILTER
-        parameters += [search.account, search.account]
-    columns, descending = keyset(keyed, "created_sequence", "transaction_id")
-    if search.after is not None:
-        text += AFTER.format(keyset=columns)
-        parameters += [*search.after]
-    return text + ORDER.format(descending=descending), (*parameters, search.limit)
+    return movement_statement(tenant_id, search, bounds, TRANSACTION_SHAPE)
 
 
 def account_statement(tenant_id: str, search: AccountSearch) -> Statement:
