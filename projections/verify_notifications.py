@@ -101,7 +101,8 @@ class NotificationAudit:
     tenant_id: str
     credit_normal: dict[str, bool] = field(default_factory=dict)
     currencies: dict[str, str] = field(default_factory=dict)
-    monitors: dict[str, Watched] = field(default_factory=dict)  # in creation order
+    monitors: dict[str, Watched] = field(default_factory=dict)
+    by_account: dict[str, dict[str, Watched]] = field(default_factory=dict)  # creation order
     expected: dict[str, Facts] = field(default_factory=dict)  # notification id -> facts
     problems: list[str] = field(default_factory=list)
 
@@ -114,7 +115,9 @@ class NotificationAudit:
         elif isinstance(event, MonitorCreated):
             self.create(event)
         elif isinstance(event, MonitorDeleted):
-            self.monitors.pop(event.monitor_id, None)
+            deleted = self.monitors.pop(event.monitor_id, None)
+            if deleted is not None:
+                del self.by_account[deleted.account_id][event.monitor_id]
         else:
             for balance in event.balances:
                 counters = (
@@ -123,9 +126,9 @@ class NotificationAudit:
                     balance.debits_pending,
                     balance.credits_pending,
                 )
-                for monitor_id, monitor in self.monitors.items():
-                    if monitor.account_id == balance.account_id:
-                        self.evaluate(event, monitor_id, monitor, counters)
+                watched = self.by_account.get(balance.account_id, {})
+                for monitor_id, monitor in watched.items():
+                    self.evaluate(event, monitor_id, monitor, counters)
 
     def create(self, event: MonitorCreated) -> None:
         monitor = Watched(
@@ -133,6 +136,7 @@ class NotificationAudit:
             tuple(sorted(event.metadata)), holds=False,
         )  # fmt: skip
         self.monitors[event.monitor_id] = monitor
+        self.by_account.setdefault(event.account_id, {})[event.monitor_id] = monitor
         balance = event.balances[0]
         counters = (
             balance.debits_posted,
