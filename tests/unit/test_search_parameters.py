@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,35 +19,49 @@ from projections.search import (
     SEARCH_PAGE_DEFAULT,
     SEARCH_PAGE_MAX,
     TRANSFER_COLUMNS,
+    TransactionSearch,
     TransferSearch,
     page_of,
     parse_account_search,
+    parse_transaction_search,
     parse_transfer_search,
     transfer_statement,
 )
 
 
-def test_a_full_transfer_search_is_parsed() -> None:
-    search = parse_transfer_search(
+@pytest.mark.parametrize(
+    ("parse", "search_class", "status", "after"),
+    [
+        (parse_transfer_search, TransferSearch, "posted", "t-1"),
+        (parse_transaction_search, TransactionSearch, "voided", "fx-1"),
+    ],
+)
+def test_a_full_search_is_parsed(
+    parse: Callable[[list[tuple[str, str]]], object],
+    search_class: type[object],
+    status: str,
+    after: str,
+) -> None:
+    search = parse(
         [
             ("metadata[order_id]", "A-17"),
             ("metadata[channel]", "web"),
             ("from", "2026-01-01T00:00:00Z"),
             ("to", "1767312000000000"),
             ("account", "cash"),
-            ("status", "posted"),
+            ("status", status),
             ("limit", "50"),
-            ("after", "42:t-1"),
+            ("after", f"42:{after}"),
         ]
     )
-    assert search == TransferSearch(
-        metadata=(("channel", "web"), ("order_id", "A-17")),
+    assert search == search_class(
+        metadata=(("channel", "web"), ("order_id", "A-17")),  # type: ignore[call-arg]
         created_from=datetime(2026, 1, 1, tzinfo=UTC),
         created_to=datetime(2026, 1, 2, tzinfo=UTC),
         account="cash",
-        status="posted",
+        status=status,
         limit=50,
-        after=(42, "t-1"),
+        after=(42, after),
     )
 
 

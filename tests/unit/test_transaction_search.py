@@ -27,30 +27,6 @@ from projections.search import (
 )
 
 
-def test_a_full_transaction_search_is_parsed() -> None:
-    search = parse_transaction_search(
-        [
-            ("metadata[order_id]", "A-17"),
-            ("metadata[channel]", "web"),
-            ("from", "2026-01-01T00:00:00Z"),
-            ("to", "1767312000000000"),
-            ("account", "cash"),
-            ("status", "voided"),
-            ("limit", "50"),
-            ("after", "42:fx-1"),
-        ]
-    )
-    assert search == TransactionSearch(
-        metadata=(("channel", "web"), ("order_id", "A-17")),
-        created_from=datetime(2026, 1, 1, tzinfo=UTC),
-        created_to=datetime(2026, 1, 2, tzinfo=UTC),
-        account="cash",
-        status="voided",
-        limit=50,
-        after=(42, "fx-1"),
-    )
-
-
 @pytest.mark.parametrize(
     ("items", "field"),
     [
