@@ -34,7 +34,7 @@ from streamledger.errors import StreamLedgerError
 NAMESPACE = "streamledger.v1"
 SCHEMA_DIRECTORY = Path(__file__).resolve().parent
 HISTORY_DIRECTORY = SCHEMA_DIRECTORY / "history"
-CURRENT_VERSION = "v1.6"
+CURRENT_VERSION = "v1.7"
 TOP_LEVEL_RECORDS: tuple[str, ...] = (
     "CommandEnvelope",
     "EventEnvelope",
