@@ -29,6 +29,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from infra import topics
 from kafka_adapter.admin import admin_client
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.kafka_clients import consumer_config, producer_config
 from processors.loop import Processor, tune_garbage_collection
 from processors.metrics import ProcessorMetrics
@@ -101,7 +102,7 @@ def prefill(settings: Settings, commands: int, tenants: int) -> int:
         start_us=int(time.time() * 1_000_000),  # recent: the topic's retention keeps them
         duplicate_share=0.10,
     )
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20})
+    producer = Producer({**client_config(settings, ADMIN_PRINCIPAL), "linger.ms": 20})
     topic = settings.topic(COMMANDS_TOPIC)
     count = 0
     for generated in generate(plan):
@@ -127,10 +128,13 @@ def passthrough(settings: Settings, processor_settings: ProcessorSettings, total
     admin = admin_client(settings)  # must outlive its futures
     for future in admin.create_topics([NewTopic(output, settings.partitions, 1)]).values():
         future.result(timeout=60)
-    config = consumer_config(processor_settings)
+    # the processor's client settings, as the stack's admin: the processor principal may not
+    # write the pass-through topic (its ACLs name the ledger topics only)
+    connection = client_config(settings, ADMIN_PRINCIPAL)
+    config = {**consumer_config(processor_settings), **connection}
     config["group.id"] = config["group.id"] + "-passthrough"  # type: ignore[operator]
     consumer = Consumer(config)
-    producer_settings = producer_config(processor_settings)
+    producer_settings = {**producer_config(processor_settings), **connection}
     producer_settings["transactional.id"] = f"{producer_settings['transactional.id']}-passthrough"
     producer = Producer(producer_settings)
     producer.init_transactions(60)

@@ -29,6 +29,7 @@ from confluent_kafka import Producer
 
 from infra import topics
 from kafka_adapter.admin import admin_client
+from kafka_adapter.security import PRODUCER_PRINCIPAL, security_config
 from producers.loadgen import LoadPlan, generate
 from producers.sdk import LedgerProducer, ProducerSettings
 from schemas.codec import encode_command
@@ -126,6 +127,7 @@ def bench_raw(settings: Settings, commands: list[Command]) -> tuple[float, float
         key = command_key(command.tenant_id)
         prepared.append((key, encode_command(command), partition_for(key, BENCH_PARTITIONS)))
     config = ProducerSettings().client_config(settings.kafka_bootstrap)
+    config.update(security_config(settings, PRODUCER_PRINCIPAL))  # as the SDK connects
     producer = Producer(config)
     topic = settings.topic(COMMANDS_TOPIC)
     started, cpu_started = time.perf_counter(), time.thread_time()

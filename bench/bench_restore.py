@@ -28,6 +28,7 @@ from confluent_kafka import Producer
 import ledger
 from bench.bench_processor import delete_topics
 from infra import topics
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.partition_ledger import OUTCOME_TIMES_HEADER, outcome_times, restore_ledger
 from processors.processor_settings import build_processor_settings
 from processors.restore import admin_for, restore_consumer
@@ -133,7 +134,7 @@ def fill(settings: object, names: object, keys: int, batch: int, *, with_header:
     started = time.perf_counter()
     producer = Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,  # type: ignore[attr-defined]
+            **client_config(settings, ADMIN_PRINCIPAL),  # type: ignore[arg-type]
             "transactional.id": f"bench-restore-{uuid.uuid4().hex[:6]}",
             "linger.ms": 20,
         }

@@ -49,6 +49,7 @@ from bench.bench_processor import delete_topics
 from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process
 from bench.results import BenchRun
 from infra import topics
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from producers.sdk import DeliveryCallback, DeliveryReport, LedgerProducer, ProducerSettings
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import OpenAccount, Transfer
@@ -142,7 +143,7 @@ class EventObserver:
         self.hop_times = hop_times
         self.consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **client_config(settings, ADMIN_PRINCIPAL),
                 "group.id": f"{settings.topic_prefix}latency-observer",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,

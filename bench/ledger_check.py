@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -113,12 +114,16 @@ def _record(decision: ledger.Decision | ledger.Ticked, expected: Expected) -> No
         )
 
 
-def read_input(bootstrap: str, topic: str, partitions: int, group_id: str) -> list[InputRecord]:
+def read_input(
+    connection: Mapping[str, str], topic: str, partitions: int, group_id: str
+) -> list[InputRecord]:
     """The records of ``topic`` below ``group_id``'s committed offset of each partition (what
-    the engine decided and committed), in offset order per partition, broker timestamps."""
-    ends = committed_offsets(bootstrap, topic, partitions, group_id)
+    the engine decided and committed), in offset order per partition, broker timestamps.
+
+    ``connection`` (here and below): ``kafka_adapter.security.client_config`` of the reader."""
+    ends = committed_offsets(connection, topic, partitions, group_id)
     pending = {partition for partition, end in ends.items() if end > 0}
-    consumer = _reader(bootstrap)
+    consumer = _reader(connection)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
     records: list[InputRecord] = []
     deadline = time.monotonic() + READ_TIMEOUT_S
@@ -142,9 +147,11 @@ def read_input(bootstrap: str, topic: str, partitions: int, group_id: str) -> li
     return records
 
 
-def committed_offsets(bootstrap: str, topic: str, partitions: int, group_id: str) -> dict[int, int]:
+def committed_offsets(
+    connection: Mapping[str, str], topic: str, partitions: int, group_id: str
+) -> dict[int, int]:
     """``group_id``'s committed position per partition of ``topic`` (0 where none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
+    consumer = Consumer({**connection, "group.id": group_id})
     try:
         committed = consumer.committed(
             [TopicPartition(topic, p) for p in range(partitions)], timeout=30
@@ -154,9 +161,9 @@ def committed_offsets(bootstrap: str, topic: str, partitions: int, group_id: str
     return {tp.partition: max(tp.offset, 0) for tp in committed}
 
 
-def read_values(bootstrap: str, topic: str, partitions: int) -> list[bytes | None]:
+def read_values(connection: Mapping[str, str], topic: str, partitions: int) -> list[bytes | None]:
     """Every committed value of every partition of ``topic`` (read_committed)."""
-    consumer = _reader(bootstrap)
+    consumer = _reader(connection)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     pending = set(range(partitions))
     values: list[bytes | None] = []
@@ -176,10 +183,10 @@ def read_values(bootstrap: str, topic: str, partitions: int) -> list[bytes | Non
     return values
 
 
-def _reader(bootstrap: str) -> Consumer:
+def _reader(connection: Mapping[str, str]) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **connection,
             "group.id": f"bench-check-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -33,6 +33,7 @@ from bench.results import BenchRun
 from bench.workloads import Workload, produce
 from infra import topics
 from kafka_adapter.admin import admin_client
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.processor_settings import build_processor_settings
 from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC
 from streamledger.settings import Settings, environment_for, load_settings, replace
@@ -75,7 +76,11 @@ def run_workload(
         scoped = fresh(settings, partitions)
         processor_settings = processor_settings_for(scoped)
         try:
-            rate = produce(scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), workload.records)
+            rate = produce(
+                client_config(scoped, ADMIN_PRINCIPAL),
+                scoped.topic(COMMANDS_TOPIC),
+                workload.records,
+            )
             run.add("limits", f"raw producer ({name})", "records/s", rate)
             total = len(workload.records)
             if passthrough:
@@ -119,7 +124,7 @@ def check_output(
 ) -> ledger_check.CheckResult:
     # the input as the processor read it: broker timestamps, its tick records (ledger_check)
     records = ledger_check.read_input(
-        settings.kafka_bootstrap,
+        client_config(settings, ADMIN_PRINCIPAL),
         settings.topic(COMMANDS_TOPIC),
         partitions,
         f"{settings.topic_prefix}streamledger-processor",
@@ -127,10 +132,10 @@ def check_output(
     assert len(records) >= len(workload.records), "the processor committed too few commands"
     expected = ledger_check.expected_fold(records)
     events = ledger_check.read_values(
-        settings.kafka_bootstrap, settings.topic(EVENTS_TOPIC), partitions
+        client_config(settings, ADMIN_PRINCIPAL), settings.topic(EVENTS_TOPIC), partitions
     )
     outcomes = ledger_check.read_values(
-        settings.kafka_bootstrap, settings.topic(OUTCOMES_TOPIC), partitions
+        client_config(settings, ADMIN_PRINCIPAL), settings.topic(OUTCOMES_TOPIC), partitions
     )
     return ledger_check.check(expected, events, outcomes)
 
@@ -160,7 +165,7 @@ def wait_for_group(
     group join and restore are behind it) to the moment they cover every command, over the
     commands committed in between. An engine that commits everything in one transaction has no
     steady state to measure: that raises (give it a bigger workload or a shorter interval)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id})
+    consumer = Consumer({**client_config(settings, ADMIN_PRINCIPAL), "group.id": group_id})
     topic = settings.topic(COMMANDS_TOPIC)
     peaks = dict.fromkeys(pids, 0)
     first: tuple[float, int] | None = None  # (when, committed) at the first commit seen
@@ -254,7 +259,11 @@ def run_instances(
             # is the steady state of N processes, not the first member's batches while the
             # others join (a cooperative rebalance waits for two polls of each busy member)
             wait_until_settled(scoped, group, instances, partitions, children)
-            produce(scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), workload.records)
+            produce(
+                client_config(scoped, ADMIN_PRINCIPAL),
+                scoped.topic(COMMANDS_TOPIC),
+                workload.records,
+            )
             rate, peaks = wait_for_group(
                 scoped,
                 group,

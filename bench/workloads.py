@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
@@ -112,11 +112,13 @@ def duplicates(base: Workload) -> Workload:
     )
 
 
-def produce(bootstrap: str, topic: str, records: list[Record]) -> float:
-    """Produce the already-encoded records as fast as the client goes; records/s (acked)."""
+def produce(connection: Mapping[str, str], topic: str, records: list[Record]) -> float:
+    """Produce the already-encoded records as fast as the client goes; records/s (acked).
+
+    ``connection``: ``kafka_adapter.security.client_config`` of the writing principal."""
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **connection,
             "linger.ms": 20,
             "batch.size": 1_000_000,
             "compression.type": "lz4",

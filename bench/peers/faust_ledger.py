@@ -21,10 +21,21 @@ from bench.peers.peer_core import PeerLedger
 
 BOOTSTRAP = os.environ["BENCH_BOOTSTRAP"]
 PARTITIONS = int(os.environ["BENCH_PARTITIONS"])
+# SASL/SCRAM when the bench stack runs it (bench.peers.runner.peer_connection_environment)
+CREDENTIALS = (
+    faust.SASLCredentials(
+        username=os.environ["BENCH_SASL_USERNAME"],
+        password=os.environ["BENCH_SASL_PASSWORD"],
+        mechanism=os.environ["BENCH_SASL_MECHANISM"],
+    )
+    if "BENCH_SASL_MECHANISM" in os.environ
+    else None
+)
 
 app = faust.App(
     os.environ["BENCH_GROUP"],
     broker=f"kafka://{BOOTSTRAP}",
+    broker_credentials=CREDENTIALS,
     processing_guarantee="exactly_once",
     broker_commit_every=int(os.environ["BENCH_COMMIT_EVERY"]),
     store="memory://",

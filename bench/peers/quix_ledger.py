@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from quixstreams import Application, message_context
+from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.models.serializers import Serializer
 
 from bench.peers.peer_core import PeerLedger
@@ -34,9 +35,22 @@ class RecordKey(Serializer):  # type: ignore[misc]
         return value
 
 
+def connection() -> ConnectionConfig:
+    """BENCH_BOOTSTRAP, with SASL/SCRAM when the bench stack runs it (bench.peers.runner)."""
+    if "BENCH_SASL_MECHANISM" not in os.environ:
+        return ConnectionConfig(bootstrap_servers=os.environ["BENCH_BOOTSTRAP"])
+    return ConnectionConfig(
+        bootstrap_servers=os.environ["BENCH_BOOTSTRAP"],
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=os.environ["BENCH_SASL_MECHANISM"],
+        sasl_username=os.environ["BENCH_SASL_USERNAME"],
+        sasl_password=os.environ["BENCH_SASL_PASSWORD"],
+    )
+
+
 def main() -> None:
     app = Application(
-        broker_address=os.environ["BENCH_BOOTSTRAP"],
+        broker_address=connection(),
         consumer_group=os.environ["BENCH_GROUP"],
         processing_guarantee="exactly-once",
         commit_every=int(os.environ["BENCH_COMMIT_EVERY"]),

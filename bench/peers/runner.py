@@ -22,6 +22,7 @@ from bench.bench_processor import delete_topics
 from bench.processor_suite import REPO_ROOT, fresh, stop_process, wait_for_group
 from bench.results import BenchRun
 from bench.workloads import Workload, produce
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.processor_settings import LIMITS
 from schemas.topics import COMMANDS_TOPIC, EVENTS_TOPIC, OUTCOMES_TOPIC
 from streamledger.settings import Settings
@@ -55,6 +56,18 @@ PEERS = (
     Peer("faust", "faust-streaming EOS", "bench.peers.faust_ledger", ("worker", "-l", "warn")),
     Peer("quix", "Quix Streams EOS", "bench.peers.quix_ledger", ()),
 )
+
+
+def peer_connection_environment(settings: Settings) -> dict[str, str]:
+    """How a peer connects, from ``client_config`` (as the stack's admin, like the harness):
+    BENCH_BOOTSTRAP, and under scram BENCH_SASL_MECHANISM / _USERNAME / _PASSWORD."""
+    connection = client_config(settings, ADMIN_PRINCIPAL)
+    environment = {"BENCH_BOOTSTRAP": connection["bootstrap.servers"]}
+    if "sasl.mechanisms" in connection:
+        environment["BENCH_SASL_MECHANISM"] = connection["sasl.mechanisms"]
+        environment["BENCH_SASL_USERNAME"] = connection["sasl.username"]
+        environment["BENCH_SASL_PASSWORD"] = connection["sasl.password"]
+    return environment
 
 
 def ensure_venv(peer: Peer) -> Path:
@@ -109,10 +122,14 @@ def run_peer(
         process: subprocess.Popen[bytes] | None = None
         figure = run.figure("processor", f"{peer.label} ({workload.name})", "commands/s")
         try:
-            produce(scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), workload.records)
+            produce(
+                client_config(scoped, ADMIN_PRINCIPAL),
+                scoped.topic(COMMANDS_TOPIC),
+                workload.records,
+            )
             environment = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")},
-                "BENCH_BOOTSTRAP": scoped.kafka_bootstrap,
+                **peer_connection_environment(scoped),
                 "BENCH_PARTITIONS": str(partitions),
                 "BENCH_GROUP": group,
                 "BENCH_COMMANDS_TOPIC": scoped.topic(COMMANDS_TOPIC),
@@ -145,14 +162,17 @@ def run_peer(
             run.add("memory", f"peak RSS: {peer.label}", "MiB", peaks[process.pid] / 2**20)
             stop_process(process)
             events = ledger_check.read_values(
-                scoped.kafka_bootstrap, scoped.topic(EVENTS_TOPIC), partitions
+                client_config(scoped, ADMIN_PRINCIPAL), scoped.topic(EVENTS_TOPIC), partitions
             )
             outcomes = ledger_check.read_values(
-                scoped.kafka_bootstrap, scoped.topic(OUTCOMES_TOPIC), partitions
+                client_config(scoped, ADMIN_PRINCIPAL), scoped.topic(OUTCOMES_TOPIC), partitions
             )
             # the input as the peer read it, broker timestamps (ledger_check): per repetition
             records = ledger_check.read_input(
-                scoped.kafka_bootstrap, scoped.topic(COMMANDS_TOPIC), partitions, group
+                client_config(scoped, ADMIN_PRINCIPAL),
+                scoped.topic(COMMANDS_TOPIC),
+                partitions,
+                group,
             )
             result = ledger_check.check(ledger_check.expected_fold(records), events, outcomes)
             print(f"  check {peer.label} ({workload.name}) #{repetition + 1}: {result.summary()}",

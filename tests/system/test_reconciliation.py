@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from reconciliation.matching import MatchRule, ReconciliationResult, ReconciliationState
 from reconciliation.partition_reader import read_partition
 from reconciliation.records import decode
@@ -150,7 +151,7 @@ def statement_file(directory: Path) -> Path:
 
 def read_records(settings: Settings, topic: str, tenant: str) -> list[object]:
     partition = partition_for(command_key(tenant), settings.partitions)
-    connection = {"bootstrap.servers": settings.kafka_bootstrap}
+    connection = client_config(settings, ADMIN_PRINCIPAL)
     records = read_partition(connection, settings.topic(topic), partition, timeout_s=READ_TIMEOUT_S)
     return [decode(record.value) for record in records if record.value is not None]
 
