@@ -1,0 +1,300 @@
+"""Who may act for a tenant: the signing-key registry of one partition (decision 0084).
+
+Pure (no clock, no I/O). ``KeyRegistry`` holds the ``SigningKeyState`` of every key granted to
+a tenant of the partition, restored from ``ledger.balances`` like the rest of the state, and
+follows the Kafka transaction like the ledger state: changes are staged per batch, written as
+state records with the batch and committed with it, or dropped on abort.
+
+``verify`` judges a command record **before** anything else is decided (precedence 0 of the
+contract's rules): a command that fails is rejected ``UNAUTHENTICATED`` with a reply only, so a
+forged command can neither read the outcome stored under a key nor burn the key (decision 0085).
+It returns the *actor* on success: the key id, or ``""`` for a command accepted unsigned.
+
+Time is record time made monotonic per partition (``now_us``), so a revocation takes effect at
+a known position of the tenant's command partition and a replay judges every command alike.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Final
+
+from schemas.limits import tenant_id_problem
+from schemas.signing_keys import (
+    KEY_ID_HEADER,
+    OPERATOR_KEY_ID,
+    SIGNATURE_HEADER,
+    SigningKeyAction,
+    SigningKeyCommand,
+    SigningKeyState,
+    encode_signing_key_state,
+    operator_secret,
+    signature,
+    signing_key_command_problem,
+    signing_key_state_key,
+    tenant_key_secret,
+)
+
+MICROSECONDS_PER_MILLISECOND: Final = 1_000
+UNSIGNED_ACTOR: Final = ""
+SECRET_CACHE_MAX: Final = 100_000  # derived secrets kept per partition (then the cache restarts)
+HeaderValue = str | bytes | None
+# as confluent-kafka hands them over (a list of pairs), or a mapping (processors.transport)
+Headers = Sequence[tuple[str, HeaderValue]] | Mapping[str, HeaderValue] | None
+
+
+class SignatureMode(enum.Enum):
+    """``off``: nothing is checked; ``enrolled``: a tenant that was ever granted a key must sign
+    (the others may still send unsigned commands); ``required``: every command must be signed."""
+
+    OFF = "off"
+    ENROLLED = "enrolled"
+    REQUIRED = "required"
+
+
+def parse_signature_mode(text: str) -> SignatureMode:
+    try:
+        return SignatureMode(text.strip())
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not one of off, enrolled, required") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Unauthenticated:
+    """The command may not be decided: ``detail`` says why (it names ``tenant_id``)."""
+
+    detail: str
+
+
+class RegistryChange(enum.Enum):
+    CHANGED = "changed"  # the registry changed: a new state record
+    UNCHANGED = "unchanged"  # already so (a retried command): nothing new
+    REJECTED = "rejected"  # invalid or not signed by the operator
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryDecision:
+    change: RegistryChange
+    detail: str  # what happened, or (rejected) "<field>: <reason>"
+    unauthenticated: bool = False  # rejected because the operator signature failed
+
+
+def signature_of(headers: Headers) -> tuple[bytes | None, bytes | None]:
+    """(key id, hex signature) from a record's headers; None for a missing one."""
+    key_id: HeaderValue = None
+    mac: HeaderValue = None
+    if isinstance(headers, Mapping):
+        key_id, mac = headers.get(KEY_ID_HEADER), headers.get(SIGNATURE_HEADER)
+    elif headers:
+        for name, value in headers:
+            if name == SIGNATURE_HEADER:
+                mac = value
+            elif name == KEY_ID_HEADER:
+                key_id = value
+    return _as_bytes(key_id), _as_bytes(mac)
+
+
+def _as_bytes(value: HeaderValue) -> bytes | None:
+    return value.encode("utf-8", "replace") if isinstance(value, str) else value
+
+
+def _unauthenticated(why: str) -> Unauthenticated:
+    return Unauthenticated(f"tenant_id: unauthenticated: {why}")
+
+
+class KeyRegistry:
+    """The signing keys of one partition's tenants, committed and staged with the batch."""
+
+    def __init__(
+        self,
+        master: bytes,
+        mode: SignatureMode,
+        states: Iterable[SigningKeyState] = (),
+        *,
+        stream_time_us: int = 0,
+    ) -> None:
+        self.mode = mode
+        self._master = master
+        self._operator_secret = operator_secret(master)
+        self._committed: dict[str, dict[str, SigningKeyState]] = {}
+        self._staged: dict[tuple[str, str], SigningKeyState] = {}
+        self._secrets: dict[tuple[str, bytes], bytes] = {}
+        # the latest record time seen, committed and in the open batch (an aborted batch's
+        # records are read again: their times must not judge them twice)
+        self._committed_latest_us = stream_time_us
+        self._latest_us = stream_time_us
+        for state in states:
+            self._committed.setdefault(state.tenant_id, {})[state.key_id] = state
+
+    def key(self, tenant_id: str, key_id: str) -> SigningKeyState | None:
+        staged = self._staged.get((tenant_id, key_id)) if self._staged else None
+        if staged is not None:
+            return staged
+        keys = self._committed.get(tenant_id)
+        return None if keys is None else keys.get(key_id)
+
+    def keys(self, tenant_id: str) -> list[SigningKeyState]:
+        """Every key of the tenant, staged changes included, by key id."""
+        found = dict(self._committed.get(tenant_id, {}))
+        found.update(
+            {key: state for (tenant, key), state in self._staged.items() if tenant == tenant_id}
+        )
+        return [found[key_id] for key_id in sorted(found)]
+
+    def enrolled(self, tenant_id: str) -> bool:
+        """Whether the tenant was ever granted a key (revoked ones count: no way back)."""
+        if tenant_id in self._committed:
+            return True
+        return any(tenant == tenant_id for tenant, _ in self._staged)
+
+    def _now(self, record_timestamp_us: int) -> int:
+        self._latest_us = max(self._latest_us, record_timestamp_us)
+        return self._latest_us
+
+    def _secret(self, tenant_id: str, key_id: bytes) -> bytes:
+        cached = self._secrets.get((tenant_id, key_id))
+        if cached is None:
+            if len(self._secrets) >= SECRET_CACHE_MAX:
+                self._secrets.clear()
+            cached = tenant_key_secret(self._master, tenant_id, key_id.decode())
+            self._secrets[(tenant_id, key_id)] = cached
+        return cached
+
+    def verify(
+        self, tenant_id: str, value: bytes, headers: Headers, record_timestamp_us: int
+    ) -> str | Unauthenticated:
+        """The actor of a command record (its key id, or "" unsigned), or why it may not act
+        for ``tenant_id``. The mode is not ``off`` (then nothing is verified)."""
+        now_us = self._now(record_timestamp_us)
+        key_id, mac = signature_of(headers)
+        if key_id is None or mac is None:
+            if self.mode is SignatureMode.REQUIRED or self.enrolled(tenant_id):
+                return _unauthenticated(
+                    f"the command is not signed (tenant {tenant_id!r} requires signed commands)"
+                )
+            return UNSIGNED_ACTOR
+        try:
+            key_text = key_id.decode("ascii")
+        except UnicodeDecodeError:
+            return _unauthenticated("the key id header is not ASCII")
+        state = self.key(tenant_id, key_text)
+        if state is None:
+            return _unauthenticated(f"key {key_text!r} is not granted for tenant {tenant_id!r}")
+        if not state.valid_at(now_us):
+            return _unauthenticated(
+                f"key {key_text!r} of tenant {tenant_id!r} is revoked since record time"
+                f" {state.revoked_at_us} us (ledger.commands offset {state.revoked_offset})"
+            )
+        expected = signature(self._secret(tenant_id, key_id), key_id, value).hex().encode()
+        if not hmac.compare_digest(expected, mac):
+            return _unauthenticated(
+                f"the signature does not match the record under key {key_text!r}"
+            )
+        return key_text
+
+    def decide(
+        self,
+        command: SigningKeyCommand,
+        value: bytes,
+        headers: Headers,
+        record_timestamp_us: int,
+        offset: int,
+    ) -> RegistryDecision:
+        """Decide a GRANT or REVOKE at ``offset`` (signed with the operator key) and stage it."""
+        now_us = self._now(record_timestamp_us)
+        key_id, mac = signature_of(headers)
+        operator = OPERATOR_KEY_ID.encode()
+        if (
+            key_id != operator
+            or mac is None
+            or not hmac.compare_digest(
+                signature(self._operator_secret, operator, value).hex().encode(), mac
+            )
+        ):
+            return RegistryDecision(
+                RegistryChange.REJECTED,
+                "tenant_id: unauthenticated: a signing-key command must be signed with the"
+                " operator key",
+                unauthenticated=True,
+            )
+        problem = _problem(command)
+        if problem is not None:
+            return RegistryDecision(RegistryChange.REJECTED, f"{problem[0]}: {problem[1]}")
+        existing = self.key(command.tenant_id, command.key_id)
+        if command.action is SigningKeyAction.GRANT:
+            return self._grant(command, existing, now_us, offset)
+        return self._revoke(command, existing, now_us, offset)
+
+    def _grant(
+        self, command: SigningKeyCommand, existing: SigningKeyState | None, now_us: int, offset: int
+    ) -> RegistryDecision:
+        if existing is not None and existing.revoked_at_us is not None:
+            return RegistryDecision(
+                RegistryChange.REJECTED,
+                f"key_id: {command.key_id!r} was revoked; a key id is never granted twice",
+            )
+        if existing is not None:
+            return RegistryDecision(
+                RegistryChange.UNCHANGED,
+                f"key {command.key_id!r} granted at offset {existing.granted_offset}",
+            )
+        state = SigningKeyState(
+            tenant_id=command.tenant_id,
+            key_id=command.key_id,
+            granted_at_us=now_us,
+            granted_offset=offset,
+        )
+        self._staged[(command.tenant_id, command.key_id)] = state
+        return RegistryDecision(
+            RegistryChange.CHANGED, f"key {command.key_id!r} granted at offset {offset}"
+        )
+
+    def _revoke(
+        self, command: SigningKeyCommand, existing: SigningKeyState | None, now_us: int, offset: int
+    ) -> RegistryDecision:
+        if existing is None:
+            return RegistryDecision(
+                RegistryChange.REJECTED,
+                f"key_id: {command.key_id!r} is not granted for tenant {command.tenant_id!r}",
+            )
+        revoked_at_us = now_us + command.overlap_ms * MICROSECONDS_PER_MILLISECOND
+        if existing.revoked_at_us is not None and existing.revoked_at_us <= revoked_at_us:
+            return RegistryDecision(
+                RegistryChange.UNCHANGED,
+                f"key {command.key_id!r} revoked from record time {existing.revoked_at_us} us"
+                f" (offset {existing.revoked_offset})",
+            )
+        state = replace(existing, revoked_at_us=revoked_at_us, revoked_offset=offset)
+        self._staged[(command.tenant_id, command.key_id)] = state
+        return RegistryDecision(
+            RegistryChange.CHANGED,
+            f"key {command.key_id!r} revoked at offset {offset}: valid for commands before"
+            f" record time {revoked_at_us} us",
+        )
+
+    def staged_records(self) -> list[tuple[bytes, bytes]]:
+        """The ``ledger.balances`` records of the keys the open batch changed."""
+        return [
+            (signing_key_state_key(state.tenant_id, state.key_id), encode_signing_key_state(state))
+            for state in self._staged.values()
+        ]
+
+    def commit(self) -> None:
+        for (tenant_id, key_id), state in self._staged.items():
+            self._committed.setdefault(tenant_id, {})[key_id] = state
+        self._staged = {}
+        self._committed_latest_us = self._latest_us
+
+    def abort(self) -> None:
+        self._staged = {}
+        self._latest_us = self._committed_latest_us
+
+
+def _problem(command: SigningKeyCommand) -> tuple[str, str] | None:
+    tenant_problem = tenant_id_problem(command.tenant_id)
+    if tenant_problem is not None:
+        return "tenant_id", tenant_problem
+    return signing_key_command_problem(command)

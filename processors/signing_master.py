@@ -1,0 +1,77 @@
+"""The processor's master signing secret: 32 random bytes, hex, in a 0600 file of the stack home.
+
+Every signing key's secret derives from it (``schemas.signing_keys``), so no secret travels on
+the log (decision 0084). ``streamledger tenants grant`` and the processor read the same file;
+the first of them to need it creates it. Keep it like the Kafka principals' passwords: whoever
+holds it can sign for every tenant.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Final
+
+from schemas.signing_keys import MASTER_SECRET_BYTES
+from streamledger.errors import SettingError
+
+SIGNING_DIRECTORY_NAME: Final = "signing"
+MASTER_FILE_NAME: Final = "master.key"
+KEYS_DIRECTORY_NAME: Final = "keys"
+
+
+def signing_directory(home: Path) -> Path:
+    return home / SIGNING_DIRECTORY_NAME
+
+
+def master_path(home: Path) -> Path:
+    return signing_directory(home) / MASTER_FILE_NAME
+
+
+def read_master(path: Path) -> bytes:
+    """The master secret stored at ``path``; ``SettingError`` naming what is wrong."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise SettingError(f"cannot read the signing master secret {path}: {exc}") from None
+    try:
+        master = bytes.fromhex(text)
+    except ValueError:
+        raise SettingError(f"the signing master secret {path} is not hex") from None
+    if len(master) != MASTER_SECRET_BYTES:
+        raise SettingError(f"the signing master secret {path} is not {MASTER_SECRET_BYTES} bytes")
+    return master
+
+
+def ensure_master(home: Path) -> bytes:
+    """The stack's master secret, created (random, 0600) the first time."""
+    path = master_path(home)
+    if not path.is_file():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: read theirs
+            return read_master(path)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(MASTER_SECRET_BYTES) + "\n")
+    return read_master(path)
+
+
+def write_secret_file(path: Path, secret: bytes) -> None:
+    """Write a derived secret (hex) to a new or replaced 0600 file."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret.hex() + "\n")
+    temporary.replace(path)
+
+
+def read_secret_file(path: Path) -> bytes:
+    """A secret written by ``write_secret_file`` (hex); ``SettingError`` if unreadable."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise SettingError(f"cannot read the signing secret {path}: {exc}") from None
