@@ -12,11 +12,19 @@ rules, tried in this order when an item arrives (decision 0054):
 3. **sum**: one item equals the sum of 2..``sum_items_max`` items of the other side within the
    window, searched among the ``sum_candidates_max`` nearest (bounded, first found wins).
 
-A line closes (``unmatched``, ``no_ledger_movement``) once the tenant's ledger time has passed its
-booking date + the window; a movement on a mirror account closes (``unmatched``,
-``not_on_statement``) once the account's statements cover its date + the window. An account
-becomes a mirror account with its first imported statement; movements of other accounts are kept
-``movement_retention_days`` (ledger time) in case a first statement arrives, then forgotten.
+An item nobody matched closes (``unmatched``) only when no match can come any more, whatever the
+order the two topics are read in (decision 0089): a line (``no_ledger_movement``) once the
+tenant's ledger time has passed its booking date + the window (every movement of its window has
+arrived: a tenant's effective times never go back), a movement on a mirror account
+(``not_on_statement``) once the account's statements cover its date + the window (every line of
+its window has arrived) — and in both cases only when it cannot still be part of a sum: no open
+item of the other side in its window is larger, of the same direction, and still able to receive
+more of the item's side (a line still receives movements until the ledger passes its window, a
+movement lines until the statements cover it). Closing is tried when a statement header arrives,
+when the tenant's ledger reaches a new day, and after every decision on the account (for the
+items a removed item held open). An account becomes a mirror account with its first imported
+statement; movements of other accounts are kept ``movement_retention_days`` (ledger time) in case
+a first statement arrives, then forgotten.
 
 Direction: a statement line's ``direction`` is the bank's; a movement's is translated to it — a
 debit of the mirror account (an asset) is money in, a ``credit`` on the statement (decision 0053).
@@ -27,7 +35,7 @@ is each item's offset on its topic, so the same inputs give the same results.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -409,7 +417,9 @@ class Reconciler:
         ):
             return []
         book.statements_through_days = through
-        return [] if restoring else self._close_movements(book, at_us)
+        if restoring:
+            return []
+        return self._close(book, at_us, book.lines.items.values(), book.movements.items.values())
 
     def add_line(
         self, line: StatementLine, offset: int, at_us: int, *, restoring: bool = False
@@ -436,8 +446,8 @@ class Reconciler:
         match = find_match(item, book.lines, book.movements, self.rules)
         if match is None:
             self._open(book.lines, item)
-            return self._close_lines(book, at_us) if self._line_closed(book, item) else []
-        return [self._decide(book, match, new_line=item, at_us=at_us)]
+            return self._close(book, at_us, (item,), ())
+        return self._decide(book, match, new_line=item, at_us=at_us)
 
     def add_movement(
         self, movement: Movement, offset: int, at_us: int, *, restoring: bool = False
@@ -461,12 +471,9 @@ class Reconciler:
             return []
         match = find_match(item, book.movements, book.lines, self.rules)
         if match is not None:
-            return [self._decide(book, match, new_movement=item, at_us=at_us)]
+            return self._decide(book, match, new_movement=item, at_us=at_us)
         self._open(book.movements, item)
-        through = book.statements_through_days
-        if through is not None and through >= item.date_days + self.rules.date_window_days:
-            return [self._unmatched(book, item, is_line=False, at_us=at_us)]
-        return []
+        return self._close(book, at_us, (), (item,))
 
     def add_manual_match(
         self, request: ManualMatch, at_us: int, *, restoring: bool = False
@@ -489,6 +496,9 @@ class Reconciler:
             return f"not open: {', '.join(sorted(missing))}"
         lines = tuple(self._remove(book.lines, item) for item in request.line_ids)
         movements = tuple(self._remove(book.movements, item) for item in request.movement_ids)
+        freed = self._close(
+            book, at_us, self._freed_lines(book, movements), self._freed_movements(book, lines)
+        )
         return [
             ReconciliationResult(
                 tenant_id=book.tenant_id,
@@ -501,7 +511,8 @@ class Reconciler:
                 line_amount=sum(item.signed_amount() for item in lines),
                 movement_amount=sum(item.signed_amount() for item in movements),
                 decided_at_us=at_us,
-            )
+            ),
+            *freed,
         ]
 
     def advance_ledger_time(
@@ -520,7 +531,8 @@ class Reconciler:
             if not book.mirror:
                 self._forget_old_movements(book, day)
             elif not restoring:
-                results.extend(self._close_lines(book, at_us))
+                lines, movements = book.lines.items.values(), book.movements.items.values()
+                results.extend(self._close(book, at_us, lines, movements))
         return results
 
     # ----------------------------------------------------------------------- internals
@@ -539,24 +551,97 @@ class Reconciler:
         return side.remove(item_id)
 
     def _line_closed(self, book: AccountBook, line: Item) -> bool:
+        """No movement can match ``line`` any more: every movement of its window has arrived (the
+        ledger passed it) and no larger movement there may still take it into a sum (lines may
+        still arrive for that movement's window: the statements do not cover it yet)."""
+        window = self.rules.date_window_days
         ledger_day = self.ledger_days.get(book.tenant_id)
-        return ledger_day is not None and ledger_day > line.date_days + self.rules.date_window_days
-
-    def _close_lines(self, book: AccountBook, at_us: int) -> list[ReconciliationResult]:
-        closed = [line for line in book.lines.items.values() if self._line_closed(book, line)]
-        closed.sort(key=lambda line: line.order)
-        return [self._unmatched(book, line, is_line=True, at_us=at_us) for line in closed]
-
-    def _close_movements(self, book: AccountBook, at_us: int) -> list[ReconciliationResult]:
+        if ledger_day is None or ledger_day <= line.date_days + window:
+            return False
         through = book.statements_through_days
-        assert through is not None
-        closed = [
-            movement
-            for movement in book.movements.items.values()
-            if through >= movement.date_days + self.rules.date_window_days
+        if through is not None and through >= line.date_days + 2 * window:
+            return True  # every movement of the window is covered: none can receive lines
+        return not any(
+            through is None or through < target.date_days + window
+            for target in book.movements.within(line, window)
+            if target.amount > line.amount
+        )
+
+    def _movement_closed(self, book: AccountBook, movement: Item) -> bool:
+        """No line can match ``movement`` any more: the statements cover its window (every line
+        of it has arrived) and no larger line there may still take it into a sum (movements may
+        still arrive for that line's window: the ledger has not passed it)."""
+        window = self.rules.date_window_days
+        through = book.statements_through_days
+        if through is None or through < movement.date_days + window:
+            return False
+        ledger_day = self.ledger_days.get(book.tenant_id)
+        if ledger_day is not None and ledger_day > movement.date_days + 2 * window:
+            return True  # the ledger passed every line's window: no movement can join a sum
+        return not any(
+            ledger_day is None or ledger_day <= target.date_days + window
+            for target in book.lines.within(movement, window)
+            if target.amount > movement.amount
+        )
+
+    def _close(
+        self, book: AccountBook, at_us: int, lines: Iterable[Item], movements: Iterable[Item]
+    ) -> list[ReconciliationResult]:
+        """Close those of the given open items no match can reach any more, then those the
+        closed ones held open, until none is left (the closable set does not depend on the
+        order: closing only removes what could hold an item open)."""
+        results: list[ReconciliationResult] = []
+        pending_lines, pending_movements = list(lines), list(movements)
+        while pending_lines or pending_movements:
+            closed_lines = self._closable(book.lines, pending_lines, self._line_closed, book)
+            closed_movements = self._closable(
+                book.movements, pending_movements, self._movement_closed, book
+            )
+            results += [
+                self._unmatched(book, item, is_line=True, at_us=at_us) for item in closed_lines
+            ]
+            results += [
+                self._unmatched(book, item, is_line=False, at_us=at_us) for item in closed_movements
+            ]
+            pending_lines = self._freed_lines(book, closed_movements)
+            pending_movements = self._freed_movements(book, closed_lines)
+        return results
+
+    @staticmethod
+    def _closable(
+        side: Side,
+        candidates: list[Item],
+        closed: Callable[[AccountBook, Item], bool],
+        book: AccountBook,
+    ) -> list[Item]:
+        unique = {item.item_id: item for item in candidates if item.item_id in side.items}
+        return sorted(
+            (item for item in unique.values() if closed(book, item)), key=lambda item: item.order
+        )
+
+    def _freed_lines(self, book: AccountBook, removed: Iterable[Item]) -> list[Item]:
+        """The open lines a removed movement may have held open (smaller, in its window)."""
+        ledger_day = self.ledger_days.get(book.tenant_id)
+        window = self.rules.date_window_days
+        return [
+            line
+            for movement in removed
+            if ledger_day is not None and ledger_day > movement.date_days  # else none can close
+            for line in book.lines.within(movement, window)
+            if line.amount < movement.amount
         ]
-        closed.sort(key=lambda movement: movement.order)
-        return [self._unmatched(book, item, is_line=False, at_us=at_us) for item in closed]
+
+    def _freed_movements(self, book: AccountBook, removed: Iterable[Item]) -> list[Item]:
+        """The open movements a removed line may have held open (smaller, in its window)."""
+        through = book.statements_through_days
+        window = self.rules.date_window_days
+        return [
+            movement
+            for line in removed
+            if through is not None and through >= line.date_days  # else none can close
+            for movement in book.movements.within(line, window)
+            if movement.amount < line.amount
+        ]
 
     def _forget_old_movements(self, book: AccountBook, ledger_day: int) -> None:
         horizon = ledger_day - self.rules.movement_retention_days
@@ -590,7 +675,8 @@ class Reconciler:
         at_us: int,
         new_line: Item | None = None,
         new_movement: Item | None = None,
-    ) -> ReconciliationResult:
+    ) -> list[ReconciliationResult]:
+        """The match's result, then the items its removals let close."""
         if new_line is not None:
             lines = (new_line, *match.companions)
             movements = match.partners
@@ -606,7 +692,7 @@ class Reconciler:
                 self._remove(book.movements, companion.item_id)
             for partner in lines:
                 self._remove(book.lines, partner.item_id)
-        return ReconciliationResult(
+        result = ReconciliationResult(
             tenant_id=book.tenant_id,
             account_id=book.account_id,
             state=match.state,
@@ -618,3 +704,5 @@ class Reconciler:
             movement_amount=sum(item.signed_amount() for item in movements),
             decided_at_us=at_us,
         )
+        freed_lines = self._freed_lines(book, movements)
+        return [result, *self._close(book, at_us, freed_lines, self._freed_movements(book, lines))]
