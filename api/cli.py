@@ -16,6 +16,7 @@ from api.api_keys import create_api_key, revoke_api_key
 from api.app import create_app
 from api.http_protocol import ProblemHttpToolsProtocol
 from api.settings import ApiSettings, build_api_settings
+from api.signing_keys_cli import add_signing_key_actions
 from kafka_adapter.admin import broker_count
 from projections.queries import check_reachable
 from streamledger.cli_parser import add_declared_arguments, given_settings
@@ -59,6 +60,7 @@ def register(subparsers: Subparsers) -> None:
     revoke = commands.add_parser("revoke-key", help="revoke an API key by its key id")
     revoke.add_argument("key_id", help="the key id printed by create-key")
     revoke.set_defaults(handler=run_revoke_key)
+    add_signing_key_actions(commands)  # grant | rotate | revoke: signed commands (decision 0084)
 
 
 def run_api(arguments: argparse.Namespace, settings: Settings) -> int:

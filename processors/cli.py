@@ -52,11 +52,13 @@ def run_process(arguments: argparse.Namespace, settings: Settings) -> int:
     given = given_settings(arguments, ProcessorSettings, dest_prefix=DEST_PREFIX)
     instance_id = given.pop("instance_id")
     metrics_port = given.pop("metrics_port")
+    command_signatures = given.pop("command_signatures")
     processor_settings = build_processor_settings(
         settings,
         instance_id=DEFAULT_INSTANCE_ID if instance_id is None else str(instance_id),
         metrics_port=metrics_port if isinstance(metrics_port, int) else None,
         limits={name: value for name, value in given.items() if isinstance(value, int)},
+        command_signatures=None if command_signatures is None else str(command_signatures),
     )
     metrics = ProcessorMetrics(
         rate_limited_tenant_labels_max=processor_settings.rate_limited_tenant_labels_max

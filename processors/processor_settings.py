@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kafka_adapter.security import PROCESSOR_PRINCIPAL, security_config
+from processors.command_signatures import SignatureMode, parse_signature_mode
+from processors.signing_master import ensure_master
 from processors.tenant_quotas import QuotaLimits
 from schemas.topics import LedgerTopicNames
 from streamledger.errors import SettingError
@@ -31,6 +33,10 @@ INSTANCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SECONDS_PER_DAY = 86_400
 GROUP_ID_SUFFIX = "streamledger-processor"
 DEFAULT_INSTANCE_ID = "0"
+
+
+def _signature_mode_text(text: str) -> str:
+    return parse_signature_mode(text).value
 
 
 def parse_instance_id(text: str) -> str:
@@ -175,9 +181,27 @@ class ProcessorSettings:
         ),
     )
 
+    # Signed commands (issue 21 §2, decision 0084): which commands must prove who may act for
+    # their tenant. "enrolled": the tenants ever granted a signing key; "required": all.
+    command_signatures: str = field(
+        default=SignatureMode.ENROLLED.value,
+        metadata=text_setting(
+            _signature_mode_text,
+            "off, enrolled (tenants granted a key must sign; the default) or required (all)",
+        ),
+    )
+    # The master secret every signing key derives from (processors.signing_master; read from
+    # the stack home by build_processor_settings). Empty: no registry, nothing verified, and a
+    # signing-key command is dead-lettered as unknown.
+    signing_master: bytes = field(default=b"", repr=False)
+
     def __post_init__(self) -> None:
         check_declared(self)
         check_relations(self)
+
+    @property
+    def signature_mode(self) -> SignatureMode:
+        return SignatureMode(self.command_signatures)
 
     @property
     def tenant_quota_limits(self) -> QuotaLimits | None:
@@ -234,13 +258,16 @@ def build_processor_settings(
     instance_id: str = DEFAULT_INSTANCE_ID,
     metrics_port: int | None = None,
     limits: Mapping[str, int | None] | None = None,
+    command_signatures: str | None = None,
 ) -> ProcessorSettings:
     """The settings of ``streamledger process``: the shared settings, the instance id, the
-    metrics port (``None`` = the shared ``metrics_port``) and the limits given by name
-    (``None`` = the default). Raises ``SettingError`` naming the setting and its flag."""
+    metrics port (``None`` = the shared ``metrics_port``), the limits given by name and the
+    signature mode (``None`` = the default). The signing master secret is read from the stack
+    home (created the first time). Raises ``SettingError`` naming the setting and its flag."""
     return build_declared(
         ProcessorSettings,
-        limits or {},
+        {**(limits or {}), "command_signatures": command_signatures},
+        signing_master=ensure_master(settings.home),
         bootstrap_servers=settings.kafka_bootstrap,
         kafka_security=tuple(security_config(settings, PROCESSOR_PRINCIPAL).items()),
         topic_prefix=settings.topic_prefix,

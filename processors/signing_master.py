@@ -58,20 +58,8 @@ def ensure_master(home: Path) -> bytes:
     return read_master(path)
 
 
-def write_secret_file(path: Path, secret: bytes) -> None:
-    """Write a derived secret (hex) to a new or replaced 0600 file."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(secret.hex() + "\n")
-    temporary.replace(path)
-
-
-def read_secret_file(path: Path) -> bytes:
-    """A secret written by ``write_secret_file`` (hex); ``SettingError`` if unreadable."""
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise SettingError(f"cannot read the signing secret {path}: {exc}") from None
+def key_file_path(home: Path, principal: str, tenant_id: str) -> Path:
+    """Where ``streamledger tenants grant PRINCIPAL TENANT`` writes the tenant's current key
+    for the upstream system (``producers.sdk.read_signing_key`` reads it; the HTTP API reads
+    its own, principal ``api``)."""
+    return signing_directory(home) / KEYS_DIRECTORY_NAME / principal / f"{tenant_id}.json"

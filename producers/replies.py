@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,7 +28,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from kafka_adapter.security import PRODUCER_PRINCIPAL, client_config
 from producers.errors import OutcomeTimeoutError, ProducerError
-from producers.sdk import LedgerProducer
+from producers.sdk import DeliveryReport, LedgerProducer
 from schemas.codec import decode_outcome
 from schemas.keys import command_key, outcome_key, partition_for
 from schemas.model import Command, Outcome
@@ -85,14 +87,31 @@ class OutcomeWaiter:
     def request_reply(self, command: Command, *, timeout_s: float) -> Reply:
         """Send ``command`` and return its reply (outcome, kind, retry-after), or raise
         ``OutcomeTimeoutError``."""
+        return self.request_record(
+            command.tenant_id,
+            command.idempotency_key,
+            lambda: self._producer.submit(command),
+            timeout_s=timeout_s,
+        )
+
+    def request_record(
+        self,
+        tenant_id: str,
+        idempotency_key: str,
+        submit: Callable[[], Future[DeliveryReport]],
+        *,
+        timeout_s: float,
+    ) -> Reply:
+        """Send a record through ``submit`` (e.g. a signing-key command) and return the reply
+        under (``tenant_id``, ``idempotency_key``), or raise ``OutcomeTimeoutError``."""
         deadline = time.monotonic() + timeout_s
-        partition = partition_for(command_key(command.tenant_id), self._producer.partitions)
+        partition = partition_for(command_key(tenant_id), self._producer.partitions)
         high = self._end_offset(partition, deadline)
-        delivery = self._producer.submit(command)
+        delivery = submit()
         self._producer.flush(max(deadline - time.monotonic(), 0.0))
         delivery.result(timeout=0)  # raises DeliveryError if the broker refused it
         self._consumer.assign([TopicPartition(self._topic, partition, high)])
-        wanted = outcome_key(command.tenant_id, command.idempotency_key)
+        wanted = outcome_key(tenant_id, idempotency_key)
         return self._read_until(wanted, deadline, timeout_s)
 
     def _end_offset(self, partition: int, deadline: float) -> int:

@@ -47,10 +47,13 @@ metadata as a mapping) and checks it like ``send`` does::
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, cast
 
@@ -74,7 +77,9 @@ from schemas.codec import encode_command
 from schemas.keys import command_key, partition_for
 from schemas.limits import first_violation
 from schemas.model import Command, CreateMonitor, DeleteMonitor, Posting, PostTransaction
+from schemas.signing_keys import signature_headers
 from schemas.topics import COMMANDS_TOPIC
+from streamledger.errors import SettingError
 from streamledger.settings import Settings
 
 POLL_EVERY_RECORDS: Final = 1_000  # serve delivery reports this often while sending
@@ -130,7 +135,14 @@ class ProducerClient(Protocol):
     """The part of ``confluent_kafka.Producer`` the SDK uses (tests swap in a fake)."""
 
     def produce(
-        self, topic: str, value: bytes, key: bytes, partition: int, on_delivery: Any = ...
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        partition: int,
+        *,
+        on_delivery: Any = ...,
+        headers: Any = ...,
     ) -> None: ...
 
     def poll(self, timeout: float) -> int: ...
@@ -266,8 +278,57 @@ def topic_partition_count(
     return len(description.partitions)
 
 
+def _delivery_future() -> tuple[Future[DeliveryReport], DeliveryCallback]:
+    """A future and the delivery callback that sets it (``DeliveryError`` on failure)."""
+    future: Future[DeliveryReport] = Future()
+
+    def resolve(report: DeliveryReport) -> None:
+        if report.error is None:
+            future.set_result(report)
+        else:
+            future.set_exception(DeliveryError(report.error))
+
+    return future, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A signing key of one tenant (issue 21 §2, decision 0084): ``key_id`` (``PRINCIPAL:vN``)
+    and its 32-byte secret, as ``streamledger tenants grant`` wrote them (``read_signing_key``)."""
+
+    key_id: str
+    secret: bytes = field(repr=False)
+
+
+def read_signing_key(path: Path) -> tuple[str, SigningKey]:
+    """(tenant id, key) from a key file written by ``write_signing_key``."""
+    try:
+        document = json.loads(path.read_text())
+        return document["tenant_id"], SigningKey(
+            document["key_id"], bytes.fromhex(document["secret"])
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingError(f"cannot read the signing key file {path}: {exc}") from None
+
+
+def write_signing_key(path: Path, tenant_id: str, key: SigningKey) -> None:
+    """Write a key file (JSON: tenant_id, key_id, secret in hex), 0600, replacing any."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    document = {"tenant_id": tenant_id, "key_id": key.key_id, "secret": key.secret.hex()}
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(document) + "\n")
+    temporary.replace(path)
+
+
 class LedgerProducer:
-    """Validates, encodes and sends commands to ``ledger.commands``; see the module docstring."""
+    """Validates, encodes and sends commands to ``ledger.commands``; see the module docstring.
+
+    With ``signing_keys`` (tenant id -> ``SigningKey``), every command of such a tenant is
+    signed: ``streamledger.signature.key_id`` and ``streamledger.signature`` headers over the
+    exact value bytes sent (``schemas.signing_keys``)."""
 
     def __init__(
         self,
@@ -277,10 +338,12 @@ class LedgerProducer:
         client: ProducerClient | None = None,
         client_config_overrides: Mapping[str, Any] | None = None,
         principal: str = PRODUCER_PRINCIPAL,
+        signing_keys: Mapping[str, SigningKey] | None = None,
     ) -> None:
         """``principal``: the Kafka principal under ``kafka_security=scram`` (the stack's
         upstream ``producer`` unless the caller is another service or the settings name one)."""
         self.producer_settings = producer_settings or ProducerSettings()
+        self.signing_keys: dict[str, SigningKey] = dict(signing_keys or {})
         self.topic = settings.topic(COMMANDS_TOPIC)
         # What a record sent without its own callback is queued with: None when the client itself
         # calls ``_on_delivery`` for it (set in its configuration).
@@ -317,22 +380,42 @@ class LedgerProducer:
             raise CommandValidationError(*violation)
         key = command_key(command.tenant_id)
         callback = self._default_callback if on_delivery is None else self._wrap(on_delivery)
-        self._produce(key, encode_command(command), partition_for(key, self.partitions), callback)
+        value = encode_command(command)
+        signing_key = self.signing_keys.get(command.tenant_id) if self.signing_keys else None
+        headers = (
+            None
+            if signing_key is None
+            else signature_headers(signing_key.secret, signing_key.key_id, value)
+        )
+        self._produce(key, value, partition_for(key, self.partitions), callback, headers)
+
+    def send_signed(
+        self,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        *,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue an encoded record with its headers as they are (a signing-key command)."""
+        callback = self._default_callback if on_delivery is None else self._wrap(on_delivery)
+        self._produce(key, value, partition_for(key, self.partitions), callback, headers)
 
     def submit(self, command: Command) -> Future[DeliveryReport]:
         """Like ``send`` but returns a future of the ``DeliveryReport`` (set in ``poll``/``flush``).
 
         A failed delivery sets the future's exception to ``DeliveryError``.
         """
-        future: Future[DeliveryReport] = Future()
-
-        def resolve(report: DeliveryReport) -> None:
-            if report.error is None:
-                future.set_result(report)
-            else:
-                future.set_exception(DeliveryError(report.error))
-
+        future, resolve = _delivery_future()
         self.send(command, on_delivery=resolve)
+        return future
+
+    def submit_signed(
+        self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> Future[DeliveryReport]:
+        """Like ``send_signed`` but returns a future of the ``DeliveryReport``."""
+        future, resolve = _delivery_future()
+        self.send_signed(key, value, headers, on_delivery=resolve)
         return future
 
     def send_raw(self, key: bytes, value: bytes, *, partition: int | None = None) -> None:
@@ -340,32 +423,45 @@ class LedgerProducer:
         target = partition_for(key, self.partitions) if partition is None else partition
         self._produce(key, value, target, self._default_callback)
 
-    def _produce(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
+    def _produce(
+        self, key: bytes, value: bytes, partition: int, callback: Any, headers: Any = None
+    ) -> None:
         """Queue one record; ``callback`` None: the client's default (``_on_delivery``)."""
         try:
-            self._queue(key, value, partition, callback)
+            self._queue(key, value, partition, callback, headers)
         except BufferError:
-            self._produce_when_room(key, value, partition, callback)
+            self._produce_when_room(key, value, partition, callback, headers)
         self.sent += 1
         self._since_poll += 1
         if self._since_poll >= POLL_EVERY_RECORDS:
             self._since_poll = 0
             self._client.poll(0)
 
-    def _queue(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
-        if callback is None:
+    def _queue(
+        self, key: bytes, value: bytes, partition: int, callback: Any, headers: Any = None
+    ) -> None:
+        if headers is not None:
+            if callback is None:
+                self._client.produce(self.topic, value, key, partition, headers=headers)
+            else:
+                self._client.produce(
+                    self.topic, value, key, partition, on_delivery=callback, headers=headers
+                )
+        elif callback is None:
             self._client.produce(self.topic, value, key, partition)
         else:
             self._client.produce(self.topic, value, key, partition, on_delivery=callback)
 
-    def _produce_when_room(self, key: bytes, value: bytes, partition: int, callback: Any) -> None:
+    def _produce_when_room(
+        self, key: bytes, value: bytes, partition: int, callback: Any, headers: Any = None
+    ) -> None:
         """Backpressure: serve delivery reports until the queue has room, for a bounded time."""
         limits = self.producer_settings
         deadline = time.monotonic() + limits.backpressure_timeout_s
         while True:
             self._client.poll(limits.backpressure_poll_s)
             try:
-                self._queue(key, value, partition, callback)
+                self._queue(key, value, partition, callback, headers)
             except BufferError:
                 if time.monotonic() >= deadline:
                     raise BackpressureTimeoutError(

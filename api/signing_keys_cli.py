@@ -1,0 +1,204 @@
+"""``streamledger tenants grant | rotate | revoke``: signing keys of upstream systems per tenant.
+
+    streamledger tenants grant PRINCIPAL TENANT
+    streamledger tenants rotate PRINCIPAL TENANT [--overlap-seconds 3600]
+    streamledger tenants revoke PRINCIPAL TENANT [--key-id PRINCIPAL:vN]
+
+Each is a ``SigningKeyCommand`` on ``ledger.commands`` (the tenant's partition), signed with the
+operator key derived from the stack's master secret, and waits for its reply (decision 0084).
+``grant`` writes the key (``PRINCIPAL:v1``) to ``{home}/signing/keys/PRINCIPAL/TENANT.json``
+(0600) for the upstream system's SDK; ``rotate`` grants ``PRINCIPAL:v(N+1)``, writes it there
+(the previous file is kept as ``TENANT.vN.json``), then revokes ``vN`` after the overlap;
+``revoke`` revokes at once. Each prints the record's position, where the change takes effect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from processors.signing_master import ensure_master, key_file_path
+from producers.replies import OutcomeWaiter, Reply
+from producers.sdk import (
+    DeliveryReport,
+    LedgerProducer,
+    SigningKey,
+    read_signing_key,
+    write_signing_key,
+)
+from schemas.keys import command_key
+from schemas.signing_keys import (
+    OPERATOR_KEY_ID,
+    SigningKeyAction,
+    SigningKeyCommand,
+    encode_signing_key_command,
+    key_id_of,
+    operator_secret,
+    signature_headers,
+    tenant_key_secret,
+    version_of,
+)
+from streamledger.cli_parser import EXIT_FAILURE, EXIT_OK
+from streamledger.errors import SettingError
+from streamledger.setting_fields import parse_int_in_range
+from streamledger.settings import Settings, parse_principal_name
+
+REPLY_TIMEOUT_S = 30.0
+OVERLAP_SECONDS_DEFAULT = 3_600
+OVERLAP_SECONDS_MAX = 366 * 86_400
+ACCEPTED_KINDS = frozenset({"decided", "duplicate"})
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryResult:
+    """The reply to one signing-key command and where its record landed."""
+
+    key_id: str
+    reply: Reply
+    partition: int
+    offset: int
+
+    @property
+    def accepted(self) -> bool:
+        return self.reply.kind in ACCEPTED_KINDS
+
+    def line(self, what: str) -> str:
+        verdict = "ok" if self.accepted else "REJECTED"
+        return (
+            f"{what} {self.key_id}: {verdict} ({self.reply.kind}) at ledger.commands"
+            f"[{self.partition}]@{self.offset}: {self.reply.outcome.detail}"
+        )
+
+
+def send_registry_command(
+    settings: Settings, tenant_id: str, action: SigningKeyAction, key_id: str, overlap_ms: int = 0
+) -> RegistryResult:
+    """Sign one ``SigningKeyCommand`` with the operator key, send it, wait for its reply."""
+    master = ensure_master(settings.home)
+    command = SigningKeyCommand(
+        tenant_id=tenant_id,
+        idempotency_key=f"signing-key/{action.value.lower()}/{key_id}/{uuid.uuid4()}",
+        action=action,
+        key_id=key_id,
+        overlap_ms=overlap_ms,
+    )
+    value = encode_signing_key_command(command)
+    headers = signature_headers(operator_secret(master), OPERATOR_KEY_ID, value)
+    with LedgerProducer(settings) as producer:
+        waiter = OutcomeWaiter(settings, producer)
+        try:
+            delivered: list[Future[DeliveryReport]] = []
+
+            def submit() -> Future[DeliveryReport]:
+                future = producer.submit_signed(command_key(tenant_id), value, headers)
+                delivered.append(future)
+                return future
+
+            reply = waiter.request_record(
+                tenant_id, command.idempotency_key, submit, timeout_s=REPLY_TIMEOUT_S
+            )
+        finally:
+            waiter.close()
+    report = delivered[0].result(timeout=0)
+    return RegistryResult(key_id, reply, report.partition, report.offset)
+
+
+def grant(settings: Settings, principal: str, tenant_id: str) -> RegistryResult:
+    """Grant ``PRINCIPAL:v1`` for the tenant and write its key file."""
+    key_id = key_id_of(principal, 1)
+    result = send_registry_command(settings, tenant_id, SigningKeyAction.GRANT, key_id)
+    if result.accepted:
+        secret = tenant_key_secret(ensure_master(settings.home), tenant_id, key_id)
+        write_signing_key(
+            key_file_path(settings.home, principal, tenant_id),
+            tenant_id,
+            SigningKey(key_id, secret),
+        )
+    return result
+
+
+def rotate(
+    settings: Settings, principal: str, tenant_id: str, overlap_s: int
+) -> tuple[RegistryResult, RegistryResult | None]:
+    """Grant the next key, write it, revoke the current one after ``overlap_s``."""
+    path = key_file_path(settings.home, principal, tenant_id)
+    _, current = read_signing_key(path)
+    version = version_of(current.key_id)
+    new_key_id = key_id_of(principal, version + 1)
+    granted = send_registry_command(settings, tenant_id, SigningKeyAction.GRANT, new_key_id)
+    if not granted.accepted:
+        return granted, None
+    write_signing_key(path.with_name(f"{tenant_id}.v{version}.json"), tenant_id, current)
+    secret = tenant_key_secret(ensure_master(settings.home), tenant_id, new_key_id)
+    write_signing_key(path, tenant_id, SigningKey(new_key_id, secret))
+    revoked = send_registry_command(
+        settings, tenant_id, SigningKeyAction.REVOKE, current.key_id, overlap_s * 1_000
+    )
+    return granted, revoked
+
+
+def revoke(
+    settings: Settings, principal: str, tenant_id: str, key_id: str | None
+) -> RegistryResult:
+    """Revoke ``key_id`` (default: the key in the tenant's key file) from this record on."""
+    if key_id is None:
+        _, current = read_signing_key(key_file_path(settings.home, principal, tenant_id))
+        key_id = current.key_id
+    return send_registry_command(settings, tenant_id, SigningKeyAction.REVOKE, key_id)
+
+
+def add_signing_key_actions(actions: Any) -> None:
+    """Add ``grant``, ``rotate`` and ``revoke`` to the ``streamledger tenants`` subcommands
+    (``api.cli`` makes ``tenants`` for the API keys: one command for what a tenant is given)."""
+    for name, help_text in (
+        ("grant", "grant the signing key PRINCIPAL:v1 for TENANT and write its key file"),
+        ("rotate", "grant the next signing key, keep the current one for the overlap, revoke it"),
+        ("revoke", "revoke a signing key of TENANT from this command's position on"),
+    ):
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("principal", metavar="PRINCIPAL", help="the upstream system")
+        action.add_argument("tenant", metavar="TENANT", help="the tenant it acts for")
+        if name == "rotate":
+            action.add_argument(
+                "--overlap-seconds",
+                default=str(OVERLAP_SECONDS_DEFAULT),
+                metavar="S",
+                help=f"both keys valid this long (0..{OVERLAP_SECONDS_MAX},"
+                f" default {OVERLAP_SECONDS_DEFAULT})",
+            )
+        if name == "revoke":
+            action.add_argument("--key-id", default=None, help="default: the key file's key")
+        action.set_defaults(handler=run_tenants)
+
+
+def run_tenants(arguments: argparse.Namespace, settings: Settings) -> int:
+    principal = parse_principal_name(arguments.principal)
+    tenant_id = arguments.tenant
+    results: list[tuple[str, RegistryResult | None]]
+    if arguments.tenants_command == "grant":
+        results = [("granted", grant(settings, principal, tenant_id))]
+    elif arguments.tenants_command == "rotate":
+        try:
+            overlap_s = parse_int_in_range(arguments.overlap_seconds, 0, OVERLAP_SECONDS_MAX)
+        except ValueError as exc:
+            raise SettingError(f"--overlap-seconds: {exc}") from None
+        granted, revoked = rotate(settings, principal, tenant_id, overlap_s)
+        results = [("granted", granted), (f"revoked after {overlap_s} s:", revoked)]
+    else:
+        results = [("revoked", revoke(settings, principal, tenant_id, arguments.key_id))]
+    ok = True
+    for what, result in results:
+        if result is None:
+            continue
+        print(result.line(what))
+        ok = ok and result.accepted
+    if ok and arguments.tenants_command != "revoke":
+        print(f"key file: {key_file_path(settings.home, principal, tenant_id)}")
+    if not ok:
+        sys.stderr.write("streamledger: the processor rejected the signing-key command\n")
+        return EXIT_FAILURE
+    return EXIT_OK
