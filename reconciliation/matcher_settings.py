@@ -58,6 +58,12 @@ class MatcherSettings:
             0, 3_660, "days", "how long movements of accounts without a statement are kept"
         ),
     )
+    line_identity_days: int = field(
+        default=DEFAULT_RULES.line_identity_days,
+        metadata=limit(
+            0, 3_660, "days", "how far behind the ledger a line id is remembered against copies"
+        ),
+    )
     external_reference_key: str = field(
         default=DEFAULT_RULES.external_reference_key,
         metadata=text_setting(parse_name, "the metadata key holding a movement's bank reference"),
@@ -92,6 +98,7 @@ class MatcherSettings:
             sum_candidates_max=max(self.sum_candidates_max, self.sum_items_max),
             open_items_max=self.open_items_max,
             movement_retention_days=max(self.movement_retention_days, self.date_window_days),
+            line_identity_days=max(self.line_identity_days, self.date_window_days),
             external_reference_key=self.external_reference_key,
         )
 

@@ -76,6 +76,9 @@ class MatchingRules:
     sum_candidates_max: int = 16  # nearest candidates searched for a sum (2^16 subsets at most)
     open_items_max: int = 1_000_000  # open lines + movements per partition; more stops the matcher
     movement_retention_days: int = 7  # movements of accounts without statements, ledger time
+    # line ids remembered against a line written twice, while their booking date is at most this
+    # far behind the tenant's ledger day (re-imports are refused by the importer, decision 0052)
+    line_identity_days: int = 400
     external_reference_key: str = DEFAULT_EXTERNAL_REFERENCE_KEY
 
     def __post_init__(self) -> None:
@@ -83,6 +86,7 @@ class MatchingRules:
         assert 2 <= self.sum_items_max <= 8
         assert self.sum_items_max <= self.sum_candidates_max <= 24
         assert self.open_items_max > 0 and self.movement_retention_days >= self.date_window_days
+        assert self.line_identity_days >= self.date_window_days
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -385,8 +389,10 @@ class Reconciler:
         self.rules = rules
         self.books: dict[tuple[str, str], AccountBook] = {}
         self.ledger_days: dict[str, int] = {}  # per tenant: the day of its latest event
-        # line ids are unique within a tenant (they start with the account id): keyed by tenant
-        self.seen_line_ids: set[tuple[str, str]] = set()
+        # line ids are unique within a tenant (they start with the account id): keyed by tenant,
+        # each with its booking day; forgotten by day once the ledger is line_identity_days past
+        self.seen_line_ids: dict[tuple[str, str], int] = {}
+        self.seen_line_days: dict[str, dict[int, list[str]]] = {}  # tenant -> day -> line ids
         self.decided_line_ids: set[tuple[str, str]] = set()  # restore only
         self.decided_movement_ids: set[tuple[str, str, str]] = set()  # restore only
         self.open_items = 0
@@ -426,8 +432,8 @@ class Reconciler:
     ) -> list[ReconciliationResult]:
         identity = (line.tenant_id, line.line_id)
         if identity in self.seen_line_ids:
-            return []  # the same line from an overlapping or re-imported statement
-        self.seen_line_ids.add(identity)
+            return []  # the same line written twice (the importer writes a line identity once)
+        self._remember_line(line)
         book = self.book(line.tenant_id, line.account_id)
         book.mirror = True
         item = Item(
@@ -524,6 +530,7 @@ class Reconciler:
         if day <= self.ledger_days.get(tenant_id, day - 1):
             return []
         self.ledger_days[tenant_id] = day
+        self._forget_line_ids(tenant_id, day - self.rules.line_identity_days)
         results: list[ReconciliationResult] = []
         for book in self.books.values():
             if book.tenant_id != tenant_id:
@@ -642,6 +649,23 @@ class Reconciler:
             for movement in book.movements.within(line, window)
             if movement.amount < line.amount
         ]
+
+    def _remember_line(self, line: StatementLine) -> None:
+        ledger_day = self.ledger_days.get(line.tenant_id)
+        if ledger_day is not None and (
+            line.booking_date_days < ledger_day - self.rules.line_identity_days
+        ):
+            return  # older than what is remembered: a copy of it would not be recognized either
+        self.seen_line_ids[(line.tenant_id, line.line_id)] = line.booking_date_days
+        days = self.seen_line_days.setdefault(line.tenant_id, {})
+        days.setdefault(line.booking_date_days, []).append(line.line_id)
+
+    def _forget_line_ids(self, tenant_id: str, horizon_day: int) -> None:
+        """Forget the ids of the tenant's lines booked before ``horizon_day`` (once per day)."""
+        days = self.seen_line_days.get(tenant_id, {})
+        for day in [day for day in days if day < horizon_day]:
+            for line_id in days.pop(day):
+                del self.seen_line_ids[(tenant_id, line_id)]
 
     def _forget_old_movements(self, book: AccountBook, ledger_day: int) -> None:
         horizon = ledger_day - self.rules.movement_retention_days

@@ -9,6 +9,8 @@
   item is open until its window closes; one open long past it means the other side stopped
   arriving: an old line, the tenant's ledger stopped moving; an old movement, no statement
   covers its date (the bank's feed is missing);
+- ``streamledger_reconciliation_remembered_line_ids``: line ids kept against a line written
+  twice, bounded by ``line_identity_days`` of ledger time;
 - ``streamledger_reconciliation_batches_total``, ``streamledger_reconciliation_ready``,
   ``streamledger_reconciliation_loop_heartbeat_timestamp_seconds`` (the supervisor's stall check).
 
@@ -60,6 +62,11 @@ class ReconcilerMetrics:
             ["side"],
             registry=r,
         )
+        self.remembered_line_ids = Gauge(
+            PREFIX + "remembered_line_ids",
+            "Line ids kept against copies (booking date within line_identity_days of the ledger)",
+            registry=r,
+        )
         self.ready = Gauge(
             PREFIX + "ready", "1 once the assigned partitions are restored", registry=r
         )
@@ -92,6 +99,7 @@ class ReconcilerMetrics:
                     counts[side] += len(items)
                     for item in items.values():
                         oldest[side] = min(oldest.get(side, item.date_days), item.date_days)
+        self.remembered_line_ids.set(sum(len(item.seen_line_ids) for item in reconcilers))
         for side, count in counts.items():
             self.open_items.labels(side).set(count)
             self.oldest_open_item.labels(side).set(oldest.get(side, 0) * SECONDS_PER_DAY)
