@@ -1,14 +1,21 @@
 """Restore time and memory per million live idempotency keys, on one partition.
 
-    python -m bench.bench_restore [--keys 200000] [--profile]
+    python -m bench.bench_restore [--keys 200000] [--transfers-per-key 0.81] [--profile]
 
 1. fills partition 0 of a fresh ``ledger.outcomes`` with ``--keys`` outcomes (and
-   ``ledger.balances`` with one head per tenant) through a transactional producer, one
-   transaction per ``--batch`` records, each outcome with the record timestamp the processor
-   gives it (its ``decided_at``), so the topic looks like the processor wrote it;
+   ``ledger.balances`` with one head per tenant and, as the standard run leaves them, one
+   posted ``TransferState`` for the first ``--transfers-per-key`` times ``--keys`` outcomes)
+   through a transactional producer, one transaction per ``--batch`` records, each outcome with the
+   record timestamp the processor gives it (its ``decided_at``), so the topic looks like the
+   processor wrote it;
 2. restores the partition as on assignment (``restore_ledger``), timing the Kafka read and the
-   rebuild of the state separately, and measuring the RSS growth;
-3. decides one duplicate against the restored state (the lazy path must still answer).
+   rebuild of the state separately (wall and this process's CPU time), and measuring the RSS
+   growth;
+3. decides one duplicate against the restored state (the lazy path must still answer);
+4. rebuilds the state once more from the same snapshot under ``tracemalloc``: the bytes the
+   state holds per key, with the snapshot's values it keeps (the encoded outcomes). The RSS
+   growth of step 2 is lower whenever the process reuses memory it freed before (in
+   ``make bench`` the processor's run): this is the figure to compare.
 
 Uses the shared settings (``STREAMLEDGER_*``) and a unique topic prefix, deleted at the end.
 """
@@ -20,7 +27,9 @@ import cProfile
 import gc
 import pstats
 import resource
+import sys
 import time
+import tracemalloc
 import uuid
 
 from confluent_kafka import Producer
@@ -29,18 +38,32 @@ import ledger
 from bench.bench_processor import delete_topics
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
-from processors.partition_ledger import OUTCOME_TIMES_HEADER, outcome_times, restore_ledger
-from processors.processor_settings import build_processor_settings
-from processors.restore import admin_for, restore_consumer
+from processors.partition_ledger import (
+    OUTCOME_TIMES_HEADER,
+    ledger_from_snapshot,
+    outcome_times,
+    restore_ledger,
+)
+from processors.processor_settings import ProcessorSettings, build_processor_settings
+from processors.restore import PartitionSnapshot, admin_for, restore_consumer
 from schemas.codec import encode_outcome, encode_state
 from schemas.keys import outcome_key, state_key
-from schemas.model import Outcome, OutcomeStatus, TenantHead, Transfer
+from schemas.model import (
+    Outcome,
+    OutcomeStatus,
+    TenantHead,
+    Transfer,
+    TransferState,
+    TransferStatus,
+)
 from streamledger.settings import load_settings, replace
 
 KEYS_PER_MILLION = 1_000_000
 FILL_TIMEOUT_S = 600.0
 TENANTS = 200
+ACCOUNTS_PER_TENANT = 20  # the standard mix's opening
 START_US = 1_700_000_000_000_000
+TRANSFER_AMOUNT = 1_000_000_000  # the standard mix's (a five-byte long)
 
 
 def main() -> None:
@@ -60,24 +83,26 @@ def main() -> None:
             arguments.keys,
             arguments.batch,
             with_header=not arguments.without_header,
+            transfers=int(arguments.keys * arguments.transfers_per_key),
         )
         reader = restore_consumer(processor_settings)
         admin = admin_for(processor_settings)
         gc.collect()
         rss_before = _rss_bytes()
         profiler = cProfile.Profile() if arguments.profile else None
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
         partition_ledger, snapshot = restore_ledger(reader, admin, processor_settings, 0)
         if profiler is not None:
             profiler.disable()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         rss_growth = _rss_bytes() - rss_before
         reader.close()
         check_duplicate(partition_ledger)
     finally:
         delete_topics(settings)
+    state_bytes = traced_state_bytes(snapshot, processor_settings)
     keys = partition_ledger.live_idempotency_keys()
     assert keys == arguments.keys, (keys, arguments.keys)
     read_s = snapshot.duration_s
@@ -88,6 +113,11 @@ def main() -> None:
     print(f"  read from Kafka:   {read_s:.2f} s = {read_s * KEYS_PER_MILLION / keys:.2f} s/M keys")
     rebuild_s = elapsed - read_s
     print(f"  rebuild state:     {rebuild_s:.2f} s = {rebuild_s * KEYS_PER_MILLION / keys:.2f} s/M")
+    print(f"CPU (this process):  {cpu_s:.2f} s = {cpu_s * KEYS_PER_MILLION / keys:.2f} s/M keys")
+    print(
+        f"state memory:        {state_bytes * KEYS_PER_MILLION / keys / 2**20:,.0f} MiB per M keys"
+        f" ({state_bytes / keys:,.0f} bytes per key, traced)"
+    )
     print(
         f"RSS growth:          {rss_growth * KEYS_PER_MILLION / keys / 2**20:,.0f} MiB per M keys"
     )
@@ -102,6 +132,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5_000, help="records per transaction")
     parser.add_argument("--profile", action="store_true", help="cProfile the restore")
+    parser.add_argument(
+        "--transfers-per-key",
+        type=float,
+        default=0.81,
+        help="posted TransferState records per outcome (0.81 after the standard run)",
+    )
     parser.add_argument(
         "--without-header",
         action="store_true",
@@ -130,7 +166,29 @@ def sample_outcome(index: int) -> tuple[bytes, bytes, int, bytes]:
     return key, encode_outcome(outcome), decided_at_us // 1000, outcome_times(outcome)
 
 
-def fill(settings: object, names: object, keys: int, batch: int, *, with_header: bool) -> None:
+def sample_transfer_state(index: int) -> tuple[bytes, bytes]:
+    """The posted transfer of outcome ``index`` as ``ledger.balances`` holds it: key, value."""
+    tenant = index % TENANTS
+    state = TransferState(
+        tenant_id=f"tenant-{tenant:04d}",
+        transfer_id=f"tr-{index:08d}",
+        debit_account_id="funding",
+        credit_account_id=f"acct-{index % ACCOUNTS_PER_TENANT:04d}",
+        currency="USD",
+        amount=TRANSFER_AMOUNT,
+        status=TransferStatus.POSTED,
+        amount_posted=TRANSFER_AMOUNT,
+        amount_reversed=0,
+        reverses=None,
+        expires_at_us=None,
+        last_sequence=index // TENANTS + 1,
+    )
+    return state_key(state), encode_state(state)
+
+
+def fill(
+    settings: object, names: object, keys: int, batch: int, *, with_header: bool, transfers: int
+) -> None:
     started = time.perf_counter()
     producer = Producer(
         {
@@ -148,6 +206,9 @@ def fill(settings: object, names: object, keys: int, batch: int, *, with_header:
             key, value, timestamp_ms, times = sample_outcome(index)
             headers = [(OUTCOME_TIMES_HEADER, times)] if with_header else None
             producer.produce(outcomes_topic, value, key, 0, timestamp=timestamp_ms, headers=headers)
+            if index < transfers:
+                state_key_bytes, state_value = sample_transfer_state(index)
+                producer.produce(balances_topic, state_value, state_key_bytes, 0)
         if first == 0:
             for tenant in range(TENANTS):
                 head = TenantHead(tenant_id=f"tenant-{tenant:04d}", last_sequence=keys)
@@ -163,6 +224,28 @@ def check_duplicate(partition_ledger: object) -> None:
     stored = state.outcome(f"tenant-{7 % TENANTS:04d}", uuid.UUID(int=7).hex)
     assert stored is not None and stored.fingerprint == (7).to_bytes(32, "big"), stored
     del value
+
+
+def traced_state_bytes(snapshot: PartitionSnapshot, processor_settings: ProcessorSettings) -> int:
+    """The bytes a state rebuilt from ``snapshot`` holds (``tracemalloc``), with the snapshot's
+    values it keeps (encoded outcomes): what a restore adds to a process that has no freed
+    memory to reuse."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        state = ledger_from_snapshot(snapshot, processor_settings).state
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    kept = sum(
+        sys.getsizeof(value)
+        for value in snapshot.records[processor_settings.topics.outcomes].values()
+        if type(value) is bytes
+    )
+    del state
+    return traced + kept
 
 
 def _rss_bytes() -> int:
