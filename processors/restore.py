@@ -323,8 +323,14 @@ def _keep_latest(
             continue
         values_of[topic][key] = value
         if header_name is not None:
-            headers = message.headers()
-            header = None if headers is None else _header_value(headers, header_name)
+            headers = message.headers()  # a list of (name, value), or None
+            if headers is None:
+                header = None
+            elif isinstance(headers, list) and len(headers) == 1 and headers[0][0] == header_name:
+                only = headers[0][1]  # the processor writes this one header alone
+                header = only if isinstance(only, bytes) else None
+            else:
+                header = _header_value(headers, header_name)
             if header is None:
                 if header_values:
                     header_values.pop(key, None)
