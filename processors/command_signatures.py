@@ -17,14 +17,16 @@ a known position of the tenant's command partition and a replay judges every com
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Any, Final
 
 from schemas.limits import tenant_id_problem
 from schemas.signing_keys import (
     KEY_ID_HEADER,
+    KEY_ID_SEPARATOR,
     OPERATOR_KEY_ID,
     SIGNATURE_HEADER,
     SigningKeyAction,
@@ -121,7 +123,7 @@ class KeyRegistry:
         self._operator_secret = operator_secret(master)
         self._committed: dict[str, dict[str, SigningKeyState]] = {}
         self._staged: dict[tuple[str, str], SigningKeyState] = {}
-        self._secrets: dict[tuple[str, bytes], bytes] = {}
+        self._macs: dict[tuple[str, bytes], Any] = {}
         # the latest record time seen, committed and in the open batch (an aborted batch's
         # records are read again: their times must not judge them twice)
         self._committed_latest_us = stream_time_us
@@ -154,13 +156,16 @@ class KeyRegistry:
         self._latest_us = max(self._latest_us, record_timestamp_us)
         return self._latest_us
 
-    def _secret(self, tenant_id: str, key_id: bytes) -> bytes:
-        cached = self._secrets.get((tenant_id, key_id))
+    def _keyed_mac(self, tenant_id: str, key_id: bytes) -> Any:
+        """The key's HMAC-SHA256 already fed ``key_id + NUL``, derived once and cached: each
+        command then costs a copy and its value (not the key schedule and the derivation)."""
+        cached = self._macs.get((tenant_id, key_id))
         if cached is None:
-            if len(self._secrets) >= SECRET_CACHE_MAX:
-                self._secrets.clear()
-            cached = tenant_key_secret(self._master, tenant_id, key_id.decode())
-            self._secrets[(tenant_id, key_id)] = cached
+            if len(self._macs) >= SECRET_CACHE_MAX:
+                self._macs.clear()
+            secret = tenant_key_secret(self._master, tenant_id, key_id.decode())
+            cached = hmac.new(secret, key_id + KEY_ID_SEPARATOR, hashlib.sha256)
+            self._macs[(tenant_id, key_id)] = cached
         return cached
 
     def verify(
@@ -188,8 +193,9 @@ class KeyRegistry:
                 f"key {key_text!r} of tenant {tenant_id!r} is revoked since record time"
                 f" {state.revoked_at_us} us (ledger.commands offset {state.revoked_offset})"
             )
-        expected = signature(self._secret(tenant_id, key_id), key_id, value).hex().encode()
-        if not hmac.compare_digest(expected, mac):
+        computed = self._keyed_mac(tenant_id, key_id).copy()
+        computed.update(value)
+        if not hmac.compare_digest(computed.hexdigest().encode(), mac):
             return _unauthenticated(
                 f"the signature does not match the record under key {key_text!r}"
             )
