@@ -46,6 +46,8 @@ from ledger.state import LedgerState
 from schemas._generated_records import new_outcome
 from schemas.model import (
     INT64_MAX,
+    SYSTEM_ACTOR,
+    UNSIGNED_ACTOR,
     Command,
     CreateMonitor,
     DeleteMonitor,
@@ -105,8 +107,14 @@ def _against_stored(
     return new_rejected(events=(), outcome=outcome, changes=None)
 
 
-def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> Decision:
-    """Decide one command at the given record timestamp. Reads ``state``, never changes it."""
+def decide(
+    state: LedgerState, command: Command, record_timestamp_us: int, actor: str = UNSIGNED_ACTOR
+) -> Decision:
+    """Decide one command at the given record timestamp. Reads ``state``, never changes it.
+
+    ``actor`` is who issued the command (the signing key id the processor verified; contract
+    v1.7, decision 0093): the command's event carries it, inside its hashed bytes. Expiries
+    the decision writes first carry ``SYSTEM_ACTOR``. It plays no part in the decision."""
     stream_time_us = max(state._stream_time_us, record_timestamp_us)
     violation = command_violation(command)
     fingerprint = command_fingerprint(command)
@@ -127,7 +135,7 @@ def decide(state: LedgerState, command: Command, record_timestamp_us: int) -> De
             violation=violation,
             record_timestamp_us=record_timestamp_us,
         )
-    draft = Draft(state)
+    draft = Draft(state, actor)
     expire_pendings(draft, stream_time_us)
     expired_count = len(draft.events)
     # never before the tenant's last event (a producer whose clock is behind, or two producers
@@ -170,9 +178,11 @@ def _execute(draft: Draft, command: Command, effective_at_us: int) -> MonitorCha
     return watch(draft.state, draft.events)
 
 
-def step(state: LedgerState, command: Command, record_timestamp_us: int) -> Decision:
-    """Decide one command and stage its changes into the open batch."""
-    decision = decide(state, command, record_timestamp_us)
+def step(
+    state: LedgerState, command: Command, record_timestamp_us: int, actor: str = UNSIGNED_ACTOR
+) -> Decision:
+    """Decide one command (issued by ``actor``) and stage its changes into the open batch."""
+    decision = decide(state, command, record_timestamp_us, actor)
     state.stage(decision.changes)
     return decision
 
@@ -184,7 +194,7 @@ def decide_tick(state: LedgerState, record_timestamp_us: int) -> Ticked:
     Ticks are records of the command log, so a replay expires the same transfers at the same
     point of the log: the log still decides everything."""
     stream_time_us = max(state._stream_time_us, record_timestamp_us)
-    draft = Draft(state)
+    draft = Draft(state, SYSTEM_ACTOR)  # a tick is no command: only expiries, caused by time
     expire_pendings(draft, stream_time_us)
     watched = watch(state, draft.events)
     return new_ticked(

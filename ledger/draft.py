@@ -16,6 +16,7 @@ from schemas._generated_records import new_tenant_head
 from schemas.model import (
     GENESIS_HASH,
     HASH_BYTES,
+    SYSTEM_ACTOR,
     AccountState,
     CommandHeader,
     Event,
@@ -35,6 +36,7 @@ class Draft:
 
     __slots__ = (
         "accounts",
+        "actor",
         "encoded_events",
         "events",
         "heads",
@@ -44,8 +46,9 @@ class Draft:
         "transfers",
     )
 
-    def __init__(self, state: LedgerState) -> None:
+    def __init__(self, state: LedgerState, actor: str) -> None:
         self.state = state
+        self.actor = actor  # who issued the decision's command (v1.7); expiries: SYSTEM_ACTOR
         self.seal = state.wire_format.seal
         self.accounts: dict[tuple[str, str], AccountState] = {}
         self.transfers: dict[tuple[str, str], TransferState] = {}
@@ -136,11 +139,14 @@ def event_header(
     cause: CommandHeader | None,
     effective_at_us: int,
     accounts: tuple[AccountState, ...],
+    *,
+    actor: str,
 ) -> dict[str, Any]:
     """The fields every event has, for the event at ``link`` (its sequence, its prev_hash).
 
     ``cause`` is the command the event answers (``None`` for an expiry, caused by time): the
-    event carries its idempotency key and, since schemas v1.4, its metadata (decision 0055)."""
+    event carries its idempotency key and, since schemas v1.4, its metadata (decision 0055);
+    since v1.7, ``actor``, who issued it (``SYSTEM_ACTOR`` for an expiry, decision 0093)."""
     sequence, prev_hash = link
     return {
         "tenant_id": tenant_id,
@@ -152,4 +158,5 @@ def event_header(
         "prev_hash": prev_hash,
         "hash": HASH_PLACEHOLDER,
         "metadata": () if cause is None else cause.metadata,
+        "actor": SYSTEM_ACTOR if cause is None else actor,
     }

@@ -105,7 +105,9 @@ def _release(
     event_type = _RELEASE_EVENT_TYPES[status]
     posted, pending = counter_changes(event_type, transfer.amount)
     debit, credit = move_counters(debit, credit, posted=posted, pending=pending, sequence=link[0])
-    header = event_header(tenant_id, link, cause, effective_at_us, (debit, credit))
+    header = event_header(
+        tenant_id, link, cause, effective_at_us, (debit, credit), actor=draft.actor
+    )
     fields = _transfer_fields(transfer, transfer.amount)
     event: PendingExpired | PendingVoided = (
         new_pending_expired(**header, **fields)
@@ -156,7 +158,9 @@ def _open_account(draft: Draft, command: OpenAccount, effective_at_us: int) -> N
         credits_pending=0,
         last_sequence=link[0],
     )
-    header = event_header(command.tenant_id, link, command, effective_at_us, (account,))
+    header = event_header(
+        command.tenant_id, link, command, effective_at_us, (account,), actor=draft.actor
+    )
     event = new_account_opened(
         **header,
         account_id=command.account_id,
@@ -196,7 +200,9 @@ def _create_transfer(draft: Draft, command: Transfer, effective_at_us: int) -> N
         expires_at_us=expires_at_us,
         last_sequence=sequence,
     )
-    header = event_header(tenant_id, link, command, effective_at_us, (debit, credit))
+    header = event_header(
+        tenant_id, link, command, effective_at_us, (debit, credit), actor=draft.actor
+    )
     fields = _transfer_fields(transfer, amount)
     event: TransferPending | TransferPosted = (
         new_transfer_pending(**header, **fields, expires_at_us=expires_at_us)
@@ -221,7 +227,9 @@ def _post_pending(draft: Draft, command: PostPending, effective_at_us: int) -> N
     link = draft.next_link(command.tenant_id)
     posted, pending = counter_changes("PendingPosted", amount, transfer.amount)
     debit, credit = move_counters(debit, credit, posted=posted, pending=pending, sequence=link[0])
-    fields = event_header(command.tenant_id, link, command, effective_at_us, (debit, credit))
+    fields = event_header(
+        command.tenant_id, link, command, effective_at_us, (debit, credit), actor=draft.actor
+    )
     event = new_pending_posted(
         **fields, **_transfer_fields(transfer, amount), pending_amount=transfer.amount
     )

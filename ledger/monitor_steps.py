@@ -110,7 +110,9 @@ def execute_monitor_command(
         assert monitor is not None, "the rules let a DeleteMonitor of no monitor through"
         account = _account(draft, tenant_id, monitor.account_id)
         link = draft.next_link(tenant_id)
-        header = event_header(tenant_id, link, command, effective_at_us, (account,))
+        header = event_header(
+            tenant_id, link, command, effective_at_us, (account,), actor=draft.actor
+        )
         draft.record(
             new_monitor_deleted(
                 **header, monitor_id=monitor.monitor_id, account_id=monitor.account_id
@@ -121,7 +123,7 @@ def execute_monitor_command(
     condition = parse_condition(command.field, command.operator, command.threshold)
     holds, value = evaluate(condition, balance_of(account), credit_normal=_credit_normal(account))
     link = draft.next_link(tenant_id)
-    header = event_header(tenant_id, link, command, effective_at_us, (account,))
+    header = event_header(tenant_id, link, command, effective_at_us, (account,), actor=draft.actor)
     event = new_monitor_created(
         **header,
         monitor_id=command.monitor_id,

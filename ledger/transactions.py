@@ -303,7 +303,9 @@ def execute_transaction(draft: Draft, command: PostTransaction, effective_at_us:
         expires_at_us=expires_at_us,
         last_sequence=sequence,
     )
-    header = event_header(tenant_id, link, command, effective_at_us, tuple(moved.values()))
+    header = event_header(
+        tenant_id, link, command, effective_at_us, tuple(moved.values()), actor=draft.actor
+    )
     for account in moved.values():
         draft.put_account(account)
     draft.put_transaction(transaction)
@@ -339,7 +341,9 @@ def post_pending_transaction(draft: Draft, command: PostPending, effective_at_us
     accounts = _touched_accounts(draft, command.tenant_id, postings)
     movements = posting_movements(event_type, postings, reserved)
     moved = move_postings(accounts, movements, sequence=link[0])
-    header = event_header(command.tenant_id, link, command, effective_at_us, tuple(moved.values()))
+    header = event_header(
+        command.tenant_id, link, command, effective_at_us, tuple(moved.values()), actor=draft.actor
+    )
     for account in moved.values():
         draft.put_account(account)
     draft.put_transaction(
@@ -383,7 +387,9 @@ def release_transaction(
     accounts = _touched_accounts(draft, tenant_id, transaction.postings)
     movements = posting_movements(event_type, transaction.postings)
     moved = move_postings(accounts, movements, sequence=link[0])
-    header = event_header(tenant_id, link, cause, effective_at_us, tuple(moved.values()))
+    header = event_header(
+        tenant_id, link, cause, effective_at_us, tuple(moved.values()), actor=draft.actor
+    )
     for account in moved.values():
         draft.put_account(account)
     draft.put_transaction(

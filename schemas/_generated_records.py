@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from schemas.model import (
     GENESIS_HASH,
+    UNSIGNED_ACTOR,
     AccountBalance,
     AccountOpened,
     AccountState,
@@ -128,6 +129,7 @@ _SET_ACCOUNT_OPENED_BALANCES: Final = slot_setter(AccountOpened, "balances")
 _SET_ACCOUNT_OPENED_PREV_HASH: Final = slot_setter(AccountOpened, "prev_hash")
 _SET_ACCOUNT_OPENED_HASH: Final = slot_setter(AccountOpened, "hash")
 _SET_ACCOUNT_OPENED_METADATA: Final = slot_setter(AccountOpened, "metadata")
+_SET_ACCOUNT_OPENED_ACTOR: Final = slot_setter(AccountOpened, "actor")
 _SET_ACCOUNT_OPENED_ACCOUNT_ID: Final = slot_setter(AccountOpened, "account_id")
 _SET_ACCOUNT_OPENED_CURRENCY: Final = slot_setter(AccountOpened, "currency")
 _SET_ACCOUNT_OPENED_ASSET_SCALE: Final = slot_setter(AccountOpened, "asset_scale")
@@ -147,6 +149,7 @@ _SET_TRANSFER_POSTED_BALANCES: Final = slot_setter(TransferPosted, "balances")
 _SET_TRANSFER_POSTED_PREV_HASH: Final = slot_setter(TransferPosted, "prev_hash")
 _SET_TRANSFER_POSTED_HASH: Final = slot_setter(TransferPosted, "hash")
 _SET_TRANSFER_POSTED_METADATA: Final = slot_setter(TransferPosted, "metadata")
+_SET_TRANSFER_POSTED_ACTOR: Final = slot_setter(TransferPosted, "actor")
 _SET_TRANSFER_POSTED_TRANSFER_ID: Final = slot_setter(TransferPosted, "transfer_id")
 _SET_TRANSFER_POSTED_DEBIT_ACCOUNT_ID: Final = slot_setter(TransferPosted, "debit_account_id")
 _SET_TRANSFER_POSTED_CREDIT_ACCOUNT_ID: Final = slot_setter(TransferPosted, "credit_account_id")
@@ -162,6 +165,7 @@ _SET_TRANSFER_PENDING_BALANCES: Final = slot_setter(TransferPending, "balances")
 _SET_TRANSFER_PENDING_PREV_HASH: Final = slot_setter(TransferPending, "prev_hash")
 _SET_TRANSFER_PENDING_HASH: Final = slot_setter(TransferPending, "hash")
 _SET_TRANSFER_PENDING_METADATA: Final = slot_setter(TransferPending, "metadata")
+_SET_TRANSFER_PENDING_ACTOR: Final = slot_setter(TransferPending, "actor")
 _SET_TRANSFER_PENDING_TRANSFER_ID: Final = slot_setter(TransferPending, "transfer_id")
 _SET_TRANSFER_PENDING_DEBIT_ACCOUNT_ID: Final = slot_setter(TransferPending, "debit_account_id")
 _SET_TRANSFER_PENDING_CREDIT_ACCOUNT_ID: Final = slot_setter(TransferPending, "credit_account_id")
@@ -177,6 +181,7 @@ _SET_PENDING_POSTED_BALANCES: Final = slot_setter(PendingPosted, "balances")
 _SET_PENDING_POSTED_PREV_HASH: Final = slot_setter(PendingPosted, "prev_hash")
 _SET_PENDING_POSTED_HASH: Final = slot_setter(PendingPosted, "hash")
 _SET_PENDING_POSTED_METADATA: Final = slot_setter(PendingPosted, "metadata")
+_SET_PENDING_POSTED_ACTOR: Final = slot_setter(PendingPosted, "actor")
 _SET_PENDING_POSTED_TRANSFER_ID: Final = slot_setter(PendingPosted, "transfer_id")
 _SET_PENDING_POSTED_DEBIT_ACCOUNT_ID: Final = slot_setter(PendingPosted, "debit_account_id")
 _SET_PENDING_POSTED_CREDIT_ACCOUNT_ID: Final = slot_setter(PendingPosted, "credit_account_id")
@@ -192,6 +197,7 @@ _SET_PENDING_VOIDED_BALANCES: Final = slot_setter(PendingVoided, "balances")
 _SET_PENDING_VOIDED_PREV_HASH: Final = slot_setter(PendingVoided, "prev_hash")
 _SET_PENDING_VOIDED_HASH: Final = slot_setter(PendingVoided, "hash")
 _SET_PENDING_VOIDED_METADATA: Final = slot_setter(PendingVoided, "metadata")
+_SET_PENDING_VOIDED_ACTOR: Final = slot_setter(PendingVoided, "actor")
 _SET_PENDING_VOIDED_TRANSFER_ID: Final = slot_setter(PendingVoided, "transfer_id")
 _SET_PENDING_VOIDED_DEBIT_ACCOUNT_ID: Final = slot_setter(PendingVoided, "debit_account_id")
 _SET_PENDING_VOIDED_CREDIT_ACCOUNT_ID: Final = slot_setter(PendingVoided, "credit_account_id")
@@ -206,6 +212,7 @@ _SET_PENDING_EXPIRED_BALANCES: Final = slot_setter(PendingExpired, "balances")
 _SET_PENDING_EXPIRED_PREV_HASH: Final = slot_setter(PendingExpired, "prev_hash")
 _SET_PENDING_EXPIRED_HASH: Final = slot_setter(PendingExpired, "hash")
 _SET_PENDING_EXPIRED_METADATA: Final = slot_setter(PendingExpired, "metadata")
+_SET_PENDING_EXPIRED_ACTOR: Final = slot_setter(PendingExpired, "actor")
 _SET_PENDING_EXPIRED_TRANSFER_ID: Final = slot_setter(PendingExpired, "transfer_id")
 _SET_PENDING_EXPIRED_DEBIT_ACCOUNT_ID: Final = slot_setter(PendingExpired, "debit_account_id")
 _SET_PENDING_EXPIRED_CREDIT_ACCOUNT_ID: Final = slot_setter(PendingExpired, "credit_account_id")
@@ -220,6 +227,7 @@ _SET_TRANSACTION_POSTED_BALANCES: Final = slot_setter(TransactionPosted, "balanc
 _SET_TRANSACTION_POSTED_PREV_HASH: Final = slot_setter(TransactionPosted, "prev_hash")
 _SET_TRANSACTION_POSTED_HASH: Final = slot_setter(TransactionPosted, "hash")
 _SET_TRANSACTION_POSTED_METADATA: Final = slot_setter(TransactionPosted, "metadata")
+_SET_TRANSACTION_POSTED_ACTOR: Final = slot_setter(TransactionPosted, "actor")
 _SET_TRANSACTION_POSTED_TRANSACTION_ID: Final = slot_setter(TransactionPosted, "transaction_id")
 _SET_TRANSACTION_POSTED_POSTINGS: Final = slot_setter(TransactionPosted, "postings")
 _SET_TRANSACTION_POSTED_REVERSES: Final = slot_setter(TransactionPosted, "reverses")
@@ -232,6 +240,7 @@ _SET_TRANSACTION_PENDING_BALANCES: Final = slot_setter(TransactionPending, "bala
 _SET_TRANSACTION_PENDING_PREV_HASH: Final = slot_setter(TransactionPending, "prev_hash")
 _SET_TRANSACTION_PENDING_HASH: Final = slot_setter(TransactionPending, "hash")
 _SET_TRANSACTION_PENDING_METADATA: Final = slot_setter(TransactionPending, "metadata")
+_SET_TRANSACTION_PENDING_ACTOR: Final = slot_setter(TransactionPending, "actor")
 _SET_TRANSACTION_PENDING_TRANSACTION_ID: Final = slot_setter(TransactionPending, "transaction_id")
 _SET_TRANSACTION_PENDING_POSTINGS: Final = slot_setter(TransactionPending, "postings")
 _SET_TRANSACTION_PENDING_EXPIRES_AT_US: Final = slot_setter(TransactionPending, "expires_at_us")
@@ -252,6 +261,7 @@ _SET_TRANSACTION_PENDING_POSTED_PREV_HASH: Final = slot_setter(
 )
 _SET_TRANSACTION_PENDING_POSTED_HASH: Final = slot_setter(TransactionPendingPosted, "hash")
 _SET_TRANSACTION_PENDING_POSTED_METADATA: Final = slot_setter(TransactionPendingPosted, "metadata")
+_SET_TRANSACTION_PENDING_POSTED_ACTOR: Final = slot_setter(TransactionPendingPosted, "actor")
 _SET_TRANSACTION_PENDING_POSTED_TRANSACTION_ID: Final = slot_setter(
     TransactionPendingPosted, "transaction_id"
 )
@@ -276,6 +286,7 @@ _SET_TRANSACTION_PENDING_VOIDED_PREV_HASH: Final = slot_setter(
 )
 _SET_TRANSACTION_PENDING_VOIDED_HASH: Final = slot_setter(TransactionPendingVoided, "hash")
 _SET_TRANSACTION_PENDING_VOIDED_METADATA: Final = slot_setter(TransactionPendingVoided, "metadata")
+_SET_TRANSACTION_PENDING_VOIDED_ACTOR: Final = slot_setter(TransactionPendingVoided, "actor")
 _SET_TRANSACTION_PENDING_VOIDED_TRANSACTION_ID: Final = slot_setter(
     TransactionPendingVoided, "transaction_id"
 )
@@ -305,6 +316,7 @@ _SET_TRANSACTION_PENDING_EXPIRED_HASH: Final = slot_setter(TransactionPendingExp
 _SET_TRANSACTION_PENDING_EXPIRED_METADATA: Final = slot_setter(
     TransactionPendingExpired, "metadata"
 )
+_SET_TRANSACTION_PENDING_EXPIRED_ACTOR: Final = slot_setter(TransactionPendingExpired, "actor")
 _SET_TRANSACTION_PENDING_EXPIRED_TRANSACTION_ID: Final = slot_setter(
     TransactionPendingExpired, "transaction_id"
 )
@@ -320,6 +332,7 @@ _SET_MONITOR_CREATED_BALANCES: Final = slot_setter(MonitorCreated, "balances")
 _SET_MONITOR_CREATED_PREV_HASH: Final = slot_setter(MonitorCreated, "prev_hash")
 _SET_MONITOR_CREATED_HASH: Final = slot_setter(MonitorCreated, "hash")
 _SET_MONITOR_CREATED_METADATA: Final = slot_setter(MonitorCreated, "metadata")
+_SET_MONITOR_CREATED_ACTOR: Final = slot_setter(MonitorCreated, "actor")
 _SET_MONITOR_CREATED_MONITOR_ID: Final = slot_setter(MonitorCreated, "monitor_id")
 _SET_MONITOR_CREATED_ACCOUNT_ID: Final = slot_setter(MonitorCreated, "account_id")
 _SET_MONITOR_CREATED_FIELD: Final = slot_setter(MonitorCreated, "field")
@@ -335,6 +348,7 @@ _SET_MONITOR_DELETED_BALANCES: Final = slot_setter(MonitorDeleted, "balances")
 _SET_MONITOR_DELETED_PREV_HASH: Final = slot_setter(MonitorDeleted, "prev_hash")
 _SET_MONITOR_DELETED_HASH: Final = slot_setter(MonitorDeleted, "hash")
 _SET_MONITOR_DELETED_METADATA: Final = slot_setter(MonitorDeleted, "metadata")
+_SET_MONITOR_DELETED_ACTOR: Final = slot_setter(MonitorDeleted, "actor")
 _SET_MONITOR_DELETED_MONITOR_ID: Final = slot_setter(MonitorDeleted, "monitor_id")
 _SET_MONITOR_DELETED_ACCOUNT_ID: Final = slot_setter(MonitorDeleted, "account_id")
 _SET_OUTCOME_TENANT_ID: Final = slot_setter(Outcome, "tenant_id")
@@ -642,6 +656,7 @@ def new_account_opened(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     account_id: str,
     currency: str,
     asset_scale: int,
@@ -660,6 +675,7 @@ def new_account_opened(
     _SET_ACCOUNT_OPENED_PREV_HASH(record, prev_hash)
     _SET_ACCOUNT_OPENED_HASH(record, hash)
     _SET_ACCOUNT_OPENED_METADATA(record, metadata)
+    _SET_ACCOUNT_OPENED_ACTOR(record, actor)
     _SET_ACCOUNT_OPENED_ACCOUNT_ID(record, account_id)
     _SET_ACCOUNT_OPENED_CURRENCY(record, currency)
     _SET_ACCOUNT_OPENED_ASSET_SCALE(record, asset_scale)
@@ -680,6 +696,7 @@ def new_transfer_posted(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -698,6 +715,7 @@ def new_transfer_posted(
     _SET_TRANSFER_POSTED_PREV_HASH(record, prev_hash)
     _SET_TRANSFER_POSTED_HASH(record, hash)
     _SET_TRANSFER_POSTED_METADATA(record, metadata)
+    _SET_TRANSFER_POSTED_ACTOR(record, actor)
     _SET_TRANSFER_POSTED_TRANSFER_ID(record, transfer_id)
     _SET_TRANSFER_POSTED_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_TRANSFER_POSTED_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -718,6 +736,7 @@ def new_transfer_pending(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -736,6 +755,7 @@ def new_transfer_pending(
     _SET_TRANSFER_PENDING_PREV_HASH(record, prev_hash)
     _SET_TRANSFER_PENDING_HASH(record, hash)
     _SET_TRANSFER_PENDING_METADATA(record, metadata)
+    _SET_TRANSFER_PENDING_ACTOR(record, actor)
     _SET_TRANSFER_PENDING_TRANSFER_ID(record, transfer_id)
     _SET_TRANSFER_PENDING_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_TRANSFER_PENDING_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -756,6 +776,7 @@ def new_pending_posted(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -774,6 +795,7 @@ def new_pending_posted(
     _SET_PENDING_POSTED_PREV_HASH(record, prev_hash)
     _SET_PENDING_POSTED_HASH(record, hash)
     _SET_PENDING_POSTED_METADATA(record, metadata)
+    _SET_PENDING_POSTED_ACTOR(record, actor)
     _SET_PENDING_POSTED_TRANSFER_ID(record, transfer_id)
     _SET_PENDING_POSTED_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_PENDING_POSTED_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -794,6 +816,7 @@ def new_pending_voided(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -811,6 +834,7 @@ def new_pending_voided(
     _SET_PENDING_VOIDED_PREV_HASH(record, prev_hash)
     _SET_PENDING_VOIDED_HASH(record, hash)
     _SET_PENDING_VOIDED_METADATA(record, metadata)
+    _SET_PENDING_VOIDED_ACTOR(record, actor)
     _SET_PENDING_VOIDED_TRANSFER_ID(record, transfer_id)
     _SET_PENDING_VOIDED_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_PENDING_VOIDED_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -830,6 +854,7 @@ def new_pending_expired(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transfer_id: str,
     debit_account_id: str,
     credit_account_id: str,
@@ -847,6 +872,7 @@ def new_pending_expired(
     _SET_PENDING_EXPIRED_PREV_HASH(record, prev_hash)
     _SET_PENDING_EXPIRED_HASH(record, hash)
     _SET_PENDING_EXPIRED_METADATA(record, metadata)
+    _SET_PENDING_EXPIRED_ACTOR(record, actor)
     _SET_PENDING_EXPIRED_TRANSFER_ID(record, transfer_id)
     _SET_PENDING_EXPIRED_DEBIT_ACCOUNT_ID(record, debit_account_id)
     _SET_PENDING_EXPIRED_CREDIT_ACCOUNT_ID(record, credit_account_id)
@@ -866,6 +892,7 @@ def new_transaction_posted(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transaction_id: str,
     postings: tuple[Posting, ...],
     reverses: str | None,
@@ -881,6 +908,7 @@ def new_transaction_posted(
     _SET_TRANSACTION_POSTED_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_POSTED_HASH(record, hash)
     _SET_TRANSACTION_POSTED_METADATA(record, metadata)
+    _SET_TRANSACTION_POSTED_ACTOR(record, actor)
     _SET_TRANSACTION_POSTED_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_POSTED_POSTINGS(record, postings)
     _SET_TRANSACTION_POSTED_REVERSES(record, reverses)
@@ -898,6 +926,7 @@ def new_transaction_pending(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transaction_id: str,
     postings: tuple[Posting, ...],
     expires_at_us: int | None,
@@ -913,6 +942,7 @@ def new_transaction_pending(
     _SET_TRANSACTION_PENDING_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_PENDING_HASH(record, hash)
     _SET_TRANSACTION_PENDING_METADATA(record, metadata)
+    _SET_TRANSACTION_PENDING_ACTOR(record, actor)
     _SET_TRANSACTION_PENDING_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_PENDING_POSTINGS(record, postings)
     _SET_TRANSACTION_PENDING_EXPIRES_AT_US(record, expires_at_us)
@@ -930,6 +960,7 @@ def new_transaction_pending_posted(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transaction_id: str,
     postings: tuple[Posting, ...],
     pending_amounts: tuple[int, ...],
@@ -945,6 +976,7 @@ def new_transaction_pending_posted(
     _SET_TRANSACTION_PENDING_POSTED_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_PENDING_POSTED_HASH(record, hash)
     _SET_TRANSACTION_PENDING_POSTED_METADATA(record, metadata)
+    _SET_TRANSACTION_PENDING_POSTED_ACTOR(record, actor)
     _SET_TRANSACTION_PENDING_POSTED_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_PENDING_POSTED_POSTINGS(record, postings)
     _SET_TRANSACTION_PENDING_POSTED_PENDING_AMOUNTS(record, pending_amounts)
@@ -962,6 +994,7 @@ def new_transaction_pending_voided(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transaction_id: str,
     postings: tuple[Posting, ...],
 ) -> TransactionPendingVoided:
@@ -976,6 +1009,7 @@ def new_transaction_pending_voided(
     _SET_TRANSACTION_PENDING_VOIDED_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_PENDING_VOIDED_HASH(record, hash)
     _SET_TRANSACTION_PENDING_VOIDED_METADATA(record, metadata)
+    _SET_TRANSACTION_PENDING_VOIDED_ACTOR(record, actor)
     _SET_TRANSACTION_PENDING_VOIDED_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_PENDING_VOIDED_POSTINGS(record, postings)
     return record
@@ -992,6 +1026,7 @@ def new_transaction_pending_expired(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     transaction_id: str,
     postings: tuple[Posting, ...],
 ) -> TransactionPendingExpired:
@@ -1006,6 +1041,7 @@ def new_transaction_pending_expired(
     _SET_TRANSACTION_PENDING_EXPIRED_PREV_HASH(record, prev_hash)
     _SET_TRANSACTION_PENDING_EXPIRED_HASH(record, hash)
     _SET_TRANSACTION_PENDING_EXPIRED_METADATA(record, metadata)
+    _SET_TRANSACTION_PENDING_EXPIRED_ACTOR(record, actor)
     _SET_TRANSACTION_PENDING_EXPIRED_TRANSACTION_ID(record, transaction_id)
     _SET_TRANSACTION_PENDING_EXPIRED_POSTINGS(record, postings)
     return record
@@ -1022,6 +1058,7 @@ def new_monitor_created(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     monitor_id: str,
     account_id: str,
     field: str,
@@ -1040,6 +1077,7 @@ def new_monitor_created(
     _SET_MONITOR_CREATED_PREV_HASH(record, prev_hash)
     _SET_MONITOR_CREATED_HASH(record, hash)
     _SET_MONITOR_CREATED_METADATA(record, metadata)
+    _SET_MONITOR_CREATED_ACTOR(record, actor)
     _SET_MONITOR_CREATED_MONITOR_ID(record, monitor_id)
     _SET_MONITOR_CREATED_ACCOUNT_ID(record, account_id)
     _SET_MONITOR_CREATED_FIELD(record, field)
@@ -1060,6 +1098,7 @@ def new_monitor_deleted(
     prev_hash: bytes,
     hash: bytes,
     metadata: tuple[tuple[str, str], ...] = (),
+    actor: str = UNSIGNED_ACTOR,
     monitor_id: str,
     account_id: str,
 ) -> MonitorDeleted:
@@ -1074,6 +1113,7 @@ def new_monitor_deleted(
     _SET_MONITOR_DELETED_PREV_HASH(record, prev_hash)
     _SET_MONITOR_DELETED_HASH(record, hash)
     _SET_MONITOR_DELETED_METADATA(record, metadata)
+    _SET_MONITOR_DELETED_ACTOR(record, actor)
     _SET_MONITOR_DELETED_MONITOR_ID(record, monitor_id)
     _SET_MONITOR_DELETED_ACCOUNT_ID(record, account_id)
     return record
@@ -1089,7 +1129,7 @@ def new_outcome(
     status: OutcomeStatus,
     event_sequences: tuple[int, ...] = (),
     reason: RejectReason | None = None,
-    detail: str = "",
+    detail: str = UNSIGNED_ACTOR,
     decided_at_us: int,
     expires_at_us: int | None = None,
 ) -> Outcome:

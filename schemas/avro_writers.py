@@ -149,6 +149,7 @@ def write_transaction_posted(
     _write_postings(buffer, event)
     write_optional_string(buffer, event.reverses)
     write_string_map(buffer, event.metadata)
+    write_string(buffer, event.actor)  # since v1.7: inside the hashed bytes
     write_fixed(buffer, hash_bytes, 32)
 
 

@@ -20,6 +20,10 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 HASH_BYTES = 32
 GENESIS_HASH = bytes(HASH_BYTES)  # the prev_hash of a tenant's first event
+# Since v1.7 (decision 0093): the ``actor`` of an event caused by time, not by a command (an
+# expiry), and of an event whose command carried no verified signature.
+SYSTEM_ACTOR = "system"
+UNSIGNED_ACTOR = ""
 
 
 # --------------------------------------------------------------------------- commands
@@ -157,8 +161,12 @@ class EventHeader:
     prev_hash: bytes
     hash: bytes
     # Since v1.4 (decision 0055): the causing command's metadata, sorted (key, value) pairs; ()
-    # for an expiry and for events written before v1.4. In Avro, the last field before ``hash``.
+    # for an expiry and for events written before v1.4. In Avro, just before ``actor``.
     metadata: tuple[tuple[str, str], ...] = ()
+    # Since v1.7 (issue 21 part 3, decision 0093): who issued the causing command (the verified
+    # signing key id); SYSTEM_ACTOR for an expiry; "" for an unsigned command and for events
+    # written before v1.7. In Avro, the last field before ``hash``, so inside the hashed bytes.
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -333,6 +341,9 @@ class RejectReason(enum.Enum):
     # since v1.6: the tenant is over its command rate in the processor (decision 0083); a reply
     # only (never stored), decided after idempotency and before the business rules
     RATE_LIMITED = "rate_limited"
+    # since v1.7: the command's signature is missing or wrong, or its key is not granted for its
+    # tenant (decision 0085); a reply only (never stored), decided first, before idempotency
+    UNAUTHENTICATED = "unauthenticated"
 
 
 class OutcomeStatus(enum.Enum):

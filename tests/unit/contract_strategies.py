@@ -214,6 +214,7 @@ event_headers = st.fixed_dictionaries(
         "prev_hash": hashes,
         "hash": hashes,
         "metadata": metadata_values,  # since v1.4
+        "actor": st.sampled_from(("", "system", "payments-gw:v1")) | st.text(max_size=80),  # v1.7
     }
 )
 movement = {

@@ -265,6 +265,7 @@ def test_canonical_bytes_vector() -> None:
             "06555344"
             "00"  # amount 1250, "USD", reverses null
             "00"  # metadata (since v1.4): an empty map
+            "00"  # actor (since v1.7): "" (an unsigned command)
         )
     )
     assert (
@@ -288,10 +289,23 @@ def test_canonical_bytes_vector_with_metadata() -> None:
         "00"  # end of the map
     )
     canonical = codec.event_canonical_bytes(tagged)
-    assert canonical.hex() == codec.event_canonical_bytes(EVENT)[:-1].hex() + metadata
+    assert canonical.hex() == codec.event_canonical_bytes(EVENT)[:-2].hex() + metadata + "00"
     encoded = codec.encode_event(tagged)
     assert codec.record_canonical_bytes(encoded) == canonical
     assert codec.decode_event(encoded) == tagged
+
+
+def test_canonical_bytes_vector_with_actor() -> None:
+    """Since v1.7 who issued the command (``actor``) is the last field before ``hash``, after
+    ``metadata``: a string, covered by the hash (decision 0093)."""
+    signed = TransferPosted(**{**_fields(EVENT), "actor": "payments-gw:v1"})
+    actor = "1c" + b"payments-gw:v1".hex()  # length 14, zig-zag 28
+    canonical = codec.event_canonical_bytes(signed)
+    assert canonical.hex() == codec.event_canonical_bytes(EVENT)[:-1].hex() + actor
+    assert codec.event_chain_hash(signed) != codec.event_chain_hash(EVENT)
+    encoded = codec.encode_event(signed)
+    assert codec.record_canonical_bytes(encoded) == canonical
+    assert codec.decode_event(encoded) == signed
 
 
 def test_history_versions_are_loaded() -> None:

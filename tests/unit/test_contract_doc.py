@@ -342,7 +342,12 @@ def replay_example_log() -> list[ledger.Decision]:
     )
     assert state.idempotency_retention_us == RETENTION_US, "the documented default retention"
     return [
-        ledger.step(state, example_command(index), line["record_timestamp_ms"] * US_PER_MS)
+        ledger.step(
+            state,
+            example_command(index),
+            line["record_timestamp_ms"] * US_PER_MS,
+            line.get("actor", ""),  # since v1.7: the verified signing key id, "" unsigned
+        )
         for index, line in enumerate(example_log())
     ]
 

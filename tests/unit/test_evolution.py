@@ -219,7 +219,7 @@ def test_v1_4_older_events_decode_without_metadata_and_keep_their_hash(
     old = VERSIONS[old_version]["EventEnvelope"]
     if not _has_branch(old.expanded, codec.EVENTS, type(event)):
         return
-    event = dataclasses.replace(event, metadata=())
+    event = dataclasses.replace(event, metadata=(), actor="")
     record = _avro_record(codec.EVENTS, event)
     old_bytes = codec.MARKER + old.fingerprint + _write(old.expanded, record)
     assert codec.decode_event(old_bytes) == event
@@ -227,7 +227,10 @@ def test_v1_4_older_events_decode_without_metadata_and_keep_their_hash(
     assert old_bytes[-32:] == event.hash
     current = codec.encode_event(event)
     assert codec.record_canonical_bytes(current) == codec.event_canonical_bytes(event)
-    assert codec.event_canonical_bytes(event) == codec.record_canonical_bytes(old_bytes) + b"\x00"
+    # written now: the empty map, then (since v1.7) the empty actor
+    assert codec.event_canonical_bytes(event) == (
+        codec.record_canonical_bytes(old_bytes) + b"\x00\x00"
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -266,3 +269,41 @@ def test_v1_6_rate_limited_reads_as_invalid_command_in_v1_5(old_version: str) ->
     )
     _assert_unknown_to_old_readers(new, VERSIONS["v1.4"]["Outcome"].expanded, record)
     assert codec.decode_outcome(codec.encode_outcome(rate_limited)) == rate_limited
+
+
+@pytest.mark.parametrize("old_version", ["v1.4", "v1.5", "v1.6"])
+@settings(max_examples=60, deadline=None)
+@given(event=events)
+def test_v1_7_older_events_decode_without_actor_and_keep_their_hash(
+    old_version: str, event: Any
+) -> None:
+    """v1.7 adds ``actor`` (a string, default "") after ``metadata``, before ``hash``, in every
+    event record (issue 21 part 3, decision 0093). An event written by v1.4-v1.6 decodes to the
+    same value with ``actor=""``; its hash covers its bytes as written; written now, the same
+    value has one more byte, the empty string's length, before its hash."""
+    old = VERSIONS[old_version]["EventEnvelope"]
+    if not _has_branch(old.expanded, codec.EVENTS, type(event)):
+        return
+    event = dataclasses.replace(event, actor="")
+    old_bytes = (
+        codec.MARKER + old.fingerprint + _write(old.expanded, _avro_record(codec.EVENTS, event))
+    )
+    assert codec.decode_event(old_bytes) == event
+    assert old_bytes[-32:] == event.hash
+    assert codec.event_canonical_bytes(event) == codec.record_canonical_bytes(old_bytes) + b"\x00"
+
+
+@settings(max_examples=60, deadline=None)
+@given(event=events)
+def test_v1_7_actor_is_in_the_canonical_bytes_and_unknown_to_v1_6_readers(event: Any) -> None:
+    """Who issued the command is covered by the event's hash: another actor, other bytes. A
+    v1.6 reader resolves a v1.7 event by skipping ``actor`` (every other field as written)."""
+    other = dataclasses.replace(event, actor=event.actor + "!")
+    assert codec.event_canonical_bytes(other) != codec.event_canonical_bytes(event)
+    assert codec.decode_event(codec.encode_event(other)).actor == other.actor
+    new, old = CURRENT["EventEnvelope"].expanded, VERSIONS["v1.6"]["EventEnvelope"].expanded
+    record = _avro_record(codec.EVENTS, event)
+    name, seen_by_old = _read(_write(new, record), new, old)["event"]
+    same_name, seen_by_new = _read(_write(new, record), new, new)["event"]
+    assert name == same_name and seen_by_new["actor"] == event.actor
+    assert seen_by_old == {k: v for k, v in seen_by_new.items() if k != "actor"}

@@ -448,6 +448,7 @@ def test_reasons_are_in_the_documented_precedence_order() -> None:
         "monitor_not_found",
         "monitor_limit_reached",
         "rate_limited",  # since v1.6: appended, checked by the processor before the rules (0083)
+        "unauthenticated",  # since v1.7: appended, checked by the processor first (0085)
     ]
 
 

@@ -35,12 +35,22 @@ from tests.unit.test_contract_doc import (
 def _replayed() -> ledger.Decision:
     state = ledger.LedgerState(wire_format=WIRE_FORMAT)
     for index, line in enumerate(example_log()):
-        ledger.step(state, example_command(index), line["record_timestamp_ms"] * US_PER_MS)
+        ledger.step(
+            state,
+            example_command(index),
+            line["record_timestamp_ms"] * US_PER_MS,
+            line.get("actor", ""),
+        )
     (line,) = [json.loads(text) for text in block("monitor-example-log").splitlines() if text]
     fields = dict(line["command"])
     command_type = {command.__name__: command for command in COMMAND_TYPES}[fields.pop("type")]
     fields["metadata"] = tuple(sorted(fields.get("metadata", {}).items()))
-    return ledger.step(state, command_type(**fields), line["record_timestamp_ms"] * US_PER_MS)
+    return ledger.step(
+        state,
+        command_type(**fields),
+        line["record_timestamp_ms"] * US_PER_MS,
+        line.get("actor", ""),
+    )
 
 
 def test_the_notification_record_is_the_ledgers() -> None:
