@@ -27,25 +27,18 @@ import cProfile
 import gc
 import pstats
 import resource
-import sys
 import time
-import tracemalloc
 import uuid
 
 from confluent_kafka import Producer
 
 import ledger
-from bench.bench_processor import delete_topics
+from bench.bench_processor import delete_topics, traced_state_bytes
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
-from processors.partition_ledger import (
-    OUTCOME_TIMES_HEADER,
-    ledger_from_snapshot,
-    outcome_times,
-    restore_ledger,
-)
-from processors.processor_settings import ProcessorSettings, build_processor_settings
-from processors.restore import PartitionSnapshot, admin_for, restore_consumer
+from processors.partition_ledger import OUTCOME_TIMES_HEADER, outcome_times, restore_ledger
+from processors.processor_settings import build_processor_settings
+from processors.restore import admin_for, restore_consumer
 from schemas.codec import encode_outcome, encode_state
 from schemas.keys import outcome_key, state_key
 from schemas.model import (
@@ -102,7 +95,7 @@ def main() -> None:
         check_duplicate(partition_ledger)
     finally:
         delete_topics(settings)
-    state_bytes = traced_state_bytes(snapshot, processor_settings)
+    state_bytes = traced_state_bytes([snapshot], processor_settings)
     keys = partition_ledger.live_idempotency_keys()
     assert keys == arguments.keys, (keys, arguments.keys)
     read_s = snapshot.duration_s
@@ -224,28 +217,6 @@ def check_duplicate(partition_ledger: object) -> None:
     stored = state.outcome(f"tenant-{7 % TENANTS:04d}", uuid.UUID(int=7).hex)
     assert stored is not None and stored.fingerprint == (7).to_bytes(32, "big"), stored
     del value
-
-
-def traced_state_bytes(snapshot: PartitionSnapshot, processor_settings: ProcessorSettings) -> int:
-    """The bytes a state rebuilt from ``snapshot`` holds (``tracemalloc``), with the snapshot's
-    values it keeps (encoded outcomes): what a restore adds to a process that has no freed
-    memory to reuse."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        state = ledger_from_snapshot(snapshot, processor_settings).state
-        gc.collect()
-        traced = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    kept = sum(
-        sys.getsizeof(value)
-        for value in snapshot.records[processor_settings.topics.outcomes].values()
-        if type(value) is bytes
-    )
-    del state
-    return traced + kept
 
 
 def _rss_bytes() -> int:
