@@ -35,6 +35,7 @@ from reconciliation.synthetic_statement import (
     synthetic_bai2,
     synthetic_camt053,
 )
+from reconciliation.unmatch import tenant_results, unmatch_request
 from streamledger.cli_parser import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -110,6 +111,22 @@ def register(subparsers: Subparsers) -> None:
     matching.add_argument("--actor", required=True, help="who matches them")
     matching.add_argument("--note", default="", help="why")
     matching.set_defaults(handler=run_manual_match)
+    unmatching = parts.add_parser(
+        "unmatch",
+        help="undo a decided match by hand (an audited record; the items end unmatched)",
+        description=(
+            "Check the result (PARTITION:OFFSET on ledger.reconciliation, the API's result_id)"
+            " is a current match or mismatch of the account and write a ManualUnmatch record to"
+            " ledger.statements; the matcher writes an unmatched result (rule manual, reason"
+            " manual_unmatch) naming the same items, which supersedes it."
+        ),
+    )
+    unmatching.add_argument("--tenant", required=True, help="the tenant")
+    unmatching.add_argument("--account", required=True, help="the bank-mirror account")
+    unmatching.add_argument("--result", required=True, help="the result id PARTITION:OFFSET")
+    unmatching.add_argument("--actor", required=True, help="who unmatches it")
+    unmatching.add_argument("--note", default="", help="why")
+    unmatching.set_defaults(handler=run_manual_unmatch)
     register_synthesize(parts)
     reconcile = subparsers.add_parser(
         "reconcile",
@@ -162,6 +179,32 @@ def run_manual_match(arguments: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.write(
         f"manual match of {len(request.line_ids)} lines and {len(request.movement_ids)}"
         " movements written; the matcher decides it (see ledger.reconciliation)\n"
+    )
+    return EXIT_OK
+
+
+def run_manual_unmatch(arguments: argparse.Namespace, settings: Settings) -> int:
+    results = tenant_results(settings, arguments.tenant, arguments.result)
+    request = (
+        results
+        if isinstance(results, str)
+        else unmatch_request(
+            results,
+            tenant_id=arguments.tenant,
+            account_id=arguments.account,
+            result_id=arguments.result,
+            actor=arguments.actor,
+            note=arguments.note,
+            requested_at_us=time.time_ns() // 1000,
+        )
+    )
+    if isinstance(request, str):
+        sys.stderr.write(f"refused: {request}\n")
+        return EXIT_FAILURE
+    request_manual_match(settings, request)
+    sys.stdout.write(
+        f"manual unmatch of result {request.result_id} ({len(request.line_ids)} lines,"
+        f" {len(request.movement_ids)} movements) written; the matcher decides it\n"
     )
     return EXIT_OK
 

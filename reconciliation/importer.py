@@ -24,7 +24,7 @@ from confluent_kafka import KafkaException, Producer
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, kafka_error_text
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
 from reconciliation import bai2, camt053, statement_csv
-from reconciliation.matching import ManualMatch
+from reconciliation.matching import ManualMatch, ManualUnmatch
 from reconciliation.partition_reader import read_partition
 from reconciliation.records import decode, encode
 from reconciliation.statement import (
@@ -246,9 +246,10 @@ def _write(
         ) from exc
 
 
-def request_manual_match(settings: Settings, request: ManualMatch) -> None:
-    """Write a ``ManualMatch`` record to the tenant's partition of ``ledger.statements``: the
-    matcher decides it in order with the lines before it (refused if an item is not open)."""
+def request_manual_match(settings: Settings, request: ManualMatch | ManualUnmatch) -> None:
+    """Write a ``ManualMatch`` or ``ManualUnmatch`` record to the tenant's partition of
+    ``ledger.statements``: the matcher decides it in order with the records before it (and
+    refuses it if an item is not open, or not decided, respectively)."""
     partitions = ensure_topics(settings)
     partition = partition_for(command_key(request.tenant_id), partitions)
     producer = Producer(
@@ -264,4 +265,4 @@ def request_manual_match(settings: Settings, request: ManualMatch) -> None:
         settings.topic(STATEMENTS_TOPIC), value=encode(request), key=key, partition=partition
     )
     if producer.flush(IMPORT_TIMEOUT_S) != 0:
-        raise InfraError(f"the manual match was not acknowledged within {IMPORT_TIMEOUT_S:g} s")
+        raise InfraError(f"the request was not acknowledged within {IMPORT_TIMEOUT_S:g} s")

@@ -31,6 +31,7 @@ from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
 from reconciliation.matcher_settings import MatcherSettings
 from reconciliation.matching import (
     ManualMatch,
+    ManualUnmatch,
     Reconciler,
     ReconciliationResult,
     movements_of,
@@ -160,12 +161,16 @@ class Matcher:
             return reconciler.add_line(record, offset, at_us, restoring=restoring)
         if isinstance(record, Statement):
             return reconciler.add_statement(record, at_us, restoring=restoring)
-        if isinstance(record, ManualMatch):
-            manual = reconciler.add_manual_match(record, at_us, restoring=restoring)
+        if isinstance(record, ManualMatch | ManualUnmatch):
+            manual = (
+                reconciler.add_manual_match(record, at_us, restoring=restoring)
+                if isinstance(record, ManualMatch)
+                else reconciler.add_manual_unmatch(record, at_us, restoring=restoring)
+            )
             if isinstance(manual, str):
                 LOGGER.warning(
-                    "%s[%d]@%d: manual match by %s refused: %s",
-                    topic, partition, offset, record.actor, manual,
+                    "%s[%d]@%d: %s by %s refused: %s",
+                    topic, partition, offset, type(record).__name__, record.actor, manual,
                 )  # fmt: skip
                 self.metrics.manual_refused.inc()
                 return []

@@ -131,6 +131,26 @@ class ManualMatch:
     requested_at_us: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManualUnmatch:
+    """A ``ledger.statements`` record: a person undoes a decided match or mismatch (the result at
+    ``result_id``, whose items and amounts the request repeats, as the command read them)."""
+
+    tenant_id: str
+    account_id: str
+    result_id: str  # "{partition}:{offset}" on ledger.reconciliation
+    line_ids: tuple[str, ...]
+    movement_ids: tuple[str, ...]
+    line_amount: int
+    movement_amount: int
+    actor: str
+    note: str
+    requested_at_us: int
+
+
+MANUAL_UNMATCH_REASON: Final = "manual_unmatch"
+
+
 def movements_of(event: Event, reference_key: str) -> tuple[Movement, ...]:
     """The movements a ledger event makes: one per posting and account; none for events that
     reserve or release (pending, voided, expired) or open accounts."""
@@ -172,6 +192,15 @@ def movements_of(event: Event, reference_key: str) -> tuple[Movement, ...]:
                 )
             )
     return tuple(movements)
+
+
+def _group(result: ReconciliationResult) -> tuple[str, str, frozenset[str], frozenset[str]]:
+    return (
+        result.tenant_id,
+        result.account_id,
+        frozenset(result.line_ids),
+        frozenset(result.movement_ids),
+    )
 
 
 # --------------------------------------------------------------------------- the two sides
@@ -395,6 +424,8 @@ class Reconciler:
         self.seen_line_days: dict[str, dict[int, list[str]]] = {}  # tenant -> day -> line ids
         self.decided_line_ids: set[tuple[str, str]] = set()  # restore only
         self.decided_movement_ids: set[tuple[str, str, str]] = set()  # restore only
+        # the groups a person unmatched, per tenant and account (a request each: a human scale)
+        self.unmatched_groups: set[tuple[str, str, frozenset[str], frozenset[str]]] = set()
         self.open_items = 0
 
     def book(self, tenant_id: str, account_id: str) -> AccountBook:
@@ -406,6 +437,8 @@ class Reconciler:
 
     def remember_decided(self, result: ReconciliationResult) -> None:
         """Restore: ``result`` was written before the restart."""
+        if result.reason == MANUAL_UNMATCH_REASON:
+            self.unmatched_groups.add(_group(result))
         self.decided_line_ids.update((result.tenant_id, line_id) for line_id in result.line_ids)
         self.decided_movement_ids.update(
             (result.tenant_id, result.account_id, movement_id)
@@ -520,6 +553,42 @@ class Reconciler:
             ),
             *freed,
         ]
+
+    def add_manual_unmatch(
+        self, request: ManualUnmatch, at_us: int, *, restoring: bool = False
+    ) -> list[ReconciliationResult] | str:
+        """An ``unmatched`` result (rule ``manual``, reason ``manual_unmatch``) naming the undone
+        result's items, which supersedes it; or why it is refused (a value: nothing named, an item
+        still open, the same group unmatched before). The items stay decided: no rule pairs them
+        again. Restoring, nothing: a decided unmatch is in the results."""
+        if restoring:
+            return []
+        if not request.line_ids and not request.movement_ids:
+            return "a manual unmatch needs the items of a decided result"
+        book = self.books.get((request.tenant_id, request.account_id))
+        still_open = [] if book is None else [
+            item
+            for item in (*request.line_ids, *request.movement_ids)
+            if item in book.lines.items or item in book.movements.items
+        ]  # fmt: skip
+        if still_open:
+            return f"not decided yet: {', '.join(sorted(still_open))}"
+        result = ReconciliationResult(
+            tenant_id=request.tenant_id,
+            account_id=request.account_id,
+            state=ReconciliationState.UNMATCHED,
+            rule=MatchRule.MANUAL,
+            reason=MANUAL_UNMATCH_REASON,
+            line_ids=tuple(sorted(request.line_ids)),
+            movement_ids=tuple(sorted(request.movement_ids)),
+            line_amount=request.line_amount,
+            movement_amount=request.movement_amount,
+            decided_at_us=at_us,
+        )
+        if _group(result) in self.unmatched_groups:
+            return f"already unmatched (result {request.result_id})"
+        self.unmatched_groups.add(_group(result))
+        return [result]
 
     def advance_ledger_time(
         self, tenant_id: str, effective_at_us: int, at_us: int, *, restoring: bool = False

@@ -48,7 +48,8 @@ class ReconcilerMetrics:
         self.batches = Counter(PREFIX + "batches", "Transactions committed", registry=r)
         self.manual_refused = Counter(
             PREFIX + "manual_refused",
-            "Manual matches refused (an item not open, or named twice): see the matcher's log",
+            "Manual matches and unmatches refused (an item not open, named twice, or a group"
+            " unmatched before): see the matcher's log",
             registry=r,
         )
         self.open_items = Gauge(

@@ -32,7 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
-from reconciliation.matching import ManualMatch, ReconciliationResult
+from reconciliation.matching import ManualMatch, ManualUnmatch, ReconciliationResult
 from reconciliation.metrics import ReconciliationProjectionMetrics
 from reconciliation.records import decode
 from reconciliation.statement import Statement, StatementLine
@@ -183,8 +183,8 @@ def result_row(record: ReconciliationResult, partition: int, offset: int) -> tup
 
 
 def rows_of(records: Iterable[tuple[bytes, int, int]]) -> BatchRows:
-    """(value, partition, offset) of both topics → rows. A ``ManualMatch`` is a request, not a
-    state: its outcome is the result the matcher writes (rule ``manual``)."""
+    """(value, partition, offset) of both topics → rows. A ``ManualMatch`` or ``ManualUnmatch`` is
+    a request, not a state: its outcome is the result the matcher writes (rule ``manual``)."""
     rows = BatchRows()
     for value, partition, offset in records:
         record = decode(value)
@@ -195,7 +195,7 @@ def rows_of(records: Iterable[tuple[bytes, int, int]]) -> BatchRows:
         elif isinstance(record, ReconciliationResult):
             rows.results.append(result_row(record, partition, offset))
         else:
-            assert isinstance(record, ManualMatch), record
+            assert isinstance(record, ManualMatch | ManualUnmatch), record
     return rows
 
 

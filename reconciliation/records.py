@@ -5,8 +5,8 @@ fingerprint of the writer schema's Parsing Canonical Form + the Avro binary body
 of its own (decision 0052): the ``.avsc`` files in ``reconciliation/avro/`` (namespace
 ``streamledger.reconciliation.v1``), versioned apart from the ledger's ``schemas/`` so the two
 evolve without touching each other's history. Each top-level record is one self-contained file;
-the fingerprint says which record a value is, so ``ledger.statements`` carries three kinds
-(``Statement``, ``StatementLine``, ``ManualMatch``) with no envelope.
+the fingerprint says which record a value is, so ``ledger.statements`` carries four kinds
+(``Statement``, ``StatementLine``, ``ManualMatch``, ``ManualUnmatch``) with no envelope.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from reconciliation.matching import (
     ManualMatch,
+    ManualUnmatch,
     MatchRule,
     ReconciliationResult,
     ReconciliationState,
@@ -46,8 +47,16 @@ from schemas.codec import (
 
 RECONCILIATION_CONTRACT_VERSION: Final = "v1.0"
 AVRO_DIRECTORY: Final = Path(__file__).resolve().parent / "avro"
-TOP_LEVEL_RECORDS: Final = ("Statement", "StatementLine", "ManualMatch", "ReconciliationResult")
-ReconciliationRecord = Statement | StatementLine | ManualMatch | ReconciliationResult
+TOP_LEVEL_RECORDS: Final = (
+    "Statement",
+    "StatementLine",
+    "ManualMatch",
+    "ManualUnmatch",
+    "ReconciliationResult",
+)
+ReconciliationRecord = (
+    Statement | StatementLine | ManualMatch | ManualUnmatch | ReconciliationResult
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,8 @@ def _to_avro(record: ReconciliationRecord) -> dict[str, Any]:
             "note": record.note,
             "requested_at_us": record.requested_at_us,
         }
+    if isinstance(record, ManualUnmatch):
+        return _unmatch_to_avro(record)
     return {
         "tenant_id": record.tenant_id,
         "account_id": record.account_id,
@@ -132,6 +143,21 @@ def _to_avro(record: ReconciliationRecord) -> dict[str, Any]:
         "line_amount": record.line_amount,
         "movement_amount": record.movement_amount,
         "decided_at_us": record.decided_at_us,
+    }
+
+
+def _unmatch_to_avro(request: ManualUnmatch) -> dict[str, Any]:
+    return {
+        "tenant_id": request.tenant_id,
+        "account_id": request.account_id,
+        "result_id": request.result_id,
+        "line_ids": list(request.line_ids),
+        "movement_ids": list(request.movement_ids),
+        "line_amount": request.line_amount,
+        "movement_amount": request.movement_amount,
+        "actor": request.actor,
+        "note": request.note,
+        "requested_at_us": request.requested_at_us,
     }
 
 
@@ -204,6 +230,12 @@ def _from_avro(name: str, body: dict[str, Any]) -> ReconciliationRecord:
             note=body["note"],
             requested_at_us=body["requested_at_us"],
         )
+    if name == "ManualUnmatch":
+        return ManualUnmatch(
+            **{key: body[key] for key in _UNMATCH_SAME_NAMES},
+            line_ids=tuple(body["line_ids"]),
+            movement_ids=tuple(body["movement_ids"]),
+        )
     return ReconciliationResult(
         tenant_id=body["tenant_id"],
         account_id=body["account_id"],
@@ -234,6 +266,16 @@ _LINE_SAME_NAMES: Final = (
     "counterparty_name",
     "counterparty_account",
     "remittance_information",
+)
+_UNMATCH_SAME_NAMES: Final = (
+    "tenant_id",
+    "account_id",
+    "result_id",
+    "line_amount",
+    "movement_amount",
+    "actor",
+    "note",
+    "requested_at_us",
 )
 _STATEMENT_SAME_NAMES: Final = (
     "tenant_id",

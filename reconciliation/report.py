@@ -72,7 +72,7 @@ def summarize(
     line_states: Counter[str] = Counter()
     movement_states: Counter[str] = Counter()
     difference = 0
-    for result in results:
+    for result in current_results(results):
         decided = [line_id for line_id in result.line_ids if line_id in chosen_lines]
         line_states[result.state.value] += len(decided)
         chosen_lines.difference_update(decided)
@@ -95,6 +95,22 @@ def summarize(
             [s for s in statements if in_period(s.to_date_days)], ledger_balances
         ),
     )
+
+
+def current_results(results: list[ReconciliationResult]) -> list[ReconciliationResult]:
+    """The results (in decision order) that are still the latest naming their items: a later
+    result naming an item supersedes the earlier one (a manual unmatch, decision 0090)."""
+    latest_lines: dict[str, int] = {}
+    latest_movements: dict[str, int] = {}
+    for index, result in enumerate(results):
+        latest_lines.update((line_id, index) for line_id in result.line_ids)
+        latest_movements.update((movement_id, index) for movement_id in result.movement_ids)
+    return [
+        result
+        for index, result in enumerate(results)
+        if any(latest_lines[line_id] == index for line_id in result.line_ids)
+        or any(latest_movements[movement_id] == index for movement_id in result.movement_ids)
+    ]
 
 
 def _balance_check(

@@ -262,27 +262,55 @@ def test_statement_import_and_matching_on_the_real_broker(
     ):
         assert expected_row in report.stdout, report.stdout
 
-    # a restarted matcher rebuilds its open items and decides nothing a second time
+    # a manual unmatch of t2's match (an audited request); a restarted matcher rebuilds its open
+    # items, decides nothing a second time, and answers the request
+    partition = partition_for(command_key(tenant), settings.partitions)
+    (t2_offset,) = [
+        record.offset
+        for record in read_partition(
+            client_config(settings, ADMIN_PRINCIPAL),
+            settings.topic(RECONCILIATION_TOPIC),
+            partition,
+            timeout_s=READ_TIMEOUT_S,
+        )
+        if record.value is not None
+        and isinstance(result := decode(record.value), ReconciliationResult)
+        and result.tenant_id == tenant
+        and result.line_amount == -40_025
+    ]
+    unmatch = [
+        "statements", "unmatch", "--tenant", tenant, "--account", "bank",
+        "--result", f"{partition}:{t2_offset}", "--actor", "alice", "--note", "another payment",
+    ]  # fmt: skip
+    unmatched = run_streamledger(unmatch, settings)
+    assert unmatched.returncode == 0, unmatched.stderr
     restarted = MatcherProcess(settings, tmp_path)
     try:
-        deadline = time.monotonic() + RESULTS_TIMEOUT_S
-        while "restored" not in restarted.log():
-            assert restarted.process.poll() is None, restarted.log()
-            assert time.monotonic() < deadline, restarted.log()
-            time.sleep(0.2)
-        time.sleep(2.0)
+        again_results = wait_for_results(settings, tenant, 6, restarted)
+        time.sleep(2.0)  # anything decided twice would show up now
     finally:
         assert restarted.stop() == 0, restarted.log()
-    again_results = (
-        wait_for_results(settings, tenant, 5, restarted)
-        if False
-        else [
-            r
-            for r in read_records(settings, RECONCILIATION_TOPIC, tenant)
-            if isinstance(r, ReconciliationResult)
-        ]
+    assert "restored" in restarted.log()
+    again_results = [
+        r
+        for r in read_records(settings, RECONCILIATION_TOPIC, tenant)
+        if isinstance(r, ReconciliationResult)
+    ]
+    assert len(again_results) == 6
+    last = again_results[-1]
+    assert (last.state, last.rule, last.reason) == (
+        ReconciliationState.UNMATCHED,
+        MatchRule.MANUAL,
+        "manual_unmatch",
     )
-    assert len(again_results) == 5
+    assert (last.line_ids, last.line_amount) == ((second,), -40_025)
+    assert by_line[second].movement_ids == last.movement_ids
+    refused = run_streamledger(unmatch, settings)  # superseded now: refused by the command
+    assert refused.returncode == 1 and "superseded" in refused.stderr, refused.stderr
+    report = run_streamledger(
+        ["reconcile", "report", "--tenant", tenant, "--account", "bank"], settings
+    )
+    assert "  matched: 2" in report.stdout and "  unmatched: 2" in report.stdout, report.stdout
 
 
 KILL_TRANSFERS = 120  # per tenant
