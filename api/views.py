@@ -70,6 +70,7 @@ def entry_view(entry: Entry) -> dict[str, Any]:
         "debits_pending_after": entry.debits_pending_after,
         "credits_pending_after": entry.credits_pending_after,
         "effective_at": entry.effective_at,
+        "actor": entry.actor,
         "cursor": entry.cursor,
     }
 
@@ -126,6 +127,8 @@ def transaction_view(transaction: TransactionView) -> dict[str, Any]:
         "last_sequence": transaction.last_sequence,
         "created_at": transaction.created_at,
         "updated_at": transaction.updated_at,
+        "created_by": transaction.created_by,
+        "updated_by": transaction.updated_by,
         "postings": [
             {
                 "index": posting.index,
@@ -159,4 +162,6 @@ def transfer_view(transfer: TransferView) -> dict[str, Any]:
         "created_at": transfer.created_at,
         "updated_at": transfer.updated_at,
         "metadata": transfer.metadata,
+        "created_by": transfer.created_by,
+        "updated_by": transfer.updated_by,
     }

@@ -77,10 +77,11 @@ AccountRow = tuple[str, str, str, int, bool, bool, int | None, int, datetime, di
 BalanceRow = tuple[str, str, int, int, int, int, int, datetime]
 # (tenant_id, account_id, sequence, kind, side, transfer_id, event_type, currency, amount,
 #  debits_posted_after, credits_posted_after, debits_pending_after, credits_pending_after,
-#  effective_at)
-EntryRow = tuple[str, str, int, str, str, str, str, str, int, int, int, int, int, datetime]
-# (tenant_id, sequence, hash, effective_at): one link of a tenant's hash chain per event
-ChainRow = tuple[str, int, bytes, datetime]
+#  effective_at, actor)
+EntryRow = tuple[str, str, int, str, str, str, str, str, int, int, int, int, int, datetime, str]
+# (tenant_id, sequence, hash, effective_at, actor): one link of a tenant's hash chain per event
+# (actor since contract v1.7, migration 0014: who issued the event's command)
+ChainRow = tuple[str, int, bytes, datetime, str]
 # (tenant_id, key, value, created/opened sequence, transfer/account id): one metadata entry of a
 # transfer or an account as its search index holds it (migration 0009)
 MetadataRow = tuple[str, str, str, int, str]
@@ -102,6 +103,7 @@ HEADER_FIELDS = (
     "prev_hash",
     "hash",
     "metadata",  # since schemas v1.4: a posting's transfer row carries its transaction's
+    "actor",  # since contract v1.7: a posting's journal rows carry its transaction's
 )
 
 
@@ -462,7 +464,7 @@ def add_rows(
         plan.transfer_indexes.extend([index] * len(money))
         plan.transfer_locations.extend([location] * len(money))
     note_sequence(plan, record, index, location)
-    plan.chain.append((tenant_id, sequence, record["hash"], effective_at))
+    plan.chain.append((tenant_id, sequence, record["hash"], effective_at, record["actor"]))
     plan.event_count += 1
     plan.last_effective_at_us = max(plan.last_effective_at_us, effective_at_us)
     for balance in record["balances"]:
@@ -720,6 +722,7 @@ def entry_rows(
                     balance["debits_pending"],
                     balance["credits_pending"],
                     effective_at,
+                    record["actor"],
                 )
             )
     return rows

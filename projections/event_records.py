@@ -53,6 +53,7 @@ class EventHeaderRecord(TypedDict):
     prev_hash: bytes
     hash: bytes
     metadata: dict[str, str]  # since schemas v1.4: the causing command's metadata
+    actor: str  # since contract v1.7: who issued the causing command ("system": an expiry)
 
 
 class AccountOpenedRecord(EventHeaderRecord):

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -78,7 +78,7 @@ SELECT_BALANCE_AS_OF = (
 # (sequence, kind) alone is not unique), so each page is one backward index range scan.
 ENTRY_COLUMNS = (
     "sequence, kind, side, transfer_id, event_type, currency, amount, debits_posted_after,"
-    " credits_posted_after, debits_pending_after, credits_pending_after, effective_at"
+    " credits_posted_after, debits_pending_after, credits_pending_after, effective_at, actor"
 )
 SELECT_HISTORY_FIRST = (
     "SELECT " + ENTRY_COLUMNS + " FROM ledger.entries"
@@ -90,26 +90,39 @@ SELECT_HISTORY_AFTER = (
     " WHERE tenant_id = %s AND account_id = %s AND (sequence, kind, transfer_id) < (%s, %s, %s)"
     " ORDER BY sequence DESC, kind DESC, transfer_id DESC LIMIT %s"
 )
+# Who issued the events that created and last changed a transfer or a transaction (contract
+# v1.7, migration 0014): two primary-key lookups of event_chain ('' before v1.7).
 SELECT_TRANSFER = (
-    "SELECT transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
-    " status, amount_posted, amount_reversed, reverses, expires_at, created_sequence,"
-    " last_sequence, created_at, updated_at, metadata FROM ledger.transfers"
-    " WHERE tenant_id = %s AND transfer_id = %s"
+    "SELECT t.transfer_id, t.debit_account_id, t.credit_account_id, t.currency, t.amount,"
+    " t.pending, t.status, t.amount_posted, t.amount_reversed, t.reverses, t.expires_at,"
+    " t.created_sequence, t.last_sequence, t.created_at, t.updated_at, t.metadata,"
+    " coalesce(c.actor, ''), coalesce(u.actor, '')"
+    " FROM ledger.transfers AS t"
+    " LEFT JOIN ledger.event_chain AS c"
+    " ON c.tenant_id = t.tenant_id AND c.sequence = t.created_sequence"
+    " LEFT JOIN ledger.event_chain AS u"
+    " ON u.tenant_id = t.tenant_id AND u.sequence = t.last_sequence"
+    " WHERE t.tenant_id = %s AND t.transfer_id = %s"
 )
 # A transaction and its postings in one statement: primary-key lookups of the transaction and
 # of each posting's transfer row ``{transaction_id}/{i}`` (decision 0042), in posting order.
 SELECT_TRANSACTION = (
     "SELECT x.transaction_id, x.posting_count, x.currencies, x.pending, x.status, x.reverses,"
     " x.expires_at, x.created_sequence, x.last_sequence, x.created_at, x.updated_at,"
+    " coalesce(c.actor, ''), coalesce(u.actor, ''),"
     " p.posting_index, t.debit_account_id, t.credit_account_id, t.currency, t.amount,"
     " t.amount_posted, t.amount_reversed"
     " FROM ledger.transactions AS x"
+    " LEFT JOIN ledger.event_chain AS c"
+    " ON c.tenant_id = x.tenant_id AND c.sequence = x.created_sequence"
+    " LEFT JOIN ledger.event_chain AS u"
+    " ON u.tenant_id = x.tenant_id AND u.sequence = x.last_sequence"
     " CROSS JOIN LATERAL generate_series(0, x.posting_count - 1) AS p(posting_index)"
     " JOIN ledger.transfers AS t ON t.tenant_id = x.tenant_id"
     " AND t.transfer_id = x.transaction_id || '/' || p.posting_index"
     " WHERE x.tenant_id = %s AND x.transaction_id = %s ORDER BY p.posting_index"
 )
-TRANSACTION_COLUMNS_COUNT = 11  # the transaction's columns before each posting's
+TRANSACTION_COLUMNS_COUNT = 13  # the transaction's columns before each posting's
 # A tenant's balance monitors (migration 0010, at most monitors_per_tenant_max) with their
 # account's counters, in creation order; FROM in the lock order (balances, accounts, monitors).
 SELECT_MONITORS = (
@@ -208,6 +221,7 @@ class Entry:
     debits_pending_after: int
     credits_pending_after: int
     effective_at: datetime
+    actor: str  # who issued the row's event (contract v1.7; "system": an expiry)
 
     @property
     def cursor(self) -> str:
@@ -220,8 +234,32 @@ class HistoryPage:
     next_cursor: str | None  # pass as ``after`` for the next (older) page; None = no more rows
 
 
-# A transfer as read back: the same columns, in the same order, as the projection writes.
-TransferView = TransferRow
+class TransferView(NamedTuple):
+    """A transfer as read back: the ``transfers`` row (``TransferRow``'s columns, in its order)
+    and who issued the events that created it and last changed it (contract v1.7)."""
+
+    tenant_id: str
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    currency: str
+    amount: int
+    pending: bool
+    status: str
+    amount_posted: int
+    amount_reversed: int
+    reverses: str | None
+    expires_at: datetime | None
+    created_sequence: int
+    last_sequence: int
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, str]
+    created_by: str  # the actor of the event at created_sequence
+    updated_by: str  # the actor of the event at last_sequence ("system": it expired)
+
+
+assert TransferView._fields[: len(TransferRow._fields)] == TransferRow._fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +291,8 @@ class TransactionView:
     last_sequence: int
     created_at: datetime
     updated_at: datetime
+    created_by: str  # the actor of the event at created_sequence (contract v1.7)
+    updated_by: str  # the actor of the event at last_sequence
     postings: tuple[PostingView, ...]
 
 
@@ -316,7 +356,9 @@ def transaction_from_rows(tenant_id: str, rows: list[Any]) -> TransactionView | 
     if not rows:
         return None
     (transaction_id, posting_count, currencies, pending, status, reverses, expires_at) = rows[0][:7]
-    created_sequence, last_sequence, created_at, updated_at = rows[0][7:TRANSACTION_COLUMNS_COUNT]
+    created_sequence, last_sequence, created_at, updated_at, created_by, updated_by = rows[0][
+        7:TRANSACTION_COLUMNS_COUNT
+    ]
     postings = tuple(PostingView(*row[TRANSACTION_COLUMNS_COUNT:]) for row in rows)
     if [posting.index for posting in postings] != list(range(posting_count)):
         raise InvariantViolationError(
@@ -336,6 +378,8 @@ def transaction_from_rows(tenant_id: str, rows: list[Any]) -> TransactionView | 
         last_sequence,
         created_at,
         updated_at,
+        created_by,
+        updated_by,
         postings,
     )
 

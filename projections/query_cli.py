@@ -299,7 +299,7 @@ def run_history(arguments: argparse.Namespace, settings: Settings) -> int:
         print(
             f"{entry.sequence:>10} {entry.effective_at.isoformat()} {entry.event_type:<15}"
             f" {entry.kind:<8} {entry.side:<6} {entry.amount:>20} {entry.currency}"
-            f" transfer={entry.transfer_id}"
+            f" transfer={entry.transfer_id} actor={entry.actor or '-'}"
         )
     print(f"next cursor: {page.next_cursor}" if page.next_cursor else "end of history")
     return EXIT_OK
@@ -319,6 +319,7 @@ def run_transfer(arguments: argparse.Namespace, settings: Settings) -> int:
         f" debit={view.debit_account_id} credit={view.credit_account_id}"
         f" posted={view.amount_posted} reversed={view.amount_reversed}"
         f" reverses={view.reverses} pending={view.pending}"
+        f" created_by={view.created_by or '-'} updated_by={view.updated_by or '-'}"
     )
     return EXIT_OK
 

@@ -74,6 +74,7 @@ def entry_document(entry: StatementEntry, normal_side: str) -> dict[str, Any]:
         "side": entry.side,
         "amount": entry.amount,
         "balance_after": balance_document(entry.after, normal_side),
+        "actor": entry.actor,
     }
 
 
@@ -156,7 +157,7 @@ def csv_text(rows: Sequence[Sequence[str | int]]) -> str:
 
 STATEMENT_CSV_HEADER = (
     "row", "effective_at", "sequence", "event_type", "transfer_id", "kind", "debit", "credit",
-    "posted_balance", "pending_balance", "available_balance", "currency", "event_hash",
+    "posted_balance", "pending_balance", "available_balance", "currency", "actor", "event_hash",
 )  # fmt: skip
 
 
@@ -174,7 +175,7 @@ def statement_csv(statement: AccountStatement) -> str:
 
     def bound(name: str, moment: datetime, counters: Counters, link: ChainLink) -> list[str]:
         head = [name, iso_time(moment), str(link.sequence), "", "", "", "", ""]
-        return [*head, *balances(counters), currency, link.hash.hex()]
+        return [*head, *balances(counters), currency, "", link.hash.hex()]
 
     rows: list[Sequence[str | int]] = [STATEMENT_CSV_HEADER]
     rows.append(bound("opening", statement.period_from, statement.opening, statement.opening_link))
@@ -184,7 +185,8 @@ def statement_csv(statement: AccountStatement) -> str:
         )
         rows.append(
             ["entry", iso_time(entry.effective_at), str(entry.sequence), entry.event_type,
-             entry.transfer_id, entry.kind, debit, credit, *balances(entry.after), currency, ""]
+             entry.transfer_id, entry.kind, debit, credit, *balances(entry.after), currency,
+             entry.actor, ""]
         )  # fmt: skip
     rows.append(bound("closing", statement.period_to, statement.closing, statement.last_event))
     totals = statement.totals
@@ -194,7 +196,7 @@ def statement_csv(statement: AccountStatement) -> str:
         ("released", totals.debits_released, totals.credits_released),
     ):
         rows.append(["total", "", "", "", "", kind, money(debits), money(credits),
-                     "", "", "", currency, ""])  # fmt: skip
+                     "", "", "", currency, "", ""])  # fmt: skip
     return csv_text(rows)
 
 

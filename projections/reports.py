@@ -105,7 +105,7 @@ SELECT_STATEMENT_HEAD = (
 )
 SELECT_STATEMENT_ENTRIES = (
     "SELECT sequence, kind, side, transfer_id, event_type, amount, " + AFTER_COLUMNS + ","
-    " effective_at FROM ledger.entries"
+    " effective_at, actor FROM ledger.entries"
     " WHERE tenant_id = %s AND account_id = %s AND effective_at >= %s AND effective_at < %s"
     " AND sequence <= %s ORDER BY effective_at, sequence, kind, transfer_id LIMIT %s"
 )
@@ -207,6 +207,7 @@ class StatementEntry(NamedTuple):
     amount: int
     after: Counters  # the account's counters after the whole event
     effective_at: datetime
+    actor: str  # who issued the event (contract v1.7, decision 0093; "system": an expiry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,8 +357,10 @@ def statement_entries(rows: Sequence[Sequence[Any]]) -> list[StatementEntry]:
     is thousands of rows, and a function call (or a ``*rest`` list) per row doubles this step
     (decision 0078)."""
     return [
-        StatementEntry(sequence, kind, side, transfer, event, amount, Counters(dp, cp, dq, cq), at)
-        for sequence, kind, side, transfer, event, amount, dp, cp, dq, cq, at in rows
+        StatementEntry(
+            sequence, kind, side, transfer, event, amount, Counters(dp, cp, dq, cq), at, actor
+        )
+        for sequence, kind, side, transfer, event, amount, dp, cp, dq, cq, at, actor in rows
     ]
 
 

@@ -167,14 +167,14 @@ UPSERT_BALANCES = sql.SQL(
 ENTRY_COLUMNS = (
     "tenant_id, account_id, sequence, kind, side, transfer_id, event_type, currency, amount,"
     " debits_posted_after, credits_posted_after, debits_pending_after, credits_pending_after,"
-    " effective_at"
+    " effective_at, actor"
 )
 ENTRY_TYPES = (
     *("text", "text", "int8", "text", "text", "text", "text", "text"),
-    *("int8", "int8", "int8", "int8", "int8", "timestamptz"),
+    *("int8", "int8", "int8", "int8", "int8", "timestamptz", "text"),
 )
 COPY_ENTRIES = sql.SQL("COPY {schema}.entries (" + ENTRY_COLUMNS + ") FROM STDIN (FORMAT BINARY)")
-CHAIN_TYPES = ("text", "int8", "bytea", "timestamptz")
+CHAIN_TYPES = ("text", "int8", "bytea", "timestamptz", "text")
 METADATA_TYPES = ("text", "text", "text", "int8", "text")
 COPY_TRANSFER_METADATA = sql.SQL(
     "COPY {schema}.transfer_metadata (tenant_id, key, value, created_sequence, transfer_id)"
@@ -189,7 +189,8 @@ COPY_ACCOUNT_METADATA = sql.SQL(
     " FROM STDIN (FORMAT BINARY)"
 )
 COPY_CHAIN = sql.SQL(
-    "COPY {schema}.event_chain (tenant_id, sequence, hash, effective_at) FROM STDIN (FORMAT BINARY)"
+    "COPY {schema}.event_chain (tenant_id, sequence, hash, effective_at, actor)"
+    " FROM STDIN (FORMAT BINARY)"
 )
 TRANSFER_COLUMNS = (
     "tenant_id, transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"

@@ -30,8 +30,9 @@ checks, per tenant:
   of the log with its posting count, pending flag, reversed transaction, status and the
   sequences that created and last changed it, folded here from the transaction events;
 - PostgreSQL's ``ledger.event_chain`` (migration 0006: what every report names as its last
-  event) holds exactly the log's chain: one row per sequence 1..last with the log's hash and
-  effective time, none missing, none extra (decision 0057);
+  event) holds exactly the log's chain: one row per sequence 1..last with the log's hash,
+  effective time and (migration 0014, contract v1.7) actor, none missing, none extra (decisions
+  0057, 0093);
 - PostgreSQL's metadata search indexes ``account_metadata``, ``transfer_metadata`` (migration
   0009) and ``transaction_metadata`` (0013) hold exactly one row per metadata entry of what the
   log creates — an account, a transfer, a transaction and each of its postings
@@ -108,7 +109,7 @@ SELECT_RELEASES = "SELECT tenant_id, partition, before_offset FROM ledger.tenant
 TRANSACTIONS_TABLE_EXISTS = "SELECT to_regclass('ledger.transactions') IS NOT NULL"
 EVENT_CHAIN_TABLE_EXISTS = "SELECT to_regclass('ledger.event_chain') IS NOT NULL"
 SELECT_EVENT_CHAIN = (
-    "SELECT tenant_id, sequence, hash, effective_at FROM ledger.event_chain"
+    "SELECT tenant_id, sequence, hash, effective_at, actor FROM ledger.event_chain"
     " ORDER BY tenant_id, sequence"
 )
 EVENT_CHAIN_FETCH_ROWS = 10_000  # rows per round trip of the streamed read
@@ -183,6 +184,10 @@ class TenantAudit:
     # the chain's hash (32 bytes each) and effective time per sequence, for event_chain
     chain_hashes: bytearray = field(default_factory=bytearray)
     chain_times: array[int] = field(default_factory=lambda: array("q"))
+    # and its actor (contract v1.7), as an index into actor_names: a few distinct keys per tenant
+    chain_actors: array[int] = field(default_factory=lambda: array("l"))
+    actor_indexes: dict[str, int] = field(default_factory=dict)
+    actor_names: list[str] = field(default_factory=list)
     forks: list[tuple[Event, Place, bytes]] = field(default_factory=list)  # + canonical bytes
     currencies: dict[str, str] = field(default_factory=dict)  # account -> currency
     balances: dict[str, Counters] = field(default_factory=dict)
@@ -219,6 +224,7 @@ class TenantAudit:
             self.places.append(place.offset)
             self.chain_hashes += event.hash
             self.chain_times.append(event.effective_at_us)
+            self.chain_actors.append(self.actor_index(event.actor))
         self.last_sequence = max(self.last_sequence, event.sequence)
         self.last_hash = event.hash
         self.fold(event, where)
@@ -227,6 +233,13 @@ class TenantAudit:
         if self.notifications is None:
             self.notifications = NotificationAudit(self.tenant_id)
         self.notifications.observe(event)
+
+    def actor_index(self, actor: str) -> int:
+        index = self.actor_indexes.get(actor)
+        if index is None:
+            index = self.actor_indexes[actor] = len(self.actor_names)
+            self.actor_names.append(actor)
+        return index
 
     def check_hash(self, event: Event, canonical: bytes, where: str) -> bool:
         digest = hashlib.sha256(event.prev_hash + canonical).digest()
@@ -408,11 +421,11 @@ class TenantAudit:
                     f"{currency}: balances sum to {posted} posted, {pending} pending (not zero)"
                 )
 
-    def check_event_chain(self, stored: Iterable[tuple[int, bytes, datetime]]) -> None:
+    def check_event_chain(self, stored: Iterable[tuple[int, bytes, datetime, str]]) -> None:
         """PostgreSQL's links of this tenant (in sequence order) against the log's chain."""
         differences: list[str] = []
         found = 0
-        for sequence, digest, effective_at in stored:
+        for sequence, digest, effective_at, actor in stored:
             index = sequence - 1
             if not 0 <= index < len(self.chain_times):
                 differences.append(f"holds sequence {sequence}, the log's chain has no such event")
@@ -424,6 +437,11 @@ class TenantAudit:
                 differences.append(
                     f"sequence {sequence} holds hash {bytes(digest).hex()[:16]}… at {at_us} us,"
                     f" the log {logged.hex()[:16]}… at {self.chain_times[index]} us"
+                )
+            elif actor != self.actor_names[self.chain_actors[index]]:
+                differences.append(
+                    f"sequence {sequence} holds actor {actor!r},"
+                    f" the log {self.actor_names[self.chain_actors[index]]!r}"
                 )
         if found < len(self.chain_times):
             differences.append(f"lacks {len(self.chain_times) - found} of the log's links")
@@ -633,7 +651,7 @@ def check_event_chains(settings: Settings, audits: dict[str, TenantAudit]) -> No
     checked: set[str] = set()
     for tenant_id, links in itertools.groupby(read_event_chain(settings), key=lambda row: row[0]):
         audit = audits.setdefault(tenant_id, TenantAudit(tenant_id))
-        audit.check_event_chain((row[1], row[2], row[3]) for row in links)
+        audit.check_event_chain((row[1], row[2], row[3], row[4]) for row in links)
         checked.add(tenant_id)
     for tenant_id in sorted(set(audits) - checked):
         audits[tenant_id].check_event_chain(())
@@ -687,7 +705,7 @@ def read_streamed(
         raise ProjectionDatabaseError(f"verify cannot read PostgreSQL: {exc}") from exc
 
 
-def read_event_chain(settings: Settings) -> Iterator[tuple[str, int, bytes, datetime]]:
+def read_event_chain(settings: Settings) -> Iterator[tuple[str, int, bytes, datetime, str]]:
     """Every link, ordered by tenant and sequence, through a server-side cursor."""
     try:
         with (

@@ -38,6 +38,7 @@ ALL_MIGRATIONS = [
     "0011_webhook_delivery_ids",
     "0012_reconciliation",
     "0013_transaction_metadata",
+    "0014_event_actor",
 ]
 
 pytestmark = pytest.mark.system

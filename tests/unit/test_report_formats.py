@@ -58,7 +58,9 @@ def test_iso_time_is_utc_with_microseconds() -> None:
 
 
 def entry(sequence: int, side: str, kind: str, amount: int, after: Counters) -> StatementEntry:
-    return StatementEntry(sequence, kind, side, 'tr-"1",x', "TransferPosted", amount, after, AT)
+    return StatementEntry(
+        sequence, kind, side, 'tr-"1",x', "TransferPosted", amount, after, AT, "payments-gw:v1"
+    )
 
 
 def statement_of(entries: list[StatementEntry], c: Counters) -> AccountStatement:
@@ -75,6 +77,10 @@ def test_csv_quotes_and_reads_back() -> None:
     rows = list(csv.reader(io.StringIO(statement_csv(statement))))
     assert rows[2][4] == 'tr-"1",x'  # quoted by the writer, read back unchanged
     assert rows[2][7] == "1.50" and rows[-4][8] == "1.50"
+    # since contract v1.7 each entry names who issued its event, before the event hash column
+    assert rows[0][-2:] == ["actor", "event_hash"]
+    assert rows[2][-2:] == ["payments-gw:v1", ""] and rows[1][-2] == ""
+    assert len({len(row) for row in rows}) == 1
 
 
 def test_a_statement_that_does_not_add_up_is_refused() -> None:
