@@ -27,9 +27,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from api.outcomes import OutcomeCache
@@ -37,12 +40,21 @@ from api.problems import IDEMPOTENCY_KEY_REUSED, SERVICE_UNAVAILABLE, ApiProblem
 from api.settings import ApiSettings
 from kafka_adapter.security import API_PRINCIPAL
 from ledger import command_fingerprint, first_differing_field
+from processors.signing_master import key_file_path
 from producers.errors import ProducerError
-from producers.sdk import DeliveryReport, LedgerProducer, ProducerSettings
+from producers.sdk import (
+    DeliveryReport,
+    LedgerProducer,
+    ProducerSettings,
+    SigningKey,
+    read_signing_key,
+)
 from schemas.model import Command, Outcome
 from streamledger.settings import Settings
 
 POLL_S: Final = 0.05
+KEYS_REFRESH_S: Final = 60.0  # the API's signing key files are read again this often
+MISSING_KEY_RETRY_S: Final = 1.0  # at most this often for a tenant without a key file
 FLUSH_TIMEOUT_S: Final = 10.0
 # Interactive latency over throughput: a request waits for its batch, so linger briefly.
 API_PRODUCER_SETTINGS: Final = ProducerSettings(
@@ -100,6 +112,9 @@ class CommandGateway:
             client_config_overrides={"error_cb": self._on_client_error},
             principal=API_PRINCIPAL,  # the API's own Kafka principal (decision 0063)
         )
+        # the API's own signing keys, one per tenant granted to principal "api" (decision 0086)
+        self._keys = ApiSigningKeys(settings.home)
+        self._producer.signing_keys = self._keys.refresh(time.monotonic())
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="api-producer")
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="api-producer-poll", daemon=True)
@@ -156,7 +171,7 @@ class CommandGateway:
 
         try:
             await loop.run_in_executor(
-                self._sender, lambda: self._producer.send(command, on_delivery=on_delivery)
+                self._sender, lambda: self._send_signed(command, on_delivery)
             )
             timeout_s = max(deadline - loop.time(), self.api.wait_timeout_s, 1.0)
             report = await asyncio.wait_for(delivered, timeout_s)
@@ -170,12 +185,44 @@ class CommandGateway:
             )
         self.broker_error = None
 
+    def _send_signed(self, command: Command, on_delivery: Callable[[DeliveryReport], None]) -> None:
+        """On the producer thread: sign with the API's key for the command's tenant (read
+        again from the key files when stale or missing) and send."""
+        producer = self._producer
+        if self._keys.stale(command.tenant_id, time.monotonic()):
+            producer.signing_keys = self._keys.refresh(time.monotonic())
+        producer.send(command, on_delivery=on_delivery)
+
     def close(self) -> None:
         self._sender.shutdown(wait=True)
         with contextlib.suppress(ProducerError):
             self._producer.flush(FLUSH_TIMEOUT_S)
         self._stop.set()
         self._poller.join()
+
+
+class ApiSigningKeys:
+    """The key files ``streamledger tenants grant api TENANT`` wrote, by tenant. Read at start,
+    again every ``KEYS_REFRESH_S`` (a rotation), and at most every ``MISSING_KEY_RETRY_S`` when
+    a request's tenant has none (a tenant granted since)."""
+
+    def __init__(self, home: Path) -> None:
+        self.directory = key_file_path(home, API_PRINCIPAL, "tenant").parent
+        self.keys: dict[str, SigningKey] = {}
+        self.read_at = -math.inf
+
+    def stale(self, tenant_id: str, now: float) -> bool:
+        age = now - self.read_at
+        return age >= KEYS_REFRESH_S or (tenant_id not in self.keys and age >= MISSING_KEY_RETRY_S)
+
+    def refresh(self, now: float) -> dict[str, SigningKey]:
+        keys: dict[str, SigningKey] = {}
+        if self.directory.is_dir():
+            for path in sorted(self.directory.glob("*.json")):
+                tenant_id, key = read_signing_key(path)
+                keys[tenant_id] = key
+        self.keys, self.read_at = keys, now
+        return dict(keys)
 
 
 def _settle(future: asyncio.Future[DeliveryReport], report: DeliveryReport) -> None:

@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-from api.problems import RATE_LIMITED, ApiProblemError
+from api.problems import RATE_LIMITED, SERVICE_UNAVAILABLE, ApiProblemError
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from kafka_adapter.batches import take_batch
 from kafka_adapter.security import API_PRINCIPAL, client_config
@@ -145,9 +145,11 @@ def rate_limited_problem(
     """The 429 of a ``RATE_LIMITED`` reply on ``ledger.replies``, or None for any other reply
     (decoded only when its kind is ``not_stored`` and it carries a retry-after)."""
     found = dict(headers or ())
-    retry_after = found.get(REPLY_RETRY_AFTER_HEADER)
-    if found.get(REPLY_KIND_HEADER) != REPLY_NOT_STORED or retry_after is None:
+    if found.get(REPLY_KIND_HEADER) != REPLY_NOT_STORED:
         return None
+    retry_after = found.get(REPLY_RETRY_AFTER_HEADER)
+    if retry_after is None:
+        return _unauthenticated_problem(value)
     outcome = decode_outcome(value)
     if outcome.reason is not RejectReason.RATE_LIMITED:
         return None
@@ -156,6 +158,21 @@ def rate_limited_problem(
         outcome.detail,
         reason=outcome.reason.value,
         retry_after_ms=int(retry_after),
+        idempotency_key=outcome.idempotency_key,
+    )
+
+
+def _unauthenticated_problem(value: bytes) -> ApiProblemError | None:
+    """The processor refused the API's signature for the tenant (decision 0086): the API has
+    no key granted for it, or an old one. The caller did nothing wrong: 503, and the operator
+    grants the key (``streamledger tenants grant api TENANT``); nothing was stored."""
+    outcome = decode_outcome(value)
+    if outcome.reason is not RejectReason.UNAUTHENTICATED:
+        return None
+    return ApiProblemError(
+        SERVICE_UNAVAILABLE,
+        f"the API may not sign for this tenant yet ({outcome.detail})",
+        reason=outcome.reason.value,
         idempotency_key=outcome.idempotency_key,
     )
 

@@ -1,8 +1,9 @@
-"""``streamledger tenants grant | rotate | revoke``: signing keys of upstream systems per tenant.
+"""``streamledger tenants grant | rotate | revoke | list``: signing keys per system and tenant.
 
     streamledger tenants grant PRINCIPAL TENANT
     streamledger tenants rotate PRINCIPAL TENANT [--overlap-seconds 3600]
     streamledger tenants revoke PRINCIPAL TENANT [--key-id PRINCIPAL:vN]
+    streamledger tenants list TENANT
 
 Each is a ``SigningKeyCommand`` on ``ledger.commands`` (the tenant's partition), signed with the
 operator key derived from the stack's master secret, and waits for its reply (decision 0084).
@@ -21,6 +22,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from processors.processor_settings import build_processor_settings
+from processors.restore import admin_for, read_partition, restore_consumer
 from processors.signing_master import ensure_master, key_file_path
 from producers.replies import OutcomeWaiter, Reply
 from producers.sdk import (
@@ -30,15 +33,19 @@ from producers.sdk import (
     read_signing_key,
     write_signing_key,
 )
-from schemas.keys import command_key
+from schemas.keys import command_key, partition_for
 from schemas.signing_keys import (
     OPERATOR_KEY_ID,
     SigningKeyAction,
     SigningKeyCommand,
+    SigningKeyState,
+    decode_signing_key_state,
     encode_signing_key_command,
+    is_signing_key_state,
     key_id_of,
     operator_secret,
     signature_headers,
+    signing_key_state_key,
     tenant_key_secret,
     version_of,
 )
@@ -107,6 +114,34 @@ def send_registry_command(
     return RegistryResult(key_id, reply, report.partition, report.offset)
 
 
+def grant_without_waiting(
+    settings: Settings, producer: LedgerProducer, principal: str, tenant_ids: list[str]
+) -> dict[str, SigningKey]:
+    """Queue a GRANT of ``PRINCIPAL:v1`` for each tenant on ``producer`` (no reply awaited: each
+    lands on its tenant's partition before whatever the producer sends for the tenant next, so
+    it is in force for those commands), write the key files, and return the keys by tenant.
+    For a workload that signs from its first command (``streamledger demo``)."""
+    master = ensure_master(settings.home)
+    operator = operator_secret(master)
+    key_id = key_id_of(principal, 1)
+    keys: dict[str, SigningKey] = {}
+    for tenant_id in tenant_ids:
+        command = SigningKeyCommand(
+            tenant_id=tenant_id,
+            idempotency_key=f"signing-key/grant/{key_id}",
+            action=SigningKeyAction.GRANT,
+            key_id=key_id,
+        )
+        value = encode_signing_key_command(command)
+        headers = signature_headers(operator, OPERATOR_KEY_ID, value)
+        producer.send_signed(command_key(tenant_id), value, headers)
+        keys[tenant_id] = SigningKey(key_id, tenant_key_secret(master, tenant_id, key_id))
+        write_signing_key(
+            key_file_path(settings.home, principal, tenant_id), tenant_id, keys[tenant_id]
+        )
+    return keys
+
+
 def grant(settings: Settings, principal: str, tenant_id: str) -> RegistryResult:
     """Grant ``PRINCIPAL:v1`` for the tenant and write its key file."""
     key_id = key_id_of(principal, 1)
@@ -151,6 +186,38 @@ def revoke(
     return send_registry_command(settings, tenant_id, SigningKeyAction.REVOKE, key_id)
 
 
+def list_keys(settings: Settings, tenant_id: str) -> list[SigningKeyState]:
+    """The tenant's registry as the processor restores it (its ``ledger.balances`` partition)."""
+    processor_settings = build_processor_settings(settings)
+    reader = restore_consumer(processor_settings)
+    try:
+        snapshot = read_partition(
+            reader,
+            admin_for(processor_settings),
+            topics=(processor_settings.topics.balances,),
+            partition=partition_for(command_key(tenant_id), settings.partitions),
+            timeout_s=processor_settings.restore_timeout_s,
+        )
+    finally:
+        reader.close()
+    prefix = signing_key_state_key(tenant_id, "")
+    records = snapshot.records[processor_settings.topics.balances]
+    return [
+        decode_signing_key_state(value)
+        for key, value in sorted(records.items())
+        if key.startswith(prefix) and is_signing_key_state(value)
+    ]
+
+
+def key_line(state: SigningKeyState) -> str:
+    revoked = (
+        "valid"
+        if state.revoked_at_us is None
+        else f"revoked from record time {state.revoked_at_us} us (offset {state.revoked_offset})"
+    )
+    return f"{state.key_id}: granted at offset {state.granted_offset}, {revoked}"
+
+
 def add_signing_key_actions(actions: Any) -> None:
     """Add ``grant``, ``rotate`` and ``revoke`` to the ``streamledger tenants`` subcommands
     (``api.cli`` makes ``tenants`` for the API keys: one command for what a tenant is given)."""
@@ -173,6 +240,15 @@ def add_signing_key_actions(actions: Any) -> None:
         if name == "revoke":
             action.add_argument("--key-id", default=None, help="default: the key file's key")
         action.set_defaults(handler=run_tenants)
+    listing = actions.add_parser("list", help="the signing keys of TENANT (granted, revoked)")
+    listing.add_argument("tenant", metavar="TENANT", help="the tenant")
+    listing.set_defaults(handler=run_list)
+
+
+def run_list(arguments: argparse.Namespace, settings: Settings) -> int:
+    for state in list_keys(settings, arguments.tenant):
+        print(key_line(state))
+    return EXIT_OK
 
 
 def run_tenants(arguments: argparse.Namespace, settings: Settings) -> int:

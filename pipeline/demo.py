@@ -49,8 +49,10 @@ from typing import IO, Any
 import psycopg
 
 from api.api_keys import NewApiKey, create_api_key
+from api.signing_keys_cli import grant_without_waiting
 from infra import prometheus_server, stack
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
+from kafka_adapter.security import API_PRINCIPAL, PRODUCER_PRINCIPAL
 from pipeline.demo_reconciliation import reconciliation_lines
 from pipeline.demo_webhooks import webhook_lines
 from pipeline.local_prometheus import prometheus_url, scrape_targets
@@ -225,6 +227,13 @@ def send_workload(
     # librdkafka's retried warnings ("coordinator load in progress") would tear the bar apart:
     # they go to the streamledger.kafka logger instead of stderr.
     producer = LedgerProducer(settings, client_config_overrides={"logger": KAFKA_CLIENT_LOGGER})
+    # the demo runs signed (decision 0084): each tenant is granted a key of the stack's upstream
+    # principal before its first command, and the API one for the tenant it serves
+    producer.signing_keys = grant_without_waiting(
+        settings, producer, PRODUCER_PRINCIPAL, sent.tenant_ids
+    )
+    if demo.api:
+        grant_without_waiting(settings, producer, API_PRINCIPAL, sent.tenant_ids[:1])
     started = time.monotonic()
     poison_queue: list[tuple[bytes, bytes, str]] = []
     for number, generated in enumerate(generate(plan), start=1):

@@ -51,6 +51,7 @@ from processors.routing import misrouting
 from processors.ticks import is_tick, partitions_to_tick
 from processors.transport import CommandRecord, CommandTransport
 from schemas.codec import DecodeError, decode_command
+from schemas.signing_keys import decode_signing_key_command, is_signing_key_command
 from streamledger.errors import InvariantViolationError
 
 LOGGER = logging.getLogger("streamledger.processor")
@@ -205,6 +206,11 @@ class Processor:
             self.ledgers[partition].tick(timestamp_ms * 1000)
             touched.add(partition)
             return
+        book = self.ledgers[partition]
+        if book.signatures is not None and is_signing_key_command(value):
+            self._decide_signing_key(message, value, partition, timestamp_ms * 1000)
+            touched.add(partition)
+            return
         try:
             command = decode_command(value)
         except DecodeError as exc:
@@ -220,8 +226,30 @@ class Processor:
             return
         offset = message.offset()
         assert offset is not None
-        self.ledgers[partition].decide(command, timestamp_ms * 1000, offset)
+        book.decide(command, timestamp_ms * 1000, offset, value, message.headers())
         touched.add(partition)
+
+    def _decide_signing_key(
+        self, message: CommandRecord, value: bytes, partition: int, timestamp_us: int
+    ) -> None:
+        """A signing-key registry command (decision 0084): decoded, routed and decided like a
+        ledger command, by the registry instead of the core."""
+        try:
+            command = decode_signing_key_command(value)
+        except DecodeError as exc:
+            self._dead_letter(message, exc.kind, str(exc))
+            return
+        wrong = misrouting(message.key(), partition, command.tenant_id, self.partition_count)
+        if wrong is not None:
+            self._dead_letter(
+                message, wrong.kind, wrong.message, expected_partition=wrong.expected_partition
+            )
+            return
+        offset = message.offset()
+        assert offset is not None
+        self.ledgers[partition].decide_signing_key(
+            command, value, message.headers(), timestamp_us, offset
+        )
 
     # ------------------------------------------------------------------ producing
 

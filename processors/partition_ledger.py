@@ -21,6 +21,13 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 import ledger
+from processors.command_signatures import (
+    Headers,
+    KeyRegistry,
+    RegistryChange,
+    SignatureMode,
+    Unauthenticated,
+)
 from processors.metrics import ProcessorMetrics
 from processors.processor_settings import ProcessorSettings
 from processors.restore import PartitionSnapshot, read_partition
@@ -43,11 +50,18 @@ from schemas.keys import (
 )
 from schemas.model import (
     INT64_MAX,
+    UNSIGNED_ACTOR,
     Command,
     Outcome,
     OutcomeStatus,
     PostTransaction,
     RejectReason,
+)
+from schemas.signing_keys import (
+    SigningKeyCommand,
+    decode_signing_key_state,
+    is_signing_key_state,
+    sha256_of,
 )
 
 # The codec as the core sees it: the core never imports schemas.codec (decision 0028).
@@ -66,7 +80,8 @@ REPLY_TO_HEADER = "streamledger.reply.to"  # "{partition}:{offset}" of the comma
 REPLY_KIND_HEADER = "streamledger.reply.kind"
 REPLY_DECIDED = b"decided"  # decided now; the same outcome is stored in ledger.outcomes
 REPLY_DUPLICATE = b"duplicate"  # the original outcome stored under the key (nothing new)
-REPLY_NOT_STORED = b"not_stored"  # key reuse, an invalid tenant/key, rate limited: a reply only
+# key reuse, an invalid tenant/key, rate limited, unauthenticated: a reply only
+REPLY_NOT_STORED = b"not_stored"
 # On a RATE_LIMITED reply only (decision 0083): ms of record time until the tenant's bucket
 # holds a token again, decimal ASCII.
 REPLY_RETRY_AFTER_HEADER = "streamledger.reply.retry_after_ms"
@@ -126,26 +141,57 @@ class PartitionLedger:
     """The committed state of one partition plus the open batch's staged outputs."""
 
     def __init__(
-        self, partition: int, state: ledger.LedgerState, quotas: TenantQuotas | None = None
+        self,
+        partition: int,
+        state: ledger.LedgerState,
+        quotas: TenantQuotas | None = None,
+        signatures: KeyRegistry | None = None,
     ) -> None:
         self.partition = partition
         self.state = state
         self.outputs = StagedOutputs()
         self.quotas = quotas  # per-tenant token buckets (decision 0083); None = off
+        # the signing-key registry (decision 0084); None: no master secret, nothing verified
+        self.signatures = signatures
 
-    def decide(self, command: Command, record_timestamp_us: int, offset: int) -> None:
+    def decide(
+        self,
+        command: Command,
+        record_timestamp_us: int,
+        offset: int,
+        value: bytes = b"",
+        headers: Headers = None,
+    ) -> None:
         """Decide the command at ``offset`` and stage its state changes, output records and its
-        one reply. With quotas on, a command that would be decided fresh first takes a token
-        of its tenant's bucket; without one it gets a RATE_LIMITED reply and nothing else."""
+        one reply. With signatures on, the record (``value`` as read, its ``headers``) must
+        first prove it may act for its tenant, else it gets an UNAUTHENTICATED reply and
+        nothing else (decision 0085). With quotas on, a command that would be decided fresh
+        then takes a token of its tenant's bucket; without one it gets a RATE_LIMITED reply."""
         key = outcome_key(command.tenant_id, command.idempotency_key)
         reply_to = f"{self.partition}:{offset}"
+        signatures = self.signatures
+        actor = UNSIGNED_ACTOR
+        if signatures is not None and signatures.mode is not SignatureMode.OFF:
+            verified = signatures.verify(command.tenant_id, value, headers, record_timestamp_us)
+            if isinstance(verified, Unauthenticated):
+                self._stage_reply_only(
+                    command,
+                    record_timestamp_us,
+                    reason=RejectReason.UNAUTHENTICATED,
+                    detail=verified.detail,
+                    key=key,
+                    reply_to=reply_to,
+                )
+                return
+            actor = verified
         quotas = self.quotas
         if quotas is not None and self._decided_fresh(command, record_timestamp_us):
             verdict = quotas.take(command.tenant_id, record_timestamp_us)
             if isinstance(verdict, RateLimited):
                 self._stage_rate_limited(command, record_timestamp_us, verdict, key, reply_to)
                 return
-        decision = ledger.step(self.state, command, record_timestamp_us)
+        # the verified key id is the actor of the command's events (issue 21 §3)
+        decision = ledger.step(self.state, command, record_timestamp_us, actor)
         outputs = self.outputs
         self._stage_events(decision)
         stored = decision.stored_outcome
@@ -197,6 +243,33 @@ class PartitionLedger:
         """A RATE_LIMITED reply (kind not_stored, with the retry-after header): no outcome, no
         event, no sequence, stream time unchanged; the key stays free for the retry."""
         assert self.quotas is not None
+        detail = rate_limited_detail(self.quotas.limits, verdict.retry_after_ms)
+        self._stage_reply_only(
+            command,
+            record_timestamp_us,
+            reason=RejectReason.RATE_LIMITED,
+            detail=detail,
+            key=key,
+            reply_to=reply_to,
+        )
+        self.outputs.reply_headers[-1].append(
+            (REPLY_RETRY_AFTER_HEADER, str(verdict.retry_after_ms).encode())
+        )
+        tenants = self.outputs.rate_limited_by_tenant
+        tenants[command.tenant_id] = tenants.get(command.tenant_id, 0) + 1
+
+    def _stage_reply_only(
+        self,
+        command: Command,
+        record_timestamp_us: int,
+        *,
+        reason: RejectReason,
+        detail: str,
+        key: bytes,
+        reply_to: str,
+    ) -> None:
+        """A rejection that is a reply only (kind not_stored): no outcome, no event, no
+        sequence, stream time unchanged; the key stays free."""
         fingerprint, field_fingerprints = ledger.command_fingerprint(command)
         retention_us = self.state.idempotency_retention_us
         outcome = Outcome(
@@ -207,22 +280,62 @@ class PartitionLedger:
             field_fingerprints=field_fingerprints,
             status=OutcomeStatus.REJECTED,
             event_sequences=(),
-            reason=RejectReason.RATE_LIMITED,
-            detail=rate_limited_detail(self.quotas.limits, verdict.retry_after_ms),
+            reason=reason,
+            detail=detail,
             decided_at_us=record_timestamp_us,
             expires_at_us=(
                 None if retention_us == 0 else min(record_timestamp_us + retention_us, INT64_MAX)
             ),
         )
         self._stage_reply(key, encode_outcome(outcome), reply_to, REPLY_NOT_STORED)
-        self.outputs.reply_headers[-1].append(
-            (REPLY_RETRY_AFTER_HEADER, str(verdict.retry_after_ms).encode())
+        self._count_rejection(reason)
+
+    def _count_rejection(self, reason: RejectReason) -> None:
+        rejections = self.outputs.rejections_by_reason
+        rejections[reason.value] = rejections.get(reason.value, 0) + 1
+
+    def decide_signing_key(
+        self,
+        command: SigningKeyCommand,
+        value: bytes,
+        headers: Headers,
+        record_timestamp_us: int,
+        offset: int,
+    ) -> None:
+        """A GRANT or REVOKE of the tenant's key registry (decision 0084), decided at its
+        position of the log, with one reply: ``decided`` (the registry changed; its state record
+        goes to ledger.balances with the batch), ``duplicate`` (already so) or ``not_stored``
+        (rejected INVALID_COMMAND, or UNAUTHENTICATED without the operator's signature)."""
+        assert self.signatures is not None
+        decision = self.signatures.decide(command, value, headers, record_timestamp_us, offset)
+        rejected = decision.change is RegistryChange.REJECTED
+        reason = None
+        if rejected:
+            reason = (
+                RejectReason.UNAUTHENTICATED
+                if decision.unauthenticated
+                else RejectReason.INVALID_COMMAND
+            )
+            self._count_rejection(reason)
+        outcome = Outcome(
+            tenant_id=command.tenant_id,
+            idempotency_key=command.idempotency_key,
+            command_type=type(command).__name__,
+            fingerprint=sha256_of(value),
+            field_fingerprints=b"",
+            status=OutcomeStatus.REJECTED if rejected else OutcomeStatus.ACCEPTED,
+            reason=reason,
+            detail=decision.detail,
+            decided_at_us=record_timestamp_us,
+            expires_at_us=None,
         )
-        outputs = self.outputs
-        reason = RejectReason.RATE_LIMITED.value
-        outputs.rejections_by_reason[reason] = outputs.rejections_by_reason.get(reason, 0) + 1
-        tenants = outputs.rate_limited_by_tenant
-        tenants[command.tenant_id] = tenants.get(command.tenant_id, 0) + 1
+        kind = {
+            RegistryChange.CHANGED: REPLY_DECIDED,
+            RegistryChange.UNCHANGED: REPLY_DUPLICATE,
+            RegistryChange.REJECTED: REPLY_NOT_STORED,
+        }[decision.change]
+        key = outcome_key(command.tenant_id, command.idempotency_key)
+        self._stage_reply(key, encode_outcome(outcome), f"{self.partition}:{offset}", kind)
 
     def tick(self, record_timestamp_us: int) -> None:
         """A tick record (``processors.ticks``): expire what is due by its timestamp."""
@@ -267,6 +380,8 @@ class PartitionLedger:
             (monitor_state_key(tenant_id, monitor_id), None)
             for tenant_id, monitor_id in self.state.staged_deleted_monitors()
         )
+        if self.signatures is not None:
+            outputs.states.extend(self.signatures.staged_records())
         return outputs
 
     def commit(self) -> None:
@@ -274,6 +389,8 @@ class PartitionLedger:
         self.state.commit()
         if self.quotas is not None:
             self.quotas.commit()
+        if self.signatures is not None:
+            self.signatures.commit()
         self.outputs = StagedOutputs()
 
     def abort(self) -> None:
@@ -281,6 +398,8 @@ class PartitionLedger:
         self.state.abort()
         if self.quotas is not None:
             self.quotas.abort()
+        if self.signatures is not None:
+            self.signatures.abort()
         self.outputs = StagedOutputs()
 
     def live_idempotency_keys(self) -> int:
@@ -311,7 +430,12 @@ def ledger_from_snapshot(
     (``read_partition`` with ``header_name=OUTCOME_TIMES_HEADER``): outcomes that carry the
     header stay encoded until first use, the others are decoded now."""
     topics = processor_settings.topics
-    records = [decode_state(value) for value in snapshot.records[topics.balances].values()]
+    balances = snapshot.records[topics.balances].values()
+    # the signing-key registry's records share ledger.balances (decision 0084)
+    signing_keys = [
+        decode_signing_key_state(value) for value in balances if is_signing_key_state(value)
+    ]
+    records = [decode_state(value) for value in balances if not is_signing_key_state(value)]
     values = snapshot.records[topics.outcomes]
     times = snapshot.header_values[topics.outcomes]
     decoded = [decode_outcome(value) for key, value in values.items() if key not in times]
@@ -326,7 +450,13 @@ def ledger_from_snapshot(
     limits = processor_settings.tenant_quota_limits
     # the buckets start full after every restore: at most one extra burst (decision 0083)
     quotas = None if limits is None else TenantQuotas(limits)
-    return PartitionLedger(snapshot.partition, state, quotas)
+    signatures = KeyRegistry(
+        processor_settings.signing_master,
+        processor_settings.signature_mode,
+        signing_keys,
+        stream_time_us=state.stream_time_us,
+    )
+    return PartitionLedger(snapshot.partition, state, quotas, signatures)
 
 
 def outcome_times(outcome: Outcome) -> bytes:
