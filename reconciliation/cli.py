@@ -29,6 +29,8 @@ from reconciliation.report_reading import account_movements, load_report
 from reconciliation.statement import StatementFormat, StatementRejected
 from reconciliation.synthetic_statement import (
     EXTRA_DEFAULT,
+    LATE_DAYS_DEFAULT,
+    LATE_DEFAULT,
     MISMATCHED_DEFAULT,
     MISSING_SHARE_DEFAULT,
     Expected,
@@ -66,7 +68,8 @@ LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SYNTHETIC_IBAN: Final = "DE00STREAMLEDGERSYNTHETIC"
 SYNTHETIC_BAI2_ACCOUNT: Final = "4000000001"
 SYNTHETIC_FORMATS: Final = ("camt053", "bai2")
-PERTURBATIONS_MAX: Final = 10_000  # wrong-amount or extra entries asked for
+PERTURBATIONS_MAX: Final = 10_000  # wrong-amount, extra or late entries asked for
+LATE_DAYS_MAX: Final = 366
 
 
 def register(subparsers: Subparsers) -> None:
@@ -330,6 +333,12 @@ def perturbations(text: str) -> int:
     return int(text)
 
 
+def late_days(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= LATE_DAYS_MAX):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number in 1..{LATE_DAYS_MAX}")
+    return int(text)
+
+
 def register_synthesize(parts: Subparsers) -> None:
     synthesize = parts.add_parser(
         "synthesize",
@@ -337,10 +346,10 @@ def register_synthesize(parts: Subparsers) -> None:
         description=(
             "The bank's view of the account's posted movements on ledger.events, with seeded"
             " perturbations: a share missing, some booked one minor unit higher a day early,"
-            " some the ledger never booked. Opening balance 0, closing = the entries. Import it"
-            " with `statements import`; `reconcile report` must show what this prints. BAI2"
-            " books one day per file: --format bai2 writes OUTPUT's name + -YYYY-MM-DD per day"
-            " of the period (import them in day order)."
+            " some the ledger never booked, some booked late. Opening balance 0, closing = the"
+            " entries. Import it with `statements import`; `reconcile report` must show what"
+            " this prints. BAI2 books one day per file: --format bai2 writes OUTPUT's name +"
+            " -YYYY-MM-DD per day of the period (import them in day order)."
         ),
     )
     synthesize.add_argument(
@@ -364,6 +373,16 @@ def register_synthesize(parts: Subparsers) -> None:
         "--extra", type=perturbations, default=EXTRA_DEFAULT,
         help=f"entries the ledger never booked, 0..{PERTURBATIONS_MAX}",
     )  # fmt: skip
+    synthesize.add_argument(
+        "--late", type=perturbations, default=LATE_DEFAULT,
+        help=f"movements the bank booked --late-days later, 0..{PERTURBATIONS_MAX}"
+        f" (default {LATE_DEFAULT})",
+    )  # fmt: skip
+    synthesize.add_argument(
+        "--late-days", type=late_days, default=LATE_DAYS_DEFAULT,
+        help=f"how many days later a late entry is booked, 1..{LATE_DAYS_MAX}"
+        f" (default {LATE_DAYS_DEFAULT}: unmatched by a 0-day window)",
+    )  # fmt: skip
     synthesize.set_defaults(handler=run_synthesize)
 
 
@@ -378,13 +397,14 @@ def run_synthesize(arguments: argparse.Namespace, settings: Settings) -> int:
     if isinstance(terms, StatementRejected):
         raise SettingError(terms.message())
     rng = random.Random(arguments.seed)  # noqa: S311 - a reproducible workload, not secrets
-    missing_share, mismatched, extra = (
-        arguments.missing_share, arguments.mismatched, arguments.extra
-    )  # fmt: skip
+    perturbed = {
+        "missing_share": arguments.missing_share, "mismatched": arguments.mismatched,
+        "extra": arguments.extra, "late": arguments.late, "late_days": arguments.late_days,
+    }  # fmt: skip
     if arguments.format == "bai2":
         files = synthetic_bai2(
             movements, bank_account=SYNTHETIC_BAI2_ACCOUNT, currency=terms.currency, rng=rng,
-            missing_share=missing_share, mismatched=mismatched, extra=extra,
+            **perturbed,
         )  # fmt: skip
         written = []
         for day, content in files.files:
@@ -396,7 +416,7 @@ def run_synthesize(arguments: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     synthetic = synthetic_camt053(
         movements, iban=SYNTHETIC_IBAN, currency=terms.currency, asset_scale=terms.asset_scale,
-        rng=rng, missing_share=missing_share, mismatched=mismatched, extra=extra,
+        rng=rng, **perturbed,
     )  # fmt: skip
     arguments.output.write_bytes(synthetic.content)
     write_expected(str(arguments.output), synthetic.expected, len(movements))

@@ -10,7 +10,17 @@ date, except
   ``no_ledger_movement`` and the movement ``not_on_statement``: with no reference to tie them,
   a different amount is a different payment);
 - ``extra``: entries the ledger never booked, a day before the first movement
-  (→ ``no_ledger_movement``).
+  (→ ``no_ledger_movement``);
+- ``late``: movements the bank booked ``late_days`` after the ledger (→ the line
+  ``no_ledger_movement`` and the movement ``not_on_statement`` with a window below
+  ``late_days``), chosen among the movements dated at least ``late_days`` before the last one
+  (the statement never books into the future of its ledger) that no movement of the later day
+  has the amount of.
+
+A perturbed entry must not find a partner by coincidence: a mismatched amount is raised further
+until no movement has it. A sum of other movements of its day equal to a mismatched or late
+entry's amount is not excluded (matching it would be right: the bank could have booked that);
+the tests draw amounts whose sums never equal one amount.
 
 BAI2 has one booking date per file (its group's as-of date): ``synthetic_bai2`` writes one file
 per day of the period, each with the running opening (010) and closing (015) ledger balances.
@@ -36,6 +46,8 @@ CAMT_NAMESPACE: Final = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"
 MISSING_SHARE_DEFAULT: Final = 0.05
 MISMATCHED_DEFAULT: Final = 2
 EXTRA_DEFAULT: Final = 3
+LATE_DEFAULT: Final = 0  # the demo's statements have none (its movements are all of today)
+LATE_DAYS_DEFAULT: Final = 1  # beyond a 0-day window
 EXTRA_AMOUNT_MAX: Final = 99_999  # minor units of an extra entry
 BAI2_SENDER: Final = "SYNBANK"
 BAI2_RECEIVER: Final = "STREAMLEDGER"
@@ -53,6 +65,8 @@ class Expected:
     movements_matched: int
     movements_unmatched: int
     balance_difference: int  # statement closing - ledger balance, minor units
+    # the movements missing, mismatched or late: exactly those must end not_on_statement
+    unmatched_movement_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,11 +104,14 @@ def synthetic_camt053(
     missing_share: float = MISSING_SHARE_DEFAULT,
     mismatched: int = MISMATCHED_DEFAULT,
     extra: int = EXTRA_DEFAULT,
+    late: int = LATE_DEFAULT,
+    late_days: int = LATE_DAYS_DEFAULT,
 ) -> SyntheticStatement:
     """The statement of ``movements`` (one account's, in log order) with the perturbations above."""
     entries, expected = perturbed_entries(
-        movements, rng=rng, missing_share=missing_share, mismatched=mismatched, extra=extra
-    )
+        movements, rng=rng, missing_share=missing_share, mismatched=mismatched, extra=extra,
+        late=late, late_days=late_days,
+    )  # fmt: skip
     # the period covers every movement's day, also when all of a day's entries are perturbed
     days = [entry.day for entry in entries] + [movement.date_days for movement in movements]
     document = camt053_document(
@@ -110,27 +127,43 @@ def perturbed_entries(
     missing_share: float,
     mismatched: int,
     extra: int,
+    late: int = LATE_DEFAULT,
+    late_days: int = LATE_DAYS_DEFAULT,
 ) -> tuple[list[Entry], Expected]:
     """The bank's entries of ``movements`` with the perturbations, and what matching must find
     (the same for every file format)."""
-    assert movements and 0 <= missing_share < 1 and mismatched >= 0 and extra >= 0
+    assert movements and 0 <= missing_share < 1 and min(mismatched, extra, late) >= 0
+    assert late_days >= 1
     mismatched = min(mismatched, len(movements))
     order = list(range(len(movements)))
     rng.shuffle(order)
     missing_count = min(int(len(movements) * missing_share), len(movements) - mismatched)
     missing = set(order[:missing_count])
     altered = set(order[missing_count : missing_count + mismatched])
+    last_day = max(movement.date_days for movement in movements)
+    booked = {(m.date_days, m.amount, m.direction) for m in movements}
+    delayed = set(
+        [
+            index
+            for index in order[missing_count + mismatched :]
+            if (movement := movements[index]).date_days + late_days <= last_day
+            and (movement.date_days + late_days, movement.amount, movement.direction) not in booked
+        ][:late]
+    )
     first_day = min(movement.date_days for movement in movements)
+    taken = {movement.amount for movement in movements}
     entries: list[Entry] = []
     for index, movement in enumerate(movements):
+        amount, day = movement.amount, movement.date_days
         if index in missing:
             continue
         if index in altered:
-            entries.append(Entry(amount=movement.amount + 1, direction=movement.direction,
-                                 day=movement.date_days - 1))  # fmt: skip
-        else:
-            entries.append(Entry(amount=movement.amount, direction=movement.direction,
-                                 day=movement.date_days))  # fmt: skip
+            amount, day = amount + 1, day - 1
+            while amount in taken:  # another movement's amount would be a partner
+                amount += 1
+        elif index in delayed:
+            day += late_days
+        entries.append(Entry(amount=amount, direction=movement.direction, day=day))
     entries += [
         Entry(
             amount=rng.randint(1, EXTRA_AMOUNT_MAX), direction=Direction.CREDIT, day=first_day - 1
@@ -140,14 +173,17 @@ def perturbed_entries(
     ledger_balance = sum(m.amount if m.direction is Direction.CREDIT else -m.amount
                          for m in movements)  # fmt: skip
     closing = sum(signed(entry) for entry in entries)
-    kept = len(movements) - missing_count - len(altered)
+    kept = len(movements) - missing_count - len(altered) - len(delayed)
     expected = Expected(
         lines=len(entries),
         lines_matched=kept,
-        lines_unmatched=len(altered) + extra,
+        lines_unmatched=len(altered) + len(delayed) + extra,
         movements_matched=kept,
-        movements_unmatched=missing_count + len(altered),
+        movements_unmatched=missing_count + len(altered) + len(delayed),
         balance_difference=closing - ledger_balance,
+        unmatched_movement_ids=tuple(
+            sorted(movements[index].movement_id for index in missing | altered | delayed)
+        ),
     )
     return entries, expected
 
@@ -161,13 +197,16 @@ def synthetic_bai2(
     missing_share: float = MISSING_SHARE_DEFAULT,
     mismatched: int = MISMATCHED_DEFAULT,
     extra: int = EXTRA_DEFAULT,
+    late: int = LATE_DEFAULT,
+    late_days: int = LATE_DAYS_DEFAULT,
 ) -> SyntheticFiles:
     """The BAI2 files of ``movements``: the same entries and expectations as the camt.053 one
     (same seed, same perturbations), one file per day from the first entry's to the last
     movement's; amounts in the account's minor units (BAI2's implied decimals)."""
     entries, expected = perturbed_entries(
-        movements, rng=rng, missing_share=missing_share, mismatched=mismatched, extra=extra
-    )
+        movements, rng=rng, missing_share=missing_share, mismatched=mismatched, extra=extra,
+        late=late, late_days=late_days,
+    )  # fmt: skip
     by_day: dict[int, list[Entry]] = {}
     for entry in entries:
         by_day.setdefault(entry.day, []).append(entry)
