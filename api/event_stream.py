@@ -37,12 +37,13 @@ PAGE_EVENTS_MAX: Final = 500  # events read per statement
 RECONNECT_MS: Final = 1_000  # the SSE retry: field
 SEQUENCE_DIGITS_MAX: Final = 18
 TRANSACTION_EVENT_PREFIX: Final = "Transaction"  # the multi-leg event types (issue 16)
+ACTOR_COLUMN: Final = 16  # c.actor, the last column of SELECT_EVENTS (contract v1.7)
 
 SELECT_EVENTS: Final = """
 SELECT c.sequence, c.hash, c.effective_at, a.account_id, a.currency,
        e.event_type, e.transfer_id, e.account_id, e.kind, e.side, e.amount, e.currency,
        e.debits_posted_after, e.credits_posted_after, e.debits_pending_after,
-       e.credits_pending_after
+       e.credits_pending_after, c.actor
 FROM ledger.event_chain AS c
 LEFT JOIN ledger.accounts AS a ON a.tenant_id = c.tenant_id AND a.opened_sequence = c.sequence
 LEFT JOIN ledger.entries AS e ON e.tenant_id = c.tenant_id AND e.sequence = c.sequence
@@ -65,6 +66,7 @@ class StreamedEvent:
     effective_at: datetime
     type: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    actor: str = ""  # who issued the event's command (contract v1.7, decision 0093)
 
 
 def start_after(headers: Mapping[str, str], query: Mapping[str, str]) -> int:
@@ -86,7 +88,8 @@ def events_of(rows: list[Any]) -> list[StreamedEvent]:
     for row in rows:
         sequence, chain_hash, effective_at, opened_account, opened_currency = row[:5]
         if not events or events[-1].sequence != sequence:
-            events.append(StreamedEvent(sequence, bytes(chain_hash), effective_at))
+            actor = row[ACTOR_COLUMN]
+            events.append(StreamedEvent(sequence, bytes(chain_hash), effective_at, actor=actor))
         event = events[-1]
         if opened_account is not None:
             event.type = "AccountOpened"
@@ -127,6 +130,7 @@ def sse_message(tenant_id: str, event: StreamedEvent) -> bytes:
         "sequence": event.sequence,
         "effective_at": event.effective_at.isoformat().replace("+00:00", "Z"),
         "hash": event.hash.hex(),
+        "actor": event.actor,
         "data": event.data,
     }
     data = json.dumps(document, separators=(",", ":"), ensure_ascii=False)

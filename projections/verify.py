@@ -31,8 +31,8 @@ checks, per tenant:
   sequences that created and last changed it, folded here from the transaction events;
 - PostgreSQL's ``ledger.event_chain`` (migration 0006: what every report names as its last
   event) holds exactly the log's chain: one row per sequence 1..last with the log's hash,
-  effective time and (migration 0014, contract v1.7) actor, none missing, none extra (decisions
-  0057, 0093);
+  effective time and (migration 0014, contract v1.7) actor, none missing, none extra, and every
+  journal row of ``ledger.entries`` names its event's actor (decisions 0057, 0093);
 - PostgreSQL's metadata search indexes ``account_metadata``, ``transfer_metadata`` (migration
   0009) and ``transaction_metadata`` (0013) hold exactly one row per metadata entry of what the
   log creates — an account, a transfer, a transaction and each of its postings
@@ -111,6 +111,13 @@ EVENT_CHAIN_TABLE_EXISTS = "SELECT to_regclass('ledger.event_chain') IS NOT NULL
 SELECT_EVENT_CHAIN = (
     "SELECT tenant_id, sequence, hash, effective_at, actor FROM ledger.event_chain"
     " ORDER BY tenant_id, sequence"
+)
+# Journal rows whose actor is not their event's (migration 0014): event_chain.actor is checked
+# against the log, so this ties every entries.actor to the log too.
+SELECT_ENTRY_ACTOR_DIFFERENCES = (
+    "SELECT e.tenant_id, count(*), min(e.sequence) FROM ledger.entries AS e"
+    " JOIN ledger.event_chain AS c USING (tenant_id, sequence)"
+    " WHERE e.actor <> c.actor GROUP BY e.tenant_id ORDER BY e.tenant_id"
 )
 EVENT_CHAIN_FETCH_ROWS = 10_000  # rows per round trip of the streamed read
 CHAIN_DIFFERENCES_NAMED_MAX = 5  # per tenant; the rest are counted
@@ -540,6 +547,7 @@ def verify(settings: Settings, *, group: str) -> VerifyReport:
     stored = read_database(settings)
     transactions = read_transactions(settings)
     check_event_chains(settings, audits)
+    check_entry_actors(settings, audits)
     check_metadata_indexes(settings, audits)
     for tenant_id in sorted(
         (set(stored) | set(quarantines) | set(transactions or {})) - set(audits)
@@ -655,6 +663,19 @@ def check_event_chains(settings: Settings, audits: dict[str, TenantAudit]) -> No
         checked.add(tenant_id)
     for tenant_id in sorted(set(audits) - checked):
         audits[tenant_id].check_event_chain(())
+
+
+def check_entry_actors(settings: Settings, audits: dict[str, TenantAudit]) -> None:
+    """Each journal row names its event's actor (``event_chain``'s, itself checked against the
+    log; contract v1.7, decision 0093); nothing before migration 0006."""
+    if not query(settings, EVENT_CHAIN_TABLE_EXISTS)[0][0]:
+        return
+    for tenant_id, count, first in query(settings, SELECT_ENTRY_ACTOR_DIFFERENCES):
+        audit = audits.setdefault(tenant_id, TenantAudit(tenant_id))
+        audit.problems.append(
+            f"PostgreSQL entries: {count} journal rows name another actor than their event"
+            f" (the first at sequence {first})"
+        )
 
 
 def check_metadata_indexes(settings: Settings, audits: dict[str, TenantAudit]) -> None:

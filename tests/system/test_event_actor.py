@@ -9,14 +9,16 @@ transfer and a multi-leg transaction by the API's key, a pending transfer that e
 - in the events: the bytes on the topic decode to it, and their hash covers it;
 - in PostgreSQL: ``event_chain.actor`` per event and ``entries.actor`` per journal row;
 - in the reads: the history and the statement name each entry's actor, a transfer and a
-  transaction their ``created_by``/``updated_by``, through the real HTTP API too;
-- checked by ``streamledger verify``: it passes, and names an ``event_chain`` actor changed
-  behind its back.
+  transaction their ``created_by``/``updated_by``, through the real HTTP API too, whose live
+  event stream names each event's actor;
+- checked by ``streamledger verify``: it passes, and names an ``event_chain`` actor and
+  journal rows' actors changed behind its back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -238,6 +240,22 @@ def check_the_api(settings: Settings, actors: dict[int, str]) -> None:
         assert all(line["actor"] == actors[line["sequence"]] for line in lines)
         as_csv = client.get(f"/v1/accounts/alice/statement?{period}&format=csv", headers=headers)
         assert as_csv.status_code == 200 and "payments-gw:v1" in as_csv.text
+        streamed = stream_events(client, headers, len(actors))
+        assert {event["sequence"]: event["actor"] for event in streamed} == actors
+
+
+def stream_events(client: httpx.Client, headers: dict[str, str], count: int) -> list[Any]:
+    """The first ``count`` events of the tenant's live stream (``/v1/events/stream``)."""
+    events: list[Any] = []
+    timeout = httpx.Timeout(30.0)
+    with client.stream("GET", "/v1/events/stream", headers=headers, timeout=timeout) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line.removeprefix("data: ")))
+                if len(events) == count:
+                    return events
+    raise AssertionError(f"the stream ended after {len(events)} events")
 
 
 def check_verify(settings: Settings) -> None:
@@ -247,12 +265,18 @@ def check_verify(settings: Settings) -> None:
     with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
         conn.execute(
             "UPDATE ledger.event_chain SET actor = 'intruder:v1' WHERE tenant_id = %s"
-            " AND sequence = 3",
+            " AND sequence = 1",  # an AccountOpened: no journal rows
+            (TENANT,),
+        )
+        conn.execute(
+            "UPDATE ledger.entries SET actor = 'intruder:v1' WHERE tenant_id = %s AND sequence = 4",
             (TENANT,),
         )
     report = verify(settings, group=f"{group}-tampered")
     assert report.audits[TENANT].problems == [
-        f"PostgreSQL event_chain sequence 3 holds actor 'intruder:v1', the log {GATEWAY!r}"
+        f"PostgreSQL event_chain sequence 1 holds actor 'intruder:v1', the log {GATEWAY!r}",
+        "PostgreSQL entries: 2 journal rows name another actor than their event"
+        " (the first at sequence 4)",
     ]
 
 

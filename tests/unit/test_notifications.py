@@ -171,11 +171,12 @@ def test_stream_rows_group_into_events_with_their_entries() -> None:
     moment = datetime(2024, 1, 1, tzinfo=UTC)
     head = (2, b"\x02" * 32, moment, None, None, "TransferPosted", "t-1")
     rows = [
-        (1, b"\x01" * 32, moment, "cash", "USD", *(None,) * 11),
-        (*head, "cash", "posted", "debit", 5, "USD", 5, 0, 0, 0),
-        (*head, "alice", "posted", "credit", 5, "USD", 0, 5, 0, 0),
+        (1, b"\x01" * 32, moment, "cash", "USD", *(None,) * 11, "payments-gw:v1"),
+        (*head, "cash", "posted", "debit", 5, "USD", 5, 0, 0, 0, "api:v3"),
+        (*head, "alice", "posted", "credit", 5, "USD", 0, 5, 0, 0, "api:v3"),
     ]
     events = events_of(rows)
+    assert [event.actor for event in events] == ["payments-gw:v1", "api:v3"]  # contract v1.7
     assert [event.sequence for event in events] == [1, 2]
     assert events[0].type == "AccountOpened"
     assert events[0].data == {"account_id": "cash", "currency": "USD"}
@@ -183,6 +184,7 @@ def test_stream_rows_group_into_events_with_their_entries() -> None:
     assert [entry["account_id"] for entry in events[1].data["entries"]] == ["cash", "alice"]
     message = sse_message("acme", events[1]).decode()
     assert message.startswith("id: 2\nevent: TransferPosted\ndata: {")
+    assert '"actor":"api:v3"' in message
     assert message.endswith("\n\n")
 
 
@@ -236,10 +238,10 @@ def test_a_multi_leg_event_streams_its_transaction_id_and_every_posting_side() -
     moment = datetime(2024, 1, 1, tzinfo=UTC)
     head = (3, b"\x03" * 32, moment, None, None, "TransactionPosted")
     rows = [
-        (*head, "pay/0", "seller-a", "posted", "credit", 7, "USD", 0, 7, 0, 0),
-        (*head, "pay/1", "seller-b", "posted", "credit", 3, "USD", 0, 3, 0, 0),
-        (*head, "pay/0", "pool", "posted", "debit", 7, "USD", 10, 0, 0, 0),
-        (*head, "pay/1", "pool", "posted", "debit", 3, "USD", 10, 0, 0, 0),
+        (*head, "pay/0", "seller-a", "posted", "credit", 7, "USD", 0, 7, 0, 0, "system"),
+        (*head, "pay/1", "seller-b", "posted", "credit", 3, "USD", 0, 3, 0, 0, "system"),
+        (*head, "pay/0", "pool", "posted", "debit", 7, "USD", 10, 0, 0, 0, "system"),
+        (*head, "pay/1", "pool", "posted", "debit", 3, "USD", 10, 0, 0, 0, "system"),
     ]
     (event,) = events_of(rows)
     assert event.type == "TransactionPosted" and event.data["transaction_id"] == "pay"
