@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from processors.processor_settings import build_processor_settings
-from processors.restore import admin_for, read_partition, restore_consumer
+from confluent_kafka import Consumer, TopicPartition
+
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.signing_master import ensure_master, key_file_path
 from producers.replies import OutcomeWaiter, Reply
 from producers.sdk import (
@@ -49,12 +51,15 @@ from schemas.signing_keys import (
     tenant_key_secret,
     version_of,
 )
+from schemas.topics import BALANCES_TOPIC
 from streamledger.cli_parser import EXIT_FAILURE, EXIT_OK
 from streamledger.errors import SettingError
 from streamledger.setting_fields import parse_int_in_range
 from streamledger.settings import Settings, parse_principal_name
 
 REPLY_TIMEOUT_S = 30.0
+LIST_TIMEOUT_S = 30.0
+LIST_POLL_S = 0.2
 OVERLAP_SECONDS_DEFAULT = 3_600
 OVERLAP_SECONDS_MAX = 366 * 86_400
 ACCEPTED_KINDS = frozenset({"decided", "duplicate"})
@@ -187,25 +192,42 @@ def revoke(
 
 
 def list_keys(settings: Settings, tenant_id: str) -> list[SigningKeyState]:
-    """The tenant's registry as the processor restores it (its ``ledger.balances`` partition)."""
-    processor_settings = build_processor_settings(settings)
-    reader = restore_consumer(processor_settings)
-    try:
-        snapshot = read_partition(
-            reader,
-            admin_for(processor_settings),
-            topics=(processor_settings.topics.balances,),
-            partition=partition_for(command_key(tenant_id), settings.partitions),
-            timeout_s=processor_settings.restore_timeout_s,
-        )
-    finally:
-        reader.close()
+    """The tenant's registry as the processor restores it: the latest ``SigningKeyState`` per
+    key on the tenant's ``ledger.balances`` partition (read_committed, to its end)."""
+    topic = settings.topic(BALANCES_TOPIC)
+    partition = partition_for(command_key(tenant_id), settings.partitions)
+    consumer = Consumer(
+        {
+            **client_config(settings, ADMIN_PRINCIPAL),
+            "group.id": f"streamledger-signing-keys-{uuid.uuid4().hex[:8]}",  # assign only
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
     prefix = signing_key_state_key(tenant_id, "")
-    records = snapshot.records[processor_settings.topics.balances]
+    latest: dict[bytes, bytes | None] = {}
+    try:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=LIST_TIMEOUT_S
+        )
+        consumer.assign([TopicPartition(topic, partition, low)])
+        deadline = time.monotonic() + LIST_TIMEOUT_S
+        position = low
+        while position < high and time.monotonic() < deadline:
+            message = consumer.poll(LIST_POLL_S)
+            if message is None or message.error() is not None:
+                continue
+            offset = message.offset()
+            position = position + 1 if offset is None else offset + 1
+            key = message.key()
+            if key is not None and key.startswith(prefix):
+                latest[key] = message.value()
+    finally:
+        consumer.close()
     return [
         decode_signing_key_state(value)
-        for key, value in sorted(records.items())
-        if key.startswith(prefix) and is_signing_key_state(value)
+        for _, value in sorted(latest.items())
+        if value is not None and is_signing_key_state(value)
     ]
 
 
