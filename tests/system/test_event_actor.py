@@ -13,6 +13,11 @@ transfer and a multi-leg transaction by the API's key, a pending transfer that e
   event stream names each event's actor;
 - checked by ``streamledger verify``: it passes, and names an ``event_chain`` actor and
   journal rows' actors changed behind its back.
+
+Then the same through the whole pipeline (processor, projection and API as child processes):
+commands made through the HTTP API are signed with the API's key, the real processor verifies it
+and names ``api:v1`` on their events, the tick-driven expiry names ``system``, and the API's
+reads, PostgreSQL and verify agree.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,9 +42,12 @@ import ledger
 from api.api_keys import create_api_key
 from api.app import create_app
 from api.cli import server_config
+from api.gateway import MISSING_KEY_RETRY_S
 from api.settings import build_api_settings
+from api.signing_keys_cli import grant
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.partition_ledger import WIRE_FORMAT
+from processors.signing_master import key_file_path
 from projections.queries import LedgerReader, reader_dsn
 from projections.verify import verify
 from schemas.codec import HEADER_BYTES, decode_event, record_canonical_bytes
@@ -56,6 +66,7 @@ from schemas.model import (
 from streamledger.settings import Settings
 from tests.system.free_ports import free_port_range
 from tests.system.projection_checks import project_until_caught_up, projection_for
+from workloads.api_stack import ApiStack, running_api_stack
 from workloads.projection_events import produce_events
 
 pytestmark = pytest.mark.system
@@ -297,3 +308,79 @@ def api_in_this_process(settings: Settings) -> Iterator[httpx.Client]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+# --------------------------------------------------------------------------- the real pipeline
+
+RUN = uuid.uuid4().hex[:6]  # the signing key files live in the stack home: a fresh tenant each run
+PIPELINE_TENANT = f"actor-api-{RUN}"
+PROJECTED_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def api_stack(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiStack]:
+    logs = tmp_path_factory.mktemp("event-actor")
+    flags = ["--wait-timeout-ms=20000", "--api-key-cache-ttl-s=0"]
+    with running_api_stack(stack_settings, Path(logs), (PIPELINE_TENANT,), flags) as stack:
+        yield stack
+    key_file_path(stack_settings.home, "api", PIPELINE_TENANT).unlink(missing_ok=True)
+
+
+def test_commands_through_the_api_and_the_processor_name_the_apis_key(
+    api_stack: ApiStack,
+) -> None:
+    """The real processor verifies the API's signature and writes its key id as the actor; a
+    pending transfer that expires is the system's; PostgreSQL, the API's reads and verify agree."""
+    settings = api_stack.settings
+    granted = grant(settings, "api", PIPELINE_TENANT)
+    assert granted.accepted
+    api_actor = "api:v1"  # the first generation of the API's key for the tenant
+    time.sleep(MISSING_KEY_RETRY_S + 0.1)  # the API reads its key files again
+    with api_stack.client(PIPELINE_TENANT) as client:
+        for account_id in ("cash", "alice"):
+            body = {"account_id": account_id, "currency": "USD", "asset_scale": 2}
+            answer = client.post("/v1/accounts", json=body, headers={"Idempotency-Key": account_id})
+            assert answer.status_code == 201, answer.text
+        for transfer_id, extra in (("t-1", {}), ("t-2", {"pending": True, "pending_timeout_s": 1})):
+            body = {
+                "transfer_id": transfer_id,
+                "debit_account_id": "cash",
+                "credit_account_id": "alice",
+                "amount": 25,
+                "currency": "USD",
+                **extra,
+            }
+            answer = client.post(
+                "/v1/transfers", json=body, headers={"Idempotency-Key": transfer_id}
+            )
+            assert answer.status_code == 201, answer.text
+        expired = wait_for_status(client, "t-2", "expired")
+        assert (expired["created_by"], expired["updated_by"]) == (api_actor, SYSTEM_ACTOR)
+        posted = client.get("/v1/transfers/t-1").json()
+        assert (posted["created_by"], posted["updated_by"]) == (api_actor, api_actor)
+        entries = client.get("/v1/accounts/alice/entries?limit=100").json()["entries"]
+    assert sorted((entry["kind"], entry["actor"]) for entry in entries) == [
+        ("pending", api_actor),
+        ("posted", api_actor),
+        ("released", SYSTEM_ACTOR),
+    ]
+    with psycopg.connect(settings.database_dsn) as conn:
+        chain = conn.execute(
+            "SELECT sequence, actor FROM ledger.event_chain WHERE tenant_id = %s ORDER BY sequence",
+            (PIPELINE_TENANT,),
+        ).fetchall()
+    assert chain == [(1, api_actor), (2, api_actor), (3, api_actor), (4, api_actor), (5, "system")]
+    report = verify(settings, group=f"{settings.topic_prefix}verify-actor")
+    assert report.ok, list(report.lines())
+
+
+def wait_for_status(client: httpx.Client, transfer_id: str, status: str) -> Any:
+    deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+    while time.monotonic() < deadline:
+        answer = client.get(f"/v1/transfers/{transfer_id}")
+        if answer.status_code == 200 and answer.json()["status"] == status:
+            return answer.json()
+        time.sleep(0.2)
+    raise AssertionError(f"{transfer_id} is not {status} after {PROJECTED_TIMEOUT_S} s")
