@@ -271,6 +271,32 @@ def test_v1_6_rate_limited_reads_as_invalid_command_in_v1_5(old_version: str) ->
     assert codec.decode_outcome(codec.encode_outcome(rate_limited)) == rate_limited
 
 
+@pytest.mark.parametrize("old_version", ["v1.5", "v1.6"])
+def test_v1_7_unauthenticated_reads_as_invalid_command_in_v1_5_and_v1_6(old_version: str) -> None:
+    """v1.7 appends ``UNAUTHENTICATED`` (signed commands, decision 0085): a v1.5/v1.6 reader
+    reads such a reply as its reader default ``INVALID_COMMAND``; v1.0-v1.4 readers fail."""
+    unauthenticated = Outcome(
+        tenant_id="acme",
+        idempotency_key="k",
+        command_type="Transfer",
+        fingerprint=b"\x07" * 32,
+        field_fingerprints=b"\x01" * 8,
+        status=OutcomeStatus.REJECTED,
+        event_sequences=(),
+        reason=RejectReason.UNAUTHENTICATED,
+        detail="tenant_id: unauthenticated: key 'gw:v1' is not granted for tenant 'acme'",
+        decided_at_us=5,
+        expires_at_us=None,
+    )
+    record = _avro_record(codec.OUTCOMES, unauthenticated)
+    new = CURRENT["Outcome"].expanded
+    _assert_read_as_default(
+        new, VERSIONS[old_version]["Outcome"].expanded, record, "INVALID_COMMAND"
+    )
+    _assert_unknown_to_old_readers(new, VERSIONS["v1.4"]["Outcome"].expanded, record)
+    assert codec.decode_outcome(codec.encode_outcome(unauthenticated)) == unauthenticated
+
+
 @pytest.mark.parametrize("old_version", ["v1.4", "v1.5", "v1.6"])
 @settings(max_examples=60, deadline=None)
 @given(event=events)
