@@ -450,11 +450,17 @@ def ledger_from_snapshot(
     limits = processor_settings.tenant_quota_limits
     # the buckets start full after every restore: at most one extra burst (decision 0083)
     quotas = None if limits is None else TenantQuotas(limits)
-    signatures = KeyRegistry(
-        processor_settings.signing_master,
-        processor_settings.signature_mode,
-        signing_keys,
-        stream_time_us=state.stream_time_us,
+    master = processor_settings.signing_master
+    # no master secret (settings built without a stack home): no registry, nothing verified
+    signatures = (
+        KeyRegistry(
+            master,
+            processor_settings.signature_mode,
+            signing_keys,
+            stream_time_us=state.stream_time_us,
+        )
+        if master
+        else None
     )
     return PartitionLedger(snapshot.partition, state, quotas, signatures)
 
