@@ -1,6 +1,6 @@
 """Processor commands/s with signature verification on vs off, in the same run (issue 21 §2).
 
-    python -m bench.signature_suite [--commands 100000] [--tenants 200] [--repetitions 2]
+    python -m bench.signature_suite [--commands 100000] [--tenants 200] [--repetitions 3]
 
 The same loadgen commands (standard mix, 10 % duplicates) are pre-filled twice, on two fresh
 topic sets: *off* unsigned, processed with ``--command-signatures off``; *on* after one
@@ -8,7 +8,10 @@ operator-signed GRANT per tenant, each command signed with its tenant's key (the
 headers), processed with the default ``enrolled`` mode, so every command is verified. Each
 repetition runs off then on, in this process (``bench.bench_processor.run_processor``), and
 the check is that both runs stored the same number of outcomes (no command of the signed run
-was refused). Target (decision 0086): on >= 0.9 x off. Not a timed test: it prints figures.
+was refused). Reported per repetition and as medians: commands/s (wall clock) and commands
+per CPU-second of the process (less sensitive to a shared machine's load), plus the
+processor's ``PartitionLedger.decide`` alone without Kafka (CPU). Target (decision 0086):
+on >= 0.9 x off. Not a timed test: it prints figures.
 """
 
 from __future__ import annotations
@@ -17,18 +20,23 @@ import argparse
 import statistics
 import time
 import uuid
+from typing import NamedTuple
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+import ledger
 from bench.bench_processor import RUN_TIMEOUT_S, delete_topics, run_processor
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
+from processors.command_signatures import KeyRegistry, SignatureMode
+from processors.partition_ledger import WIRE_FORMAT, PartitionLedger
 from processors.processor_settings import ProcessorSettings, build_processor_settings
 from processors.signing_master import ensure_master
 from producers.loadgen import LoadPlan, generate
-from schemas.codec import encode_command
+from schemas.codec import decode_command, encode_command
 from schemas.keys import command_key, partition_for
 from schemas.signing_keys import (
+    MASTER_SECRET_BYTES,
     OPERATOR_KEY_ID,
     SigningKeyAction,
     SigningKeyCommand,
@@ -41,6 +49,7 @@ from schemas.topics import COMMANDS_TOPIC, OUTCOMES_TOPIC
 from streamledger.settings import Settings, load_settings, replace
 
 KEY_ID = "bench:v1"
+DECIDE_BATCH = 5_000  # the processor's default batch: staged outputs and commit this often
 TARGET_RATIO = 0.9
 
 
@@ -101,7 +110,13 @@ def stored_outcomes(settings: Settings) -> int:
     return total
 
 
-def one_run(base: Settings, arguments: argparse.Namespace, *, signed: bool) -> tuple[float, int]:
+class Run(NamedTuple):
+    rate: float  # commands/s, wall clock
+    cpu_rate: float  # commands per CPU-second of the whole process
+    stored: int  # outcomes stored
+
+
+def one_run(base: Settings, arguments: argparse.Namespace, *, signed: bool) -> Run:
     """Commands/s of the processor and the outcomes it stored, on fresh topics."""
     settings = replace(
         base, topic_prefix=f"bsig{uuid.uuid4().hex[:6]}.", partitions=arguments.partitions
@@ -115,10 +130,51 @@ def one_run(base: Settings, arguments: argparse.Namespace, *, signed: bool) -> t
     )
     try:
         total = prefill(settings, arguments.commands, arguments.tenants, signed=signed)
+        cpu_started = time.process_time()
         rate = run_processor(processor_settings, total, profile=False)
-        return rate, stored_outcomes(settings)
+        cpu_s = time.process_time() - cpu_started  # every thread of this process, librdkafka's too
+        return Run(rate, total / cpu_s, stored_outcomes(settings))
     finally:
         delete_topics(settings)
+
+
+def decide_only(commands: int, tenants: int, *, signed: bool) -> float:
+    """Commands per CPU-second of ``PartitionLedger.decide`` alone (no Kafka): the loadgen's
+    commands of one partition's worth, decoded as the loop does, verified or not."""
+    master = bytes(MASTER_SECRET_BYTES)
+    mode = SignatureMode.ENROLLED if signed else SignatureMode.OFF
+    book = PartitionLedger(
+        0, ledger.LedgerState(wire_format=WIRE_FORMAT), signatures=KeyRegistry(master, mode)
+    )
+    operator = operator_secret(master)
+    plan = LoadPlan(seed=42, tenants=tenants, commands=commands, start_us=1, duplicate_share=0.1)
+    records = []
+    for generated in generate(plan):
+        value = encode_command(generated.command)
+        tenant_id = generated.command.tenant_id
+        secret = tenant_key_secret(master, tenant_id, KEY_ID)
+        headers = signature_headers(secret, KEY_ID, value) if signed else None
+        records.append((value, headers, generated.command.submitted_at_us))
+    for tenant_id in {decode_command(value).tenant_id for value, _, _ in records}:
+        grant = SigningKeyCommand(
+            tenant_id=tenant_id,
+            idempotency_key="grant",
+            action=SigningKeyAction.GRANT,
+            key_id=KEY_ID,
+        )
+        value = encode_signing_key_command(grant)
+        book.decide_signing_key(
+            grant, value, signature_headers(operator, OPERATOR_KEY_ID, value), 0, 0
+        )
+    book.staged_outputs()
+    book.commit()
+    started = time.process_time()
+    for offset, (value, headers, timestamp_us) in enumerate(records):
+        book.decide(decode_command(value), timestamp_us, offset, value, headers)
+        if offset % DECIDE_BATCH == DECIDE_BATCH - 1:
+            book.staged_outputs()
+            book.commit()
+    return len(records) / (time.process_time() - started)
 
 
 def main() -> None:
@@ -129,24 +185,48 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=2)
     arguments = parser.parse_args()
     base = load_settings()
-    off_rates, on_rates = [], []
+    off_runs: list[Run] = []
+    on_runs: list[Run] = []
+    off_decide: list[float] = []
+    on_decide: list[float] = []
     for repetition in range(arguments.repetitions):
-        off_rate, off_stored = one_run(base, arguments, signed=False)
-        on_rate, on_stored = one_run(base, arguments, signed=True)
+        off_decide.append(decide_only(arguments.commands, arguments.tenants, signed=False))
+        on_decide.append(decide_only(arguments.commands, arguments.tenants, signed=True))
+        off = one_run(base, arguments, signed=False)
+        on = one_run(base, arguments, signed=True)
         # both runs store the same outcomes: no signed command was refused
-        check = "ok" if on_stored == off_stored else f"FAILED ({on_stored} vs {off_stored})"
+        check = "ok" if on.stored == off.stored else f"FAILED ({on.stored} vs {off.stored})"
         print(
-            f"repetition {repetition + 1}: off {off_rate:,.0f} commands/s,"
-            f" on {on_rate:,.0f} commands/s, ratio {on_rate / off_rate:.3f}, check {check}"
+            f"repetition {repetition + 1}: off {off.rate:,.0f}/s ({off.cpu_rate:,.0f}/CPU-s),"
+            f" on {on.rate:,.0f}/s ({on.cpu_rate:,.0f}/CPU-s), ratio {on.rate / off.rate:.3f}"
+            f" (CPU {on.cpu_rate / off.cpu_rate:.3f}); decide only: off"
+            f" {off_decide[-1]:,.0f}, on {on_decide[-1]:,.0f}/CPU-s; check {check}"
         )
-        off_rates.append(off_rate)
-        on_rates.append(on_rate)
-    off, on = statistics.median(off_rates), statistics.median(on_rates)
-    verdict = "met" if on / off >= TARGET_RATIO else "NOT met"
+        off_runs.append(off)
+        on_runs.append(on)
     print(f"commands:          {arguments.commands} ({arguments.tenants} tenants)")
-    print(f"verification off:  {off:,.0f} commands/s (median of {len(off_rates)})")
-    print(f"verification on:   {on:,.0f} commands/s (median of {len(on_rates)})")
-    print(f"ratio on/off:      {on / off:.3f} (target >= {TARGET_RATIO}: {verdict})")
+    for label, pick in (("commands/s", _wall), ("commands/CPU-s", _cpu)):
+        off_rate = statistics.median(pick(run) for run in off_runs)
+        on_rate = statistics.median(pick(run) for run in on_runs)
+        verdict = "met" if on_rate / off_rate >= TARGET_RATIO else "NOT met"
+        print(
+            f"processor {label:15} off {off_rate:,.0f}, on {on_rate:,.0f}: ratio"
+            f" {on_rate / off_rate:.3f} (target >= {TARGET_RATIO}: {verdict};"
+            f" median of {len(off_runs)})"
+        )
+    off_rate, on_rate = statistics.median(off_decide), statistics.median(on_decide)
+    print(
+        f"decide only (no Kafka) off {off_rate:,.0f}, on {on_rate:,.0f} commands/CPU-s: ratio"
+        f" {on_rate / off_rate:.3f}, {1e6 / on_rate - 1e6 / off_rate:.1f} us per command"
+    )
+
+
+def _wall(run: Run) -> float:
+    return run.rate
+
+
+def _cpu(run: Run) -> float:
+    return run.cpu_rate
 
 
 if __name__ == "__main__":

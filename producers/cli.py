@@ -20,7 +20,7 @@ from typing import IO, Final
 from producers.errors import CommandValidationError, ProducerError
 from producers.jsonl import command_from_line, command_to_line
 from producers.loadgen import LoadPlan, generate, opening_count, poison_records
-from producers.sdk import LedgerProducer, validate
+from producers.sdk import LedgerProducer, SigningKey, read_signing_key, validate
 from schemas.codec import encode_command
 from schemas.model import Command
 from streamledger.cli_parser import (
@@ -49,6 +49,7 @@ def register(subparsers: Subparsers) -> None:
         "produce", help="send JSON-line commands (file or stdin) to ledger.commands"
     )
     produce.add_argument("--file", type=Path, help="read this file instead of stdin")
+    add_signing_key_argument(produce)
     produce.set_defaults(handler=run_produce)
 
     loadgen = subparsers.add_parser("loadgen", help="send a seeded, reproducible workload")
@@ -69,7 +70,25 @@ def register(subparsers: Subparsers) -> None:
         help="undecodable records to add, for the dead-letter topic (default 0)",
     )
     loadgen.add_argument("--quiet", action="store_true", help="no progress line")
+    add_signing_key_argument(loadgen)
     loadgen.set_defaults(handler=run_loadgen)
+
+
+def add_signing_key_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--signing-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="sign the commands of this key file's tenant (written by `streamledger tenants"
+        " grant`); repeat for more tenants",
+    )
+
+
+def signing_keys(paths: list[Path]) -> dict[str, SigningKey]:
+    """Tenant id -> key, from the ``--signing-key`` files."""
+    return dict(read_signing_key(path) for path in paths)
 
 
 # --------------------------------------------------------------------------- produce
@@ -128,7 +147,7 @@ def run_produce(arguments: argparse.Namespace, settings: Settings) -> int:
     sent = failed = 0
     with ExitStack() as stack:
         source = stack.enter_context(open_input(arguments.file))
-        producer = LedgerProducer(settings)
+        producer = LedgerProducer(settings, signing_keys=signing_keys(arguments.signing_key))
         for _, command in parse_lines(source, now_us, sys.stderr):
             if command is None:
                 failed += 1
@@ -204,7 +223,7 @@ def run_loadgen(arguments: argparse.Namespace, settings: Settings) -> int:
             if arguments.record
             else None
         )
-        producer = LedgerProducer(settings)
+        producer = LedgerProducer(settings, signing_keys=signing_keys(arguments.signing_key))
         started = time.monotonic()
         for sent, generated in enumerate(generate(plan), start=1):
             if arguments.poison and sent == 1:
