@@ -1,0 +1,101 @@
+"""What a restore keeps of the records it reads (``processors.restore._keep_latest``): the latest
+value per key, a tombstone removes the key, and the named header of the key's latest record, if
+it carries one, however the client hands the headers over (decision 0091 reads the processor's
+one header without a call)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+from processors.restore import RestoreError, _keep_latest, _Latest
+
+HEADER = "streamledger.outcome.times"
+TOPIC = "t.ledger.outcomes"
+
+
+@dataclass
+class Record:
+    """The accessors of a consumed ``confluent_kafka.Message`` that the fold uses."""
+
+    key_bytes: bytes | None
+    value_bytes: bytes | None
+    header_list: list[tuple[str, Any]] | None = None
+    at: int = 0
+    failure: KafkaError | None = None
+    topic_name: str = TOPIC
+
+    def error(self) -> KafkaError | None:
+        return self.failure
+
+    def topic(self) -> str:
+        return self.topic_name
+
+    def key(self) -> bytes | None:
+        return self.key_bytes
+
+    def value(self) -> bytes | None:
+        return self.value_bytes
+
+    def headers(self) -> list[tuple[str, Any]] | None:
+        return self.header_list
+
+    def offset(self) -> int:
+        return self.at
+
+
+def _fold(records: list[Record], end: int = 10) -> tuple[_Latest, set[str], int]:
+    latest = _Latest({TOPIC: {}}, {TOPIC: {}}, HEADER)
+    pending = {TOPIC}
+    read = _keep_latest(records, {TOPIC: (0, end)}, latest, pending)  # type: ignore[arg-type]
+    return latest, pending, read
+
+
+def test_the_latest_value_and_its_header_are_kept() -> None:
+    latest, pending, read = _fold(
+        [
+            Record(b"a", b"1", [(HEADER, b"t1")]),
+            Record(b"b", b"2", [("other", b"x"), (HEADER, b"t2")]),
+            Record(b"a", b"3", [(HEADER, b"t3")]),
+        ]
+    )
+    assert read == 3 and pending == {TOPIC}
+    assert latest.values[TOPIC] == {b"a": b"3", b"b": b"2"}
+    assert latest.header_values[TOPIC] == {b"a": b"t3", b"b": b"t2"}
+
+
+def test_a_later_record_without_the_header_drops_it() -> None:
+    latest, _, _ = _fold(
+        [
+            Record(b"a", b"1", [(HEADER, b"t1")]),
+            Record(b"a", b"2", None),
+            Record(b"b", b"1", [(HEADER, b"t1")]),
+            Record(b"b", b"2", [("other", b"x")]),
+            Record(b"c", b"1", [(HEADER, b"t1")]),
+            Record(b"c", b"2", [(HEADER, "not bytes")]),
+        ]
+    )
+    assert latest.values[TOPIC] == {b"a": b"2", b"b": b"2", b"c": b"2"}
+    assert latest.header_values[TOPIC] == {}
+
+
+def test_a_tombstone_removes_the_key_and_its_header() -> None:
+    latest, _, read = _fold([Record(b"a", b"1", [(HEADER, b"t1")]), Record(b"a", None)])
+    assert read == 2
+    assert latest.values[TOPIC] == {} and latest.header_values[TOPIC] == {}
+
+
+def test_the_end_of_the_partition_at_the_stable_end_ends_the_topic() -> None:
+    end_of_partition = KafkaError(KafkaError._PARTITION_EOF)
+    _, pending, read = _fold([Record(None, None, at=10, failure=end_of_partition)])
+    assert pending == set() and read == 0
+    with pytest.raises(RestoreError, match="expected 10"):
+        _fold([Record(None, None, at=9, failure=end_of_partition)])
+
+
+def test_a_record_without_a_key_stops_the_restore() -> None:
+    with pytest.raises(RestoreError, match="without a key"):
+        _fold([Record(None, b"1")])
