@@ -11,6 +11,8 @@
    profile of the loop (separate, untimed pass); multi-leg: postings/s of 10-posting
    transactions beside two-account transfers/s (``bench.multileg_suite``); commands/s with
    1,000 balance monitors on the hot accounts against none (``bench.monitor_suite``);
+   signed commands: the standard size with signature verification on vs off, wall clock,
+   process CPU and decide alone (``bench.signature_suite``, issue 21 §2);
 4. peers: faust-streaming and Quix Streams on the same records, same check;
 5. projection vs raw COPY; reports and metadata search on a filled scratch database, with
    the issue 19 targets (``bench.reports_suite``); end-to-end latency through ``streamledger run``;
@@ -42,6 +44,7 @@ from bench import (
     projection_suite,
     reconciliation_suite,
     reports_suite,
+    signature_suite,
     workloads,
 )
 from bench.peers import runner as peers
@@ -155,6 +158,10 @@ def run_suites(
     say(f"monitors: {monitor_suite.MONITORS:,} monitors on hot accounts vs none x {repetitions}")
     monitor_suite.run_monitors(
         run, settings, size=arguments.size, repetitions=repetitions, partitions=PARTITIONS
+    )
+    say(f"signatures: verification on vs off, {size.standard:,} commands x {repetitions}")
+    signature_suite.run_signatures(
+        run, settings, commands=size.standard, tenants=size.tenants, repetitions=repetitions
     )
     say("processor: profile (untimed pass)")
     profiler = cProfile.Profile()

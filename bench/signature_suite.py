@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 import ledger
 from bench.bench_processor import RUN_TIMEOUT_S, delete_topics, run_processor
+from bench.results import BenchRun
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.command_signatures import KeyRegistry, SignatureMode
@@ -175,6 +176,29 @@ def decide_only(commands: int, tenants: int, *, signed: bool) -> float:
             book.staged_outputs()
             book.commit()
     return len(records) / (time.process_time() - started)
+
+
+def run_signatures(
+    run: BenchRun, base: Settings, *, commands: int, tenants: int, repetitions: int
+) -> None:
+    """``make bench``'s part: per repetition off then on, into ``run``'s figures (group
+    ``signatures``), with the ratios of wall-clock and CPU commands/s and of decide alone."""
+    arguments = argparse.Namespace(commands=commands, tenants=tenants, partitions=3)
+    for _ in range(repetitions):
+        off = one_run(base, arguments, signed=False)
+        on = one_run(base, arguments, signed=True)
+        if on.stored != off.stored:
+            run.findings.append(
+                f"signatures: the signed run stored {on.stored} outcomes, the unsigned"
+                f" {off.stored}: a signed command was refused"
+            )
+        run.add("signatures", "processor, verification off", "commands/s", off.rate)
+        run.add("signatures", "processor, verification on", "commands/s", on.rate)
+        run.add("signatures", "on / off (wall clock)", "x", on.rate / off.rate)
+        run.add("signatures", "on / off (process CPU)", "x", on.cpu_rate / off.cpu_rate)
+        decide_off = decide_only(commands, tenants, signed=False)
+        decide_on = decide_only(commands, tenants, signed=True)
+        run.add("signatures", "on / off (decide alone, CPU)", "x", decide_on / decide_off)
 
 
 def main() -> None:
