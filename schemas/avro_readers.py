@@ -213,29 +213,13 @@ def read_transfer_state(
     debit_account_id, position = read_shared_string(data, position)
     credit_account_id, position = read_shared_string(data, position)
     currency, position = read_shared_string(data, position)
-    # the longs' one-byte case inline (a call is most of a small long's cost)
-    byte = data[position]
-    amount, position = (
-        ((byte >> 1) ^ -(byte & 1), position + 1) if byte < 0x80 else read_long(data, position)
-    )
-    byte = data[position]
-    status, position = (
-        ((byte >> 1) ^ -(byte & 1), position + 1) if byte < 0x80 else read_long(data, position)
-    )
-    byte = data[position]
-    amount_posted, position = (
-        ((byte >> 1) ^ -(byte & 1), position + 1) if byte < 0x80 else read_long(data, position)
-    )
-    byte = data[position]
-    amount_reversed, position = (
-        ((byte >> 1) ^ -(byte & 1), position + 1) if byte < 0x80 else read_long(data, position)
-    )
+    amount, position = read_long(data, position)
+    status, position = read_long(data, position)
+    amount_posted, position = read_long(data, position)
+    amount_reversed, position = read_long(data, position)
     reverses, position = read_optional_string(data, position)
     expires_at_us, position = read_optional_long(data, position)
-    byte = data[position]
-    last_sequence, position = (
-        ((byte >> 1) ^ -(byte & 1), position + 1) if byte < 0x80 else read_long(data, position)
-    )
+    last_sequence, position = read_long(data, position)
     _end(data, position)
     if status < 0:
         raise ValueError(f"enum index {status}")
