@@ -63,6 +63,7 @@ transactions_posted = st.builds(
     prev_hash=hashes,
     hash=hashes,
     metadata=metadata,
+    actor=st.sampled_from(("", "system", "payments-gw:v1")) | texts,  # since contract v1.7
     transaction_id=texts,
     postings=posting_tuples,
     reverses=optional_texts,
@@ -146,6 +147,8 @@ def _event(**changes: Any) -> TransactionPosted:
         {"sequence": 1.5},
         {"tenant_id": 7},
         {"transaction_id": "lone \ud800 surrogate"},
+        {"actor": "lone \ud800 surrogate"},  # since contract v1.7
+        {"actor": None},
         {"prev_hash": b"short"},
         {"postings": [POSTING]},
         {"postings": (dataclasses.replace(POSTING, amount=2**64),)},
