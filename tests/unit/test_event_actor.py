@@ -9,13 +9,25 @@ nothing: a retry under another key id is the same duplicate.
 from __future__ import annotations
 
 import hashlib
+import io
 
+from fastavro import parse_schema, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ledger
 from processors.partition_ledger import WIRE_FORMAT
-from schemas.codec import HEADER_BYTES, decode_event, record_canonical_bytes
+from projections.event_records import decode_event_record
+from schemas.avro_schemas import load_all_versions
+from schemas.codec import (
+    EVENTS,
+    HEADER_BYTES,
+    MARKER,
+    decode_event,
+    encode_event,
+    record_canonical_bytes,
+    to_avro,
+)
 from schemas.model import (
     SYSTEM_ACTOR,
     UNSIGNED_ACTOR,
@@ -155,3 +167,23 @@ def test_the_sealed_bytes_carry_the_actor_and_the_hash_covers_it(actor: str) -> 
     canonical = record_canonical_bytes(encoded)
     assert hashlib.sha256(event.prev_hash + canonical).digest() == event.hash
     assert canonical.endswith(actor.encode()) and encoded[HEADER_BYTES:-32].endswith(actor.encode())
+
+
+def test_a_v1_6_event_reaches_the_projection_with_the_empty_actor() -> None:
+    """An event written before v1.7 (no actor in its bytes) decodes for the projection with
+    ``actor=""``, what migration 0014's default holds for the rows projected before it."""
+    book = book_with_accounts()
+    (event,) = book.accept(transfer("t-1", "cash", "alice", 10), UNSIGNED_ACTOR)
+    old = load_all_versions()["v1.6"]["EventEnvelope"]
+    branch = EVENTS.by_type[type(event)]
+    buffer = io.BytesIO()
+    record = {"event": (branch.full_name, to_avro(event, branch.field_names))}
+    schemaless_writer(buffer, parse_schema(dict(old.expanded)), record)
+    written = MARKER + old.fingerprint + buffer.getvalue()
+    projected = decode_event_record(written)
+    assert projected["actor"] == "" and projected["hash"] == event.hash
+    assert decode_event(written) == event
+    # the same event written now is one byte longer: the empty actor's length
+    assert (
+        len(record_canonical_bytes(encode_event(event))) == len(record_canonical_bytes(written)) + 1
+    )
