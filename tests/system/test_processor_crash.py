@@ -83,6 +83,9 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(
         time.sleep(chance.uniform(0.05, 1.0))
         processor.kill()
         processor = ProcessorProcess(ledger_settings, "a", tmp_path)
+    # the last one too: when the one before had committed everything, the wait below returned
+    # at once and stop() met a process still importing, without its SIGTERM handler (-15)
+    processor.wait_for_log(RESTORED, STARTUP_TIMEOUT_S)
     feeder.join()
     try:
         wait_until_consumed(ledger_settings, FINISH_TIMEOUT_S, [processor])
