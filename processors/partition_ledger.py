@@ -477,8 +477,10 @@ def _encoded_outcomes(
     """(tenant, key, decided_at, expires_at, bytes) per outcome record with a times header; the
     record key is ``outcome_key`` (the tenant id cannot contain the separator)."""
     unpack = _OUTCOME_TIMES.unpack
+    tenants: dict[str, str] = {}  # one str per tenant, shared by its outcomes (~60 bytes a key)
     for key, header in times.items():
         tenant_id, idempotency_key = key.decode().split(KEY_SEPARATOR, 1)
+        tenant_id = tenants.setdefault(tenant_id, tenant_id)
         decided_at_us, expires_at_us = unpack(header)
         yield (
             tenant_id,
