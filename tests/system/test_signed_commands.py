@@ -31,6 +31,7 @@ from schemas.model import (
 )
 from schemas.signing_keys import signature_headers
 from streamledger.settings import Settings
+from tests.conftest import run_streamledger
 from tests.system.processor_harness import ProcessorProcess, read_topic
 
 pytestmark = pytest.mark.system
@@ -150,6 +151,7 @@ def test_signed_commands_on_the_real_broker(ledger_settings: Settings, tmp_path:
         assert_unauthenticated(
             request(settings, transfer(TENANT_A, "unsigned-after-restart"), {}), "not signed"
         )
+        _the_command_line(settings)
     finally:
         assert restarted.stop() == 0, restarted.log()
     _assert_nothing_moved_for_b(settings)
@@ -243,3 +245,18 @@ def _assert_the_actors_of_a(settings: Settings) -> None:
         "v2-after-revoke": f"{PRINCIPAL}:v2",
         "after-restart": f"{PRINCIPAL}:v2",
     }, actors
+
+
+def _the_command_line(settings: Settings) -> None:
+    """``streamledger tenants revoke`` and ``list`` as an operator runs them."""
+    revoked = run_streamledger(["tenants", "revoke", PRINCIPAL, TENANT_B], settings)
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert f"revoked {PRINCIPAL}:v1: ok (decided) at ledger.commands[" in revoked.stdout
+    listed = run_streamledger(["tenants", "list", TENANT_A], settings)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{PRINCIPAL}:v1: granted at offset ")
+    assert "revoked from record time" in lines[0] and lines[1].endswith(", valid"), lines
+    again = run_streamledger(["tenants", "grant", PRINCIPAL, TENANT_B], settings)
+    assert again.returncode == 1, again.stdout + again.stderr  # a revoked key id: never again
+    assert "REJECTED (not_stored)" in again.stdout and "never granted twice" in again.stdout
