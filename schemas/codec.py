@@ -31,7 +31,10 @@ schemas.codec.encode.Transfer`` prints one). The fast path calls two fastavro in
 fallback from them is logged and counted (``fastavro_fallback_total``, decision 0034). The two
 multi-leg records whose size grows with the postings, ``TransactionPosted`` (sealed) and
 ``TransactionState``, are written by hand (``schemas.avro_writers``: fastavro's bytes, compared
-by a Hypothesis test), anything unusual through the generic encoder.
+by a Hypothesis test), anything unusual through the generic encoder. The state records a restore
+decodes by the thousand, ``TransferState``, ``AccountState`` and ``TenantHead``, are read by hand
+(``schemas.avro_readers``: fastavro's values, compared by a Hypothesis test), anything unusual
+through fastavro.
 """
 
 from __future__ import annotations
