@@ -12,9 +12,9 @@ docs/security.md, the broker and the tests all read the same rows:
 - api: write ``ledger.commands`` (idempotent); read ``ledger.outcomes``; its assign-only groups
   (``streamledger-api-*``);
 - dispatcher: read ``ledger.events``, ``ledger.notifications``; group ``streamledger-notify*``;
-- reconciler: read ``ledger.events``, ``ledger.balances``, ``ledger.statements``; write
-  ``ledger.statements``, ``ledger.reconciliation``; group and transactional ids
-  ``streamledger-reconciler*``; the importer's transactional ids
+- reconciler: read ``ledger.events``, ``ledger.balances``, ``ledger.statements``,
+  ``ledger.reconciliation``; write ``ledger.statements``, ``ledger.reconciliation``; group and
+  transactional ids ``streamledger-reconciler*``; the importer's transactional ids
   ``streamledger-statements-import/*``; its assign-only readers' groups ``streamledger-reader-*``;
 - upstream: write ``ledger.commands`` (idempotent) only; with ``read_replies`` also read
   ``ledger.replies`` with the assign-only groups ``streamledger-replies-*``;
@@ -228,7 +228,10 @@ def grants_for(spec: PrincipalSpec, topic_prefix: str) -> tuple[Grant, ...]:
         )
     if spec.role == ROLE_RECONCILER:
         return (
-            *(topic(READ, name) for name in (EVENTS_TOPIC, BALANCES_TOPIC, STATEMENTS_TOPIC)),
+            *(topic(READ, name) for name in (EVENTS_TOPIC, BALANCES_TOPIC)),
+            # its own topics both ways: the reconciliation projection and `reconcile report`
+            # read back the statements and the results it wrote
+            *(topic(READ, name) for name in (STATEMENTS_TOPIC, RECONCILIATION_TOPIC)),
             *(topic(WRITE, name) for name in (STATEMENTS_TOPIC, RECONCILIATION_TOPIC)),
             group("streamledger-reconciler"),
             group("streamledger-reader-", prefixed_by_stack=False),  # its assign-only readers
