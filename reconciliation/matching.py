@@ -234,14 +234,15 @@ class Side:
     items: dict[str, Item] = field(default_factory=dict)
     by_amount: dict[tuple[Direction, int], dict[str, None]] = field(default_factory=dict)
     by_reference: dict[str, str] = field(default_factory=dict)
-    # date_days -> item ids in arrival order: the date-window rules read only the window's days
-    by_day: dict[int, dict[str, None]] = field(default_factory=dict)
+    # (direction, date_days) -> item ids in arrival order: the date-window rules read only the
+    # window's days of the direction they look for
+    by_day: dict[tuple[Direction, int], dict[str, None]] = field(default_factory=dict)
 
     def add(self, item: Item) -> None:
         assert item.item_id not in self.items, item
         self.items[item.item_id] = item
         self.by_amount.setdefault((item.direction, item.amount), {})[item.item_id] = None
-        self.by_day.setdefault(item.date_days, {})[item.item_id] = None
+        self.by_day.setdefault((item.direction, item.date_days), {})[item.item_id] = None
         for reference in item.references:
             self.by_reference.setdefault(reference, item.item_id)
 
@@ -251,10 +252,10 @@ class Side:
         del same_amount[item_id]
         if not same_amount:
             del self.by_amount[(item.direction, item.amount)]
-        same_day = self.by_day[item.date_days]
+        same_day = self.by_day[(item.direction, item.date_days)]
         del same_day[item_id]
         if not same_day:
-            del self.by_day[item.date_days]
+            del self.by_day[(item.direction, item.date_days)]
         for reference in item.references:
             if self.by_reference.get(reference) == item_id:
                 del self.by_reference[reference]
@@ -267,12 +268,45 @@ class Side:
         first, last = item.date_days - window_days, item.date_days + window_days
         days: Iterable[int] = range(first, last + 1)
         if len(self.by_day) <= last - first:  # fewer open days than the window has: scan those
-            days = [day for day in self.by_day if first <= day <= last]
+            days = [day for direction, day in self.by_day if first <= day <= last
+                    and direction is item.direction]  # fmt: skip
         for day in days:
-            for item_id in self.by_day.get(day, ()):
+            for item_id in self.by_day.get((item.direction, day), ()):
                 other = self.items[item_id]
-                if other.direction is item.direction and other.may_pair(item):
+                if other.may_pair(item):
                     yield other
+
+    def nearest(
+        self, item: Item, window_days: int, count: int, accept: Callable[[Item], bool]
+    ) -> list[Item]:
+        """The first ``count`` of ``within(item, window_days)`` that ``accept`` takes, ranked by
+        date distance to ``item``, then order — what sorting all of them would give, visiting
+        the window's days nearest first and each day only until enough are found (a day's items
+        are in arrival order, which is their order on their topic)."""
+        found: list[Item] = []
+        direction, center, reference = item.direction, item.date_days, item.end_to_end
+        for distance in range(window_days + 1):
+            wanted = count - len(found)
+            if wanted <= 0:
+                break
+            days = (center,) if distance == 0 else (center - distance, center + distance)
+            ring: list[Item] = []
+            for day in days:
+                taken = 0
+                for item_id in self.by_day.get((direction, day), ()):
+                    other = self.items[item_id]
+                    # other.may_pair(item), inlined: this loop is the sum rule's cost
+                    if (
+                        other.end_to_end is None or reference in (None, other.end_to_end)
+                    ) and accept(other):
+                        ring.append(other)
+                        taken += 1
+                        if taken == wanted:
+                            break
+            if len(days) == 2:
+                ring.sort(key=lambda other: other.order)
+            found += ring[:wanted]
+        return found
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,37 +353,27 @@ def _reference_match(new: Item, partner: Item) -> Match:
     return Match(rule=MatchRule.EXTERNAL_REFERENCE, state=state, reason=reason, partners=(partner,))
 
 
-def _nearest(candidates: Iterator[Item], center: Item, count: int) -> list[Item]:
-    ranked = sorted(
-        candidates, key=lambda item: (abs(item.date_days - center.date_days), item.order)
-    )
-    return ranked[:count]
-
-
 def _sum_match(new: Item, own: Side, other: Side, rules: MatchingRules) -> Match | None:
     if not other.items:
         return None  # both shapes need open items on the other side (most arrivals: none)
     window, limit = rules.date_window_days, rules.sum_candidates_max
     # one (new) to many (other side)
-    smaller = (item for item in other.within(new, window) if item.amount < new.amount)
-    found = subset_with_sum(_nearest(smaller, new, limit), new.amount, 2, rules.sum_items_max)
+    smaller = other.nearest(new, window, limit, lambda item: item.amount < new.amount)
+    found = subset_with_sum(smaller, new.amount, 2, rules.sum_items_max)
     if found is not None:
         return Match(
             rule=MatchRule.SUM, state=ReconciliationState.MATCHED, reason="matched", partners=found
         )
     # many (new and companions of its own side) to one (other side)
-    larger = (item for item in other.within(new, window) if item.amount > new.amount)
-    for target in _nearest(larger, new, limit):
-        companions = (
-            item
-            for item in own.within(target, window)
-            if item.item_id != new.item_id
-            and item.amount < target.amount - new.amount + 1
-            and item.may_pair(new)
-        )
+    for target in other.nearest(new, window, limit, lambda item: item.amount > new.amount):
+        rest_total = target.amount - new.amount
+
+        def companion(item: Item, rest_total: int = rest_total) -> bool:
+            return item.item_id != new.item_id and item.amount <= rest_total and item.may_pair(new)
+
         rest = subset_with_sum(
-            _nearest(companions, target, limit - 1),
-            target.amount - new.amount,
+            own.nearest(target, window, limit - 1, companion),
+            rest_total,
             1,
             rules.sum_items_max - 1,
         )
@@ -369,23 +393,29 @@ def subset_with_sum(
 ) -> tuple[Item, ...] | None:
     """The first subset (in candidate order, smallest size first) of ``size_min..size_max`` items
     whose amounts add up to ``total``; bounded by the caller's candidate count."""
+    positions: dict[int, list[int]] = {}  # amount -> the candidates' indexes, ascending
+    for index, candidate in enumerate(candidates):
+        positions.setdefault(candidate.amount, []).append(index)
     for size in range(size_min, size_max + 1):
-        found = _subset_of_size(candidates, 0, size, total)
+        found = _subset_of_size(candidates, positions, 0, size, total)
         if found is not None:
             return found
     return None
 
 
 def _subset_of_size(
-    candidates: list[Item], start: int, size: int, total: int
+    candidates: list[Item], positions: dict[int, list[int]], start: int, size: int, total: int
 ) -> tuple[Item, ...] | None:
-    if size == 0:
-        return () if total == 0 else None
+    """The first ``size`` candidates from ``start`` on, in candidate order, adding up to
+    ``total``: the last one found by its amount (``positions``), not by trying each."""
+    if size == 1:
+        index = next((index for index in positions.get(total, ()) if index >= start), None)
+        return None if index is None else (candidates[index],)
     for index in range(start, len(candidates) - size + 1):
         item = candidates[index]
         if item.amount > total:
             continue
-        rest = _subset_of_size(candidates, index + 1, size - 1, total - item.amount)
+        rest = _subset_of_size(candidates, positions, index + 1, size - 1, total - item.amount)
         if rest is not None:
             return (item, *rest)
     return None
@@ -485,7 +515,7 @@ class Reconciler:
         match = find_match(item, book.lines, book.movements, self.rules)
         if match is None:
             self._open(book.lines, item)
-            return self._close(book, at_us, (item,), ())
+            return self._close(book, at_us, (item,), ()) if self._line_closed(book, item) else []
         return self._decide(book, match, new_line=item, at_us=at_us)
 
     def add_movement(
@@ -512,6 +542,8 @@ class Reconciler:
         if match is not None:
             return self._decide(book, match, new_movement=item, at_us=at_us)
         self._open(book.movements, item)
+        if not self._movement_closed(book, item):
+            return []  # most arrivals: the other side's time has not passed the window yet
         return self._close(book, at_us, (), (item,))
 
     def add_manual_match(
