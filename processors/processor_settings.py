@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from kafka_adapter.security import PROCESSOR_PRINCIPAL, security_config
 from processors.command_signatures import SignatureMode, parse_signature_mode
-from processors.signing_master import ensure_master
+from processors.signing_master import master_of_stack
 from processors.tenant_quotas import QuotaLimits
 from schemas.topics import LedgerTopicNames
 from streamledger.errors import SettingError
@@ -263,11 +263,12 @@ def build_processor_settings(
     """The settings of ``streamledger process``: the shared settings, the instance id, the
     metrics port (``None`` = the shared ``metrics_port``), the limits given by name and the
     signature mode (``None`` = the default). The signing master secret is read from the stack
-    home (created the first time). Raises ``SettingError`` naming the setting and its flag."""
+    home (created the first time; none without a home). Raises ``SettingError`` naming the
+    setting and its flag."""
     return build_declared(
         ProcessorSettings,
         {**(limits or {}), "command_signatures": command_signatures},
-        signing_master=ensure_master(settings.home),
+        signing_master=master_of_stack(settings.home),
         bootstrap_servers=settings.kafka_bootstrap,
         kafka_security=tuple(security_config(settings, PROCESSOR_PRINCIPAL).items()),
         topic_prefix=settings.topic_prefix,

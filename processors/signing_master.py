@@ -45,17 +45,28 @@ def read_master(path: Path) -> bytes:
 
 
 def ensure_master(home: Path) -> bytes:
-    """The stack's master secret, created (random, 0600) the first time."""
+    """The stack's master secret, created (random, 0600) the first time; the home must exist
+    (``SettingError`` otherwise: nothing is created outside a stack's home)."""
     path = master_path(home)
     if not path.is_file():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not home.is_dir():
+            raise SettingError(f"no stack home {home} to keep the signing master secret in")
         try:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process created it first: read theirs
             return read_master(path)
+        except OSError as exc:
+            raise SettingError(f"cannot create the signing master secret {path}: {exc}") from None
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(MASTER_SECRET_BYTES) + "\n")
     return read_master(path)
+
+
+def master_of_stack(home: Path) -> bytes:
+    """The master secret of the stack at ``home`` (created the first time), or empty when
+    there is no such home (settings built for a check or a test): then no registry is kept."""
+    return ensure_master(home) if home.is_dir() else b""
 
 
 def key_file_path(home: Path, principal: str, tenant_id: str) -> Path:

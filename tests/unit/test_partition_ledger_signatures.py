@@ -4,6 +4,8 @@ idempotency so a forged command never reads a stored outcome nor burns its key."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ledger
 from processors.command_signatures import KeyRegistry, SignatureMode
 from processors.partition_ledger import (
@@ -13,20 +15,27 @@ from processors.partition_ledger import (
     REPLY_NOT_STORED,
     WIRE_FORMAT,
     PartitionLedger,
+    ledger_from_snapshot,
 )
+from processors.processor_settings import build_processor_settings
+from processors.restore import PartitionSnapshot
+from processors.signing_master import master_path
 from schemas.codec import decode_event, decode_outcome, encode_command
 from schemas.model import OutcomeStatus, RejectReason
 from schemas.signing_keys import (
     OPERATOR_KEY_ID,
     SigningKeyAction,
     SigningKeyCommand,
+    SigningKeyState,
     decode_signing_key_state,
     encode_signing_key_command,
+    encode_signing_key_state,
     is_signing_key_state,
     operator_secret,
     signature_headers,
     tenant_key_secret,
 )
+from streamledger.settings import Settings
 from tests.unit.ledger_builders import SECOND_US, T0_US, open_account
 
 MASTER = bytes(32)
@@ -102,3 +111,53 @@ def test_a_tenant_without_keys_may_send_unsigned_commands_when_enrolled() -> Non
     (reply,) = outputs.replies
     assert decode_outcome(reply[1]).status is OutcomeStatus.ACCEPTED
     assert decode_event(outputs.events[0][1]).actor == ""  # accepted unsigned
+
+
+def test_the_master_secret_lives_in_the_stack_home_and_nowhere_else(tmp_path: Path) -> None:
+    settings = build_processor_settings(Settings(home=tmp_path, topic_prefix="p."))
+    path = master_path(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o600 and len(settings.signing_master) == 32
+    assert build_processor_settings(Settings(home=tmp_path)).signing_master == (
+        settings.signing_master
+    )
+    missing = tmp_path / "no-such-home"
+    assert build_processor_settings(Settings(home=missing)).signing_master == b""
+    assert not missing.exists()
+
+
+def test_a_restore_splits_the_registry_from_the_ledger_state(tmp_path: Path) -> None:
+    settings = build_processor_settings(Settings(home=tmp_path, topic_prefix="p."))
+    book = PartitionLedger(
+        0,
+        ledger.LedgerState(wire_format=WIRE_FORMAT),
+        signatures=KeyRegistry(settings.signing_master, SignatureMode.ENROLLED),
+    )
+    grant = SigningKeyCommand(
+        tenant_id="acme", idempotency_key="grant", action=SigningKeyAction.GRANT, key_id=KEY_ID
+    )
+    value = encode_signing_key_command(grant)
+    operator = signature_headers(operator_secret(settings.signing_master), OPERATOR_KEY_ID, value)
+    book.decide_signing_key(grant, value, operator, T0_US, 0)
+    book.decide(open_account("cash"), T0_US, 1, b"", None)  # unsigned: refused, nothing staged
+    book.staged_outputs()
+    book.commit()
+    command = open_account("cash")
+    signed_value = encode_command(command)
+    secret = tenant_key_secret(settings.signing_master, "acme", KEY_ID)
+    book.decide(command, T0_US, 2, signed_value, signature_headers(secret, KEY_ID, signed_value))
+    outputs = book.staged_outputs()
+    balances = {key: value for key, value in outputs.states if value is not None}
+    balances[b"acme/signing-key/gw:v1"] = encode_signing_key_state(
+        SigningKeyState(tenant_id="acme", key_id=KEY_ID, granted_at_us=T0_US, granted_offset=0)
+    )
+    snapshot = PartitionSnapshot(
+        partition=0,
+        records={settings.topics.balances: balances, settings.topics.outcomes: {}},
+        header_values={settings.topics.balances: {}, settings.topics.outcomes: {}},
+        records_read=len(balances),
+        duration_s=0.0,
+    )
+    restored = ledger_from_snapshot(snapshot, settings)
+    assert restored.signatures is not None
+    assert restored.signatures.key("acme", KEY_ID) is not None
+    assert restored.signatures.enrolled("acme")
