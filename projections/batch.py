@@ -32,6 +32,7 @@ from ledger.effects import (
     FINAL_STATUS,
     TRANSACTION_EVENT_TYPES,
     TRANSACTION_MEANING,
+    PostingKind,
     amount_posted_after,
     next_status,
     reversed_total,
@@ -53,7 +54,7 @@ from projections.event_records import (
     TransferPostedRecord,
     event_record,
 )
-from schemas.event_time import to_datetime
+from schemas.event_time import to_datetime as event_time_to_datetime
 from schemas.keys import command_key, partition_for
 from schemas.model import GENESIS_HASH, Event, TransferStatus
 from streamledger.errors import InvariantViolationError
@@ -88,6 +89,45 @@ MetadataRow = tuple[str, str, str, int, str]
 # (tenant_id, transaction_id, status, last_sequence, updated_at): a transaction created before
 # the batch that the batch ends (posted, voided or expired)
 TransactionChangeRow = tuple[str, str, str, int, datetime]
+
+# Per event, its effective time is needed as a datetime by its rows (add_rows) and again by
+# the fold of the transfer it creates or changes: ``to_datetime`` is ~2 µs on this machine
+# (bench/README.md, "Projection write path"), so the conversions are kept in a bounded cache,
+# emptied when full (like the Avro readers' string cache).
+EFFECTIVE_TIMES_CACHED_MAX = 65_536
+_effective_times: dict[int, datetime] = {}
+# A tenant's home partition (murmur2 of its key) per (tenant, partition count), bounded alike.
+HOME_PARTITIONS_CACHED_MAX = 65_536
+_home_partitions: dict[tuple[str, int], int] = {}
+# The ``entries.kind`` text of each posting kind (an enum's ``.value`` is a descriptor call).
+KIND_TEXT: dict[PostingKind, str] = {kind: kind.value for kind in PostingKind}
+# A transfer's status as the ``status`` column holds it, and back (``TransferStatus(text)`` is
+# an enum lookup by value, several times a dict's cost).
+STATUS_TEXT: dict[TransferStatus, str] = {status: status.value for status in TransferStatus}
+STATUS_BY_TEXT: dict[str, TransferStatus] = {status.value: status for status in TransferStatus}
+
+
+def to_datetime(microseconds: int) -> datetime:
+    """``schemas.event_time.to_datetime``, each value converted once while it stays cached."""
+    moment = _effective_times.get(microseconds)
+    if moment is None:
+        if len(_effective_times) >= EFFECTIVE_TIMES_CACHED_MAX:
+            _effective_times.clear()
+        moment = _effective_times[microseconds] = event_time_to_datetime(microseconds)
+    return moment
+
+
+def home_partition_of(tenant_id: str, partitions: int) -> int:
+    """``partition_for(command_key(tenant_id), partitions)``, computed once per tenant while it
+    stays cached."""
+    key = (tenant_id, partitions)
+    home = _home_partitions.get(key)
+    if home is None:
+        if len(_home_partitions) >= HOME_PARTITIONS_CACHED_MAX:
+            _home_partitions.clear()
+        home = _home_partitions[key] = partition_for(command_key(tenant_id), partitions)
+    return home
+
 
 # A multi-leg transaction's posting i is projected as the transfer ``{transaction_id}/{i}``
 # (decision 0042): no real id contains "/" (schemas.limits.ENTITY_ID_PATTERN).
@@ -231,7 +271,7 @@ class PlanContext:
     def home_partition(self, tenant_id: str) -> int | None:
         if self.partitions is None:
             return None
-        return partition_for(command_key(tenant_id), self.partitions)
+        return home_partition_of(tenant_id, self.partitions)
 
 
 @dataclass(slots=True)
@@ -566,7 +606,7 @@ def created_transaction(record: TransactionEventRecord, at: datetime) -> Transac
         len(record["postings"]),
         list(currencies),
         status is TransferStatus.PENDING,  # pending
-        status.value,
+        STATUS_TEXT[status],
         record["reverses"] if record["event_type"] == "TransactionPosted" else None,
         None if expires_at_us is None else to_datetime(expires_at_us),
         record["sequence"],  # created_sequence
@@ -679,7 +719,7 @@ def postings(record: MoneyRecord) -> tuple[tuple[str, int], ...]:
     (``ledger.effects.postings``; the kind as the ``entries.kind`` column holds it)."""
     pending_amount = record["pending_amount"] if record["event_type"] == "PendingPosted" else None
     return tuple(
-        (kind.value, amount)
+        (KIND_TEXT[kind], amount)
         for kind, amount in event_postings(record["event_type"], record["amount"], pending_amount)
     )
 
@@ -784,7 +824,7 @@ def created_transfer(record: TransferPostedRecord | TransferPendingRecord) -> Tr
         record["currency"],
         record["amount"],
         status is TransferStatus.PENDING,  # pending
-        status.value,
+        STATUS_TEXT[status],
         amount_posted_after(event_type, record["amount"]),  # amount_posted
         0,  # amount_reversed
         record["reverses"] if record["event_type"] == "TransferPosted" else None,
@@ -801,7 +841,7 @@ def reversed_transfer(
     state: Mapping[tuple[str, str], TransferRow], record: TransferPostedRecord, target_id: str
 ) -> TransferRow:
     target = state.get((record["tenant_id"], target_id))
-    if target is None or not reversible(TransferStatus(target.status)):
+    if target is None or not reversible(STATUS_BY_TEXT[target.status]):
         raise cannot_apply(
             record,
             f"tenant {record['tenant_id']!r}: transfer {record['transfer_id']!r} (sequence "
@@ -828,7 +868,7 @@ def finalized_transfer(
     status = (
         None
         if current is None
-        else next_status(record["event_type"], TransferStatus(current.status))
+        else next_status(record["event_type"], STATUS_BY_TEXT[current.status])
     )
     if current is None or status is None:
         found = "missing" if current is None else current.status
@@ -845,7 +885,7 @@ def finalized_transfer(
             f"{record['transfer_id']!r}",
         )
     return current._replace(
-        status=status.value,
+        status=STATUS_TEXT[status],
         amount_posted=amount_posted_after(record["event_type"], record["amount"]),
         last_sequence=record["sequence"],
         updated_at=to_datetime(record["effective_at_us"]),
