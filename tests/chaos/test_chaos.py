@@ -50,6 +50,7 @@ from tests.chaos.chaos_driver import ChaosDriver, ChaosPlan
 from tests.chaos.run_process import RunProcess, stopped_cleanly
 from tests.conftest import api_port, run_streamledger
 from tests.system.free_ports import free_port_range
+from tests.system.kafka_clients import moved_home
 from tests.system.ledger_reference import ReferenceLedger
 from tests.system.processor_harness import assert_outputs_match, read_topic
 
@@ -164,7 +165,7 @@ def test_chaos(
     seed: int, projection_settings: Settings, stack_settings: Settings, tmp_path: Path
 ) -> None:
     print(f"chaos seed {seed}: replay with STREAMLEDGER_CHAOS_SEEDS={seed} pytest tests/chaos")
-    settings = replace(projection_settings, home=tmp_path, metrics_port=free_port_range(3))
+    settings = replace(moved_home(projection_settings, tmp_path), metrics_port=free_port_range(3))
     commands, poison = workload(seed)
     reference = ReferenceLedger().fold(commands)
     run = RunProcess(settings, tmp_path / "run.log", api_port=api_port())

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
-from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
-from streamledger.settings import Settings
+from kafka_adapter.security import ADMIN_PRINCIPAL, client_config, credentials_directory
+from streamledger.settings import Settings, replace
 
 OPERATION_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 30.0
 POLL_TIMEOUT_S = 0.5
+
+
+def moved_home(settings: Settings, home: Path) -> Settings:
+    """``settings`` with a home of its own (logs, run files) whose processes still authenticate
+    as the stack's principals: under scram their stored passwords are copied (0700/0600)."""
+    source = credentials_directory(settings.home)
+    if source.is_dir():
+        shutil.copytree(source, credentials_directory(home), dirs_exist_ok=True)
+    return replace(settings, home=home)
 
 
 def transactional_producer(settings: Settings) -> Producer:

@@ -28,6 +28,7 @@ from api.cli import server_config
 from api.settings import build_api_settings
 from infra import kafka_broker, postgres_server, stack
 from streamledger.settings import Settings
+from tests.conftest import kafka_security_of_test_stacks
 from workloads.api_stack import ApiStack, free_port, running_api_stack
 
 pytestmark = pytest.mark.system
@@ -367,7 +368,12 @@ OUTAGE_PROBES = 10  # /readyz asked this often while a service is down (the pool
 @pytest.fixture
 def own_stack() -> Iterator[Settings]:
     home = Path(tempfile.mkdtemp(prefix="streamledger-readiness-"))
-    settings = Settings(home=home, partitions=2, **READINESS_PORTS)  # type: ignore[arg-type]
+    settings = Settings(
+        home=home,
+        partitions=2,
+        kafka_security=kafka_security_of_test_stacks(),
+        **READINESS_PORTS,  # type: ignore[arg-type]
+    )
     try:
         stack.up(settings)
         yield settings

@@ -40,6 +40,7 @@ def test_an_unreachable_bootstrap_server_is_one_line(tmp_path):
         completed = run_streamledger(
             [
                 "--home", str(tmp_path), "--bootstrap-servers", f"127.0.0.1:{port}",
+                "--kafka-security", "plaintext",  # reachability, not credentials
                 "topics", "apply", "--timeout-s", "2",
             ]
         )  # fmt: skip

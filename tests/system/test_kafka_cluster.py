@@ -25,6 +25,7 @@ from infra import kafka_broker, stack
 from kafka_adapter.admin import admin_client
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from streamledger.settings import Settings
+from tests.conftest import kafka_security_of_test_stacks
 from tests.system.free_ports import free_port_range
 
 pytestmark = pytest.mark.system
@@ -50,6 +51,7 @@ def cluster() -> Iterator[Settings]:
         replication_factor=3,
         min_insync_replicas=2,
         kafka_heap_mb=256,
+        kafka_security=kafka_security_of_test_stacks(),
     )
     try:
         kafka_broker.start(settings)

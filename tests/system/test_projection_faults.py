@@ -52,7 +52,7 @@ def start_projection(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
                 "--batch-interval-ms",
                 "50",
                 "--consumer-group",
-                f"{settings.topic_prefix}projection",
+                f"{settings.topic_prefix}streamledger-projection-faults",  # the principal's groups
             ],
             cwd=REPO_ROOT,
             env=environment,

@@ -23,7 +23,7 @@ from pipeline.supervisor import RunSettings, Supervisor, plan_children
 from pipeline.topic_reader import end_offsets
 from streamledger.settings import Settings, replace
 from tests.system.free_ports import free_port_range
-from tests.system.kafka_clients import OPERATION_TIMEOUT_S, transactional_producer
+from tests.system.kafka_clients import OPERATION_TIMEOUT_S, moved_home, transactional_producer
 
 STALL_TIMEOUT_S = 8.0
 WAIT_S_MAX = 120.0
@@ -54,7 +54,7 @@ def wait_for_heartbeat(supervisor: Supervisor, lines: list[str]) -> None:
 def test_a_stopped_processor_is_reported_stalled_killed_and_restarted(
     ledger_settings: Settings, tmp_path: Path
 ) -> None:
-    settings = replace(ledger_settings, home=tmp_path, metrics_port=free_port_range(1))
+    settings = replace(moved_home(ledger_settings, tmp_path), metrics_port=free_port_range(1))
     run = RunSettings(
         processors=1,
         projections=0,
