@@ -87,6 +87,13 @@ class RegistryDecision:
 
 def signature_of(headers: Headers) -> tuple[bytes | None, bytes | None]:
     """(key id, hex signature) from a record's headers; None for a missing one."""
+    if (  # the SDK's two headers, in its order: no scan
+        type(headers) is list
+        and len(headers) == SIGNED_HEADER_COUNT
+        and headers[0][0] == KEY_ID_HEADER
+        and headers[1][0] == SIGNATURE_HEADER
+    ):
+        return _as_bytes(headers[0][1]), _as_bytes(headers[1][1])
     key_id: HeaderValue = None
     mac: HeaderValue = None
     if isinstance(headers, Mapping):
@@ -157,14 +164,10 @@ class KeyRegistry:
         self._latest_us = max(self._latest_us, record_timestamp_us)
         return self._latest_us
 
-    def _keyed_mac(self, tenant_id: str, key_id: bytes) -> tuple[str, Any] | None:
-        """(key id text, the key's HMAC-SHA256 already fed ``key_id + NUL``), derived once and
-        cached: each command then costs a copy and its value, not the derivation and the key
-        schedule. None for a key id that is not ASCII."""
-        try:
-            key_text = key_id.decode("ascii")
-        except UnicodeDecodeError:
-            return None
+    def _keyed_mac(self, tenant_id: str, key_id: bytes, key_text: str) -> tuple[str, Any]:
+        """(key id text, the key's HMAC-SHA256 already fed ``key_id + NUL``), derived once per
+        granted key and cached: each command then costs a copy and its value, not the
+        derivation and the key schedule."""
         if len(self._macs) >= SECRET_CACHE_MAX:
             self._macs.clear()
         secret = tenant_key_secret(self._master, tenant_id, key_text)
@@ -181,25 +184,21 @@ class KeyRegistry:
         now_us = self._latest_us
         if record_timestamp_us > now_us:
             self._latest_us = now_us = record_timestamp_us
-        if (  # the SDK's two headers, in its order
-            type(headers) is list
-            and len(headers) == SIGNED_HEADER_COUNT
-            and headers[0][0] == KEY_ID_HEADER
-            and headers[1][0] == SIGNATURE_HEADER
-        ):
-            key_id, mac = _as_bytes(headers[0][1]), _as_bytes(headers[1][1])
-        else:
-            key_id, mac = signature_of(headers)
+        key_id, mac = signature_of(headers)
         if key_id is None or mac is None:
             if self.mode is SignatureMode.REQUIRED or self.enrolled(tenant_id):
                 return _unauthenticated(
                     f"the command is not signed (tenant {tenant_id!r} requires signed commands)"
                 )
             return UNSIGNED_ACTOR
-        keyed = self._macs.get((tenant_id, key_id)) or self._keyed_mac(tenant_id, key_id)
-        if keyed is None:
-            return _unauthenticated("the key id header is not ASCII")
-        key_text, keyed_mac = keyed
+        keyed = self._macs.get((tenant_id, key_id))
+        if keyed is not None:
+            key_text = keyed[0]
+        else:
+            try:
+                key_text = key_id.decode("ascii")
+            except UnicodeDecodeError:
+                return _unauthenticated("the key id header is not ASCII")
         state = self._staged.get((tenant_id, key_text)) if self._staged else None
         if state is None:
             keys = self._committed.get(tenant_id)
@@ -212,7 +211,9 @@ class KeyRegistry:
                 f"key {key_text!r} of tenant {tenant_id!r} is revoked since record time"
                 f" {revoked_at_us} us (ledger.commands offset {state.revoked_offset})"
             )
-        computed = keyed_mac.copy()
+        if keyed is None:  # derived only for a granted key: forged key ids cost no derivation
+            keyed = self._keyed_mac(tenant_id, key_id, key_text)
+        computed = keyed[1].copy()
         computed.update(value)
         if not hmac.compare_digest(computed.hexdigest().encode(), mac):
             return _unauthenticated(

@@ -253,3 +253,14 @@ def test_signature_headers_are_read_from_pairs_or_a_mapping() -> None:
     assert signature_of(pairs) == (b"k:v1", b"ab")
     assert signature_of({KEY_ID_HEADER: "k:v1", SIGNATURE_HEADER: b"ab"}) == (b"k:v1", b"ab")
     assert signature_of(None) == (None, None)
+
+
+def test_forged_key_ids_cost_no_derivation_and_fill_no_cache() -> None:
+    registry = enrolled_registry()
+    for number in range(50):
+        forged = f"x{number}:v1"
+        verdict = registry.verify("a", b"v", signed("a", forged, b"v"), 2 * SECOND)
+        assert isinstance(verdict, Unauthenticated) and "not granted" in verdict.detail
+    assert registry._macs == {}
+    assert registry.verify("a", b"v", signed("a", "gw:v1", b"v"), 2 * SECOND) == "gw:v1"
+    assert list(registry._macs) == [("a", b"gw:v1")]
