@@ -276,18 +276,20 @@ class Side:
                 if other.may_pair(item):
                     yield other
 
-    def nearest(
-        self, item: Item, window_days: int, count: int, accept: Callable[[Item], bool]
-    ) -> list[Item]:
-        """The first ``count`` of ``within(item, window_days)`` that ``accept`` takes, ranked by
+    def nearest(self, item: Item, window_days: int, count: int, wanted: Wanted) -> list[Item]:
+        """The first ``count`` of ``within(item, window_days)`` that ``wanted`` takes, ranked by
         date distance to ``item``, then order — what sorting all of them would give, visiting
         the window's days nearest first and each day only until enough are found (a day's items
-        are in arrival order, which is their order on their topic)."""
+        are in arrival order, which is their order on their topic). The sum rule's cost: the
+        filter is inlined, no call per item."""
         found: list[Item] = []
         direction, center, reference = item.direction, item.date_days, item.end_to_end
+        above, below, excluded = wanted.amount_above, wanted.amount_below, wanted.excluded_id
+        second = wanted.also_pairs_with
+        second_reference = None if second is None else second.end_to_end
         for distance in range(window_days + 1):
-            wanted = count - len(found)
-            if wanted <= 0:
+            missing = count - len(found)
+            if missing <= 0:
                 break
             days = (center,) if distance == 0 else (center - distance, center + distance)
             ring: list[Item] = []
@@ -295,18 +297,36 @@ class Side:
                 taken = 0
                 for item_id in self.by_day.get((direction, day), ()):
                     other = self.items[item_id]
-                    # other.may_pair(item), inlined: this loop is the sum rule's cost
+                    amount, own_reference = other.amount, other.end_to_end
                     if (
-                        other.end_to_end is None or reference in (None, other.end_to_end)
-                    ) and accept(other):
+                        above < amount < below
+                        and (own_reference is None or reference in (None, own_reference))
+                        and (
+                            second is None
+                            or own_reference is None
+                            or second_reference in (None, own_reference)
+                        )
+                        and item_id != excluded
+                    ):
                         ring.append(other)
                         taken += 1
-                        if taken == wanted:
+                        if taken == missing:
                             break
             if len(days) == 2:
                 ring.sort(key=lambda other: other.order)
-            found += ring[:wanted]
+            found += ring[:missing]
         return found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wanted:
+    """Which items ``Side.nearest`` takes: ``amount_above < amount < amount_below``, that may
+    pair with ``also_pairs_with`` too (when given), other than ``excluded_id``."""
+
+    amount_above: int = 0
+    amount_below: int = 1 << 63
+    also_pairs_with: Item | None = None
+    excluded_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -358,21 +378,20 @@ def _sum_match(new: Item, own: Side, other: Side, rules: MatchingRules) -> Match
         return None  # both shapes need open items on the other side (most arrivals: none)
     window, limit = rules.date_window_days, rules.sum_candidates_max
     # one (new) to many (other side)
-    smaller = other.nearest(new, window, limit, lambda item: item.amount < new.amount)
+    smaller = other.nearest(new, window, limit, Wanted(amount_below=new.amount))
     found = subset_with_sum(smaller, new.amount, 2, rules.sum_items_max)
     if found is not None:
         return Match(
             rule=MatchRule.SUM, state=ReconciliationState.MATCHED, reason="matched", partners=found
         )
     # many (new and companions of its own side) to one (other side)
-    for target in other.nearest(new, window, limit, lambda item: item.amount > new.amount):
+    for target in other.nearest(new, window, limit, Wanted(amount_above=new.amount)):
         rest_total = target.amount - new.amount
-
-        def companion(item: Item, rest_total: int = rest_total) -> bool:
-            return item.item_id != new.item_id and item.amount <= rest_total and item.may_pair(new)
-
+        companions = Wanted(
+            amount_below=rest_total + 1, also_pairs_with=new, excluded_id=new.item_id
+        )
         rest = subset_with_sum(
-            own.nearest(target, window, limit - 1, companion),
+            own.nearest(target, window, limit - 1, companions),
             rest_total,
             1,
             rules.sum_items_max - 1,
@@ -409,11 +428,18 @@ def _subset_of_size(
     """The first ``size`` candidates from ``start`` on, in candidate order, adding up to
     ``total``: the last one found by its amount (``positions``), not by trying each."""
     if size == 1:
-        index = next((index for index in positions.get(total, ()) if index >= start), None)
-        return None if index is None else (candidates[index],)
+        for index in positions.get(total, ()):
+            if index >= start:
+                return (candidates[index],)
+        return None
     for index in range(start, len(candidates) - size + 1):
         item = candidates[index]
         if item.amount > total:
+            continue
+        if size == 2:  # the partner by its amount: the earliest after this one
+            for partner in positions.get(total - item.amount, ()):
+                if partner > index:
+                    return (item, candidates[partner])
             continue
         rest = _subset_of_size(candidates, positions, index + 1, size - 1, total - item.amount)
         if rest is not None:

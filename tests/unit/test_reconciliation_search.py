@@ -9,7 +9,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciliation.matching import Item, Side, subset_with_sum
+from reconciliation.matching import Item, Side, Wanted, subset_with_sum
 from reconciliation.statement import Direction
 
 open_items = st.lists(
@@ -51,15 +51,25 @@ def test_nearest_is_the_head_of_every_candidate_sorted(
     for number in range(0, len(items), 4):
         side.remove(f"i{number}")
     probe = item(1_000, day, 5, True, reference)
+    partner = item(1_001, day, 5, True, "b")  # the many-to-one's new item: may pair with both
+    for wanted in (
+        Wanted(amount_below=threshold),
+        Wanted(amount_above=threshold),
+        Wanted(amount_below=threshold, also_pairs_with=partner, excluded_id="i3"),
+    ):
 
-    def accept(other: Item) -> bool:
-        return other.amount < threshold
+        def accept(other: Item, wanted: Wanted = wanted) -> bool:
+            return (
+                wanted.amount_above < other.amount < wanted.amount_below
+                and (wanted.also_pairs_with is None or other.may_pair(wanted.also_pairs_with))
+                and other.item_id != wanted.excluded_id
+            )
 
-    everything = sorted(
-        (other for other in side.within(probe, window) if accept(other)),
-        key=lambda other: (abs(other.date_days - probe.date_days), other.order),
-    )
-    assert side.nearest(probe, window, count, accept) == everything[:count]
+        everything = sorted(
+            (other for other in side.within(probe, window) if accept(other)),
+            key=lambda other: (abs(other.date_days - probe.date_days), other.order),
+        )
+        assert side.nearest(probe, window, count, wanted) == everything[:count]
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)
