@@ -60,6 +60,7 @@ from schemas.model import GENESIS_HASH, Event, TransferStatus
 from streamledger.errors import InvariantViolationError
 
 FinalizingRecord = PendingPostedRecord | PendingVoidedRecord | PendingExpiredRecord
+MovingRecord = MoneyRecord | TransactionEventRecord  # an event that moves money
 
 # What each event does to balances and to its transfer's status is ledger.effects (the core's
 # fold uses the same definition); rows hold TransferStatus / PostingKind values as text.
@@ -403,6 +404,12 @@ def chain_problem(plan: BatchPlan, record: EventRecord, location: Location) -> P
     run = plan.tenant_runs.get(tenant_id)
     if run is None:
         return None
+    if (
+        record["sequence"] == run.last_sequence + 1
+        and record["prev_hash"] == run.last_hash
+        and record["effective_at_us"] >= run.last_effective_at_us
+    ):
+        return None  # the usual case, without the objects continuation_problem needs to say why
     return continuation_problem(
         record["sequence"],
         record["prev_hash"],
@@ -479,30 +486,13 @@ def add_rows(
             return REASON_FOLD_FAILED, f"sequence {sequence} opens {key[1]!r} a second time"
         plan.opened_accounts.add(key)
         plan.accounts.append(account_row(record, effective_at))
-        plan.account_metadata += metadata_rows(record, record["account_id"])
+        if record["metadata"]:
+            plan.account_metadata += metadata_rows(record, record["account_id"])
     else:
-        try:
-            if record["event_type"] in TRANSACTION_EVENT_TYPES:
-                transaction = cast(TransactionEventRecord, record)
-                money = posting_records(transaction)
-                entries = transaction_entry_rows(transaction, money, effective_at)
-            else:
-                money = [cast(MoneyRecord, record)]
-                entries = entry_rows(money[0], effective_at)
-        except EventCannotApplyError as exc:
-            return REASON_FOLD_FAILED, str(exc)
-        problem = note_created_transfers(plan, money)
-        if problem is None and record["event_type"] in TRANSACTION_EVENT_TYPES:
-            problem = note_transaction(plan, cast(TransactionEventRecord, record), effective_at)
+        money = cast(MovingRecord, record)
+        problem = add_money_rows(plan, money, index, location, effective_at)
         if problem is not None:
             return problem
-        plan.entries.extend(entries)
-        for created in money:
-            if created["event_type"] in CREATING_EVENT_TYPES:
-                plan.transfer_metadata += metadata_rows(created, created["transfer_id"])
-        plan.transfer_events.extend(money)
-        plan.transfer_indexes.extend([index] * len(money))
-        plan.transfer_locations.extend([location] * len(money))
     note_sequence(plan, record, index, location)
     plan.chain.append((tenant_id, sequence, record["hash"], effective_at, record["actor"]))
     plan.event_count += 1
@@ -519,6 +509,39 @@ def add_rows(
             sequence,
             effective_at,
         )
+    return None
+
+
+def add_money_rows(
+    plan: BatchPlan,
+    record: MovingRecord,
+    index: int,
+    location: Location,
+    effective_at: datetime,
+) -> Problem | None:
+    """The journal rows and transfer events of a money or transaction event (``add_rows``)."""
+    try:
+        if record["event_type"] in TRANSACTION_EVENT_TYPES:
+            transaction = cast(TransactionEventRecord, record)
+            money = posting_records(transaction)
+            entries = transaction_entry_rows(transaction, money, effective_at)
+        else:
+            money = [cast(MoneyRecord, record)]
+            entries = entry_rows(money[0], effective_at)
+    except EventCannotApplyError as exc:
+        return REASON_FOLD_FAILED, str(exc)
+    problem = note_created_transfers(plan, money)
+    if problem is None and record["event_type"] in TRANSACTION_EVENT_TYPES:
+        problem = note_transaction(plan, cast(TransactionEventRecord, record), effective_at)
+    if problem is not None:
+        return problem
+    plan.entries.extend(entries)
+    for created in money:
+        if created["metadata"] and created["event_type"] in CREATING_EVENT_TYPES:
+            plan.transfer_metadata += metadata_rows(created, created["transfer_id"])
+    plan.transfer_events.extend(money)
+    plan.transfer_indexes.extend([index] * len(money))
+    plan.transfer_locations.extend([location] * len(money))
     return None
 
 
