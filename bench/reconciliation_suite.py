@@ -1,7 +1,9 @@
 """Reconciliation figures (issue 20 §Benchmark): statement lines matched per second against a
 ledger of ≥ 1M movements (target ≥ 20k lines/s), and the matcher's memory per open item.
 
-    python -m bench.reconciliation_suite [--size small|full] [--repetitions 1]
+    python -m bench.reconciliation_suite [--size small|full] [--repetitions 1] [--core-only]
+
+(``--core-only``: only the in-process figure below, no stack needed; to profile the core.)
 
 The workload (``build_workload``, pure and seeded): ``tenants`` tenants, each with one
 bank-mirror account ``bank`` and ``CUSTOMERS`` customer accounts. Every transfer is a deposit
@@ -608,7 +610,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--size", choices=tuple(SIZES), default="small")
     parser.add_argument("--repetitions", type=int, default=1)
+    parser.add_argument(
+        "--core-only",
+        action="store_true",
+        help="only the matcher's work in process (no Kafka, no stack): lines/CPU-s, for"
+        " profiling (python -m cProfile -m bench.reconciliation_suite --core-only)",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.core_only:
+        workload = build_workload(SIZES[arguments.size], SEED)
+        rates = [
+            core_lines_per_cpu_s(workload, IN_PROCESS_RECORDS_MAX)
+            for _ in range(arguments.repetitions)
+        ]
+        print(f"{CORE_FIGURE}: median {statistics.median(rates):,.0f} lines/CPU-s")
+        return 0
     run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
     run_reconciliation(run, load_settings(), size=arguments.size,
                        repetitions=arguments.repetitions)  # fmt: skip
