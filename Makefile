@@ -15,11 +15,13 @@ demo: setup
 	$(STREAMLEDGER) demo
 
 # The core's unit and property tests run twice: compiled (mypyc, with the whole suite) and as the
-# Python sources; test_native_core compares the two's bytes on one workload (decision 0048).
+# Python sources; test_native_core compares the two's bytes on one workload (decision 0048). The
+# compiled Avro writers and readers' property tests against fastavro run both ways too (0092).
 CORE_TESTS := tests/unit/test_native_core.py tests/unit/test_ledger_properties.py \
 	tests/unit/test_ledger_rules.py tests/unit/test_ledger_state.py tests/unit/test_ledger_time.py \
 	tests/unit/test_transactions.py tests/unit/test_generated_checks.py \
-	tests/unit/test_partition_ledger.py tests/unit/test_monitors.py
+	tests/unit/test_partition_ledger.py tests/unit/test_monitors.py \
+	tests/unit/test_avro_writers.py tests/unit/test_avro_readers.py tests/unit/test_codec.py
 
 test: setup check
 	$(VENV_PYTHON) -m pytest

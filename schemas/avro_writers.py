@@ -18,7 +18,10 @@ directly (Avro 1.11 specification, "Binary Encoding"):
 The writer only takes values of the declared Python types within Avro's ranges: anything else
 (a wrong type, a long outside int64, a string that is not UTF-8 encodable) raises
 ``NotPlainError`` and the caller uses fastavro's generic writer, whose answer (bytes or an
-``EncodeError``) stands. The bytes are fastavro's, compared by a Hypothesis test
+``EncodeError``) stands. Compiled with mypyc (decision 0092), a value not of its declared type
+fails mypyc's own check first (a ``TypeError``, turned into ``NotPlainError`` by the two record
+writers), and an ``int`` subclass such as ``bool`` is taken as the ``int`` it equals (fastavro
+writes the same long). The bytes are fastavro's, compared by a Hypothesis test
 (``tests/unit/test_avro_writers.py``).
 """
 
@@ -138,6 +141,15 @@ def write_transaction_posted(
     ``hash_bytes`` as its ``hash``; raises ``NotPlainError`` for anything not plain."""
     if type(event) is not TransactionPosted:
         raise NotPlainError(f"not a TransactionPosted: {type(event).__name__}")
+    try:
+        _write_transaction_posted_fields(buffer, event, hash_bytes)
+    except TypeError as exc:  # compiled: mypyc's check of a value's declared type
+        raise NotPlainError(str(exc)) from exc
+
+
+def _write_transaction_posted_fields(
+    buffer: bytearray, event: TransactionPosted, hash_bytes: bytes
+) -> None:
     write_string(buffer, event.tenant_id)
     write_long(buffer, event.sequence)
     write_string(buffer, event.event_id)
@@ -228,6 +240,15 @@ def write_transaction_state(
     ``status_symbols``: the ``TransferStatus`` enum's symbols, in schema order."""
     if type(state) is not TransactionState or type(state.status) is not TransferStatus:
         raise NotPlainError(f"not a plain TransactionState: {state!r}")
+    try:
+        _write_transaction_state_fields(buffer, state, status_symbols)
+    except TypeError as exc:  # compiled: mypyc's check of a value's declared type
+        raise NotPlainError(str(exc)) from exc
+
+
+def _write_transaction_state_fields(
+    buffer: bytearray, state: TransactionState, status_symbols: tuple[str, ...]
+) -> None:
     write_string(buffer, state.tenant_id)
     write_string(buffer, state.transaction_id)
     write_postings(buffer, state.postings)

@@ -1,14 +1,15 @@
-"""Compile the pure ledger core with mypyc into ``build/native/<interpreter>/`` (decision 0048).
+"""Compile the pure ledger core and the hand-written Avro codec with mypyc into
+``build/native/<interpreter>/`` (decisions 0048, 0092).
 
     .venv/bin/python scripts/build_native.py           # build unless up to date (make setup)
     .venv/bin/python scripts/build_native.py --force   # build again
     .venv/bin/python scripts/build_native.py --check   # exit 1 unless the build is up to date
 
 What is compiled is the explicit list ``COMPILED_MODULES`` below; every other module (a new one
-someone adds to ``ledger/`` included) stays Python until it is listed here. The binaries go to
-``build/native/<interpreter>/``, never next to the sources (a ``.so`` there would shadow the
-``.py`` for every process, stale or not); ``streamledger.native`` loads them through the
-``streamledger_native.pth`` line this script writes into the virtualenv, unless
+someone adds to ``ledger/`` or ``schemas/`` included) stays Python until it is listed here. The
+binaries go to ``build/native/<interpreter>/``, never next to the sources (a ``.so`` there would
+shadow the ``.py`` for every process, stale or not); ``streamledger.native`` loads them through
+the ``streamledger_native.pth`` line this script writes into the virtualenv, unless
 ``STREAMLEDGER_PURE_PYTHON=1``.
 
 Up to date means: the manifest's build key equals the one computed now from the interpreter,
@@ -56,6 +57,9 @@ from streamledger.native import (  # noqa: E402 - after the project root is on t
 #   ledger/decisions.py           its dataclasses would become native classes, which the typed
 #   ledger/_generated_records.py  builders (slot setters, decision 0034) cannot write into
 #   anything not listed           a module added later stays Python until someone lists it here
+# and, of the contract (decision 0092), the hand-written Avro writers and state readers: the
+# encode of the processor loop and the decode of a restore. The rest of ``schemas/`` stays
+# Python (fastavro's schemas, exec-generated builders, the model's dataclasses).
 COMPILED_MODULES: Final = (
     "ledger/decider.py",
     "ledger/draft.py",
@@ -71,6 +75,8 @@ COMPILED_MODULES: Final = (
     "ledger/snapshot.py",
     "ledger/state.py",
     "ledger/transactions.py",
+    "schemas/avro_readers.py",
+    "schemas/avro_writers.py",
 )
 PROJECT_PACKAGES: Final = ("ledger", "schemas", "streamledger")
 MYPYC_OPTIMIZATION_LEVEL: Final = "3"
@@ -210,6 +216,7 @@ def smoke_test(expected: list[str]) -> None:
         "import streamledger.native as native\n"
         "native.install()\n"
         "import ledger, ledger.snapshot, ledger.invariants\n"
+        "import schemas.avro_readers, schemas.avro_writers\n"
         "print(','.join(native.compiled_modules()))\n"
     )
     environment = {**os.environ, "STREAMLEDGER_PURE_PYTHON": "0"}

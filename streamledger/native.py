@@ -1,7 +1,8 @@
 """Which implementation of the pure core a process runs: compiled (mypyc) or plain Python.
 
 ``scripts/build_native.py`` (run by ``make setup``) compiles an explicit list of modules of the
-pure core with mypyc into ``build/native/<interpreter>/``, outside the source tree, writes a
+pure core (``ledger.*``) and of the contract's hand-written Avro codec (``schemas.*``, decision
+0092) with mypyc into ``build/native/<interpreter>/``, outside the source tree, writes a
 manifest there (each module's source file and its SHA-256) and puts one line into the
 virtualenv's site-packages (``streamledger_native.pth``) that calls ``install`` at interpreter
 start-up. Nothing else selects the compiled modules: they are never next to the ``.py`` files, so
@@ -9,13 +10,14 @@ a Python without that line (another virtualenv, the bench peers' ones, ``python 
 the sources (decision 0048).
 
 ``install`` puts ``NativeCoreFinder`` first on ``sys.meta_path``. It answers only for the modules
-the manifest lists (and mypyc's shared library of the group), with the compiled extension:
+the manifest lists (and mypyc's shared library of the group), with the compiled extension; any
+import under ``ledger.`` or ``schemas.`` (``COMPILED_PACKAGES``) checks the build first:
 
 * ``STREAMLEDGER_PURE_PYTHON=1``: the finder is not installed; every module is the ``.py`` file.
   ``0`` or unset: the compiled modules. Any other value: importing the core fails, naming it.
 * The compiled modules are one group (mypyc calls across them in C and shares their classes), so
   it is all or nothing: a manifest that is missing, names a missing binary, or whose recorded
-  SHA-256 differs from a source file as it is now (someone edited ``ledger/`` since the build)
+  SHA-256 differs from a source file as it is now (someone edited an input since the build)
   makes the import of the core fail with an ``ImportError`` that says how to rebuild
   (``make setup``) or run the sources (``STREAMLEDGER_PURE_PYTHON=1``) — never a silent mix of
   new sources and old binaries.
@@ -44,7 +46,9 @@ MANIFEST_NAME: Final = "manifest.json"
 MANIFEST_FORMAT: Final = 2
 GROUP_NAME: Final = "streamledger_core"  # mypyc's group: its library is GROUP_NAME + "__mypyc"
 SHARED_LIBRARY_MODULE: Final = f"{GROUP_NAME}__mypyc"
-CORE_PREFIX: Final = "ledger."
+# The packages whose modules the build may compile: importing any module under them checks
+# the build (all or nothing), whether that module is compiled or not.
+COMPILED_PACKAGES: Final = ("ledger.", "schemas.")
 BOOT_MODULE: Final = "streamledger_native_boot"  # this file, as the .pth line loads it
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 REBUILD_HINT: Final = (
@@ -168,7 +172,7 @@ class NativeCoreFinder:
     ) -> ModuleSpec | None:
         """The compiled module ``fullname``, or None (the usual finders look for it). Any
         module of the core fails to import while the build is missing or stale."""
-        if fullname != SHARED_LIBRARY_MODULE and not fullname.startswith(CORE_PREFIX):
+        if fullname != SHARED_LIBRARY_MODULE and not fullname.startswith(COMPILED_PACKAGES):
             return None
         manifest = self._load()
         if fullname != SHARED_LIBRARY_MODULE and fullname not in manifest.compiled:
@@ -191,7 +195,7 @@ class _InvalidSwitchFinder:
         path: Sequence[str] | None = None,
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
-        if fullname.startswith(CORE_PREFIX):
+        if fullname.startswith(COMPILED_PACKAGES):
             raise ImportError(self._message)
         return None
 
@@ -219,7 +223,7 @@ def compiled_modules() -> tuple[str, ...]:
         sorted(
             name
             for name, module in list(sys.modules.items())
-            if name.startswith(CORE_PREFIX)
+            if name.startswith(COMPILED_PACKAGES)
             and str(getattr(module, "__file__", "") or "").endswith(suffixes)
         )
     )
