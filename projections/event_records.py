@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, TypedDict, cast
 from fastavro import _read as fastavro_compiled_reader
 from fastavro import schemaless_reader
 
+from projections.event_reader import READERS as HAND_READERS
 from schemas.codec import (
     EVENTS,
     HEADER_BYTES,
@@ -266,15 +267,29 @@ def model_event(record: EventRecord) -> Event:
 
 
 def decode_event_record(data: bytes) -> EventRecord:
-    """The record of an event in single-object bytes; raises what ``decode_event`` raises."""
+    """The record of an event in single-object bytes; raises what ``decode_event`` raises.
+
+    The current schema's account and transfer events are read by hand
+    (``projections.event_reader``: the same dict); what the hand reader does not take as plainly
+    valid goes through fastavro, and what fastavro does not take through the codec."""
+    record: dict[str, Any]
     if data[:HEADER_BYTES] == CURRENT_HEADER and len(data) > HEADER_BYTES:
         index_byte = data[HEADER_BYTES]
         index = index_byte >> 1
         if not index_byte & 1 and index_byte <= UNION_INDEX_MAX << 1 and index < len(BRANCHES):
+            hand_reader = HAND_READERS[index]
+            if hand_reader is not None:
+                try:
+                    record = hand_reader(data, HEADER_BYTES + 1)
+                except (IndexError, ValueError):
+                    pass  # not plainly valid: fastavro below decides
+                else:
+                    record[EVENT_TYPE_FIELD] = BRANCH_NAMES[index]
+                    return cast(EventRecord, record)
             buffer = io.BytesIO(data)
             buffer.seek(HEADER_BYTES + 1)
             try:
-                record: dict[str, Any] = read_body(buffer, index)
+                record = read_body(buffer, index)
             except Exception:  # noqa: BLE001 - the codec below names what is wrong
                 record = {}
             if record and buffer.tell() == len(data):
