@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from streamledger import native
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +30,8 @@ import ledger
 from processors.partition_ledger import WIRE_FORMAT, PartitionLedger
 from producers.loadgen import LoadPlan, generate
 from schemas import codec
+import pytest
+
 from streamledger import native
 
 SEED, COMMANDS, BATCH = 11, 3_000, 400
@@ -139,3 +143,27 @@ def test_an_edited_source_makes_the_build_stale(tmp_path: Path) -> None:
     assert manifest.problems(copy) == []
     (copy / "ledger" / "state.py").write_text("# edited\n", encoding="utf-8")
     assert manifest.problems(copy) == ["ledger/state.py changed since the build"]
+
+
+def test_the_compiled_codec_is_served_and_checked_as_the_core_is(tmp_path: Path) -> None:
+    """Decision 0092: the hand-written Avro writers and readers are in the build, their sources
+    are inputs, and any ``schemas.*`` import refuses a stale build as ``ledger.*`` ones do."""
+    directory = native.build_directory(REPO_ROOT)
+    manifest = native.read_manifest(directory)
+    assert {"schemas.avro_writers", "schemas.avro_readers"} <= set(manifest.compiled)
+    assert {"schemas/avro_writers.py", "schemas/avro_readers.py"} <= set(manifest.inputs)
+    copy = tmp_path / "checkout"
+    for source in manifest.inputs:
+        target = copy / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((REPO_ROOT / source).read_bytes())
+    current = native.NativeCoreFinder(directory, copy)
+    served = current.find_spec("schemas.avro_writers")
+    assert served is not None and served.origin == str(manifest.binary_of("schemas.avro_writers"))
+    assert current.find_spec("schemas.model") is None  # not compiled: the .py file
+    assert current.find_spec("streamledger.settings") is None  # not a compiled package
+    (copy / "schemas" / "avro_writers.py").write_text("# edited\n", encoding="utf-8")
+    stale = native.NativeCoreFinder(directory, copy)
+    for name in ("schemas.model", "schemas.avro_readers", "ledger.state"):
+        with pytest.raises(ImportError, match=r"schemas/avro_writers\.py changed since the build"):
+            stale.find_spec(name)
