@@ -281,8 +281,8 @@ def decode_event_record(data: bytes) -> EventRecord:
             if hand_reader is not None:
                 try:
                     record = hand_reader(data, HEADER_BYTES + 1)
-                except (IndexError, ValueError):
-                    pass  # not plainly valid: fastavro below decides
+                except (IndexError, ValueError, TypeError):
+                    pass  # not plainly valid (TypeError: not bytes, compiled): fastavro decides
                 else:
                     record[EVENT_TYPE_FIELD] = BRANCH_NAMES[index]
                     return cast(EventRecord, record)
