@@ -94,8 +94,9 @@ TransactionChangeRow = tuple[str, str, str, int, datetime]
 # Per event, its effective time is needed as a datetime by its rows (add_rows) and again by
 # the fold of the transfer it creates or changes: ``to_datetime`` is ~2 µs on this machine
 # (bench/README.md, "Projection write path"), so the conversions are kept in a bounded cache,
-# emptied when full (like the Avro readers' string cache).
-EFFECTIVE_TIMES_CACHED_MAX = 65_536
+# emptied when full (like the Avro readers' string cache). Two batches of the default size fit
+# (the writer thread folds one while the next is planned): at most ~3.8 MiB (traced).
+EFFECTIVE_TIMES_CACHED_MAX = 32_768
 _effective_times: dict[int, datetime] = {}
 # A tenant's home partition (murmur2 of its key) per (tenant, partition count), bounded alike.
 HOME_PARTITIONS_CACHED_MAX = 65_536
