@@ -8,7 +8,8 @@ docs/security.md, the broker and the tests all read the same rows:
   ``outcomes``, ``balances``, ``notifications``, ``replies``, ``commands.dlq`` and
   ``ledger.commands`` (expiry ticks); its groups and transactional ids (prefix
   ``streamledger-processor``);
-- projection: read ``ledger.events``; groups ``streamledger-projection*``, ``streamledger-verify*``;
+- projection: read ``ledger.events``, ``ledger.notifications`` (verify); groups
+  ``streamledger-projection*``, ``streamledger-verify*``;
 - api: write ``ledger.commands`` (idempotent); read ``ledger.outcomes``; its assign-only groups
   (``streamledger-api-*``);
 - dispatcher: read ``ledger.events``, ``ledger.notifications``; group ``streamledger-notify*``;
@@ -210,6 +211,7 @@ def grants_for(spec: PrincipalSpec, topic_prefix: str) -> tuple[Grant, ...]:
     if spec.role == ROLE_PROJECTION:
         return (
             topic(READ, EVENTS_TOPIC),
+            topic(READ, NOTIFICATIONS_TOPIC),  # verify checks the monitors' notifications
             group("streamledger-projection"),
             group("streamledger-verify"),
         )

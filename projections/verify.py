@@ -608,6 +608,10 @@ def read_log(
     try:
         metadata = consumer.list_topics(topic, timeout=WATERMARK_TIMEOUT_S).topics.get(topic)
         if metadata is None or metadata.error is not None:
+            error = None if metadata is None else metadata.error
+            if error is not None and error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                # a refusal is not a missing topic (under scram: this principal may not read it)
+                raise InfraError(f"topic {topic}: {error.str()}")
             if not required:
                 return
             raise InfraError(f"topic {topic} not found")
