@@ -174,7 +174,9 @@ def test_monitor_edges_are_delivered_once_signed_in_order_and_only_to_their_tena
             # A dispatcher of a fresh consumer group reads both topics from the start: the
             # stored rows say what this endpoint had, so only the new edge arrives.
             dispatchers.stop()
-            dispatchers.start(f"--consumer-group=fresh-{uuid.uuid4().hex[:8]}")
+            # (a group of the dispatcher principal's: {prefix}streamledger-notify*)
+            fresh = f"{stack.settings.topic_prefix}streamledger-notify-fresh-{uuid.uuid4().hex[:8]}"
+            dispatchers.start(f"--consumer-group={fresh}")
             again = move(wayne, alice, cash, 7000)  # 1000: both trigger again
             items = verified(sink.wait_for(6, DELIVERY_TIMEOUT_S), endpoint["secret"])
             time.sleep(QUIET_S)
