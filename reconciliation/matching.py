@@ -227,22 +227,26 @@ class Item:
         return self.amount if self.direction is Direction.CREDIT else -self.amount
 
 
+EMPTY: Final[dict[str, Item]] = {}  # an index's missing key (never written to)
+
+
 @dataclass(slots=True)
 class Side:
     """The open items of one side of one account, indexed for the rules."""
 
     items: dict[str, Item] = field(default_factory=dict)
-    by_amount: dict[tuple[Direction, int], dict[str, None]] = field(default_factory=dict)
+    # the indexes hold the items themselves (id -> item, in arrival order): no lookup per visit
+    by_amount: dict[tuple[Direction, int], dict[str, Item]] = field(default_factory=dict)
     by_reference: dict[str, str] = field(default_factory=dict)
     # (direction, date_days) -> item ids in arrival order: the date-window rules read only the
     # window's days of the direction they look for
-    by_day: dict[tuple[Direction, int], dict[str, None]] = field(default_factory=dict)
+    by_day: dict[tuple[Direction, int], dict[str, Item]] = field(default_factory=dict)
 
     def add(self, item: Item) -> None:
         assert item.item_id not in self.items, item
         self.items[item.item_id] = item
-        self.by_amount.setdefault((item.direction, item.amount), {})[item.item_id] = None
-        self.by_day.setdefault((item.direction, item.date_days), {})[item.item_id] = None
+        self.by_amount.setdefault((item.direction, item.amount), {})[item.item_id] = item
+        self.by_day.setdefault((item.direction, item.date_days), {})[item.item_id] = item
         for reference in item.references:
             self.by_reference.setdefault(reference, item.item_id)
 
@@ -271,8 +275,7 @@ class Side:
             days = [day for direction, day in self.by_day if first <= day <= last
                     and direction is item.direction]  # fmt: skip
         for day in days:
-            for item_id in self.by_day.get((item.direction, day), ()):
-                other = self.items[item_id]
+            for other in self.by_day.get((item.direction, day), EMPTY).values():
                 if other.may_pair(item):
                     yield other
 
@@ -295,8 +298,7 @@ class Side:
             ring: list[Item] = []
             for day in days:
                 taken = 0
-                for item_id in self.by_day.get((direction, day), ()):
-                    other = self.items[item_id]
+                for other in self.by_day.get((direction, day), EMPTY).values():
                     amount, own_reference = other.amount, other.end_to_end
                     if (
                         above < amount < below
@@ -306,7 +308,7 @@ class Side:
                             or own_reference is None
                             or second_reference in (None, own_reference)
                         )
-                        and item_id != excluded
+                        and other.item_id != excluded
                     ):
                         ring.append(other)
                         taken += 1
@@ -345,12 +347,11 @@ def find_match(new: Item, own: Side, other: Side, rules: MatchingRules) -> Match
         if partner_id is not None:
             return _reference_match(new, other.items[partner_id])
     window = rules.date_window_days
-    same = other.by_amount.get((new.direction, new.amount), {})
+    same = other.by_amount.get((new.direction, new.amount), EMPTY)
     near = [
-        other.items[item_id]
-        for item_id in same
-        if abs(other.items[item_id].date_days - new.date_days) <= window
-        and new.may_pair(other.items[item_id])
+        item
+        for item in same.values()
+        if abs(item.date_days - new.date_days) <= window and new.may_pair(item)
     ]
     if near:
         best = min(near, key=lambda item: (abs(item.date_days - new.date_days), item.order))
@@ -563,6 +564,9 @@ class Reconciler:
             key = (movement.tenant_id, movement.account_id, movement.movement_id)
             if key not in self.decided_movement_ids:
                 self._open(book.movements, item)
+            return []
+        if not book.mirror:  # no line yet (a line makes its account a mirror), no statement
+            self._open(book.movements, item)  # nothing to match, nothing closes it
             return []
         match = find_match(item, book.movements, book.lines, self.rules)
         if match is not None:

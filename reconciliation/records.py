@@ -83,11 +83,77 @@ BY_HEADER: Final = {schema.header: schema for schema in SCHEMAS.values()}
 
 
 def encode(record: ReconciliationRecord) -> bytes:
+    if type(record) is ReconciliationResult and _longs_fit(record):
+        return encode_result(record)  # the matcher's output: by hand, the same bytes
+    return encode_with_fastavro(record)
+
+
+def encode_with_fastavro(record: ReconciliationRecord) -> bytes:
     schema = SCHEMAS[type(record).__name__]
     buffer = io.BytesIO()
     buffer.write(schema.header)
     schemaless_writer(buffer, schema.wire, _to_avro(record))
     return buffer.getvalue()
+
+
+_STATE_INDEX: Final = {state: index for index, state in enumerate(ReconciliationState)}
+_RULE_BYTES: Final = {rule: bytes((2, index << 1)) for index, rule in enumerate(MatchRule)}
+_RESULT_HEADER: Final = SCHEMAS["ReconciliationResult"].header
+LONG_MIN: Final = -(1 << 63)
+LONG_MAX: Final = (1 << 63) - 1
+
+
+def _longs_fit(result: ReconciliationResult) -> bool:
+    """Avro longs are 64-bit: anything else is fastavro's to refuse."""
+    return (
+        LONG_MIN <= result.line_amount <= LONG_MAX
+        and LONG_MIN <= result.movement_amount <= LONG_MAX
+        and LONG_MIN <= result.decided_at_us <= LONG_MAX
+    )
+
+
+def _write_long(buffer: bytearray, value: int) -> None:
+    """Avro's long: zig-zag, then 7 bits a byte, least significant first."""
+    unsigned = (value << 1) ^ (value >> 63)
+    while unsigned > 0x7F:
+        buffer.append((unsigned & 0x7F) | 0x80)
+        unsigned >>= 7
+    buffer.append(unsigned)
+
+
+def _write_string(buffer: bytearray, value: str) -> None:
+    encoded = value.encode()
+    _write_long(buffer, len(encoded))
+    buffer += encoded
+
+
+def _write_strings(buffer: bytearray, values: tuple[str, ...]) -> None:
+    """An array of strings as fastavro writes it: one block (its count), then the end (0)."""
+    if values:
+        _write_long(buffer, len(values))
+        for value in values:
+            _write_string(buffer, value)
+    buffer.append(0)
+
+
+def encode_result(result: ReconciliationResult) -> bytes:
+    """``encode(result)``, written by hand: the bytes fastavro writes (a property test compares),
+    at a fraction of the cost (one result per decided item, the matcher's every output)."""
+    buffer = bytearray(_RESULT_HEADER)
+    _write_string(buffer, result.tenant_id)
+    _write_string(buffer, result.account_id)
+    buffer.append(_STATE_INDEX[result.state] << 1)  # enum index: a long, < 64
+    if result.rule is None:
+        buffer.append(0)  # the union's branch 0: null
+    else:
+        buffer += _RULE_BYTES[result.rule]  # branch 1, then the enum's index
+    _write_string(buffer, result.reason)
+    _write_strings(buffer, result.line_ids)
+    _write_strings(buffer, result.movement_ids)
+    _write_long(buffer, result.line_amount)
+    _write_long(buffer, result.movement_amount)
+    _write_long(buffer, result.decided_at_us)
+    return bytes(buffer)
 
 
 def decode(value: bytes) -> ReconciliationRecord:
