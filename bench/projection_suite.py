@@ -40,7 +40,9 @@ def run_projection(
             projection = ProjectionSettings(
                 consumer_group=f"{scoped.topic_prefix}bench-{repetition}",
                 batch_records_max=10_000,
-                batch_interval_ms=200,
+                # batch_interval_ms: the default (20 ms, decision 0017), as `streamledger project`
+                # runs; with 200 the run's last consume, on a drained topic, waited 0.2 s of a
+                # ~2 s run (bench/README.md, "Projection write path")
             )
             started = time.perf_counter()
             projected = bench_projection.project(scoped, projection, schema, len(built))
