@@ -50,7 +50,7 @@ from bench import (
 from bench.peers import runner as peers
 from bench.results import BenchRun
 from infra import stack
-from streamledger.settings import Settings, load_settings
+from streamledger.settings import KAFKA_SECURITY_DEFAULT, Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_ENVIRONMENT = {
@@ -61,6 +61,8 @@ BENCH_ENVIRONMENT = {
     "STREAMLEDGER_METRICS_PORT": "43400",
     "STREAMLEDGER_PROMETHEUS_PORT": "43090",
     "STREAMLEDGER_KAFKA_HEAP_MB": "1024",
+    # the product's default, also on a bench home formatted before it was (wiped at start)
+    "STREAMLEDGER_KAFKA_SECURITY": KAFKA_SECURITY_DEFAULT,
 }
 SEED = 42
 PARTITIONS = 4

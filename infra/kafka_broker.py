@@ -54,7 +54,14 @@ from kafka_adapter.security import (
     is_scram,
 )
 from streamledger.errors import InfraError, PortInUseError, SettingError
-from streamledger.settings import KAFKA_NODE_PORT_STRIDE, Settings, replace
+from streamledger.settings import (
+    KAFKA_CLUSTER_DIRECTORY_NAME,
+    KAFKA_DIRECTORY_NAME,
+    KAFKA_NODE_PORT_STRIDE,
+    KAFKA_SECURITY_MARKER_NAME,
+    Settings,
+    replace,
+)
 
 MAVEN_TIMEOUT_S = 900.0  # a cold ~/.m2 downloads ~45 MB of jars plus Maven's own plugins
 FORMAT_TIMEOUT_S = 120.0
@@ -83,7 +90,7 @@ INTERNAL_TOPIC_MIN_INSYNC_MAX = 2
 # lower value fails over sooner but fences a live node starved of CPU on a loaded 2-core machine.
 BROKER_SESSION_TIMEOUT_MS = 6000
 BROKER_HEARTBEAT_INTERVAL_MS = 1000
-CLUSTER_DIRECTORY_NAME = "kafka-cluster"
+CLUSTER_DIRECTORY_NAME = KAFKA_CLUSTER_DIRECTORY_NAME
 QUORUM_STATE_FILE = Path("__cluster_metadata-0") / "quorum-state"
 
 KAFKA_PORT_HINT = "setting kafka_port: STREAMLEDGER_KAFKA_PORT / --kafka-port"
@@ -115,7 +122,7 @@ class KafkaPaths:
         ``{home}/kafka-cluster/node-<id>`` with the cluster id shared by every node."""
         logs = settings.home / "logs"
         if settings.brokers == 1:
-            directory = settings.home / "kafka"
+            directory = settings.home / KAFKA_DIRECTORY_NAME
             cluster_id, name = directory / "cluster.id", "kafka"
         else:
             cluster = settings.home / CLUSTER_DIRECTORY_NAME
@@ -409,8 +416,9 @@ def scram_format_arguments(settings: Settings) -> list[str]:
 
 
 def security_marker(paths: KafkaPaths) -> Path:
-    """Written at format time: the security the storage was formatted for."""
-    return paths.directory / "kafka-security"
+    """Written at format time: the security the storage was formatted for (read back by
+    ``streamledger.settings.formatted_kafka_security`` when no setting names the mode)."""
+    return paths.directory / KAFKA_SECURITY_MARKER_NAME
 
 
 def check_formatted_security(settings: Settings, paths: KafkaPaths) -> None:

@@ -198,6 +198,7 @@ def text_setting(
     environment: bool = False,
     checked_on_build: bool = True,
     flag: str = "",
+    default_text: str = "",
 ) -> dict[str, Declaration]:
     """A setting read by ``parse`` (which raises ``ValueError(reason)``): a field's metadata."""
     declaration = Declaration(
@@ -206,6 +207,7 @@ def text_setting(
         environment=environment,
         checked_on_build=checked_on_build,
         flag_name=flag,
+        default_text=default_text,
     )
     return {METADATA_KEY: declaration}
 

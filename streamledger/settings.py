@@ -50,6 +50,14 @@ REPLICATION_FACTOR_FOR_CLUSTER_MAX = 3
 KAFKA_SECURITY_PLAINTEXT = "plaintext"
 KAFKA_SECURITY_SCRAM = "scram"
 KAFKA_SECURITY_MODES = (KAFKA_SECURITY_PLAINTEXT, KAFKA_SECURITY_SCRAM)
+# The default for a home whose Kafka storage was never formatted (decision 0087); a formatted one
+# keeps the mode it was formatted with, recorded next to its storage (infra.kafka_broker):
+# {home}/kafka/kafka-security, or {home}/kafka-cluster/node-1/kafka-security for a cluster.
+KAFKA_SECURITY_DEFAULT = KAFKA_SECURITY_SCRAM
+KAFKA_SECURITY_MARKER_NAME = "kafka-security"
+KAFKA_DIRECTORY_NAME = "kafka"
+KAFKA_CLUSTER_DIRECTORY_NAME = "kafka-cluster"
+KAFKA_STORAGE_FORMATTED_FILE = Path("data") / "meta.properties"
 # A Kafka principal's user name: it is also a file name under the stack home.
 PRINCIPAL_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -300,13 +308,18 @@ class Settings:
     )
 
     # How every client of this process authenticates (kafka_adapter.security, decision 0062).
+    # Read from the environment or a flag, unset means the mode the home's Kafka storage was
+    # formatted with, scram for a new home (load_settings, decision 0087); a Settings value built
+    # in code with no stack behind it (unit tests, tools) carries no credentials unless it says so.
     kafka_security: str = field(
         default=KAFKA_SECURITY_PLAINTEXT,
         metadata=text_setting(
             parse_kafka_security,
-            "Kafka client security: plaintext, or scram (SASL/SCRAM-SHA-512 + ACLs; the local"
-            " stack is formatted with it)",
+            "Kafka client security: scram (SASL/SCRAM-SHA-512 + an ACL per service principal), or"
+            " plaintext (local only)",
             environment=True,
+            default_text="the mode the home's Kafka storage was formatted with; scram for a new"
+            " home",
         ),
     )
     kafka_principal: str = field(
@@ -388,9 +401,41 @@ def load_settings(
             )
         values["home"] = home
     values.update(replication_for_brokers(values))
+    if "kafka_security" not in values:
+        home_path = values["home"]
+        brokers = values.get("brokers", 1)
+        assert isinstance(home_path, Path) and isinstance(brokers, int)
+        values["kafka_security"] = default_kafka_security(home_path, brokers)
     settings = Settings(**values)  # type: ignore[arg-type]
     check_consistency(settings)
     return settings
+
+
+def kafka_directory(home: Path, brokers: int) -> Path:
+    """The local Kafka storage of ``home``: node 1's for a cluster (infra.kafka_broker)."""
+    if brokers == 1:
+        return home / KAFKA_DIRECTORY_NAME
+    return home / KAFKA_CLUSTER_DIRECTORY_NAME / "node-1"
+
+
+def formatted_kafka_security(home: Path, brokers: int) -> str | None:
+    """The mode the home's Kafka storage was formatted with; None if it never was. A storage
+    formatted before the mode was recorded (decision 0062) is plaintext."""
+    directory = kafka_directory(home, brokers)
+    marker = directory / KAFKA_SECURITY_MARKER_NAME
+    try:
+        return parse_kafka_security(marker.read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        pass
+    if (directory / KAFKA_STORAGE_FORMATTED_FILE).is_file():
+        return KAFKA_SECURITY_PLAINTEXT
+    return None
+
+
+def default_kafka_security(home: Path, brokers: int) -> str:
+    """``kafka_security`` when no flag or variable gives it (decision 0087): a formatted home
+    keeps its mode, so a running stack still starts; a new home is formatted with scram."""
+    return formatted_kafka_security(home, brokers) or KAFKA_SECURITY_DEFAULT
 
 
 def replication_for_brokers(values: Mapping[str, object]) -> dict[str, int]:

@@ -27,9 +27,10 @@ import pytest
 from infra import kafka_broker, postgres_server, stack, topics
 from streamledger.errors import StreamLedgerError
 from streamledger.settings import (
-    KAFKA_SECURITY_PLAINTEXT,
+    KAFKA_SECURITY_DEFAULT,
     Settings,
     child_environment,
+    formatted_kafka_security,
     parse_kafka_security,
     replace,
 )
@@ -98,17 +99,30 @@ def stack_defaults_from(
     return dataclasses.replace(defaults, **values)  # type: ignore[arg-type]
 
 
-# The test stacks' Kafka security (decision 0062): plaintext unless this says scram; a stack
-# keeps the security it was formatted with, so a scram run needs a home of its own.
+# The test stacks' Kafka security (decisions 0062, 0087): scram, the product's default, unless
+# this says plaintext; a stack keeps the security it was formatted with, so a home formatted
+# plaintext (before 0087) runs with STREAMLEDGER_TEST_KAFKA_SECURITY=plaintext or is reset.
 TEST_KAFKA_SECURITY_VARIABLE = TEST_STACK_PREFIX + "KAFKA_SECURITY"
 
 
 def kafka_security_of_test_stacks(environment: Mapping[str, str] = os.environ) -> str:
-    text = environment.get(TEST_KAFKA_SECURITY_VARIABLE, "").strip() or KAFKA_SECURITY_PLAINTEXT
+    text = environment.get(TEST_KAFKA_SECURITY_VARIABLE, "").strip() or KAFKA_SECURITY_DEFAULT
     try:
         return parse_kafka_security(text)
     except ValueError as exc:
         raise ValueError(f"{TEST_KAFKA_SECURITY_VARIABLE}: {exc}") from None
+
+
+def security_mismatch(settings: Settings) -> str | None:
+    """Why a test stack's home cannot run in ``settings.kafka_security``, naming the variable."""
+    formatted = formatted_kafka_security(settings.home, settings.brokers)
+    if formatted is None or formatted == settings.kafka_security:
+        return None
+    return (
+        f"the test stack in {settings.home} was formatted for Kafka security {formatted}, not"
+        f" {settings.kafka_security}: run with {TEST_KAFKA_SECURITY_VARIABLE}={formatted}, or"
+        f" reset that home (`streamledger --home {settings.home} ... infra reset`)"
+    )
 
 
 def settings_of(defaults: StackDefaults) -> Settings:
@@ -135,6 +149,9 @@ def api_port() -> int:
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     settings = shared_stack_settings()
+    mismatch = security_mismatch(settings)
+    if mismatch is not None:
+        pytest.fail(mismatch, pytrace=False)
     kafka_was_running = kafka_broker.is_running(settings)
     postgres_was_running = postgres_server.status(settings).running
     try:

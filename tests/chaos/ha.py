@@ -51,7 +51,13 @@ from tests.chaos.rounds_faults import wait_for_api
 from tests.chaos.rounds_feed import Feeder
 from tests.chaos.rounds_workload import RoundPlan, RoundWorkload
 from tests.chaos.run_process import RunProcess
-from tests.conftest import REPO_ROOT, StackDefaults, stack_defaults_from
+from tests.conftest import (
+    REPO_ROOT,
+    StackDefaults,
+    kafka_security_of_test_stacks,
+    security_mismatch,
+    stack_defaults_from,
+)
 from tests.system.ledger_reference import ReferenceLedger
 
 HA_PREFIX: Final = "STREAMLEDGER_HA_"
@@ -100,9 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"chaos-ha: {options.commands:,} commands at {options.rate}/s, seed {options.seed};"
         f" stack {settings.home} (Kafka {settings.kafka_bootstrap}, PostgreSQL"
-        f" {settings.postgres_port} + standby {settings.postgres_standby_port})",
+        f" {settings.postgres_port} + standby {settings.postgres_standby_port};"
+        f" {settings.kafka_security})",
         flush=True,
     )
+    mismatch = security_mismatch(settings)
+    if mismatch is not None:
+        print(f"chaos-ha: {mismatch}", file=sys.stderr)
+        return 2
     fresh_postgres(settings)
     for report in stack.up(settings, with_standby=True):
         print(f"  {report.line()}", flush=True)
@@ -162,6 +173,7 @@ def ha_settings(defaults: StackDefaults) -> Settings:
         replication_factor=BROKERS,
         min_insync_replicas=BROKERS - 1,
         kafka_heap_mb=KAFKA_HEAP_MB,
+        kafka_security=kafka_security_of_test_stacks(),
     )
 
 

@@ -49,7 +49,14 @@ from tests.chaos.rounds_workload import (
     build,
 )
 from tests.chaos.run_process import RunProcess, stopped_cleanly
-from tests.conftest import REPO_ROOT, StackDefaults, delete_topics, settings_of, stack_defaults_from
+from tests.conftest import (
+    REPO_ROOT,
+    StackDefaults,
+    delete_topics,
+    security_mismatch,
+    settings_of,
+    stack_defaults_from,
+)
 from tests.system.ledger_reference import ReferenceLedger, expire_pending
 
 CHAOS_PREFIX: Final = "STREAMLEDGER_CHAOS_"
@@ -97,11 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"chaos: {options.rounds} rounds x {options.commands:,} commands from seed {options.seed},"
         f" faults {','.join(sorted(options.faults))}; stack {settings.home}"
-        f" (Kafka {settings.kafka_port}, PostgreSQL {settings.postgres_port}, API {api_port})",
+        f" (Kafka {settings.kafka_port} {settings.kafka_security}, PostgreSQL"
+        f" {settings.postgres_port}, API {api_port})",
         flush=True,
     )
     if options.commands < COMMANDS_CLAIMED:
         print(f"chaos: note: {options.commands:,} commands a round is below the claimed size")
+    mismatch = security_mismatch(settings)
+    if mismatch is not None:
+        print(f"chaos: {mismatch}", file=sys.stderr)
+        return 2
     kafka_was_running = kafka_broker.is_running(settings)
     postgres_was_running = postgres_server.status(settings).running
     stack.up(settings)
