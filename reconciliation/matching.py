@@ -35,6 +35,7 @@ is each item's offset on its topic, so the same inputs give the same results.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -227,6 +228,7 @@ class Item:
         return self.amount if self.direction is Direction.CREDIT else -self.amount
 
 
+BY_ORDER: Final = operator.attrgetter("order")
 EMPTY: Final[dict[str, Item]] = {}  # an index's missing key (never written to)
 
 
@@ -314,8 +316,8 @@ class Side:
                         taken += 1
                         if taken == missing:
                             break
-            if len(days) == 2:
-                ring.sort(key=lambda other: other.order)
+            if len(ring) > 1 and len(days) == 2:
+                ring.sort(key=BY_ORDER)
             found += ring[:missing]
         return found
 
@@ -380,7 +382,9 @@ def _sum_match(new: Item, own: Side, other: Side, rules: MatchingRules) -> Match
     window, limit = rules.date_window_days, rules.sum_candidates_max
     # one (new) to many (other side)
     smaller = other.nearest(new, window, limit, Wanted(amount_below=new.amount))
-    found = subset_with_sum(smaller, new.amount, 2, rules.sum_items_max)
+    found = (
+        None if len(smaller) < 2 else subset_with_sum(smaller, new.amount, 2, rules.sum_items_max)
+    )
     if found is not None:
         return Match(
             rule=MatchRule.SUM, state=ReconciliationState.MATCHED, reason="matched", partners=found
@@ -391,11 +395,11 @@ def _sum_match(new: Item, own: Side, other: Side, rules: MatchingRules) -> Match
         companions = Wanted(
             amount_below=rest_total + 1, also_pairs_with=new, excluded_id=new.item_id
         )
-        rest = subset_with_sum(
-            own.nearest(target, window, limit - 1, companions),
-            rest_total,
-            1,
-            rules.sum_items_max - 1,
+        candidates = own.nearest(target, window, limit - 1, companions)
+        rest = (
+            subset_with_sum(candidates, rest_total, 1, rules.sum_items_max - 1)
+            if candidates
+            else None
         )
         if rest is not None:
             return Match(
