@@ -44,7 +44,6 @@ from reconciliation.statement import Direction, Statement, StatementLine
 from schemas.model import (
     Event,
     PendingPosted,
-    Posting,
     TransactionPendingPosted,
     TransactionPosted,
     TransferPosted,
@@ -155,38 +154,33 @@ MANUAL_UNMATCH_REASON: Final = "manual_unmatch"
 def movements_of(event: Event, reference_key: str) -> tuple[Movement, ...]:
     """The movements a ledger event makes: one per posting and account; none for events that
     reserve or release (pending, voided, expired) or open accounts."""
-    postings: tuple[Posting, ...]
+    pairs: tuple[tuple[str, str, int], ...]  # (debited, credited, amount) per posting
     if isinstance(event, TransferPosted | PendingPosted):
-        postings = (
-            Posting(
-                debit_account_id=event.debit_account_id,
-                credit_account_id=event.credit_account_id,
-                amount=event.amount,
-                currency=event.currency,
-            ),
-        )
+        pairs = ((event.debit_account_id, event.credit_account_id, event.amount),)
     elif isinstance(event, TransactionPosted | TransactionPendingPosted):
-        postings = event.postings
+        pairs = tuple(
+            (posting.debit_account_id, posting.credit_account_id, posting.amount)
+            for posting in event.postings
+        )
     else:
         return ()
     # metadata is on events from contract v1.4 on (decision 0055); older events have none
-    metadata = dict(getattr(event, "metadata", ()))
-    reference = metadata.get(reference_key) or None
+    metadata = getattr(event, "metadata", ())
+    reference = (dict(metadata).get(reference_key) or None) if metadata else None
     date_days = event.effective_at_us // MICROSECONDS_PER_DAY
+    tenant_id, event_id = event.tenant_id, event.event_id
     movements = []
-    for index, posting in enumerate(postings):
-        if posting.amount == 0:
+    for index, (debited, credited, amount) in enumerate(pairs):
+        if amount == 0:
             continue
-        for account_id, direction in (
-            (posting.debit_account_id, Direction.CREDIT),
-            (posting.credit_account_id, Direction.DEBIT),
-        ):
+        movement_id = f"{event_id}#{index}"
+        for account_id, direction in ((debited, Direction.CREDIT), (credited, Direction.DEBIT)):
             movements.append(
                 Movement(
-                    tenant_id=event.tenant_id,
+                    tenant_id=tenant_id,
                     account_id=account_id,
-                    movement_id=f"{event.event_id}#{index}",
-                    amount=posting.amount,
+                    movement_id=movement_id,
+                    amount=amount,
                     direction=direction,
                     date_days=date_days,
                     external_reference=reference,
