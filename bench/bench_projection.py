@@ -318,7 +318,7 @@ def main() -> None:
         produce_events(settings, events, transactional_id=f"bench-{uuid.uuid4().hex[:6]}")
         print(f"produced them in {time.perf_counter() - started:.1f} s")
         projection = ProjectionSettings(
-            consumer_group=f"{settings.topic_prefix}bench",
+            consumer_group=f"{settings.topic_prefix}streamledger-projection-bench",
             batch_records_max=arguments.batch_records_max,
         )  # batch_interval_ms: the default, as in bench.projection_suite
         profiles: list[cProfile.Profile] | None = [] if arguments.profile else None

@@ -101,7 +101,8 @@ def main() -> None:
         events = build_events(arguments.events, 1, arguments.accounts, seed=19)
         produce_events(settings, events, transactional_id=f"bench-{uuid.uuid4().hex[:6]}")
         projection = ProjectionSettings(
-            consumer_group=f"{settings.topic_prefix}bench", batch_records_max=5_000
+            consumer_group=f"{settings.topic_prefix}streamledger-projection-bench",
+            batch_records_max=5_000,
         )
         projected = project(settings, projection, LIVE_SCHEMA, len(events))
         print(f"projected {len(events)} events in {projected.wall_s:.1f} s")

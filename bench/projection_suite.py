@@ -38,7 +38,7 @@ def run_projection(
             schema = f"bench_r{repetition}"
             apply_migrations(scoped, schema=schema)
             projection = ProjectionSettings(
-                consumer_group=f"{scoped.topic_prefix}bench-{repetition}",
+                consumer_group=f"{scoped.topic_prefix}streamledger-projection-bench-{repetition}",
                 batch_records_max=10_000,
                 # batch_interval_ms: the default (20 ms, decision 0017), as `streamledger project`
                 # runs; with 200 the run's last consume, on a drained topic, waited 0.2 s of a
