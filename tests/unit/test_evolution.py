@@ -244,12 +244,33 @@ def test_v1_4_metadata_is_in_the_canonical_bytes(event: Any) -> None:
     assert codec.decode_event(codec.encode_event(other)).metadata == other.metadata
 
 
-@pytest.mark.parametrize("old_version", ["v1.5"])
-def test_v1_6_rate_limited_reads_as_invalid_command_in_v1_5(old_version: str) -> None:
-    """v1.6 appends ``RATE_LIMITED``; v1.5 added a reader default for exactly this, so a v1.5
-    reader (SDK, API, verify) reads such a reply as ``INVALID_COMMAND`` instead of failing,
-    and v1.0-v1.4 readers, which have no default, fail on it (decision 0083)."""
-    rate_limited = Outcome(
+@pytest.mark.parametrize(
+    ("reason", "detail", "old_version"),
+    [
+        # v1.6 appends RATE_LIMITED (decision 0083); v1.5 added a reader default for exactly this
+        (
+            RejectReason.RATE_LIMITED,
+            "tenant_id: rate limited: tenant over 1 commands/s (burst 1); retry after 1000 ms",
+            "v1.5",
+        ),
+        # v1.7 appends UNAUTHENTICATED (signed commands, decision 0085)
+        *(
+            (
+                RejectReason.UNAUTHENTICATED,
+                "tenant_id: unauthenticated: key 'gw:v1' is not granted for tenant 'acme'",
+                old_version,
+            )
+            for old_version in ("v1.5", "v1.6")
+        ),
+    ],
+)
+def test_an_appended_reason_reads_as_invalid_command_in_readers_with_the_default(
+    reason: RejectReason, detail: str, old_version: str
+) -> None:
+    """A reason appended since v1.6 (``RATE_LIMITED``, ``UNAUTHENTICATED``): a reader of v1.5 or
+    later reads such a reply as its reader default ``INVALID_COMMAND`` instead of failing, and
+    v1.0-v1.4 readers, which have no default, fail on it."""
+    rejected = Outcome(
         tenant_id="acme",
         idempotency_key="k",
         command_type="Transfer",
@@ -257,44 +278,18 @@ def test_v1_6_rate_limited_reads_as_invalid_command_in_v1_5(old_version: str) ->
         field_fingerprints=b"\x01" * 8,
         status=OutcomeStatus.REJECTED,
         event_sequences=(),
-        reason=RejectReason.RATE_LIMITED,
-        detail="tenant_id: rate limited: tenant over 1 commands/s (burst 1); retry after 1000 ms",
+        reason=reason,
+        detail=detail,
         decided_at_us=5,
         expires_at_us=None,
     )
-    record = _avro_record(codec.OUTCOMES, rate_limited)
+    record = _avro_record(codec.OUTCOMES, rejected)
     new = CURRENT["Outcome"].expanded
     _assert_read_as_default(
         new, VERSIONS[old_version]["Outcome"].expanded, record, "INVALID_COMMAND"
     )
     _assert_unknown_to_old_readers(new, VERSIONS["v1.4"]["Outcome"].expanded, record)
-    assert codec.decode_outcome(codec.encode_outcome(rate_limited)) == rate_limited
-
-
-@pytest.mark.parametrize("old_version", ["v1.5", "v1.6"])
-def test_v1_7_unauthenticated_reads_as_invalid_command_in_v1_5_and_v1_6(old_version: str) -> None:
-    """v1.7 appends ``UNAUTHENTICATED`` (signed commands, decision 0085): a v1.5/v1.6 reader
-    reads such a reply as its reader default ``INVALID_COMMAND``; v1.0-v1.4 readers fail."""
-    unauthenticated = Outcome(
-        tenant_id="acme",
-        idempotency_key="k",
-        command_type="Transfer",
-        fingerprint=b"\x07" * 32,
-        field_fingerprints=b"\x01" * 8,
-        status=OutcomeStatus.REJECTED,
-        event_sequences=(),
-        reason=RejectReason.UNAUTHENTICATED,
-        detail="tenant_id: unauthenticated: key 'gw:v1' is not granted for tenant 'acme'",
-        decided_at_us=5,
-        expires_at_us=None,
-    )
-    record = _avro_record(codec.OUTCOMES, unauthenticated)
-    new = CURRENT["Outcome"].expanded
-    _assert_read_as_default(
-        new, VERSIONS[old_version]["Outcome"].expanded, record, "INVALID_COMMAND"
-    )
-    _assert_unknown_to_old_readers(new, VERSIONS["v1.4"]["Outcome"].expanded, record)
-    assert codec.decode_outcome(codec.encode_outcome(unauthenticated)) == unauthenticated
+    assert codec.decode_outcome(codec.encode_outcome(rejected)) == rejected
 
 
 @pytest.mark.parametrize("old_version", ["v1.4", "v1.5", "v1.6"])
