@@ -69,7 +69,13 @@ from api.problems import (
 )
 from api.readiness import BrokerMetadata, CachedProbe
 from api.reads import ApiReader
-from api.reconciliation import IMPORT_PARAMETERS, import_statement_file, list_results
+from api.reconciliation import (
+    IMPORT_PARAMETERS,
+    import_statement_file,
+    list_results,
+    request_match,
+    request_unmatch,
+)
 from api.reports import (
     BALANCE_HISTORY_PARAMETERS,
     STATEMENT_PARAMETERS,
@@ -439,6 +445,26 @@ async def post_statement(request: Request) -> Response:
     )
 
 
+async def post_manual_match(request: Request) -> Response:
+    """``POST /v1/reconciliation/matches``: a ManualMatch request (decision 0098)."""
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    query_of(request)
+    raw = await body_of(request, services.api.body_bytes_max)
+    token = request.headers["authorization"].split()[-1]  # checked by tenant_of
+    return await request_match(services.settings, tenant_id, token, raw)
+
+
+async def post_manual_unmatch(request: Request) -> Response:
+    """``POST /v1/reconciliation/unmatches``: a ManualUnmatch request (decision 0098)."""
+    services = services_of(request)
+    tenant_id = await tenant_of(request)
+    query_of(request)
+    raw = await body_of(request, services.api.body_bytes_max)
+    token = request.headers["authorization"].split()[-1]  # checked by tenant_of
+    return await request_unmatch(services.settings, tenant_id, token, raw)
+
+
 async def list_accounts(request: Request) -> Response:
     """``GET /v1/accounts?metadata[k]=v&currency&limit&after`` (decision 0056)."""
     tenant_id = await tenant_of(request)
@@ -654,6 +680,8 @@ ROUTES: Final = [
     Route("/v1/transfers", list_transfers, methods=["GET"]),
     Route("/v1/reconciliation", list_reconciliation, methods=["GET"]),
     Route("/v1/statements", post_statement, methods=["POST"]),
+    Route("/v1/reconciliation/matches", post_manual_match, methods=["POST"]),
+    Route("/v1/reconciliation/unmatches", post_manual_unmatch, methods=["POST"]),
     Route("/v1/transactions", list_transactions, methods=["GET"]),
     Route("/v1/accounts/{account_id}/balance", get_balance, methods=["GET"]),
     Route("/v1/accounts/{account_id}/entries", get_entries, methods=["GET"]),

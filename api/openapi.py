@@ -21,6 +21,7 @@ from api.bodies import (
     VoidPendingBody,
 )
 from api.problems import PROBLEM_CONTENT_TYPE, PROBLEM_KINDS
+from api.reconciliation import MANUAL_BODY_TYPES, ManualMatchBody, ManualUnmatchBody
 from api.webhooks import TOO_MANY_ENDPOINTS, WebhookEndpointBody
 
 REF: Final = "#/components/schemas/{name}"
@@ -196,9 +197,44 @@ MOVEMENT_SEARCH_PARAMETERS: Final = [
 ]
 
 
+def _manual_request(body: type[msgspec.Struct], summary: str) -> dict[str, Any]:
+    content = {"application/json": {"schema": {"$ref": REF.format(name=body.__name__)}}}
+    return {
+        "post": _operation(
+            summary,
+            {
+                "202": {
+                    "description": "requested: the record's position on ledger.statements"
+                    " (request_id); the matcher's result appears on GET /v1/reconciliation"
+                },
+                **_problems(400, 401, 413, 415, 422, 503),
+            },
+            requestBody={"required": True, "content": content},
+        )
+    }
+
+
+def _manual_reconciliation_paths() -> dict[str, Any]:
+    """Manual match and unmatch: audited requests the matcher decides (decisions 0090, 0098)."""
+    return {
+        "/v1/reconciliation/matches": _manual_request(
+            ManualMatchBody,
+            "match open statement lines with open ledger movements of a bank-mirror account by"
+            " hand: a ManualMatch record the matcher decides (rule manual) if every item is"
+            " still open (decision 0098)",
+        ),
+        "/v1/reconciliation/unmatches": _manual_request(
+            ManualUnmatchBody,
+            "undo a current match or mismatch (its result_id) by hand: a ManualUnmatch record;"
+            " the matcher answers with an unmatched result (reason manual_unmatch) that"
+            " supersedes it (decisions 0090, 0098); 422 when the result is not undoable",
+        ),
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        (*BODY_TYPES, WebhookEndpointBody), ref_template=REF
+        (*BODY_TYPES, WebhookEndpointBody, *MANUAL_BODY_TYPES), ref_template=REF
     )
     components["Problem"] = PROBLEM_SCHEMA
     account = _path_parameter("account_id")
@@ -326,6 +362,7 @@ def build_openapi() -> dict[str, Any]:
                     *PAGE_PARAMETERS,
                 ],
             ),
+            **_manual_reconciliation_paths(),
             "/v1/monitors": {
                 **_submit(
                     MonitorBody,

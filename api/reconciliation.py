@@ -10,26 +10,37 @@ a statement file, for the API key's tenant through the command line's importer
 (``reconciliation.importer``, decision 0052): once per file (its SHA-256 is its idempotency key:
 a retry answers 200 ``already_imported``), all or nothing (a malformed file is a 400 whose
 ``field`` names the element or line, nothing written). Decision 0075.
+
+``POST /v1/reconciliation/matches`` and ``POST /v1/reconciliation/unmatches`` (JSON bodies) write
+a ``ManualMatch`` / ``ManualUnmatch`` request for the API key's tenant through the command
+line's checks (``reconciliation.manual_match``, ``reconciliation.unmatch``) and writer: 202 with
+the request's position on ``ledger.statements``; the matcher decides it (decisions 0090, 0098).
+The recorded actor is the body's ``actor`` and the API key's id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import urlencode
 
 import msgspec
 from starlette.responses import Response
 
+from api.bodies import field_of
 from api.problems import (
     BODY_TOO_LARGE,
+    COMMAND_REJECTED,
     INVALID_BODY,
     INVALID_PARAMETER,
+    MALFORMED_JSON,
     SERVICE_UNAVAILABLE,
     UNSUPPORTED_MEDIA_TYPE,
     ApiProblemError,
+    ProblemKind,
 )
 from api.reads import ApiReader
 from reconciliation.importer import (
@@ -37,7 +48,14 @@ from reconciliation.importer import (
     ImportReport,
     ImportStatus,
     import_statement,
+    request_manual_match,
 )
+from reconciliation.manual_match import (
+    RequestProblem,
+    manual_match_request,
+    manual_unmatch_problem,
+)
+from reconciliation.matching import ManualMatch, ManualUnmatch
 from reconciliation.result_search import (
     ResultPage,
     SearchProblem,
@@ -46,6 +64,7 @@ from reconciliation.result_search import (
     result_statement,
 )
 from reconciliation.statement import StatementFormat
+from reconciliation.unmatch import prepared_unmatch
 from schemas.limits import entity_id_problem
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
@@ -68,6 +87,35 @@ BANK_ACCOUNT_LENGTH_MAX: Final = 64
 # imports run on threads (Kafka reads and a transaction each); more at once are refused with 503
 STATEMENT_IMPORTS_MAX: Final = 2
 _imports = asyncio.BoundedSemaphore(STATEMENT_IMPORTS_MAX)
+# a manual request writes one record (an unmatch first reads the tenant's results partition)
+MANUAL_REQUESTS_MAX: Final = 2
+_manual_requests = asyncio.BoundedSemaphore(MANUAL_REQUESTS_MAX)
+API_KEY_ID_START: Final = len("slk_")
+API_KEY_ID_END: Final = API_KEY_ID_START + 16
+
+
+class ManualMatchBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/reconciliation/matches``: open statement lines and open ledger movements of a
+    bank-mirror account matched by a person (decision 0098)."""
+
+    account: str
+    line_ids: list[str]
+    movement_ids: list[str]
+    actor: str
+    note: str = ""
+
+
+class ManualUnmatchBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/reconciliation/unmatches``: a person undoes a decided match or mismatch, named
+    by its ``result_id`` (``GET /v1/reconciliation``), decision 0090."""
+
+    account: str
+    result_id: str
+    actor: str
+    note: str = ""
+
+
+MANUAL_BODY_TYPES: Final = (ManualMatchBody, ManualUnmatchBody)
 
 
 def page_document(items: Sequence[tuple[str, str]], page: ResultPage, limit: int) -> dict[str, Any]:
@@ -197,3 +245,119 @@ async def import_statement_file(
         except InfraError as exc:
             raise ApiProblemError(SERVICE_UNAVAILABLE, f"the import failed: {exc}") from exc
     return import_response(report)
+
+
+def decode_manual_body(
+    body_type: type[ManualMatchBody] | type[ManualUnmatchBody], raw: bytes
+) -> ManualMatchBody | ManualUnmatchBody:
+    try:
+        decoded: ManualMatchBody | ManualUnmatchBody = msgspec.json.decode(raw, type=body_type)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = field_of(message)
+        extensions = {} if field is None else {"field": field}
+        raise ApiProblemError(INVALID_BODY, message, **extensions) from exc
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise ApiProblemError(MALFORMED_JSON, str(exc)) from exc
+    return decoded
+
+
+def recorded_actor(actor: str, api_key_token: str) -> str:
+    """Who asked, as the record keeps it: the person the body names and the API key's id (the
+    token is ``slk_<key id>_<secret>``, already checked by the tenant lookup)."""
+    return f"{actor} (API key {api_key_token[API_KEY_ID_START:API_KEY_ID_END]})"
+
+
+def refused(problem: RequestProblem, kind: ProblemKind = INVALID_BODY) -> ApiProblemError:
+    return ApiProblemError(kind, problem.message(), field=problem.parameter)
+
+
+async def write_request(
+    settings: Settings, prepare: Callable[[], ManualMatch | ManualUnmatch | RequestProblem]
+) -> tuple[ManualMatch | ManualUnmatch, str]:
+    """(the request ``prepare`` builds on a worker thread, its position on ``ledger.statements``),
+    at most ``MANUAL_REQUESTS_MAX`` at once; a problem ``prepare`` finds in the results is a 422
+    naming the parameter, nothing written."""
+    if _manual_requests.locked():
+        raise ApiProblemError(
+            SERVICE_UNAVAILABLE, f"{MANUAL_REQUESTS_MAX} manual requests in flight: retry shortly"
+        )
+    async with _manual_requests:
+        try:
+            request = await asyncio.to_thread(prepare)
+            if isinstance(request, RequestProblem):
+                raise refused(request, COMMAND_REJECTED)
+            position = await asyncio.to_thread(request_manual_match, settings, request)
+        except InfraError as exc:
+            raise ApiProblemError(SERVICE_UNAVAILABLE, f"the request failed: {exc}") from exc
+    return request, position
+
+
+def requested_response(request: ManualMatch | ManualUnmatch, position: str) -> Response:
+    results = f"{RECONCILIATION_PATH}?{urlencode({'account': request.account_id})}"
+    document: dict[str, Any] = {
+        "status": "requested",
+        "request_id": position,
+        "account": request.account_id,
+        "line_ids": list(request.line_ids),
+        "movement_ids": list(request.movement_ids),
+        "actor": request.actor,
+        "note": request.note,
+        "results": results,
+    }
+    if isinstance(request, ManualUnmatch):
+        document["result_id"] = request.result_id
+    encoded = msgspec.json.encode(document)
+    return Response(encoded, 202, headers={"Location": results}, media_type=JSON)
+
+
+async def request_match(
+    settings: Settings, tenant_id: str, api_key_token: str, raw: bytes
+) -> Response:
+    """``POST /v1/reconciliation/matches``: 400 naming the member at fault, 202 once the
+    ``ManualMatch`` is on the topic (the matcher decides it, decision 0090)."""
+    body = decode_manual_body(ManualMatchBody, raw)
+    assert isinstance(body, ManualMatchBody)
+    request = manual_match_request(
+        tenant_id=tenant_id,
+        account_id=body.account,
+        line_ids=body.line_ids,
+        movement_ids=body.movement_ids,
+        actor=body.actor,
+        note=body.note,
+        requested_at_us=time.time_ns() // 1000,
+    )
+    if isinstance(request, RequestProblem):
+        raise refused(request)
+    recorded = replace(request, actor=recorded_actor(request.actor, api_key_token))
+    written, position = await write_request(settings, lambda: recorded)
+    return requested_response(written, position)
+
+
+async def request_unmatch(
+    settings: Settings, tenant_id: str, api_key_token: str, raw: bytes
+) -> Response:
+    """``POST /v1/reconciliation/unmatches``: 400 for a malformed body, 422 when the result is
+    not a current match or mismatch of the account, 202 once the ``ManualUnmatch`` is written."""
+    body = decode_manual_body(ManualUnmatchBody, raw)
+    assert isinstance(body, ManualUnmatchBody)
+    problem = manual_unmatch_problem(body.account, body.result_id, body.actor, body.note)
+    if problem is not None:
+        raise refused(problem)
+
+    def prepare() -> ManualUnmatch | RequestProblem:
+        request = prepared_unmatch(
+            settings,
+            tenant_id=tenant_id,
+            account_id=body.account,
+            result_id=body.result_id,
+            actor=body.actor,
+            note=body.note,
+            requested_at_us=time.time_ns() // 1000,
+        )
+        if isinstance(request, RequestProblem):
+            return request
+        return replace(request, actor=recorded_actor(request.actor, api_key_token))
+
+    written, position = await write_request(settings, prepare)
+    return requested_response(written, position)

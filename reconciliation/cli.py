@@ -19,9 +19,9 @@ from reconciliation.importer import (
     request_manual_match,
     terms_of,
 )
+from reconciliation.manual_match import RequestProblem, manual_match_request
 from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
-from reconciliation.matching import ManualMatch
 from reconciliation.metrics import ReconcilerMetrics, ReconciliationProjectionMetrics
 from reconciliation.projection import ReconciliationProjection
 from reconciliation.report import render
@@ -37,7 +37,7 @@ from reconciliation.synthetic_statement import (
     synthetic_bai2,
     synthetic_camt053,
 )
-from reconciliation.unmatch import tenant_results, unmatch_request
+from reconciliation.unmatch import prepared_unmatch
 from streamledger.cli_parser import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -169,45 +169,45 @@ def statement_format(arguments: argparse.Namespace) -> StatementFormat:
 
 
 def run_manual_match(arguments: argparse.Namespace, settings: Settings) -> int:
-    request = ManualMatch(
+    request = manual_match_request(
         tenant_id=arguments.tenant,
         account_id=arguments.account,
-        line_ids=tuple(arguments.line),
-        movement_ids=tuple(arguments.movement),
+        line_ids=arguments.line,
+        movement_ids=arguments.movement,
         actor=arguments.actor,
         note=arguments.note,
         requested_at_us=time.time_ns() // 1000,
     )
-    request_manual_match(settings, request)
+    if isinstance(request, RequestProblem):
+        sys.stderr.write(f"refused: {request.message()}\n")
+        return EXIT_FAILURE
+    position = request_manual_match(settings, request)
     sys.stdout.write(
         f"manual match of {len(request.line_ids)} lines and {len(request.movement_ids)}"
-        " movements written; the matcher decides it (see ledger.reconciliation)\n"
+        f" movements written at ledger.statements {position}; the matcher decides it"
+        " (see ledger.reconciliation)\n"
     )
     return EXIT_OK
 
 
 def run_manual_unmatch(arguments: argparse.Namespace, settings: Settings) -> int:
-    results = tenant_results(settings, arguments.tenant, arguments.result)
-    request = (
-        results
-        if isinstance(results, str)
-        else unmatch_request(
-            results,
-            tenant_id=arguments.tenant,
-            account_id=arguments.account,
-            result_id=arguments.result,
-            actor=arguments.actor,
-            note=arguments.note,
-            requested_at_us=time.time_ns() // 1000,
-        )
+    request = prepared_unmatch(
+        settings,
+        tenant_id=arguments.tenant,
+        account_id=arguments.account,
+        result_id=arguments.result,
+        actor=arguments.actor,
+        note=arguments.note,
+        requested_at_us=time.time_ns() // 1000,
     )
-    if isinstance(request, str):
-        sys.stderr.write(f"refused: {request}\n")
+    if isinstance(request, RequestProblem):
+        sys.stderr.write(f"refused: {request.message()}\n")
         return EXIT_FAILURE
-    request_manual_match(settings, request)
+    position = request_manual_match(settings, request)
     sys.stdout.write(
         f"manual unmatch of result {request.result_id} ({len(request.line_ids)} lines,"
-        f" {len(request.movement_ids)} movements) written; the matcher decides it\n"
+        f" {len(request.movement_ids)} movements) written at ledger.statements {position};"
+        " the matcher decides it\n"
     )
     return EXIT_OK
 

@@ -19,7 +19,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException, Message, Producer
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, kafka_error_text
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
@@ -246,10 +246,11 @@ def _write(
         ) from exc
 
 
-def request_manual_match(settings: Settings, request: ManualMatch | ManualUnmatch) -> None:
+def request_manual_match(settings: Settings, request: ManualMatch | ManualUnmatch) -> str:
     """Write a ``ManualMatch`` or ``ManualUnmatch`` record to the tenant's partition of
-    ``ledger.statements``: the matcher decides it in order with the records before it (and
-    refuses it if an item is not open, or not decided, respectively)."""
+    ``ledger.statements`` and return its position ``"{partition}:{offset}"``: the matcher decides
+    it in order with the records before it (and refuses it if an item is not open, or not
+    decided, respectively)."""
     partitions = ensure_topics(settings)
     partition = partition_for(command_key(request.tenant_id), partitions)
     producer = Producer(
@@ -260,9 +261,24 @@ def request_manual_match(settings: Settings, request: ManualMatch | ManualUnmatc
         },
         logger=KAFKA_CLIENT_LOGGER,
     )
+    delivered: list[str] = []
+
+    def on_delivery(error: object, message: Message) -> None:
+        if error is None:
+            delivered.append(f"{message.partition()}:{message.offset()}")
+        else:
+            delivered.append(f"error: {error}")
+
     key = command_key(request.tenant_id)
     producer.produce(
-        settings.topic(STATEMENTS_TOPIC), value=encode(request), key=key, partition=partition
+        settings.topic(STATEMENTS_TOPIC),
+        value=encode(request),
+        key=key,
+        partition=partition,
+        on_delivery=on_delivery,
     )
     if producer.flush(IMPORT_TIMEOUT_S) != 0:
         raise InfraError(f"the request was not acknowledged within {IMPORT_TIMEOUT_S:g} s")
+    if not delivered or delivered[0].startswith("error: "):
+        raise InfraError(f"the request was not written: {delivered[0] if delivered else '?'}")
+    return delivered[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
+from reconciliation.manual_match import RequestProblem, manual_unmatch_problem
 from reconciliation.matching import ManualUnmatch, ReconciliationResult, ReconciliationState
 from reconciliation.partition_reader import read_partition
 from reconciliation.records import decode
@@ -89,3 +90,33 @@ def tenant_results(
         if isinstance(value, ReconciliationResult):
             found.append((record.offset, value))
     return found
+
+
+def prepared_unmatch(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    account_id: str,
+    result_id: str,
+    actor: str,
+    note: str,
+    requested_at_us: int,
+) -> ManualUnmatch | RequestProblem:
+    """The ``ManualUnmatch`` to write for ``result_id``, or why not, naming the parameter: the
+    request's own limits first (no read), then the result as the tenant's partition has it."""
+    problem = manual_unmatch_problem(account_id, result_id, actor, note)
+    if problem is not None:
+        return problem
+    results = tenant_results(settings, tenant_id, result_id)
+    if isinstance(results, str):
+        return RequestProblem("result_id", results)
+    request = unmatch_request(
+        results,
+        tenant_id=tenant_id,
+        account_id=account_id,
+        result_id=result_id,
+        actor=actor,
+        note=note,
+        requested_at_us=requested_at_us,
+    )
+    return RequestProblem("result_id", request) if isinstance(request, str) else request

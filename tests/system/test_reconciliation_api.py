@@ -5,10 +5,12 @@ projection as child processes, on fresh topics and a fresh database.
 A camt.053 statement is imported (the command line, and ``POST /v1/statements``), matched, and
 projected; ``GET /v1/reconciliation`` lists the results by account and state, pages through
 the keyset cursor, refuses a bad parameter with a 400 naming it, and shows another tenant
-nothing; a restarted projection writes no row twice."""
+nothing; a restarted projection writes no row twice. A manual unmatch and a manual match are
+requested over HTTP (decision 0098)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -21,6 +23,7 @@ import httpx
 import psycopg
 import pytest
 
+from reconciliation.matching import ManualMatch, ManualUnmatch
 from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
 from streamledger.settings import Settings
@@ -44,6 +47,7 @@ from workloads.topics import delete_topics
 
 pytestmark = pytest.mark.system
 API_FLAGS = ["--api-key-cache-ttl-s=0"]
+JSON_TYPE = "application/json"
 CONSUME_TIMEOUT_S = 120.0
 PROJECTED_TIMEOUT_S = 120.0
 RESULTS = 5  # t1, t2, t3+t4 matched; t5 not on the statement; the 77.77 line not in the ledger
@@ -207,6 +211,84 @@ def check_import(stack: ApiStack, tenant: str, other: str, path: Path) -> None:
     assert [type(r) for r in records] == [StatementLine] * LINES + [Statement]
 
 
+def post_manual(
+    client: httpx.Client, kind: str, body: dict[str, Any] | bytes, media_type: str = JSON_TYPE
+) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(
+        f"/v1/reconciliation/{kind}", content=content, headers={"Content-Type": media_type}
+    )
+
+
+def check_manual_refusals(client: httpx.Client, tenant: str, unmatched_id: str) -> None:
+    """Bad bodies: 400 (or 415) naming the member; a result that is not undoable: 422."""
+    match = {
+        "account": "bank", "line_ids": ["bank/ref/x"], "movement_ids": [f"{tenant}:9#0"],
+        "actor": "alice",
+    }  # fmt: skip
+    unmatch = {"account": "bank", "result_id": unmatched_id, "actor": "alice"}
+    for kind, body, media_type, status, field in (
+        ("matches", {**match, "movement_ids": ["other:9#0"]}, JSON_TYPE, 400, "movement_ids"),
+        ("matches", {**match, "line_ids": ["cash/ref/x"]}, JSON_TYPE, 400, "line_ids"),
+        ("matches", {**match, "line_ids": []}, JSON_TYPE, 400, "line_ids"),
+        ("matches", {**match, "actor": ""}, JSON_TYPE, 400, "actor"),
+        ("matches", {**match, "line_ids": "bank/ref/x"}, JSON_TYPE, 400, "line_ids"),
+        ("matches", {**match, "colour": "red"}, JSON_TYPE, 400, "colour"),
+        ("matches", match, "text/plain", 415, None),
+        ("unmatches", {"result_id": "0:1", "actor": "a"}, JSON_TYPE, 400, "account"),
+        ("unmatches", {**unmatch, "result_id": "x"}, JSON_TYPE, 400, "result_id"),
+        ("unmatches", {**unmatch, "note": "a\nb"}, JSON_TYPE, 400, "note"),
+        ("unmatches", unmatch, JSON_TYPE, 422, "result_id"),  # unmatched: nothing to undo
+        ("unmatches", {**unmatch, "account": "cash"}, JSON_TYPE, 422, "result_id"),
+        ("unmatches", b"{not json", JSON_TYPE, 400, None),
+    ):
+        response = post_manual(client, kind, body, media_type)
+        assert response.status_code == status, (body, response.text)
+        assert response.json().get("field") == field, (body, response.text)
+        assert "\n" not in response.json()["detail"], response.text
+
+
+def check_manual_requests(stack: ApiStack, tenant: str, other: str) -> None:
+    """``POST /v1/reconciliation/unmatches`` undoes t2's match (the matcher answers with a
+    superseding unmatched result); ``/matches`` writes a ManualMatch the matcher refuses (the
+    items are decided). Both are records naming the person and the API key (decision 0098)."""
+    with stack.client(tenant) as client:
+        rows = all_pages(client, "account=bank")
+        (t2,) = [row for row in rows if row["line_amount"] == -40_025]
+        (unmatched,) = [row for row in rows if row["reason"] == "no_ledger_movement"]
+        check_manual_refusals(client, tenant, unmatched["result_id"])
+        body = {"account": "bank", "result_id": t2["result_id"], "actor": "alice", "note": "n"}
+        with stack.client(other) as stranger:  # another tenant's key sees no such result
+            assert post_manual(stranger, "unmatches", body).status_code == 422
+        requested = post_manual(client, "unmatches", body)
+        assert requested.status_code == 202, requested.text
+        document = requested.json()
+        assert (document["status"], document["result_id"]) == ("requested", t2["result_id"])
+        assert document["actor"].startswith("alice (API key ")
+        assert requested.headers["location"] == "/v1/reconciliation?account=bank"
+        wait_for_rows(stack, tenant, (1, LINES, RESULTS + 1))
+        last = all_pages(client, "account=bank")[-1]
+        assert (last["rule"], last["reason"], last["line_ids"]) == (
+            "manual", "manual_unmatch", t2["line_ids"],
+        )  # fmt: skip
+        again = post_manual(client, "unmatches", body)  # superseded now
+        assert (again.status_code, again.json()["field"]) == (422, "result_id"), again.text
+        assert "superseded" in again.json()["detail"]
+        match = {
+            "account": "bank", "line_ids": t2["line_ids"], "movement_ids": t2["movement_ids"],
+            "actor": "bob",
+        }  # fmt: skip
+        matched = post_manual(client, "matches", match)
+        assert matched.status_code == 202, matched.text
+    records = read_records(stack.settings, STATEMENTS_TOPIC, tenant)
+    unmatch_record, match_record = records[-2:]
+    assert isinstance(unmatch_record, ManualUnmatch) and isinstance(match_record, ManualMatch)
+    assert unmatch_record.actor == document["actor"] and unmatch_record.note == "n"
+    assert match_record.line_ids == tuple(t2["line_ids"]) and match_record.actor.startswith("bob")
+    partition = document["request_id"].split(":")[0]
+    assert matched.json()["request_id"].split(":")[0] == partition
+
+
 def test_results_in_postgresql_and_through_the_api(
     api_stack: ApiStack, tenants: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -227,13 +309,20 @@ def test_results_in_postgresql_and_through_the_api(
     ):
         assert sample in scraped, scraped
     check_listing(stack, tenant, other)
+    check_manual_requests(stack, tenant, other)
+    # the manual match names decided items: the matcher refuses it and writes nothing
+    deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+    while "refused: not open" not in matcher.log():
+        assert time.monotonic() < deadline, matcher.log()
+        time.sleep(0.3)
+    assert row_counts(stack.settings, tenant) == (1, LINES, RESULTS + 1)
 
     # a restarted projection starts at its stored offsets: no row twice, none lost
     projection.stop()
     assert projection.process.returncode == 0, projection.log()
     projection_child(stack, tmp_path)
     time.sleep(2.0)
-    assert row_counts(stack.settings, tenant) == (1, LINES, RESULTS)
+    assert row_counts(stack.settings, tenant) == (1, LINES, RESULTS + 1)
     assert matcher.stop() == 0, matcher.log()
 
 

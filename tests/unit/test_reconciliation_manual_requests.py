@@ -1,0 +1,84 @@
+"""The checks of a manual match or unmatch request before it is written (decision 0098): each
+refusal names the parameter at fault; an item of another tenant or account is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconciliation.manual_match import (
+    ACTOR_LENGTH_MAX,
+    LINE_IDS_MAX,
+    RequestProblem,
+    manual_match_request,
+    manual_unmatch_problem,
+)
+from reconciliation.matching import ManualMatch
+
+GOOD: dict[str, Any] = {
+    "tenant_id": "acme",
+    "account_id": "bank",
+    "line_ids": ["bank/ref/BK-1", "bank/content/ab12/0"],
+    "movement_ids": ["acme:17#0"],
+    "actor": "alice",
+    "note": "one payment booked as two",
+    "requested_at_us": 1_000,
+}
+
+
+def test_a_good_request_is_the_record() -> None:
+    request = manual_match_request(**GOOD)
+    assert request == ManualMatch(
+        tenant_id="acme",
+        account_id="bank",
+        line_ids=("bank/ref/BK-1", "bank/content/ab12/0"),
+        movement_ids=("acme:17#0",),
+        actor="alice",
+        note="one payment booked as two",
+        requested_at_us=1_000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "parameter", "reason"),
+    [
+        ({"account_id": "ba/nk"}, "account", "A-Z a-z"),
+        ({"line_ids": []}, "line_ids", "1 to 64 ids (got 0)"),
+        ({"line_ids": ["bank/x"] * 2}, "line_ids", "named twice"),
+        ({"line_ids": [f"bank/{n}" for n in range(LINE_IDS_MAX + 1)]}, "line_ids", "1 to 64"),
+        ({"line_ids": ["cash/ref/1"]}, "line_ids", "[0] 'cash/ref/1' is not a line id of"),
+        ({"movement_ids": ["other:1#0"]}, "movement_ids", "not a movement id of tenant 'acme'"),
+        ({"movement_ids": ["acme:x#0"]}, "movement_ids", "TENANT:SEQUENCE#POSTING"),
+        ({"movement_ids": ["acme:1"]}, "movement_ids", "TENANT:SEQUENCE#POSTING"),
+        ({"actor": " "}, "actor", "required"),
+        ({"actor": "a" * (ACTOR_LENGTH_MAX + 1)}, "actor", "at most 128 characters"),
+        ({"note": "line\nbreak"}, "note", "printable"),
+    ],
+)
+def test_a_bad_request_names_the_parameter(
+    change: dict[str, Any], parameter: str, reason: str
+) -> None:
+    problem = manual_match_request(**{**GOOD, **change})
+    assert isinstance(problem, RequestProblem), problem
+    assert problem.parameter == parameter
+    assert reason in problem.reason, problem.message()
+    assert problem.message().startswith(f"{parameter}: ")
+    assert "\n" not in problem.message()
+
+
+@pytest.mark.parametrize(
+    ("account", "result_id", "actor", "parameter"),
+    [
+        ("bank", "0:12", "alice", None),
+        ("", "0:12", "alice", "account"),
+        ("bank", "12", "alice", "result_id"),
+        ("bank", "0:-1", "alice", "result_id"),
+        ("bank", "0:12", "", "actor"),
+    ],
+)
+def test_an_unmatch_is_checked_before_reading(
+    account: str, result_id: str, actor: str, parameter: str | None
+) -> None:
+    problem = manual_unmatch_problem(account, result_id, actor, "")
+    assert (None if problem is None else problem.parameter) == parameter
