@@ -20,15 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from api.api_keys import create_api_key, revoke_api_key
-from api.app import create_app
-from api.cli import server_config
 from api.settings import build_api_settings
 from infra import kafka_broker, postgres_server, stack
 from streamledger.settings import Settings
 from tests.conftest import kafka_security_of_test_stacks
+from tests.system.api_server import serving_api
 from workloads.api_stack import ApiStack, free_port, running_api_stack
 
 pytestmark = pytest.mark.system
@@ -385,19 +383,11 @@ def own_stack() -> Iterator[Settings]:
 @contextmanager
 def api_in_this_process(settings: Settings) -> Iterator[httpx.Client]:
     api = build_api_settings(settings, limits={"port": free_port(), **READINESS_FLAGS})
-    server = uvicorn.Server(server_config(create_app(settings, api), api, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="api-readiness", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{api.port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with (
+        serving_api(settings, api, "api-readiness") as base_url,
+        httpx.Client(base_url=base_url, timeout=10) as client,
+    ):
+        yield client
 
 
 def readiness(client: httpx.Client) -> tuple[int, dict[str, Any]]:

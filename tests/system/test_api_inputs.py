@@ -7,32 +7,25 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.api_keys import create_api_key
-from api.app import create_app
-from api.cli import server_config
 from api.settings import build_api_settings
 from streamledger.settings import Settings
+from tests.system.api_server import serving_api
 from workloads.api_stack import drop_fresh, free_port, fresh_settings
 
 pytestmark = pytest.mark.system
 WAIT_TIMEOUT_MS = 300
 BODY_BYTES_MAX = 2_048
 POST_PATHS = ("/v1/accounts", "/v1/transfers", "/v1/transfers/t-1/post", "/v1/transfers/t-1/void")
-
-
-STARTUP_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +42,13 @@ def client(stack_settings: Settings) -> Iterator[httpx.Client]:
                 "body_bytes_max": BODY_BYTES_MAX,
             },
         )
-        # Served exactly as `streamledger api` serves it (uvloop, httptools, problem+json 400s).
-        server = uvicorn.Server(server_config(create_app(ledger, api), api, log_level="warning"))
-        thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.05)
         headers = {"Authorization": f"Bearer {token}", "X-Test-Token": token}
-        try:
-            with httpx.Client(
-                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
-            ) as http:
-                yield http
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
+        # Served exactly as `streamledger api` serves it (uvloop, httptools, problem+json 400s).
+        with (
+            serving_api(ledger, api, "api-under-test") as base_url,
+            httpx.Client(base_url=base_url, headers=headers, timeout=30) as http,
+        ):
+            yield http
     finally:
         drop_fresh(ledger)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,13 +34,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from confluent_kafka import Consumer, TopicPartition
 
 import ledger
 from api.api_keys import create_api_key
-from api.app import create_app
-from api.cli import server_config
 from api.gateway import MISSING_KEY_RETRY_S
 from api.settings import build_api_settings
 from api.signing_keys_cli import grant
@@ -64,6 +60,7 @@ from schemas.model import (
     Transfer,
 )
 from streamledger.settings import Settings
+from tests.system.api_server import serving_api
 from tests.system.free_ports import free_port_range
 from tests.system.projection_checks import project_until_caught_up, projection_for
 from workloads.api_stack import ApiStack, running_api_stack
@@ -75,7 +72,6 @@ GATEWAY = "payments-gw:v1"
 API_KEY_ID = "api:v3"
 T0_US = 1_810_000_000_000_000
 SECOND_US = 1_000_000
-API_START_TIMEOUT_S = 60.0
 CONSUME_TIMEOUT_S = 60.0
 
 
@@ -295,19 +291,11 @@ def check_verify(settings: Settings) -> None:
 def api_in_this_process(settings: Settings) -> Iterator[httpx.Client]:
     """The real HTTP API on a port of this run's range, reading the projected database."""
     api = build_api_settings(settings, limits={"port": free_port_range(1)})
-    server = uvicorn.Server(server_config(create_app(settings, api), api, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="api-event-actor", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + API_START_TIMEOUT_S
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{api.port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with (
+        serving_api(settings, api, "api-event-actor") as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as client,
+    ):
+        yield client
 
 
 # --------------------------------------------------------------------------- the real pipeline

@@ -7,8 +7,6 @@ import csv
 import io
 import re
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,11 +16,8 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
 from api.api_keys import create_api_key
-from api.app import create_app
-from api.cli import server_config
 from api.settings import build_api_settings
 from projections.batch import to_datetime
 from projections.queries import LedgerReader, reader_dsn
@@ -31,13 +26,13 @@ from projections.reports import AccountStatement, run_report, statement_steps
 from projections.statement_pdf import page_rows
 from streamledger.settings import Settings
 from tests.conftest import run_streamledger
+from tests.system.api_server import serving_api
 from tests.system.projection_checks import project_until_caught_up, projection_for
 from workloads.api_stack import free_port
 from workloads.projection_events import Workload, generate, produce_events
 
 pytestmark = pytest.mark.system
 SEED = 7319
-API_START_TIMEOUT_S = 60.0
 DECIMAL = re.compile(r"-?[0-9]+\.[0-9]{2}")
 
 
@@ -164,18 +159,8 @@ def test_cli_trial_balance_csv_and_one_line_errors(
 @contextmanager
 def api_client(settings: Settings) -> Iterator[str]:
     api = build_api_settings(settings, limits={"port": free_port()})
-    server = uvicorn.Server(server_config(create_app(settings, api), api, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="api-reports", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + API_START_TIMEOUT_S
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{api.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving_api(settings, api, "api-reports") as base_url:
+        yield base_url
 
 
 def assert_problem(response: httpx.Response, field: str) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,11 +25,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from api.api_keys import create_api_key
-from api.app import create_app
-from api.cli import server_config
 from api.settings import build_api_settings
 from projections.queries import LedgerReader, reader_dsn
 from projections.search import (
@@ -46,6 +41,7 @@ from projections.search import (
 from schemas.event_time import to_datetime
 from schemas.model import Event
 from streamledger.settings import Settings
+from tests.system.api_server import serving_api
 from tests.system.free_ports import free_port_range
 from tests.system.projection_checks import project_until_caught_up, projection_for
 from tests.system.test_metadata_search import CHANNELS, ORDERS, run_history
@@ -57,7 +53,6 @@ COMMANDS = 260
 TENANTS = ("acme-tx-search", "globex-tx-search")
 PAGE = 3  # small pages: every search pages through the keyset cursor
 PAGES_MAX = 1_000
-API_START_TIMEOUT_S = 60.0
 transactional_ids = itertools.count()
 CREATED = {"TransactionPosted": "posted", "TransactionPending": "pending"}
 ENDED = {
@@ -219,19 +214,11 @@ def check_a_chain_without_its_first_links(
 def api_in_this_process(settings: Settings) -> Iterator[httpx.Client]:
     """The real HTTP API on a port of this run's range, reading the projected database."""
     api = build_api_settings(settings, limits={"port": free_port_range(1)})
-    server = uvicorn.Server(server_config(create_app(settings, api), api, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="api-transaction-search", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + API_START_TIMEOUT_S
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{api.port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with (
+        serving_api(settings, api, "api-transaction-search") as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as client,
+    ):
+        yield client
 
 
 def api_pages(client: httpx.Client, token: str, url: str) -> list[dict[str, Any]]:
