@@ -32,6 +32,7 @@ import asyncio
 import random
 import resource
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -41,9 +42,13 @@ from pathlib import Path
 
 import psycopg
 from psycopg import AsyncClientCursor
+from psycopg.conninfo import make_conninfo
 
-from api.reads import APPLICATION_NAME
+from api.api_keys import token_digest
+from api.reads import APPLICATION_NAME, BIND_REQUEST
+from api.settings import API_PASSWORD, API_ROLE
 from bench.latency_suite import cpu_seconds
+from bench.results import BenchRun
 from producers.sdk import LedgerProducer
 from projections.queries import SELECT_BALANCE, SET_TENANT, reader_dsn
 from schemas.model import Transfer
@@ -53,6 +58,11 @@ from workloads.api_stack import ApiStack, running_api_stack
 TENANTS = ("bench-a", "bench-b", "bench-c", "bench-d")
 ACCOUNTS_PER_TENANT = 20
 CONCURRENCY = (8, 32)
+PGBENCH = "pgbench"
+PGBENCH_JOBS = 2  # pgbench threads: one per core of this machine
+BENCH_CLIENTS = 8  # issue 17's figure: 8 clients on each side
+BENCH_INGEST_RATE = 1_000  # transfers/s through the pipeline while make bench reads
+BENCH_SUBMITS = 10
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -211,6 +221,51 @@ async def database_reads(
     return latencies
 
 
+def api_role_dsn(settings: Settings) -> str:
+    """What the API connects as by default (``api.settings``: the API role's login)."""
+    return make_conninfo(settings.database_dsn, user=API_ROLE, password=API_PASSWORD)
+
+
+def pgbench_scripts(stack: ApiStack, directory: Path) -> list[Path]:
+    """One pgbench script per account: the exact text the API sends for a balance read (its
+    role, its key binding, its statement, parameters bound as literals by psycopg's client
+    cursor, one simple-protocol query: pgbench's ``\\;`` keeps the two statements in one)."""
+    scripts = []
+    with psycopg.connect(api_role_dsn(stack.settings), autocommit=True) as conn:
+        cursor = psycopg.ClientCursor(conn)
+        for number, (tenant, account) in enumerate(account_ids()):
+            digest = token_digest(stack.keys[tenant]).hex()
+            bind = cursor.mogrify(BIND_REQUEST, (tenant, digest))
+            select = cursor.mogrify(SELECT_BALANCE, (tenant, account))
+            if number == 0:  # the statement sees the row as the API role with this binding
+                cursor.execute(f"{bind}; {select}")
+                assert cursor.nextset() and cursor.fetchall(), (tenant, account)
+            script = directory / f"balance-{number}.sql"
+            script.write_text(f"{bind} \\; {select};\n")
+            scripts.append(script)
+    return scripts
+
+
+def pgbench_reads(stack: ApiStack, clients: int, seconds: float) -> list[float]:
+    """The API's balance read run by pgbench (C, libpq, simple protocol, ``clients``
+    connections) for ``seconds``: each transaction's latency from pgbench's own log."""
+    with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as scratch:
+        directory = Path(scratch)
+        scripts = pgbench_scripts(stack, directory)
+        command = [
+            PGBENCH, "--no-vacuum", "--protocol=simple", f"--client={clients}",
+            f"--jobs={PGBENCH_JOBS}", f"--time={max(1, round(seconds))}", "--log",
+            f"--log-prefix={directory / 'latency'}",
+            *(f"--file={script}" for script in scripts), api_role_dsn(stack.settings),
+        ]  # fmt: skip
+        subprocess.run(command, check=True, capture_output=True, timeout=seconds + 60)
+        return [
+            int(line.split()[2]) / 1e6
+            for log in directory.glob("latency.*")
+            for line in log.read_text().splitlines()
+        ]
+
+
 def postgres_backends(dsn: str, application_name: str) -> list[int]:
     """Pids of the PostgreSQL backends serving ``application_name`` in this database."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -234,7 +289,7 @@ def measured(
     server_pids: Callable[[], list[int]],
     *,
     extra_server_cpu_s: list[float] | None = None,
-) -> None:
+) -> list[float]:
     """Run one measurement; print its latencies and the CPU per request of each side: this
     client, and the server (``server_pids()``: the API and its PostgreSQL backends, asked
     before and after since the pool may grow; plus what the run put into
@@ -248,6 +303,38 @@ def measured(
     servers_us = (servers_s + sum(extra_server_cpu_s or [])) / requests * 1e6
     print(describe(name, latencies, seconds))
     print(f"{'':<34} CPU per request: client {client_us:5.0f} µs, server {servers_us:5.0f} µs")
+    return latencies
+
+
+def run_api(run: BenchRun, settings: Settings, *, repetitions: int, seconds: float) -> None:
+    """``make bench``'s API figures: the balance read by 8 clients over HTTP, then the same
+    statement by pgbench with 8 clients, back to back in each repetition, while
+    ``BENCH_INGEST_RATE`` transfers/s go through the whole pipeline; their p99s and the ratio
+    (issue 17's target: HTTP p99 <= 2x pgbench's)."""
+    logs = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    flags = ["--wait-timeout-ms=20000", f"--pool-size-max={max(CONCURRENCY)}"]
+    with running_api_stack(settings, logs, TENANTS, flags) as stack:
+        set_up_and_submit(stack, BENCH_SUBMITS)
+        stop = threading.Event()
+        feeder = threading.Thread(target=ingest, args=(stack.settings, BENCH_INGEST_RATE, stop))
+        feeder.start()
+        try:
+            time.sleep(1.0)  # the accounts reach the projection; the ingest reaches its rate
+            for _ in range(repetitions):
+                over_http = asyncio.run(http_reads(stack, BENCH_CLIENTS, seconds))
+                by_pgbench = pgbench_reads(stack, BENCH_CLIENTS, seconds)
+                http_p99 = percentile(over_http, 0.99) * 1000
+                pgbench_p99 = percentile(by_pgbench, 0.99) * 1000
+                name = f"balance read, {BENCH_CLIENTS} clients, during ingest"
+                run.add("api", f"{name}: HTTP p99", "ms", http_p99)
+                run.add("api", f"{name}: pgbench p99", "ms", pgbench_p99)
+                run.add("api", f"{name}: HTTP reads/s", "reads/s", len(over_http) / seconds)
+                run.add("api", f"{name}: pgbench reads/s", "reads/s", len(by_pgbench) / seconds)
+                run.add("ratio", "API HTTP p99 / pgbench p99 (target <= 2)", "x",
+                        http_p99 / pgbench_p99)  # fmt: skip
+        finally:
+            stop.set()
+            feeder.join()
 
 
 def main() -> None:
@@ -276,12 +363,16 @@ def main() -> None:
         seconds = arguments.seconds
         try:
             for clients in CONCURRENCY:
-                measured(
+                over_http = measured(
                     f"balance over HTTP, {clients} clients",
                     partial(asyncio.run, http_reads(stack, clients, seconds)),
                     seconds,
                     lambda: [api_pid, *postgres_backends(dsn, APPLICATION_NAME)],
                 )
+                by_pgbench = pgbench_reads(stack, clients, seconds)
+                print(describe(f"balance by pgbench, {clients} clients", by_pgbench, seconds))
+                ratio = percentile(over_http, 0.99) / percentile(by_pgbench, 0.99)
+                print(f"{'':<34} HTTP p99 / pgbench p99 = {ratio:.2f} (target <= 2)")
                 backend_cpu_s: list[float] = []
                 measured(
                     f"balance on PostgreSQL, {clients} clients",

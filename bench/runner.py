@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import (
+    bench_api,
     latency_suite,
     monitor_suite,
     multileg_suite,
@@ -80,6 +81,7 @@ class Size:
     projection_events: int
     latency_duration_s: float
     latency_rates: tuple[int, ...] = (500, 2_000, 5_000)
+    api_read_s: float = 3.0  # each side of the API balance read figure, per repetition
 
 
 SIZES = {
@@ -194,6 +196,9 @@ def run_suites(
     )  # fmt: skip
     say(f"reports: statement, trial balance, metadata search on filled rows ({arguments.size})")
     reports_suite.run_reports(run, settings, size_name=arguments.size, say=say)
+    say(f"api: balance read, HTTP vs pgbench, {bench_api.BENCH_CLIENTS} clients, during ingest"
+        f" x {repetitions}")  # fmt: skip
+    bench_api.run_api(run, settings, repetitions=repetitions, seconds=size.api_read_s)
     if not arguments.skip_latency:
         say(f"latency: {size.latency_rates}/s x {size.latency_duration_s:g} s x {repetitions}")
         latency_suite.run_latency(
