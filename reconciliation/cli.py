@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from reconciliation.amounts import date_days, iso_date
 from reconciliation.importer import (
@@ -339,6 +339,34 @@ def late_days(text: str) -> int:
     return int(text)
 
 
+def add_perturbation_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The synthetic statement's perturbation flags (``statements synthesize``, and ``loadgen
+    --statement`` through ``pipeline.loadgen_statement``)."""
+    parser.add_argument(
+        "--missing-share", type=share, default=MISSING_SHARE_DEFAULT,
+        help="fraction of the movements the bank never booked, 0..0.99"
+        f" (default {MISSING_SHARE_DEFAULT})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mismatched", type=perturbations, default=MISMATCHED_DEFAULT,
+        help=f"movements booked one minor unit higher, a day early, 0..{PERTURBATIONS_MAX}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--extra", type=perturbations, default=EXTRA_DEFAULT,
+        help=f"entries the ledger never booked, 0..{PERTURBATIONS_MAX}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--late", type=perturbations, default=LATE_DEFAULT,
+        help=f"movements the bank booked --late-days later, 0..{PERTURBATIONS_MAX}"
+        f" (default {LATE_DEFAULT})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--late-days", type=late_days, default=LATE_DAYS_DEFAULT,
+        help=f"how many days later a late entry is booked, 1..{LATE_DAYS_MAX}"
+        f" (default {LATE_DAYS_DEFAULT}: unmatched by a 0-day window)",
+    )  # fmt: skip
+
+
 def register_synthesize(parts: Subparsers) -> None:
     synthesize = parts.add_parser(
         "synthesize",
@@ -360,67 +388,71 @@ def register_synthesize(parts: Subparsers) -> None:
     synthesize.add_argument("--account", required=True, help="the ledger's bank-mirror account")
     synthesize.add_argument("--output", type=Path, required=True, help="the file to write")
     synthesize.add_argument("--seed", type=int, default=20, help="the perturbations' seed")
-    synthesize.add_argument(
-        "--missing-share", type=share, default=MISSING_SHARE_DEFAULT,
-        help="fraction of the movements the bank never booked, 0..0.99"
-        f" (default {MISSING_SHARE_DEFAULT})",
-    )  # fmt: skip
-    synthesize.add_argument(
-        "--mismatched", type=perturbations, default=MISMATCHED_DEFAULT,
-        help=f"movements booked one minor unit higher, a day early, 0..{PERTURBATIONS_MAX}",
-    )  # fmt: skip
-    synthesize.add_argument(
-        "--extra", type=perturbations, default=EXTRA_DEFAULT,
-        help=f"entries the ledger never booked, 0..{PERTURBATIONS_MAX}",
-    )  # fmt: skip
-    synthesize.add_argument(
-        "--late", type=perturbations, default=LATE_DEFAULT,
-        help=f"movements the bank booked --late-days later, 0..{PERTURBATIONS_MAX}"
-        f" (default {LATE_DEFAULT})",
-    )  # fmt: skip
-    synthesize.add_argument(
-        "--late-days", type=late_days, default=LATE_DAYS_DEFAULT,
-        help=f"how many days later a late entry is booked, 1..{LATE_DAYS_MAX}"
-        f" (default {LATE_DAYS_DEFAULT}: unmatched by a 0-day window)",
-    )  # fmt: skip
+    add_perturbation_arguments(synthesize)
     synthesize.set_defaults(handler=run_synthesize)
 
 
-def run_synthesize(arguments: argparse.Namespace, settings: Settings) -> int:
-    movements = account_movements(
-        settings, tenant_id=arguments.tenant, account_id=arguments.account
-    )
-    if not movements:
-        raise SettingError(f"{arguments.tenant}/{arguments.account} has no posted movement")
-    # the account's terms, as the importer reads them: the amounts are its minor units
-    terms = terms_of(settings, arguments.tenant, arguments.account)
-    if isinstance(terms, StatementRejected):
-        raise SettingError(terms.message())
-    rng = random.Random(arguments.seed)  # noqa: S311 - a reproducible workload, not secrets
-    perturbed = {
+def perturbations_of(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The perturbation flags' values, as ``synthetic_camt053``/``synthetic_bai2`` take them."""
+    return {
         "missing_share": arguments.missing_share, "mismatched": arguments.mismatched,
         "extra": arguments.extra, "late": arguments.late, "late_days": arguments.late_days,
     }  # fmt: skip
-    if arguments.format == "bai2":
+
+
+def run_synthesize(arguments: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.write(
+        write_synthetic_statement(
+            settings,
+            tenant_id=arguments.tenant,
+            account_id=arguments.account,
+            output=arguments.output,
+            statement_format=arguments.format,
+            seed=arguments.seed,
+            perturbed=perturbations_of(arguments),
+        )
+    )
+    return EXIT_OK
+
+
+def write_synthetic_statement(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    account_id: str,
+    output: Path,
+    statement_format: str,
+    seed: int,
+    perturbed: dict[str, Any],
+) -> str:
+    """Write the account's synthetic statement (camt.053: ``output``; BAI2: one file a day) and
+    return what to print: the BAI2 files' paths, then what reconciliation must find."""
+    movements = account_movements(settings, tenant_id=tenant_id, account_id=account_id)
+    if not movements:
+        raise SettingError(f"{tenant_id}/{account_id} has no posted movement")
+    # the account's terms, as the importer reads them: the amounts are its minor units
+    terms = terms_of(settings, tenant_id, account_id)
+    if isinstance(terms, StatementRejected):
+        raise SettingError(terms.message())
+    rng = random.Random(seed)  # noqa: S311 - a reproducible workload, not secrets
+    if statement_format == "bai2":
         files = synthetic_bai2(
             movements, bank_account=SYNTHETIC_BAI2_ACCOUNT, currency=terms.currency, rng=rng,
             **perturbed,
         )  # fmt: skip
         written = []
         for day, content in files.files:
-            path = bai2_path(arguments.output, day)
+            path = bai2_path(output, day)
             path.write_bytes(content)
             written.append(str(path))
-        sys.stdout.write("".join(f"{path}\n" for path in written))
-        write_expected(f"{len(written)} BAI2 files", files.expected, len(movements))
-        return EXIT_OK
+        listing = "".join(f"{path}\n" for path in written)
+        return listing + expected_text(f"{len(written)} BAI2 files", files.expected, len(movements))
     synthetic = synthetic_camt053(
         movements, iban=SYNTHETIC_IBAN, currency=terms.currency, asset_scale=terms.asset_scale,
         rng=rng, **perturbed,
     )  # fmt: skip
-    arguments.output.write_bytes(synthetic.content)
-    write_expected(str(arguments.output), synthetic.expected, len(movements))
-    return EXIT_OK
+    output.write_bytes(synthetic.content)
+    return expected_text(str(output), synthetic.expected, len(movements))
 
 
 def bai2_path(output: Path, day: int) -> Path:
@@ -428,8 +460,8 @@ def bai2_path(output: Path, day: int) -> Path:
     return output.with_name(f"{output.stem}-{iso_date(day)}{output.suffix or '.bai'}")
 
 
-def write_expected(written: str, expected: Expected, movements: int) -> None:
-    sys.stdout.write(
+def expected_text(written: str, expected: Expected, movements: int) -> str:
+    return (
         f"{written}: {expected.lines} entries from {movements} movements;"
         f" reconciliation must find {expected.lines_matched} matched,"
         f" {expected.lines_unmatched} lines and {expected.movements_unmatched} movements"

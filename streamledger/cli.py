@@ -23,6 +23,7 @@ from infra import database_cli as infra_database_cli
 from infra import principals_cli as infra_principals_cli
 from notifications import cli as notifications_cli
 from pipeline import cli as pipeline_cli
+from pipeline import loadgen_statement as pipeline_loadgen_statement
 from processors import cli as processors_cli
 from producers import cli as producers_cli
 from projections import query_cli as projections_query_cli
@@ -73,6 +74,7 @@ def show_generated(arguments: argparse.Namespace, settings: Settings) -> int:
 COMMAND_REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     infra_cli.register,
     producers_cli.register,
+    pipeline_loadgen_statement.register,  # loadgen --statement (composes reconciliation)
     processors_cli.register,
     infra_database_cli.register,
     infra_principals_cli.register,
