@@ -68,6 +68,7 @@ from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from ledger import Accepted, LedgerState, step
 from processors.partition_ledger import WIRE_FORMAT
+from reconciliation.event_movements import event_movements
 from reconciliation.matching import (
     MICROSECONDS_PER_DAY,
     MatchingRules,
@@ -80,7 +81,7 @@ from reconciliation.matching import (
 from reconciliation.records import decode, encode
 from reconciliation.statement import Direction, Statement, StatementFormat, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
-from schemas.codec import decode_event, encode_event
+from schemas.codec import encode_event
 from schemas.keys import command_key, event_key, partition_for
 from schemas.model import Event, OpenAccount, Transfer
 from schemas.topics import EVENTS_TOPIC
@@ -520,9 +521,9 @@ def core_lines_per_cpu_s(workload: Workload, records_max: int) -> float:
         offset = offsets[position] = offsets.get(position, -1) + 1
         reconciler = reconcilers[record.partition]
         if record.topic == EVENTS_TOPIC:
-            event = decode_event(record.value)
+            event = event_movements(record.value, "external_ref")
             results = []
-            for movement in movements_of(event, "external_ref"):
+            for movement in event.movements:
                 results += reconciler.add_movement(movement, offset, 0)
             results += reconciler.advance_ledger_time(event.tenant_id, event.effective_at_us, 0)
         else:

@@ -28,20 +28,19 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, kafka_error_text
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
+from reconciliation.event_movements import event_movements
 from reconciliation.matcher_settings import MatcherSettings
 from reconciliation.matching import (
     ManualMatch,
     ManualUnmatch,
     Reconciler,
     ReconciliationResult,
-    movements_of,
 )
 from reconciliation.metrics import ReconcilerMetrics
 from reconciliation.partition_reader import PartitionRecord, read_partition
 from reconciliation.records import decode, encode
 from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC, ensure_topics
-from schemas.codec import decode_event
 from schemas.keys import command_key
 from schemas.topics import EVENTS_TOPIC
 from streamledger.errors import InfraError, InvariantViolationError
@@ -148,9 +147,9 @@ class Matcher:
         reconciler = self.reconcilers[partition]
         at_us = at_ms * 1000
         if topic == self.events_topic:
-            event = decode_event(value)
+            event = event_movements(value, self.matcher_settings.external_reference_key)
             decided: list[ReconciliationResult] = []
-            for movement in movements_of(event, self.matcher_settings.external_reference_key):
+            for movement in event.movements:
                 decided += reconciler.add_movement(movement, offset, at_us, restoring=restoring)
             decided += reconciler.advance_ledger_time(
                 event.tenant_id, event.effective_at_us, at_us, restoring=restoring

@@ -1,0 +1,329 @@
+"""What the matcher reads of a ``ledger.events`` record: its tenant, its effective time and its
+movements, read straight from the Avro bytes of the events that move money.
+
+The matcher needs, of each event, only the tenant and the effective time (its ledger time) and,
+of a posted transfer or transaction, the postings' accounts and amounts, the event id and one
+metadata value (the external reference). ``schemas.codec.decode_event`` builds the whole event:
+every balance after it, both hashes, every string — 27 µs of the ~155 µs the matcher spent per
+statement line (bench/README.md, "Reconciliation"). The readers here walk the same bytes with
+the primitives of ``schemas.avro_readers`` and build only ``Movement`` values; the fields the
+matcher does not use are still read and checked as fastavro checks them (strict UTF-8, longs
+within int64, union indexes, lengths within the record, no byte left after the record), but
+not kept.
+
+Same contract as ``schemas.avro_readers`` and ``records.read_line``: a reader takes only what is
+plainly valid and raises ``IndexError`` or ``ValueError`` otherwise; ``event_movements`` then
+decodes the record through ``schemas.codec`` (fastavro), whose value or ``DecodeError`` stands.
+A reader is used only while the current schema of its event type has exactly the field layout it
+was written for (checked at import, ``READERS``); older contract versions and the other event
+types (opening, pending, voided, expired, monitors: no movement) go through ``decode_event``.
+``tests/unit/test_reconciliation_event_movements.py`` compares both paths (Hypothesis, valid
+and damaged bytes).
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from reconciliation.matching import MICROSECONDS_PER_DAY, Movement, movements_of
+from reconciliation.statement import Direction
+from schemas.avro_readers import (
+    HASH_BYTES,
+    field_layout,
+    read_long,
+    read_optional_string,
+    read_string,
+)
+from schemas.codec import EVENTS, decode_event
+
+
+@dataclass(frozen=True, slots=True)
+class EventMovements:
+    """Of one ledger event: what the matcher uses."""
+
+    tenant_id: str
+    effective_at_us: int
+    movements: tuple[Movement, ...]
+
+
+# (tenant_id, event_id, effective_at_us, position after the header)
+_Header = tuple[str, str, int, int]
+# An event's body from ``position`` to the end of ``data``, with the metadata key of the external
+# reference; raises IndexError / ValueError for anything not plainly valid
+BodyReader = Callable[[bytes, int, str], EventMovements]
+
+HEADER_LAYOUT: Final = (
+    ("tenant_id", "string"),
+    ("sequence", "long"),
+    ("event_id", "string"),
+    ("idempotency_key", "null|string"),
+    ("effective_at_us", "long"),
+    ("balances", "array"),
+    ("prev_hash", f"fixed{HASH_BYTES}"),
+)
+TRAILER_LAYOUT: Final = (("metadata", "map"), ("actor", "string"), ("hash", f"fixed{HASH_BYTES}"))
+TRANSFER_LAYOUT: Final = (
+    ("transfer_id", "string"),
+    ("debit_account_id", "string"),
+    ("credit_account_id", "string"),
+    ("amount", "long"),
+)
+BALANCE_LAYOUT: Final = (
+    ("account_id", "string"),
+    ("currency", "string"),
+    ("debits_posted", "long"),
+    ("credits_posted", "long"),
+    ("debits_pending", "long"),
+    ("credits_pending", "long"),
+)
+POSTING_LAYOUT: Final = (
+    ("debit_account_id", "string"),
+    ("credit_account_id", "string"),
+    ("amount", "long"),
+    ("currency", "string"),
+)
+# Each event's own fields between the header and the trailer, and which of them are arrays of
+# records (checked against their own layout).
+EVENT_LAYOUTS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
+    "TransferPosted": (*TRANSFER_LAYOUT, ("currency", "string"), ("reverses", "null|string")),
+    "PendingPosted": (*TRANSFER_LAYOUT, ("pending_amount", "long"), ("currency", "string")),
+    "TransactionPosted": (
+        ("transaction_id", "string"),
+        ("postings", "array"),
+        ("reverses", "null|string"),
+    ),
+    "TransactionPendingPosted": (
+        ("transaction_id", "string"),
+        ("postings", "array"),
+        ("pending_amounts", "array"),
+    ),
+}
+RECORD_ARRAYS: Final = {
+    "balances": ("streamledger.v1.AccountBalance", BALANCE_LAYOUT),
+    "postings": ("streamledger.v1.Posting", POSTING_LAYOUT),
+}
+
+
+# --------------------------------------------------------------------------- the parts
+
+
+def _block_count(data: bytes, position: int) -> tuple[int, int]:
+    """An array's or map's next block count (a negative count is followed by the block's byte
+    size, not needed here)."""
+    count, position = read_long(data, position)
+    if count < 0:
+        _, position = read_long(data, position)
+        count = -count
+    return count, position
+
+
+def _skip_fixed_hash(data: bytes, position: int) -> int:
+    end = position + HASH_BYTES
+    if end > len(data):
+        raise ValueError("a fixed longer than the record")
+    return end
+
+
+def _skip_balances(data: bytes, position: int) -> int:
+    """The balances after the event: read and checked, not kept."""
+    count, position = _block_count(data, position)
+    while count:
+        for _ in range(count):
+            _, position = read_string(data, position)  # account_id
+            _, position = read_string(data, position)  # currency
+            for _ in range(4):  # debits/credits posted, debits/credits pending
+                _, position = read_long(data, position)
+        count, position = _block_count(data, position)
+    return position
+
+
+def _read_header(data: bytes, position: int) -> _Header:
+    """The seven fields every event starts with: the tenant, the event id and the effective
+    time kept."""
+    tenant_id, position = read_string(data, position)
+    _, position = read_long(data, position)  # sequence
+    event_id, position = read_string(data, position)
+    _, position = read_optional_string(data, position)  # idempotency_key
+    effective_at_us, position = read_long(data, position)
+    position = _skip_balances(data, position)
+    return tenant_id, event_id, effective_at_us, _skip_fixed_hash(data, position)
+
+
+def _read_reference(data: bytes, position: int, reference_key: str) -> str | None:
+    """The trailer (metadata, actor, hash, which must end the record): the metadata's value of
+    ``reference_key`` (the last one for a key written twice, as a dict keeps it), None when it is
+    missing or empty."""
+    reference: str | None = None
+    count, position = _block_count(data, position)
+    while count:
+        for _ in range(count):
+            key, position = read_string(data, position)
+            value, position = read_string(data, position)
+            if key == reference_key:
+                reference = value
+        count, position = _block_count(data, position)
+    _, position = read_string(data, position)  # actor
+    position = _skip_fixed_hash(data, position)
+    if position != len(data):
+        raise ValueError(f"{len(data) - position} bytes left after the record")
+    return reference or None
+
+
+def _movements(
+    header: _Header, pairs: list[tuple[str, str, int]], reference: str | None
+) -> EventMovements:
+    """As ``matching.movements_of``: per non-zero posting, the debited account's movement
+    (money in: credit on the statement), then the credited one's."""
+    tenant_id, event_id, effective_at_us, _ = header
+    date_days = effective_at_us // MICROSECONDS_PER_DAY
+    movements: list[Movement] = []
+    for index, (debited, credited, amount) in enumerate(pairs):
+        if amount == 0:
+            continue
+        movement_id = f"{event_id}#{index}"
+        for account_id, direction in ((debited, Direction.CREDIT), (credited, Direction.DEBIT)):
+            movements.append(
+                Movement(
+                    tenant_id=tenant_id,
+                    account_id=account_id,
+                    movement_id=movement_id,
+                    amount=amount,
+                    direction=direction,
+                    date_days=date_days,
+                    external_reference=reference,
+                )
+            )
+    return EventMovements(tenant_id, effective_at_us, tuple(movements))
+
+
+def _read_transfer_head(data: bytes, position: int) -> tuple[_Header, tuple[str, str, int], int]:
+    header = _read_header(data, position)
+    position = header[3]
+    _, position = read_string(data, position)  # transfer_id
+    debited, position = read_string(data, position)
+    credited, position = read_string(data, position)
+    amount, position = read_long(data, position)
+    return header, (debited, credited, amount), position
+
+
+def _read_postings(data: bytes, position: int) -> tuple[list[tuple[str, str, int]], int]:
+    pairs: list[tuple[str, str, int]] = []
+    count, position = _block_count(data, position)
+    while count:
+        for _ in range(count):
+            debited, position = read_string(data, position)
+            credited, position = read_string(data, position)
+            amount, position = read_long(data, position)
+            _, position = read_string(data, position)  # currency
+            pairs.append((debited, credited, amount))
+        count, position = _block_count(data, position)
+    return pairs, position
+
+
+def _skip_longs(data: bytes, position: int) -> int:
+    count, position = _block_count(data, position)
+    while count:
+        for _ in range(count):
+            _, position = read_long(data, position)
+        count, position = _block_count(data, position)
+    return position
+
+
+# --------------------------------------------------------------------------- the events
+
+
+def read_transfer_posted(data: bytes, position: int, reference_key: str) -> EventMovements:
+    header, pair, position = _read_transfer_head(data, position)
+    _, position = read_string(data, position)  # currency
+    _, position = read_optional_string(data, position)  # reverses
+    return _movements(header, [pair], _read_reference(data, position, reference_key))
+
+
+def read_pending_posted(data: bytes, position: int, reference_key: str) -> EventMovements:
+    header, pair, position = _read_transfer_head(data, position)
+    _, position = read_long(data, position)  # pending_amount
+    _, position = read_string(data, position)  # currency
+    return _movements(header, [pair], _read_reference(data, position, reference_key))
+
+
+def read_transaction_posted(data: bytes, position: int, reference_key: str) -> EventMovements:
+    header = _read_header(data, position)
+    _, position = read_string(data, header[3])  # transaction_id
+    pairs, position = _read_postings(data, position)
+    _, position = read_optional_string(data, position)  # reverses
+    return _movements(header, pairs, _read_reference(data, position, reference_key))
+
+
+def read_transaction_pending_posted(
+    data: bytes, position: int, reference_key: str
+) -> EventMovements:
+    header = _read_header(data, position)
+    _, position = read_string(data, header[3])  # transaction_id
+    pairs, position = _read_postings(data, position)
+    position = _skip_longs(data, position)  # pending_amounts
+    return _movements(header, pairs, _read_reference(data, position, reference_key))
+
+
+HAND_READERS: Final[Mapping[str, BodyReader]] = {
+    "TransferPosted": read_transfer_posted,
+    "PendingPosted": read_pending_posted,
+    "TransactionPosted": read_transaction_posted,
+    "TransactionPendingPosted": read_transaction_pending_posted,
+}
+
+
+def written_for(wire: Mapping[str, Any], event_type: str) -> bool:
+    """Whether a branch's parsed schema has exactly the layout its hand reader expects."""
+    named: Mapping[str, Any] = wire.get("__named_schemas", {})
+    expected = (*HEADER_LAYOUT, *EVENT_LAYOUTS[event_type], *TRAILER_LAYOUT)
+    if field_layout(wire, named) != expected:
+        return False
+    for field in wire["fields"]:
+        if field["name"] in RECORD_ARRAYS:
+            record_name, layout = RECORD_ARRAYS[field["name"]]
+            items = field["type"]["items"]
+            record = named.get(items) if isinstance(items, str) else items
+            if not isinstance(record, Mapping) or record.get("name") != record_name:
+                return False
+            if field_layout(record, named) != layout:
+                return False
+        elif field["name"] == "pending_amounts" and field["type"].get("items") != "long":
+            return False
+    metadata = wire["fields"][-len(TRAILER_LAYOUT)]["type"]
+    return isinstance(metadata, Mapping) and metadata.get("values") == "string"
+
+
+def branch_readers() -> dict[bytes, BodyReader]:
+    """By the current schema's prefix (marker, fingerprint, union index): the hand reader of
+    each event type that has one and the layout it was written for."""
+    readers: dict[bytes, BodyReader] = {}
+    for prefix, branch in EVENTS.by_prefix.items():
+        name = branch.python_type.__name__
+        reader = HAND_READERS.get(name)
+        if reader is not None and written_for(branch.wire, name):
+            readers[bytes(prefix)] = reader
+    return readers
+
+
+READERS: Final = branch_readers()
+PREFIX_BYTES: Final = EVENTS.prefix_bytes
+
+
+def event_movements(value: bytes, reference_key: str) -> EventMovements:
+    """The tenant, effective time and movements of the event in ``value``: read by hand for a
+    current posted transfer or transaction; otherwise, or for anything not plainly valid,
+    through ``decode_event`` (whose value or ``DecodeError`` stands)."""
+    reader = READERS.get(value[:PREFIX_BYTES])
+    if reader is not None:
+        try:
+            return reader(value, PREFIX_BYTES, reference_key)
+        except (IndexError, ValueError):  # UnicodeDecodeError is a ValueError
+            pass
+    event = decode_event(value)
+    return EventMovements(
+        event.tenant_id, event.effective_at_us, movements_of(event, reference_key)
+    )
