@@ -21,6 +21,7 @@ from typing import Any, Final
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 
+import reconciliation
 from reconciliation.matching import (
     ManualMatch,
     ManualUnmatch,
@@ -46,7 +47,9 @@ from schemas.codec import (
 )
 
 RECONCILIATION_CONTRACT_VERSION: Final = "v1.0"
-AVRO_DIRECTORY: Final = Path(__file__).resolve().parent / "avro"
+# the package's directory, not this file's: compiled (scripts/build_native.py), this module is
+# a binary under build/native/
+AVRO_DIRECTORY: Final = Path(reconciliation.__file__).resolve().parent / "avro"
 TOP_LEVEL_RECORDS: Final = (
     "Statement",
     "StatementLine",
