@@ -332,7 +332,7 @@ def build_openapi() -> dict[str, Any]:
             **_notification_paths(),
             "/v1/statements": {
                 "post": _operation(
-                    "import a bank statement file (camt.053, BAI2, CSV) for a bank-mirror"
+                    "import a bank statement file (camt.053, camt.054, BAI2, CSV) for a bank-mirror"
                     " account: once per file, all or nothing (decision 0075)",
                     {
                         "201": {"description": "imported: lines_in_file, lines_new, file_sha256"},
@@ -341,7 +341,11 @@ def build_openapi() -> dict[str, Any]:
                     },
                     parameters=[
                         {**_query("account", "the ledger's bank-mirror account"), "required": True},
-                        _query("format", "camt053, bai2 or csv (default from the Content-Type)"),
+                        _query(
+                            "format",
+                            "camt053, camt054, bai2 or csv (default from the Content-Type; XML:"
+                            " camt.053 or camt.054 by its namespace)",
+                        ),
                         _query("bank_account", "the account to take from a multi-account file"),
                     ],
                     requestBody={

@@ -5,8 +5,9 @@ the API's reader, under the request's API key binding (decision 0024: another te
 never seen, whatever the filter), and renders a page. A bad parameter is a one-line 400 problem
 naming it. The rows are the reconciliation projection's (migration 0012, decision 0074).
 
-``POST /v1/statements?account=A[&format=camt053|bai2|csv][&bank_account=IBAN]`` imports the body,
-a statement file, for the API key's tenant through the command line's importer
+``POST /v1/statements?account=A[&format=camt053|camt054|bai2|csv][&bank_account=IBAN]``
+imports the body, a statement file (XML without ``format=``: camt.053 or camt.054 by its
+namespace), for the API key's tenant through the command line's importer
 (``reconciliation.importer``, decision 0052): once per file (its SHA-256 is its idempotency key:
 a retry answers 200 ``already_imported``), all or nothing (a malformed file is a 400 whose
 ``field`` names the element or line, nothing written). Decision 0075.
@@ -43,6 +44,7 @@ from api.problems import (
     ProblemKind,
 )
 from api.reads import ApiReader
+from reconciliation.camt054 import xml_format
 from reconciliation.importer import (
     STATEMENT_BYTES_MAX,
     ImportReport,
@@ -74,6 +76,7 @@ RECONCILIATION_PATH: Final = "/v1/reconciliation"
 IMPORT_PARAMETERS: Final = ("account", "format", "bank_account")
 FORMATS: Final = {
     "camt053": StatementFormat.CAMT053,
+    "camt054": StatementFormat.CAMT054,
     "bai2": StatementFormat.BAI2,
     "csv": StatementFormat.CSV,
 }
@@ -160,8 +163,8 @@ def import_parameters(
     if statement_format is None:
         raise ApiProblemError(
             UNSUPPORTED_MEDIA_TYPE,
-            f"Content-Type is {media_type or 'missing'}: give format=camt053, bai2 or csv, or send"
-            f" {' or '.join(FORMATS_BY_MEDIA_TYPE)}",
+            f"Content-Type is {media_type or 'missing'}: give format={','.join(FORMATS)}, or"
+            f" send {' or '.join(FORMATS_BY_MEDIA_TYPE)}",
             field="format",
         )
     bank_account = query.get("bank_account")
@@ -231,6 +234,8 @@ async def import_statement_file(
         )
     async with _imports:
         content = await statement_body(chunks, headers.get("content-length", ""))
+        if "format" not in query and statement_format is StatementFormat.CAMT053:
+            statement_format = xml_format(content)  # an XML body: camt.053 or camt.054
         try:
             report = await asyncio.to_thread(
                 import_statement,

@@ -5,5 +5,5 @@ Statements (camt.053, a documented CSV) are parsed by a pure core (``camt053``,
 ``ledger.statements`` (``importer``), and matched against the ledger's movements on the
 bank-mirror account by a transactional stream processor (``matching`` is the pure core,
 ``matcher`` the Kafka loop) whose results go to ``ledger.reconciliation``. The records' Avro
-schemas are a contract of their own (``reconciliation/avro``, version v1.0, decision 0052).
+schemas are a contract of their own (``reconciliation/avro``, version v1.1, decisions 0052, 0099).
 """

@@ -1,5 +1,9 @@
 """ISO 20022 camt.053 (Bank-to-Customer Statement) → a ``ParsedStatement`` (pure).
 
+camt.054 (Bank-to-Customer Debit/Credit Notification, ``reconciliation.camt054``) shares the
+account and entry elements: the same code reads its ``Ntfctn`` elements through a ``Document``
+description (root, container, location prefix); a notification states no balances.
+
 Read with the standard library's ElementTree (decision 0051): any ``camt.053.001.NN`` version
 (02 to 13 share the elements used here; ``Sts`` is a code in 02 and ``Sts/Cd`` from 08 on). A
 document type definition is refused before parsing (a bank statement never has one; it is how
@@ -11,6 +15,7 @@ element (``Stmt/Ntry[3]/Amt``) and the reason.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 from xml.etree import ElementTree
 
@@ -36,6 +41,26 @@ DIRECTIONS: Final = {"CRDT": Direction.CREDIT, "DBIT": Direction.DEBIT}
 TEXT_CHARACTERS_MAX: Final = 1_000  # remittance information and names are cut to this
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """What tells one camt message apart: its namespace, where its reports are, their name."""
+
+    namespace_pattern: re.Pattern[str]
+    container: str  # the path of the reports under Document ("BkToCstmrStmt/Stmt")
+    report: str  # the report element, the first step of every location ("Stmt")
+    format: StatementFormat
+    has_balances: bool
+
+
+STATEMENT_DOCUMENT: Final = Document(
+    namespace_pattern=NAMESPACE_PATTERN,
+    container="BkToCstmrStmt/Stmt",
+    report="Stmt",
+    format=StatementFormat.CAMT053,
+    has_balances=True,
+)
+
+
 class Rejection(Exception):  # noqa: N818 - internal control flow, never leaves this module
     """Carries a ``StatementRejected`` up to ``parse`` (which returns it as a value)."""
 
@@ -49,6 +74,13 @@ def parse(
 ) -> ParsedStatement | StatementRejected:
     """The one statement of ``content`` (or the one for ``bank_account`` when the file holds
     several) in ``account``'s currency and scale, or why the file is refused."""
+    return parse_document(content, account, STATEMENT_DOCUMENT, bank_account=bank_account)
+
+
+def parse_document(
+    content: bytes, account: AccountTerms, document: Document, *, bank_account: str | None
+) -> ParsedStatement | StatementRejected:
+    """``parse`` for a camt message described by ``document`` (camt.053 or camt.054)."""
     if any(marker in content for marker in DOCUMENT_TYPE_MARKERS):
         return StatementRejected(location="document", reason="a DOCTYPE/ENTITY is not allowed")
     try:
@@ -59,53 +91,88 @@ def parse(
             location=f"line {line} column {column}", reason=f"not well-formed XML ({exc})"
         )
     try:
-        return _parse_document(root, account, bank_account)
+        return _parse_document(root, account, document, bank_account)
     except Rejection as rejection:
         return rejection.rejected
 
 
 def _parse_document(
-    root: ElementTree.Element, account: AccountTerms, bank_account: str | None
+    root: ElementTree.Element, account: AccountTerms, document: Document, bank_account: str | None
 ) -> ParsedStatement:
-    match = NAMESPACE_PATTERN.fullmatch(root.tag.split("}")[0] + "}")
+    match = document.namespace_pattern.fullmatch(root.tag.split("}")[0] + "}")
     if match is None or not root.tag.endswith("}Document"):
-        raise Rejection("Document", f"not a camt.053 document (root element {root.tag!r})")
+        name = document.format.value
+        raise Rejection("Document", f"not a {name} document (root element {root.tag!r})")
     reader = Reader(match[1])
-    statements = reader.all(root, "BkToCstmrStmt/Stmt")
-    if not statements:
-        raise Rejection("BkToCstmrStmt", "no Stmt element")
-    chosen = _choose_statement(reader, statements, bank_account)
-    return _parse_statement(reader, chosen, account)
+    reports = reader.all(root, document.container)
+    parent = document.container.rsplit("/", 1)[0]
+    if not reports:
+        raise Rejection(parent, f"no {document.report} element")
+    chosen = _choose_statement(reader, reports, bank_account, document)
+    return _parse_statement(reader, chosen, account, document)
 
 
 def _choose_statement(
-    reader: Reader, statements: list[ElementTree.Element], bank_account: str | None
+    reader: Reader,
+    statements: list[ElementTree.Element],
+    bank_account: str | None,
+    document: Document,
 ) -> ElementTree.Element:
+    parent = document.container.rsplit("/", 1)[0]
     if bank_account is None:
         if len(statements) > 1:
             raise Rejection(
-                "BkToCstmrStmt",
-                f"{len(statements)} Stmt elements: name the bank account (--bank-account)",
+                parent,
+                f"{len(statements)} {document.report} elements: name the bank account"
+                " (--bank-account)",
             )
         return statements[0]
     for statement in statements:
         identifiers = {reader.text(statement, path) for path in ("Acct/Id/IBAN", "Acct/Id/Othr/Id")}
         if bank_account in identifiers:
             return statement
-    raise Rejection("BkToCstmrStmt", f"no Stmt for the bank account {bank_account!r}")
+    raise Rejection(parent, f"no {document.report} for the bank account {bank_account!r}")
 
 
 def _parse_statement(
-    reader: Reader, statement: ElementTree.Element, account: AccountTerms
+    reader: Reader, statement: ElementTree.Element, account: AccountTerms, document: Document
 ) -> ParsedStatement:
+    prefix = document.report
     currency = reader.text(statement, "Acct/Ccy")
     if currency is not None and currency != account.currency:
-        raise Rejection("Stmt/Acct/Ccy", _other_currency(currency, account))
-    entries = reader.all(statement, "Ntry")
+        raise Rejection(f"{prefix}/Acct/Ccy", _other_currency(currency, account))
+    lines, not_booked = _parse_entries(reader, statement, account, prefix)
+    if not document.has_balances:
+        # a notification reports some entries, never a whole period: it states no balances and
+        # claims no days (a period would tell the matcher every movement of those days is in)
+        return ParsedStatement(
+            format=document.format, statement_id=reader.text(statement, "Id"),
+            currency=account.currency, opening_balance=None, closing_balance=None,
+            from_date_days=None, to_date_days=None, lines=lines, entries_not_booked=not_booked,
+        )  # fmt: skip
+    from_text = reader.text(statement, "FrToDt/FrDtTm")
+    to_text = reader.text(statement, "FrToDt/ToDtTm")
+    return ParsedStatement(
+        format=document.format,
+        statement_id=reader.text(statement, "Id"),
+        currency=account.currency,
+        opening_balance=_balance(reader, statement, OPENING_BALANCE_CODES, account),
+        closing_balance=_balance(reader, statement, (CLOSING_BALANCE_CODE,), account),
+        from_date_days=None if from_text is None else _date(from_text, "Stmt/FrToDt/FrDtTm"),
+        to_date_days=None if to_text is None else _date(to_text, "Stmt/FrToDt/ToDtTm"),
+        lines=lines,
+        entries_not_booked=not_booked,
+    )
+
+
+def _parse_entries(
+    reader: Reader, statement: ElementTree.Element, account: AccountTerms, prefix: str
+) -> tuple[tuple[ParsedLine, ...], int]:
+    """The booked entries as lines, and how many entries were not booked."""
     lines: list[ParsedLine] = []
     not_booked = 0
-    for index, entry in enumerate(entries, start=1):
-        location = f"Stmt/Ntry[{index}]"
+    for index, entry in enumerate(reader.all(statement, "Ntry"), start=1):
+        location = f"{prefix}/Ntry[{index}]"
         if _status(reader, entry, location) != BOOKED:
             not_booked += 1
             continue
@@ -115,19 +182,7 @@ def _parse_statement(
     duplicate = duplicate_bank_reference(tuple(lines))
     if duplicate is not None:
         raise Rejection(duplicate.location, duplicate.reason)
-    from_text = reader.text(statement, "FrToDt/FrDtTm")
-    to_text = reader.text(statement, "FrToDt/ToDtTm")
-    return ParsedStatement(
-        format=StatementFormat.CAMT053,
-        statement_id=reader.text(statement, "Id"),
-        currency=account.currency,
-        opening_balance=_balance(reader, statement, OPENING_BALANCE_CODES, account),
-        closing_balance=_balance(reader, statement, (CLOSING_BALANCE_CODE,), account),
-        from_date_days=None if from_text is None else _date(from_text, "Stmt/FrToDt/FrDtTm"),
-        to_date_days=None if to_text is None else _date(to_text, "Stmt/FrToDt/ToDtTm"),
-        lines=tuple(lines),
-        entries_not_booked=not_booked,
-    )
+    return tuple(lines), not_booked
 
 
 def _status(reader: Reader, entry: ElementTree.Element, location: str) -> str:

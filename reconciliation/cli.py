@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from reconciliation.amounts import date_days, iso_date
+from reconciliation.camt054 import xml_format
 from reconciliation.importer import (
     ImportStatus,
     import_statement,
@@ -61,6 +62,7 @@ FORMATS_BY_SUFFIX: Final = {
 }
 FORMATS_BY_NAME: Final = {
     "camt053": StatementFormat.CAMT053,
+    "camt054": StatementFormat.CAMT054,
     "csv": StatementFormat.CSV,
     "bai2": StatementFormat.BAI2,
 }
@@ -79,7 +81,8 @@ def register(subparsers: Subparsers) -> None:
         "import",
         help="import a bank statement file onto ledger.statements (once; all or nothing)",
         description=(
-            "Parse a camt.053, BAI2 or CSV statement (docs/reconciliation.md) for a bank-mirror"
+            "Parse a camt.053 statement, camt.054 notification, BAI2 or CSV statement"
+            " (docs/reconciliation.md) for a bank-mirror"
             " account and write each booked line as a StatementLine record. The same file twice"
             " imports nothing; a malformed file is refused whole, naming the element or line."
         ),
@@ -90,7 +93,8 @@ def register(subparsers: Subparsers) -> None:
     importing.add_argument(
         "--format",
         choices=sorted(FORMATS_BY_NAME),
-        help="the file's format (default from its suffix: .xml camt053, .csv csv, .bai/.bai2 bai2)",
+        help="the file's format (default from its suffix: .xml camt053 or camt054 by its"
+        " namespace, .csv csv, .bai/.bai2 bai2)",
     )
     importing.add_argument(
         "--bank-account",
@@ -159,13 +163,16 @@ def register(subparsers: Subparsers) -> None:
     reconcile.set_defaults(handler=run_reconcile)
 
 
-def statement_format(arguments: argparse.Namespace) -> StatementFormat:
+def statement_format(arguments: argparse.Namespace, content: bytes) -> StatementFormat:
+    """--format, else the suffix's; an .xml file is camt.053 or camt.054 by its namespace."""
     if arguments.format is not None:
         return FORMATS_BY_NAME[arguments.format]
     found = FORMATS_BY_SUFFIX.get(arguments.file.suffix.lower())
     if found is None:
-        raise SettingError(f"{arguments.file}: unknown suffix, give --format camt053, bai2 or csv")
-    return found
+        raise SettingError(
+            f"{arguments.file}: unknown suffix, give --format camt053, camt054, bai2 or csv"
+        )
+    return xml_format(content) if found is StatementFormat.CAMT053 else found
 
 
 def run_manual_match(arguments: argparse.Namespace, settings: Settings) -> int:
@@ -219,7 +226,7 @@ def run_import(arguments: argparse.Namespace, settings: Settings) -> int:
         tenant_id=arguments.tenant,
         account_id=arguments.account,
         content=content,
-        statement_format=statement_format(arguments),
+        statement_format=statement_format(arguments, content),
         bank_account=arguments.bank_account,
         imported_at_us=time.time_ns() // 1000,
     )

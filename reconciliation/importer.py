@@ -23,7 +23,7 @@ from confluent_kafka import KafkaException, Message, Producer
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, kafka_error_text
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
-from reconciliation import bai2, camt053, statement_csv
+from reconciliation import bai2, camt053, camt054, statement_csv
 from reconciliation.matching import ManualMatch, ManualUnmatch
 from reconciliation.partition_reader import read_partition
 from reconciliation.records import decode, encode
@@ -83,6 +83,8 @@ def parse_file(
         return StatementRejected(location="file", reason=f"larger than {STATEMENT_BYTES_MAX} bytes")
     if statement_format is StatementFormat.CAMT053:
         return camt053.parse(content, account, bank_account=bank_account)
+    if statement_format is StatementFormat.CAMT054:
+        return camt054.parse(content, account, bank_account=bank_account)
     if statement_format is StatementFormat.BAI2:
         return bai2.parse(content, account, bank_account=bank_account)
     return statement_csv.parse(content, account)

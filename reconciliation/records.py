@@ -1,4 +1,4 @@
-"""The reconciliation records on Kafka: Avro single-object encoding, contract version v1.0.
+"""The reconciliation records on Kafka: Avro single-object encoding, contract version v1.1.
 
 Same wire format as the ledger's records (``C3 01`` + the 8-byte little-endian CRC-64-AVRO
 fingerprint of the writer schema's Parsing Canonical Form + the Avro binary body), but a contract
@@ -46,7 +46,7 @@ from schemas.codec import (
     WrongMarkerError,
 )
 
-RECONCILIATION_CONTRACT_VERSION: Final = "v1.0"
+RECONCILIATION_CONTRACT_VERSION: Final = "v1.1"  # v1.1: camt054 appended to Statement.format
 # the package's directory, not this file's: compiled (scripts/build_native.py), this module is
 # a binary under build/native/
 AVRO_DIRECTORY: Final = Path(reconciliation.__file__).resolve().parent / "avro"
@@ -82,7 +82,12 @@ def _load(name: str) -> RecordSchema:
 
 
 SCHEMAS: Final = {name: _load(name) for name in TOP_LEVEL_RECORDS}
-BY_HEADER: Final = {schema.header: schema for schema in SCHEMAS.values()}
+# ``Statement`` as written before "camt054" was appended to its ``format`` enum (decision 0099):
+# the same bytes read with today's schema (an appended symbol keeps every earlier index)
+STATEMENT_HEADERS_BEFORE: Final = (bytes.fromhex("c30140cf141c4d110def"),)
+BY_HEADER: Final = {schema.header: schema for schema in SCHEMAS.values()} | {
+    header: SCHEMAS["Statement"] for header in STATEMENT_HEADERS_BEFORE
+}
 
 
 def encode(record: ReconciliationRecord) -> bytes:

@@ -35,6 +35,7 @@ class StatementFormat(enum.Enum):
     CAMT053 = "camt.053"
     CSV = "csv"
     BAI2 = "bai2"
+    CAMT054 = "camt.054"  # notifications (decision 0099): appended, the Avro enum's last symbol
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

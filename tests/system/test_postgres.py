@@ -39,6 +39,7 @@ ALL_MIGRATIONS = [
     "0012_reconciliation",
     "0013_transaction_metadata",
     "0014_event_actor",
+    "0015_camt054_statements",
 ]
 
 pytestmark = pytest.mark.system

@@ -24,10 +24,10 @@ import psycopg
 import pytest
 
 from reconciliation.matching import ManualMatch, ManualUnmatch
-from reconciliation.statement import Statement, StatementLine
+from reconciliation.statement import Statement, StatementFormat, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
 from streamledger.settings import Settings
-from tests.conftest import run_streamledger
+from tests.conftest import REPO_ROOT, run_streamledger
 from tests.system.free_ports import free_port_range
 from tests.system.processor_harness import produce_commands, wait_until_consumed
 from tests.system.test_reconciliation import (
@@ -52,6 +52,8 @@ CONSUME_TIMEOUT_S = 120.0
 PROJECTED_TIMEOUT_S = 120.0
 RESULTS = 5  # t1, t2, t3+t4 matched; t5 not on the statement; the 77.77 line not in the ledger
 LINES = 4
+STATEMENTS = 2  # the camt.053 statement and a camt.054 notification of the same entries
+NOTIFICATION = REPO_ROOT / "tests" / "unit" / "statement_files" / "camt054_notification_eur.xml"
 COUNT_ROWS = (
     "SELECT (SELECT count(*) FROM ledger.statements WHERE tenant_id = %(t)s),"
     " (SELECT count(*) FROM ledger.statement_lines WHERE tenant_id = %(t)s),"
@@ -202,13 +204,21 @@ def check_import(stack: ApiStack, tenant: str, other: str, path: Path) -> None:
         again = post_statement(client, "account=bank", content)
         assert again.status_code == 200, again.text
         assert again.json() == {**first.json(), "status": "already_imported", "lines_new": 0}
+        # a camt.054 notification (told by its namespace) of entries the statement already had
+        notified = post_statement(client, "account=bank", NOTIFICATION.read_bytes())
+        assert notified.status_code == 201, notified.text
+        assert (notified.json()["lines_in_file"], notified.json()["lines_new"]) == (3, 0)
     with stack.client(other) as client:  # the key's tenant has no account "bank"
         refused = post_statement(client, "account=bank", content)
         assert (refused.status_code, refused.json()["field"]) == (400, "account"), refused.text
     with stack.client() as anonymous:
         assert post_statement(anonymous, "account=bank", content).status_code == 401
     records = read_records(stack.settings, STATEMENTS_TOPIC, tenant)
-    assert [type(r) for r in records] == [StatementLine] * LINES + [Statement]
+    assert [type(r) for r in records] == [StatementLine] * LINES + [Statement] * STATEMENTS
+    notification = records[-1]
+    assert isinstance(notification, Statement)
+    assert notification.format is StatementFormat.CAMT054
+    assert (notification.to_date_days, notification.closing_balance) == (None, None)
 
 
 def post_manual(
@@ -266,7 +276,7 @@ def check_manual_requests(stack: ApiStack, tenant: str, other: str) -> None:
         assert (document["status"], document["result_id"]) == ("requested", t2["result_id"])
         assert document["actor"].startswith("alice (API key ")
         assert requested.headers["location"] == "/v1/reconciliation?account=bank"
-        wait_for_rows(stack, tenant, (1, LINES, RESULTS + 1))
+        wait_for_rows(stack, tenant, (STATEMENTS, LINES, RESULTS + 1))
         last = all_pages(client, "account=bank")[-1]
         assert (last["rule"], last["reason"], last["line_ids"]) == (
             "manual", "manual_unmatch", t2["line_ids"],
@@ -300,7 +310,7 @@ def test_results_in_postgresql_and_through_the_api(
     stack.children.append(matcher)
     metrics_port = free_port_range(1)
     projection = projection_child(stack, tmp_path, metrics_port)
-    wait_for_rows(stack, tenant, (1, LINES, RESULTS))
+    wait_for_rows(stack, tenant, (STATEMENTS, LINES, RESULTS))
     scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     for sample in (
         'streamledger_reconciliation_projection_rows_total{table="statement_lines"} 4.0',
@@ -315,14 +325,14 @@ def test_results_in_postgresql_and_through_the_api(
     while "refused: not open" not in matcher.log():
         assert time.monotonic() < deadline, matcher.log()
         time.sleep(0.3)
-    assert row_counts(stack.settings, tenant) == (1, LINES, RESULTS + 1)
+    assert row_counts(stack.settings, tenant) == (STATEMENTS, LINES, RESULTS + 1)
 
     # a restarted projection starts at its stored offsets: no row twice, none lost
     projection.stop()
     assert projection.process.returncode == 0, projection.log()
     projection_child(stack, tmp_path)
     time.sleep(2.0)
-    assert row_counts(stack.settings, tenant) == (1, LINES, RESULTS + 1)
+    assert row_counts(stack.settings, tenant) == (STATEMENTS, LINES, RESULTS + 1)
     assert matcher.stop() == 0, matcher.log()
 
 
