@@ -3,6 +3,7 @@ refusal names the parameter at fault; an item of another tenant or account is re
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,3 +83,35 @@ def test_an_unmatch_is_checked_before_reading(
 ) -> None:
     problem = manual_unmatch_problem(account, result_id, actor, "")
     assert (None if problem is None else problem.parameter) == parameter
+
+
+def test_statements_match_refuses_a_bad_request_before_writing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No broker is touched: the refusal names the parameter on one line, exit status 1."""
+    from streamledger.cli import build_full_parser
+    from streamledger.settings import Settings
+
+    arguments = build_full_parser().parse_args(
+        ["statements", "match", "--tenant", "acme", "--account", "bank", "--line", "bank/ref/1",
+         "--movement", "other:1#0", "--actor", "alice"]
+    )  # fmt: skip
+    assert arguments.handler(arguments, Settings(home=Path("/nonexistent"))) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("refused: movement_ids: [0] 'other:1#0'"), error
+    assert error.count("\n") == 1
+
+
+def test_the_openapi_document_has_the_manual_routes() -> None:
+    from api.openapi import build_openapi
+
+    document = build_openapi()
+    for path, body in (
+        ("/v1/reconciliation/matches", "ManualMatchBody"),
+        ("/v1/reconciliation/unmatches", "ManualUnmatchBody"),
+    ):
+        operation = document["paths"][path]["post"]
+        assert set(operation["responses"]) >= {"202", "400", "401", "422", "503"}
+        assert body in document["components"]["schemas"]
+    schema = document["components"]["schemas"]["ManualMatchBody"]
+    assert set(schema["required"]) == {"account", "line_ids", "movement_ids", "actor"}
