@@ -21,7 +21,8 @@ CORE_TESTS := tests/unit/test_native_core.py tests/unit/test_ledger_properties.p
 	tests/unit/test_ledger_rules.py tests/unit/test_ledger_state.py tests/unit/test_ledger_time.py \
 	tests/unit/test_transactions.py tests/unit/test_generated_checks.py \
 	tests/unit/test_partition_ledger.py tests/unit/test_monitors.py \
-	tests/unit/test_avro_writers.py tests/unit/test_avro_readers.py tests/unit/test_codec.py
+	tests/unit/test_avro_writers.py tests/unit/test_avro_readers.py tests/unit/test_codec.py \
+	tests/unit/test_projection_event_reader.py
 
 test: setup check
 	$(VENV_PYTHON) -m pytest

@@ -77,6 +77,7 @@ COMPILED_MODULES: Final = (
     "ledger/transactions.py",
     "schemas/avro_readers.py",
     "schemas/avro_writers.py",
+    "projections/event_reader.py",  # the projection's event readers (decision 0100)
 )
 PROJECT_PACKAGES: Final = ("ledger", "schemas", "streamledger")
 MYPYC_OPTIMIZATION_LEVEL: Final = "3"
@@ -215,8 +216,7 @@ def smoke_test(expected: list[str]) -> None:
     program = (
         "import streamledger.native as native\n"
         "native.install()\n"
-        "import ledger, ledger.snapshot, ledger.invariants\n"
-        "import schemas.avro_readers, schemas.avro_writers\n"
+        f"import {', '.join(expected)}\n"  # every listed module, through the finder
         "print(','.join(native.compiled_modules()))\n"
     )
     environment = {**os.environ, "STREAMLEDGER_PURE_PYTHON": "0"}

@@ -11,7 +11,8 @@ the sources (decision 0048).
 
 ``install`` puts ``NativeCoreFinder`` first on ``sys.meta_path``. It answers only for the modules
 the manifest lists (and mypyc's shared library of the group), with the compiled extension; any
-import under ``ledger.`` or ``schemas.`` (``COMPILED_PACKAGES``) checks the build first:
+import under ``ledger.`` or ``schemas.``, and of ``projections.event_reader`` (decision 0100),
+(``COMPILED_PACKAGES``) checks the build first:
 
 * ``STREAMLEDGER_PURE_PYTHON=1``: the finder is not installed; every module is the ``.py`` file.
   ``0`` or unset: the compiled modules. Any other value: importing the core fails, naming it.
@@ -48,7 +49,8 @@ GROUP_NAME: Final = "streamledger_core"  # mypyc's group: its library is GROUP_N
 SHARED_LIBRARY_MODULE: Final = f"{GROUP_NAME}__mypyc"
 # The packages whose modules the build may compile: importing any module under them checks
 # the build (all or nothing), whether that module is compiled or not.
-COMPILED_PACKAGES: Final = ("ledger.", "schemas.")
+# Plus one module of the projection: its hand-written event readers (decision 0100).
+COMPILED_PACKAGES: Final = ("ledger.", "schemas.", "projections.event_reader")
 BOOT_MODULE: Final = "streamledger_native_boot"  # this file, as the .pth line loads it
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 REBUILD_HINT: Final = (

@@ -11,7 +11,9 @@ then the codec).
 
 from __future__ import annotations
 
+import importlib.machinery
 import io
+import os
 from typing import Any, cast
 
 from hypothesis import given, settings
@@ -30,11 +32,19 @@ from projections.event_records import (
 from schemas import codec
 from schemas.codec import HEADER_BYTES
 from schemas.model import Event
+from streamledger import native
 from tests.unit.contract_strategies import events
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 HAND_READ = frozenset(event_reader.HAND_READERS)
 hand_read_events = events.filter(lambda event: type(event).__name__ in HAND_READ)
+
+
+def test_the_readers_run_compiled_unless_the_sources_are_asked_for() -> None:
+    """Decision 0100: the native build serves this module (CI runs this file both ways)."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    compiled = str(event_reader.__file__).endswith(suffixes)
+    assert compiled == (os.environ.get(native.PURE_PYTHON_VARIABLE) != "1")
 
 
 def test_every_hand_reader_is_in_use() -> None:
