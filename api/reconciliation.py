@@ -66,7 +66,7 @@ from reconciliation.result_search import (
     result_statement,
 )
 from reconciliation.statement import StatementFormat
-from reconciliation.unmatch import prepared_unmatch
+from reconciliation.unmatch import prepared_match, prepared_unmatch
 from schemas.limits import entity_id_problem
 from streamledger.errors import InfraError
 from streamledger.settings import Settings
@@ -319,8 +319,9 @@ def requested_response(request: ManualMatch | ManualUnmatch, position: str) -> R
 async def request_match(
     settings: Settings, tenant_id: str, api_key_token: str, raw: bytes
 ) -> Response:
-    """``POST /v1/reconciliation/matches``: 400 naming the member at fault, 202 once the
-    ``ManualMatch`` is on the topic (the matcher decides it, decision 0090)."""
+    """``POST /v1/reconciliation/matches``: 400 naming the member at fault, 422 naming an item a
+    result already decided, 202 once the ``ManualMatch`` is on the topic (the matcher decides
+    it, decision 0090)."""
     body = decode_manual_body(ManualMatchBody, raw)
     assert isinstance(body, ManualMatchBody)
     request = manual_match_request(
@@ -335,7 +336,7 @@ async def request_match(
     if isinstance(request, RequestProblem):
         raise refused(request)
     recorded = replace(request, actor=recorded_actor(request.actor, api_key_token))
-    written, position = await write_request(settings, lambda: recorded)
+    written, position = await write_request(settings, lambda: prepared_match(settings, recorded))
     return requested_response(written, position)
 
 

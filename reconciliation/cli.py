@@ -38,7 +38,7 @@ from reconciliation.synthetic_statement import (
     synthetic_bai2,
     synthetic_camt053,
 )
-from reconciliation.unmatch import prepared_unmatch
+from reconciliation.unmatch import prepared_match, prepared_unmatch
 from streamledger.cli_parser import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -185,6 +185,8 @@ def run_manual_match(arguments: argparse.Namespace, settings: Settings) -> int:
         note=arguments.note,
         requested_at_us=time.time_ns() // 1000,
     )
+    if not isinstance(request, RequestProblem):
+        request = prepared_match(settings, request)
     if isinstance(request, RequestProblem):
         sys.stderr.write(f"refused: {request.message()}\n")
         return EXIT_FAILURE

@@ -3,8 +3,10 @@
 ``statements match``/``unmatch`` and ``POST /v1/reconciliation/matches``/``unmatches`` build
 their ``ManualMatch`` request through ``manual_match_request``: a request that breaks a limit or
 names an item of another tenant or account is refused here, as a value naming the parameter,
-before anything reaches ``ledger.statements``. Whether the items are *open* only the matcher
-knows (it refuses, logs and counts the rest, decision 0090).
+before anything reaches ``ledger.statements``. An item a result on ``ledger.reconciliation``
+already names is not open (decided items never reopen): ``decided_items_problem`` refuses such a
+match at once, naming the item and the result. Whether the other items are *open* only the
+matcher knows (it refuses, logs and counts the rest, decision 0090).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from reconciliation.matching import ManualMatch
+from reconciliation.matching import ManualMatch, ReconciliationResult
 from schemas.limits import entity_id_problem
 
 LINE_IDS_MAX: Final = 64  # a person matches a handful; the sum rule's groups are smaller
@@ -124,3 +126,27 @@ def manual_unmatch_problem(
     if RESULT_ID_PATTERN.fullmatch(result_id) is None:
         return RequestProblem("result_id", f"{result_id[:64]!r} is not PARTITION:OFFSET")
     return actor_problems(actor, note)
+
+
+def decided_items_problem(
+    results: Sequence[tuple[str, ReconciliationResult]], request: ManualMatch
+) -> RequestProblem | None:
+    """Why ``request`` names an item some result (``(result_id, result)`` of the tenant's
+    partition) already decided, or None. Decided items never reopen, so the matcher would refuse
+    it; a match to undo first is named as such."""
+    lines, movements = set(request.line_ids), set(request.movement_ids)
+    for result_id, result in reversed(results):  # the latest result naming an item is its state
+        if result.tenant_id != request.tenant_id or result.account_id != request.account_id:
+            continue
+        for parameter, named, decided in (
+            ("line_ids", lines, result.line_ids),
+            ("movement_ids", movements, result.movement_ids),
+        ):
+            found = sorted(named.intersection(decided))
+            if found:
+                state = result.state.value
+                undo = " (undo it first: unmatch)" if state != "unmatched" else ""
+                return RequestProblem(
+                    parameter, f"{found[0][:64]!r} is already {state} by result {result_id}{undo}"
+                )
+    return None

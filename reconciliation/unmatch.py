@@ -6,6 +6,9 @@ the account that no later result superseded, and writes a ``ManualUnmatch`` reco
 items and amounts to ``ledger.statements``. The matcher answers with an ``unmatched`` result
 (rule ``manual``, reason ``manual_unmatch``) naming the same items: it supersedes the match (the
 latest result naming an item is its state). Nothing is edited; both are records.
+
+``statements match`` reads the same partition: ``prepared_match`` refuses at once a manual match
+naming an item a result already decided (decision 0098).
 """
 
 from __future__ import annotations
@@ -13,8 +16,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
-from reconciliation.manual_match import RequestProblem, manual_unmatch_problem
-from reconciliation.matching import ManualUnmatch, ReconciliationResult, ReconciliationState
+from reconciliation.manual_match import (
+    RequestProblem,
+    decided_items_problem,
+    manual_unmatch_problem,
+)
+from reconciliation.matching import (
+    ManualMatch,
+    ManualUnmatch,
+    ReconciliationResult,
+    ReconciliationState,
+)
 from reconciliation.partition_reader import read_partition
 from reconciliation.records import decode
 from reconciliation.topics import RECONCILIATION_TOPIC, ensure_topics
@@ -78,6 +90,11 @@ def tenant_results(
         return f"result id {result_id!r} is not PARTITION:OFFSET"
     if int(partition_text) != partition:
         return f"result {result_id} is not on tenant {tenant_id!r}'s partition ({partition})"
+    return partition_results(settings, partition)
+
+
+def partition_results(settings: Settings, partition: int) -> list[tuple[int, ReconciliationResult]]:
+    """Every result on one partition of ``ledger.reconciliation`` with its offset."""
     records = read_partition(
         client_config(settings, RECONCILER_PRINCIPAL),
         settings.topic(RECONCILIATION_TOPIC),
@@ -120,3 +137,15 @@ def prepared_unmatch(
         requested_at_us=requested_at_us,
     )
     return RequestProblem("result_id", request) if isinstance(request, str) else request
+
+
+def prepared_match(settings: Settings, request: ManualMatch) -> ManualMatch | RequestProblem:
+    """``request`` unless a result on the tenant's partition already decided one of its items
+    (the matcher would refuse it): then the item and the result, naming the parameter."""
+    partition = partition_for(command_key(request.tenant_id), ensure_topics(settings))
+    results = [
+        (f"{partition}:{offset}", result)
+        for offset, result in partition_results(settings, partition)
+    ]
+    problem = decided_items_problem(results, request)
+    return request if problem is None else problem

@@ -260,8 +260,9 @@ def check_manual_refusals(client: httpx.Client, tenant: str, unmatched_id: str) 
 
 def check_manual_requests(stack: ApiStack, tenant: str, other: str) -> None:
     """``POST /v1/reconciliation/unmatches`` undoes t2's match (the matcher answers with a
-    superseding unmatched result); ``/matches`` writes a ManualMatch the matcher refuses (the
-    items are decided). Both are records naming the person and the API key (decision 0098)."""
+    superseding unmatched result); ``/matches`` of decided items is a 422 naming the item and
+    its result, of items no result names a ManualMatch the matcher refuses (none is open). Both
+    records name the person and the API key (decision 0098)."""
     with stack.client(tenant) as client:
         rows = all_pages(client, "account=bank")
         (t2,) = [row for row in rows if row["line_amount"] == -40_025]
@@ -288,13 +289,22 @@ def check_manual_requests(stack: ApiStack, tenant: str, other: str) -> None:
             "account": "bank", "line_ids": t2["line_ids"], "movement_ids": t2["movement_ids"],
             "actor": "bob",
         }  # fmt: skip
-        matched = post_manual(client, "matches", match)
+        decided = post_manual(client, "matches", match)  # unmatched now: not open
+        assert (decided.status_code, decided.json()["field"]) == (422, "line_ids"), decided.text
+        assert f"already unmatched by result {last['result_id']}" in decided.json()["detail"]
+        (t1,) = [row for row in rows if row["line_amount"] == 150_000]
+        t1_items = {"line_ids": t1["line_ids"], "movement_ids": t1["movement_ids"]}
+        undo_first = post_manual(client, "matches", {**match, **t1_items})
+        assert undo_first.status_code == 422 and "undo it first" in undo_first.text
+        # items no result names: written; the matcher refuses them (no such open items)
+        unknown = {**match, "line_ids": ["bank/ref/nope"], "movement_ids": [f"{tenant}:999#0"]}
+        matched = post_manual(client, "matches", unknown)
         assert matched.status_code == 202, matched.text
     records = read_records(stack.settings, STATEMENTS_TOPIC, tenant)
     unmatch_record, match_record = records[-2:]
     assert isinstance(unmatch_record, ManualUnmatch) and isinstance(match_record, ManualMatch)
     assert unmatch_record.actor == document["actor"] and unmatch_record.note == "n"
-    assert match_record.line_ids == tuple(t2["line_ids"]) and match_record.actor.startswith("bob")
+    assert match_record.line_ids == ("bank/ref/nope",) and match_record.actor.startswith("bob")
     partition = document["request_id"].split(":")[0]
     assert matched.json()["request_id"].split(":")[0] == partition
 

@@ -115,3 +115,32 @@ def test_the_openapi_document_has_the_manual_routes() -> None:
         assert body in document["components"]["schemas"]
     schema = document["components"]["schemas"]["ManualMatchBody"]
     assert set(schema["required"]) == {"account", "line_ids", "movement_ids", "actor"}
+
+
+def test_a_match_naming_a_decided_item_is_refused_naming_it_and_the_result() -> None:
+    from reconciliation.manual_match import decided_items_problem
+    from reconciliation.matching import MatchRule, ReconciliationResult, ReconciliationState
+
+    def result(state: ReconciliationState, lines: tuple[str, ...], movements: tuple[str, ...]) -> (
+        ReconciliationResult
+    ):  # fmt: skip
+        return ReconciliationResult(
+            tenant_id="acme", account_id="bank", state=state, rule=MatchRule.AMOUNT_AND_DATE,
+            reason=state.value, line_ids=lines, movement_ids=movements, line_amount=1,
+            movement_amount=1, decided_at_us=1,
+        )  # fmt: skip
+
+    request = manual_match_request(**GOOD)
+    assert isinstance(request, ManualMatch)
+    matched = result(ReconciliationState.MATCHED, ("bank/ref/BK-1",), ("acme:3#0",))
+    unmatched = result(ReconciliationState.UNMATCHED, (), ("acme:17#0",))
+    other = result(ReconciliationState.MATCHED, ("bank/ref/x",), ("acme:4#0",))
+    assert decided_items_problem([("0:1", other)], request) is None
+    first = decided_items_problem([("0:1", matched), ("0:2", other)], request)
+    assert first == RequestProblem(
+        "line_ids", "'bank/ref/BK-1' is already matched by result 0:1 (undo it first: unmatch)"
+    )
+    latest = decided_items_problem([("0:1", matched), ("0:5", unmatched)], request)
+    assert latest == RequestProblem(
+        "movement_ids", "'acme:17#0' is already unmatched by result 0:5"
+    )
