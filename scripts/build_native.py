@@ -1,5 +1,5 @@
-"""Compile the pure ledger core and the hand-written Avro codec with mypyc into
-``build/native/<interpreter>/`` (decisions 0048, 0092).
+"""Compile the pure ledger core, the hand-written Avro codecs and the reconciliation matcher's
+core with mypyc into ``build/native/<interpreter>/`` (decisions 0048, 0092, 0096, 0100).
 
     .venv/bin/python scripts/build_native.py           # build unless up to date (make setup)
     .venv/bin/python scripts/build_native.py --force   # build again
@@ -78,8 +78,11 @@ COMPILED_MODULES: Final = (
     "schemas/avro_readers.py",
     "schemas/avro_writers.py",
     "projections/event_reader.py",  # the projection's event readers (decision 0100)
+    "reconciliation/event_movements.py",  # the matcher's core and its codecs (decision 0096)
+    "reconciliation/matching.py",
+    "reconciliation/records.py",
 )
-PROJECT_PACKAGES: Final = ("ledger", "schemas", "streamledger")
+PROJECT_PACKAGES: Final = ("ledger", "reconciliation", "schemas", "streamledger")
 MYPYC_OPTIMIZATION_LEVEL: Final = "3"
 PTH_NAME: Final = "streamledger_native.pth"
 # Loads streamledger/native.py of this checkout by path: at start-up the project is not on

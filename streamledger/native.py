@@ -11,8 +11,8 @@ the sources (decision 0048).
 
 ``install`` puts ``NativeCoreFinder`` first on ``sys.meta_path``. It answers only for the modules
 the manifest lists (and mypyc's shared library of the group), with the compiled extension; any
-import under ``ledger.`` or ``schemas.``, and of ``projections.event_reader`` (decision 0100),
-(``COMPILED_PACKAGES``) checks the build first:
+import under ``ledger.``, ``schemas.`` or ``reconciliation.`` (decision 0096), and of
+``projections.event_reader`` (decision 0100), (``COMPILED_PACKAGES``) checks the build first:
 
 * ``STREAMLEDGER_PURE_PYTHON=1``: the finder is not installed; every module is the ``.py`` file.
   ``0`` or unset: the compiled modules. Any other value: importing the core fails, naming it.
@@ -50,7 +50,13 @@ SHARED_LIBRARY_MODULE: Final = f"{GROUP_NAME}__mypyc"
 # The packages whose modules the build may compile: importing any module under them checks
 # the build (all or nothing), whether that module is compiled or not.
 # Plus one module of the projection: its hand-written event readers (decision 0100).
-COMPILED_PACKAGES: Final = ("ledger.", "schemas.", "projections.event_reader")
+# And the reconciliation matcher's core (decision 0096): any module of reconciliation.
+COMPILED_PACKAGES: Final = (
+    "ledger.",
+    "schemas.",
+    "projections.event_reader",
+    "reconciliation.",
+)
 BOOT_MODULE: Final = "streamledger_native_boot"  # this file, as the .pth line loads it
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 REBUILD_HINT: Final = (

@@ -25,7 +25,7 @@ from streamledger import native
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHILD_TIMEOUT_S = 300
 WORKLOAD = """
-import hashlib, json, sys
+import hashlib, importlib, json, sys
 import ledger
 from processors.partition_ledger import WIRE_FORMAT, PartitionLedger
 from producers.loadgen import LoadPlan, generate
@@ -40,6 +40,61 @@ records = [(codec.encode_command(c), c.submitted_at_us // 1000 * 1000) for c in 
 replayed = records + records[:600]  # the first 600 again: duplicates
 digest, counts = hashlib.sha256(), {"events": 0, "outcomes": 0, "states": 0, "replies": 0}
 partition = PartitionLedger(0, ledger.LedgerState(wire_format=WIRE_FORMAT))
+events = []
+
+def reconcile(events):
+    # the reconciliation matcher's core over the workload's events and a statement made from
+    # every tenant's movements on one account (some lines missing, some amounts off by one,
+    # some split in two): the encoded results (decision 0096)
+    from reconciliation.event_movements import event_movements
+    from reconciliation.matching import MatchingRules, Reconciler
+    from reconciliation.records import encode
+    from reconciliation.statement import Statement, StatementFormat, StatementLine
+    reconciler, lines, out = Reconciler(MatchingRules()), [], []
+    mirrors = {}
+    for offset, value in enumerate(events):
+        found = event_movements(value, "external_ref")
+        for movement in found.movements:
+            mirror = mirrors.setdefault(movement.tenant_id, movement.account_id)
+            if movement.account_id == mirror:
+                lines.append(movement)
+            out += reconciler.add_movement(movement, offset, offset)
+        out += reconciler.advance_ledger_time(found.tenant_id, found.effective_at_us, offset)
+    days = [movement.date_days for movement in lines] or [0]
+    for tenant, account in sorted(mirrors.items()):
+        out += reconciler.add_statement(Statement(
+            tenant_id=tenant, account_id=account, file_sha256="0" * 64,
+            format=StatementFormat.CSV, statement_id=None, currency="EUR",
+            opening_balance=None, closing_balance=None, from_date_days=min(days),
+            to_date_days=min(days) - 1, line_count=0, new_line_count=0,
+            entries_not_booked=0, imported_at_us=0), 0)
+    for number, movement in enumerate(lines):
+        if number % 11 == 3:
+            continue  # never booked by the bank
+        amounts = [movement.amount + (number % 13 == 5)]
+        if number % 7 == 2 and movement.amount > 1:
+            amounts = [movement.amount // 2, movement.amount - movement.amount // 2]
+        for part, amount in enumerate(amounts):
+            out += reconciler.add_line(StatementLine(
+                tenant_id=movement.tenant_id, account_id=movement.account_id,
+                line_id=f"{movement.movement_id}/{part}", file_sha256="0" * 64,
+                statement_id=None, line_number=number, amount=amount, currency="EUR",
+                direction=movement.direction, reversal=False,
+                booking_date_days=movement.date_days, value_date_days=None,
+                bank_reference=None, entry_reference=None,
+                end_to_end_reference=movement.external_reference if number % 3 else None,
+                counterparty_name=None, counterparty_account=None,
+                remittance_information=None), number, number)
+    for tenant, account in sorted(mirrors.items()):
+        out += reconciler.add_statement(Statement(
+            tenant_id=tenant, account_id=account, file_sha256="1" * 64,
+            format=StatementFormat.CSV, statement_id=None, currency="EUR",
+            opening_balance=None, closing_balance=None, from_date_days=min(days),
+            to_date_days=max(days) + 10, line_count=0, new_line_count=0,
+            entries_not_booked=0, imported_at_us=0), 1)
+        out += reconciler.advance_ledger_time(tenant, (max(days) + 10) * 86_400_000_000, 2)
+    assert out and reconciler.open_items == 0, (len(out), reconciler.open_items)
+    return b"".join(encode(result) for result in out)
 
 def run_batch(start):
     for offset, (data, timestamp_us) in enumerate(replayed[start : start + BATCH], start):
@@ -55,6 +110,7 @@ for number, start in enumerate(range(0, len(replayed), BATCH)):
         for key, value in getattr(outputs, name):
             digest.update(key + b"=" + (value or b"<tombstone>") + b";")
             counts[name] += 1
+    events += [value for _, value in outputs.events if value]
     partition.commit()
 state = partition.state
 ledger.assert_invariants(state)
@@ -70,6 +126,9 @@ ledger.assert_invariants(restored)
 again = [codec.encode_state(record) for record in ledger.export_records(restored)]
 assert sorted(again) == sorted(exported), "restore changed the state records"
 digest.update(b"".join(sorted(exported)) + b"".join(sorted(outcomes)))
+digest.update(reconcile(events))
+for name in sorted(native.read_manifest(native.build_directory()).compiled):
+    importlib.import_module(name)  # every module the build lists, whatever the above used
 print(json.dumps({"sha256": digest.hexdigest(), "counts": counts,
                   "compiled": list(native.compiled_modules())}))
 """
