@@ -78,11 +78,12 @@ COMPILED_MODULES: Final = (
     "schemas/avro_readers.py",
     "schemas/avro_writers.py",
     "projections/event_reader.py",  # the projection's event readers (decision 0100)
+    "projections/batch.py",  # the projection's planning and fold (decision 0100)
     "reconciliation/event_movements.py",  # the matcher's core and its codecs (decision 0096)
     "reconciliation/matching.py",
     "reconciliation/records.py",
 )
-PROJECT_PACKAGES: Final = ("ledger", "reconciliation", "schemas", "streamledger")
+PROJECT_PACKAGES: Final = ("ledger", "projections", "reconciliation", "schemas", "streamledger")
 MYPYC_OPTIMIZATION_LEVEL: Final = "3"
 PTH_NAME: Final = "streamledger_native.pth"
 # Loads streamledger/native.py of this checkout by path: at start-up the project is not on

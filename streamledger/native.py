@@ -49,12 +49,14 @@ GROUP_NAME: Final = "streamledger_core"  # mypyc's group: its library is GROUP_N
 SHARED_LIBRARY_MODULE: Final = f"{GROUP_NAME}__mypyc"
 # The packages whose modules the build may compile: importing any module under them checks
 # the build (all or nothing), whether that module is compiled or not.
-# Plus one module of the projection: its hand-written event readers (decision 0100).
+# Plus two modules of the projection: its hand-written event readers and its planning and fold
+# (decision 0100).
 # And the reconciliation matcher's core (decision 0096): any module of reconciliation.
 COMPILED_PACKAGES: Final = (
     "ledger.",
     "schemas.",
     "projections.event_reader",
+    "projections.batch",
     "reconciliation.",
 )
 BOOT_MODULE: Final = "streamledger_native_boot"  # this file, as the .pth line loads it
