@@ -15,7 +15,9 @@
    process CPU and decide alone (``bench.signature_suite``, issue 21 §2);
 4. peers: faust-streaming and Quix Streams on the same records, same check;
 5. projection vs raw COPY; reports and metadata search on a filled scratch database, with
-   the issue 19 targets (``bench.reports_suite``); end-to-end latency through ``streamledger run``;
+   the issue 19 targets (``bench.reports_suite``); the API's balance read over HTTP beside
+   pgbench on the same statement, 8 clients each, during ingest (``bench.bench_api.run_api``,
+   issue 17); end-to-end latency through ``streamledger run``;
    webhook delivery through ``streamledger notify``: latency at 1,000/s, saturation, the
    receiver's raw rate as the baseline (``bench.notify_suite``); reconciliation: statement
    lines matched/s by ``streamledger reconcile`` against a 50k (small) / 1M (full) movement
