@@ -41,13 +41,21 @@ from schemas.avro_readers import (
 from schemas.codec import EVENTS, decode_event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class EventMovements:
-    """Of one ledger event: what the matcher uses."""
+    """Of one ledger event: what the matcher uses (a value, with a hand-written ``__init__`` as
+    ``matching.Movement``: decision 0097)."""
 
     tenant_id: str
     effective_at_us: int
     movements: tuple[Movement, ...]
+
+    def __init__(
+        self, tenant_id: str, effective_at_us: int, movements: tuple[Movement, ...]
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.effective_at_us = effective_at_us
+        self.movements = movements
 
 
 # (tenant_id, event_id, effective_at_us, position after the header)
