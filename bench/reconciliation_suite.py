@@ -1,7 +1,8 @@
 """Reconciliation figures (issue 20 §Benchmark): statement lines matched per second against a
 ledger of ≥ 1M movements (target ≥ 20k lines/s), and the matcher's memory per open item.
 
-    python -m bench.reconciliation_suite [--size small|full] [--repetitions 1] [--core-only]
+    python -m bench.reconciliation_suite [--size small|full] [--repetitions 1] [--matchers 1]
+                                         [--core-only]
 
 (``--core-only``: only the in-process figure below, no stack needed; to profile the core.)
 
@@ -22,7 +23,9 @@ Per repetition, on fresh topics (``fresh``: unique prefix, deleted at the end):
 
 1. each tenant's opening statement header (an empty statement of the day before the first
    movement: the account was reconciled before) is produced, **the matcher as a user runs it**
-   (a ``streamledger reconcile`` child process, default settings) is started, and the bench waits
+   (a ``streamledger reconcile`` child process, default settings; ``--matchers N``: N of them in
+   the one consumer group, as ``streamledger run --reconcilers N`` starts them, each owning
+   some of the partitions) is started, and the bench waits
    until its group has committed those headers: every account is a mirror account before any
    event arrives (otherwise, on a backlog, the events may run more than
    ``movement_retention_days`` ahead of the first statement and their movements be forgotten);
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import statistics
 import subprocess
@@ -124,6 +128,9 @@ IN_PROCESS_RECORDS_MAX: Final = 200_000  # of the workload, in arrival order (~1
 CORE_FIGURE: Final = "matcher work in process (decode, rules, result encoding), no Kafka"
 LINES_FIGURE: Final = "statement lines matched/s (target >= 20k)"
 INPUT_FIGURE: Final = "matcher input records/s (events + statement records)"
+# the matcher processes' CPU from the backlog's first record to the last result: what the wall
+# clock figure is worth on a machine whose cores are shared
+MATCHER_CPU_FIGURE: Final = "statement lines per matcher CPU-second (end to end, Kafka included)"
 RAW_FIGURE: Final = "raw read of ledger.events + ledger.statements"
 RATIO_FIGURE: Final = "matcher input / raw read"
 
@@ -377,11 +384,22 @@ def raw_read_rate(settings: Settings, total: int) -> float:
     return (read - 1) / max(last - first, 1e-9)
 
 
-def spawn_matcher(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process so far (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # from the state on: utime, stime are 12th, 13th
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def spawn_matcher(settings: Settings, log_path: Path, instance: int) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = ["reconcile", "--metrics-port=0", f"--instance-id=bench{instance}"]
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streamledger.cli", "reconcile", "--metrics-port=0"],
+            [sys.executable, "-m", "streamledger.cli", *command],
             env=child_environment(settings), stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, cwd=REPO_ROOT,
         )  # fmt: skip
@@ -460,25 +478,31 @@ def wait_for_openings(
         consumer.close()
 
 
-def run_once(run: BenchRun, settings: Settings, workload: Workload) -> None:
+def run_once(run: BenchRun, settings: Settings, workload: Workload, matchers: int = 1) -> None:
     scoped = fresh(settings, PARTITIONS)
     try:
         produce(scoped, workload.opening)
-        log_path = REPO_ROOT / ".bench-logs" / f"matcher-{scoped.topic_prefix}log"
-        matcher = spawn_matcher(scoped, log_path)
+        logs = REPO_ROOT / ".bench-logs"
+        processes = [
+            spawn_matcher(scoped, logs / f"matcher-{scoped.topic_prefix}{number}.log", number)
+            for number in range(matchers)
+        ]
         peak = 0
         try:
 
             def alive() -> bool:
                 nonlocal peak
-                peak = max(peak, peak_rss_bytes(matcher.pid))
-                return matcher.poll() is None
+                peak = max([peak, *(peak_rss_bytes(process.pid) for process in processes)])
+                return all(process.poll() is None for process in processes)
 
             wait_for_openings(scoped, len(workload.opening), alive, OPENING_TIMEOUT_S)
+            cpu_before_s = sum(cpu_seconds(process.pid) for process in processes)
             produce(scoped, workload.records)  # faster than the matcher: a backlog at once
             outcome = collect_results(scoped, workload, alive)
+            matcher_cpu_s = sum(cpu_seconds(process.pid) for process in processes) - cpu_before_s
         finally:
-            stop_process(matcher)
+            for process in processes:
+                stop_process(process)
         raw = raw_read_rate(scoped, len(workload.records) + len(workload.opening))
     finally:
         drop(scoped)
@@ -491,8 +515,11 @@ def run_once(run: BenchRun, settings: Settings, workload: Workload) -> None:
     figure = run.add(GROUP, LINES_FIGURE, "lines/s", outcome.lines / span_s)
     figure.correct = correct if figure.correct in (None, True) else False
     run.add(GROUP, INPUT_FIGURE, "records/s", len(workload.records) / span_s)
+    run.add(GROUP, MATCHER_CPU_FIGURE, "lines/CPU-s", outcome.lines / max(matcher_cpu_s, 1e-9))
     run.add("limits", RAW_FIGURE, "records/s", raw)
     run.add("ratio", RATIO_FIGURE, "x", len(workload.records) / span_s / raw)
+    if matchers > 1:
+        run.findings.append(f"reconciliation: {matchers} matcher processes (one group)")
     run.add("memory", "matcher peak RSS (streamledger reconcile)", "MiB", peak / 2**20)
     run.add(GROUP, "lines matched (share)", "%", 100 * outcome.lines_matched / workload.lines)
     if not correct:
@@ -580,6 +607,7 @@ def run_reconciliation(
     *,
     size: str,
     repetitions: int,
+    matchers: int = 1,
     say: Callable[[str], None] = print,
 ) -> None:
     shape = SIZES[size]
@@ -596,7 +624,7 @@ def run_reconciliation(
         reconciliation_tenants=shape.tenants,
     )
     for _ in range(repetitions):
-        run_once(run, settings, workload)
+        run_once(run, settings, workload, matchers)
         lines_per_cpu_s = core_lines_per_cpu_s(workload, IN_PROCESS_RECORDS_MAX)
         run.add(GROUP, CORE_FIGURE, "lines/CPU-s", lines_per_cpu_s)
     movement_bytes, line_bytes = open_item_bytes(OPEN_ITEMS)
@@ -611,6 +639,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--size", choices=tuple(SIZES), default="small")
     parser.add_argument("--repetitions", type=int, default=1)
+    parser.add_argument(
+        "--matchers",
+        type=int,
+        default=1,
+        help="matcher processes in the one group (as streamledger run --reconcilers N)",
+    )
     parser.add_argument(
         "--core-only",
         action="store_true",
@@ -628,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
     run_reconciliation(run, load_settings(), size=arguments.size,
-                       repetitions=arguments.repetitions)  # fmt: skip
+                       repetitions=arguments.repetitions, matchers=arguments.matchers)  # fmt: skip
     figure = run.find(GROUP, LINES_FIGURE)
     if figure is not None and figure.values:
         print(f"lines/s: median {statistics.median(figure.values):,.0f} (target 20,000)")
