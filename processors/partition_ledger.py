@@ -14,7 +14,8 @@ intermediate versions would only be read and thrown away by a restore).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+import sys
+from array import array
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer
@@ -41,7 +42,6 @@ from schemas.codec import (
     seal_event,
 )
 from schemas.keys import (
-    KEY_SEPARATOR,
     event_key,
     monitor_state_key,
     notification_key,
@@ -73,7 +73,7 @@ Record = tuple[bytes, bytes | None]  # key, value (None = tombstone)
 # recover stream time without decoding it; it is decoded when a command with its key arrives.
 OUTCOME_TIMES_HEADER = "streamledger.outcome.times"
 _OUTCOME_TIMES = struct.Struct(">qq")
-_NEVER = -(2**63)
+_NEVER = ledger.KEPT_FOREVER_US  # INT64_MIN
 # Every decided command gets exactly one record on ledger.replies (decision 0027): key
 # ``{tenant}/{idempotency_key}``, value the encoded ``Outcome`` the client should act on, and
 # these headers (ASCII): the command record it answers, and what kind of answer it is.
@@ -448,7 +448,7 @@ def ledger_from_snapshot(
         (),
         wire_format=WIRE_FORMAT,
         idempotency_retention_s=processor_settings.idempotency_retention_s,
-        encoded_outcomes=_encoded_outcomes(values, times),
+        encoded_outcomes=encoded_outcomes_of(values, times),
     )
     limits = processor_settings.tenant_quota_limits
     # the buckets start full after every restore: at most one extra burst (decision 0083)
@@ -474,21 +474,19 @@ def outcome_times(outcome: Outcome) -> bytes:
     return _OUTCOME_TIMES.pack(outcome.decided_at_us, expires_at_us)
 
 
-def _encoded_outcomes(
+def encoded_outcomes_of(
     values: dict[bytes, bytes], times: dict[bytes, bytes]
-) -> Iterator[ledger.EncodedOutcome]:
-    """(tenant, key, decided_at, expires_at, bytes) per outcome record with a times header; the
-    record key is ``outcome_key`` (the tenant id cannot contain the separator)."""
-    unpack = _OUTCOME_TIMES.unpack
-    tenants: dict[str, str] = {}  # one str per tenant, shared by its outcomes (~60 bytes a key)
-    for key, header in times.items():
-        tenant_id, idempotency_key = key.decode().split(KEY_SEPARATOR, 1)
-        tenant_id = tenants.setdefault(tenant_id, tenant_id)
-        decided_at_us, expires_at_us = unpack(header)
-        yield (
-            tenant_id,
-            idempotency_key,
-            decided_at_us,
-            None if expires_at_us == _NEVER else expires_at_us,
-            values[key],
-        )
+) -> ledger.EncodedOutcomes:
+    """The outcome records that carry their times header, for ``ledger.restore`` to keep
+    encoded (decision 0102): their values by record key, and the headers' two integers read
+    all at once (one join and one ``array``, no call per record)."""
+    # every record has its header as the processor writes them; the core keeps a copy
+    kept = values if len(times) == len(values) else {key: values[key] for key in times}
+    keys = list(times)
+    headers = b"".join(times.values())
+    if len(headers) != _OUTCOME_TIMES.size * len(keys):
+        raise ValueError(f"a {OUTCOME_TIMES_HEADER} header is not {_OUTCOME_TIMES.size} bytes")
+    integers = array("q", headers)
+    if sys.byteorder == "little":
+        integers.byteswap()  # the header's integers are big-endian
+    return ledger.EncodedOutcomes(values=kept, keys=keys, times=integers)

@@ -826,6 +826,28 @@ _STATE_PREFIX_BYTES: Final = STATES.prefix_bytes
 _STATE_READERS: Final = _state_readers()
 
 
+_TRANSFER_STATE_PREFIX: Final = STATES.by_type[TransferState].prefix
+_TRANSFER_STATUSES: Final = avro_readers.transfer_statuses(
+    _enum_symbols(STATES.by_type[TransferState], "status")
+)
+_SETTLED_TRANSFERS_READ: Final = _TRANSFER_STATE_PREFIX in _STATE_READERS  # the layout matched
+
+
+def settled_transfer_sequence(data: bytes) -> int | None:
+    """The ``last_sequence`` of ``ledger.balances`` bytes holding a current, plain
+    ``TransferState`` that is not pending, read without decoding the record (a restore keeps
+    those encoded, decision 0102); None for anything else, which ``decode_state`` decodes."""
+    if not _SETTLED_TRANSFERS_READ or not data.startswith(_TRANSFER_STATE_PREFIX):
+        return None
+    try:
+        sequence = avro_readers.settled_transfer_sequence(
+            data, _STATE_PREFIX_BYTES, _TRANSFER_STATUSES
+        )
+    except (IndexError, ValueError):
+        return None  # not plain (or not valid): decode_state decides
+    return None if sequence < 0 else sequence
+
+
 def decode_notification(data: bytes) -> Notification:
     """The notification in single-object bytes; raises a ``DecodeError`` subclass."""
     result: Notification = _decode(NOTIFICATIONS, data)

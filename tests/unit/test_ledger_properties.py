@@ -6,6 +6,7 @@ byte-identical events. Plus: a reused key with any one differing field names tha
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from typing import Any
 
 import pytest
@@ -15,12 +16,14 @@ from hypothesis import strategies as st
 import ledger
 from processors.partition_ledger import WIRE_FORMAT
 from schemas.codec import encode_outcome, event_canonical_bytes
+from schemas.keys import outcome_key
 from schemas.model import (
     INT64_MAX,
     AccountState,
     Command,
     Event,
     OpenAccount,
+    Outcome,
     PostPending,
     RejectReason,
     Transfer,
@@ -271,10 +274,7 @@ def test_replay_across_a_lazy_restore_gives_identical_decisions(history: History
         (),
         wire_format=WIRE_FORMAT,
         idempotency_retention_s=5,
-        encoded_outcomes=[
-            (o.tenant_id, o.idempotency_key, o.decided_at_us, o.expires_at_us, encode_outcome(o))
-            for o in ledger.outcomes_of(first)
-        ],
+        encoded_outcomes=encoded_outcomes(list(ledger.outcomes_of(first))),
     )
     assert restored.stream_time_us == first.stream_time_us
     assert restored.outcome_count == first.outcome_count
@@ -287,6 +287,20 @@ def test_replay_across_a_lazy_restore_gives_identical_decisions(history: History
         restored.forget_outcomes(ledger.expired_outcomes(restored, restored.stream_time_us))
         restored.commit()
     assert decided == straight
+
+
+def encoded_outcomes(outcomes: list[Outcome]) -> ledger.EncodedOutcomes:
+    """The outcomes as a restore keeps them encoded, in reverse order (so the core sorts
+    their expiries itself)."""
+    ordered = outcomes[::-1]
+    times: array[int] = array("q")
+    for outcome in ordered:
+        expires_at_us = outcome.expires_at_us
+        times.append(outcome.decided_at_us)
+        times.append(ledger.KEPT_FOREVER_US if expires_at_us is None else expires_at_us)
+    keys = [outcome_key(o.tenant_id, o.idempotency_key) for o in ordered]
+    values = {key: encode_outcome(o) for key, o in zip(keys, ordered, strict=True)}
+    return ledger.EncodedOutcomes(values=values, keys=keys, times=times)
 
 
 # --------------------------------------------------------------------------- key reuse per field

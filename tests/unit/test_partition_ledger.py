@@ -11,7 +11,7 @@ from processors.metrics import ProcessorMetrics
 from processors.partition_ledger import (
     WIRE_FORMAT,
     PartitionLedger,
-    _encoded_outcomes,
+    encoded_outcomes_of,
     outcome_times,
 )
 from schemas.keys import transaction_state_key
@@ -39,7 +39,7 @@ def test_outcomes_restored_from_their_times_header_decide_like_the_originals() -
         (),
         wire_format=WIRE_FORMAT,
         idempotency_retention_s=RETENTION_S,
-        encoded_outcomes=_encoded_outcomes(values, times),
+        encoded_outcomes=encoded_outcomes_of(values, times),
     )
     assert state.stream_time_us == original.state.stream_time_us
     assert state.outcome("acme", "k1") == original.state.outcome("acme", "k1")
@@ -56,8 +56,10 @@ def test_a_key_kept_forever_has_no_expiry_in_its_header() -> None:
     book.decide(open_account("cash", key="k1"), T0_US, 0)
     stored = book.state.outcome("acme", "k1")
     assert stored is not None
-    encoded = list(_encoded_outcomes({b"acme/k1": b"v"}, {b"acme/k1": outcome_times(stored)}))
-    assert encoded == [("acme", "k1", T0_US, None, b"v")]
+    encoded = encoded_outcomes_of({b"acme/k1": b"v"}, {b"acme/k1": outcome_times(stored)})
+    assert encoded.values == {b"acme/k1": b"v"}
+    assert encoded.keys == [b"acme/k1"]
+    assert list(encoded.times) == [T0_US, ledger.KEPT_FOREVER_US]
 
 
 def payment(key: str, *amounts: int, payer: str = "card") -> PostTransaction:
