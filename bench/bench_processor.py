@@ -285,10 +285,19 @@ def traced_state_bytes(
 
 
 def _copied(snapshot: PartitionSnapshot) -> PartitionSnapshot:
-    """The snapshot with new ``bytes`` objects, so what a state keeps of it is traced."""
+    """The snapshot with new ``bytes`` objects, so what a state keeps of it is traced; a key
+    object shared by a topic's values and header values (as ``read_partition`` makes them) is
+    copied once and shared the same way."""
+    keys: dict[bytes, bytes] = {}
 
     def fresh(values: dict[bytes, bytes]) -> dict[bytes, bytes]:
-        return {bytes(bytearray(key)): bytes(bytearray(value)) for key, value in values.items()}
+        copied: dict[bytes, bytes] = {}
+        for key, value in values.items():
+            new_key = keys.get(key)
+            if new_key is None:
+                new_key = keys[key] = bytes(bytearray(key))
+            copied[new_key] = bytes(bytearray(value))
+        return copied
 
     return dataclasses.replace(
         snapshot,

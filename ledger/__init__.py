@@ -66,6 +66,7 @@ from ledger.rules import command_violation
 from ledger.snapshot import (
     KEPT_FOREVER_US,
     EncodedOutcomes,
+    EncodedTransfers,
     export_records,
     outcomes_of,
     restore,
@@ -80,6 +81,7 @@ __all__ = [
     "Decision",
     "Duplicate",
     "EncodedOutcomes",
+    "EncodedTransfers",
     "LedgerState",
     "PostingKind",
     "Rejected",

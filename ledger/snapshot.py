@@ -16,10 +16,10 @@ from typing import Final
 
 from ledger.expiry import ExpiryEntry, ExpiryIndex, OutcomeExpiryIndex
 from ledger.fold import apply
-from ledger.invariants import assert_invariants
+from ledger.invariants import assert_invariants, assert_not_after_heads
 from ledger.monitors import monitor_watch_entry
 from ledger.state import DEFAULT_IDEMPOTENCY_RETENTION_S, LedgerState, WireFormat
-from schemas.keys import KEY_SEPARATOR, outcome_key
+from schemas.keys import KEY_SEPARATOR, outcome_key, transfer_state_key
 from schemas.model import (
     AccountState,
     Event,
@@ -47,11 +47,26 @@ class EncodedOutcomes:
     times: array[int]
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedTransfers:
+    """Settled (not pending) transfers as ledger.balances stores them, not decoded (decision
+    0102): ``values`` maps each one's record key (``schemas.keys.transfer_state_key``) to its
+    bytes; ``last_sequences`` holds per tenant the highest ``last_sequence`` among them, which
+    must not be past the tenant's head (the one invariant a settled transfer takes part in)."""
+
+    values: dict[bytes, bytes]
+    last_sequences: dict[str, int]
+
+
 def export_records(state: LedgerState) -> Iterator[StateRecord]:
     """Every state record (heads, accounts, transfers), as ledger.balances would hold them."""
     yield from state._heads.values()
     yield from state._accounts.values()
     yield from state._transfers.values()
+    decode_state = state.wire_format.decode_state
+    for value in list(state._encoded_transfers.values()):
+        assert decode_state is not None
+        yield decode_state(value)
     yield from state._transactions.values()
     yield from state._monitors.values()
 
@@ -77,6 +92,7 @@ def restore(
     wire_format: WireFormat,
     idempotency_retention_s: int = DEFAULT_IDEMPOTENCY_RETENTION_S,
     encoded_outcomes: EncodedOutcomes | None = None,
+    encoded_transfers: EncodedTransfers | None = None,
 ) -> LedgerState:
     """Rebuild a partition's state from ledger.balances records and ledger.outcomes values (in
     offset order: a later record of a key wins), then fold the ledger.events tail past each
@@ -84,7 +100,8 @@ def restore(
 
     ``encoded_outcomes`` are more outcomes (after ``outcomes``: one of their keys wins), kept
     encoded until a decision replaces them or they expire; ``wire_format.decode_outcome`` reads
-    them when asked."""
+    them when asked. ``encoded_transfers`` are more transfers, settled, kept encoded until a
+    decision changes them (``wire_format.decode_state`` reads them when asked)."""
     state = LedgerState(wire_format=wire_format, idempotency_retention_s=idempotency_retention_s)
     for record in records:
         if isinstance(record, AccountState):
@@ -97,6 +114,8 @@ def restore(
             state._monitors[(record.tenant_id, record.monitor_id)] = record
         else:
             state._transactions[(record.tenant_id, record.transaction_id)] = record
+    if encoded_transfers is not None and encoded_transfers.values:
+        _keep_encoded_transfers(state, encoded_transfers)
     _index_monitors(state)
     outcome_entries, stream_time_us = _restore_outcomes(state, outcomes)
     encoded_index = _restore_encoded_outcomes(state, encoded_outcomes)
@@ -138,7 +157,20 @@ def restore(
             apply(state, event)
     state.commit()
     assert_invariants(state)
+    if encoded_transfers is not None:
+        assert_not_after_heads(state, encoded_transfers.last_sequences)
     return state
+
+
+def _keep_encoded_transfers(state: LedgerState, encoded: EncodedTransfers) -> None:
+    """Keep the settled transfers encoded in ``state`` (a decoded one of the same key is
+    dropped: the records come from one compacted topic, so there is none)."""
+    if state.wire_format.decode_state is None:
+        raise ValueError("transfers kept encoded need wire_format.decode_state")
+    state._encoded_transfers.update(encoded.values)
+    for tenant_id, transfer_id in list(state._transfers):
+        if transfer_state_key(tenant_id, transfer_id) in state._encoded_transfers:
+            del state._transfers[(tenant_id, transfer_id)]
 
 
 def _index_monitors(state: LedgerState) -> None:

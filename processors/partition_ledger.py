@@ -40,6 +40,7 @@ from schemas.codec import (
     encode_outcome,
     encode_state,
     seal_event,
+    split_settled_transfers,
 )
 from schemas.keys import (
     event_key,
@@ -56,17 +57,21 @@ from schemas.model import (
     OutcomeStatus,
     PostTransaction,
     RejectReason,
+    StateRecord,
 )
 from schemas.signing_keys import (
     STATE_SCHEMA,
     SigningKeyCommand,
+    SigningKeyState,
     decode_signing_key_state,
     sha256_of,
 )
 
 SIGNING_KEY_STATE_HEADER = STATE_SCHEMA.header  # marker + fingerprint of a SigningKeyState
 # The codec as the core sees it: the core never imports schemas.codec (decision 0028).
-WIRE_FORMAT = ledger.WireFormat(seal=seal_event, decode_outcome=decode_outcome)
+WIRE_FORMAT = ledger.WireFormat(
+    seal=seal_event, decode_outcome=decode_outcome, decode_state=decode_state
+)
 Record = tuple[bytes, bytes | None]  # key, value (None = tombstone)
 # Every stored outcome carries its decided_at_us and expires_at_us in this header (two signed
 # 64-bit big-endian integers, INT64_MIN = kept forever), so a restore can index its expiry and
@@ -431,14 +436,7 @@ def ledger_from_snapshot(
     (``read_partition`` with ``header_name=OUTCOME_TIMES_HEADER``): outcomes that carry the
     header stay encoded until first use, the others are decoded now."""
     topics = processor_settings.topics
-    balances = snapshot.records[topics.balances].values()
-    # the signing-key registry's records share ledger.balances (decision 0084): told apart by
-    # their 10-byte header, compared in place (a restore reads millions of state records)
-    header = SIGNING_KEY_STATE_HEADER
-    signing_keys = [
-        decode_signing_key_state(value) for value in balances if value.startswith(header)
-    ]
-    records = [decode_state(value) for value in balances if not value.startswith(header)]
+    signing_keys, records, transfers = _split_balances(snapshot.records[topics.balances])
     values = snapshot.records[topics.outcomes]
     times = snapshot.header_values[topics.outcomes]
     decoded = [decode_outcome(value) for key, value in values.items() if key not in times]
@@ -449,6 +447,7 @@ def ledger_from_snapshot(
         wire_format=WIRE_FORMAT,
         idempotency_retention_s=processor_settings.idempotency_retention_s,
         encoded_outcomes=encoded_outcomes_of(values, times),
+        encoded_transfers=transfers,
     )
     limits = processor_settings.tenant_quota_limits
     # the buckets start full after every restore: at most one extra burst (decision 0083)
@@ -466,6 +465,26 @@ def ledger_from_snapshot(
         else None
     )
     return PartitionLedger(snapshot.partition, state, quotas, signatures)
+
+
+def _split_balances(
+    balances: dict[bytes, bytes],
+) -> tuple[list[SigningKeyState], list[StateRecord], ledger.EncodedTransfers]:
+    """One pass over the ``ledger.balances`` records: the signing-key registry's (decision
+    0084: told apart by their 10-byte header, compared in place), the settled transfers to keep
+    encoded (decision 0102: read without decoding them, with each tenant's highest sequence
+    among them), and every other record decoded."""
+    header = SIGNING_KEY_STATE_HEADER
+    settled, last_sequences, others = split_settled_transfers(balances)
+    signing_keys: list[SigningKeyState] = []
+    records: list[StateRecord] = []
+    for value in others:
+        if value.startswith(header):
+            signing_keys.append(decode_signing_key_state(value))
+        else:
+            records.append(decode_state(value))
+    encoded = ledger.EncodedTransfers(values=settled, last_sequences=last_sequences)
+    return signing_keys, records, encoded
 
 
 def outcome_times(outcome: Outcome) -> bytes:

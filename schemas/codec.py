@@ -66,6 +66,7 @@ from schemas.avro_schemas import (
 )
 from schemas.avro_writers import NotPlainError, write_transaction_posted, write_transaction_state
 from schemas.generated_code import compile_generated
+from schemas.keys import KEY_SEPARATOR
 from schemas.model import (
     COMMAND_TYPES,
     EVENT_TYPES,
@@ -833,19 +834,20 @@ _TRANSFER_STATUSES: Final = avro_readers.transfer_statuses(
 _SETTLED_TRANSFERS_READ: Final = _TRANSFER_STATE_PREFIX in _STATE_READERS  # the layout matched
 
 
-def settled_transfer_sequence(data: bytes) -> int | None:
-    """The ``last_sequence`` of ``ledger.balances`` bytes holding a current, plain
-    ``TransferState`` that is not pending, read without decoding the record (a restore keeps
-    those encoded, decision 0102); None for anything else, which ``decode_state`` decodes."""
-    if not _SETTLED_TRANSFERS_READ or not data.startswith(_TRANSFER_STATE_PREFIX):
-        return None
-    try:
-        sequence = avro_readers.settled_transfer_sequence(
-            data, _STATE_PREFIX_BYTES, _TRANSFER_STATUSES
-        )
-    except (IndexError, ValueError):
-        return None  # not plain (or not valid): decode_state decides
-    return None if sequence < 0 else sequence
+def split_settled_transfers(
+    values: dict[bytes, bytes],
+) -> tuple[dict[bytes, bytes], dict[str, int], list[bytes]]:
+    """``ledger.balances`` values by record key, in one pass: the current, plain
+    ``TransferState`` records that are not pending (a restore keeps them encoded, decision
+    0102), per tenant the highest ``last_sequence`` among them, and every other value (for
+    ``decode_state`` or another reader)."""
+    if not _SETTLED_TRANSFERS_READ:
+        return {}, {}, list(values.values())
+    settled, last_sequences, others = avro_readers.split_settled_transfers(
+        values, _TRANSFER_STATE_PREFIX, _TRANSFER_STATUSES, KEY_SEPARATOR.encode()
+    )
+    tenants = {tenant.decode(): sequence for tenant, sequence in last_sequences.items()}
+    return settled, tenants, others
 
 
 def decode_notification(data: bytes) -> Notification:

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import ledger
 from processors.partition_ledger import WIRE_FORMAT
-from schemas.codec import encode_outcome, event_canonical_bytes
-from schemas.keys import outcome_key
+from schemas.codec import encode_outcome, encode_state, event_canonical_bytes
+from schemas.keys import outcome_key, transfer_state_key
 from schemas.model import (
     INT64_MAX,
     AccountState,
@@ -26,7 +26,10 @@ from schemas.model import (
     Outcome,
     PostPending,
     RejectReason,
+    StateRecord,
     Transfer,
+    TransferState,
+    TransferStatus,
     VoidPending,
 )
 from tests.unit.ledger_builders import (
@@ -263,21 +266,27 @@ def test_replay_across_a_restore_gives_identical_decisions(history: History, cut
 @PROPERTY_SETTINGS
 @given(histories, st.integers(0, 60))
 def test_replay_across_a_lazy_restore_gives_identical_decisions(history: History, cut: int) -> None:
-    """Outcomes restored as bytes (decoded on first use) decide and expire exactly as decoded
-    ones: same decisions, same encoded events and outcomes, same tombstones."""
+    """Outcomes and settled transfers restored as bytes (decoded on first use) decide and
+    expire exactly as decoded ones: same decisions, same encoded events and outcomes, same
+    tombstones, the same records exported."""
     commands = build(history)
     _, straight = run(commands)
     head, tail = commands[:cut], commands[cut:]
     first, decided = run(head)
+    records, transfers = encoded_transfers(list(ledger.export_records(first)))
     restored = ledger.restore(
-        list(ledger.export_records(first)),
+        records,
         (),
         wire_format=WIRE_FORMAT,
         idempotency_retention_s=5,
         encoded_outcomes=encoded_outcomes(list(ledger.outcomes_of(first))),
+        encoded_transfers=transfers,
     )
     assert restored.stream_time_us == first.stream_time_us
     assert restored.outcome_count == first.outcome_count
+    assert sorted(map(repr, ledger.export_records(restored))) == sorted(
+        map(repr, ledger.export_records(first))
+    )
     for command, timestamp in tail:
         decision = ledger.step(restored, command, timestamp)
         decided.append(decision)
@@ -287,6 +296,23 @@ def test_replay_across_a_lazy_restore_gives_identical_decisions(history: History
         restored.forget_outcomes(ledger.expired_outcomes(restored, restored.stream_time_us))
         restored.commit()
     assert decided == straight
+
+
+def encoded_transfers(
+    records: list[StateRecord],
+) -> tuple[list[StateRecord], ledger.EncodedTransfers]:
+    """The records a restore decodes, and the settled transfers it keeps encoded."""
+    settled = [
+        record
+        for record in records
+        if isinstance(record, TransferState) and record.status is not TransferStatus.PENDING
+    ]
+    last_sequences: dict[str, int] = {}
+    for one in settled:
+        last_sequences[one.tenant_id] = max(last_sequences.get(one.tenant_id, 0), one.last_sequence)
+    values = {transfer_state_key(t.tenant_id, t.transfer_id): encode_state(t) for t in settled}
+    kept = [record for record in records if not any(record is t for t in settled)]
+    return kept, ledger.EncodedTransfers(values=values, last_sequences=last_sequences)
 
 
 def encoded_outcomes(outcomes: list[Outcome]) -> ledger.EncodedOutcomes:
