@@ -66,8 +66,10 @@ class LedgerState:
     """The state of one partition: records by key, expiry indexes, stream time, an undo log.
 
     Keys start with the tenant: accounts and transfers by (tenant_id, id), outcomes by
-    (tenant_id, idempotency_key), heads by tenant_id. Records are frozen; the dicts change only
-    through ``stage``/``apply``/``forget_outcomes`` (undoable) and ``abort``/``commit``.
+    (tenant_id, idempotency_key), heads by tenant_id; what a restore kept encoded by record key
+    (``_encoded_outcomes``, ``_encoded_transfers``, decoded by ``outcome``/``transfer``).
+    Records are frozen; the dicts change only through ``stage``/``apply``/``forget_outcomes``
+    (undoable) and ``abort``/``commit``.
     """
 
     __slots__ = (
