@@ -99,3 +99,72 @@ def test_accepted_transactions_feed_the_postings_histogram_and_stage_their_state
     assert found[(name + "_count", None)] == 1 and found[(name + "_sum", None)] == 3
     assert found[(name + "_bucket", "2.0")] == 0 and found[(name + "_bucket", "3.0")] == 1
     assert found[(name + "_bucket", "64.0")] == found[(name + "_bucket", "+Inf")] == 1
+
+
+def _restored_both_ways(
+    book: PartitionLedger, outputs_records: list[tuple[bytes, bytes]], times: dict[bytes, bytes]
+) -> tuple[ledger.LedgerState, ledger.LedgerState]:
+    """The book's state restored with its outcomes decoded, and kept encoded (decision 0102)."""
+    records = list(ledger.export_records(book.state))
+    decoded = ledger.restore(
+        records,
+        list(ledger.outcomes_of(book.state)),
+        wire_format=WIRE_FORMAT,
+        idempotency_retention_s=RETENTION_S,
+    )
+    values = dict(outputs_records)
+    encoded = ledger.restore(
+        records,
+        (),
+        wire_format=WIRE_FORMAT,
+        idempotency_retention_s=RETENTION_S,
+        encoded_outcomes=encoded_outcomes_of(values, times),
+    )
+    return decoded, encoded
+
+
+def test_outcomes_kept_encoded_expire_replace_and_abort_like_decoded_ones() -> None:
+    """The encoded outcomes' expiry index (a sorted array and a cursor) answers as the heap of
+    decoded ones through expiry, abort, commit and a key decided again after it expired."""
+    book = PartitionLedger(
+        0, ledger.LedgerState(wire_format=WIRE_FORMAT, idempotency_retention_s=RETENTION_S)
+    )
+    for index in range(10):
+        book.decide(open_account(f"a{index}", key=f"k{index}"), T0_US + index * SECOND_US, index)
+    outputs = book.staged_outputs()
+    book.commit()
+    times = {key: t for (key, _), t in zip(outputs.outcomes, outputs.outcome_times, strict=True)}
+    values = [(key, value) for key, value in outputs.outcomes if value is not None]
+    states = _restored_both_ways(book, values, {k: t for k, t in times.items() if t})
+    first_due = T0_US + (RETENTION_S + 2) * SECOND_US  # k0, k1 and k2 are due
+    expired = [ledger.expired_outcomes(state, first_due) for state in states]
+    assert expired[0] == expired[1] and [o.idempotency_key for o in expired[1]] == [
+        "k0",
+        "k1",
+        "k2",
+    ]
+    for state in states:
+        state.forget_outcomes(ledger.expired_outcomes(state, first_due))
+        state.abort()  # the batch that forgot them aborts: they are back, still due
+    assert [ledger.expired_outcomes(state, first_due) for state in states] == expired
+    for state in states:
+        state.forget_outcomes(ledger.expired_outcomes(state, first_due))
+        state.commit()
+        assert state.outcome_count == 7 and state.outcome("acme", "k1") is None
+    again = open_account("b1", key="k1")  # the expired key, decided afresh, then aborted
+    for state in states:
+        assert isinstance(ledger.step(state, again, first_due), ledger.Accepted)
+        state.abort()
+        assert state.outcome("acme", "k1") is None
+    duplicate = open_account("a5", key="k5")  # a key still kept: answered, decoded on use
+    answers = [ledger.step(state, duplicate, first_due) for state in states]
+    assert all(isinstance(answer, ledger.Duplicate) for answer in answers)
+    assert answers[0].outcome == answers[1].outcome
+    everything = T0_US + (RETENTION_S + 20) * SECOND_US
+    last = [ledger.expired_outcomes(state, everything) for state in states]
+    assert last[0] == last[1] and len(last[1]) == 7
+    for state in states:
+        state.forget_outcomes(ledger.expired_outcomes(state, everything))
+        state.commit()  # the encoded part of the index is passed, and dropped
+        assert state.outcome_count == 0
+        assert ledger.expired_outcomes(state, everything) == ()
