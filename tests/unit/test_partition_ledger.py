@@ -11,12 +11,13 @@ from processors.metrics import ProcessorMetrics
 from processors.partition_ledger import (
     WIRE_FORMAT,
     PartitionLedger,
+    _split_balances,
     encoded_outcomes_of,
     outcome_times,
 )
-from schemas.keys import transaction_state_key
+from schemas.keys import transaction_state_key, transfer_state_key
 from schemas.model import Posting, PostTransaction
-from tests.unit.ledger_builders import SECOND_US, T0_US, open_account
+from tests.unit.ledger_builders import SECOND_US, T0_US, open_account, transfer
 
 RETENTION_S = 60
 
@@ -168,3 +169,40 @@ def test_outcomes_kept_encoded_expire_replace_and_abort_like_decoded_ones() -> N
         state.commit()  # the encoded part of the index is passed, and dropped
         assert state.outcome_count == 0
         assert ledger.expired_outcomes(state, everything) == ()
+
+
+def test_a_settled_transfer_kept_encoded_is_reversed_and_put_back_by_an_abort() -> None:
+    """A restore keeps a posted transfer encoded (decision 0102); a reversal decodes it and
+    stages the new version, an abort puts the encoded one back, a commit keeps the new one."""
+    book = PartitionLedger(0, ledger.LedgerState(wire_format=WIRE_FORMAT))
+    for offset, command in enumerate(
+        (open_account("cash"), open_account("sales"), transfer("t1", "cash", "sales", 5))
+    ):
+        book.decide(command, T0_US, offset)
+    outputs = book.staged_outputs()
+    book.commit()
+    snapshot_records = dict(outputs.states)
+    signing_keys, records, settled = _split_balances(
+        {key: value for key, value in snapshot_records.items() if value is not None}
+    )
+    assert not signing_keys and list(settled.values) == [transfer_state_key("acme", "t1")]
+    state = ledger.restore(records, (), wire_format=WIRE_FORMAT, encoded_transfers=settled)
+    original = book.state.transfer("acme", "t1")
+    assert original is not None and state.transfer("acme", "t1") == original
+    reversal = transfer("t2", "sales", "cash", 5, reverses="t1")
+    assert isinstance(ledger.step(state, reversal, T0_US + SECOND_US), ledger.Accepted)
+    reversed_now = state.transfer("acme", "t1")
+    assert reversed_now is not None and reversed_now.amount_reversed == 5
+    assert not state._encoded_transfers
+    state.abort()
+    assert state.transfer("acme", "t1") == original
+    assert list(state._encoded_transfers) == [transfer_state_key("acme", "t1")]
+    assert isinstance(ledger.step(state, reversal, T0_US + SECOND_US), ledger.Accepted)
+    state.commit()
+    book.decide(reversal, T0_US + SECOND_US, 3)
+    book.staged_outputs()
+    book.commit()
+    assert state.transfer("acme", "t1") == book.state.transfer("acme", "t1") == reversed_now
+    assert sorted(map(repr, ledger.export_records(state))) == sorted(
+        map(repr, ledger.export_records(book.state))
+    )
