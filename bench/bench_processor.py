@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import gc
 import pstats
 import resource
-import sys
 import threading
 import time
 import tracemalloc
@@ -264,27 +264,46 @@ def measure_restore(processor_settings: ProcessorSettings) -> tuple[float, float
 def traced_state_bytes(
     snapshots: list[PartitionSnapshot], processor_settings: ProcessorSettings
 ) -> int:
-    """The bytes the states rebuilt from ``snapshots`` hold (``tracemalloc``), with the
-    snapshots' values they keep (the encoded outcomes): what a restore adds to a process that
-    has no freed memory to reuse. The snapshots themselves, freed after a restore, are not
-    counted."""
+    """The bytes the states rebuilt from ``snapshots`` hold (``tracemalloc``), with whatever of
+    the snapshots they keep (the encoded outcomes, and since decision 0102 their record keys):
+    the states are rebuilt from copies of the snapshots made under the trace, and the copies
+    dropped before reading it. What a restore adds to a process that has no freed memory to
+    reuse; the snapshots themselves, freed after a restore, are not counted."""
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        states = [ledger_from_snapshot(snapshot, processor_settings) for snapshot in snapshots]
+        copies = [_copied(snapshot) for snapshot in snapshots]
+        states = [ledger_from_snapshot(snapshot, processor_settings) for snapshot in copies]
+        del copies
         gc.collect()
         traced = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    outcomes = processor_settings.topics.outcomes
-    kept = sum(  # the outcomes that carry their times header stay encoded in the state
-        sys.getsizeof(snapshot.records[outcomes][key])
-        for snapshot in snapshots
-        for key in snapshot.header_values[outcomes]
-    )
     del states
-    return traced + kept
+    return traced
+
+
+def _copied(snapshot: PartitionSnapshot) -> PartitionSnapshot:
+    """The snapshot with new ``bytes`` objects, so what a state keeps of it is traced; a key
+    object shared by a topic's values and header values (as ``read_partition`` makes them) is
+    copied once and shared the same way."""
+    keys: dict[bytes, bytes] = {}
+
+    def fresh(values: dict[bytes, bytes]) -> dict[bytes, bytes]:
+        copied: dict[bytes, bytes] = {}
+        for key, value in values.items():
+            new_key = keys.get(key)
+            if new_key is None:
+                new_key = keys[key] = bytes(bytearray(key))
+            copied[new_key] = bytes(bytearray(value))
+        return copied
+
+    return dataclasses.replace(
+        snapshot,
+        records={topic: fresh(values) for topic, values in snapshot.records.items()},
+        header_values={topic: fresh(values) for topic, values in snapshot.header_values.items()},
+    )
 
 
 def _partitions(processor_settings: ProcessorSettings) -> int:

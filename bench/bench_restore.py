@@ -12,8 +12,9 @@
    rebuild of the state separately (wall and this process's CPU time), and measuring the RSS
    growth;
 3. decides one duplicate against the restored state (the lazy path must still answer);
-4. rebuilds the state once more from the same snapshot under ``tracemalloc``: the bytes the
-   state holds per key, with the snapshot's values it keeps (the encoded outcomes). The RSS
+4. rebuilds the state once more from a copy of the same snapshot made under ``tracemalloc``:
+   the bytes the state holds per key, with what it keeps of the snapshot (the encoded outcomes
+   and settled transfers and their record keys, decision 0102). The RSS
    growth of step 2 is lower whenever the process reuses memory it freed before (in
    ``make bench`` the processor's run): this is the figure to compare.
 
@@ -211,12 +212,15 @@ def fill(
 
 
 def check_duplicate(partition_ledger: object) -> None:
-    """The restored state still answers a known key (decoded on demand if restore is lazy)."""
+    """The restored state still answers a known key and a posted transfer (decoded on
+    demand: a restore keeps them encoded)."""
     state = partition_ledger.state  # type: ignore[attr-defined]
     _, value, _, _ = sample_outcome(7)
     stored = state.outcome(f"tenant-{7 % TENANTS:04d}", uuid.UUID(int=7).hex)
     assert stored is not None and stored.fingerprint == (7).to_bytes(32, "big"), stored
     del value
+    transfer = state.transfer(f"tenant-{7 % TENANTS:04d}", f"tr-{7:08d}")  # kept encoded too
+    assert transfer is not None and transfer.last_sequence == 7 // TENANTS + 1, transfer
 
 
 def _rss_bytes() -> int:

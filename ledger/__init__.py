@@ -63,16 +63,25 @@ from ledger.fingerprints import (
 from ledger.fold import apply
 from ledger.invariants import assert_invariants
 from ledger.rules import command_violation
-from ledger.snapshot import EncodedOutcome, export_records, outcomes_of, restore
+from ledger.snapshot import (
+    KEPT_FOREVER_US,
+    EncodedOutcomes,
+    EncodedTransfers,
+    export_records,
+    outcomes_of,
+    restore,
+)
 from ledger.state import DEFAULT_IDEMPOTENCY_RETENTION_S, LedgerState, WireFormat
 
 __all__ = [
     "DEFAULT_IDEMPOTENCY_RETENTION_S",
     "FINGERPRINT_FIELDS",
+    "KEPT_FOREVER_US",
     "Accepted",
     "Decision",
     "Duplicate",
-    "EncodedOutcome",
+    "EncodedOutcomes",
+    "EncodedTransfers",
     "LedgerState",
     "PostingKind",
     "Rejected",

@@ -65,7 +65,7 @@ class Draft:
     def transfer(self, tenant_id: str, transfer_id: str) -> TransferState | None:
         key = (tenant_id, transfer_id)
         found = self.transfers.get(key)
-        return found if found is not None else self.state._transfers.get(key)
+        return found if found is not None else self.state.transfer(tenant_id, transfer_id)
 
     def transaction(self, tenant_id: str, transaction_id: str) -> TransactionState | None:
         key = (tenant_id, transaction_id)

@@ -7,7 +7,10 @@ open batch so an abort simply clears it. Used by ``ledger.state.LedgerState``.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections.abc import Callable, Iterable, Iterator
+
+from schemas.keys import KEY_SEPARATOR
 
 ExpiryEntry = tuple[int, str, str]  # (expires_at_us, tenant_id, transfer_id or idempotency_key)
 
@@ -81,3 +84,67 @@ class ExpiryIndex:
         for entry in self.pruned:
             heapq.heappush(self.committed, entry)
         self.pruned.clear()
+
+
+class OutcomeExpiryIndex(ExpiryIndex):
+    """The stored outcomes' ``ExpiryIndex`` plus the expiries of the outcomes a restore kept
+    encoded (decision 0102): one sorted ``array('q')`` of expiries and a parallel list of their
+    record keys (the same ``bytes`` objects as the keys of ``encoded``, 16 bytes an entry where a
+    heap entry was ~105), walked from ``position``.
+
+    An encoded entry is live while its record key is still in ``encoded`` (the state's dict of
+    outcomes kept encoded: replaced or forgotten ones leave it, an abort puts them back). Only
+    ``commit`` moves ``position``, past entries that are dead then, so an abort has nothing to
+    undo here. ``due`` answers both parts as ``ExpiryEntry`` tuples, sorted, as before: the
+    record key is split into (tenant, idempotency key) only for an entry that is due.
+    """
+
+    __slots__ = ("encoded", "encoded_expiries", "encoded_keys", "position")
+
+    def __init__(
+        self,
+        entries: Iterable[ExpiryEntry] = (),
+        *,
+        encoded: dict[bytes, bytes] | None = None,
+        encoded_expiries: array[int] | None = None,
+        encoded_keys: list[bytes] | None = None,
+    ) -> None:
+        super().__init__(entries)
+        self.encoded: dict[bytes, bytes] = {} if encoded is None else encoded
+        self.encoded_expiries: array[int] = (
+            array("q") if encoded_expiries is None else encoded_expiries
+        )
+        self.encoded_keys: list[bytes] = [] if encoded_keys is None else encoded_keys
+        assert len(self.encoded_expiries) == len(self.encoded_keys)
+        self.position = 0
+
+    def any_due(self, until_us: int) -> bool:
+        position = self.position
+        return ExpiryIndex.any_due(self, until_us) or (
+            position < len(self.encoded_keys) and self.encoded_expiries[position] <= until_us
+        )
+
+    def due(self, until_us: int, is_live: Callable[[ExpiryEntry], bool]) -> list[ExpiryEntry]:
+        found = ExpiryIndex.due(self, until_us, is_live)
+        expiries, keys, encoded = self.encoded_expiries, self.encoded_keys, self.encoded
+        position, size = self.position, len(keys)
+        while position < size and expiries[position] <= until_us:
+            key = keys[position]
+            if key in encoded:
+                tenant_id, name = key.decode().split(KEY_SEPARATOR, 1)
+                found.append((expiries[position], tenant_id, name))
+            position += 1
+        found.sort()
+        return found
+
+    def commit(self, is_live: Callable[[ExpiryEntry], bool]) -> None:
+        ExpiryIndex.commit(self, is_live)
+        keys, encoded = self.encoded_keys, self.encoded
+        position, size = self.position, len(keys)
+        while position < size and keys[position] not in encoded:
+            position += 1
+        if position and position * 2 >= size:  # drop the passed half: amortised O(1) an entry
+            del keys[:position]
+            del self.encoded_expiries[:position]
+            position = 0
+        self.position = position

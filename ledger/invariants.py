@@ -21,7 +21,11 @@ from streamledger.errors import InvariantViolationError
 def assert_invariants(state: LedgerState) -> None:
     """Full check (O(state)): per tenant and currency debits equal credits (posted and pending),
     counters within int64, pending counters equal the open pending transfers, and no record
-    newer than its tenant's head. Raises InvariantViolationError."""
+    newer than its tenant's head. Raises InvariantViolationError.
+
+    Transfers a restore kept encoded are settled and unchanged since (a change decodes them):
+    they hold no pending amount, and ``restore`` checked their sequences against the heads
+    (``assert_not_after_heads``), which only grow."""
     sums: dict[tuple[str, str], list[int]] = {}
     for account in state._accounts.values():
         check_counters(account)
@@ -56,6 +60,14 @@ def assert_invariants(state: LedgerState) -> None:
             raise InvariantViolationError(
                 f"account {key[0]}/{key[1]}: pending counters differ from its pending transfers"
             )
+
+
+def assert_not_after_heads(state: LedgerState, last_sequences: dict[str, int]) -> None:
+    """Each tenant's ``last_sequences`` entry (the highest sequence among records the state
+    keeps encoded, decision 0102) is not past the tenant's head. Raises
+    InvariantViolationError."""
+    for tenant_id, sequence in last_sequences.items():
+        _check_not_after_head(state, tenant_id, sequence, "(a transfer kept encoded)")
 
 
 def _check_not_after_head(state: LedgerState, tenant_id: str, sequence: int, name: str) -> None:

@@ -3,18 +3,23 @@
 ``restore`` rebuilds one partition's ``LedgerState`` from what the partition adapter read back
 (``processors.partition_ledger.restore_ledger``): the latest ``ledger.balances`` records, the
 stored outcomes (decoded, or still encoded: kept as bytes until a decision replaces them or they
-expire, which keeps a restore of millions of keys fast) and a tail of ``ledger.events`` to fold.
+expire, which keeps a restore of millions of keys fast and small, decision 0102) and a tail of
+``ledger.events`` to fold.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
 
-from ledger.expiry import ExpiryIndex
+from ledger.expiry import ExpiryEntry, ExpiryIndex, OutcomeExpiryIndex
 from ledger.fold import apply
-from ledger.invariants import assert_invariants
+from ledger.invariants import assert_invariants, assert_not_after_heads
 from ledger.monitors import monitor_watch_entry
 from ledger.state import DEFAULT_IDEMPOTENCY_RETENTION_S, LedgerState, WireFormat
+from schemas.keys import KEY_SEPARATOR, outcome_key, transfer_state_key
 from schemas.model import (
     AccountState,
     Event,
@@ -26,10 +31,31 @@ from schemas.model import (
     TransferStatus,
 )
 
-# An outcome as ledger.outcomes stores it, not decoded: (tenant_id, idempotency_key,
-# decided_at_us, expires_at_us, the encoded outcome). The times must be the ones inside the
-# bytes; the partition adapter reads them from a record header.
-EncodedOutcome = tuple[str, str, int, int | None, bytes]
+KEPT_FOREVER_US: Final = -(2**63)  # an encoded outcome's expires_at_us when it has none
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedOutcomes:
+    """Outcomes as ledger.outcomes stores them, not decoded (decision 0102): ``values`` maps
+    each one's record key (``schemas.keys.outcome_key``) to its bytes, ``keys`` lists the same
+    keys, and ``times`` holds for ``keys[i]`` its decided_at_us at ``2 * i`` and its
+    expires_at_us at ``2 * i + 1`` (``KEPT_FOREVER_US``: no expiry). The times must be the ones
+    inside the bytes; the partition adapter reads them from a record header."""
+
+    values: dict[bytes, bytes]
+    keys: list[bytes]
+    times: array[int]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedTransfers:
+    """Settled (not pending) transfers as ledger.balances stores them, not decoded (decision
+    0102): ``values`` maps each one's record key (``schemas.keys.transfer_state_key``) to its
+    bytes; ``last_sequences`` holds per tenant the highest ``last_sequence`` among them, which
+    must not be past the tenant's head (the one invariant a settled transfer takes part in)."""
+
+    values: dict[bytes, bytes]
+    last_sequences: dict[str, int]
 
 
 def export_records(state: LedgerState) -> Iterator[StateRecord]:
@@ -37,6 +63,10 @@ def export_records(state: LedgerState) -> Iterator[StateRecord]:
     yield from state._heads.values()
     yield from state._accounts.values()
     yield from state._transfers.values()
+    decode_state = state.wire_format.decode_state
+    for value in list(state._encoded_transfers.values()):
+        assert decode_state is not None
+        yield decode_state(value)
     yield from state._transactions.values()
     yield from state._monitors.values()
 
@@ -44,6 +74,11 @@ def export_records(state: LedgerState) -> Iterator[StateRecord]:
 def outcomes_of(state: LedgerState) -> Iterator[Outcome]:
     """Every stored outcome, as ledger.outcomes would hold them (encoded ones decoded)."""
     for tenant_id, idempotency_key in list(state._outcomes):
+        outcome = state.outcome(tenant_id, idempotency_key)
+        assert outcome is not None
+        yield outcome
+    for record_key in list(state._encoded_outcomes):
+        tenant_id, idempotency_key = record_key.decode().split(KEY_SEPARATOR, 1)
         outcome = state.outcome(tenant_id, idempotency_key)
         assert outcome is not None
         yield outcome
@@ -56,14 +91,17 @@ def restore(
     *,
     wire_format: WireFormat,
     idempotency_retention_s: int = DEFAULT_IDEMPOTENCY_RETENTION_S,
-    encoded_outcomes: Iterable[EncodedOutcome] = (),
+    encoded_outcomes: EncodedOutcomes | None = None,
+    encoded_transfers: EncodedTransfers | None = None,
 ) -> LedgerState:
     """Rebuild a partition's state from ledger.balances records and ledger.outcomes values (in
     offset order: a later record of a key wins), then fold the ledger.events tail past each
     tenant's head. Checks the invariants before returning a committed state.
 
-    ``encoded_outcomes`` are more outcomes (after ``outcomes``), kept encoded until a decision
-    replaces them or they expire; ``wire_format.decode_outcome`` reads them when asked."""
+    ``encoded_outcomes`` are more outcomes (after ``outcomes``: one of their keys wins), kept
+    encoded until a decision replaces them or they expire; ``wire_format.decode_outcome`` reads
+    them when asked. ``encoded_transfers`` are more transfers, settled, kept encoded until a
+    decision changes them (``wire_format.decode_state`` reads them when asked)."""
     state = LedgerState(wire_format=wire_format, idempotency_retention_s=idempotency_retention_s)
     for record in records:
         if isinstance(record, AccountState):
@@ -76,8 +114,12 @@ def restore(
             state._monitors[(record.tenant_id, record.monitor_id)] = record
         else:
             state._transactions[(record.tenant_id, record.transaction_id)] = record
+    if encoded_transfers is not None and encoded_transfers.values:
+        _keep_encoded_transfers(state, encoded_transfers)
     _index_monitors(state)
-    outcome_entries, stream_time_us = _restore_outcomes(state, outcomes, encoded_outcomes)
+    outcome_entries, stream_time_us = _restore_outcomes(state, outcomes)
+    encoded_index = _restore_encoded_outcomes(state, encoded_outcomes)
+    stream_time_us = max(stream_time_us, encoded_index[2])
     # every event is effective at or before the stream time that decided it; a tick that
     # expired nothing is not remembered, and needs not be (a later record is at least as late)
     for tenant_head in state._heads.values():
@@ -98,10 +140,16 @@ def restore(
             ),
         ]
     )
-    state._outcome_index = ExpiryIndex(
+    heap_entries: list[ExpiryEntry] = [
         (expires_at_us, *key)
         for key, expires_at_us in outcome_entries.items()
-        if expires_at_us is not None
+        if expires_at_us is not None and key in state._outcomes
+    ]
+    state._outcome_index = OutcomeExpiryIndex(
+        heap_entries,
+        encoded=state._encoded_outcomes,
+        encoded_expiries=encoded_index[0],
+        encoded_keys=encoded_index[1],
     )
     for event in events:
         head = state._heads.get(event.tenant_id)
@@ -109,7 +157,20 @@ def restore(
             apply(state, event)
     state.commit()
     assert_invariants(state)
+    if encoded_transfers is not None:
+        assert_not_after_heads(state, encoded_transfers.last_sequences)
     return state
+
+
+def _keep_encoded_transfers(state: LedgerState, encoded: EncodedTransfers) -> None:
+    """Keep the settled transfers encoded in ``state`` (a decoded one of the same key is
+    dropped: the records come from one compacted topic, so there is none)."""
+    if state.wire_format.decode_state is None:
+        raise ValueError("transfers kept encoded need wire_format.decode_state")
+    state._encoded_transfers.update(encoded.values)
+    for tenant_id, transfer_id in list(state._transfers):
+        if transfer_state_key(tenant_id, transfer_id) in state._encoded_transfers:
+            del state._transfers[(tenant_id, transfer_id)]
 
 
 def _index_monitors(state: LedgerState) -> None:
@@ -131,7 +192,7 @@ def _index_monitors(state: LedgerState) -> None:
 
 
 def _restore_outcomes(
-    state: LedgerState, outcomes: Iterable[Outcome], encoded_outcomes: Iterable[EncodedOutcome]
+    state: LedgerState, outcomes: Iterable[Outcome]
 ) -> tuple[dict[tuple[str, str], int | None], int]:
     """Put the outcomes into ``state``; return their expiry per key and the latest decision."""
     stream_time_us = 0
@@ -141,9 +202,38 @@ def _restore_outcomes(
         state._outcomes[key] = outcome
         outcome_entries[key] = outcome.expires_at_us
         stream_time_us = max(stream_time_us, outcome.decided_at_us)
-    for tenant_id, idempotency_key, decided_at_us, expires_at_us, value in encoded_outcomes:
-        key = (tenant_id, idempotency_key)
-        state._outcomes[key] = value
-        outcome_entries[key] = expires_at_us
-        stream_time_us = max(stream_time_us, decided_at_us)
     return outcome_entries, stream_time_us
+
+
+def _restore_encoded_outcomes(
+    state: LedgerState, encoded: EncodedOutcomes | None
+) -> tuple[array[int], list[bytes], int]:
+    """Keep ``encoded`` in ``state`` (a decoded outcome of the same key is dropped: the later
+    one wins); return their expiries in ascending order, the record key of each, and the latest
+    decision. One pass over the keys, no object per key but the index's two array slots."""
+    expiries: array[int] = array("q")
+    keys: list[bytes] = []
+    if encoded is None or not encoded.keys:
+        return expiries, keys, 0
+    record_keys, times = encoded.keys, encoded.times
+    if len(times) != 2 * len(record_keys) or len(encoded.values) != len(record_keys):
+        raise ValueError("encoded outcomes: keys, values and times do not match")
+    values = state._encoded_outcomes
+    values.update(encoded.values)
+    for tenant_id, idempotency_key in list(state._outcomes):
+        if outcome_key(tenant_id, idempotency_key) in values:
+            del state._outcomes[(tenant_id, idempotency_key)]
+    latest_us, ordered, previous_us = 0, True, KEPT_FOREVER_US
+    for position in range(len(record_keys)):
+        decided_at_us, expires_at_us = times[2 * position], times[2 * position + 1]
+        latest_us = max(latest_us, decided_at_us)
+        if expires_at_us != KEPT_FOREVER_US:
+            ordered = ordered and expires_at_us >= previous_us
+            previous_us = expires_at_us
+            expiries.append(expires_at_us)
+            keys.append(record_keys[position])
+    if not ordered:  # records are in decision order, so this is rare (a changed retention)
+        order = sorted(range(len(keys)), key=expiries.__getitem__)
+        expiries = array("q", [expiries[position] for position in order])
+        keys = [keys[position] for position in order]
+    return expiries, keys, latest_us

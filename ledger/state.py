@@ -10,9 +10,12 @@ thing that changes a state.
 
 Bytes are not the core's business. The partition adapter hands each state a ``WireFormat``: how
 an event is sealed (hashed and encoded in one pass, ``schemas.codec.seal_event``) and how a stored
-outcome is decoded. An outcome ``restore`` was given encoded stays an opaque ``bytes`` value
-here until a decision replaces it or it expires; reading it decodes a copy and never writes it
-back, so a read is a read.
+outcome is decoded. An outcome ``restore`` was given encoded stays an opaque ``bytes`` value,
+in a dict of its own keyed by its ``ledger.outcomes`` record key (decision 0102: one ``bytes`` key
+and one ``bytes`` value per idempotency key, no tuple, no strings), until a decision replaces it
+or it expires; reading it decodes a copy and never writes it back, so a read is a read. A
+transfer ``restore`` was given encoded (one that is not pending: settled, it only changes when a
+decision reverses or refunds it) is kept the same way, by its ``ledger.balances`` record key.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ledger.decisions import StateChanges
-from ledger.expiry import ExpiryEntry, ExpiryIndex
+from ledger.expiry import ExpiryEntry, ExpiryIndex, OutcomeExpiryIndex
 from ledger.monitors import WatchEntry, monitor_watch_entry
 from schemas.event_time import US_PER_S
+from schemas.keys import outcome_key, transfer_state_key
 from schemas.model import (
     AccountState,
     Event,
@@ -49,24 +53,31 @@ class WireFormat:
     ``seal(event)`` -> ``(hash, encoded bytes)`` from one encode, ignoring ``event.hash``: the
     hash is SHA-256(prev_hash || the event's canonical bytes) and the bytes are the record to
     produce for the event carrying that hash. ``decode_outcome(bytes)`` -> the stored outcome.
+    ``decode_state(bytes)`` -> a ``ledger.balances`` record: needed only by a state restored
+    with transfers kept encoded.
     """
 
     seal: Callable[[Event], tuple[bytes, bytes]]
     decode_outcome: Callable[[bytes], Outcome]
+    decode_state: Callable[[bytes], StateRecord] | None = None
 
 
 class LedgerState:
     """The state of one partition: records by key, expiry indexes, stream time, an undo log.
 
     Keys start with the tenant: accounts and transfers by (tenant_id, id), outcomes by
-    (tenant_id, idempotency_key), heads by tenant_id. Records are frozen; the dicts change only
-    through ``stage``/``apply``/``forget_outcomes`` (undoable) and ``abort``/``commit``.
+    (tenant_id, idempotency_key), heads by tenant_id; what a restore kept encoded by record key
+    (``_encoded_outcomes``, ``_encoded_transfers``, decoded by ``outcome``/``transfer``).
+    Records are frozen; the dicts change only through ``stage``/``apply``/``forget_outcomes``
+    (undoable) and ``abort``/``commit``.
     """
 
     __slots__ = (
         "_account_monitors",
         "_accounts",
         "_batch_start_stream_time_us",
+        "_encoded_outcomes",
+        "_encoded_transfers",
         "_heads",
         "_monitors",
         "_outcome_index",
@@ -94,10 +105,15 @@ class LedgerState:
         self.idempotency_retention_us = idempotency_retention_s * US_PER_S
         self._accounts: dict[tuple[str, str], AccountState] = {}
         self._transfers: dict[tuple[str, str], TransferState] = {}
+        # settled transfers restored encoded, by record key (``schemas.keys.transfer_state_key``):
+        # bytes until a decision changes them (``transfer``); a key is in at most one of the two
+        self._encoded_transfers: dict[bytes, bytes] = {}
         # multi-leg transactions; their ids share the tenant's namespace with transfer ids
         self._transactions: dict[tuple[str, str], TransactionState] = {}
-        # an outcome restored encoded stays bytes until replaced or forgotten (``outcome``)
-        self._outcomes: dict[tuple[str, str], Outcome | bytes] = {}
+        self._outcomes: dict[tuple[str, str], Outcome] = {}
+        # outcomes restored encoded, by record key (``schemas.keys.outcome_key``): bytes until
+        # replaced or forgotten (``outcome``); a key is in at most one of the two dicts
+        self._encoded_outcomes: dict[bytes, bytes] = {}
         self._heads: dict[str, TenantHead] = {}
         # balance monitors (decision 0058) by (tenant_id, monitor_id); per account, their ids in
         # creation order (the order ``ledger.monitor_steps.watch`` evaluates them in); per tenant,
@@ -108,7 +124,7 @@ class LedgerState:
         self._stream_time_us = 0
         self._batch_start_stream_time_us = 0
         self._pending_index = ExpiryIndex()
-        self._outcome_index = ExpiryIndex()
+        self._outcome_index = OutcomeExpiryIndex(encoded=self._encoded_outcomes)
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []
         self._touched: dict[tuple[str, str, str], None] = {}
 
@@ -121,7 +137,25 @@ class LedgerState:
         return self._accounts.get((tenant_id, account_id))
 
     def transfer(self, tenant_id: str, transfer_id: str) -> TransferState | None:
-        return self._transfers.get((tenant_id, transfer_id))
+        """The transfer; one restore kept encoded is decoded (a copy, as ``outcome``)."""
+        found = self._transfers.get((tenant_id, transfer_id))
+        if found is not None or not self._encoded_transfers:
+            return found
+        encoded = self._encoded_transfers.get(transfer_state_key(tenant_id, transfer_id))
+        if encoded is None:
+            return None
+        decode_state = self.wire_format.decode_state
+        assert decode_state is not None, "transfers kept encoded need wire_format.decode_state"
+        transfer = decode_state(encoded)
+        if (
+            type(transfer) is not TransferState
+            or (transfer.tenant_id, transfer.transfer_id) != (tenant_id, transfer_id)
+            or transfer.status is TransferStatus.PENDING
+        ):
+            raise InvariantViolationError(
+                f"the record kept under {(tenant_id, transfer_id)} is not that settled transfer"
+            )
+        return transfer
 
     def transaction(self, tenant_id: str, transaction_id: str) -> TransactionState | None:
         return self._transactions.get((tenant_id, transaction_id))
@@ -130,10 +164,12 @@ class LedgerState:
         """The outcome stored under the key; one restore kept encoded is decoded (a copy: the
         state keeps the bytes, so reading never changes it)."""
         stored = self._outcomes.get((tenant_id, idempotency_key))
-        if stored is None or type(stored) is Outcome:
+        if stored is not None or not self._encoded_outcomes:
             return stored
-        assert isinstance(stored, bytes)
-        outcome = self.wire_format.decode_outcome(stored)
+        encoded = self._encoded_outcomes.get(outcome_key(tenant_id, idempotency_key))
+        if encoded is None:
+            return None
+        outcome = self.wire_format.decode_outcome(encoded)
         if (outcome.tenant_id, outcome.idempotency_key) != (tenant_id, idempotency_key):
             raise InvariantViolationError(
                 f"the outcome stored under {(tenant_id, idempotency_key)} names another key"
@@ -159,7 +195,7 @@ class LedgerState:
 
     @property
     def outcome_count(self) -> int:
-        return len(self._outcomes)
+        return len(self._outcomes) + len(self._encoded_outcomes)
 
     @property
     def has_staged_changes(self) -> bool:
@@ -186,6 +222,8 @@ class LedgerState:
             previous = transfers.get(key)
             undo((transfers, key, previous))
             transfers[key] = transfer
+            if previous is None and self._encoded_transfers:  # it replaces one kept encoded
+                self._drop_encoded_transfer(*key)
             touched[("transfer", *key)] = None
             is_pending = transfer.status is TransferStatus.PENDING
             if previous is None and is_pending and transfer.expires_at_us:
@@ -201,6 +239,8 @@ class LedgerState:
         outcome = changes.outcome
         if outcome is not None:
             self._put(self._outcomes, (outcome.tenant_id, outcome.idempotency_key), outcome)
+            if self._encoded_outcomes:  # it replaces one kept encoded since restore, if any
+                self._drop_encoded_outcome(outcome.tenant_id, outcome.idempotency_key)
             if outcome.expires_at_us is not None:
                 self._outcome_index.push(
                     (outcome.expires_at_us, outcome.tenant_id, outcome.idempotency_key)
@@ -274,9 +314,25 @@ class LedgerState:
         for outcome in outcomes:
             key = (outcome.tenant_id, outcome.idempotency_key)
             stored = self._outcomes.get(key)
-            if stored is outcome or type(stored) is bytes:
+            if stored is outcome:
                 self._undo.append((self._outcomes, key, stored))
                 del self._outcomes[key]
+            elif stored is None and self._encoded_outcomes:
+                self._drop_encoded_outcome(outcome.tenant_id, outcome.idempotency_key)
+
+    def _drop_encoded_transfer(self, tenant_id: str, transfer_id: str) -> None:
+        """Remove the transfer kept encoded under the key, if any (undoable)."""
+        record_key = transfer_state_key(tenant_id, transfer_id)
+        encoded = self._encoded_transfers.pop(record_key, None)
+        if encoded is not None:
+            self._undo.append((self._encoded_transfers, record_key, encoded))
+
+    def _drop_encoded_outcome(self, tenant_id: str, idempotency_key: str) -> None:
+        """Remove the outcome kept encoded under the key, if any (undoable)."""
+        record_key = outcome_key(tenant_id, idempotency_key)
+        encoded = self._encoded_outcomes.pop(record_key, None)
+        if encoded is not None:
+            self._undo.append((self._encoded_outcomes, record_key, encoded))
 
     def staged_records(self) -> tuple[StateRecord, ...]:
         """The current version of every record the open batch changed (for ledger.balances)."""
@@ -341,7 +397,6 @@ class LedgerState:
         )
 
     def _outcome_is_live(self, entry: ExpiryEntry) -> bool:
+        """For the heap's entries: outcomes kept encoded have their own part of the index."""
         outcome = self._outcomes.get((entry[1], entry[2]))
-        if type(outcome) is bytes:
-            return True  # restored, never replaced: its only index entry is restore's own
-        return outcome is not None and outcome.expires_at_us == entry[0]  # type: ignore[union-attr]
+        return outcome is not None and outcome.expires_at_us == entry[0]

@@ -14,7 +14,8 @@ intermediate versions would only be read and thrown away by a restore).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+import sys
+from array import array
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer
@@ -39,9 +40,9 @@ from schemas.codec import (
     encode_outcome,
     encode_state,
     seal_event,
+    split_settled_transfers,
 )
 from schemas.keys import (
-    KEY_SEPARATOR,
     event_key,
     monitor_state_key,
     notification_key,
@@ -56,24 +57,28 @@ from schemas.model import (
     OutcomeStatus,
     PostTransaction,
     RejectReason,
+    StateRecord,
 )
 from schemas.signing_keys import (
     STATE_SCHEMA,
     SigningKeyCommand,
+    SigningKeyState,
     decode_signing_key_state,
     sha256_of,
 )
 
 SIGNING_KEY_STATE_HEADER = STATE_SCHEMA.header  # marker + fingerprint of a SigningKeyState
 # The codec as the core sees it: the core never imports schemas.codec (decision 0028).
-WIRE_FORMAT = ledger.WireFormat(seal=seal_event, decode_outcome=decode_outcome)
+WIRE_FORMAT = ledger.WireFormat(
+    seal=seal_event, decode_outcome=decode_outcome, decode_state=decode_state
+)
 Record = tuple[bytes, bytes | None]  # key, value (None = tombstone)
 # Every stored outcome carries its decided_at_us and expires_at_us in this header (two signed
 # 64-bit big-endian integers, INT64_MIN = kept forever), so a restore can index its expiry and
 # recover stream time without decoding it; it is decoded when a command with its key arrives.
 OUTCOME_TIMES_HEADER = "streamledger.outcome.times"
 _OUTCOME_TIMES = struct.Struct(">qq")
-_NEVER = -(2**63)
+_NEVER = ledger.KEPT_FOREVER_US  # INT64_MIN
 # Every decided command gets exactly one record on ledger.replies (decision 0027): key
 # ``{tenant}/{idempotency_key}``, value the encoded ``Outcome`` the client should act on, and
 # these headers (ASCII): the command record it answers, and what kind of answer it is.
@@ -431,14 +436,7 @@ def ledger_from_snapshot(
     (``read_partition`` with ``header_name=OUTCOME_TIMES_HEADER``): outcomes that carry the
     header stay encoded until first use, the others are decoded now."""
     topics = processor_settings.topics
-    balances = snapshot.records[topics.balances].values()
-    # the signing-key registry's records share ledger.balances (decision 0084): told apart by
-    # their 10-byte header, compared in place (a restore reads millions of state records)
-    header = SIGNING_KEY_STATE_HEADER
-    signing_keys = [
-        decode_signing_key_state(value) for value in balances if value.startswith(header)
-    ]
-    records = [decode_state(value) for value in balances if not value.startswith(header)]
+    signing_keys, records, transfers = _split_balances(snapshot.records[topics.balances])
     values = snapshot.records[topics.outcomes]
     times = snapshot.header_values[topics.outcomes]
     decoded = [decode_outcome(value) for key, value in values.items() if key not in times]
@@ -448,7 +446,8 @@ def ledger_from_snapshot(
         (),
         wire_format=WIRE_FORMAT,
         idempotency_retention_s=processor_settings.idempotency_retention_s,
-        encoded_outcomes=_encoded_outcomes(values, times),
+        encoded_outcomes=encoded_outcomes_of(values, times),
+        encoded_transfers=transfers,
     )
     limits = processor_settings.tenant_quota_limits
     # the buckets start full after every restore: at most one extra burst (decision 0083)
@@ -468,27 +467,45 @@ def ledger_from_snapshot(
     return PartitionLedger(snapshot.partition, state, quotas, signatures)
 
 
+def _split_balances(
+    balances: dict[bytes, bytes],
+) -> tuple[list[SigningKeyState], list[StateRecord], ledger.EncodedTransfers]:
+    """One pass over the ``ledger.balances`` records: the signing-key registry's (decision
+    0084: told apart by their 10-byte header, compared in place), the settled transfers to keep
+    encoded (decision 0102: read without decoding them, with each tenant's highest sequence
+    among them), and every other record decoded."""
+    header = SIGNING_KEY_STATE_HEADER
+    settled, last_sequences, others = split_settled_transfers(balances)
+    signing_keys: list[SigningKeyState] = []
+    records: list[StateRecord] = []
+    for value in others:
+        if value.startswith(header):
+            signing_keys.append(decode_signing_key_state(value))
+        else:
+            records.append(decode_state(value))
+    encoded = ledger.EncodedTransfers(values=settled, last_sequences=last_sequences)
+    return signing_keys, records, encoded
+
+
 def outcome_times(outcome: Outcome) -> bytes:
     """The ``OUTCOME_TIMES_HEADER`` value of a stored outcome."""
     expires_at_us = _NEVER if outcome.expires_at_us is None else outcome.expires_at_us
     return _OUTCOME_TIMES.pack(outcome.decided_at_us, expires_at_us)
 
 
-def _encoded_outcomes(
+def encoded_outcomes_of(
     values: dict[bytes, bytes], times: dict[bytes, bytes]
-) -> Iterator[ledger.EncodedOutcome]:
-    """(tenant, key, decided_at, expires_at, bytes) per outcome record with a times header; the
-    record key is ``outcome_key`` (the tenant id cannot contain the separator)."""
-    unpack = _OUTCOME_TIMES.unpack
-    tenants: dict[str, str] = {}  # one str per tenant, shared by its outcomes (~60 bytes a key)
-    for key, header in times.items():
-        tenant_id, idempotency_key = key.decode().split(KEY_SEPARATOR, 1)
-        tenant_id = tenants.setdefault(tenant_id, tenant_id)
-        decided_at_us, expires_at_us = unpack(header)
-        yield (
-            tenant_id,
-            idempotency_key,
-            decided_at_us,
-            None if expires_at_us == _NEVER else expires_at_us,
-            values[key],
-        )
+) -> ledger.EncodedOutcomes:
+    """The outcome records that carry their times header, for ``ledger.restore`` to keep
+    encoded (decision 0102): their values by record key, and the headers' two integers read
+    all at once (one join and one ``array``, no call per record)."""
+    # every record has its header as the processor writes them; the core keeps a copy
+    kept = values if len(times) == len(values) else {key: values[key] for key in times}
+    keys = list(times)
+    headers = b"".join(times.values())
+    if len(headers) != _OUTCOME_TIMES.size * len(keys):
+        raise ValueError(f"a {OUTCOME_TIMES_HEADER} header is not {_OUTCOME_TIMES.size} bytes")
+    integers = array("q", headers)
+    if sys.byteorder == "little":
+        integers.byteswap()  # the header's integers are big-endian
+    return ledger.EncodedOutcomes(values=kept, keys=keys, times=integers)

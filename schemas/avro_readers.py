@@ -240,6 +240,86 @@ def read_transfer_state(
     return record
 
 
+def _skip_string(data: bytes, position: int) -> int:
+    """The position after an Avro ``string`` (its bytes are not decoded)."""
+    length = data[position]
+    if length < 0x80 and not length & 1:
+        position += 1
+        length >>= 1
+    else:
+        length, position = read_long(data, position)
+    end = position + length
+    if length < 0 or end > len(data):
+        raise ValueError("a string length outside the record")
+    return end
+
+
+def _skip_optional(data: bytes, position: int, *, string: bool) -> int:
+    """The position after an Avro ``["null", "string"]`` or ``["null", "long"]``."""
+    branch, position = read_long(data, position)
+    if branch == NULL_BRANCH:
+        return position
+    if branch != VALUE_BRANCH:
+        raise ValueError(f"union branch {branch}")
+    return _skip_string(data, position) if string else read_long(data, position)[1]
+
+
+def settled_transfer_sequence(
+    data: bytes, position: int, statuses: tuple[TransferStatus, ...]
+) -> int:
+    """The ``last_sequence`` of a ``TransferState`` body that is not pending, read without
+    building the record or decoding its strings (decision 0102: a restore keeps such a transfer
+    encoded), or -1 for a pending one (a negative sequence, never written, reads as pending:
+    decoded). Same errors as ``read_transfer_state`` for what it
+    reads; the strings' UTF-8 is checked when the record is decoded on first use."""
+    for _ in range(5):  # tenant, transfer, debit and credit account ids, currency
+        position = _skip_string(data, position)
+    position = read_long(data, position)[1]  # amount
+    status, position = read_long(data, position)
+    if status < 0:
+        raise ValueError(f"enum index {status}")
+    if statuses[status] is TransferStatus.PENDING:  # past the symbols: IndexError
+        return -1
+    position = read_long(data, position)[1]  # amount_posted
+    position = read_long(data, position)[1]  # amount_reversed
+    position = _skip_optional(data, position, string=True)  # reverses
+    position = _skip_optional(data, position, string=False)  # expires_at_us
+    last_sequence, position = read_long(data, position)
+    _end(data, position)
+    return last_sequence
+
+
+def split_settled_transfers(
+    values: dict[bytes, bytes],
+    prefix: bytes,
+    statuses: tuple[TransferStatus, ...],
+    separator: bytes,
+) -> tuple[dict[bytes, bytes], dict[bytes, int], list[bytes]]:
+    """One pass over ``ledger.balances`` values by record key: the plain, settled
+    ``TransferState`` records (``prefix``: their schema's header) by key, kept as they are; per
+    tenant (the key's part before ``separator``) the highest ``last_sequence`` among them; and
+    every other value, to decode (``settled_transfer_sequence``; decision 0102)."""
+    settled: dict[bytes, bytes] = {}
+    last_sequences: dict[bytes, int] = {}
+    others: list[bytes] = []
+    start = len(prefix)
+    for key, value in values.items():
+        sequence = -1
+        if value.startswith(prefix):
+            try:
+                sequence = settled_transfer_sequence(value, start, statuses)
+            except (IndexError, ValueError):
+                sequence = -1  # not plain (or not valid): the generic decoder decides
+        if sequence < 0:
+            others.append(value)
+            continue
+        settled[key] = value
+        tenant = key[: key.index(separator)]
+        if sequence > last_sequences.get(tenant, -1):
+            last_sequences[tenant] = sequence
+    return settled, last_sequences, others
+
+
 def read_account_state(data: bytes, position: int) -> AccountState:
     """An ``AccountState`` body from ``position`` to the end of ``data`` (schema field order)."""
     tenant_id, position = read_shared_string(data, position)

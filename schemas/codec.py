@@ -66,6 +66,7 @@ from schemas.avro_schemas import (
 )
 from schemas.avro_writers import NotPlainError, write_transaction_posted, write_transaction_state
 from schemas.generated_code import compile_generated
+from schemas.keys import KEY_SEPARATOR
 from schemas.model import (
     COMMAND_TYPES,
     EVENT_TYPES,
@@ -824,6 +825,29 @@ def _state_readers() -> dict[bytes, Callable[[bytes, int], StateRecord]]:
 
 _STATE_PREFIX_BYTES: Final = STATES.prefix_bytes
 _STATE_READERS: Final = _state_readers()
+
+
+_TRANSFER_STATE_PREFIX: Final = STATES.by_type[TransferState].prefix
+_TRANSFER_STATUSES: Final = avro_readers.transfer_statuses(
+    _enum_symbols(STATES.by_type[TransferState], "status")
+)
+_SETTLED_TRANSFERS_READ: Final = _TRANSFER_STATE_PREFIX in _STATE_READERS  # the layout matched
+
+
+def split_settled_transfers(
+    values: dict[bytes, bytes],
+) -> tuple[dict[bytes, bytes], dict[str, int], list[bytes]]:
+    """``ledger.balances`` values by record key, in one pass: the current, plain
+    ``TransferState`` records that are not pending (a restore keeps them encoded, decision
+    0102), per tenant the highest ``last_sequence`` among them, and every other value (for
+    ``decode_state`` or another reader)."""
+    if not _SETTLED_TRANSFERS_READ:
+        return {}, {}, list(values.values())
+    settled, last_sequences, others = avro_readers.split_settled_transfers(
+        values, _TRANSFER_STATE_PREFIX, _TRANSFER_STATUSES, KEY_SEPARATOR.encode()
+    )
+    tenants = {tenant.decode(): sequence for tenant, sequence in last_sequences.items()}
+    return settled, tenants, others
 
 
 def decode_notification(data: bytes) -> Notification:

@@ -203,3 +203,80 @@ def test_repeating_strings_are_shared() -> None:
     assert isinstance(one, TransferState) and isinstance(two, TransferState)
     assert one.debit_account_id is two.debit_account_id
     assert one.currency is two.currency and one.tenant_id is two.tenant_id
+
+
+def _split_one(data: bytes) -> tuple[dict[bytes, bytes], dict[str, int], list[bytes]]:
+    return codec.split_settled_transfers({b"acme/transfer/t1": data})
+
+
+@EXAMPLES
+@given(read_by_hand)
+def test_settled_transfers_are_kept_and_everything_else_decoded(state: StateRecord) -> None:
+    """Decision 0102: a settled TransferState is kept as it is, with its sequence read without
+    decoding it; a pending one and any other record go to the decoder."""
+    data = codec.encode_state(state)
+    settled, last_sequences, others = _split_one(data)
+    if (
+        isinstance(state, TransferState)
+        and state.status is not TransferStatus.PENDING
+        and state.last_sequence >= 0  # sequences start at 1; a negative one is decoded
+    ):
+        assert (settled, last_sequences, others) == (
+            {b"acme/transfer/t1": data},
+            {"acme": state.last_sequence},
+            [],
+        )
+    else:
+        assert (settled, last_sequences, others) == ({}, {}, [data])
+
+
+@EXAMPLES
+@given(transfer_states, st.data())
+def test_a_changed_transfer_is_kept_only_if_it_decodes_to_a_settled_one(
+    state: TransferState, data: st.DataObject
+) -> None:
+    """A record changed at random is kept encoded only if it reads as plain bytes of a settled
+    transfer with that sequence (or fails only in a string's UTF-8, checked on first use)."""
+    encoded = bytearray(codec.encode_state(state))
+    position = data.draw(st.integers(codec.STATES.prefix_bytes, max(len(encoded) - 1, 0)))
+    encoded[position] = data.draw(st.integers(0, 255))
+    changed = bytes(encoded)
+    settled, last_sequences, others = _split_one(changed)
+    if others:
+        assert others == [changed] and not settled and not last_sequences
+        return
+    kind, value = _answer(codec.decode_state, changed)
+    if kind == "value":
+        assert isinstance(value, TransferState) and value.status is not TransferStatus.PENDING
+        assert last_sequences == {"acme": value.last_sequence}
+    else:
+        assert value[0] is UnicodeDecodeError or issubclass(value[0], codec.DecodeError)
+
+
+def test_two_tenants_keep_their_highest_sequence() -> None:
+    def posted(tenant_id: str, transfer_id: str, sequence: int) -> bytes:
+        return codec.encode_state(
+            TransferState(
+                tenant_id=tenant_id,
+                transfer_id=transfer_id,
+                debit_account_id="cash",
+                credit_account_id="sales",
+                currency="USD",
+                amount=5,
+                status=TransferStatus.POSTED,
+                amount_posted=5,
+                amount_reversed=0,
+                reverses=None,
+                expires_at_us=None,
+                last_sequence=sequence,
+            )
+        )
+
+    values = {
+        b"acme/transfer/a": posted("acme", "a", 7),
+        b"acme/transfer/b": posted("acme", "b", 3),
+        b"bolt/transfer/c": posted("bolt", "c", 2),
+    }
+    settled, last_sequences, others = codec.split_settled_transfers(values)
+    assert settled == values and not others
+    assert last_sequences == {"acme": 7, "bolt": 2}

@@ -6,6 +6,7 @@ byte-identical events. Plus: a reused key with any one differing field names tha
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from typing import Any
 
 import pytest
@@ -14,16 +15,21 @@ from hypothesis import strategies as st
 
 import ledger
 from processors.partition_ledger import WIRE_FORMAT
-from schemas.codec import encode_outcome, event_canonical_bytes
+from schemas.codec import encode_outcome, encode_state, event_canonical_bytes
+from schemas.keys import outcome_key, transfer_state_key
 from schemas.model import (
     INT64_MAX,
     AccountState,
     Command,
     Event,
     OpenAccount,
+    Outcome,
     PostPending,
     RejectReason,
+    StateRecord,
     Transfer,
+    TransferState,
+    TransferStatus,
     VoidPending,
 )
 from tests.unit.ledger_builders import (
@@ -260,24 +266,27 @@ def test_replay_across_a_restore_gives_identical_decisions(history: History, cut
 @PROPERTY_SETTINGS
 @given(histories, st.integers(0, 60))
 def test_replay_across_a_lazy_restore_gives_identical_decisions(history: History, cut: int) -> None:
-    """Outcomes restored as bytes (decoded on first use) decide and expire exactly as decoded
-    ones: same decisions, same encoded events and outcomes, same tombstones."""
+    """Outcomes and settled transfers restored as bytes (decoded on first use) decide and
+    expire exactly as decoded ones: same decisions, same encoded events and outcomes, same
+    tombstones, the same records exported."""
     commands = build(history)
     _, straight = run(commands)
     head, tail = commands[:cut], commands[cut:]
     first, decided = run(head)
+    records, transfers = encoded_transfers(list(ledger.export_records(first)))
     restored = ledger.restore(
-        list(ledger.export_records(first)),
+        records,
         (),
         wire_format=WIRE_FORMAT,
         idempotency_retention_s=5,
-        encoded_outcomes=[
-            (o.tenant_id, o.idempotency_key, o.decided_at_us, o.expires_at_us, encode_outcome(o))
-            for o in ledger.outcomes_of(first)
-        ],
+        encoded_outcomes=encoded_outcomes(list(ledger.outcomes_of(first))),
+        encoded_transfers=transfers,
     )
     assert restored.stream_time_us == first.stream_time_us
     assert restored.outcome_count == first.outcome_count
+    assert sorted(map(repr, ledger.export_records(restored))) == sorted(
+        map(repr, ledger.export_records(first))
+    )
     for command, timestamp in tail:
         decision = ledger.step(restored, command, timestamp)
         decided.append(decision)
@@ -287,6 +296,37 @@ def test_replay_across_a_lazy_restore_gives_identical_decisions(history: History
         restored.forget_outcomes(ledger.expired_outcomes(restored, restored.stream_time_us))
         restored.commit()
     assert decided == straight
+
+
+def encoded_transfers(
+    records: list[StateRecord],
+) -> tuple[list[StateRecord], ledger.EncodedTransfers]:
+    """The records a restore decodes, and the settled transfers it keeps encoded."""
+    settled = [
+        record
+        for record in records
+        if isinstance(record, TransferState) and record.status is not TransferStatus.PENDING
+    ]
+    last_sequences: dict[str, int] = {}
+    for one in settled:
+        last_sequences[one.tenant_id] = max(last_sequences.get(one.tenant_id, 0), one.last_sequence)
+    values = {transfer_state_key(t.tenant_id, t.transfer_id): encode_state(t) for t in settled}
+    kept = [record for record in records if not any(record is t for t in settled)]
+    return kept, ledger.EncodedTransfers(values=values, last_sequences=last_sequences)
+
+
+def encoded_outcomes(outcomes: list[Outcome]) -> ledger.EncodedOutcomes:
+    """The outcomes as a restore keeps them encoded, in reverse order (so the core sorts
+    their expiries itself)."""
+    ordered = outcomes[::-1]
+    times: array[int] = array("q")
+    for outcome in ordered:
+        expires_at_us = outcome.expires_at_us
+        times.append(outcome.decided_at_us)
+        times.append(ledger.KEPT_FOREVER_US if expires_at_us is None else expires_at_us)
+    keys = [outcome_key(o.tenant_id, o.idempotency_key) for o in ordered]
+    values = {key: encode_outcome(o) for key, o in zip(keys, ordered, strict=True)}
+    return ledger.EncodedOutcomes(values=values, keys=keys, times=times)
 
 
 # --------------------------------------------------------------------------- key reuse per field
