@@ -38,18 +38,23 @@ from typing import Final
 from schemas.model import (
     AccountBalance,
     AccountState,
+    CommandHeader,
     EventHeader,
+    OpenAccount,
     Outcome,
     PendingExpired,
     PendingPosted,
     PendingVoided,
     Posting,
+    PostPending,
     TransactionPosted,
     TransactionState,
+    Transfer,
     TransferPending,
     TransferPosted,
     TransferState,
     TransferStatus,
+    VoidPending,
 )
 from streamledger.errors import StreamLedgerError
 
@@ -470,3 +475,49 @@ def write_transfer_state(buffer: bytearray, state: TransferState, status_index: 
         write_long(buffer, state.last_sequence)
     except TypeError as exc:  # compiled: mypyc's check of a value's declared type
         raise NotPlainError(str(exc)) from exc
+
+
+def write_command(buffer: bytearray, command: CommandHeader) -> None:
+    """A single-leg command's Avro body (``Transfer``, ``PostPending``, ``VoidPending``,
+    ``OpenAccount``: schemas/<name>.avsc, fields in schema order): what the SDK writes for every
+    command it sends (decision 0104); ``NotPlainError`` for anything else."""
+    try:
+        write_cached_string(buffer, command.tenant_id)
+        write_string(buffer, command.idempotency_key)
+        write_long(buffer, command.submitted_at_us)
+        write_string_map(buffer, command.metadata)
+        _write_command_body(buffer, command)
+    except TypeError as exc:  # compiled: mypyc's check of a value's declared type
+        raise NotPlainError(str(exc)) from exc
+
+
+def _write_command_body(buffer: bytearray, command: CommandHeader) -> None:
+    """The fields after the command header, by the command's exact type."""
+    kind = type(command)
+    if kind is Transfer:
+        assert isinstance(command, Transfer)
+        write_string(buffer, command.transfer_id)
+        write_cached_string(buffer, command.debit_account_id)
+        write_cached_string(buffer, command.credit_account_id)
+        write_long(buffer, command.amount)
+        write_cached_string(buffer, command.currency)
+        write_boolean(buffer, command.pending)
+        write_optional_long(buffer, command.pending_timeout_s)
+        write_optional_string(buffer, command.reverses)
+    elif kind is PostPending:
+        assert isinstance(command, PostPending)
+        write_string(buffer, command.transfer_id)
+        write_optional_long(buffer, command.amount)
+    elif kind is VoidPending:
+        assert isinstance(command, VoidPending)
+        write_string(buffer, command.transfer_id)
+    elif kind is OpenAccount:
+        assert isinstance(command, OpenAccount)
+        write_cached_string(buffer, command.account_id)
+        write_cached_string(buffer, command.currency)
+        write_int(buffer, command.asset_scale)
+        write_boolean(buffer, command.debits_must_not_exceed_credits)
+        write_boolean(buffer, command.credits_must_not_exceed_debits)
+        write_optional_long(buffer, command.overdraft_limit)
+    else:
+        raise NotPlainError(f"not a single-leg command: {kind.__name__}")

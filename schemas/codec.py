@@ -68,6 +68,7 @@ from schemas.avro_schemas import (
 from schemas.avro_writers import (
     NotPlainError,
     write_account_state,
+    write_command,
     write_outcome,
     write_transaction_posted,
     write_transaction_state,
@@ -85,21 +86,25 @@ from schemas.model import (
     Event,
     MonitorState,
     Notification,
+    OpenAccount,
     Outcome,
     OutcomeStatus,
     PendingExpired,
     PendingPosted,
     PendingVoided,
     Posting,
+    PostPending,
     RejectReason,
     StateRecord,
     TenantHead,
     TransactionPosted,
     TransactionState,
+    Transfer,
     TransferPending,
     TransferPosted,
     TransferState,
     TransferStatus,
+    VoidPending,
 )
 from streamledger.errors import StreamLedgerError
 
@@ -625,6 +630,25 @@ def _encode_account_state(state: AccountState) -> bytes:
     return bytes(buffer)
 
 
+def _command_encoder(prefix: bytes, generic: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """A single-leg command's encoder written by hand (``schemas.avro_writers``, decision 0104:
+    the SDK's per-send cost); anything it does not take goes to ``generic``."""
+
+    def encode(command: Any) -> bytes:
+        buffer = bytearray(prefix)
+        try:
+            write_command(buffer, command)
+        except (NotPlainError, *_ENCODE_FAILURES):
+            return generic(command)
+        return bytes(buffer)
+
+    return encode
+
+
+for _command_type in (Transfer, PostPending, VoidPending, OpenAccount):
+    _COMMAND_ENCODERS[_command_type] = _command_encoder(
+        COMMANDS.by_type[_command_type].prefix, _COMMAND_ENCODERS[_command_type]
+    )
 _OUTCOME_ENCODERS[Outcome] = _encode_outcome_by_hand
 _STATE_ENCODERS[TransferState] = _encode_transfer_state
 _STATE_ENCODERS[AccountState] = _encode_account_state
