@@ -52,7 +52,7 @@ from fastavro import _read as fastavro_compiled_reader
 from fastavro import _write as fastavro_compiled_writer
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas import avro_readers
+from schemas import avro_command_readers, avro_readers
 from schemas._generated_records import BUILDERS, new_account_balance, new_posting
 from schemas.avro_schemas import (
     CURRENT_VERSION,
@@ -859,9 +859,44 @@ def _decode(family: RecordFamily, data: bytes) -> Any:
 
 
 def decode_command(data: bytes) -> Command:
-    """The command in single-object bytes; raises a ``DecodeError`` subclass."""
+    """The command in single-object bytes; raises a ``DecodeError`` subclass.
+
+    A single-leg command under the current schema is read by hand (``schemas.
+    avro_command_readers``, decision 0104); anything that reader does not take plainly goes
+    through fastavro, whose value or ``DecodeError`` stands."""
+    reader = _COMMAND_READERS.get(data[:_COMMAND_PREFIX_BYTES])
+    if reader is not None:
+        try:
+            return reader(data, _COMMAND_PREFIX_BYTES)
+        except (IndexError, ValueError, TypeError):
+            pass  # not plainly valid: fastavro decides
     result: Command = _decode(COMMANDS, data)
     return result
+
+
+def _command_readers() -> dict[bytes, Callable[[bytes, int], Command]]:
+    """The hand-written reader of each command type whose current schema has the field layout
+    the reader was written for, by the record's prefix; a layout that differs is logged, and
+    fastavro reads that type."""
+    readers: dict[bytes, Callable[[bytes, int], Command]] = {}
+    for python_type, reader in avro_command_readers.READERS.items():
+        branch = COMMANDS.by_type[python_type]
+        found = avro_readers.field_layout(branch.wire, branch.named)
+        layout = avro_command_readers.LAYOUTS[python_type]
+        if found != layout:
+            LOGGER.warning(
+                "the hand-written reader of %s is not used: its schema's layout %s is not %s",
+                python_type.__name__,
+                found,
+                layout,
+            )
+            continue
+        readers[branch.prefix] = reader
+    return readers
+
+
+_COMMAND_PREFIX_BYTES: Final = COMMANDS.prefix_bytes
+_COMMAND_READERS: Final = _command_readers()
 
 
 def decode_event(data: bytes) -> Event:

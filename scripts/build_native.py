@@ -75,6 +75,7 @@ COMPILED_MODULES: Final = (
     "ledger/snapshot.py",
     "ledger/state.py",
     "ledger/transactions.py",
+    "schemas/avro_command_readers.py",  # the processor's command readers (decision 0104)
     "schemas/avro_readers.py",
     "schemas/avro_writers.py",
 )
@@ -215,8 +216,7 @@ def smoke_test(expected: list[str]) -> None:
     program = (
         "import streamledger.native as native\n"
         "native.install()\n"
-        "import ledger, ledger.snapshot, ledger.invariants\n"
-        "import schemas.avro_readers, schemas.avro_writers\n"
+        f"import {', '.join(expected)}\n"  # every listed module, through the finder
         "print(','.join(native.compiled_modules()))\n"
     )
     environment = {**os.environ, "STREAMLEDGER_PURE_PYTHON": "0"}
