@@ -207,7 +207,8 @@ def run_processor(
     cpu_s = time.process_time() - cpu_started
     # CPU time of the whole process (the loop, librdkafka's threads, this polling thread) per
     # command: what a loaded machine inflates least (5 sessions share 2 cores)
-    print(f"processor CPU:       {cpu_s / max(1.0, total - first) * 1e6:.1f} µs per command")
+    if total > first:  # else everything was consumed before the timing started
+        print(f"processor CPU:       {cpu_s / (total - first) * 1e6:.1f} µs per command")
     stop.set()
     thread.join(RUN_TIMEOUT_S)
     assert not errors, errors
