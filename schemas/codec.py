@@ -31,10 +31,13 @@ schemas.codec.encode.Transfer`` prints one). The fast path calls two fastavro in
 fallback from them is logged and counted (``fastavro_fallback_total``, decision 0034). The two
 multi-leg records whose size grows with the postings, ``TransactionPosted`` (sealed) and
 ``TransactionState``, are written by hand (``schemas.avro_writers``: fastavro's bytes, compared
-by a Hypothesis test), anything unusual through the generic encoder. The state records a restore
-decodes by the thousand, ``TransferState``, ``AccountState`` and ``TenantHead``, are read by hand
-(``schemas.avro_readers``: fastavro's values, compared by a Hypothesis test), anything unusual
-through fastavro.
+by a Hypothesis test), anything unusual through the generic encoder; so are, since decision
+0104, the records of every single-leg command: its command (the SDK's encode), its event, its
+outcome and its account and transfer state records. The state records a restore decodes by the
+thousand, ``TransferState``, ``AccountState`` and ``TenantHead``, are read by hand
+(``schemas.avro_readers``: fastavro's values, compared by a Hypothesis test), and so are the
+single-leg commands the processor decodes (``schemas.avro_command_readers``, decision 0104);
+anything unusual goes through fastavro.
 """
 
 from __future__ import annotations
