@@ -87,6 +87,8 @@ class RegistryDecision:
 
 def signature_of(headers: Headers) -> tuple[bytes | None, bytes | None]:
     """(key id, hex signature) from a record's headers; None for a missing one."""
+    if headers is None:  # an unsigned record (isinstance of a Mapping below is an ABC check)
+        return None, None
     if (  # the SDK's two headers, in its order: no scan
         type(headers) is list
         and len(headers) == SIGNED_HEADER_COUNT
@@ -158,7 +160,7 @@ class KeyRegistry:
         """Whether the tenant was ever granted a key (revoked ones count: no way back)."""
         if tenant_id in self._committed:
             return True
-        return any(tenant == tenant_id for tenant, _ in self._staged)
+        return bool(self._staged) and any(tenant == tenant_id for tenant, _ in self._staged)
 
     def _now(self, record_timestamp_us: int) -> int:
         self._latest_us = max(self._latest_us, record_timestamp_us)

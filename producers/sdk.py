@@ -86,6 +86,9 @@ POLL_EVERY_RECORDS: Final = 1_000  # serve delivery reports this often while sen
 FAILURES_KEPT_MAX: Final = 100  # first failures remembered for the error message
 # confluent-kafka configuration properties that set the client's default delivery callback
 DELIVERY_CALLBACK_PROPERTIES: Final = frozenset({"on_delivery", "dr_cb", "dr_msg_cb"})
+# Tenants whose record key and partition are kept (a murmur2 and an encode less per send);
+# cleared when full.
+ROUTES_CACHED_MAX: Final = 65_536
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -370,6 +373,7 @@ class LedgerProducer:
         self.failed = 0
         self.failures: list[str] = []
         self._since_poll = 0
+        self._routes: dict[str, tuple[bytes, int]] = {}  # tenant -> (record key, partition)
 
     # ------------------------------------------------------------------ sending
 
@@ -378,7 +382,7 @@ class LedgerProducer:
         violation = first_violation(command)  # what ``validate`` does, one call less
         if violation is not None:
             raise CommandValidationError(*violation)
-        key = command_key(command.tenant_id)
+        route = self._routes.get(command.tenant_id) or self._route(command.tenant_id)
         callback = self._default_callback if on_delivery is None else self._wrap(on_delivery)
         value = encode_command(command)
         signing_key = self.signing_keys.get(command.tenant_id) if self.signing_keys else None
@@ -387,7 +391,17 @@ class LedgerProducer:
             if signing_key is None
             else signature_headers(signing_key.secret, signing_key.key_id, value)
         )
-        self._produce(key, value, partition_for(key, self.partitions), callback, headers)
+        self._produce(route[0], value, route[1], callback, headers)
+
+    def _route(self, tenant_id: str) -> tuple[bytes, int]:
+        """The record key of a tenant's commands and its partition (Kafka's default
+        partitioner on that key), kept for the next send."""
+        key = command_key(tenant_id)
+        route = (key, partition_for(key, self.partitions))
+        if len(self._routes) >= ROUTES_CACHED_MAX:
+            self._routes.clear()
+        self._routes[tenant_id] = route
+        return route
 
     def send_signed(
         self,
@@ -428,7 +442,10 @@ class LedgerProducer:
     ) -> None:
         """Queue one record; ``callback`` None: the client's default (``_on_delivery``)."""
         try:
-            self._queue(key, value, partition, callback, headers)
+            if callback is None and headers is None:  # the common case: one call
+                self._client.produce(self.topic, value, key, partition)
+            else:
+                self._queue(key, value, partition, callback, headers)
         except BufferError:
             self._produce_when_room(key, value, partition, callback, headers)
         self.sent += 1

@@ -75,6 +75,7 @@ COMPILED_MODULES: Final = (
     "ledger/snapshot.py",
     "ledger/state.py",
     "ledger/transactions.py",
+    "schemas/avro_command_readers.py",  # the processor's command readers (decision 0104)
     "schemas/avro_readers.py",
     "schemas/avro_writers.py",
     "projections/event_reader.py",  # the projection's event readers (decision 0100)

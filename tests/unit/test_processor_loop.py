@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from processors import loop as loop_module
 from processors.kafka_clients import AbortableError, FencedError, ProcessorKafkaError
 from processors.loop import Processor
 from processors.memory_transport import MemoryBroker, MemoryTransport
@@ -311,3 +312,19 @@ def test_ticks_are_written_read_back_and_expire_a_due_pending_transfer() -> None
     expired = [event for event in events if isinstance(event, PendingExpired)]
     assert [(event.tenant_id, event.transfer_id) for event in expired] == [("acme", "p1")]
     assert run.counted("tick_records") >= 1
+
+
+def test_the_watchdog_is_re_armed_at_most_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each re-arm starts faulthandler's watchdog thread afresh: not once per loop turn."""
+    run = Run()
+    armed: list[int] = []
+    monkeypatch.setattr(Processor, "_arm_watchdog", staticmethod(armed.append))
+    now = [100.0]
+    monkeypatch.setattr(loop_module.time, "monotonic", lambda: now[0])
+    for step_s in (0.0, 0.3, 0.3, 0.5, 0.1, 2.0):
+        now[0] += step_s
+        run.processor._keep_watchdog_armed()
+    stall_timeout_s = run.processor_settings.stall_timeout_s
+    assert armed == [stall_timeout_s] * 3  # at 100.0, 101.1 and 103.2
