@@ -22,6 +22,7 @@ CORE_TESTS := tests/unit/test_native_core.py tests/unit/test_ledger_properties.p
 	tests/unit/test_transactions.py tests/unit/test_generated_checks.py \
 	tests/unit/test_partition_ledger.py tests/unit/test_monitors.py \
 	tests/unit/test_avro_writers.py tests/unit/test_avro_readers.py tests/unit/test_codec.py \
+	tests/unit/test_avro_command_readers.py \
 	tests/unit/test_projection_event_reader.py tests/unit/test_projection_batch.py \
 	tests/unit/test_projection_write_path.py \
 	tests/unit/test_reconciliation_matching.py tests/unit/test_reconciliation_order.py \
