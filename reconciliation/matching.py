@@ -89,12 +89,13 @@ class MatchingRules:
         assert self.line_identity_days >= self.date_window_days
 
 
-# The values the matcher makes per input record (``Movement``, ``Item``, ``Wanted``, ``Match``)
-# are dataclasses with a hand-written ``__init__`` instead of frozen ones (decision 0097): compiled
-# (scripts/build_native.py), mypyc runs it as C, 0.06 µs, where a frozen dataclass's generated
-# ``__init__`` stays interpreted, 2.2 µs (one ``object.__setattr__`` per field), about a fifth of
-# the matcher's work per line. They are values all the same: never assigned after construction;
-# equal and hashed by their fields (``unsafe_hash``), as the frozen ones were.
+# The values the matcher makes per input record (``Movement``, ``Item``, ``Wanted``, ``Match``,
+# ``ReconciliationResult``) are dataclasses with a hand-written ``__init__`` instead of frozen ones
+# (decision 0097): compiled (scripts/build_native.py), mypyc runs it as C, 0.06 µs, where a frozen
+# dataclass's generated ``__init__`` stays interpreted, 2.2 µs (one ``object.__setattr__`` per
+# field), about a fifth of the matcher's work per line. They are values all the same: never
+# assigned after construction; equal and hashed by their fields (``unsafe_hash``), as the frozen
+# ones were.
 
 
 @dataclass(slots=True, kw_only=True, init=False, unsafe_hash=True)
@@ -129,9 +130,10 @@ class Movement:
         self.external_reference = external_reference
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, init=False, unsafe_hash=True)
 class ReconciliationResult:
-    """One ``ledger.reconciliation`` record (schema ``ReconciliationResult``)."""
+    """One ``ledger.reconciliation`` record (schema ``ReconciliationResult``): a value, built
+    once per decision with a hand-written ``__init__`` (decision 0097), never assigned after."""
 
     tenant_id: str
     account_id: str
@@ -143,6 +145,31 @@ class ReconciliationResult:
     line_amount: int  # signed: credit > 0
     movement_amount: int  # signed, statement side: credit (mirror debited) > 0
     decided_at_us: int
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        state: ReconciliationState,
+        rule: MatchRule | None,
+        reason: str,
+        line_ids: tuple[str, ...],
+        movement_ids: tuple[str, ...],
+        line_amount: int,
+        movement_amount: int,
+        decided_at_us: int,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.account_id = account_id
+        self.state = state
+        self.rule = rule
+        self.reason = reason
+        self.line_ids = line_ids
+        self.movement_ids = movement_ids
+        self.line_amount = line_amount
+        self.movement_amount = movement_amount
+        self.decided_at_us = decided_at_us
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
