@@ -25,7 +25,8 @@ Per repetition, on fresh topics (``fresh``: unique prefix, deleted at the end):
    movement: the account was reconciled before) is produced, **the matcher as a user runs it**
    (a ``streamledger reconcile`` child process, default settings; ``--matchers N``: N of them in
    the one consumer group, as ``streamledger run --reconcilers N`` starts them, each owning
-   some of the partitions) is started, and the bench waits
+   some of the partitions; the bench first waits until the group is stable with all N holding
+   their partitions, so no rebalance falls into the backlog) is started, and the bench waits
    until its group has committed those headers: every account is a mirror account before any
    event arrives (otherwise, on a backlog, the events may run more than
    ``movement_retention_days`` ahead of the first statement and their movements be forgotten);
@@ -66,13 +67,14 @@ from typing import Final
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process
+from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process, wait_until_settled
 from bench.results import BenchRun
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from ledger import Accepted, LedgerState, step
 from processors.partition_ledger import WIRE_FORMAT
 from reconciliation.event_movements import event_movements
+from reconciliation.matcher_settings import GROUP_ID_SUFFIX
 from reconciliation.matching import (
     MICROSECONDS_PER_DAY,
     MatchingRules,
@@ -462,7 +464,7 @@ def wait_for_openings(
     """Until the matcher's group has committed the ``count`` opening headers: every account is
     a mirror account before the first event (as in a deployment that imported statements
     before), so no movement is kept only ``movement_retention_days`` whatever the fetch order."""
-    consumer = consumer_for(settings, f"{settings.topic_prefix}streamledger-reconciler")
+    consumer = consumer_for(settings, f"{settings.topic_prefix}{GROUP_ID_SUFFIX}")
     wanted = [TopicPartition(settings.topic(STATEMENTS_TOPIC), partition)
               for partition in range(settings.partitions)]  # fmt: skip
     deadline = time.monotonic() + timeout_s
@@ -495,6 +497,9 @@ def run_once(run: BenchRun, settings: Settings, workload: Workload, matchers: in
                 peak = max([peak, *(peak_rss_bytes(process.pid) for process in processes)])
                 return all(process.poll() is None for process in processes)
 
+            if matchers > 1:  # every matcher holds its partitions before the backlog: no rebalance
+                group = f"{scoped.topic_prefix}{GROUP_ID_SUFFIX}"
+                wait_until_settled(scoped, group, matchers, 2 * PARTITIONS, processes)
             wait_for_openings(scoped, len(workload.opening), alive, OPENING_TIMEOUT_S)
             cpu_before_s = sum(cpu_seconds(process.pid) for process in processes)
             produce(scoped, workload.records)  # faster than the matcher: a backlog at once
