@@ -219,9 +219,11 @@ def _manual_reconciliation_paths() -> dict[str, Any]:
     return {
         "/v1/reconciliation/matches": _manual_request(
             ManualMatchBody,
-            "match open statement lines with open ledger movements of a bank-mirror account by"
-            " hand: a ManualMatch record the matcher decides (rule manual) if every item is"
-            " still open (decision 0098)",
+            "match statement lines with ledger movements of a bank-mirror account by hand, open"
+            " or currently unmatched: a ManualMatch record the matcher decides (rule manual,"
+            " superseding the items' unmatched results) or refuses with a ManualRefusal record"
+            " on GET /v1/reconciliation (decisions 0098, 0106, 0107); 422 when an item is"
+            " matched or mismatched (unmatch it first)",
         ),
         "/v1/reconciliation/unmatches": _manual_request(
             ManualUnmatchBody,

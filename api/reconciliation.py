@@ -98,8 +98,9 @@ API_KEY_ID_END: Final = API_KEY_ID_START + 16
 
 
 class ManualMatchBody(msgspec.Struct, forbid_unknown_fields=True):
-    """``POST /v1/reconciliation/matches``: open statement lines and open ledger movements of a
-    bank-mirror account matched by a person (decision 0098)."""
+    """``POST /v1/reconciliation/matches``: statement lines and ledger movements of a
+    bank-mirror account, open or currently unmatched, matched by a person (decisions 0098,
+    0106)."""
 
     account: str
     line_ids: list[str]
@@ -320,8 +321,8 @@ async def request_match(
     settings: Settings, tenant_id: str, api_key_token: str, raw: bytes
 ) -> Response:
     """``POST /v1/reconciliation/matches``: 400 naming the member at fault, 422 naming an item a
-    result already decided, 202 once the ``ManualMatch`` is on the topic (the matcher decides
-    it, decision 0090)."""
+    result matched or mismatched (undo it first), 202 once the ``ManualMatch`` is on the topic
+    (the matcher decides it, or refuses it with a ``ManualRefusal``, decisions 0106, 0107)."""
     body = decode_manual_body(ManualMatchBody, raw)
     assert isinstance(body, ManualMatchBody)
     request = manual_match_request(
