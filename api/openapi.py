@@ -368,6 +368,16 @@ def build_openapi() -> dict[str, Any]:
                     *PAGE_PARAMETERS,
                 ],
             ),
+            "/v1/reconciliation/refusals": _read(
+                "the manual requests the matcher refused (ManualRefusal records: the request's"
+                " request_id, type, actor, items and the matcher's reason), in the order it"
+                " refused them (keyset pagination, decision 0107)",
+                [
+                    _query("account", "the bank-mirror account"),
+                    _query("request_id", "a request's PARTITION:OFFSET (the 202's request_id)"),
+                    *PAGE_PARAMETERS,
+                ],
+            ),
             **_manual_reconciliation_paths(),
             "/v1/monitors": {
                 **_submit(

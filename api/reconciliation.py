@@ -58,6 +58,11 @@ from reconciliation.manual_match import (
     manual_unmatch_problem,
 )
 from reconciliation.matching import ManualMatch, ManualUnmatch
+from reconciliation.refusal_search import (
+    parse_refusal_search,
+    refusal_documents,
+    refusal_statement,
+)
 from reconciliation.result_search import (
     ResultPage,
     SearchProblem,
@@ -73,6 +78,7 @@ from streamledger.settings import Settings
 
 JSON: Final = "application/json"
 RECONCILIATION_PATH: Final = "/v1/reconciliation"
+REFUSALS_PATH: Final = "/v1/reconciliation/refusals"
 IMPORT_PARAMETERS: Final = ("account", "format", "bank_account")
 FORMATS: Final = {
     "camt053": StatementFormat.CAMT053,
@@ -129,6 +135,24 @@ def page_document(items: Sequence[tuple[str, str]], page: ResultPage, limit: int
         query = urlencode([*kept, ("limit", str(limit)), ("after", page.next_cursor)])
         next_url = f"{RECONCILIATION_PATH}?{query}"
     return {"data": list(page.rows), "next_cursor": page.next_cursor, "next": next_url}
+
+
+async def list_refusals(
+    reader: ApiReader, tenant_id: str, items: Sequence[tuple[str, str]]
+) -> Response:
+    """The tenant's refused manual requests in the order the matcher refused them, filtered by
+    ``account`` and ``request_id`` (decision 0107)."""
+    search = parse_refusal_search(items)
+    if isinstance(search, SearchProblem):
+        raise ApiProblemError(INVALID_PARAMETER, search.message, field=search.parameter)
+    rows = await reader.read(tenant_id, *refusal_statement(tenant_id, search))
+    document = refusal_documents(rows, search.limit)
+    next_url = None
+    if document["next_cursor"] is not None:
+        kept = [(name, value) for name, value in items if name not in ("after", "limit")]
+        query = urlencode([*kept, ("limit", str(search.limit)), ("after", document["next_cursor"])])
+        next_url = f"{REFUSALS_PATH}?{query}"
+    return Response(msgspec.json.encode({**document, "next": next_url}), 200, media_type=JSON)
 
 
 async def list_results(

@@ -90,12 +90,6 @@ class DecidedUnmatched:
         number = self.part_of.get((tenant_id, account_id, is_line, item_id))
         return None if number is None else self.parts[number]
 
-    def take(self, parts: Sequence[UnmatchedPart]) -> None:
-        """A manual match decided ``parts``: they leave the index."""
-        for part in parts:
-            number = self.part_of[(part.tenant_id, part.account_id, part.is_line, part.item_ids[0])]
-            self._remove(number)
-
     def _add(self, part: UnmatchedPart) -> None:
         # an item is in one part at most: a newer unmatched result naming it supersedes the older
         self.discard_named(

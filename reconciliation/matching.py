@@ -561,6 +561,8 @@ class Reconciler:
             unmatched.discard_named(
                 result.tenant_id, result.account_id, result.line_ids, result.movement_ids
             )
+            # matched again (by hand): the group may be unmatched again
+            self.unmatched_groups.discard(_group(result))
 
     def add_statement(
         self, statement: Statement, at_us: int, *, restoring: bool = False
@@ -744,13 +746,14 @@ class Reconciler:
         ]
         if missing:
             return self._neither_open_nor_unmatched(missing)
-        self.decided_unmatched.take(named.parts)
         lines = tuple(self._remove(book.lines, item) for item in missing_lines)
         movements = tuple(self._remove(book.movements, item) for item in missing_movements)
+        result = _manual_match_result(request, named.parts, lines, movements, at_us)
+        self._note_decided(result)  # its parts leave the index, as a restore would see it
         freed = self._close(
             book, at_us, self._freed_lines(book, movements), self._freed_movements(book, lines)
         )
-        return [_manual_match_result(request, named.parts, lines, movements, at_us), *freed]
+        return [result, *freed]
 
     def _neither_open_nor_unmatched(self, item_ids: list[str]) -> str:
         return (

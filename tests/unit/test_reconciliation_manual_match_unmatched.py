@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciliation.matching import (
+    MANUAL_UNMATCH_REASON,
     ManualMatch,
     ManualUnmatch,
     MatchingRules,
@@ -143,6 +144,13 @@ def test_a_group_a_person_unmatched_is_matched_again_only_whole() -> None:
     history = [match, undone, decided[0]]
     assert current_results(history) == [decided[0]]
     assert len(restored(MatchingRules(), history).decided_unmatched) == 0
+    # matched again, the same group may be unmatched again (live and after a restore)
+    second = replace(unmatch, result_id="0:3", requested_at_us=AT + 1)
+    after_restart = restored(MatchingRules(), history)
+    for matcher in (reconciler, after_restart):
+        (again,) = matcher.add_manual_unmatch(second, AT + 2)  # type: ignore[misc]
+        assert again.reason == MANUAL_UNMATCH_REASON
+        assert matcher.add_manual_unmatch(second, AT + 3) == "already unmatched (result 0:3)"
 
 
 def test_a_restore_rebuilds_the_index_and_decides_the_same() -> None:

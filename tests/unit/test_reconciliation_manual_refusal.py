@@ -66,3 +66,34 @@ def test_an_unknown_request_type_is_a_bug() -> None:
     except AssertionError:
         return
     raise AssertionError("a refusal of a Statement was built")
+
+
+def test_the_refusal_search_parses_and_builds_one_statement() -> None:
+    from reconciliation.refusal_search import (
+        RefusalSearch,
+        parse_refusal_search,
+        refusal_documents,
+        refusal_statement,
+    )
+    from reconciliation.result_search import SearchProblem
+
+    search = parse_refusal_search([("account", "bank"), ("request_id", "0:41"), ("limit", "1")])
+    assert search == RefusalSearch(account_id="bank", request_id="0:41", limit=1)
+    statement, parameters = refusal_statement("acme", search)
+    assert "r.account_id = %s AND r.request_id = %s" in statement
+    assert parameters == ("acme", "bank", "0:41", 1)
+    for items, parameter in (
+        ([("request_id", "41")], "request_id"),
+        ([("state", "x")], "state"),
+        ([("limit", "0")], "limit"),
+        ([("after", "x")], "after"),
+        ([("account", "a"), ("account", "b")], "account"),
+    ):
+        problem = parse_refusal_search(items)
+        assert isinstance(problem, SearchProblem) and problem.parameter == parameter, items
+    row = ("bank", 3, 17, "0:41", "ManualMatch", "bob", ["bank/x"], [], "why", "t")
+    document = refusal_documents([row], 1)
+    assert document["next_cursor"] == "3:17"
+    assert document["data"][0]["refusal_id"] == "3:17"
+    assert document["data"][0]["request_id"] == "0:41"
+    assert refusal_documents([row], 2)["next_cursor"] is None
