@@ -354,9 +354,15 @@ def _unmatch_to_avro(request: ManualUnmatch) -> dict[str, Any]:
 
 def _refusal_to_avro(refusal: ManualRefusal) -> dict[str, Any]:
     return {
-        **{name: getattr(refusal, name) for name in _REFUSAL_SAME_NAMES},
+        "tenant_id": refusal.tenant_id,
+        "account_id": refusal.account_id,
+        "request_id": refusal.request_id,
+        "request_type": refusal.request_type,
+        "actor": refusal.actor,
         "line_ids": list(refusal.line_ids),
         "movement_ids": list(refusal.movement_ids),
+        "reason": refusal.reason,
+        "refused_at_us": refusal.refused_at_us,
     }
 
 
