@@ -72,6 +72,7 @@ from api.reads import ApiReader
 from api.reconciliation import (
     IMPORT_PARAMETERS,
     import_statement_file,
+    list_refusals,
     list_results,
     request_match,
     request_unmatch,
@@ -437,6 +438,13 @@ async def list_reconciliation(request: Request) -> Response:
     return await list_results(reader, tenant_id, request.query_params.multi_items())
 
 
+async def list_reconciliation_refusals(request: Request) -> Response:
+    """``GET /v1/reconciliation/refusals?account&request_id&limit&after`` (decision 0107)."""
+    tenant_id = await tenant_of(request)
+    reader = services_of(request).require_reader()
+    return await list_refusals(reader, tenant_id, request.query_params.multi_items())
+
+
 async def post_statement(request: Request) -> Response:
     """``POST /v1/statements?account&format&bank_account``: a statement file (decision 0075)."""
     tenant_id = await tenant_of(request)
@@ -682,6 +690,7 @@ ROUTES: Final = [
     Route("/v1/transfers", list_transfers, methods=["GET"]),
     Route("/v1/reconciliation", list_reconciliation, methods=["GET"]),
     Route("/v1/statements", post_statement, methods=["POST"]),
+    Route("/v1/reconciliation/refusals", list_reconciliation_refusals, methods=["GET"]),
     Route("/v1/reconciliation/matches", post_manual_match, methods=["POST"]),
     Route("/v1/reconciliation/unmatches", post_manual_unmatch, methods=["POST"]),
     Route("/v1/transactions", list_transactions, methods=["GET"]),

@@ -219,9 +219,11 @@ def _manual_reconciliation_paths() -> dict[str, Any]:
     return {
         "/v1/reconciliation/matches": _manual_request(
             ManualMatchBody,
-            "match open statement lines with open ledger movements of a bank-mirror account by"
-            " hand: a ManualMatch record the matcher decides (rule manual) if every item is"
-            " still open (decision 0098)",
+            "match statement lines with ledger movements of a bank-mirror account by hand, open"
+            " or currently unmatched: a ManualMatch record the matcher decides (rule manual,"
+            " superseding the items' unmatched results) or refuses with a ManualRefusal record"
+            " on GET /v1/reconciliation (decisions 0098, 0106, 0107); 422 when an item is"
+            " matched or mismatched (unmatch it first)",
         ),
         "/v1/reconciliation/unmatches": _manual_request(
             ManualUnmatchBody,
@@ -363,6 +365,16 @@ def build_openapi() -> dict[str, Any]:
                 [
                     _query("account", "the bank-mirror account"),
                     _query("state", "matched, mismatched or unmatched"),
+                    *PAGE_PARAMETERS,
+                ],
+            ),
+            "/v1/reconciliation/refusals": _read(
+                "the manual requests the matcher refused (ManualRefusal records: the request's"
+                " request_id, type, actor, items and the matcher's reason), in the order it"
+                " refused them (keyset pagination, decision 0107)",
+                [
+                    _query("account", "the bank-mirror account"),
+                    _query("request_id", "a request's PARTITION:OFFSET (the 202's request_id)"),
                     *PAGE_PARAMETERS,
                 ],
             ),

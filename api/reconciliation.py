@@ -58,6 +58,11 @@ from reconciliation.manual_match import (
     manual_unmatch_problem,
 )
 from reconciliation.matching import ManualMatch, ManualUnmatch
+from reconciliation.refusal_search import (
+    parse_refusal_search,
+    refusal_documents,
+    refusal_statement,
+)
 from reconciliation.result_search import (
     ResultPage,
     SearchProblem,
@@ -73,6 +78,7 @@ from streamledger.settings import Settings
 
 JSON: Final = "application/json"
 RECONCILIATION_PATH: Final = "/v1/reconciliation"
+REFUSALS_PATH: Final = "/v1/reconciliation/refusals"
 IMPORT_PARAMETERS: Final = ("account", "format", "bank_account")
 FORMATS: Final = {
     "camt053": StatementFormat.CAMT053,
@@ -98,8 +104,9 @@ API_KEY_ID_END: Final = API_KEY_ID_START + 16
 
 
 class ManualMatchBody(msgspec.Struct, forbid_unknown_fields=True):
-    """``POST /v1/reconciliation/matches``: open statement lines and open ledger movements of a
-    bank-mirror account matched by a person (decision 0098)."""
+    """``POST /v1/reconciliation/matches``: statement lines and ledger movements of a
+    bank-mirror account, open or currently unmatched, matched by a person (decisions 0098,
+    0106)."""
 
     account: str
     line_ids: list[str]
@@ -128,6 +135,24 @@ def page_document(items: Sequence[tuple[str, str]], page: ResultPage, limit: int
         query = urlencode([*kept, ("limit", str(limit)), ("after", page.next_cursor)])
         next_url = f"{RECONCILIATION_PATH}?{query}"
     return {"data": list(page.rows), "next_cursor": page.next_cursor, "next": next_url}
+
+
+async def list_refusals(
+    reader: ApiReader, tenant_id: str, items: Sequence[tuple[str, str]]
+) -> Response:
+    """The tenant's refused manual requests in the order the matcher refused them, filtered by
+    ``account`` and ``request_id`` (decision 0107)."""
+    search = parse_refusal_search(items)
+    if isinstance(search, SearchProblem):
+        raise ApiProblemError(INVALID_PARAMETER, search.message, field=search.parameter)
+    rows = await reader.read(tenant_id, *refusal_statement(tenant_id, search))
+    document = refusal_documents(rows, search.limit)
+    next_url = None
+    if document["next_cursor"] is not None:
+        kept = [(name, value) for name, value in items if name not in ("after", "limit")]
+        query = urlencode([*kept, ("limit", str(search.limit)), ("after", document["next_cursor"])])
+        next_url = f"{REFUSALS_PATH}?{query}"
+    return Response(msgspec.json.encode({**document, "next": next_url}), 200, media_type=JSON)
 
 
 async def list_results(
@@ -320,8 +345,8 @@ async def request_match(
     settings: Settings, tenant_id: str, api_key_token: str, raw: bytes
 ) -> Response:
     """``POST /v1/reconciliation/matches``: 400 naming the member at fault, 422 naming an item a
-    result already decided, 202 once the ``ManualMatch`` is on the topic (the matcher decides
-    it, decision 0090)."""
+    result matched or mismatched (undo it first), 202 once the ``ManualMatch`` is on the topic
+    (the matcher decides it, or refuses it with a ``ManualRefusal``, decisions 0106, 0107)."""
     body = decode_manual_body(ManualMatchBody, raw)
     assert isinstance(body, ManualMatchBody)
     request = manual_match_request(

@@ -103,10 +103,13 @@ def register(subparsers: Subparsers) -> None:
     importing.set_defaults(handler=run_import)
     matching = parts.add_parser(
         "match",
-        help="match open statement lines with open ledger movements by hand (an audited record)",
+        help="match statement lines with ledger movements by hand, open or unmatched (audited)",
         description=(
             "Write a ManualMatch record to ledger.statements; the matcher decides the items as"
-            " matched (rule manual) if every one is still open, else logs and counts the refusal."
+            " matched (rule manual) if every one is still open or currently unmatched (its"
+            " unmatched result is superseded, decision 0106), else writes a ManualRefusal"
+            " naming the request and the reason (decision 0107). Matched or mismatched items"
+            " need an unmatch first."
         ),
     )
     matching.add_argument("--tenant", required=True, help="the tenant")

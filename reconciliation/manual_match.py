@@ -4,9 +4,10 @@
 their ``ManualMatch`` request through ``manual_match_request``: a request that breaks a limit or
 names an item of another tenant or account is refused here, as a value naming the parameter,
 before anything reaches ``ledger.statements``. An item a result on ``ledger.reconciliation``
-already names is not open (decided items never reopen): ``decided_items_problem`` refuses such a
-match at once, naming the item and the result. Whether the other items are *open* only the
-matcher knows (it refuses, logs and counts the rest, decision 0090).
+currently matched or mismatched must be unmatched first: ``decided_items_problem`` refuses such
+a match at once, naming the item and the result; an item whose latest result is ``unmatched``
+may be matched by hand (decision 0106). Whether the other items are open, or still remembered as
+unmatched, only the matcher knows: it refuses the rest with a ``ManualRefusal`` record.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from reconciliation.matching import ManualMatch, ReconciliationResult
+from reconciliation.matching import ManualMatch, ReconciliationResult, ReconciliationState
 from schemas.limits import entity_id_problem
 
 LINE_IDS_MAX: Final = 64  # a person matches a handful; the sum rule's groups are smaller
@@ -131,22 +132,36 @@ def manual_unmatch_problem(
 def decided_items_problem(
     results: Sequence[tuple[str, ReconciliationResult]], request: ManualMatch
 ) -> RequestProblem | None:
-    """Why ``request`` names an item some result (``(result_id, result)`` of the tenant's
-    partition) already decided, or None. Decided items never reopen, so the matcher would refuse
-    it; a match to undo first is named as such."""
+    """Why ``request`` names an item whose latest result (``(result_id, result)`` of the tenant's
+    partition, in order) is a match or a mismatch — undo it first — or only some of the items of
+    one side of an ``unmatched`` result (a group a person unmatched: name them all); or None.
+    Items whose latest result is ``unmatched`` may be matched by hand: the matcher supersedes
+    that result (decision 0106)."""
     lines, movements = set(request.line_ids), set(request.movement_ids)
-    for result_id, result in reversed(results):  # the latest result naming an item is its state
+    named = lines | movements
+    seen: set[str] = set()  # items whose latest result was met (the walk goes newest first)
+    for result_id, result in reversed(results):
         if result.tenant_id != request.tenant_id or result.account_id != request.account_id:
             continue
-        for parameter, named, decided in (
+        for parameter, wanted, decided in (
             ("line_ids", lines, result.line_ids),
             ("movement_ids", movements, result.movement_ids),
         ):
-            found = sorted(named.intersection(decided))
-            if found:
-                state = result.state.value
-                undo = " (undo it first: unmatch)" if state != "unmatched" else ""
+            found = sorted(wanted.intersection(decided).difference(seen))
+            seen.update(found)
+            if not found:
+                continue
+            if result.state is not ReconciliationState.UNMATCHED:
                 return RequestProblem(
-                    parameter, f"{found[0][:64]!r} is already {state} by result {result_id}{undo}"
+                    parameter,
+                    f"{found[0][:64]!r} is already {result.state.value} by result {result_id}"
+                    " (undo it first: unmatch)",
+                )
+            left_out = [item for item in decided if item not in named]
+            if left_out:
+                return RequestProblem(
+                    parameter,
+                    f"{found[0][:64]!r} is unmatched together with {left_out[0][:64]!r} by"
+                    f" result {result_id}: name them all",
                 )
     return None

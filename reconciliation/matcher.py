@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER, kafka_error_text
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
 from reconciliation.event_movements import event_movements
+from reconciliation.manual_refusal import ManualRefusal, manual_refusal
 from reconciliation.matcher_settings import MatcherSettings
 from reconciliation.matching import (
     ManualMatch,
@@ -38,7 +39,7 @@ from reconciliation.matching import (
 )
 from reconciliation.metrics import ReconcilerMetrics
 from reconciliation.partition_reader import PartitionRecord, read_partition
-from reconciliation.records import decode, encode
+from reconciliation.records import ReconciliationRecord, decode, encode
 from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC, ensure_topics
 from schemas.keys import command_key
@@ -69,6 +70,7 @@ class Matcher:
         self.results_topic = settings.topic(RECONCILIATION_TOPIC)
         self.reconcilers: dict[int, Reconciler] = {}
         self.results_written = 0
+        self._refusals: list[ManualRefusal] = []  # of the record _apply just read (decision 0107)
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
 
@@ -92,7 +94,7 @@ class Matcher:
 
     def _process_batch(self, messages: list[Message]) -> None:
         positions: dict[tuple[str, int], int] = {}
-        results: list[tuple[int, ReconciliationResult]] = []
+        results: list[tuple[int, ReconciliationRecord]] = []
         for message in messages:
             error = message.error()
             if error is not None:
@@ -104,6 +106,8 @@ class Matcher:
             positions[(topic, partition)] = offset + 1
             decided = self._apply(topic, partition, offset, message, restoring=False)
             results.extend((partition, result) for result in decided)
+            results.extend((partition, refusal) for refusal in self._refusals)
+            self._refusals.clear()
         try:
             self.producer.begin_transaction()
             for partition, result in results:
@@ -125,7 +129,9 @@ class Matcher:
             self._abort_and_rebuild(exc)
             return
         self.results_written += len(results)
-        self.metrics.committed([result for _, result in results])
+        self.metrics.committed(
+            [result for _, result in results if isinstance(result, ReconciliationResult)]
+        )
         if time.monotonic() - self._metrics_observed_at >= METRICS_INTERVAL_S:
             self._metrics_observed_at = time.monotonic()
             self.metrics.observe(list(self.reconcilers.values()))
@@ -172,6 +178,16 @@ class Matcher:
                     topic, partition, offset, type(record).__name__, record.actor, manual,
                 )  # fmt: skip
                 self.metrics.manual_refused.inc()
+                self._refusals.append(
+                    manual_refusal(
+                        type(record).__name__,
+                        (record.tenant_id, record.account_id, record.actor,
+                         record.line_ids, record.movement_ids),
+                        request_id=f"{partition}:{offset}",
+                        reason=manual,
+                        refused_at_us=at_us,
+                    )
+                )  # fmt: skip
                 return []
             return manual
         raise InvariantViolationError(f"{topic}[{partition}]@{offset}: a {type(record).__name__}")
@@ -202,6 +218,8 @@ class Matcher:
             ):
                 if record.value is not None:
                     result = decode(record.value)
+                    if isinstance(result, ManualRefusal):
+                        continue  # decides nothing (decision 0107)
                     assert isinstance(result, ReconciliationResult), result
                     reconciler.remember_decided(result)
             inputs = [

@@ -64,6 +64,15 @@ class MatcherSettings:
             0, 3_660, "days", "how far behind the ledger a line id is remembered against copies"
         ),
     )
+    decided_unmatched_max: int = field(
+        default=DEFAULT_RULES.decided_unmatched_max,
+        metadata=limit(
+            1,
+            10_000_000,
+            "items",
+            "unmatched items remembered per partition for a manual match (oldest forgotten past)",
+        ),
+    )
     external_reference_key: str = field(
         default=DEFAULT_RULES.external_reference_key,
         metadata=text_setting(parse_name, "the metadata key holding a movement's bank reference"),
@@ -100,6 +109,7 @@ class MatcherSettings:
             movement_retention_days=max(self.movement_retention_days, self.date_window_days),
             line_identity_days=max(self.line_identity_days, self.date_window_days),
             external_reference_key=self.external_reference_key,
+            decided_unmatched_max=self.decided_unmatched_max,
         )
 
     def group_id(self, topic_prefix: str) -> str:

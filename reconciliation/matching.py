@@ -40,6 +40,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from reconciliation.decided_unmatched import (
+    DECIDED_UNMATCHED_MAX_DEFAULT,
+    DecidedUnmatched,
+    UnmatchedPart,
+    named_parts,
+)
 from reconciliation.statement import Direction, Statement, StatementLine
 from schemas.model import (
     Event,
@@ -80,6 +86,8 @@ class MatchingRules:
     # far behind the tenant's ledger day (re-imports are refused by the importer, decision 0052)
     line_identity_days: int = 400
     external_reference_key: str = DEFAULT_EXTERNAL_REFERENCE_KEY
+    # decided-unmatched items remembered per partition for a manual match (decision 0106)
+    decided_unmatched_max: int = DECIDED_UNMATCHED_MAX_DEFAULT
 
     def __post_init__(self) -> None:
         assert 0 <= self.date_window_days <= 366
@@ -87,6 +95,7 @@ class MatchingRules:
         assert self.sum_items_max <= self.sum_candidates_max <= 24
         assert self.open_items_max > 0 and self.movement_retention_days >= self.date_window_days
         assert self.line_identity_days >= self.date_window_days
+        assert self.decided_unmatched_max > 0
 
 
 # The values the matcher makes per input record (``Movement``, ``Item``, ``Wanted``, ``Match``,
@@ -551,6 +560,39 @@ def _subset_of_size(
     return None
 
 
+def _manual_match_result(
+    request: ManualMatch,
+    parts: tuple[UnmatchedPart, ...],
+    lines: tuple[Item, ...],
+    movements: tuple[Item, ...],
+    at_us: int,
+) -> ReconciliationResult:
+    """The ``matched`` result of a manual match of open items and decided-unmatched parts."""
+    line_ids = [item.item_id for item in lines]
+    movement_ids = [item.item_id for item in movements]
+    line_amount = sum(item.signed_amount() for item in lines)
+    movement_amount = sum(item.signed_amount() for item in movements)
+    for part in parts:
+        if part.is_line:
+            line_ids += part.item_ids
+            line_amount += part.signed_amount
+        else:
+            movement_ids += part.item_ids
+            movement_amount += part.signed_amount
+    return ReconciliationResult(
+        tenant_id=request.tenant_id,
+        account_id=request.account_id,
+        state=ReconciliationState.MATCHED,
+        rule=MatchRule.MANUAL,
+        reason="manual",
+        line_ids=tuple(sorted(line_ids)),
+        movement_ids=tuple(sorted(movement_ids)),
+        line_amount=line_amount,
+        movement_amount=movement_amount,
+        decided_at_us=at_us,
+    )
+
+
 # --------------------------------------------------------------------------- the state
 
 
@@ -587,6 +629,8 @@ class Reconciler:
         # the groups a person unmatched, per tenant and account (a request each: a human scale)
         self.unmatched_groups: set[tuple[str, str, frozenset[str], frozenset[str]]] = set()
         self.open_items = 0
+        # the items whose latest result is unmatched, for a manual match (decision 0106)
+        self.decided_unmatched = DecidedUnmatched(rules.decided_unmatched_max)
 
     def book(self, tenant_id: str, account_id: str) -> AccountBook:
         key = (tenant_id, account_id)
@@ -604,6 +648,26 @@ class Reconciler:
             (result.tenant_id, result.account_id, movement_id)
             for movement_id in result.movement_ids
         )
+        self._note_decided(result)
+
+    def _note_decided(self, result: ReconciliationResult) -> None:
+        """Keep the decided-unmatched index current: a result supersedes what named its items."""
+        unmatched = self.decided_unmatched
+        if result.state is ReconciliationState.UNMATCHED:
+            unmatched.add_result(
+                result.tenant_id,
+                result.account_id,
+                line_ids=result.line_ids,
+                line_amount=result.line_amount,
+                movement_ids=result.movement_ids,
+                movement_amount=result.movement_amount,
+            )
+        else:
+            unmatched.discard_named(
+                result.tenant_id, result.account_id, result.line_ids, result.movement_ids
+            )
+            # matched again (by hand): the group may be unmatched again
+            self.unmatched_groups.discard(_group(result))
 
     def add_statement(
         self, statement: Statement, at_us: int, *, restoring: bool = False
@@ -686,6 +750,10 @@ class Reconciler:
         match). Restoring, nothing: a manual match that was decided is in the results."""
         if restoring:
             return []
+        if request.line_ids and request.movement_ids:
+            decided = self._manual_match_of_unmatched(request, at_us)
+            if decided is not None:
+                return decided  # it names decided-unmatched items (decision 0106)
         book = self.books.get((request.tenant_id, request.account_id))
         if book is None or not request.line_ids or not request.movement_ids:
             return "a manual match needs open lines and open movements of a known account"
@@ -697,7 +765,7 @@ class Reconciler:
             item for item in request.movement_ids if item not in book.movements.items
         ]
         if missing:
-            return f"not open: {', '.join(sorted(missing))}"
+            return self._neither_open_nor_unmatched(missing)
         lines = tuple(self._remove(book.lines, item) for item in request.line_ids)
         movements = tuple(self._remove(book.movements, item) for item in request.movement_ids)
         freed = self._close(
@@ -753,7 +821,51 @@ class Reconciler:
         if _group(result) in self.unmatched_groups:
             return f"already unmatched (result {request.result_id})"
         self.unmatched_groups.add(_group(result))
+        self._note_decided(result)
         return [result]
+
+    def _manual_match_of_unmatched(
+        self, request: ManualMatch, at_us: int
+    ) -> list[ReconciliationResult] | str | None:
+        """A manual match naming decided-unmatched items (decision 0106): one ``matched`` result
+        (rule ``manual``) naming them and the open items named with them, which supersedes their
+        ``unmatched`` results; or why it is refused. None when it names none (the open case)."""
+        named, missing_lines, missing_movements = named_parts(
+            self.decided_unmatched,
+            request.tenant_id,
+            request.account_id,
+            request.line_ids,
+            request.movement_ids,
+        )
+        if named.problem is not None:
+            return named.problem
+        if not named.parts:
+            return None
+        if len(set(request.line_ids)) != len(request.line_ids) or len(
+            set(request.movement_ids)
+        ) != len(request.movement_ids):
+            return "an item is named twice"
+        book = self.book(request.tenant_id, request.account_id)
+        missing = [item for item in missing_lines if item not in book.lines.items] + [
+            item for item in missing_movements if item not in book.movements.items
+        ]
+        if missing:
+            return self._neither_open_nor_unmatched(missing)
+        lines = tuple(self._remove(book.lines, item) for item in missing_lines)
+        movements = tuple(self._remove(book.movements, item) for item in missing_movements)
+        result = _manual_match_result(request, named.parts, lines, movements, at_us)
+        self._note_decided(result)  # its parts leave the index, as a restore would see it
+        freed = self._close(
+            book, at_us, self._freed_lines(book, movements), self._freed_movements(book, lines)
+        )
+        return [result, *freed]
+
+    def _neither_open_nor_unmatched(self, item_ids: list[str]) -> str:
+        return (
+            f"neither open nor unmatched: {', '.join(sorted(item_ids))} (matched or mismatched"
+            " items need an unmatch first; past decided_unmatched_max"
+            f" ({self.rules.decided_unmatched_max}) the oldest unmatched are forgotten)"
+        )
 
     def advance_ledger_time(
         self, tenant_id: str, effective_at_us: int, at_us: int, *, restoring: bool = False
@@ -912,7 +1024,7 @@ class Reconciler:
         self, book: AccountBook, item: Item, *, is_line: bool, at_us: int
     ) -> ReconciliationResult:
         self._remove(book.lines if is_line else book.movements, item.item_id)
-        return ReconciliationResult(
+        result = ReconciliationResult(
             tenant_id=book.tenant_id,
             account_id=book.account_id,
             state=ReconciliationState.UNMATCHED,
@@ -924,6 +1036,8 @@ class Reconciler:
             movement_amount=0 if is_line else item.signed_amount(),
             decided_at_us=at_us,
         )
+        self._note_decided(result)
+        return result
 
     def _decide(
         self,

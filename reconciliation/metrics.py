@@ -11,6 +11,11 @@
   covers its date (the bank's feed is missing);
 - ``streamledger_reconciliation_remembered_line_ids``: line ids kept against a line written
   twice, bounded by ``line_identity_days`` of ledger time;
+- ``streamledger_reconciliation_remembered_unmatched_items``: items whose latest result is
+  ``unmatched``, kept for a manual match (at most ``decided_unmatched_max`` per partition), and
+  ``…_forgotten_unmatched_items``: those dropped past that limit since the partitions were
+  restored (a manual match naming one is refused; a warning is logged when it grows,
+  decision 0106);
 - ``streamledger_reconciliation_batches_total``, ``streamledger_reconciliation_ready``,
   ``streamledger_reconciliation_loop_heartbeat_timestamp_seconds`` (the supervisor's stall check).
 
@@ -22,6 +27,7 @@ of its own: ``streamledger_reconciliation_projection_rows_total{table}``, ``…_
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Final
 
@@ -29,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from reconciliation.matching import MICROSECONDS_PER_DAY, Reconciler, ReconciliationResult
 
+LOGGER = logging.getLogger("streamledger.reconciler")
 PREFIX: Final = "streamledger_reconciliation_"
 # what `streamledger run` reads to restart a matcher whose loop stood still (pipeline.supervisor)
 HEARTBEAT_SERIES: Final = PREFIX + "loop_heartbeat_timestamp_seconds"
@@ -48,8 +55,8 @@ class ReconcilerMetrics:
         self.batches = Counter(PREFIX + "batches", "Transactions committed", registry=r)
         self.manual_refused = Counter(
             PREFIX + "manual_refused",
-            "Manual matches and unmatches refused (an item not open, named twice, or a group"
-            " unmatched before): see the matcher's log",
+            "Manual matches and unmatches refused (an item neither open nor unmatched, named"
+            " twice, or a group unmatched before): a ManualRefusal result names each",
             registry=r,
         )
         self.open_items = Gauge(
@@ -68,6 +75,19 @@ class ReconcilerMetrics:
             "Line ids kept against copies (booking date within line_identity_days of the ledger)",
             registry=r,
         )
+        self.remembered_unmatched = Gauge(
+            PREFIX + "remembered_unmatched_items",
+            "Items whose latest result is unmatched, kept for a manual match"
+            " (decided_unmatched_max per partition)",
+            registry=r,
+        )
+        self.forgotten_unmatched = Gauge(
+            PREFIX + "forgotten_unmatched_items",
+            "Unmatched items dropped past decided_unmatched_max since the partitions were"
+            " restored: a manual match naming one is refused",
+            registry=r,
+        )
+        self.forgotten_seen = 0
         self.ready = Gauge(
             PREFIX + "ready", "1 once the assigned partitions are restored", registry=r
         )
@@ -107,9 +127,24 @@ class ReconcilerMetrics:
                     for item in items.values():
                         oldest[side] = min(oldest.get(side, item.date_days), item.date_days)
         self.remembered_line_ids.set(sum(len(item.seen_line_ids) for item in reconcilers))
+        self._observe_unmatched(reconcilers)
         for side, count in counts.items():
             self.open_items.labels(side).set(count)
             self.oldest_open_item.labels(side).set(oldest.get(side, 0) * SECONDS_PER_DAY)
+
+    def _observe_unmatched(self, reconcilers: list[Reconciler]) -> None:
+        remembered = sum(len(item.decided_unmatched) for item in reconcilers)
+        forgotten = sum(item.decided_unmatched.forgotten_items for item in reconcilers)
+        self.remembered_unmatched.set(remembered)
+        self.forgotten_unmatched.set(forgotten)
+        if forgotten > self.forgotten_seen:
+            LOGGER.warning(
+                "%d unmatched items forgotten past decided_unmatched_max (%d remembered):"
+                " a manual match naming one is refused (raise the limit, decision 0106)",
+                forgotten - self.forgotten_seen,
+                remembered,
+            )
+        self.forgotten_seen = forgotten
 
 
 class ReconciliationProjectionMetrics:

@@ -1,5 +1,5 @@
 """``streamledger reconcile project``: ``ledger.statements`` and ``ledger.reconciliation`` into
-PostgreSQL (migration 0012, decision 0074).
+PostgreSQL (migration 0012, decision 0074; refused manual requests, migration 0017, decision 0107).
 
 A projection like the ledger's: it reads both topics ``read_committed`` (so an import or a
 matcher batch that was aborted never shows), and writes each batch's rows **and** the next
@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
+from reconciliation.manual_refusal import ManualRefusal
 from reconciliation.matching import ManualMatch, ManualUnmatch, ReconciliationResult
 from reconciliation.metrics import ReconciliationProjectionMetrics
 from reconciliation.records import decode
@@ -86,6 +87,12 @@ INSERT_RESULT: Final = (
     " decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
+INSERT_REFUSAL: Final = (
+    "INSERT INTO ledger.reconciliation_refusals (tenant_id, account_id, record_partition,"
+    " record_offset, request_id, request_type, actor, line_ids, movement_ids, reason, refused_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
 Position = tuple[str, int]  # (topic, partition)
 
 
@@ -96,15 +103,17 @@ class BatchRows:
     statements: list[tuple[Any, ...]] = field(default_factory=list)
     lines: list[tuple[Any, ...]] = field(default_factory=list)
     results: list[tuple[Any, ...]] = field(default_factory=list)
+    refusals: list[tuple[Any, ...]] = field(default_factory=list)
 
     def count(self) -> int:
-        return len(self.statements) + len(self.lines) + len(self.results)
+        return len(self.statements) + len(self.lines) + len(self.results) + len(self.refusals)
 
     def by_table(self) -> dict[str, int]:
         return {
             "statements": len(self.statements),
             "statement_lines": len(self.lines),
             "reconciliation_results": len(self.results),
+            "reconciliation_refusals": len(self.refusals),
         }
 
 
@@ -182,6 +191,22 @@ def result_row(record: ReconciliationResult, partition: int, offset: int) -> tup
     )
 
 
+def refusal_row(record: ManualRefusal, partition: int, offset: int) -> tuple[Any, ...]:
+    return (
+        record.tenant_id,
+        record.account_id,
+        partition,
+        offset,
+        record.request_id,
+        record.request_type,
+        record.actor,
+        list(record.line_ids),
+        list(record.movement_ids),
+        record.reason,
+        timestamp(record.refused_at_us),
+    )
+
+
 def rows_of(records: Iterable[tuple[bytes, int, int]]) -> BatchRows:
     """(value, partition, offset) of both topics → rows. A ``ManualMatch`` or ``ManualUnmatch`` is
     a request, not a state: its outcome is the result the matcher writes (rule ``manual``)."""
@@ -194,6 +219,8 @@ def rows_of(records: Iterable[tuple[bytes, int, int]]) -> BatchRows:
             rows.lines.append(line_row(record, partition, offset))
         elif isinstance(record, ReconciliationResult):
             rows.results.append(result_row(record, partition, offset))
+        elif isinstance(record, ManualRefusal):
+            rows.refusals.append(refusal_row(record, partition, offset))
         else:
             assert isinstance(record, ManualMatch | ManualUnmatch), record
     return rows
@@ -328,6 +355,7 @@ class ReconciliationProjection:
                 (INSERT_STATEMENT, rows.statements),
                 (INSERT_LINE, rows.lines),
                 (INSERT_RESULT, rows.results),
+                (INSERT_REFUSAL, rows.refusals),
             ):
                 if batch:
                     cursor.executemany(statement, batch)

@@ -1,4 +1,4 @@
-"""The reconciliation records on Kafka: Avro single-object encoding, contract version v1.1.
+"""The reconciliation records on Kafka: Avro single-object encoding, contract version v1.2.
 
 Same wire format as the ledger's records (``C3 01`` + the 8-byte little-endian CRC-64-AVRO
 fingerprint of the writer schema's Parsing Canonical Form + the Avro binary body), but a contract
@@ -6,7 +6,8 @@ of its own (decision 0052): the ``.avsc`` files in ``reconciliation/avro/`` (nam
 ``streamledger.reconciliation.v1``), versioned apart from the ledger's ``schemas/`` so the two
 evolve without touching each other's history. Each top-level record is one self-contained file;
 the fingerprint says which record a value is, so ``ledger.statements`` carries four kinds
-(``Statement``, ``StatementLine``, ``ManualMatch``, ``ManualUnmatch``) with no envelope.
+(``Statement``, ``StatementLine``, ``ManualMatch``, ``ManualUnmatch``) with no envelope, and
+``ledger.reconciliation`` two (``ReconciliationResult``, ``ManualRefusal``, decision 0107).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 
 import reconciliation
+from reconciliation.manual_refusal import ManualRefusal
 from reconciliation.matching import (
     ManualMatch,
     ManualUnmatch,
@@ -46,7 +48,8 @@ from schemas.codec import (
     WrongMarkerError,
 )
 
-RECONCILIATION_CONTRACT_VERSION: Final = "v1.1"  # v1.1: camt054 appended to Statement.format
+# v1.1: camt054 appended to Statement.format; v1.2: ManualRefusal (decision 0107)
+RECONCILIATION_CONTRACT_VERSION: Final = "v1.2"
 # the package's directory, not this file's: compiled (scripts/build_native.py), this module is
 # a binary under build/native/
 AVRO_DIRECTORY: Final = Path(reconciliation.__file__).resolve().parent / "avro"
@@ -56,9 +59,10 @@ TOP_LEVEL_RECORDS: Final = (
     "ManualMatch",
     "ManualUnmatch",
     "ReconciliationResult",
+    "ManualRefusal",
 )
 ReconciliationRecord = (
-    Statement | StatementLine | ManualMatch | ManualUnmatch | ReconciliationResult
+    Statement | StatementLine | ManualMatch | ManualUnmatch | ReconciliationResult | ManualRefusal
 )
 
 
@@ -317,6 +321,8 @@ def _to_avro(record: ReconciliationRecord) -> dict[str, Any]:
         }
     if isinstance(record, ManualUnmatch):
         return _unmatch_to_avro(record)
+    if isinstance(record, ManualRefusal):
+        return _refusal_to_avro(record)
     return {
         "tenant_id": record.tenant_id,
         "account_id": record.account_id,
@@ -343,6 +349,20 @@ def _unmatch_to_avro(request: ManualUnmatch) -> dict[str, Any]:
         "actor": request.actor,
         "note": request.note,
         "requested_at_us": request.requested_at_us,
+    }
+
+
+def _refusal_to_avro(refusal: ManualRefusal) -> dict[str, Any]:
+    return {
+        "tenant_id": refusal.tenant_id,
+        "account_id": refusal.account_id,
+        "request_id": refusal.request_id,
+        "request_type": refusal.request_type,
+        "actor": refusal.actor,
+        "line_ids": list(refusal.line_ids),
+        "movement_ids": list(refusal.movement_ids),
+        "reason": refusal.reason,
+        "refused_at_us": refusal.refused_at_us,
     }
 
 
@@ -415,6 +435,12 @@ def _from_avro(name: str, body: dict[str, Any]) -> ReconciliationRecord:
             note=body["note"],
             requested_at_us=body["requested_at_us"],
         )
+    if name == "ManualRefusal":
+        return ManualRefusal(
+            **{key: body[key] for key in _REFUSAL_SAME_NAMES},
+            line_ids=tuple(body["line_ids"]),
+            movement_ids=tuple(body["movement_ids"]),
+        )
     if name == "ManualUnmatch":
         return ManualUnmatch(
             **{key: body[key] for key in _UNMATCH_SAME_NAMES},
@@ -461,6 +487,15 @@ _UNMATCH_SAME_NAMES: Final = (
     "actor",
     "note",
     "requested_at_us",
+)
+_REFUSAL_SAME_NAMES: Final = (
+    "tenant_id",
+    "account_id",
+    "request_id",
+    "request_type",
+    "actor",
+    "reason",
+    "refused_at_us",
 )
 _STATEMENT_SAME_NAMES: Final = (
     "tenant_id",

@@ -6,14 +6,18 @@ mismatched or unmatched (both sides), the amount differences of the mismatches, 
 check — the closing balance of the last statement in the period against the ledger's balance of
 the mirror account at the end of that statement's day (``debits_posted - credits_posted``: a
 debit of the mirror account is money in the bank, decision 0053), as a difference in minor units.
+Manual requests the matcher refused (``ManualRefusal`` records, decision 0107) are listed, each
+with its request's position and the matcher's reason: they decided nothing.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciliation.amounts import iso_date
+from reconciliation.manual_refusal import ManualRefusal
 from reconciliation.matching import MICROSECONDS_PER_DAY, ReconciliationResult, ReconciliationState
 from reconciliation.statement import Statement, StatementLine
 
@@ -48,6 +52,7 @@ class ReconciliationReport:
     movements_by_state: dict[str, int]  # matched / mismatched / unmatched
     mismatch_difference: int  # sum of (line - movement) over mismatches, minor units
     balance_check: BalanceCheck | None
+    refusals: tuple[ManualRefusal, ...] = ()  # manual requests the matcher refused, in order
 
 
 def summarize(
@@ -60,6 +65,7 @@ def summarize(
     lines: list[StatementLine],
     results: list[ReconciliationResult],
     ledger_balances: list[LedgerBalancePoint],
+    refusals: Sequence[ManualRefusal] = (),
 ) -> ReconciliationReport:
     def in_period(day: int | None) -> bool:
         return (
@@ -94,6 +100,7 @@ def summarize(
         balance_check=_balance_check(
             [s for s in statements if in_period(s.to_date_days)], ledger_balances
         ),
+        refusals=tuple(refusals),
     )
 
 
@@ -163,4 +170,10 @@ def render(report: ReconciliationReport) -> str:
             f" {check.statement_closing}, ledger {check.ledger_balance},"
             f" difference {check.difference} (minor units)"
         )
+    rows.append(f"manual requests refused by the matcher: {len(report.refusals)}")
+    rows += [
+        f"  request {refusal.request_id} ({refusal.request_type} by {refusal.actor}):"
+        f" {refusal.reason}"
+        for refusal in report.refusals
+    ]
     return "\n".join(rows) + "\n"

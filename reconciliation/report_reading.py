@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Final
 
 from kafka_adapter.security import RECONCILER_PRINCIPAL, client_config
+from reconciliation.manual_refusal import ManualRefusal
 from reconciliation.matching import (
     DEFAULT_EXTERNAL_REFERENCE_KEY,
     Movement,
@@ -52,15 +53,20 @@ def load_report(
                 statements.append(value)
             else:
                 lines.append(value)
-    results = [
-        value
-        for record in read_partition(
-            connection, settings.topic(RECONCILIATION_TOPIC), partition, timeout_s=READ_TIMEOUT_S
-        )
-        if record.value is not None
-        and isinstance(value := decode(record.value), ReconciliationResult)
-        and (value.tenant_id, value.account_id) == (tenant_id, account_id)
-    ]
+    results: list[ReconciliationResult] = []
+    refusals: list[ManualRefusal] = []  # decision 0107
+    for record in read_partition(
+        connection, settings.topic(RECONCILIATION_TOPIC), partition, timeout_s=READ_TIMEOUT_S
+    ):
+        value = None if record.value is None else decode(record.value)
+        if (
+            isinstance(value, ReconciliationResult | ManualRefusal)
+            and (value.tenant_id, value.account_id) == (tenant_id, account_id)
+        ):  # fmt: skip
+            if isinstance(value, ManualRefusal):
+                refusals.append(value)
+            else:
+                results.append(value)
     return summarize(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -70,6 +76,7 @@ def load_report(
         lines=lines,
         results=results,
         ledger_balances=_ledger_balances(settings, connection, partition, tenant_id, account_id),
+        refusals=refusals,
     )
 
 

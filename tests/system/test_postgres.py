@@ -40,6 +40,7 @@ ALL_MIGRATIONS = [
     "0013_transaction_metadata",
     "0014_event_actor",
     "0015_camt054_statements",
+    "0017_reconciliation_refusals",
 ]
 
 pytestmark = pytest.mark.system
@@ -50,6 +51,7 @@ TENANT_TABLES = (
     "monitors",  # migration 0010
     *("statements", "statement_lines", "reconciliation_results"),  # migration 0012
     "transaction_metadata",  # migration 0013
+    "reconciliation_refusals",  # migration 0017
 )
 OPERATIONAL_TABLES = ("projection_offsets", "schema_migrations")
 SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, false)"
@@ -115,6 +117,12 @@ INSERT_RECONCILIATION_RESULT = (
     " state, rule, reason, line_ids, movement_ids, line_amount, movement_amount, decided_at)"
     " VALUES (%s, 'cash', 0, 0, 'matched', 'sum', 'matched', '{cash/ref/B1}', '{x:3#0}', 100,"
     " 100, %s)"
+)
+INSERT_RECONCILIATION_REFUSAL = (
+    "INSERT INTO reconciliation_refusals (tenant_id, account_id, record_partition, record_offset,"
+    " request_id, request_type, actor, line_ids, movement_ids, reason, refused_at)"
+    " VALUES (%s, 'cash', 0, 1, '0:7', 'ManualMatch', 'alice', '{cash/ref/B2}', '{x:9#0}',"
+    " 'neither open nor unmatched: x:9#0', %s)"
 )
 INSERT_TENANT_HEAD = (
     "INSERT INTO tenant_heads (tenant_id, last_sequence, last_hash, last_effective_at)"
@@ -202,6 +210,7 @@ def insert_tenant_rows(connection: psycopg.Connection[tuple[object, ...]], tenan
     connection.execute(INSERT_STATEMENT, (tenant, AT))
     connection.execute(INSERT_STATEMENT_LINE, (tenant,))
     connection.execute(INSERT_RECONCILIATION_RESULT, (tenant, AT))
+    connection.execute(INSERT_RECONCILIATION_REFUSAL, (tenant, AT))
 
 
 def tenants_visible(connection: psycopg.Connection[tuple[object, ...]], query: str) -> set[str]:

@@ -6,7 +6,9 @@ A camt.053 statement is imported (the command line, and ``POST /v1/statements``)
 projected; ``GET /v1/reconciliation`` lists the results by account and state, pages through
 the keyset cursor, refuses a bad parameter with a 400 naming it, and shows another tenant
 nothing; a restarted projection writes no row twice. A manual unmatch and a manual match are
-requested over HTTP (decision 0098)."""
+requested over HTTP (decision 0098); items that ended unmatched are matched by hand, over HTTP
+and with ``statements match``, superseding their results (decision 0106), and a request the
+matcher refuses is answered by a ``ManualRefusal`` in PostgreSQL and the report (decision 0107)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import httpx
 import psycopg
 import pytest
 
+from reconciliation.manual_refusal import ManualRefusal
 from reconciliation.matching import ManualMatch, ManualUnmatch
 from reconciliation.statement import Statement, StatementFormat, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
@@ -221,6 +224,18 @@ def check_import(stack: ApiStack, tenant: str, other: str, path: Path) -> None:
     assert (notification.to_date_days, notification.closing_balance) == (None, None)
 
 
+COUNT_REFUSALS = (
+    "SELECT request_id, request_type, reason FROM ledger.reconciliation_refusals"
+    " WHERE tenant_id = %s ORDER BY record_partition, record_offset"
+)
+
+
+def refusal_rows(settings: Settings, tenant: str) -> list[tuple[str, str, str]]:
+    with psycopg.connect(settings.database_dsn) as connection:
+        rows = connection.execute(COUNT_REFUSALS, (tenant,)).fetchall()
+    return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
 def post_manual(
     client: httpx.Client, kind: str, body: dict[str, Any] | bytes, media_type: str = JSON_TYPE
 ) -> httpx.Response:
@@ -258,11 +273,12 @@ def check_manual_refusals(client: httpx.Client, tenant: str, unmatched_id: str) 
         assert "\n" not in response.json()["detail"], response.text
 
 
-def check_manual_requests(stack: ApiStack, tenant: str, other: str) -> None:
+def check_manual_requests(stack: ApiStack, tenant: str, other: str) -> str:
     """``POST /v1/reconciliation/unmatches`` undoes t2's match (the matcher answers with a
-    superseding unmatched result); ``/matches`` of decided items is a 422 naming the item and
-    its result, of items no result names a ManualMatch the matcher refuses (none is open). Both
-    records name the person and the API key (decision 0098)."""
+    superseding unmatched result); ``/matches`` of t2's items, unmatched now, matches them again
+    (decision 0106); of matched items is a 422 naming the item and its result; of items no
+    result names a ManualMatch the matcher refuses with a ManualRefusal (decision 0107). The
+    records name the person and the API key (decision 0098). The refused request's id."""
     with stack.client(tenant) as client:
         rows = all_pages(client, "account=bank")
         (t2,) = [row for row in rows if row["line_amount"] == -40_025]
@@ -289,9 +305,19 @@ def check_manual_requests(stack: ApiStack, tenant: str, other: str) -> None:
             "account": "bank", "line_ids": t2["line_ids"], "movement_ids": t2["movement_ids"],
             "actor": "bob",
         }  # fmt: skip
-        decided = post_manual(client, "matches", match)  # unmatched now: not open
-        assert (decided.status_code, decided.json()["field"]) == (422, "line_ids"), decided.text
-        assert f"already unmatched by result {last['result_id']}" in decided.json()["detail"]
+        rematched = post_manual(client, "matches", match)  # unmatched now: matched by hand
+        assert rematched.status_code == 202, rematched.text
+        wait_for_rows(stack, tenant, (STATEMENTS, LINES, RESULTS + 2))
+        latest = all_pages(client, "account=bank")[-1]
+        assert (latest["state"], latest["rule"], latest["reason"]) == (
+            "matched",
+            "manual",
+            "manual",
+        )
+        assert (latest["line_ids"], latest["movement_ids"]) == (
+            t2["line_ids"], t2["movement_ids"],
+        )  # fmt: skip
+        assert (latest["line_amount"], latest["movement_amount"]) == (-40_025, -40_025)
         (t1,) = [row for row in rows if row["line_amount"] == 150_000]
         t1_items = {"line_ids": t1["line_ids"], "movement_ids": t1["movement_ids"]}
         undo_first = post_manual(client, "matches", {**match, **t1_items})
@@ -301,12 +327,54 @@ def check_manual_requests(stack: ApiStack, tenant: str, other: str) -> None:
         matched = post_manual(client, "matches", unknown)
         assert matched.status_code == 202, matched.text
     records = read_records(stack.settings, STATEMENTS_TOPIC, tenant)
-    unmatch_record, match_record = records[-2:]
+    unmatch_record, rematch_record, match_record = records[-3:]
     assert isinstance(unmatch_record, ManualUnmatch) and isinstance(match_record, ManualMatch)
     assert unmatch_record.actor == document["actor"] and unmatch_record.note == "n"
+    assert isinstance(rematch_record, ManualMatch) and rematch_record.actor.startswith("bob")
     assert match_record.line_ids == ("bank/ref/nope",) and match_record.actor.startswith("bob")
     partition = document["request_id"].split(":")[0]
     assert matched.json()["request_id"].split(":")[0] == partition
+    return str(matched.json()["request_id"])
+
+
+def check_unmatched_matched_on_the_command_line(stack: ApiStack, tenant: str) -> None:
+    """The 77.77 line the ledger never had and t5, which the bank never booked, both ended
+    unmatched; an operator pairs them with ``statements match`` (decision 0106): one manual
+    result supersedes both, and the report counts every item matched."""
+    with stack.client(tenant) as client:
+        rows = all_pages(client, "account=bank")
+    (line,) = [row for row in rows if row["reason"] == "no_ledger_movement"]
+    (movement,) = [row for row in rows if row["reason"] == "not_on_statement"]
+    command = [
+        "statements", "match", "--tenant", tenant, "--account", "bank",
+        "--line", line["line_ids"][0], "--movement", movement["movement_ids"][0],
+        "--actor", "carol", "--note", "the bank booked t5 short",
+    ]  # fmt: skip
+    requested = run_streamledger(command, stack.settings)
+    assert requested.returncode == 0, requested.stderr
+    wait_for_rows(stack, tenant, (STATEMENTS, LINES, RESULTS + 3))
+    with stack.client(tenant) as client:
+        latest = all_pages(client, "account=bank")[-1]
+        assert all_pages(client, "account=bank&state=unmatched")[-1]["rule"] == "manual"
+    assert (latest["state"], latest["rule"], latest["line_amount"]) == ("matched", "manual", 7_777)
+    assert (latest["line_ids"], latest["movement_ids"]) == (
+        line["line_ids"], movement["movement_ids"],
+    )  # fmt: skip
+    again = run_streamledger(command, stack.settings)  # matched now: refused before writing
+    assert again.returncode == 1 and "undo it first" in again.stderr, again.stderr
+    report = run_streamledger(
+        ["reconcile", "report", "--tenant", tenant, "--account", "bank"], stack.settings
+    )
+    assert report.returncode == 0, report.stderr
+    rows_text = report.stdout.splitlines()
+    lines_at = rows_text.index(f"statement lines: {LINES}")
+    assert rows_text[lines_at + 1 : lines_at + 5] == [
+        f"  matched: {LINES}", "  mismatched: 0", "  unmatched: 0", "  open: 0",
+    ], report.stdout  # fmt: skip
+    assert rows_text[lines_at + 6 : lines_at + 9] == [
+        "  matched: 5", "  mismatched: 0", "  unmatched: 0",
+    ], report.stdout  # fmt: skip
+    assert "manual requests refused by the matcher: 1" in report.stdout, report.stdout
 
 
 def test_results_in_postgresql_and_through_the_api(
@@ -329,20 +397,46 @@ def test_results_in_postgresql_and_through_the_api(
     ):
         assert sample in scraped, scraped
     check_listing(stack, tenant, other)
-    check_manual_requests(stack, tenant, other)
-    # the manual match names decided items: the matcher refuses it and writes nothing
+    refused_id = check_manual_requests(stack, tenant, other)
+    # the manual match names items that do not exist: the matcher refuses it with a record
     deadline = time.monotonic() + PROJECTED_TIMEOUT_S
-    while "refused: not open" not in matcher.log():
+    while not (refusals := refusal_rows(stack.settings, tenant)):
         assert time.monotonic() < deadline, matcher.log()
         time.sleep(0.3)
-    assert row_counts(stack.settings, tenant) == (STATEMENTS, LINES, RESULTS + 1)
+    ((request_id, request_type, reason),) = refusals
+    assert (request_id, request_type) == (refused_id, "ManualMatch")
+    assert reason.startswith("neither open nor unmatched: bank/ref/nope"), reason
+    assert "refused: neither open nor unmatched" in matcher.log()
+    with stack.client(tenant) as client:  # the client holding the 202's request_id asks
+        found = client.get(f"/v1/reconciliation/refusals?request_id={refused_id}")
+        assert found.status_code == 200, found.text
+        (document,) = found.json()["data"]
+        assert (document["request_type"], document["reason"]) == ("ManualMatch", reason)
+        assert document["actor"].startswith("bob (API key ")
+        assert client.get("/v1/reconciliation/refusals?request_id=x").status_code == 400
+    with stack.client(other) as stranger:
+        assert stranger.get("/v1/reconciliation/refusals").json()["data"] == []
+    (refusal,) = [
+        r for r in read_records(stack.settings, RECONCILIATION_TOPIC, tenant)
+        if isinstance(r, ManualRefusal)
+    ]  # fmt: skip
+    assert (refusal.request_id, refusal.actor[:3]) == (refused_id, "bob")
+    # kill -9: the next matcher rebuilds the unmatched items from the results (and skips the
+    # refusal) before it reads the command line's match
+    matcher.kill()
+    matcher = MatcherProcess(stack.settings, tmp_path)
+    stack.children.append(matcher)
+    check_unmatched_matched_on_the_command_line(stack, tenant)
+    assert row_counts(stack.settings, tenant) == (STATEMENTS, LINES, RESULTS + 3)
+    assert len(refusal_rows(stack.settings, tenant)) == 1
 
     # a restarted projection starts at its stored offsets: no row twice, none lost
     projection.stop()
     assert projection.process.returncode == 0, projection.log()
     projection_child(stack, tmp_path)
     time.sleep(2.0)
-    assert row_counts(stack.settings, tenant) == (STATEMENTS, LINES, RESULTS + 1)
+    assert row_counts(stack.settings, tenant) == (STATEMENTS, LINES, RESULTS + 3)
+    assert len(refusal_rows(stack.settings, tenant)) == 1
     assert matcher.stop() == 0, matcher.log()
 
 

@@ -140,7 +140,20 @@ def test_a_match_naming_a_decided_item_is_refused_naming_it_and_the_result() -> 
     assert first == RequestProblem(
         "line_ids", "'bank/ref/BK-1' is already matched by result 0:1 (undo it first: unmatch)"
     )
+    # an item whose latest result is unmatched may be matched by hand (decision 0106)
+    assert decided_items_problem([("0:5", unmatched)], request) is None
     latest = decided_items_problem([("0:1", matched), ("0:5", unmatched)], request)
-    assert latest == RequestProblem(
-        "movement_ids", "'acme:17#0' is already unmatched by result 0:5"
+    assert latest == first
+    rematched = result(ReconciliationState.MATCHED, (), ("acme:17#0",))
+    undone = result(ReconciliationState.UNMATCHED, (), ("acme:17#0",))
+    assert decided_items_problem([("0:1", undone), ("0:2", rematched)], request) == (
+        RequestProblem(
+            "movement_ids", "'acme:17#0' is already matched by result 0:2 (undo it first: unmatch)"
+        )
+    )
+    assert decided_items_problem([("0:1", rematched), ("0:2", undone)], request) is None
+    group = result(ReconciliationState.UNMATCHED, (), ("acme:17#0", "acme:18#0"))
+    assert decided_items_problem([("0:3", group)], request) == RequestProblem(
+        "movement_ids",
+        "'acme:17#0' is unmatched together with 'acme:18#0' by result 0:3: name them all",
     )

@@ -1,0 +1,142 @@
+"""``GET /v1/reconciliation/refusals``: parsing its query and the SQL over
+``reconciliation_refusals`` (migration 0017, decision 0107). Pure, as ``result_search``.
+
+Parameters: ``account``, ``request_id`` (the 202's of ``POST /v1/reconciliation/matches`` or
+``/unmatches``: the request's position on ``ledger.statements``), ``limit`` (1..
+``RESULT_PAGE_MAX``) and ``after`` (the previous page's ``next_cursor``). Refusals come in the
+order the matcher wrote them (their position on ``ledger.reconciliation``, the ``refusal_id``),
+keyset-paginated. A request the matcher decided has no refusal: its result is on
+``GET /v1/reconciliation``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from reconciliation.result_search import (
+    CURSOR_PATTERN,
+    OFFSET_MAX,
+    PARAMETER_SHOWN_MAX,
+    PARTITION_MAX,
+    RESULT_PAGE_DEFAULT,
+    RESULT_PAGE_MAX,
+    SearchProblem,
+)
+from schemas.limits import entity_id_problem
+
+PARAMETERS: Final = ("account", "request_id", "limit", "after")
+REQUEST_ID_PATTERN: Final = re.compile(r"[0-9]{1,9}:[0-9]{1,19}")
+SELECT_REFUSALS: Final = (
+    "SELECT account_id, record_partition, record_offset, request_id, request_type, actor,"
+    " line_ids, movement_ids, reason, refused_at FROM ledger.reconciliation_refusals AS r"
+    " WHERE r.tenant_id = %s"
+)
+ACCOUNT_FILTER: Final = " AND r.account_id = %s"
+REQUEST_FILTER: Final = " AND r.request_id = %s"
+AFTER_FILTER: Final = " AND (r.record_partition, r.record_offset) > (%s, %s)"
+ORDER_AND_LIMIT: Final = " ORDER BY r.record_partition, r.record_offset LIMIT %s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefusalSearch:
+    account_id: str | None = None
+    request_id: str | None = None
+    limit: int = RESULT_PAGE_DEFAULT
+    after: tuple[int, int] | None = None
+
+
+def parse_refusal_search(items: Sequence[tuple[str, str]]) -> RefusalSearch | SearchProblem:
+    """The query's parameters, each at most once and each one this route takes."""
+    given: dict[str, str] = {}
+    for name, value in items:
+        shown = name[:PARAMETER_SHOWN_MAX]
+        if name not in PARAMETERS:
+            return SearchProblem(
+                parameter=shown,
+                message=f"{shown!r}: unknown query parameter (this route takes"
+                f" {', '.join(PARAMETERS)})",
+            )
+        if name in given:
+            return SearchProblem(parameter=name, message=f"{name}: given more than once")
+        given[name] = value
+    account, request_id = given.get("account"), given.get("request_id")
+    if account is not None and (problem := entity_id_problem(account)) is not None:
+        return SearchProblem(parameter="account", message=f"account: {problem}")
+    if request_id is not None and REQUEST_ID_PATTERN.fullmatch(request_id) is None:
+        shown = request_id[:PARAMETER_SHOWN_MAX]
+        return SearchProblem(
+            parameter="request_id", message=f"request_id: {shown!r} is not PARTITION:OFFSET"
+        )
+    limit = given.get("limit", str(RESULT_PAGE_DEFAULT))
+    digits = limit.isascii() and limit.isdigit() and len(limit) <= len(str(RESULT_PAGE_MAX))
+    if not digits or not 1 <= int(limit) <= RESULT_PAGE_MAX:
+        return SearchProblem(
+            parameter="limit",
+            message=f"limit: {limit[:16]!r} is not a whole number in 1..{RESULT_PAGE_MAX}",
+        )
+    after = given.get("after")
+    cursor = None if after is None else CURSOR_PATTERN.fullmatch(after)
+    if after is not None and (
+        cursor is None or int(cursor.group(1)) > PARTITION_MAX or int(cursor.group(2)) > OFFSET_MAX
+    ):
+        return SearchProblem(
+            parameter="after",
+            message=f"after: {after[:PARAMETER_SHOWN_MAX]!r} is not a cursor of this list",
+        )
+    return RefusalSearch(
+        account_id=account,
+        request_id=request_id,
+        limit=int(limit),
+        after=None if cursor is None else (int(cursor.group(1)), int(cursor.group(2))),
+    )
+
+
+def refusal_statement(tenant_id: str, search: RefusalSearch) -> tuple[str, tuple[Any, ...]]:
+    """One statement per combination of filters (migration 0017's key and request index)."""
+    statement = SELECT_REFUSALS
+    parameters: list[Any] = [tenant_id]
+    if search.account_id is not None:
+        statement += ACCOUNT_FILTER
+        parameters.append(search.account_id)
+    if search.request_id is not None:
+        statement += REQUEST_FILTER
+        parameters.append(search.request_id)
+    if search.after is not None:
+        statement += AFTER_FILTER
+        parameters.extend(search.after)
+    parameters.append(search.limit)
+    return statement + ORDER_AND_LIMIT, tuple(parameters)
+
+
+def refusal_documents(rows: Sequence[Sequence[Any]], limit: int) -> dict[str, Any]:
+    """Rows as documents; a full page has a next cursor (its last row's ``refusal_id``)."""
+    documents = [
+        {
+            "refusal_id": f"{partition}:{offset}",
+            "account_id": account_id,
+            "request_id": request_id,
+            "request_type": request_type,
+            "actor": actor,
+            "line_ids": list(line_ids),
+            "movement_ids": list(movement_ids),
+            "reason": reason,
+            "refused_at": refused_at,
+        }
+        for (
+            account_id,
+            partition,
+            offset,
+            request_id,
+            request_type,
+            actor,
+            line_ids,
+            movement_ids,
+            reason,
+            refused_at,
+        ) in rows
+    ]
+    full = bool(documents) and len(documents) == limit
+    return {"data": documents, "next_cursor": documents[-1]["refusal_id"] if full else None}
