@@ -98,7 +98,7 @@ LIVE_TABLES_IN_LOCK_ORDER = (
     "statements",  # the reconciliation projection's (0012), read alone
     "statement_lines",
     "reconciliation_results",
-    "reconciliation_refusals",  # refused manual requests (0017), read alone
+    "reconciliation_refusals",  # refused manual requests (0016), read alone
     "tenant_heads",
     "event_chain",
     "projection_offsets",

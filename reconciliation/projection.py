@@ -1,5 +1,5 @@
 """``streamledger reconcile project``: ``ledger.statements`` and ``ledger.reconciliation`` into
-PostgreSQL (migration 0012, decision 0074; refused manual requests, migration 0017, decision 0107).
+PostgreSQL (migration 0012, decision 0074; refused manual requests, migration 0016, decision 0107).
 
 A projection like the ledger's: it reads both topics ``read_committed`` (so an import or a
 matcher batch that was aborted never shows), and writes each batch's rows **and** the next

@@ -1,5 +1,5 @@
 """``GET /v1/reconciliation/refusals``: parsing its query and the SQL over
-``reconciliation_refusals`` (migration 0017, decision 0107). Pure, as ``result_search``.
+``reconciliation_refusals`` (migration 0016, decision 0107). Pure, as ``result_search``.
 
 Parameters: ``account``, ``request_id`` (the 202's of ``POST /v1/reconciliation/matches`` or
 ``/unmatches``: the request's position on ``ledger.statements``), ``limit`` (1..
@@ -95,7 +95,7 @@ def parse_refusal_search(items: Sequence[tuple[str, str]]) -> RefusalSearch | Se
 
 
 def refusal_statement(tenant_id: str, search: RefusalSearch) -> tuple[str, tuple[Any, ...]]:
-    """One statement per combination of filters (migration 0017's key and request index)."""
+    """One statement per combination of filters (migration 0016's key and request index)."""
     statement = SELECT_REFUSALS
     parameters: list[Any] = [tenant_id]
     if search.account_id is not None:

@@ -40,7 +40,7 @@ ALL_MIGRATIONS = [
     "0013_transaction_metadata",
     "0014_event_actor",
     "0015_camt054_statements",
-    "0017_reconciliation_refusals",
+    "0016_reconciliation_refusals",
 ]
 
 pytestmark = pytest.mark.system
@@ -51,7 +51,7 @@ TENANT_TABLES = (
     "monitors",  # migration 0010
     *("statements", "statement_lines", "reconciliation_results"),  # migration 0012
     "transaction_metadata",  # migration 0013
-    "reconciliation_refusals",  # migration 0017
+    "reconciliation_refusals",  # migration 0016
 )
 OPERATIONAL_TABLES = ("projection_offsets", "schema_migrations")
 SET_TENANT = "SELECT set_config('streamledger.tenant_id', %s, false)"

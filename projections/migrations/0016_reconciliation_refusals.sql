@@ -1,4 +1,4 @@
--- 0017_reconciliation_refusals: manual requests the matcher refused, as rows (issue 20 §3,
+-- 0016_reconciliation_refusals: manual requests the matcher refused, as rows (issue 20 §3,
 -- reconciliation contract v1.2, docs/decisions/0107-a-refused-manual-request-is-a-record.md).
 --
 -- A ManualRefusal on ledger.reconciliation names the request it answers (its position on
