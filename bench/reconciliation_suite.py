@@ -130,9 +130,12 @@ IN_PROCESS_RECORDS_MAX: Final = 200_000  # of the workload, in arrival order (~1
 CORE_FIGURE: Final = "matcher work in process (decode, rules, result encoding), no Kafka"
 LINES_FIGURE: Final = "statement lines matched/s (target >= 20k)"
 INPUT_FIGURE: Final = "matcher input records/s (events + statement records)"
+# make bench measures one matcher and the two of `streamledger run --reconcilers 2` (one per core)
+MATCHER_COUNTS: Final = (1, 2)
 # the matcher processes' CPU from the backlog's first record to the last result: what the wall
 # clock figure is worth on a machine whose cores are shared
 MATCHER_CPU_FIGURE: Final = "statement lines per matcher CPU-second (end to end, Kafka included)"
+PEAK_FIGURE: Final = "matcher peak RSS (streamledger reconcile)"
 RAW_FIGURE: Final = "raw read of ledger.events + ledger.statements"
 RATIO_FIGURE: Final = "matcher input / raw read"
 
@@ -480,6 +483,12 @@ def wait_for_openings(
         consumer.close()
 
 
+def with_matchers(figure: str, matchers: int) -> str:
+    """A figure's name with the number of matcher processes that made it (one group)."""
+    plural = "" if matchers == 1 else "es"
+    return f"{figure}, {matchers} matcher process{plural}"
+
+
 def run_once(run: BenchRun, settings: Settings, workload: Workload, matchers: int = 1) -> None:
     scoped = fresh(settings, PARTITIONS)
     try:
@@ -517,15 +526,24 @@ def run_once(run: BenchRun, settings: Settings, workload: Workload, matchers: in
         and outcome.lines == workload.lines
         and outcome.movements == workload.mirror_movements
     )
-    figure = run.add(GROUP, LINES_FIGURE, "lines/s", outcome.lines / span_s)
+    figure = run.add(
+        GROUP, with_matchers(LINES_FIGURE, matchers), "lines/s", outcome.lines / span_s
+    )
     figure.correct = correct if figure.correct in (None, True) else False
-    run.add(GROUP, INPUT_FIGURE, "records/s", len(workload.records) / span_s)
-    run.add(GROUP, MATCHER_CPU_FIGURE, "lines/CPU-s", outcome.lines / max(matcher_cpu_s, 1e-9))
+    run.add(
+        GROUP, with_matchers(INPUT_FIGURE, matchers), "records/s", len(workload.records) / span_s
+    )
+    run.add(
+        GROUP,
+        with_matchers(MATCHER_CPU_FIGURE, matchers),
+        "lines/CPU-s",
+        outcome.lines / max(matcher_cpu_s, 1e-9),
+    )
     run.add("limits", RAW_FIGURE, "records/s", raw)
-    run.add("ratio", RATIO_FIGURE, "x", len(workload.records) / span_s / raw)
-    if matchers > 1:
-        run.findings.append(f"reconciliation: {matchers} matcher processes (one group)")
-    run.add("memory", "matcher peak RSS (streamledger reconcile)", "MiB", peak / 2**20)
+    run.add(
+        "ratio", with_matchers(RATIO_FIGURE, matchers), "x", len(workload.records) / span_s / raw
+    )
+    run.add("memory", with_matchers(PEAK_FIGURE, matchers), "MiB", peak / 2**20)
     run.add(GROUP, "lines matched (share)", "%", 100 * outcome.lines_matched / workload.lines)
     if not correct:
         run.findings.append(f"reconciliation: {outcome} for {workload.lines} lines,"
@@ -612,7 +630,7 @@ def run_reconciliation(
     *,
     size: str,
     repetitions: int,
-    matchers: int = 1,
+    matcher_counts: tuple[int, ...] = MATCHER_COUNTS,
     say: Callable[[str], None] = print,
 ) -> None:
     shape = SIZES[size]
@@ -629,7 +647,8 @@ def run_reconciliation(
         reconciliation_tenants=shape.tenants,
     )
     for _ in range(repetitions):
-        run_once(run, settings, workload, matchers)
+        for matchers in matcher_counts:
+            run_once(run, settings, workload, matchers)
         lines_per_cpu_s = core_lines_per_cpu_s(workload, IN_PROCESS_RECORDS_MAX)
         run.add(GROUP, CORE_FIGURE, "lines/CPU-s", lines_per_cpu_s)
     movement_bytes, line_bytes = open_item_bytes(OPEN_ITEMS)
@@ -647,8 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--matchers",
         type=int,
-        default=1,
-        help="matcher processes in the one group (as streamledger run --reconcilers N)",
+        action="append",
+        help="matcher processes in the one group (as streamledger run --reconcilers N); repeat"
+        f" it to measure several counts (default: {', '.join(map(str, MATCHER_COUNTS))})",
     )
     parser.add_argument(
         "--core-only",
@@ -657,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
         " profiling (python -m cProfile -m bench.reconciliation_suite --core-only)",
     )
     arguments = parser.parse_args(argv)
+    if any(count < 1 for count in arguments.matchers or ()):
+        parser.error("--matchers must be at least 1")
     if arguments.core_only:
         workload = build_workload(SIZES[arguments.size], SEED)
         rates = [
@@ -665,13 +687,16 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(f"{CORE_FIGURE}: median {statistics.median(rates):,.0f} lines/CPU-s")
         return 0
+    counts = tuple(arguments.matchers or MATCHER_COUNTS)
     run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
     run_reconciliation(run, load_settings(), size=arguments.size,
-                       repetitions=arguments.repetitions, matchers=arguments.matchers)  # fmt: skip
-    figure = run.find(GROUP, LINES_FIGURE)
-    if figure is not None and figure.values:
-        print(f"lines/s: median {statistics.median(figure.values):,.0f} (target 20,000)")
-    run.report(RATIO_FIGURE, "matcher input / raw read")
+                       repetitions=arguments.repetitions, matcher_counts=counts)  # fmt: skip
+    for matchers in counts:
+        figure = run.find(GROUP, with_matchers(LINES_FIGURE, matchers))
+        if figure is not None and figure.values:
+            print(f"lines/s with {matchers}: median {statistics.median(figure.values):,.0f}"
+                  " (target 20,000)")  # fmt: skip
+    run.report(with_matchers(RATIO_FIGURE, counts[0]), "matcher input / raw read")
     return 0
 
 
