@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from reconciliation.result_search import (
-    CURSOR_PATTERN,
-    OFFSET_MAX,
     PARAMETER_SHOWN_MAX,
-    PARTITION_MAX,
     RESULT_PAGE_DEFAULT,
-    RESULT_PAGE_MAX,
     SearchProblem,
+    given_once,
+    page_bounds,
 )
 from schemas.limits import entity_id_problem
 
@@ -50,18 +48,9 @@ class RefusalSearch:
 
 def parse_refusal_search(items: Sequence[tuple[str, str]]) -> RefusalSearch | SearchProblem:
     """The query's parameters, each at most once and each one this route takes."""
-    given: dict[str, str] = {}
-    for name, value in items:
-        shown = name[:PARAMETER_SHOWN_MAX]
-        if name not in PARAMETERS:
-            return SearchProblem(
-                parameter=shown,
-                message=f"{shown!r}: unknown query parameter (this route takes"
-                f" {', '.join(PARAMETERS)})",
-            )
-        if name in given:
-            return SearchProblem(parameter=name, message=f"{name}: given more than once")
-        given[name] = value
+    given = given_once(items, PARAMETERS)
+    if isinstance(given, SearchProblem):
+        return given
     account, request_id = given.get("account"), given.get("request_id")
     if account is not None and (problem := entity_id_problem(account)) is not None:
         return SearchProblem(parameter="account", message=f"account: {problem}")
@@ -70,27 +59,15 @@ def parse_refusal_search(items: Sequence[tuple[str, str]]) -> RefusalSearch | Se
         return SearchProblem(
             parameter="request_id", message=f"request_id: {shown!r} is not PARTITION:OFFSET"
         )
-    limit = given.get("limit", str(RESULT_PAGE_DEFAULT))
-    digits = limit.isascii() and limit.isdigit() and len(limit) <= len(str(RESULT_PAGE_MAX))
-    if not digits or not 1 <= int(limit) <= RESULT_PAGE_MAX:
-        return SearchProblem(
-            parameter="limit",
-            message=f"limit: {limit[:16]!r} is not a whole number in 1..{RESULT_PAGE_MAX}",
-        )
-    after = given.get("after")
-    cursor = None if after is None else CURSOR_PATTERN.fullmatch(after)
-    if after is not None and (
-        cursor is None or int(cursor.group(1)) > PARTITION_MAX or int(cursor.group(2)) > OFFSET_MAX
-    ):
-        return SearchProblem(
-            parameter="after",
-            message=f"after: {after[:PARAMETER_SHOWN_MAX]!r} is not a cursor of this list",
-        )
+    bounds = page_bounds(given)
+    if isinstance(bounds, SearchProblem):
+        return bounds
+    limit, after = bounds
     return RefusalSearch(
         account_id=account,
         request_id=request_id,
-        limit=int(limit),
-        after=None if cursor is None else (int(cursor.group(1)), int(cursor.group(2))),
+        limit=limit,
+        after=after,
     )
 
 

@@ -68,19 +68,49 @@ class ResultPage:
 
 def parse_result_search(items: Sequence[tuple[str, str]]) -> ResultSearch | SearchProblem:
     """The query's parameters, each at most once and each one this route takes."""
+    given = given_once(items, PARAMETERS)
+    return given if isinstance(given, SearchProblem) else _checked(given)
+
+
+def given_once(
+    items: Sequence[tuple[str, str]], parameters: Sequence[str]
+) -> dict[str, str] | SearchProblem:
+    """A route's query parameters by name: each one of ``parameters``, each at most once."""
     given: dict[str, str] = {}
     for name, value in items:
         shown = name[:PARAMETER_SHOWN_MAX]
-        if name not in PARAMETERS:
+        if name not in parameters:
             return SearchProblem(
                 parameter=shown,
                 message=f"{shown!r}: unknown query parameter (this route takes"
-                f" {', '.join(PARAMETERS)})",
+                f" {', '.join(parameters)})",
             )
         if name in given:
             return SearchProblem(parameter=name, message=f"{name}: given more than once")
         given[name] = value
-    return _checked(given)
+    return given
+
+
+def page_bounds(given: dict[str, str]) -> tuple[int, tuple[int, int] | None] | SearchProblem:
+    """``limit`` (1..``RESULT_PAGE_MAX``, default ``RESULT_PAGE_DEFAULT``) and ``after`` (the
+    ``(partition, offset)`` of a previous page's ``next_cursor``) of a keyset-paginated list."""
+    limit = given.get("limit", str(RESULT_PAGE_DEFAULT))
+    digits = limit.isascii() and limit.isdigit() and len(limit) <= len(str(RESULT_PAGE_MAX))
+    if not digits or not 1 <= int(limit) <= RESULT_PAGE_MAX:
+        return SearchProblem(
+            parameter="limit",
+            message=f"limit: {limit[:16]!r} is not a whole number in 1..{RESULT_PAGE_MAX}",
+        )
+    after = given.get("after")
+    if after is None:
+        return int(limit), None
+    cursor = CURSOR_PATTERN.fullmatch(after)
+    if cursor is None or int(cursor.group(1)) > PARTITION_MAX or int(cursor.group(2)) > OFFSET_MAX:
+        return SearchProblem(
+            parameter="after",
+            message=f"after: {after[:PARAMETER_SHOWN_MAX]!r} is not a cursor of this list",
+        )
+    return int(limit), (int(cursor.group(1)), int(cursor.group(2)))
 
 
 def _checked(given: dict[str, str]) -> ResultSearch | SearchProblem:
@@ -93,27 +123,15 @@ def _checked(given: dict[str, str]) -> ResultSearch | SearchProblem:
             parameter="state",
             message=f"state: {state[:PARAMETER_SHOWN_MAX]!r} is not one of {', '.join(STATES)}",
         )
-    limit = given.get("limit", str(RESULT_PAGE_DEFAULT))
-    digits = limit.isascii() and limit.isdigit() and len(limit) <= len(str(RESULT_PAGE_MAX))
-    if not digits or not 1 <= int(limit) <= RESULT_PAGE_MAX:
-        return SearchProblem(
-            parameter="limit",
-            message=f"limit: {limit[:16]!r} is not a whole number in 1..{RESULT_PAGE_MAX}",
-        )
-    after = given.get("after")
-    cursor = None if after is None else CURSOR_PATTERN.fullmatch(after)
-    if after is not None and (
-        cursor is None or int(cursor.group(1)) > PARTITION_MAX or int(cursor.group(2)) > OFFSET_MAX
-    ):
-        return SearchProblem(
-            parameter="after",
-            message=f"after: {after[:PARAMETER_SHOWN_MAX]!r} is not a cursor of this list",
-        )
+    bounds = page_bounds(given)
+    if isinstance(bounds, SearchProblem):
+        return bounds
+    limit, after = bounds
     return ResultSearch(
         account_id=account,
         state=None if state is None else ReconciliationState(state),
-        limit=int(limit),
-        after=None if cursor is None else (int(cursor.group(1)), int(cursor.group(2))),
+        limit=limit,
+        after=after,
     )
 
 
