@@ -29,8 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from reconciliation.matching import MICROSECONDS_PER_DAY, Movement, movements_of
-from reconciliation.statement import Direction
+from reconciliation.matching import Movement, movements_of, posting_movements
 from schemas.avro_readers import (
     HASH_BYTES,
     field_layout,
@@ -184,28 +183,10 @@ def _read_reference(data: bytes, position: int, reference_key: str) -> str | Non
 def _movements(
     header: _Header, pairs: list[tuple[str, str, int]], reference: str | None
 ) -> EventMovements:
-    """As ``matching.movements_of``: per non-zero posting, the debited account's movement
-    (money in: credit on the statement), then the credited one's."""
+    """As ``matching.movements_of``, from the fields read by hand."""
     tenant_id, event_id, effective_at_us, _ = header
-    date_days = effective_at_us // MICROSECONDS_PER_DAY
-    movements: list[Movement] = []
-    for index, (debited, credited, amount) in enumerate(pairs):
-        if amount == 0:
-            continue
-        movement_id = f"{event_id}#{index}"
-        for account_id, direction in ((debited, Direction.CREDIT), (credited, Direction.DEBIT)):
-            movements.append(
-                Movement(
-                    tenant_id=tenant_id,
-                    account_id=account_id,
-                    movement_id=movement_id,
-                    amount=amount,
-                    direction=direction,
-                    date_days=date_days,
-                    external_reference=reference,
-                )
-            )
-    return EventMovements(tenant_id, effective_at_us, tuple(movements))
+    movements = posting_movements(tenant_id, event_id, effective_at_us, pairs, reference)
+    return EventMovements(tenant_id, effective_at_us, movements)
 
 
 def _read_transfer_head(data: bytes, position: int) -> tuple[_Header, tuple[str, str, int], int]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import enum
 import operator
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -230,8 +230,22 @@ def movements_of(event: Event, reference_key: str) -> tuple[Movement, ...]:
     # metadata is on events from contract v1.4 on (decision 0055); older events have none
     metadata = getattr(event, "metadata", ())
     reference = (dict(metadata).get(reference_key) or None) if metadata else None
-    date_days = event.effective_at_us // MICROSECONDS_PER_DAY
-    tenant_id, event_id = event.tenant_id, event.event_id
+    return posting_movements(
+        event.tenant_id, event.event_id, event.effective_at_us, pairs, reference
+    )
+
+
+def posting_movements(
+    tenant_id: str,
+    event_id: str,
+    effective_at_us: int,
+    pairs: Sequence[tuple[str, str, int]],
+    reference: str | None,
+) -> tuple[Movement, ...]:
+    """Per non-zero posting ``(debited, credited, amount)``, the debited account's movement
+    (money in: a credit on its statement), then the credited one's; the posting's index in the
+    event names both (``EVENT_ID#INDEX``)."""
+    date_days = effective_at_us // MICROSECONDS_PER_DAY
     movements = []
     for index, (debited, credited, amount) in enumerate(pairs):
         if amount == 0:
