@@ -18,6 +18,13 @@ With ``breakdown=True`` each counted command is also timed per hop (``HOPS``):
 The observer polls the broker every ``OBSERVER_FETCH_WAIT_MS`` and costs some CPU, so the
 headline figures are measured without it.
 
+The breakdown also reads, per rate, what the children's ``/metrics`` say about the two
+transactions on the path (``PACING_SERIES``: the processor's Kafka transaction, commands per
+transaction and its commit's duration; the projection's database transaction, events per
+transaction and its duration), each child's CPU per command, the driver's own CPU per command, and
+how busy the machine's cores were (``/proc/stat``): at a rate the pipeline cannot keep up with,
+that says whether it ran out of CPU or waited.
+
 Standalone, against whatever stack the ``STREAMLEDGER_*`` settings point at::
 
     python -m bench.latency_suite --rates 500,2000 --duration-s 6 --breakdown \\
@@ -50,6 +57,7 @@ from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process
 from bench.results import BenchRun
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
+from pipeline.metrics_scrape import scrape
 from producers.sdk import DeliveryCallback, DeliveryReport, LedgerProducer, ProducerSettings
 from schemas.keys import KEY_SEPARATOR
 from schemas.model import OpenAccount, Transfer
@@ -74,6 +82,22 @@ OBSERVER_ASSIGN_TIMEOUT_S = 30.0
 STAGES = ("due", "acked", "event_produced", "event_visible", "row_visible")
 HOPS = tuple(f"{start} → {end}" for start, end in itertools.pairwise(STAGES))
 DEFAULT_RATES = (500, 2_000)
+# (figure, unit, role, sum sample, count sample, scale): a mean per transaction over a phase,
+# from the children's /metrics (breakdown only).
+PACING_SERIES = (
+    ("processor commands per Kafka transaction", "commands", "processor",
+     "streamledger_processor_batch_size_records_sum",
+     "streamledger_processor_batch_size_records_count", 1.0),
+    ("processor send_offsets + commit per transaction", "ms", "processor",
+     "streamledger_processor_transaction_commit_duration_seconds_sum",
+     "streamledger_processor_transaction_commit_duration_seconds_count", 1000.0),
+    ("projection events per database transaction", "events", "projection",
+     "streamledger_projection_batch_size_events_sum",
+     "streamledger_projection_batch_size_events_count", 1.0),
+    ("projection database transaction", "ms", "projection",
+     "streamledger_projection_batch_duration_seconds_sum",
+     "streamledger_projection_batch_duration_seconds_count", 1000.0),
+)  # fmt: skip
 DEFAULT_DURATION_S = 6.0
 
 
@@ -314,6 +338,7 @@ def run_latency(
                     hop_times.instants.clear()
                     children = pipeline_children(scoped)
                     cpu_before = [cpu_seconds(pid) for _, pid in children]
+                    phase_before = PhaseCounters.read(scoped) if breakdown else None
                     offered(
                         producer, visibility, heads, rate=rate, duration_s=duration_s,
                         tag=f"r{repetition}-{rate}",
@@ -323,9 +348,10 @@ def run_latency(
                     for name, fraction in PERCENTILES:
                         run.add("latency", f"end-to-end {name} at {rate}/s", "ms",
                                 percentile(visibility.latencies_ms, fraction))  # fmt: skip
-                    if observer is not None:
+                    if observer is not None and phase_before is not None:
                         add_hops(run, rate, hop_times.hops_ms())
                         add_cpu(run, rate, int(rate * duration_s), children, cpu_before)
+                        phase_before.add_phase(run, rate, int(rate * duration_s), scoped)
             record_pipeline_rss(run, scoped)
             visibility.stop.set()
             visibility.thread.join(10)
@@ -334,6 +360,68 @@ def run_latency(
             observer.stop.set()
             observer.thread.join(10)
         delete_topics(scoped)
+
+
+@dataclass(frozen=True)
+class PhaseCounters:
+    """What one rate's phase is measured against: the children's metrics, the machine's CPU
+    times and the driver's own CPU, read before the phase (breakdown only)."""
+
+    metrics: dict[str, dict[str, float]]  # role → summed samples
+    machine_busy_s: float
+    machine_total_s: float
+    driver_cpu_s: float
+
+    @classmethod
+    def read(cls, settings: Settings) -> PhaseCounters:
+        busy_s, total_s = machine_cpu_seconds()
+        return cls(child_metrics(settings), busy_s, total_s, time.process_time())
+
+    def add_phase(self, run: BenchRun, rate: int, commands: int, settings: Settings) -> None:
+        """The phase's figures: this object is its start, now is its end."""
+        after = PhaseCounters.read(settings)
+        for figure, unit, role, sum_name, count_name, scale in PACING_SERIES:
+            ended, started = after.metrics.get(role, {}), self.metrics.get(role, {})
+            count = ended.get(count_name, 0.0) - started.get(count_name, 0.0)
+            if count > 0:
+                total = ended.get(sum_name, 0.0) - started.get(sum_name, 0.0)
+                run.add("latency pacing", f"{figure} mean at {rate}/s", unit, total / count * scale)
+        total_s = after.machine_total_s - self.machine_total_s
+        if total_s > 0:
+            busy = (after.machine_busy_s - self.machine_busy_s) / total_s
+            run.add("latency cpu", f"machine CPU busy at {rate}/s ({os.cpu_count()} cores)",
+                    "%", busy * 100)  # fmt: skip
+        run.add("latency cpu", f"driver (SDK, pollers) CPU per command at {rate}/s", "µs",
+                (after.driver_cpu_s - self.driver_cpu_s) / commands * 1e6)  # fmt: skip
+
+
+def child_metrics(settings: Settings) -> dict[str, dict[str, float]]:
+    """role → the summed samples of its first child's /metrics (none if it did not answer)."""
+    state_path = settings.home / "run" / f"{settings.topic_prefix}pipeline.json"
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, dict[str, float]] = {}
+    for child in state.get("children", []):
+        role, port = str(child.get("role", "")), child.get("metrics_port")
+        if port and role not in found:
+            samples = scrape(f"http://127.0.0.1:{int(port)}/metrics")
+            if samples is not None:
+                found[role] = samples
+    return found
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of every core since boot, from /proc/stat's first line."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0, 0.0
+    ticks = [int(value) for value in first[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / ticks_per_s, sum(ticks) / ticks_per_s
 
 
 def add_cpu(
