@@ -1,21 +1,26 @@
 """Producer throughput: SDK commands/s to the broker vs raw confluent-kafka (not a timed test).
 
-    .venv/bin/python -m bench.bench_producer [--commands 300000] [--tenants 64]
+    .venv/bin/python -m bench.bench_producer [--commands 300000] [--tenants 64] [--repetitions 3]
 
 Uses the stack the settings point at (``STREAMLEDGER_*``; e.g. the test stack with
 ``STREAMLEDGER_HOME=.streamledger-test STREAMLEDGER_KAFKA_PORT=29092``) and a fresh topic prefix
-(topics created with ``infra.topics.apply``, deleted at the end).
+(topics created with ``infra.topics.apply``, deleted at the end). ``make bench`` runs the same
+measurement through ``run_producer`` (group ``sdk``).
 
-1. SDK: ``LedgerProducer.send`` of pre-built Transfer commands (validate + encode + murmur2
-   placement + produce), then ``flush``: commands/s end to end (every record acknowledged);
-2. baseline, same run: a raw ``confluent_kafka.Producer`` with the same client settings
-   producing the already-encoded bytes of the same commands with the same keys and partitions;
-3. the SDK's stages on the same commands, in CPU µs/command of the calling thread
-   (``time.thread_time``: other processes on the machine and librdkafka's own threads add
-   nothing): validate (``first_violation``), encode, key + partition, and the whole ``send``
-   loop next to the raw ``produce`` loop.
-Prints the figures and the SDK/raw ratio. Target: SDK >= 100k commands/s from one process.
-Wall-clock rates move with the machine's load; compare the CPU figures between runs.
+Per repetition, back to back on the same topics (A B A B):
+
+1. SDK: ``LedgerProducer.send`` of pre-built Transfer commands (validate + encode + placement +
+   produce), then ``flush``: commands/s end to end (every record acknowledged), wall clock;
+2. baseline: a raw ``confluent_kafka.Producer`` with the same client settings producing the
+   already-encoded bytes of the same commands with the same keys and partitions, then ``flush``;
+3. CPU µs per command of each: the calling thread (``time.thread_time``, over send + flush:
+   the Python side, delivery reports included) and the whole process (``time.process_time``:
+   librdkafka's threads too; the difference is librdkafka's own work).
+
+The standalone run also prints the SDK's stages on the same commands, in CPU µs/command of the
+calling thread: validate (``first_violation``), encode, key + partition. Target: SDK >= 100k
+commands/s from one process. Wall-clock rates move with the machine's load (librdkafka's
+threads share the cores with the caller); compare the CPU figures between runs.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import argparse
 import time
 import uuid
 from collections.abc import Callable
+from typing import Final, NamedTuple
 
 from confluent_kafka import Producer
 
+from bench.bench_processor import delete_topics
+from bench.results import BenchRun
 from infra import topics
-from kafka_adapter.admin import admin_client
 from kafka_adapter.security import PRODUCER_PRINCIPAL, security_config
 from producers.loadgen import LoadPlan, generate
 from producers.sdk import LedgerProducer, ProducerSettings
@@ -39,44 +46,128 @@ from schemas.model import Command
 from schemas.topics import COMMANDS_TOPIC
 from streamledger.settings import Settings, load_settings, replace
 
-FLUSH_TIMEOUT_S = 120.0
-BENCH_PARTITIONS = 12
+FLUSH_TIMEOUT_S: Final = 120.0
+BENCH_PARTITIONS: Final = 12
+POLL_EVERY_RECORDS: Final = 1_000  # the raw loop serves delivery reports as often as the SDK
+GROUP: Final = "sdk"
+SEND_FIGURE: Final = "send from one process (target >= 100k)"
+RAW_FIGURE: Final = "raw confluent-kafka produce of the SDK's records"
+RATIO_FIGURE: Final = "SDK send / raw produce (wall clock)"
+# commands per make-bench size: a few seconds per side at ~100k/s
+COMMANDS_PER_SIZE: Final = {"small": 200_000, "full": 500_000}
+TENANTS: Final = 64
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--commands", type=int, default=300_000)
-    parser.add_argument("--tenants", type=int, default=64)
-    arguments = parser.parse_args()
-    settings = replace(
-        load_settings(),
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-        partitions=BENCH_PARTITIONS,
-    )
-    topics.apply(settings)
+class Sample(NamedTuple):
+    rate: float  # commands/s, send + flush, wall clock
+    thread_us: float  # calling thread's CPU µs per command over send + flush
+    process_us: float  # the whole process's CPU µs per command (librdkafka's threads too)
+    correct: bool  # every record acknowledged
+
+
+def bench_commands(count: int, tenants: int) -> list[Command]:
     plan = LoadPlan(
         seed=7,
-        tenants=arguments.tenants,
+        tenants=tenants,
         accounts_per_tenant=20,
-        commands=arguments.commands,
+        commands=count,
         duplicate_share=0.0,
         key_reuse_share=0.0,
     )
-    commands = [item.command for item in generate(plan)]
+    return [item.command for item in generate(plan)]
+
+
+def timed(run: Callable[[], bool], count: int) -> Sample:
+    """``run`` (returns whether every record was acknowledged), timed three ways."""
+    started, thread_started, process_started = (
+        time.perf_counter(),
+        time.thread_time(),
+        time.process_time(),
+    )
+    correct = run()
+    thread_s = time.thread_time() - thread_started
+    process_s = time.process_time() - process_started
+    elapsed_s = time.perf_counter() - started
+    return Sample(count / elapsed_s, thread_s / count * 1e6, process_s / count * 1e6, correct)
+
+
+def bench_sdk(settings: Settings, commands: list[Command]) -> Sample:
+    """``send`` every command, then ``flush``."""
+    producer = LedgerProducer(settings, producer_settings=ProducerSettings())
+
+    def send_all() -> bool:
+        send = producer.send
+        for command in commands:
+            send(command)
+        producer.flush(FLUSH_TIMEOUT_S)
+        return producer.delivered == len(commands) and producer.failed == 0
+
+    return timed(send_all, len(commands))
+
+
+def raw_records(commands: list[Command]) -> list[tuple[bytes, bytes, int]]:
+    """(key, value, partition) of each command, as the SDK places and encodes it."""
+    records = []
+    for command in commands:
+        key = command_key(command.tenant_id)
+        records.append((key, encode_command(command), partition_for(key, BENCH_PARTITIONS)))
+    return records
+
+
+def bench_raw(settings: Settings, records: list[tuple[bytes, bytes, int]]) -> Sample:
+    """``produce`` the SDK's bytes with the SDK's client settings, then ``flush``."""
+    config = ProducerSettings().client_config(settings.kafka_bootstrap)
+    config.update(security_config(settings, PRODUCER_PRINCIPAL))  # as the SDK connects
+    producer = Producer(config)
+    topic = settings.topic(COMMANDS_TOPIC)
+
+    def produce_all() -> bool:
+        for index, (key, value, partition) in enumerate(records):
+            while True:
+                try:
+                    producer.produce(topic, value, key, partition)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            if index % POLL_EVERY_RECORDS == 0:
+                producer.poll(0)
+        return producer.flush(FLUSH_TIMEOUT_S) == 0
+
+    return timed(produce_all, len(records))
+
+
+def fresh_topics(base: Settings) -> Settings:
+    settings = replace(
+        base, topic_prefix=f"bprod{uuid.uuid4().hex[:6]}.", partitions=BENCH_PARTITIONS
+    )
+    topics.apply(settings)
+    return settings
+
+
+def run_producer(
+    run: BenchRun, base: Settings, *, commands: int, tenants: int, repetitions: int
+) -> None:
+    """``make bench``'s part: per repetition SDK then raw on the same topics, into ``run``'s
+    figures: the SDK's rate (group ``sdk``), the raw baseline (``limits``), their ratio and
+    the CPU per command of each (calling thread; whole process)."""
+    batch = bench_commands(commands, tenants)
+    records = raw_records(batch)
+    settings = fresh_topics(base)
     try:
-        sdk_rate, sdk_send_us = bench_sdk(settings, commands)
-        raw_rate, raw_produce_us = bench_raw(settings, commands)
+        for _ in range(repetitions):
+            sdk = bench_sdk(settings, batch)
+            raw = bench_raw(settings, records)
+            figure = run.add(GROUP, SEND_FIGURE, "commands/s", sdk.rate)
+            figure.correct = sdk.correct if figure.correct in (None, True) else False
+            baseline = run.add("limits", RAW_FIGURE, "records/s", raw.rate)
+            baseline.correct = raw.correct if baseline.correct in (None, True) else False
+            run.add("ratio", RATIO_FIGURE, "x", sdk.rate / raw.rate)
+            run.add(GROUP, "send: calling thread CPU per command", "µs", sdk.thread_us)
+            run.add(GROUP, "send: process CPU per command", "µs", sdk.process_us)
+            run.add(GROUP, "raw produce: calling thread CPU per record", "µs", raw.thread_us)
+            run.add(GROUP, "raw produce: process CPU per record", "µs", raw.process_us)
     finally:
-        delete(settings)
-    print(f"commands            {len(commands):>12,}")
-    print(f"SDK send+flush      {sdk_rate:>12,.0f} commands/s")
-    print(f"raw produce+flush   {raw_rate:>12,.0f} records/s (same bytes, keys, partitions)")
-    print(f"SDK / raw           {sdk_rate / raw_rate:>12.2f}")
-    print("CPU µs/command of the calling thread:")
-    print(f"  SDK send loop     {sdk_send_us:>12.2f}")
-    print(f"  raw produce loop  {raw_produce_us:>12.2f}")
-    for name, stage in stages(commands).items():
-        print(f"  {name:<18}{cpu_us_per_command(stage, len(commands)):>12.2f}")
+        delete_topics(settings)
 
 
 def stages(commands: list[Command]) -> dict[str, Callable[[], object]]:
@@ -107,51 +198,25 @@ def cpu_us_per_command(run: Callable[[], object], count: int, rounds: int = 3) -
     return best / count * 1e6
 
 
-def bench_sdk(settings: Settings, commands: list[Command]) -> tuple[float, float]:
-    """(commands/s send+flush, calling-thread CPU µs per ``send``)."""
-    producer = LedgerProducer(settings, producer_settings=ProducerSettings())
-    started, cpu_started = time.perf_counter(), time.thread_time()
-    for command in commands:
-        producer.send(command)
-    send_cpu_s = time.thread_time() - cpu_started
-    producer.flush(FLUSH_TIMEOUT_S)
-    elapsed = time.perf_counter() - started
-    assert producer.delivered == len(commands), (producer.delivered, producer.failed)
-    return len(commands) / elapsed, send_cpu_s / len(commands) * 1e6
-
-
-def bench_raw(settings: Settings, commands: list[Command]) -> tuple[float, float]:
-    """(records/s produce+flush, calling-thread CPU µs per ``produce``)."""
-    prepared = []
-    for command in commands:
-        key = command_key(command.tenant_id)
-        prepared.append((key, encode_command(command), partition_for(key, BENCH_PARTITIONS)))
-    config = ProducerSettings().client_config(settings.kafka_bootstrap)
-    config.update(security_config(settings, PRODUCER_PRINCIPAL))  # as the SDK connects
-    producer = Producer(config)
-    topic = settings.topic(COMMANDS_TOPIC)
-    started, cpu_started = time.perf_counter(), time.thread_time()
-    for index, (key, value, partition) in enumerate(prepared):
-        while True:
-            try:
-                producer.produce(topic, value, key, partition)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if index % 1000 == 0:
-            producer.poll(0)
-    produce_cpu_s = time.thread_time() - cpu_started
-    remaining = producer.flush(FLUSH_TIMEOUT_S)
-    elapsed = time.perf_counter() - started
-    assert remaining == 0
-    return len(prepared) / elapsed, produce_cpu_s / len(prepared) * 1e6
-
-
-def delete(settings: Settings) -> None:
-    client = admin_client(settings)
-    names = list(topics.ledger_topic_names(settings).all())
-    for future in client.delete_topics(names, operation_timeout=30).values():
-        future.result(timeout=30)
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", type=int, default=300_000)
+    parser.add_argument("--tenants", type=int, default=TENANTS)
+    parser.add_argument("--repetitions", type=int, default=3)
+    arguments = parser.parse_args()
+    run = BenchRun(size="bench_producer", seed=7, repetitions=arguments.repetitions)
+    run_producer(
+        run,
+        load_settings(),
+        commands=arguments.commands,
+        tenants=arguments.tenants,
+        repetitions=arguments.repetitions,
+    )
+    commands = bench_commands(arguments.commands, arguments.tenants)
+    for name, stage in stages(commands).items():
+        cpu_us = cpu_us_per_command(stage, len(commands))
+        run.add(GROUP, f"stage: {name}, calling thread CPU per command", "µs", cpu_us)
+    run.report(RATIO_FIGURE, "SDK / raw")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@
    1,000 balance monitors on the hot accounts against none (``bench.monitor_suite``);
    signed commands: the standard size with signature verification on vs off, wall clock,
    process CPU and decide alone (``bench.signature_suite``, issue 21 §2);
+   the SDK's ``send`` from one process beside a raw confluent-kafka produce of the same
+   records, wall clock and CPU per command (``bench.bench_producer``, issue 17);
 4. peers: faust-streaming and Quix Streams on the same records, same check;
 5. projection vs raw COPY; reports and metadata search on a filled scratch database, with
    the issue 19 targets (``bench.reports_suite``); the API's balance read over HTTP beside
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from bench import (
     bench_api,
+    bench_producer,
     latency_suite,
     monitor_suite,
     multileg_suite,
@@ -169,6 +172,11 @@ def run_suites(
     signature_suite.run_signatures(
         run, settings, commands=size.standard, tenants=size.tenants, repetitions=repetitions
     )
+    say(f"sdk: LedgerProducer.send vs raw produce of the same records x {repetitions}")
+    bench_producer.run_producer(
+        run, settings, commands=bench_producer.COMMANDS_PER_SIZE[arguments.size],
+        tenants=bench_producer.TENANTS, repetitions=repetitions,
+    )  # fmt: skip
     say("processor: profile (untimed pass)")
     profiler = cProfile.Profile()
     profiled = workloads.standard(SEED + 2, size.profile, size.tenants, PARTITIONS)
