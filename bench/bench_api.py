@@ -13,8 +13,9 @@ exactly like ``tests/system/test_api.py``.
    each waiting for its outcome: submit latency p50/p99 (the processor's batch interval is 50 ms
    in this harness, which dominates);
 2. optionally ingest ``--ingest-rate`` commands/s through the SDK in the background;
-3. for 8 and 32 concurrent clients: ``GET /v1/accounts/{id}/balance`` over HTTP (a minimal
-   asyncio HTTP/1.1 client, one keep-alive connection per client) for ``--seconds``, then the
+3. for 8 and 32 concurrent clients: ``GET /v1/accounts/{id}/balance`` over HTTP (a small C
+   HTTP/1.1 client, ``bench/http_load.c``, one keep-alive connection per client, after a
+   ``WARM_UP_S`` run that grows the API's pool to the clients) for ``--seconds``, then the
    same statement the API runs (``set_config`` + the balance SELECT in one round trip, reader
    role, RLS) straight on PostgreSQL with the same concurrency: p50/p95/p99 and requests/s,
    and the CPU per request of each side (this client; the API process and its PostgreSQL
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import resource
 import statistics
@@ -63,6 +65,10 @@ PGBENCH_JOBS = 2  # pgbench threads: one per core of this machine
 BENCH_CLIENTS = 8  # issue 17's figure: 8 clients on each side
 BENCH_INGEST_RATE = 1_000  # transfers/s through the pipeline while make bench reads
 BENCH_SUBMITS = 10
+WARM_UP_S = 1.0  # HTTP reads before the measured ones: the API's pool grows to the clients
+HTTP_LOAD_SOURCE = Path(__file__).resolve().parent / "http_load.c"
+BUILD_DIRECTORY = Path(__file__).resolve().parent.parent / "build"
+HTTP_LOAD_BUILD_TIMEOUT_S = 120
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -147,47 +153,43 @@ def ingest(settings: Settings, rate: int, stop: threading.Event) -> int:
     return sent
 
 
-async def get_keep_alive(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> int:
-    """One HTTP/1.1 GET on a kept-alive connection; returns the status. A minimal client (like
-    wrk) so the load generator's CPU does not crowd out the server on a small machine."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    await reader.readexactly(length)
-    return status
+def http_load_binary() -> Path:
+    """``bench/http_load.c`` compiled with the machine's C compiler (``$CC``, else ``cc``) into
+    ``build/http_load``, again whenever the source is newer than the binary (decision 0108)."""
+    binary = BUILD_DIRECTORY / "http_load"
+    if not binary.exists() or binary.stat().st_mtime < HTTP_LOAD_SOURCE.stat().st_mtime:
+        BUILD_DIRECTORY.mkdir(exist_ok=True)
+        compiler = os.environ.get("CC", "cc")
+        command = [compiler, "-O2", "-pthread", "-o", str(binary), str(HTTP_LOAD_SOURCE)]
+        subprocess.run(command, check=True, capture_output=True, timeout=HTTP_LOAD_BUILD_TIMEOUT_S)
+    return binary
 
 
-async def http_reads(stack: ApiStack, clients: int, seconds: float) -> list[float]:
-    keys = account_ids()
+def http_reads(stack: ApiStack, clients: int, seconds: float) -> list[float]:
+    """``GET /v1/accounts/{id}/balance`` by ``clients`` closed-loop HTTP/1.1 clients, one
+    kept-alive connection each, for ``seconds``: ``bench/http_load.c`` (C, like pgbench on the
+    other side; decision 0108), a random account per request. Each response's latency from the
+    client's own log; every response must be a 200."""
     host, port = stack.base_url.removeprefix("http://").split(":")
-    requests = [
+    requests = b"".join(
         (
             f"GET /v1/accounts/{account}/balance HTTP/1.1\r\nHost: {host}\r\n"
             f"Authorization: Bearer {stack.keys[tenant]}\r\n\r\n"
         ).encode()
-        for tenant, account in keys
-    ]
-    deadline = time.perf_counter() + seconds
+        for tenant, account in account_ids()
+    )
+    with tempfile.NamedTemporaryFile(prefix="bench-http-", suffix=".requests") as file:
+        file.write(requests)
+        file.flush()
+        command = [str(http_load_binary()), host, port, str(clients), str(seconds), file.name]
+        done = subprocess.run(
+            command, check=True, capture_output=True, text=True, timeout=seconds + 60
+        )
     latencies: list[float] = []
-
-    async def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while (started := time.perf_counter()) < deadline:
-                status = await get_keep_alive(reader, writer, rng.choice(requests))
-                latencies.append(time.perf_counter() - started)
-                assert status == 200, status
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(worker(seed) for seed in range(clients)))
+    for line in done.stdout.splitlines():
+        status, microseconds = line.split()
+        assert status == "200", line
+        latencies.append(int(microseconds) / 1e6)
     return latencies
 
 
@@ -278,8 +280,12 @@ def postgres_backends(dsn: str, application_name: str) -> list[int]:
 
 
 def own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process's CPU and its waited-for children's (the C HTTP client)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def measured(
@@ -320,8 +326,9 @@ def run_api(run: BenchRun, settings: Settings, *, repetitions: int, seconds: flo
         feeder.start()
         try:
             time.sleep(1.0)  # the accounts reach the projection; the ingest reaches its rate
+            http_reads(stack, BENCH_CLIENTS, WARM_UP_S)
             for _ in range(repetitions):
-                over_http = asyncio.run(http_reads(stack, BENCH_CLIENTS, seconds))
+                over_http = http_reads(stack, BENCH_CLIENTS, seconds)
                 by_pgbench = pgbench_reads(stack, BENCH_CLIENTS, seconds)
                 http_p99 = percentile(over_http, 0.99) * 1000
                 pgbench_p99 = percentile(by_pgbench, 0.99) * 1000
@@ -363,9 +370,10 @@ def main() -> None:
         seconds = arguments.seconds
         try:
             for clients in CONCURRENCY:
+                http_reads(stack, clients, WARM_UP_S)
                 over_http = measured(
                     f"balance over HTTP, {clients} clients",
-                    partial(asyncio.run, http_reads(stack, clients, seconds)),
+                    partial(http_reads, stack, clients, seconds),
                     seconds,
                     lambda: [api_pid, *postgres_backends(dsn, APPLICATION_NAME)],
                 )
