@@ -43,8 +43,9 @@ class ProjectionSettings:
     its field: the flags of ``project``, their help and the check derive from it (decision
     0035); ``__post_init__`` checks every value, so an object built directly is checked too.
 
-    ``batch_records_max`` bounds one database transaction; ``batch_interval_ms`` bounds how long a
-    partial batch waits for more records before it is written anyway.
+    ``batch_records_max`` bounds one database transaction; ``batch_interval_ms`` bounds how long an
+    idle projection waits for the first event of a batch (a batch is every event already fetched,
+    never held back to fill up: decision 0109).
     """
 
     projection_name: str = field(
@@ -61,10 +62,14 @@ class ProjectionSettings:
         default=10_000,
         metadata=limit(1, 100_000, "records", "events in one database transaction"),
     )
-    # Also the floor between database transactions (decision 0017).
+    # One write is in flight at a time (decision 0016): the events that became visible during it
+    # are the next batch, so the write's own duration paces the database transactions
+    # (decisions 0017, 0109).
     batch_interval_ms: int = field(
         default=20,
-        metadata=limit(1, 60_000, "ms", "a partial batch waits this long for more events"),
+        metadata=limit(
+            1, 60_000, "ms", "the longest an idle projection waits for the first event of a batch"
+        ),
     )
     poll_timeout_ms: int = field(
         default=100, metadata=limit(1, 10_000, "ms", "one poll of ledger.events")

@@ -5,9 +5,10 @@ The loop, top to bottom (one pass of ``run_once``):
     take the batch the previous pass prepared (or prepare one now)
     → hand it to the writer thread: one DB transaction: check positions + tenant heads,
       write rows, store next offsets
-    → meanwhile, on this thread, prepare the next batch: consume up to batch_records_max
-      records (waiting at most batch_interval_ms) → decode (an undecodable event is corrupt
-      state: stop) → plan the rows (pure, ``projections.batch``)
+    → meanwhile, on this thread, prepare the next batch: take every record already fetched
+      (at most batch_records_max; only when there is none, wait up to batch_interval_ms for the
+      first, decision 0109) → decode (an undecodable event is corrupt state: stop) → plan the
+      rows (pure, ``projections.batch``)
     → wait for the writer; on commit: commit the same offsets to Kafka
 
 Pipelining (decision 0016): at most one batch is prepared ahead of the one being written, and
@@ -61,6 +62,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from kafka_adapter.batches import take_batch
 from kafka_adapter.security import (
     PROJECTION_PRINCIPAL,
     client_config,
@@ -343,9 +345,12 @@ class ProjectionSink:
 
     def prepare(self) -> PreparedBatch:
         """Consume, decode and plan the next batch (this thread; no database)."""
-        records = self.consumer.consume(
-            num_messages=self.projection.batch_records_max,
-            timeout=self.projection.batch_interval_ms / 1000,
+        # Every event already fetched, at once; a wait only when there is none (decision 0109):
+        # a batch is what became visible during the write in flight, never held to fill up.
+        records = take_batch(
+            self.consumer,
+            self.projection.batch_records_max,
+            self.projection.batch_interval_ms / 1000,
         )
         batch = self.decode(records)  # after consume: its rebalance callbacks have run
         if batch.events:
