@@ -11,6 +11,8 @@ Per repetition, back to back on the same topics (A B A B):
 
 1. SDK: ``LedgerProducer.send`` of pre-built Transfer commands (validate + encode + placement +
    produce), then ``flush``: commands/s end to end (every record acknowledged), wall clock;
+   then the same with ``ProducerSettings(report_successes=False)`` (failures-only delivery
+   reports, decision 0110: no Python call per delivered record);
 2. baseline: a raw ``confluent_kafka.Producer`` with the same client settings producing the
    already-encoded bytes of the same commands with the same keys and partitions, then ``flush``;
 3. CPU µs per command of each: the calling thread (``time.thread_time``, over send + flush:
@@ -51,6 +53,7 @@ BENCH_PARTITIONS: Final = 12
 POLL_EVERY_RECORDS: Final = 1_000  # the raw loop serves delivery reports as often as the SDK
 GROUP: Final = "sdk"
 SEND_FIGURE: Final = "send from one process (target >= 100k)"
+FAILURES_ONLY_FIGURE: Final = "send, failure reports only (report_successes=False)"
 RAW_FIGURE: Final = "raw confluent-kafka produce of the SDK's records"
 RATIO_FIGURE: Final = "SDK send / raw produce (wall clock)"
 # commands per make-bench size: a few seconds per side at ~100k/s
@@ -91,9 +94,12 @@ def timed(run: Callable[[], bool], count: int) -> Sample:
     return Sample(count / elapsed_s, thread_s / count * 1e6, process_s / count * 1e6, correct)
 
 
-def bench_sdk(settings: Settings, commands: list[Command]) -> Sample:
+def bench_sdk(
+    settings: Settings, commands: list[Command], *, report_successes: bool = True
+) -> Sample:
     """``send`` every command, then ``flush``."""
-    producer = LedgerProducer(settings, producer_settings=ProducerSettings())
+    limits = ProducerSettings(report_successes=report_successes)
+    producer = LedgerProducer(settings, producer_settings=limits)
 
     def send_all() -> bool:
         send = producer.send
@@ -147,27 +153,37 @@ def fresh_topics(base: Settings) -> Settings:
 def run_producer(
     run: BenchRun, base: Settings, *, commands: int, tenants: int, repetitions: int
 ) -> None:
-    """``make bench``'s part: per repetition SDK then raw on the same topics, into ``run``'s
-    figures: the SDK's rate (group ``sdk``), the raw baseline (``limits``), their ratio and
-    the CPU per command of each (calling thread; whole process)."""
+    """``make bench``'s part: per repetition the SDK, the SDK with failure reports only, then
+    raw, on the same topics, into ``run``'s figures: the SDK's rates (group ``sdk``), the raw
+    baseline (``limits``), the SDK/raw ratio and the CPU per command of each (calling thread;
+    whole process)."""
     batch = bench_commands(commands, tenants)
     records = raw_records(batch)
     settings = fresh_topics(base)
     try:
         for _ in range(repetitions):
             sdk = bench_sdk(settings, batch)
+            failures_only = bench_sdk(settings, batch, report_successes=False)
             raw = bench_raw(settings, records)
-            figure = run.add(GROUP, SEND_FIGURE, "commands/s", sdk.rate)
-            figure.correct = sdk.correct if figure.correct in (None, True) else False
-            baseline = run.add("limits", RAW_FIGURE, "records/s", raw.rate)
-            baseline.correct = raw.correct if baseline.correct in (None, True) else False
+            add_checked(run, GROUP, SEND_FIGURE, "commands/s", sdk)
+            add_checked(run, GROUP, FAILURES_ONLY_FIGURE, "commands/s", failures_only)
+            add_checked(run, "limits", RAW_FIGURE, "records/s", raw)
             run.add("ratio", RATIO_FIGURE, "x", sdk.rate / raw.rate)
-            run.add(GROUP, "send: calling thread CPU per command", "µs", sdk.thread_us)
-            run.add(GROUP, "send: process CPU per command", "µs", sdk.process_us)
-            run.add(GROUP, "raw produce: calling thread CPU per record", "µs", raw.thread_us)
-            run.add(GROUP, "raw produce: process CPU per record", "µs", raw.process_us)
+            for name, sample in (
+                ("send", sdk),
+                ("send, failure reports only", failures_only),
+                ("raw produce", raw),
+            ):
+                run.add(GROUP, f"{name}: calling thread CPU per command", "µs", sample.thread_us)
+                run.add(GROUP, f"{name}: process CPU per command", "µs", sample.process_us)
     finally:
         delete_topics(settings)
+
+
+def add_checked(run: BenchRun, group: str, name: str, unit: str, sample: Sample) -> None:
+    """The sample's rate as a figure, marked INCORRECT once a repetition lost a record."""
+    figure = run.add(group, name, unit, sample.rate)
+    figure.correct = sample.correct if figure.correct in (None, True) else False
 
 
 def stages(commands: list[Command]) -> dict[str, Callable[[], object]]:

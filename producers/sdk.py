@@ -19,6 +19,12 @@ What it guarantees:
   Without a callback, failures are counted and ``flush`` raises ``DeliveryError`` for them (that
   default callback sits in the client's configuration, ``on_delivery``, so the common ``send``
   hands librdkafka no per-record callback argument).
+- **Failures only, when asked** (``ProducerSettings(report_successes=False)``, decision 0110):
+  librdkafka reports only failed records (``delivery.report.only.error``), so a delivered record
+  costs the caller's thread no Python call (~0.5 µs of ~7.5 per ``send``). Failures are counted
+  and ``flush`` raises for them as above; ``delivered`` is every record sent that neither failed
+  nor is still queued; a per-command report (``on_delivery``, ``submit``) is refused with
+  ``ProducerError``, since its success would never be reported.
 - **Backpressure.** When librdkafka's local queue is full (``queue_records_max`` or
   ``queue_kbytes_max``), ``send`` serves delivery reports (``poll``) and retries every
   ``backpressure_poll_s`` until ``backpressure_timeout_s`` has passed, then raises
@@ -102,6 +108,9 @@ class ProducerSettings:
     queue_kbytes_max: int = 1_048_576  # [queue.buffering.max.kbytes]
     compression: str = "lz4"  # [compression.type]
     delivery_timeout_ms: int = 120_000  # [delivery.timeout.ms] broker must ack by then
+    # [delivery.report.only.error = not this] False: only failed records are reported (a
+    # delivered one costs no Python call); per-command reports are then refused (decision 0110)
+    report_successes: bool = True
     backpressure_timeout_s: float = 30.0  # how long send() waits for room in the queue
     backpressure_poll_s: float = 0.05  # how long each wait for room polls
     metadata_timeout_s: float = 10.0  # reading the topic's partition count at start
@@ -118,6 +127,7 @@ class ProducerSettings:
             "queue.buffering.max.kbytes": self.queue_kbytes_max,
             "compression.type": self.compression,
             "delivery.timeout.ms": self.delivery_timeout_ms,
+            "delivery.report.only.error": not self.report_successes,
         }
 
 
@@ -153,6 +163,8 @@ class ProducerClient(Protocol):
     def flush(self, timeout: float) -> int: ...
 
     def list_topics(self, topic: str, timeout: float) -> Any: ...
+
+    def __len__(self) -> int: ...  # records queued or in flight, reports not yet served
 
 
 def validate(command: Command) -> None:
@@ -369,7 +381,7 @@ class LedgerProducer:
             principal=principal_label(settings, principal),
         )
         self.sent = 0
-        self.delivered = 0
+        self._delivered_reported = 0  # successes reported one by one (report_successes)
         self.failed = 0
         self.failures: list[str] = []
         self._since_poll = 0
@@ -492,20 +504,26 @@ class LedgerProducer:
 
     def _count(self, error: Any, message: Any) -> DeliveryReport:
         if error is None:
-            self.delivered += 1
+            self._delivered_reported += 1
             return DeliveryReport(message.topic(), message.partition(), message.offset())
         self.failed += 1
         return DeliveryReport(self.topic, message.partition(), -1, str(error))
 
     def _on_delivery(self, error: Any, message: Any) -> None:
         if error is None:  # the common case, kept cheap
-            self.delivered += 1
+            self._delivered_reported += 1
             return
         self._count(error, message)
         if len(self.failures) < FAILURES_KEPT_MAX:
             self.failures.append(str(error))
 
     def _wrap(self, on_delivery: DeliveryCallback) -> Callable[[Any, Any], None]:
+        if not self.producer_settings.report_successes:
+            raise ProducerError(
+                "a per-command delivery report (on_delivery, submit) needs"
+                " ProducerSettings(report_successes=True): this producer reports failures only"
+            )
+
         def deliver(error: Any, message: Any) -> None:
             on_delivery(self._count(error, message))
 
@@ -514,6 +532,14 @@ class LedgerProducer:
     def poll(self, timeout_s: float = 0.0) -> int:
         """Serve delivery reports; returns how many were served."""
         return self._client.poll(timeout_s)
+
+    @property
+    def delivered(self) -> int:
+        """Records the broker acknowledged: reported one by one, or, with
+        ``report_successes=False``, every record sent that neither failed nor is still queued."""
+        if self.producer_settings.report_successes:
+            return self._delivered_reported
+        return self.sent - self.failed - len(self._client)
 
     @property
     def in_flight(self) -> int:

@@ -13,9 +13,10 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer
 
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
+from producers.errors import ProducerError
 from producers.jsonl import command_from_line
 from producers.replies import OutcomeWaiter
-from producers.sdk import LedgerProducer
+from producers.sdk import LedgerProducer, ProducerSettings
 from schemas import codec
 from schemas.keys import outcome_key, partition_for
 from schemas.model import GENESIS_HASH, Command, Outcome, OutcomeStatus, Transfer
@@ -97,6 +98,15 @@ def test_produce_reads_back_decoded_on_the_tenants_partition(ledger_settings: Se
     for tenant in range(8):  # a tenant's commands keep their order
         offsets = [decoded[(f"tenant-{tenant}", f"k-{n}")][1] for n in range(25)]
         assert offsets == sorted(offsets)
+    # failures-only delivery reports (decision 0110): delivered counted without a call each
+    failures_only = ProducerSettings(report_successes=False)
+    bulk = LedgerProducer(ledger_settings, producer_settings=failures_only)
+    for command in sent:
+        bulk.send(command)
+    bulk.flush(30)
+    assert (bulk.sent, bulk.delivered, bulk.failed, bulk.in_flight) == (len(sent), len(sent), 0, 0)
+    with pytest.raises(ProducerError, match="report_successes"):
+        bulk.submit(sent[0])
 
 
 def test_placement_matches_the_java_partitioner_not_librdkafkas_default(

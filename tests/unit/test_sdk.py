@@ -55,6 +55,7 @@ class FakeClient:
     full_for: int = 0  # produce raises BufferError this many times
     fail_with: str | None = None
     keep_undelivered: bool = False
+    failures_only: bool = False  # as delivery.report.only.error: no report for a delivered record
     produced: list[tuple[str, bytes, bytes, int]] = field(default_factory=list)
     pending: list[tuple[Any, FakeMessage]] = field(default_factory=list)
 
@@ -70,8 +71,12 @@ class FakeClient:
     def poll(self, timeout: float) -> int:
         served, self.pending = self.pending, []
         for callback, message in served:
-            callback(self.fail_with, message)
+            if self.fail_with is not None or not self.failures_only:
+                callback(self.fail_with, message)
         return len(served)
+
+    def __len__(self) -> int:
+        return len(self.pending)
 
     def flush(self, timeout: float) -> int:
         if self.keep_undelivered:
@@ -283,3 +288,30 @@ def test_post_transaction_names_the_failing_posting_and_defaults_the_time() -> N
         tenant_id="acme", idempotency_key="pay-20", transaction_id="pay-20", postings=FEE_SPLIT_LEGS
     )
     assert command.submitted_at_us > 1_700_000_000_000_000
+
+
+def test_failures_only_reports_count_deliveries_without_a_call_per_record() -> None:
+    assert ProducerSettings().client_config("b:9092")["delivery.report.only.error"] is False
+    limits = ProducerSettings(report_successes=False)
+    assert limits.client_config("b:9092")["delivery.report.only.error"] is True
+    client = FakeClient(failures_only=True)
+    producer = make(client, report_successes=False)
+    for number in range(3):
+        producer.send(replace(TRANSFER, idempotency_key=f"order-{number}"))
+    assert (producer.delivered, producer.in_flight) == (0, 3)
+    producer.flush(1)
+    assert (producer.sent, producer.delivered, producer.failed, producer.in_flight) == (3, 3, 0, 0)
+
+
+def test_failures_only_reports_still_fail_the_flush_and_refuse_per_command_reports() -> None:
+    client = FakeClient(failures_only=True, fail_with="Broker: Topic authorization failed")
+    producer = make(client, report_successes=False)
+    producer.send(TRANSFER)
+    with pytest.raises(DeliveryError, match="authorization"):
+        producer.flush(1)
+    assert (producer.delivered, producer.failed) == (0, 1)
+    with pytest.raises(ProducerError, match="report_successes"):
+        producer.submit(TRANSFER)
+    with pytest.raises(ProducerError, match="report_successes"):
+        producer.send(TRANSFER, on_delivery=lambda report: None)
+    assert len(client.produced) == 1  # nothing queued for the refused ones
