@@ -244,6 +244,8 @@ def path_id(request: Request, name: str) -> str:
 def query_of(request: Request, *allowed: str) -> Mapping[str, str]:
     """The query parameters, each at most once and each one this route takes: a typo such as
     ``asof=`` is a 400 naming it, never silently the current balance."""
+    if not request.scope.get("query_string"):
+        return {}  # none given (most reads): not worth parsing
     seen: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
         shown = name[:64]

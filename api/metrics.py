@@ -6,7 +6,7 @@ raw path: one series per route, whatever ids clients send. Unmatched paths count
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -65,8 +65,17 @@ class ApiMetrics:
             "POSTs waiting for their outcome now",
             registry=self.registry,
         )
+        # (method, route, status) → its two children: ``labels()`` validates and locks on every
+        # call (~8 µs of the ~40 µs the app spent on a balance read outside the database). As
+        # many entries as the series the two metrics hold anyway.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        labels = (method, route, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            labels = (method, route, str(status))
+            series = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)

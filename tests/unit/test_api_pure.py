@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from api.api_keys import is_token_shaped, new_api_key, token_digest
 from api.app import (
@@ -23,6 +24,7 @@ from api.app import (
 from api.bodies import OpenAccountBody, TransferBody, check_limits, decode_body, to_command
 from api.gateway import check_same_command
 from api.http_protocol import malformed_request_body
+from api.metrics import ApiMetrics
 from api.outcomes import OutcomeCache, split_outcome_key
 from api.problems import ApiProblemError
 from api.readiness import CachedProbe, topic_problem
@@ -304,3 +306,18 @@ def test_a_probe_is_asked_once_per_interval_and_once_for_concurrent_callers() ->
         assert (await uncached.check()).ok and len(asked) == 2
 
     asyncio.run(scenario())
+
+
+def test_request_metrics_count_into_one_series_per_method_route_and_status() -> None:
+    metrics = ApiMetrics()
+    metrics.observe("GET", "/v1/accounts/{account_id}/balance", 200, 0.004)
+    metrics.observe("GET", "/v1/accounts/{account_id}/balance", 200, 0.020)
+    metrics.observe("GET", "/v1/accounts/{account_id}/balance", 404, 0.001)
+    exposed = generate_latest(metrics.registry).decode()
+    route = 'method="GET",route="/v1/accounts/{account_id}/balance"'
+    assert f'streamledger_api_requests_total{{{route},status="200"}} 2.0' in exposed
+    assert f'streamledger_api_requests_total{{{route},status="404"}} 1.0' in exposed
+    assert f'streamledger_api_request_seconds_count{{{route},status="200"}} 2.0' in exposed
+    assert f'streamledger_api_request_seconds_bucket{{le="0.005",{route},status="200"}} 1.0' in (
+        exposed
+    )
