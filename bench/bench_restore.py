@@ -1,16 +1,20 @@
 """Restore time and memory per million live idempotency keys, on one partition.
 
     python -m bench.bench_restore [--keys 200000] [--transfers-per-key 0.81] [--profile]
+                                  [--partitions 1]
 
-1. fills partition 0 of a fresh ``ledger.outcomes`` with ``--keys`` outcomes (and
+1. fills ``--partitions`` partitions (a tenant's records on one, as the processor writes them)
+   of a fresh ``ledger.outcomes`` with ``--keys`` outcomes in all (and
    ``ledger.balances`` with one head per tenant and, as the standard run leaves them, one
    posted ``TransferState`` for the first ``--transfers-per-key`` times ``--keys`` outcomes)
    through a transactional producer, one transaction per ``--batch`` records, each outcome with the
    record timestamp the processor gives it (its ``decided_at``), so the topic looks like the
    processor wrote it;
-2. restores the partition as on assignment (``restore_ledger``), timing the Kafka read and the
+2. restores the partitions as on assignment (``restore_ledger``, one reader and one connected
+   admin client for all, as the processor's ``_restore``), timing the Kafka read and the
    rebuild of the state separately (wall and this process's CPU time), and measuring the RSS
-   growth;
+   growth. ``make bench`` restores 4 partitions of ~4.6k keys: ``--keys 18500 --partitions 4``
+   shows its fixed cost per restore (decision 0112);
 3. decides one duplicate against the restored state (the lazy path must still answer);
 4. rebuilds the state once more from a copy of the same snapshot made under ``tracemalloc``:
    the bytes the state holds per key, with what it keeps of the snapshot (the encoded outcomes
@@ -37,6 +41,7 @@ import ledger
 from bench.bench_processor import delete_topics, traced_state_bytes
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
+from processors.loop import tune_garbage_collection
 from processors.partition_ledger import OUTCOME_TIMES_HEADER, outcome_times, restore_ledger
 from processors.processor_settings import build_processor_settings
 from processors.restore import admin_for, restore_consumer
@@ -62,7 +67,15 @@ TRANSFER_AMOUNT = 1_000_000_000  # the standard mix's (a five-byte long)
 
 def main() -> None:
     arguments = parse_arguments()
-    settings = replace(load_settings(), topic_prefix=f"benchr{uuid.uuid4().hex[:6]}.", partitions=1)
+    # as `streamledger process` does (and make bench's restore, after its processor run): with
+    # CPython's default thresholds the collector's passes over the consumed messages cost ~1 s
+    # of CPU per million keys more (5.2 against 4.2 s/M of read, decision 0112)
+    tune_garbage_collection()
+    settings = replace(
+        load_settings(),
+        topic_prefix=f"benchr{uuid.uuid4().hex[:6]}.",
+        partitions=arguments.partitions,
+    )
     topics.apply(settings)
     processor_settings = build_processor_settings(
         settings,
@@ -78,29 +91,37 @@ def main() -> None:
             arguments.batch,
             with_header=not arguments.without_header,
             transfers=int(arguments.keys * arguments.transfers_per_key),
+            partitions=arguments.partitions,
         )
         reader = restore_consumer(processor_settings)
         admin = admin_for(processor_settings)
+        admin.list_topics(processor_settings.topics.outcomes, 30)  # connected, as a processor's
         gc.collect()
         rss_before = _rss_bytes()
         profiler = cProfile.Profile() if arguments.profile else None
         started, cpu_started = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
-        partition_ledger, snapshot = restore_ledger(reader, admin, processor_settings, 0)
+        known_topics: set[str] = set()
+        restored = [
+            restore_ledger(reader, admin, processor_settings, partition, known_topics)
+            for partition in range(arguments.partitions)
+        ]
         if profiler is not None:
             profiler.disable()
         elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         rss_growth = _rss_bytes() - rss_before
         reader.close()
-        check_duplicate(partition_ledger)
+        check_duplicate(restored[partition_of(7, arguments.partitions)][0])
     finally:
         delete_topics(settings)
-    state_bytes = traced_state_bytes([snapshot], processor_settings)
-    keys = partition_ledger.live_idempotency_keys()
+    snapshots = [snapshot for _, snapshot in restored]
+    state_bytes = traced_state_bytes(snapshots, processor_settings)
+    keys = sum(partition_ledger.live_idempotency_keys() for partition_ledger, _ in restored)
     assert keys == arguments.keys, (keys, arguments.keys)
-    read_s = snapshot.duration_s
-    print(f"live keys:           {keys:,} ({snapshot.records_read:,} records read)")
+    read_s = sum(snapshot.duration_s for snapshot in snapshots)
+    records_read = sum(snapshot.records_read for snapshot in snapshots)
+    print(f"live keys:           {keys:,} ({records_read:,} records read)")
     print(
         f"restore:             {elapsed:.2f} s = {elapsed * KEYS_PER_MILLION / keys:.2f} s/M keys"
     )
@@ -123,7 +144,8 @@ def main() -> None:
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--keys", type=int, default=200_000)
+    parser.add_argument("--keys", type=int, default=200_000, help="outcomes in all partitions")
+    parser.add_argument("--partitions", type=int, default=1, help="restored one after the other")
     parser.add_argument("--batch", type=int, default=5_000, help="records per transaction")
     parser.add_argument("--profile", action="store_true", help="cProfile the restore")
     parser.add_argument(
@@ -180,8 +202,20 @@ def sample_transfer_state(index: int) -> tuple[bytes, bytes]:
     return state_key(state), encode_state(state)
 
 
+def partition_of(index: int, partitions: int) -> int:
+    """The partition of outcome ``index``: its tenant's (every record of a tenant on one)."""
+    return (index % TENANTS) % partitions
+
+
 def fill(
-    settings: object, names: object, keys: int, batch: int, *, with_header: bool, transfers: int
+    settings: object,
+    names: object,
+    keys: int,
+    batch: int,
+    *,
+    with_header: bool,
+    transfers: int,
+    partitions: int = 1,
 ) -> None:
     started = time.perf_counter()
     producer = Producer(
@@ -199,14 +233,18 @@ def fill(
         for index in range(first, min(first + batch, keys)):
             key, value, timestamp_ms, times = sample_outcome(index)
             headers = [(OUTCOME_TIMES_HEADER, times)] if with_header else None
-            producer.produce(outcomes_topic, value, key, 0, timestamp=timestamp_ms, headers=headers)
+            partition = partition_of(index, partitions)
+            producer.produce(
+                outcomes_topic, value, key, partition, timestamp=timestamp_ms, headers=headers
+            )
             if index < transfers:
                 state_key_bytes, state_value = sample_transfer_state(index)
-                producer.produce(balances_topic, state_value, state_key_bytes, 0)
+                producer.produce(balances_topic, state_value, state_key_bytes, partition)
         if first == 0:
             for tenant in range(TENANTS):
                 head = TenantHead(tenant_id=f"tenant-{tenant:04d}", last_sequence=keys)
-                producer.produce(balances_topic, encode_state(head), state_key(head), 0)
+                partition = partition_of(tenant, partitions)
+                producer.produce(balances_topic, encode_state(head), state_key(head), partition)
         producer.commit_transaction(FILL_TIMEOUT_S)
     print(f"filled {keys:,} outcomes in {time.perf_counter() - started:.1f} s")
 

@@ -435,6 +435,7 @@ class KafkaStateReader:
         self.admin = admin
         self.processor_settings = processor_settings
         self.timeout_s = processor_settings.restore_timeout_s
+        self.known_topics: set[str] = set()  # whose metadata the reader has (``read_partition``)
 
     def read_partition(
         self, topics: Sequence[str], partition: int, *, header_name: str | None
@@ -447,6 +448,7 @@ class KafkaStateReader:
             timeout_s=self.timeout_s,
             header_name=header_name,
             renew_admin=self._renew_admin,
+            known_topics=self.known_topics,
         )
 
     def _renew_admin(self) -> AdminClient:

@@ -413,10 +413,15 @@ class PartitionLedger:
 
 
 def restore_ledger(
-    reader: Consumer, admin: AdminClient, processor_settings: ProcessorSettings, partition: int
+    reader: Consumer,
+    admin: AdminClient,
+    processor_settings: ProcessorSettings,
+    partition: int,
+    known_topics: set[str] | None = None,
 ) -> tuple[PartitionLedger, PartitionSnapshot]:
     """Read one partition's state topics and rebuild its ``LedgerState``; outcomes that carry
-    ``OUTCOME_TIMES_HEADER`` stay encoded until first use, the others are decoded now."""
+    ``OUTCOME_TIMES_HEADER`` stay encoded until first use, the others are decoded now.
+    ``known_topics``: as ``read_partition``'s (one set per reader)."""
     topics = processor_settings.topics
     snapshot = read_partition(
         reader,
@@ -425,6 +430,7 @@ def restore_ledger(
         partition=partition,
         timeout_s=processor_settings.restore_timeout_s,
         header_name=OUTCOME_TIMES_HEADER,
+        known_topics=known_topics,
     )
     return ledger_from_snapshot(snapshot, processor_settings), snapshot
 

@@ -57,6 +57,13 @@ RESTORE_QUEUE_BACKOFF_MS = 10
 # partition only from such an empty fetch, so each restored partition waited it once (20 ms
 # before decision 0091). Only a restore's reader fetches with it, for well under a second.
 RESTORE_FETCH_WAIT_MS_MAX = 2
+# A new client asks for no connection to "any broker" (a metadata or leader query) within
+# reconnect.backoff.ms / 2 of the last one (librdkafka's sparse-connection interval, 50 ms at
+# the default 100): a fresh restore reader's first metadata request, made while its bootstrap
+# connection was being replaced by the broker's own, waited that ~50 ms, half the fixed cost of
+# a restore (decision 0112). At 20 ms the wait is ~11 ms (librdkafka's floor); backoff after a
+# failed connection still doubles up to reconnect.backoff.max.ms.
+RESTORE_RECONNECT_BACKOFF_MS = 20
 EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 METADATA_TIMEOUT_S = 5.0  # the topics' metadata before a read (_learn_topics)
@@ -97,7 +104,12 @@ class PartitionSnapshot:
 
 
 def admin_for(processor_settings: ProcessorSettings) -> AdminClient:
-    return AdminClient({**processor_settings.kafka_connection})
+    return AdminClient(
+        {
+            **processor_settings.kafka_connection,
+            "reconnect.backoff.ms": RESTORE_RECONNECT_BACKOFF_MS,
+        }
+    )
 
 
 def restore_consumer(processor_settings: ProcessorSettings) -> Consumer:
@@ -115,6 +127,7 @@ def restore_consumer(processor_settings: ProcessorSettings) -> Consumer:
             "queued.min.messages": RESTORE_QUEUED_RECORDS_MIN,
             "fetch.queue.backoff.ms": RESTORE_QUEUE_BACKOFF_MS,
             "fetch.wait.max.ms": RESTORE_FETCH_WAIT_MS_MAX,
+            "reconnect.backoff.ms": RESTORE_RECONNECT_BACKOFF_MS,
         }
     )
 
@@ -128,8 +141,13 @@ def read_partition(
     timeout_s: float,
     header_name: str | None = None,
     renew_admin: Callable[[], AdminClient] | None = None,
+    known_topics: set[str] | None = None,
 ) -> PartitionSnapshot:
-    """Steps 1 and 2 above for one partition of ``topics``; raises ``RestoreError`` on timeout."""
+    """Steps 1 and 2 above for one partition of ``topics``; raises ``RestoreError`` on timeout.
+
+    ``known_topics``: the topics whose metadata ``consumer`` has already fetched (updated here);
+    a reader that restores several partitions asks for each topic's metadata once, not once a
+    partition (two round trips a partition, decision 0112)."""
     started = time.monotonic()
     deadline = started + timeout_s
     partitions = [TopicPartition(topic, partition) for topic in topics]
@@ -139,7 +157,9 @@ def read_partition(
     headers: dict[str, dict[bytes, bytes]] = {topic: {} for topic in topics}
     records_read = 0
     if to_read:
-        _learn_topics(consumer, [tp.topic for tp in to_read], deadline)
+        learned = known_topics if known_topics is not None else set()
+        unknown = [tp.topic for tp in to_read if tp.topic not in learned]
+        learned.update(_learn_topics(consumer, unknown, deadline))
         records_read = _read_to_end(
             consumer, to_read, ends, _Latest(latest, headers, header_name), deadline
         )
@@ -254,11 +274,13 @@ class _Latest:
     header_name: str | None
 
 
-def _learn_topics(consumer: Consumer, topics: list[str], deadline: float) -> None:
+def _learn_topics(consumer: Consumer, topics: list[str], deadline: float) -> list[str]:
     """Ask for the topics' metadata before ``assign``: librdkafka learns the leader of a topic
     first met in ``assign()`` only at its next one-second topic scan, so the first partition
     read by a new reader waited up to a second for its first fetch (0.9 s of a 1.2 s restore of
-    18.5k keys, bench/README.md 2026-12-06). A failure here only loses that shortcut."""
+    18.5k keys, bench/README.md 2026-12-06). A failure here only loses that shortcut. Returns
+    the topics whose metadata came back."""
+    learned = []
     for topic in topics:
         try:
             consumer.list_topics(
@@ -266,6 +288,9 @@ def _learn_topics(consumer: Consumer, topics: list[str], deadline: float) -> Non
             )
         except KafkaException as exc:
             LOGGER.info("metadata of %s before reading it: %s", topic, exc)
+        else:
+            learned.append(topic)
+    return learned
 
 
 def _read_to_end(

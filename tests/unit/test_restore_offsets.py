@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from processors.restore import RestoreError, wait_until_stable
+from processors.restore import RestoreError, read_partition, wait_until_stable
 
 
 @dataclass
@@ -117,3 +117,69 @@ def test_a_refused_listing_is_asked_again_through_a_renewed_admin_client() -> No
     )
     assert ends == {"t.ledger.balances": (0, 40), "t.ledger.outcomes": (0, 40)}
     assert renewed == [fresh] and stale.failed == 3
+
+
+@dataclass
+class EndOfPartition:
+    """What the reader hands over at a partition's end (``_PARTITION_EOF``)."""
+
+    topic_name: str
+    at: int
+
+    def error(self) -> KafkaError:
+        return KafkaError(KafkaError._PARTITION_EOF)
+
+    def topic(self) -> str:
+        return self.topic_name
+
+    def key(self) -> None:
+        return None
+
+    def offset(self) -> int:
+        return self.at
+
+
+class EmptyTopicsReader:
+    """A restore reader over partitions that hold only their end; counts metadata requests."""
+
+    def __init__(self) -> None:
+        self.metadata_requests: list[str] = []
+        self.assigned: list[TopicPartition] = []
+
+    def list_topics(self, topic: str, timeout: float) -> None:
+        self.metadata_requests.append(topic)
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = partitions
+
+    def consume(self, records_max: int, timeout_s: float) -> list[EndOfPartition]:
+        ends = [EndOfPartition(partition.topic, 40) for partition in self.assigned]
+        self.assigned = []
+        return ends
+
+    def unassign(self) -> None:
+        self.assigned = []
+
+
+def test_a_reader_asks_for_each_topics_metadata_once_across_partitions() -> None:
+    # two metadata round trips a partition were part of a restore's fixed cost (decision 0112)
+    reader, known_topics = EmptyTopicsReader(), set[str]()
+    for partition in (0, 1, 2):
+        snapshot = read_partition(
+            reader,  # type: ignore[arg-type]
+            FlakyAdmin(unknown_rounds=0),  # type: ignore[arg-type]
+            topics=("t.ledger.balances", "t.ledger.outcomes"),
+            partition=partition,
+            timeout_s=30,
+            known_topics=known_topics,
+        )
+        assert snapshot.records_read == 0
+    assert reader.metadata_requests == ["t.ledger.balances", "t.ledger.outcomes"]
+    read_partition(
+        reader,  # type: ignore[arg-type]
+        FlakyAdmin(unknown_rounds=0),  # type: ignore[arg-type]
+        topics=("t.ledger.balances",),
+        partition=3,
+        timeout_s=30,
+    )
+    assert reader.metadata_requests[2:] == ["t.ledger.balances"]  # no set: asked every time
