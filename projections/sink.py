@@ -6,7 +6,8 @@ The loop, top to bottom (one pass of ``run_once``):
     → hand it to the writer thread: one DB transaction: check positions + tenant heads,
       write rows, store next offsets
     → meanwhile, on this thread, prepare the next batch: consume up to batch_records_max
-      records (waiting at most batch_interval_ms) → decode (an undecodable event is corrupt
+      records (fewer while the pipeline ramps up, decision 0111; waiting at most
+      batch_interval_ms) → decode (an undecodable event is corrupt
       state: stop) → plan the rows (pure, ``projections.batch``)
     → wait for the writer; on commit: commit the same offsets to Kafka
 
@@ -74,10 +75,12 @@ from projections.settings import ProjectionSettings
 from projections.store import (
     LIVE_SCHEMA,
     BatchTarget,
+    FormattedRows,
     PositionMovedError,
     ProjectionDatabaseError,
     QuarantineState,
     WrittenBatch,
+    format_rows,
     prepare_session,
     quarantine_context,
     read_offsets,
@@ -110,6 +113,7 @@ class PreparedBatch:
     next_offsets: dict[int, int]
     ends_reached: dict[int, int]
     plan: BatchPlan | None  # None when the batch holds no event
+    formatted: FormattedRows | None = None  # the plan's COPY data, formatted by this thread
 
     def replan(self, held: Mapping[str, int]) -> BatchPlan:
         """The same records planned again, holding back each tenant in ``held`` from that batch
@@ -143,6 +147,29 @@ class BatchOutcome:
 # 31.5 with the collector off. The garbage is acyclic almost always (reference counts free it);
 # the collector still runs, every 200k net allocations.
 GC_THRESHOLDS = (200_000, 20, 100)  # (youngest, middle, oldest), see gc.set_threshold
+
+
+# The pipeline's ramp (decision 0111). A batch is prepared while the one before it is written,
+# except the first after the pipeline ran dry (start-up, a seek, an idle spell): nothing is
+# written while it is prepared. Preparing is the cheaper stage (client ~25 µs per event; a write
+# took 1.6-2.5 times as long per event at 1k-6k events, bench/README.md "Projection write
+# path"), so that first batch is kept short and each next one grows by at most
+# PIPELINE_RAMP_GROWTH over the batch in flight, about what fits beside that write: the writer
+# waits on the client for one short batch instead of a full one. A backlog reaches
+# batch_records_max in a few batches (10k: 1,250 → 2,500 → 5,000 → 10,000); a trickle stays
+# below the start anyway.
+PIPELINE_RAMP_DIVISOR = 8  # the first batch: at most batch_records_max / 8 records
+PIPELINE_RAMP_GROWTH = 2  # each next batch: at most twice the batch being written
+
+
+def ramp_records_max(batch_records_max: int, in_flight_events: int | None) -> int:
+    """How many records the next batch may hold: ``in_flight_events`` is the size of the batch
+    being written beside its preparation, ``None`` when nothing is (the pipeline ran dry)."""
+    start = max(1, batch_records_max // PIPELINE_RAMP_DIVISOR)
+    if in_flight_events is None:
+        return start
+    grown = int(in_flight_events * PIPELINE_RAMP_GROWTH)
+    return min(batch_records_max, max(start, grown))
 
 
 def tune_garbage_collection() -> None:
@@ -221,6 +248,9 @@ class ProjectionSink:
         self.in_flight: InFlight | None = None
         self.settled = BatchOutcome()  # what the last write that finished committed
         self.connection = connect_writer(settings, projection)
+        # Formats COPY data on the preparing thread with the connection's adapters; it never
+        # executes anything, so the connection stays the writer thread's alone.
+        self.formatting_cursor = self.connection.cursor()
         group = projection.consumer_group if subscribe else f"{projection.consumer_group}-{schema}"
         config = consumer_config(
             settings,
@@ -319,7 +349,11 @@ class ProjectionSink:
         """Write one batch while the next one is consumed, decoded and planned; return what
         was committed (nothing when the batch was dropped or empty)."""
         assert self.in_flight is None, "run_once is not re-entrant"
-        batch = self.prepared if self.prepared is not None else self.prepare()
+        records_max = self.projection.batch_records_max
+        if self.prepared is not None:
+            batch = self.prepared
+        else:  # the pipeline ran dry: a short batch first, so the writer starts early
+            batch = self.prepare(ramp_records_max(records_max, None))
         self.prepared = None
         if batch.seek_epoch != self.seek_epoch:
             LOG.info("dropped a batch prepared before a seek")  # consumed again from the table
@@ -330,7 +364,8 @@ class ProjectionSink:
             return BatchOutcome()
         self.in_flight = InFlight(batch, self.writer.submit(self.store, batch))
         try:
-            prepared = self.prepare()  # overlaps the write; a rebalance in here settles it first
+            # overlaps the write; a rebalance in here settles it first
+            prepared = self.prepare(ramp_records_max(records_max, len(batch.events)))
         except BaseException:
             self.settle()  # never leave a write running behind a failure
             raise
@@ -341,16 +376,18 @@ class ProjectionSink:
         self.observe_lag()
         return outcome
 
-    def prepare(self) -> PreparedBatch:
-        """Consume, decode and plan the next batch (this thread; no database)."""
+    def prepare(self, records_max: int) -> PreparedBatch:
+        """Consume (at most ``records_max`` records), decode and plan the next batch (this
+        thread; no database)."""
         records = self.consumer.consume(
-            num_messages=self.projection.batch_records_max,
+            num_messages=records_max,
             timeout=self.projection.batch_interval_ms / 1000,
         )
         batch = self.decode(records)  # after consume: its rebalance callbacks have run
         if batch.events:
             context = quarantine_context(self.quarantine, self.partition_count)
             batch.plan = plan_records(batch.events, batch.locations, context)
+            batch.formatted = format_rows(self.formatting_cursor, batch.plan)
             self.prepared_positions.update(batch.next_offsets)
         return batch
 
@@ -401,6 +438,7 @@ class ProjectionSink:
                 consumed_from=batch.consumed_from,
                 next_offsets=batch.next_offsets,
                 replan=batch.replan,
+                formatted=batch.formatted,
             )
         except psycopg.errors.UniqueViolation as exc:
             raise InvariantViolationError(

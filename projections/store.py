@@ -16,6 +16,8 @@
    that already exists is a ``UniqueViolation``: a repeat, never overwritten); balances and the
    transfers it changes into session-local staging tables, then one ``INSERT … ON CONFLICT`` /
    ``UPDATE … FROM`` each, whose row count must equal the staged rows;
+   the journal's and the chain's ``COPY`` data may come formatted by the thread that planned the
+   batch (``format_rows``, decision 0111): then this thread only sends bytes;
 5. records new quarantines and counts the records held back for quarantined tenants;
 6. stores the next offset of every partition in the batch, held records included: a quarantined
    tenant never stops the projection.
@@ -38,6 +40,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.abc import Buffer
+from psycopg.copy import Copy, Writer
 from psycopg.types.json import JsonbBinaryDumper
 
 from projections.batch import (
@@ -308,6 +311,53 @@ class QuarantineState:
     releases: dict[str, dict[int, int]]  # tenant -> partition -> before offset
 
 
+class CollectedCopyData(Writer):
+    """A ``COPY`` writer that keeps the binary data instead of sending it (psycopg's
+    ``Writer`` interface, as its ``FileWriter``)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Buffer] = []
+
+    def write(self, data: Buffer) -> None:
+        self.chunks.append(data)
+
+
+@dataclass(frozen=True, slots=True)
+class FormattedRows:
+    """The binary ``COPY`` data of a plan's journal and chain rows, formatted by the thread that
+    planned it (decision 0111): the writer thread then sends bytes and holds the GIL far less
+    while the next batch is prepared. Only for ``plan`` itself: a batch planned again in the
+    write transaction (a new quarantine) has its rows formatted there."""
+
+    plan: BatchPlan
+    entries: bytes
+    chain: bytes
+
+
+def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
+    """``plan``'s ``entries`` and ``event_chain`` rows as binary ``COPY`` data, formatted with
+    ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O)."""
+    return FormattedRows(
+        plan,
+        binary_copy_data(cursor, ENTRY_TYPES, plan.entries),
+        binary_copy_data(cursor, CHAIN_TYPES, plan.chain),
+    )
+
+
+def binary_copy_data(
+    cursor: psycopg.Cursor[Any], types: Sequence[str], rows: Sequence[Sequence[object]]
+) -> bytes:
+    """The bytes ``copy_rows`` would send for ``rows``: signature, rows, trailer."""
+    if not rows:
+        return b""
+    collected = CollectedCopyData()
+    with Copy(cursor, binary=True, writer=collected) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+    return b"".join(collected.chunks)
+
+
 def write_batch(
     conn: psycopg.Connection[Any],
     target: BatchTarget,
@@ -316,18 +366,21 @@ def write_batch(
     consumed_from: Mapping[int, int],
     next_offsets: Mapping[int, int],
     replan: Replan,
+    formatted: FormattedRows | None = None,
 ) -> WrittenBatch:
     """Write one batch and its next offsets atomically (see the module docstring).
 
     ``consumed_from`` is, per partition of the batch, the offset the sink positioned itself at
     (what the table must still hold); ``next_offsets`` is the offset after the batch's last
     record. ``replan(held)`` plans the same records again holding back each tenant in ``held``
-    from that batch index on.
+    from that batch index on. ``formatted``: ``plan``'s rows already formatted for ``COPY``.
     """
     with conn.transaction():
         check_positions(conn, target, consumed_from)
         written, heads, transfers = settle_plan(conn, target, plan, replan)
-        write_rows(conn, target, written.plan, transfers)
+        if formatted is not None and formatted.plan is not written.plan:
+            formatted = None  # planned again: those bytes are not this plan's rows
+        write_rows(conn, target, written.plan, transfers, formatted)
         write_quarantines(conn, target, written, heads)
         partitions = sorted(next_offsets)
         conn.execute(
@@ -515,6 +568,7 @@ def write_rows(
     target: BatchTarget,
     plan: BatchPlan,
     transfers: Mapping[tuple[str, str], TransferRow],
+    formatted: FormattedRows | None = None,
 ) -> None:
     # Accounts before balances: the balances upsert joins accounts for their normal side.
     if plan.accounts:
@@ -534,10 +588,14 @@ def write_rows(
         expect_rows("transfers", cursor.rowcount, len(changed))
     write_transactions(conn, target, plan)
     write_monitors(conn, target, plan)
-    if plan.entries:
-        copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
-    if plan.chain:
-        copy_rows(conn, target.compose(COPY_CHAIN), CHAIN_TYPES, plan.chain)
+    if formatted is not None:
+        copy_data(conn, target.compose(COPY_ENTRIES), formatted.entries)
+        copy_data(conn, target.compose(COPY_CHAIN), formatted.chain)
+    else:
+        if plan.entries:
+            copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
+        if plan.chain:
+            copy_rows(conn, target.compose(COPY_CHAIN), CHAIN_TYPES, plan.chain)
     if plan.account_metadata:
         statement = target.compose(COPY_ACCOUNT_METADATA)
         copy_rows(conn, statement, METADATA_TYPES, plan.account_metadata)
@@ -598,6 +656,13 @@ def copy_rows(
         copy.set_types(types)
         for row in rows:
             copy.write_row(row)
+
+
+def copy_data(conn: psycopg.Connection[Any], statement: sql.Composed, data: bytes) -> None:
+    """Binary ``COPY`` of data ``binary_copy_data`` formatted (nothing when it holds no row)."""
+    if data:
+        with conn.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(data)
 
 
 def change_tuple(row: TransferRow) -> tuple[object, ...]:
