@@ -332,15 +332,32 @@ class FormattedRows:
     plan: BatchPlan
     entries: bytes
     chain: bytes
+    # When the batch changes no transfer it did not create: the fold (it reads nothing from
+    # the table then) and the created rows' COPY data; else None, and the writer folds.
+    transfers: dict[tuple[str, str], TransferRow] | None = None
+    created_transfers: bytes = b""
 
 
 def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
     """``plan``'s ``entries`` and ``event_chain`` rows as binary ``COPY`` data, formatted with
-    ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O)."""
+    ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O), and
+    its transfers folded and formatted too when none of them must be read from the table first
+    (a record that cannot apply leaves that to the write transaction, which quarantines)."""
+    transfers: dict[tuple[str, str], TransferRow] | None = None
+    created = b""
+    if not plan.existing_transfer_keys():
+        try:
+            transfers = fold_transfers({}, plan.transfer_events)
+        except EventCannotApplyError:
+            transfers = None
+        else:  # nothing existed before the batch: every transfer it touches, it creates
+            created = binary_copy_data(cursor, TRANSFER_TYPES, list(transfers.values()))
     return FormattedRows(
         plan,
         binary_copy_data(cursor, ENTRY_TYPES, plan.entries),
         binary_copy_data(cursor, CHAIN_TYPES, plan.chain),
+        transfers,
+        created,
     )
 
 
@@ -377,7 +394,7 @@ def write_batch(
     """
     with conn.transaction():
         check_positions(conn, target, consumed_from)
-        written, heads, transfers = settle_plan(conn, target, plan, replan)
+        written, heads, transfers = settle_plan(conn, target, plan, replan, formatted)
         if formatted is not None and formatted.plan is not written.plan:
             formatted = None  # planned again: those bytes are not this plan's rows
         write_rows(conn, target, written.plan, transfers, formatted)
@@ -412,7 +429,11 @@ def check_positions(
 
 
 def settle_plan(
-    conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan, replan: Replan
+    conn: psycopg.Connection[Any],
+    target: BatchTarget,
+    plan: BatchPlan,
+    replan: Replan,
+    formatted: FormattedRows | None = None,
 ) -> tuple[WrittenBatch, dict[str, StoredHead], dict[tuple[str, str], TransferRow]]:
     """Hold back the tenants quarantined before; quarantine those whose first record does not
     continue the stored head or cannot apply; plan again until nothing new is found. Each
@@ -429,7 +450,7 @@ def settle_plan(
         new = head_problems(plan, heads)
         if not new:
             try:
-                transfers = final_transfers(conn, target, plan)
+                transfers = final_transfers(conn, target, plan, formatted)
             except EventCannotApplyError as exc:
                 new = {exc.tenant_id: fold_quarantine(plan, exc)}
             else:
@@ -524,8 +545,13 @@ def quarantine_context(state: QuarantineState, partitions: int | None) -> PlanCo
 
 
 def final_transfers(
-    conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan
+    conn: psycopg.Connection[Any],
+    target: BatchTarget,
+    plan: BatchPlan,
+    formatted: FormattedRows | None = None,
 ) -> dict[tuple[str, str], TransferRow]:
+    if formatted is not None and formatted.plan is plan and formatted.transfers is not None:
+        return formatted.transfers  # folded while the batch was prepared: nothing to read
     keys = sorted(plan.existing_transfer_keys())
     known: dict[tuple[str, str], TransferRow] = {}
     if keys:
@@ -580,7 +606,9 @@ def write_rows(
         expect_rows("balances", cursor.rowcount, len(plan.balances))
     created = [row for key, row in transfers.items() if key in plan.created_transfers]
     changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
-    if created:
+    if formatted is not None and formatted.transfers is not None:
+        copy_data(conn, target.compose(COPY_TRANSFERS), formatted.created_transfers)
+    elif created:
         copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, created)
     if changed:
         copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
