@@ -151,15 +151,14 @@ GC_THRESHOLDS = (200_000, 20, 100)  # (youngest, middle, oldest), see gc.set_thr
 
 # The pipeline's ramp (decision 0111). A batch is prepared while the one before it is written,
 # except the first after the pipeline ran dry (start-up, a seek, an idle spell): nothing is
-# written while it is prepared. Preparing is the cheaper stage (client ~25 µs per event; a write
-# took 1.6-2.5 times as long per event at 1k-6k events, bench/README.md "Projection write
-# path"), so that first batch is kept short and each next one grows by at most
-# PIPELINE_RAMP_GROWTH over the batch in flight, about what fits beside that write: the writer
-# waits on the client for one short batch instead of a full one. A backlog reaches
-# batch_records_max in a few batches (10k: 1,250 → 2,500 → 5,000 → 10,000); a trickle stays
-# below the start anyway.
+# written while it is prepared. So that first batch is kept short, and each next one grows by
+# at most PIPELINE_RAMP_GROWTH over the batch in flight, about what can be prepared beside that
+# write (measured: ~27 µs of client per event to prepare, ~32 µs of server to write, bench/README
+# "Projection write path"): the writer waits on the client for one short batch instead of a
+# full one. A backlog reaches batch_records_max in a few batches (10k: 1,250 → 1,875 → 2,812 →
+# 4,218 → 6,327 → 9,490 → 10,000); a trickle stays below the start anyway.
 PIPELINE_RAMP_DIVISOR = 8  # the first batch: at most batch_records_max / 8 records
-PIPELINE_RAMP_GROWTH = 2  # each next batch: at most twice the batch being written
+PIPELINE_RAMP_GROWTH = 1.5  # each next batch: at most 1.5 times the batch being written
 
 
 def ramp_records_max(batch_records_max: int, in_flight_events: int | None) -> int:
