@@ -12,7 +12,10 @@ cluster admin over the unix socket, dropped at the end).
    transactionally to ``ledger.events`` (3 partitions) — the pre-filled topic;
 2. projection: an in-process sink from offset 0 until every event is in PostgreSQL (events/s);
 3. COPY limit: the same rows (planned beforehand, not timed) COPY'd with binary ``COPY`` into a
-   fresh generation of the same tables (same migrations), in one transaction (rows/s, events/s);
+   fresh generation of the same tables (same migrations), in one transaction (rows/s, events/s):
+   every row the projection leaves in the ledger's tables — accounts, balances, transfers,
+   entries, ``event_chain`` (one link per event), ``tenant_heads``, the metadata tables — but
+   not its three ``projection_offsets`` rows (decision 0111);
 4. reads: 8 threads read random current balances through the reader role while a second sink
    projects the same log into another generation; p50/p95/p99.
 
@@ -57,20 +60,31 @@ from projections.store import (
     ACCOUNT_TYPES,
     BALANCE_COLUMNS,
     BALANCE_TYPES,
+    CHAIN_TYPES,
+    COPY_ACCOUNT_METADATA,
     COPY_ACCOUNTS,
+    COPY_CHAIN,
     COPY_ENTRIES,
+    COPY_TRANSFER_METADATA,
     COPY_TRANSFERS,
     ENTRY_TYPES,
     LIVE_SCHEMA,
+    METADATA_TYPES,
     TRANSFER_TYPES,
     BatchTarget,
     copy_rows,
 )
+from schemas.event_time import to_datetime
 from schemas.model import Event, OpenAccount, Transfer
 from streamledger.settings import Settings, load_settings, replace
 from workloads.projection_events import produce_events
 
 READERS = 8
+COPY_TENANT_HEADS = sql.SQL(
+    "COPY {schema}.tenant_heads (tenant_id, last_sequence, last_hash, last_effective_at)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+HEAD_TYPES = ("text", "int8", "bytea", "timestamptz")
 BASE_TIME_US = 1_700_000_000_000_000
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 PROFILE_FUNCTIONS_SHOWN = 25
@@ -226,7 +240,10 @@ def copy_limit(
     settings: Settings, events: list[Event], schema: str = "ledger_copy_limit"
 ) -> tuple[Timing, int]:
     """Binary COPY of the planned rows of every event into a fresh generation of the same
-    tables, in one transaction: the timing and the number of rows."""
+    tables, in one transaction: the timing and the number of rows. Every row the projection
+    writes into the ledger's tables is here, the hash chain's links and the tenants' heads
+    included (decision 0111: the bench's ratio compares the same rows); only the projection's
+    own bookkeeping (``projection_offsets``, one row per partition) is not."""
     target = BatchTarget(schema, "copy", "")
     apply_migrations(settings, schema=target.schema)
     plan = plan_batch(events)
@@ -235,11 +252,19 @@ def copy_limit(
         "COPY {schema}.balances (" + BALANCE_COLUMNS + ", normal_side) FROM STDIN (FORMAT BINARY)"
     )
     balances = [(*row, "credit") for row in plan.balances.values()]
+    heads = [
+        (run.tenant_id, run.last_sequence, run.last_hash, to_datetime(run.last_effective_at_us))
+        for run in plan.tenant_runs.values()
+    ]
     tables: list[tuple[sql.Composed, Sequence[str], Sequence[Sequence[object]]]] = [
         (target.compose(COPY_ACCOUNTS), ACCOUNT_TYPES, plan.accounts),
         (target.compose(copy_balances), (*BALANCE_TYPES, "text"), balances),
         (target.compose(COPY_TRANSFERS), TRANSFER_TYPES, transfers),
         (target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries),
+        (target.compose(COPY_CHAIN), CHAIN_TYPES, plan.chain),
+        (target.compose(COPY_TENANT_HEADS), HEAD_TYPES, heads),
+        (target.compose(COPY_ACCOUNT_METADATA), METADATA_TYPES, plan.account_metadata),
+        (target.compose(COPY_TRANSFER_METADATA), METADATA_TYPES, plan.transfer_metadata),
     ]
     with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
         backend = conn.info.backend_pid
@@ -247,7 +272,8 @@ def copy_limit(
         server_started = backend_cpu_s(backend)
         with conn.transaction():
             for statement, types, rows in tables:
-                copy_rows(conn, statement, types, rows)
+                if rows:  # as the projection: no COPY for a table the events leave empty
+                    copy_rows(conn, statement, types, rows)
         timing = Timing(
             time.perf_counter() - started,
             process_cpu_s() - client_started,

@@ -6,9 +6,10 @@ The loop, top to bottom (one pass of ``run_once``):
     → hand it to the writer thread: one DB transaction: check positions + tenant heads,
       write rows, store next offsets
     → meanwhile, on this thread, prepare the next batch: take every record that arrives until
-      the write finishes (at most batch_records_max; when idle, wait up to batch_interval_ms for
-      the first; never held back to fill up, decision 0109) → decode (an undecodable event is
-      corrupt state: stop) → plan the rows (pure, ``projections.batch``)
+      the write finishes (at most batch_records_max, fewer while the pipeline ramps up,
+      decision 0111; when idle, wait up to batch_interval_ms for the first; never held back to
+      fill up, decision 0109) → decode (an undecodable event is corrupt state: stop) → plan
+      the rows (pure, ``projections.batch``)
     → wait for the writer; on commit: commit the same offsets to Kafka
 
 Pipelining (decision 0016): at most one batch is prepared ahead of the one being written, and
@@ -76,10 +77,12 @@ from projections.settings import ProjectionSettings
 from projections.store import (
     LIVE_SCHEMA,
     BatchTarget,
+    FormattedRows,
     PositionMovedError,
     ProjectionDatabaseError,
     QuarantineState,
     WrittenBatch,
+    format_rows,
     prepare_session,
     quarantine_context,
     read_offsets,
@@ -116,6 +119,7 @@ class PreparedBatch:
     next_offsets: dict[int, int]
     ends_reached: dict[int, int]
     plan: BatchPlan | None  # None when the batch holds no event
+    formatted: FormattedRows | None = None  # the plan's COPY data, formatted by this thread
 
     def replan(self, held: Mapping[str, int]) -> BatchPlan:
         """The same records planned again, holding back each tenant in ``held`` from that batch
@@ -149,6 +153,28 @@ class BatchOutcome:
 # 31.5 with the collector off. The garbage is acyclic almost always (reference counts free it);
 # the collector still runs, every 200k net allocations.
 GC_THRESHOLDS = (200_000, 20, 100)  # (youngest, middle, oldest), see gc.set_threshold
+
+
+# The pipeline's ramp (decision 0111). A batch is prepared while the one before it is written,
+# except the first after the pipeline ran dry (start-up, a seek, an idle spell): nothing is
+# written while it is prepared. So that first batch is kept short, and each next one grows by
+# at most PIPELINE_RAMP_GROWTH over the batch in flight, about what can be prepared beside that
+# write (measured: ~27 µs of client per event to prepare, ~32 µs of server to write, bench/README
+# "Projection write path"): the writer waits on the client for one short batch instead of a
+# full one. A backlog reaches batch_records_max in a few batches (10k: 1,250 → 1,875 → 2,812 →
+# 4,218 → 6,327 → 9,490 → 10,000); a trickle stays below the start anyway.
+PIPELINE_RAMP_DIVISOR = 8  # the first batch: at most batch_records_max / 8 records
+PIPELINE_RAMP_GROWTH = 1.5  # each next batch: at most 1.5 times the batch being written
+
+
+def ramp_records_max(batch_records_max: int, in_flight_events: int | None) -> int:
+    """How many records the next batch may hold: ``in_flight_events`` is the size of the batch
+    being written beside its preparation, ``None`` when nothing is (the pipeline ran dry)."""
+    start = max(1, batch_records_max // PIPELINE_RAMP_DIVISOR)
+    if in_flight_events is None:
+        return start
+    grown = int(in_flight_events * PIPELINE_RAMP_GROWTH)
+    return min(batch_records_max, max(start, grown))
 
 
 def tune_garbage_collection() -> None:
@@ -227,6 +253,9 @@ class ProjectionSink:
         self.in_flight: InFlight | None = None
         self.settled = BatchOutcome()  # what the last write that finished committed
         self.connection = connect_writer(settings, projection)
+        # Formats COPY data on the preparing thread with the connection's adapters; it never
+        # executes anything, so the connection stays the writer thread's alone.
+        self.formatting_cursor = self.connection.cursor()
         group = projection.consumer_group if subscribe else f"{projection.consumer_group}-{schema}"
         config = consumer_config(
             settings,
@@ -325,7 +354,11 @@ class ProjectionSink:
         """Write one batch while the next one is consumed, decoded and planned; return what
         was committed (nothing when the batch was dropped or empty)."""
         assert self.in_flight is None, "run_once is not re-entrant"
-        batch = self.prepared if self.prepared is not None else self.prepare()
+        records_max = self.projection.batch_records_max
+        if self.prepared is not None:
+            batch = self.prepared
+        else:  # the pipeline ran dry: a short batch first, so the writer starts early
+            batch = self.prepare(ramp_records_max(records_max, None))
         self.prepared = None
         if batch.seek_epoch != self.seek_epoch:
             LOG.info("dropped a batch prepared before a seek")  # consumed again from the table
@@ -336,7 +369,8 @@ class ProjectionSink:
             return BatchOutcome()
         self.in_flight = InFlight(batch, self.writer.submit(self.store, batch))
         try:
-            prepared = self.prepare()  # overlaps the write; a rebalance in here settles it first
+            # overlaps the write; a rebalance in here settles it first
+            prepared = self.prepare(ramp_records_max(records_max, len(batch.events)))
         except BaseException:
             self.settle()  # never leave a write running behind a failure
             raise
@@ -347,25 +381,27 @@ class ProjectionSink:
         self.observe_lag()
         return outcome
 
-    def prepare(self) -> PreparedBatch:
-        """Consume, decode and plan the next batch (this thread; no database)."""
-        records = self.take_records()
+    def prepare(self, records_max: int) -> PreparedBatch:
+        """Take (at most ``records_max`` records), decode and plan the next batch (this thread;
+        no database)."""
+        records = self.take_records(records_max)
         batch = self.decode(records)  # after consume: its rebalance callbacks have run
         if batch.events:
             context = quarantine_context(self.quarantine, self.partition_count)
             batch.plan = plan_records(batch.events, batch.locations, context)
+            batch.formatted = format_rows(self.formatting_cursor, batch.plan)
             self.prepared_positions.update(batch.next_offsets)
         return batch
 
-    def take_records(self) -> list[Message]:
+    def take_records(self, records_max: int) -> list[Message]:
         """The next batch's records, never held back to fill up (decision 0109).
 
         With no write in flight: every record already fetched, or the first to arrive within
         ``batch_interval_ms`` and those fetched with it (``take_batch``). With a write in flight:
-        every record that arrives until that write finishes (at most ``batch_records_max``), so
-        what becomes visible during a write goes into the next one, not the one after it. The
-        loop is bounded by the write, which ``statement_timeout_ms`` bounds."""
-        records_max = self.projection.batch_records_max
+        every record that arrives until that write finishes (at most ``records_max``: the
+        pipeline's ramp, decision 0111), so what becomes visible during a write goes into the
+        next one, not the one after it. The loop is bounded by the write, which
+        ``statement_timeout_ms`` bounds."""
         if self.in_flight is None:
             return take_batch(self.consumer, records_max, self.projection.batch_interval_ms / 1000)
         records = self.consumer.consume(records_max, 0)
@@ -428,6 +464,7 @@ class ProjectionSink:
                 consumed_from=batch.consumed_from,
                 next_offsets=batch.next_offsets,
                 replan=batch.replan,
+                formatted=batch.formatted,
             )
         except psycopg.errors.UniqueViolation as exc:
             raise InvariantViolationError(

@@ -16,6 +16,8 @@
    that already exists is a ``UniqueViolation``: a repeat, never overwritten); balances and the
    transfers it changes into session-local staging tables, then one ``INSERT … ON CONFLICT`` /
    ``UPDATE … FROM`` each, whose row count must equal the staged rows;
+   the journal's and the chain's ``COPY`` data may come formatted by the thread that planned the
+   batch (``format_rows``, decision 0111): then this thread only sends bytes;
 5. records new quarantines and counts the records held back for quarantined tenants;
 6. stores the next offset of every partition in the batch, held records included: a quarantined
    tenant never stops the projection.
@@ -38,6 +40,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.abc import Buffer
+from psycopg.copy import Copy, Writer
 from psycopg.types.json import JsonbBinaryDumper
 
 from projections.batch import (
@@ -308,6 +311,70 @@ class QuarantineState:
     releases: dict[str, dict[int, int]]  # tenant -> partition -> before offset
 
 
+class CollectedCopyData(Writer):
+    """A ``COPY`` writer that keeps the binary data instead of sending it (psycopg's
+    ``Writer`` interface, as its ``FileWriter``)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Buffer] = []
+
+    def write(self, data: Buffer) -> None:
+        self.chunks.append(data)
+
+
+@dataclass(frozen=True, slots=True)
+class FormattedRows:
+    """The binary ``COPY`` data of a plan's journal and chain rows, formatted by the thread that
+    planned it (decision 0111): the writer thread then sends bytes and holds the GIL far less
+    while the next batch is prepared. Only for ``plan`` itself: a batch planned again in the
+    write transaction (a new quarantine) has its rows formatted there."""
+
+    plan: BatchPlan
+    entries: bytes
+    chain: bytes
+    # When the batch changes no transfer it did not create: the fold (it reads nothing from
+    # the table then) and the created rows' COPY data; else None, and the writer folds.
+    transfers: dict[tuple[str, str], TransferRow] | None = None
+    created_transfers: bytes = b""
+
+
+def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
+    """``plan``'s ``entries`` and ``event_chain`` rows as binary ``COPY`` data, formatted with
+    ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O), and
+    its transfers folded and formatted too when none of them must be read from the table first
+    (a record that cannot apply leaves that to the write transaction, which quarantines)."""
+    transfers: dict[tuple[str, str], TransferRow] | None = None
+    created = b""
+    if not plan.existing_transfer_keys():
+        try:
+            transfers = fold_transfers({}, plan.transfer_events)
+        except EventCannotApplyError:
+            transfers = None
+        else:  # nothing existed before the batch: every transfer it touches, it creates
+            created = binary_copy_data(cursor, TRANSFER_TYPES, list(transfers.values()))
+    return FormattedRows(
+        plan,
+        binary_copy_data(cursor, ENTRY_TYPES, plan.entries),
+        binary_copy_data(cursor, CHAIN_TYPES, plan.chain),
+        transfers,
+        created,
+    )
+
+
+def binary_copy_data(
+    cursor: psycopg.Cursor[Any], types: Sequence[str], rows: Sequence[Sequence[object]]
+) -> bytes:
+    """The bytes ``copy_rows`` would send for ``rows``: signature, rows, trailer."""
+    if not rows:
+        return b""
+    collected = CollectedCopyData()
+    with Copy(cursor, binary=True, writer=collected) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+    return b"".join(collected.chunks)
+
+
 def write_batch(
     conn: psycopg.Connection[Any],
     target: BatchTarget,
@@ -316,18 +383,21 @@ def write_batch(
     consumed_from: Mapping[int, int],
     next_offsets: Mapping[int, int],
     replan: Replan,
+    formatted: FormattedRows | None = None,
 ) -> WrittenBatch:
     """Write one batch and its next offsets atomically (see the module docstring).
 
     ``consumed_from`` is, per partition of the batch, the offset the sink positioned itself at
     (what the table must still hold); ``next_offsets`` is the offset after the batch's last
     record. ``replan(held)`` plans the same records again holding back each tenant in ``held``
-    from that batch index on.
+    from that batch index on. ``formatted``: ``plan``'s rows already formatted for ``COPY``.
     """
     with conn.transaction():
         check_positions(conn, target, consumed_from)
-        written, heads, transfers = settle_plan(conn, target, plan, replan)
-        write_rows(conn, target, written.plan, transfers)
+        written, heads, transfers = settle_plan(conn, target, plan, replan, formatted)
+        if formatted is not None and formatted.plan is not written.plan:
+            formatted = None  # planned again: those bytes are not this plan's rows
+        write_rows(conn, target, written.plan, transfers, formatted)
         write_quarantines(conn, target, written, heads)
         partitions = sorted(next_offsets)
         conn.execute(
@@ -359,7 +429,11 @@ def check_positions(
 
 
 def settle_plan(
-    conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan, replan: Replan
+    conn: psycopg.Connection[Any],
+    target: BatchTarget,
+    plan: BatchPlan,
+    replan: Replan,
+    formatted: FormattedRows | None = None,
 ) -> tuple[WrittenBatch, dict[str, StoredHead], dict[tuple[str, str], TransferRow]]:
     """Hold back the tenants quarantined before; quarantine those whose first record does not
     continue the stored head or cannot apply; plan again until nothing new is found. Each
@@ -376,7 +450,7 @@ def settle_plan(
         new = head_problems(plan, heads)
         if not new:
             try:
-                transfers = final_transfers(conn, target, plan)
+                transfers = final_transfers(conn, target, plan, formatted)
             except EventCannotApplyError as exc:
                 new = {exc.tenant_id: fold_quarantine(plan, exc)}
             else:
@@ -471,8 +545,13 @@ def quarantine_context(state: QuarantineState, partitions: int | None) -> PlanCo
 
 
 def final_transfers(
-    conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan
+    conn: psycopg.Connection[Any],
+    target: BatchTarget,
+    plan: BatchPlan,
+    formatted: FormattedRows | None = None,
 ) -> dict[tuple[str, str], TransferRow]:
+    if formatted is not None and formatted.plan is plan and formatted.transfers is not None:
+        return formatted.transfers  # folded while the batch was prepared: nothing to read
     keys = sorted(plan.existing_transfer_keys())
     known: dict[tuple[str, str], TransferRow] = {}
     if keys:
@@ -515,6 +594,7 @@ def write_rows(
     target: BatchTarget,
     plan: BatchPlan,
     transfers: Mapping[tuple[str, str], TransferRow],
+    formatted: FormattedRows | None = None,
 ) -> None:
     # Accounts before balances: the balances upsert joins accounts for their normal side.
     if plan.accounts:
@@ -526,7 +606,9 @@ def write_rows(
         expect_rows("balances", cursor.rowcount, len(plan.balances))
     created = [row for key, row in transfers.items() if key in plan.created_transfers]
     changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
-    if created:
+    if formatted is not None and formatted.transfers is not None:
+        copy_data(conn, target.compose(COPY_TRANSFERS), formatted.created_transfers)
+    elif created:
         copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, created)
     if changed:
         copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
@@ -534,10 +616,14 @@ def write_rows(
         expect_rows("transfers", cursor.rowcount, len(changed))
     write_transactions(conn, target, plan)
     write_monitors(conn, target, plan)
-    if plan.entries:
-        copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
-    if plan.chain:
-        copy_rows(conn, target.compose(COPY_CHAIN), CHAIN_TYPES, plan.chain)
+    if formatted is not None:
+        copy_data(conn, target.compose(COPY_ENTRIES), formatted.entries)
+        copy_data(conn, target.compose(COPY_CHAIN), formatted.chain)
+    else:
+        if plan.entries:
+            copy_rows(conn, target.compose(COPY_ENTRIES), ENTRY_TYPES, plan.entries)
+        if plan.chain:
+            copy_rows(conn, target.compose(COPY_CHAIN), CHAIN_TYPES, plan.chain)
     if plan.account_metadata:
         statement = target.compose(COPY_ACCOUNT_METADATA)
         copy_rows(conn, statement, METADATA_TYPES, plan.account_metadata)
@@ -598,6 +684,13 @@ def copy_rows(
         copy.set_types(types)
         for row in rows:
             copy.write_row(row)
+
+
+def copy_data(conn: psycopg.Connection[Any], statement: sql.Composed, data: bytes) -> None:
+    """Binary ``COPY`` of data ``binary_copy_data`` formatted (nothing when it holds no row)."""
+    if data:
+        with conn.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(data)
 
 
 def change_tuple(row: TransferRow) -> tuple[object, ...]:

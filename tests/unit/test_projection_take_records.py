@@ -41,8 +41,9 @@ def sink_with(consumer: ScriptedConsumer, *, records_max: int = 10) -> Projectio
 
 
 def taken(sink: ProjectionSink) -> list[object]:
-    """The records of ``take_records`` (here the script's strings, not librdkafka messages)."""
-    return list(sink.take_records())
+    """The records of ``take_records`` at the batch maximum (here the script's strings, not
+    librdkafka messages)."""
+    return list(sink.take_records(sink.projection.batch_records_max))
 
 
 def write_in_flight(sink: ProjectionSink) -> Future[Any]:
