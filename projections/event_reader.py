@@ -34,9 +34,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from schemas.avro_readers import (
+    BALANCE_LAYOUT,
+    BALANCE_RECORD_NAME,
+    EVENT_HEADER_LAYOUT,
+    EVENT_TRAILER_LAYOUT,
     HASH_BYTES,
     field_layout,
+    read_block_count,
     read_boolean,
+    read_event_header,
+    read_fixed,
     read_int,
     read_long,
     read_optional_long,
@@ -49,35 +56,12 @@ from schemas.codec import EVENTS
 # ``event_type``); raises IndexError / ValueError for anything not plainly valid.
 BodyReader = Callable[[bytes, int], dict[str, Any]]
 
-HEADER_LAYOUT: Final = (
-    ("tenant_id", "string"),
-    ("sequence", "long"),
-    ("event_id", "string"),
-    ("idempotency_key", "null|string"),
-    ("effective_at_us", "long"),
-    ("balances", "array"),
-    ("prev_hash", f"fixed{HASH_BYTES}"),
-)
-TRAILER_LAYOUT: Final = (
-    ("metadata", "map"),
-    ("actor", "string"),
-    ("hash", f"fixed{HASH_BYTES}"),
-)
 TRANSFER_LAYOUT: Final = (
     ("transfer_id", "string"),
     ("debit_account_id", "string"),
     ("credit_account_id", "string"),
     ("amount", "long"),
 )
-BALANCE_LAYOUT: Final = (
-    ("account_id", "string"),
-    ("currency", "string"),
-    ("debits_posted", "long"),
-    ("credits_posted", "long"),
-    ("debits_pending", "long"),
-    ("credits_pending", "long"),
-)
-BALANCE_RECORD_NAME: Final = "streamledger.v1.AccountBalance"
 # Each event's own fields between the header and the trailer.
 EVENT_LAYOUTS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
     "AccountOpened": (
@@ -96,81 +80,18 @@ EVENT_LAYOUTS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
-def _block_count(data: bytes, position: int) -> tuple[int, int]:
-    """An array's or map's next block count (a negative count is followed by the block's byte
-    size, which is not needed here)."""
-    count, position = read_long(data, position)
-    if count < 0:
-        _, position = read_long(data, position)
-        count = -count
-    return count, position
-
-
-def _read_fixed_hash(data: bytes, position: int) -> tuple[bytes, int]:
-    end = position + HASH_BYTES
-    if end > len(data):
-        raise ValueError("a fixed longer than the record")
-    return data[position:end], end
-
-
-def _read_balances(data: bytes, position: int) -> tuple[list[dict[str, Any]], int]:
-    balances: list[dict[str, Any]] = []
-    count, position = _block_count(data, position)
-    while count:
-        for _ in range(count):
-            account_id, position = read_string(data, position)
-            currency, position = read_string(data, position)
-            debits_posted, position = read_long(data, position)
-            credits_posted, position = read_long(data, position)
-            debits_pending, position = read_long(data, position)
-            credits_pending, position = read_long(data, position)
-            balances.append(
-                {
-                    "account_id": account_id,
-                    "currency": currency,
-                    "debits_posted": debits_posted,
-                    "credits_posted": credits_posted,
-                    "debits_pending": debits_pending,
-                    "credits_pending": credits_pending,
-                }
-            )
-        count, position = _block_count(data, position)
-    return balances, position
-
-
-def _read_header(data: bytes, position: int) -> tuple[dict[str, Any], int]:
-    """The seven fields every event starts with, as a dict in schema order."""
-    tenant_id, position = read_string(data, position)
-    sequence, position = read_long(data, position)
-    event_id, position = read_string(data, position)
-    idempotency_key, position = read_optional_string(data, position)
-    effective_at_us, position = read_long(data, position)
-    balances, position = _read_balances(data, position)
-    prev_hash, position = _read_fixed_hash(data, position)
-    record = {
-        "tenant_id": tenant_id,
-        "sequence": sequence,
-        "event_id": event_id,
-        "idempotency_key": idempotency_key,
-        "effective_at_us": effective_at_us,
-        "balances": balances,
-        "prev_hash": prev_hash,
-    }
-    return record, position
-
-
 def _read_trailer(data: bytes, position: int, record: dict[str, Any]) -> dict[str, Any]:
     """Metadata, actor and hash into ``record``; the hash must end the data."""
     metadata: dict[str, str] = {}
-    count, position = _block_count(data, position)
+    count, position = read_block_count(data, position)
     while count:
         for _ in range(count):
             key, position = read_string(data, position)
             metadata[key], position = read_string(data, position)
-        count, position = _block_count(data, position)
+        count, position = read_block_count(data, position)
     record["metadata"] = metadata
     record["actor"], position = read_string(data, position)
-    record["hash"], position = _read_fixed_hash(data, position)
+    record["hash"], position = read_fixed(data, position, HASH_BYTES)
     if position != len(data):
         raise ValueError(f"{len(data) - position} bytes left after the record")
     return record
@@ -178,7 +99,7 @@ def _read_trailer(data: bytes, position: int, record: dict[str, Any]) -> dict[st
 
 def _read_transfer_head(data: bytes, position: int) -> tuple[dict[str, Any], int]:
     """The header and the four fields every money event continues with."""
-    record, position = _read_header(data, position)
+    record, position = read_event_header(data, position)
     record["transfer_id"], position = read_string(data, position)
     record["debit_account_id"], position = read_string(data, position)
     record["credit_account_id"], position = read_string(data, position)
@@ -187,7 +108,7 @@ def _read_transfer_head(data: bytes, position: int) -> tuple[dict[str, Any], int
 
 
 def read_account_opened(data: bytes, position: int) -> dict[str, Any]:
-    record, position = _read_header(data, position)
+    record, position = read_event_header(data, position)
     record["account_id"], position = read_string(data, position)
     record["currency"], position = read_string(data, position)
     record["asset_scale"], position = read_int(data, position)
@@ -238,12 +159,12 @@ HAND_READERS: Final[Mapping[str, BodyReader]] = {
 def written_for(wire: Mapping[str, Any], event_type: str) -> bool:
     """Whether a branch's parsed schema has exactly the layout the hand reader expects."""
     named: Mapping[str, Any] = wire.get("__named_schemas", {})
-    expected = (*HEADER_LAYOUT, *EVENT_LAYOUTS[event_type], *TRAILER_LAYOUT)
+    expected = (*EVENT_HEADER_LAYOUT, *EVENT_LAYOUTS[event_type], *EVENT_TRAILER_LAYOUT)
     if field_layout(wire, named) != expected:
         return False
-    items = wire["fields"][len(HEADER_LAYOUT) - 2]["type"]["items"]  # the balances' record
+    items = wire["fields"][len(EVENT_HEADER_LAYOUT) - 2]["type"]["items"]  # the balances' record
     balance = named.get(items) if isinstance(items, str) else items
-    metadata = wire["fields"][-len(TRAILER_LAYOUT)]["type"]
+    metadata = wire["fields"][-len(EVENT_TRAILER_LAYOUT)]["type"]
     return (
         isinstance(balance, Mapping)
         and balance.get("name") == BALANCE_RECORD_NAME

@@ -31,11 +31,18 @@ from typing import Any, Final
 
 from reconciliation.matching import Movement, movements_of, posting_movements
 from schemas.avro_readers import (
+    BALANCE_LAYOUT,
+    BALANCE_RECORD_NAME,
+    EVENT_HEADER_LAYOUT,
+    EVENT_TRAILER_LAYOUT,
     HASH_BYTES,
     field_layout,
+    read_block_count,
     read_long,
     read_optional_string,
     read_string,
+    skim_event_header,
+    skip_fixed,
 )
 from schemas.codec import EVENTS, decode_event
 
@@ -57,35 +64,17 @@ class EventMovements:
         self.movements = movements
 
 
-# (tenant_id, event_id, effective_at_us, position after the header)
+# (tenant_id, event_id, effective_at_us, position after the header): ``skim_event_header``
 _Header = tuple[str, str, int, int]
 # An event's body from ``position`` to the end of ``data``, with the metadata key of the external
 # reference; raises IndexError / ValueError for anything not plainly valid
 BodyReader = Callable[[bytes, int, str], EventMovements]
 
-HEADER_LAYOUT: Final = (
-    ("tenant_id", "string"),
-    ("sequence", "long"),
-    ("event_id", "string"),
-    ("idempotency_key", "null|string"),
-    ("effective_at_us", "long"),
-    ("balances", "array"),
-    ("prev_hash", f"fixed{HASH_BYTES}"),
-)
-TRAILER_LAYOUT: Final = (("metadata", "map"), ("actor", "string"), ("hash", f"fixed{HASH_BYTES}"))
 TRANSFER_LAYOUT: Final = (
     ("transfer_id", "string"),
     ("debit_account_id", "string"),
     ("credit_account_id", "string"),
     ("amount", "long"),
-)
-BALANCE_LAYOUT: Final = (
-    ("account_id", "string"),
-    ("currency", "string"),
-    ("debits_posted", "long"),
-    ("credits_posted", "long"),
-    ("debits_pending", "long"),
-    ("credits_pending", "long"),
 )
 POSTING_LAYOUT: Final = (
     ("debit_account_id", "string"),
@@ -110,7 +99,7 @@ EVENT_LAYOUTS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
     ),
 }
 RECORD_ARRAYS: Final = {
-    "balances": ("streamledger.v1.AccountBalance", BALANCE_LAYOUT),
+    "balances": (BALANCE_RECORD_NAME, BALANCE_LAYOUT),
     "postings": ("streamledger.v1.Posting", POSTING_LAYOUT),
 }
 
@@ -118,63 +107,21 @@ RECORD_ARRAYS: Final = {
 # --------------------------------------------------------------------------- the parts
 
 
-def _block_count(data: bytes, position: int) -> tuple[int, int]:
-    """An array's or map's next block count (a negative count is followed by the block's byte
-    size, not needed here)."""
-    count, position = read_long(data, position)
-    if count < 0:
-        _, position = read_long(data, position)
-        count = -count
-    return count, position
-
-
-def _skip_fixed_hash(data: bytes, position: int) -> int:
-    end = position + HASH_BYTES
-    if end > len(data):
-        raise ValueError("a fixed longer than the record")
-    return end
-
-
-def _skip_balances(data: bytes, position: int) -> int:
-    """The balances after the event: read and checked, not kept."""
-    count, position = _block_count(data, position)
-    while count:
-        for _ in range(count):
-            _, position = read_string(data, position)  # account_id
-            _, position = read_string(data, position)  # currency
-            for _ in range(4):  # debits/credits posted, debits/credits pending
-                _, position = read_long(data, position)
-        count, position = _block_count(data, position)
-    return position
-
-
-def _read_header(data: bytes, position: int) -> _Header:
-    """The seven fields every event starts with: the tenant, the event id and the effective
-    time kept."""
-    tenant_id, position = read_string(data, position)
-    _, position = read_long(data, position)  # sequence
-    event_id, position = read_string(data, position)
-    _, position = read_optional_string(data, position)  # idempotency_key
-    effective_at_us, position = read_long(data, position)
-    position = _skip_balances(data, position)
-    return tenant_id, event_id, effective_at_us, _skip_fixed_hash(data, position)
-
-
 def _read_reference(data: bytes, position: int, reference_key: str) -> str | None:
     """The trailer (metadata, actor, hash, which must end the record): the metadata's value of
     ``reference_key`` (the last one for a key written twice, as a dict keeps it), None when it is
     missing or empty."""
     reference: str | None = None
-    count, position = _block_count(data, position)
+    count, position = read_block_count(data, position)
     while count:
         for _ in range(count):
             key, position = read_string(data, position)
             value, position = read_string(data, position)
             if key == reference_key:
                 reference = value
-        count, position = _block_count(data, position)
+        count, position = read_block_count(data, position)
     _, position = read_string(data, position)  # actor
-    position = _skip_fixed_hash(data, position)
+    position = skip_fixed(data, position, HASH_BYTES)
     if position != len(data):
         raise ValueError(f"{len(data) - position} bytes left after the record")
     return reference or None
@@ -190,7 +137,7 @@ def _movements(
 
 
 def _read_transfer_head(data: bytes, position: int) -> tuple[_Header, tuple[str, str, int], int]:
-    header = _read_header(data, position)
+    header = skim_event_header(data, position)
     position = header[3]
     _, position = read_string(data, position)  # transfer_id
     debited, position = read_string(data, position)
@@ -201,7 +148,7 @@ def _read_transfer_head(data: bytes, position: int) -> tuple[_Header, tuple[str,
 
 def _read_postings(data: bytes, position: int) -> tuple[list[tuple[str, str, int]], int]:
     pairs: list[tuple[str, str, int]] = []
-    count, position = _block_count(data, position)
+    count, position = read_block_count(data, position)
     while count:
         for _ in range(count):
             debited, position = read_string(data, position)
@@ -209,16 +156,16 @@ def _read_postings(data: bytes, position: int) -> tuple[list[tuple[str, str, int
             amount, position = read_long(data, position)
             _, position = read_string(data, position)  # currency
             pairs.append((debited, credited, amount))
-        count, position = _block_count(data, position)
+        count, position = read_block_count(data, position)
     return pairs, position
 
 
 def _skip_longs(data: bytes, position: int) -> int:
-    count, position = _block_count(data, position)
+    count, position = read_block_count(data, position)
     while count:
         for _ in range(count):
             _, position = read_long(data, position)
-        count, position = _block_count(data, position)
+        count, position = read_block_count(data, position)
     return position
 
 
@@ -240,7 +187,7 @@ def read_pending_posted(data: bytes, position: int, reference_key: str) -> Event
 
 
 def read_transaction_posted(data: bytes, position: int, reference_key: str) -> EventMovements:
-    header = _read_header(data, position)
+    header = skim_event_header(data, position)
     _, position = read_string(data, header[3])  # transaction_id
     pairs, position = _read_postings(data, position)
     _, position = read_optional_string(data, position)  # reverses
@@ -250,7 +197,7 @@ def read_transaction_posted(data: bytes, position: int, reference_key: str) -> E
 def read_transaction_pending_posted(
     data: bytes, position: int, reference_key: str
 ) -> EventMovements:
-    header = _read_header(data, position)
+    header = skim_event_header(data, position)
     _, position = read_string(data, header[3])  # transaction_id
     pairs, position = _read_postings(data, position)
     position = _skip_longs(data, position)  # pending_amounts
@@ -268,7 +215,7 @@ HAND_READERS: Final[Mapping[str, BodyReader]] = {
 def written_for(wire: Mapping[str, Any], event_type: str) -> bool:
     """Whether a branch's parsed schema has exactly the layout its hand reader expects."""
     named: Mapping[str, Any] = wire.get("__named_schemas", {})
-    expected = (*HEADER_LAYOUT, *EVENT_LAYOUTS[event_type], *TRAILER_LAYOUT)
+    expected = (*EVENT_HEADER_LAYOUT, *EVENT_LAYOUTS[event_type], *EVENT_TRAILER_LAYOUT)
     if field_layout(wire, named) != expected:
         return False
     for field in wire["fields"]:
@@ -282,7 +229,7 @@ def written_for(wire: Mapping[str, Any], event_type: str) -> bool:
                 return False
         elif field["name"] == "pending_amounts" and field["type"].get("items") != "long":
             return False
-    metadata = wire["fields"][-len(TRAILER_LAYOUT)]["type"]
+    metadata = wire["fields"][-len(EVENT_TRAILER_LAYOUT)]["type"]
     return isinstance(metadata, Mapping) and metadata.get("values") == "string"
 
 

@@ -25,6 +25,13 @@ compared by a Hypothesis test (``tests/unit/test_avro_readers.py``).
 Strings that repeat across records (tenant and account ids, currencies) are decoded once and
 shared by the records that hold them (a bounded cache): a restored transfer keeps its own id and
 shares the other four strings (memory per key, bench/README.md).
+
+The header every ledger event starts with (``EVENT_HEADER_LAYOUT``: tenant, sequence, event id,
+idempotency key, effective time, balances after, previous hash) is read here once for the two
+hand-written event readers, under the same contract: ``read_event_header`` gives the
+projection's fastavro dict (``projections.event_reader``), ``skim_event_header`` the matcher's
+tenant, event id and effective time (``reconciliation.event_movements``); both read and check
+every field.
 """
 
 from __future__ import annotations
@@ -184,6 +191,136 @@ def read_fixed(data: bytes, position: int, size: int) -> tuple[bytes, int]:
     if end > len(data):
         raise ValueError("a fixed longer than the record")
     return data[position:end], end
+
+
+# --------------------------------------------------------------------------- ledger events
+#
+# Every ledger event starts with the same seven fields and ends with the same three (each event
+# type's own fields sit between). The hand-written event readers of the projection
+# (``projections.event_reader``) and of the matcher (``reconciliation.event_movements``) read
+# the header here, each only while the current schema of its event type has this layout.
+
+EVENT_HEADER_LAYOUT: Final = (
+    ("tenant_id", "string"),
+    ("sequence", "long"),
+    ("event_id", "string"),
+    ("idempotency_key", "null|string"),
+    ("effective_at_us", "long"),
+    ("balances", "array"),
+    ("prev_hash", f"fixed{HASH_BYTES}"),
+)
+EVENT_TRAILER_LAYOUT: Final = (
+    ("metadata", "map"),
+    ("actor", "string"),
+    ("hash", f"fixed{HASH_BYTES}"),
+)
+BALANCE_RECORD_NAME: Final = "streamledger.v1.AccountBalance"
+BALANCE_LAYOUT: Final = (
+    ("account_id", "string"),
+    ("currency", "string"),
+    ("debits_posted", "long"),
+    ("credits_posted", "long"),
+    ("debits_pending", "long"),
+    ("credits_pending", "long"),
+)
+
+
+def read_block_count(data: bytes, position: int) -> tuple[int, int]:
+    """An array's or map's next block count (a negative count is followed by the block's byte
+    size, not needed here: read and dropped)."""
+    count, position = read_long(data, position)
+    if count < 0:
+        _, position = read_long(data, position)
+        count = -count
+    return count, position
+
+
+def skip_fixed(data: bytes, position: int, size: int) -> int:
+    """The position after a ``fixed`` of ``size`` bytes (``read_fixed`` without the bytes)."""
+    end = position + size
+    if end > len(data):
+        raise ValueError("a fixed longer than the record")
+    return end
+
+
+def _read_event_head(data: bytes, position: int) -> tuple[str, int, str, str | None, int, int]:
+    """The header's first five fields (tenant_id, sequence, event_id, idempotency_key,
+    effective_at_us) and the position of the balances after them."""
+    tenant_id, position = read_string(data, position)
+    sequence, position = read_long(data, position)
+    event_id, position = read_string(data, position)
+    idempotency_key, position = read_optional_string(data, position)
+    effective_at_us, position = read_long(data, position)
+    return tenant_id, sequence, event_id, idempotency_key, effective_at_us, position
+
+
+def _read_balances(data: bytes, position: int) -> tuple[list[dict[str, Any]], int]:
+    """The balances after the event, as fastavro's list of dicts."""
+    balances: list[dict[str, Any]] = []
+    count, position = read_block_count(data, position)
+    while count:
+        for _ in range(count):
+            account_id, position = read_string(data, position)
+            currency, position = read_string(data, position)
+            debits_posted, position = read_long(data, position)
+            credits_posted, position = read_long(data, position)
+            debits_pending, position = read_long(data, position)
+            credits_pending, position = read_long(data, position)
+            balances.append(
+                {
+                    "account_id": account_id,
+                    "currency": currency,
+                    "debits_posted": debits_posted,
+                    "credits_posted": credits_posted,
+                    "debits_pending": debits_pending,
+                    "credits_pending": credits_pending,
+                }
+            )
+        count, position = read_block_count(data, position)
+    return balances, position
+
+
+def _skip_balances(data: bytes, position: int) -> int:
+    """The balances after the event: read and checked as ``_read_balances`` reads them, not
+    kept."""
+    count, position = read_block_count(data, position)
+    while count:
+        for _ in range(count):
+            _, position = read_string(data, position)  # account_id
+            _, position = read_string(data, position)  # currency
+            for _ in range(4):  # debits/credits posted, debits/credits pending
+                _, position = read_long(data, position)
+        count, position = read_block_count(data, position)
+    return position
+
+
+def read_event_header(data: bytes, position: int) -> tuple[dict[str, Any], int]:
+    """The header (``EVENT_HEADER_LAYOUT``) from ``position``, as fastavro's dict of its seven
+    fields in schema order, and the position after it."""
+    tenant_id, sequence, event_id, idempotency_key, effective_at_us, position = _read_event_head(
+        data, position
+    )
+    balances, position = _read_balances(data, position)
+    prev_hash, position = read_fixed(data, position, HASH_BYTES)
+    record = {
+        "tenant_id": tenant_id,
+        "sequence": sequence,
+        "event_id": event_id,
+        "idempotency_key": idempotency_key,
+        "effective_at_us": effective_at_us,
+        "balances": balances,
+        "prev_hash": prev_hash,
+    }
+    return record, position
+
+
+def skim_event_header(data: bytes, position: int) -> tuple[str, str, int, int]:
+    """Of the header from ``position``: the tenant, the event id, the effective time and the
+    position after the header; the other fields are read and checked as ``read_event_header``
+    reads them, not kept."""
+    tenant_id, _, event_id, _, effective_at_us, position = _read_event_head(data, position)
+    position = _skip_balances(data, position)
+    return tenant_id, event_id, effective_at_us, skip_fixed(data, position, HASH_BYTES)
 
 
 # --------------------------------------------------------------------------- state records

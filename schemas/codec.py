@@ -159,6 +159,8 @@ class EncodeError(StreamLedgerError):
 
 
 RecordType = TypeVar("RecordType")
+# A hand-written reader: a record body from a position to the end of the bytes
+HandReader = TypeVar("HandReader", bound=Callable[[bytes, int], Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -862,6 +864,30 @@ def _decode(family: RecordFamily, data: bytes) -> Any:
     return _to_model(family.by_name[full_name], record)
 
 
+def _checked_readers(
+    family: RecordFamily,
+    candidates: tuple[tuple[type[Any], tuple[tuple[str, str], ...], HandReader], ...],
+) -> dict[bytes, HandReader]:
+    """Of ``candidates`` (a record type of ``family``, the field layout its hand-written reader
+    was written for, the reader): the reader of each type whose current schema has that layout,
+    by the record's prefix (marker, fingerprint, union index). A layout that differs (a schema
+    change) is logged, and fastavro reads that type."""
+    readers: dict[bytes, HandReader] = {}
+    for python_type, layout, reader in candidates:
+        branch = family.by_type[python_type]
+        found = avro_readers.field_layout(branch.wire, branch.named)
+        if found != layout:
+            LOGGER.warning(
+                "the hand-written reader of %s is not used: its schema's layout %s is not %s",
+                python_type.__name__,
+                found,
+                layout,
+            )
+            continue
+        readers[branch.prefix] = reader
+    return readers
+
+
 def decode_command(data: bytes) -> Command:
     """The command in single-object bytes; raises a ``DecodeError`` subclass.
 
@@ -879,24 +905,14 @@ def decode_command(data: bytes) -> Command:
 
 
 def _command_readers() -> dict[bytes, Callable[[bytes, int], Command]]:
-    """The hand-written reader of each command type whose current schema has the field layout
-    the reader was written for, by the record's prefix; a layout that differs is logged, and
-    fastavro reads that type."""
-    readers: dict[bytes, Callable[[bytes, int], Command]] = {}
-    for python_type, reader in avro_command_readers.READERS.items():
-        branch = COMMANDS.by_type[python_type]
-        found = avro_readers.field_layout(branch.wire, branch.named)
-        layout = avro_command_readers.LAYOUTS[python_type]
-        if found != layout:
-            LOGGER.warning(
-                "the hand-written reader of %s is not used: its schema's layout %s is not %s",
-                python_type.__name__,
-                found,
-                layout,
-            )
-            continue
-        readers[branch.prefix] = reader
-    return readers
+    """The hand-written reader of each single-leg command type (``_checked_readers``)."""
+    return _checked_readers(
+        COMMANDS,
+        tuple(
+            (python_type, avro_command_readers.LAYOUTS[python_type], reader)
+            for python_type, reader in avro_command_readers.READERS.items()
+        ),
+    )
 
 
 _COMMAND_PREFIX_BYTES: Final = COMMANDS.prefix_bytes
@@ -934,9 +950,8 @@ def decode_state(data: bytes) -> StateRecord:
 
 
 def _state_readers() -> dict[bytes, Callable[[bytes, int], StateRecord]]:
-    """The hand-written reader of each state record type whose current schema has the field
-    layout the reader was written for, by the record's prefix (marker, fingerprint, union
-    index). A layout that differs (a schema change) is logged, and fastavro reads that type."""
+    """The hand-written reader of ``TransferState``, ``AccountState`` and ``TenantHead``
+    (``_checked_readers``)."""
     statuses = avro_readers.transfer_statuses(
         _enum_symbols(STATES.by_type[TransferState], "status")
     )
@@ -949,20 +964,7 @@ def _state_readers() -> dict[bytes, Callable[[bytes, int], StateRecord]]:
         (AccountState, avro_readers.ACCOUNT_STATE_LAYOUT, avro_readers.read_account_state),
         (TenantHead, avro_readers.TENANT_HEAD_LAYOUT, avro_readers.read_tenant_head),
     )
-    readers: dict[bytes, Callable[[bytes, int], StateRecord]] = {}
-    for python_type, layout, reader in candidates:
-        branch = STATES.by_type[python_type]
-        found = avro_readers.field_layout(branch.wire, branch.named)
-        if found != layout:
-            LOGGER.warning(
-                "the hand-written reader of %s is not used: its schema's layout %s is not %s",
-                python_type.__name__,
-                found,
-                layout,
-            )
-            continue
-        readers[branch.prefix] = reader
-    return readers
+    return _checked_readers(STATES, candidates)
 
 
 _STATE_PREFIX_BYTES: Final = STATES.prefix_bytes

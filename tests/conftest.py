@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from infra import kafka_broker, postgres_server, stack, topics
 from streamledger.errors import StreamLedgerError
@@ -37,6 +38,47 @@ from streamledger.settings import (
 from workloads.topics import delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis profiles (decision 0113). Without ``--hypothesis-profile`` each property runs the
+# examples its test names (Hypothesis' 100 where it names none): the whole suite, compiled.
+# ``make test`` then runs the core's tests again as the Python sources (CORE_TESTS) with
+# PURE_PYTHON_RERUN_PROFILE: every property runs 1/PURE_PYTHON_RERUN_EXAMPLES_DIVISOR of its
+# examples (at least PURE_PYTHON_RERUN_EXAMPLES_MIN). Same properties, same strategies; the full
+# counts have just run on the compiled modules, and test_native_core compares the two
+# implementations' bytes on one workload; the rerun checks that the Python sources keep every
+# property, on fewer examples.
+PURE_PYTHON_RERUN_PROFILE = "pure-python-rerun"
+PURE_PYTHON_RERUN_EXAMPLES_DIVISOR = 4
+PURE_PYTHON_RERUN_EXAMPLES_MIN = 10
+# (The profile itself changes nothing: a test's settings are fixed when its module is imported;
+# the hook below scales each test's count, whether the test names it or not.)
+settings.register_profile(PURE_PYTHON_RERUN_PROFILE)
+
+
+def rerun_examples(max_examples: int) -> int:
+    """A property's example count in the pure-Python rerun."""
+    return max(PURE_PYTHON_RERUN_EXAMPLES_MIN, max_examples // PURE_PYTHON_RERUN_EXAMPLES_DIVISOR)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under PURE_PYTHON_RERUN_PROFILE every Hypothesis test runs ``rerun_examples`` of its
+    ``max_examples`` (a profile does not override a count the test names). Hypothesis keeps a
+    test's settings on the test function (``_hypothesis_internal_use_settings``, read when the
+    test runs; there is no public setter)."""
+    if settings.get_current_profile_name() != PURE_PYTHON_RERUN_PROFILE:
+        return
+    scaled: set[int] = set()  # a parametrized test's items share one function
+    for item in items:
+        test = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if own is None or id(test) in scaled:
+            continue
+        scaled.add(id(test))
+        test._hypothesis_internal_use_settings = settings(  # type: ignore[union-attr]
+            own, max_examples=rerun_examples(own.max_examples)
+        )
+
+
 TEST_PARTITIONS = 3
 TOPIC_DELETE_TIMEOUT_S = 30.0
 PORT_MIN = 1

@@ -10,95 +10,31 @@ or leaves the record to it.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
-from fastavro import parse_schema, schemaless_reader
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import avro_readers, codec
-from schemas.avro_schemas import without_logical_types
-from schemas.model import (
-    INT64_MAX,
-    INT64_MIN,
-    AccountState,
-    StateRecord,
-    TenantHead,
-    TransferState,
-    TransferStatus,
+from schemas.model import AccountState, StateRecord, TenantHead, TransferState, TransferStatus
+from tests.unit.wire_strategies import (
+    EXAMPLES,
+    account_states,
+    answer,
+    changed_at_random,
+    int64,
+    public_fastavro_value,
+    tenant_heads,
+    transfer_states,
 )
 
-EXAMPLES = settings(max_examples=300, deadline=None)
-int64 = st.integers(INT64_MIN, INT64_MAX)
-longs = st.one_of(
-    int64,
-    st.integers(-200, 20_000),
-    st.sampled_from([0, -1, 63, 64, -64, -65, 8191, 8192, 2**34, -(2**34), 2**35, INT64_MIN]),
-)
-int32 = st.integers(-(2**31), 2**31 - 1)
-texts = st.text(max_size=80)  # any code point but surrogates; past the shared-string bound too
-optional_texts = st.none() | texts
-optional_longs = st.none() | longs
-transfer_states = st.builds(
-    TransferState,
-    tenant_id=texts,
-    transfer_id=texts,
-    debit_account_id=texts,
-    credit_account_id=texts,
-    currency=texts,
-    amount=longs,
-    status=st.sampled_from(TransferStatus),
-    amount_posted=longs,
-    amount_reversed=longs,
-    reverses=optional_texts,
-    expires_at_us=optional_longs,
-    last_sequence=longs,
-)
-account_states = st.builds(
-    AccountState,
-    tenant_id=texts,
-    account_id=texts,
-    currency=texts,
-    asset_scale=int32,
-    debits_must_not_exceed_credits=st.booleans(),
-    credits_must_not_exceed_debits=st.booleans(),
-    overdraft_limit=optional_longs,
-    debits_posted=longs,
-    credits_posted=longs,
-    debits_pending=longs,
-    credits_pending=longs,
-    last_sequence=longs,
-)
-tenant_heads = st.builds(
-    TenantHead,
-    tenant_id=texts,
-    last_sequence=longs,
-    last_hash=st.binary(min_size=32, max_size=32),
-    last_effective_at_us=longs,
-)
 read_by_hand = st.one_of(transfer_states, account_states, tenant_heads)
 
 
-def _public_fastavro_value(data: bytes) -> Any:
-    """fastavro's public reader on the whole envelope, turned into the model value."""
-    family = codec.STATES
-    schema = parse_schema(without_logical_types(dict(family.current.expanded)))
-    body = io.BytesIO(data[codec.HEADER_BYTES :])
-    full_name, record = schemaless_reader(
-        body, schema, None, return_record_name=True, return_record_name_override=True
-    )["state"]
-    assert body.tell() == len(data) - codec.HEADER_BYTES
-    return codec._to_model(family.by_name[full_name], record)
-
-
 def _answer(decode: Any, data: bytes) -> tuple[str, Any]:
-    """A decoder's value, or its error's type and message."""
-    try:
-        return "value", decode(data)
-    except Exception as exc:  # noqa: BLE001 - the error is the answer compared
-        return "error", (type(exc), str(exc))
+    """A decoder's value, or its error's type and message (any error: the answer compared)."""
+    return answer(decode, data, Exception)
 
 
 def _generic(data: bytes) -> StateRecord:
@@ -120,7 +56,7 @@ def test_the_value_is_fastavros(state: StateRecord) -> None:
     data = codec.encode_state(state)
     decoded = codec.decode_state(data)
     assert decoded == state
-    assert decoded == _public_fastavro_value(data)
+    assert decoded == public_fastavro_value(codec.STATES, data)
     assert decoded == _generic(data)
     for name in type(state).__dataclass_fields__:  # bool stays bool, int stays int
         assert type(getattr(decoded, name)) is type(getattr(state, name)), name
@@ -130,18 +66,7 @@ def test_the_value_is_fastavros(state: StateRecord) -> None:
 @given(read_by_hand, st.data())
 def test_any_bytes_get_the_generic_answer(state: StateRecord, data: st.DataObject) -> None:
     """A record changed at random: the same value or the same error as fastavro's path."""
-    encoded = bytearray(codec.encode_state(state))
-    change = data.draw(st.sampled_from(["replace", "cut", "extend", "insert"]))
-    position = data.draw(st.integers(codec.STATES.prefix_bytes, max(len(encoded) - 1, 0)))
-    if change == "replace":
-        encoded[position] = data.draw(st.integers(0, 255))
-    elif change == "cut":
-        del encoded[position:]
-    elif change == "extend":
-        encoded += data.draw(st.binary(min_size=1, max_size=4))
-    else:
-        encoded[position:position] = data.draw(st.binary(min_size=1, max_size=4))
-    changed = bytes(encoded)
+    changed = changed_at_random(data, codec.encode_state(state), codec.STATES.prefix_bytes)
     assert _answer(codec.decode_state, changed) == _answer(_generic, changed)
 
 
