@@ -117,7 +117,7 @@ def append_long(parts: list[bytes], value: int) -> None:
 
 
 def append_longs(parts: list[bytes], values: tuple[int, ...]) -> None:
-    """``append_long`` of each value in turn (a balance's four counters, an array's items)."""
+    """``append_long`` of each value in turn (an array's items)."""
     for value in values:
         append_long(parts, value)
 
@@ -337,15 +337,10 @@ def append_balances(parts: list[bytes], balances: tuple[AccountBalance, ...]) ->
                 raise NotPlainError(f"balance of {account_id!r}: not str")
             parts.append(_encoded_strings.get(account_id) or _encoded_string(account_id))
             parts.append(_encoded_strings.get(currency) or _encoded_string(currency))
-            append_longs(
-                parts,
-                (
-                    balance.debits_posted,
-                    balance.credits_posted,
-                    balance.debits_pending,
-                    balance.credits_pending,
-                ),
-            )
+            append_long(parts, balance.debits_posted)  # one call each: no tuple to build
+            append_long(parts, balance.credits_posted)
+            append_long(parts, balance.debits_pending)
+            append_long(parts, balance.credits_pending)
     parts.append(_EMPTY_BLOCKS)
 
 
@@ -465,16 +460,11 @@ def _append_account_state(parts: list[bytes], state: AccountState) -> None:
         append_boolean(parts, state.debits_must_not_exceed_credits)
         append_boolean(parts, state.credits_must_not_exceed_debits)
         append_optional_long(parts, state.overdraft_limit)
-        append_longs(
-            parts,
-            (
-                state.debits_posted,
-                state.credits_posted,
-                state.debits_pending,
-                state.credits_pending,
-                state.last_sequence,
-            ),
-        )
+        append_long(parts, state.debits_posted)
+        append_long(parts, state.credits_posted)
+        append_long(parts, state.debits_pending)
+        append_long(parts, state.credits_pending)
+        append_long(parts, state.last_sequence)
     except TypeError as exc:  # compiled: mypyc's check of a value's declared type
         raise NotPlainError(str(exc)) from exc
 
