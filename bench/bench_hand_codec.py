@@ -5,7 +5,8 @@
 
 Times, through ``schemas.codec`` as the processor and the restore call them, the hand-written
 writers (``schemas.avro_writers``: a 10-posting ``TransactionPosted`` with 13 balances and its
-``TransactionState``) and readers (``schemas.avro_readers``: ``TransferState``,
+``TransactionState``, a ``Transfer`` command as the SDK encodes it, a ``TransferPosted`` as the
+processor seals it) and readers (``schemas.avro_readers``: ``TransferState``,
 ``AccountState``, ``TenantHead``), each the best of ``ROUNDS`` rounds of CPU time, and prints
 one JSON line with which of the two modules run compiled (mypyc, decision 0092). Compare two
 builds by running each back to back (the machine is shared: only figures of one run compare).
@@ -26,6 +27,8 @@ from schemas.model import (
     TenantHead,
     TransactionPosted,
     TransactionState,
+    Transfer,
+    TransferPosted,
     TransferState,
     TransferStatus,
 )
@@ -76,6 +79,38 @@ TRANSACTION_STATE: Final = TransactionState(
     reverses=None,
     expires_at_us=1_700_000_100_000_000,
     last_sequence=1_234,
+)
+# The per-command records (decision 0104): what the SDK encodes per send, what the processor
+# seals per transfer.
+TRANSFER_COMMAND: Final = Transfer(
+    tenant_id="tenant-0001",
+    idempotency_key="order-000001234",
+    submitted_at_us=1_700_000_000_000_001,
+    transfer_id="tr-000001234",
+    debit_account_id="acct-0001",
+    credit_account_id="acct-0002",
+    amount=125_000,
+    currency="USD",
+)
+TRANSFER_POSTED: Final = TransferPosted(
+    tenant_id="tenant-0001",
+    sequence=1_234,
+    event_id="tenant-0001:1234",
+    idempotency_key="order-000001234",
+    effective_at_us=1_700_000_000_000_001,
+    balances=(
+        AccountBalance(account_id="acct-0001", currency="USD", debits_posted=125_000),
+        AccountBalance(account_id="acct-0002", currency="USD", credits_posted=125_000),
+    ),
+    prev_hash=HASH,
+    hash=HASH,
+    actor="payments-gw",
+    transfer_id="tr-000001234",
+    debit_account_id="acct-0001",
+    credit_account_id="acct-0002",
+    amount=125_000,
+    currency="USD",
+    reverses=None,
 )
 STATE_RECORDS: Final = {
     "TransferState": TransferState(
@@ -139,6 +174,10 @@ def main() -> None:
         "encode TransactionState (10 postings)": cpu_us_per_call(
             lambda: codec.encode_state(TRANSACTION_STATE), 4_000
         ),
+        "encode Transfer command": cpu_us_per_call(
+            lambda: codec.encode_command(TRANSFER_COMMAND), 40_000
+        ),
+        "seal TransferPosted": cpu_us_per_call(lambda: codec.seal_event(TRANSFER_POSTED), 20_000),
     }
     for name, record in STATE_RECORDS.items():
         data = codec.encode_state(record)

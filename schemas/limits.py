@@ -387,8 +387,10 @@ _KNOWN_CURRENCIES: Final = _KnownValid(lambda value: currency_problem(value) is 
 _FAST_RULES: Final[dict[str, str]] = {
     "tenant_id": "type({v}) is str and ({v} in KNOWN_TENANT_IDS or known_tenant_id({v}))",
     "account_id": "type({v}) is str and ({v} in KNOWN_ACCOUNT_IDS or known_account_id({v}))",
+    # IDEMPOTENCY_KEY_PATTERN without the regex: ASCII, printable (0x20-0x7E) and no space is
+    # exactly 0x21-0x7E (three C string methods, half the match's time; a test checks it).
     "idempotency_key": "type({v}) is str and 0 < len({v}) <= IDEMPOTENCY_KEY_LENGTH_MAX"
-    " and IDEMPOTENCY_KEY_MATCH({v}) is not None",
+    " and {v}.isascii() and {v}.isprintable() and ' ' not in {v}",
     "entity_id": "type({v}) is str and 0 < len({v}) <= ENTITY_ID_LENGTH_MAX"
     " and ENTITY_ID_MATCH({v}) is not None",
     "timestamp_us": "type({v}) is int and TIMESTAMP_US_MIN <= {v} <= TIMESTAMP_US_MAX",
@@ -485,7 +487,6 @@ _FAST_NAMESPACE: Final[dict[str, object]] = {
     "KNOWN_CURRENCIES": _KNOWN_CURRENCIES.seen,
     "known_currency": _KNOWN_CURRENCIES.known,
     "IDEMPOTENCY_KEY_LENGTH_MAX": IDEMPOTENCY_KEY_LENGTH_MAX,
-    "IDEMPOTENCY_KEY_MATCH": IDEMPOTENCY_KEY_PATTERN.fullmatch,
     "ENTITY_ID_LENGTH_MAX": ENTITY_ID_LENGTH_MAX,
     "ENTITY_ID_MATCH": ENTITY_ID_PATTERN.fullmatch,
     "TIMESTAMP_US_MIN": TIMESTAMP_US_MIN,

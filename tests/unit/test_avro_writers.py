@@ -197,6 +197,27 @@ def test_long_is_zig_zag_varint(value: int) -> None:
     assert bytes(written) == reference.getvalue()
 
 
+# Around every power of two (each varint group count, the four-group packing, mypyc's unboxed
+# int range at 2**62) and both int64 bounds, positive and negative.
+_LONG_EDGES = sorted(
+    {
+        min(max(sign * ((1 << bit) + delta), INT64_MIN), INT64_MAX)
+        for bit in range(64)
+        for delta in (-1, 0, 1)
+        for sign in (1, -1)
+    }
+)
+
+
+def test_long_edges_are_fastavros() -> None:
+    for value in _LONG_EDGES:
+        written = bytearray()
+        avro_writers.write_long(written, value)
+        reference = io.BytesIO()
+        schemaless_writer(reference, "long", value)
+        assert bytes(written) == reference.getvalue(), value
+
+
 # --------------------------------------------------------------------------- per-command records
 # (decision 0104): the single-leg events, the outcome, the account and transfer state records
 

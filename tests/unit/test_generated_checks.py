@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from hypothesis import given, settings
@@ -94,6 +94,48 @@ def test_first_violation_equals_the_reference(command: Command) -> None:
     assert limits.first_violation(command) == expected
     if limits.FAST_CHECKS[type(command)](command):
         assert expected is None, "the generated check passed a command that breaks a limit"
+
+
+# Idempotency keys around the edges of IDEMPOTENCY_KEY_PATTERN (0x21-0x7E, 1-255 characters):
+# the generated check tests them with string methods, not the pattern.
+_IDEMPOTENCY_KEYS: Final = st.one_of(
+    st.sampled_from(
+        (
+            "",
+            " ",
+            "!",
+            "~",
+            "\x20a",
+            "a\x20",
+            "\x7f",
+            "\x00",
+            "\t",
+            "a\n",
+            "é",
+            "\u00a0",
+            "\u2028",
+            "\ud800",
+            "k" * limits.IDEMPOTENCY_KEY_LENGTH_MAX,
+            "k" * (limits.IDEMPOTENCY_KEY_LENGTH_MAX + 1),
+        )
+    ),
+    st.text(max_size=limits.IDEMPOTENCY_KEY_LENGTH_MAX + 2),
+    st.text(st.characters(max_codepoint=0x80), max_size=limits.IDEMPOTENCY_KEY_LENGTH_MAX + 2),
+    st.from_regex(r"[\x21-\x7e]{1,256}", fullmatch=True),
+)
+
+
+@EXAMPLES
+@given(commands, _IDEMPOTENCY_KEYS)
+def test_fast_check_takes_exactly_the_idempotency_keys_the_pattern_takes(
+    command: Command, key: str
+) -> None:
+    changed = dataclasses.replace(command, idempotency_key=key)
+    key_is_valid = limits.idempotency_key_problem(key) is None
+    assert limits.first_violation(changed) == limits.reference_first_violation(changed)
+    fast_check = limits.FAST_CHECKS[type(command)]
+    if fast_check(command):  # every other field certainly valid: the key alone decides
+        assert fast_check(changed) == key_is_valid, key
 
 
 def test_every_violation_kind_reaches_the_reference() -> None:
