@@ -16,9 +16,11 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from pipeline.topic_reader import committed_offsets, end_offsets
 from reconciliation.importer import ImportStatus, import_statement, terms_of
 from reconciliation.matcher import Matcher
 from reconciliation.matcher_settings import MatcherSettings
@@ -26,7 +28,8 @@ from reconciliation.metrics import ReconcilerMetrics
 from reconciliation.report import ReconciliationReport, render
 from reconciliation.report_reading import account_movements, load_report
 from reconciliation.statement import StatementFormat, StatementRejected
-from reconciliation.synthetic_statement import Expected, synthetic_camt053
+from reconciliation.synthetic_statement import Expected, SyntheticStatement, synthetic_camt053
+from schemas.topics import EVENTS_TOPIC
 from streamledger.settings import Settings
 
 MIRROR_ACCOUNT: Final = "funding"  # loadgen's account every customer is funded from
@@ -34,6 +37,8 @@ DEMO_IBAN: Final = "DE00STREAMLEDGERDEMO0000"
 MATCHED_TIMEOUT_S: Final = 180.0  # the matcher restores its partitions, then decides
 POLL_S: Final = 2.0
 STOP_TIMEOUT_S: Final = 30.0
+EVENTS_READ_TIMEOUT_S: Final = 60.0  # the matcher reads the ledger's events before the statement
+EVENTS_READ_POLL_S: Final = 0.5
 
 
 @dataclass
@@ -106,6 +111,28 @@ def reconciliation_lines(
         movements, iban=DEMO_IBAN, currency=terms.currency, asset_scale=terms.asset_scale,
         rng=random.Random(seed),  # noqa: S311 - a reproducible workload, not secrets
     )  # fmt: skip
+    matcher = MatcherThread(settings)
+    matcher.thread.start()
+    try:
+        return matched_lines(settings, tenant_id, movements, synthetic, matcher)
+    finally:
+        matcher.close()
+
+
+def matched_lines(
+    settings: Settings,
+    tenant_id: str,
+    movements: Sequence[object],
+    synthetic: SyntheticStatement,
+    matcher: MatcherThread,
+) -> tuple[bool, list[str]]:
+    """The statement imported once the matcher has read every event, then the matcher's summary.
+
+    The bank's statement follows the ledger's day, so a matcher holds the day's movements open
+    when its lines arrive. A fresh matcher reading both topics from the start would otherwise
+    interleave them as fetched, and a sum rule could pair a line with movements the statement
+    lacks before the line's own movement is read: a different summary from run to run."""
+    events_read = wait_events_read(settings, matcher)
     imported = import_statement(
         settings, tenant_id=tenant_id, account_id=MIRROR_ACCOUNT, content=synthetic.content,
         statement_format=StatementFormat.CAMT053, bank_account=None,
@@ -115,20 +142,34 @@ def reconciliation_lines(
         f"    statement of {len(movements)} ledger movements on {tenant_id}/{MIRROR_ACCOUNT}:"
         f" {imported.summary()}"
     ]
+    if not events_read:
+        lines.append(
+            f"    the matcher had not read every event after {EVENTS_READ_TIMEOUT_S:.0f} s"
+        )
     if imported.status is not ImportStatus.IMPORTED:
         return False, lines
-    matcher = MatcherThread(settings)
-    matcher.thread.start()
-    try:
-        report = wait_decided(settings, tenant_id, len(movements), matcher)
-    finally:
-        matcher.close()
+    report = wait_decided(settings, tenant_id, len(movements), matcher)
     if report is None:
         return False, [*lines, "    the matcher did not decide every item in time"]
     ok, expected = expected_lines(report, synthetic.expected)
     summary = [f"    {row}" for row in render(report).splitlines()]
     command = f"streamledger reconcile report --tenant {tenant_id} --account {MIRROR_ACCOUNT}"
     return ok, [*lines, *summary, *expected, f"    the same summary: {command}"]
+
+
+def wait_events_read(settings: Settings, matcher: MatcherThread) -> bool:
+    """Until the matcher's committed position on ``ledger.events`` reaches what is there now
+    (a processor's transaction ends with a marker, so one short of the end is the end), bounded."""
+    topic = settings.topic(EVENTS_TOPIC)
+    ends = end_offsets(settings, topic)
+    group = matcher.matcher.matcher_settings.group_id(settings.topic_prefix)
+    deadline = time.monotonic() + EVENTS_READ_TIMEOUT_S
+    while time.monotonic() < deadline and matcher.failure is None:
+        committed = committed_offsets(settings, group, topic)
+        if all(end == 0 or committed.get(number, -1) >= end - 1 for number, end in ends.items()):
+            return True
+        time.sleep(EVENTS_READ_POLL_S)
+    return False
 
 
 def wait_decided(
