@@ -203,8 +203,9 @@ class CommandGateway:
 
 class ApiSigningKeys:
     """The key files ``streamledger tenants grant api TENANT`` wrote, by tenant. Read at start,
-    again every ``KEYS_REFRESH_S`` (a rotation), and at most every ``MISSING_KEY_RETRY_S`` when
-    a request's tenant has none (a tenant granted since)."""
+    again every ``KEYS_REFRESH_S`` (a rotation), and, for a request whose tenant has no key,
+    as soon as that tenant's key file exists (granted since: one ``stat`` per such request) or
+    at most every ``MISSING_KEY_RETRY_S``. Decision 0115."""
 
     def __init__(self, home: Path) -> None:
         self.directory = key_file_path(home, API_PRINCIPAL, "tenant").parent
@@ -213,7 +214,12 @@ class ApiSigningKeys:
 
     def stale(self, tenant_id: str, now: float) -> bool:
         age = now - self.read_at
-        return age >= KEYS_REFRESH_S or (tenant_id not in self.keys and age >= MISSING_KEY_RETRY_S)
+        if age >= KEYS_REFRESH_S:
+            return True
+        if tenant_id in self.keys:
+            return False
+        # a tenant id has no path separator (TENANT_ID_PATTERN): the name is the tenant's file
+        return age >= MISSING_KEY_RETRY_S or (self.directory / f"{tenant_id}.json").exists()
 
     def refresh(self, now: float) -> dict[str, SigningKey]:
         keys: dict[str, SigningKey] = {}

@@ -38,7 +38,6 @@ from confluent_kafka import Consumer, TopicPartition
 
 import ledger
 from api.api_keys import create_api_key
-from api.gateway import MISSING_KEY_RETRY_S
 from api.settings import build_api_settings
 from api.signing_keys_cli import grant
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
@@ -325,7 +324,6 @@ def test_commands_through_the_api_and_the_processor_name_the_apis_key(
     granted = grant(settings, "api", PIPELINE_TENANT)
     assert granted.accepted
     api_actor = "api:v1"  # the first generation of the API's key for the tenant
-    time.sleep(MISSING_KEY_RETRY_S + 0.1)  # the API reads its key files again
     with api_stack.client(PIPELINE_TENANT) as client:
         for account_id in ("cash", "alice"):
             body = {"account_id": account_id, "currency": "USD", "asset_scale": 2}
