@@ -19,7 +19,7 @@ from reconciliation.metrics import ReconcilerMetrics
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PROMETHEUS_DIRECTORY = REPO_ROOT / "infra" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIRECTORY / "rules").glob("*.yml"))
-PROMTOOL_TIMEOUT_S = 60
+PROMTOOL_TIMEOUT_S = 120  # a bound for a hung promtool, not a pace: the alert tests take ~3 s
 # Series Prometheus itself attaches to every scrape target.
 PROMETHEUS_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
 SUFFIXES_BY_TYPE = {

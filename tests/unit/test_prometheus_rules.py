@@ -1,6 +1,7 @@
 """The Prometheus files in ``infra/prometheus`` checked by the real promtool: the configs load,
 the rules parse, every alert fires and stays silent on the synthetic series of
-``infra/prometheus/tests/alerts_test.yml``, and every alert has a runbook section."""
+``infra/prometheus/tests/alerts_test.yml`` (a 1-minute step) and ``alerts_days_test.yml`` (the
+cases that last days, on a 10-minute step), and every alert has a runbook section."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from tests.unit.prometheus_names import (
 )
 
 ALERTS_FILE = PROMETHEUS_DIRECTORY / "rules" / "alerts.yml"
-ALERT_TESTS_FILE = PROMETHEUS_DIRECTORY / "tests" / "alerts_test.yml"
+ALERT_TESTS_FILES = (
+    PROMETHEUS_DIRECTORY / "tests" / "alerts_test.yml",
+    PROMETHEUS_DIRECTORY / "tests" / "alerts_days_test.yml",
+)
 RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
 ALERT_LINE = re.compile(r"^\s*- alert:\s*(\S+)\s*$", re.MULTILINE)
 EXPR_BLOCK = re.compile(
@@ -92,12 +96,12 @@ def test_the_rules_parse() -> None:
 
 
 def test_every_alert_fires_and_stays_silent_in_promtool_unit_tests() -> None:
-    result = promtool("test", "rules", str(ALERT_TESTS_FILE))
+    result = promtool("test", "rules", *map(str, ALERT_TESTS_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
-    cases = ALERT_CASE.finditer(ALERT_TESTS_FILE.read_text())
     firing, silent = set(), set()
-    for case in cases:
-        (silent if case.group("empty") else firing).add(case.group(1))
+    for path in ALERT_TESTS_FILES:
+        for case in ALERT_CASE.finditer(path.read_text()):
+            (silent if case.group("empty") else firing).add(case.group(1))
     names = set(alert_names())
     assert len(names) >= 8
     assert names - firing == set(), "alerts without a firing case"
