@@ -197,11 +197,13 @@ def test_deliveries_arrive_signed_in_order_and_bad_receivers_delay_no_one(
     assert [item["id"] for item in globex.get("/v1/webhook-endpoints").json()["endpoints"]] == [
         globex_endpoint["id"]
     ]
-    child = dispatchers.start()
     open_accounts(acme)
     open_accounts(globex)
     transfers(acme, 10)
     transfers(globex, 3)
+    # Started once every event is in the log, so the times below measure the dispatcher, not
+    # how fast this test got 15 commands through the API (seconds on a loaded machine).
+    child = dispatchers.start()
 
     delivered = good.wait_for(12, DELIVERY_TIMEOUT_S)
     assert child.process.poll() is None, child.log()
@@ -220,7 +222,9 @@ def test_deliveries_arrive_signed_in_order_and_bad_receivers_delay_no_one(
             )
     # The hanging receiver holds its first delivery for the whole 8 s timeout: the good
     # endpoint got all twelve long before that attempt ended.
-    first_hang = wait_until(hanging.snapshot, 10, "the hanging receiver's first request")[0]
+    first_hang = wait_until(
+        hanging.snapshot, DELIVERY_TIMEOUT_S, "the hanging receiver's first request"
+    )[0]
     assert delivered[-1].at < first_hang.at + 6.0
 
     globex_items = other.wait_for(3, DELIVERY_TIMEOUT_S)
@@ -291,18 +295,25 @@ def test_a_full_queue_spills_to_postgresql_and_the_order_holds(
     slow.delay_s = 0.1
     soylent = clients["soylent"]
     endpoint = subscribe(soylent, slow.url, ["TransferPosted"])
-    metrics_port = free_port_in_range()
-    dispatchers.start("--queue-deliveries-max=2", "--stored-page-max=3", metrics_port=metrics_port)
     open_accounts(soylent)
     transfers(soylent, 25)
+    # Started once the 25 events are in the log: it reads them far faster than the receiver
+    # answers (0.1 s each), so the queue fills and spills whatever the pace of the API calls
+    # above; started before them, a slow API let the receiver keep up and nothing spilled.
+    metrics_port = free_port_in_range()
+    dispatchers.start("--queue-deliveries-max=2", "--stored-page-max=3", metrics_port=metrics_port)
     items = slow.wait_for(25, DELIVERY_TIMEOUT_S)
     assert first_occurrences(items) == list(range(3, 28))
     assert all(item.document["type"] == "TransferPosted" for item in items)
     assert endpoint_view(soylent, endpoint["id"])["enabled"] is True
     path = f"/v1/webhook-endpoints/{endpoint['id']}/dead-letters"
     # Nothing left pending once the last 2xx is recorded: every spilled delivery was sent.
-    wait_until(lambda: soylent.get(path).json()["dead_letters"] == [], 10, "no pending rows")
-    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    wait_until(
+        lambda: soylent.get(path).json()["dead_letters"] == [],
+        DELIVERY_TIMEOUT_S,
+        "no pending rows",
+    )
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
     spilled = next(
         float(line.split()[-1])
         for line in metrics.splitlines()

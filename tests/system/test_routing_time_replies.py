@@ -241,14 +241,6 @@ def test_a_pending_transfer_expires_at_its_deadline_on_an_idle_partition(
     ledger_settings: Settings, tmp_path: Path
 ) -> None:
     tenant = "idle"
-    produce_commands(
-        ledger_settings,
-        [
-            open_account(tenant, "cash", "k1"),
-            open_account(tenant, "sales", "k2"),
-            transfer(tenant, "p1", "k3", pending=True, pending_timeout_s=1),
-        ],
-    )
     processor = ProcessorProcess(
         ledger_settings,
         "a",
@@ -256,6 +248,18 @@ def test_a_pending_transfer_expires_at_its_deadline_on_an_idle_partition(
         extra_flags=FAST_TICKS,
     )
     try:
+        # The deadline is 1 s after the broker appends the pending transfer: start the processor
+        # first, or its start-up (seconds on a loaded machine) would count against the bound.
+        partition = partition_for(command_key(tenant), ledger_settings.partitions)
+        processor.wait_for_log(f"restored partition {partition}:", CONSUME_TIMEOUT_S)
+        produce_commands(
+            ledger_settings,
+            [
+                open_account(tenant, "cash", "k1"),
+                open_account(tenant, "sales", "k2"),
+                transfer(tenant, "p1", "k3", pending=True, pending_timeout_s=1),
+            ],
+        )
         found: list[tuple[TopicRecord, object]] = []
         deadline = time.monotonic() + CONSUME_TIMEOUT_S
         while not found and time.monotonic() < deadline:
