@@ -19,6 +19,7 @@ trips; psycopg's pipeline mode was no faster than those four here.)
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import OrderedDict
 from datetime import datetime
@@ -67,8 +68,35 @@ BIND_REQUEST: Final = (
 )
 
 
+# What a hand-quoted literal may hold (``quoted_text``): the entity-id alphabet
+# (``schemas.limits``) and hex digits. No quote, no backslash, no byte that could end or escape
+# a literal between single quotes, whatever ``standard_conforming_strings`` says.
+QUOTE_FREE_TEXT: Final = re.compile(r"[A-Za-z0-9._:@-]*")
+PLACEHOLDER: Final = "%s"
+
+
 def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
+
+
+def quoted_text(statement: str, parameters: tuple[Any, ...]) -> str | None:
+    """``statement`` with each ``%s`` replaced by its parameter as a SQL string literal, or None
+    unless every parameter is a ``str`` made of ``QUOTE_FREE_TEXT`` only and ``%s`` is the only
+    ``%`` in the statement, one per parameter (then psycopg quotes: ``run_bound``).
+
+    For such values the text is the one psycopg's client cursor makes (``'value'``; pinned by
+    tests/unit/test_api_read_literals.py and, against PostgreSQL, by
+    tests/system/test_api_reads.py), without a cursor, a transformer and a dumper per
+    query: ~30 µs of CPU per balance read (decision 0117). Nothing else is quoted by hand."""
+    placeholders = statement.count(PLACEHOLDER)
+    if placeholders != len(parameters) or statement.count("%") != placeholders:
+        return None
+    literals = []
+    for value in parameters:
+        if type(value) is not str or QUOTE_FREE_TEXT.fullmatch(value) is None:
+            return None
+        literals.append("'" + value + "'")
+    return statement % tuple(literals)
 
 
 async def run_bound(
@@ -76,14 +104,18 @@ async def run_bound(
 ) -> list[tuple[Any, ...]]:
     """``BIND_REQUEST; statement`` as one simple-protocol query; the statement's rows.
 
-    The text is what psycopg's ``AsyncClientCursor`` sends (its ``mogrify``: the same quoting),
-    but the round trip goes through the connection's libpq handle and the rows are decoded by
-    psycopg's own loaders (``Transformer``, the same types as a cursor's) with no cursor: a
-    cursor's execute/nextset/fetchall machinery was ~55 µs of CPU per balance read, about a
-    third of the read (bench/README.md, "API balance read against pgbench"). Errors are the
-    cursor's: the server's as ``error_from_result`` (e.g. ``QueryCanceled``), a lost
-    connection as ``OperationalError``; a cancelled request cancels the query (``wait``)."""
-    text = AsyncClientCursor(conn).mogrify(BIND_REQUEST + "; " + statement, parameters)
+    The text is what psycopg's ``AsyncClientCursor`` sends (its ``mogrify``: the same quoting;
+    ``quoted_text`` makes it without a cursor for quote-free strings), but the round trip goes
+    through the connection's libpq handle and the rows are decoded by psycopg's own loaders
+    (``Transformer``, the same types as a cursor's) with no cursor: a cursor's
+    execute/nextset/fetchall machinery was ~55 µs of CPU per balance read, about a third of the
+    read (bench/README.md, "API balance read against pgbench"). Errors are the cursor's: the
+    server's as ``error_from_result`` (e.g. ``QueryCanceled``), a lost connection as
+    ``OperationalError``; a cancelled request cancels the query (``wait``)."""
+    bound = BIND_REQUEST + "; " + statement
+    text = quoted_text(bound, parameters)
+    if text is None:  # a value outside QUOTE_FREE_TEXT, or not a str: psycopg quotes it
+        text = AsyncClientCursor(conn).mogrify(bound, parameters)
     async with conn.lock:
         conn.pgconn.send_query(text.encode(conn.info.encoding))
         results = await conn.wait(generators.execute(conn.pgconn))
@@ -179,24 +211,33 @@ class ApiReader:
     async def _run(
         self, tenant_id: str | None, statement: str, parameters: tuple[Any, ...]
     ) -> list[Any]:
-        """One statement, the tenant set first in the same implicit transaction; one round trip."""
+        """One statement, the tenant set first in the same implicit transaction; one round trip.
+
+        ``getconn``/``putconn`` rather than the pool's ``connection()``: that context manager
+        adds a generator context and the connection's own ``async with`` (a ``commit()``, which
+        takes the connection's lock and does nothing in autocommit), ~15-20 µs of CPU per read;
+        ``putconn`` alone checks the connection's state as before (a broken one is replaced)."""
+        pool = self._read_pool()
         try:
-            async with self._read_pool().connection() as conn:
-                if tenant_id is None:
-                    cursor = conn.cursor(row_factory=tuple_row)
-                    await cursor.execute(statement, parameters)
-                    return await cursor.fetchall()
-                digest = self._digest_for(tenant_id)
-                return await run_bound(conn, statement, (tenant_id, digest.hex(), *parameters))
+            conn = await pool.getconn()
         except PoolTimeout as exc:
             raise ApiProblemError(
                 SERVICE_UNAVAILABLE, "no database connection free in time"
             ) from exc
+        try:
+            if tenant_id is None:
+                cursor = conn.cursor(row_factory=tuple_row)
+                await cursor.execute(statement, parameters)
+                return await cursor.fetchall()
+            digest = self._digest_for(tenant_id)
+            return await run_bound(conn, statement, (tenant_id, digest.hex(), *parameters))
         except psycopg.errors.QueryCanceled as exc:
             raise ApiProblemError(SERVICE_UNAVAILABLE, "the read took too long") from exc
         except psycopg.OperationalError as exc:
             self.sweep()  # the other pooled connections are likely stale too (a restart)
             raise ApiProblemError(SERVICE_UNAVAILABLE, "the database is unreachable") from exc
+        finally:
+            await pool.putconn(conn)
 
     def _read_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         """The primary's pool, or the standby's while it is fresh enough; 503 when it is not and
