@@ -35,6 +35,15 @@ from processors.ticks import is_tick
 from schemas.codec import DecodeError, decode_command, decode_event, decode_outcome
 
 READ_TIMEOUT_S = 300.0
+# A check's reads are not timed, only waited for (three per check, 16 checks per ``make bench``):
+# each took ~1 s whatever its size (decision 0118). Half of it was librdkafka retrying the first
+# offset query 500 ms later when the partitions' leader was not known yet at ``assign`` (the
+# topic's metadata is now asked for first); the rest the last ``consume`` waiting out its
+# timeout and the broker holding the last, empty fetch ``fetch.wait.max.ms`` (500 by default)
+# before the end-of-partition markers. The loops end on the markers, not on a timeout.
+READ_POLL_S = 0.05
+READ_FETCH_WAIT_MS = 10
+READ_METADATA_TIMEOUT_S = 30.0
 EVIDENCE_MAX = 5
 FOLD_BATCH_RECORDS = 1_000
 
@@ -123,14 +132,14 @@ def read_input(
     ``connection`` (here and below): ``kafka_adapter.security.client_config`` of the reader."""
     ends = committed_offsets(connection, topic, partitions, group_id)
     pending = {partition for partition, end in ends.items() if end > 0}
-    consumer = _reader(connection)
+    consumer = _reader(connection, topic)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
     records: list[InputRecord] = []
     deadline = time.monotonic() + READ_TIMEOUT_S
     try:
         while pending:
             assert time.monotonic() < deadline, f"{topic}: partitions {pending} not read in time"
-            for message in consumer.consume(10_000, 0.5):
+            for message in consumer.consume(10_000, READ_POLL_S):
                 partition, offset = message.partition() or 0, message.offset() or 0
                 error = message.error()
                 if error is not None:
@@ -163,7 +172,7 @@ def committed_offsets(
 
 def read_values(connection: Mapping[str, str], topic: str, partitions: int) -> list[bytes | None]:
     """Every committed value of every partition of ``topic`` (read_committed)."""
-    consumer = _reader(connection)
+    consumer = _reader(connection, topic)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     pending = set(range(partitions))
     values: list[bytes | None] = []
@@ -171,7 +180,7 @@ def read_values(connection: Mapping[str, str], topic: str, partitions: int) -> l
     try:
         while pending:
             assert time.monotonic() < deadline, f"{topic}: partitions {pending} not read in time"
-            for message in consumer.consume(10_000, 0.5):
+            for message in consumer.consume(10_000, READ_POLL_S):
                 error = message.error()
                 if error is not None:
                     assert error.code() == KafkaError._PARTITION_EOF, error.str()
@@ -183,16 +192,21 @@ def read_values(connection: Mapping[str, str], topic: str, partitions: int) -> l
     return values
 
 
-def _reader(connection: Mapping[str, str]) -> Consumer:
-    return Consumer(
+def _reader(connection: Mapping[str, str], topic: str) -> Consumer:
+    """A read_committed reader of ``topic`` that knows its partitions' leaders before ``assign``
+    (so the first offset query goes out at once, not on librdkafka's 500 ms retry)."""
+    consumer = Consumer(
         {
             **connection,
             "group.id": f"bench-check-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
+            "fetch.wait.max.ms": READ_FETCH_WAIT_MS,
         }
     )
+    consumer.list_topics(topic, timeout=READ_METADATA_TIMEOUT_S)
+    return consumer
 
 
 def check(
