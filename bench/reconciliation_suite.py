@@ -41,8 +41,8 @@ Per repetition, on fresh topics (``fresh``: unique prefix, deleted at the end):
    their end (no decoding), records/s from its first to its last record.
 
 **Memory per open item** (``open_item_bytes``), in this process: a ``Reconciler`` (the matcher's
-core, default rules) is given ``OPEN_ITEMS`` movements of one mirror account and, separately,
-``OPEN_ITEMS`` statement lines, none of which can match (distinct amounts, the other side
+core, default rules) is given ``open_items`` (``SIZES``) movements of one mirror account and,
+separately, as many statement lines, none of which can match (distinct amounts, the other side
 empty, no ledger time that closes them); ``tracemalloc``'s traced memory after minus before,
 over the count: what the open-item state holds per item (the item, its indexes, the line id
 remembered against re-imports), inputs not kept.
@@ -100,10 +100,15 @@ class Shape:
     movements: int  # mirror-account movements (= transfers) in the ledger
     tenants: int
     days: int
+    # of each side, for the memory per open item: a quarter of the items fills the state's
+    # tables to the same share (powers of two), so the bytes per item are the same to ~1 %
+    # (25,000: 710-719 and 954 bytes, 100,000: 717 and 958) in a quarter of the time: under
+    # tracemalloc 100,000 of each took 10-25 s of the small bench (decision 0118)
+    open_items: int = 100_000
 
 
 SIZES: Final = {
-    "small": Shape(movements=50_000, tenants=20, days=10),
+    "small": Shape(movements=50_000, tenants=20, days=10, open_items=25_000),
     "full": Shape(movements=1_000_000, tenants=100, days=30),
 }
 SEED: Final = 47
@@ -118,11 +123,14 @@ MISMATCHED_SHARE: Final = 0.005
 EXTRA_SHARE: Final = 0.005
 DATE_WINDOW_DAYS: Final = 2  # the matcher's default window: the closing tail is one window past
 BASE_TIME_US: Final = 1_764_547_200_000_000  # 2025-12-01T00:00:00Z
-OPEN_ITEMS: Final = 100_000
 ITEMS_PER_DAY: Final = 1_000  # open items of one account dated the same day (memory measurement)
 PRODUCE_LINGER_MS: Final = 5
 KAFKA_TIMEOUT_S: Final = 30.0
-POLL_S: Final = 0.5
+POLL_S: Final = 0.5  # the raw read's consume timeout (its clock starts after the first call)
+# waits that are not a figure's clock (the openings committed, the results read until every
+# item is in one: the figure is the results' own timestamps), polled finer: at POLL_S each run
+# waited ~0.5 s more than it had to, twice, six runs per ``make bench`` (decision 0118)
+WAIT_POLL_S: Final = 0.05
 OPENING_TIMEOUT_S: Final = 120.0  # the matcher's start, group join and first batch
 RESULTS_TIMEOUT_S: Final = 900.0  # the whole full-size backlog, with room
 GROUP: Final = "reconciliation"
@@ -433,7 +441,7 @@ def collect_results(settings: Settings, workload: Workload, alive: Callable[[], 
         while outcome.lines < workload.lines or outcome.movements < workload.mirror_movements:
             assert alive(), "the matcher exited"
             assert time.monotonic() < deadline, f"results so far: {outcome}"
-            for message in consumer.consume(10_000, POLL_S):
+            for message in consumer.consume(10_000, WAIT_POLL_S):
                 value = message.value()
                 if message.error() is not None or value is None:
                     continue
@@ -478,7 +486,7 @@ def wait_for_openings(
             found = consumer.committed(wanted, timeout=KAFKA_TIMEOUT_S)
             if sum(max(tp.offset, 0) for tp in found) >= count:
                 return
-            time.sleep(POLL_S)
+            time.sleep(WAIT_POLL_S)
     finally:
         consumer.close()
 
@@ -651,7 +659,7 @@ def run_reconciliation(
             run_once(run, settings, workload, matchers)
         lines_per_cpu_s = core_lines_per_cpu_s(workload, IN_PROCESS_RECORDS_MAX)
         run.add(GROUP, CORE_FIGURE, "lines/CPU-s", lines_per_cpu_s)
-    movement_bytes, line_bytes = open_item_bytes(OPEN_ITEMS)
+    movement_bytes, line_bytes = open_item_bytes(shape.open_items)
     run.add("memory", "matcher state per open movement (tracemalloc)", "bytes", movement_bytes)
     run.add("memory", "matcher state per open line (tracemalloc)", "bytes", line_bytes)
 

@@ -26,8 +26,9 @@
    ledger, the raw read of its inputs as the baseline, memory per open item
    (``bench.reconciliation_suite``);
 6. prints the table and writes ``bench/results/<timestamp>.json``.
-Each figure is the median of ``--repetitions`` runs with min and max; ratios are per
-repetition (same repetition index, measured back to back). The machine may be shared: compare
+Each figure is the median of ``--repetitions`` runs with min and max (faust and Quix at size
+small: one run each, ``Size.peer_repetitions_max``); ratios are per repetition (same
+repetition index, measured back to back). The machine may be shared: compare
 figures of the same run only.
 """
 
@@ -87,12 +88,20 @@ class Size:
     latency_duration_s: float
     latency_rates: tuple[int, ...] = (500, 2_000, 5_000)
     api_read_s: float = 3.0  # each side of the API balance read figure, per repetition
+    # faust and Quix run at most this many repetitions (None: ``--repetitions``). At small
+    # size a faust repetition is ~34 s and a Quix one ~18 s (a fifth of ``make bench`` for
+    # three of each); their spreads in the small runs of 2026-12-06 were 0.2-1.4 % (Quix) and
+    # 0.6-14 % (faust), beside StreamLedger / peer ratios of 9x and 19x whose spread is
+    # StreamLedger's own. Small runs each peer once, checked; full runs ``--repetitions``
+    # (decision 0118).
+    peer_repetitions_max: int | None = None
 
 
 SIZES = {
     "small": Size(
         standard=20_000, tenants=50, hot_tenant=10_000, duplicates=10_000, peers=12_000,
         scale=20_000, profile=10_000, projection_events=20_000, latency_duration_s=4.0,
+        peer_repetitions_max=1,
     ),
     "full": Size(
         standard=500_000, tenants=200, hot_tenant=100_000, duplicates=100_000, peers=20_000,
@@ -246,10 +255,12 @@ def run_peers(
             check=True, passthrough=True, restore=False,
         )  # fmt: skip
     run.sizes["peers"] = len(workload.records)
+    peer_repetitions = min(repetitions, size.peer_repetitions_max or repetitions)
     for peer in peers.PEERS:
-        say(f"peer: {peer.label} on {workload.name} ({len(workload.records)}) x {repetitions}")
+        say(f"peer: {peer.label} on {workload.name} ({len(workload.records)})"
+            f" x {peer_repetitions}")  # fmt: skip
         peers.run_peer(
-            run, settings, peer, workload, repetitions=repetitions, partitions=PARTITIONS
+            run, settings, peer, workload, repetitions=peer_repetitions, partitions=PARTITIONS
         )
 
 
