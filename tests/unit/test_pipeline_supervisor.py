@@ -8,6 +8,7 @@ figure taken from its source.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from streamledger.errors import InfraError, SettingError
 from streamledger.settings import Settings
 
 CRASH = "import sys; sys.exit(3)"
+STALL_SEEN_S_MAX = 5  # a 1 s stall timeout checked every 0.05 s: reported by then, even loaded
+CHILDREN_TIMEOUT_S = 60.0  # stand-in children starting: Python start-ups, seconds when loaded
 GRACEFUL = (
     "import signal, sys, time\n"
     "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
@@ -63,7 +66,7 @@ def test_a_crashing_child_restarts_with_bounded_exponential_backoff(tmp_path: Pa
     supervisor = Supervisor(Settings(home=tmp_path), run, [spec(tmp_path, "crasher", CRASH)])
     supervisor.start()
     backoffs: list[float] = []
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + CHILDREN_TIMEOUT_S
     child = supervisor.children[0]
     try:
         while child.starts < 5 and time.monotonic() < deadline:
@@ -86,9 +89,10 @@ def test_stop_waits_for_sigterm_handlers_and_kills_what_ignores_them(tmp_path: P
     supervisor.start()
     state = read_state(supervisor.state_path)
     assert [child["name"] for child in state["children"]] == ["graceful", "stubborn"]  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + CHILDREN_TIMEOUT_S
     for each in specs:  # both have installed their signal handlers
-        while "ready" not in each.log_path.read_text().splitlines() and time.monotonic() < deadline:
+        while "ready" not in each.log_path.read_text().splitlines():
+            assert time.monotonic() < deadline, f"{each.name} not ready"
             time.sleep(0.05)
     started = time.monotonic()
     lines = supervisor.stop()
@@ -207,7 +211,9 @@ def test_a_child_whose_heartbeat_stops_is_terminated_killed_and_restarted(tmp_pa
     supervisor.start()
     child = supervisor.children[0]
     try:
-        lines = run_until(supervisor, lambda seen: any("stalled:" in x for x in seen), 20)
+        lines = run_until(
+            supervisor, lambda seen: any("stalled:" in x for x in seen), CHILDREN_TIMEOUT_S
+        )
         assert child.stalled_at is not None and not child.up
         assert supervisor.stalled_names() == ["processor-0"]
         assert supervisor.up_count == 0 and supervisor.running_count == 1
@@ -215,11 +221,18 @@ def test_a_child_whose_heartbeat_stops_is_terminated_killed_and_restarted(tmp_pa
         assert state["children"][0]["state"] == "stalled"  # type: ignore[index]
         reporter = StatusReporter(supervisor, scraper=lambda url: None)
         assert "| stalled processor-0" in reporter.line()
-        lines += run_until(supervisor, lambda seen: any("restarted" in x for x in seen), 20)
+        lines += run_until(
+            supervisor, lambda seen: any("restarted" in x for x in seen), CHILDREN_TIMEOUT_S
+        )
     finally:
         supervisor.stop()
     stalled = next(line for line in lines if "stalled:" in line)
-    assert "no heartbeat for 1 s (stall_timeout_s 1); sent SIGTERM, SIGKILL in 0.3 s" in stalled
+    # seen within a check interval of the timeout, give or take a slow pass of this loop on a
+    # loaded machine (the printed age is rounded: 1 s when on time)
+    silent = re.search(
+        r"no heartbeat for (\d+) s \(stall_timeout_s 1\); sent SIGTERM, SIGKILL in 0\.3 s", stalled
+    )
+    assert silent is not None and 1 <= int(silent.group(1)) <= STALL_SEEN_S_MAX, stalled
     assert any("ignored SIGTERM after its stall; sent SIGKILL" in line for line in lines)
     assert any("exited with signal SIGKILL after its stall" in line for line in lines)
     assert child.starts == 2 and child.stalls == 1 and supervisor.stalls == 1
