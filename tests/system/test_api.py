@@ -280,6 +280,16 @@ def test_entries_pages_and_point_in_time_balances(api_stack: ApiStack) -> None:
 # --------------------------------------------------------------------------- tenancy and auth
 
 
+def balance_when_projected(client: httpx.Client, account_id: str) -> httpx.Response:
+    """The account's balance once the projection has written the account (bounded wait)."""
+    deadline = time.monotonic() + PROJECTED_TIMEOUT_S
+    response = client.get(f"/v1/accounts/{account_id}/balance")
+    while response.status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        response = client.get(f"/v1/accounts/{account_id}/balance")
+    return response
+
+
 def test_keys_authenticate_and_tenants_never_see_each_other(api_stack: ApiStack) -> None:
     with api_stack.client("acme") as acme, api_stack.client("globex") as globex:
         theirs, mine = unique("globex-cash"), unique("acme-cash")
@@ -300,12 +310,10 @@ def test_keys_authenticate_and_tenants_never_see_each_other(api_stack: ApiStack)
         assert assert_problem(smuggled, 400, "invalid-body")["field"] == "tenant_id"
         # globex sees its own account once the projection has written it (bounded wait: the
         # outcome above comes from the processor, the read from PostgreSQL)
-        deadline = time.monotonic() + PROJECTED_TIMEOUT_S
-        theirs_balance = globex.get(f"/v1/accounts/{theirs}/balance")
-        while theirs_balance.status_code == 404 and time.monotonic() < deadline:
-            time.sleep(0.1)
-            theirs_balance = globex.get(f"/v1/accounts/{theirs}/balance")
+        theirs_balance = balance_when_projected(globex, theirs)
         assert theirs_balance.status_code == 200 and theirs_balance.json()["credits_posted"] == 0
+        # mine too, read below with a key about to be revoked (its 200 must not be a 404)
+        assert balance_when_projected(acme, mine).status_code == 200
     with api_stack.client() as anonymous:
         assert_problem(anonymous.get(f"/v1/accounts/{mine}/balance"), 401, "unauthorized")
         wrong = anonymous.get(

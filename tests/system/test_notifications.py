@@ -34,6 +34,9 @@ pytestmark = pytest.mark.system
 
 TENANTS = ("acme", "globex", "initech", "hooli", "umbrella", "soylent", "stark")
 DELIVERY_TIMEOUT_S = 60.0
+# A POST answers 201 once its outcome is in: wait for it as long as the other API modules do (the
+# default 5 s, then 202, is short for a stack's first commands on a loaded machine).
+API_FLAGS = ["--wait-timeout-ms=20000"]
 BIND_KEY = "SELECT set_config('streamledger.api_key_sha256', %s, true)"
 DISPATCHER_FLAGS = (
     "--endpoint-failures-max=3",
@@ -49,7 +52,7 @@ DISPATCHER_FLAGS = (
 @pytest.fixture(scope="module")
 def stack(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
     logs = tmp_path_factory.mktemp("notify-stack")
-    with running_api_stack(stack_settings, logs, TENANTS, []) as running:
+    with running_api_stack(stack_settings, logs, TENANTS, API_FLAGS) as running:
         yield running
 
 

@@ -36,7 +36,7 @@ FINISH_TIMEOUT_S = 90.0
 # A paused instance must stay away longer than the session timeout (6 s in the harness) so the
 # group moves its partitions, and its open transaction must outlive the transaction timeout.
 ZOMBIE_PAUSE_S = 12.0
-STARTUP_TIMEOUT_S = 30.0
+STARTUP_TIMEOUT_S = 60.0  # a processor child starting, restoring: seconds on a loaded machine
 RESTORED = "restored partition"
 
 
