@@ -70,6 +70,7 @@ CHUNKS = 20
 CHUNK_PAUSE_S = 0.4  # commands keep arriving for about CHUNKS x CHUNK_PAUSE_S
 CHAOS_WINDOW_S = 10.0
 CATCH_UP_TIMEOUT_S = 180.0
+START_TIMEOUT_S = 120.0  # `streamledger run` up with its children: seconds on a loaded machine
 POLL_S = 0.5
 FEE_SPLIT_SHARE = 0.03  # multi-leg transactions (issue 16, decision 0067)
 PAYOUT_SHARE = 0.01
@@ -173,7 +174,7 @@ def test_chaos(
         seed, ChaosPlan(KILLS, 1, CHAOS_WINDOW_S), state_path(settings), stack_settings
     )
     try:
-        wait_until("state file", lambda: not state_path(settings).exists(), 30.0, run)
+        wait_until("state file", lambda: not state_path(settings).exists(), START_TIMEOUT_S, run)
         feeder = Feeder(settings, commands, poison)
         driver.start()
         feeder.join(CATCH_UP_TIMEOUT_S)
