@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import AsyncClientCursor
 
+from api import reads
 from api.problems import SERVICE_UNAVAILABLE, ApiProblemError
-from api.reads import BIND_REQUEST, ApiReader, quoted_text, run_bound
+from api.reads import BIND_REQUEST, ApiReader, quoted_text, run_bound, transformer_for
 from api.settings import build_api_settings
 from streamledger.settings import Settings
 
@@ -66,8 +67,9 @@ DIGEST = bytes(32)
 SLOW = "SELECT pg_sleep(30)"
 SETTINGS_READ = "SELECT current_setting('streamledger.tenant_id')"
 STATEMENT_TIMEOUT_MS = 200
-BACKEND_GONE_TIMEOUT_S = 10.0
+BACKEND_WAIT_TIMEOUT_S = 10.0
 POOL_TIMEOUT_MS = 10_000
+ACTIVE_BACKEND = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
 
 
 def one_connection_reader(stack_settings: Settings) -> ApiReader:
@@ -95,11 +97,19 @@ async def backend_pid(reader: ApiReader) -> int:
     return pid
 
 
+async def running(dsn: str, pid: int) -> None:
+    """Waits (bounded) until the backend ``pid`` runs a query."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        async with asyncio.timeout(BACKEND_WAIT_TIMEOUT_S):
+            while await (await admin.execute(ACTIVE_BACKEND, (pid,))).fetchone() is None:
+                await asyncio.sleep(0.01)
+
+
 async def terminate(dsn: str, pid: int) -> None:
     """Ends the backend and waits (bounded) until PostgreSQL no longer lists it."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
         await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        async with asyncio.timeout(BACKEND_GONE_TIMEOUT_S):
+        async with asyncio.timeout(BACKEND_WAIT_TIMEOUT_S):
             while await (
                 await admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
             ).fetchone():
@@ -109,15 +119,19 @@ async def terminate(dsn: str, pid: int) -> None:
 async def reads_end_and_give_the_connection_back(dsn: str, reader: ApiReader) -> None:
     await reader.open()
     try:
+        pid = await backend_pid(reader)
         assert "took too long" in await refused(reader, SLOW)
         assert await reader.read(TENANT, SETTINGS_READ, ()) == [(TENANT,)]
         slow = asyncio.create_task(reader.read(TENANT, SLOW, ()))
-        await asyncio.sleep(0.05)  # whether the query was sent yet or not, it must not leak
+        await running(dsn, pid)
         slow.cancel()
         with pytest.raises(asyncio.CancelledError):
             await slow
         assert await reader.read(TENANT, SETTINGS_READ, ()) == [(TENANT,)]
-        await terminate(dsn, await backend_pid(reader))
+        # The same backend all along: the cancelled query was cancelled in PostgreSQL too, so
+        # the connection came back idle and was kept, not replaced.
+        assert await backend_pid(reader) == pid
+        await terminate(dsn, pid)
         assert "unreachable" in await refused(reader, SETTINGS_READ)
         assert await reader.read(TENANT, SETTINGS_READ, ()) == [(TENANT,)]
     finally:
@@ -127,3 +141,29 @@ async def reads_end_and_give_the_connection_back(dsn: str, reader: ApiReader) ->
 def test_a_failed_or_cancelled_read_gives_its_connection_back(stack_settings: Settings) -> None:
     reader = one_connection_reader(stack_settings)
     asyncio.run(reads_end_and_give_the_connection_back(stack_settings.database_dsn, reader))
+
+
+async def decoders_kept(dsn: str, kept: dict[object, object]) -> None:
+    connections = [await psycopg.AsyncConnection.connect(dsn) for _ in range(4)]
+    first, second, third, fourth = connections
+    try:
+        decoder = transformer_for(first)
+        assert transformer_for(first) is decoder  # one per connection, kept
+        transformer_for(second)
+        await first.close()
+        transformer_for(third)  # two kept already: the closed one goes
+        assert set(kept) == {second, third}
+        transformer_for(fourth)  # two kept, both open: all go (only a flood of connections)
+        assert set(kept) == {fourth}
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+def test_a_connection_keeps_one_row_decoder_until_it_is_closed(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept: dict[object, object] = {}
+    monkeypatch.setattr(reads, "TRANSFORMERS", kept)
+    monkeypatch.setattr(reads, "TRANSFORMERS_MAX", 2)
+    asyncio.run(decoders_kept(stack_settings.database_dsn, kept))
