@@ -50,9 +50,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PURE_PYTHON_RERUN_PROFILE = "pure-python-rerun"
 PURE_PYTHON_RERUN_EXAMPLES_DIVISOR = 4
 PURE_PYTHON_RERUN_EXAMPLES_MIN = 10
-# (The profile itself changes nothing: a test's settings are fixed when its module is imported;
+# (The profile sets no count itself: a test's settings are fixed when its module is imported;
 # the hook below scales each test's count, whether the test names it or not.)
-settings.register_profile(PURE_PYTHON_RERUN_PROFILE)
+#
+# Neither profile has a per-example deadline: with Hypothesis' default (200 ms) one example that
+# takes longer fails the test ("Unreliable test timings"), and on the loaded 2-core CI machine
+# one can, for no fault of the code (a scheduling stall, a garbage collection; the pure-Python
+# rerun is slower still). A property checks its assertions; pytest-timeout bounds a hung test.
+NO_DEADLINE_PROFILE = "no-deadline"
+settings.register_profile(NO_DEADLINE_PROFILE, deadline=None)
+settings.register_profile(PURE_PYTHON_RERUN_PROFILE, deadline=None)
+settings.load_profile(NO_DEADLINE_PROFILE)  # --hypothesis-profile loads another one after this
 
 
 def rerun_examples(max_examples: int) -> int:
