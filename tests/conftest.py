@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from infra import kafka_broker, postgres_server, stack, topics
 from streamledger.errors import StreamLedgerError
@@ -53,13 +53,14 @@ PURE_PYTHON_RERUN_EXAMPLES_MIN = 10
 # (The profile sets no count itself: a test's settings are fixed when its module is imported;
 # the hook below scales each test's count, whether the test names it or not.)
 #
-# Neither profile has a per-example deadline: with Hypothesis' default (200 ms) one example that
-# takes longer fails the test ("Unreliable test timings"), and on the loaded 2-core CI machine
-# one can, for no fault of the code (a scheduling stall, a garbage collection; the pure-Python
-# rerun is slower still). A property checks its assertions; pytest-timeout bounds a hung test.
+# Neither profile has a per-example deadline nor the too_slow health check: with Hypothesis'
+# defaults one example over 200 ms fails the test ("Unreliable test timings"), as does slow
+# generation of the first examples, and on the loaded 2-core CI machine either can happen for
+# no fault of the code (a scheduling stall, a garbage collection; the pure-Python rerun is
+# slower still). A property checks its assertions; pytest-timeout bounds a hung test.
 NO_DEADLINE_PROFILE = "no-deadline"
-settings.register_profile(NO_DEADLINE_PROFILE, deadline=None)
-settings.register_profile(PURE_PYTHON_RERUN_PROFILE, deadline=None)
+for profile in (NO_DEADLINE_PROFILE, PURE_PYTHON_RERUN_PROFILE):
+    settings.register_profile(profile, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(NO_DEADLINE_PROFILE)  # --hypothesis-profile loads another one after this
 
 
