@@ -28,7 +28,7 @@ from workloads.processor_process import ProcessorProcess
 from workloads.topics import delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0  # three children start and restore at once: a bound, not a pace
 EXIT_TIMEOUT_S = 20.0
 PARTITIONS = 3
 RESTORED = "restored partition"
