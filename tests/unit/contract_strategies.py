@@ -1,6 +1,13 @@
-"""Hypothesis strategies for valid contract values (commands, events, outcomes, state records)."""
+"""Hypothesis strategies for valid contract values (commands, events, outcomes, state records).
+
+The records' shapes that ``wire_strategies`` draws too (balances, account, transfer and tenant
+state) are built here once from ``Leaves``, what each kind of field draws: ``CONTRACT`` for
+valid values; ``wire_strategies.WIRE`` for anything the Avro schemas carry.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
@@ -194,15 +201,106 @@ commands: st.SearchStrategy[Command] = st.one_of(
 
 int64 = st.integers(INT64_MIN, INT64_MAX)
 hashes = st.binary(min_size=HASH_BYTES, max_size=HASH_BYTES)
-balances = st.builds(
-    AccountBalance,
-    account_id=entity_ids,
-    currency=currencies,
-    debits_posted=int64,
-    credits_posted=int64,
-    debits_pending=int64,
-    credits_pending=int64,
+
+
+@dataclass(frozen=True, slots=True)
+class Leaves:
+    """What each kind of field of the shared record shapes draws."""
+
+    tenant_ids: st.SearchStrategy[str]
+    entity_ids: st.SearchStrategy[str]  # account, transfer ids
+    currencies: st.SearchStrategy[str]
+    amounts: st.SearchStrategy[int]
+    counters: st.SearchStrategy[int]  # balances' counters, overdraft limits: signed
+    sequences: st.SearchStrategy[int]  # last sequences, amounts posted and reversed
+    timestamps: st.SearchStrategy[int]  # expiries, effective times
+    asset_scales: st.SearchStrategy[int]
+    hashes: st.SearchStrategy[bytes]
+
+    @classmethod
+    def by_avro_type(
+        cls,
+        strings: st.SearchStrategy[str],
+        longs: st.SearchStrategy[int],
+        ints: st.SearchStrategy[int],
+        fixed_hashes: st.SearchStrategy[bytes],
+    ) -> Leaves:
+        """Each field drawn by its Avro type alone: what the schema carries, valid or not."""
+        return cls(strings, strings, strings, longs, longs, longs, longs, ints, fixed_hashes)
+
+
+CONTRACT = Leaves(
+    tenant_ids=tenant_ids,
+    entity_ids=entity_ids,
+    currencies=currencies,
+    amounts=amounts,
+    counters=int64,
+    sequences=st.integers(0, INT64_MAX),
+    timestamps=timestamps,
+    asset_scales=st.integers(0, 18),
+    hashes=hashes,
 )
+
+
+def balances_of(leaves: Leaves) -> st.SearchStrategy[AccountBalance]:
+    return st.builds(
+        AccountBalance,
+        account_id=leaves.entity_ids,
+        currency=leaves.currencies,
+        debits_posted=leaves.counters,
+        credits_posted=leaves.counters,
+        debits_pending=leaves.counters,
+        credits_pending=leaves.counters,
+    )
+
+
+def account_states_of(leaves: Leaves) -> st.SearchStrategy[AccountState]:
+    return st.builds(
+        AccountState,
+        tenant_id=leaves.tenant_ids,
+        account_id=leaves.entity_ids,
+        currency=leaves.currencies,
+        asset_scale=leaves.asset_scales,
+        debits_must_not_exceed_credits=st.booleans(),
+        credits_must_not_exceed_debits=st.booleans(),
+        overdraft_limit=st.none() | leaves.counters,
+        debits_posted=leaves.counters,
+        credits_posted=leaves.counters,
+        debits_pending=leaves.counters,
+        credits_pending=leaves.counters,
+        last_sequence=leaves.sequences,
+    )
+
+
+def transfer_states_of(leaves: Leaves) -> st.SearchStrategy[TransferState]:
+    return st.builds(
+        TransferState,
+        tenant_id=leaves.tenant_ids,
+        transfer_id=leaves.entity_ids,
+        debit_account_id=leaves.entity_ids,
+        credit_account_id=leaves.entity_ids,
+        currency=leaves.currencies,
+        amount=leaves.amounts,
+        status=st.sampled_from(TransferStatus),
+        amount_posted=leaves.sequences,
+        amount_reversed=leaves.sequences,
+        reverses=st.none() | leaves.entity_ids,
+        expires_at_us=st.none() | leaves.timestamps,
+        last_sequence=leaves.sequences,
+    )
+
+
+def tenant_heads_of(leaves: Leaves) -> st.SearchStrategy[TenantHead]:
+    return st.builds(
+        TenantHead,
+        tenant_id=leaves.tenant_ids,
+        last_sequence=leaves.sequences,
+        last_hash=leaves.hashes,
+        last_effective_at_us=leaves.timestamps,
+    )
+
+
+balances = balances_of(CONTRACT)
 event_headers = st.fixed_dictionaries(
     {
         "tenant_id": tenant_ids,
@@ -307,39 +405,9 @@ outcomes = st.builds(
 )
 
 states: st.SearchStrategy[StateRecord] = st.one_of(
-    st.builds(
-        AccountState,
-        tenant_id=tenant_ids,
-        account_id=entity_ids,
-        currency=currencies,
-        asset_scale=st.integers(0, 18),
-        debits_must_not_exceed_credits=st.booleans(),
-        credits_must_not_exceed_debits=st.booleans(),
-        overdraft_limit=st.none() | int64,
-        debits_posted=int64,
-        credits_posted=int64,
-        debits_pending=int64,
-        credits_pending=int64,
-        last_sequence=st.integers(0, INT64_MAX),
-    ),
-    st.builds(
-        TransferState,
-        tenant_id=tenant_ids,
-        transfer_id=entity_ids,
-        debit_account_id=entity_ids,
-        credit_account_id=entity_ids,
-        currency=currencies,
-        amount=amounts,
-        status=st.sampled_from(TransferStatus),
-        amount_posted=st.integers(0, INT64_MAX),
-        amount_reversed=st.integers(0, INT64_MAX),
-        reverses=st.none() | entity_ids,
-        expires_at_us=st.none() | timestamps,
-        last_sequence=st.integers(0, INT64_MAX),
-    ),
-    st.builds(
-        TenantHead, tenant_id=tenant_ids, last_sequence=st.integers(0, INT64_MAX), last_hash=hashes
-    ),
+    account_states_of(CONTRACT),
+    transfer_states_of(CONTRACT),
+    tenant_heads_of(CONTRACT),
     st.builds(
         TransactionState,
         tenant_id=tenant_ids,

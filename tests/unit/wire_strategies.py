@@ -4,7 +4,8 @@ tests of the hand-written writers and readers (``tests/unit/test_avro_*.py``).
 Unlike ``contract_strategies`` (values the contract accepts), these values only have to fit the
 schemas: longs up to the int64 bounds and on every varint length boundary, any Unicode text
 (past the readers' shared-string bound too), None in each optional field, metadata with a key
-written twice. The hand-written code must agree with fastavro on all of it: the same bytes, the
+written twice. The record shapes shared with it are its (``contract_strategies.Leaves``), drawn
+from ``WIRE``. The hand-written code must agree with fastavro on all of it: the same bytes, the
 same value, or (for bytes changed at random) the same answer as the generic path.
 """
 
@@ -20,22 +21,18 @@ from hypothesis import strategies as st
 
 from schemas import codec
 from schemas.avro_schemas import without_logical_types
-from schemas.model import (
-    INT64_MAX,
-    INT64_MIN,
-    AccountBalance,
-    AccountState,
-    OpenAccount,
-    PostPending,
-    TenantHead,
-    Transfer,
-    TransferState,
-    TransferStatus,
-    VoidPending,
+from schemas.model import INT64_MIN, OpenAccount, PostPending, Transfer, VoidPending
+from tests.unit.contract_strategies import (
+    Leaves,
+    account_states_of,
+    balances_of,
+    hashes,
+    int64,
+    tenant_heads_of,
+    transfer_states_of,
 )
 
 EXAMPLES = settings(max_examples=300, deadline=None)
-int64 = st.integers(INT64_MIN, INT64_MAX)
 int32 = st.integers(-(2**31), 2**31 - 1)
 # The whole int64 range, small values of both signs, and the varint length boundaries (1, 2, 5
 # and more bytes; zig-zag: 63 and -64 take one byte, 64 and -65 two).
@@ -47,7 +44,6 @@ longs = st.one_of(
 optional_longs = st.none() | longs
 texts = st.text(max_size=80)  # any code point but surrogates; past the shared-string bound too
 optional_texts = st.none() | texts
-hashes = st.binary(min_size=32, max_size=32)
 # Metadata as the model holds it (sorted pairs): a key may repeat (written as it is, decoded
 # once) ...
 metadata_pairs = st.lists(st.tuples(texts, texts), max_size=4).map(
@@ -57,52 +53,11 @@ metadata_pairs = st.lists(st.tuples(texts, texts), max_size=4).map(
 metadata_maps = st.dictionaries(texts, texts, max_size=4).map(
     lambda pairs: tuple(sorted(pairs.items()))
 )
-balances = st.builds(
-    AccountBalance,
-    account_id=texts,
-    currency=texts,
-    debits_posted=longs,
-    credits_posted=longs,
-    debits_pending=longs,
-    credits_pending=longs,
-)
-transfer_states = st.builds(
-    TransferState,
-    tenant_id=texts,
-    transfer_id=texts,
-    debit_account_id=texts,
-    credit_account_id=texts,
-    currency=texts,
-    amount=longs,
-    status=st.sampled_from(TransferStatus),
-    amount_posted=longs,
-    amount_reversed=longs,
-    reverses=optional_texts,
-    expires_at_us=optional_longs,
-    last_sequence=longs,
-)
-account_states = st.builds(
-    AccountState,
-    tenant_id=texts,
-    account_id=texts,
-    currency=texts,
-    asset_scale=int32,
-    debits_must_not_exceed_credits=st.booleans(),
-    credits_must_not_exceed_debits=st.booleans(),
-    overdraft_limit=optional_longs,
-    debits_posted=longs,
-    credits_posted=longs,
-    debits_pending=longs,
-    credits_pending=longs,
-    last_sequence=longs,
-)
-tenant_heads = st.builds(
-    TenantHead,
-    tenant_id=texts,
-    last_sequence=longs,
-    last_hash=hashes,
-    last_effective_at_us=longs,
-)
+WIRE = Leaves.by_avro_type(texts, longs, int32, hashes)
+balances = balances_of(WIRE)
+transfer_states = transfer_states_of(WIRE)
+account_states = account_states_of(WIRE)
+tenant_heads = tenant_heads_of(WIRE)
 
 
 def single_leg_commands(metadata: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
