@@ -1,7 +1,8 @@
 """How the projection takes its next batch (decision 0109): never held back to fill up; while a
-write is in flight, everything that arrives until it finishes; records from before a rebalance
-inside ``consume`` are dropped. The sink's Kafka and PostgreSQL clients are not built here: a
-scripted consumer stands in for librdkafka's (the system tests run the real ones)."""
+write is in flight, everything that arrives until it finishes, unless the batch holds the ramp's
+start already and nothing more arrives (caught up, decision 0119); records from before a
+rebalance inside ``consume`` are dropped. The sink's Kafka and PostgreSQL clients are not built
+here: a scripted consumer stands in for librdkafka's (the system tests run the real ones)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_idle_and_nothing_fetched_waits_for_the_first() -> None:
 
 def test_a_write_in_flight_collects_until_it_finishes() -> None:
     consumer = ScriptedConsumer([(["a"], None), ([], None), (["b", "c"], None), (["d"], None)])
-    sink = sink_with(consumer)
+    sink = sink_with(consumer, records_max=80)  # below the ramp's start (10): no early stop
     written = write_in_flight(sink)
     consumer.steps[2] = (["b", "c"], lambda: written.set_result(None))  # finishes in that wait
     assert taken(sink) == ["a", "b", "c"]
@@ -82,6 +83,25 @@ def test_a_write_in_flight_stops_at_the_batch_maximum() -> None:
     write_in_flight(sink)  # never finishes here
     assert taken(sink) == ["a", "b", "c", "d"]
     assert consumer.calls[1][0] == 2  # never asks for more than the batch has room for
+
+
+def test_a_write_in_flight_stops_once_caught_up_with_the_ramps_start() -> None:
+    """The end of a backlog: the batch is planned beside the write, not after it."""
+    consumer = ScriptedConsumer([(["a"] * 9, None), (["b"], None), ([], None), (["c"], None)])
+    sink = sink_with(consumer, records_max=80)  # the ramp's start: 10 records
+    write_in_flight(sink)  # never finishes here
+    assert taken(sink) == ["a"] * 9 + ["b"]
+    assert consumer.steps == [(["c"], None)]  # the empty poll ended it
+
+
+def test_a_small_batch_waits_for_the_write_when_caught_up() -> None:
+    """A trickle (decision 0109): what arrives during the write still goes into the next one."""
+    consumer = ScriptedConsumer([(["a"] * 9, None), ([], None), ([], None), (["b"], None)])
+    sink = sink_with(consumer, records_max=80)
+    written = write_in_flight(sink)
+    consumer.steps[2] = ([], lambda: written.set_result(None))
+    assert taken(sink) == ["a"] * 9
+    assert consumer.steps == [(["b"], None)]  # polled until the write finished
 
 
 def test_records_from_before_a_rebalance_are_dropped() -> None:
