@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from types import SimpleNamespace
 from typing import Any, cast
 
 from projections.settings import ProjectionSettings
-from projections.sink import InFlight, ProjectionSink
+from projections.sink import InFlight, PreparedBatch, ProjectionSink
 
 
 class ScriptedConsumer:
@@ -116,3 +117,19 @@ def test_records_from_before_a_rebalance_are_dropped() -> None:
 
     consumer.steps[2] = (["new-1"], rebalance)
     assert taken(sink) == ["new-1"]
+
+
+def test_a_written_batch_is_freed_in_slices_once_the_next_write_is_under_way() -> None:
+    """``release_retired`` (decision 0119): the batch written before the one in flight is
+    emptied a slice at a time, its plan's lists first (they hold the records too)."""
+    sink = sink_with(ScriptedConsumer([]))
+    events: list[Any] = [{"sequence": index} for index in range(1000)]
+    lists = {"entries": list(range(2000)), "chain": list(events), "transfer_events": list(events)}
+    plan = cast(Any, SimpleNamespace(**lists, transfer_locations=[(0, 1)]))
+    batch = PreparedBatch(0, events, [(0, i) for i in range(1000)], {}, {}, {}, plan)
+    sink.retired = InFlight(batch, Future())
+    sink.release_retired()
+    assert sink.retired is None
+    assert (batch.events, batch.locations, plan.entries, plan.chain) == ([], [], [], [])
+    assert (plan.transfer_events, plan.transfer_locations) == ([], [])
+    sink.release_retired()  # nothing retired: nothing to do
