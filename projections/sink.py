@@ -185,8 +185,8 @@ def ramp_records_max(batch_records_max: int, in_flight_events: int | None) -> in
 # COPY's start and end, the upserts, COMMIT) and needs the GIL back after each wait, while this
 # thread decodes, plans and formats the next batch. CPython hands the GIL over only after the
 # switch interval (5 ms by default): a round trip of 0.07 ms took 5.2 ms (median) beside a
-# planning thread, 0.07 ms with 0.5 ms (bench/README.md, "Projection write path", fourth pass),
-# and the backend sat idle meanwhile. 0.5 ms: at most 2,000 forced hand-overs a second.
+# planning thread, 0.07 ms with 0.5 ms, and the backend sat idle meanwhile (decision 0119).
+# 0.5 ms: at most 2,000 forced hand-overs a second.
 THREAD_SWITCH_INTERVAL_S = 0.0005
 
 
