@@ -55,7 +55,7 @@ from projections.batch import fold_transfers, plan_batch
 from projections.migrations import apply_migrations
 from projections.queries import LedgerReader, reader_dsn
 from projections.settings import ProjectionSettings
-from projections.sink import ProjectionSink, tune_garbage_collection
+from projections.sink import ProjectionSink, tune_interpreter
 from projections.store import (
     ACCOUNT_TYPES,
     BALANCE_COLUMNS,
@@ -174,7 +174,7 @@ def project(
 ) -> Timing:
     """Run a sink from offset 0 until ``total`` events are in PostgreSQL. With ``profiles``, the
     calling thread and every thread started meanwhile run under their own ``cProfile``."""
-    tune_garbage_collection()  # as `streamledger project` does
+    tune_interpreter()  # as `streamledger project` does
     sink = ProjectionSink(settings, projection, schema=schema, subscribe=False)
     backend = sink.connection.info.backend_pid
     applied = 0

@@ -25,7 +25,7 @@ from bench.results import BenchRun
 from infra import postgres_server, topics
 from projections.migrations import apply_migrations
 from projections.settings import ProjectionSettings
-from projections.sink import ProjectionSink, tune_garbage_collection
+from projections.sink import ProjectionSink, tune_interpreter
 from schemas.keys import command_key, partition_for
 from streamledger.settings import Settings, load_settings, replace
 from workloads.projection_events import produce_events
@@ -104,7 +104,7 @@ def writer_process(
     """One writer (a child process): its partition range from offset 0 until its events are in
     PostgreSQL; puts its wall (from the common start) and CPU on ``results``."""
     settings, schema, partitions, total = job.settings, job.schema, job.partitions, job.total
-    tune_garbage_collection()
+    tune_interpreter()
     projection = ProjectionSettings(
         consumer_group=f"{settings.topic_prefix}streamledger-projection-bench-writers",
         batch_records_max=10_000,

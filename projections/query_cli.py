@@ -32,7 +32,7 @@ from projections.queries import (
 )
 from projections.rebuild import rebuild
 from projections.settings import ProjectionSettings, build_projection_settings
-from projections.sink import ProjectionSink, tune_garbage_collection
+from projections.sink import ProjectionSink, tune_interpreter
 from projections.store import LIVE_SCHEMA
 from projections.verify import verify
 from streamledger.cli_parser import (
@@ -185,7 +185,7 @@ def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
     if arguments.release_tenant and not arguments.rebuild:
         raise SettingError("--release-tenant takes effect in a rebuild: add --rebuild")
     stop = stop_on_signals()
-    tune_garbage_collection()  # a sink's batches, live or rebuilding
+    tune_interpreter()  # a sink's batches, live or rebuilding
     if arguments.rebuild:
         report = rebuild(
             settings,
