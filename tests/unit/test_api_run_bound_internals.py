@@ -1,9 +1,12 @@
 """The psycopg internals ``api.reads.run_bound`` relies on are still there (review finding).
 
 ``run_bound`` skips the cursor (bench/README.md, "API balance read against pgbench"): it
-quotes with ``AsyncClientCursor.mogrify``, sends through ``conn.pgconn.send_query`` under
-``conn.lock``, waits with ``conn.wait(generators.execute(pgconn))``, maps an error result with
-``errors.error_from_result`` and loads rows with ``adapt.Transformer``. None of that is
+quotes with ``AsyncClientCursor.mogrify`` (unless ``quoted_text`` may), sends through
+``conn.pgconn.send_query`` under ``conn.lock``, drives ``generators.execute(pgconn)`` on the
+event loop with ``waiting.Wait``/``Ready`` on ``pgconn.socket`` (``api.reads.results_of``; on a
+cancelled request ``cancel_safe`` then ``conn.wait`` while ``pgconn.transaction_status`` is
+ACTIVE), maps an error result with ``errors.error_from_result`` and loads rows with
+``adapt.Transformer``. None of that is
 psycopg's documented API beyond the cursor; a psycopg release that moves one of them must fail
 here, naming it and the version, before any read does. What each does is pinned against
 PostgreSQL by tests/system/test_api_run_bound.py.
@@ -15,7 +18,7 @@ import inspect
 
 import psycopg
 import pytest
-from psycopg import AsyncClientCursor, AsyncConnection, generators, pq
+from psycopg import AsyncClientCursor, AsyncConnection, generators, pq, waiting
 from psycopg._connection_base import BaseConnection
 from psycopg.adapt import Transformer
 
@@ -23,6 +26,12 @@ from psycopg.adapt import Transformer
 INTERNALS: list[tuple[object, str, tuple[str, ...] | None]] = [
     (AsyncClientCursor, "mogrify", ("self", "query", "params")),
     (AsyncConnection, "wait", ("self", "gen")),
+    (AsyncConnection, "cancel_safe", ("self",)),
+    (pq.PGconn, "socket", None),
+    (pq.PGconn, "transaction_status", None),
+    (pq.TransactionStatus, "ACTIVE", None),
+    (waiting, "Wait", None),
+    (waiting, "Ready", None),
     (pq.PGconn, "send_query", None),  # the chosen implementation's (C or Python) libpq handle
     (generators, "execute", ("pgconn",)),
     (psycopg.errors, "error_from_result", ("result",)),
