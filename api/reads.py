@@ -117,7 +117,7 @@ async def run_bound(
     execute/nextset/fetchall machinery was ~55 µs of CPU per balance read, about a third of the
     read (bench/README.md, "API balance read against pgbench"). Errors are the cursor's: the
     server's as ``error_from_result`` (e.g. ``QueryCanceled``), a lost connection as
-    ``OperationalError``; a cancelled request cancels the query (``wait``)."""
+    ``OperationalError``; a cancelled request cancels the query (``results_of``)."""
     bound = BIND_REQUEST + "; " + statement
     text = quoted_text(bound, parameters)
     if text is None:  # a value outside QUOTE_FREE_TEXT, or not a str: psycopg quotes it
