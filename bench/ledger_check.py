@@ -35,7 +35,7 @@ from processors.ticks import is_tick
 from schemas.codec import DecodeError, decode_command, decode_event, decode_outcome
 
 READ_TIMEOUT_S = 300.0
-# A check's reads are not timed, only waited for (three per check, 16 checks per ``make bench``):
+# A check's reads are not timed, only waited for (three per check, 12 checks per ``make bench``):
 # each took ~1 s whatever its size (decision 0118). Half of it was librdkafka retrying the first
 # offset query 500 ms later when the partitions' leader was not known yet at ``assign`` (the
 # topic's metadata is now asked for first); the rest the last ``consume`` waiting out its
