@@ -208,6 +208,7 @@ class ApiSigningKeys:
     at most every ``MISSING_KEY_RETRY_S``. Decision 0115."""
 
     def __init__(self, home: Path) -> None:
+        self.home = home
         self.directory = key_file_path(home, API_PRINCIPAL, "tenant").parent
         self.keys: dict[str, SigningKey] = {}
         self.read_at = -math.inf
@@ -218,8 +219,11 @@ class ApiSigningKeys:
             return True
         if tenant_id in self.keys:
             return False
-        # a tenant id has no path separator (TENANT_ID_PATTERN): the name is the tenant's file
-        return age >= MISSING_KEY_RETRY_S or (self.directory / f"{tenant_id}.json").exists()
+        # a tenant id has no path separator (TENANT_ID_PATTERN): the path is the tenant's own
+        return (
+            age >= MISSING_KEY_RETRY_S
+            or key_file_path(self.home, API_PRINCIPAL, tenant_id).exists()
+        )
 
     def refresh(self, now: float) -> dict[str, SigningKey]:
         keys: dict[str, SigningKey] = {}

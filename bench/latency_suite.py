@@ -515,6 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processor-arg", action="append", default=[])
     parser.add_argument("--projection-arg", action="append", default=[])
     arguments = parser.parse_args(argv)
+    if arguments.hop_sample_every < 1 or math.gcd(arguments.hop_sample_every, TENANTS) != 1:
+        parser.error(f"--hop-sample-every: a positive number coprime with the {TENANTS} tenants")
     rates = tuple(int(rate) for rate in arguments.rates.split(","))
     extra = [f"--processor-arg={flag}" for flag in arguments.processor_arg] + [
         f"--projection-arg={flag}" for flag in arguments.projection_arg
