@@ -4,6 +4,7 @@ the idempotency judgement (same fingerprint â†’ the original; another payload â†
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,6 +156,25 @@ def test_the_outcome_cache_is_bounded_and_wakes_waiters() -> None:
 
     asyncio.run(scenario())
     assert split_outcome_key(b"acme/a/b") == ("acme", "a/b")
+
+
+def test_the_outcome_cache_evicts_in_write_order_and_stays_out_of_the_collector() -> None:
+    cache = OutcomeCache(entries_max=3)
+    for key in ("k-1", "k-2", "k-3"):
+        cache.put(outcome_of(command(key=key)))
+    rewritten = outcome_of(command(amount=7, key="k-1"))
+    cache.put(rewritten)  # k-1 is now the newest: k-2 goes first
+    cache.forget(("acme", "k-3"))  # a hole in the write order
+    cache.put(outcome_of(command(key="k-4")))
+    cache.put(outcome_of(command(key="k-5")))
+    assert cache.get(("acme", "k-2")) is None and cache.evicted == 1
+    assert cache.get(("acme", "k-1")) == rewritten and len(cache) == 3
+    cache.put(outcome_of(command(key="k-6")))  # passes the hole, evicts k-1
+    assert cache.get(("acme", "k-1")) is None and cache.evicted == 2
+    assert [cache.get(("acme", key)) is not None for key in ("k-4", "k-5", "k-6")] == [True] * 3
+    # the records and their order are plain str/bytes/int dicts: never walked by gc
+    for kept in ("_records", "_positions", "_order"):
+        assert not gc.is_tracked(getattr(cache, kept)), kept
 
 
 def test_requests_are_counted_under_the_route_the_router_matched() -> None:
