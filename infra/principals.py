@@ -31,19 +31,25 @@ Credentials are created and removed through the Admin API (``alter_user_scram_cr
 ACLs too (``create_acls`` / ``delete_acls``). Client quotas have no Admin API call in
 confluent-kafka (no ``alter_client_quotas``), so ``set_quotas`` runs Kafka's own
 ``kafka-configs`` (``kafka.admin.ConfigCommand``) from the local stack's jars.
+
+The controller acknowledges a credential or ACL change once it is in the metadata log; each
+broker applies it from there a moment later. ``create`` and ``revoke`` return only once every
+broker shows the change (decision 0126), so a script that connects as the principal at once
+is let in, and a revoked one is refused at once.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._acl import (
     AclBinding,
@@ -60,7 +66,12 @@ from confluent_kafka.admin._scram import (
 )
 
 from infra import kafka_broker
-from kafka_adapter.admin import ADMIN_REQUEST_TIMEOUT_S, admin_client, kafka_error_text
+from kafka_adapter.admin import (
+    ADMIN_REQUEST_TIMEOUT_S,
+    admin_client,
+    cluster_metadata,
+    kafka_error_text,
+)
 from kafka_adapter.security import (
     ADMIN_PRINCIPAL,
     API_PRINCIPAL,
@@ -86,7 +97,7 @@ from schemas.topics import (
     REPLIES_TOPIC,
 )
 from streamledger.errors import InfraError, SettingError
-from streamledger.settings import Settings
+from streamledger.settings import Settings, replace
 
 ROLE_PROCESSOR: Final = "processor"
 ROLE_PROJECTION: Final = "projection"
@@ -131,6 +142,14 @@ REQUEST_PERCENTAGE_DEFAULT: Final = 50
 REQUEST_PERCENTAGE_RANGE: Final = (1, 1000)
 QUOTA_TOOL_TIMEOUT_S: Final = 120.0
 QUOTA_TOOL_HEAP_MB: Final = 256
+# How long create/revoke wait for every broker to show a change the controller acknowledged
+# (decision 0126: all three brokers of a local cluster within 2-11 ms median, 0.2 s at most
+# under load), and how often they look.
+CHANGE_VISIBLE_TIMEOUT_S: Final = 30.0
+CHANGE_VISIBLE_POLL_S: Final = 0.01
+# Metadata requests until the cluster names a given broker as "controller": librdkafka sends
+# DescribeAcls there, and a KRaft broker names a random live broker each time.
+CONTROLLER_PICKS_MAX: Final = 200
 # "any" in an ACL filter (confluent-kafka types the field as str, librdkafka takes None).
 ANY_NAME: Final = cast(str, None)
 
@@ -320,7 +339,8 @@ def wait_all(futures: Mapping[Any, Future[Any]], doing: str, timeout_s: float) -
 
 
 def upsert_credentials(client: AdminClient, settings: Settings, principal: str) -> None:
-    """SCRAM-SHA-512 credentials with the stack's stored password (created the first time)."""
+    """SCRAM-SHA-512 credentials with the stack's stored password (created the first time).
+    Returns once the controller has them; ``create_credentials`` also waits for the brokers."""
     password = ensure_password(settings.home, principal)
     upsertion = UserScramCredentialUpsertion(
         principal,
@@ -331,37 +351,107 @@ def upsert_credentials(client: AdminClient, settings: Settings, principal: str) 
     wait_all(futures, f"creating the credentials of {principal}", ADMIN_REQUEST_TIMEOUT_S)
 
 
-def create(settings: Settings, spec: PrincipalSpec) -> tuple[Grant, ...]:
-    """Credentials and ACLs of ``spec`` (idempotent: a second call changes nothing)."""
-    require_scram(settings)
-    grants = grants_for(spec, settings.topic_prefix)
+# --- every broker shows a change (decision 0126) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """One broker and an admin client bootstrapped to it alone. That client only ever asks
+    for SCRAM credentials, which librdkafka sends to any connected broker: this one."""
+
+    node_id: int
+    address: str
+    client: AdminClient
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """The admin client that changes principals, and every broker to read each change back."""
+
+    settings: Settings
+    client: AdminClient
+    brokers: tuple[Broker, ...]
+
+
+def cluster_of(settings: Settings) -> Cluster:
+    """The cluster's brokers as its metadata names them (the addresses clients connect to)."""
     client = admin_client(settings)
-    upsert_credentials(client, settings, spec.name)
-    futures = client.create_acls(acl_bindings(spec.name, grants))
-    wait_all(futures, f"creating the ACLs of {spec.name}", ADMIN_REQUEST_TIMEOUT_S)
-    return grants
+    metadata = cluster_metadata(client, settings, ADMIN_REQUEST_TIMEOUT_S)
+    if len(metadata.brokers) == 1:  # every request goes to it: no client of its own needed
+        ((node_id, broker),) = metadata.brokers.items()
+        return Cluster(settings, client, (Broker(node_id, f"{broker.host}:{broker.port}", client),))
+    brokers = []
+    for node_id, broker in sorted(metadata.brokers.items()):
+        address = f"{broker.host}:{broker.port}"
+        alone = admin_client(replace(settings, bootstrap_servers=address))
+        brokers.append(Broker(node_id, address, alone))
+    return Cluster(settings, client, tuple(brokers))
 
 
-def create_services(settings: Settings) -> None:
-    """The stack's service principals with their ACLs on the settings' topics (``topics.apply``
-    under scram, so every topic prefix gets its grants)."""
-    for name, role in SERVICE_PRINCIPALS.items():
-        create(settings, PrincipalSpec(name, role, read_replies=role == ROLE_UPSTREAM))
+def wait_every_broker(
+    cluster: Cluster, change: str, shows: Callable[[Broker], bool], *, timeout_s: float
+) -> None:
+    """Return once ``shows(broker)`` holds on every broker; ``InfraError`` naming the first
+    broker that does not within ``timeout_s`` (the controller acknowledged the change)."""
+    deadline = time.monotonic() + timeout_s
+    for broker in cluster.brokers:
+        while not shows(broker):
+            if time.monotonic() >= deadline:
+                raise InfraError(
+                    f"{change}: the controller accepted it but broker {broker.node_id}"
+                    f" ({broker.address}) does not show it after {timeout_s:g} s"
+                )
+            time.sleep(CHANGE_VISIBLE_POLL_S)
 
 
-def service_lines() -> list[str]:
-    return [f"principals: {', '.join(SERVICE_PRINCIPALS)}"]
+def has_credentials(broker: Broker, principal: str) -> bool:
+    """Whether ``broker``'s metadata holds SCRAM credentials of ``principal``."""
+    try:
+        described = broker.client.describe_user_scram_credentials([principal])
+        assert isinstance(described, dict)  # named users: one future each
+        described[principal].result(timeout=ADMIN_REQUEST_TIMEOUT_S)
+    except KafkaException as exc:
+        if is_not_found(exc):
+            return False
+        raise InfraError(
+            f"describing the credentials of {principal}: {kafka_error_text(exc)}"
+        ) from exc
+    return True
 
 
-def revoke(settings: Settings, principal: str) -> int:
-    """Delete ``principal``'s ACLs and credentials and its stored password; the ACLs removed.
+def held_grants(cluster: Cluster, broker: Broker, principal: str) -> frozenset[Grant]:
+    """The ACL rows of ``principal`` in ``broker``'s authorizer (which answers DescribeAcls)."""
+    ask_next(cluster, broker)
+    try:
+        bindings = cluster.client.describe_acls(principal_filter(principal))
+        return frozenset(grant_of(binding) for binding in bindings.result(ADMIN_REQUEST_TIMEOUT_S))
+    except KafkaException as exc:
+        raise InfraError(f"describing the ACLs of {principal}: {kafka_error_text(exc)}") from exc
 
-    Connections it already has are not cut: its next request is refused (docs/security.md)."""
-    require_scram(settings)
-    if principal in RESERVED_PRINCIPALS:
-        raise SettingError(f"principal {principal!r} is the stack's own super user")
-    client = admin_client(settings)
-    everything = AclBindingFilter(
+
+def ask_next(cluster: Cluster, broker: Broker) -> None:
+    """Make ``broker`` the one the cluster's client sends its next DescribeAcls to. librdkafka
+    sends it to the broker the last metadata named controller, which a KRaft broker picks at
+    random among the live ones: ask for metadata until it names ``broker``."""
+    if len(cluster.brokers) == 1:
+        return
+    for _ in range(CONTROLLER_PICKS_MAX):
+        metadata = cluster_metadata(cluster.client, cluster.settings, ADMIN_REQUEST_TIMEOUT_S)
+        if metadata.controller_id == broker.node_id:
+            return
+    raise InfraError(
+        f"the cluster did not name broker {broker.node_id} in {CONTROLLER_PICKS_MAX} answers"
+    )
+
+
+def is_not_found(exc: KafkaException) -> bool:
+    """A described or deleted user without SCRAM credentials."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() == KafkaError.RESOURCE_NOT_FOUND
+
+
+def principal_filter(principal: str) -> AclBindingFilter:
+    return AclBindingFilter(
         ResourceType.ANY,
         ANY_NAME,
         ResourcePatternType.ANY,
@@ -370,21 +460,108 @@ def revoke(settings: Settings, principal: str) -> int:
         AclOperation.ANY,
         AclPermissionType.ANY,
     )
+
+
+# --- create and revoke -------------------------------------------------------------------------
+
+
+def create_credentials(cluster: Cluster, settings: Settings, principal: str) -> None:
+    """``upsert_credentials``, returning once every broker holds them."""
+    upsert_credentials(cluster.client, settings, principal)
+    wait_every_broker(
+        cluster,
+        f"creating the credentials of {principal}",
+        lambda broker: has_credentials(broker, principal),
+        timeout_s=CHANGE_VISIBLE_TIMEOUT_S,
+    )
+
+
+def create(
+    settings: Settings, spec: PrincipalSpec, cluster: Cluster | None = None
+) -> tuple[Grant, ...]:
+    """Credentials and ACLs of ``spec`` (idempotent: a second call changes nothing).
+
+    Returns once every broker's authorizer holds the ACLs. They are written after the
+    credentials, and a broker applies the metadata log in order (the credentials to its
+    authenticator before the ACLs to its authorizer), so by then it also lets the principal in.
+    """
+    require_scram(settings)
+    grants = grants_for(spec, settings.topic_prefix)
+    cluster = cluster or cluster_of(settings)
+    create_credentials(cluster, settings, spec.name)
+    futures = cluster.client.create_acls(acl_bindings(spec.name, grants))
+    wait_all(futures, f"creating the ACLs of {spec.name}", ADMIN_REQUEST_TIMEOUT_S)
+    wait_every_broker(
+        cluster,
+        f"creating the ACLs of {spec.name}",
+        lambda broker: set(grants) <= held_grants(cluster, broker, spec.name),
+        timeout_s=CHANGE_VISIBLE_TIMEOUT_S,
+    )
+    return grants
+
+
+def create_services(settings: Settings) -> None:
+    """The stack's service principals with their ACLs on the settings' topics (``topics.apply``
+    under scram, so every topic prefix gets its grants)."""
+    cluster = cluster_of(settings)
+    for name, role in SERVICE_PRINCIPALS.items():
+        create(settings, PrincipalSpec(name, role, read_replies=role == ROLE_UPSTREAM), cluster)
+
+
+def service_lines() -> list[str]:
+    return [f"principals: {', '.join(SERVICE_PRINCIPALS)}"]
+
+
+def revoke(settings: Settings, principal: str) -> int:
+    """Delete ``principal``'s credentials, its ACLs and its stored password; the ACLs removed.
+
+    Returns once no broker holds either: a new connection is refused at once. Connections it
+    already has are not cut: its next request is refused (docs/security.md). The credentials
+    go first, so a broker that dropped the ACLs has dropped them too (the log's order)."""
+    require_scram(settings)
+    if principal in RESERVED_PRINCIPALS:
+        raise SettingError(f"principal {principal!r} is the stack's own super user")
+    cluster = cluster_of(settings)
+    delete_credentials(cluster, principal)
     removed = 0
-    for future in client.delete_acls([everything]).values():
+    for future in cluster.client.delete_acls([principal_filter(principal)]).values():
         try:
             removed += len(future.result(timeout=ADMIN_REQUEST_TIMEOUT_S))
         except KafkaException as exc:
             raise InfraError(f"deleting the ACLs of {principal}: {kafka_error_text(exc)}") from exc
-    deletion = UserScramCredentialDeletion(principal, ScramMechanism.SCRAM_SHA_512)
-    futures = client.alter_user_scram_credentials([deletion])
-    try:
-        wait_all(futures, f"deleting the credentials of {principal}", ADMIN_REQUEST_TIMEOUT_S)
-    except InfraError as exc:
-        if "RESOURCE_NOT_FOUND" not in str(exc):  # no credentials: already revoked
-            raise
+    wait_every_broker(
+        cluster,
+        f"deleting the ACLs of {principal}",
+        lambda broker: not held_grants(cluster, broker, principal),
+        timeout_s=CHANGE_VISIBLE_TIMEOUT_S,
+    )
     remove_password(settings.home, principal)
     return removed
+
+
+def delete_credentials(cluster: Cluster, principal: str) -> None:
+    """Delete ``principal``'s SCRAM credentials (none: already revoked); returns once no broker
+    holds them."""
+    deletion = UserScramCredentialDeletion(principal, ScramMechanism.SCRAM_SHA_512)
+    for future in cluster.client.alter_user_scram_credentials([deletion]).values():
+        try:
+            future.result(timeout=ADMIN_REQUEST_TIMEOUT_S)
+        except KafkaException as exc:
+            if not is_not_found(exc):  # none: already revoked
+                raise InfraError(
+                    f"deleting the credentials of {principal}: {kafka_error_text(exc)}"
+                ) from exc
+        except TimeoutError:
+            raise InfraError(
+                f"deleting the credentials of {principal}:"
+                f" no answer within {ADMIN_REQUEST_TIMEOUT_S:g} s"
+            ) from None
+    wait_every_broker(
+        cluster,
+        f"deleting the credentials of {principal}",
+        lambda broker: not has_credentials(broker, principal),
+        timeout_s=CHANGE_VISIBLE_TIMEOUT_S,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ test stack is plaintext and is not touched. Proven here:
   nothing;
 - the service principals the stack creates run the pipeline end to end: the processor as
   ``processor`` and the projection as ``projection`` turn one command into one event and one
-  account row in PostgreSQL.
+  account row in PostgreSQL;
+- a principal is let in the moment ``principals.create`` returns, and its old password is
+  refused the moment ``principals.revoke`` returns, on every broker (decision 0126).
 """
 
 from __future__ import annotations
@@ -31,10 +33,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from infra import principals, stack
-from kafka_adapter.admin import admin_client
 from kafka_adapter.security import (
     NotAuthorizedError,
     client_config,
@@ -62,6 +63,11 @@ PIPELINE_TIMEOUT_S = 90.0
 POLL_INTERVAL_S = 0.5
 STOP_TIMEOUT_S = 30.0
 TAIL_GROUP_PREFIX = "streamledger-tail-"  # a subscriber's assign-only groups (events tail)
+# create -> use at once -> revoke -> use at once, this many times: a broker applies a change a
+# few milliseconds after the controller acknowledged it (decision 0126), so one round proves
+# little; each round costs about a second (half of it the broker's delay on a failed login).
+PROMPT_ROUNDS = 5
+AUTHENTICATION_FAILURES = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +126,7 @@ def test_a_principal_without_acls_can_neither_produce_nor_consume(
     sasl_settings: Settings, tmp_path: Path
 ) -> None:
     name = f"no-acls-{uuid.uuid4().hex[:6]}"
-    principals.upsert_credentials(admin_client(sasl_settings), sasl_settings, name)
+    principals.create_credentials(principals.cluster_of(sasl_settings), sasl_settings, name)
     settings = as_principal(sasl_settings, name)
 
     produced = run_streamledger(
@@ -318,3 +324,44 @@ def test_the_service_principals_run_the_pipeline_end_to_end(
         stop_service(projection)
     for log in logs:
         assert "AUTHORIZATION_FAILED" not in log.read_text(), log.read_text()[-2000:]
+
+
+def test_a_principal_is_let_in_when_created_and_refused_when_revoked_at_once(
+    sasl_settings: Settings,
+) -> None:
+    topic = sasl_settings.topic(COMMANDS_TOPIC)
+    brokers = principals.cluster_of(sasl_settings).brokers
+    for _ in range(PROMPT_ROUNDS):
+        name = f"prompt-{uuid.uuid4().hex[:6]}"
+        principals.create(sasl_settings, principals.PrincipalSpec(name, principals.ROLE_UPSTREAM))
+        config = client_config(sasl_settings, name)  # before revoke removes the stored password
+        for broker in brokers:
+            assert first_answer(config, broker.address, topic) is None, (name, broker)
+        principals.revoke(sasl_settings, name)
+        for broker in brokers:
+            refusal = first_answer(config, broker.address, topic)
+            assert refusal in AUTHENTICATION_FAILURES, (name, broker, refusal)
+
+
+def first_answer(config: dict[str, str], address: str, topic: str) -> int | None:
+    """What ``address`` first answers a new client of ``config`` asking for ``topic``: the code
+    of the first refusal (of the login, or of the topic), or None when it described the topic."""
+    errors: list[KafkaError] = []
+    client = Producer({**config, "bootstrap.servers": address, "error_cb": errors.append})
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            try:
+                metadata = client.list_topics(topic, timeout=POLL_INTERVAL_S)
+            except KafkaException:
+                metadata = None  # no answer yet: a refused login is reported through error_cb
+            client.poll(0)  # serves error_cb
+            refusals = [error for error in errors if is_authorization_failure(error)]
+            if refusals:
+                return int(refusals[0].code())
+            if metadata is not None:
+                error = metadata.topics[topic].error
+                return None if error is None else int(error.code())
+        raise AssertionError(f"{address} neither answered nor refused {config['sasl.username']}")
+    finally:
+        client.flush(0)
