@@ -37,7 +37,7 @@ from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.kafka_clients import consumer_config, producer_config
 from processors.loop import Processor, tune_garbage_collection
 from processors.metrics import ProcessorMetrics
-from processors.partition_ledger import ledger_from_snapshot, restore_ledger
+from processors.partition_ledger import ledger_from_snapshot, restore_ledgers
 from processors.processor_settings import ProcessorSettings, build_processor_settings
 from processors.restore import PartitionSnapshot, admin_for, restore_consumer
 from producers.loadgen import LoadPlan, generate
@@ -257,12 +257,9 @@ def measure_restore(processor_settings: ProcessorSettings) -> tuple[float, float
     admin = admin_for(processor_settings)
     partitions = _partitions(processor_settings, admin)
     ledgers, snapshots = [], []
-    known_topics: set[str] = set()  # as the processor's reader: each topic's metadata once
     started = time.perf_counter()
-    for partition in range(partitions):
-        ledger, snapshot = restore_ledger(
-            reader, admin, processor_settings, partition, known_topics
-        )
+    # as the processor's loop restores an assignment (small partitions in one pass)
+    for ledger, snapshot in restore_ledgers(reader, admin, processor_settings, range(partitions)):
         ledgers.append(ledger)
         snapshots.append(snapshot)
     elapsed = time.perf_counter() - started

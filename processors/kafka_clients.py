@@ -14,7 +14,7 @@ on, and never leave this module as anything else::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from confluent_kafka import (
     Consumer,
@@ -33,6 +33,7 @@ from processors.restore import (
     PartitionSnapshot,
     admin_for,
     read_partition,
+    read_partitions,
     restore_consumer,
 )
 from processors.ticks import TICK_KEY, TICK_VALUE
@@ -445,6 +446,20 @@ class KafkaStateReader:
             self.admin,
             topics=topics,
             partition=partition,
+            timeout_s=self.timeout_s,
+            header_name=header_name,
+            renew_admin=self._renew_admin,
+            known_topics=self.known_topics,
+        )
+
+    def read_partitions(
+        self, topics: Sequence[str], partitions: Sequence[int], *, header_name: str | None
+    ) -> Iterator[PartitionSnapshot]:
+        return read_partitions(
+            self.reader,
+            self.admin,
+            topics=topics,
+            partitions=partitions,
             timeout_s=self.timeout_s,
             header_name=header_name,
             renew_admin=self._renew_admin,

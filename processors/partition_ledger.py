@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer
@@ -31,7 +32,7 @@ from processors.command_signatures import (
 )
 from processors.metrics import ProcessorMetrics
 from processors.processor_settings import ProcessorSettings
-from processors.restore import PartitionSnapshot, read_partition
+from processors.restore import PartitionSnapshot, read_partition, read_partitions
 from processors.tenant_quotas import RateLimited, TenantQuotas, rate_limited_detail
 from schemas.codec import (
     decode_outcome,
@@ -433,6 +434,28 @@ def restore_ledger(
         known_topics=known_topics,
     )
     return ledger_from_snapshot(snapshot, processor_settings), snapshot
+
+
+def restore_ledgers(
+    reader: Consumer,
+    admin: AdminClient,
+    processor_settings: ProcessorSettings,
+    partitions: Sequence[int],
+    known_topics: set[str] | None = None,
+) -> Iterator[tuple[PartitionLedger, PartitionSnapshot]]:
+    """``restore_ledger`` of each of ``partitions``, as the processor's loop restores an
+    assignment: small partitions read in one pass (``read_partitions``, decision 0124)."""
+    topics = processor_settings.topics
+    for snapshot in read_partitions(
+        reader,
+        admin,
+        topics=(topics.balances, topics.outcomes),
+        partitions=partitions,
+        timeout_s=processor_settings.restore_timeout_s,
+        header_name=OUTCOME_TIMES_HEADER,
+        known_topics=known_topics,
+    ):
+        yield ledger_from_snapshot(snapshot, processor_settings), snapshot
 
 
 def ledger_from_snapshot(
