@@ -256,6 +256,9 @@ def measure_restore(processor_settings: ProcessorSettings) -> tuple[float, float
     # when a partition is assigned; a new one would add its first connection to the restore
     admin = admin_for(processor_settings)
     partitions = _partitions(processor_settings, admin)
+    # connected, as the processor's reader is by an assignment (made at its start, decision
+    # 0124); the restore asks for the topics' metadata again, as the processor's does
+    reader.list_topics(processor_settings.topics.balances, processor_settings.request_timeout_s)
     ledgers, snapshots = [], []
     started = time.perf_counter()
     # as the processor's loop restores an assignment (small partitions in one pass)

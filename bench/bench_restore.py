@@ -102,6 +102,7 @@ def main() -> None:
         reader = restore_consumer(processor_settings)
         admin = admin_for(processor_settings)
         admin.list_topics(processor_settings.topics.outcomes, 30)  # connected, as a processor's
+        reader.list_topics(processor_settings.topics.balances, 30)  # the same (decision 0124)
         gc.collect()
         rss_before = _rss_bytes()
         profiler = cProfile.Profile() if arguments.profile else None
