@@ -446,12 +446,12 @@ def _keep_latest(
     header_values: dict[bytes, bytes] = {}
     run_topic, run_partition = "", -1
     for message in messages:
-        topic, partition = message.topic(), message.partition()
-        assert topic is not None and partition is not None
         error = message.error()
         if error is not None:  # the end of a partition (anything else stops the restore)
-            _mark_end((topic, partition), error, message.offset() or 0, ends, pending)
+            _mark_end(message, error, ends, pending)
             continue
+        topic, partition = message.topic(), message.partition()
+        assert topic is not None and partition is not None  # set on every fetched record
         if partition != run_partition or topic != run_topic:
             records_read += _count_run(latest, run_topic, run_partition, run_read)
             run_topic, run_partition, run_read = topic, partition, 0
@@ -501,18 +501,20 @@ def _header_value(
 
 
 def _mark_end(
-    topic_partition: TopicPartitionKey,
+    message: Message,
     error: KafkaError,
-    offset: int,
     ends: dict[TopicPartitionKey, tuple[int, int]],
     pending: set[TopicPartitionKey],
 ) -> None:
-    if error.code() != KafkaError._PARTITION_EOF:
-        raise RestoreError(f"reading {_name(topic_partition)}: {error.str()}")
+    topic, partition = message.topic(), message.partition()
+    if topic is None or partition is None or error.code() != KafkaError._PARTITION_EOF:
+        # None: an error of the client, not of a partition (a broker unreachable, ...)
+        raise RestoreError(f"reading {topic}[{partition}]: {error.str()}")
     # EOF is reported at the stable end we waited for; anything short of it is a bug.
-    if offset < ends[topic_partition][1]:
+    offset = message.offset() or 0
+    if offset < ends[topic, partition][1]:
         raise RestoreError(
-            f"{_name(topic_partition)}: end of partition at {offset},"
-            f" expected {ends[topic_partition][1]}"
+            f"{_name((topic, partition))}: end of partition at {offset},"
+            f" expected {ends[topic, partition][1]}"
         )
-    pending.discard(topic_partition)
+    pending.discard((topic, partition))

@@ -26,16 +26,16 @@ class Record:
     header_list: list[tuple[str, Any]] | None = None
     at: int = 0
     failure: KafkaError | None = None
-    topic_name: str = TOPIC
-    partition_number: int = 0
+    topic_name: str | None = TOPIC
+    partition_number: int | None = 0
 
     def error(self) -> KafkaError | None:
         return self.failure
 
-    def topic(self) -> str:
+    def topic(self) -> str | None:
         return self.topic_name
 
-    def partition(self) -> int:
+    def partition(self) -> int | None:
         return self.partition_number
 
     def key(self) -> bytes | None:
@@ -111,3 +111,14 @@ def test_the_end_of_the_partition_at_the_stable_end_ends_the_topic() -> None:
 def test_a_record_without_a_key_stops_the_restore() -> None:
     with pytest.raises(RestoreError, match="without a key"):
         _fold([Record(None, b"1")])
+
+
+def test_an_error_of_the_client_stops_the_restore() -> None:
+    # no topic or partition: the client's own error (a broker unreachable), not a partition's;
+    # its error text comes as the value
+    transport = KafkaError(KafkaError._TRANSPORT)
+    failure = Record(None, b"text", failure=transport, topic_name=None, partition_number=None)
+    with pytest.raises(RestoreError, match=r"reading None\[None\]"):
+        _fold([failure])
+    with pytest.raises(RestoreError, match=r"reading t.ledger.outcomes\[0\]"):
+        _fold([Record(None, b"text", failure=transport)])
