@@ -37,7 +37,7 @@ from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.kafka_clients import consumer_config, producer_config
 from processors.loop import Processor, tune_garbage_collection
 from processors.metrics import ProcessorMetrics
-from processors.partition_ledger import ledger_from_snapshot, restore_ledger
+from processors.partition_ledger import ledger_from_snapshot, restore_ledgers
 from processors.processor_settings import ProcessorSettings, build_processor_settings
 from processors.restore import PartitionSnapshot, admin_for, restore_consumer
 from producers.loadgen import LoadPlan, generate
@@ -256,13 +256,13 @@ def measure_restore(processor_settings: ProcessorSettings) -> tuple[float, float
     # when a partition is assigned; a new one would add its first connection to the restore
     admin = admin_for(processor_settings)
     partitions = _partitions(processor_settings, admin)
+    # connected, as the processor's reader is by an assignment (made at its start, decision
+    # 0124); the restore asks for the topics' metadata again, as the processor's does
+    reader.list_topics(processor_settings.topics.balances, processor_settings.request_timeout_s)
     ledgers, snapshots = [], []
-    known_topics: set[str] = set()  # as the processor's reader: each topic's metadata once
     started = time.perf_counter()
-    for partition in range(partitions):
-        ledger, snapshot = restore_ledger(
-            reader, admin, processor_settings, partition, known_topics
-        )
+    # as the processor's loop restores an assignment (small partitions in one pass)
+    for ledger, snapshot in restore_ledgers(reader, admin, processor_settings, range(partitions)):
         ledgers.append(ledger)
         snapshots.append(snapshot)
     elapsed = time.perf_counter() - started

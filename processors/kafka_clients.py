@@ -14,7 +14,7 @@ on, and never leave this module as anything else::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from confluent_kafka import (
     Consumer,
@@ -33,6 +33,7 @@ from processors.restore import (
     PartitionSnapshot,
     admin_for,
     read_partition,
+    read_partitions,
     restore_consumer,
 )
 from processors.ticks import TICK_KEY, TICK_VALUE
@@ -209,6 +210,7 @@ class KafkaTransport:
         self.producer: Producer | None = None
         self.consumer: Consumer | None = None
         self.tick_producer: Producer | None = None  # created on the first tick
+        self.restore_reader: Consumer | None = None  # made at start(), kept (state_reader)
 
     def partition_count(self, topics: Sequence[str]) -> int:
         return check_partition_counts(
@@ -225,6 +227,9 @@ class KafkaTransport:
         on_lost: AssignmentCallback,
     ) -> None:
         self.producer = new_producer(self.settings)  # fences our previous incarnation
+        # connects while the group is joined: a reader made at assignment waited ~14 ms for its
+        # first connection before any restore request (decision 0124)
+        self.restore_reader = restore_consumer(self.settings)
         self.consumer = new_consumer(self.settings)
         self.consumer.subscribe(
             [self.topic],
@@ -341,7 +346,11 @@ class KafkaTransport:
             raise classify(exc, "abort_transaction") from exc
 
     def state_reader(self) -> StateReader:
-        return KafkaStateReader(restore_consumer(self.settings), self.admin, self.settings)
+        """A restore through the reader made at ``start`` (connected by the first assignment),
+        which the transport keeps and closes; its ``close`` leaves the reader open."""
+        if self.restore_reader is None:
+            self.restore_reader = restore_consumer(self.settings)
+        return KafkaStateReader(self.restore_reader, self.admin, self.settings, closes_reader=False)
 
     def consumer_lag(self) -> dict[int, int]:
         """High watermark - position per assigned partition, from what the client knows.
@@ -415,6 +424,9 @@ class KafkaTransport:
         if self.consumer is not None:
             self.consumer.close()  # leaves the group: the partitions move at once
             self.consumer = None
+        if self.restore_reader is not None:
+            self.restore_reader.close()
+            self.restore_reader = None
 
     def _producer(self) -> Producer:
         assert self.producer is not None, "start() first"
@@ -429,13 +441,21 @@ class KafkaStateReader:
     """A group-less read_committed consumer for restores (``processors.restore``)."""
 
     def __init__(
-        self, reader: Consumer, admin: AdminClient, processor_settings: ProcessorSettings
+        self,
+        reader: Consumer,
+        admin: AdminClient,
+        processor_settings: ProcessorSettings,
+        *,
+        closes_reader: bool = True,
     ) -> None:
         self.reader = reader
+        self.closes_reader = closes_reader  # False: the reader is its transport's, kept open
         self.admin = admin
         self.processor_settings = processor_settings
         self.timeout_s = processor_settings.restore_timeout_s
-        self.known_topics: set[str] = set()  # whose metadata the reader has (``read_partition``)
+        # whose metadata the reader has (``read_partition``): one restore's, asked again by the
+        # next (a kept reader's cached metadata can have expired by then)
+        self.known_topics: set[str] = set()
 
     def read_partition(
         self, topics: Sequence[str], partition: int, *, header_name: str | None
@@ -451,13 +471,28 @@ class KafkaStateReader:
             known_topics=self.known_topics,
         )
 
+    def read_partitions(
+        self, topics: Sequence[str], partitions: Sequence[int], *, header_name: str | None
+    ) -> Iterator[PartitionSnapshot]:
+        return read_partitions(
+            self.reader,
+            self.admin,
+            topics=topics,
+            partitions=partitions,
+            timeout_s=self.timeout_s,
+            header_name=header_name,
+            renew_admin=self._renew_admin,
+            known_topics=self.known_topics,
+        )
+
     def _renew_admin(self) -> AdminClient:
         """A new admin client (fresh metadata) after a listing refused while leadership moved."""
         self.admin = admin_for(self.processor_settings)
         return self.admin
 
     def close(self) -> None:
-        self.reader.close()
+        if self.closes_reader:
+            self.reader.close()
 
 
 def _tick_delivered(error: KafkaError | None, message: Message) -> None:

@@ -23,7 +23,7 @@ once there is nothing left to read.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -542,6 +542,12 @@ class MemoryStateReader:
                 records_read += 1
                 _keep_latest(record, latest[topic], header_values[topic], header_name)
         return PartitionSnapshot(partition, latest, header_values, records_read, 0.0)
+
+    def read_partitions(
+        self, topics: Sequence[str], partitions: Sequence[int], *, header_name: str | None
+    ) -> Iterator[PartitionSnapshot]:
+        for partition in partitions:
+            yield self.read_partition(topics, partition, header_name=header_name)
 
     def close(self) -> None:
         pass

@@ -92,7 +92,12 @@ class ProcessorSettings:
     )
     restore_timeout_s: int = field(
         default=120,
-        metadata=limit(1, 3_600, "s", "restoring one partition's state must finish within this"),
+        metadata=limit(
+            1,
+            3_600,
+            "s",
+            "reading one partition's state (or one pass of small ones) must finish within this",
+        ),
     )
     commit_retries_max: int = field(
         default=5,

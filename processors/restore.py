@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -41,6 +41,11 @@ from streamledger.errors import StreamLedgerError
 
 LOGGER = logging.getLogger("streamledger.processor.restore")
 RESTORE_CONSUME_RECORDS_MAX = 10_000  # one consume() call while restoring
+# Partitions restored together are read in one pass (one assign, one end-of-partition round)
+# while their records (by offsets) add up to at most this; a larger partition is read alone.
+# Bounds the snapshots held at once (~340 bytes a record) to ~170 MB beyond one partition's
+# (decision 0124).
+RESTORE_PASS_RECORDS_MAX = 500_000
 # consume() waits for RESTORE_CONSUME_RECORDS_MAX records or this long, whichever comes first:
 # short, so the last (partial) batch and the end-of-partition events are not waited on (20 ms
 # was up to 40 ms a partition, 8 s per million keys at 4.6k keys a partition; an empty call
@@ -94,6 +99,8 @@ class PartitionSnapshot:
 
     ``header_values`` holds, per topic and key, the value of the header named at
     ``read_partition`` on that key's latest record, when the record carries it.
+    ``duration_s``: from the start of the read pass that read this partition (with the listing,
+    for the first pass) to its end; the partitions of one pass share it (``read_partitions``).
     """
 
     partition: int
@@ -143,35 +150,83 @@ def read_partition(
     renew_admin: Callable[[], AdminClient] | None = None,
     known_topics: set[str] | None = None,
 ) -> PartitionSnapshot:
-    """Steps 1 and 2 above for one partition of ``topics``; raises ``RestoreError`` on timeout.
+    """Steps 1 and 2 above for one partition (``read_partitions`` of one)."""
+    (snapshot,) = read_partitions(
+        consumer,
+        admin,
+        topics=topics,
+        partitions=[partition],
+        timeout_s=timeout_s,
+        header_name=header_name,
+        renew_admin=renew_admin,
+        known_topics=known_topics,
+    )
+    return snapshot
+
+
+def read_partitions(
+    consumer: Consumer,
+    admin: AdminClient,
+    *,
+    topics: Sequence[str],
+    partitions: Sequence[int],
+    timeout_s: float,
+    header_name: str | None = None,
+    renew_admin: Callable[[], AdminClient] | None = None,
+    known_topics: set[str] | None = None,
+) -> Iterator[PartitionSnapshot]:
+    """Steps 1 and 2 above for ``partitions``, yielded in order as they are read; raises
+    ``RestoreError`` on timeout.
+
+    One listing for all of them, then read passes: consecutive partitions whose records (by
+    offsets) together stay under ``RESTORE_PASS_RECORDS_MAX`` are assigned and read to their
+    end together, a larger one alone (decision 0124: each partition read apart paid its own
+    listing, first fetch and end-of-partition fetch, half of a small restore's wall time).
+    The listing and the first pass must finish within ``timeout_s``, each later pass within
+    ``timeout_s`` of its start: a bound per pass, as there was one per partition.
 
     ``known_topics``: the topics whose metadata ``consumer`` has already fetched (updated here);
-    a reader that restores several partitions asks for each topic's metadata once, not once a
-    partition (two round trips a partition, decision 0112)."""
+    a reader that restores several times asks for each topic's metadata once (decision 0112)."""
+    if not partitions:
+        return
     started = time.monotonic()
-    deadline = started + timeout_s
-    partitions = [TopicPartition(topic, partition) for topic in topics]
-    ends = wait_until_stable(admin, partitions, deadline, renew_admin)
-    to_read = [tp for tp in partitions if ends[tp.topic][1] > ends[tp.topic][0]]
-    latest: dict[str, dict[bytes, bytes]] = {topic: {} for topic in topics}
-    headers: dict[str, dict[bytes, bytes]] = {topic: {} for topic in topics}
-    records_read = 0
-    if to_read:
-        learned = known_topics if known_topics is not None else set()
-        unknown = [tp.topic for tp in to_read if tp.topic not in learned]
-        learned.update(_learn_topics(consumer, unknown, deadline))
-        records_read = _read_to_end(
-            consumer, to_read, ends, _Latest(latest, headers, header_name), deadline
-        )
-    duration_s = time.monotonic() - started
-    LOGGER.info(
-        "restored partition %d: %d records in %.3f s (%s)",
-        partition,
-        records_read,
-        duration_s,
-        ", ".join(f"{topic}={len(values)} keys" for topic, values in latest.items()),
-    )
-    return PartitionSnapshot(partition, latest, headers, records_read, duration_s)
+    wanted = [TopicPartition(topic, partition) for partition in partitions for topic in topics]
+    ends = stable_ends(admin, wanted, started + timeout_s, renew_admin)
+    for group in _passes(partitions, topics, ends):
+        deadline = started + timeout_s
+        to_read = [
+            TopicPartition(topic, partition)
+            for partition in group
+            for topic in topics
+            if ends[topic, partition][1] > ends[topic, partition][0]
+        ]
+        latest = _Latest.empty(topics, group, header_name)
+        if to_read:
+            learned = known_topics if known_topics is not None else set()
+            unknown = list(dict.fromkeys(tp.topic for tp in to_read if tp.topic not in learned))
+            learned.update(_learn_topics(consumer, unknown, deadline))
+            _read_to_end(consumer, to_read, ends, latest, deadline)
+        duration_s = time.monotonic() - started
+        for partition in group:
+            yield latest.snapshot(partition, topics, duration_s)
+        started = time.monotonic()
+
+
+def _passes(
+    partitions: Sequence[int], topics: Sequence[str], ends: dict[tuple[str, int], tuple[int, int]]
+) -> list[list[int]]:
+    """``partitions`` in order, cut into read passes of at most ``RESTORE_PASS_RECORDS_MAX``
+    records (offsets: transaction markers count too) unless one partition alone is larger."""
+    passes: list[list[int]] = []
+    records_in_pass = 0
+    for partition in partitions:
+        records = sum(ends[topic, partition][1] - ends[topic, partition][0] for topic in topics)
+        if not passes or records_in_pass + records > RESTORE_PASS_RECORDS_MAX:
+            passes.append([])
+            records_in_pass = 0
+        passes[-1].append(partition)
+        records_in_pass += records
+    return passes
 
 
 def wait_until_stable(
@@ -180,7 +235,19 @@ def wait_until_stable(
     deadline: float,
     renew_admin: Callable[[], AdminClient] | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """Wait until LSO == high watermark on each partition; return topic -> (earliest, end).
+    """``stable_ends`` of one partition's topics, by topic."""
+    ends = stable_ends(admin, partitions, deadline, renew_admin)
+    return {topic: offsets for (topic, _), offsets in ends.items()}
+
+
+def stable_ends(
+    admin: AdminClient,
+    partitions: list[TopicPartition],
+    deadline: float,
+    renew_admin: Callable[[], AdminClient] | None = None,
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Wait until LSO == high watermark on each partition; return (topic, partition) ->
+    (earliest, end).
 
     A listing refused while leadership moves is asked again (until ``deadline``) through a new
     admin client from ``renew_admin``: the old one can keep a stale leader epoch and be refused
@@ -205,7 +272,7 @@ def wait_until_stable(
             continue
         earliest, committed, uncommitted = listed
         unknown = [
-            topic
+            _name(topic)
             for offsets in (earliest, committed, uncommitted)
             for topic, offset in offsets.items()
             if offset < 0
@@ -214,17 +281,17 @@ def wait_until_stable(
         # broker failure: that is "not known yet", never "empty" — reading nothing would start
         # the partition's tenants over at sequence 1 (a fork, seen in make chaos-ha).
         if not unknown and committed == uncommitted:
-            return {topic: (earliest[topic], committed[topic]) for topic in committed}
+            return {named: (earliest[named], committed[named]) for named in committed}
         if time.monotonic() >= deadline and unknown:
             raise RestoreError(
-                f"partition {partitions[0].partition}: no offsets known for"
+                f"{_named(partitions)}: no offsets known for"
                 f" {', '.join(sorted(set(unknown)))} within the restore timeout"
                 " [setting restore_timeout_s / --restore-timeout-s]"
             )
         if time.monotonic() >= deadline:
-            open_topics = [t for t in committed if committed[t] != uncommitted[t]]
+            open_topics = [_name(t) for t in committed if committed[t] != uncommitted[t]]
             raise RestoreError(
-                f"partition {partitions[0].partition}: a previous owner's transaction is still"
+                f"{_named(partitions)}: a previous owner's transaction is still"
                 f" open on {', '.join(open_topics)} after the restore timeout"
                 " [setting restore_timeout_s / --restore-timeout-s]"
             )
@@ -236,7 +303,7 @@ def _list_offsets(
     partitions: list[TopicPartition],
     queries: list[tuple[OffsetSpec, IsolationLevel]],
     deadline: float,
-) -> list[dict[str, int]] | None:
+) -> list[dict[tuple[str, int], int]] | None:
     """The offsets per query, or None when the listing was refused because the partition's
     leadership is moving and ``deadline`` has not passed (ask again)."""
     remaining_s = max(1.0, deadline - time.monotonic())
@@ -248,7 +315,10 @@ def _list_offsets(
     ]
     try:
         return [
-            {tp.topic: int(future.result().offset) for tp, future in futures.items()}
+            {
+                (tp.topic, tp.partition): int(future.result().offset)
+                for tp, future in futures.items()
+            }
             for futures in pending
         ]
     except KafkaException as exc:
@@ -260,18 +330,57 @@ def _list_offsets(
         raise RestoreError(f"cannot list offsets of {partitions}: {exc}") from exc
 
 
+def _named(partitions: list[TopicPartition]) -> str:
+    numbers = sorted({tp.partition for tp in partitions})
+    return ("partition " if len(numbers) == 1 else "partitions ") + ", ".join(map(str, numbers))
+
+
+def _name(topic_partition: tuple[str, int]) -> str:
+    return f"{topic_partition[0]}[{topic_partition[1]}]"
+
+
 def _is_leadership_moving(error: KafkaError) -> bool:
     """True for a listing error that a broker failover causes and the next try does not."""
     return error.retriable() or error.code() in LEADERSHIP_MOVING_ERRORS
 
 
+TopicPartitionKey = tuple[str, int]  # (topic, partition)
+
+
 @dataclass(frozen=True, slots=True)
 class _Latest:
-    """Where ``_read_to_end`` keeps the latest value (and named header value) per key."""
+    """Where ``_read_to_end`` keeps the latest value (and named header value) per key, and the
+    records read, per topic partition."""
 
-    values: dict[str, dict[bytes, bytes]]
-    header_values: dict[str, dict[bytes, bytes]]
+    values: dict[TopicPartitionKey, dict[bytes, bytes]]
+    header_values: dict[TopicPartitionKey, dict[bytes, bytes]]
     header_name: str | None
+    records_read: dict[TopicPartitionKey, int]
+
+    @staticmethod
+    def empty(topics: Sequence[str], partitions: Sequence[int], header_name: str | None) -> _Latest:
+        named = [(topic, partition) for partition in partitions for topic in topics]
+        return _Latest(
+            {key: {} for key in named},
+            {key: {} for key in named},
+            header_name,
+            dict.fromkeys(named, 0),
+        )
+
+    def snapshot(
+        self, partition: int, topics: Sequence[str], duration_s: float
+    ) -> PartitionSnapshot:
+        records_read = sum(self.records_read[topic, partition] for topic in topics)
+        values = {topic: self.values[topic, partition] for topic in topics}
+        LOGGER.info(
+            "restored partition %d: %d records in %.3f s (%s)",
+            partition,
+            records_read,
+            duration_s,
+            ", ".join(f"{topic}={len(latest)} keys" for topic, latest in values.items()),
+        )
+        header_values = {topic: self.header_values[topic, partition] for topic in topics}
+        return PartitionSnapshot(partition, values, header_values, records_read, duration_s)
 
 
 def _learn_topics(consumer: Consumer, topics: list[str], deadline: float) -> list[str]:
@@ -296,57 +405,69 @@ def _learn_topics(consumer: Consumer, topics: list[str], deadline: float) -> lis
 def _read_to_end(
     consumer: Consumer,
     partitions: list[TopicPartition],
-    ends: dict[str, tuple[int, int]],
+    ends: dict[TopicPartitionKey, tuple[int, int]],
     latest: _Latest,
     deadline: float,
-) -> int:
+) -> None:
     # start at the earliest offsets listed above: no offset reset round trip per partition
     consumer.assign(
-        [TopicPartition(tp.topic, tp.partition, ends[tp.topic][0]) for tp in partitions]
+        [
+            TopicPartition(tp.topic, tp.partition, ends[tp.topic, tp.partition][0])
+            for tp in partitions
+        ]
     )
-    pending = {tp.topic for tp in partitions}
-    records_read = 0
+    pending = {(tp.topic, tp.partition) for tp in partitions}
     try:
         while pending:
             if time.monotonic() >= deadline:
                 raise RestoreError(
-                    f"partition {partitions[0].partition}: {sorted(pending)} not read to their"
-                    " end within the restore timeout [setting restore_timeout_s]"
+                    f"{_named(partitions)}: {', '.join(map(_name, sorted(pending)))} not read to"
+                    " their end within the restore timeout [setting restore_timeout_s]"
                 )
             messages = consumer.consume(RESTORE_CONSUME_RECORDS_MAX, RESTORE_POLL_S)
-            records_read += _keep_latest(messages, ends, latest, pending)
+            _keep_latest(messages, ends, latest, pending)
     finally:
         consumer.unassign()
-    return records_read
 
 
 def _keep_latest(
-    messages: list[Message], ends: dict[str, tuple[int, int]], latest: _Latest, pending: set[str]
+    messages: list[Message],
+    ends: dict[TopicPartitionKey, tuple[int, int]],
+    latest: _Latest,
+    pending: set[TopicPartitionKey],
 ) -> int:
-    """Fold one consumed batch into ``latest``; the loop body runs per restored record (about
-    1 µs of the restore's CPU per record: no call per record but the client's accessors)."""
-    records_read = 0
+    """Fold one consumed batch into ``latest``; returns the records read. The loop body runs
+    per restored record (about 1 µs of the restore's CPU per record: no call per record but the
+    client's accessors); the records of one topic partition come in runs, so its dicts are
+    looked up once a run."""
+    records_read = run_read = 0
     header_name = latest.header_name
-    values_of, header_values_of = latest.values, latest.header_values
+    values: dict[bytes, bytes] = {}
+    header_values: dict[bytes, bytes] = {}
+    run_topic, run_partition = "", -1
     for message in messages:
-        topic = message.topic()
-        assert topic is not None
         error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                _mark_end(topic, message.offset() or 0, ends, pending)
-                continue
-            raise RestoreError(f"reading {topic}: {error.str()}")
-        records_read += 1
+        if error is not None:  # the end of a partition (anything else stops the restore)
+            _mark_end(message, error, ends, pending)
+            continue
+        topic, partition = message.topic(), message.partition()
+        assert topic is not None and partition is not None  # set on every fetched record
+        if partition != run_partition or topic != run_topic:
+            records_read += _count_run(latest, run_topic, run_partition, run_read)
+            run_topic, run_partition, run_read = topic, partition, 0
+            values = latest.values[topic, partition]
+            header_values = latest.header_values[topic, partition]
+        run_read += 1
         key, value = message.key(), message.value()
         if key is None:
-            raise RestoreError(f"{topic}: a record without a key at {message.offset()}")
-        header_values = header_values_of[topic]
+            raise RestoreError(
+                f"{topic}[{partition}]: a record without a key at {message.offset()}"
+            )
         if value is None:
-            values_of[topic].pop(key, None)  # a tombstone removes its key
+            values.pop(key, None)  # a tombstone removes its key
             header_values.pop(key, None)
             continue
-        values_of[topic][key] = value
+        values[key] = value
         if header_name is not None:
             headers = message.headers()  # a list of (name, value), or None
             if headers is None:
@@ -361,7 +482,13 @@ def _keep_latest(
                     header_values.pop(key, None)
             else:
                 header_values[key] = header
-    return records_read
+    return records_read + _count_run(latest, run_topic, run_partition, run_read)
+
+
+def _count_run(latest: _Latest, topic: str, partition: int, records: int) -> int:
+    if records:
+        latest.records_read[topic, partition] += records
+    return records
 
 
 def _header_value(
@@ -373,8 +500,21 @@ def _header_value(
     return None
 
 
-def _mark_end(topic: str, offset: int, ends: dict[str, tuple[int, int]], pending: set[str]) -> None:
+def _mark_end(
+    message: Message,
+    error: KafkaError,
+    ends: dict[TopicPartitionKey, tuple[int, int]],
+    pending: set[TopicPartitionKey],
+) -> None:
+    topic, partition = message.topic(), message.partition()
+    if topic is None or partition is None or error.code() != KafkaError._PARTITION_EOF:
+        # None: an error of the client, not of a partition (a broker unreachable, ...)
+        raise RestoreError(f"reading {topic}[{partition}]: {error.str()}")
     # EOF is reported at the stable end we waited for; anything short of it is a bug.
-    if offset < ends[topic][1]:
-        raise RestoreError(f"{topic}: end of partition at {offset}, expected {ends[topic][1]}")
-    pending.discard(topic)
+    offset = message.offset() or 0
+    if offset < ends[topic, partition][1]:
+        raise RestoreError(
+            f"{_name((topic, partition))}: end of partition at {offset},"
+            f" expected {ends[topic, partition][1]}"
+        )
+    pending.discard((topic, partition))

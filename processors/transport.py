@@ -19,7 +19,7 @@ makes one call per (topic, partition) per batch and the per-record loop stays in
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from processors.restore import PartitionSnapshot
@@ -56,6 +56,13 @@ class StateReader(Protocol):
     ) -> PartitionSnapshot:
         """The latest committed value per key, once no transaction is open on them; raises
         ``RestoreError`` when that does not happen within the restore timeout."""
+        ...
+
+    def read_partitions(
+        self, topics: Sequence[str], partitions: Sequence[int], *, header_name: str | None
+    ) -> Iterator[PartitionSnapshot]:
+        """``read_partition`` of each of ``partitions``, in order, yielded as they are read
+        (several may be read in one pass: decision 0124)."""
         ...
 
     def close(self) -> None: ...

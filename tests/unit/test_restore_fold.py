@@ -26,13 +26,17 @@ class Record:
     header_list: list[tuple[str, Any]] | None = None
     at: int = 0
     failure: KafkaError | None = None
-    topic_name: str = TOPIC
+    topic_name: str | None = TOPIC
+    partition_number: int | None = 0
 
     def error(self) -> KafkaError | None:
         return self.failure
 
-    def topic(self) -> str:
+    def topic(self) -> str | None:
         return self.topic_name
+
+    def partition(self) -> int | None:
+        return self.partition_number
 
     def key(self) -> bytes | None:
         return self.key_bytes
@@ -47,11 +51,19 @@ class Record:
         return self.at
 
 
-def _fold(records: list[Record], end: int = 10) -> tuple[_Latest, set[str], int]:
-    latest = _Latest({TOPIC: {}}, {TOPIC: {}}, HEADER)
-    pending = {TOPIC}
-    read = _keep_latest(records, {TOPIC: (0, end)}, latest, pending)  # type: ignore[arg-type]
-    return latest, pending, read
+def _fold(records: list[Record], end: int = 10) -> tuple[Folded, set[tuple[str, int]], int]:
+    latest = _Latest.empty([TOPIC], [0], HEADER)
+    pending = {(TOPIC, 0)}
+    read = _keep_latest(records, {(TOPIC, 0): (0, end)}, latest, pending)  # type: ignore[arg-type]
+    return Folded(latest.values[TOPIC, 0], latest.header_values[TOPIC, 0]), pending, read
+
+
+@dataclass
+class Folded:
+    """What the fold kept of partition 0 of ``TOPIC``."""
+
+    values: dict[bytes, bytes]
+    header_values: dict[bytes, bytes]
 
 
 def test_the_latest_value_and_its_header_are_kept() -> None:
@@ -62,9 +74,9 @@ def test_the_latest_value_and_its_header_are_kept() -> None:
             Record(b"a", b"3", [(HEADER, b"t3")]),
         ]
     )
-    assert read == 3 and pending == {TOPIC}
-    assert latest.values[TOPIC] == {b"a": b"3", b"b": b"2"}
-    assert latest.header_values[TOPIC] == {b"a": b"t3", b"b": b"t2"}
+    assert read == 3 and pending == {(TOPIC, 0)}
+    assert latest.values == {b"a": b"3", b"b": b"2"}
+    assert latest.header_values == {b"a": b"t3", b"b": b"t2"}
 
 
 def test_a_later_record_without_the_header_drops_it() -> None:
@@ -78,14 +90,14 @@ def test_a_later_record_without_the_header_drops_it() -> None:
             Record(b"c", b"2", [(HEADER, "not bytes")]),
         ]
     )
-    assert latest.values[TOPIC] == {b"a": b"2", b"b": b"2", b"c": b"2"}
-    assert latest.header_values[TOPIC] == {}
+    assert latest.values == {b"a": b"2", b"b": b"2", b"c": b"2"}
+    assert latest.header_values == {}
 
 
 def test_a_tombstone_removes_the_key_and_its_header() -> None:
     latest, _, read = _fold([Record(b"a", b"1", [(HEADER, b"t1")]), Record(b"a", None)])
     assert read == 2
-    assert latest.values[TOPIC] == {} and latest.header_values[TOPIC] == {}
+    assert latest.values == {} and latest.header_values == {}
 
 
 def test_the_end_of_the_partition_at_the_stable_end_ends_the_topic() -> None:
@@ -99,3 +111,14 @@ def test_the_end_of_the_partition_at_the_stable_end_ends_the_topic() -> None:
 def test_a_record_without_a_key_stops_the_restore() -> None:
     with pytest.raises(RestoreError, match="without a key"):
         _fold([Record(None, b"1")])
+
+
+def test_an_error_of_the_client_stops_the_restore() -> None:
+    # no topic or partition: the client's own error (a broker unreachable), not a partition's;
+    # its error text comes as the value
+    transport = KafkaError(KafkaError._TRANSPORT)
+    failure = Record(None, b"text", failure=transport, topic_name=None, partition_number=None)
+    with pytest.raises(RestoreError, match=r"reading None\[None\]"):
+        _fold([failure])
+    with pytest.raises(RestoreError, match=r"reading t.ledger.outcomes\[0\]"):
+        _fold([Record(None, b"text", failure=transport)])

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from processors.restore import RestoreError, read_partition, wait_until_stable
+from processors import restore
+from processors.restore import RestoreError, read_partition, read_partitions, wait_until_stable
 
 
 @dataclass
@@ -125,12 +126,16 @@ class EndOfPartition:
 
     topic_name: str
     at: int
+    partition_number: int = 0
 
     def error(self) -> KafkaError:
         return KafkaError(KafkaError._PARTITION_EOF)
 
     def topic(self) -> str:
         return self.topic_name
+
+    def partition(self) -> int:
+        return self.partition_number
 
     def key(self) -> None:
         return None
@@ -153,7 +158,9 @@ class EmptyTopicsReader:
         self.assigned = partitions
 
     def consume(self, records_max: int, timeout_s: float) -> list[EndOfPartition]:
-        ends = [EndOfPartition(partition.topic, 40) for partition in self.assigned]
+        ends = [
+            EndOfPartition(partition.topic, 40, partition.partition) for partition in self.assigned
+        ]
         self.assigned = []
         return ends
 
@@ -183,3 +190,79 @@ def test_a_reader_asks_for_each_topics_metadata_once_across_partitions() -> None
         timeout_s=30,
     )
     assert reader.metadata_requests[2:] == ["t.ledger.balances"]  # no set: asked every time
+
+
+@dataclass
+class Stored:
+    """A record of one of ``OnePassReader``'s partitions."""
+
+    topic_name: str
+    partition_number: int
+    at: int
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self.topic_name
+
+    def partition(self) -> int:
+        return self.partition_number
+
+    def key(self) -> bytes:
+        return b"key-%d" % (self.at % 2)
+
+    def value(self) -> bytes:
+        return b"%s/%d/%d" % (self.topic_name.encode(), self.partition_number, self.at)
+
+    def headers(self) -> None:
+        return None
+
+    def offset(self) -> int:
+        return self.at
+
+
+class OnePassReader(EmptyTopicsReader):
+    """Hands over 3 records of every assigned partition, interleaved across them, then the
+    partitions' ends; records each ``assign``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.assignments: list[list[tuple[str, int]]] = []
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        super().assign(partitions)
+        self.assignments.append([(tp.topic, tp.partition) for tp in partitions])
+
+    def consume(self, records_max: int, timeout_s: float) -> list[Any]:
+        stored = [Stored(tp.topic, tp.partition, at) for at in range(3) for tp in self.assigned]
+        return stored + super().consume(records_max, timeout_s)
+
+
+def test_small_partitions_are_read_in_one_pass_and_kept_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # each partition read apart paid a listing, a first fetch and an end-of-partition fetch
+    # (decision 0124); read together, every partition still gets only its own records
+    monkeypatch.setattr(restore, "RESTORE_PASS_RECORDS_MAX", 2 * 2 * 40)  # two partitions
+    reader = OnePassReader()
+    topics = ("t.ledger.balances", "t.ledger.outcomes")
+    snapshots = list(
+        read_partitions(
+            reader,  # type: ignore[arg-type]
+            FlakyAdmin(unknown_rounds=0),  # type: ignore[arg-type]
+            topics=topics,
+            partitions=[1, 4, 7],
+            timeout_s=30,
+        )
+    )
+    assert [snapshot.partition for snapshot in snapshots] == [1, 4, 7]
+    assert reader.assignments == [
+        [(topic, partition) for partition in (1, 4) for topic in topics],
+        [(topic, 7) for topic in topics],
+    ]
+    for snapshot in snapshots:
+        assert snapshot.records_read == 6
+        for topic in topics:
+            prefix = f"{topic}/{snapshot.partition}/".encode()
+            assert snapshot.records[topic] == {b"key-0": prefix + b"2", b"key-1": prefix + b"1"}

@@ -200,16 +200,25 @@ class TransportContract:
             [None, [(HEADER, b"h2")], [(HEADER, b"h1")], None, None],
         )
         writer.produce(balances, 1, b"d", b"1", headers=[(HEADER, b"hd")], timestamp_ms=1_000)
+        writer.produce_all(balances, 2, [(b"a", b"of 2")], [[(HEADER, b"h of 2")]])
         writer.commit()
         reader = writer.state_reader()
         try:
             snapshot = reader.read_partition([balances], 1, header_name=HEADER)
+            # several partitions at once (one pass, decision 0124): each keeps its own records
+            together = list(reader.read_partitions([balances], [0, 1, 2], header_name=HEADER))
         finally:
             reader.close()
         assert snapshot.partition == 1
         assert snapshot.records[balances] == {b"a": b"2", b"c": b"1", b"d": b"1"}
         assert snapshot.header_values[balances] == {b"a": b"h2", b"d": b"hd"}
         assert snapshot.records_read == 6
+        assert [(s.partition, s.records_read) for s in together] == [(0, 0), (1, 6), (2, 1)]
+        assert together[1].records == snapshot.records
+        assert together[1].header_values == snapshot.header_values
+        assert together[0].records == {balances: {}}
+        assert together[2].records == {balances: {b"a": b"of 2"}}
+        assert together[2].header_values == {balances: {b"a": b"h of 2"}}
 
     def test_a_new_producer_with_the_same_transactional_id_fences_the_old_one(
         self, open_transport: OpenTransport, topics: ProcessorSettings
