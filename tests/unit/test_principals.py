@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from infra.principals import (
     GROUP,
@@ -26,6 +27,7 @@ from infra.principals import (
     PrincipalSpec,
     acl_bindings,
     grants_for,
+    is_not_found,
 )
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config, security_config
 from schemas.topics import (
@@ -141,3 +143,11 @@ def test_scram_clients_authenticate_as_their_service_unless_told_otherwise(
     assert config["sasl.mechanisms"] == "SCRAM-SHA-512"
     overridden = security_config(replace(settings, kafka_principal="bank-a"), "processor")
     assert overridden["sasl.username"] == "bank-a" and overridden["sasl.password"] == "secret-b"
+
+
+def test_missing_credentials_are_told_by_the_error_code_not_the_message() -> None:
+    # the broker's message ("Attempt to describe a user credential that does not exist: x")
+    # does not name the code; create/revoke wait on it (decision 0126)
+    assert is_not_found(KafkaException(KafkaError(KafkaError.RESOURCE_NOT_FOUND, "no such user")))
+    assert not is_not_found(KafkaException(KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED)))
+    assert not is_not_found(KafkaException("not a KafkaError"))
