@@ -10,7 +10,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from infra.topics import ledger_topic_names
 from kafka_adapter.admin import KAFKA_CLIENT_LOGGER
@@ -24,6 +31,16 @@ from workloads.processor_process import ProcessorProcess
 
 READ_TIMEOUT_S = 60.0
 POLL_S = 0.5
+# Errors a watermark query gets while a new topic's partition leadership settles (the query's
+# error carries no retriable flag, so the codes are named).
+LEADERSHIP_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
 
 
 def produce_commands(settings: Settings, commands: list[Command]) -> None:
@@ -62,7 +79,7 @@ def wait_until_consumed(
     consumer = _consumer(settings, f"{settings.topic_prefix}streamledger-processor")
     partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
     deadline = time.monotonic() + timeout_s
-    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions}
+    ends = {p.partition: _high_watermark(consumer, p, deadline) for p in partitions}
     committed: dict[int, int] = {}
     try:
         while time.monotonic() < deadline:
@@ -79,6 +96,23 @@ def wait_until_consumed(
     raise AssertionError(
         f"not consumed in {timeout_s} s: committed {committed}, ends {ends}\n{logs}"
     )
+
+
+def _high_watermark(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
+    """The partition's high watermark, asked again while the broker answers with a retriable
+    error (NOT_LEADER_FOR_PARTITION while a new topic's leadership settles under load)."""
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(partition, timeout=10)[1])
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not isinstance(error, KafkaError) or not (
+                error.retriable() or error.code() in LEADERSHIP_SETTLING
+            ):
+                raise
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no high watermark for {partition}: {error}") from exc
+            time.sleep(POLL_S)
 
 
 @dataclass
