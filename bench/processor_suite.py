@@ -315,25 +315,31 @@ def wait_until_settled(
 # --------------------------------------------------------------------------- profile
 
 CATEGORIES = (
-    ("decode", ("decode",)),
-    ("encode", ("encode", "seal", "canonical", "to_avro", "schemaless_writer", "state_key")),
+    ("decode", ("decode", "avro_command_readers")),
+    # the compiled writers are builtins named "<built-in method schemas.avro_writers.write_…>"
+    ("encode", ("encode", "seal", "canonical", "to_avro", "schemaless_writer", "state_key",
+                "avro_writers")),
     ("kafka calls", ("cimpl", "confluent_kafka", "Producer", "Consumer")),
-)
+)  # fmt: skip
 
 
 # the core as cProfile names it: its sources, its generated code, and (mypyc, build/native) its
 # compiled functions, which are builtins named "<built-in method ledger.decider.step>" with path
 # "~": without those the compiled core counted as "other" (bench/README.md 2026-12-06)
 DECIDE_MARKERS = ("/ledger/", "method ledger.", "<generated ledger.", "schemas/limits.py",
-                  "schemas.limits", "schemas/model.py", "hashlib", "heapq")  # fmt: skip
+                  "schemas.limits", "schemas/model.py", "hashlib", "heapq",
+                  "_generated_records")  # fmt: skip
+# the adapter's own Python around the core (decision 0125: most of what "other" was)
+ADAPTER_MARKERS = ("processors/", "kafka_adapter/", "schemas/keys.py", "schemas/signing_keys.py")
 
 
 def profile_categories(profiler: cProfile.Profile) -> dict[str, float]:
     """Own time (tottime) of the profiled processor thread, grouped into decode / decide /
-    encode / Kafka calls / the rest (loop, metrics, bookkeeping)."""
+    encode / Kafka calls / the adapter (``processors/``: the loop, ``PartitionLedger``, keys,
+    routing, signatures) / the rest (metrics, logging, the standard library)."""
     stats = pstats.Stats(profiler)
     totals: dict[str, float] = {"decode": 0.0, "decide": 0.0, "encode": 0.0, "kafka calls": 0.0,
-                                "other": 0.0}  # fmt: skip
+                                "adapter": 0.0, "other": 0.0}  # fmt: skip
     for (path, _line, function), row in stats.stats.items():  # type: ignore[attr-defined]
         own_s = row[2]
         label = f"{path}:{function}"
@@ -345,6 +351,8 @@ def profile_categories(profiler: cProfile.Profile) -> dict[str, float]:
         else:
             if any(part in label for part in DECIDE_MARKERS):
                 category = "decide"
+            elif any(part in label for part in ADAPTER_MARKERS):
+                category = "adapter"
         if "codec.py" in path and category == "other":
             category = "encode"
         if "sleep" in function or "wait" in function:

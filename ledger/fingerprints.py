@@ -211,23 +211,33 @@ def _string_field_fingerprint(value: str) -> bytes:
     ]
 
 
+def _shared_string_field_fingerprint(value: str) -> bytes:
+    """``_string_field_fingerprint`` of a repeating string, from the bounded cache the
+    postings use (a string's field hash does not depend on its field's name)."""
+    return _posting_string(value)[0]
+
+
+def _integer_field_fingerprint(value: int) -> bytes:
+    """A field hash as ``reference_command_fingerprint`` computes one of an ``int`` (not a
+    ``bool``: ``type(value) is int`` is checked by the caller)."""
+    return hashlib.sha256(b"I%d" % value).digest()[:FIELD_FINGERPRINT_BYTES]
+
+
 def fingerprint_source(command_type: type[Command]) -> str:
     """The generated fingerprint function of one command type (shown by tests).
 
-    ``reference_command_fingerprint`` without its per-field loop and ``getattr``: a string
-    that changes from command to command is hashed inline; every other value goes through
-    the reference's own choice of cache or hash, so the bytes are the same by construction.
+    ``reference_command_fingerprint`` without its per-field loop and ``getattr``: a value
+    whose field hash is a constant (``None``, ``()``, ``True``, ``False``) is that constant; a
+    string is hashed inline (or, if its field repeats, looked up by the string alone); an int
+    that changes from command to command is hashed inline; every other value goes through the
+    reference's own choice of cache or hash, so the bytes are the same by construction.
     """
     digests = []
     for name in FINGERPRINT_FIELDS[command_type]:
-        value = f"command.{name}"
         if command_type is PostTransaction and name == POSTINGS_FIELD:
             digests.append("postings_digests[0]")
-        elif name in LOW_CARDINALITY_FIELDS:
-            cached = f"cache_get(({name!r}, type({value}), {value}))"
-            digests.append(f"{cached} or other({name!r}, {value})")
         else:
-            digests.append(f"string({value}) if type({value}) is str else other({name!r}, {value})")
+            digests.append(_field_source(name, _declared_type(command_type, name)))
     first = ""
     if command_type is PostTransaction:  # both from one pass over the postings
         first = "    postings_digests = postings_fingerprints(command.postings)\n"
@@ -239,6 +249,35 @@ def fingerprint_source(command_type: type[Command]) -> str:
         f"    joined = b''.join((\n{items}    ))\n"
         "    return sha256(type_prefix + joined).digest(), joined\n"
     )
+
+
+def _declared_type(command_type: type[Command], name: str) -> str:
+    """A field's declared type as written in ``schemas.model`` (``"int | None"``)."""
+    declared = {field.name: field.type for field in dataclasses.fields(command_type)}[name]
+    return declared if isinstance(declared, str) else getattr(declared, "__name__", "")
+
+
+def _field_source(name: str, declared: str) -> str:
+    """The expression of one field hash in a generated fingerprint (``fingerprint_source``):
+    the constant hashes first, by the field's declared type, then the value's own path."""
+    value = f"command.{name}"
+    other = f"other({name!r}, {value})"
+    if declared == "bool":
+        return f"FALSE_DIGEST if {value} is False else TRUE_DIGEST if {value} is True else {other}"
+    if name in LOW_CARDINALITY_FIELDS and declared.startswith("str"):
+        expression = f"shared_string({value}) if type({value}) is str else {other}"
+    elif name in LOW_CARDINALITY_FIELDS:
+        expression = f"cache_get(({name!r}, type({value}), {value})) or {other}"
+    elif declared.startswith("int"):
+        expression = f"integer({value}) if type({value}) is int else {other}"
+    else:
+        expression = f"string({value}) if type({value}) is str else {other}"
+    if declared.startswith("tuple"):
+        empty = f"type({value}) is tuple and not {value}"
+        expression = f"EMPTY_TUPLE_DIGEST if {empty} else {expression}"
+    if declared.endswith("| None"):
+        expression = f"NONE_DIGEST if {value} is None else {expression}"
+    return expression
 
 
 def generated_name(command_type: type[Command]) -> str:
@@ -253,6 +292,12 @@ def _generated_fingerprint(command_type: type[Command]) -> Callable[[Command], F
         "cache_get": _field_fingerprint_cache.get,
         "other": _other_field_fingerprint,
         "string": _string_field_fingerprint,
+        "shared_string": _shared_string_field_fingerprint,
+        "integer": _integer_field_fingerprint,
+        "NONE_DIGEST": _field_fingerprint(None),
+        "EMPTY_TUPLE_DIGEST": _field_fingerprint(()),
+        "TRUE_DIGEST": _field_fingerprint(True),
+        "FALSE_DIGEST": _field_fingerprint(False),
         "postings_fingerprints": _postings_fingerprints,
         "sha256": hashlib.sha256,
         "type_prefix": command_type.__name__.encode() + b"\0",

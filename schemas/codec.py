@@ -70,6 +70,7 @@ from schemas.avro_schemas import (
 )
 from schemas.avro_writers import (
     NotPlainError,
+    seal_transfer_event,
     write_account_state,
     write_command,
     write_outcome,
@@ -1068,6 +1069,21 @@ for _event_type in (TransferPosted, TransferPending, PendingPosted, PendingVoide
     _EVENT_UNHASHED_ENCODERS[_event_type] = _transfer_event_unhashed(
         EVENTS.by_type[_event_type].prefix, _EVENT_UNHASHED_ENCODERS[_event_type]
     )
+# the single-leg transfer events ``seal_event`` seals in one compiled call: (the header, the
+# envelope's union index), their prefix split where the canonical bytes start
+_TRANSFER_EVENT_PREFIXES: Final[dict[type[Any], tuple[bytes, bytes]]] = {
+    _event_type: (
+        EVENTS.by_type[_event_type].prefix[:HEADER_BYTES],
+        EVENTS.by_type[_event_type].prefix[HEADER_BYTES:],
+    )
+    for _event_type in (
+        TransferPosted,
+        TransferPending,
+        PendingPosted,
+        PendingVoided,
+        PendingExpired,
+    )
+}
 
 
 def _encode_unhashed(event: Event) -> bytearray:
@@ -1119,6 +1135,12 @@ def seal_event(event: Event) -> tuple[bytes, bytes]:
     The bytes are what ``encode_event`` gives for the event carrying that hash: the ledger
     core seals each new event with this and hands the bytes on, so no event is encoded twice.
     """
+    prefix = _TRANSFER_EVENT_PREFIXES.get(type(event))
+    if prefix is not None:  # a single-leg transfer event: sealed by hand (decision 0125)
+        try:
+            return seal_transfer_event(prefix[0], prefix[1], event)
+        except (NotPlainError, *_ENCODE_FAILURES):
+            pass  # the path below: the generic encoder's bytes or EncodeError stand
     buffer = _encode_unhashed(event)
     chain = hashlib.sha256(event.prev_hash)
     with memoryview(buffer) as canonical:  # hashed in place: no copy of the body

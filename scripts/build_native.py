@@ -55,7 +55,9 @@ from streamledger.native import (  # noqa: E402 - after the project root is on t
 # The pure core, module by module. Not compiled, and why:
 #   ledger/__init__.py            re-exports only; as Python it runs before any compiled module
 #   ledger/decisions.py           its dataclasses would become native classes, which the typed
-#   ledger/_generated_records.py  builders (slot setters, decision 0034) cannot write into
+#   ledger/_generated_records.py  builders (slot setters, decision 0034) cannot write into; and
+#                                 compiled, these builders would refuse the untyped values that
+#                                 tests/unit/test_generated_checks.py builds decisions from
 #   anything not listed           a module added later stays Python until someone lists it here
 # and, of the contract (decision 0092), the hand-written Avro writers and state readers: the
 # encode of the processor loop and the decode of a restore. The rest of ``schemas/`` stays
@@ -75,6 +77,7 @@ COMPILED_MODULES: Final = (
     "ledger/snapshot.py",
     "ledger/state.py",
     "ledger/transactions.py",
+    "schemas/_generated_records.py",  # the records' typed builders, per record (decision 0125)
     "schemas/avro_command_readers.py",  # the processor's command readers (decision 0104)
     "schemas/avro_readers.py",
     "schemas/avro_writers.py",
