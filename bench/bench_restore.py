@@ -10,7 +10,7 @@
    through a transactional producer, one transaction per ``--batch`` records, each outcome with the
    record timestamp the processor gives it (its ``decided_at``), so the topic looks like the
    processor wrote it;
-2. restores the partitions as on assignment (``restore_ledger``, one reader and one connected
+2. restores the partitions as on assignment (``restore_ledgers``, one reader and one connected
    admin client for all, as the processor's ``_restore``), timing the Kafka read and the
    rebuild of the state separately (wall and this process's CPU time), and measuring the RSS
    growth. ``make bench`` restores 4 partitions of ~4.6k keys: ``--keys 18500 --partitions 4``

@@ -1,7 +1,7 @@
 """A partition's state as records, and back: ``export_records``, ``outcomes_of``, ``restore``.
 
 ``restore`` rebuilds one partition's ``LedgerState`` from what the partition adapter read back
-(``processors.partition_ledger.restore_ledger``): the latest ``ledger.balances`` records, the
+(``processors.partition_ledger.restore_ledgers``): the latest ``ledger.balances`` records, the
 stored outcomes (decoded, or still encoded: kept as bytes until a decision replaces them or they
 expire, which keeps a restore of millions of keys fast and small, decision 0102) and a tail of
 ``ledger.events`` to fold.

@@ -32,7 +32,7 @@ from processors.command_signatures import (
 )
 from processors.metrics import ProcessorMetrics
 from processors.processor_settings import ProcessorSettings
-from processors.restore import PartitionSnapshot, read_partition, read_partitions
+from processors.restore import PartitionSnapshot, read_partitions
 from processors.tenant_quotas import RateLimited, TenantQuotas, rate_limited_detail
 from schemas.codec import (
     decode_outcome,
@@ -413,29 +413,6 @@ class PartitionLedger:
         return self.state.outcome_count
 
 
-def restore_ledger(
-    reader: Consumer,
-    admin: AdminClient,
-    processor_settings: ProcessorSettings,
-    partition: int,
-    known_topics: set[str] | None = None,
-) -> tuple[PartitionLedger, PartitionSnapshot]:
-    """Read one partition's state topics and rebuild its ``LedgerState``; outcomes that carry
-    ``OUTCOME_TIMES_HEADER`` stay encoded until first use, the others are decoded now.
-    ``known_topics``: as ``read_partition``'s (one set per reader)."""
-    topics = processor_settings.topics
-    snapshot = read_partition(
-        reader,
-        admin,
-        topics=(topics.balances, topics.outcomes),
-        partition=partition,
-        timeout_s=processor_settings.restore_timeout_s,
-        header_name=OUTCOME_TIMES_HEADER,
-        known_topics=known_topics,
-    )
-    return ledger_from_snapshot(snapshot, processor_settings), snapshot
-
-
 def restore_ledgers(
     reader: Consumer,
     admin: AdminClient,
@@ -443,8 +420,9 @@ def restore_ledgers(
     partitions: Sequence[int],
     known_topics: set[str] | None = None,
 ) -> Iterator[tuple[PartitionLedger, PartitionSnapshot]]:
-    """``restore_ledger`` of each of ``partitions``, as the processor's loop restores an
-    assignment: small partitions read in one pass (``read_partitions``, decision 0124)."""
+    """Read the state topics of ``partitions`` and rebuild each one's ``LedgerState``, yielded in
+    order, as the processor's loop restores an assignment: small partitions are read in one pass
+    (``read_partitions``, decision 0124)."""
     topics = processor_settings.topics
     for snapshot in read_partitions(
         reader,
