@@ -29,7 +29,7 @@ CORE_TESTS := tests/unit/test_native_core.py tests/unit/test_ledger_properties.p
 	tests/unit/test_reconciliation_movements.py tests/unit/test_reconciliation_event_movements.py \
 	tests/unit/test_reconciliation_line_reading.py \
 	tests/unit/test_reconciliation_result_encoding.py \
-	tests/unit/test_reconciliation_line_identity.py
+	tests/unit/test_reconciliation_line_identity.py tests/unit/test_restore_fold.py
 
 # The rerun as Python (decision 0113): each property on a quarter of its examples (the profile in
 # tests/conftest.py), and without the tests of test_native_core that do the same in both runs

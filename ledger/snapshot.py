@@ -210,7 +210,7 @@ def _restore_encoded_outcomes(
 ) -> tuple[array[int], list[bytes], int]:
     """Keep ``encoded`` in ``state`` (a decoded outcome of the same key is dropped: the later
     one wins); return their expiries in ascending order, the record key of each, and the latest
-    decision. One pass over the keys, no object per key but the index's two array slots."""
+    decision. One pass over the keys."""
     expiries: array[int] = array("q")
     keys: list[bytes] = []
     if encoded is None or not encoded.keys:
@@ -223,17 +223,22 @@ def _restore_encoded_outcomes(
     for tenant_id, idempotency_key in list(state._outcomes):
         if outcome_key(tenant_id, idempotency_key) in values:
             del state._outcomes[(tenant_id, idempotency_key)]
+    # the times as a list and the expiries gathered in one (an array's item and append are
+    # generic calls compiled, a list's are not: 0.28 -> 0.15 s per million keys, decision 0129)
+    integers: list[int] = times.tolist()
+    kept: list[int] = []
     latest_us, ordered, previous_us = 0, True, KEPT_FOREVER_US
     for position in range(len(record_keys)):
-        decided_at_us, expires_at_us = times[2 * position], times[2 * position + 1]
+        decided_at_us, expires_at_us = integers[2 * position], integers[2 * position + 1]
         latest_us = max(latest_us, decided_at_us)
         if expires_at_us != KEPT_FOREVER_US:
-            ordered = ordered and expires_at_us >= previous_us
+            if expires_at_us < previous_us:
+                ordered = False
             previous_us = expires_at_us
-            expiries.append(expires_at_us)
+            kept.append(expires_at_us)
             keys.append(record_keys[position])
     if not ordered:  # records are in decision order, so this is rare (a changed retention)
-        order = sorted(range(len(keys)), key=expiries.__getitem__)
-        expiries = array("q", [expiries[position] for position in order])
+        order = sorted(range(len(keys)), key=kept.__getitem__)
+        kept = [kept[position] for position in order]
         keys = [keys[position] for position in order]
-    return expiries, keys, latest_us
+    return array("q", kept), keys, latest_us

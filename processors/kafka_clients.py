@@ -32,7 +32,6 @@ from processors.processor_settings import ProcessorSettings
 from processors.restore import (
     PartitionSnapshot,
     admin_for,
-    read_partition,
     read_partitions,
     restore_consumer,
 )
@@ -460,16 +459,9 @@ class KafkaStateReader:
     def read_partition(
         self, topics: Sequence[str], partition: int, *, header_name: str | None
     ) -> PartitionSnapshot:
-        return read_partition(
-            self.reader,
-            self.admin,
-            topics=topics,
-            partition=partition,
-            timeout_s=self.timeout_s,
-            header_name=header_name,
-            renew_admin=self._renew_admin,
-            known_topics=self.known_topics,
-        )
+        """``read_partitions`` of one partition: its one snapshot."""
+        (snapshot,) = self.read_partitions(topics, [partition], header_name=header_name)
+        return snapshot
 
     def read_partitions(
         self, topics: Sequence[str], partitions: Sequence[int], *, header_name: str | None

@@ -37,6 +37,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from processors.processor_settings import ProcessorSettings
+from processors.restore_fold import TopicPartitionKey, keep_latest
 from streamledger.errors import StreamLedgerError
 
 LOGGER = logging.getLogger("streamledger.processor.restore")
@@ -344,9 +345,6 @@ def _is_leadership_moving(error: KafkaError) -> bool:
     return error.retriable() or error.code() in LEADERSHIP_MOVING_ERRORS
 
 
-TopicPartitionKey = tuple[str, int]  # (topic, partition)
-
-
 @dataclass(frozen=True, slots=True)
 class _Latest:
     """Where ``_read_to_end`` keeps the latest value (and named header value) per key, and the
@@ -436,68 +434,29 @@ def _keep_latest(
     latest: _Latest,
     pending: set[TopicPartitionKey],
 ) -> int:
-    """Fold one consumed batch into ``latest``; returns the records read. The loop body runs
-    per restored record (about 1 µs of the restore's CPU per record: no call per record but the
-    client's accessors); the records of one topic partition come in runs, so its dicts are
-    looked up once a run."""
-    records_read = run_read = 0
-    header_name = latest.header_name
-    values: dict[bytes, bytes] = {}
-    header_values: dict[bytes, bytes] = {}
-    run_topic, run_partition = "", -1
-    for message in messages:
+    """Fold one consumed batch into ``latest``; returns the records read. The fold runs per
+    restored record and is compiled with the core (``processors.restore_fold``, decision 0129);
+    what it hands back (an end of partition, an error, a record without a key) is decided here,
+    in the batch's order."""
+    unusual: list[Message] = []
+    records_read = keep_latest(
+        messages,
+        values_by_partition=latest.values,
+        header_values_by_partition=latest.header_values,
+        header_name=latest.header_name,
+        records_read=latest.records_read,
+        unusual=unusual,
+    )
+    for message in unusual:
         error = message.error()
         if error is not None:  # the end of a partition (anything else stops the restore)
             _mark_end(message, error, ends, pending)
-            continue
-        topic, partition = message.topic(), message.partition()
-        assert topic is not None and partition is not None  # set on every fetched record
-        if partition != run_partition or topic != run_topic:
-            records_read += _count_run(latest, run_topic, run_partition, run_read)
-            run_topic, run_partition, run_read = topic, partition, 0
-            values = latest.values[topic, partition]
-            header_values = latest.header_values[topic, partition]
-        run_read += 1
-        key, value = message.key(), message.value()
-        if key is None:
+        else:
             raise RestoreError(
-                f"{topic}[{partition}]: a record without a key at {message.offset()}"
+                f"{message.topic()}[{message.partition()}]: a record without a key at"
+                f" {message.offset()}"
             )
-        if value is None:
-            values.pop(key, None)  # a tombstone removes its key
-            header_values.pop(key, None)
-            continue
-        values[key] = value
-        if header_name is not None:
-            headers = message.headers()  # a list of (name, value), or None
-            if headers is None:
-                header = None
-            elif isinstance(headers, list) and len(headers) == 1 and headers[0][0] == header_name:
-                only = headers[0][1]  # the processor writes this one header alone
-                header = only if isinstance(only, bytes) else None
-            else:
-                header = _header_value(headers, header_name)
-            if header is None:
-                if header_values:
-                    header_values.pop(key, None)
-            else:
-                header_values[key] = header
-    return records_read + _count_run(latest, run_topic, run_partition, run_read)
-
-
-def _count_run(latest: _Latest, topic: str, partition: int, records: int) -> int:
-    if records:
-        latest.records_read[topic, partition] += records
-    return records
-
-
-def _header_value(
-    headers: dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None, name: str
-) -> bytes | None:
-    for header, value in headers.items() if isinstance(headers, dict) else headers or ():
-        if header == name and isinstance(value, bytes):
-            return value
-    return None
+    return records_read
 
 
 def _mark_end(

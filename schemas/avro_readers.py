@@ -401,21 +401,23 @@ def _skip_optional(data: bytes, position: int, *, string: bool) -> int:
     return _skip_string(data, position) if string else read_long(data, position)[1]
 
 
-def settled_transfer_sequence(
-    data: bytes, position: int, statuses: tuple[TransferStatus, ...]
-) -> int:
+def settled_transfer_sequence(data: bytes, position: int, pending: int, symbols: int) -> int:
     """The ``last_sequence`` of a ``TransferState`` body that is not pending, read without
     building the record or decoding its strings (decision 0102: a restore keeps such a transfer
     encoded), or -1 for a pending one (a negative sequence, never written, reads as pending:
     decoded). Same errors as ``read_transfer_state`` for what it
-    reads; the strings' UTF-8 is checked when the record is decoded on first use."""
+    reads; the strings' UTF-8 is checked when the record is decoded on first use. ``pending``:
+    the index of ``TransferStatus.PENDING`` among the status enum's ``symbols`` (the schema's
+    count, ``pending_status_index``: no enum lookup per record, decision 0129)."""
     for _ in range(5):  # tenant, transfer, debit and credit account ids, currency
         position = _skip_string(data, position)
     position = read_long(data, position)[1]  # amount
     status, position = read_long(data, position)
     if status < 0:
         raise ValueError(f"enum index {status}")
-    if statuses[status] is TransferStatus.PENDING:  # past the symbols: IndexError
+    if status >= symbols:
+        raise IndexError(f"enum index {status} past the symbols")
+    if status == pending:
         return -1
     position = read_long(data, position)[1]  # amount_posted
     position = read_long(data, position)[1]  # amount_reversed
@@ -424,6 +426,14 @@ def settled_transfer_sequence(
     last_sequence, position = read_long(data, position)
     _end(data, position)
     return last_sequence
+
+
+def pending_status_index(statuses: tuple[TransferStatus, ...]) -> int:
+    """The index of ``TransferStatus.PENDING`` in ``statuses`` (-1: none is pending)."""
+    for index, status in enumerate(statuses):
+        if status is TransferStatus.PENDING:
+            return index
+    return -1
 
 
 def split_settled_transfers(
@@ -435,23 +445,36 @@ def split_settled_transfers(
     """One pass over ``ledger.balances`` values by record key: the plain, settled
     ``TransferState`` records (``prefix``: their schema's header) by key, kept as they are; per
     tenant (the key's part before ``separator``) the highest ``last_sequence`` among them; and
-    every other value, to decode (``settled_transfer_sequence``; decision 0102)."""
-    settled: dict[bytes, bytes] = {}
+    every other value, to decode (``settled_transfer_sequence``; decision 0102).
+
+    Per record only what must be (decision 0129): ``settled`` starts as a copy of ``values``
+    (one C-level copy) and loses the others, and the tenant's end in the key is found byte by
+    byte (a method call per record cost more than the rest of the record's work)."""
+    if len(separator) != 1:
+        raise ValueError("the key separator must be one byte")
+    mark = separator[0]
+    settled = dict(values)  # the others are taken out below; the order stays the values'
     last_sequences: dict[bytes, int] = {}
     others: list[bytes] = []
     start = len(prefix)
+    pending, symbols = pending_status_index(statuses), len(statuses)
     for key, value in values.items():
         sequence = -1
         if value.startswith(prefix):
             try:
-                sequence = settled_transfer_sequence(value, start, statuses)
+                sequence = settled_transfer_sequence(value, start, pending, symbols)
             except (IndexError, ValueError):
                 sequence = -1  # not plain (or not valid): the generic decoder decides
         if sequence < 0:
             others.append(value)
+            del settled[key]
             continue
-        settled[key] = value
-        tenant = key[: key.index(separator)]
+        end, length = 0, len(key)
+        while end < length and key[end] != mark:
+            end += 1
+        if end == length:
+            raise ValueError(f"a transfer's record key without {separator!r}: {key!r}")
+        tenant = key[:end]
         if sequence > last_sequences.get(tenant, -1):
             last_sequences[tenant] = sequence
     return settled, last_sequences, others

@@ -83,6 +83,7 @@ COMPILED_MODULES: Final = (
     "schemas/avro_writers.py",
     "projections/event_reader.py",  # the projection's event readers (decision 0100)
     "projections/batch.py",  # the projection's planning and fold (decision 0100)
+    "processors/restore_fold.py",  # the restore's fold over consumed records (decision 0129)
     "reconciliation/event_movements.py",  # the matcher's core and its codecs (decision 0096)
     "reconciliation/matching.py",
     "reconciliation/records.py",

@@ -12,7 +12,8 @@ the sources (decision 0048).
 ``install`` puts ``NativeCoreFinder`` first on ``sys.meta_path``. It answers only for the modules
 the manifest lists (and mypyc's shared library of the group), with the compiled extension; any
 import under ``ledger.``, ``schemas.`` or ``reconciliation.`` (decision 0096), and of
-``projections.event_reader`` (decision 0100), (``COMPILED_PACKAGES``) checks the build first:
+``projections.event_reader`` (decision 0100) and ``processors.restore_fold`` (decision 0129),
+(``COMPILED_PACKAGES``) checks the build first:
 
 * ``STREAMLEDGER_PURE_PYTHON=1``: the finder is not installed; every module is the ``.py`` file.
   ``0`` or unset: the compiled modules. Any other value: importing the core fails, naming it.
@@ -52,11 +53,13 @@ SHARED_LIBRARY_MODULE: Final = f"{GROUP_NAME}__mypyc"
 # Plus two modules of the projection: its hand-written event readers and its planning and fold
 # (decision 0100).
 # And the reconciliation matcher's core (decision 0096): any module of reconciliation.
+# And the restore's fold over consumed records (decision 0129).
 COMPILED_PACKAGES: Final = (
     "ledger.",
     "schemas.",
     "projections.event_reader",
     "projections.batch",
+    "processors.restore_fold",
     "reconciliation.",
 )
 BOOT_MODULE: Final = "streamledger_native_boot"  # this file, as the .pth line loads it

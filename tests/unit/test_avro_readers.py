@@ -205,3 +205,61 @@ def test_two_tenants_keep_their_highest_sequence() -> None:
     settled, last_sequences, others = codec.split_settled_transfers(values)
     assert settled == values and not others
     assert last_sequences == {"acme": 7, "bolt": 2}
+
+
+def test_the_settled_keep_their_order_among_the_others() -> None:
+    """Decision 0129: the settled transfers are what is left of a copy of the values once the
+    others are taken out: in the values' order, whatever came between them."""
+
+    def transfer(tenant_id: str, transfer_id: str, status: TransferStatus) -> bytes:
+        return codec.encode_state(
+            TransferState(
+                tenant_id=tenant_id,
+                transfer_id=transfer_id,
+                debit_account_id="cash",
+                credit_account_id="sales",
+                currency="USD",
+                amount=5,
+                status=status,
+                amount_posted=5 if status is TransferStatus.POSTED else 0,
+                amount_reversed=0,
+                reverses=None,
+                expires_at_us=None,
+                last_sequence=len(transfer_id),
+            )
+        )
+
+    head = codec.encode_state(TenantHead(tenant_id="acme", last_sequence=9))
+    values = {
+        b"acme/transfer/c": transfer("acme", "c", TransferStatus.POSTED),
+        b"acme/head": head,
+        b"bolt/transfer/aa": transfer("bolt", "aa", TransferStatus.PENDING),
+        b"acme/transfer/a": transfer("acme", "a", TransferStatus.POSTED),
+        b"bolt/transfer/bbb": transfer("bolt", "bbb", TransferStatus.POSTED),
+    }
+    settled, last_sequences, others = codec.split_settled_transfers(values)
+    assert list(settled) == [b"acme/transfer/c", b"acme/transfer/a", b"bolt/transfer/bbb"]
+    assert settled == {key: values[key] for key in settled}
+    assert last_sequences == {"acme": 1, "bolt": 3}
+    assert others == [head, values[b"bolt/transfer/aa"]]
+
+
+def test_a_settled_transfer_under_a_key_without_the_separator_is_refused() -> None:
+    posted = codec.encode_state(
+        TransferState(
+            tenant_id="acme",
+            transfer_id="t1",
+            debit_account_id="cash",
+            credit_account_id="sales",
+            currency="USD",
+            amount=5,
+            status=TransferStatus.POSTED,
+            amount_posted=5,
+            amount_reversed=0,
+            reverses=None,
+            expires_at_us=None,
+            last_sequence=1,
+        )
+    )
+    with pytest.raises(ValueError, match="without"):
+        codec.split_settled_transfers({b"acme-transfer-t1": posted})

@@ -122,3 +122,26 @@ def test_an_error_of_the_client_stops_the_restore() -> None:
         _fold([failure])
     with pytest.raises(RestoreError, match=r"reading t.ledger.outcomes\[0\]"):
         _fold([Record(None, b"text", failure=transport)])
+
+
+def test_records_of_two_topic_partitions_in_runs_go_to_their_own() -> None:
+    """One pass reads several topic partitions (decision 0124): each record goes to its own
+    dicts and count, however the runs alternate; headers handed over as a dict are read too."""
+    other = "t.ledger.balances"
+    latest = _Latest.empty([TOPIC, other], [0, 1], HEADER)
+    records = [
+        Record(b"a", b"1", [(HEADER, b"t1")]),
+        Record(b"a", b"2", {HEADER: b"t2"}, partition_number=1),  # type: ignore[arg-type]
+        Record(b"s", b"x", None, topic_name=other),
+        Record(b"b", b"3", [(HEADER, b"t3")]),
+        Record(b"s", b"y", None, topic_name=other),
+        Record(b"a", None, partition_number=1),
+    ]
+    ends = {(topic, partition): (0, 10) for topic in (TOPIC, other) for partition in (0, 1)}
+    read = _keep_latest(records, ends, latest, set(ends))  # type: ignore[arg-type]
+    assert read == 6
+    assert latest.values[TOPIC, 0] == {b"a": b"1", b"b": b"3"}
+    assert latest.header_values[TOPIC, 0] == {b"a": b"t1", b"b": b"t3"}
+    assert latest.values[TOPIC, 1] == {} and latest.header_values[TOPIC, 1] == {}
+    assert latest.values[other, 0] == {b"s": b"y"} and latest.header_values[other, 0] == {}
+    assert latest.records_read == {(TOPIC, 0): 2, (TOPIC, 1): 2, (other, 0): 2, (other, 1): 0}
