@@ -33,6 +33,7 @@ only identifier, composed with ``psycopg.sql``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,8 @@ from projections.batch import (
 )
 from schemas.event_time import to_datetime, to_microseconds
 from streamledger.errors import InfraError, InvariantViolationError, StreamLedgerError
+
+LOG = logging.getLogger("streamledger.projection")
 
 LIVE_SCHEMA = "ledger"
 REBUILD_SCHEMA_PREFIX = "ledger_rebuild_"
@@ -126,11 +129,7 @@ SELECT_RELEASES = sql.SQL(
 # Session-local staging tables (one set per writer connection, emptied at every commit).
 # Rows are COPY'd in, then merged into the schema's tables by one statement each.
 CREATE_STAGING = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS balances_staging (tenant_id text NOT NULL,"
-    " account_id text NOT NULL, debits_posted bigint NOT NULL, credits_posted bigint NOT NULL,"
-    " debits_pending bigint NOT NULL, credits_pending bigint NOT NULL,"
-    " last_sequence bigint NOT NULL, updated_at timestamptz NOT NULL) ON COMMIT DELETE ROWS;"
-    " CREATE TEMPORARY TABLE IF NOT EXISTS transfers_staging (tenant_id text NOT NULL,"
+    "CREATE TEMPORARY TABLE IF NOT EXISTS transfers_staging (tenant_id text NOT NULL,"
     " transfer_id text NOT NULL, status text NOT NULL, amount_posted bigint NOT NULL,"
     " amount_reversed bigint NOT NULL, last_sequence bigint NOT NULL,"
     " updated_at timestamptz NOT NULL) ON COMMIT DELETE ROWS"
@@ -151,9 +150,6 @@ BALANCE_COLUMNS = (
     " last_sequence, updated_at"
 )
 BALANCE_TYPES = ("text", "text", "int8", "int8", "int8", "int8", "int8", "timestamptz")
-COPY_BALANCES_STAGING = sql.SQL(
-    "COPY pg_temp.balances_staging (" + BALANCE_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
-)
 # normal_side comes from the account (the foreign key insists they agree); the JOIN also makes
 # a balance of an account that was never opened write nothing, which the row count catches.
 UPSERT_BALANCES = sql.SQL(
@@ -161,7 +157,8 @@ UPSERT_BALANCES = sql.SQL(
     " credits_posted, debits_pending, credits_pending, last_sequence, updated_at)"
     " SELECT s.tenant_id, s.account_id, a.normal_side, s.debits_posted, s.credits_posted,"
     " s.debits_pending, s.credits_pending, s.last_sequence, s.updated_at"
-    " FROM pg_temp.balances_staging AS s"
+    " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],"
+    " %s::bigint[], %s::bigint[], %s::timestamptz[]) AS s(" + BALANCE_COLUMNS + ")"
     " JOIN {schema}.accounts AS a USING (tenant_id, account_id)"
     " ON CONFLICT (tenant_id, account_id) DO UPDATE SET"
     " debits_posted = excluded.debits_posted, credits_posted = excluded.credits_posted,"
@@ -391,34 +388,64 @@ def write_batch(
     (what the table must still hold); ``next_offsets`` is the offset after the batch's last
     record. ``replan(held)`` plans the same records again holding back each tenant in ``held``
     from that batch index on. ``formatted``: ``plan``'s rows already formatted for ``COPY``.
+
+    Round trips (decision 0127): ``BEGIN`` and the locking reads go in one pipeline, then each
+    ``COPY`` (two: its start, its end), then the merges, quarantines and offsets in a second
+    pipeline, then ``COMMIT``. The connection is in autocommit, so the transaction is begun and
+    ended by hand: ``conn.transaction()`` would send its ``BEGIN`` on its own.
     """
-    with conn.transaction():
-        check_positions(conn, target, consumed_from)
-        written, heads, transfers = settle_plan(conn, target, plan, replan, formatted)
+    try:
+        tenants = sorted(plan.tenants)
+        with conn.pipeline():
+            conn.execute(BEGIN)
+            conn.execute(LOCK_PROJECTION, (target.lock_key,))
+            offsets = conn.execute(
+                target.compose(SELECT_OFFSETS_FOR_UPDATE), (target.projection_name, target.topic)
+            )
+            quarantined = conn.execute(target.compose(SELECT_QUARANTINED_FOR_UPDATE), (tenants,))
+            stored_heads = conn.execute(target.compose(SELECT_TENANT_HEADS), (tenants,))
+        check_positions(target, offsets.fetchall(), consumed_from)
+        held = {str(tenant): 0 for (tenant,) in quarantined.fetchall()}
+        heads = tenant_heads(stored_heads.fetchall())
+        written, transfers = settle_plan(
+            conn, target, plan, replan, held=held, heads=heads, formatted=formatted
+        )
         if formatted is not None and formatted.plan is not written.plan:
             formatted = None  # planned again: those bytes are not this plan's rows
-        write_rows(conn, target, written.plan, transfers, formatted)
-        write_quarantines(conn, target, written, heads)
-        partitions = sorted(next_offsets)
-        conn.execute(
-            target.compose(UPSERT_OFFSETS),
-            (
-                target.projection_name,
-                target.topic,
-                partitions,
-                [next_offsets[partition] for partition in partitions],
-            ),
+        expected = write_rows(
+            conn, target, written.plan, transfers, formatted=formatted, next_offsets=next_offsets
         )
+        with conn.pipeline():
+            write_quarantines(conn, target, written, heads)
+            merged = [
+                (table, conn.execute(*statement), rows) for table, statement, rows in expected
+            ]
+        for table, cursor, rows in merged:
+            if rows is not None:
+                expect_rows(table, cursor.rowcount, rows)
+        conn.commit()
+    except BaseException:
+        rollback(conn)
+        raise
     return written
 
 
+BEGIN = "BEGIN"
+
+
+def rollback(conn: psycopg.Connection[Any]) -> None:
+    """End a failed batch's transaction; a connection that cannot (it broke) leaves the error
+    that broke it to the caller, as ``conn.transaction()`` does."""
+    try:
+        conn.rollback()
+    except psycopg.Error as exc:
+        LOG.warning("rollback of a failed batch failed: %s", exc)
+
+
 def check_positions(
-    conn: psycopg.Connection[Any], target: BatchTarget, consumed_from: Mapping[int, int]
+    target: BatchTarget, rows: Sequence[tuple[Any, ...]], consumed_from: Mapping[int, int]
 ) -> None:
-    conn.execute(LOCK_PROJECTION, (target.lock_key,))
-    rows = conn.execute(
-        target.compose(SELECT_OFFSETS_FOR_UPDATE), (target.projection_name, target.topic)
-    ).fetchall()
+    """``rows``: this projection's ``projection_offsets``, read locked."""
     stored = {int(partition): int(offset) for partition, offset in rows}
     for partition, offset in consumed_from.items():
         if stored.get(partition, 0) != offset:
@@ -433,15 +460,17 @@ def settle_plan(
     target: BatchTarget,
     plan: BatchPlan,
     replan: Replan,
+    *,
+    held: dict[str, int],
+    heads: Mapping[str, StoredHead],
     formatted: FormattedRows | None = None,
-) -> tuple[WrittenBatch, dict[str, StoredHead], dict[tuple[str, str], TransferRow]]:
-    """Hold back the tenants quarantined before; quarantine those whose first record does not
-    continue the stored head or cannot apply; plan again until nothing new is found. Each
-    round quarantines at least one more tenant of the batch, so at most one round per tenant."""
-    tenants = sorted(plan.tenants)
-    stored = conn.execute(target.compose(SELECT_QUARANTINED_FOR_UPDATE), (tenants,)).fetchall()
-    heads = read_tenant_heads(conn, target, tenants)
-    held = {str(tenant): 0 for (tenant,) in stored}
+) -> tuple[WrittenBatch, dict[tuple[str, str], TransferRow]]:
+    """Hold back the tenants quarantined before (``held``: the batch's tenants found in
+    ``quarantined_tenants``, read locked, each from index 0); quarantine those whose first
+    record does not continue the stored head (``heads``, read locked) or cannot apply; plan
+    again until nothing new is found. Each round quarantines at least one more tenant of the
+    batch, so at most one round per tenant."""
+    tenants = plan.tenants
     found: dict[str, Quarantine] = {}
     for _ in range(len(tenants) + 1):
         planned_held = {t: i for t, i in plan.context.held.items() if t in plan.tenants}
@@ -454,8 +483,7 @@ def settle_plan(
             except EventCannotApplyError as exc:
                 new = {exc.tenant_id: fold_quarantine(plan, exc)}
             else:
-                written = WrittenBatch(plan, {**plan.quarantines, **found})
-                return written, heads, transfers
+                return WrittenBatch(plan, {**plan.quarantines, **found}), transfers
         found.update(new)
         held.update({tenant: quarantine.index for tenant, quarantine in new.items()})
     raise InvariantViolationError(
@@ -473,10 +501,8 @@ def fold_quarantine(plan: BatchPlan, exc: EventCannotApplyError) -> Quarantine:
     )
 
 
-def read_tenant_heads(
-    conn: psycopg.Connection[Any], target: BatchTarget, tenants: Sequence[str]
-) -> dict[str, StoredHead]:
-    rows = conn.execute(target.compose(SELECT_TENANT_HEADS), (list(tenants),)).fetchall()
+def tenant_heads(rows: Sequence[tuple[Any, ...]]) -> dict[str, StoredHead]:
+    """The stored heads of ``SELECT_TENANT_HEADS``'s rows."""
     return {
         str(tenant): StoredHead(int(sequence), bytes(link), to_microseconds(at))
         for tenant, sequence, link, at in rows
@@ -589,21 +615,28 @@ def prepare_session(conn: psycopg.Connection[Any]) -> None:
             conn.execute(CREATE_STAGING)
 
 
+Merge = tuple[str, tuple[Any, ...], int | None]  # table, (statement, parameters), rows to write
+
+
 def write_rows(
     conn: psycopg.Connection[Any],
     target: BatchTarget,
     plan: BatchPlan,
     transfers: Mapping[tuple[str, str], TransferRow],
-    formatted: FormattedRows | None = None,
-) -> None:
+    *,
+    formatted: FormattedRows | None,
+    next_offsets: Mapping[int, int],
+) -> list[Merge]:
+    """``COPY`` the batch's rows; return the statements that merge what was staged, move the
+    tenant heads and store the next offsets, with the rows each must write (``None``: not
+    counted). The caller runs them in one pipeline after the last ``COPY`` (decision 0127)."""
+    merges: list[Merge] = []
     # Accounts before balances: the balances upsert joins accounts for their normal side.
     if plan.accounts:
         copy_rows(conn, target.compose(COPY_ACCOUNTS), ACCOUNT_TYPES, plan.accounts)
-    if plan.balances:
-        balances = plan.balances.values()
-        copy_rows(conn, COPY_BALANCES_STAGING, BALANCE_TYPES, balances)
-        cursor = conn.execute(target.compose(UPSERT_BALANCES))
-        expect_rows("balances", cursor.rowcount, len(plan.balances))
+    if plan.balances:  # columns as arrays: the upsert goes in the pipeline, no COPY before it
+        columns = tuple(list(column) for column in zip(*plan.balances.values(), strict=True))
+        merges.append(("balances", (target.compose(UPSERT_BALANCES), columns), len(plan.balances)))
     created = [row for key, row in transfers.items() if key in plan.created_transfers]
     changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
     if formatted is not None and formatted.transfers is not None:
@@ -612,8 +645,7 @@ def write_rows(
         copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, created)
     if changed:
         copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
-        cursor = conn.execute(target.compose(UPDATE_TRANSFERS))
-        expect_rows("transfers", cursor.rowcount, len(changed))
+        merges.append(("transfers", (target.compose(UPDATE_TRANSFERS),), len(changed)))
     write_transactions(conn, target, plan)
     write_monitors(conn, target, plan)
     if formatted is not None:
@@ -634,15 +666,22 @@ def write_rows(
         statement = target.compose(COPY_TRANSACTION_METADATA)
         copy_rows(conn, statement, METADATA_TYPES, plan.transaction_metadata)
     runs = [plan.tenant_runs[tenant] for tenant in sorted(plan.tenant_runs)]
-    conn.execute(
-        target.compose(UPSERT_TENANT_HEADS),
-        (
-            [run.tenant_id for run in runs],
-            [run.last_sequence for run in runs],
-            [run.last_hash for run in runs],
-            [to_datetime(run.last_effective_at_us) for run in runs],
-        ),
+    heads = (
+        [run.tenant_id for run in runs],
+        [run.last_sequence for run in runs],
+        [run.last_hash for run in runs],
+        [to_datetime(run.last_effective_at_us) for run in runs],
     )
+    merges.append(("tenant_heads", (target.compose(UPSERT_TENANT_HEADS), heads), None))
+    partitions = sorted(next_offsets)
+    offsets = (
+        target.projection_name,
+        target.topic,
+        partitions,
+        [next_offsets[partition] for partition in partitions],
+    )
+    merges.append(("projection_offsets", (target.compose(UPSERT_OFFSETS), offsets), None))
+    return merges
 
 
 def write_transactions(conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan) -> None:
