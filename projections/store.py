@@ -1,6 +1,7 @@
 """The projection's writes to PostgreSQL: one batch, one transaction, offsets included.
 
-``write_batch`` is the whole write side. Inside one ``with conn.transaction():`` it
+``write_batch`` is the whole write side. In one transaction (begun and ended by hand: the
+connection is in autocommit) it
 
 1. locks this projection's rows of ``projection_offsets`` and checks they still hold the
    positions the sink consumed from (another instance, or a rebuild swapped in, moved them:
@@ -11,16 +12,24 @@
    apply to the transfers' state, is quarantined at that record and the batch is planned again
    without it (pure, ``projections.batch``; decision 0019). Every other tenant is written;
 3. reads the transfers the batch finalizes or reverses, folds their new state (pure);
-4. writes with binary ``COPY`` only — no round trip per row, no per-row parameter arrays:
-   accounts, the transfers the batch creates and the journal straight into their tables (a row
-   that already exists is a ``UniqueViolation``: a repeat, never overwritten); balances and the
-   transfers it changes into session-local staging tables, then one ``INSERT … ON CONFLICT`` /
-   ``UPDATE … FROM`` each, whose row count must equal the staged rows;
-   the journal's and the chain's ``COPY`` data may come formatted by the thread that planned the
+4. writes the rows with binary ``COPY`` — no round trip per row: accounts, the transfers the
+   batch creates, the journal and the chain into their tables (a row that already exists is a
+   ``UniqueViolation``: a repeat, never overwritten), or, a batch of at most STAGED_ROWS_MAX
+   journal, chain and transfer rows, those in one ``COPY`` into a session-local table and from
+   there by one ``INSERT`` each (decision 0127); the transfers it changes into a session-local
+   staging table, then one ``UPDATE … FROM``; the balances by one ``INSERT … ON CONFLICT`` of
+   column arrays. Each merge's row count must equal its rows. The journal's, the chain's and
+   the created transfers' ``COPY`` data may come formatted by the thread that planned the
    batch (``format_rows``, decision 0111): then this thread only sends bytes;
 5. records new quarantines and counts the records held back for quarantined tenants;
 6. stores the next offset of every partition in the batch, held records included: a quarantined
    tenant never stops the projection.
+
+Round trips (decision 0127): steps 1 and 2's ``BEGIN``, lock and three locking reads go to
+PostgreSQL in one pipeline (one wait); step 3's read, when there is one, is one more; each
+``COPY`` is two (its start, its end; ``COPY`` cannot be pipelined); the merges, step 5 and step
+6 go in a second pipeline, their row counts checked before ``COMMIT``. A small batch of new
+transfers: 5 round trips (pipeline, the ``COPY``'s two, pipeline, ``COMMIT``), 18 before.
 
 Foreign keys per row are gone from entries and transfers (migration 0002, decision 0007); this
 module proves the same facts once per batch: every account a batch touches is in its
@@ -34,7 +43,7 @@ only identifier, composed with ``psycopg.sql``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +143,7 @@ CREATE_STAGING = (
     " amount_reversed bigint NOT NULL, last_sequence bigint NOT NULL,"
     " updated_at timestamptz NOT NULL) ON COMMIT DELETE ROWS"
 )
-STAGING_EXISTS = "SELECT to_regclass('pg_temp.transfers_staging') IS NOT NULL"
+STAGING_EXISTS = "SELECT to_regclass('pg_temp.rows_staging') IS NOT NULL"
 ACCOUNT_COLUMNS = (
     "tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,"
     " credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at, metadata"
@@ -193,7 +202,7 @@ COPY_ACCOUNT_METADATA = sql.SQL(
 COPY_CHAIN = sql.SQL(
     "COPY {schema}.event_chain (tenant_id, sequence, hash, effective_at, actor)"
     " FROM STDIN (FORMAT BINARY)"
-)
+)  # the columns of CHAIN_COLUMNS
 TRANSFER_COLUMNS = (
     "tenant_id, transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
     " status, amount_posted, amount_reversed, reverses, expires_at, created_sequence,"
@@ -261,6 +270,53 @@ UPDATE_TRANSFERS = sql.SQL(
     " WHERE t.tenant_id = s.tenant_id AND t.transfer_id = s.transfer_id"
     " AND t.last_sequence < s.last_sequence"
 )
+
+
+# A small batch (decision 0127) sends its journal, chain and created transfers in one ``COPY``
+# into one session-local table, then each into its table by one ``INSERT`` in the pipeline that
+# ends the transaction: one ``COPY`` (two round trips) instead of three (six). A row carries its
+# table's columns (``kind``: 1 journal, 2 chain, 3 transfer) and NULL in the others. Larger
+# batches (more rows than STAGED_ROWS_MAX) ``COPY`` straight into each table: there the extra
+# pass through the staging table would cost more server time than the round trips it saves.
+STAGED_ROWS_MAX = 2048
+CHAIN_COLUMNS = "tenant_id, sequence, hash, effective_at, actor"
+STAGED_ENTRY, STAGED_CHAIN, STAGED_TRANSFER = 1, 2, 3
+STAGED_PARTS = (  # (kind, table, its columns, their types, the prefix of their staged columns)
+    (STAGED_ENTRY, "entries", ENTRY_COLUMNS, ENTRY_TYPES, "e_"),
+    (STAGED_CHAIN, "event_chain", CHAIN_COLUMNS, CHAIN_TYPES, "c_"),
+    (STAGED_TRANSFER, "transfers", TRANSFER_COLUMNS, TRANSFER_TYPES, "t_"),
+)
+
+
+def staged_columns(columns: str, prefix: str) -> list[str]:
+    return [prefix + column.strip() for column in columns.split(",")]
+
+
+STAGED_TYPES = ("int2", *(kind for part in STAGED_PARTS for kind in part[3]))
+CREATE_ROWS_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS rows_staging (kind int2 NOT NULL, "
+    + ", ".join(
+        f"{column} {kind}"
+        for _, _, columns, types, prefix in STAGED_PARTS
+        for column, kind in zip(staged_columns(columns, prefix), types, strict=True)
+    )
+    + ") ON COMMIT DELETE ROWS"
+)
+COPY_ROWS_STAGING = sql.SQL("COPY pg_temp.rows_staging FROM STDIN (FORMAT BINARY)")
+INSERT_STAGED = {
+    kind: sql.SQL(
+        "INSERT INTO {schema}."
+        + table
+        + " ("
+        + columns
+        + ") SELECT "
+        + ", ".join(staged_columns(columns, prefix))
+        + " FROM pg_temp.rows_staging WHERE kind = "
+        + str(kind)
+    )
+    for kind, table, columns, _, prefix in STAGED_PARTS
+}
+STAGED_TABLES = {kind: table for kind, table, _, _, _ in STAGED_PARTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,29 +389,58 @@ class FormattedRows:
     # the table then) and the created rows' COPY data; else None, and the writer folds.
     transfers: dict[tuple[str, str], TransferRow] | None = None
     created_transfers: bytes = b""
+    # A small batch: all of the above in one ``COPY`` into ``rows_staging`` (decision 0127),
+    # ``entries``, ``chain`` and ``created_transfers`` then empty; the rows of each kind.
+    staged: bytes = b""
+    staged_rows: tuple[tuple[int, int], ...] = ()
 
 
 def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
     """``plan``'s ``entries`` and ``event_chain`` rows as binary ``COPY`` data, formatted with
     ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O), and
     its transfers folded and formatted too when none of them must be read from the table first
-    (a record that cannot apply leaves that to the write transaction, which quarantines)."""
+    (a record that cannot apply leaves that to the write transaction, which quarantines). At
+    most STAGED_ROWS_MAX rows: formatted as one ``COPY`` into ``rows_staging``."""
     transfers: dict[tuple[str, str], TransferRow] | None = None
-    created = b""
+    created: list[TransferRow] = []
     if not plan.existing_transfer_keys():
         try:
             transfers = fold_transfers({}, plan.transfer_events)
         except EventCannotApplyError:
             transfers = None
         else:  # nothing existed before the batch: every transfer it touches, it creates
-            created = binary_copy_data(cursor, TRANSFER_TYPES, list(transfers.values()))
+            created = list(transfers.values())
+    parts = ((STAGED_ENTRY, plan.entries), (STAGED_CHAIN, plan.chain), (STAGED_TRANSFER, created))
+    if sum(len(rows) for _, rows in parts) <= STAGED_ROWS_MAX:
+        return FormattedRows(
+            plan,
+            b"",
+            b"",
+            transfers,
+            staged=binary_copy_data(cursor, STAGED_TYPES, list(staged_rows(parts))),
+            staged_rows=tuple((kind, len(rows)) for kind, rows in parts if rows),
+        )
     return FormattedRows(
         plan,
         binary_copy_data(cursor, ENTRY_TYPES, plan.entries),
         binary_copy_data(cursor, CHAIN_TYPES, plan.chain),
         transfers,
-        created,
+        binary_copy_data(cursor, TRANSFER_TYPES, created),
     )
+
+
+def staged_rows(
+    parts: Iterable[tuple[int, Sequence[Sequence[object]]]],
+) -> Iterator[tuple[object, ...]]:
+    """The rows of ``rows_staging``: each row's kind, its columns where that kind's go, NULL in
+    the others."""
+    widths = {kind: len(types) for kind, _, _, types, _ in STAGED_PARTS}
+    for kind, rows in parts:
+        before = sum(width for other, width in widths.items() if other < kind)
+        after = sum(width for other, width in widths.items() if other > kind)
+        head, tail = (kind, *([None] * before)), (None,) * after
+        for row in rows:
+            yield (*head, *row, *tail)
 
 
 def binary_copy_data(
@@ -613,6 +698,7 @@ def prepare_session(conn: psycopg.Connection[Any]) -> None:
     if row is None or not row[0]:
         with conn.transaction():
             conn.execute(CREATE_STAGING)
+            conn.execute(CREATE_ROWS_STAGING)
 
 
 Merge = tuple[str, tuple[Any, ...], int | None]  # table, (statement, parameters), rows to write
@@ -637,15 +723,7 @@ def write_rows(
     if plan.balances:  # columns as arrays: the upsert goes in the pipeline, no COPY before it
         columns = tuple(list(column) for column in zip(*plan.balances.values(), strict=True))
         merges.append(("balances", (target.compose(UPSERT_BALANCES), columns), len(plan.balances)))
-    created = [row for key, row in transfers.items() if key in plan.created_transfers]
-    changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
-    if formatted is not None and formatted.transfers is not None:
-        copy_data(conn, target.compose(COPY_TRANSFERS), formatted.created_transfers)
-    elif created:
-        copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, created)
-    if changed:
-        copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
-        merges.append(("transfers", (target.compose(UPDATE_TRANSFERS),), len(changed)))
+    merges += write_transfers(conn, target, plan, transfers, formatted)
     write_transactions(conn, target, plan)
     write_monitors(conn, target, plan)
     if formatted is not None:
@@ -681,6 +759,32 @@ def write_rows(
         [next_offsets[partition] for partition in partitions],
     )
     merges.append(("projection_offsets", (target.compose(UPSERT_OFFSETS), offsets), None))
+    return merges
+
+
+def write_transfers(
+    conn: psycopg.Connection[Any],
+    target: BatchTarget,
+    plan: BatchPlan,
+    transfers: Mapping[tuple[str, str], TransferRow],
+    formatted: FormattedRows | None,
+) -> list[Merge]:
+    """``COPY`` the small batch's staged rows or the transfers it creates; stage the transfers
+    it changes. Return the statements that move them into their tables."""
+    merges: list[Merge] = []
+    if formatted is not None and formatted.staged:
+        copy_data(conn, COPY_ROWS_STAGING, formatted.staged)
+        for kind, rows in formatted.staged_rows:
+            merges.append((STAGED_TABLES[kind], (target.compose(INSERT_STAGED[kind]),), rows))
+    created = [row for key, row in transfers.items() if key in plan.created_transfers]
+    changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
+    if formatted is not None and formatted.transfers is not None:
+        copy_data(conn, target.compose(COPY_TRANSFERS), formatted.created_transfers)
+    elif created:
+        copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, created)
+    if changed:
+        copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
+        merges.append(("transfers", (target.compose(UPDATE_TRANSFERS),), len(changed)))
     return merges
 
 
@@ -725,7 +829,9 @@ def copy_rows(
             copy.write_row(row)
 
 
-def copy_data(conn: psycopg.Connection[Any], statement: sql.Composed, data: bytes) -> None:
+def copy_data(
+    conn: psycopg.Connection[Any], statement: sql.SQL | sql.Composed, data: bytes
+) -> None:
     """Binary ``COPY`` of data ``binary_copy_data`` formatted (nothing when it holds no row)."""
     if data:
         with conn.cursor() as cursor, cursor.copy(statement) as copy:
