@@ -15,6 +15,10 @@ transaction and nothing else (decision 0127).
 - wall and CPU over ``--batches`` batches: ``write_batch``'s wall time (mean, p50, p90, p99),
   the calling thread's CPU (``time.thread_time``) and the backend's (``/proc``).
 
+``--busy-thread``: as in the sink, a second Python thread runs meanwhile (here a pure-Python
+spin; in the sink, decoding and planning the next batch) with the sink's thread switch interval
+(``tune_interpreter``): after each round trip the writer waits for the GIL as well.
+
 For an A/B, run it from each tree (e.g. ``git archive REV | tar -x -C DIR``, then from DIR with
 ``PYTHONPATH=DIR``), alternating.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -38,6 +43,7 @@ from infra import postgres_server
 from projections.batch import PlanContext, plan_records
 from projections.event_records import EventRecord, event_record
 from projections.migrations import apply_migrations
+from projections.sink import tune_interpreter
 from projections.store import LIVE_SCHEMA, BatchTarget, format_rows, prepare_session, write_batch
 from streamledger.settings import load_settings, replace
 
@@ -88,6 +94,37 @@ def count_trace(lines: Sequence[str]) -> tuple[int, int, int]:
     return switches, statements, copies
 
 
+def spin(stop: threading.Event) -> None:
+    """Pure-Python work holding the GIL between switch intervals until ``stop``."""
+    total = 0
+    while not stop.is_set():
+        for value in range(1_000):
+            total += value * value
+
+
+def time_writes(
+    writer: Writer, position: int, size: int, batches: int, *, busy_thread: bool
+) -> tuple[list[float], list[float], float]:
+    """Each batch's wall and thread CPU seconds, and the backend's CPU seconds for all."""
+    stop = threading.Event()
+    if busy_thread:
+        tune_interpreter()
+        threading.Thread(target=spin, args=(stop,), daemon=True).start()
+    walls: list[float] = []
+    cpus: list[float] = []
+    backend = writer.conn.info.backend_pid
+    server_started = backend_cpu_s(backend)
+    for _ in range(batches):
+        write = writer.prepared(position, position + size)
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        write()
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.thread_time() - cpu_started)
+        position += size
+    stop.set()
+    return walls, cpus, backend_cpu_s(backend) - server_started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events-per-batch", type=int, default=40)
@@ -95,6 +132,7 @@ def main() -> None:
     parser.add_argument("--trace-batches", type=int, default=5)
     parser.add_argument("--tenants", type=int, default=8)
     parser.add_argument("--accounts", type=int, default=20)
+    parser.add_argument("--busy-thread", action="store_true", help="a Python thread spins beside")
     arguments = parser.parse_args()
     size, traced = arguments.events_per_batch, arguments.trace_batches
     settings = load_settings()
@@ -125,18 +163,9 @@ def main() -> None:
                 f"per transaction of {size} events: {switches / traced:.1f} round trips,"
                 f" {statements / traced:.1f} statements ({copies / traced:.1f} COPY)"
             )
-            walls: list[float] = []
-            cpus: list[float] = []
-            backend = conn.info.backend_pid
-            server_started = backend_cpu_s(backend)
-            for _ in range(arguments.batches):
-                write = writer.prepared(position, position + size)
-                started, cpu_started = time.perf_counter(), time.thread_time()
-                write()
-                walls.append(time.perf_counter() - started)
-                cpus.append(time.thread_time() - cpu_started)
-                position += size
-            server_s = backend_cpu_s(backend) - server_started
+            walls, cpus, server_s = time_writes(
+                writer, position, size, arguments.batches, busy_thread=arguments.busy_thread
+            )
         cut = statistics.quantiles(walls, n=PERCENTILES)
         print(
             f"write_batch wall ms: mean {statistics.fmean(walls) * 1e3:.2f},"

@@ -12,15 +12,17 @@ connection is in autocommit) it
    apply to the transfers' state, is quarantined at that record and the batch is planned again
    without it (pure, ``projections.batch``; decision 0019). Every other tenant is written;
 3. reads the transfers the batch finalizes or reverses, folds their new state (pure);
-4. writes the rows with binary ``COPY`` — no round trip per row: accounts, the transfers the
-   batch creates, the journal and the chain into their tables (a row that already exists is a
-   ``UniqueViolation``: a repeat, never overwritten), or, a batch of at most STAGED_ROWS_MAX
-   journal, chain and transfer rows, those in one ``COPY`` into a session-local table and from
-   there by one ``INSERT`` each (decision 0127); the transfers it changes into a session-local
-   staging table, then one ``UPDATE … FROM``; the balances by one ``INSERT … ON CONFLICT`` of
-   column arrays. Each merge's row count must equal its rows. The journal's, the chain's and
-   the created transfers' ``COPY`` data may come formatted by the thread that planned the
-   batch (``format_rows``, decision 0111): then this thread only sends bytes;
+4. writes with binary ``COPY`` only — no round trip per row, no per-row parameter arrays:
+   accounts, the transfers the batch creates, the journal and the chain straight into their
+   tables (a row that already exists is a ``UniqueViolation``: a repeat, never overwritten);
+   balances and the transfers it changes into session-local staging tables, then one
+   ``INSERT … ON CONFLICT`` / ``UPDATE … FROM`` each, whose row count must equal the staged
+   rows. A batch of at most STAGED_ROWS_MAX journal, chain, created-transfer and balance rows
+   sends those in one ``COPY`` into one session-local table instead, and from there one
+   ``INSERT`` each (the balances: the same upsert, the same count; decision 0127). The
+   ``COPY`` data of the journal, the chain and the created transfers (and of a small batch's
+   staged rows) may come formatted by the thread that planned the batch (``format_rows``,
+   decision 0111): then this thread only sends bytes;
 5. records new quarantines and counts the records held back for quarantined tenants;
 6. stores the next offset of every partition in the batch, held records included: a quarantined
    tenant never stops the projection.
@@ -138,7 +140,11 @@ SELECT_RELEASES = sql.SQL(
 # Session-local staging tables (one set per writer connection, emptied at every commit).
 # Rows are COPY'd in, then merged into the schema's tables by one statement each.
 CREATE_STAGING = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS transfers_staging (tenant_id text NOT NULL,"
+    "CREATE TEMPORARY TABLE IF NOT EXISTS balances_staging (tenant_id text NOT NULL,"
+    " account_id text NOT NULL, debits_posted bigint NOT NULL, credits_posted bigint NOT NULL,"
+    " debits_pending bigint NOT NULL, credits_pending bigint NOT NULL,"
+    " last_sequence bigint NOT NULL, updated_at timestamptz NOT NULL) ON COMMIT DELETE ROWS;"
+    " CREATE TEMPORARY TABLE IF NOT EXISTS transfers_staging (tenant_id text NOT NULL,"
     " transfer_id text NOT NULL, status text NOT NULL, amount_posted bigint NOT NULL,"
     " amount_reversed bigint NOT NULL, last_sequence bigint NOT NULL,"
     " updated_at timestamptz NOT NULL) ON COMMIT DELETE ROWS"
@@ -161,13 +167,16 @@ BALANCE_COLUMNS = (
 BALANCE_TYPES = ("text", "text", "int8", "int8", "int8", "int8", "int8", "timestamptz")
 # normal_side comes from the account (the foreign key insists they agree); the JOIN also makes
 # a balance of an account that was never opened write nothing, which the row count catches.
-UPSERT_BALANCES = sql.SQL(
+COPY_BALANCES_STAGING = sql.SQL(
+    "COPY pg_temp.balances_staging (" + BALANCE_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
+)
+# {source}: the staged balances, balances_staging or those of rows_staging (decision 0127).
+UPSERT_BALANCES = (
     "INSERT INTO {schema}.balances (tenant_id, account_id, normal_side, debits_posted,"
     " credits_posted, debits_pending, credits_pending, last_sequence, updated_at)"
     " SELECT s.tenant_id, s.account_id, a.normal_side, s.debits_posted, s.credits_posted,"
     " s.debits_pending, s.credits_pending, s.last_sequence, s.updated_at"
-    " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],"
-    " %s::bigint[], %s::bigint[], %s::timestamptz[]) AS s(" + BALANCE_COLUMNS + ")"
+    " FROM {source} AS s"
     " JOIN {schema}.accounts AS a USING (tenant_id, account_id)"
     " ON CONFLICT (tenant_id, account_id) DO UPDATE SET"
     " debits_posted = excluded.debits_posted, credits_posted = excluded.credits_posted,"
@@ -175,6 +184,7 @@ UPSERT_BALANCES = sql.SQL(
     " last_sequence = excluded.last_sequence, updated_at = excluded.updated_at"
     " WHERE balances.last_sequence < excluded.last_sequence"
 )
+UPSERT_BALANCES_STAGING = sql.SQL(UPSERT_BALANCES.replace("{source}", "pg_temp.balances_staging"))
 ENTRY_COLUMNS = (
     "tenant_id, account_id, sequence, kind, side, transfer_id, event_type, currency, amount,"
     " debits_posted_after, credits_posted_after, debits_pending_after, credits_pending_after,"
@@ -272,19 +282,21 @@ UPDATE_TRANSFERS = sql.SQL(
 )
 
 
-# A small batch (decision 0127) sends its journal, chain and created transfers in one ``COPY``
-# into one session-local table, then each into its table by one ``INSERT`` in the pipeline that
-# ends the transaction: one ``COPY`` (two round trips) instead of three (six). A row carries its
-# table's columns (``kind``: 1 journal, 2 chain, 3 transfer) and NULL in the others. Larger
+# A small batch (decision 0127) sends its journal, chain, created transfers and balances in one
+# ``COPY`` into one session-local table, then each into its table by one ``INSERT`` (the
+# balances: the upsert) in the pipeline that ends the transaction: one ``COPY`` (two round
+# trips) instead of four (eight). A row carries its table's columns (``kind``: 1 journal,
+# 2 chain, 3 transfer, 4 balance) and NULL in the others. Larger
 # batches (more rows than STAGED_ROWS_MAX) ``COPY`` straight into each table: there the extra
 # pass through the staging table would cost more server time than the round trips it saves.
 STAGED_ROWS_MAX = 2048
 CHAIN_COLUMNS = "tenant_id, sequence, hash, effective_at, actor"
-STAGED_ENTRY, STAGED_CHAIN, STAGED_TRANSFER = 1, 2, 3
+STAGED_ENTRY, STAGED_CHAIN, STAGED_TRANSFER, STAGED_BALANCE = 1, 2, 3, 4
 STAGED_PARTS = (  # (kind, table, its columns, their types, the prefix of their staged columns)
     (STAGED_ENTRY, "entries", ENTRY_COLUMNS, ENTRY_TYPES, "e_"),
     (STAGED_CHAIN, "event_chain", CHAIN_COLUMNS, CHAIN_TYPES, "c_"),
     (STAGED_TRANSFER, "transfers", TRANSFER_COLUMNS, TRANSFER_TYPES, "t_"),
+    (STAGED_BALANCE, "balances", BALANCE_COLUMNS, BALANCE_TYPES, "b_"),
 )
 
 
@@ -315,7 +327,25 @@ INSERT_STAGED = {
         + str(kind)
     )
     for kind, table, columns, _, prefix in STAGED_PARTS
+    if kind != STAGED_BALANCE
 }
+INSERT_STAGED[STAGED_BALANCE] = sql.SQL(
+    UPSERT_BALANCES.replace(
+        "{source}",
+        "(SELECT "
+        + ", ".join(
+            f"{staged} AS {column}"
+            for staged, column in zip(
+                staged_columns(BALANCE_COLUMNS, "b_"),
+                staged_columns(BALANCE_COLUMNS, ""),
+                strict=True,
+            )
+        )
+        + " FROM pg_temp.rows_staging WHERE kind = "
+        + str(STAGED_BALANCE)
+        + ")",
+    )
+)
 STAGED_TABLES = {kind: table for kind, table, _, _, _ in STAGED_PARTS}
 
 
@@ -400,7 +430,7 @@ def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
     ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O), and
     its transfers folded and formatted too when none of them must be read from the table first
     (a record that cannot apply leaves that to the write transaction, which quarantines). At
-    most STAGED_ROWS_MAX rows: formatted as one ``COPY`` into ``rows_staging``."""
+    most STAGED_ROWS_MAX rows, the balances with them: one ``COPY`` into ``rows_staging``."""
     transfers: dict[tuple[str, str], TransferRow] | None = None
     created: list[TransferRow] = []
     if not plan.existing_transfer_keys():
@@ -410,7 +440,12 @@ def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
             transfers = None
         else:  # nothing existed before the batch: every transfer it touches, it creates
             created = list(transfers.values())
-    parts = ((STAGED_ENTRY, plan.entries), (STAGED_CHAIN, plan.chain), (STAGED_TRANSFER, created))
+    parts = (
+        (STAGED_ENTRY, plan.entries),
+        (STAGED_CHAIN, plan.chain),
+        (STAGED_TRANSFER, created),
+        (STAGED_BALANCE, list(plan.balances.values())),
+    )
     if sum(len(rows) for _, rows in parts) <= STAGED_ROWS_MAX:
         return FormattedRows(
             plan,
@@ -720,9 +755,11 @@ def write_rows(
     # Accounts before balances: the balances upsert joins accounts for their normal side.
     if plan.accounts:
         copy_rows(conn, target.compose(COPY_ACCOUNTS), ACCOUNT_TYPES, plan.accounts)
-    if plan.balances:  # columns as arrays: the upsert goes in the pipeline, no COPY before it
-        columns = tuple(list(column) for column in zip(*plan.balances.values(), strict=True))
-        merges.append(("balances", (target.compose(UPSERT_BALANCES), columns), len(plan.balances)))
+    if plan.balances and not (formatted is not None and formatted.staged):
+        balances = plan.balances.values()
+        copy_rows(conn, COPY_BALANCES_STAGING, BALANCE_TYPES, balances)
+        upsert = target.compose(UPSERT_BALANCES_STAGING)
+        merges.append(("balances", (upsert,), len(plan.balances)))
     merges += write_transfers(conn, target, plan, transfers, formatted)
     write_transactions(conn, target, plan)
     write_monitors(conn, target, plan)

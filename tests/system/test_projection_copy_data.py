@@ -129,7 +129,8 @@ def decoded_rows(
 
 
 COPIED_ROWS, COPIED_DATA = "copied_rows", "copied_data"  # what each path loaded
-COPIED_TYPES = (store.ENTRY_TYPES, store.CHAIN_TYPES, store.TRANSFER_TYPES)  # STAGED_PARTS' order
+# STAGED_PARTS' plain inserts, in their order (the balances' upsert is the write path's tests')
+COPIED_TYPES = (store.ENTRY_TYPES, store.CHAIN_TYPES, store.TRANSFER_TYPES)
 DIFFERENT_ROWS = (
     "SELECT count(*) FROM ((TABLE pg_temp.copied_rows EXCEPT ALL TABLE pg_temp.copied_data)"
     " UNION ALL (TABLE pg_temp.copied_data EXCEPT ALL TABLE pg_temp.copied_rows)) AS d"
@@ -229,8 +230,9 @@ def test_format_rows_is_the_rows_write_rows_would_copy(
 def test_a_small_batch_is_formatted_as_one_staged_copy(
     connection: psycopg.Connection[Any], seed: int
 ) -> None:
-    """At most STAGED_ROWS_MAX rows: the journal, chain and created transfers in one ``COPY`` of
-    ``rows_staging``, each row its table's columns where ``INSERT_STAGED`` reads them."""
+    """At most STAGED_ROWS_MAX rows: the journal, chain, created transfers and balances in one
+    ``COPY`` of ``rows_staging``, each row its table's columns where ``INSERT_STAGED`` reads
+    them."""
     events = generate(seed, tenants=3, commands=120).events
     plan = plan_batch(events)
     transfers = fold_transfers({}, plan.transfer_events)
@@ -239,6 +241,7 @@ def test_a_small_batch_is_formatted_as_one_staged_copy(
         (store.STAGED_ENTRY, plan.entries),
         (store.STAGED_CHAIN, plan.chain),
         (store.STAGED_TRANSFER, created),
+        (store.STAGED_BALANCE, list(plan.balances.values())),
     )
     assert 0 < sum(len(rows) for _, rows in parts) <= store.STAGED_ROWS_MAX
     with connection.cursor() as cursor:
@@ -260,7 +263,7 @@ def test_a_small_batch_is_formatted_as_one_staged_copy(
     # The same rows through rows_staging and INSERT_STAGED land as COPY would put them.
     with connection.transaction():
         store.copy_data(connection, store.COPY_ROWS_STAGING, formatted.staged)
-        for (kind, rows), types in zip(parts, COPIED_TYPES, strict=True):
+        for (kind, rows), types in zip(parts[: len(COPIED_TYPES)], COPIED_TYPES, strict=True):
             tables = LoadedTables(connection, types)
             store.copy_rows(connection, tables.copy[COPIED_ROWS], types, rows)
             select = store.INSERT_STAGED[kind].as_string(connection).split(" SELECT ", 1)[1]
