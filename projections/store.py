@@ -1,6 +1,7 @@
 """The projection's writes to PostgreSQL: one batch, one transaction, offsets included.
 
-``write_batch`` is the whole write side. Inside one ``with conn.transaction():`` it
+``write_batch`` is the whole write side. In one transaction (begun and ended by hand: the
+connection is in autocommit) it
 
 1. locks this projection's rows of ``projection_offsets`` and checks they still hold the
    positions the sink consumed from (another instance, or a rebuild swapped in, moved them:
@@ -12,15 +13,25 @@
    without it (pure, ``projections.batch``; decision 0019). Every other tenant is written;
 3. reads the transfers the batch finalizes or reverses, folds their new state (pure);
 4. writes with binary ``COPY`` only — no round trip per row, no per-row parameter arrays:
-   accounts, the transfers the batch creates and the journal straight into their tables (a row
-   that already exists is a ``UniqueViolation``: a repeat, never overwritten); balances and the
-   transfers it changes into session-local staging tables, then one ``INSERT … ON CONFLICT`` /
-   ``UPDATE … FROM`` each, whose row count must equal the staged rows;
-   the journal's and the chain's ``COPY`` data may come formatted by the thread that planned the
-   batch (``format_rows``, decision 0111): then this thread only sends bytes;
+   accounts, the transfers the batch creates, the journal and the chain straight into their
+   tables (a row that already exists is a ``UniqueViolation``: a repeat, never overwritten);
+   balances and the transfers it changes into session-local staging tables, then one
+   ``INSERT … ON CONFLICT`` / ``UPDATE … FROM`` each, whose row count must equal the staged
+   rows. A batch of at most STAGED_ROWS_MAX journal, chain, created-transfer and balance rows
+   sends those in one ``COPY`` into one session-local table instead, and from there one
+   ``INSERT`` each (the balances: the same upsert, the same count; decision 0127). The
+   ``COPY`` data of the journal, the chain and the created transfers (and of a small batch's
+   staged rows) may come formatted by the thread that planned the batch (``format_rows``,
+   decision 0111): then this thread only sends bytes;
 5. records new quarantines and counts the records held back for quarantined tenants;
 6. stores the next offset of every partition in the batch, held records included: a quarantined
    tenant never stops the projection.
+
+Round trips (decision 0127): steps 1 and 2's ``BEGIN``, lock and three locking reads go to
+PostgreSQL in one pipeline (one wait); step 3's read, when there is one, is one more; each
+``COPY`` is two (its start, its end; ``COPY`` cannot be pipelined); the merges, step 5 and step
+6 go in a second pipeline, their row counts checked before ``COMMIT``. A small batch of new
+transfers: 5 round trips (pipeline, the ``COPY``'s two, pipeline, ``COMMIT``), 18 before.
 
 Foreign keys per row are gone from entries and transfers (migration 0002, decision 0007); this
 module proves the same facts once per batch: every account a batch touches is in its
@@ -33,7 +44,8 @@ only identifier, composed with ``psycopg.sql``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +68,8 @@ from projections.batch import (
 )
 from schemas.event_time import to_datetime, to_microseconds
 from streamledger.errors import InfraError, InvariantViolationError, StreamLedgerError
+
+LOG = logging.getLogger("streamledger.projection")
 
 LIVE_SCHEMA = "ledger"
 REBUILD_SCHEMA_PREFIX = "ledger_rebuild_"
@@ -135,7 +149,7 @@ CREATE_STAGING = (
     " amount_reversed bigint NOT NULL, last_sequence bigint NOT NULL,"
     " updated_at timestamptz NOT NULL) ON COMMIT DELETE ROWS"
 )
-STAGING_EXISTS = "SELECT to_regclass('pg_temp.transfers_staging') IS NOT NULL"
+STAGING_EXISTS = "SELECT to_regclass('pg_temp.rows_staging') IS NOT NULL"
 ACCOUNT_COLUMNS = (
     "tenant_id, account_id, currency, asset_scale, debits_must_not_exceed_credits,"
     " credits_must_not_exceed_debits, overdraft_limit, opened_sequence, opened_at, metadata"
@@ -151,17 +165,18 @@ BALANCE_COLUMNS = (
     " last_sequence, updated_at"
 )
 BALANCE_TYPES = ("text", "text", "int8", "int8", "int8", "int8", "int8", "timestamptz")
+# normal_side comes from the account (the foreign key insists they agree); the JOIN also makes
+# a balance of an account that was never opened write nothing, which the row count catches.
 COPY_BALANCES_STAGING = sql.SQL(
     "COPY pg_temp.balances_staging (" + BALANCE_COLUMNS + ") FROM STDIN (FORMAT BINARY)"
 )
-# normal_side comes from the account (the foreign key insists they agree); the JOIN also makes
-# a balance of an account that was never opened write nothing, which the row count catches.
-UPSERT_BALANCES = sql.SQL(
+# {source}: the staged balances, balances_staging or those of rows_staging (decision 0127).
+UPSERT_BALANCES = (
     "INSERT INTO {schema}.balances (tenant_id, account_id, normal_side, debits_posted,"
     " credits_posted, debits_pending, credits_pending, last_sequence, updated_at)"
     " SELECT s.tenant_id, s.account_id, a.normal_side, s.debits_posted, s.credits_posted,"
     " s.debits_pending, s.credits_pending, s.last_sequence, s.updated_at"
-    " FROM pg_temp.balances_staging AS s"
+    " FROM {source} AS s"
     " JOIN {schema}.accounts AS a USING (tenant_id, account_id)"
     " ON CONFLICT (tenant_id, account_id) DO UPDATE SET"
     " debits_posted = excluded.debits_posted, credits_posted = excluded.credits_posted,"
@@ -169,6 +184,7 @@ UPSERT_BALANCES = sql.SQL(
     " last_sequence = excluded.last_sequence, updated_at = excluded.updated_at"
     " WHERE balances.last_sequence < excluded.last_sequence"
 )
+UPSERT_BALANCES_STAGING = sql.SQL(UPSERT_BALANCES.replace("{source}", "pg_temp.balances_staging"))
 ENTRY_COLUMNS = (
     "tenant_id, account_id, sequence, kind, side, transfer_id, event_type, currency, amount,"
     " debits_posted_after, credits_posted_after, debits_pending_after, credits_pending_after,"
@@ -196,7 +212,7 @@ COPY_ACCOUNT_METADATA = sql.SQL(
 COPY_CHAIN = sql.SQL(
     "COPY {schema}.event_chain (tenant_id, sequence, hash, effective_at, actor)"
     " FROM STDIN (FORMAT BINARY)"
-)
+)  # the columns of CHAIN_COLUMNS
 TRANSFER_COLUMNS = (
     "tenant_id, transfer_id, debit_account_id, credit_account_id, currency, amount, pending,"
     " status, amount_posted, amount_reversed, reverses, expires_at, created_sequence,"
@@ -264,6 +280,73 @@ UPDATE_TRANSFERS = sql.SQL(
     " WHERE t.tenant_id = s.tenant_id AND t.transfer_id = s.transfer_id"
     " AND t.last_sequence < s.last_sequence"
 )
+
+
+# A small batch (decision 0127) sends its journal, chain, created transfers and balances in one
+# ``COPY`` into one session-local table, then each into its table by one ``INSERT`` (the
+# balances: the upsert) in the pipeline that ends the transaction: one ``COPY`` (two round
+# trips) instead of four (eight). A row carries its table's columns (``kind``: 1 journal,
+# 2 chain, 3 transfer, 4 balance) and NULL in the others. Larger
+# batches (more rows than STAGED_ROWS_MAX) ``COPY`` straight into each table: there the extra
+# pass through the staging table would cost more server time than the round trips it saves.
+STAGED_ROWS_MAX = 2048
+CHAIN_COLUMNS = "tenant_id, sequence, hash, effective_at, actor"
+STAGED_ENTRY, STAGED_CHAIN, STAGED_TRANSFER, STAGED_BALANCE = 1, 2, 3, 4
+STAGED_PARTS = (  # (kind, table, its columns, their types, the prefix of their staged columns)
+    (STAGED_ENTRY, "entries", ENTRY_COLUMNS, ENTRY_TYPES, "e_"),
+    (STAGED_CHAIN, "event_chain", CHAIN_COLUMNS, CHAIN_TYPES, "c_"),
+    (STAGED_TRANSFER, "transfers", TRANSFER_COLUMNS, TRANSFER_TYPES, "t_"),
+    (STAGED_BALANCE, "balances", BALANCE_COLUMNS, BALANCE_TYPES, "b_"),
+)
+
+
+def staged_columns(columns: str, prefix: str) -> list[str]:
+    return [prefix + column.strip() for column in columns.split(",")]
+
+
+STAGED_TYPES = ("int2", *(kind for part in STAGED_PARTS for kind in part[3]))
+CREATE_ROWS_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS rows_staging (kind int2 NOT NULL, "
+    + ", ".join(
+        f"{column} {kind}"
+        for _, _, columns, types, prefix in STAGED_PARTS
+        for column, kind in zip(staged_columns(columns, prefix), types, strict=True)
+    )
+    + ") ON COMMIT DELETE ROWS"
+)
+COPY_ROWS_STAGING = sql.SQL("COPY pg_temp.rows_staging FROM STDIN (FORMAT BINARY)")
+INSERT_STAGED = {
+    kind: sql.SQL(
+        "INSERT INTO {schema}."
+        + table
+        + " ("
+        + columns
+        + ") SELECT "
+        + ", ".join(staged_columns(columns, prefix))
+        + " FROM pg_temp.rows_staging WHERE kind = "
+        + str(kind)
+    )
+    for kind, table, columns, _, prefix in STAGED_PARTS
+    if kind != STAGED_BALANCE
+}
+INSERT_STAGED[STAGED_BALANCE] = sql.SQL(
+    UPSERT_BALANCES.replace(
+        "{source}",
+        "(SELECT "
+        + ", ".join(
+            f"{staged} AS {column}"
+            for staged, column in zip(
+                staged_columns(BALANCE_COLUMNS, "b_"),
+                staged_columns(BALANCE_COLUMNS, ""),
+                strict=True,
+            )
+        )
+        + " FROM pg_temp.rows_staging WHERE kind = "
+        + str(STAGED_BALANCE)
+        + ")",
+    )
+)
+STAGED_TABLES = {kind: table for kind, table, _, _, _ in STAGED_PARTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,29 +419,63 @@ class FormattedRows:
     # the table then) and the created rows' COPY data; else None, and the writer folds.
     transfers: dict[tuple[str, str], TransferRow] | None = None
     created_transfers: bytes = b""
+    # A small batch: all of the above in one ``COPY`` into ``rows_staging`` (decision 0127),
+    # ``entries``, ``chain`` and ``created_transfers`` then empty; the rows of each kind.
+    staged: bytes = b""
+    staged_rows: tuple[tuple[int, int], ...] = ()
 
 
 def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
     """``plan``'s ``entries`` and ``event_chain`` rows as binary ``COPY`` data, formatted with
     ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O), and
     its transfers folded and formatted too when none of them must be read from the table first
-    (a record that cannot apply leaves that to the write transaction, which quarantines)."""
+    (a record that cannot apply leaves that to the write transaction, which quarantines). At
+    most STAGED_ROWS_MAX rows, the balances with them: one ``COPY`` into ``rows_staging``."""
     transfers: dict[tuple[str, str], TransferRow] | None = None
-    created = b""
+    created: list[TransferRow] = []
     if not plan.existing_transfer_keys():
         try:
             transfers = fold_transfers({}, plan.transfer_events)
         except EventCannotApplyError:
             transfers = None
         else:  # nothing existed before the batch: every transfer it touches, it creates
-            created = binary_copy_data(cursor, TRANSFER_TYPES, list(transfers.values()))
+            created = list(transfers.values())
+    parts = (
+        (STAGED_ENTRY, plan.entries),
+        (STAGED_CHAIN, plan.chain),
+        (STAGED_TRANSFER, created),
+        (STAGED_BALANCE, list(plan.balances.values())),
+    )
+    if sum(len(rows) for _, rows in parts) <= STAGED_ROWS_MAX:
+        return FormattedRows(
+            plan,
+            b"",
+            b"",
+            transfers,
+            staged=binary_copy_data(cursor, STAGED_TYPES, list(staged_rows(parts))),
+            staged_rows=tuple((kind, len(rows)) for kind, rows in parts if rows),
+        )
     return FormattedRows(
         plan,
         binary_copy_data(cursor, ENTRY_TYPES, plan.entries),
         binary_copy_data(cursor, CHAIN_TYPES, plan.chain),
         transfers,
-        created,
+        binary_copy_data(cursor, TRANSFER_TYPES, created),
     )
+
+
+def staged_rows(
+    parts: Iterable[tuple[int, Sequence[Sequence[object]]]],
+) -> Iterator[tuple[object, ...]]:
+    """The rows of ``rows_staging``: each row's kind, its columns where that kind's go, NULL in
+    the others."""
+    widths = {kind: len(types) for kind, _, _, types, _ in STAGED_PARTS}
+    for kind, rows in parts:
+        before = sum(width for other, width in widths.items() if other < kind)
+        after = sum(width for other, width in widths.items() if other > kind)
+        head, tail = (kind, *([None] * before)), (None,) * after
+        for row in rows:
+            yield (*head, *row, *tail)
 
 
 def binary_copy_data(
@@ -391,34 +508,64 @@ def write_batch(
     (what the table must still hold); ``next_offsets`` is the offset after the batch's last
     record. ``replan(held)`` plans the same records again holding back each tenant in ``held``
     from that batch index on. ``formatted``: ``plan``'s rows already formatted for ``COPY``.
+
+    Round trips (decision 0127): ``BEGIN`` and the locking reads go in one pipeline, then each
+    ``COPY`` (two: its start, its end), then the merges, quarantines and offsets in a second
+    pipeline, then ``COMMIT``. The connection is in autocommit, so the transaction is begun and
+    ended by hand: ``conn.transaction()`` would send its ``BEGIN`` on its own.
     """
-    with conn.transaction():
-        check_positions(conn, target, consumed_from)
-        written, heads, transfers = settle_plan(conn, target, plan, replan, formatted)
+    try:
+        tenants = sorted(plan.tenants)
+        with conn.pipeline():
+            conn.execute(BEGIN)
+            conn.execute(LOCK_PROJECTION, (target.lock_key,))
+            offsets = conn.execute(
+                target.compose(SELECT_OFFSETS_FOR_UPDATE), (target.projection_name, target.topic)
+            )
+            quarantined = conn.execute(target.compose(SELECT_QUARANTINED_FOR_UPDATE), (tenants,))
+            stored_heads = conn.execute(target.compose(SELECT_TENANT_HEADS), (tenants,))
+        check_positions(target, offsets.fetchall(), consumed_from)
+        held = {str(tenant): 0 for (tenant,) in quarantined.fetchall()}
+        heads = tenant_heads(stored_heads.fetchall())
+        written, transfers = settle_plan(
+            conn, target, plan, replan, held=held, heads=heads, formatted=formatted
+        )
         if formatted is not None and formatted.plan is not written.plan:
             formatted = None  # planned again: those bytes are not this plan's rows
-        write_rows(conn, target, written.plan, transfers, formatted)
-        write_quarantines(conn, target, written, heads)
-        partitions = sorted(next_offsets)
-        conn.execute(
-            target.compose(UPSERT_OFFSETS),
-            (
-                target.projection_name,
-                target.topic,
-                partitions,
-                [next_offsets[partition] for partition in partitions],
-            ),
+        expected = write_rows(
+            conn, target, written.plan, transfers, formatted=formatted, next_offsets=next_offsets
         )
+        with conn.pipeline():
+            write_quarantines(conn, target, written, heads)
+            merged = [
+                (table, conn.execute(*statement), rows) for table, statement, rows in expected
+            ]
+        for table, cursor, rows in merged:
+            if rows is not None:
+                expect_rows(table, cursor.rowcount, rows)
+        conn.commit()
+    except BaseException:
+        rollback(conn)
+        raise
     return written
 
 
+BEGIN = "BEGIN"
+
+
+def rollback(conn: psycopg.Connection[Any]) -> None:
+    """End a failed batch's transaction; a connection that cannot (it broke) leaves the error
+    that broke it to the caller, as ``conn.transaction()`` does."""
+    try:
+        conn.rollback()
+    except psycopg.Error as exc:
+        LOG.warning("rollback of a failed batch failed: %s", exc)
+
+
 def check_positions(
-    conn: psycopg.Connection[Any], target: BatchTarget, consumed_from: Mapping[int, int]
+    target: BatchTarget, rows: Sequence[tuple[Any, ...]], consumed_from: Mapping[int, int]
 ) -> None:
-    conn.execute(LOCK_PROJECTION, (target.lock_key,))
-    rows = conn.execute(
-        target.compose(SELECT_OFFSETS_FOR_UPDATE), (target.projection_name, target.topic)
-    ).fetchall()
+    """``rows``: this projection's ``projection_offsets``, read locked."""
     stored = {int(partition): int(offset) for partition, offset in rows}
     for partition, offset in consumed_from.items():
         if stored.get(partition, 0) != offset:
@@ -433,15 +580,17 @@ def settle_plan(
     target: BatchTarget,
     plan: BatchPlan,
     replan: Replan,
+    *,
+    held: dict[str, int],
+    heads: Mapping[str, StoredHead],
     formatted: FormattedRows | None = None,
-) -> tuple[WrittenBatch, dict[str, StoredHead], dict[tuple[str, str], TransferRow]]:
-    """Hold back the tenants quarantined before; quarantine those whose first record does not
-    continue the stored head or cannot apply; plan again until nothing new is found. Each
-    round quarantines at least one more tenant of the batch, so at most one round per tenant."""
-    tenants = sorted(plan.tenants)
-    stored = conn.execute(target.compose(SELECT_QUARANTINED_FOR_UPDATE), (tenants,)).fetchall()
-    heads = read_tenant_heads(conn, target, tenants)
-    held = {str(tenant): 0 for (tenant,) in stored}
+) -> tuple[WrittenBatch, dict[tuple[str, str], TransferRow]]:
+    """Hold back the tenants quarantined before (``held``: the batch's tenants found in
+    ``quarantined_tenants``, read locked, each from index 0); quarantine those whose first
+    record does not continue the stored head (``heads``, read locked) or cannot apply; plan
+    again until nothing new is found. Each round quarantines at least one more tenant of the
+    batch, so at most one round per tenant."""
+    tenants = plan.tenants
     found: dict[str, Quarantine] = {}
     for _ in range(len(tenants) + 1):
         planned_held = {t: i for t, i in plan.context.held.items() if t in plan.tenants}
@@ -454,8 +603,7 @@ def settle_plan(
             except EventCannotApplyError as exc:
                 new = {exc.tenant_id: fold_quarantine(plan, exc)}
             else:
-                written = WrittenBatch(plan, {**plan.quarantines, **found})
-                return written, heads, transfers
+                return WrittenBatch(plan, {**plan.quarantines, **found}), transfers
         found.update(new)
         held.update({tenant: quarantine.index for tenant, quarantine in new.items()})
     raise InvariantViolationError(
@@ -473,10 +621,8 @@ def fold_quarantine(plan: BatchPlan, exc: EventCannotApplyError) -> Quarantine:
     )
 
 
-def read_tenant_heads(
-    conn: psycopg.Connection[Any], target: BatchTarget, tenants: Sequence[str]
-) -> dict[str, StoredHead]:
-    rows = conn.execute(target.compose(SELECT_TENANT_HEADS), (list(tenants),)).fetchall()
+def tenant_heads(rows: Sequence[tuple[Any, ...]]) -> dict[str, StoredHead]:
+    """The stored heads of ``SELECT_TENANT_HEADS``'s rows."""
     return {
         str(tenant): StoredHead(int(sequence), bytes(link), to_microseconds(at))
         for tenant, sequence, link, at in rows
@@ -587,6 +733,10 @@ def prepare_session(conn: psycopg.Connection[Any]) -> None:
     if row is None or not row[0]:
         with conn.transaction():
             conn.execute(CREATE_STAGING)
+            conn.execute(CREATE_ROWS_STAGING)
+
+
+Merge = tuple[str, tuple[Any, ...], int | None]  # table, (statement, parameters), rows to write
 
 
 def write_rows(
@@ -594,26 +744,23 @@ def write_rows(
     target: BatchTarget,
     plan: BatchPlan,
     transfers: Mapping[tuple[str, str], TransferRow],
-    formatted: FormattedRows | None = None,
-) -> None:
+    *,
+    formatted: FormattedRows | None,
+    next_offsets: Mapping[int, int],
+) -> list[Merge]:
+    """``COPY`` the batch's rows; return the statements that merge what was staged, move the
+    tenant heads and store the next offsets, with the rows each must write (``None``: not
+    counted). The caller runs them in one pipeline after the last ``COPY`` (decision 0127)."""
+    merges: list[Merge] = []
     # Accounts before balances: the balances upsert joins accounts for their normal side.
     if plan.accounts:
         copy_rows(conn, target.compose(COPY_ACCOUNTS), ACCOUNT_TYPES, plan.accounts)
-    if plan.balances:
+    if plan.balances and not (formatted is not None and formatted.staged):
         balances = plan.balances.values()
         copy_rows(conn, COPY_BALANCES_STAGING, BALANCE_TYPES, balances)
-        cursor = conn.execute(target.compose(UPSERT_BALANCES))
-        expect_rows("balances", cursor.rowcount, len(plan.balances))
-    created = [row for key, row in transfers.items() if key in plan.created_transfers]
-    changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
-    if formatted is not None and formatted.transfers is not None:
-        copy_data(conn, target.compose(COPY_TRANSFERS), formatted.created_transfers)
-    elif created:
-        copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, created)
-    if changed:
-        copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
-        cursor = conn.execute(target.compose(UPDATE_TRANSFERS))
-        expect_rows("transfers", cursor.rowcount, len(changed))
+        upsert = target.compose(UPSERT_BALANCES_STAGING)
+        merges.append(("balances", (upsert,), len(plan.balances)))
+    merges += write_transfers(conn, target, plan, transfers, formatted)
     write_transactions(conn, target, plan)
     write_monitors(conn, target, plan)
     if formatted is not None:
@@ -634,15 +781,48 @@ def write_rows(
         statement = target.compose(COPY_TRANSACTION_METADATA)
         copy_rows(conn, statement, METADATA_TYPES, plan.transaction_metadata)
     runs = [plan.tenant_runs[tenant] for tenant in sorted(plan.tenant_runs)]
-    conn.execute(
-        target.compose(UPSERT_TENANT_HEADS),
-        (
-            [run.tenant_id for run in runs],
-            [run.last_sequence for run in runs],
-            [run.last_hash for run in runs],
-            [to_datetime(run.last_effective_at_us) for run in runs],
-        ),
+    heads = (
+        [run.tenant_id for run in runs],
+        [run.last_sequence for run in runs],
+        [run.last_hash for run in runs],
+        [to_datetime(run.last_effective_at_us) for run in runs],
     )
+    merges.append(("tenant_heads", (target.compose(UPSERT_TENANT_HEADS), heads), None))
+    partitions = sorted(next_offsets)
+    offsets = (
+        target.projection_name,
+        target.topic,
+        partitions,
+        [next_offsets[partition] for partition in partitions],
+    )
+    merges.append(("projection_offsets", (target.compose(UPSERT_OFFSETS), offsets), None))
+    return merges
+
+
+def write_transfers(
+    conn: psycopg.Connection[Any],
+    target: BatchTarget,
+    plan: BatchPlan,
+    transfers: Mapping[tuple[str, str], TransferRow],
+    formatted: FormattedRows | None,
+) -> list[Merge]:
+    """``COPY`` the small batch's staged rows or the transfers it creates; stage the transfers
+    it changes. Return the statements that move them into their tables."""
+    merges: list[Merge] = []
+    if formatted is not None and formatted.staged:
+        copy_data(conn, COPY_ROWS_STAGING, formatted.staged)
+        for kind, rows in formatted.staged_rows:
+            merges.append((STAGED_TABLES[kind], (target.compose(INSERT_STAGED[kind]),), rows))
+    created = [row for key, row in transfers.items() if key in plan.created_transfers]
+    changed = [row for key, row in transfers.items() if key not in plan.created_transfers]
+    if formatted is not None and formatted.transfers is not None:
+        copy_data(conn, target.compose(COPY_TRANSFERS), formatted.created_transfers)
+    elif created:
+        copy_rows(conn, target.compose(COPY_TRANSFERS), TRANSFER_TYPES, created)
+    if changed:
+        copy_rows(conn, COPY_TRANSFERS_STAGING, TRANSFER_CHANGE_TYPES, map(change_tuple, changed))
+        merges.append(("transfers", (target.compose(UPDATE_TRANSFERS),), len(changed)))
+    return merges
 
 
 def write_transactions(conn: psycopg.Connection[Any], target: BatchTarget, plan: BatchPlan) -> None:
@@ -686,7 +866,9 @@ def copy_rows(
             copy.write_row(row)
 
 
-def copy_data(conn: psycopg.Connection[Any], statement: sql.Composed, data: bytes) -> None:
+def copy_data(
+    conn: psycopg.Connection[Any], statement: sql.SQL | sql.Composed, data: bytes
+) -> None:
     """Binary ``COPY`` of data ``binary_copy_data`` formatted (nothing when it holds no row)."""
     if data:
         with conn.cursor() as cursor, cursor.copy(statement) as copy:

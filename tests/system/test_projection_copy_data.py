@@ -129,6 +129,8 @@ def decoded_rows(
 
 
 COPIED_ROWS, COPIED_DATA = "copied_rows", "copied_data"  # what each path loaded
+# STAGED_PARTS' plain inserts, in their order (the balances' upsert is the write path's tests')
+COPIED_TYPES = (store.ENTRY_TYPES, store.CHAIN_TYPES, store.TRANSFER_TYPES)
 DIFFERENT_ROWS = (
     "SELECT count(*) FROM ((TABLE pg_temp.copied_rows EXCEPT ALL TABLE pg_temp.copied_data)"
     " UNION ALL (TABLE pg_temp.copied_data EXCEPT ALL TABLE pg_temp.copied_rows)) AS d"
@@ -194,13 +196,16 @@ def test_no_rows_format_no_bytes(connection: psycopg.Connection[Any]) -> None:
 
 @pytest.mark.parametrize("seed", [5, 17])
 def test_format_rows_is_the_rows_write_rows_would_copy(
-    connection: psycopg.Connection[Any], seed: int
+    connection: psycopg.Connection[Any], seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A batch of more than STAGED_ROWS_MAX rows: one ``COPY`` per table (decision 0127)."""
+    monkeypatch.setattr(store, "STAGED_ROWS_MAX", 0)
     events = generate(seed, tenants=3, commands=120).events
     plan = plan_batch(events)
     with connection.cursor() as cursor:
         formatted = store.format_rows(cursor, plan)
     assert formatted.plan is plan and not plan.existing_transfer_keys()
+    assert formatted.staged == b"" and formatted.staged_rows == ()
     transfers = fold_transfers({}, plan.transfer_events)
     assert formatted.transfers == transfers
     created = [row for key, row in transfers.items() if key in plan.created_transfers]
@@ -219,3 +224,48 @@ def test_format_rows_is_the_rows_write_rows_would_copy(
     assert formatted_later.transfers is None and formatted_later.created_transfers == b""
     entries = LoadedTables(connection, store.ENTRY_TYPES).check(later.entries)
     assert entries == formatted_later.entries
+
+
+@pytest.mark.parametrize("seed", [5, 17])
+def test_a_small_batch_is_formatted_as_one_staged_copy(
+    connection: psycopg.Connection[Any], seed: int
+) -> None:
+    """At most STAGED_ROWS_MAX rows: the journal, chain, created transfers and balances in one
+    ``COPY`` of ``rows_staging``, each row its table's columns where ``INSERT_STAGED`` reads
+    them."""
+    events = generate(seed, tenants=3, commands=120).events
+    plan = plan_batch(events)
+    transfers = fold_transfers({}, plan.transfer_events)
+    created = [row for key, row in transfers.items() if key in plan.created_transfers]
+    parts = (
+        (store.STAGED_ENTRY, plan.entries),
+        (store.STAGED_CHAIN, plan.chain),
+        (store.STAGED_TRANSFER, created),
+        (store.STAGED_BALANCE, list(plan.balances.values())),
+    )
+    assert 0 < sum(len(rows) for _, rows in parts) <= store.STAGED_ROWS_MAX
+    with connection.cursor() as cursor:
+        formatted = store.format_rows(cursor, plan)
+    assert formatted.transfers == transfers
+    assert (formatted.entries, formatted.chain, formatted.created_transfers) == (b"", b"", b"")
+    assert formatted.staged_rows == tuple((kind, len(rows)) for kind, rows in parts)
+    staged = list(store.staged_rows(parts))
+    assert LoadedTables(connection, store.STAGED_TYPES).check(staged) == formatted.staged
+    start = 1
+    for (kind, rows), part in zip(parts, store.STAGED_PARTS, strict=True):
+        width = len(part[3])
+        of_kind = [row for row in staged if row[0] == kind]
+        assert [row[start : start + width] for row in of_kind] == [tuple(row) for row in rows]
+        assert all(
+            field is None for row in of_kind for field in row[1:start] + row[start + width :]
+        )
+        start += width
+    # The same rows through rows_staging and INSERT_STAGED land as COPY would put them.
+    with connection.transaction():
+        store.copy_data(connection, store.COPY_ROWS_STAGING, formatted.staged)
+        for (kind, rows), types in zip(parts[: len(COPIED_TYPES)], COPIED_TYPES, strict=True):
+            tables = LoadedTables(connection, types)
+            store.copy_rows(connection, tables.copy[COPIED_ROWS], types, rows)
+            select = store.INSERT_STAGED[kind].as_string(connection).split(" SELECT ", 1)[1]
+            connection.execute(f"INSERT INTO pg_temp.copied_data SELECT {select}")
+            assert connection.execute(DIFFERENT_ROWS).fetchone() == (0,)
