@@ -1,6 +1,7 @@
 """Round trips, statements and wall time of the projection's database transaction, alone.
 
     .venv/bin/python -m bench.projection_round_trips [--events-per-batch 40] [--batches 200]
+        [--staged-rows-max 2048]
 
 Against the stack the ``STREAMLEDGER_*`` settings name (PostgreSQL only), in a scratch database
 (created by the cluster admin, dropped at the end): ``bench.bench_projection``'s events (posted
@@ -54,8 +55,14 @@ class Writer:
     """Plans, formats and writes ``records[start:end]`` as the sink's batch from offset
     ``start`` of partition 0."""
 
-    def __init__(self, conn: psycopg.Connection[Any], records: Sequence[EventRecord]) -> None:
-        self.conn, self.records = conn, records
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        records: Sequence[EventRecord],
+        *,
+        staged_rows_max: int,
+    ) -> None:
+        self.conn, self.records, self.staged_rows_max = conn, records, staged_rows_max
         self.cursor = conn.cursor()
         self.target = BatchTarget(LIVE_SCHEMA, "round-trips", "events")
         self.context = PlanContext(partitions=None, held={}, releases={})
@@ -64,7 +71,7 @@ class Writer:
         records = self.records[start:end]
         locations = [(0, offset) for offset in range(start, end)]
         plan = plan_records(records, locations, self.context)
-        formatted = format_rows(self.cursor, plan)
+        formatted = format_rows(self.cursor, plan, staged_rows_max=self.staged_rows_max)
 
         def replan(held: Any) -> Any:
             return plan_records(records, locations, replace_field(self.context, held=dict(held)))
@@ -133,6 +140,12 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=8)
     parser.add_argument("--accounts", type=int, default=20)
     parser.add_argument("--busy-thread", action="store_true", help="a Python thread spins beside")
+    parser.add_argument(
+        "--staged-rows-max",
+        type=int,
+        default=0,
+        help="the projection setting staged_rows_max (0, the default: one COPY per table)",
+    )
     arguments = parser.parse_args()
     size, traced = arguments.events_per_batch, arguments.trace_batches
     settings = load_settings()
@@ -147,7 +160,8 @@ def main() -> None:
         events = build_events(total, arguments.tenants, arguments.accounts, seed=7)
         with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
             prepare_session(conn)
-            writer = Writer(conn, [event_record(event) for event in events])
+            records = [event_record(event) for event in events]
+            writer = Writer(conn, records, staged_rows_max=arguments.staged_rows_max)
             writer.prepared(0, opening)()
             position = opening
             with tempfile.NamedTemporaryFile("r+") as trace:

@@ -181,9 +181,9 @@ def ramp_records_max(batch_records_max: int, in_flight_events: int | None) -> in
     return min(batch_records_max, max(start, grown))
 
 
-# The writer thread waits on PostgreSQL several times per batch (5 for a small batch of new
-# transfers, decision 0127: the pipelined locking reads, the COPY's start and end, the pipelined
-# merges, COMMIT) and needs the GIL back after each wait, while this
+# The writer thread waits on PostgreSQL several times per batch (11 for a small batch of new
+# transfers, 5 with staged_rows_max; decision 0127: the pipelined locking reads, each COPY's
+# start and end, the pipelined merges, COMMIT) and needs the GIL back after each wait, while this
 # thread decodes, plans and formats the next batch. CPython hands the GIL over only after the
 # switch interval (5 ms by default): a round trip of 0.07 ms took 5.2 ms (median) beside a
 # planning thread, 0.07 ms with 0.5 ms, and the backend sat idle meanwhile (decision 0119).
@@ -424,7 +424,11 @@ class ProjectionSink:
         if batch.events:
             context = quarantine_context(self.quarantine, self.partition_count)
             batch.plan = plan_records(batch.events, batch.locations, context)
-            batch.formatted = format_rows(self.formatting_cursor, batch.plan)
+            batch.formatted = format_rows(
+                self.formatting_cursor,
+                batch.plan,
+                staged_rows_max=self.projection.staged_rows_max,
+            )
             self.prepared_positions.update(batch.next_offsets)
         return batch
 

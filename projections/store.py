@@ -17,7 +17,7 @@ connection is in autocommit) it
    tables (a row that already exists is a ``UniqueViolation``: a repeat, never overwritten);
    balances and the transfers it changes into session-local staging tables, then one
    ``INSERT … ON CONFLICT`` / ``UPDATE … FROM`` each, whose row count must equal the staged
-   rows. A batch of at most STAGED_ROWS_MAX journal, chain, created-transfer and balance rows
+   rows. A batch of at most ``staged_rows_max`` journal, chain, created-transfer and balance rows
    sends those in one ``COPY`` into one session-local table instead, and from there one
    ``INSERT`` each (the balances: the same upsert, the same count; decision 0127). The
    ``COPY`` data of the journal, the chain and the created transfers (and of a small batch's
@@ -31,7 +31,8 @@ Round trips (decision 0127): steps 1 and 2's ``BEGIN``, lock and three locking r
 PostgreSQL in one pipeline (one wait); step 3's read, when there is one, is one more; each
 ``COPY`` is two (its start, its end; ``COPY`` cannot be pipelined); the merges, step 5 and step
 6 go in a second pipeline, their row counts checked before ``COMMIT``. A small batch of new
-transfers: 5 round trips (pipeline, the ``COPY``'s two, pipeline, ``COMMIT``), 18 before.
+transfers: 11 round trips (18 before), or with the setting ``staged_rows_max`` 5 (pipeline, the
+one ``COPY``'s two, pipeline, ``COMMIT``).
 
 Foreign keys per row are gone from entries and transfers (migration 0002, decision 0007); this
 module proves the same facts once per batch: every account a batch touches is in its
@@ -282,14 +283,13 @@ UPDATE_TRANSFERS = sql.SQL(
 )
 
 
-# A small batch (decision 0127) sends its journal, chain, created transfers and balances in one
-# ``COPY`` into one session-local table, then each into its table by one ``INSERT`` (the
-# balances: the upsert) in the pipeline that ends the transaction: one ``COPY`` (two round
-# trips) instead of four (eight). A row carries its table's columns (``kind``: 1 journal,
-# 2 chain, 3 transfer, 4 balance) and NULL in the others. Larger
-# batches (more rows than STAGED_ROWS_MAX) ``COPY`` straight into each table: there the extra
-# pass through the staging table would cost more server time than the round trips it saves.
-STAGED_ROWS_MAX = 2048
+# A small batch (decision 0127; at most ``staged_rows_max`` rows, a projection setting, 0 by
+# default) sends its journal, chain, created transfers and balances in one ``COPY`` into one
+# session-local table, then each into its table by one ``INSERT`` (the balances: the upsert) in
+# the pipeline that ends the transaction: one ``COPY`` (two round trips) instead of four (eight).
+# A row carries its table's columns (``kind``: 1 journal, 2 chain, 3 transfer, 4 balance) and
+# NULL in the others. Larger batches ``COPY`` straight into each table: there the extra pass
+# through the staging table would cost more server time than the round trips it saves.
 CHAIN_COLUMNS = "tenant_id, sequence, hash, effective_at, actor"
 STAGED_ENTRY, STAGED_CHAIN, STAGED_TRANSFER, STAGED_BALANCE = 1, 2, 3, 4
 STAGED_PARTS = (  # (kind, table, its columns, their types, the prefix of their staged columns)
@@ -425,12 +425,14 @@ class FormattedRows:
     staged_rows: tuple[tuple[int, int], ...] = ()
 
 
-def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
+def format_rows(
+    cursor: psycopg.Cursor[Any], plan: BatchPlan, *, staged_rows_max: int
+) -> FormattedRows:
     """``plan``'s ``entries`` and ``event_chain`` rows as binary ``COPY`` data, formatted with
     ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O), and
     its transfers folded and formatted too when none of them must be read from the table first
     (a record that cannot apply leaves that to the write transaction, which quarantines). At
-    most STAGED_ROWS_MAX rows, the balances with them: one ``COPY`` into ``rows_staging``."""
+    most ``staged_rows_max`` rows, the balances with them: one ``COPY`` into ``rows_staging``."""
     transfers: dict[tuple[str, str], TransferRow] | None = None
     created: list[TransferRow] = []
     if not plan.existing_transfer_keys():
@@ -446,7 +448,7 @@ def format_rows(cursor: psycopg.Cursor[Any], plan: BatchPlan) -> FormattedRows:
         (STAGED_TRANSFER, created),
         (STAGED_BALANCE, list(plan.balances.values())),
     )
-    if sum(len(rows) for _, rows in parts) <= STAGED_ROWS_MAX:
+    if sum(len(rows) for _, rows in parts) <= staged_rows_max:
         return FormattedRows(
             plan,
             b"",

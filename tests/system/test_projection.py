@@ -22,11 +22,17 @@ pytestmark = pytest.mark.system
 SEED = 20240611
 
 
-def test_projection_equals_the_fold_of_the_commands(projection_settings: Settings) -> None:
+# 0: one COPY per table; 2048: a batch of at most 2,048 rows in one COPY through rows_staging
+# (decision 0127); batches of 500 events make some of each.
+@pytest.mark.parametrize("staged_rows_max", [0, 2048])
+def test_projection_equals_the_fold_of_the_commands(
+    projection_settings: Settings, staged_rows_max: int
+) -> None:
     workload = generate(SEED, tenants=4, commands=1_500)
     produce_events(projection_settings, workload.events, transactional_id="test-events-1")
 
-    project_until_caught_up(projection_settings, len(workload.events))
+    projection = projection_for(projection_settings, staged_rows_max=staged_rows_max)
+    project_until_caught_up(projection_settings, len(workload.events), projection)
 
     assert_matches_model(projection_settings, workload.expected)
 

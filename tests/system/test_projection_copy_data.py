@@ -196,14 +196,14 @@ def test_no_rows_format_no_bytes(connection: psycopg.Connection[Any]) -> None:
 
 @pytest.mark.parametrize("seed", [5, 17])
 def test_format_rows_is_the_rows_write_rows_would_copy(
-    connection: psycopg.Connection[Any], seed: int, monkeypatch: pytest.MonkeyPatch
+    connection: psycopg.Connection[Any], seed: int
 ) -> None:
-    """A batch of more than STAGED_ROWS_MAX rows: one ``COPY`` per table (decision 0127)."""
-    monkeypatch.setattr(store, "STAGED_ROWS_MAX", 0)
+    """A batch of more than ``staged_rows_max`` rows (the default 0: any batch): one ``COPY``
+    per table (decision 0127)."""
     events = generate(seed, tenants=3, commands=120).events
     plan = plan_batch(events)
     with connection.cursor() as cursor:
-        formatted = store.format_rows(cursor, plan)
+        formatted = store.format_rows(cursor, plan, staged_rows_max=0)
     assert formatted.plan is plan and not plan.existing_transfer_keys()
     assert formatted.staged == b"" and formatted.staged_rows == ()
     transfers = fold_transfers({}, plan.transfer_events)
@@ -220,7 +220,7 @@ def test_format_rows_is_the_rows_write_rows_would_copy(
     later = plan_batch(events[len(events) // 2 :])
     assert later.existing_transfer_keys()
     with connection.cursor() as cursor:
-        formatted_later = store.format_rows(cursor, later)
+        formatted_later = store.format_rows(cursor, later, staged_rows_max=0)
     assert formatted_later.transfers is None and formatted_later.created_transfers == b""
     entries = LoadedTables(connection, store.ENTRY_TYPES).check(later.entries)
     assert entries == formatted_later.entries
@@ -230,7 +230,7 @@ def test_format_rows_is_the_rows_write_rows_would_copy(
 def test_a_small_batch_is_formatted_as_one_staged_copy(
     connection: psycopg.Connection[Any], seed: int
 ) -> None:
-    """At most STAGED_ROWS_MAX rows: the journal, chain, created transfers and balances in one
+    """At most ``staged_rows_max`` rows: the journal, chain, created transfers and balances in one
     ``COPY`` of ``rows_staging``, each row its table's columns where ``INSERT_STAGED`` reads
     them."""
     events = generate(seed, tenants=3, commands=120).events
@@ -243,9 +243,11 @@ def test_a_small_batch_is_formatted_as_one_staged_copy(
         (store.STAGED_TRANSFER, created),
         (store.STAGED_BALANCE, list(plan.balances.values())),
     )
-    assert 0 < sum(len(rows) for _, rows in parts) <= store.STAGED_ROWS_MAX
+    row_count = sum(len(rows) for _, rows in parts)
+    assert row_count > 0
     with connection.cursor() as cursor:
-        formatted = store.format_rows(cursor, plan)
+        assert store.format_rows(cursor, plan, staged_rows_max=row_count - 1).staged == b""
+        formatted = store.format_rows(cursor, plan, staged_rows_max=row_count)
     assert formatted.transfers == transfers
     assert (formatted.entries, formatted.chain, formatted.created_transfers) == (b"", b"", b"")
     assert formatted.staged_rows == tuple((kind, len(rows)) for kind, rows in parts)
