@@ -178,29 +178,37 @@ def test_a_changed_transfer_is_kept_only_if_it_decodes_to_a_settled_one(
         assert value[0] is UnicodeDecodeError or issubclass(value[0], codec.DecodeError)
 
 
-def test_two_tenants_keep_their_highest_sequence() -> None:
-    def posted(tenant_id: str, transfer_id: str, sequence: int) -> bytes:
-        return codec.encode_state(
-            TransferState(
-                tenant_id=tenant_id,
-                transfer_id=transfer_id,
-                debit_account_id="cash",
-                credit_account_id="sales",
-                currency="USD",
-                amount=5,
-                status=TransferStatus.POSTED,
-                amount_posted=5,
-                amount_reversed=0,
-                reverses=None,
-                expires_at_us=None,
-                last_sequence=sequence,
-            )
+def encoded_transfer(
+    tenant_id: str,
+    transfer_id: str,
+    *,
+    status: TransferStatus = TransferStatus.POSTED,
+    last_sequence: int = 1,
+) -> bytes:
+    """The stored state of a transfer of 5 from cash to sales (posted in full when POSTED)."""
+    return codec.encode_state(
+        TransferState(
+            tenant_id=tenant_id,
+            transfer_id=transfer_id,
+            debit_account_id="cash",
+            credit_account_id="sales",
+            currency="USD",
+            amount=5,
+            status=status,
+            amount_posted=5 if status is TransferStatus.POSTED else 0,
+            amount_reversed=0,
+            reverses=None,
+            expires_at_us=None,
+            last_sequence=last_sequence,
         )
+    )
 
+
+def test_two_tenants_keep_their_highest_sequence() -> None:
     values = {
-        b"acme/transfer/a": posted("acme", "a", 7),
-        b"acme/transfer/b": posted("acme", "b", 3),
-        b"bolt/transfer/c": posted("bolt", "c", 2),
+        b"acme/transfer/a": encoded_transfer("acme", "a", last_sequence=7),
+        b"acme/transfer/b": encoded_transfer("acme", "b", last_sequence=3),
+        b"bolt/transfer/c": encoded_transfer("bolt", "c", last_sequence=2),
     }
     settled, last_sequences, others = codec.split_settled_transfers(values)
     assert settled == values and not others
@@ -212,21 +220,8 @@ def test_the_settled_keep_their_order_among_the_others() -> None:
     others are taken out: in the values' order, whatever came between them."""
 
     def transfer(tenant_id: str, transfer_id: str, status: TransferStatus) -> bytes:
-        return codec.encode_state(
-            TransferState(
-                tenant_id=tenant_id,
-                transfer_id=transfer_id,
-                debit_account_id="cash",
-                credit_account_id="sales",
-                currency="USD",
-                amount=5,
-                status=status,
-                amount_posted=5 if status is TransferStatus.POSTED else 0,
-                amount_reversed=0,
-                reverses=None,
-                expires_at_us=None,
-                last_sequence=len(transfer_id),
-            )
+        return encoded_transfer(
+            tenant_id, transfer_id, status=status, last_sequence=len(transfer_id)
         )
 
     head = codec.encode_state(TenantHead(tenant_id="acme", last_sequence=9))
@@ -245,21 +240,6 @@ def test_the_settled_keep_their_order_among_the_others() -> None:
 
 
 def test_a_settled_transfer_under_a_key_without_the_separator_is_refused() -> None:
-    posted = codec.encode_state(
-        TransferState(
-            tenant_id="acme",
-            transfer_id="t1",
-            debit_account_id="cash",
-            credit_account_id="sales",
-            currency="USD",
-            amount=5,
-            status=TransferStatus.POSTED,
-            amount_posted=5,
-            amount_reversed=0,
-            reverses=None,
-            expires_at_us=None,
-            last_sequence=1,
-        )
-    )
+    posted = encoded_transfer("acme", "t1")
     with pytest.raises(ValueError, match="without"):
         codec.split_settled_transfers({b"acme-transfer-t1": posted})
