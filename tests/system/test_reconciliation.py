@@ -136,7 +136,8 @@ def statement_file(directory: Path) -> Path:
     old = (today - datetime.timedelta(days=3)).isoformat()
     pending = "<Sts><Cd>PDNG</Cd></Sts>\n        <BookgDt><Dt>2026-12-04</Dt>"
     assert pending in text
-    text = text.replace(pending, f"<Sts><Cd>BOOK</Cd></Sts>\n        <BookgDt><Dt>{old}</Dt>")
+    # a placeholder until the golden's own dates are replaced: ``old`` may be one of them
+    text = text.replace(pending, "<Sts><Cd>BOOK</Cd></Sts>\n        <BookgDt><Dt>OLD-DATE</Dt>")
     before, after = (
         ">77.00</Amt>\n        <CdtDbtInd>DBIT<",
         ">77.77</Amt>\n        <CdtDbtInd>CRDT<",
@@ -145,6 +146,7 @@ def statement_file(directory: Path) -> Path:
     text = text.replace(before, after)
     text = text.replace("2026-12-04T23:59:59", f"{today + datetime.timedelta(days=1)}T23:59:59")
     text = text.replace("2026-12-04", today.isoformat()).replace("2026-12-05", today.isoformat())
+    text = text.replace("OLD-DATE", old)
     path = directory / "statement.xml"
     path.write_text(text, encoding="utf-8")
     return path
