@@ -432,7 +432,8 @@ def format_rows(
     ``cursor``'s adapters (a cursor of the writer connection that never executes: no I/O), and
     its transfers folded and formatted too when none of them must be read from the table first
     (a record that cannot apply leaves that to the write transaction, which quarantines). At
-    most ``staged_rows_max`` rows, the balances with them: one ``COPY`` into ``rows_staging``."""
+    most ``staged_rows_max`` rows, the balances with them: one ``COPY`` into ``rows_staging``
+    (never with ``staged_rows_max`` 0, the setting's "off")."""
     transfers: dict[tuple[str, str], TransferRow] | None = None
     created: list[TransferRow] = []
     if not plan.existing_transfer_keys():
@@ -448,7 +449,7 @@ def format_rows(
         (STAGED_TRANSFER, created),
         (STAGED_BALANCE, list(plan.balances.values())),
     )
-    if sum(len(rows) for _, rows in parts) <= staged_rows_max:
+    if staged_rows_max > 0 and sum(len(rows) for _, rows in parts) <= staged_rows_max:
         return FormattedRows(
             plan,
             b"",
