@@ -519,7 +519,7 @@ class MemoryTransport:
 
 
 class MemoryStateReader:
-    """``processors.restore.read_partition`` over a ``MemoryBroker``."""
+    """``processors.restore.read_partitions`` over a ``MemoryBroker``."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker

@@ -99,7 +99,7 @@ class PartitionSnapshot:
     """The latest value per key of each state topic for one partition (tombstones removed).
 
     ``header_values`` holds, per topic and key, the value of the header named at
-    ``read_partition`` on that key's latest record, when the record carries it.
+    ``read_partitions`` on that key's latest record, when the record carries it.
     ``duration_s``: from the start of the read pass that read this partition (with the listing,
     for the first pass) to its end; the partitions of one pass share it (``read_partitions``).
     """
@@ -138,31 +138,6 @@ def restore_consumer(processor_settings: ProcessorSettings) -> Consumer:
             "reconnect.backoff.ms": RESTORE_RECONNECT_BACKOFF_MS,
         }
     )
-
-
-def read_partition(
-    consumer: Consumer,
-    admin: AdminClient,
-    *,
-    topics: Sequence[str],
-    partition: int,
-    timeout_s: float,
-    header_name: str | None = None,
-    renew_admin: Callable[[], AdminClient] | None = None,
-    known_topics: set[str] | None = None,
-) -> PartitionSnapshot:
-    """Steps 1 and 2 above for one partition (``read_partitions`` of one)."""
-    (snapshot,) = read_partitions(
-        consumer,
-        admin,
-        topics=topics,
-        partitions=[partition],
-        timeout_s=timeout_s,
-        header_name=header_name,
-        renew_admin=renew_admin,
-        known_topics=known_topics,
-    )
-    return snapshot
 
 
 def read_partitions(

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from processors import restore
-from processors.restore import RestoreError, read_partition, read_partitions, wait_until_stable
+from processors.restore import RestoreError, read_partitions, wait_until_stable
 
 
 @dataclass
@@ -172,23 +172,24 @@ def test_a_reader_asks_for_each_topics_metadata_once_across_partitions() -> None
     # two metadata round trips a partition were part of a restore's fixed cost (decision 0112)
     reader, known_topics = EmptyTopicsReader(), set[str]()
     for partition in (0, 1, 2):
-        snapshot = read_partition(
+        (snapshot,) = read_partitions(
             reader,  # type: ignore[arg-type]
             FlakyAdmin(unknown_rounds=0),  # type: ignore[arg-type]
             topics=("t.ledger.balances", "t.ledger.outcomes"),
-            partition=partition,
+            partitions=[partition],
             timeout_s=30,
             known_topics=known_topics,
         )
         assert snapshot.records_read == 0
     assert reader.metadata_requests == ["t.ledger.balances", "t.ledger.outcomes"]
-    read_partition(
+    (snapshot,) = read_partitions(
         reader,  # type: ignore[arg-type]
         FlakyAdmin(unknown_rounds=0),  # type: ignore[arg-type]
         topics=("t.ledger.balances",),
-        partition=3,
+        partitions=[3],
         timeout_s=30,
     )
+    assert snapshot.records_read == 0
     assert reader.metadata_requests[2:] == ["t.ledger.balances"]  # no set: asked every time
 
 
