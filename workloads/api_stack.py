@@ -128,9 +128,11 @@ def running_api_stack(
     api_flags: list[str],
     *,
     processor_flags: tuple[str, ...] = (),
+    api_port: int | None = None,
 ) -> Iterator[ApiStack]:
+    """``api_port``: the API's port (default: a free one the kernel picks)."""
     settings = fresh_settings(stack_settings)
-    port = free_port()
+    port = free_port() if api_port is None else api_port
     stack = ApiStack(settings, f"http://127.0.0.1:{port}", {})
     try:
         for tenant in tenants:
