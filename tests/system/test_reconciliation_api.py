@@ -39,6 +39,7 @@ from tests.system.test_reconciliation import (
     KILL_TRANSFERS,
     MatcherProcess,
     all_results,
+    kill_statement,
     kill_workload,
     ledger_commands,
     read_records,
@@ -461,15 +462,14 @@ def test_a_killed_projection_writes_each_row_once(
     restart: every line and result is in PostgreSQL exactly once (decision 0074)."""
     settings = database_settings
     tenant = f"killp{uuid.uuid4().hex[:6]}"
-    commands, statement = kill_workload(tenant)
-    produce_commands(settings, commands)
+    produce_commands(settings, kill_workload(tenant))
     processor = ProcessorProcess(settings, "a", tmp_path)
     try:
         wait_until_consumed(settings, CONSUME_TIMEOUT_S, [processor])
     finally:
         assert processor.stop() == 0, processor.log()
     path = tmp_path / "statement.csv"
-    path.write_bytes(statement)
+    path.write_bytes(kill_statement(settings, tenant))
     imported = run_streamledger(
         ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
     )
