@@ -47,6 +47,7 @@ pytestmark = pytest.mark.system
 CONSUME_TIMEOUT_S = 120.0
 RESULTS_TIMEOUT_S = 120.0
 READ_TIMEOUT_S = 60.0
+METRICS_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 30.0
 DEFAULT_FLAGS = ("--date-window-days=1", "--batch-wait-ms=50")
 GOLDEN = REPO_ROOT / "tests" / "unit" / "statement_files" / "camt053_single_eur.xml"
@@ -184,6 +185,20 @@ def wait_for_results(
         time.sleep(0.5)
 
 
+def metrics_with(port: int, *samples: str) -> str:
+    """The /metrics text on ``port`` once it holds every one of ``samples`` (exact lines, so a
+    count too high never passes). A process counts what it committed after the commit returns:
+    the results (or rows) may be readable a moment before its counters say so."""
+    deadline = time.monotonic() + METRICS_TIMEOUT_S
+    while True:
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if all(sample in scraped.splitlines() for sample in samples):
+            return scraped
+        missing = [sample for sample in samples if sample not in scraped.splitlines()]
+        assert time.monotonic() < deadline, f"not in {METRICS_TIMEOUT_S} s: {missing}\n{scraped}"
+        time.sleep(0.2)
+
+
 def test_statement_import_and_matching_on_the_real_broker(
     reconciliation_settings: Settings, tmp_path: Path
 ) -> None:
@@ -230,14 +245,13 @@ def test_statement_import_and_matching_on_the_real_broker(
     matcher = MatcherProcess(settings, tmp_path, (*DEFAULT_FLAGS, f"--metrics-port={metrics_port}"))
     try:
         results = wait_for_results(settings, tenant, 5, matcher)
-        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-        for sample in (
+        metrics_with(
+            metrics_port,
             'streamledger_reconciliation_results_total{reason="matched",state="matched"} 3.0',
             "streamledger_reconciliation_results_total"
             '{reason="not_on_statement",state="unmatched"} 1.0',
             "streamledger_reconciliation_ready 1.0",
-        ):
-            assert sample in scraped, scraped
+        )
         assert httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=10).status_code == 200
     finally:
         assert matcher.stop() == 0, matcher.log()

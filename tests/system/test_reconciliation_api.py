@@ -42,6 +42,7 @@ from tests.system.test_reconciliation import (
     kill_statement,
     kill_workload,
     ledger_commands,
+    metrics_with,
     read_records,
     statement_file,
 )
@@ -390,13 +391,12 @@ def test_results_in_postgresql_and_through_the_api(
     metrics_port = free_port_range(1)
     projection = projection_child(stack, tmp_path, metrics_port)
     wait_for_rows(stack, tenant, (STATEMENTS, LINES, RESULTS))
-    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    for sample in (
+    metrics_with(
+        metrics_port,
         'streamledger_reconciliation_projection_rows_total{table="statement_lines"} 4.0',
         'streamledger_reconciliation_projection_rows_total{table="reconciliation_results"} 5.0',
         "streamledger_reconciliation_projection_ready 1.0",
-    ):
-        assert sample in scraped, scraped
+    )
     check_listing(stack, tenant, other)
     refused_id = check_manual_requests(stack, tenant, other)
     # the manual match names items that do not exist: the matcher refuses it with a record
