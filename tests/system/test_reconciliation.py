@@ -20,13 +20,21 @@ import pytest
 
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from pipeline.topic_reader import end_offsets
-from reconciliation.matching import MatchRule, ReconciliationResult, ReconciliationState
+from reconciliation.amounts import iso_date
+from reconciliation.matching import (
+    MICROSECONDS_PER_DAY,
+    MatchRule,
+    ReconciliationResult,
+    ReconciliationState,
+)
 from reconciliation.partition_reader import read_partition
 from reconciliation.records import decode
 from reconciliation.statement import Statement, StatementLine
 from reconciliation.topics import RECONCILIATION_TOPIC, STATEMENTS_TOPIC
+from schemas.codec import decode_event
 from schemas.keys import command_key, partition_for
-from schemas.model import Command, OpenAccount, Transfer
+from schemas.model import Command, Event, OpenAccount, Transfer, TransferPosted
+from schemas.topics import EVENTS_TOPIC
 from streamledger.settings import Settings, child_environment
 from tests.conftest import REPO_ROOT, run_streamledger
 from tests.system.free_ports import free_port_range
@@ -39,6 +47,7 @@ pytestmark = pytest.mark.system
 CONSUME_TIMEOUT_S = 120.0
 RESULTS_TIMEOUT_S = 120.0
 READ_TIMEOUT_S = 60.0
+METRICS_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 30.0
 DEFAULT_FLAGS = ("--date-window-days=1", "--batch-wait-ms=50")
 GOLDEN = REPO_ROOT / "tests" / "unit" / "statement_files" / "camt053_single_eur.xml"
@@ -176,6 +185,20 @@ def wait_for_results(
         time.sleep(0.5)
 
 
+def metrics_with(port: int, *samples: str) -> str:
+    """The /metrics text on ``port`` once it holds every one of ``samples`` (exact lines, so a
+    count too high never passes). A process counts what it committed after the commit returns:
+    the results (or rows) may be readable a moment before its counters say so."""
+    deadline = time.monotonic() + METRICS_TIMEOUT_S
+    while True:
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if all(sample in scraped.splitlines() for sample in samples):
+            return scraped
+        missing = [sample for sample in samples if sample not in scraped.splitlines()]
+        assert time.monotonic() < deadline, f"not in {METRICS_TIMEOUT_S} s: {missing}\n{scraped}"
+        time.sleep(0.2)
+
+
 def test_statement_import_and_matching_on_the_real_broker(
     reconciliation_settings: Settings, tmp_path: Path
 ) -> None:
@@ -222,14 +245,13 @@ def test_statement_import_and_matching_on_the_real_broker(
     matcher = MatcherProcess(settings, tmp_path, (*DEFAULT_FLAGS, f"--metrics-port={metrics_port}"))
     try:
         results = wait_for_results(settings, tenant, 5, matcher)
-        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-        for sample in (
+        metrics_with(
+            metrics_port,
             'streamledger_reconciliation_results_total{reason="matched",state="matched"} 3.0',
             "streamledger_reconciliation_results_total"
             '{reason="not_on_statement",state="unmatched"} 1.0',
             "streamledger_reconciliation_ready 1.0",
-        ):
-            assert sample in scraped, scraped
+        )
         assert httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=10).status_code == 200
     finally:
         assert matcher.stop() == 0, matcher.log()
@@ -328,9 +350,9 @@ KILL_FLAGS = (
 )
 
 
-def kill_workload(tenant: str) -> tuple[list[Command], bytes]:
-    """Transfers into the bank with amounts no sum of others can equal, and the CSV statement
-    the bank sends: all but ``KILL_MISSING`` of them, and ``KILL_EXTRA`` lines of its own."""
+def kill_workload(tenant: str) -> list[Command]:
+    """Transfers into the bank with amounts no sum of others can equal (``kill_statement`` is
+    the bank's statement of them, once the processor has booked them)."""
     at = time.time_ns() // 1000
     commands: list[Command] = [
         OpenAccount(
@@ -343,7 +365,6 @@ def kill_workload(tenant: str) -> tuple[list[Command], bytes]:
         )
         for name in ("bank", "customers")
     ]
-    amounts = [1_000_000 + index for index in range(KILL_TRANSFERS)]
     commands += [
         Transfer(
             tenant_id=tenant,
@@ -352,17 +373,46 @@ def kill_workload(tenant: str) -> tuple[list[Command], bytes]:
             transfer_id=f"t{index}",
             debit_account_id="bank",
             credit_account_id="customers",
-            amount=amount,
+            amount=kill_amount(index),
             currency="EUR",
         )
-        for index, amount in enumerate(amounts)
+        for index in range(KILL_TRANSFERS)
     ]
-    today = datetime.datetime.now(tz=datetime.UTC).date()
-    old = today - datetime.timedelta(days=5)
+    return commands
+
+
+def kill_amount(index: int) -> int:
+    return 1_000_000 + index
+
+
+def kill_statement(settings: Settings, tenant: str) -> bytes:
+    """The CSV statement the bank sends for ``kill_workload``'s transfers: all but
+    ``KILL_MISSING`` of them, each dated the day the ledger booked it, and ``KILL_EXTRA`` lines
+    of its own, 5 days before. The days are the events' effective times (the broker stamps them),
+    not this test's clock: a "today" read at 23:59:59 UTC is a day before the broker's stamps
+    a second later, and with a date window of 0 no line matched and no movement closed."""
+    booked = {
+        event.amount: event.effective_at_us // MICROSECONDS_PER_DAY
+        for event in ledger_events(settings, tenant)
+        if isinstance(event, TransferPosted)
+    }
+    amounts = [kill_amount(index) for index in range(KILL_TRANSFERS)]
+    assert sorted(booked) == amounts, "the processor booked another set of transfers"
+    old = iso_date(min(booked.values()) - 5)
     rows = ["booking_date,amount,direction,currency"]
-    rows += [f"{today},{amount / 100:.2f},credit,EUR" for amount in amounts[KILL_MISSING:]]
+    rows += [f"{iso_date(booked[a])},{a / 100:.2f},credit,EUR" for a in amounts[KILL_MISSING:]]
     rows += [f"{old},{index + 1}.00,credit,EUR" for index in range(KILL_EXTRA)]
-    return commands, ("\n".join(rows) + "\n").encode()
+    return ("\n".join(rows) + "\n").encode()
+
+
+def ledger_events(settings: Settings, tenant: str) -> list[Event]:
+    partition = partition_for(command_key(tenant), settings.partitions)
+    connection = client_config(settings, ADMIN_PRINCIPAL)
+    records = read_partition(
+        connection, settings.topic(EVENTS_TOPIC), partition, timeout_s=READ_TIMEOUT_S
+    )
+    events = [decode_event(record.value) for record in records if record.value is not None]
+    return [event for event in events if event.tenant_id == tenant]
 
 
 def tenants_on_one_partition(settings: Settings, prefix: str, count: int) -> list[str]:
@@ -398,16 +448,15 @@ def test_kill_9_of_the_matcher_mid_run_leaves_each_item_in_exactly_one_state(
 ) -> None:
     settings = reconciliation_settings
     tenants = tenants_on_one_partition(settings, "kill", 2)
-    workloads = {tenant: kill_workload(tenant) for tenant in tenants}
-    produce_commands(settings, [c for commands, _ in workloads.values() for c in commands])
+    produce_commands(settings, [c for tenant in tenants for c in kill_workload(tenant)])
     processor = ProcessorProcess(settings, "a", tmp_path)
     try:
         wait_until_consumed(settings, CONSUME_TIMEOUT_S, [processor])
     finally:
         assert processor.stop() == 0, processor.log()
-    for tenant, (_, statement) in workloads.items():
+    for tenant in tenants:
         path = tmp_path / f"{tenant}.csv"
-        path.write_bytes(statement)
+        path.write_bytes(kill_statement(settings, tenant))
         imported = run_streamledger(
             ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
         )

@@ -39,8 +39,10 @@ from tests.system.test_reconciliation import (
     KILL_TRANSFERS,
     MatcherProcess,
     all_results,
+    kill_statement,
     kill_workload,
     ledger_commands,
+    metrics_with,
     read_records,
     statement_file,
 )
@@ -389,13 +391,12 @@ def test_results_in_postgresql_and_through_the_api(
     metrics_port = free_port_range(1)
     projection = projection_child(stack, tmp_path, metrics_port)
     wait_for_rows(stack, tenant, (STATEMENTS, LINES, RESULTS))
-    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    for sample in (
+    metrics_with(
+        metrics_port,
         'streamledger_reconciliation_projection_rows_total{table="statement_lines"} 4.0',
         'streamledger_reconciliation_projection_rows_total{table="reconciliation_results"} 5.0',
         "streamledger_reconciliation_projection_ready 1.0",
-    ):
-        assert sample in scraped, scraped
+    )
     check_listing(stack, tenant, other)
     refused_id = check_manual_requests(stack, tenant, other)
     # the manual match names items that do not exist: the matcher refuses it with a record
@@ -461,15 +462,14 @@ def test_a_killed_projection_writes_each_row_once(
     restart: every line and result is in PostgreSQL exactly once (decision 0074)."""
     settings = database_settings
     tenant = f"killp{uuid.uuid4().hex[:6]}"
-    commands, statement = kill_workload(tenant)
-    produce_commands(settings, commands)
+    produce_commands(settings, kill_workload(tenant))
     processor = ProcessorProcess(settings, "a", tmp_path)
     try:
         wait_until_consumed(settings, CONSUME_TIMEOUT_S, [processor])
     finally:
         assert processor.stop() == 0, processor.log()
     path = tmp_path / "statement.csv"
-    path.write_bytes(statement)
+    path.write_bytes(kill_statement(settings, tenant))
     imported = run_streamledger(
         ["statements", "import", str(path), "--tenant", tenant, "--account", "bank"], settings
     )
