@@ -33,8 +33,8 @@ commands get a delivery callback and an entry the observer and the poller fill i
 figure's note says how many were sampled. Without the breakdown, the driver's own CPU per
 command at 2,000/s is ~100-150 µs (decision 0135): librdkafka's threads (the SDK, ``linger.ms``
 1) ~40-120, the sending thread ~45 (the SDK's ``send`` ~20, the pacing's sleeps ~20, the rest
-~5), the poller ~5-8 and its backend ~20; the poller was ~35-40 (one query per 2 ms, ~130 µs of
-Python each, 270-340 a second) before the reads moved to the server.
+~5), the poller ~5-9 and its backend ~20; the poller was ~35-40 (one query per 2 ms, ~240 µs of
+Python each under load, 255-340 a second) before the reads moved to the server.
 
 The breakdown also reads, per rate, what the children's ``/metrics`` say about the two
 transactions on the path (``PACING_SERIES``: the processor's Kafka transaction, commands per
