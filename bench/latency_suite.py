@@ -6,6 +6,9 @@ The driver is open-loop: command ``i`` is due at ``start + i / rate`` and carrie
 Every command is a posted transfer that must succeed, so each tenant's next event sequence is
 known in advance. A poller reads ``tenant_heads`` every ``POLL_INTERVAL_S``; when a tenant's
 head reaches a sequence, every command up to it is visible, and its latency is now - due. The
+reads run on the server (``HEADS_AFTER``, decision 0135): one statement checks the heads every
+``POLL_INTERVAL_S`` in a fresh snapshot and returns as soon as one advanced, so the driver makes
+a query per projection transaction instead of one per 2 ms. The
 first ``WARMUP_S`` of each run are not counted. The sender sleeps at least
 ``SEND_SLEEP_MIN_S`` (1 ms) when it is ahead of its schedule and then sends every command that
 fell due meanwhile (decision 0123): a sleep per command (every 200 µs at 5,000/s) cost the
@@ -27,9 +30,11 @@ Both are light (decision 0118): the observer's broker holds a fetch up to
 driver's CPU a second against 1.6-1.9 now) but answers as soon as a commit marker makes records
 visible (event produced → visible p50 was the same at 5 and 100 ms), and only the sampled
 commands get a delivery callback and an entry the observer and the poller fill in; each hop
-figure's note says how many were sampled. Most of the driver's own CPU (~250 µs per command at
-500/s, ~100 at 2,000/s, either way) is the ``POLL_INTERVAL_S`` poller of the headline figure:
-~135 µs of CPU per query, 400-500 queries a second, whatever the rate.
+figure's note says how many were sampled. Without the breakdown, the driver's own CPU per
+command at 2,000/s is ~100-150 µs (decision 0135): librdkafka's threads (the SDK, ``linger.ms``
+1) ~40-120, the sending thread ~45 (the SDK's ``send`` ~20, the pacing's sleeps ~20, the rest
+~5), the poller ~5-9 and its backend ~20; the poller was ~35-40 (one query per 2 ms, ~240 µs of
+Python each under load, 255-340 a second) before the reads moved to the server.
 
 The breakdown also reads, per rate, what the children's ``/metrics`` say about the two
 transactions on the path (``PACING_SERIES``: the processor's Kafka transaction, commands per
@@ -90,7 +95,33 @@ WARMUP_S = 1.0
 READY_TIMEOUT_S = 180.0
 VISIBLE_TIMEOUT_S = 120.0
 PARTITIONS = 4
-HEADS = "SELECT tenant_id, last_sequence FROM ledger.tenant_heads WHERE tenant_id = ANY(%s)"
+# The visibility probe (decision 0135): a session-local function that checks the tenant heads
+# every POLL_INTERVAL_S on the server and returns the heads beyond the given ones as soon as a
+# check sees any (or none after HEADS_WAIT_MAX_S). A VOLATILE PL/pgSQL function takes a fresh
+# READ COMMITTED snapshot for each statement, so each check sees what a new query would: the
+# same "visible" as one query per poll, without a round trip and a Python query per 2 ms.
+HEADS_WAIT_MAX_S = 0.1
+HEADS_AFTER = """
+CREATE FUNCTION pg_temp.heads_after(
+    tenants text[], known bigint[], wait_max_s float8, interval_s float8
+) RETURNS TABLE (tenant text, head bigint) LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => wait_max_s);
+BEGIN
+    LOOP
+        RETURN QUERY SELECT h.tenant_id, h.last_sequence
+            FROM ledger.tenant_heads AS h
+            JOIN unnest(tenants, known) AS k (tenant_id, sequence) USING (tenant_id)
+            WHERE h.last_sequence > k.sequence;
+        IF FOUND OR clock_timestamp() >= deadline THEN
+            RETURN;
+        END IF;
+        PERFORM pg_sleep(interval_s);
+    END LOOP;
+END
+$$
+"""
+HEADS = "SELECT tenant, head FROM pg_temp.heads_after(%s::text[], %s::bigint[], %s, %s)"
 PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 # The observer of ledger.events (breakdown only). The broker answers a read_committed fetch when
 # a commit marker makes records visible, so this bounds only the idle fetches (decision 0118).
@@ -238,9 +269,14 @@ class Visibility:
 
     def poll(self) -> None:
         with psycopg.connect(self.settings.database_dsn, autocommit=True) as conn:
+            conn.execute(HEADS_AFTER)
             while not self.stop.is_set():
-                rows = conn.execute(HEADS, (self.tenants,)).fetchall()
+                known = [self.seen[tenant] for tenant in self.tenants]
+                parameters = (self.tenants, known, HEADS_WAIT_MAX_S, POLL_INTERVAL_S)
+                rows = conn.execute(HEADS, parameters).fetchall()
                 seen_us = now_us()
+                if not rows:
+                    continue
                 with self.lock:
                     for tenant_id, head in rows:
                         for sequence in range(self.seen[tenant_id] + 1, head + 1):
