@@ -38,7 +38,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -47,25 +46,19 @@ from typing import Any
 import confluent_kafka
 
 from bench.bench_processor import delete_topics
-from bench.bench_restore import fill
-from infra import topics
+from bench.bench_restore import fill, restore_bench_settings
 from processors.loop import tune_garbage_collection
 from processors.partition_ledger import OUTCOME_TIMES_HEADER, ledger_from_snapshot
-from processors.processor_settings import ProcessorSettings, build_processor_settings
+from processors.processor_settings import ProcessorSettings
 from processors.restore import (
-    RESTORE_FETCH_BYTES_MAX,
-    RESTORE_FETCH_WAIT_MS_MAX,
-    RESTORE_QUEUE_BACKOFF_MS,
-    RESTORE_QUEUED_RECORDS_MIN,
-    RESTORE_RECONNECT_BACKOFF_MS,
     PartitionSnapshot,
     _passes,
     admin_for,
     read_partitions,
     restore_consumer,
+    restore_consumer_config,
     stable_ends,
 )
-from streamledger.settings import load_settings, replace
 
 KEYS_PER_MILLION = 1_000_000
 SOURCE = Path(__file__).resolve().parent / "native_restore_reader.c"
@@ -103,24 +96,6 @@ def native_module() -> ModuleType:
     sys.modules["native_restore_reader"] = module
     spec.loader.exec_module(module)
     return module
-
-
-def native_config(processor_settings: ProcessorSettings) -> dict[str, object]:
-    """``processors.restore.restore_consumer``'s configuration, pair for pair."""
-    return {
-        **processor_settings.kafka_connection,
-        "group.id": processor_settings.group_id + "-restore",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",
-        "enable.partition.eof": True,
-        "max.partition.fetch.bytes": RESTORE_FETCH_BYTES_MAX,
-        "fetch.max.bytes": RESTORE_FETCH_BYTES_MAX * 4,
-        "queued.min.messages": RESTORE_QUEUED_RECORDS_MIN,
-        "fetch.queue.backoff.ms": RESTORE_QUEUE_BACKOFF_MS,
-        "fetch.wait.max.ms": RESTORE_FETCH_WAIT_MS_MAX,
-        "reconnect.backoff.ms": RESTORE_RECONNECT_BACKOFF_MS,
-    }
 
 
 def native_read_partitions(
@@ -228,17 +203,8 @@ def main() -> None:
     arguments = parser.parse_args()
     native = native_module()
     tune_garbage_collection()
-    settings = replace(
-        load_settings(),
-        topic_prefix=f"benchn{uuid.uuid4().hex[:6]}.",
-        partitions=arguments.partitions,
-    )
-    topics.apply(settings)
-    processor_settings = build_processor_settings(
-        settings,
-        instance_id="bench-native-restore",
-        metrics_port=0,
-        limits={"idempotency_retention_s": 100 * 365 * 86_400},
+    settings, processor_settings = restore_bench_settings(
+        "benchn", arguments.partitions, "bench-native-restore"
     )
     figures: dict[str, dict[str, list[float]]] = {"client": {}, "native": {}}
     try:
@@ -255,7 +221,7 @@ def main() -> None:
         admin.list_topics(processor_settings.topics.outcomes, 30)
         readers = {
             "client": restore_consumer(processor_settings),
-            "native": native.Reader(native_config(processor_settings)),
+            "native": native.Reader(restore_consumer_config(processor_settings)),
         }
         readers["client"].list_topics(processor_settings.topics.balances, 30)
         readers["native"].learn(processor_settings.topics.balances, 30.0)

@@ -122,22 +122,26 @@ def admin_for(processor_settings: ProcessorSettings) -> AdminClient:
 
 def restore_consumer(processor_settings: ProcessorSettings) -> Consumer:
     """A group-less reader: ``assign()`` only, never commits, read_committed."""
-    return Consumer(
-        {
-            **processor_settings.kafka_connection,
-            "group.id": processor_settings.group_id + "-restore",  # required, never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "max.partition.fetch.bytes": RESTORE_FETCH_BYTES_MAX,
-            "fetch.max.bytes": RESTORE_FETCH_BYTES_MAX * 4,
-            "queued.min.messages": RESTORE_QUEUED_RECORDS_MIN,
-            "fetch.queue.backoff.ms": RESTORE_QUEUE_BACKOFF_MS,
-            "fetch.wait.max.ms": RESTORE_FETCH_WAIT_MS_MAX,
-            "reconnect.backoff.ms": RESTORE_RECONNECT_BACKOFF_MS,
-        }
-    )
+    return Consumer(restore_consumer_config(processor_settings))
+
+
+def restore_consumer_config(processor_settings: ProcessorSettings) -> dict[str, object]:
+    """``restore_consumer``'s client configuration (a native reader takes the same pairs,
+    decision 0133)."""
+    return {
+        **processor_settings.kafka_connection,
+        "group.id": processor_settings.group_id + "-restore",  # required, never joined
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+        "max.partition.fetch.bytes": RESTORE_FETCH_BYTES_MAX,
+        "fetch.max.bytes": RESTORE_FETCH_BYTES_MAX * 4,
+        "queued.min.messages": RESTORE_QUEUED_RECORDS_MIN,
+        "fetch.queue.backoff.ms": RESTORE_QUEUE_BACKOFF_MS,
+        "fetch.wait.max.ms": RESTORE_FETCH_WAIT_MS_MAX,
+        "reconnect.backoff.ms": RESTORE_RECONNECT_BACKOFF_MS,
+    }
 
 
 def read_partitions(
