@@ -30,8 +30,8 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bench.bench_api import (
     BENCH_CLIENTS,
@@ -98,7 +98,9 @@ def thread_reading(pid: int) -> dict[str, int]:
     }
 
 
-def window(api_pid: int, run: Any, background_ns_per_s: float) -> tuple[dict[str, float], int]:
+def window(
+    api_pid: int, run: Callable[[], list[float]], background_ns_per_s: float
+) -> dict[str, float]:
     """Run ``run()`` (the HTTP reads) and read the API's CPU around it."""
     all_before, loop_before = threads_cpu_ns(api_pid), thread_reading(api_pid)
     load = os.getloadavg()[0]
@@ -110,7 +112,7 @@ def window(api_pid: int, run: Any, background_ns_per_s: float) -> tuple[dict[str
     delta = {key: loop_after[key] - loop_before[key] for key in loop_after}
     all_ns = all_after - all_before
     ticks = max(delta["user_ticks"] + delta["kernel_ticks"], 1)
-    figures = {
+    return {
         "http_p50_ms": percentile(latencies, 0.50) * 1e3,
         "http_p99_ms": percentile(latencies, 0.99) * 1e3,
         "reads_per_s": len(latencies) / wall_s,
@@ -124,7 +126,6 @@ def window(api_pid: int, run: Any, background_ns_per_s: float) -> tuple[dict[str
         "loop_kernel_share": delta["kernel_ticks"] / ticks,
         "load": load,
     }
-    return figures, len(latencies)
 
 
 def one_run(
@@ -147,7 +148,7 @@ def one_run(
             background_ns_per_s = (threads_cpu_ns(api_pid) - before) / BACKGROUND_S
             http_reads(stack, BENCH_CLIENTS, WARM_UP_S)
             for repetition in range(repetitions):
-                figures, _ = window(
+                figures = window(
                     api_pid, lambda: http_reads(stack, BENCH_CLIENTS, seconds), background_ns_per_s
                 )
                 if pgbench:
