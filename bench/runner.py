@@ -233,10 +233,11 @@ def run_suites(
     if not arguments.skip_reconciliation:
         shape_of = reconciliation_suite.SIZES[arguments.size]
         say(f"reconciliation: {shape_of.movements:,} mirror movements, statement lines matched"
-            f" x {repetitions}")  # fmt: skip
+            f" x {shape_of.repetitions(repetitions)}")  # fmt: skip
         reconciliation_suite.run_reconciliation(
-            run, settings, size=arguments.size, repetitions=repetitions, say=say
-        )
+            run, settings, size=arguments.size, repetitions=shape_of.repetitions(repetitions),
+            say=say,
+        )  # fmt: skip
     if not arguments.skip_notify:
         shape = notify_suite.SIZES[arguments.size]
         say(f"webhooks: {shape.rates}/s x {shape.duration_s:g} s, backlogs of {shape.backlog:,}"
