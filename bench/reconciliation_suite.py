@@ -107,8 +107,9 @@ class Shape:
     open_items: int = 100_000
     # ``make bench`` runs at most this many repetitions (None: ``--repetitions``; this module's
     # own ``--repetitions`` is taken as given). At full one repetition (1, then 2
-    # matchers over the 1M-movement backlog, each with its raw read) is ~2.5-3.5 min of a quiet
-    # machine; two keep a min and a max of every figure (decision 0136)
+    # matchers over the 1M-movement backlog, each with its raw read) is ~2.3 min of a quiet
+    # machine (3.7 beside a CI run, ~9 at load 10); two keep a min and a max of every figure
+    # (decision 0136)
     repetitions_max: int | None = None
 
     def repetitions(self, wanted: int) -> int:
