@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size",
         choices=SIZE_NAMES,
         default="small",
-        help="default small (~10 min); full ~25-31 min (6-12: reports fill)",
+        help="default small (~10 min); full ~39 min on a quiet 2-core machine (decision 0136)",
     )
     parser.add_argument("--repetitions", type=int, default=3, help="per figure (default 3)")
     parser.add_argument("--skip-peers", action="store_true", help="no faust / Quix runs")
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-reconciliation",
         action="store_true",
-        help="no reconciliation suite (small ~1.5 min per repetition, full ~10)",
+        help="no reconciliation suite (small ~1.2 min; full ~6: build ~2, 2 repetitions)",
     )
     parser.add_argument("--keep-stack", action="store_true", help="leave the bench stack up")
 

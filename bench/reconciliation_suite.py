@@ -105,11 +105,20 @@ class Shape:
     # (25,000: 710-719 and 954 bytes, 100,000: 717 and 958) in a quarter of the time: under
     # tracemalloc 100,000 of each took 10-25 s of the small bench (decision 0118)
     open_items: int = 100_000
+    # ``make bench`` runs at most this many repetitions (None: ``--repetitions``; this module's
+    # own ``--repetitions`` is taken as given). At full one repetition (1, then 2
+    # matchers over the 1M-movement backlog, each with its raw read) is ~2.3 min of a quiet
+    # machine (3.7 beside a CI run, ~9 at load 10); two keep a min and a max of every figure
+    # (decision 0136)
+    repetitions_max: int | None = None
+
+    def repetitions(self, wanted: int) -> int:
+        return min(wanted, self.repetitions_max or wanted)
 
 
 SIZES: Final = {
     "small": Shape(movements=50_000, tenants=20, days=10, open_items=25_000),
-    "full": Shape(movements=1_000_000, tenants=100, days=30),
+    "full": Shape(movements=1_000_000, tenants=100, days=30, repetitions_max=2),
 }
 SEED: Final = 47
 PARTITIONS: Final = 4

@@ -36,6 +36,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -159,10 +160,37 @@ SEARCH_FILL = (
     "   'order_id', 'O-' || lpad(n::text, 10, '0'),"
     "   'channel', CASE WHEN n %% 10 = 0 THEN (ARRAY['web', 'app', 'pos'])[1 + n / 10 %% 3] END))"
     " FROM generate_series(1, %(count)s) AS n",
+)
+# The search tenant's ``transfer_metadata`` rows: what ``jsonb_each_text`` of each transfer's
+# metadata above gives (what ``projections.batch`` writes), made from the same series instead of
+# read back from the transfers, in the same order (key, value, created_sequence: the channel
+# rows sorted, then the order_id rows, whose series order is already theirs), so the table is
+# the same rows in the same pages; ``tests/system/test_bench_reports.py`` compares them with the
+# read-back. Independent of the transfers' rows, so it runs beside their insert (``fill``):
+# at full, 10M transfers and 11M metadata rows took 230 s one after the other (decision 0136).
+SEARCH_METADATA_FILL = (
     "INSERT INTO ledger.transfer_metadata (tenant_id, key, value, created_sequence, transfer_id)"
-    " SELECT t.tenant_id, e.key, e.value, t.created_sequence, t.transfer_id"
-    " FROM ledger.transfers AS t, jsonb_each_text(t.metadata) AS e"
-    " WHERE t.tenant_id = %(tenant)s ORDER BY e.key, e.value, t.created_sequence",
+    " SELECT %(tenant)s, 'channel', (ARRAY['web', 'app', 'pos'])[1 + n / 10 %% 3],"
+    " n + %(accounts)s, 'p-' || lpad(n::text, 10, '0')"
+    " FROM generate_series(10, %(count)s, 10) AS n ORDER BY 3, 4",
+    "INSERT INTO ledger.transfer_metadata (tenant_id, key, value, created_sequence, transfer_id)"
+    " SELECT %(tenant)s, 'order_id', 'O-' || lpad(n::text, 10, '0'), n + %(accounts)s,"
+    " 'p-' || lpad(n::text, 10, '0')"
+    " FROM generate_series(1, %(count)s) AS n",
+)
+# ``--check-fill``: the metadata rows, in their pages' order, against what the transfers'
+# metadata says they are (read back, in the order the fill used to insert them).
+METADATA_ROW = "concat_ws('|', tenant_id, key, value, created_sequence, transfer_id)"
+SEARCH_METADATA_CHECK = (
+    f"SELECT (SELECT count(*) FROM ledger.transfer_metadata),"
+    f" (SELECT md5(string_agg({METADATA_ROW}, ',' ORDER BY ctid))"
+    f"  FROM ledger.transfer_metadata),"
+    f" (SELECT count(*) FROM ledger.transfers AS t, jsonb_each_text(t.metadata) AS e"
+    f"  WHERE t.tenant_id = %(tenant)s),"
+    f" (SELECT md5(string_agg(concat_ws('|', t.tenant_id, e.key, e.value, t.created_sequence,"
+    f"  t.transfer_id), ',' ORDER BY e.key, e.value, t.created_sequence))"
+    f"  FROM ledger.transfers AS t, jsonb_each_text(t.metadata) AS e"
+    f"  WHERE t.tenant_id = %(tenant)s)"
 )
 
 
@@ -183,21 +211,48 @@ def fill(settings: Settings, size: ReportsSize, say: Callable[[str], None]) -> N
         {**trial, "opened": size.trial_accounts, "shift": 1,
          "last": size.trial_accounts + trial_transfers},
     )  # fmt: skip
+    # Two connections, each table written by one of them only: the first writes accounts,
+    # transfers and entries in the order they always had (so their pages and indexes are laid
+    # out as before), the second the tables nothing else writes (event_chain, tenant_heads,
+    # transfer_metadata), beside it.
+    first = (("statement", STATEMENT_FILL, statement), ("trial", TRIAL_FILL, trial),
+             ("search", SEARCH_FILL, search))  # fmt: skip
+    second = (("statement chain", CHAIN_FILL, chains[0]), ("trial chain", CHAIN_FILL, chains[1]),
+              ("search metadata", SEARCH_METADATA_FILL, search))  # fmt: skip
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reports-fill") as pool:
+        done = [pool.submit(fill_parts, settings, parts, say) for parts in (first, second)]
+        for future in done:
+            future.result()
+    say(f"reports: fill {time.monotonic() - started:.0f} s on two connections")
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        for table in ("accounts", "transfers", "entries", "event_chain", "transfer_metadata"):
+            conn.execute(f"VACUUM ANALYZE ledger.{table}")
+
+
+def fill_parts(
+    settings: Settings,
+    parts: tuple[tuple[str, tuple[str, ...], dict[str, object]], ...],
+    say: Callable[[str], None],
+) -> None:
+    """Each part's statements in order, on a connection of its own."""
     with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
-        for label, statements, parameters in (
-            ("statement", STATEMENT_FILL, statement),
-            ("trial", TRIAL_FILL, trial),
-            ("statement chain", CHAIN_FILL, chains[0]),
-            ("trial chain", CHAIN_FILL, chains[1]),
-            ("search", SEARCH_FILL, search),
-        ):
+        for label, statements, parameters in parts:
             started = time.monotonic()
             for text in statements:
                 conn.execute(text, parameters)  # type: ignore[arg-type]
             say(f"reports: filled {label} in {time.monotonic() - started:.0f} s")
-        for table in ("accounts", "transfers", "entries", "event_chain", "transfer_metadata"):
-            conn.execute(f"VACUUM ANALYZE ledger.{table}")
+
+
+def check_metadata_fill(settings: Settings) -> None:
+    """The search tenant's metadata rows are the transfers' metadata, in the read-back's order."""
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        row = conn.execute(SEARCH_METADATA_CHECK, {"tenant": SEARCH_TENANT}).fetchone()
+    assert row is not None and row[0] == row[2] and row[1] == row[3], (
+        f"transfer_metadata ({row[0] if row else None} rows) is not the transfers' metadata"
+        f" ({row[2] if row else None} rows read back)"
+    )
 
 
 def timed(action: Callable[..., object], *arguments: object) -> float:
@@ -282,9 +337,11 @@ def run_reports(
     size_name: str,
     say: Callable[[str], None],
     size: ReportsSize | None = None,
+    check_fill: bool = False,
 ) -> None:
     """Fill a scratch database on the stack's PostgreSQL, measure, drop it. ``size`` (tests)
-    replaces the named size."""
+    replaces the named size; ``check_fill`` (tests) compares the metadata rows with the
+    transfers' metadata before measuring."""
     size = size or SIZES[size_name]
     database = f"sl_bench_reports_{uuid.uuid4().hex[:8]}"
     postgres_server.create_scratch_database(stack_settings, database)
@@ -296,6 +353,9 @@ def run_reports(
     try:
         apply_migrations(settings)
         fill(settings, size, say)
+        if check_fill:
+            check_metadata_fill(settings)
+            say("reports: the metadata rows are the transfers' metadata")
         run.sizes.update(
             reports_statement_entries=size.statement_entries,
             reports_trial_accounts=size.trial_accounts,
@@ -309,12 +369,18 @@ def run_reports(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--size", choices=tuple(SIZES), default="small")
+    parser.add_argument(
+        "--check-fill",
+        action="store_true",
+        help="compare the metadata rows with the transfers' metadata (tests; tiny and small)",
+    )
     arguments = parser.parse_args()
     run = BenchRun(size=arguments.size, seed=19, repetitions=1)
     started = time.monotonic()
     run_reports(
         run, load_settings(), size_name=arguments.size,
         say=lambda text: print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True),
+        check_fill=arguments.check_fill,
     )  # fmt: skip
     print(run.table())
     print(f"{time.monotonic() - started:.0f} s, load average {os.getloadavg()}")

@@ -1,6 +1,7 @@
 """``python -m bench.reports_suite --size tiny`` on the test stack: the fill is consistent (the
 statement's opening + entries = closing, every trial balance nets to zero, each searched
-``order_id`` is found, all checked by the product's own code, or the suite stops) and every
+``order_id`` is found, all checked by the product's own code, or the suite stops; the metadata
+rows, filled beside the transfers, are the transfers' metadata in the same order) and every
 figure is measured. Run as the bench runs, in a process of its own: tests do not import bench
 (the layers, decision 0029)."""
 
@@ -21,7 +22,7 @@ def test_the_reports_bench_fills_consistent_rows_and_times_the_real_reads(
 ) -> None:
     environment = child_environment(stack_settings)
     finished = subprocess.run(
-        [sys.executable, "-m", "bench.reports_suite", "--size", "tiny"],
+        [sys.executable, "-m", "bench.reports_suite", "--size", "tiny", "--check-fill"],
         cwd=REPOSITORY,
         env=environment,
         capture_output=True,
@@ -44,4 +45,6 @@ def test_the_reports_bench_fills_consistent_rows_and_times_the_real_reads(
         assert median > 0, name
         assert "load" in check, name
     assert [row[5].startswith("target") for row in rows] == [True, True, True, False]
-    assert finished.stdout.count("reports: filled ") == 5, finished.stdout  # one per filled part
+    assert finished.stdout.count("reports: filled ") == 6, finished.stdout  # one per filled part
+    # the metadata rows, made beside the transfers, are the transfers' metadata (decision 0136)
+    assert "reports: the metadata rows are the transfers' metadata" in finished.stdout
