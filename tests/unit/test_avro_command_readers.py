@@ -91,9 +91,9 @@ def _long(value: int) -> bytes:
 
 
 def _posting(debit: bytes, credit: bytes, amount: int, currency: bytes) -> bytes:
+    parts = (debit, credit, amount, currency)
     return b"".join(
-        (_long(len(debit)), debit, _long(len(credit)), credit, _long(amount))
-        + (_long(len(currency)), currency)
+        _long(len(part)) + part if isinstance(part, bytes) else _long(part) for part in parts
     )
 
 
