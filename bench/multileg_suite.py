@@ -24,11 +24,14 @@ at, with unique topic prefixes deleted at the end; ``make bench`` runs it on the
 ``--in-process`` measures the same two workloads without Kafka, in CPU time (so the machine's
 load adds little): ``IN_PROCESS_COMMANDS`` commands each after their tenants' openings
 (``IN_PROCESS_TENANTS`` tenants), folded like the processor does (``bench.bench_core.run_full``:
-decode, ``ledger.step``, outcome/reply/state encoding, batches of ``IN_PROCESS_BATCH``), the
-least CPU time of ``--rounds`` rounds, transfers and transactions alternating; it prints µs
-per command (openings counted in both) and postings per CPU-second over transfers per
-CPU-second. ``--profile`` adds a cProfile of the transactions' fold (pure Python is the one
-that shows the core's functions: ``STREAMLEDGER_PURE_PYTHON=1``).
+decode, ``ledger.step``, outcome/reply/state encoding, batches of ``IN_PROCESS_BATCH``), under
+the processor's garbage-collector thresholds (``processors.loop.tune_garbage_collection``, as
+``streamledger process`` and ``bench.bench_processor`` set them; ``--default-gc``: CPython's
+defaults, what this measure used before decision 0139), the least CPU time of ``--rounds``
+rounds, transfers and transactions alternating; it prints µs per command (openings counted in
+both) and postings per CPU-second over transfers per CPU-second. ``--profile`` adds a cProfile
+of the transactions' fold (pure Python is the one that shows the core's functions:
+``STREAMLEDGER_PURE_PYTHON=1``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bench import processor_suite
 from bench.bench_core import run_full
 from bench.results import BenchRun
 from bench.workloads import Workload, encode, recent_start_us
+from processors.loop import tune_garbage_collection
 from schemas.model import Command, OpenAccount, Posting, PostTransaction, Transfer
 from streamledger.settings import Settings, load_settings
 
@@ -192,8 +196,10 @@ def _last(run: BenchRun, workload_name: str) -> float:
     return run.last("processor", f"StreamLedger EOS ({workload_name})")
 
 
-def in_process(rounds: int, *, profile: bool) -> None:
+def in_process(rounds: int, *, profile: bool, default_gc: bool = False) -> None:
     """µs of CPU per command of each workload folded in this process, and the ratio."""
+    if not default_gc:
+        tune_garbage_collection()  # as `streamledger process` does
     workloads = build_workloads(IN_PROCESS_COMMANDS, IN_PROCESS_TENANTS, SEED)
     records = [[(r.value, r.timestamp_ms * 1000) for r in w.records] for w in workloads]
     best = [float("inf"), float("inf")]
@@ -224,9 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-process", action="store_true", help="CPU time, no Kafka")
     parser.add_argument("--rounds", type=int, default=5, help="with --in-process")
     parser.add_argument("--profile", action="store_true", help="with --in-process")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="with --in-process: CPython's collector thresholds, not the processor's",
+    )
     arguments = parser.parse_args(argv)
     if arguments.in_process:
-        in_process(arguments.rounds, profile=arguments.profile)
+        in_process(arguments.rounds, profile=arguments.profile, default_gc=arguments.default_gc)
         return 0
     run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
     run_multileg(run, load_settings(), size=arguments.size, repetitions=arguments.repetitions)

@@ -1,4 +1,4 @@
-"""Hand-written Avro binary readers for the single-leg commands the processor decodes (issue 17).
+"""Hand-written Avro binary readers for the commands the processor decodes (issue 17).
 
 The processor decodes every command record it reads: fastavro's ``_read_data`` interprets the
 parsed schema per field and builds a dict that ``schemas.codec`` turns into the model value,
@@ -11,6 +11,12 @@ only while that schema has the field layout the reader was written for (``LAYOUT
 import with ``avro_readers.field_layout``); on any failure it decodes the record through
 fastavro, whose value or ``DecodeError`` (the dead-letter kind) stands. The values equal
 fastavro's, compared by a Hypothesis test (``tests/unit/test_avro_command_readers.py``).
+
+``PostTransaction`` (decision 0139) is read the same way: fastavro took ~25 µs for a 10-posting
+transaction (a dict per posting, then ``new_posting(**item)``), against ~2 for a ``Transfer``.
+Its ``postings`` array is read as fastavro reads it (blocks of positive counts; a negative count is
+left to fastavro) and its items only while the schema's ``Posting`` has the layout read here
+(``ITEM_LAYOUTS``, checked at import by ``schemas.codec``).
 
 ``metadata`` (a ``map<string>``) is read as fastavro reads it, one or more blocks of positive
 counts, into a dict, then sorted into the model's pairs as the generic decoder does; a negative
@@ -32,14 +38,25 @@ from schemas.avro_readers import (
     read_shared_string,
     read_string,
 )
-from schemas.model import Command, OpenAccount, PostPending, Transfer, VoidPending
+from schemas.model import (
+    Command,
+    OpenAccount,
+    Posting,
+    PostPending,
+    PostTransaction,
+    Transfer,
+    VoidPending,
+)
 
 METADATA_ENTRIES_MAX: Final = 4_096  # more than limits allow; a larger map is fastavro's
+POSTINGS_READ_MAX: Final = 4_096  # more than postings_max allows; a longer array is fastavro's
 
 _new_transfer: Final = BUILDERS[Transfer]
 _new_post_pending: Final = BUILDERS[PostPending]
 _new_void_pending: Final = BUILDERS[VoidPending]
 _new_open_account: Final = BUILDERS[OpenAccount]
+_new_post_transaction: Final = BUILDERS[PostTransaction]
+_new_posting: Final = BUILDERS[Posting]
 
 
 def _end(data: bytes, position: int) -> None:
@@ -159,6 +176,55 @@ def read_open_account(data: bytes, position: int) -> Command:
     return command
 
 
+def read_postings(data: bytes, position: int) -> tuple[tuple[Posting, ...], int]:
+    """An ``array<Posting>`` as the model's tuple, read as fastavro reads it: one or more
+    blocks of positive counts (a negative count, a block with its byte size, is left to
+    fastavro, as are more than ``POSTINGS_READ_MAX`` items)."""
+    postings: list[Posting] = []
+    count, position = read_long(data, position)
+    while count != 0:
+        if count < 0 or count + len(postings) > POSTINGS_READ_MAX:
+            raise ValueError(f"an array block of {count} items")
+        for _ in range(count):
+            debit_account_id, position = read_shared_string(data, position)
+            credit_account_id, position = read_shared_string(data, position)
+            amount, position = read_long(data, position)
+            currency, position = read_shared_string(data, position)
+            postings.append(
+                _new_posting(
+                    debit_account_id=debit_account_id,
+                    credit_account_id=credit_account_id,
+                    amount=amount,
+                    currency=currency,
+                )
+            )
+        count, position = read_long(data, position)
+    return tuple(postings), position
+
+
+def read_post_transaction(data: bytes, position: int) -> Command:
+    """A ``PostTransaction`` body from ``position`` to the end of ``data`` (decision 0139)."""
+    tenant_id, idempotency_key, submitted_at_us, metadata, position = _read_header(data, position)
+    transaction_id, position = read_string(data, position)
+    postings, position = read_postings(data, position)
+    pending, position = read_boolean(data, position)
+    pending_timeout_s, position = read_optional_long(data, position)
+    reverses, position = read_optional_string(data, position)
+    _end(data, position)
+    command: PostTransaction = _new_post_transaction(
+        tenant_id=tenant_id,
+        idempotency_key=idempotency_key,
+        submitted_at_us=submitted_at_us,
+        metadata=metadata,
+        transaction_id=transaction_id,
+        postings=postings,
+        pending=pending,
+        pending_timeout_s=pending_timeout_s,
+        reverses=reverses,
+    )
+    return command
+
+
 # --------------------------------------------------------------------------- the schema check
 
 _HEADER_LAYOUT: Final = (
@@ -191,10 +257,33 @@ LAYOUTS: Final[dict[type[Any], tuple[tuple[str, str], ...]]] = {
         ("credits_must_not_exceed_debits", "boolean"),
         ("overdraft_limit", "null|long"),
     ),
+    PostTransaction: (
+        *_HEADER_LAYOUT,
+        ("transaction_id", "string"),
+        ("postings", "array"),
+        ("pending", "boolean"),
+        ("pending_timeout_s", "null|long"),
+        ("reverses", "null|string"),
+    ),
+}
+# The record layout of the items of each array field a reader reads (checked with the field
+# layout: an array's layout word does not say what its items are).
+ITEM_LAYOUTS: Final[dict[type[Any], tuple[str, str, tuple[tuple[str, str], ...]]]] = {
+    PostTransaction: (
+        "postings",
+        "streamledger.v1.Posting",
+        (
+            ("debit_account_id", "string"),
+            ("credit_account_id", "string"),
+            ("amount", "long"),
+            ("currency", "string"),
+        ),
+    ),
 }
 READERS: Final[dict[type[Any], Callable[[bytes, int], Command]]] = {
     Transfer: read_transfer,
     PostPending: read_post_pending,
     VoidPending: read_void_pending,
     OpenAccount: read_open_account,
+    PostTransaction: read_post_transaction,
 }

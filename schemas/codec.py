@@ -892,9 +892,9 @@ def _checked_readers(
 def decode_command(data: bytes) -> Command:
     """The command in single-object bytes; raises a ``DecodeError`` subclass.
 
-    A single-leg command under the current schema is read by hand (``schemas.
-    avro_command_readers``, decision 0104); anything that reader does not take plainly goes
-    through fastavro, whose value or ``DecodeError`` stands."""
+    A single-leg command or a ``PostTransaction`` under the current schema is read by hand
+    (``schemas.avro_command_readers``, decisions 0104 and 0139); anything that reader does not
+    take plainly goes through fastavro, whose value or ``DecodeError`` stands."""
     reader = _COMMAND_READERS.get(data[:_COMMAND_PREFIX_BYTES])
     if reader is not None:
         try:
@@ -905,15 +905,40 @@ def decode_command(data: bytes) -> Command:
     return result
 
 
+def _items_written_for(branch: Branch, field_name: str, record_name: str, layout: Any) -> bool:
+    """Whether ``branch``'s array field ``field_name`` holds records named ``record_name`` of
+    the field layout ``layout`` (an array's own layout word does not say)."""
+    for field in branch.wire["fields"]:
+        if field["name"] != field_name:
+            continue
+        field_type = field["type"]
+        items = field_type.get("items") if isinstance(field_type, dict) else None
+        item = branch.named.get(items) if isinstance(items, str) else items
+        return (
+            isinstance(item, dict)
+            and item.get("name") == record_name
+            and avro_readers.field_layout(item, branch.named) == layout
+        )
+    return False
+
+
 def _command_readers() -> dict[bytes, Callable[[bytes, int], Command]]:
-    """The hand-written reader of each single-leg command type (``_checked_readers``)."""
-    return _checked_readers(
-        COMMANDS,
-        tuple(
-            (python_type, avro_command_readers.LAYOUTS[python_type], reader)
-            for python_type, reader in avro_command_readers.READERS.items()
-        ),
-    )
+    """The hand-written reader of each command type it was written for: the single-leg ones
+    (decision 0104) and ``PostTransaction`` (decision 0139), while its schema's items have the
+    layout the reader reads (``_checked_readers``)."""
+    candidates = []
+    for python_type, reader in avro_command_readers.READERS.items():
+        items = avro_command_readers.ITEM_LAYOUTS.get(python_type)
+        if items is not None and not _items_written_for(COMMANDS.by_type[python_type], *items):
+            LOGGER.warning(
+                "the hand-written reader of %s is not used: its %s items are not %s",
+                python_type.__name__,
+                items[0],
+                items[2],
+            )
+            continue
+        candidates.append((python_type, avro_command_readers.LAYOUTS[python_type], reader))
+    return _checked_readers(COMMANDS, tuple(candidates))
 
 
 _COMMAND_PREFIX_BYTES: Final = COMMANDS.prefix_bytes

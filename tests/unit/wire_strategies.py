@@ -21,7 +21,15 @@ from hypothesis import strategies as st
 
 from schemas import codec
 from schemas.avro_schemas import without_logical_types
-from schemas.model import INT64_MIN, OpenAccount, PostPending, Transfer, VoidPending
+from schemas.model import (
+    INT64_MIN,
+    OpenAccount,
+    Posting,
+    PostPending,
+    PostTransaction,
+    Transfer,
+    VoidPending,
+)
 from tests.unit.contract_strategies import (
     Leaves,
     account_states_of,
@@ -93,6 +101,34 @@ def single_leg_commands(metadata: st.SearchStrategy[Any]) -> st.SearchStrategy[A
             overdraft_limit=optional_longs,
             **head,
         ),
+    )
+
+
+# Account ids and currencies of postings: any text, or a few that repeat within and across
+# transactions (the readers' shared strings).
+posting_texts = texts | st.sampled_from(["acct-1", "acct-2", "USD", "EUR", ""])
+wire_postings = st.builds(
+    Posting,
+    debit_account_id=posting_texts,
+    credit_account_id=posting_texts,
+    amount=longs,
+    currency=posting_texts,
+)
+
+
+def post_transactions(metadata: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``PostTransaction`` with ``metadata`` and 0..20 postings (the wire takes any count)."""
+    return st.builds(
+        PostTransaction,
+        tenant_id=texts,
+        idempotency_key=texts,
+        submitted_at_us=longs,
+        metadata=metadata,
+        transaction_id=texts,
+        postings=st.lists(wire_postings, max_size=20).map(tuple),
+        pending=st.booleans(),
+        pending_timeout_s=optional_longs,
+        reverses=optional_texts,
     )
 
 
