@@ -105,10 +105,10 @@ def _check_monitors(state: LedgerState) -> None:
             raise InvariantViolationError(f"{tenant_id}/{monitor_id}: its account does not exist")
         _check_not_after_head(state, tenant_id, monitor.last_sequence, monitor_id)
         entry = monitor_watch_entry(monitor)
-        if entry not in state._account_monitors.get((tenant_id, monitor.account_id), ()):
+        if entry not in state.account_watch_entries(tenant_id, monitor.account_id):
             raise InvariantViolationError(f"{tenant_id}/{monitor_id}: missing from its index")
         counts[tenant_id] = counts.get(tenant_id, 0) + 1
-    indexed = sum(len(ids) for ids in state._account_monitors.values())
+    indexed = sum(len(watched.entries) for watched in state._account_monitors.values())
     live_counts = {tenant: count for tenant, count in state._tenant_monitor_counts.items() if count}
     if indexed != len(state._monitors) or live_counts != counts:
         raise InvariantViolationError("the monitor indexes do not match the monitors")

@@ -28,7 +28,7 @@ from ledger.decisions import Rejection, StateChanges
 from ledger.draft import Draft, event_header
 from ledger.effects import balance_of
 from ledger.monitors import (
-    WatchEntry,
+    AccountWatch,
     evaluate,
     field_values,
     is_credit_normal,
@@ -144,19 +144,21 @@ def watch(state: LedgerState, events: Sequence[Event]) -> MonitorChanges:
     """The edges ``events`` (in sequence order) cause on the partition's monitors."""
     if not state._account_monitors:
         return NO_MONITOR_CHANGES
+    account_monitors = state._account_monitors
     changed: dict[tuple[str, str], MonitorState] = {}
     notifications: list[Notification] = []
     for event in events:
         if isinstance(event, MONITOR_EVENT_TYPES):
             continue  # they move no money
+        tenant_id = event.tenant_id
         for balance in event.balances:
-            entries = state.account_watch_entries(event.tenant_id, balance.account_id)
-            if entries:
+            watched = account_monitors.get((tenant_id, balance.account_id))
+            if watched is not None:
                 _watch_account(
                     state,
                     event,
                     balance,
-                    entries,
+                    watched,
                     changed=changed,
                     notifications=notifications,
                 )
@@ -169,7 +171,7 @@ def _watch_account(
     state: LedgerState,
     event: Event,
     balance: AccountBalance,
-    entries: tuple[WatchEntry, ...],
+    watched: AccountWatch,
     *,
     changed: dict[tuple[str, str], MonitorState],
     notifications: list[Notification],
@@ -179,7 +181,9 @@ def _watch_account(
     account = state.account(tenant_id, balance.account_id)
     assert account is not None, "a monitor watches an account the state does not have"
     values = field_values(balance, credit_normal=_credit_normal(account))
-    for monitor_id, field_index, operator_index, threshold, held in entries:
+    if not changed and watched.quiet(values):
+        return  # the common case: every flag is what its condition says (decision 0138)
+    for monitor_id, field_index, operator_index, threshold, held in watched.entries:
         value = values[field_index]
         # holds_at, inlined: this runs up to 16 times per account per event
         if operator_index == 0:

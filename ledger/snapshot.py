@@ -17,7 +17,7 @@ from typing import Final
 from ledger.expiry import ExpiryEntry, ExpiryIndex, OutcomeExpiryIndex
 from ledger.fold import apply
 from ledger.invariants import assert_invariants, assert_not_after_heads
-from ledger.monitors import monitor_watch_entry
+from ledger.monitors import AccountWatch, WatchEntry, monitor_watch_entry
 from ledger.state import DEFAULT_IDEMPOTENCY_RETENTION_S, LedgerState, WireFormat
 from schemas.keys import KEY_SEPARATOR, outcome_key, transfer_state_key
 from schemas.model import (
@@ -180,15 +180,15 @@ def _index_monitors(state: LedgerState) -> None:
     ordered = sorted(
         state._monitors.values(), key=lambda monitor: (monitor.tenant_id, monitor.created_sequence)
     )
+    entries: dict[tuple[str, str], list[WatchEntry]] = {}
     for monitor in ordered:
-        account_key = (monitor.tenant_id, monitor.account_id)
-        entry = monitor_watch_entry(monitor)
-        state._account_monitors[account_key] = (
-            *state._account_monitors.get(account_key, ()),
-            entry,
+        entries.setdefault((monitor.tenant_id, monitor.account_id), []).append(
+            monitor_watch_entry(monitor)
         )
         counts = state._tenant_monitor_counts
         counts[monitor.tenant_id] = counts.get(monitor.tenant_id, 0) + 1
+    for account_key, account_entries in entries.items():
+        state._account_monitors[account_key] = AccountWatch(tuple(account_entries))
 
 
 def _restore_outcomes(

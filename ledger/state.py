@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from ledger.decisions import StateChanges
 from ledger.expiry import ExpiryEntry, ExpiryIndex, OutcomeExpiryIndex
-from ledger.monitors import WatchEntry, monitor_watch_entry
+from ledger.monitors import NO_WATCH, AccountWatch, WatchEntry, monitor_watch_entry
 from schemas.event_time import US_PER_S
 from schemas.keys import outcome_key, transfer_state_key
 from schemas.model import (
@@ -119,7 +119,7 @@ class LedgerState:
         # creation order (the order ``ledger.monitor_steps.watch`` evaluates them in); per tenant,
         # how many (``MONITORS_PER_TENANT_MAX``)
         self._monitors: dict[tuple[str, str], MonitorState] = {}
-        self._account_monitors: dict[tuple[str, str], tuple[WatchEntry, ...]] = {}
+        self._account_monitors: dict[tuple[str, str], AccountWatch] = {}
         self._tenant_monitor_counts: dict[str, int] = {}
         self._stream_time_us = 0
         self._batch_start_stream_time_us = 0
@@ -188,7 +188,7 @@ class LedgerState:
 
     def account_watch_entries(self, tenant_id: str, account_id: str) -> tuple[WatchEntry, ...]:
         """The account's monitors as the hot path compares them, in creation order."""
-        return self._account_monitors.get((tenant_id, account_id), ())
+        return self._account_monitors.get((tenant_id, account_id), NO_WATCH).entries
 
     def tenant_monitor_count(self, tenant_id: str) -> int:
         return self._tenant_monitor_counts.get(tenant_id, 0)
@@ -288,12 +288,12 @@ class LedgerState:
         """Add (at the end: creation order) or remove the monitor's watch entry; count it."""
         tenant_id, monitor_id = monitor.tenant_id, monitor.monitor_id
         account_key = (tenant_id, monitor.account_id)
-        entries = self._account_monitors.get(account_key, ())
+        entries = self._account_monitors.get(account_key, NO_WATCH).entries
         if added:
             entries = (*entries, monitor_watch_entry(monitor))
         else:
             entries = tuple(entry for entry in entries if entry[0] != monitor_id)
-        self._put(self._account_monitors, account_key, entries)
+        self._put(self._account_monitors, account_key, AccountWatch(entries))
         count = self._tenant_monitor_counts.get(tenant_id, 0) + (1 if added else -1)
         self._put(self._tenant_monitor_counts, tenant_id, count)
 
@@ -302,9 +302,9 @@ class LedgerState:
         account_key = (monitor.tenant_id, monitor.account_id)
         entries = tuple(
             monitor_watch_entry(monitor) if entry[0] == monitor.monitor_id else entry
-            for entry in self._account_monitors[account_key]
+            for entry in self._account_monitors[account_key].entries
         )
-        self._put(self._account_monitors, account_key, entries)
+        self._put(self._account_monitors, account_key, AccountWatch(entries))
 
     def forget_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Drop expired outcomes (their tombstones go to ledger.outcomes in the same batch).

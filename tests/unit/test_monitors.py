@@ -8,11 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.monitors import (
+    QUIET_HIGH,
+    QUIET_LOW,
+    AccountWatch,
     Crossing,
     MonitorCondition,
     MonitorField,
     MonitorOperator,
     WatchedMonitor,
+    WatchEntry,
     condition_holds,
     crossings,
     evaluate,
@@ -254,3 +258,93 @@ def test_the_hot_path_agrees_with_the_definition(
     value = field_values(balance, credit_normal=credit_normal)[field_index]
     assert value == field_value(condition.field, balance, credit_normal=credit_normal)
     assert holds_at(operator_index, value, threshold) == condition_holds(condition, value)
+
+
+# --------------------------------------------------------------------------- the quick check
+# ``AccountWatch.quiet`` (decision 0138): ``watch`` skips an account's monitors when it says no
+# flag differs from its condition. It must never say so wrongly; inside the small-int range it
+# is exact, so the per-monitor comparison runs only where an edge may be.
+
+near_thresholds = st.integers(min_value=-40, max_value=40)
+any_thresholds = st.one_of(
+    near_thresholds,
+    st.sampled_from((INT64_MIN, INT64_MIN + 1, INT64_MAX - 1, INT64_MAX, QUIET_LOW, QUIET_HIGH)),
+)
+entries = st.lists(
+    st.builds(
+        watch_entry,
+        st.just("m"),
+        st.sampled_from(MONITOR_FIELDS),
+        st.sampled_from(MONITOR_OPERATORS),
+        any_thresholds,
+        holds=st.booleans(),
+    ),
+    max_size=16,
+)
+balance_entries = st.lists(
+    st.builds(
+        watch_entry,
+        st.just("m"),
+        st.sampled_from(MONITOR_FIELDS),
+        st.sampled_from(MONITOR_OPERATORS),
+        st.integers(min_value=-10_000, max_value=10_000),
+        holds=st.booleans(),
+    ),
+    max_size=16,
+)
+near_values = st.integers(min_value=-45, max_value=45)
+field_value_tuples = st.tuples(*[near_values] * len(MonitorField))
+wide_value_tuples = st.tuples(
+    *[st.one_of(near_values, st.integers(min_value=-(2**66), max_value=2**66))] * len(MonitorField)
+)
+
+
+def _every_flag_holds(entries: list[WatchEntry], values: tuple[int, ...]) -> bool:
+    return all(
+        holds_at(operator_index, values[field_index], threshold) == held
+        for _, field_index, operator_index, threshold, held in entries
+    )
+
+
+@settings(max_examples=1_000, deadline=None, derandomize=True)
+@given(entries=entries, values=field_value_tuples)
+def test_quiet_is_exact_in_the_small_int_range(
+    entries: list[WatchEntry], values: tuple[int, ...]
+) -> None:
+    """Quiet exactly when every monitor's condition at these values equals its flag."""
+    assert AccountWatch(tuple(entries)).quiet(values) == _every_flag_holds(entries, values)
+
+
+@settings(max_examples=1_000, deadline=None, derandomize=True)
+@given(entries=entries, values=wide_value_tuples)
+def test_quiet_is_never_wrong(entries: list[WatchEntry], values: tuple[int, ...]) -> None:
+    """Past the small-int range (counters near 2**63, derived values below -2**63) quiet may
+    say no where no flag changes (the exact comparison then runs), never yes where one does."""
+    if AccountWatch(tuple(entries)).quiet(values):
+        assert _every_flag_holds(entries, values)
+
+
+@EXAMPLES
+@given(entries=balance_entries, credit_normal=st.booleans(), balance=balances)
+def test_quiet_over_an_events_counters(
+    entries: list[WatchEntry], credit_normal: bool, balance: AccountBalance
+) -> None:
+    """What ``watch`` runs: ``field_values`` of an event's counters, then the quick check
+    (exact: such counters are far inside the small-int range)."""
+    values = field_values(balance, credit_normal=credit_normal)
+    assert AccountWatch(tuple(entries)).quiet(values) == _every_flag_holds(entries, values)
+
+
+def test_quiet_examples() -> None:
+    """A low-balance alarm not firing, one firing, and an `==` not holding."""
+    low = watch_entry("low", "available", "<", 100, holds=False)
+    values = (0, 500, 0, 0, 500, 0, 500)
+    assert AccountWatch((low,)).quiet(values)
+    assert not AccountWatch((low,)).quiet((0, 99, 0, 0, 99, 0, 99))  # it would trigger
+    fired = watch_entry("low", "available", "<", 100, holds=True)
+    assert AccountWatch((fired,)).quiet((0, 99, 0, 0, 99, 0, 99))
+    assert not AccountWatch((fired,)).quiet((0, 100, 0, 0, 100, 0, 100))  # it would clear
+    exact = watch_entry("exact", "posted", "==", 500, holds=False)
+    assert not AccountWatch((exact,)).quiet(values)
+    assert AccountWatch((exact,)).quiet((0, 501, 0, 0, 501, 0, 501))
+    assert AccountWatch(()).quiet(values)
