@@ -335,3 +335,11 @@ def test_verify_agrees_with_the_reference_hmac_on_any_header_form(
         assert verdict.detail == (
             "tenant_id: unauthenticated: the signature does not match the record under key 'gw:v1'"
         )
+
+
+def test_a_key_id_header_that_is_not_ascii_is_unauthenticated() -> None:
+    registry = enrolled_registry()
+    headers = [(KEY_ID_HEADER, b"gw:v1\xff"), (SIGNATURE_HEADER, b"00" * 32)]
+    verdict = registry.verify("a", b"v", headers, 2 * SECOND)
+    assert verdict == Unauthenticated("tenant_id: unauthenticated: the key id header is not ASCII")
+    assert registry._macs == {}
