@@ -44,6 +44,10 @@ MICROSECONDS_PER_MILLISECOND: Final = 1_000
 UNSIGNED_ACTOR: Final = ""
 SIGNED_HEADER_COUNT: Final = 2
 SECRET_CACHE_MAX: Final = 100_000  # derived secrets kept per partition (then the cache restarts)
+SHA256_BLOCK_BYTES: Final = 64
+# HMAC's pads (RFC 2104), as translation tables: key.translate(IPAD) = each key byte ^ 0x36
+IPAD: Final = bytes(byte ^ 0x36 for byte in range(256))
+OPAD: Final = bytes(byte ^ 0x5C for byte in range(256))
 HeaderValue = str | bytes | None
 # as confluent-kafka hands them over (a list of pairs), or a mapping (processors.transport)
 Headers = Sequence[tuple[str, HeaderValue]] | Mapping[str, HeaderValue] | None
@@ -109,6 +113,37 @@ def signature_of(headers: Headers) -> tuple[bytes | None, bytes | None]:
     return _as_bytes(key_id), _as_bytes(mac)
 
 
+def keyed_sha256(secret: bytes, prefix: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256 under ``secret`` as its two keyed SHA-256 states (RFC 2104): the inner one
+    already fed the key's inner pad and ``prefix``, the outer one its outer pad. Then for a
+    message ``m``: ``outer.copy()`` updated with ``inner.copy()`` updated with ``m``'s
+    ``digest()`` gives ``HMAC(secret, prefix + m)``. Two plain SHA-256 copies cost less than
+    copying an OpenSSL HMAC context (three digest contexts, copied again by its digest) and the
+    ``hmac`` module's Python wrapper around it (decision 0137)."""
+    key = hashlib.sha256(secret).digest() if len(secret) > SHA256_BLOCK_BYTES else secret
+    key = key.ljust(SHA256_BLOCK_BYTES, b"\x00")
+    inner = hashlib.sha256(key.translate(IPAD))
+    inner.update(prefix)
+    return inner, hashlib.sha256(key.translate(OPAD))
+
+
+def keyed_hexdigest(keyed: tuple[Any, Any], message: bytes) -> bytes:
+    """The 64 lowercase hex digits (ASCII bytes) of ``HMAC(secret, prefix + message)`` from
+    ``keyed_sha256(secret, prefix)`` (``KeyRegistry.verify`` writes this out inline)."""
+    inner = keyed[0].copy()
+    inner.update(message)
+    outer = keyed[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest().encode()  # type: ignore[no-any-return]
+
+
+def _ascii(key_id: bytes) -> str | None:
+    try:
+        return key_id.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
 def _as_bytes(value: HeaderValue) -> bytes | None:
     return value.encode("utf-8", "replace") if isinstance(value, str) else value
 
@@ -133,7 +168,8 @@ class KeyRegistry:
         self._operator_secret = operator_secret(master)
         self._committed: dict[str, dict[str, SigningKeyState]] = {}
         self._staged: dict[tuple[str, str], SigningKeyState] = {}
-        self._macs: dict[tuple[str, bytes], tuple[str, Any]] = {}
+        # (tenant, key id as in the header) -> (key id text, inner and outer keyed SHA-256)
+        self._macs: dict[tuple[str, bytes], tuple[str, Any, Any]] = {}
         # the latest record time seen, committed and in the open batch (an aborted batch's
         # records are read again: their times must not judge them twice)
         self._committed_latest_us = stream_time_us
@@ -166,14 +202,16 @@ class KeyRegistry:
         self._latest_us = max(self._latest_us, record_timestamp_us)
         return self._latest_us
 
-    def _keyed_mac(self, tenant_id: str, key_id: bytes, key_text: str) -> tuple[str, Any]:
-        """(key id text, the key's HMAC-SHA256 already fed ``key_id + NUL``), derived once per
-        granted key and cached: each command then costs a copy and its value, not the
-        derivation and the key schedule."""
+    def _keyed_mac(self, tenant_id: str, key_id: bytes, key_text: str) -> tuple[str, Any, Any]:
+        """(key id text, the key's inner SHA-256 already fed its pad and ``key_id + NUL``, its
+        outer SHA-256 fed its pad: ``keyed_sha256``), derived once per granted key and cached:
+        each command then costs two digest copies and its value, not the derivation and the
+        key schedule."""
         if len(self._macs) >= SECRET_CACHE_MAX:
             self._macs.clear()
         secret = tenant_key_secret(self._master, tenant_id, key_text)
-        cached = (key_text, hmac.new(secret, key_id + KEY_ID_SEPARATOR, hashlib.sha256))
+        inner, outer = keyed_sha256(secret, key_id + KEY_ID_SEPARATOR)
+        cached = (key_text, inner, outer)
         self._macs[(tenant_id, key_id)] = cached
         return cached
 
@@ -186,7 +224,17 @@ class KeyRegistry:
         now_us = self._latest_us
         if record_timestamp_us > now_us:
             self._latest_us = now_us = record_timestamp_us
-        key_id, mac = signature_of(headers)
+        if (  # the SDK's two headers, in its order, as bytes (signature_of, inline)
+            type(headers) is list
+            and len(headers) == SIGNED_HEADER_COUNT
+            and headers[0][0] == KEY_ID_HEADER
+            and headers[1][0] == SIGNATURE_HEADER
+            and type(key_id := headers[0][1]) is bytes
+            and type(mac := headers[1][1]) is bytes
+        ):
+            pass
+        else:
+            key_id, mac = signature_of(headers)
         if key_id is None or mac is None:
             if self.mode is SignatureMode.REQUIRED or self.enrolled(tenant_id):
                 return _unauthenticated(
@@ -194,13 +242,9 @@ class KeyRegistry:
                 )
             return UNSIGNED_ACTOR
         keyed = self._macs.get((tenant_id, key_id))
-        if keyed is not None:
-            key_text = keyed[0]
-        else:
-            try:
-                key_text = key_id.decode("ascii")
-            except UnicodeDecodeError:
-                return _unauthenticated("the key id header is not ASCII")
+        key_text = keyed[0] if keyed is not None else _ascii(key_id)
+        if key_text is None:
+            return _unauthenticated("the key id header is not ASCII")
         state = self._staged.get((tenant_id, key_text)) if self._staged else None
         if state is None:
             keys = self._committed.get(tenant_id)
@@ -215,9 +259,11 @@ class KeyRegistry:
             )
         if keyed is None:  # derived only for a granted key: forged key ids cost no derivation
             keyed = self._keyed_mac(tenant_id, key_id, key_text)
-        computed = keyed[1].copy()
-        computed.update(value)
-        if not hmac.compare_digest(computed.hexdigest().encode(), mac):
+        inner = keyed[1].copy()  # keyed_hexdigest, inline
+        inner.update(value)
+        outer = keyed[2].copy()
+        outer.update(inner.digest())
+        if not hmac.compare_digest(outer.hexdigest().encode(), mac):
             return _unauthenticated(
                 f"the signature does not match the record under key {key_text!r}"
             )

@@ -13,6 +13,8 @@ from processors.command_signatures import (
     RegistryChange,
     SignatureMode,
     Unauthenticated,
+    keyed_hexdigest,
+    keyed_sha256,
     signature_of,
 )
 from schemas.signing_keys import (
@@ -264,3 +266,80 @@ def test_forged_key_ids_cost_no_derivation_and_fill_no_cache() -> None:
     assert registry._macs == {}
     assert registry.verify("a", b"v", signed("a", "gw:v1", b"v"), 2 * SECOND) == "gw:v1"
     assert list(registry._macs) == [("a", b"gw:v1")]
+
+
+@given(st.binary(max_size=130), st.binary(max_size=80), st.binary(max_size=300))
+def test_the_keyed_sha256_states_give_hmac_sha256(
+    secret: bytes, prefix: bytes, message: bytes
+) -> None:
+    """The verification's fast path (decision 0137) is HMAC-SHA256 exactly, for keys shorter,
+    as long as and longer than SHA-256's 64-byte block, and its states are reusable."""
+    keyed = keyed_sha256(secret, prefix)
+    expected = hmac.new(secret, prefix + message, hashlib.sha256).hexdigest().encode()
+    assert keyed_hexdigest(keyed, message) == expected
+    assert keyed_hexdigest(keyed, message) == expected  # the cached states are not consumed
+    assert (
+        keyed_hexdigest(keyed, b"") == hmac.new(secret, prefix, hashlib.sha256).hexdigest().encode()
+    )
+
+
+HEADER_NAMES = st.sampled_from([KEY_ID_HEADER, SIGNATURE_HEADER, "other"])
+
+
+@given(
+    value=st.binary(min_size=1, max_size=250),
+    key_id=st.sampled_from(["gw:v1", "gw:v2", "other:v1"]),
+    mac_form=st.sampled_from(["good", "upper", "short", "flipped", "raw", "str", "other-body"]),
+    layout=st.sampled_from(["sdk", "reversed", "extra", "mapping", "key-as-str", "none"]),
+)
+def test_verify_agrees_with_the_reference_hmac_on_any_header_form(
+    value: bytes, key_id: str, mac_form: str, layout: str
+) -> None:
+    """Whatever the headers' form, ``verify`` accepts exactly the records whose signature
+    header is the 64 lowercase hex digits of HMAC-SHA256(key secret, key_id NUL value) under a
+    key granted to the tenant, with the reasons of the reference (decision 0137)."""
+    registry = enrolled_registry()
+    secret = tenant_key_secret(MASTER, "a", key_id)
+    good = hmac.new(secret, key_id.encode() + b"\x00" + value, hashlib.sha256).hexdigest()
+    macs: dict[str, str | bytes] = {
+        "good": good.encode(),
+        "upper": good.upper().encode(),
+        "short": good[:-1].encode(),
+        "flipped": (good[:-1] + ("0" if good[-1] != "0" else "1")).encode(),
+        "raw": bytes.fromhex(good),
+        "str": good,
+        "other-body": hmac.new(secret, key_id.encode() + b"\x00x" + value, hashlib.sha256)
+        .hexdigest()
+        .encode(),
+    }
+    mac = macs[mac_form]
+    key: str | bytes = key_id if layout == "key-as-str" else key_id.encode()
+    pairs: list[tuple[str, str | bytes]] = [(KEY_ID_HEADER, key), (SIGNATURE_HEADER, mac)]
+    headers: object = {
+        "sdk": pairs,
+        "key-as-str": pairs,
+        "reversed": pairs[::-1],
+        "extra": [("other", b"x"), *pairs],
+        "mapping": dict(pairs),
+        "none": None,
+    }[layout]
+    verdict = registry.verify("a", value, headers, 2 * SECOND)  # type: ignore[arg-type]
+    if layout == "none":
+        assert isinstance(verdict, Unauthenticated) and "is not signed" in verdict.detail
+    elif key_id != "gw:v1":
+        assert isinstance(verdict, Unauthenticated) and "is not granted" in verdict.detail
+    elif mac_form in ("good", "str"):
+        assert verdict == "gw:v1"
+    else:
+        assert isinstance(verdict, Unauthenticated)
+        assert verdict.detail == (
+            "tenant_id: unauthenticated: the signature does not match the record under key 'gw:v1'"
+        )
+
+
+def test_a_key_id_header_that_is_not_ascii_is_unauthenticated() -> None:
+    registry = enrolled_registry()
+    headers = [(KEY_ID_HEADER, b"gw:v1\xff"), (SIGNATURE_HEADER, b"00" * 32)]
+    verdict = registry.verify("a", b"v", headers, 2 * SECOND)
+    assert verdict == Unauthenticated("tenant_id: unauthenticated: the key id header is not ASCII")
+    assert registry._macs == {}
