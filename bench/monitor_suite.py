@@ -152,12 +152,15 @@ def cpu_ratio(without: Workload, watched: Workload, repetition: int = 0) -> floa
     interleaved, and which goes first alternates by repetition as the Kafka runs do (one run of
     each, always without first, moved by ±15 % on a loaded machine: decision 0138)."""
     order = (without, watched) if repetition % 2 == 0 else (watched, without)
+    records = {
+        workload.name: [(record.value, record.timestamp_ms * 1_000) for record in workload.records]
+        for workload in order
+    }
     seconds: dict[str, float] = {}
     for _ in range(CPU_ROUNDS):
-        for workload in order:
-            records = [(record.value, record.timestamp_ms * 1_000) for record in workload.records]
-            taken = bench_core.best_of(1, lambda r=records: bench_core.run_full(r, CPU_BATCH))  # type: ignore[misc]
-            seconds[workload.name] = min(seconds.get(workload.name, taken), taken)
+        for name, folded in records.items():
+            taken = bench_core.best_of(1, lambda r=folded: bench_core.run_full(r, CPU_BATCH))  # type: ignore[misc]
+            seconds[name] = min(seconds.get(name, taken), taken)
     return (len(watched.records) / seconds[watched.name]) / (
         len(without.records) / seconds[without.name]
     )

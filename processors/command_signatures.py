@@ -129,7 +129,7 @@ def keyed_sha256(secret: bytes, prefix: bytes) -> tuple[Any, Any]:
 
 def keyed_hexdigest(keyed: tuple[Any, Any], message: bytes) -> bytes:
     """The 64 lowercase hex digits (ASCII bytes) of ``HMAC(secret, prefix + message)`` from
-    ``keyed_sha256(secret, prefix)`` (``KeyRegistry.verify`` writes this out inline)."""
+    ``keyed_sha256(secret, prefix)``; the cached states are copied, not consumed."""
     inner = keyed[0].copy()
     inner.update(message)
     outer = keyed[1].copy()
@@ -168,8 +168,8 @@ class KeyRegistry:
         self._operator_secret = operator_secret(master)
         self._committed: dict[str, dict[str, SigningKeyState]] = {}
         self._staged: dict[tuple[str, str], SigningKeyState] = {}
-        # (tenant, key id as in the header) -> (key id text, inner and outer keyed SHA-256)
-        self._macs: dict[tuple[str, bytes], tuple[str, Any, Any]] = {}
+        # (tenant, key id as in the header) -> (key id text, its keyed SHA-256 states)
+        self._macs: dict[tuple[str, bytes], tuple[str, tuple[Any, Any]]] = {}
         # the latest record time seen, committed and in the open batch (an aborted batch's
         # records are read again: their times must not judge them twice)
         self._committed_latest_us = stream_time_us
@@ -202,16 +202,16 @@ class KeyRegistry:
         self._latest_us = max(self._latest_us, record_timestamp_us)
         return self._latest_us
 
-    def _keyed_mac(self, tenant_id: str, key_id: bytes, key_text: str) -> tuple[str, Any, Any]:
-        """(key id text, the key's inner SHA-256 already fed its pad and ``key_id + NUL``, its
-        outer SHA-256 fed its pad: ``keyed_sha256``), derived once per granted key and cached:
-        each command then costs two digest copies and its value, not the derivation and the
-        key schedule."""
+    def _keyed_mac(
+        self, tenant_id: str, key_id: bytes, key_text: str
+    ) -> tuple[str, tuple[Any, Any]]:
+        """(key id text, the key's ``keyed_sha256`` states for the prefix ``key_id + NUL``),
+        derived once per granted key and cached: each command then costs two digest copies and
+        its value, not the derivation and the key schedule."""
         if len(self._macs) >= SECRET_CACHE_MAX:
             self._macs.clear()
         secret = tenant_key_secret(self._master, tenant_id, key_text)
-        inner, outer = keyed_sha256(secret, key_id + KEY_ID_SEPARATOR)
-        cached = (key_text, inner, outer)
+        cached = (key_text, keyed_sha256(secret, key_id + KEY_ID_SEPARATOR))
         self._macs[(tenant_id, key_id)] = cached
         return cached
 
@@ -259,11 +259,7 @@ class KeyRegistry:
             )
         if keyed is None:  # derived only for a granted key: forged key ids cost no derivation
             keyed = self._keyed_mac(tenant_id, key_id, key_text)
-        inner = keyed[1].copy()  # keyed_hexdigest, inline
-        inner.update(value)
-        outer = keyed[2].copy()
-        outer.update(inner.digest())
-        if not hmac.compare_digest(outer.hexdigest().encode(), mac):
+        if not hmac.compare_digest(keyed_hexdigest(keyed[1], value), mac):
             return _unauthenticated(
                 f"the signature does not match the record under key {key_text!r}"
             )
