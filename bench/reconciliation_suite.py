@@ -68,7 +68,7 @@ from typing import Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process, wait_until_settled
-from bench.results import BenchRun
+from bench.results import BenchRun, repetitions_at_most
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from ledger import Accepted, LedgerState, step
@@ -113,7 +113,7 @@ class Shape:
     repetitions_max: int | None = None
 
     def repetitions(self, wanted: int) -> int:
-        return min(wanted, self.repetitions_max or wanted)
+        return repetitions_at_most(wanted, self.repetitions_max)
 
 
 SIZES: Final = {

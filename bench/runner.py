@@ -55,7 +55,7 @@ from bench import (
     workloads,
 )
 from bench.peers import runner as peers
-from bench.results import BenchRun
+from bench.results import BenchRun, repetitions_at_most
 from infra import stack
 from streamledger.settings import KAFKA_SECURITY_DEFAULT, Settings, load_settings
 
@@ -262,7 +262,7 @@ def run_peers(
             check=True, passthrough=True, restore=False,
         )  # fmt: skip
     run.sizes["peers"] = len(workload.records)
-    peer_repetitions = min(repetitions, size.peer_repetitions_max or repetitions)
+    peer_repetitions = repetitions_at_most(repetitions, size.peer_repetitions_max)
     for peer in peers.PEERS:
         say(f"peer: {peer.label} on {workload.name} ({len(workload.records)})"
             f" x {peer_repetitions}")  # fmt: skip
