@@ -178,7 +178,9 @@ def run_suites(
     multileg_suite.run_multileg(
         run, settings, size=arguments.size, repetitions=repetitions, partitions=PARTITIONS
     )
-    say(f"monitors: {monitor_suite.MONITORS:,} monitors on hot accounts vs none x {repetitions}")
+    transfers = monitor_suite.COMMANDS_BY_SIZE[arguments.size]
+    say(f"monitors: {monitor_suite.MONITORS:,} monitors on hot accounts vs none, {transfers:,}"
+        f" transfers x {repetitions}")  # fmt: skip
     monitor_suite.run_monitors(
         run, settings, size=arguments.size, repetitions=repetitions, partitions=PARTITIONS
     )
