@@ -53,7 +53,7 @@ RATIO_FIGURE: Final = "commands/s with monitors / without (target >= 0.9)"
 # several processor batches (batch_records_max 5,000) per partition: fewer make the steady-state
 # window a batch or two and the wall-clock ratio noise. At full 100,000 (5 batches per partition),
 # not 200,000: the ratio is a per-command cost, its spread is the machine's at both counts (runs
-# of both alternating, and the quiet ones at 200,000), in under half the suite's ~4 min
+# of both alternating, and the quiet ones at 200,000), in about half the suite's ~4 min
 # (decision 0141)
 COMMANDS_BY_SIZE: Final = {"small": 40_000, "full": 100_000}
 CPU_BATCH: Final = 5_000
