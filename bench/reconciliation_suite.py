@@ -2,7 +2,7 @@
 ledger of ≥ 1M movements (target ≥ 20k lines/s), and the matcher's memory per open item.
 
     python -m bench.reconciliation_suite [--size small|full] [--repetitions 1] [--matchers 1]
-                                         [--core-only]
+                                         [--core-only] [--no-cache] [--check-cache DIRECTORY]
 
 (``--core-only``: only the in-process figure below, no stack needed; to profile the core.)
 
@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import pickle
 import random
 import statistics
 import subprocess
@@ -68,7 +69,7 @@ from typing import Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process, wait_until_settled
-from bench.results import BenchRun
+from bench.results import BenchRun, repetitions_at_most
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from ledger import Accepted, LedgerState, step
@@ -113,7 +114,7 @@ class Shape:
     repetitions_max: int | None = None
 
     def repetitions(self, wanted: int) -> int:
-        return min(wanted, self.repetitions_max or wanted)
+        return repetitions_at_most(wanted, self.repetitions_max)
 
 
 SIZES: Final = {
@@ -143,6 +144,12 @@ WAIT_POLL_S: Final = 0.05
 OPENING_TIMEOUT_S: Final = 120.0  # the matcher's start, group join and first batch
 RESULTS_TIMEOUT_S: Final = 900.0  # the whole full-size backlog, with room
 GROUP: Final = "reconciliation"
+# the built workload, kept between runs (``cached_workload``): not under the bench's home,
+# which ``python -m bench`` wipes at its start
+CACHE_DIRECTORY: Final = REPO_ROOT / ".bench-cache"
+WORKLOAD_SOURCE_DIRECTORIES: Final = ("ledger", "schemas", "reconciliation")
+WORKLOAD_SOURCE_FILES: Final = ("processors/partition_ledger.py", "bench/reconciliation_suite.py")
+WORKLOAD_SOURCE_SUFFIXES: Final = frozenset({".py", ".avsc", ".json"})
 IN_PROCESS_RECORDS_MAX: Final = 200_000  # of the workload, in arrival order (~100k lines)
 CORE_FIGURE: Final = "matcher work in process (decode, rules, result encoding), no Kafka"
 LINES_FIGURE: Final = "statement lines matched/s (target >= 20k)"
@@ -336,6 +343,71 @@ def build_workload(shape: Shape, seed: int, partitions: int = PARTITIONS) -> Wor
     first, after = len(events), len(events) + shape.tenants
     opening, backlog = records[first:after], records[:first] + records[after:]
     return Workload(backlog, opening, lines=lines, mirror_movements=movements, events=len(events))
+
+
+def workload_sources() -> list[Path]:
+    """The files whose code decides the workload's bytes: the core that builds the events, the
+    contract that encodes them, the reconciliation records and this module."""
+    found = [REPO_ROOT / name for name in WORKLOAD_SOURCE_FILES]
+    for directory in WORKLOAD_SOURCE_DIRECTORIES:
+        found += [
+            path
+            for path in (REPO_ROOT / directory).rglob("*")
+            if path.suffix in WORKLOAD_SOURCE_SUFFIXES and "__pycache__" not in path.parts
+        ]
+    return sorted(found)
+
+
+def workload_key(shape: Shape, seed: int, partitions: int) -> str:
+    """What a cached workload is valid for: the shape, seed and partitions, the Python version
+    (pickle, random) and every source of ``workload_sources``."""
+    digest = hashlib.sha256(repr((shape, seed, partitions, sys.version_info[:2])).encode())
+    for path in workload_sources():
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:20]
+
+
+def cached_workload(
+    shape: Shape, seed: int, partitions: int = PARTITIONS, directory: Path = CACHE_DIRECTORY
+) -> tuple[Workload, bool]:
+    """``build_workload``'s result, from ``directory`` when it was built before from the same
+    sources (``workload_key``), else built and stored there; and whether it was read from
+    there. At full the build is ~105 s of a quiet machine through the pure core, the read ~5 s
+    (decision 0141). One file per shape is kept: an older key's is removed."""
+    stem = f"reconciliation-{shape.movements}-{seed}-{partitions}"
+    path = directory / f"{stem}-{workload_key(shape, seed, partitions)}.pickle"
+    if path.exists():
+        with path.open("rb") as stored:
+            records, opening, lines, movements, events = pickle.load(stored)
+        return Workload(
+            [InputRecord(*record) for record in records],
+            [InputRecord(*record) for record in opening],
+            lines=lines,
+            mirror_movements=movements,
+            events=events,
+        ), True
+    workload = build_workload(shape, seed, partitions)
+    directory.mkdir(parents=True, exist_ok=True)
+    for older in directory.glob(f"{stem}-*.pickle"):
+        older.unlink(missing_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    # plain tuples, not the classes: pickled from ``python -m`` they would be ``__main__``'s
+    stored_as = (
+        [astuple_of(record) for record in workload.records],
+        [astuple_of(record) for record in workload.opening],
+        workload.lines,
+        workload.mirror_movements,
+        workload.events,
+    )
+    with partial.open("wb") as stored:
+        pickle.dump(stored_as, stored, protocol=pickle.HIGHEST_PROTOCOL)
+    partial.replace(path)
+    return workload, False
+
+
+def astuple_of(record: InputRecord) -> tuple[str, int, bytes, bytes, int]:
+    return record.topic, record.partition, record.key, record.value, record.arrives_day
 
 
 # --------------------------------------------------------------------------- the runs
@@ -649,14 +721,19 @@ def run_reconciliation(
     repetitions: int,
     matcher_counts: tuple[int, ...] = MATCHER_COUNTS,
     say: Callable[[str], None] = print,
+    cache: bool = True,
 ) -> None:
     shape = SIZES[size]
     started = time.monotonic()
-    workload = build_workload(shape, SEED)
+    if cache:
+        workload, from_cache = cached_workload(shape, SEED)
+    else:
+        workload, from_cache = build_workload(shape, SEED), False
     built_s = time.monotonic() - started
+    how = f"read from {CACHE_DIRECTORY.name}" if from_cache else "built"
     say(
         f"reconciliation: {workload.events:,} events ({workload.mirror_movements:,} mirror"
-        f" movements), {workload.lines:,} lines built in {built_s:.0f} s"
+        f" movements), {workload.lines:,} lines {how} in {built_s:.0f} s"
     )
     run.sizes.update(
         reconciliation_movements=workload.mirror_movements,
@@ -693,11 +770,33 @@ def main(argv: list[str] | None = None) -> int:
         help="only the matcher's work in process (no Kafka, no stack): lines/CPU-s, for"
         " profiling (python -m cProfile -m bench.reconciliation_suite --core-only)",
     )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"build the workload even if {CACHE_DIRECTORY.name}/ holds it from the same sources",
+    )
+    parser.add_argument(
+        "--check-cache",
+        metavar="DIRECTORY",
+        type=Path,
+        help="only build the workload, store it in DIRECTORY (or read it from there: the same"
+        " sources), and compare it with a fresh build; exit 1 if they differ. No stack needed",
+    )
     arguments = parser.parse_args(argv)
     if any(count < 1 for count in arguments.matchers or ()):
         parser.error("--matchers must be at least 1")
+    shape = SIZES[arguments.size]
+    if arguments.check_cache is not None:
+        cached, from_cache = cached_workload(shape, SEED, directory=arguments.check_cache)
+        same = cached == build_workload(shape, SEED)
+        print(f"workload {'read from' if from_cache else 'stored in'} {arguments.check_cache}:"
+              f" {'the same as' if same else 'DIFFERENT from'} a fresh build")  # fmt: skip
+        return 0 if same else 1
     if arguments.core_only:
-        workload = build_workload(SIZES[arguments.size], SEED)
+        if arguments.no_cache:
+            workload = build_workload(shape, SEED)
+        else:
+            workload = cached_workload(shape, SEED)[0]
         rates = [
             core_lines_per_cpu_s(workload, IN_PROCESS_RECORDS_MAX)
             for _ in range(arguments.repetitions)
@@ -707,7 +806,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = tuple(arguments.matchers or MATCHER_COUNTS)
     run = BenchRun(size=arguments.size, seed=SEED, repetitions=arguments.repetitions)
     run_reconciliation(run, load_settings(), size=arguments.size,
-                       repetitions=arguments.repetitions, matcher_counts=counts)  # fmt: skip
+                       repetitions=arguments.repetitions, matcher_counts=counts,
+                       cache=not arguments.no_cache)  # fmt: skip
     for matchers in counts:
         figure = run.find(GROUP, with_matchers(LINES_FIGURE, matchers))
         if figure is not None and figure.values:

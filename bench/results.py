@@ -139,6 +139,13 @@ class BenchRun:
         return path
 
 
+def repetitions_at_most(wanted: int, most: int | None) -> int:
+    """``wanted`` repetitions, but at most ``most`` (None: no bound). The one rule for a suite
+    that runs fewer repetitions than ``--repetitions`` asks (the peers, reconciliation at full):
+    a module run on its own passes its own count as given."""
+    return wanted if most is None else min(wanted, most)
+
+
 def machine_description() -> dict[str, object]:
     cpu_model = ""
     try:

@@ -26,10 +26,10 @@
    ledger, the raw read of its inputs as the baseline, memory per open item
    (``bench.reconciliation_suite``);
 6. prints the table and writes ``bench/results/<timestamp>.json``.
-Each figure is the median of ``--repetitions`` runs with min and max (faust and Quix at size
-small: one run each, ``Size.peer_repetitions_max``); ratios are per repetition (same
-repetition index, measured back to back). The machine may be shared: compare
-figures of the same run only.
+Each figure is the median of ``--repetitions`` runs with min and max (faust and Quix: one run
+each, ``Size.peer_repetitions_max``; reconciliation at full: two, ``Shape.repetitions_max``);
+ratios are per repetition (same repetition index, measured back to back). The machine may be
+shared: compare figures of the same run only.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from bench import (
     workloads,
 )
 from bench.peers import runner as peers
-from bench.results import BenchRun
+from bench.results import BenchRun, repetitions_at_most
 from infra import stack
 from streamledger.settings import KAFKA_SECURITY_DEFAULT, Settings, load_settings
 
@@ -92,9 +92,10 @@ class Size:
     # size a faust repetition is ~34 s and a Quix one ~18 s (a fifth of ``make bench`` for
     # three of each); their spreads in the small runs of 2026-12-06 were 0.2-1.4 % (Quix) and
     # 0.6-14 % (faust), beside StreamLedger / peer ratios of 9x and 19x whose spread is
-    # StreamLedger's own. Small runs each peer once, checked; full runs ``--repetitions``
-    # (decision 0118).
-    peer_repetitions_max: int | None = None
+    # StreamLedger's own (decision 0118). At full the same (the 04:15 run of 2026-12-07:
+    # faust 527-600 commands/s, Quix 2,019-2,051, ratios 24-34x and 7.0-8.7x), at ~52 s a
+    # faust repetition: each peer runs once, checked, at both sizes (decision 0141)
+    peer_repetitions_max: int | None = 1
     # commands per side of the signature suite's on / off ratio: the standard size at small; at
     # full 100,000, not the standard mix's 500,000: the ratio is a per-command cost and its
     # spread at 100,000 is no wider than at 500,000 (decision 0136), in a fifth of the ~11 min
@@ -105,7 +106,6 @@ SIZES = {
     "small": Size(
         standard=20_000, tenants=50, hot_tenant=10_000, duplicates=10_000, peers=12_000,
         scale=20_000, profile=10_000, projection_events=20_000, latency_duration_s=4.0,
-        peer_repetitions_max=1,
     ),
     "full": Size(
         standard=500_000, tenants=200, hot_tenant=100_000, duplicates=100_000, peers=20_000,
@@ -178,7 +178,9 @@ def run_suites(
     multileg_suite.run_multileg(
         run, settings, size=arguments.size, repetitions=repetitions, partitions=PARTITIONS
     )
-    say(f"monitors: {monitor_suite.MONITORS:,} monitors on hot accounts vs none x {repetitions}")
+    transfers = monitor_suite.COMMANDS_BY_SIZE[arguments.size]
+    say(f"monitors: {monitor_suite.MONITORS:,} monitors on hot accounts vs none, {transfers:,}"
+        f" transfers x {repetitions}")  # fmt: skip
     monitor_suite.run_monitors(
         run, settings, size=arguments.size, repetitions=repetitions, partitions=PARTITIONS
     )
@@ -262,7 +264,7 @@ def run_peers(
             check=True, passthrough=True, restore=False,
         )  # fmt: skip
     run.sizes["peers"] = len(workload.records)
-    peer_repetitions = min(repetitions, size.peer_repetitions_max or repetitions)
+    peer_repetitions = repetitions_at_most(repetitions, size.peer_repetitions_max)
     for peer in peers.PEERS:
         say(f"peer: {peer.label} on {workload.name} ({len(workload.records)})"
             f" x {peer_repetitions}")  # fmt: skip
