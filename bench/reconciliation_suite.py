@@ -145,8 +145,9 @@ OPENING_TIMEOUT_S: Final = 120.0  # the matcher's start, group join and first ba
 RESULTS_TIMEOUT_S: Final = 900.0  # the whole full-size backlog, with room
 GROUP: Final = "reconciliation"
 # the built workload, kept between runs (``cached_workload``): not under the bench's home,
-# which ``python -m bench`` wipes at its start
-CACHE_DIRECTORY: Final = REPO_ROOT / ".bench-cache"
+# which ``python -m bench`` wipes at its start, nor in the repository (~460 MB at full), but
+# beside the Kafka jars, in the home directory's cache that every checkout shares
+CACHE_DIRECTORY: Final = Path.home() / ".cache" / "streamledger" / "bench-reconciliation"
 WORKLOAD_SOURCE_DIRECTORIES: Final = ("ledger", "schemas", "reconciliation")
 WORKLOAD_SOURCE_FILES: Final = ("processors/partition_ledger.py", "bench/reconciliation_suite.py")
 WORKLOAD_SOURCE_SUFFIXES: Final = frozenset({".py", ".avsc", ".json"})
