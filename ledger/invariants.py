@@ -12,7 +12,7 @@ Exceptions are for bugs and corrupt state, never for bad input::
 from __future__ import annotations
 
 from ledger.effects import check_counters
-from ledger.monitors import monitor_watch_entry
+from ledger.monitors import account_is_credit_normal, monitor_watch_entry
 from ledger.state import LedgerState
 from schemas.model import TransferStatus
 from streamledger.errors import InvariantViolationError
@@ -108,6 +108,12 @@ def _check_monitors(state: LedgerState) -> None:
         if entry not in state.account_watch_entries(tenant_id, monitor.account_id):
             raise InvariantViolationError(f"{tenant_id}/{monitor_id}: missing from its index")
         counts[tenant_id] = counts.get(tenant_id, 0) + 1
+    for (tenant_id, account_id), watched in state._account_monitors.items():
+        account = state._accounts.get((tenant_id, account_id))
+        if account is not None and watched.credit_normal != account_is_credit_normal(account):
+            raise InvariantViolationError(
+                f"{tenant_id}/{account_id}: its monitors' normal side is not the account's"
+            )
     indexed = sum(len(watched.entries) for watched in state._account_monitors.values())
     live_counts = {tenant: count for tenant, count in state._tenant_monitor_counts.items() if count}
     if indexed != len(state._monitors) or live_counts != counts:

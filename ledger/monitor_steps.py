@@ -29,9 +29,9 @@ from ledger.draft import Draft, event_header
 from ledger.effects import balance_of
 from ledger.monitors import (
     AccountWatch,
+    account_is_credit_normal,
     evaluate,
     field_values,
-    is_credit_normal,
     notification_id,
     parse_condition,
     saturated,
@@ -121,7 +121,9 @@ def execute_monitor_command(
         return MonitorChanges(deleted=((tenant_id, monitor.monitor_id),))
     account = _account(draft, tenant_id, command.account_id)
     condition = parse_condition(command.field, command.operator, command.threshold)
-    holds, value = evaluate(condition, balance_of(account), credit_normal=_credit_normal(account))
+    holds, value = evaluate(
+        condition, balance_of(account), credit_normal=account_is_credit_normal(account)
+    )
     link = draft.next_link(tenant_id)
     header = event_header(tenant_id, link, command, effective_at_us, (account,), actor=draft.actor)
     event = new_monitor_created(
@@ -178,9 +180,7 @@ def _watch_account(
 ) -> None:
     """One account's monitors against its counters after ``event``."""
     tenant_id = event.tenant_id
-    account = state.account(tenant_id, balance.account_id)
-    assert account is not None, "a monitor watches an account the state does not have"
-    values = field_values(balance, credit_normal=_credit_normal(account))
+    values = field_values(balance, credit_normal=watched.credit_normal)
     if not changed and watched.quiet(values):
         return  # the common case: every flag is what its condition says (decision 0138)
     for monitor_id, field_index, operator_index, threshold, held in watched.entries:
@@ -276,13 +276,6 @@ def _account(draft: Draft, tenant_id: str, account_id: str) -> AccountState:
     return account
 
 
-def _credit_normal(account: AccountState) -> bool:
-    return is_credit_normal(
-        debits_must_not_exceed_credits=account.debits_must_not_exceed_credits,
-        credits_must_not_exceed_debits=account.credits_must_not_exceed_debits,
-    )
-
-
 def fold_monitor_event(
     state: LedgerState, event: MonitorCreated | MonitorDeleted
 ) -> MonitorChanges:
@@ -301,7 +294,9 @@ def fold_monitor_event(
             raise InvariantViolationError(f"event {event.event_id}: no such monitor to delete")
         return MonitorChanges(deleted=((tenant_id, event.monitor_id),))
     condition = parse_condition(event.field, event.operator, event.threshold)
-    holds, _ = evaluate(condition, event.balances[0], credit_normal=_credit_normal(account))
+    holds, _ = evaluate(
+        condition, event.balances[0], credit_normal=account_is_credit_normal(account)
+    )
     if existing is not None or holds != event.holds:
         raise InvariantViolationError(
             f"event {event.event_id}: the monitor exists, or holds is not its condition"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final, final
 
 from schemas.limits import MONITOR_FIELDS, MONITOR_OPERATORS
-from schemas.model import INT64_MAX, INT64_MIN, AccountBalance, MonitorState
+from schemas.model import INT64_MAX, INT64_MIN, AccountBalance, AccountState, MonitorState
 
 
 class MonitorField(enum.Enum):
@@ -97,6 +97,14 @@ def is_credit_normal(
     """The projection's rule (``accounts.normal_side``): debit-normal only with
     ``credits_must_not_exceed_debits`` alone; every other account is credit-normal."""
     return not (credits_must_not_exceed_debits and not debits_must_not_exceed_credits)
+
+
+def account_is_credit_normal(account: AccountState) -> bool:
+    """``is_credit_normal`` of the account's two flags (they never change after OpenAccount)."""
+    return is_credit_normal(
+        debits_must_not_exceed_credits=account.debits_must_not_exceed_credits,
+        credits_must_not_exceed_debits=account.credits_must_not_exceed_debits,
+    )
 
 
 def field_value(field: MonitorField, balance: AccountBalance, *, credit_normal: bool) -> int:
@@ -235,13 +243,19 @@ class AccountWatch:
     thresholds of the ``==`` monitors that do not hold (``points``). ``quiet`` tests an event's
     seven field values against those seven intervals and the points: a handful of comparisons
     instead of one per monitor. It is never wrong when it says quiet (every entry's condition
-    then equals its flag); when it says not quiet, ``watch`` compares every entry as before."""
+    then equals its flag); when it says not quiet, ``watch`` compares every entry as before.
+
+    ``credit_normal``: the account's normal side, which ``field_values`` needs. An account's
+    flags never change after OpenAccount, so it is read once where the object is built, not
+    looked up per event."""
 
     entries: tuple[WatchEntry, ...]
     points: tuple[tuple[int, int], ...]  # (field index, threshold) of an `==` not holding
+    credit_normal: bool
 
-    def __init__(self, entries: tuple[WatchEntry, ...]) -> None:
+    def __init__(self, entries: tuple[WatchEntry, ...], *, credit_normal: bool) -> None:
         self.entries = entries
+        self.credit_normal = credit_normal
         lows = [QUIET_LOW] * len(MonitorField)
         highs = [QUIET_HIGH] * len(MonitorField)
         equal_thresholds: list[tuple[int, int]] = []
@@ -310,7 +324,7 @@ def kept_range(operator_index: int, threshold: int, *, held: bool) -> tuple[int,
     return (threshold, threshold) if held else None
 
 
-NO_WATCH: Final = AccountWatch(())
+NO_WATCH: Final = AccountWatch((), credit_normal=True)  # an account no monitor watches
 
 
 def holds_at(operator_index: int, value: int, threshold: int) -> bool:

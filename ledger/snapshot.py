@@ -17,7 +17,12 @@ from typing import Final
 from ledger.expiry import ExpiryEntry, ExpiryIndex, OutcomeExpiryIndex
 from ledger.fold import apply
 from ledger.invariants import assert_invariants, assert_not_after_heads
-from ledger.monitors import AccountWatch, WatchEntry, monitor_watch_entry
+from ledger.monitors import (
+    AccountWatch,
+    WatchEntry,
+    account_is_credit_normal,
+    monitor_watch_entry,
+)
 from ledger.state import DEFAULT_IDEMPOTENCY_RETENTION_S, LedgerState, WireFormat
 from schemas.keys import KEY_SEPARATOR, outcome_key, transfer_state_key
 from schemas.model import (
@@ -188,7 +193,12 @@ def _index_monitors(state: LedgerState) -> None:
         counts = state._tenant_monitor_counts
         counts[monitor.tenant_id] = counts.get(monitor.tenant_id, 0) + 1
     for account_key, account_entries in entries.items():
-        state._account_monitors[account_key] = AccountWatch(tuple(account_entries))
+        account = state._accounts.get(account_key)
+        # a monitor without its account fails the invariants at the end of the restore
+        credit_normal = account is None or account_is_credit_normal(account)
+        state._account_monitors[account_key] = AccountWatch(
+            tuple(account_entries), credit_normal=credit_normal
+        )
 
 
 def _restore_outcomes(

@@ -26,7 +26,13 @@ from typing import Any, Final
 
 from ledger.decisions import StateChanges
 from ledger.expiry import ExpiryEntry, ExpiryIndex, OutcomeExpiryIndex
-from ledger.monitors import NO_WATCH, AccountWatch, WatchEntry, monitor_watch_entry
+from ledger.monitors import (
+    NO_WATCH,
+    AccountWatch,
+    WatchEntry,
+    account_is_credit_normal,
+    monitor_watch_entry,
+)
 from schemas.event_time import US_PER_S
 from schemas.keys import outcome_key, transfer_state_key
 from schemas.model import (
@@ -288,23 +294,37 @@ class LedgerState:
         """Add (at the end: creation order) or remove the monitor's watch entry; count it."""
         tenant_id, monitor_id = monitor.tenant_id, monitor.monitor_id
         account_key = (tenant_id, monitor.account_id)
-        entries = self._account_monitors.get(account_key, NO_WATCH).entries
+        watched = self._account_monitors.get(account_key)
+        if watched is None:
+            account = self._accounts.get(account_key)
+            assert account is not None, "a monitor watches an account the state does not have"
+            entries: tuple[WatchEntry, ...] = ()
+            credit_normal = account_is_credit_normal(account)
+        else:
+            entries, credit_normal = watched.entries, watched.credit_normal
         if added:
             entries = (*entries, monitor_watch_entry(monitor))
         else:
             entries = tuple(entry for entry in entries if entry[0] != monitor_id)
-        self._put(self._account_monitors, account_key, AccountWatch(entries))
+        self._put(
+            self._account_monitors, account_key, AccountWatch(entries, credit_normal=credit_normal)
+        )
         count = self._tenant_monitor_counts.get(tenant_id, 0) + (1 if added else -1)
         self._put(self._tenant_monitor_counts, tenant_id, count)
 
     def _reflag_monitor(self, monitor: MonitorState) -> None:
         """The monitor's watch entry with its new ``holds``, in place (creation order stays)."""
         account_key = (monitor.tenant_id, monitor.account_id)
+        watched = self._account_monitors[account_key]
         entries = tuple(
             monitor_watch_entry(monitor) if entry[0] == monitor.monitor_id else entry
-            for entry in self._account_monitors[account_key].entries
+            for entry in watched.entries
         )
-        self._put(self._account_monitors, account_key, AccountWatch(entries))
+        self._put(
+            self._account_monitors,
+            account_key,
+            AccountWatch(entries, credit_normal=watched.credit_normal),
+        )
 
     def forget_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Drop expired outcomes (their tombstones go to ledger.outcomes in the same batch).

@@ -312,7 +312,9 @@ def test_quiet_is_exact_in_the_small_int_range(
     entries: list[WatchEntry], values: tuple[int, ...]
 ) -> None:
     """Quiet exactly when every monitor's condition at these values equals its flag."""
-    assert AccountWatch(tuple(entries)).quiet(values) == _every_flag_holds(entries, values)
+    assert AccountWatch(tuple(entries), credit_normal=True).quiet(values) == _every_flag_holds(
+        entries, values
+    )
 
 
 @settings(max_examples=1_000, deadline=None, derandomize=True)
@@ -320,7 +322,7 @@ def test_quiet_is_exact_in_the_small_int_range(
 def test_quiet_is_never_wrong(entries: list[WatchEntry], values: tuple[int, ...]) -> None:
     """Past the small-int range (counters near 2**63, derived values below -2**63) quiet may
     say no where no flag changes (the exact comparison then runs), never yes where one does."""
-    if AccountWatch(tuple(entries)).quiet(values):
+    if AccountWatch(tuple(entries), credit_normal=True).quiet(values):
         assert _every_flag_holds(entries, values)
 
 
@@ -332,19 +334,25 @@ def test_quiet_over_an_events_counters(
     """What ``watch`` runs: ``field_values`` of an event's counters, then the quick check
     (exact: such counters are far inside the small-int range)."""
     values = field_values(balance, credit_normal=credit_normal)
-    assert AccountWatch(tuple(entries)).quiet(values) == _every_flag_holds(entries, values)
+    assert AccountWatch(tuple(entries), credit_normal=True).quiet(values) == _every_flag_holds(
+        entries, values
+    )
 
 
 def test_quiet_examples() -> None:
     """A low-balance alarm not firing, one firing, and an `==` not holding."""
     low = watch_entry("low", "available", "<", 100, holds=False)
     values = (0, 500, 0, 0, 500, 0, 500)
-    assert AccountWatch((low,)).quiet(values)
-    assert not AccountWatch((low,)).quiet((0, 99, 0, 0, 99, 0, 99))  # it would trigger
+    assert AccountWatch((low,), credit_normal=True).quiet(values)
+    assert not AccountWatch((low,), credit_normal=True).quiet(
+        (0, 99, 0, 0, 99, 0, 99)
+    )  # it would trigger
     fired = watch_entry("low", "available", "<", 100, holds=True)
-    assert AccountWatch((fired,)).quiet((0, 99, 0, 0, 99, 0, 99))
-    assert not AccountWatch((fired,)).quiet((0, 100, 0, 0, 100, 0, 100))  # it would clear
+    assert AccountWatch((fired,), credit_normal=True).quiet((0, 99, 0, 0, 99, 0, 99))
+    assert not AccountWatch((fired,), credit_normal=True).quiet(
+        (0, 100, 0, 0, 100, 0, 100)
+    )  # it would clear
     exact = watch_entry("exact", "posted", "==", 500, holds=False)
-    assert not AccountWatch((exact,)).quiet(values)
-    assert AccountWatch((exact,)).quiet((0, 501, 0, 0, 501, 0, 501))
-    assert AccountWatch(()).quiet(values)
+    assert not AccountWatch((exact,), credit_normal=True).quiet(values)
+    assert AccountWatch((exact,), credit_normal=True).quiet((0, 501, 0, 0, 501, 0, 501))
+    assert AccountWatch((), credit_normal=True).quiet(values)
