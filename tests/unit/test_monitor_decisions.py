@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ledger
-from ledger.monitors import evaluate, is_credit_normal, parse_condition
+from ledger.monitors import AccountWatch, evaluate, is_credit_normal, parse_condition
 from processors.partition_ledger import WIRE_FORMAT
 from schemas.codec import decode_notification, encode_notification
 from schemas.limits import MONITORS_PER_ACCOUNT_MAX
@@ -28,6 +29,7 @@ from schemas.model import (
     PostTransaction,
     RejectReason,
 )
+from streamledger.errors import InvariantViolationError
 from tests.unit.ledger_builders import (
     SECOND_US,
     T0_US,
@@ -261,6 +263,31 @@ def test_abort_puts_flags_and_indexes_back() -> None:
     assert book.state.account_monitor_ids("acme", "bob") == ()
     assert book.state.tenant_monitor_count("acme") == 1
     ledger.assert_invariants(book.state)
+
+
+def test_the_watch_keeps_the_accounts_normal_side_and_the_invariants_check_it() -> None:
+    """``AccountWatch.credit_normal`` (decision 0138, follow-up) is the account's, from the
+    first monitor on, after a restore too; one that differs fails the invariants."""
+    book = customer_book()
+    book.accept(open_account("dave", credits_must_not_exceed_debits=True, overdraft_limit=10**6))
+    book.accept(create_monitor("owes", "dave", "posted", ">=", 100))
+    book.accept(create_monitor("rich", "alice", "posted", ">=", 100))
+    book.state.commit()
+    restored = ledger.restore(ledger.export_records(book.state), (), wire_format=WIRE_FORMAT)
+    for state in (book.state, restored):
+        assert state._account_monitors[("acme", "dave")].credit_normal is False
+        assert state._account_monitors[("acme", "alice")].credit_normal is True
+    # a debit-normal account's posted balance is debits minus credits: 150 owed triggers
+    (triggered,) = book.accept(transfer("t", "dave", "cash", 150)).notifications
+    assert (type(triggered), triggered.monitor_id, triggered.value) == (
+        MonitorTriggered,
+        "owes",
+        150,
+    )
+    watched = restored._account_monitors[("acme", "dave")]
+    restored._account_monitors[("acme", "dave")] = AccountWatch(watched.entries, credit_normal=True)
+    with pytest.raises(InvariantViolationError, match="normal side"):
+        ledger.assert_invariants(restored)
 
 
 # --------------------------------------------------------------------------- properties
