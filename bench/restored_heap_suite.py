@@ -12,8 +12,9 @@ cyclic garbage collector's reach (decision 0142).
 2. per run, the real loop (``processors.loop.Processor``, in this process, with
    ``streamledger process``'s collector thresholds) whose assignment restores the partition of
    step 1 (the ledger ``restore_ledgers`` rebuilds, as the loop's ``_restore`` does); arm
-   ``frozen`` then calls ``processors.loop.freeze_restored_state`` as the loop does, arm
-   ``unfrozen`` leaves the state in the collector's reach (as before decision 0142). Both arms
+   ``frozen`` then calls ``freeze_restored_state`` (the candidate decision 0142 measured, not
+   built into the loop), arm ``unfrozen`` leaves the state in the collector's reach, as
+   ``streamledger process`` does. Both arms
    freeze this process's start-up objects before the run, so they differ by the restored state
    alone. The arms alternate, and which goes first alternates by round;
 3. prints per run: commands/s from the first command consumed to the last, this process's CPU
@@ -46,7 +47,6 @@ import ledger
 from bench import bench_processor, bench_restore, workloads
 from bench.processor_suite import fresh
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
-from processors import loop
 from processors.loop import Processor, tune_garbage_collection
 from processors.metrics import ProcessorMetrics
 from processors.partition_ledger import (
@@ -89,6 +89,17 @@ class Collections:
             self.cpu[info["generation"]].append(time.thread_time() - self._cpu_started)
 
 
+def freeze_restored_state(*, state_dropped: bool) -> None:
+    """The candidate decision 0142 measured (not built into ``processors.loop``): every object
+    alive after a restore out of the cyclic collector's reach, collected first so no garbage is
+    frozen; after a partition's state was dropped, everything unfrozen first so a cycle among
+    the dropped state cannot stay frozen (one full pass over the whole process)."""
+    if state_dropped:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class RestoredProcessor(Processor):
     """The loop, its assignment restored from the filled topics of step 1 (not its own, which
     are empty), each batch timed."""
@@ -118,7 +129,7 @@ class RestoredProcessor(Processor):
         self.restore_s = time.perf_counter() - started
         if self.frozen:
             started = time.perf_counter()
-            loop.freeze_restored_state(state_dropped=False)
+            freeze_restored_state(state_dropped=False)
             self.freeze_s = time.perf_counter() - started
         self._report_assignment()
 
@@ -293,7 +304,7 @@ def heap_costs(keys: int, commands: int, tenants: int, seed: int) -> None:
     del snapshot
     restored_s = full_pass_s()
     # as `streamledger process` does after its first restore
-    first_freeze_s = timed_cpu(partial(loop.freeze_restored_state, state_dropped=False))
+    first_freeze_s = timed_cpu(partial(freeze_restored_state, state_dropped=False))
     frozen_count = gc.get_freeze_count()
     after_freeze_s = full_pass_s()
     grown = PartitionLedger(1, ledger.LedgerState(wire_format=WIRE_FORMAT))
@@ -304,9 +315,9 @@ def heap_costs(keys: int, commands: int, tenants: int, seed: int) -> None:
         grown.commit()
     grown_frozen_s = full_pass_s()
     # a rebalance's next restore: a partition added (nothing dropped), then one dropped too
-    added_freeze_s = timed_cpu(partial(loop.freeze_restored_state, state_dropped=False))
+    added_freeze_s = timed_cpu(partial(freeze_restored_state, state_dropped=False))
     full_again_s = full_pass_s()
-    dropped_freeze_s = timed_cpu(partial(loop.freeze_restored_state, state_dropped=True))
+    dropped_freeze_s = timed_cpu(partial(freeze_restored_state, state_dropped=True))
     gc.unfreeze()
     grown_unfrozen_s = full_pass_s()
     live = restored.live_idempotency_keys() + grown.live_idempotency_keys()
