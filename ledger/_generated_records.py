@@ -26,37 +26,15 @@ from schemas.model import (
     TenantHead,
     TransactionState,
     TransferState,
-    slot_setter,
+    building_type,
 )
 
 _NEW: Final = object.__new__
-_SET_STATE_CHANGES_ACCOUNTS: Final = slot_setter(StateChanges, "accounts")
-_SET_STATE_CHANGES_TRANSFERS: Final = slot_setter(StateChanges, "transfers")
-_SET_STATE_CHANGES_HEADS: Final = slot_setter(StateChanges, "heads")
-_SET_STATE_CHANGES_OUTCOME: Final = slot_setter(StateChanges, "outcome")
-_SET_STATE_CHANGES_STREAM_TIME_US: Final = slot_setter(StateChanges, "stream_time_us")
-_SET_STATE_CHANGES_TRANSACTIONS: Final = slot_setter(StateChanges, "transactions")
-_SET_STATE_CHANGES_MONITORS: Final = slot_setter(StateChanges, "monitors")
-_SET_STATE_CHANGES_DELETED_MONITORS: Final = slot_setter(StateChanges, "deleted_monitors")
-_SET_ACCEPTED_EVENTS: Final = slot_setter(Accepted, "events")
-_SET_ACCEPTED_OUTCOME: Final = slot_setter(Accepted, "outcome")
-_SET_ACCEPTED_CHANGES: Final = slot_setter(Accepted, "changes")
-_SET_ACCEPTED_ENCODED_EVENTS: Final = slot_setter(Accepted, "encoded_events")
-_SET_ACCEPTED_NOTIFICATIONS: Final = slot_setter(Accepted, "notifications")
-_SET_REJECTED_EVENTS: Final = slot_setter(Rejected, "events")
-_SET_REJECTED_OUTCOME: Final = slot_setter(Rejected, "outcome")
-_SET_REJECTED_CHANGES: Final = slot_setter(Rejected, "changes")
-_SET_REJECTED_ENCODED_EVENTS: Final = slot_setter(Rejected, "encoded_events")
-_SET_REJECTED_NOTIFICATIONS: Final = slot_setter(Rejected, "notifications")
-_SET_DUPLICATE_OUTCOME: Final = slot_setter(Duplicate, "outcome")
-_SET_DUPLICATE_EVENTS: Final = slot_setter(Duplicate, "events")
-_SET_DUPLICATE_CHANGES: Final = slot_setter(Duplicate, "changes")
-_SET_DUPLICATE_ENCODED_EVENTS: Final = slot_setter(Duplicate, "encoded_events")
-_SET_DUPLICATE_NOTIFICATIONS: Final = slot_setter(Duplicate, "notifications")
-_SET_TICKED_EVENTS: Final = slot_setter(Ticked, "events")
-_SET_TICKED_CHANGES: Final = slot_setter(Ticked, "changes")
-_SET_TICKED_ENCODED_EVENTS: Final = slot_setter(Ticked, "encoded_events")
-_SET_TICKED_NOTIFICATIONS: Final = slot_setter(Ticked, "notifications")
+_BUILDING_STATE_CHANGES: Final = building_type(StateChanges)
+_BUILDING_ACCEPTED: Final = building_type(Accepted)
+_BUILDING_REJECTED: Final = building_type(Rejected)
+_BUILDING_DUPLICATE: Final = building_type(Duplicate)
+_BUILDING_TICKED: Final = building_type(Ticked)
 
 
 def new_state_changes(
@@ -71,16 +49,18 @@ def new_state_changes(
     deleted_monitors: tuple[tuple[str, str], ...] = (),
 ) -> StateChanges:
     """``StateChanges(...)`` with the same keywords, without ``type.__call__``."""
-    record: StateChanges = _NEW(StateChanges)
-    _SET_STATE_CHANGES_ACCOUNTS(record, accounts)
-    _SET_STATE_CHANGES_TRANSFERS(record, transfers)
-    _SET_STATE_CHANGES_HEADS(record, heads)
-    _SET_STATE_CHANGES_OUTCOME(record, outcome)
-    _SET_STATE_CHANGES_STREAM_TIME_US(record, stream_time_us)
-    _SET_STATE_CHANGES_TRANSACTIONS(record, transactions)
-    _SET_STATE_CHANGES_MONITORS(record, monitors)
-    _SET_STATE_CHANGES_DELETED_MONITORS(record, deleted_monitors)
-    return record
+    record: Any = _NEW(_BUILDING_STATE_CHANGES)
+    record.accounts = accounts
+    record.transfers = transfers
+    record.heads = heads
+    record.outcome = outcome
+    record.stream_time_us = stream_time_us
+    record.transactions = transactions
+    record.monitors = monitors
+    record.deleted_monitors = deleted_monitors
+    record.__class__ = StateChanges
+    built: StateChanges = record
+    return built
 
 
 def new_accepted(
@@ -92,13 +72,15 @@ def new_accepted(
     notifications: tuple[Notification, ...] = (),
 ) -> Accepted:
     """``Accepted(...)`` with the same keywords, without ``type.__call__``."""
-    record: Accepted = _NEW(Accepted)
-    _SET_ACCEPTED_EVENTS(record, events)
-    _SET_ACCEPTED_OUTCOME(record, outcome)
-    _SET_ACCEPTED_CHANGES(record, changes)
-    _SET_ACCEPTED_ENCODED_EVENTS(record, encoded_events)
-    _SET_ACCEPTED_NOTIFICATIONS(record, notifications)
-    return record
+    record: Any = _NEW(_BUILDING_ACCEPTED)
+    record.events = events
+    record.outcome = outcome
+    record.changes = changes
+    record.encoded_events = encoded_events
+    record.notifications = notifications
+    record.__class__ = Accepted
+    built: Accepted = record
+    return built
 
 
 def new_rejected(
@@ -110,13 +92,15 @@ def new_rejected(
     notifications: tuple[Notification, ...] = (),
 ) -> Rejected:
     """``Rejected(...)`` with the same keywords, without ``type.__call__``."""
-    record: Rejected = _NEW(Rejected)
-    _SET_REJECTED_EVENTS(record, events)
-    _SET_REJECTED_OUTCOME(record, outcome)
-    _SET_REJECTED_CHANGES(record, changes)
-    _SET_REJECTED_ENCODED_EVENTS(record, encoded_events)
-    _SET_REJECTED_NOTIFICATIONS(record, notifications)
-    return record
+    record: Any = _NEW(_BUILDING_REJECTED)
+    record.events = events
+    record.outcome = outcome
+    record.changes = changes
+    record.encoded_events = encoded_events
+    record.notifications = notifications
+    record.__class__ = Rejected
+    built: Rejected = record
+    return built
 
 
 def new_duplicate(
@@ -128,13 +112,15 @@ def new_duplicate(
     notifications: tuple[Notification, ...] = (),
 ) -> Duplicate:
     """``Duplicate(...)`` with the same keywords, without ``type.__call__``."""
-    record: Duplicate = _NEW(Duplicate)
-    _SET_DUPLICATE_OUTCOME(record, outcome)
-    _SET_DUPLICATE_EVENTS(record, events)
-    _SET_DUPLICATE_CHANGES(record, changes)
-    _SET_DUPLICATE_ENCODED_EVENTS(record, encoded_events)
-    _SET_DUPLICATE_NOTIFICATIONS(record, notifications)
-    return record
+    record: Any = _NEW(_BUILDING_DUPLICATE)
+    record.outcome = outcome
+    record.events = events
+    record.changes = changes
+    record.encoded_events = encoded_events
+    record.notifications = notifications
+    record.__class__ = Duplicate
+    built: Duplicate = record
+    return built
 
 
 def new_ticked(
@@ -145,12 +131,14 @@ def new_ticked(
     notifications: tuple[Notification, ...] = (),
 ) -> Ticked:
     """``Ticked(...)`` with the same keywords, without ``type.__call__``."""
-    record: Ticked = _NEW(Ticked)
-    _SET_TICKED_EVENTS(record, events)
-    _SET_TICKED_CHANGES(record, changes)
-    _SET_TICKED_ENCODED_EVENTS(record, encoded_events)
-    _SET_TICKED_NOTIFICATIONS(record, notifications)
-    return record
+    record: Any = _NEW(_BUILDING_TICKED)
+    record.events = events
+    record.changes = changes
+    record.encoded_events = encoded_events
+    record.notifications = notifications
+    record.__class__ = Ticked
+    built: Ticked = record
+    return built
 
 
 # Record type -> its builder (for callers that pick the type at run time: the codec).

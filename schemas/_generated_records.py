@@ -46,6 +46,7 @@ from schemas.model import (
     TransferState,
     TransferStatus,
     VoidPending,
+    building_type,
     slot_setter,
 )
 
@@ -110,16 +111,8 @@ _SET_DELETE_MONITOR_IDEMPOTENCY_KEY: Final = slot_setter(DeleteMonitor, "idempot
 _SET_DELETE_MONITOR_SUBMITTED_AT_US: Final = slot_setter(DeleteMonitor, "submitted_at_us")
 _SET_DELETE_MONITOR_METADATA: Final = slot_setter(DeleteMonitor, "metadata")
 _SET_DELETE_MONITOR_MONITOR_ID: Final = slot_setter(DeleteMonitor, "monitor_id")
-_SET_POSTING_DEBIT_ACCOUNT_ID: Final = slot_setter(Posting, "debit_account_id")
-_SET_POSTING_CREDIT_ACCOUNT_ID: Final = slot_setter(Posting, "credit_account_id")
-_SET_POSTING_AMOUNT: Final = slot_setter(Posting, "amount")
-_SET_POSTING_CURRENCY: Final = slot_setter(Posting, "currency")
-_SET_ACCOUNT_BALANCE_ACCOUNT_ID: Final = slot_setter(AccountBalance, "account_id")
-_SET_ACCOUNT_BALANCE_CURRENCY: Final = slot_setter(AccountBalance, "currency")
-_SET_ACCOUNT_BALANCE_DEBITS_POSTED: Final = slot_setter(AccountBalance, "debits_posted")
-_SET_ACCOUNT_BALANCE_CREDITS_POSTED: Final = slot_setter(AccountBalance, "credits_posted")
-_SET_ACCOUNT_BALANCE_DEBITS_PENDING: Final = slot_setter(AccountBalance, "debits_pending")
-_SET_ACCOUNT_BALANCE_CREDITS_PENDING: Final = slot_setter(AccountBalance, "credits_pending")
+_BUILDING_POSTING: Final = building_type(Posting)
+_BUILDING_ACCOUNT_BALANCE: Final = building_type(AccountBalance)
 _SET_ACCOUNT_OPENED_TENANT_ID: Final = slot_setter(AccountOpened, "tenant_id")
 _SET_ACCOUNT_OPENED_SEQUENCE: Final = slot_setter(AccountOpened, "sequence")
 _SET_ACCOUNT_OPENED_EVENT_ID: Final = slot_setter(AccountOpened, "event_id")
@@ -351,68 +344,12 @@ _SET_MONITOR_DELETED_METADATA: Final = slot_setter(MonitorDeleted, "metadata")
 _SET_MONITOR_DELETED_ACTOR: Final = slot_setter(MonitorDeleted, "actor")
 _SET_MONITOR_DELETED_MONITOR_ID: Final = slot_setter(MonitorDeleted, "monitor_id")
 _SET_MONITOR_DELETED_ACCOUNT_ID: Final = slot_setter(MonitorDeleted, "account_id")
-_SET_OUTCOME_TENANT_ID: Final = slot_setter(Outcome, "tenant_id")
-_SET_OUTCOME_IDEMPOTENCY_KEY: Final = slot_setter(Outcome, "idempotency_key")
-_SET_OUTCOME_COMMAND_TYPE: Final = slot_setter(Outcome, "command_type")
-_SET_OUTCOME_FINGERPRINT: Final = slot_setter(Outcome, "fingerprint")
-_SET_OUTCOME_FIELD_FINGERPRINTS: Final = slot_setter(Outcome, "field_fingerprints")
-_SET_OUTCOME_STATUS: Final = slot_setter(Outcome, "status")
-_SET_OUTCOME_EVENT_SEQUENCES: Final = slot_setter(Outcome, "event_sequences")
-_SET_OUTCOME_REASON: Final = slot_setter(Outcome, "reason")
-_SET_OUTCOME_DETAIL: Final = slot_setter(Outcome, "detail")
-_SET_OUTCOME_DECIDED_AT_US: Final = slot_setter(Outcome, "decided_at_us")
-_SET_OUTCOME_EXPIRES_AT_US: Final = slot_setter(Outcome, "expires_at_us")
-_SET_ACCOUNT_STATE_TENANT_ID: Final = slot_setter(AccountState, "tenant_id")
-_SET_ACCOUNT_STATE_ACCOUNT_ID: Final = slot_setter(AccountState, "account_id")
-_SET_ACCOUNT_STATE_CURRENCY: Final = slot_setter(AccountState, "currency")
-_SET_ACCOUNT_STATE_ASSET_SCALE: Final = slot_setter(AccountState, "asset_scale")
-_SET_ACCOUNT_STATE_DEBITS_MUST_NOT_EXCEED_CREDITS: Final = slot_setter(
-    AccountState, "debits_must_not_exceed_credits"
-)
-_SET_ACCOUNT_STATE_CREDITS_MUST_NOT_EXCEED_DEBITS: Final = slot_setter(
-    AccountState, "credits_must_not_exceed_debits"
-)
-_SET_ACCOUNT_STATE_OVERDRAFT_LIMIT: Final = slot_setter(AccountState, "overdraft_limit")
-_SET_ACCOUNT_STATE_DEBITS_POSTED: Final = slot_setter(AccountState, "debits_posted")
-_SET_ACCOUNT_STATE_CREDITS_POSTED: Final = slot_setter(AccountState, "credits_posted")
-_SET_ACCOUNT_STATE_DEBITS_PENDING: Final = slot_setter(AccountState, "debits_pending")
-_SET_ACCOUNT_STATE_CREDITS_PENDING: Final = slot_setter(AccountState, "credits_pending")
-_SET_ACCOUNT_STATE_LAST_SEQUENCE: Final = slot_setter(AccountState, "last_sequence")
-_SET_TRANSFER_STATE_TENANT_ID: Final = slot_setter(TransferState, "tenant_id")
-_SET_TRANSFER_STATE_TRANSFER_ID: Final = slot_setter(TransferState, "transfer_id")
-_SET_TRANSFER_STATE_DEBIT_ACCOUNT_ID: Final = slot_setter(TransferState, "debit_account_id")
-_SET_TRANSFER_STATE_CREDIT_ACCOUNT_ID: Final = slot_setter(TransferState, "credit_account_id")
-_SET_TRANSFER_STATE_CURRENCY: Final = slot_setter(TransferState, "currency")
-_SET_TRANSFER_STATE_AMOUNT: Final = slot_setter(TransferState, "amount")
-_SET_TRANSFER_STATE_STATUS: Final = slot_setter(TransferState, "status")
-_SET_TRANSFER_STATE_AMOUNT_POSTED: Final = slot_setter(TransferState, "amount_posted")
-_SET_TRANSFER_STATE_AMOUNT_REVERSED: Final = slot_setter(TransferState, "amount_reversed")
-_SET_TRANSFER_STATE_REVERSES: Final = slot_setter(TransferState, "reverses")
-_SET_TRANSFER_STATE_EXPIRES_AT_US: Final = slot_setter(TransferState, "expires_at_us")
-_SET_TRANSFER_STATE_LAST_SEQUENCE: Final = slot_setter(TransferState, "last_sequence")
-_SET_TENANT_HEAD_TENANT_ID: Final = slot_setter(TenantHead, "tenant_id")
-_SET_TENANT_HEAD_LAST_SEQUENCE: Final = slot_setter(TenantHead, "last_sequence")
-_SET_TENANT_HEAD_LAST_HASH: Final = slot_setter(TenantHead, "last_hash")
-_SET_TENANT_HEAD_LAST_EFFECTIVE_AT_US: Final = slot_setter(TenantHead, "last_effective_at_us")
-_SET_TRANSACTION_STATE_TENANT_ID: Final = slot_setter(TransactionState, "tenant_id")
-_SET_TRANSACTION_STATE_TRANSACTION_ID: Final = slot_setter(TransactionState, "transaction_id")
-_SET_TRANSACTION_STATE_POSTINGS: Final = slot_setter(TransactionState, "postings")
-_SET_TRANSACTION_STATE_STATUS: Final = slot_setter(TransactionState, "status")
-_SET_TRANSACTION_STATE_AMOUNTS_POSTED: Final = slot_setter(TransactionState, "amounts_posted")
-_SET_TRANSACTION_STATE_AMOUNTS_REVERSED: Final = slot_setter(TransactionState, "amounts_reversed")
-_SET_TRANSACTION_STATE_REVERSES: Final = slot_setter(TransactionState, "reverses")
-_SET_TRANSACTION_STATE_EXPIRES_AT_US: Final = slot_setter(TransactionState, "expires_at_us")
-_SET_TRANSACTION_STATE_LAST_SEQUENCE: Final = slot_setter(TransactionState, "last_sequence")
-_SET_MONITOR_STATE_TENANT_ID: Final = slot_setter(MonitorState, "tenant_id")
-_SET_MONITOR_STATE_MONITOR_ID: Final = slot_setter(MonitorState, "monitor_id")
-_SET_MONITOR_STATE_ACCOUNT_ID: Final = slot_setter(MonitorState, "account_id")
-_SET_MONITOR_STATE_FIELD: Final = slot_setter(MonitorState, "field")
-_SET_MONITOR_STATE_OPERATOR: Final = slot_setter(MonitorState, "operator")
-_SET_MONITOR_STATE_THRESHOLD: Final = slot_setter(MonitorState, "threshold")
-_SET_MONITOR_STATE_METADATA: Final = slot_setter(MonitorState, "metadata")
-_SET_MONITOR_STATE_HOLDS: Final = slot_setter(MonitorState, "holds")
-_SET_MONITOR_STATE_CREATED_SEQUENCE: Final = slot_setter(MonitorState, "created_sequence")
-_SET_MONITOR_STATE_LAST_SEQUENCE: Final = slot_setter(MonitorState, "last_sequence")
+_BUILDING_OUTCOME: Final = building_type(Outcome)
+_BUILDING_ACCOUNT_STATE: Final = building_type(AccountState)
+_BUILDING_TRANSFER_STATE: Final = building_type(TransferState)
+_BUILDING_TENANT_HEAD: Final = building_type(TenantHead)
+_BUILDING_TRANSACTION_STATE: Final = building_type(TransactionState)
+_BUILDING_MONITOR_STATE: Final = building_type(MonitorState)
 _SET_MONITOR_TRIGGERED_TENANT_ID: Final = slot_setter(MonitorTriggered, "tenant_id")
 _SET_MONITOR_TRIGGERED_NOTIFICATION_ID: Final = slot_setter(MonitorTriggered, "notification_id")
 _SET_MONITOR_TRIGGERED_MONITOR_ID: Final = slot_setter(MonitorTriggered, "monitor_id")
@@ -617,12 +554,14 @@ def new_posting(
     currency: str,
 ) -> Posting:
     """``Posting(...)`` with the same keywords, without ``type.__call__``."""
-    record: Posting = _NEW(Posting)
-    _SET_POSTING_DEBIT_ACCOUNT_ID(record, debit_account_id)
-    _SET_POSTING_CREDIT_ACCOUNT_ID(record, credit_account_id)
-    _SET_POSTING_AMOUNT(record, amount)
-    _SET_POSTING_CURRENCY(record, currency)
-    return record
+    record: Any = _NEW(_BUILDING_POSTING)
+    record.debit_account_id = debit_account_id
+    record.credit_account_id = credit_account_id
+    record.amount = amount
+    record.currency = currency
+    record.__class__ = Posting
+    built: Posting = record
+    return built
 
 
 def new_account_balance(
@@ -635,14 +574,16 @@ def new_account_balance(
     credits_pending: int = 0,
 ) -> AccountBalance:
     """``AccountBalance(...)`` with the same keywords, without ``type.__call__``."""
-    record: AccountBalance = _NEW(AccountBalance)
-    _SET_ACCOUNT_BALANCE_ACCOUNT_ID(record, account_id)
-    _SET_ACCOUNT_BALANCE_CURRENCY(record, currency)
-    _SET_ACCOUNT_BALANCE_DEBITS_POSTED(record, debits_posted)
-    _SET_ACCOUNT_BALANCE_CREDITS_POSTED(record, credits_posted)
-    _SET_ACCOUNT_BALANCE_DEBITS_PENDING(record, debits_pending)
-    _SET_ACCOUNT_BALANCE_CREDITS_PENDING(record, credits_pending)
-    return record
+    record: Any = _NEW(_BUILDING_ACCOUNT_BALANCE)
+    record.account_id = account_id
+    record.currency = currency
+    record.debits_posted = debits_posted
+    record.credits_posted = credits_posted
+    record.debits_pending = debits_pending
+    record.credits_pending = credits_pending
+    record.__class__ = AccountBalance
+    built: AccountBalance = record
+    return built
 
 
 def new_account_opened(
@@ -1134,19 +1075,21 @@ def new_outcome(
     expires_at_us: int | None = None,
 ) -> Outcome:
     """``Outcome(...)`` with the same keywords, without ``type.__call__``."""
-    record: Outcome = _NEW(Outcome)
-    _SET_OUTCOME_TENANT_ID(record, tenant_id)
-    _SET_OUTCOME_IDEMPOTENCY_KEY(record, idempotency_key)
-    _SET_OUTCOME_COMMAND_TYPE(record, command_type)
-    _SET_OUTCOME_FINGERPRINT(record, fingerprint)
-    _SET_OUTCOME_FIELD_FINGERPRINTS(record, field_fingerprints)
-    _SET_OUTCOME_STATUS(record, status)
-    _SET_OUTCOME_EVENT_SEQUENCES(record, event_sequences)
-    _SET_OUTCOME_REASON(record, reason)
-    _SET_OUTCOME_DETAIL(record, detail)
-    _SET_OUTCOME_DECIDED_AT_US(record, decided_at_us)
-    _SET_OUTCOME_EXPIRES_AT_US(record, expires_at_us)
-    return record
+    record: Any = _NEW(_BUILDING_OUTCOME)
+    record.tenant_id = tenant_id
+    record.idempotency_key = idempotency_key
+    record.command_type = command_type
+    record.fingerprint = fingerprint
+    record.field_fingerprints = field_fingerprints
+    record.status = status
+    record.event_sequences = event_sequences
+    record.reason = reason
+    record.detail = detail
+    record.decided_at_us = decided_at_us
+    record.expires_at_us = expires_at_us
+    record.__class__ = Outcome
+    built: Outcome = record
+    return built
 
 
 def new_account_state(
@@ -1165,20 +1108,22 @@ def new_account_state(
     last_sequence: int,
 ) -> AccountState:
     """``AccountState(...)`` with the same keywords, without ``type.__call__``."""
-    record: AccountState = _NEW(AccountState)
-    _SET_ACCOUNT_STATE_TENANT_ID(record, tenant_id)
-    _SET_ACCOUNT_STATE_ACCOUNT_ID(record, account_id)
-    _SET_ACCOUNT_STATE_CURRENCY(record, currency)
-    _SET_ACCOUNT_STATE_ASSET_SCALE(record, asset_scale)
-    _SET_ACCOUNT_STATE_DEBITS_MUST_NOT_EXCEED_CREDITS(record, debits_must_not_exceed_credits)
-    _SET_ACCOUNT_STATE_CREDITS_MUST_NOT_EXCEED_DEBITS(record, credits_must_not_exceed_debits)
-    _SET_ACCOUNT_STATE_OVERDRAFT_LIMIT(record, overdraft_limit)
-    _SET_ACCOUNT_STATE_DEBITS_POSTED(record, debits_posted)
-    _SET_ACCOUNT_STATE_CREDITS_POSTED(record, credits_posted)
-    _SET_ACCOUNT_STATE_DEBITS_PENDING(record, debits_pending)
-    _SET_ACCOUNT_STATE_CREDITS_PENDING(record, credits_pending)
-    _SET_ACCOUNT_STATE_LAST_SEQUENCE(record, last_sequence)
-    return record
+    record: Any = _NEW(_BUILDING_ACCOUNT_STATE)
+    record.tenant_id = tenant_id
+    record.account_id = account_id
+    record.currency = currency
+    record.asset_scale = asset_scale
+    record.debits_must_not_exceed_credits = debits_must_not_exceed_credits
+    record.credits_must_not_exceed_debits = credits_must_not_exceed_debits
+    record.overdraft_limit = overdraft_limit
+    record.debits_posted = debits_posted
+    record.credits_posted = credits_posted
+    record.debits_pending = debits_pending
+    record.credits_pending = credits_pending
+    record.last_sequence = last_sequence
+    record.__class__ = AccountState
+    built: AccountState = record
+    return built
 
 
 def new_transfer_state(
@@ -1197,20 +1142,22 @@ def new_transfer_state(
     last_sequence: int,
 ) -> TransferState:
     """``TransferState(...)`` with the same keywords, without ``type.__call__``."""
-    record: TransferState = _NEW(TransferState)
-    _SET_TRANSFER_STATE_TENANT_ID(record, tenant_id)
-    _SET_TRANSFER_STATE_TRANSFER_ID(record, transfer_id)
-    _SET_TRANSFER_STATE_DEBIT_ACCOUNT_ID(record, debit_account_id)
-    _SET_TRANSFER_STATE_CREDIT_ACCOUNT_ID(record, credit_account_id)
-    _SET_TRANSFER_STATE_CURRENCY(record, currency)
-    _SET_TRANSFER_STATE_AMOUNT(record, amount)
-    _SET_TRANSFER_STATE_STATUS(record, status)
-    _SET_TRANSFER_STATE_AMOUNT_POSTED(record, amount_posted)
-    _SET_TRANSFER_STATE_AMOUNT_REVERSED(record, amount_reversed)
-    _SET_TRANSFER_STATE_REVERSES(record, reverses)
-    _SET_TRANSFER_STATE_EXPIRES_AT_US(record, expires_at_us)
-    _SET_TRANSFER_STATE_LAST_SEQUENCE(record, last_sequence)
-    return record
+    record: Any = _NEW(_BUILDING_TRANSFER_STATE)
+    record.tenant_id = tenant_id
+    record.transfer_id = transfer_id
+    record.debit_account_id = debit_account_id
+    record.credit_account_id = credit_account_id
+    record.currency = currency
+    record.amount = amount
+    record.status = status
+    record.amount_posted = amount_posted
+    record.amount_reversed = amount_reversed
+    record.reverses = reverses
+    record.expires_at_us = expires_at_us
+    record.last_sequence = last_sequence
+    record.__class__ = TransferState
+    built: TransferState = record
+    return built
 
 
 def new_tenant_head(
@@ -1221,12 +1168,14 @@ def new_tenant_head(
     last_effective_at_us: int = 0,
 ) -> TenantHead:
     """``TenantHead(...)`` with the same keywords, without ``type.__call__``."""
-    record: TenantHead = _NEW(TenantHead)
-    _SET_TENANT_HEAD_TENANT_ID(record, tenant_id)
-    _SET_TENANT_HEAD_LAST_SEQUENCE(record, last_sequence)
-    _SET_TENANT_HEAD_LAST_HASH(record, last_hash)
-    _SET_TENANT_HEAD_LAST_EFFECTIVE_AT_US(record, last_effective_at_us)
-    return record
+    record: Any = _NEW(_BUILDING_TENANT_HEAD)
+    record.tenant_id = tenant_id
+    record.last_sequence = last_sequence
+    record.last_hash = last_hash
+    record.last_effective_at_us = last_effective_at_us
+    record.__class__ = TenantHead
+    built: TenantHead = record
+    return built
 
 
 def new_transaction_state(
@@ -1242,17 +1191,19 @@ def new_transaction_state(
     last_sequence: int,
 ) -> TransactionState:
     """``TransactionState(...)`` with the same keywords, without ``type.__call__``."""
-    record: TransactionState = _NEW(TransactionState)
-    _SET_TRANSACTION_STATE_TENANT_ID(record, tenant_id)
-    _SET_TRANSACTION_STATE_TRANSACTION_ID(record, transaction_id)
-    _SET_TRANSACTION_STATE_POSTINGS(record, postings)
-    _SET_TRANSACTION_STATE_STATUS(record, status)
-    _SET_TRANSACTION_STATE_AMOUNTS_POSTED(record, amounts_posted)
-    _SET_TRANSACTION_STATE_AMOUNTS_REVERSED(record, amounts_reversed)
-    _SET_TRANSACTION_STATE_REVERSES(record, reverses)
-    _SET_TRANSACTION_STATE_EXPIRES_AT_US(record, expires_at_us)
-    _SET_TRANSACTION_STATE_LAST_SEQUENCE(record, last_sequence)
-    return record
+    record: Any = _NEW(_BUILDING_TRANSACTION_STATE)
+    record.tenant_id = tenant_id
+    record.transaction_id = transaction_id
+    record.postings = postings
+    record.status = status
+    record.amounts_posted = amounts_posted
+    record.amounts_reversed = amounts_reversed
+    record.reverses = reverses
+    record.expires_at_us = expires_at_us
+    record.last_sequence = last_sequence
+    record.__class__ = TransactionState
+    built: TransactionState = record
+    return built
 
 
 def new_monitor_state(
@@ -1269,18 +1220,20 @@ def new_monitor_state(
     last_sequence: int,
 ) -> MonitorState:
     """``MonitorState(...)`` with the same keywords, without ``type.__call__``."""
-    record: MonitorState = _NEW(MonitorState)
-    _SET_MONITOR_STATE_TENANT_ID(record, tenant_id)
-    _SET_MONITOR_STATE_MONITOR_ID(record, monitor_id)
-    _SET_MONITOR_STATE_ACCOUNT_ID(record, account_id)
-    _SET_MONITOR_STATE_FIELD(record, field)
-    _SET_MONITOR_STATE_OPERATOR(record, operator)
-    _SET_MONITOR_STATE_THRESHOLD(record, threshold)
-    _SET_MONITOR_STATE_METADATA(record, metadata)
-    _SET_MONITOR_STATE_HOLDS(record, holds)
-    _SET_MONITOR_STATE_CREATED_SEQUENCE(record, created_sequence)
-    _SET_MONITOR_STATE_LAST_SEQUENCE(record, last_sequence)
-    return record
+    record: Any = _NEW(_BUILDING_MONITOR_STATE)
+    record.tenant_id = tenant_id
+    record.monitor_id = monitor_id
+    record.account_id = account_id
+    record.field = field
+    record.operator = operator
+    record.threshold = threshold
+    record.metadata = metadata
+    record.holds = holds
+    record.created_sequence = created_sequence
+    record.last_sequence = last_sequence
+    record.__class__ = MonitorState
+    built: MonitorState = record
+    return built
 
 
 def new_monitor_triggered(

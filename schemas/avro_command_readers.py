@@ -16,7 +16,7 @@ fastavro's, compared by a Hypothesis test (``tests/unit/test_avro_command_reader
 transaction (a dict per posting, then ``new_posting(**item)``), against ~2 for a ``Transfer``.
 Its ``postings`` array is read as fastavro reads it (blocks of positive counts; a negative count is
 left to fastavro) and its items only while the schema's ``Posting`` has the layout read here
-(``ITEM_LAYOUTS``, checked at import by ``schemas.codec``).
+(``ITEM_LAYOUTS``, checked at import with ``avro_readers.items_written_for``).
 
 ``metadata`` (a ``map<string>``) is read as fastavro reads it, one or more blocks of positive
 counts, into a dict, then sorted into the model's pairs as the generic decoder does; a negative

@@ -586,3 +586,27 @@ def _type_word(field_type: Any, named: Mapping[str, Any]) -> str:
 def field_layout(wire: Mapping[str, Any], named: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """(name, type word) of each field of a parsed record schema; ``named``: its named types."""
     return tuple((str(field["name"]), _type_word(field["type"], named)) for field in wire["fields"])
+
+
+def items_written_for(
+    wire: Mapping[str, Any],
+    named: Mapping[str, Any],
+    field_name: str,
+    record_name: str,
+    layout: tuple[tuple[str, str], ...],
+) -> bool:
+    """Whether the array field ``field_name`` of a parsed record schema holds records named
+    ``record_name`` of the field layout ``layout`` (``field_layout``'s words): an array's own
+    layout word does not say what its items are."""
+    for field in wire["fields"]:
+        if field["name"] != field_name:
+            continue
+        field_type = field["type"]
+        items = field_type.get("items") if isinstance(field_type, dict) else None
+        item = named.get(items) if isinstance(items, str) else items
+        return (
+            isinstance(item, dict)
+            and item.get("name") == record_name
+            and field_layout(item, named) == layout
+        )
+    return False

@@ -905,23 +905,6 @@ def decode_command(data: bytes) -> Command:
     return result
 
 
-def _items_written_for(branch: Branch, field_name: str, record_name: str, layout: Any) -> bool:
-    """Whether ``branch``'s array field ``field_name`` holds records named ``record_name`` of
-    the field layout ``layout`` (an array's own layout word does not say)."""
-    for field in branch.wire["fields"]:
-        if field["name"] != field_name:
-            continue
-        field_type = field["type"]
-        items = field_type.get("items") if isinstance(field_type, dict) else None
-        item = branch.named.get(items) if isinstance(items, str) else items
-        return (
-            isinstance(item, dict)
-            and item.get("name") == record_name
-            and avro_readers.field_layout(item, branch.named) == layout
-        )
-    return False
-
-
 def _command_readers() -> dict[bytes, Callable[[bytes, int], Command]]:
     """The hand-written reader of each command type it was written for: the single-leg ones
     (decision 0104) and ``PostTransaction`` (decision 0139), while its schema's items have the
@@ -929,7 +912,10 @@ def _command_readers() -> dict[bytes, Callable[[bytes, int], Command]]:
     candidates = []
     for python_type, reader in avro_command_readers.READERS.items():
         items = avro_command_readers.ITEM_LAYOUTS.get(python_type)
-        if items is not None and not _items_written_for(COMMANDS.by_type[python_type], *items):
+        branch = COMMANDS.by_type[python_type]
+        if items is not None and not avro_readers.items_written_for(
+            branch.wire, branch.named, *items
+        ):
             LOGGER.warning(
                 "the hand-written reader of %s is not used: its %s items are not %s",
                 python_type.__name__,

@@ -522,6 +522,27 @@ def slot_setter(record_type: type[Any], name: str) -> Callable[[Any, Any], None]
     raise AssertionError(f"{record_type.__name__}.{name} is not a slot")
 
 
+def building_type(record_type: type[Any]) -> type[Any]:
+    """A plain mutable class with ``record_type``'s memory layout, to build its records in.
+
+    For a frozen slotted dataclass whose only base is ``object``: the same ``__slots__`` and no
+    frozen ``__setattr__``, so a typed builder (decision 0143) stores each field as a plain
+    attribute (the generic slot store: no Python-level call per field, a third of a slot
+    setter's cost) and then gives the finished object its class, ``record.__class__ =
+    record_type``. CPython refuses that assignment (``TypeError``) unless the two classes have
+    the same base and the same slots, so a layout that differs cannot be written into; one
+    probe object is converted here so that a mismatch fails at import, not on the hot path.
+    The object is the builder's alone until it is returned: nobody sees the building class.
+    """
+    slots = record_type.__dict__.get("__slots__")
+    assert record_type.__bases__ == (object,) and slots, record_type
+    building = type(f"Building{record_type.__name__}", (), {"__slots__": slots})
+    building.__module__ = __name__
+    probe: Any = object.__new__(building)
+    probe.__class__ = record_type
+    return building
+
+
 RECORD_TYPES: tuple[type[Any], ...] = (
     *COMMAND_TYPES,
     Posting,

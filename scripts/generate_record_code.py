@@ -9,7 +9,10 @@ function ``new_<record>(*, field: type, ...) -> Record`` that makes the record w
 ``object.__new__`` and stores each field through its slot's descriptor. It equals calling the
 class with the same keywords (tests/unit/test_generated_checks.py) and skips ``type.__call__``,
 the dataclass ``__init__`` and its ``object.__setattr__`` per field: about half the cost, for
-the few records the processor builds per command. Being plain Python in the repository, the
+the few records the processor builds per command. A record whose only base is ``object`` is
+built cheaper still (decision 0143): its fields are stored as plain attributes of an object of
+its building class (``schemas.model.building_type``, the same slots), which then gets the
+record's class. Being plain Python in the repository, the
 builders are checked by mypy (keywords and types at every call site) and ruff, and show real
 lines in tracebacks. tests/unit/test_generated_records.py regenerates and compares, so the
 checked-in modules never drift from the dataclasses.
@@ -122,13 +125,33 @@ def _builder_source(record_type: type[Any], imports: set[str]) -> str:
         if item.default is not dataclasses.MISSING:
             default = f" = {_default_source(item.default, imports)}"
         parameters.append(f"    {item.name}: {annotation}{default},\n")
-        body.append(f"    _SET_{_constant(name)}_{item.name.upper()}(record, {item.name})\n")
+        if _builds_in_place(record_type):
+            body.append(f"    record.{item.name} = {item.name}\n")
+        else:
+            body.append(f"    _SET_{_constant(name)}_{item.name.upper()}(record, {item.name})\n")
     imports.add(name)
+    if _builds_in_place(record_type):
+        start = f"    record: Any = _NEW(_BUILDING_{_constant(name)})\n"
+        end = f"    record.__class__ = {name}\n    built: {name} = record\n    return built\n"
+    else:
+        start = f"    record: {name} = _NEW({name})\n"
+        end = "    return record\n"
     return (
         f"def {builder_name(record_type)}(\n    *,\n{''.join(parameters)}) -> {name}:\n"
         f'    """``{name}(...)`` with the same keywords, without ``type.__call__``."""\n'
-        f"    record: {name} = _NEW({name})\n" + "".join(body) + "    return record\n"
+        + start
+        + "".join(body)
+        + end
     )
+
+
+def _builds_in_place(record_type: type[Any]) -> bool:
+    """Whether the builder fills a ``building_type`` object and then sets its class (decision
+    0143): for records whose only base is ``object``. A record with a base of its own (the
+    commands, events and notifications share a header class) keeps the slot setters: a building
+    class would have to derive from that frozen base, whose ``__setattr__`` costs more than the
+    setters."""
+    return record_type.__bases__ == (object,)
 
 
 def _constant(name: str) -> str:
@@ -137,6 +160,8 @@ def _constant(name: str) -> str:
 
 def _setters_source(record_type: type[Any]) -> str:
     name = record_type.__name__
+    if _builds_in_place(record_type):
+        return f"_BUILDING_{_constant(name)}: Final = building_type({name})\n"
     return "".join(
         f'_SET_{_constant(name)}_{item.name.upper()}: Final = slot_setter({name}, "{item.name}")\n'
         for item in _checked_fields(record_type)
@@ -157,7 +182,10 @@ def _import_lines(target: Target, imports: set[str]) -> str:
 
 def module_source(target: Target) -> str:
     """The whole generated module of one target (what the test compares with the file)."""
-    imports: set[str] = {"slot_setter"}
+    imports: set[str] = {
+        "building_type" if _builds_in_place(record_type) else "slot_setter"
+        for record_type in target.record_types
+    }
     builders = [_builder_source(record_type, imports) for record_type in target.record_types]
     setters = "".join(_setters_source(record_type) for record_type in target.record_types)
     table = "".join(

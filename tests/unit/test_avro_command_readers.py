@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import avro_command_readers, codec
+from schemas import avro_command_readers, avro_readers, codec
 from schemas.model import Posting, PostTransaction, VoidPending
 from tests.unit.wire_strategies import (
     EXAMPLES,
@@ -148,7 +148,8 @@ def test_two_blocks_read_as_one_array() -> None:
 def test_a_posting_layout_it_was_not_written_for_is_not_read_by_hand() -> None:
     branch = codec.COMMANDS.by_type[PostTransaction]
     field, record_name, layout = avro_command_readers.ITEM_LAYOUTS[PostTransaction]
-    assert codec._items_written_for(branch, field, record_name, layout)
-    assert not codec._items_written_for(branch, field, record_name, layout[:-1])
-    assert not codec._items_written_for(branch, field, "streamledger.v1.Other", layout)
-    assert not codec._items_written_for(branch, "metadata", record_name, layout)
+    wire, named = branch.wire, branch.named
+    assert avro_readers.items_written_for(wire, named, field, record_name, layout)
+    assert not avro_readers.items_written_for(wire, named, field, record_name, layout[:-1])
+    assert not avro_readers.items_written_for(wire, named, field, "streamledger.v1.Other", layout)
+    assert not avro_readers.items_written_for(wire, named, "metadata", record_name, layout)
