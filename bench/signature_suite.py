@@ -31,7 +31,7 @@ import time
 import uuid
 from typing import NamedTuple
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 import ledger
 from bench.bench_processor import RUN_TIMEOUT_S, delete_topics, run_processor
@@ -64,6 +64,7 @@ from streamledger.settings import Settings, load_settings, replace
 KEY_ID = "bench:v1"
 DECIDE_BATCH = 5_000  # the processor's default batch: staged outputs and commit this often
 TARGET_RATIO = 0.9
+STABLE_TIMEOUT_S = 60.0
 
 
 def prefill(settings: Settings, commands: int, tenants: int, *, signed: bool) -> int:
@@ -120,6 +121,36 @@ def stored_outcomes(settings: Settings) -> int:
     return sum(value is not None for value in read_values(connection, topic, settings.partitions))
 
 
+def wait_until_stable(settings: Settings, name: str, partitions: int) -> None:
+    """Until each partition's last stable offset (a read_committed reader's end) is its end:
+    no transaction on ``name`` is open or has its marker still to come."""
+    connection = client_config(settings, ADMIN_PRINCIPAL)
+    readers = [
+        Consumer(
+            {**connection, "group.id": f"bench-lso-{uuid.uuid4().hex}", "isolation.level": level}
+        )
+        for level in ("read_committed", "read_uncommitted")
+    ]
+    topic = settings.topic(name)
+    deadline = time.monotonic() + STABLE_TIMEOUT_S
+    try:
+        while True:
+            stable, end = (
+                [
+                    reader.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+                    for p in range(partitions)
+                ]
+                for reader in readers
+            )
+            if stable == end:
+                return
+            assert time.monotonic() < deadline, f"{topic}: last stable {stable}, end {end}"
+            time.sleep(0.05)
+    finally:
+        for reader in readers:
+            reader.close()
+
+
 class Run(NamedTuple):
     rate: float  # commands/s, wall clock
     cpu_rate: float  # commands per CPU-second of the processor's process
@@ -162,6 +193,11 @@ def one_run(
             processes=[child],
             cpu_per_command=cpu_per_command,
         )
+        # stopped, and every partition's last transaction marker written, before the count: a
+        # commit's markers reach the offsets and ledger.outcomes one by one, so the group's
+        # offsets can show the end while a read_committed read of the outcomes still stops short
+        stop_process(child)
+        wait_until_stable(settings, OUTCOMES_TOPIC, arguments.partitions)
         return Run(rate, 1 / cpu_per_command[child.pid], stored_outcomes(settings))
     finally:
         if child is not None:
