@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import NamedTuple
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -64,7 +65,7 @@ from streamledger.settings import Settings, load_settings, replace
 KEY_ID = "bench:v1"
 DECIDE_BATCH = 5_000  # the processor's default batch: staged outputs and commit this often
 TARGET_RATIO = 0.9
-STABLE_TIMEOUT_S = 60.0
+SETTLE_TIMEOUT_S = 60.0
 
 
 def prefill(settings: Settings, commands: int, tenants: int, *, signed: bool) -> int:
@@ -121,34 +122,63 @@ def stored_outcomes(settings: Settings) -> int:
     return sum(value is not None for value in read_values(connection, topic, settings.partitions))
 
 
-def wait_until_stable(settings: Settings, name: str, partitions: int) -> None:
-    """Until each partition's last stable offset (a read_committed reader's end) is its end:
-    no transaction on ``name`` is open or has its marker still to come."""
-    connection = client_config(settings, ADMIN_PRINCIPAL)
-    readers = [
-        Consumer(
-            {**connection, "group.id": f"bench-lso-{uuid.uuid4().hex}", "isolation.level": level}
-        )
-        for level in ("read_committed", "read_uncommitted")
-    ]
-    topic = settings.topic(name)
-    deadline = time.monotonic() + STABLE_TIMEOUT_S
+def end_offsets(settings: Settings, name: str, partitions: int, level: str) -> list[int]:
+    """Each partition's end as a reader of isolation ``level`` sees it (read_committed: the
+    last stable offset; librdkafka's watermark query honours the level since v1.7.1)."""
+    reader = Consumer(
+        {
+            **client_config(settings, ADMIN_PRINCIPAL),
+            "group.id": f"bench-ends-{uuid.uuid4().hex}",
+            "isolation.level": level,
+        }
+    )
     try:
-        while True:
-            stable, end = (
-                [
-                    reader.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
-                    for p in range(partitions)
-                ]
-                for reader in readers
-            )
-            if stable == end:
-                return
-            assert time.monotonic() < deadline, f"{topic}: last stable {stable}, end {end}"
-            time.sleep(0.05)
+        topic = settings.topic(name)
+        return [
+            reader.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in range(partitions)
+        ]
     finally:
-        for reader in readers:
-            reader.close()
+        reader.close()
+
+
+def wait_until(what: str, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while not done():
+        assert time.monotonic() < deadline, f"not in {SETTLE_TIMEOUT_S} s: {what}"
+        time.sleep(0.05)
+
+
+def settle(
+    settings: Settings, group_id: str, command_ends: list[int], child: subprocess.Popen[bytes]
+) -> None:
+    """Before counting the stored outcomes: the group's committed offsets reach every
+    partition's prefilled end (``wait_for_group`` stops at the sum, and the processor appends
+    tick records to a partition whose pending deadlines pass, so one partition's ticks can
+    stand in for another's last commands), then the child is stopped, then no transaction on
+    ``ledger.outcomes`` is open or has its marker still to come (a commit's markers reach the
+    offsets and each outcomes partition one by one)."""
+    topic = settings.topic(COMMANDS_TOPIC)
+    partitions = len(command_ends)
+    consumer = Consumer({**client_config(settings, ADMIN_PRINCIPAL), "group.id": group_id})
+    try:
+
+        def consumed() -> bool:
+            committed = consumer.committed(
+                [TopicPartition(topic, p) for p in range(partitions)], 10
+            )
+            return all(tp.offset >= end for tp, end in zip(committed, command_ends, strict=True))
+
+        wait_until(f"{group_id} committed {command_ends}", consumed)
+    finally:
+        consumer.close()
+    stop_process(child)
+    wait_until(
+        f"{settings.topic(OUTCOMES_TOPIC)} stable",
+        lambda: (
+            end_offsets(settings, OUTCOMES_TOPIC, partitions, "read_committed")
+            == end_offsets(settings, OUTCOMES_TOPIC, partitions, "read_uncommitted")
+        ),
+    )
 
 
 class Run(NamedTuple):
@@ -178,6 +208,9 @@ def one_run(
             rate = run_processor(processor_settings, total, profile=False)
             cpu_s = time.process_time() - cpu_started  # this whole process, librdkafka's too
             return Run(rate, total / cpu_s, stored_outcomes(settings))
+        command_ends = end_offsets(
+            settings, COMMANDS_TOPIC, arguments.partitions, "read_uncommitted"
+        )
         # the records are all there when it starts: its first consume is a full batch, and the
         # timing starts at its first committed transaction (start-up and group join behind it)
         child = spawn_processor(
@@ -193,11 +226,7 @@ def one_run(
             processes=[child],
             cpu_per_command=cpu_per_command,
         )
-        # stopped, and every partition's last transaction marker written, before the count: a
-        # commit's markers reach the offsets and ledger.outcomes one by one, so the group's
-        # offsets can show the end while a read_committed read of the outcomes still stops short
-        stop_process(child)
-        wait_until_stable(settings, OUTCOMES_TOPIC, arguments.partitions)
+        settle(settings, processor_settings.group_id, command_ends, child)
         return Run(rate, 1 / cpu_per_command[child.pid], stored_outcomes(settings))
     finally:
         if child is not None:
