@@ -49,7 +49,7 @@ from psycopg.conninfo import make_conninfo
 from api.api_keys import token_digest
 from api.reads import APPLICATION_NAME, BIND_REQUEST
 from api.settings import API_PASSWORD, API_ROLE
-from bench.latency_suite import cpu_seconds
+from bench.processor_suite import cpu_seconds
 from bench.results import BenchRun
 from producers.sdk import LedgerProducer
 from projections.queries import SELECT_BALANCE, SET_TENANT, reader_dsn

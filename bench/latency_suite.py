@@ -72,7 +72,7 @@ import psycopg
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bench.bench_processor import delete_topics
-from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process
+from bench.processor_suite import REPO_ROOT, cpu_seconds, peak_rss_bytes, stop_process
 from bench.results import BenchRun
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
@@ -530,16 +530,6 @@ def pipeline_children(settings: Settings) -> list[tuple[str, int]]:
         return []
     children = [(str(c.get("role", "child")), c.get("pid")) for c in state.get("children", [])]
     return [(role, int(pid)) for role, pid in children if pid]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    # Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the ")" of the name.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def record_pipeline_rss(run: BenchRun, settings: Settings) -> None:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -157,8 +158,11 @@ def wait_for_group(
     *,
     timeout_s: float = PROCESS_TIMEOUT_S,
     processes: list[subprocess.Popen[bytes]] | None = None,
+    cpu_per_command: dict[int, float] | None = None,
 ) -> tuple[float, dict[int, int]]:
     """Commands/s of an engine in child processes, and the peak RSS (bytes) of each pid.
+    ``cpu_per_command``, if given, is filled with each pid's CPU seconds (user + system, every
+    thread) over the same window, per command committed in it.
 
     Steady state, measured the same way for every engine: from the first time the group's
     committed offsets are seen above zero (its first transaction is committed; start-up,
@@ -169,6 +173,7 @@ def wait_for_group(
     topic = settings.topic(COMMANDS_TOPIC)
     peaks = dict.fromkeys(pids, 0)
     first: tuple[float, int] | None = None  # (when, committed) at the first commit seen
+    cpu_first: dict[int, float] = {}
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
@@ -178,6 +183,7 @@ def wait_for_group(
             now = time.perf_counter()
             if first is None and committed > 0:
                 first = (now, committed)
+                cpu_first = {pid: cpu_seconds(pid) for pid in pids}
                 if committed >= total:
                     raise AssertionError(
                         f"group {group_id} committed all {total} commands in its first"
@@ -185,6 +191,10 @@ def wait_for_group(
                     )
             elif first is not None and committed >= total:
                 started, already = first
+                if cpu_per_command is not None:
+                    for pid in pids:
+                        used_s = cpu_seconds(pid) - cpu_first[pid]
+                        cpu_per_command[pid] = used_s / (total - already)
                 return (total - already) / (now - started), peaks
             exited = [p.pid for p in processes or [] if p.poll() is not None]
             if exited:
@@ -197,6 +207,16 @@ def wait_for_group(
 
 def _group_rate(settings: Settings, group_id: str, total: int, partitions: int) -> float:
     return wait_for_group(settings, group_id, total, partitions, [])[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, every thread (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the ")" of the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -212,15 +232,16 @@ def peak_rss_bytes(pid: int) -> int:
 
 
 def spawn_processor(
-    settings: Settings, instance_id: str, log_directory: Path
+    settings: Settings, instance_id: str, log_directory: Path, flags: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
+    """``streamledger process`` as a child process, with ``flags`` (its options) added."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLEDGER_")}
     environment.update(environment_for(settings))
     log_directory.mkdir(parents=True, exist_ok=True)
     log = (log_directory / f"processor-{settings.topic_prefix}{instance_id}.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "streamledger.cli", "process",
-         f"--instance-id={instance_id}", "--metrics-port=0"],
+         f"--instance-id={instance_id}", "--metrics-port=0", *flags],
         env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         cwd=REPO_ROOT,
     )  # fmt: skip

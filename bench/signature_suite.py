@@ -1,16 +1,22 @@
 """Processor commands/s with signature verification on vs off, in the same run (issue 21 §2).
 
-    python -m bench.signature_suite [--commands 100000] [--tenants 200] [--repetitions 3]
+    python -m bench.signature_suite [--commands 100000] [--tenants 200] [--repetitions 2]
+        [--in-process]
 
 The same loadgen commands (standard mix, 10 % duplicates) are pre-filled twice, on two fresh
 topic sets: *off* unsigned, processed with ``--command-signatures off``; *on* after one
 operator-signed GRANT per tenant, each command signed with its tenant's key (the SDK's
 headers), processed with the default ``enrolled`` mode, so every command is verified. Each
-repetition runs off then on, in this process (``bench.bench_processor.run_processor``), and
-the check is that both runs stored the same number of outcomes (no command of the signed run
-was refused). Reported per repetition and as medians: commands/s (wall clock) and commands
-per CPU-second of the process (less sensitive to a shared machine's load), plus the
-processor's ``PartitionLedger.decide`` alone without Kafka (CPU). Target (decision 0086):
+repetition runs both arms, which goes first alternating, each arm's processor a
+``streamledger process`` child of its own (as the product runs it; decision 0140), measured by
+the group's committed offsets (``bench.processor_suite.wait_for_group``); the check is that
+both runs stored the same number of outcomes (no command of the signed run was refused).
+Reported per repetition and as medians: commands/s (wall clock, from the first committed
+transaction to the last) and commands per CPU-second of the processor's process over the same
+window (less sensitive to a shared machine's load), plus ``PartitionLedger.decide`` alone
+without Kafka (CPU), each arm in a fresh Python process too. ``--in-process``: the processor
+and decide alone in this process, as before decision 0140 (``bench.bench_processor``'s
+``run_processor``; the CPU figure is then this whole process's). Target (decision 0086):
 on >= 0.9 x off. Not a timed test: it prints figures.
 """
 
@@ -19,15 +25,19 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import NamedTuple
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 import ledger
 from bench.bench_processor import RUN_TIMEOUT_S, delete_topics, run_processor
 from bench.ledger_check import read_values
+from bench.processor_suite import REPO_ROOT, spawn_processor, stop_process, wait_for_group
 from bench.results import BenchRun
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
@@ -55,6 +65,7 @@ from streamledger.settings import Settings, load_settings, replace
 KEY_ID = "bench:v1"
 DECIDE_BATCH = 5_000  # the processor's default batch: staged outputs and commit this often
 TARGET_RATIO = 0.9
+SETTLE_TIMEOUT_S = 60.0
 
 
 def prefill(settings: Settings, commands: int, tenants: int, *, signed: bool) -> int:
@@ -111,31 +122,115 @@ def stored_outcomes(settings: Settings) -> int:
     return sum(value is not None for value in read_values(connection, topic, settings.partitions))
 
 
+def end_offsets(settings: Settings, name: str, partitions: int, level: str) -> list[int]:
+    """Each partition's end as a reader of isolation ``level`` sees it (read_committed: the
+    last stable offset; librdkafka's watermark query honours the level since v1.7.1)."""
+    reader = Consumer(
+        {
+            **client_config(settings, ADMIN_PRINCIPAL),
+            "group.id": f"bench-ends-{uuid.uuid4().hex}",
+            "isolation.level": level,
+        }
+    )
+    try:
+        topic = settings.topic(name)
+        return [
+            reader.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in range(partitions)
+        ]
+    finally:
+        reader.close()
+
+
+def wait_until(what: str, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while not done():
+        assert time.monotonic() < deadline, f"not in {SETTLE_TIMEOUT_S} s: {what}"
+        time.sleep(0.05)
+
+
+def settle(
+    settings: Settings, group_id: str, command_ends: list[int], child: subprocess.Popen[bytes]
+) -> None:
+    """Before counting the stored outcomes: the group's committed offsets reach every
+    partition's prefilled end (``wait_for_group`` stops at the sum, and the processor appends
+    tick records to a partition whose pending deadlines pass, so one partition's ticks can
+    stand in for another's last commands), then the child is stopped, then no transaction on
+    ``ledger.outcomes`` is open or has its marker still to come (a commit's markers reach the
+    offsets and each outcomes partition one by one)."""
+    topic = settings.topic(COMMANDS_TOPIC)
+    partitions = len(command_ends)
+    consumer = Consumer({**client_config(settings, ADMIN_PRINCIPAL), "group.id": group_id})
+    try:
+
+        def consumed() -> bool:
+            committed = consumer.committed(
+                [TopicPartition(topic, p) for p in range(partitions)], 10
+            )
+            return all(tp.offset >= end for tp, end in zip(committed, command_ends, strict=True))
+
+        wait_until(f"{group_id} committed {command_ends}", consumed)
+    finally:
+        consumer.close()
+    stop_process(child)
+    wait_until(
+        f"{settings.topic(OUTCOMES_TOPIC)} stable",
+        lambda: (
+            end_offsets(settings, OUTCOMES_TOPIC, partitions, "read_committed")
+            == end_offsets(settings, OUTCOMES_TOPIC, partitions, "read_uncommitted")
+        ),
+    )
+
+
 class Run(NamedTuple):
     rate: float  # commands/s, wall clock
-    cpu_rate: float  # commands per CPU-second of the whole process
+    cpu_rate: float  # commands per CPU-second of the processor's process
     stored: int  # outcomes stored
 
 
-def one_run(base: Settings, arguments: argparse.Namespace, *, signed: bool) -> Run:
-    """Commands/s of the processor and the outcomes it stored, on fresh topics."""
+def one_run(
+    base: Settings, arguments: argparse.Namespace, *, signed: bool, in_process: bool = False
+) -> Run:
+    """Commands/s of the processor and the outcomes it stored, on fresh topics: the processor
+    a ``streamledger process`` child (``in_process``: in this process, as before 0140)."""
     settings = replace(
         base, topic_prefix=f"bsig{uuid.uuid4().hex[:6]}.", partitions=arguments.partitions
     )
     topics.apply(settings)
+    mode = "enrolled" if signed else "off"
     processor_settings: ProcessorSettings = build_processor_settings(
-        settings,
-        instance_id="bench-signatures",
-        metrics_port=0,
-        command_signatures="enrolled" if signed else "off",
+        settings, instance_id="bench-signatures", metrics_port=0, command_signatures=mode
     )
+    child: subprocess.Popen[bytes] | None = None
     try:
         total = prefill(settings, arguments.commands, arguments.tenants, signed=signed)
-        cpu_started = time.process_time()
-        rate = run_processor(processor_settings, total, profile=False)
-        cpu_s = time.process_time() - cpu_started  # every thread of this process, librdkafka's too
-        return Run(rate, total / cpu_s, stored_outcomes(settings))
+        if in_process:
+            cpu_started = time.process_time()
+            rate = run_processor(processor_settings, total, profile=False)
+            cpu_s = time.process_time() - cpu_started  # this whole process, librdkafka's too
+            return Run(rate, total / cpu_s, stored_outcomes(settings))
+        command_ends = end_offsets(
+            settings, COMMANDS_TOPIC, arguments.partitions, "read_uncommitted"
+        )
+        # the records are all there when it starts: its first consume is a full batch, and the
+        # timing starts at its first committed transaction (start-up and group join behind it)
+        child = spawn_processor(
+            settings, "bench-signatures", settings.home / "logs", [f"--command-signatures={mode}"]
+        )
+        cpu_per_command: dict[int, float] = {}
+        rate, _ = wait_for_group(
+            settings,
+            processor_settings.group_id,
+            total,
+            arguments.partitions,
+            [child.pid],
+            processes=[child],
+            cpu_per_command=cpu_per_command,
+        )
+        settle(settings, processor_settings.group_id, command_ends, child)
+        return Run(rate, 1 / cpu_per_command[child.pid], stored_outcomes(settings))
     finally:
+        if child is not None:
+            stop_process(child)
         delete_topics(settings)
 
 
@@ -188,21 +283,54 @@ def decide_only(commands: int, tenants: int, *, signed: bool) -> float:
         gc.unfreeze()
 
 
+def decide_alone(commands: int, tenants: int, *, signed: bool, in_process: bool = False) -> float:
+    """``decide_only`` in a fresh Python process of its own (``in_process``: in this one)."""
+    if in_process:
+        return decide_only(commands, tenants, signed=signed)
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.signature_suite", "--decide-alone", "on" if signed else "off",
+         f"--commands={commands}", f"--tenants={tenants}"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO_ROOT,
+        timeout=RUN_TIMEOUT_S, check=True,
+    )  # fmt: skip
+    return float(completed.stdout.split()[-1])
+
+
+class Repetition(NamedTuple):
+    off: Run
+    on: Run
+    decide_off: float  # commands per CPU-second of decide alone
+    decide_on: float
+
+
+def repetition(base: Settings, arguments: argparse.Namespace, index: int) -> Repetition:
+    """Both arms, off first in even repetitions and on first in odd ones (as the monitors suite
+    does: the second run of a pair follows the first's topic deletion on the same broker), then
+    decide alone, in the same order."""
+    in_process = arguments.in_process
+    runs: dict[bool, Run] = {}
+    decided: dict[bool, float] = {}
+    order = (False, True) if index % 2 == 0 else (True, False)
+    for signed in order:
+        runs[signed] = one_run(base, arguments, signed=signed, in_process=in_process)
+    for signed in order:
+        decided[signed] = decide_alone(
+            arguments.commands, arguments.tenants, signed=signed, in_process=in_process
+        )
+    return Repetition(runs[False], runs[True], decided[False], decided[True])
+
+
 def run_signatures(
     run: BenchRun, base: Settings, *, commands: int, tenants: int, repetitions: int
 ) -> None:
-    """``make bench``'s part: per repetition off and on, which goes first alternating (as the
-    monitors suite does: the second run of a pair follows the first's topic deletion on the
-    same broker), into ``run``'s figures (group ``signatures``), with the ratios of wall-clock
-    and CPU commands/s and of decide alone."""
-    arguments = argparse.Namespace(commands=commands, tenants=tenants, partitions=3)
-    for repetition in range(repetitions):
-        if repetition % 2 == 0:
-            off = one_run(base, arguments, signed=False)
-            on = one_run(base, arguments, signed=True)
-        else:
-            on = one_run(base, arguments, signed=True)
-            off = one_run(base, arguments, signed=False)
+    """``make bench``'s part: ``repetitions`` x ``repetition`` (each arm's processor and decide
+    alone in a process of its own), into ``run``'s figures (group ``signatures``), with the
+    ratios of wall-clock and processor-CPU commands/s and of decide alone."""
+    arguments = argparse.Namespace(
+        commands=commands, tenants=tenants, partitions=3, in_process=False
+    )
+    for index in range(repetitions):
+        off, on, decide_off, decide_on = repetition(base, arguments, index)
         if on.stored != off.stored:
             run.findings.append(
                 f"signatures: the signed run stored {on.stored} outcomes, the unsigned"
@@ -211,9 +339,7 @@ def run_signatures(
         run.add("signatures", "processor, verification off", "commands/s", off.rate)
         run.add("signatures", "processor, verification on", "commands/s", on.rate)
         run.add("signatures", "on / off (wall clock)", "x", on.rate / off.rate)
-        run.add("signatures", "on / off (process CPU)", "x", on.cpu_rate / off.cpu_rate)
-        decide_off = decide_only(commands, tenants, signed=False)
-        decide_on = decide_only(commands, tenants, signed=True)
+        run.add("signatures", "on / off (processor CPU)", "x", on.cpu_rate / off.cpu_rate)
         run.add("signatures", "on / off (decide alone, CPU)", "x", decide_on / decide_off)
 
 
@@ -223,36 +349,51 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--repetitions", type=int, default=2)
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="the processor and decide alone in this process (as before decision 0140)",
+    )
+    # decide_alone's child: print decide_only's commands per CPU-second and stop
+    parser.add_argument("--decide-alone", choices=("on", "off"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.decide_alone is not None:
+        signed = arguments.decide_alone == "on"
+        print(f"{decide_only(arguments.commands, arguments.tenants, signed=signed):.1f}")
+        return
     base = load_settings()
     off_runs: list[Run] = []
     on_runs: list[Run] = []
     off_decide: list[float] = []
     on_decide: list[float] = []
-    for repetition in range(arguments.repetitions):
-        off_decide.append(decide_only(arguments.commands, arguments.tenants, signed=False))
-        on_decide.append(decide_only(arguments.commands, arguments.tenants, signed=True))
-        off = one_run(base, arguments, signed=False)
-        on = one_run(base, arguments, signed=True)
+    where = "this process" if arguments.in_process else "a process of its own per arm"
+    for index in range(arguments.repetitions):
+        off, on, decide_off, decide_on = repetition(base, arguments, index)
         # both runs store the same outcomes: no signed command was refused
         check = "ok" if on.stored == off.stored else f"FAILED ({on.stored} vs {off.stored})"
+        first = "off" if index % 2 == 0 else "on"
         print(
-            f"repetition {repetition + 1}: off {off.rate:,.0f}/s ({off.cpu_rate:,.0f}/CPU-s),"
-            f" on {on.rate:,.0f}/s ({on.cpu_rate:,.0f}/CPU-s), ratio {on.rate / off.rate:.3f}"
-            f" (CPU {on.cpu_rate / off.cpu_rate:.3f}); decide only: off"
-            f" {off_decide[-1]:,.0f}, on {on_decide[-1]:,.0f}/CPU-s; check {check}"
+            f"repetition {index + 1} ({first} first): off {off.rate:,.0f}/s"
+            f" ({off.cpu_rate:,.0f}/CPU-s), on {on.rate:,.0f}/s ({on.cpu_rate:,.0f}/CPU-s),"
+            f" ratio {on.rate / off.rate:.3f} (CPU {on.cpu_rate / off.cpu_rate:.3f}); decide"
+            f" only: off {decide_off:,.0f}, on {decide_on:,.0f}/CPU-s"
+            f" ({decide_on / decide_off:.3f}); check {check}",
+            flush=True,
         )
         off_runs.append(off)
         on_runs.append(on)
-    print(f"commands:          {arguments.commands} ({arguments.tenants} tenants)")
+        off_decide.append(decide_off)
+        on_decide.append(decide_on)
+    print(f"commands:          {arguments.commands} ({arguments.tenants} tenants), in {where}")
     for label, pick in (("commands/s", _wall), ("commands/CPU-s", _cpu)):
         off_rate = statistics.median(pick(run) for run in off_runs)
         on_rate = statistics.median(pick(run) for run in on_runs)
+        ratios = sorted(pick(on) / pick(off) for off, on in zip(off_runs, on_runs, strict=True))
         verdict = "met" if on_rate / off_rate >= TARGET_RATIO else "NOT met"
         print(
             f"processor {label:15} off {off_rate:,.0f}, on {on_rate:,.0f}: ratio"
             f" {on_rate / off_rate:.3f} (target >= {TARGET_RATIO}: {verdict};"
-            f" median of {len(off_runs)})"
+            f" median of {len(off_runs)}; per repetition {ratios[0]:.3f} .. {ratios[-1]:.3f})"
         )
     off_rate, on_rate = statistics.median(off_decide), statistics.median(on_decide)
     print(
