@@ -148,29 +148,11 @@ def wait_until(what: str, done: Callable[[], bool]) -> None:
         time.sleep(0.05)
 
 
-def settle(
-    settings: Settings, group_id: str, command_ends: list[int], child: subprocess.Popen[bytes]
-) -> None:
-    """Before counting the stored outcomes: the group's committed offsets reach every
-    partition's prefilled end (``wait_for_group`` stops at the sum, and the processor appends
-    tick records to a partition whose pending deadlines pass, so one partition's ticks can
-    stand in for another's last commands), then the child is stopped, then no transaction on
+def settle(settings: Settings, partitions: int, child: subprocess.Popen[bytes]) -> None:
+    """Before counting the stored outcomes (``wait_for_group`` has seen every commands
+    partition's prefilled end committed): the child is stopped, then no transaction on
     ``ledger.outcomes`` is open or has its marker still to come (a commit's markers reach the
     offsets and each outcomes partition one by one)."""
-    topic = settings.topic(COMMANDS_TOPIC)
-    partitions = len(command_ends)
-    consumer = Consumer({**client_config(settings, ADMIN_PRINCIPAL), "group.id": group_id})
-    try:
-
-        def consumed() -> bool:
-            committed = consumer.committed(
-                [TopicPartition(topic, p) for p in range(partitions)], 10
-            )
-            return all(tp.offset >= end for tp, end in zip(committed, command_ends, strict=True))
-
-        wait_until(f"{group_id} committed {command_ends}", consumed)
-    finally:
-        consumer.close()
     stop_process(child)
     wait_until(
         f"{settings.topic(OUTCOMES_TOPIC)} stable",
@@ -208,9 +190,6 @@ def one_run(
             rate = run_processor(processor_settings, total, profile=False)
             cpu_s = time.process_time() - cpu_started  # this whole process, librdkafka's too
             return Run(rate, total / cpu_s, stored_outcomes(settings))
-        command_ends = end_offsets(
-            settings, COMMANDS_TOPIC, arguments.partitions, "read_uncommitted"
-        )
         # the records are all there when it starts: its first consume is a full batch, and the
         # timing starts at its first committed transaction (start-up and group join behind it)
         child = spawn_processor(
@@ -226,7 +205,7 @@ def one_run(
             processes=[child],
             cpu_per_command=cpu_per_command,
         )
-        settle(settings, processor_settings.group_id, command_ends, child)
+        settle(settings, arguments.partitions, child)
         return Run(rate, 1 / cpu_per_command[child.pid], stored_outcomes(settings))
     finally:
         if child is not None:
