@@ -68,7 +68,13 @@ from typing import Final
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench.processor_suite import REPO_ROOT, peak_rss_bytes, stop_process, wait_until_settled
+from bench.processor_suite import (
+    REPO_ROOT,
+    cpu_seconds,
+    peak_rss_bytes,
+    stop_process,
+    wait_until_settled,
+)
 from bench.results import BenchRun, repetitions_at_most
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
@@ -477,16 +483,6 @@ def raw_read_rate(settings: Settings, total: int) -> float:
     finally:
         consumer.close()
     return (read - 1) / max(last - first, 1e-9)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process so far (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # from the state on: utime, stime are 12th, 13th
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spawn_matcher(settings: Settings, log_path: Path, instance: int) -> subprocess.Popen[bytes]:

@@ -32,12 +32,18 @@ import uuid
 from collections.abc import Callable
 from typing import NamedTuple
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 import ledger
 from bench.bench_processor import RUN_TIMEOUT_S, delete_topics, run_processor
 from bench.ledger_check import read_values
-from bench.processor_suite import REPO_ROOT, spawn_processor, stop_process, wait_for_group
+from bench.processor_suite import (
+    REPO_ROOT,
+    partition_ends,
+    spawn_processor,
+    stop_process,
+    wait_for_group,
+)
 from bench.results import BenchRun
 from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
@@ -133,10 +139,7 @@ def end_offsets(settings: Settings, name: str, partitions: int, level: str) -> l
         }
     )
     try:
-        topic = settings.topic(name)
-        return [
-            reader.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in range(partitions)
-        ]
+        return partition_ends(reader, settings.topic(name), partitions)
     finally:
         reader.close()
 
