@@ -12,8 +12,8 @@
    transactions beside two-account transfers/s (``bench.multileg_suite``); commands/s with
    1,000 balance monitors on the hot accounts against none (``bench.monitor_suite``);
    signed commands: the standard size with signature verification on vs off, wall clock,
-   processor CPU and decide alone, each arm in a process of its own (``bench.signature_suite``,
-   issue 21 §2, decision 0140);
+   processor CPU and decide alone, each arm in a process of its own, after an unmeasured
+   warm-up round (``bench.signature_suite``, issue 21 §2, decisions 0140, 0146);
    the SDK's ``send`` from one process beside a raw confluent-kafka produce of the same
    records, wall clock and CPU per command (``bench.bench_producer``, issue 17);
 4. peers: faust-streaming and Quix Streams on the same records, same check;

@@ -6,11 +6,12 @@
 The same loadgen commands (standard mix, 10 % duplicates) are pre-filled twice, on two fresh
 topic sets: *off* unsigned, processed with ``--command-signatures off``; *on* after one
 operator-signed GRANT per tenant, each command signed with its tenant's key (the SDK's
-headers), processed with the default ``enrolled`` mode, so every command is verified. Each
-repetition runs both arms, which goes first alternating, each arm's processor a
-``streamledger process`` child of its own (as the product runs it; decision 0140), measured by
-the group's committed offsets (``bench.processor_suite.wait_for_group``); the check is that
-both runs stored the same number of outcomes (no command of the signed run was refused).
+headers), processed with the default ``enrolled`` mode, so every command is verified. After one
+unmeasured warm-up round (both arms, ``WARM_UP_COMMANDS`` each), each repetition runs both arms,
+which goes first alternating, each arm's processor a ``streamledger process`` child of its own
+(as the product runs it; decision 0140), measured by the group's committed offsets
+(``bench.processor_suite.wait_for_group``); the check is that both runs stored the same number
+of outcomes (no command of the signed run was refused).
 Reported per repetition and as medians: commands/s (wall clock, from the first committed
 transaction to the last) and commands per CPU-second of the processor's process over the same
 window (less sensitive to a shared machine's load), plus ``PartitionLedger.decide`` alone
@@ -39,6 +40,7 @@ from bench.bench_processor import RUN_TIMEOUT_S, delete_topics, run_processor
 from bench.ledger_check import read_values
 from bench.processor_suite import (
     REPO_ROOT,
+    committed_offsets,
     partition_ends,
     spawn_processor,
     stop_process,
@@ -72,6 +74,8 @@ KEY_ID = "bench:v1"
 DECIDE_BATCH = 5_000  # the processor's default batch: staged outputs and commit this often
 TARGET_RATIO = 0.9
 SETTLE_TIMEOUT_S = 60.0
+# commands per arm of the unmeasured round before the timed repetitions (``warm_up``)
+WARM_UP_COMMANDS = 2_000
 
 
 def prefill(settings: Settings, commands: int, tenants: int, *, signed: bool) -> int:
@@ -172,11 +176,36 @@ class Run(NamedTuple):
     stored: int  # outcomes stored
 
 
+def wait_committed(
+    settings: Settings, group_id: str, partitions: int, child: subprocess.Popen[bytes]
+) -> None:
+    """Until the group's committed offsets reach every commands partition's end (untimed)."""
+    consumer = Consumer({**client_config(settings, ADMIN_PRINCIPAL), "group.id": group_id})
+    topic = settings.topic(COMMANDS_TOPIC)
+    try:
+        ends = partition_ends(consumer, topic, partitions)
+
+        def covered() -> bool:
+            assert child.poll() is None, f"process {child.pid} exited before the end"
+            offsets = committed_offsets(consumer, topic, partitions)
+            return all(offset >= end for offset, end in zip(offsets, ends, strict=True))
+
+        wait_until(f"group {group_id} at the end of {topic}", covered)
+    finally:
+        consumer.close()
+
+
 def one_run(
-    base: Settings, arguments: argparse.Namespace, *, signed: bool, in_process: bool = False
+    base: Settings,
+    arguments: argparse.Namespace,
+    *,
+    signed: bool,
+    in_process: bool = False,
+    timed: bool = True,
 ) -> Run:
     """Commands/s of the processor and the outcomes it stored, on fresh topics: the processor
-    a ``streamledger process`` child (``in_process``: in this process, as before 0140)."""
+    a ``streamledger process`` child (``in_process``: in this process, as before 0140).
+    ``timed=False`` (the warm-up): the child only runs to the end, rates are 0."""
     settings = replace(
         base, topic_prefix=f"bsig{uuid.uuid4().hex[:6]}.", partitions=arguments.partitions
     )
@@ -198,6 +227,10 @@ def one_run(
         child = spawn_processor(
             settings, "bench-signatures", settings.home / "logs", [f"--command-signatures={mode}"]
         )
+        if not timed:
+            wait_committed(settings, processor_settings.group_id, arguments.partitions, child)
+            settle(settings, arguments.partitions, child)
+            return Run(0.0, 0.0, stored_outcomes(settings))
         cpu_per_command: dict[int, float] = {}
         rate, _ = wait_for_group(
             settings,
@@ -278,6 +311,20 @@ def decide_alone(commands: int, tenants: int, *, signed: bool, in_process: bool 
     return float(completed.stdout.split()[-1])
 
 
+def warm_up(base: Settings, arguments: argparse.Namespace) -> None:
+    """One unmeasured round before the timed repetitions: both arms, ``WARM_UP_COMMANDS``
+    each. Otherwise the first timed arm after a broker start (or after an earlier suite's
+    topic deletions) pays the broker's warm-up: the transaction coordinator's and the offsets
+    topic's partitions loading, the JVM compiling the request paths (decision 0146). A check
+    failure here raises: nothing is timed yet."""
+    small = argparse.Namespace(**{**vars(arguments), "commands": WARM_UP_COMMANDS})
+    stored = [
+        one_run(base, small, signed=signed, in_process=arguments.in_process, timed=False).stored
+        for signed in (False, True)
+    ]
+    assert stored[0] == stored[1], f"warm-up: the signed run stored {stored[1]}, not {stored[0]}"
+
+
 class Repetition(NamedTuple):
     off: Run
     on: Run
@@ -305,12 +352,14 @@ def repetition(base: Settings, arguments: argparse.Namespace, index: int) -> Rep
 def run_signatures(
     run: BenchRun, base: Settings, *, commands: int, tenants: int, repetitions: int
 ) -> None:
-    """``make bench``'s part: ``repetitions`` x ``repetition`` (each arm's processor and decide
-    alone in a process of its own), into ``run``'s figures (group ``signatures``), with the
-    ratios of wall-clock and processor-CPU commands/s and of decide alone."""
+    """``make bench``'s part: the warm-up round, then ``repetitions`` x ``repetition`` (each
+    arm's processor and decide alone in a process of its own), into ``run``'s figures (group
+    ``signatures``), with the ratios of wall-clock and processor-CPU commands/s and of decide
+    alone."""
     arguments = argparse.Namespace(
         commands=commands, tenants=tenants, partitions=3, in_process=False
     )
+    warm_up(base, arguments)
     for index in range(repetitions):
         off, on, decide_off, decide_on = repetition(base, arguments, index)
         if on.stored != off.stored:
@@ -349,6 +398,7 @@ def main() -> None:
     off_decide: list[float] = []
     on_decide: list[float] = []
     where = "this process" if arguments.in_process else "a process of its own per arm"
+    warm_up(base, arguments)
     for index in range(arguments.repetitions):
         off, on, decide_off, decide_on = repetition(base, arguments, index)
         # both runs store the same outcomes: no signed command was refused
