@@ -6,13 +6,13 @@ returns them as ``StateChanges``, which ``LedgerState.stage`` writes if the call
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from ledger._generated_records import new_state_changes
 from ledger.decisions import StateChanges
 from ledger.effects import balance_of
 from ledger.state import LedgerState
-from schemas._generated_records import new_tenant_head
+from schemas._generated_records import EventHeaderValues, new_tenant_head
 from schemas.model import (
     GENESIS_HASH,
     HASH_BYTES,
@@ -141,22 +141,24 @@ def event_header(
     accounts: tuple[AccountState, ...],
     *,
     actor: str,
-) -> dict[str, Any]:
-    """The fields every event has, for the event at ``link`` (its sequence, its prev_hash).
+) -> EventHeaderValues:
+    """The fields every event has, for the event at ``link`` (its sequence, its prev_hash), for
+    the builders ``new_<event>_with_header`` (an object, not a dict unpacked into the builder's
+    keywords: decision 0145).
 
     ``cause`` is the command the event answers (``None`` for an expiry, caused by time): the
     event carries its idempotency key and, since schemas v1.4, its metadata (decision 0055);
     since v1.7, ``actor``, who issued it (``SYSTEM_ACTOR`` for an expiry, decision 0093)."""
     sequence, prev_hash = link
-    return {
-        "tenant_id": tenant_id,
-        "sequence": sequence,
-        "event_id": f"{tenant_id}:{sequence}",
-        "idempotency_key": None if cause is None else cause.idempotency_key,
-        "effective_at_us": effective_at_us,
-        "balances": tuple([balance_of(account) for account in accounts]),
-        "prev_hash": prev_hash,
-        "hash": HASH_PLACEHOLDER,
-        "metadata": () if cause is None else cause.metadata,
-        "actor": SYSTEM_ACTOR if cause is None else actor,
-    }
+    return EventHeaderValues(
+        tenant_id=tenant_id,
+        sequence=sequence,
+        event_id=f"{tenant_id}:{sequence}",
+        idempotency_key=None if cause is None else cause.idempotency_key,
+        effective_at_us=effective_at_us,
+        balances=tuple([balance_of(account) for account in accounts]),
+        prev_hash=prev_hash,
+        hash=HASH_PLACEHOLDER,
+        metadata=() if cause is None else cause.metadata,
+        actor=SYSTEM_ACTOR if cause is None else actor,
+    )

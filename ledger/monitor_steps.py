@@ -39,8 +39,8 @@ from ledger.monitors import (
 from ledger.state import LedgerState
 from schemas._generated_records import (
     new_monitor_cleared,
-    new_monitor_created,
-    new_monitor_deleted,
+    new_monitor_created_with_header,
+    new_monitor_deleted_with_header,
     new_monitor_state,
     new_monitor_triggered,
 )
@@ -114,8 +114,8 @@ def execute_monitor_command(
             tenant_id, link, command, effective_at_us, (account,), actor=draft.actor
         )
         draft.record(
-            new_monitor_deleted(
-                **header, monitor_id=monitor.monitor_id, account_id=monitor.account_id
+            new_monitor_deleted_with_header(
+                header, monitor_id=monitor.monitor_id, account_id=monitor.account_id
             )
         )
         return MonitorChanges(deleted=((tenant_id, monitor.monitor_id),))
@@ -126,8 +126,8 @@ def execute_monitor_command(
     )
     link = draft.next_link(tenant_id)
     header = event_header(tenant_id, link, command, effective_at_us, (account,), actor=draft.actor)
-    event = new_monitor_created(
-        **header,
+    event = new_monitor_created_with_header(
+        header,
         monitor_id=command.monitor_id,
         account_id=command.account_id,
         field=command.field,

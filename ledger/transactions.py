@@ -31,11 +31,11 @@ from ledger.effects import (
 )
 from ledger.state import LedgerState
 from schemas._generated_records import (
-    new_transaction_pending,
-    new_transaction_pending_expired,
-    new_transaction_pending_posted,
-    new_transaction_pending_voided,
-    new_transaction_posted,
+    new_transaction_pending_expired_with_header,
+    new_transaction_pending_posted_with_header,
+    new_transaction_pending_voided_with_header,
+    new_transaction_pending_with_header,
+    new_transaction_posted_with_header,
     new_transaction_state,
 )
 from schemas.event_time import US_PER_S
@@ -314,15 +314,15 @@ def execute_transaction(draft: Draft, command: PostTransaction, effective_at_us:
         assert original is not None
         draft.put_transaction(transaction_reversed_by(original, command.postings, sequence))
     draft.record(
-        new_transaction_pending(
-            **header,
+        new_transaction_pending_with_header(
+            header,
             transaction_id=command.transaction_id,
             postings=command.postings,
             expires_at_us=expires_at_us,
         )
         if command.pending
-        else new_transaction_posted(
-            **header,
+        else new_transaction_posted_with_header(
+            header,
             transaction_id=command.transaction_id,
             postings=command.postings,
             reverses=command.reverses,
@@ -355,8 +355,8 @@ def post_pending_transaction(draft: Draft, command: PostPending, effective_at_us
         )
     )
     draft.record(
-        new_transaction_pending_posted(
-            **header,
+        new_transaction_pending_posted_with_header(
+            header,
             transaction_id=transaction.transaction_id,
             postings=postings,
             pending_amounts=reserved,
@@ -401,12 +401,12 @@ def release_transaction(
         )
     )
     draft.record(
-        new_transaction_pending_expired(
-            **header, transaction_id=transaction_id, postings=transaction.postings
+        new_transaction_pending_expired_with_header(
+            header, transaction_id=transaction_id, postings=transaction.postings
         )
         if status is TransferStatus.EXPIRED
-        else new_transaction_pending_voided(
-            **header, transaction_id=transaction_id, postings=transaction.postings
+        else new_transaction_pending_voided_with_header(
+            header, transaction_id=transaction_id, postings=transaction.postings
         )
     )
 

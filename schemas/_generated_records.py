@@ -8,7 +8,7 @@ Each ``new_<record>`` equals calling the class with the same keywords, without
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, final
 
 from schemas.model import (
     GENESIS_HASH,
@@ -1336,4 +1336,424 @@ BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {
     MonitorState: new_monitor_state,
     MonitorTriggered: new_monitor_triggered,
     MonitorCleared: new_monitor_cleared,
+}
+
+
+@final
+class EventHeaderValues:
+    """The fields every event has (``EventHeader``), for the builders
+    ``new_<event>_with_header``: one object in place of ten keywords (decision 0145).
+    """
+
+    __slots__ = (
+        "actor",
+        "balances",
+        "effective_at_us",
+        "event_id",
+        "hash",
+        "idempotency_key",
+        "metadata",
+        "prev_hash",
+        "sequence",
+        "tenant_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        sequence: int,
+        event_id: str,
+        idempotency_key: str | None,
+        effective_at_us: int,
+        balances: tuple[AccountBalance, ...],
+        prev_hash: bytes,
+        hash: bytes,
+        metadata: tuple[tuple[str, str], ...] = (),
+        actor: str = UNSIGNED_ACTOR,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.sequence = sequence
+        self.event_id = event_id
+        self.idempotency_key = idempotency_key
+        self.effective_at_us = effective_at_us
+        self.balances = balances
+        self.prev_hash = prev_hash
+        self.hash = hash
+        self.metadata = metadata
+        self.actor = actor
+
+
+def new_account_opened_with_header(
+    header: EventHeaderValues,
+    *,
+    account_id: str,
+    currency: str,
+    asset_scale: int,
+    debits_must_not_exceed_credits: bool,
+    credits_must_not_exceed_debits: bool,
+    overdraft_limit: int | None,
+) -> AccountOpened:
+    """``new_account_opened`` with the header's fields from ``header``."""
+    record: AccountOpened = _NEW(AccountOpened)
+    _SET_ACCOUNT_OPENED_TENANT_ID(record, header.tenant_id)
+    _SET_ACCOUNT_OPENED_SEQUENCE(record, header.sequence)
+    _SET_ACCOUNT_OPENED_EVENT_ID(record, header.event_id)
+    _SET_ACCOUNT_OPENED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_ACCOUNT_OPENED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_ACCOUNT_OPENED_BALANCES(record, header.balances)
+    _SET_ACCOUNT_OPENED_PREV_HASH(record, header.prev_hash)
+    _SET_ACCOUNT_OPENED_HASH(record, header.hash)
+    _SET_ACCOUNT_OPENED_METADATA(record, header.metadata)
+    _SET_ACCOUNT_OPENED_ACTOR(record, header.actor)
+    _SET_ACCOUNT_OPENED_ACCOUNT_ID(record, account_id)
+    _SET_ACCOUNT_OPENED_CURRENCY(record, currency)
+    _SET_ACCOUNT_OPENED_ASSET_SCALE(record, asset_scale)
+    _SET_ACCOUNT_OPENED_DEBITS_MUST_NOT_EXCEED_CREDITS(record, debits_must_not_exceed_credits)
+    _SET_ACCOUNT_OPENED_CREDITS_MUST_NOT_EXCEED_DEBITS(record, credits_must_not_exceed_debits)
+    _SET_ACCOUNT_OPENED_OVERDRAFT_LIMIT(record, overdraft_limit)
+    return record
+
+
+def new_transfer_posted_with_header(
+    header: EventHeaderValues,
+    *,
+    transfer_id: str,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount: int,
+    currency: str,
+    reverses: str | None,
+) -> TransferPosted:
+    """``new_transfer_posted`` with the header's fields from ``header``."""
+    record: TransferPosted = _NEW(TransferPosted)
+    _SET_TRANSFER_POSTED_TENANT_ID(record, header.tenant_id)
+    _SET_TRANSFER_POSTED_SEQUENCE(record, header.sequence)
+    _SET_TRANSFER_POSTED_EVENT_ID(record, header.event_id)
+    _SET_TRANSFER_POSTED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_TRANSFER_POSTED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_TRANSFER_POSTED_BALANCES(record, header.balances)
+    _SET_TRANSFER_POSTED_PREV_HASH(record, header.prev_hash)
+    _SET_TRANSFER_POSTED_HASH(record, header.hash)
+    _SET_TRANSFER_POSTED_METADATA(record, header.metadata)
+    _SET_TRANSFER_POSTED_ACTOR(record, header.actor)
+    _SET_TRANSFER_POSTED_TRANSFER_ID(record, transfer_id)
+    _SET_TRANSFER_POSTED_DEBIT_ACCOUNT_ID(record, debit_account_id)
+    _SET_TRANSFER_POSTED_CREDIT_ACCOUNT_ID(record, credit_account_id)
+    _SET_TRANSFER_POSTED_AMOUNT(record, amount)
+    _SET_TRANSFER_POSTED_CURRENCY(record, currency)
+    _SET_TRANSFER_POSTED_REVERSES(record, reverses)
+    return record
+
+
+def new_transfer_pending_with_header(
+    header: EventHeaderValues,
+    *,
+    transfer_id: str,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount: int,
+    currency: str,
+    expires_at_us: int | None,
+) -> TransferPending:
+    """``new_transfer_pending`` with the header's fields from ``header``."""
+    record: TransferPending = _NEW(TransferPending)
+    _SET_TRANSFER_PENDING_TENANT_ID(record, header.tenant_id)
+    _SET_TRANSFER_PENDING_SEQUENCE(record, header.sequence)
+    _SET_TRANSFER_PENDING_EVENT_ID(record, header.event_id)
+    _SET_TRANSFER_PENDING_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_TRANSFER_PENDING_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_TRANSFER_PENDING_BALANCES(record, header.balances)
+    _SET_TRANSFER_PENDING_PREV_HASH(record, header.prev_hash)
+    _SET_TRANSFER_PENDING_HASH(record, header.hash)
+    _SET_TRANSFER_PENDING_METADATA(record, header.metadata)
+    _SET_TRANSFER_PENDING_ACTOR(record, header.actor)
+    _SET_TRANSFER_PENDING_TRANSFER_ID(record, transfer_id)
+    _SET_TRANSFER_PENDING_DEBIT_ACCOUNT_ID(record, debit_account_id)
+    _SET_TRANSFER_PENDING_CREDIT_ACCOUNT_ID(record, credit_account_id)
+    _SET_TRANSFER_PENDING_AMOUNT(record, amount)
+    _SET_TRANSFER_PENDING_CURRENCY(record, currency)
+    _SET_TRANSFER_PENDING_EXPIRES_AT_US(record, expires_at_us)
+    return record
+
+
+def new_pending_posted_with_header(
+    header: EventHeaderValues,
+    *,
+    transfer_id: str,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount: int,
+    pending_amount: int,
+    currency: str,
+) -> PendingPosted:
+    """``new_pending_posted`` with the header's fields from ``header``."""
+    record: PendingPosted = _NEW(PendingPosted)
+    _SET_PENDING_POSTED_TENANT_ID(record, header.tenant_id)
+    _SET_PENDING_POSTED_SEQUENCE(record, header.sequence)
+    _SET_PENDING_POSTED_EVENT_ID(record, header.event_id)
+    _SET_PENDING_POSTED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_PENDING_POSTED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_PENDING_POSTED_BALANCES(record, header.balances)
+    _SET_PENDING_POSTED_PREV_HASH(record, header.prev_hash)
+    _SET_PENDING_POSTED_HASH(record, header.hash)
+    _SET_PENDING_POSTED_METADATA(record, header.metadata)
+    _SET_PENDING_POSTED_ACTOR(record, header.actor)
+    _SET_PENDING_POSTED_TRANSFER_ID(record, transfer_id)
+    _SET_PENDING_POSTED_DEBIT_ACCOUNT_ID(record, debit_account_id)
+    _SET_PENDING_POSTED_CREDIT_ACCOUNT_ID(record, credit_account_id)
+    _SET_PENDING_POSTED_AMOUNT(record, amount)
+    _SET_PENDING_POSTED_PENDING_AMOUNT(record, pending_amount)
+    _SET_PENDING_POSTED_CURRENCY(record, currency)
+    return record
+
+
+def new_pending_voided_with_header(
+    header: EventHeaderValues,
+    *,
+    transfer_id: str,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount: int,
+    currency: str,
+) -> PendingVoided:
+    """``new_pending_voided`` with the header's fields from ``header``."""
+    record: PendingVoided = _NEW(PendingVoided)
+    _SET_PENDING_VOIDED_TENANT_ID(record, header.tenant_id)
+    _SET_PENDING_VOIDED_SEQUENCE(record, header.sequence)
+    _SET_PENDING_VOIDED_EVENT_ID(record, header.event_id)
+    _SET_PENDING_VOIDED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_PENDING_VOIDED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_PENDING_VOIDED_BALANCES(record, header.balances)
+    _SET_PENDING_VOIDED_PREV_HASH(record, header.prev_hash)
+    _SET_PENDING_VOIDED_HASH(record, header.hash)
+    _SET_PENDING_VOIDED_METADATA(record, header.metadata)
+    _SET_PENDING_VOIDED_ACTOR(record, header.actor)
+    _SET_PENDING_VOIDED_TRANSFER_ID(record, transfer_id)
+    _SET_PENDING_VOIDED_DEBIT_ACCOUNT_ID(record, debit_account_id)
+    _SET_PENDING_VOIDED_CREDIT_ACCOUNT_ID(record, credit_account_id)
+    _SET_PENDING_VOIDED_AMOUNT(record, amount)
+    _SET_PENDING_VOIDED_CURRENCY(record, currency)
+    return record
+
+
+def new_pending_expired_with_header(
+    header: EventHeaderValues,
+    *,
+    transfer_id: str,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount: int,
+    currency: str,
+) -> PendingExpired:
+    """``new_pending_expired`` with the header's fields from ``header``."""
+    record: PendingExpired = _NEW(PendingExpired)
+    _SET_PENDING_EXPIRED_TENANT_ID(record, header.tenant_id)
+    _SET_PENDING_EXPIRED_SEQUENCE(record, header.sequence)
+    _SET_PENDING_EXPIRED_EVENT_ID(record, header.event_id)
+    _SET_PENDING_EXPIRED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_PENDING_EXPIRED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_PENDING_EXPIRED_BALANCES(record, header.balances)
+    _SET_PENDING_EXPIRED_PREV_HASH(record, header.prev_hash)
+    _SET_PENDING_EXPIRED_HASH(record, header.hash)
+    _SET_PENDING_EXPIRED_METADATA(record, header.metadata)
+    _SET_PENDING_EXPIRED_ACTOR(record, header.actor)
+    _SET_PENDING_EXPIRED_TRANSFER_ID(record, transfer_id)
+    _SET_PENDING_EXPIRED_DEBIT_ACCOUNT_ID(record, debit_account_id)
+    _SET_PENDING_EXPIRED_CREDIT_ACCOUNT_ID(record, credit_account_id)
+    _SET_PENDING_EXPIRED_AMOUNT(record, amount)
+    _SET_PENDING_EXPIRED_CURRENCY(record, currency)
+    return record
+
+
+def new_transaction_posted_with_header(
+    header: EventHeaderValues,
+    *,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+    reverses: str | None,
+) -> TransactionPosted:
+    """``new_transaction_posted`` with the header's fields from ``header``."""
+    record: TransactionPosted = _NEW(TransactionPosted)
+    _SET_TRANSACTION_POSTED_TENANT_ID(record, header.tenant_id)
+    _SET_TRANSACTION_POSTED_SEQUENCE(record, header.sequence)
+    _SET_TRANSACTION_POSTED_EVENT_ID(record, header.event_id)
+    _SET_TRANSACTION_POSTED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_TRANSACTION_POSTED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_TRANSACTION_POSTED_BALANCES(record, header.balances)
+    _SET_TRANSACTION_POSTED_PREV_HASH(record, header.prev_hash)
+    _SET_TRANSACTION_POSTED_HASH(record, header.hash)
+    _SET_TRANSACTION_POSTED_METADATA(record, header.metadata)
+    _SET_TRANSACTION_POSTED_ACTOR(record, header.actor)
+    _SET_TRANSACTION_POSTED_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_POSTED_POSTINGS(record, postings)
+    _SET_TRANSACTION_POSTED_REVERSES(record, reverses)
+    return record
+
+
+def new_transaction_pending_with_header(
+    header: EventHeaderValues,
+    *,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+    expires_at_us: int | None,
+) -> TransactionPending:
+    """``new_transaction_pending`` with the header's fields from ``header``."""
+    record: TransactionPending = _NEW(TransactionPending)
+    _SET_TRANSACTION_PENDING_TENANT_ID(record, header.tenant_id)
+    _SET_TRANSACTION_PENDING_SEQUENCE(record, header.sequence)
+    _SET_TRANSACTION_PENDING_EVENT_ID(record, header.event_id)
+    _SET_TRANSACTION_PENDING_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_TRANSACTION_PENDING_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_TRANSACTION_PENDING_BALANCES(record, header.balances)
+    _SET_TRANSACTION_PENDING_PREV_HASH(record, header.prev_hash)
+    _SET_TRANSACTION_PENDING_HASH(record, header.hash)
+    _SET_TRANSACTION_PENDING_METADATA(record, header.metadata)
+    _SET_TRANSACTION_PENDING_ACTOR(record, header.actor)
+    _SET_TRANSACTION_PENDING_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_PENDING_POSTINGS(record, postings)
+    _SET_TRANSACTION_PENDING_EXPIRES_AT_US(record, expires_at_us)
+    return record
+
+
+def new_transaction_pending_posted_with_header(
+    header: EventHeaderValues,
+    *,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+    pending_amounts: tuple[int, ...],
+) -> TransactionPendingPosted:
+    """``new_transaction_pending_posted`` with the header's fields from ``header``."""
+    record: TransactionPendingPosted = _NEW(TransactionPendingPosted)
+    _SET_TRANSACTION_PENDING_POSTED_TENANT_ID(record, header.tenant_id)
+    _SET_TRANSACTION_PENDING_POSTED_SEQUENCE(record, header.sequence)
+    _SET_TRANSACTION_PENDING_POSTED_EVENT_ID(record, header.event_id)
+    _SET_TRANSACTION_PENDING_POSTED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_TRANSACTION_PENDING_POSTED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_TRANSACTION_PENDING_POSTED_BALANCES(record, header.balances)
+    _SET_TRANSACTION_PENDING_POSTED_PREV_HASH(record, header.prev_hash)
+    _SET_TRANSACTION_PENDING_POSTED_HASH(record, header.hash)
+    _SET_TRANSACTION_PENDING_POSTED_METADATA(record, header.metadata)
+    _SET_TRANSACTION_PENDING_POSTED_ACTOR(record, header.actor)
+    _SET_TRANSACTION_PENDING_POSTED_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_PENDING_POSTED_POSTINGS(record, postings)
+    _SET_TRANSACTION_PENDING_POSTED_PENDING_AMOUNTS(record, pending_amounts)
+    return record
+
+
+def new_transaction_pending_voided_with_header(
+    header: EventHeaderValues,
+    *,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+) -> TransactionPendingVoided:
+    """``new_transaction_pending_voided`` with the header's fields from ``header``."""
+    record: TransactionPendingVoided = _NEW(TransactionPendingVoided)
+    _SET_TRANSACTION_PENDING_VOIDED_TENANT_ID(record, header.tenant_id)
+    _SET_TRANSACTION_PENDING_VOIDED_SEQUENCE(record, header.sequence)
+    _SET_TRANSACTION_PENDING_VOIDED_EVENT_ID(record, header.event_id)
+    _SET_TRANSACTION_PENDING_VOIDED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_TRANSACTION_PENDING_VOIDED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_TRANSACTION_PENDING_VOIDED_BALANCES(record, header.balances)
+    _SET_TRANSACTION_PENDING_VOIDED_PREV_HASH(record, header.prev_hash)
+    _SET_TRANSACTION_PENDING_VOIDED_HASH(record, header.hash)
+    _SET_TRANSACTION_PENDING_VOIDED_METADATA(record, header.metadata)
+    _SET_TRANSACTION_PENDING_VOIDED_ACTOR(record, header.actor)
+    _SET_TRANSACTION_PENDING_VOIDED_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_PENDING_VOIDED_POSTINGS(record, postings)
+    return record
+
+
+def new_transaction_pending_expired_with_header(
+    header: EventHeaderValues,
+    *,
+    transaction_id: str,
+    postings: tuple[Posting, ...],
+) -> TransactionPendingExpired:
+    """``new_transaction_pending_expired`` with the header's fields from ``header``."""
+    record: TransactionPendingExpired = _NEW(TransactionPendingExpired)
+    _SET_TRANSACTION_PENDING_EXPIRED_TENANT_ID(record, header.tenant_id)
+    _SET_TRANSACTION_PENDING_EXPIRED_SEQUENCE(record, header.sequence)
+    _SET_TRANSACTION_PENDING_EXPIRED_EVENT_ID(record, header.event_id)
+    _SET_TRANSACTION_PENDING_EXPIRED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_TRANSACTION_PENDING_EXPIRED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_TRANSACTION_PENDING_EXPIRED_BALANCES(record, header.balances)
+    _SET_TRANSACTION_PENDING_EXPIRED_PREV_HASH(record, header.prev_hash)
+    _SET_TRANSACTION_PENDING_EXPIRED_HASH(record, header.hash)
+    _SET_TRANSACTION_PENDING_EXPIRED_METADATA(record, header.metadata)
+    _SET_TRANSACTION_PENDING_EXPIRED_ACTOR(record, header.actor)
+    _SET_TRANSACTION_PENDING_EXPIRED_TRANSACTION_ID(record, transaction_id)
+    _SET_TRANSACTION_PENDING_EXPIRED_POSTINGS(record, postings)
+    return record
+
+
+def new_monitor_created_with_header(
+    header: EventHeaderValues,
+    *,
+    monitor_id: str,
+    account_id: str,
+    field: str,
+    operator: str,
+    threshold: int,
+    holds: bool,
+) -> MonitorCreated:
+    """``new_monitor_created`` with the header's fields from ``header``."""
+    record: MonitorCreated = _NEW(MonitorCreated)
+    _SET_MONITOR_CREATED_TENANT_ID(record, header.tenant_id)
+    _SET_MONITOR_CREATED_SEQUENCE(record, header.sequence)
+    _SET_MONITOR_CREATED_EVENT_ID(record, header.event_id)
+    _SET_MONITOR_CREATED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_MONITOR_CREATED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_MONITOR_CREATED_BALANCES(record, header.balances)
+    _SET_MONITOR_CREATED_PREV_HASH(record, header.prev_hash)
+    _SET_MONITOR_CREATED_HASH(record, header.hash)
+    _SET_MONITOR_CREATED_METADATA(record, header.metadata)
+    _SET_MONITOR_CREATED_ACTOR(record, header.actor)
+    _SET_MONITOR_CREATED_MONITOR_ID(record, monitor_id)
+    _SET_MONITOR_CREATED_ACCOUNT_ID(record, account_id)
+    _SET_MONITOR_CREATED_FIELD(record, field)
+    _SET_MONITOR_CREATED_OPERATOR(record, operator)
+    _SET_MONITOR_CREATED_THRESHOLD(record, threshold)
+    _SET_MONITOR_CREATED_HOLDS(record, holds)
+    return record
+
+
+def new_monitor_deleted_with_header(
+    header: EventHeaderValues,
+    *,
+    monitor_id: str,
+    account_id: str,
+) -> MonitorDeleted:
+    """``new_monitor_deleted`` with the header's fields from ``header``."""
+    record: MonitorDeleted = _NEW(MonitorDeleted)
+    _SET_MONITOR_DELETED_TENANT_ID(record, header.tenant_id)
+    _SET_MONITOR_DELETED_SEQUENCE(record, header.sequence)
+    _SET_MONITOR_DELETED_EVENT_ID(record, header.event_id)
+    _SET_MONITOR_DELETED_IDEMPOTENCY_KEY(record, header.idempotency_key)
+    _SET_MONITOR_DELETED_EFFECTIVE_AT_US(record, header.effective_at_us)
+    _SET_MONITOR_DELETED_BALANCES(record, header.balances)
+    _SET_MONITOR_DELETED_PREV_HASH(record, header.prev_hash)
+    _SET_MONITOR_DELETED_HASH(record, header.hash)
+    _SET_MONITOR_DELETED_METADATA(record, header.metadata)
+    _SET_MONITOR_DELETED_ACTOR(record, header.actor)
+    _SET_MONITOR_DELETED_MONITOR_ID(record, monitor_id)
+    _SET_MONITOR_DELETED_ACCOUNT_ID(record, account_id)
+    return record
+
+
+# Event type -> its builder from an ``EventHeaderValues`` (for the tests).
+BUILDERS_WITH_HEADER: Final[dict[type[Any], Callable[..., Any]]] = {
+    AccountOpened: new_account_opened_with_header,
+    TransferPosted: new_transfer_posted_with_header,
+    TransferPending: new_transfer_pending_with_header,
+    PendingPosted: new_pending_posted_with_header,
+    PendingVoided: new_pending_voided_with_header,
+    PendingExpired: new_pending_expired_with_header,
+    TransactionPosted: new_transaction_posted_with_header,
+    TransactionPending: new_transaction_pending_with_header,
+    TransactionPendingPosted: new_transaction_pending_posted_with_header,
+    TransactionPendingVoided: new_transaction_pending_voided_with_header,
+    TransactionPendingExpired: new_transaction_pending_expired_with_header,
+    MonitorCreated: new_monitor_created_with_header,
+    MonitorDeleted: new_monitor_deleted_with_header,
 }

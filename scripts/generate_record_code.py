@@ -12,7 +12,10 @@ the dataclass ``__init__`` and its ``object.__setattr__`` per field: about half 
 the few records the processor builds per command. A record whose only base is ``object`` is
 built cheaper still (decision 0143): its fields are stored as plain attributes of an object of
 its building class (``schemas.model.building_type``, the same slots), which then gets the
-record's class. Being plain Python in the repository, the
+record's class. Each event also has ``new_<event>_with_header(header, *, ...)``, which takes the
+fields every event has from one ``EventHeaderValues`` (a plain slotted class, native when
+compiled) instead of ten keywords: the ledger builds its events that way, without a dict of the
+header unpacked into every call (decision 0145). Being plain Python in the repository, the
 builders are checked by mypy (keywords and types at every call site) and ruff, and show real
 lines in tracebacks. tests/unit/test_generated_records.py regenerates and compares, so the
 checked-in modules never drift from the dataclasses.
@@ -119,12 +122,7 @@ def _builder_source(record_type: type[Any], imports: set[str]) -> str:
     name = record_type.__name__
     parameters, body = [], []
     for item in _checked_fields(record_type):
-        annotation = str(item.type)
-        imports.update(_annotation_names(annotation))
-        default = ""
-        if item.default is not dataclasses.MISSING:
-            default = f" = {_default_source(item.default, imports)}"
-        parameters.append(f"    {item.name}: {annotation}{default},\n")
+        parameters.append(_parameter_source(item, imports))
         if _builds_in_place(record_type):
             body.append(f"    record.{item.name} = {item.name}\n")
         else:
@@ -142,6 +140,62 @@ def _builder_source(record_type: type[Any], imports: set[str]) -> str:
         + start
         + "".join(body)
         + end
+    )
+
+
+def _is_event(record_type: type[Any]) -> bool:
+    return issubclass(record_type, model.EventHeader)
+
+
+def builder_with_header_name(record_type: type[Any]) -> str:
+    return f"{builder_name(record_type)}_with_header"
+
+
+def _parameter_source(item: dataclasses.Field[Any], imports: set[str]) -> str:
+    annotation = str(item.type)
+    imports.update(_annotation_names(annotation))
+    default = ""
+    if item.default is not dataclasses.MISSING:
+        default = f" = {_default_source(item.default, imports)}"
+    return f"    {item.name}: {annotation}{default},\n"
+
+
+def _header_values_source(imports: set[str]) -> str:
+    """``EventHeaderValues``: the fields of ``EventHeader`` (same names, types and defaults) as a
+    plain slotted class, which mypyc compiles to a native class (its attributes read directly)."""
+    fields = _checked_fields(model.EventHeader)
+    slots = "".join(f'        "{name}",\n' for name in sorted(item.name for item in fields))
+    parameters = "".join(f"    {_parameter_source(item, imports)}" for item in fields)
+    stores = "".join(f"        self.{item.name} = {item.name}\n" for item in fields)
+    return (
+        "@final\n"
+        "class EventHeaderValues:\n"
+        '    """The fields every event has (``EventHeader``), for the builders\n'
+        "    ``new_<event>_with_header``: one object in place of ten keywords (decision 0145).\n"
+        '    """\n\n'
+        f"    __slots__ = (\n{slots}    )\n\n"
+        f"    def __init__(\n        self,\n        *,\n{parameters}    ) -> None:\n"
+        f"{stores}"
+    )
+
+
+def _builder_with_header_source(record_type: type[Any], imports: set[str]) -> str:
+    """``new_<event>_with_header``: as ``new_<event>``, the header's fields read from ``header``."""
+    name = record_type.__name__
+    header_names = {item.name for item in dataclasses.fields(model.EventHeader)}
+    parameters, body = [], []
+    for item in _checked_fields(record_type):
+        if item.name in header_names:
+            value = f"header.{item.name}"
+        else:
+            parameters.append(_parameter_source(item, imports))
+            value = item.name
+        body.append(f"    _SET_{_constant(name)}_{item.name.upper()}(record, {value})\n")
+    return (
+        f"def {builder_with_header_name(record_type)}(\n"
+        f"    header: EventHeaderValues,\n    *,\n{''.join(parameters)}) -> {name}:\n"
+        f'    """``{builder_name(record_type)}`` with the header\'s fields from ``header``."""\n'
+        f"    record: {name} = _NEW({name})\n" + "".join(body) + "    return record\n"
     )
 
 
@@ -192,6 +246,22 @@ def module_source(target: Target) -> str:
         f"    {record_type.__name__}: {builder_name(record_type)},\n"
         for record_type in target.record_types
     )
+    events = [record_type for record_type in target.record_types if _is_event(record_type)]
+    header_part = ""
+    if events:
+        header_builders = [
+            _builder_with_header_source(record_type, imports) for record_type in events
+        ]
+        header_table = "".join(
+            f"    {record_type.__name__}: {builder_with_header_name(record_type)},\n"
+            for record_type in events
+        )
+        header_part = (
+            "\n\n" + _header_values_source(imports) + "\n\n" + "\n\n".join(header_builders) + "\n\n"
+            "# Event type -> its builder from an ``EventHeaderValues`` (for the tests).\n"
+            "BUILDERS_WITH_HEADER: Final[dict[type[Any], Callable[..., Any]]] = {\n"
+            f"{header_table}}}\n"
+        )
     return (
         "# generated by scripts/generate_record_code.py; do not edit (decision 0034)\n"
         f'"""{MODULE_DOCSTRINGS[target.package]}\n\n'
@@ -200,12 +270,12 @@ def module_source(target: Target) -> str:
         '"""\n\n'
         "from __future__ import annotations\n\n"
         "from collections.abc import Callable\n"
-        "from typing import Any, Final\n\n"
+        f"from typing import Any, Final{', final' if events else ''}\n\n"
         f"{_import_lines(target, imports)}\n"
         "_NEW: Final = object.__new__\n"
         f"{setters}\n\n" + "\n\n".join(builders) + "\n\n"
         "# Record type -> its builder (for callers that pick the type at run time: the codec).\n"
-        f"BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {{\n{table}}}\n"
+        f"BUILDERS: Final[dict[type[Any], Callable[..., Any]]] = {{\n{table}}}\n" + header_part
     )
 
 

@@ -22,11 +22,18 @@ from hypothesis import strategies as st
 import ledger
 from ledger._generated_records import BUILDERS as DECISION_BUILDERS
 from schemas import limits
-from schemas._generated_records import BUILDERS, new_post_pending, new_tenant_head
+from schemas._generated_records import (
+    BUILDERS,
+    BUILDERS_WITH_HEADER,
+    EventHeaderValues,
+    new_post_pending,
+    new_tenant_head,
+)
 from schemas.model import (
     INT64_MAX,
     RECORD_TYPES,
     Command,
+    EventHeader,
     OpenAccount,
     PostPending,
     TenantHead,
@@ -312,6 +319,22 @@ def test_builders_store_every_field(record: Any) -> None:
     assert built == called == record and hash(built) == hash(record)
 
 
+_HEADER_NAMES: Final = frozenset(field.name for field in dataclasses.fields(EventHeader))
+
+
+@EXAMPLES
+@given(events)
+def test_event_builders_with_a_header_store_every_field(event: Any) -> None:
+    """``new_<event>_with_header`` (decision 0145) gives the record the class gives."""
+    values = _fields_of(event)
+    header = EventHeaderValues(**{n: v for n, v in values.items() if n in _HEADER_NAMES})
+    own = {name: value for name, value in values.items() if name not in _HEADER_NAMES}
+    built = BUILDERS_WITH_HEADER[type(event)](header, **own)
+    assert type(built) is type(event)
+    assert _fields_of(built) == values
+    assert built == event and hash(built) == hash(event)
+
+
 @pytest.mark.parametrize("record_type", RECORD_TYPES)
 def test_records_stay_frozen_and_keyword_only(record_type: type[Any]) -> None:
     required = [
@@ -340,6 +363,9 @@ def test_defaults_are_the_declared_ones() -> None:
 
 def test_every_record_and_decision_type_has_a_builder() -> None:
     assert set(BUILDERS) == set(RECORD_TYPES)
+    assert set(BUILDERS_WITH_HEADER) == {
+        record_type for record_type in RECORD_TYPES if issubclass(record_type, EventHeader)
+    }
     for decision_type, build in DECISION_BUILDERS.items():
         required = [
             field.name
