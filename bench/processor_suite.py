@@ -7,10 +7,12 @@ pass-through copies them, then the processor processes them. The first repetitio
 checked against the core's fold (``bench.ledger_check``).
 
 On its own, against the stack the ``STREAMLEDGER_*`` settings name (fresh topic prefixes,
-deleted afterwards), the processor workloads only (`--profile`: the standard run under cProfile):
+deleted afterwards), the processor workloads only (`--profile`: the standard run under cProfile;
+`--scale`: then the scale suite, 1 and 2 processes on the standard workload; `--workloads=`:
+no workload, e.g. the scale suite alone):
 
     python -m bench.processor_suite [--size tiny|small] [--repetitions 1] [--workloads standard]
-        [--profile]
+        [--profile] [--scale]
 """
 
 from __future__ import annotations
@@ -300,6 +302,7 @@ def run_instances(
                 scoped.topic(COMMANDS_TOPIC),
                 workload.records,
             )
+            cpu_per_command: dict[int, float] = {}
             rate, peaks = wait_for_group(
                 scoped,
                 group,
@@ -307,9 +310,17 @@ def run_instances(
                 partitions,
                 [child.pid for child in children],
                 processes=children,
+                cpu_per_command=cpu_per_command,
             )
             run.add("scale", f"{instances} processor process(es) ({workload.name})",
                     "commands/s", rate)  # fmt: skip
+            # diagnostic, not a target: the processes' CPU (summed) per command over the same
+            # window, so that a slower figure tells a slower machine (same CPU per command, less
+            # of it to be had) from slower code (more CPU per command)
+            cpu_us = sum(cpu_per_command.values()) * 1e6
+            cpu = run.add("scale", f"{instances} processor process(es) ({workload.name}):"
+                          " CPU per command, all processes", "µs", cpu_us)  # fmt: skip
+            cpu.note = "diagnostic"
             for peak in peaks.values():
                 run.add("memory", f"peak RSS: processor, {instances} instance(s)", "MiB",
                         peak / 2**20)  # fmt: skip
@@ -406,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=1)
     parser.add_argument("--workloads", default="standard,hot_tenant,duplicates")
     parser.add_argument("--profile", action="store_true", help="cProfile the standard run")
+    parser.add_argument("--scale", action="store_true", help="then 1 and 2 processor processes")
     arguments = parser.parse_args(argv)
     commands, tenants = STANDALONE_SIZES[arguments.size]
     seed, partitions = STANDALONE_SEED, STANDALONE_PARTITIONS
@@ -419,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     run = BenchRun(size=arguments.size, seed=seed, repetitions=arguments.repetitions)
     profiler = cProfile.Profile() if arguments.profile else None
-    for name in arguments.workloads.split(","):
+    for name in filter(None, arguments.workloads.split(",")):
         workload = builders[name]()
         standard = name == "standard"
         run_workload(
@@ -427,6 +439,13 @@ def main(argv: list[str] | None = None) -> int:
             check=True, passthrough=standard, restore=standard,
             profiler=profiler if standard else None,
         )  # fmt: skip
+    if arguments.scale:
+        scale = builders["standard"]()
+        for instances in (1, 2):
+            run_instances(
+                run, settings, scale, instances=instances, repetitions=arguments.repetitions,
+                partitions=partitions,
+            )  # fmt: skip
     print(run.table())
     if profiler is not None:  # the profiled run's figure is slower than an unprofiled one
         totals = profile_categories(profiler)

@@ -7,8 +7,9 @@
    end — it never touches the demo, test or anyone else's stack;
 2. builds the seeded workloads once (standard mix, hot tenant, all-duplicates replay);
 3. processor: StreamLedger vs the no-logic transactional pass-through vs the raw producer on the
-   same records, each run checked against the core's fold; restore; 1 vs 2 processes; a
-   profile of the loop (separate, untimed pass); multi-leg: postings/s of 10-posting
+   same records, each run checked against the core's fold; restore; 1 vs 2 processes and
+   their CPU per command (a diagnostic); a profile of the loop (separate, untimed pass);
+   multi-leg: postings/s of 10-posting
    transactions beside two-account transfers/s (``bench.multileg_suite``); commands/s with
    1,000 balance monitors on the hot accounts against none (``bench.monitor_suite``);
    signed commands: the standard size with signature verification on vs off, wall clock,
