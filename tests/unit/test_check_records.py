@@ -95,4 +95,3 @@ def test_event_fields_are_the_codecs(event: Event) -> None:
 def test_any_event_bytes_get_the_codecs_answer(event: Event, data: st.DataObject) -> None:
     changed = changed_at_random(data, codec.encode_event(event), codec.EVENTS.prefix_bytes)
     assert answer(check_records.event_fields, changed) == answer(codec_event_fields, changed)
-
