@@ -334,11 +334,15 @@ def cached_fill(
     path = directory / f"{stem}-{fill_key(settings, size)}.dump"
     if path.exists():
         started = time.monotonic()
-        subprocess.run(
-            [*_client(stack_settings, "pg_restore", database), "--data-only",
-             "--disable-triggers", f"--jobs={RESTORE_JOBS}", "--exit-on-error", str(path)],
-            check=True,
-        )  # fmt: skip
+        try:
+            subprocess.run(
+                [*_client(stack_settings, "pg_restore", database), "--data-only",
+                 "--disable-triggers", f"--jobs={RESTORE_JOBS}", "--exit-on-error", str(path)],
+                check=True,
+            )  # fmt: skip
+        except subprocess.CalledProcessError:
+            path.unlink(missing_ok=True)  # a damaged dump: the next run fills afresh
+            raise
         vacuum_analyze(settings)
         say(f"reports: restored from {directory.name} in {time.monotonic() - started:.0f} s")
         return True
