@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from confluent_kafka import Producer
 
+from bench import grants
 from bench.bench_processor import delete_topics
 from bench.results import BenchRun
-from infra import topics
 from kafka_adapter.security import PRODUCER_PRINCIPAL, security_config
 from producers.loadgen import LoadPlan, generate
 from producers.sdk import LedgerProducer, ProducerSettings
@@ -143,10 +142,8 @@ def bench_raw(settings: Settings, records: list[tuple[bytes, bytes, int]]) -> Sa
 
 
 def fresh_topics(base: Settings) -> Settings:
-    settings = replace(
-        base, topic_prefix=f"bprod{uuid.uuid4().hex[:6]}.", partitions=BENCH_PARTITIONS
-    )
-    topics.apply(settings)
+    settings = replace(base, topic_prefix=grants.prefix("bprod"), partitions=BENCH_PARTITIONS)
+    grants.apply_topics(settings)
     return settings
 
 

@@ -71,10 +71,10 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from bench import grants
 from bench.bench_processor import delete_topics
 from bench.processor_suite import REPO_ROOT, cpu_seconds, peak_rss_bytes, stop_process
 from bench.results import BenchRun
-from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from pipeline.metrics_scrape import scrape
 from producers.sdk import DeliveryCallback, DeliveryReport, LedgerProducer, ProducerSettings
@@ -385,8 +385,8 @@ def run_latency(
     """``breakdown``: also time each hop (one counted command in ``hop_sample_every``) and each
     child's CPU (see the module docstring)."""
     assert math.gcd(hop_sample_every, TENANTS) == 1, "hop_sample_every must be coprime with 8"
-    scoped = replace(settings, topic_prefix=f"l{uuid.uuid4().hex[:8]}.", partitions=PARTITIONS)
-    topics.apply(scoped)
+    scoped = replace(settings, topic_prefix=grants.prefix("l"), partitions=PARTITIONS)
+    grants.apply_topics(scoped)
     tenants = [f"lat-{uuid.uuid4().hex[:6]}-{n}" for n in range(TENANTS)]
     log_path = settings.home / "logs" / f"bench-run-{scoped.topic_prefix}log"
     hop_times = HopTimes()

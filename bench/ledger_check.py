@@ -32,7 +32,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 import ledger
 from processors.partition_ledger import WIRE_FORMAT
 from processors.ticks import is_tick
-from schemas.codec import DecodeError, decode_command, decode_event, decode_outcome
+from schemas.codec import DecodeError, decode_command
+from workloads.check_records import event_fields, outcome_fields
 
 READ_TIMEOUT_S = 300.0
 # A check's reads are not timed, only waited for (three per check, 12 checks per ``make bench``):
@@ -212,31 +213,24 @@ def _reader(connection: Mapping[str, str], topic: str) -> Consumer:
 def check(
     expected: Expected, event_values: list[bytes | None], outcome_values: list[bytes | None]
 ) -> CheckResult:
+    """Every stored outcome and event against the fold. Each record is read whole and checked
+    (``workloads.check_records``: the codec's fields, without building its model values)."""
     evidence: list[str] = []
-    outcomes = [decode_outcome(v) for v in outcome_values if v is not None]
-    counts = Counter((o.tenant_id, o.idempotency_key) for o in outcomes)
+    outcomes = [outcome_fields(v) for v in outcome_values if v is not None]
+    counts = Counter(key for key, _ in outcomes)
     repeated = [key for key, count in counts.items() if count > 1]
     if repeated:
         evidence.append(f"{len(repeated)} outcomes written more than once, e.g. {repeated[:3]}")
-    found_outcomes = {
-        (o.tenant_id, o.idempotency_key): (
-            o.status.value,
-            None if o.reason is None else o.reason.value,
-            o.event_sequences,
-        )
-        for o in outcomes
-    }
+    found_outcomes = dict(outcomes)
     _compare("outcome", expected.outcomes, found_outcomes, evidence)
-    events = [decode_event(v) for v in event_values if v is not None]
-    event_counts = Counter((e.tenant_id, e.sequence) for e in events)
+    events = [event_fields(v) for v in event_values if v is not None]
+    event_counts = Counter(key for key, _ in events)
     repeated_events = [key for key, count in event_counts.items() if count > 1]
     if repeated_events:
         evidence.append(
             f"{len(repeated_events)} events written more than once, e.g. {repeated_events[:3]}"
         )
-    found_events = {
-        (e.tenant_id, e.sequence): (type(e).__name__, e.idempotency_key) for e in events
-    }
+    found_events = dict(events)
     _compare("event", expected.events, found_events, evidence)
     return CheckResult(not evidence, len(outcomes), len(events), evidence)
 

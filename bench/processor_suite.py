@@ -24,17 +24,15 @@ import pstats
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
 
-from bench import bench_processor, ledger_check, workloads
+from bench import bench_processor, grants, ledger_check, workloads
 from bench.results import BenchRun
 from bench.workloads import Workload, produce
-from infra import topics
 from kafka_adapter.admin import admin_client
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.processor_settings import build_processor_settings
@@ -53,8 +51,8 @@ STANDALONE_PARTITIONS = 4
 
 
 def fresh(settings: Settings, partitions: int) -> Settings:
-    scoped = replace(settings, topic_prefix=f"b{uuid.uuid4().hex[:8]}.", partitions=partitions)
-    topics.apply(scoped)
+    scoped = replace(settings, topic_prefix=grants.prefix("b"), partitions=partitions)
+    grants.apply_topics(scoped)
     return scoped
 
 

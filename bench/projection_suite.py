@@ -19,10 +19,10 @@ from multiprocessing.synchronize import Barrier as BarrierType
 
 from confluent_kafka import TopicPartition
 
-from bench import bench_projection
+from bench import bench_projection, grants
 from bench.bench_projection import backend_cpu_s, process_cpu_s
 from bench.results import BenchRun
-from infra import postgres_server, topics
+from infra import postgres_server
 from projections.migrations import apply_migrations
 from projections.settings import ProjectionSettings
 from projections.sink import ProjectionSink, tune_interpreter
@@ -38,13 +38,13 @@ WRITER_TIMEOUT_S = 300.0
 def run_projection(
     run: BenchRun, settings: Settings, *, events: int, tenants: int, repetitions: int, seed: int
 ) -> None:
-    scoped = replace(settings, topic_prefix=f"p{uuid.uuid4().hex[:8]}.", partitions=PARTITIONS)
+    scoped = replace(settings, topic_prefix=grants.prefix("p"), partitions=PARTITIONS)
     database = f"sl_bench_{uuid.uuid4().hex[:8]}"
     postgres_server.create_scratch_database(scoped, database)
     url = f"postgresql://streamledger:streamledger@127.0.0.1:{scoped.postgres_port}/{database}"
     scoped = replace(scoped, database_url=url)
     try:
-        topics.apply(scoped)
+        grants.apply_topics(scoped)
         built = bench_projection.build_events(events, tenants, 20, seed=seed)
         produce_events(scoped, built, transactional_id=f"bench-{uuid.uuid4().hex[:6]}")
         run.sizes["projection_events"] = len(built)
@@ -170,15 +170,13 @@ def compare_writers(
     settings: Settings, *, events: int, tenants: int, writers: Sequence[int], rounds: int
 ) -> None:
     """Print events/s and events per CPU-second for each writer count, alternating."""
-    scoped = replace(
-        settings, topic_prefix=f"p{uuid.uuid4().hex[:8]}.", partitions=WRITERS_PARTITIONS
-    )
+    scoped = replace(settings, topic_prefix=grants.prefix("p"), partitions=WRITERS_PARTITIONS)
     database = f"sl_bench_{uuid.uuid4().hex[:8]}"
     postgres_server.create_scratch_database(scoped, database)
     url = f"postgresql://streamledger:streamledger@127.0.0.1:{scoped.postgres_port}/{database}"
     scoped = replace(scoped, database_url=url)
     try:
-        topics.apply(scoped)
+        grants.apply_topics(scoped)
         built = bench_projection.build_events(events, tenants, 20, seed=42)
         produce_events(scoped, built, transactional_id=f"bench-{uuid.uuid4().hex[:6]}")
         per_partition = [0] * WRITERS_PARTITIONS

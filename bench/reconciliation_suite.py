@@ -68,6 +68,7 @@ from typing import Final
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from bench import grants
 from bench.processor_suite import (
     REPO_ROOT,
     cpu_seconds,
@@ -421,8 +422,8 @@ def astuple_of(record: InputRecord) -> tuple[str, int, bytes, bytes, int]:
 
 
 def fresh(settings: Settings, partitions: int) -> Settings:
-    scoped = replace(settings, topic_prefix=f"r{uuid.uuid4().hex[:8]}.", partitions=partitions)
-    topics.apply(scoped)  # the reconciliation topics too
+    scoped = replace(settings, topic_prefix=grants.prefix("r"), partitions=partitions)
+    grants.apply_topics(scoped)  # the reconciliation topics too
     return scoped
 
 

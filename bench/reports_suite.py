@@ -1,6 +1,7 @@
 """Reports and search at the issue's sizes (issue 19 §5): statement, trial balance, metadata lookup.
 
-    .venv/bin/python -m bench.reports_suite [--size small|full] [--repeats 200]
+    .venv/bin/python -m bench.reports_suite [--size small|full] [--no-cache]
+        [--check-fill] [--check-cache DIRECTORY]
 
 Producing millions of events through Kafka would take longer than the rest of ``make bench``,
 so this suite fills a scratch database (on the stack the settings point at; the bench stack
@@ -21,6 +22,12 @@ trips), each tenant self-consistent:
   ``projections.batch`` writes). The search reads these two tables only, so this tenant has no
   journal or chain rows.
 
+The rows are the same every run, so they are kept between runs (``cached_fill``, decision
+0147): the first fill from given sources is dumped (data only) to
+``~/.cache/streamledger/bench-reports/``, and later runs restore it by COPY into the freshly
+migrated database, indexes in place (the fill's pages: ``--check-cache`` compares them);
+``--no-cache`` always fills, and ``--check-fill`` fills afresh.
+
 Then it times the product's own read code through ``LedgerReader`` (the read role, row-level
 security, like the API): ``statement_steps`` over a random 1-day window of ``hot``,
 ``trial_balance_steps`` as of a random past instant, and ``transfer_statement`` for a random
@@ -31,14 +38,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import os
 import random
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
 
 import psycopg
 
@@ -225,6 +236,10 @@ def fill(settings: Settings, size: ReportsSize, say: Callable[[str], None]) -> N
         for future in done:
             future.result()
     say(f"reports: fill {time.monotonic() - started:.0f} s on two connections")
+    vacuum_analyze(settings)
+
+
+def vacuum_analyze(settings: Settings) -> None:
     with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
         for table in ("accounts", "transfers", "entries", "event_chain", "transfer_metadata"):
             conn.execute(f"VACUUM ANALYZE ledger.{table}")
@@ -243,6 +258,135 @@ def fill_parts(
             for text in statements:
                 conn.execute(text, parameters)  # type: ignore[arg-type]
             say(f"reports: filled {label} in {time.monotonic() - started:.0f} s")
+
+
+# --------------------------------------------------------------------------- the fill, cached
+#
+# The fill is ~2.5 min of a quiet ``--size full`` run on a stack wiped at each start (decision
+# 0136), the same rows every time. So its rows are kept between runs as a data-only dump
+# (``pg_dump --format=custom``, uncompressed) in the home directory's cache, outside the bench's
+# home (wiped) and the repository, and restored by COPY into the freshly migrated database: its
+# indexes are there before the rows, so they are built by insertion in the fill's order, and
+# each table's rows arrive in the order the fill wrote them (``pg_dump`` reads a table in its
+# physical order). ``--check-cache`` compares a restored database with a fresh fill, table by
+# table: the rows in physical order and every relation's size in pages (decision 0147).
+CACHE_DIRECTORY: Final = Path.home() / ".cache" / "streamledger" / "bench-reports"
+FILLED_TABLES: Final = (
+    "accounts", "transfers", "entries", "event_chain", "tenant_heads", "transfer_metadata",
+)  # fmt: skip
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+# what decides the rows and their pages: this module's statements and the schema they fill
+FILL_SOURCES: Final = ("bench/reports_suite.py", "projections/migrations")
+RESTORE_JOBS: Final = 2  # as the fill: two connections
+
+
+def fill_sources() -> list[Path]:
+    found: list[Path] = []
+    for name in FILL_SOURCES:
+        path = REPO_ROOT / name
+        found += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
+                                                     and "__pycache__" not in p.parts)  # fmt: skip
+    return found
+
+
+def server_version(settings: Settings) -> str:
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        row = conn.execute("SHOW server_version_num").fetchone()
+    return str(row[0] if row else "")
+
+
+def fill_key(settings: Settings, size: ReportsSize) -> str:
+    """What a cached fill is valid for: the three sizes, the server's version and every source
+    of ``fill_sources``."""
+    shape = (size.statement_entries, size.trial_accounts, size.search_transfers)
+    digest = hashlib.sha256(repr((shape, server_version(settings))).encode())
+    for path in fill_sources():
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:20]
+
+
+def _client(stack_settings: Settings, program: str, database: str) -> list[str]:
+    """``pg_dump`` / ``pg_restore`` of the stack's PostgreSQL, as its admin over the socket (the
+    tables' row-level security binds the app role; COPY under it is refused)."""
+    binaries = postgres_server.find_binaries()
+    arguments = postgres_server.admin_connection_arguments(stack_settings)
+    return [
+        str(binaries / program) if binaries is not None else program,
+        f"--host={arguments['host']}", f"--port={arguments['port']}",
+        f"--username={arguments['user']}", f"--dbname={database}",
+    ]  # fmt: skip
+
+
+def cached_fill(
+    stack_settings: Settings,
+    settings: Settings,
+    database: str,
+    size: ReportsSize,
+    *,
+    say: Callable[[str], None],
+    directory: Path = CACHE_DIRECTORY,
+) -> bool:
+    """``fill``'s rows in ``database`` (migrated, empty): restored from ``directory`` when they
+    were filled before from the same sources (``fill_key``), else filled and stored there; and
+    whether they were restored. One file per size is kept: an older key's is removed."""
+    stem = f"reports-{size.statement_entries}-{size.trial_accounts}-{size.search_transfers}"
+    path = directory / f"{stem}-{fill_key(settings, size)}.dump"
+    if path.exists():
+        started = time.monotonic()
+        try:
+            subprocess.run(
+                [*_client(stack_settings, "pg_restore", database), "--data-only",
+                 "--disable-triggers", f"--jobs={RESTORE_JOBS}", "--exit-on-error", str(path)],
+                check=True,
+            )  # fmt: skip
+        except subprocess.CalledProcessError:
+            path.unlink(missing_ok=True)  # a damaged dump: the next run fills afresh
+            raise
+        vacuum_analyze(settings)
+        say(f"reports: restored from {directory.name} in {time.monotonic() - started:.0f} s")
+        return True
+    fill(settings, size, say)
+    directory.mkdir(parents=True, exist_ok=True)
+    for older in directory.glob(f"{stem}-*.dump"):
+        older.unlink(missing_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    # stderr kept for a failure: pg_dump warns of the transfers' foreign key to themselves
+    # (``reverses``), which the restore's --disable-triggers leaves unchecked (rows as filled)
+    dumped = subprocess.run(
+        [*_client(stack_settings, "pg_dump", database), "--data-only", "--format=custom",
+         "--compress=0", *(f"--table=ledger.{table}" for table in FILLED_TABLES),
+         f"--file={partial}"],
+        check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    if dumped.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"pg_dump of the reports fill failed: {dumped.stderr}")
+    partial.replace(path)
+    return False
+
+
+def fill_fingerprint(stack_settings: Settings, database: str) -> dict[str, tuple[object, ...]]:
+    """Per filled table: its rows (count and an md5 over them in physical order) and the size
+    in pages of the table and of each of its indexes (read as the admin: every tenant's rows)."""
+    found: dict[str, tuple[object, ...]] = {}
+    arguments = {**postgres_server.admin_connection_arguments(stack_settings), "dbname": database}
+    with psycopg.connect(**arguments, autocommit=True) as conn:  # type: ignore[arg-type]
+        for table in FILLED_TABLES:
+            rows = conn.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY ctid), ''))"
+                f" FROM ledger.{table} AS t"
+            ).fetchone()
+            pages = conn.execute(
+                "SELECT c.relname, pg_relation_size(c.oid) / current_setting('block_size')::int"
+                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'ledger' AND (c.relname = %(t)s OR c.oid IN"
+                " (SELECT indexrelid FROM pg_index WHERE indrelid = %(q)s::regclass))"
+                " ORDER BY c.relname",
+                {"t": table, "q": f"ledger.{table}"},
+            ).fetchall()
+            found[table] = (tuple(rows or ()), tuple(pages))
+    return found
 
 
 def check_metadata_fill(settings: Settings) -> None:
@@ -338,21 +482,19 @@ def run_reports(
     say: Callable[[str], None],
     size: ReportsSize | None = None,
     check_fill: bool = False,
+    cache: bool = True,
 ) -> None:
     """Fill a scratch database on the stack's PostgreSQL, measure, drop it. ``size`` (tests)
-    replaces the named size; ``check_fill`` (tests) compares the metadata rows with the
-    transfers' metadata before measuring."""
+    replaces the named size; ``check_fill`` (tests) fills afresh and compares the metadata rows
+    with the transfers' metadata before measuring; ``cache``: the rows restored from the cache
+    when they are there from the same sources (``cached_fill``)."""
     size = size or SIZES[size_name]
-    database = f"sl_bench_reports_{uuid.uuid4().hex[:8]}"
-    postgres_server.create_scratch_database(stack_settings, database)
-    url = (
-        f"postgresql://{postgres_server.APP_ROLE}:{postgres_server.APP_PASSWORD}"
-        f"@127.0.0.1:{stack_settings.postgres_port}/{database}"
-    )
-    settings = replace(stack_settings, database_url=url)
+    database, settings = scratch_database(stack_settings)
     try:
-        apply_migrations(settings)
-        fill(settings, size, say)
+        if cache and not check_fill:
+            cached_fill(stack_settings, settings, database, size, say=say)
+        else:
+            fill(settings, size, say)
         if check_fill:
             check_metadata_fill(settings)
             say("reports: the metadata rows are the transfers' metadata")
@@ -366,6 +508,49 @@ def run_reports(
         postgres_server.drop_scratch_database(stack_settings, database)
 
 
+def scratch_database(stack_settings: Settings) -> tuple[str, Settings]:
+    """A fresh scratch database, migrated: its name and the settings that reach it."""
+    database = f"sl_bench_reports_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_scratch_database(stack_settings, database)
+    url = (
+        f"postgresql://{postgres_server.APP_ROLE}:{postgres_server.APP_PASSWORD}"
+        f"@127.0.0.1:{stack_settings.postgres_port}/{database}"
+    )
+    settings = replace(stack_settings, database_url=url)
+    apply_migrations(settings)
+    return database, settings
+
+
+def check_cache(
+    stack_settings: Settings, size: ReportsSize, directory: Path, say: Callable[[str], None]
+) -> bool:
+    """A fresh fill against the fill restored from ``directory`` (stored there first if it is
+    not): the same rows in the same physical order, the same pages (``fill_fingerprint``)."""
+    fingerprints = []
+    for cached in (False, True):
+        database, settings = scratch_database(stack_settings)
+        try:
+            if not cached:
+                fill(settings, size, say)
+            elif not cached_fill(
+                stack_settings, settings, database, size, say=say, directory=directory
+            ):
+                postgres_server.drop_scratch_database(stack_settings, database)
+                database, settings = scratch_database(stack_settings)  # now restore it
+                assert cached_fill(
+                    stack_settings, settings, database, size, say=say, directory=directory
+                )
+            fingerprints.append(fill_fingerprint(stack_settings, database))
+        finally:
+            postgres_server.drop_scratch_database(stack_settings, database)
+    fresh, restored = fingerprints
+    for table in FILLED_TABLES:
+        same = fresh[table] == restored[table]
+        say(f"reports: {table} {'same' if same else 'DIFFERS'}: {fresh[table]}"
+            + ("" if same else f" != {restored[table]}"))  # fmt: skip
+    return fresh == restored
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--size", choices=tuple(SIZES), default="small")
@@ -374,13 +559,33 @@ def main() -> None:
         action="store_true",
         help="compare the metadata rows with the transfers' metadata (tests; tiny and small)",
     )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"fill even if {CACHE_DIRECTORY.name}/ holds the rows from the same sources",
+    )
+    parser.add_argument(
+        "--check-cache",
+        type=Path,
+        metavar="DIRECTORY",
+        help="compare a fresh fill with the fill restored from DIRECTORY (stored there first if"
+        " it is not): rows in physical order and pages; nothing is measured (tests)",
+    )
     arguments = parser.parse_args()
     run = BenchRun(size=arguments.size, seed=19, repetitions=1)
     started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    if arguments.check_cache is not None:
+        same = check_cache(load_settings(), SIZES[arguments.size], arguments.check_cache, say)
+        print(f"reports fill restored from {arguments.check_cache}:"
+              f" {'the same as a fresh fill' if same else 'DIFFERENT'}")  # fmt: skip
+        raise SystemExit(0 if same else 1)
     run_reports(
-        run, load_settings(), size_name=arguments.size,
-        say=lambda text: print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True),
-        check_fill=arguments.check_fill,
+        run, load_settings(), size_name=arguments.size, say=say,
+        check_fill=arguments.check_fill, cache=not arguments.no_cache,
     )  # fmt: skip
     print(run.table())
     print(f"{time.monotonic() - started:.0f} s, load average {os.getloadavg()}")

@@ -36,6 +36,7 @@ from typing import NamedTuple
 from confluent_kafka import Consumer, Producer
 
 import ledger
+from bench import grants
 from bench.bench_processor import RUN_TIMEOUT_S, delete_topics, run_processor
 from bench.ledger_check import read_values
 from bench.processor_suite import (
@@ -47,7 +48,6 @@ from bench.processor_suite import (
     wait_for_group,
 )
 from bench.results import BenchRun
-from infra import topics
 from kafka_adapter.security import ADMIN_PRINCIPAL, client_config
 from processors.command_signatures import KeyRegistry, SignatureMode
 from processors.loop import tune_garbage_collection
@@ -206,10 +206,8 @@ def one_run(
     """Commands/s of the processor and the outcomes it stored, on fresh topics: the processor
     a ``streamledger process`` child (``in_process``: in this process, as before 0140).
     ``timed=False`` (the warm-up): the child only runs to the end, rates are 0."""
-    settings = replace(
-        base, topic_prefix=f"bsig{uuid.uuid4().hex[:6]}.", partitions=arguments.partitions
-    )
-    topics.apply(settings)
+    settings = replace(base, topic_prefix=grants.prefix("bsig"), partitions=arguments.partitions)
+    grants.apply_topics(settings)
     mode = "enrolled" if signed else "off"
     processor_settings: ProcessorSettings = build_processor_settings(
         settings, instance_id="bench-signatures", metrics_port=0, command_signatures=mode

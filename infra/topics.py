@@ -333,10 +333,17 @@ def check(settings: Settings, *, timeout_s: float = ADMIN_REQUEST_TIMEOUT_S) -> 
     return compare(settings, describe_existing(client, settings, timeout_s), applied=False)
 
 
-def apply(settings: Settings, *, timeout_s: float = ADMIN_REQUEST_TIMEOUT_S) -> TopicReport:
+def apply(
+    settings: Settings,
+    *,
+    timeout_s: float = ADMIN_REQUEST_TIMEOUT_S,
+    grant_services: bool = True,
+) -> TopicReport:
     """Create missing topics and correct config drift; refuse partition-count drift. Under
     ``kafka_security=scram`` also (re)create the service principals with their ACLs on these
-    topics (decision 0063): a topic prefix's topics and their grants are applied together."""
+    topics (decision 0063): a topic prefix's topics and their grants are applied together.
+    ``grant_services=False``: the topics only, for a caller that granted the service principals
+    a family of prefixes this one belongs to already (the bench, decision 0147)."""
     client = admin_client(settings, timeout_s=timeout_s)
     report = compare(settings, describe_existing(client, settings, timeout_s), applied=True)
     refuse_partition_drift(report)
@@ -346,7 +353,7 @@ def apply(settings: Settings, *, timeout_s: float = ADMIN_REQUEST_TIMEOUT_S) -> 
         correct_configs(client, report.config_drift, timeout_s)
     if report.changed:
         wait_until_visible(client, settings, timeout_s)
-    if is_scram(settings):
+    if grant_services and is_scram(settings):
         principals.create_services(settings)
     return report
 

@@ -48,3 +48,25 @@ def test_the_reports_bench_fills_consistent_rows_and_times_the_real_reads(
     assert finished.stdout.count("reports: filled ") == 6, finished.stdout  # one per filled part
     # the metadata rows, made beside the transfers, are the transfers' metadata (decision 0136)
     assert "reports: the metadata rows are the transfers' metadata" in finished.stdout
+
+
+def test_the_reports_fill_restored_from_its_cache_is_the_fresh_fill(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    """``--check-cache``: the fill stored as a data-only dump and restored by COPY into a
+    migrated database has the fresh fill's rows in the same physical order and the same pages
+    (every table and index), decision 0147."""
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.reports_suite", "--size", "tiny", "--check-cache",
+         str(tmp_path)],
+        cwd=REPOSITORY,
+        env=child_environment(stack_settings),
+        capture_output=True,
+        text=True,
+        timeout=SUITE_TIMEOUT_S,
+        check=False,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "the same as a fresh fill" in finished.stdout, finished.stdout
+    assert finished.stdout.count(" same: ") == 6, finished.stdout  # every filled table
+    assert len(list(tmp_path.glob("reports-*.dump"))) == 1
