@@ -22,70 +22,25 @@ import threading
 import time
 from pathlib import Path
 
+from bench.signature_suite import CommandRecord, command_records
 from processors.loop import Processor, tune_garbage_collection
 from processors.memory_transport import MemoryBroker, MemoryTransport
 from processors.metrics import ProcessorMetrics
 from processors.processor_settings import ProcessorSettings, build_processor_settings
-from processors.transport import Headers
-from producers.loadgen import LoadPlan, generate
-from schemas.codec import encode_command
-from schemas.keys import command_key, partition_for
-from schemas.signing_keys import (
-    MASTER_SECRET_BYTES,
-    OPERATOR_KEY_ID,
-    SigningKeyAction,
-    SigningKeyCommand,
-    encode_signing_key_command,
-    operator_secret,
-    signature_headers,
-    tenant_key_secret,
-)
+from schemas.signing_keys import MASTER_SECRET_BYTES
 from schemas.topics import LedgerTopicNames
 from streamledger.settings import Settings
 
 PARTITIONS = 3
 TOPICS = LedgerTopicNames.with_prefix("instructions.")
 MASTER = bytes(MASTER_SECRET_BYTES)  # a fixed master secret: nothing here leaves the process
-KEY_ID = "bench:v1"  # the signature suite's
 IDLE_TAKES = 2  # empty batches in a row before the loop stops
-# (partition, key, value, headers, timestamp ms) of one commands record
-Record = tuple[int, bytes, bytes, Headers | None, int]
+Record = CommandRecord
 
 
 def records(commands: int, tenants: int, *, signed: bool) -> list[Record]:
-    """The signature suite's records (``bench.signature_suite.prefill``), in memory."""
-    plan = LoadPlan(
-        seed=42,
-        tenants=tenants,
-        commands=commands,
-        start_us=int(time.time() * 1_000_000),  # now: ticks (the broker's clock) expire nothing
-        duplicate_share=0.10,
-    )
-    prepared: list[Record] = []
-    secrets: dict[str, bytes] = {}
-    for generated in generate(plan):
-        tenant_id = generated.command.tenant_id
-        key = command_key(tenant_id)
-        partition = partition_for(key, PARTITIONS)
-        timestamp_ms = generated.command.submitted_at_us // 1000
-        if signed and tenant_id not in secrets:
-            secrets[tenant_id] = tenant_key_secret(MASTER, tenant_id, KEY_ID)
-            grant = encode_signing_key_command(
-                SigningKeyCommand(
-                    tenant_id=tenant_id,
-                    idempotency_key=f"grant-{KEY_ID}",
-                    action=SigningKeyAction.GRANT,
-                    key_id=KEY_ID,
-                )
-            )
-            headers = signature_headers(operator_secret(MASTER), OPERATOR_KEY_ID, grant)
-            prepared.append((partition, key, grant, list(headers), timestamp_ms))
-        value = encode_command(generated.command)
-        signed_by: Headers | None = None
-        if signed:
-            signed_by = list(signature_headers(secrets[tenant_id], KEY_ID, value))
-        prepared.append((partition, key, value, signed_by, timestamp_ms))
-    return prepared
+    """The signature suite's records (``bench.signature_suite.command_records``), in memory."""
+    return list(command_records(MASTER, PARTITIONS, commands, tenants, signed=signed))
 
 
 def processor_settings(*, signed: bool) -> ProcessorSettings:

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from confluent_kafka import Consumer, Producer
@@ -54,6 +54,7 @@ from processors.loop import tune_garbage_collection
 from processors.partition_ledger import WIRE_FORMAT, PartitionLedger
 from processors.processor_settings import ProcessorSettings, build_processor_settings
 from processors.signing_master import ensure_master
+from processors.transport import Headers
 from producers.loadgen import LoadPlan, generate
 from schemas.codec import decode_command, encode_command
 from schemas.keys import command_key, partition_for
@@ -78,24 +79,28 @@ SETTLE_TIMEOUT_S = 60.0
 WARM_UP_COMMANDS = 2_000
 
 
-def prefill(settings: Settings, commands: int, tenants: int, *, signed: bool) -> int:
-    """The loadgen's commands (signed: after a GRANT per tenant, with signature headers)."""
-    master = ensure_master(settings.home)
+# (partition, key, value, headers, timestamp ms) of one commands record
+CommandRecord = tuple[int, bytes, bytes, Headers | None, int]
+
+
+def command_records(
+    master: bytes, partitions: int, commands: int, tenants: int, *, signed: bool
+) -> Iterator[CommandRecord]:
+    """The loadgen's commands as records (signed: after a GRANT per tenant, with signature
+    headers), each with its submission time; the suite's and ``bench.signature_instructions``'s."""
     plan = LoadPlan(
         seed=42,
         tenants=tenants,
         commands=commands,
-        start_us=int(time.time() * 1_000_000),
+        start_us=int(time.time() * 1_000_000),  # now: ticks (the broker's clock) expire nothing
         duplicate_share=0.10,
     )
-    producer = Producer({**client_config(settings, ADMIN_PRINCIPAL), "linger.ms": 20})
-    topic = settings.topic(COMMANDS_TOPIC)
     secrets: dict[str, bytes] = {}
-    count = 0
     for generated in generate(plan):
         tenant_id = generated.command.tenant_id
         key = command_key(tenant_id)
-        partition = partition_for(key, settings.partitions)
+        partition = partition_for(key, partitions)
+        timestamp_ms = generated.command.submitted_at_us // 1000
         if signed and tenant_id not in secrets:
             secrets[tenant_id] = tenant_key_secret(master, tenant_id, KEY_ID)
             grant = encode_signing_key_command(
@@ -106,16 +111,27 @@ def prefill(settings: Settings, commands: int, tenants: int, *, signed: bool) ->
                     key_id=KEY_ID,
                 )
             )
-            headers = signature_headers(operator_secret(master), OPERATOR_KEY_ID, grant)
-            producer.produce(topic, grant, key, partition, headers=headers)
-            count += 1
+            granted_by: Headers = list(
+                signature_headers(operator_secret(master), OPERATOR_KEY_ID, grant)
+            )
+            yield partition, key, grant, granted_by, timestamp_ms
         value = encode_command(generated.command)
-        timestamp = generated.command.submitted_at_us // 1000
-        if signed:
-            headers = signature_headers(secrets[tenant_id], KEY_ID, value)
-            producer.produce(topic, value, key, partition, timestamp=timestamp, headers=headers)
-        else:
-            producer.produce(topic, value, key, partition, timestamp=timestamp)
+        signed_by: Headers | None = (
+            list(signature_headers(secrets[tenant_id], KEY_ID, value)) if signed else None
+        )
+        yield partition, key, value, signed_by, timestamp_ms
+
+
+def prefill(settings: Settings, commands: int, tenants: int, *, signed: bool) -> int:
+    """The loadgen's commands (signed: after a GRANT per tenant, with signature headers)."""
+    master = ensure_master(settings.home)
+    producer = Producer({**client_config(settings, ADMIN_PRINCIPAL), "linger.ms": 20})
+    topic = settings.topic(COMMANDS_TOPIC)
+    count = 0
+    for partition, key, value, headers, timestamp_ms in command_records(
+        master, settings.partitions, commands, tenants, signed=signed
+    ):
+        producer.produce(topic, value, key, partition, timestamp=timestamp_ms, headers=headers)
         count += 1
         if count % 10_000 == 0:
             producer.poll(0)
