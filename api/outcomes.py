@@ -8,8 +8,11 @@ for an outcome that never comes. So the API reads ``ledger.outcomes`` itself:
 
 - ``OutcomeFeed`` is one thread with one group-less consumer assigned to every partition from
   the beginning, ``read_committed``. It puts each outcome into the ``OutcomeCache`` and drops
-  the key on a tombstone (retention expiry). It is *caught up* once every partition has reported
-  its end once; until then ``/readyz`` says no, because a duplicate cannot be answered yet.
+  the key on a tombstone (retention expiry). It is *caught up* once every partition of both
+  topics has reported its end once; until then ``/readyz`` says no: before the outcomes' ends a
+  duplicate cannot be answered yet, and before the replies' ends their starting offsets may not be
+  fixed yet (``OFFSET_END`` is resolved when the partition is first fetched), so a
+  ``RATE_LIMITED`` reply written meanwhile could be skipped and its request wait out its time.
 - ``OutcomeCache`` maps (tenant, idempotency key) to the outcome, least recently written first,
   at most ``entries_max`` (the oldest is evicted and counted), kept as the records read so the
   garbage collector never walks them (decision 0122). Waiters are futures on an asyncio
@@ -259,7 +262,7 @@ class OutcomeFeed:
             logger=KAFKA_CLIENT_LOGGER,
         )
         self._thread = threading.Thread(target=self._run, name="api-outcome-feed", daemon=True)
-        self._at_end: set[int] = set()
+        self._at_end: set[tuple[str, int]] = set()  # (topic, partition) that reported its end
         self._partitions = 0
 
     @property
@@ -305,10 +308,10 @@ class OutcomeFeed:
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
                 raise InfraError(f"reading {message.topic()}: {error.str()}")
-            if message.topic() != self.topic:
-                return  # the end of a replies partition: nothing to catch up with there
-            self._at_end.add(message.partition())
-            if len(self._at_end) == self._partitions:
+            # an outcomes partition's end: caught up with the cache there; a replies partition's
+            # end: its position is fixed, every reply written from now on will be read
+            self._at_end.add((message.topic(), message.partition()))
+            if len(self._at_end) == 2 * self._partitions:
                 self._caught_up.set()
             return
         key = split_outcome_key(message.key())

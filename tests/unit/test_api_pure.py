@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError
 from prometheus_client import generate_latest
 
 from api.api_keys import is_token_shaped, new_api_key, token_digest
@@ -26,7 +27,7 @@ from api.bodies import OpenAccountBody, TransferBody, check_limits, decode_body,
 from api.gateway import check_same_command
 from api.http_protocol import malformed_request_body
 from api.metrics import ApiMetrics
-from api.outcomes import OutcomeCache, split_outcome_key
+from api.outcomes import OutcomeCache, OutcomeFeed, split_outcome_key
 from api.problems import ApiProblemError
 from api.readiness import CachedProbe, topic_problem
 from api.settings import ApiSettings, build_api_settings
@@ -341,3 +342,38 @@ def test_request_metrics_count_into_one_series_per_method_route_and_status() -> 
     assert f'streamledger_api_request_seconds_bucket{{le="0.005",{route},status="200"}} 1.0' in (
         exposed
     )
+
+
+class EndOf:
+    """A consumed message that is only a partition's end (``enable.partition.eof``)."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self._topic, self._partition = topic, partition
+
+    def error(self) -> KafkaError:
+        return KafkaError(KafkaError._PARTITION_EOF)
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+
+def test_the_feed_is_caught_up_only_once_every_outcomes_and_replies_partition_ended(
+    tmp_path: Path,
+) -> None:
+    """Not before the replies' ends: until a replies partition is first fetched its start
+    (``OFFSET_END``) is not fixed, and a RATE_LIMITED reply written then would be skipped."""
+    feed = OutcomeFeed(
+        Settings(home=tmp_path, kafka_security="plaintext"), OutcomeCache(entries_max=10)
+    )
+    feed._partitions = 2  # as start() learns it from the metadata
+    for partition in range(2):
+        feed._take(EndOf(feed.topic, partition))
+    feed._take(EndOf(feed.replies_topic, 0))
+    assert not feed.caught_up
+    feed._take(EndOf(feed.replies_topic, 0))  # the same end again counts once
+    assert not feed.caught_up
+    feed._take(EndOf(feed.replies_topic, 1))
+    assert feed.caught_up
