@@ -9,12 +9,9 @@ gets nothing; spilled notifications that share a sequence are read back each onc
 
 from __future__ import annotations
 
-import errno
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,8 @@ from streamledger.settings import Settings
 from tests.conftest import run_streamledger
 from tests.system.test_api_monitors import accepted_sequence, post, unique
 from tests.system.test_notifications import Dispatchers, subscribe
-from tests.system.webhook_receivers import Received, Receiver, handler_for, stop_receiver
+from tests.system.webhook_receivers import Received, Receiver, stop_receiver
+from tests.system.webhook_receivers import start_receiver as start_receiver_in
 from workloads.api_stack import ApiStack, running_api_stack
 
 pytestmark = pytest.mark.system
@@ -55,20 +53,9 @@ def receivers() -> Iterator[list[Receiver]]:
 
 
 def start_receiver(started: list[Receiver]) -> Receiver:
-    receiver = Receiver()
-    for port in range(PORT_FIRST, PORT_LAST + 1):
-        try:
-            server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(receiver))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                continue
-            raise
-        server.daemon_threads = True
-        receiver.server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append(receiver)
-        return receiver
-    raise AssertionError(f"no free port in {PORT_FIRST}..{PORT_LAST}")
+    receiver = start_receiver_in(port_first=PORT_FIRST, port_last=PORT_LAST)
+    started.append(receiver)
+    return receiver
 
 
 def move(client: httpx.Client, debit: str, credit: str, amount: int) -> int:

@@ -1,7 +1,14 @@
 """Real HTTP receivers on 127.0.0.1 for the notification tests: a small ``http.server`` in a
 thread per receiver, in the notification tests' port range (37000-37999).
 
-A receiver records every request (headers, raw body, when) and answers by its ``mode``:
+Each receiver listens on its own path (``/hooks/<random>``): a port freed by an earlier test is
+soon taken again, and an endpoint that test left subscribed may still get a delivery (at least
+once: one in flight when its dispatcher stopped is sent again by the next). A request to any
+other path is answered 404 and not recorded, so a receiver sees only its own endpoint's
+deliveries.
+
+A receiver records every request to its path (headers, raw body, when) and answers by its
+``mode``:
 ``ok`` (204), ``fail`` (500), ``hang`` (sleeps ``hang_s`` before answering) or ``close``
 (drops the connection without an answer). The mode can change while it runs.
 """
@@ -13,6 +20,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -46,11 +54,12 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    path: str = field(default_factory=lambda: f"/hooks/{uuid.uuid4().hex}")
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
 
     def snapshot(self) -> list[Received]:
         with self.lock:
@@ -79,6 +88,11 @@ def handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(min(length, BODY_BYTES_MAX))
+            if self.path != receiver.path:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             mode = receiver.mode
             headers = {name.lower(): value for name, value in self.headers.items()}
             headers["x-answered"] = mode
@@ -103,9 +117,12 @@ def handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start_receiver(mode: str = "ok") -> Receiver:
+def start_receiver(
+    mode: str = "ok", *, port_first: int = PORT_FIRST, port_last: int = PORT_LAST
+) -> Receiver:
+    """A receiver on the first free port of ``port_first``..``port_last``."""
     receiver = Receiver(mode=mode)
-    for port in range(PORT_FIRST, PORT_LAST + 1):
+    for port in range(port_first, port_last + 1):
         try:
             server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(receiver))
         except OSError as exc:
@@ -116,7 +133,7 @@ def start_receiver(mode: str = "ok") -> Receiver:
         receiver.server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return receiver
-    raise AssertionError(f"no free port in {PORT_FIRST}..{PORT_LAST}")
+    raise AssertionError(f"no free port in {port_first}..{port_last}")
 
 
 def free_port_in_range() -> int:
