@@ -29,6 +29,7 @@ from infra.principals import (
     PREFIXED,
     ROLE_UPSTREAM,
     SERVICE_PRINCIPALS,
+    Broker,
     Grant,
     PrincipalSpec,
 )
@@ -72,12 +73,15 @@ def grant_family(settings: Settings, family: str) -> None:
         principals.create_credentials(cluster, settings, name)
         futures = cluster.client.create_acls(principals.acl_bindings(name, grants))
         principals.wait_all(futures, f"creating the ACLs of {name}", ADMIN_REQUEST_TIMEOUT_S)
+        wanted = set(grants)
+
+        def holds(broker: Broker, name: str = name, wanted: set[Grant] = wanted) -> bool:
+            return wanted <= principals.held_grants(cluster, broker, name)
+
         principals.wait_every_broker(
             cluster,
             f"creating the ACLs of {name}",
-            lambda broker, name=name, grants=grants: (
-                set(grants) <= principals.held_grants(cluster, broker, name)
-            ),
+            holds,
             timeout_s=principals.CHANGE_VISIBLE_TIMEOUT_S,
         )
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -54,7 +55,7 @@ ExpectedOutcome = tuple[str, str | None, tuple[int, ...]]
 @dataclass
 class Expected:
     outcomes: dict[tuple[str, str], ExpectedOutcome] = field(default_factory=dict)
-    events: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    events: dict[tuple[str, int], tuple[str, str | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -235,8 +236,11 @@ def check(
     return CheckResult(not evidence, len(outcomes), len(events), evidence)
 
 
+Key = TypeVar("Key", bound=Hashable)
+
+
 def _compare(
-    kind: str, expected: dict[object, object], found: dict[object, object], evidence: list[str]
+    kind: str, expected: Mapping[Key, object], found: Mapping[Key, object], evidence: list[str]
 ) -> None:
     missing = [key for key in expected if key not in found]
     unexpected = [key for key in found if key not in expected]

@@ -69,6 +69,7 @@ from typing import Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench import grants
+from bench.cache_keys import sources_key
 from bench.processor_suite import (
     REPO_ROOT,
     cpu_seconds,
@@ -369,11 +370,8 @@ def workload_sources() -> list[Path]:
 def workload_key(shape: Shape, seed: int, partitions: int) -> str:
     """What a cached workload is valid for: the shape, seed and partitions, the Python version
     (pickle, random) and every source of ``workload_sources``."""
-    digest = hashlib.sha256(repr((shape, seed, partitions, sys.version_info[:2])).encode())
-    for path in workload_sources():
-        digest.update(str(path.relative_to(REPO_ROOT)).encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:20]
+    parameters = (shape, seed, partitions, sys.version_info[:2])
+    return sources_key(parameters, workload_sources(), REPO_ROOT)
 
 
 def cached_workload(

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import os
 import random
 import subprocess
@@ -54,6 +53,7 @@ from typing import Final
 import psycopg
 
 from bench.bench_projection import percentile
+from bench.cache_keys import sources_key
 from bench.results import BenchRun
 from infra import postgres_server
 from projections.migrations import apply_migrations
@@ -256,7 +256,7 @@ def fill_parts(
         for label, statements, parameters in parts:
             started = time.monotonic()
             for text in statements:
-                conn.execute(text, parameters)  # type: ignore[arg-type]
+                conn.execute(text, parameters)
             say(f"reports: filled {label} in {time.monotonic() - started:.0f} s")
 
 
@@ -299,11 +299,7 @@ def fill_key(settings: Settings, size: ReportsSize) -> str:
     """What a cached fill is valid for: the three sizes, the server's version and every source
     of ``fill_sources``."""
     shape = (size.statement_entries, size.trial_accounts, size.search_transfers)
-    digest = hashlib.sha256(repr((shape, server_version(settings))).encode())
-    for path in fill_sources():
-        digest.update(str(path.relative_to(REPO_ROOT)).encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:20]
+    return sources_key((shape, server_version(settings)), fill_sources(), REPO_ROOT)
 
 
 def _client(stack_settings: Settings, program: str, database: str) -> list[str]:
