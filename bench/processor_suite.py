@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 
 from bench import bench_processor, grants, ledger_check, workloads
 from bench.results import BenchRun
@@ -44,6 +44,7 @@ PROCESS_TIMEOUT_S = 900.0
 OFFSETS_POLL_S = 0.05
 PROCESS_EXIT_TIMEOUT_S = 60.0
 SETTLE_TIMEOUT_S = 120.0  # N processes joining one group on an idle topic
+DESCRIBE_TIMEOUT_S = 30.0  # one describe of the group
 # standalone sizes: (commands, tenants) of the standard mix; the runner's ``small`` is the same
 STANDALONE_SIZES = {"tiny": (3_000, 10), "small": (20_000, 50)}
 STANDALONE_SEED = 42  # the runner's
@@ -335,7 +336,9 @@ def wait_until_settled(
     partitions: int,
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
-    """Until ``group_id`` is stable with ``instances`` members holding all ``partitions``."""
+    """Until ``group_id`` is stable with ``instances`` members holding all ``partitions``. A
+    describe that fails (a coordinator loading, a timed-out request) is asked again until the
+    deadline; the last failure is what the timeout's message names."""
     admin = admin_client(settings)
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     seen = "nothing"
@@ -343,7 +346,14 @@ def wait_until_settled(
         exited = [p.pid for p in processes if p.poll() is not None]
         if exited:
             raise AssertionError(f"process {exited} exited before the group settled")
-        description = admin.describe_consumer_groups([group_id])[group_id].result(timeout=30)
+        try:
+            description = admin.describe_consumer_groups(
+                [group_id], request_timeout=DESCRIBE_TIMEOUT_S
+            )[group_id].result(timeout=DESCRIBE_TIMEOUT_S + 5)
+        except (KafkaException, TimeoutError) as error:  # a slow coordinator: ask again
+            seen = f"describe failed: {error}"
+            time.sleep(OFFSETS_POLL_S)
+            continue
         held = sum(len(m.assignment.topic_partitions) for m in description.members)
         seen = f"{description.state}, {len(description.members)} members, {held} partitions"
         if (
