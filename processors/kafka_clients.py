@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from kafka_adapter.batches import take_batch
 from kafka_adapter.security import label_of_config, refused
-from processors.processor_settings import ProcessorSettings
+from processors.processor_settings import ABORT_RETRIES_MAX, ProcessorSettings
 from processors.restore import (
     PartitionSnapshot,
     admin_for,
@@ -320,29 +320,39 @@ class KafkaTransport:
             lambda: producer.send_offsets_to_transaction(
                 offsets, metadata, self.settings.request_timeout_s
             ),
+            self.settings.commit_retries_max,
         )
 
     def commit(self) -> None:
         producer = self._producer()
         timeout_s = self.settings.transaction_timeout_ms / 1000
-        self._with_retries("commit_transaction", lambda: producer.commit_transaction(timeout_s))
+        self._with_retries(
+            "commit_transaction",
+            lambda: producer.commit_transaction(timeout_s),
+            self.settings.commit_retries_max,
+        )
 
-    def _with_retries(self, doing: str, call: Callable[[], None]) -> None:
-        for attempt in range(self.settings.commit_retries_max + 1):
+    def _with_retries(self, doing: str, call: Callable[[], None], retries_max: int) -> None:
+        for attempt in range(retries_max + 1):
             try:
                 call()
                 return
             except KafkaException as exc:
-                if is_retriable(exc) and attempt < self.settings.commit_retries_max:
+                if is_retriable(exc) and attempt < retries_max:
                     KAFKA_LOGGER.warning("%s: retriable error, retrying: %s", doing, exc)
                     continue  # librdkafka allows retrying the same call after a retriable error
                 raise classify(exc, doing) from exc
 
     def abort(self) -> None:
-        try:
-            self._producer().abort_transaction(self.settings.transaction_timeout_ms / 1000)
-        except KafkaException as exc:
-            raise classify(exc, "abort_transaction") from exc
+        # A retriable error (a timeout while the broker restarts: "retry call to resume") is
+        # asked again, ABORT_RETRIES_MAX times (the watchdog's bound counts them:
+        # ``check_relations``); before, the processor exited on the first one and the
+        # supervisor restarted it (the chaos test, seed 202, in CI).
+        producer = self._producer()
+        timeout_s = self.settings.transaction_timeout_ms / 1000
+        self._with_retries(
+            "abort_transaction", lambda: producer.abort_transaction(timeout_s), ABORT_RETRIES_MAX
+        )
 
     def state_reader(self) -> StateReader:
         """A restore through the reader made at ``start`` (connected by the first assignment),

@@ -33,6 +33,9 @@ INSTANCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SECONDS_PER_DAY = 86_400
 GROUP_ID_SUFFIX = "streamledger-processor"
 DEFAULT_INSTANCE_ID = "0"
+# A transaction abort that fails retriably (a timeout while the broker restarts) is asked again
+# this many times before the processor exits (``KafkaTransport.abort``).
+ABORT_RETRIES_MAX = 1
 
 
 def _signature_mode_text(text: str) -> str:
@@ -246,14 +249,16 @@ def check_relations(settings: ProcessorSettings) -> None:
             " in ms, since restore runs between two polls"
         )
     # The slowest bounded step between two watchdog re-arms: one partition's restore, or a
-    # commit with all its retries, followed by an abort.
+    # commit with all its retries, followed by an abort with its retries.
     transaction_s = settings.transaction_timeout_ms // 1000
     commit_with_retries_s = (settings.commit_retries_max + 1) * transaction_s
-    slowest_step_s = max(settings.restore_timeout_s, commit_with_retries_s) + transaction_s
+    abort_with_retries_s = (ABORT_RETRIES_MAX + 1) * transaction_s
+    slowest_step_s = max(settings.restore_timeout_s, commit_with_retries_s) + abort_with_retries_s
     if settings.stall_timeout_s <= slowest_step_s:
         raise SettingError(
             "setting stall_timeout_s (--stall-timeout-s): must exceed the slowest bounded step,"
-            f" {slowest_step_s} s (a restore or a commit with its retries, then an abort)"
+            f" {slowest_step_s} s (a restore or a commit with its retries, then an abort with its"
+            " retries)"
         )
 
 

@@ -87,11 +87,12 @@ def test_a_dead_letter_keeps_the_bytes_and_says_why_and_where() -> None:
 
 
 def test_the_stall_timeout_must_exceed_the_slowest_bounded_step() -> None:
-    # restore 120 s vs commit with 5 retries at 10 s each = 60 s, then an abort of 10 s: 130 s.
+    # restore 120 s vs commit with 5 retries at 10 s each = 60 s, then an abort with its one retry
+    # (10 s each): 140 s.
     with pytest.raises(SettingError, match="stall_timeout_s"):
-        build_processor_settings(SETTINGS, instance_id="a", limits={"stall_timeout_s": 130})
-    accepted = build_processor_settings(SETTINGS, instance_id="a", limits={"stall_timeout_s": 131})
-    assert accepted.stall_timeout_s == 131
+        build_processor_settings(SETTINGS, instance_id="a", limits={"stall_timeout_s": 140})
+    accepted = build_processor_settings(SETTINGS, instance_id="a", limits={"stall_timeout_s": 141})
+    assert accepted.stall_timeout_s == 141
 
 
 def test_the_watchdog_dumps_the_stacks_and_exits_a_stalled_process() -> None:
